@@ -1,0 +1,56 @@
+# Every target sets itself up: a fresh clone needs only Python >= 3.11, pip and gcc.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint unit integration up down status clean
+
+help:
+	@echo "make demo   run the main job end to end on embedded Kafka, PostgreSQL and Redis"
+	@echo "make test   lint, type-check and run every test (unit, integration, e2e)"
+	@echo "make up     start the embedded infrastructure in the background (make down stops it)"
+	@echo "make clean  remove .venv and .creatorflow (local data)"
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "Setting up $(VENV) (first run only, about a minute)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/creatorflow demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration tests/e2e
+
+up: $(STAMP)
+	$(BIN)/creatorflow infra up
+
+down: $(STAMP)
+	$(BIN)/creatorflow infra down
+
+status: $(STAMP)
+	$(BIN)/creatorflow infra status
+
+clean:
+	-@test -x $(BIN)/creatorflow && $(BIN)/creatorflow infra down
+	rm -rf $(VENV) .creatorflow .pytest_cache .mypy_cache .ruff_cache .hypothesis

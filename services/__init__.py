@@ -1,0 +1,1 @@
+"""CreatorFlow services: matching, tracking and payouts."""

@@ -1,0 +1,4 @@
+"""Payouts service: pays creators in their own currency through a double-entry ledger.
+
+Not built yet.
+"""

@@ -1,0 +1,1 @@
+"""Tracking service: running attribution and deliverable confirmation (not built yet)."""

@@ -1,0 +1,1 @@
+"""Code every CreatorFlow service uses: event contract, money, settings, infrastructure."""
