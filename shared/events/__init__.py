@@ -1,0 +1,116 @@
+"""The v1 event contract: CloudEvent envelope, payload models, topics and the codec."""
+
+from shared.events.codec import (
+    MAX_EVENT_BYTES,
+    EventDecodeError,
+    decode,
+    encode,
+    event_key,
+    make_event,
+)
+from shared.events.creators import (
+    Audience,
+    CreatorProfileUpserted,
+    GenderSplit,
+    PayoutAccountUpserted,
+    TaxForm,
+)
+from shared.events.deals import DealSigned, Deliverable
+from shared.events.envelope import CloudEvent, envelope_for
+from shared.events.fx import FxRatesPublished
+from shared.events.matching import (
+    MatchFeedback,
+    MatchRequested,
+    MatchSuggested,
+    Niche,
+    Suggestion,
+    TargetAudience,
+)
+from shared.events.payload import ExternalPayload, InternalPayload
+from shared.events.payouts import PayoutStatusChanged
+from shared.events.registry import (
+    EVENT_SPECS,
+    TOPICS,
+    EventSpec,
+    EventType,
+    Topic,
+    UnknownEventType,
+    dlq_topic,
+    spec_for_type,
+    specs_for_topic,
+    type_for_data,
+)
+from shared.events.tracking import (
+    AttributionUpdated,
+    DeliverableConfirmed,
+    OrderRedeemed,
+    OrderRefunded,
+    PostMetricsObserved,
+)
+from shared.events.vocabulary import (
+    AgeBucket,
+    DeliverableKind,
+    MatchDecision,
+    PayoutMethod,
+    PayoutStatus,
+    Platform,
+    TargetGender,
+    TaxFormStatus,
+    TaxFormType,
+    Tier,
+    tier_for_followers,
+)
+
+__all__ = [
+    "EVENT_SPECS",
+    "MAX_EVENT_BYTES",
+    "TOPICS",
+    "AgeBucket",
+    "AttributionUpdated",
+    "Audience",
+    "CloudEvent",
+    "CreatorProfileUpserted",
+    "DealSigned",
+    "Deliverable",
+    "DeliverableConfirmed",
+    "DeliverableKind",
+    "EventDecodeError",
+    "EventSpec",
+    "EventType",
+    "ExternalPayload",
+    "FxRatesPublished",
+    "GenderSplit",
+    "InternalPayload",
+    "MatchDecision",
+    "MatchFeedback",
+    "MatchRequested",
+    "MatchSuggested",
+    "Niche",
+    "OrderRedeemed",
+    "OrderRefunded",
+    "PayoutAccountUpserted",
+    "PayoutMethod",
+    "PayoutStatus",
+    "PayoutStatusChanged",
+    "Platform",
+    "PostMetricsObserved",
+    "Suggestion",
+    "TargetAudience",
+    "TargetGender",
+    "TaxForm",
+    "TaxFormStatus",
+    "TaxFormType",
+    "Tier",
+    "Topic",
+    "UnknownEventType",
+    "decode",
+    "dlq_topic",
+    "encode",
+    "envelope_for",
+    "event_key",
+    "make_event",
+    "spec_for_type",
+    "specs_for_topic",
+    "tier_for_followers",
+    "type_for_data",
+]

@@ -1,0 +1,48 @@
+"""`payout.*` events: each change of a payout's status."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.events.payload import InternalPayload
+from shared.events.types import Id, PositiveDecimal, ShortText
+from shared.events.vocabulary import PayoutStatus
+from shared.money import NonNegativeMoney
+
+
+class PayoutStatusChanged(InternalPayload):
+    """`payout.<status>`: the payout reached `status`; the event type is `payout.<status>`.
+
+    `gross` is in the deal's currency, `net` in the creator's payout currency, and `fx_rate`
+    is units of the net currency per unit of the gross currency (1 when they are the same).
+    """
+
+    payout_id: Id = Field(description="Payout id.", examples=["po-deal-42-fee"])
+    deal_id: Id = Field(description="Deal paid; the Kafka key.", examples=["deal-42"])
+    creator_id: Id = Field(description="Creator paid.", examples=["cr-1001"])
+    gross: NonNegativeMoney = Field(
+        description="Amount owed, in the deal currency.",
+        examples=[{"amount": "450.00", "currency": "USD"}],
+    )
+    fx_rate: PositiveDecimal = Field(
+        description="Net currency units per gross currency unit, from the rates snapshot used.",
+        examples=["0.9215"],
+    )
+    net: NonNegativeMoney = Field(
+        description="Amount paid, in the creator's payout currency.",
+        examples=[{"amount": "414.68", "currency": "EUR"}],
+    )
+    status: PayoutStatus = Field(description="New status.", examples=["sent"])
+    reason: ShortText | None = Field(
+        default=None,
+        description="Why, for held and failed payouts.",
+        examples=["tax form not verified"],
+    )
+    provider_ref: Id | None = Field(
+        default=None, description="Payment provider reference, once sent.", examples=["tr_91ab"]
+    )
+
+    @property
+    def event_type(self) -> str:
+        """The CloudEvent type this status is published as."""
+        return f"payout.{self.status}"

@@ -1,0 +1,70 @@
+"""Closed vocabularies shared by several events (platforms, tiers, deliverable kinds, ...).
+
+Adding a value is an additive change within v1; removing or renaming one is a new version.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+Platform = Literal[
+    "instagram",
+    "tiktok",
+    "youtube",
+    "twitch",
+    "x",
+    "facebook",
+    "pinterest",
+    "snapchat",
+    "linkedin",
+    "threads",
+]
+"""Social platforms a creator publishes on."""
+
+Tier = Literal["nano", "micro", "macro", "mega"]
+"""Creator size by followers: nano < 10k, micro 10k-100k, macro 100k-1M, mega >= 1M."""
+
+DeliverableKind = Literal["post", "story", "reel", "video", "short"]
+"""What a creator publishes: used by rate cards, deal deliverables and post metrics."""
+
+AgeBucket = Literal["13-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+"]
+"""Audience age ranges, as the platforms report them."""
+
+TargetGender = Literal["female", "male", "any"]
+"""The audience gender a brand targets."""
+
+MatchDecision = Literal["accepted", "declined", "hired"]
+"""A brand's answer to one suggested creator."""
+
+PayoutMethod = Literal["bank_transfer", "paypal", "stripe", "wise"]
+"""How a creator is paid."""
+
+TaxFormType = Literal["W-9", "W-8BEN", "W-8BEN-E", "other"]
+"""IRS form on file (W-9 for US persons, W-8BEN / W-8BEN-E for foreign individuals / entities)."""
+
+TaxFormStatus = Literal["missing", "pending", "verified", "rejected"]
+"""Where the tax form stands; payouts hold until it is verified."""
+
+PayoutStatus = Literal["scheduled", "held", "sent", "failed", "settled"]
+"""Lifecycle of one payout; each status is published as the event type `payout.<status>`."""
+
+PLATFORMS: Final[tuple[Platform, ...]] = get_args(Platform)
+TIERS: Final[tuple[Tier, ...]] = get_args(Tier)
+DELIVERABLE_KINDS: Final[tuple[DeliverableKind, ...]] = get_args(DeliverableKind)
+AGE_BUCKETS: Final[tuple[AgeBucket, ...]] = get_args(AgeBucket)
+PAYOUT_STATUSES: Final[tuple[PayoutStatus, ...]] = get_args(PayoutStatus)
+
+_MICRO_FROM: Final = 10_000
+_MACRO_FROM: Final = 100_000
+_MEGA_FROM: Final = 1_000_000
+
+
+def tier_for_followers(followers: int) -> Tier:
+    """The tier of a creator with `followers` followers (DESIGN.md §3 definitions)."""
+    if followers < _MICRO_FROM:
+        return "nano"
+    if followers < _MACRO_FROM:
+        return "micro"
+    if followers < _MEGA_FROM:
+        return "macro"
+    return "mega"

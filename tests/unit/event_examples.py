@@ -1,0 +1,41 @@
+"""Example events for tests; the builders live in `shared.events.examples`."""
+
+from shared.events.examples import (
+    EXAMPLE_SOURCE,
+    EXAMPLE_TIME,
+    attribution,
+    creator_profile,
+    deal,
+    deliverable_confirmed,
+    fx_rates,
+    match_feedback,
+    match_request,
+    match_suggestions,
+    order_redeemed,
+    order_refunded,
+    payout,
+    payout_account,
+    post_metrics,
+    usd,
+    valid_example,
+)
+
+__all__ = [
+    "EXAMPLE_SOURCE",
+    "EXAMPLE_TIME",
+    "attribution",
+    "creator_profile",
+    "deal",
+    "deliverable_confirmed",
+    "fx_rates",
+    "match_feedback",
+    "match_request",
+    "match_suggestions",
+    "order_redeemed",
+    "order_refunded",
+    "payout",
+    "payout_account",
+    "post_metrics",
+    "usd",
+    "valid_example",
+]

@@ -1,0 +1,753 @@
+"""The v1 event contract: registry, round trips, and what the codec refuses (and why)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from shared.events import (
+    EVENT_SPECS,
+    TOPICS,
+    CloudEvent,
+    DealSigned,
+    EventDecodeError,
+    EventType,
+    PayoutAccountUpserted,
+    PayoutStatusChanged,
+    Topic,
+    UnknownEventType,
+    decode,
+    dlq_topic,
+    encode,
+    envelope_for,
+    event_key,
+    make_event,
+    spec_for_type,
+    specs_for_topic,
+    tier_for_followers,
+    type_for_data,
+)
+from tests.unit.event_examples import EXAMPLE_TIME, deal, payout, payout_account, valid_example
+
+ALL_TYPES = [spec.type for spec in EVENT_SPECS]
+EXTERNAL_TYPES = [spec.type for spec in EVENT_SPECS if spec.external]
+INTERNAL_TYPES = [spec.type for spec in EVENT_SPECS if not spec.external]
+
+CONTRACT_TABLE = {
+    ("creator.profiles", "creator.profile.upserted", "creator_id"),
+    ("creator.payout-accounts", "creator.payout-account.upserted", "creator_id"),
+    ("brand.match-requests", "match.requested", "campaign_id"),
+    ("match.suggestions", "match.suggested", "campaign_id"),
+    ("match.feedback", "match.feedback", "campaign_id"),
+    ("campaign.deals", "deal.signed", "deal_id"),
+    ("tracking.post-metrics", "post.metrics.observed", "post_id"),
+    ("tracking.orders", "order.redeemed", "promo_code"),
+    ("tracking.orders", "order.refunded", "promo_code"),
+    ("tracking.attribution", "attribution.updated", "deal_id"),
+    ("deliverables.confirmed", "deliverable.confirmed", "deal_id"),
+    ("fx.rates", "fx.rates.published", "base"),
+    ("payouts.status", "payout.scheduled", "deal_id"),
+    ("payouts.status", "payout.held", "deal_id"),
+    ("payouts.status", "payout.sent", "deal_id"),
+    ("payouts.status", "payout.failed", "deal_id"),
+    ("payouts.status", "payout.settled", "deal_id"),
+}
+TABLE_TOPIC_ORDER = (
+    "creator.profiles",
+    "creator.payout-accounts",
+    "brand.match-requests",
+    "match.suggestions",
+    "match.feedback",
+    "campaign.deals",
+    "tracking.post-metrics",
+    "tracking.orders",
+    "tracking.attribution",
+    "deliverables.confirmed",
+    "fx.rates",
+    "payouts.status",
+)
+INTERNAL_TABLE_TYPES = {
+    "match.suggested",
+    "attribution.updated",
+    "payout.scheduled",
+    "payout.held",
+    "payout.sent",
+    "payout.failed",
+    "payout.settled",
+}
+
+
+def topic_of(event_type: str) -> str:
+    return spec_for_type(event_type).topic
+
+
+def wire(event_type: str) -> dict[str, Any]:
+    """The JSON document of the valid example, ready to be broken."""
+    document: dict[str, Any] = json.loads(encode(valid_example(event_type)))
+    return document
+
+
+def to_bytes(document: dict[str, Any]) -> bytes:
+    return json.dumps(document).encode()
+
+
+def refusal(topic: str, raw: bytes, **kwargs: Any) -> EventDecodeError:
+    with pytest.raises(EventDecodeError) as caught:
+        decode(topic, raw, **kwargs)
+    return caught.value
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+def test_registry_is_exactly_the_contract_table() -> None:
+    rows = {(spec.topic, spec.type, spec.key_field) for spec in EVENT_SPECS}
+    assert rows == CONTRACT_TABLE
+    assert len(EVENT_SPECS) == len(CONTRACT_TABLE)
+
+
+def test_topics_follow_the_table_order_without_dlqs() -> None:
+    assert TOPICS == TABLE_TOPIC_ORDER
+    assert {member.value for member in Topic} == set(TABLE_TOPIC_ORDER)
+    assert not any(topic.endswith(".dlq") for topic in TOPICS)
+    assert Topic.CREATOR_PROFILES == "creator.profiles"
+
+
+def test_only_our_own_events_are_internal() -> None:
+    assert set(INTERNAL_TYPES) == INTERNAL_TABLE_TYPES
+
+
+def test_specs_for_topic() -> None:
+    assert [s.type for s in specs_for_topic(Topic.TRACKING_ORDERS)] == [
+        "order.redeemed",
+        "order.refunded",
+    ]
+    assert len(specs_for_topic(Topic.PAYOUTS_STATUS)) == 5
+    assert specs_for_topic("no.such.topic") == []
+    for topic in TOPICS:
+        assert specs_for_topic(topic)
+
+
+def test_spec_for_unknown_type_raises() -> None:
+    with pytest.raises(UnknownEventType):
+        spec_for_type("deal.cancelled")
+    assert spec_for_type(EventType.DEAL_SIGNED).data_model is DealSigned
+
+
+def test_dlq_topic() -> None:
+    assert dlq_topic(Topic.CAMPAIGN_DEALS) == "campaign.deals.dlq"
+
+
+def test_tiers_by_followers() -> None:
+    assert [tier_for_followers(n) for n in (0, 9_999, 10_000, 99_999, 100_000)] == [
+        "nano",
+        "nano",
+        "micro",
+        "micro",
+        "macro",
+    ]
+    assert [tier_for_followers(n) for n in (999_999, 1_000_000)] == ["macro", "mega"]
+
+
+# --- round trips ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_valid_example_round_trips(event_type: str) -> None:
+    event = valid_example(event_type)
+    raw = encode(event)
+    decoded = decode(topic_of(event_type), raw)
+    assert decoded == event
+    assert type(decoded.data) is spec_for_type(event_type).data_model
+    assert encode(decoded) == raw
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_example_subject_and_key_are_the_key_field(event_type: str) -> None:
+    event = valid_example(event_type)
+    key_value = getattr(event.data, spec_for_type(event_type).key_field)
+    assert event.subject == key_value
+    assert event_key(event) == str(key_value).encode()
+
+
+@pytest.mark.parametrize("event_type", ALL_TYPES)
+def test_json_schema_documents_every_field(event_type: str) -> None:
+    schema = envelope_for(spec_for_type(event_type).data_model).model_json_schema()
+    models = [schema, *schema.get("$defs", {}).values()]
+    for model in models:
+        for name, prop in model.get("properties", {}).items():
+            assert prop.get("description"), f"{model.get('title')}.{name} has no description"
+
+
+def test_encoding_is_compact_with_decimal_strings_and_utc() -> None:
+    raw = encode(valid_example(EventType.DEAL_SIGNED))
+    assert b": " not in raw and b", " not in raw
+    document = json.loads(raw)
+    assert document["time"] == "2025-04-01T12:00:00Z"
+    assert document["data"]["fee"] == {"amount": "450.00", "currency": "USD"}
+    assert document["data"]["commission_rate"] == "0.10"
+
+
+def test_offsets_are_normalised_to_utc() -> None:
+    document = wire(EventType.DEAL_SIGNED)
+    document["time"] = "2025-04-01T14:00:00+02:00"
+    event = decode(Topic.CAMPAIGN_DEALS, to_bytes(document))
+    assert event.time == EXAMPLE_TIME
+    assert event.time.utcoffset() == timedelta(0)
+    assert json.loads(encode(event))["time"] == "2025-04-01T12:00:00Z"
+
+
+def test_secret_destination_is_hidden_but_travels() -> None:
+    event = valid_example(EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED)
+    secret = "tok_wise_8f2c1a"
+    assert secret not in repr(event)
+    assert secret not in str(event)
+    assert secret not in repr(event.model_dump())
+    assert secret.encode() in encode(event)
+    decoded = decode(Topic.CREATOR_PAYOUT_ACCOUNTS, encode(event))
+    assert isinstance(decoded.data, PayoutAccountUpserted)
+    assert decoded.data.destination.get_secret_value() == secret
+    assert secret not in repr(decoded)
+
+
+def test_external_inputs_may_leave_optional_fields_out() -> None:
+    document = wire(EventType.POST_METRICS_OBSERVED)
+    for optional in ("deal_id", "caption", "tags"):
+        del document["data"][optional]
+    del document["subject"]
+    del document["datacontenttype"]
+    event = decode(Topic.TRACKING_POST_METRICS, to_bytes(document))
+    assert event.data.deal_id is None
+    assert event.data.tags == ()
+
+
+# --- make_event and keys --------------------------------------------------------------------
+
+
+def test_make_event_fills_defaults() -> None:
+    before = datetime.now(UTC)
+    event = make_event(deal(), source="tests")
+    assert event.type == "deal.signed"
+    assert event.subject == "deal-42"
+    assert uuid.UUID(event.id).version == 4
+    assert before <= event.time <= datetime.now(UTC)
+    assert event_key(event) == b"deal-42"
+
+
+@pytest.mark.parametrize("status", ["scheduled", "held", "sent", "failed", "settled"])
+def test_make_event_takes_payout_type_from_status(status: str) -> None:
+    event = make_event(payout(status), source="payouts")
+    assert event.type == f"payout.{status}"
+    assert event_key(event) == b"deal-42"
+
+
+def test_make_event_refuses_a_type_that_does_not_fit_the_data() -> None:
+    with pytest.raises(ValueError, match=r"payout\.held"):
+        make_event(payout("sent"), type=EventType.PAYOUT_HELD, source="payouts")
+    with pytest.raises(ValueError, match=r"order\.redeemed"):
+        make_event(deal(), type=EventType.ORDER_REDEEMED, source="tests")
+    with pytest.raises(UnknownEventType):
+        make_event(deal(), type="deal.cancelled", source="tests")
+
+
+def test_type_for_data_rejects_foreign_models() -> None:
+    class Stranger(BaseModel):
+        pass
+
+    with pytest.raises(UnknownEventType):
+        type_for_data(Stranger())
+
+
+def test_events_are_frozen() -> None:
+    event = valid_example(EventType.DEAL_SIGNED)
+    with pytest.raises(ValidationError):
+        event.id = "other"
+    with pytest.raises(ValidationError):
+        event.data.fee = None
+
+
+def test_python_construction_obeys_the_wire_rules() -> None:
+    fields = deal().model_dump()
+    with pytest.raises(ValidationError, match="commission_rate"):
+        DealSigned(**{**fields, "commission_rate": 0.1})
+    with pytest.raises(ValidationError, match="finite"):
+        DealSigned(**{**fields, "commission_rate": Decimal("NaN")})
+    with pytest.raises(ValidationError, match="zone"):
+        DealSigned(**{**fields, "starts_at": datetime(2025, 4, 1)})  # naive on purpose
+    assert DealSigned(**fields) == deal()
+
+
+def test_payout_status_change_has_a_type_per_status() -> None:
+    for status in ("scheduled", "held", "sent", "failed", "settled"):
+        data = payout(status)
+        assert isinstance(data, PayoutStatusChanged)
+        assert spec_for_type(data.event_type).data_model is PayoutStatusChanged
+
+
+# --- unknown fields -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", EXTERNAL_TYPES)
+def test_external_inputs_reject_unknown_data_fields(event_type: str) -> None:
+    document = wire(event_type)
+    document["data"]["surprise"] = 1
+    error = refusal(topic_of(event_type), to_bytes(document))
+    assert error.error_class == "SchemaViolation"
+    assert "data.surprise" in error.reason
+
+
+@pytest.mark.parametrize("event_type", INTERNAL_TYPES)
+def test_internal_events_tolerate_unknown_data_fields(event_type: str) -> None:
+    document = wire(event_type)
+    document["data"]["added_in_v1_1"] = {"anything": [1, 2]}
+    event = decode(topic_of(event_type), to_bytes(document))
+    assert event == valid_example(event_type)
+
+
+def test_nested_internal_models_tolerate_unknown_fields() -> None:
+    document = wire(EventType.MATCH_SUGGESTED)
+    document["data"]["suggestions"][0]["novelty"] = 0.3
+    assert decode(Topic.MATCH_SUGGESTIONS, to_bytes(document)) == valid_example(
+        EventType.MATCH_SUGGESTED
+    )
+
+
+def test_unknown_envelope_attribute_is_rejected() -> None:
+    document = wire(EventType.MATCH_SUGGESTED)
+    document["traceparent"] = "00-abc"
+    error = refusal(Topic.MATCH_SUGGESTIONS, to_bytes(document))
+    assert error.error_class == "SchemaViolation"
+    assert "traceparent" in error.reason
+
+
+# --- hand-picked refusals -------------------------------------------------------------------
+
+
+def test_not_json() -> None:
+    error = refusal(Topic.CAMPAIGN_DEALS, b"deal signed!")
+    assert error.error_class == "InvalidJSON"
+    assert "JSON" in error.reason
+
+
+def test_nan_token_is_refused_with_its_path() -> None:
+    raw = encode(valid_example(EventType.CREATOR_PROFILE_UPSERTED))
+    raw = raw.replace(b'"avg_likes":2150.5', b'"avg_likes":NaN')
+    error = refusal(Topic.CREATOR_PROFILES, raw)
+    assert error.error_class == "InvalidJSON"
+    assert "data.avg_likes" in error.reason
+
+
+def test_infinity_token_is_refused_even_in_tolerated_extras() -> None:
+    raw = encode(valid_example(EventType.ATTRIBUTION_UPDATED)).replace(
+        b'"data":{', b'"data":{"extra":[1,-Infinity],'
+    )
+    error = refusal(Topic.TRACKING_ATTRIBUTION, raw)
+    assert error.error_class == "InvalidJSON"
+    assert "data.extra[1]" in error.reason
+
+
+def test_json_that_is_not_an_object() -> None:
+    error = refusal(Topic.CAMPAIGN_DEALS, b"[1, 2]")
+    assert error.error_class == "SchemaViolation"
+    assert "object" in error.reason
+
+
+def test_oversized_message() -> None:
+    raw = encode(valid_example(EventType.DEAL_SIGNED))
+    error = refusal(Topic.CAMPAIGN_DEALS, raw, max_bytes=len(raw) - 1)
+    assert error.error_class == "TooLarge"
+    assert str(len(raw)) in error.reason
+    assert decode(Topic.CAMPAIGN_DEALS, raw, max_bytes=len(raw)).type == "deal.signed"
+
+
+def test_unknown_event_type() -> None:
+    document = wire(EventType.DEAL_SIGNED)
+    document["type"] = "deal.cancelled"
+    error = refusal(Topic.CAMPAIGN_DEALS, to_bytes(document))
+    assert error.error_class == "UnknownEventType"
+    assert "deal.cancelled" in error.reason
+    assert error.reason.startswith("type")
+
+
+def test_type_on_the_wrong_topic() -> None:
+    error = refusal(Topic.TRACKING_ORDERS, encode(valid_example(EventType.DEAL_SIGNED)))
+    assert error.error_class == "WrongTopic"
+    assert "type" in error.reason
+    assert "campaign.deals" in error.reason
+
+
+def test_unknown_topic() -> None:
+    error = refusal("campaign.deals.v2", encode(valid_example(EventType.DEAL_SIGNED)))
+    assert error.error_class == "WrongTopic"
+
+
+def test_payout_status_must_match_the_type() -> None:
+    document = wire(EventType.PAYOUT_SENT)
+    document["data"]["status"] = "held"
+    error = refusal(Topic.PAYOUTS_STATUS, to_bytes(document))
+    assert error.error_class == "SchemaViolation"
+    assert "data.status" in error.reason
+
+
+DELETE = object()
+
+P = EventType.CREATOR_PROFILE_UPSERTED
+D = EventType.DEAL_SIGNED
+M = EventType.MATCH_REQUESTED
+FX = EventType.FX_RATES_PUBLISHED
+A = EventType.ATTRIBUTION_UPDATED
+PM = EventType.POST_METRICS_OBSERVED
+PA = EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED
+
+# (event type, path to change, new value, reason must start with, reason must contain)
+REFUSALS = [
+    pytest.param(P, "specversion", "0.3", "specversion", "specversion", id="wrong specversion"),
+    pytest.param(P, "time", "2025-04-01T12:00:00", "time", "zone", id="naive time"),
+    pytest.param(P, "time", 1743508800, "time", "RFC 3339", id="epoch time"),
+    pytest.param(
+        D,
+        "data.deliverables.1.due_by",
+        "2025-05-01T00:00:00",
+        "data.deliverables[1].due_by",
+        "zone",
+        id="naive due_by",
+    ),
+    pytest.param(P, "id", "", "id", "at least 1", id="empty id"),
+    pytest.param(P, "id", "a b", "id", "whitespace", id="id with space"),
+    pytest.param(P, "data.followers", -1, "data.followers", "-1", id="negative counter"),
+    pytest.param(P, "data.followers", 48200.0, "data.followers", "48200.0", id="float counter"),
+    pytest.param(
+        P, "data.followers", "48200", "data.followers", "valid integer", id="string counter"
+    ),
+    pytest.param(
+        P, "data.posts_last_30d", True, "data.posts_last_30d", "valid integer", id="bool counter"
+    ),
+    pytest.param(P, "data.followers", 10**13, "data.followers", "less than", id="huge counter"),
+    pytest.param(
+        P,
+        "data.audience.countries.US",
+        1.5,
+        "data.audience.countries.US",
+        "1.5",
+        id="share above 1",
+    ),
+    pytest.param(
+        P,
+        "data.audience.countries.CA",
+        0.5,
+        "data.audience.countries",
+        "sum",
+        id="country shares over 1",
+    ),
+    pytest.param(
+        P, "data.audience.age.65+", 0.2, "data.audience.age", "sum", id="age shares over 1"
+    ),
+    pytest.param(
+        P,
+        "data.audience.gender.male",
+        0.5,
+        "data.audience.gender",
+        "sum",
+        id="gender shares over 1",
+    ),
+    pytest.param(
+        P, "data.audience.age.18-25", 0.01, "data.audience.age", "18-25", id="unknown age bucket"
+    ),
+    pytest.param(P, "data.country", "us", "data.country", "'us'", id="lowercase country"),
+    pytest.param(P, "data.country", "XX", "data.country", "'XX'", id="unknown country"),
+    pytest.param(
+        P,
+        "data.audience.countries.us",
+        0.01,
+        "data.audience.countries.us",
+        "'us'",
+        id="lowercase audience country",
+    ),
+    pytest.param(P, "data.language", "EN", "data.language", "ISO 639-1", id="uppercase language"),
+    pytest.param(
+        P, "data.payout_currency", "ABC", "data.payout_currency", "ABC", id="unknown currency"
+    ),
+    pytest.param(
+        P, "data.payout_currency", "usd", "data.payout_currency", "usd", id="lowercase currency"
+    ),
+    pytest.param(D, "data.fee.currency", "XYZ", "data.fee.currency", "XYZ", id="money currency"),
+    pytest.param(
+        D,
+        "data.fee.amount",
+        450.0,
+        "data.fee.amount",
+        "decimal string",
+        id="money amount as number",
+    ),
+    pytest.param(
+        D,
+        "data.fee",
+        {"amount": "450.5", "currency": "JPY"},
+        "data.fee",
+        "JPY",
+        id="JPY with decimals",
+    ),
+    pytest.param(D, "data.fee.amount", "-1.00", "data.fee", "negative", id="negative fee"),
+    pytest.param(D, "data.fee.amount", "NaN", "data.fee.amount", "NaN", id="money NaN string"),
+    pytest.param(
+        D,
+        "data.commission_rate",
+        0.1,
+        "data.commission_rate",
+        "decimal string",
+        id="rate as number",
+    ),
+    pytest.param(
+        D, "data.commission_rate", "1.5", "data.commission_rate", "1.5", id="rate above 1"
+    ),
+    pytest.param(
+        D,
+        "data.commission_rate",
+        "1E-1",
+        "data.commission_rate",
+        "exponent",
+        id="rate with exponent",
+    ),
+    pytest.param(P, "data.handle", "x" * 201, "data.handle", "200", id="string over bound"),
+    pytest.param(P, "data.bio", "x" * 5001, "data.bio", "5000", id="bio over bound"),
+    pytest.param(P, "data.topics", ["t"] * 51, "data.topics", "50", id="list over bound"),
+    pytest.param(
+        P, "data.topics.0", "a\u0000b", "data.topics[0]", "control", id="control char in tag"
+    ),
+    pytest.param(P, "data.platform", "myspace", "data.platform", "myspace", id="unknown platform"),
+    pytest.param(
+        P,
+        "data.rate_card.tweet",
+        {"amount": "1.00", "currency": "USD"},
+        "data.rate_card.tweet",
+        "tweet",
+        id="unknown rate card kind",
+    ),
+    pytest.param(
+        D,
+        "data.ends_at",
+        "2025-03-01T00:00:00Z",
+        "data.ends_at",
+        "starts_at",
+        id="ends before start",
+    ),
+    pytest.param(
+        D,
+        "data.ends_at",
+        "2025-04-01T12:00:00Z",
+        "data.ends_at",
+        "starts_at",
+        id="empty deal period",
+    ),
+    pytest.param(
+        D,
+        "data.deliverables.1.deliverable_id",
+        "dl-1",
+        "data.deliverables",
+        "dl-1",
+        id="duplicate deliverable ids",
+    ),
+    pytest.param(
+        D, "data.deliverables", [], "data.deliverables", "at least 1", id="no deliverables"
+    ),
+    pytest.param(
+        D, "data.promo_codes", ["A", "A"], "data.promo_codes", "'A'", id="duplicate promo codes"
+    ),
+    pytest.param(
+        D,
+        "data.attribution_window_days",
+        366,
+        "data.attribution_window_days",
+        "365",
+        id="attribution window",
+    ),
+    pytest.param(
+        PM,
+        "data.observed_at",
+        "2025-04-02T00:00:00Z",
+        "data.observed_at",
+        "posted_at",
+        id="observed before posted",
+    ),
+    pytest.param(PM, "data.post_id", DELETE, "data.post_id", "missing", id="missing field"),
+    pytest.param(M, "data.limit", 501, "data.limit", "500", id="limit out of range"),
+    pytest.param(
+        M,
+        "data.target_audience.gender",
+        "other",
+        "data.target_audience.gender",
+        "other",
+        id="target gender",
+    ),
+    pytest.param(
+        M,
+        "data.exclude_creator_ids",
+        ["c"] * 10_001,
+        "data.exclude_creator_ids",
+        "10000",
+        id="excluded ids over bound",
+    ),
+    pytest.param(
+        EventType.MATCH_SUGGESTED,
+        "data.suggestions.1.rank",
+        1,
+        "data.suggestions",
+        "rank",
+        id="duplicate ranks",
+    ),
+    pytest.param(
+        EventType.MATCH_FEEDBACK,
+        "data.decision",
+        "maybe",
+        "data.decision",
+        "maybe",
+        id="feedback decision",
+    ),
+    pytest.param(PA, "data.tax_form.type", "W-2", "data.tax_form.type", "W-2", id="tax form type"),
+    pytest.param(
+        PA, "data.destination", "", "data.destination", "at least 1", id="empty destination"
+    ),
+    pytest.param(FX, "data.rates.USD", "1.1", "data.rates", "base", id="fx base rate"),
+    pytest.param(FX, "data.rates.EUR", "0", "data.rates.EUR", "greater than 0", id="fx zero rate"),
+    pytest.param(
+        FX, "data.rates.EUR", 0.92, "data.rates.EUR", "decimal string", id="fx rate as number"
+    ),
+    pytest.param(FX, "data.rates.EURO", "1.0", "data.rates.EURO", "EURO", id="fx unknown currency"),
+    pytest.param(A, "data.cpm", 14.75, "data.cpm", "decimal string", id="ratio as number"),
+    pytest.param(A, "data.roas", "-1", "data.roas", "greater than", id="negative ratio"),
+    pytest.param(
+        P,
+        "data.audience.countries.US",
+        "NaN",
+        "data.audience.countries.US",
+        "number",
+        id="nan share",
+    ),
+]
+
+
+def _changed(document: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node: Any = document
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    key: Any = int(leaf) if leaf.isdigit() else leaf
+    if value is DELETE:
+        del node[key]
+    else:
+        node[key] = value
+
+
+@pytest.mark.parametrize(("event_type", "path", "value", "field", "detail"), REFUSALS)
+def test_refusal_names_the_field(
+    event_type: EventType, path: str, value: Any, field: str, detail: str
+) -> None:
+    document = wire(event_type)
+    _changed(document, path, value)
+    error = refusal(topic_of(event_type), to_bytes(document))
+    assert error.error_class == "SchemaViolation"
+    assert error.reason.startswith(field), error.reason
+    assert detail in error.reason, error.reason
+    assert len(error.reason) <= 200
+    assert "\n" not in error.reason
+
+
+def test_reason_is_truncated() -> None:
+    document = wire(EventType.DEAL_SIGNED)
+    document["data"]["promo_codes"] = ["P" * 500]
+    error = refusal(Topic.CAMPAIGN_DEALS, to_bytes(document))
+    assert error.reason.startswith("data.promo_codes[0]")
+    assert len(error.reason) <= 200
+    assert str(error) == f"SchemaViolation: {error.reason}"
+
+
+# --- fuzzing --------------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["", "US", "USD", "1.0", "-1", "2025-04-01T12:00:00Z", "deal.signed"]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield prefix
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield from _paths(child, (*prefix, key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _paths(child, (*prefix, index))
+
+
+def _replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    head, *rest = path
+    copy = dict(document) if isinstance(document, dict) else list(document)
+    copy[head] = _replaced(document[head], tuple(rest), value)
+    return copy
+
+
+def _decodes_or_refuses(topic: str, raw: bytes) -> None:
+    try:
+        decode(topic, raw)
+    except EventDecodeError as error:
+        assert error.error_class in {
+            "InvalidJSON",
+            "SchemaViolation",
+            "UnknownEventType",
+            "WrongTopic",
+            "TooLarge",
+        }
+        assert len(error.reason) <= 200
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=512), topic=st.sampled_from(TOPICS))
+def test_arbitrary_bytes_only_raise_event_decode_error(raw: bytes, topic: str) -> None:
+    _decodes_or_refuses(topic, raw)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event_type=st.sampled_from(ALL_TYPES), data=st.data())
+def test_mutated_events_only_raise_event_decode_error(event_type: str, data: st.DataObject) -> None:
+    document = wire(event_type)
+    path = data.draw(st.sampled_from(list(_paths(document))))
+    mutated = _replaced(document, path, data.draw(JSON_VALUES))
+    _decodes_or_refuses(topic_of(event_type), json.dumps(mutated).encode())
+
+
+def test_decode_returns_cloud_events() -> None:
+    for event_type in ALL_TYPES:
+        event = decode(topic_of(event_type), encode(valid_example(event_type)))
+        assert isinstance(event, CloudEvent)
+        assert event.datacontenttype == "application/json"
+
+
+def test_money_examples_are_exact_decimals() -> None:
+    event = valid_example(EventType.ATTRIBUTION_UPDATED)
+    assert event.data.spend.amount == Decimal("450.00")
+    assert isinstance(event.data.cpm, Decimal)
+    assert event.data.cpa is None
+
+
+def test_payout_account_destination_is_a_secret() -> None:
+    assert isinstance(payout_account().destination, SecretStr)
+    assert "tok_wise" not in repr(payout_account())
