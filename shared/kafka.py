@@ -1,0 +1,381 @@
+"""Kafka wiring: the broker factory, topic creation, publishing, and consumption that never
+loses a valid message nor blocks a partition on a poison one.
+
+What happens to a message whose handling fails (DESIGN.md §2):
+
+- unparseable or schema-invalid (`EventDecodeError`), or a business-rule violation
+  (`EventRejected`): straight to `<topic>.dlq` with the reason in headers, original bytes as
+  value; the partition moves on;
+- transient (database, cache or broker unreachable): retried with capped exponential backoff,
+  forever, never skipped; the offset is not committed meanwhile;
+- anything else (most likely a bug): retried `max_attempts` times, then dead-lettered so one
+  bad message cannot stall its partition; the DLQ keeps it for `creatorflow dlq replay`.
+
+Offsets are committed only after the handler returned (FastStream `AckPolicy.ACK`, and the
+handler raises nothing but cancellation), i.e. after the handler's database commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiokafka.errors
+import asyncpg
+import redis.exceptions
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from shared.config import Settings
+from shared.errors import EventRejected, TransientError
+from shared.events import (
+    TOPICS,
+    CloudEvent,
+    EventDecodeError,
+    decode,
+    dlq_topic,
+    encode,
+    event_key,
+    spec_for_type,
+)
+from shared.observability import (
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_FAILED,
+    HANDLER_SECONDS,
+)
+
+log = structlog.get_logger(__name__)
+
+DLQ_HEADER_PREFIX = "dlq."
+_TOPIC_ALREADY_EXISTS = 36
+_DLQ_VALUE_LIMIT = 512 * 1024
+
+
+def make_broker(settings: Settings, bootstrap_servers: str, **options: Any) -> KafkaBroker:
+    """A FastStream broker for `bootstrap_servers` labelled with the service name."""
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=settings.service_name,
+        enable_idempotence=settings.kafka_idempotent_producer,
+        **options,
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    topics: Iterable[str] = TOPICS,
+) -> list[str]:
+    """Create every topic and its DLQ (one partition) if missing; returns those created."""
+    wanted = [NewTopic(t, partitions, replication_factor) for t in topics]
+    wanted += [NewTopic(dlq_topic(t.name), 1, replication_factor) for t in wanted]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t.name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(missing)
+    finally:
+        await admin.close()
+    failed = [
+        f"{name}: {message or code}"
+        for name, code, message in response.topic_errors
+        if code not in (0, _TOPIC_ALREADY_EXISTS)
+    ]
+    if failed:
+        raise RuntimeError("could not create topics: " + "; ".join(failed))
+    return [t.name for t in missing]
+
+
+async def publish_event(broker: KafkaBroker, event: CloudEvent[Any]) -> None:
+    """Publish to the event type's topic, keyed by its entity so its events stay in order."""
+    spec = spec_for_type(event.type)
+    await broker.publish(encode(event), topic=spec.topic, key=event_key(event))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a consumed message came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, message: KafkaMessage) -> Delivery:
+        record = message.raw_message
+        assert not isinstance(record, tuple), "a batch message: use subscribe_event_batches"
+        return cls(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value or b"",
+            tuple(record.headers or ()),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_seconds: float = 0.1
+    max_seconds: float = 10.0
+    max_attempts: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            settings.retry_initial_seconds,
+            settings.retry_max_seconds,
+            settings.handler_max_attempts,
+        )
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so restarted replicas do not retry in step."""
+        ceiling = min(self.max_seconds, self.initial_seconds * 2 ** min(attempt, 30))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    TransientError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    aiokafka.errors.KafkaConnectionError,
+    aiokafka.errors.KafkaTimeoutError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, _TRANSIENT)
+
+
+class DeadLetters:
+    """Sends failed messages to `<topic>.dlq`: original key and bytes, the reason in headers."""
+
+    def __init__(self, broker: KafkaBroker, *, service: str, retry: RetryPolicy) -> None:
+        self._broker = broker
+        self._service = service
+        self._retry = retry
+
+    async def send(self, delivery: Delivery, error_class: str, message: str) -> None:
+        headers = {
+            **{name: value.decode("utf-8", "replace") for name, value in delivery.headers},
+            f"{DLQ_HEADER_PREFIX}error.class": error_class,
+            f"{DLQ_HEADER_PREFIX}error.message": message[:2000],
+            f"{DLQ_HEADER_PREFIX}source.topic": delivery.topic,
+            f"{DLQ_HEADER_PREFIX}source.partition": str(delivery.partition),
+            f"{DLQ_HEADER_PREFIX}source.offset": str(delivery.offset),
+            f"{DLQ_HEADER_PREFIX}service": self._service,
+            f"{DLQ_HEADER_PREFIX}failed.at": datetime.now(UTC).isoformat(),
+        }
+        value = delivery.value
+        if len(value) > _DLQ_VALUE_LIMIT:
+            # Oversized originals would be refused by the broker again; keep the head.
+            headers[f"{DLQ_HEADER_PREFIX}original.bytes"] = str(len(value))
+            value = value[:_DLQ_VALUE_LIMIT]
+        attempt = 0
+        while True:
+            try:
+                await self._broker.publish(
+                    value, topic=dlq_topic(delivery.topic), key=delivery.key, headers=headers
+                )
+                break
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                attempt += 1
+                log.warning("dlq publish failed, retrying", source=str(delivery), error=repr(error))
+                await asyncio.sleep(self._retry.delay(attempt))
+        EVENTS_DEAD_LETTERED.labels(delivery.topic).inc()
+        log.warning(
+            "event dead-lettered",
+            source=str(delivery),
+            error_class=error_class,
+            reason=message[:300],
+        )
+
+
+EventHandler = Callable[[CloudEvent[Any], Delivery], Awaitable[None]]
+BatchHandler = Callable[[Sequence[tuple[CloudEvent[Any], Delivery]]], Awaitable[None]]
+
+
+def dispatch_by_type(handlers: Mapping[str, EventHandler]) -> EventHandler:
+    """One handler per event type; valid events of other types are acknowledged untouched."""
+
+    async def dispatch(event: CloudEvent[Any], delivery: Delivery) -> None:
+        handler = handlers.get(event.type)
+        if handler is not None:
+            await handler(event, delivery)
+
+    return dispatch
+
+
+class SafeConsumer:
+    """Applies the failure policy in this module's docstring around event handlers."""
+
+    def __init__(
+        self, dead_letters: DeadLetters, retry: RetryPolicy, *, max_bytes: int = 1_048_576
+    ) -> None:
+        self.dead_letters = dead_letters
+        self.retry = retry
+        self.max_bytes = max_bytes
+
+    async def handle(self, delivery: Delivery, handler: EventHandler) -> None:
+        """Decode one message and run `handler` on it under the failure policy."""
+        started = time.perf_counter()
+        decoded = await self._decode([delivery])
+        if decoded:
+            event = decoded[0][0]
+            await self._call(lambda: handler(event, delivery), [delivery], give_up=False)
+        HANDLER_SECONDS.labels(delivery.topic).observe(time.perf_counter() - started)
+
+    async def handle_batch(self, deliveries: Sequence[Delivery], handler: BatchHandler) -> None:
+        """Decode a batch, dead-letter the undecodable, hand the rest over in one call.
+
+        If the batch fails for a non-transient reason, each event is retried on its own so
+        that only the poison ones reach the DLQ.
+        """
+        started = time.perf_counter()
+        good = await self._decode(deliveries)
+        if good:
+            sources = [d for _, d in good]
+            if not await self._call(lambda: handler(good), sources, give_up=len(good) > 1):
+                for pair in good:
+                    await self._call(lambda p=pair: handler([p]), [pair[1]], give_up=False)  # type: ignore[misc]
+        for topic in {d.topic for d in deliveries}:
+            HANDLER_SECONDS.labels(topic).observe(time.perf_counter() - started)
+
+    async def _decode(
+        self, deliveries: Sequence[Delivery]
+    ) -> list[tuple[CloudEvent[Any], Delivery]]:
+        good = []
+        for delivery in deliveries:
+            try:
+                event = decode(delivery.topic, delivery.value, max_bytes=self.max_bytes)
+            except EventDecodeError as error:
+                EVENTS_FAILED.labels(delivery.topic, error.error_class).inc()
+                await self.dead_letters.send(delivery, error.error_class, error.reason)
+                continue
+            good.append((event, delivery))
+        return good
+
+    async def _call(
+        self, call: Callable[[], Awaitable[None]], deliveries: list[Delivery], *, give_up: bool
+    ) -> bool:
+        """Run `call` under the retry policy and return True once the messages are dealt with
+        (handled, or dead-lettered). With `give_up`, return False instead of dead-lettering."""
+        where = str(deliveries[0]) if len(deliveries) == 1 else f"batch of {len(deliveries)}"
+        topics = Counter(d.topic for d in deliveries)
+        unexpected_failures = 0
+        transient_failures = 0
+        while True:
+            try:
+                await call()
+                for topic, count in topics.items():
+                    EVENTS_CONSUMED.labels(topic).inc(count)
+                return True
+            except Exception as error:
+                error_class = type(error).__name__
+                for topic in topics:
+                    EVENTS_FAILED.labels(topic, error_class).inc()
+                if isinstance(error, EventRejected):
+                    reason = error.reason
+                elif is_transient(error):
+                    transient_failures += 1
+                    delay = self.retry.delay(transient_failures)
+                    log.warning(
+                        "transient failure, retrying", where=where, error=repr(error), delay=delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                else:
+                    unexpected_failures += 1
+                    if unexpected_failures < self.retry.max_attempts:
+                        log.exception("handler failed, retrying", where=where)
+                        await asyncio.sleep(self.retry.delay(unexpected_failures))
+                        continue
+                    reason = f"{error_class}: {error} (after {unexpected_failures} attempts)"
+                if give_up:
+                    return False
+                for delivery in deliveries:
+                    await self.dead_letters.send(delivery, error_class, reason)
+                return True
+
+
+def subscribe_events(
+    broker: KafkaBroker,
+    topics: Sequence[str],
+    *,
+    group_id: str,
+    handler: EventHandler,
+    consumer: SafeConsumer,
+) -> None:
+    """One consumer over `topics`, one message at a time, committing after each.
+
+    A service uses one consumer (one group) for all its input topics: every new group member
+    costs a rebalance, and the embedded broker delays a new group's first join by seconds.
+    """
+
+    @broker.subscriber(
+        *topics, group_id=group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.ACK
+    )
+    async def consume(message: KafkaMessage) -> None:
+        await consumer.handle(Delivery.of(message), handler)
+
+
+def subscribe_event_batches(
+    broker: KafkaBroker,
+    topics: Sequence[str],
+    *,
+    group_id: str,
+    handler: BatchHandler,
+    consumer: SafeConsumer,
+    max_records: int = 500,
+    batch_timeout_ms: int = 50,
+) -> None:
+    """One consumer over `topics` in batches (one database transaction per batch)."""
+
+    @broker.subscriber(
+        *topics,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+    )
+    async def consume(message: KafkaMessage) -> None:
+        records = message.raw_message
+        deliveries = [
+            Delivery(r.topic, r.partition, r.offset, r.key, r.value or b"", tuple(r.headers or ()))
+            for r in records
+        ]
+        await consumer.handle_batch(deliveries, handler)

@@ -1,0 +1,46 @@
+"""Logging and metrics shared by every process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+from prometheus_client import Counter, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "creatorflow_events_consumed_total", "Events handled successfully", ["topic"]
+)
+EVENTS_FAILED = Counter(
+    "creatorflow_events_failed_total",
+    "Handler attempts that failed (retried or sent to the DLQ)",
+    ["topic", "error_class"],
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "creatorflow_events_dead_lettered_total", "Events sent to the topic's DLQ", ["topic"]
+)
+HANDLER_SECONDS = Histogram(
+    "creatorflow_handler_seconds",
+    "Time to handle one message or one batch, retries included",
+    ["topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def configure_logging(service: str, *, level: str = "INFO", json: bool = False) -> None:
+    """Structured logs on stderr, one line per event, labelled with the service name."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
