@@ -260,18 +260,25 @@ class SafeConsumer:
     async def handle_batch(self, deliveries: Sequence[Delivery], handler: BatchHandler) -> None:
         """Decode a batch, dead-letter the undecodable, hand the rest over in one call.
 
-        If the batch fails for a non-transient reason, each event is retried on its own so
-        that only the poison ones reach the DLQ.
+        A batch that fails for a non-transient reason is split in halves, recursively, so only
+        the poison events reach the DLQ and the rest is still handled in batches, in order.
         """
         started = time.perf_counter()
         good = await self._decode(deliveries)
         if good:
-            sources = [d for _, d in good]
-            if not await self._call(lambda: handler(good), sources, give_up=len(good) > 1):
-                for pair in good:
-                    await self._call(lambda p=pair: handler([p]), [pair[1]], give_up=False)  # type: ignore[misc]
+            await self._bisect(good, handler)
         for topic in {d.topic for d in deliveries}:
             HANDLER_SECONDS.labels(topic).observe(time.perf_counter() - started)
+
+    async def _bisect(
+        self, batch: Sequence[tuple[CloudEvent[Any], Delivery]], handler: BatchHandler
+    ) -> None:
+        sources = [d for _, d in batch]
+        if await self._call(lambda: handler(batch), sources, give_up=len(batch) > 1):
+            return
+        middle = len(batch) // 2
+        await self._bisect(batch[:middle], handler)
+        await self._bisect(batch[middle:], handler)
 
     async def _decode(
         self, deliveries: Sequence[Delivery]

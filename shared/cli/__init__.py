@@ -1,0 +1,25 @@
+"""The `creatorflow` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from shared.cli import db, demo, infra, topics
+from shared.observability import configure_logging
+
+app = typer.Typer(
+    name="creatorflow",
+    help="CreatorFlow: micro-influencer matching, attribution and instant creator payouts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(infra.app, name="infra")
+app.add_typer(topics.app, name="topics")
+app.add_typer(db.app, name="db")
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    # Commands talk to the user through rich on stdout; library logs only matter when wrong.
+    configure_logging("creatorflow", level="WARNING")
+    app()

@@ -1,0 +1,50 @@
+"""`creatorflow db migrate`: the PostgreSQL schema."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from shared.cli.console import console, fail
+from shared.cli.settings import load_settings
+from shared.db import MigrationError, create_pool, load_migrations, migrate
+from shared.infra import running_urls
+
+app = typer.Typer(help="PostgreSQL schema migrations.", no_args_is_help=True)
+
+
+def _database_url() -> str:
+    settings = load_settings()
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    urls = running_urls(settings)
+    if urls is None:
+        fail(
+            "no database to talk to",
+            hint="set DATABASE_URL, or start the embedded one: creatorflow infra up",
+        )
+    return urls.database_url
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply pending migrations (safe to run from several instances at once)."""
+
+    async def run() -> list[str]:
+        pool = await create_pool(_database_url(), min_size=1, max_size=1)
+        try:
+            return await migrate(pool)
+        finally:
+            await pool.close()
+
+    try:
+        applied = asyncio.run(run())
+    except MigrationError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+    total = len(load_migrations())
+    console.print(f"{len(applied)} applied now, {total} in all.")
+    for name in applied:
+        console.print(f"  [green]+[/] {name}")

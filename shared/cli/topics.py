@@ -1,0 +1,44 @@
+"""`creatorflow topics create`: every topic of the event contract and its DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from shared.cli.console import console, fail
+from shared.cli.settings import load_settings
+from shared.events import TOPICS, dlq_topic
+from shared.infra import running_urls
+from shared.kafka import ensure_topics
+
+app = typer.Typer(help="Kafka topics of the event contract.", no_args_is_help=True)
+
+
+@app.command()
+def create(
+    partitions: int | None = typer.Option(
+        None, min=1, help="Partitions per topic (default: KAFKA_PARTITIONS, 3). DLQs get 1."
+    ),
+) -> None:
+    """Create every contract topic and its `.dlq` if missing (safe to run again)."""
+    settings = load_settings()
+    bootstrap = settings.kafka_bootstrap_servers
+    if bootstrap is None:
+        urls = running_urls(settings)
+        if urls is None:
+            fail(
+                "no Kafka to talk to",
+                hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
+            )
+        bootstrap = urls.kafka_bootstrap_servers
+    count = partitions or settings.kafka_partitions
+    try:
+        created = asyncio.run(ensure_topics(bootstrap, partitions=count))
+    except Exception as error:
+        fail(f"could not create topics on {bootstrap}: {error}")
+    total = len(TOPICS) * 2
+    console.print(f"{len(created)} created, {total - len(created)} already there ({total} in all).")
+    for topic in TOPICS:
+        mark = "[green]+[/]" if topic in created else " "
+        console.print(f" {mark} {topic}  ({dlq_topic(topic)})")

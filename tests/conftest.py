@@ -1,0 +1,62 @@
+"""Shared fixtures: one embedded Kafka + PostgreSQL + Redis for the whole test session.
+
+Set KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL to run against external servers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from shared.cache import create_redis
+from shared.config import Settings
+from shared.db import create_pool, migrate
+from shared.infra import EmbeddedInfra, InfraUrls
+from shared.infra.process import pid_alive
+from shared.kafka import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[InfraUrls]:
+    root = Path(tempfile.mkdtemp(prefix="creatorflow-test-"))
+    stack = EmbeddedInfra(root, Settings(), durable=False)
+    with stack:
+        assert stack.urls is not None
+        pids = stack.pids()
+        yield stack.urls
+    leftover = [name for name, pid in pids.items() if pid_alive(pid)]
+    assert not leftover, f"embedded servers still running after the session: {leftover}"
+
+
+@pytest.fixture(scope="session")
+async def topics(infra: InfraUrls) -> None:
+    await ensure_topics(infra.kafka_bootstrap_servers, partitions=3)
+
+
+@pytest.fixture(scope="session")
+async def db_pool(infra: InfraUrls) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(infra.database_url, min_size=1, max_size=10)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis_client(infra: InfraUrls) -> AsyncIterator[redis.Redis]:
+    client = await create_redis(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+def pytest_report_header() -> list[str]:
+    external = [
+        v for v in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL") if os.environ.get(v)
+    ]
+    where = f"external: {', '.join(external)}" if external else "embedded (pip wheels)"
+    return [f"creatorflow infrastructure: {where}"]

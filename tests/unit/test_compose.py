@@ -1,0 +1,95 @@
+"""docker-compose.yml, checked without a Docker engine: what can be verified statically."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.main import get_command
+
+from shared.cli import app
+from shared.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+INFRA = ("kafka", "postgres", "redis")
+APP_SERVICES = [name for name, svc in SERVICES.items() if "build" in svc]
+
+
+def _settings_env_names() -> set[str]:
+    names = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        assert isinstance(alias, str), "every setting names its environment variable"
+        names.add(alias)
+    return names
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_images_are_pinned(name: str) -> None:
+    image = SERVICES[name]["image"]
+    repository, _, tag = image.rpartition(":")
+    assert repository and tag, f"{name}: image {image!r} has no tag"
+    assert tag != "latest", f"{name}: pin a version, not latest"
+    if name in INFRA:
+        assert re.fullmatch(r"\d+\.\d+(\.\d+)?", tag), f"{name}: pin an exact version"
+
+
+@pytest.mark.parametrize("name", INFRA)
+def test_infrastructure_has_healthchecks_and_volumes(name: str) -> None:
+    service = SERVICES[name]
+    assert service["healthcheck"]["test"]
+    volumes = [v.split(":")[0] for v in service.get("volumes", [])]
+    assert volumes and all(v in COMPOSE["volumes"] for v in volumes)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_commands_exist(name: str) -> None:
+    command = SERVICES[name]["command"]
+    argv = command if isinstance(command, list) else shlex.split(command)
+    if argv[0] == "creatorflow":
+        group: Any = get_command(app)
+        for word in argv[1:]:
+            if word.startswith("-"):
+                break
+            assert word in group.commands, f"{name}: `{' '.join(argv)}` is not a command"
+            group = group.commands[word]
+    else:
+        assert argv[:2] == ["python", "-m"], f"{name}: run a console script or a module"
+        module = argv[2]
+        assert (ROOT / module.replace(".", "/") / "__main__.py").exists(), module
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_environment_matches_settings(name: str) -> None:
+    env = SERVICES[name]["environment"]
+    unknown = set(env) - _settings_env_names()
+    assert not unknown, f"{name}: variables no setting reads: {unknown}"
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL"} <= set(env)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_wait_for_healthy_dependencies(name: str) -> None:
+    depends = SERVICES[name]["depends_on"]
+    assert all(
+        d["condition"] in ("service_healthy", "service_completed_successfully")
+        for d in depends.values()
+    )
+
+
+def test_secrets_are_required_not_defaulted() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "${POSTGRES_PASSWORD:?" in text
+    assert not re.search(r"POSTGRES_PASSWORD:\s*\w", text.replace("${POSTGRES_PASSWORD", ""))
+
+
+def test_dockerfile_installs_the_locked_project() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "-c constraints.txt" in dockerfile
+    assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
+    assert re.search(r"^USER (?!root)", dockerfile, re.M)

@@ -1,0 +1,66 @@
+"""Settings: environment names, and refusal of unsafe production configurations."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.config import Profile, Settings
+
+EXTERNAL = {
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+    "DATABASE_URL": "postgresql://app:s3cret-Pa55@db:5432/app",
+    "REDIS_URL": "redis://cache:6379/0",
+}
+
+
+def test_defaults_use_the_embedded_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in EXTERNAL:
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.profile is Profile.DEVELOPMENT
+    assert settings.uses_embedded
+
+
+def test_external_servers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in EXTERNAL.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert not settings.uses_embedded
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == EXTERNAL["DATABASE_URL"]
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+
+
+def test_production_needs_every_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(ValidationError, match="DATABASE_URL, REDIS_URL"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://creatorflow:creatorflow@db:5432/creatorflow",
+        "postgresql://creatorflow@db:5432/creatorflow",
+    ],
+)
+def test_production_refuses_default_or_empty_password(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    for name, value in EXTERNAL.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError, match="password"):
+        Settings()
+
+
+def test_production_with_real_credentials_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in EXTERNAL.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    assert Settings().profile is Profile.PRODUCTION

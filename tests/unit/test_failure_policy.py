@@ -1,0 +1,123 @@
+"""The consumer's failure policy, without a broker: what is retried, what is dead-lettered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from shared.errors import EventRejected
+from shared.events import CloudEvent, encode
+from shared.events.examples import valid_example
+from shared.kafka import DeadLetters, Delivery, RetryPolicy, SafeConsumer, dispatch_by_type
+
+RETRY = RetryPolicy(initial_seconds=0.001, max_seconds=0.002, max_attempts=3)
+
+
+class RecordingDeadLetters(DeadLetters):
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str, str]] = []
+
+    async def send(self, delivery: Delivery, error_class: str, message: str) -> None:
+        self.sent.append((delivery.offset, error_class, message))
+
+
+def delivery(offset: int, value: bytes, topic: str = "tracking.orders") -> Delivery:
+    return Delivery(topic, 0, offset, b"key", value, ())
+
+
+def order(offset: int) -> Delivery:
+    event = valid_example("order.redeemed").model_copy(update={"id": f"event-{offset}"})
+    return delivery(offset, encode(event))
+
+
+@pytest.fixture
+def dead() -> RecordingDeadLetters:
+    return RecordingDeadLetters()
+
+
+async def test_undecodable_goes_to_dlq_without_calling_the_handler(
+    dead: RecordingDeadLetters,
+) -> None:
+    calls = []
+
+    async def handler(event: CloudEvent[Any], source: Delivery) -> None:
+        calls.append(event)
+
+    await SafeConsumer(dead, RETRY).handle(delivery(7, b"\xff not json"), handler)
+    assert calls == []
+    assert [(o, c) for o, c, _ in dead.sent] == [(7, "InvalidJSON")]
+
+
+async def test_transient_errors_are_retried_past_max_attempts(dead: RecordingDeadLetters) -> None:
+    attempts = 0
+
+    async def handler(event: CloudEvent[Any], source: Delivery) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 10:
+            raise ConnectionResetError("postgres went away")
+
+    await SafeConsumer(dead, RETRY).handle(order(1), handler)
+    assert attempts == 10
+    assert dead.sent == []
+
+
+async def test_unexpected_errors_are_dead_lettered_after_max_attempts(
+    dead: RecordingDeadLetters,
+) -> None:
+    attempts = 0
+
+    async def handler(event: CloudEvent[Any], source: Delivery) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ZeroDivisionError("division by zero")
+
+    await SafeConsumer(dead, RETRY).handle(order(3), handler)
+    assert attempts == RETRY.max_attempts
+    assert dead.sent == [
+        (3, "ZeroDivisionError", "ZeroDivisionError: division by zero (after 3 attempts)")
+    ]
+
+
+async def test_batch_bisects_down_to_the_poison_events(dead: RecordingDeadLetters) -> None:
+    poison = {"event-5", "event-11"}
+    calls: list[list[str]] = []
+    handled: list[str] = []
+
+    async def handler(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
+        ids = [e.id for e, _ in batch]
+        calls.append(ids)
+        if poison & set(ids):
+            raise EventRejected("order amount exceeds the deal's cap")
+        handled.extend(ids)
+
+    batch = [order(i) for i in range(16)] + [delivery(16, b"{}")]
+    await SafeConsumer(dead, RETRY).handle_batch(batch, handler)
+    assert handled == [f"event-{i}" for i in range(16) if f"event-{i}" not in poison]
+    assert sorted((o, c) for o, c, _ in dead.sent) == [
+        (5, "EventRejected"),
+        (11, "EventRejected"),
+        (16, "SchemaViolation"),
+    ]
+    assert len(calls) < 16, "bisection, not one call per event"
+
+
+async def test_dispatch_by_type_ignores_other_valid_types() -> None:
+    seen: list[str] = []
+
+    async def redeemed(event: CloudEvent[Any], source: Delivery) -> None:
+        seen.append(event.type)
+
+    dispatch = dispatch_by_type({"order.redeemed": redeemed})
+    await dispatch(valid_example("order.redeemed"), order(0))
+    await dispatch(valid_example("order.refunded"), order(1))
+    assert seen == ["order.redeemed"]
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(initial_seconds=0.1, max_seconds=2.0, max_attempts=5)
+    for attempt in range(1, 40):
+        ceiling = min(2.0, 0.1 * 2**attempt)
+        assert ceiling / 2 <= policy.delay(attempt) <= ceiling
