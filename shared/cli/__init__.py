@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 from shared.cli import db, demo, infra, topics
@@ -17,6 +19,16 @@ app.add_typer(infra.app, name="infra")
 app.add_typer(topics.app, name="topics")
 app.add_typer(db.app, name="db")
 app.command("demo")(demo.demo)
+
+# Each service may contribute a command group from `services/<name>/cli.py` (an `app`).
+for _service in ("matching", "tracking", "payouts"):
+    try:
+        _module = importlib.import_module(f"services.{_service}.cli")
+    except ModuleNotFoundError as _missing:
+        if _missing.name != f"services.{_service}.cli":
+            raise
+        continue
+    app.add_typer(_module.app, name=getattr(_module, "COMMAND_NAME", _service))
 
 
 def main() -> None:

@@ -1,0 +1,165 @@
+"""What every service process does around its own logic: connect, migrate, consume, stop.
+
+A service provides `setup(resources)`: it registers its subscribers on `resources.broker` and
+returns the background loops to run beside them (outbox relay, schedulers). `run_service`
+runs that until SIGINT/SIGTERM; tests use `ServiceRuntime` as an async context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import asyncpg
+import redis.asyncio as redis
+import structlog
+from faststream.kafka import KafkaBroker
+
+from shared.cache import create_redis
+from shared.config import Settings
+from shared.db import create_pool, migrate
+from shared.infra import InfraUrls, running_urls
+from shared.kafka import DeadLetters, RetryPolicy, SafeConsumer, ensure_topics, make_broker
+from shared.observability import configure_logging
+
+log = structlog.get_logger(__name__)
+
+Background = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Resources:
+    """Everything a service's setup may use; created and closed by `ServiceRuntime`."""
+
+    name: str
+    settings: Settings
+    urls: InfraUrls
+    pool: asyncpg.Pool
+    redis: redis.Redis
+    broker: KafkaBroker
+    consumer: SafeConsumer
+
+
+Setup = Callable[[Resources], Awaitable[Sequence[Background]]]
+
+
+class ServiceConfigurationError(RuntimeError):
+    pass
+
+
+def resolve_urls(settings: Settings) -> InfraUrls:
+    urls = running_urls(settings)
+    if urls is None:
+        raise ServiceConfigurationError(
+            "no servers configured: set KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL, "
+            "or start the embedded ones with `creatorflow infra up`"
+        )
+    return urls
+
+
+class ServiceRuntime:
+    """Runs one service in this process for the duration of an `async with` block."""
+
+    def __init__(
+        self,
+        name: str,
+        setup: Setup,
+        *,
+        settings: Settings | None = None,
+        urls: InfraUrls | None = None,
+    ) -> None:
+        self.name = name
+        self._setup = setup
+        self._settings = settings
+        self._urls = urls
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stack = contextlib.AsyncExitStack()
+        self.resources: Resources | None = None
+
+    async def __aenter__(self) -> ServiceRuntime:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        settings = self._settings or Settings()
+        settings = settings.model_copy(update={"service_name": self.name})
+        urls = self._urls or resolve_urls(settings)
+        await ensure_topics(urls.kafka_bootstrap_servers, partitions=settings.kafka_partitions)
+        pool = await create_pool(
+            urls.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        self._stack.push_async_callback(pool.close)
+        await migrate(pool)
+        cache = await create_redis(urls.redis_url)
+        self._stack.push_async_callback(cache.aclose)
+        broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
+        retry = RetryPolicy.from_settings(settings)
+        consumer = SafeConsumer(
+            DeadLetters(broker, service=self.name, retry=retry),
+            retry,
+            max_bytes=settings.max_message_bytes,
+        )
+        self.resources = Resources(self.name, settings, urls, pool, cache, broker, consumer)
+        background = await self._setup(self.resources)
+        await broker.start()
+        self._stack.push_async_callback(broker.stop)
+        self._stack.push_async_callback(self._cancel_background)
+        for loop in background:
+            self._tasks.append(asyncio.create_task(_supervised(self.name, loop)))
+        log.info("service started", service=self.name)
+
+    async def _cancel_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Background loops stop first, then the consumers, then the pools they used.
+        await self._stack.aclose()
+        log.info("service stopped", service=self.name)
+
+
+async def _supervised(service: str, loop: Background) -> None:
+    """A background loop that fails is logged and restarted, never silently gone."""
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background loop failed; restarting", service=service)
+            await asyncio.sleep(1.0)
+
+
+def run_service(name: str, setup: Setup) -> None:
+    """`python -m services.<name>`: run until SIGINT or SIGTERM, then stop cleanly."""
+    configure_logging(name)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with ServiceRuntime(name, setup):
+            await stop.wait()
+
+    try:
+        asyncio.run(main())
+    except ServiceConfigurationError as error:
+        log.error(str(error), service=name)
+        raise SystemExit(2) from error

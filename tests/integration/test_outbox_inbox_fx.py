@@ -1,0 +1,133 @@
+"""Inbox, outbox and FX store against the real PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from shared.config import Settings
+from shared.events import CloudEvent, Topic, decode
+from shared.events.examples import valid_example
+from shared.fx_store import latest_snapshot, save_snapshot, snapshot_at
+from shared.inbox import claim
+from shared.infra import InfraUrls
+from shared.kafka import Delivery, make_broker
+from shared.money import FxSnapshot
+from shared.outbox import OutboxRelay, enqueue
+
+pytestmark = pytest.mark.integration
+
+
+def _delivery(offset: int) -> Delivery:
+    return Delivery(Topic.TRACKING_ORDERS, 0, offset, None, b"", ())
+
+
+def _order(event_id: str) -> CloudEvent[Any]:
+    return valid_example("order.redeemed").model_copy(update={"id": event_id})
+
+
+async def test_claim_returns_only_first_sightings(db_pool: asyncpg.Pool) -> None:
+    consumer = f"inbox-test-{uuid.uuid4().hex[:8]}"
+    a, b, c = (f"{consumer}-{n}" for n in "abc")
+    async with db_pool.acquire() as conn:
+        async with conn.transaction():
+            first = await claim(
+                conn,
+                consumer,
+                [(_order(a), _delivery(1)), (_order(b), _delivery(2)), (_order(a), _delivery(3))],
+            )
+        async with conn.transaction():
+            second = await claim(
+                conn, consumer, [(_order(b), _delivery(2)), (_order(c), _delivery(4))]
+            )
+        with pytest.raises(RuntimeError, match="inside the transaction"):
+            await claim(conn, consumer, [(_order(c), _delivery(4))])
+    assert first == {a, b}
+    assert second == {c}
+
+
+async def test_claim_rolls_back_with_the_transaction(db_pool: asyncpg.Pool) -> None:
+    consumer = f"inbox-test-{uuid.uuid4().hex[:8]}"
+    async with db_pool.acquire() as conn:
+        with pytest.raises(ZeroDivisionError):
+            async with conn.transaction():
+                assert await claim(conn, consumer, [(_order("x"), _delivery(1))]) == {"x"}
+                raise ZeroDivisionError
+        async with conn.transaction():
+            assert await claim(conn, consumer, [(_order("x"), _delivery(1))]) == {"x"}
+
+
+async def test_outbox_publishes_committed_events_in_order_once(
+    infra: InfraUrls, topics: None, db_pool: asyncpg.Pool
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    events = [
+        valid_example("payout.scheduled").model_copy(update={"id": f"{tag}-{i}"}) for i in range(20)
+    ]
+    async with db_pool.acquire() as conn:
+        with pytest.raises(ZeroDivisionError):
+            async with conn.transaction():
+                await enqueue(conn, [events[0].model_copy(update={"id": f"{tag}-rolled-back"})])
+                raise ZeroDivisionError
+        async with conn.transaction():
+            await enqueue(conn, events[:10])
+        async with conn.transaction():
+            await enqueue(conn, events[5:])  # the first five again: kept once
+
+    broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
+    await broker.connect()
+    relays = [OutboxRelay(db_pool, broker, poll_seconds=0.2) for _ in range(2)]
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+    consumer = AIOKafkaConsumer(
+        Topic.PAYOUTS_STATUS,
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    seen: list[str] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(seen) < len(events) and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    event = decode(Topic.PAYOUTS_STATUS, record.value)
+                    if event.id.startswith(tag):
+                        seen.append(event.id)
+    finally:
+        await consumer.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await broker.stop()
+    # One key (the deal id of the example), so one partition: the order is the outbox order.
+    assert seen == [e.id for e in events]
+    assert sum(r.published for r in relays) == len(events)
+    assert min(r.published for r in relays) == 0, "only one relay leads at a time"
+    pending = await db_pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE event_id LIKE $1 AND published_at IS NULL", f"{tag}%"
+    )
+    assert pending == 0
+
+
+async def test_fx_snapshots_latest_and_in_force(db_pool: asyncpg.Pool) -> None:
+    source = f"test-feed-{uuid.uuid4().hex[:8]}"
+    base_time = datetime(2031, 1, 1, tzinfo=UTC)
+    older = FxSnapshot("USD", {"EUR": Decimal("0.9"), "JPY": Decimal("150")}, base_time, source)
+    newer = FxSnapshot("USD", {"EUR": Decimal("0.95")}, base_time + timedelta(days=1), source)
+    async with db_pool.acquire() as conn, conn.transaction():
+        assert await save_snapshot(conn, older, "e1")
+        assert await save_snapshot(conn, newer, "e2")
+        assert not await save_snapshot(conn, newer, "e2-again")
+    at = await snapshot_at(db_pool, base_time + timedelta(hours=12))
+    assert at is not None and at.source == source and at.rate("USD", "JPY") == Decimal("150")
+    latest = await latest_snapshot(db_pool)
+    assert latest is not None and latest.as_of >= newer.as_of
+    assert await snapshot_at(db_pool, datetime(1999, 1, 1, tzinfo=UTC)) is None

@@ -1,0 +1,117 @@
+"""ServiceRuntime: a minimal service consumes, changes state, emits through the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.events import CloudEvent, Topic, decode, encode, event_key, make_event
+from shared.events.examples import valid_example
+from shared.inbox import claim
+from shared.infra import InfraUrls
+from shared.kafka import Delivery, subscribe_event_batches
+from shared.outbox import OutboxRelay, enqueue
+from shared.service import Background, Resources, ServiceRuntime
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+async def test_a_service_confirms_each_deal_once(infra: InfraUrls, topics: None) -> None:
+    """Deals in (twice each) → one `deliverable.confirmed` per deal out, via inbox and outbox."""
+    name = f"runtime-test-{uuid.uuid4().hex[:8]}"
+    source = f"{name}/input"
+
+    async def setup(resources: Resources) -> Sequence[Background]:
+        async def on_deals(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
+            mine = [(e, d) for e, d in batch if e.source == source]
+            async with resources.pool.acquire() as conn, conn.transaction():
+                new = await claim(conn, name, mine)
+                confirmations = [
+                    make_event(
+                        valid_example("deliverable.confirmed").data.model_copy(
+                            update={"deal_id": e.data.deal_id}
+                        ),
+                        source=name,
+                        id=f"{name}-{e.data.deal_id}",
+                    )
+                    for e, _ in mine
+                    if e.id in new
+                ]
+                await enqueue(conn, confirmations)
+
+        subscribe_event_batches(
+            resources.broker,
+            [Topic.CAMPAIGN_DEALS],
+            group_id=name,
+            handler=on_deals,
+            consumer=resources.consumer,
+        )
+        return [OutboxRelay(resources.pool, resources.broker, poll_seconds=0.2).run]
+
+    deals = [
+        valid_example("deal.signed").model_copy(
+            update={
+                "id": f"{name}-deal-{i}",
+                "source": source,
+                "data": valid_example("deal.signed").data.model_copy(
+                    update={"deal_id": f"{name}-deal-{i}"}
+                ),
+            }
+        )
+        for i in range(5)
+    ]
+    async with ServiceRuntime(name, setup, urls=infra) as runtime:
+        assert runtime.resources is not None
+        pool: asyncpg.Pool = runtime.resources.pool
+        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
+        await producer.start()
+        try:
+            for deal in deals + deals:
+                await producer.send_and_wait(
+                    Topic.CAMPAIGN_DEALS, encode(deal), key=event_key(deal)
+                )
+        finally:
+            await producer.stop()
+        confirmed = await _read_confirmations(infra, name, expected=len(deals))
+        stored = await pool.fetchval(
+            "SELECT count(*) FROM processed_events WHERE consumer = $1", name
+        )
+    assert sorted(confirmed) == sorted(f"{name}-deal-{i}" for i in range(5))
+    assert stored == len(deals)
+
+
+async def _read_confirmations(infra: InfraUrls, name: str, *, expected: int) -> list[str]:
+    consumer = AIOKafkaConsumer(
+        Topic.DELIVERABLES_CONFIRMED,
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[str] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    event = decode(Topic.DELIVERABLES_CONFIRMED, record.value)
+                    if event.source == name:
+                        found.append(event.data.deal_id)
+            if len(found) >= expected:
+                # Give a duplicate a moment to show up if one were coming.
+                await asyncio.sleep(0.5)
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        event = decode(Topic.DELIVERABLES_CONFIRMED, record.value)
+                        if event.source == name:
+                            found.append(event.data.deal_id)
+                break
+    finally:
+        await consumer.stop()
+    return found
