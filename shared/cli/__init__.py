@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from shared.cli import db, demo, infra, topics
+from shared.cli import db, demo, dlq, events, infra, topics
 from shared.observability import configure_logging
 
 app = typer.Typer(
@@ -18,7 +18,10 @@ app = typer.Typer(
 app.add_typer(infra.app, name="infra")
 app.add_typer(topics.app, name="topics")
 app.add_typer(db.app, name="db")
+app.add_typer(dlq.app, name="dlq")
 app.command("demo")(demo.demo)
+app.command("produce")(events.produce)
+app.command("tail")(events.tail)
 
 # Each service may contribute a command group from `services/<name>/cli.py` (an `app`).
 for _service in ("matching", "tracking", "payouts"):

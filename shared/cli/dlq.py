@@ -1,0 +1,132 @@
+"""`creatorflow dlq list|replay <topic>`: look at dead letters, re-inject them after a fix.
+
+Replay keeps its position as the committed offset of `creatorflow-dlq-replay.<topic>`, so
+a message is replayed once however often the command runs; the offset is committed only
+after the messages were written back to the source topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from rich.table import Table
+
+from shared.cli.console import console
+from shared.cli.events import bootstrap_servers, check_topic
+from shared.events import dlq_topic
+from shared.kafka import DLQ_HEADER_PREFIX
+
+app = typer.Typer(help="Dead-letter queues: inspect and replay.", no_args_is_help=True)
+
+
+def replay_group(topic: str) -> str:
+    return f"creatorflow-dlq-replay.{topic}"
+
+
+@app.command("list")
+def list_command(
+    topic: str = typer.Argument(help="Source topic, e.g. tracking.orders (not the .dlq name)."),
+    limit: int = typer.Option(50, min=1, help="Show at most this many (newest last)."),
+) -> None:
+    """Show what is in `<topic>.dlq` and whether it was replayed already."""
+    check_topic(topic)
+    records, replayed_up_to = asyncio.run(_read_all(bootstrap_servers(), topic))
+    table = Table(title=f"{dlq_topic(topic)}: {len(records)} message(s)", title_justify="left")
+    for column in ("offset", "key", "error class", "reason", "failed at", "replayed"):
+        table.add_column(column, overflow="fold")
+    for record in records[-limit:]:
+        headers = _headers(record)
+        done = record.offset < replayed_up_to.get(record.partition, 0)
+        table.add_row(
+            str(record.offset),
+            record.key.decode("utf-8", "replace") if record.key else "-",
+            headers.get(f"{DLQ_HEADER_PREFIX}error.class", "?"),
+            headers.get(f"{DLQ_HEADER_PREFIX}error.message", ""),
+            headers.get(f"{DLQ_HEADER_PREFIX}failed.at", ""),
+            "yes" if done else "no",
+        )
+    console.print(table)
+
+
+@app.command()
+def replay(
+    topic: str = typer.Argument(help="Source topic whose DLQ to replay, e.g. tracking.orders."),
+    dry_run: bool = typer.Option(False, help="Show what would be replayed, send nothing."),
+) -> None:
+    """Write every not-yet-replayed message of `<topic>.dlq` back to `<topic>`."""
+    check_topic(topic)
+    count = asyncio.run(_replay(bootstrap_servers(), topic, dry_run))
+    verb = "Would replay" if dry_run else "Replayed"
+    console.print(f"{verb} {count} message(s) from {dlq_topic(topic)} to {topic}.")
+
+
+def _headers(record: ConsumerRecord) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+
+
+async def _drain(consumer: AIOKafkaConsumer) -> list[ConsumerRecord]:
+    records: list[ConsumerRecord] = []
+    while True:
+        batch = await consumer.getmany(timeout_ms=1000)
+        if not batch:
+            return records
+        for part in batch.values():
+            records.extend(part)
+
+
+async def _read_all(bootstrap: str, topic: str) -> tuple[list[ConsumerRecord], dict[int, int]]:
+    dlq = dlq_topic(topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=replay_group(topic), enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(dlq, p) for p in consumer.partitions_for_topic(dlq) or ()]
+        replayed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in partitions}
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records = await _drain(consumer)
+    finally:
+        await consumer.stop()
+    return sorted(records, key=lambda r: (r.partition, r.offset)), replayed
+
+
+async def _replay(bootstrap: str, topic: str, dry_run: bool) -> int:
+    dlq = dlq_topic(topic)
+    # Partitions are assigned, not subscribed: the group only stores the replay position, so
+    # no group join (and its rebalance delay) is needed. One replay at a time is the operator's
+    # contract; the position is committed only after the messages are back on the topic.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=replay_group(topic), enable_auto_commit=False
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await producer.start()
+    try:
+        partitions = [TopicPartition(dlq, p) for p in consumer.partitions_for_topic(dlq) or ()]
+        consumer.assign(partitions)
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        records = await _drain(consumer)
+        if dry_run or not records:
+            return len(records)
+        for record in records:
+            headers = [
+                (k, v) for k, v in record.headers or () if not k.startswith(DLQ_HEADER_PREFIX)
+            ]
+            headers.append((f"{DLQ_HEADER_PREFIX}replayed.from", str(record.offset).encode()))
+            await producer.send(topic, record.value, key=record.key, headers=headers)
+        await producer.flush()
+        # Only now: a crash before this line replays the same messages again, never loses one.
+        await consumer.commit()
+        return len(records)
+    finally:
+        await producer.stop()
+        await consumer.stop()

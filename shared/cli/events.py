@@ -1,0 +1,133 @@
+"""`creatorflow produce` and `creatorflow tail`: events in and out, as outside clients see them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.json import JSON
+from rich.progress import Progress
+
+from shared.cli.console import console, errors, fail
+from shared.cli.settings import load_settings
+from shared.events import TOPICS, EventDecodeError, decode, event_key
+from shared.infra import running_urls
+
+
+def bootstrap_servers() -> str:
+    settings = load_settings()
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    urls = running_urls(settings)
+    if urls is None:
+        fail(
+            "no Kafka to talk to",
+            hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
+        )
+    return urls.kafka_bootstrap_servers
+
+
+def check_topic(topic: str, *, allow_dlq: bool = False) -> None:
+    base = topic.removesuffix(".dlq") if allow_dlq else topic
+    if base not in TOPICS:
+        fail(f"unknown topic {topic!r}", hint="topics: " + ", ".join(TOPICS))
+
+
+def produce(
+    topic: str = typer.Argument(help="Contract topic, e.g. brand.match-requests."),
+    file: Path = typer.Argument(
+        exists=True, dir_okay=False, help="JSON Lines: one CloudEvent per line."
+    ),
+    skip_invalid: bool = typer.Option(
+        False, help="Send the valid lines even if some are invalid (default: send nothing)."
+    ),
+) -> None:
+    """Validate and publish CloudEvents from a JSON Lines file, keyed by their entity id."""
+    check_topic(topic)
+    valid: list[tuple[bytes, bytes]] = []
+    invalid = 0
+    for number, line in enumerate(file.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            event = decode(topic, line)
+        except EventDecodeError as error:
+            invalid += 1
+            errors.print(f"[red]{file}:{number}[/] {error.error_class}: {error.reason}")
+            continue
+        valid.append((event_key(event), line))
+    if invalid and not skip_invalid:
+        fail(f"{invalid} invalid line(s); nothing sent", hint="fix them, or pass --skip-invalid")
+    asyncio.run(_send(bootstrap_servers(), topic, valid))
+    console.print(
+        f"Sent {len(valid)} event(s) to {topic}" + (f"; skipped {invalid}." if invalid else ".")
+    )
+
+
+async def _send(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"sending to {topic}", total=len(messages))
+            for key, value in messages:
+                await producer.send(topic, value, key=key)
+                progress.advance(task)
+            await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def tail(
+    topic: str = typer.Argument(help="Topic to read, e.g. match.suggestions or a .dlq topic."),
+    from_beginning: bool = typer.Option(False, help="Start at the oldest message."),
+    limit: int = typer.Option(0, min=0, help="Stop after this many messages (0: no limit)."),
+    follow: bool = typer.Option(True, help="Keep waiting for new messages (Ctrl-C stops)."),
+) -> None:
+    """Print a topic's messages as pretty CloudEvents (without joining any consumer group)."""
+    check_topic(topic, allow_dlq=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_tail(bootstrap_servers(), topic, from_beginning, limit, follow))
+
+
+async def _tail(bootstrap: str, topic: str, from_beginning: bool, limit: int, follow: bool) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            fail(f"topic {topic} does not exist", hint="creatorflow topics create")
+        consumer.assign(partitions)
+        if from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+        shown = 0
+        while not limit or shown < limit:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch and not follow:
+                break
+            for records in batch.values():
+                for record in records:
+                    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+                    key = record.key.decode("utf-8", "replace") if record.key else "-"
+                    console.rule(f"{record.topic}[{record.partition}]@{record.offset}  key={key}")
+                    for name, value in headers.items():
+                        console.print(f"[dim]{name}:[/] {value}")
+                    _print_value(record.value or b"")
+                    shown += 1
+                    if limit and shown >= limit:
+                        return
+    finally:
+        await consumer.stop()
+
+
+def _print_value(value: bytes) -> None:
+    try:
+        console.print(JSON.from_data(json.loads(value)))
+    except (ValueError, UnicodeDecodeError):
+        console.print(repr(value[:500]))
