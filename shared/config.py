@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # Real Kafka supports the idempotent producer; the embedded broker does not (DESIGN.md §4).
     kafka_idempotent_producer: bool = Field(False, validation_alias="KAFKA_IDEMPOTENT_PRODUCER")
 
+    # /healthz, /readyz and /metrics; unset: no HTTP server (e.g. several services in one shell).
+    http_port: int | None = Field(None, ge=0, le=65535, validation_alias="HTTP_PORT")
+    http_host: str = Field("127.0.0.1", validation_alias="HTTP_HOST")
+
     db_pool_min: int = Field(1, ge=0, validation_alias="DB_POOL_MIN")
     db_pool_max: int = Field(10, ge=1, validation_alias="DB_POOL_MAX")
 

@@ -17,11 +17,13 @@ from types import TracebackType
 import asyncpg
 import redis.asyncio as redis
 import structlog
+import uvicorn
 from faststream.kafka import KafkaBroker
 
 from shared.cache import create_redis
 from shared.config import Settings
 from shared.db import create_pool, migrate
+from shared.health import Check, HealthApp
 from shared.infra import InfraUrls, running_urls
 from shared.kafka import DeadLetters, RetryPolicy, SafeConsumer, ensure_topics, make_broker
 from shared.observability import configure_logging
@@ -77,6 +79,7 @@ class ServiceRuntime:
         self._settings = settings
         self._urls = urls
         self._tasks: list[asyncio.Task[None]] = []
+        self.http_port: int | None = None
         self._stack = contextlib.AsyncExitStack()
         self.resources: Resources | None = None
 
@@ -114,7 +117,28 @@ class ServiceRuntime:
         self._stack.push_async_callback(self._cancel_background)
         for loop in background:
             self._tasks.append(asyncio.create_task(_supervised(self.name, loop)))
-        log.info("service started", service=self.name)
+        if settings.http_port is not None:
+            await self._serve_http(settings.http_host, settings.http_port)
+        log.info("service started", service=self.name, http_port=self.http_port)
+
+    async def _serve_http(self, host: str, port: int) -> None:
+        assert self.resources is not None
+        app = HealthApp(self.name, readiness_checks(self.resources))
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()  # raises the bind error, e.g. the port is taken
+                raise ServiceConfigurationError(f"HTTP server on {host}:{port} did not start")
+            await asyncio.sleep(0.01)
+        self.http_port = server.servers[0].sockets[0].getsockname()[1]
+
+        async def stop_http() -> None:
+            server.should_exit = True
+            await task
+
+        self._stack.push_async_callback(stop_http)
 
     async def _cancel_background(self) -> None:
         for task in self._tasks:
@@ -131,6 +155,30 @@ class ServiceRuntime:
         # Background loops stop first, then the consumers, then the pools they used.
         await self._stack.aclose()
         log.info("service stopped", service=self.name)
+
+
+def readiness_checks(resources: Resources) -> dict[str, Check]:
+    """What `/readyz` verifies: every dependency answers and the consumers hold partitions."""
+
+    async def database() -> bool:
+        return bool(await resources.pool.fetchval("SELECT 1") == 1)
+
+    async def cache() -> bool:
+        return bool(await resources.redis.ping())
+
+    async def broker() -> bool:
+        return await resources.broker.ping(timeout=1.5)
+
+    async def consumer_assigned() -> bool:
+        consumers = [getattr(s, "consumer", None) for s in resources.broker.subscribers]
+        return all(c is not None and c.assignment() for c in consumers)
+
+    return {
+        "database": database,
+        "cache": cache,
+        "broker": broker,
+        "consumer_assigned": consumer_assigned,
+    }
 
 
 async def _supervised(service: str, loop: Background) -> None:

@@ -8,14 +8,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared.config import Settings
 from shared.events import CloudEvent, Topic, decode, encode, event_key, make_event
 from shared.events.examples import valid_example
 from shared.inbox import claim
 from shared.infra import InfraUrls
-from shared.kafka import Delivery, subscribe_event_batches
+from shared.kafka import Delivery, subscribe_event_batches, subscribe_events
 from shared.outbox import OutboxRelay, enqueue
 from shared.service import Background, Resources, ServiceRuntime
 
@@ -115,3 +117,47 @@ async def _read_confirmations(infra: InfraUrls, name: str, *, expected: int) -> 
     finally:
         await consumer.stop()
     return found
+
+
+async def test_health_readiness_and_metrics_endpoints(infra: InfraUrls, topics: None) -> None:
+    name = f"health-test-{uuid.uuid4().hex[:8]}"
+
+    async def setup(resources: Resources) -> Sequence[Background]:
+        async def ignore(event: CloudEvent[Any], delivery: Delivery) -> None:
+            return None
+
+        subscribe_events(
+            resources.broker,
+            [Topic.FX_RATES],
+            group_id=name,
+            handler=ignore,
+            consumer=resources.consumer,
+        )
+        return []
+
+    settings = Settings().model_copy(update={"http_port": 0})
+    async with ServiceRuntime(name, setup, settings=settings, urls=infra) as runtime:
+        assert runtime.http_port
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:
+            live = await http.get("/healthz")
+            assert live.status_code == 200 and live.json()["service"] == name
+
+            ready = await http.get("/readyz")
+            deadline = asyncio.get_running_loop().time() + 30
+            while ready.status_code != 200 and asyncio.get_running_loop().time() < deadline:
+                assert ready.status_code == 503
+                await asyncio.sleep(0.2)
+                ready = await http.get("/readyz")
+            assert ready.json()["checks"] == {
+                "database": True,
+                "cache": True,
+                "broker": True,
+                "consumer_assigned": True,
+            }
+            metrics = await http.get("/metrics")
+            assert metrics.status_code == 200
+            assert "creatorflow_events_consumed_total" in metrics.text
+            assert (await http.get("/nope")).status_code == 404
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as http:
+            await http.get(f"http://127.0.0.1:{runtime.http_port}/healthz")

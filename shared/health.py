@@ -1,0 +1,71 @@
+"""`/healthz`, `/readyz` and `/metrics` for a service process (an ASGI app served by uvicorn).
+
+- `/healthz`: the process answers (liveness).
+- `/readyz`: broker, database and cache reachable and the consumer holds partitions; 503 with
+  the failing checks otherwise (readiness: keep traffic and rollouts waiting).
+- `/metrics`: Prometheus text format from the process's default registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from prometheus_client import make_asgi_app
+
+Check = Callable[[], Awaitable[bool]]
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+async def _run_check(check: Check) -> bool:
+    try:
+        return await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
+    except Exception:
+        return False
+
+
+class HealthApp:
+    def __init__(self, service: str, checks: Mapping[str, Check]) -> None:
+        self._service = service
+        self._checks = dict(checks)
+        self._metrics = make_asgi_app()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/metrics":
+            await self._metrics(scope, receive, send)
+        elif path == "/healthz":
+            await _json(send, 200, {"service": self._service, "status": "ok"})
+        elif path == "/readyz":
+            results = await asyncio.gather(*(_run_check(c) for c in self._checks.values()))
+            checks = dict(zip(self._checks, results, strict=True))
+            ready = all(results)
+            body = {"service": self._service, "ready": ready, "checks": checks}
+            await _json(send, 200 if ready else 503, body)
+        else:
+            await _json(
+                send, 404, {"error": f"no such path {path}; try /healthz, /readyz, /metrics"}
+            )
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
