@@ -1,0 +1,276 @@
+"""Matching benchmark: one top-50 query at 100k and 1M creators, and request -> suggestion
+latency through Kafka at 100k.
+
+For each size it times the service's scoring code (`services.matching.scoring.match`: filters
+with reasons, eight features, score, exact budget check, MMR, explanations) against a
+brute-force numpy baseline measured in the same run on the same index: sparse dot (TF-IDF) +
+dense dot (the other features) + filter + argpartition. It prints median and p99 of both and
+their ratio, and the memory of the index at each size.
+
+Then it starts the embedded Kafka/Postgres/Redis, stores 100k generated creators, starts the
+matching service (which rebuilds its index from Postgres), publishes requests one at a time
+with a plain producer and prints the p50/p99 time until the `match.suggested` answer arrives.
+
+Usage: python bench/bench_matching.py [--sizes 100000,1000000] [--queries 60] [--kafka-size N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.matching.features import FEATURES
+from services.matching.index import CreatorIndex
+from services.matching.population import (
+    NICHE_NAMES,
+    generate_population,
+    niche_request,
+    reference_fx,
+)
+from services.matching.ranker import HAND_RANKER
+from services.matching.scoring import MatchQuery, ScoringSettings, match
+from shared.events.vocabulary import TIERS
+
+FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))
+TOP = 50
+
+
+def percentile(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.array(samples), q))
+
+
+def requests(count: int, seed: int) -> list[Any]:
+    """A mix: any tier, tiers + countries, platforms + tiers; all top-50."""
+    made = []
+    for i in range(count):
+        niche = NICHE_NAMES[i % len(NICHE_NAMES)]
+        kind = i % 3
+        made.append(
+            niche_request(
+                niche,
+                request_id=f"bench-{seed}-{i}",
+                campaign_id=f"bench-{i}",
+                seed=seed * 1000 + i,
+                limit=TOP,
+                tiers=("nano", "micro") if kind else (),
+                countries=("US", "GB", "CA") if kind == 1 else (),
+                platforms=("instagram", "tiktok") if kind == 2 else (),
+            )
+        )
+    return made
+
+
+def baseline_inputs(index: CreatorIndex) -> tuple[Any, np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The brute-force baseline's data: the TF-IDF CSR matrix and a dense n x 7 feature
+    matrix with the non-text features, built once outside the timed region."""
+    n = index.size
+    index.niche.compact(n)
+    text = index.niche.rows(np.arange(n, dtype=np.int64))
+    c = index.columns
+    dense = np.column_stack(
+        [
+            c.audience_country_share[:n].sum(axis=1),
+            c.audience_age[:n, 1:3].sum(axis=1),
+            c.audience_gender[:n, 0],
+            np.minimum(c.engagement_rate[:n] / 0.05, 1.0),
+            c.authenticity[:n],
+            np.full(n, 0.5, dtype=np.float32),
+            np.full(n, 0.5, dtype=np.float32),
+        ]
+    ).astype(np.float32)
+    weights = np.array([HAND_RANKER.weights[f] for f in FEATURES[1:]], dtype=np.float32)
+    return text, dense, weights
+
+
+def brute_force(
+    index: CreatorIndex,
+    text: Any,
+    dense: np.ndarray[Any, Any],
+    weights: np.ndarray[Any, Any],
+    query: MatchQuery,
+) -> np.ndarray[Any, Any]:
+    """Sparse dot + dense dot + filter + argpartition: the least work a top-50 can take."""
+    n = index.size
+    q = index.niche.encode([query.niche_text])
+    scores = np.asarray(text @ q.T.toarray().ravel()) * HAND_RANKER.weights["niche"]
+    scores += dense @ weights
+    allowed = np.ones(len(TIERS), dtype=bool)
+    if query.tiers:
+        allowed[:] = False
+        allowed[[TIERS.index(t) for t in query.tiers]] = True
+    keep = allowed[index.columns.tier[:n]] & ~index.columns.likely_fake[:n]
+    scores[~keep] = -np.inf
+    top = np.argpartition(-scores, TOP)[:TOP]
+    return top[np.argsort(-scores[top])]
+
+
+def bench_size(size: int, queries: int) -> None:
+    print(f"\n== {size:,} creators ==", flush=True)
+    started = time.perf_counter()
+    population = generate_population(size, seed=size % 9973)
+    print(f"generated in {time.perf_counter() - started:.1f}s", flush=True)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    index = CreatorIndex.build(population.profiles, seed=1)
+    built = time.perf_counter() - started
+    del population
+    gc.collect()
+    strings = sum(sys.getsizeof(s) for s in index.creator_ids) + sum(
+        sys.getsizeof(s) for s in index.handles
+    )
+    row_map = sys.getsizeof(index.row_of)
+    print(
+        f"index built in {built:.1f}s; vocabulary {index.niche.vocabulary_size:,} terms; "
+        f"memory: arrays + TF-IDF {index.memory_bytes() / 2**20:.0f} MiB, "
+        f"ids + handles {strings / 2**20:.0f} MiB, id->row map {row_map / 2**20:.0f} MiB "
+        f"(total {(index.memory_bytes() + strings + row_map) / 2**20:.0f} MiB); "
+        f"peak RSS {rss_before / 1024:.0f} MiB after generating, "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB after building",
+        flush=True,
+    )
+    text, dense, weights = baseline_inputs(index)
+    settings = ScoringSettings()
+    made = [MatchQuery.from_request(r) for r in requests(queries, seed=size % 101)]
+    for query in made[:3]:  # warm-up
+        match(index, query, HAND_RANKER, FX, settings)
+        brute_force(index, text, dense, weights, query)
+    service: list[float] = []
+    baseline: list[float] = []
+    for query in made:  # interleaved so both see the same machine state
+        t0 = time.perf_counter()
+        result = match(index, query, HAND_RANKER, FX, settings)
+        t1 = time.perf_counter()
+        brute_force(index, text, dense, weights, query)
+        t2 = time.perf_counter()
+        service.append((t1 - t0) * 1000)
+        baseline.append((t2 - t1) * 1000)
+        assert len(result.creators) == TOP
+    s50, s99 = statistics.median(service), percentile(service, 99)
+    b50, b99 = statistics.median(baseline), percentile(baseline, 99)
+    print(
+        f"top-{TOP} query, {queries} queries: service median {s50:.1f} ms p99 {s99:.1f} ms | "
+        f"baseline median {b50:.1f} ms p99 {b99:.1f} ms | "
+        f"ratio median {s50 / b50:.2f}x p99 {s99 / b99:.2f}x",
+        flush=True,
+    )
+
+
+async def bench_kafka(size: int, count: int) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from services.matching.app import SERVICE, background, start_service
+    from services.matching.settings import MatchingSettings
+    from services.matching.store import PostgresMatchingStore, StoredProfile
+    from shared.config import Settings
+    from shared.db import create_pool, migrate
+    from shared.events import Topic, decode, encode, event_key, make_event
+    from shared.infra import EmbeddedInfra
+    from shared.service import ServiceRuntime
+
+    print(f"\n== request -> suggestion through Kafka, {size:,} creators ==", flush=True)
+    root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-"))
+    with EmbeddedInfra(root, Settings(), durable=False) as stack:
+        urls = stack.urls
+        assert urls is not None
+        population = generate_population(size, seed=42, id_prefix=f"kb{uuid.uuid4().hex[:6]}")
+        pool = await create_pool(urls.database_url)
+        await migrate(pool)
+        store = PostgresMatchingStore(pool)
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        chunk = 5000
+        for start in range(0, size, chunk):
+            stored = [
+                StoredProfile(population.profiles.creator_id[i], population.profiles.profile(i),
+                              now, f"seed-{i}")
+                for i in range(start, min(size, start + chunk))
+            ]  # fmt: skip
+            async with pool.acquire() as conn, conn.transaction():
+                await store.upsert_profiles(conn, stored)
+        await pool.close()
+        print(f"stored {size:,} profiles in {time.perf_counter() - started:.1f}s", flush=True)
+        fx_event = make_event(
+            _fx_payload(), source="bench/fx", time=datetime(2025, 1, 1, tzinfo=UTC)
+        )
+        started = time.perf_counter()
+        settings = MatchingSettings(retrain_check_seconds=3600)
+
+        async def setup(resources: Any) -> Any:
+            return background(resources, await start_service(resources, settings))
+
+        async with ServiceRuntime(SERVICE, setup, urls=urls):
+            print(f"service up (index rebuilt) in {time.perf_counter() - started:.1f}s", flush=True)
+            producer = AIOKafkaProducer(bootstrap_servers=urls.kafka_bootstrap_servers, linger_ms=0)
+            consumer = AIOKafkaConsumer(
+                Topic.MATCH_SUGGESTIONS,
+                bootstrap_servers=urls.kafka_bootstrap_servers,
+                group_id=f"bench-{uuid.uuid4().hex[:6]}",
+                auto_offset_reset="latest",
+                fetch_max_wait_ms=5,
+            )
+            await producer.start()
+            await consumer.start()
+            try:
+                await producer.send_and_wait(
+                    Topic.FX_RATES, encode(fx_event), key=event_key(fx_event)
+                )
+                await asyncio.sleep(1.0)
+                latencies = []
+                for i, request in enumerate(requests(count + 5, seed=7)):
+                    event = make_event(request, source="bench/brand")
+                    sent = time.perf_counter()
+                    await producer.send_and_wait(
+                        Topic.BRAND_MATCH_REQUESTS, encode(event), key=event_key(event)
+                    )
+                    while True:
+                        record = await asyncio.wait_for(consumer.getone(), 30)
+                        answer = decode(record.topic, record.value)
+                        if answer.data.request_id == request.request_id:
+                            break
+                    if i >= 5:  # the first few warm up the consumer path
+                        latencies.append((time.perf_counter() - sent) * 1000)
+                print(
+                    f"{count} requests one at a time, limit {TOP}: p50 "
+                    f"{percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+                    f"max {max(latencies):.1f} ms",
+                    flush=True,
+                )
+            finally:
+                await consumer.stop()
+                await producer.stop()
+
+
+def _fx_payload() -> Any:
+    from shared.events import FxRatesPublished
+
+    return FxRatesPublished(base=FX.base, rates=dict(FX.rates), as_of=FX.as_of, source="bench")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument("--kafka-size", type=int, default=100_000)
+    parser.add_argument("--kafka-requests", type=int, default=200)
+    args = parser.parse_args()
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        bench_size(size, args.queries)
+        gc.collect()
+    if args.kafka_size:
+        asyncio.run(bench_kafka(args.kafka_size, args.kafka_requests))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""From a brand's request to our answer: business checks and the `match.suggested` payload."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from services.matching.scoring import MatchResult
+from shared.errors import EventRejected
+from shared.events import MatchRequested, MatchSuggested, Suggestion
+
+_WORD: Final = re.compile(r"[^\W_]{2,}")
+
+
+def check_request(request: MatchRequested) -> None:
+    """Raise EventRejected (-> DLQ) for a request no ranking can answer sensibly."""
+    if request.budget_per_creator.amount <= 0:
+        raise EventRejected(
+            f"budget_per_creator: {request.budget_per_creator} leaves nothing to pay a creator; "
+            "send a budget above zero"
+        )
+    niche_text = f"{request.niche.description} {' '.join(request.niche.keywords)}"
+    if not _WORD.search(niche_text):
+        raise EventRejected(
+            "niche: description and keywords hold no word to match creators on; describe the "
+            "campaign niche or give keywords"
+        )
+
+
+def suggestion_payload(request: MatchRequested, result: MatchResult) -> MatchSuggested:
+    """The answer to `request`: ranked creators (best first) and the filtered counts."""
+    return MatchSuggested(
+        request_id=request.request_id,
+        brand_id=request.brand_id,
+        campaign_id=request.campaign_id,
+        model_version=result.model_version,
+        suggestions=tuple(
+            Suggestion(
+                rank=c.rank,
+                creator_id=c.creator_id,
+                handle=c.handle,
+                score=c.score,
+                tier=c.tier,
+                engagement_rate=c.engagement_rate,
+                estimated_cost=c.estimated_cost,
+                explanation=c.explanation,
+                flags=c.flags,
+            )
+            for c in result.creators
+        ),
+        filtered=result.filtered,
+    )

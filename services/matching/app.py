@@ -1,0 +1,328 @@
+"""Wiring of the matching service: one consumer group over its six input topics.
+
+Each consumed batch is cut into runs of consecutive events of one type, handled in order, so
+a request sees every profile published before it. A run is one database transaction (inbox
+claim + state change + outbox); the in-memory index changes only after that commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import numpy as np
+import structlog
+
+from services.matching.answers import check_request, suggestion_payload
+from services.matching.features import FEATURES
+from services.matching.index import CreatorIndex
+from services.matching.profiles import ProfileColumns
+from services.matching.ranker import HAND_RANKER, LinearRanker, train_ranker
+from services.matching.scoring import MatchQuery, match
+from services.matching.settings import MatchingSettings
+from services.matching.store import (
+    Answer,
+    MatchingStore,
+    Outcome,
+    PostgresMatchingStore,
+    StoredProfile,
+)
+from shared import fx_store, inbox, outbox
+from shared.events import (
+    AttributionUpdated,
+    CloudEvent,
+    CreatorProfileUpserted,
+    DealSigned,
+    EventType,
+    FxRatesPublished,
+    MatchFeedback,
+    MatchRequested,
+    Topic,
+    make_event,
+)
+from shared.kafka import Delivery, subscribe_event_batches
+from shared.money import FxSnapshot
+from shared.service import Background, Resources
+
+log = structlog.get_logger(__name__)
+
+SERVICE: Final = "matching"
+SOURCE: Final = "creatorflow/matching"
+INPUT_TOPICS: Final = (
+    Topic.CREATOR_PROFILES,
+    Topic.BRAND_MATCH_REQUESTS,
+    Topic.MATCH_FEEDBACK,
+    Topic.TRACKING_ATTRIBUTION,
+    Topic.FX_RATES,
+    Topic.CAMPAIGN_DEALS,
+)
+
+Batch = Sequence[tuple[CloudEvent[Any], Delivery]]
+
+
+@dataclass
+class MatchingState:
+    """What the service keeps in memory; all of it can be rebuilt from Postgres."""
+
+    index: CreatorIndex
+    ranker: LinearRanker = HAND_RANKER
+    labels_at_training: int = 0
+    trained_at: float = field(default_factory=time.monotonic)
+    fx: FxSnapshot | None = None
+
+
+class MatchingService:
+    def __init__(
+        self, pool: Any, store: MatchingStore, settings: MatchingSettings, state: MatchingState
+    ) -> None:
+        self._pool = pool
+        self._store = store
+        self._settings = settings
+        self._scoring = settings.scoring()
+        self.state = state
+        self._handlers: dict[str, Callable[[Batch], Awaitable[None]]] = {
+            EventType.CREATOR_PROFILE_UPSERTED: self.on_profiles,
+            EventType.MATCH_REQUESTED: self.on_requests,
+            EventType.MATCH_FEEDBACK: self.on_feedback,
+            EventType.ATTRIBUTION_UPDATED: self.on_attribution,
+            EventType.FX_RATES_PUBLISHED: self.on_fx,
+            EventType.DEAL_SIGNED: self.on_deals,
+        }
+
+    async def handle_batch(self, batch: Batch) -> None:
+        """Handle a consumed batch as runs of one event type, in arrival order."""
+        for event, _ in batch:  # refuse a bad request before any work: the batch is bisected
+            if event.type == EventType.MATCH_REQUESTED:
+                check_request(event.data)
+        run: list[tuple[CloudEvent[Any], Delivery]] = []
+        for item in batch:
+            if run and item[0].type != run[0][0].type:
+                await self._handle_run(run)
+                run = []
+            run.append(item)
+        if run:
+            await self._handle_run(run)
+
+    async def _handle_run(self, run: Batch) -> None:
+        handler = self._handlers.get(run[0][0].type)
+        if handler is not None:
+            await handler(run)
+
+    async def on_profiles(self, run: Batch) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await inbox.claim(conn, SERVICE, run)
+            latest: dict[str, StoredProfile] = {}
+            for event, _ in run:
+                if event.id in fresh:
+                    data: CreatorProfileUpserted = event.data
+                    latest[data.creator_id] = StoredProfile(
+                        data.creator_id, data, event.time, event.id
+                    )
+            changed = await self._store.upsert_profiles(conn, list(latest.values()))
+        profiles = [p.profile for cid, p in latest.items() if cid in changed]
+        if profiles:
+            self.state.index.upsert(ProfileColumns.from_profiles(profiles))
+        if self.state.index.needs_refit():
+            await self.refit()
+
+    async def on_requests(self, run: Batch) -> None:
+        for event, delivery in run:
+            request: MatchRequested = event.data
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not await inbox.claim(conn, SERVICE, [(event, delivery)]):
+                    continue
+                hired = await self._store.hired(conn, request.campaign_id)
+                query = MatchQuery.from_request(request, hired=hired)
+                state = self.state
+                result = match(state.index, query, state.ranker, state.fx, self._scoring)
+                answer = make_event(suggestion_payload(request, result), source=SOURCE)
+                recorded = await self._store.save_answer(
+                    conn,
+                    Answer(
+                        request_id=request.request_id,
+                        campaign_id=request.campaign_id,
+                        brand_id=request.brand_id,
+                        model_version=result.model_version,
+                        fx_as_of=None if result.fx is None else result.fx.as_of,
+                        fx_source=None if result.fx is None else result.fx.source,
+                        filtered=result.filtered,
+                        event_id=answer.id,
+                        suggestions=[
+                            (c.creator_id, c.rank, c.score, [c.features[f] for f in FEATURES])
+                            for c in result.creators
+                        ],
+                    ),
+                )
+                if recorded:  # a request id answered before is not answered twice
+                    await outbox.enqueue(conn, [answer])
+
+    async def on_feedback(self, run: Batch) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await inbox.claim(conn, SERVICE, run)
+            for event, _ in run:
+                if event.id in fresh:
+                    data: MatchFeedback = event.data
+                    await self._store.record_feedback(
+                        conn,
+                        event.id,
+                        data.campaign_id,
+                        data.creator_id,
+                        data.decision,
+                        data.request_id,
+                    )
+
+    async def on_attribution(self, run: Batch) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await inbox.claim(conn, SERVICE, run)
+            creators = set()
+            for event, _ in run:
+                if event.id in fresh:
+                    data: AttributionUpdated = event.data
+                    outcome = Outcome(
+                        data.deal_id,
+                        data.campaign_id,
+                        data.creator_id,
+                        data.roas,
+                        data.cpe,
+                        data.as_of,
+                    )
+                    await self._store.record_outcome(conn, outcome)
+                    creators.add(data.creator_id)
+        for creator_id, total, deals in await self._store.performance(sorted(creators)):
+            self.state.index.record_performance(creator_id, total, deals)
+
+    async def on_fx(self, run: Batch) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await inbox.claim(conn, SERVICE, run)
+            snapshots = []
+            for event, _ in run:
+                if event.id in fresh:
+                    data: FxRatesPublished = event.data
+                    snapshot = fx_store.snapshot_from_event(data)
+                    await fx_store.save_snapshot(conn, snapshot, event.id)
+                    snapshots.append(snapshot)
+        for snapshot in snapshots:
+            if self.state.fx is None or snapshot.as_of >= self.state.fx.as_of:
+                self.state.fx = snapshot
+
+    async def on_deals(self, run: Batch) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await inbox.claim(conn, SERVICE, run)
+            for event, _ in run:
+                if event.id in fresh:
+                    data: DealSigned = event.data
+                    await self._store.record_hire(
+                        conn, data.deal_id, data.campaign_id, data.creator_id, event.time
+                    )
+
+    async def refit(self) -> None:
+        """Refit the vectoriser and anomaly model on every stored creator, off the event loop."""
+        index = self.state.index
+        texts = [
+            (index.row_of[cid], text)
+            for cid, text in await self._store.texts()
+            if cid in index.row_of
+        ]
+        rows = np.array([row for row, _ in texts], dtype=np.int64)
+        started = time.perf_counter()
+        await asyncio.to_thread(index.refit, [text for _, text in texts], rows)
+        log.info(
+            "matching index refitted",
+            creators=len(index),
+            seconds=round(time.perf_counter() - started, 2),
+        )
+
+    async def rebuild(self) -> None:
+        """Load every stored creator, performance, the latest FX snapshot and ranker."""
+        total = await self._store.count_profiles()
+        index = CreatorIndex(seed=self._settings.seed)
+        texts: list[str] = []
+        rows: list[np.ndarray[Any, Any]] = []
+        loaded = 0
+        started = time.perf_counter()
+        async for chunk in self._store.iter_profiles(self._settings.rebuild_chunk):
+            columns = ProfileColumns.from_profiles(chunk)
+            written, picks = index.upsert(columns, encode_text=False)
+            texts += [columns.text(int(i)) for i in picks]
+            rows.append(written)
+            loaded += len(chunk)
+            log.info(
+                "matching index rebuild",
+                loaded=loaded,
+                total=total,
+                percent=round(100 * loaded / max(total, 1)),
+            )
+        if loaded:
+            await asyncio.to_thread(index.refit, texts, np.concatenate(rows))
+        for creator_id, roas_total, deals in await self._store.performance():
+            index.record_performance(creator_id, roas_total, deals)
+        self.state.index = index
+        self.state.fx = await fx_store.latest_snapshot(self._pool)
+        stored = await self._store.latest_model()
+        if stored is not None:
+            self.state.ranker, self.state.labels_at_training = stored
+        log.info(
+            "matching index ready",
+            creators=len(index),
+            seconds=round(time.perf_counter() - started, 2),
+            model_version=self.state.ranker.version,
+        )
+
+    async def retrain_once(self) -> LinearRanker | None:
+        """Train and store a new ranker if enough labels arrived (or the schedule is due)."""
+        labels = await self._store.label_count()
+        new = labels - self.state.labels_at_training
+        due = time.monotonic() - self.state.trained_at >= self._settings.retrain_interval_seconds
+        if new <= 0 or (new < self._settings.retrain_every_labels and not due):
+            return None
+        data = await self._store.training_set()
+        self.state.trained_at = time.monotonic()
+        if not data.trainable():
+            return None
+        version = f"lr-{datetime.now(UTC):%Y%m%dT%H%M%S}-{labels}"
+        ranker = await asyncio.to_thread(train_ranker, data, version=version)
+        await self._store.save_model(ranker, labels)
+        self.state.ranker, self.state.labels_at_training = ranker, labels
+        log.info("matching ranker retrained", model_version=version, labels=len(data))
+        return ranker
+
+    async def retrain_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.retrain_check_seconds)
+            await self.retrain_once()
+
+
+async def start_service(resources: Resources, settings: MatchingSettings) -> MatchingService:
+    """Rebuild the index from Postgres and subscribe the service's one consumer group."""
+    store = PostgresMatchingStore(resources.pool)
+    service = MatchingService(
+        resources.pool, store, settings, MatchingState(CreatorIndex(seed=settings.seed))
+    )
+    await service.rebuild()
+    subscribe_event_batches(
+        resources.broker,
+        INPUT_TOPICS,
+        group_id=SERVICE,
+        handler=service.handle_batch,
+        consumer=resources.consumer,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=20,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+    return service
+
+
+def background(resources: Resources, service: MatchingService) -> list[Background]:
+    """The outbox relay (publishes the suggestions) and the retraining schedule."""
+    relay = outbox.OutboxRelay(resources.pool, resources.broker)
+    return [relay.run, service.retrain_loop]
+
+
+async def setup(resources: Resources) -> list[Background]:
+    """`shared.service` entry point: settings from the environment (MATCHING_*)."""
+    service = await start_service(resources, MatchingSettings())
+    return background(resources, service)

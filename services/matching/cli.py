@@ -1,0 +1,102 @@
+"""`creatorflow seed creators --count N`: publish a generated creator population.
+
+The profiles come from `services.matching.population` (latent niches, audiences, a share of
+fake accounts) and go to `creator.profiles` as `creator.profile.upserted` events, exactly as a
+data collector would send them; `creatorflow seed fx` publishes FX rates for their currencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from aiokafka import AIOKafkaProducer
+
+from services.matching.population import generate_population, reference_fx
+from shared.cli.console import console, fail
+from shared.cli.settings import load_settings
+from shared.events import CloudEvent, FxRatesPublished, encode, event_key, make_event, spec_for_type
+from shared.infra import running_urls
+
+COMMAND_NAME = "seed"
+SOURCE = "creatorflow/seed"
+
+app = typer.Typer(help="Publish generated test data (creators, FX rates).", no_args_is_help=True)
+
+
+def _bootstrap() -> str:
+    settings = load_settings()
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    urls = running_urls(settings)
+    if urls is None:
+        fail(
+            "no Kafka to publish to",
+            hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
+        )
+    return urls.kafka_bootstrap_servers
+
+
+async def _publish(bootstrap: str, events: list[CloudEvent[Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        pending = []
+        for event in events:
+            topic = spec_for_type(event.type).topic
+            pending.append(await producer.send(topic, encode(event), key=event_key(event)))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def _fx_event() -> CloudEvent[Any]:
+    snapshot = reference_fx(datetime.now(UTC), source="creatorflow-seed")
+    data = FxRatesPublished(
+        base=snapshot.base, rates=dict(snapshot.rates), as_of=snapshot.as_of, source=snapshot.source
+    )
+    return make_event(data, source=SOURCE)
+
+
+@app.command()
+def creators(
+    count: int = typer.Option(1000, min=1, max=2_000_000, help="How many creators."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same population."),
+    fake_share: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of fake accounts."),
+    id_prefix: str = typer.Option("cr", help="Creator ids are <prefix>-<n>."),
+    with_fx: bool = typer.Option(True, "--fx/--no-fx", help="Also publish FX rates."),
+) -> None:
+    """Publish COUNT generated creator profiles to creator.profiles."""
+    bootstrap = _bootstrap()
+    started = time.perf_counter()
+    population = generate_population(count, seed=seed, fake_share=fake_share, id_prefix=id_prefix)
+    events: list[CloudEvent[Any]] = [
+        make_event(population.profiles.profile(i), source=SOURCE) for i in range(count)
+    ]
+    if with_fx:
+        events.append(_fx_event())
+    try:
+        asyncio.run(_publish(bootstrap, events))
+    except Exception as error:
+        fail(f"could not publish to {bootstrap}: {error}")
+    console.print(
+        f"published {count} creator profiles ({int(population.is_fake.sum())} fake) "
+        f"{'and FX rates ' if with_fx else ''}in {time.perf_counter() - started:.1f}s"
+    )
+
+
+@app.command()
+def fx() -> None:
+    """Publish FX rates (base USD) for every currency the generated creators use."""
+    bootstrap = _bootstrap()
+    try:
+        asyncio.run(_publish(bootstrap, [_fx_event()]))
+    except Exception as error:
+        fail(f"could not publish to {bootstrap}: {error}")
+    console.print("published FX rates")

@@ -1,0 +1,291 @@
+"""The in-memory creator index: one row per creator, one numpy array per attribute.
+
+Everything the request path needs is a column here, so scoring is a handful of vectorised
+operations over the whole index. Rows are appended or overwritten in place by `upsert`; the
+arrays grow by doubling. Each row of capacity takes about 150 bytes of arrays, plus the
+creator's niche vector (held twice: CSR and CSC), its id and handle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from services.matching.authenticity import AccountAnomalyModel, AccountNumbers, judge
+from services.matching.features import (
+    BENCHMARK_CURRENCY,
+    QUOTED_DELIVERABLE,
+    benchmark_post_cost,
+    engagement_rates,
+    tier_codes,
+)
+from services.matching.niche_vectors import NicheVectors
+from services.matching.profiles import ProfileColumns, quoted_price
+from shared.events.vocabulary import PLATFORMS, TIERS
+from shared.money import Money
+
+AUDIENCE_COUNTRIES_KEPT: Final = 8
+"""Countries kept per creator audience (the largest shares); the tail is dropped."""
+
+_MIN_ANOMALY_ACCOUNTS: Final = 200
+_ANOMALY_SAMPLE: Final = 50_000
+
+
+class Vocabulary:
+    """Stable small-integer codes for strings (countries, languages, currencies)."""
+
+    def __init__(self, known: Iterable[str] = ()) -> None:
+        self.codes: dict[str, int] = {}
+        self.names: list[str] = []
+        for name in known:
+            self.code(name)
+
+    def code(self, name: str) -> int:
+        found = self.codes.get(name)
+        if found is None:
+            found = self.codes[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+    def lookup(self, names: Iterable[str], size: int | None = None) -> npt.NDArray[np.bool_]:
+        """Boolean table over codes: True for the codes of `names` (unknown names ignored)."""
+        table = np.zeros(max(size or 0, len(self.names), 1), dtype=bool)
+        for name in names:
+            code = self.codes.get(name)
+            if code is not None:
+                table[code] = True
+        return table
+
+
+@dataclass
+class Columns:
+    """The numeric columns of the index (capacity rows; the first `size` are live)."""
+
+    platform: npt.NDArray[np.int8]
+    tier: npt.NDArray[np.int8]
+    language: npt.NDArray[np.int16]
+    followers: npt.NDArray[np.float32]
+    avg_likes: npt.NDArray[np.float32]
+    avg_comments: npt.NDArray[np.float32]
+    avg_views: npt.NDArray[np.float32]
+    posts_last_30d: npt.NDArray[np.float32]
+    engagement_rate: npt.NDArray[np.float32]
+    audience_country: npt.NDArray[np.int16]
+    """Codes of the largest audience countries, (capacity, AUDIENCE_COUNTRIES_KEPT); -1 pads."""
+    audience_country_share: npt.NDArray[np.float32]
+    audience_known: npt.NDArray[np.float32]
+    audience_age: npt.NDArray[np.float32]
+    audience_gender: npt.NDArray[np.float32]
+    cost_minor: npt.NDArray[np.int64]
+    cost_currency: npt.NDArray[np.int16]
+    cost_estimated: npt.NDArray[np.bool_]
+    authenticity: npt.NDArray[np.float32]
+    red_flags: npt.NDArray[np.uint8]
+    likely_fake: npt.NDArray[np.bool_]
+    roas_sum: npt.NDArray[np.float64]
+    roas_count: npt.NDArray[np.int32]
+
+    @classmethod
+    def empty(cls, capacity: int) -> Columns:
+        kept = AUDIENCE_COUNTRIES_KEPT
+        return cls(
+            platform=np.zeros(capacity, np.int8),
+            tier=np.zeros(capacity, np.int8),
+            language=np.zeros(capacity, np.int16),
+            followers=np.zeros(capacity, np.float32),
+            avg_likes=np.zeros(capacity, np.float32),
+            avg_comments=np.zeros(capacity, np.float32),
+            avg_views=np.zeros(capacity, np.float32),
+            posts_last_30d=np.zeros(capacity, np.float32),
+            engagement_rate=np.zeros(capacity, np.float32),
+            audience_country=np.full((capacity, kept), -1, np.int16),
+            audience_country_share=np.zeros((capacity, kept), np.float32),
+            audience_known=np.zeros(capacity, np.float32),
+            audience_age=np.zeros((capacity, 7), np.float32),
+            audience_gender=np.zeros((capacity, 3), np.float32),
+            cost_minor=np.zeros(capacity, np.int64),
+            cost_currency=np.zeros(capacity, np.int16),
+            cost_estimated=np.zeros(capacity, bool),
+            authenticity=np.ones(capacity, np.float32),
+            red_flags=np.zeros(capacity, np.uint8),
+            likely_fake=np.zeros(capacity, bool),
+            roas_sum=np.zeros(capacity, np.float64),
+            roas_count=np.zeros(capacity, np.int32),
+        )
+
+    def grown(self, capacity: int) -> Columns:
+        bigger = Columns.empty(capacity)
+        for name, array in vars(self).items():
+            getattr(bigger, name)[: len(array)] = array
+        return bigger
+
+    def nbytes(self) -> int:
+        return sum(array.nbytes for array in vars(self).values())
+
+
+@dataclass
+class CreatorIndex:
+    """All creators, columnar. Not thread-safe: one writer, readers on the same thread."""
+
+    seed: int = 0
+    size: int = 0
+    creator_ids: list[str] = field(default_factory=list)
+    handles: list[str] = field(default_factory=list)
+    row_of: dict[str, int] = field(default_factory=dict)
+    columns: Columns = field(default_factory=lambda: Columns.empty(1024))
+    countries: Vocabulary = field(default_factory=Vocabulary)
+    languages: Vocabulary = field(default_factory=Vocabulary)
+    currencies: Vocabulary = field(default_factory=lambda: Vocabulary([BENCHMARK_CURRENCY]))
+    platforms: Vocabulary = field(default_factory=lambda: Vocabulary(PLATFORMS))
+    niche: NicheVectors = field(default_factory=NicheVectors)
+    anomaly_model: AccountAnomalyModel | None = None
+    anomaly_fitted_on: int = 0
+    pending_performance: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, profiles: ProfileColumns, *, seed: int = 0) -> CreatorIndex:
+        """An index of `profiles`, with the vectoriser and anomaly model fitted on them."""
+        index = cls(seed=seed, niche=NicheVectors(seed=seed))
+        rows, picks = index.upsert(profiles, encode_text=False)
+        index.refit([profiles.text(int(i)) for i in picks], rows)
+        return index
+
+    def __len__(self) -> int:
+        return self.size
+
+    def upsert(
+        self, profiles: ProfileColumns, *, encode_text: bool = True
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Insert or replace `profiles` (the last one wins for a repeated id).
+
+        Returns (rows, picks): the index row written for each profile position in `picks`.
+
+        The anomaly model in place judges the new numbers; text is encoded with the current
+        vocabulary (`encode_text=False` leaves it to a `refit` that follows).
+        """
+        last = {creator_id: i for i, creator_id in enumerate(profiles.creator_id)}
+        picks = np.fromiter(last.values(), dtype=np.int64, count=len(last))
+        rows = np.array(
+            [self._row_for(cid, profiles.handle[i]) for cid, i in last.items()], np.int64
+        )
+        self._write_numbers(rows, picks, profiles)
+        if encode_text and self.niche.vectorizer is not None:
+            self.niche.set_rows(rows, [profiles.text(int(i)) for i in picks], self.size)
+        return rows, picks
+
+    def needs_refit(self) -> bool:
+        """True when the vectoriser or anomaly model was fitted on fewer than half the rows."""
+        fitted = min(self.niche.fitted_documents, self.anomaly_fitted_on or self.size)
+        return self.size > 0 and (self.niche.vectorizer is None or self.size >= 2 * fitted)
+
+    def refit(self, texts: Sequence[str], rows: npt.NDArray[np.int64]) -> None:
+        """Refit the vectoriser on `texts` (of `rows`) and the anomaly model on every row, then
+        re-encode and re-judge everything. CPU-heavy: run it off the event loop at scale."""
+        self.niche.fit(texts, rows, self.size)
+        self._refit_anomaly_model()
+
+    def record_performance(self, creator_id: str, roas_sum: float, count: int) -> None:
+        """Set a creator's realised ROAS total and number of deals (kept for later if unknown)."""
+        row = self.row_of.get(creator_id)
+        if row is None:
+            self.pending_performance[creator_id] = (roas_sum, count)
+            return
+        self.columns.roas_sum[row] = roas_sum
+        self.columns.roas_count[row] = count
+
+    def account_numbers(self, rows: slice | npt.NDArray[np.int64]) -> AccountNumbers:
+        c = self.columns
+        return AccountNumbers(
+            followers=c.followers[rows],
+            engagement_rate=c.engagement_rate[rows],
+            avg_likes=c.avg_likes[rows],
+            avg_comments=c.avg_comments[rows],
+            avg_views=c.avg_views[rows],
+            posts_last_30d=c.posts_last_30d[rows],
+            tier=c.tier[rows],
+        )
+
+    def cost(self, row: int) -> Money:
+        """The quoted price of one post by the creator at `row`, in its own currency."""
+        currency = self.currencies.names[int(self.columns.cost_currency[row])]
+        return Money.from_minor(int(self.columns.cost_minor[row]), currency)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the numeric columns and niche vectors (Python strings not counted)."""
+        return self.columns.nbytes() + self.niche.memory_bytes()
+
+    def _row_for(self, creator_id: str, handle: str) -> int:
+        row = self.row_of.get(creator_id)
+        if row is not None:
+            self.handles[row] = handle
+            return row
+        row = self.size
+        if row >= len(self.columns.tier):
+            self.columns = self.columns.grown(2 * len(self.columns.tier))
+        self.row_of[creator_id] = row
+        self.creator_ids.append(creator_id)
+        self.handles.append(handle)
+        self.size += 1
+        pending = self.pending_performance.pop(creator_id, None)
+        if pending is not None:
+            self.columns.roas_sum[row], self.columns.roas_count[row] = pending
+        return row
+
+    def _write_numbers(
+        self, rows: npt.NDArray[np.int64], picks: npt.NDArray[np.int64], p: ProfileColumns
+    ) -> None:
+        c = self.columns
+        followers = p.followers[picks].astype(np.float64)
+        tiers = tier_codes(followers)
+        c.platform[rows] = [self.platforms.code(p.platform[i]) for i in picks]
+        c.tier[rows] = tiers
+        c.language[rows] = [self.languages.code(p.language[i]) for i in picks]
+        c.followers[rows] = followers
+        c.avg_likes[rows] = p.avg_likes[picks]
+        c.avg_comments[rows] = p.avg_comments[picks]
+        c.avg_views[rows] = p.avg_views[picks]
+        c.posts_last_30d[rows] = p.posts_last_30d[picks]
+        c.engagement_rate[rows] = engagement_rates(
+            followers, p.avg_likes[picks], p.avg_comments[picks], p.avg_shares[picks]
+        )
+        c.audience_age[rows] = p.audience_age[picks]
+        c.audience_gender[rows] = p.audience_gender[picks]
+        for row, i in zip(rows.tolist(), picks.tolist(), strict=True):
+            shares = sorted(p.audience_countries[i].items(), key=lambda kv: -kv[1])
+            c.audience_known[row] = sum(share for _, share in shares)
+            kept = shares[:AUDIENCE_COUNTRIES_KEPT]
+            c.audience_country[row] = -1
+            c.audience_country_share[row] = 0.0
+            c.audience_country[row, : len(kept)] = [self.countries.code(cc) for cc, _ in kept]
+            c.audience_country_share[row, : len(kept)] = [share for _, share in kept]
+            price = quoted_price(p.rate_card[i], QUOTED_DELIVERABLE)
+            c.cost_estimated[row] = price is None
+            if price is None:
+                amount = benchmark_post_cost(int(p.followers[i]), TIERS[int(c.tier[row])])
+                price = Money(amount.quantize(Decimal(1)), BENCHMARK_CURRENCY)
+            c.cost_minor[row] = price.minor_units
+            c.cost_currency[row] = self.currencies.code(price.currency)
+        self._judge(rows)
+
+    def _judge(self, rows: npt.NDArray[np.int64]) -> None:
+        authenticity, flags, fake = judge(self.account_numbers(rows), self.anomaly_model)
+        self.columns.authenticity[rows] = authenticity
+        self.columns.red_flags[rows] = flags
+        self.columns.likely_fake[rows] = fake
+
+    def _refit_anomaly_model(self) -> None:
+        everyone = np.arange(self.size, dtype=np.int64)
+        if self.size >= _MIN_ANOMALY_ACCOUNTS:
+            rng = np.random.default_rng(self.seed)
+            sample = everyone
+            if self.size > _ANOMALY_SAMPLE:
+                sample = np.sort(rng.choice(self.size, _ANOMALY_SAMPLE, replace=False))
+            inputs = self.account_numbers(sample).matrix()
+            self.anomaly_model = AccountAnomalyModel(random_state=self.seed).fit(inputs)
+            self.anomaly_fitted_on = self.size
+        self._judge(everyone)

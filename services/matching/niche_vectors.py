@@ -1,0 +1,202 @@
+"""TF-IDF niche vectors of every creator, queryable in one sparse product.
+
+Rows live in a *base* matrix (CSR for reading rows, CSC for reading the few columns a query
+touches) plus a small *overlay* of rows changed since the base was built. A query reads the
+base through the query's columns only, then overwrites the overlaid rows; when the overlay
+grows past a share of the index it is folded into a new base. Refitting the vectoriser (when
+the index has doubled since the last fit) re-encodes every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+_MAX_FIT_DOCUMENTS: Final = 200_000
+# Words of two or more characters (any script) that start with a letter.
+_WORD_PATTERN: Final = r"(?u)\b[^\W\d_][^\W_]+\b"
+_COMPACT_SHARE: Final = 0.05
+_COMPACT_MINIMUM: Final = 2_000
+
+
+def make_vectorizer() -> TfidfVectorizer:
+    """Unigrams, English stop words removed, sublinear tf, L2-normalised float32 rows."""
+    return TfidfVectorizer(
+        lowercase=True,
+        stop_words="english",
+        token_pattern=_WORD_PATTERN,
+        sublinear_tf=True,
+        min_df=1,
+        dtype=np.float32,
+    )
+
+
+class NicheVectors:
+    """Niche vectors for rows 0..size-1; rows without text are zero vectors."""
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.vectorizer: TfidfVectorizer | None = None
+        self.fitted_documents = 0
+        self._seed = seed
+        self._base_csr: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
+        self._base_csc: sp.csc_matrix = sp.csc_matrix((0, 0), dtype=np.float32)
+        self._overlay_position: dict[int, int] = {}
+        self._overlay_rows: list[sp.csr_matrix] = []
+        self._overlay_cache: tuple[npt.NDArray[np.int64], sp.csr_matrix] | None = None
+
+    @property
+    def vocabulary_size(self) -> int:
+        return 0 if self.vectorizer is None else len(self.vectorizer.vocabulary_)
+
+    @property
+    def overlay_size(self) -> int:
+        return len(self._overlay_position)
+
+    def fit(self, texts: Sequence[str], rows: npt.NDArray[np.int64], size: int) -> None:
+        """Fit the vectoriser on `texts` (a seeded sample if there are many) and encode them as
+        rows `rows` of a fresh base with `size` rows; rows not given are zero."""
+        vectorizer = make_vectorizer()
+        sample: Sequence[str] = texts
+        if len(texts) > _MAX_FIT_DOCUMENTS:
+            picks = np.random.default_rng(self._seed).choice(
+                len(texts), _MAX_FIT_DOCUMENTS, replace=False
+            )
+            sample = [texts[i] for i in picks]
+        try:
+            vectorizer.fit(sample)
+        except ValueError:  # only stop words or no text at all: nothing to match on yet
+            return
+        encoded = sp.csr_matrix(vectorizer.transform(texts), dtype=np.float32)
+        placement = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, np.arange(len(rows)))),
+            shape=(size, len(rows)),
+        )
+        self.vectorizer = vectorizer
+        self.fitted_documents = len(texts)
+        # Every row was re-encoded with the new vocabulary: older overlay rows are obsolete.
+        self._overlay_position.clear()
+        self._overlay_rows.clear()
+        self._overlay_cache = None
+        self._set_base(sp.csr_matrix(placement @ encoded))
+
+    def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """TF-IDF rows of `texts` with the current vocabulary (unknown words are ignored)."""
+        if self.vectorizer is None:
+            return sp.csr_matrix((len(texts), 0), dtype=np.float32)
+        return sp.csr_matrix(self.vectorizer.transform(texts), dtype=np.float32)
+
+    def set_rows(self, rows: npt.NDArray[np.int64], texts: Sequence[str], size: int) -> None:
+        """Replace the vectors of `rows` (new rows included) with the encoding of `texts`."""
+        if self.vectorizer is None:
+            return
+        encoded = self.encode(texts)
+        for i, row in enumerate(rows.tolist()):
+            position = self._overlay_position.get(row)
+            if position is None:
+                self._overlay_position[row] = len(self._overlay_rows)
+                self._overlay_rows.append(encoded[i])
+            else:
+                self._overlay_rows[position] = encoded[i]
+        self._overlay_cache = None
+        if self.overlay_size > max(_COMPACT_MINIMUM, _COMPACT_SHARE * size):
+            self.compact(size)
+
+    def compact(self, size: int) -> None:
+        """Fold the overlay into a new base of `size` rows."""
+        if not self._overlay_position:
+            return
+        rows, overlay = self._overlay()
+        base = self._base_csr
+        columns = self.vocabulary_size
+        if base.shape != (size, columns):
+            base = _resized(base, size, columns)
+        keep = np.ones(size, dtype=np.float32)
+        keep[rows] = 0.0
+        placement = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, np.arange(len(rows)))),
+            shape=(size, len(rows)),
+        )
+        merged = sp.diags(keep, format="csr") @ base + placement @ _resized(
+            overlay, len(rows), columns
+        )
+        self._overlay_position.clear()
+        self._overlay_rows.clear()
+        self._overlay_cache = None
+        self._set_base(sp.csr_matrix(merged, dtype=np.float32))
+
+    def similarity(self, query: sp.csr_matrix, size: int) -> npt.NDArray[np.float32]:
+        """Cosine similarity of every row with `query` (an L2-normalised 1 x vocabulary row)."""
+        scores = np.zeros(size, dtype=np.float32)
+        if self.vectorizer is None or query.nnz == 0:
+            return scores
+        terms, weights = query.indices, query.data
+        base_rows = min(self._base_csc.shape[0], size)
+        if base_rows and self._base_csc.shape[1]:
+            scores[:base_rows] = (self._base_csc[:, terms] @ weights)[:base_rows]
+        if self._overlay_position:
+            rows, overlay = self._overlay()
+            scores[rows] = overlay @ query.T.toarray().ravel()
+        return scores
+
+    def rows(self, rows: npt.NDArray[np.int64]) -> sp.csr_matrix:
+        """The vectors of `rows`, in that order."""
+        columns = self.vocabulary_size
+        base_rows = self._base_csr.shape[0]
+        if base_rows and self._base_csr.shape[1] == columns:
+            picked = sp.csr_matrix(self._base_csr[np.minimum(rows, base_rows - 1)])
+        else:
+            picked = sp.csr_matrix((len(rows), columns), dtype=np.float32)
+        replaced = [
+            (i, self._overlay_position.get(row))
+            for i, row in enumerate(rows.tolist())
+            if row >= base_rows or row in self._overlay_position
+        ]
+        if not replaced:
+            return picked
+        keep = np.ones(len(rows), dtype=np.float32)
+        keep[[i for i, _ in replaced]] = 0.0
+        found = [(i, p) for i, p in replaced if p is not None]
+        result = sp.diags(keep, format="csr") @ picked
+        if found:
+            vectors = sp.vstack([_resized(self._overlay_rows[p], 1, columns) for _, p in found])
+            placement = sp.csr_matrix(
+                (np.ones(len(found), dtype=np.float32), ([i for i, _ in found], range(len(found)))),
+                shape=(len(rows), len(found)),
+            )
+            result = result + placement @ vectors
+        return sp.csr_matrix(result, dtype=np.float32)
+
+    def memory_bytes(self) -> int:
+        total = 0
+        for matrix in (self._base_csr, self._base_csc):
+            total += matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes
+        return total
+
+    def _set_base(self, base: sp.csr_matrix) -> None:
+        base.sort_indices()
+        self._base_csr = base
+        self._base_csc = base.tocsc()
+
+    def _overlay(self) -> tuple[npt.NDArray[np.int64], sp.csr_matrix]:
+        if self._overlay_cache is None:
+            rows = np.fromiter(self._overlay_position, dtype=np.int64)
+            positions = list(self._overlay_position.values())
+            stacked = sp.csr_matrix(
+                sp.vstack([self._overlay_rows[p] for p in positions]), dtype=np.float32
+            )
+            self._overlay_cache = (rows, stacked)
+        return self._overlay_cache
+
+
+def _resized(matrix: sp.csr_matrix, rows: int, columns: int) -> sp.csr_matrix:
+    """`matrix` padded with zero rows/columns (never cut) to `rows` x `columns`."""
+    if matrix.shape == (rows, columns):
+        return matrix
+    resized = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    resized.resize((max(rows, matrix.shape[0]), max(columns, matrix.shape[1])))
+    return resized

@@ -1,0 +1,332 @@
+"""Answering one match request: hard filters, features, score, diversified top-k, explanations.
+
+Everything up to the candidate pool is vectorised over the whole index (no Python loop per
+creator); only the pool (a few times `limit`) is handled creator by creator, to convert costs
+exactly and build explanations.
+
+Each creator left out is counted once, under the first reason that applies, in this order:
+excluded, already_hired, outside_platform, outside_tier, language_mismatch,
+audience_mismatch, likely_fake, no_fx_rate, over_budget, off_niche.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from services.matching.diversity import mmr
+from services.matching.features import (
+    FEATURES,
+    TIER_CODES,
+    engagement_quality,
+    past_performance,
+    shrunk_roas,
+)
+from services.matching.index import CreatorIndex
+from services.matching.ranker import LinearRanker
+from shared.events import MatchRequested
+from shared.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
+from shared.money import FxSnapshot, Money, minor_unit
+
+FILTER_REASONS: Final[tuple[str, ...]] = (
+    "excluded",
+    "already_hired",
+    "outside_platform",
+    "outside_tier",
+    "language_mismatch",
+    "audience_mismatch",
+    "likely_fake",
+    "no_fx_rate",
+    "over_budget",
+    "off_niche",
+)
+_REASON: Final = {reason: code + 1 for code, reason in enumerate(FILTER_REASONS)}
+_GENDER_COLUMN: Final = {"female": 0, "male": 1}
+_LOW_POSTING: Final = 4
+_PARTIAL_AUDIENCE: Final = 0.5
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """Knobs of the ranking that are not part of a request."""
+
+    diversity_trade_off: float = 0.7
+    """MMR trade-off: 1 = pure relevance order, 0 = maximal variety."""
+    min_audience_share: float = 0.2
+    """Least audience share in the target countries before a creator counts as a mismatch."""
+    pool_factor: int = 4
+    """The diversified top-k is picked from the best pool_factor x limit candidates."""
+    min_pool: int = 50
+    roas_prior: float = 2.0
+    roas_prior_strength: float = 3.0
+
+
+@dataclass(frozen=True)
+class MatchQuery:
+    """A request reduced to what scoring needs (ids, not event plumbing)."""
+
+    niche_text: str
+    countries: tuple[str, ...]
+    ages: tuple[str, ...]
+    gender: TargetGender
+    platforms: tuple[str, ...]
+    tiers: tuple[Tier, ...]
+    budget: Money
+    limit: int
+    exclude: frozenset[str] = frozenset()
+    hired: frozenset[str] = frozenset()
+    languages: tuple[str, ...] = ()
+
+    @classmethod
+    def from_request(
+        cls, request: MatchRequested, *, hired: frozenset[str] = frozenset()
+    ) -> MatchQuery:
+        niche = request.niche
+        return cls(
+            niche_text=f"{niche.description} {' '.join(niche.keywords)}",
+            countries=tuple(request.target_audience.countries),
+            ages=tuple(request.target_audience.age),
+            gender=request.target_audience.gender,
+            platforms=tuple(request.platforms),
+            tiers=tuple(request.tiers),
+            budget=request.budget_per_creator,
+            limit=request.limit,
+            exclude=frozenset(request.exclude_creator_ids),
+            hired=hired,
+        )
+
+
+@dataclass(frozen=True)
+class RankedCreator:
+    rank: int
+    row: int
+    creator_id: str
+    handle: str
+    score: float
+    tier: Tier
+    engagement_rate: float
+    estimated_cost: Money
+    explanation: dict[str, float]
+    features: dict[str, float]
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    creators: list[RankedCreator]
+    filtered: dict[str, int]
+    model_version: str
+    fx: FxSnapshot | None
+
+
+def fx_rates_to(
+    fx: FxSnapshot | None, currencies: list[str], target: str
+) -> npt.NDArray[np.float64]:
+    """Approximate units of `target` per unit of each currency (NaN where no rate is known).
+
+    Floats are for filtering and scoring only; the cost shown to the brand is converted
+    exactly with `FxSnapshot.convert`.
+    """
+    rates = np.full(max(len(currencies), 1), np.nan)
+    for code, currency in enumerate(currencies):
+        if currency == target:
+            rates[code] = 1.0
+        elif fx is not None:
+            try:
+                rates[code] = float(fx.rate(currency, target))
+            except LookupError:
+                continue
+    return rates
+
+
+def match(
+    index: CreatorIndex,
+    query: MatchQuery,
+    ranker: LinearRanker,
+    fx: FxSnapshot | None,
+    settings: ScoringSettings,
+) -> MatchResult:
+    """Rank the index for `query` (pure, deterministic, no I/O)."""
+    n = index.size
+    c = index.columns
+    reason = np.zeros(n, dtype=np.int8)
+
+    def drop(name: str, where: npt.NDArray[np.bool_]) -> None:
+        reason[(reason == 0) & where] = _REASON[name]
+
+    drop("excluded", _rows_mask(index, query.exclude))
+    drop("already_hired", _rows_mask(index, query.hired))
+    if query.platforms:
+        drop("outside_platform", ~index.platforms.lookup(query.platforms)[c.platform[:n]])
+    if query.tiers:
+        wanted = np.zeros(len(TIERS), dtype=bool)
+        wanted[[TIER_CODES[t] for t in query.tiers]] = True
+        drop("outside_tier", ~wanted[c.tier[:n]])
+    if query.languages:
+        drop("language_mismatch", ~index.languages.lookup(query.languages)[c.language[:n]])
+    country_fit = _audience_country(index, query.countries)
+    if query.countries:
+        drop("audience_mismatch", country_fit < settings.min_audience_share)
+    drop("likely_fake", c.likely_fake[:n])
+    budget = float(query.budget.amount)
+    rates = fx_rates_to(fx, index.currencies.names, query.budget.currency)
+    exponents = np.array([10.0 ** minor_unit(cc) for cc in index.currencies.names] or [1.0])
+    currency = c.cost_currency[:n]
+    cost = c.cost_minor[:n] / exponents[currency] * rates[currency]
+    drop("no_fx_rate", np.isnan(cost))
+    drop("over_budget", cost > budget * (1 + 1e-9))
+    niche = index.niche.similarity(_query_vector(index, query), n)
+    if index.niche.vectorizer is not None:
+        drop("off_niche", niche <= 0)
+
+    candidates = np.flatnonzero(reason == 0)
+    features = np.empty((len(candidates), len(FEATURES)), dtype=np.float32)
+    features[:, 0] = niche[candidates]
+    features[:, 1] = country_fit[candidates]
+    features[:, 2] = _audience_age(index, query.ages, candidates)
+    features[:, 3] = _audience_gender(index, query.gender, candidates)
+    features[:, 4] = engagement_quality(c.engagement_rate[candidates], c.tier[candidates])
+    features[:, 5] = c.authenticity[candidates]
+    features[:, 6] = np.clip(1.0 - cost[candidates] / budget, 0.0, 1.0) if budget > 0 else 0.0
+    shrunk = shrunk_roas(
+        c.roas_sum[candidates],
+        c.roas_count[candidates],
+        prior=settings.roas_prior,
+        k=settings.roas_prior_strength,
+    )
+    features[:, 7] = past_performance(shrunk, prior=settings.roas_prior)
+    scores = ranker.scores(features)
+
+    pool_size = min(len(candidates), max(settings.min_pool, settings.pool_factor * query.limit))
+    pool = _best(scores, pool_size)
+    pool, late_over_budget = _exactly_within_budget(index, candidates[pool], pool, query, fx)
+    reason[candidates[late_over_budget]] = _REASON["over_budget"]
+    picked = _diversified(index, candidates[pool], scores[pool], query.limit, settings)
+
+    creators = []
+    for rank, p in enumerate(picked, start=1):
+        at = int(pool[p])
+        row = int(candidates[at])
+        explanation = ranker.explain(features[at])
+        creators.append(
+            RankedCreator(
+                rank=rank,
+                row=row,
+                creator_id=index.creator_ids[row],
+                handle=index.handles[row],
+                score=math.fsum(explanation.values()),
+                tier=TIERS[int(c.tier[row])],
+                engagement_rate=float(c.engagement_rate[row]),
+                estimated_cost=_convert(index.cost(row), query.budget.currency, fx),
+                explanation=explanation,
+                features={f: float(x) for f, x in zip(FEATURES, features[at], strict=True)},
+                flags=_flags(index, row),
+            )
+        )
+    counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
+    filtered = {name: int(counts[code]) for name, code in _REASON.items() if counts[code]}
+    return MatchResult(creators, filtered, ranker.version, fx)
+
+
+def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[np.bool_]:
+    mask = np.zeros(index.size, dtype=bool)
+    rows = [index.row_of[cid] for cid in creator_ids if cid in index.row_of]
+    mask[rows] = True
+    return mask
+
+
+def _query_vector(index: CreatorIndex, query: MatchQuery) -> sp.csr_matrix:
+    return index.niche.encode([query.niche_text])
+
+
+def _audience_country(index: CreatorIndex, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
+    """Share of each creator's audience inside `countries` (1 when any country will do)."""
+    n = index.size
+    if not countries:
+        return np.ones(n, dtype=np.float32)
+    table = np.append(index.countries.lookup(countries), False)  # code -1 (padding) -> False
+    inside = table[index.columns.audience_country[:n]]
+    shares = index.columns.audience_country_share[:n] * inside
+    return np.asarray(shares.sum(axis=1), dtype=np.float32)
+
+
+def _audience_age(
+    index: CreatorIndex, ages: tuple[str, ...], rows: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    if not ages:
+        return np.ones(len(rows), dtype=np.float32)
+    columns = [AGE_BUCKETS.index(age) for age in ages]
+    return np.asarray(index.columns.audience_age[rows][:, columns].sum(axis=1), dtype=np.float32)
+
+
+def _audience_gender(
+    index: CreatorIndex, gender: TargetGender, rows: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    if gender == "any":
+        return np.ones(len(rows), dtype=np.float32)
+    return np.asarray(index.columns.audience_gender[rows, _GENDER_COLUMN[gender]], np.float32)
+
+
+def _best(scores: npt.NDArray[np.float32], count: int) -> npt.NDArray[np.int64]:
+    """Positions of the `count` highest scores, best first (ties by position)."""
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    top = np.argpartition(-scores, count - 1)[:count] if count < len(scores) else np.arange(count)
+    return top[np.lexsort((top, -scores[top]))].astype(np.int64)
+
+
+def _exactly_within_budget(
+    index: CreatorIndex,
+    rows: npt.NDArray[np.int64],
+    pool: npt.NDArray[np.int64],
+    query: MatchQuery,
+    fx: FxSnapshot | None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Split `pool` by the exact Decimal cost: (within budget, over it after all)."""
+    within = np.array(
+        [_convert(index.cost(int(r)), query.budget.currency, fx) <= query.budget for r in rows],
+        dtype=bool,
+    ).reshape(len(rows))
+    return pool[within], pool[~within]
+
+
+def _convert(price: Money, currency: str, fx: FxSnapshot | None) -> Money:
+    if price.currency == currency:
+        return price
+    assert fx is not None, "creators without a rate were filtered out"
+    return fx.convert(price, currency).result
+
+
+def _diversified(
+    index: CreatorIndex,
+    rows: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    limit: int,
+    settings: ScoringSettings,
+) -> list[int]:
+    if len(rows) == 0:
+        return []
+    if settings.diversity_trade_off >= 1.0 or index.niche.vectorizer is None:
+        return list(range(min(limit, len(rows))))
+    vectors = index.niche.rows(rows)
+    similarity = (vectors @ vectors.T).toarray()
+    return mmr(scores, similarity, limit, settings.diversity_trade_off)
+
+
+def _flags(index: CreatorIndex, row: int) -> tuple[str, ...]:
+    c = index.columns
+    flags = []
+    if c.cost_estimated[row]:
+        flags.append("cost_estimated_from_tier")
+    if c.posts_last_30d[row] < _LOW_POSTING:
+        flags.append("low_post_frequency")
+    if c.audience_known[row] < _PARTIAL_AUDIENCE:
+        flags.append("audience_data_partial")
+    if c.roas_count[row] == 0:
+        flags.append("no_track_record")
+    return tuple(flags)

@@ -1,0 +1,340 @@
+"""The matching service on the real embedded Kafka, Postgres and Redis.
+
+Profiles, FX rates, a deal and requests go in through a plain aiokafka producer, as outside
+producers send them; answers are read back from `match.suggestions` and the DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.matching.app import SERVICE, MatchingService, background, start_service
+from services.matching.population import Population, generate_population, niche_request
+from services.matching.settings import MatchingSettings
+from shared.events import (
+    CloudEvent,
+    CreatorProfileUpserted,
+    DealSigned,
+    Deliverable,
+    FxRatesPublished,
+    MatchFeedback,
+    MatchSuggested,
+    Topic,
+    decode,
+    dlq_topic,
+    encode,
+    event_key,
+    make_event,
+)
+from shared.infra import InfraUrls
+from shared.infra.smoke import read_dead_letters
+from shared.money import Money
+from shared.service import Resources, ServiceRuntime
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SETTINGS = MatchingSettings(retrain_every_labels=20, retrain_check_seconds=0.3)
+RUN = uuid.uuid4().hex[:8]
+POPULATION_SIZE = 400
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {seconds}s")
+        await asyncio.sleep(0.1)
+
+
+async def produce(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def publish(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> None:
+    await produce(
+        bootstrap,
+        [(make_topic(e), event_key(e), encode(e)) for e in events],
+    )
+
+
+def make_topic(event: CloudEvent[Any]) -> str:
+    from shared.events import spec_for_type
+
+    return spec_for_type(event.type).topic
+
+
+class Answers:
+    """Reads `match.suggestions` from the beginning and keeps our answers by request id."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            Topic.MATCH_SUGGESTIONS,
+            bootstrap_servers=bootstrap,
+            group_id=f"matching-test-{RUN}",
+            auto_offset_reset="earliest",
+        )
+        self.by_request: dict[str, list[MatchSuggested]] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def wait_for(self, request_id: str, seconds: float = 30.0) -> MatchSuggested:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while request_id not in self.by_request:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no answer to {request_id} within {seconds}s")
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    event = decode(record.topic, record.value)
+                    self.by_request.setdefault(event.data.request_id, []).append(event.data)
+        return self.by_request[request_id][0]
+
+
+class Running:
+    def __init__(self, service: MatchingService, population: Population, answers: Answers) -> None:
+        self.service = service
+        self.population = population
+        self.answers = answers
+
+
+@pytest.fixture(scope="module")
+async def running(infra: InfraUrls, topics: None) -> AsyncIterator[Running]:
+    captured: list[MatchingService] = []
+
+    async def setup(resources: Resources) -> list[Any]:
+        service = await start_service(resources, SETTINGS)
+        captured.append(service)
+        return background(resources, service)
+
+    population = generate_population(POPULATION_SIZE, seed=11, id_prefix=f"it{RUN}")
+    answers = Answers(infra.kafka_bootstrap_servers)
+    async with ServiceRuntime(SERVICE, setup, urls=infra):
+        service = captured[0]
+        await answers.start()
+        try:
+            profiles = [
+                make_event(population.profiles.profile(i), source="tests/collector")
+                for i in range(len(population))
+            ]
+            fx = FxRatesPublished(
+                base="USD",
+                rates={"EUR": Decimal("0.92"), "GBP": Decimal("0.79"), "CAD": Decimal("1.36"),
+                       "AUD": Decimal("1.52"), "INR": Decimal("83.1"), "SEK": Decimal("10.5"),
+                       "BRL": Decimal("5.05"), "MXN": Decimal("17.1"), "JPY": Decimal("150.2")},
+                as_of=datetime.now(UTC),
+                source=f"tests-{RUN}",
+            )  # fmt: skip
+            await publish(
+                infra.kafka_bootstrap_servers,
+                [*profiles, make_event(fx, source="tests/fx")],
+            )
+
+            async def indexed() -> bool:
+                index = service.state.index
+                return all(cid in index.row_of for cid in population.profiles.creator_id) and (
+                    service.state.fx is not None and service.state.fx.source == fx.source
+                )
+
+            await eventually(indexed)
+            yield Running(service, population, answers)
+        finally:
+            await answers.stop()
+
+
+def deal(campaign_id: str, creator_id: str) -> DealSigned:
+    now = datetime.now(UTC)
+    return DealSigned(
+        deal_id=f"deal-{uuid.uuid4().hex[:8]}",
+        campaign_id=campaign_id,
+        brand_id="brand-it",
+        creator_id=creator_id,
+        fee=Money(Decimal("100.00"), "USD"),
+        commission_rate=Decimal("0"),
+        promo_codes=(),
+        deliverables=(Deliverable(deliverable_id="d1", kind="post", count=1, due_by=now),),
+        required_tags=(),
+        starts_at=now - timedelta(days=1),
+        ends_at=now + timedelta(days=1),
+        attribution_window_days=0,
+    )
+
+
+async def stored_profiles(pool: asyncpg.Pool, ids: list[str]) -> dict[str, CreatorProfileUpserted]:
+    rows = await pool.fetch(
+        "SELECT creator_id, profile::text AS p FROM matching_creators WHERE creator_id = ANY($1)",
+        ids,
+    )
+    return {r["creator_id"]: CreatorProfileUpserted.model_validate_json(r["p"]) for r in rows}
+
+
+async def test_request_gets_explained_suggestions_that_respect_every_filter(
+    running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
+) -> None:
+    population = running.population
+    campaign = f"cmp-{RUN}-filters"
+    ids = population.profiles.creator_id
+    baking = [ids[i] for i in range(len(population)) if population.niche[i] == 0]
+    excluded, hired = baking[:2], baking[2]
+    await publish(
+        infra.kafka_bootstrap_servers, [make_event(deal(campaign, hired), source="tests/brand")]
+    )
+
+    async def hire_recorded() -> bool:
+        return bool(
+            await db_pool.fetchval(
+                "SELECT count(*) FROM matching_hires WHERE campaign_id = $1", campaign
+            )
+        )
+
+    await eventually(hire_recorded)
+    budget = Money(Decimal("900.00"), "EUR")
+    request = niche_request(
+        "baking",
+        request_id=f"req-{RUN}-filters",
+        campaign_id=campaign,
+        seed=3,
+        budget=budget,
+        limit=10,
+        tiers=("nano", "micro"),
+        platforms=("instagram", "tiktok"),
+        countries=("US", "GB", "CA", "AU", "IN"),
+        exclude=tuple(excluded),
+    )
+    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    answer = await running.answers.wait_for(request.request_id)
+
+    assert answer.campaign_id == campaign and answer.model_version
+    assert answer.suggestions, answer.filtered
+    assert answer.filtered["excluded"] == 2
+    assert answer.filtered["already_hired"] == 1
+    assert answer.filtered["likely_fake"] >= 1
+    profiles = await stored_profiles(db_pool, [s.creator_id for s in answer.suggestions])
+    assert [s.rank for s in answer.suggestions] == list(range(1, len(answer.suggestions) + 1))
+    for suggestion in answer.suggestions:
+        assert math.isclose(sum(suggestion.explanation.values()), suggestion.score, abs_tol=1e-9)
+        assert suggestion.creator_id not in {*excluded, hired}
+        assert suggestion.tier in ("nano", "micro")
+        assert suggestion.estimated_cost.currency == "EUR"
+        assert suggestion.estimated_cost <= budget
+        profile = profiles[suggestion.creator_id]
+        assert profile.platform in ("instagram", "tiktok")
+        shares = profile.audience.countries
+        assert sum(shares.get(c, 0.0) for c in request.target_audience.countries) >= 0.2
+        if suggestion.creator_id in ids:
+            assert not population.is_fake[ids.index(suggestion.creator_id)]
+    row = await db_pool.fetchrow(
+        "SELECT fx_source, model_version FROM matching_requests WHERE request_id = $1",
+        request.request_id,
+    )
+    assert row["fx_source"] == f"tests-{RUN}" and row["model_version"] == answer.model_version
+
+
+async def test_invalid_requests_land_in_the_dlq_with_reasons(
+    running: Running, infra: InfraUrls
+) -> None:
+    key = f"cmp-{RUN}-invalid"
+    zero_budget = niche_request(
+        "pets", request_id=f"req-{RUN}-zero", campaign_id=key, seed=1,
+        budget=Money(Decimal("0.00"), "USD"),
+    )  # fmt: skip
+    no_niche = niche_request("pets", request_id=f"req-{RUN}-empty", campaign_id=key, seed=2)
+    no_niche = no_niche.model_copy(
+        update={"niche": no_niche.niche.model_copy(update={"description": "", "keywords": ()})}
+    )
+    valid = niche_request("pets", request_id=f"req-{RUN}-valid", campaign_id=key, seed=3)
+    schema_broken = make_event(valid, source="tests/brand").model_dump(mode="json")
+    schema_broken["data"]["limit"] = 0
+    await produce(
+        infra.kafka_bootstrap_servers,
+        [
+            (Topic.BRAND_MATCH_REQUESTS, key.encode(), json.dumps(schema_broken).encode()),
+            *[
+                (Topic.BRAND_MATCH_REQUESTS, key.encode(), encode(make_event(r, source="t")))
+                for r in (zero_budget, no_niche, valid)
+            ],
+        ],
+    )
+    await running.answers.wait_for(valid.request_id)
+
+    async def letters() -> list[Any]:
+        found = await read_dead_letters(
+            infra.kafka_bootstrap_servers, [dlq_topic(Topic.BRAND_MATCH_REQUESTS)], service=SERVICE
+        )
+        return [letter for letter in found if letter.key == key.encode()]
+
+    await eventually(lambda: _has(letters, 3))
+    reasons = {letter.error_class: letter.reason for letter in await letters()}
+    assert "limit" in reasons["SchemaViolation"]
+    rejected = [
+        letter.reason for letter in await letters() if letter.error_class == "EventRejected"
+    ]
+    assert any("budget_per_creator" in reason for reason in rejected)
+    assert any(reason.startswith("niche:") for reason in rejected)
+    for request_id in (zero_budget.request_id, no_niche.request_id):
+        assert request_id not in running.answers.by_request
+
+
+async def _has(letters: Callable[[], Awaitable[list[Any]]], count: int) -> bool:
+    return len(await letters()) >= count
+
+
+async def test_feedback_retrains_a_versioned_ranker_used_by_later_answers(
+    running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
+) -> None:
+    population = running.population
+    ids = population.profiles.creator_id
+    feedback = []
+    for k, niche in enumerate(("fitness", "travel")):
+        campaign = f"cmp-{RUN}-learn-{k}"
+        request = niche_request(
+            niche, request_id=f"req-{RUN}-learn-{k}", campaign_id=campaign, seed=k, limit=20
+        )
+        await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+        answer = await running.answers.wait_for(request.request_id)
+        for s in answer.suggestions:
+            good = s.creator_id in ids and population.quality[ids.index(s.creator_id)] > 0.5
+            decision = "hired" if good else "declined"
+            data = MatchFeedback(
+                campaign_id=campaign, creator_id=s.creator_id, decision=decision, reason=""
+            )
+            feedback.append(make_event(data, source="tests/brand"))
+    await publish(infra.kafka_bootstrap_servers, feedback)
+
+    async def retrained() -> bool:
+        return running.service.state.ranker.version.startswith("lr-")
+
+    await eventually(retrained)
+    version = running.service.state.ranker.version
+    stored = await db_pool.fetchval(
+        "SELECT labels FROM matching_models WHERE version = $1", version
+    )
+    assert stored >= len(feedback)
+    request = niche_request(
+        "gaming", request_id=f"req-{RUN}-after", campaign_id=f"cmp-{RUN}-after", seed=9
+    )
+    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    answer = await running.answers.wait_for(request.request_id)
+    assert answer.model_version == version
+    for s in answer.suggestions:
+        assert math.isclose(sum(s.explanation.values()), s.score, abs_tol=1e-9)

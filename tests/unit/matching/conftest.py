@@ -1,0 +1,26 @@
+"""A small generated population and its index, shared by the matching unit tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.matching.index import CreatorIndex
+from services.matching.population import Population, generate_population, reference_fx
+from shared.money import FxSnapshot
+
+
+@pytest.fixture(scope="session")
+def population() -> Population:
+    return generate_population(3000, seed=5)
+
+
+@pytest.fixture(scope="session")
+def index(population: Population) -> CreatorIndex:
+    return CreatorIndex.build(population.profiles, seed=5)
+
+
+@pytest.fixture(scope="session")
+def fx() -> FxSnapshot:
+    return reference_fx(datetime(2025, 1, 1, tzinfo=UTC))

@@ -1,0 +1,87 @@
+"""The columnar index: upserts, incremental niche vectors and the refit policy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from services.matching.index import CreatorIndex
+from services.matching.niche_vectors import NicheVectors
+from services.matching.population import generate_population
+from services.matching.profiles import ProfileColumns
+
+
+def subset(columns: ProfileColumns, picks: list[int]) -> ProfileColumns:
+    values = {}
+    for field in dataclasses.fields(columns):
+        value = getattr(columns, field.name)
+        values[field.name] = (
+            value[picks] if isinstance(value, np.ndarray) else [value[i] for i in picks]
+        )
+    return ProfileColumns(**values)
+
+
+def test_incremental_upserts_score_like_a_fresh_build() -> None:
+    population = generate_population(600, seed=2)
+    everyone = population.profiles
+    fresh = CreatorIndex.build(everyone, seed=2)
+    grown = CreatorIndex.build(subset(everyone, list(range(300))), seed=2)
+    # The vocabulary is fitted on the first half; give both indexes the same one.
+    fresh.niche = NicheVectors(seed=2)
+    fresh.niche.vectorizer = grown.niche.vectorizer
+    fresh.niche.set_rows(np.arange(600), everyone.texts(), 600)
+    fresh.niche.compact(600)
+    grown.upsert(subset(everyone, list(range(300, 600))))
+    query = grown.niche.encode(["sourdough bread oven baking"])
+    assert np.allclose(grown.niche.similarity(query, 600), fresh.niche.similarity(query, 600))
+    grown.niche.compact(600)
+    assert np.allclose(grown.niche.similarity(query, 600), fresh.niche.similarity(query, 600))
+    rows = np.array([5, 450, 2, 599])
+    assert np.allclose(grown.niche.rows(rows).toarray(), fresh.niche.rows(rows).toarray())
+
+
+def test_an_upsert_replaces_a_creator_in_place() -> None:
+    population = generate_population(300, seed=4)
+    index = CreatorIndex.build(population.profiles, seed=4)
+    changed = subset(population.profiles, [7])
+    changed.followers[0] = 2_000_000
+    changed.bio[0] = "sourdough sourdough croissant"
+    rows, _ = index.upsert(changed)
+    assert rows.tolist() == [7] and len(index) == 300
+    assert index.columns.tier[7] == 3  # mega
+    query = index.niche.encode(["croissant sourdough"])
+    assert int(np.argmax(index.niche.similarity(query, len(index)))) == 7
+
+
+def test_refit_is_due_when_the_index_doubled() -> None:
+    population = generate_population(500, seed=6)
+    index = CreatorIndex.build(subset(population.profiles, list(range(200))), seed=6)
+    assert not index.needs_refit()
+    index.upsert(subset(population.profiles, list(range(200, 399))))
+    assert not index.needs_refit()
+    index.upsert(subset(population.profiles, [400]))
+    assert index.needs_refit()
+
+
+def test_performance_reported_before_the_profile_is_kept() -> None:
+    population = generate_population(250, seed=8)
+    index = CreatorIndex.build(subset(population.profiles, list(range(200))), seed=8)
+    late = population.profiles.creator_id[220]
+    index.record_performance(late, 9.0, 3)
+    index.upsert(subset(population.profiles, [220]))
+    row = index.row_of[late]
+    assert (index.columns.roas_sum[row], index.columns.roas_count[row]) == (9.0, 3)
+
+
+def test_a_refit_replaces_rows_encoded_with_the_old_vocabulary() -> None:
+    population = generate_population(400, seed=12)
+    index = CreatorIndex.build(subset(population.profiles, list(range(100))), seed=12)
+    index.upsert(subset(population.profiles, list(range(100, 400))))
+    assert index.needs_refit() and index.niche.overlay_size > 0
+    everyone = population.profiles
+    index.refit(everyone.texts(), np.arange(400, dtype=np.int64))
+    query = index.niche.encode(["sourdough bread"])
+    scores = index.niche.similarity(query, len(index))
+    assert scores.shape == (400,)
+    assert index.niche.rows(np.array([0, 399])).shape[1] == index.niche.vocabulary_size

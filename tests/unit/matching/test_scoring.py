@@ -1,0 +1,110 @@
+"""Filters, features, explanations and diversity of one ranking (services.matching.scoring)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from services.matching.features import BASELINE, FEATURES
+from services.matching.index import CreatorIndex
+from services.matching.population import Population, niche_request
+from services.matching.ranker import HAND_RANKER
+from services.matching.scoring import FILTER_REASONS, MatchQuery, ScoringSettings, match
+from shared.events.vocabulary import TIERS
+from shared.money import FxSnapshot, Money
+
+SETTINGS = ScoringSettings()
+
+
+def query(niche: str = "fitness", **changes: object) -> MatchQuery:
+    request = niche_request(niche, request_id="r", campaign_id="c", seed=4, limit=20)
+    return dataclasses.replace(MatchQuery.from_request(request), **changes)  # type: ignore[arg-type]
+
+
+def test_explanations_sum_to_the_score_and_name_every_feature(
+    index: CreatorIndex, fx: FxSnapshot
+) -> None:
+    result = match(index, query(), HAND_RANKER, fx, SETTINGS)
+    assert len(result.creators) == 20
+    for creator in result.creators:
+        assert set(creator.explanation) == {BASELINE, *FEATURES}
+        assert math.isclose(sum(creator.explanation.values()), creator.score, abs_tol=1e-12)
+        for feature in FEATURES:
+            assert 0.0 <= creator.features[feature] <= 1.0
+    assert result.model_version == HAND_RANKER.version
+
+
+def test_every_creator_is_either_a_candidate_or_counted_under_one_reason(
+    index: CreatorIndex, population: Population, fx: FxSnapshot
+) -> None:
+    ids = population.profiles.creator_id
+    wanted = query(
+        tiers=("micro",),
+        platforms=("instagram",),
+        countries=("US", "GB"),
+        exclude=frozenset(ids[:5]),
+        hired=frozenset(ids[5:8]),
+        languages=("en",),
+        budget=Money(Decimal("400.00"), "EUR"),
+        limit=500,
+    )
+    result = match(index, wanted, HAND_RANKER, fx, dataclasses.replace(SETTINGS, min_pool=10_000))
+    assert set(result.filtered) <= set(FILTER_REASONS)
+    assert result.filtered["excluded"] == 5
+    assert result.filtered["already_hired"] == 3
+    for reason in ("outside_tier", "outside_platform", "audience_mismatch", "likely_fake",
+                   "over_budget", "language_mismatch", "off_niche"):  # fmt: skip
+        assert result.filtered.get(reason, 0) > 0, reason
+    assert sum(result.filtered.values()) + len(result.creators) <= len(index)
+    c = index.columns
+    for creator in result.creators:
+        row = creator.row
+        assert creator.creator_id not in wanted.exclude | wanted.hired
+        assert TIERS[c.tier[row]] == "micro"
+        assert index.platforms.names[c.platform[row]] == "instagram"
+        assert index.languages.names[c.language[row]] == "en"
+        assert creator.features["audience_country"] >= SETTINGS.min_audience_share
+        assert creator.estimated_cost.currency == "EUR"
+        assert creator.estimated_cost <= wanted.budget
+        assert not population.is_fake[row]
+
+
+def test_without_fx_rates_only_creators_priced_in_the_budget_currency_remain(
+    index: CreatorIndex,
+) -> None:
+    result = match(index, query(limit=100), HAND_RANKER, None, SETTINGS)
+    assert result.filtered["no_fx_rate"] > 0
+    assert {c.estimated_cost.currency for c in result.creators} == {"USD"}
+    assert result.fx is None
+
+
+def test_a_zero_candidate_request_explains_itself(index: CreatorIndex, fx: FxSnapshot) -> None:
+    result = match(index, query(budget=Money(Decimal("1"), "JPY")), HAND_RANKER, fx, SETTINGS)
+    assert result.creators == []
+    assert result.filtered["over_budget"] > 0
+
+
+@pytest.mark.parametrize("niche", ["baking", "tech"])
+def test_diversity_lowers_the_similarity_among_the_top_k(
+    index: CreatorIndex, fx: FxSnapshot, niche: str
+) -> None:
+    def mean_similarity(trade_off: float) -> float:
+        settings = dataclasses.replace(SETTINGS, diversity_trade_off=trade_off)
+        rows = np.array(
+            [c.row for c in match(index, query(niche), HAND_RANKER, fx, settings).creators]
+        )
+        vectors = index.niche.rows(rows)
+        similarity = (vectors @ vectors.T).toarray()
+        return float(similarity[np.triu_indices(len(rows), 1)].mean())
+
+    assert mean_similarity(0.3) < mean_similarity(1.0)
+
+
+def test_pure_relevance_order_is_by_descending_score(index: CreatorIndex, fx: FxSnapshot) -> None:
+    settings = dataclasses.replace(SETTINGS, diversity_trade_off=1.0)
+    scores = [c.score for c in match(index, query(), HAND_RANKER, fx, settings).creators]
+    assert scores == sorted(scores, reverse=True)

@@ -1,0 +1,18 @@
+"""The in-memory fake passes the store contract."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from services.matching.store import InMemoryMatchingStore
+from tests.unit.matching.store_contract import MatchingStoreContract
+
+
+class TestInMemoryMatchingStore(MatchingStoreContract):
+    def setup_method(self) -> None:
+        self.store = InMemoryMatchingStore()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield None
