@@ -122,8 +122,15 @@ class OutboxRelay:
                    WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE""",
                 self._batch_size,
             )
-            for row in rows:
-                await self._broker.publish(row["value"], topic=row["topic"], key=row["kafka_key"])
+            # Queue the whole batch in order, then wait for every ack together: waiting per
+            # row would cap the relay at one broker round trip per event.
+            acks = [
+                await self._broker.publish(
+                    row["value"], topic=row["topic"], key=row["kafka_key"], no_confirm=True
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*acks)
             if rows:
                 await conn.execute(
                     "UPDATE outbox SET published_at = clock_timestamp() WHERE seq = ANY($1)",
