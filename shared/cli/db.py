@@ -7,24 +7,10 @@ import asyncio
 import typer
 
 from shared.cli.console import console, fail
-from shared.cli.settings import load_settings
+from shared.cli.settings import database_url
 from shared.db import MigrationError, create_pool, load_migrations, migrate
-from shared.infra import running_urls
 
 app = typer.Typer(help="PostgreSQL schema migrations.", no_args_is_help=True)
-
-
-def _database_url() -> str:
-    settings = load_settings()
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    urls = running_urls(settings)
-    if urls is None:
-        fail(
-            "no database to talk to",
-            hint="set DATABASE_URL, or start the embedded one: creatorflow infra up",
-        )
-    return urls.database_url
 
 
 @app.command("migrate")
@@ -32,7 +18,7 @@ def migrate_command() -> None:
     """Apply pending migrations (safe to run from several instances at once)."""
 
     async def run() -> list[str]:
-        pool = await create_pool(_database_url(), min_size=1, max_size=1)
+        pool = await create_pool(database_url(), min_size=1, max_size=1)
         try:
             return await migrate(pool)
         finally:

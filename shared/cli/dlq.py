@@ -15,7 +15,8 @@ from aiokafka.structs import ConsumerRecord
 from rich.table import Table
 
 from shared.cli.console import console
-from shared.cli.events import bootstrap_servers, check_topic
+from shared.cli.events import check_topic
+from shared.cli.settings import bootstrap_servers
 from shared.events import dlq_topic
 from shared.kafka import DLQ_HEADER_PREFIX
 

@@ -13,22 +13,8 @@ from rich.json import JSON
 from rich.progress import Progress
 
 from shared.cli.console import console, errors, fail
-from shared.cli.settings import load_settings
+from shared.cli.settings import bootstrap_servers
 from shared.events import TOPICS, EventDecodeError, decode, event_key
-from shared.infra import running_urls
-
-
-def bootstrap_servers() -> str:
-    settings = load_settings()
-    if settings.kafka_bootstrap_servers:
-        return settings.kafka_bootstrap_servers
-    urls = running_urls(settings)
-    if urls is None:
-        fail(
-            "no Kafka to talk to",
-            hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
-        )
-    return urls.kafka_bootstrap_servers
 
 
 def check_topic(topic: str, *, allow_dlq: bool = False) -> None:

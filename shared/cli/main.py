@@ -1,4 +1,4 @@
-"""The `creatorflow` command line."""
+"""The `creatorflow` command: every command group in one Typer app."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from shared.cli import db, demo, dlq, events, infra, topics
+from shared.cli import db, demo, dlq, events, infra, topics, up
 from shared.observability import configure_logging
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app.add_typer(dlq.app, name="dlq")
 app.command("demo")(demo.demo)
 app.command("produce")(events.produce)
 app.command("tail")(events.tail)
+app.command("up")(up.up)
+app.command("serve")(up.serve)
 
 # Each service may contribute a command group from `services/<name>/cli.py` (an `app`).
 for _service in ("matching", "tracking", "payouts"):

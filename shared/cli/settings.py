@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from shared.cli.console import fail
 from shared.config import Settings
+from shared.infra import running_urls
 
 
 def load_settings() -> Settings:
@@ -16,3 +17,31 @@ def load_settings() -> Settings:
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
         )
         fail(f"invalid settings: {problems}", hint="check the environment variables in README.md")
+
+
+def database_url() -> str:
+    """DATABASE_URL, or the embedded database `creatorflow infra up` started."""
+    settings = load_settings()
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    urls = running_urls(settings)
+    if urls is None:
+        fail(
+            "no database to talk to",
+            hint="set DATABASE_URL, or start the embedded one: creatorflow infra up",
+        )
+    return urls.database_url
+
+
+def bootstrap_servers() -> str:
+    """KAFKA_BOOTSTRAP_SERVERS, or the embedded broker `creatorflow infra up` started."""
+    settings = load_settings()
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    urls = running_urls(settings)
+    if urls is None:
+        fail(
+            "no Kafka to talk to",
+            hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
+        )
+    return urls.kafka_bootstrap_servers

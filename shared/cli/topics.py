@@ -7,9 +7,8 @@ import asyncio
 import typer
 
 from shared.cli.console import console, fail
-from shared.cli.settings import load_settings
+from shared.cli.settings import bootstrap_servers, load_settings
 from shared.events import TOPICS, dlq_topic
-from shared.infra import running_urls
 from shared.kafka import ensure_topics
 
 app = typer.Typer(help="Kafka topics of the event contract.", no_args_is_help=True)
@@ -23,15 +22,7 @@ def create(
 ) -> None:
     """Create every contract topic and its `.dlq` if missing (safe to run again)."""
     settings = load_settings()
-    bootstrap = settings.kafka_bootstrap_servers
-    if bootstrap is None:
-        urls = running_urls(settings)
-        if urls is None:
-            fail(
-                "no Kafka to talk to",
-                hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
-            )
-        bootstrap = urls.kafka_bootstrap_servers
+    bootstrap = bootstrap_servers()
     count = partitions or settings.kafka_partitions
     try:
         created = asyncio.run(ensure_topics(bootstrap, partitions=count))

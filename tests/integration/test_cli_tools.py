@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from shared.cli import app
+from shared.cli.main import app
 from shared.config import Settings
 from shared.events import Topic, encode
 from shared.events.examples import valid_example

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.main import get_command
 
-from shared.cli import app
+from shared.cli.main import app
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,1 @@
+"""The `creatorflow` command line: `shared.cli.main` assembles it."""
