@@ -1,0 +1,326 @@
+"""Payouts benchmark: confirmation -> `payout.sent` latency at a steady rate, and payouts/s.
+
+Starts the embedded Kafka/PostgreSQL/Redis, then:
+
+1. baseline: a raw aiokafka produce -> consume round trip through the same broker, at the same
+   rate and with messages of the same size (a `deliverable.confirmed` event), p50/p99;
+2. the payouts service (one instance, sandbox provider at zero latency, 5 % platform fee,
+   FX conversion into EUR/JPY/KWD): for deals already signed, with accounts on file, one
+   `deliverable.confirmed` each at `--rate` per second; latency from producing the
+   confirmation to receiving its `payout.sent` on `payouts.status`, p50/p99;
+3. throughput: `--burst` confirmations produced at once; payouts/s until the last
+   `payout.sent`, against the raw broker's consume rate for the same number of messages.
+
+Usage: python bench/bench_payouts.py [--rate 200] [--count 2000] [--burst 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.payouts.app import PayoutsSetup
+from services.payouts.settings import PayoutsSettings
+from shared.config import Settings
+from shared.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
+from shared.infra import EmbeddedInfra, InfraUrls
+from shared.kafka import ensure_topics
+from shared.observability import configure_logging
+from shared.service import ServiceRuntime
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
+
+BASELINE_TOPIC = "bench.payouts-roundtrip"
+RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071"}
+CURRENCIES = ["EUR", "JPY", "KWD", "USD"]
+
+
+wall_sent_at: dict[str, float] = {}
+wall_received_at: dict[str, float] = {}
+
+
+def quantile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def produce_all(producer: AIOKafkaProducer, events: Sequence[CloudEvent[Any]]) -> None:
+    sent = [
+        await producer.send(spec_for_type(e.type).topic, encode(e), key=event_key(e))
+        for e in events
+    ]
+    await asyncio.gather(*sent)
+
+
+async def paced(
+    producer: AIOKafkaProducer,
+    messages: Sequence[tuple[str, bytes, bytes, str]],
+    rate: float,
+    sent_at: dict[str, float],
+) -> None:
+    """Send (topic, key, value, tag) at `rate` per second, recording each send time by tag."""
+    start = time.perf_counter()
+    pending = []
+    for i, (topic, key, value, tag) in enumerate(messages):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent_at[tag] = time.perf_counter()
+        wall_sent_at[tag] = time.time()
+        pending.append(await producer.send(topic, value, key=key))
+    await asyncio.gather(*pending)
+
+
+class Receiver:
+    """Reads a topic from its current end and records when each tagged message arrives."""
+
+    def __init__(self, bootstrap: str, topic: str, tag_of: Any) -> None:
+        self.bootstrap, self.topic, self.tag_of = bootstrap, topic, tag_of
+        self.received: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
+        await consumer.start()
+        await consumer.topics()
+        partitions = [
+            TopicPartition(self.topic, p)
+            for p in sorted(consumer.partitions_for_topic(self.topic) or ())
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)
+        self._task = asyncio.create_task(self._run(consumer))
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=5, max_records=1000)
+                now, wall = time.perf_counter(), time.time()
+                for records in batch.values():
+                    for record in records:
+                        tag = self.tag_of(record)
+                        if tag is not None and tag not in self.received:
+                            self.received[tag] = now
+                            wall_received_at[tag] = wall
+        finally:
+            await consumer.stop()
+
+    async def wait_for(self, tags: set[str], seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        while not tags <= self.received.keys():
+            if time.perf_counter() > deadline:
+                missing = len(tags - self.received.keys())
+                raise SystemExit(f"{missing} of {len(tags)} messages did not arrive in {seconds}s")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+def sent_deal(record: Any) -> str | None:
+    event = decode(record.topic, record.value or b"")
+    return str(event.data.deal_id) if event.type == "payout.sent" else None
+
+
+async def baseline(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[str, float]:
+    bootstrap = urls.kafka_bootstrap_servers
+    await ensure_topics(bootstrap, partitions=3, topics=[BASELINE_TOPIC])
+    receiver = Receiver(bootstrap, BASELINE_TOPIC, lambda r: r.key.decode())
+    await receiver.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    value = encode(confirmed("deal-baseline-" + uuid.uuid4().hex, "dl-1"))
+    try:
+        tags = [f"rt-{i}" for i in range(count)]
+        sent_at: dict[str, float] = {}
+        await paced(producer, [(BASELINE_TOPIC, t.encode(), value, t) for t in tags], rate, sent_at)
+        await receiver.wait_for(set(tags), 60)
+        latencies = [receiver.received[t] - sent_at[t] for t in tags]
+        burst_tags = [f"burst-{i}" for i in range(burst)]
+        began = time.perf_counter()
+        pending = [await producer.send(BASELINE_TOPIC, value, key=t.encode()) for t in burst_tags]
+        await asyncio.gather(*pending)
+        await receiver.wait_for(set(burst_tags), 60)
+        elapsed = max(receiver.received[t] for t in burst_tags) - began
+    finally:
+        await producer.stop()
+        await receiver.stop()
+    return {
+        "p50": quantile(latencies, 0.5),
+        "p99": quantile(latencies, 0.99),
+        "per_second": burst / elapsed,
+    }
+
+
+async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[str, float]:
+    bootstrap = urls.kafka_bootstrap_servers
+    settings = PayoutsSettings(platform_fee_bps=500, sandbox_latency_ms=0, settle_check_seconds=5)
+    setup = PayoutsSetup(settings, group_id=f"payouts-bench-{uuid.uuid4().hex[:6]}")
+    run = uuid.uuid4().hex[:8]
+    steady = [f"bench-{run}-s{i}" for i in range(count)]
+    bursty = [f"bench-{run}-b{i}" for i in range(burst)]
+    creators = {deal: f"cr-{deal}" for deal in steady + bursty}
+    async with ServiceRuntime("payouts", setup, urls=urls, settings=Settings()):
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        receiver = Receiver(bootstrap, Topic.PAYOUTS_STATUS, sent_deal)
+        await receiver.start()
+        try:
+            setup_events: list[CloudEvent[Any]] = [fx(RATES)]
+            for i, (deal, creator) in enumerate(creators.items()):
+                setup_events.append(account(creator, currency=CURRENCIES[i % len(CURRENCIES)]))
+                setup_events.append(deal_signed(deal, creator, deliverables=(("dl-1", 1),)))
+            await produce_all(producer, setup_events)
+            assert setup.service is not None
+            pool = setup.service.db.pool
+            deadline = time.perf_counter() + 120
+            while await pool.fetchval(
+                "SELECT count(*) FROM payouts_deals WHERE deal_id LIKE $1", f"bench-{run}-%"
+            ) < len(creators):
+                if time.perf_counter() > deadline:
+                    raise SystemExit("deals were not stored in time")
+                await asyncio.sleep(0.2)
+            # A short warm-up at the same rate, not measured.
+            warm = [f"bench-{run}-w{i}" for i in range(50)]
+            await produce_all(
+                producer,
+                [account(f"cr-{d}", currency="EUR") for d in warm]
+                + [deal_signed(d, f"cr-{d}", deliverables=(("dl-1", 1),)) for d in warm],
+            )
+            await asyncio.sleep(2)
+            await paced(producer, _confirmations(warm), rate, {})
+            await receiver.wait_for(set(warm), 60)
+
+            sent_at: dict[str, float] = {}
+            await paced(producer, _confirmations(steady), rate, sent_at)
+            await receiver.wait_for(set(steady), 120)
+            latencies = [receiver.received[d] - sent_at[d] for d in steady]
+            stages = await _stages(pool, steady)
+
+            began = time.perf_counter()
+            await produce_all(producer, [confirmed(d, "dl-1") for d in bursty])
+            await receiver.wait_for(set(bursty), 300)
+            elapsed = max(receiver.received[d] for d in bursty) - began
+        finally:
+            await receiver.stop()
+            await producer.stop()
+    return {
+        "p50": quantile(latencies, 0.5),
+        "p99": quantile(latencies, 0.99),
+        "mean": statistics.fmean(latencies),
+        "per_second": burst / elapsed,
+        **stages,
+    }
+
+
+_STAGES = """
+SELECT e.deal_id, extract(epoch FROM p.processed_at) AS consumed,
+       extract(epoch FROM s.created_at) AS scheduled, extract(epoch FROM t.created_at) AS sent,
+       extract(epoch FROM t.published_at) AS published
+FROM unnest($1::text[], $2::text[]) AS e(deal_id, event_id)
+JOIN processed_events p ON p.consumer = 'payouts' AND p.event_id = e.event_id
+JOIN outbox s ON convert_from(s.value, 'UTF8')::jsonb->>'type' = 'payout.scheduled'
+     AND convert_from(s.value, 'UTF8')::jsonb->'data'->>'deal_id' = e.deal_id
+JOIN outbox t ON convert_from(t.value, 'UTF8')::jsonb->>'type' = 'payout.sent'
+     AND convert_from(t.value, 'UTF8')::jsonb->'data'->>'deal_id' = e.deal_id
+"""
+
+
+async def _stages(pool: Any, deals: Sequence[str]) -> dict[str, float]:
+    """Median time spent in each stage (wall clock, database timestamps), in seconds."""
+    rows = await pool.fetch(_STAGES, list(deals), [confirmation_ids[d] for d in deals])
+    parts: dict[str, list[float]] = {
+        k: [] for k in ("poll", "consume", "dispatch", "relay", "deliver")
+    }
+    for r in rows:
+        d = r["deal_id"]
+        parts["poll"].append(float(r["consumed"]) - wall_sent_at[d])
+        parts["consume"].append(float(r["scheduled"] - r["consumed"]))
+        parts["dispatch"].append(float(r["sent"] - r["scheduled"]))
+        parts["relay"].append(float(r["published"] - r["sent"]))
+        parts["deliver"].append(wall_received_at[d] - float(r["published"]))
+    stages = {f"stage_{k}": quantile(v, 0.5) for k, v in parts.items() if v}
+    stages |= {f"stage99_{k}": quantile(v, 0.99) for k, v in parts.items() if v}
+    return stages
+
+
+confirmation_ids: dict[str, str] = {}
+
+
+def _confirmations(deals: Sequence[str]) -> list[tuple[str, bytes, bytes, str]]:
+    out = []
+    for deal in deals:
+        event = confirmed(deal, "dl-1")
+        confirmation_ids[deal] = event.id
+        out.append((Topic.DELIVERABLES_CONFIRMED.value, event_key(event), encode(event), deal))
+    return out
+
+
+async def main(rate: float, count: int, burst: int) -> None:
+    configure_logging("bench", level="WARNING")
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-payouts-"))
+    with EmbeddedInfra(root, Settings(), durable=False) as stack:
+        assert stack.urls is not None
+        urls = stack.urls
+        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3)
+        base = await baseline(urls, rate, count, burst)
+        service = await payouts(urls, rate, count, burst)
+    ms = 1000.0
+    print(f"payouts benchmark: {count} confirmations at {rate:g}/s, then a burst of {burst}")
+    print("  zero-latency sandbox provider, 5 % platform fee, FX into EUR/JPY/KWD/USD")
+    print(f"{'':42}{'p50 ms':>10}{'p99 ms':>10}")
+    print(
+        f"{'baseline: raw produce -> consume':42}{base['p50'] * ms:10.1f}{base['p99'] * ms:10.1f}"
+    )
+    print(
+        f"{'payouts: confirmation -> payout.sent':42}"
+        f"{service['p50'] * ms:10.1f}{service['p99'] * ms:10.1f}"
+    )
+    print(
+        f"{'ratio (payouts / baseline)':42}"
+        f"{service['p50'] / base['p50']:10.1f}{service['p99'] / base['p99']:10.1f}"
+    )
+    for label, prefix in (("p50", "stage_"), ("p99", "stage99_")):
+        print(
+            f"{label} per stage (ms): "
+            + ", ".join(
+                f"{k[len(prefix) :]} {v * ms:.1f}"
+                for k, v in service.items()
+                if k.startswith(prefix)
+            )
+        )
+    goal = "met" if service["p99"] * ms <= 250 else "NOT met"
+    print(f"goal p99 <= 250 ms: {goal}")
+    print(
+        f"throughput: {service['per_second']:.0f} payouts/s "
+        f"(raw broker {base['per_second']:.0f} msg/s for the same {burst} messages, "
+        f"ratio {service['per_second'] / base['per_second']:.3f})"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--burst", type=int, default=3000)
+    args = parser.parse_args()
+    asyncio.run(main(args.rate, args.count, args.burst))

@@ -1,0 +1,185 @@
+"""Wiring: one consumer group over the five input topics, the dispatcher, the schedules and
+the outbox relay. `python -m services.payouts` runs `setup`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from services.payouts.dispatcher import Clock, Dispatcher, utc_now
+from services.payouts.domain.lifecycle import RetrySchedule
+from services.payouts.handlers import HANDLERS, PayoutPolicy, Work
+from services.payouts.providers import PayoutProvider
+from services.payouts.providers.sandbox import SandboxProvider
+from services.payouts.providers.stripe import StripeTransfers
+from services.payouts.schedules import CommissionSchedule, SettlementPoller
+from services.payouts.settings import PayoutsSettings
+from services.payouts.store import PayoutDatabase
+from services.payouts.store.postgres import PgPayouts
+from shared.events import CloudEvent, EventType, Topic
+from shared.kafka import BatchHandler, Delivery, subscribe_event_batches
+from shared.outbox import OutboxRelay
+from shared.service import Background, Resources
+
+SERVICE: Final = "payouts"
+CONSUMER: Final = "payouts"  # consumer group and inbox name
+INPUT_TOPICS: Final = (
+    Topic.CAMPAIGN_DEALS,
+    Topic.DELIVERABLES_CONFIRMED,
+    Topic.CREATOR_PAYOUT_ACCOUNTS,
+    Topic.TRACKING_ATTRIBUTION,
+    Topic.FX_RATES,
+)
+_DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
+
+
+def policy_from(settings: PayoutsSettings) -> PayoutPolicy:
+    return PayoutPolicy(
+        platform_fee_bps=settings.platform_fee_bps,
+        fee_schedule=settings.fee_schedule,
+        retry=RetrySchedule(
+            settings.retry_initial_seconds, settings.retry_max_seconds, settings.max_attempts
+        ),
+        lease=timedelta(seconds=settings.dispatch_lease_seconds),
+        commission_grace=timedelta(seconds=settings.commission_grace_seconds),
+    )
+
+
+def provider_from(settings: PayoutsSettings) -> PayoutProvider:
+    if settings.provider == "stripe":
+        assert settings.stripe_api_key is not None  # the settings validator guarantees it
+        return StripeTransfers(
+            settings.stripe_api_key.get_secret_value(),
+            base_url=settings.stripe_api_base,
+            timeout_seconds=settings.provider_timeout_seconds,
+        )
+    return SandboxProvider(
+        latency_seconds=settings.sandbox_latency_ms / 1000,
+        failure_rate=settings.sandbox_failure_rate,
+        seed=settings.sandbox_seed,
+        settle_after_seconds=settings.sandbox_settle_after_seconds,
+    )
+
+
+def consume_batch(
+    db: PayoutDatabase,
+    policy: PayoutPolicy,
+    on_scheduled: Callable[[], None],
+    *,
+    clock: Clock = utc_now,
+) -> BatchHandler:
+    """The consumer: one transaction per batch (inbox claim, locks, handlers, outbox)."""
+
+    async def handle(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
+        async with db.transaction() as repo:
+            fresh = await repo.claim_events(CONSUMER, batch)
+            events: dict[str, CloudEvent[Any]] = {}
+            for event, _ in batch:
+                if event.id in fresh and event.type in HANDLERS:
+                    events.setdefault(event.id, event)
+            if not events:
+                return
+            deal_ids = {e.data.deal_id for e in events.values() if e.type in _DEAL_EVENTS}
+            has_fx = any(e.type == EventType.FX_RATES_PUBLISHED for e in events.values())
+            await repo.lock(fx="exclusive" if has_fx else "shared", deal_ids=deal_ids)
+            creators = {d.creator_id for d in (await repo.deals(deal_ids)).values()}
+            creators |= {
+                e.data.creator_id
+                for e in events.values()
+                if e.type in {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
+            }
+            await repo.lock(creator_ids=creators)
+            work = Work(repo, policy, clock())
+            for event in events.values():
+                await HANDLERS[event.type](work, event)
+            await work.flush()
+        if work.scheduled:
+            on_scheduled()
+
+    return handle
+
+
+@dataclass
+class PayoutsService:
+    """The running parts, for tests and benchmarks to observe."""
+
+    settings: PayoutsSettings
+    db: PgPayouts
+    provider: PayoutProvider
+    dispatcher: Dispatcher
+    relay: OutboxRelay
+
+
+class PayoutsSetup:
+    """`setup(resources)` for `ServiceRuntime`; `settings` and `provider` default to the
+    environment's. After setup, `service` holds the running parts.
+
+    `group_id` is the Kafka consumer group (offsets); the inbox stays `payouts` whatever the
+    group, so a new group, like an offset reset, replays history without paying twice.
+    """
+
+    def __init__(
+        self,
+        settings: PayoutsSettings | None = None,
+        provider: PayoutProvider | None = None,
+        *,
+        group_id: str = CONSUMER,
+    ) -> None:
+        self._settings = settings
+        self._provider = provider
+        self._group_id = group_id
+        self.service: PayoutsService | None = None
+
+    async def __call__(self, resources: Resources) -> list[Background]:
+        settings = self._settings or PayoutsSettings()
+        policy = policy_from(settings)
+        provider = self._provider or provider_from(settings)
+        db = PgPayouts(resources.pool)
+        dispatcher = Dispatcher(
+            db,
+            provider,
+            policy,
+            batch=settings.dispatch_batch,
+            idle_seconds=settings.dispatch_idle_seconds,
+        )
+        subscribe_event_batches(
+            resources.broker,
+            INPUT_TOPICS,
+            group_id=self._group_id,
+            handler=consume_batch(db, policy, dispatcher.wake),
+            consumer=resources.consumer,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            batch_timeout_ms=settings.batch_timeout_ms,
+        )
+        relay = OutboxRelay(resources.pool, resources.broker)
+        commissions = CommissionSchedule(
+            db,
+            policy,
+            interval_seconds=settings.commission_check_seconds,
+            on_scheduled=dispatcher.wake,
+        )
+        settlement = SettlementPoller(
+            db, provider, policy, interval_seconds=settings.settle_check_seconds
+        )
+
+        async def close_provider_at_shutdown() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await provider.aclose()
+
+        self.service = PayoutsService(settings, db, provider, dispatcher, relay)
+        return [
+            relay.run,
+            dispatcher.run,
+            lambda: db.listen_due(dispatcher.wake),
+            commissions.run,
+            settlement.run,
+            close_provider_at_shutdown,
+        ]
+
+
+setup = PayoutsSetup()

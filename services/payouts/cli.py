@@ -1,0 +1,91 @@
+"""`creatorflow payouts statement <creator_id>` and `creatorflow payouts ledger-check`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+import asyncpg
+import typer
+from rich.table import Table
+
+from services.payouts.reports import LedgerReport, Statement, check_ledger, statement
+from services.payouts.store.postgres import PgPayouts
+from shared.cli.console import console, fail
+from shared.cli.settings import database_url
+from shared.db import create_pool
+
+COMMAND_NAME: Final = "payouts"
+
+app = typer.Typer(help="Creator payouts: statements and ledger checks.", no_args_is_help=True)
+
+T = TypeVar("T")
+
+
+def _run(query: Callable[[PgPayouts], Awaitable[T]]) -> T:
+    async def run() -> T:
+        pool = await create_pool(database_url(), min_size=1, max_size=1)
+        try:
+            return await query(PgPayouts(pool))
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(run())
+    except asyncpg.UndefinedTableError:
+        fail("the payouts tables do not exist", hint="run: creatorflow db migrate")
+    except OSError as error:
+        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+
+
+@app.command("statement")
+def statement_command(creator_id: str) -> None:
+    """Print a creator's payouts and the balances the ledger derives for them."""
+    result: Statement = _run(lambda db: statement(db, creator_id))
+    if not result.payouts:
+        console.print(f"No payouts for creator {creator_id}.")
+        return
+    table = Table(title=f"Payouts of {creator_id}")
+    for column in ("payout", "deal", "kind", "status", "gross", "platform fee", "net", "rate"):
+        table.add_column(column, justify="right" if column in {"gross", "net", "rate"} else "left")
+    table.add_column("reference / reason")
+    for p in result.payouts:
+        kind = p.kind + (f" ({p.milestone})" if p.milestone else "")
+        rate = "" if p.fx is None else f"{p.fx.rate:.6g} {p.fx.source}"
+        note = p.provider_ref or (p.hold.reason if p.hold else p.failure_reason) or ""
+        table.add_row(
+            p.payout_id,
+            p.deal_id,
+            kind,
+            p.status,
+            str(p.gross),
+            str(p.platform_fee),
+            "" if p.net is None else str(p.net),
+            rate,
+            note,
+        )
+    console.print(table)
+    totals = Table(title="Balances (from ledger postings)")
+    totals.add_column("balance")
+    totals.add_column("amount", justify="right")
+    for (label, currency), amount in result.balances.items():
+        totals.add_row(label, f"{amount:f} {currency}")
+    console.print(totals)
+
+
+@app.command("ledger-check")
+def ledger_check_command() -> None:
+    """Verify the ledger invariants; exit 1 if any is broken."""
+    report: LedgerReport = _run(check_ledger)
+    console.print(
+        f"{report.payouts} payouts, {report.transfers} transfers, {report.postings} postings."
+    )
+    if report.problems:
+        for problem in report.problems:
+            console.print(f"[red]x[/] {problem}")
+        fail(f"{len(report.problems)} ledger invariant(s) broken")
+    console.print(
+        "[green]ok[/] every transfer sums to zero per currency; each payout's postings match "
+        "its status."
+    )

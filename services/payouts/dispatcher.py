@@ -1,0 +1,174 @@
+"""The dispatcher: hands scheduled payouts to the payment provider, outside any consumer
+transaction, exactly once per payout.
+
+One round: (1) in a short transaction, take due payouts with `FOR UPDATE SKIP LOCKED` (other
+instances skip them), count the attempt and lease them (or hold them if the account stopped
+being payable); (2) with no transaction open, call the provider with the payout id as the
+idempotency key; (3) in a second transaction, record `sent` or the failure (retry later with
+backoff, or `failed`). A crash after (2) leaves the payout scheduled; when its lease expires it
+is sent again with the same key, and the provider answers with the first transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from services.payouts.domain import lifecycle
+from services.payouts.domain.accounts import PayoutAccount, hold_for
+from services.payouts.domain.lifecycle import Payout, Transition
+from services.payouts.handlers import PayoutPolicy, Work
+from services.payouts.providers import (
+    PayoutProvider,
+    ProviderError,
+    TransferAccepted,
+    TransferRequest,
+)
+from services.payouts.store import PayoutDatabase
+from shared.events import PayoutStatus
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    payout: Payout
+    account: PayoutAccount
+
+
+class Dispatcher:
+    """Runs rounds as long as payouts are due; sleeps until `wake()` or `idle_seconds`."""
+
+    def __init__(
+        self,
+        db: PayoutDatabase,
+        provider: PayoutProvider,
+        policy: PayoutPolicy,
+        *,
+        batch: int = 100,
+        idle_seconds: float = 1.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._db = db
+        self._provider = provider
+        self._policy = policy
+        self._batch = batch
+        self._idle_seconds = idle_seconds
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self.sent = 0
+
+    def wake(self) -> None:
+        """Start a round now (new payouts were scheduled)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            if await self.dispatch_once():
+                continue  # more may have become due while the provider was called
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+
+    async def dispatch_once(self) -> int:
+        """One round; returns how many due payouts it took."""
+        claimed, taken = await self._claim()
+        if not claimed:
+            return taken
+        outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
+        await self._record(list(zip(claimed, outcomes, strict=True)))
+        return taken
+
+    async def _claim(self) -> tuple[list[_Claimed], int]:
+        now = self._clock()
+        async with self._db.transaction() as repo:
+            due = await repo.due_for_update(now, self._batch)
+            if not due:
+                return [], 0
+            accounts = await repo.accounts(p.creator_id for p in due)
+            unpayable = {p.creator_id for p in due if hold_for(accounts.get(p.creator_id))}
+            if unpayable:
+                # Holding races with an account update releasing holds: take the creators'
+                # locks (as the consumer does) and look again.
+                await repo.lock(fx="shared", creator_ids=unpayable)
+                accounts = await repo.accounts(p.creator_id for p in due)
+            work = Work(repo, self._policy, now)
+            changes: list[tuple[Transition, PayoutStatus]] = []
+            claimed = []
+            for payout in due:
+                account = accounts.get(payout.creator_id)
+                transition = lifecycle.claim(payout, account, now, self._policy.lease)
+                changes.append((transition, payout.status))
+                if transition.payout.status == "scheduled" and account is not None:
+                    claimed.append(_Claimed(transition.payout, account))
+            await work.changed(changes)
+            work.scheduled = 0  # claimed payouts are leased, not newly due
+            await work.flush()
+        return claimed, len(due)
+
+    async def _send(self, claimed: _Claimed) -> TransferAccepted | ProviderError:
+        payout = claimed.payout
+        assert payout.net is not None
+        request = TransferRequest(
+            idempotency_key=payout.payout_id,
+            amount=payout.net,
+            destination=claimed.account.destination,
+            method=claimed.account.method,
+            description=f"CreatorFlow {payout.kind} for deal {payout.deal_id}",
+        )
+        try:
+            return await self._provider.send(request)
+        except ProviderError as error:
+            return error
+        except Exception as error:  # a provider bug must not lose the round's other results
+            log.exception("provider call failed unexpectedly", payout_id=payout.payout_id)
+            return ProviderError(f"{self._provider.name}: {type(error).__name__}", retryable=True)
+
+    async def _record(
+        self, results: Sequence[tuple[_Claimed, TransferAccepted | ProviderError]]
+    ) -> None:
+        now = self._clock()
+        async with self._db.transaction() as repo:
+            current = {
+                p.payout_id: p
+                for p in await repo.payouts_for_update([c.payout.payout_id for c, _ in results])
+            }
+            work = Work(repo, self._policy, now)
+            changes: list[tuple[Transition, PayoutStatus]] = []
+            for claimed, outcome in results:
+                payout = current.get(claimed.payout.payout_id)
+                if payout is None or payout.status != "scheduled":
+                    continue  # recorded by another instance after our lease ran out
+                if isinstance(outcome, TransferAccepted):
+                    transition = lifecycle.mark_sent(payout, outcome.provider_ref)
+                else:
+                    log.warning(
+                        "provider refused payout",
+                        payout_id=payout.payout_id,
+                        reason=outcome.reason,
+                        retryable=outcome.retryable,
+                    )
+                    transition = lifecycle.attempt_failed(
+                        payout,
+                        outcome.reason,
+                        retryable=outcome.retryable,
+                        retry=self._policy.retry,
+                        now=now,
+                    )
+                changes.append((transition, payout.status))
+            await work.changed(changes)
+            sent = sum(1 for t, _ in changes if t.payout.status == "sent")
+            work.scheduled = 0
+            await work.flush()
+        self.sent += sent

@@ -1,0 +1,87 @@
+"""Payout accounts and whether a creator can be paid now."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+from pydantic import SecretStr
+
+from shared.events import PayoutAccountUpserted
+
+# Forms that let a payer skip backup withholding: W-9 (US persons), W-8BEN (foreign
+# individuals), W-8BEN-E (foreign entities). "other" is not accepted for automatic payouts.
+ACCEPTED_TAX_FORMS: Final = frozenset({"W-9", "W-8BEN", "W-8BEN-E"})
+
+# What a raw account number looks like: digits with separators, or an IBAN. Destinations must be
+# provider tokens (or encrypted references); raw numbers are refused so they are never stored.
+_RAW_ACCOUNT_NUMBER: Final = re.compile(r"[0-9 \-]{6,}|[A-Z]{2}[0-9]{2}[A-Z0-9 ]{10,40}")
+
+
+class HoldCode(StrEnum):
+    """Why a payout is held; each is cleared by a different later event."""
+
+    NO_ACCOUNT = "no_account"  # cleared by creator.payout-account.upserted
+    TAX_FORM = "tax_form"  # cleared by an account event with a verified accepted form
+    FX_RATE = "fx_rate"  # cleared by fx.rates.published with the missing rate
+
+
+@dataclass(frozen=True)
+class Hold:
+    code: HoldCode
+    reason: str
+
+
+class RawDestination(ValueError):
+    """The destination looks like a raw bank account number, not a provider token."""
+
+
+@dataclass(frozen=True)
+class PayoutAccount:
+    """Where a creator is paid. `destination` is a provider token and never shown in repr."""
+
+    creator_id: str
+    method: str
+    destination: SecretStr = field(repr=False)
+    currency: str
+    tax_form_type: str
+    tax_form_status: str
+    updated_at: datetime
+
+    @classmethod
+    def from_event(cls, data: PayoutAccountUpserted, updated_at: datetime) -> PayoutAccount:
+        """The account in `data`; raises RawDestination (without echoing it) if untokenised."""
+        if _RAW_ACCOUNT_NUMBER.fullmatch(data.destination.get_secret_value().strip()):
+            raise RawDestination(
+                f"creator {data.creator_id}: destination looks like a raw account number; "
+                "send the payment provider's token for the account instead"
+            )
+        return cls(
+            creator_id=data.creator_id,
+            method=data.method,
+            destination=data.destination,
+            currency=data.currency,
+            tax_form_type=data.tax_form.type,
+            tax_form_status=data.tax_form.status,
+            updated_at=updated_at,
+        )
+
+
+def hold_for(account: PayoutAccount | None) -> Hold | None:
+    """Why a payout to this account must wait, or None when it can be paid now."""
+    if account is None:
+        return Hold(HoldCode.NO_ACCOUNT, "no payout account on file")
+    if account.tax_form_type not in ACCEPTED_TAX_FORMS:
+        return Hold(
+            HoldCode.TAX_FORM,
+            f"tax form {account.tax_form_type} is not accepted; need W-9, W-8BEN or W-8BEN-E",
+        )
+    if account.tax_form_status != "verified":
+        return Hold(
+            HoldCode.TAX_FORM,
+            f"tax form {account.tax_form_type} is {account.tax_form_status}, not verified",
+        )
+    return None

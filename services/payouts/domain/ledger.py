@@ -1,0 +1,118 @@
+"""Double-entry ledger rules: accounts, transfers that balance per currency, derived balances.
+
+Sign convention: a transfer moves money *from* accounts with negative postings *to* accounts
+with positive ones. Every transfer's postings sum to zero in each currency, so the whole
+ledger does too; balances are sums of postings and are never stored.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from shared.money import Money, MoneyError
+
+
+def brand_escrow(brand_id: str) -> str:
+    """Funds a brand committed to its deals; drawn down as payouts become payable."""
+    return f"brand_escrow:{brand_id}"
+
+
+def creator_payable(creator_id: str) -> str:
+    """Owed to the creator and not yet handed to a payment provider."""
+    return f"creator_payable:{creator_id}"
+
+
+def creator_in_transit(creator_id: str) -> str:
+    """Handed to the payment provider, not yet confirmed as arrived."""
+    return f"creator_in_transit:{creator_id}"
+
+
+def creator_paid(creator_id: str) -> str:
+    """Confirmed as arrived at the creator (settled)."""
+    return f"creator_paid:{creator_id}"
+
+
+PLATFORM_FEES = "platform_fees"
+# One clearing account; it holds a balance per currency (postings carry the currency).
+FX_CLEARING = "fx_clearing"
+
+
+class TransferKind(StrEnum):
+    ACCRUAL = "accrual"  # brand escrow -> creator payable + platform fees (deal currency)
+    CONVERSION = "conversion"  # creator payable (deal ccy) -> FX clearing -> payable (payout ccy)
+    DISPATCH = "dispatch"  # creator payable -> in transit
+    SETTLEMENT = "settlement"  # in transit -> paid
+    RETURN = "return"  # in transit -> creator payable (provider reported failure after sending)
+
+
+class LedgerError(MoneyError):
+    """A transfer that would break a ledger invariant."""
+
+
+@dataclass(frozen=True)
+class Posting:
+    account: str
+    amount: Money
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Postings that move money in one step of one payout; balanced per currency.
+
+    `transfer_id` is `<payout_id>:<kind>`, so a step can be recorded at most once.
+    """
+
+    payout_id: str
+    kind: TransferKind
+    postings: tuple[Posting, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.postings) < 2:
+            raise LedgerError(f"transfer {self.transfer_id} needs at least two postings")
+        unbalanced = {c: s for c, s in _sums(self.postings).items() if s != 0}
+        if unbalanced:
+            raise LedgerError(f"transfer {self.transfer_id} does not balance: {unbalanced}")
+
+    @property
+    def transfer_id(self) -> str:
+        return f"{self.payout_id}:{self.kind}"
+
+
+def _sums(postings: Iterable[Posting]) -> dict[str, Decimal]:
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    for posting in postings:
+        sums[posting.amount.currency] += posting.amount.amount
+    return dict(sums)
+
+
+def move(payout_id: str, kind: TransferKind, *legs: tuple[str, str, Money]) -> tuple[Transfer, ...]:
+    """The transfer of each `(from_account, to_account, amount)` leg, zero legs dropped; no
+    transfer at all (an empty tuple) when every leg is zero."""
+    postings: list[Posting] = []
+    for source, target, amount in legs:
+        if amount.is_negative():
+            raise LedgerError(f"move {amount} from {source} to {target}: amounts are positive")
+        if amount.is_zero():
+            continue
+        postings += [Posting(source, -amount), Posting(target, amount)]
+    return (Transfer(payout_id, kind, tuple(postings)),) if postings else ()
+
+
+Balances = dict[tuple[str, str], Decimal]
+
+
+def balances(postings: Iterable[Posting]) -> Balances:
+    """Balance of every (account, currency) that has postings: the sum of its postings."""
+    result: Balances = defaultdict(Decimal)
+    for posting in postings:
+        result[(posting.account, posting.amount.currency)] += posting.amount.amount
+    return dict(result)
+
+
+def currency_totals(postings: Iterable[Posting]) -> dict[str, Decimal]:
+    """Sum of all postings per currency; zero in every currency for a sound ledger."""
+    return _sums(postings)

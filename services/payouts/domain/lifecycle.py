@@ -1,0 +1,321 @@
+"""The payout state machine: scheduled -> sent -> settled, held until payable, failed at last.
+
+    (new) -> held | scheduled | settled    settled at once when the net amount is zero
+    held -> scheduled                  account / tax form / FX rate arrived
+    held -> settled                    released, and the net amount is zero
+    scheduled -> held                  account no longer payable when the dispatcher picks it
+    scheduled -> sent                  the provider accepted the transfer
+    scheduled -> failed                refused, or still failing after the last retry
+    sent -> settled                    the provider confirmed arrival
+    sent -> failed                     the provider reported the transfer failed / reversed
+
+Every function here takes a payout and returns a `Transition`: the new payout, the ledger
+transfers the step posts and whether a status event is due. Invalid steps raise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, hold_for
+from services.payouts.domain.amounts import FxRecord, split_platform_fee, to_payout_currency
+from services.payouts.domain.ledger import (
+    FX_CLEARING,
+    PLATFORM_FEES,
+    Transfer,
+    TransferKind,
+    brand_escrow,
+    creator_in_transit,
+    creator_paid,
+    creator_payable,
+    move,
+)
+from services.payouts.domain.terms import DealTerms, PayoutKind
+from shared.events import PayoutStatus, PayoutStatusChanged
+from shared.money import FxRateMissing, FxSnapshot, Money
+
+_NAMESPACE: Final = uuid.UUID("6c1d1f5e-2a53-4d0e-9a57-5f0b8f1b2c30")
+
+ALLOWED: Final[dict[PayoutStatus, frozenset[PayoutStatus]]] = {
+    "held": frozenset({"scheduled", "settled"}),
+    "scheduled": frozenset({"held", "sent", "failed"}),
+    "sent": frozenset({"settled", "failed"}),
+    "settled": frozenset(),
+    "failed": frozenset(),
+}
+_REASON_LIMIT: Final = 200
+
+
+class InvalidTransition(ValueError):
+    """A step the state machine does not allow from the payout's current status."""
+
+
+def payout_id_for(deal_id: str, kind: PayoutKind, milestone: str) -> str:
+    """The payout's id, derived from its business key so every instance derives the same one.
+
+    It is also the provider's idempotency key.
+    """
+    return "po_" + uuid.uuid5(_NAMESPACE, f"{deal_id}\x1f{kind}\x1f{milestone}").hex
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """Exponential backoff: attempt n waits initial * 2**(n-1) seconds, at most `max_seconds`."""
+
+    initial_seconds: float
+    max_seconds: float
+    max_attempts: int
+
+    def delay(self, attempt: int) -> timedelta:
+        exponent = min(max(attempt - 1, 0), 60)
+        return timedelta(seconds=min(self.max_seconds, self.initial_seconds * 2**exponent))
+
+
+@dataclass(frozen=True)
+class Payout:
+    """One payout. `gross` and `platform_fee` are in the deal currency; `net` (once converted)
+    in the creator's payout currency, with the FX rate used in `fx`."""
+
+    payout_id: str
+    deal_id: str
+    kind: PayoutKind
+    milestone: str
+    creator_id: str
+    brand_id: str
+    gross: Money
+    platform_fee: Money
+    status: PayoutStatus
+    net: Money | None = None
+    fx: FxRecord | None = None
+    hold: Hold | None = None
+    failure_reason: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    provider_ref: str | None = None
+    version: int = 1  # published transitions so far; names the next status event
+
+    @property
+    def creator_share(self) -> Money:
+        return self.gross - self.platform_fee
+
+    def status_data(self) -> PayoutStatusChanged:
+        """The `payouts.status` payload for the current status.
+
+        Until converted (a held payout), `net` shows the creator's share in the deal currency
+        at rate 1: the final amount depends on the FX snapshot at release.
+        """
+        reason = self.hold.reason if self.status == "held" and self.hold else self.failure_reason
+        return PayoutStatusChanged(
+            payout_id=self.payout_id,
+            deal_id=self.deal_id,
+            creator_id=self.creator_id,
+            gross=self.gross,
+            fx_rate=self.fx.rate if self.fx else Decimal(1),
+            net=self.net if self.net is not None else self.creator_share,
+            status=self.status,
+            reason=reason[:_REASON_LIMIT] if reason else None,
+            provider_ref=self.provider_ref,
+        )
+
+    def event_id(self) -> str:
+        """Id of the status event for the current version: a replayed step repeats it."""
+        return str(uuid.uuid5(_NAMESPACE, f"{self.payout_id}\x1fv{self.version}"))
+
+
+@dataclass(frozen=True)
+class Transition:
+    payout: Payout
+    transfers: tuple[Transfer, ...] = ()
+    publish: bool = False  # a status change: publish `payout.status_data()`
+
+
+def _to(payout: Payout, status: PayoutStatus, **changes: Any) -> Payout:
+    if status not in ALLOWED[payout.status]:
+        raise InvalidTransition(
+            f"payout {payout.payout_id}: {payout.status} -> {status} is not allowed; "
+            f"from {payout.status} only {sorted(ALLOWED[payout.status]) or 'nothing'}"
+        )
+    return replace(payout, status=status, version=payout.version + 1, **changes)
+
+
+def _accrual(payout: Payout) -> tuple[Transfer, ...]:
+    return move(
+        payout.payout_id,
+        TransferKind.ACCRUAL,
+        (brand_escrow(payout.brand_id), PLATFORM_FEES, payout.platform_fee),
+        (brand_escrow(payout.brand_id), creator_payable(payout.creator_id), payout.creator_share),
+    )
+
+
+def _conversion(payout: Payout, net: Money) -> tuple[Transfer, ...]:
+    share = payout.creator_share
+    if share.currency == net.currency:
+        return ()
+    return move(
+        payout.payout_id,
+        TransferKind.CONVERSION,
+        (creator_payable(payout.creator_id), FX_CLEARING, share),
+        (FX_CLEARING, creator_payable(payout.creator_id), net),
+    )
+
+
+def _schedule_or_hold(
+    payout: Payout, account: PayoutAccount | None, snapshot: FxSnapshot | None, now: datetime
+) -> tuple[Payout, tuple[Transfer, ...], Hold | None]:
+    """Convert (if not yet) and make due now, or say why it must wait."""
+    hold = hold_for(account)
+    if hold is not None:
+        return payout, (), hold
+    assert account is not None
+    if payout.net is not None:
+        return payout, (), None
+    try:
+        net, fx = to_payout_currency(payout.creator_share, account.currency, snapshot)
+    except FxRateMissing as missing:
+        return payout, (), Hold(HoldCode.FX_RATE, str(missing))
+    converted = replace(payout, net=net, fx=fx, next_attempt_at=now)
+    return converted, _conversion(payout, net), None
+
+
+def create(
+    terms: DealTerms,
+    kind: PayoutKind,
+    milestone: str,
+    gross: Money,
+    *,
+    platform_fee_bps: int,
+    account: PayoutAccount | None,
+    snapshot: FxSnapshot | None,
+    now: datetime,
+) -> Transition:
+    """A new payout of `gross` (deal currency): accrued, then scheduled or held."""
+    split = split_platform_fee(gross, platform_fee_bps)
+    draft = Payout(
+        payout_id=payout_id_for(terms.deal_id, kind, milestone),
+        deal_id=terms.deal_id,
+        kind=kind,
+        milestone=milestone,
+        creator_id=terms.creator_id,
+        brand_id=terms.brand_id,
+        gross=split.gross,
+        platform_fee=split.platform_fee,
+        status="held",  # placeholder until decided below; version 1 is the first event
+    )
+    accrual = _accrual(draft)
+    payout, conversion, hold = _schedule_or_hold(draft, account, snapshot, now)
+    if hold is not None:
+        return Transition(replace(draft, hold=hold), accrual, publish=True)
+    if _nothing_to_send(payout):
+        return Transition(_settled_without_transfer(payout), accrual + conversion, True)
+    return Transition(
+        replace(payout, status="scheduled", next_attempt_at=now), accrual + conversion, True
+    )
+
+
+def _nothing_to_send(payout: Payout) -> bool:
+    return payout.net is not None and payout.net.is_zero()
+
+
+def _settled_without_transfer(payout: Payout) -> Payout:
+    # The platform fee took everything, or the share converts to less than half a minor unit:
+    # the payout is complete without a provider call (providers refuse zero amounts).
+    return replace(
+        payout,
+        status="settled",
+        hold=None,
+        next_attempt_at=None,
+        failure_reason="nothing to transfer: the net amount is zero",
+    )
+
+
+def release(
+    payout: Payout, account: PayoutAccount | None, snapshot: FxSnapshot | None, now: datetime
+) -> Transition:
+    """Try to release a held payout: scheduled if payable now; otherwise still held, with the
+    current reason (no event: the status did not change)."""
+    if payout.status != "held":
+        raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not held")
+    converted, conversion, hold = _schedule_or_hold(payout, account, snapshot, now)
+    if hold is not None:
+        return Transition(replace(payout, hold=hold))
+    if _nothing_to_send(converted):
+        done = _settled_without_transfer(_to(converted, "settled"))
+        return Transition(done, conversion, publish=True)
+    scheduled = _to(converted, "scheduled", hold=None, next_attempt_at=now, attempts=0)
+    return Transition(scheduled, conversion, publish=True)
+
+
+def claim(
+    payout: Payout, account: PayoutAccount | None, now: datetime, lease: timedelta
+) -> Transition:
+    """The dispatcher takes a due payout: counts the attempt and leases it for `lease`, or holds
+    it if the account stopped being payable since it was scheduled."""
+    if payout.status != "scheduled":
+        raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
+    hold = hold_for(account)
+    if hold is not None:
+        return Transition(_to(payout, "held", hold=hold, next_attempt_at=None), publish=True)
+    return Transition(replace(payout, attempts=payout.attempts + 1, next_attempt_at=now + lease))
+
+
+def mark_sent(payout: Payout, provider_ref: str) -> Transition:
+    """The provider accepted the transfer: money moves from payable to in transit."""
+    net = _converted(payout)
+    sent = _to(payout, "sent", provider_ref=provider_ref, next_attempt_at=None)
+    transfer = move(
+        payout.payout_id,
+        TransferKind.DISPATCH,
+        (creator_payable(payout.creator_id), creator_in_transit(payout.creator_id), net),
+    )
+    return Transition(sent, transfer, publish=True)
+
+
+def attempt_failed(
+    payout: Payout, reason: str, *, retryable: bool, retry: RetrySchedule, now: datetime
+) -> Transition:
+    """A provider call failed: retry later with backoff, or fail for good once the error is
+    permanent or `retry.max_attempts` calls were made. Money stays payable to the creator."""
+    if payout.status != "scheduled":
+        raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
+    if retryable and payout.attempts < retry.max_attempts:
+        return Transition(
+            replace(
+                payout, failure_reason=reason, next_attempt_at=now + retry.delay(payout.attempts)
+            )
+        )
+    why = reason if not retryable else f"{reason} (gave up after {payout.attempts} attempts)"
+    return Transition(_to(payout, "failed", failure_reason=why, next_attempt_at=None), publish=True)
+
+
+def settle(payout: Payout) -> Transition:
+    """The provider confirmed the money arrived."""
+    if payout.status != "sent":
+        raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not sent")
+    net = _converted(payout)
+    transfer = move(
+        payout.payout_id,
+        TransferKind.SETTLEMENT,
+        (creator_in_transit(payout.creator_id), creator_paid(payout.creator_id), net),
+    )
+    return Transition(_to(payout, "settled"), transfer, publish=True)
+
+
+def returned(payout: Payout, reason: str) -> Transition:
+    """The provider reported a sent transfer failed or was reversed: owed to the creator again."""
+    net = _converted(payout)
+    transfer = move(
+        payout.payout_id,
+        TransferKind.RETURN,
+        (creator_in_transit(payout.creator_id), creator_payable(payout.creator_id), net),
+    )
+    return Transition(_to(payout, "failed", failure_reason=reason), transfer, publish=True)
+
+
+def _converted(payout: Payout) -> Money:
+    if payout.net is None:
+        raise InvalidTransition(f"payout {payout.payout_id} has no converted amount yet")
+    return payout.net

@@ -1,0 +1,110 @@
+"""When a deal's money becomes payable: fee milestones and the commission window."""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from shared.events import DealSigned
+from shared.money import Money
+
+FeeSchedule = Literal["on_completion", "per_deliverable"]
+PayoutKind = Literal["fee", "commission"]
+
+WHOLE_DEAL = ""
+"""The milestone of a payout that covers the whole deal (the fee on completion, commission)."""
+
+
+@dataclass(frozen=True)
+class DeliverableTerm:
+    deliverable_id: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DealTerms:
+    """What payouts needs from `deal.signed`. `fee` is in the deal's currency."""
+
+    deal_id: str
+    campaign_id: str
+    brand_id: str
+    creator_id: str
+    fee: Money
+    commission_rate: Decimal
+    deliverables: tuple[DeliverableTerm, ...]
+    ends_at: datetime
+    attribution_window_days: int
+
+    @classmethod
+    def from_event(cls, data: DealSigned) -> DealTerms:
+        return cls(
+            deal_id=data.deal_id,
+            campaign_id=data.campaign_id,
+            brand_id=data.brand_id,
+            creator_id=data.creator_id,
+            fee=data.fee,
+            commission_rate=data.commission_rate,
+            deliverables=tuple(
+                DeliverableTerm(d.deliverable_id, d.count) for d in data.deliverables
+            ),
+            ends_at=data.ends_at,
+            attribution_window_days=data.attribution_window_days,
+        )
+
+    @property
+    def currency(self) -> str:
+        return self.fee.currency
+
+    @property
+    def deliverable_ids(self) -> frozenset[str]:
+        return frozenset(d.deliverable_id for d in self.deliverables)
+
+    @property
+    def attribution_closes_at(self) -> datetime:
+        """End of the attribution window: orders after this no longer earn commission."""
+        return self.ends_at + timedelta(days=self.attribution_window_days)
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """One payable part of the fee: `milestone` is a deliverable id or WHOLE_DEAL."""
+
+    milestone: str
+    amount: Money
+
+
+def fee_milestones(terms: DealTerms, schedule: FeeSchedule) -> tuple[Milestone, ...]:
+    """Every fee milestone of the deal; the amounts sum exactly to the fee.
+
+    `per_deliverable` splits the fee in proportion to each deliverable's `count` with
+    `Money.allocate` (largest remainder: no minor unit lost or created).
+    """
+    if schedule == "on_completion":
+        return (Milestone(WHOLE_DEAL, terms.fee),)
+    parts = terms.fee.allocate([d.count for d in terms.deliverables])
+    return tuple(
+        Milestone(d.deliverable_id, part) for d, part in zip(terms.deliverables, parts, strict=True)
+    )
+
+
+def payable_fee_milestones(
+    terms: DealTerms, confirmed: Set[str], schedule: FeeSchedule
+) -> tuple[Milestone, ...]:
+    """The fee milestones whose deliverables are all confirmed; zero amounts are left out.
+
+    Idempotent: callers create each returned milestone once (its business key is unique).
+    """
+    if schedule == "on_completion":
+        payable = terms.deliverable_ids <= confirmed
+        milestones = fee_milestones(terms, schedule) if payable else ()
+    else:
+        milestones = tuple(m for m in fee_milestones(terms, schedule) if m.milestone in confirmed)
+    return tuple(m for m in milestones if not m.amount.is_zero())
+
+
+def commission_due(terms: DealTerms, now: datetime, grace: timedelta) -> bool:
+    """True once the attribution window (plus `grace` for late updates) has closed."""
+    return terms.commission_rate > 0 and now >= terms.attribution_closes_at + grace

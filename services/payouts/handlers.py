@@ -1,0 +1,250 @@
+"""One function per incoming event type, plus the scheduled commission decision.
+
+Each runs inside a transaction of the store and records what it changed in a `Work`: payout
+writes happen at once (later events in the same batch read them), ledger transfers and status
+events are written together by `Work.flush` before the transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import structlog
+
+from services.payouts.domain import lifecycle
+from services.payouts.domain.accounts import HoldCode, PayoutAccount, RawDestination
+from services.payouts.domain.amounts import commission
+from services.payouts.domain.ledger import Transfer
+from services.payouts.domain.lifecycle import Payout, RetrySchedule, Transition
+from services.payouts.domain.terms import (
+    WHOLE_DEAL,
+    DealTerms,
+    FeeSchedule,
+    commission_due,
+    payable_fee_milestones,
+)
+from services.payouts.store import PayoutRepository
+from shared.errors import EventRejected
+from shared.events import (
+    AttributionUpdated,
+    CloudEvent,
+    DealSigned,
+    DeliverableConfirmed,
+    EventType,
+    FxRatesPublished,
+    PayoutAccountUpserted,
+    PayoutStatus,
+    make_event,
+)
+from shared.fx_store import snapshot_from_event
+from shared.money import FxSnapshot, MoneyError
+
+SOURCE: Final = "creatorflow/payouts"
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PayoutPolicy:
+    """The business settings the handlers apply (from `PayoutsSettings`)."""
+
+    platform_fee_bps: int = 0
+    fee_schedule: FeeSchedule = "on_completion"
+    retry: RetrySchedule = field(default_factory=lambda: RetrySchedule(1.0, 300.0, 5))
+    lease: timedelta = timedelta(seconds=60)
+    commission_grace: timedelta = timedelta(hours=1)
+
+
+_NO_SNAPSHOT: Final = object()
+
+
+@dataclass
+class Work:
+    """The changes of one transaction; `scheduled` tells whether a dispatcher should wake."""
+
+    repo: PayoutRepository
+    policy: PayoutPolicy
+    now: datetime
+    transfers: list[Transfer] = field(default_factory=list)
+    events: list[CloudEvent[Any]] = field(default_factory=list)
+    scheduled: int = 0
+    _snapshot: object = _NO_SNAPSHOT
+
+    async def fx(self) -> FxSnapshot | None:
+        if self._snapshot is _NO_SNAPSHOT:
+            self._snapshot = await self.repo.latest_fx()
+        assert self._snapshot is None or isinstance(self._snapshot, FxSnapshot)
+        return self._snapshot
+
+    def forget_fx(self) -> None:
+        self._snapshot = _NO_SNAPSHOT
+
+    def _collect(self, transition: Transition) -> None:
+        self.transfers += transition.transfers
+        if transition.publish:
+            payout = transition.payout
+            self.events.append(
+                make_event(payout.status_data(), source=SOURCE, id=payout.event_id(), time=self.now)
+            )
+        if transition.payout.status == "scheduled":
+            self.scheduled += 1
+
+    async def created(self, transition: Transition) -> bool:
+        """Store a new payout unless its business key exists; True if it was new."""
+        if not await self.repo.add_payout(transition.payout):
+            return False
+        self._collect(transition)
+        return True
+
+    async def changed(self, transitions: Sequence[tuple[Transition, PayoutStatus]]) -> None:
+        """Store payouts that moved on from the given previous statuses."""
+        await self.repo.save_payouts([(t.payout, previous) for t, previous in transitions])
+        for transition, _ in transitions:
+            self._collect(transition)
+
+    async def flush(self) -> None:
+        await self.repo.post(self.transfers)
+        await self.repo.publish(self.events)
+        if self.scheduled:
+            await self.repo.notify_due()
+
+
+async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
+    confirmed = await work.repo.confirmed(terms.deal_id)
+    milestones = payable_fee_milestones(terms, confirmed, work.policy.fee_schedule)
+    if not milestones:
+        return
+    account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
+    for milestone in milestones:
+        transition = lifecycle.create(
+            terms,
+            "fee",
+            milestone.milestone,
+            milestone.amount,
+            platform_fee_bps=work.policy.platform_fee_bps,
+            account=account,
+            snapshot=await work.fx(),
+            now=work.now,
+        )
+        await work.created(transition)
+
+
+async def on_deal_signed(work: Work, event: CloudEvent[Any]) -> None:
+    """Store the deal's terms (the first version wins) and pay what is already confirmed."""
+    data: DealSigned = event.data
+    await work.repo.add_deal(DealTerms.from_event(data), event.id)
+    terms = await work.repo.deal(data.deal_id)
+    assert terms is not None
+    await _create_fee_payouts(work, terms)
+
+
+async def on_deliverable_confirmed(work: Work, event: CloudEvent[Any]) -> None:
+    """Record the confirmation; create the fee payouts it makes payable."""
+    data: DeliverableConfirmed = event.data
+    terms = await work.repo.deal(data.deal_id)
+    if terms is not None and data.deliverable_id not in terms.deliverable_ids:
+        raise EventRejected(
+            f"data.deliverable_id: {data.deliverable_id!r} is not a deliverable of deal "
+            f"{data.deal_id} (it has {', '.join(sorted(terms.deliverable_ids))})"
+        )
+    await work.repo.add_confirmation(
+        data.deal_id, data.deliverable_id, data.confirmed_by, data.confirmed_at
+    )
+    if terms is not None:
+        await _create_fee_payouts(work, terms)
+
+
+async def _release(
+    work: Work, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
+) -> None:
+    transitions = []
+    for payout in held:
+        transition = lifecycle.release(
+            payout, accounts.get(payout.creator_id), await work.fx(), work.now
+        )
+        if transition.payout != payout:
+            transitions.append((transition, payout.status))
+    await work.changed(transitions)
+
+
+async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None:
+    """Store the account (unless a newer one is stored) and release what it makes payable."""
+    data: PayoutAccountUpserted = event.data
+    try:
+        account = PayoutAccount.from_event(data, updated_at=event.time)
+    except RawDestination as refused:
+        raise EventRejected(str(refused)) from None
+    if not await work.repo.save_account(account):
+        return
+    held = await work.repo.held_for_update(creator_ids=[data.creator_id], codes=list(HoldCode))
+    await _release(work, held, {account.creator_id: account})
+
+
+async def on_attribution_updated(work: Work, event: CloudEvent[Any]) -> None:
+    """Keep the latest attribution per deal: the base of its commission."""
+    data: AttributionUpdated = event.data
+    await work.repo.save_attribution(data.deal_id, data.revenue, data.as_of)
+
+
+async def on_fx_rates_published(work: Work, event: CloudEvent[Any]) -> None:
+    """Store the snapshot and release payouts that waited for one of its rates."""
+    data: FxRatesPublished = event.data
+    if not await work.repo.save_fx(snapshot_from_event(data), event.id):
+        return
+    work.forget_fx()
+    held = await work.repo.held_for_update(codes=[HoldCode.FX_RATE])
+    accounts = await work.repo.accounts({p.creator_id for p in held})
+    await _release(work, held, accounts)
+
+
+Handler = Callable[[Work, CloudEvent[Any]], Awaitable[None]]
+
+HANDLERS: Final[Mapping[str, Handler]] = {
+    EventType.DEAL_SIGNED: on_deal_signed,
+    EventType.DELIVERABLE_CONFIRMED: on_deliverable_confirmed,
+    EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: on_payout_account_upserted,
+    EventType.ATTRIBUTION_UPDATED: on_attribution_updated,
+    EventType.FX_RATES_PUBLISHED: on_fx_rates_published,
+}
+
+
+async def decide_commissions(work: Work, limit: int) -> int:
+    """Pay the commission of deals whose attribution window (plus grace) closed: rate x the
+    latest attributed revenue, in the deal currency. Deals whose revenue cannot be converted
+    yet stay undecided for the next round. Returns the number of deals decided."""
+    closed_before = work.now - work.policy.commission_grace
+    due = await work.repo.commission_due_for_update(closed_before, limit)
+    await work.repo.lock(
+        fx="shared", deal_ids=[d.deal_id for d in due], creator_ids=[d.creator_id for d in due]
+    )
+    decided = 0
+    for terms in due:
+        if not commission_due(terms, work.now, work.policy.commission_grace):
+            continue
+        revenue = await work.repo.attribution(terms.deal_id)
+        if revenue is not None:
+            try:
+                owed = commission(revenue, terms.commission_rate, terms.currency, await work.fx())
+            except MoneyError as error:  # FxRateMissing among them: try again next round
+                log.warning("commission not decided yet", deal_id=terms.deal_id, error=str(error))
+                continue
+            if not owed.is_zero():
+                account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
+                await work.created(
+                    lifecycle.create(
+                        terms,
+                        "commission",
+                        WHOLE_DEAL,
+                        owed,
+                        platform_fee_bps=work.policy.platform_fee_bps,
+                        account=account,
+                        snapshot=await work.fx(),
+                        now=work.now,
+                    )
+                )
+        await work.repo.commission_decided(terms.deal_id)
+        decided += 1
+    return decided

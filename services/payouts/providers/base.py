@@ -1,0 +1,66 @@
+"""The provider port: send money once per idempotency key, then report its settlement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from pydantic import SecretStr
+
+from shared.money import Money
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """Pay `amount` to `destination` (a provider token; never logged, never in repr).
+
+    `idempotency_key` is the payout id: a provider receiving it twice moves money once.
+    """
+
+    idempotency_key: str
+    amount: Money
+    destination: SecretStr = field(repr=False)
+    method: str
+    description: str
+
+
+@dataclass(frozen=True)
+class TransferAccepted:
+    provider_ref: str
+    replayed: bool = False  # the provider answered from its idempotency record
+
+
+class ProviderError(Exception):
+    """A transfer the provider did not accept. `retryable` says whether the same request may
+    succeed later (outage, rate limit, concurrent use of the key) or never will (refused).
+
+    The message names the provider's error code and status, never the destination.
+    """
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+SettlementState = Literal["pending", "settled", "failed"]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    state: SettlementState
+    reason: str | None = None
+
+
+class PayoutProvider(Protocol):
+    name: str
+
+    async def send(self, request: TransferRequest) -> TransferAccepted:
+        """Move the money (once per idempotency key); raises ProviderError."""
+        ...
+
+    async def settlement(self, provider_ref: str) -> Settlement:
+        """Where a transfer accepted earlier stands; raises ProviderError if it cannot tell."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,110 @@
+"""Periodic work: deciding commissions when attribution windows close, and settlement."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from services.payouts.dispatcher import Clock, utc_now
+from services.payouts.domain import lifecycle
+from services.payouts.domain.lifecycle import Transition
+from services.payouts.handlers import PayoutPolicy, Work, decide_commissions
+from services.payouts.providers import PayoutProvider, ProviderError, Settlement
+from services.payouts.store import PayoutDatabase
+from shared.events import PayoutStatus
+
+log = structlog.get_logger(__name__)
+
+
+class CommissionSchedule:
+    """Every `interval_seconds`, decides the commissions that became due."""
+
+    def __init__(
+        self,
+        db: PayoutDatabase,
+        policy: PayoutPolicy,
+        *,
+        interval_seconds: float,
+        on_scheduled: Callable[[], None] = lambda: None,
+        batch: int = 100,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._db = db
+        self._policy = policy
+        self._interval = interval_seconds
+        self._on_scheduled = on_scheduled
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            while await self.run_once() >= self._batch:
+                pass
+            await asyncio.sleep(self._interval)
+
+    async def run_once(self) -> int:
+        async with self._db.transaction() as repo:
+            work = Work(repo, self._policy, self._clock())
+            decided = await decide_commissions(work, self._batch)
+            await work.flush()
+        if work.scheduled:
+            self._on_scheduled()
+        return decided
+
+
+class SettlementPoller:
+    """Every `interval_seconds`, asks the provider about sent payouts and records settlement
+    (or a reported failure, which returns the money to the creator's payable balance)."""
+
+    def __init__(
+        self,
+        db: PayoutDatabase,
+        provider: PayoutProvider,
+        policy: PayoutPolicy,
+        *,
+        interval_seconds: float,
+        batch: int = 200,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._db = db
+        self._provider = provider
+        self._policy = policy
+        self._interval = interval_seconds
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            if await self.run_once() < self._batch:
+                await asyncio.sleep(self._interval)
+
+    async def run_once(self) -> int:
+        async with self._db.transaction() as repo:
+            sent = await repo.sent_for_update(self._batch)
+        answers: dict[str, Settlement] = {}
+        for payout in sent:
+            assert payout.provider_ref is not None
+            try:
+                answers[payout.payout_id] = await self._provider.settlement(payout.provider_ref)
+            except ProviderError as error:
+                log.warning("settlement unknown", payout_id=payout.payout_id, reason=error.reason)
+        final = {i: a for i, a in answers.items() if a.state != "pending"}
+        if not final:
+            return 0
+        async with self._db.transaction() as repo:
+            work = Work(repo, self._policy, self._clock())
+            changes: list[tuple[Transition, PayoutStatus]] = []
+            for payout in await repo.payouts_for_update(list(final)):
+                if payout.status != "sent":
+                    continue
+                answer = final[payout.payout_id]
+                if answer.state == "settled":
+                    changes.append((lifecycle.settle(payout), payout.status))
+                else:
+                    reason = answer.reason or f"{self._provider.name}: transfer failed"
+                    changes.append((lifecycle.returned(payout, reason), payout.status))
+            await work.changed(changes)
+            await work.flush()
+        return len(changes)

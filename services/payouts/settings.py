@@ -1,0 +1,66 @@
+"""Settings of the payouts service (environment variables prefixed `PAYOUTS_`).
+
+Read once by the service's bootstrap (`app.setup`) and by the CLI; everything else receives the
+values it needs as arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.payouts.domain.terms import FeeSchedule
+
+ProviderName = Literal["sandbox", "stripe"]
+
+
+class PayoutsSettings(BaseSettings):
+    """Fees, retry policy, dispatcher pacing and the payment provider."""
+
+    model_config = SettingsConfigDict(env_prefix="PAYOUTS_", env_file=None, extra="ignore")
+
+    # The platform's cut of every fee and commission, in basis points (100 bps = 1 %).
+    platform_fee_bps: int = Field(0, ge=0, le=10_000)
+    # "on_completion": the whole fee once every deliverable is confirmed; "per_deliverable":
+    # the fee split by deliverable count, each part payable when its deliverable is confirmed.
+    fee_schedule: FeeSchedule = "on_completion"
+
+    provider: ProviderName = "sandbox"
+    sandbox_latency_ms: float = Field(0.0, ge=0)
+    sandbox_failure_rate: float = Field(0.0, ge=0, le=1)
+    sandbox_seed: int = 0
+    sandbox_settle_after_seconds: float = Field(0.0, ge=0)
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    provider_timeout_seconds: float = Field(10.0, gt=0)
+
+    # Provider failures are retried with exponential backoff, then the payout fails.
+    max_attempts: int = Field(5, ge=1, le=100)
+    retry_initial_seconds: float = Field(1.0, gt=0)
+    retry_max_seconds: float = Field(300.0, gt=0)
+
+    # How long a Kafka fetch may wait for data. The embedded broker does not answer a waiting
+    # fetch when data arrives, so this bounds the consumer's added latency.
+    fetch_max_wait_ms: int = Field(10, ge=0, le=500)
+    # How long the consumer waits to fill a batch once it has some records.
+    batch_timeout_ms: int = Field(5, ge=0, le=1000)
+
+    dispatch_batch: int = Field(100, ge=1, le=1000)
+    # A claimed payout is invisible to other dispatchers this long; the provider call must end
+    # well within it (the idempotency key makes a repeated call after expiry harmless anyway).
+    dispatch_lease_seconds: float = Field(60.0, gt=0)
+    dispatch_idle_seconds: float = Field(1.0, gt=0)
+    settle_check_seconds: float = Field(1.0, gt=0)
+    commission_check_seconds: float = Field(60.0, gt=0)
+    # Attribution updates may trail the window's close; wait this long before paying commission.
+    commission_grace_seconds: float = Field(3600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _stripe_needs_a_key(self) -> PayoutsSettings:
+        if self.provider == "stripe" and self.stripe_api_key is None:
+            raise ValueError("PAYOUTS_PROVIDER=stripe needs PAYOUTS_STRIPE_API_KEY")
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("PAYOUTS_RETRY_MAX_SECONDS must be >= PAYOUTS_RETRY_INITIAL_SECONDS")
+        return self

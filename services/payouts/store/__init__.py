@@ -1,0 +1,146 @@
+"""The payouts store: the port the handlers use, with a PostgreSQL and an in-memory adapter.
+
+Everything a handler does happens inside one `Payouts.transaction()`: the inbox claim, the
+state change, the ledger postings and the outbox events commit or roll back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.ledger import Transfer
+from services.payouts.domain.ledger_check import PostedTransfer
+from services.payouts.domain.lifecycle import Payout
+from services.payouts.domain.terms import DealTerms
+from shared.events import CloudEvent, PayoutStatus
+from shared.kafka import Delivery
+from shared.money import FxSnapshot, Money
+
+LockMode = Literal["shared", "exclusive"]
+
+
+class PayoutRepository(Protocol):
+    """Reads and writes of one transaction. Methods named `*_for_update` lock what they return
+    until the transaction ends (rows locked by another transaction are skipped where noted)."""
+
+    async def claim_events(
+        self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
+    ) -> set[str]:
+        """Record the events as processed; return the ids seen for the first time."""
+        ...
+
+    async def lock(
+        self,
+        *,
+        fx: LockMode | None = None,
+        deal_ids: Iterable[str] = (),
+        creator_ids: Iterable[str] = (),
+    ) -> None:
+        """Serialise, until commit, the transactions that touch the same FX snapshot, deals or
+        creators. Always take them in this order (FX, then deals, then creators), and each kind
+        at most once per transaction, so two transactions cannot deadlock.
+
+        Creating or releasing payouts takes FX shared; storing a snapshot takes it exclusive.
+        """
+        ...
+
+    async def add_deal(self, terms: DealTerms, event_id: str) -> bool: ...
+
+    async def deal(self, deal_id: str) -> DealTerms | None: ...
+
+    async def deals(self, deal_ids: Iterable[str]) -> dict[str, DealTerms]: ...
+
+    async def add_confirmation(
+        self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
+    ) -> bool: ...
+
+    async def confirmed(self, deal_id: str) -> frozenset[str]: ...
+
+    async def save_account(self, account: PayoutAccount) -> bool:
+        """Store the account unless a newer version (by `updated_at`) is already stored."""
+        ...
+
+    async def accounts(self, creator_ids: Iterable[str]) -> dict[str, PayoutAccount]: ...
+
+    async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
+        """Keep the attribution with the latest `as_of` per deal."""
+        ...
+
+    async def attribution(self, deal_id: str) -> Money | None: ...
+
+    async def save_fx(self, snapshot: FxSnapshot, event_id: str) -> bool: ...
+
+    async def latest_fx(self) -> FxSnapshot | None: ...
+
+    async def add_payout(self, payout: Payout) -> bool:
+        """Insert; False (and nothing written) if its business key already has a payout."""
+        ...
+
+    async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]: ...
+
+    async def held_for_update(
+        self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
+    ) -> list[Payout]:
+        """Held payouts of these creators (all creators if None) with one of `codes`."""
+        ...
+
+    async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:
+        """Scheduled payouts due at `now`, oldest first, skipping ones locked elsewhere."""
+        ...
+
+    async def sent_for_update(self, limit: int) -> list[Payout]:
+        """Sent payouts awaiting settlement, skipping ones locked elsewhere."""
+        ...
+
+    async def save_payouts(self, changes: Sequence[tuple[Payout, PayoutStatus]]) -> None:
+        """Write each payout; the row must still have the given previous status."""
+        ...
+
+    async def commission_due_for_update(
+        self, closed_before: datetime, limit: int
+    ) -> list[DealTerms]:
+        """Deals with a commission rate whose attribution window closed before the time and
+        whose commission is not decided yet, skipping ones locked elsewhere."""
+        ...
+
+    async def commission_decided(self, deal_id: str) -> None: ...
+
+    async def post(self, transfers: Sequence[Transfer]) -> None:
+        """Append the transfers to the ledger."""
+        ...
+
+    async def publish(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """Queue events in the outbox of this transaction."""
+        ...
+
+    async def notify_due(self) -> None:
+        """Wake every dispatcher once this transaction commits."""
+        ...
+
+    # Reporting (read-only).
+    async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
+        """Payouts of one creator (or all), oldest first."""
+        ...
+
+    async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
+        """Recorded transfers (of these payouts, or all), in posting order."""
+        ...
+
+    async def balances(
+        self, accounts: Sequence[str] | None = None
+    ) -> dict[tuple[str, str], Decimal]:
+        """Sum of postings per (account, currency), computed by the database."""
+        ...
+
+
+class PayoutDatabase(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[PayoutRepository]: ...
+
+
+class StaleUpdate(RuntimeError):
+    """A payout changed under us (its status is not what the transition started from)."""

@@ -1,0 +1,246 @@
+"""An in-memory `PayoutDatabase` for unit tests; it passes the same contract as PostgreSQL.
+
+Transactions run one at a time and roll back (restore a copy of the state) on error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.ledger import Transfer
+from services.payouts.domain.ledger_check import PostedTransfer
+from services.payouts.domain.lifecycle import Payout
+from services.payouts.domain.terms import DealTerms
+from services.payouts.store import LockMode, StaleUpdate
+from shared.events import CloudEvent, PayoutStatus
+from shared.kafka import Delivery
+from shared.money import FxSnapshot, Money
+
+
+@dataclass
+class MemoryState:
+    processed: set[tuple[str, str]] = field(default_factory=set)
+    deals: dict[str, DealTerms] = field(default_factory=dict)
+    commission_done: set[str] = field(default_factory=set)
+    confirmations: dict[str, set[str]] = field(default_factory=dict)
+    accounts: dict[str, PayoutAccount] = field(default_factory=dict)
+    attribution: dict[str, tuple[Money, datetime]] = field(default_factory=dict)
+    fx: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
+    payouts: dict[str, Payout] = field(default_factory=dict)  # insertion order = creation
+    business_keys: set[tuple[str, str, str]] = field(default_factory=set)
+    sent_order: list[str] = field(default_factory=list)
+    transfers: list[PostedTransfer] = field(default_factory=list)
+    outbox: list[CloudEvent[Any]] = field(default_factory=list)
+    notifications: int = 0
+
+    def snapshot(self) -> MemoryState:
+        """A copy deep enough to roll back to: the values themselves are immutable."""
+        copied = MemoryState(**{k: copy.copy(v) for k, v in self.__dict__.items()})
+        copied.confirmations = {k: set(v) for k, v in self.confirmations.items()}
+        return copied
+
+
+class MemoryPayoutRepository:
+    def __init__(self, state: MemoryState) -> None:
+        self._s = state
+
+    async def claim_events(
+        self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
+    ) -> set[str]:
+        fresh = {e.id for e, _ in events if (consumer, e.id) not in self._s.processed}
+        self._s.processed |= {(consumer, e) for e in fresh}
+        return fresh
+
+    async def lock(
+        self,
+        *,
+        fx: LockMode | None = None,
+        deal_ids: Iterable[str] = (),
+        creator_ids: Iterable[str] = (),
+    ) -> None:
+        return None  # transactions are serial already
+
+    async def add_deal(self, terms: DealTerms, event_id: str) -> bool:
+        if terms.deal_id in self._s.deals:
+            return False
+        self._s.deals[terms.deal_id] = terms
+        return True
+
+    async def deal(self, deal_id: str) -> DealTerms | None:
+        return self._s.deals.get(deal_id)
+
+    async def deals(self, deal_ids: Iterable[str]) -> dict[str, DealTerms]:
+        return {d: self._s.deals[d] for d in set(deal_ids) if d in self._s.deals}
+
+    async def add_confirmation(
+        self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
+    ) -> bool:
+        confirmed = self._s.confirmations.setdefault(deal_id, set())
+        if deliverable_id in confirmed:
+            return False
+        confirmed.add(deliverable_id)
+        return True
+
+    async def confirmed(self, deal_id: str) -> frozenset[str]:
+        return frozenset(self._s.confirmations.get(deal_id, ()))
+
+    async def save_account(self, account: PayoutAccount) -> bool:
+        known = self._s.accounts.get(account.creator_id)
+        if known is not None and known.updated_at > account.updated_at:
+            return False
+        self._s.accounts[account.creator_id] = account
+        return True
+
+    async def accounts(self, creator_ids: Iterable[str]) -> dict[str, PayoutAccount]:
+        return {c: self._s.accounts[c] for c in set(creator_ids) if c in self._s.accounts}
+
+    async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
+        known = self._s.attribution.get(deal_id)
+        if known is not None and known[1] > as_of:
+            return False
+        self._s.attribution[deal_id] = (revenue, as_of)
+        return True
+
+    async def attribution(self, deal_id: str) -> Money | None:
+        known = self._s.attribution.get(deal_id)
+        return None if known is None else known[0]
+
+    async def save_fx(self, snapshot: FxSnapshot, event_id: str) -> bool:
+        key = (snapshot.base, snapshot.as_of, snapshot.source)
+        if key in self._s.fx:
+            return False
+        self._s.fx[key] = snapshot
+        return True
+
+    async def latest_fx(self) -> FxSnapshot | None:
+        if not self._s.fx:
+            return None
+        return sorted(self._s.fx.values(), key=lambda s: (-s.as_of.timestamp(), s.source))[0]
+
+    async def add_payout(self, payout: Payout) -> bool:
+        key = (payout.deal_id, payout.kind, payout.milestone)
+        if key in self._s.business_keys or payout.payout_id in self._s.payouts:
+            return False
+        self._s.business_keys.add(key)
+        self._s.payouts[payout.payout_id] = payout
+        return True
+
+    async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:
+        return [self._s.payouts[i] for i in sorted(set(payout_ids)) if i in self._s.payouts]
+
+    async def held_for_update(
+        self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
+    ) -> list[Payout]:
+        return sorted(
+            (
+                p
+                for p in self._s.payouts.values()
+                if p.status == "held"
+                and p.hold is not None
+                and p.hold.code in codes
+                and (creator_ids is None or p.creator_id in creator_ids)
+            ),
+            key=lambda p: p.payout_id,
+        )
+
+    async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:
+        due = [
+            p
+            for p in self._s.payouts.values()
+            if p.status == "scheduled"
+            and p.next_attempt_at is not None
+            and p.next_attempt_at <= now
+        ]
+        return sorted(due, key=lambda p: p.next_attempt_at or now)[:limit]
+
+    async def sent_for_update(self, limit: int) -> list[Payout]:
+        sent = [self._s.payouts[i] for i in self._s.sent_order]
+        return [p for p in sent if p.status == "sent"][:limit]
+
+    async def save_payouts(self, changes: Sequence[tuple[Payout, PayoutStatus]]) -> None:
+        for payout, previous in changes:
+            known = self._s.payouts.get(payout.payout_id)
+            if known is None or known.status != previous:
+                raise StaleUpdate(f"payouts changed meanwhile: {payout.payout_id}")
+            self._s.payouts[payout.payout_id] = payout
+            if payout.status == "sent" and previous != "sent":
+                self._s.sent_order.append(payout.payout_id)
+
+    async def commission_due_for_update(
+        self, closed_before: datetime, limit: int
+    ) -> list[DealTerms]:
+        due = [
+            d
+            for d in self._s.deals.values()
+            if d.deal_id not in self._s.commission_done
+            and d.commission_rate > 0
+            and d.attribution_closes_at <= closed_before
+        ]
+        return sorted(due, key=lambda d: d.attribution_closes_at)[:limit]
+
+    async def commission_decided(self, deal_id: str) -> None:
+        self._s.commission_done.add(deal_id)
+
+    async def post(self, transfers: Sequence[Transfer]) -> None:
+        known = {t.transfer_id for t in self._s.transfers}
+        for transfer in transfers:
+            if transfer.transfer_id in known or transfer.payout_id not in self._s.payouts:
+                raise ValueError(f"transfer {transfer.transfer_id} refused (duplicate or orphan)")
+            known.add(transfer.transfer_id)
+            self._s.transfers.append(
+                PostedTransfer(
+                    transfer.transfer_id, transfer.payout_id, transfer.kind.value, transfer.postings
+                )
+            )
+
+    async def publish(self, events: Sequence[CloudEvent[Any]]) -> None:
+        known = {e.id for e in self._s.outbox}
+        self._s.outbox += [e for e in events if e.id not in known]
+
+    async def notify_due(self) -> None:
+        self._s.notifications += 1
+
+    async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
+        return [
+            p for p in self._s.payouts.values() if creator_id is None or p.creator_id == creator_id
+        ]
+
+    async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
+        return [t for t in self._s.transfers if payout_ids is None or t.payout_id in payout_ids]
+
+    async def balances(
+        self, accounts: Sequence[str] | None = None
+    ) -> dict[tuple[str, str], Decimal]:
+        result: dict[tuple[str, str], Decimal] = {}
+        for transfer in self._s.transfers:
+            for p in transfer.postings:
+                if accounts is None or p.account in accounts:
+                    key = (p.account, p.amount.currency)
+                    result[key] = result.get(key, Decimal(0)) + p.amount.amount
+        return result
+
+
+class MemoryPayouts:
+    """`PayoutDatabase` in memory; `state` is there for assertions."""
+
+    def __init__(self) -> None:
+        self.state = MemoryState()
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MemoryPayoutRepository]:
+        async with self._lock:
+            saved = self.state.snapshot()
+            try:
+                yield MemoryPayoutRepository(self.state)
+            except BaseException:
+                self.state.__dict__.update(saved.__dict__)
+                raise

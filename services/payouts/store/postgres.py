@@ -1,0 +1,477 @@
+"""The payouts store on PostgreSQL (tables `payouts_*`, migration 0300)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, cast
+
+import asyncpg
+from pydantic import SecretStr
+
+from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount
+from services.payouts.domain.amounts import FxRecord
+from services.payouts.domain.ledger import Posting, Transfer
+from services.payouts.domain.ledger_check import PostedTransfer
+from services.payouts.domain.lifecycle import Payout
+from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
+from services.payouts.store import LockMode, StaleUpdate
+from shared import fx_store, inbox, outbox
+from shared.events import CloudEvent, PayoutStatus
+from shared.kafka import Delivery
+from shared.money import FxSnapshot, Money
+
+DUE_CHANNEL: Final = "payouts_due"
+# First keys of our two-key advisory locks ("PD", "PC", "PF"), so they cannot meet others'.
+_DEAL_LOCK_SPACE: Final = 0x5044
+_CREATOR_LOCK_SPACE: Final = 0x5043
+_FX_LOCK_SPACE: Final = 0x5046
+
+_PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, brand_id,
+    gross_amount, gross_currency, platform_fee_amount, net_amount, net_currency, fx_rate,
+    fx_as_of, fx_source, status, hold_code, hold_reason, failure_reason, attempts,
+    next_attempt_at, provider_ref, version"""
+
+
+def _lock_key(entity_id: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(entity_id.encode(), digest_size=4).digest(), "big", signed=True
+    )
+
+
+def _payout(row: asyncpg.Record) -> Payout:
+    net = (
+        None if row["net_amount"] is None else Money(row["net_amount"], row["net_currency"].strip())
+    )
+    fx = (
+        None
+        if row["fx_rate"] is None
+        else FxRecord(row["fx_rate"], row["fx_as_of"], row["fx_source"])
+    )
+    hold = (
+        None if row["hold_code"] is None else Hold(HoldCode(row["hold_code"]), row["hold_reason"])
+    )
+    currency = row["gross_currency"].strip()
+    return Payout(
+        payout_id=row["payout_id"],
+        deal_id=row["deal_id"],
+        kind=cast(PayoutKind, row["kind"]),
+        milestone=row["milestone"],
+        creator_id=row["creator_id"],
+        brand_id=row["brand_id"],
+        gross=Money(row["gross_amount"], currency),
+        platform_fee=Money(row["platform_fee_amount"], currency),
+        status=cast(PayoutStatus, row["status"]),
+        net=net,
+        fx=fx,
+        hold=hold,
+        failure_reason=row["failure_reason"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        provider_ref=row["provider_ref"],
+        version=row["version"],
+    )
+
+
+def _payout_values(p: Payout) -> tuple[Any, ...]:
+    return (
+        p.payout_id,
+        p.deal_id,
+        p.kind,
+        p.milestone,
+        p.creator_id,
+        p.brand_id,
+        p.gross.amount,
+        p.gross.currency,
+        p.platform_fee.amount,
+        None if p.net is None else p.net.amount,
+        None if p.net is None else p.net.currency,
+        None if p.fx is None else p.fx.rate,
+        None if p.fx is None else p.fx.as_of,
+        None if p.fx is None else p.fx.source,
+        p.status,
+        None if p.hold is None else p.hold.code.value,
+        None if p.hold is None else p.hold.reason,
+        p.failure_reason,
+        p.attempts,
+        p.next_attempt_at,
+        p.provider_ref,
+        p.version,
+    )
+
+
+def _deal(row: asyncpg.Record) -> DealTerms:
+    currency = row["currency"].strip()
+    return DealTerms(
+        deal_id=row["deal_id"],
+        campaign_id=row["campaign_id"],
+        brand_id=row["brand_id"],
+        creator_id=row["creator_id"],
+        fee=Money(row["fee_amount"], currency),
+        commission_rate=row["commission_rate"],
+        deliverables=tuple(
+            DeliverableTerm(d["deliverable_id"], d["count"])
+            for d in json.loads(row["deliverables"])
+        ),
+        ends_at=row["ends_at"],
+        attribution_window_days=row["attribution_window_days"],
+    )
+
+
+def _account(row: asyncpg.Record) -> PayoutAccount:
+    return PayoutAccount(
+        creator_id=row["creator_id"],
+        method=row["method"],
+        destination=SecretStr(row["destination_token"]),
+        currency=row["currency"].strip(),
+        tax_form_type=row["tax_form_type"],
+        tax_form_status=row["tax_form_status"],
+        updated_at=row["updated_at"],
+    )
+
+
+class PgPayoutRepository:
+    """`PayoutRepository` over one connection inside an open transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def claim_events(
+        self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
+    ) -> set[str]:
+        return await inbox.claim(self._conn, consumer, events)
+
+    async def lock(
+        self,
+        *,
+        fx: LockMode | None = None,
+        deal_ids: Iterable[str] = (),
+        creator_ids: Iterable[str] = (),
+    ) -> None:
+        if fx == "exclusive":
+            await self._conn.execute("SELECT pg_advisory_xact_lock($1::int, 0)", _FX_LOCK_SPACE)
+        elif fx == "shared":
+            await self._conn.execute(
+                "SELECT pg_advisory_xact_lock_shared($1::int, 0)", _FX_LOCK_SPACE
+            )
+        for space, ids in ((_DEAL_LOCK_SPACE, deal_ids), (_CREATOR_LOCK_SPACE, creator_ids)):
+            # Sorted, so transactions locking overlapping sets cannot deadlock; unnest feeds
+            # the keys to the lock function in array order.
+            keys = sorted({_lock_key(i) for i in ids})
+            if keys:
+                await self._conn.execute(
+                    "SELECT count(pg_advisory_xact_lock($1::int, k)) FROM unnest($2::int[]) AS k",
+                    space,
+                    keys,
+                )
+
+    async def add_deal(self, terms: DealTerms, event_id: str) -> bool:
+        deliverables = json.dumps(
+            [{"deliverable_id": d.deliverable_id, "count": d.count} for d in terms.deliverables]
+        )
+        inserted = await self._conn.fetchval(
+            """INSERT INTO payouts_deals (deal_id, campaign_id, brand_id, creator_id, fee_amount,
+                   currency, commission_rate, deliverables, ends_at, attribution_window_days,
+                   attribution_closes_at, signed_event_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12)
+               ON CONFLICT (deal_id) DO NOTHING RETURNING true""",
+            terms.deal_id,
+            terms.campaign_id,
+            terms.brand_id,
+            terms.creator_id,
+            terms.fee.amount,
+            terms.currency,
+            terms.commission_rate,
+            deliverables,
+            terms.ends_at,
+            terms.attribution_window_days,
+            terms.attribution_closes_at,
+            event_id,
+        )
+        return bool(inserted)
+
+    async def deal(self, deal_id: str) -> DealTerms | None:
+        row = await self._conn.fetchrow("SELECT * FROM payouts_deals WHERE deal_id = $1", deal_id)
+        return None if row is None else _deal(row)
+
+    async def deals(self, deal_ids: Iterable[str]) -> dict[str, DealTerms]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM payouts_deals WHERE deal_id = ANY($1::text[])", sorted(set(deal_ids))
+        )
+        return {r["deal_id"]: _deal(r) for r in rows}
+
+    async def add_confirmation(
+        self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
+    ) -> bool:
+        inserted = await self._conn.fetchval(
+            """INSERT INTO payouts_confirmations (deal_id, deliverable_id, confirmed_by,
+                   confirmed_at) VALUES ($1, $2, $3, $4)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            deal_id,
+            deliverable_id,
+            confirmed_by,
+            confirmed_at,
+        )
+        return bool(inserted)
+
+    async def confirmed(self, deal_id: str) -> frozenset[str]:
+        rows = await self._conn.fetch(
+            "SELECT deliverable_id FROM payouts_confirmations WHERE deal_id = $1", deal_id
+        )
+        return frozenset(r["deliverable_id"] for r in rows)
+
+    async def save_account(self, account: PayoutAccount) -> bool:
+        stored = await self._conn.fetchval(
+            """INSERT INTO payouts_accounts AS a (creator_id, method, destination_token, currency,
+                   tax_form_type, tax_form_status, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (creator_id) DO UPDATE SET method = EXCLUDED.method,
+                   destination_token = EXCLUDED.destination_token,
+                   currency = EXCLUDED.currency, tax_form_type = EXCLUDED.tax_form_type,
+                   tax_form_status = EXCLUDED.tax_form_status, updated_at = EXCLUDED.updated_at
+               WHERE a.updated_at <= EXCLUDED.updated_at
+               RETURNING true""",
+            account.creator_id,
+            account.method,
+            account.destination.get_secret_value(),
+            account.currency,
+            account.tax_form_type,
+            account.tax_form_status,
+            account.updated_at,
+        )
+        return bool(stored)
+
+    async def accounts(self, creator_ids: Iterable[str]) -> dict[str, PayoutAccount]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM payouts_accounts WHERE creator_id = ANY($1::text[])",
+            sorted(set(creator_ids)),
+        )
+        return {r["creator_id"]: _account(r) for r in rows}
+
+    async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
+        stored = await self._conn.fetchval(
+            """INSERT INTO payouts_attribution AS a (deal_id, revenue_amount, revenue_currency,
+                   as_of) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (deal_id) DO UPDATE SET revenue_amount = EXCLUDED.revenue_amount,
+                   revenue_currency = EXCLUDED.revenue_currency, as_of = EXCLUDED.as_of
+               WHERE a.as_of <= EXCLUDED.as_of
+               RETURNING true""",
+            deal_id,
+            revenue.amount,
+            revenue.currency,
+            as_of,
+        )
+        return bool(stored)
+
+    async def attribution(self, deal_id: str) -> Money | None:
+        row = await self._conn.fetchrow(
+            "SELECT revenue_amount, revenue_currency FROM payouts_attribution WHERE deal_id = $1",
+            deal_id,
+        )
+        return None if row is None else Money(row[0], row[1].strip())
+
+    async def save_fx(self, snapshot: FxSnapshot, event_id: str) -> bool:
+        return await fx_store.save_snapshot(self._conn, snapshot, event_id)
+
+    async def latest_fx(self) -> FxSnapshot | None:
+        return await fx_store.latest_snapshot(self._conn)
+
+    async def add_payout(self, payout: Payout) -> bool:
+        inserted = await self._conn.fetchval(
+            f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                        $17, $18, $19, $20, $21, $22)
+                ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
+            *_payout_values(payout),
+        )
+        return bool(inserted)
+
+    async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE payout_id = ANY($1::text[])
+                ORDER BY payout_id FOR UPDATE""",
+            list(payout_ids),
+        )
+        return [_payout(r) for r in rows]
+
+    async def held_for_update(
+        self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
+    ) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
+                WHERE status = 'held' AND hold_code = ANY($2::text[])
+                  AND ($1::text[] IS NULL OR creator_id = ANY($1::text[]))
+                ORDER BY payout_id FOR UPDATE""",
+            None if creator_ids is None else list(creator_ids),
+            [c.value for c in codes],
+        )
+        return [_payout(r) for r in rows]
+
+    async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
+                WHERE status = 'scheduled' AND next_attempt_at <= $1
+                ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            now,
+            limit,
+        )
+        return [_payout(r) for r in rows]
+
+    async def sent_for_update(self, limit: int) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE status = 'sent'
+                ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            limit,
+        )
+        return [_payout(r) for r in rows]
+
+    async def save_payouts(self, changes: Sequence[tuple[Payout, PayoutStatus]]) -> None:
+        if not changes:
+            return
+        payouts = [p for p, _ in changes]
+        updated = await self._conn.fetch(
+            """UPDATE payouts_payouts AS p SET net_amount = c.net_amount,
+                   net_currency = c.net_currency, fx_rate = c.fx_rate, fx_as_of = c.fx_as_of,
+                   fx_source = c.fx_source, status = c.status, hold_code = c.hold_code,
+                   hold_reason = c.hold_reason, failure_reason = c.failure_reason,
+                   attempts = c.attempts, next_attempt_at = c.next_attempt_at,
+                   provider_ref = c.provider_ref, version = c.version, updated_at = now()
+               FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::numeric[],
+                           $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
+                           $11::text[], $12::int[], $13::timestamptz[], $14::text[], $15::int[])
+                   AS c(payout_id, previous, net_amount, net_currency, fx_rate, fx_as_of,
+                        fx_source, status, hold_code, hold_reason, failure_reason, attempts,
+                        next_attempt_at, provider_ref, version)
+               WHERE p.payout_id = c.payout_id AND p.status = c.previous
+               RETURNING p.payout_id""",
+            [p.payout_id for p in payouts],
+            [previous for _, previous in changes],
+            [None if p.net is None else p.net.amount for p in payouts],
+            [None if p.net is None else p.net.currency for p in payouts],
+            [None if p.fx is None else p.fx.rate for p in payouts],
+            [None if p.fx is None else p.fx.as_of for p in payouts],
+            [None if p.fx is None else p.fx.source for p in payouts],
+            [p.status for p in payouts],
+            [None if p.hold is None else p.hold.code.value for p in payouts],
+            [None if p.hold is None else p.hold.reason for p in payouts],
+            [p.failure_reason for p in payouts],
+            [p.attempts for p in payouts],
+            [p.next_attempt_at for p in payouts],
+            [p.provider_ref for p in payouts],
+            [p.version for p in payouts],
+        )
+        if len(updated) != len(changes):
+            missing = sorted({p.payout_id for p in payouts} - {r[0] for r in updated})
+            raise StaleUpdate(f"payouts changed meanwhile: {', '.join(missing[:5])}")
+
+    async def commission_due_for_update(
+        self, closed_before: datetime, limit: int
+    ) -> list[DealTerms]:
+        rows = await self._conn.fetch(
+            """SELECT * FROM payouts_deals
+               WHERE NOT commission_done AND commission_rate > 0 AND attribution_closes_at <= $1
+               ORDER BY attribution_closes_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            closed_before,
+            limit,
+        )
+        return [_deal(r) for r in rows]
+
+    async def commission_decided(self, deal_id: str) -> None:
+        await self._conn.execute(
+            "UPDATE payouts_deals SET commission_done = true WHERE deal_id = $1", deal_id
+        )
+
+    async def post(self, transfers: Sequence[Transfer]) -> None:
+        if not transfers:
+            return
+        await self._conn.execute(
+            """INSERT INTO payouts_transfers (transfer_id, payout_id, kind)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[])""",
+            [t.transfer_id for t in transfers],
+            [t.payout_id for t in transfers],
+            [t.kind.value for t in transfers],
+        )
+        postings = [(t.transfer_id, p) for t in transfers for p in t.postings]
+        await self._conn.execute(
+            """INSERT INTO payouts_postings (transfer_id, account, amount, currency)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[])""",
+            [t for t, _ in postings],
+            [p.account for _, p in postings],
+            [p.amount.amount for _, p in postings],
+            [p.amount.currency for _, p in postings],
+        )
+
+    async def publish(self, events: Sequence[CloudEvent[Any]]) -> None:
+        await outbox.enqueue(self._conn, events)
+
+    async def notify_due(self) -> None:
+        await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
+
+    async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
+                WHERE $1::text IS NULL OR creator_id = $1
+                ORDER BY created_at, payout_id""",
+            creator_id,
+        )
+        return [_payout(r) for r in rows]
+
+    async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
+        rows = await self._conn.fetch(
+            """SELECT t.transfer_id, t.payout_id, t.kind, p.account, p.amount, p.currency
+               FROM payouts_transfers t JOIN payouts_postings p USING (transfer_id)
+               WHERE $1::text[] IS NULL OR t.payout_id = ANY($1::text[])
+               ORDER BY p.posting_id""",
+            None if payout_ids is None else list(payout_ids),
+        )
+        grouped: dict[str, PostedTransfer] = {}
+        for r in rows:
+            posting = Posting(r["account"], Money(r["amount"], r["currency"].strip()))
+            known = grouped.get(r["transfer_id"])
+            postings = (*known.postings, posting) if known else (posting,)
+            grouped[r["transfer_id"]] = PostedTransfer(
+                r["transfer_id"], r["payout_id"], r["kind"], postings
+            )
+        return list(grouped.values())
+
+    async def balances(
+        self, accounts: Sequence[str] | None = None
+    ) -> dict[tuple[str, str], Decimal]:
+        rows = await self._conn.fetch(
+            """SELECT account, currency, sum(amount) AS balance FROM payouts_postings
+               WHERE $1::text[] IS NULL OR account = ANY($1::text[])
+               GROUP BY account, currency""",
+            None if accounts is None else list(accounts),
+        )
+        return {(r["account"], r["currency"].strip()): r["balance"] for r in rows}
+
+
+class PgPayouts:
+    """`PayoutDatabase` over an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgPayoutRepository]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield PgPayoutRepository(conn)
+
+    async def listen_due(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever any instance commits newly scheduled payouts; runs until
+        cancelled (holds one pooled connection)."""
+
+        def on_notify(*_: object) -> None:
+            wake()
+
+        async with self.pool.acquire() as conn:
+            await conn.add_listener(DUE_CHANNEL, on_notify)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await conn.remove_listener(DUE_CHANNEL, on_notify)

@@ -1,0 +1,79 @@
+"""Producing input events and watching `payouts.status` on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
+
+
+async def produce(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(spec_for_type(e.type).topic, encode(e), key=event_key(e))
+            for e in events
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+class StatusWatcher:
+    """Collects every `payouts.status` event (from the beginning) in the background."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self.events: list[CloudEvent[Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def __aenter__(self) -> StatusWatcher:
+        consumer = AIOKafkaConsumer(
+            Topic.PAYOUTS_STATUS,
+            bootstrap_servers=self._bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        self._task = asyncio.create_task(self._collect(consumer))
+        return self
+
+    async def _collect(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for r in records:
+                        self.events.append(decode(r.topic, r.value or b""))
+                if batch:
+                    self._changed.set()
+        finally:
+            await consumer.stop()
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def of(self, deal_ids: set[str]) -> list[CloudEvent[Any]]:
+        return [e for e in self.events if e.data.deal_id in deal_ids]
+
+    async def wait_for(
+        self, check: Callable[[], bool], *, seconds: float = 30.0, what: str = "condition"
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not check():
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"{what} not met within {seconds}s")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))

@@ -1,0 +1,75 @@
+"""`creatorflow payouts statement` and `ledger-check` against the test database."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from typer.testing import CliRunner, Result
+
+from services.payouts.cli import app
+from services.payouts.domain import lifecycle
+from services.payouts.store.postgres import PgPayouts
+from shared.infra import InfraUrls
+from tests.unit.payouts.builders import uid
+from tests.unit.payouts.store_contract import acct, new_payout
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cli_env(infra: InfraUrls, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", infra.database_url)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", infra.kafka_bootstrap_servers)
+    monkeypatch.setenv("REDIS_URL", infra.redis_url)
+
+
+async def _store(db: PgPayouts, *transitions: lifecycle.Transition) -> None:
+    async with db.transaction() as repo:
+        for t in transitions:
+            if not await repo.add_payout(t.payout):
+                await repo.save_payouts([(t.payout, "scheduled")])
+            await repo.post(t.transfers)
+
+
+def invoke(*args: str) -> Result:
+    # The commands run their own event loop (asyncio.run), so not on the test's loop thread.
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
+
+
+async def test_statement_and_ledger_check(cli_env: None, db_pool: asyncpg.Pool) -> None:
+    creator = uid("cr")
+    created = new_payout(uid("deal"), creator, acct(creator))
+    sent = lifecycle.mark_sent(created.payout, "tr_cli_1")
+    held = new_payout(uid("deal"), creator, None)
+    await _store(PgPayouts(db_pool), created, sent, held)
+
+    shown = await asyncio.to_thread(invoke, "statement", creator)
+    assert shown.exit_code == 0, shown.output
+    assert "tr_cli_1" in shown.output and "no payout account on file" in shown.output
+    assert "in transit" in shown.output and "89.10 EUR" in shown.output
+    assert "owed" in shown.output and "99.00 USD" in shown.output  # the held share, unconverted
+
+    checked = await asyncio.to_thread(invoke, "ledger-check")
+    assert checked.exit_code == 0, checked.output
+    assert "ok" in checked.output
+
+
+async def test_ledger_check_fails_on_a_payout_without_its_postings(
+    cli_env: None, db_pool: asyncpg.Pool
+) -> None:
+    creator = uid("cr")
+    orphan = new_payout(uid("deal"), creator, acct(creator)).payout
+    await _insert_without_postings(db_pool, orphan)
+    try:
+        checked = await asyncio.to_thread(invoke, "ledger-check")
+    finally:
+        await db_pool.execute("DELETE FROM payouts_payouts WHERE payout_id = $1", orphan.payout_id)
+    assert checked.exit_code == 1
+    assert orphan.payout_id in checked.output and "its status implies" in checked.output
+
+
+async def _insert_without_postings(pool: asyncpg.Pool, payout: lifecycle.Payout) -> None:
+    async with PgPayouts(pool).transaction() as repo:
+        await repo.add_payout(payout)

@@ -1,0 +1,140 @@
+"""The Stripe adapter against a local server that follows Stripe's documented HTTP behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from pydantic import SecretStr
+
+from services.payouts.providers import ProviderError, TransferRequest
+from services.payouts.providers.stripe import StripeTransfers
+from shared.money import Money
+from tests.integration.payouts.stripe_server import FakeStripe
+from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
+from tests.unit.payouts.harness import Harness
+
+pytestmark = pytest.mark.integration
+
+DESTINATION = "acct_1LocalCreator"
+
+
+@pytest.fixture
+async def stripe() -> AsyncIterator[FakeStripe]:
+    async with FakeStripe() as server:
+        yield server
+
+
+@pytest.fixture
+async def adapter(stripe: FakeStripe) -> AsyncIterator[StripeTransfers]:
+    client = StripeTransfers(stripe.api_key, base_url=stripe.base_url, timeout_seconds=5)
+    yield client
+    await client.aclose()
+
+
+def request(key: str, amount: Money, destination: str = DESTINATION) -> TransferRequest:
+    return TransferRequest(key, amount, SecretStr(destination), "stripe", "CreatorFlow fee")
+
+
+async def test_transfer_is_created_once_per_idempotency_key(
+    stripe: FakeStripe, adapter: StripeTransfers
+) -> None:
+    first = await adapter.send(request("po_1", Money.of("12.34", "EUR")))
+    again = await adapter.send(request("po_1", Money.of("12.34", "EUR")))
+    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    [transfer] = stripe.transfers.values()
+    assert (transfer["amount"], transfer["currency"]) == (1234, "eur")
+    assert transfer["metadata"] == {"payout_id": "po_1"}
+    assert stripe.requests[0][2]["idempotency-key"] == "po_1"
+    # JPY has no minor unit: 5000 JPY is sent as 5000
+    await adapter.send(request("po_2", Money(5000, "JPY")))
+    assert [t["amount"] for t in stripe.transfers.values()] == [1234, 5000]
+    assert (await adapter.settlement(first.provider_ref)).state == "settled"
+
+
+async def test_reusing_a_key_for_other_money_is_refused(adapter: StripeTransfers) -> None:
+    await adapter.send(request("po_3", Money.of("1.00", "USD")))
+    with pytest.raises(ProviderError) as refused:
+        await adapter.send(request("po_3", Money.of("2.00", "USD")))
+    assert not refused.value.retryable and "idempotency_error" in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "headers", "retryable"),
+    [
+        (429, "rate_limit_error", {}, True),
+        (500, "api_error", {}, True),
+        (503, "api_error", {}, True),
+        (409, "idempotency_error", {}, True),
+        (402, "card_error", {}, False),
+        (400, "invalid_request_error", {"Stripe-Should-Retry": "true"}, True),
+        (503, "api_error", {"Stripe-Should-Retry": "false"}, False),
+    ],
+)
+async def test_errors_are_classified(
+    stripe: FakeStripe,
+    adapter: StripeTransfers,
+    status: int,
+    kind: str,
+    headers: dict[str, str],
+    retryable: bool,
+) -> None:
+    stripe.fail_next(status, kind, **headers)
+    with pytest.raises(ProviderError) as failed:
+        await adapter.send(request(uid("po"), Money.of("1.00", "USD")))
+    assert failed.value.retryable is retryable
+    assert failed.value.reason.startswith(f"stripe: {status} {kind}")
+
+
+async def test_unknown_destination_is_refused_without_naming_it(adapter: StripeTransfers) -> None:
+    secret = "acct_1SomeoneElsesAccount"
+    with pytest.raises(ProviderError) as refused:
+        await adapter.send(request(uid("po"), Money.of("1.00", "USD"), destination=secret))
+    assert not refused.value.retryable
+    assert "resource_missing" in refused.value.reason and "destination" in refused.value.reason
+    assert secret not in str(refused.value) and secret not in repr(refused.value)
+
+
+async def test_wrong_key_is_retryable_and_network_errors_too(stripe: FakeStripe) -> None:
+    wrong = StripeTransfers("sk_test_wrong", base_url=stripe.base_url)
+    with pytest.raises(ProviderError) as unauthorised:
+        await wrong.send(request(uid("po"), Money.of("1.00", "USD")))
+    await wrong.aclose()
+    assert unauthorised.value.retryable and "401" in unauthorised.value.reason
+    closed = StripeTransfers(stripe.api_key, base_url="http://127.0.0.1:9")
+    with pytest.raises(ProviderError) as unreachable:
+        await closed.send(request(uid("po"), Money.of("1.00", "USD")))
+    await closed.aclose()
+    assert unreachable.value.retryable and "network error" in unreachable.value.reason
+
+
+async def test_dispatcher_pays_through_stripe_once_despite_an_outage(
+    stripe: FakeStripe, adapter: StripeTransfers
+) -> None:
+    h = Harness(max_attempts=5)
+    h.dispatcher._provider = adapter
+    h.settlement._provider = adapter
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(
+        account(creator, currency="KWD", destination=DESTINATION),
+        deal_signed(deal, creator, fee=Money(Decimal("12.340"), "KWD")),
+    )
+    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    stripe.fail_next(503, "api_error")
+    await h.dispatch_all()
+    [payout] = h.payouts(deal)
+    assert payout.status == "scheduled" and payout.attempts == 1
+    h.now += timedelta(seconds=1)
+    await h.dispatch_all()
+    await h.settlement.run_once()
+    [payout] = h.payouts(deal)
+    assert payout.status == "settled"
+    [transfer] = stripe.transfers.values()
+    assert (transfer["amount"], transfer["currency"], transfer["id"]) == (
+        12340,
+        "kwd",
+        payout.provider_ref,
+    )
+    assert h.problems() == []

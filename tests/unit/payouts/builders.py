@@ -1,0 +1,120 @@
+"""Events and values for payouts tests, each tagged with unique ids."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import SecretStr
+
+from shared.events import (
+    CloudEvent,
+    DealSigned,
+    Deliverable,
+    DeliverableConfirmed,
+    FxRatesPublished,
+    PayoutAccountUpserted,
+    TaxForm,
+    make_event,
+)
+from shared.events.tracking import AttributionUpdated
+from shared.money import Money
+
+T0 = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
+SOURCE = "tests/payouts"
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def deal_signed(
+    deal_id: str,
+    creator_id: str,
+    *,
+    fee: Money | None = None,
+    deliverables: tuple[tuple[str, int], ...] = (("dl-1", 1), ("dl-2", 3)),
+    commission_rate: str = "0.10",
+    ends_at: datetime = T0 + timedelta(days=30),
+    window_days: int = 30,
+    brand_id: str = "br-1",
+) -> CloudEvent[Any]:
+    data = DealSigned(
+        deal_id=deal_id,
+        campaign_id="cmp-1",
+        brand_id=brand_id,
+        creator_id=creator_id,
+        fee=fee or Money(Decimal("450.00"), "USD"),
+        commission_rate=Decimal(commission_rate),
+        promo_codes=(),
+        deliverables=tuple(
+            Deliverable(deliverable_id=d, kind="post", count=c, due_by=T0 + timedelta(days=10))
+            for d, c in deliverables
+        ),
+        required_tags=(),
+        starts_at=ends_at - timedelta(days=30),
+        ends_at=ends_at,
+        attribution_window_days=window_days,
+    )
+    return make_event(data, source=SOURCE, time=T0)
+
+
+def confirmed(deal_id: str, deliverable_id: str, *, event_id: str | None = None) -> CloudEvent[Any]:
+    data = DeliverableConfirmed(
+        deal_id=deal_id, deliverable_id=deliverable_id, confirmed_by="auto", confirmed_at=T0
+    )
+    return make_event(data, source=SOURCE, time=T0, id=event_id)
+
+
+def account(
+    creator_id: str,
+    *,
+    currency: str = "EUR",
+    form: str = "W-8BEN",
+    status: str = "verified",
+    destination: str = "acct_test_destination_1",
+    time: datetime = T0,
+) -> CloudEvent[Any]:
+    data = PayoutAccountUpserted(
+        creator_id=creator_id,
+        method="stripe",
+        destination=SecretStr(destination),
+        currency=currency,
+        tax_form=TaxForm(type=form, status=status),  # type: ignore[arg-type]
+    )
+    return make_event(data, source=SOURCE, time=time)
+
+
+def fx(rates: dict[str, str], *, base: str = "USD", as_of: datetime = T0) -> CloudEvent[Any]:
+    data = FxRatesPublished(
+        base=base, rates={c: Decimal(r) for c, r in rates.items()}, as_of=as_of, source="test-feed"
+    )
+    return make_event(data, source=SOURCE, time=as_of)
+
+
+def attribution(deal_id: str, creator_id: str, revenue: Money, as_of: datetime) -> CloudEvent[Any]:
+    data = AttributionUpdated(
+        deal_id=deal_id,
+        campaign_id="cmp-1",
+        creator_id=creator_id,
+        posts=1,
+        likes=0,
+        comments=0,
+        shares=0,
+        views=0,
+        impressions=0,
+        reach=0,
+        engagement_rate=None,
+        orders=1,
+        revenue=revenue,
+        spend=Money(Decimal("0.00"), revenue.currency),
+        cpm=None,
+        cpe=None,
+        cpa=None,
+        roas=None,
+        roi_pct=None,
+        as_of=as_of,
+    )
+    return make_event(data, source=SOURCE, time=as_of)

@@ -1,0 +1,85 @@
+"""The payouts service over the in-memory store and the sandbox provider (no broker)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.payouts.app import consume_batch
+from services.payouts.dispatcher import Dispatcher
+from services.payouts.domain.ledger_check import ledger_problems
+from services.payouts.domain.lifecycle import Payout, RetrySchedule
+from services.payouts.handlers import PayoutPolicy
+from services.payouts.providers.sandbox import SandboxProvider
+from services.payouts.schedules import CommissionSchedule, SettlementPoller
+from services.payouts.store.memory import MemoryPayouts
+from shared.events import CloudEvent, spec_for_type
+from shared.kafka import Delivery
+from tests.unit.payouts.builders import T0
+
+_offsets = itertools.count()
+
+
+def delivery(event: CloudEvent[Any]) -> Delivery:
+    return Delivery(spec_for_type(event.type).topic, 0, next(_offsets), None, b"", ())
+
+
+class Harness:
+    def __init__(
+        self,
+        *,
+        platform_fee_bps: int = 0,
+        failure_rate: float = 0.0,
+        seed: int = 0,
+        max_attempts: int = 3,
+        fee_schedule: str = "on_completion",
+    ) -> None:
+        self.now = T0 + timedelta(days=1)
+        self.db = MemoryPayouts()
+        self.provider = SandboxProvider(failure_rate=failure_rate, seed=seed)
+        self.policy = PayoutPolicy(
+            platform_fee_bps=platform_fee_bps,
+            fee_schedule=fee_schedule,  # type: ignore[arg-type]
+            retry=RetrySchedule(1.0, 8.0, max_attempts),
+            lease=timedelta(seconds=30),
+            commission_grace=timedelta(0),
+        )
+        self.wakes = 0
+        self._consume = consume_batch(self.db, self.policy, self._woken, clock=self.clock)
+        self.dispatcher = Dispatcher(self.db, self.provider, self.policy, clock=self.clock)
+        self.commissions = CommissionSchedule(
+            self.db, self.policy, interval_seconds=1, clock=self.clock
+        )
+        self.settlement = SettlementPoller(
+            self.db, self.provider, self.policy, interval_seconds=1, clock=self.clock
+        )
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def _woken(self) -> None:
+        self.wakes += 1
+
+    async def consume(self, *events: CloudEvent[Any]) -> None:
+        await self._consume([(e, delivery(e)) for e in events])
+
+    async def dispatch_all(self) -> None:
+        """Dispatch rounds until nothing is due now."""
+        while await self.dispatcher.dispatch_once():
+            pass
+
+    def payouts(self, deal_id: str | None = None) -> list[Payout]:
+        return [
+            p for p in self.db.state.payouts.values() if deal_id is None or p.deal_id == deal_id
+        ]
+
+    def statuses(self, deal_id: str) -> list[str]:
+        return [e.type for e in self.db.state.outbox if e.data.deal_id == deal_id]
+
+    def problems(self) -> list[str]:
+        return ledger_problems(self.db.state.payouts.values(), self.db.state.transfers)
+
+    def events_of(self, payout_id: str) -> Sequence[CloudEvent[Any]]:
+        return [e for e in self.db.state.outbox if e.data.payout_id == payout_id]

@@ -1,0 +1,189 @@
+"""The contract every `PayoutDatabase` adapter passes (subclassed per adapter)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from services.payouts.domain import lifecycle
+from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.terms import DealTerms, DeliverableTerm
+from services.payouts.store import PayoutDatabase, StaleUpdate
+from shared.money import FxSnapshot, Money
+from tests.unit.payouts.builders import confirmed, uid
+from tests.unit.payouts.harness import delivery
+
+LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
+
+
+def terms(deal_id: str, creator_id: str, *, closes: datetime = LONG_AGO) -> DealTerms:
+    return DealTerms(
+        deal_id=deal_id,
+        campaign_id="cmp",
+        brand_id="br",
+        creator_id=creator_id,
+        fee=Money.of("100.00", "USD"),
+        commission_rate=Decimal("0.1"),
+        deliverables=(DeliverableTerm("dl-1", 2), DeliverableTerm("dl-2", 1)),
+        ends_at=closes,
+        attribution_window_days=0,
+    )
+
+
+def acct(
+    creator_id: str, currency: str = "EUR", *, at: datetime = LONG_AGO, status: str = "verified"
+) -> PayoutAccount:
+    return PayoutAccount(creator_id, "stripe", SecretStr("acct_x1"), currency, "W-9", status, at)
+
+
+def new_payout(
+    deal_id: str, creator_id: str, account: PayoutAccount | None, milestone: str = ""
+) -> lifecycle.Transition:
+    snapshot = FxSnapshot("USD", {"EUR": Decimal("0.9")}, LONG_AGO, "t")
+    return lifecycle.create(
+        terms(deal_id, creator_id),
+        "fee",
+        milestone,
+        Money.of("100.00", "USD"),
+        platform_fee_bps=100,
+        account=account,
+        snapshot=snapshot,
+        now=LONG_AGO,
+    )
+
+
+class PayoutStoreContract:
+    """Subclasses provide a `db` fixture."""
+
+    @pytest.fixture
+    def db(self) -> Any:
+        raise NotImplementedError
+
+    async def test_deal_terms_round_trip_and_first_version_wins(self, db: PayoutDatabase) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        async with db.transaction() as repo:
+            assert await repo.add_deal(terms(deal, creator), "e1")
+            assert not await repo.add_deal(terms(deal, "someone-else"), "e2")
+            assert await repo.deal(deal) == terms(deal, creator)
+            assert await repo.deals([deal, "nope"]) == {deal: terms(deal, creator)}
+            assert await repo.deal("nope") is None
+
+    async def test_inbox_claims_each_event_once(self, db: PayoutDatabase) -> None:
+        event = confirmed(uid("deal"), "dl-1")
+        async with db.transaction() as repo:
+            assert await repo.claim_events("payouts-contract", [(event, delivery(event))]) == {
+                event.id
+            }
+        async with db.transaction() as repo:
+            assert await repo.claim_events("payouts-contract", [(event, delivery(event))]) == set()
+
+    async def test_confirmations_and_attribution_keep_the_latest(self, db: PayoutDatabase) -> None:
+        deal = uid("deal")
+        async with db.transaction() as repo:
+            assert await repo.add_confirmation(deal, "dl-1", "auto", LONG_AGO)
+            assert not await repo.add_confirmation(deal, "dl-1", "auto", LONG_AGO)
+            assert await repo.confirmed(deal) == {"dl-1"}
+            assert await repo.save_attribution(deal, Money.of("5", "USD"), LONG_AGO + timedelta(1))
+            assert not await repo.save_attribution(deal, Money.of("9", "USD"), LONG_AGO)
+            assert await repo.attribution(deal) == Money.of("5.00", "USD")
+
+    async def test_accounts_newer_wins_and_destination_stays_secret(
+        self, db: PayoutDatabase
+    ) -> None:
+        creator = uid("cr")
+        async with db.transaction() as repo:
+            assert await repo.save_account(acct(creator, "USD", at=LONG_AGO + timedelta(1)))
+            assert not await repo.save_account(acct(creator, "EUR"))
+            stored = (await repo.accounts([creator]))[creator]
+        assert stored.currency == "USD" and stored.destination.get_secret_value() == "acct_x1"
+        assert "acct_x1" not in repr(stored)
+
+    async def test_business_key_is_unique(self, db: PayoutDatabase) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        first = new_payout(deal, creator, acct(creator)).payout
+        async with db.transaction() as repo:
+            assert await repo.add_payout(first)
+        async with db.transaction() as repo:
+            assert not await repo.add_payout(first)
+            assert await repo.add_payout(new_payout(deal, creator, None, milestone="dl-1").payout)
+            [stored] = await repo.payouts_for_update([first.payout_id])
+        assert stored == first
+
+    async def test_transitions_ledger_and_stale_updates(self, db: PayoutDatabase) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        created = new_payout(deal, creator, acct(creator))
+        async with db.transaction() as repo:
+            await repo.add_payout(created.payout)
+            await repo.post(created.transfers)
+        sent = lifecycle.mark_sent(created.payout, "tr_1")
+        async with db.transaction() as repo:
+            await repo.save_payouts([(sent.payout, "scheduled")])
+            await repo.post(sent.transfers)
+        with pytest.raises(StaleUpdate):
+            async with db.transaction() as repo:
+                await repo.save_payouts([(sent.payout, "scheduled")])
+        async with db.transaction() as repo:
+            [stored] = await repo.payouts_for_update([created.payout.payout_id])
+            transfers = await repo.transfers([created.payout.payout_id])
+            balances = await repo.balances([f"creator_in_transit:{creator}"])
+        assert stored == sent.payout
+        assert [t.kind for t in transfers] == ["accrual", "conversion", "dispatch"]
+        assert balances == {(f"creator_in_transit:{creator}", "EUR"): Decimal("89.10")}
+
+    async def test_failed_transaction_leaves_nothing(self, db: PayoutDatabase) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        created = new_payout(deal, creator, acct(creator))
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as repo:
+                await repo.add_payout(created.payout)
+                await repo.post(created.transfers)
+                raise RuntimeError("boom")
+        async with db.transaction() as repo:
+            assert await repo.payouts_for_update([created.payout.payout_id]) == []
+            assert await repo.transfers([created.payout.payout_id]) == []
+
+    async def test_due_and_held_queries(self, db: PayoutDatabase) -> None:
+        creator = uid("cr")
+        due = [new_payout(uid("deal"), creator, acct(creator)).payout for _ in range(3)]
+        held = new_payout(uid("deal"), creator, None).payout
+        async with db.transaction() as repo:
+            for p in [*due, held]:
+                await repo.add_payout(p)
+        async with db.transaction() as repo:
+            found = await repo.due_for_update(LONG_AGO, 1000)
+            assert {p.payout_id for p in due} <= {p.payout_id for p in found}
+            assert held.payout_id not in {p.payout_id for p in found}
+            assert await repo.due_for_update(LONG_AGO - timedelta(1), 1000) == []
+            mine = await repo.held_for_update(creator_ids=[creator], codes=[HoldCode.NO_ACCOUNT])
+            assert [p.payout_id for p in mine] == [held.payout_id]
+            assert await repo.held_for_update(creator_ids=[creator], codes=[HoldCode.FX_RATE]) == []
+            assert {p.payout_id for p in await repo.payouts_of(creator)} == {
+                p.payout_id for p in [*due, held]
+            }
+
+    async def test_commission_due_until_decided(self, db: PayoutDatabase) -> None:
+        deal = uid("deal")
+        async with db.transaction() as repo:
+            await repo.add_deal(terms(deal, uid("cr"), closes=LONG_AGO - timedelta(days=400)), "e")
+        async with db.transaction() as repo:
+            due = await repo.commission_due_for_update(LONG_AGO - timedelta(days=399), 10_000)
+            assert deal in {d.deal_id for d in due}
+            await repo.commission_decided(deal)
+        async with db.transaction() as repo:
+            due = await repo.commission_due_for_update(LONG_AGO - timedelta(days=399), 10_000)
+            assert deal not in {d.deal_id for d in due}
+
+    async def test_fx_snapshots(self, db: PayoutDatabase) -> None:
+        as_of = datetime(2090, 1, 1, tzinfo=UTC) + timedelta(seconds=int(uid("x")[-6:], 16))
+        snapshot = FxSnapshot(
+            "USD", {"EUR": Decimal("0.9215"), "JPY": Decimal("151.32")}, as_of, "t"
+        )
+        async with db.transaction() as repo:
+            assert await repo.save_fx(snapshot, uid("e"))
+            assert not await repo.save_fx(snapshot, uid("e"))
+            latest = await repo.latest_fx()
+        assert latest is not None and latest.as_of >= as_of

@@ -1,0 +1,226 @@
+"""The service layer over the in-memory store: when payouts are created, held, released, sent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from services.payouts.domain.accounts import HoldCode
+from services.payouts.providers.base import ProviderError, TransferAccepted, TransferRequest
+from shared.errors import EventRejected
+from shared.money import Money
+from tests.unit.payouts.builders import (
+    T0,
+    account,
+    attribution,
+    confirmed,
+    deal_signed,
+    fx,
+    uid,
+)
+from tests.unit.payouts.harness import Harness
+
+RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071"}
+
+
+async def test_fee_is_paid_once_when_every_deliverable_is_confirmed() -> None:
+    h = Harness(platform_fee_bps=1000)
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(fx(RATES), account(creator), deal_signed(deal, creator))
+    await h.consume(confirmed(deal, "dl-1"))
+    assert h.payouts(deal) == []
+    await h.consume(confirmed(deal, "dl-2"), confirmed(deal, "dl-2"))
+    await h.consume(confirmed(deal, "dl-2"), confirmed(deal, "dl-1"))  # new ids, same facts
+    [payout] = h.payouts(deal)
+    assert payout.status == "scheduled" and h.wakes == 1
+    assert payout.net == Money.of("373.21", "EUR")  # (450 - 45) x 0.9215 = 373.2075
+    await h.dispatch_all()
+    assert h.provider.calls == 1
+    assert h.statuses(deal) == ["payout.scheduled", "payout.sent"]
+    assert h.problems() == []
+
+
+async def test_confirmation_before_the_deal_and_replayed_events() -> None:
+    h = Harness()
+    deal, creator = uid("deal"), uid("cr")
+    events = [
+        confirmed(deal, "dl-2"),
+        confirmed(deal, "dl-1"),
+        account(creator, currency="USD"),
+        deal_signed(deal, creator),
+    ]
+    await h.consume(*events)
+    await h.consume(*events)  # replay: the inbox makes it a no-op
+    [payout] = h.payouts(deal)
+    assert payout.net == Money.of("450.00", "USD") and payout.fx is not None
+    assert payout.fx.rate == 1
+    assert h.statuses(deal) == ["payout.scheduled"]
+
+
+async def test_unknown_deliverable_of_a_known_deal_is_rejected() -> None:
+    h = Harness()
+    deal = uid("deal")
+    await h.consume(deal_signed(deal, uid("cr")))
+    with pytest.raises(EventRejected, match="'dl-9' is not a deliverable"):
+        await h.consume(confirmed(deal, "dl-9"))
+
+
+async def test_held_without_account_released_by_the_account_event_and_paid_once() -> None:
+    h = Harness()
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(fx(RATES), deal_signed(deal, creator), confirmed(deal, "dl-1"))
+    await h.consume(confirmed(deal, "dl-2"))
+    [held] = h.payouts(deal)
+    assert held.status == "held" and held.hold is not None
+    assert held.hold.code == HoldCode.NO_ACCOUNT
+    await h.dispatch_all()
+    assert h.provider.calls == 0
+    await h.consume(account(creator, status="pending"))
+    assert h.payouts(deal)[0].hold.code == HoldCode.TAX_FORM  # type: ignore[union-attr]
+    await h.consume(account(creator, currency="JPY", time=T0 + timedelta(hours=1)))
+    [released] = h.payouts(deal)
+    assert released.status == "scheduled" and released.net == Money(68094, "JPY")
+    await h.dispatch_all()
+    await h.consume(account(creator, currency="JPY", time=T0 + timedelta(hours=2)))
+    await h.dispatch_all()
+    assert h.provider.calls == 1
+    assert h.statuses(deal) == ["payout.held", "payout.scheduled", "payout.sent"]
+    assert h.problems() == []
+
+
+async def test_older_account_event_does_not_overwrite_a_newer_one() -> None:
+    h = Harness()
+    creator = uid("cr")
+    await h.consume(account(creator, currency="USD", time=T0 + timedelta(hours=2)))
+    await h.consume(account(creator, currency="EUR", time=T0))
+    assert h.db.state.accounts[creator].currency == "USD"
+
+
+async def test_held_for_a_missing_rate_until_the_fx_snapshot_has_it() -> None:
+    h = Harness()
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(account(creator, currency="BHD"), deal_signed(deal, creator))
+    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    [held] = h.payouts(deal)
+    assert held.hold is not None and held.hold.code == HoldCode.FX_RATE
+    await h.consume(fx({"EUR": "0.9"}))
+    assert h.payouts(deal)[0].status == "held"
+    await h.consume(fx({"BHD": "0.376"}, as_of=T0 + timedelta(hours=1)))
+    [released] = h.payouts(deal)
+    assert released.net == Money(Decimal("169.200"), "BHD")
+    assert released.fx is not None and released.fx.as_of == T0 + timedelta(hours=1)
+
+
+async def test_per_deliverable_milestones_are_paid_as_each_is_confirmed() -> None:
+    h = Harness(fee_schedule="per_deliverable")
+    deal, creator = uid("deal"), uid("cr")
+    fee = Money.of("100.00", "USD")
+    await h.consume(account(creator, currency="USD"), deal_signed(deal, creator, fee=fee))
+    await h.consume(confirmed(deal, "dl-2"))
+    [first] = h.payouts(deal)
+    assert (first.milestone, first.gross) == ("dl-2", Money.of("75.00", "USD"))
+    await h.consume(confirmed(deal, "dl-1"))
+    assert sorted(p.gross.amount for p in h.payouts(deal)) == [Decimal("25.00"), Decimal("75.00")]
+
+
+async def test_commission_after_the_window_from_the_latest_attribution() -> None:
+    h = Harness(platform_fee_bps=250)
+    deal, creator = uid("deal"), uid("cr")
+    ends = T0
+    await h.consume(
+        account(creator, currency="USD"),
+        deal_signed(deal, creator, ends_at=ends, window_days=10),
+        attribution(deal, creator, Money.of("900.00", "USD"), ends + timedelta(days=5)),
+        attribution(deal, creator, Money.of("100.00", "USD"), ends + timedelta(days=1)),  # older
+    )
+    h.now = ends + timedelta(days=9)
+    assert await h.commissions.run_once() == 0
+    h.now = ends + timedelta(days=10)
+    assert await h.commissions.run_once() == 1
+    [payout] = [p for p in h.payouts(deal) if p.kind == "commission"]
+    assert payout.gross == Money.of("90.00", "USD")
+    assert payout.platform_fee == Money.of("2.25", "USD")
+    assert await h.commissions.run_once() == 0  # decided once
+    await h.dispatch_all()
+    assert [p.status for p in h.payouts(deal)] == ["sent"]
+
+
+async def test_provider_outage_is_retried_with_backoff_then_fails() -> None:
+    h = Harness(failure_rate=1.0, max_attempts=3)
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(account(creator, currency="USD"), deal_signed(deal, creator))
+    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    await h.dispatch_all()
+    [payout] = h.payouts(deal)
+    assert payout.status == "scheduled" and payout.attempts == 1
+    assert payout.next_attempt_at == h.now + timedelta(seconds=1)
+    h.now += timedelta(seconds=1)
+    await h.dispatch_all()
+    assert h.payouts(deal)[0].next_attempt_at == h.now + timedelta(seconds=2)
+    h.now += timedelta(seconds=2)
+    await h.dispatch_all()
+    [failed] = h.payouts(deal)
+    assert failed.status == "failed" and "gave up after 3 attempts" in (failed.failure_reason or "")
+    assert h.provider.calls == 3
+    assert h.statuses(deal) == ["payout.scheduled", "payout.failed"]
+    assert h.problems() == []
+
+
+class _Flaky:
+    """Accepts the transfer but the answer is lost once (as on a network timeout)."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.accepted: dict[str, TransferRequest] = {}
+        self.lost = 0
+
+    async def send(self, request: TransferRequest) -> TransferAccepted:
+        first = request.idempotency_key not in self.accepted
+        self.accepted.setdefault(request.idempotency_key, request)
+        if first:
+            self.lost += 1
+            raise ProviderError("flaky: timeout", retryable=True)
+        return TransferAccepted("tr_" + request.idempotency_key, replayed=True)
+
+
+async def test_lost_answer_is_retried_with_the_same_idempotency_key() -> None:
+    h = Harness()
+    flaky = _Flaky()
+    h.dispatcher._provider = flaky  # type: ignore[assignment]
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(account(creator, currency="USD"), deal_signed(deal, creator))
+    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    await h.dispatch_all()
+    h.now += timedelta(seconds=1)
+    await h.dispatch_all()
+    [payout] = h.payouts(deal)
+    assert payout.status == "sent" and list(flaky.accepted) == [payout.payout_id]
+    assert payout.provider_ref == "tr_" + payout.payout_id
+
+
+async def test_settlement_moves_sent_payouts_to_settled() -> None:
+    h = Harness()
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(account(creator, currency="USD"), deal_signed(deal, creator))
+    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    await h.dispatch_all()
+    assert await h.settlement.run_once() == 1
+    assert h.statuses(deal) == ["payout.scheduled", "payout.sent", "payout.settled"]
+    assert h.problems() == []
+
+
+async def test_status_events_never_carry_the_destination() -> None:
+    h = Harness()
+    deal, creator = uid("deal"), uid("cr")
+    secret = "acct_very_secret_destination"
+    await h.consume(
+        account(creator, currency="USD", destination=secret), deal_signed(deal, creator)
+    )
+    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    await h.dispatch_all()
+    assert h.db.state.outbox
+    assert all(secret not in e.model_dump_json() for e in h.db.state.outbox)
+    assert secret not in repr(h.db.state.accounts[creator])

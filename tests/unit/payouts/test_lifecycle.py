@@ -1,0 +1,210 @@
+"""The payout state machine, backoff, holds and the ledger transfers of each step."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from pydantic import SecretStr
+
+from services.payouts.domain import lifecycle
+from services.payouts.domain.accounts import HoldCode, PayoutAccount, RawDestination, hold_for
+from services.payouts.domain.ledger import LedgerError, Posting, Transfer, TransferKind
+from services.payouts.domain.ledger_check import PostedTransfer, ledger_problems
+from services.payouts.domain.lifecycle import (
+    InvalidTransition,
+    Payout,
+    RetrySchedule,
+    Transition,
+    payout_id_for,
+)
+from services.payouts.domain.terms import DealTerms, DeliverableTerm
+from shared.events import PayoutAccountUpserted, TaxForm
+from shared.money import FxSnapshot, Money
+
+NOW = datetime(2025, 5, 1, tzinfo=UTC)
+TERMS = DealTerms(
+    deal_id="deal-1",
+    campaign_id="cmp-1",
+    brand_id="br-1",
+    creator_id="cr-1",
+    fee=Money.of("450.00", "USD"),
+    commission_rate=Decimal("0.1"),
+    deliverables=(DeliverableTerm("dl-1", 1),),
+    ends_at=NOW,
+    attribution_window_days=30,
+)
+SNAPSHOT = FxSnapshot("USD", {"EUR": Decimal("0.9215")}, NOW, "ecb")
+RETRY = RetrySchedule(1.0, 60.0, 3)
+
+
+def account(currency: str = "EUR", form: str = "W-8BEN", status: str = "verified") -> PayoutAccount:
+    return PayoutAccount(
+        "cr-1", "stripe", SecretStr("acct_secret_123"), currency, form, status, NOW
+    )
+
+
+def create(acct: PayoutAccount | None = None, snapshot: FxSnapshot | None = SNAPSHOT) -> Transition:
+    return lifecycle.create(
+        TERMS,
+        "fee",
+        "",
+        TERMS.fee,
+        platform_fee_bps=500,
+        account=acct,
+        snapshot=snapshot,
+        now=NOW,
+    )
+
+
+def history(*transitions: Transition) -> list[PostedTransfer]:
+    return [
+        PostedTransfer(t.transfer_id, t.payout_id, t.kind, t.postings)
+        for transition in transitions
+        for t in transition.transfers
+    ]
+
+
+def test_payout_id_is_derived_from_the_business_key() -> None:
+    assert payout_id_for("d", "fee", "") == payout_id_for("d", "fee", "")
+    assert payout_id_for("d", "fee", "") != payout_id_for("d", "commission", "")
+    assert payout_id_for("d", "fee", "dl-1") != payout_id_for("d", "fee", "")
+    assert payout_id_for("d", "fee", "").startswith("po_")
+
+
+def test_new_payout_is_split_converted_and_scheduled() -> None:
+    t = create(account())
+    p = t.payout
+    assert p.status == "scheduled" and t.publish and p.next_attempt_at == NOW
+    assert p.gross == Money.of("450.00", "USD")
+    assert p.platform_fee == Money.of("22.50", "USD")
+    assert p.net == Money.of("393.94", "EUR")  # 427.50 x 0.9215 = 393.94125
+    assert p.fx is not None and p.fx.rate == Decimal("0.9215") and p.fx.source == "ecb"
+    assert [x.kind for x in t.transfers] == [TransferKind.ACCRUAL, TransferKind.CONVERSION]
+    assert ledger_problems([p], history(t)) == []
+    data = p.status_data()
+    assert (data.status, data.net, data.fx_rate) == ("scheduled", p.net, Decimal("0.9215"))
+
+
+def test_payouts_wait_for_account_tax_form_and_fx_rate() -> None:
+    missing = create(None)
+    assert missing.payout.status == "held" and missing.payout.hold is not None
+    assert missing.payout.hold.code == HoldCode.NO_ACCOUNT
+    assert missing.payout.status_data().net == Money.of("427.50", "USD")  # provisional
+    pending = create(account(status="pending"))
+    assert pending.payout.hold is not None and pending.payout.hold.code == HoldCode.TAX_FORM
+    other = create(account(form="other"))
+    assert other.payout.hold is not None and "not accepted" in other.payout.hold.reason
+    no_rate = create(account(currency="JPY"))
+    assert no_rate.payout.hold is not None and no_rate.payout.hold.code == HoldCode.FX_RATE
+    for t in (missing, pending, other, no_rate):
+        assert [x.kind for x in t.transfers] == [TransferKind.ACCRUAL]
+        assert ledger_problems([t.payout], history(t)) == []
+
+
+def test_release_converts_and_schedules_only_when_payable() -> None:
+    held = create(None)
+    still = lifecycle.release(held.payout, account(status="pending"), SNAPSHOT, NOW)
+    assert still.payout.status == "held" and not still.publish
+    assert still.payout.hold is not None and still.payout.hold.code == HoldCode.TAX_FORM
+    released = lifecycle.release(still.payout, account(), SNAPSHOT, NOW)
+    assert released.publish and released.payout.status == "scheduled"
+    assert released.payout.version == 2 and released.payout.net == Money.of("393.94", "EUR")
+    assert ledger_problems([released.payout], history(held, released)) == []
+
+
+def test_full_lifecycle_to_settled_keeps_the_ledger_consistent() -> None:
+    created = create(account())
+    claimed = lifecycle.claim(created.payout, account(), NOW, timedelta(seconds=30))
+    assert claimed.payout.attempts == 1 and claimed.payout.next_attempt_at == NOW + timedelta(
+        seconds=30
+    )
+    sent = lifecycle.mark_sent(claimed.payout, "tr_1")
+    settled = lifecycle.settle(sent.payout)
+    assert settled.payout.status == "settled" and settled.payout.provider_ref == "tr_1"
+    assert ledger_problems([sent.payout], history(created, sent)) == []
+    assert ledger_problems([settled.payout], history(created, sent, settled)) == []
+    # a ledger missing the settlement transfer does not match a settled payout
+    assert ledger_problems([settled.payout], history(created, sent))
+
+
+def test_retries_back_off_exponentially_then_fail() -> None:
+    assert [RETRY.delay(n).total_seconds() for n in (1, 2, 3, 4, 10)] == [1, 2, 4, 8, 60]
+    payout = create(account()).payout
+    for attempt in (1, 2):
+        payout = lifecycle.claim(payout, account(), NOW, timedelta(seconds=30)).payout
+        retried = lifecycle.attempt_failed(payout, "503", retryable=True, retry=RETRY, now=NOW)
+        assert retried.payout.status == "scheduled" and not retried.publish
+        assert retried.payout.next_attempt_at == NOW + RETRY.delay(attempt)
+        payout = retried.payout
+    payout = lifecycle.claim(payout, account(), NOW, timedelta(seconds=30)).payout
+    failed = lifecycle.attempt_failed(payout, "503", retryable=True, retry=RETRY, now=NOW)
+    assert failed.payout.status == "failed" and failed.publish
+    assert failed.payout.failure_reason == "503 (gave up after 3 attempts)"
+
+
+def test_permanent_refusal_fails_at_once() -> None:
+    payout = lifecycle.claim(create(account()).payout, account(), NOW, timedelta(seconds=1)).payout
+    failed = lifecycle.attempt_failed(payout, "400 bad", retryable=False, retry=RETRY, now=NOW)
+    assert failed.payout.status == "failed" and failed.payout.failure_reason == "400 bad"
+
+
+def test_claim_holds_when_the_account_stopped_being_payable() -> None:
+    payout = create(account()).payout
+    held = lifecycle.claim(payout, account(status="rejected"), NOW, timedelta(seconds=1))
+    assert held.payout.status == "held" and held.publish
+    again = lifecycle.release(held.payout, account(), SNAPSHOT, NOW)
+    assert again.payout.status == "scheduled" and again.transfers == ()  # converted already
+
+
+def test_returned_transfer_is_owed_again() -> None:
+    created = create(account())
+    sent = lifecycle.mark_sent(created.payout, "tr_9")
+    back = lifecycle.returned(sent.payout, "reversed")
+    assert back.payout.status == "failed"
+    assert ledger_problems([back.payout], history(created, sent, back)) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "step"),
+    [
+        ("held", lambda p: lifecycle.mark_sent(p, "x")),
+        ("held", lifecycle.settle),
+        ("scheduled", lifecycle.settle),
+        ("sent", lambda p: lifecycle.mark_sent(p, "x")),
+        ("settled", lambda p: lifecycle.returned(p, "x")),
+        ("failed", lifecycle.settle),
+        ("sent", lambda p: lifecycle.release(p, None, None, NOW)),
+        ("failed", lambda p: lifecycle.claim(p, None, NOW, timedelta(seconds=1))),
+    ],
+)
+def test_invalid_transitions_are_refused(status: str, step: object) -> None:
+    payout = Payout(**{**create(account()).payout.__dict__, "status": status})
+    with pytest.raises(InvalidTransition):
+        step(payout)  # type: ignore[operator]
+
+
+def test_transfers_must_balance_per_currency() -> None:
+    with pytest.raises(LedgerError, match="does not balance"):
+        Transfer(
+            "p",
+            TransferKind.ACCRUAL,
+            (Posting("a", Money.of("1", "USD")), Posting("b", Money.of("-1", "EUR"))),
+        )
+
+
+def test_hold_reasons_and_raw_destinations() -> None:
+    assert hold_for(account()) is None
+    assert hold_for(account(form="W-9")) is None and hold_for(account(form="W-8BEN-E")) is None
+    raw = PayoutAccountUpserted(
+        creator_id="cr-1",
+        method="bank_transfer",
+        destination=SecretStr("DE89370400440532013000"),
+        currency="EUR",
+        tax_form=TaxForm(type="W-9", status="verified"),
+    )
+    with pytest.raises(RawDestination) as refused:
+        PayoutAccount.from_event(raw, NOW)
+    assert "DE89370400440532013000" not in str(refused.value)
+    assert "acct_secret_123" not in repr(account())

@@ -1,0 +1,14 @@
+"""The store contract against the in-memory adapter."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.payouts.store.memory import MemoryPayouts
+from tests.unit.payouts.store_contract import PayoutStoreContract
+
+
+class TestMemoryStore(PayoutStoreContract):
+    @pytest.fixture
+    def db(self) -> MemoryPayouts:
+        return MemoryPayouts()
