@@ -34,7 +34,7 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-def _die_with_parent(sig: int) -> Callable[[], None]:
+def die_with_parent(sig: int) -> Callable[[], None]:
     """preexec_fn: have the kernel send `sig` to the child when the spawning thread exits.
 
     This is what guarantees no orphan server survives a Ctrl-C, a crash or a `kill -9` of the
@@ -140,7 +140,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=detached,
-            preexec_fn=None if detached else _die_with_parent(stop_signal),
+            preexec_fn=None if detached else die_with_parent(stop_signal),
             user=user,
             env=env,
         )
