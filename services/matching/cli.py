@@ -17,27 +17,13 @@ from aiokafka import AIOKafkaProducer
 
 from services.matching.population import generate_population, reference_fx
 from shared.cli.console import console, fail
-from shared.cli.settings import load_settings
+from shared.cli.settings import bootstrap_servers
 from shared.events import CloudEvent, FxRatesPublished, encode, event_key, make_event, spec_for_type
-from shared.infra import running_urls
 
 COMMAND_NAME = "seed"
 SOURCE = "creatorflow/seed"
 
 app = typer.Typer(help="Publish generated test data (creators, FX rates).", no_args_is_help=True)
-
-
-def _bootstrap() -> str:
-    settings = load_settings()
-    if settings.kafka_bootstrap_servers:
-        return settings.kafka_bootstrap_servers
-    urls = running_urls(settings)
-    if urls is None:
-        fail(
-            "no Kafka to publish to",
-            hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
-        )
-    return urls.kafka_bootstrap_servers
 
 
 async def _publish(bootstrap: str, events: list[CloudEvent[Any]]) -> None:
@@ -73,7 +59,7 @@ def creators(
     with_fx: bool = typer.Option(True, "--fx/--no-fx", help="Also publish FX rates."),
 ) -> None:
     """Publish COUNT generated creator profiles to creator.profiles."""
-    bootstrap = _bootstrap()
+    bootstrap = bootstrap_servers()
     started = time.perf_counter()
     population = generate_population(count, seed=seed, fake_share=fake_share, id_prefix=id_prefix)
     events: list[CloudEvent[Any]] = [
@@ -94,7 +80,7 @@ def creators(
 @app.command()
 def fx() -> None:
     """Publish FX rates (base USD) for every currency the generated creators use."""
-    bootstrap = _bootstrap()
+    bootstrap = bootstrap_servers()
     try:
         asyncio.run(_publish(bootstrap, [_fx_event()]))
     except Exception as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared.events.payload import InternalPayload
-from shared.events.types import Id, PositiveDecimal, ShortText
+from shared.events.types import Id, Name, PositiveDecimal, ShortText, UtcDatetime
 from shared.events.vocabulary import PayoutStatus
 from shared.money import NonNegativeMoney
 
@@ -40,6 +40,23 @@ class PayoutStatusChanged(InternalPayload):
     )
     provider_ref: Id | None = Field(
         default=None, description="Payment provider reference, once sent.", examples=["tr_91ab"]
+    )
+    # Optional since v1.1: the rest of what a creator's statement shows.
+    kind: Name | None = Field(
+        default=None, description="What is paid: fee or commission.", examples=["fee"]
+    )
+    platform_fee: NonNegativeMoney | None = Field(
+        default=None,
+        description="Platform fee kept from `gross`, in the deal currency.",
+        examples=[{"amount": "22.50", "currency": "USD"}],
+    )
+    fx_as_of: UtcDatetime | None = Field(
+        default=None,
+        description="When the rates snapshot used for `fx_rate` was fixed.",
+        examples=["2025-04-01T16:00:00Z"],
+    )
+    fx_source: Name | None = Field(
+        default=None, description="Feed of the rates snapshot used.", examples=["ecb"]
     )
 
     @property

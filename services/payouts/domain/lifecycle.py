@@ -119,6 +119,10 @@ class Payout:
             status=self.status,
             reason=reason[:_REASON_LIMIT] if reason else None,
             provider_ref=self.provider_ref,
+            kind=self.kind,
+            platform_fee=self.platform_fee,
+            fx_as_of=self.fx.as_of if self.fx else None,
+            fx_source=self.fx.source if self.fx else None,
         )
 
     def event_id(self) -> str:

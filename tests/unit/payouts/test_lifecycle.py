@@ -85,6 +85,8 @@ def test_new_payout_is_split_converted_and_scheduled() -> None:
     assert ledger_problems([p], history(t)) == []
     data = p.status_data()
     assert (data.status, data.net, data.fx_rate) == ("scheduled", p.net, Decimal("0.9215"))
+    assert (data.kind, data.platform_fee) == ("fee", Money.of("22.50", "USD"))
+    assert (data.fx_as_of, data.fx_source) == (p.fx.as_of, "ecb")
 
 
 def test_payouts_wait_for_account_tax_form_and_fx_rate() -> None:
