@@ -22,8 +22,8 @@ from shared.infra.process import pid_alive
 from shared.kafka import ensure_topics
 
 
-@pytest.fixture(scope="session")
-def infra() -> Iterator[InfraUrls]:
+def embedded_servers() -> Iterator[InfraUrls]:
+    """Kafka, PostgreSQL and Redis in a new temp dir (or the external ones configured)."""
     root = Path(tempfile.mkdtemp(prefix="creatorflow-test-"))
     stack = EmbeddedInfra(root, Settings(), durable=False)
     with stack:
@@ -31,7 +31,19 @@ def infra() -> Iterator[InfraUrls]:
         pids = stack.pids()
         yield stack.urls
     leftover = [name for name, pid in pids.items() if pid_alive(pid)]
-    assert not leftover, f"embedded servers still running after the session: {leftover}"
+    assert not leftover, f"embedded servers still running after their tests: {leftover}"
+
+
+async def migrated_pool(infra: InfraUrls) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(infra.database_url, min_size=1, max_size=10)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[InfraUrls]:
+    yield from embedded_servers()
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +53,8 @@ async def topics(infra: InfraUrls) -> None:
 
 @pytest.fixture(scope="session")
 async def db_pool(infra: InfraUrls) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(infra.database_url, min_size=1, max_size=10)
-    await migrate(pool)
-    yield pool
-    await pool.close()
+    async for pool in migrated_pool(infra):
+        yield pool
 
 
 @pytest.fixture

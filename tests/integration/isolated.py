@@ -1,0 +1,34 @@
+"""Fresh servers for each test module of a service.
+
+Services share state through the database and the topics in ways tests must not mix: the
+latest FX snapshot is everyone's, one outbox relay leads per database, and consumer groups
+read topics from the beginning. Embedded servers start in about a second, so every service
+test module gets its own. (With external servers configured, modules share them.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from shared.infra import InfraUrls
+from shared.kafka import ensure_topics
+from tests.conftest import embedded_servers, migrated_pool
+
+
+@pytest.fixture(scope="module")
+def infra() -> Iterator[InfraUrls]:
+    yield from embedded_servers()
+
+
+@pytest.fixture(scope="module")
+async def topics(infra: InfraUrls) -> None:
+    await ensure_topics(infra.kafka_bootstrap_servers, partitions=3)
+
+
+@pytest.fixture(scope="module")
+async def db_pool(infra: InfraUrls) -> AsyncIterator[asyncpg.Pool]:
+    async for pool in migrated_pool(infra):
+        yield pool
