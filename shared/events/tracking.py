@@ -129,6 +129,8 @@ class AttributionUpdated(InternalPayload):
     roi_pct: SignedRatio | None = Field(
         description="(revenue - spend) / spend x 100.", examples=["271.67"]
     )
+    # Optional since v1.1.
+    saves: Count | None = Field(default=None, description="Saves of those posts.", examples=[880])
     as_of: UtcDatetime = Field(
         description="Latest input reflected in these numbers.", examples=["2025-04-10T00:00:00Z"]
     )

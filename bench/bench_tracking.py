@@ -1,0 +1,420 @@
+"""Tracking benchmark: sustained events/s and input -> `attribution.updated` delay.
+
+On fresh embedded Kafka + PostgreSQL + Redis (one set per measurement), with 1,000 deals and
+a mixed load (70 % post-metric snapshots, 30 % promo-code orders, a few refunds, 10 % of the
+orders in EUR converted with an FX snapshot):
+
+1. the tracking service (`python -m services.tracking`, its own process) works off a backlog
+   of `--events` events; its rate is measured from the inbox timestamps of the first and last
+   applied batch;
+2. under a steady load of `--rate` events/s for `--seconds` seconds, the delay from sending
+   an input to receiving the first `attribution.updated` of its deal whose `as_of` covers it
+   (p50, p99, max);
+3. the naive baseline, same code but one event per transaction through a plain FastStream
+   subscriber (`shared.kafka.subscribe_events`), works off `--naive-events` events.
+
+It prints both rates and their ratio. Usage:
+  python bench/bench_tracking.py [--events 100000] [--naive-events 4000] [--rate 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.tracking.app import SERVICE
+from services.tracking.batch import apply_batch
+from services.tracking.store.postgres import PostgresTrackingStore
+from shared.config import Settings
+from shared.events import (
+    CloudEvent,
+    DealSigned,
+    Deliverable,
+    FxRatesPublished,
+    OrderRedeemed,
+    OrderRefunded,
+    PostMetricsObserved,
+    Topic,
+    encode,
+    event_key,
+    make_event,
+    spec_for_type,
+)
+from shared.infra import EmbeddedInfra, InfraUrls
+from shared.kafka import ensure_topics, subscribe_events
+from shared.money import Money
+from shared.outbox import OutboxRelay
+from shared.service import Background, Resources, run_service
+
+DEALS = 1000
+POSTS_PER_DEAL = 3
+BASE = datetime(2030, 1, 1, tzinfo=UTC)
+SOURCE = "bench/tracking"
+NAIVE_SERVICE = "tracking-naive"
+
+Message = tuple[str, bytes, bytes]  # topic, key, value
+
+
+class Workload:
+    """Deterministic events for DEALS deals; every input carries a later time than the one
+    before it, so an update whose as_of reaches an input's time reflects that input."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.seq = 0
+        self.snapshots = [[0] * POSTS_PER_DEAL for _ in range(DEALS)]
+        self.orders = 0
+        self.order_deal: dict[int, tuple[int, str]] = {}
+
+    def setup(self) -> list[Message]:
+        events: list[CloudEvent[Any]] = [
+            make_event(
+                FxRatesPublished(
+                    base="USD",
+                    rates={"EUR": Decimal("0.9215")},
+                    as_of=BASE - timedelta(days=400),
+                    source="bench",
+                ),
+                source=SOURCE,
+            )
+        ]
+        for n in range(DEALS):
+            events.append(
+                make_event(
+                    DealSigned(
+                        deal_id=f"deal-{n}",
+                        campaign_id=f"cmp-{n % 20}",
+                        brand_id="br-1",
+                        creator_id=f"cr-{n}",
+                        fee=Money.of("500.00", "USD"),
+                        commission_rate=Decimal("0.10"),
+                        promo_codes=(f"CODE{n}",),
+                        deliverables=(
+                            Deliverable(deliverable_id="dl-1", kind="reel", count=1, due_by=BASE),
+                        ),
+                        required_tags=("#ad",),
+                        starts_at=BASE - timedelta(days=365),
+                        ends_at=BASE + timedelta(days=365),
+                        attribution_window_days=30,
+                    ),
+                    source=SOURCE,
+                )
+            )
+        return [_message(e) for e in events]
+
+    def next(self) -> tuple[str, datetime, Message]:
+        """One input: (deal_id, its time, the message)."""
+        self.seq += 1
+        at = BASE + timedelta(milliseconds=self.seq)
+        n = self.rng.randrange(DEALS)
+        roll = self.rng.random()
+        data: Any
+        if roll < 0.7:
+            p = self.rng.randrange(POSTS_PER_DEAL)
+            self.snapshots[n][p] += 1
+            k = self.snapshots[n][p]
+            data = PostMetricsObserved(
+                post_id=f"post-{n}-{p}",
+                creator_id=f"cr-{n}",
+                platform="instagram",
+                kind="reel",
+                tags=("#ad",),
+                posted_at=BASE - timedelta(days=1),
+                observed_at=at,
+                likes=40 * k,
+                comments=4 * k,
+                shares=2 * k,
+                saves=k,
+                views=900 * k,
+                impressions=1300 * k,
+                reach=700 * k,
+                followers=25_000,
+            )
+        elif roll < 0.97 or self.orders == 0:
+            self.orders += 1
+            currency = "EUR" if self.rng.random() < 0.1 else "USD"
+            self.order_deal[self.orders] = (n, currency)
+            data = OrderRedeemed(
+                order_id=f"ord-{self.orders}",
+                promo_code=f"CODE{n}",
+                amount=Money.of(f"{self.rng.randint(10, 120)}.90", currency),
+                occurred_at=at,
+            )
+        else:
+            order = self.rng.randint(1, self.orders)
+            n, currency = self.order_deal[order]
+            data = OrderRefunded(
+                order_id=f"ord-{order}",
+                promo_code=f"CODE{n}",
+                amount=Money.of("5.00", currency),
+                occurred_at=at,
+            )
+        return f"deal-{n}", at, _message(make_event(data, source=SOURCE, time=at))
+
+
+def _message(event: CloudEvent[Any]) -> Message:
+    return spec_for_type(event.type).topic, event_key(event), encode(event)
+
+
+async def produce(bootstrap: str, messages: Sequence[Message]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for start in range(0, len(messages), 5000):
+            chunk = messages[start : start + 5000]
+            futures = [await producer.send(t, v, key=k) for t, k, v in chunk]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def applied(pool: asyncpg.Pool, consumer: str) -> int:
+    try:
+        return int(
+            await pool.fetchval(
+                "SELECT count(*) FROM processed_events WHERE consumer = $1", consumer
+            )
+        )
+    except asyncpg.UndefinedTableError:  # the service has not migrated the database yet
+        return 0
+
+
+async def wait_applied(pool: asyncpg.Pool, consumer: str, count: int, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while await applied(pool, consumer) < count:
+        if time.monotonic() > deadline:
+            done = await applied(pool, consumer)
+            raise SystemExit(f"{consumer}: only {done} of {count} events applied in {limit}s")
+        await asyncio.sleep(0.25)
+
+
+async def rate_of(pool: asyncpg.Pool, consumer: str) -> tuple[int, float]:
+    """Events applied after the first batch, and the seconds between the first and last
+    batch (inbox timestamps: the start of each batch's transaction)."""
+    row = await pool.fetchrow(
+        """SELECT count(*) AS n, min(processed_at) AS first, max(processed_at) AS last
+           FROM processed_events WHERE consumer = $1 AND event_type <> 'deal.signed'""",
+        consumer,
+    )
+    first_batch = await pool.fetchval(
+        "SELECT count(*) FROM processed_events WHERE consumer = $1 AND processed_at = $2",
+        consumer,
+        row["first"],
+    )
+    return row["n"] - first_batch, (row["last"] - row["first"]).total_seconds()
+
+
+def start_service(urls: InfraUrls, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **urls.as_env()}
+    with log.open("wb") as out:
+        return subprocess.Popen(  # the service runs in its own process, as in production
+            [sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def stop_service(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Delays:
+    p50: float
+    p99: float
+    worst: float
+    missing: int
+
+
+async def steady_load(
+    urls: InfraUrls, workload: Workload, rate: int, seconds: float
+) -> tuple[float, Delays]:
+    """Send `rate` events/s for `seconds`; return the rate achieved and the delays."""
+    bootstrap = urls.kafka_bootstrap_servers
+    reader = AIOKafkaConsumer(Topic.TRACKING_ATTRIBUTION, bootstrap_servers=bootstrap)
+    await reader.start()
+    await reader.seek_to_end()
+    updates: dict[str, tuple[list[datetime], list[float]]] = {}
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        while not stop.is_set():
+            batch = await reader.getmany(timeout_ms=100, max_records=5000)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    data = json.loads(record.value or b"{}")["data"]
+                    as_ofs, times = updates.setdefault(data["deal_id"], ([], []))
+                    as_ofs.append(datetime.fromisoformat(data["as_of"]))
+                    times.append(now)
+
+    reading = asyncio.create_task(read())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+    await producer.start()
+    sent: list[tuple[str, datetime, float]] = []
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    began = time.perf_counter()
+    try:
+        while time.perf_counter() - began < seconds:
+            due = began + len(sent) / rate
+            if due > time.perf_counter():
+                await asyncio.sleep(due - time.perf_counter())
+            for _ in range(per_tick):
+                deal_id, at, (topic, key, value) = workload.next()
+                await producer.send(topic, value, key=key)
+                sent.append((deal_id, at, time.perf_counter()))
+        await producer.flush()
+        achieved = len(sent) / (time.perf_counter() - began)
+        # Let the last inputs through before measuring.
+        deadline = time.perf_counter() + 60
+        while time.perf_counter() < deadline:
+            last_deal, last_as_of, _ = sent[-1]
+            seen = updates.get(last_deal)
+            if seen and seen[0][-1] >= last_as_of:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await reading
+        await producer.stop()
+        await reader.stop()
+    delays = []
+    missing = 0
+    for deal_id, as_of, at in sent:
+        as_ofs, times = updates.get(deal_id, ([], []))
+        # A deal's updates arrive in order (keyed by deal_id), so their as_of never decreases.
+        i = bisect.bisect_left(as_ofs, as_of)
+        if i == len(as_ofs):
+            missing += 1
+            continue
+        delays.append(times[i] - at)
+    delays.sort()
+    pick = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))]  # noqa: E731
+    return achieved, Delays(pick(0.5), pick(0.99), delays[-1], missing)
+
+
+async def measure_service(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    with EmbeddedInfra(root / "batched", Settings(), durable=False) as infra:
+        urls = infra.urls
+        assert urls is not None
+        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3)
+        workload = Workload(seed=1)
+        setup = workload.setup()
+        backlog = [workload.next()[2] for _ in range(args.events)]
+        await produce(urls.kafka_bootstrap_servers, setup + backlog)
+        process = start_service(urls, ["-m", "services.tracking"], root / "tracking.log")
+        pool = await asyncpg.create_pool(urls.database_url, min_size=1, max_size=2)
+        assert pool is not None
+        try:
+            await wait_applied(pool, SERVICE, len(setup) + args.events, limit=600)
+            count, seconds = await rate_of(pool, SERVICE)
+            achieved, delays = await steady_load(urls, workload, args.rate, args.seconds)
+        finally:
+            await pool.close()
+            stop_service(process)
+    return {
+        "rate": count / seconds,
+        "count": count,
+        "seconds": seconds,
+        "steady_rate": achieved,
+        "delays": delays,
+    }
+
+
+async def measure_naive(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    with EmbeddedInfra(root / "naive", Settings(), durable=False) as infra:
+        urls = infra.urls
+        assert urls is not None
+        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3)
+        workload = Workload(seed=1)
+        setup = workload.setup()
+        backlog = [workload.next()[2] for _ in range(args.naive_events)]
+        await produce(urls.kafka_bootstrap_servers, setup + backlog)
+        process = start_service(urls, [__file__, "--naive-consumer"], root / "naive.log")
+        pool = await asyncpg.create_pool(urls.database_url, min_size=1, max_size=2)
+        assert pool is not None
+        try:
+            await wait_applied(pool, NAIVE_SERVICE, len(setup) + args.naive_events, limit=900)
+            count, seconds = await rate_of(pool, NAIVE_SERVICE)
+        finally:
+            await pool.close()
+            stop_service(process)
+    return {"rate": count / seconds, "count": count, "seconds": seconds}
+
+
+async def naive_setup(resources: Resources) -> Sequence[Background]:
+    """The baseline: the same use case, one event per transaction, one commit per event."""
+    store = PostgresTrackingStore(resources.pool, consumer=NAIVE_SERVICE)
+
+    async def handle(event: CloudEvent[Any], delivery: Any) -> None:
+        async with store.transaction() as tx:
+            await apply_batch(tx, [(event, delivery)], now=datetime.now(UTC))
+
+    subscribe_events(
+        resources.broker,
+        [Topic.CAMPAIGN_DEALS, Topic.TRACKING_POST_METRICS, Topic.TRACKING_ORDERS, Topic.FX_RATES],
+        group_id=NAIVE_SERVICE,
+        handler=handle,
+        consumer=resources.consumer,
+    )
+    return [OutboxRelay(resources.pool, resources.broker).run]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--naive-events", type=int, default=4_000)
+    parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--naive-consumer", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_consumer:
+        run_service(NAIVE_SERVICE, naive_setup)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        root = Path(tmp)
+        service = asyncio.run(measure_service(args, root))
+        naive = asyncio.run(measure_naive(args, root))
+    d = service["delays"]
+    print("tracking benchmark: 1,000 deals, 70 % post snapshots / 30 % orders (10 % EUR)")
+    print(
+        f"  service (batches, one transaction each): {service['rate']:>9,.0f} events/s "
+        f"({service['count']:,} events in {service['seconds']:.2f} s)"
+    )
+    print(
+        f"  naive (one transaction per event):       {naive['rate']:>9,.0f} events/s "
+        f"({naive['count']:,} events in {naive['seconds']:.2f} s)"
+    )
+    print(f"  ratio service / naive: {service['rate'] / naive['rate']:.1f}x")
+    print(
+        f"  steady load {service['steady_rate']:,.0f} events/s for {args.seconds:.0f} s: "
+        f"input -> attribution.updated p50 {d.p50 * 1000:.0f} ms, p99 {d.p99 * 1000:.0f} ms, "
+        f"max {d.worst * 1000:.0f} ms ({d.missing} inputs without a covering update)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Wiring of the tracking service: one batch consumer group over its five input topics.
+
+Each consumed batch is one PostgreSQL transaction (inbox claim, state change, outbox) through
+`batch.apply_batch`; offsets are committed by the shared consumer only after it returns.
+Outgoing events (`attribution.updated`, `deliverable.confirmed`) leave through the outbox
+relay, so none is lost if the process dies after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from services.tracking.batch import apply_batch
+from services.tracking.store.postgres import PostgresTrackingStore
+from shared.events import CloudEvent, Topic
+from shared.kafka import Delivery, subscribe_event_batches
+from shared.outbox import OutboxRelay
+from shared.service import Background, Resources, Setup
+
+SERVICE: Final = "tracking"
+INPUT_TOPICS: Final = (
+    Topic.CAMPAIGN_DEALS,
+    Topic.TRACKING_POST_METRICS,
+    Topic.TRACKING_ORDERS,
+    Topic.FX_RATES,
+    Topic.DELIVERABLES_CONFIRMED,
+)
+# Larger batches amortise the fixed cost of a transaction; under light load a batch is
+# whatever arrived within the timeout, so latency stays low.
+MAX_RECORDS: Final = 5000
+BATCH_TIMEOUT_MS: Final = 20
+
+
+def make_setup(
+    *,
+    group_id: str = SERVICE,
+    inbox_consumer: str = SERVICE,
+    max_records: int = MAX_RECORDS,
+    batch_timeout_ms: int = BATCH_TIMEOUT_MS,
+) -> Setup:
+    """The service's setup for `shared.service.ServiceRuntime`.
+
+    `group_id` is the Kafka consumer group; `inbox_consumer` the name under which applied
+    event ids are recorded. A new group with the same inbox name re-reads every topic from
+    the start and changes nothing.
+    """
+
+    async def setup(resources: Resources) -> Sequence[Background]:
+        store = PostgresTrackingStore(resources.pool, consumer=inbox_consumer)
+
+        async def handle(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
+            async with store.transaction() as tx:
+                await apply_batch(tx, batch, now=datetime.now(UTC))
+
+        subscribe_event_batches(
+            resources.broker,
+            INPUT_TOPICS,
+            group_id=group_id,
+            handler=handle,
+            consumer=resources.consumer,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
+        )
+        return [OutboxRelay(resources.pool, resources.broker).run]
+
+    return setup
+
+
+setup: Final = make_setup()

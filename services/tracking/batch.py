@@ -1,0 +1,118 @@
+"""The tracking use case: apply one consumer batch inside one store transaction.
+
+Everything a batch changes is derived again from stored state (post memberships, order
+outcomes, deal totals, deliverable confirmations) for exactly the entities it touched, so the
+result does not depend on how events were ordered or split into batches. At most one
+`attribution.updated` per deal leaves per batch, and only when the deal's figures changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.tracking.domain.attribution import attribute
+from services.tracking.domain.deliverables import confirmations_due
+from services.tracking.domain.orders import evaluate_order
+from services.tracking.domain.posts import latest_snapshots, memberships
+from services.tracking.messages import (
+    attribution_event,
+    confirmation_event,
+    conflicting_terms,
+    read_inputs,
+)
+from services.tracking.store.port import TrackingTx
+from shared.errors import EventRejected
+from shared.events import CloudEvent
+from shared.kafka import Delivery
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a batch changed: events applied, attribution updates and confirmations queued."""
+
+    applied: int
+    attribution_updates: int
+    confirmations: int
+
+
+async def apply_batch(
+    tx: TrackingTx, batch: Sequence[tuple[CloudEvent[Any], Delivery]], *, now: datetime
+) -> BatchResult:
+    """Apply the events of `batch` not applied before; `now` stamps what it publishes.
+
+    Raises EventRejected (the whole transaction must roll back) if a deal arrives with
+    terms different from those stored under its id.
+    """
+    fresh = await tx.claim(batch)
+    seen: set[str] = set()
+    events = []
+    for event, _ in batch:
+        if event.id in fresh and event.id not in seen:
+            seen.add(event.id)
+            events.append(event)
+    inputs = read_inputs(events)
+
+    deals = await tx.add_deals(list(inputs.deals.values()))
+    if deals.conflicting:
+        raise EventRejected(conflicting_terms(sorted(deals.conflicting)[0]))
+    new_deals = deals.added
+    new_snapshots = await tx.add_fx_snapshots(inputs.fx)
+
+    # Which deals each changed post counts for, and which posts each new deal gets.
+    changed_posts = await tx.upsert_posts(latest_snapshots(inputs.posts))
+    post_pairs = memberships(
+        changed_posts, await tx.deals_of_creators({p.creator_id for p in changed_posts})
+    )
+    touched = await tx.replace_memberships({p.post_id for p in changed_posts}, post_pairs)
+    deal_pairs = memberships(
+        await tx.posts_of_creators({d.creator_id for d in new_deals}), new_deals
+    )
+    touched |= await tx.add_memberships(deal_pairs)
+    touched |= {d.deal_id for d in new_deals} | deals.repeated
+
+    # Orders whose outcome may have changed: new ones, refunded ones, those whose code a new
+    # deal carries, and converted or waiting ones a new FX snapshot may now cover.
+    new_orders = await tx.add_orders(list(inputs.orders.values()))
+    refunded = await tx.add_refunds(inputs.refunds)
+    contexts = await tx.orders_to_evaluate(
+        new_orders | refunded,
+        {code for deal in new_deals for code in deal.promo_codes},
+        min((s.as_of for s in new_snapshots), default=None),
+    )
+    changed_outcomes = []
+    for context in contexts:
+        outcome = evaluate_order(
+            context.order, context.refunds, context.candidates, context.snapshot
+        )
+        if outcome != context.current:
+            changed_outcomes.append(outcome)
+            if context.current is not None and context.current.deal_id is not None:
+                touched.add(context.current.deal_id)
+            if outcome.deal_id is not None:
+                touched.add(outcome.deal_id)
+    await tx.save_order_outcomes(changed_outcomes)
+
+    attributions = [attribute(facts) for facts in await tx.deal_facts(touched)]
+    updated = await tx.save_attributions(attributions)
+
+    manual = await tx.add_manual_confirmations(list(inputs.confirmations.values()))
+    to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
+    to_match |= {d.deal_id for d in new_deals} | manual
+    due = []
+    closed = []
+    for state in await tx.open_deliverables(to_match):
+        deal_due = confirmations_due(state, now)
+        due += deal_due
+        if state.all_confirmed_with(deal_due):
+            closed.append(state.deal.deal_id)
+    confirmed = await tx.add_auto_confirmations(due)
+    await tx.close_deals(closed)
+
+    await tx.enqueue(
+        [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
+        + [confirmation_event(c) for c in confirmed]
+    )
+    return BatchResult(len(events), len(updated), len(confirmed))

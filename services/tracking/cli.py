@@ -1,0 +1,155 @@
+"""`creatorflow report campaign <campaign_id>`: the attribution of one campaign, per creator
+and in total, read from PostgreSQL (DATABASE_URL, or the embedded one `creatorflow infra up`
+started)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Final
+
+import typer
+from rich.table import Table
+
+from services.tracking.domain.attribution import DealAttribution
+from services.tracking.report import CampaignReport, ReportRow, campaign_report
+from services.tracking.store.postgres import PostgresTrackingStore
+from shared.cli.console import console, fail
+from shared.cli.settings import load_settings
+from shared.db import create_pool
+from shared.infra import running_urls
+from shared.money import Money
+
+COMMAND_NAME: Final = "report"
+
+app = typer.Typer(help="Reports read from the tracking service's database.", no_args_is_help=True)
+
+
+@app.callback()
+def _reports() -> None:
+    """Reports read from the tracking service's database."""
+
+
+def _database_url() -> str:
+    settings = load_settings()
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    urls = running_urls(settings)
+    if urls is None:
+        fail(
+            "no database to read the report from",
+            hint="set DATABASE_URL, or start the embedded one: creatorflow infra up",
+        )
+    return urls.database_url
+
+
+async def _load(database_url: str, campaign_id: str) -> list[DealAttribution]:
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        return await PostgresTrackingStore(pool, consumer="report").campaign_attributions(
+            campaign_id
+        )
+    finally:
+        await pool.close()
+
+
+@app.command("campaign")
+def campaign(campaign_id: str = typer.Argument(..., help="Campaign id, e.g. cmp-3")) -> None:
+    """Reach, engagement, orders, revenue, spend and ratios per creator and in total."""
+    try:
+        deals = asyncio.run(_load(_database_url(), campaign_id))
+    except OSError as error:
+        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+    if not deals:
+        fail(
+            f"no attribution for campaign {campaign_id!r} yet",
+            hint="check the id; totals appear once the tracking service has seen its deals",
+        )
+    render(campaign_report(campaign_id, deals))
+
+
+def _ratio(value: Decimal | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value}{suffix}"
+
+
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
+def _amount(money: Money) -> str:
+    return f"{money.amount:,}"
+
+
+def _creator_label(row: ReportRow, report: CampaignReport) -> str:
+    """The creator id, with the currency when the campaign's deals use several."""
+    creator = str(row.creator_id)
+    return creator if len(report.totals) == 1 else f"{creator} ({row.currency})"
+
+
+def render(report: CampaignReport) -> None:
+    """Print the report as three narrow tables (reach, engagement, sales and cost), one row
+    per creator and a bold total row per currency."""
+    tables = [
+        ("Reach", ("Deals", "Posts", "Reach", "Impressions", "Views", "CPM"), _reach_cells),
+        (
+            "Engagement",
+            ("Likes", "Comments", "Shares", "Saves", "Eng. rate", "CPE"),
+            _engagement_cells,
+        ),
+        (
+            "Sales and cost, in the deals' currency",
+            ("Orders", "Revenue", "Spend", "CPA", "ROAS", "ROI %"),
+            _sales_cells,
+        ),
+    ]
+    console.print(f"[bold]Campaign {report.campaign_id}[/]")
+    for title, columns, cells in tables:
+        table = Table(title=title, title_justify="left")
+        table.add_column("Creator")
+        for name in columns:
+            table.add_column(name, justify="right")
+        for row in report.creators:
+            table.add_row(_creator_label(row, report), *cells(row))
+        table.add_section()
+        for row in report.totals:
+            table.add_row(f"TOTAL {row.currency}", *cells(row), style="bold")
+        console.print(table)
+    pending = sum(row.performance.pending_fx_orders for row in report.totals)
+    if pending:
+        console.print(f"[yellow]{pending} order(s) wait for an FX rate and are not counted yet.[/]")
+
+
+def _reach_cells(row: ReportRow) -> list[str]:
+    e = row.performance.engagement
+    return [
+        _count(row.deals),
+        _count(e.posts),
+        _count(e.reach),
+        _count(e.impressions),
+        _count(e.views),
+        _ratio(row.ratios.cpm),
+    ]
+
+
+def _engagement_cells(row: ReportRow) -> list[str]:
+    e = row.performance.engagement
+    return [
+        _count(e.likes),
+        _count(e.comments),
+        _count(e.shares),
+        _count(e.saves),
+        _ratio(row.ratios.engagement_rate),
+        _ratio(row.ratios.cpe),
+    ]
+
+
+def _sales_cells(row: ReportRow) -> list[str]:
+    p, r = row.performance, row.ratios
+    return [
+        _count(p.orders),
+        _amount(p.revenue),
+        _amount(p.spend),
+        _ratio(r.cpa),
+        _ratio(r.roas),
+        _ratio(r.roi_pct, " %"),
+    ]

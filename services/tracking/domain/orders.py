@@ -1,0 +1,199 @@
+"""Promo-code orders: which deal an order counts for, in which currency, net of refunds.
+
+An order's outcome is a pure function of the order, its refunds, the deals carrying its
+promo code and the FX snapshot in force when it occurred. Recomputing it whenever one of
+those changes (a deal or a snapshot arriving late, a refund) makes the result independent of
+the order in which events arrive.
+
+Rules:
+
+* Window: a deal accepts an order whose `occurred_at` lies in
+  [starts_at, ends_at + attribution_window_days] (both ends inclusive). If several deals
+  carrying the code accept it, the one that started last wins (ties: smallest deal_id).
+* Unattributed orders are kept with a reason: `unknown_code` (no deal carries the code, yet)
+  or `outside_window` (deals carry it, none accepts that time).
+* Currency: revenue is converted into the deal's currency with the snapshot in force at
+  `occurred_at` (the latest with as_of <= occurred_at), rounded half-even to the minor unit;
+  the rate, the snapshot's as_of and its source are recorded. With no such snapshot (or one
+  lacking a needed rate) the order is attributed but `pending_fx`: it counts neither as an
+  order nor as revenue until a snapshot covering it arrives, which re-evaluates it.
+* Refunds: refunds in the order's currency are summed, capped at the order amount, and
+  converted with the order's own rate, so a full refund removes exactly what the order
+  added. A fully refunded order no longer counts as an order. Refunds in another currency
+  than the order's are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from services.tracking.domain.deals import DealTerms
+from shared.money import FxRateMissing, FxSnapshot, Money
+
+
+class OrderStatus(StrEnum):
+    ATTRIBUTED = "attributed"
+    UNATTRIBUTED = "unattributed"
+    PENDING_FX = "pending_fx"
+
+
+class OrderReason(StrEnum):
+    UNKNOWN_CODE = "unknown_code"
+    OUTSIDE_WINDOW = "outside_window"
+    NO_FX_SNAPSHOT = "no_fx_snapshot"
+    NO_FX_RATE = "no_fx_rate"
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_id: str
+    promo_code: str
+    amount: Money
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """Money returned on `order_id`; (order_id, occurred_at, amount) identifies it."""
+
+    order_id: str
+    amount: Money
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FxUsed:
+    """The conversion applied to an order: units of deal currency per unit of order currency."""
+
+    rate: Decimal
+    as_of: datetime | None
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    """How an order counts.
+
+    `revenue` (gross) and `refunded` are in the deal's currency and set only for ATTRIBUTED
+    orders; `refunded_source` is the capped refund total in the order's currency; `fx` is the
+    conversion applied (rate 1 without source when the currencies match), None unless
+    ATTRIBUTED. An order counts as an order when ATTRIBUTED and not fully refunded.
+    """
+
+    order_id: str
+    status: OrderStatus
+    reason: OrderReason | None
+    deal_id: str | None
+    revenue: Money | None
+    refunded: Money | None
+    refunded_source: Money
+    fully_refunded: bool
+    fx: FxUsed | None
+    last_refund_at: datetime | None
+
+    @property
+    def counts_as_order(self) -> bool:
+        return self.status is OrderStatus.ATTRIBUTED and not self.fully_refunded
+
+    @property
+    def net_revenue(self) -> Money | None:
+        """Revenue minus refunds in the deal's currency; None unless ATTRIBUTED."""
+        if self.revenue is None or self.refunded is None:
+            return None
+        return self.revenue - self.refunded
+
+
+def choose_deal(order: Order, candidates: Iterable[DealTerms]) -> DealTerms | OrderReason:
+    """The deal `order` counts for, or why none: UNKNOWN_CODE or OUTSIDE_WINDOW."""
+    carrying = [deal for deal in candidates if order.promo_code in deal.promo_codes]
+    if not carrying:
+        return OrderReason.UNKNOWN_CODE
+    accepting = [deal for deal in carrying if deal.accepts_order_at(order.occurred_at)]
+    if not accepting:
+        return OrderReason.OUTSIDE_WINDOW
+    # Latest start, then the smallest id: a total order, so the choice never depends on the
+    # order in which the deals were seen (max keeps the first of equal keys).
+    return max(sorted(accepting, key=lambda deal: deal.deal_id), key=lambda deal: deal.starts_at)
+
+
+def refunded_total(order: Order, refunds: Iterable[Refund]) -> tuple[Money, datetime | None]:
+    """Refunds of `order` in its currency, summed and capped at the order amount, and the
+    time of the latest one (None without refunds)."""
+    currency = order.amount.currency
+    applicable = [
+        r for r in refunds if r.order_id == order.order_id and r.amount.currency == currency
+    ]
+    total = Money.zero(order.amount.currency)
+    for refund in applicable:
+        total = total + refund.amount
+    last = max((r.occurred_at for r in applicable), default=None)
+    return min(total, order.amount), last
+
+
+def evaluate_order(
+    order: Order,
+    refunds: Sequence[Refund],
+    candidates: Iterable[DealTerms],
+    snapshot: FxSnapshot | None,
+) -> OrderOutcome:
+    """The outcome of `order` given everything known about it (module docstring rules).
+
+    `candidates` are the deals carrying its promo code; `snapshot` the one in force at
+    `occurred_at` (used only when the deal's currency differs from the order's).
+    """
+    refunded_source, last_refund_at = refunded_total(order, refunds)
+    fully_refunded = last_refund_at is not None and refunded_source >= order.amount
+    unattributed = OrderOutcome(
+        order.order_id,
+        OrderStatus.UNATTRIBUTED,
+        None,
+        None,
+        None,
+        None,
+        refunded_source,
+        fully_refunded,
+        None,
+        last_refund_at,
+    )
+    chosen = choose_deal(order, candidates)
+    if isinstance(chosen, OrderReason):
+        return replace(unattributed, reason=chosen)
+    if chosen.currency == order.amount.currency:
+        revenue, refunded = order.amount, refunded_source
+        fx = FxUsed(Decimal(1), None, None)
+    elif snapshot is None:
+        return replace(
+            unattributed,
+            status=OrderStatus.PENDING_FX,
+            reason=OrderReason.NO_FX_SNAPSHOT,
+            deal_id=chosen.deal_id,
+        )
+    else:
+        try:
+            conversion = snapshot.convert(order.amount, chosen.currency)
+            refunded = snapshot.convert(refunded_source, chosen.currency).result
+        except FxRateMissing:
+            return replace(
+                unattributed,
+                status=OrderStatus.PENDING_FX,
+                reason=OrderReason.NO_FX_RATE,
+                deal_id=chosen.deal_id,
+            )
+        revenue = conversion.result
+        fx = FxUsed(conversion.rate, conversion.as_of, conversion.fx_source)
+    return OrderOutcome(
+        order.order_id,
+        OrderStatus.ATTRIBUTED,
+        None,
+        chosen.deal_id,
+        revenue,
+        refunded,
+        refunded_source,
+        fully_refunded,
+        fx,
+        last_refund_at,
+    )

@@ -1,0 +1,213 @@
+"""Translation between v1 events and tracking's domain values."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from services.tracking.domain.attribution import DealAttribution
+from services.tracking.domain.deals import DealTerms, DeliverableSpec
+from services.tracking.domain.deliverables import Confirmation
+from services.tracking.domain.orders import Order, Refund
+from services.tracking.domain.posts import PostSnapshot, tags_carried
+from shared.errors import EventRejected
+from shared.events import (
+    AttributionUpdated,
+    CloudEvent,
+    DealSigned,
+    DeliverableConfirmed,
+    EventType,
+    FxRatesPublished,
+    OrderRedeemed,
+    OrderRefunded,
+    PostMetricsObserved,
+    envelope_for,
+    make_event,
+)
+from shared.events.envelope import JSON_CONTENT_TYPE, SPEC_VERSION
+from shared.fx_store import snapshot_from_event
+from shared.money import FxSnapshot
+
+SOURCE: Final = "creatorflow/tracking"
+_ATTRIBUTION_ENVELOPE: Final = envelope_for(AttributionUpdated)
+_CONFIRMATION_IDS: Final = uuid.UUID("5b0c7f3e-2d41-4c59-9a55-7f0e3c1d2a64")
+
+
+def deal_terms(event: CloudEvent[Any]) -> DealTerms:
+    data: DealSigned = event.data
+    return DealTerms(
+        deal_id=data.deal_id,
+        campaign_id=data.campaign_id,
+        brand_id=data.brand_id,
+        creator_id=data.creator_id,
+        fee=data.fee,
+        commission_rate=data.commission_rate,
+        promo_codes=tuple(data.promo_codes),
+        deliverables=tuple(
+            DeliverableSpec(d.deliverable_id, d.kind, d.count, d.due_by) for d in data.deliverables
+        ),
+        required_tags=tuple(data.required_tags),
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        attribution_window_days=data.attribution_window_days,
+        signed_at=event.time,
+    )
+
+
+def post_snapshot(event: CloudEvent[Any]) -> PostSnapshot:
+    data: PostMetricsObserved = event.data
+    return PostSnapshot(
+        post_id=data.post_id,
+        creator_id=data.creator_id,
+        platform=data.platform,
+        kind=data.kind,
+        deal_id=data.deal_id,
+        tags=tags_carried(data.tags, data.caption),
+        posted_at=data.posted_at,
+        observed_at=data.observed_at,
+        event_id=event.id,
+        likes=data.likes,
+        comments=data.comments,
+        shares=data.shares,
+        saves=data.saves,
+        views=data.views,
+        impressions=data.impressions,
+        reach=data.reach,
+        followers=data.followers,
+    )
+
+
+@dataclass
+class BatchInputs:
+    """A batch's new events sorted by kind, deduplicated on their business keys:
+    one deal per deal_id, one order per order_id (the first seen), refunds by
+    (order_id, occurred_at, amount), manual confirmations by (deal_id, deliverable_id)."""
+
+    deals: dict[str, DealTerms] = field(default_factory=dict)
+    posts: list[PostSnapshot] = field(default_factory=list)
+    orders: dict[str, Order] = field(default_factory=dict)
+    refunds: set[Refund] = field(default_factory=set)
+    fx: list[tuple[FxSnapshot, str]] = field(default_factory=list)
+    confirmations: dict[tuple[str, str], Confirmation] = field(default_factory=dict)
+
+
+def read_inputs(events: Iterable[CloudEvent[Any]]) -> BatchInputs:
+    """Sort events into BatchInputs; other event types are ignored.
+
+    Raises EventRejected when one deal_id arrives with two different sets of terms.
+    """
+    inputs = BatchInputs()
+    for event in events:
+        kind = event.type
+        if kind == EventType.DEAL_SIGNED:
+            terms = deal_terms(event)
+            known = inputs.deals.get(terms.deal_id)
+            if known is None:
+                inputs.deals[terms.deal_id] = terms
+            elif not known.same_terms(terms):
+                raise EventRejected(conflicting_terms(terms.deal_id))
+            elif terms.signed_at < known.signed_at:
+                inputs.deals[terms.deal_id] = terms
+        elif kind == EventType.POST_METRICS_OBSERVED:
+            inputs.posts.append(post_snapshot(event))
+        elif kind == EventType.ORDER_REDEEMED:
+            paid: OrderRedeemed = event.data
+            inputs.orders.setdefault(
+                paid.order_id, Order(paid.order_id, paid.promo_code, paid.amount, paid.occurred_at)
+            )
+        elif kind == EventType.ORDER_REFUNDED:
+            refunded: OrderRefunded = event.data
+            inputs.refunds.add(Refund(refunded.order_id, refunded.amount, refunded.occurred_at))
+        elif kind == EventType.FX_RATES_PUBLISHED:
+            rates: FxRatesPublished = event.data
+            inputs.fx.append((snapshot_from_event(rates), event.id))
+        elif kind == EventType.DELIVERABLE_CONFIRMED:
+            confirmed: DeliverableConfirmed = event.data
+            key = (confirmed.deal_id, confirmed.deliverable_id)
+            inputs.confirmations.setdefault(
+                key,
+                Confirmation(
+                    confirmed.deal_id,
+                    confirmed.deliverable_id,
+                    () if confirmed.post_id is None else (confirmed.post_id,),
+                    confirmed.confirmed_by,
+                    confirmed.confirmed_at,
+                ),
+            )
+    return inputs
+
+
+def conflicting_terms(deal_id: str) -> str:
+    return (
+        f"deal.signed {deal_id!r} was already received with different terms; v1 has no deal "
+        "amendments: sign a new deal_id for changed terms"
+    )
+
+
+def attribution_event(attribution: DealAttribution, *, now: datetime) -> CloudEvent[Any]:
+    """`attribution.updated` for one deal (a new event id each time), stamped `now`.
+
+    Built without re-validation: every id in it was validated when its input was consumed
+    and the figures come from the domain's exact arithmetic. Validating ~1,000 of these per
+    batch would cost more than the rest of the batch; the unit tests decode what is built
+    here with the consumers' own codec.
+    """
+    performance, ratios = attribution.performance, attribution.ratios
+    engagement = performance.engagement
+    assert performance.as_of is not None
+    data = AttributionUpdated.model_construct(
+        deal_id=attribution.deal_id,
+        campaign_id=attribution.campaign_id,
+        creator_id=attribution.creator_id,
+        posts=engagement.posts,
+        likes=engagement.likes,
+        comments=engagement.comments,
+        shares=engagement.shares,
+        views=engagement.views,
+        impressions=engagement.impressions,
+        reach=engagement.reach,
+        engagement_rate=ratios.engagement_rate,
+        orders=performance.orders,
+        revenue=performance.revenue,
+        spend=performance.spend,
+        cpm=ratios.cpm,
+        cpe=ratios.cpe,
+        cpa=ratios.cpa,
+        roas=ratios.roas,
+        roi_pct=ratios.roi_pct,
+        saves=engagement.saves,
+        as_of=performance.as_of,
+    )
+    return _ATTRIBUTION_ENVELOPE.model_construct(
+        specversion=SPEC_VERSION,
+        id=str(uuid.uuid4()),
+        source=SOURCE,
+        type=EventType.ATTRIBUTION_UPDATED.value,
+        time=now,
+        subject=attribution.deal_id,
+        datacontenttype=JSON_CONTENT_TYPE,
+        data=data,
+    )
+
+
+def confirmation_event(confirmation: Confirmation) -> CloudEvent[Any]:
+    """`deliverable.confirmed`; its id derives from (deal_id, deliverable_id), so a
+    deliverable can only ever be announced under one id."""
+    event_id = uuid.uuid5(
+        _CONFIRMATION_IDS, f"{confirmation.deal_id}/{confirmation.deliverable_id}"
+    )
+    return make_event(
+        DeliverableConfirmed(
+            deal_id=confirmation.deal_id,
+            deliverable_id=confirmation.deliverable_id,
+            post_id=confirmation.post_id,
+            confirmed_by=confirmation.confirmed_by,
+            confirmed_at=confirmation.confirmed_at,
+        ),
+        source=SOURCE,
+        id=str(event_id),
+        time=confirmation.confirmed_at,
+    )

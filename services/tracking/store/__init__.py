@@ -1,0 +1,1 @@
+"""Tracking's persistence: the port and its PostgreSQL adapter."""

@@ -1,0 +1,149 @@
+"""The port between the tracking use case and its storage.
+
+One `TrackingTx` is one database transaction: every method is set-based (one call per batch,
+not per event) and everything done through it commits or rolls back together, the inbox
+claim and the outbox included. The PostgreSQL adapter and the in-memory fake used by the
+unit tests pass the same contract tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from services.tracking.domain.attribution import DealAttribution, DealFacts
+from services.tracking.domain.deals import DealTerms
+from services.tracking.domain.deliverables import Confirmation, DeliverableState
+from services.tracking.domain.orders import Order, OrderOutcome, Refund
+from services.tracking.domain.posts import PostSnapshot
+from shared.events import CloudEvent
+from shared.kafka import Delivery
+from shared.money import FxSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class DealsAdded:
+    """`added`: deals stored now. `repeated`: ids already stored with the same terms.
+    `conflicting`: ids already stored with different terms (nothing was changed)."""
+
+    added: list[DealTerms]
+    repeated: set[str]
+    conflicting: set[str]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderContext:
+    """Everything an order's outcome depends on, and the outcome stored now (None if the
+    order was never evaluated)."""
+
+    order: Order
+    refunds: tuple[Refund, ...]
+    candidates: tuple[DealTerms, ...]
+    snapshot: FxSnapshot | None
+    current: OrderOutcome | None
+
+
+class TrackingTx(Protocol):
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[str]:
+        """Record the events as processed; return the ids seen for the first time."""
+        ...
+
+    async def add_deals(self, deals: Sequence[DealTerms]) -> DealsAdded:
+        """Store deals not stored yet (deal ids unique within `deals`)."""
+        ...
+
+    async def add_fx_snapshots(
+        self, snapshots: Sequence[tuple[FxSnapshot, str]]
+    ) -> list[FxSnapshot]:
+        """Store (snapshot, event_id) pairs; return the snapshots that were new."""
+        ...
+
+    async def upsert_posts(self, posts: Sequence[PostSnapshot]) -> list[PostSnapshot]:
+        """Merge each snapshot into its post (domain.posts.merge_snapshot; post ids unique
+        within `posts`); return the merged posts that changed."""
+        ...
+
+    async def deals_of_creators(self, creator_ids: Collection[str]) -> list[DealTerms]: ...
+
+    async def posts_of_creators(self, creator_ids: Collection[str]) -> list[PostSnapshot]:
+        """The latest snapshot of every post of these creators."""
+        ...
+
+    async def replace_memberships(
+        self, post_ids: Collection[str], pairs: Collection[tuple[str, str]]
+    ) -> set[str]:
+        """Make `pairs` (deal_id, post_id) the only deals of `post_ids`; return every deal id
+        that had or now has one of these posts."""
+        ...
+
+    async def add_memberships(self, pairs: Collection[tuple[str, str]]) -> set[str]:
+        """Add (deal_id, post_id) pairs; return the deal ids that gained a post."""
+        ...
+
+    async def add_orders(self, orders: Sequence[Order]) -> set[str]:
+        """Store orders whose id is new (ids unique within `orders`); return those ids."""
+        ...
+
+    async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:
+        """Store refunds not seen before; return the order ids that got a new refund."""
+        ...
+
+    async def orders_to_evaluate(
+        self,
+        order_ids: Collection[str],
+        promo_codes: Collection[str],
+        converted_since: datetime | None,
+    ) -> list[OrderContext]:
+        """Stored orders that are in `order_ids`, use one of `promo_codes`, or (when
+        `converted_since` is set) occurred at or after it and were converted or wait for a
+        rate: each with its refunds, candidate deals and the FX snapshot in force at
+        `occurred_at` (shared.fx_store.snapshot_at semantics)."""
+        ...
+
+    async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None: ...
+
+    async def add_manual_confirmations(self, confirmations: Sequence[Confirmation]) -> set[str]:
+        """Store confirmations of deliverables not confirmed yet; return their deal ids."""
+        ...
+
+    async def deal_facts(self, deal_ids: Collection[str]) -> list[DealFacts]:
+        """Summed posts and orders of each stored deal in `deal_ids`."""
+        ...
+
+    async def save_attributions(
+        self, attributions: Sequence[DealAttribution]
+    ) -> list[DealAttribution]:
+        """Store each deal's attribution; return those that differ from what was stored."""
+        ...
+
+    async def open_deliverables(self, deal_ids: Collection[str]) -> list[DeliverableState]:
+        """Deals in `deal_ids` with a deliverable not confirmed yet, their posts and
+        confirmations."""
+        ...
+
+    async def add_auto_confirmations(
+        self, confirmations: Sequence[Confirmation]
+    ) -> list[Confirmation]:
+        """Store confirmations of deliverables not confirmed yet; return those stored."""
+        ...
+
+    async def close_deals(self, deal_ids: Collection[str]) -> None:
+        """Mark deals whose deliverables are all confirmed (no more matching needed)."""
+        ...
+
+    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """Queue events for publishing once this transaction commits."""
+        ...
+
+
+class TrackingStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[TrackingTx]:
+        """A new transaction; committed when the block exits normally, else rolled back."""
+        ...
+
+    async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
+        """The stored attribution of every deal of the campaign."""
+        ...

@@ -1,0 +1,424 @@
+"""The PostgreSQL adapter of the tracking store port (tables in 0200_tracking.sql).
+
+Every method is one or a few set-based statements over arrays (`unnest`, see queries.py),
+whatever the batch size. Ragged values (tag lists, deliverables) travel as JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement
+from services.tracking.domain.deals import DealTerms
+from services.tracking.domain.deliverables import Confirmation, DeliverableState
+from services.tracking.domain.orders import Order, OrderOutcome, Refund
+from services.tracking.domain.posts import PostSnapshot
+from services.tracking.store import queries
+from services.tracking.store.port import DealsAdded, OrderContext
+from services.tracking.store.rows import (
+    attribution_from,
+    deal_from,
+    deliverables_json,
+    outcome_from,
+    post_from,
+    snapshot_from,
+    terms_digest,
+)
+from shared import fx_store, inbox, outbox
+from shared.events import CloudEvent
+from shared.kafka import Delivery
+from shared.money import FxSnapshot, Money
+
+
+class PostgresTrackingStore:
+    """Tracking state in PostgreSQL; `consumer` names this service in the shared inbox."""
+
+    def __init__(self, pool: asyncpg.Pool, *, consumer: str) -> None:
+        self._pool = pool
+        self._consumer = consumer
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTrackingTx]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield PostgresTrackingTx(conn, self._consumer)
+
+    async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM tracking_attribution WHERE campaign_id = $1 ORDER BY deal_id",
+            campaign_id,
+        )
+        return [attribution_from(row) for row in rows]
+
+
+class PostgresTrackingTx:
+    """One transaction on one connection; see the port for what each method promises."""
+
+    def __init__(self, conn: asyncpg.Connection, consumer: str) -> None:
+        self._conn = conn
+        self._consumer = consumer
+
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[str]:
+        return await inbox.claim(self._conn, self._consumer, events)
+
+    async def add_deals(self, deals: Sequence[DealTerms]) -> DealsAdded:
+        if not deals:
+            return DealsAdded([], set(), set())
+        rows = await self._conn.fetch(
+            queries.INSERT_DEALS,
+            [d.deal_id for d in deals],
+            [d.campaign_id for d in deals],
+            [d.brand_id for d in deals],
+            [d.creator_id for d in deals],
+            [d.fee.amount for d in deals],
+            [d.currency for d in deals],
+            [d.commission_rate for d in deals],
+            [json.dumps(list(d.promo_codes)) for d in deals],
+            [json.dumps(deliverables_json(d.deliverables)) for d in deals],
+            [json.dumps(list(d.required_tags)) for d in deals],
+            [d.starts_at for d in deals],
+            [d.ends_at for d in deals],
+            [d.attribution_window_days for d in deals],
+            [d.signed_at for d in deals],
+            [terms_digest(d) for d in deals],
+        )
+        inserted = {row["deal_id"] for row in rows if row["inserted"]}
+        repeated = {row["deal_id"] for row in rows if not row["inserted"]}
+        added = [d for d in deals if d.deal_id in inserted]
+        pairs = [(code, d.deal_id) for d in added for code in d.promo_codes]
+        if pairs:
+            await self._conn.execute(
+                "INSERT INTO tracking_deal_promo_codes (promo_code, deal_id) "
+                "SELECT * FROM unnest($1::text[], $2::text[])",
+                [code for code, _ in pairs],
+                [deal_id for _, deal_id in pairs],
+            )
+        conflicting = {d.deal_id for d in deals} - inserted - repeated
+        return DealsAdded(added, repeated, conflicting)
+
+    async def add_fx_snapshots(
+        self, snapshots: Sequence[tuple[FxSnapshot, str]]
+    ) -> list[FxSnapshot]:
+        # FX snapshots arrive a few times a day: one statement each is fine here.
+        return [
+            snapshot
+            for snapshot, event_id in snapshots
+            if await fx_store.save_snapshot(self._conn, snapshot, event_id)
+        ]
+
+    async def upsert_posts(self, posts: Sequence[PostSnapshot]) -> list[PostSnapshot]:
+        if not posts:
+            return []
+        rows = await self._conn.fetch(
+            queries.UPSERT_POSTS,
+            [p.post_id for p in posts],
+            [p.creator_id for p in posts],
+            [p.platform for p in posts],
+            [p.kind for p in posts],
+            [p.deal_id for p in posts],
+            [json.dumps(sorted(p.tags)) for p in posts],
+            [p.posted_at for p in posts],
+            [p.observed_at for p in posts],
+            [p.event_id for p in posts],
+            [p.likes for p in posts],
+            [p.comments for p in posts],
+            [p.shares for p in posts],
+            [p.saves for p in posts],
+            [p.views for p in posts],
+            [p.impressions for p in posts],
+            [p.reach for p in posts],
+            [p.followers for p in posts],
+            [p.engagement_rate for p in posts],
+        )
+        return [post_from(row) for row in rows]
+
+    async def deals_of_creators(self, creator_ids: Collection[str]) -> list[DealTerms]:
+        if not creator_ids:
+            return []
+        rows = await self._conn.fetch(
+            "SELECT * FROM tracking_deals WHERE creator_id = ANY($1::text[])", list(creator_ids)
+        )
+        return [deal_from(row) for row in rows]
+
+    async def posts_of_creators(self, creator_ids: Collection[str]) -> list[PostSnapshot]:
+        if not creator_ids:
+            return []
+        rows = await self._conn.fetch(
+            "SELECT * FROM tracking_posts WHERE creator_id = ANY($1::text[])", list(creator_ids)
+        )
+        return [post_from(row) for row in rows]
+
+    async def replace_memberships(
+        self, post_ids: Collection[str], pairs: Collection[tuple[str, str]]
+    ) -> set[str]:
+        if not post_ids:
+            return set()
+        gone = await self._conn.fetch(
+            "DELETE FROM tracking_deal_posts WHERE post_id = ANY($1::text[]) RETURNING deal_id",
+            list(post_ids),
+        )
+        await self._add_pairs(pairs)
+        return {row["deal_id"] for row in gone} | {deal_id for deal_id, _ in pairs}
+
+    async def add_memberships(self, pairs: Collection[tuple[str, str]]) -> set[str]:
+        return await self._add_pairs(pairs)
+
+    async def _add_pairs(self, pairs: Collection[tuple[str, str]]) -> set[str]:
+        if not pairs:
+            return set()
+        rows = await self._conn.fetch(
+            """INSERT INTO tracking_deal_posts (deal_id, post_id)
+               SELECT * FROM unnest($1::text[], $2::text[])
+               ON CONFLICT DO NOTHING RETURNING deal_id""",
+            [deal_id for deal_id, _ in pairs],
+            [post_id for _, post_id in pairs],
+        )
+        return {row["deal_id"] for row in rows}
+
+    async def add_orders(self, orders: Sequence[Order]) -> set[str]:
+        if not orders:
+            return set()
+        rows = await self._conn.fetch(
+            """INSERT INTO tracking_orders (order_id, promo_code, amount, currency, occurred_at,
+                                            refunded_source)
+               SELECT u.*, 0 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[],
+                                         $5::timestamptz[])
+                   AS u(order_id, promo_code, amount, currency, occurred_at)
+               ON CONFLICT (order_id) DO NOTHING RETURNING order_id""",
+            [o.order_id for o in orders],
+            [o.promo_code for o in orders],
+            [o.amount.amount for o in orders],
+            [o.amount.currency for o in orders],
+            [o.occurred_at for o in orders],
+        )
+        return {row["order_id"] for row in rows}
+
+    async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:
+        if not refunds:
+            return set()
+        items = list(refunds)
+        rows = await self._conn.fetch(
+            """INSERT INTO tracking_refunds (order_id, occurred_at, amount, currency)
+               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::text[])
+               ON CONFLICT DO NOTHING RETURNING order_id""",
+            [r.order_id for r in items],
+            [r.occurred_at for r in items],
+            [r.amount.amount for r in items],
+            [r.amount.currency for r in items],
+        )
+        return {row["order_id"] for row in rows}
+
+    async def orders_to_evaluate(
+        self,
+        order_ids: Collection[str],
+        promo_codes: Collection[str],
+        converted_since: datetime | None,
+    ) -> list[OrderContext]:
+        if not order_ids and not promo_codes and converted_since is None:
+            return []
+        rows = await self._conn.fetch(
+            queries.ORDERS_TO_EVALUATE, list(order_ids), list(promo_codes), converted_since
+        )
+        if not rows:
+            return []
+        ids = [row["order_id"] for row in rows]
+        refunds: dict[str, list[Refund]] = {}
+        for r in await self._conn.fetch(
+            "SELECT * FROM tracking_refunds WHERE order_id = ANY($1::text[])", ids
+        ):
+            refund = Refund(r["order_id"], Money(r["amount"], r["currency"]), r["occurred_at"])
+            refunds.setdefault(refund.order_id, []).append(refund)
+        candidates: dict[str, list[DealTerms]] = {}
+        for d in await self._conn.fetch(
+            """SELECT c.promo_code AS code, d.* FROM tracking_deal_promo_codes c
+               JOIN tracking_deals d USING (deal_id) WHERE c.promo_code = ANY($1::text[])""",
+            list({row["promo_code"] for row in rows}),
+        ):
+            candidates.setdefault(d["code"], []).append(deal_from(d))
+        snapshots: dict[tuple[Any, ...], FxSnapshot] = {}
+        return [
+            OrderContext(
+                order=Order(
+                    row["order_id"],
+                    row["promo_code"],
+                    Money(row["amount"], row["currency"]),
+                    row["occurred_at"],
+                ),
+                refunds=tuple(refunds.get(row["order_id"], ())),
+                candidates=tuple(candidates.get(row["promo_code"], ())),
+                snapshot=snapshot_from(row, snapshots),
+                current=outcome_from(row),
+            )
+            for row in rows
+        ]
+
+    async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None:
+        if not outcomes:
+            return
+        await self._conn.execute(
+            queries.SAVE_OUTCOMES,
+            [o.order_id for o in outcomes],
+            [o.status.value for o in outcomes],
+            [None if o.reason is None else o.reason.value for o in outcomes],
+            [o.deal_id for o in outcomes],
+            [None if o.revenue is None else o.revenue.amount for o in outcomes],
+            [None if o.refunded is None else o.refunded.amount for o in outcomes],
+            [None if o.revenue is None else o.revenue.currency for o in outcomes],
+            [o.refunded_source.amount for o in outcomes],
+            [o.fully_refunded for o in outcomes],
+            [None if o.fx is None else o.fx.rate for o in outcomes],
+            [None if o.fx is None else o.fx.as_of for o in outcomes],
+            [None if o.fx is None else o.fx.source for o in outcomes],
+            [o.last_refund_at for o in outcomes],
+        )
+
+    async def add_manual_confirmations(self, confirmations: Sequence[Confirmation]) -> set[str]:
+        return {c.deal_id for c in await self._insert_confirmations(confirmations)}
+
+    async def add_auto_confirmations(
+        self, confirmations: Sequence[Confirmation]
+    ) -> list[Confirmation]:
+        return await self._insert_confirmations(confirmations)
+
+    async def _insert_confirmations(
+        self, confirmations: Sequence[Confirmation]
+    ) -> list[Confirmation]:
+        if not confirmations:
+            return []
+        rows = await self._conn.fetch(
+            queries.INSERT_CONFIRMATIONS,
+            [c.deal_id for c in confirmations],
+            [c.deliverable_id for c in confirmations],
+            [json.dumps(list(c.post_ids)) for c in confirmations],
+            [c.confirmed_by for c in confirmations],
+            [c.confirmed_at for c in confirmations],
+        )
+        stored = {(row["deal_id"], row["deliverable_id"]) for row in rows}
+        return [c for c in confirmations if (c.deal_id, c.deliverable_id) in stored]
+
+    async def deal_facts(self, deal_ids: Collection[str]) -> list[DealFacts]:
+        if not deal_ids:
+            return []
+        ids = sorted(deal_ids)
+        # Batches on other partitions may touch the same deal: lock its row (in id order, so
+        # two batches cannot deadlock here) and read the totals only after theirs committed.
+        await self._conn.execute(
+            "SELECT 1 FROM tracking_deals WHERE deal_id = ANY($1::text[]) "
+            "ORDER BY deal_id FOR UPDATE",
+            ids,
+        )
+        rows = await self._conn.fetch(queries.DEAL_FACTS, ids)
+        return [
+            DealFacts(
+                deal_id=row["deal_id"],
+                campaign_id=row["campaign_id"],
+                creator_id=row["creator_id"],
+                fee=Money(row["fee_amount"], row["currency"]),
+                commission_rate=row["commission_rate"],
+                engagement=Engagement(
+                    posts=row["posts"],
+                    likes=int(row["likes"]),
+                    comments=int(row["comments"]),
+                    shares=int(row["shares"]),
+                    saves=int(row["saves"]),
+                    views=int(row["views"]),
+                    impressions=int(row["impressions"]),
+                    reach=int(row["reach"]),
+                    rate_sum=row["rate_sum"],
+                    rated_posts=row["rated_posts"],
+                ),
+                orders=row["orders"],
+                revenue=Money(row["revenue"], row["currency"]),
+                pending_fx_orders=row["pending_fx_orders"],
+                as_of=row["as_of"],
+            )
+            for row in rows
+        ]
+
+    async def save_attributions(
+        self, attributions: Sequence[DealAttribution]
+    ) -> list[DealAttribution]:
+        if not attributions:
+            return []
+        performances = [a.performance for a in attributions]
+        engagements = [p.engagement for p in performances]
+        ratios = [a.ratios for a in attributions]
+        rows = await self._conn.fetch(
+            queries.SAVE_ATTRIBUTIONS,
+            [a.deal_id for a in attributions],
+            [a.campaign_id for a in attributions],
+            [a.creator_id for a in attributions],
+            [e.posts for e in engagements],
+            [e.likes for e in engagements],
+            [e.comments for e in engagements],
+            [e.shares for e in engagements],
+            [e.saves for e in engagements],
+            [e.views for e in engagements],
+            [e.impressions for e in engagements],
+            [e.reach for e in engagements],
+            [e.rate_sum for e in engagements],
+            [e.rated_posts for e in engagements],
+            [p.orders for p in performances],
+            [p.pending_fx_orders for p in performances],
+            [p.revenue.currency for p in performances],
+            [p.revenue.amount for p in performances],
+            [p.spend.amount for p in performances],
+            [r.engagement_rate for r in ratios],
+            [r.cpm for r in ratios],
+            [r.cpe for r in ratios],
+            [r.cpa for r in ratios],
+            [r.roas for r in ratios],
+            [r.roi_pct for r in ratios],
+            [p.as_of for p in performances],
+        )
+        changed = {row["deal_id"] for row in rows}
+        return [a for a in attributions if a.deal_id in changed]
+
+    async def open_deliverables(self, deal_ids: Collection[str]) -> list[DeliverableState]:
+        if not deal_ids:
+            return []
+        deals = [
+            deal_from(row)
+            for row in await self._conn.fetch(
+                "SELECT * FROM tracking_deals "
+                "WHERE deal_id = ANY($1::text[]) AND deliverables_open",
+                list(deal_ids),
+            )
+        ]
+        if not deals:
+            return []
+        open_ids = [d.deal_id for d in deals]
+        posts: dict[str, list[PostSnapshot]] = {}
+        for row in await self._conn.fetch(
+            """SELECT m.deal_id AS member_of, p.* FROM tracking_deal_posts m
+               JOIN tracking_posts p USING (post_id) WHERE m.deal_id = ANY($1::text[])""",
+            open_ids,
+        ):
+            posts.setdefault(row["member_of"], []).append(post_from(row))
+        confirmed: dict[str, dict[str, tuple[str, ...]]] = {}
+        for row in await self._conn.fetch(
+            "SELECT deal_id, deliverable_id, post_ids FROM tracking_confirmations "
+            "WHERE deal_id = ANY($1::text[])",
+            open_ids,
+        ):
+            confirmed.setdefault(row["deal_id"], {})[row["deliverable_id"]] = tuple(row["post_ids"])
+        return [
+            DeliverableState(d, tuple(posts.get(d.deal_id, ())), confirmed.get(d.deal_id, {}))
+            for d in deals
+        ]
+
+    async def close_deals(self, deal_ids: Collection[str]) -> None:
+        if deal_ids:
+            await self._conn.execute(
+                "UPDATE tracking_deals SET deliverables_open = false "
+                "WHERE deal_id = ANY($1::text[])",
+                list(deal_ids),
+            )
+
+    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
+        await outbox.enqueue(self._conn, events)

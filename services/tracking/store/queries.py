@@ -1,0 +1,184 @@
+"""The set-based SQL of the PostgreSQL tracking store (tables in 0200_tracking.sql).
+
+Arrays come in through `unnest`, so one statement handles a whole batch.
+"""
+
+from __future__ import annotations
+
+INSERT_DEALS = """
+INSERT INTO tracking_deals AS t (
+    deal_id, campaign_id, brand_id, creator_id, fee_amount, currency, commission_rate,
+    promo_codes, deliverables, required_tags, starts_at, ends_at, attribution_window_days,
+    signed_at, terms_digest)
+SELECT u.deal_id, u.campaign_id, u.brand_id, u.creator_id, u.fee_amount, u.currency,
+       u.commission_rate, ARRAY(SELECT jsonb_array_elements_text(u.promo_codes::jsonb)),
+       u.deliverables::jsonb, ARRAY(SELECT jsonb_array_elements_text(u.required_tags::jsonb)),
+       u.starts_at, u.ends_at, u.attribution_window_days, u.signed_at, u.terms_digest
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::text[],
+            $7::numeric[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+            $12::timestamptz[], $13::int[], $14::timestamptz[], $15::text[])
+    AS u(deal_id, campaign_id, brand_id, creator_id, fee_amount, currency, commission_rate,
+         promo_codes, deliverables, required_tags, starts_at, ends_at,
+         attribution_window_days, signed_at, terms_digest)
+ON CONFLICT (deal_id) DO UPDATE SET signed_at = LEAST(t.signed_at, EXCLUDED.signed_at)
+    WHERE t.terms_digest = EXCLUDED.terms_digest
+RETURNING t.deal_id, (t.xmax = 0) AS inserted
+"""
+
+POST_FIELDS = (
+    "creator_id",
+    "platform",
+    "kind",
+    "deal_id",
+    "posted_at",
+    "observed_at",
+    "event_id",
+    "likes",
+    "comments",
+    "shares",
+    "saves",
+    "views",
+    "impressions",
+    "reach",
+    "followers",
+    "engagement_rate",
+)
+# The incoming snapshot is newer than the stored one. "C" collation: the same code-point
+# order as Python's str comparison in domain.posts.
+NEWER = '(t.observed_at, t.event_id COLLATE "C") < (EXCLUDED.observed_at, EXCLUDED.event_id)'
+
+# domain.posts.merge_snapshot: the newer snapshot's fields, the union of the tags.
+UPSERT_POSTS = f"""
+INSERT INTO tracking_posts AS t (post_id, tags, {", ".join(POST_FIELDS)})
+SELECT u.post_id, u.tags::jsonb, {", ".join(f"u.{c}" for c in POST_FIELDS)}
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::timestamptz[], $9::text[], $10::bigint[], $11::bigint[],
+            $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
+            $17::bigint[], $18::numeric[])
+    AS u(post_id, creator_id, platform, kind, deal_id, tags, posted_at, observed_at,
+         event_id, likes, comments, shares, saves, views, impressions, reach, followers,
+         engagement_rate)
+ON CONFLICT (post_id) DO UPDATE SET
+    {", ".join(f"{c} = CASE WHEN {NEWER} THEN EXCLUDED.{c} ELSE t.{c} END" for c in POST_FIELDS)},
+    tags = (SELECT jsonb_agg(DISTINCT x.tag)
+            FROM jsonb_array_elements_text(t.tags || EXCLUDED.tags) AS x(tag))
+WHERE {NEWER} OR NOT t.tags @> EXCLUDED.tags
+RETURNING t.*
+"""
+
+ORDERS_TO_EVALUATE = """
+WITH ids AS (
+    SELECT order_id FROM tracking_orders WHERE order_id = ANY($1::text[])
+    UNION
+    SELECT order_id FROM tracking_orders WHERE promo_code = ANY($2::text[])
+    UNION
+    SELECT order_id FROM tracking_orders
+    WHERE $3::timestamptz IS NOT NULL AND occurred_at >= $3::timestamptz
+      AND (status = 'pending_fx' OR fx_as_of IS NOT NULL)
+)
+SELECT o.*, s.base AS fx_base, s.as_of AS fx_snapshot_as_of, s.source AS fx_snapshot_source,
+       s.rates::text AS fx_rates
+FROM ids JOIN tracking_orders o USING (order_id)
+-- The snapshot in force at occurred_at, as shared.fx_store.snapshot_at picks it.
+LEFT JOIN LATERAL (
+    SELECT base, as_of, source, rates FROM fx_snapshots
+    WHERE as_of <= o.occurred_at ORDER BY as_of DESC, source LIMIT 1
+) s ON true
+"""
+
+SAVE_OUTCOMES = """
+UPDATE tracking_orders o SET
+    evaluated = true, status = u.status, reason = u.reason, deal_id = u.deal_id,
+    revenue = u.revenue, refunded = u.refunded, deal_currency = u.deal_currency,
+    refunded_source = u.refunded_source, fully_refunded = u.fully_refunded,
+    fx_rate = u.fx_rate, fx_as_of = u.fx_as_of, fx_source = u.fx_source,
+    last_refund_at = u.last_refund_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::numeric[],
+            $7::text[], $8::numeric[], $9::bool[], $10::numeric[], $11::timestamptz[],
+            $12::text[], $13::timestamptz[])
+    AS u(order_id, status, reason, deal_id, revenue, refunded, deal_currency,
+         refunded_source, fully_refunded, fx_rate, fx_as_of, fx_source, last_refund_at)
+WHERE o.order_id = u.order_id
+"""
+
+DEAL_FACTS = """
+WITH p AS (
+    SELECT m.deal_id, count(*) AS posts, sum(p.likes) AS likes, sum(p.comments) AS comments,
+           sum(p.shares) AS shares, sum(p.saves) AS saves, sum(p.views) AS views,
+           sum(p.impressions) AS impressions, sum(p.reach) AS reach,
+           coalesce(sum(p.engagement_rate), 0) AS rate_sum,
+           count(p.engagement_rate) AS rated_posts, max(p.observed_at) AS last_observed
+    FROM tracking_deal_posts m JOIN tracking_posts p USING (post_id)
+    WHERE m.deal_id = ANY($1::text[])
+    GROUP BY m.deal_id
+), o AS (
+    SELECT deal_id,
+           count(*) FILTER (WHERE status = 'attributed' AND NOT fully_refunded) AS orders,
+           coalesce(sum(revenue - refunded) FILTER (WHERE status = 'attributed'), 0)
+               AS revenue,
+           count(*) FILTER (WHERE status = 'pending_fx') AS pending_fx_orders,
+           max(greatest(occurred_at, last_refund_at)) FILTER (WHERE status = 'attributed')
+               AS last_order
+    FROM tracking_orders
+    WHERE deal_id = ANY($1::text[])
+    GROUP BY deal_id
+)
+SELECT d.deal_id, d.campaign_id, d.creator_id, d.fee_amount, d.currency, d.commission_rate,
+       coalesce(p.posts, 0) AS posts, coalesce(p.likes, 0) AS likes,
+       coalesce(p.comments, 0) AS comments, coalesce(p.shares, 0) AS shares,
+       coalesce(p.saves, 0) AS saves, coalesce(p.views, 0) AS views,
+       coalesce(p.impressions, 0) AS impressions, coalesce(p.reach, 0) AS reach,
+       coalesce(p.rate_sum, 0) AS rate_sum, coalesce(p.rated_posts, 0) AS rated_posts,
+       coalesce(o.orders, 0) AS orders, coalesce(o.revenue, 0) AS revenue,
+       coalesce(o.pending_fx_orders, 0) AS pending_fx_orders,
+       greatest(d.signed_at, p.last_observed, o.last_order) AS as_of
+FROM tracking_deals d
+LEFT JOIN p USING (deal_id)
+LEFT JOIN o USING (deal_id)
+WHERE d.deal_id = ANY($1::text[])
+"""
+
+SAVE_ATTRIBUTIONS = """
+INSERT INTO tracking_attribution AS t (
+    deal_id, campaign_id, creator_id, posts, likes, comments, shares, saves, views,
+    impressions, reach, rate_sum, rated_posts, orders, pending_fx_orders, currency, revenue,
+    spend, engagement_rate, cpm, cpe, cpa, roas, roi_pct, as_of)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+                     $11::bigint[], $12::numeric[], $13::bigint[], $14::bigint[],
+                     $15::bigint[], $16::text[], $17::numeric[], $18::numeric[],
+                     $19::numeric[], $20::numeric[], $21::numeric[], $22::numeric[],
+                     $23::numeric[], $24::numeric[], $25::timestamptz[])
+ON CONFLICT (deal_id) DO UPDATE SET
+    campaign_id = EXCLUDED.campaign_id, creator_id = EXCLUDED.creator_id,
+    posts = EXCLUDED.posts, likes = EXCLUDED.likes, comments = EXCLUDED.comments,
+    shares = EXCLUDED.shares, saves = EXCLUDED.saves, views = EXCLUDED.views,
+    impressions = EXCLUDED.impressions, reach = EXCLUDED.reach,
+    rate_sum = EXCLUDED.rate_sum, rated_posts = EXCLUDED.rated_posts,
+    orders = EXCLUDED.orders, pending_fx_orders = EXCLUDED.pending_fx_orders,
+    currency = EXCLUDED.currency, revenue = EXCLUDED.revenue, spend = EXCLUDED.spend,
+    engagement_rate = EXCLUDED.engagement_rate, cpm = EXCLUDED.cpm, cpe = EXCLUDED.cpe,
+    cpa = EXCLUDED.cpa, roas = EXCLUDED.roas, roi_pct = EXCLUDED.roi_pct,
+    as_of = EXCLUDED.as_of, updated_at = now()
+WHERE (t.posts, t.likes, t.comments, t.shares, t.saves, t.views, t.impressions, t.reach,
+       t.rate_sum, t.rated_posts, t.orders, t.pending_fx_orders, t.currency, t.revenue,
+       t.spend, t.engagement_rate, t.cpm, t.cpe, t.cpa, t.roas, t.roi_pct, t.as_of)
+    IS DISTINCT FROM
+      (EXCLUDED.posts, EXCLUDED.likes, EXCLUDED.comments, EXCLUDED.shares, EXCLUDED.saves,
+       EXCLUDED.views, EXCLUDED.impressions, EXCLUDED.reach, EXCLUDED.rate_sum,
+       EXCLUDED.rated_posts, EXCLUDED.orders, EXCLUDED.pending_fx_orders, EXCLUDED.currency,
+       EXCLUDED.revenue, EXCLUDED.spend, EXCLUDED.engagement_rate, EXCLUDED.cpm,
+       EXCLUDED.cpe, EXCLUDED.cpa, EXCLUDED.roas, EXCLUDED.roi_pct, EXCLUDED.as_of)
+RETURNING t.deal_id
+"""
+
+INSERT_CONFIRMATIONS = """
+INSERT INTO tracking_confirmations (deal_id, deliverable_id, post_ids, confirmed_by,
+                                    confirmed_at)
+SELECT u.deal_id, u.deliverable_id, ARRAY(SELECT jsonb_array_elements_text(u.post_ids::jsonb)),
+       u.confirmed_by, u.confirmed_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+    AS u(deal_id, deliverable_id, post_ids, confirmed_by, confirmed_at)
+ON CONFLICT (deal_id, deliverable_id) DO NOTHING
+RETURNING deal_id, deliverable_id
+"""

@@ -1,0 +1,183 @@
+"""PostgreSQL rows of the tracking tables <-> tracking's domain values."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from services.tracking.domain.attribution import DealAttribution, Engagement, Performance, Ratios
+from services.tracking.domain.deals import DealTerms, DeliverableSpec
+from services.tracking.domain.orders import FxUsed, OrderOutcome, OrderReason, OrderStatus
+from services.tracking.domain.posts import PostSnapshot
+from shared.money import FxSnapshot, Money
+
+
+def terms_digest(deal: DealTerms) -> str:
+    """A fingerprint of what the deal says (not of when it was announced)."""
+    canonical = {
+        "deal_id": deal.deal_id,
+        "campaign_id": deal.campaign_id,
+        "brand_id": deal.brand_id,
+        "creator_id": deal.creator_id,
+        "fee": [str(deal.fee.amount), deal.fee.currency],
+        "commission_rate": str(deal.commission_rate.normalize()),
+        "promo_codes": list(deal.promo_codes),
+        "deliverables": deliverables_json(deal.deliverables),
+        "required_tags": list(deal.required_tags),
+        "starts_at": deal.starts_at.isoformat(),
+        "ends_at": deal.ends_at.isoformat(),
+        "attribution_window_days": deal.attribution_window_days,
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def deliverables_json(deliverables: Sequence[DeliverableSpec]) -> list[dict[str, Any]]:
+    return [
+        {
+            "deliverable_id": d.deliverable_id,
+            "kind": d.kind,
+            "count": d.count,
+            "due_by": d.due_by.isoformat(),
+        }
+        for d in deliverables
+    ]
+
+
+# Parsed deals by (deal_id, terms_digest, signed_at): those columns fix every field of
+# DealTerms, so an entry can never go stale; bounded because deals are few (thousands).
+_DEALS: dict[tuple[str, str, datetime], DealTerms] = {}
+_DEAL_CACHE_LIMIT = 100_000
+
+
+def deal_from(row: asyncpg.Record) -> DealTerms:
+    key = (row["deal_id"], row["terms_digest"], row["signed_at"])
+    deal = _DEALS.get(key)
+    if deal is None:
+        if len(_DEALS) >= _DEAL_CACHE_LIMIT:
+            _DEALS.clear()
+        deal = _DEALS[key] = _parse_deal(row)
+    return deal
+
+
+def _parse_deal(row: asyncpg.Record) -> DealTerms:
+    return DealTerms(
+        deal_id=row["deal_id"],
+        campaign_id=row["campaign_id"],
+        brand_id=row["brand_id"],
+        creator_id=row["creator_id"],
+        fee=Money(row["fee_amount"], row["currency"]),
+        commission_rate=row["commission_rate"],
+        promo_codes=tuple(row["promo_codes"]),
+        deliverables=tuple(
+            DeliverableSpec(
+                d["deliverable_id"], d["kind"], d["count"], datetime.fromisoformat(d["due_by"])
+            )
+            for d in json.loads(row["deliverables"])
+        ),
+        required_tags=tuple(row["required_tags"]),
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        attribution_window_days=row["attribution_window_days"],
+        signed_at=row["signed_at"],
+    )
+
+
+def post_from(row: asyncpg.Record) -> PostSnapshot:
+    return PostSnapshot(
+        post_id=row["post_id"],
+        creator_id=row["creator_id"],
+        platform=row["platform"],
+        kind=row["kind"],
+        deal_id=row["deal_id"],
+        tags=frozenset(json.loads(row["tags"])),
+        posted_at=row["posted_at"],
+        observed_at=row["observed_at"],
+        event_id=row["event_id"],
+        likes=row["likes"],
+        comments=row["comments"],
+        shares=row["shares"],
+        saves=row["saves"],
+        views=row["views"],
+        impressions=row["impressions"],
+        reach=row["reach"],
+        followers=row["followers"],
+    )
+
+
+def outcome_from(row: asyncpg.Record) -> OrderOutcome | None:
+    if not row["evaluated"]:
+        return None
+    deal_currency = row["deal_currency"]
+    attributed = row["status"] == OrderStatus.ATTRIBUTED
+    return OrderOutcome(
+        order_id=row["order_id"],
+        status=OrderStatus(row["status"]),
+        reason=None if row["reason"] is None else OrderReason(row["reason"]),
+        deal_id=row["deal_id"],
+        revenue=Money(row["revenue"], deal_currency) if attributed else None,
+        refunded=Money(row["refunded"], deal_currency) if attributed else None,
+        refunded_source=Money(row["refunded_source"], row["currency"]),
+        fully_refunded=row["fully_refunded"],
+        fx=FxUsed(row["fx_rate"], row["fx_as_of"], row["fx_source"]) if attributed else None,
+        last_refund_at=row["last_refund_at"],
+    )
+
+
+def snapshot_from(
+    row: asyncpg.Record, cache: dict[tuple[Any, ...], FxSnapshot]
+) -> FxSnapshot | None:
+    if row["fx_base"] is None:
+        return None
+    key = (row["fx_base"], row["fx_snapshot_as_of"], row["fx_snapshot_source"])
+    snapshot = cache.get(key)
+    if snapshot is None:
+        rates = {code: Decimal(rate) for code, rate in json.loads(row["fx_rates"]).items()}
+        snapshot = FxSnapshot(
+            base=row["fx_base"].strip(),
+            rates=rates,
+            as_of=row["fx_snapshot_as_of"],
+            source=row["fx_snapshot_source"],
+        )
+        cache[key] = snapshot
+    return snapshot
+
+
+def attribution_from(row: asyncpg.Record) -> DealAttribution:
+    currency = row["currency"]
+    engagement = Engagement(
+        posts=row["posts"],
+        likes=row["likes"],
+        comments=row["comments"],
+        shares=row["shares"],
+        saves=row["saves"],
+        views=row["views"],
+        impressions=row["impressions"],
+        reach=row["reach"],
+        rate_sum=row["rate_sum"],
+        rated_posts=row["rated_posts"],
+    )
+    performance = Performance(
+        engagement=engagement,
+        orders=row["orders"],
+        revenue=Money(row["revenue"], currency),
+        spend=Money(row["spend"], currency),
+        pending_fx_orders=row["pending_fx_orders"],
+        as_of=row["as_of"],
+    )
+    ratios = Ratios(
+        engagement_rate=row["engagement_rate"],
+        cpm=row["cpm"],
+        cpe=row["cpe"],
+        cpa=row["cpa"],
+        roas=row["roas"],
+        roi_pct=row["roi_pct"],
+    )
+    return DealAttribution(
+        row["deal_id"], row["campaign_id"], row["creator_id"], performance, ratios
+    )

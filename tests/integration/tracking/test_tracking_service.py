@@ -1,0 +1,385 @@
+"""The tracking service on the embedded Kafka, PostgreSQL and Redis, driven through the
+broker like production: events in as raw bytes, results read from the output topics and the
+database. One service instance for the whole module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from typer.testing import CliRunner
+
+from services.tracking.app import SERVICE, make_setup
+from services.tracking.report import campaign_report
+from services.tracking.store.postgres import PostgresTrackingStore
+from shared.cli.main import app as creatorflow
+from shared.events import CloudEvent, EventType, Topic, dlq_topic
+from shared.infra import InfraUrls
+from shared.infra.smoke import read_dead_letters
+from shared.money import Money
+from shared.service import ServiceRuntime
+from tests.integration.tracking.support import eventually, publish, read_topic
+from tests.unit.tracking.builders import (
+    T0,
+    confirmation_event,
+    deal_event,
+    fx_event,
+    order_event,
+    post_event,
+    refund_event,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+async def service(infra: InfraUrls, topics: None) -> AsyncIterator[ServiceRuntime]:
+    group = f"tracking-test-{uuid.uuid4().hex[:8]}"
+    async with ServiceRuntime(SERVICE, make_setup(group_id=group), urls=infra) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def pool(service: ServiceRuntime) -> asyncpg.Pool:
+    assert service.resources is not None
+    return service.resources.pool
+
+
+async def events_of(infra: InfraUrls, topic: str, deal_ids: set[str]) -> list[CloudEvent[Any]]:
+    return [
+        e
+        for e in await read_topic(infra.kafka_bootstrap_servers, topic)
+        if e.data.deal_id in deal_ids
+    ]
+
+
+def seed_campaign(tag: str) -> tuple[list[CloudEvent[Any]], dict[str, int]]:
+    """35 creators, $4,000 of fees + 5 % commission on $20,000 of attributed revenue."""
+    rng = random.Random(35)
+    campaign = f"cmp-seed-{tag}"
+    fees = [Decimal("114.00")] * 34 + [Decimal("124.00")]
+    events: list[CloudEvent[Any]] = []
+    reach = likes = 0
+    for n in range(35):
+        deal_id, creator = f"deal-{tag}-{n}", f"cr-{tag}-{n}"
+        code = f"SEED{n}-{tag}"
+        events.append(
+            deal_event(
+                deal_id,
+                campaign_id=campaign,
+                creator_id=creator,
+                fee=str(fees[n]),
+                commission_rate="0.05",
+                promo_codes=(code,),
+                deliverables=(("dl-reel", "reel", 1),),
+            )
+        )
+        for p in range(2):
+            post_id = f"post-{tag}-{n}-{p}"
+            final = (rng.randint(1200, 2500), rng.randint(120, 250))
+            # Cumulative snapshots: two earlier ones with smaller numbers, sent after it.
+            for hours, share in ((72, 1.0), (24, 0.5), (48, 0.8)):
+                events.append(
+                    post_event(
+                        post_id,
+                        creator_id=creator,
+                        kind="reel" if p == 0 else "story",
+                        tags=("#AD",),
+                        observed_at=T0 + timedelta(days=1, hours=hours),
+                        reach=int(final[0] * share),
+                        likes=int(final[1] * share),
+                    )
+                )
+            reach, likes = reach + final[0], likes + final[1]
+    # 400 orders of $50 spread over the deals, some redeemed twice under new event ids.
+    for k in range(400):
+        n = k % 35
+        order = order_event(
+            f"ord-{tag}-{k}",
+            promo_code=f"SEED{n}-{tag}",
+            occurred_at=T0 + timedelta(days=2, minutes=k),
+        )
+        events.append(order)
+        if k % 9 == 0:
+            events.append(
+                order_event(
+                    order.data.order_id,
+                    promo_code=order.data.promo_code,
+                    occurred_at=order.data.occurred_at,
+                )
+            )
+    # One refunded order (net zero), one unknown code, one after the attribution window.
+    events.append(order_event(f"ord-{tag}-refunded", promo_code=f"SEED0-{tag}", amount="80.00"))
+    events.append(refund_event(f"ord-{tag}-refunded", promo_code=f"SEED0-{tag}", amount="80.00"))
+    events.append(order_event(f"ord-{tag}-unknown", promo_code=f"NOPE-{tag}"))
+    events.append(
+        order_event(
+            f"ord-{tag}-late", promo_code=f"SEED1-{tag}", occurred_at=T0 + timedelta(days=38)
+        )
+    )
+    # Redeliveries of whole events (same ids).
+    events += rng.sample(events, 60)
+    return events, {"reach": reach, "likes": likes}
+
+
+async def test_seed_arithmetic_through_the_broker(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    campaign = f"cmp-seed-{tag}"
+    events, expected = seed_campaign(tag)
+    await publish(infra.kafka_bootstrap_servers, events)
+    store = PostgresTrackingStore(pool, consumer="test-report")
+
+    async def settled() -> bool:
+        deals = await store.campaign_attributions(campaign)
+        if len(deals) != 35:
+            return False
+        [total] = campaign_report(campaign, deals).totals
+        return (
+            total.performance.revenue == Money.of("20000", "USD")
+            and total.performance.engagement.posts == 70
+        )
+
+    await eventually(settled)
+    report = campaign_report(campaign, await store.campaign_attributions(campaign))
+    [total] = report.totals
+    assert total.performance.spend == Money.of("5000.00", "USD")
+    assert total.performance.revenue == Money.of("20000.00", "USD")
+    assert total.performance.orders == 400
+    assert total.ratios.roas == Decimal("4.0000")
+    assert total.ratios.roi_pct == Decimal("300.00")
+    assert total.performance.engagement.reach == expected["reach"]
+    assert total.performance.engagement.likes == expected["likes"]
+    assert 120_000 <= expected["reach"] <= 140_000 and 12_000 <= expected["likes"] <= 14_000
+    assert len(report.creators) == 35
+
+    orders = {
+        r["order_id"]: (r["status"], r["reason"])
+        for r in await pool.fetch(
+            "SELECT order_id, status, reason FROM tracking_orders WHERE order_id LIKE $1",
+            f"ord-{tag}-%",
+        )
+    }
+    assert orders[f"ord-{tag}-unknown"] == ("unattributed", "unknown_code")
+    assert orders[f"ord-{tag}-late"] == ("unattributed", "outside_window")
+    assert orders[f"ord-{tag}-refunded"] == ("attributed", None)
+
+    # Every deal's reel was confirmed automatically, exactly once.
+    deal_ids = {f"deal-{tag}-{n}" for n in range(35)}
+
+    async def confirmed() -> list[CloudEvent[Any]]:
+        return await events_of(infra, Topic.DELIVERABLES_CONFIRMED, deal_ids)
+
+    async def all_confirmed() -> bool:
+        return len(await confirmed()) >= 35
+
+    await eventually(all_confirmed)
+    confirmations = await confirmed()
+    assert sorted(e.data.deal_id for e in confirmations) == sorted(deal_ids)
+    assert {(e.data.deliverable_id, e.data.confirmed_by) for e in confirmations} == {
+        ("dl-reel", "auto")
+    }
+
+    # The last attribution.updated of each deal carries its stored figures.
+    async def updates() -> dict[str, Any]:
+        last: dict[str, Any] = {}
+        for e in await events_of(infra, Topic.TRACKING_ATTRIBUTION, deal_ids):
+            last[e.data.deal_id] = e.data
+        return last
+
+    async def published() -> bool:
+        last = await updates()
+        return len(last) == 35 and sum(d.revenue.amount for d in last.values()) == 20000
+
+    await eventually(published)
+    last = await updates()
+    assert sum(d.spend.amount for d in last.values()) == Decimal("5000.00")
+    assert sum(d.reach for d in last.values()) == expected["reach"]
+
+    # `creatorflow report campaign` prints the same totals.
+    runner = CliRunner()
+    result = await asyncio.to_thread(
+        runner.invoke,
+        creatorflow,
+        ["report", "campaign", campaign],
+        env={"DATABASE_URL": infra.database_url},
+    )
+    assert result.exit_code == 0, result.output
+    assert "TOTAL USD" in result.output
+    assert "20,000.00" in result.output and "5,000.00" in result.output
+    assert "4.0000" in result.output and "300.00 %" in result.output
+    assert f"{expected['reach']:,}" in result.output
+
+
+async def test_orders_before_their_deal_and_before_their_fx_rate_are_kept_and_then_counted(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    # A random hour in the 1870s-80s: no other test's FX snapshot is in force then, and
+    # ours never become anyone's latest (see tests/unit/tracking/store_contract.py).
+    start = datetime(1870, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 150_000))
+    deal_id, code = f"deal-chf-{tag}", f"CHF-{tag}"
+    order = order_event(
+        f"ord-{tag}", promo_code=code, amount="64.90", occurred_at=start + timedelta(days=2)
+    )
+
+    async def order_row() -> dict[str, Any] | None:
+        row = await pool.fetchrow("SELECT * FROM tracking_orders WHERE order_id = $1", f"ord-{tag}")
+        return None if row is None else dict(row)
+
+    async def status_is(status: str, reason: str | None) -> bool:
+        row = await order_row()
+        return row is not None and (row["status"], row["reason"]) == (status, reason)
+
+    # The snapshot in force at the order has no CHF rate.
+    no_chf = fx_event({"JPY": "151.2"}, as_of=start - timedelta(hours=1), source=f"test-{tag}")
+    await publish(infra.kafka_bootstrap_servers, [no_chf, order])
+    await eventually(lambda: status_is("unattributed", "unknown_code"))
+
+    deal = deal_event(
+        deal_id,
+        campaign_id=f"cmp-{tag}",
+        creator_id=f"cr-{tag}",
+        currency="CHF",
+        fee="400.00",
+        promo_codes=(code,),
+        starts_at=start,
+    )
+    await publish(infra.kafka_bootstrap_servers, [deal])
+    # Attributed, but waiting for a CHF rate at or before the order.
+    await eventually(lambda: status_is("pending_fx", "no_fx_rate"))
+
+    await publish(
+        infra.kafka_bootstrap_servers,
+        [fx_event({"CHF": "0.8812"}, as_of=start, source=f"test-{tag}")],
+    )
+    await eventually(lambda: status_is("attributed", None))
+    row = await order_row()
+    assert row is not None
+    assert row["deal_id"] == deal_id
+    assert row["revenue"] == Decimal("57.19")  # 64.90 x 0.8812 = 57.18988
+    assert row["deal_currency"] == "CHF"
+    assert (row["fx_rate"], row["fx_as_of"], row["fx_source"]) == (
+        Decimal("0.8812"),
+        start,
+        f"test-{tag}",
+    )
+
+    async def last_update() -> Any:
+        updates = await events_of(infra, Topic.TRACKING_ATTRIBUTION, {deal_id})
+        return updates[-1].data if updates else None
+
+    async def revenue_published() -> bool:
+        update = await last_update()
+        return update is not None and update.revenue == Money.of("57.19", "CHF")
+
+    await eventually(revenue_published)
+    update = await last_update()
+    assert update.orders == 1
+    assert update.spend == Money.of("405.72", "CHF")  # 400 + 10 % of 57.19 = 405.719
+
+
+async def test_manual_confirmations_are_remembered_and_never_repeated(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    deal_id, creator = f"deal-{tag}", f"cr-{tag}"
+    deal = deal_event(
+        deal_id, creator_id=creator, deliverables=(("dl-reel", "reel", 1), ("dl-story", "story", 1))
+    )
+    manual = confirmation_event(deal_id, "dl-story", confirmed_by="brand-user-7")
+    await publish(infra.kafka_bootstrap_servers, [manual, deal])
+
+    async def recorded() -> bool:
+        return bool(
+            await pool.fetchval(
+                "SELECT count(*) FROM tracking_confirmations WHERE deal_id = $1", deal_id
+            )
+        )
+
+    await eventually(recorded)
+    posts = [
+        post_event(f"story-{tag}", creator_id=creator, kind="story"),
+        post_event(f"reel-{tag}", creator_id=creator, kind="reel"),
+    ]
+    await publish(infra.kafka_bootstrap_servers, [*posts, manual])
+
+    async def both_confirmed() -> bool:
+        return (
+            await pool.fetchval(
+                "SELECT count(*) FROM tracking_confirmations WHERE deal_id = $1", deal_id
+            )
+            == 2
+        )
+
+    await eventually(both_confirmed)
+    await asyncio.sleep(1.0)  # give the relay time to publish anything it (wrongly) would
+    events = await events_of(infra, Topic.DELIVERABLES_CONFIRMED, {deal_id})
+    mine = [(e.data.deliverable_id, e.data.confirmed_by) for e in events]
+    assert sorted(mine) == [
+        ("dl-reel", "auto"),
+        ("dl-story", "brand-user-7"),
+        ("dl-story", "brand-user-7"),
+    ]
+    rows = await pool.fetch(
+        "SELECT deliverable_id, confirmed_by, post_ids FROM tracking_confirmations "
+        "WHERE deal_id = $1 ORDER BY 1",
+        deal_id,
+    )
+    assert [(r["deliverable_id"], r["confirmed_by"], list(r["post_ids"])) for r in rows] == [
+        ("dl-reel", "auto", [f"reel-{tag}"]),
+        ("dl-story", "brand-user-7", []),
+    ]
+    assert not await pool.fetchval(
+        "SELECT deliverables_open FROM tracking_deals WHERE deal_id = $1", deal_id
+    )
+
+
+async def test_updates_are_coalesced_per_deal_and_conflicting_deals_dead_lettered(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    deal_id, creator = f"deal-{tag}", f"cr-{tag}"
+    deal = deal_event(deal_id, creator_id=creator)
+    snapshots = [
+        post_event(
+            f"post-{tag}",
+            creator_id=creator,
+            observed_at=T0 + timedelta(days=2, minutes=m),
+            likes=m,
+        )
+        for m in range(200)
+    ]
+    conflicting = deal_event(deal_id, creator_id=creator, fee="999.00")
+    await publish(infra.kafka_bootstrap_servers, [deal, *snapshots])
+
+    async def final_likes() -> bool:
+        updates = await events_of(infra, Topic.TRACKING_ATTRIBUTION, {deal_id})
+        return bool(updates) and updates[-1].data.likes == 199
+
+    await eventually(final_likes)
+    updates = await events_of(infra, Topic.TRACKING_ATTRIBUTION, {deal_id})
+    assert len(updates) < 20, f"{len(updates)} updates for 201 events"
+    assert all(u.type == EventType.ATTRIBUTION_UPDATED for u in updates)
+
+    await publish(infra.kafka_bootstrap_servers, [conflicting])
+
+    async def rejected() -> bool:
+        letters = await read_dead_letters(
+            infra.kafka_bootstrap_servers, [dlq_topic(Topic.CAMPAIGN_DEALS)], service=SERVICE
+        )
+        return any(conflicting.id.encode() in letter.value for letter in letters)
+
+    await eventually(rejected)
+    assert await pool.fetchval(
+        "SELECT fee_amount FROM tracking_deals WHERE deal_id = $1", deal_id
+    ) == Decimal("500.00")

@@ -1,0 +1,225 @@
+"""Events and domain values for tracking tests, with unique ids per test run."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from services.tracking.domain.deals import DealTerms
+from services.tracking.messages import deal_terms
+from shared.events import (
+    CloudEvent,
+    DealSigned,
+    Deliverable,
+    DeliverableConfirmed,
+    FxRatesPublished,
+    OrderRedeemed,
+    OrderRefunded,
+    PostMetricsObserved,
+    make_event,
+)
+from shared.kafka import Delivery
+from shared.money import Money
+
+T0 = datetime(2025, 4, 1, tzinfo=UTC)
+SOURCE = "tests/tracking"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def deal_event(
+    deal_id: str,
+    *,
+    campaign_id: str = "cmp-1",
+    creator_id: str = "cr-1",
+    fee: str = "500.00",
+    currency: str = "USD",
+    commission_rate: str = "0.10",
+    promo_codes: tuple[str, ...] = ("CODE10",),
+    deliverables: tuple[tuple[str, str, int], ...] = (("dl-1", "reel", 1),),
+    required_tags: tuple[str, ...] = ("#ad",),
+    starts_at: datetime = T0,
+    days: int = 30,
+    window_days: int = 7,
+    time: datetime = T0,
+    event_id: str | None = None,
+) -> CloudEvent[Any]:
+    return make_event(
+        DealSigned(
+            deal_id=deal_id,
+            campaign_id=campaign_id,
+            brand_id="br-1",
+            creator_id=creator_id,
+            fee=Money.of(fee, currency),
+            commission_rate=Decimal(commission_rate),
+            promo_codes=promo_codes,
+            deliverables=tuple(
+                Deliverable(
+                    deliverable_id=i,
+                    kind=kind,  # type: ignore[arg-type]
+                    count=count,
+                    due_by=starts_at + timedelta(days=n + 1),
+                )
+                for n, (i, kind, count) in enumerate(deliverables)
+            ),
+            required_tags=required_tags,
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(days=days),
+            attribution_window_days=window_days,
+        ),
+        source=SOURCE,
+        id=event_id,
+        time=time,
+    )
+
+
+def terms(**kwargs: Any) -> DealTerms:
+    deal_id = kwargs.pop("deal_id", "deal-1")
+    return deal_terms(deal_event(deal_id, **kwargs))
+
+
+def post_event(
+    post_id: str,
+    *,
+    creator_id: str = "cr-1",
+    deal_id: str | None = None,
+    kind: str = "reel",
+    tags: tuple[str, ...] = ("#ad",),
+    caption: str | None = None,
+    posted_at: datetime = T0 + timedelta(days=1),
+    observed_at: datetime = T0 + timedelta(days=2),
+    likes: int = 100,
+    comments: int = 10,
+    shares: int = 5,
+    saves: int = 3,
+    views: int = 2000,
+    impressions: int = 3000,
+    reach: int = 1500,
+    followers: int = 10_000,
+    event_id: str | None = None,
+) -> CloudEvent[Any]:
+    return make_event(
+        PostMetricsObserved(
+            post_id=post_id,
+            creator_id=creator_id,
+            platform="instagram",
+            kind=kind,  # type: ignore[arg-type]
+            deal_id=deal_id,
+            caption=caption,
+            tags=tags,
+            posted_at=posted_at,
+            observed_at=observed_at,
+            likes=likes,
+            comments=comments,
+            shares=shares,
+            saves=saves,
+            views=views,
+            impressions=impressions,
+            reach=reach,
+            followers=followers,
+        ),
+        source=SOURCE,
+        id=event_id,
+        time=observed_at,
+    )
+
+
+def order_event(
+    order_id: str,
+    *,
+    promo_code: str = "CODE10",
+    amount: str = "50.00",
+    currency: str = "USD",
+    occurred_at: datetime = T0 + timedelta(days=3),
+    event_id: str | None = None,
+) -> CloudEvent[Any]:
+    return make_event(
+        OrderRedeemed(
+            order_id=order_id,
+            promo_code=promo_code,
+            amount=Money.of(amount, currency),
+            occurred_at=occurred_at,
+        ),
+        source=SOURCE,
+        id=event_id,
+        time=occurred_at,
+    )
+
+
+def refund_event(
+    order_id: str,
+    *,
+    promo_code: str = "CODE10",
+    amount: str = "50.00",
+    currency: str = "USD",
+    occurred_at: datetime = T0 + timedelta(days=5),
+    event_id: str | None = None,
+) -> CloudEvent[Any]:
+    return make_event(
+        OrderRefunded(
+            order_id=order_id,
+            promo_code=promo_code,
+            amount=Money.of(amount, currency),
+            occurred_at=occurred_at,
+        ),
+        source=SOURCE,
+        id=event_id,
+        time=occurred_at,
+    )
+
+
+def fx_event(
+    rates: dict[str, str],
+    *,
+    base: str = "USD",
+    as_of: datetime = T0,
+    source: str = "ecb",
+    event_id: str | None = None,
+) -> CloudEvent[Any]:
+    return make_event(
+        FxRatesPublished(
+            base=base,
+            rates={code: Decimal(rate) for code, rate in rates.items()},
+            as_of=as_of,
+            source=source,
+        ),
+        source=SOURCE,
+        id=event_id,
+        time=as_of,
+    )
+
+
+def confirmation_event(
+    deal_id: str,
+    deliverable_id: str,
+    *,
+    post_id: str | None = None,
+    confirmed_by: str = "brand-user-1",
+    confirmed_at: datetime = T0 + timedelta(days=4),
+    event_id: str | None = None,
+) -> CloudEvent[Any]:
+    return make_event(
+        DeliverableConfirmed(
+            deal_id=deal_id,
+            deliverable_id=deliverable_id,
+            post_id=post_id,
+            confirmed_by=confirmed_by,
+            confirmed_at=confirmed_at,
+        ),
+        source=SOURCE,
+        id=event_id,
+        time=confirmed_at,
+    )
+
+
+def delivered(
+    events: list[CloudEvent[Any]], *, offset: int = 0
+) -> list[tuple[CloudEvent[Any], Delivery]]:
+    """Pair events with made-up deliveries (topic "test", offsets from `offset`)."""
+    return [
+        (event, Delivery("test", 0, offset + n, None, b"", ())) for n, event in enumerate(events)
+    ]

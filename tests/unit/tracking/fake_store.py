@@ -1,0 +1,275 @@
+"""An in-memory implementation of the tracking store port, for unit and property tests.
+
+It follows the port's docstrings with plain Python collections; the contract tests run the
+same suite against it and the PostgreSQL adapter.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement
+from services.tracking.domain.deals import DealTerms
+from services.tracking.domain.deliverables import Confirmation, DeliverableState
+from services.tracking.domain.orders import Order, OrderOutcome, OrderStatus, Refund
+from services.tracking.domain.posts import PostSnapshot, merge_snapshot
+from services.tracking.store.port import DealsAdded, OrderContext
+from shared.events import CloudEvent
+from shared.kafka import Delivery
+from shared.money import FxSnapshot, Money
+
+
+@dataclass
+class FakeState:
+    processed: set[str] = field(default_factory=set)
+    deals: dict[str, DealTerms] = field(default_factory=dict)
+    closed: set[str] = field(default_factory=set)
+    snapshots: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
+    posts: dict[str, PostSnapshot] = field(default_factory=dict)
+    memberships: set[tuple[str, str]] = field(default_factory=set)
+    orders: dict[str, Order] = field(default_factory=dict)
+    outcomes: dict[str, OrderOutcome] = field(default_factory=dict)
+    refunds: set[Refund] = field(default_factory=set)
+    confirmations: dict[tuple[str, str], Confirmation] = field(default_factory=dict)
+    attributions: dict[str, DealAttribution] = field(default_factory=dict)
+    outbox: list[CloudEvent[Any]] = field(default_factory=list)
+
+    def snapshot(self) -> FakeState:
+        """A copy to roll back to; the values held are immutable, so copying containers is
+        enough."""
+        return FakeState(**{f.name: copy.copy(getattr(self, f.name)) for f in fields(self)})
+
+
+class FakeTrackingStore:
+    def __init__(self) -> None:
+        self.state = FakeState()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeTrackingTx]:
+        saved = self.state.snapshot()
+        try:
+            yield FakeTrackingTx(self.state)
+        except BaseException:
+            self.state = saved
+            raise
+
+    async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
+        return sorted(
+            (a for a in self.state.attributions.values() if a.campaign_id == campaign_id),
+            key=lambda a: a.deal_id,
+        )
+
+
+class FakeTrackingTx:
+    def __init__(self, state: FakeState) -> None:
+        self.s = state
+
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[str]:
+        fresh = {e.id for e, _ in events} - self.s.processed
+        self.s.processed |= fresh
+        return fresh
+
+    async def add_deals(self, deals: Sequence[DealTerms]) -> DealsAdded:
+        added, repeated, conflicting = [], set(), set()
+        for deal in deals:
+            known = self.s.deals.get(deal.deal_id)
+            if known is None:
+                self.s.deals[deal.deal_id] = deal
+                added.append(deal)
+            elif known.same_terms(deal):
+                repeated.add(deal.deal_id)
+                if deal.signed_at < known.signed_at:
+                    self.s.deals[deal.deal_id] = deal
+            else:
+                conflicting.add(deal.deal_id)
+        return DealsAdded(added, repeated, conflicting)
+
+    async def add_fx_snapshots(
+        self, snapshots: Sequence[tuple[FxSnapshot, str]]
+    ) -> list[FxSnapshot]:
+        new = []
+        for snapshot, _ in snapshots:
+            key = (snapshot.base, snapshot.as_of, snapshot.source)
+            if key not in self.s.snapshots:
+                self.s.snapshots[key] = snapshot
+                new.append(snapshot)
+        return new
+
+    async def upsert_posts(self, posts: Sequence[PostSnapshot]) -> list[PostSnapshot]:
+        stored = []
+        for post in posts:
+            current = self.s.posts.get(post.post_id)
+            merged = merge_snapshot(current, post)
+            if merged != current:
+                self.s.posts[post.post_id] = merged
+                stored.append(merged)
+        return stored
+
+    async def deals_of_creators(self, creator_ids: Collection[str]) -> list[DealTerms]:
+        return [d for d in self.s.deals.values() if d.creator_id in creator_ids]
+
+    async def posts_of_creators(self, creator_ids: Collection[str]) -> list[PostSnapshot]:
+        return [p for p in self.s.posts.values() if p.creator_id in creator_ids]
+
+    async def replace_memberships(
+        self, post_ids: Collection[str], pairs: Collection[tuple[str, str]]
+    ) -> set[str]:
+        gone = {m for m in self.s.memberships if m[1] in post_ids}
+        self.s.memberships -= gone
+        self.s.memberships |= set(pairs)
+        return {deal_id for deal_id, _ in gone | set(pairs)}
+
+    async def add_memberships(self, pairs: Collection[tuple[str, str]]) -> set[str]:
+        new = set(pairs) - self.s.memberships
+        self.s.memberships |= new
+        return {deal_id for deal_id, _ in new}
+
+    async def add_orders(self, orders: Sequence[Order]) -> set[str]:
+        new = set()
+        for order in orders:
+            if order.order_id not in self.s.orders:
+                self.s.orders[order.order_id] = order
+                new.add(order.order_id)
+        return new
+
+    async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:
+        new = set(refunds) - self.s.refunds
+        self.s.refunds |= new
+        return {r.order_id for r in new}
+
+    def _snapshot_at(self, when: datetime) -> FxSnapshot | None:
+        eligible = [s for s in self.s.snapshots.values() if s.as_of <= when]
+        if not eligible:
+            return None
+        # Latest as_of, then the smallest source name (shared.fx_store.snapshot_at).
+        return max(sorted(eligible, key=lambda s: s.source), key=lambda s: s.as_of)
+
+    async def orders_to_evaluate(
+        self,
+        order_ids: Collection[str],
+        promo_codes: Collection[str],
+        converted_since: datetime | None,
+    ) -> list[OrderContext]:
+        contexts = []
+        for order in self.s.orders.values():
+            current = self.s.outcomes.get(order.order_id)
+            converted = current is not None and (
+                current.status is OrderStatus.PENDING_FX
+                or (current.fx is not None and current.fx.as_of is not None)
+            )
+            if not (
+                order.order_id in order_ids
+                or order.promo_code in promo_codes
+                or (
+                    converted_since is not None
+                    and order.occurred_at >= converted_since
+                    and converted
+                )
+            ):
+                continue
+            contexts.append(
+                OrderContext(
+                    order=order,
+                    refunds=tuple(r for r in self.s.refunds if r.order_id == order.order_id),
+                    candidates=tuple(
+                        d for d in self.s.deals.values() if order.promo_code in d.promo_codes
+                    ),
+                    snapshot=self._snapshot_at(order.occurred_at),
+                    current=current,
+                )
+            )
+        return contexts
+
+    async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None:
+        for outcome in outcomes:
+            self.s.outcomes[outcome.order_id] = outcome
+
+    async def add_manual_confirmations(self, confirmations: Sequence[Confirmation]) -> set[str]:
+        return {c.deal_id for c in self._insert(confirmations)}
+
+    async def add_auto_confirmations(
+        self, confirmations: Sequence[Confirmation]
+    ) -> list[Confirmation]:
+        return self._insert(confirmations)
+
+    def _insert(self, confirmations: Sequence[Confirmation]) -> list[Confirmation]:
+        stored = []
+        for c in confirmations:
+            key = (c.deal_id, c.deliverable_id)
+            if key not in self.s.confirmations:
+                self.s.confirmations[key] = c
+                stored.append(c)
+        return stored
+
+    async def deal_facts(self, deal_ids: Collection[str]) -> list[DealFacts]:
+        facts = []
+        for deal_id in deal_ids:
+            deal = self.s.deals.get(deal_id)
+            if deal is None:
+                continue
+            posts = [self.s.posts[p] for d, p in self.s.memberships if d == deal_id]
+            engagement = sum((Engagement.of_post(p) for p in posts), Engagement())
+            outcomes = [o for o in self.s.outcomes.values() if o.deal_id == deal_id]
+            revenue = Money.zero(deal.currency)
+            times = [deal.signed_at] + [p.observed_at for p in posts]
+            orders = 0
+            for o in outcomes:
+                net = o.net_revenue
+                if net is None:
+                    continue
+                revenue = revenue + net
+                orders += o.counts_as_order
+                times.append(self.s.orders[o.order_id].occurred_at)
+                if o.last_refund_at is not None:
+                    times.append(o.last_refund_at)
+            facts.append(
+                DealFacts(
+                    deal_id=deal.deal_id,
+                    campaign_id=deal.campaign_id,
+                    creator_id=deal.creator_id,
+                    fee=deal.fee,
+                    commission_rate=deal.commission_rate,
+                    engagement=engagement,
+                    orders=orders,
+                    revenue=revenue,
+                    pending_fx_orders=sum(o.status is OrderStatus.PENDING_FX for o in outcomes),
+                    as_of=max(times),
+                )
+            )
+        return facts
+
+    async def save_attributions(
+        self, attributions: Sequence[DealAttribution]
+    ) -> list[DealAttribution]:
+        changed = []
+        for a in attributions:
+            if self.s.attributions.get(a.deal_id) != a:
+                self.s.attributions[a.deal_id] = a
+                changed.append(a)
+        return changed
+
+    async def open_deliverables(self, deal_ids: Collection[str]) -> list[DeliverableState]:
+        states = []
+        for deal_id in deal_ids:
+            deal = self.s.deals.get(deal_id)
+            if deal is None or deal_id in self.s.closed:
+                continue
+            posts = tuple(self.s.posts[p] for d, p in self.s.memberships if d == deal_id)
+            confirmed = {
+                c.deliverable_id: c.post_ids
+                for c in self.s.confirmations.values()
+                if c.deal_id == deal_id
+            }
+            states.append(DeliverableState(deal, posts, confirmed))
+        return states
+
+    async def close_deals(self, deal_ids: Collection[str]) -> None:
+        self.s.closed |= set(deal_ids)
+
+    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
+        self.s.outbox.extend(events)

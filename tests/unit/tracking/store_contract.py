@@ -1,0 +1,288 @@
+"""The tracking store contract: one suite, run against the in-memory fake (unit tests) and
+the PostgreSQL adapter (integration tests). Subclasses provide the `store` fixture.
+
+Ids are unique per test and times lie in a random hour of the 19th century, because the
+PostgreSQL database (and its shared FX table) is shared by the whole test session: no other
+test's FX snapshot can be in force then, and ours are never anyone's latest.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from services.tracking.domain.attribution import attribute
+from services.tracking.domain.deliverables import AUTO, Confirmation
+from services.tracking.domain.orders import (
+    Order,
+    OrderReason,
+    OrderStatus,
+    Refund,
+    evaluate_order,
+)
+from services.tracking.domain.posts import PostSnapshot
+from services.tracking.messages import deal_terms, post_snapshot
+from services.tracking.store.port import TrackingStore
+from shared.money import FxSnapshot, Money
+from tests.unit.tracking.builders import deal_event, delivered, order_event, post_event
+
+
+class Ids:
+    """Unique names and a unique time base for one test."""
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex[:10]
+        self.t0 = datetime(1800, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 600_000))
+
+    def __call__(self, name: str) -> str:
+        return f"{name}-{self.tag}"
+
+    def at(self, **delta: float) -> datetime:
+        return self.t0 + timedelta(**delta)
+
+
+@pytest.fixture
+def ids() -> Ids:
+    return Ids()
+
+
+class StoreContract:
+    @pytest.fixture
+    def store(self) -> TrackingStore:
+        raise NotImplementedError
+
+    async def test_claim_returns_only_first_sightings(self, store: TrackingStore, ids: Ids) -> None:
+        events = [order_event(ids("o1")), order_event(ids("o2"))]
+        async with store.transaction() as tx:
+            assert await tx.claim(delivered(events)) == {e.id for e in events}
+        more = [events[1], order_event(ids("o3"))]
+        async with store.transaction() as tx:
+            assert await tx.claim(delivered(more)) == {more[1].id}
+
+    async def test_a_failed_transaction_leaves_nothing_behind(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        event = order_event(ids("o"))
+        deal = deal_terms(deal_event(ids("deal"), creator_id=ids("cr")))
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await tx.claim(delivered([event]))
+                await tx.add_deals([deal])
+                raise RuntimeError("boom")
+        async with store.transaction() as tx:
+            assert await tx.claim(delivered([event])) == {event.id}
+            assert await tx.deals_of_creators([ids("cr")]) == []
+
+    async def test_deals_are_stored_once_and_conflicting_terms_reported(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        first = deal_terms(deal_event(ids("deal"), creator_id=ids("cr"), time=ids.at(hours=2)))
+        resent = deal_terms(deal_event(ids("deal"), creator_id=ids("cr"), time=ids.at(hours=1)))
+        changed = deal_terms(deal_event(ids("deal"), creator_id=ids("cr"), fee="999.00"))
+        async with store.transaction() as tx:
+            added = await tx.add_deals([first])
+            assert (added.added, added.repeated, added.conflicting) == ([first], set(), set())
+        async with store.transaction() as tx:
+            again = await tx.add_deals([resent])
+            assert (again.added, again.repeated, again.conflicting) == ([], {first.deal_id}, set())
+            clash = await tx.add_deals([changed])
+            assert clash.conflicting == {first.deal_id}
+            # Round trip, keeping the earliest announcement of the same terms.
+            assert await tx.deals_of_creators([ids("cr")]) == [resent]
+
+    async def test_posts_keep_their_latest_snapshot(self, store: TrackingStore, ids: Ids) -> None:
+        def snap(observed_hours: int, event_id: str, likes: int) -> PostSnapshot:
+            return post_snapshot(
+                post_event(
+                    ids("p"),
+                    creator_id=ids("cr"),
+                    caption="with #AD and @Brand",
+                    posted_at=ids.at(),
+                    observed_at=ids.at(hours=observed_hours),
+                    likes=likes,
+                    event_id=event_id,
+                )
+            )
+
+        middle, old, tie = snap(5, "e-5", 50), snap(2, "e-9", 20), snap(5, "e-6", 60)
+        async with store.transaction() as tx:
+            assert await tx.upsert_posts([middle]) == [middle]
+            assert await tx.upsert_posts([old]) == []
+            assert await tx.upsert_posts([tie]) == [tie]
+            assert await tx.upsert_posts([middle]) == []
+            assert await tx.posts_of_creators([ids("cr")]) == [tie]
+            # An older snapshot still adds the tags it carried.
+            older = post_snapshot(
+                post_event(
+                    ids("p"),
+                    creator_id=ids("cr"),
+                    tags=("#Late",),
+                    posted_at=ids.at(),
+                    observed_at=ids.at(hours=1),
+                    likes=1,
+                )
+            )
+            merged = replace(tie, tags=tie.tags | {"#late"})
+            assert await tx.upsert_posts([older]) == [merged]
+            assert await tx.posts_of_creators([ids("cr")]) == [merged]
+
+    async def test_memberships_are_replaced_per_post(self, store: TrackingStore, ids: Ids) -> None:
+        d1, d2, p1, p2 = ids("d1"), ids("d2"), ids("p1"), ids("p2")
+        async with store.transaction() as tx:
+            assert await tx.add_memberships({(d1, p1), (d1, p2)}) == {d1}
+            assert await tx.add_memberships({(d1, p1)}) == set()
+            assert await tx.replace_memberships({p1}, {(d2, p1)}) == {d1, d2}
+            assert await tx.replace_memberships({p2}, set()) == {d1}
+            assert await tx.replace_memberships(set(), set()) == set()
+
+    async def test_orders_and_refunds_are_deduplicated_on_business_keys(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        order = Order(ids("o"), ids("CODE"), Money.of("10.00", "USD"), ids.at(hours=1))
+        twin = Order(ids("o"), ids("CODE"), Money.of("99.00", "USD"), ids.at(hours=2))
+        refund = Refund(ids("o"), Money.of("4.00", "USD"), ids.at(hours=3))
+        async with store.transaction() as tx:
+            assert await tx.add_orders([order]) == {order.order_id}
+            assert await tx.add_orders([twin]) == set()
+            assert await tx.add_refunds({refund}) == {order.order_id}
+            assert await tx.add_refunds({refund}) == set()
+            [context] = await tx.orders_to_evaluate({order.order_id}, set(), None)
+        assert context.order == order
+        assert context.refunds == (refund,)
+        assert context.current is None
+
+    async def test_orders_to_evaluate_brings_everything_an_outcome_depends_on(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        code = ids("CODE")
+        deal = deal_terms(
+            deal_event(
+                ids("deal"),
+                creator_id=ids("cr"),
+                currency="EUR",
+                fee="100.00",
+                promo_codes=(code,),
+                starts_at=ids.at(),
+            )
+        )
+        order = Order(ids("o"), code, Money.of("64.90", "USD"), ids.at(hours=10))
+        jpy_only = FxSnapshot("USD", {"JPY": Decimal("151")}, ids.at(hours=1), "ecb")
+        with_eur = FxSnapshot("USD", {"EUR": Decimal("0.9215")}, ids.at(hours=2), "ecb")
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            await tx.add_orders([order])
+            assert await tx.add_fx_snapshots([(jpy_only, ids("fx1"))]) == [jpy_only]
+            assert await tx.add_fx_snapshots([(jpy_only, ids("fx1"))]) == []
+            [context] = await tx.orders_to_evaluate(set(), {code}, None)
+            assert context.candidates == (deal,)
+            assert context.snapshot == jpy_only
+            pending = evaluate_order(order, context.refunds, context.candidates, context.snapshot)
+            assert pending.reason is OrderReason.NO_FX_RATE
+            await tx.save_order_outcomes([pending])
+            [context] = await tx.orders_to_evaluate({order.order_id}, set(), None)
+            assert context.current == pending
+
+            # A snapshot closer to occurred_at brings the waiting order back.
+            assert await tx.add_fx_snapshots([(with_eur, ids("fx2"))]) == [with_eur]
+            [context] = await tx.orders_to_evaluate(set(), set(), with_eur.as_of)
+            assert context.snapshot == with_eur
+            converted = evaluate_order(order, (), context.candidates, context.snapshot)
+            assert converted.status is OrderStatus.ATTRIBUTED
+            await tx.save_order_outcomes([converted])
+            [context] = await tx.orders_to_evaluate(set(), set(), ids.at(hours=2))
+            assert context.current == converted
+            # Orders before the new snapshot's time are not affected by it.
+            assert await tx.orders_to_evaluate(set(), set(), ids.at(hours=11)) == []
+
+    async def test_deal_facts_sum_member_posts_and_counted_orders(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        code = ids("CODE")
+        deal = deal_terms(
+            deal_event(
+                ids("deal"),
+                campaign_id=ids("cmp"),
+                creator_id=ids("cr"),
+                promo_codes=(code,),
+                fee="100.00",
+                commission_rate="0.10",
+                starts_at=ids.at(),
+                time=ids.at(),
+            )
+        )
+        posts = [
+            post_snapshot(
+                post_event(
+                    ids(f"p{n}"),
+                    creator_id=ids("cr"),
+                    posted_at=ids.at(hours=1),
+                    observed_at=ids.at(hours=2 + n),
+                    likes=10 * (n + 1),
+                    followers=1000 * n,
+                )
+            )
+            for n in range(3)
+        ]
+        kept = Order(ids("o1"), code, Money.of("300.00", "USD"), ids.at(hours=3))
+        refunded = Order(ids("o2"), code, Money.of("50.00", "USD"), ids.at(hours=4))
+        refund = Refund(refunded.order_id, Money.of("50.00", "USD"), ids.at(hours=9))
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            await tx.upsert_posts(posts)
+            await tx.add_memberships({(deal.deal_id, p.post_id) for p in posts})
+            await tx.add_orders([kept, refunded])
+            await tx.save_order_outcomes(
+                [
+                    evaluate_order(kept, (), [deal], None),
+                    evaluate_order(refunded, [refund], [deal], None),
+                ]
+            )
+            [facts] = await tx.deal_facts({deal.deal_id, ids("unknown")})
+        assert facts.engagement.posts == 3
+        assert facts.engagement.likes == 60
+        assert facts.engagement.rated_posts == 2
+        assert facts.orders == 1
+        assert facts.revenue == Money.of("300.00", "USD")
+        assert facts.as_of == ids.at(hours=9)
+        result = attribute(facts)
+        assert result.performance.spend == Money.of("130.00", "USD")
+
+        async with store.transaction() as tx:
+            assert await tx.save_attributions([result]) == [result]
+            assert await tx.save_attributions([result]) == []
+        assert await store.campaign_attributions(ids("cmp")) == [result]
+
+    async def test_confirmations_happen_once_per_deliverable(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        deal = deal_terms(
+            deal_event(
+                ids("deal"),
+                creator_id=ids("cr"),
+                deliverables=(("dl-1", "reel", 1), ("dl-2", "story", 2)),
+            )
+        )
+        post = post_snapshot(post_event(ids("p"), creator_id=ids("cr")))
+        at = ids.at()
+        auto = Confirmation(deal.deal_id, "dl-1", (post.post_id,), AUTO, at)
+        manual = Confirmation(deal.deal_id, "dl-1", (), "brand-user", at)
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            await tx.upsert_posts([post])
+            await tx.add_memberships({(deal.deal_id, post.post_id)})
+            assert await tx.add_auto_confirmations([auto]) == [auto]
+            assert await tx.add_manual_confirmations([manual]) == set()
+            assert await tx.add_auto_confirmations([auto]) == []
+            other = Confirmation(deal.deal_id, "dl-2", (), "brand-user", at)
+            assert await tx.add_manual_confirmations([other]) == {deal.deal_id}
+            [state] = await tx.open_deliverables({deal.deal_id})
+            assert state.deal == deal
+            assert state.posts == (post,)
+            assert dict(state.confirmed) == {"dl-1": (post.post_id,), "dl-2": ()}
+            await tx.close_deals({deal.deal_id})
+            assert await tx.open_deliverables({deal.deal_id}) == []

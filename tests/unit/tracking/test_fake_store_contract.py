@@ -1,0 +1,17 @@
+"""The store contract against the in-memory fake."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.tracking.store.port import TrackingStore
+from tests.unit.tracking.fake_store import FakeTrackingStore
+from tests.unit.tracking.store_contract import StoreContract, ids
+
+__all__ = ["ids"]
+
+
+class TestFakeStore(StoreContract):
+    @pytest.fixture
+    def store(self) -> TrackingStore:
+        return FakeTrackingStore()

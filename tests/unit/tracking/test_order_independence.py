@@ -1,0 +1,264 @@
+"""Order independence: the same multiset of events (with ~30 % redeliveries), in any order
+and any split into batches, yields the same attribution, order outcomes and confirmations.
+
+Runs the real use case (services.tracking.batch.apply_batch) on the in-memory store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.tracking.batch import apply_batch
+from services.tracking.messages import attribution_event
+from shared.events import CloudEvent, EventType, decode, encode, spec_for_type
+from tests.unit.tracking.builders import (
+    T0,
+    confirmation_event,
+    deal_event,
+    delivered,
+    fx_event,
+    order_event,
+    post_event,
+    refund_event,
+)
+from tests.unit.tracking.fake_store import FakeTrackingStore
+
+NOW = T0 + timedelta(days=100)
+
+
+def deals() -> list[CloudEvent[Any]]:
+    return [
+        deal_event(
+            "deal-1",
+            creator_id="cr-a",
+            promo_codes=("SHARED", "ONE"),
+            deliverables=(
+                ("dl-reel", "reel", 1),
+                ("dl-stories", "story", 2),
+                ("dl-story", "story", 1),
+                ("dl-vid", "video", 1),
+            ),
+            commission_rate="0.10",
+            days=20,
+            window_days=5,
+        ),
+        deal_event(
+            "deal-2",
+            creator_id="cr-a",
+            currency="EUR",
+            fee="300.00",
+            promo_codes=("TWO",),
+            deliverables=(("dl-post", "post", 1), ("dl-vid", "video", 1)),
+            required_tags=("#ad", "#brand"),
+            starts_at=T0 + timedelta(days=10),
+            days=20,
+            commission_rate="0.15",
+        ),
+        deal_event(
+            "deal-3",
+            creator_id="cr-b",
+            fee="0.00",
+            promo_codes=("SHARED",),
+            deliverables=(("dl-reel", "reel", 2),),
+            starts_at=T0 + timedelta(days=15),
+            days=10,
+            window_days=0,
+        ),
+    ]
+
+
+# A post's creator, kind, deal and posting time are fixed; its metrics grow and its tags
+# may differ between snapshots.
+identities = st.tuples(
+    st.sampled_from(["cr-a", "cr-a", "cr-b"]),
+    st.sampled_from(["story", "story", "reel", "post"]),
+    st.sampled_from([None, None, "deal-1", "deal-2"]),
+    st.integers(-2, 32),
+)
+snapshots = st.tuples(
+    st.integers(0, 5),
+    st.sampled_from([("#ad",), ("#ad",), ("#AD", "#Brand"), ()]),
+    st.integers(0, 48),
+    st.integers(0, 5000),
+    st.integers(0, 20_000),
+)
+
+
+def post_events(
+    ids: list[tuple[str, str, str | None, int]],
+    specs: list[tuple[int, tuple[str, ...], int, int, int]],
+) -> list[CloudEvent[Any]]:
+    events = []
+    for n, tags, seen, likes, followers in specs:
+        creator, kind, deal, day = ids[n]
+        events.append(
+            post_event(
+                f"post-{n}",
+                creator_id=creator,
+                kind=kind,
+                deal_id=deal,
+                tags=tags,
+                posted_at=T0 + timedelta(days=day),
+                observed_at=T0 + timedelta(days=day, hours=seen),
+                likes=likes,
+                comments=likes // 10,
+                shares=likes // 20,
+                impressions=likes * 30,
+                reach=likes * 12,
+                followers=followers,
+            )
+        )
+    return events
+
+
+orders = st.tuples(
+    st.sampled_from(["SHARED", "ONE", "TWO", "NOPE"]),
+    st.sampled_from(["10.00", "64.90", "199.99", "0.00"]),
+    st.sampled_from(["USD", "EUR"]),
+    st.integers(-2, 40),
+    st.sampled_from([None, "all", "part"]),
+)
+
+fx = st.tuples(st.integers(-3, 30), st.sampled_from(["0.9215", "0.95", "1.1"]))
+
+
+def order_events(specs: list[tuple[str, str, str, int, str | None]]) -> list[CloudEvent[Any]]:
+    events = []
+    for n, (code, amount, currency, day, refund) in enumerate(specs):
+        at = T0 + timedelta(days=day, hours=n)
+        events.append(
+            order_event(
+                f"ord-{n}", promo_code=code, amount=amount, currency=currency, occurred_at=at
+            )
+        )
+        if refund is not None:
+            part = amount if refund == "all" else "5.00"
+            events.append(
+                refund_event(
+                    f"ord-{n}", amount=part, currency=currency, occurred_at=at + timedelta(days=1)
+                )
+            )
+    return events
+
+
+def fx_events(specs: list[tuple[int, str]]) -> list[CloudEvent[Any]]:
+    unique = {day: rate for day, rate in specs}  # one snapshot per as_of
+    return [fx_event({"EUR": rate}, as_of=T0 + timedelta(days=day)) for day, rate in unique.items()]
+
+
+def manual_confirmations(count: int) -> list[CloudEvent[Any]]:
+    # Only deliverables no post can fulfil (videos), so manual and automatic never race.
+    targets = [("deal-1", "dl-vid"), ("deal-2", "dl-vid"), ("deal-404", "dl-x")]
+    return [confirmation_event(deal, dl, confirmed_by="brand-user") for deal, dl in targets[:count]]
+
+
+def run(batches: list[list[CloudEvent[Any]]]) -> FakeTrackingStore:
+    store = FakeTrackingStore()
+
+    async def main() -> None:
+        offset = 0
+        for batch in batches:
+            async with store.transaction() as tx:
+                await apply_batch(tx, delivered(batch, offset=offset), now=NOW)
+            offset += len(batch)
+
+    asyncio.run(main())
+    return store
+
+
+def final_state(store: FakeTrackingStore) -> dict[str, Any]:
+    s = store.state
+    return {
+        "attributions": s.attributions,
+        "outcomes": s.outcomes,
+        "confirmed": set(s.confirmations),
+        "memberships": s.memberships,
+    }
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    identities=st.lists(identities, min_size=6, max_size=6),
+    posts=st.lists(snapshots, max_size=12),
+    orders=st.lists(orders, max_size=8),
+    fx=st.lists(fx, max_size=3),
+    manual=st.integers(0, 3),
+    data=st.data(),
+)
+def test_any_order_and_batching_gives_the_same_attribution(
+    identities: list[tuple[str, str, str | None, int]],
+    posts: list[tuple[int, tuple[str, ...], int, int, int]],
+    orders: list[tuple[str, str, str, int, str | None]],
+    fx: list[tuple[int, str]],
+    manual: int,
+    data: st.DataObject,
+) -> None:
+    events = (
+        deals()
+        + post_events(identities, posts)
+        + order_events(orders)
+        + fx_events(fx)
+        + manual_confirmations(manual)
+    )
+    duplicates = data.draw(
+        st.lists(
+            st.sampled_from(events), min_size=len(events) * 3 // 10, max_size=len(events) * 3 // 10
+        )
+    )
+    shuffled = data.draw(st.permutations(events + duplicates))
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(shuffled) - 1)), max_size=6)))
+    batches = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
+
+    reference = run([events])
+    replayed = run(batches)
+
+    assert final_state(replayed) == final_state(reference)
+    assert set(replayed.state.attributions) == {"deal-1", "deal-2", "deal-3"}
+
+    # The last attribution.updated of each deal carries its final figures.
+    last: dict[str, Any] = {}
+    confirmations: Counter[tuple[str, str]] = Counter()
+    for event in replayed.state.outbox:
+        # What is published passes the consumers' own validation.
+        spec = spec_for_type(event.type)
+        assert decode(spec.topic, encode(event)) == event
+        if event.type == EventType.ATTRIBUTION_UPDATED:
+            last[event.data.deal_id] = event.data
+        else:
+            confirmations[(event.data.deal_id, event.data.deliverable_id)] += 1
+            assert event.data.confirmed_by == "auto"
+    assert last == {
+        deal_id: attribution_event(a, now=NOW).data
+        for deal_id, a in replayed.state.attributions.items()
+    }
+    # Never confirmed twice, and never re-announced when a brand confirmed it first.
+    assert all(n == 1 for n in confirmations.values())
+    manual_keys = {("deal-1", "dl-vid"), ("deal-2", "dl-vid")}
+    assert not manual_keys & set(confirmations)
+
+
+def test_redelivering_everything_changes_nothing_and_publishes_nothing() -> None:
+    events = [
+        *deals(),
+        post_event("post-1", creator_id="cr-a"),
+        *order_events([("ONE", "64.90", "USD", 3, None), ("TWO", "10.00", "USD", 12, "part")]),
+        *fx_events([(0, "0.9215")]),
+    ]
+    store = run([events])
+    before = final_state(store)
+    published = len(store.state.outbox)
+
+    async def again() -> None:
+        async with store.transaction() as tx:
+            result = await apply_batch(tx, delivered(events), now=NOW)
+            assert result.applied == 0
+
+    asyncio.run(again())
+    assert final_state(store) == before
+    assert len(store.state.outbox) == published
