@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,22 +27,49 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_demo_runs_the_smoke_flow_and_stops_everything(tmp_path: Path) -> None:
-    env = {**os.environ, "CREATORFLOW_DATA_DIR": str(tmp_path), "COLUMNS": "120"}
-    result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "demo"],
+def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CREATORFLOW_DATA_DIR": str(tmp_path), "COLUMNS": "160"}
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", "demo", *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=400,
     )
+
+
+def test_demo_plays_a_campaign_whose_figures_match_the_ground_truth(tmp_path: Path) -> None:
+    summary_file = tmp_path / "summary.json"
+    hires = 12
+    result = _demo(
+        tmp_path, "--creators", "1200", "--hires", str(hires), "--summary-json", str(summary_file)
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    out = result.stdout
+    for heading in ("Shortlist for", "Attribution per creator", "Creator payouts", "Summary"):
+        assert heading in out
+    assert "every figure matches the ground truth" in out
+    assert str(tmp_path / "demo") in out, "the demo says where the data is"
+
+    summary = json.loads(summary_file.read_text())
+    assert summary["hires"] == hires
+    assert summary["attribution_matching_truth"] == hires and summary["attribution_wrong"] == []
+    assert summary["payouts_correct"] == hires and summary["payouts_wrong"] == []
+    # The totals the services published equal the ones the scenario computed on its own.
+    assert summary["observed_totals"] == summary["truth_totals"]
+    assert summary["truth_totals"]["orders"] > 0
+    assert {"JPY", "KWD", "BHD"} <= set(summary["payout_currencies"])
+    assert len(summary["confirm_to_sent_ms"]) >= hires - 3  # held and manual ones excluded
+    assert _processes_mentioning(str(tmp_path)) == []
+
+
+def test_demo_smoke_flow_and_stops_everything(tmp_path: Path) -> None:
+    result = _demo(tmp_path, "--smoke")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "infrastructure smoke flow" in out, "the demo must say what it is"
     assert "17 events stored and counted" in out
     assert "2 broken messages in the DLQ" in out
     assert "InvalidJSON" in out and "SchemaViolation" in out
     assert "data.followers" in out, "the DLQ reason names the field"
     assert ":***@" in out and "creatorflow@" not in out, "the database password stays hidden"
-    assert str(tmp_path / "demo") in out, "the demo says where the data is"
     assert _processes_mentioning(str(tmp_path)) == []
