@@ -11,14 +11,17 @@ import pytest
 import yaml
 from typer.main import get_command
 
+from services.matching.settings import MatchingSettings
+from services.payouts.settings import PayoutsSettings
 from shared.cli.main import app
 from shared.config import Settings
+from shared.infra.service_processes import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-SERVICES: dict[str, Any] = COMPOSE["services"]
+SERVICES_IN_COMPOSE: dict[str, Any] = COMPOSE["services"]
 INFRA = ("kafka", "postgres", "redis")
-APP_SERVICES = [name for name, svc in SERVICES.items() if "build" in svc]
+APP_SERVICES = [name for name, svc in SERVICES_IN_COMPOSE.items() if "build" in svc]
 
 
 def _settings_env_names() -> set[str]:
@@ -27,12 +30,15 @@ def _settings_env_names() -> set[str]:
         alias = field.validation_alias
         assert isinstance(alias, str), "every setting names its environment variable"
         names.add(alias)
+    for settings in (MatchingSettings, PayoutsSettings):
+        prefix = settings.model_config.get("env_prefix", "")
+        names |= {f"{prefix}{name}".upper() for name in settings.model_fields}
     return names
 
 
-@pytest.mark.parametrize("name", list(SERVICES))
+@pytest.mark.parametrize("name", list(SERVICES_IN_COMPOSE))
 def test_images_are_pinned(name: str) -> None:
-    image = SERVICES[name]["image"]
+    image = SERVICES_IN_COMPOSE[name]["image"]
     repository, _, tag = image.rpartition(":")
     assert repository and tag, f"{name}: image {image!r} has no tag"
     assert tag != "latest", f"{name}: pin a version, not latest"
@@ -42,7 +48,7 @@ def test_images_are_pinned(name: str) -> None:
 
 @pytest.mark.parametrize("name", INFRA)
 def test_infrastructure_has_healthchecks_and_volumes(name: str) -> None:
-    service = SERVICES[name]
+    service = SERVICES_IN_COMPOSE[name]
     assert service["healthcheck"]["test"]
     volumes = [v.split(":")[0] for v in service.get("volumes", [])]
     assert volumes and all(v in COMPOSE["volumes"] for v in volumes)
@@ -50,15 +56,18 @@ def test_infrastructure_has_healthchecks_and_volumes(name: str) -> None:
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_commands_exist(name: str) -> None:
-    command = SERVICES[name]["command"]
+    command = SERVICES_IN_COMPOSE[name]["command"]
     argv = command if isinstance(command, list) else shlex.split(command)
     if argv[0] == "creatorflow":
         group: Any = get_command(app)
-        for word in argv[1:]:
-            if word.startswith("-"):
+        words = iter(argv[1:])
+        for word in words:
+            if word.startswith("-") or not hasattr(group, "commands"):
                 break
             assert word in group.commands, f"{name}: `{' '.join(argv)}` is not a command"
             group = group.commands[word]
+        if group.name == "serve":
+            assert argv[-1] in SERVICES, f"{name}: no service {argv[-1]!r}"
     else:
         assert argv[:2] == ["python", "-m"], f"{name}: run a console script or a module"
         module = argv[2]
@@ -67,15 +76,27 @@ def test_app_commands_exist(name: str) -> None:
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_environment_matches_settings(name: str) -> None:
-    env = SERVICES[name]["environment"]
+    env = SERVICES_IN_COMPOSE[name]["environment"]
     unknown = set(env) - _settings_env_names()
     assert not unknown, f"{name}: variables no setting reads: {unknown}"
     assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL"} <= set(env)
 
 
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_runs_with_a_readiness_healthcheck(name: str) -> None:
+    service = SERVICES_IN_COMPOSE[name]
+    assert service["command"] == ["creatorflow", "serve", name]
+    assert "/readyz" in " ".join(service["healthcheck"]["test"])
+    assert service["environment"]["HTTP_PORT"] in " ".join(service["healthcheck"]["test"])
+    assert service["environment"]["HTTP_HOST"] == "0.0.0.0"  # noqa: S104 - inside the container
+    depends = service["depends_on"]
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert depends["topics-init"]["condition"] == "service_completed_successfully"
+
+
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_services_wait_for_healthy_dependencies(name: str) -> None:
-    depends = SERVICES[name]["depends_on"]
+    depends = SERVICES_IN_COMPOSE[name]["depends_on"]
     assert all(
         d["condition"] in ("service_healthy", "service_completed_successfully")
         for d in depends.values()
