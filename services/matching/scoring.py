@@ -81,6 +81,8 @@ class MatchQuery:
     exclude: frozenset[str] = frozenset()
     hired: frozenset[str] = frozenset()
     languages: tuple[str, ...] = ()
+    diversity_trade_off: float | None = None
+    """The request's own MMR trade-off; None: `ScoringSettings.diversity_trade_off`."""
 
     @classmethod
     def from_request(
@@ -98,6 +100,8 @@ class MatchQuery:
             limit=request.limit,
             exclude=frozenset(request.exclude_creator_ids),
             hired=hired,
+            languages=tuple(request.languages),
+            diversity_trade_off=request.diversity,
         )
 
 
@@ -206,7 +210,12 @@ def match(
     pool = _best(scores, pool_size)
     pool, late_over_budget = _exactly_within_budget(index, candidates[pool], pool, query, fx)
     reason[candidates[late_over_budget]] = _REASON["over_budget"]
-    picked = _diversified(index, candidates[pool], scores[pool], query.limit, settings)
+    trade_off = (
+        settings.diversity_trade_off
+        if query.diversity_trade_off is None
+        else query.diversity_trade_off
+    )
+    picked = _diversified(index, candidates[pool], scores[pool], query.limit, trade_off)
 
     creators = []
     for rank, p in enumerate(picked, start=1):
@@ -307,15 +316,15 @@ def _diversified(
     rows: npt.NDArray[np.int64],
     scores: npt.NDArray[np.float32],
     limit: int,
-    settings: ScoringSettings,
+    trade_off: float,
 ) -> list[int]:
     if len(rows) == 0:
         return []
-    if settings.diversity_trade_off >= 1.0 or index.niche.vectorizer is None:
+    if trade_off >= 1.0 or index.niche.vectorizer is None:
         return list(range(min(limit, len(rows))))
     vectors = index.niche.rows(rows)
     similarity = (vectors @ vectors.T).toarray()
-    return mmr(scores, similarity, limit, settings.diversity_trade_off)
+    return mmr(scores, similarity, limit, trade_off)
 
 
 def _flags(index: CreatorIndex, row: int) -> tuple[str, ...]:

@@ -18,9 +18,11 @@ from shared.events.types import (
     Flags,
     Id,
     Keywords,
+    LanguageCode,
     LongText,
     Name,
     Score,
+    Share,
     ShortText,
     Tag,
 )
@@ -93,6 +95,18 @@ class MatchRequested(ExternalPayload):
     exclude_creator_ids: ExcludedCreatorIds = Field(
         description="Creators never to suggest (already hired, blocked); at most 10 000.",
         examples=[["cr-1", "cr-9"]],
+    )
+    # Optional since v1.1.
+    languages: Annotated[tuple[LanguageCode, ...], Field(max_length=20)] = Field(
+        default=(),
+        description="Languages a creator must post in (ISO 639-1); empty = any.",
+        examples=[["en", "es"]],
+    )
+    diversity: Share | None = Field(
+        default=None,
+        description="Relevance vs variety of the shortlist: 1 ranks by relevance only, lower "
+        "values favour creators unlike those already picked; null = the service's default.",
+        examples=[0.7],
     )
 
 

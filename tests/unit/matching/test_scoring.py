@@ -108,3 +108,34 @@ def test_pure_relevance_order_is_by_descending_score(index: CreatorIndex, fx: Fx
     settings = dataclasses.replace(SETTINGS, diversity_trade_off=1.0)
     scores = [c.score for c in match(index, query(), HAND_RANKER, fx, settings).creators]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_request_can_set_its_own_diversity(index: CreatorIndex, fx: FxSnapshot) -> None:
+    relevance_only = dataclasses.replace(SETTINGS, diversity_trade_off=1.0)
+    request = niche_request("baking", request_id="r", campaign_id="c", seed=1).model_copy(
+        update={"diversity": 0.3}
+    )
+    diversified = match(index, MatchQuery.from_request(request), HAND_RANKER, fx, relevance_only)
+    by_score = match(
+        index,
+        MatchQuery.from_request(request.model_copy(update={"diversity": 1.0})),
+        HAND_RANKER,
+        fx,
+        relevance_only,
+    )
+    scores = [c.score for c in diversified.creators]
+    assert scores != sorted(scores, reverse=True), "the request's 0.3 overrides the setting's 1.0"
+    assert [c.score for c in by_score.creators] == sorted(
+        (c.score for c in by_score.creators), reverse=True
+    )
+
+
+def test_a_request_can_require_languages(index: CreatorIndex, fx: FxSnapshot) -> None:
+    request = niche_request("baking", request_id="r", campaign_id="c", seed=1)
+    only_german = MatchQuery.from_request(request.model_copy(update={"languages": ("de",)}))
+    result = match(index, only_german, HAND_RANKER, fx, SETTINGS)
+    assert result.filtered["language_mismatch"] > 0
+    assert result.creators, "German-speaking bakers exist in the population"
+    assert {int(index.columns.language[c.row]) for c in result.creators} == {
+        index.languages.code("de")
+    }
