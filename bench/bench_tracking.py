@@ -206,19 +206,22 @@ async def wait_applied(pool: asyncpg.Pool, consumer: str, count: int, limit: flo
 
 
 async def rate_of(pool: asyncpg.Pool, consumer: str) -> tuple[int, float]:
-    """Events applied after the first batch, and the seconds between the first and last
-    batch (inbox timestamps: the start of each batch's transaction)."""
+    """Events applied by the batches that started before the last one, and the seconds from
+    the start of the first batch to the start of the last (inbox timestamps: the start of
+    each batch's transaction). Batches run one after another, so those events were all
+    applied within that span, whatever the batch sizes."""
     row = await pool.fetchrow(
-        """SELECT count(*) AS n, min(processed_at) AS first, max(processed_at) AS last
+        """SELECT min(processed_at) AS first, max(processed_at) AS last
            FROM processed_events WHERE consumer = $1 AND event_type <> 'deal.signed'""",
         consumer,
     )
-    first_batch = await pool.fetchval(
-        "SELECT count(*) FROM processed_events WHERE consumer = $1 AND processed_at = $2",
+    count = await pool.fetchval(
+        """SELECT count(*) FROM processed_events
+           WHERE consumer = $1 AND event_type <> 'deal.signed' AND processed_at < $2""",
         consumer,
-        row["first"],
+        row["last"],
     )
-    return row["n"] - first_batch, (row["last"] - row["first"]).total_seconds()
+    return int(count), (row["last"] - row["first"]).total_seconds()
 
 
 def start_service(urls: InfraUrls, args: list[str], log: Path) -> subprocess.Popen[bytes]:

@@ -9,7 +9,6 @@ code obeys exactly the rules a consumer enforces on the wire. Numbers that must 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,24 +43,27 @@ MAX_MAP_ENTRIES: Final = 300
 _T = TypeVar("_T")
 
 
-def _has_control_character(text: str, *, allowed: str = "") -> bool:
-    return any(unicodedata.category(char) == "Cc" and char not in allowed for char in text)
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F (fixed by Unicode's stability
+# policy); `\s` in a str pattern matches exactly the characters for which str.isspace() is true.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_EXCEPT_LINE_BREAKS: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_WHITESPACE_OR_CONTROL: Final = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def _no_whitespace_or_control(text: str) -> str:
-    if any(char.isspace() for char in text) or _has_control_character(text):
+    if _WHITESPACE_OR_CONTROL.search(text):
         raise ValueError("must not contain whitespace or control characters")
     return text
 
 
 def _no_control(text: str) -> str:
-    if _has_control_character(text):
+    if _CONTROL.search(text):
         raise ValueError("must not contain control characters (newlines, tabs, NUL, ...)")
     return text
 
 
 def _no_control_except_line_breaks(text: str) -> str:
-    if _has_control_character(text, allowed="\n\r\t"):
+    if _CONTROL_EXCEPT_LINE_BREAKS.search(text):
         raise ValueError("must not contain control characters other than newline and tab")
     return text
 

@@ -158,11 +158,14 @@ class PostgresTrackingTx:
     ) -> set[str]:
         if not post_ids:
             return set()
+        # One statement: drop the posts' memberships that no longer hold, add the new ones;
+        # memberships that still hold stay untouched.
         gone = await self._conn.fetch(
-            "DELETE FROM tracking_deal_posts WHERE post_id = ANY($1::text[]) RETURNING deal_id",
+            queries.REPLACE_MEMBERSHIPS,
             list(post_ids),
+            [deal_id for deal_id, _ in pairs],
+            [post_id for _, post_id in pairs],
         )
-        await self._add_pairs(pairs)
         return {row["deal_id"] for row in gone} | {deal_id for deal_id, _ in pairs}
 
     async def add_memberships(self, pairs: Collection[tuple[str, str]]) -> set[str]:

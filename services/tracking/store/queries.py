@@ -66,6 +66,25 @@ WHERE {NEWER} OR NOT t.tags @> EXCLUDED.tags
 RETURNING t.*
 """
 
+# The memberships of posts $1 become exactly the (deal_id, post_id) pairs $2, $3: those that
+# no longer hold are deleted (their deal ids returned), new ones inserted, the rest kept. The
+# rows deleted and inserted are disjoint, so both parts can work on the same snapshot.
+REPLACE_MEMBERSHIPS = """
+WITH pairs AS (
+    SELECT * FROM unnest($2::text[], $3::text[]) AS u(deal_id, post_id)
+), gone AS (
+    DELETE FROM tracking_deal_posts m
+    WHERE m.post_id = ANY($1::text[])
+      AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.deal_id = m.deal_id AND p.post_id = m.post_id)
+    RETURNING m.deal_id
+), added AS (
+    INSERT INTO tracking_deal_posts (deal_id, post_id)
+    SELECT deal_id, post_id FROM pairs
+    ON CONFLICT DO NOTHING
+)
+SELECT deal_id FROM gone
+"""
+
 ORDERS_TO_EVALUATE = """
 WITH ids AS (
     SELECT order_id FROM tracking_orders WHERE order_id = ANY($1::text[])
