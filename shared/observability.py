@@ -8,6 +8,8 @@ import sys
 import structlog
 from prometheus_client import Counter, Histogram
 
+from shared.events.vocabulary import PAYOUT_STATUSES
+
 EVENTS_CONSUMED = Counter(
     "creatorflow_events_consumed_total", "Events handled successfully", ["topic"]
 )
@@ -25,6 +27,14 @@ HANDLER_SECONDS = Histogram(
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+PAYOUT_TRANSITIONS = Counter(
+    "creatorflow_payout_transitions_total",
+    "Payout status changes committed (each one a payouts.status event), by the status reached",
+    ["status"],
+)
+for _status in PAYOUT_STATUSES:  # every series exists from the start, so rate() sees the first
+    PAYOUT_TRANSITIONS.labels(status=_status)
 
 
 def configure_logging(service: str, *, level: str = "INFO", json: bool = False) -> None:

@@ -41,6 +41,7 @@ from shared.events import (
 )
 from shared.fx_store import snapshot_from_event
 from shared.money import FxSnapshot, MoneyError
+from shared.observability import PAYOUT_TRANSITIONS
 
 SOURCE: Final = "creatorflow/payouts"
 
@@ -106,10 +107,18 @@ class Work:
             self._collect(transition)
 
     async def flush(self) -> None:
+        """Write the ledger transfers and status events; the last step of every transaction
+        that changes payouts (consumer batch, dispatcher rounds, schedules)."""
         await self.repo.post(self.transfers)
         await self.repo.publish(self.events)
         if self.scheduled:
             await self.repo.notify_due()
+        # Counted as the events are queued, the one place every transition passes through.
+        # Nothing runs between here and COMMIT, so a count is wrong only when the commit itself
+        # fails; the work is then retried and counted again. The ledger and the outbox stay
+        # exact; a monitoring counter can tolerate that rare over-count.
+        for event in self.events:
+            PAYOUT_TRANSITIONS.labels(status=event.data.status).inc()
 
 
 async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
