@@ -60,6 +60,8 @@ INPUT_TOPICS: Final = (
     Topic.FX_RATES,
     Topic.CAMPAIGN_DEALS,
 )
+# Published through the outbox; the registry routes each event type to its topic.
+OUTPUT_TOPICS: Final = (Topic.MATCH_SUGGESTIONS,)
 
 Batch = Sequence[tuple[CloudEvent[Any], Delivery]]
 

@@ -33,6 +33,8 @@ INPUT_TOPICS: Final = (
     Topic.TRACKING_ATTRIBUTION,
     Topic.FX_RATES,
 )
+# Published through the outbox; the registry routes each event type to its topic.
+OUTPUT_TOPICS: Final = (Topic.PAYOUTS_STATUS,)
 _DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
 
 

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from shared.cli import db, demo, dlq, events, infra, topics, up
+from shared.cli import db, demo, dlq, docs, events, infra, topics, up
 from shared.observability import configure_logging
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app.add_typer(infra.app, name="infra")
 app.add_typer(topics.app, name="topics")
 app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(docs.app, name="docs")
 app.command("demo")(demo.demo)
 app.command("produce")(events.produce)
 app.command("tail")(events.tail)
