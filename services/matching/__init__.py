@@ -1,1 +1,2 @@
-"""Matching service: scores creators against a brand's niche and audience (not built yet)."""
+"""Matching service: explainable, diversified creator suggestions for a brand's request,
+ranked by a model that learns from feedback (`python -m services.matching`)."""

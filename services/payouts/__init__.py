@@ -1,4 +1,2 @@
-"""Payouts service: pays creators in their own currency through a double-entry ledger.
-
-Not built yet.
-"""
+"""Payouts service: pays creators in their own currency through a double-entry ledger, once
+and only once per confirmed deliverable (`python -m services.payouts`)."""
