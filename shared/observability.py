@@ -6,7 +6,7 @@ import logging
 import sys
 
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.events.vocabulary import PAYOUT_STATUSES
 
@@ -26,6 +26,13 @@ HANDLER_SECONDS = Histogram(
     "Time to handle one message or one batch, retries included",
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+CONSUMER_LAG = Gauge(
+    "creatorflow_consumer_lag",
+    "Messages between the consumer's position and the partition's high watermark, as last "
+    "reported by the broker in a fetch response",
+    ["topic", "partition"],
 )
 
 PAYOUT_TRANSITIONS = Counter(

@@ -26,7 +26,7 @@ from shared.db import create_pool, migrate
 from shared.health import Check, HealthApp
 from shared.infra import InfraUrls, running_urls
 from shared.kafka import DeadLetters, RetryPolicy, SafeConsumer, ensure_topics, make_broker
-from shared.observability import configure_logging
+from shared.observability import CONSUMER_LAG, configure_logging
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +115,7 @@ class ServiceRuntime:
         await broker.start()
         self._stack.push_async_callback(broker.stop)
         self._stack.push_async_callback(self._cancel_background)
-        for loop in background:
+        for loop in [*background, lambda: _sample_consumer_lag(broker)]:
             self._tasks.append(asyncio.create_task(_supervised(self.name, loop)))
         if settings.http_port is not None:
             await self._serve_http(settings.http_host, settings.http_port)
@@ -179,6 +179,33 @@ def readiness_checks(resources: Resources) -> dict[str, Check]:
         "broker": broker,
         "consumer_assigned": consumer_assigned,
     }
+
+
+async def _sample_consumer_lag(broker: KafkaBroker, every_seconds: float = 5.0) -> None:
+    """Keep `creatorflow_consumer_lag` current for the partitions this process holds.
+
+    The high watermark comes with every fetch response, so this costs no extra request; a
+    partition is reported once it has been fetched from, and dropped when it is revoked.
+    """
+    reported: set[tuple[str, str]] = set()
+    while True:
+        current: set[tuple[str, str]] = set()
+        for subscriber in broker.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+                labels = (tp.topic, str(tp.partition))
+                CONSUMER_LAG.labels(*labels).set(max(0, highwater - position))
+                current.add(labels)
+        for labels in reported - current:
+            CONSUMER_LAG.remove(*labels)
+        reported = current
+        await asyncio.sleep(every_seconds)
 
 
 async def _supervised(service: str, loop: Background) -> None:

@@ -157,6 +157,12 @@ async def test_health_readiness_and_metrics_endpoints(infra: InfraUrls, topics: 
             metrics = await http.get("/metrics")
             assert metrics.status_code == 200
             assert "creatorflow_events_consumed_total" in metrics.text
+            # Lag appears once the broker has reported the partitions' high watermarks.
+            deadline = asyncio.get_running_loop().time() + 20
+            while 'creatorflow_consumer_lag{partition="0",topic="fx.rates"}' not in metrics.text:
+                assert asyncio.get_running_loop().time() < deadline, metrics.text[-2000:]
+                await asyncio.sleep(0.5)
+                metrics = await http.get("/metrics")
             assert (await http.get("/nope")).status_code == 404
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:
