@@ -81,6 +81,18 @@ def _ratio(value: Decimal | None, places: int = 2) -> str:
     return "-" if value is None else f"{value:.{places}f}"
 
 
+def _money(value: Money) -> str:
+    """Amount with its currency code, compact enough for narrow terminals."""
+    return f"{value.amount:,} {value.currency}"
+
+
+def _layout(column: str) -> dict[str, Any]:
+    """Handles stay whole on narrow terminals; numbers align right."""
+    if column == "creator":
+        return {"justify": "left", "no_wrap": True, "min_width": 15}
+    return {"justify": "left" if column == "status" else "right"}
+
+
 def shortlist_table(report: DemoReport) -> Table:
     answer = report.shortlist
     table = Table(
@@ -89,107 +101,119 @@ def shortlist_table(report: DemoReport) -> Table:
         caption="filtered out: "
         + ", ".join(f"{reason} {count:,}" for reason, count in answer.filtered.items()),
     )
-    for column in ("#", "creator", "tier", "ER %", "est. cost", "score", "why (top 3)", "flags"):
+    for column in ("#", "creator", "ER %", "est. cost", "score", "why (top 2) · flags"):
         table.add_column(column, justify="right" if column in ("#", "ER %", "score") else "left")
     hired = {h.deal.creator_id for h in report.hires}
     for s in answer.suggestions[: max(len(report.hires), 10)]:
-        top = sorted(s.explanation.items(), key=lambda kv: -abs(kv[1]))[:3]
+        top = sorted(s.explanation.items(), key=lambda kv: -abs(kv[1]))[:2]
         why = ", ".join(f"{name} {value:+.2f}" for name, value in top)
+        flags = f"\n[dim]{', '.join(s.flags)}[/]" if s.flags else ""
         mark = "[bold]" if s.creator_id in hired else "[dim]"
         table.add_row(
             str(s.rank),
             f"{mark}{s.handle}[/]",
-            s.tier,
             f"{s.engagement_rate * 100:.1f}",
-            str(s.estimated_cost),
+            _money(s.estimated_cost),
             f"{s.score:.3f}",
-            why,
-            ", ".join(s.flags) or "-",
+            why + flags,
         )
     return table
 
 
-def attribution_table(report: DemoReport) -> Table:
-    table = Table(title="Attribution per creator (from attribution.updated)", title_justify="left")
-    columns = (
-        *("creator", "posts", "reach", "likes", "ER %", "orders", "revenue", "spend"),
-        *("CPM", "CPE", "ROAS", "ROI %", "check"),
-    )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "creator" else "right")
-    totals: dict[str, Any] = {"posts": 0, "reach": 0, "likes": 0, "orders": 0}
-    revenue, spend, impressions, engagements = Money.zero("USD"), Money.zero("USD"), 0, 0
+def _check(a: AttributionUpdated | None, truth: DealTruth) -> str:
+    return OK if attribution_matches(a, truth) else WRONG
+
+
+def attribution_tables(report: DemoReport) -> tuple[Table, Table]:
+    """Reach and engagement, then sales and returns, per creator and for the campaign."""
+    reach = Table(title="Attribution: reach and engagement", title_justify="left")
+    for column in ("creator", "posts", "reach", "likes", "ER %", "CPM", "CPE", "check"):
+        reach.add_column(column, **_layout(column))
+    sales = Table(title="Attribution: sales and returns", title_justify="left")
+    for column in ("creator", "orders", "revenue", "spend", "ROAS", "ROI %", "check"):
+        sales.add_column(column, **_layout(column))
+    posts = reach_total = likes = orders = impressions = engagements = 0
+    revenue, spend = Money.zero("USD"), Money.zero("USD")
     for hire in report.hires:
         a = report.observed.attribution.get(hire.deal.deal_id)
-        truth = report.activity.truth[hire.deal.deal_id]
+        check = _check(a, report.activity.truth[hire.deal.deal_id])
         if a is None:
-            table.add_row(hire.handle, *["-"] * 11, WRONG)
+            reach.add_row(hire.handle, *["-"] * 6, check)
+            sales.add_row(hire.handle, *["-"] * 5, check)
             continue
         er = None if a.engagement_rate is None else a.engagement_rate * 100
-        table.add_row(
+        reach.add_row(
             hire.handle,
             str(a.posts),
             f"{a.reach:,}",
             f"{a.likes:,}",
             _ratio(er),
-            str(a.orders),
-            str(a.revenue),
-            str(a.spend),
             _ratio(a.cpm),
             _ratio(a.cpe, 3),
+            check,
+        )
+        sales.add_row(
+            hire.handle,
+            str(a.orders),
+            _money(a.revenue),
+            _money(a.spend),
             _ratio(a.roas),
             _ratio(a.roi_pct, 1),
-            OK if attribution_matches(a, truth) else WRONG,
+            check,
         )
-        for key in totals:
-            totals[key] += getattr(a, key)
+        posts, reach_total, likes = posts + a.posts, reach_total + a.reach, likes + a.likes
+        orders += a.orders
         revenue, spend = revenue + a.revenue, spend + a.spend
         impressions += a.impressions
         engagements += a.likes + a.comments + a.shares
-    table.add_section()
-    roas = revenue.amount / spend.amount if spend else None
-    roi = (revenue.amount - spend.amount) / spend.amount * 100 if spend else None
-    table.add_row(
+    # Campaign ratios from the summed totals, never averaged from the deals' ratios.
+    reach.add_section()
+    reach.add_row(
         "[bold]campaign[/]",
-        str(totals["posts"]),
-        f"{totals['reach']:,}",
-        f"{totals['likes']:,}",
+        str(posts),
+        f"{reach_total:,}",
+        f"{likes:,}",
         "",
-        str(totals["orders"]),
-        str(revenue),
-        str(spend),
         _ratio(spend.amount / impressions * 1000 if impressions else None),
         _ratio(spend.amount / engagements if engagements else None, 3),
-        _ratio(roas),
-        _ratio(roi, 1),
         "",
     )
-    return table
+    sales.add_section()
+    sales.add_row(
+        "[bold]campaign[/]",
+        str(orders),
+        _money(revenue),
+        _money(spend),
+        _ratio(revenue.amount / spend.amount if spend else None),
+        _ratio((revenue.amount - spend.amount) / spend.amount * 100 if spend else None, 1),
+        "",
+    )
+    return reach, sales
 
 
 def payouts_table(report: DemoReport, platform_fee_bps: int) -> Table:
-    table = Table(title="Creator payouts (from payouts.status)", title_justify="left")
-    for column in ("creator", "fee", "rate", "paid", "path", "expected", "check"):
-        table.add_column(column, justify="left" if column in ("creator", "path") else "right")
+    table = Table(title="Creator fee payouts (from payouts.status)", title_justify="left")
+    for column in ("creator", "fee", "rate", "paid", "status", "check"):
+        table.add_column(column, **_layout(column))
     for hire in report.hires:
         history = fee_payout(report, hire)
         expected = report.scenario.expected_net(hire, platform_fee_bps)
         if not history:
-            fee = str(hire.deal.fee)
-            table.add_row(hire.handle, fee, "-", "-", "not paid", str(expected), WRONG)
+            fee = _money(hire.deal.fee)
+            table.add_row(hire.handle, fee, "-", "-", "not paid", f"{WRONG} {_money(expected)}")
             continue
         last = history[-1]
-        path = " → ".join(dict.fromkeys(p.status for p in history))
+        statuses = [p.status for p in history]
+        status = last.status + (" [dim](was held)[/]" if "held" in statuses else "")
         sent = [p for p in history if p.status == "sent"]
         good = len(sent) == 1 and sent[0].net == expected
         table.add_row(
             hire.handle,
-            str(last.gross),
+            _money(last.gross),
             f"{last.fx_rate:.4f}",
-            str(last.net),
-            path,
-            str(expected),
-            OK if good else WRONG,
+            _money(last.net),
+            status,
+            OK if good else f"{WRONG} {_money(expected)}",
         )
     return table
 
@@ -208,7 +232,8 @@ def latency_line(report: DemoReport) -> str:
 
 def print_report(console: Console, report: DemoReport, platform_fee_bps: int) -> Checks:
     console.print(shortlist_table(report))
-    console.print(attribution_table(report))
+    for table in attribution_tables(report):
+        console.print(table)
     console.print(payouts_table(report, platform_fee_bps))
     return checks(report, platform_fee_bps)
 
