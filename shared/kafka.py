@@ -33,6 +33,7 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
 
 from shared.config import Settings
 from shared.errors import EventRejected, TransientError
@@ -341,6 +342,12 @@ class SafeConsumer:
                 return True
 
 
+async def _undecoded(message: StreamMessage[Any]) -> None:
+    """Skip FastStream's body decoding: our handlers read the raw record through `decode`,
+    and decoding each body as JSON first cost more than our own validation."""
+    return None
+
+
 def subscribe_events(
     broker: KafkaBroker,
     topics: Sequence[str],
@@ -362,6 +369,7 @@ def subscribe_events(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        decoder=_undecoded,
     )
     async def consume(message: KafkaMessage) -> None:
         await consumer.handle(Delivery.of(message), handler)
@@ -389,6 +397,7 @@ def subscribe_event_batches(
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        decoder=_undecoded,
     )
     async def consume(message: KafkaMessage) -> None:
         records = message.raw_message
