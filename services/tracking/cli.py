@@ -15,9 +15,8 @@ from services.tracking.domain.attribution import DealAttribution
 from services.tracking.report import CampaignReport, ReportRow, campaign_report
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.cli.console import console, fail
-from shared.cli.settings import load_settings
+from shared.cli.settings import database_url
 from shared.db import create_pool
-from shared.infra import running_urls
 from shared.money import Money
 
 COMMAND_NAME: Final = "report"
@@ -28,19 +27,6 @@ app = typer.Typer(help="Reports read from the tracking service's database.", no_
 @app.callback()
 def _reports() -> None:
     """Reports read from the tracking service's database."""
-
-
-def _database_url() -> str:
-    settings = load_settings()
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    urls = running_urls(settings)
-    if urls is None:
-        fail(
-            "no database to read the report from",
-            hint="set DATABASE_URL, or start the embedded one: creatorflow infra up",
-        )
-    return urls.database_url
 
 
 async def _load(database_url: str, campaign_id: str) -> list[DealAttribution]:
@@ -57,7 +43,7 @@ async def _load(database_url: str, campaign_id: str) -> list[DealAttribution]:
 def campaign(campaign_id: str = typer.Argument(..., help="Campaign id, e.g. cmp-3")) -> None:
     """Reach, engagement, orders, revenue, spend and ratios per creator and in total."""
     try:
-        deals = asyncio.run(_load(_database_url(), campaign_id))
+        deals = asyncio.run(_load(database_url(), campaign_id))
     except OSError as error:
         fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
     if not deals:
