@@ -296,6 +296,13 @@ class SafeConsumer:
                 EVENTS_FAILED.labels(delivery.topic, error.error_class).inc()
                 await self.dead_letters.send(delivery, error.error_class, error.reason)
                 continue
+            except Exception as error:
+                # A value the codec failed to classify is still poison, and must not escape:
+                # an exception leaving the subscriber would be acknowledged and the message lost.
+                error_class = type(error).__name__
+                EVENTS_FAILED.labels(delivery.topic, error_class).inc()
+                await self.dead_letters.send(delivery, error_class, f"undecodable: {error}")
+                continue
             good.append((event, delivery))
         return good
 

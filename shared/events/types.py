@@ -155,7 +155,12 @@ def _require_text_timestamp(value: object) -> object:
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp has no time zone; add 'Z' or an offset such as '+02:00'")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "timestamp is out of range once converted to UTC (after year 9999)"
+        ) from None
 
 
 UtcDatetime = Annotated[datetime, BeforeValidator(_require_text_timestamp), AfterValidator(_to_utc)]

@@ -751,3 +751,12 @@ def test_money_examples_are_exact_decimals() -> None:
 def test_payout_account_destination_is_a_secret() -> None:
     assert isinstance(payout_account().destination, SecretStr)
     assert "tok_wise" not in repr(payout_account())
+
+
+def test_a_time_past_year_9999_in_utc_is_a_schema_violation() -> None:
+    event = json.loads(encode(valid_example("fx.rates.published")))
+    event["time"] = "9999-12-31T23:00:00-05:00"
+    with pytest.raises(EventDecodeError) as caught:
+        decode("fx.rates", json.dumps(event).encode())
+    assert caught.value.error_class == "SchemaViolation"
+    assert "out of range" in caught.value.reason

@@ -121,3 +121,20 @@ def test_backoff_grows_and_is_capped() -> None:
     for attempt in range(1, 40):
         ceiling = min(2.0, 0.1 * 2**attempt)
         assert ceiling / 2 <= policy.delay(attempt) <= ceiling
+
+
+async def test_a_decoder_crash_is_dead_lettered_not_lost(
+    dead: RecordingDeadLetters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*_: object, **__: object) -> None:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr("shared.kafka.decode", crash)
+    calls = []
+
+    async def handler(event: CloudEvent[Any], source: Delivery) -> None:
+        calls.append(event)
+
+    await SafeConsumer(dead, RETRY).handle(order(9), handler)
+    assert calls == []
+    assert dead.sent == [(9, "OverflowError", "undecodable: date value out of range")]
