@@ -201,8 +201,9 @@ async def on_attribution_updated(work: Work, event: CloudEvent[Any]) -> None:
 async def on_fx_rates_published(work: Work, event: CloudEvent[Any]) -> None:
     """Store the snapshot and release payouts that waited for one of its rates."""
     data: FxRatesPublished = event.data
-    if not await work.repo.save_fx(snapshot_from_event(data), event.id):
-        return
+    # Already stored means another service consuming fx.rates saved it first (the table is
+    # shared): the payouts held for a rate must be re-checked all the same.
+    await work.repo.save_fx(snapshot_from_event(data), event.id)
     work.forget_fx()
     held = await work.repo.held_for_update(codes=[HoldCode.FX_RATE])
     accounts = await work.repo.accounts({p.creator_id for p in held})
