@@ -82,6 +82,8 @@ class DealTruth:
     likes: int = 0
     comments: int = 0
     shares: int = 0
+    saves: int = 0
+    views: int = 0
     reach: int = 0
     impressions: int = 0
     orders: int = 0
@@ -268,6 +270,8 @@ class Scenario:
         truth.likes += last.likes
         truth.comments += last.comments
         truth.shares += last.shares
+        truth.saves += last.saves
+        truth.views += last.views
         truth.reach += last.reach
         truth.impressions += last.impressions
         for step, snapshot in enumerate(snapshots):

@@ -28,7 +28,8 @@ def available_services() -> list[str]:
 
 @dataclass
 class ServiceProcess:
-    name: str
+    name: str  # the service
+    label: str  # this instance: the service's name, or another label for a second instance
     process: asyncio.subprocess.Process
     http_port: int
     pump: asyncio.Task[None]
@@ -37,7 +38,11 @@ class ServiceProcess:
 @dataclass
 class ServiceProcesses:
     """Starts each named service with `env` (server URLs) and forwards its output lines to
-    `sink(name, line)`; an async context manager that stops them (SIGTERM, then SIGKILL)."""
+    `sink(label, line)`; an async context manager that stops them (SIGTERM, then SIGKILL).
+
+    More instances of a service can join under other labels (`launch`), and any instance can
+    be killed or stopped on its own, as a scheduler or an operator would.
+    """
 
     names: Sequence[str]
     env: Mapping[str, str]
@@ -46,35 +51,45 @@ class ServiceProcesses:
 
     async def start(self, *, ready_seconds: float = 120.0) -> None:
         for name in self.names:
-            port = free_port()
-            env = {**os.environ, **self.env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1"}
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                f"services.{name}",
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
-            pump = asyncio.create_task(self._pump(name, process))
-            self.running[name] = ServiceProcess(name, process, port, pump)
-        await asyncio.gather(*(self._wait_ready(s, ready_seconds) for s in self.running.values()))
+            await self.launch(name)
+        await asyncio.gather(*(self.wait_ready(label, ready_seconds) for label in self.running))
 
-    async def _pump(self, name: str, process: asyncio.subprocess.Process) -> None:
+    async def launch(self, name: str, label: str | None = None) -> ServiceProcess:
+        """Start one instance of service `name` under `label` (default: the name)."""
+        label = label or name
+        if label in self.running:
+            raise InfraError(f"an instance labelled {label} is already running")
+        port = free_port()
+        env = {**os.environ, **self.env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            f"services.{name}",
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+        pump = asyncio.create_task(self._pump(label, process))
+        self.running[label] = instance = ServiceProcess(name, label, process, port, pump)
+        return instance
+
+    async def _pump(self, label: str, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         async for line in process.stdout:
-            self.sink(name, line.decode("utf-8", "replace").rstrip())
+            self.sink(label, line.decode("utf-8", "replace").rstrip())
 
-    async def _wait_ready(self, service: ServiceProcess, seconds: float) -> None:
+    async def wait_ready(self, label: str, seconds: float = 120.0) -> None:
+        """Wait until the instance answers `/readyz` with 200; fail if it exits first."""
+        service = self.running[label]
         deadline = asyncio.get_running_loop().time() + seconds
         url = f"http://127.0.0.1:{service.http_port}/readyz"
         async with httpx.AsyncClient(timeout=2.0) as http:
             while asyncio.get_running_loop().time() < deadline:
                 if service.process.returncode is not None:
                     raise InfraError(
-                        f"service {service.name} exited with code {service.process.returncode} "
+                        f"service {service.label} exited with code {service.process.returncode} "
                         "during start-up (its output is above)"
                     )
                 try:
@@ -83,28 +98,48 @@ class ServiceProcesses:
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.2)
-        raise InfraError(f"service {service.name} was not ready after {seconds:.0f}s")
+        raise InfraError(f"service {service.label} was not ready after {seconds:.0f}s")
 
     def exited(self) -> dict[str, int]:
-        """Services that stopped on their own, with their exit codes."""
+        """Instances that stopped on their own, with their exit codes."""
         return {
-            name: s.process.returncode
-            for name, s in self.running.items()
+            label: s.process.returncode
+            for label, s in self.running.items()
             if s.process.returncode is not None
         }
 
+    async def kill(self, label: str) -> None:
+        """`kill -9` one instance (no chance to finish anything) and forget it."""
+        service = self.running.pop(label)
+        if service.process.returncode is None:
+            service.process.kill()
+        await service.process.wait()
+        await service.pump
+
+    async def terminate(self, label: str, grace_seconds: float = 20.0) -> None:
+        """Stop one instance the orderly way (SIGTERM, SIGKILL after the grace) and forget it."""
+        service = self.running.pop(label)
+        if service.process.returncode is None:
+            service.process.send_signal(signal.SIGTERM)
+        await self._reap(service, grace_seconds)
+
     async def stop(self, grace_seconds: float = 20.0) -> None:
-        for service in self.running.values():
+        services = list(self.running.values())
+        self.running.clear()
+        for service in services:
             if service.process.returncode is None:
                 service.process.send_signal(signal.SIGTERM)
-        for service in self.running.values():
-            try:
-                await asyncio.wait_for(service.process.wait(), grace_seconds)
-            except TimeoutError:
-                service.process.kill()
-                await service.process.wait()
-            await service.pump
-        self.running.clear()
+        for service in services:
+            await self._reap(service, grace_seconds)
+
+    @staticmethod
+    async def _reap(service: ServiceProcess, grace_seconds: float) -> None:
+        try:
+            await asyncio.wait_for(service.process.wait(), grace_seconds)
+        except TimeoutError:
+            service.process.kill()
+            await service.process.wait()
+        await service.pump
 
     async def __aenter__(self) -> ServiceProcesses:
         try:

@@ -49,6 +49,7 @@ class EmbeddedInfra:
     detached: bool = False
     durable: bool = True
     processes: dict[str, ServerProcess] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
     urls: InfraUrls | None = None
 
     def start(self) -> InfraUrls:
@@ -75,17 +76,17 @@ class EmbeddedInfra:
         return self.urls
 
     def _start_kafka(self) -> str:
-        port = free_port()
+        port = self.ports.setdefault("kafka", free_port())
         self.processes["kafka"] = start_kafka(self.root / "kafka", port, detached=self.detached)
         return f"{HOST}:{port}"
 
     def _start_redis(self) -> str:
-        port = free_port()
+        port = self.ports.setdefault("redis", free_port())
         self.processes["redis"] = start_redis(self.root / "redis", port, detached=self.detached)
         return f"redis://{HOST}:{port}/0"
 
     def _start_postgres(self) -> str:
-        port = free_port()
+        port = self.ports.setdefault("postgres", free_port())
         self.processes["postgres"] = start_postgres(
             self.root / "postgres" / "data",
             port,
@@ -94,6 +95,18 @@ class EmbeddedInfra:
             durable=self.durable,
         )
         return f"postgresql://{POSTGRES_USER}:{DEFAULT_DATABASE_PASSWORD}@{HOST}:{port}/postgres"
+
+    def stop_server(self, name: str) -> None:
+        """Stop one server this stack started (an outage drill); `start_server` brings it back
+        on the same port with the same data."""
+        if name == "kafka":
+            raise InfraError("the embedded Kafka keeps its data in memory: it cannot restart")
+        self.processes.pop(name).stop()
+
+    def start_server(self, name: str) -> None:
+        if name in self.processes or name not in self.ports:
+            raise InfraError(f"{name} is not a stopped server of this stack")
+        {"redis": self._start_redis, "postgres": self._start_postgres}[name]()
 
     def stop(self) -> None:
         # Reverse start order: clients of Kafka may still be writing to Postgres.
