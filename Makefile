@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench lint unit integration up down status clean
+.PHONY: help install demo test bench chaos lint unit integration up down status clean
 
 help:
 	@echo "make demo   run the main job end to end on embedded Kafka, PostgreSQL and Redis"
 	@echo "make test   lint, type-check and run every test (unit, integration, e2e)"
 	@echo "make bench  benchmarks, each printed as a ratio to a baseline measured in the same run"
+	@echo "make chaos  the fault suite at full scale: kills, outages, rebalances, duplicates"
 	@echo "make up     start the embedded infrastructure in the background (make down stops it)"
 	@echo "make clean  remove .venv and .creatorflow (local data)"
 
@@ -34,6 +35,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@set -e; for script in bench/bench_*.py; do $(BIN)/python $$script; done
+
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

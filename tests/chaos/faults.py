@@ -1,0 +1,190 @@
+"""Faults injected while the workload flows, and the supervisor that restarts what they kill.
+
+The supervisor plays the part of compose's `restart: unless-stopped`: any instance that is
+not running (killed, or exited on its own) is started again and waited for until ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as redis
+
+from shared.infra import EmbeddedInfra
+from shared.infra.process import InfraError
+from shared.infra.service_processes import SERVICES, ServiceProcesses
+
+Say = Callable[[str], None]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while True:
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """What to break, within `window_seconds` of the workload's start."""
+
+    window_seconds: float
+    seed: int = 5
+    kills_per_service: int = 3
+    postgres_down_seconds: float = 10.0
+    redis_down_seconds: float = 2.0
+    second_instance_seconds: float = 12.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    what: str
+    began: float  # monotonic
+    ended: float
+
+
+@dataclass
+class Supervisor:
+    processes: ServiceProcesses
+    say: Say
+    restart_delay: float = 0.5
+    desired: dict[str, str] = field(default_factory=dict)  # label -> service
+    unexpected_exits: list[str] = field(default_factory=list)
+    restarts: list[tuple[str, float]] = field(default_factory=list)  # label, seconds to ready
+    _starting: set[str] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.desired.update({label: label for label in self.processes.running})
+
+    async def run(self) -> None:
+        while True:
+            for label, code in self.processes.exited().items():
+                if label not in self._starting:
+                    self.unexpected_exits.append(f"{label} exited with code {code}")
+                    self.say(f"{label} exited on its own with code {code}")
+                    await self.processes.kill(label)
+            for label, service in self.desired.items():
+                if label not in self.processes.running and label not in self._starting:
+                    self._starting.add(label)
+                    task = asyncio.create_task(self._bring_up(label, service))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            await asyncio.sleep(0.1)
+
+    async def _bring_up(self, label: str, service: str) -> None:
+        began = time.monotonic()
+        try:
+            await asyncio.sleep(self.restart_delay)
+            while label in self.desired:
+                await self.processes.launch(service, label)
+                try:
+                    await self.processes.wait_ready(label, seconds=120)
+                except InfraError:
+                    self.say(f"{label} stopped during start-up; starting it again")
+                    if label in self.processes.running:
+                        await self.processes.kill(label)
+                    await asyncio.sleep(1.0)
+                    continue
+                self.restarts.append((label, time.monotonic() - began))
+                return
+        finally:
+            self._starting.discard(label)
+
+    def starting(self, label: str) -> bool:
+        return label in self._starting
+
+    async def running(self, label: str) -> None:
+        """Wait until `label` is up (it may be restarting after an earlier fault)."""
+        await until(lambda: not self.starting(label) and label in self.processes.running)
+
+    async def settled(self) -> None:
+        """Wait until every desired instance is up and nothing is starting."""
+        await until(lambda: not self._starting and set(self.desired) <= set(self.processes.running))
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass
+class Injector:
+    plan: FaultPlan
+    infra: EmbeddedInfra
+    supervisor: Supervisor
+    redis_url: str
+    say: Say
+    faults: list[Fault] = field(default_factory=list)
+
+    async def run(self, started: float) -> None:
+        """Run every fault of the plan at its seeded moment after `started` (monotonic)."""
+        rng = random.Random(self.plan.seed)
+        window = self.plan.window_seconds
+        moments: list[tuple[float, Callable[[], asyncio.Future[None] | object]]] = []
+        for service in SERVICES:
+            for _ in range(self.plan.kills_per_service):
+                moments.append((rng.uniform(0.05, 0.95) * window, self._killer(service)))
+            moments.append((rng.uniform(0.05, 0.6) * window, self._second_instance(service)))
+        moments.append((rng.uniform(0.2, 0.6) * window, self._postgres_outage))
+        moments.append((rng.uniform(0.1, 0.9) * window, self._redis_flush_and_restart))
+        await asyncio.gather(*(self._at(started + at, act) for at, act in moments))
+
+    @staticmethod
+    async def _at(moment: float, act: Callable[[], object]) -> None:
+        await asyncio.sleep(max(0.0, moment - time.monotonic()))
+        result = act()
+        if asyncio.iscoroutine(result):
+            await result
+
+    def _record(self, what: str, began: float) -> None:
+        self.faults.append(Fault(what, began, time.monotonic()))
+        self.say(f"fault: {what}")
+
+    def _killer(self, service: str) -> Callable[[], object]:
+        async def kill() -> None:
+            await self.supervisor.running(service)
+            began = time.monotonic()
+            await self.supervisor.processes.kill(service)
+            self._record(f"kill -9 {service}", began)
+
+        return kill
+
+    def _second_instance(self, service: str) -> Callable[[], object]:
+        async def join_and_leave() -> None:
+            label = f"{service}-2"
+            began = time.monotonic()
+            self.supervisor.desired[label] = service
+            self.say(f"fault: a second {service} instance joins the group")
+            await asyncio.sleep(self.plan.second_instance_seconds)
+            del self.supervisor.desired[label]
+            await until(lambda: not self.supervisor.starting(label))
+            if label in self.supervisor.processes.running:
+                await self.supervisor.processes.terminate(label)
+            self._record(f"second {service} instance joined and left", began)
+
+        return join_and_leave
+
+    async def _postgres_outage(self) -> None:
+        began = time.monotonic()
+        self.say(f"fault: PostgreSQL stops for {self.plan.postgres_down_seconds:.0f} s")
+        self.infra.stop_server("postgres")
+        await asyncio.sleep(self.plan.postgres_down_seconds)
+        self.infra.start_server("postgres")
+        self._record(f"PostgreSQL down {time.monotonic() - began:.1f} s", began)
+
+    async def _redis_flush_and_restart(self) -> None:
+        began = time.monotonic()
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            await client.flushall()
+        finally:
+            await client.aclose()
+        self.infra.stop_server("redis")
+        await asyncio.sleep(self.plan.redis_down_seconds)
+        self.infra.start_server("redis")
+        self._record("Redis flushed and restarted", began)

@@ -1,0 +1,301 @@
+"""What a run ended with, read from where it is kept (PostgreSQL, the payment provider's own
+records, the dead-letter topics), and how it compares with the workload's truth."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.payouts.reports import check_ledger
+from services.payouts.store.postgres import PgPayouts
+from shared.events import TOPICS, dlq_topic
+from shared.money import Money
+from tests.chaos.workload import INVALID_HEADER, Workload
+from tests.integration.payouts.stripe_server import FakeStripe
+
+# tracking_attribution without its timestamps: what a clean run must reproduce exactly.
+_ATTRIBUTION = """
+SELECT deal_id, posts, likes, comments, shares, saves, views, impressions, reach, rate_sum,
+       rated_posts, orders, pending_fx_orders, currency, revenue, spend, engagement_rate, cpm,
+       cpe, cpa, roas, roi_pct
+FROM tracking_attribution
+"""
+_TRUTH_FIELDS = (
+    "posts",
+    "likes",
+    "comments",
+    "shares",
+    "saves",
+    "views",
+    "impressions",
+    "reach",
+    "orders",
+)
+
+
+@dataclass
+class Outcome:
+    """One run's end state."""
+
+    attribution: dict[str, dict[str, Any]] = field(default_factory=dict)
+    confirmations: set[tuple[str, str]] = field(default_factory=set)
+    fee_payouts: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # deal -> status
+    applied: dict[str, set[str]] = field(default_factory=dict)  # consumer -> event ids
+    answered: set[str] = field(default_factory=set)
+    ledger_problems: list[str] = field(default_factory=list)
+    ledger_transfers: int = 0
+    transfers: dict[str, list[Money]] = field(default_factory=dict)  # destination -> amounts
+    provider_requests: int = 0
+    dead_letters: list[tuple[str, str | None]] = field(default_factory=list)  # service, invalid
+
+
+_PROGRESS = """
+SELECT (SELECT count(*) FROM payouts_payouts
+        WHERE kind = 'fee' AND status IN ('sent', 'settled')) AS paid,
+       (SELECT count(*) FROM tracking_confirmations) AS confirmed
+"""
+
+
+async def progress(database_url: str) -> tuple[int, int]:
+    """Cheap counts to watch while waiting: fee payouts sent, deliverables confirmed."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(_PROGRESS)
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["paid"]), int(row["confirmed"])
+
+
+async def read_database(database_url: str, outcome: Outcome) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        outcome.attribution = {r["deal_id"]: dict(r) for r in await conn.fetch(_ATTRIBUTION)}
+        outcome.confirmations = {
+            (r["deal_id"], r["deliverable_id"])
+            for r in await conn.fetch("SELECT deal_id, deliverable_id FROM tracking_confirmations")
+        }
+        payouts: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for r in await conn.fetch(
+            "SELECT deal_id, payout_id, status FROM payouts_payouts WHERE kind = 'fee'"
+        ):
+            payouts[r["deal_id"]].append((r["payout_id"], r["status"]))
+        outcome.fee_payouts = dict(payouts)
+        applied: dict[str, set[str]] = defaultdict(set)
+        for r in await conn.fetch("SELECT consumer, event_id FROM processed_events"):
+            applied[r["consumer"]].add(r["event_id"])
+        outcome.applied = dict(applied)
+        outcome.answered = {
+            r["request_id"] for r in await conn.fetch("SELECT request_id FROM matching_requests")
+        }
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        report = await check_ledger(PgPayouts(pool))
+    finally:
+        await pool.close()
+    outcome.ledger_problems = report.problems
+    outcome.ledger_transfers = report.transfers
+
+
+def read_provider(stripe: FakeStripe, outcome: Outcome) -> None:
+    """Money that really moved: the provider's transfers (idempotent replays are not new)."""
+    transfers: dict[str, list[Money]] = defaultdict(list)
+    for transfer in stripe.transfers.values():
+        amount = Money.from_minor(int(transfer["amount"]), str(transfer["currency"]).upper())
+        transfers[str(transfer["destination"])].append(amount)
+    outcome.transfers = dict(transfers)
+    outcome.provider_requests = sum(1 for method, _, _ in stripe.requests if method == "POST")
+
+
+async def read_dead_letters(bootstrap: str, outcome: Outcome) -> None:
+    """Every dead letter, as (service, invalid record number or None for a valid record).
+
+    Read twice with fresh consumers and merged by offset: the embedded broker can leave a
+    record out of a fetch that races with appends from several producers.
+    """
+    seen: dict[tuple[str, int, int], tuple[str, str | None]] = {}
+    for _ in range(2):
+        seen.update(await _read_dlqs(bootstrap))
+    outcome.dead_letters = list(seen.values())
+
+
+async def _read_dlqs(bootstrap: str) -> dict[tuple[str, int, int], tuple[str, str | None]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1_048_576,
+        fetch_max_bytes=64 * 1_048_576,
+    )
+    await consumer.start()
+    found: dict[tuple[str, int, int], tuple[str, str | None]] = {}
+    try:
+        await consumer.topics()
+        partitions = [
+            TopicPartition(dlq_topic(topic), p)
+            for topic in TOPICS
+            for p in consumer.partitions_for_topic(dlq_topic(topic)) or ()
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        quiet = 0
+        while quiet < 5:
+            batch = await consumer.getmany(timeout_ms=200)
+            quiet = 0 if batch else quiet + 1
+            for records in batch.values():
+                for r in records:
+                    headers = {k: v.decode("utf-8", "replace") for k, v in r.headers}
+                    found[(r.topic, r.partition, r.offset)] = (
+                        headers.get("dlq.service", "?"),
+                        headers.get(INVALID_HEADER),
+                    )
+    finally:
+        await consumer.stop()
+    return found
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: str
+    ok: bool
+
+
+def converged(workload: Workload, outcome: Outcome) -> bool:
+    """The database and the provider say everything the workload implies has happened."""
+    return (
+        not _attribution_vs_truth(workload, outcome)
+        and outcome.confirmations == workload.confirmations
+        and all(
+            len(outcome.transfers.get(p.destination, ())) >= 1 for p in workload.payouts.values()
+        )
+        and all(
+            any(status in ("sent", "settled") for _, status in outcome.fee_payouts.get(d, ()))
+            for d in workload.payouts
+        )
+        and not any(_missing(workload, outcome).values())
+        and workload.match_requests <= outcome.answered
+    )
+
+
+def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[Check]:
+    paid = {d: len(outcome.transfers.get(p.destination, ())) for d, p in workload.payouts.items()}
+    double = sum(1 for n in paid.values() if n > 1)
+    lost = sum(1 for n in paid.values() if n == 0)
+    wrong = sum(
+        1
+        for d, p in workload.payouts.items()
+        if paid[d] and set(outcome.transfers[p.destination]) != {p.net}
+    )
+    rows = sum(1 for v in outcome.fee_payouts.values() if len(v) > 1)
+    unpaid_rows = sum(
+        1
+        for d in workload.payouts
+        if not any(s in ("sent", "settled") for _, s in outcome.fee_payouts.get(d, ()))
+    )
+    stray = len(set(outcome.transfers) - workload.destinations)
+    missing = _missing(workload, outcome)
+    expected_dead = {(s, str(n)) for s, numbers in workload.dead_letters.items() for n in numbers}
+    dead = Counter(outcome.dead_letters)
+    valid_dead = sum(n for (_, invalid), n in dead.items() if invalid is None)
+    result = [
+        Check("deals confirmed (deliverables)", f"{len(workload.confirmations):,}", True),
+        Check("double payouts (provider)", str(double), double == 0),
+        Check("lost payouts (provider)", str(lost), lost == 0),
+        Check("payouts with a wrong amount", str(wrong), wrong == 0),
+        Check("transfers to unknown destinations", str(stray), stray == 0),
+        Check("deals with more than one fee payout row", str(rows), rows == 0),
+        Check("fee payouts not sent", str(unpaid_rows), unpaid_rows == 0),
+        Check(
+            "ledger",
+            f"{outcome.ledger_transfers:,} transfers, {len(outcome.ledger_problems)} problems",
+            not outcome.ledger_problems,
+        ),
+        Check(
+            "attribution ≠ ground truth (deals)",
+            str(len(_attribution_vs_truth(workload, outcome))),
+            not _attribution_vs_truth(workload, outcome),
+        ),
+        Check(
+            "confirmations ≠ ground truth",
+            str(len(outcome.confirmations ^ workload.confirmations)),
+            outcome.confirmations == workload.confirmations,
+        ),
+        Check(
+            "valid events not applied",
+            ", ".join(f"{s} {n}" for s, n in sorted(missing.items())),
+            not any(missing.values()),
+        ),
+        Check(
+            "match requests answered",
+            f"{len(workload.match_requests & outcome.answered)}/{len(workload.match_requests)}",
+            workload.match_requests <= outcome.answered,
+        ),
+        Check(
+            "dead letters: invalid records (expected)",
+            f"{len(expected_dead & set(dead))}/{len(expected_dead)}",
+            expected_dead <= set(dead),
+        ),
+        Check("dead letters: valid records", str(valid_dead), valid_dead == 0),
+        Check(
+            "dead letters: repeated after a crash",
+            str(sum(n - 1 for n in dead.values() if n > 1)),
+            True,
+        ),
+    ]
+    if clean is not None:
+        differ = _differing(outcome.attribution, clean.attribution)
+        result.append(Check("attribution ≠ clean run (deals)", str(differ), differ == 0))
+        differ_paid = sum(
+            1
+            for d in workload.payouts
+            if sorted(_amounts(outcome, workload, d)) != sorted(_amounts(clean, workload, d))
+        )
+        result.append(Check("payouts ≠ clean run (deals)", str(differ_paid), differ_paid == 0))
+    return result
+
+
+def _amounts(outcome: Outcome, workload: Workload, deal_id: str) -> list[Money]:
+    return outcome.transfers.get(workload.payouts[deal_id].destination, [])
+
+
+def _differing(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> int:
+    return sum(1 for deal in a.keys() | b.keys() if a.get(deal) != b.get(deal))
+
+
+def _missing(workload: Workload, outcome: Outcome) -> dict[str, int]:
+    return {
+        service: len(ids - outcome.applied.get(service, set()))
+        for service, ids in workload.applied.items()
+    }
+
+
+def _attribution_vs_truth(workload: Workload, outcome: Outcome) -> list[str]:
+    wrong = []
+    for deal_id, truth in workload.attribution.items():
+        row = outcome.attribution.get(deal_id)
+        if row is None:
+            wrong.append(deal_id)
+            continue
+        if any(row[name] != getattr(truth, name) for name in _TRUTH_FIELDS) or (
+            row["currency"] != truth.revenue.currency
+            or Decimal(row["revenue"]) != truth.revenue.amount
+        ):
+            wrong.append(deal_id)
+    return wrong
+
+
+async def wait_until(predicate: Any, seconds: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(1.0)
+    return False

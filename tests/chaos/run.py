@@ -1,0 +1,269 @@
+"""One chaos run: fresh embedded servers, the three services as processes, a payment provider
+that keeps its own records, the workload sent with a plain producer, faults, then the checks.
+
+`python -m tests.chaos` (what `make chaos` runs) plays the workload twice: once without faults
+(the clean run) and once with them, and prints how the chaos run compares with the ground truth
+and with the clean run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import median
+
+from aiokafka import AIOKafkaProducer
+
+from shared.config import Settings
+from shared.infra import EmbeddedInfra, InfraUrls
+from shared.infra.service_processes import SERVICES, ServiceProcesses
+from tests.chaos.faults import Fault, FaultPlan, Injector, Supervisor
+from tests.chaos.observe import (
+    Check,
+    Outcome,
+    checks,
+    converged,
+    progress,
+    read_database,
+    read_dead_letters,
+    read_provider,
+)
+from tests.chaos.workload import ChaosConfig, Workload, generate
+from tests.integration.payouts.stripe_server import FakeStripe
+
+Say = Callable[[str], None]
+STRIPE_KEY = "sk_test_chaos"
+CONVERGE_SECONDS = 300.0
+
+
+@dataclass
+class RunReport:
+    name: str
+    outcome: Outcome
+    published: int = 0
+    publish_seconds: float = 0.0
+    started: float = 0.0  # monotonic: when the first record was sent
+    faults: list[Fault] = field(default_factory=list)
+    restarts: list[tuple[str, float]] = field(default_factory=list)
+    unexpected_exits: list[str] = field(default_factory=list)
+    converged: bool = False
+    converge_seconds: float = 0.0  # after the last fault ended (or the last record was sent)
+    total_seconds: float = 0.0
+    log_tail: list[str] = field(default_factory=list)
+
+
+def service_env(urls: InfraUrls, stripe: FakeStripe, data_dir: Path) -> dict[str, str]:
+    return {
+        **urls.as_env(),
+        "CREATORFLOW_DATA_DIR": str(data_dir),
+        "PAYOUTS_PROVIDER": "stripe",
+        "PAYOUTS_STRIPE_API_KEY": stripe.api_key,
+        "PAYOUTS_STRIPE_API_BASE": stripe.base_url,
+        # A payout claimed by an instance that is then killed waits out its lease before
+        # another instance may send it again (with the same idempotency key).
+        "PAYOUTS_DISPATCH_LEASE_SECONDS": "10",
+        "PAYOUTS_SANDBOX_SETTLE_AFTER_SECONDS": "0",
+    }
+
+
+async def publish(
+    bootstrap: str, workload: Workload, seconds: float, say: Say
+) -> tuple[int, float]:
+    """Send every record, spread evenly over `seconds` (0: as fast as possible)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    began = time.monotonic()
+    records = workload.records
+    step = max(1, len(records) // max(1, int(seconds * 10)))
+    try:
+        for start in range(0, len(records), step):
+            chunk = records[start : start + step]
+            acks = [
+                await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in chunk
+            ]
+            await asyncio.gather(*acks)
+            if seconds:
+                due = began + seconds * (start + len(chunk)) / len(records)
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+    finally:
+        await producer.stop()
+    elapsed = time.monotonic() - began
+    say(f"sent {len(records):,} records in {elapsed:.1f} s")
+    return len(records), elapsed
+
+
+async def execute(
+    name: str,
+    workload: Workload,
+    *,
+    root: Path,
+    publish_seconds: float,
+    plan: FaultPlan | None,
+    say: Say,
+) -> RunReport:
+    began = time.monotonic()
+    lines: list[str] = []
+    report = RunReport(name, Outcome())
+    infra = EmbeddedInfra(root, _embedded_only(), durable=True)
+    urls = infra.start()
+    try:
+        async with FakeStripe(api_key=STRIPE_KEY, accounts=set(workload.destinations)) as stripe:
+            processes = ServiceProcesses(
+                SERVICES,
+                service_env(urls, stripe, root / "data"),
+                lambda label, line: lines.append(f"{label} | {line}"),
+            )
+            async with processes:
+                say(f"{name}: services ready after {time.monotonic() - began:.1f} s")
+                stage = Stage(infra, urls, processes, stripe)
+                await _drive(report, workload, stage, publish_seconds, plan, say)
+            report.log_tail = lines[-60:]
+    finally:
+        infra.stop()
+    report.total_seconds = time.monotonic() - began
+    return report
+
+
+@dataclass(frozen=True)
+class Stage:
+    infra: EmbeddedInfra
+    urls: InfraUrls
+    processes: ServiceProcesses
+    stripe: FakeStripe
+
+
+async def _drive(
+    report: RunReport,
+    workload: Workload,
+    stage: Stage,
+    publish_seconds: float,
+    plan: FaultPlan | None,
+    say: Say,
+) -> None:
+    infra, urls, processes, stripe = stage.infra, stage.urls, stage.processes, stage.stripe
+    supervisor = Supervisor(processes, say)
+    watching = asyncio.create_task(supervisor.run())
+    try:
+        started = report.started = time.monotonic()
+        injector = None
+        faulting: asyncio.Future[None] | None = None
+        if plan is not None:
+            injector = Injector(plan, infra, supervisor, urls.redis_url, say)
+            faulting = asyncio.ensure_future(injector.run(started))
+        report.published, report.publish_seconds = await publish(
+            urls.kafka_bootstrap_servers, workload, publish_seconds, say
+        )
+        if faulting is not None:
+            await faulting
+        await supervisor.settled()
+        calm = time.monotonic()
+        if injector is not None and injector.faults:
+            report.faults = injector.faults
+            calm = max(f.ended for f in injector.faults)
+        report.converged = await _converge(workload, urls, stripe, report.outcome, say)
+        report.converge_seconds = time.monotonic() - calm
+        report.restarts = supervisor.restarts
+        report.unexpected_exits = supervisor.unexpected_exits
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        await supervisor.stop()
+    await read_dead_letters(urls.kafka_bootstrap_servers, report.outcome)
+
+
+async def _converge(
+    workload: Workload, urls: InfraUrls, stripe: FakeStripe, outcome: Outcome, say: Say
+) -> bool:
+    """Wait until the end state is what the workload implies, saying how far it got."""
+    deadline = time.monotonic() + CONVERGE_SECONDS
+    next_note = time.monotonic() + 5.0
+    deals, confirmations = len(workload.payouts), len(workload.confirmations)
+    while time.monotonic() < deadline:
+        paid, confirmed = await progress(urls.database_url)
+        if paid >= deals and confirmed >= confirmations:
+            read_provider(stripe, outcome)
+            await read_database(urls.database_url, outcome)
+            if converged(workload, outcome):
+                return True
+        if time.monotonic() >= next_note:
+            next_note += 5.0
+            say(
+                f"waiting: {paid:,}/{deals:,} fee payouts sent, "
+                f"{confirmed:,}/{confirmations:,} deliverables confirmed, "
+                f"{len(stripe.transfers):,} transfers at the provider"
+            )
+        await asyncio.sleep(0.5)
+    read_provider(stripe, outcome)
+    await read_database(urls.database_url, outcome)
+    return False
+
+
+def _embedded_only() -> Settings:
+    """Settings that start all three servers here: outages need servers this run controls."""
+    return Settings.model_validate(
+        {"KAFKA_BOOTSTRAP_SERVERS": None, "DATABASE_URL": None, "REDIS_URL": None}
+    )
+
+
+@dataclass
+class ChaosReport:
+    workload: Workload
+    clean: RunReport
+    chaos: RunReport
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return self.clean.converged and self.chaos.converged and all(c.ok for c in self.checks)
+
+
+async def chaos(
+    config: ChaosConfig, plan_for: Callable[[float], FaultPlan], publish_seconds: float, say: Say
+) -> ChaosReport:
+    workload = generate(config, datetime.now(UTC))
+    counts = workload.counts()
+    say(
+        f"workload: {counts['deals']:,} deals, {counts['confirmations']:,} confirmations, "
+        f"{counts['records']:,} records ({counts['sent twice']:,} sent twice, "
+        f"{counts['invalid']} invalid)"
+    )
+    with tempfile.TemporaryDirectory(prefix="creatorflow-chaos-") as tmp:
+        say("clean run: no faults")
+        clean = await execute(
+            "clean", workload, root=Path(tmp) / "clean", publish_seconds=0, plan=None, say=say
+        )
+        say("chaos run: the same records, with faults")
+        faulty = await execute(
+            "chaos",
+            workload,
+            root=Path(tmp) / "chaos",
+            publish_seconds=publish_seconds,
+            plan=plan_for(publish_seconds),
+            say=say,
+        )
+    return ChaosReport(workload, clean, faulty, checks(workload, faulty.outcome, clean.outcome))
+
+
+def summary(report: RunReport) -> dict[str, str]:
+    restarts = [s for _, s in report.restarts]
+    return {
+        "sent": f"{report.published:,} records in {report.publish_seconds:.1f} s",
+        "faults": str(len(report.faults)),
+        "restarts → ready": (
+            f"{len(restarts)}, median {median(restarts):.1f} s, max {max(restarts):.1f} s"
+            if restarts
+            else "0"
+        ),
+        "exits nobody asked for": str(len(report.unexpected_exits)),
+        "converged": (
+            f"{report.converge_seconds:.1f} s after the last fault"
+            if report.converged
+            else f"NO (gave up after {CONVERGE_SECONDS:.0f} s)"
+        ),
+        "wall time": f"{report.total_seconds:.0f} s",
+    }

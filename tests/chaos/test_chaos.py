@@ -1,0 +1,43 @@
+"""The fault suite at a small scale: 100 deals (200 confirmations) through the three services
+while each is killed twice, a second instance of each joins and leaves, PostgreSQL is down
+for 10 s and Redis is flushed and restarted. `make chaos` runs the same at full scale."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.chaos.faults import FaultPlan
+from tests.chaos.run import chaos
+from tests.chaos.workload import ChaosConfig
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+KILLS = 2
+
+
+@pytest.mark.timeout(900)
+async def test_nothing_is_lost_or_paid_twice_under_faults() -> None:
+    lines: list[str] = []
+    report = await chaos(
+        ChaosConfig(deals=100, seed=3, invalid_per_topic=2),
+        lambda window: FaultPlan(window, seed=3, kills_per_service=KILLS),
+        publish_seconds=20,
+        say=lines.append,
+    )
+    log = "\n".join(lines + report.chaos.log_tail)
+    assert report.clean.converged, log
+    assert report.chaos.converged, log
+    failed = [f"{c.name}: {c.value}" for c in report.checks if not c.ok]
+    assert not failed, f"{failed}\n{log}"
+
+    # The faults did happen, as planned.
+    faults = Counter(f.what for f in report.chaos.faults)
+    for service in ("matching", "tracking", "payouts"):
+        assert faults[f"kill -9 {service}"] == KILLS, faults
+        assert faults[f"second {service} instance joined and left"] == 1, faults
+    assert faults["Redis flushed and restarted"] == 1, faults
+    outage = [f for f in report.chaos.faults if f.what.startswith("PostgreSQL down")]
+    assert len(outage) == 1 and outage[0].ended - outage[0].began >= 10, faults
+    assert len(report.chaos.restarts) >= 3 * KILLS, report.chaos.restarts

@@ -1,0 +1,95 @@
+"""The chaos checks themselves: each flags the failure it is there to catch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.chaos.observe import Outcome, checks, converged
+from tests.chaos.workload import ChaosConfig, Workload, generate
+
+
+@pytest.fixture(scope="module")
+def workload() -> Workload:
+    return generate(ChaosConfig(deals=6, profiles=20, match_requests=2), datetime.now(UTC))
+
+
+def perfect(workload: Workload) -> Outcome:
+    """The outcome a correct system reaches for `workload`."""
+    attribution = {
+        deal: {
+            **{name: getattr(t, name) for name in vars(t) if name != "revenue"},
+            "currency": t.revenue.currency,
+            "revenue": t.revenue.amount,
+        }
+        for deal, t in workload.attribution.items()
+    }
+    return Outcome(
+        attribution=attribution,
+        confirmations=set(workload.confirmations),
+        fee_payouts={d: [(f"p-{d}", "sent")] for d in workload.payouts},
+        applied={s: set(ids) for s, ids in workload.applied.items()},
+        answered=set(workload.match_requests),
+        transfers={p.destination: [p.net] for p in workload.payouts.values()},
+        dead_letters=[(s, str(n)) for s, ns in workload.dead_letters.items() for n in ns],
+    )
+
+
+def failing(workload: Workload, outcome: Outcome, clean: Outcome | None = None) -> list[str]:
+    return [c.name for c in checks(workload, outcome, clean) if not c.ok]
+
+
+def test_a_correct_outcome_passes_every_check(workload: Workload) -> None:
+    outcome = perfect(workload)
+    assert converged(workload, outcome)
+    assert failing(workload, outcome, perfect(workload)) == []
+
+
+def test_a_payout_sent_twice_is_a_double_payout(workload: Workload) -> None:
+    outcome = perfect(workload)
+    payout = next(iter(workload.payouts.values()))
+    outcome.transfers[payout.destination].append(payout.net)
+    assert failing(workload, outcome) == ["double payouts (provider)"]
+
+
+def test_a_missing_transfer_is_a_lost_payout(workload: Workload) -> None:
+    outcome = perfect(workload)
+    del outcome.transfers[next(iter(workload.payouts.values())).destination]
+    assert "lost payouts (provider)" in failing(workload, outcome)
+    assert not converged(workload, outcome)
+
+
+def test_attribution_off_by_one_like_differs_from_truth_and_clean_run(
+    workload: Workload,
+) -> None:
+    outcome = perfect(workload)
+    outcome.attribution[next(iter(outcome.attribution))]["likes"] += 1
+    assert failing(workload, outcome, perfect(workload)) == [
+        "attribution ≠ ground truth (deals)",
+        "attribution ≠ clean run (deals)",
+    ]
+
+
+def test_an_unapplied_event_and_a_dead_lettered_valid_one_are_flagged(
+    workload: Workload,
+) -> None:
+    outcome = perfect(workload)
+    outcome.applied["tracking"].pop()
+    outcome.dead_letters.append(("payouts", None))
+    assert failing(workload, outcome) == [
+        "valid events not applied",
+        "dead letters: valid records",
+    ]
+
+
+def test_an_invalid_record_not_dead_lettered_is_flagged(workload: Workload) -> None:
+    outcome = perfect(workload)
+    outcome.dead_letters.pop()
+    assert failing(workload, outcome) == ["dead letters: invalid records (expected)"]
+
+
+def test_unbalanced_ledger_is_flagged(workload: Workload) -> None:
+    outcome = perfect(workload)
+    outcome.ledger_problems = ["transfer t-1 sums to 0.01 USD"]
+    assert failing(workload, outcome) == ["ledger"]

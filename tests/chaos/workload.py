@@ -1,0 +1,360 @@
+"""The chaos workload: deals, posts, orders, refunds, confirmations, accounts and FX rates as
+Kafka records, with the outcome they must produce computed here, not by the services.
+
+Seeded and pure: the same config and clock give the same records. Every deal has two
+deliverables (a post and a story), so `deals` deals mean `2 * deals` confirmations. Some
+stories lack the `#ad` tag and are confirmed by the brand instead; some posts are confirmed by
+both (the first wins). About `duplicate_share` of the records are sent twice (same event id),
+some orders are re-sent by the shop as new events, and the whole stream is shuffled; the
+FX rates go first, as a rate feed publishes before the day's business.
+Invalid records (from the hostile-input catalogue) are mixed in; each carries a
+`chaos-invalid` header so its dead letters can be matched to it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
+from services.matching.population import (
+    NICHE_NAMES,
+    REFERENCE_RATES,
+    generate_population,
+    niche_request,
+)
+from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
+from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
+from shared.demo.scenario import EXTRA_RATES, DealTruth
+from shared.events import (
+    CloudEvent,
+    DealSigned,
+    Deliverable,
+    DeliverableConfirmed,
+    FxRatesPublished,
+    OrderRedeemed,
+    OrderRefunded,
+    PayoutAccountUpserted,
+    PostMetricsObserved,
+    TaxForm,
+    encode,
+    event_key,
+    make_event,
+    spec_for_type,
+)
+from shared.money import FxSnapshot, Money
+from tests.e2e.hostile_events import bad_values
+
+CONSUMERS: Final[dict[str, tuple[str, ...]]] = {
+    "matching": tuple(MATCHING_INPUTS),
+    "tracking": tuple(TRACKING_INPUTS),
+    "payouts": tuple(PAYOUTS_INPUTS),
+}
+PAYOUT_CURRENCIES: Final = ("USD", "EUR", "GBP", "JPY", "KWD", "BRL", "INR", "BHD")
+REQUIRED_TAGS: Final = ("#ad", "#chaos")
+BRAND_ID: Final = "brand-chaos"
+INVALID_HEADER: Final = "chaos-invalid"
+# The hostile catalogue's oversized values need a producer allowed to send them; the hostile
+# suite covers them, so the chaos stream leaves them out.
+_MAX_INVALID_BYTES: Final = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    deals: int = 5000
+    seed: int = 11
+    duplicate_share: float = 0.3
+    profiles: int = 600
+    match_requests: int = 8
+    invalid_per_topic: int = 4
+    campaigns: int = 10
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+    event_id: str | None  # None: an invalid record
+    invalid: int | None = None  # the invalid record's number (its `chaos-invalid` header)
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [] if self.invalid is None else [(INVALID_HEADER, str(self.invalid).encode())]
+
+
+@dataclass(frozen=True)
+class PayoutTruth:
+    creator_id: str
+    destination: str
+    net: Money  # the fee in the creator's currency (no platform fee in this workload)
+
+
+@dataclass
+class Workload:
+    config: ChaosConfig
+    records: list[Record]
+    attribution: dict[str, DealTruth]  # by deal_id
+    confirmations: set[tuple[str, str]]  # (deal_id, deliverable_id)
+    payouts: dict[str, PayoutTruth]  # by deal_id
+    match_requests: set[str]
+    # Valid event ids each service must have applied (its input topics), and the invalid
+    # records each must have dead-lettered.
+    applied: dict[str, set[str]] = field(default_factory=dict)
+    dead_letters: dict[str, set[int]] = field(default_factory=dict)
+
+    @property
+    def destinations(self) -> set[str]:
+        return {p.destination for p in self.payouts.values()}
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "records": len(self.records),
+            "valid events": len({r.event_id for r in self.records if r.event_id}),
+            "sent twice": sum(1 for r in self.records if r.event_id)
+            - len({r.event_id for r in self.records if r.event_id}),
+            "invalid": sum(1 for r in self.records if r.invalid is not None),
+            "deals": len(self.payouts),
+            "confirmations": len(self.confirmations),
+        }
+
+
+def generate(config: ChaosConfig, now: datetime) -> Workload:
+    return _Generator(config, now).workload()
+
+
+class _Generator:
+    def __init__(self, config: ChaosConfig, now: datetime) -> None:
+        self.config = config
+        self.now = now
+        self.rng = random.Random(config.seed)
+        self.starts_at = now - timedelta(days=4)
+        self.ends_at = now + timedelta(days=10)
+        self.fx = FxSnapshot(
+            base="USD",
+            rates={**REFERENCE_RATES, **EXTRA_RATES},
+            as_of=now - timedelta(days=30),
+            source="fx-feed",
+        )
+        self.events: list[CloudEvent[Any]] = []
+        self.attribution: dict[str, DealTruth] = {}
+        self.confirmations: set[tuple[str, str]] = set()
+        self.payouts: dict[str, PayoutTruth] = {}
+        self.match_requests: set[str] = set()
+
+    def workload(self) -> Workload:
+        fx = FxRatesPublished(
+            base="USD", rates=dict(self.fx.rates), as_of=self.fx.as_of, source="fx-feed"
+        )
+        first = make_event(fx, source="fx-feed", time=self.now)
+        self._matching()
+        for n in range(self.config.deals):
+            self._deal(n)
+        records = [_record(e) for e in self.events]
+        records += [r for r in records if self.rng.random() < self.config.duplicate_share]
+        records += self._invalid()
+        self.rng.shuffle(records)
+        records.insert(0, _record(first))
+        return self._accounted(records)
+
+    def _accounted(self, records: list[Record]) -> Workload:
+        applied: dict[str, set[str]] = defaultdict(set)
+        dead: dict[str, set[int]] = defaultdict(set)
+        for record in records:
+            for service, topics in CONSUMERS.items():
+                if record.topic not in topics:
+                    continue
+                if record.event_id is not None:
+                    applied[service].add(record.event_id)
+                elif record.invalid is not None:
+                    dead[service].add(record.invalid)
+        return Workload(
+            self.config,
+            records,
+            self.attribution,
+            self.confirmations,
+            self.payouts,
+            self.match_requests,
+            dict(applied),
+            dict(dead),
+        )
+
+    def _matching(self) -> None:
+        population = generate_population(
+            self.config.profiles, seed=self.config.seed, id_prefix="cp"
+        )
+        profiles = population.profiles
+        self.events += [
+            make_event(profiles.profile(i), source="onboarding", time=self.now)
+            for i in range(len(profiles))
+        ]
+        for n in range(self.config.match_requests):
+            request = niche_request(
+                NICHE_NAMES[n % len(NICHE_NAMES)],
+                request_id=f"req-chaos-{n:03d}",
+                campaign_id=self._campaign(n),
+                seed=self.config.seed + n,
+                limit=20,
+                brand_id=BRAND_ID,
+            )
+            self.match_requests.add(request.request_id)
+            self.events.append(make_event(request, source="brand/chaos", time=self.now))
+
+    def _campaign(self, n: int) -> str:
+        return f"cmp-chaos-{n % self.config.campaigns:02d}"
+
+    def _deal(self, n: int) -> None:
+        creator_id = f"cc-{n:05d}"
+        deal = DealSigned(
+            deal_id=f"deal-chaos-{n:05d}",
+            campaign_id=self._campaign(n),
+            brand_id=BRAND_ID,
+            creator_id=creator_id,
+            fee=Money.of(Decimal(self.rng.randint(150, 1200)), "USD"),
+            commission_rate=Decimal("0.05"),
+            promo_codes=(f"CHAOS{n:05d}",),
+            deliverables=(
+                Deliverable(deliverable_id="post-1", kind="post", count=1, due_by=self.ends_at),
+                Deliverable(deliverable_id="story-1", kind="story", count=1, due_by=self.ends_at),
+            ),
+            required_tags=REQUIRED_TAGS,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            attribution_window_days=14,
+        )
+        self.events.append(make_event(deal, source="brand/chaos", time=self.now))
+        currency = self.rng.choice(PAYOUT_CURRENCIES)
+        destination = f"acct_chaos{n:05d}"
+        account = PayoutAccountUpserted(
+            creator_id=creator_id,
+            method="stripe",
+            destination=destination,
+            currency=currency,
+            tax_form=TaxForm(
+                type="W-9", status="verified", verified_at=self.now - timedelta(days=90)
+            ),
+        )
+        self.events.append(make_event(account, source="onboarding", time=self.now))
+        self.payouts[deal.deal_id] = PayoutTruth(
+            creator_id, destination, self.fx.convert(deal.fee, currency).result
+        )
+
+        truth = self.attribution.setdefault(deal.deal_id, DealTruth())
+        followers = self.rng.randint(10_000, 100_000)
+        untagged_story = self.rng.random() < 0.15
+        for k, (kind, deliverable_id) in enumerate((("post", "post-1"), ("story", "story-1"))):
+            tagged = not (kind == "story" and untagged_story)
+            self._post(deal, k, kind, followers, tagged, truth)
+            self.confirmations.add((deal.deal_id, deliverable_id))
+            brand_confirms = not tagged or self.rng.random() < 0.1
+            if brand_confirms:
+                confirmation = DeliverableConfirmed(
+                    deal_id=deal.deal_id,
+                    deliverable_id=deliverable_id,
+                    post_id=None,
+                    confirmed_by=BRAND_ID,
+                    confirmed_at=self.now - timedelta(hours=1),
+                )
+                self.events.append(make_event(confirmation, source="brand/chaos", time=self.now))
+        self._orders(deal, truth)
+
+    def _post(
+        self,
+        deal: DealSigned,
+        k: int,
+        kind: str,
+        followers: int,
+        tagged: bool,
+        truth: DealTruth,
+    ) -> None:
+        posted_at = self.starts_at + timedelta(hours=5 + 24 * k + self.rng.randint(0, 10))
+        final_reach = int(followers * self.rng.uniform(0.1, 0.6))
+        final_likes = int(final_reach * self.rng.uniform(0.04, 0.12))
+        tags = REQUIRED_TAGS if tagged else ("#chaos",)
+        snapshot: PostMetricsObserved | None = None
+        for step, share in enumerate((0.4, 0.8, 1.0)[: 3 - k]):
+            likes = int(final_likes * share)
+            reach = int(final_reach * share)
+            snapshot = PostMetricsObserved(
+                post_id=f"ig-{deal.creator_id}-{k}",
+                creator_id=deal.creator_id,
+                platform="instagram",
+                kind=kind,
+                deal_id=deal.deal_id,
+                caption=f"Made with @chaos {' '.join(tags)}",
+                tags=tags,
+                posted_at=posted_at,
+                observed_at=posted_at + timedelta(hours=3 + 12 * step),
+                likes=likes,
+                comments=likes // 10,
+                shares=likes // 25,
+                saves=likes // 7,
+                views=int(reach * 1.5),
+                impressions=int(reach * 1.2),
+                reach=reach,
+                followers=followers,
+            )
+            self.events.append(make_event(snapshot, source="collector/metrics", time=self.now))
+        assert snapshot is not None
+        truth.posts += 1
+        truth.likes += snapshot.likes
+        truth.comments += snapshot.comments
+        truth.shares += snapshot.shares
+        truth.saves += snapshot.saves
+        truth.views += snapshot.views
+        truth.impressions += snapshot.impressions
+        truth.reach += snapshot.reach
+
+    def _orders(self, deal: DealSigned, truth: DealTruth) -> None:
+        code = deal.promo_codes[0]
+        for j in range(self.rng.randint(1, 6)):
+            occurred_at = self.starts_at + timedelta(hours=self.rng.randint(6, 90))
+            usd = Decimal(self.rng.randint(1200, 12000)) / 100
+            in_eur = self.rng.random() < 0.2
+            amount = Money.of(usd * self.fx.rates["EUR"], "EUR") if in_eur else Money.of(usd, "USD")
+            order = OrderRedeemed(
+                order_id=f"ord-{deal.deal_id}-{j}",
+                promo_code=code,
+                amount=amount,
+                occurred_at=occurred_at,
+            )
+            self.events.append(make_event(order, source="shop/chaos", time=self.now))
+            if self.rng.random() < 0.1:  # the shop retries: a new event, the same order
+                self.events.append(make_event(order, source="shop/chaos", time=self.now))
+            if self.rng.random() < 0.1:
+                refund = OrderRefunded(
+                    order_id=order.order_id,
+                    promo_code=code,
+                    amount=amount,
+                    occurred_at=occurred_at + timedelta(hours=12),
+                )
+                self.events.append(make_event(refund, source="shop/chaos", time=self.now))
+            else:
+                truth.orders += 1
+                truth.revenue += self.fx.convert(amount, "USD").result
+        if self.rng.random() < 0.2:  # before the deal started: valid, attributed to nobody
+            early = OrderRedeemed(
+                order_id=f"ord-{deal.deal_id}-early",
+                promo_code=code,
+                amount=Money.of("30.00", "USD"),
+                occurred_at=self.starts_at - timedelta(days=2),
+            )
+            self.events.append(make_event(early, source="shop/chaos", time=self.now))
+
+    def _invalid(self) -> list[Record]:
+        inputs = sorted({t for topics in CONSUMERS.values() for t in topics})
+        picked = []
+        for topic in inputs:
+            bad = [b for b in bad_values(topic) if len(b.value) <= _MAX_INVALID_BYTES]
+            picked += self.rng.sample(bad, min(self.config.invalid_per_topic, len(bad)))
+        return [
+            Record(b.topic, b.key, b.value, None, invalid=n) for n, b in enumerate(picked, start=1)
+        ]
+
+
+def _record(event: CloudEvent[Any]) -> Record:
+    return Record(spec_for_type(event.type).topic, event_key(event), encode(event), event.id)
