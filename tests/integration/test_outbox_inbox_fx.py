@@ -106,10 +106,9 @@ async def test_outbox_publishes_committed_events_in_order_once(
                         seen.append(event.id)
         # The broker acknowledges before the relay marks its rows published and counts them;
         # stopping the relays in between would leave them to be published again.
-        while (
-            await db_pool.fetchval(_PENDING, f"{tag}%")
-            and asyncio.get_running_loop().time() < deadline
-        ):
+        while asyncio.get_running_loop().time() < deadline:
+            if not await db_pool.fetchval(_PENDING, f"{tag}%"):
+                break
             await asyncio.sleep(0.1)
     finally:
         await consumer.stop()
