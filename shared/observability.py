@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
@@ -61,3 +62,34 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool = False) 
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LibraryFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+class LibraryFormatter(logging.Formatter):
+    """Libraries' own log records (asyncpg, aiokafka, ...) as one line in our style.
+
+    A warning's exception is summed up on the same line: during a database outage asyncpg
+    warns about every reconnection attempt, and a traceback each time would bury everything
+    else. Errors keep their traceback.
+    """
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = (
+            f"{stamp}Z [{record.levelname.lower():<9}] {record.getMessage():<30} "
+            f"logger={record.name} service={self._service}"
+        )
+        if record.exc_info and record.exc_info[1] is not None:
+            if record.levelno >= logging.ERROR:
+                return f"{line}\n{self.formatException(record.exc_info)}"
+            error = record.exc_info[1]
+            line += f" error='{type(error).__name__}: {error}'"
+        return line

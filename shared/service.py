@@ -25,7 +25,14 @@ from shared.config import Settings
 from shared.db import create_pool, migrate
 from shared.health import Check, HealthApp
 from shared.infra import InfraUrls, running_urls
-from shared.kafka import DeadLetters, RetryPolicy, SafeConsumer, ensure_topics, make_broker
+from shared.kafka import (
+    DeadLetters,
+    RetryPolicy,
+    SafeConsumer,
+    ensure_topics,
+    is_transient,
+    make_broker,
+)
 from shared.observability import CONSUMER_LAG, configure_logging
 
 log = structlog.get_logger(__name__)
@@ -216,8 +223,15 @@ async def _supervised(service: str, loop: Background) -> None:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("background loop failed; restarting", service=service)
+        except Exception as error:
+            if is_transient(error):  # a dependency is down: say so, without a traceback
+                log.warning(
+                    "background loop waiting for a dependency",
+                    service=service,
+                    error=f"{type(error).__name__}: {error}",
+                )
+            else:
+                log.exception("background loop failed; restarting", service=service)
             await asyncio.sleep(1.0)
 
 
@@ -238,3 +252,14 @@ def run_service(name: str, setup: Setup) -> None:
     except ServiceConfigurationError as error:
         log.error(str(error), service=name)
         raise SystemExit(2) from error
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        # Nothing to debug here: a server is down or unreachable. Exit for the supervisor
+        # (compose's restart policy) to try again, without a traceback.
+        log.error(
+            "could not start: a server is unreachable",
+            service=name,
+            error=f"{type(error).__name__}: {error}",
+        )
+        raise SystemExit(1) from error

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +19,7 @@ from shared.events import CloudEvent, Topic, decode, encode, event_key, make_eve
 from shared.events.examples import valid_example
 from shared.inbox import claim
 from shared.infra import InfraUrls
+from shared.infra.process import free_port
 from shared.kafka import Delivery, subscribe_event_batches, subscribe_events
 from shared.outbox import OutboxRelay, enqueue
 from shared.service import Background, Resources, ServiceRuntime
@@ -167,3 +170,31 @@ async def test_health_readiness_and_metrics_endpoints(infra: InfraUrls, topics: 
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:
             await http.get(f"http://127.0.0.1:{runtime.http_port}/healthz")
+
+
+async def test_a_service_that_cannot_reach_its_database_says_so_and_exits(
+    infra: InfraUrls,
+) -> None:
+    """One line naming the failure, exit code 1 for the restart policy, and no password."""
+    password = "Unreachable-Db-Pw-7731"  # a marker to look for in the output
+    closed = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+        "DATABASE_URL": f"postgresql://creatorflow:{password}@127.0.0.1:{closed}/creatorflow",
+        "REDIS_URL": infra.redis_url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.tracking",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
+    assert process.returncode == 1, output
+    assert "could not start: a server is unreachable" in output
+    assert str(closed) in output, "the error names the address it could not reach"
+    assert "Traceback" not in output
+    assert password not in output
