@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from shared.config import Settings
 from tests.chaos.faults import FaultPlan
 from tests.chaos.run import ChaosReport, chaos, summary
 from tests.chaos.workload import ChaosConfig
@@ -23,6 +25,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--publish-seconds", type=float, default=60.0)
     parser.add_argument("--kills", type=int, default=3, help="kill -9 per service")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Settings().data_dir / "chaos",
+        help="servers' data and each run's services.log (replaced on each run)",
+    )
     args = parser.parse_args()
     config = ChaosConfig(deals=args.deals, seed=args.seed)
     began = time.monotonic()
@@ -36,9 +44,11 @@ def main() -> int:
             lambda window: FaultPlan(window, seed=args.seed, kills_per_service=args.kills),
             args.publish_seconds,
             say,
+            args.dir,
         )
     )
     show(report)
+    console.print(f"service output of each run: {args.dir}/clean/services.log, chaos/services.log")
     return 0 if report.ok else 1
 
 

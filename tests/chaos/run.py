@@ -9,7 +9,7 @@ and with the clean run.
 from __future__ import annotations
 
 import asyncio
-import tempfile
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,14 +109,21 @@ async def execute(
     began = time.monotonic()
     lines: list[str] = []
     report = RunReport(name, Outcome())
+    shutil.rmtree(root, ignore_errors=True)
     infra = EmbeddedInfra(root, _embedded_only(), durable=True)
     urls = infra.start()
+    log = (root / "services.log").open("a", encoding="utf-8")
+
+    def keep(label: str, line: str) -> None:
+        lines.append(f"{label} | {line}")
+        log.write(f"{time.monotonic() - began:8.2f} {label} | {line}\n")
+
     try:
         async with FakeStripe(api_key=STRIPE_KEY, accounts=set(workload.destinations)) as stripe:
             processes = ServiceProcesses(
                 SERVICES,
                 service_env(urls, stripe, root / "data"),
-                lambda label, line: lines.append(f"{label} | {line}"),
+                keep,
             )
             async with processes:
                 say(f"{name}: services ready after {time.monotonic() - began:.1f} s")
@@ -124,6 +131,7 @@ async def execute(
                 await _drive(report, workload, stage, publish_seconds, plan, say)
             report.log_tail = lines[-60:]
     finally:
+        log.close()
         infra.stop()
     report.total_seconds = time.monotonic() - began
     return report
@@ -223,8 +231,13 @@ class ChaosReport:
 
 
 async def chaos(
-    config: ChaosConfig, plan_for: Callable[[float], FaultPlan], publish_seconds: float, say: Say
+    config: ChaosConfig,
+    plan_for: Callable[[float], FaultPlan],
+    publish_seconds: float,
+    say: Say,
+    root: Path,
 ) -> ChaosReport:
+    """Both runs, under `root`/clean and `root`/chaos (servers' data, `services.log`)."""
     workload = generate(config, datetime.now(UTC))
     counts = workload.counts()
     say(
@@ -232,20 +245,19 @@ async def chaos(
         f"{counts['records']:,} records ({counts['sent twice']:,} sent twice, "
         f"{counts['invalid']} invalid)"
     )
-    with tempfile.TemporaryDirectory(prefix="creatorflow-chaos-") as tmp:
-        say("clean run: no faults")
-        clean = await execute(
-            "clean", workload, root=Path(tmp) / "clean", publish_seconds=0, plan=None, say=say
-        )
-        say("chaos run: the same records, with faults")
-        faulty = await execute(
-            "chaos",
-            workload,
-            root=Path(tmp) / "chaos",
-            publish_seconds=publish_seconds,
-            plan=plan_for(publish_seconds),
-            say=say,
-        )
+    say("clean run: no faults")
+    clean = await execute(
+        "clean", workload, root=root / "clean", publish_seconds=0, plan=None, say=say
+    )
+    say("chaos run: the same records, with faults")
+    faulty = await execute(
+        "chaos",
+        workload,
+        root=root / "chaos",
+        publish_seconds=publish_seconds,
+        plan=plan_for(publish_seconds),
+        say=say,
+    )
     return ChaosReport(workload, clean, faulty, checks(workload, faulty.outcome, clean.outcome))
 
 

@@ -5,6 +5,7 @@ for 10 s and Redis is flushed and restarted. `make chaos` runs the same at full 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -18,13 +19,14 @@ KILLS = 2
 
 
 @pytest.mark.timeout(900)
-async def test_nothing_is_lost_or_paid_twice_under_faults() -> None:
+async def test_nothing_is_lost_or_paid_twice_under_faults(tmp_path: Path) -> None:
     lines: list[str] = []
     report = await chaos(
         ChaosConfig(deals=100, seed=3, invalid_per_topic=2),
         lambda window: FaultPlan(window, seed=3, kills_per_service=KILLS),
         publish_seconds=20,
         say=lines.append,
+        root=tmp_path,
     )
     log = "\n".join(lines + report.chaos.log_tail)
     assert report.clean.converged, log
