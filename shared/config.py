@@ -24,7 +24,10 @@ class Profile(StrEnum):
 class Settings(BaseSettings):
     """One object per process. Unset server URLs mean "use the embedded infrastructure"."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # Validation errors would otherwise quote every input, passwords included.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     profile: Profile = Field(Profile.DEVELOPMENT, validation_alias="CREATORFLOW_PROFILE")
     service_name: str = Field("creatorflow", validation_alias="CREATORFLOW_SERVICE")

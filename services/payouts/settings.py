@@ -19,7 +19,10 @@ ProviderName = Literal["sandbox", "stripe"]
 class PayoutsSettings(BaseSettings):
     """Fees, retry policy, dispatcher pacing and the payment provider."""
 
-    model_config = SettingsConfigDict(env_prefix="PAYOUTS_", env_file=None, extra="ignore")
+    # Validation errors would otherwise quote every input, the API key included.
+    model_config = SettingsConfigDict(
+        env_prefix="PAYOUTS_", env_file=None, extra="ignore", hide_input_in_errors=True
+    )
 
     # The platform's cut of every fee and commission, in basis points (100 bps = 1 %).
     platform_fee_bps: int = Field(0, ge=0, le=10_000)
