@@ -12,13 +12,14 @@ import asyncio
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from faststream.security import BaseSecurity
 from rich.table import Table
 
 from shared.cli.console import console
 from shared.cli.events import check_topic
-from shared.cli.settings import bootstrap_servers
+from shared.cli.settings import bootstrap_servers, kafka_security
 from shared.events import dlq_topic
-from shared.kafka import DLQ_HEADER_PREFIX
+from shared.kafka import DLQ_HEADER_PREFIX, client_options
 
 app = typer.Typer(help="Dead-letter queues: inspect and replay.", no_args_is_help=True)
 
@@ -34,7 +35,7 @@ def list_command(
 ) -> None:
     """Show what is in `<topic>.dlq` and whether it was replayed already."""
     check_topic(topic)
-    records, replayed_up_to = asyncio.run(_read_all(bootstrap_servers(), topic))
+    records, replayed_up_to = asyncio.run(_read_all(bootstrap_servers(), kafka_security(), topic))
     table = Table(title=f"{dlq_topic(topic)}: {len(records)} message(s)", title_justify="left")
     for column in ("offset", "key", "error class", "reason", "failed at", "replayed"):
         table.add_column(column, overflow="fold")
@@ -59,7 +60,7 @@ def replay(
 ) -> None:
     """Write every not-yet-replayed message of `<topic>.dlq` back to `<topic>`."""
     check_topic(topic)
-    count = asyncio.run(_replay(bootstrap_servers(), topic, dry_run))
+    count = asyncio.run(_replay(bootstrap_servers(), kafka_security(), topic, dry_run))
     verb = "Would replay" if dry_run else "Replayed"
     console.print(f"{verb} {count} message(s) from {dlq_topic(topic)} to {topic}.")
 
@@ -78,10 +79,14 @@ async def _drain(consumer: AIOKafkaConsumer) -> list[ConsumerRecord]:
             records.extend(part)
 
 
-async def _read_all(bootstrap: str, topic: str) -> tuple[list[ConsumerRecord], dict[int, int]]:
+async def _read_all(
+    bootstrap: str, security: BaseSecurity | None, topic: str
+) -> tuple[list[ConsumerRecord], dict[int, int]]:
     dlq = dlq_topic(topic)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=replay_group(topic), enable_auto_commit=False
+        **client_options(bootstrap, security),
+        group_id=replay_group(topic),
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -95,15 +100,17 @@ async def _read_all(bootstrap: str, topic: str) -> tuple[list[ConsumerRecord], d
     return sorted(records, key=lambda r: (r.partition, r.offset)), replayed
 
 
-async def _replay(bootstrap: str, topic: str, dry_run: bool) -> int:
+async def _replay(bootstrap: str, security: BaseSecurity | None, topic: str, dry_run: bool) -> int:
     dlq = dlq_topic(topic)
     # Partitions are assigned, not subscribed: the group only stores the replay position, so
     # no group join (and its rebalance delay) is needed. One replay at a time is the operator's
     # contract; the position is committed only after the messages are back on the topic.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=replay_group(topic), enable_auto_commit=False
+        **client_options(bootstrap, security),
+        group_id=replay_group(topic),
+        enable_auto_commit=False,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**client_options(bootstrap, security))
     await consumer.start()
     await producer.start()
     try:
