@@ -106,6 +106,8 @@ def test_app_services_wait_for_healthy_dependencies(name: str) -> None:
 def test_secrets_are_required_not_defaulted() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     assert "${POSTGRES_PASSWORD:?" in text
+    payouts = SERVICES_IN_COMPOSE["payouts"]["environment"]
+    assert payouts["PAYOUTS_DESTINATION_KEY"].startswith("${PAYOUTS_DESTINATION_KEY:?")
     assert not re.search(r"POSTGRES_PASSWORD:\s*\w", text.replace("${POSTGRES_PASSWORD", ""))
 
 
@@ -145,7 +147,8 @@ def _service_env(name: str, shell: dict[str, str], *files: dict[str, Any]) -> di
 def test_the_default_stack_still_speaks_plaintext_to_its_kafka() -> None:
     from shared.kafka import kafka_security
 
-    env = _service_env("payouts", {"POSTGRES_PASSWORD": "x-9"}, COMPOSE)
+    shell = {"POSTGRES_PASSWORD": "x-9", "PAYOUTS_DESTINATION_KEY": "unused here"}
+    env = _service_env("payouts", shell, COMPOSE)
     settings = Settings.model_validate({k: v for k, v in env.items() if v})
     assert settings.kafka_bootstrap_servers == "kafka:9092"
     assert kafka_security(settings) is None
@@ -169,6 +172,7 @@ def test_kafka_security_override_gives_valid_production_settings(tmp_path: Path)
 
     shell = {
         "POSTGRES_PASSWORD": "pg-secret-1",
+        "PAYOUTS_DESTINATION_KEY": "unused here",
         "KAFKA_BOOTSTRAP_SERVERS": "b-1.example.net:9096",
         "KAFKA_SASL_USERNAME": "creatorflow",
         "KAFKA_SASL_PASSWORD": "sasl-secret-1",
@@ -183,3 +187,19 @@ def test_kafka_security_override_gives_valid_production_settings(tmp_path: Path)
     assert options["sasl_plain_password"] == "sasl-secret-1"
     with pytest.raises(AssertionError, match="KAFKA_BOOTSTRAP_SERVERS is required"):
         _service_env("payouts", {**shell, "KAFKA_BOOTSTRAP_SERVERS": ""}, KAFKA_SECURITY_OVERRIDE)
+
+
+def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.payouts.destinations import new_key
+
+    shell = {"POSTGRES_PASSWORD": "pg-secret-1", "PAYOUTS_DESTINATION_KEY": new_key()}
+    env = _service_env("payouts", shell, COMPOSE)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = PayoutsSettings()
+    assert settings.profile == "production"
+    assert settings.destination_key.get_secret_value() == shell["PAYOUTS_DESTINATION_KEY"]
+    with pytest.raises(AssertionError, match="PAYOUTS_DESTINATION_KEY is required"):
+        _service_env("payouts", {"POSTGRES_PASSWORD": "pg-secret-1"}, COMPOSE)
