@@ -217,3 +217,60 @@ def test_every_kafka_client_of_the_project_gets_the_security() -> None:
                 unsecured.append(where)
     assert checked >= 10, "the scan found the project's clients"
     assert not unsecured, f"Kafka clients created without client_options: {unsecured}"
+
+
+def _client_certificate(directory: Path, key_password: bytes | None) -> tuple[Path, Path]:
+    """A self-signed client certificate and its key (PEM), the key encrypted if asked."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "creatorflow-client")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.NoEncryption()
+        if key_password is None
+        else serialization.BestAvailableEncryption(key_password)
+    )
+    certfile, keyfile = directory / "client.pem", directory / "client.key"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    )
+    return certfile, keyfile
+
+
+@pytest.mark.parametrize("key_password", [None, "key-pa55-61"])
+def test_mutual_tls_loads_the_client_certificate(tmp_path: Path, key_password: str | None) -> None:
+    certfile, keyfile = _client_certificate(
+        tmp_path, None if key_password is None else key_password.encode()
+    )
+    env = {
+        **EXTERNAL,
+        "KAFKA_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_SSL_CERTFILE": str(certfile),
+        "KAFKA_SSL_KEYFILE": str(keyfile),
+    }
+    if key_password is not None:
+        env["KAFKA_SSL_KEY_PASSWORD"] = key_password
+    options = client_options("k:9093", kafka_security(settings(**env)))
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    if key_password is not None:
+        wrong = {**env, "KAFKA_SSL_KEY_PASSWORD": "not-it"}
+        with pytest.raises(KafkaSecurityError, match="KAFKA_SSL_KEYFILE") as refused:
+            kafka_security(settings(**wrong))
+        assert "not-it" not in str(refused.value)
