@@ -49,6 +49,7 @@ from shared.events import (
     dlq_topic,
     encode,
     event_key,
+    mask_secrets,
     spec_for_type,
 )
 from shared.observability import (
@@ -61,6 +62,7 @@ from shared.observability import (
 log = structlog.get_logger(__name__)
 
 DLQ_HEADER_PREFIX = "dlq."
+MASKED_FIELDS_HEADER = f"{DLQ_HEADER_PREFIX}masked.fields"
 _TOPIC_ALREADY_EXISTS = 36
 # How long the broker may hold a fetch that finds no data. Kafka answers early when data
 # arrives; the embedded broker waits the full time, which would add up to this much latency
@@ -247,7 +249,11 @@ def is_transient(error: BaseException) -> bool:
 
 
 class DeadLetters:
-    """Sends failed messages to `<topic>.dlq`: original key and bytes, the reason in headers."""
+    """Sends failed messages to `<topic>.dlq`: original key and bytes, the reason in headers.
+
+    Secret fields of the topic's events (a payout destination) are masked in the copy and the
+    masked paths listed in `dlq.masked.fields`; such a record cannot be replayed as is.
+    """
 
     def __init__(self, broker: KafkaBroker, *, service: str, retry: RetryPolicy) -> None:
         self._broker = broker
@@ -265,7 +271,9 @@ class DeadLetters:
             f"{DLQ_HEADER_PREFIX}service": self._service,
             f"{DLQ_HEADER_PREFIX}failed.at": datetime.now(UTC).isoformat(),
         }
-        value = delivery.value
+        value, masked = mask_secrets(delivery.topic, delivery.value)
+        if masked:
+            headers[MASKED_FIELDS_HEADER] = ",".join(masked)
         if len(value) > _DLQ_VALUE_LIMIT:
             # Oversized originals would be refused by the broker again; keep the head.
             headers[f"{DLQ_HEADER_PREFIX}original.bytes"] = str(len(value))
