@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_PASSWORD = "creatorflow"  # noqa: S105 - the development default, refused in production
@@ -21,10 +21,41 @@ class Profile(StrEnum):
     PRODUCTION = "production"
 
 
+class KafkaSecurityProtocol(StrEnum):
+    """Kafka's `security.protocol`: TLS and SASL each on or off."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.name.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.name.endswith("SSL")
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
 class Settings(BaseSettings):
     """One object per process. Unset server URLs mean "use the embedded infrastructure"."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # An empty variable counts as unset, so compose files can pass `${VAR:-}` through.
+    # Validation errors would otherwise quote every input, passwords included.
+    model_config = SettingsConfigDict(
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
+        hide_input_in_errors=True,
+    )
 
     profile: Profile = Field(Profile.DEVELOPMENT, validation_alias="CREATORFLOW_PROFILE")
     service_name: str = Field("creatorflow", validation_alias="CREATORFLOW_SERVICE")
@@ -38,6 +69,25 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1, validation_alias="KAFKA_REPLICATION_FACTOR")
     # Real Kafka supports the idempotent producer; the embedded broker does not (DESIGN.md §4).
     kafka_idempotent_producer: bool = Field(False, validation_alias="KAFKA_IDEMPOTENT_PRODUCER")
+
+    # How every Kafka client of the project connects (shared.kafka.kafka_security); the
+    # embedded broker speaks PLAINTEXT only.
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        KafkaSecurityProtocol.PLAINTEXT, validation_alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    # Unset with a SASL protocol: PLAIN.
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, validation_alias="KAFKA_SASL_MECHANISM"
+    )
+    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
+    # PEM files. Without a CA file the system's trusted CAs verify the broker.
+    kafka_ssl_cafile: FilePath | None = Field(None, validation_alias="KAFKA_SSL_CAFILE")
+    kafka_ssl_certfile: FilePath | None = Field(None, validation_alias="KAFKA_SSL_CERTFILE")
+    kafka_ssl_keyfile: FilePath | None = Field(None, validation_alias="KAFKA_SSL_KEYFILE")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, validation_alias="KAFKA_SSL_KEY_PASSWORD"
+    )
 
     # /healthz, /readyz and /metrics; unset: no HTTP server (e.g. several services in one shell).
     http_port: int | None = Field(None, ge=0, le=65535, validation_alias="HTTP_PORT")
@@ -53,6 +103,59 @@ class Settings(BaseSettings):
     # Unexpected (non-transient, non-validation) errors are retried this many times before the
     # message goes to the DLQ; transient errors (database unreachable) are retried forever.
     handler_max_attempts: int = Field(5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_consistent(self) -> Settings:
+        """Refuse combinations a client would silently ignore or a broker would reject late."""
+        protocol = self.kafka_security_protocol
+        setting = f"KAFKA_SECURITY_PROTOCOL={protocol.value}"
+        if protocol is not KafkaSecurityProtocol.PLAINTEXT and not self.kafka_bootstrap_servers:
+            raise ValueError(
+                f"{setting} needs KAFKA_BOOTSTRAP_SERVERS: the embedded broker speaks "
+                "PLAINTEXT only"
+            )
+        sasl = _names_set(
+            KAFKA_SASL_MECHANISM=self.kafka_sasl_mechanism,
+            KAFKA_SASL_USERNAME=self.kafka_sasl_username,
+            KAFKA_SASL_PASSWORD=self.kafka_sasl_password,
+        )
+        if protocol.uses_sasl:
+            missing = _names_unset(
+                KAFKA_SASL_USERNAME=self.kafka_sasl_username,
+                KAFKA_SASL_PASSWORD=self.kafka_sasl_password,
+            )
+            if missing:
+                raise ValueError(f"{setting} needs {' and '.join(missing)}")
+        elif sasl:
+            raise ValueError(
+                f"{', '.join(sasl)} set, but {setting} does not use SASL: "
+                "set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT), or unset them"
+            )
+        tls = _names_set(
+            KAFKA_SSL_CAFILE=self.kafka_ssl_cafile,
+            KAFKA_SSL_CERTFILE=self.kafka_ssl_certfile,
+            KAFKA_SSL_KEYFILE=self.kafka_ssl_keyfile,
+            KAFKA_SSL_KEY_PASSWORD=self.kafka_ssl_key_password,
+        )
+        if tls and not protocol.uses_tls:
+            raise ValueError(
+                f"{', '.join(tls)} set, but {setting} does not use TLS: "
+                "set KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL), or unset them"
+            )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the client certificate)")
+        if self.kafka_ssl_key_password and not self.kafka_ssl_certfile:
+            raise ValueError("KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_CERTFILE")
+        return self
+
+    @property
+    def kafka_sasl_mechanism_or_default(self) -> SaslMechanism:
+        return self.kafka_sasl_mechanism or SaslMechanism.PLAIN
 
     @model_validator(mode="after")
     def _refuse_default_credentials_in_production(self) -> Settings:
@@ -78,9 +181,32 @@ class Settings(BaseSettings):
                 "CREATORFLOW_PROFILE=production refuses DATABASE_URL with an empty or default "
                 "password: set a real one"
             )
+        if (
+            self.kafka_security_protocol is KafkaSecurityProtocol.SASL_PLAINTEXT
+            and self.kafka_sasl_mechanism_or_default is SaslMechanism.PLAIN
+        ):
+            # SASL/PLAIN sends the password as is: without TLS anyone on the path reads it.
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production refuses KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT "
+                "with KAFKA_SASL_MECHANISM=PLAIN (the password would cross the network in clear "
+                "text): use SASL_SSL, or a SCRAM mechanism"
+            )
         return self
 
     @property
     def uses_embedded(self) -> bool:
         """True when at least one server URL is unset and the embedded one must be started."""
         return not (self.kafka_bootstrap_servers and self.database_url and self.redis_url)
+
+
+def _names_set(**values: object) -> list[str]:
+    return [name for name, value in values.items() if value is not None]
+
+
+def _names_unset(**values: str | SecretStr | None) -> list[str]:
+    """Names whose value is unset or empty."""
+    return [
+        name
+        for name, value in values.items()
+        if not (value.get_secret_value() if isinstance(value, SecretStr) else value)
+    ]

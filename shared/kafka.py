@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -31,11 +32,14 @@ import asyncpg
 import redis.exceptions
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.helpers import create_ssl_context
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.security import parse_security
 from faststream.message import StreamMessage
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-from shared.config import Settings
+from shared.config import SaslMechanism, Settings
 from shared.errors import EventRejected, TransientError
 from shared.events import (
     TOPICS,
@@ -45,6 +49,7 @@ from shared.events import (
     dlq_topic,
     encode,
     event_key,
+    mask_secrets,
     spec_for_type,
 )
 from shared.observability import (
@@ -57,6 +62,7 @@ from shared.observability import (
 log = structlog.get_logger(__name__)
 
 DLQ_HEADER_PREFIX = "dlq."
+MASKED_FIELDS_HEADER = f"{DLQ_HEADER_PREFIX}masked.fields"
 _TOPIC_ALREADY_EXISTS = 36
 # How long the broker may hold a fetch that finds no data. Kafka answers early when data
 # arrives; the embedded broker waits the full time, which would add up to this much latency
@@ -65,12 +71,71 @@ FETCH_MAX_WAIT_MS = 20
 _DLQ_VALUE_LIMIT = 512 * 1024
 
 
+class KafkaSecurityError(ValueError):
+    """The TLS files named by the settings cannot be loaded."""
+
+
+_SASL: Mapping[SaslMechanism, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+    SaslMechanism.PLAIN: SASLPlaintext,
+    SaslMechanism.SCRAM_SHA_256: SASLScram256,
+    SaslMechanism.SCRAM_SHA_512: SASLScram512,
+}
+
+
+def kafka_security(settings: Settings) -> BaseSecurity | None:
+    """How every Kafka client of the project authenticates and encrypts: the one mapping from
+    the `KAFKA_SECURITY_PROTOCOL`/`KAFKA_SASL_*`/`KAFKA_SSL_*` settings (validated there).
+
+    FastStream brokers take the result as `security=`; raw aiokafka clients get the same
+    through `client_options`. None means PLAINTEXT.
+    """
+    protocol = settings.kafka_security_protocol
+    context = _ssl_context(settings) if protocol.uses_tls else None
+    if not protocol.uses_sasl:
+        return None if context is None else BaseSecurity(ssl_context=context)
+    assert settings.kafka_sasl_username and settings.kafka_sasl_password
+    sasl = _SASL[settings.kafka_sasl_mechanism_or_default]
+    return sasl(
+        settings.kafka_sasl_username,
+        settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        use_ssl=context is not None,
+    )
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    key_password = settings.kafka_ssl_key_password
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+            password=None if key_password is None else key_password.get_secret_value(),
+        )
+    except (ssl.SSLError, OSError) as error:
+        files = {
+            "KAFKA_SSL_CAFILE": settings.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": settings.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": settings.kafka_ssl_keyfile,
+        }
+        named = ", ".join(f"{k}={v}" for k, v in files.items() if v is not None) or "no files"
+        raise KafkaSecurityError(f"cannot load the Kafka TLS files ({named}): {error}") from None
+    return context
+
+
+def client_options(bootstrap_servers: str, security: BaseSecurity | None = None) -> dict[str, Any]:
+    """Keyword arguments for a raw aiokafka client (producer, consumer, admin), with the
+    security FastStream would apply for the same `security` object."""
+    return {"bootstrap_servers": bootstrap_servers, **parse_security(security)}
+
+
 def make_broker(settings: Settings, bootstrap_servers: str, **options: Any) -> KafkaBroker:
     """A FastStream broker for `bootstrap_servers` labelled with the service name."""
     return KafkaBroker(
         bootstrap_servers,
         client_id=settings.service_name,
         enable_idempotence=settings.kafka_idempotent_producer,
+        security=kafka_security(settings),
         **options,
     )
 
@@ -81,11 +146,12 @@ async def ensure_topics(
     partitions: int,
     replication_factor: int = 1,
     topics: Iterable[str] = TOPICS,
+    security: BaseSecurity | None = None,
 ) -> list[str]:
     """Create every topic and its DLQ (one partition) if missing; returns those created."""
     wanted = [NewTopic(t, partitions, replication_factor) for t in topics]
     wanted += [NewTopic(dlq_topic(t.name), 1, replication_factor) for t in wanted]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers, security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -183,7 +249,11 @@ def is_transient(error: BaseException) -> bool:
 
 
 class DeadLetters:
-    """Sends failed messages to `<topic>.dlq`: original key and bytes, the reason in headers."""
+    """Sends failed messages to `<topic>.dlq`: original key and bytes, the reason in headers.
+
+    Secret fields of the topic's events (a payout destination) are masked in the copy and the
+    masked paths listed in `dlq.masked.fields`; such a record cannot be replayed as is.
+    """
 
     def __init__(self, broker: KafkaBroker, *, service: str, retry: RetryPolicy) -> None:
         self._broker = broker
@@ -201,7 +271,9 @@ class DeadLetters:
             f"{DLQ_HEADER_PREFIX}service": self._service,
             f"{DLQ_HEADER_PREFIX}failed.at": datetime.now(UTC).isoformat(),
         }
-        value = delivery.value
+        value, masked = mask_secrets(delivery.topic, delivery.value)
+        if masked:
+            headers[MASKED_FIELDS_HEADER] = ",".join(masked)
         if len(value) > _DLQ_VALUE_LIMIT:
             # Oversized originals would be refused by the broker again; keep the head.
             headers[f"{DLQ_HEADER_PREFIX}original.bytes"] = str(len(value))

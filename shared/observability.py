@@ -48,7 +48,13 @@ for _status in PAYOUT_STATUSES:  # every series exists from the start, so rate()
 def configure_logging(service: str, *, level: str = "INFO", json: bool = False) -> None:
     """Structured logs on stderr, one line per event, labelled with the service name."""
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        # Plain tracebacks: the default rich ones print every frame's local variables, which
+        # would put passwords, keys and payout destinations in the logs.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[

@@ -27,10 +27,12 @@ from shared.health import Check, HealthApp
 from shared.infra import InfraUrls, running_urls
 from shared.kafka import (
     DeadLetters,
+    KafkaSecurityError,
     RetryPolicy,
     SafeConsumer,
     ensure_topics,
     is_transient,
+    kafka_security,
     make_broker,
 )
 from shared.observability import CONSUMER_LAG, configure_logging
@@ -102,7 +104,13 @@ class ServiceRuntime:
         settings = self._settings or Settings()
         settings = settings.model_copy(update={"service_name": self.name})
         urls = self._urls or resolve_urls(settings)
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=settings.kafka_partitions)
+        try:
+            security = kafka_security(settings)
+        except KafkaSecurityError as error:
+            raise ServiceConfigurationError(str(error)) from None
+        await ensure_topics(
+            urls.kafka_bootstrap_servers, partitions=settings.kafka_partitions, security=security
+        )
         pool = await create_pool(
             urls.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )

@@ -14,11 +14,13 @@ from typing import Any
 
 import typer
 from aiokafka import AIOKafkaProducer
+from faststream.security import BaseSecurity
 
 from services.matching.population import generate_population, reference_fx
 from shared.cli.console import console, fail
-from shared.cli.settings import bootstrap_servers
+from shared.cli.settings import bootstrap_servers, kafka_security
 from shared.events import CloudEvent, FxRatesPublished, encode, event_key, make_event, spec_for_type
+from shared.kafka import client_options
 
 COMMAND_NAME = "seed"
 SOURCE = "creatorflow/seed"
@@ -26,8 +28,10 @@ SOURCE = "creatorflow/seed"
 app = typer.Typer(help="Publish generated test data (creators, FX rates).", no_args_is_help=True)
 
 
-async def _publish(bootstrap: str, events: list[CloudEvent[Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+async def _publish(
+    bootstrap: str, security: BaseSecurity | None, events: list[CloudEvent[Any]]
+) -> None:
+    producer = AIOKafkaProducer(**client_options(bootstrap, security), linger_ms=20)
     await producer.start()
     try:
         pending = []
@@ -60,6 +64,7 @@ def creators(
 ) -> None:
     """Publish COUNT generated creator profiles to creator.profiles."""
     bootstrap = bootstrap_servers()
+    security = kafka_security()
     started = time.perf_counter()
     population = generate_population(count, seed=seed, fake_share=fake_share, id_prefix=id_prefix)
     events: list[CloudEvent[Any]] = [
@@ -68,7 +73,7 @@ def creators(
     if with_fx:
         events.append(_fx_event())
     try:
-        asyncio.run(_publish(bootstrap, events))
+        asyncio.run(_publish(bootstrap, security, events))
     except Exception as error:
         fail(f"could not publish to {bootstrap}: {error}")
     console.print(
@@ -81,8 +86,9 @@ def creators(
 def fx() -> None:
     """Publish FX rates (base USD) for every currency the generated creators use."""
     bootstrap = bootstrap_servers()
+    security = kafka_security()
     try:
-        asyncio.run(_publish(bootstrap, [_fx_event()]))
+        asyncio.run(_publish(bootstrap, security, [_fx_event()]))
     except Exception as error:
         fail(f"could not publish to {bootstrap}: {error}")
     console.print("published FX rates")

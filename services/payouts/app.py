@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
+import structlog
+
+from services.payouts.destinations import DestinationCipher, UnreadableDestination
 from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
 from services.payouts.handlers import HANDLERS, PayoutPolicy, Work
@@ -22,7 +25,9 @@ from services.payouts.store.postgres import PgPayouts
 from shared.events import CloudEvent, EventType, Topic
 from shared.kafka import BatchHandler, Delivery, subscribe_event_batches
 from shared.outbox import OutboxRelay
-from shared.service import Background, Resources
+from shared.service import Background, Resources, ServiceConfigurationError
+
+log = structlog.get_logger(__name__)
 
 SERVICE: Final = "payouts"
 CONSUMER: Final = "payouts"  # consumer group and inbox name
@@ -66,11 +71,28 @@ def provider_from(settings: PayoutsSettings) -> PayoutProvider:
     )
 
 
+async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> DestinationCipher:
+    """The destination cipher, checked against what is stored: a changed key would make every
+    payout fail at the provider call, so the service refuses to start instead."""
+    destinations = DestinationCipher.from_setting(settings.destination_key)
+    sample = await db.sealed_destination_sample()
+    if sample is not None:
+        try:
+            destinations.check_key(sample)
+        except UnreadableDestination as error:
+            raise ServiceConfigurationError(str(error)) from None
+    sealed = await db.seal_plain_destinations(destinations.seal)
+    if sealed:
+        log.info("payout destinations encrypted", accounts=sealed)
+    return destinations
+
+
 def consume_batch(
     db: PayoutDatabase,
     policy: PayoutPolicy,
     on_scheduled: Callable[[], None],
     *,
+    destinations: DestinationCipher,
     clock: Clock = utc_now,
 ) -> BatchHandler:
     """The consumer: one transaction per batch (inbox claim, locks, handlers, outbox)."""
@@ -94,7 +116,7 @@ def consume_batch(
                 if e.type in {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
             }
             await repo.lock(creator_ids=creators)
-            work = Work(repo, policy, clock())
+            work = Work(repo, policy, clock(), seal=destinations.seal)
             for event in events.values():
                 await HANDLERS[event.type](work, event)
             await work.flush()
@@ -138,12 +160,14 @@ class PayoutsSetup:
     async def __call__(self, resources: Resources) -> list[Background]:
         settings = self._settings or PayoutsSettings()
         policy = policy_from(settings)
-        provider = self._provider or provider_from(settings)
         db = PgPayouts(resources.pool)
+        destinations = await open_destinations(db, settings)
+        provider = self._provider or provider_from(settings)
         dispatcher = Dispatcher(
             db,
             provider,
             policy,
+            destinations=destinations,
             batch=settings.dispatch_batch,
             idle_seconds=settings.dispatch_idle_seconds,
         )
@@ -151,7 +175,7 @@ class PayoutsSetup:
             resources.broker,
             INPUT_TOPICS,
             group_id=self._group_id,
-            handler=consume_batch(db, policy, dispatcher.wake),
+            handler=consume_batch(db, policy, dispatcher.wake, destinations=destinations),
             consumer=resources.consumer,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             batch_timeout_ms=settings.batch_timeout_ms,

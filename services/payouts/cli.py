@@ -1,4 +1,4 @@
-"""`creatorflow payouts statement <creator_id>` and `creatorflow payouts ledger-check`."""
+"""`creatorflow payouts statement <creator_id>`, `ledger-check` and `new-key`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from services.payouts.destinations import new_key
 from services.payouts.reports import LedgerReport, Statement, check_ledger, statement
 from services.payouts.store.postgres import PgPayouts
 from shared.cli.console import console, fail
@@ -89,3 +90,9 @@ def ledger_check_command() -> None:
         "[green]ok[/] every transfer sums to zero per currency; each payout's postings match "
         "its status."
     )
+
+
+@app.command("new-key")
+def new_key_command() -> None:
+    """Print a fresh random PAYOUTS_DESTINATION_KEY (keep it in your secret store)."""
+    console.print(new_key(), highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from services.payouts.destinations import DestinationCipher, UnreadableDestination
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import PayoutAccount, hold_for
 from services.payouts.domain.lifecycle import Payout, Transition
@@ -56,6 +57,7 @@ class Dispatcher:
         provider: PayoutProvider,
         policy: PayoutPolicy,
         *,
+        destinations: DestinationCipher,
         batch: int = 100,
         idle_seconds: float = 1.0,
         clock: Clock = utc_now,
@@ -63,6 +65,7 @@ class Dispatcher:
         self._db = db
         self._provider = provider
         self._policy = policy
+        self._destinations = destinations
         self._batch = batch
         self._idle_seconds = idle_seconds
         self._clock = clock
@@ -120,10 +123,16 @@ class Dispatcher:
     async def _send(self, claimed: _Claimed) -> TransferAccepted | ProviderError:
         payout = claimed.payout
         assert payout.net is not None
+        try:
+            # The one place a destination is decrypted: for the provider, in memory only.
+            destination = self._destinations.open(payout.creator_id, claimed.account.destination)
+        except UnreadableDestination as error:
+            log.error("payout destination unreadable", payout_id=payout.payout_id, error=str(error))
+            return ProviderError(f"destination unreadable: {error}", retryable=True)
         request = TransferRequest(
             idempotency_key=payout.payout_id,
             amount=payout.net,
-            destination=claimed.account.destination,
+            destination=destination,
             method=claimed.account.method,
             description=f"CreatorFlow {payout.kind} for deal {payout.deal_id}",
         )

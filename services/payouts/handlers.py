@@ -15,7 +15,7 @@ from typing import Any, Final
 import structlog
 
 from services.payouts.domain import lifecycle
-from services.payouts.domain.accounts import HoldCode, PayoutAccount, RawDestination
+from services.payouts.domain.accounts import HoldCode, PayoutAccount, RawDestination, Seal
 from services.payouts.domain.amounts import commission
 from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.lifecycle import Payout, RetrySchedule, Transition
@@ -69,6 +69,8 @@ class Work:
     repo: PayoutRepository
     policy: PayoutPolicy
     now: datetime
+    # Encrypts payout destinations; only the consumer, which stores accounts, needs one.
+    seal: Seal | None = None
     transfers: list[Transfer] = field(default_factory=list)
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
@@ -182,8 +184,10 @@ async def _release(
 async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None:
     """Store the account (unless a newer one is stored) and release what it makes payable."""
     data: PayoutAccountUpserted = event.data
+    if work.seal is None:
+        raise RuntimeError("payout accounts are stored only by a consumer that seals them")
     try:
-        account = PayoutAccount.from_event(data, updated_at=event.time)
+        account = PayoutAccount.from_event(data, updated_at=event.time, seal=work.seal)
     except RawDestination as refused:
         raise EventRejected(str(refused)) from None
     if not await work.repo.save_account(account):

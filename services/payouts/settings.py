@@ -11,7 +11,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.payouts.destinations import DEVELOPMENT_KEY, DestinationKeyError, decode_key
 from services.payouts.domain.terms import FeeSchedule
+from shared.config import Profile
 
 ProviderName = Literal["sandbox", "stripe"]
 
@@ -19,13 +21,22 @@ ProviderName = Literal["sandbox", "stripe"]
 class PayoutsSettings(BaseSettings):
     """Fees, retry policy, dispatcher pacing and the payment provider."""
 
-    model_config = SettingsConfigDict(env_prefix="PAYOUTS_", env_file=None, extra="ignore")
+    # Validation errors would otherwise quote every input, the API key included.
+    model_config = SettingsConfigDict(
+        env_prefix="PAYOUTS_", env_file=None, extra="ignore", hide_input_in_errors=True
+    )
 
     # The platform's cut of every fee and commission, in basis points (100 bps = 1 %).
     platform_fee_bps: int = Field(0, ge=0, le=10_000)
     # "on_completion": the whole fee once every deliverable is confirmed; "per_deliverable":
     # the fee split by deliverable count, each part payable when its deliverable is confirmed.
     fee_schedule: FeeSchedule = "on_completion"
+
+    # Read here too: production refuses the development destination key.
+    profile: Profile = Field(Profile.DEVELOPMENT, validation_alias="CREATORFLOW_PROFILE")
+    # AES-256 key (32 bytes, base64) that encrypts payout destinations at rest. Changing it
+    # makes stored destinations unreadable: the service then refuses to start.
+    destination_key: SecretStr = SecretStr(DEVELOPMENT_KEY)
 
     provider: ProviderName = "sandbox"
     sandbox_latency_ms: float = Field(0.0, ge=0)
@@ -58,7 +69,19 @@ class PayoutsSettings(BaseSettings):
     commission_grace_seconds: float = Field(3600.0, ge=0)
 
     @model_validator(mode="after")
-    def _stripe_needs_a_key(self) -> PayoutsSettings:
+    def _keys_are_usable(self) -> PayoutsSettings:
+        try:
+            decode_key(self.destination_key.get_secret_value())
+        except DestinationKeyError as error:
+            raise ValueError(f"{error}: generate one with `creatorflow payouts new-key`") from None
+        if (
+            self.profile is Profile.PRODUCTION
+            and self.destination_key.get_secret_value() == DEVELOPMENT_KEY
+        ):
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production refuses the development PAYOUTS_DESTINATION_KEY: "
+                "generate one with `creatorflow payouts new-key`"
+            )
         if self.provider == "stripe" and self.stripe_api_key is None:
             raise ValueError("PAYOUTS_PROVIDER=stripe needs PAYOUTS_STRIPE_API_KEY")
         if self.retry_max_seconds < self.retry_initial_seconds:

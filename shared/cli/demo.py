@@ -15,13 +15,14 @@ import uuid
 from pathlib import Path
 
 import typer
+from faststream.security import BaseSecurity
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from shared.cli.console import console, fail
 from shared.cli.demo_report import latency_line, print_report, summary
-from shared.cli.settings import load_settings
+from shared.cli.settings import kafka_security, load_settings
 from shared.demo.flow import DemoError, DemoReport, Observed, Player
 from shared.demo.scenario import DemoConfig
 from shared.events import spec_for_type
@@ -62,12 +63,13 @@ def demo(
             title="CreatorFlow demo",
         )
     )
+    security = kafka_security()
     infra = EmbeddedInfra(root, settings)
     began = time.monotonic()
     try:
         with console.status("Starting embedded Kafka, PostgreSQL and Redis..."):
             urls = infra.start()
-        report = asyncio.run(_play(urls, config, logs))
+        report = asyncio.run(_play(urls, security, config, logs))
     except (InfraError, DemoError) as error:
         infra.stop()
         fail(str(error), hint=f"service logs: {logs}/")
@@ -89,7 +91,9 @@ def demo(
         )
 
 
-async def _play(urls: InfraUrls, config: DemoConfig, logs: Path) -> DemoReport:
+async def _play(
+    urls: InfraUrls, security: BaseSecurity | None, config: DemoConfig, logs: Path
+) -> DemoReport:
     files = {name: (logs / f"{name}.log").open("a") for name in SERVICES}
 
     def write(name: str, line: str) -> None:
@@ -102,7 +106,9 @@ async def _play(urls: InfraUrls, config: DemoConfig, logs: Path) -> DemoReport:
             await services.start()
         ports = {name: s.http_port for name, s in services.running.items()}
         with _LiveProgress(config) as live:
-            player = Player(urls.kafka_bootstrap_servers, ports, config, live.step, live.tick)
+            player = Player(
+                urls.kafka_bootstrap_servers, ports, config, live.step, live.tick, security
+            )
             return await player.play()
     finally:
         with console.status("Stopping the services..."):

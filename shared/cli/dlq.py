@@ -2,7 +2,8 @@
 
 Replay keeps its position as the committed offset of `creatorflow-dlq-replay.<topic>`, so
 a message is replayed once however often the command runs; the offset is committed only
-after the messages were written back to the source topic.
+after the messages were written back to the source topic. Dead letters whose secret fields
+were masked (`dlq.masked.fields`) are not replayed: their producer must send them again.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from faststream.security import BaseSecurity
 from rich.table import Table
 
 from shared.cli.console import console
 from shared.cli.events import check_topic
-from shared.cli.settings import bootstrap_servers
+from shared.cli.settings import bootstrap_servers, kafka_security
 from shared.events import dlq_topic
-from shared.kafka import DLQ_HEADER_PREFIX
+from shared.kafka import DLQ_HEADER_PREFIX, MASKED_FIELDS_HEADER, client_options
 
 app = typer.Typer(help="Dead-letter queues: inspect and replay.", no_args_is_help=True)
 
@@ -34,9 +36,9 @@ def list_command(
 ) -> None:
     """Show what is in `<topic>.dlq` and whether it was replayed already."""
     check_topic(topic)
-    records, replayed_up_to = asyncio.run(_read_all(bootstrap_servers(), topic))
+    records, replayed_up_to = asyncio.run(_read_all(bootstrap_servers(), kafka_security(), topic))
     table = Table(title=f"{dlq_topic(topic)}: {len(records)} message(s)", title_justify="left")
-    for column in ("offset", "key", "error class", "reason", "failed at", "replayed"):
+    for column in ("offset", "key", "error class", "reason", "failed at", "masked", "replayed"):
         table.add_column(column, overflow="fold")
     for record in records[-limit:]:
         headers = _headers(record)
@@ -47,6 +49,7 @@ def list_command(
             headers.get(f"{DLQ_HEADER_PREFIX}error.class", "?"),
             headers.get(f"{DLQ_HEADER_PREFIX}error.message", ""),
             headers.get(f"{DLQ_HEADER_PREFIX}failed.at", ""),
+            headers.get(MASKED_FIELDS_HEADER, ""),
             "yes" if done else "no",
         )
     console.print(table)
@@ -59,9 +62,14 @@ def replay(
 ) -> None:
     """Write every not-yet-replayed message of `<topic>.dlq` back to `<topic>`."""
     check_topic(topic)
-    count = asyncio.run(_replay(bootstrap_servers(), topic, dry_run))
+    count, masked = asyncio.run(_replay(bootstrap_servers(), kafka_security(), topic, dry_run))
     verb = "Would replay" if dry_run else "Replayed"
     console.print(f"{verb} {count} message(s) from {dlq_topic(topic)} to {topic}.")
+    if masked:
+        console.print(
+            f"[yellow]{'Would skip' if dry_run else 'Skipped'} {masked} message(s) whose secret "
+            "fields were masked in the DLQ:[/] their producer must send them again."
+        )
 
 
 def _headers(record: ConsumerRecord) -> dict[str, str]:
@@ -78,10 +86,14 @@ async def _drain(consumer: AIOKafkaConsumer) -> list[ConsumerRecord]:
             records.extend(part)
 
 
-async def _read_all(bootstrap: str, topic: str) -> tuple[list[ConsumerRecord], dict[int, int]]:
+async def _read_all(
+    bootstrap: str, security: BaseSecurity | None, topic: str
+) -> tuple[list[ConsumerRecord], dict[int, int]]:
     dlq = dlq_topic(topic)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=replay_group(topic), enable_auto_commit=False
+        **client_options(bootstrap, security),
+        group_id=replay_group(topic),
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -95,15 +107,20 @@ async def _read_all(bootstrap: str, topic: str) -> tuple[list[ConsumerRecord], d
     return sorted(records, key=lambda r: (r.partition, r.offset)), replayed
 
 
-async def _replay(bootstrap: str, topic: str, dry_run: bool) -> int:
+async def _replay(
+    bootstrap: str, security: BaseSecurity | None, topic: str, dry_run: bool
+) -> tuple[int, int]:
+    """(replayed, skipped because masked) of the records not replayed yet."""
     dlq = dlq_topic(topic)
     # Partitions are assigned, not subscribed: the group only stores the replay position, so
     # no group join (and its rebalance delay) is needed. One replay at a time is the operator's
     # contract; the position is committed only after the messages are back on the topic.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=replay_group(topic), enable_auto_commit=False
+        **client_options(bootstrap, security),
+        group_id=replay_group(topic),
+        enable_auto_commit=False,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**client_options(bootstrap, security))
     await consumer.start()
     await producer.start()
     try:
@@ -115,9 +132,11 @@ async def _replay(bootstrap: str, topic: str, dry_run: bool) -> int:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
-        records = await _drain(consumer)
-        if dry_run or not records:
-            return len(records)
+        drained = await _drain(consumer)
+        records = [r for r in drained if MASKED_FIELDS_HEADER not in _headers(r)]
+        skipped = len(drained) - len(records)
+        if dry_run or not drained:
+            return len(records), skipped
         for record in records:
             headers = [
                 (k, v) for k, v in record.headers or () if not k.startswith(DLQ_HEADER_PREFIX)
@@ -127,7 +146,7 @@ async def _replay(bootstrap: str, topic: str, dry_run: bool) -> int:
         await producer.flush()
         # Only now: a crash before this line replays the same messages again, never loses one.
         await consumer.commit()
-        return len(records)
+        return len(records), skipped
     finally:
         await producer.stop()
         await consumer.stop()

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faststream.security import BaseSecurity
 from rich.json import JSON
 from rich.progress import Progress
 
 from shared.cli.console import console, errors, fail
-from shared.cli.settings import bootstrap_servers
+from shared.cli.settings import bootstrap_servers, kafka_security
 from shared.events import TOPICS, EventDecodeError, decode, event_key
+from shared.kafka import client_options
 
 
 def check_topic(topic: str, *, allow_dlq: bool = False) -> None:
@@ -48,14 +50,19 @@ def produce(
         valid.append((event_key(event), line))
     if invalid and not skip_invalid:
         fail(f"{invalid} invalid line(s); nothing sent", hint="fix them, or pass --skip-invalid")
-    asyncio.run(_send(bootstrap_servers(), topic, valid))
+    asyncio.run(_send(bootstrap_servers(), kafka_security(), topic, valid))
     console.print(
         f"Sent {len(valid)} event(s) to {topic}" + (f"; skipped {invalid}." if invalid else ".")
     )
 
 
-async def _send(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+async def _send(
+    bootstrap: str,
+    security: BaseSecurity | None,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+) -> None:
+    producer = AIOKafkaProducer(**client_options(bootstrap, security))
     await producer.start()
     try:
         with Progress(console=console, transient=True) as progress:
@@ -77,11 +84,20 @@ def tail(
     """Print a topic's messages as pretty CloudEvents (without joining any consumer group)."""
     check_topic(topic, allow_dlq=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_tail(bootstrap_servers(), topic, from_beginning, limit, follow))
+        asyncio.run(
+            _tail(bootstrap_servers(), kafka_security(), topic, from_beginning, limit, follow)
+        )
 
 
-async def _tail(bootstrap: str, topic: str, from_beginning: bool, limit: int, follow: bool) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _tail(
+    bootstrap: str,
+    security: BaseSecurity | None,
+    topic: str,
+    from_beginning: bool,
+    limit: int,
+    follow: bool,
+) -> None:
+    consumer = AIOKafkaConsumer(**client_options(bootstrap, security), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

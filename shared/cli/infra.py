@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import typer
+from faststream.security import BaseSecurity
 from rich.table import Table
 
 from shared.cli.console import console, fail
-from shared.cli.settings import load_settings
+from shared.cli.settings import kafka_security, load_settings
 from shared.db import create_pool, migrate
 from shared.infra import EmbeddedInfra, InfraError, InfraUrls, read_state, redact
 from shared.infra.stack import stop_detached
@@ -31,11 +32,12 @@ def up() -> None:
         _print_urls(state.urls, settings.data_dir)
         return
     stop_detached(settings.data_dir)  # a half-dead earlier start
+    security = kafka_security()
     infra = EmbeddedInfra(settings.data_dir.resolve(), settings, detached=True)
     with console.status("Starting Kafka, PostgreSQL and Redis..."):
         try:
             urls = infra.start()
-            asyncio.run(_prepare(urls, settings.kafka_partitions))
+            asyncio.run(_prepare(urls, settings.kafka_partitions, security))
         except InfraError as error:
             fail(str(error), hint=f"logs are under {settings.data_dir}/")
         except BaseException:
@@ -51,8 +53,8 @@ def up() -> None:
     )
 
 
-async def _prepare(urls: InfraUrls, partitions: int) -> None:
-    await ensure_topics(urls.kafka_bootstrap_servers, partitions=partitions)
+async def _prepare(urls: InfraUrls, partitions: int, security: BaseSecurity | None) -> None:
+    await ensure_topics(urls.kafka_bootstrap_servers, partitions=partitions, security=security)
     pool = await create_pool(urls.database_url)
     try:
         await migrate(pool)

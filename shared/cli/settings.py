@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from faststream.security import BaseSecurity
 from pydantic import ValidationError
 
 from shared.cli.console import fail
 from shared.config import Settings
 from shared.infra import running_urls
+from shared.kafka import KafkaSecurityError
+from shared.kafka import kafka_security as security_of
 
 
 def load_settings() -> Settings:
@@ -45,3 +48,11 @@ def bootstrap_servers() -> str:
             hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
         )
     return urls.kafka_bootstrap_servers
+
+
+def kafka_security() -> BaseSecurity | None:
+    """TLS and SASL for Kafka clients, from KAFKA_SECURITY_PROTOCOL and friends."""
+    try:
+        return security_of(load_settings())
+    except KafkaSecurityError as error:
+        fail(str(error), hint="check the KAFKA_SSL_* variables in README.md")

@@ -7,7 +7,7 @@ import asyncio
 import typer
 
 from shared.cli.console import console, fail
-from shared.cli.settings import bootstrap_servers, load_settings
+from shared.cli.settings import bootstrap_servers, kafka_security, load_settings
 from shared.events import TOPICS, dlq_topic
 from shared.kafka import ensure_topics
 
@@ -23,9 +23,10 @@ def create(
     """Create every contract topic and its `.dlq` if missing (safe to run again)."""
     settings = load_settings()
     bootstrap = bootstrap_servers()
+    security = kafka_security()
     count = partitions or settings.kafka_partitions
     try:
-        created = asyncio.run(ensure_topics(bootstrap, partitions=count))
+        created = asyncio.run(ensure_topics(bootstrap, partitions=count, security=security))
     except Exception as error:
         fail(f"could not create topics on {bootstrap}: {error}")
     total = len(TOPICS) * 2

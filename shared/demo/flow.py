@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faststream.security import BaseSecurity
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.demo.scenario import Activity, DemoConfig, Hire, Scenario
@@ -33,6 +34,7 @@ from shared.events import (
     event_key,
     spec_for_type,
 )
+from shared.kafka import client_options
 
 Step = Callable[[str], None]
 Tick = Callable[["Observed", int], None]  # what has come back so far, deals signed
@@ -86,9 +88,11 @@ class DemoReport:
 class Watcher:
     """Reads the output topics from the beginning, without a consumer group."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, security: BaseSecurity | None = None) -> None:
         self.observed = Observed()
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            **client_options(bootstrap, security), enable_auto_commit=False
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -173,15 +177,17 @@ class Player:
         config: DemoConfig,
         step: Step,
         tick: Tick | None = None,
+        security: BaseSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.ports = ports
         self.config = config
         self.step = step
         self.tick = tick
         self.deals = 0
         self.published: dict[tuple[str, str], int] = defaultdict(int)  # (service, topic) -> n
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        self._producer = AIOKafkaProducer(**client_options(bootstrap, security), linger_ms=5)
 
     async def publish(self, events: list[CloudEvent[Any]]) -> None:
         pending = []
@@ -211,7 +217,7 @@ class Player:
         began = time.monotonic()
         seconds: dict[str, float] = {}
         scenario = Scenario(self.config, datetime.now(UTC))
-        watcher = Watcher(self.bootstrap)
+        watcher = Watcher(self.bootstrap, self.security)
         await self._producer.start()
         await watcher.start()
         seen = self._seen = watcher.observed

@@ -36,10 +36,12 @@ from shared.events.registry import (
     Topic,
     UnknownEventType,
     dlq_topic,
+    secret_fields_of_topic,
     spec_for_type,
     specs_for_topic,
     type_for_data,
 )
+from shared.events.secrets import MASKED, WITHHELD, mask_secrets
 from shared.events.tracking import (
     AttributionUpdated,
     DeliverableConfirmed,
@@ -63,8 +65,10 @@ from shared.events.vocabulary import (
 
 __all__ = [
     "EVENT_SPECS",
+    "MASKED",
     "MAX_EVENT_BYTES",
     "TOPICS",
+    "WITHHELD",
     "AgeBucket",
     "AttributionUpdated",
     "Audience",
@@ -109,6 +113,8 @@ __all__ = [
     "envelope_for",
     "event_key",
     "make_event",
+    "mask_secrets",
+    "secret_fields_of_topic",
     "spec_for_type",
     "specs_for_topic",
     "tier_for_followers",

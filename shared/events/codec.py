@@ -19,6 +19,7 @@ from shared.events.envelope import SPEC_VERSION, CloudEvent, envelope_for
 from shared.events.registry import (
     TOPICS,
     UnknownEventType,
+    secret_fields_of_topic,
     spec_for_type,
     specs_for_topic,
     type_for_data,
@@ -83,7 +84,7 @@ def decode(topic: str, raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Cloud
     try:
         envelope = CloudEvent[Any].model_validate(document)
     except ValidationError as exc:
-        raise EventDecodeError("SchemaViolation", _describe(exc)) from None
+        raise EventDecodeError("SchemaViolation", _describe(exc, topic)) from None
     try:
         spec = spec_for_type(envelope.type)
     except UnknownEventType:
@@ -99,7 +100,7 @@ def decode(topic: str, raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Cloud
     try:
         event = envelope_for(spec.data_model).model_validate_json(raw)
     except ValidationError as exc:
-        raise EventDecodeError("SchemaViolation", _describe(exc)) from None
+        raise EventDecodeError("SchemaViolation", _describe(exc, topic)) from None
     published_as = type_for_data(event.data)
     if published_as != event.type:
         raise EventDecodeError(
@@ -204,13 +205,15 @@ def _first_non_finite(value: Any, path: tuple[str | int, ...]) -> tuple[str | in
     return None
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, topic: str) -> str:
     errors = error.errors(include_url=False)
     first = errors[0]
     message = _FRIENDLIER_MESSAGES.get(first["type"], first["msg"]).removeprefix("Value error, ")
     reason = f"{_format_path(first['loc']) or 'value'}: {message}"
     bad_value = first.get("input")
-    if first["type"] != "missing" and not isinstance(bad_value, dict | list | tuple):
+    # A secret field's value is never quoted, valid or not (the reason goes to logs and DLQs).
+    secret = not secret_fields_of_topic(topic).isdisjoint(map(str, first["loc"]))
+    if first["type"] != "missing" and not isinstance(bad_value, dict | list | tuple) and not secret:
         reason += f" (got {_truncate(repr(bad_value), _MAX_VALUE_CHARS)})"
     if len(errors) > 1:
         reason += f" [+{len(errors) - 1} more]"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, TypeAlias
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from shared.events.creators import CreatorProfileUpserted, PayoutAccountUpserted
 from shared.events.deals import DealSigned
@@ -81,6 +81,16 @@ class EventSpec:
     data_model: PayloadModel
     key_field: str
     external: bool
+
+    @property
+    def secret_fields(self) -> frozenset[str]:
+        """Data fields typed `SecretStr` (e.g. a payout destination): never logged, quoted in
+        an error or kept in a dead-letter copy."""
+        return frozenset(
+            name
+            for name, field in self.data_model.model_fields.items()
+            if field.annotation is SecretStr
+        )
 
 
 EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
@@ -179,6 +189,11 @@ def spec_for_type(event_type: str) -> EventSpec:
 def specs_for_topic(topic: str) -> list[EventSpec]:
     """The specs of every type carried by `topic` (empty for an unknown topic)."""
     return [spec for spec in EVENT_SPECS if spec.topic == topic]
+
+
+def secret_fields_of_topic(topic: str) -> frozenset[str]:
+    """The secret data fields of every type `topic` carries (empty for an unknown topic)."""
+    return frozenset().union(*(spec.secret_fields for spec in specs_for_topic(topic)))
 
 
 def type_for_data(data: BaseModel) -> str:

@@ -18,6 +18,7 @@ import asyncpg
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity
 
 from shared.config import Settings
 from shared.db import create_pool, migrate
@@ -38,7 +39,9 @@ from shared.kafka import (
     Delivery,
     RetryPolicy,
     SafeConsumer,
+    client_options,
     ensure_topics,
+    kafka_security,
     make_broker,
     subscribe_events,
 )
@@ -104,11 +107,18 @@ class DeadLetter:
 
 
 async def read_dead_letters(
-    bootstrap: str, topics: list[str], *, service: str | None = None
+    bootstrap: str,
+    topics: list[str],
+    *,
+    service: str | None = None,
+    security: BaseSecurity | None = None,
 ) -> list[DeadLetter]:
     """Everything currently in the given DLQ topics (optionally only one service's)."""
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        *topics,
+        **client_options(bootstrap, security),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -173,7 +183,10 @@ async def run_smoke(
     began = time.monotonic()
     report = SmokeReport(run_id)
     step("creating topics")
-    await ensure_topics(urls.kafka_bootstrap_servers, partitions=settings.kafka_partitions)
+    security = kafka_security(settings)
+    await ensure_topics(
+        urls.kafka_bootstrap_servers, partitions=settings.kafka_partitions, security=security
+    )
     step("migrating the database")
     pool = await create_pool(urls.database_url)
     cache = redis.Redis.from_url(urls.redis_url)
@@ -186,7 +199,7 @@ async def run_smoke(
         step("starting the consumer")
         await broker.start()
         step("publishing one event of every type with a plain Kafka producer")
-        producer = AIOKafkaProducer(bootstrap_servers=urls.kafka_bootstrap_servers)
+        producer = AIOKafkaProducer(**client_options(urls.kafka_bootstrap_servers, security))
         await producer.start()
         try:
             for spec in EVENT_SPECS:
@@ -210,7 +223,7 @@ async def run_smoke(
         dlqs = sorted({dlq_topic(topic) for topic, _, _ in broken})
         while time.monotonic() < deadline:
             report.dead_letters = await read_dead_letters(
-                urls.kafka_bootstrap_servers, dlqs, service=service
+                urls.kafka_bootstrap_servers, dlqs, service=service, security=security
             )
             if len(report.dead_letters) >= len(broken):
                 break

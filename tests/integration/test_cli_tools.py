@@ -97,6 +97,37 @@ def test_dlq_list_and_replay_once(cli_env: dict[str, str], infra: InfraUrls) -> 
     assert not any(k.startswith("dlq.error") for k in headers)
 
 
+def test_dlq_replay_skips_records_whose_secrets_were_masked(
+    cli_env: dict[str, str], infra: InfraUrls
+) -> None:
+    """A masked payout account is not the event its producer sent: replaying it would store
+    a destination of asterisks, so it stays in the DLQ and the operator is told."""
+    event = valid_example("creator.payout-account.upserted")
+    original = encode(event.model_copy(update={"id": f"masked-{uuid.uuid4().hex[:8]}"}))
+
+    async def dead_letter() -> None:
+        broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
+        await broker.connect()
+        try:
+            delivery = Delivery(Topic.CREATOR_PAYOUT_ACCOUNTS, 0, 7, b"cr-1", original, ())
+            await DeadLetters(broker, service="cli-test", retry=RetryPolicy()).send(
+                delivery, "EventRejected", "refused upstream"
+            )
+        finally:
+            await broker.stop()
+
+    asyncio.run(dead_letter())
+    runner = CliRunner()
+    listed = runner.invoke(app, ["dlq", "list", Topic.CREATOR_PAYOUT_ACCOUNTS], env=cli_env)
+    assert listed.exit_code == 0 and "data.destination" in listed.output, listed.output
+    end_before = asyncio.run(_end_offsets(infra, Topic.CREATOR_PAYOUT_ACCOUNTS))
+    replayed = runner.invoke(app, ["dlq", "replay", Topic.CREATOR_PAYOUT_ACCOUNTS], env=cli_env)
+    assert replayed.exit_code == 0, replayed.output
+    assert "Replayed 0 message(s)" in replayed.output
+    assert "Skipped 1 message(s) whose secret fields were masked" in replayed.output
+    assert asyncio.run(_read_from(infra, Topic.CREATOR_PAYOUT_ACCOUNTS, end_before)) == []
+
+
 async def _end_offsets(infra: InfraUrls, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap_servers)
     await consumer.start()

@@ -106,6 +106,8 @@ def test_app_services_wait_for_healthy_dependencies(name: str) -> None:
 def test_secrets_are_required_not_defaulted() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     assert "${POSTGRES_PASSWORD:?" in text
+    payouts = SERVICES_IN_COMPOSE["payouts"]["environment"]
+    assert payouts["PAYOUTS_DESTINATION_KEY"].startswith("${PAYOUTS_DESTINATION_KEY:?")
     assert not re.search(r"POSTGRES_PASSWORD:\s*\w", text.replace("${POSTGRES_PASSWORD", ""))
 
 
@@ -114,3 +116,90 @@ def test_dockerfile_installs_the_locked_project() -> None:
     assert "-c constraints.txt" in dockerfile
     assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
     assert re.search(r"^USER (?!root)", dockerfile, re.M)
+
+
+KAFKA_SECURITY_OVERRIDE: dict[str, Any] = yaml.safe_load(
+    (ROOT / "deploy" / "compose.kafka-security.yml").read_text()
+)
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def _interpolate(value: str, shell: dict[str, str]) -> str:
+    """Compose's `${NAME:-default}` / `${NAME:?message}` substitution, for a static check."""
+
+    def one(match: re.Match[str]) -> str:
+        name, kind, rest = match.groups()
+        if shell.get(name):
+            return shell[name]
+        assert kind != "?", f"{name} is required: {rest}"
+        return rest if kind == "-" else ""
+
+    return _VARIABLE.sub(one, value)
+
+
+def _service_env(name: str, shell: dict[str, str], *files: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for compose in files:
+        env.update(compose["services"].get(name, {}).get("environment", {}))
+    return {k: _interpolate(str(v), shell) for k, v in env.items()}
+
+
+def test_the_default_stack_still_speaks_plaintext_to_its_kafka() -> None:
+    from shared.kafka import kafka_security
+
+    shell = {"POSTGRES_PASSWORD": "x-9", "PAYOUTS_DESTINATION_KEY": "unused here"}
+    env = _service_env("payouts", shell, COMPOSE)
+    settings = Settings.model_validate({k: v for k, v in env.items() if v})
+    assert settings.kafka_bootstrap_servers == "kafka:9092"
+    assert kafka_security(settings) is None
+
+
+def test_kafka_security_override_reaches_every_service_that_uses_kafka() -> None:
+    services = KAFKA_SECURITY_OVERRIDE["services"]
+    uses_kafka = {n for n in APP_SERVICES if n != "migrate"}
+    assert set(services) == uses_kafka
+    for name, service in services.items():
+        env = service["environment"]
+        assert not set(env) - _settings_env_names(), name
+        mounted = {_interpolate(v, {}).split(":")[1] for v in service["volumes"]}
+        assert env["KAFKA_SSL_CAFILE"] in mounted, f"{name}: the CA file is not mounted"
+
+
+def test_kafka_security_override_gives_valid_production_settings(tmp_path: Path) -> None:
+    import certifi
+
+    from shared.kafka import client_options, kafka_security
+
+    shell = {
+        "POSTGRES_PASSWORD": "pg-secret-1",
+        "PAYOUTS_DESTINATION_KEY": "unused here",
+        "KAFKA_BOOTSTRAP_SERVERS": "b-1.example.net:9096",
+        "KAFKA_SASL_USERNAME": "creatorflow",
+        "KAFKA_SASL_PASSWORD": "sasl-secret-1",
+    }
+    env = _service_env("payouts", shell, COMPOSE, KAFKA_SECURITY_OVERRIDE)
+    env["KAFKA_SSL_CAFILE"] = certifi.where()  # the mounted file, outside the container
+    settings = Settings.model_validate({k: v for k, v in env.items() if v})
+    assert settings.profile == "production"
+    options = client_options("b-1.example.net:9096", kafka_security(settings))
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "PLAIN"
+    assert options["sasl_plain_password"] == "sasl-secret-1"
+    with pytest.raises(AssertionError, match="KAFKA_BOOTSTRAP_SERVERS is required"):
+        _service_env("payouts", {**shell, "KAFKA_BOOTSTRAP_SERVERS": ""}, KAFKA_SECURITY_OVERRIDE)
+
+
+def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.payouts.destinations import new_key
+
+    shell = {"POSTGRES_PASSWORD": "pg-secret-1", "PAYOUTS_DESTINATION_KEY": new_key()}
+    env = _service_env("payouts", shell, COMPOSE)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = PayoutsSettings()
+    assert settings.profile == "production"
+    assert settings.destination_key.get_secret_value() == shell["PAYOUTS_DESTINATION_KEY"]
+    with pytest.raises(AssertionError, match="PAYOUTS_DESTINATION_KEY is required"):
+        _service_env("payouts", {"POSTGRES_PASSWORD": "pg-secret-1"}, COMPOSE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from services.payouts.settings import PayoutsSettings
 from shared.config import Profile, Settings
 
 EXTERNAL = {
@@ -64,3 +65,23 @@ def test_production_with_real_credentials_starts(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
     assert Settings().profile is Profile.PRODUCTION
+
+
+def test_validation_errors_quote_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused configuration is reported in logs and tracebacks: no password in it."""
+    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    # Short values: pydantic shortens a long input in the message, which could hide a leak.
+    monkeypatch.setenv("DATABASE_URL", "postgres://a:s3cret@db")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k:1")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(ValidationError, match="REDIS_URL") as raised:
+        Settings()
+    assert "s3cret" not in str(raised.value) and "s3cret" not in repr(raised.value)
+
+
+def test_payouts_validation_errors_quote_no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYOUTS_STRIPE_API_KEY", "sk_9d1e")
+    monkeypatch.setenv("PAYOUTS_RETRY_MAX_SECONDS", "0.5")
+    with pytest.raises(ValidationError, match="RETRY_MAX") as raised:
+        PayoutsSettings()
+    assert "sk_9d" not in str(raised.value)  # pydantic shows the head of a long input

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -40,20 +41,35 @@ class RawDestination(ValueError):
 
 
 @dataclass(frozen=True)
+class SealedDestination:
+    """A provider token encrypted for storage (services/payouts/destinations.py): opaque here,
+    opened only for the provider call."""
+
+    data: bytes = field(repr=False)
+
+
+Seal = Callable[[str, SecretStr], SealedDestination]
+"""Encrypts a creator's (creator_id, destination)."""
+
+
+@dataclass(frozen=True)
 class PayoutAccount:
-    """Where a creator is paid. `destination` is a provider token and never shown in repr."""
+    """Where a creator is paid. The destination (a provider token) is kept sealed."""
 
     creator_id: str
     method: str
-    destination: SecretStr = field(repr=False)
+    destination: SealedDestination
     currency: str
     tax_form_type: str
     tax_form_status: str
     updated_at: datetime
 
     @classmethod
-    def from_event(cls, data: PayoutAccountUpserted, updated_at: datetime) -> PayoutAccount:
-        """The account in `data`; raises RawDestination (without echoing it) if untokenised."""
+    def from_event(
+        cls, data: PayoutAccountUpserted, updated_at: datetime, seal: Seal
+    ) -> PayoutAccount:
+        """The account in `data` with its destination sealed; raises RawDestination (without
+        echoing it) if the destination is untokenised."""
         if _RAW_ACCOUNT_NUMBER.fullmatch(data.destination.get_secret_value().strip()):
             raise RawDestination(
                 f"creator {data.creator_id}: destination looks like a raw account number; "
@@ -62,7 +78,7 @@ class PayoutAccount:
         return cls(
             creator_id=data.creator_id,
             method=data.method,
-            destination=data.destination,
+            destination=seal(data.creator_id, data.destination),
             currency=data.currency,
             tax_form_type=data.tax_form.type,
             tax_form_status=data.tax_form.status,

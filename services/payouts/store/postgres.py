@@ -14,7 +14,13 @@ from typing import Any, Final, cast
 import asyncpg
 from pydantic import SecretStr
 
-from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount
+from services.payouts.domain.accounts import (
+    Hold,
+    HoldCode,
+    PayoutAccount,
+    Seal,
+    SealedDestination,
+)
 from services.payouts.domain.amounts import FxRecord
 from services.payouts.domain.ledger import Posting, Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
@@ -127,7 +133,7 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
     return PayoutAccount(
         creator_id=row["creator_id"],
         method=row["method"],
-        destination=SecretStr(row["destination_token"]),
+        destination=SealedDestination(bytes(row["destination_sealed"])),
         currency=row["currency"].strip(),
         tax_form_type=row["tax_form_type"],
         tax_form_status=row["tax_form_status"],
@@ -227,18 +233,18 @@ class PgPayoutRepository:
 
     async def save_account(self, account: PayoutAccount) -> bool:
         stored = await self._conn.fetchval(
-            """INSERT INTO payouts_accounts AS a (creator_id, method, destination_token, currency,
-                   tax_form_type, tax_form_status, updated_at)
+            """INSERT INTO payouts_accounts AS a (creator_id, method, destination_sealed,
+                   currency, tax_form_type, tax_form_status, updated_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (creator_id) DO UPDATE SET method = EXCLUDED.method,
-                   destination_token = EXCLUDED.destination_token,
+                   destination_sealed = EXCLUDED.destination_sealed, destination_token = NULL,
                    currency = EXCLUDED.currency, tax_form_type = EXCLUDED.tax_form_type,
                    tax_form_status = EXCLUDED.tax_form_status, updated_at = EXCLUDED.updated_at
                WHERE a.updated_at <= EXCLUDED.updated_at
                RETURNING true""",
             account.creator_id,
             account.method,
-            account.destination.get_secret_value(),
+            account.destination.data,
             account.currency,
             account.tax_form_type,
             account.tax_form_status,
@@ -461,6 +467,32 @@ class PgPayouts:
     async def transaction(self) -> AsyncIterator[PgPayoutRepository]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield PgPayoutRepository(conn)
+
+    async def seal_plain_destinations(self, seal: Seal) -> int:
+        """Encrypt the destinations stored in plain text before migration 0301 and clear them;
+        returns how many. Safe to run from several instances at once (row locks)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT creator_id, destination_token FROM payouts_accounts
+                   WHERE destination_sealed IS NULL FOR UPDATE"""
+            )
+            await conn.executemany(
+                """UPDATE payouts_accounts SET destination_sealed = $2, destination_token = NULL
+                   WHERE creator_id = $1""",
+                [
+                    (r["creator_id"], seal(r["creator_id"], SecretStr(r["destination_token"])).data)
+                    for r in rows
+                ],
+            )
+        return len(rows)
+
+    async def sealed_destination_sample(self) -> SealedDestination | None:
+        """One stored sealed destination (the most recently updated), to check the key."""
+        data = await self.pool.fetchval(
+            """SELECT destination_sealed FROM payouts_accounts
+               WHERE destination_sealed IS NOT NULL ORDER BY updated_at DESC LIMIT 1"""
+        )
+        return None if data is None else SealedDestination(bytes(data))
 
     async def listen_due(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever any instance commits newly scheduled payouts; runs until

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.payouts.app import INPUT_TOPICS, PayoutsSetup, consume_batch
+from services.payouts.destinations import DestinationCipher
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.reports import check_ledger
@@ -148,7 +149,12 @@ async def test_concurrent_handlers_on_the_same_events_create_one_payout(
     running services' dispatchers then pay what they created."""
     db = PgPayouts(db_pool)
     woken: list[int] = []
-    handlers = [consume_batch(db, PayoutPolicy(), lambda: woken.append(1)) for _ in range(2)]
+    # The running services open what these handlers seal: the same key.
+    destinations = DestinationCipher.from_setting(SETTINGS.destination_key)
+    handlers = [
+        consume_batch(db, PayoutPolicy(), lambda: woken.append(1), destinations=destinations)
+        for _ in range(2)
+    ]
     deals = {uid("deal"): uid("cr") for _ in range(20)}
     for deal, creator in deals.items():
         signed = deal_signed(deal, creator)

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from services.payouts.destinations import DestinationCipher
+from services.payouts.domain.accounts import SealedDestination
 from shared.events import (
     CloudEvent,
     DealSigned,
@@ -24,6 +26,12 @@ from shared.money import Money
 
 T0 = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 SOURCE = "tests/payouts"
+# The key of the in-memory tests; the services in integration tests use their settings' key.
+DESTINATIONS = DestinationCipher(bytes(range(32)))
+
+
+def sealed(creator_id: str, token: str) -> SealedDestination:
+    return DESTINATIONS.seal(creator_id, SecretStr(token))
 
 
 def uid(prefix: str) -> str:

@@ -17,7 +17,7 @@ from services.payouts.schedules import CommissionSchedule, SettlementPoller
 from services.payouts.store.memory import MemoryPayouts
 from shared.events import CloudEvent, spec_for_type
 from shared.kafka import Delivery
-from tests.unit.payouts.builders import T0
+from tests.unit.payouts.builders import DESTINATIONS, T0
 
 _offsets = itertools.count()
 
@@ -47,8 +47,12 @@ class Harness:
             commission_grace=timedelta(0),
         )
         self.wakes = 0
-        self._consume = consume_batch(self.db, self.policy, self._woken, clock=self.clock)
-        self.dispatcher = Dispatcher(self.db, self.provider, self.policy, clock=self.clock)
+        self._consume = consume_batch(
+            self.db, self.policy, self._woken, destinations=DESTINATIONS, clock=self.clock
+        )
+        self.dispatcher = Dispatcher(
+            self.db, self.provider, self.policy, destinations=DESTINATIONS, clock=self.clock
+        )
         self.commissions = CommissionSchedule(
             self.db, self.policy, interval_seconds=1, clock=self.clock
         )

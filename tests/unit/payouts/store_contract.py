@@ -7,14 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
 from services.payouts.store import PayoutDatabase, StaleUpdate
 from shared.money import FxSnapshot, Money
-from tests.unit.payouts.builders import confirmed, uid
+from tests.unit.payouts.builders import DESTINATIONS, confirmed, sealed, uid
 from tests.unit.payouts.harness import delivery
 
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
@@ -37,7 +36,9 @@ def terms(deal_id: str, creator_id: str, *, closes: datetime = LONG_AGO) -> Deal
 def acct(
     creator_id: str, currency: str = "EUR", *, at: datetime = LONG_AGO, status: str = "verified"
 ) -> PayoutAccount:
-    return PayoutAccount(creator_id, "stripe", SecretStr("acct_x1"), currency, "W-9", status, at)
+    return PayoutAccount(
+        creator_id, "stripe", sealed(creator_id, "acct_x1"), currency, "W-9", status, at
+    )
 
 
 def new_payout(
@@ -99,8 +100,9 @@ class PayoutStoreContract:
             assert await repo.save_account(acct(creator, "USD", at=LONG_AGO + timedelta(1)))
             assert not await repo.save_account(acct(creator, "EUR"))
             stored = (await repo.accounts([creator]))[creator]
-        assert stored.currency == "USD" and stored.destination.get_secret_value() == "acct_x1"
-        assert "acct_x1" not in repr(stored)
+        assert stored.currency == "USD"
+        assert DESTINATIONS.open(creator, stored.destination).get_secret_value() == "acct_x1"
+        assert "acct_x1" not in repr(stored) and b"acct_x1" not in stored.destination.data
 
     async def test_business_key_is_unique(self, db: PayoutDatabase) -> None:
         deal, creator = uid("deal"), uid("cr")

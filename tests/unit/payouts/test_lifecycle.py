@@ -9,7 +9,13 @@ import pytest
 from pydantic import SecretStr
 
 from services.payouts.domain import lifecycle
-from services.payouts.domain.accounts import HoldCode, PayoutAccount, RawDestination, hold_for
+from services.payouts.domain.accounts import (
+    HoldCode,
+    PayoutAccount,
+    RawDestination,
+    SealedDestination,
+    hold_for,
+)
 from services.payouts.domain.ledger import LedgerError, Posting, Transfer, TransferKind
 from services.payouts.domain.ledger_check import PostedTransfer, ledger_problems
 from services.payouts.domain.lifecycle import (
@@ -41,7 +47,7 @@ RETRY = RetrySchedule(1.0, 60.0, 3)
 
 def account(currency: str = "EUR", form: str = "W-8BEN", status: str = "verified") -> PayoutAccount:
     return PayoutAccount(
-        "cr-1", "stripe", SecretStr("acct_secret_123"), currency, form, status, NOW
+        "cr-1", "stripe", SealedDestination(b"sealed acct_secret_123"), currency, form, status, NOW
     )
 
 
@@ -207,6 +213,30 @@ def test_hold_reasons_and_raw_destinations() -> None:
         tax_form=TaxForm(type="W-9", status="verified"),
     )
     with pytest.raises(RawDestination) as refused:
-        PayoutAccount.from_event(raw, NOW)
+        PayoutAccount.from_event(raw, NOW, seal=_must_not_seal)
     assert "DE89370400440532013000" not in str(refused.value)
     assert "acct_secret_123" not in repr(account())
+
+
+def _must_not_seal(creator_id: str, destination: SecretStr) -> SealedDestination:
+    raise AssertionError("a refused destination is not sealed")
+
+
+def test_an_account_keeps_its_destination_sealed_for_its_creator() -> None:
+    sealed_for: list[tuple[str, str]] = []
+
+    def seal(creator_id: str, destination: SecretStr) -> SealedDestination:
+        sealed_for.append((creator_id, destination.get_secret_value()))
+        return SealedDestination(b"opaque")
+
+    data = PayoutAccountUpserted(
+        creator_id="cr-7",
+        method="paypal",
+        destination=SecretStr("tok_paypal_77"),
+        currency="EUR",
+        tax_form=TaxForm(type="W-9", status="verified"),
+    )
+    stored = PayoutAccount.from_event(data, NOW, seal=seal)
+    assert sealed_for == [("cr-7", "tok_paypal_77")]
+    assert stored.destination == SealedDestination(b"opaque")
+    assert "tok_paypal_77" not in repr(stored) and "opaque" not in repr(stored)

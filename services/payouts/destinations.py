@@ -1,0 +1,110 @@
+"""Payout destinations encrypted at rest: AES-256-GCM under `PAYOUTS_DESTINATION_KEY`.
+
+A destination is sealed when its account event is handled and opened only by the dispatcher,
+for the provider call. The creator id is authenticated with it (associated data), so a sealed
+value copied onto another creator's row does not open. Layout of a sealed value:
+
+    version (1 byte, 1) | key id (4 bytes) | nonce (12 bytes) | ciphertext and tag
+
+The key id (the first bytes of the key's SHA-256) tells a wrong key from tampered data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import SecretStr
+
+from services.payouts.domain.accounts import SealedDestination
+
+KEY_BYTES: Final = 32
+_VERSION: Final = b"\x01"
+_KEY_ID_BYTES: Final = 4
+_NONCE_BYTES: Final = 12
+_HEADER: Final = len(_VERSION) + _KEY_ID_BYTES + _NONCE_BYTES
+_CONTEXT: Final = b"creatorflow/payout-destination/v1\x00"
+
+# The development default: fixed so embedded databases survive restarts; refused in production.
+DEVELOPMENT_KEY: Final = base64.b64encode(
+    hashlib.sha256(b"creatorflow development payout destination key").digest()
+).decode()
+
+
+class DestinationKeyError(ValueError):
+    """The key setting is not 32 bytes of base64."""
+
+
+class UnreadableDestination(ValueError):
+    """A sealed destination cannot be opened: another key, or altered data. Never quotes it."""
+
+
+def decode_key(encoded: str) -> bytes:
+    """The 32-byte key from its base64 text; raises DestinationKeyError (without echoing it)."""
+    try:
+        key = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise DestinationKeyError("PAYOUTS_DESTINATION_KEY is not valid base64") from None
+    if len(key) != KEY_BYTES:
+        raise DestinationKeyError(
+            f"PAYOUTS_DESTINATION_KEY must encode {KEY_BYTES} bytes, not {len(key)}"
+        )
+    return key
+
+
+def new_key() -> str:
+    """A fresh random key, base64, for PAYOUTS_DESTINATION_KEY."""
+    return base64.b64encode(os.urandom(KEY_BYTES)).decode()
+
+
+class DestinationCipher:
+    """Seals and opens payout destinations with one key; `repr` shows the key id only."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise DestinationKeyError(f"a destination key has {KEY_BYTES} bytes, not {len(key)}")
+        self._aead = AESGCM(key)
+        self.key_id = hashlib.sha256(key).digest()[:_KEY_ID_BYTES]
+
+    @classmethod
+    def from_setting(cls, encoded: SecretStr) -> DestinationCipher:
+        return cls(decode_key(encoded.get_secret_value()))
+
+    def __repr__(self) -> str:
+        return f"DestinationCipher(key_id={self.key_id.hex()})"
+
+    def seal(self, creator_id: str, destination: SecretStr) -> SealedDestination:
+        nonce = os.urandom(_NONCE_BYTES)
+        ciphertext = self._aead.encrypt(
+            nonce, destination.get_secret_value().encode(), _CONTEXT + creator_id.encode()
+        )
+        return SealedDestination(_VERSION + self.key_id + nonce + ciphertext)
+
+    def open(self, creator_id: str, sealed: SealedDestination) -> SecretStr:
+        self.check_key(sealed)
+        nonce = sealed.data[len(_VERSION) + _KEY_ID_BYTES : _HEADER]
+        try:
+            plain = self._aead.decrypt(nonce, sealed.data[_HEADER:], _CONTEXT + creator_id.encode())
+        except InvalidTag:
+            raise UnreadableDestination(
+                f"the payout destination of creator {creator_id} fails authentication: "
+                "altered, or stored for another creator"
+            ) from None
+        return SecretStr(plain.decode())
+
+    def check_key(self, sealed: SealedDestination) -> None:
+        """Raise UnreadableDestination unless `sealed` was sealed with this cipher's key."""
+        data = sealed.data
+        if len(data) <= _HEADER or data[:1] != _VERSION:
+            raise UnreadableDestination("not a sealed payout destination (unknown format)")
+        key_id = data[1 : 1 + _KEY_ID_BYTES]
+        if key_id != self.key_id:
+            raise UnreadableDestination(
+                f"payout destinations were sealed with another PAYOUTS_DESTINATION_KEY "
+                f"(key id {key_id.hex()}; this process has {self.key_id.hex()})"
+            )

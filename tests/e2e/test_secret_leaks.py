@@ -1,0 +1,348 @@
+"""No secret leaves where it belongs: not in logs, events, dead letters, error text or the
+database.
+
+The three services run as processes, in the production profile, on fresh embedded servers
+reached with credentials made for this test (a PostgreSQL role with its own password, a Redis
+password), the Stripe provider against a local fake Stripe with its own API key, and their own
+destination key. A small campaign runs through them with payout destinations that are easy
+to find, and so do the error paths: a provider outage, a destination the provider refuses,
+account events dead-lettered as invalid (a bad currency, an over-long destination) or refused
+(a raw account number), operator commands reading the results, and service starts refused
+for a wrong or malformed key. Then every secret is searched for in everything captured.
+
+The input topic `creator.payout-accounts` carries the destinations by contract and is the
+one place not searched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from services.payouts.destinations import decode_key, new_key
+from shared.events import TOPICS, Topic, dlq_topic, encode, event_key, spec_for_type
+from shared.infra import InfraUrls
+from shared.infra.service_processes import SERVICES, ServiceProcesses
+from tests.conftest import embedded_servers
+from tests.integration.payouts.stripe_server import FakeStripe
+from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+WAIT_SECONDS: Final = 60.0
+TAIL_OPTIONS: Final = ("--from-beginning", "--limit", "3", "--no-follow")
+SEARCHED_TOPICS: Final = [
+    *(t for t in TOPICS if t != Topic.CREATOR_PAYOUT_ACCOUNTS),
+    *(dlq_topic(t) for t in TOPICS),
+]
+
+
+def _distinct(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    database_password: str = field(default_factory=lambda: _distinct("pg-pw-"))
+    redis_password: str = field(default_factory=lambda: _distinct("redis-pw-"))
+    stripe_api_key: str = field(default_factory=lambda: _distinct("sk_test_"))
+    destination_key: str = field(default_factory=new_key)
+    paid_destination: str = field(default_factory=lambda: _distinct("acct_paid_"))
+    refused_destination: str = field(default_factory=lambda: _distinct("acct_unknown_"))
+    invalid_event_destination: str = field(default_factory=lambda: _distinct("acct_invalid_"))
+    overlong_destination: str = field(default_factory=lambda: _distinct("acct_overlong_"))
+    # Digits: the payouts service refuses it as a raw account number (not a provider token).
+    raw_account_number: str = field(default_factory=lambda: str(uuid.uuid4().int)[:18])
+
+    def named(self) -> dict[str, str]:
+        found = dict(vars(self))
+        # The key as bytes, in the two other spellings a careless log line would use.
+        key = decode_key(self.destination_key)
+        found["destination_key (hex)"] = key.hex()
+        found["destination_key (urlsafe)"] = base64.urlsafe_b64encode(key).decode()
+        return found
+
+
+@dataclass
+class Captured:
+    """Everything the search covers, each piece labelled with where it came from."""
+
+    texts: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, where: str, text: str | bytes | None) -> None:
+        if text:
+            body = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+            self.texts.append((where, body))
+
+    def leaks(self, secrets: dict[str, str]) -> list[str]:
+        found = []
+        for name, secret in secrets.items():
+            for where, text in self.texts:
+                at = text.find(secret)
+                if at >= 0:
+                    found.append(f"{name} in {where}: ...{text[max(0, at - 80) : at + 40]!r}")
+        return found
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[InfraUrls]:
+    yield from embedded_servers()
+
+
+@pytest.fixture(scope="module")
+def secrets() -> Secrets:
+    return Secrets()
+
+
+@pytest.fixture(scope="module")
+async def credentials(servers: InfraUrls, secrets: Secrets) -> AsyncIterator[InfraUrls]:
+    """Server URLs with this test's own database role and Redis password."""
+    role = f"leak_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(servers.database_url)
+    try:
+        # Identifiers and the password are made here, not input: quoting is enough.
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{secrets.database_password}'")
+        await admin.execute(f"CREATE DATABASE {role} OWNER {role}")
+    finally:
+        await admin.close()
+    parts = urlsplit(servers.database_url)
+    database = urlunsplit(
+        parts._replace(
+            netloc=f"{role}:{secrets.database_password}@{parts.hostname}:{parts.port}",
+            path=f"/{role}",
+        )
+    )
+    cache = redis.Redis.from_url(servers.redis_url)
+    await cache.config_set("requirepass", secrets.redis_password)
+    await cache.aclose()
+    redis_parts = urlsplit(servers.redis_url)
+    cache_url = urlunsplit(
+        redis_parts._replace(
+            netloc=f":{secrets.redis_password}@{redis_parts.hostname}:{redis_parts.port}"
+        )
+    )
+    yield InfraUrls(servers.kafka_bootstrap_servers, database, cache_url)
+
+
+@pytest.fixture(scope="module")
+async def stripe(secrets: Secrets) -> AsyncIterator[FakeStripe]:
+    fake = FakeStripe(api_key=secrets.stripe_api_key, accounts={secrets.paid_destination})
+    async with fake:
+        yield fake
+
+
+def service_env(urls: InfraUrls, secrets: Secrets, stripe: FakeStripe) -> dict[str, str]:
+    return {
+        **urls.as_env(),
+        "CREATORFLOW_PROFILE": "production",
+        "PAYOUTS_PROVIDER": "stripe",
+        "PAYOUTS_STRIPE_API_KEY": secrets.stripe_api_key,
+        "PAYOUTS_STRIPE_API_BASE": stripe.base_url,
+        "PAYOUTS_DESTINATION_KEY": secrets.destination_key,
+        "PAYOUTS_RETRY_INITIAL_SECONDS": "0.2",
+        "PAYOUTS_RETRY_MAX_SECONDS": "0.5",
+        "PAYOUTS_DISPATCH_IDLE_SECONDS": "0.2",
+        "PAYOUTS_SETTLE_CHECK_SECONDS": "0.2",
+    }
+
+
+async def _read_topics(bootstrap: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record now on the searched topics, from the beginning, without a group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in SEARCHED_TOPICS
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while batch := await consumer.getmany(timeout_ms=2000):
+            for part in batch.values():
+                records.extend(part)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *argv,
+        env={**os.environ, **env, "COLUMNS": "200"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), WAIT_SECONDS)
+    except TimeoutError:
+        process.kill()
+        output, _ = await process.communicate()
+        pytest.fail(f"{argv} still running after {WAIT_SECONDS:.0f}s:\n{output.decode()[-3000:]}")
+    assert process.returncode is not None
+    return process.returncode, output.decode("utf-8", "replace")
+
+
+async def test_no_secret_leaves_where_it_belongs(
+    credentials: InfraUrls, secrets: Secrets, stripe: FakeStripe
+) -> None:
+    captured = Captured()
+    lines: list[str] = []
+    env = service_env(credentials, secrets, stripe)
+    bootstrap = credentials.kafka_bootstrap_servers
+
+    paid_creator, refused_creator = "cr-leak-paid", "cr-leak-refused"
+    paid_deal, refused_deal = "deal-leak-paid", "deal-leak-refused"
+    valid = [
+        fx({"EUR": "0.9215"}),
+        account(paid_creator, currency="USD", form="W-9", destination=secrets.paid_destination),
+        account(
+            refused_creator, currency="USD", form="W-9", destination=secrets.refused_destination
+        ),
+        account("cr-leak-raw", currency="USD", destination=secrets.raw_account_number),
+        deal_signed(paid_deal, paid_creator, deliverables=(("dl-1", 1),)),
+        deal_signed(refused_deal, refused_creator, deliverables=(("dl-1", 1),)),
+        confirmed(paid_deal, "dl-1"),
+        confirmed(refused_deal, "dl-1"),
+    ]
+    # Invalid to the contract, with a destination inside: a bad currency, and a destination
+    # longer than the contract allows (its refusal must not quote it).
+    invalid = [
+        json.loads(encode(account(creator, destination=destination)))
+        for creator, destination in (
+            ("cr-leak-invalid", secrets.invalid_event_destination),
+            ("cr-leak-long", "replaced below"),
+        )
+    ]
+    invalid[0]["data"]["currency"] = "EURO"
+    invalid[1]["data"]["destination"] = secrets.overlong_destination + "0" * 600
+
+    stripe.fail_next(503)  # the first transfer meets an outage, then is retried
+    async with ServiceProcesses(SERVICES, env, lambda name, line: lines.append(f"{name} | {line}")):
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            for document in invalid:
+                await producer.send_and_wait(
+                    Topic.CREATOR_PAYOUT_ACCOUNTS,
+                    json.dumps(document).encode(),
+                    key=document["data"]["creator_id"].encode(),
+                )
+            for event in valid:
+                topic = spec_for_type(event.type).topic
+                await producer.send_and_wait(topic, encode(event), key=event_key(event))
+        finally:
+            await producer.stop()
+
+        records: list[ConsumerRecord[bytes, bytes]] = []
+
+        def statuses() -> dict[str, set[str]]:
+            found: dict[str, set[str]] = {}
+            for record in records:
+                if record.topic == Topic.PAYOUTS_STATUS:
+                    event = json.loads(record.value or b"")
+                    found.setdefault(event["data"]["deal_id"], set()).add(event["type"])
+            return found
+
+        def dead_letters() -> list[ConsumerRecord[bytes, bytes]]:
+            return [r for r in records if r.topic == dlq_topic(Topic.CREATOR_PAYOUT_ACCOUNTS)]
+
+        async def refresh() -> None:
+            records[:] = await _read_topics(bootstrap)
+
+        def done() -> bool:
+            seen = statuses()
+            return (
+                "payout.sent" in seen.get(paid_deal, set())
+                and "payout.failed" in seen.get(refused_deal, set())
+                and len(dead_letters()) >= 3
+            )
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECONDS
+        while not done():
+            if loop.time() > deadline:
+                pytest.fail(
+                    f"the flow did not finish: statuses {statuses()}, "
+                    f"{len(dead_letters())} dead letters\n" + "\n".join(lines[-60:])
+                )
+            await asyncio.sleep(0.5)
+            await refresh()
+        assert len(stripe.transfers) == 1, "one transfer, after the outage"
+
+        # Operators read the results: a statement with the refusal, the dead letters.
+        cli = ["-m", "shared.cli"]
+        for argv in (
+            [*cli, "payouts", "statement", refused_creator],
+            [*cli, "dlq", "list", Topic.CREATOR_PAYOUT_ACCOUNTS],
+            [*cli, "tail", dlq_topic(Topic.CREATOR_PAYOUT_ACCOUNTS), *TAIL_OPTIONS],
+        ):
+            code, output = await _run(argv, env)
+            assert code == 0, output
+            captured.add(f"`creatorflow {' '.join(argv[2:])}`", output)
+    captured.add("service output", "\n".join(lines))
+
+    # Service starts that must be refused, and what they print.
+    wrong_key = await _run(
+        ["-m", "services.payouts"], {**env, "PAYOUTS_DESTINATION_KEY": new_key(), "HTTP_PORT": ""}
+    )
+    assert wrong_key[0] == 2 and "another PAYOUTS_DESTINATION_KEY" in wrong_key[1], wrong_key
+    captured.add("payouts start with another key", wrong_key[1])
+    malformed = secrets.destination_key[:20]
+    bad_key = await _run(
+        ["-m", "services.payouts"], {**env, "PAYOUTS_DESTINATION_KEY": malformed, "HTTP_PORT": ""}
+    )
+    assert bad_key[0] != 0 and "PAYOUTS_DESTINATION_KEY" in bad_key[1], bad_key
+    assert malformed not in bad_key[1]
+    captured.add("payouts start with a malformed key", bad_key[1])
+
+    # Every record on every output and dead-letter topic: key, value and headers.
+    records = await _read_topics(bootstrap)
+    for r in records:
+        where = f"{r.topic}[{r.partition}]@{r.offset}"
+        captured.add(f"{where} key", r.key)
+        captured.add(f"{where} value", r.value)
+        for name, value in r.headers or ():
+            captured.add(f"{where} header {name}", f"{name}={value.decode('utf-8', 'replace')}")
+    letters = [r for r in records if r.topic == dlq_topic(Topic.CREATOR_PAYOUT_ACCOUNTS)]
+    masked = sorted(dict(r.headers or ()).get("dlq.masked.fields", b"").decode() for r in letters)
+    assert masked == ["data.destination"] * 3, masked
+
+    # The database, every table: destinations only sealed, no credential anywhere.
+    database = await asyncpg.connect(credentials.database_url)
+    try:
+        tables = await database.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        )
+        for table in (t["tablename"] for t in tables):
+            rows = await database.fetch(f'SELECT t::text AS row FROM "{table}" t')
+            captured.add(f"table {table}", "\n".join(r["row"] for r in rows))
+    finally:
+        await database.close()
+
+    assert lines and any(r.topic == Topic.PAYOUTS_STATUS for r in records), "nothing captured"
+    searched = sum(len(text) for _, text in captured.texts)
+    leaks = captured.leaks(secrets.named())
+    assert not leaks, "secrets found:\n" + "\n".join(leaks)
+    print(
+        f"secret leaks: {len(secrets.named())} secrets searched in {len(captured.texts)} "
+        f"captured texts ({searched:,} characters), {len(records)} topic records, none found"
+    )

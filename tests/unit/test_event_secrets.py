@@ -1,0 +1,159 @@
+"""Secret event fields: which they are, and that errors, dead letters and logs never carry them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from shared.events import (
+    EVENT_SPECS,
+    MASKED,
+    WITHHELD,
+    EventDecodeError,
+    EventType,
+    Topic,
+    decode,
+    encode,
+    mask_secrets,
+    secret_fields_of_topic,
+)
+from shared.events.examples import valid_example
+from shared.kafka import MASKED_FIELDS_HEADER, DeadLetters, Delivery, RetryPolicy
+from shared.observability import configure_logging
+
+SECRET = "tok_wise_7c1d9e0b55"
+ACCOUNTS = Topic.CREATOR_PAYOUT_ACCOUNTS
+
+
+def account_document(**data: Any) -> dict[str, Any]:
+    event = valid_example(EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED)
+    document: dict[str, Any] = json.loads(encode(event))
+    document["data"].update({"destination": SECRET, **data})
+    return document
+
+
+def test_the_payout_destination_is_the_contracts_only_secret_field() -> None:
+    secret = {spec.type: spec.secret_fields for spec in EVENT_SPECS if spec.secret_fields}
+    assert secret == {EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: frozenset({"destination"})}
+    assert secret_fields_of_topic(ACCOUNTS) == {"destination"}
+    assert secret_fields_of_topic(Topic.CAMPAIGN_DEALS) == frozenset()
+
+
+def test_masking_replaces_the_field_wherever_it_is_and_says_where() -> None:
+    document = account_document()
+    document["destination"] = SECRET  # misplaced in the envelope: masked all the same
+    document["data"]["extra"] = [{"destination": SECRET}]
+    masked, paths = mask_secrets(ACCOUNTS, json.dumps(document).encode())
+    assert SECRET.encode() not in masked
+    assert set(paths) == {"destination", "data.destination", "data.extra[0].destination"}
+    back = json.loads(masked)
+    assert back["data"]["destination"] == MASKED
+    assert back["data"]["creator_id"] == document["data"]["creator_id"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"data": {"destination": "' + SECRET.encode() + b'", "cur',  # cut short
+        b"\xff\xfe" + SECRET.encode(),  # not UTF-8
+        b"[" * 100_000 + b"]" * 100_000,  # nested deeper than the parser goes
+    ],
+)
+def test_an_unparseable_value_on_a_secret_topic_is_withheld(value: bytes) -> None:
+    assert mask_secrets(ACCOUNTS, value) == (b"", (WITHHELD,))
+
+
+def test_values_without_secrets_are_kept_byte_for_byte() -> None:
+    value = b'{ "data" : {"creator_id": "cr-1"} }'
+    assert mask_secrets(ACCOUNTS, value) == (value, ())
+    deal = encode(valid_example(EventType.DEAL_SIGNED))
+    assert mask_secrets(Topic.CAMPAIGN_DEALS, deal) == (deal, ())
+    assert mask_secrets(Topic.CAMPAIGN_DEALS, b"\xff garbage") == (b"\xff garbage", ())
+
+
+@pytest.mark.parametrize(
+    ("destination", "reason"),
+    [
+        (SECRET + "x" * 600, "data.destination: Value should have at most 512 items"),
+        (7_000_123_456, "data.destination: Input should be a valid string"),
+        ("", "data.destination: Value should have at least 1 item"),
+    ],
+)
+def test_a_refused_destination_is_named_but_not_quoted(destination: object, reason: str) -> None:
+    value = json.dumps(account_document(destination=destination)).encode()
+    with pytest.raises(EventDecodeError) as refused:
+        decode(ACCOUNTS, value)
+    assert refused.value.reason.startswith(reason), refused.value.reason
+    assert "got" not in refused.value.reason
+    assert SECRET not in str(refused.value) and "7000123456" not in str(refused.value)
+
+
+def test_other_refused_fields_are_still_quoted() -> None:
+    value = json.dumps(account_document(currency="EURO")).encode()
+    with pytest.raises(EventDecodeError, match="EURO"):
+        decode(ACCOUNTS, value)
+
+
+class RecordingBroker:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    async def publish(self, value: bytes, **options: Any) -> None:
+        self.published.append({"value": value, **options})
+
+
+async def test_dead_letters_mask_secret_fields_and_list_them() -> None:
+    broker = RecordingBroker()
+    dead = DeadLetters(broker, service="payouts", retry=RetryPolicy())  # type: ignore[arg-type]
+    original = json.dumps(account_document(currency="EURO")).encode()
+    await dead.send(
+        Delivery(ACCOUNTS, 0, 5, b"cr-1", original, (("trace", b"t-1"),)),
+        "SchemaViolation",
+        "data.currency: not ISO 4217 (got 'EURO')",
+    )
+    await dead.send(
+        Delivery(ACCOUNTS, 0, 6, b"cr-1", original[:40] + SECRET.encode(), ()),
+        "InvalidJSON",
+        "not valid JSON",
+    )
+    deal = encode(valid_example(EventType.DEAL_SIGNED))
+    await dead.send(Delivery(Topic.CAMPAIGN_DEALS, 1, 7, b"d-1", deal, ()), "EventRejected", "x")
+
+    masked, withheld, untouched = broker.published
+    assert SECRET.encode() not in masked["value"]
+    assert json.loads(masked["value"])["data"]["destination"] == MASKED
+    assert masked["headers"][MASKED_FIELDS_HEADER] == "data.destination"
+    assert masked["headers"]["trace"] == "t-1" and masked["topic"] == f"{ACCOUNTS}.dlq"
+    assert withheld["value"] == b"" and withheld["headers"][MASKED_FIELDS_HEADER] == WITHHELD
+    assert untouched["value"] == deal and MASKED_FIELDS_HEADER not in untouched["headers"]
+
+
+@pytest.fixture
+def service_logging() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_logged_exceptions_show_no_local_variables(
+    service_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("payouts")
+    log = structlog.get_logger("test")
+
+    def provider_call() -> None:
+        form = {"destination": SECRET}  # what the Stripe provider holds while it sends
+        raise RuntimeError(f"unexpected answer for {len(form)} fields")
+
+    try:
+        provider_call()
+    except RuntimeError:
+        log.exception("provider call failed unexpectedly")
+    logged = capsys.readouterr().err
+    assert "provider call failed unexpectedly" in logged and "RuntimeError" in logged
+    assert "provider_call" in logged, "the traceback is still there"
+    assert SECRET not in logged
