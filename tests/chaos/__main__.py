@@ -64,8 +64,9 @@ def show(report: ChaosReport) -> None:
     faults = Table(title="Faults (chaos run)", title_justify="left")
     faults.add_column("at (from the first record)")
     faults.add_column("fault")
+    faults.add_column("")
     for fault in sorted(report.chaos.faults, key=lambda f: f.began):
-        faults.add_row(f"{fault.began - report.chaos.started:5.1f} s", fault.what)
+        faults.add_row(f"{fault.began - report.chaos.started:5.1f} s", fault.what, fault.detail)
     console.print(faults)
     checks = Table(title="Checks (chaos run)", title_justify="left")
     checks.add_column("check")

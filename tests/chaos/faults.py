@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import httpx
 import redis.asyncio as redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.infra import EmbeddedInfra
 from shared.infra.process import InfraError
@@ -45,6 +47,37 @@ class Fault:
     what: str
     began: float  # monotonic
     ended: float
+    detail: str = ""
+
+
+async def consumed(http_port: int) -> float:
+    """Events an instance has applied so far, from its `/metrics` (0 if it does not answer)."""
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "creatorflow_events_consumed"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+async def until_busy(http_port: int, seconds: float = 10.0) -> bool:
+    """Wait until the instance is applying events (its count moves within 50 ms), so a kill
+    lands mid-batch; False if it stayed idle for `seconds`."""
+    deadline = time.monotonic() + seconds
+    before = await consumed(http_port)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        now = await consumed(http_port)
+        if now > before:
+            return True
+        before = now
+    return False
 
 
 @dataclass
@@ -141,16 +174,17 @@ class Injector:
         if asyncio.iscoroutine(result):
             await result
 
-    def _record(self, what: str, began: float) -> None:
-        self.faults.append(Fault(what, began, time.monotonic()))
-        self.say(f"fault: {what}")
+    def _record(self, what: str, began: float, detail: str = "") -> None:
+        self.faults.append(Fault(what, began, time.monotonic(), detail))
+        self.say(f"fault: {what}" + (f" ({detail})" if detail else ""))
 
     def _killer(self, service: str) -> Callable[[], object]:
         async def kill() -> None:
             await self.supervisor.running(service)
+            busy = await until_busy(self.supervisor.processes.running[service].http_port)
             began = time.monotonic()
             await self.supervisor.processes.kill(service)
-            self._record(f"kill -9 {service}", began)
+            self._record(f"kill -9 {service}", began, "while applying events" if busy else "idle")
 
         return kill
 

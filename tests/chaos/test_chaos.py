@@ -24,7 +24,7 @@ async def test_nothing_is_lost_or_paid_twice_under_faults(tmp_path: Path) -> Non
     report = await chaos(
         ChaosConfig(deals=100, seed=3, invalid_per_topic=2),
         lambda window: FaultPlan(window, seed=3, kills_per_service=KILLS),
-        publish_seconds=20,
+        publish_seconds=30,
         say=lines.append,
         root=tmp_path,
     )
@@ -40,6 +40,9 @@ async def test_nothing_is_lost_or_paid_twice_under_faults(tmp_path: Path) -> Non
         assert faults[f"kill -9 {service}"] == KILLS, faults
         assert faults[f"second {service} instance joined and left"] == 1, faults
     assert faults["Redis flushed and restarted"] == 1, faults
+    kills = [f for f in report.chaos.faults if f.what.startswith("kill -9")]
+    busy = [f for f in kills if f.detail == "while applying events"]
+    assert len(busy) * 2 >= len(kills), "most kills must land while a service is at work"
     outage = [f for f in report.chaos.faults if f.what.startswith("PostgreSQL down")]
     assert len(outage) == 1 and outage[0].ended - outage[0].began >= 10, faults
     assert len(report.chaos.restarts) >= 3 * KILLS, report.chaos.restarts
