@@ -180,10 +180,18 @@ class Injector:
 
     def _killer(self, service: str) -> Callable[[], object]:
         async def kill() -> None:
-            await self.supervisor.running(service)
-            busy = await until_busy(self.supervisor.processes.running[service].http_port)
+            processes = self.supervisor.processes
+            while True:
+                await self.supervisor.running(service)
+                instance = processes.running[service]
+                busy = await until_busy(instance.http_port)
+                # Meanwhile another fault may have killed it, and a new one may be starting.
+                if processes.running.get(service) is instance and not self.supervisor.starting(
+                    service
+                ):
+                    break
             began = time.monotonic()
-            await self.supervisor.processes.kill(service)
+            await processes.kill(service)
             self._record(f"kill -9 {service}", began, "while applying events" if busy else "idle")
 
         return kill
