@@ -328,7 +328,7 @@ class SafeConsumer:
     async def handle(self, delivery: Delivery, handler: EventHandler) -> None:
         """Decode one message and run `handler` on it under the failure policy."""
         started = time.perf_counter()
-        decoded = await self._decode([delivery])
+        decoded = await self.decode([delivery])
         if decoded:
             event = decoded[0][0]
             await self._call(lambda: handler(event, delivery), [delivery], give_up=False)
@@ -341,25 +341,27 @@ class SafeConsumer:
         the poison events reach the DLQ and the rest is still handled in batches, in order.
         """
         started = time.perf_counter()
-        good = await self._decode(deliveries)
+        good = await self.decode(deliveries)
         if good:
-            await self._bisect(good, handler)
+            await self.apply(good, handler)
         for topic in {d.topic for d in deliveries}:
             HANDLER_SECONDS.labels(topic).observe(time.perf_counter() - started)
 
-    async def _bisect(
+    async def apply(
         self, batch: Sequence[tuple[CloudEvent[Any], Delivery]], handler: BatchHandler
     ) -> None:
+        """Run `handler` on decoded events under the failure policy, bisecting on failure."""
         sources = [d for _, d in batch]
         if await self._call(lambda: handler(batch), sources, give_up=len(batch) > 1):
             return
         middle = len(batch) // 2
-        await self._bisect(batch[:middle], handler)
-        await self._bisect(batch[middle:], handler)
+        await self.apply(batch[:middle], handler)
+        await self.apply(batch[middle:], handler)
 
-    async def _decode(
+    async def decode(
         self, deliveries: Sequence[Delivery]
     ) -> list[tuple[CloudEvent[Any], Delivery]]:
+        """The decodable messages as events; the others are dead-lettered."""
         good = []
         for delivery in deliveries:
             try:

@@ -1,8 +1,9 @@
 """What every service process does around its own logic: connect, migrate, consume, stop.
 
-A service provides `setup(resources)`: it registers its subscribers on `resources.broker` and
-returns the background loops to run beside them (outbox relay, schedulers). `run_service`
-runs that until SIGINT/SIGTERM; tests use `ServiceRuntime` as an async context manager.
+A service provides `setup(resources)`: it registers its subscribers on `resources.broker` (or
+a pipelined consumer through `resources.consume_pipelined`) and returns the background loops
+to run beside them (outbox relay, schedulers). `run_service` runs that until SIGINT/SIGTERM;
+tests use `ServiceRuntime` as an async context manager.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import asyncpg
 import redis.asyncio as redis
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
 from shared.cache import create_redis
@@ -26,6 +28,7 @@ from shared.db import create_pool, migrate
 from shared.health import Check, HealthApp
 from shared.infra import InfraUrls, running_urls
 from shared.kafka import (
+    BatchHandler,
     DeadLetters,
     KafkaSecurityError,
     RetryPolicy,
@@ -36,6 +39,7 @@ from shared.kafka import (
     make_broker,
 )
 from shared.observability import CONSUMER_LAG, configure_logging
+from shared.pipeline import PipelinedBatches
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +57,37 @@ class Resources:
     redis: redis.Redis
     broker: KafkaBroker
     consumer: SafeConsumer
+    pipelines: list[PipelinedBatches] = field(default_factory=list)
+
+    def consume_pipelined(
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        handler: BatchHandler,
+        max_records: int,
+        batch_timeout_ms: int,
+    ) -> Background:
+        """A consumer of `topics` in batches, the next one read while the last is applied
+        (`shared.pipeline`); run the returned loop among the setup's background loops."""
+        pipeline = PipelinedBatches(
+            self.urls.kafka_bootstrap_servers,
+            topics,
+            group_id=group_id,
+            handler=handler,
+            consumer=self.consumer,
+            security=kafka_security(self.settings),
+            client_id=self.name,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
+        )
+        self.pipelines.append(pipeline)
+        return pipeline.run
+
+    def kafka_consumers(self) -> list[AIOKafkaConsumer | None]:
+        """The service's Kafka consumers, None for one not started yet."""
+        subscribed = [getattr(s, "consumer", None) for s in self.broker.subscribers]
+        return subscribed + [p.kafka for p in self.pipelines]
 
 
 Setup = Callable[[Resources], Awaitable[Sequence[Background]]]
@@ -130,7 +165,8 @@ class ServiceRuntime:
         await broker.start()
         self._stack.push_async_callback(broker.stop)
         self._stack.push_async_callback(self._cancel_background)
-        for loop in [*background, lambda: _sample_consumer_lag(broker)]:
+        resources = self.resources
+        for loop in [*background, lambda: _sample_consumer_lag(resources)]:
             self._tasks.append(asyncio.create_task(_supervised(self.name, loop)))
         if settings.http_port is not None:
             await self._serve_http(settings.http_host, settings.http_port)
@@ -185,8 +221,7 @@ def readiness_checks(resources: Resources) -> dict[str, Check]:
         return await resources.broker.ping(timeout=1.5)
 
     async def consumer_assigned() -> bool:
-        consumers = [getattr(s, "consumer", None) for s in resources.broker.subscribers]
-        return all(c is not None and c.assignment() for c in consumers)
+        return all(c is not None and c.assignment() for c in resources.kafka_consumers())
 
     return {
         "database": database,
@@ -196,7 +231,7 @@ def readiness_checks(resources: Resources) -> dict[str, Check]:
     }
 
 
-async def _sample_consumer_lag(broker: KafkaBroker, every_seconds: float = 5.0) -> None:
+async def _sample_consumer_lag(resources: Resources, every_seconds: float = 5.0) -> None:
     """Keep `creatorflow_consumer_lag` current for the partitions this process holds.
 
     The high watermark comes with every fetch response, so this costs no extra request; a
@@ -205,8 +240,7 @@ async def _sample_consumer_lag(broker: KafkaBroker, every_seconds: float = 5.0) 
     reported: set[tuple[str, str]] = set()
     while True:
         current: set[tuple[str, str]] = set()
-        for subscriber in broker.subscribers:
-            consumer = getattr(subscriber, "consumer", None)
+        for consumer in resources.kafka_consumers():
             if consumer is None:
                 continue
             for tp in consumer.assignment():

@@ -1,7 +1,8 @@
 """Wiring of the tracking service: one batch consumer group over its five input topics.
 
 Each consumed batch is one PostgreSQL transaction (inbox claim, state change, outbox) through
-`batch.apply_batch`; offsets are committed by the shared consumer only after it returns.
+`batch.apply_batch`; the next batch is read and decoded while it runs (`shared.pipeline`), and
+its offsets are committed only after it returns.
 Outgoing events (`attribution.updated`, `deliverable.confirmed`) leave through the outbox
 relay, so none is lost if the process dies after the commit.
 """
@@ -15,7 +16,7 @@ from typing import Any, Final
 from services.tracking.batch import apply_batch
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.events import CloudEvent, Topic
-from shared.kafka import Delivery, subscribe_event_batches
+from shared.kafka import Delivery
 from shared.outbox import OutboxRelay
 from shared.service import Background, Resources, Setup
 
@@ -58,16 +59,14 @@ def make_setup(
             async with store.transaction() as tx:
                 await apply_batch(tx, batch, now=datetime.now(UTC))
 
-        subscribe_event_batches(
-            resources.broker,
+        consume = resources.consume_pipelined(
             INPUT_TOPICS,
             group_id=group_id,
             handler=handle,
-            consumer=resources.consumer,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
         )
-        return [OutboxRelay(resources.pool, resources.broker).run]
+        return [consume, OutboxRelay(resources.pool, resources.broker).run]
 
     return setup
 

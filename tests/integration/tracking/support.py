@@ -58,8 +58,7 @@ async def caught_up(runtime: ServiceRuntime) -> bool:
     """True when the service's consumer holds every input partition and has committed its
     end offset (everything produced so far was applied)."""
     assert runtime.resources is not None
-    [subscriber] = runtime.resources.broker.subscribers
-    consumer = getattr(subscriber, "consumer", None)
+    [consumer] = runtime.resources.kafka_consumers()
     if consumer is None:
         return False
     assigned = consumer.assignment()
