@@ -39,6 +39,9 @@ log = structlog.get_logger(__name__)
 # Enough for a full batch from a handful of partitions in one fetch; aiokafka's 1 MiB default
 # caps a partition at about 1,500 events per fetch.
 MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
+# Records decoded between two yields to the event loop: decoding runs on the same thread as
+# the transaction in flight, which should not wait long for its next statement to be sent.
+DECODE_CHUNK = 500
 
 
 class PipelinedBatches:
@@ -107,7 +110,8 @@ class PipelinedBatches:
         batch = _Batch()
         while True:
             fetched = await kafka.getmany(
-                timeout_ms=self._batch_timeout_ms, max_records=self._max_records - batch.size
+                timeout_ms=self._batch_timeout_ms,
+                max_records=min(DECODE_CHUNK, self._max_records - batch.size),
             )
             if fetched:
                 # The CPU-bound part, done while the previous batch is in PostgreSQL.

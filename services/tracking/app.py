@@ -32,9 +32,10 @@ INPUT_TOPICS: Final = (
 OUTPUT_TOPICS: Final = (Topic.TRACKING_ATTRIBUTION, Topic.DELIVERABLES_CONFIRMED)
 # Larger batches amortise the fixed cost of a transaction and the per-deal work (every
 # touched deal's totals are re-read and re-published once per batch); under light load a
-# batch is whatever arrived within the timeout, so latency stays low. A full batch of
-# 10,000 is applied in about half a second on the embedded infrastructure.
-MAX_RECORDS: Final = 10_000
+# batch is whatever arrived while the previous one was applied, so latency stays low. A full
+# batch of 20,000 is applied in about a second on the embedded infrastructure; 10,000 gave
+# 16,000 events/s where 20,000 gives 20,000 (make bench).
+MAX_RECORDS: Final = 20_000
 BATCH_TIMEOUT_MS: Final = 20
 
 
