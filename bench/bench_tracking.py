@@ -271,6 +271,9 @@ async def steady_load(
                     as_ofs.append(datetime.fromisoformat(data["as_of"]))
                     times.append(now)
 
+    # Built beforehand: building and encoding events would take a core of this machine away
+    # from the service under test.
+    planned = [workload.next() for _ in range(int(rate * seconds))]
     reading = asyncio.create_task(read())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
     await producer.start()
@@ -279,12 +282,11 @@ async def steady_load(
     per_tick = max(1, int(rate * tick))
     began = time.perf_counter()
     try:
-        while time.perf_counter() - began < seconds:
+        while len(sent) < len(planned):
             due = began + len(sent) / rate
             if due > time.perf_counter():
                 await asyncio.sleep(due - time.perf_counter())
-            for _ in range(per_tick):
-                deal_id, at, (topic, key, value) = workload.next()
+            for deal_id, at, (topic, key, value) in planned[len(sent) : len(sent) + per_tick]:
                 await producer.send(topic, value, key=key)
                 sent.append((deal_id, at, time.perf_counter()))
         await producer.flush()
