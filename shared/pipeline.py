@@ -12,16 +12,16 @@ What does not change (DESIGN.md §2):
 - a batch's offsets, and only its own, are committed after its handler returned, i.e. after
   its database commit, and in batch order;
 - on a rebalance, the batch being applied finishes and is committed before the partitions are
-  given up, and a batch read but not yet applied is dropped: the consumer's positions restart
-  from the committed offsets, so its records are read again, by this member or the next.
-  Records of a dropped batch that went to the DLQ may be dead-lettered twice.
+  given up, and a batch being read is dropped: the partitions this member keeps are read
+  again from their committed offsets, the others by their new holder. Records of a dropped
+  batch that went to the DLQ may be dead-lettered twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiokafka.errors
@@ -44,8 +44,17 @@ MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
 DECODE_CHUNK = 500
 
 
+Events = Sequence[tuple[CloudEvent[Any], Delivery]]
+Prepare = Callable[[Events], BatchHandler]
+
+
 class PipelinedBatches:
     """One consumer-group member over `topics`, applying batches through `handler`.
+
+    With `prepare`, each complete batch is first given to `prepare` (while the previous one is
+    still applied), and the handler it returns applies the batch: work that needs no database
+    can be done ahead. That handler is also called on parts of the batch if it fails, and
+    must then work them out from scratch.
 
     `run` is a background loop for `shared.service`; `kafka` is its aiokafka consumer while it
     runs (readiness and lag read it), None before.
@@ -59,16 +68,19 @@ class PipelinedBatches:
         group_id: str,
         handler: BatchHandler,
         consumer: SafeConsumer,
+        prepare: Prepare | None = None,
         security: BaseSecurity | None = None,
         client_id: str | None = None,
         max_records: int = 500,
         batch_timeout_ms: int = 50,
         fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
     ) -> None:
-        self._options = client_options(bootstrap_servers, security)
+        self._bootstrap_servers = bootstrap_servers
+        self._security = security
         self._topics = list(topics)
         self._group_id = group_id
         self._handler = handler
+        self._prepare = prepare
         self._consumer = consumer
         self._client_id = client_id
         self._max_records = max_records
@@ -78,6 +90,11 @@ class PipelinedBatches:
         self._rebalances = 0
         self.kafka: AIOKafkaConsumer | None = None
 
+    @property
+    def rebalances(self) -> int:
+        """How many times this member's partitions were revoked."""
+        return self._rebalances
+
     async def run(self) -> None:
         kafka = AIOKafkaConsumer(
             group_id=self._group_id,
@@ -86,7 +103,7 @@ class PipelinedBatches:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
-            **self._options,
+            **client_options(self._bootstrap_servers, self._security),
         )
         kafka.subscribe(self._topics, listener=_FinishBeforeRevoke(self))
         await kafka.start()
@@ -120,17 +137,20 @@ class PipelinedBatches:
             idle = applying is None or applying.done()
             if batch.size >= self._max_records or (batch.size and idle):
                 break
+        if self._prepare is not None and batch.events:
+            batch.handler = self._prepare(batch.events)
         await self.finish_applying()
         if self._rebalances != rebalances:
-            # Read under an assignment that has ended: positions were reset to the committed
-            # offsets, so these records are fetched again by whoever holds them now.
+            # Partly read under an assignment that has ended: drop it all, and read again from
+            # the committed offsets what is still ours (the rest, whoever holds it now reads).
+            await _rewind(kafka, set(batch.offsets) & kafka.assignment())
             return
         self._applying = asyncio.create_task(self._apply(kafka, batch))
 
     async def _apply(self, kafka: AIOKafkaConsumer, batch: _Batch) -> None:
         started = time.perf_counter()
         if batch.events:
-            await self._consumer.apply(batch.events, self._handler)
+            await self._consumer.apply(batch.events, batch.handler or self._handler)
         offsets = batch.offsets
         try:
             await kafka.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
@@ -150,6 +170,15 @@ class PipelinedBatches:
                 self._applying = None
 
 
+async def _rewind(kafka: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
+    for tp in partitions:
+        committed = await kafka.committed(tp)
+        if committed is None:
+            await kafka.seek_to_beginning(tp)
+        else:
+            kafka.seek(tp, committed)
+
+
 class _Batch:
     """Decoded events read so far, and the offset to commit per partition once applied."""
 
@@ -157,6 +186,7 @@ class _Batch:
         self.size = 0
         self.events: list[tuple[CloudEvent[Any], Delivery]] = []
         self.offsets: dict[TopicPartition, int] = {}
+        self.handler: BatchHandler | None = None
 
     async def add(
         self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], consumer: SafeConsumer
