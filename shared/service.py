@@ -39,7 +39,7 @@ from shared.kafka import (
     make_broker,
 )
 from shared.observability import CONSUMER_LAG, configure_logging
-from shared.pipeline import PipelinedBatches
+from shared.pipeline import PipelinedBatches, Prepare
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +65,7 @@ class Resources:
         *,
         group_id: str,
         handler: BatchHandler,
+        prepare: Prepare | None = None,
         max_records: int,
         batch_timeout_ms: int,
     ) -> Background:
@@ -76,6 +77,7 @@ class Resources:
             group_id=group_id,
             handler=handler,
             consumer=self.consumer,
+            prepare=prepare,
             security=kafka_security(self.settings),
             client_id=self.name,
             max_records=max_records,

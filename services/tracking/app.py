@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from services.tracking.batch import apply_batch
+from services.tracking.batch import apply_batch, read_ahead
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.events import CloudEvent, Topic
-from shared.kafka import Delivery
+from shared.kafka import BatchHandler, Delivery
 from shared.outbox import OutboxRelay
 from shared.service import Background, Resources, Setup
 
@@ -60,10 +60,22 @@ def make_setup(
             async with store.transaction() as tx:
                 await apply_batch(tx, batch, now=datetime.now(UTC))
 
+        def prepare(whole: Sequence[tuple[CloudEvent[Any], Delivery]]) -> BatchHandler:
+            ahead = read_ahead(whole)
+
+            async def handle_ahead(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
+                if batch is not whole:  # a part of it, after a failure
+                    return await handle(batch)
+                async with store.transaction() as tx:
+                    await apply_batch(tx, batch, now=datetime.now(UTC), ahead=ahead)
+
+            return handle_ahead
+
         consume = resources.consume_pipelined(
             INPUT_TOPICS,
             group_id=group_id,
             handler=handle,
+            prepare=prepare,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
         )

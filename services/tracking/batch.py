@@ -16,8 +16,9 @@ from typing import Any
 from services.tracking.domain.attribution import attribute
 from services.tracking.domain.deliverables import confirmations_due
 from services.tracking.domain.orders import evaluate_order
-from services.tracking.domain.posts import latest_snapshots, memberships
+from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
 from services.tracking.messages import (
+    BatchInputs,
     attribution_event,
     confirmation_event,
     conflicting_terms,
@@ -38,22 +39,63 @@ class BatchResult:
     confirmations: int
 
 
+@dataclass(frozen=True, slots=True)
+class BatchAhead:
+    """What a batch amounts to if none of its events was applied before: worked out without
+    the database, so it can be done while the previous batch is applied."""
+
+    ids: tuple[str, ...]
+    unique: int
+    inputs: BatchInputs
+    posts: list[PostSnapshot]
+
+
+def read_ahead(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> BatchAhead | None:
+    """The batch's inputs, assuming every event in it is new; None if they cannot be read
+    (`apply_batch` then reads them again and rejects the batch)."""
+    try:
+        inputs = read_inputs(_first_of_each(batch, None))
+    except EventRejected:
+        return None
+    ids = tuple(event.id for event, _ in batch)
+    return BatchAhead(ids, len(set(ids)), inputs, latest_snapshots(inputs.posts))
+
+
+def _first_of_each(
+    batch: Sequence[tuple[CloudEvent[Any], Delivery]], fresh: set[str] | None
+) -> list[CloudEvent[Any]]:
+    """The first event of each id in `batch` (of each id in `fresh`, if given)."""
+    seen: set[str] = set()
+    events = []
+    for event, _ in batch:
+        if (fresh is None or event.id in fresh) and event.id not in seen:
+            seen.add(event.id)
+            events.append(event)
+    return events
+
+
 async def apply_batch(
-    tx: TrackingTx, batch: Sequence[tuple[CloudEvent[Any], Delivery]], *, now: datetime
+    tx: TrackingTx,
+    batch: Sequence[tuple[CloudEvent[Any], Delivery]],
+    *,
+    now: datetime,
+    ahead: BatchAhead | None = None,
 ) -> BatchResult:
     """Apply the events of `batch` not applied before; `now` stamps what it publishes.
+    `ahead` is `read_ahead(batch)`, if it was worked out before.
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id.
     """
     fresh = await tx.claim(batch)
-    seen: set[str] = set()
-    events = []
-    for event, _ in batch:
-        if event.id in fresh and event.id not in seen:
-            seen.add(event.id)
-            events.append(event)
-    inputs = read_inputs(events)
+    if ahead is not None and len(fresh) == ahead.unique:
+        # Every event is new: the batch is what was read ahead.
+        assert ahead.ids == tuple(event.id for event, _ in batch), "read ahead of another batch"
+        applied, inputs, posts = ahead.unique, ahead.inputs, ahead.posts
+    else:
+        events = _first_of_each(batch, fresh)
+        applied, inputs = len(events), read_inputs(events)
+        posts = latest_snapshots(inputs.posts)
 
     deals = await tx.add_deals(list(inputs.deals.values()))
     if deals.conflicting:
@@ -62,7 +104,7 @@ async def apply_batch(
     new_snapshots = await tx.add_fx_snapshots(inputs.fx)
 
     # Which deals each changed post counts for, and which posts each new deal gets.
-    changed_posts = await tx.upsert_posts(latest_snapshots(inputs.posts))
+    changed_posts = await tx.upsert_posts(posts)
     post_pairs = memberships(
         changed_posts, await tx.deals_of_creators({p.creator_id for p in changed_posts})
     )
@@ -115,4 +157,4 @@ async def apply_batch(
         [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
         + [confirmation_event(c) for c in confirmed]
     )
-    return BatchResult(len(events), len(updated), len(confirmed))
+    return BatchResult(applied, len(updated), len(confirmed))

@@ -87,10 +87,24 @@ def merge_snapshot(current: PostSnapshot | None, incoming: PostSnapshot) -> Post
 
 def latest_snapshots(snapshots: Iterable[PostSnapshot]) -> list[PostSnapshot]:
     """`snapshots` merged per post (merge_snapshot), one per post_id."""
-    merged: dict[str, PostSnapshot] = {}
+    # The same fold as merge_snapshot, with one copy per post instead of one per snapshot.
+    latest: dict[str, PostSnapshot] = {}
+    tags: dict[str, frozenset[str]] = {}
     for snapshot in snapshots:
-        merged[snapshot.post_id] = merge_snapshot(merged.get(snapshot.post_id), snapshot)
-    return list(merged.values())
+        post_id = snapshot.post_id
+        current = latest.get(post_id)
+        if current is None:
+            latest[post_id] = snapshot
+            tags[post_id] = snapshot.tags
+            continue
+        if snapshot.version > current.version:
+            latest[post_id] = snapshot
+        if not snapshot.tags <= tags[post_id]:
+            tags[post_id] = tags[post_id] | snapshot.tags
+    return [
+        post if post.tags == tags[post_id] else replace(post, tags=tags[post_id])
+        for post_id, post in latest.items()
+    ]
 
 
 def post_belongs_to_deal(post: PostSnapshot, deal: DealTerms) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.tracking.batch import apply_batch
+from services.tracking.batch import apply_batch, read_ahead
 from services.tracking.messages import attribution_event
 from shared.events import CloudEvent, EventType, decode, encode, spec_for_type
 from tests.unit.tracking.builders import (
@@ -158,14 +158,17 @@ def manual_confirmations(count: int) -> list[CloudEvent[Any]]:
     return [confirmation_event(deal, dl, confirmed_by="brand-user") for deal, dl in targets[:count]]
 
 
-def run(batches: list[list[CloudEvent[Any]]]) -> FakeTrackingStore:
+def run(batches: list[list[CloudEvent[Any]]], *, ahead: bool = False) -> FakeTrackingStore:
+    """Apply `batches` in turn; with `ahead`, each read ahead as the service does."""
     store = FakeTrackingStore()
 
     async def main() -> None:
         offset = 0
         for batch in batches:
+            deliveries = delivered(batch, offset=offset)
+            read = read_ahead(deliveries) if ahead else None
             async with store.transaction() as tx:
-                await apply_batch(tx, delivered(batch, offset=offset), now=NOW)
+                await apply_batch(tx, deliveries, now=NOW, ahead=read)
             offset += len(batch)
 
     asyncio.run(main())
@@ -216,7 +219,7 @@ def test_any_order_and_batching_gives_the_same_attribution(
     batches = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
 
     reference = run([events])
-    replayed = run(batches)
+    replayed = run(batches, ahead=data.draw(st.booleans()))
 
     assert final_state(replayed) == final_state(reference)
     assert set(replayed.state.attributions) == {"deal-1", "deal-2", "deal-3"}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from services.tracking.domain.deliverables import (
     AUTO,
     DeliverableState,
@@ -15,6 +18,7 @@ from services.tracking.domain.posts import (
     PostSnapshot,
     latest_snapshots,
     memberships,
+    merge_snapshot,
     post_belongs_to_deal,
     tags_carried,
 )
@@ -34,6 +38,30 @@ def test_latest_snapshot_wins_by_observed_at_then_event_id() -> None:
     tie = post("p", observed_at=T0 + timedelta(days=3), likes=70, event_id="e-2")
     for order in ([old, new, tie], [tie, new, old], [new, old, tie]):
         assert latest_snapshots(order) == [tie]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["p1", "p2", "p3"]),
+            st.integers(0, 3),
+            st.sampled_from(["e-1", "e-2", "e-3"]),
+            st.sets(st.sampled_from(["#ad", "#bakeco", "@jane"])),
+        ),
+        max_size=12,
+    )
+)
+def test_latest_snapshots_is_the_fold_of_merge_snapshot(
+    specs: list[tuple[str, int, str, set[str]]],
+) -> None:
+    snapshots = [
+        post(p, observed_at=T0 + timedelta(days=2 + day), event_id=e, tags=tuple(tags), likes=day)
+        for p, day, e, tags in specs
+    ]
+    folded: dict[str, PostSnapshot] = {}
+    for snapshot in snapshots:
+        folded[snapshot.post_id] = merge_snapshot(folded.get(snapshot.post_id), snapshot)
+    assert latest_snapshots(snapshots) == list(folded.values())
 
 
 def test_tags_are_case_insensitive_and_include_caption_hashtags() -> None:
