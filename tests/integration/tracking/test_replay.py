@@ -119,10 +119,14 @@ async def run_until_caught_up(infra: InfraUrls, *, group: str, inbox: str) -> No
         pool = runtime.resources.pool
 
         async def drained() -> bool:
+            # Caught up first: a batch committed after counting the outbox would leave rows
+            # the relay may have published but not marked when the service stops.
+            if not await caught_up(runtime):
+                return False
             unpublished = await pool.fetchval(
                 "SELECT count(*) FROM outbox WHERE published_at IS NULL"
             )
-            return await caught_up(runtime) and unpublished == 0
+            return bool(unpublished == 0)
 
         await eventually(drained, seconds=90)
 
