@@ -115,12 +115,19 @@ async def apply_batch(
     touched |= await tx.add_memberships(deal_pairs)
     touched |= {d.deal_id for d in new_deals} | deals.repeated
 
-    # Orders whose outcome may have changed: new ones, refunded ones, those whose code a new
-    # deal carries, and converted or waiting ones a new FX snapshot may now cover.
-    new_orders = await tx.add_orders(list(inputs.orders.values()))
+    # New orders are stored with their outcome, worked out from what is stored now (the
+    # batch's deals, snapshots and refunds included).
     refunded = await tx.add_refunds(inputs.refunds)
+    evaluated = [
+        evaluate_order(c.order, c.refunds, c.candidates, c.snapshot)
+        for c in await tx.new_order_contexts(list(inputs.orders.values()))
+    ]
+    new_orders = await tx.add_orders([inputs.orders[o.order_id] for o in evaluated], evaluated)
+    touched |= {o.deal_id for o in evaluated if o.order_id in new_orders and o.deal_id}
+    # Stored orders whose outcome may have changed: refunded ones, those whose code a new
+    # deal carries, and converted or waiting ones a new FX snapshot may now cover.
     contexts = await tx.orders_to_evaluate(
-        new_orders | refunded,
+        refunded - new_orders,
         {code for deal in new_deals for code in deal.promo_codes},
         min((s.as_of for s in new_snapshots), default=None),
     )

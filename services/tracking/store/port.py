@@ -83,8 +83,16 @@ class TrackingTx(Protocol):
         """Add (deal_id, post_id) pairs; return the deal ids that gained a post."""
         ...
 
-    async def add_orders(self, orders: Sequence[Order]) -> set[str]:
-        """Store orders whose id is new (ids unique within `orders`); return those ids."""
+    async def new_order_contexts(self, orders: Sequence[Order]) -> list[OrderContext]:
+        """The context (as `orders_to_evaluate` gives it) of each order in `orders` whose id
+        is not stored yet; `current` is None."""
+        ...
+
+    async def add_orders(
+        self, orders: Sequence[Order], outcomes: Sequence[OrderOutcome] | None = None
+    ) -> set[str]:
+        """Store orders whose id is new (ids unique within `orders`), with their outcomes if
+        given (`outcomes[i]` is that of `orders[i]`); return the ids stored."""
         ...
 
     async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:

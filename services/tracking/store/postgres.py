@@ -183,22 +183,35 @@ class PostgresTrackingTx:
         )
         return {row["deal_id"] for row in rows}
 
-    async def add_orders(self, orders: Sequence[Order]) -> set[str]:
+    async def add_orders(
+        self, orders: Sequence[Order], outcomes: Sequence[OrderOutcome] | None = None
+    ) -> set[str]:
         if not orders:
             return set()
-        rows = await self._conn.fetch(
-            """INSERT INTO tracking_orders (order_id, promo_code, amount, currency, occurred_at,
-                                            refunded_source)
-               SELECT u.*, 0 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[],
-                                         $5::timestamptz[])
-                   AS u(order_id, promo_code, amount, currency, occurred_at)
-               ON CONFLICT (order_id) DO NOTHING RETURNING order_id""",
-            [o.order_id for o in orders],
-            [o.promo_code for o in orders],
-            [o.amount.amount for o in orders],
-            [o.amount.currency for o in orders],
-            [o.occurred_at for o in orders],
-        )
+        if outcomes is None:
+            rows = await self._conn.fetch(
+                """INSERT INTO tracking_orders (order_id, promo_code, amount, currency,
+                                                occurred_at, refunded_source)
+                   SELECT u.*, 0 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[],
+                                             $5::timestamptz[])
+                       AS u(order_id, promo_code, amount, currency, occurred_at)
+                   ON CONFLICT (order_id) DO NOTHING RETURNING order_id""",
+                [o.order_id for o in orders],
+                [o.promo_code for o in orders],
+                [o.amount.amount for o in orders],
+                [o.amount.currency for o in orders],
+                [o.occurred_at for o in orders],
+            )
+        else:
+            rows = await self._conn.fetch(
+                queries.INSERT_EVALUATED_ORDERS,
+                [o.order_id for o in orders],
+                [o.promo_code for o in orders],
+                [o.amount.amount for o in orders],
+                [o.amount.currency for o in orders],
+                [o.occurred_at for o in orders],
+                *_outcome_columns(outcomes),
+            )
         return {row["order_id"] for row in rows}
 
     async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:
@@ -227,6 +240,26 @@ class PostgresTrackingTx:
         rows = await self._conn.fetch(
             queries.ORDERS_TO_EVALUATE, list(order_ids), list(promo_codes), converted_since
         )
+        return await self._order_contexts(rows, stored=True)
+
+    async def new_order_contexts(self, orders: Sequence[Order]) -> list[OrderContext]:
+        if not orders:
+            return []
+        rows = await self._conn.fetch(
+            queries.NEW_ORDER_CONTEXTS,
+            [o.order_id for o in orders],
+            [o.promo_code for o in orders],
+            [o.amount.amount for o in orders],
+            [o.amount.currency for o in orders],
+            [o.occurred_at for o in orders],
+        )
+        return await self._order_contexts(rows, stored=False)
+
+    async def _order_contexts(
+        self, rows: Sequence[asyncpg.Record], *, stored: bool
+    ) -> list[OrderContext]:
+        """Contexts of the orders in `rows` (an order and its FX snapshot columns, and its
+        outcome columns if `stored`), with their refunds and candidate deals."""
         if not rows:
             return []
         ids = [row["order_id"] for row in rows]
@@ -255,7 +288,7 @@ class PostgresTrackingTx:
                 refunds=tuple(refunds.get(row["order_id"], ())),
                 candidates=tuple(candidates.get(row["promo_code"], ())),
                 snapshot=snapshot_from(row, snapshots),
-                current=outcome_from(row),
+                current=outcome_from(row) if stored else None,
             )
             for row in rows
         ]
@@ -264,20 +297,7 @@ class PostgresTrackingTx:
         if not outcomes:
             return
         await self._conn.execute(
-            queries.SAVE_OUTCOMES,
-            [o.order_id for o in outcomes],
-            [o.status.value for o in outcomes],
-            [None if o.reason is None else o.reason.value for o in outcomes],
-            [o.deal_id for o in outcomes],
-            [None if o.revenue is None else o.revenue.amount for o in outcomes],
-            [None if o.refunded is None else o.refunded.amount for o in outcomes],
-            [None if o.revenue is None else o.revenue.currency for o in outcomes],
-            [o.refunded_source.amount for o in outcomes],
-            [o.fully_refunded for o in outcomes],
-            [None if o.fx is None else o.fx.rate for o in outcomes],
-            [None if o.fx is None else o.fx.as_of for o in outcomes],
-            [None if o.fx is None else o.fx.source for o in outcomes],
-            [o.last_refund_at for o in outcomes],
+            queries.SAVE_OUTCOMES, [o.order_id for o in outcomes], *_outcome_columns(outcomes)
         )
 
     async def add_manual_confirmations(self, confirmations: Sequence[Confirmation]) -> set[str]:
@@ -425,3 +445,21 @@ class PostgresTrackingTx:
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
         await outbox.enqueue(self._conn, events)
+
+
+def _outcome_columns(outcomes: Sequence[OrderOutcome]) -> list[list[Any]]:
+    """The outcome columns of tracking_orders, order_id aside, one array each."""
+    return [
+        [o.status.value for o in outcomes],
+        [None if o.reason is None else o.reason.value for o in outcomes],
+        [o.deal_id for o in outcomes],
+        [None if o.revenue is None else o.revenue.amount for o in outcomes],
+        [None if o.refunded is None else o.refunded.amount for o in outcomes],
+        [None if o.revenue is None else o.revenue.currency for o in outcomes],
+        [o.refunded_source.amount for o in outcomes],
+        [o.fully_refunded for o in outcomes],
+        [None if o.fx is None else o.fx.rate for o in outcomes],
+        [None if o.fx is None else o.fx.as_of for o in outcomes],
+        [None if o.fx is None else o.fx.source for o in outcomes],
+        [o.last_refund_at for o in outcomes],
+    ]

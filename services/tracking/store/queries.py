@@ -60,8 +60,9 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
          engagement_rate)
 ON CONFLICT (post_id) DO UPDATE SET
     {", ".join(f"{c} = CASE WHEN {NEWER} THEN EXCLUDED.{c} ELSE t.{c} END" for c in POST_FIELDS)},
-    tags = (SELECT jsonb_agg(DISTINCT x.tag)
-            FROM jsonb_array_elements_text(t.tags || EXCLUDED.tags) AS x(tag))
+    tags = CASE WHEN t.tags @> EXCLUDED.tags THEN t.tags
+                ELSE (SELECT jsonb_agg(DISTINCT x.tag)
+                      FROM jsonb_array_elements_text(t.tags || EXCLUDED.tags) AS x(tag)) END
 WHERE {NEWER} OR NOT t.tags @> EXCLUDED.tags
 RETURNING t.*
 """
@@ -85,7 +86,15 @@ WITH pairs AS (
 SELECT deal_id FROM gone
 """
 
-ORDERS_TO_EVALUATE = """
+# The snapshot in force at occurred_at, as shared.fx_store.snapshot_at picks it.
+_FX_AT = """
+LEFT JOIN LATERAL (
+    SELECT base, as_of, source, rates FROM fx_snapshots
+    WHERE as_of <= o.occurred_at ORDER BY as_of DESC, source LIMIT 1
+) s ON true
+"""
+
+ORDERS_TO_EVALUATE = f"""
 WITH ids AS (
     SELECT order_id FROM tracking_orders WHERE order_id = ANY($1::text[])
     UNION
@@ -98,11 +107,36 @@ WITH ids AS (
 SELECT o.*, s.base AS fx_base, s.as_of AS fx_snapshot_as_of, s.source AS fx_snapshot_source,
        s.rates::text AS fx_rates
 FROM ids JOIN tracking_orders o USING (order_id)
--- The snapshot in force at occurred_at, as shared.fx_store.snapshot_at picks it.
-LEFT JOIN LATERAL (
-    SELECT base, as_of, source, rates FROM fx_snapshots
-    WHERE as_of <= o.occurred_at ORDER BY as_of DESC, source LIMIT 1
-) s ON true
+{_FX_AT}
+"""
+
+# Orders $1.. not stored yet, each with the FX snapshot in force when it occurred.
+NEW_ORDER_CONTEXTS = f"""
+SELECT o.*, s.base AS fx_base, s.as_of AS fx_snapshot_as_of, s.source AS fx_snapshot_source,
+       s.rates::text AS fx_rates
+FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[])
+    AS o(order_id, promo_code, amount, currency, occurred_at)
+{_FX_AT}
+WHERE NOT EXISTS (SELECT 1 FROM tracking_orders t WHERE t.order_id = o.order_id)
+"""
+
+# New orders stored with their outcome (the columns of SAVE_OUTCOMES).
+INSERT_EVALUATED_ORDERS = """
+INSERT INTO tracking_orders (
+    order_id, promo_code, amount, currency, occurred_at, evaluated, status, reason, deal_id,
+    revenue, refunded, deal_currency, refunded_source, fully_refunded, fx_rate, fx_as_of,
+    fx_source, last_refund_at)
+SELECT u.order_id, u.promo_code, u.amount, u.currency, u.occurred_at, true, u.status, u.reason,
+       u.deal_id, u.revenue, u.refunded, u.deal_currency, u.refunded_source, u.fully_refunded,
+       u.fx_rate, u.fx_as_of, u.fx_source, u.last_refund_at
+FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[], $6::text[],
+            $7::text[], $8::text[], $9::numeric[], $10::numeric[], $11::text[], $12::numeric[],
+            $13::bool[], $14::numeric[], $15::timestamptz[], $16::text[], $17::timestamptz[])
+    AS u(order_id, promo_code, amount, currency, occurred_at, status, reason, deal_id, revenue,
+         refunded, deal_currency, refunded_source, fully_refunded, fx_rate, fx_as_of,
+         fx_source, last_refund_at)
+ON CONFLICT (order_id) DO NOTHING
+RETURNING order_id
 """
 
 SAVE_OUTCOMES = """

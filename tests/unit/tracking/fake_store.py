@@ -129,11 +129,18 @@ class FakeTrackingTx:
         self.s.memberships |= new
         return {deal_id for deal_id, _ in new}
 
-    async def add_orders(self, orders: Sequence[Order]) -> set[str]:
+    async def new_order_contexts(self, orders: Sequence[Order]) -> list[OrderContext]:
+        return [self._context(order) for order in orders if order.order_id not in self.s.orders]
+
+    async def add_orders(
+        self, orders: Sequence[Order], outcomes: Sequence[OrderOutcome] | None = None
+    ) -> set[str]:
         new = set()
-        for order in orders:
+        for n, order in enumerate(orders):
             if order.order_id not in self.s.orders:
                 self.s.orders[order.order_id] = order
+                if outcomes is not None:
+                    self.s.outcomes[order.order_id] = outcomes[n]
                 new.add(order.order_id)
         return new
 
@@ -172,18 +179,17 @@ class FakeTrackingTx:
                 )
             ):
                 continue
-            contexts.append(
-                OrderContext(
-                    order=order,
-                    refunds=tuple(r for r in self.s.refunds if r.order_id == order.order_id),
-                    candidates=tuple(
-                        d for d in self.s.deals.values() if order.promo_code in d.promo_codes
-                    ),
-                    snapshot=self._snapshot_at(order.occurred_at),
-                    current=current,
-                )
-            )
+            contexts.append(self._context(order, current))
         return contexts
+
+    def _context(self, order: Order, current: OrderOutcome | None = None) -> OrderContext:
+        return OrderContext(
+            order=order,
+            refunds=tuple(r for r in self.s.refunds if r.order_id == order.order_id),
+            candidates=tuple(d for d in self.s.deals.values() if order.promo_code in d.promo_codes),
+            snapshot=self._snapshot_at(order.occurred_at),
+            current=current,
+        )
 
     async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None:
         for outcome in outcomes:

@@ -199,6 +199,46 @@ class StoreContract:
             # Orders before the new snapshot's time are not affected by it.
             assert await tx.orders_to_evaluate(set(), set(), ids.at(hours=11)) == []
 
+    async def test_new_orders_come_with_their_context_and_are_stored_with_outcomes(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        code = ids("CODE")
+        deal = deal_terms(
+            deal_event(
+                ids("deal"),
+                creator_id=ids("cr"),
+                currency="EUR",
+                promo_codes=(code,),
+                starts_at=ids.at(),
+            )
+        )
+        stored = Order(ids("o1"), code, Money.of("10.00", "USD"), ids.at(hours=1))
+        new = Order(ids("o2"), code, Money.of("64.90", "USD"), ids.at(hours=10))
+        refund = Refund(new.order_id, Money.of("4.90", "USD"), ids.at(hours=11))
+        with_eur = FxSnapshot("USD", {"EUR": Decimal("0.9215")}, ids.at(hours=2), "ecb")
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            await tx.add_orders([stored])
+            await tx.add_refunds({refund})
+            await tx.add_fx_snapshots([(with_eur, ids("fx"))])
+            [context] = await tx.new_order_contexts([stored, new])
+            assert context.order == new
+            assert context.refunds == (refund,)
+            assert context.candidates == (deal,)
+            assert context.snapshot == with_eur
+            assert context.current is None
+            outcome = evaluate_order(new, context.refunds, context.candidates, context.snapshot)
+            assert outcome.status is OrderStatus.ATTRIBUTED
+            assert await tx.add_orders([new], [outcome]) == {new.order_id}
+            assert await tx.add_orders([new], [outcome]) == set()
+            assert await tx.new_order_contexts([stored, new]) == []
+            [context] = await tx.orders_to_evaluate({new.order_id}, set(), None)
+            assert context.order == new
+            assert context.current == outcome
+            [facts] = await tx.deal_facts({deal.deal_id})
+        assert facts.orders == 1
+        assert facts.revenue == outcome.net_revenue
+
     async def test_deal_facts_sum_member_posts_and_counted_orders(
         self, store: TrackingStore, ids: Ids
     ) -> None:
