@@ -4,17 +4,20 @@ On fresh embedded Kafka + PostgreSQL + Redis (one set per measurement), with 1,0
 a mixed load (70 % post-metric snapshots, 30 % promo-code orders, a few refunds, 10 % of the
 orders in EUR converted with an FX snapshot):
 
-1. the tracking service (`python -m services.tracking`, its own process) works off a backlog
-   of `--events` events; its rate is measured from the inbox timestamps of the first and last
-   applied batch;
+1. the tracking service (`python -m services.tracking`, in its own process, or several in one
+   consumer group as `docker compose up --scale tracking=N` runs it; `--instances`) works off
+   a backlog of `--events` events; its rate is measured from the inbox timestamps of the
+   first and last applied batch;
 2. under a steady load of `--rate` events/s for `--seconds` seconds, the delay from sending
    an input to receiving the first `attribution.updated` of its deal whose `as_of` covers it
    (p50, p99, max);
 3. the naive baseline, same code but one event per transaction through a plain FastStream
    subscriber (`shared.kafka.subscribe_events`), works off `--naive-events` events.
 
-It prints both rates and their ratio. Usage:
-  python bench/bench_tracking.py [--events 100000] [--naive-events 4000] [--rate 5000]
+The load generator runs on the same machine as the servers and the service. It prints the
+rates and their ratios. Usage:
+  python bench/bench_tracking.py [--events 300000] [--naive-events 4000] [--rate 20000]
+                                 [--seconds 15] [--instances 1,2]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.tracking.app import SERVICE
 from services.tracking.batch import apply_batch
@@ -169,6 +173,28 @@ class Workload:
         return f"deal-{n}", at, _message(make_event(data, source=SOURCE, time=at))
 
 
+async def send_batches(producer: AIOKafkaProducer, messages: Sequence[Message]) -> None:
+    """Send `messages` as one record batch per partition (the partitions `send` would pick):
+    sending them one by one cost the load generator a core at 20,000 events/s."""
+    by_partition: dict[tuple[str, int], list[Message]] = {}
+    for message in messages:
+        topic, key, _ = message
+        partitions = sorted(await producer.partitions_for(topic))
+        partition = _PARTITIONER(key, partitions, partitions)
+        by_partition.setdefault((topic, partition), []).append(message)
+    for (topic, partition), group in by_partition.items():
+        batch = producer.create_batch()
+        for _, key, value in group:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                await producer.send_batch(batch, topic, partition=partition)
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        await producer.send_batch(batch, topic, partition=partition)
+
+
+_PARTITIONER = DefaultPartitioner()
+
+
 def _message(event: CloudEvent[Any]) -> Message:
     return spec_for_type(event.type).topic, event_key(event), encode(event)
 
@@ -208,8 +234,9 @@ async def wait_applied(pool: asyncpg.Pool, consumer: str, count: int, limit: flo
 async def rate_of(pool: asyncpg.Pool, consumer: str) -> tuple[int, float]:
     """Events applied by the batches that started before the last one, and the seconds from
     the start of the first batch to the start of the last (inbox timestamps: the start of
-    each batch's transaction). Batches run one after another, so those events were all
-    applied within that span, whatever the batch sizes."""
+    each batch's transaction). A process applies its batches one after another, so those
+    events were all applied within that span, whatever the batch sizes (with several
+    processes, up to one batch each may still be running at the end of the span)."""
     row = await pool.fetchrow(
         """SELECT min(processed_at) AS first, max(processed_at) AS last
            FROM processed_events WHERE consumer = $1 AND event_type <> 'deal.signed'""",
@@ -271,8 +298,8 @@ async def steady_load(
                     as_ofs.append(datetime.fromisoformat(data["as_of"]))
                     times.append(now)
 
-    # Built beforehand: building and encoding events would take a core of this machine away
-    # from the service under test.
+    # Built beforehand and sent in batches: building, encoding and sending events one by one
+    # would take a core of this machine away from the service under test.
     planned = [workload.next() for _ in range(int(rate * seconds))]
     reading = asyncio.create_task(read())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
@@ -286,9 +313,10 @@ async def steady_load(
             due = began + len(sent) / rate
             if due > time.perf_counter():
                 await asyncio.sleep(due - time.perf_counter())
-            for deal_id, at, (topic, key, value) in planned[len(sent) : len(sent) + per_tick]:
-                await producer.send(topic, value, key=key)
-                sent.append((deal_id, at, time.perf_counter()))
+            tick_messages = planned[len(sent) : len(sent) + per_tick]
+            await send_batches(producer, [m for _, _, m in tick_messages])
+            now = time.perf_counter()
+            sent += [(deal_id, at, now) for deal_id, at, _ in tick_messages]
         await producer.flush()
         achieved = len(sent) / (time.perf_counter() - began)
         # Let the last inputs through before measuring.
@@ -320,8 +348,8 @@ async def steady_load(
     return achieved, Delays(pick(0.5), pick(0.99), delays[-1], missing)
 
 
-async def measure_service(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    with EmbeddedInfra(root / "batched", Settings(), durable=False) as infra:
+async def measure_service(args: argparse.Namespace, root: Path, instances: int) -> dict[str, Any]:
+    with EmbeddedInfra(root / f"batched-{instances}", Settings(), durable=False) as infra:
         urls = infra.urls
         assert urls is not None
         await ensure_topics(urls.kafka_bootstrap_servers, partitions=3)
@@ -329,7 +357,10 @@ async def measure_service(args: argparse.Namespace, root: Path) -> dict[str, Any
         setup = workload.setup()
         backlog = [workload.next()[2] for _ in range(args.events)]
         await produce(urls.kafka_bootstrap_servers, setup + backlog)
-        process = start_service(urls, ["-m", "services.tracking"], root / "tracking.log")
+        processes = [
+            start_service(urls, ["-m", "services.tracking"], root / f"tracking-{instances}-{n}.log")
+            for n in range(instances)
+        ]
         pool = await asyncpg.create_pool(urls.database_url, min_size=1, max_size=2)
         assert pool is not None
         try:
@@ -338,7 +369,8 @@ async def measure_service(args: argparse.Namespace, root: Path) -> dict[str, Any
             achieved, delays = await steady_load(urls, workload, args.rate, args.seconds)
         finally:
             await pool.close()
-            stop_service(process)
+            for process in processes:
+                stop_service(process)
     return {
         "rate": count / seconds,
         "count": count,
@@ -389,9 +421,15 @@ async def naive_setup(resources: Resources) -> Sequence[Background]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--naive-events", type=int, default=4_000)
-    parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument(
+        "--instances",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 2],
+        help="service processes in the consumer group, one measurement each (default 1,2)",
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--naive-consumer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -401,24 +439,29 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         root = Path(tmp)
-        service = asyncio.run(measure_service(args, root))
+        services = {n: asyncio.run(measure_service(args, root, n)) for n in args.instances}
         naive = asyncio.run(measure_naive(args, root))
-    d = service["delays"]
     print("tracking benchmark: 1,000 deals, 70 % post snapshots / 30 % orders (10 % EUR)")
+    for n, service in services.items():
+        label = f"service, {n} process{'es' if n > 1 else ''} (batches):"
+        print(
+            f"  {label:<41}{service['rate']:>9,.0f} events/s "
+            f"({service['count']:,} events in {service['seconds']:.2f} s)"
+        )
     print(
-        f"  service (batches, one transaction each): {service['rate']:>9,.0f} events/s "
-        f"({service['count']:,} events in {service['seconds']:.2f} s)"
-    )
-    print(
-        f"  naive (one transaction per event):       {naive['rate']:>9,.0f} events/s "
+        f"  {'naive (one transaction per event):':<41}{naive['rate']:>9,.0f} events/s "
         f"({naive['count']:,} events in {naive['seconds']:.2f} s)"
     )
-    print(f"  ratio service / naive: {service['rate'] / naive['rate']:.1f}x")
-    print(
-        f"  steady load {service['steady_rate']:,.0f} events/s for {args.seconds:.0f} s: "
-        f"input -> attribution.updated p50 {d.p50 * 1000:.0f} ms, p99 {d.p99 * 1000:.0f} ms, "
-        f"max {d.worst * 1000:.0f} ms ({d.missing} inputs without a covering update)"
-    )
+    for n, service in services.items():
+        print(f"  ratio service ({n}) / naive: {service['rate'] / naive['rate']:.1f}x")
+    for n, service in services.items():
+        d = service["delays"]
+        print(
+            f"  steady load {service['steady_rate']:,.0f} events/s for {args.seconds:.0f} s, "
+            f"{n} process{'es' if n > 1 else ''}: input -> attribution.updated "
+            f"p50 {d.p50 * 1000:,.0f} ms, p99 {d.p99 * 1000:,.0f} ms, max {d.worst * 1000:,.0f} ms "
+            f"({d.missing} inputs without a covering update)"
+        )
 
 
 if __name__ == "__main__":
