@@ -88,6 +88,8 @@ async def apply_batch(
     terms different from those stored under its id.
     """
     fresh = await tx.claim(batch)
+    # Replicas of the service apply batches at the same time; from here on, one at a time.
+    await tx.exclude_other_batches()
     if ahead is not None and len(fresh) == ahead.unique:
         # Every event is new: the batch is what was read ahead.
         assert ahead.ids == tuple(event.id for event, _ in batch), "read ahead of another batch"

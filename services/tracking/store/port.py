@@ -51,6 +51,14 @@ class TrackingTx(Protocol):
         """Record the events as processed; return the ids seen for the first time."""
         ...
 
+    async def exclude_other_batches(self) -> None:
+        """Wait until no other transaction holds this lock, and hold it until this one ends.
+
+        What one batch derives from another's entities (a deal's posts, an order's deal or
+        refunds) is read from what is committed: two batches applied at once, one with a
+        deal and one with its post, would each miss the other's half."""
+        ...
+
     async def add_deals(self, deals: Sequence[DealTerms]) -> DealsAdded:
         """Store deals not stored yet (deal ids unique within `deals`)."""
         ...

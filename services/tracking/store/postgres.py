@@ -35,6 +35,9 @@ from shared.events import CloudEvent
 from shared.kafka import Delivery
 from shared.money import FxSnapshot, Money
 
+# Held by the transaction applying a tracking batch (see TrackingTx.exclude_other_batches).
+_BATCH_LOCK_ID = 0x43_46_54_52_4B  # "CFTRK"
+
 
 class PostgresTrackingStore:
     """Tracking state in PostgreSQL; `consumer` names this service in the shared inbox."""
@@ -65,6 +68,9 @@ class PostgresTrackingTx:
 
     async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[str]:
         return await inbox.claim(self._conn, self._consumer, events)
+
+    async def exclude_other_batches(self) -> None:
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", _BATCH_LOCK_ID)
 
     async def add_deals(self, deals: Sequence[DealTerms]) -> DealsAdded:
         if not deals:

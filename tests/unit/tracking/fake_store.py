@@ -129,6 +129,9 @@ class FakeTrackingTx:
         self.s.memberships |= new
         return {deal_id for deal_id, _ in new}
 
+    async def exclude_other_batches(self) -> None:
+        pass  # one transaction at a time here
+
     async def new_order_contexts(self, orders: Sequence[Order]) -> list[OrderContext]:
         return [self._context(order) for order in orders if order.order_id not in self.s.orders]
 
