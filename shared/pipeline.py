@@ -106,9 +106,9 @@ class PipelinedBatches:
             **client_options(self._bootstrap_servers, self._security),
         )
         kafka.subscribe(self._topics, listener=_FinishBeforeRevoke(self))
-        await kafka.start()
-        self.kafka = kafka
         try:
+            await kafka.start()  # inside: a stop during the first join still leaves the group
+            self.kafka = kafka
             while True:
                 await self._next_batch(kafka)
         finally:
@@ -138,7 +138,12 @@ class PipelinedBatches:
             if batch.size >= self._max_records or (batch.size and idle):
                 break
         if self._prepare is not None and batch.events:
-            batch.handler = self._prepare(batch.events)
+            try:
+                batch.handler = self._prepare(batch.events)
+            except Exception:
+                # Work done ahead is an optimisation: the plain handler, under the failure
+                # policy, deals with whatever made it fail.
+                log.exception("preparing a batch failed; applying it without", group=self._group_id)
         await self.finish_applying()
         if self._rebalances != rebalances:
             # Partly read under an assignment that has ended: drop it all, and read again from
@@ -165,7 +170,7 @@ class PipelinedBatches:
         """Wait until the batch being applied is in the database and its offsets committed."""
         applying = self._applying
         if applying is not None:
-            await asyncio.shield(applying)
+            await asyncio.shield(applying)  # a failure stays, for the reading loop to raise
             if self._applying is applying:
                 self._applying = None
 
@@ -173,10 +178,15 @@ class PipelinedBatches:
 async def _rewind(kafka: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
     for tp in partitions:
         committed = await kafka.committed(tp)
-        if committed is None:
-            await kafka.seek_to_beginning(tp)
-        else:
-            kafka.seek(tp, committed)
+        # A partition lost meanwhile (another rebalance) got a fresh position with its new
+        # holder, as one newly assigned to us does here.
+        try:
+            if committed is None:
+                await kafka.seek_to_beginning(tp)
+            else:
+                kafka.seek(tp, committed)
+        except aiokafka.errors.IllegalStateError:
+            continue
 
 
 class _Batch:
@@ -208,7 +218,12 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self._owner._rebalances += 1
-        await self._owner.finish_applying()
+        try:
+            await self._owner.finish_applying()
+        except Exception:
+            # Its records are not committed: whoever holds them next applies them again (the
+            # inbox skips what was applied). The reading loop meets the error and restarts.
+            log.exception("the batch in flight failed before the partitions were revoked")
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         pass

@@ -23,7 +23,7 @@ from shared.events.examples import valid_example
 from shared.infra import InfraUrls
 from shared.infra.smoke import read_dead_letters
 from shared.kafka import BatchHandler, DeadLetters, Delivery, RetryPolicy, SafeConsumer, make_broker
-from shared.pipeline import PipelinedBatches
+from shared.pipeline import PipelinedBatches, Prepare
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -107,6 +107,7 @@ async def running(
     trace: Trace | None = None,
     member: str = "a",
     max_records: int = 500,
+    prepare: Prepare | None = None,
 ) -> AsyncIterator[tuple[PipelinedBatches, asyncio.Task[None]]]:
     """A PipelinedBatches running in the background; cancelled (a stop) on exit."""
     broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
@@ -121,6 +122,7 @@ async def running(
         consumer=consumer,
         client_id=f"{group_id}-{member}",
         max_records=max_records,
+        prepare=prepare,
     )
     task = asyncio.create_task(pipeline.run())
     try:
@@ -313,6 +315,48 @@ async def test_offsets_are_committed_only_after_the_handler_returned(
     # The next member starts from the last commit: the cut-short batch again, then the rest.
     assert second_run == [o for o in offset_of.values() if o >= y[0]]
     assert second_run[: len(y)] == y
+
+
+async def test_batches_are_prepared_ahead_and_applied_without_when_preparing_fails(
+    infra: InfraUrls, topics: None
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    source, group = f"pipeline-prepare/{run}", f"pipeline-prepare-{run}"
+    events = [example("deal.signed", source, f"deal-{run}-{n}") for n in range(40)]
+    await produce_events(infra.kafka_bootstrap_servers, events)
+    plain: list[str] = []
+    prepared: list[str] = []
+    failures = 0
+
+    async def handler(batch: Batch) -> None:
+        plain.extend(e.id for e, _ in batch if e.source == source)
+
+    def prepare(whole: Batch) -> BatchHandler:
+        nonlocal failures
+        if failures < 2:  # the first two batches cannot be prepared
+            failures += 1
+            raise RuntimeError("preparing failed")
+
+        async def handle_prepared(batch: Batch) -> None:
+            prepared.extend(e.id for e, _ in batch if e.source == source)
+
+        return handle_prepared
+
+    async with running(
+        infra,
+        Topic.CAMPAIGN_DEALS,
+        group_id=group,
+        handler=handler,
+        max_records=10,
+        prepare=prepare,
+    ):
+
+        async def all_handled() -> bool:
+            return len(plain) + len(prepared) >= len(events)
+
+        await eventually(all_handled, 45)
+    assert sorted(plain + prepared) == sorted(e.id for e in events)
+    assert failures == 2 and prepared, "prepared batches go to the handler prepare returned"
 
 
 async def test_undecodable_records_go_to_the_dlq_and_their_offsets_are_committed(
