@@ -202,20 +202,12 @@ class PostgresTrackingTx:
                                              $5::timestamptz[])
                        AS u(order_id, promo_code, amount, currency, occurred_at)
                    ON CONFLICT (order_id) DO NOTHING RETURNING order_id""",
-                [o.order_id for o in orders],
-                [o.promo_code for o in orders],
-                [o.amount.amount for o in orders],
-                [o.amount.currency for o in orders],
-                [o.occurred_at for o in orders],
+                *_order_columns(orders),
             )
         else:
             rows = await self._conn.fetch(
                 queries.INSERT_EVALUATED_ORDERS,
-                [o.order_id for o in orders],
-                [o.promo_code for o in orders],
-                [o.amount.amount for o in orders],
-                [o.amount.currency for o in orders],
-                [o.occurred_at for o in orders],
+                *_order_columns(orders),
                 *_outcome_columns(outcomes),
             )
         return {row["order_id"] for row in rows}
@@ -253,11 +245,7 @@ class PostgresTrackingTx:
             return []
         rows = await self._conn.fetch(
             queries.NEW_ORDER_CONTEXTS,
-            [o.order_id for o in orders],
-            [o.promo_code for o in orders],
-            [o.amount.amount for o in orders],
-            [o.amount.currency for o in orders],
-            [o.occurred_at for o in orders],
+            *_order_columns(orders),
         )
         return await self._order_contexts(rows, stored=False)
 
@@ -451,6 +439,17 @@ class PostgresTrackingTx:
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
         await outbox.enqueue(self._conn, events)
+
+
+def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:
+    """The order columns of tracking_orders (id, code, amount, currency, time), one array each."""
+    return [
+        [o.order_id for o in orders],
+        [o.promo_code for o in orders],
+        [o.amount.amount for o in orders],
+        [o.amount.currency for o in orders],
+        [o.occurred_at for o in orders],
+    ]
 
 
 def _outcome_columns(outcomes: Sequence[OrderOutcome]) -> list[list[Any]]:
