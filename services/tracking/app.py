@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from services.tracking.batch import apply_batch, read_ahead
+from services.tracking.batch import BatchAhead, apply_batch, read_ahead
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.events import CloudEvent, Topic
 from shared.kafka import BatchHandler, Delivery
@@ -38,6 +38,8 @@ OUTPUT_TOPICS: Final = (Topic.TRACKING_ATTRIBUTION, Topic.DELIVERABLES_CONFIRMED
 MAX_RECORDS: Final = 20_000
 BATCH_TIMEOUT_MS: Final = 20
 
+Batch = Sequence[tuple[CloudEvent[Any], Delivery]]
+
 
 def make_setup(
     *,
@@ -56,25 +58,23 @@ def make_setup(
     async def setup(resources: Resources) -> Sequence[Background]:
         store = PostgresTrackingStore(resources.pool, consumer=inbox_consumer)
 
-        async def handle(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
+        async def apply(batch: Batch, ahead: BatchAhead | None = None) -> None:
             async with store.transaction() as tx:
-                await apply_batch(tx, batch, now=datetime.now(UTC))
+                await apply_batch(tx, batch, now=datetime.now(UTC), ahead=ahead)
 
-        def prepare(whole: Sequence[tuple[CloudEvent[Any], Delivery]]) -> BatchHandler:
+        def prepare(whole: Batch) -> BatchHandler:
             ahead = read_ahead(whole)
 
-            async def handle_ahead(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
-                if batch is not whole:  # a part of it, after a failure
-                    return await handle(batch)
-                async with store.transaction() as tx:
-                    await apply_batch(tx, batch, now=datetime.now(UTC), ahead=ahead)
+            async def handle(batch: Batch) -> None:
+                # Parts of the batch, applied after it failed, are read from scratch.
+                await apply(batch, ahead if batch is whole else None)
 
-            return handle_ahead
+            return handle
 
         consume = resources.consume_pipelined(
             INPUT_TOPICS,
             group_id=group_id,
-            handler=handle,
+            handler=apply,
             prepare=prepare,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
