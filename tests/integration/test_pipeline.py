@@ -24,19 +24,12 @@ from shared.infra import InfraUrls
 from shared.infra.smoke import read_dead_letters
 from shared.kafka import BatchHandler, DeadLetters, Delivery, RetryPolicy, SafeConsumer, make_broker
 from shared.pipeline import PipelinedBatches, Prepare
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST_RETRY = RetryPolicy(initial_seconds=0.01, max_seconds=0.05, max_attempts=3)
 Batch = Sequence[tuple[CloudEvent[Any], Delivery]]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {seconds}s")
-        await asyncio.sleep(0.05)
 
 
 async def wait_for(event: asyncio.Event, seconds: float = 30.0) -> None:

@@ -41,20 +41,13 @@ from shared.infra import InfraUrls
 from shared.infra.smoke import read_dead_letters
 from shared.money import Money
 from shared.service import Resources, ServiceRuntime
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SETTINGS = MatchingSettings(retrain_every_labels=20, retrain_check_seconds=0.3)
 RUN = uuid.uuid4().hex[:8]
 POPULATION_SIZE = 400
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {seconds}s")
-        await asyncio.sleep(0.1)
 
 
 async def produce(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:

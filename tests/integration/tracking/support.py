@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -12,14 +12,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from services.tracking.app import INPUT_TOPICS
 from shared.events import CloudEvent, decode, encode, event_key, spec_for_type
 from shared.service import ServiceRuntime
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 45.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {seconds}s")
-        await asyncio.sleep(0.1)
 
 
 async def publish(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> None:

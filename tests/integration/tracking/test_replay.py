@@ -22,7 +22,8 @@ from services.tracking.messages import SOURCE
 from shared.events import CloudEvent, Topic
 from shared.infra import InfraUrls
 from shared.service import ServiceRuntime
-from tests.integration.tracking.support import caught_up, eventually, publish, read_topic
+from tests.integration.tracking.support import caught_up, publish, read_topic
+from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (
     confirmation_event,
     deal_event,

@@ -26,7 +26,8 @@ from shared.infra import InfraUrls
 from shared.infra.smoke import read_dead_letters
 from shared.money import Money
 from shared.service import ServiceRuntime
-from tests.integration.tracking.support import eventually, publish, read_topic
+from tests.integration.tracking.support import publish, read_topic
+from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (
     T0,
     confirmation_event,
