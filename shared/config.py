@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     # Unexpected (non-transient, non-validation) errors are retried this many times before the
     # message goes to the DLQ; transient errors (database unreachable) are retried forever.
     handler_max_attempts: int = Field(5, ge=1, validation_alias="HANDLER_MAX_ATTEMPTS")
+    # How far ahead of this process's clock a producer's clock may be. Where the newest version
+    # wins (FX snapshots, payout accounts), an event dated later than that is dead-lettered.
+    max_clock_skew_seconds: float = Field(
+        300.0, ge=0, le=86_400, validation_alias="MAX_CLOCK_SKEW_SECONDS"
+    )
+    # An FX rate that moved more than this fraction against the last trusted snapshot marks the
+    # new snapshot suspect: payouts that would convert with it are held (shared.fx_store).
+    fx_max_rate_move: float = Field(0.25, gt=0, le=100, validation_alias="FX_MAX_RATE_MOVE")
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiokafka.errors
@@ -45,6 +45,7 @@ from shared.events import (
     TOPICS,
     CloudEvent,
     EventDecodeError,
+    check_not_future,
     decode,
     dlq_topic,
     encode,
@@ -319,11 +320,19 @@ class SafeConsumer:
     """Applies the failure policy in this module's docstring around event handlers."""
 
     def __init__(
-        self, dead_letters: DeadLetters, retry: RetryPolicy, *, max_bytes: int = 1_048_576
+        self,
+        dead_letters: DeadLetters,
+        retry: RetryPolicy,
+        *,
+        max_bytes: int = 1_048_576,
+        max_clock_skew: timedelta = timedelta(minutes=5),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.dead_letters = dead_letters
         self.retry = retry
         self.max_bytes = max_bytes
+        self.max_clock_skew = max_clock_skew
+        self.clock = clock
 
     async def handle(self, delivery: Delivery, handler: EventHandler) -> None:
         """Decode one message and run `handler` on it under the failure policy."""
@@ -363,9 +372,11 @@ class SafeConsumer:
     ) -> list[tuple[CloudEvent[Any], Delivery]]:
         """The decodable messages as events; the others are dead-lettered."""
         good = []
+        now = self.clock()
         for delivery in deliveries:
             try:
                 event = decode(delivery.topic, delivery.value, max_bytes=self.max_bytes)
+                check_not_future(event, now, self.max_clock_skew)
             except EventDecodeError as error:
                 EVENTS_FAILED.labels(delivery.topic, error.error_class).inc()
                 await self.dead_letters.send(delivery, error.error_class, error.reason)

@@ -437,6 +437,8 @@ class FxSnapshot:
     rates: Mapping[str, Decimal] = field(hash=False)
     as_of: datetime
     source: str
+    # Why the snapshot must not be used for money (shared.fx_moves), None when trusted.
+    suspect: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         check_currency(self.base)

@@ -36,6 +36,11 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"],
 )
 
+FX_SNAPSHOTS_SUSPECT = Counter(
+    "creatorflow_fx_snapshots_suspect_total",
+    "FX snapshots stored as suspect (a rate moved too far or is absurd): alert on any increase",
+)
+
 PAYOUT_TRANSITIONS = Counter(
     "creatorflow_payout_transitions_total",
     "Payout status changes committed (each one a payouts.status event), by the status reached",

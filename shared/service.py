@@ -13,6 +13,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 
 import asyncpg
@@ -161,6 +162,7 @@ class ServiceRuntime:
             DeadLetters(broker, service=self.name, retry=retry),
             retry,
             max_bytes=settings.max_message_bytes,
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         )
         self.resources = Resources(self.name, settings, urls, pool, cache, broker, consumer)
         background = await self._setup(self.resources)

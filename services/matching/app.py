@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 import numpy as np
@@ -79,9 +80,16 @@ class MatchingState:
 
 class MatchingService:
     def __init__(
-        self, pool: Any, store: MatchingStore, settings: MatchingSettings, state: MatchingState
+        self,
+        pool: Any,
+        store: MatchingStore,
+        settings: MatchingSettings,
+        state: MatchingState,
+        *,
+        fx_max_move: Decimal = Decimal("0.25"),
     ) -> None:
         self._pool = pool
+        self._fx_max_move = fx_max_move
         self._store = store
         self._settings = settings
         self._scoring = settings.scoring()
@@ -200,16 +208,13 @@ class MatchingService:
     async def on_fx(self, run: Batch) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, SERVICE, run)
-            snapshots = []
             for event, _ in run:
                 if event.id in fresh:
                     data: FxRatesPublished = event.data
                     snapshot = fx_store.snapshot_from_event(data)
-                    await fx_store.save_snapshot(conn, snapshot, event.id)
-                    snapshots.append(snapshot)
-        for snapshot in snapshots:
-            if self.state.fx is None or snapshot.as_of >= self.state.fx.as_of:
-                self.state.fx = snapshot
+                    await fx_store.save_judged(conn, snapshot, event.id, self._fx_max_move)
+        # Estimated costs use the trusted snapshot in force (the codec refuses future ones).
+        self.state.fx = await fx_store.snapshot_at(self._pool, datetime.now(UTC), trusted=True)
 
     async def on_deals(self, run: Batch) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -263,7 +268,7 @@ class MatchingService:
         for creator_id, roas_total, deals in await self._store.performance():
             index.record_performance(creator_id, roas_total, deals)
         self.state.index = index
-        self.state.fx = await fx_store.latest_snapshot(self._pool)
+        self.state.fx = await fx_store.snapshot_at(self._pool, datetime.now(UTC), trusted=True)
         stored = await self._store.latest_model()
         if stored is not None:
             self.state.ranker, self.state.labels_at_training = stored
@@ -302,7 +307,11 @@ async def start_service(resources: Resources, settings: MatchingSettings) -> Mat
     """Rebuild the index from Postgres and subscribe the service's one consumer group."""
     store = PostgresMatchingStore(resources.pool)
     service = MatchingService(
-        resources.pool, store, settings, MatchingState(CreatorIndex(seed=settings.seed))
+        resources.pool,
+        store,
+        settings,
+        MatchingState(CreatorIndex(seed=settings.seed)),
+        fx_max_move=Decimal(str(resources.settings.fx_max_rate_move)),
     )
     await service.rebuild()
     subscribe_event_batches(

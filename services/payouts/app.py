@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 import structlog
@@ -43,7 +44,9 @@ OUTPUT_TOPICS: Final = (Topic.PAYOUTS_STATUS,)
 _DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
 
 
-def policy_from(settings: PayoutsSettings) -> PayoutPolicy:
+def policy_from(settings: PayoutsSettings, fx_max_move: float = 0.25) -> PayoutPolicy:
+    """The handlers' policy; `fx_max_move` is the process-wide `FX_MAX_RATE_MOVE` (every
+    service judges the FX snapshots it stores by the same rule)."""
     return PayoutPolicy(
         platform_fee_bps=settings.platform_fee_bps,
         fee_schedule=settings.fee_schedule,
@@ -52,6 +55,7 @@ def policy_from(settings: PayoutsSettings) -> PayoutPolicy:
         ),
         lease=timedelta(seconds=settings.dispatch_lease_seconds),
         commission_grace=timedelta(seconds=settings.commission_grace_seconds),
+        fx_max_move=Decimal(str(fx_max_move)),
     )
 
 
@@ -159,7 +163,7 @@ class PayoutsSetup:
 
     async def __call__(self, resources: Resources) -> list[Background]:
         settings = self._settings or PayoutsSettings()
-        policy = policy_from(settings)
+        policy = policy_from(settings, resources.settings.fx_max_rate_move)
         db = PgPayouts(resources.pool)
         destinations = await open_destinations(db, settings)
         provider = self._provider or provider_from(settings)

@@ -10,12 +10,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 import structlog
 
 from services.payouts.domain import lifecycle
-from services.payouts.domain.accounts import HoldCode, PayoutAccount, RawDestination, Seal
+from services.payouts.domain.accounts import (
+    FX_HOLDS,
+    HoldCode,
+    PayoutAccount,
+    RawDestination,
+    Seal,
+)
 from services.payouts.domain.amounts import commission
 from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.lifecycle import Payout, RetrySchedule, Transition
@@ -53,10 +60,14 @@ class PayoutPolicy:
     """The business settings the handlers apply (from `PayoutsSettings`)."""
 
     platform_fee_bps: int = 0
+    # The schedule a deal gets when it is first stored; stored deals keep theirs.
     fee_schedule: FeeSchedule = "on_completion"
     retry: RetrySchedule = field(default_factory=lambda: RetrySchedule(1.0, 300.0, 5))
     lease: timedelta = timedelta(seconds=60)
     commission_grace: timedelta = timedelta(hours=1)
+    # A rate moving more than this fraction against the last trusted snapshot makes the new
+    # snapshot suspect (shared.fx_moves): payouts that need it are held.
+    fx_max_move: Decimal = Decimal("0.25")
 
 
 _NO_SNAPSHOT: Final = object()
@@ -77,8 +88,9 @@ class Work:
     _snapshot: object = _NO_SNAPSHOT
 
     async def fx(self) -> FxSnapshot | None:
+        """The snapshot in force now: a snapshot dated later is not in force yet."""
         if self._snapshot is _NO_SNAPSHOT:
-            self._snapshot = await self.repo.latest_fx()
+            self._snapshot = await self.repo.fx_in_force(self.now)
         assert self._snapshot is None or isinstance(self._snapshot, FxSnapshot)
         return self._snapshot
 
@@ -125,7 +137,7 @@ class Work:
 
 async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
     confirmed = await work.repo.confirmed(terms.deal_id)
-    milestones = payable_fee_milestones(terms, confirmed, work.policy.fee_schedule)
+    milestones = payable_fee_milestones(terms, confirmed)
     if not milestones:
         return
     account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
@@ -144,11 +156,19 @@ async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
 
 
 async def on_deal_signed(work: Work, event: CloudEvent[Any]) -> None:
-    """Store the deal's terms (the first version wins) and pay what is already confirmed."""
+    """Store the deal's terms with the fee schedule in force now (the first version wins and
+    keeps its schedule) and pay what is already confirmed. A re-sent deal with other terms is
+    rejected: v1 has no amendments."""
     data: DealSigned = event.data
-    await work.repo.add_deal(DealTerms.from_event(data), event.id)
+    signed = DealTerms.from_event(data, work.policy.fee_schedule)
+    await work.repo.add_deal(signed, event.id)
     terms = await work.repo.deal(data.deal_id)
     assert terms is not None
+    if not terms.same_terms(signed):
+        raise EventRejected(
+            f"deal.signed {data.deal_id!r} was already received with different terms; v1 has "
+            "no deal amendments: sign a new deal_id for changed terms"
+        )
     await _create_fee_payouts(work, terms)
 
 
@@ -203,13 +223,13 @@ async def on_attribution_updated(work: Work, event: CloudEvent[Any]) -> None:
 
 
 async def on_fx_rates_published(work: Work, event: CloudEvent[Any]) -> None:
-    """Store the snapshot and release payouts that waited for one of its rates."""
+    """Store (and judge) the snapshot, and release payouts that waited for a trusted rate."""
     data: FxRatesPublished = event.data
     # Already stored means another service consuming fx.rates saved it first (the table is
     # shared): the payouts held for a rate must be re-checked all the same.
-    await work.repo.save_fx(snapshot_from_event(data), event.id)
+    await work.repo.save_fx(snapshot_from_event(data), event.id, work.policy.fx_max_move)
     work.forget_fx()
-    held = await work.repo.held_for_update(codes=[HoldCode.FX_RATE])
+    held = await work.repo.held_for_update(codes=FX_HOLDS)
     accounts = await work.repo.accounts({p.creator_id for p in held})
     await _release(work, held, accounts)
 

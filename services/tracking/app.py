@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 from services.tracking.batch import BatchAhead, apply_batch, read_ahead
@@ -57,10 +58,13 @@ def make_setup(
 
     async def setup(resources: Resources) -> Sequence[Background]:
         store = PostgresTrackingStore(resources.pool, consumer=inbox_consumer)
+        fx_max_move = Decimal(str(resources.settings.fx_max_rate_move))
 
         async def apply(batch: Batch, ahead: BatchAhead | None = None) -> None:
             async with store.transaction() as tx:
-                await apply_batch(tx, batch, now=datetime.now(UTC), ahead=ahead)
+                await apply_batch(
+                    tx, batch, now=datetime.now(UTC), ahead=ahead, fx_max_move=fx_max_move
+                )
 
         def prepare(whole: Batch) -> BatchHandler:
             ahead = read_ahead(whole)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 from services.tracking.domain.attribution import attribute
 from services.tracking.domain.deliverables import confirmations_due
@@ -28,6 +29,8 @@ from services.tracking.store.port import TrackingTx
 from shared.errors import EventRejected
 from shared.events import CloudEvent
 from shared.kafka import Delivery
+
+DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +83,12 @@ async def apply_batch(
     *,
     now: datetime,
     ahead: BatchAhead | None = None,
+    fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE,
 ) -> BatchResult:
     """Apply the events of `batch` not applied before; `now` stamps what it publishes.
-    `ahead` is `read_ahead(batch)`, if it was worked out before.
+    `ahead` is `read_ahead(batch)`, if it was worked out before. FX snapshots are judged
+    against the last trusted one (`fx_max_move`, shared.fx_moves); suspect ones are stored
+    but never convert an order.
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id.
@@ -103,7 +109,7 @@ async def apply_batch(
     if deals.conflicting:
         raise EventRejected(conflicting_terms(sorted(deals.conflicting)[0]))
     new_deals = deals.added
-    new_snapshots = await tx.add_fx_snapshots(inputs.fx)
+    await tx.add_fx_snapshots(inputs.fx, fx_max_move)
 
     # Which deals each changed post counts for, and which posts each new deal gets.
     changed_posts = await tx.upsert_posts(posts)
@@ -127,11 +133,13 @@ async def apply_batch(
     new_orders = await tx.add_orders([inputs.orders[o.order_id] for o in evaluated], evaluated)
     touched |= {o.deal_id for o in evaluated if o.order_id in new_orders and o.deal_id}
     # Stored orders whose outcome may have changed: refunded ones, those whose code a new
-    # deal carries, and converted or waiting ones a new FX snapshot may now cover.
+    # deal carries, and converted or waiting ones a snapshot of this batch may now cover.
+    # Every snapshot of the batch counts, also one another service stored first (the FX
+    # table is shared): counting only those stored here left waiting orders waiting for ever.
     contexts = await tx.orders_to_evaluate(
         refunded - new_orders,
         {code for deal in new_deals for code in deal.promo_codes},
-        min((s.as_of for s in new_snapshots), default=None),
+        min((s.as_of for s, _ in inputs.fx), default=None),
     )
     changed_outcomes = []
     for context in contexts:

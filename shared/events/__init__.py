@@ -3,6 +3,7 @@
 from shared.events.codec import (
     MAX_EVENT_BYTES,
     EventDecodeError,
+    check_not_future,
     decode,
     encode,
     event_key,
@@ -107,6 +108,7 @@ __all__ = [
     "Tier",
     "Topic",
     "UnknownEventType",
+    "check_not_future",
     "decode",
     "dlq_topic",
     "encode",

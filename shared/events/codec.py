@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pydantic_core
@@ -48,7 +48,7 @@ class EventDecodeError(ValueError):
     """A Kafka value that is not a valid v1 event of its topic.
 
     `error_class` is one of InvalidJSON, SchemaViolation, UnknownEventType, WrongTopic,
-    TooLarge; `reason` is one line naming the field and the bad value.
+    TooLarge, FutureDated; `reason` is one line naming the field and the bad value.
     """
 
     def __init__(self, error_class: str, reason: str) -> None:
@@ -108,6 +108,26 @@ def decode(topic: str, raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Cloud
             f"data.status: {event.data.status!r} does not match type {event.type!r}",
         )
     return event
+
+
+def check_not_future(event: CloudEvent[Any], now: datetime, max_skew: timedelta) -> None:
+    """Refuse an event whose deciding time (`EventSpec.newest_by`) is later than `now` plus
+    `max_skew` (clocks of producers and consumers differ a little, never by much).
+
+    Where the newest version wins (an FX snapshot, a payout account), a time in the future would
+    outrank every correct version sent after it. Raises EventDecodeError("FutureDated").
+    """
+    field = spec_for_type(event.type).newest_by
+    if field is None:
+        return
+    when = event.time if field == "time" else getattr(event.data, field)
+    if when > now + max_skew:
+        where = field if field == "time" else f"data.{field}"
+        raise EventDecodeError(
+            "FutureDated",
+            f"{where}: {when.isoformat()} is in the future (now {now.isoformat()}, skew "
+            f"allowed {max_skew.total_seconds():g} s): it would outrank every later version",
+        )
 
 
 def _decode_valid(topic: str, raw: bytes, event_type: object) -> CloudEvent[Any] | None:

@@ -27,7 +27,12 @@ class FxRatesPublished(ExternalPayload):
         examples=[{"EUR": "0.9215", "JPY": "151.32"}],
     )
     as_of: UtcDatetime = Field(
-        description="When the rates were fixed.", examples=["2025-04-01T16:00:00Z"]
+        description=(
+            "When the rates were fixed. Never in the future: consumers dead-letter a later "
+            "time than their clock plus MAX_CLOCK_SKEW_SECONDS (FutureDated), since the "
+            "snapshot in force is the latest one by as_of."
+        ),
+        examples=["2025-04-01T16:00:00Z"],
     )
     source: Name = Field(description="Feed that published them.", examples=["ecb"])
 

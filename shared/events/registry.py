@@ -74,6 +74,9 @@ class EventSpec:
     """One row of the contract: `type` events go to `topic`, keyed by `data.<key_field>`.
 
     `external` events come from outside CreatorFlow and reject unknown data fields.
+    `newest_by` names the time that decides which version of an entity is the newest, where
+    a consumer keeps only that one: `"time"` (the envelope's) or a data field. Such a time
+    chosen in the future would win over every later version, so consumers refuse it.
     """
 
     topic: str
@@ -81,6 +84,7 @@ class EventSpec:
     data_model: PayloadModel
     key_field: str
     external: bool
+    newest_by: str | None = None
 
     @property
     def secret_fields(self) -> frozenset[str]:
@@ -107,6 +111,7 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         PayoutAccountUpserted,
         "creator_id",
         external=True,
+        newest_by="time",
     ),
     EventSpec(
         Topic.BRAND_MATCH_REQUESTS,
@@ -154,7 +159,12 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         external=True,
     ),
     EventSpec(
-        Topic.FX_RATES, EventType.FX_RATES_PUBLISHED, FxRatesPublished, "base", external=True
+        Topic.FX_RATES,
+        EventType.FX_RATES_PUBLISHED,
+        FxRatesPublished,
+        "base",
+        external=True,
+        newest_by="as_of",
     ),
     *(
         EventSpec(

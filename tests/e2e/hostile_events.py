@@ -82,6 +82,9 @@ def to_bytes(document: Document) -> bytes:
     return json.dumps(document).encode()
 
 
+FAR_FUTURE: Final = "9999-12-31T23:59:59Z"
+
+
 @dataclass(frozen=True)
 class Bad:
     """A value a consumer of `topic` must dead-letter: the DLQ's error class and a fragment
@@ -234,6 +237,14 @@ def bad_values(topic: str) -> list[Bad]:
         ):
             value = to_bytes(_set(base, path, money))
             cases.append((case, value, "SchemaViolation", dotted + reason))
+    if spec.newest_by is not None:
+        # Where the newest version wins, a time in the future would outrank every later one.
+        path = () if spec.newest_by == "time" else (spec.newest_by,)
+        future = {**base, "time": FAR_FUTURE} if not path else _set(base, path, FAR_FUTURE)
+        where = "time" if not path else f"data.{spec.newest_by}"
+        cases.append(
+            ("deciding time far in the future", to_bytes(future), "FutureDated", f"{where}: 9999")
+        )
     if event_type == EventType.FX_RATES_PUBLISHED:
         for case, rates, reason in (
             ("negative FX rate", {"EUR": "-0.92"}, "data.rates.EUR: Input should be greater"),
@@ -248,9 +259,11 @@ def bad_values(topic: str) -> list[Bad]:
 def odd_but_valid(topic: str) -> list[tuple[str, Document]]:
     """Values the contract accepts although they look wrong; consumers must process them."""
     event_type = TYPE_OF_TOPIC[topic]
-    far_future = {**example(event_type), "time": "9999-12-31T23:59:59Z"}
     offset = {**example(event_type), "time": "2025-04-01T14:00:00+02:00"}
-    cases = [("time far in the future", far_future), ("time with an offset", offset)]
+    cases = [("time with an offset", offset)]
+    if spec_for_type(event_type).newest_by != "time":
+        # Only where the envelope's time decides the newest version is a future one refused.
+        cases.append(("time far in the future", {**example(event_type), "time": FAR_FUTURE}))
     if not spec_for_type(event_type).external:
         # Between our own services unknown data fields are tolerated (DESIGN.md §3).
         cases.append(("unknown field between services", _set(example(event_type), ("v2",), 1)))

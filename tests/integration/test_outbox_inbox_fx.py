@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from shared.config import Settings
 from shared.events import CloudEvent, Topic, decode
 from shared.events.examples import valid_example
-from shared.fx_store import latest_snapshot, save_snapshot, snapshot_at
+from shared.fx_store import save_judged, save_snapshot, snapshot_at, trusted_before
 from shared.inbox import claim
 from shared.infra import InfraUrls
 from shared.kafka import Delivery, make_broker
@@ -123,7 +123,7 @@ async def test_outbox_publishes_committed_events_in_order_once(
     assert await db_pool.fetchval(_PENDING, f"{tag}%") == 0
 
 
-async def test_fx_snapshots_latest_and_in_force(db_pool: asyncpg.Pool) -> None:
+async def test_fx_snapshots_in_force(db_pool: asyncpg.Pool) -> None:
     source = f"test-feed-{uuid.uuid4().hex[:8]}"
     base_time = datetime(2031, 1, 1, tzinfo=UTC)
     older = FxSnapshot("USD", {"EUR": Decimal("0.9"), "JPY": Decimal("150")}, base_time, source)
@@ -134,6 +134,29 @@ async def test_fx_snapshots_latest_and_in_force(db_pool: asyncpg.Pool) -> None:
         assert not await save_snapshot(conn, newer, "e2-again")
     at = await snapshot_at(db_pool, base_time + timedelta(hours=12))
     assert at is not None and at.source == source and at.rate("USD", "JPY") == Decimal("150")
-    latest = await latest_snapshot(db_pool)
+    latest = await snapshot_at(db_pool, datetime(2200, 1, 1, tzinfo=UTC))
     assert latest is not None and latest.as_of >= newer.as_of
     assert await snapshot_at(db_pool, datetime(1999, 1, 1, tzinfo=UTC)) is None
+
+
+async def test_fx_snapshots_are_judged_once_against_the_last_trusted_one(
+    db_pool: asyncpg.Pool,
+) -> None:
+    source = f"test-feed-{uuid.uuid4().hex[:8]}"
+    at = datetime(2041, 1, 1, tzinfo=UTC)
+    limit = Decimal("0.25")
+
+    def snapshot(eur: str, hours: int) -> FxSnapshot:
+        return FxSnapshot("USD", {"EUR": Decimal(eur)}, at + timedelta(hours=hours), source)
+
+    async with db_pool.acquire() as conn, conn.transaction():
+        assert await save_judged(conn, snapshot("0.92", 0), "e1", limit)
+        assert await save_judged(conn, snapshot("92000", 1), "e2", limit)  # suspect
+        assert await save_judged(conn, snapshot("92000", 2), "e3", limit)  # still suspect
+        assert await save_judged(conn, snapshot("0.95", 3), "e4", limit)
+    poisoned = await snapshot_at(db_pool, at + timedelta(hours=2))
+    assert poisoned is not None and poisoned.suspect is not None
+    assert "EUR 0.92 -> 92000 per USD" in poisoned.suspect
+    trusted = await snapshot_at(db_pool, at + timedelta(hours=2), trusted=True)
+    assert trusted is not None and trusted.as_of == at
+    assert (await trusted_before(db_pool, at + timedelta(hours=4))) == snapshot("0.95", 3)

@@ -28,6 +28,15 @@ class HoldCode(StrEnum):
     NO_ACCOUNT = "no_account"  # cleared by creator.payout-account.upserted
     TAX_FORM = "tax_form"  # cleared by an account event with a verified accepted form
     FX_RATE = "fx_rate"  # cleared by fx.rates.published with the missing rate
+    # The snapshot in force is suspect (shared.fx_moves): cleared by a trusted snapshot.
+    FX_SUSPECT = "fx_suspect"
+    # The converted amount does not match the share times the recorded rate: never sent; an
+    # operator investigates (it means a bug or a changed row, not a late event).
+    AMOUNT_CHECK = "amount_check"
+
+
+FX_HOLDS: Final = (HoldCode.FX_RATE, HoldCode.FX_SUSPECT)
+"""Holds that a new FX snapshot may clear."""
 
 
 @dataclass(frozen=True)

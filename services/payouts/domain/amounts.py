@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from shared.money import Conversion, FxRateMissing, FxSnapshot, Money, MoneyError
+from shared.money import Conversion, FxRateMissing, FxSnapshot, Money, MoneyError, minor_unit
 
 BASIS_POINTS = 10_000
 
@@ -52,20 +52,53 @@ class FxRecord:
 SAME_CURRENCY = "same-currency"
 
 
+class FxSnapshotSuspect(MoneyError):
+    """The snapshot in force is suspect (shared.fx_moves): no money is converted with it."""
+
+
 def to_payout_currency(
     share: Money, currency: str, snapshot: FxSnapshot | None
 ) -> tuple[Money, FxRecord]:
     """`share` in `currency`, rounded once to its minor unit (half-even), and the rate used.
 
     Raises FxRateMissing when the currencies differ and the snapshot (or no snapshot) lacks a
-    rate for either of them.
+    rate for either of them, FxSnapshotSuspect when the snapshot is suspect.
     """
     if share.currency == currency:
         return share, FxRecord(Decimal(1), None, SAME_CURRENCY)
     if snapshot is None:
         raise FxRateMissing(f"no FX snapshot yet to convert {share.currency} to {currency}")
+    if snapshot.suspect is not None:
+        raise FxSnapshotSuspect(
+            f"FX snapshot {snapshot.base} as_of={snapshot.as_of.isoformat()} "
+            f"source={snapshot.source} is suspect: {snapshot.suspect}"
+        )
     conversion = snapshot.convert(share, currency)
     return conversion.result, FxRecord.of(conversion)
+
+
+def net_mismatch(share: Money, net: Money, fx: FxRecord | None) -> str | None:
+    """Why `net` is not what `share` converts to at the recorded rate, or None if it is.
+
+    The last check before money leaves: `net` must be `share x fx.rate` rounded to the net
+    currency's minor unit (one minor unit of tolerance), and a non-zero share never becomes a
+    zero net (a rate so small it converts to nothing is wrong, not a payout to skip).
+    """
+    rate = Decimal(1) if fx is None else fx.rate
+    if fx is None and net.currency != share.currency:
+        return f"net is in {net.currency} but no FX rate was recorded for {share.currency}"
+    try:
+        expected = Money.of(share.amount * rate, net.currency)
+    except MoneyError as error:
+        return f"{share} x {rate.normalize():f} is no amount of {net.currency}: {error}"
+    if abs(expected.amount - net.amount) > Decimal(1).scaleb(-minor_unit(net.currency)):
+        return (
+            f"net {net} is not {share} x {rate.normalize():f} = {expected} "
+            "(one minor unit of tolerance)"
+        )
+    if net.is_zero() and not share.is_zero():
+        return f"{share} converts to nothing at {rate.normalize():f} {net.currency} per unit"
+    return None
 
 
 def commission(

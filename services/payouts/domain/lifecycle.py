@@ -1,9 +1,10 @@
 """The payout state machine: scheduled -> sent -> settled, held until payable, failed at last.
 
     (new) -> held | scheduled | settled    settled at once when the net amount is zero
-    held -> scheduled                  account / tax form / FX rate arrived
+    held -> scheduled                  account / tax form / trusted FX rate arrived
     held -> settled                    released, and the net amount is zero
-    scheduled -> held                  account no longer payable when the dispatcher picks it
+    scheduled -> held                  account no longer payable, or the net amount fails its
+                                       check, when the dispatcher picks it
     scheduled -> sent                  the provider accepted the transfer
     scheduled -> failed                refused, or still failing after the last retry
     sent -> settled                    the provider confirmed arrival
@@ -22,7 +23,13 @@ from decimal import Decimal
 from typing import Any, Final
 
 from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, hold_for
-from services.payouts.domain.amounts import FxRecord, split_platform_fee, to_payout_currency
+from services.payouts.domain.amounts import (
+    FxRecord,
+    FxSnapshotSuspect,
+    net_mismatch,
+    split_platform_fee,
+    to_payout_currency,
+)
 from services.payouts.domain.ledger import (
     FX_CLEARING,
     PLATFORM_FEES,
@@ -36,7 +43,7 @@ from services.payouts.domain.ledger import (
 )
 from services.payouts.domain.terms import DealTerms, PayoutKind
 from shared.events import PayoutStatus, PayoutStatusChanged
-from shared.money import FxRateMissing, FxSnapshot, Money
+from shared.money import FxRateMissing, FxSnapshot, Money, MoneyError
 
 _NAMESPACE: Final = uuid.UUID("6c1d1f5e-2a53-4d0e-9a57-5f0b8f1b2c30")
 
@@ -170,19 +177,36 @@ def _conversion(payout: Payout, net: Money) -> tuple[Transfer, ...]:
 def _schedule_or_hold(
     payout: Payout, account: PayoutAccount | None, snapshot: FxSnapshot | None, now: datetime
 ) -> tuple[Payout, tuple[Transfer, ...], Hold | None]:
-    """Convert (if not yet) and make due now, or say why it must wait."""
+    """Convert (if not yet) and make due now, or say why it must wait.
+
+    A conversion that fails for the payout's own amounts (a suspect rate, an amount beyond the
+    money limit, a net that does not match) holds this payout with the reason; it never fails
+    the event that released it (that may be a neighbour's, e.g. the creator's account).
+    """
     hold = hold_for(account)
     if hold is not None:
         return payout, (), hold
     assert account is not None
     if payout.net is not None:
-        return payout, (), None
+        return payout, (), _amount_hold(payout.creator_share, payout.net, payout.fx)
     try:
         net, fx = to_payout_currency(payout.creator_share, account.currency, snapshot)
     except FxRateMissing as missing:
         return payout, (), Hold(HoldCode.FX_RATE, str(missing))
+    except FxSnapshotSuspect as suspect:
+        return payout, (), Hold(HoldCode.FX_SUSPECT, str(suspect))
+    except MoneyError as error:
+        return payout, (), Hold(HoldCode.AMOUNT_CHECK, f"cannot convert: {error}")
+    hold = _amount_hold(payout.creator_share, net, fx)
+    if hold is not None:
+        return payout, (), hold
     converted = replace(payout, net=net, fx=fx, next_attempt_at=now)
     return converted, _conversion(payout, net), None
+
+
+def _amount_hold(share: Money, net: Money, fx: FxRecord | None) -> Hold | None:
+    mismatch = net_mismatch(share, net, fx)
+    return None if mismatch is None else Hold(HoldCode.AMOUNT_CHECK, mismatch)
 
 
 def create(
@@ -257,10 +281,11 @@ def claim(
     payout: Payout, account: PayoutAccount | None, now: datetime, lease: timedelta
 ) -> Transition:
     """The dispatcher takes a due payout: counts the attempt and leases it for `lease`, or holds
-    it if the account stopped being payable since it was scheduled."""
+    it if the account stopped being payable since it was scheduled, or if its net amount is
+    not its share at the recorded rate (checked again right before money leaves)."""
     if payout.status != "scheduled":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
-    hold = hold_for(account)
+    hold = hold_for(account) or _amount_hold(payout.creator_share, _converted(payout), payout.fx)
     if hold is not None:
         return Transition(_to(payout, "held", hold=hold, next_attempt_at=None), publish=True)
     return Transition(replace(payout, attempts=payout.attempts + 1, next_attempt_at=now + lease))

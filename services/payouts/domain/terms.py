@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -26,7 +26,11 @@ class DeliverableTerm:
 
 @dataclass(frozen=True)
 class DealTerms:
-    """What payouts needs from `deal.signed`. `fee` is in the deal's currency."""
+    """What payouts needs from `deal.signed`. `fee` is in the deal's currency.
+
+    `fee_schedule` is fixed when the deal is first stored (the setting in force then) and
+    never changes: paying one deal's fee under two schedules would pay it twice.
+    """
 
     deal_id: str
     campaign_id: str
@@ -37,9 +41,10 @@ class DealTerms:
     deliverables: tuple[DeliverableTerm, ...]
     ends_at: datetime
     attribution_window_days: int
+    fee_schedule: FeeSchedule = "on_completion"
 
     @classmethod
-    def from_event(cls, data: DealSigned) -> DealTerms:
+    def from_event(cls, data: DealSigned, fee_schedule: FeeSchedule) -> DealTerms:
         return cls(
             deal_id=data.deal_id,
             campaign_id=data.campaign_id,
@@ -52,7 +57,13 @@ class DealTerms:
             ),
             ends_at=data.ends_at,
             attribution_window_days=data.attribution_window_days,
+            fee_schedule=fee_schedule,
         )
+
+    def same_terms(self, other: DealTerms) -> bool:
+        """Whether `other` (from a re-sent `deal.signed`) states the same terms; the fee
+        schedule is ours, not the event's, and is left out."""
+        return replace(other, fee_schedule=self.fee_schedule) == self
 
     @property
     def currency(self) -> str:
@@ -76,13 +87,13 @@ class Milestone:
     amount: Money
 
 
-def fee_milestones(terms: DealTerms, schedule: FeeSchedule) -> tuple[Milestone, ...]:
-    """Every fee milestone of the deal; the amounts sum exactly to the fee.
+def fee_milestones(terms: DealTerms) -> tuple[Milestone, ...]:
+    """Every fee milestone of the deal under its schedule; the amounts sum exactly to the fee.
 
     `per_deliverable` splits the fee in proportion to each deliverable's `count` with
     `Money.allocate` (largest remainder: no minor unit lost or created).
     """
-    if schedule == "on_completion":
+    if terms.fee_schedule == "on_completion":
         return (Milestone(WHOLE_DEAL, terms.fee),)
     parts = terms.fee.allocate([d.count for d in terms.deliverables])
     return tuple(
@@ -90,18 +101,16 @@ def fee_milestones(terms: DealTerms, schedule: FeeSchedule) -> tuple[Milestone, 
     )
 
 
-def payable_fee_milestones(
-    terms: DealTerms, confirmed: Set[str], schedule: FeeSchedule
-) -> tuple[Milestone, ...]:
+def payable_fee_milestones(terms: DealTerms, confirmed: Set[str]) -> tuple[Milestone, ...]:
     """The fee milestones whose deliverables are all confirmed; zero amounts are left out.
 
     Idempotent: callers create each returned milestone once (its business key is unique).
     """
-    if schedule == "on_completion":
+    if terms.fee_schedule == "on_completion":
         payable = terms.deliverable_ids <= confirmed
-        milestones = fee_milestones(terms, schedule) if payable else ()
+        milestones = fee_milestones(terms) if payable else ()
     else:
-        milestones = tuple(m for m in fee_milestones(terms, schedule) if m.milestone in confirmed)
+        milestones = tuple(m for m in fee_milestones(terms) if m.milestone in confirmed)
     return tuple(m for m in milestones if not m.amount.is_zero())
 
 

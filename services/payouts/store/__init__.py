@@ -73,12 +73,21 @@ class PayoutRepository(Protocol):
 
     async def attribution(self, deal_id: str) -> Money | None: ...
 
-    async def save_fx(self, snapshot: FxSnapshot, event_id: str) -> bool: ...
+    async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
+        """Store the snapshot unless it is stored already (True when new), then judge it and
+        the later ones (shared.fx_moves.rejudged, `max_move`): their `suspect` reasons."""
+        ...
 
-    async def latest_fx(self) -> FxSnapshot | None: ...
+    async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
+        """The snapshot in force at `when`: the latest by `as_of` at or before it, trusted or
+        not (a suspect one holds the payouts that need it), ties by the smallest source."""
+        ...
 
     async def add_payout(self, payout: Payout) -> bool:
-        """Insert; False (and nothing written) if its business key already has a payout."""
+        """Insert; False (and nothing written) if its business key already has a payout.
+
+        Raises FeeCeilingExceeded if a fee payout would take the deal's fee payouts above its
+        fee (or has no stored deal, or another currency): enforced by the store itself."""
         ...
 
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]: ...
@@ -140,6 +149,10 @@ class PayoutRepository(Protocol):
 
 class PayoutDatabase(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[PayoutRepository]: ...
+
+
+class FeeCeilingExceeded(RuntimeError):
+    """A fee payout that would pay a deal more than its fee: a bug, never a valid state."""
 
 
 class StaleUpdate(RuntimeError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,8 +19,9 @@ from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms
-from services.payouts.store import LockMode, StaleUpdate
+from services.payouts.store import FeeCeilingExceeded, LockMode, StaleUpdate
 from shared.events import CloudEvent, PayoutStatus
+from shared.fx_moves import rejudged
 from shared.kafka import Delivery
 from shared.money import FxSnapshot, Money
 
@@ -113,25 +114,60 @@ class MemoryPayoutRepository:
         known = self._s.attribution.get(deal_id)
         return None if known is None else known[0]
 
-    async def save_fx(self, snapshot: FxSnapshot, event_id: str) -> bool:
+    async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         key = (snapshot.base, snapshot.as_of, snapshot.source)
         if key in self._s.fx:
             return False
         self._s.fx[key] = snapshot
+        # As shared.fx_store.save_judged: this one and every later one judged again.
+        trusted = self._latest_fx(lambda s: s.as_of < snapshot.as_of and s.suspect is None)
+        later = sorted(
+            (s for s in self._s.fx.values() if s.as_of >= snapshot.as_of),
+            key=lambda s: (s.as_of, s.source),
+        )
+        for verdict in rejudged(later, trusted, max_move):
+            self._s.fx[(verdict.base, verdict.as_of, verdict.source)] = verdict
         return True
 
-    async def latest_fx(self) -> FxSnapshot | None:
-        if not self._s.fx:
+    async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
+        return self._latest_fx(lambda s: s.as_of <= when)
+
+    def _latest_fx(self, where: Callable[[FxSnapshot], bool]) -> FxSnapshot | None:
+        candidates = [s for s in self._s.fx.values() if where(s)]
+        if not candidates:
             return None
-        return sorted(self._s.fx.values(), key=lambda s: (-s.as_of.timestamp(), s.source))[0]
+        return min(candidates, key=lambda s: (-s.as_of.timestamp(), s.source))
 
     async def add_payout(self, payout: Payout) -> bool:
         key = (payout.deal_id, payout.kind, payout.milestone)
         if key in self._s.business_keys or payout.payout_id in self._s.payouts:
             return False
+        if payout.kind == "fee":
+            self._check_fee_ceiling(payout)
         self._s.business_keys.add(key)
         self._s.payouts[payout.payout_id] = payout
         return True
+
+    def _check_fee_ceiling(self, payout: Payout) -> None:
+        # As the PostgreSQL trigger payouts_fee_within_deal does.
+        terms = self._s.deals.get(payout.deal_id)
+        if terms is None or terms.currency != payout.gross.currency:
+            raise FeeCeilingExceeded(
+                f"fee payout {payout.payout_id} does not match a stored deal {payout.deal_id}"
+            )
+        paid = sum(
+            (
+                p.gross.amount
+                for p in self._s.payouts.values()
+                if p.deal_id == payout.deal_id and p.kind == "fee"
+            ),
+            Decimal(0),
+        )
+        if paid + payout.gross.amount > terms.fee.amount:
+            raise FeeCeilingExceeded(
+                f"fee payouts of deal {payout.deal_id} would add up to "
+                f"{paid + payout.gross.amount} {terms.currency}, above its fee of {terms.fee}"
+            )
 
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:
         return [self._s.payouts[i] for i in sorted(set(payout_ids)) if i in self._s.payouts]

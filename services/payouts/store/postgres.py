@@ -26,7 +26,7 @@ from services.payouts.domain.ledger import Posting, Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
-from services.payouts.store import LockMode, StaleUpdate
+from services.payouts.store import FeeCeilingExceeded, LockMode, StaleUpdate
 from shared import fx_store, inbox, outbox
 from shared.events import CloudEvent, PayoutStatus
 from shared.kafka import Delivery
@@ -126,6 +126,7 @@ def _deal(row: asyncpg.Record) -> DealTerms:
         ),
         ends_at=row["ends_at"],
         attribution_window_days=row["attribution_window_days"],
+        fee_schedule=row["fee_schedule"],
     )
 
 
@@ -183,8 +184,8 @@ class PgPayoutRepository:
         inserted = await self._conn.fetchval(
             """INSERT INTO payouts_deals (deal_id, campaign_id, brand_id, creator_id, fee_amount,
                    currency, commission_rate, deliverables, ends_at, attribution_window_days,
-                   attribution_closes_at, signed_event_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12)
+                   attribution_closes_at, signed_event_id, fee_schedule)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13)
                ON CONFLICT (deal_id) DO NOTHING RETURNING true""",
             terms.deal_id,
             terms.campaign_id,
@@ -198,6 +199,7 @@ class PgPayoutRepository:
             terms.attribution_window_days,
             terms.attribution_closes_at,
             event_id,
+            terms.fee_schedule,
         )
         return bool(inserted)
 
@@ -281,20 +283,25 @@ class PgPayoutRepository:
         )
         return None if row is None else Money(row[0], row[1].strip())
 
-    async def save_fx(self, snapshot: FxSnapshot, event_id: str) -> bool:
-        return await fx_store.save_snapshot(self._conn, snapshot, event_id)
+    async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
+        return await fx_store.save_judged(self._conn, snapshot, event_id, max_move)
 
-    async def latest_fx(self) -> FxSnapshot | None:
-        return await fx_store.latest_snapshot(self._conn)
+    async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
+        return await fx_store.snapshot_at(self._conn, when)
 
     async def add_payout(self, payout: Payout) -> bool:
-        inserted = await self._conn.fetchval(
-            f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                        $17, $18, $19, $20, $21, $22)
-                ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
-            *_payout_values(payout),
-        )
+        try:
+            inserted = await self._conn.fetchval(
+                f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                            $16, $17, $18, $19, $20, $21, $22)
+                    ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
+                *_payout_values(payout),
+            )
+        except asyncpg.CheckViolationError as error:
+            if error.constraint_name != "payouts_fee_within_deal":
+                raise
+            raise FeeCeilingExceeded(error.message) from None
         return bool(inserted)
 
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:

@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts
@@ -64,9 +65,10 @@ class TrackingTx(Protocol):
         ...
 
     async def add_fx_snapshots(
-        self, snapshots: Sequence[tuple[FxSnapshot, str]]
+        self, snapshots: Sequence[tuple[FxSnapshot, str]], max_move: Decimal
     ) -> list[FxSnapshot]:
-        """Store (snapshot, event_id) pairs; return the snapshots that were new."""
+        """Store (snapshot, event_id) pairs and judge them and the later ones
+        (shared.fx_store.save_judged); return the snapshots that were new."""
         ...
 
     async def upsert_posts(self, posts: Sequence[PostSnapshot]) -> list[PostSnapshot]:

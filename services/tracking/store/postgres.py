@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -108,13 +109,13 @@ class PostgresTrackingTx:
         return DealsAdded(added, repeated, conflicting)
 
     async def add_fx_snapshots(
-        self, snapshots: Sequence[tuple[FxSnapshot, str]]
+        self, snapshots: Sequence[tuple[FxSnapshot, str]], max_move: Decimal
     ) -> list[FxSnapshot]:
-        # FX snapshots arrive a few times a day: one statement each is fine here.
+        # FX snapshots arrive a few times a day: a few statements each are fine here.
         return [
             snapshot
             for snapshot, event_id in snapshots
-            if await fx_store.save_snapshot(self._conn, snapshot, event_id)
+            if await fx_store.save_judged(self._conn, snapshot, event_id, max_move)
         ]
 
     async def upsert_posts(self, posts: Sequence[PostSnapshot]) -> list[PostSnapshot]:

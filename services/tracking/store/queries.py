@@ -86,11 +86,13 @@ WITH pairs AS (
 SELECT deal_id FROM gone
 """
 
-# The snapshot in force at occurred_at, as shared.fx_store.snapshot_at picks it.
+# The trusted snapshot in force at occurred_at, as shared.fx_store.snapshot_at picks it
+# with trusted=True: a suspect snapshot never converts an order.
 _FX_AT = """
 LEFT JOIN LATERAL (
     SELECT base, as_of, source, rates FROM fx_snapshots
-    WHERE as_of <= o.occurred_at ORDER BY as_of DESC, source LIMIT 1
+    WHERE as_of <= o.occurred_at AND suspect_reason IS NULL
+    ORDER BY as_of DESC, source LIMIT 1
 ) s ON true
 """
 

@@ -13,7 +13,7 @@ from services.payouts.domain import lifecycle
 from services.payouts.store.postgres import PgPayouts
 from shared.infra import InfraUrls
 from tests.unit.payouts.builders import uid
-from tests.unit.payouts.store_contract import acct, new_payout
+from tests.unit.payouts.store_contract import acct, add_payout, new_payout
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def cli_env(infra: InfraUrls, monkeypatch: pytest.MonkeyPatch) -> None:
 async def _store(db: PgPayouts, *transitions: lifecycle.Transition) -> None:
     async with db.transaction() as repo:
         for t in transitions:
-            if not await repo.add_payout(t.payout):
+            if not await add_payout(repo, t.payout):
                 await repo.save_payouts([(t.payout, "scheduled")])
             await repo.post(t.transfers)
 
@@ -72,4 +72,4 @@ async def test_ledger_check_fails_on_a_payout_without_its_postings(
 
 async def _insert_without_postings(pool: asyncpg.Pool, payout: lifecycle.Payout) -> None:
     async with PgPayouts(pool).transaction() as repo:
-        await repo.add_payout(payout)
+        await add_payout(repo, payout)

@@ -7,7 +7,7 @@ import pytest
 
 from services.payouts.store.postgres import PgPayouts
 from tests.unit.payouts.builders import uid
-from tests.unit.payouts.store_contract import PayoutStoreContract, acct, new_payout
+from tests.unit.payouts.store_contract import PayoutStoreContract, acct, add_payout, new_payout
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ async def test_postings_are_append_only_and_transfers_must_balance(db_pool: asyn
     creator = uid("cr")
     created = new_payout(uid("deal"), creator, acct(creator))
     async with db.transaction() as repo:
-        await repo.add_payout(created.payout)
+        await add_payout(repo, created.payout)
         await repo.post(created.transfers)
     transfer_id = created.transfers[0].transfer_id
     async with db_pool.acquire() as conn:

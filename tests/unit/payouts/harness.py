@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,6 +59,13 @@ class Harness:
         )
         self.settlement = SettlementPoller(
             self.db, self.provider, self.policy, interval_seconds=1, clock=self.clock
+        )
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Restart the consumer with other settings (as a redeploy would), same store."""
+        self.policy = replace(self.policy, **changes)
+        self._consume = consume_batch(
+            self.db, self.policy, self._woken, destinations=DESTINATIONS, clock=self.clock
         )
 
     def clock(self) -> datetime:

@@ -11,7 +11,12 @@ import pytest
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
-from services.payouts.store import PayoutDatabase, StaleUpdate
+from services.payouts.store import (
+    FeeCeilingExceeded,
+    PayoutDatabase,
+    PayoutRepository,
+    StaleUpdate,
+)
 from shared.money import FxSnapshot, Money
 from tests.unit.payouts.builders import DESTINATIONS, confirmed, sealed, uid
 from tests.unit.payouts.harness import delivery
@@ -25,7 +30,7 @@ def terms(deal_id: str, creator_id: str, *, closes: datetime = LONG_AGO) -> Deal
         campaign_id="cmp",
         brand_id="br",
         creator_id=creator_id,
-        fee=Money.of("100.00", "USD"),
+        fee=Money.of("1000.00", "USD"),
         commission_rate=Decimal("0.1"),
         deliverables=(DeliverableTerm("dl-1", 2), DeliverableTerm("dl-2", 1)),
         ends_at=closes,
@@ -42,19 +47,30 @@ def acct(
 
 
 def new_payout(
-    deal_id: str, creator_id: str, account: PayoutAccount | None, milestone: str = ""
+    deal_id: str,
+    creator_id: str,
+    account: PayoutAccount | None,
+    milestone: str = "",
+    *,
+    amount: str = "100.00",
 ) -> lifecycle.Transition:
     snapshot = FxSnapshot("USD", {"EUR": Decimal("0.9")}, LONG_AGO, "t")
     return lifecycle.create(
         terms(deal_id, creator_id),
         "fee",
         milestone,
-        Money.of("100.00", "USD"),
+        Money.of(amount, "USD"),
         platform_fee_bps=100,
         account=account,
         snapshot=snapshot,
         now=LONG_AGO,
     )
+
+
+async def add_payout(repo: PayoutRepository, payout: lifecycle.Payout) -> bool:
+    """Store the payout's deal (as every fee payout has one), then the payout."""
+    await repo.add_deal(terms(payout.deal_id, payout.creator_id), "e")
+    return await repo.add_payout(payout)
 
 
 class PayoutStoreContract:
@@ -108,18 +124,34 @@ class PayoutStoreContract:
         deal, creator = uid("deal"), uid("cr")
         first = new_payout(deal, creator, acct(creator)).payout
         async with db.transaction() as repo:
-            assert await repo.add_payout(first)
+            assert await add_payout(repo, first)
         async with db.transaction() as repo:
-            assert not await repo.add_payout(first)
-            assert await repo.add_payout(new_payout(deal, creator, None, milestone="dl-1").payout)
+            assert not await add_payout(repo, first)
+            assert await add_payout(repo, new_payout(deal, creator, None, milestone="dl-1").payout)
             [stored] = await repo.payouts_for_update([first.payout_id])
         assert stored == first
+
+    async def test_fee_payouts_never_add_up_above_the_fee(self, db: PayoutDatabase) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        whole = new_payout(deal, creator, acct(creator), amount="1000.00").payout
+        part = new_payout(deal, creator, acct(creator), milestone="dl-1", amount="0.01").payout
+        async with db.transaction() as repo:
+            assert await add_payout(repo, whole)
+        with pytest.raises(FeeCeilingExceeded, match="above its fee"):
+            async with db.transaction() as repo:
+                await repo.add_payout(part)
+        orphan = new_payout(uid("deal"), creator, acct(creator), amount="0.01").payout
+        with pytest.raises(FeeCeilingExceeded):
+            async with db.transaction() as repo:
+                await repo.add_payout(orphan)  # no stored deal
+        async with db.transaction() as repo:
+            assert [p.payout_id for p in await repo.payouts_of(creator)] == [whole.payout_id]
 
     async def test_transitions_ledger_and_stale_updates(self, db: PayoutDatabase) -> None:
         deal, creator = uid("deal"), uid("cr")
         created = new_payout(deal, creator, acct(creator))
         async with db.transaction() as repo:
-            await repo.add_payout(created.payout)
+            await add_payout(repo, created.payout)
             await repo.post(created.transfers)
         sent = lifecycle.mark_sent(created.payout, "tr_1")
         async with db.transaction() as repo:
@@ -141,7 +173,7 @@ class PayoutStoreContract:
         created = new_payout(deal, creator, acct(creator))
         with pytest.raises(RuntimeError):
             async with db.transaction() as repo:
-                await repo.add_payout(created.payout)
+                await add_payout(repo, created.payout)
                 await repo.post(created.transfers)
                 raise RuntimeError("boom")
         async with db.transaction() as repo:
@@ -154,7 +186,7 @@ class PayoutStoreContract:
         held = new_payout(uid("deal"), creator, None).payout
         async with db.transaction() as repo:
             for p in [*due, held]:
-                await repo.add_payout(p)
+                await add_payout(repo, p)
         async with db.transaction() as repo:
             found = await repo.due_for_update(LONG_AGO, 1000)
             assert {p.payout_id for p in due} <= {p.payout_id for p in found}
@@ -179,13 +211,25 @@ class PayoutStoreContract:
             due = await repo.commission_due_for_update(LONG_AGO - timedelta(days=399), 10_000)
             assert deal not in {d.deal_id for d in due}
 
-    async def test_fx_snapshots(self, db: PayoutDatabase) -> None:
+    async def test_fx_snapshots_in_force_and_judged(self, db: PayoutDatabase) -> None:
+        # Far in the future, so other tests' snapshots in a shared database come before.
         as_of = datetime(2090, 1, 1, tzinfo=UTC) + timedelta(seconds=int(uid("x")[-6:], 16))
-        snapshot = FxSnapshot(
-            "USD", {"EUR": Decimal("0.9215"), "JPY": Decimal("151.32")}, as_of, "t"
-        )
+        move = Decimal("0.25")
+
+        def snapshot(eur: str, hours: int) -> FxSnapshot:
+            rates = {"EUR": Decimal(eur), "JPY": Decimal("151.32")}
+            return FxSnapshot("USD", rates, as_of + timedelta(hours=hours), "t")
+
         async with db.transaction() as repo:
-            assert await repo.save_fx(snapshot, uid("e"))
-            assert not await repo.save_fx(snapshot, uid("e"))
-            latest = await repo.latest_fx()
-        assert latest is not None and latest.as_of >= as_of
+            # The poisoned one arrives first: judged again once the earlier one is known.
+            assert await repo.save_fx(snapshot("100000", 1), uid("e"), move)
+            assert await repo.save_fx(snapshot("0.9215", 0), uid("e"), move)
+            assert not await repo.save_fx(snapshot("0.9215", 0), uid("e"), move)
+            first = await repo.fx_in_force(as_of + timedelta(minutes=1))
+            second = await repo.fx_in_force(as_of + timedelta(hours=2))
+            before_both = await repo.fx_in_force(as_of - timedelta(microseconds=1))
+        assert first is not None and first.as_of == as_of and first.suspect is None
+        assert first.rates["JPY"] == Decimal("151.32")
+        assert second is not None and second.suspect is not None
+        assert "EUR 0.9215 -> 100000 per USD" in second.suspect
+        assert before_both is None or before_both.as_of < as_of

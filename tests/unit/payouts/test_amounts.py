@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -59,7 +60,7 @@ def test_fee_milestones_and_their_platform_fees_add_up_exactly(
         ends_at=AS_OF,
         attribution_window_days=0,
     )
-    parts = fee_milestones(terms, "per_deliverable")
+    parts = fee_milestones(replace(terms, fee_schedule="per_deliverable"))
     assert sum((m.amount for m in parts), Money.zero(currency)) == fee
     splits = [split_platform_fee(m.amount, fee_bps) for m in parts]
     platform = sum((s.platform_fee for s in splits), Money.zero(currency))

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement
@@ -20,6 +21,7 @@ from services.tracking.domain.orders import Order, OrderOutcome, OrderStatus, Re
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
 from services.tracking.store.port import DealsAdded, OrderContext
 from shared.events import CloudEvent
+from shared.fx_moves import rejudged
 from shared.kafka import Delivery
 from shared.money import FxSnapshot, Money
 
@@ -90,7 +92,7 @@ class FakeTrackingTx:
         return DealsAdded(added, repeated, conflicting)
 
     async def add_fx_snapshots(
-        self, snapshots: Sequence[tuple[FxSnapshot, str]]
+        self, snapshots: Sequence[tuple[FxSnapshot, str]], max_move: Decimal
     ) -> list[FxSnapshot]:
         new = []
         for snapshot, _ in snapshots:
@@ -98,6 +100,14 @@ class FakeTrackingTx:
             if key not in self.s.snapshots:
                 self.s.snapshots[key] = snapshot
                 new.append(snapshot)
+                # As shared.fx_store.save_judged: this one and every later one judged again.
+                later = sorted(
+                    (s for s in self.s.snapshots.values() if s.as_of >= snapshot.as_of),
+                    key=lambda s: (s.as_of, s.source),
+                )
+                trusted = self._trusted_before(snapshot.as_of)
+                for verdict in rejudged(later, trusted, max_move):
+                    self.s.snapshots[(verdict.base, verdict.as_of, verdict.source)] = verdict
         return new
 
     async def upsert_posts(self, posts: Sequence[PostSnapshot]) -> list[PostSnapshot]:
@@ -152,8 +162,14 @@ class FakeTrackingTx:
         self.s.refunds |= new
         return {r.order_id for r in new}
 
+    def _trusted_before(self, when: datetime) -> FxSnapshot | None:
+        eligible = [s for s in self.s.snapshots.values() if s.as_of < when and s.suspect is None]
+        if not eligible:
+            return None
+        return max(sorted(eligible, key=lambda s: s.source), key=lambda s: s.as_of)
+
     def _snapshot_at(self, when: datetime) -> FxSnapshot | None:
-        eligible = [s for s in self.s.snapshots.values() if s.as_of <= when]
+        eligible = [s for s in self.s.snapshots.values() if s.as_of <= when and s.suspect is None]
         if not eligible:
             return None
         # Latest as_of, then the smallest source name (shared.fx_store.snapshot_at).

@@ -31,6 +31,8 @@ from services.tracking.store.port import TrackingStore
 from shared.money import FxSnapshot, Money
 from tests.unit.tracking.builders import deal_event, delivered, order_event, post_event
 
+MOVE = Decimal("0.25")  # FX_MAX_RATE_MOVE
+
 
 class Ids:
     """Unique names and a unique time base for one test."""
@@ -176,8 +178,8 @@ class StoreContract:
         async with store.transaction() as tx:
             await tx.add_deals([deal])
             await tx.add_orders([order])
-            assert await tx.add_fx_snapshots([(jpy_only, ids("fx1"))]) == [jpy_only]
-            assert await tx.add_fx_snapshots([(jpy_only, ids("fx1"))]) == []
+            assert await tx.add_fx_snapshots([(jpy_only, ids("fx1"))], MOVE) == [jpy_only]
+            assert await tx.add_fx_snapshots([(jpy_only, ids("fx1"))], MOVE) == []
             [context] = await tx.orders_to_evaluate(set(), {code}, None)
             assert context.candidates == (deal,)
             assert context.snapshot == jpy_only
@@ -188,7 +190,7 @@ class StoreContract:
             assert context.current == pending
 
             # A snapshot closer to occurred_at brings the waiting order back.
-            assert await tx.add_fx_snapshots([(with_eur, ids("fx2"))]) == [with_eur]
+            assert await tx.add_fx_snapshots([(with_eur, ids("fx2"))], MOVE) == [with_eur]
             [context] = await tx.orders_to_evaluate(set(), set(), with_eur.as_of)
             assert context.snapshot == with_eur
             converted = evaluate_order(order, (), context.candidates, context.snapshot)
@@ -220,7 +222,7 @@ class StoreContract:
             await tx.add_deals([deal])
             await tx.add_orders([stored])
             await tx.add_refunds({refund})
-            await tx.add_fx_snapshots([(with_eur, ids("fx"))])
+            await tx.add_fx_snapshots([(with_eur, ids("fx"))], MOVE)
             [context] = await tx.new_order_contexts([stored, new])
             assert context.order == new
             assert context.refunds == (refund,)

@@ -125,7 +125,8 @@ orders = st.tuples(
     st.sampled_from([None, "all", "part"]),
 )
 
-fx = st.tuples(st.integers(-3, 30), st.sampled_from(["0.9215", "0.95", "1.1"]))
+# "92.15" is a poisoned rate (x 100): suspect, whatever order the snapshots arrive in.
+fx = st.tuples(st.integers(-3, 30), st.sampled_from(["0.9215", "0.95", "1.1", "92.15"]))
 
 
 def order_events(specs: list[tuple[str, str, str, int, str | None]]) -> list[CloudEvent[Any]]:
@@ -182,6 +183,7 @@ def final_state(store: FakeTrackingStore) -> dict[str, Any]:
         "outcomes": s.outcomes,
         "confirmed": set(s.confirmations),
         "memberships": s.memberships,
+        "fx verdicts": {key: snapshot.suspect for key, snapshot in s.snapshots.items()},
     }
 
 
