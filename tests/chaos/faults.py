@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 import httpx
 import redis.asyncio as redis
@@ -21,6 +22,8 @@ from shared.infra.process import InfraError
 from shared.infra.service_processes import SERVICES, ServiceProcesses
 
 Say = Callable[[str], None]
+
+FEE_SCHEDULE_AFTER_CHANGE: Final = "per_deliverable"
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -165,6 +168,7 @@ class Injector:
             moments.append((rng.uniform(0.05, 0.6) * window, self._second_instance(service)))
         moments.append((rng.uniform(0.2, 0.6) * window, self._postgres_outage))
         moments.append((rng.uniform(0.1, 0.9) * window, self._redis_flush_and_restart))
+        moments.append((rng.uniform(0.2, 0.5) * window, self._fee_schedule_change))
         await asyncio.gather(*(self._at(started + at, act) for at, act in moments))
 
     @staticmethod
@@ -210,6 +214,21 @@ class Injector:
             self._record(f"second {service} instance joined and left", began)
 
         return join_and_leave
+
+    async def _fee_schedule_change(self) -> None:
+        """Payouts redeployed with the other fee schedule, while a second instance may still
+        run the first (a rolling deploy): deals stored before keep theirs, none is paid twice."""
+        processes = self.supervisor.processes
+        began = time.monotonic()
+        processes.env = {**processes.env, "PAYOUTS_FEE_SCHEDULE": FEE_SCHEDULE_AFTER_CHANGE}
+        while True:
+            await self.supervisor.running("payouts")
+            if "payouts" in processes.running and not self.supervisor.starting("payouts"):
+                break
+        await processes.terminate("payouts")
+        self._record(
+            f"payouts redeployed with PAYOUTS_FEE_SCHEDULE={FEE_SCHEDULE_AFTER_CHANGE}", began
+        )
 
     async def _postgres_outage(self) -> None:
         began = time.monotonic()

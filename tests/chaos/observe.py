@@ -46,6 +46,9 @@ class Outcome:
     attribution: dict[str, dict[str, Any]] = field(default_factory=dict)
     confirmations: set[tuple[str, str]] = field(default_factory=set)
     fee_payouts: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # deal -> status
+    fee_schedules: dict[str, str] = field(
+        default_factory=dict
+    )  # deal -> schedule it was stored with
     applied: dict[str, set[str]] = field(default_factory=dict)  # consumer -> event ids
     answered: set[str] = field(default_factory=set)
     ledger_problems: list[str] = field(default_factory=list)
@@ -87,6 +90,10 @@ async def read_database(database_url: str, outcome: Outcome) -> None:
         ):
             payouts[r["deal_id"]].append((r["payout_id"], r["status"]))
         outcome.fee_payouts = dict(payouts)
+        outcome.fee_schedules = {
+            r["deal_id"]: r["fee_schedule"]
+            for r in await conn.fetch("SELECT deal_id, fee_schedule FROM payouts_deals")
+        }
         applied: dict[str, set[str]] = defaultdict(set)
         for r in await conn.fetch("SELECT consumer, event_id FROM processed_events"):
             applied[r["consumer"]].add(r["event_id"])
@@ -174,10 +181,12 @@ def converged(workload: Workload, outcome: Outcome) -> bool:
         not _attribution_vs_truth(workload, outcome)
         and outcome.confirmations == workload.confirmations
         and all(
-            len(outcome.transfers.get(p.destination, ())) >= 1 for p in workload.payouts.values()
+            len(outcome.transfers.get(p.destination, ())) >= len(_expected(workload, outcome, d))
+            for d, p in workload.payouts.items()
         )
         and all(
-            any(status in ("sent", "settled") for _, status in outcome.fee_payouts.get(d, ()))
+            sum(status in ("sent", "settled") for _, status in outcome.fee_payouts.get(d, ()))
+            >= len(_expected(workload, outcome, d))
             for d in workload.payouts
         )
         and not any(_missing(workload, outcome).values())
@@ -186,20 +195,27 @@ def converged(workload: Workload, outcome: Outcome) -> bool:
 
 
 def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[Check]:
-    paid = {d: len(outcome.transfers.get(p.destination, ())) for d, p in workload.payouts.items()}
-    double = sum(1 for n in paid.values() if n > 1)
-    lost = sum(1 for n in paid.values() if n == 0)
+    # Each deal keeps the fee schedule it was first stored with (the chaos run changes the
+    # setting mid-run): one transfer on completion, or one per deliverable.
+    expected = {d: _expected(workload, outcome, d) for d in workload.payouts}
+    paid = {d: len(_amounts(outcome, workload, d)) for d in workload.payouts}
+    double = sum(1 for d, n in paid.items() if n > len(expected[d]))
+    lost = sum(1 for d, n in paid.items() if n < len(expected[d]))
     wrong = sum(
         1
-        for d, p in workload.payouts.items()
-        if paid[d] and set(outcome.transfers[p.destination]) != {p.net}
+        for d in workload.payouts
+        if paid[d] and set(_amounts(outcome, workload, d)) != set(expected[d])
     )
-    rows = sum(1 for v in outcome.fee_payouts.values() if len(v) > 1)
+    rows = sum(
+        1 for d, v in outcome.fee_payouts.items() if d in expected and len(v) != len(expected[d])
+    )
     unpaid_rows = sum(
         1
         for d in workload.payouts
-        if not any(s in ("sent", "settled") for _, s in outcome.fee_payouts.get(d, ()))
+        if any(s not in ("sent", "settled") for _, s in outcome.fee_payouts.get(d, ()))
+        or d not in outcome.fee_payouts
     )
+    per_deliverable = sum(1 for s in outcome.fee_schedules.values() if s == "per_deliverable")
     stray = len(set(outcome.transfers) - workload.destinations)
     missing = _missing(workload, outcome)
     expected_dead = {(s, str(n)) for s, numbers in workload.dead_letters.items() for n in numbers}
@@ -211,7 +227,10 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
         Check("lost payouts (provider)", str(lost), lost == 0),
         Check("payouts with a wrong amount", str(wrong), wrong == 0),
         Check("transfers to unknown destinations", str(stray), stray == 0),
-        Check("deals with more than one fee payout row", str(rows), rows == 0),
+        Check(
+            "deals paid per deliverable (schedule changed mid-run)", f"{per_deliverable:,}", True
+        ),
+        Check("deals with fee payout rows ≠ their schedule", str(rows), rows == 0),
         Check("fee payouts not sent", str(unpaid_rows), unpaid_rows == 0),
         Check(
             "ledger",
@@ -256,7 +275,8 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
         differ_paid = sum(
             1
             for d in workload.payouts
-            if sorted(_amounts(outcome, workload, d)) != sorted(_amounts(clean, workload, d))
+            if outcome.fee_schedules.get(d) == clean.fee_schedules.get(d)
+            and sorted(_amounts(outcome, workload, d)) != sorted(_amounts(clean, workload, d))
         )
         result.append(Check("payouts ≠ clean run (deals)", str(differ_paid), differ_paid == 0))
     return result
@@ -264,6 +284,11 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
 
 def _amounts(outcome: Outcome, workload: Workload, deal_id: str) -> list[Money]:
     return outcome.transfers.get(workload.payouts[deal_id].destination, [])
+
+
+def _expected(workload: Workload, outcome: Outcome, deal_id: str) -> list[Money]:
+    schedule = outcome.fee_schedules.get(deal_id, "on_completion")
+    return workload.payouts[deal_id].expected(schedule)
 
 
 def _differing(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> int:

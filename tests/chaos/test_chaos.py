@@ -40,6 +40,7 @@ async def test_nothing_is_lost_or_paid_twice_under_faults(tmp_path: Path) -> Non
         assert faults[f"kill -9 {service}"] == KILLS, faults
         assert faults[f"second {service} instance joined and left"] == 1, faults
     assert faults["Redis flushed and restarted"] == 1, faults
+    assert faults["payouts redeployed with PAYOUTS_FEE_SCHEDULE=per_deliverable"] == 1, faults
     kills = [f for f in report.chaos.faults if f.what.startswith("kill -9")]
     busy = [f for f in kills if f.detail == "while applying events"]
     assert len(busy) * 2 >= len(kills), "most kills must land while a service is at work"

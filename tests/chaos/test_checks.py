@@ -89,6 +89,24 @@ def test_an_invalid_record_not_dead_lettered_is_flagged(workload: Workload) -> N
     assert failing(workload, outcome) == ["dead letters: invalid records (expected)"]
 
 
+def test_deals_paid_under_the_schedule_they_were_stored_with_pass(workload: Workload) -> None:
+    outcome = perfect(workload)
+    deal, payout = next(iter(workload.payouts.items()))
+    outcome.fee_schedules[deal] = "per_deliverable"
+    outcome.fee_payouts[deal] = [("p-1", "sent"), ("p-2", "settled")]
+    outcome.transfers[payout.destination] = list(reversed(payout.parts))
+    assert converged(workload, outcome)
+    assert failing(workload, outcome) == []
+    # Its whole fee on top of the parts (a schedule switched under a stored deal) is flagged.
+    outcome.transfers[payout.destination].append(payout.net)
+    outcome.fee_payouts[deal].append(("p-3", "sent"))
+    assert failing(workload, outcome) == [
+        "double payouts (provider)",
+        "payouts with a wrong amount",
+        "deals with fee payout rows ≠ their schedule",
+    ]
+
+
 def test_unbalanced_ledger_is_flagged(workload: Workload) -> None:
     outcome = perfect(workload)
     outcome.ledger_problems = ["transfer t-1 sums to 0.01 USD"]

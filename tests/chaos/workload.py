@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
@@ -92,6 +92,11 @@ class PayoutTruth:
     creator_id: str
     destination: str
     net: Money  # the fee in the creator's currency (no platform fee in this workload)
+    parts: tuple[Money, ...]  # per deliverable, each converted on its own
+
+    def expected(self, fee_schedule: str) -> list[Money]:
+        """The transfers the creator gets under the fee schedule the deal was stored with."""
+        return sorted(self.parts) if fee_schedule == "per_deliverable" else [self.net]
 
 
 @dataclass
@@ -154,6 +159,7 @@ class _Generator:
         self._matching()
         for n in range(self.config.deals):
             self._deal(n)
+        self._poisoned_fx_feed()
         records = [_record(e) for e in self.events]
         records += [r for r in records if self.rng.random() < self.config.duplicate_share]
         records += self._invalid()
@@ -239,8 +245,12 @@ class _Generator:
             ),
         )
         self.events.append(make_event(account, source="onboarding", time=self.now))
+        parts = deal.fee.allocate([d.count for d in deal.deliverables])
         self.payouts[deal.deal_id] = PayoutTruth(
-            creator_id, destination, self.fx.convert(deal.fee, currency).result
+            creator_id,
+            destination,
+            self.fx.convert(deal.fee, currency).result,
+            tuple(self.fx.convert(part, currency).result for part in parts),
         )
 
         truth = self.attribution.setdefault(deal.deal_id, DealTruth())
@@ -345,14 +355,52 @@ class _Generator:
             )
             self.events.append(make_event(early, source="shop/chaos", time=self.now))
 
+    def _poisoned_fx_feed(self) -> None:
+        """Mid-stream, the feed publishes absurd rates (EUR x 100,000, JPY 1E-40), then the
+        correct ones again, later. Payouts created in between must be held, then paid at the
+        correct rate; the ground truth stays that of the first snapshot."""
+        poisoned = {**self.fx.rates, "EUR": Decimal("100000"), "JPY": Decimal("1E-40")}
+        for rates, days in ((poisoned, 3), (dict(self.fx.rates), 2)):
+            fx = FxRatesPublished(
+                base="USD", rates=rates, as_of=self.now - timedelta(days=days), source="fx-feed"
+            )
+            self.events.append(make_event(fx, source="fx-feed", time=fx.as_of))
+
     def _invalid(self) -> list[Record]:
         inputs = sorted({t for topics in CONSUMERS.values() for t in topics})
         picked = []
         for topic in inputs:
             bad = [b for b in bad_values(topic) if len(b.value) <= _MAX_INVALID_BYTES]
             picked += self.rng.sample(bad, min(self.config.invalid_per_topic, len(bad)))
-        return [
+        records = [
             Record(b.topic, b.key, b.value, None, invalid=n) for n, b in enumerate(picked, start=1)
+        ]
+        return records + self._from_the_future(len(records) + 1)
+
+    def _from_the_future(self, first: int) -> list[Record]:
+        """Valid by the contract, refused for their time: a snapshot dated a year ahead that
+        would outrank every later one, and an account update dated 9999 that would redirect a
+        creator's payouts to another destination for good."""
+        fx = FxRatesPublished(
+            base="USD",
+            rates={**self.fx.rates, "EUR": Decimal("100000")},
+            as_of=self.now + timedelta(days=365),
+            source="fx-feed",
+        )
+        account = PayoutAccountUpserted(
+            creator_id="cc-00000",
+            method="stripe",
+            destination="acct_attacker",
+            currency="USD",
+            tax_form=TaxForm(type="W-9", status="verified"),
+        )
+        future = [
+            make_event(fx, source="fx-feed", time=self.now),
+            make_event(account, source="onboarding", time=datetime(9999, 1, 1, tzinfo=UTC)),
+        ]
+        return [
+            Record(spec_for_type(e.type).topic, event_key(e), encode(e), None, invalid=n)
+            for n, e in enumerate(future, start=first)
         ]
 
 
