@@ -21,6 +21,7 @@ import asyncio
 import random
 import ssl
 import time
+import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,12 +46,14 @@ from shared.events import (
     TOPICS,
     CloudEvent,
     EventDecodeError,
+    check_key,
     check_not_future,
     decode,
     dlq_topic,
     encode,
     event_key,
     mask_secrets,
+    secret_fields_of_topic,
     spec_for_type,
 )
 from shared.observability import (
@@ -377,6 +380,7 @@ class SafeConsumer:
             try:
                 event = decode(delivery.topic, delivery.value, max_bytes=self.max_bytes)
                 check_not_future(event, now, self.max_clock_skew)
+                check_key(event, delivery.key)
             except EventDecodeError as error:
                 EVENTS_FAILED.labels(delivery.topic, error.error_class).inc()
                 await self.dead_letters.send(delivery, error.error_class, error.reason)
@@ -398,6 +402,9 @@ class SafeConsumer:
         (handled, or dead-lettered). With `give_up`, return False instead of dead-lettering."""
         where = str(deliveries[0]) if len(deliveries) == 1 else f"batch of {len(deliveries)}"
         topics = Counter(d.topic for d in deliveries)
+        # An unexpected error's text may quote the event (a payout destination): on topics
+        # with secret fields only its class and stack frames are kept.
+        secret = any(secret_fields_of_topic(topic) for topic in topics)
         unexpected_failures = 0
         transient_failures = 0
         while True:
@@ -423,10 +430,19 @@ class SafeConsumer:
                 else:
                     unexpected_failures += 1
                     if unexpected_failures < self.retry.max_attempts:
-                        log.exception("handler failed, retrying", where=where)
+                        if secret:
+                            log.error(
+                                "handler failed, retrying",
+                                where=where,
+                                error_class=error_class,
+                                frames="".join(traceback.format_tb(error.__traceback__)),
+                            )
+                        else:
+                            log.exception("handler failed, retrying", where=where)
                         await asyncio.sleep(self.retry.delay(unexpected_failures))
                         continue
-                    reason = f"{error_class}: {error} (after {unexpected_failures} attempts)"
+                    text = "" if secret else f": {error}"
+                    reason = f"{error_class}{text} (after {unexpected_failures} attempts)"
                 if give_up:
                     return False
                 for delivery in deliveries:

@@ -3,6 +3,7 @@
 from shared.events.codec import (
     MAX_EVENT_BYTES,
     EventDecodeError,
+    check_key,
     check_not_future,
     decode,
     encode,
@@ -108,6 +109,7 @@ __all__ = [
     "Tier",
     "Topic",
     "UnknownEventType",
+    "check_key",
     "check_not_future",
     "decode",
     "dlq_topic",

@@ -48,7 +48,7 @@ class EventDecodeError(ValueError):
     """A Kafka value that is not a valid v1 event of its topic.
 
     `error_class` is one of InvalidJSON, SchemaViolation, UnknownEventType, WrongTopic,
-    TooLarge, FutureDated; `reason` is one line naming the field and the bad value.
+    TooLarge, KeyMismatch, FutureDated; `reason` is one line naming the field and the value.
     """
 
     def __init__(self, error_class: str, reason: str) -> None:
@@ -108,6 +108,27 @@ def decode(topic: str, raw: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Cloud
             f"data.status: {event.data.status!r} does not match type {event.type!r}",
         )
     return event
+
+
+def check_key(event: CloudEvent[Any], key: bytes | None) -> None:
+    """Refuse an event whose Kafka key or envelope `subject` is not its entity id (the key
+    field of its type, e.g. `deal_id`): with another key, one entity's events land on
+    different partitions and lose their order. Raises EventDecodeError("KeyMismatch")."""
+    spec = spec_for_type(event.type)
+    expected = event_key(event)
+    if key != expected:
+        shown = "missing" if key is None else repr(_truncate(key.decode("utf-8", "replace"), 60))
+        raise EventDecodeError(
+            "KeyMismatch",
+            f"Kafka key {shown} is not data.{spec.key_field} {expected.decode()!r}: key every "
+            f"{event.type} by its {spec.key_field} so its events stay in order",
+        )
+    if event.subject is not None and event.subject != expected.decode():
+        raise EventDecodeError(
+            "KeyMismatch",
+            f"subject: {_truncate(event.subject, 60)!r} is not data.{spec.key_field} "
+            f"{expected.decode()!r}",
+        )
 
 
 def check_not_future(event: CloudEvent[Any], now: datetime, max_skew: timedelta) -> None:

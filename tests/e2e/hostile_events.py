@@ -237,6 +237,16 @@ def bad_values(topic: str) -> list[Bad]:
         ):
             value = to_bytes(_set(base, path, money))
             cases.append((case, value, "SchemaViolation", dotted + reason))
+    # Sent with the key of the example's entity (or a valid neighbour's): another entity's id.
+    other = "EUR" if field == "base" else "another-entity"
+    cases.append(
+        (
+            "entity id not the Kafka key",
+            to_bytes({**_set(base, (field,), other), "subject": other}),
+            "KeyMismatch",
+            f"is not data.{field} '{other}'",
+        )
+    )
     if spec.newest_by is not None:
         # Where the newest version wins, a time in the future would outrank every later one.
         path = () if spec.newest_by == "time" else (spec.newest_by,)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.errors import EventRejected
-from shared.events import CloudEvent, encode
+from shared.events import CloudEvent, encode, event_key
 from shared.events.examples import valid_example
 from shared.kafka import DeadLetters, Delivery, RetryPolicy, SafeConsumer, dispatch_by_type
 
@@ -29,7 +29,7 @@ def delivery(offset: int, value: bytes, topic: str = "tracking.orders") -> Deliv
 
 def order(offset: int) -> Delivery:
     event = valid_example("order.redeemed").model_copy(update={"id": f"event-{offset}"})
-    return delivery(offset, encode(event))
+    return Delivery("tracking.orders", 0, offset, event_key(event), encode(event), ())
 
 
 @pytest.fixture
@@ -79,6 +79,23 @@ async def test_unexpected_errors_are_dead_lettered_after_max_attempts(
     assert dead.sent == [
         (3, "ZeroDivisionError", "ZeroDivisionError: division by zero (after 3 attempts)")
     ]
+
+
+async def test_unexpected_errors_on_a_topic_with_secrets_keep_only_their_class(
+    dead: RecordingDeadLetters, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = valid_example("creator.payout-account.upserted")
+    account = Delivery("creator.payout-accounts", 0, 4, event_key(event), encode(event), ())
+
+    async def handler(event: CloudEvent[Any], source: Delivery) -> None:
+        raise ValueError(f"cannot route {event.data.destination.get_secret_value()}")
+
+    await SafeConsumer(dead, RETRY).handle(account, handler)
+    secret = event.data.destination.get_secret_value()
+    assert dead.sent == [(4, "ValueError", "ValueError (after 3 attempts)")]
+    logged = capsys.readouterr()
+    assert "handler failed, retrying" in logged.out + logged.err
+    assert secret not in logged.out + logged.err
 
 
 async def test_batch_bisects_down_to_the_poison_events(dead: RecordingDeadLetters) -> None:
