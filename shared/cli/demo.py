@@ -160,7 +160,7 @@ def _print_summary(report: DemoReport, passed: bool, seconds: float, root: Path)
         if h[-1][0].status in ("sent", "settled")
     ]
     held = [h for h in report.observed.fee_payouts().values() if h[0][0].status == "held"]
-    currencies = sorted({p.net.currency for p in sent})
+    currencies = sorted({p.net.currency for p in sent if p.net is not None})
     auto = sum(
         1
         for items in report.observed.confirmations.values()

@@ -210,8 +210,8 @@ def payouts_table(report: DemoReport, platform_fee_bps: int) -> Table:
         table.add_row(
             hire.handle,
             _money(last.gross),
-            f"{last.fx_rate:.4f}",
-            _money(last.net),
+            "-" if last.fx_rate is None else f"{last.fx_rate:.4f}",
+            "-" if last.net is None else _money(last.net),
             status,
             OK if good else f"{WRONG} {_money(expected)}",
         )
@@ -241,7 +241,12 @@ def print_report(console: Console, report: DemoReport, platform_fee_bps: int) ->
 def summary(report: DemoReport, result: Checks) -> dict[str, Any]:
     """The figures an automated check needs, as JSON-ready values."""
     currencies = sorted(
-        {p.net.currency for h in report.hires for p in fee_payout(report, h) if p.status == "sent"}
+        {
+            p.net.currency
+            for h in report.hires
+            for p in fee_payout(report, h)
+            if p.status == "sent" and p.net is not None
+        }
     )
     return {
         "creators": report.config.creators,

@@ -15,6 +15,8 @@ class PayoutStatusChanged(InternalPayload):
 
     `gross` is in the deal's currency, `net` in the creator's payout currency, and `fx_rate`
     is units of the net currency per unit of the gross currency (1 when they are the same).
+    A payout held before it could be converted (no account, tax form or trusted rate yet) has
+    neither `net` nor `fx_rate`: its currency and rate are not known yet.
     """
 
     payout_id: Id = Field(description="Payout id.", examples=["po-deal-42-fee"])
@@ -24,12 +26,20 @@ class PayoutStatusChanged(InternalPayload):
         description="Amount owed, in the deal currency.",
         examples=[{"amount": "450.00", "currency": "USD"}],
     )
-    fx_rate: PositiveDecimal = Field(
-        description="Net currency units per gross currency unit, from the rates snapshot used.",
+    fx_rate: PositiveDecimal | None = Field(
+        default=None,
+        description=(
+            "Net currency units per gross currency unit, from the rates snapshot used; "
+            "absent while the payout is held before conversion."
+        ),
         examples=["0.9215"],
     )
-    net: NonNegativeMoney = Field(
-        description="Amount paid, in the creator's payout currency.",
+    net: NonNegativeMoney | None = Field(
+        default=None,
+        description=(
+            "Amount paid, in the creator's payout currency; absent while the payout is held "
+            "before conversion (the currency or rate is not known yet)."
+        ),
         examples=[{"amount": "414.68", "currency": "EUR"}],
     )
     status: PayoutStatus = Field(description="New status.", examples=["sent"])

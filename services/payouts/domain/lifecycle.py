@@ -19,7 +19,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, Final
 
 from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, hold_for
@@ -112,8 +111,8 @@ class Payout:
     def status_data(self) -> PayoutStatusChanged:
         """The `payouts.status` payload for the current status.
 
-        Until converted (a held payout), `net` shows the creator's share in the deal currency
-        at rate 1: the final amount depends on the FX snapshot at release.
+        Until converted (a held payout), `net` and `fx_rate` are absent: the creator's
+        currency or the rate is not known yet.
         """
         reason = self.hold.reason if self.status == "held" and self.hold else self.failure_reason
         return PayoutStatusChanged(
@@ -121,8 +120,8 @@ class Payout:
             deal_id=self.deal_id,
             creator_id=self.creator_id,
             gross=self.gross,
-            fx_rate=self.fx.rate if self.fx else Decimal(1),
-            net=self.net if self.net is not None else self.creator_share,
+            fx_rate=self.fx.rate if self.fx else None,
+            net=self.net,
             status=self.status,
             reason=reason[:_REASON_LIMIT] if reason else None,
             provider_ref=self.provider_ref,
