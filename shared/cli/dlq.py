@@ -37,14 +37,20 @@ def list_command(
     """Show what is in `<topic>.dlq` and whether it was replayed already."""
     check_topic(topic)
     records, replayed_up_to = asyncio.run(_read_all(bootstrap_servers(), kafka_security(), topic))
-    table = Table(title=f"{dlq_topic(topic)}: {len(records)} message(s)", title_justify="left")
-    for column in ("offset", "key", "error class", "reason", "failed at", "masked", "replayed"):
+    # Every service consuming the topic dead-letters its own copy of a bad record.
+    sources = {_source(r) for r in records}
+    title = f"{dlq_topic(topic)}: {len(records)} message(s) from {len(sources)} record(s)"
+    table = Table(title=title, title_justify="left")
+    columns = ("offset", "source", "service", "key", "error class", "reason", "failed at")
+    for column in (*columns, "masked", "replayed"):
         table.add_column(column, overflow="fold")
     for record in records[-limit:]:
         headers = _headers(record)
         done = record.offset < replayed_up_to.get(record.partition, 0)
         table.add_row(
             str(record.offset),
+            "{}[{}]@{}".format(*_source(record)),
+            headers.get(f"{DLQ_HEADER_PREFIX}service", "?"),
             record.key.decode("utf-8", "replace") if record.key else "-",
             headers.get(f"{DLQ_HEADER_PREFIX}error.class", "?"),
             headers.get(f"{DLQ_HEADER_PREFIX}error.message", ""),
@@ -70,6 +76,16 @@ def replay(
             f"[yellow]{'Would skip' if dry_run else 'Skipped'} {masked} message(s) whose secret "
             "fields were masked in the DLQ:[/] their producer must send them again."
         )
+
+
+def _source(record: ConsumerRecord) -> tuple[str, str, str]:
+    """Where the dead-lettered record was read: (topic, partition, offset)."""
+    headers = _headers(record)
+    topic, partition, offset = (
+        headers.get(f"{DLQ_HEADER_PREFIX}source.{name}", "?")
+        for name in ("topic", "partition", "offset")
+    )
+    return topic, partition, offset
 
 
 def _headers(record: ConsumerRecord) -> dict[str, str]:
@@ -135,6 +151,12 @@ async def _replay(
         drained = await _drain(consumer)
         records = [r for r in drained if MASKED_FIELDS_HEADER not in _headers(r)]
         skipped = len(drained) - len(records)
+        # One copy per consuming service: each source record goes back once.
+        unique: dict[tuple[str, str, str], ConsumerRecord] = {}
+        for record in records:
+            source = _source(record)
+            unique.setdefault(source if "?" not in source else (str(record.offset), "", ""), record)
+        records = list(unique.values())
         if dry_run or not drained:
             return len(records), skipped
         for record in records:

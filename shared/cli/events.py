@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from shared.cli.console import console, errors, fail
 from shared.cli.settings import bootstrap_servers, kafka_security
-from shared.events import TOPICS, EventDecodeError, decode, event_key
+from shared.events import TOPICS, EventDecodeError, decode, event_key, mask_secrets
 from shared.kafka import client_options
 
 
@@ -120,7 +120,11 @@ async def _tail(
                     console.rule(f"{record.topic}[{record.partition}]@{record.offset}  key={key}")
                     for name, value in headers.items():
                         console.print(f"[dim]{name}:[/] {value}")
-                    _print_value(record.value or b"")
+                    # Payout destinations are never shown, here as in dead letters.
+                    value, masked = mask_secrets(record.topic, record.value or b"")
+                    if masked:
+                        console.print(f"[dim]masked:[/] {', '.join(masked)}")
+                    _print_value(value)
                     shown += 1
                     if limit and shown >= limit:
                         return

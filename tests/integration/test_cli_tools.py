@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from shared.cli.main import app
@@ -61,6 +62,26 @@ def test_produce_validates_then_sends_and_tail_shows(
     assert unknown.exit_code == 1 and "unknown topic" in unknown.output
 
 
+def test_tail_masks_payout_destinations(cli_env: dict[str, str], tmp_path: Path) -> None:
+    destination = f"acct_tail_{uuid.uuid4().hex[:10]}"
+    example = valid_example("creator.payout-account.upserted")
+    data = example.data.model_copy(update={"destination": SecretStr(destination)})
+    event = example.model_copy(update={"id": f"evt-{uuid.uuid4().hex[:10]}", "data": data})
+    lines = tmp_path / "accounts.jsonl"
+    lines.write_bytes(encode(event) + b"\n")
+    runner = CliRunner()
+    sent = runner.invoke(app, ["produce", Topic.CREATOR_PAYOUT_ACCOUNTS, str(lines)], env=cli_env)
+    assert sent.exit_code == 0, sent.output
+    shown = runner.invoke(
+        app,
+        ["tail", Topic.CREATOR_PAYOUT_ACCOUNTS, "--from-beginning", "--no-follow"],
+        env=cli_env,
+    )
+    assert shown.exit_code == 0, shown.output
+    assert event.data.creator_id in shown.output and "masked: data.destination" in shown.output
+    assert destination not in shown.output
+
+
 def test_dlq_list_and_replay_once(cli_env: dict[str, str], infra: InfraUrls) -> None:
     tag = f"dlq-{uuid.uuid4().hex[:8]}"
     original = _feedback(tag, 1)
@@ -70,9 +91,11 @@ def test_dlq_list_and_replay_once(cli_env: dict[str, str], infra: InfraUrls) -> 
         await broker.connect()
         try:
             delivery = Delivery(Topic.MATCH_FEEDBACK, 0, 42, b"campaign-1", original, ())
-            await DeadLetters(broker, service=tag, retry=RetryPolicy()).send(
-                delivery, "EventRejected", "unknown campaign: fixed upstream since"
-            )
+            # Two services consume the topic: each dead-letters its own copy.
+            for service in (tag, f"{tag}-other"):
+                await DeadLetters(broker, service=service, retry=RetryPolicy()).send(
+                    delivery, "EventRejected", "unknown campaign: fixed upstream since"
+                )
         finally:
             await broker.stop()
 
@@ -81,6 +104,7 @@ def test_dlq_list_and_replay_once(cli_env: dict[str, str], infra: InfraUrls) -> 
     listed = runner.invoke(app, ["dlq", "list", Topic.MATCH_FEEDBACK], env=cli_env)
     assert listed.exit_code == 0, listed.output
     assert "unknown campaign" in listed.output
+    assert "service" in listed.output and "record(s)" in listed.output
 
     end_before = asyncio.run(_end_offsets(infra, Topic.MATCH_FEEDBACK))
     replayed = runner.invoke(app, ["dlq", "replay", Topic.MATCH_FEEDBACK], env=cli_env)
@@ -91,7 +115,7 @@ def test_dlq_list_and_replay_once(cli_env: dict[str, str], infra: InfraUrls) -> 
 
     back = asyncio.run(_read_from(infra, Topic.MATCH_FEEDBACK, end_before))
     mine = [(value, headers) for value, headers in back if value == original]
-    assert len(mine) == 1, "replayed exactly once"
+    assert len(mine) == 1, "replayed exactly once, whatever the number of copies"
     headers = mine[0][1]
     assert "dlq.replayed.from" in headers
     assert not any(k.startswith("dlq.error") for k in headers)
