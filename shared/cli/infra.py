@@ -12,6 +12,7 @@ from shared.cli.console import console, fail
 from shared.cli.settings import kafka_security, load_settings
 from shared.db import create_pool, migrate
 from shared.infra import EmbeddedInfra, InfraError, InfraUrls, read_state, redact
+from shared.infra.files import shell_exports, write_private
 from shared.infra.stack import stop_detached
 from shared.kafka import ensure_topics
 
@@ -44,8 +45,7 @@ def up() -> None:
             infra.stop()
             raise
     env_file = settings.data_dir / ENV_FILE
-    env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in urls.as_env().items()))
-    env_file.chmod(0o600)
+    write_private(env_file, shell_exports(urls.as_env()))
     console.print("[green]Embedded infrastructure is up.[/]")
     _print_urls(urls, settings.data_dir)
     console.print(
@@ -95,7 +95,7 @@ def _print_urls(urls: InfraUrls, data_dir: object, alive: dict[str, bool] | None
     rows = [
         ("kafka", urls.kafka_bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS"),
         ("postgres", redact(urls.database_url), "DATABASE_URL"),
-        ("redis", urls.redis_url, "REDIS_URL"),
+        ("redis", redact(urls.redis_url), "REDIS_URL"),
     ]
     for name, url, var in rows:
         running = alive is None or alive.get(name, True)

@@ -23,7 +23,7 @@ def load_settings() -> Settings:
 
 
 def database_url() -> str:
-    """DATABASE_URL, or the embedded database `creatorflow infra up` started."""
+    """DATABASE_URL, or the embedded database `creatorflow up` or `infra up` started."""
     settings = load_settings()
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
@@ -31,7 +31,7 @@ def database_url() -> str:
     if urls is None:
         fail(
             "no database to talk to",
-            hint="set DATABASE_URL, or start the embedded one: creatorflow infra up",
+            hint="set DATABASE_URL, or start the embedded servers: creatorflow up (or infra up)",
         )
     return urls.database_url
 

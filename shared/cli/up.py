@@ -47,7 +47,7 @@ def up(
     infra: EmbeddedInfra | None = None
     urls = running_urls(settings)
     if urls is None:
-        infra = EmbeddedInfra(settings.data_dir.resolve(), settings)
+        infra = EmbeddedInfra(settings.data_dir.resolve(), settings, announce=True)
         with console.status("Starting embedded Kafka, PostgreSQL and Redis..."):
             try:
                 urls = infra.start()

@@ -17,6 +17,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
+from shared.infra.files import write_private
 from shared.infra.process import InfraError, ServerProcess, port_open, spawn, wait_ready
 
 HOST = "127.0.0.1"
@@ -133,7 +134,7 @@ def _postgres_bin_path() -> Path:
 def _initdb(bin_path: Path, data_dir: Path, password: str, user: str | None) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     pwfile = data_dir.parent / ".pgpass-init"
-    pwfile.write_text(password + "\n")
+    write_private(pwfile, password + "\n")
     try:
         if user is not None:
             entry = pwd.getpwnam(user)

@@ -14,6 +14,7 @@ from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.config import DEFAULT_DATABASE_PASSWORD, Settings
+from shared.infra.files import write_private
 from shared.infra.process import InfraError, ServerProcess, free_port, pid_alive
 from shared.infra.servers import HOST, POSTGRES_USER, start_kafka, start_postgres, start_redis
 
@@ -41,12 +42,15 @@ class EmbeddedInfra:
     """Starts what is not configured externally; a context manager that stops what it started.
 
     `detached=True` leaves the servers running after this process exits (`creatorflow infra
-    up`); otherwise they die with this process even on `kill -9`.
+    up`); otherwise they die with this process even on `kill -9`. Either way, `announce=True`
+    records them in `root/infra.json` while they run, so operator commands (reports,
+    statements) find them as they find `creatorflow infra up`'s.
     """
 
     root: Path
     settings: Settings = field(default_factory=Settings)
     detached: bool = False
+    announce: bool = False
     durable: bool = True
     processes: dict[str, ServerProcess] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
@@ -71,7 +75,7 @@ class EmbeddedInfra:
             self.stop()
             raise
         self.urls = InfraUrls(kafka, database, redis)
-        if self.detached:
+        if self.detached or self.announce:
             self._write_state(time.monotonic() - began)
         return self.urls
 
@@ -128,8 +132,7 @@ class EmbeddedInfra:
             "startup_seconds": round(startup_seconds, 2),
         }
         path = self.root / STATE_FILE
-        path.write_text(json.dumps(state, indent=2))
-        path.chmod(0o600)
+        write_private(path, json.dumps(state, indent=2))
 
     def __enter__(self) -> EmbeddedInfra:
         self.start()

@@ -289,6 +289,29 @@ async def _interrupt_and_check_nothing_left(run: UpRun, data_dir: Path) -> None:
         assert await _refused(panel[name]), f"{name} still answers on {panel[name]}"
 
 
+async def _operator_commands_find_the_stack(data_dir: Path, creator_id: str) -> None:
+    """Reports and statements talk to the servers `up` started, without any URL set."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.update(CREATORFLOW_DATA_DIR=str(data_dir), COLUMNS="200")
+    for command in (
+        ["payouts", "statement", creator_id],
+        ["report", "campaign", f"cmp-{creator_id}"],
+    ):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shared.cli",
+            *command,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        text = output.decode()
+        assert "no database" not in text, f"creatorflow {' '.join(command)}: {text}"
+
+
 async def test_up_stops_cleanly_on_ctrl_c_and_resumes_from_the_stored_data(
     tmp_path: Path,
 ) -> None:
@@ -303,6 +326,7 @@ async def test_up_stops_cleanly_on_ctrl_c_and_resumes_from_the_stored_data(
         database_url = _database_url(panel)
         await _publish_profile(panel["KAFKA_BOOTSTRAP_SERVERS"], first_creator)
         await _wait_stored(first, database_url, first_creator)
+        await _operator_commands_find_the_stack(tmp_path, first_creator)
         await _interrupt_and_check_nothing_left(first, tmp_path)
     finally:
         await first.stop_quietly()
