@@ -84,7 +84,9 @@ async def test_destinations_stored_in_plain_text_before_0301_are_sealed_at_start
            VALUES ($1, 'paypal', $2, 'USD', 'W-9', 'verified', now())""",
         list(plain.items()),
     )
-    assert await migrate(fresh_pool) == ["0301_payouts_sealed_destinations"]
+    applied = await migrate(fresh_pool)
+    assert applied == [m.name for m in load_migrations() if m.version >= 301]
+    assert applied[0] == "0301_payouts_sealed_destinations"
     db = PgPayouts(fresh_pool)
 
     cipher = await open_destinations(db, SETTINGS)
