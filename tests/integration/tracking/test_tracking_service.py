@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from services.tracking.app import SERVICE, make_setup
 from services.tracking.report import campaign_report
 from services.tracking.store.postgres import PostgresTrackingStore
+from shared import fx_store
 from shared.cli.main import app as creatorflow
 from shared.events import CloudEvent, EventType, Topic, dlq_topic
 from shared.infra import InfraUrls
@@ -287,6 +288,58 @@ async def test_orders_before_their_deal_and_before_their_fx_rate_are_kept_and_th
     update = await last_update()
     assert update.orders == 1
     assert update.spend == Money.of("405.72", "CHF")  # 400 + 10 % of 57.19 = 405.719
+
+
+async def test_a_waiting_order_is_counted_when_another_service_stored_the_rate_first(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    """Payouts and matching consume fx.rates too and share the FX table: whoever stores a
+    snapshot first, tracking re-checks the orders that waited for it. Before, only a snapshot
+    tracking stored itself did, and such orders stayed out of revenue for good."""
+    tag = uuid.uuid4().hex[:8]
+    start = datetime(1870, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 150_000))
+    code = f"SEK-{tag}"
+    deal = deal_event(
+        f"deal-sek-{tag}",
+        campaign_id=f"cmp-{tag}",
+        creator_id=f"cr-{tag}",
+        currency="SEK",
+        fee="1000.00",
+        promo_codes=(code,),
+        starts_at=start,
+    )
+    order = order_event(
+        f"ord-{tag}", promo_code=code, amount="80.00", occurred_at=start + timedelta(days=1)
+    )
+
+    async def status() -> tuple[str, str | None] | None:
+        row = await pool.fetchrow(
+            "SELECT status, reason FROM tracking_orders WHERE order_id = $1", f"ord-{tag}"
+        )
+        return None if row is None else (row["status"], row["reason"])
+
+    async def waiting() -> bool:
+        return await status() == ("pending_fx", "no_fx_rate")
+
+    await publish(infra.kafka_bootstrap_servers, [deal, order])
+    await eventually(waiting, what="the order waiting for a SEK rate")
+
+    rate = fx_event({"SEK": "10.5"}, as_of=start, source=f"test-{tag}")
+    async with pool.acquire() as conn, conn.transaction():  # as payouts would, first
+        stored = await fx_store.save_snapshot(
+            conn, fx_store.snapshot_from_event(rate.data), rate.id
+        )
+    assert stored
+    await publish(infra.kafka_bootstrap_servers, [rate])
+
+    async def attributed() -> bool:
+        return await status() == ("attributed", None)
+
+    await eventually(attributed, what="the order counted once the rate is known")
+    revenue = await pool.fetchval(
+        "SELECT revenue FROM tracking_orders WHERE order_id = $1", f"ord-{tag}"
+    )
+    assert revenue == Decimal("840.00")  # 80.00 USD x 10.5
 
 
 async def test_manual_confirmations_are_remembered_and_never_repeated(
