@@ -238,7 +238,7 @@ def bad_values(topic: str) -> list[Bad]:
             value = to_bytes(_set(base, path, money))
             cases.append((case, value, "SchemaViolation", dotted + reason))
     # Sent with the key of the example's entity (or a valid neighbour's): another entity's id.
-    other = "EUR" if field == "base" else "another-entity"
+    other = "SEK" if field == "base" else "another-entity"
     cases.append(
         (
             "entity id not the Kafka key",

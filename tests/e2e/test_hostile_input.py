@@ -406,6 +406,8 @@ def scenario() -> Scenario:
     by_topic: dict[str, list[tuple[str, Document]]] = {topic: [] for topic in INPUTS}
 
     def add(name: str, document: Document) -> Document:
+        # The subject names the entity, as the key does (else the event is a KeyMismatch).
+        document["subject"] = key_of(document).decode()
         by_topic[TYPE_OF_TOPIC_OF[document["type"]]].append((name, document))
         return document
 

@@ -59,7 +59,9 @@ def example(event_type: str, source: str, **data: Any) -> CloudEvent[Any]:
     event = valid_example(event_type)
     if data:
         event = event.model_copy(update={"data": event.data.model_copy(update=data)})
-    return event.model_copy(update={"id": str(uuid.uuid4()), "source": source})
+    # The subject names the entity, as the key does (else the event is a KeyMismatch).
+    subject = event_key(event).decode()
+    return event.model_copy(update={"id": str(uuid.uuid4()), "source": source, "subject": subject})
 
 
 async def dead_letters_of(infra: InfraUrls, service: str, topics: list[str]) -> list[DeadLetter]:

@@ -64,6 +64,7 @@ async def test_a_service_confirms_each_deal_once(infra: InfraUrls, topics: None)
             update={
                 "id": f"{name}-deal-{i}",
                 "source": source,
+                "subject": f"{name}-deal-{i}",
                 "data": valid_example("deal.signed").data.model_copy(
                     update={"deal_id": f"{name}-deal-{i}"}
                 ),
