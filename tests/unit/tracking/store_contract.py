@@ -241,6 +241,23 @@ class StoreContract:
         assert facts.orders == 1
         assert facts.revenue == outcome.net_revenue
 
+    async def test_promo_codes_match_exactly_case_included(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        # Codes are compared as the shop reports them (the contract keeps their case): an
+        # order with another case of a deal's code has no candidate deal (unknown_code).
+        code = ids("CODE")
+        deal = deal_terms(
+            deal_event(ids("deal"), creator_id=ids("cr"), promo_codes=(code,), starts_at=ids.at())
+        )
+        lower = Order(ids("o"), code.lower(), Money.of("10.00", "USD"), ids.at(hours=1))
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            [context] = await tx.new_order_contexts([lower])
+        assert context.candidates == ()
+        outcome = evaluate_order(lower, context.refunds, context.candidates, context.snapshot)
+        assert outcome.reason is OrderReason.UNKNOWN_CODE
+
     async def test_deal_facts_sum_member_posts_and_counted_orders(
         self, store: TrackingStore, ids: Ids
     ) -> None:
