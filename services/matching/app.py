@@ -127,7 +127,7 @@ class MatchingService:
             fresh = await inbox.claim(conn, SERVICE, run)
             latest: dict[str, StoredProfile] = {}
             for event, _ in run:
-                if event.id in fresh:
+                if event.identity in fresh:
                     data: CreatorProfileUpserted = event.data
                     latest[data.creator_id] = StoredProfile(
                         data.creator_id, data, event.time, event.id
@@ -174,11 +174,11 @@ class MatchingService:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, SERVICE, run)
             for event, _ in run:
-                if event.id in fresh:
+                if event.identity in fresh:
                     data: MatchFeedback = event.data
                     await self._store.record_feedback(
                         conn,
-                        event.id,
+                        event.identity,
                         data.campaign_id,
                         data.creator_id,
                         data.decision,
@@ -190,7 +190,7 @@ class MatchingService:
             fresh = await inbox.claim(conn, SERVICE, run)
             creators = set()
             for event, _ in run:
-                if event.id in fresh:
+                if event.identity in fresh:
                     data: AttributionUpdated = event.data
                     outcome = Outcome(
                         data.deal_id,
@@ -209,7 +209,7 @@ class MatchingService:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, SERVICE, run)
             for event, _ in run:
-                if event.id in fresh:
+                if event.identity in fresh:
                     data: FxRatesPublished = event.data
                     snapshot = fx_store.snapshot_from_event(data)
                     await fx_store.save_judged(conn, snapshot, event.id, self._fx_max_move)
@@ -220,7 +220,7 @@ class MatchingService:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, SERVICE, run)
             for event, _ in run:
-                if event.id in fresh:
+                if event.identity in fresh:
                     data: DealSigned = event.data
                     await self._store.record_hire(
                         conn, data.deal_id, data.campaign_id, data.creator_id, event.time

@@ -25,7 +25,7 @@ from services.matching.ranker import (
     LinearRanker,
     TrainingSet,
 )
-from shared.events import CreatorProfileUpserted
+from shared.events import CreatorProfileUpserted, EventIdentity
 
 Connection = Any  # an asyncpg.Connection for the real store; ignored by the fake
 
@@ -98,7 +98,7 @@ class MatchingStore(Protocol):
     async def record_feedback(
         self,
         conn: Connection,
-        event_id: str,
+        event: EventIdentity,
         campaign_id: str,
         creator_id: str,
         decision: str,
@@ -244,7 +244,7 @@ class PostgresMatchingStore:
     async def record_feedback(
         self,
         conn: Connection,
-        event_id: str,
+        event: EventIdentity,
         campaign_id: str,
         creator_id: str,
         decision: str,
@@ -252,9 +252,9 @@ class PostgresMatchingStore:
     ) -> None:
         await conn.execute(
             """INSERT INTO matching_feedback
-                   (event_id, campaign_id, creator_id, decision, request_id)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING""",
-            event_id,
+                   (source, event_id, campaign_id, creator_id, decision, request_id)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (source, event_id) DO NOTHING""",
+            *event,
             campaign_id,
             creator_id,
             decision,
@@ -352,7 +352,7 @@ class InMemoryMatchingStore:
         self.profiles: dict[str, StoredProfile] = {}
         self.hires: dict[str, tuple[str, str]] = {}
         self.answers: dict[str, Answer] = {}
-        self.feedback: dict[str, tuple[str, str, str, str | None]] = {}
+        self.feedback: dict[EventIdentity, tuple[str, str, str, str | None]] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.models: list[tuple[LinearRanker, int]] = []
 
@@ -403,13 +403,13 @@ class InMemoryMatchingStore:
     async def record_feedback(
         self,
         conn: Connection,
-        event_id: str,
+        event: EventIdentity,
         campaign_id: str,
         creator_id: str,
         decision: str,
         request_id: str | None,
     ) -> None:
-        self.feedback.setdefault(event_id, (campaign_id, creator_id, decision, request_id))
+        self.feedback.setdefault(event, (campaign_id, creator_id, decision, request_id))
 
     async def record_outcome(self, conn: Connection, outcome: Outcome) -> None:
         old = self.outcomes.get(outcome.deal_id)

@@ -23,7 +23,7 @@ from services.payouts.schedules import CommissionSchedule, SettlementPoller
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store import PayoutDatabase
 from services.payouts.store.postgres import PgPayouts
-from shared.events import CloudEvent, EventType, Topic
+from shared.events import CloudEvent, EventIdentity, EventType, Topic
 from shared.kafka import BatchHandler, Delivery, subscribe_event_batches
 from shared.outbox import OutboxRelay
 from shared.service import Background, Resources, ServiceConfigurationError
@@ -104,10 +104,10 @@ def consume_batch(
     async def handle(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
         async with db.transaction() as repo:
             fresh = await repo.claim_events(CONSUMER, batch)
-            events: dict[str, CloudEvent[Any]] = {}
+            events: dict[EventIdentity, CloudEvent[Any]] = {}
             for event, _ in batch:
-                if event.id in fresh and event.type in HANDLERS:
-                    events.setdefault(event.id, event)
+                if event.identity in fresh and event.type in HANDLERS:
+                    events.setdefault(event.identity, event)
             if not events:
                 return
             deal_ids = {e.data.deal_id for e in events.values() if e.type in _DEAL_EVENTS}

@@ -27,7 +27,7 @@ from services.tracking.messages import (
 )
 from services.tracking.store.port import TrackingTx
 from shared.errors import EventRejected
-from shared.events import CloudEvent
+from shared.events import CloudEvent, EventIdentity
 from shared.kafka import Delivery
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
@@ -47,7 +47,7 @@ class BatchAhead:
     """What a batch amounts to if none of its events was applied before: worked out without
     the database, so it can be done while the previous batch is applied."""
 
-    ids: tuple[str, ...]
+    ids: tuple[EventIdentity, ...]
     unique: int
     inputs: BatchInputs
     posts: list[PostSnapshot]
@@ -60,19 +60,19 @@ def read_ahead(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> BatchAhead 
         inputs = read_inputs(_first_of_each(batch, None))
     except EventRejected:
         return None
-    ids = tuple(event.id for event, _ in batch)
+    ids = tuple(event.identity for event, _ in batch)
     return BatchAhead(ids, len(set(ids)), inputs, latest_snapshots(inputs.posts))
 
 
 def _first_of_each(
-    batch: Sequence[tuple[CloudEvent[Any], Delivery]], fresh: set[str] | None
+    batch: Sequence[tuple[CloudEvent[Any], Delivery]], fresh: set[EventIdentity] | None
 ) -> list[CloudEvent[Any]]:
-    """The first event of each id in `batch` (of each id in `fresh`, if given)."""
-    seen: set[str] = set()
+    """The first event of each identity in `batch` (of each in `fresh`, if given)."""
+    seen: set[EventIdentity] = set()
     events = []
     for event, _ in batch:
-        if (fresh is None or event.id in fresh) and event.id not in seen:
-            seen.add(event.id)
+        if (fresh is None or event.identity in fresh) and event.identity not in seen:
+            seen.add(event.identity)
             events.append(event)
     return events
 
@@ -98,7 +98,9 @@ async def apply_batch(
     await tx.exclude_other_batches()
     if ahead is not None and len(fresh) == ahead.unique:
         # Every event is new: the batch is what was read ahead.
-        assert ahead.ids == tuple(event.id for event, _ in batch), "read ahead of another batch"
+        assert ahead.ids == tuple(event.identity for event, _ in batch), (
+            "read ahead of another batch"
+        )
         applied, inputs, posts = ahead.unique, ahead.inputs, ahead.posts
     else:
         events = _first_of_each(batch, fresh)

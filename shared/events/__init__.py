@@ -18,7 +18,7 @@ from shared.events.creators import (
     TaxForm,
 )
 from shared.events.deals import DealSigned, Deliverable
-from shared.events.envelope import CloudEvent, envelope_for
+from shared.events.envelope import CloudEvent, EventIdentity, envelope_for
 from shared.events.fx import FxRatesPublished
 from shared.events.matching import (
     MatchFeedback,
@@ -81,6 +81,7 @@ __all__ = [
     "DeliverableConfirmed",
     "DeliverableKind",
     "EventDecodeError",
+    "EventIdentity",
     "EventSpec",
     "EventType",
     "ExternalPayload",

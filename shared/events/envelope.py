@@ -15,6 +15,10 @@ SPEC_VERSION: Final = "1.0"
 JSON_CONTENT_TYPE: Final = "application/json"
 
 
+# (source, id), see `CloudEvent.identity`.
+EventIdentity = tuple[str, str]
+
+
 class CloudEvent(BaseModel, Generic[DataT]):
     """One event: CloudEvents 1.0 attributes plus the typed `data` payload."""
 
@@ -50,6 +54,12 @@ class CloudEvent(BaseModel, Generic[DataT]):
         examples=[JSON_CONTENT_TYPE],
     )
     data: DataT = Field(description="The payload; its schema is given by `type`.")
+
+    @property
+    def identity(self) -> EventIdentity:
+        """(source, id): what makes an event unique. CloudEvents ids are unique per source
+        only, and outside producers choose theirs, so consumers dedupe on both."""
+        return (self.source, self.id)
 
 
 @cache

@@ -1,7 +1,7 @@
 """The infrastructure smoke flow: Kafka → FastStream → PostgreSQL → Redis, and the DLQ.
 
 One valid event of every v1 type and two broken messages go in through a plain Kafka producer;
-the consumer stores each valid event in `processed_events` (deduplicated on the event id, in
+the consumer stores each valid event in `processed_events` (deduplicated on its source and id, in
 one transaction) and counts it in Redis; the broken ones end up in their topic's DLQ.
 """
 
@@ -74,10 +74,12 @@ def subscribe_smoke_consumer(
         async with pool.acquire() as conn, conn.transaction():
             first_time = await conn.fetchval(
                 """INSERT INTO processed_events
-                       (consumer, event_id, event_type, topic, kafka_partition, kafka_offset)
-                   VALUES ($1, $2, $3, $4, $5, $6)
+                       (consumer, source, event_id, event_type, topic, kafka_partition,
+                        kafka_offset)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)
                    ON CONFLICT DO NOTHING RETURNING true""",
                 name,
+                event.source,
                 event.id,
                 event.type,
                 delivery.topic,

@@ -29,8 +29,12 @@ def _delivery(offset: int) -> Delivery:
     return Delivery(Topic.TRACKING_ORDERS, 0, offset, None, b"", ())
 
 
-def _order(event_id: str) -> CloudEvent[Any]:
-    return valid_example("order.redeemed").model_copy(update={"id": event_id})
+def _order(event_id: str, source: str = "https://shop.example.com") -> CloudEvent[Any]:
+    return valid_example("order.redeemed").model_copy(update={"id": event_id, "source": source})
+
+
+def _ids(identities: set[tuple[str, str]]) -> set[str]:
+    return {event_id for _, event_id in identities}
 
 
 async def test_claim_returns_only_first_sightings(db_pool: asyncpg.Pool) -> None:
@@ -49,8 +53,42 @@ async def test_claim_returns_only_first_sightings(db_pool: asyncpg.Pool) -> None
             )
         with pytest.raises(RuntimeError, match="inside the transaction"):
             await claim(conn, consumer, [(_order(c), _delivery(4))])
-    assert first == {a, b}
-    assert second == {c}
+    assert _ids(first) == {a, b}
+    assert _ids(second) == {c}
+
+
+async def test_claim_tells_apart_equal_ids_from_different_sources(db_pool: asyncpg.Pool) -> None:
+    """CloudEvents ids are unique per source only: a second shop's order "1" is not a replay
+    of the first shop's."""
+    consumer = f"inbox-test-{uuid.uuid4().hex[:8]}"
+    one, other = _order("1", "https://shop-a.example"), _order("1", "https://shop-b.example")
+    async with db_pool.acquire() as conn:
+        async with conn.transaction():
+            first = await claim(conn, consumer, [(one, _delivery(1)), (other, _delivery(2))])
+        async with conn.transaction():
+            again = await claim(conn, consumer, [(one, _delivery(1)), (other, _delivery(2))])
+    assert first == {one.identity, other.identity}
+    assert again == set()
+
+
+async def test_ids_claimed_before_sources_were_recorded_stay_claimed(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """Rows from before migration 0005 have no source: a replay of their event, whatever its
+    source, is still a no-op."""
+    consumer = f"inbox-test-{uuid.uuid4().hex[:8]}"
+    async with db_pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO processed_events
+                   (consumer, source, event_id, event_type, topic, kafka_partition, kafka_offset)
+               VALUES ($1, '', 'old', 'order.redeemed', 'tracking.orders', 0, 1)""",
+            consumer,
+        )
+        async with conn.transaction():
+            fresh = await claim(
+                conn, consumer, [(_order("old"), _delivery(1)), (_order("new"), _delivery(2))]
+            )
+    assert _ids(fresh) == {"new"}
 
 
 async def test_claim_rolls_back_with_the_transaction(db_pool: asyncpg.Pool) -> None:
@@ -58,10 +96,10 @@ async def test_claim_rolls_back_with_the_transaction(db_pool: asyncpg.Pool) -> N
     async with db_pool.acquire() as conn:
         with pytest.raises(ZeroDivisionError):
             async with conn.transaction():
-                assert await claim(conn, consumer, [(_order("x"), _delivery(1))]) == {"x"}
+                assert _ids(await claim(conn, consumer, [(_order("x"), _delivery(1))])) == {"x"}
                 raise ZeroDivisionError
         async with conn.transaction():
-            assert await claim(conn, consumer, [(_order("x"), _delivery(1))]) == {"x"}
+            assert _ids(await claim(conn, consumer, [(_order("x"), _delivery(1))])) == {"x"}
 
 
 _PENDING = "SELECT count(*) FROM outbox WHERE event_id LIKE $1 AND published_at IS NULL"

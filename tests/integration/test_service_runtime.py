@@ -46,7 +46,7 @@ async def test_a_service_confirms_each_deal_once(infra: InfraUrls, topics: None)
                         id=f"{name}-{e.data.deal_id}",
                     )
                     for e, _ in mine
-                    if e.id in new
+                    if e.identity in new
                 ]
                 await enqueue(conn, confirmations)
 

@@ -17,7 +17,7 @@ from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms
-from shared.events import CloudEvent, PayoutStatus
+from shared.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.kafka import Delivery
 from shared.money import FxSnapshot, Money
 
@@ -30,8 +30,8 @@ class PayoutRepository(Protocol):
 
     async def claim_events(
         self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
-    ) -> set[str]:
-        """Record the events as processed; return the ids seen for the first time."""
+    ) -> set[EventIdentity]:
+        """Record the events as processed; return the identities seen for the first time."""
         ...
 
     async def lock(

@@ -20,7 +20,7 @@ from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms
 from services.payouts.store import FeeCeilingExceeded, LockMode, StaleUpdate
-from shared.events import CloudEvent, PayoutStatus
+from shared.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.fx_moves import rejudged
 from shared.kafka import Delivery
 from shared.money import FxSnapshot, Money
@@ -28,7 +28,7 @@ from shared.money import FxSnapshot, Money
 
 @dataclass
 class MemoryState:
-    processed: set[tuple[str, str]] = field(default_factory=set)
+    processed: set[tuple[str, str, str]] = field(default_factory=set)  # (consumer, source, id)
     deals: dict[str, DealTerms] = field(default_factory=dict)
     commission_done: set[str] = field(default_factory=set)
     confirmations: dict[str, set[str]] = field(default_factory=dict)
@@ -55,9 +55,9 @@ class MemoryPayoutRepository:
 
     async def claim_events(
         self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
-    ) -> set[str]:
-        fresh = {e.id for e, _ in events if (consumer, e.id) not in self._s.processed}
-        self._s.processed |= {(consumer, e) for e in fresh}
+    ) -> set[EventIdentity]:
+        fresh = {e.identity for e, _ in events if (consumer, *e.identity) not in self._s.processed}
+        self._s.processed |= {(consumer, *e) for e in fresh}
         return fresh
 
     async def lock(

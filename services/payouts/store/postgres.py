@@ -28,7 +28,7 @@ from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
 from services.payouts.store import FeeCeilingExceeded, LockMode, StaleUpdate
 from shared import fx_store, inbox, outbox
-from shared.events import CloudEvent, PayoutStatus
+from shared.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.kafka import Delivery
 from shared.money import FxSnapshot, Money
 
@@ -150,7 +150,7 @@ class PgPayoutRepository:
 
     async def claim_events(
         self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
-    ) -> set[str]:
+    ) -> set[EventIdentity]:
         return await inbox.claim(self._conn, consumer, events)
 
     async def lock(

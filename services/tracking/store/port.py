@@ -20,7 +20,7 @@ from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.orders import Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
-from shared.events import CloudEvent
+from shared.events import CloudEvent, EventIdentity
 from shared.kafka import Delivery
 from shared.money import FxSnapshot
 
@@ -48,8 +48,8 @@ class OrderContext:
 
 
 class TrackingTx(Protocol):
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[str]:
-        """Record the events as processed; return the ids seen for the first time."""
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+        """Record the events as processed; return the identities seen for the first time."""
         ...
 
     async def exclude_other_batches(self) -> None:

@@ -32,7 +32,7 @@ from services.tracking.store.rows import (
     terms_digest,
 )
 from shared import fx_store, inbox, outbox
-from shared.events import CloudEvent
+from shared.events import CloudEvent, EventIdentity
 from shared.kafka import Delivery
 from shared.money import FxSnapshot, Money
 
@@ -67,7 +67,7 @@ class PostgresTrackingTx:
         self._conn = conn
         self._consumer = consumer
 
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[str]:
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
         return await inbox.claim(self._conn, self._consumer, events)
 
     async def exclude_other_batches(self) -> None:

@@ -67,9 +67,11 @@ class MatchingStoreContract:
         campaign = f"cmp-{uid()}"
         async with self.transaction() as conn:
             await self.store.record_hire(conn, f"deal-{uid()}", campaign, "cr-a", T0)
-            await self.store.record_feedback(conn, f"fb-{uid()}", campaign, "cr-b", "hired", None)
             await self.store.record_feedback(
-                conn, f"fb-{uid()}", campaign, "cr-c", "declined", None
+                conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-b", "hired", None
+            )
+            await self.store.record_feedback(
+                conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-c", "declined", None
             )
             await self.store.record_hire(conn, f"deal-{uid()}", "other", "cr-d", T0)
             assert await self.store.hired(conn, campaign) == {"cr-a", "cr-b"}
@@ -85,9 +87,11 @@ class MatchingStoreContract:
         before = await self.store.label_count()
         async with self.transaction() as conn:
             await self.store.save_answer(conn, answer(campaign, ["cr-x", "cr-y", "cr-z"]))
-            await self.store.record_feedback(conn, f"fb-{uid()}", campaign, "cr-x", "hired", None)
             await self.store.record_feedback(
-                conn, f"fb-{uid()}", campaign, "cr-y", "declined", None
+                conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-x", "hired", None
+            )
+            await self.store.record_feedback(
+                conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-y", "declined", None
             )
             deal = f"deal-{uid()}"
             await self.store.record_outcome(

@@ -93,10 +93,16 @@ class PayoutStoreContract:
         event = confirmed(uid("deal"), "dl-1")
         async with db.transaction() as repo:
             assert await repo.claim_events("payouts-contract", [(event, delivery(event))]) == {
-                event.id
+                event.identity
             }
         async with db.transaction() as repo:
             assert await repo.claim_events("payouts-contract", [(event, delivery(event))]) == set()
+        # Ids are unique per source only: another producer's event with this id is new.
+        other = event.model_copy(update={"source": "https://brand-tool.example"})
+        async with db.transaction() as repo:
+            assert await repo.claim_events("payouts-contract", [(other, delivery(other))]) == {
+                other.identity
+            }
 
     async def test_confirmations_and_attribution_keep_the_latest(self, db: PayoutDatabase) -> None:
         deal = uid("deal")

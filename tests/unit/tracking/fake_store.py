@@ -20,7 +20,7 @@ from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.orders import Order, OrderOutcome, OrderStatus, Refund
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
 from services.tracking.store.port import DealsAdded, OrderContext
-from shared.events import CloudEvent
+from shared.events import CloudEvent, EventIdentity
 from shared.fx_moves import rejudged
 from shared.kafka import Delivery
 from shared.money import FxSnapshot, Money
@@ -28,7 +28,7 @@ from shared.money import FxSnapshot, Money
 
 @dataclass
 class FakeState:
-    processed: set[str] = field(default_factory=set)
+    processed: set[EventIdentity] = field(default_factory=set)
     deals: dict[str, DealTerms] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
     snapshots: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
@@ -71,8 +71,8 @@ class FakeTrackingTx:
     def __init__(self, state: FakeState) -> None:
         self.s = state
 
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[str]:
-        fresh = {e.id for e, _ in events} - self.s.processed
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+        fresh = {e.identity for e, _ in events} - self.s.processed
         self.s.processed |= fresh
         return fresh
 

@@ -61,10 +61,21 @@ class StoreContract:
     async def test_claim_returns_only_first_sightings(self, store: TrackingStore, ids: Ids) -> None:
         events = [order_event(ids("o1")), order_event(ids("o2"))]
         async with store.transaction() as tx:
-            assert await tx.claim(delivered(events)) == {e.id for e in events}
+            assert await tx.claim(delivered(events)) == {e.identity for e in events}
         more = [events[1], order_event(ids("o3"))]
         async with store.transaction() as tx:
-            assert await tx.claim(delivered(more)) == {more[1].id}
+            assert await tx.claim(delivered(more)) == {more[1].identity}
+
+    async def test_equal_ids_from_two_sources_are_two_events(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        first = order_event(ids("o"))
+        second = first.model_copy(update={"source": "https://other-shop.example"})
+        async with store.transaction() as tx:
+            assert await tx.claim(delivered([first, second])) == {
+                first.identity,
+                second.identity,
+            }
 
     async def test_a_failed_transaction_leaves_nothing_behind(
         self, store: TrackingStore, ids: Ids
@@ -77,7 +88,7 @@ class StoreContract:
                 await tx.add_deals([deal])
                 raise RuntimeError("boom")
         async with store.transaction() as tx:
-            assert await tx.claim(delivered([event])) == {event.id}
+            assert await tx.claim(delivered([event])) == {event.identity}
             assert await tx.deals_of_creators([ids("cr")]) == []
 
     async def test_deals_are_stored_once_and_conflicting_terms_reported(

@@ -267,3 +267,15 @@ def test_redelivering_everything_changes_nothing_and_publishes_nothing() -> None
     asyncio.run(again())
     assert final_state(store) == before
     assert len(store.state.outbox) == published
+
+
+def test_two_shops_may_choose_the_same_event_id() -> None:
+    """CloudEvents ids are unique per source: shop B's event "1" is not a replay of shop A's."""
+    shop_a = order_event("ord-a", promo_code="ONE", event_id="1", occurred_at=T0)
+    shop_b = order_event("ord-b", promo_code="ONE", event_id="1", occurred_at=T0).model_copy(
+        update={"source": "https://shop-b.example"}
+    )
+    for batches in ([[*deals(), shop_a, shop_b]], [deals(), [shop_a], [shop_b, shop_a]]):
+        store = run(batches)
+        assert set(store.state.outcomes) == {"ord-a", "ord-b"}
+        assert store.state.attributions["deal-1"].performance.orders == 2
