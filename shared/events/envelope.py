@@ -28,7 +28,10 @@ class CloudEvent(BaseModel, Generic[DataT]):
         description="CloudEvents specification version.", examples=[SPEC_VERSION]
     )
     id: Id = Field(
-        description="Unique event id (a UUID when we produce it); consumers dedupe on it.",
+        description=(
+            "Event id, unique per `source` (a UUID when we produce it); consumers dedupe on "
+            "(source, id)."
+        ),
         examples=["6f1c2b1e-6d0a-4f57-9d3c-2b8f8f0f6a11"],
     )
     source: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)] = Field(
