@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from services.tracking.domain.attribution import attribute
+from services.tracking.domain.deals import code_clash
 from services.tracking.domain.deliverables import confirmations_due
 from services.tracking.domain.orders import evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
@@ -91,7 +92,8 @@ async def apply_batch(
     but never convert an order.
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
-    terms different from those stored under its id.
+    terms different from those stored under its id, or with a promo code another brand's
+    deal holds at the same time (domain.deals.code_clash).
     """
     fresh = await tx.claim(batch)
     # Replicas of the service apply batches at the same time; from here on, one at a time.
@@ -111,6 +113,11 @@ async def apply_batch(
     if deals.conflicting:
         raise EventRejected(conflicting_terms(sorted(deals.conflicting)[0]))
     new_deals = deals.added
+    if new_deals:
+        holders = await tx.deals_with_codes({c for d in new_deals for c in d.promo_codes})
+        for deal in new_deals:
+            if (clash := code_clash(deal, holders)) is not None:
+                raise EventRejected(clash)
     await tx.add_fx_snapshots(inputs.fx, fx_max_move)
 
     # Which deals each changed post counts for, and which posts each new deal gets.

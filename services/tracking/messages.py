@@ -116,7 +116,8 @@ def read_inputs(events: Iterable[CloudEvent[Any]]) -> BatchInputs:
         elif kind == EventType.ORDER_REDEEMED:
             paid: OrderRedeemed = event.data
             inputs.orders.setdefault(
-                paid.order_id, Order(paid.order_id, paid.promo_code, paid.amount, paid.occurred_at)
+                paid.order_id,
+                Order(paid.order_id, paid.promo_code, paid.amount, paid.occurred_at, paid.brand_id),
             )
         elif kind == EventType.ORDER_REFUNDED:
             refunded: OrderRefunded = event.data

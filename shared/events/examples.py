@@ -201,6 +201,7 @@ def order_redeemed() -> OrderRedeemed:
         promo_code="JANE10",
         amount=usd("64.90"),
         occurred_at=EXAMPLE_TIME + timedelta(days=4),
+        brand_id="br-12",
     )
 
 

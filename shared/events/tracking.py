@@ -77,6 +77,15 @@ class OrderRedeemed(ExternalPayload):
     occurred_at: UtcDatetime = Field(
         description="When the order was placed.", examples=["2025-04-05T10:12:00Z"]
     )
+    brand_id: Id | None = Field(
+        default=None,
+        description=(
+            "The brand whose shop sold the order. When given, the order counts only for that "
+            "brand's deals; without it, for the deal holding the code (a code belongs to one "
+            "brand at a time)."
+        ),
+        examples=["br-12"],
+    )
 
 
 class OrderRefunded(ExternalPayload):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -58,3 +59,27 @@ class DealTerms:
     def runs_at(self, moment: datetime) -> bool:
         """True when `moment` lies in the deal period [starts_at, ends_at]."""
         return self.starts_at <= moment <= self.ends_at
+
+
+def code_clash(deal: DealTerms, others: Iterable[DealTerms]) -> str | None:
+    """Why `deal` may not be stored, or None: one of its promo codes belongs to another
+    brand's deal whose order window [starts_at, orders_close_at] overlaps its own.
+
+    An order says which code was used, and not always which brand sold it, so a code must
+    mean one brand at a time, or one brand's sales could pay another brand's creator.
+    """
+    for other in sorted(others, key=lambda d: d.deal_id):
+        if other.deal_id == deal.deal_id or other.brand_id == deal.brand_id:
+            continue
+        shared = sorted(set(deal.promo_codes) & set(other.promo_codes))
+        overlap = (
+            deal.starts_at <= other.orders_close_at and other.starts_at <= deal.orders_close_at
+        )
+        if shared and overlap:
+            return (
+                f"promo code {shared[0]!r} of deal {deal.deal_id!r} (brand {deal.brand_id!r}) "
+                f"already belongs to deal {other.deal_id!r} of brand {other.brand_id!r} from "
+                f"{other.starts_at.isoformat()} to {other.orders_close_at.isoformat()}; "
+                "a code may belong to one brand at a time: use another code or other dates"
+            )
+    return None

@@ -54,6 +54,8 @@ class Order:
     promo_code: str
     amount: Money
     occurred_at: datetime
+    # The brand whose shop sold it, if the shop said: then only that brand's deals count.
+    brand_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,12 @@ class OrderOutcome:
 
 def choose_deal(order: Order, candidates: Iterable[DealTerms]) -> DealTerms | OrderReason:
     """The deal `order` counts for, or why none: UNKNOWN_CODE or OUTSIDE_WINDOW."""
-    carrying = [deal for deal in candidates if order.promo_code in deal.promo_codes]
+    carrying = [
+        deal
+        for deal in candidates
+        if order.promo_code in deal.promo_codes
+        and (order.brand_id is None or deal.brand_id == order.brand_id)
+    ]
     if not carrying:
         return OrderReason.UNKNOWN_CODE
     accepting = [deal for deal in carrying if deal.accepts_order_at(order.occurred_at)]

@@ -60,6 +60,10 @@ class TrackingTx(Protocol):
         deal and one with its post, would each miss the other's half."""
         ...
 
+    async def deals_with_codes(self, promo_codes: Collection[str]) -> list[DealTerms]:
+        """Stored deals carrying any of `promo_codes`."""
+        ...
+
     async def add_deals(self, deals: Sequence[DealTerms]) -> DealsAdded:
         """Store deals not stored yet (deal ids unique within `deals`)."""
         ...

@@ -144,6 +144,17 @@ class PostgresTrackingTx:
         )
         return [post_from(row) for row in rows]
 
+    async def deals_with_codes(self, promo_codes: Collection[str]) -> list[DealTerms]:
+        if not promo_codes:
+            return []
+        rows = await self._conn.fetch(
+            """SELECT d.* FROM tracking_deals d WHERE deal_id IN (
+                   SELECT deal_id FROM tracking_deal_promo_codes
+                   WHERE promo_code = ANY($1::text[]))""",
+            list(promo_codes),
+        )
+        return [deal_from(row) for row in rows]
+
     async def deals_of_creators(self, creator_ids: Collection[str]) -> list[DealTerms]:
         if not creator_ids:
             return []
@@ -198,10 +209,10 @@ class PostgresTrackingTx:
         if outcomes is None:
             rows = await self._conn.fetch(
                 """INSERT INTO tracking_orders (order_id, promo_code, amount, currency,
-                                                occurred_at, refunded_source)
+                                                occurred_at, brand_id, refunded_source)
                    SELECT u.*, 0 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[],
-                                             $5::timestamptz[])
-                       AS u(order_id, promo_code, amount, currency, occurred_at)
+                                             $5::timestamptz[], $6::text[])
+                       AS u(order_id, promo_code, amount, currency, occurred_at, brand_id)
                    ON CONFLICT (order_id) DO NOTHING RETURNING order_id""",
                 *_order_columns(orders),
             )
@@ -279,6 +290,7 @@ class PostgresTrackingTx:
                     row["promo_code"],
                     Money(row["amount"], row["currency"]),
                     row["occurred_at"],
+                    row["brand_id"],
                 ),
                 refunds=tuple(refunds.get(row["order_id"], ())),
                 candidates=tuple(candidates.get(row["promo_code"], ())),
@@ -443,13 +455,15 @@ class PostgresTrackingTx:
 
 
 def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:
-    """The order columns of tracking_orders (id, code, amount, currency, time), one array each."""
+    """The order columns of tracking_orders (id, code, amount, currency, time, brand), one
+    array each."""
     return [
         [o.order_id for o in orders],
         [o.promo_code for o in orders],
         [o.amount.amount for o in orders],
         [o.amount.currency for o in orders],
         [o.occurred_at for o in orders],
+        [o.brand_id for o in orders],
     ]
 
 

@@ -116,8 +116,8 @@ FROM ids JOIN tracking_orders o USING (order_id)
 NEW_ORDER_CONTEXTS = f"""
 SELECT o.*, s.base AS fx_base, s.as_of AS fx_snapshot_as_of, s.source AS fx_snapshot_source,
        s.rates::text AS fx_rates
-FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[])
-    AS o(order_id, promo_code, amount, currency, occurred_at)
+FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[], $6::text[])
+    AS o(order_id, promo_code, amount, currency, occurred_at, brand_id)
 {_FX_AT}
 WHERE NOT EXISTS (SELECT 1 FROM tracking_orders t WHERE t.order_id = o.order_id)
 """
@@ -125,18 +125,20 @@ WHERE NOT EXISTS (SELECT 1 FROM tracking_orders t WHERE t.order_id = o.order_id)
 # New orders stored with their outcome (the columns of SAVE_OUTCOMES).
 INSERT_EVALUATED_ORDERS = """
 INSERT INTO tracking_orders (
-    order_id, promo_code, amount, currency, occurred_at, evaluated, status, reason, deal_id,
-    revenue, refunded, deal_currency, refunded_source, fully_refunded, fx_rate, fx_as_of,
-    fx_source, last_refund_at)
-SELECT u.order_id, u.promo_code, u.amount, u.currency, u.occurred_at, true, u.status, u.reason,
-       u.deal_id, u.revenue, u.refunded, u.deal_currency, u.refunded_source, u.fully_refunded,
-       u.fx_rate, u.fx_as_of, u.fx_source, u.last_refund_at
+    order_id, promo_code, amount, currency, occurred_at, brand_id, evaluated, status, reason,
+    deal_id, revenue, refunded, deal_currency, refunded_source, fully_refunded, fx_rate,
+    fx_as_of, fx_source, last_refund_at)
+SELECT u.order_id, u.promo_code, u.amount, u.currency, u.occurred_at, u.brand_id, true,
+       u.status, u.reason, u.deal_id, u.revenue, u.refunded, u.deal_currency,
+       u.refunded_source, u.fully_refunded, u.fx_rate, u.fx_as_of, u.fx_source,
+       u.last_refund_at
 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[], $6::text[],
-            $7::text[], $8::text[], $9::numeric[], $10::numeric[], $11::text[], $12::numeric[],
-            $13::bool[], $14::numeric[], $15::timestamptz[], $16::text[], $17::timestamptz[])
-    AS u(order_id, promo_code, amount, currency, occurred_at, status, reason, deal_id, revenue,
-         refunded, deal_currency, refunded_source, fully_refunded, fx_rate, fx_as_of,
-         fx_source, last_refund_at)
+            $7::text[], $8::text[], $9::text[], $10::numeric[], $11::numeric[], $12::text[],
+            $13::numeric[], $14::bool[], $15::numeric[], $16::timestamptz[], $17::text[],
+            $18::timestamptz[])
+    AS u(order_id, promo_code, amount, currency, occurred_at, brand_id, status, reason,
+         deal_id, revenue, refunded, deal_currency, refunded_source, fully_refunded, fx_rate,
+         fx_as_of, fx_source, last_refund_at)
 ON CONFLICT (order_id) DO NOTHING
 RETURNING order_id
 """

@@ -438,3 +438,38 @@ async def test_updates_are_coalesced_per_deal_and_conflicting_deals_dead_lettere
     assert await pool.fetchval(
         "SELECT fee_amount FROM tracking_deals WHERE deal_id = $1", deal_id
     ) == Decimal("500.00")
+
+
+async def test_a_deal_of_another_brand_with_a_code_in_use_is_dead_lettered(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    code = f"SUMMER{tag}"
+    held = deal_event(
+        f"deal-a-{tag}", brand_id="br-1", creator_id=f"cr-a-{tag}", promo_codes=(code,)
+    )
+    clashing = deal_event(
+        f"deal-b-{tag}", brand_id="br-2", creator_id=f"cr-b-{tag}", promo_codes=(code,)
+    )
+    await publish(infra.kafka_bootstrap_servers, [held])
+
+    async def stored() -> bool:
+        query = "SELECT count(*) FROM tracking_deals WHERE deal_id = $1"
+        return bool(await pool.fetchval(query, held.data.deal_id))
+
+    await eventually(stored)
+    await publish(infra.kafka_bootstrap_servers, [clashing])
+    reasons: list[str] = []
+
+    async def rejected() -> bool:
+        letters = await read_dead_letters(
+            infra.kafka_bootstrap_servers, [dlq_topic(Topic.CAMPAIGN_DEALS)], service=SERVICE
+        )
+        reasons[:] = [letter.reason for letter in letters if clashing.id.encode() in letter.value]
+        return bool(reasons)
+
+    await eventually(rejected)
+    assert code in reasons[0] and "one brand at a time" in reasons[0]
+    assert not await pool.fetchval(
+        "SELECT 1 FROM tracking_deals WHERE deal_id = $1", clashing.data.deal_id
+    )

@@ -35,6 +35,7 @@ def deal_event(
     deal_id: str,
     *,
     campaign_id: str = "cmp-1",
+    brand_id: str = "br-1",
     creator_id: str = "cr-1",
     fee: str = "500.00",
     currency: str = "USD",
@@ -52,7 +53,7 @@ def deal_event(
         DealSigned(
             deal_id=deal_id,
             campaign_id=campaign_id,
-            brand_id="br-1",
+            brand_id=brand_id,
             creator_id=creator_id,
             fee=Money.of(fee, currency),
             commission_rate=Decimal(commission_rate),

@@ -120,6 +120,10 @@ class FakeTrackingTx:
                 stored.append(merged)
         return stored
 
+    async def deals_with_codes(self, promo_codes: Collection[str]) -> list[DealTerms]:
+        wanted = set(promo_codes)
+        return [d for d in self.s.deals.values() if wanted & set(d.promo_codes)]
+
     async def deals_of_creators(self, creator_ids: Collection[str]) -> list[DealTerms]:
         return [d for d in self.s.deals.values() if d.creator_id in creator_ids]
 

@@ -77,6 +77,19 @@ class StoreContract:
                 second.identity,
             }
 
+    async def test_deals_are_found_by_any_of_their_codes(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        code, other = ids("CODE"), ids("OTHER")
+        first = deal_terms(deal_event(ids("deal-a"), promo_codes=(code, other)))
+        second = deal_terms(deal_event(ids("deal-b"), brand_id="br-2", promo_codes=(other,)))
+        async with store.transaction() as tx:
+            await tx.add_deals([first, second])
+            assert await tx.deals_with_codes([code]) == [first]
+            found = await tx.deals_with_codes([code, other, ids("NONE")])
+            assert sorted(d.deal_id for d in found) == sorted([first.deal_id, second.deal_id])
+            assert await tx.deals_with_codes([]) == []
+
     async def test_a_failed_transaction_leaves_nothing_behind(
         self, store: TrackingStore, ids: Ids
     ) -> None:
@@ -225,8 +238,9 @@ class StoreContract:
                 starts_at=ids.at(),
             )
         )
-        stored = Order(ids("o1"), code, Money.of("10.00", "USD"), ids.at(hours=1))
-        new = Order(ids("o2"), code, Money.of("64.90", "USD"), ids.at(hours=10))
+        # The shop's brand, when given, is kept with the order (it scopes the code).
+        stored = Order(ids("o1"), code, Money.of("10.00", "USD"), ids.at(hours=1), "br-1")
+        new = Order(ids("o2"), code, Money.of("64.90", "USD"), ids.at(hours=10), "br-1")
         refund = Refund(new.order_id, Money.of("4.90", "USD"), ids.at(hours=11))
         with_eur = FxSnapshot("USD", {"EUR": Decimal("0.9215")}, ids.at(hours=2), "ecb")
         async with store.transaction() as tx:
@@ -248,6 +262,8 @@ class StoreContract:
             [context] = await tx.orders_to_evaluate({new.order_id}, set(), None)
             assert context.order == new
             assert context.current == outcome
+            [context] = await tx.orders_to_evaluate({stored.order_id}, set(), None)
+            assert context.order == stored
             [facts] = await tx.deal_facts({deal.deal_id})
         assert facts.orders == 1
         assert facts.revenue == outcome.net_revenue

@@ -1,0 +1,79 @@
+"""A promo code means one brand at a time: an order names its code, not always its brand."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from services.tracking.batch import apply_batch
+from services.tracking.domain.deals import code_clash
+from services.tracking.domain.orders import Order, OrderReason, evaluate_order
+from shared.errors import EventRejected
+from shared.money import Money
+from tests.unit.tracking.builders import T0, deal_event, delivered, order_event, terms
+from tests.unit.tracking.fake_store import FakeTrackingStore
+
+# Orders count from T0 to T0 + 30 + 7 days.
+HELD = terms(deal_id="deal-a", promo_codes=("SUMMER10", "JANE"), days=30, window_days=7)
+
+
+def test_another_brands_deal_may_not_share_a_code_while_it_counts_orders() -> None:
+    clashing = terms(deal_id="deal-b", brand_id="br-2", promo_codes=("SUMMER10",))
+    reason = code_clash(clashing, [HELD])
+    assert reason is not None
+    assert "'SUMMER10'" in reason and "'deal-a'" in reason and "'br-2'" in reason
+    # Overlapping only by the attribution window (orders after the end still count).
+    late = terms(
+        deal_id="deal-b",
+        brand_id="br-2",
+        promo_codes=("SUMMER10",),
+        starts_at=T0 + timedelta(days=36),
+    )
+    assert code_clash(late, [HELD]) is not None
+
+
+def test_the_same_brand_another_time_or_the_same_deal_may() -> None:
+    assert code_clash(terms(deal_id="deal-b", promo_codes=("SUMMER10",)), [HELD]) is None
+    after = terms(
+        deal_id="deal-b",
+        brand_id="br-2",
+        promo_codes=("SUMMER10",),
+        starts_at=T0 + timedelta(days=38),
+    )
+    assert code_clash(after, [HELD]) is None
+    other_code = terms(deal_id="deal-b", brand_id="br-2", promo_codes=("WINTER",))
+    assert code_clash(other_code, [HELD]) is None
+    assert code_clash(HELD, [HELD]) is None
+
+
+def test_a_clashing_deal_is_rejected_and_the_code_keeps_paying_its_brand() -> None:
+    store = FakeTrackingStore()
+    first = deal_event("deal-a", brand_id="br-1", creator_id="cr-a", promo_codes=("SUMMER10",))
+    second = deal_event("deal-b", brand_id="br-2", creator_id="cr-b", promo_codes=("SUMMER10",))
+    order = order_event("ord-1", promo_code="SUMMER10", occurred_at=T0 + timedelta(days=2))
+
+    async def main() -> None:
+        async with store.transaction() as tx:
+            await apply_batch(tx, delivered([first]), now=T0)
+        with pytest.raises(EventRejected, match="SUMMER10"):
+            async with store.transaction() as tx:
+                await apply_batch(tx, delivered([second], offset=1), now=T0)
+        async with store.transaction() as tx:
+            await apply_batch(tx, delivered([order], offset=2), now=T0)
+
+    asyncio.run(main())
+    assert set(store.state.deals) == {"deal-a"}
+    assert store.state.outcomes["ord-1"].deal_id == "deal-a"
+
+
+def test_an_order_naming_its_brand_counts_only_for_that_brands_deals() -> None:
+    at = T0 + timedelta(days=2)
+    deal = terms(deal_id="deal-a", brand_id="br-1", promo_codes=("SUMMER10",))
+    theirs = Order("o-1", "SUMMER10", Money.of("50.00", "USD"), at, brand_id="br-1")
+    elsewhere = Order("o-2", "SUMMER10", Money.of("50.00", "USD"), at, brand_id="br-2")
+    unnamed = Order("o-3", "SUMMER10", Money.of("50.00", "USD"), at)
+    assert evaluate_order(theirs, (), [deal], None).deal_id == "deal-a"
+    assert evaluate_order(elsewhere, (), [deal], None).reason is OrderReason.UNKNOWN_CODE
+    assert evaluate_order(unnamed, (), [deal], None).deal_id == "deal-a"
