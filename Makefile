@@ -61,4 +61,6 @@ status: $(STAMP)
 
 clean:
 	-@test -x $(BIN)/creatorflow && $(BIN)/creatorflow infra down
+	@# As root, PostgreSQL's data lives in its own place; the checkout holds a link to it.
+	-@test -L .creatorflow/postgres/data && rm -rf "$$(readlink .creatorflow/postgres/data)"
 	rm -rf $(VENV) .creatorflow .pytest_cache .mypy_cache .ruff_cache .hypothesis

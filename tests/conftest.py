@@ -17,7 +17,7 @@ import redis.asyncio as redis
 from shared.cache import create_redis
 from shared.config import Settings
 from shared.db import create_pool, migrate
-from shared.infra import EmbeddedInfra, InfraUrls
+from shared.infra import EmbeddedInfra, InfraUrls, postgres_account
 from shared.infra.process import pid_alive
 from shared.kafka import ensure_topics
 
@@ -70,3 +70,10 @@ def pytest_report_header() -> list[str]:
     ]
     where = f"external: {', '.join(external)}" if external else "embedded (pip wheels)"
     return [f"creatorflow infrastructure: {where}"]
+
+
+def pytest_sessionfinish() -> None:
+    # As root, durable clusters of temp data dirs live outside them (shared.infra.
+    # postgres_account): remove those no server uses any more, as the temp dirs would be.
+    if os.geteuid() == 0:
+        postgres_account.discard_unused_under(Path(tempfile.gettempdir()))

