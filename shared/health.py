@@ -4,11 +4,16 @@
 - `/readyz`: broker, database and cache reachable and the consumer holds partitions; 503 with
   the failing checks otherwise (readiness: keep traffic and rollouts waiting).
 - `/metrics`: Prometheus text format from the process's default registry.
+
+With a token (`HTTP_TOKEN`), `/readyz` and `/metrics` answer only requests carrying
+`Authorization: Bearer <token>` (401 otherwise); `/healthz` says nothing but "ok" and stays
+open for liveness probes. deploy/SCALING.md says who should reach these at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -31,16 +36,32 @@ async def _run_check(check: Check) -> bool:
 
 
 class HealthApp:
-    def __init__(self, service: str, checks: Mapping[str, Check]) -> None:
+    def __init__(
+        self, service: str, checks: Mapping[str, Check], *, token: str | None = None
+    ) -> None:
         self._service = service
         self._checks = dict(checks)
         self._metrics = make_asgi_app()
+        self._expected = None if not token else f"Bearer {token}".encode()
+
+    def _authorized(self, scope: Scope) -> bool:
+        if self._expected is None:
+            return True
+        given = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        return hmac.compare_digest(given, self._expected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         path = scope["path"]
-        if path == "/metrics":
+        if path in ("/metrics", "/readyz") and not self._authorized(scope):
+            await _json(
+                send,
+                401,
+                {"error": f"{path} needs the header Authorization: Bearer <HTTP_TOKEN>"},
+                [(b"www-authenticate", b'Bearer realm="creatorflow"')],
+            )
+        elif path == "/metrics":
             await self._metrics(scope, receive, send)
         elif path == "/healthz":
             await _json(send, 200, {"service": self._service, "status": "ok"})
@@ -56,7 +77,12 @@ class HealthApp:
             )
 
 
-async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -65,6 +91,7 @@ async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(extra_headers or []),
             ],
         }
     )

@@ -22,6 +22,7 @@ import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
+from pydantic import SecretStr
 
 from shared.cache import create_redis
 from shared.config import Settings
@@ -173,12 +174,16 @@ class ServiceRuntime:
         for loop in [*background, lambda: _sample_consumer_lag(resources)]:
             self._tasks.append(asyncio.create_task(_supervised(self.name, loop)))
         if settings.http_port is not None:
-            await self._serve_http(settings.http_host, settings.http_port)
+            await self._serve_http(settings.http_host, settings.http_port, settings.http_token)
         log.info("service started", service=self.name, http_port=self.http_port)
 
-    async def _serve_http(self, host: str, port: int) -> None:
+    async def _serve_http(self, host: str, port: int, token: SecretStr | None) -> None:
         assert self.resources is not None
-        app = HealthApp(self.name, readiness_checks(self.resources))
+        app = HealthApp(
+            self.name,
+            readiness_checks(self.resources),
+            token=None if token is None else token.get_secret_value(),
+        )
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())

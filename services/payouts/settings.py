@@ -7,6 +7,7 @@ values it needs as arguments.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +85,24 @@ class PayoutsSettings(BaseSettings):
             )
         if self.provider == "stripe" and self.stripe_api_key is None:
             raise ValueError("PAYOUTS_PROVIDER=stripe needs PAYOUTS_STRIPE_API_KEY")
+        if self.profile is Profile.PRODUCTION and self.provider == "sandbox":
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production refuses PAYOUTS_PROVIDER=sandbox: it reports "
+                "payouts as sent and moves no money"
+            )
+        if self.profile is Profile.PRODUCTION and not _private_channel(self.stripe_api_base):
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production refuses a PAYOUTS_STRIPE_API_BASE that is not "
+                "https:// (the API key would cross the network in clear text)"
+            )
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ValueError("PAYOUTS_RETRY_MAX_SECONDS must be >= PAYOUTS_RETRY_INITIAL_SECONDS")
         return self
+
+
+def _private_channel(url: str) -> bool:
+    """https, or plain http that never leaves the host (a local proxy or test server)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
+    )

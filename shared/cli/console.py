@@ -6,6 +6,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 errors = Console(stderr=True)
@@ -13,7 +14,8 @@ errors = Console(stderr=True)
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print an error a user can act on and exit non-zero."""
-    errors.print(f"[bold red]error:[/] {message}")
+    # Messages quote user input and commands such as `pip install 'x[extra]'`: not markup.
+    errors.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
-        errors.print(f"[dim]hint:[/] {hint}")
+        errors.print(f"[dim]hint:[/] {escape(hint)}")
     raise typer.Exit(code)

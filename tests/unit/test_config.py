@@ -11,7 +11,7 @@ from shared.config import Profile, Settings
 EXTERNAL = {
     "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
     "DATABASE_URL": "postgresql://app:s3cret-Pa55@db:5432/app",
-    "REDIS_URL": "redis://cache:6379/0",
+    "REDIS_URL": "redis://:c4che-Pa55@cache:6379/0",
 }
 
 
@@ -58,6 +58,48 @@ def test_production_refuses_default_or_empty_password(
     monkeypatch.setenv("DATABASE_URL", url)
     with pytest.raises(ValidationError, match="password"):
         Settings()
+
+
+def test_production_refuses_redis_without_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in EXTERNAL.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    with pytest.raises(ValidationError, match="REDIS_URL without a password"):
+        Settings()
+
+
+PAYOUTS_PRODUCTION = {
+    "CREATORFLOW_PROFILE": "production",
+    "PAYOUTS_DESTINATION_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    "PAYOUTS_PROVIDER": "stripe",
+    "PAYOUTS_STRIPE_API_KEY": "sk_live_x",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "refusal"),
+    [
+        ({"PAYOUTS_PROVIDER": "sandbox"}, "PAYOUTS_PROVIDER=sandbox"),
+        ({"PAYOUTS_STRIPE_API_BASE": "http://stripe.internal"}, "not https"),
+    ],
+)
+def test_production_refuses_payouts_that_move_no_money_or_leak_the_key(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, str], refusal: str
+) -> None:
+    for name, value in {**PAYOUTS_PRODUCTION, **changes}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=refusal):
+        PayoutsSettings()
+
+
+@pytest.mark.parametrize("base", ["https://api.stripe.com", "http://127.0.0.1:8443"])
+def test_production_accepts_stripe_over_tls_or_on_this_host(
+    monkeypatch: pytest.MonkeyPatch, base: str
+) -> None:
+    for name, value in {**PAYOUTS_PRODUCTION, "PAYOUTS_STRIPE_API_BASE": base}.items():
+        monkeypatch.setenv(name, value)
+    assert PayoutsSettings().stripe_api_base == base
 
 
 def test_production_with_real_credentials_starts(monkeypatch: pytest.MonkeyPatch) -> None:

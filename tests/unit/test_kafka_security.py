@@ -159,7 +159,7 @@ PRODUCTION = {
     "CREATORFLOW_PROFILE": "production",
     **EXTERNAL,
     "DATABASE_URL": "postgresql://app:s3cret-Pa55@db:5432/app",
-    "REDIS_URL": "redis://cache:6379/0",
+    "REDIS_URL": "redis://:c4che-pw@cache:6379/0",
 }
 
 

@@ -88,6 +88,8 @@ def test_settings_default_to_the_development_key_outside_production(
 
 def test_production_refuses_the_development_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    monkeypatch.setenv("PAYOUTS_PROVIDER", "stripe")
+    monkeypatch.setenv("PAYOUTS_STRIPE_API_KEY", "sk_live_x")
     monkeypatch.delenv("PAYOUTS_DESTINATION_KEY", raising=False)
     with pytest.raises(ValidationError, match="refuses the development PAYOUTS_DESTINATION_KEY"):
         PayoutsSettings()
