@@ -1,4 +1,4 @@
-"""Redis: holds only what can be rebuilt from Postgres or Kafka (DESIGN.md §2)."""
+"""Redis: holds only what can be rebuilt from Postgres or Kafka (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

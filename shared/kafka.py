@@ -1,7 +1,7 @@
 """Kafka wiring: the broker factory, topic creation, publishing, and consumption that never
 loses a valid message nor blocks a partition on a poison one.
 
-What happens to a message whose handling fails (DESIGN.md §2):
+What happens to a message whose handling fails (docs/architecture.md §2):
 
 - unparseable or schema-invalid (`EventDecodeError`), or a business-rule violation
   (`EventRejected`): straight to `<topic>.dlq` with the reason in headers, original bytes as

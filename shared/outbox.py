@@ -1,4 +1,4 @@
-"""The transactional outbox: events that must not be lost (DESIGN.md §2).
+"""The transactional outbox: events that must not be lost (docs/architecture.md §2).
 
 `enqueue` writes events in the caller's transaction, so they exist exactly when the state
 change that caused them committed. `OutboxRelay` publishes committed rows in `seq` order and

@@ -5,7 +5,7 @@ then fetch again. For a service whose batch is one database transaction, the pro
 idle while PostgreSQL works, and PostgreSQL while the process decodes. `PipelinedBatches`
 overlaps the two: batch N+1 is fetched and decoded while batch N's transaction runs.
 
-What does not change (DESIGN.md §2):
+What does not change (docs/architecture.md §2):
 
 - batches are applied one after another, in partition order, each through
   `SafeConsumer.apply` (retries, bisection, dead letters);

@@ -92,7 +92,8 @@ IntArray = npt.NDArray[np.integer]
 
 
 def tier_codes(followers: npt.NDArray[np.integer] | npt.NDArray[np.floating]) -> IntArray:
-    """Tier code (index into TIERS) per creator from its follower count (DESIGN.md §3)."""
+    """Tier code (index into TIERS) per creator from its follower count (tiers as defined in
+    docs/architecture.md §3)."""
     return np.searchsorted(
         np.array([10_000, 100_000, 1_000_000]), np.asarray(followers), side="right"
     ).astype(np.int8)

@@ -1,4 +1,4 @@
-"""Every v1 event: its topic, type, payload model and Kafka key (DESIGN.md §3).
+"""Every v1 event: its topic, type, payload model and Kafka key (docs/architecture.md §3).
 
 Code names topics and types through `Topic` and `EventType`, never as string literals.
 """

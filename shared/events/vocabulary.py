@@ -60,7 +60,7 @@ _MEGA_FROM: Final = 1_000_000
 
 
 def tier_for_followers(followers: int) -> Tier:
-    """The tier of a creator with `followers` followers (DESIGN.md §3 definitions)."""
+    """The tier of a creator with `followers` followers (docs/architecture.md §3 definitions)."""
     if followers < _MICRO_FROM:
         return "nano"
     if followers < _MACRO_FROM:

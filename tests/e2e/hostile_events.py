@@ -275,7 +275,7 @@ def odd_but_valid(topic: str) -> list[tuple[str, Document]]:
         # Only where the envelope's time decides the newest version is a future one refused.
         cases.append(("time far in the future", {**example(event_type), "time": FAR_FUTURE}))
     if not spec_for_type(event_type).external:
-        # Between our own services unknown data fields are tolerated (DESIGN.md §3).
+        # Between our own services unknown data fields are tolerated (docs/architecture.md §3).
         cases.append(("unknown field between services", _set(example(event_type), ("v2",), 1)))
     return cases
 

@@ -1,10 +1,10 @@
 """The event contract is usable by outsiders: the whole platform driven with a plain Kafka client.
 
 The three services run as separate processes against fresh embedded servers. Everything the
-test sends is a CloudEvents JSON document written by hand as DESIGN.md §3 describes it, and
-everything it checks is the raw JSON the services publish: no model, codec or money helper of
-CreatorFlow is used between the fixtures and the assertions. Expected figures are computed
-here by hand with `decimal`.
+test sends is a CloudEvents JSON document written by hand as docs/architecture.md §3
+describes it, and everything it checks is the raw JSON the services publish: no model, codec
+or money helper of CreatorFlow is used between the fixtures and the assertions. Expected
+figures are computed here by hand with `decimal`.
 """
 
 from __future__ import annotations

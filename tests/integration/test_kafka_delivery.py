@@ -1,4 +1,4 @@
-"""Delivery rules on the real broker, database and cache (DESIGN.md §2).
+"""Delivery rules on the real broker, database and cache (docs/architecture.md §2).
 
 Events go in through a plain aiokafka producer as raw bytes, the way an outside producer
 sends them, and come out through the project's FastStream consumers.

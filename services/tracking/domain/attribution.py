@@ -1,4 +1,4 @@
-"""Attribution arithmetic (DESIGN.md §3): totals, spend and the published ratios.
+"""Attribution arithmetic (docs/architecture.md §3): totals, spend and the published ratios.
 
 Totals are additive (`Performance.__add__`), so a campaign's figures are the sum of its
 deals' totals and its ratios are computed from that sum, never averaged from deal ratios.

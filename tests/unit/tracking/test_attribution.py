@@ -1,4 +1,4 @@
-"""Attribution arithmetic of DESIGN.md §3 on exact decimals."""
+"""Attribution arithmetic of docs/architecture.md §3 on exact decimals."""
 
 from __future__ import annotations
 
