@@ -41,6 +41,12 @@ FX_SNAPSHOTS_SUSPECT = Counter(
     "FX snapshots stored as suspect (a rate moved too far or is absurd): alert on any increase",
 )
 
+PAYOUT_DESTINATION_COOLOFFS = Counter(
+    "creatorflow_payout_destination_cooloffs_total",
+    "Payout destinations changed while payouts were in flight, now cooling off: alert on any "
+    "increase (a takeover of a creator's account looks like this)",
+)
+
 PAYOUT_TRANSITIONS = Counter(
     "creatorflow_payout_transitions_total",
     "Payout status changes committed (each one a payouts.status event), by the status reached",

@@ -19,7 +19,7 @@ from services.payouts.handlers import HANDLERS, PayoutPolicy, Work
 from services.payouts.providers import PayoutProvider
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.providers.stripe import StripeTransfers
-from services.payouts.schedules import CommissionSchedule, SettlementPoller
+from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store import PayoutDatabase
 from services.payouts.store.postgres import PgPayouts
@@ -56,6 +56,7 @@ def policy_from(settings: PayoutsSettings, fx_max_move: float = 0.25) -> PayoutP
         lease=timedelta(seconds=settings.dispatch_lease_seconds),
         commission_grace=timedelta(seconds=settings.commission_grace_seconds),
         fx_max_move=Decimal(str(fx_max_move)),
+        destination_cool_off=timedelta(seconds=settings.destination_cooloff_seconds),
     )
 
 
@@ -194,6 +195,12 @@ class PayoutsSetup:
         settlement = SettlementPoller(
             db, provider, policy, interval_seconds=settings.settle_check_seconds
         )
+        cool_offs = CoolOffReleases(
+            db,
+            policy,
+            interval_seconds=settings.cooloff_check_seconds,
+            on_scheduled=dispatcher.wake,
+        )
 
         async def close_provider_at_shutdown() -> None:
             try:
@@ -208,6 +215,7 @@ class PayoutsSetup:
             lambda: db.listen_due(dispatcher.wake),
             commissions.run,
             settlement.run,
+            cool_offs.run,
             close_provider_at_shutdown,
         ]
 

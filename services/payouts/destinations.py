@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 from typing import Final
 
@@ -70,6 +71,8 @@ class DestinationCipher:
             raise DestinationKeyError(f"a destination key has {KEY_BYTES} bytes, not {len(key)}")
         self._aead = AESGCM(key)
         self.key_id = hashlib.sha256(key).digest()[:_KEY_ID_BYTES]
+        # A separate key for fingerprints, so they reveal nothing about the encryption key.
+        self._fingerprint_key = hashlib.sha256(b"creatorflow/fingerprint/v1\x00" + key).digest()
 
     @classmethod
     def from_setting(cls, encoded: SecretStr) -> DestinationCipher:
@@ -83,7 +86,12 @@ class DestinationCipher:
         ciphertext = self._aead.encrypt(
             nonce, destination.get_secret_value().encode(), _CONTEXT + creator_id.encode()
         )
-        return SealedDestination(_VERSION + self.key_id + nonce + ciphertext)
+        fingerprint = hmac.digest(
+            self._fingerprint_key,
+            creator_id.encode() + b"\x00" + destination.get_secret_value().encode(),
+            "sha256",
+        )
+        return SealedDestination(_VERSION + self.key_id + nonce + ciphertext, fingerprint)
 
     def open(self, creator_id: str, sealed: SealedDestination) -> SecretStr:
         self.check_key(sealed)

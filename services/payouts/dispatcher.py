@@ -100,7 +100,7 @@ class Dispatcher:
             if not due:
                 return [], 0
             accounts = await repo.accounts(p.creator_id for p in due)
-            unpayable = {p.creator_id for p in due if hold_for(accounts.get(p.creator_id))}
+            unpayable = {p.creator_id for p in due if hold_for(accounts.get(p.creator_id), now)}
             if unpayable:
                 # Holding races with an account update releasing holds: take the creators'
                 # locks (as the consumer does) and look again.

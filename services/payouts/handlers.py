@@ -8,7 +8,7 @@ events are written together by `Work.flush` before the transaction commits.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -22,6 +22,7 @@ from services.payouts.domain.accounts import (
     PayoutAccount,
     RawDestination,
     Seal,
+    cooling_off_until,
 )
 from services.payouts.domain.amounts import commission
 from services.payouts.domain.ledger import Transfer
@@ -48,7 +49,7 @@ from shared.events import (
 )
 from shared.fx_store import snapshot_from_event
 from shared.money import FxSnapshot, MoneyError
-from shared.observability import PAYOUT_TRANSITIONS
+from shared.observability import PAYOUT_DESTINATION_COOLOFFS, PAYOUT_TRANSITIONS
 
 SOURCE: Final = "creatorflow/payouts"
 
@@ -68,6 +69,8 @@ class PayoutPolicy:
     # A rate moving more than this fraction against the last trusted snapshot makes the new
     # snapshot suspect (shared.fx_moves): payouts that need it are held.
     fx_max_move: Decimal = Decimal("0.25")
+    # A destination changed while payouts are in flight is paid to only after this long.
+    destination_cool_off: timedelta = timedelta(hours=24)
 
 
 _NO_SNAPSHOT: Final = object()
@@ -210,10 +213,36 @@ async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None
         account = PayoutAccount.from_event(data, updated_at=event.time, seal=work.seal)
     except RawDestination as refused:
         raise EventRejected(str(refused)) from None
+    previous = (await work.repo.accounts([data.creator_id])).get(data.creator_id)
+    until = cooling_off_until(
+        previous,
+        account,
+        in_flight=await work.repo.in_flight(data.creator_id),
+        now=work.now,
+        cool_off=work.policy.destination_cool_off,
+    )
+    account = replace(account, cooling_off_until=until)
     if not await work.repo.save_account(account):
         return
+    if until is not None and (previous is None or previous.cooling_off_until != until):
+        PAYOUT_DESTINATION_COOLOFFS.inc()
+        log.warning(
+            "payout destination changed with payouts in flight: cooling off",
+            creator_id=data.creator_id,
+            until=until.isoformat(),
+        )
+    # Scheduled payouts are held when the dispatcher claims them; held ones here.
     held = await work.repo.held_for_update(creator_ids=[data.creator_id], codes=list(HoldCode))
     await _release(work, held, {account.creator_id: account})
+
+
+async def release_cooled_off(work: Work, limit: int) -> int:
+    """Release payouts whose creator's destination cool-off has ended; returns how many were
+    looked at."""
+    held = await work.repo.cooled_off_for_update(work.now, limit)
+    accounts = await work.repo.accounts({p.creator_id for p in held})
+    await _release(work, held, accounts)
+    return len(held)
 
 
 async def on_attribution_updated(work: Work, event: CloudEvent[Any]) -> None:

@@ -1,4 +1,5 @@
-"""Periodic work: deciding commissions when attribution windows close, and settlement."""
+"""Periodic work: deciding commissions when attribution windows close, settlement, and the
+end of destination cool-offs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import structlog
 from services.payouts.dispatcher import Clock, utc_now
 from services.payouts.domain import lifecycle
 from services.payouts.domain.lifecycle import Transition
-from services.payouts.handlers import PayoutPolicy, Work, decide_commissions
+from services.payouts.handlers import PayoutPolicy, Work, decide_commissions, release_cooled_off
 from services.payouts.providers import PayoutProvider, ProviderError, Settlement
 from services.payouts.store import PayoutDatabase
 from shared.events import PayoutStatus
@@ -108,3 +109,39 @@ class SettlementPoller:
             await work.changed(changes)
             await work.flush()
         return len(changes)
+
+
+class CoolOffReleases:
+    """Every `interval_seconds`, releases payouts whose destination cool-off has ended."""
+
+    def __init__(
+        self,
+        db: PayoutDatabase,
+        policy: PayoutPolicy,
+        *,
+        interval_seconds: float,
+        on_scheduled: Callable[[], None] = lambda: None,
+        batch: int = 100,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._db = db
+        self._policy = policy
+        self._interval = interval_seconds
+        self._on_scheduled = on_scheduled
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            while await self.run_once() >= self._batch:
+                pass
+            await asyncio.sleep(self._interval)
+
+    async def run_once(self) -> int:
+        async with self._db.transaction() as repo:
+            work = Work(repo, self._policy, self._clock())
+            looked_at = await release_cooled_off(work, self._batch)
+            await work.flush()
+        if work.scheduled:
+            self._on_scheduled()
+        return looked_at

@@ -39,6 +39,13 @@ class PayoutsSettings(BaseSettings):
     # makes stored destinations unreadable: the service then refuses to start.
     destination_key: SecretStr = SecretStr(DEVELOPMENT_KEY)
 
+    # A payout destination that changes while the creator's payouts are in flight (held or
+    # scheduled) is paid to only after this cool-off: a takeover of the creator's onboarding
+    # account would otherwise redirect money in seconds. A day gives the creator's notice and
+    # an operator's alert (creatorflow_payout_destination_cooloffs_total) time to act.
+    destination_cooloff_seconds: float = Field(86_400.0, ge=0)
+    cooloff_check_seconds: float = Field(30.0, gt=0)
+
     provider: ProviderName = "sandbox"
     sandbox_latency_ms: float = Field(0.0, ge=0)
     sandbox_failure_rate: float = Field(0.0, ge=0, le=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -33,6 +33,8 @@ class HoldCode(StrEnum):
     # The converted amount does not match the share times the recorded rate: never sent; an
     # operator investigates (it means a bug or a changed row, not a late event).
     AMOUNT_CHECK = "amount_check"
+    # The destination changed while payouts were in flight: cleared when the cool-off ends.
+    DESTINATION_COOLOFF = "destination_cooloff"
 
 
 FX_HOLDS: Final = (HoldCode.FX_RATE, HoldCode.FX_SUSPECT)
@@ -55,6 +57,9 @@ class SealedDestination:
     opened only for the provider call."""
 
     data: bytes = field(repr=False)
+    # A keyed digest of (creator, destination): tells a changed destination from a re-sent
+    # one without opening either. None for destinations stored before it existed.
+    fingerprint: bytes | None = field(default=None, repr=False)
 
 
 Seal = Callable[[str, SecretStr], SealedDestination]
@@ -72,6 +77,9 @@ class PayoutAccount:
     tax_form_type: str
     tax_form_status: str
     updated_at: datetime
+    # Payouts to this destination wait until then (a destination changed with payouts in
+    # flight: `cooling_off_until`).
+    cooling_off_until: datetime | None = None
 
     @classmethod
     def from_event(
@@ -95,8 +103,32 @@ class PayoutAccount:
         )
 
 
-def hold_for(account: PayoutAccount | None) -> Hold | None:
-    """Why a payout to this account must wait, or None when it can be paid now."""
+def cooling_off_until(
+    previous: PayoutAccount | None,
+    new: PayoutAccount,
+    *,
+    in_flight: bool,
+    now: datetime,
+    cool_off: timedelta,
+) -> datetime | None:
+    """Until when payouts to `new` must wait: a destination (or method) that changes while
+    payouts are in flight is the classic takeover of a creator's money, so the change waits
+    `cool_off` (long enough for the creator or an operator to notice). The same destination
+    sent again keeps a running cool-off; a first account, or a change with nothing in flight,
+    waits for nothing."""
+    if previous is None:
+        return None
+    old, fresh = previous.destination.fingerprint, new.destination.fingerprint
+    changed = previous.method != new.method or (old is not None and old != fresh)
+    if not changed:
+        return previous.cooling_off_until
+    if in_flight and cool_off > timedelta(0):
+        return now + cool_off
+    return None
+
+
+def hold_for(account: PayoutAccount | None, now: datetime) -> Hold | None:
+    """Why a payout to this account must wait at `now`, or None when it can be paid now."""
     if account is None:
         return Hold(HoldCode.NO_ACCOUNT, "no payout account on file")
     if account.tax_form_type not in ACCEPTED_TAX_FORMS:
@@ -108,5 +140,11 @@ def hold_for(account: PayoutAccount | None) -> Hold | None:
         return Hold(
             HoldCode.TAX_FORM,
             f"tax form {account.tax_form_type} is {account.tax_form_status}, not verified",
+        )
+    if account.cooling_off_until is not None and now < account.cooling_off_until:
+        return Hold(
+            HoldCode.DESTINATION_COOLOFF,
+            "the payout destination changed while payouts were in flight; they are paid to "
+            f"it from {account.cooling_off_until.isoformat()} unless it is changed back",
         )
     return None

@@ -182,7 +182,7 @@ def _schedule_or_hold(
     money limit, a net that does not match) holds this payout with the reason; it never fails
     the event that released it (that may be a neighbour's, e.g. the creator's account).
     """
-    hold = hold_for(account)
+    hold = hold_for(account, now)
     if hold is not None:
         return payout, (), hold
     assert account is not None
@@ -263,11 +263,16 @@ def release(
     payout: Payout, account: PayoutAccount | None, snapshot: FxSnapshot | None, now: datetime
 ) -> Transition:
     """Try to release a held payout: scheduled if payable now; otherwise still held, with the
-    current reason (no event: the status did not change)."""
+    current reason (a new `payout.held` only when a destination cool-off begins)."""
     if payout.status != "held":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not held")
     converted, conversion, hold = _schedule_or_hold(payout, account, snapshot, now)
     if hold is not None:
+        cooling = hold.code is HoldCode.DESTINATION_COOLOFF
+        if cooling and (payout.hold is None or payout.hold.code is not hold.code):
+            # A destination change is what an account takeover looks like: announce the new
+            # reason (payout.held again), for the creator and for alerts.
+            return Transition(replace(payout, hold=hold, version=payout.version + 1), (), True)
         return Transition(replace(payout, hold=hold))
     if _nothing_to_send(converted):
         done = _settled_without_transfer(_to(converted, "settled"))
@@ -284,7 +289,9 @@ def claim(
     not its share at the recorded rate (checked again right before money leaves)."""
     if payout.status != "scheduled":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
-    hold = hold_for(account) or _amount_hold(payout.creator_share, _converted(payout), payout.fx)
+    hold = hold_for(account, now) or _amount_hold(
+        payout.creator_share, _converted(payout), payout.fx
+    )
     if hold is not None:
         return Transition(_to(payout, "held", hold=hold, next_attempt_at=None), publish=True)
     return Transition(replace(payout, attempts=payout.attempts + 1, next_attempt_at=now + lease))

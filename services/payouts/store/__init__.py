@@ -67,6 +67,15 @@ class PayoutRepository(Protocol):
 
     async def accounts(self, creator_ids: Iterable[str]) -> dict[str, PayoutAccount]: ...
 
+    async def in_flight(self, creator_id: str) -> bool:
+        """Whether the creator has payouts not sent yet (held or scheduled)."""
+        ...
+
+    async def cooled_off_for_update(self, now: datetime, limit: int) -> list[Payout]:
+        """Payouts held for a destination cool-off that ended by `now` (locked; rows locked
+        elsewhere skipped)."""
+        ...
+
     async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
         """Keep the attribution with the latest `as_of` per deal."""
         ...

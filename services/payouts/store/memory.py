@@ -103,6 +103,28 @@ class MemoryPayoutRepository:
     async def accounts(self, creator_ids: Iterable[str]) -> dict[str, PayoutAccount]:
         return {c: self._s.accounts[c] for c in set(creator_ids) if c in self._s.accounts}
 
+    async def in_flight(self, creator_id: str) -> bool:
+        return any(
+            p.creator_id == creator_id and p.status in ("held", "scheduled")
+            for p in self._s.payouts.values()
+        )
+
+    async def cooled_off_for_update(self, now: datetime, limit: int) -> list[Payout]:
+        def ended(creator_id: str) -> bool:
+            account = self._s.accounts.get(creator_id)
+            until = None if account is None else account.cooling_off_until
+            return account is not None and (until is None or until <= now)
+
+        held = [
+            p
+            for p in self._s.payouts.values()
+            if p.status == "held"
+            and p.hold is not None
+            and p.hold.code is HoldCode.DESTINATION_COOLOFF
+            and ended(p.creator_id)
+        ]
+        return sorted(held, key=lambda p: p.payout_id)[:limit]
+
     async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
         known = self._s.attribution.get(deal_id)
         if known is not None and known[1] > as_of:

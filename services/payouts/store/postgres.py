@@ -134,11 +134,17 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
     return PayoutAccount(
         creator_id=row["creator_id"],
         method=row["method"],
-        destination=SealedDestination(bytes(row["destination_sealed"])),
+        destination=SealedDestination(
+            bytes(row["destination_sealed"]),
+            None
+            if row["destination_fingerprint"] is None
+            else bytes(row["destination_fingerprint"]),
+        ),
         currency=row["currency"].strip(),
         tax_form_type=row["tax_form_type"],
         tax_form_status=row["tax_form_status"],
         updated_at=row["updated_at"],
+        cooling_off_until=row["cooling_off_until"],
     )
 
 
@@ -236,12 +242,15 @@ class PgPayoutRepository:
     async def save_account(self, account: PayoutAccount) -> bool:
         stored = await self._conn.fetchval(
             """INSERT INTO payouts_accounts AS a (creator_id, method, destination_sealed,
-                   currency, tax_form_type, tax_form_status, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   currency, tax_form_type, tax_form_status, updated_at,
+                   destination_fingerprint, cooling_off_until)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                ON CONFLICT (creator_id) DO UPDATE SET method = EXCLUDED.method,
                    destination_sealed = EXCLUDED.destination_sealed, destination_token = NULL,
                    currency = EXCLUDED.currency, tax_form_type = EXCLUDED.tax_form_type,
-                   tax_form_status = EXCLUDED.tax_form_status, updated_at = EXCLUDED.updated_at
+                   tax_form_status = EXCLUDED.tax_form_status, updated_at = EXCLUDED.updated_at,
+                   destination_fingerprint = EXCLUDED.destination_fingerprint,
+                   cooling_off_until = EXCLUDED.cooling_off_until
                WHERE a.updated_at <= EXCLUDED.updated_at
                RETURNING true""",
             account.creator_id,
@@ -251,6 +260,8 @@ class PgPayoutRepository:
             account.tax_form_type,
             account.tax_form_status,
             account.updated_at,
+            account.destination.fingerprint,
+            account.cooling_off_until,
         )
         return bool(stored)
 
@@ -322,6 +333,27 @@ class PgPayoutRepository:
                 ORDER BY payout_id FOR UPDATE""",
             None if creator_ids is None else list(creator_ids),
             [c.value for c in codes],
+        )
+        return [_payout(r) for r in rows]
+
+    async def in_flight(self, creator_id: str) -> bool:
+        return bool(
+            await self._conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM payouts_payouts WHERE creator_id = $1
+                       AND status IN ('held', 'scheduled'))""",
+                creator_id,
+            )
+        )
+
+    async def cooled_off_for_update(self, now: datetime, limit: int) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p
+                WHERE status = 'held' AND hold_code = 'destination_cooloff' AND EXISTS (
+                    SELECT 1 FROM payouts_accounts a WHERE a.creator_id = p.creator_id
+                      AND (a.cooling_off_until IS NULL OR a.cooling_off_until <= $1))
+                ORDER BY payout_id LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            now,
+            limit,
         )
         return [_payout(r) for r in rows]
 

@@ -14,7 +14,7 @@ from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout, RetrySchedule
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
-from services.payouts.schedules import CommissionSchedule, SettlementPoller
+from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
 from services.payouts.store.memory import MemoryPayouts
 from shared.events import CloudEvent, spec_for_type
 from shared.kafka import Delivery
@@ -60,6 +60,7 @@ class Harness:
         self.settlement = SettlementPoller(
             self.db, self.provider, self.policy, interval_seconds=1, clock=self.clock
         )
+        self.cool_offs = CoolOffReleases(self.db, self.policy, interval_seconds=1, clock=self.clock)
 
     def reconfigure(self, **changes: Any) -> None:
         """Restart the consumer with other settings (as a redeploy would), same store."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -125,6 +126,29 @@ class PayoutStoreContract:
         assert stored.currency == "USD"
         assert DESTINATIONS.open(creator, stored.destination).get_secret_value() == "acct_x1"
         assert "acct_x1" not in repr(stored) and b"acct_x1" not in stored.destination.data
+
+    async def test_cool_offs_are_kept_and_their_end_found(self, db: PayoutDatabase) -> None:
+        creator, deal = uid("cr"), uid("deal")
+        until = LONG_AGO + timedelta(days=1)
+        cooling = replace(acct(creator), cooling_off_until=until)
+        async with db.transaction() as repo:
+            assert not await repo.in_flight(creator)
+            assert await repo.save_account(cooling)
+            stored = (await repo.accounts([creator]))[creator]
+            assert stored.cooling_off_until == until
+            assert stored.destination.fingerprint is not None
+            assert stored.destination.fingerprint == cooling.destination.fingerprint
+            held = new_payout(deal, creator, stored).payout  # created at LONG_AGO
+            assert held.hold is not None and held.hold.code is HoldCode.DESTINATION_COOLOFF
+            assert await add_payout(repo, held)
+            assert await repo.in_flight(creator)
+
+            async def ended(at: datetime) -> list[str]:
+                found = await repo.cooled_off_for_update(at, 1000)
+                return [p.payout_id for p in found if p.creator_id == creator]
+
+            assert await ended(until - timedelta(seconds=1)) == []
+            assert await ended(until) == [held.payout_id]
 
     async def test_business_key_is_unique(self, db: PayoutDatabase) -> None:
         deal, creator = uid("deal"), uid("cr")

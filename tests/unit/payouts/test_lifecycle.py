@@ -204,8 +204,9 @@ def test_transfers_must_balance_per_currency() -> None:
 
 
 def test_hold_reasons_and_raw_destinations() -> None:
-    assert hold_for(account()) is None
-    assert hold_for(account(form="W-9")) is None and hold_for(account(form="W-8BEN-E")) is None
+    assert hold_for(account(), NOW) is None
+    assert hold_for(account(form="W-9"), NOW) is None
+    assert hold_for(account(form="W-8BEN-E"), NOW) is None
     raw = PayoutAccountUpserted(
         creator_id="cr-1",
         method="bank_transfer",
