@@ -416,7 +416,7 @@ async def naive_setup(resources: Resources) -> Sequence[Background]:
         handler=handle,
         consumer=resources.consumer,
     )
-    return [OutboxRelay(resources.pool, resources.broker).run]
+    return [OutboxRelay(resources.pool, resources.broker, producer=NAIVE_SERVICE).run]
 
 
 def main() -> None:

@@ -5,15 +5,18 @@ change that caused them committed. `OutboxRelay` publishes committed rows in `se
 marks them published. A crash between publishing and marking re-publishes on restart, which
 consumers absorb by deduplicating on the event id.
 
-Only one relay per database publishes at a time (an advisory lock held on its listening
-connection): that keeps per-key order without Kafka transactions, which the embedded broker
-lacks. Other replicas wait and take over when the holder's connection goes away.
+Each row names its producer (the service that wrote it), and a relay publishes its own
+producer's rows only. One relay per producer publishes at a time (an advisory lock held on
+its listening connection): that keeps per-key order without Kafka transactions, which the
+embedded broker lacks. Other replicas wait and take over when the holder's connection goes
+away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,30 +29,44 @@ from shared.kafka import RetryPolicy, is_transient
 
 log = structlog.get_logger(__name__)
 
-CHANNEL = "creatorflow_outbox"
-_RELAY_LOCK_ID = 0x43_46_4F_55_54  # "CFOUT"
+_CHANNEL = "creatorflow_outbox"
 
 
-async def enqueue(conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]]) -> None:
-    """Add `events` to the outbox inside the caller's transaction (ids already there are kept).
+def channel(producer: str) -> str:
+    """The NOTIFY channel that wakes `producer`'s relay."""
+    return f"{_CHANNEL}_{producer}"
 
-    Topic and key come from the event registry. The relay is woken when the transaction
-    commits (NOTIFY is delivered at commit).
+
+def _lock_id(producer: str) -> int:
+    """The advisory lock whose holder is `producer`'s leading relay (a signed 64-bit key)."""
+    digest = hashlib.blake2b(f"creatorflow/outbox/{producer}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def enqueue(
+    conn: asyncpg.Connection, events: Sequence[CloudEvent[Any]], *, producer: str
+) -> None:
+    """Add `events` to `producer`'s outbox inside the caller's transaction (ids already there
+    are kept).
+
+    Topic and key come from the event registry. The producer's relay is woken when the
+    transaction commits (NOTIFY is delivered at commit).
     """
     if not events:
         return
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.enqueue must run inside the transaction that caused the events")
     await conn.execute(
-        """INSERT INTO outbox (event_id, topic, kafka_key, value)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[])
+        """INSERT INTO outbox (event_id, topic, kafka_key, value, producer)
+           SELECT e.*, $5 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) AS e
            ON CONFLICT (event_id) DO NOTHING""",
         [e.id for e in events],
         [spec_for_type(e.type).topic for e in events],
         [event_key(e) for e in events],
         [encode(e) for e in events],
+        producer,
     )
-    await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+    await conn.execute("SELECT pg_notify($1, '')", channel(producer))
 
 
 class OutboxRelay:
@@ -60,12 +77,16 @@ class OutboxRelay:
         pool: asyncpg.Pool,
         broker: KafkaBroker,
         *,
+        producer: str,
         batch_size: int = 500,
         poll_seconds: float = 1.0,
         retry: RetryPolicy | None = None,
     ) -> None:
         self._pool = pool
         self._broker = broker
+        self._producer = producer
+        self._channel = channel(producer)
+        self._lock_id = _lock_id(producer)
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._retry = retry or RetryPolicy()
@@ -88,7 +109,7 @@ class OutboxRelay:
 
     async def _lead_and_publish(self) -> None:
         async with self._pool.acquire() as listener:
-            await listener.add_listener(CHANNEL, self._on_notify)
+            await listener.add_listener(self._channel, self._on_notify)
             try:
                 await self._wait_for_leadership(listener)
                 try:
@@ -100,14 +121,14 @@ class OutboxRelay:
                             await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
                 finally:
                     with contextlib.suppress(Exception):
-                        await listener.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK_ID)
+                        await listener.execute("SELECT pg_advisory_unlock($1)", self._lock_id)
             finally:
                 with contextlib.suppress(Exception):
-                    await listener.remove_listener(CHANNEL, self._on_notify)
+                    await listener.remove_listener(self._channel, self._on_notify)
 
     async def _wait_for_leadership(self, listener: asyncpg.Connection) -> None:
         while True:
-            if await listener.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK_ID):
+            if await listener.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id):
                 return
             await asyncio.sleep(self._poll_seconds)
 
@@ -119,8 +140,10 @@ class OutboxRelay:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT seq, topic, kafka_key, value FROM outbox
-                   WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE""",
+                   WHERE published_at IS NULL AND producer IN ($2, '')
+                   ORDER BY seq LIMIT $1 FOR UPDATE""",
                 self._batch_size,
+                self._producer,
             )
             # Queue the whole batch in order, then wait for every ack together: waiting per
             # row would cap the relay at one broker round trip per event.

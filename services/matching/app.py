@@ -168,7 +168,7 @@ class MatchingService:
                     ),
                 )
                 if recorded:  # a request id answered before is not answered twice
-                    await outbox.enqueue(conn, [answer])
+                    await outbox.enqueue(conn, [answer], producer=SERVICE)
 
     async def on_feedback(self, run: Batch) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -329,7 +329,7 @@ async def start_service(resources: Resources, settings: MatchingSettings) -> Mat
 
 def background(resources: Resources, service: MatchingService) -> list[Background]:
     """The outbox relay (publishes the suggestions) and the retraining schedule."""
-    relay = outbox.OutboxRelay(resources.pool, resources.broker)
+    relay = outbox.OutboxRelay(resources.pool, resources.broker, producer=SERVICE)
     return [relay.run, service.retrain_loop]
 
 

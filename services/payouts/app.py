@@ -22,7 +22,7 @@ from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store import PayoutDatabase
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
 from shared.events import CloudEvent, EventIdentity, EventType, Topic
 from shared.kafka import BatchHandler, Delivery, subscribe_event_batches
 from shared.outbox import OutboxRelay
@@ -185,7 +185,7 @@ class PayoutsSetup:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             batch_timeout_ms=settings.batch_timeout_ms,
         )
-        relay = OutboxRelay(resources.pool, resources.broker)
+        relay = OutboxRelay(resources.pool, resources.broker, producer=OUTBOX_PRODUCER)
         commissions = CommissionSchedule(
             db,
             policy,

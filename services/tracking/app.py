@@ -83,7 +83,8 @@ def make_setup(
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
         )
-        return [consume, OutboxRelay(resources.pool, resources.broker).run]
+        relay = OutboxRelay(resources.pool, resources.broker, producer=inbox_consumer)
+        return [consume, relay.run]
 
     return setup
 

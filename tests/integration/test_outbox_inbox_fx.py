@@ -109,22 +109,24 @@ async def test_outbox_publishes_committed_events_in_order_once(
     infra: InfraUrls, topics: None, db_pool: asyncpg.Pool
 ) -> None:
     tag = uuid.uuid4().hex[:8]
+    producer = f"outbox-test-{tag}"
     events = [
         valid_example("payout.scheduled").model_copy(update={"id": f"{tag}-{i}"}) for i in range(20)
     ]
     async with db_pool.acquire() as conn:
         with pytest.raises(ZeroDivisionError):
             async with conn.transaction():
-                await enqueue(conn, [events[0].model_copy(update={"id": f"{tag}-rolled-back"})])
+                rolled_back = events[0].model_copy(update={"id": f"{tag}-rolled-back"})
+                await enqueue(conn, [rolled_back], producer=producer)
                 raise ZeroDivisionError
         async with conn.transaction():
-            await enqueue(conn, events[:10])
+            await enqueue(conn, events[:10], producer=producer)
         async with conn.transaction():
-            await enqueue(conn, events[5:])  # the first five again: kept once
+            await enqueue(conn, events[5:], producer=producer)  # the first five again: kept once
 
     broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
     await broker.connect()
-    relays = [OutboxRelay(db_pool, broker, poll_seconds=0.2) for _ in range(2)]
+    relays = [OutboxRelay(db_pool, broker, producer=producer, poll_seconds=0.2) for _ in range(2)]
     tasks = [asyncio.create_task(r.run()) for r in relays]
     consumer = AIOKafkaConsumer(
         Topic.PAYOUTS_STATUS,
@@ -159,6 +161,33 @@ async def test_outbox_publishes_committed_events_in_order_once(
     assert sum(r.published for r in relays) == len(events)
     assert min(r.published for r in relays) == 0, "only one relay leads at a time"
     assert await db_pool.fetchval(_PENDING, f"{tag}%") == 0
+
+
+async def test_a_relay_publishes_its_own_services_rows_only(
+    infra: InfraUrls, topics: None, db_pool: asyncpg.Pool
+) -> None:
+    """Tracking's relay never sends payouts' events; rows from before producers were recorded
+    (producer '') go out with whichever relay comes first."""
+    tag = uuid.uuid4().hex[:8]
+    mine, theirs = f"svc-a-{tag}", f"svc-b-{tag}"
+    event = valid_example("payout.scheduled")
+    a, b, old = (event.model_copy(update={"id": f"{tag}-{n}"}) for n in ("a", "b", "old"))
+    async with db_pool.acquire() as conn:
+        async with conn.transaction():
+            await enqueue(conn, [a], producer=mine)
+            await enqueue(conn, [b], producer=theirs)
+            await enqueue(conn, [old], producer=mine)
+        await conn.execute("UPDATE outbox SET producer = '' WHERE event_id = $1", old.id)
+    broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
+    await broker.connect()
+    try:
+        assert await OutboxRelay(db_pool, broker, producer=mine).publish_pending() >= 2
+    finally:
+        await broker.stop()
+    pending = await db_pool.fetch(
+        "SELECT event_id FROM outbox WHERE event_id LIKE $1 AND published_at IS NULL", f"{tag}-%"
+    )
+    assert [row["event_id"] for row in pending] == [b.id]
 
 
 async def test_fx_snapshots_in_force(db_pool: asyncpg.Pool) -> None:

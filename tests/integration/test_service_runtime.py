@@ -48,7 +48,7 @@ async def test_a_service_confirms_each_deal_once(infra: InfraUrls, topics: None)
                     for e, _ in mine
                     if e.identity in new
                 ]
-                await enqueue(conn, confirmations)
+                await enqueue(conn, confirmations, producer=name)
 
         subscribe_event_batches(
             resources.broker,
@@ -57,7 +57,7 @@ async def test_a_service_confirms_each_deal_once(infra: InfraUrls, topics: None)
             handler=on_deals,
             consumer=resources.consumer,
         )
-        return [OutboxRelay(resources.pool, resources.broker, poll_seconds=0.2).run]
+        return [OutboxRelay(resources.pool, resources.broker, producer=name, poll_seconds=0.2).run]
 
     deals = [
         valid_example("deal.signed").model_copy(

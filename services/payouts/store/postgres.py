@@ -148,6 +148,10 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
     )
 
 
+# Whose outbox rows these are: the payouts relay publishes them (shared.outbox).
+OUTBOX_PRODUCER: Final = "payouts"
+
+
 class PgPayoutRepository:
     """`PayoutRepository` over one connection inside an open transaction."""
 
@@ -452,7 +456,7 @@ class PgPayoutRepository:
         )
 
     async def publish(self, events: Sequence[CloudEvent[Any]]) -> None:
-        await outbox.enqueue(self._conn, events)
+        await outbox.enqueue(self._conn, events, producer=OUTBOX_PRODUCER)
 
     async def notify_due(self) -> None:
         await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)

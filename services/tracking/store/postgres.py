@@ -451,7 +451,8 @@ class PostgresTrackingTx:
             )
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
-        await outbox.enqueue(self._conn, events)
+        # The consumer name doubles as the outbox producer: its own relay publishes these.
+        await outbox.enqueue(self._conn, events, producer=self._consumer)
 
 
 def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:
