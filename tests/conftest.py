@@ -74,6 +74,6 @@ def pytest_report_header() -> list[str]:
 
 def pytest_sessionfinish() -> None:
     # As root, durable clusters of temp data dirs live outside them (shared.infra.
-    # postgres_account): remove those no server uses any more, as the temp dirs would be.
+    # postgres_account): remove those whose data dir was removed (pytest prunes old ones).
     if os.geteuid() == 0:
         postgres_account.discard_unused_under(Path(tempfile.gettempdir()))

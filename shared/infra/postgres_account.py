@@ -83,13 +83,18 @@ def discard(data_dir: Path) -> None:
 
 def discard_unused_under(prefix: Path) -> list[Path]:
     """Remove the durable clusters of data dirs under `prefix` (e.g. the temp dir after a
-    test session) whose server is not running; returns the data dirs they belonged to."""
+    test session) that are gone: the data dir no longer links to its cluster, as if the data
+    had been removed with it. A cluster whose link is still there is kept, even with its
+    server stopped (an outage drill may be about to start it again); returns the data dirs
+    whose clusters were removed."""
     clusters = root_dir() / "clusters"
     removed = []
     for origin in clusters.glob("*.origin") if clusters.is_dir() else ():
         data_dir = Path(origin.read_text().strip())
         cluster = origin.with_suffix("")
-        if data_dir.is_relative_to(prefix) and not (cluster / "postmaster.pid").exists():
+        linked = data_dir.is_symlink() and data_dir.resolve() == cluster.resolve()
+        running = (cluster / "postmaster.pid").exists()
+        if data_dir.is_relative_to(prefix) and not linked and not running:
             shutil.rmtree(cluster, ignore_errors=True)
             origin.unlink(missing_ok=True)
             removed.append(data_dir)

@@ -170,3 +170,23 @@ async def test_postgres_data_as_root_lives_and_dies_with_its_data_dir(tmp_path: 
     assert await run("SELECT to_regclass('kept') IS NOT NULL") is True
     shutil.rmtree(tmp_path / "stack")
     assert await run("SELECT to_regclass('kept') IS NOT NULL") is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs PostgreSQL's own account")
+def test_only_clusters_whose_data_dir_is_gone_are_discarded(tmp_path: Path) -> None:
+    """A stopped server whose data dir still links to it (an outage drill in another
+    process) keeps its data; one whose data dir was removed loses it."""
+    import shutil
+
+    from shared.infra import postgres_account
+    from shared.infra.servers import _postgres_bin_path
+
+    kept, gone = tmp_path / "kept" / "data", tmp_path / "gone" / "data"
+    for data_dir in (kept, gone):
+        postgres_account.prepare(data_dir, _postgres_bin_path(), durable=True)
+    clusters = {d: d.resolve() for d in (kept, gone)}
+    shutil.rmtree(tmp_path / "gone")
+    assert postgres_account.discard_unused_under(tmp_path) == [gone]
+    assert clusters[kept].exists() and not clusters[gone].exists()
+    shutil.rmtree(tmp_path / "kept")
+    assert postgres_account.discard_unused_under(tmp_path) == [kept]
