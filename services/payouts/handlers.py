@@ -7,7 +7,7 @@ events are written together by `Work.flush` before the transaction commits.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,10 +24,10 @@ from services.payouts.domain.accounts import (
     Seal,
 )
 from services.payouts.domain.amounts import commission
-from services.payouts.domain.ledger import Transfer
+from services.payouts.domain.commission import CommissionStep, next_commission_step
+from services.payouts.domain.ledger import Balances, Transfer, creator_receivable
 from services.payouts.domain.lifecycle import Payout, RetrySchedule, Transition
 from services.payouts.domain.terms import (
-    WHOLE_DEAL,
     DealTerms,
     FeeSchedule,
     commission_due,
@@ -47,7 +47,7 @@ from shared.events import (
     make_event,
 )
 from shared.fx_store import snapshot_from_event
-from shared.money import FxSnapshot, MoneyError
+from shared.money import FxSnapshot, Money, MoneyError
 from shared.observability import PAYOUT_TRANSITIONS
 
 SOURCE: Final = "creatorflow/payouts"
@@ -65,6 +65,8 @@ class PayoutPolicy:
     retry: RetrySchedule = field(default_factory=lambda: RetrySchedule(1.0, 300.0, 5))
     lease: timedelta = timedelta(seconds=60)
     commission_grace: timedelta = timedelta(hours=1)
+    # After the window closes, late orders and refunds adjust a decided commission this long.
+    commission_adjustable: timedelta = timedelta(days=30)
     # A rate moving more than this fraction against the last trusted snapshot makes the new
     # snapshot suspect (shared.fx_moves): payouts that need it are held.
     fx_max_move: Decimal = Decimal("0.25")
@@ -86,6 +88,8 @@ class Work:
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
     _snapshot: object = _NO_SNAPSHOT
+    # Stored balances of creators' receivable accounts, read once per transaction.
+    _receivables: dict[str, Balances] = field(default_factory=dict)
 
     async def fx(self) -> FxSnapshot | None:
         """The snapshot in force now: a snapshot dated later is not in force yet."""
@@ -96,6 +100,37 @@ class Work:
 
     def forget_fx(self) -> None:
         self._snapshot = _NO_SNAPSHOT
+
+    async def read_receivables(self, creator_ids: Iterable[str]) -> None:
+        """Read the stored receivable balances of these creators (one query for many)."""
+        missing = sorted({c for c in creator_ids} - set(self._receivables))
+        if not missing:
+            return
+        stored = await self.repo.balances([creator_receivable(c) for c in missing])
+        for creator_id in missing:
+            account = creator_receivable(creator_id)
+            self._receivables[creator_id] = {k: v for k, v in stored.items() if k[0] == account}
+
+    async def recoverable(
+        self, creator_id: str, currency: str, unsaved: Sequence[Transfer] = ()
+    ) -> Money:
+        """What the creator still owes from clawbacks in `currency` (zero or more): the stored
+        balance plus this transaction's transfers not yet written, and `unsaved` ones not yet
+        collected. Callers hold the creator's lock (or FX exclusively), so no other
+        transaction recovers the same debt meanwhile."""
+        await self.read_receivables([creator_id])
+        account = creator_receivable(creator_id)
+        balance = self._receivables[creator_id].get((account, currency), Decimal(0))
+        balance += sum(
+            (
+                p.amount.amount
+                for t in (*self.transfers, *unsaved)
+                for p in t.postings
+                if p.account == account and p.amount.currency == currency
+            ),
+            Decimal(0),
+        )
+        return Money.of(max(-balance, Decimal(0)), currency)
 
     def _collect(self, transition: Transition) -> None:
         self.transfers += transition.transfers
@@ -151,6 +186,7 @@ async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
             account=account,
             snapshot=await work.fx(),
             now=work.now,
+            recoverable=await work.recoverable(terms.creator_id, terms.currency),
         )
         await work.created(transition)
 
@@ -192,12 +228,17 @@ async def _release(
     work: Work, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
 ) -> None:
     transitions = []
+    await work.read_receivables({p.creator_id for p in held})
+    unsaved: list[Transfer] = []
     for payout in held:
+        # Earlier releases of this loop may have repaid some of the creator's debt already.
+        recoverable = await work.recoverable(payout.creator_id, payout.gross.currency, unsaved)
         transition = lifecycle.release(
-            payout, accounts.get(payout.creator_id), await work.fx(), work.now
+            payout, accounts.get(payout.creator_id), await work.fx(), work.now, recoverable
         )
         if transition.payout != payout:
             transitions.append((transition, payout.status))
+            unsaved += transition.transfers
     await work.changed(transitions)
 
 
@@ -246,11 +287,15 @@ HANDLERS: Final[Mapping[str, Handler]] = {
 
 
 async def decide_commissions(work: Work, limit: int) -> int:
-    """Pay the commission of deals whose attribution window (plus grace) closed: rate x the
-    latest attributed revenue, in the deal currency. Deals whose revenue cannot be converted
+    """Make the commission of deals whose attribution window (plus grace) closed follow their
+    latest attributed revenue: rate x revenue, in the deal currency, less what earlier
+    decisions booked (`next_commission_step`): the whole commission first, then a top-up or a
+    clawback whenever a late order or refund changed the revenue, until the adjustment period
+    (`commission_adjustable` after the close) is over. Deals whose revenue cannot be converted
     yet stay undecided for the next round. Returns the number of deals decided."""
     closed_before = work.now - work.policy.commission_grace
-    due = await work.repo.commission_due_for_update(closed_before, limit)
+    final_before = work.now - work.policy.commission_adjustable
+    due = await work.repo.commission_due_for_update(closed_before, final_before, limit)
     await work.repo.lock(
         fx="shared", deal_ids=[d.deal_id for d in due], creator_ids=[d.creator_id for d in due]
     )
@@ -258,27 +303,41 @@ async def decide_commissions(work: Work, limit: int) -> int:
     for terms in due:
         if not commission_due(terms, work.now, work.policy.commission_grace):
             continue
-        revenue = await work.repo.attribution(terms.deal_id)
-        if revenue is not None:
+        latest = await work.repo.attribution(terms.deal_id)
+        owed = Money.zero(terms.currency)
+        if latest is not None:
             try:
-                owed = commission(revenue, terms.commission_rate, terms.currency, await work.fx())
+                owed = commission(
+                    latest.revenue, terms.commission_rate, terms.currency, await work.fx()
+                )
             except MoneyError as error:  # FxRateMissing among them: try again next round
                 log.warning("commission not decided yet", deal_id=terms.deal_id, error=str(error))
                 continue
-            if not owed.is_zero():
-                account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
-                await work.created(
-                    lifecycle.create(
-                        terms,
-                        "commission",
-                        WHOLE_DEAL,
-                        owed,
-                        platform_fee_bps=work.policy.platform_fee_bps,
-                        account=account,
-                        snapshot=await work.fx(),
-                        now=work.now,
-                    )
-                )
-        await work.repo.commission_decided(terms.deal_id)
+        booked = await work.repo.commission_booked(terms.deal_id)
+        step = next_commission_step(owed, booked, work.policy.platform_fee_bps)
+        if step is not None:
+            await _book_commission(work, terms, step)
+        await work.repo.commission_decided(terms.deal_id, 0 if latest is None else latest.revision)
         decided += 1
     return decided
+
+
+async def _book_commission(work: Work, terms: DealTerms, step: CommissionStep) -> None:
+    if step.kind == "clawback":
+        await work.created(lifecycle.clawback(terms, step.milestone, step.gross, step.platform_fee))
+        return
+    account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
+    await work.created(
+        lifecycle.create(
+            terms,
+            "commission",
+            step.milestone,
+            step.gross,
+            platform_fee_bps=work.policy.platform_fee_bps,
+            account=account,
+            snapshot=await work.fx(),
+            now=work.now,
+            platform_fee=step.platform_fee,
+            recoverable=await work.recoverable(terms.creator_id, terms.currency),
+        )
+    )

@@ -36,6 +36,12 @@ def creator_paid(creator_id: str) -> str:
     return f"creator_paid:{creator_id}"
 
 
+def creator_receivable(creator_id: str) -> str:
+    """Commission clawed back from the creator (negative while some is still owed by them),
+    recovered from their later payouts in the same currency."""
+    return f"creator_receivable:{creator_id}"
+
+
 PLATFORM_FEES = "platform_fees"
 # One clearing account; it holds a balance per currency (postings carry the currency).
 FX_CLEARING = "fx_clearing"
@@ -47,6 +53,11 @@ class TransferKind(StrEnum):
     DISPATCH = "dispatch"  # creator payable -> in transit
     SETTLEMENT = "settlement"  # in transit -> paid
     RETURN = "return"  # in transit -> creator payable (provider reported failure after sending)
+    # receivable from the creator + platform fees -> brand escrow (deal currency): commission
+    # paid on revenue that was later refunded is owed back by the creator
+    CLAWBACK = "clawback"
+    # creator payable -> receivable (deal currency): a later payout repays a clawback first
+    RECOVERY = "recovery"
 
 
 class LedgerError(MoneyError):
