@@ -25,7 +25,12 @@ from services.payouts.domain.accounts import (
 )
 from services.payouts.domain.amounts import commission
 from services.payouts.domain.commission import CommissionStep, next_commission_step
-from services.payouts.domain.ledger import Balances, Transfer, creator_receivable
+from services.payouts.domain.ledger import (
+    Transfer,
+    TransferKind,
+    creator_receivable,
+    receivable_of,
+)
 from services.payouts.domain.lifecycle import Payout, RetrySchedule, Transition
 from services.payouts.domain.terms import (
     DealTerms,
@@ -88,8 +93,10 @@ class Work:
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
     _snapshot: object = _NO_SNAPSHOT
-    # Stored balances of creators' receivable accounts, read once per transaction.
-    _receivables: dict[str, Balances] = field(default_factory=dict)
+    # Creators' receivable balances (what they owe from clawbacks) per (creator, currency):
+    # read from the store once per transaction, then kept up to date with each transfer.
+    _receivables: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    _receivable_moves: list[Transfer] = field(default_factory=list)  # clawbacks, recoveries
 
     async def fx(self) -> FxSnapshot | None:
         """The snapshot in force now: a snapshot dated later is not in force yet."""
@@ -103,37 +110,40 @@ class Work:
 
     async def read_receivables(self, creator_ids: Iterable[str]) -> None:
         """Read the stored receivable balances of these creators (one query for many)."""
-        missing = sorted({c for c in creator_ids} - set(self._receivables))
+        missing = sorted(set(creator_ids) - set(self._receivables))
         if not missing:
             return
         stored = await self.repo.balances([creator_receivable(c) for c in missing])
         for creator_id in missing:
             account = creator_receivable(creator_id)
-            self._receivables[creator_id] = {k: v for k, v in stored.items() if k[0] == account}
+            self._receivables[creator_id] = {c: v for (a, c), v in stored.items() if a == account}
+        for transfer in self._receivable_moves:  # collected before the first read
+            self._track(transfer, only=set(missing))
 
-    async def recoverable(
-        self, creator_id: str, currency: str, unsaved: Sequence[Transfer] = ()
-    ) -> Money:
-        """What the creator still owes from clawbacks in `currency` (zero or more): the stored
-        balance plus this transaction's transfers not yet written, and `unsaved` ones not yet
-        collected. Callers hold the creator's lock (or FX exclusively), so no other
-        transaction recovers the same debt meanwhile."""
+    async def recoverable(self, creator_id: str, currency: str) -> Money:
+        """What the creator still owes from clawbacks in `currency` (zero or more), this
+        transaction's transfers included. Callers hold the creator's lock (or FX exclusively),
+        so no other transaction repays the same debt meanwhile."""
         await self.read_receivables([creator_id])
-        account = creator_receivable(creator_id)
-        balance = self._receivables[creator_id].get((account, currency), Decimal(0))
-        balance += sum(
-            (
-                p.amount.amount
-                for t in (*self.transfers, *unsaved)
-                for p in t.postings
-                if p.account == account and p.amount.currency == currency
-            ),
-            Decimal(0),
-        )
+        balance = self._receivables[creator_id].get(currency, Decimal(0))
         return Money.of(max(-balance, Decimal(0)), currency)
+
+    def _track(self, transfer: Transfer, only: set[str] | None = None) -> None:
+        for posting in transfer.postings:
+            creator_id = receivable_of(posting.account)
+            if creator_id is None or creator_id not in self._receivables:
+                continue
+            if only is None or creator_id in only:
+                balances = self._receivables[creator_id]
+                currency = posting.amount.currency
+                balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
 
     def _collect(self, transition: Transition) -> None:
         self.transfers += transition.transfers
+        for transfer in transition.transfers:
+            if transfer.kind in (TransferKind.CLAWBACK, TransferKind.RECOVERY):
+                self._receivable_moves.append(transfer)
+                self._track(transfer)
         if transition.publish:
             payout = transition.payout
             self.events.append(
@@ -229,16 +239,18 @@ async def _release(
 ) -> None:
     transitions = []
     await work.read_receivables({p.creator_id for p in held})
-    unsaved: list[Transfer] = []
+    repaid: dict[tuple[str, str], Money] = {}  # by the releases of this loop, not yet collected
     for payout in held:
-        # Earlier releases of this loop may have repaid some of the creator's debt already.
-        recoverable = await work.recoverable(payout.creator_id, payout.gross.currency, unsaved)
+        key = (payout.creator_id, payout.gross.currency)
+        recoverable = await work.recoverable(*key) - repaid.get(key, Money.zero(key[1]))
         transition = lifecycle.release(
             payout, accounts.get(payout.creator_id), await work.fx(), work.now, recoverable
         )
         if transition.payout != payout:
             transitions.append((transition, payout.status))
-            unsaved += transition.transfers
+            for transfer in transition.transfers:
+                if transfer.kind == TransferKind.RECOVERY:
+                    repaid[key] = repaid.get(key, Money.zero(key[1])) + transfer.postings[1].amount
     await work.changed(transitions)
 
 

@@ -36,10 +36,18 @@ def creator_paid(creator_id: str) -> str:
     return f"creator_paid:{creator_id}"
 
 
+_RECEIVABLE = "creator_receivable:"
+
+
 def creator_receivable(creator_id: str) -> str:
     """Commission clawed back from the creator (negative while some is still owed by them),
     recovered from their later payouts in the same currency."""
-    return f"creator_receivable:{creator_id}"
+    return _RECEIVABLE + creator_id
+
+
+def receivable_of(account: str) -> str | None:
+    """The creator whose receivable `account` is, or None for any other account."""
+    return account.removeprefix(_RECEIVABLE) if account.startswith(_RECEIVABLE) else None
 
 
 PLATFORM_FEES = "platform_fees"

@@ -231,3 +231,22 @@ def test_bookings_always_add_up_to_what_is_owed_now(
         assert total == target.amount
         assert fees == split_platform_fee(target, bps).platform_fee.amount
     assert len({p.payout_id for p in history}) == len(history)
+
+
+async def test_a_clawback_and_a_top_up_in_one_round_settle_against_each_other() -> None:
+    h = Harness()
+    refunded, creator = await signed(h)
+    other = uid("deal")
+    await h.consume(deal_signed(other, creator, ends_at=T0, window_days=10))
+    h.now = CLOSES
+    await h.consume(attribution(refunded, creator, usd("100.00"), h.now))
+    await h.consume(attribution(other, creator, usd("100.00"), h.now))
+    assert await h.commissions.run_once() == 2
+    h.now += timedelta(hours=1)
+    await h.consume(attribution(refunded, creator, usd("40.00"), h.now))
+    await h.consume(attribution(other, creator, usd("150.00"), h.now))
+    assert await h.commissions.run_once() == 2  # one transaction: the clawback comes first
+    [top_up] = [p for p in h.payouts(other) if p.milestone == "adjustment-1"]
+    assert top_up.gross == usd("5.00") and top_up.recovered == usd("5.00")
+    assert owed_by(h, creator) == {"USD": Decimal("1.00")}  # 6.00 clawed back, 5.00 repaid
+    assert h.problems() == []
