@@ -250,3 +250,15 @@ async def test_a_clawback_and_a_top_up_in_one_round_settle_against_each_other() 
     assert top_up.gross == usd("5.00") and top_up.recovered == usd("5.00")
     assert owed_by(h, creator) == {"USD": Decimal("1.00")}  # 6.00 clawed back, 5.00 repaid
     assert h.problems() == []
+
+
+async def test_attribution_that_arrives_after_the_first_round_is_still_paid() -> None:
+    """The same fault in another guise: a deal decided before any attribution reached payouts
+    was closed for good with no commission."""
+    h = Harness()
+    deal, creator = await signed(h)
+    h.now = CLOSES
+    assert await h.commissions.run_once() == 1
+    assert h.payouts(deal) == []
+    await revenue(h, deal, creator, "320.00")
+    assert booked(h, deal) == [("commission", "", usd("32.00"), usd("0.00"))]
