@@ -55,6 +55,7 @@ def policy_from(settings: PayoutsSettings, fx_max_move: float = 0.25) -> PayoutP
         ),
         lease=timedelta(seconds=settings.dispatch_lease_seconds),
         commission_grace=timedelta(seconds=settings.commission_grace_seconds),
+        commission_adjustable=timedelta(days=settings.commission_adjustment_days),
         fx_max_move=Decimal(str(fx_max_move)),
         destination_cool_off=timedelta(seconds=settings.destination_cooloff_seconds),
     )

@@ -42,26 +42,33 @@ def _run(query: Callable[[PgPayouts], Awaitable[T]]) -> T:
 
 @app.command("statement")
 def statement_command(creator_id: str) -> None:
-    """Print a creator's payouts and the balances the ledger derives for them."""
+    """Print a creator's payouts (commission adjustments and clawbacks among them) and the
+    balances the ledger derives for them."""
     result: Statement = _run(lambda db: statement(db, creator_id))
     if not result.payouts:
         console.print(f"No payouts for creator {creator_id}.")
         return
     table = Table(title=f"Payouts of {creator_id}")
-    for column in ("payout", "deal", "kind", "status", "gross", "platform fee", "net", "rate"):
-        table.add_column(column, justify="right" if column in {"gross", "net", "rate"} else "left")
+    money = {"gross", "platform fee", "repaid", "net", "rate"}
+    columns = ("payout", "deal", "kind", "status", "gross", "platform fee", "repaid", "net", "rate")
+    for column in columns:
+        table.add_column(column, justify="right" if column in money else "left")
     table.add_column("reference / reason")
     for p in result.payouts:
         kind = p.kind + (f" ({p.milestone})" if p.milestone else "")
         rate = "" if p.fx is None else f"{p.fx.rate:.6g} {p.fx.source}"
         note = p.provider_ref or (p.hold.reason if p.hold else p.failure_reason) or ""
+        # A clawback takes commission back: its amounts are shown negative, and it has no
+        # transfer status of its own.
+        taken = p.kind == "clawback"
         table.add_row(
             p.payout_id,
             p.deal_id,
             kind,
-            p.status,
-            str(p.gross),
-            str(p.platform_fee),
+            "clawed back" if taken else p.status,
+            str(-p.gross if taken else p.gross),
+            str(-p.platform_fee if taken else p.platform_fee),
+            "" if p.recovered is None else str(p.recovered),
             "" if p.net is None else str(p.net),
             rate,
             note,

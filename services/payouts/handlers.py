@@ -7,7 +7,7 @@ events are written together by `Work.flush` before the transaction commits.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,10 +25,15 @@ from services.payouts.domain.accounts import (
     cooling_off_until,
 )
 from services.payouts.domain.amounts import commission
-from services.payouts.domain.ledger import Transfer
+from services.payouts.domain.commission import CommissionStep, next_commission_step
+from services.payouts.domain.ledger import (
+    Transfer,
+    TransferKind,
+    creator_receivable,
+    receivable_of,
+)
 from services.payouts.domain.lifecycle import Payout, RetrySchedule, Transition
 from services.payouts.domain.terms import (
-    WHOLE_DEAL,
     DealTerms,
     FeeSchedule,
     commission_due,
@@ -48,7 +53,7 @@ from shared.events import (
     make_event,
 )
 from shared.fx_store import snapshot_from_event
-from shared.money import FxSnapshot, MoneyError
+from shared.money import FxSnapshot, Money, MoneyError
 from shared.observability import PAYOUT_DESTINATION_COOLOFFS, PAYOUT_TRANSITIONS
 
 SOURCE: Final = "creatorflow/payouts"
@@ -66,6 +71,8 @@ class PayoutPolicy:
     retry: RetrySchedule = field(default_factory=lambda: RetrySchedule(1.0, 300.0, 5))
     lease: timedelta = timedelta(seconds=60)
     commission_grace: timedelta = timedelta(hours=1)
+    # After the window closes, late orders and refunds adjust a decided commission this long.
+    commission_adjustable: timedelta = timedelta(days=30)
     # A rate moving more than this fraction against the last trusted snapshot makes the new
     # snapshot suspect (shared.fx_moves): payouts that need it are held.
     fx_max_move: Decimal = Decimal("0.25")
@@ -89,6 +96,10 @@ class Work:
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
     _snapshot: object = _NO_SNAPSHOT
+    # Creators' receivable balances (what they owe from clawbacks) per (creator, currency):
+    # read from the store once per transaction, then kept up to date with each transfer.
+    _receivables: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    _receivable_moves: list[Transfer] = field(default_factory=list)  # clawbacks, recoveries
 
     async def fx(self) -> FxSnapshot | None:
         """The snapshot in force now: a snapshot dated later is not in force yet."""
@@ -100,8 +111,42 @@ class Work:
     def forget_fx(self) -> None:
         self._snapshot = _NO_SNAPSHOT
 
+    async def read_receivables(self, creator_ids: Iterable[str]) -> None:
+        """Read the stored receivable balances of these creators (one query for many)."""
+        missing = sorted(set(creator_ids) - set(self._receivables))
+        if not missing:
+            return
+        stored = await self.repo.balances([creator_receivable(c) for c in missing])
+        for creator_id in missing:
+            account = creator_receivable(creator_id)
+            self._receivables[creator_id] = {c: v for (a, c), v in stored.items() if a == account}
+        for transfer in self._receivable_moves:  # collected before the first read
+            self._track(transfer, only=set(missing))
+
+    async def recoverable(self, creator_id: str, currency: str) -> Money:
+        """What the creator still owes from clawbacks in `currency` (zero or more), this
+        transaction's transfers included. Callers hold the creator's lock (or FX exclusively),
+        so no other transaction repays the same debt meanwhile."""
+        await self.read_receivables([creator_id])
+        balance = self._receivables[creator_id].get(currency, Decimal(0))
+        return Money.of(max(-balance, Decimal(0)), currency)
+
+    def _track(self, transfer: Transfer, only: set[str] | None = None) -> None:
+        for posting in transfer.postings:
+            creator_id = receivable_of(posting.account)
+            if creator_id is None or creator_id not in self._receivables:
+                continue
+            if only is None or creator_id in only:
+                balances = self._receivables[creator_id]
+                currency = posting.amount.currency
+                balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
+
     def _collect(self, transition: Transition) -> None:
         self.transfers += transition.transfers
+        for transfer in transition.transfers:
+            if transfer.kind in (TransferKind.CLAWBACK, TransferKind.RECOVERY):
+                self._receivable_moves.append(transfer)
+                self._track(transfer)
         if transition.publish:
             payout = transition.payout
             self.events.append(
@@ -154,6 +199,7 @@ async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
             account=account,
             snapshot=await work.fx(),
             now=work.now,
+            recoverable=await work.recoverable(terms.creator_id, terms.currency),
         )
         await work.created(transition)
 
@@ -195,12 +241,19 @@ async def _release(
     work: Work, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
 ) -> None:
     transitions = []
+    await work.read_receivables({p.creator_id for p in held})
+    repaid: dict[tuple[str, str], Money] = {}  # by the releases of this loop, not yet collected
     for payout in held:
+        key = (payout.creator_id, payout.gross.currency)
+        recoverable = await work.recoverable(*key) - repaid.get(key, Money.zero(key[1]))
         transition = lifecycle.release(
-            payout, accounts.get(payout.creator_id), await work.fx(), work.now
+            payout, accounts.get(payout.creator_id), await work.fx(), work.now, recoverable
         )
         if transition.payout != payout:
             transitions.append((transition, payout.status))
+            for transfer in transition.transfers:
+                if transfer.kind == TransferKind.RECOVERY:
+                    repaid[key] = repaid.get(key, Money.zero(key[1])) + transfer.postings[1].amount
     await work.changed(transitions)
 
 
@@ -240,8 +293,13 @@ async def release_cooled_off(work: Work, limit: int) -> int:
     """Release payouts whose creator's destination cool-off has ended; returns how many were
     looked at."""
     held = await work.repo.cooled_off_for_update(work.now, limit)
-    accounts = await work.repo.accounts({p.creator_id for p in held})
-    await _release(work, held, accounts)
+    if not held:
+        return 0
+    # Releasing converts, and converting repays what a creator owes: under the creators'
+    # locks, as the consumer and the dispatcher take them.
+    creators = {p.creator_id for p in held}
+    await work.repo.lock(fx="shared", creator_ids=creators)
+    await _release(work, held, await work.repo.accounts(creators))
     return len(held)
 
 
@@ -275,11 +333,15 @@ HANDLERS: Final[Mapping[str, Handler]] = {
 
 
 async def decide_commissions(work: Work, limit: int) -> int:
-    """Pay the commission of deals whose attribution window (plus grace) closed: rate x the
-    latest attributed revenue, in the deal currency. Deals whose revenue cannot be converted
+    """Make the commission of deals whose attribution window (plus grace) closed follow their
+    latest attributed revenue: rate x revenue, in the deal currency, less what earlier
+    decisions booked (`next_commission_step`): the whole commission first, then a top-up or a
+    clawback whenever a late order or refund changed the revenue, until the adjustment period
+    (`commission_adjustable` after the close) is over. Deals whose revenue cannot be converted
     yet stay undecided for the next round. Returns the number of deals decided."""
     closed_before = work.now - work.policy.commission_grace
-    due = await work.repo.commission_due_for_update(closed_before, limit)
+    final_before = work.now - work.policy.commission_adjustable
+    due = await work.repo.commission_due_for_update(closed_before, final_before, limit)
     await work.repo.lock(
         fx="shared", deal_ids=[d.deal_id for d in due], creator_ids=[d.creator_id for d in due]
     )
@@ -287,27 +349,41 @@ async def decide_commissions(work: Work, limit: int) -> int:
     for terms in due:
         if not commission_due(terms, work.now, work.policy.commission_grace):
             continue
-        revenue = await work.repo.attribution(terms.deal_id)
-        if revenue is not None:
+        latest = await work.repo.attribution(terms.deal_id)
+        owed = Money.zero(terms.currency)
+        if latest is not None:
             try:
-                owed = commission(revenue, terms.commission_rate, terms.currency, await work.fx())
+                owed = commission(
+                    latest.revenue, terms.commission_rate, terms.currency, await work.fx()
+                )
             except MoneyError as error:  # FxRateMissing among them: try again next round
                 log.warning("commission not decided yet", deal_id=terms.deal_id, error=str(error))
                 continue
-            if not owed.is_zero():
-                account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
-                await work.created(
-                    lifecycle.create(
-                        terms,
-                        "commission",
-                        WHOLE_DEAL,
-                        owed,
-                        platform_fee_bps=work.policy.platform_fee_bps,
-                        account=account,
-                        snapshot=await work.fx(),
-                        now=work.now,
-                    )
-                )
-        await work.repo.commission_decided(terms.deal_id)
+        booked = await work.repo.commission_booked(terms.deal_id)
+        step = next_commission_step(owed, booked, work.policy.platform_fee_bps)
+        if step is not None:
+            await _book_commission(work, terms, step)
+        await work.repo.commission_decided(terms.deal_id, 0 if latest is None else latest.revision)
         decided += 1
     return decided
+
+
+async def _book_commission(work: Work, terms: DealTerms, step: CommissionStep) -> None:
+    if step.kind == "clawback":
+        await work.created(lifecycle.clawback(terms, step.milestone, step.gross, step.platform_fee))
+        return
+    account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
+    await work.created(
+        lifecycle.create(
+            terms,
+            "commission",
+            step.milestone,
+            step.gross,
+            platform_fee_bps=work.policy.platform_fee_bps,
+            account=account,
+            snapshot=await work.fx(),
+            now=work.now,
+            platform_fee=step.platform_fee,
+            recoverable=await work.recoverable(terms.creator_id, terms.currency),
+        )
+    )

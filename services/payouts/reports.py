@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from services.payouts.domain.ledger import creator_in_transit, creator_paid, creator_payable
+from services.payouts.domain.ledger import (
+    creator_in_transit,
+    creator_paid,
+    creator_payable,
+    creator_receivable,
+)
 from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.store import PayoutDatabase
@@ -13,26 +18,31 @@ from services.payouts.store import PayoutDatabase
 
 @dataclass(frozen=True)
 class Statement:
+    """A creator's payouts (commission top-ups and clawbacks among them) and balances."""
+
     creator_id: str
     payouts: list[Payout]
-    # (label, currency) -> balance, derived from the ledger's postings
+    # (label, currency) -> balance, derived from the ledger's postings; "to repay" is what the
+    # creator still owes from clawbacks (shown as a positive amount)
     balances: dict[tuple[str, str], Decimal]
 
 
 async def statement(db: PayoutDatabase, creator_id: str) -> Statement:
     accounts = {
-        creator_payable(creator_id): "owed",
-        creator_in_transit(creator_id): "in transit",
-        creator_paid(creator_id): "paid",
+        creator_payable(creator_id): ("owed", 1),
+        creator_in_transit(creator_id): ("in transit", 1),
+        creator_paid(creator_id): ("paid", 1),
+        creator_receivable(creator_id): ("to repay (clawbacks)", -1),
     }
     async with db.transaction() as repo:
         payouts = await repo.payouts_of(creator_id)
         balances = await repo.balances(list(accounts))
-    return Statement(
-        creator_id,
-        payouts,
-        {(accounts[a], c): v for (a, c), v in sorted(balances.items()) if v != 0},
-    )
+    shown = {}
+    for (account, currency), balance in sorted(balances.items()):
+        label, sign = accounts[account]
+        if balance != 0:
+            shown[(label, currency)] = sign * balance
+    return Statement(creator_id, payouts, shown)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,12 @@ class PayoutsSettings(BaseSettings):
     commission_check_seconds: float = Field(60.0, gt=0)
     # Attribution updates may trail the window's close; wait this long before paying commission.
     commission_grace_seconds: float = Field(3600.0, ge=0)
+    # After that first payment, late orders (dated inside the window) and refunds still move
+    # the commission this many days after the window closed: a top-up payout, or a clawback
+    # repaid from the creator's next payouts. Then it is final. 30 days covers a shop's usual
+    # 30-day return period and the EU's 14-day right of withdrawal plus delivery, and late
+    # order reports; shops with longer return periods need more. 0: final at once.
+    commission_adjustment_days: float = Field(30.0, ge=0)
 
     @model_validator(mode="after")
     def _keys_are_usable(self) -> PayoutsSettings:

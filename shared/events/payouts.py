@@ -53,7 +53,12 @@ class PayoutStatusChanged(InternalPayload):
     )
     # Optional since v1.1: the rest of what a creator's statement shows.
     kind: Name | None = Field(
-        default=None, description="What is paid: fee or commission.", examples=["fee"]
+        default=None,
+        description=(
+            "What is paid: fee or commission (a deal may have several commission payouts: "
+            "the first when its attribution window closes, then top-ups after late orders)."
+        ),
+        examples=["fee"],
     )
     platform_fee: NonNegativeMoney | None = Field(
         default=None,
@@ -67,6 +72,16 @@ class PayoutStatusChanged(InternalPayload):
     )
     fx_source: Name | None = Field(
         default=None, description="Feed of the rates snapshot used.", examples=["ecb"]
+    )
+    # Optional since v1.2: commission follows attribution after the window closes.
+    recovered: NonNegativeMoney | None = Field(
+        default=None,
+        description=(
+            "Part of the creator's share (`gross` - `platform_fee`, deal currency) kept to "
+            "repay commission clawed back after a late refund; `net` converts the rest. "
+            "Absent when nothing was kept."
+        ),
+        examples=[{"amount": "27.00", "currency": "USD"}],
     )
 
     @property

@@ -36,6 +36,20 @@ def creator_paid(creator_id: str) -> str:
     return f"creator_paid:{creator_id}"
 
 
+_RECEIVABLE = "creator_receivable:"
+
+
+def creator_receivable(creator_id: str) -> str:
+    """Commission clawed back from the creator (negative while some is still owed by them),
+    recovered from their later payouts in the same currency."""
+    return _RECEIVABLE + creator_id
+
+
+def receivable_of(account: str) -> str | None:
+    """The creator whose receivable `account` is, or None for any other account."""
+    return account.removeprefix(_RECEIVABLE) if account.startswith(_RECEIVABLE) else None
+
+
 PLATFORM_FEES = "platform_fees"
 # One clearing account; it holds a balance per currency (postings carry the currency).
 FX_CLEARING = "fx_clearing"
@@ -47,6 +61,11 @@ class TransferKind(StrEnum):
     DISPATCH = "dispatch"  # creator payable -> in transit
     SETTLEMENT = "settlement"  # in transit -> paid
     RETURN = "return"  # in transit -> creator payable (provider reported failure after sending)
+    # receivable from the creator + platform fees -> brand escrow (deal currency): commission
+    # paid on revenue that was later refunded is owed back by the creator
+    CLAWBACK = "clawback"
+    # creator payable -> receivable (deal currency): a later payout repays a clawback first
+    RECOVERY = "recovery"
 
 
 class LedgerError(MoneyError):

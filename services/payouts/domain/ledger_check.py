@@ -2,7 +2,9 @@
 
 1. every transfer sums to zero in each currency (hence the whole ledger does);
 2. each payout's postings leave exactly the balances its status implies: e.g. a sent payout
-   has its net amount in the creator's in-transit account and nothing left payable.
+   has its net amount in the creator's in-transit account and nothing left payable; a
+   clawback leaves its creator share owed by the creator (receivable) and a payout that
+   repaid one its `recovered` part.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from services.payouts.domain.ledger import (
     creator_in_transit,
     creator_paid,
     creator_payable,
+    creator_receivable,
     currency_totals,
 )
 from services.payouts.domain.lifecycle import Payout
@@ -44,14 +47,21 @@ def expected_balances(payout: Payout) -> Balances:
         result[(account, currency)] = result.get((account, currency), Decimal(0)) + amount
 
     share, gross = payout.creator_share, payout.gross
+    if payout.kind == "clawback":
+        add(brand_escrow(payout.brand_id), gross.currency, gross.amount)
+        add(PLATFORM_FEES, gross.currency, -payout.platform_fee.amount)
+        add(creator_receivable(payout.creator_id), share.currency, -share.amount)
+        return {k: v for k, v in result.items() if v != 0}
     add(brand_escrow(payout.brand_id), gross.currency, -gross.amount)
     add(PLATFORM_FEES, gross.currency, payout.platform_fee.amount)
     if payout.net is None:
         add(creator_payable(payout.creator_id), share.currency, share.amount)
     else:
-        net = payout.net
+        net, payable = payout.net, payout.payable_share
+        if payout.recovered is not None:
+            add(creator_receivable(payout.creator_id), share.currency, payout.recovered.amount)
         if net.currency != share.currency:
-            add(FX_CLEARING, share.currency, share.amount)
+            add(FX_CLEARING, share.currency, payable.amount)
             add(FX_CLEARING, net.currency, -net.amount)
         where = {
             "sent": creator_in_transit(payout.creator_id),

@@ -12,6 +12,11 @@
 
 Every function here takes a payout and returns a `Transition`: the new payout, the ledger
 transfers the step posts and whether a status event is due. Invalid steps raise.
+
+A clawback (commission taken back after a late refund) is recorded as a payout row of kind
+`clawback`, complete at once (`settled`), with no status event: it sends nothing. What it
+leaves owed by the creator is recovered from their next payouts in the same currency: when such
+a payout is converted, `recovered` of its share repays the clawback and only the rest is sent.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, Final
 
 from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, hold_for
 from services.payouts.domain.amounts import (
+    FeeSplit,
     FxRecord,
     FxSnapshotSuspect,
     net_mismatch,
@@ -38,6 +44,7 @@ from services.payouts.domain.ledger import (
     creator_in_transit,
     creator_paid,
     creator_payable,
+    creator_receivable,
     move,
 )
 from services.payouts.domain.terms import DealTerms, PayoutKind
@@ -84,7 +91,9 @@ class RetrySchedule:
 @dataclass(frozen=True)
 class Payout:
     """One payout. `gross` and `platform_fee` are in the deal currency; `net` (once converted)
-    in the creator's payout currency, with the FX rate used in `fx`."""
+    in the creator's payout currency, with the FX rate used in `fx`. `recovered` (deal
+    currency) is the part of the creator's share kept to repay an earlier clawback: `net` is
+    the rest, converted."""
 
     payout_id: str
     deal_id: str
@@ -103,10 +112,16 @@ class Payout:
     next_attempt_at: datetime | None = None
     provider_ref: str | None = None
     version: int = 1  # published transitions so far; names the next status event
+    recovered: Money | None = None
 
     @property
     def creator_share(self) -> Money:
         return self.gross - self.platform_fee
+
+    @property
+    def payable_share(self) -> Money:
+        """The creator's share less what it repays of earlier clawbacks: what `net` converts."""
+        return self.creator_share if self.recovered is None else self.creator_share - self.recovered
 
     def status_data(self) -> PayoutStatusChanged:
         """The `payouts.status` payload for the current status.
@@ -129,6 +144,7 @@ class Payout:
             platform_fee=self.platform_fee,
             fx_as_of=self.fx.as_of if self.fx else None,
             fx_source=self.fx.source if self.fx else None,
+            recovered=self.recovered,
         )
 
     def event_id(self) -> str:
@@ -162,7 +178,7 @@ def _accrual(payout: Payout) -> tuple[Transfer, ...]:
 
 
 def _conversion(payout: Payout, net: Money) -> tuple[Transfer, ...]:
-    share = payout.creator_share
+    share = payout.payable_share
     if share.currency == net.currency:
         return ()
     return move(
@@ -173,10 +189,41 @@ def _conversion(payout: Payout, net: Money) -> tuple[Transfer, ...]:
     )
 
 
+def _recovery(payout: Payout) -> tuple[Transfer, ...]:
+    if payout.recovered is None:
+        return ()
+    return move(
+        payout.payout_id,
+        TransferKind.RECOVERY,
+        (
+            creator_payable(payout.creator_id),
+            creator_receivable(payout.creator_id),
+            payout.recovered,
+        ),
+    )
+
+
+def _recovering(payout: Payout, recoverable: Money | None) -> Payout:
+    """The payout repaying as much of `recoverable` (owed by the creator, from clawbacks) as
+    its share allows; unchanged if nothing is owed in its currency."""
+    share = payout.creator_share
+    if recoverable is None or recoverable.currency != share.currency:
+        return payout
+    recovered = min(share, recoverable)
+    return payout if recovered.amount <= 0 else replace(payout, recovered=recovered)
+
+
 def _schedule_or_hold(
-    payout: Payout, account: PayoutAccount | None, snapshot: FxSnapshot | None, now: datetime
+    payout: Payout,
+    account: PayoutAccount | None,
+    snapshot: FxSnapshot | None,
+    now: datetime,
+    recoverable: Money | None,
 ) -> tuple[Payout, tuple[Transfer, ...], Hold | None]:
     """Convert (if not yet) and make due now, or say why it must wait.
+
+    Converting first repays what the creator owes from clawbacks (`recoverable`, in the
+    payout's deal currency) out of the share; only the rest is converted and sent.
 
     A conversion that fails for the payout's own amounts (a suspect rate, an amount beyond the
     money limit, a net that does not match) holds this payout with the reason; it never fails
@@ -187,20 +234,21 @@ def _schedule_or_hold(
         return payout, (), hold
     assert account is not None
     if payout.net is not None:
-        return payout, (), _amount_hold(payout.creator_share, payout.net, payout.fx)
+        return payout, (), _amount_hold(payout.payable_share, payout.net, payout.fx)
+    recovering = _recovering(payout, recoverable)
     try:
-        net, fx = to_payout_currency(payout.creator_share, account.currency, snapshot)
+        net, fx = to_payout_currency(recovering.payable_share, account.currency, snapshot)
     except FxRateMissing as missing:
         return payout, (), Hold(HoldCode.FX_RATE, str(missing))
     except FxSnapshotSuspect as suspect:
         return payout, (), Hold(HoldCode.FX_SUSPECT, str(suspect))
     except MoneyError as error:
         return payout, (), Hold(HoldCode.AMOUNT_CHECK, f"cannot convert: {error}")
-    hold = _amount_hold(payout.creator_share, net, fx)
+    hold = _amount_hold(recovering.payable_share, net, fx)
     if hold is not None:
         return payout, (), hold
-    converted = replace(payout, net=net, fx=fx, next_attempt_at=now)
-    return converted, _conversion(payout, net), None
+    converted = replace(recovering, net=net, fx=fx, next_attempt_at=now)
+    return converted, _recovery(converted) + _conversion(converted, net), None
 
 
 def _amount_hold(share: Money, net: Money, fx: FxRecord | None) -> Hold | None:
@@ -218,9 +266,21 @@ def create(
     account: PayoutAccount | None,
     snapshot: FxSnapshot | None,
     now: datetime,
+    platform_fee: Money | None = None,
+    recoverable: Money | None = None,
 ) -> Transition:
-    """A new payout of `gross` (deal currency): accrued, then scheduled or held."""
-    split = split_platform_fee(gross, platform_fee_bps)
+    """A new payout of `gross` (deal currency): accrued, then scheduled or held.
+
+    The platform keeps `platform_fee_bps` of `gross`, or exactly `platform_fee` when given (a
+    commission adjustment, whose cut follows the deal's total). Once converted, the payout
+    first repays `recoverable` (owed by the creator from clawbacks) as far as its share allows.
+    """
+    if platform_fee is None:
+        split = split_platform_fee(gross, platform_fee_bps)
+    else:
+        if platform_fee.is_negative() or platform_fee > gross:
+            raise MoneyError(f"platform fee {platform_fee} is not a part of {gross}")
+        split = FeeSplit(gross, platform_fee, gross - platform_fee)
     draft = Payout(
         payout_id=payout_id_for(terms.deal_id, kind, milestone),
         deal_id=terms.deal_id,
@@ -233,7 +293,7 @@ def create(
         status="held",  # placeholder until decided below; version 1 is the first event
     )
     accrual = _accrual(draft)
-    payout, conversion, hold = _schedule_or_hold(draft, account, snapshot, now)
+    payout, conversion, hold = _schedule_or_hold(draft, account, snapshot, now, recoverable)
     if hold is not None:
         return Transition(replace(draft, hold=hold), accrual, publish=True)
     if _nothing_to_send(payout):
@@ -243,30 +303,65 @@ def create(
     )
 
 
+def clawback(terms: DealTerms, milestone: str, gross: Money, platform_fee: Money) -> Transition:
+    """Take `gross` (deal currency) of commission back: the brand's escrow is credited, the
+    platform returns `platform_fee` (its cut of that commission) and the creator owes the rest
+    (a receivable repaid from their next payouts). Complete at once; nothing is published."""
+    if gross.is_negative() or platform_fee.is_negative() or platform_fee > gross:
+        raise MoneyError(f"clawback of {gross} with platform fee {platform_fee} is no split")
+    taken = Payout(
+        payout_id=payout_id_for(terms.deal_id, "clawback", milestone),
+        deal_id=terms.deal_id,
+        kind="clawback",
+        milestone=milestone,
+        creator_id=terms.creator_id,
+        brand_id=terms.brand_id,
+        gross=gross,
+        platform_fee=platform_fee,
+        status="settled",
+        failure_reason="clawed back: repaid from the creator's next payouts",
+    )
+    transfers = move(
+        taken.payout_id,
+        TransferKind.CLAWBACK,
+        (PLATFORM_FEES, brand_escrow(terms.brand_id), platform_fee),
+        (creator_receivable(terms.creator_id), brand_escrow(terms.brand_id), taken.creator_share),
+    )
+    return Transition(taken, transfers)
+
+
 def _nothing_to_send(payout: Payout) -> bool:
     return payout.net is not None and payout.net.is_zero()
 
 
 def _settled_without_transfer(payout: Payout) -> Payout:
-    # The platform fee took everything, or the share converts to less than half a minor unit:
-    # the payout is complete without a provider call (providers refuse zero amounts).
+    # The platform fee took everything, the share repaid a clawback, or it converts to less
+    # than half a minor unit: complete without a provider call (providers refuse zero amounts).
+    why = "the net amount is zero"
+    if payout.recovered is not None and payout.payable_share.is_zero():
+        why = f"the share repaid {payout.recovered} of clawed-back commission"
     return replace(
         payout,
         status="settled",
         hold=None,
         next_attempt_at=None,
-        failure_reason="nothing to transfer: the net amount is zero",
+        failure_reason=f"nothing to transfer: {why}",
     )
 
 
 def release(
-    payout: Payout, account: PayoutAccount | None, snapshot: FxSnapshot | None, now: datetime
+    payout: Payout,
+    account: PayoutAccount | None,
+    snapshot: FxSnapshot | None,
+    now: datetime,
+    recoverable: Money | None = None,
 ) -> Transition:
     """Try to release a held payout: scheduled if payable now; otherwise still held, with the
-    current reason (a new `payout.held` only when a destination cool-off begins)."""
+    current reason (a new `payout.held` only when a destination cool-off begins). As in
+    `create`, a converted payout first repays `recoverable`."""
     if payout.status != "held":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not held")
-    converted, conversion, hold = _schedule_or_hold(payout, account, snapshot, now)
+    converted, conversion, hold = _schedule_or_hold(payout, account, snapshot, now, recoverable)
     if hold is not None:
         cooling = hold.code is HoldCode.DESTINATION_COOLOFF
         if cooling and (payout.hold is None or payout.hold.code is not hold.code):
@@ -290,7 +385,7 @@ def claim(
     if payout.status != "scheduled":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
     hold = hold_for(account, now) or _amount_hold(
-        payout.creator_share, _converted(payout), payout.fx
+        payout.payable_share, _converted(payout), payout.fx
     )
     if hold is not None:
         return Transition(_to(payout, "held", hold=hold, next_attempt_at=None), publish=True)

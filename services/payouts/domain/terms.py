@@ -12,7 +12,9 @@ from shared.events import DealSigned
 from shared.money import Money
 
 FeeSchedule = Literal["on_completion", "per_deliverable"]
-PayoutKind = Literal["fee", "commission"]
+# A clawback is no payout: it records commission taken back from the creator (a receivable
+# recovered from their later payouts), with no transfer to the creator and no status event.
+PayoutKind = Literal["fee", "commission", "clawback"]
 
 WHOLE_DEAL = ""
 """The milestone of a payout that covers the whole deal (the fee on completion, commission)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -77,10 +78,11 @@ class PayoutRepository(Protocol):
         ...
 
     async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
-        """Keep the attribution with the latest `as_of` per deal."""
+        """Keep the attribution with the latest `as_of` per deal; each one kept is the deal's
+        next revision (the first is 1)."""
         ...
 
-    async def attribution(self, deal_id: str) -> Money | None: ...
+    async def attribution(self, deal_id: str) -> Attribution | None: ...
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         """Store the snapshot unless it is stored already (True when new), then judge it and
@@ -120,13 +122,22 @@ class PayoutRepository(Protocol):
         ...
 
     async def commission_due_for_update(
-        self, closed_before: datetime, limit: int
+        self, closed_before: datetime, final_before: datetime, limit: int
     ) -> list[DealTerms]:
-        """Deals with a commission rate whose attribution window closed before the time and
-        whose commission is not decided yet, skipping ones locked elsewhere."""
+        """Deals with a commission rate whose attribution window closed at or before
+        `closed_before` and whose commission is not decided yet, or was decided on another
+        attribution revision than the latest while the window closed after `final_before`
+        (later, the commission is final). Earliest closed first, skipping ones locked
+        elsewhere."""
         ...
 
-    async def commission_decided(self, deal_id: str) -> None: ...
+    async def commission_decided(self, deal_id: str, revision: int) -> None:
+        """The deal's commission now follows attribution `revision` (0: no attribution)."""
+        ...
+
+    async def commission_booked(self, deal_id: str) -> list[Payout]:
+        """The deal's commission payouts and clawbacks (in no particular order)."""
+        ...
 
     async def post(self, transfers: Sequence[Transfer]) -> None:
         """Append the transfers to the ledger."""
@@ -154,6 +165,14 @@ class PayoutRepository(Protocol):
     ) -> dict[tuple[str, str], Decimal]:
         """Sum of postings per (account, currency), computed by the database."""
         ...
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The latest attributed revenue of a deal (net of refunds) and its revision."""
+
+    revenue: Money
+    revision: int
 
 
 class PayoutDatabase(Protocol):

@@ -19,7 +19,7 @@ from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms
-from services.payouts.store import FeeCeilingExceeded, LockMode, StaleUpdate
+from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
 from shared.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.fx_moves import rejudged
 from shared.kafka import Delivery
@@ -30,10 +30,11 @@ from shared.money import FxSnapshot, Money
 class MemoryState:
     processed: set[tuple[str, str, str]] = field(default_factory=set)  # (consumer, source, id)
     deals: dict[str, DealTerms] = field(default_factory=dict)
-    commission_done: set[str] = field(default_factory=set)
+    # deal -> the attribution revision its commission was last decided on
+    commission_decided: dict[str, int] = field(default_factory=dict)
     confirmations: dict[str, set[str]] = field(default_factory=dict)
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
-    attribution: dict[str, tuple[Money, datetime]] = field(default_factory=dict)
+    attribution: dict[str, tuple[Money, datetime, int]] = field(default_factory=dict)
     fx: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
     payouts: dict[str, Payout] = field(default_factory=dict)  # insertion order = creation
     business_keys: set[tuple[str, str, str]] = field(default_factory=set)
@@ -129,12 +130,13 @@ class MemoryPayoutRepository:
         known = self._s.attribution.get(deal_id)
         if known is not None and known[1] > as_of:
             return False
-        self._s.attribution[deal_id] = (revenue, as_of)
+        revision = 1 if known is None else known[2] + 1
+        self._s.attribution[deal_id] = (revenue, as_of, revision)
         return True
 
-    async def attribution(self, deal_id: str) -> Money | None:
+    async def attribution(self, deal_id: str) -> Attribution | None:
         known = self._s.attribution.get(deal_id)
-        return None if known is None else known[0]
+        return None if known is None else Attribution(known[0], known[2])
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         key = (snapshot.base, snapshot.as_of, snapshot.source)
@@ -233,19 +235,32 @@ class MemoryPayoutRepository:
                 self._s.sent_order.append(payout.payout_id)
 
     async def commission_due_for_update(
-        self, closed_before: datetime, limit: int
+        self, closed_before: datetime, final_before: datetime, limit: int
     ) -> list[DealTerms]:
+        def open_(d: DealTerms) -> bool:
+            decided = self._s.commission_decided.get(d.deal_id)
+            if decided is None:
+                return True
+            known = self._s.attribution.get(d.deal_id)
+            latest = 0 if known is None else known[2]
+            return d.attribution_closes_at > final_before and latest != decided
+
         due = [
             d
             for d in self._s.deals.values()
-            if d.deal_id not in self._s.commission_done
-            and d.commission_rate > 0
-            and d.attribution_closes_at <= closed_before
+            if d.commission_rate > 0 and d.attribution_closes_at <= closed_before and open_(d)
         ]
         return sorted(due, key=lambda d: d.attribution_closes_at)[:limit]
 
-    async def commission_decided(self, deal_id: str) -> None:
-        self._s.commission_done.add(deal_id)
+    async def commission_decided(self, deal_id: str, revision: int) -> None:
+        self._s.commission_decided[deal_id] = revision
+
+    async def commission_booked(self, deal_id: str) -> list[Payout]:
+        return [
+            p
+            for p in self._s.payouts.values()
+            if p.deal_id == deal_id and p.kind in ("commission", "clawback")
+        ]
 
     async def post(self, transfers: Sequence[Transfer]) -> None:
         known = {t.transfer_id for t in self._s.transfers}

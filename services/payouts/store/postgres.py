@@ -1,4 +1,4 @@
-"""The payouts store on PostgreSQL (tables `payouts_*`, migration 0300)."""
+"""The payouts store on PostgreSQL (tables `payouts_*`, migrations 0300-0303)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from services.payouts.domain.ledger import Posting, Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
-from services.payouts.store import FeeCeilingExceeded, LockMode, StaleUpdate
+from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
 from shared import fx_store, inbox, outbox
 from shared.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.kafka import Delivery
@@ -41,7 +41,7 @@ _FX_LOCK_SPACE: Final = 0x5046
 _PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, brand_id,
     gross_amount, gross_currency, platform_fee_amount, net_amount, net_currency, fx_rate,
     fx_as_of, fx_source, status, hold_code, hold_reason, failure_reason, attempts,
-    next_attempt_at, provider_ref, version"""
+    next_attempt_at, provider_ref, version, recovered_amount"""
 
 
 def _lock_key(entity_id: str) -> int:
@@ -81,6 +81,7 @@ def _payout(row: asyncpg.Record) -> Payout:
         next_attempt_at=row["next_attempt_at"],
         provider_ref=row["provider_ref"],
         version=row["version"],
+        recovered=None if not row["recovered_amount"] else Money(row["recovered_amount"], currency),
     )
 
 
@@ -108,7 +109,12 @@ def _payout_values(p: Payout) -> tuple[Any, ...]:
         p.next_attempt_at,
         p.provider_ref,
         p.version,
+        _recovered(p),
     )
+
+
+def _recovered(p: Payout) -> Decimal:
+    return Decimal(0) if p.recovered is None else p.recovered.amount
 
 
 def _deal(row: asyncpg.Record) -> DealTerms:
@@ -281,7 +287,8 @@ class PgPayoutRepository:
             """INSERT INTO payouts_attribution AS a (deal_id, revenue_amount, revenue_currency,
                    as_of) VALUES ($1, $2, $3, $4)
                ON CONFLICT (deal_id) DO UPDATE SET revenue_amount = EXCLUDED.revenue_amount,
-                   revenue_currency = EXCLUDED.revenue_currency, as_of = EXCLUDED.as_of
+                   revenue_currency = EXCLUDED.revenue_currency, as_of = EXCLUDED.as_of,
+                   revision = a.revision + 1
                WHERE a.as_of <= EXCLUDED.as_of
                RETURNING true""",
             deal_id,
@@ -291,12 +298,13 @@ class PgPayoutRepository:
         )
         return bool(stored)
 
-    async def attribution(self, deal_id: str) -> Money | None:
+    async def attribution(self, deal_id: str) -> Attribution | None:
         row = await self._conn.fetchrow(
-            "SELECT revenue_amount, revenue_currency FROM payouts_attribution WHERE deal_id = $1",
+            """SELECT revenue_amount, revenue_currency, revision FROM payouts_attribution
+               WHERE deal_id = $1""",
             deal_id,
         )
-        return None if row is None else Money(row[0], row[1].strip())
+        return None if row is None else Attribution(Money(row[0], row[1].strip()), row[2])
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         return await fx_store.save_judged(self._conn, snapshot, event_id, max_move)
@@ -309,7 +317,7 @@ class PgPayoutRepository:
             inserted = await self._conn.fetchval(
                 f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22)
+                            $16, $17, $18, $19, $20, $21, $22, $23)
                     ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
                 *_payout_values(payout),
             )
@@ -389,13 +397,15 @@ class PgPayoutRepository:
                    fx_source = c.fx_source, status = c.status, hold_code = c.hold_code,
                    hold_reason = c.hold_reason, failure_reason = c.failure_reason,
                    attempts = c.attempts, next_attempt_at = c.next_attempt_at,
-                   provider_ref = c.provider_ref, version = c.version, updated_at = now()
+                   provider_ref = c.provider_ref, version = c.version,
+                   recovered_amount = c.recovered_amount, updated_at = now()
                FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::numeric[],
                            $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
-                           $11::text[], $12::int[], $13::timestamptz[], $14::text[], $15::int[])
+                           $11::text[], $12::int[], $13::timestamptz[], $14::text[], $15::int[],
+                           $16::numeric[])
                    AS c(payout_id, previous, net_amount, net_currency, fx_rate, fx_as_of,
                         fx_source, status, hold_code, hold_reason, failure_reason, attempts,
-                        next_attempt_at, provider_ref, version)
+                        next_attempt_at, provider_ref, version, recovered_amount)
                WHERE p.payout_id = c.payout_id AND p.status = c.previous
                RETURNING p.payout_id""",
             [p.payout_id for p in payouts],
@@ -413,27 +423,44 @@ class PgPayoutRepository:
             [p.next_attempt_at for p in payouts],
             [p.provider_ref for p in payouts],
             [p.version for p in payouts],
+            [_recovered(p) for p in payouts],
         )
         if len(updated) != len(changes):
             missing = sorted({p.payout_id for p in payouts} - {r[0] for r in updated})
             raise StaleUpdate(f"payouts changed meanwhile: {', '.join(missing[:5])}")
 
     async def commission_due_for_update(
-        self, closed_before: datetime, limit: int
+        self, closed_before: datetime, final_before: datetime, limit: int
     ) -> list[DealTerms]:
         rows = await self._conn.fetch(
-            """SELECT * FROM payouts_deals
-               WHERE NOT commission_done AND commission_rate > 0 AND attribution_closes_at <= $1
-               ORDER BY attribution_closes_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            """SELECT d.* FROM payouts_deals d LEFT JOIN payouts_attribution a USING (deal_id)
+               WHERE d.commission_rate > 0 AND d.attribution_closes_at <= $1
+                 AND (NOT d.commission_done
+                      OR (d.attribution_closes_at > $2
+                          AND coalesce(a.revision, 0) <> d.commission_revision))
+               ORDER BY d.attribution_closes_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED""",
             closed_before,
+            final_before,
             limit,
         )
         return [_deal(r) for r in rows]
 
-    async def commission_decided(self, deal_id: str) -> None:
+    async def commission_decided(self, deal_id: str, revision: int) -> None:
         await self._conn.execute(
-            "UPDATE payouts_deals SET commission_done = true WHERE deal_id = $1", deal_id
+            """UPDATE payouts_deals SET commission_done = true, commission_revision = $2
+               WHERE deal_id = $1""",
+            deal_id,
+            revision,
         )
+
+    async def commission_booked(self, deal_id: str) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
+                WHERE deal_id = $1 AND kind IN ('commission', 'clawback')
+                ORDER BY created_at, payout_id""",
+            deal_id,
+        )
+        return [_payout(r) for r in rows]
 
     async def post(self, transfers: Sequence[Transfer]) -> None:
         if not transfers:

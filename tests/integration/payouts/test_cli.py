@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -12,10 +13,19 @@ from services.payouts.cli import app
 from services.payouts.domain import lifecycle
 from services.payouts.store.postgres import PgPayouts
 from shared.infra import InfraUrls
+from shared.money import FxSnapshot, Money
 from tests.unit.payouts.builders import uid
-from tests.unit.payouts.store_contract import acct, add_payout, new_payout
+from tests.unit.payouts.store_contract import (
+    LONG_AGO,
+    acct,
+    add_payout,
+    new_payout,
+    terms,
+)
 
 pytestmark = pytest.mark.integration
+
+SNAPSHOT = FxSnapshot("USD", {"EUR": Decimal("0.9")}, LONG_AGO, "t")
 
 
 @pytest.fixture
@@ -73,3 +83,47 @@ async def test_ledger_check_fails_on_a_payout_without_its_postings(
 async def _insert_without_postings(pool: asyncpg.Pool, payout: lifecycle.Payout) -> None:
     async with PgPayouts(pool).transaction() as repo:
         await add_payout(repo, payout)
+
+
+async def test_statement_shows_commission_adjustments_clawbacks_and_repayments(
+    cli_env: None, db_pool: asyncpg.Pool
+) -> None:
+    creator, deal = uid("cr"), uid("deal")
+    deal_terms = terms(deal, creator)
+    first = lifecycle.create(
+        deal_terms,
+        "commission",
+        "",
+        Money.of("100.00", "USD"),
+        platform_fee_bps=1000,
+        account=acct(creator, "USD"),
+        snapshot=None,
+        now=LONG_AGO,
+    )
+    taken = lifecycle.clawback(
+        deal_terms, "adjustment-1", Money.of("30.00", "USD"), Money.of("3.00", "USD")
+    )
+    repaying = new_payout(uid("deal"), creator, None)
+    released = lifecycle.release(
+        repaying.payout, acct(creator), SNAPSHOT, LONG_AGO, Money.of("20.00", "USD")
+    )
+    db = PgPayouts(db_pool)
+    async with db.transaction() as repo:
+        await repo.add_deal(deal_terms, "e")
+        for t in (first, taken):
+            await repo.add_payout(t.payout)
+            await repo.post(t.transfers)
+        await add_payout(repo, repaying.payout)
+        await repo.post(repaying.transfers)
+        await repo.save_payouts([(released.payout, "held")])
+        await repo.post(released.transfers)
+
+    shown = await asyncio.to_thread(invoke, "statement", creator)
+    assert shown.exit_code == 0, shown.output
+    assert "clawback (adjustment-1)" in shown.output and "clawed back" in shown.output
+    assert "-30.00 USD" in shown.output and "-3.00 USD" in shown.output
+    assert "20.00 USD" in shown.output and "71.10 EUR" in shown.output  # (99.00 - 20.00) x 0.9
+    # 27.00 owed from the clawback, 20.00 of it repaid by the released payout.
+    assert "to repay (clawbacks)" in shown.output and "7.00 USD" in shown.output
+    checked = await asyncio.to_thread(invoke, "ledger-check")
+    assert checked.exit_code == 0, checked.output

@@ -13,6 +13,7 @@ from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
 from services.payouts.store import (
+    Attribution,
     FeeCeilingExceeded,
     PayoutDatabase,
     PayoutRepository,
@@ -113,7 +114,9 @@ class PayoutStoreContract:
             assert await repo.confirmed(deal) == {"dl-1"}
             assert await repo.save_attribution(deal, Money.of("5", "USD"), LONG_AGO + timedelta(1))
             assert not await repo.save_attribution(deal, Money.of("9", "USD"), LONG_AGO)
-            assert await repo.attribution(deal) == Money.of("5.00", "USD")
+            assert await repo.attribution(deal) == Attribution(Money.of("5.00", "USD"), 1)
+            assert await repo.save_attribution(deal, Money.of("7", "USD"), LONG_AGO + timedelta(1))
+            assert await repo.attribution(deal) == Attribution(Money.of("7.00", "USD"), 2)
 
     async def test_accounts_newer_wins_and_destination_stays_secret(
         self, db: PayoutDatabase
@@ -231,15 +234,78 @@ class PayoutStoreContract:
 
     async def test_commission_due_until_decided(self, db: PayoutDatabase) -> None:
         deal = uid("deal")
+        closes = LONG_AGO - timedelta(days=400)
         async with db.transaction() as repo:
-            await repo.add_deal(terms(deal, uid("cr"), closes=LONG_AGO - timedelta(days=400)), "e")
+            await repo.add_deal(terms(deal, uid("cr"), closes=closes), "e")
+
+        async def due(now: datetime, adjustable: timedelta = timedelta(days=30)) -> bool:
+            async with db.transaction() as repo:
+                found = await repo.commission_due_for_update(now, now - adjustable, 10_000)
+            return deal in {d.deal_id for d in found}
+
+        assert not await due(closes - timedelta(seconds=1))
+        assert await due(closes)
         async with db.transaction() as repo:
-            due = await repo.commission_due_for_update(LONG_AGO - timedelta(days=399), 10_000)
-            assert deal in {d.deal_id for d in due}
-            await repo.commission_decided(deal)
+            await repo.commission_decided(deal, 0)
+        assert not await due(closes + timedelta(days=1))
+        # A late attribution reopens the decision while the commission is adjustable.
         async with db.transaction() as repo:
-            due = await repo.commission_due_for_update(LONG_AGO - timedelta(days=399), 10_000)
-            assert deal not in {d.deal_id for d in due}
+            await repo.save_attribution(deal, Money.of("9", "USD"), closes)
+        assert await due(closes + timedelta(days=1))
+        assert not await due(closes + timedelta(days=30))  # final
+        async with db.transaction() as repo:
+            await repo.commission_decided(deal, 1)
+        assert not await due(closes + timedelta(days=1))
+        # A deal never decided is decided however late.
+        deal = uid("deal")
+        async with db.transaction() as repo:
+            await repo.add_deal(terms(deal, uid("cr"), closes=closes), "e")
+        assert await due(closes + timedelta(days=300))
+
+    async def test_commission_booked_lists_commission_payouts_and_clawbacks(
+        self, db: PayoutDatabase
+    ) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        deal_terms = terms(deal, creator)
+        paid = lifecycle.create(
+            deal_terms,
+            "commission",
+            "",
+            Money.of("10.00", "USD"),
+            platform_fee_bps=100,
+            account=None,
+            snapshot=None,
+            now=LONG_AGO,
+        )
+        taken = lifecycle.clawback(
+            deal_terms, "adjustment-1", Money.of("4.00", "USD"), Money.of("0.04", "USD")
+        )
+        async with db.transaction() as repo:
+            await add_payout(repo, new_payout(deal, creator, acct(creator)).payout)
+            for booked in (paid, taken):
+                assert await repo.add_payout(booked.payout)
+                await repo.post(booked.transfers)
+        async with db.transaction() as repo:
+            booked = sorted(await repo.commission_booked(deal), key=lambda p: p.kind)
+            assert booked == [taken.payout, paid.payout]
+            balances = await repo.balances([f"creator_receivable:{creator}"])
+        assert balances == {(f"creator_receivable:{creator}", "USD"): Decimal("-3.96")}
+
+    async def test_recovered_part_round_trips(self, db: PayoutDatabase) -> None:
+        creator = uid("cr")
+        held = new_payout(uid("deal"), creator, None).payout
+        async with db.transaction() as repo:
+            await add_payout(repo, held)
+        snapshot = FxSnapshot("USD", {"EUR": Decimal("0.9")}, LONG_AGO, "t")
+        released = lifecycle.release(
+            held, acct(creator), snapshot, LONG_AGO, Money.of("9.00", "USD")
+        )
+        async with db.transaction() as repo:
+            await repo.save_payouts([(released.payout, "held")])
+            [stored] = await repo.payouts_for_update([held.payout_id])
+        assert stored == released.payout
+        assert stored.recovered == Money.of("9.00", "USD")
+        assert stored.net == Money.of("81.00", "EUR")  # (99.00 - 9.00) x 0.9
 
     async def test_fx_snapshots_in_force_and_judged(self, db: PayoutDatabase) -> None:
         # Far in the future, so other tests' snapshots in a shared database come before.

@@ -1,6 +1,7 @@
 """Property: after any sequence of events, dispatch rounds, failures and settlements, the
 ledger sums to zero per currency, every transfer balances, and each payout's postings match
-its status. Each business key is paid at most once."""
+its status. Each business key is paid at most once; commission adjustments never claw back or
+repay more than was paid."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from services.payouts.domain.ledger import currency_totals
+from services.payouts.domain.ledger import balances, currency_totals
 from shared.events import CloudEvent
 from shared.money import Money
 from tests.unit.payouts.builders import T0, account, attribution, confirmed, deal_signed, fx
@@ -122,9 +123,18 @@ def test_ledger_balances_after_any_sequence_of_events(
     h = asyncio.run(run(steps, fee_bps, failure_rate, seed))
     event(f"payouts: {min(len(h.payouts()), 3)}")
     event(f"statuses: {'/'.join(sorted({p.status for p in h.payouts()}))}")
+    event(f"kinds: {'/'.join(sorted({p.kind for p in h.payouts()}))}")
+    event(f"repaid a clawback: {any(p.recovered for p in h.payouts())}")
     postings = [p for t in h.db.state.transfers for p in t.postings]
     assert all(total == 0 for total in currency_totals(postings).values())
     assert h.problems() == []
+    # Late attribution adjusts commission: never more repaid than was clawed back, and a
+    # deal's commission bookings never add up to less than nothing.
+    assert all(v <= 0 for (a, _), v in balances(postings).items() if a.startswith("creator_rec"))
+    for deal in DEALS:
+        entries = [p for p in h.payouts(deal) if p.kind != "fee"]
+        paid = sum((p.gross.amount for p in entries if p.kind == "commission"), Decimal(0))
+        assert paid >= sum((p.gross.amount for p in entries if p.kind == "clawback"), Decimal(0))
     keys = [(p.deal_id, p.kind, p.milestone) for p in h.payouts()]
     assert len(keys) == len(set(keys))
     # The provider moved money once per payout that is sent, settled, or failed after sending.
