@@ -292,17 +292,19 @@ async def _has(letters: Callable[[], Awaitable[list[Any]]], count: int) -> bool:
     return len(await letters()) >= count
 
 
-async def test_feedback_retrains_a_versioned_ranker_used_by_later_answers(
+async def test_a_brand_s_feedback_trains_its_own_ranker_stored_with_the_gate_s_verdict(
     running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
 ) -> None:
     population = running.population
     ids = population.profiles.creator_id
+    brand = f"brand-{RUN}-learns"
     feedback = []
     for k, niche in enumerate(("fitness", "travel")):
         campaign = f"cmp-{RUN}-learn-{k}"
         request = niche_request(
-            niche, request_id=f"req-{RUN}-learn-{k}", campaign_id=campaign, seed=k, limit=20
-        )
+            niche, request_id=f"req-{RUN}-learn-{k}", campaign_id=campaign, seed=k, limit=20,
+            brand_id=brand,
+        )  # fmt: skip
         await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
         answer = await running.answers.wait_for(request.request_id)
         for s in answer.suggestions:
@@ -314,20 +316,28 @@ async def test_feedback_retrains_a_versioned_ranker_used_by_later_answers(
             feedback.append(make_event(data, source="tests/brand"))
     await publish(infra.kafka_bootstrap_servers, feedback)
 
-    async def retrained() -> bool:
-        return running.service.state.ranker.version.startswith("lr-")
+    async def trained() -> bool:
+        return bool(await db_pool.fetchval(
+            "SELECT count(*) FROM matching_models WHERE brand_id = $1", brand
+        ))  # fmt: skip
 
-    await eventually(retrained)
-    version = running.service.state.ranker.version
-    stored = await db_pool.fetchval(
-        "SELECT labels FROM matching_models WHERE version = $1", version
+    await eventually(trained)
+    row = await db_pool.fetchrow(
+        "SELECT version, status, labels, reason, metrics::text AS metrics FROM matching_models"
+        " WHERE brand_id = $1",
+        brand,
     )
-    assert stored >= len(feedback)
-    request = niche_request(
-        "gaming", request_id=f"req-{RUN}-after", campaign_id=f"cmp-{RUN}-after", seed=9
-    )
-    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
-    answer = await running.answers.wait_for(request.request_id)
-    assert answer.model_version == version
-    for s in answer.suggestions:
-        assert math.isclose(sum(s.explanation.values()), s.score, abs_tol=1e-9)
+    assert row["labels"] >= len(feedback) and row["reason"]
+    assert "held_out_auc" in json.loads(row["metrics"])
+    assert row["status"] in ("live", "candidate")
+    expected = row["version"] if row["status"] == "live" else "hand-v1"
+    for k, (who, niche) in enumerate(((brand, "gaming"), (f"brand-{RUN}-other", "gaming"))):
+        request = niche_request(
+            niche, request_id=f"req-{RUN}-after-{k}", campaign_id=f"cmp-{RUN}-after-{k}", seed=9,
+            brand_id=who,
+        )  # fmt: skip
+        await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+        answer = await running.answers.wait_for(request.request_id)
+        assert answer.model_version == (expected if who == brand else "hand-v1")
+        for s in answer.suggestions:
+            assert math.isclose(sum(s.explanation.values()), s.score, abs_tol=1e-9)
