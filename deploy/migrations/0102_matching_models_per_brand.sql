@@ -16,3 +16,8 @@ CREATE UNIQUE INDEX matching_models_live ON matching_models (brand_id) WHERE sta
 
 ALTER TABLE matching_requests ADD COLUMN request jsonb;            -- the `match.requested` data
 CREATE INDEX matching_requests_brand ON matching_requests (brand_id, answered_at);
+
+-- Labels are split by arrival for the gate: one consumed batch (one transaction) holds many,
+-- so each row takes the time it was written, not its transaction's start.
+ALTER TABLE matching_feedback ALTER COLUMN received_at SET DEFAULT clock_timestamp();
+ALTER TABLE matching_performance ALTER COLUMN received_at SET DEFAULT clock_timestamp();

@@ -317,7 +317,7 @@ class PostgresMatchingStore:
                VALUES ($1, $2, $3, $4, $5, $6)
                ON CONFLICT (deal_id) DO UPDATE
                  SET roas = excluded.roas, cpe = excluded.cpe, as_of = excluded.as_of,
-                     received_at = now()
+                     received_at = clock_timestamp()
                  WHERE matching_performance.as_of <= excluded.as_of""",
             outcome.deal_id,
             outcome.campaign_id,
