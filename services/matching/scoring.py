@@ -31,7 +31,7 @@ from services.matching.index import CreatorIndex
 from services.matching.ranker import LinearRanker
 from shared.events import MatchRequested
 from shared.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
-from shared.money import FxSnapshot, Money, minor_unit
+from shared.money import FxRateMissing, FxSnapshot, Money, minor_unit
 
 FILTER_REASONS: Final[tuple[str, ...]] = (
     "excluded",
@@ -147,7 +147,7 @@ def fx_rates_to(
         elif fx is not None:
             try:
                 rates[code] = float(fx.rate(currency, target))
-            except LookupError:
+            except FxRateMissing:  # counted as no_fx_rate: the answer says so, nothing to retry
                 continue
     return rates
 

@@ -255,6 +255,18 @@ async def test_invalid_requests_land_in_the_dlq_with_reasons(
     no_niche = no_niche.model_copy(
         update={"niche": no_niche.niche.model_copy(update={"description": "", "keywords": ()})}
     )
+    stop_words = no_niche.model_copy(
+        update={
+            "request_id": f"req-{RUN}-stop-words",
+            "niche": no_niche.niche.model_copy(
+                update={"description": "for the and of", "keywords": ("it",)}
+            ),
+        }
+    )
+    no_rate = niche_request(
+        "pets", request_id=f"req-{RUN}-chf", campaign_id=key, seed=4,
+        budget=Money(Decimal("900.00"), "CHF"),
+    )  # fmt: skip
     valid = niche_request("pets", request_id=f"req-{RUN}-valid", campaign_id=key, seed=3)
     schema_broken = make_event(valid, source="tests/brand").model_dump(mode="json")
     schema_broken["data"]["limit"] = 0
@@ -264,11 +276,14 @@ async def test_invalid_requests_land_in_the_dlq_with_reasons(
             (Topic.BRAND_MATCH_REQUESTS, key.encode(), json.dumps(schema_broken).encode()),
             *[
                 (Topic.BRAND_MATCH_REQUESTS, key.encode(), encode(make_event(r, source="t")))
-                for r in (zero_budget, no_niche, valid)
+                for r in (zero_budget, no_niche, stop_words, no_rate, valid)
             ],
         ],
     )
     await running.answers.wait_for(valid.request_id)
+    # A budget currency the FX snapshot lacks is answered at once, never retried.
+    answered = await running.answers.wait_for(no_rate.request_id)
+    assert answered.suggestions == () and answered.filtered["no_fx_rate"] > 0
 
     async def letters() -> list[Any]:
         found = await read_dead_letters(
@@ -276,15 +291,16 @@ async def test_invalid_requests_land_in_the_dlq_with_reasons(
         )
         return [letter for letter in found if letter.key == key.encode()]
 
-    await eventually(lambda: _has(letters, 3))
+    await eventually(lambda: _has(letters, 4))
     reasons = {letter.error_class: letter.reason for letter in await letters()}
     assert "limit" in reasons["SchemaViolation"]
     rejected = [
         letter.reason for letter in await letters() if letter.error_class == "EventRejected"
     ]
     assert any("budget_per_creator" in reason for reason in rejected)
-    assert any(reason.startswith("niche:") for reason in rejected)
-    for request_id in (zero_budget.request_id, no_niche.request_id):
+    assert sum(reason.startswith("niche:") for reason in rejected) == 2
+    assert all(letter.error_class != "FxRateMissing" for letter in await letters())
+    for request_id in (zero_budget.request_id, no_niche.request_id, stop_words.request_id):
         assert request_id not in running.answers.by_request
 
 
