@@ -277,7 +277,7 @@ class MatchingService:
             index.record_performance(creator_id, roas_total, deals)
         self.state.index = index
         self.state.fx = await fx_store.snapshot_at(self._pool, datetime.now(UTC), trusted=True)
-        await self.load_models()
+        await self.load_models(history=True)
         log.info(
             "matching index ready",
             creators=len(index),
@@ -285,14 +285,13 @@ class MatchingService:
             brand_rankers=len(self.state.rankers),
         )
 
-    async def load_models(self) -> None:
+    async def load_models(self, *, history: bool = False) -> None:
         """Put in use every brand's live ranker, as stored (promotions and rollbacks made
-        with `creatorflow matching models` take effect here)."""
-        stored = await self._store.models()
-        self.state.rankers = {
-            m.brand_id: m.ranker for m in stored if m.status == "live" and m.brand_id is not None
-        }
-        for m in stored:
+        with `creatorflow matching models` take effect here); with `history`, also learn
+        how many labels each brand's last ranker was trained on."""
+        live = await self._store.models(status="live")
+        self.state.rankers = {m.brand_id: m.ranker for m in live if m.brand_id is not None}
+        for m in await self._store.models() if history else ():
             if m.brand_id is not None:
                 trained = self.state.labels_at_training.get(m.brand_id, 0)
                 self.state.labels_at_training[m.brand_id] = max(trained, m.labels)
@@ -304,7 +303,9 @@ class MatchingService:
         trained = []
         for brand_id, labels in sorted((await self._store.label_counts()).items()):
             new = labels - self.state.labels_at_training.get(brand_id, 0)
-            if new <= 0 or (new < self._settings.retrain_every_labels and not due):
+            if labels < self._settings.learning_min_labels or new <= 0:
+                continue
+            if new < self._settings.retrain_every_labels and not due:
                 continue
             outcome = await self._train_brand(brand_id, labels)
             if outcome is not None:

@@ -162,8 +162,10 @@ class MatchingStore(Protocol):
         """Store a ranker; `live` makes it the brand's ranker and retires the one in use."""
         ...
 
-    async def models(self, brand_id: str | None = None) -> list[StoredModel]:
-        """Stored rankers, newest first (only the brand's when `brand_id` is given)."""
+    async def models(
+        self, brand_id: str | None = None, *, status: ModelStatus | None = None
+    ) -> list[StoredModel]:
+        """Stored rankers, newest first; only the brand's and of that status when given."""
         ...
 
     async def promote(self, version: str) -> StoredModel:
@@ -405,11 +407,15 @@ class PostgresMatchingStore:
                 json.dumps(metrics or {}),
             )
 
-    async def models(self, brand_id: str | None = None) -> list[StoredModel]:
+    async def models(
+        self, brand_id: str | None = None, *, status: ModelStatus | None = None
+    ) -> list[StoredModel]:
         rows = await self._pool.fetch(
             f"""SELECT {_MODEL_COLUMNS} FROM matching_models
-                WHERE $1::text IS NULL OR brand_id = $1 ORDER BY seq DESC""",
+                WHERE ($1::text IS NULL OR brand_id = $1) AND ($2::text IS NULL OR status = $2)
+                ORDER BY seq DESC""",
             brand_id,
+            status,
         )
         return [_stored_model(r) for r in rows]
 
@@ -666,8 +672,14 @@ class InMemoryMatchingStore:
             StoredModel(ranker, brand_id, status, labels, reason, dict(metrics or {}), _now())
         )
 
-    async def models(self, brand_id: str | None = None) -> list[StoredModel]:
-        return [m for m in reversed(self.stored) if brand_id in (None, m.brand_id)]
+    async def models(
+        self, brand_id: str | None = None, *, status: ModelStatus | None = None
+    ) -> list[StoredModel]:
+        return [
+            m
+            for m in reversed(self.stored)
+            if brand_id in (None, m.brand_id) and status in (None, m.status)
+        ]
 
     async def promote(self, version: str) -> StoredModel:
         found = [m for m in self.stored if m.ranker.version == version]
