@@ -78,6 +78,8 @@ class MatchingState:
     labels_at_training: dict[str, int] = field(default_factory=dict)
     """Per brand, the label count its last ranker (live or not) was trained on."""
     trained_at: float = field(default_factory=time.monotonic)
+    labels_seen: int = -1
+    """Labels received at the last retraining check (-1: none made yet)."""
     fx: FxSnapshot | None = None
 
     def ranker_for(self, brand_id: str) -> LinearRanker:
@@ -300,6 +302,10 @@ class MatchingService:
         """Train a ranker for each brand with enough new labels (or when the schedule is due),
         judge it with the promotion gate and store it; only a promoted one is used."""
         due = time.monotonic() - self.state.trained_at >= self._settings.retrain_interval_seconds
+        received = await self._store.label_count()  # cheap: per brand only when it moved
+        if received == self.state.labels_seen and not due:
+            return []
+        self.state.labels_seen = received
         trained = []
         for brand_id, labels in sorted((await self._store.label_counts()).items()):
             new = labels - self.state.labels_at_training.get(brand_id, 0)
@@ -328,10 +334,10 @@ class MatchingService:
             data, queries, shown, current, self.state.index, self.state.fx, self._scoring,
             self._settings.learning(), version=version,
         )  # fmt: skip
-        if learned is None:
-            return None  # not enough labels yet: counted again when more arrive
-        ranker, verdict = learned
         self.state.labels_at_training[brand_id] = labels
+        if learned is None:
+            return None  # nothing to learn from yet (one outcome only): wait for more labels
+        ranker, verdict = learned
         await self._store.save_model(
             ranker, labels, brand_id=brand_id, live=verdict.promote, reason=verdict.reason,
             metrics=verdict.metrics,

@@ -149,6 +149,8 @@ def judge(
     learning: LearningSettings,
 ) -> Verdict:
     """The promotion gate: better on the held-out labels and niche precision kept."""
+    if not probes:
+        return Verdict(False, "no stored request of the brand to check niche precision with")
     new_quality = ranking_quality(candidate, held_out)
     old_quality = ranking_quality(current, held_out)
     precision = niche_precision(index, probes, candidate, fx, settings)

@@ -133,6 +133,10 @@ class MatchingStore(Protocol):
         """(creator_id, sum of ROAS, deals with a ROAS) per creator (all creators if None)."""
         ...
 
+    async def label_count(self) -> int:
+        """Feedback and outcomes received, matched to a suggestion or not (a cheap count)."""
+        ...
+
     async def label_counts(self) -> dict[str, int]:
         """Labels (feedback + outcomes on suggested creators) per brand."""
         ...
@@ -340,6 +344,14 @@ class PostgresMatchingStore:
             None if creator_ids is None else list(creator_ids),
         )
         return [(r["creator_id"], float(r["total"]), int(r["deals"])) for r in rows]
+
+    async def label_count(self) -> int:
+        return int(
+            await self._pool.fetchval(
+                """SELECT (SELECT count(*) FROM matching_feedback)
+                        + (SELECT count(*) FROM matching_performance WHERE roas IS NOT NULL)"""
+            )
+        )
 
     async def label_counts(self) -> dict[str, int]:
         rows = await self._pool.fetch(
@@ -632,6 +644,9 @@ class InMemoryMatchingStore:
             if found is not None and o.roas is not None:
                 labelled.append((self._arrival[deal_id], *found, *_outcome_label(o.roas)))
         return [row[1:] for row in sorted(labelled, key=lambda row: row[0])]
+
+    async def label_count(self) -> int:
+        return len(self.feedback) + sum(o.roas is not None for o in self.outcomes.values())
 
     async def label_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -206,3 +206,7 @@ def test_the_gate_refuses_a_ranker_that_leaves_the_niche_and_one_that_ranks_no_b
         HAND_RANKER, HAND_RANKER, held_out, index, probes, FX, SETTINGS, LearningSettings()
     )
     assert not same.promote and "no better" in same.reason
+    unprobed = judge(
+        engagement_only, HAND_RANKER, held_out, index, [], FX, SETTINGS, LearningSettings()
+    )
+    assert not unprobed.promote and "no stored request" in unprobed.reason
