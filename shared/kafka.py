@@ -133,28 +133,49 @@ def client_options(bootstrap_servers: str, security: BaseSecurity | None = None)
     return {"bootstrap_servers": bootstrap_servers, **parse_security(security)}
 
 
+def bootstrap_list(bootstrap_servers: str) -> list[str]:
+    """`host:port,host:port` as a list: FastStream takes a string for one server only."""
+    return [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
+
+
 def make_broker(settings: Settings, bootstrap_servers: str, **options: Any) -> KafkaBroker:
-    """A FastStream broker for `bootstrap_servers` labelled with the service name."""
+    """A FastStream broker for `bootstrap_servers` (one or several, comma-separated, as in
+    KAFKA_BOOTSTRAP_SERVERS) labelled with the service name."""
     return KafkaBroker(
-        bootstrap_servers,
+        bootstrap_list(bootstrap_servers),
         client_id=settings.service_name,
+        # Acknowledged only once every in-sync replica has it: with acks=1 a leader that dies
+        # right after answering loses the write (replicated Kafka; one broker has one replica).
+        acks="all",
         enable_idempotence=settings.kafka_idempotent_producer,
         security=kafka_security(settings),
         **options,
     )
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """Replicas that must have a write before the broker acknowledges it (with acks=all): two
+    when there are several, so one broker may be down without refusing writes or keeping an
+    acknowledged write on a single disk."""
+    return min(2, replication_factor)
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     *,
     partitions: int,
-    replication_factor: int = 1,
+    replication_factor: int,
     topics: Iterable[str] = TOPICS,
     security: BaseSecurity | None = None,
 ) -> list[str]:
-    """Create every topic and its DLQ (one partition) if missing; returns those created."""
-    wanted = [NewTopic(t, partitions, replication_factor) for t in topics]
-    wanted += [NewTopic(dlq_topic(t.name), 1, replication_factor) for t in wanted]
+    """Create every topic and its DLQ (one partition) if missing, each with
+    `replication_factor` replicas and `min_insync_replicas` of them; returns those created.
+    Existing topics are left as they are."""
+    config = {"min.insync.replicas": str(min_insync_replicas(replication_factor))}
+    wanted = [NewTopic(t, partitions, replication_factor, topic_configs=config) for t in topics]
+    wanted += [
+        NewTopic(dlq_topic(t.name), 1, replication_factor, topic_configs=config) for t in wanted
+    ]
     admin = AIOKafkaAdminClient(**client_options(bootstrap_servers, security))
     await admin.start()
     try:

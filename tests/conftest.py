@@ -46,9 +46,15 @@ def infra() -> Iterator[InfraUrls]:
     yield from embedded_servers()
 
 
+async def create_topics(infra: InfraUrls) -> None:
+    """Every contract topic with 3 partitions, replicated as KAFKA_REPLICATION_FACTOR says."""
+    replication = Settings().kafka_replication_factor
+    await ensure_topics(infra.kafka_bootstrap_servers, partitions=3, replication_factor=replication)
+
+
 @pytest.fixture(scope="session")
 async def topics(infra: InfraUrls) -> None:
-    await ensure_topics(infra.kafka_bootstrap_servers, partitions=3)
+    await create_topics(infra)
 
 
 @pytest.fixture(scope="session")

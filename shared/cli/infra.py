@@ -10,6 +10,7 @@ from rich.table import Table
 
 from shared.cli.console import console, fail
 from shared.cli.settings import kafka_security, load_settings
+from shared.config import Settings
 from shared.db import create_pool, migrate
 from shared.infra import EmbeddedInfra, InfraError, InfraUrls, read_state, redact
 from shared.infra.files import shell_exports, write_private
@@ -38,7 +39,7 @@ def up() -> None:
     with console.status("Starting Kafka, PostgreSQL and Redis..."):
         try:
             urls = infra.start()
-            asyncio.run(_prepare(urls, settings.kafka_partitions, security))
+            asyncio.run(_prepare(urls, settings, security))
         except InfraError as error:
             fail(str(error), hint=f"logs are under {settings.data_dir}/")
         except BaseException:
@@ -53,8 +54,13 @@ def up() -> None:
     )
 
 
-async def _prepare(urls: InfraUrls, partitions: int, security: BaseSecurity | None) -> None:
-    await ensure_topics(urls.kafka_bootstrap_servers, partitions=partitions, security=security)
+async def _prepare(urls: InfraUrls, settings: Settings, security: BaseSecurity | None) -> None:
+    await ensure_topics(
+        urls.kafka_bootstrap_servers,
+        partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        security=security,
+    )
     pool = await create_pool(urls.database_url)
     try:
         await migrate(pool)
