@@ -34,6 +34,7 @@ import redis.exceptions
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.security import parse_security
@@ -73,6 +74,7 @@ _TOPIC_ALREADY_EXISTS = 36
 # to every event. 20 ms keeps idle consumers cheap (~50 fetches/s) and latency low on both.
 FETCH_MAX_WAIT_MS = 20
 _DLQ_VALUE_LIMIT = 512 * 1024
+_TOPICS_KNOWN_SECONDS = 30.0
 
 
 class KafkaSecurityError(ValueError):
@@ -181,19 +183,49 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]
-        if not missing:
-            return []
-        response = await admin.create_topics(missing)
+        if missing:
+            response = await admin.create_topics(missing)
+            failed = [
+                f"{name}: {message or code}"
+                for name, code, message in response.topic_errors
+                if code not in (0, _TOPIC_ALREADY_EXISTS)
+            ]
+            if failed:
+                raise RuntimeError("could not create topics: " + "; ".join(failed))
+        await _wait_until_every_broker_knows(admin, [t.name for t in wanted])
     finally:
         await admin.close()
-    failed = [
-        f"{name}: {message or code}"
-        for name, code, message in response.topic_errors
-        if code not in (0, _TOPIC_ALREADY_EXISTS)
-    ]
-    if failed:
-        raise RuntimeError("could not create topics: " + "; ".join(failed))
     return [t.name for t in missing]
+
+
+async def _wait_until_every_broker_knows(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
+    """Return once every broker's metadata lists `topics` with a leader for each partition.
+
+    Apache Kafka answers CreateTopics once its controller has the topics; each broker learns
+    them a moment later. A client that asks a broker for partitions in between (a consumer
+    assigning itself a topic's partitions) finds none. The embedded broker knows at once.
+    """
+    deadline = time.monotonic() + _TOPICS_KNOWN_SECONDS
+    unknown: list[str] = list(topics)
+    while time.monotonic() < deadline:
+        unknown = []
+        # aiokafka's admin client has no public call that asks one given broker.
+        for broker in admin._client.cluster.brokers():
+            metadata = await admin._send_request_to_node(broker.nodeId, MetadataRequest(topics))
+            for topic in metadata.to_object()["topics"]:
+                partitions = topic["partitions"]
+                if (
+                    topic["error_code"]
+                    or not partitions
+                    or min(p["leader"] for p in partitions) < 0
+                ):
+                    unknown.append(f"{topic['topic']} on broker {broker.nodeId}")
+        if not unknown:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(
+        f"topics not known to every broker after {_TOPICS_KNOWN_SECONDS:.0f}s: {unknown[:5]}"
+    )
 
 
 async def publish_event(broker: KafkaBroker, event: CloudEvent[Any]) -> None:
