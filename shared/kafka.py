@@ -73,6 +73,11 @@ _TOPIC_ALREADY_EXISTS = 36
 # arrives; the embedded broker waits the full time, which would add up to this much latency
 # to every event. 20 ms keeps idle consumers cheap (~50 fetches/s) and latency low on both.
 FETCH_MAX_WAIT_MS = 20
+# How long a rebalance waits for a member to finish its batch in flight and rejoin. aiokafka's
+# default is the session timeout (10 s): Apache Kafka then drops a member whose batch takes
+# longer (a slow or briefly unreachable database), its commit fails, and the partitions' next
+# holder applies the batch again. The embedded broker does not enforce this timeout.
+REBALANCE_TIMEOUT_MS = 60_000
 _DLQ_VALUE_LIMIT = 512 * 1024
 _TOPICS_KNOWN_SECONDS = 30.0
 
@@ -530,6 +535,7 @@ def subscribe_events(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         decoder=_undecoded,
     )
     async def consume(message: KafkaMessage) -> None:
@@ -558,6 +564,7 @@ def subscribe_event_batches(
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         decoder=_undecoded,
     )
     async def consume(message: KafkaMessage) -> None:
