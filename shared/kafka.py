@@ -32,6 +32,7 @@ import aiokafka.errors
 import asyncpg
 import redis.exceptions
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
@@ -231,6 +232,22 @@ async def _wait_until_every_broker_knows(admin: AIOKafkaAdminClient, topics: Seq
     raise RuntimeError(
         f"topics not known to every broker after {_TOPICS_KNOWN_SECONDS:.0f}s: {unknown[:5]}"
     )
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
+    """The partitions of `topics` that exist now, for a consumer that assigns them itself.
+
+    A started consumer knows the partitions of no topic on Apache Kafka: aiokafka bootstraps
+    with a metadata request for an empty topic list, which Apache Kafka answers with none and
+    the embedded broker with all. So ask for every topic's metadata first.
+    """
+    # aiokafka has no public call that refreshes the consumer's own metadata.
+    await consumer._client.force_metadata_update()
+    return [
+        TopicPartition(topic, partition)
+        for topic in topics
+        for partition in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
 
 
 async def publish_event(broker: KafkaBroker, event: CloudEvent[Any]) -> None:

@@ -38,6 +38,7 @@ from shared.events import (
 )
 from shared.infra import InfraUrls
 from shared.infra.service_processes import SERVICES, ServiceProcesses
+from shared.kafka import partitions_of
 from tests.conftest import embedded_servers
 from tests.e2e.hostile_events import (
     TYPE_OF_TOPIC,
@@ -154,13 +155,8 @@ class Topics:
     async def start(self) -> None:
         self.records = []
         await self._consumer.start()
-        await self._consumer.topics()
         wanted = [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in wanted
-            for partition in self._consumer.partitions_for_topic(topic) or ()
-        ]
+        partitions = await partitions_of(self._consumer, wanted)
         missing = set(wanted) - {tp.topic for tp in partitions}
         assert not missing, f"topics the services should have created are missing: {missing}"
         self._consumer.assign(partitions)
