@@ -201,8 +201,11 @@ def live_brokers(bootstrap_servers: str) -> int:
     async def count() -> int:
         from aiokafka.admin import AIOKafkaAdminClient
 
+        from shared.kafka import client_options
+
+        # The local cluster listens in PLAINTEXT: no security settings apply.
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, request_timeout_ms=2000, retry_backoff_ms=100
+            **client_options(bootstrap_servers), request_timeout_ms=2000, retry_backoff_ms=100
         )
         try:
             await admin.start()
