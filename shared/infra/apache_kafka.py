@@ -60,6 +60,13 @@ def cluster_settings(brokers: int, path: Path = BROKER_PROPERTIES) -> dict[str, 
     return settings
 
 
+def format_argv(java: str, jars: Path, cluster_id: str, config: Path) -> list[str]:
+    """The storage formatter's command line. The id is joined to its option with `=`: a
+    base64 id may start with `-`, which the formatter would otherwise read as an option."""
+    argv = [java, *JVM_OPTIONS, "-cp", f"{jars}/*", "kafka.tools.StorageTool", "format"]
+    return [*argv, "--ignore-formatted", f"--cluster-id={cluster_id}", f"--config={config}"]
+
+
 @dataclass(frozen=True)
 class KafkaNode:
     node_id: int
@@ -159,8 +166,7 @@ class ApacheKafkaCluster:
         (self.directory / _CLUSTER_FILE).write_text(json.dumps(state, indent=2))
 
     def _format(self, config: Path, log_path: Path) -> subprocess.Popen[bytes]:
-        argv = [self.java, *JVM_OPTIONS, "-cp", f"{self.jars}/*", "kafka.tools.StorageTool"]
-        argv += ["format", "--ignore-formatted", "-t", self.cluster_id, "-c", str(config)]
+        argv = format_argv(self.java, self.jars, self.cluster_id, config)
         with open(log_path, "wb") as log:
             return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 

@@ -15,6 +15,7 @@ from shared.infra.apache_kafka import (
     BROKER_PROPERTIES,
     KafkaNode,
     cluster_settings,
+    format_argv,
     node_properties,
     read_properties,
 )
@@ -151,3 +152,12 @@ def test_a_failed_fetch_leaves_nothing_taken_for_complete(
     with pytest.raises(InfraError, match="Could not resolve dependencies"):
         kafka_jars(tmp_path / "cache")
     assert not [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_a_cluster_id_starting_with_a_dash_is_not_taken_for_an_option() -> None:
+    """One random id in 64 starts with `-`: "-t -abc" made the formatter fail."""
+    argv = format_argv(
+        "java", Path("/jars"), "-Ab_cdefghijklmnopqrstu", Path("/n/server.properties")
+    )
+    assert "--cluster-id=-Ab_cdefghijklmnopqrstu" in argv
+    assert "-Ab_cdefghijklmnopqrstu" not in argv
