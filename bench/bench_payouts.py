@@ -142,7 +142,7 @@ def sent_deal(record: Any) -> str | None:
 
 async def baseline(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[str, float]:
     bootstrap = urls.kafka_bootstrap_servers
-    await ensure_topics(bootstrap, partitions=3, topics=[BASELINE_TOPIC])
+    await ensure_topics(bootstrap, partitions=3, replication_factor=1, topics=[BASELINE_TOPIC])
     receiver = Receiver(bootstrap, BASELINE_TOPIC, lambda r: r.key.decode())
     await receiver.start()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
@@ -281,7 +281,7 @@ async def main(rate: float, count: int, burst: int) -> None:
     with EmbeddedInfra(root, Settings(), durable=False) as stack:
         assert stack.urls is not None
         urls = stack.urls
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3)
+        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
         base = await baseline(urls, rate, count, burst)
         service = await payouts(urls, rate, count, burst)
     ms = 1000.0

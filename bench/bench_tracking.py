@@ -352,7 +352,7 @@ async def measure_service(args: argparse.Namespace, root: Path, instances: int) 
     with EmbeddedInfra(root / f"batched-{instances}", Settings(), durable=False) as infra:
         urls = infra.urls
         assert urls is not None
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3)
+        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
         workload = Workload(seed=1)
         setup = workload.setup()
         backlog = [workload.next()[2] for _ in range(args.events)]
@@ -384,7 +384,7 @@ async def measure_naive(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     with EmbeddedInfra(root / "naive", Settings(), durable=False) as infra:
         urls = infra.urls
         assert urls is not None
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3)
+        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
         workload = Workload(seed=1)
         setup = workload.setup()
         backlog = [workload.next()[2] for _ in range(args.naive_events)]

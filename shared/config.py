@@ -38,6 +38,13 @@ class KafkaSecurityProtocol(StrEnum):
         return self.name.endswith("SSL")
 
 
+class KafkaKind(StrEnum):
+    """Which broker the embedded infrastructure starts when KAFKA_BOOTSTRAP_SERVERS is unset."""
+
+    EMBEDDED = "embedded"  # Tansu from a wheel: Python only, memory storage
+    APACHE = "apache"  # Apache Kafka (KRaft) jars run by Java, fetched once with Maven
+
+
 class SaslMechanism(StrEnum):
     PLAIN = "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256"
@@ -62,12 +69,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".creatorflow"), validation_alias="CREATORFLOW_DATA_DIR")
 
     kafka_bootstrap_servers: str | None = Field(None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    # Started when KAFKA_BOOTSTRAP_SERVERS is unset (shared.infra): the broker and how many.
+    kafka: KafkaKind = Field(KafkaKind.EMBEDDED, validation_alias="CREATORFLOW_KAFKA")
+    kafka_brokers: int = Field(1, validation_alias="CREATORFLOW_KAFKA_BROKERS")
+    # Where downloads shared by every data directory go (the Apache Kafka jars).
+    cache_dir: Path | None = Field(None, validation_alias="CREATORFLOW_CACHE_DIR")
     database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
     redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
 
     kafka_partitions: int = Field(3, ge=1, le=1000, validation_alias="KAFKA_PARTITIONS")
     kafka_replication_factor: int = Field(1, ge=1, validation_alias="KAFKA_REPLICATION_FACTOR")
-    # Real Kafka supports the idempotent producer; the embedded broker does not (DESIGN.md §4).
+    # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not (README).
     kafka_idempotent_producer: bool = Field(False, validation_alias="KAFKA_IDEMPOTENT_PRODUCER")
 
     # How every Kafka client of the project connects (shared.kafka.kafka_security); the
@@ -119,6 +131,19 @@ class Settings(BaseSettings):
     def _upper_case(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _one_or_three(cls, value: int) -> int:
+        # One for development; three to replicate with a majority left when one is down.
+        if value not in (1, 3):
+            raise ValueError(f"CREATORFLOW_KAFKA_BROKERS must be 1 or 3, not {value}")
+        return value
+
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _kafka_security_is_consistent(self) -> Settings:
         """Refuse combinations a client would silently ignore or a broker would reject late."""
@@ -161,6 +186,19 @@ class Settings(BaseSettings):
             raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the client certificate)")
         if self.kafka_ssl_key_password and not self.kafka_ssl_certfile:
             raise ValueError("KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_CERTFILE")
+        return self
+
+    @model_validator(mode="after")
+    def _replication_fits_the_started_cluster(self) -> Settings:
+        """Topics with more replicas than brokers cannot be created: say so at start."""
+        started = self.kafka_brokers if self.kafka is KafkaKind.APACHE else 1
+        if not self.kafka_bootstrap_servers and self.kafka_replication_factor > started:
+            raise ValueError(
+                f"KAFKA_REPLICATION_FACTOR={self.kafka_replication_factor} needs as many "
+                f"brokers, but the local infrastructure starts {started}: set "
+                "CREATORFLOW_KAFKA=apache and CREATORFLOW_KAFKA_BROKERS=3, or "
+                "KAFKA_BOOTSTRAP_SERVERS"
+            )
         return self
 
     @property

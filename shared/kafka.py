@@ -32,8 +32,10 @@ import aiokafka.errors
 import asyncpg
 import redis.exceptions
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.security import parse_security
@@ -72,7 +74,13 @@ _TOPIC_ALREADY_EXISTS = 36
 # arrives; the embedded broker waits the full time, which would add up to this much latency
 # to every event. 20 ms keeps idle consumers cheap (~50 fetches/s) and latency low on both.
 FETCH_MAX_WAIT_MS = 20
+# How long a rebalance waits for a member to finish its batch in flight and rejoin. aiokafka's
+# default is the session timeout (10 s): Apache Kafka then drops a member whose batch takes
+# longer (a slow or briefly unreachable database), its commit fails, and the partitions' next
+# holder applies the batch again. The embedded broker does not enforce this timeout.
+REBALANCE_TIMEOUT_MS = 60_000
 _DLQ_VALUE_LIMIT = 512 * 1024
+_TOPICS_KNOWN_SECONDS = 30.0
 
 
 class KafkaSecurityError(ValueError):
@@ -133,46 +141,113 @@ def client_options(bootstrap_servers: str, security: BaseSecurity | None = None)
     return {"bootstrap_servers": bootstrap_servers, **parse_security(security)}
 
 
+def bootstrap_list(bootstrap_servers: str) -> list[str]:
+    """`host:port,host:port` as a list: FastStream takes a string for one server only."""
+    return [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
+
+
 def make_broker(settings: Settings, bootstrap_servers: str, **options: Any) -> KafkaBroker:
-    """A FastStream broker for `bootstrap_servers` labelled with the service name."""
+    """A FastStream broker for `bootstrap_servers` (one or several, comma-separated, as in
+    KAFKA_BOOTSTRAP_SERVERS) labelled with the service name."""
     return KafkaBroker(
-        bootstrap_servers,
+        bootstrap_list(bootstrap_servers),
         client_id=settings.service_name,
+        # Acknowledged only once every in-sync replica has it: with acks=1 a leader that dies
+        # right after answering loses the write (replicated Kafka; one broker has one replica).
+        acks="all",
         enable_idempotence=settings.kafka_idempotent_producer,
         security=kafka_security(settings),
         **options,
     )
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """Replicas that must have a write before the broker acknowledges it (with acks=all): two
+    when there are several, so one broker may be down without refusing writes or keeping an
+    acknowledged write on a single disk."""
+    return min(2, replication_factor)
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     *,
     partitions: int,
-    replication_factor: int = 1,
+    replication_factor: int,
     topics: Iterable[str] = TOPICS,
     security: BaseSecurity | None = None,
 ) -> list[str]:
-    """Create every topic and its DLQ (one partition) if missing; returns those created."""
-    wanted = [NewTopic(t, partitions, replication_factor) for t in topics]
-    wanted += [NewTopic(dlq_topic(t.name), 1, replication_factor) for t in wanted]
+    """Create every topic and its DLQ (one partition) if missing, each with
+    `replication_factor` replicas and `min_insync_replicas` of them; returns those created.
+    Existing topics are left as they are."""
+    config = {"min.insync.replicas": str(min_insync_replicas(replication_factor))}
+    wanted = [NewTopic(t, partitions, replication_factor, topic_configs=config) for t in topics]
+    wanted += [
+        NewTopic(dlq_topic(t.name), 1, replication_factor, topic_configs=config) for t in wanted
+    ]
     admin = AIOKafkaAdminClient(**client_options(bootstrap_servers, security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]
-        if not missing:
-            return []
-        response = await admin.create_topics(missing)
+        if missing:
+            response = await admin.create_topics(missing)
+            failed = [
+                f"{name}: {message or code}"
+                for name, code, message in response.topic_errors
+                if code not in (0, _TOPIC_ALREADY_EXISTS)
+            ]
+            if failed:
+                raise RuntimeError("could not create topics: " + "; ".join(failed))
+        await _wait_until_every_broker_knows(admin, [t.name for t in wanted])
     finally:
         await admin.close()
-    failed = [
-        f"{name}: {message or code}"
-        for name, code, message in response.topic_errors
-        if code not in (0, _TOPIC_ALREADY_EXISTS)
-    ]
-    if failed:
-        raise RuntimeError("could not create topics: " + "; ".join(failed))
     return [t.name for t in missing]
+
+
+async def _wait_until_every_broker_knows(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
+    """Return once every broker's metadata lists `topics` with a leader for each partition.
+
+    Apache Kafka answers CreateTopics once its controller has the topics; each broker learns
+    them a moment later. A client that asks a broker for partitions in between (a consumer
+    assigning itself a topic's partitions) finds none. The embedded broker knows at once.
+    """
+    deadline = time.monotonic() + _TOPICS_KNOWN_SECONDS
+    unknown: list[str] = list(topics)
+    while time.monotonic() < deadline:
+        unknown = []
+        # aiokafka's admin client has no public call that asks one given broker.
+        for broker in admin._client.cluster.brokers():
+            metadata = await admin._send_request_to_node(broker.nodeId, MetadataRequest(topics))
+            for topic in metadata.to_object()["topics"]:
+                partitions = topic["partitions"]
+                if (
+                    topic["error_code"]
+                    or not partitions
+                    or min(p["leader"] for p in partitions) < 0
+                ):
+                    unknown.append(f"{topic['topic']} on broker {broker.nodeId}")
+        if not unknown:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(
+        f"topics not known to every broker after {_TOPICS_KNOWN_SECONDS:.0f}s: {unknown[:5]}"
+    )
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
+    """The partitions of `topics` that exist now, for a consumer that assigns them itself.
+
+    A started consumer knows the partitions of no topic on Apache Kafka: aiokafka bootstraps
+    with a metadata request for an empty topic list, which Apache Kafka answers with none and
+    the embedded broker with all. So ask for every topic's metadata first.
+    """
+    # aiokafka has no public call that refreshes the consumer's own metadata.
+    await consumer._client.force_metadata_update()
+    return [
+        TopicPartition(topic, partition)
+        for topic in topics
+        for partition in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
 
 
 async def publish_event(broker: KafkaBroker, event: CloudEvent[Any]) -> None:
@@ -477,6 +552,7 @@ def subscribe_events(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         decoder=_undecoded,
     )
     async def consume(message: KafkaMessage) -> None:
@@ -505,6 +581,7 @@ def subscribe_event_batches(
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         decoder=_undecoded,
     )
     async def consume(message: KafkaMessage) -> None:

@@ -31,7 +31,14 @@ from aiokafka.structs import OffsetAndMetadata
 from faststream.security import BaseSecurity
 
 from shared.events import CloudEvent
-from shared.kafka import FETCH_MAX_WAIT_MS, BatchHandler, Delivery, SafeConsumer, client_options
+from shared.kafka import (
+    FETCH_MAX_WAIT_MS,
+    REBALANCE_TIMEOUT_MS,
+    BatchHandler,
+    Delivery,
+    SafeConsumer,
+    client_options,
+)
 from shared.observability import HANDLER_SECONDS
 
 log = structlog.get_logger(__name__)
@@ -103,6 +110,7 @@ class PipelinedBatches:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
             **client_options(self._bootstrap_servers, self._security),
         )
         kafka.subscribe(self._topics, listener=_FinishBeforeRevoke(self))

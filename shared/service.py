@@ -148,7 +148,10 @@ class ServiceRuntime:
         except KafkaSecurityError as error:
             raise ServiceConfigurationError(str(error)) from None
         await ensure_topics(
-            urls.kafka_bootstrap_servers, partitions=settings.kafka_partitions, security=security
+            urls.kafka_bootstrap_servers,
+            partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            security=security,
         )
         pool = await create_pool(
             urls.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max

@@ -1,6 +1,8 @@
 """Shared fixtures: one embedded Kafka + PostgreSQL + Redis for the whole test session.
 
-Set KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL to run against external servers.
+Set KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL to run against external servers, or
+CREATORFLOW_KAFKA=apache (and CREATORFLOW_KAFKA_BROKERS=3) for a local Apache Kafka cluster
+instead of the embedded broker (`make test-kafka`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 import redis.asyncio as redis
 
 from shared.cache import create_redis
-from shared.config import Settings
+from shared.config import KafkaKind, Settings
 from shared.db import create_pool, migrate
 from shared.infra import EmbeddedInfra, InfraUrls, postgres_account
 from shared.infra.process import pid_alive
@@ -46,9 +48,15 @@ def infra() -> Iterator[InfraUrls]:
     yield from embedded_servers()
 
 
+async def create_topics(infra: InfraUrls) -> None:
+    """Every contract topic with 3 partitions, replicated as KAFKA_REPLICATION_FACTOR says."""
+    replication = Settings().kafka_replication_factor
+    await ensure_topics(infra.kafka_bootstrap_servers, partitions=3, replication_factor=replication)
+
+
 @pytest.fixture(scope="session")
 async def topics(infra: InfraUrls) -> None:
-    await ensure_topics(infra.kafka_bootstrap_servers, partitions=3)
+    await create_topics(infra)
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +76,15 @@ def pytest_report_header() -> list[str]:
     external = [
         v for v in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL") if os.environ.get(v)
     ]
-    where = f"external: {', '.join(external)}" if external else "embedded (pip wheels)"
-    return [f"creatorflow infrastructure: {where}"]
+    settings = Settings()
+    if settings.kafka is KafkaKind.APACHE:
+        local = f"Apache Kafka ({settings.kafka_brokers} brokers), PostgreSQL and Redis"
+    else:
+        local = "embedded (pip wheels)"
+    where = f"external: {', '.join(external)}" if external else local
+    replication = f"replication factor {settings.kafka_replication_factor}"
+    idempotent = "idempotent producer " + ("on" if settings.kafka_idempotent_producer else "off")
+    return [f"creatorflow infrastructure: {where}; {replication}, {idempotent}"]
 
 
 def pytest_sessionfinish() -> None:

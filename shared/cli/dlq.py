@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import typer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from faststream.security import BaseSecurity
 from rich.table import Table
@@ -20,7 +20,7 @@ from shared.cli.console import console
 from shared.cli.events import check_topic
 from shared.cli.settings import bootstrap_servers, kafka_security
 from shared.events import dlq_topic
-from shared.kafka import DLQ_HEADER_PREFIX, MASKED_FIELDS_HEADER, client_options
+from shared.kafka import DLQ_HEADER_PREFIX, MASKED_FIELDS_HEADER, client_options, partitions_of
 
 app = typer.Typer(help="Dead-letter queues: inspect and replay.", no_args_is_help=True)
 
@@ -113,7 +113,7 @@ async def _read_all(
     )
     await consumer.start()
     try:
-        partitions = [TopicPartition(dlq, p) for p in consumer.partitions_for_topic(dlq) or ()]
+        partitions = await partitions_of(consumer, [dlq])
         replayed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in partitions}
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -140,7 +140,7 @@ async def _replay(
     await consumer.start()
     await producer.start()
     try:
-        partitions = [TopicPartition(dlq, p) for p in consumer.partitions_for_topic(dlq) or ()]
+        partitions = await partitions_of(consumer, [dlq])
         consumer.assign(partitions)
         for tp in partitions:
             committed = await consumer.committed(tp)

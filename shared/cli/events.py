@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import typer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.security import BaseSecurity
 from rich.json import JSON
 from rich.progress import Progress
@@ -16,7 +16,7 @@ from rich.progress import Progress
 from shared.cli.console import console, errors, fail
 from shared.cli.settings import bootstrap_servers, kafka_security
 from shared.events import TOPICS, EventDecodeError, decode, event_key, mask_secrets
-from shared.kafka import client_options
+from shared.kafka import client_options, partitions_of
 
 
 def check_topic(topic: str, *, allow_dlq: bool = False) -> None:
@@ -100,7 +100,7 @@ async def _tail(
     consumer = AIOKafkaConsumer(**client_options(bootstrap, security), enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await partitions_of(consumer, [topic])
         if not partitions:
             fail(f"topic {topic} does not exist", hint="creatorflow topics create")
         consumer.assign(partitions)

@@ -26,7 +26,14 @@ def create(
     security = kafka_security()
     count = partitions or settings.kafka_partitions
     try:
-        created = asyncio.run(ensure_topics(bootstrap, partitions=count, security=security))
+        created = asyncio.run(
+            ensure_topics(
+                bootstrap,
+                partitions=count,
+                replication_factor=settings.kafka_replication_factor,
+                security=security,
+            )
+        )
     except Exception as error:
         fail(f"could not create topics on {bootstrap}: {error}")
     total = len(TOPICS) * 2

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.security import BaseSecurity
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,7 +34,7 @@ from shared.events import (
     event_key,
     spec_for_type,
 )
-from shared.kafka import client_options
+from shared.kafka import client_options, partitions_of
 
 Step = Callable[[str], None]
 Tick = Callable[["Observed", int], None]  # what has come back so far, deals signed
@@ -97,11 +97,7 @@ class Watcher:
 
     async def start(self) -> None:
         await self._consumer.start()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in OUTPUT_TOPICS
-            for p in self._consumer.partitions_for_topic(topic) or ()
-        ]
+        partitions = await partitions_of(self._consumer, OUTPUT_TOPICS)
         self._consumer.assign(partitions)
         await self._consumer.seek_to_beginning(*partitions)
         self._task = asyncio.create_task(self._run())

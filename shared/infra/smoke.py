@@ -187,7 +187,10 @@ async def run_smoke(
     step("creating topics")
     security = kafka_security(settings)
     await ensure_topics(
-        urls.kafka_bootstrap_servers, partitions=settings.kafka_partitions, security=security
+        urls.kafka_bootstrap_servers,
+        partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        security=security,
     )
     step("migrating the database")
     pool = await create_pool(urls.database_url)

@@ -1,7 +1,9 @@
 """Embedded Kafka + PostgreSQL + Redis for development, the demo and the tests.
 
 Any server whose URL is configured (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, REDIS_URL) is used
-as it is; only the missing ones are started here.
+as it is; only the missing ones are started here. Kafka is the embedded Tansu broker (one
+process named `kafka`), or with CREATORFLOW_KAFKA=apache a local Apache Kafka cluster (nodes
+named `kafka-1`, `kafka-2`, ...).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.config import DEFAULT_DATABASE_PASSWORD, Settings
+from shared.config import DEFAULT_DATABASE_PASSWORD, KafkaKind, Settings
 from shared.infra import postgres_account
+from shared.infra.apache_kafka import ApacheKafkaCluster
 from shared.infra.files import write_private
-from shared.infra.process import InfraError, ServerProcess, free_port, pid_alive
+from shared.infra.kafka_jars import default_cache_dir, kafka_jars, require_tools
+from shared.infra.process import InfraError, ServerProcess, free_port, pid_alive, stop_together
 from shared.infra.servers import HOST, POSTGRES_USER, start_kafka, start_postgres, start_redis
 
 STATE_FILE = "infra.json"
@@ -56,6 +60,7 @@ class EmbeddedInfra:
     processes: dict[str, ServerProcess] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     urls: InfraUrls | None = None
+    apache_kafka: ApacheKafkaCluster | None = None
 
     def start(self) -> InfraUrls:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -81,9 +86,25 @@ class EmbeddedInfra:
         return self.urls
 
     def _start_kafka(self) -> str:
+        if self.settings.kafka is KafkaKind.APACHE:
+            return self._start_apache_kafka()
         port = self.ports.setdefault("kafka", free_port())
         self.processes["kafka"] = start_kafka(self.root / "kafka", port, detached=self.detached)
         return f"{HOST}:{port}"
+
+    def _start_apache_kafka(self) -> str:
+        java = require_tools("java", "mvn")["java"]
+        jars = kafka_jars(self.settings.cache_dir or default_cache_dir())
+        cluster = ApacheKafkaCluster(self.root / "kafka", self.settings.kafka_brokers, jars, java)
+        self.apache_kafka = cluster
+        cluster.prepare()
+        for node in cluster.nodes:
+            self.processes[node.name] = cluster.start_node(node, detached=self.detached)
+        cluster.wait_ready(self.kafka_processes(), len(cluster.nodes))
+        return cluster.bootstrap_servers
+
+    def kafka_processes(self) -> dict[str, ServerProcess]:
+        return {name: p for name, p in self.processes.items() if _is_kafka(name)}
 
     def _start_redis(self) -> str:
         port = self.ports.setdefault("redis", free_port())
@@ -103,18 +124,28 @@ class EmbeddedInfra:
 
     def stop_server(self, name: str) -> None:
         """Stop one server this stack started (an outage drill); `start_server` brings it back
-        on the same port with the same data."""
+        on the same port with the same data. An Apache Kafka node (`kafka-2`) stops alone."""
         if name == "kafka":
             raise InfraError("the embedded Kafka keeps its data in memory: it cannot restart")
         self.processes.pop(name).stop()
 
     def start_server(self, name: str) -> None:
-        if name in self.processes or name not in self.ports:
+        if name in self.processes:
+            raise InfraError(f"{name} is not a stopped server of this stack")
+        if self.apache_kafka is not None and _is_kafka(name):
+            cluster = self.apache_kafka
+            self.processes[name] = cluster.start_node(cluster.node(name), detached=self.detached)
+            cluster.wait_ready(self.kafka_processes(), len(self.kafka_processes()))
+            return
+        if name not in self.ports:
             raise InfraError(f"{name} is not a stopped server of this stack")
         {"redis": self._start_redis, "postgres": self._start_postgres}[name]()
 
     def stop(self) -> None:
-        # Reverse start order: clients of Kafka may still be writing to Postgres.
+        # Kafka first, its nodes together: clients of Kafka may still be writing to Postgres.
+        # Throwaway clusters (tests) are killed: a clean shutdown would cost seconds per run.
+        kafka = [self.processes.pop(name) for name in self.kafka_processes()]
+        stop_together(kafka, timeout=30.0 if self.durable else 0.0)
         for name in reversed(list(self.processes)):
             self.processes.pop(name).stop()
         (self.root / STATE_FILE).unlink(missing_ok=True)
@@ -181,14 +212,17 @@ def stop_detached(root: Path) -> list[str]:
     state = read_state(root)
     if state is None:
         return []
-    stopped = []
-    for name in ("kafka", "redis", "postgres"):
-        proc = state.processes.get(name)
-        if proc is not None and proc.alive():
-            proc.stop()
-            stopped.append(name)
+    running = {name: p for name, p in state.processes.items() if p.alive()}
+    stop_together(p for name, p in running.items() if _is_kafka(name))
+    for name in ("redis", "postgres"):
+        if name in running:
+            running[name].stop()
     (root / STATE_FILE).unlink(missing_ok=True)
-    return stopped
+    return list(running)
+
+
+def _is_kafka(name: str) -> bool:
+    return name == "kafka" or name.startswith("kafka-")
 
 
 def running_urls(settings: Settings) -> InfraUrls | None:

@@ -10,11 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from services.payouts.reports import check_ledger
 from services.payouts.store.postgres import PgPayouts
 from shared.events import TOPICS, dlq_topic
+from shared.kafka import partitions_of
 from shared.money import Money
 from tests.chaos.workload import INVALID_HEADER, Workload
 from tests.integration.payouts.stripe_server import FakeStripe
@@ -144,12 +145,7 @@ async def _read_dlqs(bootstrap: str) -> dict[tuple[str, int, int], tuple[str, st
     await consumer.start()
     found: dict[tuple[str, int, int], tuple[str, str | None]] = {}
     try:
-        await consumer.topics()
-        partitions = [
-            TopicPartition(dlq_topic(topic), p)
-            for topic in TOPICS
-            for p in consumer.partitions_for_topic(dlq_topic(topic)) or ()
-        ]
+        partitions = await partitions_of(consumer, [dlq_topic(topic) for topic in TOPICS])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         quiet = 0

@@ -75,7 +75,8 @@ async def publish(
     bootstrap: str, workload: Workload, seconds: float, say: Say
 ) -> tuple[int, float]:
     """Send every record, spread evenly over `seconds` (0: as fast as possible)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    # acks=all, as the services publish: on replicated Kafka, acks=1 may lose a record.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await producer.start()
     began = time.monotonic()
     records = workload.records
@@ -212,9 +213,10 @@ async def _converge(
 
 
 def _embedded_only() -> Settings:
-    """Settings that start all three servers here: outages need servers this run controls."""
-    return Settings.model_validate(
-        {"KAFKA_BOOTSTRAP_SERVERS": None, "DATABASE_URL": None, "REDIS_URL": None}
+    """Settings that start all three servers here (the Kafka CREATORFLOW_KAFKA names):
+    outages need servers this run controls."""
+    return Settings().model_copy(
+        update={"kafka_bootstrap_servers": None, "database_url": None, "redis_url": None}
     )
 
 

@@ -19,11 +19,12 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TypeVar
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from shared.infra import InfraUrls
 from shared.infra.service_processes import SERVICES, ServiceProcesses
+from shared.kafka import partitions_of
 from tests.conftest import embedded_servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -99,12 +100,7 @@ class Outputs:
 
     async def start(self) -> None:
         await self._consumer.start()
-        await self._consumer.topics()  # refresh metadata: the services created the topics
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in OUTPUT_TOPICS
-            for partition in self._consumer.partitions_for_topic(topic) or ()
-        ]
+        partitions = await partitions_of(self._consumer, OUTPUT_TOPICS)
         missing = set(OUTPUT_TOPICS) - {tp.topic for tp in partitions}
         assert not missing, f"topics the services should have created are missing: {missing}"
         self._consumer.assign(partitions)

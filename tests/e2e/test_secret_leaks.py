@@ -30,13 +30,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import redis.asyncio as redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from services.payouts.destinations import decode_key, new_key
 from shared.events import TOPICS, Topic, dlq_topic, encode, event_key, spec_for_type
 from shared.infra import InfraUrls
 from shared.infra.service_processes import SERVICES, ServiceProcesses
+from shared.kafka import partitions_of
 from tests.conftest import embedded_servers
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
@@ -165,12 +166,7 @@ async def _read_topics(bootstrap: str) -> list[ConsumerRecord[bytes, bytes]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in SEARCHED_TOPICS
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
+        partitions = await partitions_of(consumer, SEARCHED_TOPICS)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         records: list[ConsumerRecord[bytes, bytes]] = []

@@ -14,8 +14,7 @@ import asyncpg
 import pytest
 
 from shared.infra import InfraUrls
-from shared.kafka import ensure_topics
-from tests.conftest import embedded_servers, migrated_pool
+from tests.conftest import create_topics, embedded_servers, migrated_pool
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def infra() -> Iterator[InfraUrls]:
 
 @pytest.fixture(scope="module")
 async def topics(infra: InfraUrls) -> None:
-    await ensure_topics(infra.kafka_bootstrap_servers, partitions=3)
+    await create_topics(infra)
 
 
 @pytest.fixture(scope="module")

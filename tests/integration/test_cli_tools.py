@@ -16,7 +16,7 @@ from shared.config import Settings
 from shared.events import Topic, encode
 from shared.events.examples import valid_example
 from shared.infra import InfraUrls
-from shared.kafka import DeadLetters, Delivery, RetryPolicy, make_broker
+from shared.kafka import DeadLetters, Delivery, RetryPolicy, make_broker, partitions_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -156,7 +156,7 @@ async def _end_offsets(infra: InfraUrls, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap_servers)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await partitions_of(consumer, [topic])
         ends = await consumer.end_offsets(partitions)
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:

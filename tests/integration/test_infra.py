@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as redis
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.config import KafkaKind, Settings
 from shared.events import TOPICS, dlq_topic
 from shared.infra import InfraUrls
 from shared.infra.process import pid_alive
@@ -25,6 +26,13 @@ EMBEDDED = not any(
     os.environ.get(v) for v in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
 )
 needs_embedded = pytest.mark.skipif(not EMBEDDED, reason="external servers configured")
+_SETTINGS = Settings()
+# The embedded broker is one process; a local Apache Kafka cluster one per node.
+KAFKA_PROCESSES = (
+    {f"kafka-{n}" for n in range(1, _SETTINGS.kafka_brokers + 1)}
+    if _SETTINGS.kafka is KafkaKind.APACHE
+    else {"kafka"}
+)
 
 
 async def test_servers_answer(
@@ -74,7 +82,7 @@ def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None
         pids = json.loads(holder.stdout.readline())
-        assert set(pids) == {"kafka", "postgres", "redis"}
+        assert set(pids) == {*KAFKA_PROCESSES, "postgres", "redis"}
         assert all(pid_alive(pid) for pid in pids.values())
     finally:
         holder.send_signal(signal.SIGKILL)

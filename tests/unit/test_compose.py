@@ -20,7 +20,8 @@ from shared.infra.service_processes import SERVICES
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES_IN_COMPOSE: dict[str, Any] = COMPOSE["services"]
-INFRA = ("kafka", "postgres", "redis")
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+INFRA = (*KAFKA_NODES, "postgres", "redis")
 APP_SERVICES = [name for name, svc in SERVICES_IN_COMPOSE.items() if "build" in svc]
 
 
@@ -154,8 +155,10 @@ def test_the_default_stack_still_speaks_plaintext_to_its_kafka() -> None:
     }
     env = _service_env("payouts", shell, COMPOSE)
     settings = Settings.model_validate({k: v for k, v in env.items() if v})
-    assert settings.kafka_bootstrap_servers == "kafka:9092"
+    assert settings.kafka_bootstrap_servers == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
     assert kafka_security(settings) is None
+    assert settings.kafka_replication_factor == len(KAFKA_NODES)
+    assert settings.kafka_idempotent_producer
 
 
 def test_kafka_security_override_reaches_every_service_that_uses_kafka() -> None:
@@ -218,3 +221,41 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
         _service_env(
             "payouts", {"POSTGRES_PASSWORD": "pg-secret-1", "REDIS_PASSWORD": "r"}, COMPOSE
         )
+
+
+def _kafka_variable(key: str) -> str:
+    """The apache/kafka image's variable for a server.properties key."""
+    return "KAFKA_" + key.replace("_", "__").replace(".", "_").upper()
+
+
+@pytest.mark.parametrize("name", KAFKA_NODES)
+def test_compose_kafka_has_the_broker_settings_the_tests_use(name: str) -> None:
+    """deploy/kafka/broker.properties is the one source: the local clusters of
+    `make test-kafka` read it, and each compose node must set every key to the same value."""
+    from shared.infra.apache_kafka import cluster_settings
+
+    env = {k: str(v) for k, v in SERVICES_IN_COMPOSE[name]["environment"].items()}
+    expected = {_kafka_variable(k): v for k, v in cluster_settings(len(KAFKA_NODES)).items()}
+    differ = {k: (env.get(k), v) for k, v in expected.items() if env.get(k) != v}
+    assert not differ, f"{name}: (compose, broker.properties) {differ}"
+
+
+def test_compose_kafka_is_a_three_node_kraft_quorum() -> None:
+    nodes = [SERVICES_IN_COMPOSE[name]["environment"] for name in KAFKA_NODES]
+    assert [n["KAFKA_NODE_ID"] for n in nodes] == [1, 2, 3]
+    voters = {n["KAFKA_CONTROLLER_QUORUM_VOTERS"] for n in nodes}
+    assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
+    assert all(n["KAFKA_PROCESS_ROLES"] == "broker,controller" for n in nodes)
+    assert len({n["CLUSTER_ID"] for n in nodes}) == 1
+    assert [n["KAFKA_ADVERTISED_LISTENERS"] for n in nodes] == [
+        f"PLAINTEXT://{name}:9092" for name in KAFKA_NODES
+    ]
+    images = {SERVICES_IN_COMPOSE[name]["image"] for name in KAFKA_NODES}
+    assert images == {f"apache/kafka:{_harness_kafka_version()}"}, "the version the tests run"
+
+
+def _harness_kafka_version() -> str:
+    pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text()
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert match is not None
+    return match.group(1)

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from services.payouts.app import INPUT_TOPICS, PayoutsSetup, consume_batch
 from services.payouts.destinations import DestinationCipher
@@ -22,6 +22,7 @@ from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
 from shared.events import CloudEvent
 from shared.infra import InfraUrls
+from shared.kafka import partitions_of
 from shared.service import ServiceRuntime
 from tests.integration.payouts.kafka_io import StatusWatcher, produce
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
@@ -187,12 +188,7 @@ async def _lag(bootstrap: str, group: str) -> int:
     )
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the cluster metadata
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in INPUT_TOPICS
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = await partitions_of(consumer, INPUT_TOPICS)
         ends = await consumer.end_offsets(partitions)
         lag = 0
         for tp in partitions:

@@ -1,0 +1,227 @@
+"""A local Apache Kafka cluster: 1 or 3 KRaft nodes (broker and controller in one process),
+run as `java -cp` from the jars Maven fetched (shared.infra.kafka_jars), data on disk.
+
+Layout under `directory`: `cluster.json` (cluster id and ports, reused on the next start so a
+restarted node rejoins with its log), and `node-<id>/` with `server.properties`, `data/` and
+`broker.log`. Cluster-wide settings come from `deploy/kafka/broker.properties`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.infra.process import InfraError, ServerProcess, free_port, port_open, spawn
+
+HOST = "127.0.0.1"
+BROKER_PROPERTIES = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "broker.properties"
+# Small heaps: three brokers, PostgreSQL, Redis and the services share 2 cores in CI.
+# The serial collector keeps each JVM to one GC thread.
+JVM_OPTIONS = (
+    "-Xms64m",
+    "-Xmx512m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+)
+_LOGGING = (
+    "-Dorg.slf4j.simpleLogger.showDateTime=true",
+    "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
+)
+_CLUSTER_FILE = "cluster.json"
+
+
+def read_properties(text: str) -> dict[str, str]:
+    """`key=value` lines; blank lines and `#` comments skipped (no continuation lines)."""
+    properties = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            properties[key.strip()] = value.strip()
+    return properties
+
+
+def cluster_settings(brokers: int, path: Path = BROKER_PROPERTIES) -> dict[str, str]:
+    """The cluster-wide broker settings for a cluster of `brokers` nodes."""
+    settings = read_properties(path.read_text())
+    for key, value in settings.items():
+        # A replication factor or in-sync minimum above the node count would refuse writes.
+        if key.endswith(("replication.factor", "min.insync.replicas", "min.isr")):
+            settings[key] = str(min(int(value), brokers))
+    return settings
+
+
+def format_argv(java: str, jars: Path, cluster_id: str, config: Path) -> list[str]:
+    """The storage formatter's command line. The id is joined to its option with `=`: a
+    base64 id may start with `-`, which the formatter would otherwise read as an option."""
+    argv = [java, *JVM_OPTIONS, "-cp", f"{jars}/*", "kafka.tools.StorageTool", "format"]
+    return [*argv, "--ignore-formatted", f"--cluster-id={cluster_id}", f"--config={config}"]
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    node_id: int
+    port: int  # clients and the other brokers
+    controller_port: int  # the KRaft quorum
+
+    @property
+    def name(self) -> str:
+        return f"kafka-{self.node_id}"
+
+
+def node_properties(
+    node: KafkaNode, nodes: Iterable[KafkaNode], data_dir: Path, cluster: Mapping[str, str]
+) -> dict[str, str]:
+    """The whole `server.properties` of one combined broker and controller."""
+    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        **cluster,
+    }
+
+
+class ApacheKafkaCluster:
+    """Formats, starts and restarts the nodes of one local cluster; the caller owns the
+    processes (`start_node` returns them) and stops them."""
+
+    def __init__(self, directory: Path, brokers: int, jars: Path, java: str = "java") -> None:
+        self.directory = directory.resolve()
+        self.brokers = brokers
+        self.jars = jars
+        self.java = java
+        self.cluster_id, self.nodes = self._load_or_plan()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{HOST}:{n.port}" for n in self.nodes)
+
+    def node(self, name: str) -> KafkaNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise InfraError(f"{name} is not a node of the Kafka cluster in {self.directory}")
+
+    def node_dir(self, node: KafkaNode) -> Path:
+        return self.directory / f"node-{node.node_id}"
+
+    def _load_or_plan(self) -> tuple[str, list[KafkaNode]]:
+        path = self.directory / _CLUSTER_FILE
+        if path.exists():
+            raw = json.loads(path.read_text())
+            nodes = [KafkaNode(**n) for n in raw["nodes"]]
+            if len(nodes) != self.brokers:
+                raise InfraError(
+                    f"{self.directory} holds a {len(nodes)}-broker Kafka cluster, not "
+                    f"{self.brokers}: set CREATORFLOW_KAFKA_BROKERS={len(nodes)}, or remove "
+                    "that directory to start afresh"
+                )
+            busy = [n.name for n in nodes if port_open(HOST, n.port)]
+            if busy:
+                raise InfraError(
+                    f"ports of the Kafka cluster in {self.directory} are in use ({busy}): "
+                    "is it running already?"
+                )
+            return str(raw["cluster_id"]), nodes
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        nodes = [KafkaNode(i, free_port(), free_port()) for i in range(1, self.brokers + 1)]
+        return cluster_id, nodes
+
+    def prepare(self) -> None:
+        """Write each node's configuration and format the storage of new nodes."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        cluster = cluster_settings(self.brokers)
+        formats = []
+        for node in self.nodes:
+            directory = self.node_dir(node)
+            directory.mkdir(exist_ok=True)
+            config = directory / "server.properties"
+            properties = node_properties(node, self.nodes, directory / "data", cluster)
+            config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+            if not (directory / "data" / "meta.properties").exists():
+                formats.append((node, self._format(config, directory / "format.log")))
+        failed = [node.name for node, process in formats if process.wait() != 0]
+        if failed:
+            raise InfraError(
+                f"formatting the Kafka storage failed for {', '.join(failed)}: see format.log "
+                f"under {self.directory}"
+            )
+        state = {"cluster_id": self.cluster_id, "nodes": [vars(n) for n in self.nodes]}
+        (self.directory / _CLUSTER_FILE).write_text(json.dumps(state, indent=2))
+
+    def _format(self, config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+        argv = format_argv(self.java, self.jars, self.cluster_id, config)
+        with open(log_path, "wb") as log:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+    def start_node(self, node: KafkaNode, *, detached: bool) -> ServerProcess:
+        """Start one node's JVM (without waiting for it: see `wait_ready`)."""
+        config = self.node_dir(node) / "server.properties"
+        argv = [self.java, *JVM_OPTIONS, *_LOGGING, "-cp", f"{self.jars}/*", "kafka.Kafka"]
+        argv.append(str(config))
+        return spawn(node.name, argv, self.node_dir(node) / "broker.log", detached=detached)
+
+    def wait_ready(
+        self, processes: Mapping[str, ServerProcess], brokers: int, timeout: float = 120.0
+    ) -> None:
+        """Wait until `brokers` brokers are registered and unfenced (clients see them)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for proc in processes.values():
+                if not proc.alive():
+                    raise InfraError(
+                        f"{proc.name} exited during start-up. Last log lines:\n{proc.log_tail()}"
+                    )
+            listening = [n for n in self.nodes if port_open(HOST, n.port)]
+            # Ask for metadata only once the brokers listen: clients log every refused connection.
+            seen = live_brokers(self.bootstrap_servers) if len(listening) >= brokers else 0
+            if seen >= brokers:
+                return
+            time.sleep(0.25)
+        tails = "\n".join(f"--- {p.name}\n{p.log_tail(10)}" for p in processes.values())
+        raise InfraError(
+            f"Apache Kafka had {seen} of {brokers} brokers ready after {timeout:.0f}s.\n{tails}"
+        )
+
+
+def live_brokers(bootstrap_servers: str) -> int:
+    """How many brokers the cluster's metadata lists (0 when none answers)."""
+
+    async def count() -> int:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from shared.kafka import client_options
+
+        # The local cluster listens in PLAINTEXT: no security settings apply.
+        admin = AIOKafkaAdminClient(
+            **client_options(bootstrap_servers), request_timeout_ms=2000, retry_backoff_ms=100
+        )
+        try:
+            await admin.start()
+            cluster = await admin.describe_cluster()
+            return len(cluster["brokers"])
+        except Exception:
+            return 0
+        finally:
+            await admin.close()
+
+    # Its own loop on its own thread: callers may be inside a running event loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, count()).result()
