@@ -4,7 +4,7 @@ end of destination cool-offs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -19,8 +19,15 @@ from shared.events import PayoutStatus
 log = structlog.get_logger(__name__)
 
 
-class CommissionSchedule:
-    """Every `interval_seconds`, decides the commissions that became due."""
+Round = Callable[[Work, int], Awaitable[int]]
+"""One round of periodic work in one transaction: (work, batch) -> rows looked at."""
+
+
+class _Rounds:
+    """Every `interval_seconds`, runs `_round` in a transaction until a round finds less than
+    a batch; wakes the dispatcher when it scheduled payouts."""
+
+    _round: Round
 
     def __init__(
         self,
@@ -48,11 +55,17 @@ class CommissionSchedule:
     async def run_once(self) -> int:
         async with self._db.transaction() as repo:
             work = Work(repo, self._policy, self._clock())
-            decided = await decide_commissions(work, self._batch)
+            looked_at = await type(self)._round(work, self._batch)
             await work.flush()
         if work.scheduled:
             self._on_scheduled()
-        return decided
+        return looked_at
+
+
+class CommissionSchedule(_Rounds):
+    """Decides the commissions that became due (and their adjustments)."""
+
+    _round = staticmethod(decide_commissions)
 
 
 class SettlementPoller:
@@ -111,37 +124,7 @@ class SettlementPoller:
         return len(changes)
 
 
-class CoolOffReleases:
-    """Every `interval_seconds`, releases payouts whose destination cool-off has ended."""
+class CoolOffReleases(_Rounds):
+    """Releases payouts whose destination cool-off has ended."""
 
-    def __init__(
-        self,
-        db: PayoutDatabase,
-        policy: PayoutPolicy,
-        *,
-        interval_seconds: float,
-        on_scheduled: Callable[[], None] = lambda: None,
-        batch: int = 100,
-        clock: Clock = utc_now,
-    ) -> None:
-        self._db = db
-        self._policy = policy
-        self._interval = interval_seconds
-        self._on_scheduled = on_scheduled
-        self._batch = batch
-        self._clock = clock
-
-    async def run(self) -> None:
-        while True:
-            while await self.run_once() >= self._batch:
-                pass
-            await asyncio.sleep(self._interval)
-
-    async def run_once(self) -> int:
-        async with self._db.transaction() as repo:
-            work = Work(repo, self._policy, self._clock())
-            looked_at = await release_cooled_off(work, self._batch)
-            await work.flush()
-        if work.scheduled:
-            self._on_scheduled()
-        return looked_at
+    _round = staticmethod(release_cooled_off)
