@@ -10,7 +10,9 @@ import typer
 from rich.panel import Panel
 
 from shared.cli.console import console, fail
+from shared.cli.infra import with_kafka_options
 from shared.cli.settings import load_settings
+from shared.config import KafkaKind
 from shared.infra import EmbeddedInfra, InfraError, InfraUrls, redact, running_urls
 from shared.infra.service_processes import SERVICES, ServiceProcesses, available_services
 
@@ -30,10 +32,21 @@ def up(
     only: list[str] | None = typer.Option(
         None, "--service", "-s", help="Run only this service (repeatable); default: all."
     ),
+    kafka: KafkaKind | None = typer.Option(
+        None,
+        "--kafka",
+        help="When it starts the servers: embedded (Tansu, memory only) or apache (Apache "
+        "Kafka, needs Java and Maven); default: CREATORFLOW_KAFKA, else embedded.",
+    ),
+    brokers: int | None = typer.Option(
+        None,
+        "--brokers",
+        help="Apache Kafka nodes, 1 or 3 (default: CREATORFLOW_KAFKA_BROKERS, else 1).",
+    ),
 ) -> None:
     """Start the infrastructure (embedded unless configured) and every service, with their
     logs interleaved, until Ctrl-C; data stays in CREATORFLOW_DATA_DIR for the next run."""
-    settings = load_settings()
+    settings = with_kafka_options(load_settings(), kafka, brokers)
     names = available_services()
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
@@ -46,6 +59,11 @@ def up(
         fail("no service is part of this version yet", hint="run `creatorflow infra up` instead")
     infra: EmbeddedInfra | None = None
     urls = running_urls(settings)
+    if urls is not None and (kafka or brokers):
+        console.print(
+            "[yellow]Using the servers already running (creatorflow infra up): --kafka and "
+            "--brokers apply only when `up` starts them.[/]"
+        )
     if urls is None:
         infra = EmbeddedInfra(settings.data_dir.resolve(), settings, announce=True)
         with console.status("Starting embedded Kafka, PostgreSQL and Redis..."):

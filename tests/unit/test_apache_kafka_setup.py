@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from shared.cli.main import app
 from shared.config import KafkaKind, Settings
 from shared.infra.apache_kafka import (
     BROKER_PROPERTIES,
@@ -161,3 +163,26 @@ def test_a_cluster_id_starting_with_a_dash_is_not_taken_for_an_option() -> None:
     )
     assert "--cluster-id=-Ab_cdefghijklmnopqrstu" in argv
     assert "-Ab_cdefghijklmnopqrstu" not in argv
+
+
+@pytest.mark.parametrize("command", [["up"], ["infra", "up"]])
+def test_brokers_without_apache_kafka_is_refused_before_anything_starts(
+    local_env: pytest.MonkeyPatch, tmp_path: Path, command: list[str]
+) -> None:
+    local_env.setenv("CREATORFLOW_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, [*command, "--brokers", "3"])
+    assert result.exit_code != 0
+    assert "--brokers applies to Apache Kafka" in result.output
+    assert "--kafka apache" in result.output
+    assert not any(tmp_path.iterdir()), "something was started or written"
+
+
+@pytest.mark.parametrize("command", [["up"], ["infra", "up"]])
+def test_two_brokers_on_the_command_line_is_refused_like_the_variable(
+    local_env: pytest.MonkeyPatch, tmp_path: Path, command: list[str]
+) -> None:
+    local_env.setenv("CREATORFLOW_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, [*command, "--kafka", "apache", "--brokers", "2"])
+    assert result.exit_code != 0
+    assert "must be 1 or 3" in result.output
+    assert not any(tmp_path.iterdir()), "something was started or written"
