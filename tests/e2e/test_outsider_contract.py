@@ -14,18 +14,33 @@ import json
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
+from shared.config import KafkaKind, Settings
 from shared.infra import InfraUrls
 from shared.infra.service_processes import SERVICES, ServiceProcesses
 from shared.kafka import partitions_of
 from tests.conftest import embedded_servers
+from tests.e2e.contract_events import (
+    BAKING,
+    NOW,
+    USD_TO_EUR,
+    cloud_event,
+    fx_snapshot,
+    half_even,
+    match_request,
+    money,
+    population,
+    profile,
+    rfc3339,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -65,28 +80,6 @@ async def service_output(servers: InfraUrls) -> AsyncIterator[list[str]]:
 
 
 # Plain Kafka client helpers --------------------------------------------------------------
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def cloud_event(event_type: str, source: str, subject: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A CloudEvents 1.0 structured-mode document, written out field by field."""
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": source,
-        "type": event_type,
-        "time": _rfc3339(datetime.now(UTC)),
-        "subject": subject,
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-
-
-def money(amount: str, currency: str) -> dict[str, str]:
-    return {"amount": amount, "currency": currency}
 
 
 class Outputs:
@@ -168,146 +161,10 @@ async def producer(servers: InfraUrls, service_output: list[str]) -> AsyncIterat
     await client.stop()
 
 
-# The campaign, as outsiders write it -------------------------------------------------------
+# The campaign, as outsiders write it (tests/e2e/contract_events.py) ----------------------
 
-NOW = datetime.now(UTC)
-USD_TO_EUR = "0.9215"
 FEE = "550.00"  # x 0.9215 = 506.8250 exactly: half-even gives 506.82, half-up would give 506.83
 COMMISSION_RATE = "0.10"
-BAKING = [f"cr-bake-{n}" for n in range(6)]
-
-
-def fx_snapshot() -> dict[str, Any]:
-    data = {
-        "base": "USD",
-        "rates": {"EUR": USD_TO_EUR, "GBP": "0.7890", "JPY": "151.32", "CAD": "1.3650"},
-        "as_of": _rfc3339(NOW - timedelta(hours=1)),
-        "source": "test-fx-feed",
-    }
-    return cloud_event("fx.rates.published", "test/fx-feed", "USD", data)
-
-
-def profile(
-    creator_id: str,
-    *,
-    followers: int,
-    bio: str,
-    topics: list[str],
-    country: str,
-    post_price: str,
-    engagement: float,
-    platform: str = "instagram",
-) -> dict[str, Any]:
-    likes = round(followers * engagement * 0.94, 1)
-    comments = round(likes * 0.04, 1)
-    shares = round(likes * 0.02, 1)
-    home_share = 0.7 if country == "US" else 0.1
-    data = {
-        "creator_id": creator_id,
-        "handle": f"@{creator_id.replace('-', '.')}",
-        "platform": platform,
-        "followers": followers,
-        "avg_likes": likes,
-        "avg_comments": comments,
-        "avg_shares": shares,
-        "avg_views": round(followers * 0.35, 1),
-        "posts_last_30d": 12,
-        "bio": bio,
-        "topics": topics,
-        "country": country,
-        "language": "en",
-        "audience": {
-            "countries": {"US": home_share, "GB": 0.1, "CA": 0.1},
-            "age": {"18-24": 0.3, "25-34": 0.45, "35-44": 0.2},
-            "gender": {"female": 0.6, "male": 0.38, "other": 0.02},
-        },
-        "rate_card": {"post": money(post_price, "USD"), "story": money("120.00", "USD")},
-        "payout_currency": "USD",
-    }
-    return cloud_event("creator.profile.upserted", "test/onboarding", creator_id, data)
-
-
-def population() -> list[dict[str, Any]]:
-    """Six micro creators in the baking niche, and 24 others in other niches and tiers."""
-    bakers = [
-        profile(
-            creator_id,
-            followers=followers,
-            bio=bio,
-            topics=["baking", "sourdough", "bread", "pastry"],
-            country="US",
-            post_price=price,
-            engagement=rate,
-        )
-        for creator_id, followers, bio, price, rate in zip(
-            BAKING,
-            (18_400, 27_900, 41_300, 55_800, 73_200, 88_600),
-            (
-                "Sourdough bread baking every weekend, starter tips and crusty loaves",
-                "Home baking for beginners: cakes, cookies and easy sourdough",
-                "Pastry chef sharing croissants, laminated dough and bread baking",
-                "Baking bread at home, sourdough starters and whole grain loaves",
-                "Cake decorating, cookies and weekend baking with kids",
-                "Artisan bread and sourdough baking, flour reviews and bakes",
-            ),
-            ("240.00", "310.00", "420.00", "480.00", "560.00", "640.00"),
-            (0.041, 0.038, 0.044, 0.036, 0.040, 0.039),
-            strict=True,
-        )
-    ]
-    others = [
-        ("fitness", "Gym workouts, strength training and running plans", ["fitness", "gym"]),
-        ("gaming", "Speedruns, strategy games and esports commentary", ["gaming", "esports"]),
-        ("travel", "Backpacking across Asia, hostels and budget flights", ["travel", "hiking"]),
-        ("tech", "Smartphone reviews, laptops and gadget unboxings", ["tech", "gadgets"]),
-        ("fashion", "Streetwear outfits, sneakers and thrift hauls", ["fashion", "style"]),
-        ("finance", "Personal finance, investing and budgeting tips", ["finance", "investing"]),
-    ]
-    creators = []
-    tiers = (
-        (4_200, 0.08, "90.00"),  # nano
-        (36_000, 0.04, "380.00"),  # micro
-        (64_000, 0.035, "520.00"),  # micro
-        (240_000, 0.02, "1900.00"),  # macro
-    )
-    for niche, bio, topics in others:
-        for n, (followers, rate, price) in enumerate(tiers):
-            creators.append(
-                profile(
-                    f"cr-{niche}-{n}",
-                    followers=followers + 1_100 * n,
-                    bio=bio,
-                    topics=topics,
-                    country="US" if n % 2 else "GB",
-                    post_price=price,
-                    engagement=rate,
-                    platform="tiktok" if n == 2 else "instagram",
-                )
-            )
-    return bakers + creators
-
-
-def match_request(request_id: str) -> dict[str, Any]:
-    data = {
-        "request_id": request_id,
-        "brand_id": "brand-bakeco",
-        "campaign_id": "cmp-outsider",
-        "niche": {
-            "description": "Home baking gear: sourdough bread, cakes and pastry for beginners",
-            "keywords": ["baking", "sourdough", "bread", "pastry"],
-        },
-        "target_audience": {"countries": ["US"], "age": [], "gender": "any"},
-        "platforms": [],
-        "tiers": ["micro"],
-        "budget_per_creator": money("900.00", "USD"),
-        "limit": 10,
-        "exclude_creator_ids": [],
-    }
-    return cloud_event("match.requested", "test/brand", "cmp-outsider", data)
-
-
-def half_even(amount: Decimal, places: str = "0.01") -> Decimal:
-    return amount.quantize(Decimal(places), rounding=ROUND_HALF_EVEN)
 
 
 # The tests --------------------------------------------------------------------------------
@@ -395,18 +252,18 @@ async def test_a_campaign_through_raw_json_events(producer: Publisher, outputs: 
                 "deliverable_id": "dl-post",
                 "kind": "post",
                 "count": 1,
-                "due_by": _rfc3339(NOW + timedelta(days=10)),
+                "due_by": rfc3339(NOW + timedelta(days=10)),
             },
             {
                 "deliverable_id": "dl-story",
                 "kind": "story",
                 "count": 1,
-                "due_by": _rfc3339(NOW + timedelta(days=10)),
+                "due_by": rfc3339(NOW + timedelta(days=10)),
             },
         ],
         "required_tags": ["#ad"],
-        "starts_at": _rfc3339(NOW - timedelta(days=1)),
-        "ends_at": _rfc3339(NOW + timedelta(days=13)),
+        "starts_at": rfc3339(NOW - timedelta(days=1)),
+        "ends_at": rfc3339(NOW + timedelta(days=13)),
         "attribution_window_days": 14,
     }
     await producer.send(
@@ -421,7 +278,7 @@ async def test_a_campaign_through_raw_json_events(producer: Publisher, outputs: 
         "tax_form": {
             "type": "W-9",
             "status": "verified",
-            "verified_at": _rfc3339(NOW - timedelta(days=30)),
+            "verified_at": rfc3339(NOW - timedelta(days=30)),
         },
     }
     await producer.send(
@@ -443,8 +300,8 @@ async def test_a_campaign_through_raw_json_events(producer: Publisher, outputs: 
             "deal_id": deal_id,
             "caption": "Spring sourdough with @bakeco #ad",
             "tags": ["#ad", "#bakeco"],
-            "posted_at": _rfc3339(posted_at),
-            "observed_at": _rfc3339(posted_at + timedelta(hours=hours_after)),
+            "posted_at": rfc3339(posted_at),
+            "observed_at": rfc3339(posted_at + timedelta(hours=hours_after)),
             "likes": likes,
             "comments": likes // 20,
             "shares": likes // 50,
@@ -470,7 +327,7 @@ async def test_a_campaign_through_raw_json_events(producer: Publisher, outputs: 
             "order_id": order_id,
             "promo_code": promo,
             "amount": money(amount, "USD"),
-            "occurred_at": _rfc3339(NOW - timedelta(hours=hours_ago)),
+            "occurred_at": rfc3339(NOW - timedelta(hours=hours_ago)),
         }
         return cloud_event(event_type, "test/shop", promo, data)
 
@@ -570,3 +427,258 @@ async def test_a_broken_document_lands_in_the_dlq_with_its_reason(
     assert headers.get("dlq.error.class") == "InvalidJSON", headers
     assert headers.get("dlq.source.topic") == "brand.match-requests"
     assert headers.get("dlq.error.message"), headers
+
+
+# A brand on librdkafka ---------------------------------------------------------------------
+
+# The embedded broker answers a JoinGroup only after half the member's session timeout, so
+# librdkafka's default of 45 s leaves a new group consumer silent for about 23 s. A brand on
+# the embedded broker sets it lower, as the README says; on Apache Kafka the defaults are used.
+EMBEDDED_BROKER = Settings().kafka is KafkaKind.EMBEDDED and not Settings().kafka_bootstrap_servers
+BRAND_GROUP_SETTINGS: dict[str, str | int] = {"session.timeout.ms": 6000} if EMBEDDED_BROKER else {}
+BREAD_FEE = "300.00"  # x 0.9215 = 276.45 EUR exactly
+
+
+class BrandGroupReader:
+    """A `confluent_kafka.Consumer` in the brand's consumer group, polled off the event loop."""
+
+    def __init__(self, bootstrap: str, group_id: str, topics: list[str]) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group_id,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                **BRAND_GROUP_SETTINGS,
+            }
+        )
+        self._consumer.subscribe(topics)
+        self._closed = False
+
+    async def wait_for(self, find: Callable[[], T | None], what: str, lines: list[str]) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECONDS
+        while not (found := find()):
+            if loop.time() > deadline:
+                tail = "\n".join(lines[-30:])
+                pytest.fail(
+                    f"the librdkafka group consumer saw no {what} within {WAIT_SECONDS:.0f}s "
+                    f"({len(self.events)} events read, assignment "
+                    f"{self._consumer.assignment()}); last service output:\n{tail}"
+                )
+            await self.poll()
+        return found
+
+    async def poll(self) -> None:
+        message = await asyncio.to_thread(self._consumer.poll, 0.5)
+        if message is None:
+            return
+        assert message.error() is None, message.error()
+        self.events.append(json.loads(message.value() or b""))
+
+    def commit(self) -> None:
+        self._consumer.commit(asynchronous=False)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._consumer.close()
+
+
+@pytest.fixture
+def brand_group(servers: InfraUrls) -> Iterator[Callable[[str], BrandGroupReader]]:
+    """Opens readers in a brand's consumer group; closes the ones still open at the end."""
+    readers: list[BrandGroupReader] = []
+
+    def open_reader(group_id: str) -> BrandGroupReader:
+        topics = ["match.suggestions", "payouts.status"]
+        readers.append(BrandGroupReader(servers.kafka_bootstrap_servers, group_id, topics))
+        return readers[-1]
+
+    yield open_reader
+    for reader in readers:
+        reader.close()
+
+
+def librdkafka_send(bootstrap: str, documents: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Produce (topic, key, document) with librdkafka's defaults (acks=all); fail on any error."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    errors: list[str] = []
+
+    def delivered(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            errors.append(str(error))
+
+    for topic, key, document in documents:
+        producer.produce(topic, json.dumps(document).encode(), key.encode(), on_delivery=delivered)
+    assert producer.flush(30) == 0, "records still undelivered after 30 s"
+    assert not errors, errors
+
+
+async def test_a_brand_on_librdkafka_hires_and_sees_the_payout_through_its_consumer_group(
+    servers: InfraUrls,
+    service_output: list[str],
+    brand_group: Callable[[str], BrandGroupReader],
+) -> None:
+    bootstrap = servers.kafka_bootstrap_servers
+    run = uuid.uuid4().hex[:8]
+    campaign_id, brand_id, creator_id = f"cmp-rdk-{run}", f"brand-rdk-{run}", f"cr-rdk-{run}"
+    # A baker of the same niche as the population's; the brand excludes the population's
+    # bakers, so the answer is about this creator only.
+    creator = profile(
+        creator_id,
+        followers=32_000,
+        bio="Sourdough bread baking at home, starters and crusty loaves",
+        topics=["baking", "sourdough", "bread"],
+        country="US",
+        post_price="300.00",
+        engagement=0.042,
+    )
+    account = {
+        "creator_id": creator_id,
+        "method": "wise",
+        "destination": f"tok_wise_{run}",
+        "currency": "EUR",
+        "tax_form": {"type": "W-9", "status": "verified", "verified_at": rfc3339(NOW)},
+    }
+    librdkafka_send(
+        bootstrap,
+        [
+            ("fx.rates", "USD", fx_snapshot()),
+            ("creator.profiles", creator_id, creator),
+            (
+                "creator.payout-accounts",
+                creator_id,
+                cloud_event("creator.payout-account.upserted", "test/onb", creator_id, account),
+            ),
+        ],
+    )
+
+    def bread_request(request_id: str) -> dict[str, Any]:
+        data = {
+            "request_id": request_id,
+            "brand_id": brand_id,
+            "campaign_id": campaign_id,
+            "niche": {"description": "Sourdough bread baking", "keywords": ["sourdough"]},
+            "target_audience": {"countries": ["US"], "age": [], "gender": "any"},
+            "platforms": [],
+            "tiers": ["micro"],
+            "budget_per_creator": money("500.00", "USD"),
+            "limit": 5,
+            "exclude_creator_ids": BAKING,
+        }
+        return cloud_event("match.requested", f"test/{brand_id}", campaign_id, data)
+
+    # 1. Ask until the answer has the creator (the profile may be consumed after a request).
+    reader = brand_group(brand_id)
+    asked: list[str] = []
+
+    def answer_with_creator() -> dict[str, Any] | None:
+        for event in reader.events:
+            data = event["data"]
+            if (
+                event["type"] == "match.suggested"
+                and data["request_id"] in asked
+                and creator_id in {s["creator_id"] for s in data["suggestions"]}
+            ):
+                return event
+        return None
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECONDS
+    while not answer_with_creator():
+        if loop.time() > deadline:
+            answers = [
+                (e["data"]["request_id"], e["data"]["suggestions"], e["data"]["filtered"])
+                for e in reader.events
+                if e["type"] == "match.suggested" and e["data"]["request_id"] in asked
+            ]
+            pytest.fail(
+                f"no answer suggesting {creator_id} within {WAIT_SECONDS:.0f}s of asking "
+                f"{len(asked)} times; {len(reader.events)} events read; answers: {answers}"
+            )
+        asked.append(f"req-{uuid.uuid4().hex[:8]}")
+        request = bread_request(asked[-1])
+        await asyncio.to_thread(
+            librdkafka_send, bootstrap, [("brand.match-requests", campaign_id, request)]
+        )
+        retry_at = loop.time() + 5
+        while not answer_with_creator() and loop.time() < retry_at:
+            await reader.poll()
+    answer = answer_with_creator()
+    assert answer is not None and answer["subject"] == campaign_id
+    assert answer["data"]["brand_id"] == brand_id
+
+    # 2. Hire the creator for one post and confirm it by hand: the fee is paid in EUR.
+    deal_id = f"deal-rdk-{run}"
+    deal = {
+        "deal_id": deal_id,
+        "campaign_id": campaign_id,
+        "brand_id": brand_id,
+        "creator_id": creator_id,
+        "fee": money(BREAD_FEE, "USD"),
+        "commission_rate": "0",
+        "promo_codes": [],
+        "deliverables": [
+            {
+                "deliverable_id": "dl-post",
+                "kind": "post",
+                "count": 1,
+                "due_by": rfc3339(NOW + timedelta(days=7)),
+            }
+        ],
+        "required_tags": ["#ad"],
+        "starts_at": rfc3339(NOW - timedelta(days=1)),
+        "ends_at": rfc3339(NOW + timedelta(days=7)),
+        "attribution_window_days": 7,
+    }
+    confirmation = {
+        "deal_id": deal_id,
+        "deliverable_id": "dl-post",
+        "post_id": None,
+        "confirmed_by": brand_id,
+        "confirmed_at": rfc3339(NOW),
+    }
+    await asyncio.to_thread(
+        librdkafka_send,
+        bootstrap,
+        [
+            ("campaign.deals", deal_id, cloud_event("deal.signed", "test/brand", deal_id, deal)),
+            (
+                "deliverables.confirmed",
+                deal_id,
+                cloud_event("deliverable.confirmed", "test/brand", deal_id, confirmation),
+            ),
+        ],
+    )
+
+    def fee_sent() -> dict[str, Any] | None:
+        for event in reader.events:
+            if event["type"] == "payout.sent" and event["data"]["deal_id"] == deal_id:
+                return event["data"]
+        return None
+
+    payout = await reader.wait_for(fee_sent, f"payout.sent for {deal_id}", service_output)
+    expected_net = half_even(Decimal(BREAD_FEE) * Decimal(USD_TO_EUR))
+    assert payout["net"] == {"amount": str(expected_net), "currency": "EUR"}
+    seen_before = {e["id"] for e in reader.events}
+    reader.commit()
+    reader.close()
+
+    # 3. The group's committed offsets hold: the brand's next consumer resumes after them.
+    later = f"req-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(
+        librdkafka_send, bootstrap, [("brand.match-requests", campaign_id, bread_request(later))]
+    )
+    resumed = brand_group(brand_id)
+
+    def later_answer() -> dict[str, Any] | None:
+        for event in resumed.events:
+            if event["type"] == "match.suggested" and event["data"]["request_id"] == later:
+                return event
+        return None
+
+    await resumed.wait_for(later_answer, f"match.suggested for {later}", service_output)
+    again = seen_before & {e["id"] for e in resumed.events}
+    assert not again, f"{len(again)} events read again after the group committed them"
