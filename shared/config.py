@@ -6,12 +6,17 @@ entry point reads the environment.
 
 from __future__ import annotations
 
+import re
+import socket
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# What Kafka accepts as a group.instance.id (the rules of topic names).
+_GROUP_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 DEFAULT_DATABASE_PASSWORD = "creatorflow"  # noqa: S105 - the development default, refused in production
 
@@ -81,6 +86,10 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1, validation_alias="KAFKA_REPLICATION_FACTOR")
     # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not (README).
     kafka_idempotent_producer: bool = Field(False, validation_alias="KAFKA_IDEMPOTENT_PRODUCER")
+    # Static group membership: an instance restarted under the same id takes its partitions
+    # back at once instead of waiting out its old member's session. Unique per instance of a
+    # service; `{hostname}` stands for the host's name (a container's, in compose).
+    kafka_group_instance_id: str | None = Field(None, validation_alias="KAFKA_GROUP_INSTANCE_ID")
 
     # How every Kafka client of the project connects (shared.kafka.kafka_security); the
     # embedded broker speaks PLAINTEXT only.
@@ -143,6 +152,24 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("kafka_group_instance_id")
+    @classmethod
+    def _kafka_id(cls, value: str | None) -> str | None:
+        if value is not None and not _GROUP_INSTANCE_ID.fullmatch(value.replace("{hostname}", "h")):
+            raise ValueError(
+                "KAFKA_GROUP_INSTANCE_ID takes letters, digits, '.', '_', '-' and {hostname}, "
+                f"at most 249 characters: {value!r}"
+            )
+        return value
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """KAFKA_GROUP_INSTANCE_ID with `{hostname}` filled in, as the consumers use it."""
+        if self.kafka_group_instance_id is None:
+            return None
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())
+        return self.kafka_group_instance_id.replace("{hostname}", host)[:249]
 
     @model_validator(mode="after")
     def _kafka_security_is_consistent(self) -> Settings:

@@ -539,6 +539,7 @@ def subscribe_events(
     handler: EventHandler,
     consumer: SafeConsumer,
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+    group_instance_id: str | None = None,
 ) -> None:
     """One consumer over `topics`, one message at a time, committing after each.
 
@@ -553,6 +554,7 @@ def subscribe_events(
         ack_policy=AckPolicy.ACK,
         fetch_max_wait_ms=fetch_max_wait_ms,
         rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+        group_instance_id=group_instance_id,
         decoder=_undecoded,
     )
     async def consume(message: KafkaMessage) -> None:
@@ -569,8 +571,12 @@ def subscribe_event_batches(
     max_records: int = 500,
     batch_timeout_ms: int = 50,
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+    group_instance_id: str | None = None,
 ) -> None:
-    """One consumer over `topics` in batches (one database transaction per batch)."""
+    """One consumer over `topics` in batches (one database transaction per batch).
+
+    With `group_instance_id` (Settings.group_instance_id) the member is static: restarted under
+    the same id, it gets its partitions back without waiting for its old session to expire."""
 
     @broker.subscriber(
         *topics,
@@ -582,6 +588,7 @@ def subscribe_event_batches(
         batch_timeout_ms=batch_timeout_ms,
         fetch_max_wait_ms=fetch_max_wait_ms,
         rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+        group_instance_id=group_instance_id,
         decoder=_undecoded,
     )
     async def consume(message: KafkaMessage) -> None:

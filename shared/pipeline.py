@@ -81,8 +81,10 @@ class PipelinedBatches:
         max_records: int = 500,
         batch_timeout_ms: int = 50,
         fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+        group_instance_id: str | None = None,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._group_instance_id = group_instance_id
         self._security = security
         self._topics = list(topics)
         self._group_id = group_id
@@ -105,6 +107,7 @@ class PipelinedBatches:
     async def run(self) -> None:
         kafka = AIOKafkaConsumer(
             group_id=self._group_id,
+            group_instance_id=self._group_instance_id,
             client_id=self._client_id or self._group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -84,6 +84,7 @@ class Resources:
             client_id=self.name,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
+            group_instance_id=self.settings.group_instance_id,
         )
         self.pipelines.append(pipeline)
         return pipeline.run

@@ -318,6 +318,7 @@ async def start_service(resources: Resources, settings: MatchingSettings) -> Mat
         resources.broker,
         INPUT_TOPICS,
         group_id=SERVICE,
+        group_instance_id=resources.settings.group_instance_id,
         handler=service.handle_batch,
         consumer=resources.consumer,
         max_records=settings.batch_max_records,

@@ -181,6 +181,7 @@ class PayoutsSetup:
             resources.broker,
             INPUT_TOPICS,
             group_id=self._group_id,
+            group_instance_id=resources.settings.group_instance_id,
             handler=consume_batch(db, policy, dispatcher.wake, destinations=destinations),
             consumer=resources.consumer,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,

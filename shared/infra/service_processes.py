@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,11 @@ class ServiceProcesses:
     env: Mapping[str, str]
     sink: LineSink
     running: dict[str, ServiceProcess] = field(default_factory=dict)
+    # Each label is a static group member (KAFKA_GROUP_INSTANCE_ID) that keeps its id across
+    # restarts, so a restarted instance takes its partitions back at once; the suffix keeps
+    # two supervisors on one cluster from fencing each other's members. An empty
+    # KAFKA_GROUP_INSTANCE_ID in `env` turns static membership off.
+    _instance_suffix: str = field(default_factory=lambda: secrets.token_hex(3))
 
     async def start(self, *, ready_seconds: float = 120.0) -> None:
         for name in self.names:
@@ -60,7 +66,13 @@ class ServiceProcesses:
         if label in self.running:
             raise InfraError(f"an instance labelled {label} is already running")
         port = free_port()
-        env = {**os.environ, **self.env, "HTTP_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "KAFKA_GROUP_INSTANCE_ID": f"{label}-{self._instance_suffix}",
+            **self.env,
+            "HTTP_PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+        }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -127,3 +127,20 @@ def test_payouts_validation_errors_quote_no_api_key(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ValidationError, match="RETRY_MAX") as raised:
         PayoutsSettings()
     assert "sk_9d" not in str(raised.value)  # pydantic shows the head of a long input
+
+
+def test_a_group_instance_id_names_the_host_it_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "3f2a9c1d77e0.local")
+    monkeypatch.setenv("KAFKA_GROUP_INSTANCE_ID", "payouts-{hostname}")
+    assert Settings().group_instance_id == "payouts-3f2a9c1d77e0.local"
+    monkeypatch.setenv("KAFKA_GROUP_INSTANCE_ID", "")
+    assert Settings().group_instance_id is None, "empty turns static membership off"
+
+
+@pytest.mark.parametrize("value", ["payouts 1", "payouts/1", "x" * 250])
+def test_a_group_instance_id_kafka_would_refuse_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("KAFKA_GROUP_INSTANCE_ID", value)
+    with pytest.raises(ValidationError, match="KAFKA_GROUP_INSTANCE_ID takes letters"):
+        Settings()
