@@ -118,6 +118,9 @@ class ApacheKafkaCluster:
                 return node
         raise InfraError(f"{name} is not a node of the Kafka cluster in {self.directory}")
 
+    def node_by_id(self, node_id: int) -> KafkaNode:
+        return self.node(f"kafka-{node_id}")
+
     def node_dir(self, node: KafkaNode) -> Path:
         return self.directory / f"node-{node.node_id}"
 
@@ -199,6 +202,25 @@ class ApacheKafkaCluster:
         raise InfraError(
             f"Apache Kafka had {seen} of {brokers} brokers ready after {timeout:.0f}s.\n{tails}"
         )
+
+    def active_controller(self) -> KafkaNode | None:
+        """The node leading the KRaft quorum, as the nodes last recorded it (None if none has).
+
+        Each voter keeps its view of the quorum in `quorum-state`; the newest epoch wins, since
+        a node that was down may still name an old leader."""
+        newest: tuple[int, int] | None = None
+        for node in self.nodes:
+            path = self.node_dir(node) / "data" / "__cluster_metadata-0" / "quorum-state"
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            leader, epoch = int(state.get("leaderId", -1)), int(state.get("leaderEpoch", -1))
+            if leader >= 0 and (newest is None or epoch > newest[1]):
+                newest = (leader, epoch)
+        if newest is None:
+            return None
+        return next((n for n in self.nodes if n.node_id == newest[0]), None)
 
 
 def live_brokers(bootstrap_servers: str) -> int:

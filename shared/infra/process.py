@@ -81,6 +81,12 @@ class ServerProcess:
                 return
             _wait_gone(self, 5.0)
 
+    def kill(self) -> None:
+        """`kill -9`: no chance to flush or hand anything over (a crash drill)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        _wait_gone(self, 5.0)
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -129,6 +129,12 @@ class EmbeddedInfra:
             raise InfraError("the embedded Kafka keeps its data in memory: it cannot restart")
         self.processes.pop(name).stop()
 
+    def kill_server(self, name: str) -> None:
+        """`kill -9` one server this stack started; `start_server` brings it back."""
+        if name == "kafka":
+            raise InfraError("the embedded Kafka keeps its data in memory: it cannot restart")
+        self.processes.pop(name).kill()
+
     def start_server(self, name: str) -> None:
         if name in self.processes:
             raise InfraError(f"{name} is not a stopped server of this stack")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,9 @@ def main() -> int:
         help="servers' data and each run's services.log (replaced on each run)",
     )
     args = parser.parse_args()
+    # The harness's own Kafka clients retry through broker faults; their per-attempt errors
+    # would bury the progress lines (the services' output goes to services.log).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     config = ChaosConfig(deals=args.deals, seed=args.seed)
     began = time.monotonic()
 

@@ -11,15 +11,21 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.events import TOPICS, dlq_topic
 from shared.infra import EmbeddedInfra
+from shared.infra.apache_kafka import ApacheKafkaCluster
 from shared.infra.process import InfraError
 from shared.infra.service_processes import SERVICES, ServiceProcesses
+from shared.kafka import client_options, partitions_of
 
 Say = Callable[[str], None]
 
@@ -43,6 +49,10 @@ class FaultPlan:
     postgres_down_seconds: float = 10.0
     redis_down_seconds: float = 2.0
     second_instance_seconds: float = 12.0
+    # On a 3-node Apache Kafka: kill -9 a busy partition's leader, kill -9 the active
+    # controller, one broker down this long, then a rolling restart of all three.
+    broker_down_seconds: float = 30.0
+    broker_restart_delay_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,22 @@ class Injector:
         # The new setting takes effect at payouts' next restart: at least one follows it.
         change = min(rng.uniform(0.2, 0.5) * window, max(payouts_restarts, default=0) - 1.0)
         moments.append((max(change, 0.0), self._fee_schedule_change))
+        if self.broker_drills is not None:
+            moments.append((rng.uniform(0.05, 0.2) * window, self._broker_faults))
         await asyncio.gather(*(self._at(started + at, act) for at, act in moments))
+
+    @property
+    def broker_drills(self) -> BrokerDrills | None:
+        """Broker faults need a replicated cluster this run controls: 3 Apache Kafka nodes."""
+        cluster = self.infra.apache_kafka
+        if cluster is None or len(cluster.nodes) < 3:
+            return None
+        return BrokerDrills(self.infra, cluster, self.plan, self._record, self.say)
+
+    async def _broker_faults(self) -> None:
+        drills = self.broker_drills
+        assert drills is not None
+        await drills.run()
 
     @staticmethod
     async def _at(moment: float, act: Callable[[], object]) -> None:
@@ -255,3 +280,121 @@ class Injector:
         await asyncio.sleep(self.plan.redis_down_seconds)
         self.infra.start_server("redis")
         self._record("Redis flushed and restarted", began)
+
+
+@dataclass
+class BrokerDrills:
+    """Broker faults on a 3-node cluster, one at a time, each once every partition has all its
+    replicas in sync again (as an operator's rolling restart waits): with
+    min.insync.replicas=2, two nodes down together would stop writes rather than test them."""
+
+    infra: EmbeddedInfra
+    cluster: ApacheKafkaCluster
+    plan: FaultPlan
+    record: Callable[[str, float, str], None]
+    say: Say
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap_servers
+
+    async def run(self) -> None:
+        await self._kill_busiest_leader()
+        await self._kill_active_controller()
+        await self._one_broker_down()
+        await self._rolling_restart()
+
+    async def _kill_busiest_leader(self) -> None:
+        await until_in_sync(self.bootstrap)
+        topic, partition, leader = await busiest_partition(self.bootstrap)
+        name = self.cluster.node_by_id(leader).name
+        began = time.monotonic()
+        self.infra.kill_server(name)
+        self.say(f"fault: kill -9 {name}, leader of {topic}[{partition}]")
+        await asyncio.sleep(self.plan.broker_restart_delay_seconds)
+        await asyncio.to_thread(self.infra.start_server, name)
+        where = f"{name}, {topic}[{partition}]"
+        self.record("kill -9 the leader of a busy partition", began, where)
+
+    async def _kill_active_controller(self) -> None:
+        await until_in_sync(self.bootstrap)
+        controller = self.cluster.active_controller()
+        assert controller is not None, "no node names a quorum leader"
+        began = time.monotonic()
+        self.infra.kill_server(controller.name)
+        self.say(f"fault: kill -9 {controller.name}, the active controller")
+        await asyncio.sleep(self.plan.broker_restart_delay_seconds)
+        await asyncio.to_thread(self.infra.start_server, controller.name)
+        self.record("kill -9 the active controller", began, controller.name)
+
+    async def _one_broker_down(self) -> None:
+        await until_in_sync(self.bootstrap)
+        name = self.cluster.nodes[1].name
+        began = time.monotonic()
+        self.say(f"fault: {name} stops for {self.plan.broker_down_seconds:.0f} s")
+        await asyncio.to_thread(self.infra.stop_server, name)
+        await asyncio.sleep(self.plan.broker_down_seconds)
+        await asyncio.to_thread(self.infra.start_server, name)
+        self.record(f"one broker down {time.monotonic() - began:.1f} s", began, name)
+
+    async def _rolling_restart(self) -> None:
+        began = time.monotonic()
+        self.say("fault: rolling restart of every broker")
+        for node in self.cluster.nodes:
+            await until_in_sync(self.bootstrap)
+            await asyncio.to_thread(self.infra.stop_server, node.name)
+            await asyncio.to_thread(self.infra.start_server, node.name)
+        await until_in_sync(self.bootstrap)
+        self.record("rolling restart of every broker", began, "")
+
+
+async def until_in_sync(bootstrap: str, seconds: float = 300.0) -> None:
+    """Wait until every partition of every topic has a leader and all its replicas in sync."""
+    deadline = time.monotonic() + seconds
+    lagging: list[str] = []
+    while time.monotonic() < deadline:
+        lagging = [
+            f"{t['topic']}[{p['partition']}]"
+            for t in await _described_topics(bootstrap)
+            for p in t["partitions"]
+            if p["leader"] < 0 or len(p["isr"]) < len(p["replicas"])
+        ]
+        if not lagging:
+            return
+        await asyncio.sleep(0.5)
+    raise InfraError(f"partitions still under-replicated after {seconds:.0f} s: {lagging[:5]}")
+
+
+async def busiest_partition(bootstrap: str) -> tuple[str, int, int]:
+    """(topic, partition, leader node id) of the input partition with the most records."""
+    consumer = AIOKafkaConsumer(**client_options(bootstrap))
+    await consumer.start()
+    try:
+        partitions = await partitions_of(consumer, TOPICS)
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    busiest = max(partitions, key=lambda tp: ends[tp])
+    leaders = {
+        (t["topic"], p["partition"]): p["leader"]
+        for t in await _described_topics(bootstrap)
+        for p in t["partitions"]
+    }
+    return busiest.topic, busiest.partition, leaders[(busiest.topic, busiest.partition)]
+
+
+async def _described_topics(bootstrap: str) -> list[dict[str, Any]]:
+    admin = AIOKafkaAdminClient(**client_options(bootstrap), request_timeout_ms=5000)
+    try:
+        await admin.start()
+        described: list[dict[str, Any]] = await admin.describe_topics(
+            [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
+        )
+        return described
+    except KafkaError:
+        return [{"topic": "(cluster unreachable)", "partitions": [_UNKNOWN_PARTITION]}]
+    finally:
+        await admin.close()
+
+
+_UNKNOWN_PARTITION: Final = {"partition": -1, "leader": -1, "isr": [], "replicas": [0]}

@@ -1,6 +1,8 @@
 """The fault suite at a small scale: 100 deals (200 confirmations) through the three services
 while each is killed twice, a second instance of each joins and leaves, PostgreSQL is down
-for 10 s and Redis is flushed and restarted. `make chaos` runs the same at full scale."""
+for 10 s and Redis is flushed and restarted; on a 3-broker Apache Kafka (`make test-kafka`),
+a busy partition's leader and the active controller are killed, a broker stops for 30 s and
+all three restart in turn. `make chaos` runs the same at full scale."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.config import KafkaKind, Settings
 from tests.chaos.faults import FaultPlan
 from tests.chaos.run import chaos
 from tests.chaos.workload import ChaosConfig
@@ -47,3 +50,13 @@ async def test_nothing_is_lost_or_paid_twice_under_faults(tmp_path: Path) -> Non
     outage = [f for f in report.chaos.faults if f.what.startswith("PostgreSQL down")]
     assert len(outage) == 1 and outage[0].ended - outage[0].began >= 10, faults
     assert len(report.chaos.restarts) >= 3 * KILLS, report.chaos.restarts
+    settings = Settings()
+    if settings.kafka is KafkaKind.APACHE and settings.kafka_brokers == 3:
+        for drill in (
+            "kill -9 the leader of a busy partition",
+            "kill -9 the active controller",
+            "rolling restart of every broker",
+        ):
+            assert faults[drill] == 1, faults
+        down = [f for f in report.chaos.faults if f.what.startswith("one broker down")]
+        assert len(down) == 1 and down[0].ended - down[0].began >= 30, faults

@@ -15,6 +15,7 @@ from shared.cli.main import app
 from shared.config import KafkaKind, Settings
 from shared.infra.apache_kafka import (
     BROKER_PROPERTIES,
+    ApacheKafkaCluster,
     KafkaNode,
     cluster_settings,
     format_argv,
@@ -186,3 +187,19 @@ def test_two_brokers_on_the_command_line_is_refused_like_the_variable(
     assert result.exit_code != 0
     assert "must be 1 or 3" in result.output
     assert not any(tmp_path.iterdir()), "something was started or written"
+
+
+def test_the_active_controller_is_the_leader_of_the_newest_quorum_epoch(tmp_path: Path) -> None:
+    cluster = ApacheKafkaCluster(tmp_path, 3, tmp_path / "jars")
+    assert cluster.active_controller() is None, "no node has recorded a quorum yet"
+    states = {
+        1: '{"leaderId":3,"leaderEpoch":4,"votedId":-1}',  # was down: still names the old one
+        2: '{"leaderId":1,"leaderEpoch":5,"votedId":1}',
+        3: "",  # being written
+    }
+    for node in cluster.nodes:
+        metadata = cluster.node_dir(node) / "data" / "__cluster_metadata-0"
+        metadata.mkdir(parents=True)
+        (metadata / "quorum-state").write_text(states[node.node_id])
+    controller = cluster.active_controller()
+    assert controller is not None and controller.name == "kafka-1"
