@@ -299,8 +299,25 @@ def run_service(name: str, setup: Setup) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with ServiceRuntime(name, setup):
+        runtime = ServiceRuntime(name, setup)
+        # Start-up may wait without end (a migration lock held elsewhere, a consumer group
+        # that never assigns partitions): a stop request cancels it, or the process would
+        # outlive whoever replaced it, still joining the group.
+        starting = asyncio.ensure_future(runtime.__aenter__())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.info("service stopped during start-up", service=name)
+            return
+        stopping.cancel()
+        starting.result()  # a failed start-up raises here
+        try:
             await stop.wait()
+        finally:
+            await runtime.__aexit__(None, None, None)
 
     try:
         asyncio.run(main())

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from typing import Final
-
+from services.matching.niche_vectors import content_words
 from services.matching.scoring import MatchResult
 from shared.errors import EventRejected
 from shared.events import MatchRequested, MatchSuggested, Suggestion
-
-_WORD: Final = re.compile(r"[^\W_]{2,}")
 
 
 def check_request(request: MatchRequested) -> None:
@@ -20,10 +16,13 @@ def check_request(request: MatchRequested) -> None:
             "send a budget above zero"
         )
     niche_text = f"{request.niche.description} {' '.join(request.niche.keywords)}"
-    if not _WORD.search(niche_text):
+    if not content_words(niche_text):
+        # Stop words alone ("for the", "it") match nobody: answering would only say that
+        # every creator is off_niche, so the request is refused like an empty niche.
         raise EventRejected(
-            "niche: description and keywords hold no word to match creators on; describe the "
-            "campaign niche or give keywords"
+            f"niche: description and keywords {niche_text.strip()[:80]!r} hold no content word "
+            "to match creators on (stop words such as 'the' or 'for' do not count); describe "
+            "the campaign niche or give keywords"
         )
 
 

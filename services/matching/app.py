@@ -21,8 +21,9 @@ import structlog
 from services.matching.answers import check_request, suggestion_payload
 from services.matching.features import FEATURES
 from services.matching.index import CreatorIndex
+from services.matching.learning import Verdict, learn_brand
 from services.matching.profiles import ProfileColumns
-from services.matching.ranker import HAND_RANKER, LinearRanker, train_ranker
+from services.matching.ranker import HAND_RANKER, LinearRanker
 from services.matching.scoring import MatchQuery, match
 from services.matching.settings import MatchingSettings
 from services.matching.store import (
@@ -72,10 +73,17 @@ class MatchingState:
     """What the service keeps in memory; all of it can be rebuilt from Postgres."""
 
     index: CreatorIndex
-    ranker: LinearRanker = HAND_RANKER
-    labels_at_training: int = 0
+    rankers: dict[str, LinearRanker] = field(default_factory=dict)
+    """Each brand's live ranker; a brand without one is ranked by the hand weights."""
+    labels_at_training: dict[str, int] = field(default_factory=dict)
+    """Per brand, the label count its last ranker (live or not) was trained on."""
     trained_at: float = field(default_factory=time.monotonic)
+    labels_seen: int = -1
+    """Labels received at the last retraining check (-1: none made yet)."""
     fx: FxSnapshot | None = None
+
+    def ranker_for(self, brand_id: str) -> LinearRanker:
+        return self.rankers.get(brand_id, HAND_RANKER)
 
 
 class MatchingService:
@@ -148,7 +156,8 @@ class MatchingService:
                 hired = await self._store.hired(conn, request.campaign_id)
                 query = MatchQuery.from_request(request, hired=hired)
                 state = self.state
-                result = match(state.index, query, state.ranker, state.fx, self._scoring)
+                ranker = state.ranker_for(request.brand_id)
+                result = match(state.index, query, ranker, state.fx, self._scoring)
                 answer = make_event(suggestion_payload(request, result), source=SOURCE)
                 recorded = await self._store.save_answer(
                     conn,
@@ -165,6 +174,7 @@ class MatchingService:
                             (c.creator_id, c.rank, c.score, [c.features[f] for f in FEATURES])
                             for c in result.creators
                         ],
+                        request=request,
                     ),
                 )
                 if recorded:  # a request id answered before is not answered twice
@@ -269,37 +279,82 @@ class MatchingService:
             index.record_performance(creator_id, roas_total, deals)
         self.state.index = index
         self.state.fx = await fx_store.snapshot_at(self._pool, datetime.now(UTC), trusted=True)
-        stored = await self._store.latest_model()
-        if stored is not None:
-            self.state.ranker, self.state.labels_at_training = stored
+        await self.load_models(history=True)
         log.info(
             "matching index ready",
             creators=len(index),
             seconds=round(time.perf_counter() - started, 2),
-            model_version=self.state.ranker.version,
+            brand_rankers=len(self.state.rankers),
         )
 
-    async def retrain_once(self) -> LinearRanker | None:
-        """Train and store a new ranker if enough labels arrived (or the schedule is due)."""
-        labels = await self._store.label_count()
-        new = labels - self.state.labels_at_training
+    async def load_models(self, *, history: bool = False) -> None:
+        """Put in use every brand's live ranker, as stored (promotions and rollbacks made
+        with `creatorflow matching models` take effect here); with `history`, also learn
+        how many labels each brand's last ranker was trained on."""
+        live = await self._store.models(status="live")
+        self.state.rankers = {m.brand_id: m.ranker for m in live if m.brand_id is not None}
+        for m in await self._store.models() if history else ():
+            if m.brand_id is not None:
+                trained = self.state.labels_at_training.get(m.brand_id, 0)
+                self.state.labels_at_training[m.brand_id] = max(trained, m.labels)
+
+    async def retrain_once(self) -> list[tuple[LinearRanker, Verdict]]:
+        """Train a ranker for each brand with enough new labels (or when the schedule is due),
+        judge it with the promotion gate and store it; only a promoted one is used."""
         due = time.monotonic() - self.state.trained_at >= self._settings.retrain_interval_seconds
-        if new <= 0 or (new < self._settings.retrain_every_labels and not due):
-            return None
-        data = await self._store.training_set()
-        self.state.trained_at = time.monotonic()
-        if not data.trainable():
-            return None
-        version = f"lr-{datetime.now(UTC):%Y%m%dT%H%M%S}-{labels}"
-        ranker = await asyncio.to_thread(train_ranker, data, version=version)
-        await self._store.save_model(ranker, labels)
-        self.state.ranker, self.state.labels_at_training = ranker, labels
-        log.info("matching ranker retrained", model_version=version, labels=len(data))
-        return ranker
+        received = await self._store.label_count()  # cheap: per brand only when it moved
+        if received == self.state.labels_seen and not due:
+            return []
+        self.state.labels_seen = received
+        trained = []
+        for brand_id, labels in sorted((await self._store.label_counts()).items()):
+            new = labels - self.state.labels_at_training.get(brand_id, 0)
+            if labels < self._settings.learning_min_labels or new <= 0:
+                continue
+            if new < self._settings.retrain_every_labels and not due:
+                continue
+            outcome = await self._train_brand(brand_id, labels)
+            if outcome is not None:
+                trained.append(outcome)
+        if due:
+            self.state.trained_at = time.monotonic()
+        return trained
+
+    async def _train_brand(self, brand_id: str, labels: int) -> tuple[LinearRanker, Verdict] | None:
+        data = await self._store.training_set(brand_id)
+        briefs, shown = await self._store.brand_history(
+            brand_id, self._settings.learning_probe_requests
+        )
+        queries = [MatchQuery.from_request(b) for b in briefs]
+        current = self.state.ranker_for(brand_id)
+        version = f"lr-{brand_id}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{labels}"
+        # Like the refit, the fit runs in a worker thread and only reads the index.
+        learned = await asyncio.to_thread(
+            learn_brand,
+            data, queries, shown, current, self.state.index, self.state.fx, self._scoring,
+            self._settings.learning(), version=version,
+        )  # fmt: skip
+        self.state.labels_at_training[brand_id] = labels
+        if learned is None:
+            return None  # nothing to learn from yet (one outcome only): wait for more labels
+        ranker, verdict = learned
+        await self._store.save_model(
+            ranker, labels, brand_id=brand_id, live=verdict.promote, reason=verdict.reason,
+            metrics=verdict.metrics,
+        )  # fmt: skip
+        if verdict.promote:
+            self.state.rankers[brand_id] = ranker
+            log.info("matching ranker promoted", brand_id=brand_id, model_version=version,
+                     reason=verdict.reason, labels=len(data))  # fmt: skip
+        else:
+            log.warning("matching ranker stored, not used", brand_id=brand_id,
+                        model_version=version, reason=verdict.reason, labels=len(data))  # fmt: skip
+        return ranker, verdict
 
     async def retrain_loop(self) -> None:
         while True:
             await asyncio.sleep(self._settings.retrain_check_seconds)
+            await self.load_models()
             await self.retrain_once()
 
 

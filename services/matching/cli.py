@@ -1,5 +1,7 @@
 """`creatorflow seed creators --count N`: publish a generated creator population.
 
+(`creatorflow matching models ...`, the rankers of each brand, lives in `models_cli.py`.)
+
 The profiles come from `services.matching.population` (latent niches, audiences, a share of
 fake accounts) and go to `creator.profiles` as `creator.profile.upserted` events, exactly as a
 data collector would send them; `creatorflow seed fx` publishes FX rates for their currencies.
@@ -16,6 +18,7 @@ import typer
 from aiokafka import AIOKafkaProducer
 from faststream.security import BaseSecurity
 
+from services.matching import models_cli
 from services.matching.population import generate_population, reference_fx
 from shared.cli.console import console, fail
 from shared.cli.settings import bootstrap_servers, kafka_security
@@ -26,6 +29,9 @@ COMMAND_NAME = "seed"
 SOURCE = "creatorflow/seed"
 
 app = typer.Typer(help="Publish generated test data (creators, FX rates).", no_args_is_help=True)
+matching = typer.Typer(help="The matching service: each brand's rankers.", no_args_is_help=True)
+matching.add_typer(models_cli.app, name="models")
+COMMAND_GROUPS = {COMMAND_NAME: app, "matching": matching}
 
 
 async def _publish(

@@ -9,7 +9,8 @@ the index has doubled since the last fit) re-encodes every row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import numpy as np
@@ -34,6 +35,17 @@ def make_vectorizer() -> TfidfVectorizer:
         min_df=1,
         dtype=np.float32,
     )
+
+
+@functools.cache
+def _analyzer() -> Callable[[str], list[str]]:
+    analyze: Callable[[str], list[str]] = make_vectorizer().build_analyzer()
+    return analyze
+
+
+def content_words(text: str) -> list[str]:
+    """The words of `text` the niche vectors match on: stop words and non-words left out."""
+    return _analyzer()(text)
 
 
 class NicheVectors:

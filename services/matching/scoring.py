@@ -12,7 +12,7 @@ audience_mismatch, likely_fake, no_fx_rate, over_budget, off_niche.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -31,7 +31,7 @@ from services.matching.index import CreatorIndex
 from services.matching.ranker import LinearRanker
 from shared.events import MatchRequested
 from shared.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
-from shared.money import FxSnapshot, Money, minor_unit
+from shared.money import FxRateMissing, FxSnapshot, Money, minor_unit
 
 FILTER_REASONS: Final[tuple[str, ...]] = (
     "excluded",
@@ -104,6 +104,10 @@ class MatchQuery:
             diversity_trade_off=request.diversity,
         )
 
+    def without_history(self) -> MatchQuery:
+        """The same brief with nobody excluded or hired: a probe of how a ranker ranks it."""
+        return replace(self, exclude=frozenset(), hired=frozenset())
+
 
 @dataclass(frozen=True)
 class RankedCreator:
@@ -143,19 +147,26 @@ def fx_rates_to(
         elif fx is not None:
             try:
                 rates[code] = float(fx.rate(currency, target))
-            except LookupError:
+            except FxRateMissing:  # counted as no_fx_rate: the answer says so, nothing to retry
                 continue
     return rates
 
 
-def match(
-    index: CreatorIndex,
-    query: MatchQuery,
-    ranker: LinearRanker,
-    fx: FxSnapshot | None,
-    settings: ScoringSettings,
-) -> MatchResult:
-    """Rank the index for `query` (pure, deterministic, no I/O)."""
+@dataclass(frozen=True)
+class Candidates:
+    """The creators that pass every hard filter for a query, with their features."""
+
+    reason: npt.NDArray[np.int8]
+    """Per index row: 0 when eligible, else the code of the first filter that dropped it."""
+    rows: npt.NDArray[np.int64]
+    features: npt.NDArray[np.float32]
+    """One row per eligible creator, columns in FEATURES order."""
+
+
+def candidates(
+    index: CreatorIndex, query: MatchQuery, fx: FxSnapshot | None, settings: ScoringSettings
+) -> Candidates:
+    """Apply the hard filters to the whole index and compute the survivors' features."""
     n = index.size
     c = index.columns
     reason = np.zeros(n, dtype=np.int8)
@@ -188,39 +199,53 @@ def match(
     if index.niche.vectorizer is not None:
         drop("off_niche", niche <= 0)
 
-    candidates = np.flatnonzero(reason == 0)
-    features = np.empty((len(candidates), len(FEATURES)), dtype=np.float32)
-    features[:, 0] = niche[candidates]
-    features[:, 1] = country_fit[candidates]
-    features[:, 2] = _audience_age(index, query.ages, candidates)
-    features[:, 3] = _audience_gender(index, query.gender, candidates)
-    features[:, 4] = engagement_quality(c.engagement_rate[candidates], c.tier[candidates])
-    features[:, 5] = c.authenticity[candidates]
-    features[:, 6] = np.clip(1.0 - cost[candidates] / budget, 0.0, 1.0) if budget > 0 else 0.0
+    rows = np.flatnonzero(reason == 0).astype(np.int64)
+    features = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
+    features[:, 0] = niche[rows]
+    features[:, 1] = country_fit[rows]
+    features[:, 2] = _audience_age(index, query.ages, rows)
+    features[:, 3] = _audience_gender(index, query.gender, rows)
+    features[:, 4] = engagement_quality(c.engagement_rate[rows], c.tier[rows])
+    features[:, 5] = c.authenticity[rows]
+    features[:, 6] = np.clip(1.0 - cost[rows] / budget, 0.0, 1.0) if budget > 0 else 0.0
     shrunk = shrunk_roas(
-        c.roas_sum[candidates],
-        c.roas_count[candidates],
+        c.roas_sum[rows],
+        c.roas_count[rows],
         prior=settings.roas_prior,
         k=settings.roas_prior_strength,
     )
     features[:, 7] = past_performance(shrunk, prior=settings.roas_prior)
+    return Candidates(reason, rows, features)
+
+
+def match(
+    index: CreatorIndex,
+    query: MatchQuery,
+    ranker: LinearRanker,
+    fx: FxSnapshot | None,
+    settings: ScoringSettings,
+) -> MatchResult:
+    """Rank the index for `query` (pure, deterministic, no I/O)."""
+    c = index.columns
+    eligible = candidates(index, query, fx, settings)
+    reason, rows, features = eligible.reason, eligible.rows, eligible.features
     scores = ranker.scores(features)
 
-    pool_size = min(len(candidates), max(settings.min_pool, settings.pool_factor * query.limit))
+    pool_size = min(len(rows), max(settings.min_pool, settings.pool_factor * query.limit))
     pool = _best(scores, pool_size)
-    pool, late_over_budget = _exactly_within_budget(index, candidates[pool], pool, query, fx)
-    reason[candidates[late_over_budget]] = _REASON["over_budget"]
+    pool, late_over_budget = _exactly_within_budget(index, rows[pool], pool, query, fx)
+    reason[rows[late_over_budget]] = _REASON["over_budget"]
     trade_off = (
         settings.diversity_trade_off
         if query.diversity_trade_off is None
         else query.diversity_trade_off
     )
-    picked = _diversified(index, candidates[pool], scores[pool], query.limit, trade_off)
+    picked = _diversified(index, rows[pool], scores[pool], query.limit, trade_off)
 
     creators = []
     for rank, p in enumerate(picked, start=1):
         at = int(pool[p])
-        row = int(candidates[at])
+        row = int(rows[at])
         explanation = ranker.explain(features[at])
         creators.append(
             RankedCreator(

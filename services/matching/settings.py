@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.matching.learning import LearningSettings
 from services.matching.scoring import ScoringSettings
 
 
@@ -26,17 +27,35 @@ class MatchingSettings(BaseSettings):
     roas_prior: float = Field(2.0, gt=0.0)
     roas_prior_strength: float = Field(3.0, gt=0.0)
 
-    # A new ranker is trained once this many labels (feedback + outcomes) arrived since the
-    # last one, or at the latest every `retrain_interval_seconds` if any arrived.
+    # A brand's new ranker is trained once this many of its labels (feedback + outcomes)
+    # arrived since its last one, or at the latest every `retrain_interval_seconds` if any
+    # arrived; it goes live only through the promotion gate (services/matching/learning.py).
     retrain_every_labels: int = Field(200, ge=1)
     retrain_interval_seconds: float = Field(3600.0, gt=0)
     retrain_check_seconds: float = Field(5.0, gt=0)
+    # Fewest labels of a brand before it gets a ranker of its own.
+    learning_min_labels: int = Field(30, ge=4)
+    # Newest share of a brand's labels held out to judge a new ranker.
+    learning_held_out_share: float = Field(0.25, gt=0.0, lt=1.0)
+    # Least niche precision on the brand's probe requests for a ranker to go live.
+    learning_min_niche_precision: float = Field(0.95, ge=0.0, le=1.0)
+    # How many of the brand's latest requests serve as probes and as sources of unseen
+    # creators (weak negatives).
+    learning_probe_requests: int = Field(5, ge=1)
 
     rebuild_chunk: int = Field(20_000, ge=100)
     batch_max_records: int = Field(500, ge=1)
     # How long the broker may hold a fetch with no data: bounds how late a request is seen.
     fetch_max_wait_ms: int = Field(10, ge=1, le=500)
     seed: int = 0
+
+    def learning(self) -> LearningSettings:
+        return LearningSettings(
+            min_labels=self.learning_min_labels,
+            held_out_share=self.learning_held_out_share,
+            min_niche_precision=self.learning_min_niche_precision,
+            seed=self.seed,
+        )
 
     def scoring(self) -> ScoringSettings:
         return ScoringSettings(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from services.matching.ranker import (
     LinearRanker,
     TrainingSet,
 )
-from shared.events import CreatorProfileUpserted, EventIdentity
+from shared.events import CreatorProfileUpserted, EventIdentity, MatchRequested
 
 Connection = Any  # an asyncpg.Connection for the real store; ignored by the fake
 
@@ -52,6 +52,24 @@ class Answer:
     event_id: str
     suggestions: Sequence[tuple[str, int, float, Sequence[float]]]
     """(creator_id, rank, score, features in FEATURES order) per suggestion."""
+    request: MatchRequested | None = None
+    """The request answered: a brand's past briefs are the probes of its promotion gate."""
+
+
+ModelStatus = Literal["candidate", "live", "retired", "rolled_back"]
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A ranker as stored: whose it is, whether it is in use, and why."""
+
+    ranker: LinearRanker
+    brand_id: str | None
+    status: ModelStatus
+    labels: int
+    reason: str
+    metrics: dict[str, float]
+    trained_at: datetime
 
 
 @dataclass(frozen=True)
@@ -115,16 +133,53 @@ class MatchingStore(Protocol):
         """(creator_id, sum of ROAS, deals with a ROAS) per creator (all creators if None)."""
         ...
 
-    async def label_count(self) -> int: ...
-
-    async def training_set(self) -> TrainingSet:
-        """Feedback and outcomes joined with the features each creator had when suggested."""
+    async def label_count(self) -> int:
+        """Feedback and outcomes received, matched to a suggestion or not (a cheap count)."""
         ...
 
-    async def save_model(self, ranker: LinearRanker, labels: int) -> None: ...
+    async def label_counts(self) -> dict[str, int]:
+        """Labels (feedback + outcomes on suggested creators) per brand."""
+        ...
 
-    async def latest_model(self) -> tuple[LinearRanker, int] | None:
-        """The newest stored ranker and the label count it was trained on."""
+    async def training_set(self, brand_id: str | None = None) -> TrainingSet:
+        """Feedback and outcomes joined with the features each creator had when suggested,
+        in the order they arrived; only the brand's when `brand_id` is given."""
+        ...
+
+    async def brand_history(
+        self, brand_id: str, requests: int
+    ) -> tuple[list[MatchRequested], frozenset[str]]:
+        """The brand's latest `requests` requests (oldest first) and every creator it was
+        ever suggested."""
+        ...
+
+    async def save_model(
+        self,
+        ranker: LinearRanker,
+        labels: int,
+        *,
+        brand_id: str | None = None,
+        live: bool = False,
+        reason: str = "",
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """Store a ranker; `live` makes it the brand's ranker and retires the one in use."""
+        ...
+
+    async def models(
+        self, brand_id: str | None = None, *, status: ModelStatus | None = None
+    ) -> list[StoredModel]:
+        """Stored rankers, newest first; only the brand's and of that status when given."""
+        ...
+
+    async def promote(self, version: str) -> StoredModel:
+        """Put a stored brand ranker in use; LookupError if unknown, ValueError if it has no
+        brand or is already live."""
+        ...
+
+    async def rollback(self, brand_id: str) -> StoredModel | None:
+        """Take the brand's live ranker out of use and put back the one live before it
+        (None: the brand is back on the hand weights); LookupError if none is live."""
         ...
 
 
@@ -216,8 +271,8 @@ class PostgresMatchingStore:
     async def save_answer(self, conn: Connection, answer: Answer) -> bool:
         inserted = await conn.fetchval(
             """INSERT INTO matching_requests (request_id, campaign_id, brand_id, model_version,
-                   fx_as_of, fx_source, filtered, event_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+                   fx_as_of, fx_source, filtered, event_id, request)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb)
                ON CONFLICT (request_id) DO NOTHING RETURNING true""",
             answer.request_id,
             answer.campaign_id,
@@ -227,6 +282,7 @@ class PostgresMatchingStore:
             answer.fx_source,
             json.dumps(answer.filtered),
             answer.event_id,
+            None if answer.request is None else answer.request.model_dump_json(),
         )
         if not inserted:
             return False
@@ -267,7 +323,7 @@ class PostgresMatchingStore:
                VALUES ($1, $2, $3, $4, $5, $6)
                ON CONFLICT (deal_id) DO UPDATE
                  SET roas = excluded.roas, cpe = excluded.cpe, as_of = excluded.as_of,
-                     received_at = now()
+                     received_at = clock_timestamp()
                  WHERE matching_performance.as_of <= excluded.as_of""",
             outcome.deal_id,
             outcome.campaign_id,
@@ -297,27 +353,17 @@ class PostgresMatchingStore:
             )
         )
 
-    async def training_set(self) -> TrainingSet:
-        # Each label takes the features of the latest suggestion of that creator for that
-        # campaign (the request's own when the feedback names it).
+    async def label_counts(self) -> dict[str, int]:
         rows = await self._pool.fetch(
-            """SELECT s.features, f.decision, NULL::numeric AS roas
-               FROM matching_feedback f
-               JOIN LATERAL (
-                   SELECT s.features FROM matching_suggestions s
-                   JOIN matching_requests r USING (request_id)
-                   WHERE s.campaign_id = f.campaign_id AND s.creator_id = f.creator_id
-                     AND (f.request_id IS NULL OR s.request_id = f.request_id)
-                   ORDER BY r.answered_at DESC LIMIT 1) s ON true
-               UNION ALL
-               SELECT s.features, NULL, p.roas
-               FROM matching_performance p
-               JOIN LATERAL (
-                   SELECT s.features FROM matching_suggestions s
-                   JOIN matching_requests r USING (request_id)
-                   WHERE s.campaign_id = p.campaign_id AND s.creator_id = p.creator_id
-                   ORDER BY r.answered_at DESC LIMIT 1) s ON true
-               WHERE p.roas IS NOT NULL"""
+            f"SELECT brand_id, count(*)::int AS n FROM ({_LABELS_SQL}) l GROUP BY brand_id"
+        )
+        return {r["brand_id"]: int(r["n"]) for r in rows}
+
+    async def training_set(self, brand_id: str | None = None) -> TrainingSet:
+        rows = await self._pool.fetch(
+            f"""SELECT * FROM ({_LABELS_SQL}) l WHERE $1::text IS NULL OR brand_id = $1
+                ORDER BY received_at, tie""",
+            brand_id,
         )
         labelled = []
         for r in rows:
@@ -327,22 +373,158 @@ class PostgresMatchingStore:
             labelled.append((list(r["features"]), label, weight))
         return _training_set(labelled)
 
-    async def save_model(self, ranker: LinearRanker, labels: int) -> None:
-        await self._pool.execute(
-            """INSERT INTO matching_models (version, ranker, labels) VALUES ($1, $2::jsonb, $3)
-               ON CONFLICT (version) DO NOTHING""",
-            ranker.version,
-            json.dumps(ranker.to_json()),
-            labels,
+    async def brand_history(
+        self, brand_id: str, requests: int
+    ) -> tuple[list[MatchRequested], frozenset[str]]:
+        rows = await self._pool.fetch(
+            """SELECT request::text AS request FROM matching_requests
+               WHERE brand_id = $1 AND request IS NOT NULL
+               ORDER BY answered_at DESC, request_id DESC LIMIT $2""",
+            brand_id,
+            requests,
         )
+        shown = await self._pool.fetch(
+            """SELECT DISTINCT s.creator_id FROM matching_suggestions s
+               JOIN matching_requests r USING (request_id) WHERE r.brand_id = $1""",
+            brand_id,
+        )
+        briefs = [MatchRequested.model_validate_json(r["request"]) for r in reversed(rows)]
+        return briefs, frozenset(r["creator_id"] for r in shown)
 
-    async def latest_model(self) -> tuple[LinearRanker, int] | None:
-        row = await self._pool.fetchrow(
-            "SELECT ranker::text AS ranker, labels FROM matching_models ORDER BY seq DESC LIMIT 1"
+    async def save_model(
+        self,
+        ranker: LinearRanker,
+        labels: int,
+        *,
+        brand_id: str | None = None,
+        live: bool = False,
+        reason: str = "",
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if live:
+                await _retire_live(conn, brand_id)
+            await conn.execute(
+                """INSERT INTO matching_models
+                       (version, ranker, labels, brand_id, status, reason, metrics, promoted_at)
+                   VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7::jsonb,
+                           CASE WHEN $5 = 'live' THEN now() END)
+                   ON CONFLICT (version) DO NOTHING""",
+                ranker.version,
+                json.dumps(ranker.to_json()),
+                labels,
+                brand_id,
+                "live" if live else "candidate",
+                reason,
+                json.dumps(metrics or {}),
+            )
+
+    async def models(
+        self, brand_id: str | None = None, *, status: ModelStatus | None = None
+    ) -> list[StoredModel]:
+        rows = await self._pool.fetch(
+            f"""SELECT {_MODEL_COLUMNS} FROM matching_models
+                WHERE ($1::text IS NULL OR brand_id = $1) AND ($2::text IS NULL OR status = $2)
+                ORDER BY seq DESC""",
+            brand_id,
+            status,
         )
-        if row is None:
-            return None
-        return LinearRanker.from_json(json.loads(row["ranker"])), int(row["labels"])
+        return [_stored_model(r) for r in rows]
+
+    async def promote(self, version: str) -> StoredModel:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_MODEL_COLUMNS} FROM matching_models WHERE version = $1 FOR UPDATE",
+                version,
+            )
+            if row is None:
+                raise LookupError(f"no stored ranker {version!r}")
+            _check_promotable(_stored_model(row))
+            await _retire_live(conn, row["brand_id"])
+            row = await conn.fetchrow(
+                f"""UPDATE matching_models SET status = 'live', promoted_at = now(),
+                        reason = 'promoted by an operator'
+                    WHERE version = $1 RETURNING {_MODEL_COLUMNS}""",
+                version,
+            )
+        return _stored_model(row)
+
+    async def rollback(self, brand_id: str) -> StoredModel | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            live = await conn.fetchval(
+                """UPDATE matching_models SET status = 'rolled_back', reason = 'rolled back'
+                   WHERE brand_id = $1 AND status = 'live' RETURNING version""",
+                brand_id,
+            )
+            if live is None:
+                raise LookupError(f"brand {brand_id!r} has no live ranker to roll back")
+            row = await conn.fetchrow(
+                f"""UPDATE matching_models SET status = 'live', promoted_at = now(),
+                        reason = 'back in use after a rollback'
+                    WHERE version = (
+                        SELECT version FROM matching_models
+                        WHERE brand_id = $1 AND status = 'retired' AND promoted_at IS NOT NULL
+                        ORDER BY promoted_at DESC LIMIT 1)
+                    RETURNING {_MODEL_COLUMNS}""",
+                brand_id,
+            )
+        return None if row is None else _stored_model(row)
+
+
+# One row per label with the brand and the features of the creator's latest suggestion for
+# the campaign (the request's own when the feedback names it), and its arrival time.
+_LABELS_SQL = """
+    SELECT s.brand_id, s.features, f.decision, NULL::numeric AS roas, f.received_at,
+           f.source || '/' || f.event_id AS tie
+    FROM matching_feedback f
+    JOIN LATERAL (
+        SELECT s.features, r.brand_id FROM matching_suggestions s
+        JOIN matching_requests r USING (request_id)
+        WHERE s.campaign_id = f.campaign_id AND s.creator_id = f.creator_id
+          AND (f.request_id IS NULL OR s.request_id = f.request_id)
+        ORDER BY r.answered_at DESC LIMIT 1) s ON true
+    UNION ALL
+    SELECT s.brand_id, s.features, NULL, p.roas, p.received_at, p.deal_id
+    FROM matching_performance p
+    JOIN LATERAL (
+        SELECT s.features, r.brand_id FROM matching_suggestions s
+        JOIN matching_requests r USING (request_id)
+        WHERE s.campaign_id = p.campaign_id AND s.creator_id = p.creator_id
+        ORDER BY r.answered_at DESC LIMIT 1) s ON true
+    WHERE p.roas IS NOT NULL"""
+_MODEL_COLUMNS = (
+    "version, ranker::text AS ranker, brand_id, status, labels, reason, metrics::text AS metrics,"
+    " trained_at"
+)
+
+
+async def _retire_live(conn: Connection, brand_id: str | None) -> None:
+    await conn.execute(
+        "UPDATE matching_models SET status = 'retired' WHERE brand_id = $1 AND status = 'live'",
+        brand_id,
+    )
+
+
+def _stored_model(row: Any) -> StoredModel:
+    return StoredModel(
+        ranker=LinearRanker.from_json(json.loads(row["ranker"])),
+        brand_id=row["brand_id"],
+        status=row["status"],
+        labels=int(row["labels"]),
+        reason=row["reason"],
+        metrics=json.loads(row["metrics"]),
+        trained_at=row["trained_at"],
+    )
+
+
+def _check_promotable(model: StoredModel) -> None:
+    if model.brand_id is None:
+        raise ValueError(
+            f"{model.ranker.version} was trained for every brand at once; only a brand's own "
+            "ranker can be put in use"
+        )
+    if model.status == "live":
+        raise ValueError(f"{model.ranker.version} is already live for {model.brand_id}")
 
 
 class InMemoryMatchingStore:
@@ -354,7 +536,14 @@ class InMemoryMatchingStore:
         self.answers: dict[str, Answer] = {}
         self.feedback: dict[EventIdentity, tuple[str, str, str, str | None]] = {}
         self.outcomes: dict[str, Outcome] = {}
-        self.models: list[tuple[LinearRanker, int]] = []
+        self.stored: list[StoredModel] = []  # oldest first
+        self._arrival: dict[object, int] = {}  # label key -> arrival order (received_at)
+        self._promoted: dict[str, int] = {}  # version -> when it last went live
+        self._clock = 0
+
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
 
     async def upsert_profiles(
         self, conn: Connection, profiles: Sequence[StoredProfile]
@@ -409,12 +598,15 @@ class InMemoryMatchingStore:
         decision: str,
         request_id: str | None,
     ) -> None:
-        self.feedback.setdefault(event, (campaign_id, creator_id, decision, request_id))
+        if event not in self.feedback:
+            self.feedback[event] = (campaign_id, creator_id, decision, request_id)
+            self._arrival[event] = self._tick()
 
     async def record_outcome(self, conn: Connection, outcome: Outcome) -> None:
         old = self.outcomes.get(outcome.deal_id)
         if old is None or old.as_of <= outcome.as_of:
             self.outcomes[outcome.deal_id] = outcome
+            self._arrival[outcome.deal_id] = self._tick()
 
     async def performance(
         self, creator_ids: Sequence[str] | None = None
@@ -427,36 +619,122 @@ class InMemoryMatchingStore:
             totals[o.creator_id] = (total + float(o.roas), deals + 1)
         return [(cid, total, deals) for cid, (total, deals) in totals.items()]
 
-    async def label_count(self) -> int:
-        return len(self.feedback) + sum(o.roas is not None for o in self.outcomes.values())
-
-    def _features(
+    def _suggested(
         self, campaign_id: str, creator_id: str, request_id: str | None
-    ) -> list[float] | None:
+    ) -> tuple[str, list[float]] | None:
+        """(brand, features) of the creator's latest suggestion for the campaign."""
         found = None
         for answer in self.answers.values():  # insertion order = answering order
             if answer.campaign_id != campaign_id or request_id not in (None, answer.request_id):
                 continue
             for cid, _, _, features in answer.suggestions:
                 if cid == creator_id:
-                    found = list(features)
+                    found = (answer.brand_id, list(features))
         return found
 
-    async def training_set(self) -> TrainingSet:
-        labelled = []
-        for campaign, cid, decision, request_id in self.feedback.values():
-            features = self._features(campaign, cid, request_id)
-            if features is not None:
-                labelled.append((features, *_decision_label(decision)))
-        for o in self.outcomes.values():
-            features = self._features(o.campaign_id, o.creator_id, None)
-            if features is not None and o.roas is not None:
-                labelled.append((features, *_outcome_label(o.roas)))
-        return _training_set(labelled)
+    def _labels(self) -> list[tuple[str, list[float], int, float]]:
+        """(brand, features, label, weight) in arrival order."""
+        labelled: list[tuple[int, str, list[float], int, float]] = []
+        for event, (campaign, cid, decision, request_id) in self.feedback.items():
+            found = self._suggested(campaign, cid, request_id)
+            if found is not None:
+                labelled.append((self._arrival[event], *found, *_decision_label(decision)))
+        for deal_id, o in self.outcomes.items():
+            found = self._suggested(o.campaign_id, o.creator_id, None)
+            if found is not None and o.roas is not None:
+                labelled.append((self._arrival[deal_id], *found, *_outcome_label(o.roas)))
+        return [row[1:] for row in sorted(labelled, key=lambda row: row[0])]
 
-    async def save_model(self, ranker: LinearRanker, labels: int) -> None:
-        if all(m.version != ranker.version for m, _ in self.models):
-            self.models.append((ranker, labels))
+    async def label_count(self) -> int:
+        return len(self.feedback) + sum(o.roas is not None for o in self.outcomes.values())
 
-    async def latest_model(self) -> tuple[LinearRanker, int] | None:
-        return self.models[-1] if self.models else None
+    async def label_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for brand, *_ in self._labels():
+            counts[brand] = counts.get(brand, 0) + 1
+        return counts
+
+    async def training_set(self, brand_id: str | None = None) -> TrainingSet:
+        return _training_set(
+            [(f, label, w) for b, f, label, w in self._labels() if brand_id in (None, b)]
+        )
+
+    async def brand_history(
+        self, brand_id: str, requests: int
+    ) -> tuple[list[MatchRequested], frozenset[str]]:
+        mine = [a for a in self.answers.values() if a.brand_id == brand_id]
+        briefs = [a.request for a in mine if a.request is not None]
+        shown = frozenset(cid for a in mine for cid, *_ in a.suggestions)
+        return briefs[-requests:] if requests else [], shown
+
+    async def save_model(
+        self,
+        ranker: LinearRanker,
+        labels: int,
+        *,
+        brand_id: str | None = None,
+        live: bool = False,
+        reason: str = "",
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        if any(m.ranker.version == ranker.version for m in self.stored):
+            return
+        if live:
+            self._set_status(brand_id, "live", "retired")
+            self._promoted[ranker.version] = self._tick()
+        status: ModelStatus = "live" if live else "candidate"
+        self.stored.append(
+            StoredModel(ranker, brand_id, status, labels, reason, dict(metrics or {}), _now())
+        )
+
+    async def models(
+        self, brand_id: str | None = None, *, status: ModelStatus | None = None
+    ) -> list[StoredModel]:
+        return [
+            m
+            for m in reversed(self.stored)
+            if brand_id in (None, m.brand_id) and status in (None, m.status)
+        ]
+
+    async def promote(self, version: str) -> StoredModel:
+        found = [m for m in self.stored if m.ranker.version == version]
+        if not found:
+            raise LookupError(f"no stored ranker {version!r}")
+        _check_promotable(found[0])
+        self._set_status(found[0].brand_id, "live", "retired")
+        return self._change(version, "live", "promoted by an operator")
+
+    async def rollback(self, brand_id: str) -> StoredModel | None:
+        live = [m for m in self.stored if m.brand_id == brand_id and m.status == "live"]
+        if not live:
+            raise LookupError(f"brand {brand_id!r} has no live ranker to roll back")
+        self._change(live[0].ranker.version, "rolled_back", "rolled back")
+        before = [
+            m
+            for m in self.stored
+            if m.brand_id == brand_id
+            and m.status == "retired"
+            and m.ranker.version in self._promoted
+        ]
+        if not before:
+            return None
+        latest = max(before, key=lambda m: self._promoted[m.ranker.version])
+        return self._change(latest.ranker.version, "live", "back in use after a rollback")
+
+    def _set_status(self, brand_id: str | None, old: ModelStatus, new: ModelStatus) -> None:
+        for i, m in enumerate(self.stored):
+            if m.brand_id == brand_id and m.status == old:
+                self.stored[i] = replace(m, status=new)
+
+    def _change(self, version: str, status: ModelStatus, reason: str) -> StoredModel:
+        for i, m in enumerate(self.stored):
+            if m.ranker.version == version:
+                self.stored[i] = replace(m, status=status, reason=reason)
+                if status == "live":
+                    self._promoted[version] = self._tick()
+                return self.stored[i]
+        raise LookupError(version)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -26,7 +26,8 @@ app.command("tail")(events.tail)
 app.command("up")(up.up)
 app.command("serve")(up.serve)
 
-# Each service may contribute a command group from `services/<name>/cli.py` (an `app`).
+# Each service may contribute command groups from `services/<name>/cli.py`: an `app` (named
+# COMMAND_NAME, else the service), or several as COMMAND_GROUPS {name: app}.
 for _service in ("matching", "tracking", "payouts"):
     try:
         _module = importlib.import_module(f"services.{_service}.cli")
@@ -34,7 +35,11 @@ for _service in ("matching", "tracking", "payouts"):
         if _missing.name != f"services.{_service}.cli":
             raise
         continue
-    app.add_typer(_module.app, name=getattr(_module, "COMMAND_NAME", _service))
+    _groups = getattr(_module, "COMMAND_GROUPS", None) or {
+        getattr(_module, "COMMAND_NAME", _service): _module.app
+    }
+    for _name, _group in _groups.items():
+        app.add_typer(_group, name=_name)
 
 
 def main() -> None:

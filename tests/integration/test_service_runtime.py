@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.config import Settings
+from shared.db import _MIGRATION_LOCK_ID
 from shared.events import CloudEvent, Topic, decode, encode, event_key, make_event
 from shared.events.examples import valid_example
 from shared.inbox import claim
@@ -199,3 +201,40 @@ async def test_a_service_that_cannot_reach_its_database_says_so_and_exits(
     assert str(closed) in output, "the error names the address it could not reach"
     assert "Traceback" not in output
     assert password not in output
+
+
+async def test_a_service_stuck_in_start_up_stops_on_sigterm(infra: InfraUrls) -> None:
+    """SIGTERM ends a service that is still starting (here: waiting for the migration lock
+    another instance holds), as it ends a running one; a supervisor that replaces an instance
+    that never got ready must not leave it behind."""
+    env = {**os.environ, **infra.as_env()}
+    holder = await asyncpg.connect(infra.database_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.matching",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            for _ in range(300):
+                if await holder.fetchval(waiting):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the service never reached the migration lock")
+            process.send_signal(signal.SIGTERM)
+            output = (await asyncio.wait_for(process.communicate(), 15))[0].decode()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    finally:
+        await holder.close()
+    assert process.returncode == 0, output
+    assert "stopped during start-up" in output
+    assert "Traceback" not in output

@@ -255,6 +255,18 @@ async def test_invalid_requests_land_in_the_dlq_with_reasons(
     no_niche = no_niche.model_copy(
         update={"niche": no_niche.niche.model_copy(update={"description": "", "keywords": ()})}
     )
+    stop_words = no_niche.model_copy(
+        update={
+            "request_id": f"req-{RUN}-stop-words",
+            "niche": no_niche.niche.model_copy(
+                update={"description": "for the and of", "keywords": ("it",)}
+            ),
+        }
+    )
+    no_rate = niche_request(
+        "pets", request_id=f"req-{RUN}-chf", campaign_id=key, seed=4,
+        budget=Money(Decimal("900.00"), "CHF"),
+    )  # fmt: skip
     valid = niche_request("pets", request_id=f"req-{RUN}-valid", campaign_id=key, seed=3)
     schema_broken = make_event(valid, source="tests/brand").model_dump(mode="json")
     schema_broken["data"]["limit"] = 0
@@ -264,11 +276,14 @@ async def test_invalid_requests_land_in_the_dlq_with_reasons(
             (Topic.BRAND_MATCH_REQUESTS, key.encode(), json.dumps(schema_broken).encode()),
             *[
                 (Topic.BRAND_MATCH_REQUESTS, key.encode(), encode(make_event(r, source="t")))
-                for r in (zero_budget, no_niche, valid)
+                for r in (zero_budget, no_niche, stop_words, no_rate, valid)
             ],
         ],
     )
     await running.answers.wait_for(valid.request_id)
+    # A budget currency the FX snapshot lacks is answered at once, never retried.
+    answered = await running.answers.wait_for(no_rate.request_id)
+    assert answered.suggestions == () and answered.filtered["no_fx_rate"] > 0
 
     async def letters() -> list[Any]:
         found = await read_dead_letters(
@@ -276,15 +291,16 @@ async def test_invalid_requests_land_in_the_dlq_with_reasons(
         )
         return [letter for letter in found if letter.key == key.encode()]
 
-    await eventually(lambda: _has(letters, 3))
+    await eventually(lambda: _has(letters, 4))
     reasons = {letter.error_class: letter.reason for letter in await letters()}
     assert "limit" in reasons["SchemaViolation"]
     rejected = [
         letter.reason for letter in await letters() if letter.error_class == "EventRejected"
     ]
     assert any("budget_per_creator" in reason for reason in rejected)
-    assert any(reason.startswith("niche:") for reason in rejected)
-    for request_id in (zero_budget.request_id, no_niche.request_id):
+    assert sum(reason.startswith("niche:") for reason in rejected) == 2
+    assert all(letter.error_class != "FxRateMissing" for letter in await letters())
+    for request_id in (zero_budget.request_id, no_niche.request_id, stop_words.request_id):
         assert request_id not in running.answers.by_request
 
 
@@ -292,17 +308,19 @@ async def _has(letters: Callable[[], Awaitable[list[Any]]], count: int) -> bool:
     return len(await letters()) >= count
 
 
-async def test_feedback_retrains_a_versioned_ranker_used_by_later_answers(
+async def test_a_brand_s_feedback_trains_its_own_ranker_stored_with_the_gate_s_verdict(
     running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
 ) -> None:
     population = running.population
     ids = population.profiles.creator_id
+    brand = f"brand-{RUN}-learns"
     feedback = []
     for k, niche in enumerate(("fitness", "travel")):
         campaign = f"cmp-{RUN}-learn-{k}"
         request = niche_request(
-            niche, request_id=f"req-{RUN}-learn-{k}", campaign_id=campaign, seed=k, limit=20
-        )
+            niche, request_id=f"req-{RUN}-learn-{k}", campaign_id=campaign, seed=k, limit=20,
+            brand_id=brand,
+        )  # fmt: skip
         await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
         answer = await running.answers.wait_for(request.request_id)
         for s in answer.suggestions:
@@ -314,20 +332,28 @@ async def test_feedback_retrains_a_versioned_ranker_used_by_later_answers(
             feedback.append(make_event(data, source="tests/brand"))
     await publish(infra.kafka_bootstrap_servers, feedback)
 
-    async def retrained() -> bool:
-        return running.service.state.ranker.version.startswith("lr-")
+    async def trained() -> bool:
+        return bool(await db_pool.fetchval(
+            "SELECT count(*) FROM matching_models WHERE brand_id = $1", brand
+        ))  # fmt: skip
 
-    await eventually(retrained)
-    version = running.service.state.ranker.version
-    stored = await db_pool.fetchval(
-        "SELECT labels FROM matching_models WHERE version = $1", version
+    await eventually(trained)
+    row = await db_pool.fetchrow(
+        "SELECT version, status, labels, reason, metrics::text AS metrics FROM matching_models"
+        " WHERE brand_id = $1",
+        brand,
     )
-    assert stored >= len(feedback)
-    request = niche_request(
-        "gaming", request_id=f"req-{RUN}-after", campaign_id=f"cmp-{RUN}-after", seed=9
-    )
-    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
-    answer = await running.answers.wait_for(request.request_id)
-    assert answer.model_version == version
-    for s in answer.suggestions:
-        assert math.isclose(sum(s.explanation.values()), s.score, abs_tol=1e-9)
+    assert row["labels"] >= len(feedback) and row["reason"]
+    assert "held_out_auc" in json.loads(row["metrics"])
+    assert row["status"] in ("live", "candidate")
+    expected = row["version"] if row["status"] == "live" else "hand-v1"
+    for k, (who, niche) in enumerate(((brand, "gaming"), (f"brand-{RUN}-other", "gaming"))):
+        request = niche_request(
+            niche, request_id=f"req-{RUN}-after-{k}", campaign_id=f"cmp-{RUN}-after-{k}", seed=9,
+            brand_id=who,
+        )  # fmt: skip
+        await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+        answer = await running.answers.wait_for(request.request_id)
+        assert answer.model_version == (expected if who == brand else "hand-v1")
+        for s in answer.suggestions:
+            assert math.isclose(sum(s.explanation.values()), s.score, abs_tol=1e-9)

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from services.matching.features import FEATURES
-from services.matching.population import generate_population
+from services.matching.population import generate_population, niche_request
 from services.matching.ranker import HAND_RANKER, LinearRanker
 from services.matching.store import Answer, MatchingStore, Outcome, StoredProfile
 
@@ -19,11 +21,14 @@ def uid() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def answer(campaign: str, creators: list[str], request_id: str | None = None) -> Answer:
+def answer(
+    campaign: str, creators: list[str], request_id: str | None = None, brand: str = "brand"
+) -> Answer:
+    request_id = request_id or f"req-{uid()}"
     return Answer(
-        request_id=request_id or f"req-{uid()}",
+        request_id=request_id,
         campaign_id=campaign,
-        brand_id="brand",
+        brand_id=brand,
         model_version=HAND_RANKER.version,
         fx_as_of=T0,
         fx_source="test",
@@ -33,6 +38,9 @@ def answer(campaign: str, creators: list[str], request_id: str | None = None) ->
             (cid, rank, 0.5, [float(rank) / 10] * len(FEATURES))
             for rank, cid in enumerate(creators, start=1)
         ],
+        request=niche_request(
+            "baking", request_id=request_id, campaign_id=campaign, seed=1, brand_id=brand
+        ),
     )
 
 
@@ -83,10 +91,11 @@ class MatchingStoreContract:
             assert not await self.store.save_answer(conn, first)
 
     async def test_feedback_and_outcomes_become_labels_with_suggestion_features(self) -> None:
-        campaign = f"cmp-{uid()}"
-        before = await self.store.label_count()
+        campaign, brand = f"cmp-{uid()}", f"brand-{uid()}"
         async with self.transaction() as conn:
-            await self.store.save_answer(conn, answer(campaign, ["cr-x", "cr-y", "cr-z"]))
+            await self.store.save_answer(
+                conn, answer(campaign, ["cr-x", "cr-y", "cr-z"], brand=brand)
+            )
             await self.store.record_feedback(
                 conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-x", "hired", None
             )
@@ -100,8 +109,9 @@ class MatchingStoreContract:
             await self.store.record_outcome(  # an older report does not overwrite a newer one
                 conn, Outcome(deal, campaign, "cr-z", Decimal("9"), None, T0 - timedelta(1))
             )
-        assert await self.store.label_count() == before + 3
-        data = await self.store.training_set()
+        assert (await self.store.label_counts())[brand] == 3
+        data = await self.store.training_set(brand)
+        assert [round(float(f[0]), 3) for f in data.features] == [0.1, 0.2, 0.3]  # arrival order
         rows = {
             tuple(round(float(x), 3) for x in f): (int(lbl), float(w))
             for f, lbl, w in zip(data.features, data.labels, data.weights, strict=True)
@@ -112,7 +122,49 @@ class MatchingStoreContract:
         performance = dict((c, (s, n)) for c, s, n in await self.store.performance(["cr-z"]))
         assert performance["cr-z"] == (0.5, 1)
 
-    async def test_the_latest_ranker_is_loaded_back(self) -> None:
-        ranker = LinearRanker(f"lr-{uid()}", {f: 0.1 for f in FEATURES}, -0.3)
-        await self.store.save_model(ranker, 42)
-        assert await self.store.latest_model() == (ranker, 42)
+    async def test_labels_and_history_are_kept_per_brand(self) -> None:
+        mine, theirs = f"brand-{uid()}", f"brand-{uid()}"
+        async with self.transaction() as conn:
+            for brand, creators in ((mine, ["cr-a", "cr-b"]), (theirs, ["cr-c"])):
+                campaign = f"cmp-{uid()}"
+                await self.store.save_answer(conn, answer(campaign, creators, brand=brand))
+                for cid in creators:
+                    await self.store.record_feedback(
+                        conn, ("brand-tool", f"fb-{uid()}"), campaign, cid, "declined", None
+                    )
+        counts = await self.store.label_counts()
+        assert (counts[mine], counts[theirs]) == (2, 1)
+        assert len(await self.store.training_set(theirs)) == 1
+        briefs, shown = await self.store.brand_history(mine, 5)
+        assert [b.brand_id for b in briefs] == [mine] and shown == {"cr-a", "cr-b"}
+
+    async def test_a_brand_has_one_live_ranker_and_can_promote_and_roll_back(self) -> None:
+        brand = f"brand-{uid()}"
+        first, second, refused = (
+            LinearRanker(f"lr-{uid()}", {f: w for f in FEATURES}, 0.0) for w in (0.1, 0.2, 0.3)
+        )
+        await self.store.save_model(first, 40, brand_id=brand, live=True, reason="gate passed")
+        await self.store.save_model(second, 80, brand_id=brand, live=True, reason="gate passed")
+        await self.store.save_model(
+            refused, 120, brand_id=brand, reason="niche precision 0.40", metrics={"p": 0.4}
+        )
+        stored = await self.store.models(brand)
+        assert [(m.ranker, m.status) for m in stored] == [
+            (refused, "candidate"), (second, "live"), (first, "retired"),
+        ]  # fmt: skip
+        assert stored[0].reason == "niche precision 0.40" and stored[0].metrics == {"p": 0.4}
+        assert stored[1].labels == 80
+
+        assert (await self.store.promote(refused.version)).status == "live"
+        with pytest.raises(ValueError):
+            await self.store.promote(refused.version)
+        with pytest.raises(LookupError):
+            await self.store.promote(f"lr-{uid()}")
+        back = await self.store.rollback(brand)
+        assert back is not None and back.ranker == second
+        back = await self.store.rollback(brand)
+        assert back is not None and back.ranker == first
+        assert await self.store.rollback(brand) is None  # back on the hand weights
+        with pytest.raises(LookupError):
+            await self.store.rollback(brand)
+        assert [m.status for m in await self.store.models(brand)] == ["rolled_back"] * 3

@@ -1,0 +1,118 @@
+"""`creatorflow matching models list|promote|rollback`: each brand's rankers, by hand.
+
+The running service reloads the live rankers every `MATCHING_RETRAIN_CHECK_SECONDS`, so a
+promotion or a rollback takes effect within seconds, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+import typer
+from rich.table import Table
+
+from services.matching.features import FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
+from services.matching.store import PostgresMatchingStore, StoredModel
+from shared.cli.console import console, fail
+from shared.cli.settings import database_url
+from shared.db import create_pool
+
+app = typer.Typer(
+    help="Each brand's rankers: list them, put one in use, roll back.", no_args_is_help=True
+)
+
+T = TypeVar("T")
+
+
+def _run(action: Callable[[PostgresMatchingStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        pool = await create_pool(database_url(), min_size=1, max_size=1)
+        try:
+            return await action(PostgresMatchingStore(pool))
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(run())
+    except asyncpg.UndefinedTableError:
+        fail("the matching tables do not exist", hint="run: creatorflow db migrate")
+    except asyncpg.UndefinedColumnError:
+        fail("the matching tables predate per-brand rankers", hint="run: creatorflow db migrate")
+    except OSError as error:
+        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+
+
+def _adjustments(model: StoredModel) -> str:
+    """How the ranker's weights differ from the hand weights, largest change first."""
+    changes = sorted(
+        ((f, model.ranker.weights[f] - HAND_WEIGHTS[f]) for f in FEATURES),
+        key=lambda change: -abs(change[1]),
+    )
+    shown = [f"{f} {d:+.2f}" for f, d in changes if abs(d) >= 0.005][:3]
+    return ", ".join(shown) or "none"
+
+
+@app.command("list")
+def list_command(
+    brand: str | None = typer.Option(None, "--brand", help="Only this brand's rankers."),
+    limit: int = typer.Option(50, min=1, help="Show at most this many, newest first."),
+) -> None:
+    """Show stored rankers: brand, status, labels, the gate's reason, weight changes."""
+    models = _run(lambda store: store.models(brand))
+    if not models:
+        who = f"brand {brand}" if brand else "any brand"
+        console.print(
+            f"no ranker stored for {who}: every request is ranked by {HAND_MODEL_VERSION}"
+        )
+        return
+    table = Table(title=f"{len(models)} ranker(s), newest first", title_justify="left")
+    for column in ("version", "brand", "status", "labels", "trained at", "why", "vs hand"):
+        table.add_column(column, overflow="fold")
+    for m in models[:limit]:
+        style = {"live": "green", "candidate": "yellow"}.get(m.status, "dim")
+        table.add_row(
+            m.ranker.version,
+            m.brand_id or "(every brand)",
+            f"[{style}]{m.status}[/]",
+            str(m.labels),
+            f"{m.trained_at:%Y-%m-%d %H:%M:%S}",
+            m.reason,
+            _adjustments(m),
+        )
+    console.print(table)
+    console.print(f"brands without a live ranker are ranked by {HAND_MODEL_VERSION}")
+
+
+@app.command("promote")
+def promote_command(
+    version: str = typer.Argument(help="A stored ranker's version (see: models list)."),
+) -> None:
+    """Put a stored ranker in use for its brand, whatever the gate said."""
+    try:
+        model = _run(lambda store: store.promote(version))
+    except LookupError as error:
+        fail(
+            str(error),
+            hint="see the stored versions: creatorflow matching models list",
+        )
+    except ValueError as error:
+        fail(str(error))
+    console.print(f"{model.ranker.version} is now live for brand {model.brand_id}")
+
+
+@app.command("rollback")
+def rollback_command(
+    brand: str = typer.Argument(help="The brand whose live ranker to take out of use."),
+) -> None:
+    """Take a brand's live ranker out of use and put back the one live before it."""
+    try:
+        back = _run(lambda store: store.rollback(brand))
+    except LookupError as error:
+        fail(str(error), hint="see: creatorflow matching models list --brand BRAND")
+    if back is None:
+        console.print(f"brand {brand} is back on {HAND_MODEL_VERSION}")
+    else:
+        console.print(f"brand {brand} is back on {back.ranker.version}")
