@@ -21,6 +21,7 @@ import redis.asyncio as redis
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaConnectionError
 from faststream.kafka import KafkaBroker
 from pydantic import SecretStr
 
@@ -32,9 +33,11 @@ from shared.infra import InfraUrls, running_urls
 from shared.kafka import (
     BatchHandler,
     DeadLetters,
+    KafkaAccessError,
     KafkaSecurityError,
     RetryPolicy,
     SafeConsumer,
+    check_kafka_access,
     ensure_topics,
     is_transient,
     kafka_security,
@@ -145,13 +148,22 @@ class ServiceRuntime:
         urls = self._urls or resolve_urls(settings)
         try:
             security = kafka_security(settings)
+            # Refused credentials or certificates stop the service with the reason at once;
+            # left to the clients, they would be retried forever as an unreachable broker.
+            await check_kafka_access(urls.kafka_bootstrap_servers, security)
         except KafkaSecurityError as error:
             raise ServiceConfigurationError(str(error)) from None
+        except KafkaAccessError as error:
+            if error.refused:
+                raise ServiceConfigurationError(str(error)) from None
+            # Out of reach: exit for the supervisor to start the service again (run_service).
+            raise KafkaConnectionError(str(error)) from None
         await ensure_topics(
             urls.kafka_bootstrap_servers,
             partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
             security=security,
+            skip_unauthorized=True,
         )
         pool = await create_pool(
             urls.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
