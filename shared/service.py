@@ -31,12 +31,14 @@ from shared.db import create_pool, migrate
 from shared.health import Check, HealthApp
 from shared.infra import InfraUrls, running_urls
 from shared.kafka import (
+    AUTHORIZATION_ERRORS,
     BatchHandler,
     DeadLetters,
     KafkaAccessError,
     KafkaSecurityError,
     RetryPolicy,
     SafeConsumer,
+    authorization_failure,
     check_kafka_access,
     ensure_topics,
     is_transient,
@@ -290,15 +292,25 @@ async def _supervised(service: str, loop: Background) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as error:
+            pause = 1.0
             if is_transient(error):  # a dependency is down: say so, without a traceback
                 log.warning(
                     "background loop waiting for a dependency",
                     service=service,
                     error=f"{type(error).__name__}: {error}",
                 )
+            elif isinstance(error, AUTHORIZATION_ERRORS):
+                # Nothing to debug either: the ACLs lack a grant, which an operator may add
+                # while we wait (`creatorflow kafka acls`).
+                log.error(
+                    "background loop waiting for Kafka ACLs",
+                    service=service,
+                    error=authorization_failure(error),
+                )
+                pause = 5.0
             else:
                 log.exception("background loop failed; restarting", service=service)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(pause)
 
 
 def run_service(name: str, setup: Setup) -> None:
@@ -317,6 +329,14 @@ def run_service(name: str, setup: Setup) -> None:
         asyncio.run(main())
     except ServiceConfigurationError as error:
         log.error(str(error), service=name)
+        raise SystemExit(2) from error
+    except AUTHORIZATION_ERRORS as error:
+        # A consumer refused its topics or group at start: the ACLs lack a grant.
+        log.error(
+            "could not start: refused by Kafka's ACLs",
+            service=name,
+            error=authorization_failure(error),
+        )
         raise SystemExit(2) from error
     except Exception as error:
         if not is_transient(error):

@@ -381,3 +381,34 @@ async def test_a_refused_service_exits_at_once_saying_why(
     assert not [line for line in lines if "Traceback" in line], "\n".join(lines)
     for secret in (wrong, secured.security.client("tracking").password):
         assert not [line for line in lines if secret in line]
+
+
+async def test_a_service_without_its_acls_says_what_was_refused(
+    secured: SecuredKafka, acls_applied: None, databases: InfraUrls
+) -> None:
+    """Run as the shop, which may read nothing: matching's consumer is refused at start and
+    the process exits; tracking's pipelined consumer waits for the ACLs, saying so."""
+    env = secured.env("mtls", "shop") | {
+        "DATABASE_URL": databases.database_url,
+        "REDIS_URL": databases.redis_url,
+    }
+    lines: list[str] = []
+    services = ServiceProcesses(
+        ["matching", "tracking"],
+        process_env(env),
+        lambda label, line: lines.append(f"{label} {line}"),
+    )
+    try:
+        matching = await services.launch("matching")
+        assert await asyncio.wait_for(matching.process.wait(), 60) == 2
+        tracking = await services.launch("tracking")
+        async with asyncio.timeout(60):
+            while not [line for line in lines if "waiting for Kafka ACLs" in line]:
+                assert tracking.process.returncode is None, "\n".join(lines)
+                await asyncio.sleep(0.2)
+    finally:
+        await services.stop()
+    refused = "Kafka's ACLs refused this client: TopicAuthorizationFailed"
+    assert [line for line in lines if line.startswith("matching") and refused in line]
+    assert [line for line in lines if line.startswith("tracking") and refused in line]
+    assert not [line for line in lines if "Traceback" in line], "\n".join(lines)
