@@ -308,7 +308,7 @@ async def ensure_topics(
     On a cluster with ACLs a client sees only the topics it may use, and may not create any
     (an operator's admin principal does: deploy/SECURITY.md). With `skip_unauthorized`, the
     topics the broker refuses to create for that reason are left to the operator instead of
-    failing: a service needs only its own, and waits for them to exist to be ready.
+    failing: a service needs only its own, which the operator creates first.
     """
     config = {"min.insync.replicas": str(min_insync_replicas(replication_factor))}
     wanted = [NewTopic(t, partitions, replication_factor, topic_configs=config) for t in topics]
@@ -390,7 +390,9 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> li
         # A listing of every topic leaves out those the cluster's ACLs hide from this client;
         # asked by name, the broker says which are refused rather than missing.
         client = consumer._client
-        metadata = await client.send(client.get_random_node(), MetadataRequest(unseen))
+        # Never auto-created: a cluster that creates topics on request must not here.
+        request = MetadataRequest(unseen, allow_auto_topic_creation=False)
+        metadata = await client.send(client.get_random_node(), request)
         refused = [
             topic["topic"]
             for topic in metadata.to_object()["topics"]
