@@ -46,13 +46,22 @@ class UnknownService(LookupError):
     """No CreatorFlow service has this name."""
 
 
-def service_topics(service: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(input topics, output topics) as the service's `app` module declares them."""
+def _app(service: str) -> Any:
     if service not in SERVICES:
         raise UnknownService(f"{service!r} is not a service; known: {', '.join(SERVICES)}")
     # Imported by name: `shared` does not depend on the services at import time.
-    app = importlib.import_module(f"services.{service}.app")
+    return importlib.import_module(f"services.{service}.app")
+
+
+def service_topics(service: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(input topics, output topics) as the service's `app` module declares them."""
+    app = _app(service)
     return tuple(app.INPUT_TOPICS), tuple(app.OUTPUT_TOPICS)
+
+
+def service_group(service: str) -> str:
+    """The consumer group the service's `app` module subscribes with."""
+    return str(_app(service).GROUP_ID)
 
 
 @cache
@@ -130,7 +139,7 @@ def documentation_broker(service: str) -> KafkaBroker:
     for topic in inputs:
         broker.subscriber(
             topic,
-            group_id=service,
+            group_id=service_group(service),
             title=f"{topic}:Subscribe",
             description=topic_description(topic, "consumes"),
         )(_documented_handler(topic_payload(topic)))

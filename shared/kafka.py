@@ -34,6 +34,7 @@ import redis.exceptions
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 from faststream import AckPolicy
@@ -70,6 +71,7 @@ log = structlog.get_logger(__name__)
 DLQ_HEADER_PREFIX = "dlq."
 MASKED_FIELDS_HEADER = f"{DLQ_HEADER_PREFIX}masked.fields"
 _TOPIC_ALREADY_EXISTS = 36
+_TOPIC_AUTHORIZATION_FAILED = 29
 # How long the broker may hold a fetch that finds no data. Kafka answers early when data
 # arrives; the embedded broker waits the full time, which would add up to this much latency
 # to every event. 20 ms keeps idle consumers cheap (~50 fetches/s) and latency low on both.
@@ -85,6 +87,32 @@ _TOPICS_KNOWN_SECONDS = 30.0
 
 class KafkaSecurityError(ValueError):
     """The TLS files named by the settings cannot be loaded."""
+
+
+class KafkaAccessError(RuntimeError):
+    """No broker lets this client in as configured. The message is one line a user can act
+    on, naming the settings to check and never a secret. `refused`: a broker answered and
+    turned the credentials or certificate down (trying again will not help); otherwise no
+    broker could be reached."""
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+def access_refused(error: BaseException, options: Mapping[str, Any]) -> bool:
+    """Whether a failed connection is a refusal (login, certificate, protocol) rather than
+    a broker out of reach."""
+    if isinstance(
+        error,
+        aiokafka.errors.SaslAuthenticationFailed
+        | aiokafka.errors.UnsupportedSaslMechanismError
+        | ssl.SSLError,
+    ):
+        return True
+    # Closed by a broker during the handshake; a PLAINTEXT one may just be stopping.
+    closed = isinstance(error, aiokafka.errors.KafkaConnectionError) and "closed" in str(error)
+    return closed and options.get("security_protocol", "PLAINTEXT") != "PLAINTEXT"
 
 
 _SASL: Mapping[SaslMechanism, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
@@ -141,6 +169,102 @@ def client_options(bootstrap_servers: str, security: BaseSecurity | None = None)
     return {"bootstrap_servers": bootstrap_servers, **parse_security(security)}
 
 
+def access_failure(error: BaseException, bootstrap_servers: str, options: Mapping[str, Any]) -> str:
+    """One line saying why connecting with `options` (client_options) to `bootstrap_servers`
+    failed with `error`, and which settings to check. Only names and paths are quoted: the
+    password is never part of it."""
+    where = f"Kafka at {bootstrap_servers}"
+    mechanism = options.get("sasl_mechanism")
+    if isinstance(error, aiokafka.errors.SaslAuthenticationFailed):
+        user = options.get("sasl_plain_username")
+        return (
+            f"{where} refused the login of {user!r} with {mechanism}: check "
+            "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
+    if isinstance(error, aiokafka.errors.UnsupportedSaslMechanismError):
+        return f"{where} does not accept {mechanism}: set KAFKA_SASL_MECHANISM to one it enables"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"{where} presented a certificate this client does not trust "
+            f"({error.verify_message}): set KAFKA_SSL_CAFILE to the CA that signed the brokers'"
+        )
+    reason = getattr(error, "reason", None) or ""
+    if isinstance(error, ssl.SSLError) and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+        return (
+            f"{where} refused this client's certificate ({reason}): set KAFKA_SSL_CERTFILE and "
+            "KAFKA_SSL_KEYFILE to a certificate its CA signed"
+        )
+    if isinstance(error, ssl.SSLError):
+        return (
+            f"TLS with {where} failed ({reason or error}): is KAFKA_SECURITY_PROTOCOL the "
+            "listener's protocol?"
+        )
+    protocol = options.get("security_protocol", "PLAINTEXT")
+    if isinstance(error, aiokafka.errors.KafkaConnectionError) and "closed" in str(error):
+        if protocol == "SSL":
+            # A listener that requires a client certificate closes the connection when none,
+            # or one its CA did not sign, is sent (TLS 1.3 tells the client no more).
+            return (
+                f"{where} closed the connection after the TLS handshake: it wants a client "
+                "certificate its CA signed (KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE), or its "
+                f"listener is not {protocol} (KAFKA_SECURITY_PROTOCOL)"
+            )
+        return (
+            f"{where} closed the connection: is its listener {protocol} (KAFKA_SECURITY_PROTOCOL)?"
+        )
+    detail = str(error).removeprefix(f"{type(error).__name__}: ") or "no reason given"
+    return f"cannot connect to {where} ({protocol}): {type(error).__name__}: {detail}"
+
+
+async def check_kafka_access(
+    bootstrap_servers: str, security: BaseSecurity | None, *, timeout_ms: int = 10_000
+) -> None:
+    """Connect to the bootstrap servers as every client would (TLS handshake, SASL login,
+    one request) and return once one lets us in; raise `KafkaAccessError` otherwise.
+
+    aiokafka logs why each connection failed and then raises a bare "Unable to bootstrap":
+    this keeps the reason, so a command or service can stop with it.
+    """
+    options = client_options(bootstrap_servers, security)
+    first: BaseException | None = None
+    for server in bootstrap_list(bootstrap_servers):
+        host, _, port = server.rpartition(":")
+        try:
+            connection = await create_conn(
+                host,
+                int(port),
+                request_timeout_ms=timeout_ms,
+                ssl_context=options.get("ssl_context"),
+                security_protocol=options.get("security_protocol", "PLAINTEXT"),
+                sasl_mechanism=options.get("sasl_mechanism"),
+                sasl_plain_username=options.get("sasl_plain_username"),
+                sasl_plain_password=options.get("sasl_plain_password"),
+            )
+        except (OSError, aiokafka.errors.KafkaError, TimeoutError) as error:
+            first = first or error
+            continue
+        connection.close()
+        return
+    assert first is not None, "no bootstrap server given"
+    message = access_failure(first, bootstrap_servers, options)
+    raise KafkaAccessError(message, refused=access_refused(first, options))
+
+
+# What a cluster with ACLs answers a principal that may not do what it asked.
+AUTHORIZATION_ERRORS: tuple[type[aiokafka.errors.KafkaError], ...] = (
+    aiokafka.errors.TopicAuthorizationFailedError,
+    aiokafka.errors.GroupAuthorizationFailedError,
+    aiokafka.errors.ClusterAuthorizationFailedError,
+)
+
+
+def authorization_failure(error: BaseException) -> str:
+    """One line naming what the cluster's ACLs refused (the topic or group, if known)."""
+    kind = type(error).__name__.removesuffix("Error")
+    what = ", ".join(str(arg) for arg in error.args if str(arg))
+    return f"Kafka's ACLs refused this client: {kind}" + (f" ({what})" if what else "")
+
+
 def bootstrap_list(bootstrap_servers: str) -> list[str]:
     """`host:port,host:port` as a list: FastStream takes a string for one server only."""
     return [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
@@ -175,10 +299,17 @@ async def ensure_topics(
     replication_factor: int,
     topics: Iterable[str] = TOPICS,
     security: BaseSecurity | None = None,
+    skip_unauthorized: bool = False,
 ) -> list[str]:
     """Create every topic and its DLQ (one partition) if missing, each with
     `replication_factor` replicas and `min_insync_replicas` of them; returns those created.
-    Existing topics are left as they are."""
+    Existing topics are left as they are.
+
+    On a cluster with ACLs a client sees only the topics it may use, and may not create any
+    (an operator's admin principal does: deploy/SECURITY.md). With `skip_unauthorized`, the
+    topics the broker refuses to create for that reason are left to the operator instead of
+    failing: a service needs only its own, which the operator creates first.
+    """
     config = {"min.insync.replicas": str(min_insync_replicas(replication_factor))}
     wanted = [NewTopic(t, partitions, replication_factor, topic_configs=config) for t in topics]
     wanted += [
@@ -189,19 +320,29 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]
+        refused: set[str] = set()
         if missing:
             response = await admin.create_topics(missing)
+            ignored = {0, _TOPIC_ALREADY_EXISTS}
+            if skip_unauthorized:
+                ignored.add(_TOPIC_AUTHORIZATION_FAILED)
+            refused = {
+                name
+                for name, code, _ in response.topic_errors
+                if code == _TOPIC_AUTHORIZATION_FAILED
+            }
             failed = [
                 f"{name}: {message or code}"
                 for name, code, message in response.topic_errors
-                if code not in (0, _TOPIC_ALREADY_EXISTS)
+                if code not in ignored
             ]
             if failed:
                 raise RuntimeError("could not create topics: " + "; ".join(failed))
-        await _wait_until_every_broker_knows(admin, [t.name for t in wanted])
+        known = [t.name for t in wanted if t.name not in refused]
+        await _wait_until_every_broker_knows(admin, known)
     finally:
         await admin.close()
-    return [t.name for t in missing]
+    return [t.name for t in missing if t.name not in refused]
 
 
 async def _wait_until_every_broker_knows(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
@@ -243,6 +384,22 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> li
     """
     # aiokafka has no public call that refreshes the consumer's own metadata.
     await consumer._client.force_metadata_update()
+    topics = list(topics)
+    unseen = [topic for topic in topics if not consumer.partitions_for_topic(topic)]
+    if unseen:
+        # A listing of every topic leaves out those the cluster's ACLs hide from this client;
+        # asked by name, the broker says which are refused rather than missing.
+        client = consumer._client
+        # Never auto-created: a cluster that creates topics on request must not here.
+        request = MetadataRequest(unseen, allow_auto_topic_creation=False)
+        metadata = await client.send(client.get_random_node(), request)
+        refused = [
+            topic["topic"]
+            for topic in metadata.to_object()["topics"]
+            if topic["error_code"] == _TOPIC_AUTHORIZATION_FAILED
+        ]
+        if refused:
+            raise aiokafka.errors.TopicAuthorizationFailedError(", ".join(refused))
     return [
         TopicPartition(topic, partition)
         for topic in topics

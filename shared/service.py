@@ -21,6 +21,7 @@ import redis.asyncio as redis
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaConnectionError
 from faststream.kafka import KafkaBroker
 from pydantic import SecretStr
 
@@ -30,11 +31,15 @@ from shared.db import create_pool, migrate
 from shared.health import Check, HealthApp
 from shared.infra import InfraUrls, running_urls
 from shared.kafka import (
+    AUTHORIZATION_ERRORS,
     BatchHandler,
     DeadLetters,
+    KafkaAccessError,
     KafkaSecurityError,
     RetryPolicy,
     SafeConsumer,
+    authorization_failure,
+    check_kafka_access,
     ensure_topics,
     is_transient,
     kafka_security,
@@ -146,13 +151,22 @@ class ServiceRuntime:
         urls = self._urls or resolve_urls(settings)
         try:
             security = kafka_security(settings)
+            # Refused credentials or certificates stop the service with the reason at once;
+            # left to the clients, they would be retried forever as an unreachable broker.
+            await check_kafka_access(urls.kafka_bootstrap_servers, security)
         except KafkaSecurityError as error:
             raise ServiceConfigurationError(str(error)) from None
+        except KafkaAccessError as error:
+            if error.refused:
+                raise ServiceConfigurationError(str(error)) from None
+            # Out of reach: exit for the supervisor to start the service again (run_service).
+            raise KafkaConnectionError(str(error)) from None
         await ensure_topics(
             urls.kafka_bootstrap_servers,
             partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
             security=security,
+            skip_unauthorized=True,
         )
         pool = await create_pool(
             urls.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
@@ -279,15 +293,25 @@ async def _supervised(service: str, loop: Background) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as error:
+            pause = 1.0
             if is_transient(error):  # a dependency is down: say so, without a traceback
                 log.warning(
                     "background loop waiting for a dependency",
                     service=service,
                     error=f"{type(error).__name__}: {error}",
                 )
+            elif isinstance(error, AUTHORIZATION_ERRORS):
+                # Nothing to debug either: the ACLs lack a grant, which an operator may add
+                # while we wait (`creatorflow kafka acls`).
+                log.error(
+                    "background loop waiting for Kafka ACLs",
+                    service=service,
+                    error=authorization_failure(error),
+                )
+                pause = 5.0
             else:
                 log.exception("background loop failed; restarting", service=service)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(pause)
 
 
 def run_service(name: str, setup: Setup) -> None:
@@ -323,6 +347,14 @@ def run_service(name: str, setup: Setup) -> None:
         asyncio.run(main())
     except ServiceConfigurationError as error:
         log.error(str(error), service=name)
+        raise SystemExit(2) from error
+    except AUTHORIZATION_ERRORS as error:
+        # A consumer refused its topics or group at start: the ACLs lack a grant.
+        log.error(
+            "could not start: refused by Kafka's ACLs",
+            service=name,
+            error=authorization_failure(error),
+        )
         raise SystemExit(2) from error
     except Exception as error:
         if not is_transient(error):

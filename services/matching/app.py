@@ -53,6 +53,7 @@ from shared.service import Background, Resources
 log = structlog.get_logger(__name__)
 
 SERVICE: Final = "matching"
+GROUP_ID: Final = SERVICE  # the consumer group
 SOURCE: Final = "creatorflow/matching"
 INPUT_TOPICS: Final = (
     Topic.CREATOR_PROFILES,
@@ -372,7 +373,7 @@ async def start_service(resources: Resources, settings: MatchingSettings) -> Mat
     subscribe_event_batches(
         resources.broker,
         INPUT_TOPICS,
-        group_id=SERVICE,
+        group_id=GROUP_ID,
         group_instance_id=resources.settings.group_instance_id,
         handler=service.handle_batch,
         consumer=resources.consumer,

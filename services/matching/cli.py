@@ -21,9 +21,9 @@ from faststream.security import BaseSecurity
 from services.matching import models_cli
 from services.matching.population import generate_population, reference_fx
 from shared.cli.console import console, fail
-from shared.cli.settings import bootstrap_servers, kafka_security
+from shared.cli.settings import kafka_client, kafka_refusals
 from shared.events import CloudEvent, FxRatesPublished, encode, event_key, make_event, spec_for_type
-from shared.kafka import client_options
+from shared.kafka import AUTHORIZATION_ERRORS, client_options
 
 COMMAND_NAME = "seed"
 SOURCE = "creatorflow/seed"
@@ -69,8 +69,7 @@ def creators(
     with_fx: bool = typer.Option(True, "--fx/--no-fx", help="Also publish FX rates."),
 ) -> None:
     """Publish COUNT generated creator profiles to creator.profiles."""
-    bootstrap = bootstrap_servers()
-    security = kafka_security()
+    bootstrap, security = kafka_client()
     started = time.perf_counter()
     population = generate_population(count, seed=seed, fake_share=fake_share, id_prefix=id_prefix)
     events: list[CloudEvent[Any]] = [
@@ -78,10 +77,13 @@ def creators(
     ]
     if with_fx:
         events.append(_fx_event())
-    try:
-        asyncio.run(_publish(bootstrap, security, events))
-    except Exception as error:
-        fail(f"could not publish to {bootstrap}: {error}")
+    with kafka_refusals():
+        try:
+            asyncio.run(_publish(bootstrap, security, events))
+        except AUTHORIZATION_ERRORS:
+            raise
+        except Exception as error:
+            fail(f"could not publish to {bootstrap}: {error}")
     console.print(
         f"published {count} creator profiles ({int(population.is_fake.sum())} fake) "
         f"{'and FX rates ' if with_fx else ''}in {time.perf_counter() - started:.1f}s"
@@ -91,10 +93,12 @@ def creators(
 @app.command()
 def fx() -> None:
     """Publish FX rates (base USD) for every currency the generated creators use."""
-    bootstrap = bootstrap_servers()
-    security = kafka_security()
-    try:
-        asyncio.run(_publish(bootstrap, security, [_fx_event()]))
-    except Exception as error:
-        fail(f"could not publish to {bootstrap}: {error}")
+    bootstrap, security = kafka_client()
+    with kafka_refusals():
+        try:
+            asyncio.run(_publish(bootstrap, security, [_fx_event()]))
+        except AUTHORIZATION_ERRORS:
+            raise
+        except Exception as error:
+            fail(f"could not publish to {bootstrap}: {error}")
     console.print("published FX rates")

@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 SERVICE: Final = "payouts"
 CONSUMER: Final = "payouts"  # consumer group and inbox name
+GROUP_ID: Final = CONSUMER
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
     Topic.DELIVERABLES_CONFIRMED,
@@ -156,7 +157,7 @@ class PayoutsSetup:
         settings: PayoutsSettings | None = None,
         provider: PayoutProvider | None = None,
         *,
-        group_id: str = CONSUMER,
+        group_id: str = GROUP_ID,
     ) -> None:
         self._settings = settings
         self._provider = provider

@@ -22,6 +22,7 @@ from shared.outbox import OutboxRelay
 from shared.service import Background, Resources, Setup
 
 SERVICE: Final = "tracking"
+GROUP_ID: Final = SERVICE  # the consumer group
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
     Topic.TRACKING_POST_METRICS,
@@ -44,7 +45,7 @@ Batch = Sequence[tuple[CloudEvent[Any], Delivery]]
 
 def make_setup(
     *,
-    group_id: str = SERVICE,
+    group_id: str = GROUP_ID,
     inbox_consumer: str = SERVICE,
     max_records: int = MAX_RECORDS,
     batch_timeout_ms: int = BATCH_TIMEOUT_MS,

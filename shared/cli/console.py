@@ -15,7 +15,8 @@ errors = Console(stderr=True)
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print an error a user can act on and exit non-zero."""
     # Messages quote user input and commands such as `pip install 'x[extra]'`: not markup.
-    errors.print(f"[bold red]error:[/] {escape(message)}")
+    # One line however long, so the reason stays on the line that says "error".
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
         errors.print(f"[dim]hint:[/] {escape(hint)}")
     raise typer.Exit(code)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from shared.cli.console import console
 from shared.cli.events import check_topic
-from shared.cli.settings import bootstrap_servers, kafka_security
+from shared.cli.settings import kafka_client, kafka_refusals
 from shared.events import dlq_topic
 from shared.kafka import DLQ_HEADER_PREFIX, MASKED_FIELDS_HEADER, client_options, partitions_of
 
@@ -36,7 +36,8 @@ def list_command(
 ) -> None:
     """Show what is in `<topic>.dlq` and whether it was replayed already."""
     check_topic(topic)
-    records, replayed_up_to = asyncio.run(_read_all(bootstrap_servers(), kafka_security(), topic))
+    with kafka_refusals():
+        records, replayed_up_to = asyncio.run(_read_all(*kafka_client(), topic))
     # Every service consuming the topic dead-letters its own copy of a bad record.
     sources = {_source(r) for r in records}
     title = f"{dlq_topic(topic)}: {len(records)} message(s) from {len(sources)} record(s)"
@@ -68,7 +69,8 @@ def replay(
 ) -> None:
     """Write every not-yet-replayed message of `<topic>.dlq` back to `<topic>`."""
     check_topic(topic)
-    count, masked = asyncio.run(_replay(bootstrap_servers(), kafka_security(), topic, dry_run))
+    with kafka_refusals():
+        count, masked = asyncio.run(_replay(*kafka_client(), topic, dry_run))
     verb = "Would replay" if dry_run else "Replayed"
     console.print(f"{verb} {count} message(s) from {dlq_topic(topic)} to {topic}.")
     if masked:

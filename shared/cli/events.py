@@ -14,7 +14,7 @@ from rich.json import JSON
 from rich.progress import Progress
 
 from shared.cli.console import console, errors, fail
-from shared.cli.settings import bootstrap_servers, kafka_security
+from shared.cli.settings import kafka_client, kafka_refusals
 from shared.events import TOPICS, EventDecodeError, decode, event_key, mask_secrets
 from shared.kafka import client_options, partitions_of
 
@@ -50,7 +50,8 @@ def produce(
         valid.append((event_key(event), line))
     if invalid and not skip_invalid:
         fail(f"{invalid} invalid line(s); nothing sent", hint="fix them, or pass --skip-invalid")
-    asyncio.run(_send(bootstrap_servers(), kafka_security(), topic, valid))
+    with kafka_refusals():
+        asyncio.run(_send(*kafka_client(), topic, valid))
     console.print(
         f"Sent {len(valid)} event(s) to {topic}" + (f"; skipped {invalid}." if invalid else ".")
     )
@@ -67,10 +68,12 @@ async def _send(
     try:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"sending to {topic}", total=len(messages))
+            sent = []
             for key, value in messages:
-                await producer.send(topic, value, key=key)
+                sent.append(await producer.send(topic, value, key=key))
                 progress.advance(task)
-            await producer.flush()
+            # Each delivery's outcome: a refused write fails its own future, not the flush.
+            await asyncio.gather(*sent)
     finally:
         await producer.stop()
 
@@ -83,10 +86,9 @@ def tail(
 ) -> None:
     """Print a topic's messages as pretty CloudEvents (without joining any consumer group)."""
     check_topic(topic, allow_dlq=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            _tail(bootstrap_servers(), kafka_security(), topic, from_beginning, limit, follow)
-        )
+    bootstrap, security = kafka_client()
+    with contextlib.suppress(KeyboardInterrupt), kafka_refusals():
+        asyncio.run(_tail(bootstrap, security, topic, from_beginning, limit, follow))
 
 
 async def _tail(

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from shared.cli import db, demo, dlq, docs, events, infra, topics, up
+from shared.cli import db, demo, dlq, docs, events, infra, kafka_admin, topics, up
 from shared.observability import configure_logging
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(infra.app, name="infra")
 app.add_typer(topics.app, name="topics")
+app.add_typer(kafka_admin.app, name="kafka")
 app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(docs.app, name="docs")

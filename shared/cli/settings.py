@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
 from faststream.security import BaseSecurity
 from pydantic import ValidationError
 
 from shared.cli.console import fail
 from shared.config import Settings
 from shared.infra import running_urls
-from shared.kafka import KafkaSecurityError
+from shared.kafka import (
+    AUTHORIZATION_ERRORS,
+    KafkaAccessError,
+    KafkaSecurityError,
+    authorization_failure,
+    check_kafka_access,
+)
 from shared.kafka import kafka_security as security_of
 
 
@@ -56,3 +66,27 @@ def kafka_security() -> BaseSecurity | None:
         return security_of(load_settings())
     except KafkaSecurityError as error:
         fail(str(error), hint="check the KAFKA_SSL_* variables in README.md")
+
+
+def kafka_client() -> tuple[str, BaseSecurity | None]:
+    """Bootstrap servers and security for a command's Kafka clients, once a broker has let
+    this client in: a refused login or certificate stops the command with one line."""
+    bootstrap = bootstrap_servers()
+    security = kafka_security()
+    try:
+        asyncio.run(check_kafka_access(bootstrap, security))
+    except KafkaAccessError as error:
+        fail(str(error))  # the message names the settings to check
+    return bootstrap, security
+
+
+@contextlib.contextmanager
+def kafka_refusals() -> Iterator[None]:
+    """Stop the command with one line when the cluster's ACLs refuse what it asked."""
+    try:
+        yield
+    except AUTHORIZATION_ERRORS as error:
+        fail(
+            authorization_failure(error),
+            hint="`creatorflow kafka acls` lists what each principal may read and write",
+        )

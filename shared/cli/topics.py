@@ -7,7 +7,7 @@ import asyncio
 import typer
 
 from shared.cli.console import console, fail
-from shared.cli.settings import bootstrap_servers, kafka_security, load_settings
+from shared.cli.settings import kafka_client, load_settings
 from shared.events import TOPICS, dlq_topic
 from shared.kafka import ensure_topics
 
@@ -22,8 +22,7 @@ def create(
 ) -> None:
     """Create every contract topic and its `.dlq` if missing (safe to run again)."""
     settings = load_settings()
-    bootstrap = bootstrap_servers()
-    security = kafka_security()
+    bootstrap, security = kafka_client()
     count = partitions or settings.kafka_partitions
     try:
         created = asyncio.run(

@@ -1,7 +1,8 @@
 """Kafka TLS/SASL: which settings combinations start, and what every client is given.
 
 No broker here speaks TLS or SASL (the embedded one is PLAINTEXT only), so these check the
-mapping to the clients' arguments, not a handshake.
+mapping to the clients' arguments and the wording of failures, not a handshake: that runs in
+tests/integration/test_kafka_security.py (`make test-kafka`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import aiokafka.errors
 import certifi
 import pytest
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
 from shared.config import KafkaSecurityProtocol, SaslMechanism, Settings
-from shared.kafka import KafkaSecurityError, client_options, kafka_security, make_broker
+from shared.kafka import (
+    KafkaSecurityError,
+    access_failure,
+    access_refused,
+    authorization_failure,
+    client_options,
+    kafka_security,
+    make_broker,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "kafka-pa55-7f3d"
@@ -274,3 +284,91 @@ def test_mutual_tls_loads_the_client_certificate(tmp_path: Path, key_password: s
         with pytest.raises(KafkaSecurityError, match="KAFKA_SSL_KEYFILE") as refused:
             kafka_security(settings(**wrong))
         assert "not-it" not in str(refused.value)
+
+
+SASL_OPTIONS = client_options(
+    "k:9093",
+    kafka_security(
+        settings(
+            **EXTERNAL,
+            **SASL,
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        )
+    ),
+)
+TLS_OPTIONS = client_options(
+    "k:9093", kafka_security(settings(**EXTERNAL, KAFKA_SECURITY_PROTOCOL="SSL"))
+)
+
+
+def _verify_failed() -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    error.verify_message = "self-signed certificate in certificate chain"
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "options", "says", "refused"),
+    [
+        (
+            aiokafka.errors.SaslAuthenticationFailed("invalid credentials"),
+            SASL_OPTIONS,
+            "refused the login of 'creatorflow' with SCRAM-SHA-512: check KAFKA_SASL_USERNAME",
+            True,
+        ),
+        (
+            aiokafka.errors.UnsupportedSaslMechanismError(),
+            SASL_OPTIONS,
+            "does not accept SCRAM-SHA-512: set KAFKA_SASL_MECHANISM",
+            True,
+        ),
+        (
+            _verify_failed(),
+            SASL_OPTIONS,
+            "(self-signed certificate in certificate chain): set KAFKA_SSL_CAFILE",
+            True,
+        ),
+        (
+            aiokafka.errors.KafkaConnectionError("Connection at k:9093 closed"),
+            TLS_OPTIONS,
+            "wants a client certificate its CA signed (KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE)",
+            True,
+        ),
+        (
+            aiokafka.errors.KafkaConnectionError("Connection at k:9093 closed"),
+            SASL_OPTIONS,
+            "closed the connection: is its listener SASL_SSL (KAFKA_SECURITY_PROTOCOL)?",
+            True,
+        ),
+        (
+            ConnectionRefusedError(111, "Connect call failed"),
+            SASL_OPTIONS,
+            "cannot connect to Kafka at k:9093 (SASL_SSL): ConnectionRefusedError",
+            False,
+        ),
+        (
+            aiokafka.errors.KafkaConnectionError("Connection at k:9092 closed"),
+            client_options("k:9092"),
+            "Kafka at k:9092 closed the connection: is its listener PLAINTEXT",
+            False,
+        ),
+    ],
+)
+def test_a_failed_connection_says_why_in_one_line_without_the_password(
+    error: BaseException, options: dict[str, Any], says: str, refused: bool
+) -> None:
+    message = access_failure(error, options["bootstrap_servers"], options)
+    assert says in message
+    assert "\n" not in message and SECRET not in message
+    assert access_refused(error, options) is refused
+
+
+def test_an_acl_refusal_names_what_was_refused() -> None:
+    error = aiokafka.errors.TopicAuthorizationFailedError("payouts.status")
+    assert authorization_failure(error) == (
+        "Kafka's ACLs refused this client: TopicAuthorizationFailed (payouts.status)"
+    )
+    assert authorization_failure(aiokafka.errors.GroupAuthorizationFailedError()) == (
+        "Kafka's ACLs refused this client: GroupAuthorizationFailed"
+    )
