@@ -34,6 +34,9 @@ AUDIENCE_COUNTRIES_KEPT: Final = 8
 
 _MIN_ANOMALY_ACCOUNTS: Final = 200
 _ANOMALY_SAMPLE: Final = 50_000
+# Rows written with words the vocabulary lacks, as a share of the rows it was fitted on, that
+# make a refit due before the index doubles: a new niche's creators become findable soon.
+_NEW_WORDS_REFIT_SHARE: Final = 0.01
 
 
 class Vocabulary:
@@ -179,9 +182,13 @@ class CreatorIndex:
         return rows, picks
 
     def needs_refit(self) -> bool:
-        """True when the vectoriser or anomaly model was fitted on fewer than half the rows."""
+        """True when the vectoriser or anomaly model was fitted on fewer than half the rows, or
+        when rows with words the vocabulary lacks reach 1 % of those it was fitted on."""
         fitted = min(self.niche.fitted_documents, self.anomaly_fitted_on or self.size)
-        return self.size > 0 and (self.niche.vectorizer is None or self.size >= 2 * fitted)
+        unseen = self.niche.unseen_word_rows >= max(1.0, _NEW_WORDS_REFIT_SHARE * fitted)
+        return self.size > 0 and (
+            self.niche.vectorizer is None or self.size >= 2 * fitted or unseen
+        )
 
     def refit(self, texts: Sequence[str], rows: npt.NDArray[np.int64]) -> None:
         """Refit the vectoriser on `texts` (of `rows`) and the anomaly model on every row, then

@@ -4,7 +4,8 @@ Rows live in a *base* matrix (CSR for reading rows, CSC for reading the few colu
 touches) plus a small *overlay* of rows changed since the base was built. A query reads the
 base through the query's columns only, then overwrites the overlaid rows; when the overlay
 grows past a share of the index it is folded into a new base. Refitting the vectoriser (when
-the index has doubled since the last fit) re-encodes every row.
+the index has doubled since the last fit, or 1 % of it was written with words the vocabulary
+lacks) re-encodes every row.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class NicheVectors:
     def __init__(self, *, seed: int = 0) -> None:
         self.vectorizer: TfidfVectorizer | None = None
         self.fitted_documents = 0
+        # Rows written since the last fit with a word the vocabulary lacks: those words match
+        # nothing (a new niche's creators are invisible to a brief naming it) until a refit.
+        self.unseen_word_rows = 0
         self._seed = seed
         self._base_csr: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
         self._base_csc: sp.csc_matrix = sp.csc_matrix((0, 0), dtype=np.float32)
@@ -90,6 +94,7 @@ class NicheVectors:
         )
         self.vectorizer = vectorizer
         self.fitted_documents = len(texts)
+        self.unseen_word_rows = 0
         # Every row was re-encoded with the new vocabulary: older overlay rows are obsolete.
         self._overlay_position.clear()
         self._overlay_rows.clear()
@@ -107,6 +112,10 @@ class NicheVectors:
         if self.vectorizer is None:
             return
         encoded = self.encode(texts)
+        vocabulary = self.vectorizer.vocabulary_
+        self.unseen_word_rows += sum(
+            any(word not in vocabulary for word in content_words(text)) for text in texts
+        )
         for i, row in enumerate(rows.tolist()):
             position = self._overlay_position.get(row)
             if position is None:

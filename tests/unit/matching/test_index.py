@@ -85,3 +85,26 @@ def test_a_refit_replaces_rows_encoded_with_the_old_vocabulary() -> None:
     scores = index.niche.similarity(query, len(index))
     assert scores.shape == (400,)
     assert index.niche.rows(np.array([0, 399])).shape[1] == index.niche.vocabulary_size
+
+
+def test_a_creator_of_a_niche_nobody_had_is_found_after_the_refit_it_makes_due() -> None:
+    population = generate_population(201, seed=14)
+    index = CreatorIndex.build(subset(population.profiles, list(range(100))), seed=14)
+    known = subset(population.profiles, [100])
+    index.upsert(known)
+    assert not index.needs_refit(), "only known words: nothing new to learn"
+
+    newcomer = subset(population.profiles, [200])
+    newcomer.bio[0] = "Kombucha brewing, scoby care and fermentation"
+    newcomer.topics[0] = ["kombucha"]
+    rows, _ = index.upsert(newcomer)
+    query = ["kombucha scoby"]
+    assert index.niche.encode(query).nnz == 0, "the words are not in the vocabulary yet"
+    assert index.needs_refit(), "a row with words the vocabulary lacks makes a refit due"
+
+    everyone = subset(population.profiles, [*range(101), 200])
+    everyone.bio[-1], everyone.topics[-1] = newcomer.bio[0], newcomer.topics[0]
+    index.refit(everyone.texts(), np.array([*range(101), int(rows[0])], dtype=np.int64))
+    assert not index.needs_refit()
+    scores = index.niche.similarity(index.niche.encode(query), len(index))
+    assert int(np.argmax(scores)) == int(rows[0]) and scores[rows[0]] > 0.3
