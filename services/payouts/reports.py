@@ -34,7 +34,7 @@ async def statement(db: PayoutDatabase, creator_id: str) -> Statement:
         creator_paid(creator_id): ("paid", 1),
         creator_receivable(creator_id): ("to repay (clawbacks)", -1),
     }
-    async with db.transaction() as repo:
+    async with db.snapshot() as repo:
         payouts = await repo.payouts_of(creator_id)
         balances = await repo.balances(list(accounts))
     shown = {}
@@ -54,8 +54,9 @@ class LedgerReport:
 
 
 async def check_ledger(db: PayoutDatabase) -> LedgerReport:
-    """Read every payout and transfer in one snapshot and list broken invariants."""
-    async with db.transaction() as repo:
+    """Read every payout and transfer as of one moment and list broken invariants (read at
+    two moments, a payout moving between the reads looks unbalanced)."""
+    async with db.snapshot() as repo:
         payouts = await repo.payouts_of()
         transfers = await repo.transfers()
     return LedgerReport(

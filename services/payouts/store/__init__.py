@@ -178,6 +178,11 @@ class Attribution:
 class PayoutDatabase(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[PayoutRepository]: ...
 
+    def snapshot(self) -> AbstractAsyncContextManager[PayoutRepository]:
+        """A read-only view of one moment, for reports and checks that read several tables:
+        writes committed meanwhile are not seen (each read of a transaction may see them)."""
+        ...
+
 
 class FeeCeilingExceeded(RuntimeError):
     """A fee payout that would pay a deal more than its fee: a bug, never a valid state."""

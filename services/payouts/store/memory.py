@@ -309,6 +309,12 @@ class MemoryPayouts:
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[MemoryPayoutRepository]:
+        async with self._lock:
+            frozen = self.state.snapshot()
+        yield MemoryPayoutRepository(frozen)
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryPayoutRepository]:
         async with self._lock:
             saved = self.state.snapshot()

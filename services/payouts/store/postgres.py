@@ -538,6 +538,15 @@ class PgPayouts:
         async with self.pool.acquire() as conn, conn.transaction():
             yield PgPayoutRepository(conn)
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PgPayoutRepository]:
+        # READ COMMITTED (the default) takes a new snapshot for each statement.
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield PgPayoutRepository(conn)
+
     async def seal_plain_destinations(self, seal: Seal) -> int:
         """Encrypt the destinations stored in plain text before migration 0301 and clear them;
         returns how many. Safe to run from several instances at once (row locks)."""

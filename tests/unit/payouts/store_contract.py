@@ -201,6 +201,27 @@ class PayoutStoreContract:
         assert [t.kind for t in transfers] == ["accrual", "conversion", "dispatch"]
         assert balances == {(f"creator_in_transit:{creator}", "EUR"): Decimal("89.10")}
 
+    async def test_a_snapshot_reads_one_moment_while_payouts_move(self, db: PayoutDatabase) -> None:
+        """What the ledger check relies on: a payout sent between its reads of payouts and of
+        transfers would look unbalanced."""
+        creator = uid("cr")
+        created = new_payout(uid("deal"), creator, acct(creator))
+        async with db.transaction() as repo:
+            await add_payout(repo, created.payout)
+            await repo.post(created.transfers)
+        async with db.snapshot() as view:
+            [before] = await view.payouts_of(creator)
+            sent = lifecycle.mark_sent(created.payout, "tr_1")
+            async with db.transaction() as repo:  # another instance, meanwhile
+                await repo.save_payouts([(sent.payout, "scheduled")])
+                await repo.post(sent.transfers)
+            assert await view.payouts_of(creator) == [before]
+            seen = await view.transfers([created.payout.payout_id])
+        assert before.status == created.payout.status
+        assert [t.kind for t in seen] == ["accrual", "conversion"]
+        async with db.snapshot() as view:
+            assert [p.status for p in await view.payouts_of(creator)] == [sent.payout.status]
+
     async def test_failed_transaction_leaves_nothing(self, db: PayoutDatabase) -> None:
         deal, creator = uid("deal"), uid("cr")
         created = new_payout(deal, creator, acct(creator))
