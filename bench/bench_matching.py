@@ -33,15 +33,15 @@ import numpy as np
 
 from services.matching.features import FEATURES
 from services.matching.index import CreatorIndex
-from services.matching.population import (
+from services.matching.ranker import HAND_RANKER
+from services.matching.scoring import MatchQuery, ScoringSettings, match
+from shared.contract.events.vocabulary import TIERS
+from shared.tools.synthetic.population import (
     NICHE_NAMES,
     generate_population,
     niche_request,
     reference_fx,
 )
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, ScoringSettings, match
-from shared.events.vocabulary import TIERS
 
 FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))
 TOP = 50
@@ -173,11 +173,11 @@ async def bench_kafka(size: int, count: int) -> None:
     from services.matching.app import SERVICE, background, start_service
     from services.matching.settings import MatchingSettings
     from services.matching.store import PostgresMatchingStore, StoredProfile
-    from shared.config import Settings
-    from shared.db import create_pool, migrate
-    from shared.events import Topic, decode, encode, event_key, make_event
-    from shared.infra import EmbeddedInfra
-    from shared.service import ServiceRuntime
+    from shared.contract.events import Topic, decode, encode, event_key, make_event
+    from shared.runtime.config import Settings
+    from shared.runtime.db import create_pool, migrate
+    from shared.runtime.service import ServiceRuntime
+    from shared.tools.infra import EmbeddedInfra
 
     print(f"\n== request -> suggestion through Kafka, {size:,} creators ==", flush=True)
     root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-"))
@@ -253,7 +253,7 @@ async def bench_kafka(size: int, count: int) -> None:
 
 
 def _fx_payload() -> Any:
-    from shared.events import FxRatesPublished
+    from shared.contract.events import FxRatesPublished
 
     return FxRatesPublished(base=FX.base, rates=dict(FX.rates), as_of=FX.as_of, source="bench")
 

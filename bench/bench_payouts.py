@@ -32,12 +32,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.payouts.app import PayoutsSetup
 from services.payouts.settings import PayoutsSettings
-from shared.config import Settings
-from shared.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
-from shared.infra import EmbeddedInfra, InfraUrls
-from shared.kafka import ensure_topics
-from shared.observability import configure_logging
-from shared.service import ServiceRuntime
+from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
+from shared.runtime.config import Settings
+from shared.runtime.kafka import ensure_topics
+from shared.runtime.observability import configure_logging
+from shared.runtime.service import ServiceRuntime
+from shared.tools.infra import EmbeddedInfra, InfraUrls
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx

@@ -12,7 +12,7 @@ orders in EUR converted with an FX snapshot):
    an input to receiving the first `attribution.updated` of its deal whose `as_of` covers it
    (p50, p99, max);
 3. the naive baseline, same code but one event per transaction through a plain FastStream
-   subscriber (`shared.kafka.subscribe_events`), works off `--naive-events` events.
+   subscriber (`shared.runtime.kafka.subscribe_events`), works off `--naive-events` events.
 
 The load generator runs on the same machine as the servers and the service. It prints the
 rates and their ratios. Usage:
@@ -46,8 +46,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from services.tracking.app import SERVICE
 from services.tracking.batch import apply_batch
 from services.tracking.store.postgres import PostgresTrackingStore
-from shared.config import Settings
-from shared.events import (
+from shared.contract.events import (
     CloudEvent,
     DealSigned,
     Deliverable,
@@ -61,11 +60,12 @@ from shared.events import (
     make_event,
     spec_for_type,
 )
-from shared.infra import EmbeddedInfra, InfraUrls
-from shared.kafka import ensure_topics, subscribe_events
-from shared.money import Money
-from shared.outbox import OutboxRelay
-from shared.service import Background, Resources, run_service
+from shared.contract.money import Money
+from shared.runtime.config import Settings
+from shared.runtime.kafka import ensure_topics, subscribe_events
+from shared.runtime.outbox import OutboxRelay
+from shared.runtime.service import Background, Resources, run_service
+from shared.tools.infra import EmbeddedInfra, InfraUrls
 
 DEALS = 1000
 POSTS_PER_DEAL = 3

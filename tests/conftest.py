@@ -16,12 +16,12 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from shared.cache import create_redis
-from shared.config import KafkaKind, Settings
-from shared.db import create_pool, migrate
-from shared.infra import EmbeddedInfra, InfraUrls, postgres_account
-from shared.infra.process import pid_alive
-from shared.kafka import ensure_topics
+from shared.runtime.cache import create_redis
+from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.db import create_pool, migrate
+from shared.runtime.kafka import ensure_topics
+from shared.runtime.server_urls import pid_alive
+from shared.tools.infra import EmbeddedInfra, InfraUrls, postgres_account
 
 
 def embedded_servers() -> Iterator[InfraUrls]:
@@ -88,7 +88,7 @@ def pytest_report_header() -> list[str]:
 
 
 def pytest_sessionfinish() -> None:
-    # As root, durable clusters of temp data dirs live outside them (shared.infra.
+    # As root, durable clusters of temp data dirs live outside them (shared.tools.infra.
     # postgres_account): remove those whose data dir was removed (pytest prunes old ones).
     if os.geteuid() == 0:
         postgres_account.discard_unused_under(Path(tempfile.gettempdir()))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from services.matching.niche_vectors import content_words
 from services.matching.scoring import MatchResult
-from shared.errors import EventRejected
-from shared.events import MatchRequested, MatchSuggested, Suggestion
+from shared.contract.errors import EventRejected
+from shared.contract.events import MatchRequested, MatchSuggested, Suggestion
 
 
 def check_request(request: MatchRequested) -> None:

@@ -33,8 +33,7 @@ from services.matching.store import (
     PostgresMatchingStore,
     StoredProfile,
 )
-from shared import fx_store, inbox, outbox
-from shared.events import (
+from shared.contract.events import (
     AttributionUpdated,
     CloudEvent,
     CreatorProfileUpserted,
@@ -46,9 +45,10 @@ from shared.events import (
     Topic,
     make_event,
 )
-from shared.kafka import Delivery, subscribe_event_batches
-from shared.money import FxSnapshot
-from shared.service import Background, Resources
+from shared.contract.money import FxSnapshot
+from shared.runtime import fx_store, inbox, outbox
+from shared.runtime.kafka import Delivery, subscribe_event_batches
+from shared.runtime.service import Background, Resources
 
 log = structlog.get_logger(__name__)
 
@@ -391,6 +391,6 @@ def background(resources: Resources, service: MatchingService) -> list[Backgroun
 
 
 async def setup(resources: Resources) -> list[Background]:
-    """`shared.service` entry point: settings from the environment (MATCHING_*)."""
+    """`shared.runtime.service` entry point: settings from the environment (MATCHING_*)."""
     service = await start_service(resources, MatchingSettings())
     return background(resources, service)

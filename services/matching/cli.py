@@ -2,7 +2,7 @@
 
 (`creatorflow matching models ...`, the rankers of each brand, lives in `models_cli.py`.)
 
-The profiles come from `services.matching.population` (latent niches, audiences, a share of
+The profiles come from `shared.tools.synthetic.population` (latent niches, audiences, a share of
 fake accounts) and go to `creator.profiles` as `creator.profile.upserted` events, exactly as a
 data collector would send them; `creatorflow seed fx` publishes FX rates for their currencies.
 """
@@ -19,11 +19,18 @@ from aiokafka import AIOKafkaProducer
 from faststream.security import BaseSecurity
 
 from services.matching import models_cli
-from services.matching.population import generate_population, reference_fx
-from shared.cli.console import console, fail
-from shared.cli.settings import kafka_client, kafka_refusals
-from shared.events import CloudEvent, FxRatesPublished, encode, event_key, make_event, spec_for_type
-from shared.kafka import AUTHORIZATION_ERRORS, client_options
+from shared.contract.events import (
+    CloudEvent,
+    FxRatesPublished,
+    encode,
+    event_key,
+    make_event,
+    spec_for_type,
+)
+from shared.runtime.kafka import AUTHORIZATION_ERRORS, client_options
+from shared.tools.cli.console import console, fail
+from shared.tools.cli.settings import kafka_client, kafka_refusals
+from shared.tools.synthetic.population import generate_population, reference_fx
 
 COMMAND_NAME = "seed"
 SOURCE = "creatorflow/seed"

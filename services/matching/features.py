@@ -27,7 +27,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from shared.events.vocabulary import TIERS, Tier
+from shared.contract.events.vocabulary import TIERS, Tier
 
 FEATURES: Final[tuple[str, ...]] = (
     "niche",

@@ -26,8 +26,8 @@ from services.matching.features import (
 )
 from services.matching.niche_vectors import NicheVectors
 from services.matching.profiles import ProfileColumns, quoted_price
-from shared.events.vocabulary import PLATFORMS, TIERS
-from shared.money import Money
+from shared.contract.events.vocabulary import PLATFORMS, TIERS
+from shared.contract.money import Money
 
 AUDIENCE_COUNTRIES_KEPT: Final = 8
 """Countries kept per creator audience (the largest shares); the tail is dropped."""

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from services.matching.index import CreatorIndex
 from services.matching.ranker import HAND_RANKER, LinearRanker, TrainingSet, train_ranker
 from services.matching.scoring import MatchQuery, ScoringSettings, candidates, match
-from shared.money import FxSnapshot
+from shared.contract.money import FxSnapshot
 
 UNSEEN_WEIGHT: Final = 0.25
 """Weight of a never-shown creator as a negative, against 1 for a `declined`."""

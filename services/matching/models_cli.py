@@ -16,9 +16,9 @@ from rich.table import Table
 
 from services.matching.features import FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
 from services.matching.store import PostgresMatchingStore, StoredModel
-from shared.cli.console import console, fail
-from shared.cli.settings import database_url
-from shared.db import create_pool
+from shared.runtime.db import create_pool
+from shared.tools.cli.console import console, fail
+from shared.tools.cli.settings import database_url
 
 app = typer.Typer(
     help="Each brand's rankers: list them, put one in use, roll back.", no_args_is_help=True

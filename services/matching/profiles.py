@@ -13,9 +13,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from shared.events import Audience, CreatorProfileUpserted, GenderSplit
-from shared.events.vocabulary import AGE_BUCKETS, AgeBucket, DeliverableKind, Platform
-from shared.money import Money
+from shared.contract.events import Audience, CreatorProfileUpserted, GenderSplit
+from shared.contract.events.vocabulary import AGE_BUCKETS, AgeBucket, DeliverableKind, Platform
+from shared.contract.money import Money
 
 GENDERS: Final = ("female", "male", "other")
 

@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 from services.matching.features import BASELINE, FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
-from shared.events.vocabulary import MatchDecision
+from shared.contract.events.vocabulary import MatchDecision
 
 # How much each kind of outcome counts when learning: a hire or a realised return is stronger
 # evidence than a click-through "accepted".

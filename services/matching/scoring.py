@@ -29,9 +29,9 @@ from services.matching.features import (
 )
 from services.matching.index import CreatorIndex
 from services.matching.ranker import LinearRanker
-from shared.events import MatchRequested
-from shared.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
-from shared.money import FxRateMissing, FxSnapshot, Money, minor_unit
+from shared.contract.events import MatchRequested
+from shared.contract.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
+from shared.contract.money import FxRateMissing, FxSnapshot, Money, minor_unit
 
 FILTER_REASONS: Final[tuple[str, ...]] = (
     "excluded",

@@ -25,7 +25,7 @@ from services.matching.ranker import (
     LinearRanker,
     TrainingSet,
 )
-from shared.events import CreatorProfileUpserted, EventIdentity, MatchRequested
+from shared.contract.events import CreatorProfileUpserted, EventIdentity, MatchRequested
 
 Connection = Any  # an asyncpg.Connection for the real store; ignored by the fake
 

@@ -1,6 +1,6 @@
 """`python -m services.payouts`: run the payouts service until SIGINT/SIGTERM."""
 
 from services.payouts.app import SERVICE, PayoutsSetup
-from shared.service import run_service
+from shared.runtime.service import run_service
 
 run_service(SERVICE, PayoutsSetup())

@@ -23,10 +23,10 @@ from services.payouts.schedules import CommissionSchedule, CoolOffReleases, Sett
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store import PayoutDatabase
 from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
-from shared.events import CloudEvent, EventIdentity, EventType, Topic
-from shared.kafka import BatchHandler, Delivery, subscribe_event_batches
-from shared.outbox import OutboxRelay
-from shared.service import Background, Resources, ServiceConfigurationError
+from shared.contract.events import CloudEvent, EventIdentity, EventType, Topic
+from shared.runtime.kafka import BatchHandler, Delivery, subscribe_event_batches
+from shared.runtime.outbox import OutboxRelay
+from shared.runtime.service import Background, Resources, ServiceConfigurationError
 
 log = structlog.get_logger(__name__)
 

@@ -13,9 +13,9 @@ from rich.table import Table
 from services.payouts.destinations import new_key
 from services.payouts.reports import LedgerReport, Statement, check_ledger, statement
 from services.payouts.store.postgres import PgPayouts
-from shared.cli.console import console, fail
-from shared.cli.settings import database_url
-from shared.db import create_pool
+from shared.runtime.db import create_pool
+from shared.tools.cli.console import console, fail
+from shared.tools.cli.settings import database_url
 
 COMMAND_NAME: Final = "payouts"
 

@@ -31,7 +31,7 @@ from services.payouts.providers import (
     TransferRequest,
 )
 from services.payouts.store import PayoutDatabase
-from shared.events import PayoutStatus
+from shared.contract.events import PayoutStatus
 
 log = structlog.get_logger(__name__)
 

@@ -40,8 +40,8 @@ from services.payouts.domain.terms import (
     payable_fee_milestones,
 )
 from services.payouts.store import PayoutRepository
-from shared.errors import EventRejected
-from shared.events import (
+from shared.contract.errors import EventRejected
+from shared.contract.events import (
     AttributionUpdated,
     CloudEvent,
     DealSigned,
@@ -52,9 +52,9 @@ from shared.events import (
     PayoutStatus,
     make_event,
 )
-from shared.fx_store import snapshot_from_event
-from shared.money import FxSnapshot, Money, MoneyError
-from shared.observability import PAYOUT_DESTINATION_COOLOFFS, PAYOUT_TRANSITIONS
+from shared.contract.money import FxSnapshot, Money, MoneyError
+from shared.runtime.fx_store import snapshot_from_event
+from shared.runtime.observability import PAYOUT_DESTINATION_COOLOFFS, PAYOUT_TRANSITIONS
 
 SOURCE: Final = "creatorflow/payouts"
 
@@ -74,7 +74,7 @@ class PayoutPolicy:
     # After the window closes, late orders and refunds adjust a decided commission this long.
     commission_adjustable: timedelta = timedelta(days=30)
     # A rate moving more than this fraction against the last trusted snapshot makes the new
-    # snapshot suspect (shared.fx_moves): payouts that need it are held.
+    # snapshot suspect (shared.runtime.fx_moves): payouts that need it are held.
     fx_max_move: Decimal = Decimal("0.25")
     # A destination changed while payouts are in flight is paid to only after this long.
     destination_cool_off: timedelta = timedelta(hours=24)

@@ -14,7 +14,7 @@ from services.payouts.domain.lifecycle import Transition
 from services.payouts.handlers import PayoutPolicy, Work, decide_commissions, release_cooled_off
 from services.payouts.providers import PayoutProvider, ProviderError, Settlement
 from services.payouts.store import PayoutDatabase
-from shared.events import PayoutStatus
+from shared.contract.events import PayoutStatus
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.payouts.destinations import DEVELOPMENT_KEY, DestinationKeyError, decode_key
 from services.payouts.domain.terms import FeeSchedule
-from shared.config import Profile
+from shared.runtime.config import Profile
 
 ProviderName = Literal["sandbox", "stripe"]
 

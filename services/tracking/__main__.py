@@ -3,7 +3,7 @@
 import gc
 
 from services.tracking.app import SERVICE, setup
-from shared.service import run_service
+from shared.runtime.service import run_service
 
 # A batch of a few thousand events allocates hundreds of thousands of short-lived objects.
 # With the default thresholds (700, 10, 10) the collector ran many young and several full

@@ -1,8 +1,8 @@
 """Wiring of the tracking service: one batch consumer group over its five input topics.
 
 Each consumed batch is one PostgreSQL transaction (inbox claim, state change, outbox) through
-`batch.apply_batch`; the next batch is read and decoded while it runs (`shared.pipeline`), and
-its offsets are committed only after it returns.
+`batch.apply_batch`; the next batch is read and decoded while it runs
+(`shared.runtime.pipeline`), and its offsets are committed only after it returns.
 Outgoing events (`attribution.updated`, `deliverable.confirmed`) leave through the outbox
 relay, so none is lost if the process dies after the commit.
 """
@@ -16,10 +16,10 @@ from typing import Any, Final
 
 from services.tracking.batch import BatchAhead, apply_batch, read_ahead
 from services.tracking.store.postgres import PostgresTrackingStore
-from shared.events import CloudEvent, Topic
-from shared.kafka import BatchHandler, Delivery
-from shared.outbox import OutboxRelay
-from shared.service import Background, Resources, Setup
+from shared.contract.events import CloudEvent, Topic
+from shared.runtime.kafka import BatchHandler, Delivery
+from shared.runtime.outbox import OutboxRelay
+from shared.runtime.service import Background, Resources, Setup
 
 SERVICE: Final = "tracking"
 GROUP_ID: Final = SERVICE  # the consumer group
@@ -50,7 +50,7 @@ def make_setup(
     max_records: int = MAX_RECORDS,
     batch_timeout_ms: int = BATCH_TIMEOUT_MS,
 ) -> Setup:
-    """The service's setup for `shared.service.ServiceRuntime`.
+    """The service's setup for `shared.runtime.service.ServiceRuntime`.
 
     `group_id` is the Kafka consumer group; `inbox_consumer` the name under which applied
     event ids are recorded. A new group with the same inbox name re-reads every topic from

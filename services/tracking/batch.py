@@ -27,9 +27,9 @@ from services.tracking.messages import (
     read_inputs,
 )
 from services.tracking.store.port import TrackingTx
-from shared.errors import EventRejected
-from shared.events import CloudEvent, EventIdentity
-from shared.kafka import Delivery
+from shared.contract.errors import EventRejected
+from shared.contract.events import CloudEvent, EventIdentity
+from shared.runtime.kafka import Delivery
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
 
@@ -88,7 +88,7 @@ async def apply_batch(
 ) -> BatchResult:
     """Apply the events of `batch` not applied before; `now` stamps what it publishes.
     `ahead` is `read_ahead(batch)`, if it was worked out before. FX snapshots are judged
-    against the last trusted one (`fx_max_move`, shared.fx_moves); suspect ones are stored
+    against the last trusted one (`fx_max_move`, shared.runtime.fx_moves); suspect ones are stored
     but never convert an order.
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with

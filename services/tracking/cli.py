@@ -14,10 +14,10 @@ from rich.table import Table
 from services.tracking.domain.attribution import DealAttribution
 from services.tracking.report import CampaignReport, ReportRow, campaign_report
 from services.tracking.store.postgres import PostgresTrackingStore
-from shared.cli.console import console, fail
-from shared.cli.settings import database_url
-from shared.db import create_pool
-from shared.money import Money
+from shared.contract.money import Money
+from shared.runtime.db import create_pool
+from shared.tools.cli.console import console, fail
+from shared.tools.cli.settings import database_url
 
 COMMAND_NAME: Final = "report"
 

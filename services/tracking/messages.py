@@ -13,8 +13,8 @@ from services.tracking.domain.deals import DealTerms, DeliverableSpec
 from services.tracking.domain.deliverables import Confirmation
 from services.tracking.domain.orders import Order, Refund
 from services.tracking.domain.posts import PostSnapshot, tags_carried
-from shared.errors import EventRejected
-from shared.events import (
+from shared.contract.errors import EventRejected
+from shared.contract.events import (
     AttributionUpdated,
     CloudEvent,
     DealSigned,
@@ -27,9 +27,9 @@ from shared.events import (
     envelope_for,
     make_event,
 )
-from shared.events.envelope import JSON_CONTENT_TYPE, SPEC_VERSION
-from shared.fx_store import snapshot_from_event
-from shared.money import FxSnapshot
+from shared.contract.events.envelope import JSON_CONTENT_TYPE, SPEC_VERSION
+from shared.contract.money import FxSnapshot
+from shared.runtime.fx_store import snapshot_from_event
 
 SOURCE: Final = "creatorflow/tracking"
 _ATTRIBUTION_ENVELOPE: Final = envelope_for(AttributionUpdated)

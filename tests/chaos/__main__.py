@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from shared.config import Settings
+from shared.runtime.config import Settings
 from tests.chaos.faults import FaultPlan
 from tests.chaos.run import ChaosReport, chaos, summary
 from tests.chaos.workload import ChaosConfig

@@ -20,12 +20,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.events import TOPICS, dlq_topic
-from shared.infra import EmbeddedInfra
-from shared.infra.apache_kafka import ApacheKafkaCluster
-from shared.infra.process import InfraError
-from shared.infra.service_processes import SERVICES, ServiceProcesses
-from shared.kafka import client_options, partitions_of
+from shared.contract.events import TOPICS, dlq_topic
+from shared.runtime.kafka import client_options, partitions_of
+from shared.tools.infra import EmbeddedInfra
+from shared.tools.infra.apache_kafka import ApacheKafkaCluster
+from shared.tools.infra.process import InfraError
+from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 
 Say = Callable[[str], None]
 

@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer
 
 from services.payouts.reports import check_ledger
 from services.payouts.store.postgres import PgPayouts
-from shared.events import TOPICS, dlq_topic
-from shared.kafka import partitions_of
-from shared.money import Money
+from shared.contract.events import TOPICS, dlq_topic
+from shared.contract.money import Money
+from shared.runtime.kafka import partitions_of
 from tests.chaos.workload import INVALID_HEADER, Workload
 from tests.integration.payouts.stripe_server import FakeStripe
 

@@ -19,9 +19,9 @@ from statistics import median
 
 from aiokafka import AIOKafkaProducer
 
-from shared.config import Settings
-from shared.infra import EmbeddedInfra, InfraUrls
-from shared.infra.service_processes import SERVICES, ServiceProcesses
+from shared.runtime.config import Settings
+from shared.tools.infra import EmbeddedInfra, InfraUrls
+from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from tests.chaos.faults import Fault, FaultPlan, Injector, Supervisor
 from tests.chaos.observe import (
     Check,

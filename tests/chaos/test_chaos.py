@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import KafkaKind, Settings
+from shared.runtime.config import KafkaKind, Settings
 from tests.chaos.faults import FaultPlan
 from tests.chaos.run import chaos
 from tests.chaos.workload import ChaosConfig

@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any, cast
 
-from shared.infra import EmbeddedInfra
-from shared.infra.service_processes import ServiceProcess, ServiceProcesses
+from shared.tools.infra import EmbeddedInfra
+from shared.tools.infra.service_processes import ServiceProcess, ServiceProcesses
 from tests.chaos.faults import FaultPlan, Injector, Supervisor
 
 

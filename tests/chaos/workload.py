@@ -21,16 +21,9 @@ from decimal import Decimal
 from typing import Any, Final
 
 from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
-from services.matching.population import (
-    NICHE_NAMES,
-    REFERENCE_RATES,
-    generate_population,
-    niche_request,
-)
 from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
 from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
-from shared.demo.scenario import EXTRA_RATES, DealTruth
-from shared.events import (
+from shared.contract.events import (
     CloudEvent,
     DealSigned,
     Deliverable,
@@ -46,7 +39,14 @@ from shared.events import (
     make_event,
     spec_for_type,
 )
-from shared.money import FxSnapshot, Money
+from shared.contract.money import FxSnapshot, Money
+from shared.tools.demo.scenario import EXTRA_RATES, DealTruth
+from shared.tools.synthetic.population import (
+    NICHE_NAMES,
+    REFERENCE_RATES,
+    generate_population,
+    niche_request,
+)
 from tests.e2e.hostile_events import bad_values
 
 CONSUMERS: Final[dict[str, tuple[str, ...]]] = {

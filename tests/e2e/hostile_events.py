@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared.events import EventType, Topic, encode, spec_for_type, specs_for_topic
-from shared.events.examples import valid_example
+from shared.contract.events import EventType, Topic, encode, spec_for_type, specs_for_topic
+from shared.contract.events.examples import valid_example
 
 Document = dict[str, Any]
 

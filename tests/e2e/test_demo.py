@@ -30,7 +30,7 @@ def _processes_mentioning(text: str) -> list[str]:
 def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CREATORFLOW_DATA_DIR": str(tmp_path), "COLUMNS": "160"}
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "demo", *args],
+        [sys.executable, "-m", "shared.tools.cli", "demo", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -28,8 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
 from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
 from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
-from shared.config import KafkaKind, Settings
-from shared.events import (
+from shared.contract.events import (
     TOPICS,
     EventDecodeError,
     EventType,
@@ -38,9 +37,10 @@ from shared.events import (
     dlq_topic,
     mask_secrets,
 )
-from shared.infra import InfraUrls
-from shared.infra.service_processes import SERVICES, ServiceProcesses
-from shared.kafka import partitions_of
+from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.kafka import partitions_of
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from tests.conftest import embedded_servers
 from tests.e2e.hostile_events import (
     TYPE_OF_TOPIC,

@@ -23,10 +23,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from shared.config import KafkaKind, Settings
-from shared.infra import InfraUrls
-from shared.infra.service_processes import SERVICES, ServiceProcesses
-from shared.kafka import partitions_of
+from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.kafka import partitions_of
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from tests.conftest import embedded_servers
 from tests.e2e.contract_events import (
     BAKING,

@@ -34,10 +34,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from services.payouts.destinations import decode_key, new_key
-from shared.events import TOPICS, Topic, dlq_topic, encode, event_key, spec_for_type
-from shared.infra import InfraUrls
-from shared.infra.service_processes import SERVICES, ServiceProcesses
-from shared.kafka import partitions_of
+from shared.contract.events import TOPICS, Topic, dlq_topic, encode, event_key, spec_for_type
+from shared.runtime.kafka import partitions_of
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from tests.conftest import embedded_servers
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
@@ -285,7 +285,7 @@ async def test_no_secret_leaves_where_it_belongs(
         assert len(stripe.transfers) == 1, "one transfer, after the outage"
 
         # Operators read the results: a statement with the refusal, the dead letters.
-        cli = ["-m", "shared.cli"]
+        cli = ["-m", "shared.tools.cli"]
         for argv in (
             [*cli, "payouts", "statement", refused_creator],
             [*cli, "dlq", "list", Topic.CREATOR_PAYOUT_ACCOUNTS],

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.config import DEFAULT_DATABASE_PASSWORD
+from shared.runtime.config import DEFAULT_DATABASE_PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -85,7 +85,7 @@ def _cmdline(pid: int) -> str:
 
 @dataclass
 class UpRun:
-    """One `python -m shared.cli up` process and what it printed."""
+    """One `python -m shared.tools.cli up` process and what it printed."""
 
     data_dir: Path
     lines: list[str] = field(default_factory=list)
@@ -102,7 +102,7 @@ class UpRun:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "shared.cli",
+            "shared.tools.cli",
             "up",
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -301,7 +301,7 @@ async def _operator_commands_find_the_stack(data_dir: Path, creator_id: str) -> 
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "shared.cli",
+            "shared.tools.cli",
             *command,
             env=env,
             stdout=asyncio.subprocess.PIPE,

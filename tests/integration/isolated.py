@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from shared.infra import InfraUrls
+from shared.tools.infra import InfraUrls
 from tests.conftest import create_topics, embedded_servers, migrated_pool
 
 

@@ -12,13 +12,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from shared.config import KafkaKind, Settings
-from shared.events import TOPICS, dlq_topic
-from shared.infra import InfraUrls
-from shared.infra.apache_kafka import ApacheKafkaCluster
-from shared.infra.kafka_jars import default_cache_dir, kafka_jars, require_tools
-from shared.infra.process import stop_together
-from shared.kafka import ensure_topics, min_insync_replicas
+from shared.contract.events import TOPICS, dlq_topic
+from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.kafka import ensure_topics, min_insync_replicas
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.apache_kafka import ApacheKafkaCluster
+from shared.tools.infra.kafka_jars import default_cache_dir, kafka_jars, require_tools
+from shared.tools.infra.process import stop_together
 
 SETTINGS = Settings()
 pytestmark = [

@@ -11,12 +11,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from shared.cli.main import app
-from shared.config import Settings
-from shared.events import Topic, encode
-from shared.events.examples import valid_example
-from shared.infra import InfraUrls
-from shared.kafka import DeadLetters, Delivery, RetryPolicy, make_broker, partitions_of
+from shared.contract.events import Topic, encode
+from shared.contract.events.examples import valid_example
+from shared.runtime.config import Settings
+from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, make_broker, partitions_of
+from shared.tools.cli.main import app
+from shared.tools.infra import InfraUrls
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

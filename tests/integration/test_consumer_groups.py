@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.config import KafkaKind, Settings
-from shared.infra import InfraUrls
+from shared.runtime.config import KafkaKind, Settings
+from shared.tools.infra import InfraUrls
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

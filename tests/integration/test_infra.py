@@ -15,10 +15,10 @@ import pytest
 import redis.asyncio as redis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.config import KafkaKind, Settings
-from shared.events import TOPICS, dlq_topic
-from shared.infra import InfraUrls
-from shared.infra.process import pid_alive
+from shared.contract.events import TOPICS, dlq_topic
+from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.server_urls import pid_alive
+from shared.tools.infra import InfraUrls
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,8 @@ def _wait_dead(pids: dict[str, int], timeout: float = 20.0) -> list[str]:
 _HOLDER = """
 import json, sys, time
 from pathlib import Path
-from shared.config import Settings
-from shared.infra import EmbeddedInfra
+from shared.runtime.config import Settings
+from shared.tools.infra import EmbeddedInfra
 stack = EmbeddedInfra(Path(sys.argv[1]), Settings(), durable=False)
 stack.start()
 print(json.dumps(stack.pids()), flush=True)
@@ -95,7 +95,7 @@ def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
 def test_infra_up_status_down(tmp_path: Path) -> None:
     """The background servers of `creatorflow infra up` run until `infra down`."""
     env = {**os.environ, "CREATORFLOW_DATA_DIR": str(tmp_path)}
-    cli = [sys.executable, "-m", "shared.cli"]
+    cli = [sys.executable, "-m", "shared.tools.cli"]
     up = subprocess.run([*cli, "infra", "up"], env=env, capture_output=True, text=True)
     try:
         assert up.returncode == 0, up.stderr
@@ -121,9 +121,9 @@ async def test_postgres_started_as_root_widens_no_existing_directory(tmp_path: P
     own: the checkout's directories and the wheel's files keep their permissions."""
     import pwd
 
-    from shared.infra import postgres_account
-    from shared.infra.process import free_port
-    from shared.infra.servers import _postgres_bin_path, start_postgres
+    from shared.tools.infra import postgres_account
+    from shared.tools.infra.process import free_port
+    from shared.tools.infra.servers import _postgres_bin_path, start_postgres
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
@@ -157,8 +157,8 @@ async def test_postgres_data_as_root_lives_and_dies_with_its_data_dir(tmp_path: 
     gone once the data dir is removed."""
     import shutil
 
-    from shared.infra.process import free_port
-    from shared.infra.servers import start_postgres
+    from shared.tools.infra.process import free_port
+    from shared.tools.infra.servers import start_postgres
 
     data = tmp_path / "stack" / "postgres" / "data"
 
@@ -186,8 +186,8 @@ def test_only_clusters_whose_data_dir_is_gone_are_discarded(tmp_path: Path) -> N
     process) keeps its data; one whose data dir was removed loses it."""
     import shutil
 
-    from shared.infra import postgres_account
-    from shared.infra.servers import _postgres_bin_path
+    from shared.tools.infra import postgres_account
+    from shared.tools.infra.servers import _postgres_bin_path
 
     kept, gone = tmp_path / "kept" / "data", tmp_path / "gone" / "data"
     for data_dir in (kept, gone):

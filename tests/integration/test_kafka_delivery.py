@@ -16,19 +16,11 @@ import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 
-from shared.config import Settings
-from shared.errors import EventRejected
-from shared.events import EVENT_SPECS, CloudEvent, Topic, dlq_topic, encode, event_key
-from shared.events.examples import valid_example
-from shared.infra import InfraUrls
-from shared.infra.smoke import (
-    DeadLetter,
-    counter_key,
-    read_dead_letters,
-    smoke_source,
-    subscribe_smoke_consumer,
-)
-from shared.kafka import (
+from shared.contract.errors import EventRejected
+from shared.contract.events import EVENT_SPECS, CloudEvent, Topic, dlq_topic, encode, event_key
+from shared.contract.events.examples import valid_example
+from shared.runtime.config import Settings
+from shared.runtime.kafka import (
     DeadLetters,
     Delivery,
     RetryPolicy,
@@ -36,6 +28,14 @@ from shared.kafka import (
     make_broker,
     subscribe_event_batches,
     subscribe_events,
+)
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.smoke import (
+    DeadLetter,
+    counter_key,
+    read_dead_letters,
+    smoke_source,
+    subscribe_smoke_consumer,
 )
 from tests.support.waiting import eventually
 

@@ -1,5 +1,5 @@
 """Every CreatorFlow client against an Apache Kafka that requires TLS and authentication, with
-least-privilege ACLs: one node (shared.infra.apache_kafka with a shared.infra.kafka_tls
+least-privilege ACLs: one node (shared.tools.infra.apache_kafka with a shared.tools.infra.kafka_tls
 security) listening with mutual TLS and with SASL_SSL (SCRAM-SHA-512), certificates made
 here. The commands run as a user would run them, and a service as a process.
 
@@ -26,23 +26,23 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.helpers import create_ssl_context
 from faststream.security import BaseSecurity
 
-from shared.config import KafkaKind, Settings
-from shared.events import DealSigned, Topic, encode, make_event
-from shared.events.examples import deal, order_redeemed, valid_example
-from shared.infra import EmbeddedInfra, InfraError, InfraUrls
-from shared.infra.apache_kafka import ApacheKafkaCluster
-from shared.infra.kafka_jars import default_cache_dir, kafka_jars, require_tools
-from shared.infra.kafka_tls import (
+from shared.contract.events import DealSigned, Topic, encode, make_event
+from shared.contract.events.examples import deal, order_redeemed, valid_example
+from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.kafka import client_options
+from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls
+from shared.tools.infra.apache_kafka import ApacheKafkaCluster
+from shared.tools.infra.kafka_jars import default_cache_dir, kafka_jars, require_tools
+from shared.tools.infra.kafka_tls import (
     CertificateAuthority,
     ClusterSecurity,
     certificate_pem,
     key_pem,
 )
-from shared.infra.kafka_tls import make_cluster_security as make_security
-from shared.infra.process import stop_together
-from shared.infra.service_processes import ServiceProcesses
-from shared.kafka import client_options
-from shared.kafka_acls import least_privilege_acls
+from shared.tools.infra.kafka_tls import make_cluster_security as make_security
+from shared.tools.infra.process import stop_together
+from shared.tools.infra.service_processes import ServiceProcesses
+from shared.tools.kafka_acls import least_privilege_acls
 
 SETTINGS = Settings()
 pytestmark = [
@@ -107,7 +107,7 @@ def process_env(settings: Mapping[str, str]) -> dict[str, str]:
 
 def creatorflow(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "shared.tools.cli", *args],
         env=process_env(env),
         cwd=ROOT,
         capture_output=True,

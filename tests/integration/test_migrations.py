@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from shared.db import MigrationError, create_pool, load_migrations, migrate
-from shared.infra import InfraUrls
+from shared.runtime.db import MigrationError, create_pool, load_migrations, migrate
+from shared.tools.infra import InfraUrls
 
 pytestmark = pytest.mark.integration
 

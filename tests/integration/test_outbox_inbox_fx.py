@@ -12,15 +12,15 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.config import Settings
-from shared.events import CloudEvent, Topic, decode
-from shared.events.examples import valid_example
-from shared.fx_store import save_judged, save_snapshot, snapshot_at, trusted_before
-from shared.inbox import claim
-from shared.infra import InfraUrls
-from shared.kafka import Delivery, make_broker
-from shared.money import FxSnapshot
-from shared.outbox import OutboxRelay, enqueue
+from shared.contract.events import CloudEvent, Topic, decode
+from shared.contract.events.examples import valid_example
+from shared.contract.money import FxSnapshot
+from shared.runtime.config import Settings
+from shared.runtime.fx_store import save_judged, save_snapshot, snapshot_at, trusted_before
+from shared.runtime.inbox import claim
+from shared.runtime.kafka import Delivery, make_broker
+from shared.runtime.outbox import OutboxRelay, enqueue
+from shared.tools.infra import InfraUrls
 
 pytestmark = pytest.mark.integration
 

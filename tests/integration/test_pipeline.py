@@ -17,13 +17,28 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from shared.config import Settings
-from shared.events import CloudEvent, Topic, dlq_topic, encode, event_key, make_event, spec_for_type
-from shared.events.examples import valid_example
-from shared.infra import InfraUrls
-from shared.infra.smoke import read_dead_letters
-from shared.kafka import BatchHandler, DeadLetters, Delivery, RetryPolicy, SafeConsumer, make_broker
-from shared.pipeline import PipelinedBatches, Prepare
+from shared.contract.events import (
+    CloudEvent,
+    Topic,
+    dlq_topic,
+    encode,
+    event_key,
+    make_event,
+    spec_for_type,
+)
+from shared.contract.events.examples import valid_example
+from shared.runtime.config import Settings
+from shared.runtime.kafka import (
+    BatchHandler,
+    DeadLetters,
+    Delivery,
+    RetryPolicy,
+    SafeConsumer,
+    make_broker,
+)
+from shared.runtime.pipeline import PipelinedBatches, Prepare
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.smoke import read_dead_letters
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,16 +15,16 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.config import Settings
-from shared.db import _MIGRATION_LOCK_ID
-from shared.events import CloudEvent, Topic, decode, encode, event_key, make_event
-from shared.events.examples import valid_example
-from shared.inbox import claim
-from shared.infra import InfraUrls
-from shared.infra.process import free_port
-from shared.kafka import Delivery, subscribe_event_batches, subscribe_events
-from shared.outbox import OutboxRelay, enqueue
-from shared.service import Background, Resources, ServiceRuntime
+from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, make_event
+from shared.contract.events.examples import valid_example
+from shared.runtime.config import Settings
+from shared.runtime.db import _MIGRATION_LOCK_ID
+from shared.runtime.inbox import claim
+from shared.runtime.kafka import Delivery, subscribe_event_batches, subscribe_events
+from shared.runtime.outbox import OutboxRelay, enqueue
+from shared.runtime.service import Background, Resources, ServiceRuntime
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.process import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

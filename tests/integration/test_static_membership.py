@@ -20,9 +20,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
 from services.tracking.app import INPUT_TOPICS, SERVICE
-from shared.config import KafkaKind, Settings
-from shared.infra import InfraUrls
-from shared.infra.service_processes import ServiceProcesses
+from shared.runtime.config import KafkaKind, Settings
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.service_processes import ServiceProcesses
 from tests.conftest import embedded_servers
 
 pytestmark = [

@@ -1,6 +1,6 @@
-"""Example events for tests; the builders live in `shared.events.examples`."""
+"""Example events for tests; the builders live in `shared.contract.events.examples`."""
 
-from shared.events.examples import (
+from shared.contract.events.examples import (
     EXAMPLE_SOURCE,
     EXAMPLE_TIME,
     attribution,

@@ -11,9 +11,10 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from shared.cli.main import app
-from shared.config import KafkaKind, Settings
-from shared.infra.apache_kafka import (
+from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.kafka import min_insync_replicas
+from shared.tools.cli.main import app
+from shared.tools.infra.apache_kafka import (
     BROKER_PROPERTIES,
     ApacheKafkaCluster,
     KafkaNode,
@@ -22,9 +23,8 @@ from shared.infra.apache_kafka import (
     node_properties,
     read_properties,
 )
-from shared.infra.kafka_jars import kafka_jars, require_tools
-from shared.infra.process import InfraError
-from shared.kafka import min_insync_replicas
+from shared.tools.infra.kafka_jars import kafka_jars, require_tools
+from shared.tools.infra.process import InfraError
 
 _LOCAL = ("KAFKA_BOOTSTRAP_SERVERS", "CREATORFLOW_KAFKA", "CREATORFLOW_KAFKA_BROKERS")
 

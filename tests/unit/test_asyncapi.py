@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from shared.asyncapi import SERVICES, asyncapi_document, service_topics, stale_documents
-from shared.cli.main import app
-from shared.events import Topic, specs_for_topic
+from shared.contract.events import Topic, specs_for_topic
+from shared.tools.asyncapi import SERVICES, asyncapi_document, service_topics, stale_documents
+from shared.tools.cli.main import app
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
 

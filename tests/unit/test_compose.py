@@ -13,9 +13,9 @@ from typer.main import get_command
 
 from services.matching.settings import MatchingSettings
 from services.payouts.settings import PayoutsSettings
-from shared.cli.main import app
-from shared.config import Settings
-from shared.infra.service_processes import SERVICES
+from shared.runtime.config import Settings
+from shared.tools.cli.main import app
+from shared.tools.infra.service_processes import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -146,7 +146,7 @@ def _service_env(name: str, shell: dict[str, str], *files: dict[str, Any]) -> di
 
 
 def test_the_default_stack_still_speaks_plaintext_to_its_kafka() -> None:
-    from shared.kafka import kafka_security
+    from shared.runtime.kafka import kafka_security
 
     shell = {
         "POSTGRES_PASSWORD": "x-9",
@@ -175,7 +175,7 @@ def test_kafka_security_override_reaches_every_service_that_uses_kafka() -> None
 def test_kafka_security_override_gives_valid_production_settings(tmp_path: Path) -> None:
     import certifi
 
-    from shared.kafka import client_options, kafka_security
+    from shared.runtime.kafka import client_options, kafka_security
 
     shell = {
         "POSTGRES_PASSWORD": "pg-secret-1",
@@ -232,7 +232,7 @@ def _kafka_variable(key: str) -> str:
 def test_compose_kafka_has_the_broker_settings_the_tests_use(name: str) -> None:
     """deploy/kafka/broker.properties is the one source: the local clusters of
     `make test-kafka` read it, and each compose node must set every key to the same value."""
-    from shared.infra.apache_kafka import cluster_settings
+    from shared.tools.infra.apache_kafka import cluster_settings
 
     env = {k: str(v) for k, v in SERVICES_IN_COMPOSE[name]["environment"].items()}
     expected = {_kafka_variable(k): v for k, v in cluster_settings(len(KAFKA_NODES)).items()}

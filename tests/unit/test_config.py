@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.payouts.settings import PayoutsSettings
-from shared.config import Profile, Settings
+from shared.runtime.config import Profile, Settings
 
 EXTERNAL = {
     "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from shared.events import CloudEvent, EventDecodeError, check_key, encode, event_key
-from shared.events.examples import valid_example
-from shared.kafka import Delivery, SafeConsumer
+from shared.contract.events import CloudEvent, EventDecodeError, check_key, encode, event_key
+from shared.contract.events.examples import valid_example
+from shared.runtime.kafka import Delivery, SafeConsumer
 from tests.unit.test_failure_policy import RETRY, RecordingDeadLetters
 
 

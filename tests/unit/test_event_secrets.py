@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from shared.events import (
+from shared.contract.events import (
     EVENT_SPECS,
     MASKED,
     WITHHELD,
@@ -21,9 +21,9 @@ from shared.events import (
     mask_secrets,
     secret_fields_of_topic,
 )
-from shared.events.examples import valid_example
-from shared.kafka import MASKED_FIELDS_HEADER, DeadLetters, Delivery, RetryPolicy
-from shared.observability import configure_logging
+from shared.contract.events.examples import valid_example
+from shared.runtime.kafka import MASKED_FIELDS_HEADER, DeadLetters, Delivery, RetryPolicy
+from shared.runtime.observability import configure_logging
 
 SECRET = "tok_wise_7c1d9e0b55"
 ACCOUNTS = Topic.CREATOR_PAYOUT_ACCOUNTS

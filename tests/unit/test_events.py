@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from shared.events import (
+from shared.contract.events import (
     EVENT_SPECS,
     TOPICS,
     CloudEvent,

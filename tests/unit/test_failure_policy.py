@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from shared.errors import EventRejected
-from shared.events import CloudEvent, encode, event_key
-from shared.events.examples import valid_example
-from shared.kafka import DeadLetters, Delivery, RetryPolicy, SafeConsumer, dispatch_by_type
+from shared.contract.errors import EventRejected
+from shared.contract.events import CloudEvent, encode, event_key
+from shared.contract.events.examples import valid_example
+from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, SafeConsumer, dispatch_by_type
 
 RETRY = RetryPolicy(initial_seconds=0.001, max_seconds=0.002, max_attempts=3)
 
@@ -146,7 +146,7 @@ async def test_a_decoder_crash_is_dead_lettered_not_lost(
     def crash(*_: object, **__: object) -> None:
         raise OverflowError("date value out of range")
 
-    monkeypatch.setattr("shared.kafka.decode", crash)
+    monkeypatch.setattr("shared.runtime.kafka.decode", crash)
     calls = []
 
     async def handler(event: CloudEvent[Any], source: Delivery) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from shared.events import CloudEvent, EventDecodeError, check_not_future, encode
-from shared.events.examples import valid_example
-from shared.fx_moves import suspect_reason
-from shared.kafka import Delivery, SafeConsumer
-from shared.money import FxSnapshot
+from shared.contract.events import CloudEvent, EventDecodeError, check_not_future, encode
+from shared.contract.events.examples import valid_example
+from shared.contract.money import FxSnapshot
+from shared.runtime.fx_moves import suspect_reason
+from shared.runtime.kafka import Delivery, SafeConsumer
 from tests.unit.test_failure_policy import RETRY, RecordingDeadLetters
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

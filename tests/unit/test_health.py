@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from shared.health import HealthApp
+from shared.runtime.health import HealthApp
 
 
 async def _ready() -> bool:

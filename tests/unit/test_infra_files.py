@@ -7,8 +7,8 @@ import stat
 import subprocess
 from pathlib import Path
 
-from shared.infra import redact
-from shared.infra.files import shell_exports, write_private
+from shared.tools.infra import redact
+from shared.tools.infra.files import shell_exports, write_private
 
 
 def test_a_private_file_is_0600_from_its_creation_and_after_a_rewrite(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from services.payouts.app import PayoutsSetup
 from services.tracking.app import make_setup
-from shared.asyncapi import service_group, service_topics
-from shared.cli.main import app
-from shared.events import TOPICS, Topic, dlq_topic
-from shared.infra.service_processes import SERVICES
-from shared.kafka_acls import (
+from shared.contract.events import TOPICS, Topic, dlq_topic
+from shared.tools.asyncapi import service_group, service_topics
+from shared.tools.cli.main import app
+from shared.tools.infra.service_processes import SERVICES
+from shared.tools.kafka_acls import (
     Acl,
     Operation,
     PatternType,

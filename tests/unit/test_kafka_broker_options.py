@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
-from shared.kafka import bootstrap_list, make_broker
+from shared.runtime.config import Settings
+from shared.runtime.kafka import bootstrap_list, make_broker
 
 
 def _connection(broker: Any) -> dict[str, Any]:

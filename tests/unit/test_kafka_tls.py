@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from shared.infra.apache_kafka import KafkaNode, format_argv, node_properties
-from shared.infra.kafka_tls import BROKER_PRINCIPAL, ClusterSecurity, make_cluster_security
-from shared.infra.process import InfraError
+from shared.tools.infra.apache_kafka import KafkaNode, format_argv, node_properties
+from shared.tools.infra.kafka_tls import BROKER_PRINCIPAL, ClusterSecurity, make_cluster_security
+from shared.tools.infra.process import InfraError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Unit tests for shared.money: examples for each rule, hypothesis properties for the invariants."""
+"""Unit tests for shared.contract.money: examples per rule, hypothesis properties for invariants."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from shared.money import (
+from shared.contract.money import (
     ROUNDING,
     Conversion,
     FxRateMissing,

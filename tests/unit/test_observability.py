@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from shared.observability import LibraryFormatter
+from shared.runtime.observability import LibraryFormatter
 
 
 def _record(level: int) -> logging.LogRecord:

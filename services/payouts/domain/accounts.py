@@ -11,7 +11,7 @@ from typing import Final
 
 from pydantic import SecretStr
 
-from shared.events import PayoutAccountUpserted
+from shared.contract.events import PayoutAccountUpserted
 
 # Forms that let a payer skip backup withholding: W-9 (US persons), W-8BEN (foreign
 # individuals), W-8BEN-E (foreign entities). "other" is not accepted for automatic payouts.
@@ -28,7 +28,7 @@ class HoldCode(StrEnum):
     NO_ACCOUNT = "no_account"  # cleared by creator.payout-account.upserted
     TAX_FORM = "tax_form"  # cleared by an account event with a verified accepted form
     FX_RATE = "fx_rate"  # cleared by fx.rates.published with the missing rate
-    # The snapshot in force is suspect (shared.fx_moves): cleared by a trusted snapshot.
+    # The snapshot in force is suspect (shared.runtime.fx_moves): cleared by a trusted snapshot.
     FX_SUSPECT = "fx_suspect"
     # The converted amount does not match the share times the recorded rate: never sent; an
     # operator investigates (it means a bug or a changed row, not a late event).

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from shared.money import Conversion, FxRateMissing, FxSnapshot, Money, MoneyError, minor_unit
+from shared.contract.money import (
+    Conversion,
+    FxRateMissing,
+    FxSnapshot,
+    Money,
+    MoneyError,
+    minor_unit,
+)
 
 BASIS_POINTS = 10_000
 
@@ -53,7 +60,7 @@ SAME_CURRENCY = "same-currency"
 
 
 class FxSnapshotSuspect(MoneyError):
-    """The snapshot in force is suspect (shared.fx_moves): no money is converted with it."""
+    """The snapshot in force is suspect (shared.runtime.fx_moves): no money is converted with it."""
 
 
 def to_payout_currency(

@@ -16,7 +16,7 @@ from typing import Literal
 from services.payouts.domain.amounts import split_platform_fee
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import WHOLE_DEAL
-from shared.money import Money
+from shared.contract.money import Money
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from shared.money import Money, MoneyError
+from shared.contract.money import Money, MoneyError
 
 
 def brand_escrow(brand_id: str) -> str:

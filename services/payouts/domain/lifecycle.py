@@ -48,8 +48,8 @@ from services.payouts.domain.ledger import (
     move,
 )
 from services.payouts.domain.terms import DealTerms, PayoutKind
-from shared.events import PayoutStatus, PayoutStatusChanged
-from shared.money import FxRateMissing, FxSnapshot, Money, MoneyError
+from shared.contract.events import PayoutStatus, PayoutStatusChanged
+from shared.contract.money import FxRateMissing, FxSnapshot, Money, MoneyError
 
 _NAMESPACE: Final = uuid.UUID("6c1d1f5e-2a53-4d0e-9a57-5f0b8f1b2c30")
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from shared.events import DealSigned
-from shared.money import Money
+from shared.contract.events import DealSigned
+from shared.contract.money import Money
 
 FeeSchedule = Literal["on_completion", "per_deliverable"]
 # A clawback is no payout: it records commission taken back from the creator (a receivable

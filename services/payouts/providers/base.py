@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 
 from pydantic import SecretStr
 
-from shared.money import Money
+from shared.contract.money import Money
 
 
 @dataclass(frozen=True)

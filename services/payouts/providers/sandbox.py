@@ -14,7 +14,7 @@ from services.payouts.providers.base import (
     TransferAccepted,
     TransferRequest,
 )
-from shared.money import Money
+from shared.contract.money import Money
 
 
 @dataclass(frozen=True)

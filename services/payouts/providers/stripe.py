@@ -29,7 +29,7 @@ from services.payouts.providers.base import (
     TransferAccepted,
     TransferRequest,
 )
-from shared.money import Money
+from shared.contract.money import Money
 
 _RETRYABLE_STATUS: Final = frozenset({401, 403, 409, 429, 500, 502, 503, 504})
 _API_VERSION: Final = "2025-04-30.basil"

@@ -18,9 +18,9 @@ from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms
-from shared.events import CloudEvent, EventIdentity, PayoutStatus
-from shared.kafka import Delivery
-from shared.money import FxSnapshot, Money
+from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
+from shared.contract.money import FxSnapshot, Money
+from shared.runtime.kafka import Delivery
 
 LockMode = Literal["shared", "exclusive"]
 
@@ -86,7 +86,7 @@ class PayoutRepository(Protocol):
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         """Store the snapshot unless it is stored already (True when new), then judge it and
-        the later ones (shared.fx_moves.rejudged, `max_move`): their `suspect` reasons."""
+        the later ones (shared.runtime.fx_moves.rejudged, `max_move`): their `suspect` reasons."""
         ...
 
     async def fx_in_force(self, when: datetime) -> FxSnapshot | None:

@@ -20,10 +20,10 @@ from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms
 from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
-from shared.events import CloudEvent, EventIdentity, PayoutStatus
-from shared.fx_moves import rejudged
-from shared.kafka import Delivery
-from shared.money import FxSnapshot, Money
+from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
+from shared.contract.money import FxSnapshot, Money
+from shared.runtime.fx_moves import rejudged
+from shared.runtime.kafka import Delivery
 
 
 @dataclass
@@ -143,7 +143,7 @@ class MemoryPayoutRepository:
         if key in self._s.fx:
             return False
         self._s.fx[key] = snapshot
-        # As shared.fx_store.save_judged: this one and every later one judged again.
+        # As shared.runtime.fx_store.save_judged: this one and every later one judged again.
         trusted = self._latest_fx(lambda s: s.as_of < snapshot.as_of and s.suspect is None)
         later = sorted(
             (s for s in self._s.fx.values() if s.as_of >= snapshot.as_of),

@@ -27,10 +27,10 @@ from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
 from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
-from shared import fx_store, inbox, outbox
-from shared.events import CloudEvent, EventIdentity, PayoutStatus
-from shared.kafka import Delivery
-from shared.money import FxSnapshot, Money
+from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
+from shared.contract.money import FxSnapshot, Money
+from shared.runtime import fx_store, inbox, outbox
+from shared.runtime.kafka import Delivery
 
 DUE_CHANNEL: Final = "payouts_due"
 # First keys of our two-key advisory locks ("PD", "PC", "PF"), so they cannot meet others'.
@@ -154,7 +154,7 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
     )
 
 
-# Whose outbox rows these are: the payouts relay publishes them (shared.outbox).
+# Whose outbox rows these are: the payouts relay publishes them (shared.runtime.outbox).
 OUTBOX_PRODUCER: Final = "payouts"
 
 

@@ -31,7 +31,7 @@ from typing import Final
 
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.domain.quotient import rounded_quotient
-from shared.money import Money
+from shared.contract.money import Money
 
 ENGAGEMENT_RATE_PLACES: Final = 6
 COST_PLACES: Final = 4
@@ -103,7 +103,7 @@ class Engagement:
 
 def commission_due(revenue: Money, commission_rate: Decimal) -> Money:
     """commission_rate x attributed revenue, in the revenue's currency, rounded half-even to
-    the minor unit (shared.money); zero when there is no positive revenue."""
+    the minor unit (shared.contract.money); zero when there is no positive revenue."""
     if revenue.amount <= 0:
         return Money.zero(revenue.currency)
     return revenue.times(commission_rate)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from shared.money import Money
+from shared.contract.money import Money
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from services.tracking.domain.deals import DealTerms
-from shared.money import FxRateMissing, FxSnapshot, Money
+from shared.contract.money import FxRateMissing, FxSnapshot, Money
 
 
 class OrderStatus(StrEnum):

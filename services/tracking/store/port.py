@@ -20,9 +20,9 @@ from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.orders import Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
-from shared.events import CloudEvent, EventIdentity
-from shared.kafka import Delivery
-from shared.money import FxSnapshot
+from shared.contract.events import CloudEvent, EventIdentity
+from shared.contract.money import FxSnapshot
+from shared.runtime.kafka import Delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ class TrackingTx(Protocol):
         self, snapshots: Sequence[tuple[FxSnapshot, str]], max_move: Decimal
     ) -> list[FxSnapshot]:
         """Store (snapshot, event_id) pairs and judge them and the later ones
-        (shared.fx_store.save_judged); return the snapshots that were new."""
+        (shared.runtime.fx_store.save_judged); return the snapshots that were new."""
         ...
 
     async def upsert_posts(self, posts: Sequence[PostSnapshot]) -> list[PostSnapshot]:
@@ -122,7 +122,7 @@ class TrackingTx(Protocol):
         """Stored orders that are in `order_ids`, use one of `promo_codes`, or (when
         `converted_since` is set) occurred at or after it and were converted or wait for a
         rate: each with its refunds, candidate deals and the FX snapshot in force at
-        `occurred_at` (shared.fx_store.snapshot_at semantics)."""
+        `occurred_at` (shared.runtime.fx_store.snapshot_at semantics)."""
         ...
 
     async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None: ...

@@ -31,10 +31,10 @@ from services.tracking.store.rows import (
     snapshot_from,
     terms_digest,
 )
-from shared import fx_store, inbox, outbox
-from shared.events import CloudEvent, EventIdentity
-from shared.kafka import Delivery
-from shared.money import FxSnapshot, Money
+from shared.contract.events import CloudEvent, EventIdentity
+from shared.contract.money import FxSnapshot, Money
+from shared.runtime import fx_store, inbox, outbox
+from shared.runtime.kafka import Delivery
 
 # Held by the transaction applying a tracking batch (see TrackingTx.exclude_other_batches).
 _BATCH_LOCK_ID = 0x43_46_54_52_4B  # "CFTRK"

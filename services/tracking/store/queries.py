@@ -86,7 +86,7 @@ WITH pairs AS (
 SELECT deal_id FROM gone
 """
 
-# The trusted snapshot in force at occurred_at, as shared.fx_store.snapshot_at picks it
+# The trusted snapshot in force at occurred_at, as shared.runtime.fx_store.snapshot_at picks it
 # with trusted=True: a suspect snapshot never converts an order.
 _FX_AT = """
 LEFT JOIN LATERAL (

@@ -15,7 +15,7 @@ from services.tracking.domain.attribution import DealAttribution, Engagement, Pe
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
 from services.tracking.domain.orders import FxUsed, OrderOutcome, OrderReason, OrderStatus
 from services.tracking.domain.posts import PostSnapshot
-from shared.money import FxSnapshot, Money
+from shared.contract.money import FxSnapshot, Money
 
 
 def terms_digest(deal: DealTerms) -> str:

@@ -20,9 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.matching.app import SERVICE, MatchingService, background, start_service
-from services.matching.population import Population, generate_population, niche_request
 from services.matching.settings import MatchingSettings
-from shared.events import (
+from shared.contract.events import (
     CloudEvent,
     CreatorProfileUpserted,
     DealSigned,
@@ -37,10 +36,11 @@ from shared.events import (
     event_key,
     make_event,
 )
-from shared.infra import InfraUrls
-from shared.infra.smoke import read_dead_letters
-from shared.money import Money
-from shared.service import Resources, ServiceRuntime
+from shared.contract.money import Money
+from shared.runtime.service import Resources, ServiceRuntime
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.smoke import read_dead_letters
+from shared.tools.synthetic.population import Population, generate_population, niche_request
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -68,7 +68,7 @@ async def publish(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> None:
 
 
 def make_topic(event: CloudEvent[Any]) -> str:
-    from shared.events import spec_for_type
+    from shared.contract.events import spec_for_type
 
     return spec_for_type(event.type).topic
 

@@ -13,7 +13,7 @@ from services.matching.cli import matching
 from services.matching.features import FEATURES, HAND_WEIGHTS
 from services.matching.ranker import LinearRanker
 from services.matching.store import PostgresMatchingStore
-from shared.infra import InfraUrls
+from shared.tools.infra import InfraUrls
 
 pytestmark = pytest.mark.integration
 

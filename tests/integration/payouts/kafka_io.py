@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
+from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
 
 
 async def produce(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> None:

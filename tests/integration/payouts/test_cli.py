@@ -12,8 +12,8 @@ from typer.testing import CliRunner, Result
 from services.payouts.cli import app
 from services.payouts.domain import lifecycle
 from services.payouts.store.postgres import PgPayouts
-from shared.infra import InfraUrls
-from shared.money import FxSnapshot, Money
+from shared.contract.money import FxSnapshot, Money
+from shared.tools.infra import InfraUrls
 from tests.unit.payouts.builders import uid
 from tests.unit.payouts.store_contract import (
     LONG_AGO,

@@ -18,7 +18,7 @@ from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.reports import check_ledger, statement
 from services.payouts.schedules import CommissionSchedule
 from services.payouts.store.postgres import PgPayouts
-from shared.money import Money
+from shared.contract.money import Money
 from tests.unit.payouts.builders import (
     DESTINATIONS,
     T0,

@@ -16,10 +16,10 @@ from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.domain.accounts import PayoutAccount
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
-from shared.db import create_pool, load_migrations, migrate
-from shared.events import PayoutAccountUpserted, TaxForm
-from shared.infra import InfraUrls
-from shared.service import ServiceConfigurationError
+from shared.contract.events import PayoutAccountUpserted, TaxForm
+from shared.runtime.db import create_pool, load_migrations, migrate
+from shared.runtime.service import ServiceConfigurationError
+from shared.tools.infra import InfraUrls
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration

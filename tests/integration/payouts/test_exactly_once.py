@@ -20,10 +20,10 @@ from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.reports import check_ledger
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
-from shared.events import CloudEvent
-from shared.infra import InfraUrls
-from shared.kafka import partitions_of
-from shared.service import ServiceRuntime
+from shared.contract.events import CloudEvent
+from shared.runtime.kafka import partitions_of
+from shared.runtime.service import ServiceRuntime
+from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher, produce
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import delivery

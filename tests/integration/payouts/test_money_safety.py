@@ -16,11 +16,11 @@ import pytest
 from services.payouts.app import PayoutsSetup
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.settings import PayoutsSettings
-from shared.events import CloudEvent, Topic, dlq_topic
-from shared.infra import InfraUrls
-from shared.infra.smoke import read_dead_letters
-from shared.money import Money
-from shared.service import ServiceRuntime
+from shared.contract.events import CloudEvent, Topic, dlq_topic
+from shared.contract.money import Money
+from shared.runtime.service import ServiceRuntime
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.smoke import read_dead_letters
 from tests.integration.payouts.kafka_io import StatusWatcher, produce
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from services.payouts.providers import ProviderError, TransferRequest
 from services.payouts.providers.stripe import StripeTransfers
-from shared.money import Money
+from shared.contract.money import Money
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
 from tests.unit.payouts.harness import Harness

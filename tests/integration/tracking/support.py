@@ -10,8 +10,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.tracking.app import INPUT_TOPICS
-from shared.events import CloudEvent, decode, encode, event_key, spec_for_type
-from shared.service import ServiceRuntime
+from shared.contract.events import CloudEvent, decode, encode, event_key, spec_for_type
+from shared.runtime.service import ServiceRuntime
 
 
 async def publish(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> None:

@@ -19,9 +19,9 @@ import pytest
 
 from services.tracking.app import SERVICE, make_setup
 from services.tracking.messages import SOURCE
-from shared.events import CloudEvent, Topic
-from shared.infra import InfraUrls
-from shared.service import ServiceRuntime
+from shared.contract.events import CloudEvent, Topic
+from shared.runtime.service import ServiceRuntime
+from shared.tools.infra import InfraUrls
 from tests.integration.tracking.support import caught_up, publish, read_topic
 from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (

@@ -20,13 +20,13 @@ from typer.testing import CliRunner
 from services.tracking.app import SERVICE, make_setup
 from services.tracking.report import campaign_report
 from services.tracking.store.postgres import PostgresTrackingStore
-from shared import fx_store
-from shared.cli.main import app as creatorflow
-from shared.events import CloudEvent, EventType, Topic, dlq_topic
-from shared.infra import InfraUrls
-from shared.infra.smoke import read_dead_letters
-from shared.money import Money
-from shared.service import ServiceRuntime
+from shared.contract.events import CloudEvent, EventType, Topic, dlq_topic
+from shared.contract.money import Money
+from shared.runtime import fx_store
+from shared.runtime.service import ServiceRuntime
+from shared.tools.cli.main import app as creatorflow
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.smoke import read_dead_letters
 from tests.integration.tracking.support import publish, read_topic
 from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (

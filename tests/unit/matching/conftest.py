@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from services.matching.index import CreatorIndex
-from services.matching.population import Population, generate_population, reference_fx
-from shared.money import FxSnapshot
+from shared.contract.money import FxSnapshot
+from shared.tools.synthetic.population import Population, generate_population, reference_fx
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from services.matching.features import FEATURES
-from services.matching.population import generate_population, niche_request
 from services.matching.ranker import HAND_RANKER, LinearRanker
 from services.matching.store import Answer, MatchingStore, Outcome, StoredProfile
+from shared.tools.synthetic.population import generate_population, niche_request
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 

@@ -8,12 +8,12 @@ import pytest
 
 from services.matching.answers import check_request
 from services.matching.index import CreatorIndex
-from services.matching.population import niche_request
 from services.matching.ranker import HAND_RANKER
 from services.matching.scoring import MatchQuery, ScoringSettings, match
-from shared.errors import EventRejected
-from shared.events import MatchRequested
-from shared.money import FxSnapshot, Money
+from shared.contract.errors import EventRejected
+from shared.contract.events import MatchRequested
+from shared.contract.money import FxSnapshot, Money
+from shared.tools.synthetic.population import niche_request
 
 
 def with_niche(description: str, keywords: tuple[str, ...]) -> MatchRequested:

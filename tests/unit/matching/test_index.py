@@ -8,8 +8,8 @@ import numpy as np
 
 from services.matching.index import CreatorIndex
 from services.matching.niche_vectors import NicheVectors
-from services.matching.population import generate_population
 from services.matching.profiles import ProfileColumns
+from shared.tools.synthetic.population import generate_population
 
 
 def subset(columns: ProfileColumns, picks: list[int]) -> ProfileColumns:

@@ -23,7 +23,6 @@ from services.matching.learning import (
     split_by_time,
     unseen_negatives,
 )
-from services.matching.population import NICHE_NAMES, Population, niche_request, reference_fx
 from services.matching.ranker import (
     HAND_RANKER,
     LABELS,
@@ -34,6 +33,7 @@ from services.matching.ranker import (
     train_ranker,
 )
 from services.matching.scoring import MatchQuery, ScoringSettings, match
+from shared.tools.synthetic.population import NICHE_NAMES, Population, niche_request, reference_fx
 
 FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))
 SETTINGS = ScoringSettings()

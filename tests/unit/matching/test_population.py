@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.matching.population import NICHE_NAMES, Population, generate_population
-from shared.events import CreatorProfileUpserted
+from shared.contract.events import CreatorProfileUpserted
+from shared.tools.synthetic.population import NICHE_NAMES, Population, generate_population
 
 
 def test_the_same_seed_gives_the_same_population() -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from services.matching.evaluation import evaluate, simulate_feedback
 from services.matching.index import CreatorIndex
-from services.matching.population import Population, generate_population
 from services.matching.ranker import HAND_RANKER, train_ranker
 from services.matching.scoring import ScoringSettings
+from shared.tools.synthetic.evaluation import evaluate, simulate_feedback
+from shared.tools.synthetic.population import Population, generate_population
 
 
 def test_precision_at_20_is_at_least_080_and_no_fake_reaches_a_top_20(

@@ -7,12 +7,12 @@ from typing import Any
 from services.matching.app import MatchingService, MatchingState
 from services.matching.features import FEATURES
 from services.matching.index import CreatorIndex
-from services.matching.population import NICHE_NAMES, niche_request
 from services.matching.ranker import HAND_RANKER
 from services.matching.scoring import MatchQuery, ScoringSettings, match
 from services.matching.settings import MatchingSettings
 from services.matching.store import Answer, InMemoryMatchingStore
-from shared.money import FxSnapshot
+from shared.contract.money import FxSnapshot
+from shared.tools.synthetic.population import NICHE_NAMES, niche_request
 
 SETTINGS = MatchingSettings(retrain_every_labels=40, learning_min_labels=30)
 ENGAGED = 0.045

@@ -11,11 +11,11 @@ import pytest
 
 from services.matching.features import BASELINE, FEATURES
 from services.matching.index import CreatorIndex
-from services.matching.population import Population, niche_request
 from services.matching.ranker import HAND_RANKER
 from services.matching.scoring import FILTER_REASONS, MatchQuery, ScoringSettings, match
-from shared.events.vocabulary import TIERS
-from shared.money import FxSnapshot, Money
+from shared.contract.events.vocabulary import TIERS
+from shared.contract.money import FxSnapshot, Money
+from shared.tools.synthetic.population import Population, niche_request
 
 SETTINGS = ScoringSettings()
 

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from services.payouts.destinations import DestinationCipher
 from services.payouts.domain.accounts import SealedDestination
-from shared.events import (
+from shared.contract.events import (
     CloudEvent,
     DealSigned,
     Deliverable,
@@ -21,8 +21,8 @@ from shared.events import (
     TaxForm,
     make_event,
 )
-from shared.events.tracking import AttributionUpdated
-from shared.money import Money
+from shared.contract.events.tracking import AttributionUpdated
+from shared.contract.money import Money
 
 T0 = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 SOURCE = "tests/payouts"

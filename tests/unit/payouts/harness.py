@@ -16,8 +16,8 @@ from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
 from services.payouts.store.memory import MemoryPayouts
-from shared.events import CloudEvent, spec_for_type
-from shared.kafka import Delivery
+from shared.contract.events import CloudEvent, spec_for_type
+from shared.runtime.kafka import Delivery
 from tests.unit.payouts.builders import DESTINATIONS, T0
 
 _offsets = itertools.count()

@@ -19,7 +19,7 @@ from services.payouts.store import (
     PayoutRepository,
     StaleUpdate,
 )
-from shared.money import FxSnapshot, Money
+from shared.contract.money import FxSnapshot, Money
 from tests.unit.payouts.builders import DESTINATIONS, confirmed, sealed, uid
 from tests.unit.payouts.harness import delivery
 

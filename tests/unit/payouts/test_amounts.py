@@ -17,7 +17,14 @@ from services.payouts.domain.amounts import (
     to_payout_currency,
 )
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, fee_milestones
-from shared.money import MAX_ABS_AMOUNT, FxRateMissing, FxSnapshot, Money, MoneyError, minor_unit
+from shared.contract.money import (
+    MAX_ABS_AMOUNT,
+    FxRateMissing,
+    FxSnapshot,
+    Money,
+    MoneyError,
+    minor_unit,
+)
 
 CURRENCIES = ["USD", "EUR", "JPY", "KWD", "BHD", "GBP"]
 AS_OF = datetime(2025, 4, 1, tzinfo=UTC)

@@ -13,7 +13,7 @@ from services.payouts.domain.amounts import split_platform_fee
 from services.payouts.domain.commission import next_commission_step
 from services.payouts.domain.ledger import creator_receivable
 from services.payouts.domain.lifecycle import Payout
-from shared.money import Money
+from shared.contract.money import Money
 from tests.unit.payouts.builders import T0, account, attribution, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
 

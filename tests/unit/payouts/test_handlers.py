@@ -9,8 +9,8 @@ import pytest
 
 from services.payouts.domain.accounts import HoldCode
 from services.payouts.providers.base import ProviderError, TransferAccepted, TransferRequest
-from shared.errors import EventRejected
-from shared.money import Money
+from shared.contract.errors import EventRejected
+from shared.contract.money import Money
 from tests.unit.payouts.builders import (
     T0,
     account,

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from services.payouts.domain.ledger import balances, currency_totals
-from shared.events import CloudEvent
-from shared.money import Money
+from shared.contract.events import CloudEvent
+from shared.contract.money import Money
 from tests.unit.payouts.builders import T0, account, attribution, confirmed, deal_signed, fx
 from tests.unit.payouts.harness import Harness
 

@@ -26,8 +26,8 @@ from services.payouts.domain.lifecycle import (
     payout_id_for,
 )
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
-from shared.events import PayoutAccountUpserted, TaxForm
-from shared.money import FxSnapshot, Money
+from shared.contract.events import PayoutAccountUpserted, TaxForm
+from shared.contract.money import FxSnapshot, Money
 
 NOW = datetime(2025, 5, 1, tzinfo=UTC)
 TERMS = DealTerms(

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from services.payouts.domain.accounts import HoldCode
-from shared.errors import EventRejected
-from shared.money import Money
+from shared.contract.errors import EventRejected
+from shared.contract.money import Money
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
 

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.payouts.store.memory import MemoryPayoutRepository
-from shared.events import CloudEvent
-from shared.events.vocabulary import PAYOUT_STATUSES
+from shared.contract.events import CloudEvent
+from shared.contract.events.vocabulary import PAYOUT_STATUSES
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
 

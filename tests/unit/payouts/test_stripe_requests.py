@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from services.payouts.providers import ProviderError, TransferRequest
 from services.payouts.providers.stripe import StripeTransfers
-from shared.money import Money
+from shared.contract.money import Money
 
 REQUEST = TransferRequest(
     "po_abc", Money.of("7.05", "GBP"), SecretStr("acct_dest_42"), "stripe", "CreatorFlow fee"

@@ -9,7 +9,7 @@ from typing import Any
 
 from services.tracking.domain.deals import DealTerms
 from services.tracking.messages import deal_terms
-from shared.events import (
+from shared.contract.events import (
     CloudEvent,
     DealSigned,
     Deliverable,
@@ -20,8 +20,8 @@ from shared.events import (
     PostMetricsObserved,
     make_event,
 )
-from shared.kafka import Delivery
-from shared.money import Money
+from shared.contract.money import Money
+from shared.runtime.kafka import Delivery
 
 T0 = datetime(2025, 4, 1, tzinfo=UTC)
 SOURCE = "tests/tracking"

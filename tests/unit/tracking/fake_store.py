@@ -20,10 +20,10 @@ from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.orders import Order, OrderOutcome, OrderStatus, Refund
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
 from services.tracking.store.port import DealsAdded, OrderContext
-from shared.events import CloudEvent, EventIdentity
-from shared.fx_moves import rejudged
-from shared.kafka import Delivery
-from shared.money import FxSnapshot, Money
+from shared.contract.events import CloudEvent, EventIdentity
+from shared.contract.money import FxSnapshot, Money
+from shared.runtime.fx_moves import rejudged
+from shared.runtime.kafka import Delivery
 
 
 @dataclass
@@ -100,7 +100,7 @@ class FakeTrackingTx:
             if key not in self.s.snapshots:
                 self.s.snapshots[key] = snapshot
                 new.append(snapshot)
-                # As shared.fx_store.save_judged: this one and every later one judged again.
+                # As shared.runtime.fx_store.save_judged: this one and every later one judged again.
                 later = sorted(
                     (s for s in self.s.snapshots.values() if s.as_of >= snapshot.as_of),
                     key=lambda s: (s.as_of, s.source),
@@ -176,7 +176,7 @@ class FakeTrackingTx:
         eligible = [s for s in self.s.snapshots.values() if s.as_of <= when and s.suspect is None]
         if not eligible:
             return None
-        # Latest as_of, then the smallest source name (shared.fx_store.snapshot_at).
+        # Latest as_of, then the smallest source name (shared.runtime.fx_store.snapshot_at).
         return max(sorted(eligible, key=lambda s: s.source), key=lambda s: s.as_of)
 
     async def orders_to_evaluate(

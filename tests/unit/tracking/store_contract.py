@@ -28,7 +28,7 @@ from services.tracking.domain.orders import (
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.messages import deal_terms, post_snapshot
 from services.tracking.store.port import TrackingStore
-from shared.money import FxSnapshot, Money
+from shared.contract.money import FxSnapshot, Money
 from tests.unit.tracking.builders import deal_event, delivered, order_event, post_event
 
 MOVE = Decimal("0.25")  # FX_MAX_RATE_MOVE

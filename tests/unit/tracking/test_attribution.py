@@ -19,7 +19,7 @@ from services.tracking.domain.attribution import (
 )
 from services.tracking.domain.quotient import rounded_quotient
 from services.tracking.messages import post_snapshot
-from shared.money import Money
+from shared.contract.money import Money
 from tests.unit.tracking.builders import T0, post_event
 
 

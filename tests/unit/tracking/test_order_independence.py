@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from services.tracking.batch import apply_batch, read_ahead
 from services.tracking.messages import attribution_event
-from shared.events import CloudEvent, EventType, decode, encode, spec_for_type
+from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
 from tests.unit.tracking.builders import (
     T0,
     confirmation_event,

@@ -12,7 +12,7 @@ from services.tracking.domain.orders import (
     Refund,
     evaluate_order,
 )
-from shared.money import FxSnapshot, Money
+from shared.contract.money import FxSnapshot, Money
 from tests.unit.tracking.builders import T0, terms
 
 

@@ -10,8 +10,8 @@ import pytest
 from services.tracking.batch import apply_batch
 from services.tracking.domain.deals import code_clash
 from services.tracking.domain.orders import Order, OrderReason, evaluate_order
-from shared.errors import EventRejected
-from shared.money import Money
+from shared.contract.errors import EventRejected
+from shared.contract.money import Money
 from tests.unit.tracking.builders import T0, deal_event, delivered, order_event, terms
 from tests.unit.tracking.fake_store import FakeTrackingStore
 

@@ -1,1 +1,0 @@
-"""The `creatorflow` command line: `shared.cli.main` assembles it."""

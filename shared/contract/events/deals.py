@@ -1,0 +1,94 @@
+"""`deal.signed`: the contract between a brand and a creator for one campaign."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from shared.contract.events.payload import ExternalPayload
+from shared.contract.events.types import MAX_DELIVERABLES, Id, PromoCodes, Rate, Tags, UtcDatetime
+from shared.contract.events.vocabulary import DeliverableKind
+from shared.contract.money import NonNegativeMoney
+
+MAX_ATTRIBUTION_WINDOW_DAYS = 365
+MAX_DELIVERABLE_COUNT = 1000
+
+
+class Deliverable(ExternalPayload):
+    """Something the creator must publish, and by when."""
+
+    deliverable_id: Id = Field(
+        description="Deliverable id, unique within the deal.", examples=["dl-1"]
+    )
+    kind: DeliverableKind = Field(description="What to publish.", examples=["reel"])
+    count: Annotated[int, Field(strict=True, ge=1, le=MAX_DELIVERABLE_COUNT)] = Field(
+        description="How many of this kind.", examples=[2]
+    )
+    due_by: UtcDatetime = Field(
+        description="Deadline, RFC 3339 with a zone.", examples=["2025-04-15T23:59:59Z"]
+    )
+
+
+class DealSigned(ExternalPayload):
+    """`deal.signed`: fee, commission, promo codes and deliverables agreed for one creator.
+
+    `promo_codes` are kept exactly as sent (case included) and must be unique; the deal needs
+    at least one deliverable, since payouts are released when deliverables are confirmed.
+    """
+
+    deal_id: Id = Field(description="Deal id; the Kafka key.", examples=["deal-42"])
+    campaign_id: Id = Field(description="Campaign the deal belongs to.", examples=["cmp-3"])
+    brand_id: Id = Field(description="Brand paying.", examples=["br-12"])
+    creator_id: Id = Field(description="Creator delivering.", examples=["cr-1001"])
+    fee: NonNegativeMoney = Field(
+        description="Fixed fee for all deliverables.",
+        examples=[{"amount": "450.00", "currency": "USD"}],
+    )
+    commission_rate: Rate = Field(
+        description="Share of attributed revenue paid as commission, decimal string in [0, 1].",
+        examples=["0.10"],
+    )
+    promo_codes: PromoCodes = Field(
+        description="Promo codes attributed to this deal (unique, at most 50).",
+        examples=[["JANE10"]],
+    )
+    deliverables: Annotated[
+        tuple[Deliverable, ...], Field(min_length=1, max_length=MAX_DELIVERABLES)
+    ] = Field(description="What the creator publishes (1-50 items, unique ids).")
+    required_tags: Tags = Field(
+        description="Tags each post must carry (e.g. #ad).", examples=[["#ad", "#bakeco"]]
+    )
+    starts_at: UtcDatetime = Field(
+        description="Start of the deal period.", examples=["2025-04-01T00:00:00Z"]
+    )
+    ends_at: UtcDatetime = Field(
+        description="End of the deal period; after starts_at.", examples=["2025-04-30T23:59:59Z"]
+    )
+    attribution_window_days: Annotated[
+        int, Field(strict=True, ge=0, le=MAX_ATTRIBUTION_WINDOW_DAYS)
+    ] = Field(description="Days after ends_at that orders still count (0-365).", examples=[30])
+
+    @field_validator("deliverables")
+    @classmethod
+    def _unique_deliverable_ids(
+        cls, deliverables: tuple[Deliverable, ...]
+    ) -> tuple[Deliverable, ...]:
+        seen: set[str] = set()
+        for deliverable in deliverables:
+            if deliverable.deliverable_id in seen:
+                raise ValueError(
+                    f"deliverable_id {deliverable.deliverable_id!r} appears twice; ids must be "
+                    "unique within the deal"
+                )
+            seen.add(deliverable.deliverable_id)
+        return deliverables
+
+    @field_validator("ends_at")
+    @classmethod
+    def _period_is_not_empty(cls, ends_at: datetime, info: ValidationInfo) -> datetime:
+        starts_at = info.data.get("starts_at")
+        if starts_at is not None and ends_at <= starts_at:
+            raise ValueError(f"must be after starts_at ({starts_at.isoformat()})")
+        return ends_at

@@ -1,0 +1,304 @@
+"""A complete, valid example event for every registered v1 event type.
+
+Used by tests, the smoke check and the demo: `valid_example(type)` returns a fresh CloudEvent
+with a fixed id and time; the builders below return just the `data` payloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from shared.contract.events.codec import make_event
+from shared.contract.events.creators import (
+    Audience,
+    CreatorProfileUpserted,
+    GenderSplit,
+    PayoutAccountUpserted,
+    TaxForm,
+)
+from shared.contract.events.deals import DealSigned, Deliverable
+from shared.contract.events.envelope import CloudEvent
+from shared.contract.events.fx import FxRatesPublished
+from shared.contract.events.matching import (
+    MatchFeedback,
+    MatchRequested,
+    MatchSuggested,
+    Niche,
+    Suggestion,
+    TargetAudience,
+)
+from shared.contract.events.payouts import PayoutStatusChanged
+from shared.contract.events.registry import EventType
+from shared.contract.events.tracking import (
+    AttributionUpdated,
+    DeliverableConfirmed,
+    OrderRedeemed,
+    OrderRefunded,
+    PostMetricsObserved,
+)
+from shared.contract.events.vocabulary import PayoutStatus
+from shared.contract.money import Money
+
+EXAMPLE_TIME = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
+EXAMPLE_SOURCE = "tests/examples"
+
+
+def usd(amount: str) -> Money:
+    """`amount` (a decimal string) in US dollars."""
+    return Money(Decimal(amount), "USD")
+
+
+def creator_profile() -> CreatorProfileUpserted:
+    return CreatorProfileUpserted(
+        creator_id="cr-1001",
+        handle="@jane.bakes",
+        platform="instagram",
+        followers=48_200,
+        avg_likes=2150.5,
+        avg_comments=87.0,
+        avg_shares=41.25,
+        avg_views=19_400.0,
+        posts_last_30d=14,
+        bio="Sourdough every Sunday.\nRecipes below.",
+        topics=("baking", "food"),
+        country="US",
+        language="en",
+        audience=Audience(
+            countries={"US": 0.55, "CA": 0.12, "GB": 0.08},
+            age={"18-24": 0.41, "25-34": 0.37, "35-44": 0.12},
+            gender=GenderSplit(female=0.62, male=0.35, other=0.03),
+        ),
+        rate_card={"post": usd("450.00"), "reel": usd("600.00")},
+        payout_currency="EUR",
+    )
+
+
+def payout_account() -> PayoutAccountUpserted:
+    return PayoutAccountUpserted(
+        creator_id="cr-1001",
+        method="wise",
+        destination=SecretStr("tok_wise_8f2c1a"),
+        currency="EUR",
+        tax_form=TaxForm(type="W-8BEN", status="verified", verified_at=EXAMPLE_TIME),
+    )
+
+
+def match_request() -> MatchRequested:
+    return MatchRequested(
+        request_id="req-7",
+        brand_id="br-12",
+        campaign_id="cmp-3",
+        niche=Niche(description="Home baking gear for beginners", keywords=("baking", "bread")),
+        target_audience=TargetAudience(countries=("US", "CA"), age=("18-24",), gender="any"),
+        platforms=("instagram", "tiktok"),
+        tiers=("nano", "micro"),
+        budget_per_creator=usd("500.00"),
+        limit=10,
+        exclude_creator_ids=("cr-9",),
+    )
+
+
+def match_suggestions() -> MatchSuggested:
+    return MatchSuggested(
+        request_id="req-7",
+        brand_id="br-12",
+        campaign_id="cmp-3",
+        model_version="lr-2025.03",
+        suggestions=(
+            Suggestion(
+                rank=1,
+                creator_id="cr-1001",
+                handle="@jane.bakes",
+                score=0.87,
+                tier="micro",
+                engagement_rate=0.047,
+                estimated_cost=usd("450.00"),
+                explanation={"niche_similarity": 0.41, "audience_country": 0.22},
+                flags=(),
+            ),
+            Suggestion(
+                rank=2,
+                creator_id="cr-1002",
+                handle="@crumb.club",
+                score=0.71,
+                tier="nano",
+                engagement_rate=0.081,
+                estimated_cost=usd("120.00"),
+                explanation={"niche_similarity": 0.30},
+                flags=("low_post_frequency",),
+            ),
+        ),
+        filtered={"excluded": 1, "over_budget": 14},
+    )
+
+
+def match_feedback() -> MatchFeedback:
+    return MatchFeedback(
+        campaign_id="cmp-3", creator_id="cr-1001", decision="hired", reason="Great audience fit"
+    )
+
+
+def deal() -> DealSigned:
+    return DealSigned(
+        deal_id="deal-42",
+        campaign_id="cmp-3",
+        brand_id="br-12",
+        creator_id="cr-1001",
+        fee=usd("450.00"),
+        commission_rate=Decimal("0.10"),
+        promo_codes=("JANE10", "jane-bread"),
+        deliverables=(
+            Deliverable(
+                deliverable_id="dl-1",
+                kind="reel",
+                count=1,
+                due_by=EXAMPLE_TIME + timedelta(days=10),
+            ),
+            Deliverable(
+                deliverable_id="dl-2",
+                kind="story",
+                count=3,
+                due_by=EXAMPLE_TIME + timedelta(days=20),
+            ),
+        ),
+        required_tags=("#ad",),
+        starts_at=EXAMPLE_TIME,
+        ends_at=EXAMPLE_TIME + timedelta(days=30),
+        attribution_window_days=30,
+    )
+
+
+def post_metrics() -> PostMetricsObserved:
+    return PostMetricsObserved(
+        post_id="ig-post-9001",
+        creator_id="cr-1001",
+        platform="instagram",
+        kind="reel",
+        deal_id="deal-42",
+        caption="New loaf! #ad",
+        tags=("#ad",),
+        posted_at=EXAMPLE_TIME + timedelta(days=2),
+        observed_at=EXAMPLE_TIME + timedelta(days=3),
+        likes=2310,
+        comments=95,
+        shares=40,
+        saves=120,
+        views=21_000,
+        impressions=30_500,
+        reach=18_700,
+        followers=48_300,
+    )
+
+
+def order_redeemed() -> OrderRedeemed:
+    return OrderRedeemed(
+        order_id="ord-5531",
+        promo_code="JANE10",
+        amount=usd("64.90"),
+        occurred_at=EXAMPLE_TIME + timedelta(days=4),
+        brand_id="br-12",
+    )
+
+
+def order_refunded() -> OrderRefunded:
+    return OrderRefunded(
+        order_id="ord-5531",
+        promo_code="JANE10",
+        amount=usd("64.90"),
+        occurred_at=EXAMPLE_TIME + timedelta(days=8),
+    )
+
+
+def attribution() -> AttributionUpdated:
+    return AttributionUpdated(
+        deal_id="deal-42",
+        campaign_id="cmp-3",
+        creator_id="cr-1001",
+        posts=1,
+        likes=2310,
+        comments=95,
+        shares=40,
+        views=21_000,
+        impressions=30_500,
+        reach=18_700,
+        engagement_rate=Decimal("0.0506"),
+        orders=0,
+        revenue=usd("0.00"),
+        spend=usd("450.00"),
+        cpm=Decimal("14.75409836065573770491803279"),
+        cpe=Decimal("0.1840490797546012269938650307"),
+        cpa=None,
+        roas=Decimal("0"),
+        roi_pct=Decimal("-100"),
+        as_of=EXAMPLE_TIME + timedelta(days=3),
+    )
+
+
+def deliverable_confirmed() -> DeliverableConfirmed:
+    return DeliverableConfirmed(
+        deal_id="deal-42",
+        deliverable_id="dl-1",
+        post_id="ig-post-9001",
+        confirmed_by="auto",
+        confirmed_at=EXAMPLE_TIME + timedelta(days=3),
+    )
+
+
+def fx_rates() -> FxRatesPublished:
+    return FxRatesPublished(
+        base="USD",
+        rates={"EUR": Decimal("0.9215"), "JPY": Decimal("151.32"), "KWD": Decimal("0.3071")},
+        as_of=EXAMPLE_TIME,
+        source="ecb",
+    )
+
+
+def payout(status: PayoutStatus) -> PayoutStatusChanged:
+    return PayoutStatusChanged(
+        payout_id="po-deal-42-fee",
+        deal_id="deal-42",
+        creator_id="cr-1001",
+        gross=usd("450.00"),
+        fx_rate=Decimal("0.9215"),
+        net=Money(Decimal("414.68"), "EUR"),
+        status=status,
+        reason="tax form not verified" if status in {"held", "failed"} else None,
+        provider_ref="tr_91ab" if status in {"sent", "settled"} else None,
+    )
+
+
+_DATA_BUILDERS: dict[str, Callable[[], BaseModel]] = {
+    EventType.CREATOR_PROFILE_UPSERTED: creator_profile,
+    EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: payout_account,
+    EventType.MATCH_REQUESTED: match_request,
+    EventType.MATCH_SUGGESTED: match_suggestions,
+    EventType.MATCH_FEEDBACK: match_feedback,
+    EventType.DEAL_SIGNED: deal,
+    EventType.POST_METRICS_OBSERVED: post_metrics,
+    EventType.ORDER_REDEEMED: order_redeemed,
+    EventType.ORDER_REFUNDED: order_refunded,
+    EventType.ATTRIBUTION_UPDATED: attribution,
+    EventType.DELIVERABLE_CONFIRMED: deliverable_confirmed,
+    EventType.FX_RATES_PUBLISHED: fx_rates,
+    EventType.PAYOUT_SCHEDULED: lambda: payout("scheduled"),
+    EventType.PAYOUT_HELD: lambda: payout("held"),
+    EventType.PAYOUT_SENT: lambda: payout("sent"),
+    EventType.PAYOUT_FAILED: lambda: payout("failed"),
+    EventType.PAYOUT_SETTLED: lambda: payout("settled"),
+}
+
+
+def valid_example(event_type: str) -> CloudEvent[Any]:
+    """A complete valid event of `event_type` with a fixed id and time."""
+    return make_event(
+        _DATA_BUILDERS[event_type](),
+        type=event_type,
+        source=EXAMPLE_SOURCE,
+        id=f"example-{event_type}",
+        time=EXAMPLE_TIME,
+    )

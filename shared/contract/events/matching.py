@@ -1,0 +1,182 @@
+"""Matching events: a brand's request, our ranked suggestions, the brand's feedback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from shared.contract.events.payload import ExternalPayload, InternalPayload
+from shared.contract.events.types import (
+    MAX_MAP_ENTRIES,
+    MAX_SUGGESTIONS,
+    MAX_TARGET_COUNTRIES,
+    Count,
+    CountryCode,
+    Estimate,
+    ExcludedCreatorIds,
+    Flags,
+    Id,
+    Keywords,
+    LanguageCode,
+    LongText,
+    Name,
+    Score,
+    Share,
+    ShortText,
+    Tag,
+)
+from shared.contract.events.vocabulary import (
+    AGE_BUCKETS,
+    PLATFORMS,
+    TIERS,
+    AgeBucket,
+    MatchDecision,
+    Platform,
+    TargetGender,
+    Tier,
+)
+from shared.contract.money import NonNegativeMoney
+
+DEFAULT_MATCH_LIMIT = 20
+MAX_MATCH_LIMIT = MAX_SUGGESTIONS
+
+
+class Niche(ExternalPayload):
+    """What the campaign is about, in the brand's words."""
+
+    description: LongText = Field(
+        description="Free-text description of the campaign niche.",
+        examples=["Home baking gear for beginners"],
+    )
+    keywords: Keywords = Field(
+        description="Keywords (at most 100).", examples=[["baking", "sourdough"]]
+    )
+
+
+class TargetAudience(ExternalPayload):
+    """The audience a brand wants to reach; an empty list means any value is fine."""
+
+    countries: Annotated[tuple[CountryCode, ...], Field(max_length=MAX_TARGET_COUNTRIES)] = Field(
+        description="Target countries (ISO 3166-1 alpha-2); empty = any.", examples=[["US"]]
+    )
+    age: Annotated[tuple[AgeBucket, ...], Field(max_length=len(AGE_BUCKETS))] = Field(
+        description="Target age buckets; empty = any.", examples=[["18-24", "25-34"]]
+    )
+    gender: TargetGender = Field(description="Target audience gender.", examples=["any"])
+
+
+class MatchRequested(ExternalPayload):
+    """`match.requested`: a brand asks for creators for one campaign.
+
+    Empty `platforms` or `tiers` mean "any platform" / "any tier".
+    """
+
+    request_id: Id = Field(description="Request id, echoed in the answer.", examples=["req-7"])
+    brand_id: Id = Field(description="Brand asking.", examples=["br-12"])
+    campaign_id: Id = Field(description="Campaign; the Kafka key.", examples=["cmp-3"])
+    niche: Niche = Field(description="What the campaign is about.")
+    target_audience: TargetAudience = Field(description="Who the brand wants to reach.")
+    platforms: Annotated[tuple[Platform, ...], Field(max_length=len(PLATFORMS))] = Field(
+        description="Acceptable platforms; empty = any.", examples=[["instagram", "tiktok"]]
+    )
+    tiers: Annotated[tuple[Tier, ...], Field(max_length=len(TIERS))] = Field(
+        description="Acceptable creator tiers; empty = any.", examples=[["nano", "micro"]]
+    )
+    budget_per_creator: NonNegativeMoney = Field(
+        description="Most the brand pays one creator.",
+        examples=[{"amount": "500.00", "currency": "USD"}],
+    )
+    limit: Annotated[int, Field(strict=True, ge=1, le=MAX_MATCH_LIMIT)] = Field(
+        default=DEFAULT_MATCH_LIMIT,
+        description="How many suggestions to return (1-500).",
+        examples=[DEFAULT_MATCH_LIMIT],
+    )
+    exclude_creator_ids: ExcludedCreatorIds = Field(
+        description="Creators never to suggest (already hired, blocked); at most 10 000.",
+        examples=[["cr-1", "cr-9"]],
+    )
+    # Optional since v1.1.
+    languages: Annotated[tuple[LanguageCode, ...], Field(max_length=20)] = Field(
+        default=(),
+        description="Languages a creator must post in (ISO 639-1); empty = any.",
+        examples=[["en", "es"]],
+    )
+    diversity: Share | None = Field(
+        default=None,
+        description="Relevance vs variety of the shortlist: 1 ranks by relevance only, lower "
+        "values favour creators unlike those already picked; null = the service's default.",
+        examples=[0.7],
+    )
+
+
+class Suggestion(InternalPayload):
+    """One suggested creator with the reasons for its score."""
+
+    rank: Annotated[int, Field(strict=True, ge=1, le=MAX_SUGGESTIONS)] = Field(
+        description="Position in the ranking, 1 = best.", examples=[1]
+    )
+    creator_id: Id = Field(description="Suggested creator.", examples=["cr-1001"])
+    handle: Name = Field(description="Creator handle.", examples=["@jane.bakes"])
+    score: Score = Field(description="Match score; higher is better.", examples=[0.87])
+    tier: Tier = Field(description="Creator tier by followers.", examples=["micro"])
+    engagement_rate: Estimate = Field(
+        description="(likes + comments + shares) / followers, averaged per post.",
+        examples=[0.047],
+    )
+    estimated_cost: NonNegativeMoney = Field(
+        description="Expected fee for the campaign's deliverables.",
+        examples=[{"amount": "450.00", "currency": "USD"}],
+    )
+    explanation: Annotated[dict[Tag, Score], Field(max_length=MAX_MAP_ENTRIES)] = Field(
+        description="Contribution of each feature to the score.",
+        examples=[{"niche_similarity": 0.41, "audience_country": 0.22}],
+    )
+    flags: Flags = Field(
+        description="Warnings for the brand (e.g. over_budget).", examples=[["over_budget"]]
+    )
+
+
+class MatchSuggested(InternalPayload):
+    """`match.suggested`: ranked, explained creators answering one `match.requested`."""
+
+    request_id: Id = Field(description="The request answered.", examples=["req-7"])
+    brand_id: Id = Field(description="Brand that asked.", examples=["br-12"])
+    campaign_id: Id = Field(description="Campaign; the Kafka key.", examples=["cmp-3"])
+    model_version: Name = Field(description="Matching model that ranked.", examples=["lr-2025.03"])
+    suggestions: Annotated[tuple[Suggestion, ...], Field(max_length=MAX_SUGGESTIONS)] = Field(
+        description="Creators, best first (at most 500)."
+    )
+    filtered: Annotated[dict[Tag, Count], Field(max_length=MAX_MAP_ENTRIES)] = Field(
+        description="Creators left out, counted by reason.",
+        examples=[{"excluded": 2, "over_budget": 14}],
+    )
+
+    @field_validator("suggestions")
+    @classmethod
+    def _one_rank_and_one_entry_per_creator(
+        cls, suggestions: tuple[Suggestion, ...]
+    ) -> tuple[Suggestion, ...]:
+        ranks = [suggestion.rank for suggestion in suggestions]
+        if len(set(ranks)) != len(ranks):
+            raise ValueError("ranks must be unique")
+        creators = [suggestion.creator_id for suggestion in suggestions]
+        if len(set(creators)) != len(creators):
+            raise ValueError("each creator_id may be suggested once")
+        return suggestions
+
+
+class MatchFeedback(ExternalPayload):
+    """`match.feedback`: what a brand did with one suggested creator."""
+
+    campaign_id: Id = Field(description="Campaign; the Kafka key.", examples=["cmp-3"])
+    creator_id: Id = Field(description="The suggested creator.", examples=["cr-1001"])
+    decision: MatchDecision = Field(description="The brand's decision.", examples=["hired"])
+    reason: ShortText = Field(
+        description="Why, in the brand's words; may be empty.", examples=["Great audience fit"]
+    )
+    request_id: Id | None = Field(
+        default=None,
+        description="The request the suggestion answered, if known.",
+        examples=["req-7"],
+    )

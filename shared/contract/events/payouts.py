@@ -1,0 +1,90 @@
+"""`payout.*` events: each change of a payout's status."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.contract.events.payload import InternalPayload
+from shared.contract.events.types import Id, Name, PositiveDecimal, ShortText, UtcDatetime
+from shared.contract.events.vocabulary import PayoutStatus
+from shared.contract.money import NonNegativeMoney
+
+
+class PayoutStatusChanged(InternalPayload):
+    """`payout.<status>`: the payout reached `status`; the event type is `payout.<status>`.
+
+    `gross` is in the deal's currency, `net` in the creator's payout currency, and `fx_rate`
+    is units of the net currency per unit of the gross currency (1 when they are the same).
+    A payout held before it could be converted (no account, tax form or trusted rate yet) has
+    neither `net` nor `fx_rate`: its currency and rate are not known yet.
+    """
+
+    payout_id: Id = Field(description="Payout id.", examples=["po-deal-42-fee"])
+    deal_id: Id = Field(description="Deal paid; the Kafka key.", examples=["deal-42"])
+    creator_id: Id = Field(description="Creator paid.", examples=["cr-1001"])
+    gross: NonNegativeMoney = Field(
+        description="Amount owed, in the deal currency.",
+        examples=[{"amount": "450.00", "currency": "USD"}],
+    )
+    fx_rate: PositiveDecimal | None = Field(
+        default=None,
+        description=(
+            "Net currency units per gross currency unit, from the rates snapshot used; "
+            "absent while the payout is held before conversion."
+        ),
+        examples=["0.9215"],
+    )
+    net: NonNegativeMoney | None = Field(
+        default=None,
+        description=(
+            "Amount paid, in the creator's payout currency; absent while the payout is held "
+            "before conversion (the currency or rate is not known yet)."
+        ),
+        examples=[{"amount": "414.68", "currency": "EUR"}],
+    )
+    status: PayoutStatus = Field(description="New status.", examples=["sent"])
+    reason: ShortText | None = Field(
+        default=None,
+        description="Why, for held and failed payouts.",
+        examples=["tax form not verified"],
+    )
+    provider_ref: Id | None = Field(
+        default=None, description="Payment provider reference, once sent.", examples=["tr_91ab"]
+    )
+    # Optional since v1.1: the rest of what a creator's statement shows.
+    kind: Name | None = Field(
+        default=None,
+        description=(
+            "What is paid: fee or commission (a deal may have several commission payouts: "
+            "the first when its attribution window closes, then top-ups after late orders)."
+        ),
+        examples=["fee"],
+    )
+    platform_fee: NonNegativeMoney | None = Field(
+        default=None,
+        description="Platform fee kept from `gross`, in the deal currency.",
+        examples=[{"amount": "22.50", "currency": "USD"}],
+    )
+    fx_as_of: UtcDatetime | None = Field(
+        default=None,
+        description="When the rates snapshot used for `fx_rate` was fixed.",
+        examples=["2025-04-01T16:00:00Z"],
+    )
+    fx_source: Name | None = Field(
+        default=None, description="Feed of the rates snapshot used.", examples=["ecb"]
+    )
+    # Optional since v1.2: commission follows attribution after the window closes.
+    recovered: NonNegativeMoney | None = Field(
+        default=None,
+        description=(
+            "Part of the creator's share (`gross` - `platform_fee`, deal currency) kept to "
+            "repay commission clawed back after a late refund; `net` converts the rest. "
+            "Absent when nothing was kept."
+        ),
+        examples=[{"amount": "27.00", "currency": "USD"}],
+    )
+
+    @property
+    def event_type(self) -> str:
+        """The CloudEvent type this status is published as."""
+        return f"payout.{self.status}"

@@ -1,0 +1,221 @@
+"""Every v1 event: its topic, type, payload model and Kafka key (docs/architecture.md §3).
+
+Code names topics and types through `Topic` and `EventType`, never as string literals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, TypeAlias
+
+from pydantic import BaseModel, SecretStr
+
+from shared.contract.events.creators import CreatorProfileUpserted, PayoutAccountUpserted
+from shared.contract.events.deals import DealSigned
+from shared.contract.events.fx import FxRatesPublished
+from shared.contract.events.matching import MatchFeedback, MatchRequested, MatchSuggested
+from shared.contract.events.payouts import PayoutStatusChanged
+from shared.contract.events.tracking import (
+    AttributionUpdated,
+    DeliverableConfirmed,
+    OrderRedeemed,
+    OrderRefunded,
+    PostMetricsObserved,
+)
+from shared.contract.events.vocabulary import PAYOUT_STATUSES
+
+DLQ_SUFFIX: Final = ".dlq"
+
+PayloadModel: TypeAlias = type[BaseModel]
+
+
+class Topic(StrEnum):
+    CREATOR_PROFILES = "creator.profiles"
+    CREATOR_PAYOUT_ACCOUNTS = "creator.payout-accounts"
+    BRAND_MATCH_REQUESTS = "brand.match-requests"
+    MATCH_SUGGESTIONS = "match.suggestions"
+    MATCH_FEEDBACK = "match.feedback"
+    CAMPAIGN_DEALS = "campaign.deals"
+    TRACKING_POST_METRICS = "tracking.post-metrics"
+    TRACKING_ORDERS = "tracking.orders"
+    TRACKING_ATTRIBUTION = "tracking.attribution"
+    DELIVERABLES_CONFIRMED = "deliverables.confirmed"
+    FX_RATES = "fx.rates"
+    PAYOUTS_STATUS = "payouts.status"
+
+
+class EventType(StrEnum):
+    CREATOR_PROFILE_UPSERTED = "creator.profile.upserted"
+    CREATOR_PAYOUT_ACCOUNT_UPSERTED = "creator.payout-account.upserted"
+    MATCH_REQUESTED = "match.requested"
+    MATCH_SUGGESTED = "match.suggested"
+    MATCH_FEEDBACK = "match.feedback"
+    DEAL_SIGNED = "deal.signed"
+    POST_METRICS_OBSERVED = "post.metrics.observed"
+    ORDER_REDEEMED = "order.redeemed"
+    ORDER_REFUNDED = "order.refunded"
+    ATTRIBUTION_UPDATED = "attribution.updated"
+    DELIVERABLE_CONFIRMED = "deliverable.confirmed"
+    FX_RATES_PUBLISHED = "fx.rates.published"
+    PAYOUT_SCHEDULED = "payout.scheduled"
+    PAYOUT_HELD = "payout.held"
+    PAYOUT_SENT = "payout.sent"
+    PAYOUT_FAILED = "payout.failed"
+    PAYOUT_SETTLED = "payout.settled"
+
+
+class UnknownEventType(LookupError):
+    """No v1 event has this type."""
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One row of the contract: `type` events go to `topic`, keyed by `data.<key_field>`.
+
+    `external` events come from outside CreatorFlow and reject unknown data fields.
+    `newest_by` names the time that decides which version of an entity is the newest, where
+    a consumer keeps only that one: `"time"` (the envelope's) or a data field. Such a time
+    chosen in the future would win over every later version, so consumers refuse it.
+    """
+
+    topic: str
+    type: str
+    data_model: PayloadModel
+    key_field: str
+    external: bool
+    newest_by: str | None = None
+
+    @property
+    def secret_fields(self) -> frozenset[str]:
+        """Data fields typed `SecretStr` (e.g. a payout destination): never logged, quoted in
+        an error or kept in a dead-letter copy."""
+        return frozenset(
+            name
+            for name, field in self.data_model.model_fields.items()
+            if field.annotation is SecretStr
+        )
+
+
+EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
+    EventSpec(
+        Topic.CREATOR_PROFILES,
+        EventType.CREATOR_PROFILE_UPSERTED,
+        CreatorProfileUpserted,
+        "creator_id",
+        external=True,
+    ),
+    EventSpec(
+        Topic.CREATOR_PAYOUT_ACCOUNTS,
+        EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED,
+        PayoutAccountUpserted,
+        "creator_id",
+        external=True,
+        newest_by="time",
+    ),
+    EventSpec(
+        Topic.BRAND_MATCH_REQUESTS,
+        EventType.MATCH_REQUESTED,
+        MatchRequested,
+        "campaign_id",
+        external=True,
+    ),
+    EventSpec(
+        Topic.MATCH_SUGGESTIONS,
+        EventType.MATCH_SUGGESTED,
+        MatchSuggested,
+        "campaign_id",
+        external=False,
+    ),
+    EventSpec(
+        Topic.MATCH_FEEDBACK, EventType.MATCH_FEEDBACK, MatchFeedback, "campaign_id", external=True
+    ),
+    EventSpec(Topic.CAMPAIGN_DEALS, EventType.DEAL_SIGNED, DealSigned, "deal_id", external=True),
+    EventSpec(
+        Topic.TRACKING_POST_METRICS,
+        EventType.POST_METRICS_OBSERVED,
+        PostMetricsObserved,
+        "post_id",
+        external=True,
+    ),
+    EventSpec(
+        Topic.TRACKING_ORDERS, EventType.ORDER_REDEEMED, OrderRedeemed, "promo_code", external=True
+    ),
+    EventSpec(
+        Topic.TRACKING_ORDERS, EventType.ORDER_REFUNDED, OrderRefunded, "promo_code", external=True
+    ),
+    EventSpec(
+        Topic.TRACKING_ATTRIBUTION,
+        EventType.ATTRIBUTION_UPDATED,
+        AttributionUpdated,
+        "deal_id",
+        external=False,
+    ),
+    EventSpec(
+        Topic.DELIVERABLES_CONFIRMED,
+        EventType.DELIVERABLE_CONFIRMED,
+        DeliverableConfirmed,
+        "deal_id",
+        external=True,
+    ),
+    EventSpec(
+        Topic.FX_RATES,
+        EventType.FX_RATES_PUBLISHED,
+        FxRatesPublished,
+        "base",
+        external=True,
+        newest_by="as_of",
+    ),
+    *(
+        EventSpec(
+            Topic.PAYOUTS_STATUS,
+            EventType(f"payout.{status}"),
+            PayoutStatusChanged,
+            "deal_id",
+            external=False,
+        )
+        for status in PAYOUT_STATUSES
+    ),
+)
+
+TOPICS: Final[tuple[str, ...]] = tuple(Topic)
+
+_SPEC_BY_TYPE: Final[dict[str, EventSpec]] = {spec.type: spec for spec in EVENT_SPECS}
+_SPECS_BY_MODEL: Final[dict[type[BaseModel], list[EventSpec]]] = {}
+for _spec in EVENT_SPECS:
+    _SPECS_BY_MODEL.setdefault(_spec.data_model, []).append(_spec)
+
+
+def spec_for_type(event_type: str) -> EventSpec:
+    """The spec of `event_type`; raises UnknownEventType if no v1 event has that type."""
+    try:
+        return _SPEC_BY_TYPE[event_type]
+    except KeyError:
+        raise UnknownEventType(
+            f"{event_type!r} is not a v1 event type; known types: {', '.join(_SPEC_BY_TYPE)}"
+        ) from None
+
+
+def specs_for_topic(topic: str) -> list[EventSpec]:
+    """The specs of every type carried by `topic` (empty for an unknown topic)."""
+    return [spec for spec in EVENT_SPECS if spec.topic == topic]
+
+
+def secret_fields_of_topic(topic: str) -> frozenset[str]:
+    """The secret data fields of every type `topic` carries (empty for an unknown topic)."""
+    return frozenset().union(*(spec.secret_fields for spec in specs_for_topic(topic)))
+
+
+def type_for_data(data: BaseModel) -> str:
+    """The event type `data` is published as (for payouts, decided by `data.status`)."""
+    if isinstance(data, PayoutStatusChanged):
+        return data.event_type
+    specs = _SPECS_BY_MODEL.get(type(data), [])
+    if len(specs) != 1:
+        raise UnknownEventType(f"{type(data).__name__} is not the data model of one v1 event type")
+    return specs[0].type
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic of `topic`."""
+    return f"{topic}{DLQ_SUFFIX}"

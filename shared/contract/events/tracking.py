@@ -1,0 +1,162 @@
+"""Tracking events: post metrics and orders in, attribution and confirmations out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from shared.contract.events.payload import ExternalPayload, InternalPayload
+from shared.contract.events.types import (
+    Count,
+    Id,
+    LongText,
+    PromoCode,
+    Ratio,
+    SignedRatio,
+    Tags,
+    UtcDatetime,
+)
+from shared.contract.events.vocabulary import DeliverableKind, Platform
+from shared.contract.money import Money, NonNegativeMoney
+
+
+class PostMetricsObserved(ExternalPayload):
+    """`post.metrics.observed`: a cumulative snapshot of one post's metrics.
+
+    Snapshots are not deltas: consumers keep the one with the latest `observed_at` per post.
+    """
+
+    post_id: Id = Field(description="Post id; the Kafka key.", examples=["ig-post-9001"])
+    creator_id: Id = Field(description="Creator who posted.", examples=["cr-1001"])
+    platform: Platform = Field(description="Where it was posted.", examples=["instagram"])
+    kind: DeliverableKind = Field(description="What kind of post.", examples=["reel"])
+    deal_id: Id | None = Field(
+        default=None, description="Deal the post is for, if known.", examples=["deal-42"]
+    )
+    caption: LongText | None = Field(
+        default=None, description="Caption text, if collected.", examples=["New loaf! #ad"]
+    )
+    tags: Tags = Field(
+        default=(), description="Hashtags and mentions on the post.", examples=[["#ad"]]
+    )
+    posted_at: UtcDatetime = Field(
+        description="When the post went live.", examples=["2025-04-03T17:00:00Z"]
+    )
+    observed_at: UtcDatetime = Field(
+        description="When these numbers were read; not before posted_at.",
+        examples=["2025-04-04T17:00:00Z"],
+    )
+    likes: Count = Field(description="Likes so far.", examples=[2_310])
+    comments: Count = Field(description="Comments so far.", examples=[95])
+    shares: Count = Field(description="Shares so far.", examples=[40])
+    saves: Count = Field(description="Saves so far.", examples=[120])
+    views: Count = Field(description="Views so far.", examples=[21_000])
+    impressions: Count = Field(description="Impressions so far.", examples=[30_500])
+    reach: Count = Field(description="Unique accounts reached so far.", examples=[18_700])
+    followers: Count = Field(description="Creator followers when observed.", examples=[48_300])
+
+    @field_validator("observed_at")
+    @classmethod
+    def _observed_after_posting(cls, observed_at: datetime, info: ValidationInfo) -> datetime:
+        posted_at = info.data.get("posted_at")
+        if posted_at is not None and observed_at < posted_at:
+            raise ValueError(f"must not be before posted_at ({posted_at.isoformat()})")
+        return observed_at
+
+
+class OrderRedeemed(ExternalPayload):
+    """`order.redeemed`: a shop order paid with a promo code."""
+
+    order_id: Id = Field(description="Shop order id.", examples=["ord-5531"])
+    promo_code: PromoCode = Field(description="Code used; the Kafka key.", examples=["JANE10"])
+    amount: NonNegativeMoney = Field(
+        description="Order revenue attributed to the code.",
+        examples=[{"amount": "64.90", "currency": "USD"}],
+    )
+    occurred_at: UtcDatetime = Field(
+        description="When the order was placed.", examples=["2025-04-05T10:12:00Z"]
+    )
+    brand_id: Id | None = Field(
+        default=None,
+        description=(
+            "The brand whose shop sold the order. When given, the order counts only for that "
+            "brand's deals; without it, for the deal holding the code (a code belongs to one "
+            "brand at a time)."
+        ),
+        examples=["br-12"],
+    )
+
+
+class OrderRefunded(ExternalPayload):
+    """`order.refunded`: money returned on an order placed with a promo code."""
+
+    order_id: Id = Field(description="Shop order id of the original order.", examples=["ord-5531"])
+    promo_code: PromoCode = Field(description="Code used; the Kafka key.", examples=["JANE10"])
+    amount: NonNegativeMoney = Field(
+        description="Amount refunded (positive).",
+        examples=[{"amount": "64.90", "currency": "USD"}],
+    )
+    occurred_at: UtcDatetime = Field(
+        description="When the refund happened.", examples=["2025-04-09T08:00:00Z"]
+    )
+
+
+class AttributionUpdated(InternalPayload):
+    """`attribution.updated`: running totals and ratios for one deal.
+
+    A ratio is null when it is undefined (e.g. `cpa` with no orders, `roas` with zero spend).
+    """
+
+    deal_id: Id = Field(description="Deal; the Kafka key.", examples=["deal-42"])
+    campaign_id: Id = Field(description="Campaign of the deal.", examples=["cmp-3"])
+    creator_id: Id = Field(description="Creator of the deal.", examples=["cr-1001"])
+    posts: Count = Field(description="Posts attributed.", examples=[3])
+    likes: Count = Field(description="Likes on those posts.", examples=[6_900])
+    comments: Count = Field(description="Comments on those posts.", examples=[310])
+    shares: Count = Field(description="Shares of those posts.", examples=[150])
+    views: Count = Field(description="Views of those posts.", examples=[64_000])
+    impressions: Count = Field(description="Impressions of those posts.", examples=[91_000])
+    reach: Count = Field(description="Accounts reached.", examples=[55_000])
+    engagement_rate: Ratio | None = Field(
+        description="(likes + comments + shares) / followers, averaged per post.",
+        examples=["0.0512"],
+    )
+    orders: Count = Field(description="Net orders attributed.", examples=[41])
+    revenue: Money = Field(
+        description="Attributed revenue net of refunds.",
+        examples=[{"amount": "2661.90", "currency": "USD"}],
+    )
+    spend: NonNegativeMoney = Field(
+        description="Fee plus commission owed so far.",
+        examples=[{"amount": "716.19", "currency": "USD"}],
+    )
+    cpm: Ratio | None = Field(description="spend / impressions x 1000.", examples=["7.87"])
+    cpe: Ratio | None = Field(description="spend / engagements.", examples=["0.097"])
+    cpa: Ratio | None = Field(description="spend / orders.", examples=["17.47"])
+    roas: Ratio | None = Field(description="revenue / spend.", examples=["3.72"])
+    roi_pct: SignedRatio | None = Field(
+        description="(revenue - spend) / spend x 100.", examples=["271.67"]
+    )
+    # Optional since v1.1.
+    saves: Count | None = Field(default=None, description="Saves of those posts.", examples=[880])
+    as_of: UtcDatetime = Field(
+        description="Latest input reflected in these numbers.", examples=["2025-04-10T00:00:00Z"]
+    )
+
+
+class DeliverableConfirmed(ExternalPayload):
+    """`deliverable.confirmed`: a deliverable was seen published (by tracking or the brand)."""
+
+    deal_id: Id = Field(description="Deal; the Kafka key.", examples=["deal-42"])
+    deliverable_id: Id = Field(description="Deliverable confirmed.", examples=["dl-1"])
+    post_id: Id | None = Field(
+        default=None, description="Post that fulfils it, if known.", examples=["ig-post-9001"]
+    )
+    confirmed_by: Id = Field(
+        description='"auto" when tracking confirmed it, otherwise the brand user id.',
+        examples=["auto", "brand-user-77"],
+    )
+    confirmed_at: UtcDatetime = Field(
+        description="When it was confirmed.", examples=["2025-04-04T18:00:00Z"]
+    )

@@ -1,0 +1,112 @@
+"""Logging and metrics shared by every process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.contract.events.vocabulary import PAYOUT_STATUSES
+
+EVENTS_CONSUMED = Counter(
+    "creatorflow_events_consumed_total", "Events handled successfully", ["topic"]
+)
+EVENTS_FAILED = Counter(
+    "creatorflow_events_failed_total",
+    "Handler attempts that failed (retried or sent to the DLQ)",
+    ["topic", "error_class"],
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "creatorflow_events_dead_lettered_total", "Events sent to the topic's DLQ", ["topic"]
+)
+HANDLER_SECONDS = Histogram(
+    "creatorflow_handler_seconds",
+    "Time to handle one message or one batch, retries included",
+    ["topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+CONSUMER_LAG = Gauge(
+    "creatorflow_consumer_lag",
+    "Messages between the consumer's position and the partition's high watermark, as last "
+    "reported by the broker in a fetch response",
+    ["topic", "partition"],
+)
+
+FX_SNAPSHOTS_SUSPECT = Counter(
+    "creatorflow_fx_snapshots_suspect_total",
+    "FX snapshots stored as suspect (a rate moved too far or is absurd): alert on any increase",
+)
+
+PAYOUT_DESTINATION_COOLOFFS = Counter(
+    "creatorflow_payout_destination_cooloffs_total",
+    "Payout destinations changed while payouts were in flight, now cooling off: alert on any "
+    "increase (a takeover of a creator's account looks like this)",
+)
+
+PAYOUT_TRANSITIONS = Counter(
+    "creatorflow_payout_transitions_total",
+    "Payout status changes committed (each one a payouts.status event), by the status reached",
+    ["status"],
+)
+for _status in PAYOUT_STATUSES:  # every series exists from the start, so rate() sees the first
+    PAYOUT_TRANSITIONS.labels(status=_status)
+
+
+def configure_logging(service: str, *, level: str = "INFO", json: bool = False) -> None:
+    """Structured logs on stderr, one line per event, labelled with the service name."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if json
+        # Plain tracebacks: the default rich ones print every frame's local variables, which
+        # would put passwords, keys and payout destinations in the logs.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LibraryFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+class LibraryFormatter(logging.Formatter):
+    """Libraries' own log records (asyncpg, aiokafka, ...) as one line in our style.
+
+    A warning's exception is summed up on the same line: during a database outage asyncpg
+    warns about every reconnection attempt, and a traceback each time would bury everything
+    else. Errors keep their traceback.
+    """
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = (
+            f"{stamp}Z [{record.levelname.lower():<9}] {record.getMessage():<30} "
+            f"logger={record.name} service={self._service}"
+        )
+        if record.exc_info and record.exc_info[1] is not None:
+            if record.levelno >= logging.ERROR:
+                return f"{line}\n{self.formatException(record.exc_info)}"
+            error = record.exc_info[1]
+            line += f" error='{type(error).__name__}: {error}'"
+        return line

@@ -1,0 +1,82 @@
+"""Where a service finds its servers: the environment, completed by `creatorflow infra up`'s.
+
+`creatorflow infra up` (shared/tools/infra) records the URLs and process ids of the embedded
+servers it started in `<data dir>/infra.json`; a service started by hand on a developer's
+machine reads them from there when its environment names no server. Only this file's format
+is shared with the tools: the runtime never starts or stops a server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.runtime.config import Settings
+
+STATE_FILE = "infra.json"
+
+
+@dataclass(frozen=True)
+class InfraUrls:
+    """Where the three servers are. `database_url` carries a password: never log it whole."""
+
+    kafka_bootstrap_servers: str
+    database_url: str
+    redis_url: str
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+        }
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def recorded_urls(data_dir: Path) -> InfraUrls | None:
+    """The URLs `creatorflow infra up` recorded under `data_dir`, if all its servers still run."""
+    path = data_dir / STATE_FILE
+    try:
+        raw = json.loads(path.read_text())
+        urls = InfraUrls(**raw["urls"])
+        pids = [int(p["pid"]) for p in raw["processes"].values()]
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path} is unreadable ({error}); remove it and start again") from error
+    return urls if all(pid_alive(pid) for pid in pids) else None
+
+
+def running_urls(settings: Settings) -> InfraUrls | None:
+    """Server URLs from the environment, completed by `creatorflow infra up`'s if running."""
+    recorded = recorded_urls(settings.data_dir)
+    kafka = settings.kafka_bootstrap_servers or (recorded and recorded.kafka_bootstrap_servers)
+    database = (
+        settings.database_url.get_secret_value()
+        if settings.database_url
+        else (recorded and recorded.database_url)
+    )
+    redis = (
+        settings.redis_url.get_secret_value()
+        if settings.redis_url
+        else (recorded and recorded.redis_url)
+    )
+    if not (kafka and database and redis):
+        return None
+    return InfraUrls(kafka, database, redis)

@@ -1,0 +1,369 @@
+"""What every service process does around its own logic: connect, migrate, consume, stop.
+
+A service provides `setup(resources)`: it registers its subscribers on `resources.broker` (or
+a pipelined consumer through `resources.consume_pipelined`) and returns the background loops
+to run beside them (outbox relay, schedulers). `run_service` runs that until SIGINT/SIGTERM;
+tests use `ServiceRuntime` as an async context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
+
+import asyncpg
+import redis.asyncio as redis
+import structlog
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaConnectionError
+from faststream.kafka import KafkaBroker
+from pydantic import SecretStr
+
+from shared.runtime.cache import create_redis
+from shared.runtime.config import Settings
+from shared.runtime.db import create_pool, migrate
+from shared.runtime.health import Check, HealthApp
+from shared.runtime.kafka import (
+    AUTHORIZATION_ERRORS,
+    BatchHandler,
+    DeadLetters,
+    KafkaAccessError,
+    KafkaSecurityError,
+    RetryPolicy,
+    SafeConsumer,
+    authorization_failure,
+    check_kafka_access,
+    ensure_topics,
+    is_transient,
+    kafka_security,
+    make_broker,
+)
+from shared.runtime.observability import CONSUMER_LAG, configure_logging
+from shared.runtime.pipeline import PipelinedBatches, Prepare
+from shared.runtime.server_urls import InfraUrls, running_urls
+
+log = structlog.get_logger(__name__)
+
+Background = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Resources:
+    """Everything a service's setup may use; created and closed by `ServiceRuntime`."""
+
+    name: str
+    settings: Settings
+    urls: InfraUrls
+    pool: asyncpg.Pool
+    redis: redis.Redis
+    broker: KafkaBroker
+    consumer: SafeConsumer
+    pipelines: list[PipelinedBatches] = field(default_factory=list)
+
+    def consume_pipelined(
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        handler: BatchHandler,
+        prepare: Prepare | None = None,
+        max_records: int,
+        batch_timeout_ms: int,
+    ) -> Background:
+        """A consumer of `topics` in batches, the next one read while the last is applied
+        (`shared.runtime.pipeline`); run the returned loop among the setup's background loops."""
+        pipeline = PipelinedBatches(
+            self.urls.kafka_bootstrap_servers,
+            topics,
+            group_id=group_id,
+            handler=handler,
+            consumer=self.consumer,
+            prepare=prepare,
+            security=kafka_security(self.settings),
+            client_id=self.name,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
+            group_instance_id=self.settings.group_instance_id,
+        )
+        self.pipelines.append(pipeline)
+        return pipeline.run
+
+    def kafka_consumers(self) -> list[AIOKafkaConsumer | None]:
+        """The service's Kafka consumers, None for one not started yet."""
+        subscribed = [getattr(s, "consumer", None) for s in self.broker.subscribers]
+        return subscribed + [p.kafka for p in self.pipelines]
+
+
+Setup = Callable[[Resources], Awaitable[Sequence[Background]]]
+
+
+class ServiceConfigurationError(RuntimeError):
+    pass
+
+
+def resolve_urls(settings: Settings) -> InfraUrls:
+    urls = running_urls(settings)
+    if urls is None:
+        raise ServiceConfigurationError(
+            "no servers configured: set KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL, "
+            "or start the embedded ones with `creatorflow infra up`"
+        )
+    return urls
+
+
+class ServiceRuntime:
+    """Runs one service in this process for the duration of an `async with` block."""
+
+    def __init__(
+        self,
+        name: str,
+        setup: Setup,
+        *,
+        settings: Settings | None = None,
+        urls: InfraUrls | None = None,
+    ) -> None:
+        self.name = name
+        self._setup = setup
+        self._settings = settings
+        self._urls = urls
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http_port: int | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self.resources: Resources | None = None
+
+    async def __aenter__(self) -> ServiceRuntime:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        settings = self._settings or Settings()
+        settings = settings.model_copy(update={"service_name": self.name})
+        urls = self._urls or resolve_urls(settings)
+        try:
+            security = kafka_security(settings)
+            # Refused credentials or certificates stop the service with the reason at once;
+            # left to the clients, they would be retried forever as an unreachable broker.
+            await check_kafka_access(urls.kafka_bootstrap_servers, security)
+        except KafkaSecurityError as error:
+            raise ServiceConfigurationError(str(error)) from None
+        except KafkaAccessError as error:
+            if error.refused:
+                raise ServiceConfigurationError(str(error)) from None
+            # Out of reach: exit for the supervisor to start the service again (run_service).
+            raise KafkaConnectionError(str(error)) from None
+        await ensure_topics(
+            urls.kafka_bootstrap_servers,
+            partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            security=security,
+            skip_unauthorized=True,
+        )
+        pool = await create_pool(
+            urls.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+        self._stack.push_async_callback(pool.close)
+        await migrate(pool)
+        cache = await create_redis(urls.redis_url)
+        self._stack.push_async_callback(cache.aclose)
+        broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
+        retry = RetryPolicy.from_settings(settings)
+        consumer = SafeConsumer(
+            DeadLetters(broker, service=self.name, retry=retry),
+            retry,
+            max_bytes=settings.max_message_bytes,
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+        )
+        self.resources = Resources(self.name, settings, urls, pool, cache, broker, consumer)
+        background = await self._setup(self.resources)
+        await broker.start()
+        self._stack.push_async_callback(broker.stop)
+        self._stack.push_async_callback(self._cancel_background)
+        resources = self.resources
+        for loop in [*background, lambda: _sample_consumer_lag(resources)]:
+            self._tasks.append(asyncio.create_task(_supervised(self.name, loop)))
+        if settings.http_port is not None:
+            await self._serve_http(settings.http_host, settings.http_port, settings.http_token)
+        log.info("service started", service=self.name, http_port=self.http_port)
+
+    async def _serve_http(self, host: str, port: int, token: SecretStr | None) -> None:
+        assert self.resources is not None
+        app = HealthApp(
+            self.name,
+            readiness_checks(self.resources),
+            token=None if token is None else token.get_secret_value(),
+        )
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()  # raises the bind error, e.g. the port is taken
+                raise ServiceConfigurationError(f"HTTP server on {host}:{port} did not start")
+            await asyncio.sleep(0.01)
+        self.http_port = server.servers[0].sockets[0].getsockname()[1]
+
+        async def stop_http() -> None:
+            server.should_exit = True
+            await task
+
+        self._stack.push_async_callback(stop_http)
+
+    async def _cancel_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Background loops stop first, then the consumers, then the pools they used.
+        await self._stack.aclose()
+        log.info("service stopped", service=self.name)
+
+
+def readiness_checks(resources: Resources) -> dict[str, Check]:
+    """What `/readyz` verifies: every dependency answers and the consumers hold partitions."""
+
+    async def database() -> bool:
+        return bool(await resources.pool.fetchval("SELECT 1") == 1)
+
+    async def cache() -> bool:
+        return bool(await resources.redis.ping())
+
+    async def broker() -> bool:
+        return await resources.broker.ping(timeout=1.5)
+
+    async def consumer_assigned() -> bool:
+        return all(c is not None and c.assignment() for c in resources.kafka_consumers())
+
+    return {
+        "database": database,
+        "cache": cache,
+        "broker": broker,
+        "consumer_assigned": consumer_assigned,
+    }
+
+
+async def _sample_consumer_lag(resources: Resources, every_seconds: float = 5.0) -> None:
+    """Keep `creatorflow_consumer_lag` current for the partitions this process holds.
+
+    The high watermark comes with every fetch response, so this costs no extra request; a
+    partition is reported once it has been fetched from, and dropped when it is revoked.
+    """
+    reported: set[tuple[str, str]] = set()
+    while True:
+        current: set[tuple[str, str]] = set()
+        for consumer in resources.kafka_consumers():
+            if consumer is None:
+                continue
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+                labels = (tp.topic, str(tp.partition))
+                CONSUMER_LAG.labels(*labels).set(max(0, highwater - position))
+                current.add(labels)
+        for labels in reported - current:
+            CONSUMER_LAG.remove(*labels)
+        reported = current
+        await asyncio.sleep(every_seconds)
+
+
+async def _supervised(service: str, loop: Background) -> None:
+    """A background loop that fails is logged and restarted, never silently gone."""
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            pause = 1.0
+            if is_transient(error):  # a dependency is down: say so, without a traceback
+                log.warning(
+                    "background loop waiting for a dependency",
+                    service=service,
+                    error=f"{type(error).__name__}: {error}",
+                )
+            elif isinstance(error, AUTHORIZATION_ERRORS):
+                # Nothing to debug either: the ACLs lack a grant, which an operator may add
+                # while we wait (`creatorflow kafka acls`).
+                log.error(
+                    "background loop waiting for Kafka ACLs",
+                    service=service,
+                    error=authorization_failure(error),
+                )
+                pause = 5.0
+            else:
+                log.exception("background loop failed; restarting", service=service)
+            await asyncio.sleep(pause)
+
+
+def run_service(name: str, setup: Setup) -> None:
+    """`python -m services.<name>`: run until SIGINT or SIGTERM, then stop cleanly."""
+    configure_logging(name)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runtime = ServiceRuntime(name, setup)
+        # Start-up may wait without end (a migration lock held elsewhere, a consumer group
+        # that never assigns partitions): a stop request cancels it, or the process would
+        # outlive whoever replaced it, still joining the group.
+        starting = asyncio.ensure_future(runtime.__aenter__())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.info("service stopped during start-up", service=name)
+            return
+        stopping.cancel()
+        starting.result()  # a failed start-up raises here
+        try:
+            await stop.wait()
+        finally:
+            await runtime.__aexit__(None, None, None)
+
+    try:
+        asyncio.run(main())
+    except ServiceConfigurationError as error:
+        log.error(str(error), service=name)
+        raise SystemExit(2) from error
+    except AUTHORIZATION_ERRORS as error:
+        # A consumer refused its topics or group at start: the ACLs lack a grant.
+        log.error(
+            "could not start: refused by Kafka's ACLs",
+            service=name,
+            error=authorization_failure(error),
+        )
+        raise SystemExit(2) from error
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        # Nothing to debug here: a server is down or unreachable. Exit for the supervisor
+        # (compose's restart policy) to try again, without a traceback.
+        log.error(
+            "could not start: a server is unreachable",
+            service=name,
+            error=f"{type(error).__name__}: {error}",
+        )
+        raise SystemExit(1) from error

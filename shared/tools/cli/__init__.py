@@ -1,0 +1,1 @@
+"""The `creatorflow` command line: `shared.tools.cli.main` assembles it."""

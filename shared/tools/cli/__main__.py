@@ -1,0 +1,3 @@
+from shared.tools.cli.main import main
+
+main()

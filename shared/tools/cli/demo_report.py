@@ -1,0 +1,282 @@
+"""What `creatorflow demo` prints, and the JSON summary it can write, from a `DemoReport`.
+
+Every figure shown comes from the services' events; the "check" columns compare them with the
+scenario's own ground truth (shared.tools.demo.scenario), computed without the services.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from shared.contract.events import AttributionUpdated, PayoutStatusChanged
+from shared.contract.money import Money
+from shared.tools.demo.flow import DemoReport
+from shared.tools.demo.scenario import DealTruth, Hire
+
+OK = "[green]✓[/]"
+WRONG = "[bold red]✗[/]"
+
+
+@dataclass(frozen=True)
+class Checks:
+    attribution_ok: list[str]
+    attribution_wrong: list[str]
+    payouts_ok: list[str]
+    payouts_wrong: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.attribution_wrong and not self.payouts_wrong
+
+
+def attribution_matches(seen: AttributionUpdated | None, truth: DealTruth) -> bool:
+    if seen is None:
+        return False
+    return (
+        seen.posts == truth.posts
+        and seen.likes == truth.likes
+        and seen.comments == truth.comments
+        and seen.shares == truth.shares
+        and seen.reach == truth.reach
+        and seen.impressions == truth.impressions
+        and seen.orders == truth.orders
+        and seen.revenue == truth.revenue
+    )
+
+
+def fee_payout(report: DemoReport, hire: Hire) -> list[PayoutStatusChanged]:
+    """Status history of the fee payout of `hire`'s deal, in the order seen."""
+    for history in report.observed.fee_payouts().values():
+        if history[0][0].deal_id == hire.deal.deal_id:
+            return [p for p, _ in history]
+    return []
+
+
+def checks(report: DemoReport, platform_fee_bps: int) -> Checks:
+    a_ok: list[str] = []
+    a_wrong: list[str] = []
+    p_ok: list[str] = []
+    p_wrong: list[str] = []
+    for hire in report.hires:
+        deal_id = hire.deal.deal_id
+        seen = report.observed.attribution.get(deal_id)
+        (a_ok if attribution_matches(seen, report.activity.truth[deal_id]) else a_wrong).append(
+            deal_id
+        )
+        history = fee_payout(report, hire)
+        sent = [p for p in history if p.status == "sent"]
+        expected = report.scenario.expected_net(hire, platform_fee_bps)
+        good = len(sent) == 1 and sent[0].net == expected
+        (p_ok if good else p_wrong).append(deal_id)
+    return Checks(a_ok, a_wrong, p_ok, p_wrong)
+
+
+def _ratio(value: Decimal | None, places: int = 2) -> str:
+    return "-" if value is None else f"{value:.{places}f}"
+
+
+def _money(value: Money) -> str:
+    """Amount with its currency code, compact enough for narrow terminals."""
+    return f"{value.amount:,} {value.currency}"
+
+
+def _layout(column: str) -> dict[str, Any]:
+    """Handles stay whole on narrow terminals; numbers align right."""
+    if column == "creator":
+        return {"justify": "left", "no_wrap": True, "min_width": 15}
+    return {"justify": "left" if column == "status" else "right"}
+
+
+def shortlist_table(report: DemoReport) -> Table:
+    answer = report.shortlist
+    table = Table(
+        title=f"Shortlist for {answer.campaign_id} (model {answer.model_version})",
+        title_justify="left",
+        caption="filtered out: "
+        + ", ".join(f"{reason} {count:,}" for reason, count in answer.filtered.items()),
+    )
+    for column in ("#", "creator", "ER %", "est. cost", "score", "why (top 2) · flags"):
+        table.add_column(column, justify="right" if column in ("#", "ER %", "score") else "left")
+    hired = {h.deal.creator_id for h in report.hires}
+    for s in answer.suggestions[: max(len(report.hires), 10)]:
+        top = sorted(s.explanation.items(), key=lambda kv: -abs(kv[1]))[:2]
+        why = ", ".join(f"{name} {value:+.2f}" for name, value in top)
+        flags = f"\n[dim]{', '.join(s.flags)}[/]" if s.flags else ""
+        mark = "[bold]" if s.creator_id in hired else "[dim]"
+        table.add_row(
+            str(s.rank),
+            f"{mark}{s.handle}[/]",
+            f"{s.engagement_rate * 100:.1f}",
+            _money(s.estimated_cost),
+            f"{s.score:.3f}",
+            why + flags,
+        )
+    return table
+
+
+def _check(a: AttributionUpdated | None, truth: DealTruth) -> str:
+    return OK if attribution_matches(a, truth) else WRONG
+
+
+def attribution_tables(report: DemoReport) -> tuple[Table, Table]:
+    """Reach and engagement, then sales and returns, per creator and for the campaign."""
+    reach = Table(title="Attribution: reach and engagement", title_justify="left")
+    for column in ("creator", "posts", "reach", "likes", "ER %", "CPM", "CPE", "check"):
+        reach.add_column(column, **_layout(column))
+    sales = Table(title="Attribution: sales and returns", title_justify="left")
+    for column in ("creator", "orders", "revenue", "spend", "ROAS", "ROI %", "check"):
+        sales.add_column(column, **_layout(column))
+    posts = reach_total = likes = orders = impressions = engagements = 0
+    revenue, spend = Money.zero("USD"), Money.zero("USD")
+    for hire in report.hires:
+        a = report.observed.attribution.get(hire.deal.deal_id)
+        check = _check(a, report.activity.truth[hire.deal.deal_id])
+        if a is None:
+            reach.add_row(hire.handle, *["-"] * 6, check)
+            sales.add_row(hire.handle, *["-"] * 5, check)
+            continue
+        er = None if a.engagement_rate is None else a.engagement_rate * 100
+        reach.add_row(
+            hire.handle,
+            str(a.posts),
+            f"{a.reach:,}",
+            f"{a.likes:,}",
+            _ratio(er),
+            _ratio(a.cpm),
+            _ratio(a.cpe, 3),
+            check,
+        )
+        sales.add_row(
+            hire.handle,
+            str(a.orders),
+            _money(a.revenue),
+            _money(a.spend),
+            _ratio(a.roas),
+            _ratio(a.roi_pct, 1),
+            check,
+        )
+        posts, reach_total, likes = posts + a.posts, reach_total + a.reach, likes + a.likes
+        orders += a.orders
+        revenue, spend = revenue + a.revenue, spend + a.spend
+        impressions += a.impressions
+        engagements += a.likes + a.comments + a.shares
+    # Campaign ratios from the summed totals, never averaged from the deals' ratios.
+    reach.add_section()
+    reach.add_row(
+        "[bold]campaign[/]",
+        str(posts),
+        f"{reach_total:,}",
+        f"{likes:,}",
+        "",
+        _ratio(spend.amount / impressions * 1000 if impressions else None),
+        _ratio(spend.amount / engagements if engagements else None, 3),
+        "",
+    )
+    sales.add_section()
+    sales.add_row(
+        "[bold]campaign[/]",
+        str(orders),
+        _money(revenue),
+        _money(spend),
+        _ratio(revenue.amount / spend.amount if spend else None),
+        _ratio((revenue.amount - spend.amount) / spend.amount * 100 if spend else None, 1),
+        "",
+    )
+    return reach, sales
+
+
+def payouts_table(report: DemoReport, platform_fee_bps: int) -> Table:
+    table = Table(title="Creator fee payouts (from payouts.status)", title_justify="left")
+    for column in ("creator", "fee", "rate", "paid", "status", "check"):
+        table.add_column(column, **_layout(column))
+    for hire in report.hires:
+        history = fee_payout(report, hire)
+        expected = report.scenario.expected_net(hire, platform_fee_bps)
+        if not history:
+            fee = _money(hire.deal.fee)
+            table.add_row(hire.handle, fee, "-", "-", "not paid", f"{WRONG} {_money(expected)}")
+            continue
+        last = history[-1]
+        statuses = [p.status for p in history]
+        status = last.status + (" [dim](was held)[/]" if "held" in statuses else "")
+        sent = [p for p in history if p.status == "sent"]
+        good = len(sent) == 1 and sent[0].net == expected
+        table.add_row(
+            hire.handle,
+            _money(last.gross),
+            "-" if last.fx_rate is None else f"{last.fx_rate:.4f}",
+            "-" if last.net is None else _money(last.net),
+            status,
+            OK if good else f"{WRONG} {_money(expected)}",
+        )
+    return table
+
+
+def latency_line(report: DemoReport) -> str:
+    values = report.confirm_to_sent_ms
+    if not values:
+        return "confirmation → payout.sent: no unheld payout to measure"
+    p50 = statistics.median(values)
+    p99 = values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+    return (
+        f"confirmation → payout.sent over {len(values)} payouts: p50 {p50:.0f} ms, "
+        f"p99 {p99:.0f} ms, max {max(values):.0f} ms"
+    )
+
+
+def print_report(console: Console, report: DemoReport, platform_fee_bps: int) -> Checks:
+    console.print(shortlist_table(report))
+    for table in attribution_tables(report):
+        console.print(table)
+    console.print(payouts_table(report, platform_fee_bps))
+    return checks(report, platform_fee_bps)
+
+
+def summary(report: DemoReport, result: Checks) -> dict[str, Any]:
+    """The figures an automated check needs, as JSON-ready values."""
+    currencies = sorted(
+        {
+            p.net.currency
+            for h in report.hires
+            for p in fee_payout(report, h)
+            if p.status == "sent" and p.net is not None
+        }
+    )
+    return {
+        "creators": report.config.creators,
+        "hires": len(report.hires),
+        "events_published": report.events_published,
+        "attribution_matching_truth": len(result.attribution_ok),
+        "attribution_wrong": result.attribution_wrong,
+        "payouts_correct": len(result.payouts_ok),
+        "payouts_wrong": result.payouts_wrong,
+        "payout_currencies": currencies,
+        "confirm_to_sent_ms": report.confirm_to_sent_ms,
+        "seconds": report.seconds,
+        "observed_totals": {
+            "likes": sum(a.likes for a in _attributions(report)),
+            "reach": sum(a.reach for a in _attributions(report)),
+            "orders": sum(a.orders for a in _attributions(report)),
+            "revenue": str(sum((a.revenue for a in _attributions(report)), Money.zero("USD"))),
+        },
+        "truth_totals": {
+            "likes": sum(t.likes for t in report.activity.truth.values()),
+            "reach": sum(t.reach for t in report.activity.truth.values()),
+            "orders": sum(t.orders for t in report.activity.truth.values()),
+            "revenue": str(
+                sum((t.revenue for t in report.activity.truth.values()), Money.zero("USD"))
+            ),
+        },
+    }
+
+
+def _attributions(report: DemoReport) -> list[AttributionUpdated]:
+    """The latest attribution of each hired creator's deal, as published by tracking."""
+    seen = report.observed.attribution
+    return [seen[h.deal.deal_id] for h in report.hires if h.deal.deal_id in seen]

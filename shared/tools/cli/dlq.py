@@ -1,0 +1,181 @@
+"""`creatorflow dlq list|replay <topic>`: look at dead letters, re-inject them after a fix.
+
+Replay keeps its position as the committed offset of `creatorflow-dlq-replay.<topic>`, so
+a message is replayed once however often the command runs; the offset is committed only
+after the messages were written back to the source topic. Dead letters whose secret fields
+were masked (`dlq.masked.fields`) are not replayed: their producer must send them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from faststream.security import BaseSecurity
+from rich.table import Table
+
+from shared.contract.events import dlq_topic
+from shared.runtime.kafka import (
+    DLQ_HEADER_PREFIX,
+    MASKED_FIELDS_HEADER,
+    client_options,
+    partitions_of,
+)
+from shared.tools.cli.console import console
+from shared.tools.cli.events import check_topic
+from shared.tools.cli.settings import kafka_client, kafka_refusals
+
+app = typer.Typer(help="Dead-letter queues: inspect and replay.", no_args_is_help=True)
+
+
+def replay_group(topic: str) -> str:
+    return f"creatorflow-dlq-replay.{topic}"
+
+
+@app.command("list")
+def list_command(
+    topic: str = typer.Argument(help="Source topic, e.g. tracking.orders (not the .dlq name)."),
+    limit: int = typer.Option(50, min=1, help="Show at most this many (newest last)."),
+) -> None:
+    """Show what is in `<topic>.dlq` and whether it was replayed already."""
+    check_topic(topic)
+    with kafka_refusals():
+        records, replayed_up_to = asyncio.run(_read_all(*kafka_client(), topic))
+    # Every service consuming the topic dead-letters its own copy of a bad record.
+    sources = {_source(r) for r in records}
+    title = f"{dlq_topic(topic)}: {len(records)} message(s) from {len(sources)} record(s)"
+    table = Table(title=title, title_justify="left")
+    columns = ("offset", "source", "service", "key", "error class", "reason", "failed at")
+    for column in (*columns, "masked", "replayed"):
+        table.add_column(column, overflow="fold")
+    for record in records[-limit:]:
+        headers = _headers(record)
+        done = record.offset < replayed_up_to.get(record.partition, 0)
+        table.add_row(
+            str(record.offset),
+            "{}[{}]@{}".format(*_source(record)),
+            headers.get(f"{DLQ_HEADER_PREFIX}service", "?"),
+            record.key.decode("utf-8", "replace") if record.key else "-",
+            headers.get(f"{DLQ_HEADER_PREFIX}error.class", "?"),
+            headers.get(f"{DLQ_HEADER_PREFIX}error.message", ""),
+            headers.get(f"{DLQ_HEADER_PREFIX}failed.at", ""),
+            headers.get(MASKED_FIELDS_HEADER, ""),
+            "yes" if done else "no",
+        )
+    console.print(table)
+
+
+@app.command()
+def replay(
+    topic: str = typer.Argument(help="Source topic whose DLQ to replay, e.g. tracking.orders."),
+    dry_run: bool = typer.Option(False, help="Show what would be replayed, send nothing."),
+) -> None:
+    """Write every not-yet-replayed message of `<topic>.dlq` back to `<topic>`."""
+    check_topic(topic)
+    with kafka_refusals():
+        count, masked = asyncio.run(_replay(*kafka_client(), topic, dry_run))
+    verb = "Would replay" if dry_run else "Replayed"
+    console.print(f"{verb} {count} message(s) from {dlq_topic(topic)} to {topic}.")
+    if masked:
+        console.print(
+            f"[yellow]{'Would skip' if dry_run else 'Skipped'} {masked} message(s) whose secret "
+            "fields were masked in the DLQ:[/] their producer must send them again."
+        )
+
+
+def _source(record: ConsumerRecord) -> tuple[str, str, str]:
+    """Where the dead-lettered record was read: (topic, partition, offset)."""
+    headers = _headers(record)
+    topic, partition, offset = (
+        headers.get(f"{DLQ_HEADER_PREFIX}source.{name}", "?")
+        for name in ("topic", "partition", "offset")
+    )
+    return topic, partition, offset
+
+
+def _headers(record: ConsumerRecord) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+
+
+async def _drain(consumer: AIOKafkaConsumer) -> list[ConsumerRecord]:
+    records: list[ConsumerRecord] = []
+    while True:
+        batch = await consumer.getmany(timeout_ms=1000)
+        if not batch:
+            return records
+        for part in batch.values():
+            records.extend(part)
+
+
+async def _read_all(
+    bootstrap: str, security: BaseSecurity | None, topic: str
+) -> tuple[list[ConsumerRecord], dict[int, int]]:
+    dlq = dlq_topic(topic)
+    consumer = AIOKafkaConsumer(
+        **client_options(bootstrap, security),
+        group_id=replay_group(topic),
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        partitions = await partitions_of(consumer, [dlq])
+        replayed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in partitions}
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records = await _drain(consumer)
+    finally:
+        await consumer.stop()
+    return sorted(records, key=lambda r: (r.partition, r.offset)), replayed
+
+
+async def _replay(
+    bootstrap: str, security: BaseSecurity | None, topic: str, dry_run: bool
+) -> tuple[int, int]:
+    """(replayed, skipped because masked) of the records not replayed yet."""
+    dlq = dlq_topic(topic)
+    # Partitions are assigned, not subscribed: the group only stores the replay position, so
+    # no group join (and its rebalance delay) is needed. One replay at a time is the operator's
+    # contract; the position is committed only after the messages are back on the topic.
+    consumer = AIOKafkaConsumer(
+        **client_options(bootstrap, security),
+        group_id=replay_group(topic),
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(**client_options(bootstrap, security))
+    await consumer.start()
+    await producer.start()
+    try:
+        partitions = await partitions_of(consumer, [dlq])
+        consumer.assign(partitions)
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        drained = await _drain(consumer)
+        records = [r for r in drained if MASKED_FIELDS_HEADER not in _headers(r)]
+        skipped = len(drained) - len(records)
+        # One copy per consuming service: each source record goes back once.
+        unique: dict[tuple[str, str, str], ConsumerRecord] = {}
+        for record in records:
+            source = _source(record)
+            unique.setdefault(source if "?" not in source else (str(record.offset), "", ""), record)
+        records = list(unique.values())
+        if dry_run or not drained:
+            return len(records), skipped
+        for record in records:
+            headers = [
+                (k, v) for k, v in record.headers or () if not k.startswith(DLQ_HEADER_PREFIX)
+            ]
+            headers.append((f"{DLQ_HEADER_PREFIX}replayed.from", str(record.offset).encode()))
+            await producer.send(topic, record.value, key=record.key, headers=headers)
+        await producer.flush()
+        # Only now: a crash before this line replays the same messages again, never loses one.
+        await consumer.commit()
+        return len(records), skipped
+    finally:
+        await producer.stop()
+        await consumer.stop()

@@ -1,0 +1,141 @@
+"""`creatorflow produce` and `creatorflow tail`: events in and out, as outside clients see them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream.security import BaseSecurity
+from rich.json import JSON
+from rich.progress import Progress
+
+from shared.contract.events import TOPICS, EventDecodeError, decode, event_key, mask_secrets
+from shared.runtime.kafka import client_options, partitions_of
+from shared.tools.cli.console import console, errors, fail
+from shared.tools.cli.settings import kafka_client, kafka_refusals
+
+
+def check_topic(topic: str, *, allow_dlq: bool = False) -> None:
+    base = topic.removesuffix(".dlq") if allow_dlq else topic
+    if base not in TOPICS:
+        fail(f"unknown topic {topic!r}", hint="topics: " + ", ".join(TOPICS))
+
+
+def produce(
+    topic: str = typer.Argument(help="Contract topic, e.g. brand.match-requests."),
+    file: Path = typer.Argument(
+        exists=True, dir_okay=False, help="JSON Lines: one CloudEvent per line."
+    ),
+    skip_invalid: bool = typer.Option(
+        False, help="Send the valid lines even if some are invalid (default: send nothing)."
+    ),
+) -> None:
+    """Validate and publish CloudEvents from a JSON Lines file, keyed by their entity id."""
+    check_topic(topic)
+    valid: list[tuple[bytes, bytes]] = []
+    invalid = 0
+    for number, line in enumerate(file.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            event = decode(topic, line)
+        except EventDecodeError as error:
+            invalid += 1
+            errors.print(f"[red]{file}:{number}[/] {error.error_class}: {error.reason}")
+            continue
+        valid.append((event_key(event), line))
+    if invalid and not skip_invalid:
+        fail(f"{invalid} invalid line(s); nothing sent", hint="fix them, or pass --skip-invalid")
+    with kafka_refusals():
+        asyncio.run(_send(*kafka_client(), topic, valid))
+    console.print(
+        f"Sent {len(valid)} event(s) to {topic}" + (f"; skipped {invalid}." if invalid else ".")
+    )
+
+
+async def _send(
+    bootstrap: str,
+    security: BaseSecurity | None,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+) -> None:
+    producer = AIOKafkaProducer(**client_options(bootstrap, security))
+    await producer.start()
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"sending to {topic}", total=len(messages))
+            sent = []
+            for key, value in messages:
+                sent.append(await producer.send(topic, value, key=key))
+                progress.advance(task)
+            # Each delivery's outcome: a refused write fails its own future, not the flush.
+            await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+def tail(
+    topic: str = typer.Argument(help="Topic to read, e.g. match.suggestions or a .dlq topic."),
+    from_beginning: bool = typer.Option(False, help="Start at the oldest message."),
+    limit: int = typer.Option(0, min=0, help="Stop after this many messages (0: no limit)."),
+    follow: bool = typer.Option(True, help="Keep waiting for new messages (Ctrl-C stops)."),
+) -> None:
+    """Print a topic's messages as pretty CloudEvents (without joining any consumer group)."""
+    check_topic(topic, allow_dlq=True)
+    bootstrap, security = kafka_client()
+    with contextlib.suppress(KeyboardInterrupt), kafka_refusals():
+        asyncio.run(_tail(bootstrap, security, topic, from_beginning, limit, follow))
+
+
+async def _tail(
+    bootstrap: str,
+    security: BaseSecurity | None,
+    topic: str,
+    from_beginning: bool,
+    limit: int,
+    follow: bool,
+) -> None:
+    consumer = AIOKafkaConsumer(**client_options(bootstrap, security), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await partitions_of(consumer, [topic])
+        if not partitions:
+            fail(f"topic {topic} does not exist", hint="creatorflow topics create")
+        consumer.assign(partitions)
+        if from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+        shown = 0
+        while not limit or shown < limit:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch and not follow:
+                break
+            for records in batch.values():
+                for record in records:
+                    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+                    key = record.key.decode("utf-8", "replace") if record.key else "-"
+                    console.rule(f"{record.topic}[{record.partition}]@{record.offset}  key={key}")
+                    for name, value in headers.items():
+                        console.print(f"[dim]{name}:[/] {value}")
+                    # Payout destinations are never shown, here as in dead letters.
+                    value, masked = mask_secrets(record.topic, record.value or b"")
+                    if masked:
+                        console.print(f"[dim]masked:[/] {', '.join(masked)}")
+                    _print_value(value)
+                    shown += 1
+                    if limit and shown >= limit:
+                        return
+    finally:
+        await consumer.stop()
+
+
+def _print_value(value: bytes) -> None:
+    try:
+        console.print(JSON.from_data(json.loads(value)))
+    except (ValueError, UnicodeDecodeError):
+        console.print(repr(value[:500]))

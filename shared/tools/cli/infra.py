@@ -1,0 +1,154 @@
+"""`creatorflow infra up|down|status`: the embedded servers, left running in the background."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from faststream.security import BaseSecurity
+from rich.table import Table
+
+from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.db import create_pool, migrate
+from shared.runtime.kafka import ensure_topics
+from shared.tools.cli.console import console, fail
+from shared.tools.cli.settings import kafka_security, load_settings
+from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, read_state, redact
+from shared.tools.infra.files import shell_exports, write_private
+from shared.tools.infra.stack import stop_detached
+
+app = typer.Typer(
+    help="Embedded Kafka, PostgreSQL and Redis for development.", no_args_is_help=True
+)
+
+ENV_FILE = "infra.env"
+
+
+@app.command()
+def up(
+    kafka: KafkaKind | None = typer.Option(
+        None,
+        "--kafka",
+        help="embedded (Tansu, memory only) or apache (Apache Kafka, needs Java and Maven); "
+        "default: CREATORFLOW_KAFKA, else embedded.",
+    ),
+    brokers: int | None = typer.Option(
+        None,
+        "--brokers",
+        help="Apache Kafka nodes, 1 or 3 (default: CREATORFLOW_KAFKA_BROKERS, else 1).",
+    ),
+) -> None:
+    """Start the embedded servers in the background, create topics and migrate the database."""
+    settings = with_kafka_options(load_settings(), kafka, brokers)
+    state = read_state(settings.data_dir)
+    if state is not None and all(state.alive().values()):
+        console.print("[yellow]Already running.[/]")
+        _print_urls(state.urls, settings.data_dir, state.alive())
+        return
+    stop_detached(settings.data_dir)  # a half-dead earlier start
+    security = kafka_security()
+    infra = EmbeddedInfra(settings.data_dir.resolve(), settings, detached=True)
+    with console.status("Starting Kafka, PostgreSQL and Redis..."):
+        try:
+            urls = infra.start()
+            asyncio.run(_prepare(urls, settings, security))
+        except InfraError as error:
+            fail(str(error), hint=f"logs are under {settings.data_dir}/")
+        except BaseException:
+            infra.stop()
+            raise
+    env_file = settings.data_dir / ENV_FILE
+    write_private(env_file, shell_exports(urls.as_env()))
+    console.print("[green]The infrastructure is up.[/]")
+    _print_urls(urls, settings.data_dir, {name: True for name in infra.processes})
+    console.print(
+        f"Use it from a shell: [bold]source {env_file}[/]; stop it: creatorflow infra down"
+    )
+
+
+def with_kafka_options(settings: Settings, kind: KafkaKind | None, brokers: int | None) -> Settings:
+    """`settings` with the command line's --kafka and --brokers, validated like the variables."""
+    if kind is None and brokers is None:
+        return settings
+    if brokers is not None and (kind or settings.kafka) is not KafkaKind.APACHE:
+        fail("--brokers applies to Apache Kafka", hint="add --kafka apache")
+    update = {
+        "CREATORFLOW_KAFKA": kind or settings.kafka,
+        "CREATORFLOW_KAFKA_BROKERS": brokers or settings.kafka_brokers,
+    }
+    try:
+        return Settings.model_validate({**_as_variables(settings), **update})
+    except ValueError as error:
+        fail(f"invalid options: {error}")
+
+
+def _as_variables(settings: Settings) -> dict[str, object]:
+    fields = Settings.model_fields
+    return {str(fields[name].validation_alias): value for name, value in settings}
+
+
+async def _prepare(urls: InfraUrls, settings: Settings, security: BaseSecurity | None) -> None:
+    await ensure_topics(
+        urls.kafka_bootstrap_servers,
+        partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        security=security,
+    )
+    pool = await create_pool(urls.database_url)
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+
+
+@app.command()
+def down() -> None:
+    """Stop the servers `creatorflow infra up` started."""
+    settings = load_settings()
+    stopped = stop_detached(settings.data_dir)
+    (settings.data_dir / ENV_FILE).unlink(missing_ok=True)
+    if stopped:
+        console.print(f"Stopped: {', '.join(stopped)}. Data stays in {settings.data_dir}/.")
+    else:
+        console.print("Nothing was running.")
+
+
+@app.command()
+def status() -> None:
+    """Show whether the embedded servers are running and where (exit 1 if not)."""
+    settings = load_settings()
+    state = read_state(settings.data_dir)
+    if state is None:
+        fail("the embedded infrastructure is not running", hint="start it: creatorflow infra up")
+    alive = state.alive()
+    _print_urls(state.urls, settings.data_dir, alive)
+    if not all(alive.values()):
+        fail("some servers have stopped", hint="creatorflow infra down && creatorflow infra up")
+
+
+def _print_urls(urls: InfraUrls, data_dir: object, alive: dict[str, bool]) -> None:
+    """The servers' URLs and whether each is `alive` (by process name: Apache Kafka's nodes
+    are kafka-1, kafka-2, ...; a server started elsewhere has no process here)."""
+    table = Table(title="CreatorFlow infrastructure", title_justify="left")
+    table.add_column("server")
+    table.add_column("url (env var)", no_wrap=True)
+    table.add_column("state")
+    rows = [
+        ("kafka", urls.kafka_bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS"),
+        ("postgres", redact(urls.database_url), "DATABASE_URL"),
+        ("redis", redact(urls.redis_url), "REDIS_URL"),
+    ]
+    for name, url, var in rows:
+        # Apache Kafka runs as nodes kafka-1, kafka-2, ...: all must be up.
+        running = all(up for server, up in alive.items() if server.split("-")[0] == name)
+        table.add_row(
+            name,
+            f"{url.replace(',', chr(10))}\n[dim]{var}[/]",
+            "[green]running[/]" if running else "[red]stopped[/]",
+        )
+    console.print(table)
+    if "kafka" in alive:
+        where = "The embedded Kafka keeps topics in memory only; PostgreSQL and Redis"
+    else:
+        where = "Kafka, PostgreSQL and Redis"
+    console.print(f"[dim]{where} (append-only file) persist in {data_dir}/, with the logs.[/]")

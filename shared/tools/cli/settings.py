@@ -1,0 +1,92 @@
+"""Reading settings at a command's start, with errors a user can act on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from faststream.security import BaseSecurity
+from pydantic import ValidationError
+
+from shared.runtime.config import Settings
+from shared.runtime.kafka import (
+    AUTHORIZATION_ERRORS,
+    KafkaAccessError,
+    KafkaSecurityError,
+    authorization_failure,
+    check_kafka_access,
+)
+from shared.runtime.kafka import kafka_security as security_of
+from shared.tools.cli.console import fail
+from shared.tools.infra import running_urls
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        fail(f"invalid settings: {problems}", hint="check the environment variables in README.md")
+
+
+def database_url() -> str:
+    """DATABASE_URL, or the embedded database `creatorflow up` or `infra up` started."""
+    settings = load_settings()
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    urls = running_urls(settings)
+    if urls is None:
+        fail(
+            "no database to talk to",
+            hint="set DATABASE_URL, or start the embedded servers: creatorflow up (or infra up)",
+        )
+    return urls.database_url
+
+
+def bootstrap_servers() -> str:
+    """KAFKA_BOOTSTRAP_SERVERS, or the embedded broker `creatorflow infra up` started."""
+    settings = load_settings()
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    urls = running_urls(settings)
+    if urls is None:
+        fail(
+            "no Kafka to talk to",
+            hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
+        )
+    return urls.kafka_bootstrap_servers
+
+
+def kafka_security() -> BaseSecurity | None:
+    """TLS and SASL for Kafka clients, from KAFKA_SECURITY_PROTOCOL and friends."""
+    try:
+        return security_of(load_settings())
+    except KafkaSecurityError as error:
+        fail(str(error), hint="check the KAFKA_SSL_* variables in README.md")
+
+
+def kafka_client() -> tuple[str, BaseSecurity | None]:
+    """Bootstrap servers and security for a command's Kafka clients, once a broker has let
+    this client in: a refused login or certificate stops the command with one line."""
+    bootstrap = bootstrap_servers()
+    security = kafka_security()
+    try:
+        asyncio.run(check_kafka_access(bootstrap, security))
+    except KafkaAccessError as error:
+        fail(str(error))  # the message names the settings to check
+    return bootstrap, security
+
+
+@contextlib.contextmanager
+def kafka_refusals() -> Iterator[None]:
+    """Stop the command with one line when the cluster's ACLs refuse what it asked."""
+    try:
+        yield
+    except AUTHORIZATION_ERRORS as error:
+        fail(
+            authorization_failure(error),
+            hint="`creatorflow kafka acls` lists what each principal may read and write",
+        )

@@ -1,0 +1,110 @@
+"""`creatorflow up` and `creatorflow serve`: the platform running, for operators."""
+
+from __future__ import annotations
+
+import asyncio
+import runpy
+import signal
+
+import typer
+from rich.panel import Panel
+
+from shared.runtime.config import KafkaKind
+from shared.tools.cli.console import console, fail
+from shared.tools.cli.infra import with_kafka_options
+from shared.tools.cli.settings import load_settings
+from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact, running_urls
+from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, available_services
+
+_COLOURS = {"matching": "cyan", "tracking": "magenta", "payouts": "green"}
+
+
+def serve(name: str = typer.Argument(help="matching, tracking or payouts")) -> None:
+    """Run one service against the configured servers until SIGINT/SIGTERM (what compose runs)."""
+    if name not in SERVICES:
+        fail(f"unknown service {name!r}", hint="one of: " + ", ".join(SERVICES))
+    if name not in available_services():
+        fail(f"the {name} service is not part of this version yet")
+    runpy.run_module(f"services.{name}", run_name="__main__", alter_sys=True)
+
+
+def up(
+    only: list[str] | None = typer.Option(
+        None, "--service", "-s", help="Run only this service (repeatable); default: all."
+    ),
+    kafka: KafkaKind | None = typer.Option(
+        None,
+        "--kafka",
+        help="When it starts the servers: embedded (Tansu, memory only) or apache (Apache "
+        "Kafka, needs Java and Maven); default: CREATORFLOW_KAFKA, else embedded.",
+    ),
+    brokers: int | None = typer.Option(
+        None,
+        "--brokers",
+        help="Apache Kafka nodes, 1 or 3 (default: CREATORFLOW_KAFKA_BROKERS, else 1).",
+    ),
+) -> None:
+    """Start the infrastructure (embedded unless configured) and every service, with their
+    logs interleaved, until Ctrl-C; data stays in CREATORFLOW_DATA_DIR for the next run."""
+    settings = with_kafka_options(load_settings(), kafka, brokers)
+    names = available_services()
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        fail(
+            f"unknown or unavailable service(s): {', '.join(unknown)}",
+            hint="available: " + ", ".join(names),
+        )
+    names = [n for n in names if not only or n in only]
+    if not names:
+        fail("no service is part of this version yet", hint="run `creatorflow infra up` instead")
+    infra: EmbeddedInfra | None = None
+    urls = running_urls(settings)
+    if urls is not None and (kafka or brokers):
+        console.print(
+            "[yellow]Using the servers already running (creatorflow infra up): --kafka and "
+            "--brokers apply only when `up` starts them.[/]"
+        )
+    if urls is None:
+        infra = EmbeddedInfra(settings.data_dir.resolve(), settings, announce=True)
+        with console.status("Starting embedded Kafka, PostgreSQL and Redis..."):
+            try:
+                urls = infra.start()
+            except InfraError as error:
+                fail(str(error), hint=f"server logs are under {settings.data_dir}/")
+    try:
+        asyncio.run(_run(urls, names))
+    except InfraError as error:
+        fail(str(error))
+    finally:
+        if infra is not None:
+            with console.status("Stopping the servers..."):
+                infra.stop()
+    console.print(f"Stopped. Data stays in {settings.data_dir}/ for the next `creatorflow up`.")
+
+
+async def _run(urls: InfraUrls, names: list[str]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def show(name: str, line: str) -> None:
+        console.print(f"[{_COLOURS.get(name, 'white')}]{name:>8} |[/] {line}", highlight=False)
+
+    services = ServiceProcesses(names, urls.as_env(), show)
+    with console.status(f"Starting {', '.join(names)}..."):
+        await services.start()
+    try:
+        lines = [
+            f"{name}: http://127.0.0.1:{s.http_port}/readyz" for name, s in services.running.items()
+        ]
+        lines += [f"{k}={redact(v)}" for k, v in urls.as_env().items()]
+        console.print(Panel("\n".join(lines), title="CreatorFlow is up (Ctrl-C stops)"))
+        while not stop.is_set():
+            if services.exited():
+                console.print(f"[red]A service stopped on its own: {services.exited()}[/]")
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        with console.status("Stopping the services..."):
+            await services.stop()

@@ -1,0 +1,321 @@
+"""Plays a `Scenario` against running services, through Kafka only, and collects what comes
+back: the shortlist, attribution, confirmations and payouts, with their timings.
+
+Waiting uses what an operator sees: each service's `/metrics` counter of events consumed
+(counted after the database commit), and the events on the output topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream.security import BaseSecurity
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.contract.events import (
+    AttributionUpdated,
+    CloudEvent,
+    DeliverableConfirmed,
+    EventDecodeError,
+    MatchSuggested,
+    PayoutStatusChanged,
+    Topic,
+    decode,
+    encode,
+    event_key,
+    spec_for_type,
+)
+from shared.runtime.kafka import client_options, partitions_of
+from shared.tools.demo.scenario import Activity, DemoConfig, Hire, Scenario
+
+Step = Callable[[str], None]
+Tick = Callable[["Observed", int], None]  # what has come back so far, deals signed
+OUTPUT_TOPICS = (
+    Topic.MATCH_SUGGESTIONS,
+    Topic.TRACKING_ATTRIBUTION,
+    Topic.DELIVERABLES_CONFIRMED,
+    Topic.PAYOUTS_STATUS,
+)
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+@dataclass
+class Observed:
+    """Everything read from the output topics, with when it arrived (monotonic seconds)."""
+
+    suggestions: dict[str, MatchSuggested] = field(default_factory=dict)
+    attribution: dict[str, AttributionUpdated] = field(default_factory=dict)
+    attribution_updates: int = 0
+    confirmations: dict[str, list[tuple[DeliverableConfirmed, datetime]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    payouts: dict[str, list[tuple[PayoutStatusChanged, datetime]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    last_change: float = field(default_factory=time.monotonic)
+
+    def latest_payout(self, payout_id: str) -> PayoutStatusChanged:
+        return self.payouts[payout_id][-1][0]
+
+    def fee_payouts(self) -> dict[str, list[tuple[PayoutStatusChanged, datetime]]]:
+        return {pid: h for pid, h in self.payouts.items() if h[0][0].kind in (None, "fee")}
+
+
+@dataclass
+class DemoReport:
+    config: DemoConfig
+    scenario: Scenario
+    shortlist: MatchSuggested
+    hires: list[Hire]
+    activity: Activity
+    observed: Observed
+    events_published: int
+    confirm_to_sent_ms: list[float]
+    seconds: dict[str, float]
+
+
+class Watcher:
+    """Reads the output topics from the beginning, without a consumer group."""
+
+    def __init__(self, bootstrap: str, security: BaseSecurity | None = None) -> None:
+        self.observed = Observed()
+        self._consumer = AIOKafkaConsumer(
+            **client_options(bootstrap, security), enable_auto_commit=False
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = await partitions_of(self._consumer, OUTPUT_TOPICS)
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=50)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        event = decode(record.topic, record.value or b"")
+                    except EventDecodeError:
+                        continue
+                    self._take(event, time.monotonic())
+
+    def _take(self, event: CloudEvent[Any], arrived: float) -> None:
+        seen = self.observed
+        data = event.data
+        seen.last_change = arrived
+        if isinstance(data, MatchSuggested):
+            seen.suggestions[data.request_id] = data
+        elif isinstance(data, AttributionUpdated):
+            seen.attribution_updates += 1
+            current = seen.attribution.get(data.deal_id)
+            if current is None or data.as_of >= current.as_of:
+                seen.attribution[data.deal_id] = data
+        elif isinstance(data, DeliverableConfirmed):
+            seen.confirmations[data.deal_id].append((data, event.time))
+        elif isinstance(data, PayoutStatusChanged):
+            seen.payouts[data.payout_id].append((data, datetime.now(UTC)))
+
+
+async def consumed(http_port: int, topic: str) -> int:
+    """How many events of `topic` a service has handled, from its Prometheus counter."""
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "creatorflow_events_consumed":
+            return int(sum(s.value for s in family.samples if s.labels.get("topic") == topic))
+    return 0
+
+
+async def until(
+    check: Callable[[], Any], what: str, seconds: float, tick: Callable[[], None] | None = None
+) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        if tick is not None:
+            tick()
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out after {seconds:.0f}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+class Player:
+    _seen: Observed
+
+    def __init__(
+        self,
+        bootstrap: str,
+        ports: dict[str, int],
+        config: DemoConfig,
+        step: Step,
+        tick: Tick | None = None,
+        security: BaseSecurity | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.security = security
+        self.ports = ports
+        self.config = config
+        self.step = step
+        self.tick = tick
+        self.deals = 0
+        self.published: dict[tuple[str, str], int] = defaultdict(int)  # (service, topic) -> n
+        self._producer = AIOKafkaProducer(**client_options(bootstrap, security), linger_ms=5)
+
+    async def publish(self, events: list[CloudEvent[Any]]) -> None:
+        pending = []
+        for event in events:
+            topic = spec_for_type(event.type).topic
+            pending.append(await self._producer.send(topic, encode(event), key=event_key(event)))
+            for service in self.ports:
+                self.published[(service, topic)] += 1
+        await asyncio.gather(*pending)
+
+    async def wait(self, check: Callable[[], Any], what: str, seconds: float) -> None:
+        tick = self.tick
+        seen = self._seen
+        await until(check, what, seconds, None if tick is None else lambda: tick(seen, self.deals))
+
+    async def pause(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        await self.wait(lambda: time.monotonic() >= end, "a pause", seconds + 5)
+
+    async def caught_up(self, service: str, topics: tuple[str, ...]) -> bool:
+        for topic in topics:
+            if await consumed(self.ports[service], topic) < self.published[(service, topic)]:
+                return False
+        return True
+
+    async def play(self) -> DemoReport:
+        began = time.monotonic()
+        seconds: dict[str, float] = {}
+        scenario = Scenario(self.config, datetime.now(UTC))
+        watcher = Watcher(self.bootstrap, self.security)
+        await self._producer.start()
+        await watcher.start()
+        seen = self._seen = watcher.observed
+        try:
+            opening, request = scenario.opening()
+            self.step(f"publishing FX rates and {self.config.creators:,} creator profiles")
+            await self.publish(opening)
+            await self.wait(
+                lambda: self.caught_up("matching", (Topic.CREATOR_PROFILES, Topic.FX_RATES)),
+                "matching to index the creators",
+                120,
+            )
+            seconds["population indexed"] = time.monotonic() - began
+
+            self.step("the brand asks for micro-creators in its niche")
+            asked = time.monotonic()
+            await self.publish([request])
+            request_id = request.data.request_id
+            await self.wait(lambda: request_id in seen.suggestions, "match.suggested", 60)
+            seconds["match request → suggestions"] = time.monotonic() - asked
+            shortlist = seen.suggestions[request_id]
+            if len(shortlist.suggestions) < self.config.hires:
+                raise DemoError(
+                    f"matching suggested {len(shortlist.suggestions)} creators, fewer than the "
+                    f"{self.config.hires} to hire; filtered: {dict(shortlist.filtered)}"
+                )
+
+            hires, contracting = scenario.hire(shortlist)
+            self.deals = len(hires)
+            self.step(f"signing {len(hires)} deals and onboarding payout accounts")
+            await self.publish(contracting)
+            for service in ("tracking", "payouts"):
+                await self.wait(
+                    lambda s=service: self.caught_up(s, (Topic.CAMPAIGN_DEALS,)),  # type: ignore[misc]
+                    f"{service} to record the deals",
+                    60,
+                )
+
+            activity = scenario.activity(hires)
+            for n, wave in enumerate(activity.waves, start=1):
+                self.step(f"wave {n}/3: {len(wave)} metric snapshots, orders and refunds")
+                await self.publish(wave)
+                await self.pause(1.0)  # posts and orders arrive over time
+            await self.wait(
+                lambda: self.caught_up(
+                    "tracking", (Topic.TRACKING_POST_METRICS, Topic.TRACKING_ORDERS)
+                ),
+                "tracking to apply every snapshot and order",
+                120,
+            )
+
+            self.step("tax forms verified; the brand confirms the story posted without #ad")
+            await self.publish(scenario.late_fixes(hires, activity, datetime.now(UTC)))
+            await self.wait(
+                lambda: (
+                    len(
+                        {
+                            p
+                            for p, h in seen.fee_payouts().items()
+                            if h[-1][0].status in ("sent", "settled")
+                        }
+                    )
+                    >= len(hires)
+                ),
+                "every creator's fee to be paid",
+                120,
+            )
+            # Attribution is coalesced and published through an outbox: let the last settle.
+            await self.wait(lambda: time.monotonic() - seen.last_change > 2.0, "quiet outputs", 60)
+            seconds["total"] = time.monotonic() - began
+        finally:
+            await watcher.stop()
+            await self._producer.stop()
+        return DemoReport(
+            self.config,
+            scenario,
+            shortlist,
+            hires,
+            activity,
+            seen,
+            sum(v for (s, _), v in self.published.items() if s == "matching"),
+            confirm_to_sent(seen, {h.deal.deal_id for h in hires}),
+            seconds,
+        )
+
+
+def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
+    """Per fee payout paid without a hold: last confirmation of its deal → `payout.sent` seen.
+
+    Confirmation time is the `deliverable.confirmed` event's own time (when tracking decided);
+    the other end is when the demo read `payout.sent` off Kafka, so both hops are included.
+    """
+    latencies = []
+    for history in seen.fee_payouts().values():
+        statuses = [p.status for p, _ in history]
+        first = history[0][0]
+        if first.deal_id not in deal_ids or "held" in statuses or "sent" not in statuses:
+            continue
+        confirmed = seen.confirmations.get(first.deal_id)
+        if not confirmed:
+            continue
+        last_confirmation = max(at for _, at in confirmed)
+        sent_seen = next(at for p, at in history if p.status == "sent")
+        latencies.append((sent_seen - last_confirmation).total_seconds() * 1000)
+    return sorted(latencies)

@@ -1,0 +1,355 @@
+"""One realistic campaign as events, with its ground truth computed here, not by the services.
+
+Seeded and pure: the same seed and clock give the same events. The campaign unfolds in steps
+because the brand's hiring depends on matching's answer:
+
+1. `opening`: FX rates, a creator population (with fakes), the brand's match request;
+2. `hire`: deals with the top micro-creators of the shortlist, and their payout accounts (two
+   with a tax form still pending, so their payouts wait);
+3. `activity`: posts with cumulative metric snapshots (duplicated, out of order), promo-code
+   orders (some duplicated, some refunded, some outside the window or with unknown codes), and
+   the expected attribution of each deal;
+4. `late_fixes`: the pending tax forms verified, and the brand's manual confirmation of the
+   one story posted without the required `#ad`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from shared.contract.events import (
+    CloudEvent,
+    DealSigned,
+    Deliverable,
+    DeliverableConfirmed,
+    FxRatesPublished,
+    MatchSuggested,
+    OrderRedeemed,
+    OrderRefunded,
+    PayoutAccountUpserted,
+    PostMetricsObserved,
+    TaxForm,
+    make_event,
+)
+from shared.contract.money import FxSnapshot, Money
+from shared.tools.synthetic.population import (
+    REFERENCE_RATES,
+    Population,
+    generate_population,
+    niche_request,
+)
+
+BRAND_ID: Final = "brand-bakeco"
+BRAND_SOURCE: Final = "brand/bakeco"
+SHOP_SOURCE: Final = "shop/bakeco"
+COLLECTOR_SOURCE: Final = "collector/metrics"
+ONBOARDING_SOURCE: Final = "onboarding"
+FX_SOURCE: Final = "fx-feed"
+REQUIRED_TAGS: Final = ("#ad", "#bakeco")
+COMMISSION_RATE: Final = Decimal("0.10")
+# Rates (per USD) beyond the population's: a three-decimal currency for some creators' accounts.
+EXTRA_RATES: Final = {"KWD": Decimal("0.3075"), "BHD": Decimal("0.3770")}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int = 7
+    creators: int = 3000
+    hires: int = 25
+    niche: str = "baking"
+    campaign_id: str = "cmp-spring-bake"
+
+
+@dataclass(frozen=True)
+class Hire:
+    deal: DealSigned
+    handle: str
+    platform: str
+    followers: int
+    payout_currency: str
+    promo_code: str
+
+
+@dataclass
+class DealTruth:
+    """What tracking should report for one deal, computed from the generated activity."""
+
+    posts: int = 0
+    likes: int = 0
+    comments: int = 0
+    shares: int = 0
+    saves: int = 0
+    views: int = 0
+    reach: int = 0
+    impressions: int = 0
+    orders: int = 0
+    revenue: Money = field(default_factory=lambda: Money.zero("USD"))
+
+
+@dataclass(frozen=True)
+class Activity:
+    waves: list[list[CloudEvent[Any]]]
+    truth: dict[str, DealTruth]
+    needs_manual_confirmation: dict[str, str]  # deal_id -> deliverable_id
+
+
+class Scenario:
+    def __init__(self, config: DemoConfig, now: datetime) -> None:
+        self.config = config
+        self.now = now
+        self.rng = random.Random(config.seed)
+        self.starts_at = now - timedelta(days=3)
+        self.ends_at = now + timedelta(days=11)
+        self.fx = FxSnapshot(
+            base="USD",
+            rates={**REFERENCE_RATES, **EXTRA_RATES},
+            as_of=now - timedelta(days=30),
+            source=FX_SOURCE,
+        )
+        self.population: Population = generate_population(
+            config.creators, seed=config.seed, id_prefix="cr"
+        )
+
+    # 1 -----------------------------------------------------------------------------------
+    def opening(self) -> tuple[list[CloudEvent[Any]], CloudEvent[Any]]:
+        """FX rates and the population's profiles; then the match request to send."""
+        fx = FxRatesPublished(
+            base=self.fx.base, rates=dict(self.fx.rates), as_of=self.fx.as_of, source=FX_SOURCE
+        )
+        events = [make_event(fx, source=FX_SOURCE, time=self.now)]
+        profiles = self.population.profiles
+        events += [
+            make_event(profiles.profile(i), source=ONBOARDING_SOURCE, time=self.now)
+            for i in range(len(profiles))
+        ]
+        request = niche_request(
+            self.config.niche,
+            request_id=f"req-{self.config.campaign_id}",
+            campaign_id=self.config.campaign_id,
+            seed=self.config.seed,
+            budget=Money.of("900.00", "USD"),
+            limit=min(50, self.config.hires * 2),
+            tiers=("micro",),
+            brand_id=BRAND_ID,
+        )
+        return events, make_event(request, source=BRAND_SOURCE, time=self.now)
+
+    # 2 -----------------------------------------------------------------------------------
+    def hire(self, answer: MatchSuggested) -> tuple[list[Hire], list[CloudEvent[Any]]]:
+        """Deals with the first `hires` suggestions, plus each creator's payout account."""
+        row = {cid: i for i, cid in enumerate(self.population.profiles.creator_id)}
+        hires: list[Hire] = []
+        for suggestion in answer.suggestions[: self.config.hires]:
+            i = row[suggestion.creator_id]
+            profile = self.population.profiles.profile(i)
+            n = len(hires) + 1
+            code = f"BAKE{n:02d}{suggestion.creator_id.split('-')[-1]}"
+            deal = DealSigned(
+                deal_id=f"deal-{self.config.campaign_id}-{n:02d}",
+                campaign_id=self.config.campaign_id,
+                brand_id=BRAND_ID,
+                creator_id=suggestion.creator_id,
+                fee=Money.of(suggestion.estimated_cost.amount.quantize(Decimal(1)), "USD"),
+                commission_rate=COMMISSION_RATE,
+                promo_codes=(code,),
+                deliverables=(
+                    Deliverable(deliverable_id="post-1", kind="post", count=1, due_by=self.ends_at),
+                    Deliverable(
+                        deliverable_id="stories-2", kind="story", count=2, due_by=self.ends_at
+                    ),
+                ),
+                required_tags=REQUIRED_TAGS,
+                starts_at=self.starts_at,
+                ends_at=self.ends_at,
+                attribution_window_days=14,
+            )
+            hires.append(
+                Hire(
+                    deal,
+                    profile.handle,
+                    profile.platform,
+                    profile.followers,
+                    profile.payout_currency,
+                    code,
+                )
+            )
+        hires = self._vary_payout_currencies(hires)
+        events = [make_event(h.deal, source=BRAND_SOURCE, time=self.now) for h in hires]
+        events += [self._account(h, pending=n in (2, 6)) for n, h in enumerate(hires)]
+        return hires, events
+
+    def _vary_payout_currencies(self, hires: list[Hire]) -> list[Hire]:
+        """Some creators choose another payout currency: at least JPY and a 3-decimal one."""
+        wanted = {3: "KWD", 5: "JPY", 9: "BHD"}
+        return [
+            Hire(h.deal, h.handle, h.platform, h.followers, wanted[n], h.promo_code)
+            if n in wanted and h.payout_currency != wanted[n]
+            else h
+            for n, h in enumerate(hires)
+        ]
+
+    def _account(self, hire: Hire, *, pending: bool) -> CloudEvent[Any]:
+        account = PayoutAccountUpserted(
+            creator_id=hire.deal.creator_id,
+            method="wise",
+            destination=f"tok_wise_{hire.deal.creator_id}",
+            currency=hire.payout_currency,
+            tax_form=TaxForm(
+                type="W-8BEN",
+                status="pending" if pending else "verified",
+                verified_at=None if pending else self.now - timedelta(days=60),
+            ),
+        )
+        return make_event(account, source=ONBOARDING_SOURCE, time=self.now)
+
+    # 3 -----------------------------------------------------------------------------------
+    def activity(self, hires: list[Hire]) -> Activity:
+        """Posts, snapshots and orders in three waves, and the attribution they imply."""
+        waves: list[list[CloudEvent[Any]]] = [[], [], []]
+        truth: dict[str, DealTruth] = {}
+        manual: dict[str, str] = {}
+        for n, hire in enumerate(hires):
+            deal = hire.deal
+            t = truth.setdefault(deal.deal_id, DealTruth())
+            forgets_ad = n == 4  # one story without #ad: no auto-confirmation for it
+            if forgets_ad:
+                manual[deal.deal_id] = "stories-2"
+            for k, kind in enumerate(("post", "story", "story")):
+                tags = REQUIRED_TAGS if not (forgets_ad and k == 2) else ("#bakeco",)
+                self._post(hire, k, kind, tags, waves, t)
+            self._orders(hire, waves, t)
+        self._strays(waves)
+        for wave in waves:
+            self.rng.shuffle(wave)
+        return Activity(waves, truth, manual)
+
+    def _post(
+        self,
+        hire: Hire,
+        k: int,
+        kind: str,
+        tags: tuple[str, ...],
+        waves: list[list[CloudEvent[Any]]],
+        truth: DealTruth,
+    ) -> None:
+        posted_at = self.starts_at + timedelta(hours=6 + 20 * k + self.rng.randint(0, 12))
+        reach_share = self.rng.uniform(0.25, 0.6) if kind == "post" else self.rng.uniform(0.1, 0.3)
+        final_reach = int(hire.followers * reach_share)
+        final_likes = int(final_reach * self.rng.uniform(0.06, 0.12))
+        snapshots = []
+        for step, share in enumerate((0.35, 0.75, 1.0)):
+            likes = int(final_likes * share)
+            reach = int(final_reach * share)
+            snapshots.append(
+                PostMetricsObserved(
+                    post_id=f"{hire.platform[:2]}-{hire.deal.creator_id}-{k}",
+                    creator_id=hire.deal.creator_id,
+                    platform=hire.platform,
+                    kind=kind,
+                    deal_id=hire.deal.deal_id,
+                    caption=f"Spring bake with @bakeco {' '.join(tags)}",
+                    tags=tags,
+                    posted_at=posted_at,
+                    observed_at=posted_at + timedelta(hours=4 + 18 * step),
+                    likes=likes,
+                    comments=likes // 12,
+                    shares=likes // 30,
+                    saves=likes // 8,
+                    views=int(reach * 1.6),
+                    impressions=int(reach * 1.3),
+                    reach=reach,
+                    followers=hire.followers,
+                )
+            )
+        last = snapshots[-1]
+        truth.posts += 1
+        truth.likes += last.likes
+        truth.comments += last.comments
+        truth.shares += last.shares
+        truth.saves += last.saves
+        truth.views += last.views
+        truth.reach += last.reach
+        truth.impressions += last.impressions
+        for step, snapshot in enumerate(snapshots):
+            event = make_event(snapshot, source=COLLECTOR_SOURCE, time=self.now)
+            waves[step].append(event)
+            if self.rng.random() < 0.3:  # the collector re-sends: same event id
+                waves[min(step + 1, 2)].append(event)
+
+    def _orders(self, hire: Hire, waves: list[list[CloudEvent[Any]]], truth: DealTruth) -> None:
+        for j in range(self.rng.randint(3, 9)):
+            occurred_at = self.starts_at + timedelta(hours=self.rng.randint(8, 70))
+            in_eur = self.rng.random() < 0.2
+            usd = Decimal(self.rng.randint(1500, 9000)) / 100
+            amount = Money.of(usd * self.fx.rates["EUR"], "EUR") if in_eur else Money.of(usd, "USD")
+            order = OrderRedeemed(
+                order_id=f"ord-{hire.deal.deal_id}-{j}",
+                promo_code=hire.promo_code,
+                amount=amount,
+                occurred_at=occurred_at,
+            )
+            event = make_event(order, source=SHOP_SOURCE, time=self.now)
+            waves[1].append(event)
+            if self.rng.random() < 0.3:  # retried by the shop: a new event, the same order
+                waves[2].append(make_event(order, source=SHOP_SOURCE, time=self.now))
+            value = self.fx.convert(amount, "USD").result
+            if self.rng.random() < 0.12:
+                refund = OrderRefunded(
+                    order_id=order.order_id,
+                    promo_code=order.promo_code,
+                    amount=amount,
+                    occurred_at=occurred_at + timedelta(hours=20),
+                )
+                waves[2].append(make_event(refund, source=SHOP_SOURCE, time=self.now))
+            else:
+                truth.orders += 1
+                truth.revenue += value
+        # Used before the deal started: valid data, attributed to nobody.
+        early = OrderRedeemed(
+            order_id=f"ord-{hire.deal.deal_id}-early",
+            promo_code=hire.promo_code,
+            amount=Money.of("42.00", "USD"),
+            occurred_at=self.starts_at - timedelta(days=2),
+        )
+        waves[1].append(make_event(early, source=SHOP_SOURCE, time=self.now))
+
+    def _strays(self, waves: list[list[CloudEvent[Any]]]) -> None:
+        for j in range(3):
+            stray = OrderRedeemed(
+                order_id=f"ord-stray-{j}",
+                promo_code=f"NOSUCHCODE{j}",
+                amount=Money.of("19.99", "USD"),
+                occurred_at=self.now - timedelta(hours=5),
+            )
+            waves[1].append(make_event(stray, source=SHOP_SOURCE, time=self.now))
+
+    # 4 -----------------------------------------------------------------------------------
+    def late_fixes(
+        self, hires: list[Hire], activity: Activity, now: datetime
+    ) -> list[CloudEvent[Any]]:
+        """Tax forms verified for the held creators; the brand confirms the untagged story.
+
+        `now` is when they are sent: the brand's confirmation carries it, so the time from
+        confirmation to payout is measured from the moment it was really made.
+        """
+        events = [self._account(h, pending=False) for n, h in enumerate(hires) if n in (2, 6)]
+        for deal_id, deliverable_id in activity.needs_manual_confirmation.items():
+            confirmation = DeliverableConfirmed(
+                deal_id=deal_id,
+                deliverable_id=deliverable_id,
+                post_id=None,
+                confirmed_by=BRAND_ID,
+                confirmed_at=now,
+            )
+            events.append(make_event(confirmation, source=BRAND_SOURCE, time=now))
+        return events
+
+    def expected_net(self, hire: Hire, platform_fee_bps: int) -> Money:
+        """The fee payout a creator should receive: (fee - platform fee) in their currency."""
+        fee = hire.deal.fee
+        kept = fee.allocate([platform_fee_bps, 10_000 - platform_fee_bps])[0]
+        return self.fx.convert(fee - kept, hire.payout_currency).result

@@ -1,0 +1,179 @@
+"""Least-privilege Kafka ACLs for every party of CreatorFlow, derived from the code.
+
+- each service reads its input topics (`INPUT_TOPICS` of `services.<name>.app`) in its own
+  consumer group (`GROUP_ID`), writes its output topics (`OUTPUT_TOPICS`) and the dead-letter
+  topics of its inputs (where `DeadLetters` puts what it cannot apply);
+- a brand writes the topics of the event types it sends and reads those of the answers it
+  gets (README, "For brands"), in consumer groups whose names start with its principal;
+- a shop writes the topics of order events.
+
+Topic creation is left to an operator's admin principal (`creatorflow topics create`): no
+party here may create, delete or reconfigure a topic. Kafka lets READ and WRITE imply
+DESCRIBE, and WRITE on any topic the idempotent producer's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Final
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import ClusterAuthorizationFailedError, for_code
+from aiokafka.protocol.admin import CreateAclsRequest
+from faststream.security import BaseSecurity
+
+from shared.contract.events import EventType, dlq_topic, spec_for_type
+from shared.runtime.kafka import client_options
+from shared.tools.asyncapi import service_group, service_topics
+from shared.tools.infra.service_processes import SERVICES
+
+
+# Numeric codes of Kafka's ACL protocol (org.apache.kafka.common.acl / resource).
+class ResourceType(IntEnum):
+    TOPIC = 2
+    GROUP = 3
+
+
+class Operation(IntEnum):
+    READ = 3
+    WRITE = 4
+
+
+class PatternType(IntEnum):
+    LITERAL = 3
+    PREFIXED = 4
+
+
+_ALLOW: Final = 3
+_ANY_HOST: Final = "*"
+
+# What a brand sends and reads back, by event type: the topics follow from the registry.
+BRAND_SENDS: Final = (
+    EventType.MATCH_REQUESTED,
+    EventType.MATCH_FEEDBACK,
+    EventType.DEAL_SIGNED,
+    EventType.DELIVERABLE_CONFIRMED,
+)
+BRAND_RECEIVES: Final = (
+    EventType.MATCH_SUGGESTED,
+    EventType.ATTRIBUTION_UPDATED,
+    *(t for t in EventType if t.startswith("payout.")),
+)
+SHOP_SENDS: Final = (EventType.ORDER_REDEEMED, EventType.ORDER_REFUNDED)
+
+
+def topics_of(types: Iterable[str]) -> tuple[str, ...]:
+    """The topics `types` are published on, each once, in order."""
+    return tuple(dict.fromkeys(spec_for_type(t).topic for t in types))
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW rule for any host."""
+
+    principal: str  # e.g. User:tracking
+    resource_type: ResourceType
+    resource_name: str
+    operation: Operation
+    pattern: PatternType = PatternType.LITERAL
+
+    def __str__(self) -> str:
+        prefixed = " (prefix)" if self.pattern is PatternType.PREFIXED else ""
+        resource = self.resource_type.name.lower()
+        return (
+            f"{self.principal:<20} {self.operation.name:<5} {resource:<5} "
+            f"{self.resource_name}{prefixed}"
+        )
+
+
+@dataclass(frozen=True)
+class Principals:
+    """The user names each party authenticates as (SASL user, or certificate CN)."""
+
+    services: Mapping[str, str] = field(default_factory=lambda: {s: s for s in SERVICES})
+    brand: str = "brand"
+    shop: str = "shop"
+
+
+def user(name: str) -> str:
+    return f"User:{name}"
+
+
+def service_acls(service: str, principal: str) -> list[Acl]:
+    inputs, outputs = service_topics(service)
+    who = user(principal)
+    acls = [Acl(who, ResourceType.TOPIC, topic, Operation.READ) for topic in inputs]
+    acls.append(Acl(who, ResourceType.GROUP, service_group(service), Operation.READ))
+    writes = dict.fromkeys([*outputs, *(dlq_topic(topic) for topic in inputs)])
+    acls += [Acl(who, ResourceType.TOPIC, topic, Operation.WRITE) for topic in writes]
+    return acls
+
+
+def brand_acls(principal: str) -> list[Acl]:
+    who = user(principal)
+    acls = [Acl(who, ResourceType.TOPIC, t, Operation.WRITE) for t in topics_of(BRAND_SENDS)]
+    acls += [Acl(who, ResourceType.TOPIC, t, Operation.READ) for t in topics_of(BRAND_RECEIVES)]
+    acls.append(
+        Acl(who, ResourceType.GROUP, principal, Operation.READ, pattern=PatternType.PREFIXED)
+    )
+    return acls
+
+
+def shop_acls(principal: str) -> list[Acl]:
+    who = user(principal)
+    return [Acl(who, ResourceType.TOPIC, t, Operation.WRITE) for t in topics_of(SHOP_SENDS)]
+
+
+def least_privilege_acls(principals: Principals = Principals()) -> list[Acl]:
+    """Every ACL CreatorFlow's parties need, and nothing more."""
+    acls = []
+    for service in SERVICES:
+        acls += service_acls(service, principals.services[service])
+    acls += brand_acls(principals.brand)
+    acls += shop_acls(principals.shop)
+    return acls
+
+
+class AclError(RuntimeError):
+    """The cluster refused to create ACLs (the message says which and why)."""
+
+
+async def apply_acls(
+    bootstrap_servers: str, security: BaseSecurity | None, acls: Sequence[Acl]
+) -> None:
+    """Create `acls` on the cluster (existing ones are left as they are). The principal of
+    `security` must be allowed to alter the cluster's ACLs (a super user, or ALTER on it)."""
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers, security))
+    await admin.start()
+    try:
+        node = admin._client.get_random_node()  # any broker forwards them to the controller
+        failed = []
+        for acl in acls:
+            request = CreateAclsRequest(
+                acl.resource_type,
+                acl.resource_name,
+                acl.pattern,
+                acl.principal,
+                _ANY_HOST,
+                acl.operation,
+                _ALLOW,
+            )
+            response = await admin._send_request_to_node(node, request)
+            for code, _message in response.creation_responses:
+                if code == ClusterAuthorizationFailedError.errno:
+                    raise AclError(
+                        "the configured principal may not alter the cluster's ACLs "
+                        "(ClusterAuthorizationFailed)"
+                    )
+                if code:
+                    # The broker's own message describes its request objects, not the cause.
+                    failed.append(
+                        f"{acl.principal} {acl.operation.name} {acl.resource_name}: "
+                        f"{for_code(code).__name__}"
+                    )
+        if failed:
+            raise AclError(f"{len(failed)} ACL(s) refused: " + "; ".join(failed[:3]))
+    finally:
+        await admin.close()
