@@ -242,7 +242,6 @@ class Settings(BaseSettings):
             for name, value in (
                 ("KAFKA_BOOTSTRAP_SERVERS", self.kafka_bootstrap_servers),
                 ("DATABASE_URL", self.database_url),
-                ("REDIS_URL", self.redis_url),
             )
             if not value
         ]
@@ -257,8 +256,7 @@ class Settings(BaseSettings):
                 "CREATORFLOW_PROFILE=production refuses DATABASE_URL with an empty or default "
                 "password: set a real one"
             )
-        assert self.redis_url is not None
-        if not urlsplit(self.redis_url.get_secret_value()).password:
+        if self.redis_url is not None and not urlsplit(self.redis_url.get_secret_value()).password:
             raise ValueError(
                 "CREATORFLOW_PROFILE=production refuses REDIS_URL without a password (anyone "
                 "who reaches Redis could read or flush it): redis://:PASSWORD@host:6379/0"

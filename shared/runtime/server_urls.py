@@ -20,18 +20,23 @@ STATE_FILE = "infra.json"
 
 @dataclass(frozen=True)
 class InfraUrls:
-    """Where the three servers are. `database_url` carries a password: never log it whole."""
+    """Where the servers are. `database_url` carries a password: never log it whole.
+
+    Redis is optional: only a service that uses it needs it.
+    """
 
     kafka_bootstrap_servers: str
     database_url: str
-    redis_url: str
+    redis_url: str | None = None
 
     def as_env(self) -> dict[str, str]:
-        return {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
             "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis_url,
         }
+        if self.redis_url is not None:
+            env["REDIS_URL"] = self.redis_url
+        return env
 
 
 def pid_alive(pid: int) -> bool:
@@ -64,7 +69,8 @@ def recorded_urls(data_dir: Path) -> InfraUrls | None:
 
 
 def running_urls(settings: Settings) -> InfraUrls | None:
-    """Server URLs from the environment, completed by `creatorflow infra up`'s if running."""
+    """Server URLs from the environment, completed by `creatorflow infra up`'s if running;
+    None without a Kafka and a database."""
     recorded = recorded_urls(settings.data_dir)
     kafka = settings.kafka_bootstrap_servers or (recorded and recorded.kafka_bootstrap_servers)
     database = (
@@ -77,6 +83,6 @@ def running_urls(settings: Settings) -> InfraUrls | None:
         if settings.redis_url
         else (recorded and recorded.redis_url)
     )
-    if not (kafka and database and redis):
+    if not (kafka and database):
         return None
-    return InfraUrls(kafka, database, redis)
+    return InfraUrls(kafka, database, redis or None)

@@ -61,10 +61,11 @@ class Resources:
     settings: Settings
     urls: InfraUrls
     pool: asyncpg.Pool
-    redis: redis.Redis
     broker: KafkaBroker
     consumer: SafeConsumer
     pipelines: list[PipelinedBatches] = field(default_factory=list)
+    # Connected only for a service that asks for it (ServiceRuntime's `uses_redis`).
+    redis: redis.Redis | None = None
 
     def consume_pipelined(
         self,
@@ -107,11 +108,12 @@ class ServiceConfigurationError(RuntimeError):
     pass
 
 
-def resolve_urls(settings: Settings) -> InfraUrls:
+def resolve_urls(settings: Settings, *, uses_redis: bool = False) -> InfraUrls:
     urls = running_urls(settings)
-    if urls is None:
+    if urls is None or (uses_redis and urls.redis_url is None):
+        needed = "KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL" + (" and REDIS_URL" if uses_redis else "")
         raise ServiceConfigurationError(
-            "no servers configured: set KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL and REDIS_URL, "
+            f"no servers configured: set {needed}, "
             "or start the embedded ones with `creatorflow infra up`"
         )
     return urls
@@ -127,8 +129,12 @@ class ServiceRuntime:
         *,
         settings: Settings | None = None,
         urls: InfraUrls | None = None,
+        uses_redis: bool = False,
     ) -> None:
         self.name = name
+        # A service that does not use Redis neither connects to it nor waits for it to be
+        # ready: an outage of a server it never reads must not take it out of service.
+        self.uses_redis = uses_redis
         self._setup = setup
         self._settings = settings
         self._urls = urls
@@ -148,7 +154,7 @@ class ServiceRuntime:
     async def _start(self) -> None:
         settings = self._settings or Settings()
         settings = settings.model_copy(update={"service_name": self.name})
-        urls = self._urls or resolve_urls(settings)
+        urls = self._urls or resolve_urls(settings, uses_redis=self.uses_redis)
         try:
             security = kafka_security(settings)
             # Refused credentials or certificates stop the service with the reason at once;
@@ -173,8 +179,11 @@ class ServiceRuntime:
         )
         self._stack.push_async_callback(pool.close)
         await migrate(pool)
-        cache = await create_redis(urls.redis_url)
-        self._stack.push_async_callback(cache.aclose)
+        cache = None
+        if self.uses_redis:
+            assert urls.redis_url is not None
+            cache = await create_redis(urls.redis_url)
+            self._stack.push_async_callback(cache.aclose)
         broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
         retry = RetryPolicy.from_settings(settings)
         consumer = SafeConsumer(
@@ -183,7 +192,7 @@ class ServiceRuntime:
             max_bytes=settings.max_message_bytes,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         )
-        self.resources = Resources(self.name, settings, urls, pool, cache, broker, consumer)
+        self.resources = Resources(self.name, settings, urls, pool, broker, consumer, redis=cache)
         background = await self._setup(self.resources)
         await broker.start()
         self._stack.push_async_callback(broker.stop)
@@ -236,13 +245,11 @@ class ServiceRuntime:
 
 
 def readiness_checks(resources: Resources) -> dict[str, Check]:
-    """What `/readyz` verifies: every dependency answers and the consumers hold partitions."""
+    """What `/readyz` verifies: every server the service uses answers, its consumers hold
+    partitions."""
 
     async def database() -> bool:
         return bool(await resources.pool.fetchval("SELECT 1") == 1)
-
-    async def cache() -> bool:
-        return bool(await resources.redis.ping())
 
     async def broker() -> bool:
         return await resources.broker.ping(timeout=1.5)
@@ -250,12 +257,19 @@ def readiness_checks(resources: Resources) -> dict[str, Check]:
     async def consumer_assigned() -> bool:
         return all(c is not None and c.assignment() for c in resources.kafka_consumers())
 
-    return {
+    checks: dict[str, Check] = {
         "database": database,
-        "cache": cache,
         "broker": broker,
         "consumer_assigned": consumer_assigned,
     }
+    if resources.redis is not None:
+        client = resources.redis
+
+        async def cache() -> bool:
+            return bool(await client.ping())
+
+        checks["cache"] = cache
+    return checks
 
 
 async def _sample_consumer_lag(resources: Resources, every_seconds: float = 5.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -125,8 +126,15 @@ async def _read_confirmations(infra: InfraUrls, name: str, *, expected: int) -> 
     return found
 
 
-async def test_health_readiness_and_metrics_endpoints(infra: InfraUrls, topics: None) -> None:
+@pytest.mark.parametrize("uses_redis", [False, True], ids=["without-redis", "with-redis"])
+async def test_health_readiness_and_metrics_endpoints(
+    infra: InfraUrls, topics: None, uses_redis: bool
+) -> None:
+    """Readiness checks the servers a service uses, and only those: a service that does not
+    use Redis is ready while no Redis answers at its URL."""
     name = f"health-test-{uuid.uuid4().hex[:8]}"
+    if not uses_redis:
+        infra = dataclasses.replace(infra, redis_url=f"redis://127.0.0.1:{free_port()}/0")
 
     async def setup(resources: Resources) -> Sequence[Background]:
         async def ignore(event: CloudEvent[Any], delivery: Delivery) -> None:
@@ -142,7 +150,8 @@ async def test_health_readiness_and_metrics_endpoints(infra: InfraUrls, topics: 
         return []
 
     settings = Settings().model_copy(update={"http_port": 0})
-    async with ServiceRuntime(name, setup, settings=settings, urls=infra) as runtime:
+    runtime = ServiceRuntime(name, setup, settings=settings, urls=infra, uses_redis=uses_redis)
+    async with runtime:
         assert runtime.http_port
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:
             live = await http.get("/healthz")
@@ -154,12 +163,10 @@ async def test_health_readiness_and_metrics_endpoints(infra: InfraUrls, topics: 
                 assert ready.status_code == 503
                 await asyncio.sleep(0.2)
                 ready = await http.get("/readyz")
-            assert ready.json()["checks"] == {
-                "database": True,
-                "cache": True,
-                "broker": True,
-                "consumer_assigned": True,
-            }
+            expected = {"database": True, "broker": True, "consumer_assigned": True}
+            if uses_redis:
+                expected["cache"] = True
+            assert ready.json()["checks"] == expected
             metrics = await http.get("/metrics")
             assert metrics.status_code == 200
             assert "creatorflow_events_consumed_total" in metrics.text

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES_IN_COMPOSE: dict[str, Any] = COMPOSE["services"]
 KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
-INFRA = (*KAFKA_NODES, "postgres", "redis")
+INFRA = (*KAFKA_NODES, "postgres")
 APP_SERVICES = [name for name, svc in SERVICES_IN_COMPOSE.items() if "build" in svc]
 
 
@@ -80,7 +80,9 @@ def test_app_environment_matches_settings(name: str) -> None:
     env = SERVICES_IN_COMPOSE[name]["environment"]
     unknown = set(env) - _settings_env_names()
     assert not unknown, f"{name}: variables no setting reads: {unknown}"
-    assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL"} <= set(env)
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"} <= set(env)
+    # No service uses Redis yet: none is given one to wait for (docs/architecture.md §4).
+    assert "REDIS_URL" not in env
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -150,7 +152,6 @@ def test_the_default_stack_still_speaks_plaintext_to_its_kafka() -> None:
 
     shell = {
         "POSTGRES_PASSWORD": "x-9",
-        "REDIS_PASSWORD": "r-9",
         "PAYOUTS_DESTINATION_KEY": "unused here",
     }
     env = _service_env("payouts", shell, COMPOSE)
@@ -179,7 +180,6 @@ def test_kafka_security_override_gives_valid_production_settings(tmp_path: Path)
 
     shell = {
         "POSTGRES_PASSWORD": "pg-secret-1",
-        "REDIS_PASSWORD": "redis-secret-1",
         "PAYOUTS_DESTINATION_KEY": "unused here",
         "KAFKA_BOOTSTRAP_SERVERS": "b-1.example.net:9096",
         "KAFKA_SASL_USERNAME": "creatorflow",
@@ -204,7 +204,6 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
 
     shell = {
         "POSTGRES_PASSWORD": "pg-secret-1",
-        "REDIS_PASSWORD": "redis-secret-1",
         "PAYOUTS_DESTINATION_KEY": new_key(),
         "PAYOUTS_STRIPE_API_KEY": "sk_live_x",
     }
@@ -215,12 +214,8 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
     assert settings.profile == "production"
     assert settings.provider == "stripe"  # production refuses the sandbox
     assert settings.destination_key.get_secret_value() == shell["PAYOUTS_DESTINATION_KEY"]
-    assert Settings().redis_url is not None
-    assert "redis-secret-1" in Settings().redis_url.get_secret_value()
     with pytest.raises(AssertionError, match="PAYOUTS_DESTINATION_KEY is required"):
-        _service_env(
-            "payouts", {"POSTGRES_PASSWORD": "pg-secret-1", "REDIS_PASSWORD": "r"}, COMPOSE
-        )
+        _service_env("payouts", {"POSTGRES_PASSWORD": "pg-secret-1"}, COMPOSE)
 
 
 def _kafka_variable(key: str) -> str:

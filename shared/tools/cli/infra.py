@@ -136,7 +136,7 @@ def _print_urls(urls: InfraUrls, data_dir: object, alive: dict[str, bool]) -> No
     rows = [
         ("kafka", urls.kafka_bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS"),
         ("postgres", redact(urls.database_url), "DATABASE_URL"),
-        ("redis", redact(urls.redis_url), "REDIS_URL"),
+        ("redis", redact(urls.redis_url) if urls.redis_url else "not configured", "REDIS_URL"),
     ]
     for name, url, var in rows:
         # Apache Kafka runs as nodes kafka-1, kafka-2, ...: all must be up.

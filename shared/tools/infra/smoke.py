@@ -45,6 +45,7 @@ from shared.runtime.kafka import (
     subscribe_events,
 )
 from shared.runtime.server_urls import InfraUrls
+from shared.tools.infra.process import InfraError
 
 
 def smoke_source(run_id: str) -> str:
@@ -193,6 +194,8 @@ async def run_smoke(
         security=security,
     )
     step("migrating the database")
+    if urls.redis_url is None:
+        raise InfraError("the smoke test checks Redis too: set REDIS_URL")
     pool = await create_pool(urls.database_url)
     cache = redis.Redis.from_url(urls.redis_url)
     broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
