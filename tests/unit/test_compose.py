@@ -81,7 +81,7 @@ def test_app_environment_matches_settings(name: str) -> None:
     unknown = set(env) - _settings_env_names()
     assert not unknown, f"{name}: variables no setting reads: {unknown}"
     assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"} <= set(env)
-    # No service uses Redis yet: none is given one to wait for (docs/architecture.md §4).
+    # No service uses Redis yet: none is given one to wait for (docs/architecture.md §2).
     assert "REDIS_URL" not in env
 
 
