@@ -34,6 +34,7 @@ import numpy as np
 from services.matching.features import FEATURES
 from services.matching.index import CreatorIndex
 from services.matching.ranker import HAND_RANKER
+from services.matching.schema import SCHEMA
 from services.matching.scoring import MatchQuery, ScoringSettings, match
 from shared.contract.events.vocabulary import TIERS
 from shared.tools.synthetic.population import (
@@ -185,8 +186,8 @@ async def bench_kafka(size: int, count: int) -> None:
         urls = stack.urls
         assert urls is not None
         population = generate_population(size, seed=42, id_prefix=f"kb{uuid.uuid4().hex[:6]}")
-        pool = await create_pool(urls.database_url)
-        await migrate(pool)
+        pool = await create_pool(urls.database_url, schema=SCHEMA.name)
+        await migrate(pool, SCHEMA)
         store = PostgresMatchingStore(pool)
         now = datetime.now(UTC)
         started = time.perf_counter()
@@ -210,7 +211,7 @@ async def bench_kafka(size: int, count: int) -> None:
         async def setup(resources: Any) -> Any:
             return background(resources, await start_service(resources, settings))
 
-        async with ServiceRuntime(SERVICE, setup, urls=urls):
+        async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=urls):
             print(f"service up (index rebuilt) in {time.perf_counter() - started:.1f}s", flush=True)
             producer = AIOKafkaProducer(bootstrap_servers=urls.kafka_bootstrap_servers, linger_ms=0)
             consumer = AIOKafkaConsumer(

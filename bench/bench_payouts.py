@@ -31,6 +31,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.payouts.app import PayoutsSetup
+from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
 from shared.runtime.config import Settings
@@ -178,7 +179,7 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
     steady = [f"bench-{run}-s{i}" for i in range(count)]
     bursty = [f"bench-{run}-b{i}" for i in range(burst)]
     creators = {deal: f"cr-{deal}" for deal in steady + bursty}
-    async with ServiceRuntime("payouts", setup, urls=urls, settings=Settings()):
+    async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=urls, settings=Settings()):
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await producer.start()
         receiver = Receiver(bootstrap, Topic.PAYOUTS_STATUS, sent_deal)

@@ -45,6 +45,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from services.tracking.app import SERVICE
 from services.tracking.batch import apply_batch
+from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import (
     CloudEvent,
@@ -62,6 +63,7 @@ from shared.contract.events import (
 )
 from shared.contract.money import Money
 from shared.runtime.config import Settings
+from shared.runtime.db import create_pool
 from shared.runtime.kafka import ensure_topics, subscribe_events
 from shared.runtime.outbox import OutboxRelay
 from shared.runtime.service import Background, Resources, run_service
@@ -361,8 +363,7 @@ async def measure_service(args: argparse.Namespace, root: Path, instances: int) 
             start_service(urls, ["-m", "services.tracking"], root / f"tracking-{instances}-{n}.log")
             for n in range(instances)
         ]
-        pool = await asyncpg.create_pool(urls.database_url, min_size=1, max_size=2)
-        assert pool is not None
+        pool = await create_pool(urls.database_url, schema=SCHEMA.name, min_size=1, max_size=2)
         try:
             await wait_applied(pool, SERVICE, len(setup) + args.events, limit=600)
             count, seconds = await rate_of(pool, SERVICE)
@@ -390,8 +391,7 @@ async def measure_naive(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         backlog = [workload.next()[2] for _ in range(args.naive_events)]
         await produce(urls.kafka_bootstrap_servers, setup + backlog)
         process = start_service(urls, [__file__, "--naive-consumer"], root / "naive.log")
-        pool = await asyncpg.create_pool(urls.database_url, min_size=1, max_size=2)
-        assert pool is not None
+        pool = await create_pool(urls.database_url, schema=SCHEMA.name, min_size=1, max_size=2)
         try:
             await wait_applied(pool, NAIVE_SERVICE, len(setup) + args.naive_events, limit=900)
             count, seconds = await rate_of(pool, NAIVE_SERVICE)
@@ -434,7 +434,7 @@ def main() -> None:
     parser.add_argument("--naive-consumer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_consumer:
-        run_service(NAIVE_SERVICE, naive_setup)
+        run_service(NAIVE_SERVICE, naive_setup, SCHEMA)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:

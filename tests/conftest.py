@@ -18,7 +18,7 @@ import redis.asyncio as redis
 
 from shared.runtime.cache import create_redis
 from shared.runtime.config import KafkaKind, Settings
-from shared.runtime.db import create_pool, migrate
+from shared.runtime.db import ServiceSchema, create_pool, migrate
 from shared.runtime.kafka import ensure_topics
 from shared.runtime.server_urls import pid_alive
 from shared.tools.infra import EmbeddedInfra, InfraUrls, postgres_account
@@ -36,9 +36,16 @@ def embedded_servers() -> Iterator[InfraUrls]:
     assert not leftover, f"embedded servers still running after their tests: {leftover}"
 
 
-async def migrated_pool(infra: InfraUrls) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(infra.database_url, min_size=1, max_size=10)
-    await migrate(pool)
+# The schema of the runtime's own tests (inbox, outbox, FX snapshots, services made up for
+# a test); each service's tests use that service's schema (tests/integration/isolated.py).
+RUNTIME_TESTS = ServiceSchema("runtime_tests")
+
+
+async def migrated_pool(
+    infra: InfraUrls, schema: ServiceSchema = RUNTIME_TESTS
+) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(infra.database_url, schema=schema.name, min_size=1, max_size=10)
+    await migrate(pool, schema)
     yield pool
     await pool.close()
 

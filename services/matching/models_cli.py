@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from services.matching.features import FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
+from services.matching.schema import SCHEMA
 from services.matching.store import PostgresMatchingStore, StoredModel
 from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
@@ -29,7 +30,9 @@ T = TypeVar("T")
 
 def _run(action: Callable[[PostgresMatchingStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        pool = await create_pool(database_url(), min_size=1, max_size=1)
+        pool = await create_pool(
+            database_url(SCHEMA.name), schema=SCHEMA.name, min_size=1, max_size=1
+        )
         try:
             return await action(PostgresMatchingStore(pool))
         finally:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from services.payouts.destinations import new_key
 from services.payouts.reports import LedgerReport, Statement, check_ledger, statement
+from services.payouts.schema import SCHEMA
 from services.payouts.store.postgres import PgPayouts
 from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
@@ -26,7 +27,9 @@ T = TypeVar("T")
 
 def _run(query: Callable[[PgPayouts], Awaitable[T]]) -> T:
     async def run() -> T:
-        pool = await create_pool(database_url(), min_size=1, max_size=1)
+        pool = await create_pool(
+            database_url(SCHEMA.name), schema=SCHEMA.name, min_size=1, max_size=1
+        )
         try:
             return await query(PgPayouts(pool))
         finally:

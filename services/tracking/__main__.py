@@ -3,6 +3,7 @@
 import gc
 
 from services.tracking.app import SERVICE, setup
+from services.tracking.schema import SCHEMA
 from shared.runtime.service import run_service
 
 # A batch of a few thousand events allocates hundreds of thousands of short-lived objects.
@@ -18,4 +19,4 @@ GC_THRESHOLDS = (1_000_000, 20, 100)
 if __name__ == "__main__":
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    run_service(SERVICE, setup)
+    run_service(SERVICE, setup, SCHEMA)

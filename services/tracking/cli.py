@@ -13,6 +13,7 @@ from rich.table import Table
 
 from services.tracking.domain.attribution import DealAttribution
 from services.tracking.report import CampaignReport, ReportRow, campaign_report
+from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.money import Money
 from shared.runtime.db import create_pool
@@ -30,7 +31,7 @@ def _reports() -> None:
 
 
 async def _load(database_url: str, campaign_id: str) -> list[DealAttribution]:
-    pool = await create_pool(database_url, min_size=1, max_size=1)
+    pool = await create_pool(database_url, schema=SCHEMA.name, min_size=1, max_size=1)
     try:
         return await PostgresTrackingStore(pool, consumer="report").campaign_attributions(
             campaign_id
@@ -43,7 +44,7 @@ async def _load(database_url: str, campaign_id: str) -> list[DealAttribution]:
 def campaign(campaign_id: str = typer.Argument(..., help="Campaign id, e.g. cmp-3")) -> None:
     """Reach, engagement, orders, revenue, spend and ratios per creator and in total."""
     try:
-        deals = asyncio.run(_load(database_url(), campaign_id))
+        deals = asyncio.run(_load(database_url(SCHEMA.name), campaign_id))
     except OSError as error:
         fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
     if not deals:

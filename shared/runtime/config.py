@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     # Where downloads shared by every data directory go (the Apache Kafka jars).
     cache_dir: Path | None = Field(None, validation_alias="CREATORFLOW_CACHE_DIR")
     database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
+    # A service's own database, instead of its schema in DATABASE_URL's (docs/architecture.md
+    # §7): each service owns a schema named after it, wherever that schema lives.
+    matching_database_url: SecretStr | None = Field(None, validation_alias="MATCHING_DATABASE_URL")
+    tracking_database_url: SecretStr | None = Field(None, validation_alias="TRACKING_DATABASE_URL")
+    payouts_database_url: SecretStr | None = Field(None, validation_alias="PAYOUTS_DATABASE_URL")
     redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
 
     kafka_partitions: int = Field(3, ge=1, le=1000, validation_alias="KAFKA_PARTITIONS")
@@ -237,11 +242,21 @@ class Settings(BaseSettings):
     def _refuse_default_credentials_in_production(self) -> Settings:
         if self.profile is not Profile.PRODUCTION:
             return self
+        databases = {
+            name: url
+            for name, url in (
+                ("DATABASE_URL", self.database_url),
+                ("MATCHING_DATABASE_URL", self.matching_database_url),
+                ("TRACKING_DATABASE_URL", self.tracking_database_url),
+                ("PAYOUTS_DATABASE_URL", self.payouts_database_url),
+            )
+            if url is not None
+        }
         missing = [
             name
             for name, value in (
                 ("KAFKA_BOOTSTRAP_SERVERS", self.kafka_bootstrap_servers),
-                ("DATABASE_URL", self.database_url),
+                ("DATABASE_URL", databases),
             )
             if not value
         ]
@@ -249,13 +264,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CREATORFLOW_PROFILE=production needs external servers: set {', '.join(missing)}"
             )
-        assert self.database_url is not None
-        password = urlsplit(self.database_url.get_secret_value()).password
-        if not password or password == DEFAULT_DATABASE_PASSWORD:
-            raise ValueError(
-                "CREATORFLOW_PROFILE=production refuses DATABASE_URL with an empty or default "
-                "password: set a real one"
-            )
+        for name, url in databases.items():
+            password = urlsplit(url.get_secret_value()).password
+            if not password or password == DEFAULT_DATABASE_PASSWORD:
+                raise ValueError(
+                    f"CREATORFLOW_PROFILE=production refuses {name} with an empty or default "
+                    "password: set a real one"
+                )
         if self.redis_url is not None and not urlsplit(self.redis_url.get_secret_value()).password:
             raise ValueError(
                 "CREATORFLOW_PROFILE=production refuses REDIS_URL without a password (anyone "
@@ -272,6 +287,16 @@ class Settings(BaseSettings):
                 "text): use SASL_SSL, or a SCRAM mechanism"
             )
         return self
+
+    def database_url_of(self, service: str) -> str | None:
+        """`service`'s own database URL (`<SERVICE>_DATABASE_URL`), else DATABASE_URL."""
+        own = {
+            "matching": self.matching_database_url,
+            "tracking": self.tracking_database_url,
+            "payouts": self.payouts_database_url,
+        }.get(service)
+        url = own or self.database_url
+        return None if url is None else url.get_secret_value()
 
     @property
     def uses_embedded(self) -> bool:

@@ -1,14 +1,23 @@
-"""PostgreSQL: the asyncpg pool factory and the migrations runner.
+"""PostgreSQL: a schema per service, the asyncpg pool factory and the migrations runner.
 
-Migrations are the ordered `NNNN_name.sql` files in `deploy/migrations/`. Each runs in its own
-transaction and is recorded in `schema_migrations`; a session-level advisory lock makes it safe
-for several service instances to migrate the same database at once.
+Each service owns one schema (named after it) and reaches no other: its pool's `search_path`
+is that schema alone, so its SQL names tables without a schema and cannot read another
+service's by accident. The runtime's own tables (inbox, outbox, FX snapshots) exist once per
+schema, migrated from `shared/runtime/migrations/`; a service's own tables from its
+`services/<name>/migrations/`. Several services may share one database (three schemas) or
+each have its own (`<SERVICE>_DATABASE_URL`).
+
+Migrations are ordered `NNNN_name.sql` files. Each runs in its own transaction and is recorded
+in the schema's `schema_migrations`; a session-level advisory lock makes it safe for several
+instances to migrate at once. A database from before schemas (every table in `public`) is
+adopted on a service's first start: see `shared/runtime/legacy_schema.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,19 +26,11 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "migrations"
+RUNTIME_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-# An arbitrary constant shared by every process that migrates this schema.
+_SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# An arbitrary constant shared by every process that migrates a schema of this database.
 _MIGRATION_LOCK_ID = 0x43_46_4D_49_47  # "CFMIG"
-
-
-async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """One pool per process, created in the lifespan and closed with it."""
-    pool = await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, command_timeout=60
-    )
-    assert pool is not None
-    return pool
 
 
 @dataclass(frozen=True)
@@ -47,29 +48,93 @@ class MigrationError(RuntimeError):
     pass
 
 
-def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def load_migrations(*directories: Path) -> list[Migration]:
+    """The migrations of `directories`, in version order (the runtime's when none is given)."""
     migrations = []
-    for path in sorted(directory.glob("*.sql")):
-        match = _MIGRATION_NAME.match(path.name)
-        if match is None:
-            raise MigrationError(f"{path}: migration files are named NNNN_lowercase_name.sql")
-        migrations.append(Migration(int(match.group(1)), path.stem, path.read_text()))
+    for directory in directories or (RUNTIME_MIGRATIONS_DIR,):
+        for path in sorted(directory.glob("*.sql")):
+            match = _MIGRATION_NAME.match(path.name)
+            if match is None:
+                raise MigrationError(f"{path}: migration files are named NNNN_lowercase_name.sql")
+            migrations.append(Migration(int(match.group(1)), path.stem, path.read_text()))
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
-        raise MigrationError(f"{directory}: two migrations share a version number")
-    return migrations
+        raise MigrationError(f"{', '.join(map(str, directories))}: two migrations share a version")
+    return sorted(migrations, key=lambda m: m.version)
 
 
-async def migrate(pool: asyncpg.Pool, migrations: list[Migration] | None = None) -> list[str]:
-    """Apply the migrations not yet applied, in order; returns the names applied now.
+@dataclass(frozen=True)
+class ServiceSchema:
+    """The schema a service owns and the migrations that build it (the runtime's first)."""
 
-    Refuses to run if an applied migration's file changed since (checksum mismatch).
+    name: str
+    migrations_dir: Path | None = None
+    # The name prefix of the tables and functions this service owned in the single `public`
+    # schema of earlier releases (shared/runtime/legacy_schema.py).
+    legacy_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _SCHEMA_NAME.match(self.name):
+            raise ValueError(f"schema name {self.name!r}: lowercase letters, digits and _")
+
+    def migrations(self) -> list[Migration]:
+        own = (self.migrations_dir,) if self.migrations_dir is not None else ()
+        return load_migrations(RUNTIME_MIGRATIONS_DIR, *own)
+
+
+async def create_pool(
+    database_url: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool:
+    """One pool per process, created in the lifespan and closed with it.
+
+    With `schema`, every connection sees that schema only (its `search_path`), so unqualified
+    table names are the service's own.
     """
-    migrations = load_migrations() if migrations is None else migrations
+    settings = None
+    if schema is not None:
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"schema name {schema!r}: lowercase letters, digits and _")
+        settings = {"search_path": schema}
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=60,
+        server_settings=settings,
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate(
+    pool: asyncpg.Pool, service: ServiceSchema, migrations: Sequence[Migration] | None = None
+) -> list[str]:
+    """Create the service's schema if needed and apply its migrations not yet applied, in
+    order (`service.migrations()` unless given); returns the names applied now. Refuses to
+    run if an applied migration's file changed since (checksum mismatch).
+
+    `pool` must be one of `create_pool(..., schema=service.name)`.
+    """
+    from shared.runtime.legacy_schema import adopt_legacy_tables
+
+    schema = service.name
+    migrations = service.migrations() if migrations is None else list(migrations)
     applied_now: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
         try:
+            current = await conn.fetchval("SELECT current_schema()")
+            if current is not None and current != schema:
+                raise MigrationError(f"migrating {schema} with a pool of schema {current}")
+            created = not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_tables "
+                "WHERE schemaname = $1 AND tablename = 'schema_migrations')",
+                schema,
+            )
+            # Checked first: CREATE SCHEMA IF NOT EXISTS needs the right to create schemas in
+            # the database even when the schema exists, and a role per service has only its own.
+            if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
                        version integer PRIMARY KEY,
@@ -77,28 +142,41 @@ async def migrate(pool: asyncpg.Pool, migrations: list[Migration] | None = None)
                        checksum text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
-            done = {row["version"]: row for row in rows}
+            if created:
+                await adopt_legacy_tables(conn, service, migrations)
+            done = await applied(conn, "schema_migrations")
             for migration in migrations:
-                row = done.get(migration.version)
-                if row is not None:
-                    if row["checksum"] != migration.checksum:
-                        raise MigrationError(
-                            f"migration {migration.name} changed after it was applied; "
-                            "add a new migration instead of editing an applied one"
-                        )
+                if migration.version in done:
+                    check_unchanged(migration, done[migration.version])
                     continue
                 async with conn.transaction():
                     await conn.execute(migration.sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) "
-                        "VALUES ($1, $2, $3)",
-                        migration.version,
-                        migration.name,
-                        migration.checksum,
-                    )
+                    await record(conn, migration)
                 applied_now.append(migration.name)
-                log.info("migration applied", migration=migration.name)
+                log.info("migration applied", schema=schema, migration=migration.name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
     return applied_now
+
+
+async def applied(conn: asyncpg.Connection, table: str) -> dict[int, str]:
+    """Version -> checksum of the migrations recorded in `table`."""
+    rows = await conn.fetch(f"SELECT version, checksum FROM {table}")
+    return {row["version"]: row["checksum"] for row in rows}
+
+
+def check_unchanged(migration: Migration, checksum: str) -> None:
+    if checksum != migration.checksum:
+        raise MigrationError(
+            f"migration {migration.name} changed after it was applied; "
+            "add a new migration instead of editing an applied one"
+        )
+
+
+async def record(conn: asyncpg.Connection, migration: Migration) -> None:
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+        migration.version,
+        migration.name,
+        migration.checksum,
+    )

@@ -68,12 +68,13 @@ def recorded_urls(data_dir: Path) -> InfraUrls | None:
     return urls if all(pid_alive(pid) for pid in pids) else None
 
 
-def running_urls(settings: Settings) -> InfraUrls | None:
+def running_urls(settings: Settings, service: str | None = None) -> InfraUrls | None:
     """Server URLs from the environment, completed by `creatorflow infra up`'s if running;
-    None without a Kafka and a database."""
+    None without a Kafka and a database. With `service`, its own database if it has one
+    (`<SERVICE>_DATABASE_URL`)."""
     recorded = recorded_urls(settings.data_dir)
     kafka = settings.kafka_bootstrap_servers or (recorded and recorded.kafka_bootstrap_servers)
-    database = (
+    database = (settings.database_url_of(service) if service else None) or (
         settings.database_url.get_secret_value()
         if settings.database_url
         else (recorded and recorded.database_url)

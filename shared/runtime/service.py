@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from shared.runtime.cache import create_redis
 from shared.runtime.config import Settings
-from shared.runtime.db import create_pool, migrate
+from shared.runtime.db import ServiceSchema, create_pool, migrate
 from shared.runtime.health import Check, HealthApp
 from shared.runtime.kafka import (
     AUTHORIZATION_ERRORS,
@@ -108,8 +108,8 @@ class ServiceConfigurationError(RuntimeError):
     pass
 
 
-def resolve_urls(settings: Settings, *, uses_redis: bool = False) -> InfraUrls:
-    urls = running_urls(settings)
+def resolve_urls(settings: Settings, service: str, *, uses_redis: bool = False) -> InfraUrls:
+    urls = running_urls(settings, service)
     if urls is None or (uses_redis and urls.redis_url is None):
         needed = "KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL" + (" and REDIS_URL" if uses_redis else "")
         raise ServiceConfigurationError(
@@ -127,6 +127,7 @@ class ServiceRuntime:
         name: str,
         setup: Setup,
         *,
+        schema: ServiceSchema,
         settings: Settings | None = None,
         urls: InfraUrls | None = None,
         uses_redis: bool = False,
@@ -135,6 +136,7 @@ class ServiceRuntime:
         # A service that does not use Redis neither connects to it nor waits for it to be
         # ready: an outage of a server it never reads must not take it out of service.
         self.uses_redis = uses_redis
+        self.schema = schema
         self._setup = setup
         self._settings = settings
         self._urls = urls
@@ -154,7 +156,7 @@ class ServiceRuntime:
     async def _start(self) -> None:
         settings = self._settings or Settings()
         settings = settings.model_copy(update={"service_name": self.name})
-        urls = self._urls or resolve_urls(settings, uses_redis=self.uses_redis)
+        urls = self._urls or resolve_urls(settings, self.schema.name, uses_redis=self.uses_redis)
         try:
             security = kafka_security(settings)
             # Refused credentials or certificates stop the service with the reason at once;
@@ -175,10 +177,13 @@ class ServiceRuntime:
             skip_unauthorized=True,
         )
         pool = await create_pool(
-            urls.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            urls.database_url,
+            schema=self.schema.name,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
         )
         self._stack.push_async_callback(pool.close)
-        await migrate(pool)
+        await migrate(pool, self.schema)
         cache = None
         if self.uses_redis:
             assert urls.redis_url is not None
@@ -328,7 +333,7 @@ async def _supervised(service: str, loop: Background) -> None:
             await asyncio.sleep(pause)
 
 
-def run_service(name: str, setup: Setup) -> None:
+def run_service(name: str, setup: Setup, schema: ServiceSchema) -> None:
     """`python -m services.<name>`: run until SIGINT or SIGTERM, then stop cleanly."""
     configure_logging(name)
 
@@ -337,7 +342,7 @@ def run_service(name: str, setup: Setup) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        runtime = ServiceRuntime(name, setup)
+        runtime = ServiceRuntime(name, setup, schema=schema)
         # Start-up may wait without end (a migration lock held elsewhere, a consumer group
         # that never assigns partitions): a stop request cancels it, or the process would
         # outlive whoever replaced it, still joining the group.

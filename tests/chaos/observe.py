@@ -13,9 +13,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from services.payouts.reports import check_ledger
+from services.payouts.schema import SCHEMA as PAYOUTS
 from services.payouts.store.postgres import PgPayouts
 from shared.contract.events import TOPICS, dlq_topic
 from shared.contract.money import Money
+from shared.runtime.db import create_pool
 from shared.runtime.kafka import partitions_of
 from tests.chaos.workload import INVALID_HEADER, Workload
 from tests.integration.payouts.stripe_server import FakeStripe
@@ -66,9 +68,19 @@ SELECT (SELECT count(*) FROM payouts_payouts
 """
 
 
+# The observer reads every service's tables: each is prefixed with its service's name, so one
+# search path over the three schemas finds them. The runtime's tables exist in each schema and
+# are named with their schema.
+_EVERY_SCHEMA = {"search_path": "tracking, payouts, matching"}
+_APPLIED = " UNION ALL ".join(
+    f"SELECT consumer, event_id FROM {schema}.processed_events"
+    for schema in ("matching", "tracking", "payouts")
+)
+
+
 async def progress(database_url: str) -> tuple[int, int]:
     """Cheap counts to watch while waiting: fee payouts sent, deliverables confirmed."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(database_url, server_settings=_EVERY_SCHEMA)
     try:
         row = await conn.fetchrow(_PROGRESS)
     finally:
@@ -78,7 +90,7 @@ async def progress(database_url: str) -> tuple[int, int]:
 
 
 async def read_database(database_url: str, outcome: Outcome) -> None:
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(database_url, server_settings=_EVERY_SCHEMA)
     try:
         outcome.attribution = {r["deal_id"]: dict(r) for r in await conn.fetch(_ATTRIBUTION)}
         outcome.confirmations = {
@@ -96,7 +108,7 @@ async def read_database(database_url: str, outcome: Outcome) -> None:
             for r in await conn.fetch("SELECT deal_id, fee_schedule FROM payouts_deals")
         }
         applied: dict[str, set[str]] = defaultdict(set)
-        for r in await conn.fetch("SELECT consumer, event_id FROM processed_events"):
+        for r in await conn.fetch(_APPLIED):
             applied[r["consumer"]].add(r["event_id"])
         outcome.applied = dict(applied)
         outcome.answered = {
@@ -104,7 +116,7 @@ async def read_database(database_url: str, outcome: Outcome) -> None:
         }
     finally:
         await conn.close()
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    pool = await create_pool(database_url, schema=PAYOUTS.name, min_size=1, max_size=2)
     try:
         report = await check_ledger(PgPayouts(pool))
     finally:

@@ -326,11 +326,13 @@ async def test_no_secret_leaves_where_it_belongs(
     database = await asyncpg.connect(credentials.database_url)
     try:
         tables = await database.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
         )
-        for table in (t["tablename"] for t in tables):
-            rows = await database.fetch(f'SELECT t::text AS row FROM "{table}" t')
-            captured.add(f"table {table}", "\n".join(r["row"] for r in rows))
+        assert {t["schemaname"] for t in tables} >= {"matching", "tracking", "payouts"}
+        for schema, table in ((t["schemaname"], t["tablename"]) for t in tables):
+            rows = await database.fetch(f'SELECT t::text AS row FROM "{schema}"."{table}" t')
+            captured.add(f"table {schema}.{table}", "\n".join(r["row"] for r in rows))
     finally:
         await database.close()
 

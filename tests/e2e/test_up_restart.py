@@ -231,7 +231,7 @@ async def _stored_handles(database_url: str, creator_ids: list[str]) -> dict[str
     connection = await asyncpg.connect(database_url)
     try:
         rows = await connection.fetch(
-            "SELECT creator_id, profile::text AS profile FROM matching_creators "
+            "SELECT creator_id, profile::text AS profile FROM matching.matching_creators "
             "WHERE creator_id = ANY($1::text[])",
             creator_ids,
         )

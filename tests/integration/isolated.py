@@ -8,11 +8,13 @@ test module gets its own. (With external servers configured, modules share them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
 
+from shared.runtime.db import ServiceSchema
 from shared.tools.infra import InfraUrls
 from tests.conftest import create_topics, embedded_servers, migrated_pool
 
@@ -27,7 +29,12 @@ async def topics(infra: InfraUrls) -> None:
     await create_topics(infra)
 
 
-@pytest.fixture(scope="module")
-async def db_pool(infra: InfraUrls) -> AsyncIterator[asyncpg.Pool]:
-    async for pool in migrated_pool(infra):
-        yield pool
+def schema_pool(schema: ServiceSchema) -> Callable[..., Any]:
+    """A module-scoped `db_pool` fixture on `schema`, the schema of the service under test."""
+
+    @pytest.fixture(scope="module")
+    async def db_pool(infra: InfraUrls) -> AsyncIterator[asyncpg.Pool]:
+        async for pool in migrated_pool(infra, schema):
+            yield pool
+
+    return db_pool

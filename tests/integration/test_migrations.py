@@ -11,8 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from shared.runtime.db import MigrationError, create_pool, load_migrations, migrate
+from services.payouts.schema import SCHEMA as PAYOUTS
+from shared.runtime.db import MigrationError, ServiceSchema, create_pool, load_migrations, migrate
 from shared.tools.infra import InfraUrls
+from shared.tools.schemas import SERVICE_SCHEMAS
 
 pytestmark = pytest.mark.integration
 
@@ -26,39 +28,82 @@ async def fresh_database_url(infra: InfraUrls, db_pool: asyncpg.Pool) -> AsyncIt
     await db_pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
+SCRATCH = ServiceSchema("scratch")
+
+
 async def test_concurrent_instances_apply_each_migration_once(fresh_database_url: str) -> None:
-    pools = [await create_pool(fresh_database_url, min_size=1, max_size=1) for _ in range(5)]
+    pools = [
+        await create_pool(fresh_database_url, schema=PAYOUTS.name, min_size=1, max_size=1)
+        for _ in range(5)
+    ]
     try:
-        results = await asyncio.gather(*(migrate(pool) for pool in pools))
+        results = await asyncio.gather(*(migrate(pool, PAYOUTS) for pool in pools))
         applied = [name for names in results for name in names]
-        expected = [m.name for m in load_migrations()]
+        expected = [m.name for m in PAYOUTS.migrations()]
         assert sorted(applied) == sorted(expected)
         rows = await pools[0].fetch("SELECT name FROM schema_migrations ORDER BY version")
         assert [r["name"] for r in rows] == expected
-        assert await migrate(pools[0]) == []
+        assert await migrate(pools[0], PAYOUTS) == []
     finally:
         for pool in pools:
             await pool.close()
 
 
+async def test_each_service_owns_a_schema_with_its_own_runtime_tables(
+    fresh_database_url: str,
+) -> None:
+    for schema in SERVICE_SCHEMAS:
+        pool = await create_pool(fresh_database_url, schema=schema.name, min_size=1, max_size=1)
+        try:
+            await migrate(pool, schema)
+        finally:
+            await pool.close()
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        )
+    finally:
+        await conn.close()
+    by_schema: dict[str, set[str]] = {}
+    for row in tables:
+        by_schema.setdefault(row["schemaname"], set()).add(row["tablename"])
+    assert set(by_schema) == {"matching", "tracking", "payouts"}
+    for name, names in by_schema.items():
+        shared = {"schema_migrations", "processed_events", "outbox", "fx_snapshots"}
+        assert shared <= names, name
+        assert all(t.startswith(f"{name}_") for t in names - shared), (name, names - shared)
+
+
+async def test_a_pool_of_another_schema_is_refused(fresh_database_url: str) -> None:
+    pool = await create_pool(fresh_database_url, schema="tracking", min_size=1, max_size=1)
+    try:
+        await migrate(pool, ServiceSchema("tracking"))
+        with pytest.raises(MigrationError, match="with a pool of schema tracking"):
+            await migrate(pool, PAYOUTS)
+    finally:
+        await pool.close()
+
+
 async def test_edited_migration_is_refused(fresh_database_url: str, tmp_path: Path) -> None:
     (tmp_path / "0001_first.sql").write_text("CREATE TABLE first_table (id int);")
-    pool = await create_pool(fresh_database_url, min_size=1, max_size=1)
+    pool = await create_pool(fresh_database_url, schema=SCRATCH.name, min_size=1, max_size=1)
     try:
-        assert await migrate(pool, load_migrations(tmp_path)) == ["0001_first"]
+        assert await migrate(pool, SCRATCH, load_migrations(tmp_path)) == ["0001_first"]
         (tmp_path / "0001_first.sql").write_text("CREATE TABLE first_table (id bigint);")
         with pytest.raises(MigrationError, match="changed after it was applied"):
-            await migrate(pool, load_migrations(tmp_path))
+            await migrate(pool, SCRATCH, load_migrations(tmp_path))
     finally:
         await pool.close()
 
 
 async def test_failed_migration_rolls_back_whole(fresh_database_url: str, tmp_path: Path) -> None:
     (tmp_path / "0001_broken.sql").write_text("CREATE TABLE half (id int); SELECT no_such_fn();")
-    pool = await create_pool(fresh_database_url, min_size=1, max_size=1)
+    pool = await create_pool(fresh_database_url, schema=SCRATCH.name, min_size=1, max_size=1)
     try:
         with pytest.raises(asyncpg.UndefinedFunctionError):
-            await migrate(pool, load_migrations(tmp_path))
+            await migrate(pool, SCRATCH, load_migrations(tmp_path))
         assert await pool.fetchval("SELECT to_regclass('half')") is None
         assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == 0
     finally:
@@ -69,3 +114,36 @@ def test_badly_named_migration_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_Add Table.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match=r"NNNN_lowercase_name\.sql"):
         load_migrations(tmp_path)
+
+
+async def test_a_role_per_service_reaches_its_own_schema_only(fresh_database_url: str) -> None:
+    """deploy/SECURITY.md's recipe: each service's role owns its schema and nothing else."""
+    admin = await asyncpg.connect(fresh_database_url)
+    suffix = uuid.uuid4().hex[:8]
+    roles = {schema.name: f"{schema.name}_{suffix}" for schema in SERVICE_SCHEMAS}
+    try:
+        await admin.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+        for schema, role in roles.items():
+            await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{suffix}'")
+            await admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {role}")
+        for schema in SERVICE_SCHEMAS:
+            parts = urlsplit(fresh_database_url)
+            url = urlunsplit(
+                parts._replace(
+                    netloc=f"{roles[schema.name]}:pw-{suffix}@{parts.hostname}:{parts.port}"
+                )
+            )
+            pool = await create_pool(url, schema=schema.name, min_size=1, max_size=1)
+            try:
+                await migrate(pool, schema)
+                assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+                for other in (s.name for s in SERVICE_SCHEMAS if s.name != schema.name):
+                    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                        await pool.fetchval(f"SELECT count(*) FROM {other}.outbox")
+            finally:
+                await pool.close()
+    finally:
+        for schema, role in roles.items():
+            await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()

@@ -26,6 +26,7 @@ from shared.runtime.outbox import OutboxRelay, enqueue
 from shared.runtime.service import Background, Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.process import free_port
+from tests.conftest import RUNTIME_TESTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,7 +76,7 @@ async def test_a_service_confirms_each_deal_once(infra: InfraUrls, topics: None)
         )
         for i in range(5)
     ]
-    async with ServiceRuntime(name, setup, urls=infra) as runtime:
+    async with ServiceRuntime(name, setup, schema=RUNTIME_TESTS, urls=infra) as runtime:
         assert runtime.resources is not None
         pool: asyncpg.Pool = runtime.resources.pool
         producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers)
@@ -150,7 +151,9 @@ async def test_health_readiness_and_metrics_endpoints(
         return []
 
     settings = Settings().model_copy(update={"http_port": 0})
-    runtime = ServiceRuntime(name, setup, settings=settings, urls=infra, uses_redis=uses_redis)
+    runtime = ServiceRuntime(
+        name, setup, schema=RUNTIME_TESTS, settings=settings, urls=infra, uses_redis=uses_redis
+    )
     async with runtime:
         assert runtime.http_port
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:

@@ -16,6 +16,7 @@ from shared.tools.cli.settings import kafka_security, load_settings
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, read_state, redact
 from shared.tools.infra.files import shell_exports, write_private
 from shared.tools.infra.stack import stop_detached
+from shared.tools.schemas import SERVICE_SCHEMAS
 
 app = typer.Typer(
     help="Embedded Kafka, PostgreSQL and Redis for development.", no_args_is_help=True
@@ -94,11 +95,13 @@ async def _prepare(urls: InfraUrls, settings: Settings, security: BaseSecurity |
         replication_factor=settings.kafka_replication_factor,
         security=security,
     )
-    pool = await create_pool(urls.database_url)
-    try:
-        await migrate(pool)
-    finally:
-        await pool.close()
+    for schema in SERVICE_SCHEMAS:
+        url = settings.database_url_of(schema.name) or urls.database_url
+        pool = await create_pool(url, schema=schema.name)
+        try:
+            await migrate(pool, schema)
+        finally:
+            await pool.close()
 
 
 @app.command()

@@ -32,12 +32,14 @@ def load_settings() -> Settings:
         fail(f"invalid settings: {problems}", hint="check the environment variables in README.md")
 
 
-def database_url() -> str:
-    """DATABASE_URL, or the embedded database `creatorflow up` or `infra up` started."""
+def database_url(service: str) -> str:
+    """`service`'s database: `<SERVICE>_DATABASE_URL`, DATABASE_URL, or the embedded database
+    `creatorflow up` or `infra up` started."""
     settings = load_settings()
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    urls = running_urls(settings)
+    configured = settings.database_url_of(service)
+    if configured is not None:
+        return configured
+    urls = running_urls(settings, service)
     if urls is None:
         fail(
             "no database to talk to",

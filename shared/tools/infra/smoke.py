@@ -31,7 +31,7 @@ from shared.contract.events import (
 )
 from shared.contract.events.examples import valid_example
 from shared.runtime.config import Settings
-from shared.runtime.db import create_pool, migrate
+from shared.runtime.db import ServiceSchema, create_pool, migrate
 from shared.runtime.kafka import (
     DLQ_HEADER_PREFIX,
     DeadLetters,
@@ -46,6 +46,9 @@ from shared.runtime.kafka import (
 )
 from shared.runtime.server_urls import InfraUrls
 from shared.tools.infra.process import InfraError
+
+# The smoke test's own schema: the runtime's tables only, touching no service's data.
+SMOKE = ServiceSchema("smoke")
 
 
 def smoke_source(run_id: str) -> str:
@@ -196,11 +199,11 @@ async def run_smoke(
     step("migrating the database")
     if urls.redis_url is None:
         raise InfraError("the smoke test checks Redis too: set REDIS_URL")
-    pool = await create_pool(urls.database_url)
+    pool = await create_pool(urls.database_url, schema=SMOKE.name)
     cache = redis.Redis.from_url(urls.redis_url)
     broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
     try:
-        await migrate(pool)
+        await migrate(pool, SMOKE)
         subscribe_smoke_consumer(
             broker, pool, cache, run_id=run_id, retry=RetryPolicy.from_settings(settings)
         )

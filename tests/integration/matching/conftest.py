@@ -1,3 +1,6 @@
-from tests.integration.isolated import db_pool, infra, topics
+from services.matching.schema import SCHEMA
+from tests.integration.isolated import infra, schema_pool, topics
+
+db_pool = schema_pool(SCHEMA)
 
 __all__ = ["db_pool", "infra", "topics"]

@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.matching.app import SERVICE, MatchingService, background, start_service
+from services.matching.schema import SCHEMA
 from services.matching.settings import MatchingSettings
 from shared.contract.events import (
     CloudEvent,
@@ -122,7 +123,7 @@ async def running(infra: InfraUrls, topics: None) -> AsyncIterator[Running]:
 
     population = generate_population(POPULATION_SIZE, seed=11, id_prefix=f"it{RUN}")
     answers = Answers(infra.kafka_bootstrap_servers)
-    async with ServiceRuntime(SERVICE, setup, urls=infra):
+    async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=infra):
         service = captured[0]
         await answers.start()
         try:

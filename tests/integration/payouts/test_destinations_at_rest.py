@@ -14,10 +14,11 @@ from pydantic import SecretStr
 from services.payouts.app import open_destinations
 from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.domain.accounts import PayoutAccount
+from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
 from shared.contract.events import PayoutAccountUpserted, TaxForm
-from shared.runtime.db import create_pool, load_migrations, migrate
+from shared.runtime.db import create_pool, migrate
 from shared.runtime.service import ServiceConfigurationError
 from shared.tools.infra import InfraUrls
 from tests.unit.payouts.builders import uid
@@ -34,7 +35,7 @@ async def fresh_pool(infra: InfraUrls, db_pool: asyncpg.Pool) -> AsyncIterator[a
     name = f"destinations_{uuid.uuid4().hex[:12]}"
     await db_pool.execute(f'CREATE DATABASE "{name}"')
     url = urlunsplit(urlsplit(infra.database_url)._replace(path=f"/{name}"))
-    pool = await create_pool(url, min_size=1, max_size=2)
+    pool = await create_pool(url, schema=SCHEMA.name, min_size=1, max_size=2)
     yield pool
     await pool.close()
     await db_pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -72,11 +73,11 @@ async def test_accounts_are_stored_with_the_destination_encrypted(db_pool: async
 async def test_destinations_stored_in_plain_text_before_0301_are_sealed_at_start(
     fresh_pool: asyncpg.Pool,
 ) -> None:
-    before = [m for m in load_migrations() if m.version < 301]
-    assert [m.name for m in load_migrations() if m.version == 301] == [
+    before = [m for m in SCHEMA.migrations() if m.version < 301]
+    assert [m.name for m in SCHEMA.migrations() if m.version == 301] == [
         "0301_payouts_sealed_destinations"
     ]
-    await migrate(fresh_pool, before)
+    await migrate(fresh_pool, SCHEMA, before)
     plain = {uid("cr"): f"tok_legacy_{uuid.uuid4().hex}" for _ in range(3)}
     await fresh_pool.executemany(
         """INSERT INTO payouts_accounts (creator_id, method, destination_token, currency,
@@ -84,8 +85,8 @@ async def test_destinations_stored_in_plain_text_before_0301_are_sealed_at_start
            VALUES ($1, 'paypal', $2, 'USD', 'W-9', 'verified', now())""",
         list(plain.items()),
     )
-    applied = await migrate(fresh_pool)
-    assert applied == [m.name for m in load_migrations() if m.version >= 301]
+    applied = await migrate(fresh_pool, SCHEMA)
+    assert applied == [m.name for m in SCHEMA.migrations() if m.version >= 301]
     assert applied[0] == "0301_payouts_sealed_destinations"
     db = PgPayouts(fresh_pool)
 
@@ -102,7 +103,7 @@ async def test_destinations_stored_in_plain_text_before_0301_are_sealed_at_start
 
 
 async def test_the_service_refuses_to_start_with_another_key(fresh_pool: asyncpg.Pool) -> None:
-    await migrate(fresh_pool)
+    await migrate(fresh_pool, SCHEMA)
     db = PgPayouts(fresh_pool)
     first = DestinationCipher.from_setting(SETTINGS.destination_key)
     creator = uid("cr")

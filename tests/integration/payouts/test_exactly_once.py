@@ -18,6 +18,7 @@ from services.payouts.destinations import DestinationCipher
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.reports import check_ledger
+from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
 from shared.contract.events import CloudEvent
@@ -61,8 +62,8 @@ async def instances(infra: InfraUrls, topics: None) -> AsyncIterator[Instances]:
     group = f"payouts-it-{uuid.uuid4().hex[:8]}"
     first, second = PayoutsSetup(SETTINGS, group_id=group), PayoutsSetup(SETTINGS, group_id=group)
     async with (
-        ServiceRuntime("payouts", first, urls=infra),
-        ServiceRuntime("payouts", second, urls=infra),
+        ServiceRuntime("payouts", first, schema=SCHEMA, urls=infra),
+        ServiceRuntime("payouts", second, schema=SCHEMA, urls=infra),
     ):
         yield Instances([first, second])
 
@@ -208,7 +209,7 @@ async def test_replay_from_offset_zero_pays_nothing_again(
     before_events = len(watcher.events)
     group = f"payouts-replay-{uuid.uuid4().hex[:8]}"
     replay = PayoutsSetup(SETTINGS, group_id=group)  # a new group starts at offset 0
-    async with ServiceRuntime("payouts", replay, urls=infra):
+    async with ServiceRuntime("payouts", replay, schema=SCHEMA, urls=infra):
         for _ in range(120):
             if await _lag(infra.kafka_bootstrap_servers, group) == 0:
                 break

@@ -15,6 +15,7 @@ import pytest
 
 from services.payouts.app import PayoutsSetup
 from services.payouts.providers.sandbox import SandboxProvider
+from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from shared.contract.events import CloudEvent, Topic, dlq_topic
 from shared.contract.money import Money
@@ -57,7 +58,7 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
     bootstrap = infra.kafka_bootstrap_servers
     trusted = {"EUR": "0.9215", "JPY": "151.32"}
     setup = PayoutsSetup(SETTINGS, group_id=f"payouts-fx-{uuid.uuid4().hex[:8]}")
-    async with ServiceRuntime("payouts", setup, urls=infra):
+    async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         await produce(bootstrap, [fx(trusted, as_of=now - timedelta(hours=3))])
         poison = [
             # Dated in year 9999: before, it stayed "latest" after every correct feed.
@@ -131,7 +132,7 @@ async def test_a_changed_fee_schedule_never_pays_a_fee_twice(
     before = PayoutsSetup(
         SETTINGS.model_copy(update={"fee_schedule": "on_completion"}), group_id=group
     )
-    async with ServiceRuntime("payouts", before, urls=infra):
+    async with ServiceRuntime("payouts", before, schema=SCHEMA, urls=infra):
         events: list[CloudEvent[Any]] = []
         for deal, creator in deals.items():
             events += [account(creator, currency="USD"), deal_signed(deal, creator, fee=fee)]
@@ -148,7 +149,7 @@ async def test_a_changed_fee_schedule_never_pays_a_fee_twice(
     after = PayoutsSetup(
         SETTINGS.model_copy(update={"fee_schedule": "per_deliverable"}), group_id=group
     )
-    async with ServiceRuntime("payouts", after, urls=infra):
+    async with ServiceRuntime("payouts", after, schema=SCHEMA, urls=infra):
         again: list[CloudEvent[Any]] = []
         for deal, creator in deals.items():
             again += [deal_signed(deal, creator, fee=fee)]

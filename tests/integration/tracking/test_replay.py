@@ -19,6 +19,7 @@ import pytest
 
 from services.tracking.app import SERVICE, make_setup
 from services.tracking.messages import SOURCE
+from services.tracking.schema import SCHEMA
 from shared.contract.events import CloudEvent, Topic
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
@@ -115,7 +116,7 @@ async def published(infra: InfraUrls, tag: str) -> dict[str, int]:
 
 async def run_until_caught_up(infra: InfraUrls, *, group: str, inbox: str) -> None:
     setup = make_setup(group_id=group, inbox_consumer=inbox)
-    async with ServiceRuntime(SERVICE, setup, urls=infra) as runtime:
+    async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=infra) as runtime:
         assert runtime.resources is not None
         pool = runtime.resources.pool
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from services.tracking.app import SERVICE, make_setup
 from services.tracking.report import campaign_report
+from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import CloudEvent, EventType, Topic, dlq_topic
 from shared.contract.money import Money
@@ -45,7 +46,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 async def service(infra: InfraUrls, topics: None) -> AsyncIterator[ServiceRuntime]:
     group = f"tracking-test-{uuid.uuid4().hex[:8]}"
-    async with ServiceRuntime(SERVICE, make_setup(group_id=group), urls=infra) as runtime:
+    async with ServiceRuntime(
+        SERVICE, make_setup(group_id=group), schema=SCHEMA, urls=infra
+    ) as runtime:
         yield runtime
 
 

@@ -1,0 +1,39 @@
+"""Released migrations never change: databases record each one's checksum when it runs, and a
+service refuses to start when an applied migration's file differs (shared/runtime/db.py).
+Add a migration to change a schema; list it here once it is released."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.runtime.db import load_migrations
+from shared.tools.schemas import SERVICE_SCHEMAS
+
+RELEASED = {
+    "0001_processed_events": "a337bed006936d70",
+    "0002_outbox": "5a8d896dab76f13f",
+    "0003_fx_snapshots": "b1560b5835d3fdb0",
+    "0004_fx_snapshot_suspect": "69b24143896b935d",
+    "0005_inbox_by_source": "b752dc6c97df5cf8",
+    "0006_outbox_per_producer": "073d336f6d756e31",
+    "0100_matching": "b6085a49fb9ca9ae",
+    "0101_matching_feedback_by_source": "8ccd0fa8e86320bc",
+    "0102_matching_models_per_brand": "b9ceb61993715ef3",
+    "0300_payouts": "8febbbe73c691b83",
+    "0301_payouts_sealed_destinations": "62f14ff284e02cf2",
+    "0302_payouts_fee_schedule_per_deal": "c00931f5059b1332",
+    "0303_payouts_commission_adjustments": "cd7d2cec075841f8",
+    "0304_payouts_destination_cooloff": "f38f8ca90efb7166",
+    "0200_tracking": "e3105fcf3646eb37",
+    "0201_tracking_order_brand": "60bd98d5caff6aec",
+}
+
+
+def _current() -> dict[str, str]:
+    every = [*load_migrations(), *(m for s in SERVICE_SCHEMAS for m in s.migrations())]
+    return {m.name: m.checksum[:16] for m in every}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED))
+def test_a_released_migration_is_unchanged(name: str) -> None:
+    assert _current().get(name) == RELEASED[name], f"{name} was edited or removed"
