@@ -72,6 +72,8 @@ class Columns:
     platform: npt.NDArray[np.int8]
     tier: npt.NDArray[np.int8]
     language: npt.NDArray[np.int16]
+    country: npt.NDArray[np.int16]
+    """Code (in `CreatorIndex.countries`) of the country the creator is based in."""
     followers: npt.NDArray[np.float32]
     avg_likes: npt.NDArray[np.float32]
     avg_comments: npt.NDArray[np.float32]
@@ -100,6 +102,7 @@ class Columns:
             platform=np.zeros(capacity, np.int8),
             tier=np.zeros(capacity, np.int8),
             language=np.zeros(capacity, np.int16),
+            country=np.zeros(capacity, np.int16),
             followers=np.zeros(capacity, np.float32),
             avg_likes=np.zeros(capacity, np.float32),
             avg_comments=np.zeros(capacity, np.float32),
@@ -252,6 +255,7 @@ class CreatorIndex:
         c.platform[rows] = [self.platforms.code(p.platform[i]) for i in picks]
         c.tier[rows] = tiers
         c.language[rows] = [self.languages.code(p.language[i]) for i in picks]
+        c.country[rows] = [self.countries.code(p.country[i]) for i in picks]
         c.followers[rows] = followers
         c.avg_likes[rows] = p.avg_likes[picks]
         c.avg_comments[rows] = p.avg_comments[picks]

@@ -4,9 +4,8 @@ Everything up to the candidate pool is vectorised over the whole index (no Pytho
 creator); only the pool (a few times `limit`) is handled creator by creator, to convert costs
 exactly and build explanations.
 
-Each creator left out is counted once, under the first reason that applies, in this order:
-excluded, already_hired, outside_platform, outside_tier, language_mismatch,
-audience_mismatch, likely_fake, no_fx_rate, over_budget, off_niche.
+Each creator left out is counted once, under the first reason that applies, in the order of
+FILTER_REASONS.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from services.matching.features import (
 from services.matching.index import CreatorIndex
 from services.matching.ranker import LinearRanker
 from shared.events import MatchRequested
+from shared.events.matching import EngagementRange, FollowerRange, MatchFilters
 from shared.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
 from shared.money import FxRateMissing, FxSnapshot, Money, minor_unit
 
@@ -38,8 +38,13 @@ FILTER_REASONS: Final[tuple[str, ...]] = (
     "already_hired",
     "outside_platform",
     "outside_tier",
+    "outside_follower_range",
+    "outside_creator_country",
     "language_mismatch",
     "audience_mismatch",
+    "audience_age_mismatch",
+    "audience_gender_mismatch",
+    "outside_engagement_range",
     "likely_fake",
     "no_fx_rate",
     "over_budget",
@@ -83,12 +88,23 @@ class MatchQuery:
     languages: tuple[str, ...] = ()
     diversity_trade_off: float | None = None
     """The request's own MMR trade-off; None: `ScoringSettings.diversity_trade_off`."""
+    engagement_range: tuple[float | None, float | None] = (None, None)
+    follower_range: tuple[int | None, int | None] = (None, None)
+    """Inclusive (least, most); None leaves that side open."""
+    creator_countries: tuple[str, ...] = ()
+    min_audience_age_share: float | None = None
+    """Hard floor on the audience share in `ages`; None: `ages` is a soft preference."""
+    min_audience_gender_share: float | None = None
+    """Hard floor on the audience share of `gender`; None: a soft preference."""
 
     @classmethod
     def from_request(
         cls, request: MatchRequested, *, hired: frozenset[str] = frozenset()
     ) -> MatchQuery:
         niche = request.niche
+        filters = request.filters or MatchFilters()
+        engagement = filters.engagement_rate or EngagementRange()
+        followers = filters.followers or FollowerRange()
         return cls(
             niche_text=f"{niche.description} {' '.join(niche.keywords)}",
             countries=tuple(request.target_audience.countries),
@@ -102,6 +118,11 @@ class MatchQuery:
             hired=hired,
             languages=tuple(request.languages),
             diversity_trade_off=request.diversity,
+            engagement_range=(engagement.min, engagement.max),
+            follower_range=(followers.min, followers.max),
+            creator_countries=tuple(filters.creator_countries),
+            min_audience_age_share=filters.min_audience_age_share,
+            min_audience_gender_share=filters.min_audience_gender_share,
         )
 
     def without_history(self) -> MatchQuery:
@@ -182,11 +203,23 @@ def candidates(
         wanted = np.zeros(len(TIERS), dtype=bool)
         wanted[[TIER_CODES[t] for t in query.tiers]] = True
         drop("outside_tier", ~wanted[c.tier[:n]])
+    drop("outside_follower_range", _outside(c.followers[:n], query.follower_range))
+    if query.creator_countries:
+        inside = index.countries.lookup(query.creator_countries)[c.country[:n]]
+        drop("outside_creator_country", ~inside)
     if query.languages:
         drop("language_mismatch", ~index.languages.lookup(query.languages)[c.language[:n]])
     country_fit = _audience_country(index, query.countries)
     if query.countries:
         drop("audience_mismatch", country_fit < settings.min_audience_share)
+    everyone = np.arange(n, dtype=np.int64)
+    if query.min_audience_age_share is not None:
+        age_fit = _audience_age(index, query.ages, everyone)
+        drop("audience_age_mismatch", age_fit < query.min_audience_age_share)
+    if query.min_audience_gender_share is not None:
+        gender_fit = _audience_gender(index, query.gender, everyone)
+        drop("audience_gender_mismatch", gender_fit < query.min_audience_gender_share)
+    drop("outside_engagement_range", _outside(c.engagement_rate[:n], query.engagement_range))
     drop("likely_fake", c.likely_fake[:n])
     budget = float(query.budget.amount)
     rates = fx_rates_to(fx, index.currencies.names, query.budget.currency)
@@ -272,6 +305,19 @@ def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[
     rows = [index.row_of[cid] for cid in creator_ids if cid in index.row_of]
     mask[rows] = True
     return mask
+
+
+def _outside(
+    values: npt.NDArray[np.float32], bounds: tuple[float | None, float | None]
+) -> npt.NDArray[np.bool_]:
+    """True where a value lies outside the inclusive (least, most) bounds."""
+    least, most = bounds
+    outside = np.zeros(len(values), dtype=bool)
+    if least is not None:
+        outside |= values < np.float32(least)
+    if most is not None:
+        outside |= values > np.float32(most)
+    return outside
 
 
 def _query_vector(index: CreatorIndex, query: MatchQuery) -> sp.csr_matrix:

@@ -25,7 +25,10 @@ from shared.events.deals import DealSigned, Deliverable
 from shared.events.envelope import CloudEvent
 from shared.events.fx import FxRatesPublished
 from shared.events.matching import (
+    EngagementRange,
+    FollowerRange,
     MatchFeedback,
+    MatchFilters,
     MatchRequested,
     MatchSuggested,
     Niche,
@@ -100,6 +103,11 @@ def match_request() -> MatchRequested:
         budget_per_creator=usd("500.00"),
         limit=10,
         exclude_creator_ids=("cr-9",),
+        filters=MatchFilters(
+            followers=FollowerRange(min=5_000, max=250_000),
+            engagement_rate=EngagementRange(min=0.02),
+            min_audience_age_share=0.3,
+        ),
     )
 
 

@@ -29,6 +29,7 @@ from shared.events import (
     Deliverable,
     FxRatesPublished,
     MatchFeedback,
+    MatchRequested,
     MatchSuggested,
     Topic,
     decode,
@@ -241,6 +242,38 @@ async def test_request_gets_explained_suggestions_that_respect_every_filter(
         request.request_id,
     )
     assert row["fx_source"] == f"tests-{RUN}" and row["model_version"] == answer.model_version
+
+
+async def test_a_request_s_hard_filters_shape_the_answer_and_are_counted(
+    running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
+) -> None:
+    request = niche_request(
+        "fitness", request_id=f"req-{RUN}-hard", campaign_id=f"cmp-{RUN}-hard", seed=5, limit=20
+    )
+    data = request.model_dump(mode="json")
+    data["target_audience"].update(age=["18-24", "25-34"], gender="any")
+    data["filters"] = {
+        "followers": {"min": 2_000, "max": 400_000},
+        "engagement_rate": {"min": 0.01, "max": 0.2},
+        "creator_countries": ["US", "GB", "IN", "DE", "BR"],
+        "min_audience_age_share": 0.4,
+    }
+    request = MatchRequested.model_validate(data)
+    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    answer = await running.answers.wait_for(request.request_id)
+
+    assert answer.suggestions, answer.filtered
+    for reason in ("outside_follower_range", "outside_engagement_range",
+                   "outside_creator_country", "audience_age_mismatch"):  # fmt: skip
+        assert answer.filtered.get(reason, 0) > 0, (reason, answer.filtered)
+    profiles = await stored_profiles(db_pool, [s.creator_id for s in answer.suggestions])
+    for suggestion in answer.suggestions:
+        profile = profiles[suggestion.creator_id]
+        assert 2_000 <= profile.followers <= 400_000
+        assert 0.01 <= suggestion.engagement_rate <= 0.2
+        assert profile.country in ("US", "GB", "IN", "DE", "BR")
+        ages = profile.audience.age
+        assert ages.get("18-24", 0.0) + ages.get("25-34", 0.0) >= 0.4 - 1e-6
 
 
 async def test_invalid_requests_land_in_the_dlq_with_reasons(
