@@ -18,7 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from services.matching.authenticity import TRUST_FLAGS
 from services.matching.diversity import mmr
+from services.matching.engagement_pods import pod_reason
 from services.matching.features import (
     FEATURES,
     TIER_CODES,
@@ -54,6 +56,7 @@ _REASON: Final = {reason: code + 1 for code, reason in enumerate(FILTER_REASONS)
 _GENDER_COLUMN: Final = {"female": 0, "male": 1}
 _LOW_POSTING: Final = 4
 _PARTIAL_AUDIENCE: Final = 0.5
+POD, SPIKE = TRUST_FLAGS
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ class RankedCreator:
     explanation: dict[str, float]
     features: dict[str, float]
     flags: tuple[str, ...]
+    flag_reasons: dict[str, str]
+    """Why each flag was raised, in numbers a brand can check."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +243,9 @@ def candidates(
     features[:, 1] = country_fit[rows]
     features[:, 2] = _audience_age(index, query.ages, rows)
     features[:, 3] = _audience_gender(index, query.gender, rows)
-    features[:, 4] = engagement_quality(c.engagement_rate[rows], c.tier[rows])
+    # Engagement a pod or bought followers produced is no merit: it counts for nothing.
+    trusted = c.trust_flags[rows] == 0
+    features[:, 4] = engagement_quality(c.engagement_rate[rows], c.tier[rows]) * trusted
     features[:, 5] = c.authenticity[rows]
     features[:, 6] = np.clip(1.0 - cost[rows] / budget, 0.0, 1.0) if budget > 0 else 0.0
     shrunk = shrunk_roas(
@@ -280,6 +287,7 @@ def match(
         at = int(pool[p])
         row = int(rows[at])
         explanation = ranker.explain(features[at])
+        flags = _flags(index, row)
         creators.append(
             RankedCreator(
                 rank=rank,
@@ -292,7 +300,8 @@ def match(
                 estimated_cost=_convert(index.cost(row), query.budget.currency, fx),
                 explanation=explanation,
                 features={f: float(x) for f, x in zip(FEATURES, features[at], strict=True)},
-                flags=_flags(index, row),
+                flags=tuple(flags),
+                flag_reasons=flags,
             )
         )
     counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
@@ -398,15 +407,25 @@ def _diversified(
     return mmr(scores, similarity, limit, trade_off)
 
 
-def _flags(index: CreatorIndex, row: int) -> tuple[str, ...]:
+def _flags(index: CreatorIndex, row: int) -> dict[str, str]:
+    """The warnings for the creator at `row`, each with its reason."""
     c = index.columns
-    flags = []
+    flags = {}
+    trust = int(c.trust_flags[row])
+    if trust & 1 << TRUST_FLAGS.index(POD):
+        flags[POD] = pod_reason(index.engagement_mix(slice(row, row + 1)), 0)
+    if trust & 1 << TRUST_FLAGS.index(SPIKE):
+        flags[SPIKE] = index.follower_jumps[index.creator_ids[row]].reason()
     if c.cost_estimated[row]:
-        flags.append("cost_estimated_from_tier")
+        flags["cost_estimated_from_tier"] = "no rate card: priced from the tier's benchmark"
     if c.posts_last_30d[row] < _LOW_POSTING:
-        flags.append("low_post_frequency")
+        flags["low_post_frequency"] = (
+            f"{int(c.posts_last_30d[row])} posts in the last 30 days (fewer than {_LOW_POSTING})"
+        )
     if c.audience_known[row] < _PARTIAL_AUDIENCE:
-        flags.append("audience_data_partial")
+        flags["audience_data_partial"] = (
+            f"countries known for {c.audience_known[row]:.0%} of the audience"
+        )
     if c.roas_count[row] == 0:
-        flags.append("no_track_record")
-    return tuple(flags)
+        flags["no_track_record"] = "no tracked deal yet"
+    return flags

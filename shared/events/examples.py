@@ -138,7 +138,11 @@ def match_suggestions() -> MatchSuggested:
                 engagement_rate=0.081,
                 estimated_cost=usd("120.00"),
                 explanation={"niche_similarity": 0.30},
-                flags=("low_post_frequency",),
+                flags=("low_post_frequency", "follower_spike"),
+                flag_reasons={
+                    "low_post_frequency": "3 posts in the last 30 days (fewer than 4)",
+                    "follower_spike": "followers grew 4.2x (9,800 to 41,200) within 6 days",
+                },
             ),
         ),
         filtered={"excluded": 1, "over_budget": 14},

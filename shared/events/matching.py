@@ -224,7 +224,21 @@ class Suggestion(InternalPayload):
         examples=[{"niche_similarity": 0.41, "audience_country": 0.22}],
     )
     flags: Flags = Field(
-        description="Warnings for the brand (e.g. over_budget).", examples=[["over_budget"]]
+        default=(),
+        description="Warnings for the brand (e.g. suspected_engagement_pod, follower_spike, "
+        "low_post_frequency).",
+        examples=[["suspected_engagement_pod"]],
+    )
+    # Optional since v1.2.
+    flag_reasons: Annotated[dict[Tag, ShortText], Field(max_length=MAX_MAP_ENTRIES)] = Field(
+        default_factory=dict,
+        description="Why each flag was raised, with the numbers behind it.",
+        examples=[
+            {
+                "suspected_engagement_pod": "0.31 comments per like (real audiences 0.01-0.06); "
+                "0.001 shares per like (real audiences 0.005+)"
+            }
+        ],
     )
 
 
