@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from services.matching.engagement_pods import EngagementMix, suspected_pods
-from services.matching.features import tier_codes
+from services.matching.features import FEATURES, tier_codes
 from services.matching.follower_history import largest_jump
 from services.matching.index import CreatorIndex
 from services.matching.population import (
@@ -148,5 +148,10 @@ def test_a_pod_ranks_below_its_honest_twin_despite_its_higher_engagement(
     niche = NICHE_NAMES[int(population.niche[pod])]
     query = MatchQuery.from_request(niche_request(niche, request_id="r", campaign_id="c", seed=1))
     found = candidates(index, query, fx, RELEVANCE_ONLY)
-    scores = dict(zip(found.rows.tolist(), HAND_RANKER.scores(found.features), strict=True))
-    assert scores[pod_row] < scores[twin]
+    at = {row: k for k, row in enumerate(found.rows.tolist())}
+    pod_features, twin_features = found.features[at[pod_row]], found.features[at[twin]]
+    for feature in ("engagement", "authenticity"):  # the pod's higher rate earns it nothing
+        k = FEATURES.index(feature)
+        assert pod_features[k] == 0.0 < twin_features[k], feature
+    scores = HAND_RANKER.scores(found.features)
+    assert scores[at[pod_row]] < scores[at[twin]]
