@@ -44,6 +44,7 @@ def suggestion_payload(request: MatchRequested, result: MatchResult) -> MatchSug
                 estimated_cost=c.estimated_cost,
                 explanation=c.explanation,
                 flags=c.flags,
+                flag_reasons=c.flag_reasons,
             )
             for c in result.creators
         ),

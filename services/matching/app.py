@@ -20,6 +20,7 @@ import structlog
 
 from services.matching.answers import check_request, suggestion_payload
 from services.matching.features import FEATURES
+from services.matching.follower_history import largest_jump
 from services.matching.index import CreatorIndex
 from services.matching.learning import Verdict, learn_brand
 from services.matching.profiles import ProfileColumns
@@ -28,6 +29,7 @@ from services.matching.scoring import MatchQuery, match
 from services.matching.settings import MatchingSettings
 from services.matching.store import (
     Answer,
+    FollowerCount,
     MatchingStore,
     Outcome,
     PostgresMatchingStore,
@@ -135,18 +137,29 @@ class MatchingService:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, SERVICE, run)
             latest: dict[str, StoredProfile] = {}
+            counts = []
             for event, _ in run:
                 if event.identity in fresh:
                     data: CreatorProfileUpserted = event.data
                     latest[data.creator_id] = StoredProfile(
                         data.creator_id, data, event.time, event.id
                     )
+                    counts.append(FollowerCount(data.creator_id, event.time, data.followers))
             changed = await self._store.upsert_profiles(conn, list(latest.values()))
+            # Every count is history, also one older than the stored profile.
+            await self._store.record_followers(conn, counts)
         profiles = [p.profile for cid, p in latest.items() if cid in changed]
         if profiles:
             self.state.index.upsert(ProfileColumns.from_profiles(profiles))
+        if latest:
+            await self._judge_follower_history(sorted(latest))
         if self.state.index.needs_refit():
             await self.refit()
+
+    async def _judge_follower_history(self, creator_ids: list[str] | None) -> None:
+        history = await self._store.follower_history(creator_ids)
+        jumps = {cid: largest_jump(points) for cid, points in history.items()}
+        self.state.index.record_follower_jumps(jumps)
 
     async def on_requests(self, run: Batch) -> None:
         for event, delivery in run:
@@ -279,6 +292,7 @@ class MatchingService:
         for creator_id, roas_total, deals in await self._store.performance():
             index.record_performance(creator_id, roas_total, deals)
         self.state.index = index
+        await self._judge_follower_history(None)
         self.state.fx = await fx_store.snapshot_at(self._pool, datetime.now(UTC), trusted=True)
         await self.load_models(history=True)
         log.info(

@@ -1,9 +1,11 @@
-"""Is an account real? Explicit red-flag rules plus an anomaly model over its numbers.
+"""Is an account real? Explicit red-flag rules, trust flags and an anomaly score.
 
-The rules catch what a person would call out at a glance (50k followers and a dozen likes per
-post); the IsolationForest catches accounts whose combination of numbers is unlike the rest
-of the population. A creator is `likely_fake` when any rule fires or the model scores it
-among the most anomalous `contamination` share of the accounts it was fitted on.
+The red-flag rules catch what a person would call out at a glance (50k followers and a dozen
+likes per post): such a creator is `likely_fake` and never suggested. The trust flags
+(`suspected_engagement_pod`, `follower_spike`) are evidence a brand should see: the creator
+stays eligible, flagged with the reason, and neither its engagement nor its authenticity
+counts in its favour. The IsolationForest only grades authenticity among the rest; it flags
+nobody, since a share taken from the population would flag the same share of a clean one.
 """
 
 from __future__ import annotations
@@ -95,12 +97,10 @@ class AccountAnomalyModel:
         *,
         n_estimators: int = 100,
         max_samples: int = 256,
-        contamination: float = 0.04,
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
-        self.contamination = contamination
         self.random_state = random_state
 
     def fit(self, inputs: npt.NDArray[np.floating]) -> AccountAnomalyModel:
@@ -111,7 +111,6 @@ class AccountAnomalyModel:
         ).fit(inputs)
         scores = forest.score_samples(inputs)
         self.forest_ = forest
-        self.threshold_ = float(np.quantile(scores, self.contamination))
         # Authenticity 0 at the most anomalous percentile, 1 from the median account up.
         self.low_ = float(np.quantile(scores, 0.01))
         self.high_ = float(np.quantile(scores, 0.5))
@@ -123,31 +122,40 @@ class AccountAnomalyModel:
         scores: npt.NDArray[np.float64] = self.forest_.score_samples(inputs)
         return scores
 
-    def assess(
-        self, inputs: npt.NDArray[np.floating]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-        """(authenticity in [0, 1], anomalous?) per row."""
+    def authenticity(self, inputs: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """Authenticity in [0, 1] per row: a grade for ranking, not a verdict."""
         scores = self._scores(inputs)
         spread = max(self.high_ - self.low_, 1e-9)
-        authenticity = np.clip((scores - self.low_) / spread, 0.0, 1.0).astype(np.float32)
-        return authenticity, scores < self.threshold_
+        return np.clip((scores - self.low_) / spread, 0.0, 1.0).astype(np.float32)
 
-    def authenticity(self, inputs: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
-        return self.assess(inputs)[0]
+
+TRUST_FLAGS: Final[tuple[str, ...]] = ("suspected_engagement_pod", "follower_spike")
+"""Bit i of a creator's trust-flag mask is TRUST_FLAGS[i]."""
+
+
+def trust_flags(
+    pods: npt.NDArray[np.bool_], spikes: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.uint8]:
+    """Bit mask of the TRUST_FLAGS raised for each creator (0 = none)."""
+    return (pods.astype(np.uint8) | spikes.astype(np.uint8) << 1).astype(np.uint8)
 
 
 def judge(
-    numbers: AccountNumbers, model: AccountAnomalyModel | None
+    numbers: AccountNumbers,
+    model: AccountAnomalyModel | None,
+    trust: npt.NDArray[np.uint8] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
     """(authenticity, red-flag mask, likely fake) per creator.
 
-    Without a fitted model (too few accounts yet) authenticity is 1 where no rule fires and
-    only the rules decide.
+    Authenticity is 0 where a red flag or a trust flag (`trust`) is raised; elsewhere it is
+    the anomaly model's grade, or 1 without a fitted model (too few accounts yet). Only red
+    flags make a creator likely fake.
     """
     mask = red_flags(numbers)
+    doubted = mask > 0 if trust is None else (mask > 0) | (trust > 0)
     if model is None:
-        authenticity = np.where(mask > 0, 0.0, 1.0).astype(np.float32)
-        return authenticity, mask, mask > 0
-    authenticity, anomalous = model.assess(numbers.matrix())
-    authenticity = np.where(mask > 0, np.float32(0.0), authenticity).astype(np.float32)
-    return authenticity, mask, (mask > 0) | anomalous
+        graded = np.ones(len(mask), dtype=np.float32)
+    else:
+        graded = model.authenticity(numbers.matrix())
+    authenticity = np.where(doubted, np.float32(0.0), graded).astype(np.float32)
+    return authenticity, mask, mask > 0

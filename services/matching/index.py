@@ -16,7 +16,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.authenticity import AccountAnomalyModel, AccountNumbers, judge
+from services.matching.authenticity import AccountAnomalyModel, AccountNumbers, judge, trust_flags
+from services.matching.engagement_pods import EngagementMix, suspected_pods
 from services.matching.features import (
     BENCHMARK_CURRENCY,
     QUOTED_DELIVERABLE,
@@ -24,6 +25,7 @@ from services.matching.features import (
     engagement_rates,
     tier_codes,
 )
+from services.matching.follower_history import FollowerJump
 from services.matching.niche_vectors import NicheVectors
 from services.matching.profiles import ProfileColumns, quoted_price
 from shared.contract.events.vocabulary import PLATFORMS, TIERS
@@ -72,9 +74,12 @@ class Columns:
     platform: npt.NDArray[np.int8]
     tier: npt.NDArray[np.int8]
     language: npt.NDArray[np.int16]
+    country: npt.NDArray[np.int16]
+    """Code (in `CreatorIndex.countries`) of the country the creator is based in."""
     followers: npt.NDArray[np.float32]
     avg_likes: npt.NDArray[np.float32]
     avg_comments: npt.NDArray[np.float32]
+    avg_shares: npt.NDArray[np.float32]
     avg_views: npt.NDArray[np.float32]
     posts_last_30d: npt.NDArray[np.float32]
     engagement_rate: npt.NDArray[np.float32]
@@ -90,6 +95,9 @@ class Columns:
     authenticity: npt.NDArray[np.float32]
     red_flags: npt.NDArray[np.uint8]
     likely_fake: npt.NDArray[np.bool_]
+    follower_spike: npt.NDArray[np.bool_]
+    trust_flags: npt.NDArray[np.uint8]
+    """Bit mask over authenticity.TRUST_FLAGS."""
     roas_sum: npt.NDArray[np.float64]
     roas_count: npt.NDArray[np.int32]
 
@@ -100,9 +108,11 @@ class Columns:
             platform=np.zeros(capacity, np.int8),
             tier=np.zeros(capacity, np.int8),
             language=np.zeros(capacity, np.int16),
+            country=np.zeros(capacity, np.int16),
             followers=np.zeros(capacity, np.float32),
             avg_likes=np.zeros(capacity, np.float32),
             avg_comments=np.zeros(capacity, np.float32),
+            avg_shares=np.zeros(capacity, np.float32),
             avg_views=np.zeros(capacity, np.float32),
             posts_last_30d=np.zeros(capacity, np.float32),
             engagement_rate=np.zeros(capacity, np.float32),
@@ -117,6 +127,8 @@ class Columns:
             authenticity=np.ones(capacity, np.float32),
             red_flags=np.zeros(capacity, np.uint8),
             likely_fake=np.zeros(capacity, bool),
+            follower_spike=np.zeros(capacity, bool),
+            trust_flags=np.zeros(capacity, np.uint8),
             roas_sum=np.zeros(capacity, np.float64),
             roas_count=np.zeros(capacity, np.int32),
         )
@@ -149,6 +161,8 @@ class CreatorIndex:
     anomaly_model: AccountAnomalyModel | None = None
     anomaly_fitted_on: int = 0
     pending_performance: dict[str, tuple[float, int]] = field(default_factory=dict)
+    follower_jumps: dict[str, FollowerJump] = field(default_factory=dict)
+    """The follower spike of each creator whose history has one."""
 
     @classmethod
     def build(cls, profiles: ProfileColumns, *, seed: int = 0) -> CreatorIndex:
@@ -205,6 +219,32 @@ class CreatorIndex:
         self.columns.roas_sum[row] = roas_sum
         self.columns.roas_count[row] = count
 
+    def record_follower_jumps(self, jumps: dict[str, FollowerJump]) -> None:
+        """Set creators' largest follower jumps (from their history) and judge them again."""
+        rows = []
+        for creator_id, jump in jumps.items():
+            row = self.row_of.get(creator_id)
+            if row is None:
+                continue  # not indexed: its jump is recorded again with its next profile
+            self.columns.follower_spike[row] = jump.is_spike
+            if jump.is_spike:  # kept for its reason; most creators have none to keep
+                self.follower_jumps[creator_id] = jump
+            else:
+                self.follower_jumps.pop(creator_id, None)
+            rows.append(row)
+        if rows:
+            self._judge(np.array(rows, dtype=np.int64))
+
+    def engagement_mix(self, rows: slice | npt.NDArray[np.int64]) -> EngagementMix:
+        c = self.columns
+        return EngagementMix(
+            avg_likes=c.avg_likes[rows],
+            avg_comments=c.avg_comments[rows],
+            avg_shares=c.avg_shares[rows],
+            engagement_rate=c.engagement_rate[rows],
+            tier=c.tier[rows],
+        )
+
     def account_numbers(self, rows: slice | npt.NDArray[np.int64]) -> AccountNumbers:
         c = self.columns
         return AccountNumbers(
@@ -252,9 +292,11 @@ class CreatorIndex:
         c.platform[rows] = [self.platforms.code(p.platform[i]) for i in picks]
         c.tier[rows] = tiers
         c.language[rows] = [self.languages.code(p.language[i]) for i in picks]
+        c.country[rows] = [self.countries.code(p.country[i]) for i in picks]
         c.followers[rows] = followers
         c.avg_likes[rows] = p.avg_likes[picks]
         c.avg_comments[rows] = p.avg_comments[picks]
+        c.avg_shares[rows] = p.avg_shares[picks]
         c.avg_views[rows] = p.avg_views[picks]
         c.posts_last_30d[rows] = p.posts_last_30d[picks]
         c.engagement_rate[rows] = engagement_rates(
@@ -280,7 +322,11 @@ class CreatorIndex:
         self._judge(rows)
 
     def _judge(self, rows: npt.NDArray[np.int64]) -> None:
-        authenticity, flags, fake = judge(self.account_numbers(rows), self.anomaly_model)
+        trust = trust_flags(
+            suspected_pods(self.engagement_mix(rows)), self.columns.follower_spike[rows]
+        )
+        self.columns.trust_flags[rows] = trust
+        authenticity, flags, fake = judge(self.account_numbers(rows), self.anomaly_model, trust)
         self.columns.authenticity[rows] = authenticity
         self.columns.red_flags[rows] = flags
         self.columns.likely_fake[rows] = fake

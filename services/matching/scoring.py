@@ -4,9 +4,8 @@ Everything up to the candidate pool is vectorised over the whole index (no Pytho
 creator); only the pool (a few times `limit`) is handled creator by creator, to convert costs
 exactly and build explanations.
 
-Each creator left out is counted once, under the first reason that applies, in this order:
-excluded, already_hired, outside_platform, outside_tier, language_mismatch,
-audience_mismatch, likely_fake, no_fx_rate, over_budget, off_niche.
+Each creator left out is counted once, under the first reason that applies, in the order of
+FILTER_REASONS.
 """
 
 from __future__ import annotations
@@ -19,7 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from services.matching.authenticity import TRUST_FLAGS
 from services.matching.diversity import mmr
+from services.matching.engagement_pods import pod_reason
 from services.matching.features import (
     FEATURES,
     TIER_CODES,
@@ -30,6 +31,7 @@ from services.matching.features import (
 from services.matching.index import CreatorIndex
 from services.matching.ranker import LinearRanker
 from shared.contract.events import MatchRequested
+from shared.contract.events.matching import EngagementRange, FollowerRange, MatchFilters
 from shared.contract.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
 from shared.contract.money import FxRateMissing, FxSnapshot, Money, minor_unit
 
@@ -38,8 +40,13 @@ FILTER_REASONS: Final[tuple[str, ...]] = (
     "already_hired",
     "outside_platform",
     "outside_tier",
+    "outside_follower_range",
+    "outside_creator_country",
     "language_mismatch",
     "audience_mismatch",
+    "audience_age_mismatch",
+    "audience_gender_mismatch",
+    "outside_engagement_range",
     "likely_fake",
     "no_fx_rate",
     "over_budget",
@@ -49,6 +56,7 @@ _REASON: Final = {reason: code + 1 for code, reason in enumerate(FILTER_REASONS)
 _GENDER_COLUMN: Final = {"female": 0, "male": 1}
 _LOW_POSTING: Final = 4
 _PARTIAL_AUDIENCE: Final = 0.5
+POD, SPIKE = TRUST_FLAGS
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,23 @@ class MatchQuery:
     languages: tuple[str, ...] = ()
     diversity_trade_off: float | None = None
     """The request's own MMR trade-off; None: `ScoringSettings.diversity_trade_off`."""
+    engagement_range: tuple[float | None, float | None] = (None, None)
+    follower_range: tuple[int | None, int | None] = (None, None)
+    """Inclusive (least, most); None leaves that side open."""
+    creator_countries: tuple[str, ...] = ()
+    min_audience_age_share: float | None = None
+    """Hard floor on the audience share in `ages`; None: `ages` is a soft preference."""
+    min_audience_gender_share: float | None = None
+    """Hard floor on the audience share of `gender`; None: a soft preference."""
 
     @classmethod
     def from_request(
         cls, request: MatchRequested, *, hired: frozenset[str] = frozenset()
     ) -> MatchQuery:
         niche = request.niche
+        filters = request.filters or MatchFilters()
+        engagement = filters.engagement_rate or EngagementRange()
+        followers = filters.followers or FollowerRange()
         return cls(
             niche_text=f"{niche.description} {' '.join(niche.keywords)}",
             countries=tuple(request.target_audience.countries),
@@ -102,6 +121,11 @@ class MatchQuery:
             hired=hired,
             languages=tuple(request.languages),
             diversity_trade_off=request.diversity,
+            engagement_range=(engagement.min, engagement.max),
+            follower_range=(followers.min, followers.max),
+            creator_countries=tuple(filters.creator_countries),
+            min_audience_age_share=filters.min_audience_age_share,
+            min_audience_gender_share=filters.min_audience_gender_share,
         )
 
     def without_history(self) -> MatchQuery:
@@ -122,6 +146,8 @@ class RankedCreator:
     explanation: dict[str, float]
     features: dict[str, float]
     flags: tuple[str, ...]
+    flag_reasons: dict[str, str]
+    """Why each flag was raised, in numbers a brand can check."""
 
 
 @dataclass(frozen=True)
@@ -182,11 +208,23 @@ def candidates(
         wanted = np.zeros(len(TIERS), dtype=bool)
         wanted[[TIER_CODES[t] for t in query.tiers]] = True
         drop("outside_tier", ~wanted[c.tier[:n]])
+    drop("outside_follower_range", _outside(c.followers[:n], query.follower_range))
+    if query.creator_countries:
+        inside = index.countries.lookup(query.creator_countries)[c.country[:n]]
+        drop("outside_creator_country", ~inside)
     if query.languages:
         drop("language_mismatch", ~index.languages.lookup(query.languages)[c.language[:n]])
     country_fit = _audience_country(index, query.countries)
     if query.countries:
         drop("audience_mismatch", country_fit < settings.min_audience_share)
+    everyone = np.arange(n, dtype=np.int64)
+    if query.min_audience_age_share is not None:
+        age_fit = _audience_age(index, query.ages, everyone)
+        drop("audience_age_mismatch", age_fit < query.min_audience_age_share)
+    if query.min_audience_gender_share is not None:
+        gender_fit = _audience_gender(index, query.gender, everyone)
+        drop("audience_gender_mismatch", gender_fit < query.min_audience_gender_share)
+    drop("outside_engagement_range", _outside(c.engagement_rate[:n], query.engagement_range))
     drop("likely_fake", c.likely_fake[:n])
     budget = float(query.budget.amount)
     rates = fx_rates_to(fx, index.currencies.names, query.budget.currency)
@@ -205,7 +243,9 @@ def candidates(
     features[:, 1] = country_fit[rows]
     features[:, 2] = _audience_age(index, query.ages, rows)
     features[:, 3] = _audience_gender(index, query.gender, rows)
-    features[:, 4] = engagement_quality(c.engagement_rate[rows], c.tier[rows])
+    # Engagement a pod or bought followers produced is no merit: it counts for nothing.
+    trusted = c.trust_flags[rows] == 0
+    features[:, 4] = engagement_quality(c.engagement_rate[rows], c.tier[rows]) * trusted
     features[:, 5] = c.authenticity[rows]
     features[:, 6] = np.clip(1.0 - cost[rows] / budget, 0.0, 1.0) if budget > 0 else 0.0
     shrunk = shrunk_roas(
@@ -247,6 +287,7 @@ def match(
         at = int(pool[p])
         row = int(rows[at])
         explanation = ranker.explain(features[at])
+        flags = _flags(index, row)
         creators.append(
             RankedCreator(
                 rank=rank,
@@ -259,7 +300,8 @@ def match(
                 estimated_cost=_convert(index.cost(row), query.budget.currency, fx),
                 explanation=explanation,
                 features={f: float(x) for f, x in zip(FEATURES, features[at], strict=True)},
-                flags=_flags(index, row),
+                flags=tuple(flags),
+                flag_reasons=flags,
             )
         )
     counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
@@ -272,6 +314,19 @@ def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[
     rows = [index.row_of[cid] for cid in creator_ids if cid in index.row_of]
     mask[rows] = True
     return mask
+
+
+def _outside(
+    values: npt.NDArray[np.float32], bounds: tuple[float | None, float | None]
+) -> npt.NDArray[np.bool_]:
+    """True where a value lies outside the inclusive (least, most) bounds."""
+    least, most = bounds
+    outside = np.zeros(len(values), dtype=bool)
+    if least is not None:
+        outside |= values < np.float32(least)
+    if most is not None:
+        outside |= values > np.float32(most)
+    return outside
 
 
 def _query_vector(index: CreatorIndex, query: MatchQuery) -> sp.csr_matrix:
@@ -352,15 +407,25 @@ def _diversified(
     return mmr(scores, similarity, limit, trade_off)
 
 
-def _flags(index: CreatorIndex, row: int) -> tuple[str, ...]:
+def _flags(index: CreatorIndex, row: int) -> dict[str, str]:
+    """The warnings for the creator at `row`, each with its reason."""
     c = index.columns
-    flags = []
+    flags = {}
+    trust = int(c.trust_flags[row])
+    if trust & 1 << TRUST_FLAGS.index(POD):
+        flags[POD] = pod_reason(index.engagement_mix(slice(row, row + 1)), 0)
+    if trust & 1 << TRUST_FLAGS.index(SPIKE):
+        flags[SPIKE] = index.follower_jumps[index.creator_ids[row]].reason()
     if c.cost_estimated[row]:
-        flags.append("cost_estimated_from_tier")
+        flags["cost_estimated_from_tier"] = "no rate card: priced from the tier's benchmark"
     if c.posts_last_30d[row] < _LOW_POSTING:
-        flags.append("low_post_frequency")
+        flags["low_post_frequency"] = (
+            f"{int(c.posts_last_30d[row])} posts in the last 30 days (fewer than {_LOW_POSTING})"
+        )
     if c.audience_known[row] < _PARTIAL_AUDIENCE:
-        flags.append("audience_data_partial")
+        flags["audience_data_partial"] = (
+            f"countries known for {c.audience_known[row]:.0%} of the audience"
+        )
     if c.roas_count[row] == 0:
-        flags.append("no_track_record")
-    return tuple(flags)
+        flags["no_track_record"] = "no tracked deal yet"
+    return flags

@@ -84,6 +84,13 @@ class Outcome:
     as_of: datetime
 
 
+@dataclass(frozen=True)
+class FollowerCount:
+    creator_id: str
+    observed_at: datetime
+    followers: int
+
+
 class MatchingStore(Protocol):
     async def upsert_profiles(
         self, conn: Connection, profiles: Sequence[StoredProfile]
@@ -131,6 +138,18 @@ class MatchingStore(Protocol):
         self, creator_ids: Sequence[str] | None = None
     ) -> list[tuple[str, float, int]]:
         """(creator_id, sum of ROAS, deals with a ROAS) per creator (all creators if None)."""
+        ...
+
+    async def record_followers(
+        self, conn: Connection, observations: Sequence[FollowerCount]
+    ) -> None:
+        """Keep each follower count by (creator, event time); a repeated pair is kept once."""
+        ...
+
+    async def follower_history(
+        self, creator_ids: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[datetime, int]]]:
+        """(event time, followers) per creator, oldest first (all creators if None)."""
         ...
 
     async def label_count(self) -> int:
@@ -345,6 +364,32 @@ class PostgresMatchingStore:
         )
         return [(r["creator_id"], float(r["total"]), int(r["deals"])) for r in rows]
 
+    async def record_followers(
+        self, conn: Connection, observations: Sequence[FollowerCount]
+    ) -> None:
+        await conn.execute(
+            """INSERT INTO matching_follower_history (creator_id, observed_at, followers)
+               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[])
+               ON CONFLICT (creator_id, observed_at) DO NOTHING""",
+            [o.creator_id for o in observations],
+            [o.observed_at for o in observations],
+            [o.followers for o in observations],
+        )
+
+    async def follower_history(
+        self, creator_ids: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[datetime, int]]]:
+        rows = await self._pool.fetch(
+            """SELECT creator_id, observed_at, followers FROM matching_follower_history
+               WHERE $1::text[] IS NULL OR creator_id = ANY($1)
+               ORDER BY creator_id, observed_at""",
+            None if creator_ids is None else list(creator_ids),
+        )
+        history: dict[str, list[tuple[datetime, int]]] = {}
+        for r in rows:
+            history.setdefault(r["creator_id"], []).append((r["observed_at"], r["followers"]))
+        return history
+
     async def label_count(self) -> int:
         return int(
             await self._pool.fetchval(
@@ -536,6 +581,7 @@ class InMemoryMatchingStore:
         self.answers: dict[str, Answer] = {}
         self.feedback: dict[EventIdentity, tuple[str, str, str, str | None]] = {}
         self.outcomes: dict[str, Outcome] = {}
+        self.followers: dict[tuple[str, datetime], int] = {}
         self.stored: list[StoredModel] = []  # oldest first
         self._arrival: dict[object, int] = {}  # label key -> arrival order (received_at)
         self._promoted: dict[str, int] = {}  # version -> when it last went live
@@ -618,6 +664,21 @@ class InMemoryMatchingStore:
             total, deals = totals.get(o.creator_id, (0.0, 0))
             totals[o.creator_id] = (total + float(o.roas), deals + 1)
         return [(cid, total, deals) for cid, (total, deals) in totals.items()]
+
+    async def record_followers(
+        self, conn: Connection, observations: Sequence[FollowerCount]
+    ) -> None:
+        for o in observations:
+            self.followers.setdefault((o.creator_id, o.observed_at), o.followers)
+
+    async def follower_history(
+        self, creator_ids: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[datetime, int]]]:
+        history: dict[str, list[tuple[datetime, int]]] = {}
+        for (creator_id, at), followers in sorted(self.followers.items()):
+            if creator_ids is None or creator_id in creator_ids:
+                history.setdefault(creator_id, []).append((at, followers))
+        return history
 
     def _suggested(
         self, campaign_id: str, creator_id: str, request_id: str | None

@@ -25,7 +25,10 @@ from shared.contract.events.deals import DealSigned, Deliverable
 from shared.contract.events.envelope import CloudEvent
 from shared.contract.events.fx import FxRatesPublished
 from shared.contract.events.matching import (
+    EngagementRange,
+    FollowerRange,
     MatchFeedback,
+    MatchFilters,
     MatchRequested,
     MatchSuggested,
     Niche,
@@ -100,6 +103,11 @@ def match_request() -> MatchRequested:
         budget_per_creator=usd("500.00"),
         limit=10,
         exclude_creator_ids=("cr-9",),
+        filters=MatchFilters(
+            followers=FollowerRange(min=5_000, max=250_000),
+            engagement_rate=EngagementRange(min=0.02),
+            min_audience_age_share=0.3,
+        ),
     )
 
 
@@ -130,7 +138,11 @@ def match_suggestions() -> MatchSuggested:
                 engagement_rate=0.081,
                 estimated_cost=usd("120.00"),
                 explanation={"niche_similarity": 0.30},
-                flags=("low_post_frequency",),
+                flags=("low_post_frequency", "follower_spike"),
+                flag_reasons={
+                    "low_post_frequency": "3 posts in the last 30 days (fewer than 4)",
+                    "follower_spike": "followers grew 4.2x (9,800 to 41,200) within 6 days",
+                },
             ),
         ),
         filtered={"excluded": 1, "over_budget": 14},

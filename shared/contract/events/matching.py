@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.contract.events.payload import ExternalPayload, InternalPayload
 from shared.contract.events.types import (
@@ -66,6 +66,75 @@ class TargetAudience(ExternalPayload):
     gender: TargetGender = Field(description="Target audience gender.", examples=["any"])
 
 
+class EngagementRange(ExternalPayload):
+    """Bounds on a creator's engagement rate, (likes + comments + shares) / followers."""
+
+    min: Estimate | None = Field(
+        default=None, description="Least engagement rate; null = no floor.", examples=[0.02]
+    )
+    max: Estimate | None = Field(
+        default=None, description="Most engagement rate; null = no ceiling.", examples=[0.12]
+    )
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> EngagementRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        return self
+
+
+class FollowerRange(ExternalPayload):
+    """Bounds on a creator's follower count, both inclusive."""
+
+    min: Count | None = Field(
+        default=None, description="Fewest followers; null = no floor.", examples=[10_000]
+    )
+    max: Count | None = Field(
+        default=None, description="Most followers; null = no ceiling.", examples=[250_000]
+    )
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> FollowerRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        return self
+
+
+class MatchFilters(ExternalPayload):
+    """Hard filters: a creator outside any of them is left out and counted in `filtered`."""
+
+    engagement_rate: EngagementRange | None = Field(
+        default=None,
+        description="Engagement rate range (outside_engagement_range); null = any.",
+        examples=[{"min": 0.02, "max": 0.12}],
+    )
+    followers: FollowerRange | None = Field(
+        default=None,
+        description="Follower count range (outside_follower_range); null = any.",
+        examples=[{"min": 10_000, "max": 250_000}],
+    )
+    creator_countries: Annotated[
+        tuple[CountryCode, ...], Field(max_length=MAX_TARGET_COUNTRIES)
+    ] = Field(
+        default=(),
+        description="Countries the creator must be based in (outside_creator_country); "
+        "empty = any.",
+        examples=[["US", "CA"]],
+    )
+    min_audience_age_share: Share | None = Field(
+        default=None,
+        description="Least share of the audience in target_audience.age "
+        "(audience_age_mismatch); null = a soft preference only.",
+        examples=[0.5],
+    )
+    min_audience_gender_share: Share | None = Field(
+        default=None,
+        description="Least share of the audience of target_audience.gender "
+        "(audience_gender_mismatch); null = a soft preference only.",
+        examples=[0.6],
+    )
+
+
 class MatchRequested(ExternalPayload):
     """`match.requested`: a brand asks for creators for one campaign.
 
@@ -108,6 +177,28 @@ class MatchRequested(ExternalPayload):
         "values favour creators unlike those already picked; null = the service's default.",
         examples=[0.7],
     )
+    # Optional since v1.2.
+    filters: MatchFilters | None = Field(
+        default=None,
+        description="Hard filters on engagement, followers, creator country and audience "
+        "age and gender; null = none beyond the fields above.",
+    )
+
+    @model_validator(mode="after")
+    def _audience_filters_name_their_target(self) -> MatchRequested:
+        filters = self.filters
+        if filters is None:
+            return self
+        if filters.min_audience_age_share is not None and not self.target_audience.age:
+            raise ValueError(
+                "filters.min_audience_age_share needs the age buckets it applies to in "
+                "target_audience.age"
+            )
+        if filters.min_audience_gender_share is not None and self.target_audience.gender == "any":
+            raise ValueError(
+                "filters.min_audience_gender_share needs target_audience.gender female or male"
+            )
+        return self
 
 
 class Suggestion(InternalPayload):
@@ -133,7 +224,21 @@ class Suggestion(InternalPayload):
         examples=[{"niche_similarity": 0.41, "audience_country": 0.22}],
     )
     flags: Flags = Field(
-        description="Warnings for the brand (e.g. over_budget).", examples=[["over_budget"]]
+        default=(),
+        description="Warnings for the brand (e.g. suspected_engagement_pod, follower_spike, "
+        "low_post_frequency).",
+        examples=[["suspected_engagement_pod"]],
+    )
+    # Optional since v1.2.
+    flag_reasons: Annotated[dict[Tag, ShortText], Field(max_length=MAX_MAP_ENTRIES)] = Field(
+        default_factory=dict,
+        description="Why each flag was raised, with the numbers behind it.",
+        examples=[
+            {
+                "suspected_engagement_pod": "0.31 comments per like (real audiences 0.01-0.06); "
+                "0.001 shares per like (real audiences 0.005+)"
+            }
+        ],
     )
 
 

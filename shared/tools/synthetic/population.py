@@ -3,8 +3,10 @@
 Each creator has a latent niche (what it really posts about), an audience shaped by that niche
 and its country, a tier-typical engagement and price, and a latent quality (how well its posts
 convert). About `fake_share` of the accounts are fakes that pose as niche creators: bought
-followers, engagement bots or comment farms. Everything is drawn from `numpy.random` with the
-given seed, so a population is reproducible.
+followers, engagement bots or comment farms. On request, `pod_share` more are engagement pods
+and `spike_share` more bought followers lately (a spike their follower history shows); these
+are drawn from a second stream, so asking for none leaves a population exactly as it was.
+Everything is drawn from `numpy.random` with the given seed, so a population is reproducible.
 """
 
 from __future__ import annotations
@@ -109,15 +111,28 @@ class Population:
     is_fake: npt.NDArray[np.bool_]
     quality: npt.NDArray[np.float32]
     """Latent conversion quality in [0, 1]: how well a creator's posts sell (0 for fakes)."""
+    is_pod: npt.NDArray[np.bool_]
+    """Engagement pods (also counted in is_fake)."""
+    is_spike: npt.NDArray[np.bool_]
+    """Bought followers in the last weeks (also counted in is_fake)."""
+    earlier_followers: npt.NDArray[np.int64]
+    """Followers two weeks before the profile: its previous profile event."""
 
     def __len__(self) -> int:
         return len(self.profiles)
 
 
 def generate_population(
-    count: int, *, seed: int, fake_share: float = 0.1, id_prefix: str = "cr"
+    count: int,
+    *,
+    seed: int,
+    fake_share: float = 0.1,
+    id_prefix: str = "cr",
+    pod_share: float = 0.0,
+    spike_share: float = 0.0,
 ) -> Population:
-    """`count` creators with ids `<id_prefix>-<i>`; exactly round(count * fake_share) fakes."""
+    """`count` creators with ids `<id_prefix>-<i>`; exactly round(count * fake_share) fakes,
+    then round(count * pod_share) pods and round(count * spike_share) spikes among the rest."""
     rng = np.random.default_rng(seed)
     n_niches = len(NICHE_NAMES)
     niche = rng.integers(0, n_niches, count).astype(np.int16)
@@ -154,6 +169,27 @@ def generate_population(
     comment_ratio = np.where(farm, rng.uniform(0.6, 2.5, count), comment_ratio)
     posts = np.where(farm, rng.integers(60, 200, count), posts)
     views_ratio = np.where(bought, rng.uniform(0.005, 0.03, count), views_ratio)
+
+    # Pods and spikes: a second stream, so that the draws above stay those of old seeds.
+    more = np.random.default_rng([seed, 1])
+    honest = more.permutation(np.flatnonzero(~is_fake))
+    n_pods, n_spikes = round(count * pod_share), round(count * spike_share)
+    is_pod = np.zeros(count, dtype=bool)
+    is_pod[honest[:n_pods]] = True
+    is_spike = np.zeros(count, dtype=bool)
+    is_spike[honest[n_pods : n_pods + n_spikes]] = True
+    # A pod's members like and comment on every post (short comments, no shares), lifting
+    # engagement well above the tier's real audiences but short of the implausible.
+    engagement = np.where(is_pod, engagement * more.uniform(1.6, 2.6, count), engagement)
+    comment_ratio = np.where(is_pod, more.uniform(0.12, 0.45, count), comment_ratio)
+    share_ratio = np.where(is_pod, more.uniform(0.0, 0.002, count), share_ratio)
+    earlier = (followers / more.uniform(1.0, 1.08, count)).astype(np.int64)
+    # Bought followers like nothing: the same likes now spread over 3.5-6x the followers.
+    jump = more.uniform(3.5, 6.0, count)
+    engagement = np.where(is_spike, engagement / jump, engagement)
+    views_ratio = np.where(is_spike, views_ratio / jump, views_ratio)
+    followers = np.where(is_spike, (followers * jump).astype(np.int64), followers)
+    is_fake = is_fake | is_pod | is_spike
     quality = np.where(is_fake, 0.0, quality)
 
     likes = followers * engagement / (1 + comment_ratio + share_ratio)
@@ -188,7 +224,9 @@ def generate_population(
     _write_texts(columns, rng, niche, second)
     _write_audiences(columns, rng, niche, country_idx)
     _write_rate_cards(columns, followers, has_rate_card, price_per_thousand)
-    return Population(columns, niche, is_fake, quality.astype(np.float32))
+    return Population(
+        columns, niche, is_fake, quality.astype(np.float32), is_pod, is_spike, earlier
+    )
 
 
 def _normalised(weights: object) -> npt.NDArray[np.float64]:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -29,6 +30,7 @@ from shared.contract.events import (
     Deliverable,
     FxRatesPublished,
     MatchFeedback,
+    MatchRequested,
     MatchSuggested,
     Topic,
     decode,
@@ -41,7 +43,12 @@ from shared.contract.money import Money
 from shared.runtime.service import Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
-from shared.tools.synthetic.population import Population, generate_population, niche_request
+from shared.tools.synthetic.population import (
+    NICHE_NAMES,
+    Population,
+    generate_population,
+    niche_request,
+)
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -242,6 +249,84 @@ async def test_request_gets_explained_suggestions_that_respect_every_filter(
         request.request_id,
     )
     assert row["fx_source"] == f"tests-{RUN}" and row["model_version"] == answer.model_version
+
+
+async def test_a_request_s_hard_filters_shape_the_answer_and_are_counted(
+    running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
+) -> None:
+    request = niche_request(
+        "fitness", request_id=f"req-{RUN}-hard", campaign_id=f"cmp-{RUN}-hard", seed=5, limit=20
+    )
+    data = request.model_dump(mode="json")
+    data["target_audience"].update(age=["18-24", "25-34"], gender="any")
+    data["filters"] = {
+        "followers": {"min": 2_000, "max": 400_000},
+        "engagement_rate": {"min": 0.01, "max": 0.2},
+        "creator_countries": ["US", "GB", "IN", "DE", "BR"],
+        "min_audience_age_share": 0.4,
+    }
+    request = MatchRequested.model_validate(data)
+    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    answer = await running.answers.wait_for(request.request_id)
+
+    assert answer.suggestions, answer.filtered
+    for reason in ("outside_follower_range", "outside_engagement_range",
+                   "outside_creator_country", "audience_age_mismatch"):  # fmt: skip
+        assert answer.filtered.get(reason, 0) > 0, (reason, answer.filtered)
+    profiles = await stored_profiles(db_pool, [s.creator_id for s in answer.suggestions])
+    for suggestion in answer.suggestions:
+        profile = profiles[suggestion.creator_id]
+        assert 2_000 <= profile.followers <= 400_000
+        assert 0.01 <= suggestion.engagement_rate <= 0.2
+        assert profile.country in ("US", "GB", "IN", "DE", "BR")
+        ages = profile.audience.age
+        assert ages.get("18-24", 0.0) + ages.get("25-34", 0.0) >= 0.4 - 1e-6
+
+
+async def test_a_follower_jump_in_a_creator_s_history_is_a_flag_with_its_reason(
+    running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
+) -> None:
+    population = running.population
+    gaming = population.niche == population_niche("gaming")
+    followers = population.profiles.followers
+    micro = (followers > 20_000) & (followers < 100_000)
+    i = int(np.flatnonzero(gaming & micro & ~population.is_fake)[0])
+    profile = population.profiles.profile(i)
+    # The count of two weeks ago arrives after the current profile, as collectors may send it.
+    earlier = make_event(
+        profile.model_copy(update={"followers": profile.followers // 4}),
+        source="tests/collector",
+        time=datetime.now(UTC) - timedelta(days=14),
+    )
+    await publish(infra.kafka_bootstrap_servers, [earlier])
+
+    async def flagged() -> bool:
+        row = running.service.state.index.row_of[profile.creator_id]
+        return bool(running.service.state.index.columns.trust_flags[row] & 2)
+
+    await eventually(flagged)
+    history = await db_pool.fetch(
+        "SELECT followers FROM matching_follower_history WHERE creator_id = $1"
+        " ORDER BY observed_at",
+        profile.creator_id,
+    )
+    assert [r["followers"] for r in history] == [profile.followers // 4, profile.followers]
+    request = niche_request(
+        "gaming", request_id=f"req-{RUN}-spike", campaign_id=f"cmp-{RUN}-spike", seed=2,
+        limit=200,
+    )  # fmt: skip
+    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    answer = await running.answers.wait_for(request.request_id)
+    spiked = {s.creator_id: s for s in answer.suggestions}[profile.creator_id]
+    assert "follower_spike" in spiked.flags
+    assert "4.0x" in spiked.flag_reasons["follower_spike"]
+    assert spiked.explanation["engagement"] == 0.0 == spiked.explanation["authenticity"]
+    others = [s for s in answer.suggestions if s.creator_id != profile.creator_id]
+    assert others and all("follower_spike" not in s.flags for s in others)
+
+
+def population_niche(name: str) -> int:
+    return NICHE_NAMES.index(name)
 
 
 async def test_invalid_requests_land_in_the_dlq_with_reasons(

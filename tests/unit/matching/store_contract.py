@@ -11,7 +11,13 @@ import pytest
 
 from services.matching.features import FEATURES
 from services.matching.ranker import HAND_RANKER, LinearRanker
-from services.matching.store import Answer, MatchingStore, Outcome, StoredProfile
+from services.matching.store import (
+    Answer,
+    FollowerCount,
+    MatchingStore,
+    Outcome,
+    StoredProfile,
+)
 from shared.tools.synthetic.population import generate_population, niche_request
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -70,6 +76,21 @@ class MatchingStoreContract:
         assert [p.handle for p in mine] == ["@newer"]
         texts = dict(await self.store.texts())
         assert texts[first.creator_id].startswith(newer.bio)
+
+    async def test_every_follower_count_is_kept_once_in_time_order(self) -> None:
+        a, b = f"cr-{uid()}", f"cr-{uid()}"
+        later, earlier = T0 + timedelta(days=9), T0
+        async with self.transaction() as conn:
+            await self.store.record_followers(
+                conn, [FollowerCount(a, later, 48_000), FollowerCount(b, T0, 700)]
+            )
+            await self.store.record_followers(  # late, and one replayed with another count
+                conn, [FollowerCount(a, earlier, 12_000), FollowerCount(a, later, 1)]
+            )
+        history = await self.store.follower_history([a])
+        assert history == {a: [(earlier, 12_000), (later, 48_000)]}
+        everyone = await self.store.follower_history()
+        assert everyone[a] == history[a] and everyone[b] == [(T0, 700)]
 
     async def test_hires_come_from_deals_and_hired_feedback(self) -> None:
         campaign = f"cmp-{uid()}"
