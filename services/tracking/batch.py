@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from services.tracking.domain.attribution import attribute
-from services.tracking.domain.deals import code_clash
-from services.tracking.domain.deliverables import confirmations_due
+from services.tracking.domain.deals import DealTerms, code_clash
+from services.tracking.domain.deliverables import Confirmation, confirmations_due
 from services.tracking.domain.orders import evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
 from services.tracking.messages import (
@@ -88,8 +88,8 @@ async def apply_batch(
 ) -> BatchResult:
     """Apply the events of `batch` not applied before; `now` stamps what it publishes.
     `ahead` is `read_ahead(batch)`, if it was worked out before. FX snapshots are judged
-    against the last trusted one (`fx_max_move`, shared.runtime.fx_moves); suspect ones are stored
-    but never convert an order.
+    against the last trusted one (`fx_max_move`, shared.runtime.fx_moves); suspect ones are
+    stored but never convert an order.
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id, or with a promo code another brand's
@@ -98,17 +98,46 @@ async def apply_batch(
     fresh = await tx.claim(batch)
     # Replicas of the service apply batches at the same time; from here on, one at a time.
     await tx.exclude_other_batches()
+    applied, inputs, posts = _what_is_new(batch, fresh, ahead)
+    new_deals, touched = await _store_deals(tx, inputs)
+    await tx.add_fx_snapshots(inputs.fx, fx_max_move)
+    post_pairs, deal_pairs, moved = await _store_posts(tx, posts, new_deals)
+    touched |= moved | await _store_orders(tx, inputs, new_deals)
+
+    attributions = [attribute(facts) for facts in await tx.deal_facts(touched)]
+    updated = await tx.save_attributions(attributions)
+
+    manual = await tx.add_manual_confirmations(list(inputs.confirmations.values()))
+    to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
+    to_match |= {d.deal_id for d in new_deals} | manual
+    confirmed = await _confirm_due(tx, to_match, now)
+
+    await tx.enqueue(
+        [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
+        + [confirmation_event(c) for c in confirmed]
+    )
+    return BatchResult(applied, len(updated), len(confirmed))
+
+
+def _what_is_new(
+    batch: Sequence[tuple[CloudEvent[Any], Delivery]],
+    fresh: set[EventIdentity],
+    ahead: BatchAhead | None,
+) -> tuple[int, BatchInputs, list[PostSnapshot]]:
+    """How many events are new, what they say, and the latest snapshot of each post."""
     if ahead is not None and len(fresh) == ahead.unique:
         # Every event is new: the batch is what was read ahead.
         assert ahead.ids == tuple(event.identity for event, _ in batch), (
             "read ahead of another batch"
         )
-        applied, inputs, posts = ahead.unique, ahead.inputs, ahead.posts
-    else:
-        events = _first_of_each(batch, fresh)
-        applied, inputs = len(events), read_inputs(events)
-        posts = latest_snapshots(inputs.posts)
+        return ahead.unique, ahead.inputs, ahead.posts
+    events = _first_of_each(batch, fresh)
+    inputs = read_inputs(events)
+    return len(events), inputs, latest_snapshots(inputs.posts)
 
+
+async def _store_deals(tx: TrackingTx, inputs: BatchInputs) -> tuple[list[DealTerms], set[str]]:
+    """Store the batch's deals; returns the new ones and the deals to attribute again."""
     deals = await tx.add_deals(list(inputs.deals.values()))
     if deals.conflicting:
         raise EventRejected(conflicting_terms(sorted(deals.conflicting)[0]))
@@ -118,9 +147,14 @@ async def apply_batch(
         for deal in new_deals:
             if (clash := code_clash(deal, holders)) is not None:
                 raise EventRejected(clash)
-    await tx.add_fx_snapshots(inputs.fx, fx_max_move)
+    return new_deals, {d.deal_id for d in new_deals} | deals.repeated
 
-    # Which deals each changed post counts for, and which posts each new deal gets.
+
+async def _store_posts(
+    tx: TrackingTx, posts: list[PostSnapshot], new_deals: list[DealTerms]
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]], set[str]]:
+    """Which deals each changed post counts for, and which posts each new deal gets; returns
+    both sets of (deal, post) pairs and the deals whose posts changed."""
     changed_posts = await tx.upsert_posts(posts)
     post_pairs = memberships(
         changed_posts, await tx.deals_of_creators({p.creator_id for p in changed_posts})
@@ -130,8 +164,14 @@ async def apply_batch(
         await tx.posts_of_creators({d.creator_id for d in new_deals}), new_deals
     )
     touched |= await tx.add_memberships(deal_pairs)
-    touched |= {d.deal_id for d in new_deals} | deals.repeated
+    return post_pairs, deal_pairs, touched
 
+
+async def _store_orders(
+    tx: TrackingTx, inputs: BatchInputs, new_deals: list[DealTerms]
+) -> set[str]:
+    """Store new orders and refunds, and evaluate again the stored orders they may change;
+    returns the deals whose orders changed."""
     # New orders are stored with their outcome, worked out from what is stored now (the
     # batch's deals, snapshots and refunds included).
     refunded = await tx.add_refunds(inputs.refunds)
@@ -140,11 +180,11 @@ async def apply_batch(
         for c in await tx.new_order_contexts(list(inputs.orders.values()))
     ]
     new_orders = await tx.add_orders([inputs.orders[o.order_id] for o in evaluated], evaluated)
-    touched |= {o.deal_id for o in evaluated if o.order_id in new_orders and o.deal_id}
+    touched = {o.deal_id for o in evaluated if o.order_id in new_orders and o.deal_id}
     # Stored orders whose outcome may have changed: refunded ones, those whose code a new
     # deal carries, and converted or waiting ones a snapshot of this batch may now cover.
-    # Every snapshot of the batch counts, also one another service stored first (the FX
-    # table is shared): counting only those stored here left waiting orders waiting for ever.
+    # Every snapshot of the batch counts, also one stored before (sent again under another
+    # event id): counting only those stored now left waiting orders waiting for ever.
     contexts = await tx.orders_to_evaluate(
         refunded - new_orders,
         {code for deal in new_deals for code in deal.promo_codes},
@@ -162,25 +202,18 @@ async def apply_batch(
             if outcome.deal_id is not None:
                 touched.add(outcome.deal_id)
     await tx.save_order_outcomes(changed_outcomes)
+    return touched
 
-    attributions = [attribute(facts) for facts in await tx.deal_facts(touched)]
-    updated = await tx.save_attributions(attributions)
 
-    manual = await tx.add_manual_confirmations(list(inputs.confirmations.values()))
-    to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
-    to_match |= {d.deal_id for d in new_deals} | manual
+async def _confirm_due(tx: TrackingTx, deal_ids: set[str], now: datetime) -> list[Confirmation]:
+    """Confirm the deliverables of `deal_ids` that are due; close deals with all confirmed."""
     due = []
     closed = []
-    for state in await tx.open_deliverables(to_match):
+    for state in await tx.open_deliverables(deal_ids):
         deal_due = confirmations_due(state, now)
         due += deal_due
         if state.all_confirmed_with(deal_due):
             closed.append(state.deal.deal_id)
     confirmed = await tx.add_auto_confirmations(due)
     await tx.close_deals(closed)
-
-    await tx.enqueue(
-        [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
-        + [confirmation_event(c) for c in confirmed]
-    )
-    return BatchResult(applied, len(updated), len(confirmed))
+    return confirmed

@@ -1,7 +1,7 @@
 """FX snapshots in PostgreSQL: saved from `fx.rates.published`, read back to convert money.
 
-Every service that converts money keeps its copy of the feed in one shared table; inserts are
-idempotent on (base, as_of, source), so several consumers of `fx.rates` can all write. Each
+Every service that converts money keeps its own copy of the feed, in its own schema; inserts
+are idempotent on (base, as_of, source), so the service's replicas can all write. Each
 snapshot is judged against the last trusted one before it (shared.runtime.fx_moves); a suspect
 one is kept with its reason, never used for money.
 """

@@ -71,8 +71,7 @@ CONSUMERS: Final[dict[str, tuple[str, ...]]] = {
     "payouts": tuple(PAYOUTS_INPUTS),
 }
 # FX rates go first, so the valid deal's payout never waits for a rate: a payout held for one
-# is released only when payouts itself stores a new snapshot, and the snapshot table is shared
-# with the other services, whichever of them stores it first.
+# is released only when payouts itself stores a new snapshot.
 INPUTS: Final = tuple(
     sorted(
         (t for t in TOPICS if any(t in topics for topics in CONSUMERS.values())),

@@ -1,8 +1,8 @@
 """Fresh servers for each test module of a service.
 
-Services share state through the database and the topics in ways tests must not mix: the
-latest FX snapshot is everyone's, one outbox relay leads per database, and consumer groups
-read topics from the beginning. Embedded servers start in about a second, so every service
+Tests of one service share state through its schema and the topics in ways they must not
+mix: the latest FX snapshot is the service's, one outbox relay leads per schema, and
+consumer groups read topics from the beginning. Embedded servers start in about a second, so every service
 test module gets its own. (With external servers configured, modules share them.)
 """
 

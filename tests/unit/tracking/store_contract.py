@@ -2,7 +2,7 @@
 the PostgreSQL adapter (integration tests). Subclasses provide the `store` fixture.
 
 Ids are unique per test and times lie in a random hour of the 19th century, because the
-PostgreSQL database (and its shared FX table) is shared by the whole test session: no other
+PostgreSQL schema (and its FX table) is shared by the whole test module: no other
 test's FX snapshot can be in force then, and ours are never anyone's latest.
 """
 
