@@ -2,8 +2,8 @@
 
 Tests of one service share state through its schema and the topics in ways they must not
 mix: the latest FX snapshot is the service's, one outbox relay leads per schema, and
-consumer groups read topics from the beginning. Embedded servers start in about a second, so every service
-test module gets its own. (With external servers configured, modules share them.)
+consumer groups read topics from the beginning. Embedded servers start in about a second, so
+every service test module gets its own. (With external servers configured, modules share them.)
 """
 
 from __future__ import annotations

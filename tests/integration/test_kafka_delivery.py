@@ -6,7 +6,6 @@ sends them, and come out through the project's FastStream consumers.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as redis
-from aiokafka import AIOKafkaProducer
 
 from shared.contract.errors import EventRejected
 from shared.contract.events import EVENT_SPECS, CloudEvent, Topic, dlq_topic, encode, event_key
@@ -37,22 +35,12 @@ from shared.tools.infra.smoke import (
     smoke_source,
     subscribe_smoke_consumer,
 )
+from tests.support.kafka_io import produce
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST_RETRY = RetryPolicy(initial_seconds=0.01, max_seconds=0.05, max_attempts=3)
-
-
-async def produce(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> list[Any]:
-    """Send raw messages in order, all at once; returns their metadata (partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        sent = [await producer.send(topic, value, key=key) for topic, key, value in messages]
-        return list(await asyncio.gather(*sent))
-    finally:
-        await producer.stop()
 
 
 def example(event_type: str, source: str, **data: Any) -> CloudEvent[Any]:

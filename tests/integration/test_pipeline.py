@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.contract.events import (
     CloudEvent,
     Topic,
     dlq_topic,
     encode,
-    event_key,
     make_event,
     spec_for_type,
 )
@@ -39,6 +38,7 @@ from shared.runtime.kafka import (
 from shared.runtime.pipeline import PipelinedBatches, Prepare
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
+from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -60,23 +60,6 @@ def example(event_type: str, source: str, key: str) -> CloudEvent[Any]:
         update={spec_for_type(event_type).key_field: key}
     )
     return make_event(data, type=event_type, source=source, id=str(uuid.uuid4()))
-
-
-async def produce(bootstrap: str, messages: Sequence[tuple[str, bytes, bytes]]) -> list[Any]:
-    """Send raw (topic, key, value) messages in order; returns their (partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        sent = [await producer.send(topic, value, key=key) for topic, key, value in messages]
-        return list(await asyncio.gather(*sent))
-    finally:
-        await producer.stop()
-
-
-async def produce_events(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> list[Any]:
-    return await produce(
-        bootstrap, [(spec_for_type(e.type).topic, event_key(e), encode(e)) for e in events]
-    )
 
 
 @dataclass

@@ -10,7 +10,7 @@ import asyncio
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,13 +18,12 @@ from typing import Any
 import asyncpg
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from services.matching.app import SERVICE, MatchingService, background, start_service
 from services.matching.schema import SCHEMA
 from services.matching.settings import MatchingSettings
 from shared.contract.events import (
-    CloudEvent,
     CreatorProfileUpserted,
     DealSigned,
     Deliverable,
@@ -36,7 +35,6 @@ from shared.contract.events import (
     decode,
     dlq_topic,
     encode,
-    event_key,
     make_event,
 )
 from shared.contract.money import Money
@@ -49,6 +47,7 @@ from shared.tools.synthetic.population import (
     generate_population,
     niche_request,
 )
+from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,29 +55,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SETTINGS = MatchingSettings(retrain_every_labels=20, retrain_check_seconds=0.3)
 RUN = uuid.uuid4().hex[:8]
 POPULATION_SIZE = 400
-
-
-async def produce(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        sent = [await producer.send(topic, value, key=key) for topic, key, value in messages]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
-async def publish(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> None:
-    await produce(
-        bootstrap,
-        [(make_topic(e), event_key(e), encode(e)) for e in events],
-    )
-
-
-def make_topic(event: CloudEvent[Any]) -> str:
-    from shared.contract.events import spec_for_type
-
-    return spec_for_type(event.type).topic
 
 
 class Answers:
@@ -146,7 +122,7 @@ async def running(infra: InfraUrls, topics: None) -> AsyncIterator[Running]:
                 as_of=datetime.now(UTC),
                 source=f"tests-{RUN}",
             )  # fmt: skip
-            await publish(
+            await produce_events(
                 infra.kafka_bootstrap_servers,
                 [*profiles, make_event(fx, source="tests/fx")],
             )
@@ -197,7 +173,7 @@ async def test_request_gets_explained_suggestions_that_respect_every_filter(
     ids = population.profiles.creator_id
     baking = [ids[i] for i in range(len(population)) if population.niche[i] == 0]
     excluded, hired = baking[:2], baking[2]
-    await publish(
+    await produce_events(
         infra.kafka_bootstrap_servers, [make_event(deal(campaign, hired), source="tests/brand")]
     )
 
@@ -222,7 +198,7 @@ async def test_request_gets_explained_suggestions_that_respect_every_filter(
         countries=("US", "GB", "CA", "AU", "IN"),
         exclude=tuple(excluded),
     )
-    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    await produce_events(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
     answer = await running.answers.wait_for(request.request_id)
 
     assert answer.campaign_id == campaign and answer.model_version
@@ -266,7 +242,7 @@ async def test_a_request_s_hard_filters_shape_the_answer_and_are_counted(
         "min_audience_age_share": 0.4,
     }
     request = MatchRequested.model_validate(data)
-    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    await produce_events(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
     answer = await running.answers.wait_for(request.request_id)
 
     assert answer.suggestions, answer.filtered
@@ -298,7 +274,7 @@ async def test_a_follower_jump_in_a_creator_s_history_is_a_flag_with_its_reason(
         source="tests/collector",
         time=datetime.now(UTC) - timedelta(days=14),
     )
-    await publish(infra.kafka_bootstrap_servers, [earlier])
+    await produce_events(infra.kafka_bootstrap_servers, [earlier])
 
     async def flagged() -> bool:
         row = running.service.state.index.row_of[profile.creator_id]
@@ -315,7 +291,7 @@ async def test_a_follower_jump_in_a_creator_s_history_is_a_flag_with_its_reason(
         "gaming", request_id=f"req-{RUN}-spike", campaign_id=f"cmp-{RUN}-spike", seed=2,
         limit=200,
     )  # fmt: skip
-    await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    await produce_events(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
     answer = await running.answers.wait_for(request.request_id)
     spiked = {s.creator_id: s for s in answer.suggestions}[profile.creator_id]
     assert "follower_spike" in spiked.flags
@@ -407,7 +383,9 @@ async def test_a_brand_s_feedback_trains_its_own_ranker_stored_with_the_gate_s_v
             niche, request_id=f"req-{RUN}-learn-{k}", campaign_id=campaign, seed=k, limit=20,
             brand_id=brand,
         )  # fmt: skip
-        await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+        await produce_events(
+            infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")]
+        )
         answer = await running.answers.wait_for(request.request_id)
         for s in answer.suggestions:
             good = s.creator_id in ids and population.quality[ids.index(s.creator_id)] > 0.5
@@ -416,7 +394,7 @@ async def test_a_brand_s_feedback_trains_its_own_ranker_stored_with_the_gate_s_v
                 campaign_id=campaign, creator_id=s.creator_id, decision=decision, reason=""
             )
             feedback.append(make_event(data, source="tests/brand"))
-    await publish(infra.kafka_bootstrap_servers, feedback)
+    await produce_events(infra.kafka_bootstrap_servers, feedback)
 
     async def trained() -> bool:
         return bool(await db_pool.fetchval(
@@ -438,7 +416,9 @@ async def test_a_brand_s_feedback_trains_its_own_ranker_stored_with_the_gate_s_v
             niche, request_id=f"req-{RUN}-after-{k}", campaign_id=f"cmp-{RUN}-after-{k}", seed=9,
             brand_id=who,
         )  # fmt: skip
-        await publish(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+        await produce_events(
+            infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")]
+        )
         answer = await running.answers.wait_for(request.request_id)
         assert answer.model_version == (expected if who == brand else "hand-v1")
         for s in answer.suggestions:

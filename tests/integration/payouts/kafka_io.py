@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
-
-
-async def produce(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(spec_for_type(e.type).topic, encode(e), key=event_key(e))
-            for e in events
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+from shared.contract.events import CloudEvent, Topic, decode
 
 
 class StatusWatcher:

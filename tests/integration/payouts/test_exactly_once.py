@@ -25,7 +25,8 @@ from shared.contract.events import CloudEvent
 from shared.runtime.kafka import partitions_of
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.kafka_io import StatusWatcher, produce
+from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.support.kafka_io import produce_events
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import delivery
 
@@ -90,12 +91,12 @@ async def test_deal_confirmed_twice_is_paid_once(
 ) -> None:
     deal, creator = uid("deal"), uid("cr")
     dl1 = confirmed(deal, "dl-1")
-    await produce(
+    await produce_events(
         infra.kafka_bootstrap_servers,
         [fx(RATES), account(creator), deal_signed(deal, creator), dl1, confirmed(deal, "dl-2")],
     )
     # The same confirmation again (a redelivery) and a second confirmation of the same fact.
-    await produce(infra.kafka_bootstrap_servers, [dl1, confirmed(deal, "dl-2")])
+    await produce_events(infra.kafka_bootstrap_servers, [dl1, confirmed(deal, "dl-2")])
     await watcher.wait_for(
         lambda: "payout.settled" in types_of(watcher.of({deal})), what="payout settled"
     )
@@ -125,8 +126,8 @@ async def test_two_instances_racing_on_many_deals_pay_each_once(
     random.Random(7).shuffle(events)
     # Two producers at once, each sending everything: every event arrives twice.
     await asyncio.gather(
-        produce(infra.kafka_bootstrap_servers, events),
-        produce(infra.kafka_bootstrap_servers, list(reversed(events))),
+        produce_events(infra.kafka_bootstrap_servers, events),
+        produce_events(infra.kafka_bootstrap_servers, list(reversed(events))),
     )
 
     def all_sent() -> bool:
@@ -228,19 +229,19 @@ async def test_held_payout_is_released_by_a_later_account_event_and_paid_once(
     infra: InfraUrls, instances: Instances, watcher: StatusWatcher, db_pool: asyncpg.Pool
 ) -> None:
     deal, creator = uid("deal"), uid("cr")
-    await produce(
+    await produce_events(
         infra.kafka_bootstrap_servers,
         [fx(RATES), deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
     )
     await watcher.wait_for(lambda: bool(watcher.of({deal})), what="payout held")
     [held] = watcher.of({deal})
     assert held.type == "payout.held" and held.data.reason == "no payout account on file"
-    await produce(infra.kafka_bootstrap_servers, [account(creator, status="pending")])
+    await produce_events(infra.kafka_bootstrap_servers, [account(creator, status="pending")])
     await asyncio.sleep(1.0)
     assert types_of(watcher.of({deal})) == ["payout.held"]
     later = account(creator, currency="KWD", form="W-9")
     later = later.model_copy(update={"time": later.time.replace(hour=later.time.hour + 1)})
-    await produce(infra.kafka_bootstrap_servers, [later, later])
+    await produce_events(infra.kafka_bootstrap_servers, [later, later])
     await watcher.wait_for(
         lambda: "payout.settled" in types_of(watcher.of({deal})), what="payout settled"
     )

@@ -22,7 +22,8 @@ from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
-from tests.integration.payouts.kafka_io import StatusWatcher, produce
+from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 
@@ -59,7 +60,7 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
     trusted = {"EUR": "0.9215", "JPY": "151.32"}
     setup = PayoutsSetup(SETTINGS, group_id=f"payouts-fx-{uuid.uuid4().hex[:8]}")
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
-        await produce(bootstrap, [fx(trusted, as_of=now - timedelta(hours=3))])
+        await produce_events(bootstrap, [fx(trusted, as_of=now - timedelta(hours=3))])
         poison = [
             # Dated in year 9999: before, it stayed "latest" after every correct feed.
             fx({"EUR": "100000", "JPY": "151.32"}, as_of=datetime(9999, 1, 1, tzinfo=UTC)),
@@ -67,7 +68,7 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
             fx({"EUR": "100000", "JPY": "151.32"}, as_of=now - timedelta(hours=2)),
             fx({"EUR": "1E-40", "JPY": "151.32"}, as_of=now - timedelta(hours=1)),
         ]
-        await produce(bootstrap, poison)
+        await produce_events(bootstrap, poison)
 
         async def poison_read() -> bool:
             applied = await db_pool.fetchval(
@@ -80,7 +81,7 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
         await asyncio.sleep(0.5)  # the future-dated one was read with them
 
         deal, creator = uid("deal"), uid("cr")
-        await produce(
+        await produce_events(
             bootstrap,
             [
                 account(creator, currency="EUR"),
@@ -103,7 +104,7 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
         assert types_of(watcher.of({deal})) in ([], ["payout.held"])
         assert transfers(setup) == {}
 
-        await produce(bootstrap, [fx({"EUR": "0.9301", "JPY": "150.9"}, as_of=now)])
+        await produce_events(bootstrap, [fx({"EUR": "0.9301", "JPY": "150.9"}, as_of=now)])
         await watcher.wait_for(
             lambda: "payout.sent" in types_of(watcher.of({deal})), what="payout sent"
         )
@@ -137,7 +138,7 @@ async def test_a_changed_fee_schedule_never_pays_a_fee_twice(
         for deal, creator in deals.items():
             events += [account(creator, currency="USD"), deal_signed(deal, creator, fee=fee)]
             events += [confirmed(deal, "dl-1"), confirmed(deal, "dl-2")]
-        await produce(bootstrap, events)
+        await produce_events(bootstrap, events)
 
         def all_sent() -> bool:
             sent = {e.data.deal_id for e in watcher.of(set(deals)) if e.type == "payout.sent"}
@@ -154,7 +155,7 @@ async def test_a_changed_fee_schedule_never_pays_a_fee_twice(
         for deal, creator in deals.items():
             again += [deal_signed(deal, creator, fee=fee)]
             again += [confirmed(deal, "dl-1"), confirmed(deal, "dl-2")]
-        await produce(bootstrap, again)
+        await produce_events(bootstrap, again)
 
         async def all_applied() -> bool:
             done = await db_pool.fetchval(

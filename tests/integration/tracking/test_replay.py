@@ -23,7 +23,8 @@ from services.tracking.schema import SCHEMA
 from shared.contract.events import CloudEvent, Topic
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.tracking.support import caught_up, publish, read_topic
+from tests.integration.tracking.support import caught_up
+from tests.support.kafka_io import produce_events, read_topic
 from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (
     confirmation_event,
@@ -139,7 +140,7 @@ async def test_replaying_every_topic_from_offset_zero_changes_no_total(
     tag = uuid.uuid4().hex[:8]
     # Past dates keep our FX snapshots from becoming anyone's latest.
     start = datetime(1900, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 400_000))
-    await publish(infra.kafka_bootstrap_servers, campaign(tag, start))
+    await produce_events(infra.kafka_bootstrap_servers, campaign(tag, start))
 
     await run_until_caught_up(infra, group=f"tracking-a-{tag}", inbox=f"tracking-a-{tag}")
     before = await snapshot(db_pool, tag)

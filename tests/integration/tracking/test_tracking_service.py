@@ -28,7 +28,7 @@ from shared.runtime.service import ServiceRuntime
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
-from tests.integration.tracking.support import publish, read_topic
+from tests.support.kafka_io import produce_events, read_topic
 from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (
     T0,
@@ -141,7 +141,7 @@ async def test_seed_arithmetic_through_the_broker(
     tag = uuid.uuid4().hex[:8]
     campaign = f"cmp-seed-{tag}"
     events, expected = seed_campaign(tag)
-    await publish(infra.kafka_bootstrap_servers, events)
+    await produce_events(infra.kafka_bootstrap_servers, events)
     store = PostgresTrackingStore(pool, consumer="test-report")
 
     async def settled() -> bool:
@@ -247,7 +247,7 @@ async def test_orders_before_their_deal_and_before_their_fx_rate_are_kept_and_th
 
     # The snapshot in force at the order has no CHF rate.
     no_chf = fx_event({"JPY": "151.2"}, as_of=start - timedelta(hours=1), source=f"test-{tag}")
-    await publish(infra.kafka_bootstrap_servers, [no_chf, order])
+    await produce_events(infra.kafka_bootstrap_servers, [no_chf, order])
     await eventually(lambda: status_is("unattributed", "unknown_code"))
 
     deal = deal_event(
@@ -259,11 +259,11 @@ async def test_orders_before_their_deal_and_before_their_fx_rate_are_kept_and_th
         promo_codes=(code,),
         starts_at=start,
     )
-    await publish(infra.kafka_bootstrap_servers, [deal])
+    await produce_events(infra.kafka_bootstrap_servers, [deal])
     # Attributed, but waiting for a CHF rate at or before the order.
     await eventually(lambda: status_is("pending_fx", "no_fx_rate"))
 
-    await publish(
+    await produce_events(
         infra.kafka_bootstrap_servers,
         [fx_event({"CHF": "0.8812"}, as_of=start, source=f"test-{tag}")],
     )
@@ -325,7 +325,7 @@ async def test_a_waiting_order_is_counted_when_another_service_stored_the_rate_f
         now = await status()  # no snapshot at all yet, or none with a SEK rate
         return now is not None and now[0] == "pending_fx"
 
-    await publish(infra.kafka_bootstrap_servers, [deal, order])
+    await produce_events(infra.kafka_bootstrap_servers, [deal, order])
     await eventually(waiting, what="the order waiting for a SEK rate")
 
     rate = fx_event({"SEK": "10.5"}, as_of=start, source=f"test-{tag}")
@@ -334,7 +334,7 @@ async def test_a_waiting_order_is_counted_when_another_service_stored_the_rate_f
             conn, fx_store.snapshot_from_event(rate.data), rate.id
         )
     assert stored
-    await publish(infra.kafka_bootstrap_servers, [rate])
+    await produce_events(infra.kafka_bootstrap_servers, [rate])
 
     async def attributed() -> bool:
         return await status() == ("attributed", None)
@@ -355,7 +355,7 @@ async def test_manual_confirmations_are_remembered_and_never_repeated(
         deal_id, creator_id=creator, deliverables=(("dl-reel", "reel", 1), ("dl-story", "story", 1))
     )
     manual = confirmation_event(deal_id, "dl-story", confirmed_by="brand-user-7")
-    await publish(infra.kafka_bootstrap_servers, [manual, deal])
+    await produce_events(infra.kafka_bootstrap_servers, [manual, deal])
 
     async def recorded() -> bool:
         return bool(
@@ -369,7 +369,7 @@ async def test_manual_confirmations_are_remembered_and_never_repeated(
         post_event(f"story-{tag}", creator_id=creator, kind="story"),
         post_event(f"reel-{tag}", creator_id=creator, kind="reel"),
     ]
-    await publish(infra.kafka_bootstrap_servers, [*posts, manual])
+    await produce_events(infra.kafka_bootstrap_servers, [*posts, manual])
 
     async def both_confirmed() -> bool:
         return (
@@ -418,7 +418,7 @@ async def test_updates_are_coalesced_per_deal_and_conflicting_deals_dead_lettere
         for m in range(200)
     ]
     conflicting = deal_event(deal_id, creator_id=creator, fee="999.00")
-    await publish(infra.kafka_bootstrap_servers, [deal, *snapshots])
+    await produce_events(infra.kafka_bootstrap_servers, [deal, *snapshots])
 
     async def final_likes() -> bool:
         updates = await events_of(infra, Topic.TRACKING_ATTRIBUTION, {deal_id})
@@ -429,7 +429,7 @@ async def test_updates_are_coalesced_per_deal_and_conflicting_deals_dead_lettere
     assert len(updates) < 20, f"{len(updates)} updates for 201 events"
     assert all(u.type == EventType.ATTRIBUTION_UPDATED for u in updates)
 
-    await publish(infra.kafka_bootstrap_servers, [conflicting])
+    await produce_events(infra.kafka_bootstrap_servers, [conflicting])
 
     async def rejected() -> bool:
         letters = await read_dead_letters(
@@ -454,14 +454,14 @@ async def test_a_deal_of_another_brand_with_a_code_in_use_is_dead_lettered(
     clashing = deal_event(
         f"deal-b-{tag}", brand_id="br-2", creator_id=f"cr-b-{tag}", promo_codes=(code,)
     )
-    await publish(infra.kafka_bootstrap_servers, [held])
+    await produce_events(infra.kafka_bootstrap_servers, [held])
 
     async def stored() -> bool:
         query = "SELECT count(*) FROM tracking_deals WHERE deal_id = $1"
         return bool(await pool.fetchval(query, held.data.deal_id))
 
     await eventually(stored)
-    await publish(infra.kafka_bootstrap_servers, [clashing])
+    await produce_events(infra.kafka_bootstrap_servers, [clashing])
     reasons: list[str] = []
 
     async def rejected() -> bool:

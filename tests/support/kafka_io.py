@@ -1,0 +1,50 @@
+"""Raw Kafka I/O for tests: send and read what an outside producer or consumer would."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from shared.contract.events import CloudEvent, decode, encode, event_key, spec_for_type
+
+
+async def produce(
+    bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]
+) -> list[RecordMetadata]:
+    """Send raw (topic, key, value) messages in order, all at once; returns where each landed."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+        return list(await asyncio.gather(*sent))
+    finally:
+        await producer.stop()
+
+
+async def produce_events(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> list[RecordMetadata]:
+    """Send events as an outside producer would: on their topic, keyed by their entity."""
+    return await produce(
+        bootstrap, [(spec_for_type(e.type).topic, event_key(e), encode(e)) for e in events]
+    )
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[CloudEvent[Any]]:
+    """Every event currently on `topic`, decoded, in partition order."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        events: list[CloudEvent[Any]] = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            if not batch:
+                return events
+            for records in batch.values():
+                events.extend(decode(topic, r.value or b"") for r in records)
+    finally:
+        await consumer.stop()
