@@ -288,6 +288,11 @@ class Settings(BaseSettings):
             )
         return self
 
+    @property
+    def require_signatures(self) -> bool:
+        """Production refuses unsigned money events; development accepts and counts them."""
+        return self.profile is Profile.PRODUCTION
+
     def database_url_of(self, service: str) -> str | None:
         """`service`'s own database URL (`<SERVICE>_DATABASE_URL`), else DATABASE_URL."""
         own = {

@@ -551,6 +551,11 @@ def dispatch_by_type(handlers: Mapping[str, EventHandler]) -> EventHandler:
     return dispatch
 
 
+# Checks that an event's sender was entitled to send it (shared.runtime.trust); raises
+# EventRejected when not. Given the decoded event and its raw bytes.
+SenderCheck = Callable[[CloudEvent[Any], bytes], Awaitable[object]]
+
+
 class SafeConsumer:
     """Applies the failure policy in this module's docstring around event handlers."""
 
@@ -562,12 +567,14 @@ class SafeConsumer:
         max_bytes: int = 1_048_576,
         max_clock_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        check_sender: SenderCheck | None = None,
     ) -> None:
         self.dead_letters = dead_letters
         self.retry = retry
         self.max_bytes = max_bytes
         self.max_clock_skew = max_clock_skew
         self.clock = clock
+        self.check_sender = check_sender
 
     async def handle(self, delivery: Delivery, handler: EventHandler) -> None:
         """Decode one message and run `handler` on it under the failure policy."""
@@ -613,9 +620,16 @@ class SafeConsumer:
                 event = decode(delivery.topic, delivery.value, max_bytes=self.max_bytes)
                 check_not_future(event, now, self.max_clock_skew)
                 check_key(event, delivery.key)
+                if self.check_sender is not None:
+                    await self.check_sender(event, delivery.value)
             except EventDecodeError as error:
                 EVENTS_FAILED.labels(delivery.topic, error.error_class).inc()
                 await self.dead_letters.send(delivery, error.error_class, error.reason)
+                continue
+            except EventRejected as error:
+                # The sender was not entitled to send it: refused before any handler sees it.
+                EVENTS_FAILED.labels(delivery.topic, type(error).__name__).inc()
+                await self.dead_letters.send(delivery, type(error).__name__, error.reason)
                 continue
             except Exception as error:
                 # A value the codec failed to classify is still poison, and must not escape:

@@ -22,6 +22,11 @@ EVENTS_FAILED = Counter(
 EVENTS_DEAD_LETTERED = Counter(
     "creatorflow_events_dead_lettered_total", "Events sent to the topic's DLQ", ["topic"]
 )
+UNSIGNED_ACCEPTED = Counter(
+    "creatorflow_unsigned_events_accepted_total",
+    "Events that should be signed, accepted unsigned because the profile is development",
+    ["type"],
+)
 HANDLER_SECONDS = Histogram(
     "creatorflow_handler_seconds",
     "Time to handle one message or one batch, retries included",

@@ -23,6 +23,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity
 from pydantic import SecretStr
 
 from shared.runtime.cache import create_redis
@@ -47,6 +48,7 @@ from shared.runtime.kafka import (
 from shared.runtime.observability import CONSUMER_LAG, configure_logging
 from shared.runtime.pipeline import PipelinedBatches, Prepare
 from shared.runtime.server_urls import InfraUrls, running_urls
+from shared.runtime.trust import KeyReader, KeyRegistry, Trust
 
 log = structlog.get_logger(__name__)
 
@@ -191,11 +193,13 @@ class ServiceRuntime:
             self._stack.push_async_callback(cache.aclose)
         broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
         retry = RetryPolicy.from_settings(settings)
+        trust = await self._read_signing_keys(urls.kafka_bootstrap_servers, security, settings)
         consumer = SafeConsumer(
             DeadLetters(broker, service=self.name, retry=retry),
             retry,
             max_bytes=settings.max_message_bytes,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+            check_sender=trust.check,
         )
         self.resources = Resources(self.name, settings, urls, pool, broker, consumer, redis=cache)
         background = await self._setup(self.resources)
@@ -208,6 +212,17 @@ class ServiceRuntime:
         if settings.http_port is not None:
             await self._serve_http(settings.http_host, settings.http_port, settings.http_token)
         log.info("service started", service=self.name, http_port=self.http_port)
+
+    async def _read_signing_keys(
+        self, bootstrap: str, security: BaseSecurity | None, settings: Settings
+    ) -> Trust:
+        """The key registry, read whole before any input is consumed (shared.runtime.trust)."""
+        registry = KeyRegistry()
+        reader = KeyReader(bootstrap, security, registry)
+        self._stack.push_async_callback(reader.stop)
+        await reader.start()
+        log.info("signing keys read", service=self.name, keys=len(registry))
+        return Trust(registry, reader, require_signatures=settings.require_signatures)
 
     async def _serve_http(self, host: str, port: int, token: SecretStr | None) -> None:
         assert self.resources is not None

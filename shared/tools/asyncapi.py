@@ -21,7 +21,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field, create_model
 
-from shared.contract.events import CloudEvent, EventSpec, envelope_for, specs_for_topic
+from shared.contract.events import CloudEvent, EventSpec, Topic, envelope_for, specs_for_topic
 from shared.tools.infra.service_processes import SERVICES
 
 CONTRACT_VERSION: Final = "v1"
@@ -143,6 +143,12 @@ def documentation_broker(service: str) -> KafkaBroker:
             title=f"{topic}:Subscribe",
             description=topic_description(topic, "consumes"),
         )(_documented_handler(topic_payload(topic)))
+    # Every service reads the signing-key registry whole, without a group (runtime/trust.py).
+    broker.subscriber(
+        Topic.OPERATOR_SIGNING_KEYS,
+        title=f"{Topic.OPERATOR_SIGNING_KEYS}:Subscribe",
+        description=topic_description(Topic.OPERATOR_SIGNING_KEYS, "reads whole at start"),
+    )(_documented_handler(topic_payload(Topic.OPERATOR_SIGNING_KEYS)))
     for topic in outputs:
         broker.publisher(
             topic,

@@ -5,7 +5,9 @@
   topics of its inputs (where `DeadLetters` puts what it cannot apply);
 - a brand writes the topics of the event types it sends and reads those of the answers it
   gets (README, "For brands"), in consumer groups whose names start with its principal;
-- a shop writes the topics of order events.
+- a shop writes the topics of order events;
+- an operator alone writes the signing-key registry (`creatorflow keys`), which every service
+  reads whole, without a consumer group (shared/runtime/trust.py).
 
 Topic creation is left to an operator's admin principal (`creatorflow topics create`): no
 party here may create, delete or reconfigure a topic. Kafka lets READ and WRITE imply
@@ -24,7 +26,7 @@ from aiokafka.errors import ClusterAuthorizationFailedError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest
 from faststream.security import BaseSecurity
 
-from shared.contract.events import EventType, dlq_topic, spec_for_type
+from shared.contract.events import EventType, Topic, dlq_topic, spec_for_type
 from shared.runtime.kafka import client_options
 from shared.tools.asyncapi import service_group, service_topics
 from shared.tools.infra.service_processes import SERVICES
@@ -95,6 +97,7 @@ class Principals:
     services: Mapping[str, str] = field(default_factory=lambda: {s: s for s in SERVICES})
     brand: str = "brand"
     shop: str = "shop"
+    operator: str = "operator"
 
 
 def user(name: str) -> str:
@@ -106,6 +109,7 @@ def service_acls(service: str, principal: str) -> list[Acl]:
     who = user(principal)
     acls = [Acl(who, ResourceType.TOPIC, topic, Operation.READ) for topic in inputs]
     acls.append(Acl(who, ResourceType.GROUP, service_group(service), Operation.READ))
+    acls.append(Acl(who, ResourceType.TOPIC, Topic.OPERATOR_SIGNING_KEYS, Operation.READ))
     writes = dict.fromkeys([*outputs, *(dlq_topic(topic) for topic in inputs)])
     acls += [Acl(who, ResourceType.TOPIC, topic, Operation.WRITE) for topic in writes]
     return acls
@@ -126,6 +130,10 @@ def shop_acls(principal: str) -> list[Acl]:
     return [Acl(who, ResourceType.TOPIC, t, Operation.WRITE) for t in topics_of(SHOP_SENDS)]
 
 
+def operator_acls(principal: str) -> list[Acl]:
+    return [Acl(user(principal), ResourceType.TOPIC, Topic.OPERATOR_SIGNING_KEYS, Operation.WRITE)]
+
+
 def least_privilege_acls(principals: Principals = Principals()) -> list[Acl]:
     """Every ACL CreatorFlow's parties need, and nothing more."""
     acls = []
@@ -133,6 +141,7 @@ def least_privilege_acls(principals: Principals = Principals()) -> list[Acl]:
         acls += service_acls(service, principals.services[service])
     acls += brand_acls(principals.brand)
     acls += shop_acls(principals.shop)
+    acls += operator_acls(principals.operator)
     return acls
 
 

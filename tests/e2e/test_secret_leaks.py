@@ -38,6 +38,7 @@ from shared.contract.events import TOPICS, Topic, dlq_topic, encode, event_key, 
 from shared.runtime.kafka import partitions_of
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
+from shared.tools.signing import PartyKeys
 from tests.conftest import embedded_servers
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
@@ -231,6 +232,12 @@ async def test_no_secret_leaves_where_it_belongs(
     invalid[0]["data"]["currency"] = "EURO"
     invalid[1]["data"]["destination"] = secrets.overlong_destination + "0" * 600
 
+    # Production refuses unsigned money events: each is signed by its party, whose keys are
+    # registered first. Their private keys are secrets too.
+    keys = PartyKeys()
+    valid = [keys.sign(event, owner="br-1") for event in valid]
+    private_keys = {f"private key {n}": text for n, text in enumerate(keys.private_texts())}
+
     stripe.fail_next(503)  # the first transfer meets an outage, then is retried
     async with ServiceProcesses(SERVICES, env, lambda name, line: lines.append(f"{name} | {line}")):
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
@@ -242,7 +249,7 @@ async def test_no_secret_leaves_where_it_belongs(
                     json.dumps(document).encode(),
                     key=document["data"]["creator_id"].encode(),
                 )
-            for event in valid:
+            for event in [*keys.registrations(), *valid]:
                 topic = spec_for_type(event.type).topic
                 await producer.send_and_wait(topic, encode(event), key=event_key(event))
         finally:
@@ -338,9 +345,10 @@ async def test_no_secret_leaves_where_it_belongs(
 
     assert lines and any(r.topic == Topic.PAYOUTS_STATUS for r in records), "nothing captured"
     searched = sum(len(text) for _, text in captured.texts)
-    leaks = captured.leaks(secrets.named())
+    searched_for = secrets.named() | private_keys
+    leaks = captured.leaks(searched_for)
     assert not leaks, "secrets found:\n" + "\n".join(leaks)
     print(
-        f"secret leaks: {len(secrets.named())} secrets searched in {len(captured.texts)} "
+        f"secret leaks: {len(searched_for)} secrets searched in {len(captured.texts)} "
         f"captured texts ({searched:,} characters), {len(records)} topic records, none found"
     )

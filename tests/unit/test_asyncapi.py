@@ -83,7 +83,8 @@ def test_each_topic_is_a_channel_whose_messages_are_its_event_envelopes(service:
         (resolve(document, op["channel"])["address"], op["action"])
         for op in document["operations"].values()
     }
-    expected = {(t, "receive") for t in inputs} | {(t, "send") for t in outputs}
+    expected = {(t, "receive") for t in (*inputs, Topic.OPERATOR_SIGNING_KEYS)}
+    expected |= {(t, "send") for t in outputs}
     assert actions == expected
     for channel in document["channels"].values():
         topic = channel["address"]

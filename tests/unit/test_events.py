@@ -60,6 +60,8 @@ CONTRACT_TABLE = {
     ("payouts.status", "payout.sent", "deal_id"),
     ("payouts.status", "payout.failed", "deal_id"),
     ("payouts.status", "payout.settled", "deal_id"),
+    ("operator.signing-keys", "signing-key.registered", "key_id"),
+    ("operator.signing-keys", "signing-key.revoked", "key_id"),
 }
 TABLE_TOPIC_ORDER = (
     "creator.profiles",
@@ -74,6 +76,7 @@ TABLE_TOPIC_ORDER = (
     "deliverables.confirmed",
     "fx.rates",
     "payouts.status",
+    "operator.signing-keys",
 )
 INTERNAL_TABLE_TYPES = {
     "match.suggested",

@@ -45,7 +45,11 @@ def test_a_service_reads_its_inputs_and_writes_its_outputs_and_their_dead_letter
     inputs, outputs = service_topics(service)
     acls = least_privilege_acls()
     who = f"User:{service}"
-    assert _names(acls, who, ResourceType.TOPIC, Operation.READ) == set(inputs)
+    # Every service reads the signing-key registry, without a group.
+    assert _names(acls, who, ResourceType.TOPIC, Operation.READ) == {
+        *inputs,
+        Topic.OPERATOR_SIGNING_KEYS,
+    }
     assert _names(acls, who, ResourceType.TOPIC, Operation.WRITE) == {
         *outputs,
         *(dlq_topic(t) for t in inputs),
@@ -128,9 +132,10 @@ def test_principal_names_are_options() -> None:
         services={"matching": "svc-m", "tracking": "svc-t", "payouts": "svc-p"},
         brand="acme",
         shop="bakery-shop",
+        operator="ops",
     )
     who = {a.principal for a in least_privilege_acls(principals)}
-    assert who == {f"User:{n}" for n in ("svc-m", "svc-t", "svc-p", "acme", "bakery-shop")}
+    assert who == {f"User:{n}" for n in ("svc-m", "svc-t", "svc-p", "acme", "bakery-shop", "ops")}
     result = CliRunner().invoke(app, ["kafka", "acls", "--tracking", "svc-t", "--brand", "acme"])
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.output.splitlines()]
@@ -138,3 +143,13 @@ def test_principal_names_are_options() -> None:
     assert ["ALLOW", "User:acme", "READ", "group", "acme", "(prefix)"] in lines
     assert not [line for line in lines if {"User:tracking", "User:brand"} & set(line)]
     assert f"{len(least_privilege_acls())} ACLs; --apply creates them" in result.output
+
+
+def test_only_operators_write_the_signing_key_registry() -> None:
+    """A key registered by anyone else could sign as anyone: the topic's ACL is its authority."""
+    writers = {
+        a.principal
+        for a in least_privilege_acls()
+        if a.resource_name == Topic.OPERATOR_SIGNING_KEYS and a.operation is Operation.WRITE
+    }
+    assert writers == {"User:operator"}

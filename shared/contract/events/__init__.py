@@ -20,6 +20,7 @@ from shared.contract.events.creators import (
 from shared.contract.events.deals import DealSigned, Deliverable
 from shared.contract.events.envelope import CloudEvent, EventIdentity, envelope_for
 from shared.contract.events.fx import FxRatesPublished
+from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
 from shared.contract.events.matching import (
     MatchFeedback,
     MatchRequested,
@@ -101,6 +102,8 @@ __all__ = [
     "PayoutStatusChanged",
     "Platform",
     "PostMetricsObserved",
+    "SigningKeyRegistered",
+    "SigningKeyRevoked",
     "Suggestion",
     "TargetAudience",
     "TargetGender",

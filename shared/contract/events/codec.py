@@ -6,6 +6,7 @@ EventDecodeError, whose `error_class` and `reason` go into the DLQ headers.
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pydantic_core
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
 
 from shared.contract.events.envelope import SPEC_VERSION, CloudEvent, envelope_for
@@ -24,6 +26,7 @@ from shared.contract.events.registry import (
     specs_for_topic,
     type_for_data,
 )
+from shared.contract.signing import sign_document
 
 MAX_EVENT_BYTES: Final = 1_048_576
 _MAX_REASON_CHARS: Final = 200
@@ -175,9 +178,20 @@ def _decode_valid(topic: str, raw: bytes, event_type: object) -> CloudEvent[Any]
     return event
 
 
+_SIGNATURE_ATTRIBUTES: Final = frozenset({"sigkeyid", "signature"})
+
+
 def encode(event: CloudEvent[Any]) -> bytes:
-    """Compact JSON of `event`: money and ratios as decimal strings, times in UTC with Z."""
-    return event.model_dump_json().encode()
+    """Compact JSON of `event`: money and ratios as decimal strings, times in UTC with Z.
+    The signature attributes appear only when set."""
+    unset = {name for name in _SIGNATURE_ATTRIBUTES if getattr(event, name) is None}
+    return event.model_dump_json(exclude=unset or None).encode()
+
+
+def sign_event(event: CloudEvent[Any], key: Ed25519PrivateKey) -> CloudEvent[Any]:
+    """`event` signed by `key` (shared/contract/signing.py): its encoding verifies."""
+    document = sign_document(json.loads(encode(event)), key)
+    return event.model_copy(update={name: document[name] for name in _SIGNATURE_ATTRIBUTES})
 
 
 def make_event(

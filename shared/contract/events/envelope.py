@@ -57,6 +57,26 @@ class CloudEvent(BaseModel, Generic[DataT]):
         examples=[JSON_CONTENT_TYPE],
     )
     data: DataT = Field(description="The payload; its schema is given by `type`.")
+    # Extension attributes of signed events (shared/contract/signing.py); absent otherwise.
+    sigkeyid: (
+        Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)] | None
+    ) = Field(
+        default=None,
+        description=(
+            "Extension attribute: id of the key that signed the event, `ed25519:` and 32 hex "
+            "digits of the SHA-256 of its public key. Required on money events in production."
+        ),
+        examples=["ed25519:56475aa75463474c0285df5dbf2bcab7"],
+    )
+    signature: (
+        Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)] | None
+    ) = Field(
+        default=None,
+        description=(
+            "Extension attribute: Ed25519 signature (base64url, no padding) over the event "
+            "without `signature`, canonicalised by RFC 8785 (JSON Canonicalization Scheme)."
+        ),
+    )
 
     @property
     def identity(self) -> EventIdentity:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr
 
@@ -24,6 +24,7 @@ from shared.contract.events.creators import (
 from shared.contract.events.deals import DealSigned, Deliverable
 from shared.contract.events.envelope import CloudEvent
 from shared.contract.events.fx import FxRatesPublished
+from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
 from shared.contract.events.matching import (
     EngagementRange,
     FollowerRange,
@@ -46,6 +47,7 @@ from shared.contract.events.tracking import (
 )
 from shared.contract.events.vocabulary import PayoutStatus
 from shared.contract.money import Money
+from shared.contract.signing import Party, key_id
 
 EXAMPLE_TIME = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 EXAMPLE_SOURCE = "tests/examples"
@@ -270,6 +272,23 @@ def fx_rates() -> FxRatesPublished:
     )
 
 
+# A fixed example key: never registered anywhere, so it signs nothing that counts.
+EXAMPLE_PUBLIC_KEY: Final = "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg"
+
+
+def signing_key_registered() -> SigningKeyRegistered:
+    return SigningKeyRegistered(
+        key_id=key_id(EXAMPLE_PUBLIC_KEY),
+        party=Party.BRAND,
+        owner_id="br-12",
+        public_key=EXAMPLE_PUBLIC_KEY,
+    )
+
+
+def signing_key_revoked() -> SigningKeyRevoked:
+    return SigningKeyRevoked(key_id=key_id(EXAMPLE_PUBLIC_KEY), reason="rotated")
+
+
 def payout(status: PayoutStatus) -> PayoutStatusChanged:
     return PayoutStatusChanged(
         payout_id="po-deal-42-fee",
@@ -302,6 +321,8 @@ _DATA_BUILDERS: dict[str, Callable[[], BaseModel]] = {
     EventType.PAYOUT_SENT: lambda: payout("sent"),
     EventType.PAYOUT_FAILED: lambda: payout("failed"),
     EventType.PAYOUT_SETTLED: lambda: payout("settled"),
+    EventType.SIGNING_KEY_REGISTERED: signing_key_registered,
+    EventType.SIGNING_KEY_REVOKED: signing_key_revoked,
 }
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, SecretStr
 from shared.contract.events.creators import CreatorProfileUpserted, PayoutAccountUpserted
 from shared.contract.events.deals import DealSigned
 from shared.contract.events.fx import FxRatesPublished
+from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
 from shared.contract.events.matching import MatchFeedback, MatchRequested, MatchSuggested
 from shared.contract.events.payouts import PayoutStatusChanged
 from shared.contract.events.tracking import (
@@ -24,6 +25,7 @@ from shared.contract.events.tracking import (
     PostMetricsObserved,
 )
 from shared.contract.events.vocabulary import PAYOUT_STATUSES
+from shared.contract.signing import Party
 
 DLQ_SUFFIX: Final = ".dlq"
 
@@ -43,6 +45,7 @@ class Topic(StrEnum):
     DELIVERABLES_CONFIRMED = "deliverables.confirmed"
     FX_RATES = "fx.rates"
     PAYOUTS_STATUS = "payouts.status"
+    OPERATOR_SIGNING_KEYS = "operator.signing-keys"
 
 
 class EventType(StrEnum):
@@ -63,6 +66,8 @@ class EventType(StrEnum):
     PAYOUT_SENT = "payout.sent"
     PAYOUT_FAILED = "payout.failed"
     PAYOUT_SETTLED = "payout.settled"
+    SIGNING_KEY_REGISTERED = "signing-key.registered"
+    SIGNING_KEY_REVOKED = "signing-key.revoked"
 
 
 class UnknownEventType(LookupError):
@@ -77,6 +82,8 @@ class EventSpec:
     `newest_by` names the time that decides which version of an entity is the newest, where
     a consumer keeps only that one: `"time"` (the envelope's) or a data field. Such a time
     chosen in the future would win over every later version, so consumers refuse it.
+    `signed_by` is the party entitled to send the event (shared/contract/signing.py), and
+    `owner_field` the data field that names that party, where the event names it.
     """
 
     topic: str
@@ -85,6 +92,8 @@ class EventSpec:
     key_field: str
     external: bool
     newest_by: str | None = None
+    signed_by: Party | None = None
+    owner_field: str | None = None
 
     @property
     def secret_fields(self) -> frozenset[str]:
@@ -112,6 +121,7 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         "creator_id",
         external=True,
         newest_by="time",
+        signed_by=Party.ONBOARDING,
     ),
     EventSpec(
         Topic.BRAND_MATCH_REQUESTS,
@@ -119,6 +129,8 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         MatchRequested,
         "campaign_id",
         external=True,
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
     ),
     EventSpec(
         Topic.MATCH_SUGGESTIONS,
@@ -126,11 +138,25 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         MatchSuggested,
         "campaign_id",
         external=False,
+        signed_by=Party.SERVICE,
     ),
     EventSpec(
-        Topic.MATCH_FEEDBACK, EventType.MATCH_FEEDBACK, MatchFeedback, "campaign_id", external=True
+        Topic.MATCH_FEEDBACK,
+        EventType.MATCH_FEEDBACK,
+        MatchFeedback,
+        "campaign_id",
+        external=True,
+        signed_by=Party.BRAND,
     ),
-    EventSpec(Topic.CAMPAIGN_DEALS, EventType.DEAL_SIGNED, DealSigned, "deal_id", external=True),
+    EventSpec(
+        Topic.CAMPAIGN_DEALS,
+        EventType.DEAL_SIGNED,
+        DealSigned,
+        "deal_id",
+        external=True,
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
+    ),
     EventSpec(
         Topic.TRACKING_POST_METRICS,
         EventType.POST_METRICS_OBSERVED,
@@ -139,10 +165,20 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         external=True,
     ),
     EventSpec(
-        Topic.TRACKING_ORDERS, EventType.ORDER_REDEEMED, OrderRedeemed, "promo_code", external=True
+        Topic.TRACKING_ORDERS,
+        EventType.ORDER_REDEEMED,
+        OrderRedeemed,
+        "promo_code",
+        external=True,
+        signed_by=Party.SHOP,
     ),
     EventSpec(
-        Topic.TRACKING_ORDERS, EventType.ORDER_REFUNDED, OrderRefunded, "promo_code", external=True
+        Topic.TRACKING_ORDERS,
+        EventType.ORDER_REFUNDED,
+        OrderRefunded,
+        "promo_code",
+        external=True,
+        signed_by=Party.SHOP,
     ),
     EventSpec(
         Topic.TRACKING_ATTRIBUTION,
@@ -150,6 +186,7 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         AttributionUpdated,
         "deal_id",
         external=False,
+        signed_by=Party.SERVICE,
     ),
     EventSpec(
         Topic.DELIVERABLES_CONFIRMED,
@@ -157,6 +194,7 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         DeliverableConfirmed,
         "deal_id",
         external=True,
+        signed_by=Party.BRAND,
     ),
     EventSpec(
         Topic.FX_RATES,
@@ -173,8 +211,24 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
             PayoutStatusChanged,
             "deal_id",
             external=False,
+            signed_by=Party.SERVICE,
         )
         for status in PAYOUT_STATUSES
+    ),
+    # Written by operators only (a Kafka ACL): the topic's access is its authority.
+    EventSpec(
+        Topic.OPERATOR_SIGNING_KEYS,
+        EventType.SIGNING_KEY_REGISTERED,
+        SigningKeyRegistered,
+        "key_id",
+        external=True,
+    ),
+    EventSpec(
+        Topic.OPERATOR_SIGNING_KEYS,
+        EventType.SIGNING_KEY_REVOKED,
+        SigningKeyRevoked,
+        "key_id",
+        external=True,
     ),
 )
 

@@ -14,8 +14,10 @@ from rich.json import JSON
 from rich.progress import Progress
 
 from shared.contract.events import TOPICS, EventDecodeError, decode, event_key, mask_secrets
+from shared.contract.signing import sign_json
 from shared.runtime.kafka import client_options, partitions_of
 from shared.tools.cli.console import console, errors, fail
+from shared.tools.cli.keys import load_private_key
 from shared.tools.cli.settings import kafka_client, kafka_refusals
 
 
@@ -33,9 +35,13 @@ def produce(
     skip_invalid: bool = typer.Option(
         False, help="Send the valid lines even if some are invalid (default: send nothing)."
     ),
+    sign_with: Path | None = typer.Option(
+        None, help="Sign each event with this private key (`keys new` writes one)."
+    ),
 ) -> None:
     """Validate and publish CloudEvents from a JSON Lines file, keyed by their entity id."""
     check_topic(topic)
+    signing = load_private_key(sign_with) if sign_with is not None else None
     valid: list[tuple[bytes, bytes]] = []
     invalid = 0
     for number, line in enumerate(file.read_bytes().splitlines(), start=1):
@@ -47,7 +53,7 @@ def produce(
             invalid += 1
             errors.print(f"[red]{file}:{number}[/] {error.error_class}: {error.reason}")
             continue
-        valid.append((event_key(event), line))
+        valid.append((event_key(event), line if signing is None else sign_json(line, signing)))
     if invalid and not skip_invalid:
         fail(f"{invalid} invalid line(s); nothing sent", hint="fix them, or pass --skip-invalid")
     with kafka_refusals():

@@ -28,12 +28,17 @@ def acls(
         "brand", help="Principal of a brand; its consumer groups must start with it."
     ),
     shop: str = typer.Option("shop", help="Principal of a shop."),
+    operator: str = typer.Option(
+        "operator", help="Principal of the operators who register signing keys."
+    ),
 ) -> None:
-    """Print (or apply) the ACLs each service, brand and shop needs, and nothing more."""
+    """Print (or apply) the ACLs each service, brand, shop and operator needs, and nothing
+    more."""
     principals = Principals(
         services={"matching": matching, "tracking": tracking, "payouts": payouts},
         brand=brand,
         shop=shop,
+        operator=operator,
     )
     wanted = least_privilege_acls(principals)
     for acl in wanted:

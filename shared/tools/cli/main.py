@@ -7,7 +7,7 @@ import importlib
 import typer
 
 from shared.runtime.observability import configure_logging
-from shared.tools.cli import db, demo, dlq, docs, events, infra, kafka_admin, topics, up
+from shared.tools.cli import db, demo, dlq, docs, events, infra, kafka_admin, keys, topics, up
 
 app = typer.Typer(
     name="creatorflow",
@@ -21,10 +21,12 @@ app.add_typer(kafka_admin.app, name="kafka")
 app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(docs.app, name="docs")
+app.add_typer(keys.app, name="keys")
 app.command("demo")(demo.demo)
 app.command("produce")(events.produce)
 app.command("tail")(events.tail)
 app.command("up")(up.up)
+app.command("verify")(keys.verify_command)
 app.command("serve")(up.serve)
 
 # Each service may contribute command groups from `services/<name>/cli.py`: an `app` (named

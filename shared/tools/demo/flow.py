@@ -34,7 +34,8 @@ from shared.contract.events import (
     spec_for_type,
 )
 from shared.runtime.kafka import client_options, partitions_of
-from shared.tools.demo.scenario import Activity, DemoConfig, Hire, Scenario
+from shared.tools.demo.scenario import BRAND_ID, Activity, DemoConfig, Hire, Scenario
+from shared.tools.signing import PartyKeys
 
 Step = Callable[[str], None]
 Tick = Callable[["Observed", int], None]  # what has come back so far, deals signed
@@ -184,10 +185,25 @@ class Player:
         self.deals = 0
         self.published: dict[tuple[str, str], int] = defaultdict(int)  # (service, topic) -> n
         self._producer = AIOKafkaProducer(**client_options(bootstrap, security), linger_ms=5)
+        # The brand, its shop and the onboarding party sign what they send, as production
+        # requires; their keys are registered the first time each signs.
+        self.keys = PartyKeys(source="creatorflow/demo")
+        self._registered: set[str] = set()
 
     async def publish(self, events: list[CloudEvent[Any]]) -> None:
+        signed = [self.keys.sign(event, owner=BRAND_ID) for event in events]
+        registrations = [
+            r for r in self.keys.registrations() if r.data.key_id not in self._registered
+        ]
+        for registration in registrations:
+            await self._producer.send_and_wait(
+                Topic.OPERATOR_SIGNING_KEYS, encode(registration), key=event_key(registration)
+            )
+            self._registered.add(registration.data.key_id)
+            data = registration.data
+            self.step(f"registered the signing key of {data.party.value} {data.owner_id}")
         pending = []
-        for event in events:
+        for event in signed:
             topic = spec_for_type(event.type).topic
             pending.append(await self._producer.send(topic, encode(event), key=event_key(event)))
             for service in self.ports:

@@ -1,0 +1,227 @@
+"""Who may say what: every consumed event a party must sign is checked before it is handled.
+
+The key registry is the `operator.signing-keys` topic (docs/architecture.md §3). Each service
+process reads it whole at start-up, from the beginning and without a consumer group, and keeps
+it in memory; an event signed by a key it does not know yet makes it read up to the topic's
+end before refusing the event, so a key registered before the event was sent is always found.
+
+An event is refused (`Untrusted`, dead-lettered with the reason first) when a signature it
+needs is missing (`unsigned`, production profile only: development accepts it and counts it),
+invalid (`bad_signature`), by a key the registry does not know (`unknown_key`) or has revoked
+(`revoked_key`), by a key of another kind of party (`wrong_party`), or by a party other than
+the one the event names (`not_the_owner`). Revoking a key refuses new events only: what was
+applied stays applied, and replays of applied events stay no-ops (the inbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic_core
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from faststream.security import BaseSecurity
+
+from shared.contract.errors import EventRejected
+from shared.contract.events import CloudEvent, EventType, Topic, decode, spec_for_type
+from shared.contract.events.keys import SigningKeyRegistered
+from shared.contract.signing import Party, RejectReason, public_key_from_text, signature_valid
+from shared.runtime.kafka import client_options
+from shared.runtime.observability import UNSIGNED_ACCEPTED
+
+log = structlog.get_logger(__name__)
+
+
+class Untrusted(EventRejected):
+    """An event its sender was not entitled to send, or could not prove it sent."""
+
+    def __init__(self, code: RejectReason, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RegisteredKey:
+    key_id: str
+    party: Party
+    owner_id: str
+    public_key: Ed25519PublicKey
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signed an event that passed the checks."""
+
+    party: Party
+    owner_id: str
+    key_id: str
+
+
+class KeyRegistry:
+    """The registered keys, by id, as the registry topic says now."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, RegisteredKey] = {}
+
+    def apply(self, event: CloudEvent[Any]) -> None:
+        data = event.data
+        if event.type == EventType.SIGNING_KEY_REGISTERED:
+            assert isinstance(data, SigningKeyRegistered)
+            known = self._keys.get(data.key_id)
+            if known is not None and known.revoked:
+                return  # a revoked key stays revoked: registering it again is refused
+            self._keys[data.key_id] = RegisteredKey(
+                data.key_id, data.party, data.owner_id, public_key_from_text(data.public_key)
+            )
+        elif event.type == EventType.SIGNING_KEY_REVOKED:
+            known = self._keys.get(data.key_id)
+            if known is not None:
+                self._keys[data.key_id] = RegisteredKey(
+                    known.key_id, known.party, known.owner_id, known.public_key, revoked=True
+                )
+
+    def get(self, key_id: str) -> RegisteredKey | None:
+        return self._keys.get(key_id)
+
+    def keys(self) -> list[RegisteredKey]:
+        return list(self._keys.values())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class KeyReader:
+    """Reads the registry topic into a `KeyRegistry`, up to its end on demand."""
+
+    def __init__(
+        self, bootstrap: str, security: BaseSecurity | None, registry: KeyRegistry
+    ) -> None:
+        self._consumer = AIOKafkaConsumer(
+            **client_options(bootstrap, security),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._registry = registry
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._started = True
+        await self._consumer.topics()  # fetches the cluster's metadata
+        partitions = self._consumer.partitions_for_topic(Topic.OPERATOR_SIGNING_KEYS) or set()
+        self._consumer.assign(
+            [TopicPartition(Topic.OPERATOR_SIGNING_KEYS, p) for p in sorted(partitions)]
+        )
+        await self.catch_up()
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._consumer.stop()
+
+    async def catch_up(self) -> None:
+        """Read every registry event written before this call."""
+        async with self._lock:
+            assigned = list(self._consumer.assignment())
+            if not assigned:
+                return
+            ends = await self._consumer.end_offsets(assigned)
+            while await self._behind(ends):
+                batch = await self._consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        self._apply(record.value or b"")
+
+    async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
+        for tp, end in ends.items():
+            position: int = await self._consumer.position(tp)
+            if position < end:
+                return True
+        return False
+
+    def _apply(self, raw: bytes) -> None:
+        try:
+            self._registry.apply(decode(Topic.OPERATOR_SIGNING_KEYS, raw))
+        except Exception as error:  # a bad registry record must not stop the service
+            log.error("unreadable signing-key record skipped", error=str(error)[:200])
+
+
+class Trust:
+    """Checks that the sender of each event was entitled to send it."""
+
+    def __init__(
+        self,
+        registry: KeyRegistry,
+        reader: KeyReader | None,
+        *,
+        require_signatures: bool,
+        require_service_signatures: bool = False,
+    ) -> None:
+        self.registry = registry
+        self._reader = reader
+        self.require_signatures = require_signatures
+        # Our services' own events are checked when signed; `creatorflow verify` also
+        # requires them signed.
+        self.require_service_signatures = require_service_signatures
+
+    async def check(self, event: CloudEvent[Any], raw: bytes) -> Signer | None:
+        """The verified signer of `event`, None for an event nobody need sign (or unsigned,
+        where that is allowed); raises Untrusted otherwise."""
+        spec = spec_for_type(event.type)
+        party = spec.signed_by
+        if party is None:
+            return None
+        if event.signature is None or event.sigkeyid is None:
+            if party is Party.SERVICE and not self.require_service_signatures:
+                return None
+            if self.require_signatures:
+                raise Untrusted(
+                    RejectReason.UNSIGNED, f"{event.type} must be signed by its {party.value}"
+                )
+            UNSIGNED_ACCEPTED.labels(event.type).inc()
+            return None
+        key = self.registry.get(event.sigkeyid)
+        if key is None and self._reader is not None:
+            await self._catch_up()
+            key = self.registry.get(event.sigkeyid)
+        if key is None:
+            raise Untrusted(RejectReason.UNKNOWN_KEY, f"no registered key {event.sigkeyid}")
+        if key.revoked:
+            raise Untrusted(RejectReason.REVOKED_KEY, f"key {key.key_id} was revoked")
+        if not signature_valid(pydantic_core.from_json(raw), key.public_key):
+            raise Untrusted(
+                RejectReason.BAD_SIGNATURE,
+                f"the signature does not match the event for key {key.key_id}",
+            )
+        if key.party is not party:
+            raise Untrusted(
+                RejectReason.WRONG_PARTY,
+                f"{event.type} is sent by a {party.value}; key {key.key_id} is a "
+                f"{key.party.value}'s",
+            )
+        if spec.owner_field is not None:
+            named = getattr(event.data, spec.owner_field)
+            if named is not None and named != key.owner_id:
+                raise Untrusted(
+                    RejectReason.NOT_THE_OWNER,
+                    f"{spec.owner_field} {named} signed with {key.owner_id}'s key",
+                )
+        return Signer(key.party, key.owner_id, key.key_id)
+
+    async def _catch_up(self) -> None:
+        # Retried until the broker answers, like every transient failure: an event must not
+        # be refused as signed by an unknown key because the registry could not be read.
+        assert self._reader is not None
+        failures = 0
+        while True:
+            try:
+                await self._reader.catch_up()
+                return
+            except Exception as error:
+                failures += 1
+                log.warning("signing keys unreadable, retrying", error=repr(error)[:200])
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))

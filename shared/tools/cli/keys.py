@@ -1,0 +1,206 @@
+"""`creatorflow keys new|add|rotate|revoke|list` and `creatorflow verify`: the signing keys.
+
+Keys are registered and revoked with events on `operator.signing-keys`, which only operators
+may write (`creatorflow kafka acls`); every service reads that topic whole
+(shared/runtime/trust.py). A private key never leaves the file `keys new` writes (0600).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from faststream.security import BaseSecurity
+from rich.table import Table
+
+from shared.contract.events import (
+    EventDecodeError,
+    SigningKeyRegistered,
+    SigningKeyRevoked,
+    Topic,
+    decode,
+    encode,
+    event_key,
+    make_event,
+    spec_for_type,
+)
+from shared.contract.events.registry import UnknownEventType
+from shared.contract.signing import (
+    Party,
+    key_id,
+    private_key_from_text,
+    private_key_text,
+    public_key_from_text,
+    public_key_text,
+)
+from shared.runtime.kafka import client_options
+from shared.runtime.trust import KeyReader, KeyRegistry, RegisteredKey, Trust, Untrusted
+from shared.tools.cli.console import console, fail
+from shared.tools.cli.settings import kafka_client, kafka_refusals
+from shared.tools.infra.files import write_private
+
+SOURCE = "creatorflow/keys"
+
+app = typer.Typer(help="Signing keys: who may sign which events.", no_args_is_help=True)
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """The private key in `path` (as `keys new` writes it); a clear error otherwise."""
+    try:
+        return private_key_from_text(path.read_text())
+    except OSError as error:
+        fail(f"cannot read the private key {path}: {error.strerror}")
+    except ValueError as error:
+        fail(f"{path}: {error}", hint="keys new writes one")
+
+
+async def _publish(bootstrap: str, security: BaseSecurity | None, events: list[Any]) -> None:
+    producer = AIOKafkaProducer(**client_options(bootstrap, security), acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                Topic.OPERATOR_SIGNING_KEYS, encode(event), key=event_key(event)
+            )
+    finally:
+        await producer.stop()
+
+
+def _register_event(party: Party, owner: str, public_key: str) -> Any:
+    data = SigningKeyRegistered(
+        key_id=key_id(public_key), party=party, owner_id=owner, public_key=public_key
+    )
+    return make_event(data, source=SOURCE)
+
+
+async def _registry(bootstrap: str, security: BaseSecurity | None) -> KeyRegistry:
+    registry = KeyRegistry()
+    reader = KeyReader(bootstrap, security, registry)
+    try:
+        await reader.start()
+    finally:
+        await reader.stop()
+    return registry
+
+
+def _new_key_file(path: Path) -> Ed25519PrivateKey:
+    if path.exists():
+        fail(f"{path} exists; refusing to overwrite a private key", hint="choose another --out")
+    key = Ed25519PrivateKey.generate()
+    write_private(path, private_key_text(key) + "\n")
+    return key
+
+
+@app.command("new")
+def new_command(
+    party: Party = typer.Option(..., help="Who will sign with it: brand, shop or onboarding."),
+    owner: str = typer.Option(..., help="Its owner's id: the brand id, the shop id, ..."),
+    out: Path = typer.Option(..., help="Where to write the private key (created 0600)."),
+) -> None:
+    """Create a key pair, keep the private key in --out and register the public key."""
+    key = _new_key_file(out)
+    event = _register_event(party, owner, public_key_text(key.public_key()))
+    with kafka_refusals():
+        asyncio.run(_publish(*kafka_client(), [event]))
+    console.print(f"registered {event.data.key_id} for {party.value} {owner}; private key: {out}")
+
+
+@app.command("add")
+def add_command(
+    party: Party = typer.Option(..., help="Who signs with it: brand, shop or onboarding."),
+    owner: str = typer.Option(..., help="Its owner's id."),
+    public_key: str = typer.Option(..., help="The Ed25519 public key, base64url (32 bytes)."),
+) -> None:
+    """Register a public key a party made itself (its private key never reaches us)."""
+    try:
+        public_key_from_text(public_key)
+    except ValueError as error:
+        fail(f"--public-key: {error}")
+    event = _register_event(party, owner, public_key)
+    with kafka_refusals():
+        asyncio.run(_publish(*kafka_client(), [event]))
+    console.print(f"registered {event.data.key_id} for {party.value} {owner}")
+
+
+@app.command("revoke")
+def revoke_command(
+    key: str = typer.Argument(help="The key id (ed25519:...)."),
+    reason: str = typer.Option("", help="Why, for the audit trail."),
+) -> None:
+    """Refuse events signed by the key from now on (what was applied stays applied)."""
+    bootstrap, security = kafka_client()
+    with kafka_refusals():
+        registry = asyncio.run(_registry(bootstrap, security))
+        known = registry.get(key)
+        if known is None:
+            fail(f"no registered key {key}", hint="creatorflow keys list")
+        event = make_event(SigningKeyRevoked(key_id=key, reason=reason), source=SOURCE)
+        asyncio.run(_publish(bootstrap, security, [event]))
+    console.print(f"revoked {key} ({known.party.value} {known.owner_id})")
+
+
+@app.command("rotate")
+def rotate_command(
+    key: str = typer.Argument(help="The key id to replace."),
+    out: Path = typer.Option(..., help="Where to write the new private key (created 0600)."),
+) -> None:
+    """Register a new key for the same owner, then revoke the old one."""
+    bootstrap, security = kafka_client()
+    with kafka_refusals():
+        registry = asyncio.run(_registry(bootstrap, security))
+        known = registry.get(key)
+        if known is None or known.revoked:
+            fail(f"no registered key {key} in force", hint="creatorflow keys list")
+        new = _new_key_file(out)
+        added = _register_event(known.party, known.owner_id, public_key_text(new.public_key()))
+        revoked = make_event(SigningKeyRevoked(key_id=key, reason="rotated"), source=SOURCE)
+        asyncio.run(_publish(bootstrap, security, [added, revoked]))
+    console.print(f"registered {added.data.key_id}, revoked {key}; private key: {out}")
+
+
+def _row(key: RegisteredKey) -> tuple[str, str, str, str]:
+    return key.key_id, key.party.value, key.owner_id, "revoked" if key.revoked else "in force"
+
+
+@app.command("list")
+def list_command() -> None:
+    """Every registered key, its owner and whether it is in force."""
+    with kafka_refusals():
+        registry = asyncio.run(_registry(*kafka_client()))
+    table = Table(title="Signing keys", title_justify="left")
+    for column in ("key id", "party", "owner", "state"):
+        table.add_column(column)
+    for key in sorted(registry.keys(), key=lambda k: (k.party, k.owner_id, k.key_id)):
+        table.add_row(*_row(key))
+    console.print(table)
+
+
+async def _verify(raw: bytes, event: Any) -> str:
+    bootstrap, security = kafka_client()
+    registry = await _registry(bootstrap, security)
+    trust = Trust(registry, None, require_signatures=True, require_service_signatures=True)
+    signer = await trust.check(event, raw)
+    if signer is None:
+        return f"{event.type} needs no signature from outside CreatorFlow"
+    return f"valid: signed by {signer.party.value} {signer.owner_id} ({signer.key_id})"
+
+
+def verify_command() -> None:
+    """Check the signature of one event (a JSON document on stdin) against the registry."""
+    raw = sys.stdin.buffer.read().strip()
+    try:
+        event_type = json.loads(raw).get("type", "")
+        event = decode(spec_for_type(event_type).topic, raw)
+    except (ValueError, AttributeError, UnknownEventType, EventDecodeError) as error:
+        fail(f"not a v1 event: {getattr(error, 'reason', error)}")
+    try:
+        with kafka_refusals():
+            console.print(asyncio.run(_verify(raw, event)), highlight=False)
+    except Untrusted as error:
+        fail(error.reason)

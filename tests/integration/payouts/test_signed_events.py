@@ -1,0 +1,118 @@
+"""Only the party entitled to an event moves money with it (production profile, real servers).
+
+A brand's deal and confirmations, and the onboarding party's payout account, signed and
+registered, pay the creator. Interleaved with them: a stranger changing the creator's
+destination (an unregistered key, then unsigned), another brand signing the first brand's
+deal, a tampered deal, a deal signed with a revoked key. Each of those is dead-lettered with
+its reason and has no effect; the valid neighbours are applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.payouts.app import PayoutsSetup
+from services.payouts.schema import SCHEMA
+from services.payouts.settings import PayoutsSettings
+from shared.contract.events import SigningKeyRevoked, Topic, dlq_topic, encode, event_key
+from shared.contract.events import make_event as make
+from shared.contract.events.codec import sign_event
+from shared.contract.signing import Party, key_id
+from shared.runtime.config import Profile, Settings
+from shared.runtime.service import ServiceRuntime
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.smoke import read_dead_letters
+from shared.tools.signing import PartyKeys
+from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.support.kafka_io import produce, produce_events
+from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PRODUCTION = Settings().model_copy(update={"profile": Profile.PRODUCTION})
+SETTINGS = PayoutsSettings(settle_check_seconds=0.2, dispatch_idle_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
+    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
+        yield w
+
+
+async def test_only_the_entitled_party_moves_money(
+    infra: InfraUrls, topics: None, watcher: StatusWatcher, db_pool: asyncpg.Pool
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    keys, stranger = PartyKeys(), PartyKeys()
+    creator, deal = uid("cr"), uid("deal")
+    good = [
+        keys.sign(account(creator, currency="USD", form="W-9")),
+        keys.sign(deal_signed(deal, creator, brand_id="br-1")),
+        *(keys.sign(confirmed(deal, d), owner="br-1") for d in ("dl-1", "dl-2")),
+    ]
+    retired = keys.key(Party.BRAND, "br-1-old")
+    rival = keys.key(Party.BRAND, "br-2")
+    registered = keys.registrations()
+    revoked = make(
+        SigningKeyRevoked(key_id=key_id(retired.public_key()), reason="retired"),
+        source="test/operator",
+    )
+    stolen, tampered, by_retired = uid("stolen"), uid("tampered"), uid("retired")
+    forged_account = stranger.sign(account(creator, currency="USD", destination="acct_thief"))
+    unsigned_account = account(creator, currency="USD", destination="acct_thief_2")
+    bad = {
+        forged_account.id: "unknown_key",
+        unsigned_account.id: "unsigned",
+        stolen: "not_the_owner",
+        tampered: "bad_signature",
+        by_retired: "revoked_key",
+    }
+
+    def deal_with_id(event_id: str) -> Any:
+        return deal_signed(uid("deal"), creator, brand_id="br-1").model_copy(
+            update={"id": event_id}
+        )
+
+    rival_deal = sign_event(deal_with_id(stolen), rival)
+    tampered_deal = keys.sign(deal_with_id(tampered))
+    # One byte changed: the commission rate, 0.10 -> 0.90.
+    tampered_raw = encode(tampered_deal).replace(b'"0.10"', b'"0.90"', 1)
+    assert tampered_raw != encode(tampered_deal)
+    retired_deal = sign_event(deal_with_id(by_retired), retired)
+    setup = PayoutsSetup(SETTINGS, group_id=f"payouts-signed-{uuid.uuid4().hex[:8]}")
+    await produce_events(bootstrap, [*registered, revoked, fx({"EUR": "0.92"})])
+    async with ServiceRuntime("payouts", setup, schema=SCHEMA, settings=PRODUCTION, urls=infra):
+        await produce_events(bootstrap, [good[0], forged_account, unsigned_account])
+        await produce_events(bootstrap, [good[1], rival_deal, retired_deal])
+        await produce(bootstrap, [(Topic.CAMPAIGN_DEALS, event_key(tampered_deal), tampered_raw)])
+        await produce_events(bootstrap, good[2:])
+        await watcher.wait_for(
+            lambda: "payout.sent" in [e.type for e in watcher.of({deal})],
+            what="the creator paid",
+        )
+        await asyncio.sleep(1.0)  # time for anything refused to show up as applied
+
+    letters = await read_dead_letters(
+        bootstrap,
+        [dlq_topic(Topic.CREATOR_PAYOUT_ACCOUNTS), dlq_topic(Topic.CAMPAIGN_DEALS)],
+        service="payouts",
+    )
+    found = {
+        json.loads(letter.value)["id"]: (letter.error_class, letter.reason.split(":")[0])
+        for letter in letters
+        if json.loads(letter.value)["id"] in bad
+    }
+    assert found == {event_id: ("Untrusted", reason) for event_id, reason in bad.items()}
+    applied = await db_pool.fetch(
+        "SELECT event_id FROM processed_events WHERE event_id = ANY($1::text[])", list(bad)
+    )
+    assert applied == [], "a refused event was applied"
+    paid = [e.data for e in watcher.of({deal}) if e.type == "payout.sent"]
+    assert len(paid) == 1

@@ -1,0 +1,192 @@
+"""Who may say what (shared/runtime/trust.py), without a broker: each refusal and its reason,
+and that a refused event never reaches a handler while its valid neighbours do."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shared.contract.events import (
+    CloudEvent,
+    SigningKeyRegistered,
+    SigningKeyRevoked,
+    decode,
+    encode,
+    event_key,
+    make_event,
+)
+from shared.contract.events.codec import sign_event
+from shared.contract.events.examples import valid_example
+from shared.contract.signing import (
+    Party,
+    RejectReason,
+    key_id,
+    public_key_text,
+    sign_json,
+    signature_valid,
+)
+from shared.runtime.kafka import Delivery, SafeConsumer
+from shared.runtime.trust import KeyRegistry, Trust, Untrusted
+from tests.unit.test_failure_policy import RETRY, RecordingDeadLetters
+
+BRAND = Ed25519PrivateKey.generate()
+OTHER_BRAND = Ed25519PrivateKey.generate()
+SHOP = Ed25519PrivateKey.generate()
+REVOKED = Ed25519PrivateKey.generate()
+STRANGER = Ed25519PrivateKey.generate()  # never registered
+
+
+def _register(registry: KeyRegistry, key: Ed25519PrivateKey, party: Party, owner: str) -> None:
+    public = public_key_text(key.public_key())
+    data = SigningKeyRegistered(
+        key_id=key_id(public), party=party, owner_id=owner, public_key=public
+    )
+    registry.apply(make_event(data, source="test/operator"))
+
+
+@pytest.fixture
+def registry() -> KeyRegistry:
+    registry = KeyRegistry()
+    _register(registry, BRAND, Party.BRAND, "br-12")  # the example deal's brand
+    _register(registry, OTHER_BRAND, Party.BRAND, "br-99")
+    _register(registry, SHOP, Party.SHOP, "shop-1")
+    _register(registry, REVOKED, Party.BRAND, "br-12")
+    revoked = key_id(REVOKED.public_key())
+    registry.apply(make_event(SigningKeyRevoked(key_id=revoked), source="test/operator"))
+    return registry
+
+
+def deal(**changes: Any) -> CloudEvent[Any]:
+    event = valid_example("deal.signed")
+    return event.model_copy(update=changes) if changes else event
+
+
+async def refusal(trust: Trust, event: CloudEvent[Any], raw: bytes | None = None) -> str:
+    with pytest.raises(Untrusted) as refused:
+        await trust.check(event, encode(event) if raw is None else raw)
+    return refused.value.reason
+
+
+async def test_a_deal_signed_by_its_brand_passes(registry: KeyRegistry) -> None:
+    trust = Trust(registry, None, require_signatures=True)
+    signed = sign_event(deal(), BRAND)
+    signer = await trust.check(signed, encode(signed))
+    assert signer is not None and (signer.party, signer.owner_id) == (Party.BRAND, "br-12")
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (STRANGER, RejectReason.UNKNOWN_KEY),
+        (REVOKED, RejectReason.REVOKED_KEY),
+        (SHOP, RejectReason.WRONG_PARTY),
+        (OTHER_BRAND, RejectReason.NOT_THE_OWNER),
+    ],
+    ids=["unknown", "revoked", "a-shop-signs-a-deal", "another-brand"],
+)
+async def test_a_deal_signed_by_anyone_else_is_refused(
+    registry: KeyRegistry, key: Ed25519PrivateKey, reason: RejectReason
+) -> None:
+    trust = Trust(registry, None, require_signatures=True)
+    assert (await refusal(trust, sign_event(deal(), key))).startswith(f"{reason.value}: ")
+
+
+async def test_one_changed_byte_breaks_the_signature(registry: KeyRegistry) -> None:
+    trust = Trust(registry, None, require_signatures=True)
+    raw = encode(sign_event(deal(), BRAND))
+    tampered = raw.replace(b'"amount":"', b'"amount":"1', 1)
+    assert tampered != raw
+    reason = await refusal(trust, decode("campaign.deals", tampered), tampered)
+    assert reason.startswith("bad_signature: ")
+
+
+async def test_a_signature_moved_to_another_event_is_refused(registry: KeyRegistry) -> None:
+    trust = Trust(registry, None, require_signatures=True)
+    signed = sign_event(deal(), BRAND)
+    other = deal(id="another-id", sigkeyid=signed.sigkeyid, signature=signed.signature)
+    assert (await refusal(trust, other)).startswith("bad_signature: ")
+
+
+async def test_unsigned_money_events_are_refused_in_production_only(
+    registry: KeyRegistry,
+) -> None:
+    production = Trust(registry, None, require_signatures=True)
+    assert (await refusal(production, deal())).startswith("unsigned: ")
+    development = Trust(registry, None, require_signatures=False)
+    assert await development.check(deal(), encode(deal())) is None
+
+
+async def test_events_nobody_signs_and_our_own_unsigned_ones_pass(registry: KeyRegistry) -> None:
+    trust = Trust(registry, None, require_signatures=True)
+    for event_type in ("fx.rates.published", "creator.profile.upserted", "attribution.updated"):
+        event = valid_example(event_type)
+        assert await trust.check(event, encode(event)) is None
+    strict = Trust(registry, None, require_signatures=True, require_service_signatures=True)
+    assert (await refusal(strict, valid_example("attribution.updated"))).startswith("unsigned")
+
+
+async def test_a_revoked_key_registered_again_stays_revoked(registry: KeyRegistry) -> None:
+    _register(registry, REVOKED, Party.BRAND, "br-12")
+    trust = Trust(registry, None, require_signatures=True)
+    assert (await refusal(trust, sign_event(deal(), REVOKED))).startswith("revoked_key")
+
+
+async def test_a_document_signed_as_json_verifies_like_a_signed_event(
+    registry: KeyRegistry,
+) -> None:
+    """An outside party signs its own JSON (key order, spacing of its choosing)."""
+    document = json.loads(encode(deal()))
+    raw = json.dumps(dict(reversed(list(document.items()))), indent=2).encode()
+    signed_raw = sign_json(raw, BRAND)
+    event = deal(**{k: json.loads(signed_raw)[k] for k in ("sigkeyid", "signature")})
+    signer = await Trust(registry, None, require_signatures=True).check(event, signed_raw)
+    assert signer is not None and signer.owner_id == "br-12"
+
+
+async def test_refused_events_are_dead_lettered_with_their_reason_and_neighbours_pass(
+    registry: KeyRegistry,
+) -> None:
+    dead = RecordingDeadLetters()
+    trust = Trust(registry, None, require_signatures=True)
+    consumer = SafeConsumer(dead, RETRY, check_sender=trust.check)
+    events = [
+        sign_event(deal(id="good-1"), BRAND),
+        deal(id="unsigned"),
+        sign_event(deal(id="forged"), STRANGER),
+        sign_event(deal(id="good-2"), BRAND),
+        sign_event(deal(id="wrong-brand"), OTHER_BRAND),
+    ]
+    deliveries = [
+        Delivery("campaign.deals", 0, offset, event_key(e), encode(e), ())
+        for offset, e in enumerate(events)
+    ]
+    handled: list[str] = []
+
+    async def handler(batch: Any) -> None:
+        handled.extend(event.id for event, _ in batch)
+
+    await consumer.handle_batch(deliveries, handler)
+    assert handled == ["good-1", "good-2"]
+    assert [(offset, cls, reason.split(":")[0]) for offset, cls, reason in dead.sent] == [
+        (1, "Untrusted", "unsigned"),
+        (2, "Untrusted", "unknown_key"),
+        (4, "Untrusted", "not_the_owner"),
+    ]
+
+
+def test_the_readmes_signing_snippet_makes_signatures_that_verify(
+    registry: KeyRegistry,
+) -> None:
+    """A brand copying README.md's few lines gets events the services accept."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("In your own code", 1)[1].split("```python\n", 1)[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # noqa: S102 - our own documentation
+    document = json.loads(encode(deal()))
+    raw = namespace["sign"](document, BRAND, key_id(BRAND.public_key()))
+    assert signature_valid(json.loads(raw), BRAND.public_key())
