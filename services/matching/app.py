@@ -400,7 +400,7 @@ async def start_service(resources: Resources, settings: MatchingSettings) -> Mat
 
 def background(resources: Resources, service: MatchingService) -> list[Background]:
     """The outbox relay (publishes the suggestions) and the retraining schedule."""
-    relay = outbox.OutboxRelay(resources.pool, resources.broker, producer=SERVICE)
+    relay = resources.outbox_relay(SERVICE)
     return [relay.run, service.retrain_loop]
 
 

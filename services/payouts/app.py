@@ -188,7 +188,7 @@ class PayoutsSetup:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             batch_timeout_ms=settings.batch_timeout_ms,
         )
-        relay = OutboxRelay(resources.pool, resources.broker, producer=OUTBOX_PRODUCER)
+        relay = resources.outbox_relay(OUTBOX_PRODUCER)
         commissions = CommissionSchedule(
             db,
             policy,

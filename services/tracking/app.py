@@ -18,7 +18,6 @@ from services.tracking.batch import BatchAhead, apply_batch, read_ahead
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import CloudEvent, Topic
 from shared.runtime.kafka import BatchHandler, Delivery
-from shared.runtime.outbox import OutboxRelay
 from shared.runtime.service import Background, Resources, Setup
 
 SERVICE: Final = "tracking"
@@ -84,7 +83,7 @@ def make_setup(
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
         )
-        relay = OutboxRelay(resources.pool, resources.broker, producer=inbox_consumer)
+        relay = resources.outbox_relay(inbox_consumer)
         return [consume, relay.run]
 
     return setup

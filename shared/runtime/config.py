@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     tracking_database_url: SecretStr | None = Field(None, validation_alias="TRACKING_DATABASE_URL")
     payouts_database_url: SecretStr | None = Field(None, validation_alias="PAYOUTS_DATABASE_URL")
     redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
+    # The service's own Ed25519 key (`creatorflow keys new --party service`): when set, what
+    # the service publishes is signed, so brands can check it came from CreatorFlow.
+    signing_key: SecretStr | None = Field(None, validation_alias="CREATORFLOW_SIGNING_KEY")
 
     kafka_partitions: int = Field(3, ge=1, le=1000, validation_alias="KAFKA_PARTITIONS")
     kafka_replication_factor: int = Field(1, ge=1, validation_alias="KAFKA_REPLICATION_FACTOR")

@@ -22,9 +22,11 @@ from typing import Any
 
 import asyncpg
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 
 from shared.contract.events import CloudEvent, encode, event_key, spec_for_type
+from shared.contract.signing import sign_json
 from shared.runtime.kafka import RetryPolicy, is_transient
 
 log = structlog.get_logger(__name__)
@@ -81,8 +83,13 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 1.0,
         retry: RetryPolicy | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self._pool = pool
+        # Signs what it publishes as the service (shared/contract/signing.py): the signature
+        # is made when a row is sent, the same each time it is sent again (Ed25519 is
+        # deterministic), so stored rows stay as the transaction wrote them.
+        self._signing_key = signing_key
         self._broker = broker
         self._producer = producer
         self._channel = channel(producer)
@@ -149,7 +156,10 @@ class OutboxRelay:
             # row would cap the relay at one broker round trip per event.
             acks = [
                 await self._broker.publish(
-                    row["value"], topic=row["topic"], key=row["kafka_key"], no_confirm=True
+                    self._signed(row["value"]),
+                    topic=row["topic"],
+                    key=row["kafka_key"],
+                    no_confirm=True,
                 )
                 for row in rows
             ]
@@ -161,3 +171,6 @@ class OutboxRelay:
                 )
         self.published += len(rows)
         return len(rows)
+
+    def _signed(self, value: bytes) -> bytes:
+        return value if self._signing_key is None else sign_json(value, self._signing_key)

@@ -22,10 +22,12 @@ import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity
 from pydantic import SecretStr
 
+from shared.contract.signing import private_key_from_text
 from shared.runtime.cache import create_redis
 from shared.runtime.config import Settings
 from shared.runtime.db import ServiceSchema, create_pool, migrate
@@ -46,6 +48,7 @@ from shared.runtime.kafka import (
     make_broker,
 )
 from shared.runtime.observability import CONSUMER_LAG, configure_logging
+from shared.runtime.outbox import OutboxRelay
 from shared.runtime.pipeline import PipelinedBatches, Prepare
 from shared.runtime.server_urls import InfraUrls, running_urls
 from shared.runtime.trust import KeyReader, KeyRegistry, Trust
@@ -68,6 +71,12 @@ class Resources:
     pipelines: list[PipelinedBatches] = field(default_factory=list)
     # Connected only for a service that asks for it (ServiceRuntime's `uses_redis`).
     redis: redis.Redis | None = None
+    signing_key: Ed25519PrivateKey | None = None
+
+    def outbox_relay(self, producer: str) -> OutboxRelay:
+        """The relay that publishes `producer`'s outbox rows, signed with the service's key
+        if it has one (CREATORFLOW_SIGNING_KEY)."""
+        return OutboxRelay(self.pool, self.broker, producer=producer, signing_key=self.signing_key)
 
     def consume_pipelined(
         self,
@@ -201,7 +210,14 @@ class ServiceRuntime:
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
             check_sender=trust.check,
         )
-        self.resources = Resources(self.name, settings, urls, pool, broker, consumer, redis=cache)
+        signing_key = (
+            None
+            if settings.signing_key is None
+            else private_key_from_text(settings.signing_key.get_secret_value())
+        )
+        self.resources = Resources(
+            self.name, settings, urls, pool, broker, consumer, redis=cache, signing_key=signing_key
+        )
         background = await self._setup(self.resources)
         await broker.start()
         self._stack.push_async_callback(broker.stop)

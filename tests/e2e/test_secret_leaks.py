@@ -32,9 +32,11 @@ import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.payouts.destinations import decode_key, new_key
 from shared.contract.events import TOPICS, Topic, dlq_topic, encode, event_key, spec_for_type
+from shared.contract.signing import private_key_from_text, private_key_text, signature_valid
 from shared.runtime.kafka import partitions_of
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
@@ -69,6 +71,10 @@ class Secrets:
     overlong_destination: str = field(default_factory=lambda: _distinct("acct_overlong_"))
     # Digits: the payouts service refuses it as a raw account number (not a provider token).
     raw_account_number: str = field(default_factory=lambda: str(uuid.uuid4().int)[:18])
+    # The services' own signing key: what they publish is signed with it.
+    service_signing_key: str = field(
+        default_factory=lambda: private_key_text(Ed25519PrivateKey.generate())
+    )
 
     def named(self) -> dict[str, str]:
         found = dict(vars(self))
@@ -159,6 +165,7 @@ def service_env(urls: InfraUrls, secrets: Secrets, stripe: FakeStripe) -> dict[s
         "PAYOUTS_RETRY_MAX_SECONDS": "0.5",
         "PAYOUTS_DISPATCH_IDLE_SECONDS": "0.2",
         "PAYOUTS_SETTLE_CHECK_SECONDS": "0.2",
+        "CREATORFLOW_SIGNING_KEY": secrets.service_signing_key,
     }
 
 
@@ -236,6 +243,7 @@ async def test_no_secret_leaves_where_it_belongs(
     # registered first. Their private keys are secrets too.
     keys = PartyKeys()
     valid = [keys.sign(event, owner="br-1") for event in valid]
+    service_key = private_key_from_text(secrets.service_signing_key).public_key()
     private_keys = {f"private key {n}": text for n, text in enumerate(keys.private_texts())}
 
     stripe.fail_next(503)  # the first transfer meets an outage, then is retried
@@ -290,6 +298,11 @@ async def test_no_secret_leaves_where_it_belongs(
             await asyncio.sleep(0.5)
             await refresh()
         assert len(stripe.transfers) == 1, "one transfer, after the outage"
+        # What the services publish is signed with their key, as a brand can check.
+        published = [r for r in records if r.topic == Topic.PAYOUTS_STATUS]
+        assert published and all(
+            signature_valid(json.loads(r.value or b""), service_key) for r in published
+        )
 
         # Operators read the results: a statement with the refusal, the dead letters.
         cli = ["-m", "shared.tools.cli"]

@@ -190,3 +190,20 @@ def test_the_readmes_signing_snippet_makes_signatures_that_verify(
     document = json.loads(encode(deal()))
     raw = namespace["sign"](document, BRAND, key_id(BRAND.public_key()))
     assert signature_valid(json.loads(raw), BRAND.public_key())
+
+
+def test_the_readmes_check_accepts_what_a_service_signs_and_nothing_else() -> None:
+    """Outgoing events are signed when published (the outbox relay's `sign_json`)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    part = readme.split("Checking what CreatorFlow sends you", 1)[1]
+    snippet = part.split("```python\n", 1)[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # noqa: S102 - our own documentation
+    service = Ed25519PrivateKey.generate()
+    public = public_key_text(service.public_key())
+    raw = sign_json(encode(valid_example("payout.sent")), service)
+    assert namespace["from_creatorflow"](raw, public)
+    assert not namespace["from_creatorflow"](raw.replace(b'"sent"', b'"settled"', 1), public)
+    assert not namespace["from_creatorflow"](raw, public_key_text(BRAND.public_key()))

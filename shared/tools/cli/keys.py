@@ -99,7 +99,7 @@ def _new_key_file(path: Path) -> Ed25519PrivateKey:
 
 @app.command("new")
 def new_command(
-    party: Party = typer.Option(..., help="Who will sign with it: brand, shop or onboarding."),
+    party: Party = typer.Option(..., help="Who signs with it: brand, shop, onboarding, service."),
     owner: str = typer.Option(..., help="Its owner's id: the brand id, the shop id, ..."),
     out: Path = typer.Option(..., help="Where to write the private key (created 0600)."),
 ) -> None:
@@ -113,7 +113,7 @@ def new_command(
 
 @app.command("add")
 def add_command(
-    party: Party = typer.Option(..., help="Who signs with it: brand, shop or onboarding."),
+    party: Party = typer.Option(..., help="Who signs with it: brand, shop, onboarding or service."),
     owner: str = typer.Option(..., help="Its owner's id."),
     public_key: str = typer.Option(..., help="The Ed25519 public key, base64url (32 bytes)."),
 ) -> None:
@@ -164,8 +164,9 @@ def rotate_command(
     console.print(f"registered {added.data.key_id}, revoked {key}; private key: {out}")
 
 
-def _row(key: RegisteredKey) -> tuple[str, str, str, str]:
-    return key.key_id, key.party.value, key.owner_id, "revoked" if key.revoked else "in force"
+def _row(key: RegisteredKey) -> tuple[str, str, str, str, str]:
+    state = "revoked" if key.revoked else "in force"
+    return key.key_id, key.party.value, key.owner_id, state, public_key_text(key.public_key)
 
 
 @app.command("list")
@@ -174,8 +175,8 @@ def list_command() -> None:
     with kafka_refusals():
         registry = asyncio.run(_registry(*kafka_client()))
     table = Table(title="Signing keys", title_justify="left")
-    for column in ("key id", "party", "owner", "state"):
-        table.add_column(column)
+    for column in ("key id", "party", "owner", "state", "public key"):
+        table.add_column(column, no_wrap=column in ("key id", "public key"))
     for key in sorted(registry.keys(), key=lambda k: (k.party, k.owner_id, k.key_id)):
         table.add_row(*_row(key))
     console.print(table)
