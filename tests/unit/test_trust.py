@@ -197,7 +197,7 @@ def test_the_readmes_check_accepts_what_a_service_signs_and_nothing_else() -> No
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    part = readme.split("Checking what CreatorFlow sends you", 1)[1]
+    part = readme.split("**Checking what CreatorFlow sends you.**", 1)[1]
     snippet = part.split("```python\n", 1)[1].split("```")[0]
     namespace: dict[str, Any] = {}
     exec(snippet, namespace)  # noqa: S102 - our own documentation
