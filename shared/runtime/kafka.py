@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import aiokafka.errors
 import asyncpg
@@ -48,6 +48,7 @@ from shared.contract.events import (
     TOPICS,
     CloudEvent,
     EventDecodeError,
+    Topic,
     check_key,
     check_not_future,
     decode,
@@ -292,6 +293,13 @@ def min_insync_replicas(replication_factor: int) -> int:
     return min(2, replication_factor)
 
 
+# Topics whose records are kept for ever: the signing-key registry is read whole by every
+# service at start, so a key deleted by retention would refuse its owner's events.
+_KEPT: Final[dict[str, dict[str, str]]] = {
+    Topic.OPERATOR_SIGNING_KEYS: {"retention.ms": "-1", "retention.bytes": "-1"},
+}
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     *,
@@ -311,7 +319,10 @@ async def ensure_topics(
     failing: a service needs only its own, which the operator creates first.
     """
     config = {"min.insync.replicas": str(min_insync_replicas(replication_factor))}
-    wanted = [NewTopic(t, partitions, replication_factor, topic_configs=config) for t in topics]
+    wanted = [
+        NewTopic(t, partitions, replication_factor, topic_configs=config | _KEPT.get(t, {}))
+        for t in topics
+    ]
     wanted += [
         NewTopic(dlq_topic(t.name), 1, replication_factor, topic_configs=config) for t in wanted
     ]

@@ -17,7 +17,6 @@ import typer
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.security import BaseSecurity
-from rich.table import Table
 
 from shared.contract.events import (
     EventDecodeError,
@@ -40,7 +39,7 @@ from shared.contract.signing import (
     public_key_text,
 )
 from shared.runtime.kafka import client_options
-from shared.runtime.trust import KeyReader, KeyRegistry, RegisteredKey, Trust, Untrusted
+from shared.runtime.trust import KeyReader, KeyRegistry, Trust, Untrusted
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.settings import kafka_client, kafka_refusals
 from shared.tools.infra.files import write_private
@@ -164,26 +163,23 @@ def rotate_command(
     console.print(f"registered {added.data.key_id}, revoked {key}; private key: {out}")
 
 
-def _row(key: RegisteredKey) -> tuple[str, str, str, str, str]:
-    state = "revoked" if key.revoked else "in force"
-    return key.key_id, key.party.value, key.owner_id, state, public_key_text(key.public_key)
-
-
 @app.command("list")
 def list_command() -> None:
-    """Every registered key, its owner and whether it is in force."""
+    """Every registered key: its owner, whether it is in force, and its public key."""
     with kafka_refusals():
         registry = asyncio.run(_registry(*kafka_client()))
-    table = Table(title="Signing keys", title_justify="left")
-    for column in ("key id", "party", "owner", "state", "public key"):
-        table.add_column(column, no_wrap=column in ("key id", "public key"))
-    for key in sorted(registry.keys(), key=lambda k: (k.party, k.owner_id, k.key_id)):
-        table.add_row(*_row(key))
-    console.print(table)
+    keys = sorted(registry.keys(), key=lambda k: (k.party, k.owner_id, k.key_id))
+    for key in keys:
+        state = "[red]revoked[/]" if key.revoked else "[green]in force[/]"
+        console.print(
+            f"{key.key_id}  {key.party.value} [bold]{key.owner_id}[/]  {state}\n"
+            f"  public key {public_key_text(key.public_key)}",
+            soft_wrap=True,
+        )
+    console.print(f"{len(keys)} key(s) registered.")
 
 
-async def _verify(raw: bytes, event: Any) -> str:
-    bootstrap, security = kafka_client()
+async def _verify(bootstrap: str, security: BaseSecurity | None, raw: bytes, event: Any) -> str:
     registry = await _registry(bootstrap, security)
     trust = Trust(registry, None, require_signatures=True, require_service_signatures=True)
     signer = await trust.check(event, raw)
@@ -200,8 +196,10 @@ def verify_command() -> None:
         event = decode(spec_for_type(event_type).topic, raw)
     except (ValueError, AttributeError, UnknownEventType, EventDecodeError) as error:
         fail(f"not a v1 event: {getattr(error, 'reason', error)}")
+    bootstrap, security = kafka_client()
     try:
         with kafka_refusals():
-            console.print(asyncio.run(_verify(raw, event)), highlight=False)
+            verdict = asyncio.run(_verify(bootstrap, security, raw, event))
+        console.print(verdict, highlight=False)
     except Untrusted as error:
         fail(error.reason)

@@ -1,0 +1,105 @@
+"""`creatorflow keys` and `creatorflow verify` against the real broker, as an operator and a
+brand use them: make, list, rotate and revoke keys; sign with --sign-with; check an event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shared.contract.events import Topic, encode
+from shared.contract.events.examples import valid_example
+from shared.contract.signing import private_key_from_text, sign_json
+from shared.tools.cli.main import app
+from shared.tools.infra import InfraUrls
+from tests.support.kafka_io import read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def cli_env(infra: InfraUrls, topics: None) -> dict[str, str]:
+    return {"KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers, "COLUMNS": "200"}
+
+
+def _key_id(output: str) -> str:
+    found = re.search(r"ed25519:[0-9a-f]{32}", output)
+    assert found, output
+    return found.group(0)
+
+
+def _deal(brand: str) -> bytes:
+    event = valid_example("deal.signed")
+    data = event.data.model_copy(update={"brand_id": brand, "deal_id": f"d-{uuid.uuid4().hex}"})
+    return encode(event.model_copy(update={"data": data, "subject": data.deal_id}))
+
+
+def test_an_operator_manages_keys_and_a_brand_signs_and_checks(
+    cli_env: dict[str, str], infra: InfraUrls, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    brand = f"br-{uuid.uuid4().hex[:8]}"
+    key_file = tmp_path / "brand.key"
+
+    made = runner.invoke(
+        app,
+        ["keys", "new", "--party", "brand", "--owner", brand, "--out", str(key_file)],
+        env=cli_env,
+    )
+    assert made.exit_code == 0, made.output
+    first = _key_id(made.output)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    again = runner.invoke(
+        app,
+        ["keys", "new", "--party", "brand", "--owner", brand, "--out", str(key_file)],
+        env=cli_env,
+    )
+    assert again.exit_code == 1 and "refusing to overwrite" in again.output
+
+    # A brand signs as it sends; what lands on the topic verifies, and tampered bytes do not.
+    deal = tmp_path / "deal.jsonl"
+    deal.write_bytes(_deal(brand) + b"\n")
+    sent = runner.invoke(
+        app,
+        ["produce", Topic.CAMPAIGN_DEALS, str(deal), "--sign-with", str(key_file)],
+        env=cli_env,
+    )
+    assert sent.exit_code == 0, sent.output
+    signed = next(
+        e
+        for e in asyncio.run(read_topic(infra.kafka_bootstrap_servers, Topic.CAMPAIGN_DEALS))
+        if e.data.brand_id == brand
+    )
+    assert signed.sigkeyid == first
+    raw = sign_json(deal.read_bytes(), private_key_from_text(key_file.read_text()))
+    good = runner.invoke(app, ["verify"], input=raw, env=cli_env)
+    assert good.exit_code == 0 and f"signed by brand {brand}" in good.output, good.output
+    tampered = raw.replace(b'"0.10"', b'"0.90"', 1)
+    assert tampered != raw
+    bad = runner.invoke(app, ["verify"], input=tampered, env=cli_env)
+    assert bad.exit_code == 1 and "bad_signature" in bad.output
+
+    # Rotation: a new key in force, the old one revoked; its signatures are refused from now.
+    rotated = runner.invoke(
+        app, ["keys", "rotate", first, "--out", str(tmp_path / "brand-2.key")], env=cli_env
+    )
+    assert rotated.exit_code == 0, rotated.output
+    second = _key_id(rotated.output.replace(first, ""))
+    listed = runner.invoke(app, ["keys", "list"], env=cli_env)
+    assert listed.exit_code == 0, listed.output
+    states = {
+        line.split()[0]: line.split()[3] for line in listed.output.splitlines() if brand in line
+    }
+    assert states == {first: "revoked", second: "in"}
+    old = runner.invoke(app, ["verify"], input=raw, env=cli_env)
+    assert old.exit_code == 1 and "revoked_key" in old.output
+    unknown = runner.invoke(app, ["keys", "revoke", "ed25519:" + "0" * 32], env=cli_env)
+    assert unknown.exit_code == 1 and "no registered key" in unknown.output
+    not_json = runner.invoke(app, ["verify"], input=b"{}", env=cli_env)
+    assert not_json.exit_code == 1 and "not a v1 event" in not_json.output
+    assert json.loads(raw)["sigkeyid"] == first
