@@ -1,7 +1,7 @@
 """The payout state machine: scheduled -> sent -> settled, held until payable, failed at last.
 
     (new) -> held | scheduled | settled    settled at once when the net amount is zero
-    held -> scheduled                  account / tax form / trusted FX rate arrived
+    held -> scheduled                  account / tax form / trusted, fresh FX rate arrived
     held -> settled                    released, and the net amount is zero
     scheduled -> held                  account no longer payable, or the net amount fails its
                                        check, when the dispatcher picks it
@@ -30,10 +30,11 @@ from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, hold
 from services.payouts.domain.amounts import (
     FeeSplit,
     FxRecord,
+    FxSnapshotStale,
     FxSnapshotSuspect,
+    locked_conversion,
     net_mismatch,
     split_platform_fee,
-    to_payout_currency,
 )
 from services.payouts.domain.ledger import (
     FX_CLEARING,
@@ -61,6 +62,9 @@ ALLOWED: Final[dict[PayoutStatus, frozenset[PayoutStatus]]] = {
     "failed": frozenset(),
 }
 _REASON_LIMIT: Final = 200
+# How much older than the moment a payout became owed its FX snapshot may be
+# (PAYOUTS_FX_MAX_AGE_SECONDS).
+DEFAULT_FX_MAX_AGE: Final = timedelta(hours=24)
 
 
 class InvalidTransition(ValueError):
@@ -91,9 +95,10 @@ class RetrySchedule:
 @dataclass(frozen=True)
 class Payout:
     """One payout. `gross` and `platform_fee` are in the deal currency; `net` (once converted)
-    in the creator's payout currency, with the FX rate used in `fx`. `recovered` (deal
-    currency) is the part of the creator's share kept to repay an earlier clawback: `net` is
-    the rest, converted."""
+    in the creator's payout currency, with the FX rate used in `fx`: the rate locked at
+    `fx_at`, when the payout became owed (its last deliverable confirmed, or its commission
+    decided), however late it is converted. `recovered` (deal currency) is the part of the
+    creator's share kept to repay an earlier clawback: `net` is the rest, converted."""
 
     payout_id: str
     deal_id: str
@@ -113,6 +118,7 @@ class Payout:
     provider_ref: str | None = None
     version: int = 1  # published transitions so far; names the next status event
     recovered: Money | None = None
+    fx_at: datetime | None = None  # None for payouts stored before the lock: converted "now"
 
     @property
     def creator_share(self) -> Money:
@@ -150,6 +156,17 @@ class Payout:
     def event_id(self) -> str:
         """Id of the status event for the current version: a replayed step repeats it."""
         return str(uuid.uuid5(_NAMESPACE, f"{self.payout_id}\x1fv{self.version}"))
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The FX snapshots a conversion locked at a payout's `fx_at` may use: the one `in_force`
+    then and, if that one is unusable, the first trusted one `later` that quotes both
+    currencies (amounts.locked_conversion)."""
+
+    in_force: FxSnapshot | None
+    later: FxSnapshot | None = None
+    max_age: timedelta = DEFAULT_FX_MAX_AGE
 
 
 @dataclass(frozen=True)
@@ -216,11 +233,12 @@ def _recovering(payout: Payout, recoverable: Money | None) -> Payout:
 def _schedule_or_hold(
     payout: Payout,
     account: PayoutAccount | None,
-    snapshot: FxSnapshot | None,
+    rates: Rates,
     now: datetime,
     recoverable: Money | None,
 ) -> tuple[Payout, tuple[Transfer, ...], Hold | None]:
-    """Convert (if not yet) and make due now, or say why it must wait.
+    """Convert (if not yet) at the rate locked at the payout's `fx_at`, and make due now, or
+    say why it must wait.
 
     Converting first repays what the creator owes from clawbacks (`recoverable`, in the
     payout's deal currency) out of the share; only the rest is converted and sent.
@@ -237,11 +255,20 @@ def _schedule_or_hold(
         return payout, (), _amount_hold(payout.payable_share, payout.net, payout.fx)
     recovering = _recovering(payout, recoverable)
     try:
-        net, fx = to_payout_currency(recovering.payable_share, account.currency, snapshot)
+        net, fx = locked_conversion(
+            recovering.payable_share,
+            account.currency,
+            at=payout.fx_at or now,
+            in_force=rates.in_force,
+            later=rates.later,
+            max_age=rates.max_age,
+        )
     except FxRateMissing as missing:
         return payout, (), Hold(HoldCode.FX_RATE, str(missing))
     except FxSnapshotSuspect as suspect:
         return payout, (), Hold(HoldCode.FX_SUSPECT, str(suspect))
+    except FxSnapshotStale as stale:
+        return payout, (), Hold(HoldCode.STALE_FX, str(stale))
     except MoneyError as error:
         return payout, (), Hold(HoldCode.AMOUNT_CHECK, f"cannot convert: {error}")
     hold = _amount_hold(recovering.payable_share, net, fx)
@@ -268,12 +295,18 @@ def create(
     now: datetime,
     platform_fee: Money | None = None,
     recoverable: Money | None = None,
+    fx_at: datetime | None = None,
+    later: FxSnapshot | None = None,
+    fx_max_age: timedelta = DEFAULT_FX_MAX_AGE,
 ) -> Transition:
     """A new payout of `gross` (deal currency): accrued, then scheduled or held.
 
     The platform keeps `platform_fee_bps` of `gross`, or exactly `platform_fee` when given (a
     commission adjustment, whose cut follows the deal's total). Once converted, the payout
     first repays `recoverable` (owed by the creator from clawbacks) as far as its share allows.
+    Its FX rate is locked at `fx_at` (when it became owed; `now` if not given, never later):
+    `snapshot` is the one in force then, `later` the first trusted one after it, used only if
+    `snapshot` is older than `fx_max_age`, suspect or lacks a rate (`Rates`).
     """
     if platform_fee is None:
         split = split_platform_fee(gross, platform_fee_bps)
@@ -291,9 +324,11 @@ def create(
         gross=split.gross,
         platform_fee=split.platform_fee,
         status="held",  # placeholder until decided below; version 1 is the first event
+        fx_at=now if fx_at is None else min(fx_at, now),
     )
     accrual = _accrual(draft)
-    payout, conversion, hold = _schedule_or_hold(draft, account, snapshot, now, recoverable)
+    rates = Rates(snapshot, later, fx_max_age)
+    payout, conversion, hold = _schedule_or_hold(draft, account, rates, now, recoverable)
     if hold is not None:
         return Transition(replace(draft, hold=hold), accrual, publish=True)
     if _nothing_to_send(payout):
@@ -355,13 +390,18 @@ def release(
     snapshot: FxSnapshot | None,
     now: datetime,
     recoverable: Money | None = None,
+    *,
+    later: FxSnapshot | None = None,
+    fx_max_age: timedelta = DEFAULT_FX_MAX_AGE,
 ) -> Transition:
     """Try to release a held payout: scheduled if payable now; otherwise still held, with the
     current reason (a new `payout.held` only when a destination cool-off begins). As in
-    `create`, a converted payout first repays `recoverable`."""
+    `create`, a converted payout first repays `recoverable`, at the rate locked at its
+    `fx_at`: `snapshot` is the one in force then, `later` the first trusted one after."""
     if payout.status != "held":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not held")
-    converted, conversion, hold = _schedule_or_hold(payout, account, snapshot, now, recoverable)
+    rates = Rates(snapshot, later, fx_max_age)
+    converted, conversion, hold = _schedule_or_hold(payout, account, rates, now, recoverable)
     if hold is not None:
         cooling = hold.code is HoldCode.DESTINATION_COOLOFF
         if cooling and (payout.hold is None or payout.hold.code is not hold.code):

@@ -6,7 +6,7 @@ state change, the ledger postings and the outbox events commit or roll back toge
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,7 +60,9 @@ class PayoutRepository(Protocol):
         self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
     ) -> bool: ...
 
-    async def confirmed(self, deal_id: str) -> frozenset[str]: ...
+    async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
+        """The deal's confirmed deliverables and when each was (first) confirmed."""
+        ...
 
     async def save_account(self, account: PayoutAccount) -> bool:
         """Store the account unless a newer version (by `updated_at`) is already stored."""
@@ -92,6 +94,13 @@ class PayoutRepository(Protocol):
     async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
         """The snapshot in force at `when`: the latest by `as_of` at or before it, trusted or
         not (a suspect one holds the payouts that need it), ties by the smallest source."""
+        ...
+
+    async def fx_first_after(
+        self, after: datetime, until: datetime, currencies: Sequence[str]
+    ) -> FxSnapshot | None:
+        """The first trusted snapshot with `after < as_of <= until` that quotes every one of
+        `currencies` (as its base or a rate), ties by the smallest source."""
         ...
 
     async def add_payout(self, payout: Payout) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +32,7 @@ class MemoryState:
     deals: dict[str, DealTerms] = field(default_factory=dict)
     # deal -> the attribution revision its commission was last decided on
     commission_decided: dict[str, int] = field(default_factory=dict)
-    confirmations: dict[str, set[str]] = field(default_factory=dict)
+    confirmations: dict[str, dict[str, datetime]] = field(default_factory=dict)
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
     attribution: dict[str, tuple[Money, datetime, int]] = field(default_factory=dict)
     fx: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
@@ -46,7 +46,7 @@ class MemoryState:
     def snapshot(self) -> MemoryState:
         """A copy deep enough to roll back to: the values themselves are immutable."""
         copied = MemoryState(**{k: copy.copy(v) for k, v in self.__dict__.items()})
-        copied.confirmations = {k: set(v) for k, v in self.confirmations.items()}
+        copied.confirmations = {k: dict(v) for k, v in self.confirmations.items()}
         return copied
 
 
@@ -85,14 +85,14 @@ class MemoryPayoutRepository:
     async def add_confirmation(
         self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
     ) -> bool:
-        confirmed = self._s.confirmations.setdefault(deal_id, set())
+        confirmed = self._s.confirmations.setdefault(deal_id, {})
         if deliverable_id in confirmed:
             return False
-        confirmed.add(deliverable_id)
+        confirmed[deliverable_id] = confirmed_at
         return True
 
-    async def confirmed(self, deal_id: str) -> frozenset[str]:
-        return frozenset(self._s.confirmations.get(deal_id, ()))
+    async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
+        return dict(self._s.confirmations.get(deal_id, {}))
 
     async def save_account(self, account: PayoutAccount) -> bool:
         known = self._s.accounts.get(account.creator_id)
@@ -155,6 +155,18 @@ class MemoryPayoutRepository:
 
     async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
         return self._latest_fx(lambda s: s.as_of <= when)
+
+    async def fx_first_after(
+        self, after: datetime, until: datetime, currencies: Sequence[str]
+    ) -> FxSnapshot | None:
+        candidates = [
+            s
+            for s in self._s.fx.values()
+            if after < s.as_of <= until
+            and s.suspect is None
+            and all(c == s.base or c in s.rates for c in currencies)
+        ]
+        return min(candidates, key=lambda s: (s.as_of, s.source), default=None)
 
     def _latest_fx(self, where: Callable[[FxSnapshot], bool]) -> FxSnapshot | None:
         candidates = [s for s in self._s.fx.values() if where(s)]

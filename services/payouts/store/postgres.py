@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -41,7 +41,7 @@ _FX_LOCK_SPACE: Final = 0x5046
 _PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, brand_id,
     gross_amount, gross_currency, platform_fee_amount, net_amount, net_currency, fx_rate,
     fx_as_of, fx_source, status, hold_code, hold_reason, failure_reason, attempts,
-    next_attempt_at, provider_ref, version, recovered_amount"""
+    next_attempt_at, provider_ref, version, recovered_amount, fx_at"""
 
 
 def _lock_key(entity_id: str) -> int:
@@ -82,6 +82,7 @@ def _payout(row: asyncpg.Record) -> Payout:
         provider_ref=row["provider_ref"],
         version=row["version"],
         recovered=None if not row["recovered_amount"] else Money(row["recovered_amount"], currency),
+        fx_at=row["fx_at"],
     )
 
 
@@ -110,6 +111,7 @@ def _payout_values(p: Payout) -> tuple[Any, ...]:
         p.provider_ref,
         p.version,
         _recovered(p),
+        p.fx_at,
     )
 
 
@@ -243,11 +245,12 @@ class PgPayoutRepository:
         )
         return bool(inserted)
 
-    async def confirmed(self, deal_id: str) -> frozenset[str]:
+    async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
         rows = await self._conn.fetch(
-            "SELECT deliverable_id FROM payouts_confirmations WHERE deal_id = $1", deal_id
+            "SELECT deliverable_id, confirmed_at FROM payouts_confirmations WHERE deal_id = $1",
+            deal_id,
         )
-        return frozenset(r["deliverable_id"] for r in rows)
+        return {r["deliverable_id"]: r["confirmed_at"] for r in rows}
 
     async def save_account(self, account: PayoutAccount) -> bool:
         stored = await self._conn.fetchval(
@@ -312,12 +315,17 @@ class PgPayoutRepository:
     async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
         return await fx_store.snapshot_at(self._conn, when)
 
+    async def fx_first_after(
+        self, after: datetime, until: datetime, currencies: Sequence[str]
+    ) -> FxSnapshot | None:
+        return await fx_store.first_trusted_after(self._conn, after, until, currencies)
+
     async def add_payout(self, payout: Payout) -> bool:
         try:
             inserted = await self._conn.fetchval(
                 f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23)
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24)
                     ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
                 *_payout_values(payout),
             )
