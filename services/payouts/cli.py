@@ -1,4 +1,5 @@
-"""`creatorflow payouts statement <creator_id>`, `ledger-check` and `new-key`."""
+"""`creatorflow payouts statement <creator_id>`, `retry <payout_id>`, `ledger-check` and
+`new-key`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import typer
 from rich.table import Table
 
 from services.payouts.destinations import new_key
+from services.payouts.dispatcher import utc_now
+from services.payouts.domain.lifecycle import InvalidTransition, Payout
+from services.payouts.handlers import PayoutNotFound, PayoutPolicy, Work, retry_payout
 from services.payouts.reports import LedgerReport, Statement, check_ledger, statement
 from services.payouts.store.postgres import PgPayouts
 from shared.cli.console import console, fail
@@ -19,7 +23,9 @@ from shared.db import create_pool
 
 COMMAND_NAME: Final = "payouts"
 
-app = typer.Typer(help="Creator payouts: statements and ledger checks.", no_args_is_help=True)
+app = typer.Typer(
+    help="Creator payouts: statements, retries and ledger checks.", no_args_is_help=True
+)
 
 T = TypeVar("T")
 
@@ -80,6 +86,41 @@ def statement_command(creator_id: str) -> None:
     for (label, currency), amount in result.balances.items():
         totals.add_row(label, f"{amount:f} {currency}")
     console.print(totals)
+    if result.attempts:
+        attempts = Table(title="Attempts of failed or retried payouts (from ledger transfers)")
+        for column in ("payout", "attempt", "step", "amount"):
+            attempts.add_column(column, justify="right" if column == "amount" else "left")
+        for step in result.attempts:
+            attempts.add_row(step.payout_id, str(step.attempt), step.step, str(step.amount))
+        console.print(attempts)
+
+
+@app.command("retry")
+def retry_command(payout_id: str) -> None:
+    """Send a failed (or returned) payout again, as a new attempt with its own idempotency
+    key; the running payouts service sends it within a second."""
+
+    async def retry(db: PgPayouts) -> Payout | str:
+        now = utc_now()
+        try:
+            async with db.transaction() as repo:
+                # A retry applies no setting of the service: the default policy will do.
+                work = Work(repo, PayoutPolicy(), now)
+                retried = await retry_payout(work, payout_id)
+                await work.flush()
+        except PayoutNotFound:
+            return f"no payout {payout_id!r}"
+        except InvalidTransition as refused:
+            return str(refused)
+        return retried
+
+    outcome = _run(retry)
+    if isinstance(outcome, str):
+        fail(outcome, hint="creatorflow payouts statement <creator_id> lists a creator's payouts")
+    if outcome.status == "held" and outcome.hold is not None:
+        console.print(f"payout {payout_id} attempt {outcome.chapter}: held, {outcome.hold.reason}")
+        return
+    console.print(f"payout {payout_id} attempt {outcome.chapter}: scheduled, sent shortly")
 
 
 @app.command("ledger-check")

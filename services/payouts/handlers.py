@@ -340,6 +340,28 @@ async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None
     # Scheduled payouts are held when the dispatcher claims them; held ones here.
     held = await work.repo.held_for_update(creator_ids=[data.creator_id], codes=list(HoldCode))
     await _release(work, held, {account.creator_id: account})
+    # A failed payout is still owed: a changed account is the creator's answer to it.
+    failed = await work.repo.failed_for_update([data.creator_id])
+    await work.changed([(lifecycle.retry(p, account, work.now), p.status) for p in failed])
+
+
+class PayoutNotFound(LookupError):
+    """No payout has the id asked for."""
+
+
+async def retry_payout(work: Work, payout_id: str) -> Payout:
+    """Retry one failed payout now (an operator's decision); returns it as retried. Raises
+    PayoutNotFound, or InvalidTransition when it is not failed."""
+    found = await work.repo.payout(payout_id)
+    if found is None:
+        raise PayoutNotFound(payout_id)
+    # Under the creator's lock, as an account update retries it too.
+    await work.repo.lock(fx="shared", creator_ids=[found.creator_id])
+    [payout] = await work.repo.payouts_for_update([payout_id])
+    account = (await work.repo.accounts([payout.creator_id])).get(payout.creator_id)
+    transition = lifecycle.retry(payout, account, work.now)
+    await work.changed([(transition, payout.status)])
+    return transition.payout
 
 
 async def release_cooled_off(work: Work, limit: int) -> int:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from services.payouts.domain.ledger import (
+    TransferKind,
+    chapter_of,
     creator_in_transit,
     creator_paid,
     creator_payable,
@@ -14,6 +16,20 @@ from services.payouts.domain.ledger import (
 from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.store import PayoutDatabase
+from shared.money import Money
+
+# The steps of an attempt to pay (the accrual and conversion happen once per payout).
+_ATTEMPT_STEPS = frozenset({TransferKind.DISPATCH, TransferKind.RETURN, TransferKind.SETTLEMENT})
+
+
+@dataclass(frozen=True)
+class AttemptStep:
+    """One ledger step of one attempt (chapter) of a payout: sent, returned or settled."""
+
+    payout_id: str
+    attempt: int
+    step: str
+    amount: Money
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,8 @@ class Statement:
     # (label, currency) -> balance, derived from the ledger's postings; "to repay" is what the
     # creator still owes from clawbacks (shown as a positive amount)
     balances: dict[tuple[str, str], Decimal]
+    # The attempts of payouts that failed or were retried, from their ledger transfers.
+    attempts: list[AttemptStep]
 
 
 async def statement(db: PayoutDatabase, creator_id: str) -> Statement:
@@ -37,12 +55,24 @@ async def statement(db: PayoutDatabase, creator_id: str) -> Statement:
     async with db.snapshot() as repo:
         payouts = await repo.payouts_of(creator_id)
         balances = await repo.balances(list(accounts))
+        retried = [p.payout_id for p in payouts if p.chapter > 1 or p.status == "failed"]
+        transfers = await repo.transfers(retried) if retried else []
+    attempts = [
+        AttemptStep(
+            t.payout_id,
+            chapter_of(t.transfer_id),
+            t.kind,
+            next(p.amount for p in t.postings if p.amount.amount > 0),
+        )
+        for t in transfers
+        if t.kind in _ATTEMPT_STEPS
+    ]
     shown = {}
     for (account, currency), balance in sorted(balances.items()):
         label, sign = accounts[account]
         if balance != 0:
             shown[(label, currency)] = sign * balance
-    return Statement(creator_id, payouts, shown)
+    return Statement(creator_id, payouts, shown, attempts)
 
 
 @dataclass(frozen=True)

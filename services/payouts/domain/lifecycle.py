@@ -9,6 +9,15 @@
     scheduled -> failed                refused, or still failing after the last retry
     sent -> settled                    the provider confirmed arrival
     sent -> failed                     the provider reported the transfer failed / reversed
+    failed -> scheduled | held         retried: the creator's account changed, or an operator
+                                       (`creatorflow payouts retry`); held if not payable now
+
+A failed payout is still owed (its net stays payable to the creator). Each retry opens a new
+*chapter*: its ledger steps are recorded apart (`dispatch:2`, `return:2`, ...) and the
+provider gets a new idempotency key, since the old one stands for a transfer that was refused
+or came back. Only when the old transfer may have gone through (given up after retryable
+errors such as timeouts) does the retry keep the chapter, and so the key: the provider then
+answers with that transfer rather than paying again.
 
 Every function here takes a payout and returns a `Transition`: the new payout, the ledger
 transfers the step posts and whether a status event is due. Invalid steps raise.
@@ -59,7 +68,7 @@ ALLOWED: Final[dict[PayoutStatus, frozenset[PayoutStatus]]] = {
     "scheduled": frozenset({"held", "sent", "failed"}),
     "sent": frozenset({"settled", "failed"}),
     "settled": frozenset(),
-    "failed": frozenset(),
+    "failed": frozenset({"scheduled", "held"}),
 }
 _REASON_LIMIT: Final = 200
 # How much older than the moment a payout became owed its FX snapshot may be
@@ -119,6 +128,16 @@ class Payout:
     version: int = 1  # published transitions so far; names the next status event
     recovered: Money | None = None
     fx_at: datetime | None = None  # None for payouts stored before the lock: converted "now"
+    chapter: int = 1  # the attempt: 1, then one more per retry after a failure
+    # Failed after retryable errors: the last transfer may have been executed, so a retry
+    # must send it again under the same idempotency key.
+    in_doubt: bool = False
+
+    @property
+    def idempotency_key(self) -> str:
+        """The provider's idempotency key of this chapter: the payout id for the first (as
+        ever), the payout id and the chapter after."""
+        return self.payout_id if self.chapter == 1 else f"{self.payout_id}-attempt-{self.chapter}"
 
     @property
     def creator_share(self) -> Money:
@@ -440,6 +459,7 @@ def mark_sent(payout: Payout, provider_ref: str) -> Transition:
         payout.payout_id,
         TransferKind.DISPATCH,
         (creator_payable(payout.creator_id), creator_in_transit(payout.creator_id), net),
+        chapter=payout.chapter,
     )
     return Transition(sent, transfer, publish=True)
 
@@ -458,7 +478,8 @@ def attempt_failed(
             )
         )
     why = reason if not retryable else f"{reason} (gave up after {payout.attempts} attempts)"
-    return Transition(_to(payout, "failed", failure_reason=why, next_attempt_at=None), publish=True)
+    failed = _to(payout, "failed", failure_reason=why, next_attempt_at=None, in_doubt=retryable)
+    return Transition(failed, publish=True)
 
 
 def settle(payout: Payout) -> Transition:
@@ -470,6 +491,7 @@ def settle(payout: Payout) -> Transition:
         payout.payout_id,
         TransferKind.SETTLEMENT,
         (creator_in_transit(payout.creator_id), creator_paid(payout.creator_id), net),
+        chapter=payout.chapter,
     )
     return Transition(_to(payout, "settled"), transfer, publish=True)
 
@@ -481,8 +503,38 @@ def returned(payout: Payout, reason: str) -> Transition:
         payout.payout_id,
         TransferKind.RETURN,
         (creator_in_transit(payout.creator_id), creator_payable(payout.creator_id), net),
+        chapter=payout.chapter,
     )
-    return Transition(_to(payout, "failed", failure_reason=reason), transfer, publish=True)
+    failed = _to(payout, "failed", failure_reason=reason, in_doubt=False)
+    return Transition(failed, transfer, publish=True)
+
+
+def retry(payout: Payout, account: PayoutAccount | None, now: datetime) -> Transition:
+    """Try a failed payout again: due now in a new chapter (the same one if its last transfer
+    may have gone through), or held if the account is not payable now (released as any held
+    payout). The net amount, already converted and still payable to the creator, is sent
+    unchanged; nothing is posted until the provider accepts it."""
+    if payout.status != "failed":
+        raise InvalidTransition(
+            f"payout {payout.payout_id} is {payout.status}, not failed: only failed payouts "
+            "are retried"
+        )
+    chapter = payout.chapter if payout.in_doubt else payout.chapter + 1
+    fresh = replace(
+        payout,
+        chapter=chapter,
+        in_doubt=False,
+        attempts=0,
+        provider_ref=None,
+        failure_reason=None,
+    )
+    hold = hold_for(account, now) or _amount_hold(
+        payout.payable_share, _converted(payout), payout.fx
+    )
+    if hold is not None:
+        return Transition(_to(fresh, "held", hold=hold, next_attempt_at=None), publish=True)
+    scheduled = _to(fresh, "scheduled", next_attempt_at=now)
+    return Transition(scheduled, publish=True)
 
 
 def _converted(payout: Payout) -> Money:

@@ -71,7 +71,8 @@ class PayoutRepository(Protocol):
     async def accounts(self, creator_ids: Iterable[str]) -> dict[str, PayoutAccount]: ...
 
     async def in_flight(self, creator_id: str) -> bool:
-        """Whether the creator has payouts not sent yet (held or scheduled)."""
+        """Whether the creator has payouts not sent yet (held, scheduled, or failed: a failed
+        payout is retried when the account changes)."""
         ...
 
     async def cooled_off_for_update(self, now: datetime, limit: int) -> list[Payout]:
@@ -110,12 +111,20 @@ class PayoutRepository(Protocol):
         fee (or has no stored deal, or another currency): enforced by the store itself."""
         ...
 
+    async def payout(self, payout_id: str) -> Payout | None:
+        """One payout, read without a lock."""
+        ...
+
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]: ...
 
     async def held_for_update(
         self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
     ) -> list[Payout]:
         """Held payouts of these creators (all creators if None) with one of `codes`."""
+        ...
+
+    async def failed_for_update(self, creator_ids: Sequence[str]) -> list[Payout]:
+        """Failed payouts of these creators (locked)."""
         ...
 
     async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:

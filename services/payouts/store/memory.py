@@ -106,7 +106,7 @@ class MemoryPayoutRepository:
 
     async def in_flight(self, creator_id: str) -> bool:
         return any(
-            p.creator_id == creator_id and p.status in ("held", "scheduled")
+            p.creator_id == creator_id and p.status in ("held", "scheduled", "failed")
             for p in self._s.payouts.values()
         )
 
@@ -205,6 +205,9 @@ class MemoryPayoutRepository:
                 f"{paid + payout.gross.amount} {terms.currency}, above its fee of {terms.fee}"
             )
 
+    async def payout(self, payout_id: str) -> Payout | None:
+        return self._s.payouts.get(payout_id)
+
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:
         return [self._s.payouts[i] for i in sorted(set(payout_ids)) if i in self._s.payouts]
 
@@ -222,6 +225,14 @@ class MemoryPayoutRepository:
             ),
             key=lambda p: p.payout_id,
         )
+
+    async def failed_for_update(self, creator_ids: Sequence[str]) -> list[Payout]:
+        failed = (
+            p
+            for p in self._s.payouts.values()
+            if p.status == "failed" and p.creator_id in creator_ids
+        )
+        return sorted(failed, key=lambda p: p.payout_id)
 
     async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:
         due = [
@@ -244,6 +255,9 @@ class MemoryPayoutRepository:
                 raise StaleUpdate(f"payouts changed meanwhile: {payout.payout_id}")
             self._s.payouts[payout.payout_id] = payout
             if payout.status == "sent" and previous != "sent":
+                # A retried payout is sent again: it moves to the end, as its updated_at does.
+                if payout.payout_id in self._s.sent_order:
+                    self._s.sent_order.remove(payout.payout_id)
                 self._s.sent_order.append(payout.payout_id)
 
     async def commission_due_for_update(
