@@ -1,10 +1,13 @@
-"""What the CLI shows: a creator's statement and the ledger check, read from the store."""
+"""What the CLI shows: a creator's statement, the ledger check and the yearly tax totals,
+read from the store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
+from services.payouts.domain.amounts import SAME_CURRENCY
 from services.payouts.domain.ledger import (
     TransferKind,
     chapter_of,
@@ -15,8 +18,9 @@ from services.payouts.domain.ledger import (
 )
 from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout
-from services.payouts.store import PayoutDatabase
-from shared.money import Money
+from services.payouts.domain.tax import USD, TaxReport, tax_report
+from services.payouts.store import PayoutDatabase, PayoutRepository
+from shared.money import FxSnapshot, Money
 
 # The steps of an attempt to pay (the accrual and conversion happen once per payout).
 _ATTEMPT_STEPS = frozenset({TransferKind.DISPATCH, TransferKind.RETURN, TransferKind.SETTLEMENT})
@@ -95,3 +99,28 @@ async def check_ledger(db: PayoutDatabase) -> LedgerReport:
         sum(len(t.postings) for t in transfers),
         ledger_problems(payouts, transfers),
     )
+
+
+async def tax_totals(db: PayoutDatabase, year: int, threshold: Money) -> TaxReport:
+    """What each creator was paid in `year` (payouts settled in it, UTC), in USD at the rate
+    recorded with each payout, grouped by tax form (`domain.tax.tax_report`)."""
+    start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    async with db.snapshot() as repo:
+        settled = await repo.settled_between(start, end)
+        accounts = await repo.accounts({p.creator_id for p in settled})
+        valued: list[tuple[Payout, FxSnapshot | None]] = []
+        for payout in settled:
+            valued.append((payout, await _snapshot_for_usd(repo, payout)))
+    return tax_report(year, valued, accounts, threshold)
+
+
+async def _snapshot_for_usd(repo: PayoutRepository, payout: Payout) -> FxSnapshot | None:
+    """The snapshot that values the payout in USD: the one recorded with it, or for a payout
+    paid in its own currency the one in force when its rate was locked."""
+    if payout.net is None or USD in (payout.net.currency, payout.payable_share.currency):
+        return None
+    if payout.fx is not None and payout.fx.source != SAME_CURRENCY and payout.fx.as_of:
+        return await repo.fx_in_force(payout.fx.as_of)
+    if payout.fx_at is None:
+        return None
+    return await repo.fx_in_force(payout.fx_at)

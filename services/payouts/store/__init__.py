@@ -174,6 +174,11 @@ class PayoutRepository(Protocol):
         """Payouts of one creator (or all), oldest first."""
         ...
 
+    async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
+        """Payouts whose settlement was posted to the ledger at or after `start`, before
+        `end`."""
+        ...
+
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
         """Recorded transfers (of these payouts, or all), in posting order."""
         ...

@@ -10,7 +10,7 @@ import copy
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +40,7 @@ class MemoryState:
     business_keys: set[tuple[str, str, str]] = field(default_factory=set)
     sent_order: list[str] = field(default_factory=list)
     transfers: list[PostedTransfer] = field(default_factory=list)
+    posted_at: dict[str, datetime] = field(default_factory=dict)  # by transfer id
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     notifications: int = 0
 
@@ -294,6 +295,8 @@ class MemoryPayoutRepository:
             if transfer.transfer_id in known or transfer.payout_id not in self._s.payouts:
                 raise ValueError(f"transfer {transfer.transfer_id} refused (duplicate or orphan)")
             known.add(transfer.transfer_id)
+            # As PostgreSQL's now(): the wall clock, whatever clock the caller runs on.
+            self._s.posted_at[transfer.transfer_id] = datetime.now(UTC)
             self._s.transfers.append(
                 PostedTransfer(
                     transfer.transfer_id, transfer.payout_id, transfer.kind.value, transfer.postings
@@ -311,6 +314,16 @@ class MemoryPayoutRepository:
         return [
             p for p in self._s.payouts.values() if creator_id is None or p.creator_id == creator_id
         ]
+
+    async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
+        settled = {
+            t.payout_id
+            for t in self._s.transfers
+            if t.kind == "settlement" and start <= self._s.posted_at[t.transfer_id] < end
+        }
+        return sorted(
+            (self._s.payouts[i] for i in settled), key=lambda p: (p.creator_id, p.payout_id)
+        )
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
         return [t for t in self._s.transfers if payout_ids is None or t.payout_id in payout_ids]

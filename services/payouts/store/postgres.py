@@ -528,6 +528,17 @@ class PgPayoutRepository:
         )
         return [_payout(r) for r in rows]
 
+    async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p WHERE EXISTS (
+                    SELECT 1 FROM payouts_transfers t WHERE t.payout_id = p.payout_id
+                      AND t.kind = 'settlement' AND t.posted_at >= $1 AND t.posted_at < $2)
+                ORDER BY creator_id, payout_id""",
+            start,
+            end,
+        )
+        return [_payout(r) for r in rows]
+
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
         rows = await self._conn.fetch(
             """SELECT t.transfer_id, t.payout_id, t.kind, p.account, p.amount, p.currency

@@ -377,3 +377,24 @@ class PayoutStoreContract:
         assert found.rates["EUR"] == Decimal("1.06")
         assert too_soon is None
         assert by_base is not None and by_base.as_of == at + timedelta(hours=1)
+
+    async def test_settled_between_finds_payouts_by_when_their_settlement_was_posted(
+        self, db: PayoutDatabase
+    ) -> None:
+        creator = uid("cr")
+        created = new_payout(uid("deal"), creator, acct(creator))
+        sent = lifecycle.mark_sent(created.payout, "tr_tax")
+        settled = lifecycle.settle(sent.payout)
+        unsettled = new_payout(uid("deal"), creator, acct(creator))
+        async with db.transaction() as repo:
+            for payout in (created.payout, unsettled.payout):
+                await add_payout(repo, payout)
+            await repo.post([*created.transfers, *unsettled.transfers])
+            await repo.save_payouts([(settled.payout, "scheduled")])
+            await repo.post([*sent.transfers, *settled.transfers])
+        now = datetime.now(UTC)
+        async with db.snapshot() as repo:
+            found = await repo.settled_between(now - timedelta(hours=1), now + timedelta(hours=1))
+            later = await repo.settled_between(now + timedelta(hours=1), now + timedelta(hours=2))
+        assert [p for p in found if p.creator_id == creator] == [settled.payout]
+        assert [p for p in later if p.creator_id == creator] == []
