@@ -67,7 +67,9 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
             ],
         )
         await watcher.wait_for(
-            lambda: statuses(watcher, deal) == ["payout.held"], what="held without an account"
+            lambda: statuses(watcher, deal) == ["payout.held"],
+            seconds=60,
+            what="held without an account",
         )
         # The rate moves while the payout waits for the creator's account.
         moved = fx({"EUR": "0.9500"}, as_of=now - timedelta(minutes=30))
@@ -82,7 +84,9 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
 
         await eventually(moved_applied, what="the moved rate stored")
         await produce(bootstrap, [account(creator, currency="EUR", time=now)])
-        await watcher.wait_for(lambda: "payout.sent" in statuses(watcher, deal), what="payout sent")
+        await watcher.wait_for(
+            lambda: "payout.sent" in statuses(watcher, deal), seconds=60, what="payout sent"
+        )
         [sent] = [e.data for e in watcher.of({deal}) if e.type == "payout.sent"]
         assert sent.net == Money.of("405.00", "EUR")  # 450.00 x 0.9000, not x 0.9500
         assert sent.fx_rate == Decimal("0.9000")
@@ -123,7 +127,9 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
             ],
         )
         await watcher.wait_for(
-            lambda: statuses(watcher, deal) == ["payout.held"], what="held for a stale rate"
+            lambda: statuses(watcher, deal) == ["payout.held"],
+            seconds=60,
+            what="held for a stale rate",
         )
         [held] = [e.data for e in watcher.of({deal})]
         assert held.reason is not None and held.reason.startswith("stale_fx")
@@ -134,7 +140,7 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
         assert code == "stale_fx"
         await produce(bootstrap, [fx({"JPY": "151.00"}, as_of=now - timedelta(minutes=10))])
         await watcher.wait_for(
-            lambda: "payout.sent" in statuses(watcher, deal), what="released and sent"
+            lambda: "payout.sent" in statuses(watcher, deal), seconds=60, what="released and sent"
         )
         [sent] = [e.data for e in watcher.of({deal}) if e.type == "payout.sent"]
         assert sent.net == Money.of("67950", "JPY")  # 450.00 x 151.00

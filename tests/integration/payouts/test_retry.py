@@ -83,7 +83,7 @@ async def _failed_payout(
         [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
     )
     await watcher.wait_for(
-        lambda: "payout.failed" in statuses(watcher, deal), what="refused by the rail"
+        lambda: "payout.failed" in statuses(watcher, deal), seconds=60, what="refused by the rail"
     )
     [failed] = [e.data for e in watcher.of({deal}) if e.type == "payout.failed"]
     assert "resource_missing" in (failed.reason or "")
@@ -107,7 +107,9 @@ async def test_a_refused_payout_is_sent_once_after_the_account_changes(
             infra.kafka_bootstrap_servers, [account(creator, currency="USD", destination=OPEN)]
         )
         await watcher.wait_for(
-            lambda: "payout.settled" in statuses(watcher, deal), what="paid to the new account"
+            lambda: "payout.settled" in statuses(watcher, deal),
+            seconds=60,
+            what="paid to the new account",
         )
         await asyncio.sleep(1.0)  # time for a second transfer to show up, if one were coming
     [transfer] = rail.transfers.values()
@@ -149,7 +151,9 @@ async def test_an_operator_retries_a_failed_payout_from_the_command_line(
         assert retried.exit_code == 0, retried.output
         assert "attempt 2: scheduled" in retried.output
         await watcher.wait_for(
-            lambda: "payout.sent" in statuses(watcher, deal), what="sent after the retry"
+            lambda: "payout.sent" in statuses(watcher, deal),
+            seconds=60,
+            what="sent after the retry",
         )
         again = await asyncio.to_thread(invoke, "retry", payout_id)
         assert again.exit_code == 1 and "not failed" in again.output
