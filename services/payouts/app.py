@@ -59,6 +59,7 @@ def policy_from(settings: PayoutsSettings, fx_max_move: float = 0.25) -> PayoutP
         commission_adjustable=timedelta(days=settings.commission_adjustment_days),
         fx_max_move=Decimal(str(fx_max_move)),
         destination_cool_off=timedelta(seconds=settings.destination_cooloff_seconds),
+        fx_max_age=timedelta(seconds=settings.fx_max_age_seconds),
     )
 
 

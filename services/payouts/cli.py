@@ -1,4 +1,5 @@
-"""`creatorflow payouts statement <creator_id>`, `ledger-check` and `new-key`."""
+"""`creatorflow payouts statement <creator_id>`, `retry <payout_id>`, `tax-report --year Y`,
+`ledger-check` and `new-key`."""
 
 from __future__ import annotations
 
@@ -11,16 +12,23 @@ import typer
 from rich.table import Table
 
 from services.payouts.destinations import new_key
-from services.payouts.reports import LedgerReport, Statement, check_ledger, statement
+from services.payouts.dispatcher import utc_now
+from services.payouts.domain.lifecycle import InvalidTransition, Payout
+from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
+from services.payouts.handlers import PayoutNotFound, PayoutPolicy, Work, retry_payout
+from services.payouts.reports import LedgerReport, Statement, check_ledger, statement, tax_totals
 from services.payouts.schema import SCHEMA
 from services.payouts.store.postgres import PgPayouts
+from shared.contract.money import Money, MoneyError
 from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.settings import database_url
 
 COMMAND_NAME: Final = "payouts"
 
-app = typer.Typer(help="Creator payouts: statements and ledger checks.", no_args_is_help=True)
+app = typer.Typer(
+    help="Creator payouts: statements, retries and ledger checks.", no_args_is_help=True
+)
 
 T = TypeVar("T")
 
@@ -83,6 +91,82 @@ def statement_command(creator_id: str) -> None:
     for (label, currency), amount in result.balances.items():
         totals.add_row(label, f"{amount:f} {currency}")
     console.print(totals)
+    if result.attempts:
+        attempts = Table(title="Attempts of failed or retried payouts (from ledger transfers)")
+        for column in ("payout", "attempt", "step", "amount"):
+            attempts.add_column(column, justify="right" if column == "amount" else "left")
+        for step in result.attempts:
+            attempts.add_row(step.payout_id, str(step.attempt), step.step, str(step.amount))
+        console.print(attempts)
+
+
+@app.command("retry")
+def retry_command(payout_id: str) -> None:
+    """Send a failed (or returned) payout again, as a new attempt with its own idempotency
+    key; the running payouts service sends it within a second."""
+
+    async def retry(db: PgPayouts) -> Payout | str:
+        now = utc_now()
+        try:
+            async with db.transaction() as repo:
+                # A retry applies no setting of the service: the default policy will do.
+                work = Work(repo, PayoutPolicy(), now)
+                retried = await retry_payout(work, payout_id)
+                await work.flush()
+        except PayoutNotFound:
+            return f"no payout {payout_id!r}"
+        except InvalidTransition as refused:
+            return str(refused)
+        return retried
+
+    outcome = _run(retry)
+    if isinstance(outcome, str):
+        fail(outcome, hint="creatorflow payouts statement <creator_id> lists a creator's payouts")
+    if outcome.status == "held" and outcome.hold is not None:
+        console.print(f"payout {payout_id} attempt {outcome.chapter}: held, {outcome.hold.reason}")
+        return
+    console.print(f"payout {payout_id} attempt {outcome.chapter}: scheduled, sent shortly")
+
+
+@app.command("tax-report")
+def tax_report_command(
+    year: int = typer.Option(..., "--year", help="Calendar year (UTC) the payouts settled in."),
+    threshold: str = typer.Option(
+        "600",
+        "--threshold",
+        envvar="PAYOUTS_TAX_1099_THRESHOLD_USD",
+        help="USD paid in the year from which a US creator (W-9) gets a 1099-NEC.",
+    ),
+) -> None:
+    """Yearly totals paid per creator in USD: US creators (W-9) at or above the threshold for
+    1099-NEC, and W-8BEN / W-8BEN-E (foreign) creators apart."""
+    try:
+        floor = Money.of(threshold, USD)
+    except MoneyError as error:
+        fail(f"--threshold {threshold!r} is no amount of USD: {error}", hint="e.g. 600")
+    if floor.is_negative():
+        fail(f"--threshold {threshold!r} is negative", hint="e.g. 600")
+    report: TaxReport = _run(lambda db: tax_totals(db, year, floor))
+    _totals(f"1099-NEC {year}: US creators (W-9) paid {floor} or more", report.us_reportable)
+    _totals(f"W-8BEN / W-8BEN-E {year}: foreign creators", report.foreign)
+    _totals(f"{year}: paid, but no accepted tax form on file now", report.no_form)
+    _totals(f"{year}: US creators (W-9) paid less than {floor}, no 1099-NEC", report.us_below)
+    if report.unconverted:
+        for payout_id, why in sorted(report.unconverted.items()):
+            console.print(f"[red]x[/] {payout_id}: {why}")
+        fail(f"{len(report.unconverted)} payout(s) could not be valued in USD: totals are short")
+
+
+def _totals(title: str, rows: list[CreatorTotal]) -> None:
+    if not rows:
+        console.print(f"{title}: none.")
+        return
+    table = Table(title=title)
+    for column in ("creator", "tax form", "payouts", "paid (USD)"):
+        table.add_column(column, justify="right" if column in ("payouts", "paid (USD)") else "left")
+    for row in rows:
+        table.add_row(row.creator_id, row.tax_form, str(row.payouts), f"{row.paid.amount:f}")
+    console.print(table)
 
 
 @app.command("ledger-check")

@@ -130,7 +130,7 @@ class Dispatcher:
             log.error("payout destination unreadable", payout_id=payout.payout_id, error=str(error))
             return ProviderError(f"destination unreadable: {error}", retryable=True)
         request = TransferRequest(
-            idempotency_key=payout.payout_id,
+            idempotency_key=payout.idempotency_key,
             amount=payout.net,
             destination=destination,
             method=claimed.account.method,

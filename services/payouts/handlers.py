@@ -24,7 +24,7 @@ from services.payouts.domain.accounts import (
     Seal,
     cooling_off_until,
 )
-from services.payouts.domain.amounts import commission
+from services.payouts.domain.amounts import commission, needs_later_rate
 from services.payouts.domain.commission import CommissionStep, next_commission_step
 from services.payouts.domain.ledger import (
     Transfer,
@@ -32,12 +32,19 @@ from services.payouts.domain.ledger import (
     creator_receivable,
     receivable_of,
 )
-from services.payouts.domain.lifecycle import Payout, RetrySchedule, Transition
+from services.payouts.domain.lifecycle import (
+    DEFAULT_FX_MAX_AGE,
+    Payout,
+    Rates,
+    RetrySchedule,
+    Transition,
+)
 from services.payouts.domain.terms import (
     DealTerms,
     FeeSchedule,
     commission_due,
     payable_fee_milestones,
+    payable_since,
 )
 from services.payouts.store import PayoutRepository
 from shared.contract.errors import EventRejected
@@ -78,6 +85,9 @@ class PayoutPolicy:
     fx_max_move: Decimal = Decimal("0.25")
     # A destination changed while payouts are in flight is paid to only after this long.
     destination_cool_off: timedelta = timedelta(hours=24)
+    # A payout's FX snapshot may be this much older than the moment its rate is locked at;
+    # older, the payout waits (`stale_fx`) for the first fresh one.
+    fx_max_age: timedelta = DEFAULT_FX_MAX_AGE
 
 
 _NO_SNAPSHOT: Final = object()
@@ -96,6 +106,7 @@ class Work:
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
     _snapshot: object = _NO_SNAPSHOT
+    _snapshots_at: dict[datetime, FxSnapshot | None] = field(default_factory=dict)
     # Creators' receivable balances (what they owe from clawbacks) per (creator, currency):
     # read from the store once per transaction, then kept up to date with each transfer.
     _receivables: dict[str, dict[str, Decimal]] = field(default_factory=dict)
@@ -110,6 +121,24 @@ class Work:
 
     def forget_fx(self) -> None:
         self._snapshot = _NO_SNAPSHOT
+        self._snapshots_at.clear()
+
+    async def rates(self, at: datetime, currencies: tuple[str, str]) -> Rates:
+        """The snapshots a conversion between `currencies` locked `at` (at or before now) may
+        use: the one in force then, and the first trusted one after it if that one is not
+        usable (`amounts.locked_conversion`)."""
+        in_force = await self.fx()
+        if in_force is not None and in_force.as_of > at:
+            # Not in force yet at `at`: the usual case (confirmed after the latest snapshot)
+            # needs no query.
+            if at not in self._snapshots_at:
+                self._snapshots_at[at] = await self.repo.fx_in_force(at)
+            in_force = self._snapshots_at[at]
+        max_age = self.policy.fx_max_age
+        later = None
+        if needs_later_rate(in_force, at, currencies, max_age):
+            later = await self.repo.fx_first_after(at, self.now, currencies)
+        return Rates(in_force, later, max_age)
 
     async def read_receivables(self, creator_ids: Iterable[str]) -> None:
         """Read the stored receivable balances of these creators (one query for many)."""
@@ -183,13 +212,26 @@ class Work:
             PAYOUT_TRANSITIONS.labels(status=event.data.status).inc()
 
 
+async def _rates_for(
+    work: Work, at: datetime, currency: str, account: PayoutAccount | None
+) -> Rates:
+    # Without an account the creator's currency is unknown: the payout is held anyway, and
+    # converted at its release.
+    return await work.rates(
+        min(at, work.now), (currency, currency if account is None else account.currency)
+    )
+
+
 async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
     confirmed = await work.repo.confirmed(terms.deal_id)
-    milestones = payable_fee_milestones(terms, confirmed)
+    milestones = payable_fee_milestones(terms, confirmed.keys())
     if not milestones:
         return
     account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
     for milestone in milestones:
+        # The fee's rate is that of the moment its work was confirmed.
+        fx_at = payable_since(terms, milestone, confirmed)
+        rates = await _rates_for(work, fx_at, terms.currency, account)
         transition = lifecycle.create(
             terms,
             "fee",
@@ -197,9 +239,12 @@ async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
             milestone.amount,
             platform_fee_bps=work.policy.platform_fee_bps,
             account=account,
-            snapshot=await work.fx(),
+            snapshot=rates.in_force,
             now=work.now,
             recoverable=await work.recoverable(terms.creator_id, terms.currency),
+            fx_at=fx_at,
+            later=rates.later,
+            fx_max_age=rates.max_age,
         )
         await work.created(transition)
 
@@ -246,8 +291,16 @@ async def _release(
     for payout in held:
         key = (payout.creator_id, payout.gross.currency)
         recoverable = await work.recoverable(*key) - repaid.get(key, Money.zero(key[1]))
+        account = accounts.get(payout.creator_id)
+        rates = await _rates_for(work, payout.fx_at or work.now, key[1], account)
         transition = lifecycle.release(
-            payout, accounts.get(payout.creator_id), await work.fx(), work.now, recoverable
+            payout,
+            account,
+            rates.in_force,
+            work.now,
+            recoverable,
+            later=rates.later,
+            fx_max_age=rates.max_age,
         )
         if transition.payout != payout:
             transitions.append((transition, payout.status))
@@ -287,6 +340,28 @@ async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None
     # Scheduled payouts are held when the dispatcher claims them; held ones here.
     held = await work.repo.held_for_update(creator_ids=[data.creator_id], codes=list(HoldCode))
     await _release(work, held, {account.creator_id: account})
+    # A failed payout is still owed: a changed account is the creator's answer to it.
+    failed = await work.repo.failed_for_update([data.creator_id])
+    await work.changed([(lifecycle.retry(p, account, work.now), p.status) for p in failed])
+
+
+class PayoutNotFound(LookupError):
+    """No payout has the id asked for."""
+
+
+async def retry_payout(work: Work, payout_id: str) -> Payout:
+    """Retry one failed payout now (an operator's decision); returns it as retried. Raises
+    PayoutNotFound, or InvalidTransition when it is not failed."""
+    found = await work.repo.payout(payout_id)
+    if found is None:
+        raise PayoutNotFound(payout_id)
+    # Under the creator's lock, as an account update retries it too.
+    await work.repo.lock(fx="shared", creator_ids=[found.creator_id])
+    [payout] = await work.repo.payouts_for_update([payout_id])
+    account = (await work.repo.accounts([payout.creator_id])).get(payout.creator_id)
+    transition = lifecycle.retry(payout, account, work.now)
+    await work.changed([(transition, payout.status)])
+    return transition.payout
 
 
 async def release_cooled_off(work: Work, limit: int) -> int:
@@ -373,6 +448,8 @@ async def _book_commission(work: Work, terms: DealTerms, step: CommissionStep) -
         await work.created(lifecycle.clawback(terms, step.milestone, step.gross, step.platform_fee))
         return
     account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
+    # A commission is owed from the moment it is decided: its rate is locked now.
+    rates = await _rates_for(work, work.now, terms.currency, account)
     await work.created(
         lifecycle.create(
             terms,
@@ -381,9 +458,12 @@ async def _book_commission(work: Work, terms: DealTerms, step: CommissionStep) -
             step.gross,
             platform_fee_bps=work.policy.platform_fee_bps,
             account=account,
-            snapshot=await work.fx(),
+            snapshot=rates.in_force,
             now=work.now,
             platform_fee=step.platform_fee,
             recoverable=await work.recoverable(terms.creator_id, terms.currency),
+            fx_at=work.now,
+            later=rates.later,
+            fx_max_age=rates.max_age,
         )
     )

@@ -1,11 +1,16 @@
-"""What the CLI shows: a creator's statement and the ledger check, read from the store."""
+"""What the CLI shows: a creator's statement, the ledger check and the yearly tax totals,
+read from the store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
+from services.payouts.domain.amounts import SAME_CURRENCY
 from services.payouts.domain.ledger import (
+    TransferKind,
+    chapter_of,
     creator_in_transit,
     creator_paid,
     creator_payable,
@@ -13,7 +18,22 @@ from services.payouts.domain.ledger import (
 )
 from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout
-from services.payouts.store import PayoutDatabase
+from services.payouts.domain.tax import USD, TaxReport, tax_report
+from services.payouts.store import PayoutDatabase, PayoutRepository
+from shared.contract.money import FxSnapshot, Money
+
+# The steps of an attempt to pay (the accrual and conversion happen once per payout).
+_ATTEMPT_STEPS = frozenset({TransferKind.DISPATCH, TransferKind.RETURN, TransferKind.SETTLEMENT})
+
+
+@dataclass(frozen=True)
+class AttemptStep:
+    """One ledger step of one attempt (chapter) of a payout: sent, returned or settled."""
+
+    payout_id: str
+    attempt: int
+    step: str
+    amount: Money
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,8 @@ class Statement:
     # (label, currency) -> balance, derived from the ledger's postings; "to repay" is what the
     # creator still owes from clawbacks (shown as a positive amount)
     balances: dict[tuple[str, str], Decimal]
+    # The attempts of payouts that failed or were retried, from their ledger transfers.
+    attempts: list[AttemptStep]
 
 
 async def statement(db: PayoutDatabase, creator_id: str) -> Statement:
@@ -37,12 +59,24 @@ async def statement(db: PayoutDatabase, creator_id: str) -> Statement:
     async with db.snapshot() as repo:
         payouts = await repo.payouts_of(creator_id)
         balances = await repo.balances(list(accounts))
+        retried = [p.payout_id for p in payouts if p.chapter > 1 or p.status == "failed"]
+        transfers = await repo.transfers(retried) if retried else []
+    attempts = [
+        AttemptStep(
+            t.payout_id,
+            chapter_of(t.transfer_id),
+            t.kind,
+            next(p.amount for p in t.postings if p.amount.amount > 0),
+        )
+        for t in transfers
+        if t.kind in _ATTEMPT_STEPS
+    ]
     shown = {}
     for (account, currency), balance in sorted(balances.items()):
         label, sign = accounts[account]
         if balance != 0:
             shown[(label, currency)] = sign * balance
-    return Statement(creator_id, payouts, shown)
+    return Statement(creator_id, payouts, shown, attempts)
 
 
 @dataclass(frozen=True)
@@ -65,3 +99,28 @@ async def check_ledger(db: PayoutDatabase) -> LedgerReport:
         sum(len(t.postings) for t in transfers),
         ledger_problems(payouts, transfers),
     )
+
+
+async def tax_totals(db: PayoutDatabase, year: int, threshold: Money) -> TaxReport:
+    """What each creator was paid in `year` (payouts settled in it, UTC), in USD at the rate
+    recorded with each payout, grouped by tax form (`domain.tax.tax_report`)."""
+    start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    async with db.snapshot() as repo:
+        settled = await repo.settled_between(start, end)
+        accounts = await repo.accounts({p.creator_id for p in settled})
+        valued: list[tuple[Payout, FxSnapshot | None]] = []
+        for payout in settled:
+            valued.append((payout, await _snapshot_for_usd(repo, payout)))
+    return tax_report(year, valued, accounts, threshold)
+
+
+async def _snapshot_for_usd(repo: PayoutRepository, payout: Payout) -> FxSnapshot | None:
+    """The snapshot that values the payout in USD: the one recorded with it, or for a payout
+    paid in its own currency the one in force when its rate was locked."""
+    if payout.net is None or USD in (payout.net.currency, payout.payable_share.currency):
+        return None
+    if payout.fx is not None and payout.fx.source != SAME_CURRENCY and payout.fx.as_of:
+        return await repo.fx_in_force(payout.fx.as_of)
+    if payout.fx_at is None:
+        return None
+    return await repo.fx_in_force(payout.fx_at)

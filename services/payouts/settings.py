@@ -46,6 +46,12 @@ class PayoutsSettings(BaseSettings):
     destination_cooloff_seconds: float = Field(86_400.0, ge=0)
     cooloff_check_seconds: float = Field(30.0, gt=0)
 
+    # A payout converts at the FX snapshot in force when it became owed (its work confirmed,
+    # its commission decided). A snapshot this much older than that moment says the feed had
+    # stopped: the payout is held (`stale_fx`) until the first snapshot published after it.
+    # A day suits feeds that publish at least daily; one that skips weekends needs 72 h.
+    fx_max_age_seconds: float = Field(86_400.0, gt=0)
+
     provider: ProviderName = "sandbox"
     sandbox_latency_ms: float = Field(0.0, ge=0)
     sandbox_failure_rate: float = Field(0.0, ge=0, le=1)

@@ -9,6 +9,7 @@ one is kept with its reason, never used for money.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -99,6 +100,26 @@ async def snapshot_at(
     only = "AND suspect_reason IS NULL" if trusted else ""
     row = await conn.fetchrow(
         f"{_SELECT} WHERE as_of <= $1 {only} ORDER BY as_of DESC, source LIMIT 1", when
+    )
+    return None if row is None else _snapshot(row)
+
+
+async def first_trusted_after(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    after: datetime,
+    until: datetime,
+    currencies: Sequence[str],
+) -> FxSnapshot | None:
+    """The earliest trusted snapshot with `after < as_of <= until` that quotes every one of
+    `currencies` (as its base or a rate), or None."""
+    row = await conn.fetchrow(
+        f"""{_SELECT} WHERE as_of > $1 AND as_of <= $2 AND suspect_reason IS NULL
+              AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS c
+                              WHERE c <> trim(base) AND NOT rates ? c)
+            ORDER BY as_of, source LIMIT 1""",
+        after,
+        until,
+        list(currencies),
     )
     return None if row is None else _snapshot(row)
 

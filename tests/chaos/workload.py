@@ -358,11 +358,13 @@ class _Generator:
     def _poisoned_fx_feed(self) -> None:
         """Mid-stream, the feed publishes absurd rates (EUR x 100,000, JPY 1E-40), then the
         correct ones again, later. Payouts created in between must be held, then paid at the
-        correct rate; the ground truth stays that of the first snapshot."""
+        correct rate; the ground truth stays that of the first snapshot. Both are hours old:
+        the correct one is what payouts confirmed since convert with (the first snapshot is a
+        month old, too old for a fee)."""
         poisoned = {**self.fx.rates, "EUR": Decimal("100000"), "JPY": Decimal("1E-40")}
-        for rates, days in ((poisoned, 3), (dict(self.fx.rates), 2)):
+        for rates, hours in ((poisoned, 3), (dict(self.fx.rates), 2)):
             fx = FxRatesPublished(
-                base="USD", rates=rates, as_of=self.now - timedelta(days=days), source="fx-feed"
+                base="USD", rates=rates, as_of=self.now - timedelta(hours=hours), source="fx-feed"
             )
             self.events.append(make_event(fx, source="fx-feed", time=fx.as_of))
 

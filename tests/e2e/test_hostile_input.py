@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final, TypeAlias, TypeVar
 
@@ -420,6 +421,12 @@ def scenario() -> Scenario:
         return document
 
     add("fx rates", example(EventType.FX_RATES_PUBLISHED))
+    # The same rates published again an hour ago: fresh for the fee, whose rate is locked when
+    # its last deliverable is confirmed (tracking confirms one of them now). Payouts holds a
+    # fee whose rates are more than a day older than that (stale_fx).
+    today = example(EventType.FX_RATES_PUBLISHED)
+    today["data"]["as_of"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    add("fx rates today", today)
     profile = example(EventType.CREATOR_PROFILE_UPSERTED)
     profile["data"]["creator_id"] = creator_id
     add("profile", profile)

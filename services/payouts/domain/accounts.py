@@ -30,6 +30,9 @@ class HoldCode(StrEnum):
     FX_RATE = "fx_rate"  # cleared by fx.rates.published with the missing rate
     # The snapshot in force is suspect (shared.runtime.fx_moves): cleared by a trusted snapshot.
     FX_SUSPECT = "fx_suspect"
+    # The snapshot in force when the payout became owed was too old (PAYOUTS_FX_MAX_AGE_SECONDS):
+    # cleared by the first trusted snapshot published after that moment.
+    STALE_FX = "stale_fx"
     # The converted amount does not match the share times the recorded rate: never sent; an
     # operator investigates (it means a bug or a changed row, not a late event).
     AMOUNT_CHECK = "amount_check"
@@ -37,7 +40,7 @@ class HoldCode(StrEnum):
     DESTINATION_COOLOFF = "destination_cooloff"
 
 
-FX_HOLDS: Final = (HoldCode.FX_RATE, HoldCode.FX_SUSPECT)
+FX_HOLDS: Final = (HoldCode.FX_RATE, HoldCode.FX_SUSPECT, HoldCode.STALE_FX)
 """Holds that a new FX snapshot may clear."""
 
 

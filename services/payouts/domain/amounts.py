@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from shared.contract.money import (
@@ -63,6 +63,10 @@ class FxSnapshotSuspect(MoneyError):
     """The snapshot in force is suspect (shared.runtime.fx_moves): no money is converted with it."""
 
 
+class FxSnapshotStale(MoneyError):
+    """The snapshot in force when the payout became owed was already too old to trust."""
+
+
 def to_payout_currency(
     share: Money, currency: str, snapshot: FxSnapshot | None
 ) -> tuple[Money, FxRecord]:
@@ -82,6 +86,55 @@ def to_payout_currency(
         )
     conversion = snapshot.convert(share, currency)
     return conversion.result, FxRecord.of(conversion)
+
+
+def locked_conversion(
+    share: Money,
+    currency: str,
+    *,
+    at: datetime,
+    in_force: FxSnapshot | None,
+    later: FxSnapshot | None,
+    max_age: timedelta,
+) -> tuple[Money, FxRecord]:
+    """`share` in `currency` at the rate locked `at` (when the payout became owed), rounded
+    as `to_payout_currency` does.
+
+    The rate is that of `in_force` (the snapshot in force at `at`) if it is trusted, has both
+    currencies and is at most `max_age` older than `at`; otherwise that of `later`, the first
+    trusted snapshot after `at` with both currencies (None while there is none). Which rate a
+    payout gets thus depends on when its work was confirmed, never on when it is released.
+    Raises what made `in_force` unusable (FxRateMissing, FxSnapshotSuspect, FxSnapshotStale)
+    while there is no `later`.
+    """
+    if share.currency == currency:
+        return to_payout_currency(share, currency, None)
+    try:
+        if in_force is not None and in_force.as_of < at - max_age:
+            raise FxSnapshotStale(
+                f"stale_fx: the FX snapshot in force at {at.isoformat()} "
+                f"(as_of={in_force.as_of.isoformat()} source={in_force.source}) is older than "
+                f"{max_age}; waiting for a fresh one"
+            )
+        return to_payout_currency(share, currency, in_force)
+    except (FxRateMissing, FxSnapshotSuspect, FxSnapshotStale):
+        if later is None:
+            raise
+        return to_payout_currency(share, currency, later)
+
+
+def needs_later_rate(
+    in_force: FxSnapshot | None, at: datetime, currencies: tuple[str, str], max_age: timedelta
+) -> bool:
+    """Whether a conversion locked `at` between `currencies` cannot use `in_force` (missing,
+    suspect, stale or without one of the rates) and must look for the first one after."""
+    source, target = currencies
+    if source == target:
+        return False
+    if in_force is None or in_force.suspect is not None or in_force.as_of < at - max_age:
+        return True
+    quoted = {in_force.base, *in_force.rates}
+    return source not in quoted or target not in quoted
 
 
 def net_mismatch(share: Money, net: Money, fx: FxRecord | None) -> str | None:

@@ -82,12 +82,14 @@ class Posting:
 class Transfer:
     """Postings that move money in one step of one payout; balanced per currency.
 
-    `transfer_id` is `<payout_id>:<kind>`, so a step can be recorded at most once.
+    `transfer_id` is `<payout_id>:<kind>` (`<payout_id>:<kind>:<chapter>` from a payout's
+    second attempt on), so a step of each attempt can be recorded at most once.
     """
 
     payout_id: str
     kind: TransferKind
     postings: tuple[Posting, ...]
+    chapter: int = 1
 
     def __post_init__(self) -> None:
         if len(self.postings) < 2:
@@ -98,7 +100,14 @@ class Transfer:
 
     @property
     def transfer_id(self) -> str:
-        return f"{self.payout_id}:{self.kind}"
+        base = f"{self.payout_id}:{self.kind}"
+        return base if self.chapter == 1 else f"{base}:{self.chapter}"
+
+
+def chapter_of(transfer_id: str) -> int:
+    """The attempt of its payout a recorded transfer belongs to (`Transfer.transfer_id`)."""
+    last = transfer_id.rsplit(":", 1)[-1]
+    return int(last) if last.isdigit() else 1
 
 
 def _sums(postings: Iterable[Posting]) -> dict[str, Decimal]:
@@ -108,9 +117,11 @@ def _sums(postings: Iterable[Posting]) -> dict[str, Decimal]:
     return dict(sums)
 
 
-def move(payout_id: str, kind: TransferKind, *legs: tuple[str, str, Money]) -> tuple[Transfer, ...]:
+def move(
+    payout_id: str, kind: TransferKind, *legs: tuple[str, str, Money], chapter: int = 1
+) -> tuple[Transfer, ...]:
     """The transfer of each `(from_account, to_account, amount)` leg, zero legs dropped; no
-    transfer at all (an empty tuple) when every leg is zero."""
+    transfer at all (an empty tuple) when every leg is zero. `chapter`: the payout's attempt."""
     postings: list[Posting] = []
     for source, target, amount in legs:
         if amount.is_negative():
@@ -118,7 +129,7 @@ def move(payout_id: str, kind: TransferKind, *legs: tuple[str, str, Money]) -> t
         if amount.is_zero():
             continue
         postings += [Posting(source, -amount), Posting(target, amount)]
-    return (Transfer(payout_id, kind, tuple(postings)),) if postings else ()
+    return (Transfer(payout_id, kind, tuple(postings), chapter),) if postings else ()
 
 
 Balances = dict[tuple[str, str], Decimal]

@@ -4,7 +4,9 @@
 2. each payout's postings leave exactly the balances its status implies: e.g. a sent payout
    has its net amount in the creator's in-transit account and nothing left payable; a
    clawback leaves its creator share owed by the creator (receivable) and a payout that
-   repaid one its `recovered` part.
+   repaid one its `recovered` part;
+3. each attempt of a payout (a chapter: the first, then one per retry) returns or settles
+   only what that attempt dispatched, and no attempt is beyond the payout's current one.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final
 
 from services.payouts.domain.ledger import (
     FX_CLEARING,
     PLATFORM_FEES,
     Balances,
     Posting,
+    TransferKind,
     balances,
     brand_escrow,
+    chapter_of,
     creator_in_transit,
     creator_paid,
     creator_payable,
@@ -85,9 +90,15 @@ def ledger_problems(payouts: Iterable[Payout], transfers: Sequence[PostedTransfe
     by_payout: dict[str, list[Posting]] = {}
     for transfer in transfers:
         by_payout.setdefault(transfer.payout_id, []).extend(transfer.postings)
+    steps: dict[str, set[tuple[int, str]]] = {}
+    for transfer in transfers:
+        steps.setdefault(transfer.payout_id, set()).add(
+            (chapter_of(transfer.transfer_id), transfer.kind)
+        )
     known = set()
     for payout in payouts:
         known.add(payout.payout_id)
+        problems += _attempt_problems(payout, steps.get(payout.payout_id, set()))
         actual = {k: v for k, v in balances(by_payout.get(payout.payout_id, ())).items() if v != 0}
         expected = expected_balances(payout)
         if actual != expected:
@@ -97,6 +108,24 @@ def ledger_problems(payouts: Iterable[Payout], transfers: Sequence[PostedTransfe
             )
     for orphan in sorted(set(by_payout) - known):
         problems.append(f"payout {orphan}: postings exist but the payout does not")
+    return problems
+
+
+_CLOSING: Final = (TransferKind.RETURN.value, TransferKind.SETTLEMENT.value)
+
+
+def _attempt_problems(payout: Payout, steps: set[tuple[int, str]]) -> list[str]:
+    problems = []
+    for chapter, kind in sorted(steps):
+        if chapter > payout.chapter:
+            problems.append(
+                f"payout {payout.payout_id}: a {kind} of attempt {chapter}, beyond its "
+                f"attempt {payout.chapter}"
+            )
+        if kind in _CLOSING and (chapter, TransferKind.DISPATCH.value) not in steps:
+            problems.append(
+                f"payout {payout.payout_id}: a {kind} of attempt {chapter} that dispatched nothing"
+            )
     return problems
 
 

@@ -1,7 +1,7 @@
 """The payout state machine: scheduled -> sent -> settled, held until payable, failed at last.
 
     (new) -> held | scheduled | settled    settled at once when the net amount is zero
-    held -> scheduled                  account / tax form / trusted FX rate arrived
+    held -> scheduled                  account / tax form / trusted, fresh FX rate arrived
     held -> settled                    released, and the net amount is zero
     scheduled -> held                  account no longer payable, or the net amount fails its
                                        check, when the dispatcher picks it
@@ -9,6 +9,15 @@
     scheduled -> failed                refused, or still failing after the last retry
     sent -> settled                    the provider confirmed arrival
     sent -> failed                     the provider reported the transfer failed / reversed
+    failed -> scheduled | held         retried: the creator's account changed, or an operator
+                                       (`creatorflow payouts retry`); held if not payable now
+
+A failed payout is still owed (its net stays payable to the creator). Each retry opens a new
+*chapter*: its ledger steps are recorded apart (`dispatch:2`, `return:2`, ...) and the
+provider gets a new idempotency key, since the old one stands for a transfer that was refused
+or came back. Only when the old transfer may have gone through (given up after retryable
+errors such as timeouts) does the retry keep the chapter, and so the key: the provider then
+answers with that transfer rather than paying again.
 
 Every function here takes a payout and returns a `Transition`: the new payout, the ledger
 transfers the step posts and whether a status event is due. Invalid steps raise.
@@ -30,10 +39,11 @@ from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, hold
 from services.payouts.domain.amounts import (
     FeeSplit,
     FxRecord,
+    FxSnapshotStale,
     FxSnapshotSuspect,
+    locked_conversion,
     net_mismatch,
     split_platform_fee,
-    to_payout_currency,
 )
 from services.payouts.domain.ledger import (
     FX_CLEARING,
@@ -58,9 +68,12 @@ ALLOWED: Final[dict[PayoutStatus, frozenset[PayoutStatus]]] = {
     "scheduled": frozenset({"held", "sent", "failed"}),
     "sent": frozenset({"settled", "failed"}),
     "settled": frozenset(),
-    "failed": frozenset(),
+    "failed": frozenset({"scheduled", "held"}),
 }
 _REASON_LIMIT: Final = 200
+# How much older than the moment a payout became owed its FX snapshot may be
+# (PAYOUTS_FX_MAX_AGE_SECONDS).
+DEFAULT_FX_MAX_AGE: Final = timedelta(hours=24)
 
 
 class InvalidTransition(ValueError):
@@ -91,9 +104,10 @@ class RetrySchedule:
 @dataclass(frozen=True)
 class Payout:
     """One payout. `gross` and `platform_fee` are in the deal currency; `net` (once converted)
-    in the creator's payout currency, with the FX rate used in `fx`. `recovered` (deal
-    currency) is the part of the creator's share kept to repay an earlier clawback: `net` is
-    the rest, converted."""
+    in the creator's payout currency, with the FX rate used in `fx`: the rate locked at
+    `fx_at`, when the payout became owed (its last deliverable confirmed, or its commission
+    decided), however late it is converted. `recovered` (deal currency) is the part of the
+    creator's share kept to repay an earlier clawback: `net` is the rest, converted."""
 
     payout_id: str
     deal_id: str
@@ -113,6 +127,17 @@ class Payout:
     provider_ref: str | None = None
     version: int = 1  # published transitions so far; names the next status event
     recovered: Money | None = None
+    fx_at: datetime | None = None  # None for payouts stored before the lock: converted "now"
+    chapter: int = 1  # the attempt: 1, then one more per retry after a failure
+    # Failed after retryable errors: the last transfer may have been executed, so a retry
+    # must send it again under the same idempotency key.
+    in_doubt: bool = False
+
+    @property
+    def idempotency_key(self) -> str:
+        """The provider's idempotency key of this chapter: the payout id for the first (as
+        ever), the payout id and the chapter after."""
+        return self.payout_id if self.chapter == 1 else f"{self.payout_id}-attempt-{self.chapter}"
 
     @property
     def creator_share(self) -> Money:
@@ -150,6 +175,17 @@ class Payout:
     def event_id(self) -> str:
         """Id of the status event for the current version: a replayed step repeats it."""
         return str(uuid.uuid5(_NAMESPACE, f"{self.payout_id}\x1fv{self.version}"))
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The FX snapshots a conversion locked at a payout's `fx_at` may use: the one `in_force`
+    then and, if that one is unusable, the first trusted one `later` that quotes both
+    currencies (amounts.locked_conversion)."""
+
+    in_force: FxSnapshot | None
+    later: FxSnapshot | None = None
+    max_age: timedelta = DEFAULT_FX_MAX_AGE
 
 
 @dataclass(frozen=True)
@@ -216,11 +252,12 @@ def _recovering(payout: Payout, recoverable: Money | None) -> Payout:
 def _schedule_or_hold(
     payout: Payout,
     account: PayoutAccount | None,
-    snapshot: FxSnapshot | None,
+    rates: Rates,
     now: datetime,
     recoverable: Money | None,
 ) -> tuple[Payout, tuple[Transfer, ...], Hold | None]:
-    """Convert (if not yet) and make due now, or say why it must wait.
+    """Convert (if not yet) at the rate locked at the payout's `fx_at`, and make due now, or
+    say why it must wait.
 
     Converting first repays what the creator owes from clawbacks (`recoverable`, in the
     payout's deal currency) out of the share; only the rest is converted and sent.
@@ -237,11 +274,20 @@ def _schedule_or_hold(
         return payout, (), _amount_hold(payout.payable_share, payout.net, payout.fx)
     recovering = _recovering(payout, recoverable)
     try:
-        net, fx = to_payout_currency(recovering.payable_share, account.currency, snapshot)
+        net, fx = locked_conversion(
+            recovering.payable_share,
+            account.currency,
+            at=payout.fx_at or now,
+            in_force=rates.in_force,
+            later=rates.later,
+            max_age=rates.max_age,
+        )
     except FxRateMissing as missing:
         return payout, (), Hold(HoldCode.FX_RATE, str(missing))
     except FxSnapshotSuspect as suspect:
         return payout, (), Hold(HoldCode.FX_SUSPECT, str(suspect))
+    except FxSnapshotStale as stale:
+        return payout, (), Hold(HoldCode.STALE_FX, str(stale))
     except MoneyError as error:
         return payout, (), Hold(HoldCode.AMOUNT_CHECK, f"cannot convert: {error}")
     hold = _amount_hold(recovering.payable_share, net, fx)
@@ -268,12 +314,18 @@ def create(
     now: datetime,
     platform_fee: Money | None = None,
     recoverable: Money | None = None,
+    fx_at: datetime | None = None,
+    later: FxSnapshot | None = None,
+    fx_max_age: timedelta = DEFAULT_FX_MAX_AGE,
 ) -> Transition:
     """A new payout of `gross` (deal currency): accrued, then scheduled or held.
 
     The platform keeps `platform_fee_bps` of `gross`, or exactly `platform_fee` when given (a
     commission adjustment, whose cut follows the deal's total). Once converted, the payout
     first repays `recoverable` (owed by the creator from clawbacks) as far as its share allows.
+    Its FX rate is locked at `fx_at` (when it became owed; `now` if not given, never later):
+    `snapshot` is the one in force then, `later` the first trusted one after it, used only if
+    `snapshot` is older than `fx_max_age`, suspect or lacks a rate (`Rates`).
     """
     if platform_fee is None:
         split = split_platform_fee(gross, platform_fee_bps)
@@ -291,9 +343,11 @@ def create(
         gross=split.gross,
         platform_fee=split.platform_fee,
         status="held",  # placeholder until decided below; version 1 is the first event
+        fx_at=now if fx_at is None else min(fx_at, now),
     )
     accrual = _accrual(draft)
-    payout, conversion, hold = _schedule_or_hold(draft, account, snapshot, now, recoverable)
+    rates = Rates(snapshot, later, fx_max_age)
+    payout, conversion, hold = _schedule_or_hold(draft, account, rates, now, recoverable)
     if hold is not None:
         return Transition(replace(draft, hold=hold), accrual, publish=True)
     if _nothing_to_send(payout):
@@ -355,13 +409,18 @@ def release(
     snapshot: FxSnapshot | None,
     now: datetime,
     recoverable: Money | None = None,
+    *,
+    later: FxSnapshot | None = None,
+    fx_max_age: timedelta = DEFAULT_FX_MAX_AGE,
 ) -> Transition:
     """Try to release a held payout: scheduled if payable now; otherwise still held, with the
     current reason (a new `payout.held` only when a destination cool-off begins). As in
-    `create`, a converted payout first repays `recoverable`."""
+    `create`, a converted payout first repays `recoverable`, at the rate locked at its
+    `fx_at`: `snapshot` is the one in force then, `later` the first trusted one after."""
     if payout.status != "held":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not held")
-    converted, conversion, hold = _schedule_or_hold(payout, account, snapshot, now, recoverable)
+    rates = Rates(snapshot, later, fx_max_age)
+    converted, conversion, hold = _schedule_or_hold(payout, account, rates, now, recoverable)
     if hold is not None:
         cooling = hold.code is HoldCode.DESTINATION_COOLOFF
         if cooling and (payout.hold is None or payout.hold.code is not hold.code):
@@ -400,6 +459,7 @@ def mark_sent(payout: Payout, provider_ref: str) -> Transition:
         payout.payout_id,
         TransferKind.DISPATCH,
         (creator_payable(payout.creator_id), creator_in_transit(payout.creator_id), net),
+        chapter=payout.chapter,
     )
     return Transition(sent, transfer, publish=True)
 
@@ -418,7 +478,8 @@ def attempt_failed(
             )
         )
     why = reason if not retryable else f"{reason} (gave up after {payout.attempts} attempts)"
-    return Transition(_to(payout, "failed", failure_reason=why, next_attempt_at=None), publish=True)
+    failed = _to(payout, "failed", failure_reason=why, next_attempt_at=None, in_doubt=retryable)
+    return Transition(failed, publish=True)
 
 
 def settle(payout: Payout) -> Transition:
@@ -430,6 +491,7 @@ def settle(payout: Payout) -> Transition:
         payout.payout_id,
         TransferKind.SETTLEMENT,
         (creator_in_transit(payout.creator_id), creator_paid(payout.creator_id), net),
+        chapter=payout.chapter,
     )
     return Transition(_to(payout, "settled"), transfer, publish=True)
 
@@ -441,8 +503,38 @@ def returned(payout: Payout, reason: str) -> Transition:
         payout.payout_id,
         TransferKind.RETURN,
         (creator_in_transit(payout.creator_id), creator_payable(payout.creator_id), net),
+        chapter=payout.chapter,
     )
-    return Transition(_to(payout, "failed", failure_reason=reason), transfer, publish=True)
+    failed = _to(payout, "failed", failure_reason=reason, in_doubt=False)
+    return Transition(failed, transfer, publish=True)
+
+
+def retry(payout: Payout, account: PayoutAccount | None, now: datetime) -> Transition:
+    """Try a failed payout again: due now in a new chapter (the same one if its last transfer
+    may have gone through), or held if the account is not payable now (released as any held
+    payout). The net amount, already converted and still payable to the creator, is sent
+    unchanged; nothing is posted until the provider accepts it."""
+    if payout.status != "failed":
+        raise InvalidTransition(
+            f"payout {payout.payout_id} is {payout.status}, not failed: only failed payouts "
+            "are retried"
+        )
+    chapter = payout.chapter if payout.in_doubt else payout.chapter + 1
+    fresh = replace(
+        payout,
+        chapter=chapter,
+        in_doubt=False,
+        attempts=0,
+        provider_ref=None,
+        failure_reason=None,
+    )
+    hold = hold_for(account, now) or _amount_hold(
+        payout.payable_share, _converted(payout), payout.fx
+    )
+    if hold is not None:
+        return Transition(_to(fresh, "held", hold=hold, next_attempt_at=None), publish=True)
+    scheduled = _to(fresh, "scheduled", next_attempt_at=now)
+    return Transition(scheduled, publish=True)
 
 
 def _converted(payout: Payout) -> Money:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -114,6 +114,16 @@ def payable_fee_milestones(terms: DealTerms, confirmed: Set[str]) -> tuple[Miles
     else:
         milestones = tuple(m for m in fee_milestones(terms) if m.milestone in confirmed)
     return tuple(m for m in milestones if not m.amount.is_zero())
+
+
+def payable_since(
+    terms: DealTerms, milestone: Milestone, confirmed: Mapping[str, datetime]
+) -> datetime:
+    """When `milestone` became payable: the latest confirmation among its deliverables (every
+    deliverable of the deal for the whole fee). The fee's FX rate is locked at that moment."""
+    if milestone.milestone == WHOLE_DEAL:
+        return max(confirmed[d] for d in terms.deliverable_ids)
+    return confirmed[milestone.milestone]
 
 
 def commission_due(terms: DealTerms, now: datetime, grace: timedelta) -> bool:

@@ -6,7 +6,7 @@ state change, the ledger postings and the outbox events commit or roll back toge
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,7 +60,9 @@ class PayoutRepository(Protocol):
         self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
     ) -> bool: ...
 
-    async def confirmed(self, deal_id: str) -> frozenset[str]: ...
+    async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
+        """The deal's confirmed deliverables and when each was (first) confirmed."""
+        ...
 
     async def save_account(self, account: PayoutAccount) -> bool:
         """Store the account unless a newer version (by `updated_at`) is already stored."""
@@ -69,7 +71,8 @@ class PayoutRepository(Protocol):
     async def accounts(self, creator_ids: Iterable[str]) -> dict[str, PayoutAccount]: ...
 
     async def in_flight(self, creator_id: str) -> bool:
-        """Whether the creator has payouts not sent yet (held or scheduled)."""
+        """Whether the creator has payouts not sent yet (held, scheduled, or failed: a failed
+        payout is retried when the account changes)."""
         ...
 
     async def cooled_off_for_update(self, now: datetime, limit: int) -> list[Payout]:
@@ -94,11 +97,22 @@ class PayoutRepository(Protocol):
         not (a suspect one holds the payouts that need it), ties by the smallest source."""
         ...
 
+    async def fx_first_after(
+        self, after: datetime, until: datetime, currencies: Sequence[str]
+    ) -> FxSnapshot | None:
+        """The first trusted snapshot with `after < as_of <= until` that quotes every one of
+        `currencies` (as its base or a rate), ties by the smallest source."""
+        ...
+
     async def add_payout(self, payout: Payout) -> bool:
         """Insert; False (and nothing written) if its business key already has a payout.
 
         Raises FeeCeilingExceeded if a fee payout would take the deal's fee payouts above its
         fee (or has no stored deal, or another currency): enforced by the store itself."""
+        ...
+
+    async def payout(self, payout_id: str) -> Payout | None:
+        """One payout, read without a lock."""
         ...
 
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]: ...
@@ -107,6 +121,10 @@ class PayoutRepository(Protocol):
         self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
     ) -> list[Payout]:
         """Held payouts of these creators (all creators if None) with one of `codes`."""
+        ...
+
+    async def failed_for_update(self, creator_ids: Sequence[str]) -> list[Payout]:
+        """Failed payouts of these creators (locked)."""
         ...
 
     async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:
@@ -154,6 +172,11 @@ class PayoutRepository(Protocol):
     # Reporting (read-only).
     async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
         """Payouts of one creator (or all), oldest first."""
+        ...
+
+    async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
+        """Payouts whose settlement was posted to the ledger at or after `start`, before
+        `end`."""
         ...
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,7 +32,7 @@ class MemoryState:
     deals: dict[str, DealTerms] = field(default_factory=dict)
     # deal -> the attribution revision its commission was last decided on
     commission_decided: dict[str, int] = field(default_factory=dict)
-    confirmations: dict[str, set[str]] = field(default_factory=dict)
+    confirmations: dict[str, dict[str, datetime]] = field(default_factory=dict)
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
     attribution: dict[str, tuple[Money, datetime, int]] = field(default_factory=dict)
     fx: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
@@ -40,13 +40,14 @@ class MemoryState:
     business_keys: set[tuple[str, str, str]] = field(default_factory=set)
     sent_order: list[str] = field(default_factory=list)
     transfers: list[PostedTransfer] = field(default_factory=list)
+    posted_at: dict[str, datetime] = field(default_factory=dict)  # by transfer id
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     notifications: int = 0
 
     def snapshot(self) -> MemoryState:
         """A copy deep enough to roll back to: the values themselves are immutable."""
         copied = MemoryState(**{k: copy.copy(v) for k, v in self.__dict__.items()})
-        copied.confirmations = {k: set(v) for k, v in self.confirmations.items()}
+        copied.confirmations = {k: dict(v) for k, v in self.confirmations.items()}
         return copied
 
 
@@ -85,14 +86,14 @@ class MemoryPayoutRepository:
     async def add_confirmation(
         self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
     ) -> bool:
-        confirmed = self._s.confirmations.setdefault(deal_id, set())
+        confirmed = self._s.confirmations.setdefault(deal_id, {})
         if deliverable_id in confirmed:
             return False
-        confirmed.add(deliverable_id)
+        confirmed[deliverable_id] = confirmed_at
         return True
 
-    async def confirmed(self, deal_id: str) -> frozenset[str]:
-        return frozenset(self._s.confirmations.get(deal_id, ()))
+    async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
+        return dict(self._s.confirmations.get(deal_id, {}))
 
     async def save_account(self, account: PayoutAccount) -> bool:
         known = self._s.accounts.get(account.creator_id)
@@ -106,7 +107,7 @@ class MemoryPayoutRepository:
 
     async def in_flight(self, creator_id: str) -> bool:
         return any(
-            p.creator_id == creator_id and p.status in ("held", "scheduled")
+            p.creator_id == creator_id and p.status in ("held", "scheduled", "failed")
             for p in self._s.payouts.values()
         )
 
@@ -156,6 +157,18 @@ class MemoryPayoutRepository:
     async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
         return self._latest_fx(lambda s: s.as_of <= when)
 
+    async def fx_first_after(
+        self, after: datetime, until: datetime, currencies: Sequence[str]
+    ) -> FxSnapshot | None:
+        candidates = [
+            s
+            for s in self._s.fx.values()
+            if after < s.as_of <= until
+            and s.suspect is None
+            and all(c == s.base or c in s.rates for c in currencies)
+        ]
+        return min(candidates, key=lambda s: (s.as_of, s.source), default=None)
+
     def _latest_fx(self, where: Callable[[FxSnapshot], bool]) -> FxSnapshot | None:
         candidates = [s for s in self._s.fx.values() if where(s)]
         if not candidates:
@@ -193,6 +206,9 @@ class MemoryPayoutRepository:
                 f"{paid + payout.gross.amount} {terms.currency}, above its fee of {terms.fee}"
             )
 
+    async def payout(self, payout_id: str) -> Payout | None:
+        return self._s.payouts.get(payout_id)
+
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:
         return [self._s.payouts[i] for i in sorted(set(payout_ids)) if i in self._s.payouts]
 
@@ -210,6 +226,14 @@ class MemoryPayoutRepository:
             ),
             key=lambda p: p.payout_id,
         )
+
+    async def failed_for_update(self, creator_ids: Sequence[str]) -> list[Payout]:
+        failed = (
+            p
+            for p in self._s.payouts.values()
+            if p.status == "failed" and p.creator_id in creator_ids
+        )
+        return sorted(failed, key=lambda p: p.payout_id)
 
     async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:
         due = [
@@ -232,6 +256,9 @@ class MemoryPayoutRepository:
                 raise StaleUpdate(f"payouts changed meanwhile: {payout.payout_id}")
             self._s.payouts[payout.payout_id] = payout
             if payout.status == "sent" and previous != "sent":
+                # A retried payout is sent again: it moves to the end, as its updated_at does.
+                if payout.payout_id in self._s.sent_order:
+                    self._s.sent_order.remove(payout.payout_id)
                 self._s.sent_order.append(payout.payout_id)
 
     async def commission_due_for_update(
@@ -268,6 +295,8 @@ class MemoryPayoutRepository:
             if transfer.transfer_id in known or transfer.payout_id not in self._s.payouts:
                 raise ValueError(f"transfer {transfer.transfer_id} refused (duplicate or orphan)")
             known.add(transfer.transfer_id)
+            # As PostgreSQL's now(): the wall clock, whatever clock the caller runs on.
+            self._s.posted_at[transfer.transfer_id] = datetime.now(UTC)
             self._s.transfers.append(
                 PostedTransfer(
                     transfer.transfer_id, transfer.payout_id, transfer.kind.value, transfer.postings
@@ -285,6 +314,16 @@ class MemoryPayoutRepository:
         return [
             p for p in self._s.payouts.values() if creator_id is None or p.creator_id == creator_id
         ]
+
+    async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
+        settled = {
+            t.payout_id
+            for t in self._s.transfers
+            if t.kind == "settlement" and start <= self._s.posted_at[t.transfer_id] < end
+        }
+        return sorted(
+            (self._s.payouts[i] for i in settled), key=lambda p: (p.creator_id, p.payout_id)
+        )
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
         return [t for t in self._s.transfers if payout_ids is None or t.payout_id in payout_ids]

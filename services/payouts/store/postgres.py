@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -41,7 +41,7 @@ _FX_LOCK_SPACE: Final = 0x5046
 _PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, brand_id,
     gross_amount, gross_currency, platform_fee_amount, net_amount, net_currency, fx_rate,
     fx_as_of, fx_source, status, hold_code, hold_reason, failure_reason, attempts,
-    next_attempt_at, provider_ref, version, recovered_amount"""
+    next_attempt_at, provider_ref, version, recovered_amount, fx_at, chapter, in_doubt"""
 
 
 def _lock_key(entity_id: str) -> int:
@@ -82,6 +82,9 @@ def _payout(row: asyncpg.Record) -> Payout:
         provider_ref=row["provider_ref"],
         version=row["version"],
         recovered=None if not row["recovered_amount"] else Money(row["recovered_amount"], currency),
+        fx_at=row["fx_at"],
+        chapter=row["chapter"],
+        in_doubt=row["in_doubt"],
     )
 
 
@@ -110,6 +113,9 @@ def _payout_values(p: Payout) -> tuple[Any, ...]:
         p.provider_ref,
         p.version,
         _recovered(p),
+        p.fx_at,
+        p.chapter,
+        p.in_doubt,
     )
 
 
@@ -243,11 +249,12 @@ class PgPayoutRepository:
         )
         return bool(inserted)
 
-    async def confirmed(self, deal_id: str) -> frozenset[str]:
+    async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
         rows = await self._conn.fetch(
-            "SELECT deliverable_id FROM payouts_confirmations WHERE deal_id = $1", deal_id
+            "SELECT deliverable_id, confirmed_at FROM payouts_confirmations WHERE deal_id = $1",
+            deal_id,
         )
-        return frozenset(r["deliverable_id"] for r in rows)
+        return {r["deliverable_id"]: r["confirmed_at"] for r in rows}
 
     async def save_account(self, account: PayoutAccount) -> bool:
         stored = await self._conn.fetchval(
@@ -312,12 +319,17 @@ class PgPayoutRepository:
     async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
         return await fx_store.snapshot_at(self._conn, when)
 
+    async def fx_first_after(
+        self, after: datetime, until: datetime, currencies: Sequence[str]
+    ) -> FxSnapshot | None:
+        return await fx_store.first_trusted_after(self._conn, after, until, currencies)
+
     async def add_payout(self, payout: Payout) -> bool:
         try:
             inserted = await self._conn.fetchval(
                 f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23)
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
                     ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
                 *_payout_values(payout),
             )
@@ -326,6 +338,12 @@ class PgPayoutRepository:
                 raise
             raise FeeCeilingExceeded(error.message) from None
         return bool(inserted)
+
+    async def payout(self, payout_id: str) -> Payout | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE payout_id = $1", payout_id
+        )
+        return None if row is None else _payout(row)
 
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:
         rows = await self._conn.fetch(
@@ -352,7 +370,7 @@ class PgPayoutRepository:
         return bool(
             await self._conn.fetchval(
                 """SELECT EXISTS (SELECT 1 FROM payouts_payouts WHERE creator_id = $1
-                       AND status IN ('held', 'scheduled'))""",
+                       AND status IN ('held', 'scheduled', 'failed'))""",
                 creator_id,
             )
         )
@@ -366,6 +384,15 @@ class PgPayoutRepository:
                 ORDER BY payout_id LIMIT $2 FOR UPDATE SKIP LOCKED""",
             now,
             limit,
+        )
+        return [_payout(r) for r in rows]
+
+    async def failed_for_update(self, creator_ids: Sequence[str]) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
+                WHERE status = 'failed' AND creator_id = ANY($1::text[])
+                ORDER BY payout_id FOR UPDATE""",
+            list(creator_ids),
         )
         return [_payout(r) for r in rows]
 
@@ -398,14 +425,16 @@ class PgPayoutRepository:
                    hold_reason = c.hold_reason, failure_reason = c.failure_reason,
                    attempts = c.attempts, next_attempt_at = c.next_attempt_at,
                    provider_ref = c.provider_ref, version = c.version,
-                   recovered_amount = c.recovered_amount, updated_at = now()
+                   recovered_amount = c.recovered_amount, chapter = c.chapter,
+                   in_doubt = c.in_doubt, updated_at = now()
                FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::numeric[],
                            $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
                            $11::text[], $12::int[], $13::timestamptz[], $14::text[], $15::int[],
-                           $16::numeric[])
+                           $16::numeric[], $17::int[], $18::boolean[])
                    AS c(payout_id, previous, net_amount, net_currency, fx_rate, fx_as_of,
                         fx_source, status, hold_code, hold_reason, failure_reason, attempts,
-                        next_attempt_at, provider_ref, version, recovered_amount)
+                        next_attempt_at, provider_ref, version, recovered_amount, chapter,
+                        in_doubt)
                WHERE p.payout_id = c.payout_id AND p.status = c.previous
                RETURNING p.payout_id""",
             [p.payout_id for p in payouts],
@@ -424,6 +453,8 @@ class PgPayoutRepository:
             [p.provider_ref for p in payouts],
             [p.version for p in payouts],
             [_recovered(p) for p in payouts],
+            [p.chapter for p in payouts],
+            [p.in_doubt for p in payouts],
         )
         if len(updated) != len(changes):
             missing = sorted({p.payout_id for p in payouts} - {r[0] for r in updated})
@@ -494,6 +525,17 @@ class PgPayoutRepository:
                 WHERE $1::text IS NULL OR creator_id = $1
                 ORDER BY created_at, payout_id""",
             creator_id,
+        )
+        return [_payout(r) for r in rows]
+
+    async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p WHERE EXISTS (
+                    SELECT 1 FROM payouts_transfers t WHERE t.payout_id = p.payout_id
+                      AND t.kind = 'settlement' AND t.posted_at >= $1 AND t.posted_at < $2)
+                ORDER BY creator_id, payout_id""",
+            start,
+            end,
         )
         return [_payout(r) for r in rows]
 

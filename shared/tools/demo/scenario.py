@@ -117,10 +117,18 @@ class Scenario:
     # 1 -----------------------------------------------------------------------------------
     def opening(self) -> tuple[list[CloudEvent[Any]], CloudEvent[Any]]:
         """FX rates and the population's profiles; then the match request to send."""
-        fx = FxRatesPublished(
-            base=self.fx.base, rates=dict(self.fx.rates), as_of=self.fx.as_of, source=FX_SOURCE
-        )
-        events = [make_event(fx, source=FX_SOURCE, time=self.now)]
+        # The month-old rates convert the campaign's orders; the same rates published again
+        # this morning are fresh for the fees (payouts hold a payout whose rate is a day old).
+        events = [
+            make_event(
+                FxRatesPublished(
+                    base=self.fx.base, rates=dict(self.fx.rates), as_of=as_of, source=FX_SOURCE
+                ),
+                source=FX_SOURCE,
+                time=self.now,
+            )
+            for as_of in (self.fx.as_of, self.now - timedelta(hours=1))
+        ]
         profiles = self.population.profiles
         events += [
             make_event(profiles.profile(i), source=ONBOARDING_SOURCE, time=self.now)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -127,3 +129,42 @@ async def test_statement_shows_commission_adjustments_clawbacks_and_repayments(
     assert "to repay (clawbacks)" in shown.output and "7.00 USD" in shown.output
     checked = await asyncio.to_thread(invoke, "ledger-check")
     assert checked.exit_code == 0, checked.output
+
+
+async def test_tax_report_lists_us_creators_for_1099_and_foreign_ones_apart(
+    cli_env: None, db_pool: asyncpg.Pool
+) -> None:
+    us, us_low, foreign = uid("cr-us"), uid("cr-low"), uid("cr-w8")
+    db = PgPayouts(db_pool)
+    async with db.transaction() as repo:
+        for creator, form, amount in ((us, "W-9", "650.00"), (us_low, "W-9", "100.00")):
+            await repo.save_account(replace(acct(creator, "USD"), tax_form_type=form))
+            created = new_payout(uid("deal"), creator, acct(creator, "USD"), amount=amount)
+            await add_payout(repo, created.payout)
+            sent = lifecycle.mark_sent(created.payout, "tr_tax")
+            settled = lifecycle.settle(sent.payout)
+            await repo.save_payouts([(settled.payout, "scheduled")])
+            await repo.post([*created.transfers, *sent.transfers, *settled.transfers])
+        await repo.save_account(replace(acct(foreign, "EUR"), tax_form_type="W-8BEN"))
+        created = new_payout(uid("deal"), foreign, acct(foreign, "EUR"), amount="1000.00")
+        await add_payout(repo, created.payout)
+        sent = lifecycle.mark_sent(created.payout, "tr_tax_eur")
+        settled = lifecycle.settle(sent.payout)
+        await repo.save_payouts([(settled.payout, "scheduled")])
+        await repo.post([*created.transfers, *sent.transfers, *settled.transfers])
+    year = str(datetime.now(UTC).year)
+
+    shown = await asyncio.to_thread(invoke, "tax-report", "--year", year)
+    assert shown.exit_code == 0, shown.output
+    reportable, foreign_part = shown.output.split("W-8BEN / W-8BEN-E", 1)
+    # 650.00 less the 1 % platform fee: 643.50 USD; the creator paid 99.00 is below 600.
+    assert us in reportable and "643.50" in reportable and us_low not in reportable
+    assert us_low in foreign_part and "99.00" in foreign_part  # listed last, with its total
+    # 1000.00 USD less 1 %, paid as 891.00 EUR: worth its 990.00 USD share.
+    assert foreign in foreign_part and "990.00" in foreign_part
+    lower = await asyncio.to_thread(invoke, "tax-report", "--year", year, "--threshold", "99")
+    assert lower.exit_code == 0 and us_low in lower.output.split("W-8BEN / W-8BEN-E")[0]
+    earlier = await asyncio.to_thread(invoke, "tax-report", "--year", str(int(year) - 1))
+    assert earlier.exit_code == 0 and us not in earlier.output
+    wrong = await asyncio.to_thread(invoke, "tax-report", "--year", year, "--threshold", "lots")
+    assert wrong.exit_code == 1 and "no amount of USD" in wrong.output

@@ -86,8 +86,9 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
             [
                 account(creator, currency="EUR"),
                 deal_signed(deal, creator),
-                confirmed(deal, "dl-1"),
-                confirmed(deal, "dl-2"),
+                # Confirmed while the last poisoned snapshot is in force.
+                confirmed(deal, "dl-1", at=now - timedelta(minutes=30)),
+                confirmed(deal, "dl-2", at=now - timedelta(minutes=30)),
             ],
         )
 

@@ -69,11 +69,13 @@ def deal_signed(
     return make_event(data, source=SOURCE, time=T0)
 
 
-def confirmed(deal_id: str, deliverable_id: str, *, event_id: str | None = None) -> CloudEvent[Any]:
+def confirmed(
+    deal_id: str, deliverable_id: str, *, event_id: str | None = None, at: datetime = T0
+) -> CloudEvent[Any]:
     data = DeliverableConfirmed(
-        deal_id=deal_id, deliverable_id=deliverable_id, confirmed_by="auto", confirmed_at=T0
+        deal_id=deal_id, deliverable_id=deliverable_id, confirmed_by="auto", confirmed_at=at
     )
-    return make_event(data, source=SOURCE, time=T0, id=event_id)
+    return make_event(data, source=SOURCE, time=at, id=event_id)
 
 
 def account(

@@ -111,7 +111,7 @@ class PayoutStoreContract:
         async with db.transaction() as repo:
             assert await repo.add_confirmation(deal, "dl-1", "auto", LONG_AGO)
             assert not await repo.add_confirmation(deal, "dl-1", "auto", LONG_AGO)
-            assert await repo.confirmed(deal) == {"dl-1"}
+            assert await repo.confirmed(deal) == {"dl-1": LONG_AGO}
             assert await repo.save_attribution(deal, Money.of("5", "USD"), LONG_AGO + timedelta(1))
             assert not await repo.save_attribution(deal, Money.of("9", "USD"), LONG_AGO)
             assert await repo.attribution(deal) == Attribution(Money.of("5.00", "USD"), 1)
@@ -350,3 +350,51 @@ class PayoutStoreContract:
         assert second is not None and second.suspect is not None
         assert "EUR 0.9215 -> 100000 per USD" in second.suspect
         assert before_both is None or before_both.as_of < as_of
+
+    async def test_the_first_trusted_snapshot_after_a_moment_quoting_both_currencies(
+        self, db: PayoutDatabase
+    ) -> None:
+        # Far in the future, and a base of its own, so no other test's snapshot comes between.
+        at = datetime(2095, 1, 1, tzinfo=UTC) + timedelta(seconds=int(uid("x")[-6:], 16))
+
+        def snapshot(rates: dict[str, str], hours: int, base: str = "CHF") -> FxSnapshot:
+            quoted = {c: Decimal(r) for c, r in rates.items()}
+            return FxSnapshot(base, quoted, at + timedelta(hours=hours), "t")
+
+        async with db.transaction() as repo:
+            for saved in (
+                snapshot({"EUR": "1.05"}, 0),  # at the moment itself: not after it
+                snapshot({"JPY": "170"}, 1),  # lacks EUR
+                snapshot({"EUR": "1000", "JPY": "100000"}, 2),  # suspect: moved too far
+                snapshot({"EUR": "1.06", "JPY": "171"}, 3),
+                snapshot({"EUR": "1.07", "JPY": "172"}, 4),
+            ):
+                await repo.save_fx(saved, uid("e"), Decimal("0.25"))
+            found = await repo.fx_first_after(at, at + timedelta(hours=5), ["CHF", "EUR"])
+            too_soon = await repo.fx_first_after(at, at + timedelta(hours=2), ["CHF", "EUR"])
+            by_base = await repo.fx_first_after(at, at + timedelta(hours=5), ["JPY", "CHF"])
+        assert found is not None and found.as_of == at + timedelta(hours=3)
+        assert found.rates["EUR"] == Decimal("1.06")
+        assert too_soon is None
+        assert by_base is not None and by_base.as_of == at + timedelta(hours=1)
+
+    async def test_settled_between_finds_payouts_by_when_their_settlement_was_posted(
+        self, db: PayoutDatabase
+    ) -> None:
+        creator = uid("cr")
+        created = new_payout(uid("deal"), creator, acct(creator))
+        sent = lifecycle.mark_sent(created.payout, "tr_tax")
+        settled = lifecycle.settle(sent.payout)
+        unsettled = new_payout(uid("deal"), creator, acct(creator))
+        async with db.transaction() as repo:
+            for payout in (created.payout, unsettled.payout):
+                await add_payout(repo, payout)
+            await repo.post([*created.transfers, *unsettled.transfers])
+            await repo.save_payouts([(settled.payout, "scheduled")])
+            await repo.post([*sent.transfers, *settled.transfers])
+        now = datetime.now(UTC)
+        async with db.snapshot() as repo:
+            found = await repo.settled_between(now - timedelta(hours=1), now + timedelta(hours=1))
+            later = await repo.settled_between(now + timedelta(hours=1), now + timedelta(hours=2))
+        assert [p for p in found if p.creator_id == creator] == [settled.payout]
+        assert [p for p in later if p.creator_id == creator] == []

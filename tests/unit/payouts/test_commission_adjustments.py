@@ -134,6 +134,7 @@ async def test_a_creator_without_an_account_is_held_and_repays_on_release() -> N
     await h.consume(fx({"EUR": "0.9"}))
     deal, creator = await signed(h, currency=None)
     h.now = CLOSES
+    await h.consume(fx({"EUR": "0.9"}, as_of=CLOSES))  # fresh when the commission is decided
     await revenue(h, deal, creator, "500.00")
     await revenue(h, deal, creator, "800.00")
     await revenue(h, deal, creator, "600.00")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,10 +17,10 @@ from tests.unit.payouts.harness import Harness
 RATES = {"EUR": "0.9215", "JPY": "151.32"}
 
 
-async def _confirmed_deal(h: Harness, currency: str = "EUR") -> str:
+async def _confirmed_deal(h: Harness, currency: str = "EUR", at: datetime = T0) -> str:
     deal, creator = uid("deal"), uid("cr")
     await h.consume(account(creator, currency=currency), deal_signed(deal, creator))
-    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    await h.consume(confirmed(deal, "dl-1", at=at), confirmed(deal, "dl-2", at=at))
     return deal
 
 
@@ -40,7 +40,8 @@ async def test_payouts_are_held_while_the_snapshot_in_force_is_suspect(rate: str
     h = Harness()
     await h.consume(fx(RATES))
     await h.consume(fx({"EUR": rate, "JPY": "151.40"}, as_of=T0 + timedelta(hours=1)))
-    deal = await _confirmed_deal(h)
+    # Confirmed while the suspect snapshot is in force.
+    deal = await _confirmed_deal(h, at=T0 + timedelta(hours=1, minutes=30))
     [held] = h.payouts(deal)
     assert held.status == "held" and held.net is None
     assert held.hold is not None and held.hold.code == HoldCode.FX_SUSPECT
