@@ -29,7 +29,7 @@ from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent, EventType, Topic, decode, spec_for_type
 from shared.contract.events.keys import SigningKeyRegistered
 from shared.contract.signing import Party, RejectReason, public_key_from_text, signature_valid
-from shared.runtime.kafka import client_options
+from shared.runtime.kafka import client_options, partitions_of
 from shared.runtime.observability import UNSIGNED_ACCEPTED
 
 log = structlog.get_logger(__name__)
@@ -112,11 +112,7 @@ class KeyReader:
     async def start(self) -> None:
         await self._consumer.start()
         self._started = True
-        await self._consumer.topics()  # fetches the cluster's metadata
-        partitions = self._consumer.partitions_for_topic(Topic.OPERATOR_SIGNING_KEYS) or set()
-        self._consumer.assign(
-            [TopicPartition(Topic.OPERATOR_SIGNING_KEYS, p) for p in sorted(partitions)]
-        )
+        self._consumer.assign(await partitions_of(self._consumer, [Topic.OPERATOR_SIGNING_KEYS]))
         await self.catch_up()
 
     async def stop(self) -> None:
