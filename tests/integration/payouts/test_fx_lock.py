@@ -23,7 +23,8 @@ from services.payouts.settings import PayoutsSettings
 from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.kafka_io import StatusWatcher, produce
+from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 
@@ -58,8 +59,8 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
     deal, creator = uid("deal"), uid("cr")
     confirmed_at = now - timedelta(hours=1)
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
-        await produce(bootstrap, [fx({"EUR": "0.9000"}, as_of=now - timedelta(hours=2))])
-        await produce(
+        await produce_events(bootstrap, [fx({"EUR": "0.9000"}, as_of=now - timedelta(hours=2))])
+        await produce_events(
             bootstrap,
             [
                 deal_signed(deal, creator),
@@ -74,7 +75,7 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
         )
         # The rate moves while the payout waits for the creator's account.
         moved = fx({"EUR": "0.9500"}, as_of=now - timedelta(minutes=30))
-        await produce(bootstrap, [moved])
+        await produce_events(bootstrap, [moved])
 
         async def moved_applied() -> bool:
             return bool(
@@ -84,7 +85,7 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
             )
 
         await eventually(moved_applied, what="the moved rate stored")
-        await produce(bootstrap, [account(creator, currency="EUR", time=now)])
+        await produce_events(bootstrap, [account(creator, currency="EUR", time=now)])
         await watcher.wait_for(
             lambda: "payout.sent" in statuses(watcher, deal), seconds=60, what="payout sent"
         )
@@ -108,7 +109,7 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         stale = fx({"JPY": "150.00"}, as_of=now - timedelta(hours=30))
         ready = [stale, account(creator, currency="JPY", time=now)]
-        await produce(bootstrap, ready)
+        await produce_events(bootstrap, ready)
 
         async def ready_applied() -> bool:
             applied = await db_pool.fetchval(
@@ -119,7 +120,7 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
 
         # The account first, so that the payout is held for the rate alone.
         await eventually(ready_applied, what="the rate and the account stored")
-        await produce(
+        await produce_events(
             bootstrap,
             [
                 deal_signed(deal, creator),
@@ -139,7 +140,7 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
             "SELECT hold_code FROM payouts_payouts WHERE deal_id = $1", deal
         )
         assert code == "stale_fx"
-        await produce(bootstrap, [fx({"JPY": "151.00"}, as_of=now - timedelta(minutes=10))])
+        await produce_events(bootstrap, [fx({"JPY": "151.00"}, as_of=now - timedelta(minutes=10))])
         await watcher.wait_for(
             lambda: "payout.sent" in statuses(watcher, deal), seconds=60, what="released and sent"
         )

@@ -18,8 +18,9 @@ from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.kafka_io import StatusWatcher, produce
+from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.integration.payouts.stripe_server import FakeStripe
+from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
 
@@ -68,7 +69,7 @@ async def _failed_payout(
 ) -> tuple[str, str, str]:
     deal, creator = uid("deal"), uid("cr")
     first = account(creator, currency="USD", destination=CLOSED)
-    await produce(infra.kafka_bootstrap_servers, [first])
+    await produce_events(infra.kafka_bootstrap_servers, [first])
 
     async def stored() -> bool:
         return bool(
@@ -79,7 +80,7 @@ async def _failed_payout(
 
     # The account first, so the payout goes straight to the rail (never held for it).
     await eventually(stored, what="the account stored")
-    await produce(
+    await produce_events(
         infra.kafka_bootstrap_servers,
         [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
     )
@@ -104,7 +105,7 @@ async def test_a_refused_payout_is_sent_once_after_the_account_changes(
     setup = PayoutsSetup(SETTINGS, adapter, group_id=f"payouts-retry-{uuid.uuid4().hex[:8]}")
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         deal, creator, payout_id = await _failed_payout(infra, watcher, rail, db_pool)
-        await produce(
+        await produce_events(
             infra.kafka_bootstrap_servers, [account(creator, currency="USD", destination=OPEN)]
         )
         await watcher.wait_for(
