@@ -124,7 +124,8 @@ def consume_batch(
                 if e.type in {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
             }
             await repo.lock(creator_ids=creators)
-            work = Work(repo, policy, clock(), seal=destinations.seal)
+            signers = {e.identity: d.signed_by for e, d in batch if d.signed_by is not None}
+            work = Work(repo, policy, clock(), seal=destinations.seal, signers=signers)
             for event in events.values():
                 await HANDLERS[event.type](work, event)
             await work.flush()

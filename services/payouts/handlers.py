@@ -53,6 +53,7 @@ from shared.contract.events import (
     CloudEvent,
     DealSigned,
     DeliverableConfirmed,
+    EventIdentity,
     EventType,
     FxRatesPublished,
     PayoutAccountUpserted,
@@ -102,6 +103,8 @@ class Work:
     now: datetime
     # Encrypts payout destinations; only the consumer, which stores accounts, needs one.
     seal: Seal | None = None
+    # Who signed each event of the batch, once checked (shared.runtime.trust): a brand id.
+    signers: Mapping[EventIdentity, str] = field(default_factory=dict)
     transfers: list[Transfer] = field(default_factory=list)
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
@@ -267,16 +270,27 @@ async def on_deal_signed(work: Work, event: CloudEvent[Any]) -> None:
 
 
 async def on_deliverable_confirmed(work: Work, event: CloudEvent[Any]) -> None:
-    """Record the confirmation; create the fee payouts it makes payable."""
+    """Record the confirmation; create the fee payouts it makes payable.
+
+    A confirmation signed by another brand than the deal's is refused; one that arrives
+    before its deal is kept apart with its signer and counts only if that is the deal's brand
+    (the store's `confirmed`), so it can neither pay nor block the deal's own confirmation.
+    """
     data: DeliverableConfirmed = event.data
     terms = await work.repo.deal(data.deal_id)
+    signed_by = work.signers.get(event.identity)
+    if terms is not None and signed_by is not None and signed_by != terms.brand_id:
+        raise EventRejected(
+            f"not_the_deal_owner: deal {data.deal_id} is brand {terms.brand_id}'s; this "
+            f"confirmation is signed by brand {signed_by}"
+        )
     if terms is not None and data.deliverable_id not in terms.deliverable_ids:
         raise EventRejected(
             f"data.deliverable_id: {data.deliverable_id!r} is not a deliverable of deal "
             f"{data.deal_id} (it has {', '.join(sorted(terms.deliverable_ids))})"
         )
     await work.repo.add_confirmation(
-        data.deal_id, data.deliverable_id, data.confirmed_by, data.confirmed_at
+        data.deal_id, data.deliverable_id, data.confirmed_by, data.confirmed_at, signed_by or ""
     )
     if terms is not None:
         await _create_fee_payouts(work, terms)
@@ -387,8 +401,8 @@ async def on_attribution_updated(work: Work, event: CloudEvent[Any]) -> None:
 async def on_fx_rates_published(work: Work, event: CloudEvent[Any]) -> None:
     """Store (and judge) the snapshot, and release payouts that waited for a trusted rate."""
     data: FxRatesPublished = event.data
-    # Already stored means another service consuming fx.rates saved it first (the table is
-    # shared): the payouts held for a rate must be re-checked all the same.
+    # Already stored (the same snapshot sent again under another event id): the payouts held
+    # for a rate are re-checked all the same.
     await work.repo.save_fx(snapshot_from_event(data), event.id, work.policy.fx_max_move)
     work.forget_fx()
     held = await work.repo.held_for_update(codes=FX_HOLDS)

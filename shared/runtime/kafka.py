@@ -18,13 +18,14 @@ handler raises nothing but cancellation), i.e. after the handler's database comm
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import ssl
 import time
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -434,6 +435,9 @@ class Delivery:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+    # Who signed the event, once its signature was checked (shared.runtime.trust): the owner
+    # id of the key, e.g. a brand id; None when unsigned. Not part of where it came from.
+    signed_by: str | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, message: KafkaMessage) -> Delivery:
@@ -563,8 +567,9 @@ def dispatch_by_type(handlers: Mapping[str, EventHandler]) -> EventHandler:
 
 
 # Checks that an event's sender was entitled to send it (shared.runtime.trust); raises
-# EventRejected when not. Given the decoded event and its raw bytes.
-SenderCheck = Callable[[CloudEvent[Any], bytes], Awaitable[object]]
+# EventRejected when not. Given the decoded event and its raw bytes; returns the owner id of
+# the key that signed it, None if unsigned.
+SenderCheck = Callable[[CloudEvent[Any], bytes], Awaitable[str | None]]
 
 
 class SafeConsumer:
@@ -632,7 +637,9 @@ class SafeConsumer:
                 check_not_future(event, now, self.max_clock_skew)
                 check_key(event, delivery.key)
                 if self.check_sender is not None:
-                    await self.check_sender(event, delivery.value)
+                    signed_by = await self.check_sender(event, delivery.value)
+                    if signed_by is not None:
+                        delivery = dataclasses.replace(delivery, signed_by=signed_by)
             except EventDecodeError as error:
                 EVENTS_FAILED.labels(delivery.topic, error.error_class).inc()
                 await self.dead_letters.send(delivery, error.error_class, error.reason)

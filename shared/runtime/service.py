@@ -208,7 +208,7 @@ class ServiceRuntime:
             retry,
             max_bytes=settings.max_message_bytes,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
-            check_sender=trust.check,
+            check_sender=trust.signer_of,
         )
         signing_key = (
             None

@@ -208,6 +208,11 @@ class Trust:
                 )
         return Signer(key.party, key.owner_id, key.key_id)
 
+    async def signer_of(self, event: CloudEvent[Any], raw: bytes) -> str | None:
+        """`check`, for the consumer: the owner id of the verified signer, if signed."""
+        signer = await self.check(event, raw)
+        return None if signer is None else signer.owner_id
+
     async def _catch_up(self) -> None:
         # Retried until the broker answers, like every transient failure: an event must not
         # be refused as signed by an unknown key because the registry could not be read.

@@ -151,7 +151,7 @@ async def test_refused_events_are_dead_lettered_with_their_reason_and_neighbours
 ) -> None:
     dead = RecordingDeadLetters()
     trust = Trust(registry, None, require_signatures=True)
-    consumer = SafeConsumer(dead, RETRY, check_sender=trust.check)
+    consumer = SafeConsumer(dead, RETRY, check_sender=trust.signer_of)
     events = [
         sign_event(deal(id="good-1"), BRAND),
         deal(id="unsigned"),

@@ -57,11 +57,20 @@ class PayoutRepository(Protocol):
     async def deals(self, deal_ids: Iterable[str]) -> dict[str, DealTerms]: ...
 
     async def add_confirmation(
-        self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
-    ) -> bool: ...
+        self,
+        deal_id: str,
+        deliverable_id: str,
+        confirmed_by: str,
+        confirmed_at: datetime,
+        signed_by: str = "",
+    ) -> bool:
+        """Keep a confirmation; `signed_by` is the brand that signed it ('' if unsigned).
+        Confirmations by different signers are kept apart: one never hides another."""
+        ...
 
     async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
-        """The deal's confirmed deliverables and when each was (first) confirmed."""
+        """The deal's confirmed deliverables and when each was (first) confirmed, counting
+        only confirmations unsigned or signed by the deal's brand."""
         ...
 
     async def save_account(self, account: PayoutAccount) -> bool:

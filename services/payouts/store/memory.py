@@ -32,7 +32,8 @@ class MemoryState:
     deals: dict[str, DealTerms] = field(default_factory=dict)
     # deal -> the attribution revision its commission was last decided on
     commission_decided: dict[str, int] = field(default_factory=dict)
-    confirmations: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    # deal -> (deliverable, signer) -> when
+    confirmations: dict[str, dict[tuple[str, str], datetime]] = field(default_factory=dict)
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
     attribution: dict[str, tuple[Money, datetime, int]] = field(default_factory=dict)
     fx: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
@@ -84,16 +85,27 @@ class MemoryPayoutRepository:
         return {d: self._s.deals[d] for d in set(deal_ids) if d in self._s.deals}
 
     async def add_confirmation(
-        self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
+        self,
+        deal_id: str,
+        deliverable_id: str,
+        confirmed_by: str,
+        confirmed_at: datetime,
+        signed_by: str = "",
     ) -> bool:
         confirmed = self._s.confirmations.setdefault(deal_id, {})
-        if deliverable_id in confirmed:
+        if (deliverable_id, signed_by) in confirmed:
             return False
-        confirmed[deliverable_id] = confirmed_at
+        confirmed[(deliverable_id, signed_by)] = confirmed_at
         return True
 
     async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
-        return dict(self._s.confirmations.get(deal_id, {}))
+        deal = self._s.deals.get(deal_id)
+        owners = {"", deal.brand_id} if deal is not None else {""}
+        first: dict[str, datetime] = {}
+        for (deliverable_id, signer), at in self._s.confirmations.get(deal_id, {}).items():
+            if signer in owners and (deliverable_id not in first or at < first[deliverable_id]):
+                first[deliverable_id] = at
+        return first
 
     async def save_account(self, account: PayoutAccount) -> bool:
         known = self._s.accounts.get(account.creator_id)

@@ -236,22 +236,31 @@ class PgPayoutRepository:
         return {r["deal_id"]: _deal(r) for r in rows}
 
     async def add_confirmation(
-        self, deal_id: str, deliverable_id: str, confirmed_by: str, confirmed_at: datetime
+        self,
+        deal_id: str,
+        deliverable_id: str,
+        confirmed_by: str,
+        confirmed_at: datetime,
+        signed_by: str = "",
     ) -> bool:
         inserted = await self._conn.fetchval(
             """INSERT INTO payouts_confirmations (deal_id, deliverable_id, confirmed_by,
-                   confirmed_at) VALUES ($1, $2, $3, $4)
+                   confirmed_at, signed_by) VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT DO NOTHING RETURNING true""",
             deal_id,
             deliverable_id,
             confirmed_by,
             confirmed_at,
+            signed_by,
         )
         return bool(inserted)
 
     async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
         rows = await self._conn.fetch(
-            "SELECT deliverable_id, confirmed_at FROM payouts_confirmations WHERE deal_id = $1",
+            """SELECT c.deliverable_id, min(c.confirmed_at) AS confirmed_at
+               FROM payouts_confirmations c LEFT JOIN payouts_deals d USING (deal_id)
+               WHERE c.deal_id = $1 AND (c.signed_by = '' OR c.signed_by = d.brand_id)
+               GROUP BY c.deliverable_id""",
             deal_id,
         )
         return {r["deliverable_id"]: r["confirmed_at"] for r in rows}

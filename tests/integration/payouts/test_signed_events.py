@@ -3,8 +3,9 @@
 A brand's deal and confirmations, and the onboarding party's payout account, signed and
 registered, pay the creator. Interleaved with them: a stranger changing the creator's
 destination (an unregistered key, then unsigned), another brand signing the first brand's
-deal, a tampered deal, a deal signed with a revoked key. Each of those is dead-lettered with
-its reason and has no effect; the valid neighbours are applied.
+deal or confirming its deliverable, a tampered deal, a deal signed with a revoked key. Each
+of those is dead-lettered with its reason and has no effect; the valid neighbours are
+applied. Another brand's confirmations sent before a deal neither pay nor block it.
 """
 
 from __future__ import annotations
@@ -86,16 +87,30 @@ async def test_only_the_entitled_party_moves_money(
     tampered_raw = encode(tampered_deal).replace(b'"0.10"', b'"0.90"', 1)
     assert tampered_raw != encode(tampered_deal)
     retired_deal = sign_event(deal_with_id(by_retired), retired)
+    rival_confirmation = sign_event(confirmed(deal, "dl-1", event_id=uid("rival")), rival)
+    late = uid("deal")
+    early_rival = [sign_event(confirmed(late, d), rival) for d in ("dl-1", "dl-2")]
     setup = PayoutsSetup(SETTINGS, group_id=f"payouts-signed-{uuid.uuid4().hex[:8]}")
     await produce_events(bootstrap, [*registered, revoked, fx({"EUR": "0.92"})])
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, settings=PRODUCTION, urls=infra):
         await produce_events(bootstrap, [good[0], forged_account, unsigned_account])
         await produce_events(bootstrap, [good[1], rival_deal, retired_deal])
         await produce(bootstrap, [(Topic.CAMPAIGN_DEALS, event_key(tampered_deal), tampered_raw)])
-        await produce_events(bootstrap, good[2:])
+        await produce_events(bootstrap, [rival_confirmation, *good[2:]])
         await watcher.wait_for(
             lambda: "payout.sent" in [e.type for e in watcher.of({deal})],
             what="the creator paid",
+        )
+        # Another brand confirms a deal's deliverables before the deal arrives: nothing due.
+        await produce_events(bootstrap, [*early_rival, keys.sign(deal_signed(late, creator))])
+        await asyncio.sleep(2.0)
+        assert watcher.of({late}) == [], "another brand's confirmations paid the deal"
+        await produce_events(
+            bootstrap, [keys.sign(confirmed(late, d), owner="br-1") for d in ("dl-1", "dl-2")]
+        )
+        await watcher.wait_for(
+            lambda: "payout.sent" in [e.type for e in watcher.of({late})],
+            what="the late deal paid on its own brand's confirmations",
         )
         await asyncio.sleep(1.0)  # time for anything refused to show up as applied
 
@@ -110,9 +125,17 @@ async def test_only_the_entitled_party_moves_money(
         if json.loads(letter.value)["id"] in bad
     }
     assert found == {event_id: ("Untrusted", reason) for event_id, reason in bad.items()}
+    [refused] = [
+        letter
+        for letter in await read_dead_letters(
+            bootstrap, [dlq_topic(Topic.DELIVERABLES_CONFIRMED)], service="payouts"
+        )
+        if json.loads(letter.value)["id"] == rival_confirmation.id
+    ]
+    assert refused.reason.startswith(f"not_the_deal_owner: deal {deal} is brand br-1's")
     applied = await db_pool.fetch(
         "SELECT event_id FROM processed_events WHERE event_id = ANY($1::text[])", list(bad)
     )
     assert applied == [], "a refused event was applied"
-    paid = [e.data for e in watcher.of({deal}) if e.type == "payout.sent"]
-    assert len(paid) == 1
+    for paid_deal in (deal, late):
+        assert len([e for e in watcher.of({paid_deal}) if e.type == "payout.sent"]) == 1

@@ -118,6 +118,23 @@ class PayoutStoreContract:
             assert await repo.save_attribution(deal, Money.of("7", "USD"), LONG_AGO + timedelta(1))
             assert await repo.attribution(deal) == Attribution(Money.of("7.00", "USD"), 2)
 
+    async def test_only_the_deals_brand_confirms_and_another_cannot_block_it(
+        self, db: PayoutDatabase
+    ) -> None:
+        deal = uid("deal")
+        later = LONG_AGO + timedelta(hours=1)
+        async with db.transaction() as repo:
+            # Another brand's confirmation arrives first, before the deal is known.
+            assert await repo.add_confirmation(deal, "dl-1", "u", LONG_AGO, signed_by="rival")
+            assert await repo.confirmed(deal) == {}
+            await repo.add_deal(terms(deal, uid("cr")), "e")
+            assert await repo.confirmed(deal) == {}
+            # The deal's own brand confirms after it: that one counts.
+            assert await repo.add_confirmation(deal, "dl-1", "u", later, signed_by="br")
+            assert not await repo.add_confirmation(deal, "dl-1", "u", later, signed_by="br")
+            assert await repo.add_confirmation(deal, "dl-2", "auto", later)  # unsigned
+            assert await repo.confirmed(deal) == {"dl-1": later, "dl-2": later}
+
     async def test_accounts_newer_wins_and_destination_stays_secret(
         self, db: PayoutDatabase
     ) -> None:
