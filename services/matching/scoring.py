@@ -16,7 +16,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from services.matching.authenticity import TRUST_FLAGS
 from services.matching.diversity import mmr
@@ -29,6 +28,7 @@ from services.matching.features import (
     shrunk_roas,
 )
 from services.matching.index import CreatorIndex
+from services.matching.niche_vectors import NicheQuery
 from services.matching.ranker import LinearRanker
 from shared.contract.events import MatchRequested
 from shared.contract.events.matching import EngagementRange, FollowerRange, MatchFilters
@@ -148,6 +148,8 @@ class RankedCreator:
     flags: tuple[str, ...]
     flag_reasons: dict[str, str]
     """Why each flag was raised, in numbers a brand can check."""
+    matched_terms: tuple[str, ...] = ()
+    """The brief's words this creator matched on, as read ("pups ~ puppy"), strongest first."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ class Candidates:
 
     reason: npt.NDArray[np.int8]
     """Per index row: 0 when eligible, else the code of the first filter that dropped it."""
+    niche: NicheQuery
     rows: npt.NDArray[np.int64]
     features: npt.NDArray[np.float32]
     """One row per eligible creator, columns in FEATURES order."""
@@ -233,8 +236,9 @@ def candidates(
     cost = c.cost_minor[:n] / exponents[currency] * rates[currency]
     drop("no_fx_rate", np.isnan(cost))
     drop("over_budget", cost > budget * (1 + 1e-9))
-    niche = index.niche.similarity(_query_vector(index, query), n)
-    if index.niche.vectorizer is not None:
+    niche_query = index.niche.encode_query(query.niche_text)
+    niche = index.niche.similarity(niche_query.vector, n)
+    if index.niche.vectorizer is not None:  # no term or concept in common, typos read
         drop("off_niche", niche <= 0)
 
     rows = np.flatnonzero(reason == 0).astype(np.int64)
@@ -255,7 +259,7 @@ def candidates(
         k=settings.roas_prior_strength,
     )
     features[:, 7] = past_performance(shrunk, prior=settings.roas_prior)
-    return Candidates(reason, rows, features)
+    return Candidates(reason, niche_query, rows, features)
 
 
 def match(
@@ -281,6 +285,8 @@ def match(
         else query.diversity_trade_off
     )
     picked = _diversified(index, rows[pool], scores[pool], query.limit, trade_off)
+    picked_rows = rows[pool[picked]] if picked else np.zeros(0, dtype=np.int64)
+    niche_rows = index.niche.rows(picked_rows)
 
     creators = []
     for rank, p in enumerate(picked, start=1):
@@ -302,6 +308,7 @@ def match(
                 features={f: float(x) for f, x in zip(FEATURES, features[at], strict=True)},
                 flags=tuple(flags),
                 flag_reasons=flags,
+                matched_terms=eligible.niche.matched(niche_rows[rank - 1]),
             )
         )
     counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
@@ -327,10 +334,6 @@ def _outside(
     if most is not None:
         outside |= values > np.float32(most)
     return outside
-
-
-def _query_vector(index: CreatorIndex, query: MatchQuery) -> sp.csr_matrix:
-    return index.niche.encode([query.niche_text])
 
 
 def _audience_country(index: CreatorIndex, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
