@@ -15,7 +15,8 @@ times: each request's latency runs from their common arrival to its answer.
 
 Then it starts the embedded Kafka/Postgres/Redis, stores 100k generated creators, starts the
 matching service (which rebuilds its index from Postgres), publishes requests one at a time
-with a plain producer and prints the p50/p99 time until the `match.suggested` answer arrives.
+with a plain producer and prints the p50/p99 time until the `match.suggested` answer arrives;
+then `--concurrent` requests at once, `--rounds` times, each timed from the common send.
 
 Usage: python bench/bench_matching.py [--sizes 100000,1000000] [--queries 60] [--kafka-size N]
        [--concurrent 24] [--rounds 10] [--tail-words 4]
@@ -220,7 +221,7 @@ def bench_concurrent(index: CreatorIndex, count: int, rounds: int, *, seed: int)
     )
 
 
-async def bench_kafka(size: int, count: int) -> None:
+async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail: int) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from services.matching.app import SERVICE, background, start_service
@@ -238,6 +239,7 @@ async def bench_kafka(size: int, count: int) -> None:
         urls = stack.urls
         assert urls is not None
         population = generate_population(size, seed=42, id_prefix=f"kb{uuid.uuid4().hex[:6]}")
+        add_long_tail(population.profiles.bio, tail, seed=42)
         pool = await create_pool(urls.database_url, schema=SCHEMA.name)
         await migrate(pool, SCHEMA)
         store = PostgresMatchingStore(pool)
@@ -300,6 +302,28 @@ async def bench_kafka(size: int, count: int) -> None:
                     f"max {max(latencies):.1f} ms",
                     flush=True,
                 )
+                together: list[float] = []
+                for r in range(rounds):
+                    made = requests(concurrent, seed=100 + r)
+                    events = [make_event(request, source="bench/brand") for request in made]
+                    sent = time.perf_counter()
+                    for event in events:
+                        await producer.send(
+                            Topic.BRAND_MATCH_REQUESTS, encode(event), key=event_key(event)
+                        )
+                    await producer.flush()
+                    waiting = {request.request_id for request in made}
+                    while waiting:
+                        record = await asyncio.wait_for(consumer.getone(), 30)
+                        request_id = decode(record.topic, record.value).data.request_id
+                        if request_id in waiting:
+                            waiting.discard(request_id)
+                            together.append((time.perf_counter() - sent) * 1000)
+                print(
+                    f"{concurrent} requests arriving together, {rounds} rounds, limit {TOP}: "
+                    f"p50 {percentile(together, 50):.1f} ms, p99 {percentile(together, 99):.1f} ms",
+                    flush=True,
+                )
             finally:
                 await consumer.stop()
                 await producer.stop()
@@ -326,7 +350,11 @@ def main() -> None:
         bench_size(size, args.queries, args.tail_words, concurrent, args.rounds)
         gc.collect()
     if args.kafka_size:
-        asyncio.run(bench_kafka(args.kafka_size, args.kafka_requests))
+        asyncio.run(
+            bench_kafka(
+                args.kafka_size, args.kafka_requests, args.concurrent, args.rounds, args.tail_words
+            )
+        )
 
 
 if __name__ == "__main__":
