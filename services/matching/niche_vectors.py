@@ -31,6 +31,7 @@ __all__ = ["NicheQuery", "NicheVectors", "content_words", "make_vectorizer"]
 _MAX_FIT_DOCUMENTS: Final = 200_000
 _COMPACT_SHARE: Final = 0.05
 _COMPACT_MINIMUM: Final = 2_000
+_NEAREST_MEMO_LIMIT: Final = 100_000
 TYPO_SIMILARITY: Final = 0.5
 """Least trigram cosine for a brief's unknown term to be read as a vocabulary term."""
 
@@ -52,13 +53,17 @@ class NicheQuery:
     """Column -> the brief's word, with the term it was read as when that differs
     ("pups ~ puppy", "sourdugh ~ sourdough")."""
 
-    def matched(self, row: sp.csr_matrix, most: int = 5) -> tuple[str, ...]:
-        """The labels of the columns this query shares with `row`, largest product first."""
-        shared = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
-        weights = dict(zip(self.vector.indices.tolist(), self.vector.data.tolist(), strict=True))
-        products = [(weights[c] * shared[c], c) for c in weights if c in shared]
-        products.sort(key=lambda pc: (-pc[0], pc[1]))
-        return tuple(self.labels[c] for _, c in products[:most])
+    def matched(self, rows: sp.csr_matrix, i: int, most: int = 5) -> tuple[str, ...]:
+        """The labels of the columns this query shares with row `i` of `rows`, largest
+        product first."""
+        start, end = rows.indptr[i], rows.indptr[i + 1]
+        columns, values = rows.indices[start:end], rows.data[start:end]
+        shared, at_row, at_query = np.intersect1d(
+            columns, self.vector.indices, assume_unique=True, return_indices=True
+        )
+        products = values[at_row] * self.vector.data[at_query]
+        order = np.lexsort((shared, -products))[:most]
+        return tuple(self.labels[int(c)] for c in shared[order])
 
 
 class NicheVectors:
@@ -76,6 +81,7 @@ class NicheVectors:
         """None: a brief's unknown terms are ignored, never read as a close vocabulary term."""
         self.vectorizer: TfidfVectorizer | None = None
         self._nearest: NearestTerm | None = None
+        self._nearest_seen: dict[str, str | None] = {}
         self.fitted_documents = 0
         # Rows written since the last fit with a word the vocabulary lacks: those words match
         # nothing (a new niche's creators are invisible to a brief naming it) until a refit.
@@ -116,6 +122,7 @@ class NicheVectors:
         )
         self.vectorizer = vectorizer
         self._nearest = None
+        self._nearest_seen = {}
         if self.typo_similarity is not None:
             self._nearest = NearestTerm(
                 vectorizer.get_feature_names_out().tolist(), min_similarity=self.typo_similarity
@@ -143,7 +150,7 @@ class NicheVectors:
         vocabulary: dict[str, int] = self.vectorizer.vocabulary_
         read = self.terms.read(text)
         unknown = sorted({term for _, term in read if term not in vocabulary})
-        nearest = dict(zip(unknown, self._nearest(unknown), strict=True)) if self._nearest else {}
+        nearest = self._nearest_terms(unknown)
         counts: Counter[int] = Counter()
         labels: dict[int, str] = {}
         for word, term in read:
@@ -164,6 +171,18 @@ class NicheVectors:
             shape=(1, columns),
         )
         return NicheQuery(vector, labels)
+
+    def _nearest_terms(self, unknown: list[str]) -> dict[str, str | None]:
+        """Each unknown term's closest vocabulary term, remembered until the next fit (briefs
+        repeat their unknown words: "campaign", "brand")."""
+        if self._nearest is None:
+            return {}
+        if len(self._nearest_seen) > _NEAREST_MEMO_LIMIT:
+            self._nearest_seen.clear()
+        asked = [term for term in unknown if term not in self._nearest_seen]
+        if asked:
+            self._nearest_seen.update(zip(asked, self._nearest(asked), strict=True))
+        return {term: self._nearest_seen[term] for term in unknown}
 
     def set_rows(self, rows: npt.NDArray[np.int64], texts: Sequence[str], size: int) -> None:
         """Replace the vectors of `rows` (new rows included) with the encoding of `texts`."""
@@ -210,16 +229,28 @@ class NicheVectors:
 
     def similarity(self, query: sp.csr_matrix, size: int) -> npt.NDArray[np.float32]:
         """Cosine similarity of every row with `query` (an L2-normalised 1 x vocabulary row)."""
-        scores = np.zeros(size, dtype=np.float32)
-        if self.vectorizer is None or query.nnz == 0:
+        scores: npt.NDArray[np.float32] = self.similarity_many([query], size)[0]
+        return scores
+
+    def similarity_many(
+        self, queries: Sequence[sp.csr_matrix], size: int
+    ) -> npt.NDArray[np.float32]:
+        """(queries x size) cosine similarities of every row with each of `queries`, in one
+        sparse product over the columns any of them uses."""
+        scores = np.zeros((len(queries), size), dtype=np.float32)
+        if self.vectorizer is None or not queries:
             return scores
-        terms, weights = query.indices, query.data
+        stacked = sp.csr_matrix(sp.vstack(queries), dtype=np.float32)
+        if stacked.nnz == 0:
+            return scores
+        terms = np.unique(stacked.indices)
+        weights = stacked[:, terms].T.toarray()  # terms x queries
         base_rows = min(self._base_csc.shape[0], size)
         if base_rows and self._base_csc.shape[1]:
-            scores[:base_rows] = (self._base_csc[:, terms] @ weights)[:base_rows]
+            scores[:, :base_rows] = (self._base_csc[:, terms] @ weights)[:base_rows].T
         if self._overlay_position:
             rows, overlay = self._overlay()
-            scores[rows] = overlay @ query.T.toarray().ravel()
+            scores[:, rows] = (overlay @ stacked.T.toarray()).T
         return scores
 
     def rows(self, rows: npt.NDArray[np.int64]) -> sp.csr_matrix:

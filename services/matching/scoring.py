@@ -11,6 +11,7 @@ FILTER_REASONS.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -56,6 +57,7 @@ _REASON: Final = {reason: code + 1 for code, reason in enumerate(FILTER_REASONS)
 _GENDER_COLUMN: Final = {"female": 0, "male": 1}
 _LOW_POSTING: Final = 4
 _PARTIAL_AUDIENCE: Final = 0.5
+_EXACT_BUDGET_MARGIN: Final = 0.99
 POD, SPIKE = TRUST_FLAGS
 
 
@@ -190,12 +192,56 @@ class Candidates:
     rows: npt.NDArray[np.int64]
     features: npt.NDArray[np.float32]
     """One row per eligible creator, columns in FEATURES order."""
+    approximate_cost: npt.NDArray[np.float64]
+    """Float price of each eligible creator in the budget's currency (filtering only)."""
+
+
+class SharedWork:
+    """What queries answered together compute once: costs in each budget currency, audience
+    shares in each set of target countries."""
+
+    def __init__(self, index: CreatorIndex, fx: FxSnapshot | None) -> None:
+        self._index = index
+        self._fx = fx
+        self._costs: dict[str, npt.NDArray[np.float64]] = {}
+        self._country_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = {}
+
+    def costs(self, currency: str) -> npt.NDArray[np.float64]:
+        """Approximate quoted price of every creator in `currency` (NaN: no FX rate)."""
+        found = self._costs.get(currency)
+        if found is None:
+            index = self._index
+            names = index.currencies.names
+            rates = fx_rates_to(self._fx, names, currency)
+            exponents = np.array([10.0 ** minor_unit(cc) for cc in names] or [1.0])
+            codes = index.columns.cost_currency[: index.size]
+            found = index.columns.cost_minor[: index.size] / exponents[codes] * rates[codes]
+            self._costs[currency] = found
+        return found
+
+    def country_fit(self, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
+        key = tuple(sorted(countries))
+        found = self._country_fit.get(key)
+        if found is None:
+            found = self._country_fit[key] = _audience_country(self._index, countries)
+        return found
 
 
 def candidates(
-    index: CreatorIndex, query: MatchQuery, fx: FxSnapshot | None, settings: ScoringSettings
+    index: CreatorIndex,
+    query: MatchQuery,
+    fx: FxSnapshot | None,
+    settings: ScoringSettings,
+    *,
+    niche: tuple[NicheQuery, npt.NDArray[np.float32]] | None = None,
+    shared: SharedWork | None = None,
 ) -> Candidates:
-    """Apply the hard filters to the whole index and compute the survivors' features."""
+    """Apply the hard filters to the whole index and compute the survivors' features.
+
+    `niche`: the query's niche vector and similarities when already computed (with other
+    queries'); `shared`: the work this query shares with the others answered with it.
+    """
+    shared = shared or SharedWork(index, fx)
     n = index.size
     c = index.columns
     reason = np.zeros(n, dtype=np.int8)
@@ -217,7 +263,7 @@ def candidates(
         drop("outside_creator_country", ~inside)
     if query.languages:
         drop("language_mismatch", ~index.languages.lookup(query.languages)[c.language[:n]])
-    country_fit = _audience_country(index, query.countries)
+    country_fit = shared.country_fit(query.countries)
     if query.countries:
         drop("audience_mismatch", country_fit < settings.min_audience_share)
     everyone = np.arange(n, dtype=np.int64)
@@ -230,20 +276,20 @@ def candidates(
     drop("outside_engagement_range", _outside(c.engagement_rate[:n], query.engagement_range))
     drop("likely_fake", c.likely_fake[:n])
     budget = float(query.budget.amount)
-    rates = fx_rates_to(fx, index.currencies.names, query.budget.currency)
-    exponents = np.array([10.0 ** minor_unit(cc) for cc in index.currencies.names] or [1.0])
-    currency = c.cost_currency[:n]
-    cost = c.cost_minor[:n] / exponents[currency] * rates[currency]
+    cost = shared.costs(query.budget.currency)
     drop("no_fx_rate", np.isnan(cost))
     drop("over_budget", cost > budget * (1 + 1e-9))
-    niche_query = index.niche.encode_query(query.niche_text)
-    niche = index.niche.similarity(niche_query.vector, n)
+    if niche is None:
+        niche_query = index.niche.encode_query(query.niche_text)
+        similarity = index.niche.similarity(niche_query.vector, n)
+    else:
+        niche_query, similarity = niche
     if index.niche.vectorizer is not None:  # no term or concept in common, typos read
-        drop("off_niche", niche <= 0)
+        drop("off_niche", similarity <= 0)
 
     rows = np.flatnonzero(reason == 0).astype(np.int64)
     features = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
-    features[:, 0] = niche[rows]
+    features[:, 0] = similarity[rows]
     features[:, 1] = country_fit[rows]
     features[:, 2] = _audience_age(index, query.ages, rows)
     features[:, 3] = _audience_gender(index, query.gender, rows)
@@ -252,6 +298,7 @@ def candidates(
     features[:, 4] = engagement_quality(c.engagement_rate[rows], c.tier[rows]) * trusted
     features[:, 5] = c.authenticity[rows]
     features[:, 6] = np.clip(1.0 - cost[rows] / budget, 0.0, 1.0) if budget > 0 else 0.0
+    approximate_cost = cost[rows]
     shrunk = shrunk_roas(
         c.roas_sum[rows],
         c.roas_count[rows],
@@ -259,7 +306,7 @@ def candidates(
         k=settings.roas_prior_strength,
     )
     features[:, 7] = past_performance(shrunk, prior=settings.roas_prior)
-    return Candidates(reason, niche_query, rows, features)
+    return Candidates(reason, niche_query, rows, features, approximate_cost)
 
 
 def match(
@@ -270,14 +317,56 @@ def match(
     settings: ScoringSettings,
 ) -> MatchResult:
     """Rank the index for `query` (pure, deterministic, no I/O)."""
+    return match_many(index, [(query, ranker)], fx, settings)[0]
+
+
+def match_many(
+    index: CreatorIndex,
+    asked: Sequence[tuple[MatchQuery, LinearRanker]],
+    fx: FxSnapshot | None,
+    settings: ScoringSettings,
+) -> list[MatchResult]:
+    """Rank the index for queries that arrived together, each by its ranker.
+
+    Their niche similarities come from one sparse product, and costs and audience shares are
+    computed once per budget currency and per set of countries; each result is the one
+    `match` gives for its query alone.
+    """
+    niches = [index.niche.encode_query(query.niche_text) for query, _ in asked]
+    similarities = index.niche.similarity_many([q.vector for q in niches], index.size)
+    shared = SharedWork(index, fx)
+    return [
+        _ranked(
+            index,
+            query,
+            ranker,
+            fx,
+            settings,
+            candidates(
+                index, query, fx, settings, niche=(niches[i], similarities[i]), shared=shared
+            ),
+        )
+        for i, (query, ranker) in enumerate(asked)
+    ]
+
+
+def _ranked(
+    index: CreatorIndex,
+    query: MatchQuery,
+    ranker: LinearRanker,
+    fx: FxSnapshot | None,
+    settings: ScoringSettings,
+    eligible: Candidates,
+) -> MatchResult:
     c = index.columns
-    eligible = candidates(index, query, fx, settings)
     reason, rows, features = eligible.reason, eligible.rows, eligible.features
     scores = ranker.scores(features)
 
     pool_size = min(len(rows), max(settings.min_pool, settings.pool_factor * query.limit))
     pool = _best(scores, pool_size)
-    pool, late_over_budget = _exactly_within_budget(index, rows[pool], pool, query, fx)
+    pool, late_over_budget = _exactly_within_budget(
+        index, rows[pool], pool, eligible.approximate_cost[pool], query, fx
+    )
     reason[rows[late_over_budget]] = _REASON["over_budget"]
     trade_off = (
         settings.diversity_trade_off
@@ -308,7 +397,7 @@ def match(
                 features={f: float(x) for f, x in zip(FEATURES, features[at], strict=True)},
                 flags=tuple(flags),
                 flag_reasons=flags,
-                matched_terms=eligible.niche.matched(niche_rows[rank - 1]),
+                matched_terms=eligible.niche.matched(niche_rows, rank - 1),
             )
         )
     counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
@@ -376,14 +465,20 @@ def _exactly_within_budget(
     index: CreatorIndex,
     rows: npt.NDArray[np.int64],
     pool: npt.NDArray[np.int64],
+    approximate_cost: npt.NDArray[np.float64],
     query: MatchQuery,
     fx: FxSnapshot | None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Split `pool` by the exact Decimal cost: (within budget, over it after all)."""
-    within = np.array(
-        [_convert(index.cost(int(r)), query.budget.currency, fx) <= query.budget for r in rows],
-        dtype=bool,
-    ).reshape(len(rows))
+    """Split `pool` by the exact Decimal cost: (within budget, over it after all).
+
+    Only costs within 1 % of the budget are converted exactly: rounding to minor units and
+    float error move a cost by far less, so the others are certainly within it.
+    """
+    near = approximate_cost > float(query.budget.amount) * _EXACT_BUDGET_MARGIN
+    within = np.ones(len(rows), dtype=bool)
+    within[near] = [
+        _convert(index.cost(int(r)), query.budget.currency, fx) <= query.budget for r in rows[near]
+    ]
     return pool[within], pool[~within]
 
 
