@@ -25,7 +25,7 @@ from services.matching.index import CreatorIndex
 from services.matching.learning import Verdict, learn_brand
 from services.matching.profiles import ProfileColumns
 from services.matching.ranker import HAND_RANKER, LinearRanker
-from services.matching.scoring import MatchQuery, match
+from services.matching.scoring import MatchQuery, match_many
 from services.matching.settings import MatchingSettings
 from services.matching.store import (
     Answer,
@@ -162,16 +162,29 @@ class MatchingService:
         self.state.index.record_follower_jumps(jumps)
 
     async def on_requests(self, run: Batch) -> None:
-        for event, delivery in run:
-            request: MatchRequested = event.data
-            async with self._pool.acquire() as conn, conn.transaction():
-                if not await inbox.claim(conn, SERVICE, [(event, delivery)]):
+        """Requests that arrived together are scored together (`match_many`: one sparse
+        product for all their niches) and answered in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await inbox.claim(conn, SERVICE, run)
+            state = self.state
+            requests: list[MatchRequested] = []
+            asked: list[tuple[MatchQuery, LinearRanker]] = []
+            for event, _ in run:
+                if event.identity not in fresh:
                     continue
+                fresh.discard(event.identity)  # a repeat inside the run is answered once
+                request: MatchRequested = event.data
                 hired = await self._store.hired(conn, request.campaign_id)
-                query = MatchQuery.from_request(request, hired=hired)
-                state = self.state
-                ranker = state.ranker_for(request.brand_id)
-                result = match(state.index, query, ranker, state.fx, self._scoring)
+                requests.append(request)
+                asked.append(
+                    (
+                        MatchQuery.from_request(request, hired=hired),
+                        state.ranker_for(request.brand_id),
+                    )
+                )
+            results = match_many(state.index, asked, state.fx, self._scoring)
+            answers = []
+            for request, result in zip(requests, results, strict=True):
                 answer = make_event(suggestion_payload(request, result), source=SOURCE)
                 recorded = await self._store.save_answer(
                     conn,
@@ -192,7 +205,8 @@ class MatchingService:
                     ),
                 )
                 if recorded:  # a request id answered before is not answered twice
-                    await outbox.enqueue(conn, [answer], producer=SERVICE)
+                    answers.append(answer)
+            await outbox.enqueue(conn, answers, producer=SERVICE)
 
     async def on_feedback(self, run: Batch) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
