@@ -43,7 +43,7 @@ from services.matching.features import FEATURES
 from services.matching.index import CreatorIndex
 from services.matching.ranker import HAND_RANKER
 from services.matching.schema import SCHEMA
-from services.matching.scoring import MatchQuery, ScoringSettings, match
+from services.matching.scoring import MatchQuery, ScoringSettings, match, match_many
 from shared.contract.events.vocabulary import TIERS
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
@@ -214,9 +214,17 @@ def bench_concurrent(index: CreatorIndex, count: int, rounds: int, *, seed: int)
         for query in made:  # each answered in turn: the last waits for all the others
             match(index, query, HAND_RANKER, FX, settings)
             one_by_one.append((time.perf_counter() - arrived) * 1000)
+    together: list[float] = []
+    for r in range(rounds):
+        made = [MatchQuery.from_request(q) for q in requests(count, seed=seed * 1000 + r)]
+        arrived = time.perf_counter()
+        match_many(index, [(query, HAND_RANKER) for query in made], FX, settings)
+        together.extend([(time.perf_counter() - arrived) * 1000] * count)
     print(
-        f"{count} requests arriving together, {rounds} rounds, answered one by one: "
-        f"p50 {percentile(one_by_one, 50):.1f} ms, p99 {percentile(one_by_one, 99):.1f} ms",
+        f"{count} requests arriving together, {rounds} rounds: answered one by one "
+        f"p50 {percentile(one_by_one, 50):.1f} ms, p99 {percentile(one_by_one, 99):.1f} ms | "
+        f"scored together p50 {percentile(together, 50):.1f} ms, "
+        f"p99 {percentile(together, 99):.1f} ms",
         flush=True,
     )
 
