@@ -53,17 +53,20 @@ class NicheQuery:
     """Column -> the brief's word, with the term it was read as when that differs
     ("pups ~ puppy", "sourdugh ~ sourdough")."""
 
-    def matched(self, rows: sp.csr_matrix, i: int, most: int = 5) -> tuple[str, ...]:
-        """The labels of the columns this query shares with row `i` of `rows`, largest
+    def matched(self, rows: sp.csr_matrix, most: int = 5) -> list[tuple[str, ...]]:
+        """For each of `rows`, the labels of the columns it shares with this query, largest
         product first."""
-        start, end = rows.indptr[i], rows.indptr[i + 1]
-        columns, values = rows.indices[start:end], rows.data[start:end]
-        shared, at_row, at_query = np.intersect1d(
-            columns, self.vector.indices, assume_unique=True, return_indices=True
-        )
-        products = values[at_row] * self.vector.data[at_query]
-        order = np.lexsort((shared, -products))[:most]
-        return tuple(self.labels[int(c)] for c in shared[order])
+        if self.vector.nnz == 0 or rows.shape[1] != self.vector.shape[1]:
+            return [()] * rows.shape[0]
+        products = sp.csr_matrix(rows.multiply(self.vector.toarray()))
+        products.eliminate_zeros()
+        found = []
+        for i in range(products.shape[0]):
+            start, end = products.indptr[i], products.indptr[i + 1]
+            columns, values = products.indices[start:end], products.data[start:end]
+            order = np.lexsort((columns, -values))[:most]
+            found.append(tuple(self.labels[int(c)] for c in columns[order]))
+        return found
 
 
 class NicheVectors:

@@ -205,6 +205,8 @@ class SharedWork:
         self._fx = fx
         self._costs: dict[str, npt.NDArray[np.float64]] = {}
         self._country_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = {}
+        self._masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
+        self._creator_features: npt.NDArray[np.float32] | None = None
 
     def costs(self, currency: str) -> npt.NDArray[np.float64]:
         """Approximate quoted price of every creator in `currency` (NaN: no FX rate)."""
@@ -218,6 +220,46 @@ class SharedWork:
             found = index.columns.cost_minor[: index.size] / exponents[codes] * rates[codes]
             self._costs[currency] = found
         return found
+
+    def outside_platforms(self, platforms: tuple[str, ...]) -> npt.NDArray[np.bool_]:
+        key = ("platforms", *sorted(platforms))
+        found = self._masks.get(key)
+        if found is None:
+            index = self._index
+            table = index.platforms.lookup(platforms)
+            found = self._masks[key] = ~table[index.columns.platform[: index.size]]
+        return found
+
+    def outside_tiers(self, tiers: tuple[Tier, ...]) -> npt.NDArray[np.bool_]:
+        key = ("tiers", *sorted(tiers))
+        found = self._masks.get(key)
+        if found is None:
+            wanted = np.zeros(len(TIERS), dtype=bool)
+            wanted[[TIER_CODES[t] for t in tiers]] = True
+            found = self._masks[key] = ~wanted[self._index.columns.tier[: self._index.size]]
+        return found
+
+    def creator_features(self, settings: ScoringSettings) -> npt.NDArray[np.float32]:
+        """(3 x size): engagement, authenticity and past performance of every creator, the
+        features no request changes."""
+        if self._creator_features is None:
+            index = self._index
+            n = index.size
+            c = index.columns
+            found = np.empty((3, n), dtype=np.float32)
+            # Engagement a pod or bought followers produced is no merit: it counts for nothing.
+            trusted = c.trust_flags[:n] == 0
+            found[0] = engagement_quality(c.engagement_rate[:n], c.tier[:n]) * trusted
+            found[1] = c.authenticity[:n]
+            shrunk = shrunk_roas(
+                c.roas_sum[:n],
+                c.roas_count[:n],
+                prior=settings.roas_prior,
+                k=settings.roas_prior_strength,
+            )
+            found[2] = past_performance(shrunk, prior=settings.roas_prior)
+            self._creator_features = found
+        return self._creator_features
 
     def country_fit(self, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
         key = tuple(sorted(countries))
@@ -246,17 +288,16 @@ def candidates(
     c = index.columns
     reason = np.zeros(n, dtype=np.int8)
 
-    def drop(name: str, where: npt.NDArray[np.bool_]) -> None:
-        reason[(reason == 0) & where] = _REASON[name]
+    def drop(name: str, where: npt.NDArray[np.bool_] | None) -> None:
+        if where is not None:  # None: the filter leaves everyone in
+            reason[(reason == 0) & where] = _REASON[name]
 
     drop("excluded", _rows_mask(index, query.exclude))
     drop("already_hired", _rows_mask(index, query.hired))
     if query.platforms:
-        drop("outside_platform", ~index.platforms.lookup(query.platforms)[c.platform[:n]])
+        drop("outside_platform", shared.outside_platforms(query.platforms))
     if query.tiers:
-        wanted = np.zeros(len(TIERS), dtype=bool)
-        wanted[[TIER_CODES[t] for t in query.tiers]] = True
-        drop("outside_tier", ~wanted[c.tier[:n]])
+        drop("outside_tier", shared.outside_tiers(query.tiers))
     drop("outside_follower_range", _outside(c.followers[:n], query.follower_range))
     if query.creator_countries:
         inside = index.countries.lookup(query.creator_countries)[c.country[:n]]
@@ -293,19 +334,12 @@ def candidates(
     features[:, 1] = country_fit[rows]
     features[:, 2] = _audience_age(index, query.ages, rows)
     features[:, 3] = _audience_gender(index, query.gender, rows)
-    # Engagement a pod or bought followers produced is no merit: it counts for nothing.
-    trusted = c.trust_flags[rows] == 0
-    features[:, 4] = engagement_quality(c.engagement_rate[rows], c.tier[rows]) * trusted
-    features[:, 5] = c.authenticity[rows]
-    features[:, 6] = np.clip(1.0 - cost[rows] / budget, 0.0, 1.0) if budget > 0 else 0.0
+    engagement, authenticity, performance = shared.creator_features(settings)
+    features[:, 4] = engagement[rows]
+    features[:, 5] = authenticity[rows]
+    features[:, 7] = performance[rows]
     approximate_cost = cost[rows]
-    shrunk = shrunk_roas(
-        c.roas_sum[rows],
-        c.roas_count[rows],
-        prior=settings.roas_prior,
-        k=settings.roas_prior_strength,
-    )
-    features[:, 7] = past_performance(shrunk, prior=settings.roas_prior)
+    features[:, 6] = np.clip(1.0 - approximate_cost / budget, 0.0, 1.0) if budget > 0 else 0.0
     return Candidates(reason, niche_query, rows, features, approximate_cost)
 
 
@@ -374,30 +408,31 @@ def _ranked(
         else query.diversity_trade_off
     )
     picked = _diversified(index, rows[pool], scores[pool], query.limit, trade_off)
-    picked_rows = rows[pool[picked]] if picked else np.zeros(0, dtype=np.int64)
-    niche_rows = index.niche.rows(picked_rows)
+    at = pool[picked] if picked else np.zeros(0, dtype=np.int64)
+    picked_rows = rows[at]
+    matched = eligible.niche.matched(index.niche.rows(picked_rows))
+    tiers = c.tier[picked_rows].tolist()
+    engagement = c.engagement_rate[picked_rows].tolist()
 
     creators = []
-    for rank, p in enumerate(picked, start=1):
-        at = int(pool[p])
-        row = int(rows[at])
-        explanation = ranker.explain(features[at])
+    for i, row in enumerate(picked_rows.tolist()):
+        explanation = ranker.explain(features[at[i]])
         flags = _flags(index, row)
         creators.append(
             RankedCreator(
-                rank=rank,
+                rank=i + 1,
                 row=row,
                 creator_id=index.creator_ids[row],
                 handle=index.handles[row],
                 score=math.fsum(explanation.values()),
-                tier=TIERS[int(c.tier[row])],
-                engagement_rate=float(c.engagement_rate[row]),
+                tier=TIERS[tiers[i]],
+                engagement_rate=engagement[i],
                 estimated_cost=_convert(index.cost(row), query.budget.currency, fx),
                 explanation=explanation,
-                features={f: float(x) for f, x in zip(FEATURES, features[at], strict=True)},
+                features=dict(zip(FEATURES, features[at[i]].tolist(), strict=True)),
                 flags=tuple(flags),
                 flag_reasons=flags,
-                matched_terms=eligible.niche.matched(niche_rows, rank - 1),
+                matched_terms=matched[i],
             )
         )
     counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
@@ -405,18 +440,23 @@ def _ranked(
     return MatchResult(creators, filtered, ranker.version, fx)
 
 
-def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[np.bool_]:
-    mask = np.zeros(index.size, dtype=bool)
+def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[np.bool_] | None:
+    """True at the rows of `creator_ids`; None when none of them is indexed."""
     rows = [index.row_of[cid] for cid in creator_ids if cid in index.row_of]
+    if not rows:
+        return None
+    mask = np.zeros(index.size, dtype=bool)
     mask[rows] = True
     return mask
 
 
 def _outside(
     values: npt.NDArray[np.float32], bounds: tuple[float | None, float | None]
-) -> npt.NDArray[np.bool_]:
-    """True where a value lies outside the inclusive (least, most) bounds."""
+) -> npt.NDArray[np.bool_] | None:
+    """True where a value lies outside the inclusive (least, most) bounds; None: no bound."""
     least, most = bounds
+    if least is None and most is None:
+        return None
     outside = np.zeros(len(values), dtype=bool)
     if least is not None:
         outside |= values < np.float32(least)
