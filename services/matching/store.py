@@ -325,15 +325,18 @@ class PostgresMatchingStore:
             if a.request_id in pending:  # the first answer of a request id is the one stored
                 pending.discard(a.request_id)
                 rows += [
-                    (a.request_id, cid, a.campaign_id, rank, score, list(features))
+                    (a.request_id, cid, a.campaign_id, rank, score, _real_array(features))
                     for cid, rank, score, features in a.suggestions
                 ]
         if rows:
-            await conn.executemany(
+            columns = list(zip(*rows, strict=True))
+            await conn.execute(
                 """INSERT INTO matching_suggestions
                        (request_id, creator_id, campaign_id, rank, score, features)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                rows,
+                   SELECT r, cr, c, k, sc, f::real[]
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],
+                                 $5::double precision[], $6::text[]) AS s(r, cr, c, k, sc, f)""",
+                *(list(column) for column in columns),
             )
         return recorded
 
@@ -825,3 +828,8 @@ class InMemoryMatchingStore:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _real_array(values: Sequence[float]) -> str:
+    """A PostgreSQL array literal of `values` (exact: repr round-trips a float)."""
+    return "{" + ",".join(repr(float(v)) for v in values) + "}"
