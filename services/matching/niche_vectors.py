@@ -147,10 +147,11 @@ class NicheVectors:
     def encode_query(self, text: str) -> NicheQuery:
         """A brief's vector, weighted as the rows are (sublinear tf x idf, L2); a term no
         creator uses counts as the closest vocabulary term if one is close enough."""
-        columns = self.vocabulary_size
-        if self.vectorizer is None:
-            return NicheQuery(sp.csr_matrix((1, columns), dtype=np.float32), {})
-        vocabulary: dict[str, int] = self.vectorizer.vocabulary_
+        vectorizer = self.vectorizer  # one vocabulary throughout, even if a refit lands
+        if vectorizer is None:
+            return NicheQuery(sp.csr_matrix((1, 0), dtype=np.float32), {})
+        vocabulary: dict[str, int] = vectorizer.vocabulary_
+        columns = len(vocabulary)
         read = self.terms.read(text)
         unknown = sorted({term for _, term in read if term not in vocabulary})
         nearest = self._nearest_terms(unknown)
@@ -158,7 +159,7 @@ class NicheVectors:
         labels: dict[int, str] = {}
         for word, term in read:
             known = term if term in vocabulary else nearest.get(term)
-            if known is None:
+            if known is None or known not in vocabulary:  # a refit may have just replaced it
                 continue
             column = vocabulary[known]
             counts[column] += 1
@@ -166,7 +167,7 @@ class NicheVectors:
             labels.setdefault(column, word if shown == word else f"{word} ~ {shown}")
         ordered = sorted(counts)
         weights = (1.0 + np.log(np.array([counts[c] for c in ordered], dtype=np.float64))) * (
-            self.vectorizer.idf_[ordered]
+            vectorizer.idf_[ordered]
         )
         norm = float(np.linalg.norm(weights)) or 1.0
         vector = sp.csr_matrix(
@@ -178,14 +179,16 @@ class NicheVectors:
     def _nearest_terms(self, unknown: list[str]) -> dict[str, str | None]:
         """Each unknown term's closest vocabulary term, remembered until the next fit (briefs
         repeat their unknown words: "campaign", "brand")."""
-        if self._nearest is None:
+        # Local references: a refit in a worker thread replaces both, never mutates them.
+        nearest, seen = self._nearest, self._nearest_seen
+        if nearest is None:
             return {}
-        if len(self._nearest_seen) > _NEAREST_MEMO_LIMIT:
-            self._nearest_seen.clear()
-        asked = [term for term in unknown if term not in self._nearest_seen]
+        if len(seen) > _NEAREST_MEMO_LIMIT:
+            seen.clear()
+        asked = [term for term in unknown if term not in seen]
         if asked:
-            self._nearest_seen.update(zip(asked, self._nearest(asked), strict=True))
-        return {term: self._nearest_seen[term] for term in unknown}
+            seen.update(zip(asked, nearest(asked), strict=True))
+        return {term: seen.get(term) for term in unknown}
 
     def set_rows(self, rows: npt.NDArray[np.int64], texts: Sequence[str], size: int) -> None:
         """Replace the vectors of `rows` (new rows included) with the encoding of `texts`."""
