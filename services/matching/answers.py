@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.matching.niche_vectors import content_words
+from services.matching.niche_terms import content_words
 from services.matching.scoring import MatchResult
 from shared.contract.errors import EventRejected
 from shared.contract.events import MatchRequested, MatchSuggested, Suggestion
@@ -45,6 +45,7 @@ def suggestion_payload(request: MatchRequested, result: MatchResult) -> MatchSug
                 explanation=c.explanation,
                 flags=c.flags,
                 flag_reasons=c.flag_reasons,
+                matched_terms=c.matched_terms,
             )
             for c in result.creators
         ),

@@ -25,7 +25,7 @@ from services.matching.index import CreatorIndex
 from services.matching.learning import Verdict, learn_brand
 from services.matching.profiles import ProfileColumns
 from services.matching.ranker import HAND_RANKER, LinearRanker
-from services.matching.scoring import MatchQuery, match
+from services.matching.scoring import MatchQuery, MatchResult, match_many
 from services.matching.settings import MatchingSettings
 from services.matching.store import (
     Answer,
@@ -162,37 +162,38 @@ class MatchingService:
         self.state.index.record_follower_jumps(jumps)
 
     async def on_requests(self, run: Batch) -> None:
-        for event, delivery in run:
-            request: MatchRequested = event.data
-            async with self._pool.acquire() as conn, conn.transaction():
-                if not await inbox.claim(conn, SERVICE, [(event, delivery)]):
-                    continue
-                hired = await self._store.hired(conn, request.campaign_id)
-                query = MatchQuery.from_request(request, hired=hired)
-                state = self.state
-                ranker = state.ranker_for(request.brand_id)
-                result = match(state.index, query, ranker, state.fx, self._scoring)
-                answer = make_event(suggestion_payload(request, result), source=SOURCE)
-                recorded = await self._store.save_answer(
-                    conn,
-                    Answer(
-                        request_id=request.request_id,
-                        campaign_id=request.campaign_id,
-                        brand_id=request.brand_id,
-                        model_version=result.model_version,
-                        fx_as_of=None if result.fx is None else result.fx.as_of,
-                        fx_source=None if result.fx is None else result.fx.source,
-                        filtered=result.filtered,
-                        event_id=answer.id,
-                        suggestions=[
-                            (c.creator_id, c.rank, c.score, [c.features[f] for f in FEATURES])
-                            for c in result.creators
-                        ],
-                        request=request,
-                    ),
+        """Requests that arrived together are scored together (`match_many`: one sparse
+        product for all their niches) and answered in one transaction, set-based."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await inbox.claim(conn, SERVICE, run)
+            requests: list[MatchRequested] = []
+            for event, _ in run:
+                if event.identity in fresh:
+                    fresh.discard(event.identity)  # a repeat inside the run is answered once
+                    requests.append(event.data)
+            hired = await self._store.hired(conn, {r.campaign_id for r in requests})
+            state = self.state
+            asked = [
+                (
+                    MatchQuery.from_request(request, hired=hired[request.campaign_id]),
+                    state.ranker_for(request.brand_id),
                 )
-                if recorded:  # a request id answered before is not answered twice
-                    await outbox.enqueue(conn, [answer], producer=SERVICE)
+                for request in requests
+            ]
+            results = match_many(state.index, asked, state.fx, self._scoring)
+            answers = [
+                (make_event(suggestion_payload(request, result), source=SOURCE), request, result)
+                for request, result in zip(requests, results, strict=True)
+            ]
+            recorded = await self._store.save_answers(
+                conn, [_answer(event.id, request, result) for event, request, result in answers]
+            )
+            published = []
+            for event, request, _ in answers:  # a request id answered before is not answered
+                if request.request_id in recorded:
+                    recorded.discard(request.request_id)
+                    published.append(event)
+            await outbox.enqueue(conn, published, producer=SERVICE)
 
     async def on_feedback(self, run: Batch) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -371,6 +372,25 @@ class MatchingService:
             await asyncio.sleep(self._settings.retrain_check_seconds)
             await self.load_models()
             await self.retrain_once()
+
+
+def _answer(event_id: str, request: MatchRequested, result: MatchResult) -> Answer:
+    """The answer to `request` as recorded for learning and audit."""
+    return Answer(
+        request_id=request.request_id,
+        campaign_id=request.campaign_id,
+        brand_id=request.brand_id,
+        model_version=result.model_version,
+        fx_as_of=None if result.fx is None else result.fx.as_of,
+        fx_source=None if result.fx is None else result.fx.source,
+        filtered=result.filtered,
+        event_id=event_id,
+        suggestions=[
+            (c.creator_id, c.rank, c.score, [c.features[f] for f in FEATURES])
+            for c in result.creators
+        ],
+        request=request,
+    )
 
 
 async def start_service(resources: Resources, settings: MatchingSettings) -> MatchingService:

@@ -26,14 +26,16 @@ def mmr(
         return []
     spread = float(relevance.max() - relevance.min())
     rel = (relevance - relevance.min()) / spread if spread > 0 else np.ones(count)
+    wanted = trade_off * rel
+    penalty = 1.0 - trade_off
     closest = np.zeros(count)
-    taken = np.zeros(count, dtype=bool)
+    gain = np.empty(count)
     picked: list[int] = []
-    for _ in range(k):
-        gain = trade_off * rel - (1.0 - trade_off) * closest
-        gain[taken] = -np.inf
+    for _ in range(k):  # in place: this loop runs limit times per request
+        np.multiply(closest, penalty, out=gain)
+        np.subtract(wanted, gain, out=gain)
+        gain[picked] = -np.inf
         best = int(np.argmax(gain))
         picked.append(best)
-        taken[best] = True
-        closest = np.maximum(closest, similarity[best])
+        np.maximum(closest, similarity[best], out=closest)
     return picked

@@ -165,9 +165,12 @@ class CreatorIndex:
     """The follower spike of each creator whose history has one."""
 
     @classmethod
-    def build(cls, profiles: ProfileColumns, *, seed: int = 0) -> CreatorIndex:
-        """An index of `profiles`, with the vectoriser and anomaly model fitted on them."""
-        index = cls(seed=seed, niche=NicheVectors(seed=seed))
+    def build(
+        cls, profiles: ProfileColumns, *, seed: int = 0, niche: NicheVectors | None = None
+    ) -> CreatorIndex:
+        """An index of `profiles`, with the vectoriser and anomaly model fitted on them
+        (`niche`: how texts are read, by default `NicheVectors(seed=seed)`)."""
+        index = cls(seed=seed, niche=niche or NicheVectors(seed=seed))
         rows, picks = index.upsert(profiles, encode_text=False)
         index.refit([profiles.text(int(i)) for i in picks], rows)
         return index

@@ -1,5 +1,9 @@
 """TF-IDF niche vectors of every creator, queryable in one sparse product.
 
+Columns are niche terms (`niche_terms`: stems, synonyms and translations as one concept), so
+a brief and a bio meet on meaning rather than on exact words; a brief's typo is read as the
+closest term creators use.
+
 Rows live in a *base* matrix (CSR for reading rows, CSC for reading the few columns a query
 touches) plus a small *overlay* of rows changed since the base was built. A query reads the
 base through the query's columns only, then overwrites the overlaid rows; when the overlay
@@ -10,8 +14,9 @@ lacks) re-encodes every row.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -19,41 +24,67 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from services.matching.niche_terms import NearestTerm, NicheTerms, content_words, default_terms
+
+__all__ = ["NicheQuery", "NicheVectors", "content_words", "make_vectorizer"]
+
 _MAX_FIT_DOCUMENTS: Final = 200_000
-# Words of two or more characters (any script) that start with a letter.
-_WORD_PATTERN: Final = r"(?u)\b[^\W\d_][^\W_]+\b"
 _COMPACT_SHARE: Final = 0.05
 _COMPACT_MINIMUM: Final = 2_000
+_NEAREST_MEMO_LIMIT: Final = 100_000
+TYPO_SIMILARITY: Final = 0.5
+"""Least trigram cosine for a brief's unknown term to be read as a vocabulary term."""
 
 
-def make_vectorizer() -> TfidfVectorizer:
-    """Unigrams, English stop words removed, sublinear tf, L2-normalised float32 rows."""
+def make_vectorizer(terms: NicheTerms | None = None) -> TfidfVectorizer:
+    """Niche terms (see `niche_terms`), sublinear tf, L2-normalised float32 rows."""
     return TfidfVectorizer(
-        lowercase=True,
-        stop_words="english",
-        token_pattern=_WORD_PATTERN,
-        sublinear_tf=True,
-        min_df=1,
-        dtype=np.float32,
+        analyzer=terms or default_terms(), sublinear_tf=True, min_df=1, dtype=np.float32
     )
 
 
-@functools.cache
-def _analyzer() -> Callable[[str], list[str]]:
-    analyze: Callable[[str], list[str]] = make_vectorizer().build_analyzer()
-    return analyze
+@dataclass(frozen=True)
+class NicheQuery:
+    """A brief as a niche vector, with what each of its columns was read from."""
 
+    vector: sp.csr_matrix
+    """1 x vocabulary, L2-normalised (zero when no term of the brief is known)."""
+    labels: dict[int, str]
+    """Column -> the brief's word, with the term it was read as when that differs
+    ("pups ~ puppy", "sourdugh ~ sourdough")."""
 
-def content_words(text: str) -> list[str]:
-    """The words of `text` the niche vectors match on: stop words and non-words left out."""
-    return _analyzer()(text)
+    def matched(self, rows: sp.csr_matrix, most: int = 5) -> list[tuple[str, ...]]:
+        """For each of `rows`, the labels of the columns it shares with this query, largest
+        product first."""
+        if self.vector.nnz == 0 or rows.shape[1] != self.vector.shape[1]:
+            return [()] * rows.shape[0]
+        products = sp.csr_matrix(rows.multiply(self.vector.toarray()))
+        products.eliminate_zeros()
+        found = []
+        for i in range(products.shape[0]):
+            start, end = products.indptr[i], products.indptr[i + 1]
+            columns, values = products.indices[start:end], products.data[start:end]
+            order = np.lexsort((columns, -values))[:most]
+            found.append(tuple(self.labels[int(c)] for c in columns[order]))
+        return found
 
 
 class NicheVectors:
     """Niche vectors for rows 0..size-1; rows without text are zero vectors."""
 
-    def __init__(self, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        terms: NicheTerms | None = None,
+        typo_similarity: float | None = TYPO_SIMILARITY,
+    ) -> None:
+        self.terms = terms or default_terms()
+        self.typo_similarity = typo_similarity
+        """None: a brief's unknown terms are ignored, never read as a close vocabulary term."""
         self.vectorizer: TfidfVectorizer | None = None
+        self._nearest: NearestTerm | None = None
+        self._nearest_seen: dict[str, str | None] = {}
         self.fitted_documents = 0
         # Rows written since the last fit with a word the vocabulary lacks: those words match
         # nothing (a new niche's creators are invisible to a brief naming it) until a refit.
@@ -76,7 +107,7 @@ class NicheVectors:
     def fit(self, texts: Sequence[str], rows: npt.NDArray[np.int64], size: int) -> None:
         """Fit the vectoriser on `texts` (a seeded sample if there are many) and encode them as
         rows `rows` of a fresh base with `size` rows; rows not given are zero."""
-        vectorizer = make_vectorizer()
+        vectorizer = make_vectorizer(self.terms)
         sample: Sequence[str] = texts
         if len(texts) > _MAX_FIT_DOCUMENTS:
             picks = np.random.default_rng(self._seed).choice(
@@ -93,6 +124,12 @@ class NicheVectors:
             shape=(size, len(rows)),
         )
         self.vectorizer = vectorizer
+        self._nearest = None
+        self._nearest_seen = {}
+        if self.typo_similarity is not None:
+            self._nearest = NearestTerm(
+                vectorizer.get_feature_names_out().tolist(), min_similarity=self.typo_similarity
+            )
         self.fitted_documents = len(texts)
         self.unseen_word_rows = 0
         # Every row was re-encoded with the new vocabulary: older overlay rows are obsolete.
@@ -107,6 +144,52 @@ class NicheVectors:
             return sp.csr_matrix((len(texts), 0), dtype=np.float32)
         return sp.csr_matrix(self.vectorizer.transform(texts), dtype=np.float32)
 
+    def encode_query(self, text: str) -> NicheQuery:
+        """A brief's vector, weighted as the rows are (sublinear tf x idf, L2); a term no
+        creator uses counts as the closest vocabulary term if one is close enough."""
+        vectorizer = self.vectorizer  # one vocabulary throughout, even if a refit lands
+        if vectorizer is None:
+            return NicheQuery(sp.csr_matrix((1, 0), dtype=np.float32), {})
+        vocabulary: dict[str, int] = vectorizer.vocabulary_
+        columns = len(vocabulary)
+        read = self.terms.read(text)
+        unknown = sorted({term for _, term in read if term not in vocabulary})
+        nearest = self._nearest_terms(unknown)
+        counts: Counter[int] = Counter()
+        labels: dict[int, str] = {}
+        for word, term in read:
+            known = term if term in vocabulary else nearest.get(term)
+            if known is None or known not in vocabulary:  # a refit may have just replaced it
+                continue
+            column = vocabulary[known]
+            counts[column] += 1
+            shown = self.terms.shown.get(known, known)
+            labels.setdefault(column, word if shown == word else f"{word} ~ {shown}")
+        ordered = sorted(counts)
+        weights = (1.0 + np.log(np.array([counts[c] for c in ordered], dtype=np.float64))) * (
+            vectorizer.idf_[ordered]
+        )
+        norm = float(np.linalg.norm(weights)) or 1.0
+        vector = sp.csr_matrix(
+            ((weights / norm).astype(np.float32), ordered, [0, len(ordered)]),
+            shape=(1, columns),
+        )
+        return NicheQuery(vector, labels)
+
+    def _nearest_terms(self, unknown: list[str]) -> dict[str, str | None]:
+        """Each unknown term's closest vocabulary term, remembered until the next fit (briefs
+        repeat their unknown words: "campaign", "brand")."""
+        # Local references: a refit in a worker thread replaces both, never mutates them.
+        nearest, seen = self._nearest, self._nearest_seen
+        if nearest is None:
+            return {}
+        if len(seen) > _NEAREST_MEMO_LIMIT:
+            seen.clear()
+        asked = [term for term in unknown if term not in seen]
+        if asked:
+            seen.update(zip(asked, nearest(asked), strict=True))
+        return {term: seen.get(term) for term in unknown}
+
     def set_rows(self, rows: npt.NDArray[np.int64], texts: Sequence[str], size: int) -> None:
         """Replace the vectors of `rows` (new rows included) with the encoding of `texts`."""
         if self.vectorizer is None:
@@ -114,7 +197,7 @@ class NicheVectors:
         encoded = self.encode(texts)
         vocabulary = self.vectorizer.vocabulary_
         self.unseen_word_rows += sum(
-            any(word not in vocabulary for word in content_words(text)) for text in texts
+            any(term not in vocabulary for term in self.terms(text)) for text in texts
         )
         for i, row in enumerate(rows.tolist()):
             position = self._overlay_position.get(row)
@@ -152,16 +235,28 @@ class NicheVectors:
 
     def similarity(self, query: sp.csr_matrix, size: int) -> npt.NDArray[np.float32]:
         """Cosine similarity of every row with `query` (an L2-normalised 1 x vocabulary row)."""
-        scores = np.zeros(size, dtype=np.float32)
-        if self.vectorizer is None or query.nnz == 0:
+        scores: npt.NDArray[np.float32] = self.similarity_many([query], size)[0]
+        return scores
+
+    def similarity_many(
+        self, queries: Sequence[sp.csr_matrix], size: int
+    ) -> npt.NDArray[np.float32]:
+        """(queries x size) cosine similarities of every row with each of `queries`, in one
+        sparse product over the columns any of them uses."""
+        scores = np.zeros((len(queries), size), dtype=np.float32)
+        if self.vectorizer is None or not queries:
             return scores
-        terms, weights = query.indices, query.data
+        stacked = sp.csr_matrix(sp.vstack(queries), dtype=np.float32)
+        if stacked.nnz == 0:
+            return scores
+        terms = np.unique(stacked.indices)
+        weights = stacked[:, terms].T.toarray()  # terms x queries
         base_rows = min(self._base_csc.shape[0], size)
         if base_rows and self._base_csc.shape[1]:
-            scores[:base_rows] = (self._base_csc[:, terms] @ weights)[:base_rows]
+            scores[:, :base_rows] = (self._base_csc[:, terms] @ weights)[:base_rows].T
         if self._overlay_position:
             rows, overlay = self._overlay()
-            scores[rows] = overlay @ query.T.toarray().ravel()
+            scores[:, rows] = (overlay @ stacked.T.toarray()).T
         return scores
 
     def rows(self, rows: npt.NDArray[np.int64]) -> sp.csr_matrix:

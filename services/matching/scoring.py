@@ -11,12 +11,12 @@ FILTER_REASONS.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from services.matching.authenticity import TRUST_FLAGS
 from services.matching.diversity import mmr
@@ -29,6 +29,7 @@ from services.matching.features import (
     shrunk_roas,
 )
 from services.matching.index import CreatorIndex
+from services.matching.niche_vectors import NicheQuery
 from services.matching.ranker import LinearRanker
 from shared.contract.events import MatchRequested
 from shared.contract.events.matching import EngagementRange, FollowerRange, MatchFilters
@@ -56,6 +57,7 @@ _REASON: Final = {reason: code + 1 for code, reason in enumerate(FILTER_REASONS)
 _GENDER_COLUMN: Final = {"female": 0, "male": 1}
 _LOW_POSTING: Final = 4
 _PARTIAL_AUDIENCE: Final = 0.5
+_EXACT_BUDGET_MARGIN: Final = 0.99
 POD, SPIKE = TRUST_FLAGS
 
 
@@ -148,6 +150,8 @@ class RankedCreator:
     flags: tuple[str, ...]
     flag_reasons: dict[str, str]
     """Why each flag was raised, in numbers a brand can check."""
+    matched_terms: tuple[str, ...] = ()
+    """The brief's words this creator matched on, as read ("pups ~ puppy"), strongest first."""
 
 
 @dataclass(frozen=True)
@@ -184,37 +188,123 @@ class Candidates:
 
     reason: npt.NDArray[np.int8]
     """Per index row: 0 when eligible, else the code of the first filter that dropped it."""
+    niche: NicheQuery
     rows: npt.NDArray[np.int64]
     features: npt.NDArray[np.float32]
     """One row per eligible creator, columns in FEATURES order."""
+    approximate_cost: npt.NDArray[np.float64]
+    """Float price of each eligible creator in the budget's currency (filtering only)."""
+
+
+class SharedWork:
+    """What queries answered together compute once: costs in each budget currency, audience
+    shares in each set of target countries."""
+
+    def __init__(self, index: CreatorIndex, fx: FxSnapshot | None) -> None:
+        self._index = index
+        self._fx = fx
+        self._costs: dict[str, npt.NDArray[np.float64]] = {}
+        self._country_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = {}
+        self._masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
+        self._creator_features: npt.NDArray[np.float32] | None = None
+
+    def costs(self, currency: str) -> npt.NDArray[np.float64]:
+        """Approximate quoted price of every creator in `currency` (NaN: no FX rate)."""
+        found = self._costs.get(currency)
+        if found is None:
+            index = self._index
+            names = index.currencies.names
+            rates = fx_rates_to(self._fx, names, currency)
+            exponents = np.array([10.0 ** minor_unit(cc) for cc in names] or [1.0])
+            codes = index.columns.cost_currency[: index.size]
+            found = index.columns.cost_minor[: index.size] / exponents[codes] * rates[codes]
+            self._costs[currency] = found
+        return found
+
+    def outside_platforms(self, platforms: tuple[str, ...]) -> npt.NDArray[np.bool_]:
+        key = ("platforms", *sorted(platforms))
+        found = self._masks.get(key)
+        if found is None:
+            index = self._index
+            table = index.platforms.lookup(platforms)
+            found = self._masks[key] = ~table[index.columns.platform[: index.size]]
+        return found
+
+    def outside_tiers(self, tiers: tuple[Tier, ...]) -> npt.NDArray[np.bool_]:
+        key = ("tiers", *sorted(tiers))
+        found = self._masks.get(key)
+        if found is None:
+            wanted = np.zeros(len(TIERS), dtype=bool)
+            wanted[[TIER_CODES[t] for t in tiers]] = True
+            found = self._masks[key] = ~wanted[self._index.columns.tier[: self._index.size]]
+        return found
+
+    def creator_features(self, settings: ScoringSettings) -> npt.NDArray[np.float32]:
+        """(3 x size): engagement, authenticity and past performance of every creator, the
+        features no request changes."""
+        if self._creator_features is None:
+            index = self._index
+            n = index.size
+            c = index.columns
+            found = np.empty((3, n), dtype=np.float32)
+            # Engagement a pod or bought followers produced is no merit: it counts for nothing.
+            trusted = c.trust_flags[:n] == 0
+            found[0] = engagement_quality(c.engagement_rate[:n], c.tier[:n]) * trusted
+            found[1] = c.authenticity[:n]
+            shrunk = shrunk_roas(
+                c.roas_sum[:n],
+                c.roas_count[:n],
+                prior=settings.roas_prior,
+                k=settings.roas_prior_strength,
+            )
+            found[2] = past_performance(shrunk, prior=settings.roas_prior)
+            self._creator_features = found
+        return self._creator_features
+
+    def country_fit(self, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
+        key = tuple(sorted(countries))
+        found = self._country_fit.get(key)
+        if found is None:
+            found = self._country_fit[key] = _audience_country(self._index, countries)
+        return found
 
 
 def candidates(
-    index: CreatorIndex, query: MatchQuery, fx: FxSnapshot | None, settings: ScoringSettings
+    index: CreatorIndex,
+    query: MatchQuery,
+    fx: FxSnapshot | None,
+    settings: ScoringSettings,
+    *,
+    niche: tuple[NicheQuery, npt.NDArray[np.float32]] | None = None,
+    shared: SharedWork | None = None,
 ) -> Candidates:
-    """Apply the hard filters to the whole index and compute the survivors' features."""
+    """Apply the hard filters to the whole index and compute the survivors' features.
+
+    `niche`: the query's niche vector and similarities when already computed (with other
+    queries'); `shared`: the work this query shares with the others answered with it.
+    """
+    shared = shared or SharedWork(index, fx)
     n = index.size
     c = index.columns
     reason = np.zeros(n, dtype=np.int8)
 
-    def drop(name: str, where: npt.NDArray[np.bool_]) -> None:
-        reason[(reason == 0) & where] = _REASON[name]
+    def drop(name: str, where: npt.NDArray[np.bool_] | None) -> None:
+        if where is not None:  # None: the filter leaves everyone in
+            reason[(reason == 0) & where] = _REASON[name]
 
     drop("excluded", _rows_mask(index, query.exclude))
     drop("already_hired", _rows_mask(index, query.hired))
     if query.platforms:
-        drop("outside_platform", ~index.platforms.lookup(query.platforms)[c.platform[:n]])
+        drop("outside_platform", shared.outside_platforms(query.platforms))
     if query.tiers:
-        wanted = np.zeros(len(TIERS), dtype=bool)
-        wanted[[TIER_CODES[t] for t in query.tiers]] = True
-        drop("outside_tier", ~wanted[c.tier[:n]])
+        drop("outside_tier", shared.outside_tiers(query.tiers))
     drop("outside_follower_range", _outside(c.followers[:n], query.follower_range))
     if query.creator_countries:
         inside = index.countries.lookup(query.creator_countries)[c.country[:n]]
         drop("outside_creator_country", ~inside)
     if query.languages:
         drop("language_mismatch", ~index.languages.lookup(query.languages)[c.language[:n]])
-    country_fit = _audience_country(index, query.countries)
+    country_fit = shared.country_fit(query.countries)
     if query.countries:
         drop("audience_mismatch", country_fit < settings.min_audience_share)
     everyone = np.arange(n, dtype=np.int64)
@@ -227,35 +317,30 @@ def candidates(
     drop("outside_engagement_range", _outside(c.engagement_rate[:n], query.engagement_range))
     drop("likely_fake", c.likely_fake[:n])
     budget = float(query.budget.amount)
-    rates = fx_rates_to(fx, index.currencies.names, query.budget.currency)
-    exponents = np.array([10.0 ** minor_unit(cc) for cc in index.currencies.names] or [1.0])
-    currency = c.cost_currency[:n]
-    cost = c.cost_minor[:n] / exponents[currency] * rates[currency]
+    cost = shared.costs(query.budget.currency)
     drop("no_fx_rate", np.isnan(cost))
     drop("over_budget", cost > budget * (1 + 1e-9))
-    niche = index.niche.similarity(_query_vector(index, query), n)
-    if index.niche.vectorizer is not None:
-        drop("off_niche", niche <= 0)
+    if niche is None:
+        niche_query = index.niche.encode_query(query.niche_text)
+        similarity = index.niche.similarity(niche_query.vector, n)
+    else:
+        niche_query, similarity = niche
+    if index.niche.vectorizer is not None:  # no term or concept in common, typos read
+        drop("off_niche", similarity <= 0)
 
     rows = np.flatnonzero(reason == 0).astype(np.int64)
     features = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
-    features[:, 0] = niche[rows]
+    features[:, 0] = similarity[rows]
     features[:, 1] = country_fit[rows]
     features[:, 2] = _audience_age(index, query.ages, rows)
     features[:, 3] = _audience_gender(index, query.gender, rows)
-    # Engagement a pod or bought followers produced is no merit: it counts for nothing.
-    trusted = c.trust_flags[rows] == 0
-    features[:, 4] = engagement_quality(c.engagement_rate[rows], c.tier[rows]) * trusted
-    features[:, 5] = c.authenticity[rows]
-    features[:, 6] = np.clip(1.0 - cost[rows] / budget, 0.0, 1.0) if budget > 0 else 0.0
-    shrunk = shrunk_roas(
-        c.roas_sum[rows],
-        c.roas_count[rows],
-        prior=settings.roas_prior,
-        k=settings.roas_prior_strength,
-    )
-    features[:, 7] = past_performance(shrunk, prior=settings.roas_prior)
-    return Candidates(reason, rows, features)
+    engagement, authenticity, performance = shared.creator_features(settings)
+    features[:, 4] = engagement[rows]
+    features[:, 5] = authenticity[rows]
+    features[:, 7] = performance[rows]
+    approximate_cost = cost[rows]
+    features[:, 6] = np.clip(1.0 - approximate_cost / budget, 0.0, 1.0) if budget > 0 else 0.0
+    return Candidates(reason, niche_query, rows, features, approximate_cost)
 
 
 def match(
@@ -266,14 +351,56 @@ def match(
     settings: ScoringSettings,
 ) -> MatchResult:
     """Rank the index for `query` (pure, deterministic, no I/O)."""
+    return match_many(index, [(query, ranker)], fx, settings)[0]
+
+
+def match_many(
+    index: CreatorIndex,
+    asked: Sequence[tuple[MatchQuery, LinearRanker]],
+    fx: FxSnapshot | None,
+    settings: ScoringSettings,
+) -> list[MatchResult]:
+    """Rank the index for queries that arrived together, each by its ranker.
+
+    Their niche similarities come from one sparse product, and costs and audience shares are
+    computed once per budget currency and per set of countries; each result is the one
+    `match` gives for its query alone.
+    """
+    niches = [index.niche.encode_query(query.niche_text) for query, _ in asked]
+    similarities = index.niche.similarity_many([q.vector for q in niches], index.size)
+    shared = SharedWork(index, fx)
+    return [
+        _ranked(
+            index,
+            query,
+            ranker,
+            fx,
+            settings,
+            candidates(
+                index, query, fx, settings, niche=(niches[i], similarities[i]), shared=shared
+            ),
+        )
+        for i, (query, ranker) in enumerate(asked)
+    ]
+
+
+def _ranked(
+    index: CreatorIndex,
+    query: MatchQuery,
+    ranker: LinearRanker,
+    fx: FxSnapshot | None,
+    settings: ScoringSettings,
+    eligible: Candidates,
+) -> MatchResult:
     c = index.columns
-    eligible = candidates(index, query, fx, settings)
     reason, rows, features = eligible.reason, eligible.rows, eligible.features
     scores = ranker.scores(features)
 
     pool_size = min(len(rows), max(settings.min_pool, settings.pool_factor * query.limit))
     pool = _best(scores, pool_size)
-    pool, late_over_budget = _exactly_within_budget(index, rows[pool], pool, query, fx)
+    pool, late_over_budget = _exactly_within_budget(
+        index, rows[pool], pool, eligible.approximate_cost[pool], query, fx
+    )
     reason[rows[late_over_budget]] = _REASON["over_budget"]
     trade_off = (
         settings.diversity_trade_off
@@ -281,27 +408,31 @@ def match(
         else query.diversity_trade_off
     )
     picked = _diversified(index, rows[pool], scores[pool], query.limit, trade_off)
+    at = pool[picked] if picked else np.zeros(0, dtype=np.int64)
+    picked_rows = rows[at]
+    matched = eligible.niche.matched(index.niche.rows(picked_rows))
+    tiers = c.tier[picked_rows].tolist()
+    engagement = c.engagement_rate[picked_rows].tolist()
 
     creators = []
-    for rank, p in enumerate(picked, start=1):
-        at = int(pool[p])
-        row = int(rows[at])
-        explanation = ranker.explain(features[at])
+    for i, row in enumerate(picked_rows.tolist()):
+        explanation = ranker.explain(features[at[i]])
         flags = _flags(index, row)
         creators.append(
             RankedCreator(
-                rank=rank,
+                rank=i + 1,
                 row=row,
                 creator_id=index.creator_ids[row],
                 handle=index.handles[row],
                 score=math.fsum(explanation.values()),
-                tier=TIERS[int(c.tier[row])],
-                engagement_rate=float(c.engagement_rate[row]),
+                tier=TIERS[tiers[i]],
+                engagement_rate=engagement[i],
                 estimated_cost=_convert(index.cost(row), query.budget.currency, fx),
                 explanation=explanation,
-                features={f: float(x) for f, x in zip(FEATURES, features[at], strict=True)},
+                features=dict(zip(FEATURES, features[at[i]].tolist(), strict=True)),
                 flags=tuple(flags),
                 flag_reasons=flags,
+                matched_terms=matched[i],
             )
         )
     counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
@@ -309,28 +440,29 @@ def match(
     return MatchResult(creators, filtered, ranker.version, fx)
 
 
-def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[np.bool_]:
-    mask = np.zeros(index.size, dtype=bool)
+def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[np.bool_] | None:
+    """True at the rows of `creator_ids`; None when none of them is indexed."""
     rows = [index.row_of[cid] for cid in creator_ids if cid in index.row_of]
+    if not rows:
+        return None
+    mask = np.zeros(index.size, dtype=bool)
     mask[rows] = True
     return mask
 
 
 def _outside(
     values: npt.NDArray[np.float32], bounds: tuple[float | None, float | None]
-) -> npt.NDArray[np.bool_]:
-    """True where a value lies outside the inclusive (least, most) bounds."""
+) -> npt.NDArray[np.bool_] | None:
+    """True where a value lies outside the inclusive (least, most) bounds; None: no bound."""
     least, most = bounds
+    if least is None and most is None:
+        return None
     outside = np.zeros(len(values), dtype=bool)
     if least is not None:
         outside |= values < np.float32(least)
     if most is not None:
         outside |= values > np.float32(most)
     return outside
-
-
-def _query_vector(index: CreatorIndex, query: MatchQuery) -> sp.csr_matrix:
-    return index.niche.encode([query.niche_text])
 
 
 def _audience_country(index: CreatorIndex, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
@@ -373,14 +505,20 @@ def _exactly_within_budget(
     index: CreatorIndex,
     rows: npt.NDArray[np.int64],
     pool: npt.NDArray[np.int64],
+    approximate_cost: npt.NDArray[np.float64],
     query: MatchQuery,
     fx: FxSnapshot | None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Split `pool` by the exact Decimal cost: (within budget, over it after all)."""
-    within = np.array(
-        [_convert(index.cost(int(r)), query.budget.currency, fx) <= query.budget for r in rows],
-        dtype=bool,
-    ).reshape(len(rows))
+    """Split `pool` by the exact Decimal cost: (within budget, over it after all).
+
+    Only costs within 1 % of the budget are converted exactly: rounding to minor units and
+    float error move a cost by far less, so the others are certainly within it.
+    """
+    near = approximate_cost > float(query.budget.amount) * _EXACT_BUDGET_MARGIN
+    within = np.ones(len(rows), dtype=bool)
+    within[near] = [
+        _convert(index.cost(int(r)), query.budget.currency, fx) <= query.budget for r in rows[near]
+    ]
     return pool[within], pool[~within]
 
 

@@ -8,7 +8,7 @@ the unit tests use. Both pass tests/integration/matching/test_store_contract.py.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -112,12 +112,15 @@ class MatchingStore(Protocol):
         self, conn: Connection, deal_id: str, campaign_id: str, creator_id: str, at: datetime
     ) -> None: ...
 
-    async def hired(self, conn: Connection, campaign_id: str) -> frozenset[str]:
-        """Creators with a signed deal or a `hired` feedback for the campaign."""
+    async def hired(
+        self, conn: Connection, campaign_ids: Collection[str]
+    ) -> dict[str, frozenset[str]]:
+        """Per campaign asked, the creators with a signed deal or a `hired` feedback for it."""
         ...
 
-    async def save_answer(self, conn: Connection, answer: Answer) -> bool:
-        """Record an answer; False (and nothing written) if the request was answered before."""
+    async def save_answers(self, conn: Connection, answers: Sequence[Answer]) -> set[str]:
+        """Record answers; returns the request ids recorded. An answer to a request answered
+        before (or earlier in `answers`) is not recorded."""
         ...
 
     async def record_feedback(
@@ -278,43 +281,64 @@ class PostgresMatchingStore:
             at,
         )
 
-    async def hired(self, conn: Connection, campaign_id: str) -> frozenset[str]:
+    async def hired(
+        self, conn: Connection, campaign_ids: Collection[str]
+    ) -> dict[str, frozenset[str]]:
         rows = await conn.fetch(
-            """SELECT creator_id FROM matching_hires WHERE campaign_id = $1
-               UNION SELECT creator_id FROM matching_feedback
-                     WHERE campaign_id = $1 AND decision = 'hired'""",
-            campaign_id,
+            """SELECT campaign_id, creator_id FROM matching_hires WHERE campaign_id = ANY($1)
+               UNION SELECT campaign_id, creator_id FROM matching_feedback
+                     WHERE campaign_id = ANY($1) AND decision = 'hired'""",
+            list(campaign_ids),
         )
-        return frozenset(r["creator_id"] for r in rows)
+        found: dict[str, set[str]] = {campaign: set() for campaign in campaign_ids}
+        for r in rows:
+            found[r["campaign_id"]].add(r["creator_id"])
+        return {campaign: frozenset(creators) for campaign, creators in found.items()}
 
-    async def save_answer(self, conn: Connection, answer: Answer) -> bool:
-        inserted = await conn.fetchval(
+    async def save_answers(self, conn: Connection, answers: Sequence[Answer]) -> set[str]:
+        if not answers:
+            return set()
+        # One statement for the requests, one for their suggestions: answers consumed
+        # together are written together.
+        inserted = await conn.fetch(
             """INSERT INTO matching_requests (request_id, campaign_id, brand_id, model_version,
                    fx_as_of, fx_source, filtered, event_id, request)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb)
-               ON CONFLICT (request_id) DO NOTHING RETURNING true""",
-            answer.request_id,
-            answer.campaign_id,
-            answer.brand_id,
-            answer.model_version,
-            answer.fx_as_of,
-            answer.fx_source,
-            json.dumps(answer.filtered),
-            answer.event_id,
-            None if answer.request is None else answer.request.model_dump_json(),
+               SELECT r, c, b, m, fa, fs, f::jsonb, e, q::jsonb
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                             $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[])
+                      AS a(r, c, b, m, fa, fs, f, e, q)
+               ON CONFLICT (request_id) DO NOTHING RETURNING request_id""",
+            [a.request_id for a in answers],
+            [a.campaign_id for a in answers],
+            [a.brand_id for a in answers],
+            [a.model_version for a in answers],
+            [a.fx_as_of for a in answers],
+            [a.fx_source for a in answers],
+            [json.dumps(a.filtered) for a in answers],
+            [a.event_id for a in answers],
+            [None if a.request is None else a.request.model_dump_json() for a in answers],
         )
-        if not inserted:
-            return False
-        await conn.executemany(
-            """INSERT INTO matching_suggestions
-                   (request_id, creator_id, campaign_id, rank, score, features)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
-            [
-                (answer.request_id, cid, answer.campaign_id, rank, score, list(features))
-                for cid, rank, score, features in answer.suggestions
-            ],
-        )
-        return True
+        recorded = {r["request_id"] for r in inserted}
+        pending = set(recorded)
+        rows = []
+        for a in answers:
+            if a.request_id in pending:  # the first answer of a request id is the one stored
+                pending.discard(a.request_id)
+                rows += [
+                    (a.request_id, cid, a.campaign_id, rank, score, _real_array(features))
+                    for cid, rank, score, features in a.suggestions
+                ]
+        if rows:
+            columns = list(zip(*rows, strict=True))
+            await conn.execute(
+                """INSERT INTO matching_suggestions
+                       (request_id, creator_id, campaign_id, rank, score, features)
+                   SELECT r, cr, c, k, sc, f::real[]
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],
+                                 $5::double precision[], $6::text[]) AS s(r, cr, c, k, sc, f)""",
+                *(list(column) for column in columns),
+            )
+        return recorded
 
     async def record_feedback(
         self,
@@ -620,20 +644,25 @@ class InMemoryMatchingStore:
     ) -> None:
         self.hires.setdefault(deal_id, (campaign_id, creator_id))
 
-    async def hired(self, conn: Connection, campaign_id: str) -> frozenset[str]:
-        signed = {cid for campaign, cid in self.hires.values() if campaign == campaign_id}
-        told = {
-            cid
-            for campaign, cid, decision, _ in self.feedback.values()
-            if campaign == campaign_id and decision == "hired"
-        }
-        return frozenset(signed | told)
+    async def hired(
+        self, conn: Connection, campaign_ids: Collection[str]
+    ) -> dict[str, frozenset[str]]:
+        found: dict[str, set[str]] = {campaign: set() for campaign in campaign_ids}
+        for campaign, cid in self.hires.values():
+            if campaign in found:
+                found[campaign].add(cid)
+        for campaign, cid, decision, _ in self.feedback.values():
+            if campaign in found and decision == "hired":
+                found[campaign].add(cid)
+        return {campaign: frozenset(creators) for campaign, creators in found.items()}
 
-    async def save_answer(self, conn: Connection, answer: Answer) -> bool:
-        if answer.request_id in self.answers:
-            return False
-        self.answers[answer.request_id] = answer
-        return True
+    async def save_answers(self, conn: Connection, answers: Sequence[Answer]) -> set[str]:
+        recorded = set()
+        for answer in answers:
+            if answer.request_id not in self.answers:
+                self.answers[answer.request_id] = answer
+                recorded.add(answer.request_id)
+        return recorded
 
     async def record_feedback(
         self,
@@ -799,3 +828,8 @@ class InMemoryMatchingStore:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _real_array(values: Sequence[float]) -> str:
+    """A PostgreSQL array literal of `values` (exact: repr round-trips a float)."""
+    return "{" + ",".join(repr(float(v)) for v in values) + "}"

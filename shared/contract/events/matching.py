@@ -10,6 +10,7 @@ from shared.contract.events.payload import ExternalPayload, InternalPayload
 from shared.contract.events.types import (
     MAX_MAP_ENTRIES,
     MAX_SUGGESTIONS,
+    MAX_TAGS,
     MAX_TARGET_COUNTRIES,
     Count,
     CountryCode,
@@ -239,6 +240,14 @@ class Suggestion(InternalPayload):
                 "0.001 shares per like (real audiences 0.005+)"
             }
         ],
+    )
+    # Optional since v1.3.
+    matched_terms: Annotated[tuple[ShortText, ...], Field(max_length=MAX_TAGS)] = Field(
+        default=(),
+        description="The brief's words the creator's niche matched on, strongest first; a "
+        "word read as a synonym, a translation or a typo of a creator's term shows it after "
+        "'~'.",
+        examples=[["pups ~ puppy", "doggies ~ dog"]],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -93,7 +94,7 @@ class MatchingStoreContract:
         assert everyone[a] == history[a] and everyone[b] == [(T0, 700)]
 
     async def test_hires_come_from_deals_and_hired_feedback(self) -> None:
-        campaign = f"cmp-{uid()}"
+        campaign, other, nobody = f"cmp-{uid()}", f"cmp-{uid()}", f"cmp-{uid()}"
         async with self.transaction() as conn:
             await self.store.record_hire(conn, f"deal-{uid()}", campaign, "cr-a", T0)
             await self.store.record_feedback(
@@ -102,20 +103,26 @@ class MatchingStoreContract:
             await self.store.record_feedback(
                 conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-c", "declined", None
             )
-            await self.store.record_hire(conn, f"deal-{uid()}", "other", "cr-d", T0)
-            assert await self.store.hired(conn, campaign) == {"cr-a", "cr-b"}
+            await self.store.record_hire(conn, f"deal-{uid()}", other, "cr-d", T0)
+            hired = await self.store.hired(conn, [campaign, other, nobody])
+            assert hired == {campaign: {"cr-a", "cr-b"}, other: {"cr-d"}, nobody: frozenset()}
 
-    async def test_a_request_is_answered_once(self) -> None:
+    async def test_a_request_is_answered_once_even_twice_in_one_batch(self) -> None:
         first = answer(f"cmp-{uid()}", ["cr-a"])
         async with self.transaction() as conn:
-            assert await self.store.save_answer(conn, first)
-            assert not await self.store.save_answer(conn, first)
+            assert await self.store.save_answers(conn, [first]) == {first.request_id}
+            assert await self.store.save_answers(conn, [first]) == set()
+        again = dataclasses.replace(first, event_id="ev-again")
+        second = answer(f"cmp-{uid()}", ["cr-b", "cr-c"])
+        async with self.transaction() as conn:
+            recorded = await self.store.save_answers(conn, [second, again, second])
+            assert recorded == {second.request_id}
 
     async def test_feedback_and_outcomes_become_labels_with_suggestion_features(self) -> None:
         campaign, brand = f"cmp-{uid()}", f"brand-{uid()}"
         async with self.transaction() as conn:
-            await self.store.save_answer(
-                conn, answer(campaign, ["cr-x", "cr-y", "cr-z"], brand=brand)
+            await self.store.save_answers(
+                conn, [answer(campaign, ["cr-x", "cr-y", "cr-z"], brand=brand)]
             )
             await self.store.record_feedback(
                 conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-x", "hired", None
@@ -148,7 +155,7 @@ class MatchingStoreContract:
         async with self.transaction() as conn:
             for brand, creators in ((mine, ["cr-a", "cr-b"]), (theirs, ["cr-c"])):
                 campaign = f"cmp-{uid()}"
-                await self.store.save_answer(conn, answer(campaign, creators, brand=brand))
+                await self.store.save_answers(conn, [answer(campaign, creators, brand=brand)])
                 for cid in creators:
                     await self.store.record_feedback(
                         conn, ("brand-tool", f"fb-{uid()}"), campaign, cid, "declined", None

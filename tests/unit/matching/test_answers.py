@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.matching.answers import check_request
+from services.matching.answers import check_request, suggestion_payload
 from services.matching.index import CreatorIndex
 from services.matching.ranker import HAND_RANKER
 from services.matching.scoring import MatchQuery, ScoringSettings, match
@@ -50,3 +50,19 @@ def test_a_budget_currency_without_a_rate_is_answered_with_no_fx_rate_counts(
     assert result.creators == []
     assert result.filtered["no_fx_rate"] > 0
     assert sum(result.filtered.values()) == index.size
+
+
+def test_each_suggestion_names_the_brief_words_it_matched(
+    index: CreatorIndex, fx: FxSnapshot
+) -> None:
+    request = with_niche("Sourdugh breads for bakers", ())
+    result = match(index, MatchQuery.from_request(request), HAND_RANKER, fx, ScoringSettings())
+    payload = suggestion_payload(request, result)
+    assert payload.suggestions
+    for suggestion in payload.suggestions:
+        assert suggestion.matched_terms
+        assert set(suggestion.matched_terms) <= {
+            "sourdugh ~ sourdough",
+            "breads ~ bread",
+            "bakers ~ baking",
+        }

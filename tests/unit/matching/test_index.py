@@ -108,3 +108,19 @@ def test_a_creator_of_a_niche_nobody_had_is_found_after_the_refit_it_makes_due()
     assert not index.needs_refit()
     scores = index.niche.similarity(index.niche.encode(query), len(index))
     assert int(np.argmax(scores)) == int(rows[0]) and scores[rows[0]] > 0.3
+
+
+def test_similarities_of_several_queries_come_out_as_each_alone_overlay_included() -> None:
+    population = generate_population(400, seed=8)
+    index = CreatorIndex.build(subset(population.profiles, list(range(300))), seed=8)
+    index.upsert(subset(population.profiles, list(range(250, 400))))  # overlay rows
+    queries = [
+        index.niche.encode_query(text).vector
+        for text in ("sourdough bread", "gaming esports stream", "dog puppy", "zzz nothing")
+    ]
+    together = index.niche.similarity_many(queries, len(index))
+    assert together.shape == (4, 400)
+    for i, one in enumerate(queries):
+        assert np.allclose(together[i], index.niche.similarity(one, len(index)))
+    assert together[0].argmax() != together[1].argmax()
+    assert not together[3].any()

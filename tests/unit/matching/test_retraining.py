@@ -27,15 +27,15 @@ async def answer_and_judge(
         campaign_id=f"cmp-{brand}-{seed}", seed=seed, tiers=("micro",), brand_id=brand,
     )  # fmt: skip
     result = match(index, MatchQuery.from_request(request), HAND_RANKER, fx, ScoringSettings())
-    await store.save_answer(
+    await store.save_answers(
         None,
-        Answer(
+        [Answer(
             request.request_id, request.campaign_id, brand, HAND_RANKER.version, None, None, {},
             f"ev-{seed}",
             [(c.creator_id, c.rank, c.score, [c.features[f] for f in FEATURES])
              for c in result.creators],
             request=request,
-        ),
+        )],
     )  # fmt: skip
     for c in result.creators:
         decision = "hired" if c.engagement_rate >= ENGAGED else "declined"

@@ -12,7 +12,13 @@ import pytest
 from services.matching.features import BASELINE, FEATURES
 from services.matching.index import CreatorIndex
 from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import FILTER_REASONS, MatchQuery, ScoringSettings, match
+from services.matching.scoring import (
+    FILTER_REASONS,
+    MatchQuery,
+    ScoringSettings,
+    match,
+    match_many,
+)
 from shared.contract.events.vocabulary import TIERS
 from shared.contract.money import FxSnapshot, Money
 from shared.tools.synthetic.population import Population, niche_request
@@ -139,3 +145,25 @@ def test_a_request_can_require_languages(index: CreatorIndex, fx: FxSnapshot) ->
     assert {int(index.columns.language[c.row]) for c in result.creators} == {
         index.languages.code("de")
     }
+
+
+def test_requests_scored_together_get_the_answers_they_would_get_alone(
+    index: CreatorIndex, fx: FxSnapshot
+) -> None:
+    # Different niches, budget currencies and target countries: the shared work must keep
+    # each query's own.
+    asked = [
+        (query("fitness"), HAND_RANKER),
+        (query("baking", budget=Money(Decimal("90000"), "EUR")), HAND_RANKER),
+        (query("pets", countries=("BR", "MX")), HAND_RANKER),
+        (query("fitness", countries=("US",), tiers=("micro",)), HAND_RANKER),
+        (query("gaming", niche_text="Speedrn gamming on consolas"), HAND_RANKER),
+    ]
+    together = match_many(index, asked, fx, SETTINGS)
+    for (one, ranker), result in zip(asked, together, strict=True):
+        alone = match(index, one, ranker, fx, SETTINGS)
+        assert result.filtered == alone.filtered
+        assert [
+            (c.creator_id, c.score, c.estimated_cost, c.matched_terms) for c in result.creators
+        ] == [(c.creator_id, c.score, c.estimated_cost, c.matched_terms) for c in alone.creators]
+    assert len({tuple(c.creator_id for c in r.creators) for r in together}) == len(asked)
