@@ -1,4 +1,4 @@
-"""Matching's own tables (deploy/migrations/0100_matching.sql) behind the `MatchingStore` port.
+"""Matching's own tables (services/matching/migrations/) behind the `MatchingStore` port.
 
 Writes take the caller's connection, so they share its transaction with the inbox claim and
 the outbox; `PostgresMatchingStore` is the real adapter and `InMemoryMatchingStore` the fake
