@@ -16,7 +16,7 @@ applied stays applied, and replays of applied events stay no-ops (the inbox).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pydantic_core
@@ -80,9 +80,7 @@ class KeyRegistry:
         elif event.type == EventType.SIGNING_KEY_REVOKED:
             known = self._keys.get(data.key_id)
             if known is not None:
-                self._keys[data.key_id] = RegisteredKey(
-                    known.key_id, known.party, known.owner_id, known.public_key, revoked=True
-                )
+                self._keys[data.key_id] = replace(known, revoked=True)
 
     def get(self, key_id: str) -> RegisteredKey | None:
         return self._keys.get(key_id)
