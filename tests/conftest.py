@@ -22,12 +22,23 @@ from shared.runtime.db import ServiceSchema, create_pool, migrate
 from shared.runtime.kafka import ensure_topics
 from shared.runtime.server_urls import pid_alive
 from shared.tools.infra import EmbeddedInfra, InfraUrls, postgres_account
+from tests.support import shared_kafka
 
 
-def embedded_servers() -> Iterator[InfraUrls]:
-    """Kafka, PostgreSQL and Redis in a new temp dir (or the external ones configured)."""
+def embedded_servers(*, own_kafka: bool = False) -> Iterator[InfraUrls]:
+    """Kafka, PostgreSQL and Redis in a new temp dir (or the external ones configured).
+
+    A local Apache Kafka cluster is lent, emptied, from one shared by the modules
+    (tests/support/shared_kafka.py) unless `own_kafka`: the embedded broker starts in a
+    second, three Apache Kafka brokers in ten or more.
+    """
     root = Path(tempfile.mkdtemp(prefix="creatorflow-test-"))
-    stack = EmbeddedInfra(root, Settings(), durable=False)
+    settings = Settings()
+    local_apache = settings.kafka is KafkaKind.APACHE and not settings.kafka_bootstrap_servers
+    if local_apache and not own_kafka:
+        lent = shared_kafka.lend(settings)
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": lent})
+    stack = EmbeddedInfra(root, settings, durable=False)
     with stack:
         assert stack.urls is not None
         pids = stack.pids()
@@ -52,7 +63,8 @@ async def migrated_pool(
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[InfraUrls]:
-    yield from embedded_servers()
+    # Kafka of its own: the modules that borrow the shared cluster empty it.
+    yield from embedded_servers(own_kafka=True)
 
 
 async def create_topics(infra: InfraUrls) -> None:

@@ -39,7 +39,7 @@ pytestmark = [
 @pytest.fixture
 def servers() -> Iterator[InfraUrls]:
     """Servers of its own for each case: the group starts with no member left by another."""
-    yield from embedded_servers()
+    yield from embedded_servers(own_kafka=True)
 
 
 class Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
