@@ -141,6 +141,23 @@ def refunded_total(order: Order, refunds: Iterable[Refund]) -> tuple[Money, date
     return min(total, order.amount), last
 
 
+def _in_deal_currency(
+    amount: Money, refunded: Money, currency: str, snapshot: FxSnapshot | None
+) -> tuple[Money, Money, FxUsed] | OrderReason:
+    """An order's amount and refunds in the deal's currency, or why they cannot be yet."""
+    if currency == amount.currency:
+        return amount, refunded, FxUsed(Decimal(1), None, None)
+    if snapshot is None:
+        return OrderReason.NO_FX_SNAPSHOT
+    try:
+        conversion = snapshot.convert(amount, currency)
+        refunded_in_deal_currency = snapshot.convert(refunded, currency).result
+    except FxRateMissing:
+        return OrderReason.NO_FX_RATE
+    fx = FxUsed(conversion.rate, conversion.as_of, conversion.fx_source)
+    return conversion.result, refunded_in_deal_currency, fx
+
+
 def evaluate_order(
     order: Order,
     refunds: Sequence[Refund],
@@ -169,29 +186,12 @@ def evaluate_order(
     chosen = choose_deal(order, candidates)
     if isinstance(chosen, OrderReason):
         return replace(unattributed, reason=chosen)
-    if chosen.currency == order.amount.currency:
-        revenue, refunded = order.amount, refunded_source
-        fx = FxUsed(Decimal(1), None, None)
-    elif snapshot is None:
+    converted = _in_deal_currency(order.amount, refunded_source, chosen.currency, snapshot)
+    if isinstance(converted, OrderReason):
         return replace(
-            unattributed,
-            status=OrderStatus.PENDING_FX,
-            reason=OrderReason.NO_FX_SNAPSHOT,
-            deal_id=chosen.deal_id,
+            unattributed, status=OrderStatus.PENDING_FX, reason=converted, deal_id=chosen.deal_id
         )
-    else:
-        try:
-            conversion = snapshot.convert(order.amount, chosen.currency)
-            refunded = snapshot.convert(refunded_source, chosen.currency).result
-        except FxRateMissing:
-            return replace(
-                unattributed,
-                status=OrderStatus.PENDING_FX,
-                reason=OrderReason.NO_FX_RATE,
-                deal_id=chosen.deal_id,
-            )
-        revenue = conversion.result
-        fx = FxUsed(conversion.rate, conversion.as_of, conversion.fx_source)
+    revenue, refunded, fx = converted
     return OrderOutcome(
         order.order_id,
         OrderStatus.ATTRIBUTED,
