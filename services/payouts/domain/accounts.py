@@ -38,6 +38,9 @@ class HoldCode(StrEnum):
     AMOUNT_CHECK = "amount_check"
     # The destination changed while payouts were in flight: cleared when the cool-off ends.
     DESTINATION_COOLOFF = "destination_cooloff"
+    # The rail of the account's method is not configured (services/payouts/providers/rails.py):
+    # cleared when the service starts with it configured, or the account names another method.
+    RAIL_UNAVAILABLE = "rail_unavailable"
 
 
 FX_HOLDS: Final = (HoldCode.FX_RATE, HoldCode.FX_SUSPECT, HoldCode.STALE_FX)

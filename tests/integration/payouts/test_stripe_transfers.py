@@ -114,8 +114,7 @@ async def test_dispatcher_pays_through_stripe_once_despite_an_outage(
     stripe: FakeStripe, adapter: StripeTransfers
 ) -> None:
     h = Harness(max_attempts=5)
-    h.dispatcher._provider = adapter
-    h.settlement._provider = adapter
+    h.use(adapter)
     deal, creator = uid("deal"), uid("cr")
     await h.consume(
         account(creator, currency="KWD", destination=DESTINATION),
