@@ -5,7 +5,8 @@ One round: (1) in a short transaction, take due payouts with `FOR UPDATE SKIP LO
 instances skip them), count the attempt and lease them on their rail (or hold them if the
 account stopped being payable, or its method's rail is not configured); (2) with no
 transaction open, call the rail with the payout id as the idempotency key; (3) in a second
-transaction, record `sent` or the failure (retry later with backoff, or `failed`).
+transaction, record `sent` or the failure (retry later with backoff, move to the creator's
+fallback rail, or `failed`).
 
 Nothing is resent blindly: a payout whose last attempt's outcome is unknown (`in_doubt`: a
 timeout, a 5xx) or that was leased before (a crash after (2)) is first looked up on its rail by
@@ -258,6 +259,7 @@ class Dispatcher:
                         retry=self._policy.retry,
                         now=now,
                         not_executed=outcome.not_executed,
+                        fallback_rail=self._fallback_rail(claimed.account),
                     )
                 changes.append((transition, payout.status))
             await work.changed(changes)
@@ -266,13 +268,24 @@ class Dispatcher:
             await work.flush()
         self.sent += sent
 
+    def _fallback_rail(self, account: PayoutAccount) -> str | None:
+        """The creator's fallback rail, if the account names one and it is configured."""
+        method = account.fallback_method
+        if method is None or account.fallback_destination is None:
+            return None
+        if self._rails.unavailable(method) is not None:
+            return None
+        return self._rails.rail_of(method)
+
 
 def _destination_for(
     account: PayoutAccount, rail: str | None, rails: Rails
 ) -> SealedDestination | None:
-    """The account's destination on `rail`; None if the account no longer names that rail
-    (it changed since the attempt began). No rail (payouts sent before rails were chosen by
-    method) means the account's destination."""
+    """The account's destination on `rail`: its own, or its fallback's; None if it names
+    neither (the account changed since the attempt began). No rail (payouts sent before rails
+    were chosen by method) means the account's own destination."""
     if rail is None or rails.rail_of(account.method) == rail:
         return account.destination
+    if account.fallback_method is not None and rails.rail_of(account.fallback_method) == rail:
+        return account.fallback_destination
     return None

@@ -135,8 +135,9 @@ class Payout:
     # chapter and the idempotency key.
     in_doubt: bool = False
     # The rail this chapter is sent through (services/payouts/providers/rails.py), chosen by
-    # the account's method at the first attempt. None before the first attempt (and for
-    # payouts sent before rails were chosen by method).
+    # the account's method at the first attempt; the creator's fallback rail after an error
+    # that proved nothing was executed. None before the first attempt (and for payouts sent
+    # before rails were chosen by method).
     rail: str | None = None
 
     @property
@@ -495,17 +496,30 @@ def attempt_failed(
     retry: RetrySchedule,
     now: datetime,
     not_executed: bool = False,
+    fallback_rail: str | None = None,
 ) -> Transition:
     """A provider call failed: retry later with backoff, or fail for good once the error is
     permanent or `retry.max_attempts` calls were made. Money stays payable to the creator.
 
     `not_executed`: the error proves the chapter's rail executed nothing (and no earlier
-    attempt's outcome is still unknown). An error that may follow execution marks the payout
-    in doubt: looked up before it is sent again."""
+    attempt's outcome is still unknown). Only then, when the rail will not take it (a final
+    error, or retries used up), does the payout move to the creator's `fallback_rail`: due at
+    once there, under the same idempotency key in that rail's own records. An error that may
+    follow execution marks the payout in doubt: looked up before it is sent again."""
     if payout.status != "scheduled":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
     in_doubt = payout.in_doubt or not not_executed
     exhausted = not retryable or payout.attempts >= retry.max_attempts
+    if exhausted and not_executed and fallback_rail is not None and fallback_rail != payout.rail:
+        moved = replace(
+            payout,
+            rail=fallback_rail,
+            attempts=0,
+            in_doubt=False,
+            next_attempt_at=now,
+            failure_reason=f"{reason}; sent through the fallback rail {fallback_rail}",
+        )
+        return Transition(moved)
     if not exhausted:
         return Transition(
             replace(

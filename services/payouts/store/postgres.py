@@ -159,6 +159,15 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
         tax_form_status=row["tax_form_status"],
         updated_at=row["updated_at"],
         cooling_off_until=row["cooling_off_until"],
+        fallback_method=row["fallback_method"],
+        fallback_destination=None
+        if row["fallback_destination_sealed"] is None
+        else SealedDestination(
+            bytes(row["fallback_destination_sealed"]),
+            None
+            if row["fallback_destination_fingerprint"] is None
+            else bytes(row["fallback_destination_fingerprint"]),
+        ),
     )
 
 
@@ -271,14 +280,18 @@ class PgPayoutRepository:
         stored = await self._conn.fetchval(
             """INSERT INTO payouts_accounts AS a (creator_id, method, destination_sealed,
                    currency, tax_form_type, tax_form_status, updated_at,
-                   destination_fingerprint, cooling_off_until)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                   destination_fingerprint, cooling_off_until, fallback_method,
+                   fallback_destination_sealed, fallback_destination_fingerprint)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                ON CONFLICT (creator_id) DO UPDATE SET method = EXCLUDED.method,
                    destination_sealed = EXCLUDED.destination_sealed, destination_token = NULL,
                    currency = EXCLUDED.currency, tax_form_type = EXCLUDED.tax_form_type,
                    tax_form_status = EXCLUDED.tax_form_status, updated_at = EXCLUDED.updated_at,
                    destination_fingerprint = EXCLUDED.destination_fingerprint,
-                   cooling_off_until = EXCLUDED.cooling_off_until
+                   cooling_off_until = EXCLUDED.cooling_off_until,
+                   fallback_method = EXCLUDED.fallback_method,
+                   fallback_destination_sealed = EXCLUDED.fallback_destination_sealed,
+                   fallback_destination_fingerprint = EXCLUDED.fallback_destination_fingerprint
                WHERE a.updated_at <= EXCLUDED.updated_at
                RETURNING true""",
             account.creator_id,
@@ -290,6 +303,11 @@ class PgPayoutRepository:
             account.updated_at,
             account.destination.fingerprint,
             account.cooling_off_until,
+            account.fallback_method,
+            None if account.fallback_destination is None else account.fallback_destination.data,
+            None
+            if account.fallback_destination is None
+            else account.fallback_destination.fingerprint,
         )
         return bool(stored)
 

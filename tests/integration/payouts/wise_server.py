@@ -38,6 +38,8 @@ class FakeWise(FakeHttpServer):
     by_customer_id: dict[str, int] = field(default_factory=dict)
     funded: list[int] = field(default_factory=list)
     failures: list[tuple[str, int, str]] = field(default_factory=list)  # (step, status, code)
+    # step -> seconds: the next request of that step is executed, its answer held back.
+    stalls: dict[str, float] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(50_000_001))
 
     def fail_next(self, step: str, status: int, code: str) -> None:
@@ -55,6 +57,8 @@ class FakeWise(FakeHttpServer):
         if request.headers.get("authorization") != f"Bearer {self.api_token}":
             return 401, {"error": "invalid_token", "error_description": "Invalid token"}, {}
         step = _step(request)
+        if step in self.stalls:
+            self.stall_next(self.stalls.pop(step))
         for i, (failing, status, code) in enumerate(self.failures):
             if failing == step:
                 del self.failures[i]
