@@ -39,7 +39,7 @@ from services.payouts.providers import (
     TransferAccepted,
     TransferRequest,
 )
-from services.payouts.providers.rails import Rails
+from services.payouts.providers.rails import LEGACY_RAIL, Rails
 from services.payouts.store import PayoutDatabase
 from shared.contract.events import PayoutStatus
 
@@ -153,16 +153,7 @@ class Dispatcher:
             claimed = []
             for payout in due:
                 account = accounts.get(payout.creator_id)
-                rail, unavailable = None, None
-                if account is not None:
-                    rail = payout.rail or self._rails.rail_of(account.method)
-                    unavailable = (
-                        self._rails.unavailable(account.method)
-                        if payout.rail is None
-                        else None
-                        if self._rails.get(payout.rail) is not None
-                        else f"the {payout.rail} rail of this attempt is not configured"
-                    )
+                rail, unavailable = (None, None) if account is None else self._rail(payout, account)
                 transition = lifecycle.claim(
                     payout,
                     account,
@@ -267,6 +258,24 @@ class Dispatcher:
             work.scheduled = 0
             await work.flush()
         self.sent += sent
+
+    def _rail(self, payout: Payout, account: PayoutAccount) -> tuple[str | None, str | None]:
+        """The rail of this attempt, and why it cannot be used now (None if it can).
+
+        A chapter keeps the rail it was first sent through. A payout attempted before rails
+        were chosen by method (no rail recorded, but attempted or in doubt) went to the one
+        provider of those days, Stripe: it stays there, so a lookup asks the rail that may
+        have paid."""
+        legacy = payout.in_doubt or payout.attempts > 0
+        if payout.rail is None and legacy and not self._rails.every_method:
+            rail: str | None = LEGACY_RAIL
+        elif payout.rail is None:
+            return self._rails.rail_of(account.method), self._rails.unavailable(account.method)
+        else:
+            rail = payout.rail
+        if self._rails.get(rail) is None:
+            return rail, f"the {rail} rail of this payout's attempt is not configured"
+        return rail, None
 
     def _fallback_rail(self, account: PayoutAccount) -> str | None:
         """The creator's fallback rail, if the account names one and it is configured."""

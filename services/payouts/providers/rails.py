@@ -14,6 +14,9 @@ from typing import Final
 
 from services.payouts.providers.base import PayoutProvider
 
+# The one rail of the releases before rails were chosen by method: payouts attempted then, with
+# no rail recorded, were sent through it.
+LEGACY_RAIL: Final = "stripe"
 RAIL_OF_METHOD: Final[Mapping[str, str]] = {
     "stripe": "stripe",
     "paypal": "paypal",
@@ -38,6 +41,11 @@ class Rails:
         """One provider for every method (the sandbox, or a test's fake)."""
         return cls(every=provider)
 
+    @property
+    def every_method(self) -> bool:
+        """One provider pays every method (the sandbox, or a test's fake)."""
+        return self._every is not None
+
     def rail_of(self, method: str) -> str | None:
         """The rail a method is paid through, configured or not; None if none pays it."""
         if self._every is not None:
@@ -51,7 +59,7 @@ class Rails:
         if self._every is not None:
             return self._every
         if rail is None:
-            return self._rails.get("stripe")
+            return self._rails.get(LEGACY_RAIL)
         return self._rails.get(rail)
 
     def unavailable(self, method: str) -> str | None:

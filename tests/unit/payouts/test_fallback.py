@@ -4,6 +4,7 @@ proving nothing was executed sends the payout to the creator's fallback rail."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -217,3 +218,25 @@ async def test_a_raw_account_number_as_fallback_is_refused() -> None:
     h = Harness()
     with pytest.raises(EventRejected, match="raw account number"):
         await h.consume(account(uid("cr"), fallback=("wise", "DE89370400440532013000")))
+
+
+async def test_a_payout_in_doubt_from_before_rails_stays_on_stripe() -> None:
+    stripe, paypal = _Rail("stripe"), _Rail("paypal")
+    stripe.timeout_after_paying = 1
+    h = _harness(stripe, paypal)
+    deal = await _owed(h, fallback=("paypal", PAYPAL_RECEIVER))
+    [in_doubt] = h.payouts(deal)
+    # As stored by the release before rails (every payout went through Stripe): no rail
+    # recorded, in doubt after a timeout; the creator has since switched to PayPal.
+    h.db.state.payouts[in_doubt.payout_id] = replace(in_doubt, rail=None)
+    stored = h.db.state.accounts[in_doubt.creator_id]
+    assert stored.fallback_destination is not None
+    h.db.state.accounts[in_doubt.creator_id] = replace(
+        stored, method="paypal", destination=stored.fallback_destination
+    )
+    await _later(h)
+    [failed] = h.payouts(deal)
+    # Never paid through PayPal while the Stripe transfer may exist: an operator looks first.
+    assert failed.status == "failed" and failed.rail == "stripe" and failed.in_doubt
+    assert "no longer names the stripe rail" in (failed.failure_reason or "")
+    assert paypal.sends == [] and paypal.lookups == [] and stripe.sends == [failed.payout_id]
