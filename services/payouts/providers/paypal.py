@@ -108,7 +108,7 @@ class PayPalPayouts:
                 {
                     "recipient_type": recipient_type,
                     "amount": {
-                        "value": str(request.amount.amount),
+                        "value": format(request.amount.amount, "f"),
                         "currency": request.amount.currency,
                     },
                     "receiver": receiver,

@@ -7,7 +7,8 @@ the recipient account id, `quoteUuid`, `customerTransactionId`), then
 `POST /v3/profiles/{profileId}/transfers/{transferId}/payments` with `{"type": "BALANCE"}`;
 `GET /v1/transfers/{transferId}` for the transfer's status.
 
-Only funding moves money. `customerTransactionId` (a UUID derived from the idempotency key) makes
+The amount is written as an exact JSON number (never through a float). Only funding moves
+money. `customerTransactionId` (a UUID derived from the idempotency key) makes
 a repeated transfer creation return the first transfer, and Wise refuses to fund a transfer
 twice (422 `transfer.invalid-state`), which is read as "funded already" after checking the
 transfer's status. `lookup`, asked after an attempt whose outcome is unknown, creates the
@@ -42,8 +43,10 @@ by the rail's webhooks, not polled); `bounced_back`, `funds_refunded`, `cancelle
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from decimal import Decimal
 from typing import Any, Final
 
 import httpx
@@ -166,13 +169,16 @@ class WiseTransfers:
                 "POST",
                 f"/v3/profiles/{self._profile}/quotes",
                 step="quote",
-                json={
-                    "sourceCurrency": currency,
-                    "targetCurrency": currency,
-                    "targetAmount": float(request.amount.amount),
-                    "targetAccount": recipient,
-                    "payOut": "BANK_TRANSFER",
-                },
+                content=_exact_json(
+                    {
+                        "sourceCurrency": currency,
+                        "targetCurrency": currency,
+                        "targetAmount": request.amount.amount,
+                        "targetAccount": recipient,
+                        "payOut": "BANK_TRANSFER",
+                    }
+                ),
+                headers={"Content-Type": "application/json"},
             )
         )
         if not isinstance(quote.get("id"), str):
@@ -239,9 +245,28 @@ def _code(response: httpx.Response) -> str:
     return str(body.get("error") or "")
 
 
+def _exact_json(payload: dict[str, Any]) -> bytes:
+    """JSON with each Decimal written as the exact JSON number it is, never through a float
+    (an amount may have more significant digits than a float keeps)."""
+    numbers: dict[str, str] = {}
+
+    def placeholder(value: object) -> str:
+        if not isinstance(value, Decimal):
+            raise TypeError(f"{type(value).__name__} is not JSON")
+        token = f"\u0000decimal{len(numbers)}\u0000"
+        numbers[json.dumps(token)] = format(value, "f")
+        return token
+
+    text = json.dumps(payload, default=placeholder)
+    for quoted, number in numbers.items():
+        text = text.replace(quoted, number)
+    return text.encode()
+
+
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
-        body = response.json()
+        # Numbers read as Decimal: the amounts Wise echoes are compared exactly.
+        body = json.loads(response.content, parse_float=Decimal)
     except ValueError:
         body = None
     if not isinstance(body, dict):
@@ -257,7 +282,7 @@ def _accepted(
     value, currency = transfer.get("targetValue"), transfer.get("targetCurrency")
     if value is not None and (
         currency != request.amount.currency
-        or Money.of(str(value), request.amount.currency) != request.amount
+        or Money.of(format(Decimal(str(value)), "f"), request.amount.currency) != request.amount
     ):
         raise ProviderError(
             "wise: transfer answered for a different amount or currency", retryable=False

@@ -167,3 +167,13 @@ async def test_a_funding_timeout_is_in_doubt_and_the_lookup_finds_it(wise: FakeW
     found = await client.lookup(request(key, Money.of("2.00", "EUR")))
     await client.aclose()
     assert found is not None and found.replayed and len(wise.funded) == 1
+
+
+async def test_the_amount_is_sent_as_an_exact_number(
+    wise: FakeWise, adapter: WiseTransfers
+) -> None:
+    amount = Money(Decimal("123456789012.345"), "KWD")
+    await adapter.send(request(uid("po"), amount))
+    [quote] = [r for r in wise.requests if r.path.endswith("/quotes")]
+    assert b'"targetAmount": 123456789012.345,' in quote.body
+    assert quote.json()["targetAmount"] == float("123456789012.345")
