@@ -23,7 +23,10 @@ executed, which alone allows the creator's fallback rail):
 `Stripe-Should-Retry: true|false`, when present, decides whether to retry. After an attempt
 whose outcome is unknown, `lookup` lists the destination's transfers
 (`GET /v1/transfers?destination=...`) and finds the one whose `metadata[payout_id]` is the
-idempotency key, before anything is sent again.
+idempotency key, before anything is sent again. It reads at most 10 pages of 100 (newest
+first, so a transfer just made is on the first); a destination with more transfers and none
+of them ours makes the lookup fail as retryable, and the payout stays in doubt rather than
+being sent again.
 """
 
 from __future__ import annotations
