@@ -17,8 +17,11 @@ from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
 from services.payouts.handlers import HANDLERS, PayoutPolicy, Work
 from services.payouts.providers import PayoutProvider
+from services.payouts.providers.paypal import PayPalPayouts
+from services.payouts.providers.rails import Rails
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.providers.stripe import StripeTransfers
+from services.payouts.providers.wise import WiseTransfers
 from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store import PayoutDatabase
@@ -63,20 +66,40 @@ def policy_from(settings: PayoutsSettings, fx_max_move: float = 0.25) -> PayoutP
     )
 
 
-def provider_from(settings: PayoutsSettings) -> PayoutProvider:
-    if settings.provider == "stripe":
-        assert settings.stripe_api_key is not None  # the settings validator guarantees it
-        return StripeTransfers(
+def rails_from(settings: PayoutsSettings) -> Rails:
+    """The rails of the settings: the sandbox for every method, or each configured rail."""
+    if settings.provider == "sandbox":
+        return Rails.single(
+            SandboxProvider(
+                latency_seconds=settings.sandbox_latency_ms / 1000,
+                failure_rate=settings.sandbox_failure_rate,
+                seed=settings.sandbox_seed,
+                settle_after_seconds=settings.sandbox_settle_after_seconds,
+            )
+        )
+    timeout = settings.provider_timeout_seconds
+    rails: dict[str, PayoutProvider] = {}
+    if settings.stripe_api_key is not None:
+        rails["stripe"] = StripeTransfers(
             settings.stripe_api_key.get_secret_value(),
             base_url=settings.stripe_api_base,
-            timeout_seconds=settings.provider_timeout_seconds,
+            timeout_seconds=timeout,
         )
-    return SandboxProvider(
-        latency_seconds=settings.sandbox_latency_ms / 1000,
-        failure_rate=settings.sandbox_failure_rate,
-        seed=settings.sandbox_seed,
-        settle_after_seconds=settings.sandbox_settle_after_seconds,
-    )
+    if settings.paypal_client_id is not None and settings.paypal_client_secret is not None:
+        rails["paypal"] = PayPalPayouts(
+            settings.paypal_client_id.get_secret_value(),
+            settings.paypal_client_secret.get_secret_value(),
+            base_url=settings.paypal_api_base,
+            timeout_seconds=timeout,
+        )
+    if settings.wise_api_token is not None and settings.wise_profile_id is not None:
+        rails["wise"] = WiseTransfers(
+            settings.wise_api_token.get_secret_value(),
+            settings.wise_profile_id,
+            base_url=settings.wise_api_base,
+            timeout_seconds=timeout,
+        )
+    return Rails(rails)
 
 
 async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> DestinationCipher:
@@ -141,14 +164,18 @@ class PayoutsService:
 
     settings: PayoutsSettings
     db: PgPayouts
-    provider: PayoutProvider
+    # The provider every method goes to (the sandbox, or one given to `PayoutsSetup`); None
+    # when each method goes to its own rail.
+    provider: PayoutProvider | None
+    rails: Rails
     dispatcher: Dispatcher
     relay: OutboxRelay
 
 
 class PayoutsSetup:
     """`setup(resources)` for `ServiceRuntime`; `settings` and `provider` default to the
-    environment's. After setup, `service` holds the running parts.
+    environment's. `provider` is one provider for every method, or the `Rails` to route by
+    method. After setup, `service` holds the running parts.
 
     `group_id` is the Kafka consumer group (offsets); the inbox stays `payouts` whatever the
     group, so a new group, like an offset reset, replays history without paying twice.
@@ -157,7 +184,7 @@ class PayoutsSetup:
     def __init__(
         self,
         settings: PayoutsSettings | None = None,
-        provider: PayoutProvider | None = None,
+        provider: PayoutProvider | Rails | None = None,
         *,
         group_id: str = GROUP_ID,
     ) -> None:
@@ -171,10 +198,18 @@ class PayoutsSetup:
         policy = policy_from(settings, resources.settings.fx_max_rate_move)
         db = PgPayouts(resources.pool)
         destinations = await open_destinations(db, settings)
-        provider = self._provider or provider_from(settings)
+        given = self._provider
+        if isinstance(given, Rails):
+            rails, provider = given, None
+        elif given is not None:
+            rails, provider = Rails.single(given), given
+        else:
+            rails = rails_from(settings)
+            sandbox = settings.provider == "sandbox"
+            provider = next(iter(rails.providers())) if sandbox else None
         dispatcher = Dispatcher(
             db,
-            provider,
+            rails,
             policy,
             destinations=destinations,
             batch=settings.dispatch_batch,
@@ -198,7 +233,7 @@ class PayoutsSetup:
             on_scheduled=dispatcher.wake,
         )
         settlement = SettlementPoller(
-            db, provider, policy, interval_seconds=settings.settle_check_seconds
+            db, rails, policy, interval_seconds=settings.settle_check_seconds
         )
         cool_offs = CoolOffReleases(
             db,
@@ -211,9 +246,9 @@ class PayoutsSetup:
             try:
                 await asyncio.Event().wait()
             finally:
-                await provider.aclose()
+                await rails.aclose()
 
-        self.service = PayoutsService(settings, db, provider, dispatcher, relay)
+        self.service = PayoutsService(settings, db, provider, rails, dispatcher, relay)
         return [
             relay.run,
             dispatcher.run,

@@ -61,7 +61,18 @@ def statement_command(creator_id: str) -> None:
         return
     table = Table(title=f"Payouts of {creator_id}")
     money = {"gross", "platform fee", "repaid", "net", "rate"}
-    columns = ("payout", "deal", "kind", "status", "gross", "platform fee", "repaid", "net", "rate")
+    columns = (
+        "payout",
+        "deal",
+        "kind",
+        "status",
+        "rail",
+        "gross",
+        "platform fee",
+        "repaid",
+        "net",
+        "rate",
+    )
     for column in columns:
         table.add_column(column, justify="right" if column in money else "left")
     table.add_column("reference / reason")
@@ -72,11 +83,15 @@ def statement_command(creator_id: str) -> None:
         # A clawback takes commission back: its amounts are shown negative, and it has no
         # transfer status of its own.
         taken = p.kind == "clawback"
+        status: str = "clawed back" if taken else p.status
+        if p.status == "held" and p.hold is not None:
+            status = f"held: {p.hold.code}"  # e.g. held: rail_unavailable
         table.add_row(
             p.payout_id,
             p.deal_id,
             kind,
-            "clawed back" if taken else p.status,
+            status,
+            p.rail or "",
             str(-p.gross if taken else p.gross),
             str(-p.platform_fee if taken else p.platform_fee),
             "" if p.recovered is None else str(p.recovered),

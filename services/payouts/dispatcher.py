@@ -2,11 +2,15 @@
 transaction, exactly once per payout.
 
 One round: (1) in a short transaction, take due payouts with `FOR UPDATE SKIP LOCKED` (other
-instances skip them), count the attempt and lease them (or hold them if the account stopped
-being payable); (2) with no transaction open, call the provider with the payout id as the
-idempotency key; (3) in a second transaction, record `sent` or the failure (retry later with
-backoff, or `failed`). A crash after (2) leaves the payout scheduled; when its lease expires it
-is sent again with the same key, and the provider answers with the first transfer.
+instances skip them), count the attempt and lease them on their rail (or hold them if the
+account stopped being payable, or its method's rail is not configured); (2) with no
+transaction open, call the rail with the payout id as the idempotency key; (3) in a second
+transaction, record `sent` or the failure (retry later with backoff, move to the creator's
+fallback rail, or `failed`).
+
+Nothing is resent blindly: a payout whose last attempt's outcome is unknown (`in_doubt`: a
+timeout, a 5xx) or that was leased before (a crash after (2)) is first looked up on its rail by
+its idempotency key; found, it is recorded as sent without another call.
 """
 
 from __future__ import annotations
@@ -21,15 +25,21 @@ import structlog
 
 from services.payouts.destinations import DestinationCipher, UnreadableDestination
 from services.payouts.domain import lifecycle
-from services.payouts.domain.accounts import PayoutAccount, hold_for
+from services.payouts.domain.accounts import (
+    HoldCode,
+    PayoutAccount,
+    SealedDestination,
+    hold_for,
+)
 from services.payouts.domain.lifecycle import Payout, Transition
-from services.payouts.handlers import PayoutPolicy, Work
+from services.payouts.handlers import PayoutPolicy, Work, release_held
 from services.payouts.providers import (
     PayoutProvider,
     ProviderError,
     TransferAccepted,
     TransferRequest,
 )
+from services.payouts.providers.rails import LEGACY_RAIL, Rails
 from services.payouts.store import PayoutDatabase
 from shared.contract.events import PayoutStatus
 
@@ -48,13 +58,21 @@ class _Claimed:
     account: PayoutAccount
 
 
+@dataclass(frozen=True)
+class _Failed:
+    error: ProviderError
+    # The error proves the chapter's rail executed nothing: no earlier attempt is in doubt,
+    # or a lookup just found nothing under the key.
+    not_executed: bool
+
+
 class Dispatcher:
     """Runs rounds as long as payouts are due; sleeps until `wake()` or `idle_seconds`."""
 
     def __init__(
         self,
         db: PayoutDatabase,
-        provider: PayoutProvider,
+        rails: Rails | PayoutProvider,
         policy: PayoutPolicy,
         *,
         destinations: DestinationCipher,
@@ -63,7 +81,7 @@ class Dispatcher:
         clock: Clock = utc_now,
     ) -> None:
         self._db = db
-        self._provider = provider
+        self._rails = rails if isinstance(rails, Rails) else Rails.single(rails)
         self._policy = policy
         self._destinations = destinations
         self._batch = batch
@@ -76,7 +94,31 @@ class Dispatcher:
         """Start a round now (new payouts were scheduled)."""
         self._wake.set()
 
+    async def release_rail_holds(self) -> int:
+        """Release payouts held for a rail that is configured now (at start: the operator
+        configured it and restarted); returns how many."""
+        async with self._db.transaction() as repo:
+            held = await repo.held_for_update(codes=[HoldCode.RAIL_UNAVAILABLE])
+            if not held:
+                return 0
+            creators = {p.creator_id for p in held}
+            await repo.lock(fx="shared", creator_ids=creators)
+            accounts = await repo.accounts(creators)
+            ready = [
+                p
+                for p in held
+                if (a := accounts.get(p.creator_id)) is None
+                or self._rails.unavailable(a.method) is None
+            ]
+            work = Work(repo, self._policy, self._clock())
+            await release_held(work, ready, accounts)
+            await work.flush()
+        if ready:
+            self.wake()
+        return len(ready)
+
     async def run(self) -> None:
+        await self.release_rail_holds()
         while True:
             self._wake.clear()
             if await self.dispatch_once():
@@ -111,7 +153,15 @@ class Dispatcher:
             claimed = []
             for payout in due:
                 account = accounts.get(payout.creator_id)
-                transition = lifecycle.claim(payout, account, now, self._policy.lease)
+                rail, unavailable = (None, None) if account is None else self._rail(payout, account)
+                transition = lifecycle.claim(
+                    payout,
+                    account,
+                    now,
+                    self._policy.lease,
+                    rail=rail,
+                    rail_unavailable=unavailable,
+                )
                 changes.append((transition, payout.status))
                 if transition.payout.status == "scheduled" and account is not None:
                     claimed.append(_Claimed(transition.payout, account))
@@ -120,15 +170,29 @@ class Dispatcher:
             await work.flush()
         return claimed, len(due)
 
-    async def _send(self, claimed: _Claimed) -> TransferAccepted | ProviderError:
+    async def _send(self, claimed: _Claimed) -> TransferAccepted | _Failed:
         payout = claimed.payout
         assert payout.net is not None
+        provider = self._rails.get(payout.rail)
+        if provider is None:  # claimed only with a configured rail
+            return _Failed(
+                ProviderError(f"rail {payout.rail} not configured", retryable=True), True
+            )
+        sealed = _destination_for(claimed.account, payout.rail, self._rails)
+        if sealed is None:
+            # The account stopped naming this attempt's rail while an attempt was under way:
+            # nothing goes to a destination of another rail, and an operator looks first.
+            reason = (
+                f"the account no longer names the {payout.rail} rail this attempt began on; "
+                "check that rail, then `creatorflow payouts retry`"
+            )
+            return _Failed(ProviderError(reason, retryable=False), False)
         try:
             # The one place a destination is decrypted: for the provider, in memory only.
-            destination = self._destinations.open(payout.creator_id, claimed.account.destination)
+            destination = self._destinations.open(payout.creator_id, sealed)
         except UnreadableDestination as error:
             log.error("payout destination unreadable", payout_id=payout.payout_id, error=str(error))
-            return ProviderError(f"destination unreadable: {error}", retryable=True)
+            return _Failed(ProviderError(f"destination unreadable: {error}", retryable=True), True)
         request = TransferRequest(
             idempotency_key=payout.idempotency_key,
             amount=payout.net,
@@ -136,17 +200,25 @@ class Dispatcher:
             method=claimed.account.method,
             description=f"CreatorFlow {payout.kind} for deal {payout.deal_id}",
         )
+        looked_up = False
         try:
-            return await self._provider.send(request)
+            if payout.in_doubt or payout.attempts > 1:
+                # An earlier attempt may have paid: ask the rail before sending anything.
+                found = await provider.lookup(request)
+                if found is not None:
+                    log.info("transfer found by its idempotency key", payout_id=payout.payout_id)
+                    return found
+                looked_up = True
+            return await provider.send(request)
         except ProviderError as error:
-            return error
+            return _Failed(error, error.not_executed and (looked_up or not payout.in_doubt))
         except Exception as error:  # a provider bug must not lose the round's other results
             log.exception("provider call failed unexpectedly", payout_id=payout.payout_id)
-            return ProviderError(f"{self._provider.name}: {type(error).__name__}", retryable=True)
+            return _Failed(
+                ProviderError(f"{provider.name}: {type(error).__name__}", retryable=True), False
+            )
 
-    async def _record(
-        self, results: Sequence[tuple[_Claimed, TransferAccepted | ProviderError]]
-    ) -> None:
+    async def _record(self, results: Sequence[tuple[_Claimed, TransferAccepted | _Failed]]) -> None:
         now = self._clock()
         async with self._db.transaction() as repo:
             current = {
@@ -162,18 +234,23 @@ class Dispatcher:
                 if isinstance(outcome, TransferAccepted):
                     transition = lifecycle.mark_sent(payout, outcome.provider_ref)
                 else:
+                    error = outcome.error
                     log.warning(
                         "provider refused payout",
                         payout_id=payout.payout_id,
-                        reason=outcome.reason,
-                        retryable=outcome.retryable,
+                        rail=payout.rail,
+                        reason=error.reason,
+                        retryable=error.retryable,
+                        not_executed=outcome.not_executed,
                     )
                     transition = lifecycle.attempt_failed(
                         payout,
-                        outcome.reason,
-                        retryable=outcome.retryable,
+                        error.reason,
+                        retryable=error.retryable,
                         retry=self._policy.retry,
                         now=now,
+                        not_executed=outcome.not_executed,
+                        fallback_rail=self._fallback_rail(claimed.account),
                     )
                 changes.append((transition, payout.status))
             await work.changed(changes)
@@ -181,3 +258,43 @@ class Dispatcher:
             work.scheduled = 0
             await work.flush()
         self.sent += sent
+
+    def _rail(self, payout: Payout, account: PayoutAccount) -> tuple[str | None, str | None]:
+        """The rail of this attempt, and why it cannot be used now (None if it can).
+
+        A chapter keeps the rail it was first sent through. A payout attempted before rails
+        were chosen by method (no rail recorded, but attempted or in doubt) went to the one
+        provider of those days, Stripe: it stays there, so a lookup asks the rail that may
+        have paid."""
+        legacy = payout.in_doubt or payout.attempts > 0
+        if payout.rail is None and legacy and not self._rails.every_method:
+            rail: str | None = LEGACY_RAIL
+        elif payout.rail is None:
+            return self._rails.rail_of(account.method), self._rails.unavailable(account.method)
+        else:
+            rail = payout.rail
+        if self._rails.get(rail) is None:
+            return rail, f"the {rail} rail of this payout's attempt is not configured"
+        return rail, None
+
+    def _fallback_rail(self, account: PayoutAccount) -> str | None:
+        """The creator's fallback rail, if the account names one and it is configured."""
+        method = account.fallback_method
+        if method is None or account.fallback_destination is None:
+            return None
+        if self._rails.unavailable(method) is not None:
+            return None
+        return self._rails.rail_of(method)
+
+
+def _destination_for(
+    account: PayoutAccount, rail: str | None, rails: Rails
+) -> SealedDestination | None:
+    """The account's destination on `rail`: its own, or its fallback's; None if it names
+    neither (the account changed since the attempt began). No rail (payouts sent before rails
+    were chosen by method) means the account's own destination."""
+    if rail is None or rails.rail_of(account.method) == rail:
+        return account.destination
+    if account.fallback_method is not None and rails.rail_of(account.fallback_method) == rail:
+        return account.fallback_destination
+    return None

@@ -296,6 +296,13 @@ async def on_deliverable_confirmed(work: Work, event: CloudEvent[Any]) -> None:
         await _create_fee_payouts(work, terms)
 
 
+async def release_held(
+    work: Work, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
+) -> None:
+    """Release these held payouts where they are payable now (callers hold the creators' locks)."""
+    await _release(work, held, accounts)
+
+
 async def _release(
     work: Work, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
 ) -> None:

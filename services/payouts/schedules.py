@@ -13,6 +13,7 @@ from services.payouts.domain import lifecycle
 from services.payouts.domain.lifecycle import Transition
 from services.payouts.handlers import PayoutPolicy, Work, decide_commissions, release_cooled_off
 from services.payouts.providers import PayoutProvider, ProviderError, Settlement
+from services.payouts.providers.rails import Rails
 from services.payouts.store import PayoutDatabase
 from shared.contract.events import PayoutStatus
 
@@ -69,13 +70,13 @@ class CommissionSchedule(_Rounds):
 
 
 class SettlementPoller:
-    """Every `interval_seconds`, asks the provider about sent payouts and records settlement
+    """Every `interval_seconds`, asks each sent payout's rail about it and records settlement
     (or a reported failure, which returns the money to the creator's payable balance)."""
 
     def __init__(
         self,
         db: PayoutDatabase,
-        provider: PayoutProvider,
+        provider: Rails | PayoutProvider,
         policy: PayoutPolicy,
         *,
         interval_seconds: float,
@@ -83,7 +84,7 @@ class SettlementPoller:
         clock: Clock = utc_now,
     ) -> None:
         self._db = db
-        self._provider = provider
+        self._rails = provider if isinstance(provider, Rails) else Rails.single(provider)
         self._policy = policy
         self._interval = interval_seconds
         self._batch = batch
@@ -98,10 +99,16 @@ class SettlementPoller:
         async with self._db.transaction() as repo:
             sent = await repo.sent_for_update(self._batch)
         answers: dict[str, Settlement] = {}
+        rail_of: dict[str, str] = {}
         for payout in sent:
             assert payout.provider_ref is not None
+            provider = self._rails.get(payout.rail)
+            if provider is None:
+                log.warning("settlement unknown: rail not configured", payout_id=payout.payout_id)
+                continue
+            rail_of[payout.payout_id] = provider.name
             try:
-                answers[payout.payout_id] = await self._provider.settlement(payout.provider_ref)
+                answers[payout.payout_id] = await provider.settlement(payout.provider_ref)
             except ProviderError as error:
                 log.warning("settlement unknown", payout_id=payout.payout_id, reason=error.reason)
         final = {i: a for i, a in answers.items() if a.state != "pending"}
@@ -117,7 +124,7 @@ class SettlementPoller:
                 if answer.state == "settled":
                     changes.append((lifecycle.settle(payout), payout.status))
                 else:
-                    reason = answer.reason or f"{self._provider.name}: transfer failed"
+                    reason = answer.reason or f"{rail_of[payout.payout_id]}: transfer failed"
                     changes.append((lifecycle.returned(payout, reason), payout.status))
             await work.changed(changes)
             await work.flush()

@@ -16,7 +16,10 @@ from services.payouts.destinations import DEVELOPMENT_KEY, DestinationKeyError, 
 from services.payouts.domain.terms import FeeSchedule
 from shared.runtime.config import Profile
 
-ProviderName = Literal["sandbox", "stripe"]
+# "sandbox": the sandbox pays every method (development). "rails": each account's method is
+# paid through its own rail, configured by its credentials below; a method whose rail is not
+# configured is held. "stripe" is what "rails" was called when Stripe was the only rail.
+ProviderName = Literal["sandbox", "rails", "stripe"]
 
 
 class PayoutsSettings(BaseSettings):
@@ -59,6 +62,14 @@ class PayoutsSettings(BaseSettings):
     sandbox_settle_after_seconds: float = Field(0.0, ge=0)
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str = "https://api.stripe.com"
+    # PayPal Payouts: the REST app's client id and secret (both, or neither).
+    paypal_client_id: SecretStr | None = None
+    paypal_client_secret: SecretStr | None = None
+    paypal_api_base: str = "https://api-m.paypal.com"
+    # Wise: an API token and the profile (business) whose balance funds the transfers.
+    wise_api_token: SecretStr | None = None
+    wise_profile_id: int | None = Field(None, ge=1)
+    wise_api_base: str = "https://api.wise.com"
     provider_timeout_seconds: float = Field(10.0, gt=0)
 
     # Provider failures are retried with exponential backoff, then the payout fails.
@@ -104,19 +115,48 @@ class PayoutsSettings(BaseSettings):
             )
         if self.provider == "stripe" and self.stripe_api_key is None:
             raise ValueError("PAYOUTS_PROVIDER=stripe needs PAYOUTS_STRIPE_API_KEY")
+        if (self.paypal_client_id is None) != (self.paypal_client_secret is None):
+            raise ValueError(
+                "PayPal needs both PAYOUTS_PAYPAL_CLIENT_ID and PAYOUTS_PAYPAL_CLIENT_SECRET"
+            )
+        if (self.wise_api_token is None) != (self.wise_profile_id is None):
+            raise ValueError("Wise needs both PAYOUTS_WISE_API_TOKEN and PAYOUTS_WISE_PROFILE_ID")
+        if self.provider == "rails" and not self.configured_rails():
+            raise ValueError(
+                "PAYOUTS_PROVIDER=rails needs at least one rail: PAYOUTS_STRIPE_API_KEY, "
+                "PAYOUTS_PAYPAL_CLIENT_ID and _SECRET, or PAYOUTS_WISE_API_TOKEN and _PROFILE_ID"
+            )
         if self.profile is Profile.PRODUCTION and self.provider == "sandbox":
             raise ValueError(
                 "CREATORFLOW_PROFILE=production refuses PAYOUTS_PROVIDER=sandbox: it reports "
                 "payouts as sent and moves no money"
             )
-        if self.profile is Profile.PRODUCTION and not _private_channel(self.stripe_api_base):
-            raise ValueError(
-                "CREATORFLOW_PROFILE=production refuses a PAYOUTS_STRIPE_API_BASE that is not "
-                "https:// (the API key would cross the network in clear text)"
-            )
+        bases = {
+            "stripe": self.stripe_api_base,
+            "paypal": self.paypal_api_base,
+            "wise": self.wise_api_base,
+        }
+        for rail, base in bases.items():
+            if self.profile is Profile.PRODUCTION and not _private_channel(base):
+                raise ValueError(
+                    f"CREATORFLOW_PROFILE=production refuses a PAYOUTS_{rail.upper()}_API_BASE "
+                    "that is not https:// (the credentials would cross the network in clear "
+                    "text)"
+                )
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ValueError("PAYOUTS_RETRY_MAX_SECONDS must be >= PAYOUTS_RETRY_INITIAL_SECONDS")
         return self
+
+    def configured_rails(self) -> list[str]:
+        """The rails whose credentials are set."""
+        rails = []
+        if self.stripe_api_key is not None:
+            rails.append("stripe")
+        if self.paypal_client_id is not None and self.paypal_client_secret is not None:
+            rails.append("paypal")
+        if self.wise_api_token is not None and self.wise_profile_id is not None:
+            rails.append("wise")
+        return rails
 
 
 def _private_channel(url: str) -> bool:

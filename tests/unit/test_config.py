@@ -90,6 +90,17 @@ PAYOUTS_PRODUCTION = {
     [
         ({"PAYOUTS_PROVIDER": "sandbox"}, "PAYOUTS_PROVIDER=sandbox"),
         ({"PAYOUTS_STRIPE_API_BASE": "http://stripe.internal"}, "not https"),
+        (
+            {
+                "PAYOUTS_PAYPAL_CLIENT_ID": "id",
+                "PAYOUTS_PAYPAL_CLIENT_SECRET": "s",
+                "PAYOUTS_PAYPAL_API_BASE": "http://paypal.internal",
+            },
+            "PAYOUTS_PAYPAL_API_BASE that is not https",
+        ),
+        ({"PAYOUTS_WISE_API_BASE": "http://wise.internal"}, "PAYOUTS_WISE_API_BASE"),
+        ({"PAYOUTS_PAYPAL_CLIENT_ID": "id"}, "both PAYOUTS_PAYPAL_CLIENT_ID"),
+        ({"PAYOUTS_WISE_API_TOKEN": "t"}, "both PAYOUTS_WISE_API_TOKEN"),
     ],
 )
 def test_production_refuses_payouts_that_move_no_money_or_leak_the_key(
@@ -108,6 +119,21 @@ def test_production_accepts_stripe_over_tls_or_on_this_host(
     for name, value in {**PAYOUTS_PRODUCTION, "PAYOUTS_STRIPE_API_BASE": base}.items():
         monkeypatch.setenv(name, value)
     assert PayoutsSettings().stripe_api_base == base
+
+
+def test_rails_are_configured_by_their_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {**PAYOUTS_PRODUCTION, "PAYOUTS_PROVIDER": "rails"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PAYOUTS_STRIPE_API_KEY")
+    with pytest.raises(ValidationError, match="PAYOUTS_PROVIDER=rails needs at least one rail"):
+        PayoutsSettings()
+    monkeypatch.setenv("PAYOUTS_WISE_API_TOKEN", "t")
+    monkeypatch.setenv("PAYOUTS_WISE_PROFILE_ID", "4242")
+    assert PayoutsSettings().configured_rails() == ["wise"]
+    monkeypatch.setenv("PAYOUTS_PAYPAL_CLIENT_ID", "id")
+    monkeypatch.setenv("PAYOUTS_PAYPAL_CLIENT_SECRET", "s")
+    monkeypatch.setenv("PAYOUTS_STRIPE_API_KEY", "sk_live_x")
+    assert PayoutsSettings().configured_rails() == ["stripe", "paypal", "wise"]
 
 
 def test_production_with_real_credentials_starts(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,17 @@ def test_masking_replaces_the_field_wherever_it_is_and_says_where() -> None:
     assert back["data"]["creator_id"] == document["data"]["creator_id"]
 
 
+def test_the_fallback_destination_is_masked_and_never_shown() -> None:
+    document = account_document(fallback={"method": "paypal", "destination": SECRET + "-b"})
+    masked, paths = mask_secrets(ACCOUNTS, json.dumps(document).encode())
+    assert SECRET.encode() not in masked
+    assert set(paths) == {"data.destination", "data.fallback.destination"}
+    event = decode(ACCOUNTS, json.dumps(document).encode())
+    assert event.data.fallback is not None and event.data.fallback.method == "paypal"
+    assert SECRET not in repr(event) and SECRET not in str(event.data.model_dump())
+    assert json.loads(encode(event))["data"]["fallback"]["destination"] == SECRET + "-b"
+
+
 @pytest.mark.parametrize(
     "value",
     [

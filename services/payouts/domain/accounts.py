@@ -38,6 +38,9 @@ class HoldCode(StrEnum):
     AMOUNT_CHECK = "amount_check"
     # The destination changed while payouts were in flight: cleared when the cool-off ends.
     DESTINATION_COOLOFF = "destination_cooloff"
+    # The rail of the account's method is not configured (services/payouts/providers/rails.py):
+    # cleared when the service starts with it configured, or the account names another method.
+    RAIL_UNAVAILABLE = "rail_unavailable"
 
 
 FX_HOLDS: Final = (HoldCode.FX_RATE, HoldCode.FX_SUSPECT, HoldCode.STALE_FX)
@@ -83,6 +86,10 @@ class PayoutAccount:
     # Payouts to this destination wait until then (a destination changed with payouts in
     # flight: `cooling_off_until`).
     cooling_off_until: datetime | None = None
+    # The creator's fallback rail and its destination (sealed), if any: used only after the
+    # main rail refused a payout with an error proving nothing was executed.
+    fallback_method: str | None = None
+    fallback_destination: SealedDestination | None = None
 
     @classmethod
     def from_event(
@@ -90,7 +97,8 @@ class PayoutAccount:
     ) -> PayoutAccount:
         """The account in `data` with its destination sealed; raises RawDestination (without
         echoing it) if the destination is untokenised."""
-        if _RAW_ACCOUNT_NUMBER.fullmatch(data.destination.get_secret_value().strip()):
+        destinations = [data.destination] + ([data.fallback.destination] if data.fallback else [])
+        if any(_RAW_ACCOUNT_NUMBER.fullmatch(d.get_secret_value().strip()) for d in destinations):
             raise RawDestination(
                 f"creator {data.creator_id}: destination looks like a raw account number; "
                 "send the payment provider's token for the account instead"
@@ -103,6 +111,10 @@ class PayoutAccount:
             tax_form_type=data.tax_form.type,
             tax_form_status=data.tax_form.status,
             updated_at=updated_at,
+            fallback_method=data.fallback.method if data.fallback else None,
+            fallback_destination=(
+                seal(data.creator_id, data.fallback.destination) if data.fallback else None
+            ),
         )
 
 
@@ -123,6 +135,14 @@ def cooling_off_until(
         return None
     old, fresh = previous.destination.fingerprint, new.destination.fingerprint
     changed = previous.method != new.method or (old is not None and old != fresh)
+    # A new fallback is as much a new place for the money to go as a new destination.
+    if new.fallback_destination is not None:
+        before = previous.fallback_destination
+        changed = (
+            changed
+            or previous.fallback_method != new.fallback_method
+            or (before is None or before.fingerprint != new.fallback_destination.fingerprint)
+        )
     if not changed:
         return previous.cooling_off_until
     if in_flight and cool_off > timedelta(0):

@@ -3,8 +3,9 @@
     (new) -> held | scheduled | settled    settled at once when the net amount is zero
     held -> scheduled                  account / tax form / trusted, fresh FX rate arrived
     held -> settled                    released, and the net amount is zero
-    scheduled -> held                  account no longer payable, or the net amount fails its
-                                       check, when the dispatcher picks it
+    scheduled -> held                  account no longer payable, the net amount fails its
+                                       check, or the method's rail is not configured, when the
+                                       dispatcher picks it
     scheduled -> sent                  the provider accepted the transfer
     scheduled -> failed                refused, or still failing after the last retry
     sent -> settled                    the provider confirmed arrival
@@ -129,9 +130,15 @@ class Payout:
     recovered: Money | None = None
     fx_at: datetime | None = None  # None for payouts stored before the lock: converted "now"
     chapter: int = 1  # the attempt: 1, then one more per retry after a failure
-    # Failed after retryable errors: the last transfer may have been executed, so a retry
-    # must send it again under the same idempotency key.
+    # An attempt's outcome is unknown (a timeout, a 5xx): the transfer may have been executed,
+    # so it is looked up before anything is sent again, and a retry after failing keeps the
+    # chapter and the idempotency key.
     in_doubt: bool = False
+    # The rail this chapter is sent through (services/payouts/providers/rails.py), chosen by
+    # the account's method at the first attempt; the creator's fallback rail after an error
+    # that proved nothing was executed. None before the first attempt (and for payouts sent
+    # before rails were chosen by method).
+    rail: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -436,25 +443,42 @@ def release(
 
 
 def claim(
-    payout: Payout, account: PayoutAccount | None, now: datetime, lease: timedelta
+    payout: Payout,
+    account: PayoutAccount | None,
+    now: datetime,
+    lease: timedelta,
+    *,
+    rail: str | None = None,
+    rail_unavailable: str | None = None,
 ) -> Transition:
-    """The dispatcher takes a due payout: counts the attempt and leases it for `lease`, or holds
-    it if the account stopped being payable since it was scheduled, or if its net amount is
-    not its share at the recorded rate (checked again right before money leaves)."""
+    """The dispatcher takes a due payout: counts the attempt and leases it for `lease` on its
+    chapter's rail (`rail`, the account's method's, at the first attempt), or holds it if the
+    account stopped being payable since it was scheduled, if its net amount is not its share
+    at the recorded rate (checked again right before money leaves), or if the rail is not
+    configured (`rail_unavailable`: why; it is never sent through another rail instead)."""
     if payout.status != "scheduled":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
     hold = hold_for(account, now) or _amount_hold(
         payout.payable_share, _converted(payout), payout.fx
     )
+    if hold is None and rail_unavailable is not None:
+        hold = Hold(HoldCode.RAIL_UNAVAILABLE, rail_unavailable)
     if hold is not None:
         return Transition(_to(payout, "held", hold=hold, next_attempt_at=None), publish=True)
-    return Transition(replace(payout, attempts=payout.attempts + 1, next_attempt_at=now + lease))
+    return Transition(
+        replace(
+            payout,
+            attempts=payout.attempts + 1,
+            next_attempt_at=now + lease,
+            rail=payout.rail or rail,
+        )
+    )
 
 
 def mark_sent(payout: Payout, provider_ref: str) -> Transition:
     """The provider accepted the transfer: money moves from payable to in transit."""
     net = _converted(payout)
-    sent = _to(payout, "sent", provider_ref=provider_ref, next_attempt_at=None)
+    sent = _to(payout, "sent", provider_ref=provider_ref, next_attempt_at=None, in_doubt=False)
     transfer = move(
         payout.payout_id,
         TransferKind.DISPATCH,
@@ -465,20 +489,54 @@ def mark_sent(payout: Payout, provider_ref: str) -> Transition:
 
 
 def attempt_failed(
-    payout: Payout, reason: str, *, retryable: bool, retry: RetrySchedule, now: datetime
+    payout: Payout,
+    reason: str,
+    *,
+    retryable: bool,
+    retry: RetrySchedule,
+    now: datetime,
+    not_executed: bool = False,
+    fallback_rail: str | None = None,
 ) -> Transition:
     """A provider call failed: retry later with backoff, or fail for good once the error is
-    permanent or `retry.max_attempts` calls were made. Money stays payable to the creator."""
+    permanent or `retry.max_attempts` calls were made. Money stays payable to the creator.
+
+    `not_executed`: the error proves the chapter's rail executed nothing (and no earlier
+    attempt's outcome is still unknown). Only then, when the rail will not take it (a final
+    error, or retries used up), does the payout move to the creator's `fallback_rail`: due at
+    once there, under the same idempotency key in that rail's own records. An error that may
+    follow execution marks the payout in doubt: looked up before it is sent again."""
     if payout.status != "scheduled":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
-    if retryable and payout.attempts < retry.max_attempts:
+    in_doubt = payout.in_doubt or not not_executed
+    exhausted = not retryable or payout.attempts >= retry.max_attempts
+    if exhausted and not_executed and fallback_rail is not None and fallback_rail != payout.rail:
+        moved = replace(
+            payout,
+            rail=fallback_rail,
+            attempts=0,
+            in_doubt=False,
+            next_attempt_at=now,
+            failure_reason=f"{reason}; sent through the fallback rail {fallback_rail}",
+        )
+        return Transition(moved)
+    if not exhausted:
         return Transition(
             replace(
-                payout, failure_reason=reason, next_attempt_at=now + retry.delay(payout.attempts)
+                payout,
+                failure_reason=reason,
+                next_attempt_at=now + retry.delay(payout.attempts),
+                in_doubt=in_doubt,
             )
         )
     why = reason if not retryable else f"{reason} (gave up after {payout.attempts} attempts)"
-    failed = _to(payout, "failed", failure_reason=why, next_attempt_at=None, in_doubt=retryable)
+    failed = _to(
+        payout,
+        "failed",
+        failure_reason=why,
+        next_attempt_at=None,
+        in_doubt=in_doubt if retryable else payout.in_doubt,
+    )
     return Transition(failed, publish=True)
 
 
@@ -523,7 +581,10 @@ def retry(payout: Payout, account: PayoutAccount | None, now: datetime) -> Trans
     fresh = replace(
         payout,
         chapter=chapter,
-        in_doubt=False,
+        # A chapter kept (its transfer may have gone through) stays on its rail and is looked
+        # up there before anything is sent; a new chapter takes the account's rail of the day.
+        in_doubt=payout.in_doubt,
+        rail=payout.rail if payout.in_doubt else None,
         attempts=0,
         provider_ref=None,
         failure_reason=None,

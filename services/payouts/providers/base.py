@@ -33,14 +33,18 @@ class TransferAccepted:
 class ProviderError(Exception):
     """A transfer the provider did not accept. `retryable` says whether the same request may
     succeed later (outage, rate limit, concurrent use of the key) or never will (refused).
+    `not_executed` says the error proves no money moved (the request was refused before
+    anything was executed, or never reached the rail): only then may the payout go to another
+    rail. A timeout or an answer that may follow execution leaves it False.
 
     The message names the provider's error code and status, never the destination.
     """
 
-    def __init__(self, reason: str, *, retryable: bool) -> None:
+    def __init__(self, reason: str, *, retryable: bool, not_executed: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        self.not_executed = not_executed
 
 
 SettlementState = Literal["pending", "settled", "failed"]
@@ -57,6 +61,13 @@ class PayoutProvider(Protocol):
 
     async def send(self, request: TransferRequest) -> TransferAccepted:
         """Move the money (once per idempotency key); raises ProviderError."""
+        ...
+
+    async def lookup(self, request: TransferRequest) -> TransferAccepted | None:
+        """The transfer made earlier under `request.idempotency_key` (or the rail's
+        equivalent), or None when the rail has none: asked before sending again after an
+        attempt whose outcome is unknown (a timeout), so nothing is resent blindly. Raises
+        ProviderError if it cannot tell."""
         ...
 
     async def settlement(self, provider_ref: str) -> Settlement:

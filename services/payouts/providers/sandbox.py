@@ -74,6 +74,11 @@ class SandboxProvider:
         self._by_ref[reference] = transfer
         return TransferAccepted(reference)
 
+    async def lookup(self, request: TransferRequest) -> TransferAccepted | None:
+        if request.idempotency_key not in self.transfers:
+            return None
+        return TransferAccepted(self.reference(request.idempotency_key), replayed=True)
+
     async def settlement(self, provider_ref: str) -> Settlement:
         transfer = self._by_ref.get(provider_ref)
         if transfer is None:

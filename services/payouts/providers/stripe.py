@@ -5,16 +5,28 @@ the currency's minor unit, the currency in lower case, the connected account id 
 `destination`, and an `Idempotency-Key` header (our payout id) so a retried request never
 moves money twice. Errors are JSON `{"error": {"type", "code", "message", ...}}`.
 
-How responses are classified:
+How responses are classified (`ERRORS`: retryable, and whether the answer proves nothing was
+executed, which alone allows the creator's fallback rail):
 
-- 2xx: accepted (`Idempotent-Replayed: true` marks an answer from Stripe's idempotency record);
-- `Stripe-Should-Retry: true|false`, when present, decides;
-- 409 (the key is in use by a concurrent request), 429 (rate limited), 500/502/503/504 and
-  network errors: retryable with the same key (a 500 is indeterminate; only the same key is
-  safe);
-- 401/403 (key missing or lacking permission): retryable, since an operator can fix the key
-  while the payout waits;
-- 400, 402, 404 and other 4xx: refused; the same request with the same key cannot succeed.
+| answer | retryable | nothing executed |
+|---|---|---|
+| 2xx (`Idempotent-Replayed: true`: from Stripe's idempotency record) | accepted | |
+| 400 `idempotency_error` (key used with other parameters) | no | no: its first use may have paid |
+| 400, 402, 404 and other 4xx | no | yes: refused before execution |
+| 401, 403 (key missing or lacking permission: an operator can fix it) | yes | yes |
+| 429 (rate limited) | yes | yes |
+| 409 (the key is in use by a concurrent request) | yes | no |
+| 500, 502, 503, 504 (indeterminate: only the same key is safe) | yes | no |
+| connection refused | yes | yes: the request never reached Stripe |
+| timeouts and other network errors | yes | no |
+
+`Stripe-Should-Retry: true|false`, when present, decides whether to retry. After an attempt
+whose outcome is unknown, `lookup` lists the destination's transfers
+(`GET /v1/transfers?destination=...`) and finds the one whose `metadata[payout_id]` is the
+idempotency key, before anything is sent again. It reads at most 10 pages of 100 (newest
+first, so a transfer just made is on the first); a destination with more transfers and none
+of them ours makes the lookup fail as retryable, and the payout stays in doubt rather than
+being sent again.
 """
 
 from __future__ import annotations
@@ -31,7 +43,18 @@ from services.payouts.providers.base import (
 )
 from shared.contract.money import Money
 
-_RETRYABLE_STATUS: Final = frozenset({401, 403, 409, 429, 500, 502, 503, 504})
+# status -> (retryable, nothing executed); any other 4xx is (False, True), any 5xx (True, False).
+ERRORS: Final[dict[int, tuple[bool, bool]]] = {
+    401: (True, True),
+    403: (True, True),
+    409: (True, False),
+    429: (True, True),
+    500: (True, False),
+    502: (True, False),
+    503: (True, False),
+    504: (True, False),
+}
+_LOOKUP_PAGES: Final = 10
 _API_VERSION: Final = "2025-04-30.basil"
 
 
@@ -55,6 +78,7 @@ class StripeTransfers:
             timeout=timeout_seconds,
             transport=transport,
         )
+        self._lookup_limit = 100  # transfers per page of a lookup (Stripe's maximum)
 
     async def send(self, request: TransferRequest) -> TransferAccepted:
         form = {
@@ -80,6 +104,30 @@ class StripeTransfers:
         replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
         return TransferAccepted(reference, replayed=replayed)
 
+    async def lookup(self, request: TransferRequest) -> TransferAccepted | None:
+        params = {
+            "destination": request.destination.get_secret_value(),
+            "limit": str(self._lookup_limit),
+        }
+        for _ in range(_LOOKUP_PAGES):
+            body = _json(await self._call("GET", "/v1/transfers", params=params))
+            listed = body.get("data")
+            if not isinstance(listed, list):
+                raise ProviderError("stripe: transfer list without data", retryable=True)
+            for transfer in listed:
+                metadata = transfer.get("metadata") if isinstance(transfer, dict) else None
+                if isinstance(metadata, dict) and metadata.get("payout_id") == (
+                    request.idempotency_key
+                ):
+                    _check_echo(transfer, request.amount)
+                    return TransferAccepted(str(transfer["id"]), replayed=True)
+            if body.get("has_more") is not True or not listed:
+                return None
+            params["starting_after"] = str(listed[-1].get("id"))
+        raise ProviderError(
+            "stripe: transfer lookup did not reach the end of the list", retryable=True
+        )
+
     async def settlement(self, provider_ref: str) -> Settlement:
         response = await self._call("GET", f"/v1/transfers/{provider_ref}")
         body = _json(response)
@@ -95,10 +143,13 @@ class StripeTransfers:
         try:
             response = await self._client.request(method, path, **options)
         except httpx.TransportError as error:
-            # The request may or may not have reached Stripe: only a retry with the same
-            # idempotency key is safe. The error class alone is reported (no URL or body).
+            # The request may or may not have reached Stripe (unless the connection was
+            # refused): only a retry with the same idempotency key is safe. The error class
+            # alone is reported (no URL or body).
             raise ProviderError(
-                f"stripe: network error {type(error).__name__}", retryable=True
+                f"stripe: network error {type(error).__name__}",
+                retryable=True,
+                not_executed=isinstance(error, httpx.ConnectError),
             ) from None
         if response.is_success:
             return response
@@ -134,12 +185,13 @@ def _error(response: httpx.Response) -> ProviderError:
     reason = f"stripe: {status} {kind}" + (f" {code}" if code else "")
     if param:
         reason += f" (param {param})"
+    retryable, not_executed = ERRORS.get(status, (status >= 500, status < 500))
+    if kind == "idempotency_error" and status != 409:
+        not_executed = False  # the key's first request may have paid
     should_retry = response.headers.get("Stripe-Should-Retry", "").lower()
     if should_retry in {"true", "false"}:
         retryable = should_retry == "true"
-    else:
-        retryable = status in _RETRYABLE_STATUS
-    return ProviderError(reason, retryable=retryable)
+    return ProviderError(reason, retryable=retryable, not_executed=not_executed)
 
 
 def _check_echo(body: dict[str, Any], amount: Money) -> None:

@@ -41,7 +41,7 @@ _FX_LOCK_SPACE: Final = 0x5046
 _PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, brand_id,
     gross_amount, gross_currency, platform_fee_amount, net_amount, net_currency, fx_rate,
     fx_as_of, fx_source, status, hold_code, hold_reason, failure_reason, attempts,
-    next_attempt_at, provider_ref, version, recovered_amount, fx_at, chapter, in_doubt"""
+    next_attempt_at, provider_ref, version, recovered_amount, fx_at, chapter, in_doubt, rail"""
 
 
 def _lock_key(entity_id: str) -> int:
@@ -85,6 +85,7 @@ def _payout(row: asyncpg.Record) -> Payout:
         fx_at=row["fx_at"],
         chapter=row["chapter"],
         in_doubt=row["in_doubt"],
+        rail=row["rail"],
     )
 
 
@@ -116,6 +117,7 @@ def _payout_values(p: Payout) -> tuple[Any, ...]:
         p.fx_at,
         p.chapter,
         p.in_doubt,
+        p.rail,
     )
 
 
@@ -157,6 +159,15 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
         tax_form_status=row["tax_form_status"],
         updated_at=row["updated_at"],
         cooling_off_until=row["cooling_off_until"],
+        fallback_method=row["fallback_method"],
+        fallback_destination=None
+        if row["fallback_destination_sealed"] is None
+        else SealedDestination(
+            bytes(row["fallback_destination_sealed"]),
+            None
+            if row["fallback_destination_fingerprint"] is None
+            else bytes(row["fallback_destination_fingerprint"]),
+        ),
     )
 
 
@@ -269,14 +280,18 @@ class PgPayoutRepository:
         stored = await self._conn.fetchval(
             """INSERT INTO payouts_accounts AS a (creator_id, method, destination_sealed,
                    currency, tax_form_type, tax_form_status, updated_at,
-                   destination_fingerprint, cooling_off_until)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                   destination_fingerprint, cooling_off_until, fallback_method,
+                   fallback_destination_sealed, fallback_destination_fingerprint)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                ON CONFLICT (creator_id) DO UPDATE SET method = EXCLUDED.method,
                    destination_sealed = EXCLUDED.destination_sealed, destination_token = NULL,
                    currency = EXCLUDED.currency, tax_form_type = EXCLUDED.tax_form_type,
                    tax_form_status = EXCLUDED.tax_form_status, updated_at = EXCLUDED.updated_at,
                    destination_fingerprint = EXCLUDED.destination_fingerprint,
-                   cooling_off_until = EXCLUDED.cooling_off_until
+                   cooling_off_until = EXCLUDED.cooling_off_until,
+                   fallback_method = EXCLUDED.fallback_method,
+                   fallback_destination_sealed = EXCLUDED.fallback_destination_sealed,
+                   fallback_destination_fingerprint = EXCLUDED.fallback_destination_fingerprint
                WHERE a.updated_at <= EXCLUDED.updated_at
                RETURNING true""",
             account.creator_id,
@@ -288,6 +303,11 @@ class PgPayoutRepository:
             account.updated_at,
             account.destination.fingerprint,
             account.cooling_off_until,
+            account.fallback_method,
+            None if account.fallback_destination is None else account.fallback_destination.data,
+            None
+            if account.fallback_destination is None
+            else account.fallback_destination.fingerprint,
         )
         return bool(stored)
 
@@ -338,7 +358,7 @@ class PgPayoutRepository:
             inserted = await self._conn.fetchval(
                 f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
                     ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
                 *_payout_values(payout),
             )
@@ -435,15 +455,15 @@ class PgPayoutRepository:
                    attempts = c.attempts, next_attempt_at = c.next_attempt_at,
                    provider_ref = c.provider_ref, version = c.version,
                    recovered_amount = c.recovered_amount, chapter = c.chapter,
-                   in_doubt = c.in_doubt, updated_at = now()
+                   in_doubt = c.in_doubt, rail = c.rail, updated_at = now()
                FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::numeric[],
                            $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
                            $11::text[], $12::int[], $13::timestamptz[], $14::text[], $15::int[],
-                           $16::numeric[], $17::int[], $18::boolean[])
+                           $16::numeric[], $17::int[], $18::boolean[], $19::text[])
                    AS c(payout_id, previous, net_amount, net_currency, fx_rate, fx_as_of,
                         fx_source, status, hold_code, hold_reason, failure_reason, attempts,
                         next_attempt_at, provider_ref, version, recovered_amount, chapter,
-                        in_doubt)
+                        in_doubt, rail)
                WHERE p.payout_id = c.payout_id AND p.status = c.previous
                RETURNING p.payout_id""",
             [p.payout_id for p in payouts],
@@ -464,6 +484,7 @@ class PgPayoutRepository:
             [_recovered(p) for p in payouts],
             [p.chapter for p in payouts],
             [p.in_doubt for p in payouts],
+            [p.rail for p in payouts],
         )
         if len(updated) != len(changes):
             missing = sorted({p.payout_id for p in payouts} - {r[0] for r in updated})

@@ -15,6 +15,7 @@ from shared.contract.events.creators import (
     CreatorProfileUpserted,
     GenderSplit,
     PayoutAccountUpserted,
+    PayoutFallback,
     TaxForm,
 )
 from shared.contract.events.deals import DealSigned, Deliverable
@@ -97,6 +98,7 @@ __all__ = [
     "OrderRedeemed",
     "OrderRefunded",
     "PayoutAccountUpserted",
+    "PayoutFallback",
     "PayoutMethod",
     "PayoutStatus",
     "PayoutStatusChanged",

@@ -105,6 +105,20 @@ class TaxForm(ExternalPayload):
     )
 
 
+class PayoutFallback(ExternalPayload):
+    """Where a creator is paid when the main rail refuses a payout before executing it."""
+
+    method: PayoutMethod = Field(description="Fallback payout rail.", examples=["paypal"])
+    destination: Annotated[SecretStr, Field(min_length=1, max_length=512)] = Field(
+        description="Provider token on the fallback rail (sensitive: never logged).",
+        examples=["creator@example.com"],
+    )
+
+    @field_serializer("destination", when_used="json")
+    def _destination_on_the_wire(self, destination: SecretStr) -> str:
+        return destination.get_secret_value()
+
+
 class PayoutAccountUpserted(ExternalPayload):
     """`creator.payout-account.upserted`: where and how a creator is paid.
 
@@ -121,6 +135,13 @@ class PayoutAccountUpserted(ExternalPayload):
     )
     currency: CurrencyCode = Field(description="Currency of the account.", examples=["EUR"])
     tax_form: TaxForm = Field(description="Tax form on file and its status.")
+    fallback: PayoutFallback | None = Field(
+        default=None,
+        description=(
+            "Optional second rail, in the same currency: used only when the main rail "
+            "refuses a payout with an error that proves nothing was executed."
+        ),
+    )
 
     @field_serializer("destination", when_used="json")
     def _destination_on_the_wire(self, destination: SecretStr) -> str:

@@ -1,6 +1,7 @@
 """A local HTTP server that behaves like Stripe's documented transfers API, for tests.
 
-POST /v1/transfers (form body: amount, currency, destination, ...) and GET /v1/transfers/{id},
+POST /v1/transfers (form body: amount, currency, destination, ...), GET /v1/transfers/{id} and
+GET /v1/transfers (newest first, `destination`, `limit`, `starting_after`, `has_more`),
 HTTP basic auth with the secret key, JSON errors `{"error": {"type", "code", "message",
 "param"}}`, and idempotency as documented: the first response to an `Idempotency-Key` is
 stored and replayed with `Idempotent-Replayed: true`; the same key with other parameters is a
@@ -93,6 +94,8 @@ class FakeStripe:
         if self.failures:
             status, kind, extra = self.failures.pop(0)
             return (*_error(status, kind, None, "injected failure")[:2], extra)
+        if method == "GET" and (path == "/v1/transfers" or path.startswith("/v1/transfers?")):
+            return self._list(dict(parse_qsl(path.partition("?")[2])))
         if method == "GET" and path.startswith("/v1/transfers/"):
             transfer = self.transfers.get(path.rsplit("/", 1)[1])
             if transfer is None:
@@ -115,6 +118,21 @@ class FakeStripe:
         if key is not None:
             self.idempotency[key] = StoredResponse(status, payload, params)
         return status, payload, extra
+
+    def _list(self, query: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        listed = [
+            t
+            for t in reversed(self.transfers.values())
+            if "destination" not in query or t["destination"] == query["destination"]
+        ]
+        if "starting_after" in query:
+            ids = [t["id"] for t in listed]
+            if query["starting_after"] not in ids:
+                return _error(400, "invalid_request_error", "resource_missing", "No such object")
+            listed = listed[ids.index(query["starting_after"]) + 1 :]
+        limit = int(query.get("limit", "10"))
+        page = {"object": "list", "url": "/v1/transfers", "data": listed[:limit]}
+        return 200, {**page, "has_more": len(listed) > limit}, {}
 
     def _create(self, params: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
         for name in ("amount", "currency", "destination"):

@@ -114,8 +114,7 @@ async def test_dispatcher_pays_through_stripe_once_despite_an_outage(
     stripe: FakeStripe, adapter: StripeTransfers
 ) -> None:
     h = Harness(max_attempts=5)
-    h.dispatcher._provider = adapter
-    h.settlement._provider = adapter
+    h.use(adapter)
     deal, creator = uid("deal"), uid("cr")
     await h.consume(
         account(creator, currency="KWD", destination=DESTINATION),
@@ -138,3 +137,42 @@ async def test_dispatcher_pays_through_stripe_once_despite_an_outage(
         payout.provider_ref,
     )
     assert h.problems() == []
+
+
+async def test_lookup_finds_a_transfer_by_its_payout_id(
+    stripe: FakeStripe, adapter: StripeTransfers
+) -> None:
+    assert await adapter.lookup(request("po_unsent", Money.of("1.00", "USD"))) is None
+    for n in range(3):  # other payouts to the same destination
+        await adapter.send(request(f"po_other_{n}", Money.of("1.00", "USD")))
+    sent = await adapter.send(request("po_looked_up", Money.of("8.00", "USD")))
+    for n in range(3, 6):
+        await adapter.send(request(f"po_other_{n}", Money.of("1.00", "USD")))
+    small_pages = StripeTransfers(stripe.api_key, base_url=stripe.base_url)
+    small_pages._lookup_limit = 2  # pages of two: the lookup reads on
+    found = await small_pages.lookup(request("po_looked_up", Money.of("8.00", "USD")))
+    assert found is not None and found.provider_ref == sent.provider_ref and found.replayed
+    with pytest.raises(ProviderError) as other_money:
+        await small_pages.lookup(request("po_looked_up", Money.of("9.00", "USD")))
+    await small_pages.aclose()
+    assert not other_money.value.retryable
+    assert len(stripe.transfers) == 7  # looking up sent nothing
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "not_executed"),
+    [
+        (400, "invalid_request_error", True),
+        (400, "idempotency_error", False),
+        (429, "rate_limit_error", True),
+        (409, "idempotency_error", False),
+        (500, "api_error", False),
+    ],
+)
+async def test_errors_say_whether_nothing_was_executed(
+    stripe: FakeStripe, adapter: StripeTransfers, status: int, kind: str, not_executed: bool
+) -> None:
+    stripe.fail_next(status, kind)
+    with pytest.raises(ProviderError) as failed:
+        await adapter.send(request(uid("po"), Money.of("1.00", "USD")))
+    assert failed.value.not_executed is not_executed

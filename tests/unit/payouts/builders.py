@@ -18,6 +18,7 @@ from shared.contract.events import (
     DeliverableConfirmed,
     FxRatesPublished,
     PayoutAccountUpserted,
+    PayoutFallback,
     TaxForm,
     make_event,
 )
@@ -86,10 +87,18 @@ def account(
     status: str = "verified",
     destination: str = "acct_test_destination_1",
     time: datetime = T0,
+    method: str = "stripe",
+    fallback: tuple[str, str] | None = None,  # (method, destination)
 ) -> CloudEvent[Any]:
     data = PayoutAccountUpserted(
         creator_id=creator_id,
-        method="stripe",
+        fallback=None
+        if fallback is None
+        else PayoutFallback(
+            method=fallback[0],  # type: ignore[arg-type]
+            destination=SecretStr(fallback[1]),
+        ),
+        method=method,  # type: ignore[arg-type]
         destination=SecretStr(destination),
         currency=currency,
         tax_form=TaxForm(type=form, status=status),  # type: ignore[arg-type]

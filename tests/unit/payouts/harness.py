@@ -13,6 +13,8 @@ from services.payouts.dispatcher import Dispatcher
 from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout, RetrySchedule
 from services.payouts.handlers import PayoutPolicy
+from services.payouts.providers import PayoutProvider
+from services.payouts.providers.rails import Rails
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
 from services.payouts.store.memory import MemoryPayouts
@@ -61,6 +63,11 @@ class Harness:
             self.db, self.provider, self.policy, interval_seconds=1, clock=self.clock
         )
         self.cool_offs = CoolOffReleases(self.db, self.policy, interval_seconds=1, clock=self.clock)
+
+    def use(self, rails: Rails | PayoutProvider) -> None:
+        """Send and settle through `rails` (or one provider for every method) instead."""
+        self.dispatcher._rails = rails if isinstance(rails, Rails) else Rails.single(rails)
+        self.settlement._rails = self.dispatcher._rails
 
     def reconfigure(self, **changes: Any) -> None:
         """Restart the consumer with other settings (as a redeploy would), same store."""

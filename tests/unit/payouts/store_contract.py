@@ -147,6 +147,38 @@ class PayoutStoreContract:
         assert DESTINATIONS.open(creator, stored.destination).get_secret_value() == "acct_x1"
         assert "acct_x1" not in repr(stored) and b"acct_x1" not in stored.destination.data
 
+    async def test_a_fallback_rail_is_kept_sealed(self, db: PayoutDatabase) -> None:
+        creator = uid("cr")
+        plain = acct(creator)
+        fallback = sealed(creator, "creator@example.com")
+        with_fallback = replace(
+            plain,
+            updated_at=LONG_AGO + timedelta(1),
+            fallback_method="paypal",
+            fallback_destination=fallback,
+        )
+        async with db.transaction() as repo:
+            assert await repo.save_account(plain)
+            assert (await repo.accounts([creator]))[creator].fallback_method is None
+            assert await repo.save_account(with_fallback)
+            stored = (await repo.accounts([creator]))[creator]
+        assert stored.fallback_method == "paypal" and stored.fallback_destination is not None
+        assert stored.fallback_destination.fingerprint == fallback.fingerprint
+        opened = DESTINATIONS.open(creator, stored.fallback_destination)
+        assert opened.get_secret_value() == "creator@example.com"
+        assert b"creator@example.com" not in stored.fallback_destination.data
+
+    async def test_a_payout_keeps_its_rail(self, db: PayoutDatabase) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        created = new_payout(deal, creator, acct(creator)).payout
+        assert created.rail is None
+        claimed = replace(created, rail="wise", in_doubt=True, attempts=1)
+        async with db.transaction() as repo:
+            assert await add_payout(repo, created)
+            await repo.save_payouts([(claimed, created.status)])
+            [stored] = await repo.payouts_for_update([created.payout_id])
+        assert (stored.rail, stored.in_doubt) == ("wise", True)
+
     async def test_cool_offs_are_kept_and_their_end_found(self, db: PayoutDatabase) -> None:
         creator, deal = uid("cr"), uid("deal")
         until = LONG_AGO + timedelta(days=1)

@@ -8,7 +8,12 @@ from decimal import Decimal
 import pytest
 
 from services.payouts.domain.accounts import HoldCode
-from services.payouts.providers.base import ProviderError, TransferAccepted, TransferRequest
+from services.payouts.providers.base import (
+    ProviderError,
+    Settlement,
+    TransferAccepted,
+    TransferRequest,
+)
 from shared.contract.errors import EventRejected
 from shared.contract.money import Money
 from tests.unit.payouts.builders import (
@@ -176,8 +181,11 @@ class _Flaky:
     def __init__(self) -> None:
         self.accepted: dict[str, TransferRequest] = {}
         self.lost = 0
+        self.sends = 0
+        self.lookups = 0
 
     async def send(self, request: TransferRequest) -> TransferAccepted:
+        self.sends += 1
         first = request.idempotency_key not in self.accepted
         self.accepted.setdefault(request.idempotency_key, request)
         if first:
@@ -185,11 +193,23 @@ class _Flaky:
             raise ProviderError("flaky: timeout", retryable=True)
         return TransferAccepted("tr_" + request.idempotency_key, replayed=True)
 
+    async def lookup(self, request: TransferRequest) -> TransferAccepted | None:
+        self.lookups += 1
+        if request.idempotency_key not in self.accepted:
+            return None
+        return TransferAccepted("tr_" + request.idempotency_key, replayed=True)
 
-async def test_lost_answer_is_retried_with_the_same_idempotency_key() -> None:
+    async def settlement(self, provider_ref: str) -> Settlement:
+        return Settlement("settled")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_lost_answer_is_looked_up_not_sent_again() -> None:
     h = Harness()
     flaky = _Flaky()
-    h.dispatcher._provider = flaky  # type: ignore[assignment]
+    h.use(flaky)
     deal, creator = uid("deal"), uid("cr")
     await h.consume(account(creator, currency="USD"), deal_signed(deal, creator))
     await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
@@ -199,6 +219,8 @@ async def test_lost_answer_is_retried_with_the_same_idempotency_key() -> None:
     [payout] = h.payouts(deal)
     assert payout.status == "sent" and list(flaky.accepted) == [payout.payout_id]
     assert payout.provider_ref == "tr_" + payout.payout_id
+    # The answer was lost: the second attempt asked the rail and found the transfer.
+    assert (flaky.sends, flaky.lookups) == (1, 1) and not payout.in_doubt
 
 
 async def test_settlement_moves_sent_payouts_to_settled() -> None:

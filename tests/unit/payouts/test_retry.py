@@ -38,6 +38,8 @@ class _Rail:
         self.calls: list[str] = []
         self.returned: set[str] = set()
         self._timeouts = timeouts
+        self.lookups: list[str] = []
+        self.lookup_fails = False
 
     async def send(self, request: TransferRequest) -> TransferAccepted:
         self.calls.append(request.idempotency_key)
@@ -49,6 +51,14 @@ class _Rail:
             self._timeouts -= 1
             raise ProviderError("rail: timeout", retryable=True)
         return TransferAccepted("tr_" + request.idempotency_key, replayed=replayed)
+
+    async def lookup(self, request: TransferRequest) -> TransferAccepted | None:
+        self.lookups.append(request.idempotency_key)
+        if self.lookup_fails or request.idempotency_key not in self.paid:
+            if self.lookup_fails:
+                raise ProviderError("rail: lookup timeout", retryable=True)
+            return None
+        return TransferAccepted("tr_" + request.idempotency_key, replayed=True)
 
     async def settlement(self, provider_ref: str) -> Settlement:
         if provider_ref in self.returned:
@@ -62,8 +72,7 @@ class _Rail:
 def _harness(rail: _Rail, **changes: object) -> Harness:
     h = Harness()
     h.reconfigure(**changes)
-    h.dispatcher._provider = rail  # type: ignore[assignment]
-    h.settlement._provider = rail  # type: ignore[assignment]
+    h.use(rail)
     return h
 
 
@@ -156,8 +165,10 @@ async def test_a_returned_payout_reverses_once_and_books_again_in_a_new_chapter(
 
 
 async def test_a_payout_given_up_on_timeouts_is_retried_under_the_same_key() -> None:
-    # The rail paid on the first call, but every answer was lost: a new key would pay twice.
+    # The rail paid on the first call, but every answer was lost, and so were the lookups
+    # that followed: a new key would pay twice.
     rail = _Rail(timeouts=3)
+    rail.lookup_fails = True
     h = _harness(rail)
     deal, creator = uid("deal"), uid("cr")
     await h.consume(account(creator, currency="USD", time=h.now), deal_signed(deal, creator))
@@ -172,9 +183,12 @@ async def test_a_payout_given_up_on_timeouts_is_retried_under_the_same_key() -> 
         retried = await retry_payout(work, failed.payout_id)
         await work.flush()
     assert retried.status == "scheduled" and retried.chapter == 1
+    rail.lookup_fails = False
     await h.dispatch_all()
     [sent] = h.payouts(deal)
     assert sent.status == "sent" and list(rail.paid) == [sent.payout_id]
+    # Sent once; every later attempt asked the rail first, the last one found it.
+    assert rail.calls == [sent.payout_id] and len(rail.lookups) == 3
     assert h.problems() == []
 
 

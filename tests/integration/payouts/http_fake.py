@@ -1,0 +1,86 @@
+"""A minimal HTTP/1.1 server on 127.0.0.1 for the rails' fake servers: JSON bodies, keep-alive,
+and answers that can be held back (`stall`) after the request was executed, as a rail that
+times out after paying does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+Answer = tuple[int, Any, dict[str, str]]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+@dataclass
+class FakeHttpServer:
+    """Subclasses answer `handle(request)`; `stall_next(seconds)` executes the next request
+    but answers it only after `seconds` (the client has timed out by then)."""
+
+    port: int = 0
+    requests: list[Request] = field(default_factory=list)
+    _stalls: list[float] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stall_next(self, seconds: float) -> None:
+        self._stalls.append(seconds)
+
+    def handle(self, request: Request) -> Answer:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    break
+                method, target, _ = request_line.decode().split(" ", 2)
+                path, _, query = target.partition("?")
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, value = line.decode().split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                request = Request(method, path, query, headers, body)
+                self.requests.append(request)
+                status, payload, extra = self.handle(request)
+                if self._stalls:
+                    await asyncio.sleep(self._stalls.pop(0))
+                data = json.dumps(payload).encode()
+                head = [
+                    f"HTTP/1.1 {status} X",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(data)}",
+                ]
+                head += [f"{k}: {v}" for k, v in extra.items()]
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
