@@ -27,7 +27,7 @@ from services.payouts.settings import PayoutsSettings
 from services.payouts.store import PayoutDatabase
 from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
 from shared.contract.events import CloudEvent, EventIdentity, EventType, Topic
-from shared.runtime.kafka import BatchHandler, Delivery, subscribe_event_batches
+from shared.runtime.kafka import BatchHandler, Delivery
 from shared.runtime.outbox import OutboxRelay
 from shared.runtime.service import Background, Resources, ServiceConfigurationError
 
@@ -45,6 +45,9 @@ INPUT_TOPICS: Final = (
 )
 # Published through the outbox; the registry routes each event type to its topic.
 OUTPUT_TOPICS: Final = (Topic.PAYOUTS_STATUS,)
+# A batch is one transaction; confirmations come a few at a time, so batches stay small and
+# latency low, and a burst is still taken in a few transactions.
+MAX_RECORDS: Final = 500
 _DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
 
 
@@ -215,15 +218,13 @@ class PayoutsSetup:
             batch=settings.dispatch_batch,
             idle_seconds=settings.dispatch_idle_seconds,
         )
-        subscribe_event_batches(
-            resources.broker,
+        consume = resources.consume_pipelined(
             INPUT_TOPICS,
             group_id=self._group_id,
-            group_instance_id=resources.settings.group_instance_id,
             handler=consume_batch(db, policy, dispatcher.wake, destinations=destinations),
-            consumer=resources.consumer,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            max_records=MAX_RECORDS,
             batch_timeout_ms=settings.batch_timeout_ms,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         relay = resources.outbox_relay(OUTBOX_PRODUCER)
         commissions = CommissionSchedule(
@@ -250,6 +251,7 @@ class PayoutsSetup:
 
         self.service = PayoutsService(settings, db, provider, rails, dispatcher, relay)
         return [
+            consume,
             relay.run,
             dispatcher.run,
             lambda: db.listen_due(dispatcher.wake),

@@ -34,6 +34,7 @@ from shared.runtime.db import ServiceSchema, create_pool, migrate
 from shared.runtime.health import Check, HealthApp
 from shared.runtime.kafka import (
     AUTHORIZATION_ERRORS,
+    FETCH_MAX_WAIT_MS,
     BatchHandler,
     DeadLetters,
     KafkaAccessError,
@@ -87,6 +88,7 @@ class Resources:
         prepare: Prepare | None = None,
         max_records: int,
         batch_timeout_ms: int,
+        fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
     ) -> Background:
         """A consumer of `topics` in batches, the next one read while the last is applied
         (`shared.runtime.pipeline`); run the returned loop among the setup's background loops."""
@@ -101,6 +103,7 @@ class Resources:
             client_id=self.name,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             group_instance_id=self.settings.group_instance_id,
         )
         self.pipelines.append(pipeline)
