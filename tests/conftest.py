@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as redis
+from hypothesis import settings as hypothesis_settings
 
 from shared.runtime.cache import create_redis
 from shared.runtime.config import KafkaKind, Settings
@@ -23,6 +24,10 @@ from shared.runtime.kafka import ensure_topics
 from shared.runtime.server_urls import pid_alive
 from shared.tools.infra import EmbeddedInfra, InfraUrls, postgres_account
 from tests.support import shared_kafka
+
+# The machines that run the tests are noisy: no generated example fails for being slow.
+hypothesis_settings.register_profile("creatorflow", deadline=None)
+hypothesis_settings.load_profile("creatorflow")
 
 
 def embedded_servers(*, own_kafka: bool = False) -> Iterator[InfraUrls]:
