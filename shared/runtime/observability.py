@@ -74,6 +74,19 @@ PAYOUT_POST_TO_SENT = Histogram(
     buckets=_PAYOUT_LATENCY_BUCKETS,
 )
 
+LEDGER_CHECK_PROBLEMS = Gauge(
+    "creatorflow_ledger_check_problems",
+    "Broken ledger invariants found by the payouts service's last periodic ledger check (what "
+    "`creatorflow payouts ledger-check` reports): alert on anything above 0",
+)
+LEDGER_CHECKS = Counter(
+    "creatorflow_ledger_checks_total",
+    "Periodic ledger checks by result: ok, failed (invariants broken) or error (could not run)",
+    ["result"],
+)
+for _result in ("ok", "failed", "error"):
+    LEDGER_CHECKS.labels(result=_result)
+
 for _status in PAYOUT_STATUSES:  # every series exists from the start, so rate() sees the first
     PAYOUT_TRANSITIONS.labels(status=_status)
 
