@@ -46,10 +46,17 @@ from shared.runtime.kafka import ensure_topics
 from shared.runtime.observability import configure_logging
 from shared.tools.infra import EmbeddedInfra, InfraUrls
 from shared.tools.infra.service_processes import ServiceProcesses
-from shared.tools.latency_floor import Arrivals, Tag, chained_floor, paced, quantile
+from shared.tools.latency_floor import (
+    Arrivals,
+    Tag,
+    chained_floor,
+    paced,
+    post_to_payout_hops,
+    quantile,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
+from tests.unit.payouts.builders import account, deal_signed, fx
 from tests.unit.tracking.builders import post_event
 
 RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071"}
@@ -57,17 +64,9 @@ CURRENCIES = ["EUR", "JPY", "KWD", "USD"]
 POST_TO_SENT = "creatorflow_payout_post_to_sent_seconds"
 
 
-def sizes() -> tuple[bytes, bytes, bytes]:
-    """Messages of the sizes the three hops carry: a post, a confirmation, a payout.sent."""
-    now = datetime.now(UTC)
-    post = encode(post_event("ig-post-size", deal_id="deal-size", posted_at=now, observed_at=now))
-    confirmation = encode(confirmed("deal-size", "dl-1", at=now, post_received_at=now))
-    return post, confirmation, b"x" * 640  # about a payout.sent
-
-
 async def floor(urls: InfraUrls, rate: float, count: int) -> dict[str, float]:
     latencies = await chained_floor(
-        urls.kafka_bootstrap_servers, sizes(), rate=rate, count=count, warm_up=50
+        urls.kafka_bootstrap_servers, post_to_payout_hops(), rate=rate, count=count, warm_up=50
     )
     return {"p50": quantile(latencies, 0.5), "p99": quantile(latencies, 0.99)}
 

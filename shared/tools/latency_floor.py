@@ -19,6 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.security import BaseSecurity
 
+from shared.contract.events import encode
+from shared.contract.events.examples import valid_example
 from shared.runtime.kafka import client_options, ensure_topics, partitions_of
 
 FLOOR_TOPICS = ("creatorflow.floor-1", "creatorflow.floor-2", "creatorflow.floor-3")
@@ -28,6 +30,12 @@ FETCH_MAX_WAIT_MS = 10
 POLL_MS = 5
 
 Tag = Callable[[Any], str | None]
+
+
+def post_to_payout_hops() -> list[bytes]:
+    """What the three hops of post -> payout carry: example events of their types, encoded."""
+    kinds = ("post.metrics.observed", "deliverable.confirmed", "payout.sent")
+    return [encode(valid_example(kind)) for kind in kinds]
 
 
 def quantile(samples: Sequence[float], q: float) -> float:
