@@ -110,7 +110,7 @@ async def apply_batch(
     manual = await tx.add_manual_confirmations(list(inputs.confirmations.values()))
     to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
     to_match |= {d.deal_id for d in new_deals} | manual
-    confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, now), batch)
+    confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, now), batch, fresh)
 
     await tx.enqueue(
         [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
@@ -120,14 +120,21 @@ async def apply_batch(
 
 
 def _with_post_arrivals(
-    confirmed: list[Confirmation], batch: Sequence[tuple[CloudEvent[Any], Delivery]]
+    confirmed: list[Confirmation],
+    batch: Sequence[tuple[CloudEvent[Any], Delivery]],
+    fresh: set[EventIdentity],
 ) -> list[Confirmation]:
-    """Stamp each confirmation made on the arrival of a post of this batch with when that post
-    reached the broker (the first of its snapshots here), for the post -> payout latency. A
-    deliverable of several posts was completed by the one that arrived last."""
+    """Stamp each confirmation made on the arrival of a new post snapshot of this batch with
+    when that post reached the broker (the first of its snapshots here), for the post ->
+    payout latency. A deliverable of several posts was completed by the one that arrived last.
+    A snapshot delivered again (applied before) stamps nothing."""
     arrived: dict[str, datetime] = {}
     for event, delivery in batch:
-        if event.type == EventType.POST_METRICS_OBSERVED and delivery.timestamp_ms is not None:
+        if (
+            event.type == EventType.POST_METRICS_OBSERVED
+            and delivery.timestamp_ms is not None
+            and event.identity in fresh
+        ):
             at = datetime.fromtimestamp(delivery.timestamp_ms / 1000, UTC)
             post_id = event.data.post_id
             arrived[post_id] = min(at, arrived.get(post_id, at))

@@ -65,6 +65,14 @@ async def test_a_confirmation_made_on_a_deals_arrival_or_without_timestamps_carr
     # The deal arrives after its post: nothing says when the payable moment began.
     [confirmation] = await apply(store, [deal_event("deal-1")], [ARRIVED_MS + 9_000])
     assert confirmation.data.post_received_at is None
+    # A snapshot applied before and delivered again with the deal stamps nothing either.
+    again = FakeTrackingStore()
+    post = post_event("p-3", creator_id="cr-3")
+    assert await apply(again, [post], [ARRIVED_MS]) == []
+    [confirmation] = await apply(
+        again, [post, deal_event("deal-3", creator_id="cr-3")], [ARRIVED_MS, ARRIVED_MS + 9_000]
+    )
+    assert confirmation.data.post_received_at is None
     other = FakeTrackingStore()
     [confirmation] = await apply(
         other,
