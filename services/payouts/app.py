@@ -22,7 +22,12 @@ from services.payouts.providers.rails import Rails
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.providers.wise import WiseTransfers
-from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
+from services.payouts.schedules import (
+    CommissionSchedule,
+    CoolOffReleases,
+    LedgerCheck,
+    SettlementPoller,
+)
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store import PayoutDatabase
 from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
@@ -242,6 +247,7 @@ class PayoutsSetup:
             interval_seconds=settings.cooloff_check_seconds,
             on_scheduled=dispatcher.wake,
         )
+        ledger_check = LedgerCheck(db, interval_seconds=settings.ledger_check_seconds)
 
         async def close_provider_at_shutdown() -> None:
             try:
@@ -258,6 +264,7 @@ class PayoutsSetup:
             commissions.run,
             settlement.run,
             cool_offs.run,
+            ledger_check.run,
             close_provider_at_shutdown,
         ]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +42,7 @@ from services.payouts.providers import (
 from services.payouts.providers.rails import LEGACY_RAIL, Rails
 from services.payouts.store import PayoutDatabase
 from shared.contract.events import PayoutStatus
+from shared.runtime.observability import PAYOUT_CONFIRMATION_TO_SENT, PAYOUT_POST_TO_SENT
 
 log = structlog.get_logger(__name__)
 
@@ -254,10 +255,12 @@ class Dispatcher:
                     )
                 changes.append((transition, payout.status))
             await work.changed(changes)
-            sent = sum(1 for t, _ in changes if t.payout.status == "sent")
+            sent = [t.payout for t, _ in changes if t.payout.status == "sent"]
+            arrivals = await repo.post_arrivals(p.deal_id for p in sent if p.kind == "fee")
             work.scheduled = 0
             await work.flush()
-        self.sent += sent
+        self.sent += len(sent)
+        observe_latencies(sent, arrivals, now)
 
     def _rail(self, payout: Payout, account: PayoutAccount) -> tuple[str | None, str | None]:
         """The rail of this attempt, and why it cannot be used now (None if it can).
@@ -298,3 +301,19 @@ def _destination_for(
     if account.fallback_method is not None and rails.rail_of(account.fallback_method) == rail:
         return account.fallback_destination
     return None
+
+
+def observe_latencies(
+    sent: Sequence[Payout], arrivals: Mapping[tuple[str, datetime], datetime], now: datetime
+) -> None:
+    """Count committed fee payouts in the confirmation -> sent and post -> sent histograms.
+    A fee's `fx_at` is the confirmation that made it owed; `arrivals` says when the post that
+    completed that confirmation reached us, if known. Clocks of other hosts may run ahead of
+    ours a little: a negative time counts as zero."""
+    for payout in sent:
+        if payout.kind != "fee" or payout.fx_at is None:
+            continue
+        PAYOUT_CONFIRMATION_TO_SENT.observe(max((now - payout.fx_at).total_seconds(), 0.0))
+        arrived = arrivals.get((payout.deal_id, payout.fx_at))
+        if arrived is not None:
+            PAYOUT_POST_TO_SENT.observe(max((now - arrived).total_seconds(), 0.0))

@@ -290,7 +290,12 @@ async def on_deliverable_confirmed(work: Work, event: CloudEvent[Any]) -> None:
             f"{data.deal_id} (it has {', '.join(sorted(terms.deliverable_ids))})"
         )
     await work.repo.add_confirmation(
-        data.deal_id, data.deliverable_id, data.confirmed_by, data.confirmed_at, signed_by or ""
+        data.deal_id,
+        data.deliverable_id,
+        data.confirmed_by,
+        data.confirmed_at,
+        signed_by or "",
+        data.post_received_at,
     )
     if terms is not None:
         await _create_fee_payouts(work, terms)

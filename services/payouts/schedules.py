@@ -1,5 +1,5 @@
-"""Periodic work: deciding commissions when attribution windows close, settlement, and the
-end of destination cool-offs."""
+"""Periodic work: deciding commissions when attribution windows close, settlement, the end of
+destination cool-offs, and the ledger check behind the ledger alert."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from services.payouts.domain.lifecycle import Transition
 from services.payouts.handlers import PayoutPolicy, Work, decide_commissions, release_cooled_off
 from services.payouts.providers import PayoutProvider, ProviderError, Settlement
 from services.payouts.providers.rails import Rails
+from services.payouts.reports import LedgerReport, check_ledger
 from services.payouts.store import PayoutDatabase
 from shared.contract.events import PayoutStatus
+from shared.runtime.observability import LEDGER_CHECK_PROBLEMS, LEDGER_CHECKS
 
 log = structlog.get_logger(__name__)
 
@@ -135,3 +137,32 @@ class CoolOffReleases(_Rounds):
     """Releases payouts whose destination cool-off has ended."""
 
     _round = staticmethod(release_cooled_off)
+
+
+class LedgerCheck:
+    """Every `interval_seconds` (the first at start), checks the ledger's invariants as
+    `creatorflow payouts ledger-check` does and exports the result for alerting
+    (`creatorflow_ledger_check_problems`, `creatorflow_ledger_checks_total{result}`). It reads
+    the whole ledger in one snapshot: raise the interval for a large one."""
+
+    def __init__(self, db: PayoutDatabase, *, interval_seconds: float) -> None:
+        self._db = db
+        self._interval = interval_seconds
+
+    async def run(self) -> None:
+        while True:
+            await self.run_once()
+            await asyncio.sleep(self._interval)
+
+    async def run_once(self) -> LedgerReport | None:
+        try:
+            report = await check_ledger(self._db)
+        except Exception:  # a check that cannot run is counted, never takes the service down
+            log.exception("ledger check could not run")
+            LEDGER_CHECKS.labels(result="error").inc()
+            return None
+        LEDGER_CHECK_PROBLEMS.set(len(report.problems))
+        if report.problems:
+            log.error("ledger check failed", problems=report.problems[:20])
+        LEDGER_CHECKS.labels(result="failed" if report.problems else "ok").inc()
+        return report

@@ -90,6 +90,8 @@ class PayoutsSettings(BaseSettings):
     dispatch_idle_seconds: float = Field(1.0, gt=0)
     settle_check_seconds: float = Field(1.0, gt=0)
     commission_check_seconds: float = Field(60.0, gt=0)
+    # The periodic ledger check behind the ledger alert reads every payout and transfer.
+    ledger_check_seconds: float = Field(3600.0, gt=0)
     # Attribution updates may trail the window's close; wait this long before paying commission.
     commission_grace_seconds: float = Field(3600.0, ge=0)
     # After that first payment, late orders (dated inside the window) and refunds still move

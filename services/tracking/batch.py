@@ -9,8 +9,8 @@ result does not depend on how events were ordered or split into batches. At most
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -28,7 +28,7 @@ from services.tracking.messages import (
 )
 from services.tracking.store.port import TrackingTx
 from shared.contract.errors import EventRejected
-from shared.contract.events import CloudEvent, EventIdentity
+from shared.contract.events import CloudEvent, EventIdentity, EventType
 from shared.runtime.kafka import Delivery
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
@@ -110,13 +110,41 @@ async def apply_batch(
     manual = await tx.add_manual_confirmations(list(inputs.confirmations.values()))
     to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
     to_match |= {d.deal_id for d in new_deals} | manual
-    confirmed = await _confirm_due(tx, to_match, now)
+    confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, now), batch, fresh)
 
     await tx.enqueue(
         [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
         + [confirmation_event(c) for c in confirmed]
     )
     return BatchResult(applied, len(updated), len(confirmed))
+
+
+def _with_post_arrivals(
+    confirmed: list[Confirmation],
+    batch: Sequence[tuple[CloudEvent[Any], Delivery]],
+    fresh: set[EventIdentity],
+) -> list[Confirmation]:
+    """Stamp each confirmation made on the arrival of a new post snapshot of this batch with
+    when that post reached the broker (the first of its snapshots here), for the post ->
+    payout latency. A deliverable of several posts was completed by the one that arrived last.
+    A snapshot delivered again (applied before) stamps nothing."""
+    arrived: dict[str, datetime] = {}
+    for event, delivery in batch:
+        if (
+            event.type == EventType.POST_METRICS_OBSERVED
+            and delivery.timestamp_ms is not None
+            and event.identity in fresh
+        ):
+            at = datetime.fromtimestamp(delivery.timestamp_ms / 1000, UTC)
+            post_id = event.data.post_id
+            arrived[post_id] = min(at, arrived.get(post_id, at))
+    stamped = []
+    for confirmation in confirmed:
+        times = [arrived[p] for p in confirmation.post_ids if p in arrived]
+        stamped.append(
+            replace(confirmation, post_received_at=max(times)) if times else confirmation
+        )
+    return stamped
 
 
 def _what_is_new(

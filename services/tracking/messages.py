@@ -207,6 +207,7 @@ def confirmation_event(confirmation: Confirmation) -> CloudEvent[Any]:
             post_id=confirmation.post_id,
             confirmed_by=confirmation.confirmed_by,
             confirmed_at=confirmation.confirmed_at,
+            post_received_at=confirmation.post_received_at,
         ),
         source=SOURCE,
         id=str(event_id),

@@ -33,7 +33,7 @@ import aiokafka.errors
 import asyncpg
 import redis.exceptions
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import create_conn
 from aiokafka.helpers import create_ssl_context
@@ -438,11 +438,18 @@ class Delivery:
     # Who signed the event, once its signature was checked (shared.runtime.trust): the owner
     # id of the key, e.g. a brand id; None when unsigned. Not part of where it came from.
     signed_by: str | None = field(default=None, compare=False)
+    # The record's Kafka timestamp (ms since the epoch): when it reached our broker, or when
+    # its producer sent it (the topic's timestamp type). None when unknown.
+    timestamp_ms: int | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, message: KafkaMessage) -> Delivery:
         record = message.raw_message
         assert not isinstance(record, tuple), "a batch message: use subscribe_event_batches"
+        return cls.of_record(record)
+
+    @classmethod
+    def of_record(cls, record: ConsumerRecord[Any, Any]) -> Delivery:
         return cls(
             record.topic,
             record.partition,
@@ -450,6 +457,7 @@ class Delivery:
             record.key,
             record.value or b"",
             tuple(record.headers or ()),
+            timestamp_ms=record.timestamp,
         )
 
     def __str__(self) -> str:
@@ -782,8 +790,5 @@ def subscribe_event_batches(
     )
     async def consume(message: KafkaMessage) -> None:
         records = message.raw_message
-        deliveries = [
-            Delivery(r.topic, r.partition, r.offset, r.key, r.value or b"", tuple(r.headers or ()))
-            for r in records
-        ]
+        deliveries = [Delivery.of_record(r) for r in records]
         await consumer.handle_batch(deliveries, handler)

@@ -57,6 +57,36 @@ PAYOUT_TRANSITIONS = Counter(
     "Payout status changes committed (each one a payouts.status event), by the status reached",
     ["status"],
 )
+# Seconds from a sub-second payout to one held for days (no account yet, stale FX, retries).
+_PAYOUT_LATENCY_BUCKETS = (
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400, 259200,
+)  # fmt: skip
+PAYOUT_CONFIRMATION_TO_SENT = Histogram(
+    "creatorflow_payout_confirmation_to_sent_seconds",
+    "Fee payouts: from the confirmation that made the fee owed (its confirmed_at) to the "
+    "payout recorded as sent",
+    buckets=_PAYOUT_LATENCY_BUCKETS,
+)
+PAYOUT_POST_TO_SENT = Histogram(
+    "creatorflow_payout_post_to_sent_seconds",
+    "Fee payouts owed on an automatic confirmation: from the post that completed it reaching "
+    "CreatorFlow (its Kafka record's timestamp) to the payout recorded as sent",
+    buckets=_PAYOUT_LATENCY_BUCKETS,
+)
+
+LEDGER_CHECK_PROBLEMS = Gauge(
+    "creatorflow_ledger_check_problems",
+    "Broken ledger invariants found by the payouts service's last periodic ledger check (what "
+    "`creatorflow payouts ledger-check` reports): alert on anything above 0",
+)
+LEDGER_CHECKS = Counter(
+    "creatorflow_ledger_checks_total",
+    "Periodic ledger checks by result: ok, failed (invariants broken) or error (could not run)",
+    ["result"],
+)
+for _result in ("ok", "failed", "error"):
+    LEDGER_CHECKS.labels(result=_result)
+
 for _status in PAYOUT_STATUSES:  # every series exists from the start, so rate() sees the first
     PAYOUT_TRANSITIONS.labels(status=_status)
 

@@ -212,11 +212,7 @@ class _Batch:
     async def add(
         self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], consumer: SafeConsumer
     ) -> None:
-        deliveries = [
-            Delivery(r.topic, r.partition, r.offset, r.key, r.value or b"", tuple(r.headers or ()))
-            for records in fetched.values()
-            for r in records
-        ]
+        deliveries = [Delivery.of_record(r) for records in fetched.values() for r in records]
         self.size += len(deliveries)
         self.events += await consumer.decode(deliveries)
         for tp, records in fetched.items():

@@ -63,6 +63,11 @@ def test_demo_plays_a_campaign_whose_figures_match_the_ground_truth(tmp_path: Pa
     assert summary["truth_totals"]["orders"] > 0
     assert {"JPY", "KWD", "BHD"} <= set(summary["payout_currencies"])
     assert len(summary["confirm_to_sent_ms"]) >= hires - 3  # held and manual ones excluded
+    # Deals whose last deliverable a post confirmed, measured from that post reaching Kafka,
+    # beside the floor of the same three hops.
+    assert summary["post_to_sent_ms"] and min(summary["post_to_sent_ms"]) > 0
+    assert len(summary["floor_ms"]) == 200 and min(summary["floor_ms"]) > 0
+    assert "post observed → deliverable confirmed → payout.sent over" in out
     assert _processes_mentioning(str(tmp_path)) == []
 
 

@@ -30,6 +30,7 @@ RELEASED = {
     "0307_payouts_confirmation_signer": "6b8b540bcf4535e9",
     "0308_payouts_rails": "07cad0841cdb0581",
     "0309_payouts_fallback_rail": "b472c54b7eb57d47",
+    "0310_payouts_confirmation_post_arrival": "d31133094ae8fae3",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
 }

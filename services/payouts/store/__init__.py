@@ -63,14 +63,22 @@ class PayoutRepository(Protocol):
         confirmed_by: str,
         confirmed_at: datetime,
         signed_by: str = "",
+        post_received_at: datetime | None = None,
     ) -> bool:
-        """Keep a confirmation; `signed_by` is the brand that signed it ('' if unsigned).
+        """Keep a confirmation; `signed_by` is the brand that signed it ('' if unsigned),
+        `post_received_at` when the post that completed it reached us, if known.
         Confirmations by different signers are kept apart: one never hides another."""
         ...
 
     async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
         """The deal's confirmed deliverables and when each was (first) confirmed, counting
         only confirmations unsigned or signed by the deal's brand."""
+        ...
+
+    async def post_arrivals(self, deal_ids: Iterable[str]) -> dict[tuple[str, datetime], datetime]:
+        """(deal, confirmed_at) -> when the post that completed that confirmation reached us,
+        for the deals' confirmations that know it, counting only those that `confirmed`
+        counts."""
         ...
 
     async def save_account(self, account: PayoutAccount) -> bool:

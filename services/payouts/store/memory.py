@@ -34,6 +34,8 @@ class MemoryState:
     commission_decided: dict[str, int] = field(default_factory=dict)
     # deal -> (deliverable, signer) -> when
     confirmations: dict[str, dict[tuple[str, str], datetime]] = field(default_factory=dict)
+    # (deal, deliverable, signer) -> when the post that completed it reached us
+    post_arrivals: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
     attribution: dict[str, tuple[Money, datetime, int]] = field(default_factory=dict)
     fx: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
@@ -91,11 +93,14 @@ class MemoryPayoutRepository:
         confirmed_by: str,
         confirmed_at: datetime,
         signed_by: str = "",
+        post_received_at: datetime | None = None,
     ) -> bool:
         confirmed = self._s.confirmations.setdefault(deal_id, {})
         if (deliverable_id, signed_by) in confirmed:
             return False
         confirmed[(deliverable_id, signed_by)] = confirmed_at
+        if post_received_at is not None:
+            self._s.post_arrivals[(deal_id, deliverable_id, signed_by)] = post_received_at
         return True
 
     async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
@@ -106,6 +111,18 @@ class MemoryPayoutRepository:
             if signer in owners and (deliverable_id not in first or at < first[deliverable_id]):
                 first[deliverable_id] = at
         return first
+
+    async def post_arrivals(self, deal_ids: Iterable[str]) -> dict[tuple[str, datetime], datetime]:
+        arrivals: dict[tuple[str, datetime], datetime] = {}
+        for deal_id in set(deal_ids):
+            deal = self._s.deals.get(deal_id)
+            owners = {"", deal.brand_id} if deal is not None else {""}
+            for (deliverable_id, signer), at in self._s.confirmations.get(deal_id, {}).items():
+                arrived = self._s.post_arrivals.get((deal_id, deliverable_id, signer))
+                if signer in owners and arrived is not None:
+                    key = (deal_id, at)
+                    arrivals[key] = min(arrived, arrivals.get(key, arrived))
+        return arrivals
 
     async def save_account(self, account: PayoutAccount) -> bool:
         known = self._s.accounts.get(account.creator_id)

@@ -253,16 +253,18 @@ class PgPayoutRepository:
         confirmed_by: str,
         confirmed_at: datetime,
         signed_by: str = "",
+        post_received_at: datetime | None = None,
     ) -> bool:
         inserted = await self._conn.fetchval(
             """INSERT INTO payouts_confirmations (deal_id, deliverable_id, confirmed_by,
-                   confirmed_at, signed_by) VALUES ($1, $2, $3, $4, $5)
+                   confirmed_at, signed_by, post_received_at) VALUES ($1, $2, $3, $4, $5, $6)
                ON CONFLICT DO NOTHING RETURNING true""",
             deal_id,
             deliverable_id,
             confirmed_by,
             confirmed_at,
             signed_by,
+            post_received_at,
         )
         return bool(inserted)
 
@@ -275,6 +277,17 @@ class PgPayoutRepository:
             deal_id,
         )
         return {r["deliverable_id"]: r["confirmed_at"] for r in rows}
+
+    async def post_arrivals(self, deal_ids: Iterable[str]) -> dict[tuple[str, datetime], datetime]:
+        rows = await self._conn.fetch(
+            """SELECT c.deal_id, c.confirmed_at, min(c.post_received_at) AS post_received_at
+               FROM payouts_confirmations c LEFT JOIN payouts_deals d USING (deal_id)
+               WHERE c.deal_id = ANY($1::text[]) AND c.post_received_at IS NOT NULL
+                 AND (c.signed_by = '' OR c.signed_by = d.brand_id)
+               GROUP BY c.deal_id, c.confirmed_at""",
+            sorted(set(deal_ids)),
+        )
+        return {(r["deal_id"], r["confirmed_at"]): r["post_received_at"] for r in rows}
 
     async def save_account(self, account: PayoutAccount) -> bool:
         stored = await self._conn.fetchval(

@@ -35,6 +35,9 @@ class Confirmation:
     post_ids: tuple[str, ...]
     confirmed_by: str
     confirmed_at: datetime
+    # When the post snapshot that completed it reached CreatorFlow, if this confirmation was
+    # made on that snapshot's arrival (for the post -> payout latency); None otherwise.
+    post_received_at: datetime | None = None
 
     @property
     def post_id(self) -> str | None:

@@ -160,3 +160,13 @@ class DeliverableConfirmed(ExternalPayload):
     confirmed_at: UtcDatetime = Field(
         description="When it was confirmed.", examples=["2025-04-04T18:00:00Z"]
     )
+    # Optional since v1.4: the start of the post -> payout latency.
+    post_received_at: UtcDatetime | None = Field(
+        default=None,
+        description=(
+            "When CreatorFlow received the post snapshot that completed the deliverable (its "
+            "Kafka record's timestamp), on an automatic confirmation made on that snapshot's "
+            "arrival; null otherwise. Read only by payouts' latency metrics."
+        ),
+        examples=["2025-04-04T17:59:59.650Z"],
+    )

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import typer
+from aiokafka.errors import KafkaError
 from faststream.security import BaseSecurity
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -22,13 +23,14 @@ from rich.table import Table
 
 from shared.contract.events import spec_for_type
 from shared.tools.cli.console import console, fail
-from shared.tools.cli.demo_report import latency_line, print_report, summary
+from shared.tools.cli.demo_report import latency_line, post_latency_line, print_report, summary
 from shared.tools.cli.settings import kafka_security, load_settings
 from shared.tools.demo.flow import DemoError, DemoReport, Observed, Player
 from shared.tools.demo.scenario import DemoConfig
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, available_services
 from shared.tools.infra.smoke import SmokeReport, run_smoke
+from shared.tools.latency_floor import chained_floor, post_to_payout_hops
 
 
 def demo(
@@ -80,6 +82,7 @@ def demo(
     fee_bps = 0  # the payouts service's default PAYOUTS_PLATFORM_FEE_BPS
     result = print_report(console, report, fee_bps)
     console.print(latency_line(report))
+    console.print(post_latency_line(report))
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary(report, result), indent=2, default=str))
     _print_summary(report, result.passed, time.monotonic() - began, root)
@@ -109,12 +112,35 @@ async def _play(
             player = Player(
                 urls.kafka_bootstrap_servers, ports, config, live.step, live.tick, security
             )
-            return await player.play()
+            report = await player.play()
+        with console.status("Measuring the raw floor of the same Kafka hops..."):
+            await _measure_floor(urls, security, report)
+        return report
     finally:
         with console.status("Stopping the services..."):
             await services.stop()
         for handle in files.values():
             handle.close()
+
+
+async def _measure_floor(
+    urls: InfraUrls, security: BaseSecurity | None, report: DemoReport
+) -> None:
+    """The three hops of post -> payout done by bare clients, 200 messages at 200/s, for the
+    summary's post -> payout.sent line. Only a yardstick: if the cluster refuses it (the
+    demo's principal may not create topics), the summary says why and the demo goes on."""
+    try:
+        latencies = await chained_floor(
+            urls.kafka_bootstrap_servers,
+            post_to_payout_hops(),
+            rate=200,
+            count=200,
+            security=security,
+        )
+    except (KafkaError, OSError, TimeoutError) as error:
+        report.floor_error = f"{type(error).__name__}: {error}"
+        return
+    report.floor_ms = sorted(seconds * 1000 for seconds in latencies)
 
 
 class _LiveProgress:
@@ -176,6 +202,7 @@ def _print_summary(report: DemoReport, passed: bool, seconds: float, root: Path)
         f"{len(sent)} fee payouts sent in {len(currencies)} currencies ({', '.join(currencies)}); "
         f"{len(held)} held for a tax form, then released",
         latency_line(report),
+        post_latency_line(report),
         (
             "[green]every figure matches the ground truth[/]"
             if passed

@@ -218,16 +218,46 @@ def payouts_table(report: DemoReport, platform_fee_bps: int) -> Table:
     return table
 
 
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[
+        min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))
+    ]
+
+
 def latency_line(report: DemoReport) -> str:
     values = report.confirm_to_sent_ms
     if not values:
         return "confirmation → payout.sent: no unheld payout to measure"
-    p50 = statistics.median(values)
-    p99 = values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+    p50, p99 = _percentiles(values)
     return (
         f"confirmation → payout.sent over {len(values)} payouts: p50 {p50:.0f} ms, "
         f"p99 {p99:.0f} ms, max {max(values):.0f} ms"
     )
+
+
+def post_latency_line(report: DemoReport) -> str:
+    """post observed → payout.sent, and on a second line the raw floor of the same three
+    Kafka hops measured in the same run."""
+    values = report.post_to_sent_ms
+    if not values:
+        line = "post observed → payout.sent: no unheld payout confirmed on a post to measure"
+    else:
+        p50, p99 = _percentiles(values)
+        line = (
+            f"post observed → deliverable confirmed → payout.sent over {len(values)} payouts: "
+            f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        )
+    if not report.floor_ms:
+        return f"{line}\nraw floor of those 3 Kafka hops not measured: {report.floor_error}"
+    floor50, floor99 = _percentiles(report.floor_ms)
+    line += (
+        f"\nraw floor of those 3 Kafka hops (bare clients, this run): p50 {floor50:.1f} ms, "
+        f"p99 {floor99:.1f} ms"
+    )
+    if values:
+        line += f"; {p50 / floor50:.0f}x the floor at p50, {p99 / floor99:.0f}x at p99"
+    return line
 
 
 def print_report(console: Console, report: DemoReport, platform_fee_bps: int) -> Checks:
@@ -258,6 +288,8 @@ def summary(report: DemoReport, result: Checks) -> dict[str, Any]:
         "payouts_wrong": result.payouts_wrong,
         "payout_currencies": currencies,
         "confirm_to_sent_ms": report.confirm_to_sent_ms,
+        "post_to_sent_ms": report.post_to_sent_ms,
+        "floor_ms": report.floor_ms,
         "seconds": report.seconds,
         "observed_totals": {
             "likes": sum(a.likes for a in _attributions(report)),

@@ -84,6 +84,11 @@ class DemoReport:
     events_published: int
     confirm_to_sent_ms: list[float]
     seconds: dict[str, float]
+    post_to_sent_ms: list[float] = field(default_factory=list)
+    # The same three Kafka hops done by bare clients in the same run (shared.tools.latency_floor),
+    # or why they could not be measured.
+    floor_ms: list[float] = field(default_factory=list)
+    floor_error: str | None = None
 
 
 class Watcher:
@@ -313,6 +318,7 @@ class Player:
             sum(v for (s, _), v in self.published.items() if s == "matching"),
             confirm_to_sent(seen, {h.deal.deal_id for h in hires}),
             seconds,
+            post_to_sent(seen, {h.deal.deal_id for h in hires}),
         )
 
 
@@ -334,4 +340,25 @@ def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
         last_confirmation = max(at for _, at in confirmed)
         sent_seen = next(at for p, at in history if p.status == "sent")
         latencies.append((sent_seen - last_confirmation).total_seconds() * 1000)
+    return sorted(latencies)
+
+
+def post_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
+    """Per fee payout paid without a hold whose deal's last confirmation was made on a post's
+    arrival: that post reaching Kafka (`post_received_at`, its record's timestamp) ->
+    `payout.sent` seen. Payouts confirmed last by the brand are left out."""
+    latencies = []
+    for history in seen.fee_payouts().values():
+        statuses = [p.status for p, _ in history]
+        first = history[0][0]
+        if first.deal_id not in deal_ids or "held" in statuses or "sent" not in statuses:
+            continue
+        confirmed = seen.confirmations.get(first.deal_id)
+        if not confirmed:
+            continue
+        last, _ = max(confirmed, key=lambda item: item[0].confirmed_at)
+        if last.post_received_at is None:
+            continue
+        sent_seen = next(at for p, at in history if p.status == "sent")
+        latencies.append((sent_seen - last.post_received_at).total_seconds() * 1000)
     return sorted(latencies)

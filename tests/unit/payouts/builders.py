@@ -71,10 +71,19 @@ def deal_signed(
 
 
 def confirmed(
-    deal_id: str, deliverable_id: str, *, event_id: str | None = None, at: datetime = T0
+    deal_id: str,
+    deliverable_id: str,
+    *,
+    event_id: str | None = None,
+    at: datetime = T0,
+    post_received_at: datetime | None = None,
 ) -> CloudEvent[Any]:
     data = DeliverableConfirmed(
-        deal_id=deal_id, deliverable_id=deliverable_id, confirmed_by="auto", confirmed_at=at
+        deal_id=deal_id,
+        deliverable_id=deliverable_id,
+        confirmed_by="auto",
+        confirmed_at=at,
+        post_received_at=post_received_at,
     )
     return make_event(data, source=SOURCE, time=at, id=event_id)
 

@@ -135,6 +135,24 @@ class PayoutStoreContract:
             assert await repo.add_confirmation(deal, "dl-2", "auto", later)  # unsigned
             assert await repo.confirmed(deal) == {"dl-1": later, "dl-2": later}
 
+    async def test_post_arrivals_by_confirmation_of_the_deals_brand_only(
+        self, db: PayoutDatabase
+    ) -> None:
+        deal, other = uid("deal"), uid("deal")
+        arrived = LONG_AGO - timedelta(seconds=1)
+        later = LONG_AGO + timedelta(hours=1)
+        async with db.transaction() as repo:
+            await repo.add_deal(terms(deal, uid("cr")), "e")
+            assert await repo.add_confirmation(deal, "dl-1", "auto", LONG_AGO, "", arrived)
+            assert await repo.add_confirmation(deal, "dl-2", "u", later, signed_by="br")
+            # Another brand's confirmation never counts, with its arrival or without.
+            assert await repo.add_confirmation(deal, "dl-2", "u", later, "rival", arrived)
+            assert await repo.add_confirmation(other, "dl-1", "auto", later)
+            assert await repo.post_arrivals([deal, other, uid("deal")]) == {
+                (deal, LONG_AGO): arrived
+            }
+            assert await repo.post_arrivals([]) == {}
+
     async def test_accounts_newer_wins_and_destination_stays_secret(
         self, db: PayoutDatabase
     ) -> None:
