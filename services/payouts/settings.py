@@ -78,10 +78,11 @@ class PayoutsSettings(BaseSettings):
     retry_max_seconds: float = Field(300.0, gt=0)
 
     # How long a Kafka fetch may wait for data. The embedded broker does not answer a waiting
-    # fetch when data arrives, so this bounds the consumer's added latency.
-    fetch_max_wait_ms: int = Field(10, ge=0, le=500)
-    # How long the consumer waits to fill a batch once it has some records.
-    batch_timeout_ms: int = Field(5, ge=0, le=1000)
+    # fetch when data arrives, so this bounds the consumer's added latency. Not 0: the
+    # consumer would ask the broker in a tight loop and starve the rest of the process.
+    fetch_max_wait_ms: int = Field(10, ge=1, le=500)
+    # How long the consumer waits to fill a batch once it has some records (not 0, likewise).
+    batch_timeout_ms: int = Field(5, ge=1, le=1000)
 
     dispatch_batch: int = Field(100, ge=1, le=1000)
     # A claimed payout is invisible to other dispatchers this long; the provider call must end

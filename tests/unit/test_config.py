@@ -162,6 +162,16 @@ def test_payouts_validation_errors_quote_no_api_key(monkeypatch: pytest.MonkeyPa
     assert "sk_9d" not in str(raised.value)  # pydantic shows the head of a long input
 
 
+@pytest.mark.parametrize("setting", ["PAYOUTS_FETCH_MAX_WAIT_MS", "PAYOUTS_BATCH_TIMEOUT_MS"])
+def test_payouts_consumer_waits_of_zero_are_refused(
+    monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """0 would have the consumer ask the broker in a tight loop instead of consuming."""
+    monkeypatch.setenv(setting, "0")
+    with pytest.raises(ValidationError, match=setting.removeprefix("PAYOUTS_").lower()):
+        PayoutsSettings()
+
+
 def test_a_group_instance_id_names_the_host_it_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("socket.gethostname", lambda: "3f2a9c1d77e0.local")
     monkeypatch.setenv("KAFKA_GROUP_INSTANCE_ID", "payouts-{hostname}")
