@@ -16,6 +16,7 @@ those topics to their end, so a request sees every profile published before it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -191,18 +192,22 @@ class MatchingService:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, SERVICE, run)
             requests: list[MatchRequested] = []
+            seeds: list[int] = []
             for event, _ in run:
                 if event.identity in fresh:
                     fresh.discard(event.identity)  # a repeat inside the run is answered once
                     requests.append(event.data)
+                    seeds.append(exploration_seed(event.id))
             hired = await self._store.hired(conn, {r.campaign_id for r in requests})
             state = self.state
             asked = [
                 (
-                    MatchQuery.from_request(request, hired=hired[request.campaign_id]),
+                    MatchQuery.from_request(
+                        request, hired=hired[request.campaign_id], exploration_seed=seed
+                    ),
                     state.ranker_for(request.brand_id),
                 )
-                for request in requests
+                for request, seed in zip(requests, seeds, strict=True)
             ]
             async with self._index_lock:
                 results = match_many(state.index, asked, state.fx, self._scoring)
@@ -408,6 +413,11 @@ class MatchingService:
                     await self.retrain_once()
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", _RETRAIN_LOCK)
+
+
+def exploration_seed(event_id: str) -> int:
+    """The exploration draw's seed for a request event: the same for every replay of it."""
+    return int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:8], "big")
 
 
 def _answer(event_id: str, request: MatchRequested, result: MatchResult) -> Answer:

@@ -74,6 +74,10 @@ class ScoringSettings:
     min_pool: int = 50
     roas_prior: float = 2.0
     roas_prior_strength: float = 3.0
+    exploration_slots: int = 0
+    """Last positions of a shortlist given to creators drawn at random from the pool beyond
+    it (at most one per five places), so feedback also covers creators the ranking would not
+    show; only for a query with an `exploration_seed`. 0: none."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +105,17 @@ class MatchQuery:
     """Hard floor on the audience share in `ages`; None: `ages` is a soft preference."""
     min_audience_gender_share: float | None = None
     """Hard floor on the audience share of `gender`; None: a soft preference."""
+    exploration_seed: int | None = None
+    """Seeds the exploration draw (from the request's event id, so an answer can be replayed);
+    None: no exploration."""
 
     @classmethod
     def from_request(
-        cls, request: MatchRequested, *, hired: frozenset[str] = frozenset()
+        cls,
+        request: MatchRequested,
+        *,
+        hired: frozenset[str] = frozenset(),
+        exploration_seed: int | None = None,
     ) -> MatchQuery:
         niche = request.niche
         filters = request.filters or MatchFilters()
@@ -128,6 +139,7 @@ class MatchQuery:
             creator_countries=tuple(filters.creator_countries),
             min_audience_age_share=filters.min_audience_age_share,
             min_audience_gender_share=filters.min_audience_gender_share,
+            exploration_seed=exploration_seed,
         )
 
     def without_history(self) -> MatchQuery:
@@ -152,6 +164,8 @@ class RankedCreator:
     """Why each flag was raised, in numbers a brand can check."""
     matched_terms: tuple[str, ...] = ()
     """The brief's words this creator matched on, as read ("pups ~ puppy"), strongest first."""
+    exploration: bool = False
+    """Shown to learn from (an exploration slot), not placed by its score."""
 
 
 @dataclass(frozen=True)
@@ -407,8 +421,11 @@ def _ranked(
         if query.diversity_trade_off is None
         else query.diversity_trade_off
     )
-    picked = _diversified(index, rows[pool], scores[pool], query.limit, trade_off)
+    explore = _exploration_slots(query, settings, len(pool))
+    picked = _diversified(index, rows[pool], scores[pool], query.limit - explore, trade_off)
+    picked += _explored(pool, picked, explore, query.exploration_seed)
     at = pool[picked] if picked else np.zeros(0, dtype=np.int64)
+    explored_from = len(picked) - explore if explore else len(picked)
     picked_rows = rows[at]
     matched = eligible.niche.matched(index.niche.rows(picked_rows))
     tiers = c.tier[picked_rows].tolist()
@@ -433,11 +450,33 @@ def _ranked(
                 flags=tuple(flags),
                 flag_reasons=flags,
                 matched_terms=matched[i],
+                exploration=i >= explored_from,
             )
         )
     counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
     filtered = {name: int(counts[code]) for name, code in _REASON.items() if counts[code]}
     return MatchResult(creators, filtered, ranker.version, fx)
+
+
+def _exploration_slots(query: MatchQuery, settings: ScoringSettings, pool: int) -> int:
+    """How many of the shortlist's last places go to exploration: none without a seed, at
+    most one per five places, and only when the pool holds more than the shortlist."""
+    if query.exploration_seed is None or settings.exploration_slots <= 0:
+        return 0
+    slots = min(settings.exploration_slots, query.limit // 5)
+    return slots if pool >= query.limit + slots else 0
+
+
+def _explored(
+    pool: npt.NDArray[np.int64], picked: list[int], count: int, seed: int | None
+) -> list[int]:
+    """`count` pool positions not `picked`, drawn uniformly with `seed` (repeatable)."""
+    if count == 0 or seed is None:
+        return []
+    chosen = set(picked)
+    rest = np.array([i for i in range(len(pool)) if i not in chosen], dtype=np.int64)
+    drawn = np.random.default_rng(seed).choice(len(rest), size=count, replace=False)
+    return [int(i) for i in rest[np.sort(drawn)]]
 
 
 def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[np.bool_] | None:
