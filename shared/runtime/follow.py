@@ -7,10 +7,10 @@ its topics, outside any group, starting where they end when it starts (what came
 in the service's database, which the replica loads after `start`).
 
 The events go through the service's failure policy (`SafeConsumer`: decoding, trust, retries,
-bisecting) except the dead-letter topic: the service's group consumer reads the same records
-and dead-letters what is bad once; here it is only skipped. `catch_up` reads and applies
-everything written before the call, so a replica can see every event published before the
-one it is about to answer.
+bisecting) except the dead-letter topic and the metrics: the service's group consumer reads
+the same records, counts them and dead-letters what is bad once; here it is only skipped.
+`catch_up` reads and applies everything written before the call, so a replica can see every
+event published before the one it is about to answer.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class TopicFollower:
             max_clock_skew=policy.max_clock_skew,
             clock=policy.clock,
             check_sender=policy.check_sender,
+            counted=False,
         )
         self._lock = asyncio.Lock()
         self._started = False
@@ -132,7 +133,9 @@ class TopicFollower:
         records: list[ConsumerRecord[Any, Any]] = [r for rs in batch.values() for r in rs]
         if records:
             deliveries = [
-                Delivery(r.topic, r.partition, r.offset, r.key, r.value or b"", tuple(r.headers))
+                Delivery(
+                    r.topic, r.partition, r.offset, r.key, r.value or b"", tuple(r.headers or ())
+                )
                 for r in records
             ]
             await self._policy.handle_batch(deliveries, self._handler)
