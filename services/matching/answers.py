@@ -46,6 +46,7 @@ def suggestion_payload(request: MatchRequested, result: MatchResult) -> MatchSug
                 flags=c.flags,
                 flag_reasons=c.flag_reasons,
                 matched_terms=c.matched_terms,
+                exploration=c.exploration,
             )
             for c in result.creators
         ),

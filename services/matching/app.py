@@ -1,13 +1,22 @@
-"""Wiring of the matching service: one consumer group over its six input topics.
+"""Wiring of the matching service: one consumer group over its six input topics, and in
+every replica a follower of the topics its memory is made of.
 
-Each consumed batch is cut into runs of consecutive events of one type, handled in order, so
-a request sees every profile published before it. A run is one database transaction (inbox
-claim + state change + outbox); the in-memory index changes only after that commit.
+Each consumed batch is cut into runs of consecutive events of one type, handled in order. A
+run is one database transaction (inbox claim + state change + outbox); the in-memory index
+changes only after that commit.
+
+Replicas share the group, so each request is answered once, but each replica keeps the whole
+index: its `TopicFollower` (shared.runtime.follow) reads every partition of the profile, FX
+and attribution topics. The group consumer and the follower handle such an event alike: the
+inbox claim lets one of them (in any replica) write it, the other's claim waits for that
+commit, and both then take the state from the database. Before answering, a replica reads
+those topics to their end, so a request sees every profile published before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +58,8 @@ from shared.contract.events import (
 )
 from shared.contract.money import FxSnapshot
 from shared.runtime import fx_store, inbox, outbox
-from shared.runtime.kafka import Delivery, subscribe_event_batches
+from shared.runtime.follow import TopicFollower
+from shared.runtime.kafka import Delivery, kafka_security, subscribe_event_batches
 from shared.runtime.service import Background, Resources
 
 log = structlog.get_logger(__name__)
@@ -65,6 +75,10 @@ INPUT_TOPICS: Final = (
     Topic.FX_RATES,
     Topic.CAMPAIGN_DEALS,
 )
+# What every replica keeps in memory: each replica also reads these whole (its follower).
+FOLLOWED_TOPICS: Final = (Topic.CREATOR_PROFILES, Topic.FX_RATES, Topic.TRACKING_ATTRIBUTION)
+# One replica at a time trains rankers (a session advisory lock).
+_RETRAIN_LOCK: Final = 0x6D61_7463_6872_6E31  # "matchrn1"
 # Published through the outbox; the registry routes each event type to its topic.
 OUTPUT_TOPICS: Final = (Topic.MATCH_SUGGESTIONS,)
 
@@ -105,6 +119,9 @@ class MatchingService:
         self._settings = settings
         self._scoring = settings.scoring()
         self.state = state
+        # Held while the index changes, and while it is read outside a worker thread.
+        self._index_lock = asyncio.Lock()
+        self.follower: TopicFollower | None = None
         self._handlers: dict[str, Callable[[Batch], Awaitable[None]]] = {
             EventType.CREATOR_PROFILE_UPSERTED: self.on_profiles,
             EventType.MATCH_REQUESTED: self.on_requests,
@@ -134,27 +151,33 @@ class MatchingService:
             await handler(run)
 
     async def on_profiles(self, run: Batch) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await inbox.claim(conn, SERVICE, run)
-            latest: dict[str, StoredProfile] = {}
-            counts = []
-            for event, _ in run:
-                if event.identity in fresh:
+        async with self._index_lock:
+            async with self._pool.acquire() as conn, conn.transaction():
+                fresh = await inbox.claim(conn, SERVICE, run)
+                latest: dict[str, StoredProfile] = {}
+                counts = []
+                creators = set()
+                for event, _ in run:
                     data: CreatorProfileUpserted = event.data
-                    latest[data.creator_id] = StoredProfile(
-                        data.creator_id, data, event.time, event.id
-                    )
-                    counts.append(FollowerCount(data.creator_id, event.time, data.followers))
-            changed = await self._store.upsert_profiles(conn, list(latest.values()))
-            # Every count is history, also one older than the stored profile.
-            await self._store.record_followers(conn, counts)
-        profiles = [p.profile for cid, p in latest.items() if cid in changed]
-        if profiles:
-            self.state.index.upsert(ProfileColumns.from_profiles(profiles))
-        if latest:
-            await self._judge_follower_history(sorted(latest))
-        if self.state.index.needs_refit():
-            await self.refit()
+                    creators.add(data.creator_id)
+                    if event.identity in fresh:
+                        latest[data.creator_id] = StoredProfile(
+                            data.creator_id, data, event.time, event.id
+                        )
+                        counts.append(FollowerCount(data.creator_id, event.time, data.followers))
+                changed = await self._store.upsert_profiles(conn, list(latest.values()))
+                # Every count is history, also one older than the stored profile.
+                await self._store.record_followers(conn, counts)
+            profiles = [p.profile for cid, p in latest.items() if cid in changed]
+            # Written by another consumer (this replica's follower, or another replica):
+            # its claim committed before ours returned, so the database has it.
+            profiles += await self._store.profiles_of(sorted(creators - latest.keys()))
+            if profiles:
+                self.state.index.upsert(ProfileColumns.from_profiles(profiles))
+            if creators:
+                await self._judge_follower_history(sorted(creators))
+            if self.state.index.needs_refit():
+                await self.refit()
 
     async def _judge_follower_history(self, creator_ids: list[str] | None) -> None:
         history = await self._store.follower_history(creator_ids)
@@ -164,23 +187,30 @@ class MatchingService:
     async def on_requests(self, run: Batch) -> None:
         """Requests that arrived together are scored together (`match_many`: one sparse
         product for all their niches) and answered in one transaction, set-based."""
+        if self.follower is not None:
+            await self.follower.catch_up()  # every profile published before these requests
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, SERVICE, run)
             requests: list[MatchRequested] = []
+            seeds: list[int] = []
             for event, _ in run:
                 if event.identity in fresh:
                     fresh.discard(event.identity)  # a repeat inside the run is answered once
                     requests.append(event.data)
+                    seeds.append(exploration_seed(event.id))
             hired = await self._store.hired(conn, {r.campaign_id for r in requests})
             state = self.state
             asked = [
                 (
-                    MatchQuery.from_request(request, hired=hired[request.campaign_id]),
+                    MatchQuery.from_request(
+                        request, hired=hired[request.campaign_id], exploration_seed=seed
+                    ),
                     state.ranker_for(request.brand_id),
                 )
-                for request in requests
+                for request, seed in zip(requests, seeds, strict=True)
             ]
-            results = match_many(state.index, asked, state.fx, self._scoring)
+            async with self._index_lock:
+                results = match_many(state.index, asked, state.fx, self._scoring)
             answers = [
                 (make_event(suggestion_payload(request, result), source=SOURCE), request, result)
                 for request, result in zip(requests, results, strict=True)
@@ -215,8 +245,9 @@ class MatchingService:
             fresh = await inbox.claim(conn, SERVICE, run)
             creators = set()
             for event, _ in run:
+                data: AttributionUpdated = event.data
+                creators.add(data.creator_id)  # whoever wrote it, the database has it now
                 if event.identity in fresh:
-                    data: AttributionUpdated = event.data
                     outcome = Outcome(
                         data.deal_id,
                         data.campaign_id,
@@ -226,9 +257,10 @@ class MatchingService:
                         data.as_of,
                     )
                     await self._store.record_outcome(conn, outcome)
-                    creators.add(data.creator_id)
-        for creator_id, total, deals in await self._store.performance(sorted(creators)):
-            self.state.index.record_performance(creator_id, total, deals)
+        performance = await self._store.performance(sorted(creators))
+        async with self._index_lock:
+            for creator_id, total, deals in performance:
+                self.state.index.record_performance(creator_id, total, deals)
 
     async def on_fx(self, run: Batch) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -368,10 +400,24 @@ class MatchingService:
         return ranker, verdict
 
     async def retrain_loop(self) -> None:
+        """Pick up promotions and rollbacks; train in one replica at a time, which first
+        learns what the others trained (so a brand's labels are trained on once)."""
         while True:
             await asyncio.sleep(self._settings.retrain_check_seconds)
-            await self.load_models()
-            await self.retrain_once()
+            async with self._pool.acquire() as conn:
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RETRAIN_LOCK):
+                    await self.load_models()
+                    continue
+                try:
+                    await self.load_models(history=True)
+                    await self.retrain_once()
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", _RETRAIN_LOCK)
+
+
+def exploration_seed(event_id: str) -> int:
+    """The exploration draw's seed for a request event: the same for every replay of it."""
+    return int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:8], "big")
 
 
 def _answer(event_id: str, request: MatchRequested, result: MatchResult) -> Answer:
@@ -403,6 +449,17 @@ async def start_service(resources: Resources, settings: MatchingSettings) -> Mat
         MatchingState(CreatorIndex(seed=settings.seed)),
         fx_max_move=Decimal(str(resources.settings.fx_max_rate_move)),
     )
+    follower = TopicFollower(
+        resources.urls.kafka_bootstrap_servers,
+        kafka_security(resources.settings),
+        FOLLOWED_TOPICS,
+        handler=service.handle_batch,
+        policy=resources.consumer,
+        client_id=f"{SERVICE}-follower",
+        max_records=settings.batch_max_records,
+    )
+    await follower.start()  # at the topics' ends: what came before is in the database
+    service.follower = follower
     await service.rebuild()
     subscribe_event_batches(
         resources.broker,
@@ -419,9 +476,13 @@ async def start_service(resources: Resources, settings: MatchingSettings) -> Mat
 
 
 def background(resources: Resources, service: MatchingService) -> list[Background]:
-    """The outbox relay (publishes the suggestions) and the retraining schedule."""
+    """The outbox relay (publishes the suggestions), the retraining schedule and the
+    follower that keeps this replica's index current."""
     relay = resources.outbox_relay(SERVICE)
-    return [relay.run, service.retrain_loop]
+    loops: list[Background] = [relay.run, service.retrain_loop]
+    if service.follower is not None:
+        loops.append(service.follower.run)
+    return loops
 
 
 async def setup(resources: Resources) -> list[Background]:

@@ -74,6 +74,10 @@ class ScoringSettings:
     min_pool: int = 50
     roas_prior: float = 2.0
     roas_prior_strength: float = 3.0
+    exploration_slots: int = 0
+    """Last positions of a shortlist given to creators drawn at random from the pool beyond
+    it (at most one per five places), so feedback also covers creators the ranking would not
+    show; only for a query with an `exploration_seed`. 0: none."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +105,17 @@ class MatchQuery:
     """Hard floor on the audience share in `ages`; None: `ages` is a soft preference."""
     min_audience_gender_share: float | None = None
     """Hard floor on the audience share of `gender`; None: a soft preference."""
+    exploration_seed: int | None = None
+    """Seeds the exploration draw (from the request's event id, so an answer can be replayed);
+    None: no exploration."""
 
     @classmethod
     def from_request(
-        cls, request: MatchRequested, *, hired: frozenset[str] = frozenset()
+        cls,
+        request: MatchRequested,
+        *,
+        hired: frozenset[str] = frozenset(),
+        exploration_seed: int | None = None,
     ) -> MatchQuery:
         niche = request.niche
         filters = request.filters or MatchFilters()
@@ -128,6 +139,7 @@ class MatchQuery:
             creator_countries=tuple(filters.creator_countries),
             min_audience_age_share=filters.min_audience_age_share,
             min_audience_gender_share=filters.min_audience_gender_share,
+            exploration_seed=exploration_seed,
         )
 
     def without_history(self) -> MatchQuery:
@@ -152,6 +164,8 @@ class RankedCreator:
     """Why each flag was raised, in numbers a brand can check."""
     matched_terms: tuple[str, ...] = ()
     """The brief's words this creator matched on, as read ("pups ~ puppy"), strongest first."""
+    exploration: bool = False
+    """Shown to learn from (an exploration slot), not placed by its score."""
 
 
 @dataclass(frozen=True)
@@ -282,53 +296,123 @@ def candidates(
 
     `niche`: the query's niche vector and similarities when already computed (with other
     queries'); `shared`: the work this query shares with the others answered with it.
+    A creator is counted under the first filter that drops it, in the order below.
     """
     shared = shared or SharedWork(index, fx)
+    filtered = _Filtered(index.size)
+    _filter_who(index, query, shared, filtered)
+    country_fit = _filter_audience(index, query, shared, settings, filtered)
+    _filter_engagement(index, query, filtered)
+    cost = _filter_budget(query, shared, filtered)
+    niche_query, similarity = _filter_niche(index, query, niche, filtered)
+    rows = np.flatnonzero(filtered.reason == 0).astype(np.int64)
+    features = _features(index, query, shared, settings, rows, similarity, country_fit, cost)
+    return Candidates(filtered.reason, niche_query, rows, features, cost[rows])
+
+
+class _Filtered:
+    """Each creator's filter reason: the first filter that dropped it (0: a candidate)."""
+
+    def __init__(self, size: int) -> None:
+        self.reason = np.zeros(size, dtype=np.int8)
+
+    def drop(self, name: str, where: npt.NDArray[np.bool_] | None) -> None:
+        if where is not None:  # None: the filter leaves everyone in
+            self.reason[(self.reason == 0) & where] = _REASON[name]
+
+
+def _filter_who(
+    index: CreatorIndex, query: MatchQuery, shared: SharedWork, filtered: _Filtered
+) -> None:
+    """Who the creator is: excluded or hired, platform, tier, followers, country, language."""
     n = index.size
     c = index.columns
-    reason = np.zeros(n, dtype=np.int8)
-
-    def drop(name: str, where: npt.NDArray[np.bool_] | None) -> None:
-        if where is not None:  # None: the filter leaves everyone in
-            reason[(reason == 0) & where] = _REASON[name]
-
-    drop("excluded", _rows_mask(index, query.exclude))
-    drop("already_hired", _rows_mask(index, query.hired))
+    filtered.drop("excluded", _rows_mask(index, query.exclude))
+    filtered.drop("already_hired", _rows_mask(index, query.hired))
     if query.platforms:
-        drop("outside_platform", shared.outside_platforms(query.platforms))
+        filtered.drop("outside_platform", shared.outside_platforms(query.platforms))
     if query.tiers:
-        drop("outside_tier", shared.outside_tiers(query.tiers))
-    drop("outside_follower_range", _outside(c.followers[:n], query.follower_range))
+        filtered.drop("outside_tier", shared.outside_tiers(query.tiers))
+    filtered.drop("outside_follower_range", _outside(c.followers[:n], query.follower_range))
     if query.creator_countries:
         inside = index.countries.lookup(query.creator_countries)[c.country[:n]]
-        drop("outside_creator_country", ~inside)
+        filtered.drop("outside_creator_country", ~inside)
     if query.languages:
-        drop("language_mismatch", ~index.languages.lookup(query.languages)[c.language[:n]])
+        spoken = index.languages.lookup(query.languages)[c.language[:n]]
+        filtered.drop("language_mismatch", ~spoken)
+
+
+def _filter_audience(
+    index: CreatorIndex,
+    query: MatchQuery,
+    shared: SharedWork,
+    settings: ScoringSettings,
+    filtered: _Filtered,
+) -> npt.NDArray[np.float32]:
+    """Who follows the creator: countries, and ages or gender when the request requires
+    them. Returns every creator's audience share in the target countries."""
     country_fit = shared.country_fit(query.countries)
     if query.countries:
-        drop("audience_mismatch", country_fit < settings.min_audience_share)
-    everyone = np.arange(n, dtype=np.int64)
+        filtered.drop("audience_mismatch", country_fit < settings.min_audience_share)
+    everyone = np.arange(index.size, dtype=np.int64)
     if query.min_audience_age_share is not None:
         age_fit = _audience_age(index, query.ages, everyone)
-        drop("audience_age_mismatch", age_fit < query.min_audience_age_share)
+        filtered.drop("audience_age_mismatch", age_fit < query.min_audience_age_share)
     if query.min_audience_gender_share is not None:
         gender_fit = _audience_gender(index, query.gender, everyone)
-        drop("audience_gender_mismatch", gender_fit < query.min_audience_gender_share)
-    drop("outside_engagement_range", _outside(c.engagement_rate[:n], query.engagement_range))
-    drop("likely_fake", c.likely_fake[:n])
-    budget = float(query.budget.amount)
+        filtered.drop("audience_gender_mismatch", gender_fit < query.min_audience_gender_share)
+    return country_fit
+
+
+def _filter_engagement(index: CreatorIndex, query: MatchQuery, filtered: _Filtered) -> None:
+    """The engagement range the request asks for, then accounts that look fake."""
+    n = index.size
+    c = index.columns
+    outside = _outside(c.engagement_rate[:n], query.engagement_range)
+    filtered.drop("outside_engagement_range", outside)
+    filtered.drop("likely_fake", c.likely_fake[:n])
+
+
+def _filter_budget(
+    query: MatchQuery, shared: SharedWork, filtered: _Filtered
+) -> npt.NDArray[np.float64]:
+    """Creators priced in a currency without a rate, then those over the budget (by the
+    approximate cost; the exact check comes at ranking). Returns every approximate cost."""
     cost = shared.costs(query.budget.currency)
-    drop("no_fx_rate", np.isnan(cost))
-    drop("over_budget", cost > budget * (1 + 1e-9))
+    filtered.drop("no_fx_rate", np.isnan(cost))
+    filtered.drop("over_budget", cost > float(query.budget.amount) * (1 + 1e-9))
+    return cost
+
+
+def _filter_niche(
+    index: CreatorIndex,
+    query: MatchQuery,
+    niche: tuple[NicheQuery, npt.NDArray[np.float32]] | None,
+    filtered: _Filtered,
+) -> tuple[NicheQuery, npt.NDArray[np.float32]]:
+    """The niche: creators sharing no term or concept with the brief (typos read) are off it.
+    Returns the query's niche vector and every creator's similarity."""
     if niche is None:
         niche_query = index.niche.encode_query(query.niche_text)
-        similarity = index.niche.similarity(niche_query.vector, n)
+        similarity = index.niche.similarity(niche_query.vector, index.size)
     else:
         niche_query, similarity = niche
-    if index.niche.vectorizer is not None:  # no term or concept in common, typos read
-        drop("off_niche", similarity <= 0)
+    if index.niche.vectorizer is not None:
+        filtered.drop("off_niche", similarity <= 0)
+    return niche_query, similarity
 
-    rows = np.flatnonzero(reason == 0).astype(np.int64)
+
+def _features(
+    index: CreatorIndex,
+    query: MatchQuery,
+    shared: SharedWork,
+    settings: ScoringSettings,
+    rows: npt.NDArray[np.int64],
+    similarity: npt.NDArray[np.float32],
+    country_fit: npt.NDArray[np.float32],
+    cost: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float32]:
+    """The candidates' features, FEATURES order, one row per candidate."""
     features = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
     features[:, 0] = similarity[rows]
     features[:, 1] = country_fit[rows]
@@ -337,10 +421,10 @@ def candidates(
     engagement, authenticity, performance = shared.creator_features(settings)
     features[:, 4] = engagement[rows]
     features[:, 5] = authenticity[rows]
+    budget = float(query.budget.amount)
+    features[:, 6] = np.clip(1.0 - cost[rows] / budget, 0.0, 1.0) if budget > 0 else 0.0
     features[:, 7] = performance[rows]
-    approximate_cost = cost[rows]
-    features[:, 6] = np.clip(1.0 - approximate_cost / budget, 0.0, 1.0) if budget > 0 else 0.0
-    return Candidates(reason, niche_query, rows, features, approximate_cost)
+    return features
 
 
 def match(
@@ -392,9 +476,8 @@ def _ranked(
     settings: ScoringSettings,
     eligible: Candidates,
 ) -> MatchResult:
-    c = index.columns
-    reason, rows, features = eligible.reason, eligible.rows, eligible.features
-    scores = ranker.scores(features)
+    reason, rows = eligible.reason, eligible.rows
+    scores = ranker.scores(eligible.features)
 
     pool_size = min(len(rows), max(settings.min_pool, settings.pool_factor * query.limit))
     pool = _best(scores, pool_size)
@@ -407,13 +490,35 @@ def _ranked(
         if query.diversity_trade_off is None
         else query.diversity_trade_off
     )
-    picked = _diversified(index, rows[pool], scores[pool], query.limit, trade_off)
+    explore = _exploration_slots(query, settings, len(pool))
+    picked = _diversified(index, rows[pool], scores[pool], query.limit - explore, trade_off)
+    picked += _explored(pool, picked, explore, query.exploration_seed)
     at = pool[picked] if picked else np.zeros(0, dtype=np.int64)
-    picked_rows = rows[at]
+    explored_from = len(picked) - explore if explore else len(picked)
+    creators = _ranked_creators(index, query, ranker, fx, eligible, at, explored_from=explored_from)
+    counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
+    filtered = {name: int(counts[code]) for name, code in _REASON.items() if counts[code]}
+    return MatchResult(creators, filtered, ranker.version, fx)
+
+
+def _ranked_creators(
+    index: CreatorIndex,
+    query: MatchQuery,
+    ranker: LinearRanker,
+    fx: FxSnapshot | None,
+    eligible: Candidates,
+    at: npt.NDArray[np.int64],
+    *,
+    explored_from: int,
+) -> list[RankedCreator]:
+    """The shortlist as shown: the candidates at `at`, in that order, explained, priced and
+    flagged; those from `explored_from` on are exploration slots."""
+    c = index.columns
+    features = eligible.features
+    picked_rows = eligible.rows[at]
     matched = eligible.niche.matched(index.niche.rows(picked_rows))
     tiers = c.tier[picked_rows].tolist()
     engagement = c.engagement_rate[picked_rows].tolist()
-
     creators = []
     for i, row in enumerate(picked_rows.tolist()):
         explanation = ranker.explain(features[at[i]])
@@ -433,11 +538,31 @@ def _ranked(
                 flags=tuple(flags),
                 flag_reasons=flags,
                 matched_terms=matched[i],
+                exploration=i >= explored_from,
             )
         )
-    counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
-    filtered = {name: int(counts[code]) for name, code in _REASON.items() if counts[code]}
-    return MatchResult(creators, filtered, ranker.version, fx)
+    return creators
+
+
+def _exploration_slots(query: MatchQuery, settings: ScoringSettings, pool: int) -> int:
+    """How many of the shortlist's last places go to exploration: none without a seed, at
+    most one per five places, and only when the pool holds more than the shortlist."""
+    if query.exploration_seed is None or settings.exploration_slots <= 0:
+        return 0
+    slots = min(settings.exploration_slots, query.limit // 5)
+    return slots if pool >= query.limit + slots else 0
+
+
+def _explored(
+    pool: npt.NDArray[np.int64], picked: list[int], count: int, seed: int | None
+) -> list[int]:
+    """`count` pool positions not `picked`, drawn uniformly with `seed` (repeatable)."""
+    if count == 0 or seed is None:
+        return []
+    chosen = set(picked)
+    rest = np.array([i for i in range(len(pool)) if i not in chosen], dtype=np.int64)
+    drawn = np.random.default_rng(seed).choice(len(rest), size=count, replace=False)
+    return [int(i) for i in rest[np.sort(drawn)]]
 
 
 def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[np.bool_] | None:

@@ -43,6 +43,11 @@ class MatchingSettings(BaseSettings):
     # creators (weak negatives).
     learning_probe_requests: int = Field(5, ge=1)
 
+    # Last places of a shortlist (at most one per five) given to creators drawn at random,
+    # seeded by the request's event id, among eligible ones beyond it: marked `exploration`,
+    # so feedback also labels creators the ranking would not show. 0 turns it off.
+    exploration_slots: int = Field(2, ge=0, le=10)
+
     rebuild_chunk: int = Field(20_000, ge=100)
     batch_max_records: int = Field(500, ge=1)
     # How long the broker may hold a fetch with no data: bounds how late a request is seen.
@@ -63,4 +68,5 @@ class MatchingSettings(BaseSettings):
             min_audience_share=self.min_audience_share,
             roas_prior=self.roas_prior,
             roas_prior_strength=self.roas_prior_strength,
+            exploration_slots=self.exploration_slots,
         )

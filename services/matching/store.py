@@ -100,6 +100,10 @@ class MatchingStore(Protocol):
 
     async def count_profiles(self) -> int: ...
 
+    async def profiles_of(self, creator_ids: Sequence[str]) -> list[CreatorProfileUpserted]:
+        """The stored profiles of `creator_ids` (unknown ids left out), in creator_id order."""
+        ...
+
     def iter_profiles(self, chunk: int) -> AsyncIterator[list[CreatorProfileUpserted]]:
         """Every stored profile, in creator_id order, `chunk` at a time."""
         ...
@@ -247,6 +251,16 @@ class PostgresMatchingStore:
 
     async def count_profiles(self) -> int:
         return int(await self._pool.fetchval("SELECT count(*) FROM matching_creators"))
+
+    async def profiles_of(self, creator_ids: Sequence[str]) -> list[CreatorProfileUpserted]:
+        if not creator_ids:
+            return []
+        rows = await self._pool.fetch(
+            """SELECT profile::text AS profile FROM matching_creators
+               WHERE creator_id = ANY($1::text[]) ORDER BY creator_id""",
+            list(creator_ids),
+        )
+        return [CreatorProfileUpserted.model_validate_json(r["profile"]) for r in rows]
 
     async def iter_profiles(self, chunk: int) -> AsyncIterator[list[CreatorProfileUpserted]]:
         after = ""
@@ -628,6 +642,10 @@ class InMemoryMatchingStore:
 
     async def count_profiles(self) -> int:
         return len(self.profiles)
+
+    async def profiles_of(self, creator_ids: Sequence[str]) -> list[CreatorProfileUpserted]:
+        wanted = set(creator_ids)
+        return [self.profiles[cid].profile for cid in sorted(wanted & self.profiles.keys())]
 
     async def iter_profiles(self, chunk: int) -> AsyncIterator[list[CreatorProfileUpserted]]:
         ordered = [self.profiles[cid].profile for cid in sorted(self.profiles)]

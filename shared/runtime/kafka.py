@@ -592,7 +592,11 @@ class SafeConsumer:
         max_clock_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         check_sender: SenderCheck | None = None,
+        counted: bool = True,
     ) -> None:
+        # False for a second reader of records a counted consumer also reads (a follower,
+        # shared.runtime.follow): each record is counted in the metrics once.
+        self.counted = counted
         self.dead_letters = dead_letters
         self.retry = retry
         self.max_bytes = max_bytes
@@ -619,7 +623,7 @@ class SafeConsumer:
         good = await self.decode(deliveries)
         if good:
             await self.apply(good, handler)
-        for topic in {d.topic for d in deliveries}:
+        for topic in {d.topic for d in deliveries} if self.counted else ():
             HANDLER_SECONDS.labels(topic).observe(time.perf_counter() - started)
 
     async def apply(
@@ -649,23 +653,27 @@ class SafeConsumer:
                     if signed_by is not None:
                         delivery = dataclasses.replace(delivery, signed_by=signed_by)
             except EventDecodeError as error:
-                EVENTS_FAILED.labels(delivery.topic, error.error_class).inc()
+                self._failed(delivery.topic, error.error_class)
                 await self.dead_letters.send(delivery, error.error_class, error.reason)
                 continue
             except EventRejected as error:
                 # The sender was not entitled to send it: refused before any handler sees it.
-                EVENTS_FAILED.labels(delivery.topic, type(error).__name__).inc()
+                self._failed(delivery.topic, type(error).__name__)
                 await self.dead_letters.send(delivery, type(error).__name__, error.reason)
                 continue
             except Exception as error:
                 # A value the codec failed to classify is still poison, and must not escape:
                 # an exception leaving the subscriber would be acknowledged and the message lost.
                 error_class = type(error).__name__
-                EVENTS_FAILED.labels(delivery.topic, error_class).inc()
+                self._failed(delivery.topic, error_class)
                 await self.dead_letters.send(delivery, error_class, f"undecodable: {error}")
                 continue
             good.append((event, delivery))
         return good
+
+    def _failed(self, topic: str, error_class: str) -> None:
+        if self.counted:
+            EVENTS_FAILED.labels(topic, error_class).inc()
 
     async def _call(
         self, call: Callable[[], Awaitable[None]], deliveries: list[Delivery], *, give_up: bool
@@ -682,13 +690,13 @@ class SafeConsumer:
         while True:
             try:
                 await call()
-                for topic, count in topics.items():
+                for topic, count in topics.items() if self.counted else ():
                     EVENTS_CONSUMED.labels(topic).inc(count)
                 return True
             except Exception as error:
                 error_class = type(error).__name__
                 for topic in topics:
-                    EVENTS_FAILED.labels(topic, error_class).inc()
+                    self._failed(topic, error_class)
                 if isinstance(error, EventRejected):
                     reason = error.reason
                 elif is_transient(error):

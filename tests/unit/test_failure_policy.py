@@ -11,6 +11,7 @@ from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent, encode, event_key
 from shared.contract.events.examples import valid_example
 from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, SafeConsumer, dispatch_by_type
+from shared.runtime.observability import EVENTS_CONSUMED, EVENTS_FAILED
 
 RETRY = RetryPolicy(initial_seconds=0.001, max_seconds=0.002, max_attempts=3)
 
@@ -155,3 +156,26 @@ async def test_a_decoder_crash_is_dead_lettered_not_lost(
     await SafeConsumer(dead, RETRY).handle(order(9), handler)
     assert calls == []
     assert dead.sent == [(9, "OverflowError", "undecodable: date value out of range")]
+
+
+async def test_a_second_reader_of_the_same_records_is_not_counted_again(
+    dead: RecordingDeadLetters,
+) -> None:
+    """A follower (shared.runtime.follow) reads records the group consumer also counts."""
+
+    async def handler(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
+        return None
+
+    def counts() -> tuple[float, float]:
+        consumed = EVENTS_CONSUMED.labels("tracking.orders")._value.get()
+        failed = EVENTS_FAILED.labels("tracking.orders", "InvalidJSON")._value.get()
+        return consumed, failed
+
+    before = counts()
+    await SafeConsumer(dead, RETRY, counted=False).handle_batch(
+        [order(20), delivery(21, b"\xff not json")], handler
+    )
+    assert counts() == before
+    assert [o for o, _, _ in dead.sent] == [21]  # the policy still applies
+    await SafeConsumer(dead, RETRY).handle_batch([order(22), delivery(23, b"\xff")], handler)
+    assert counts() == (before[0] + 1, before[1] + 1)

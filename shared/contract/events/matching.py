@@ -249,6 +249,15 @@ class Suggestion(InternalPayload):
         "'~'.",
         examples=[["pups ~ puppy", "doggies ~ dog"]],
     )
+    # Optional since v1.4.
+    exploration: bool = Field(
+        default=False,
+        description="True for an exploration slot: a creator drawn at random among eligible "
+        "ones beyond the ranked shortlist (same filters, budget included), shown in the last "
+        "places so feedback also covers creators the ranking would not show. Its rank is its "
+        "place in the list, not a judgement of its score.",
+        examples=[False],
+    )
 
 
 class MatchSuggested(InternalPayload):

@@ -77,6 +77,10 @@ class MatchingStoreContract:
         assert [p.handle for p in mine] == ["@newer"]
         texts = dict(await self.store.texts())
         assert texts[first.creator_id].startswith(newer.bio)
+        # What a replica reads back after another one wrote it: the newest, by id.
+        read = await self.store.profiles_of([first.creator_id, f"cr-unknown-{uid()}"])
+        assert [(p.creator_id, p.handle) for p in read] == [(first.creator_id, "@newer")]
+        assert await self.store.profiles_of([]) == []
 
     async def test_every_follower_count_is_kept_once_in_time_order(self) -> None:
         a, b = f"cr-{uid()}", f"cr-{uid()}"
