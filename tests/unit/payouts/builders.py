@@ -86,10 +86,11 @@ def account(
     status: str = "verified",
     destination: str = "acct_test_destination_1",
     time: datetime = T0,
+    method: str = "stripe",
 ) -> CloudEvent[Any]:
     data = PayoutAccountUpserted(
         creator_id=creator_id,
-        method="stripe",
+        method=method,  # type: ignore[arg-type]
         destination=SecretStr(destination),
         currency=currency,
         tax_form=TaxForm(type=form, status=status),  # type: ignore[arg-type]
