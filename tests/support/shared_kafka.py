@@ -81,9 +81,7 @@ async def _delete_groups(admin: AIOKafkaAdminClient) -> None:
         left = []
         for group in groups:
             coordinator = await admin.find_coordinator(group)
-            response = await admin._send_request_to_node(
-                coordinator, DeleteGroupsRequest([group])
-            )
+            response = await admin._send_request_to_node(coordinator, DeleteGroupsRequest([group]))
             for name, code in response.results:
                 if code == _NON_EMPTY_GROUP:
                     left.append(name)
