@@ -11,22 +11,9 @@ from pathlib import Path
 import pytest
 
 from shared.contract.events import EVENT_SPECS
+from tests.support.processes import processes_mentioning
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -68,7 +55,7 @@ def test_demo_plays_a_campaign_whose_figures_match_the_ground_truth(tmp_path: Pa
     assert summary["post_to_sent_ms"] and min(summary["post_to_sent_ms"]) > 0
     assert len(summary["floor_ms"]) == 200 and min(summary["floor_ms"]) > 0
     assert "post observed → deliverable confirmed → payout.sent over" in out
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert processes_mentioning(str(tmp_path)) == []
 
 
 def test_demo_smoke_flow_and_stops_everything(tmp_path: Path) -> None:
@@ -80,4 +67,4 @@ def test_demo_smoke_flow_and_stops_everything(tmp_path: Path) -> None:
     assert "InvalidJSON" in out and "SchemaViolation" in out
     assert "data.followers" in out, "the DLQ reason names the field"
     assert ":***@" in out and "creatorflow@" not in out, "the database password stays hidden"
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert processes_mentioning(str(tmp_path)) == []

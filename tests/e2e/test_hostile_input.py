@@ -39,7 +39,6 @@ from shared.contract.events import (
     mask_secrets,
 )
 from shared.runtime.config import KafkaKind, Settings
-from shared.runtime.kafka import partitions_of
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from tests.conftest import embedded_servers
@@ -55,6 +54,7 @@ from tests.e2e.hostile_events import (
     odd_but_valid,
     to_bytes,
 )
+from tests.support.kafka_io import TopicReader
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -121,7 +121,7 @@ async def running(servers: InfraUrls) -> AsyncIterator[Running]:
         yield Running(processes, lines)
 
 
-class Topics:
+class Topics(TopicReader):
     """Every record of every topic and DLQ, read from the beginning without a group."""
 
     def __init__(self, bootstrap: str, running: Running) -> None:
@@ -158,26 +158,7 @@ class Topics:
 
     async def start(self) -> None:
         self.records = []
-        await self._consumer.start()
-        wanted = [*TOPICS, *(dlq_topic(t) for t in TOPICS)]
-        partitions = await partitions_of(self._consumer, wanted)
-        missing = set(wanted) - {tp.topic for tp in partitions}
-        assert not missing, f"topics the services should have created are missing: {missing}"
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_beginning(*partitions)
-        self._task = asyncio.create_task(self._read())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=50)
-            for records in batch.values():
-                self.records.extend(records)
+        await self.read_from_beginning([*TOPICS, *(dlq_topic(t) for t in TOPICS)])
 
     def of(self, topic: str) -> list[Record]:
         return [r for r in self.records if r.topic == topic]

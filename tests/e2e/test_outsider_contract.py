@@ -24,7 +24,6 @@ from aiokafka.structs import ConsumerRecord
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from shared.runtime.config import KafkaKind, Settings
-from shared.runtime.kafka import partitions_of
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from tests.conftest import embedded_servers
@@ -41,6 +40,7 @@ from tests.e2e.contract_events import (
     profile,
     rfc3339,
 )
+from tests.support.kafka_io import TopicReader
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -82,7 +82,7 @@ async def service_output(servers: InfraUrls) -> AsyncIterator[list[str]]:
 # Plain Kafka client helpers --------------------------------------------------------------
 
 
-class Outputs:
+class Outputs(TopicReader):
     """Every record of the output topics, read from the beginning without a consumer group."""
 
     def __init__(self, bootstrap: str, service_lines: list[str]) -> None:
@@ -92,25 +92,7 @@ class Outputs:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._consumer.start()
-        partitions = await partitions_of(self._consumer, OUTPUT_TOPICS)
-        missing = set(OUTPUT_TOPICS) - {tp.topic for tp in partitions}
-        assert not missing, f"topics the services should have created are missing: {missing}"
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_beginning(*partitions)
-        self._task = asyncio.create_task(self._read())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=50)
-            for records in batch.values():
-                self.records.extend(records)
+        await self.read_from_beginning(OUTPUT_TOPICS)
 
     def events(self, topic: str) -> list[dict[str, Any]]:
         """The JSON documents read so far from `topic`, in arrival order."""

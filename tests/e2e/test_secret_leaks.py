@@ -20,7 +20,6 @@ import asyncio
 import base64
 import json
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from shared.tools.signing import PartyKeys
 from tests.conftest import embedded_servers
 from tests.integration.payouts.stripe_server import FakeStripe
+from tests.support.processes import python_process
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -187,13 +187,8 @@ async def _read_topics(bootstrap: str) -> list[ConsumerRecord[bytes, bytes]]:
 
 
 async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *argv,
-        env={**os.environ, **env, "COLUMNS": "200"},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    process = await python_process(
+        *argv, env={**os.environ, **env, "COLUMNS": "200"}, stdin=asyncio.subprocess.DEVNULL
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), WAIT_SECONDS)

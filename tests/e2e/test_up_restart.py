@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared.runtime.config import DEFAULT_DATABASE_PASSWORD
+from tests.support.processes import processes_mentioning, python_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -62,20 +62,6 @@ def _descendants(root: int) -> dict[int, str]:
     return found
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
-
-
 def _cmdline(pid: int) -> str:
     try:
         return (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()).strip()
@@ -99,15 +85,8 @@ class UpRun:
             if key not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
         }
         env.update(CREATORFLOW_DATA_DIR=str(self.data_dir), COLUMNS="200", PYTHONUNBUFFERED="1")
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "shared.tools.cli",
-            "up",
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+        self.process = await python_process(
+            "-m", "shared.tools.cli", "up", env=env, stdin=asyncio.subprocess.DEVNULL
         )
         self.pump = asyncio.create_task(self._read())
 
@@ -284,7 +263,7 @@ async def _interrupt_and_check_nothing_left(run: UpRun, data_dir: Path) -> None:
         if pid in alive and alive[pid][1] == started_at
     ]
     assert survivors == [], "processes started by `up` survive it"
-    assert _processes_mentioning(str(data_dir)) == []
+    assert processes_mentioning(str(data_dir)) == []
     for name in SERVICE_NAMES:
         assert await _refused(panel[name]), f"{name} still answers on {panel[name]}"
 
@@ -298,15 +277,7 @@ async def _operator_commands_find_the_stack(data_dir: Path, creator_id: str) -> 
         ["payouts", "statement", creator_id],
         ["report", "campaign", f"cmp-{creator_id}"],
     ):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "shared.tools.cli",
-            *command,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        process = await python_process("-m", "shared.tools.cli", *command, env=env)
         output, _ = await process.communicate()
         text = output.decode()
         assert "no database" not in text, f"creatorflow {' '.join(command)}: {text}"

@@ -86,20 +86,9 @@ def test_dlq_list_and_replay_once(cli_env: dict[str, str], infra: InfraUrls) -> 
     tag = f"dlq-{uuid.uuid4().hex[:8]}"
     original = _feedback(tag, 1)
 
-    async def dead_letter() -> None:
-        broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
-        await broker.connect()
-        try:
-            delivery = Delivery(Topic.MATCH_FEEDBACK, 0, 42, b"campaign-1", original, ())
-            # Two services consume the topic: each dead-letters its own copy.
-            for service in (tag, f"{tag}-other"):
-                await DeadLetters(broker, service=service, retry=RetryPolicy()).send(
-                    delivery, "EventRejected", "unknown campaign: fixed upstream since"
-                )
-        finally:
-            await broker.stop()
-
-    asyncio.run(dead_letter())
+    delivery = Delivery(Topic.MATCH_FEEDBACK, 0, 42, b"campaign-1", original, ())
+    # Two services consume the topic: each dead-letters its own copy.
+    _dead_letter(infra, delivery, "unknown campaign: fixed upstream since", tag, f"{tag}-other")
     runner = CliRunner()
     listed = runner.invoke(app, ["dlq", "list", Topic.MATCH_FEEDBACK], env=cli_env)
     assert listed.exit_code == 0, listed.output
@@ -129,18 +118,8 @@ def test_dlq_replay_skips_records_whose_secrets_were_masked(
     event = valid_example("creator.payout-account.upserted")
     original = encode(event.model_copy(update={"id": f"masked-{uuid.uuid4().hex[:8]}"}))
 
-    async def dead_letter() -> None:
-        broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
-        await broker.connect()
-        try:
-            delivery = Delivery(Topic.CREATOR_PAYOUT_ACCOUNTS, 0, 7, b"cr-1", original, ())
-            await DeadLetters(broker, service="cli-test", retry=RetryPolicy()).send(
-                delivery, "EventRejected", "refused upstream"
-            )
-        finally:
-            await broker.stop()
-
-    asyncio.run(dead_letter())
+    delivery = Delivery(Topic.CREATOR_PAYOUT_ACCOUNTS, 0, 7, b"cr-1", original, ())
+    _dead_letter(infra, delivery, "refused upstream", "cli-test")
     runner = CliRunner()
     listed = runner.invoke(app, ["dlq", "list", Topic.CREATOR_PAYOUT_ACCOUNTS], env=cli_env)
     assert listed.exit_code == 0 and "data.destination" in listed.output, listed.output
@@ -150,6 +129,23 @@ def test_dlq_replay_skips_records_whose_secrets_were_masked(
     assert "Replayed 0 message(s)" in replayed.output
     assert "Skipped 1 message(s) whose secret fields were masked" in replayed.output
     assert asyncio.run(_read_from(infra, Topic.CREATOR_PAYOUT_ACCOUNTS, end_before)) == []
+
+
+def _dead_letter(infra: InfraUrls, delivery: Delivery, reason: str, *services: str) -> None:
+    """Send `delivery` to its topic's DLQ as each of `services` would, rejected for `reason`."""
+
+    async def send() -> None:
+        broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
+        await broker.connect()
+        try:
+            for service in services:
+                await DeadLetters(broker, service=service, retry=RetryPolicy()).send(
+                    delivery, "EventRejected", reason
+                )
+        finally:
+            await broker.stop()
+
+    asyncio.run(send())
 
 
 async def _end_offsets(infra: InfraUrls, topic: str) -> dict[int, int]:

@@ -22,10 +22,10 @@ from services.payouts.schema import SCHEMA as PAYOUTS
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
 from services.tracking.schema import SCHEMA as TRACKING
-from shared.contract.events import PayoutAccountUpserted, TaxForm
 from shared.runtime.db import MigrationError, ServiceSchema, create_pool, load_migrations, migrate
 from shared.tools.infra import InfraUrls
 from shared.tools.schemas import SERVICE_SCHEMAS
+from tests.unit.payouts.builders import account
 
 pytestmark = pytest.mark.integration
 
@@ -63,13 +63,7 @@ async def test_a_service_takes_its_tables_and_its_share_of_the_shared_rows(
     try:
         db = PgPayouts(legacy)
         cipher = await open_destinations(db, SETTINGS)
-        data = PayoutAccountUpserted(
-            creator_id=creator,
-            method="bank_transfer",
-            destination=SecretStr(token),
-            currency="EUR",
-            tax_form=TaxForm(type="W-9", status="verified"),
-        )
+        data = account(creator, method="bank_transfer", destination=token, form="W-9").data
         async with db.transaction() as repo:
             assert await repo.save_account(
                 PayoutAccount.from_event(data, datetime.now(UTC), seal=cipher.seal)

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import sys
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from shared.runtime.service import Background, Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.process import free_port
 from tests.conftest import RUNTIME_TESTS
+from tests.support.processes import python_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -197,14 +197,7 @@ async def test_a_service_that_cannot_reach_its_database_says_so_and_exits(
         "DATABASE_URL": f"postgresql://creatorflow:{password}@127.0.0.1:{closed}/creatorflow",
         "REDIS_URL": infra.redis_url,
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.tracking",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await python_process("-m", "services.tracking", env=env)
     output = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
     assert process.returncode == 1, output
     assert "could not start: a server is unreachable" in output
@@ -221,14 +214,7 @@ async def test_a_service_stuck_in_start_up_stops_on_sigterm(infra: InfraUrls) ->
     holder = await asyncpg.connect(infra.database_url)
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.matching",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        process = await python_process("-m", "services.matching", env=env)
         try:
             waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
             for _ in range(300):

@@ -24,6 +24,13 @@ app = typer.Typer(
 
 ENV_FILE = "infra.env"
 
+# `infra up` and `up` take the same --brokers.
+BROKERS_OPTION = typer.Option(
+    None,
+    "--brokers",
+    help="Apache Kafka nodes, 1 or 3 (default: CREATORFLOW_KAFKA_BROKERS, else 1).",
+)
+
 
 @app.command()
 def up(
@@ -33,11 +40,7 @@ def up(
         help="embedded (Tansu, memory only) or apache (Apache Kafka, needs Java and Maven); "
         "default: CREATORFLOW_KAFKA, else embedded.",
     ),
-    brokers: int | None = typer.Option(
-        None,
-        "--brokers",
-        help="Apache Kafka nodes, 1 or 3 (default: CREATORFLOW_KAFKA_BROKERS, else 1).",
-    ),
+    brokers: int | None = BROKERS_OPTION,
 ) -> None:
     """Start the embedded servers in the background, create topics and migrate the database."""
     settings = with_kafka_options(load_settings(), kafka, brokers)

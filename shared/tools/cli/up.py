@@ -11,7 +11,7 @@ from rich.panel import Panel
 
 from shared.runtime.config import KafkaKind
 from shared.tools.cli.console import console, fail
-from shared.tools.cli.infra import with_kafka_options
+from shared.tools.cli.infra import BROKERS_OPTION, with_kafka_options
 from shared.tools.cli.settings import load_settings
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact, running_urls
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, available_services
@@ -38,11 +38,7 @@ def up(
         help="When it starts the servers: embedded (Tansu, memory only) or apache (Apache "
         "Kafka, needs Java and Maven); default: CREATORFLOW_KAFKA, else embedded.",
     ),
-    brokers: int | None = typer.Option(
-        None,
-        "--brokers",
-        help="Apache Kafka nodes, 1 or 3 (default: CREATORFLOW_KAFKA_BROKERS, else 1).",
-    ),
+    brokers: int | None = BROKERS_OPTION,
 ) -> None:
     """Start the infrastructure (embedded unless configured) and every service, with their
     logs interleaved, until Ctrl-C; data stays in CREATORFLOW_DATA_DIR for the next run."""

@@ -64,3 +64,7 @@ class StatusWatcher:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+
+
+def types_of(events: list[CloudEvent[Any]]) -> list[str]:
+    return [e.type for e in events]

@@ -17,10 +17,10 @@ from services.payouts.domain.accounts import PayoutAccount
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
-from shared.contract.events import PayoutAccountUpserted, TaxForm
 from shared.runtime.db import create_pool, migrate
 from shared.runtime.service import ServiceConfigurationError
 from shared.tools.infra import InfraUrls
+from tests.unit.payouts.builders import account as account_event
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
@@ -50,13 +50,7 @@ async def test_accounts_are_stored_with_the_destination_encrypted(db_pool: async
     db = PgPayouts(db_pool)
     cipher = await open_destinations(db, SETTINGS)
     creator, token = uid("cr"), f"tok_{uuid.uuid4().hex}"
-    data = PayoutAccountUpserted(
-        creator_id=creator,
-        method="bank_transfer",
-        destination=SecretStr(token),
-        currency="EUR",
-        tax_form=TaxForm(type="W-9", status="verified"),
-    )
+    data = account_event(creator, method="bank_transfer", destination=token, form="W-9").data
     account = PayoutAccount.from_event(data, datetime.now(UTC), seal=cipher.seal)
     async with db.transaction() as repo:
         assert await repo.save_account(account)

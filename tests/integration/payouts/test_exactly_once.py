@@ -25,7 +25,7 @@ from shared.contract.events import CloudEvent
 from shared.runtime.kafka import partitions_of
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.integration.payouts.kafka_io import StatusWatcher, types_of
 from tests.support.kafka_io import produce_events
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import delivery
@@ -67,16 +67,6 @@ async def instances(infra: InfraUrls, topics: None) -> AsyncIterator[Instances]:
         ServiceRuntime("payouts", second, schema=SCHEMA, urls=infra),
     ):
         yield Instances([first, second])
-
-
-@pytest.fixture(scope="module")
-async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
-    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
-        yield w
-
-
-def types_of(events: list[CloudEvent[Any]]) -> list[str]:
-    return [e.type for e in events]
 
 
 async def payout_rows(pool: asyncpg.Pool, deal_ids: set[str]) -> list[asyncpg.Record]:

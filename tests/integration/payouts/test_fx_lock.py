@@ -8,7 +8,6 @@ other's payout whatever order they run in (the snapshots table is shared by the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,12 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SETTINGS = PayoutsSettings(
     settle_check_seconds=0.2, dispatch_idle_seconds=0.5, commission_check_seconds=3600
 )
-
-
-@pytest.fixture(scope="module")
-async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
-    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
-        yield w
 
 
 def transfers(setup: PayoutsSetup) -> dict[str, Any]:

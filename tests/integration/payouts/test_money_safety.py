@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +21,7 @@ from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
-from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.integration.payouts.kafka_io import StatusWatcher, types_of
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
@@ -35,16 +34,6 @@ SETTINGS = PayoutsSettings(
     dispatch_idle_seconds=0.5,
     commission_check_seconds=3600,
 )
-
-
-@pytest.fixture(scope="module")
-async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
-    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
-        yield w
-
-
-def types_of(events: list[CloudEvent[Any]]) -> list[str]:
-    return [e.type for e in events]
 
 
 def transfers(setup: PayoutsSetup) -> dict[str, Any]:

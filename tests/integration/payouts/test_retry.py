@@ -39,12 +39,6 @@ SETTINGS = PayoutsSettings(
 )
 
 
-@pytest.fixture(scope="module")
-async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
-    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
-        yield w
-
-
 @pytest.fixture
 async def rail() -> AsyncIterator[FakeStripe]:
     async with FakeStripe() as server:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -39,12 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PRODUCTION = Settings().model_copy(update={"profile": Profile.PRODUCTION})
 SETTINGS = PayoutsSettings(settle_check_seconds=0.2, dispatch_idle_seconds=0.5)
-
-
-@pytest.fixture(scope="module")
-async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
-    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
-        yield w
 
 
 async def test_only_the_entitled_party_moves_money(

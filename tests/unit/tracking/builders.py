@@ -137,9 +137,10 @@ def order_event(
     currency: str = "USD",
     occurred_at: datetime = T0 + timedelta(days=3),
     event_id: str | None = None,
+    kind: type[OrderRedeemed] | type[OrderRefunded] = OrderRedeemed,
 ) -> CloudEvent[Any]:
     return make_event(
-        OrderRedeemed(
+        kind(
             order_id=order_id,
             promo_code=promo_code,
             amount=Money.of(amount, currency),
@@ -152,25 +153,10 @@ def order_event(
 
 
 def refund_event(
-    order_id: str,
-    *,
-    promo_code: str = "CODE10",
-    amount: str = "50.00",
-    currency: str = "USD",
-    occurred_at: datetime = T0 + timedelta(days=5),
-    event_id: str | None = None,
+    order_id: str, *, occurred_at: datetime = T0 + timedelta(days=5), **fields: Any
 ) -> CloudEvent[Any]:
-    return make_event(
-        OrderRefunded(
-            order_id=order_id,
-            promo_code=promo_code,
-            amount=Money.of(amount, currency),
-            occurred_at=occurred_at,
-        ),
-        source=SOURCE,
-        id=event_id,
-        time=occurred_at,
-    )
+    """An OrderRefunded: the fields and defaults of `order_event`, two days later."""
+    return order_event(order_id, occurred_at=occurred_at, kind=OrderRefunded, **fields)
 
 
 def fx_event(

@@ -13,10 +13,12 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from services.tracking.domain.attribution import attribute
+from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import AUTO, Confirmation
 from services.tracking.domain.orders import (
     Order,
@@ -51,6 +53,15 @@ class Ids:
 @pytest.fixture
 def ids() -> Ids:
     return Ids()
+
+
+def deal_with_code(ids: Ids, code: str, **fields: Any) -> DealTerms:
+    """The terms of a deal of creator `ids("cr")` with promo code `code`, starting at `ids.at()`."""
+    return deal_terms(
+        deal_event(
+            ids("deal"), creator_id=ids("cr"), promo_codes=(code,), starts_at=ids.at(), **fields
+        )
+    )
 
 
 class StoreContract:
@@ -186,16 +197,7 @@ class StoreContract:
         self, store: TrackingStore, ids: Ids
     ) -> None:
         code = ids("CODE")
-        deal = deal_terms(
-            deal_event(
-                ids("deal"),
-                creator_id=ids("cr"),
-                currency="EUR",
-                fee="100.00",
-                promo_codes=(code,),
-                starts_at=ids.at(),
-            )
-        )
+        deal = deal_with_code(ids, code, currency="EUR", fee="100.00")
         order = Order(ids("o"), code, Money.of("64.90", "USD"), ids.at(hours=10))
         jpy_only = FxSnapshot("USD", {"JPY": Decimal("151")}, ids.at(hours=1), "ecb")
         with_eur = FxSnapshot("USD", {"EUR": Decimal("0.9215")}, ids.at(hours=2), "ecb")
@@ -229,15 +231,7 @@ class StoreContract:
         self, store: TrackingStore, ids: Ids
     ) -> None:
         code = ids("CODE")
-        deal = deal_terms(
-            deal_event(
-                ids("deal"),
-                creator_id=ids("cr"),
-                currency="EUR",
-                promo_codes=(code,),
-                starts_at=ids.at(),
-            )
-        )
+        deal = deal_with_code(ids, code, currency="EUR")
         # The shop's brand, when given, is kept with the order (it scopes the code).
         stored = Order(ids("o1"), code, Money.of("10.00", "USD"), ids.at(hours=1), "br-1")
         new = Order(ids("o2"), code, Money.of("64.90", "USD"), ids.at(hours=10), "br-1")
@@ -274,9 +268,7 @@ class StoreContract:
         # Codes are compared as the shop reports them (the contract keeps their case): an
         # order with another case of a deal's code has no candidate deal (unknown_code).
         code = ids("CODE")
-        deal = deal_terms(
-            deal_event(ids("deal"), creator_id=ids("cr"), promo_codes=(code,), starts_at=ids.at())
-        )
+        deal = deal_with_code(ids, code)
         lower = Order(ids("o"), code.lower(), Money.of("10.00", "USD"), ids.at(hours=1))
         async with store.transaction() as tx:
             await tx.add_deals([deal])
