@@ -124,7 +124,11 @@ def consume_batch(
                 if e.type in {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
             }
             await repo.lock(creator_ids=creators)
-            signers = {e.identity: d.signed_by for e, d in batch if d.signed_by is not None}
+            signers = {
+                e.identity: d.signed_by.owner_id
+                for e, d in batch
+                if d.signed_by is not None and d.signed_by.brand() is not None
+            }
             work = Work(repo, policy, clock(), seal=destinations.seal, signers=signers)
             for event in events.values():
                 await HANDLERS[event.type](work, event)
