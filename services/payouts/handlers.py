@@ -22,6 +22,7 @@ from services.payouts.domain.accounts import (
     PayoutAccount,
     RawDestination,
     Seal,
+    SealedDestination,
     cooling_off_until,
 )
 from services.payouts.domain.amounts import commission, needs_later_rate
@@ -105,6 +106,9 @@ class Work:
     now: datetime
     # Encrypts payout destinations; only the consumer, which stores accounts, needs one.
     seal: Seal | None = None
+    # A stored destination under the current key (it may be under the previous one while
+    # the key rotates), so its fingerprint compares with a new account's.
+    reseal: Callable[[str, SealedDestination], SealedDestination] | None = None
     # The brand that signed each event of the batch, once checked (shared.runtime.trust);
     # events signed by our own services (tracking's confirmations) or unsigned are absent.
     signers: Mapping[EventIdentity, str] = field(default_factory=dict)
@@ -338,6 +342,9 @@ async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None
     except RawDestination as refused:
         raise EventRejected(str(refused)) from None
     previous = (await work.repo.accounts([data.creator_id])).get(data.creator_id)
+    if previous is not None and work.reseal is not None:
+        resealed = work.reseal(previous.creator_id, previous.destination)
+        previous = replace(previous, destination=resealed)
     until = cooling_off_until(
         previous,
         account,

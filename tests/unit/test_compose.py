@@ -214,6 +214,16 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
     assert settings.profile == "production"
     assert settings.provider == "stripe"  # production refuses the sandbox
     assert settings.destination_key.get_secret_value() == shell["PAYOUTS_DESTINATION_KEY"]
+    assert settings.destination_key_previous is None  # passed through empty: no rotation
+    rotating = _service_env(
+        "payouts", {**shell, "PAYOUTS_DESTINATION_KEY_PREVIOUS": new_key()}, COMPOSE
+    )
+    monkeypatch.setenv(
+        "PAYOUTS_DESTINATION_KEY_PREVIOUS", rotating["PAYOUTS_DESTINATION_KEY_PREVIOUS"]
+    )
+    previous = PayoutsSettings().destination_key_previous
+    assert previous is not None
+    assert previous.get_secret_value() == rotating["PAYOUTS_DESTINATION_KEY_PREVIOUS"]
     with pytest.raises(AssertionError, match="PAYOUTS_DESTINATION_KEY is required"):
         _service_env("payouts", {"POSTGRES_PASSWORD": "pg-secret-1"}, COMPOSE)
 

@@ -29,6 +29,7 @@ RELEASED = {
     "0305_payouts_fx_locked_at": "08c0f884398932a3",
     "0306_payouts_retry_chapters": "4d332ba569647a05",
     "0307_payouts_confirmation_signer": "6b8b540bcf4535e9",
+    "0308_payouts_destination_key_id": "b0599f9dda1bfb38",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
