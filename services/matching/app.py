@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -57,10 +57,12 @@ from shared.contract.events import (
     make_event,
 )
 from shared.contract.money import FxSnapshot
+from shared.contract.signing import RejectReason
 from shared.runtime import fx_store, inbox, outbox
 from shared.runtime.follow import TopicFollower
 from shared.runtime.kafka import Delivery, kafka_security, subscribe_event_batches
 from shared.runtime.service import Background, Resources
+from shared.runtime.trust import Untrusted
 
 log = structlog.get_logger(__name__)
 
@@ -198,7 +200,11 @@ class MatchingService:
                     fresh.discard(event.identity)  # a repeat inside the run is answered once
                     requests.append(event.data)
                     seeds.append(exploration_seed(event.id))
-            hired = await self._store.hired(conn, {r.campaign_id for r in requests})
+            hired = await self._store.hired(
+                conn,
+                {r.campaign_id for r in requests},
+                {r.campaign_id: r.brand_id for r in requests},
+            )
             state = self.state
             asked = [
                 (
@@ -226,11 +232,23 @@ class MatchingService:
             await outbox.enqueue(conn, published, producer=SERVICE)
 
     async def on_feedback(self, run: Batch) -> None:
+        """Keep each brand's feedback on its suggestions.
+
+        Feedback names no brand: signed by another brand than the one whose request it
+        answers (or, without a request id, than every brand that asked for the campaign), it
+        is refused (`not_the_owner`). Feedback on a campaign not answered yet is kept with its
+        signer and counts only for that brand's requests (the store's `hired` and labels).
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, SERVICE, run)
-            for event, _ in run:
+            campaigns = {event.data.campaign_id for event, _ in run if event.identity in fresh}
+            owners = await self._store.campaign_brands(conn, campaigns)
+            for event, delivery in run:
                 if event.identity in fresh:
                     data: MatchFeedback = event.data
+                    signer = delivery.signed_by.brand() if delivery.signed_by else None
+                    if signer is not None:
+                        check_feedback_owner(data, signer, owners.get(data.campaign_id, {}))
                     await self._store.record_feedback(
                         conn,
                         event.identity,
@@ -238,6 +256,7 @@ class MatchingService:
                         data.creator_id,
                         data.decision,
                         data.request_id,
+                        signer or "",
                     )
 
     async def on_attribution(self, run: Batch) -> None:
@@ -418,6 +437,22 @@ class MatchingService:
 def exploration_seed(event_id: str) -> int:
     """The exploration draw's seed for a request event: the same for every replay of it."""
     return int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:8], "big")
+
+
+def check_feedback_owner(data: MatchFeedback, signer: str, requests: Mapping[str, str]) -> None:
+    """Raise Untrusted unless `signer` is the brand the feedback is about: the brand of the
+    request it names, else of any answered request of its campaign (`requests`: request id
+    -> brand). Feedback on a campaign with no answered request passes (kept with its signer)."""
+    if not requests:
+        return
+    named = requests.get(data.request_id) if data.request_id is not None else None
+    owners = {named} if named is not None else set(requests.values())
+    if signer not in owners:
+        raise Untrusted(
+            RejectReason.NOT_THE_OWNER,
+            f"campaign {data.campaign_id} was asked for by brand {', '.join(sorted(owners))}; "
+            f"this feedback is signed by brand {signer}",
+        )
 
 
 def _answer(event_id: str, request: MatchRequested, result: MatchResult) -> Answer:

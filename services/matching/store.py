@@ -8,7 +8,7 @@ the unit tests use. Both pass tests/integration/matching/test_store_contract.py.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -117,9 +117,20 @@ class MatchingStore(Protocol):
     ) -> None: ...
 
     async def hired(
-        self, conn: Connection, campaign_ids: Collection[str]
+        self,
+        conn: Connection,
+        campaign_ids: Collection[str],
+        brands: Mapping[str, str] | None = None,
     ) -> dict[str, frozenset[str]]:
-        """Per campaign asked, the creators with a signed deal or a `hired` feedback for it."""
+        """Per campaign asked, the creators with a signed deal or a `hired` feedback for it.
+        With `brands` (the brand asking, per campaign), feedback signed by another brand
+        does not count."""
+        ...
+
+    async def campaign_brands(
+        self, conn: Connection, campaign_ids: Collection[str]
+    ) -> dict[str, dict[str, str]]:
+        """Per campaign with answered requests, the brand of each request (by request id)."""
         ...
 
     async def save_answers(self, conn: Connection, answers: Sequence[Answer]) -> set[str]:
@@ -135,7 +146,11 @@ class MatchingStore(Protocol):
         creator_id: str,
         decision: str,
         request_id: str | None,
-    ) -> None: ...
+        signed_by: str = "",
+    ) -> None:
+        """Keep a brand's feedback; `signed_by` is the brand that signed it ('' if unsigned):
+        signed feedback counts (hires, labels) only for requests of that brand."""
+        ...
 
     async def record_outcome(self, conn: Connection, outcome: Outcome) -> None:
         """Keep the deal's latest attribution (by as_of)."""
@@ -296,13 +311,22 @@ class PostgresMatchingStore:
         )
 
     async def hired(
-        self, conn: Connection, campaign_ids: Collection[str]
+        self,
+        conn: Connection,
+        campaign_ids: Collection[str],
+        brands: Mapping[str, str] | None = None,
     ) -> dict[str, frozenset[str]]:
+        asked = list(campaign_ids)
         rows = await conn.fetch(
             """SELECT campaign_id, creator_id FROM matching_hires WHERE campaign_id = ANY($1)
-               UNION SELECT campaign_id, creator_id FROM matching_feedback
-                     WHERE campaign_id = ANY($1) AND decision = 'hired'""",
-            list(campaign_ids),
+               UNION SELECT f.campaign_id, f.creator_id FROM matching_feedback f
+                     LEFT JOIN unnest($1::text[], $2::text[]) AS b(campaign_id, brand_id)
+                       USING (campaign_id)
+                     WHERE f.campaign_id = ANY($1) AND f.decision = 'hired'
+                       AND (NOT $3 OR f.signed_by = '' OR f.signed_by = b.brand_id)""",
+            asked,
+            [(brands or {}).get(c) for c in asked],
+            brands is not None,
         )
         found: dict[str, set[str]] = {campaign: set() for campaign in campaign_ids}
         for r in rows:
@@ -362,17 +386,32 @@ class PostgresMatchingStore:
         creator_id: str,
         decision: str,
         request_id: str | None,
+        signed_by: str = "",
     ) -> None:
         await conn.execute(
             """INSERT INTO matching_feedback
-                   (source, event_id, campaign_id, creator_id, decision, request_id)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (source, event_id) DO NOTHING""",
+                   (source, event_id, campaign_id, creator_id, decision, request_id, signed_by)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, event_id) DO NOTHING""",
             *event,
             campaign_id,
             creator_id,
             decision,
             request_id,
+            signed_by,
         )
+
+    async def campaign_brands(
+        self, conn: Connection, campaign_ids: Collection[str]
+    ) -> dict[str, dict[str, str]]:
+        rows = await conn.fetch(
+            """SELECT campaign_id, request_id, brand_id FROM matching_requests
+               WHERE campaign_id = ANY($1)""",
+            list(campaign_ids),
+        )
+        found: dict[str, dict[str, str]] = {}
+        for r in rows:
+            found.setdefault(r["campaign_id"], {})[r["request_id"]] = r["brand_id"]
+        return found
 
     async def record_outcome(self, conn: Connection, outcome: Outcome) -> None:
         await conn.execute(
@@ -565,6 +604,7 @@ _LABELS_SQL = """
         JOIN matching_requests r USING (request_id)
         WHERE s.campaign_id = f.campaign_id AND s.creator_id = f.creator_id
           AND (f.request_id IS NULL OR s.request_id = f.request_id)
+          AND (f.signed_by = '' OR r.brand_id = f.signed_by)
         ORDER BY r.answered_at DESC LIMIT 1) s ON true
     UNION ALL
     SELECT s.brand_id, s.features, NULL, p.roas, p.received_at, p.deal_id
@@ -618,6 +658,7 @@ class InMemoryMatchingStore:
         self.hires: dict[str, tuple[str, str]] = {}
         self.answers: dict[str, Answer] = {}
         self.feedback: dict[EventIdentity, tuple[str, str, str, str | None]] = {}
+        self.feedback_signers: dict[EventIdentity, str] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.followers: dict[tuple[str, datetime], int] = {}
         self.stored: list[StoredModel] = []  # oldest first
@@ -663,14 +704,19 @@ class InMemoryMatchingStore:
         self.hires.setdefault(deal_id, (campaign_id, creator_id))
 
     async def hired(
-        self, conn: Connection, campaign_ids: Collection[str]
+        self,
+        conn: Connection,
+        campaign_ids: Collection[str],
+        brands: Mapping[str, str] | None = None,
     ) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {campaign: set() for campaign in campaign_ids}
         for campaign, cid in self.hires.values():
             if campaign in found:
                 found[campaign].add(cid)
-        for campaign, cid, decision, _ in self.feedback.values():
-            if campaign in found and decision == "hired":
+        for event, (campaign, cid, decision, _) in self.feedback.items():
+            signer = self.feedback_signers[event]
+            counts = brands is None or signer in ("", brands.get(campaign))
+            if campaign in found and decision == "hired" and counts:
                 found[campaign].add(cid)
         return {campaign: frozenset(creators) for campaign, creators in found.items()}
 
@@ -690,10 +736,21 @@ class InMemoryMatchingStore:
         creator_id: str,
         decision: str,
         request_id: str | None,
+        signed_by: str = "",
     ) -> None:
         if event not in self.feedback:
             self.feedback[event] = (campaign_id, creator_id, decision, request_id)
+            self.feedback_signers[event] = signed_by
             self._arrival[event] = self._tick()
+
+    async def campaign_brands(
+        self, conn: Connection, campaign_ids: Collection[str]
+    ) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for a in self.answers.values():
+            if a.campaign_id in campaign_ids:
+                found.setdefault(a.campaign_id, {})[a.request_id] = a.brand_id
+        return found
 
     async def record_outcome(self, conn: Connection, outcome: Outcome) -> None:
         old = self.outcomes.get(outcome.deal_id)
@@ -728,12 +785,15 @@ class InMemoryMatchingStore:
         return history
 
     def _suggested(
-        self, campaign_id: str, creator_id: str, request_id: str | None
+        self, campaign_id: str, creator_id: str, request_id: str | None, signer: str = ""
     ) -> tuple[str, list[float]] | None:
-        """(brand, features) of the creator's latest suggestion for the campaign."""
+        """(brand, features) of the creator's latest suggestion for the campaign (to
+        `signer`, the brand, if given)."""
         found = None
         for answer in self.answers.values():  # insertion order = answering order
             if answer.campaign_id != campaign_id or request_id not in (None, answer.request_id):
+                continue
+            if signer not in ("", answer.brand_id):
                 continue
             for cid, _, _, features in answer.suggestions:
                 if cid == creator_id:
@@ -744,7 +804,7 @@ class InMemoryMatchingStore:
         """(brand, features, label, weight) in arrival order."""
         labelled: list[tuple[int, str, list[float], int, float]] = []
         for event, (campaign, cid, decision, request_id) in self.feedback.items():
-            found = self._suggested(campaign, cid, request_id)
+            found = self._suggested(campaign, cid, request_id, self.feedback_signers[event])
             if found is not None:
                 labelled.append((self._arrival[event], *found, *_decision_label(decision)))
         for deal_id, o in self.outcomes.items():

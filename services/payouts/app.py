@@ -112,14 +112,15 @@ def rails_from(settings: PayoutsSettings) -> Rails:
 
 async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> DestinationCipher:
     """The destination cipher, checked against what is stored: a changed key would make every
-    payout fail at the provider call, so the service refuses to start instead."""
-    destinations = DestinationCipher.from_setting(settings.destination_key)
-    sample = await db.sealed_destination_sample()
-    if sample is not None:
-        try:
-            destinations.check_key(sample)
-        except UnreadableDestination as error:
-            raise ServiceConfigurationError(str(error)) from None
+    payout fail at the provider call, so the service refuses to start instead (unless the old
+    key is its previous one, during a rotation)."""
+    destinations = DestinationCipher.from_setting(
+        settings.destination_key, settings.destination_key_previous
+    )
+    try:
+        destinations.check_key_ids(await db.destination_key_ids())
+    except UnreadableDestination as error:
+        raise ServiceConfigurationError(str(error)) from None
     sealed = await db.seal_plain_destinations(destinations.seal)
     if sealed:
         log.info("payout destinations encrypted", accounts=sealed)
@@ -155,8 +156,19 @@ def consume_batch(
                 if e.type in {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
             }
             await repo.lock(creator_ids=creators)
-            signers = {e.identity: d.signed_by for e, d in batch if d.signed_by is not None}
-            work = Work(repo, policy, clock(), seal=destinations.seal, signers=signers)
+            signers = {
+                e.identity: d.signed_by.owner_id
+                for e, d in batch
+                if d.signed_by is not None and d.signed_by.brand() is not None
+            }
+            work = Work(
+                repo,
+                policy,
+                clock(),
+                seal=destinations.seal,
+                reseal=destinations.reseal,
+                signers=signers,
+            )
             for event in events.values():
                 await HANDLERS[event.type](work, event)
             await work.flush()

@@ -1,5 +1,5 @@
 """`creatorflow payouts statement <creator_id>`, `retry <payout_id>`, `tax-report --year Y`,
-`ledger-check` and `new-key`."""
+`ledger-check`, `new-key` and `rotate-key`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import asyncpg
 import typer
 from rich.table import Table
 
-from services.payouts.destinations import new_key
+from services.payouts.destinations import DestinationCipher, UnreadableDestination, new_key
 from services.payouts.dispatcher import utc_now
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
 from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
 from services.payouts.handlers import PayoutNotFound, PayoutPolicy, Work, retry_payout
+from services.payouts.key_rotation import RotationProgress, rotate_destination_key
 from services.payouts.reports import LedgerReport, Statement, check_ledger, statement, tax_totals
 from services.payouts.schema import SCHEMA
+from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
 from shared.contract.money import Money, MoneyError
 from shared.runtime.db import create_pool
@@ -205,3 +207,31 @@ def ledger_check_command() -> None:
 def new_key_command() -> None:
     """Print a fresh random PAYOUTS_DESTINATION_KEY (keep it in your secret store)."""
     console.print(new_key(), highlight=False, soft_wrap=True)
+
+
+@app.command("rotate-key")
+def rotate_key_command(
+    batch: int = typer.Option(500, min=1, max=10_000, help="destinations per transaction"),
+) -> None:
+    """Re-encrypt every stored payout destination with PAYOUTS_DESTINATION_KEY, in batches,
+    while the service runs; the key rotated away from must be PAYOUTS_DESTINATION_KEY_PREVIOUS
+    (in the service too) until this has finished."""
+    try:
+        settings = PayoutsSettings()
+    except ValueError as error:
+        fail(f"payouts settings: {error}")
+    cipher = DestinationCipher.from_setting(
+        settings.destination_key, settings.destination_key_previous
+    )
+
+    def report(step: RotationProgress) -> None:
+        console.print(f"re-encrypted {step.resealed}, {step.left} left", highlight=False)
+
+    try:
+        total = _run(lambda db: rotate_destination_key(db, cipher, batch=batch, progress=report))
+    except UnreadableDestination as error:
+        fail(str(error))
+    console.print(
+        f"[green]ok[/] every payout destination is sealed with key {cipher.key_id.hex()} "
+        f"({total} re-encrypted); PAYOUTS_DESTINATION_KEY_PREVIOUS can be removed."
+    )

@@ -6,7 +6,10 @@ value copied onto another creator's row does not open. Layout of a sealed value:
 
     version (1 byte, 1) | key id (4 bytes) | nonce (12 bytes) | ciphertext and tag
 
-The key id (the first bytes of the key's SHA-256) tells a wrong key from tampered data.
+The key id (the first bytes of the key's SHA-256) tells a wrong key from tampered data, and
+which key a row was sealed with: the key can rotate. A cipher seals with its current key and
+opens with any key of its ring (`PAYOUTS_DESTINATION_KEY_PREVIOUS` during a rotation), and
+`reseal` moves a destination to the current key (`creatorflow payouts rotate-key`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import binascii
 import hashlib
 import hmac
 import os
+from collections.abc import Sequence
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -63,41 +67,68 @@ def new_key() -> str:
     return base64.b64encode(os.urandom(KEY_BYTES)).decode()
 
 
-class DestinationCipher:
-    """Seals and opens payout destinations with one key; `repr` shows the key id only."""
+def sealed_key_id(sealed: SealedDestination) -> bytes:
+    """The id of the key `sealed` was sealed with; raises UnreadableDestination if it is not a
+    sealed destination."""
+    data = sealed.data
+    if len(data) <= _HEADER or data[:1] != _VERSION:
+        raise UnreadableDestination("not a sealed payout destination (unknown format)")
+    return data[1 : 1 + _KEY_ID_BYTES]
 
+
+class _Key:
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise DestinationKeyError(f"a destination key has {KEY_BYTES} bytes, not {len(key)}")
-        self._aead = AESGCM(key)
+        self.aead = AESGCM(key)
         self.key_id = hashlib.sha256(key).digest()[:_KEY_ID_BYTES]
         # A separate key for fingerprints, so they reveal nothing about the encryption key.
-        self._fingerprint_key = hashlib.sha256(b"creatorflow/fingerprint/v1\x00" + key).digest()
+        self.fingerprint_key = hashlib.sha256(b"creatorflow/fingerprint/v1\x00" + key).digest()
+
+
+class DestinationCipher:
+    """Seals payout destinations with its current key and opens them with any key of its
+    ring (the current one, then those being rotated away from); `repr` shows key ids only."""
+
+    def __init__(self, key: bytes, previous: Sequence[bytes] = ()) -> None:
+        self._current = _Key(key)
+        self._ring = {k.key_id: k for k in (_Key(p) for p in previous)}
+        self._ring[self._current.key_id] = self._current
+        self.key_id = self._current.key_id
 
     @classmethod
-    def from_setting(cls, encoded: SecretStr) -> DestinationCipher:
-        return cls(decode_key(encoded.get_secret_value()))
+    def from_setting(
+        cls, encoded: SecretStr, previous: SecretStr | None = None
+    ) -> DestinationCipher:
+        old = [] if previous is None else [decode_key(previous.get_secret_value())]
+        return cls(decode_key(encoded.get_secret_value()), old)
+
+    @property
+    def key_ids(self) -> frozenset[bytes]:
+        """The ids of every key this cipher opens with."""
+        return frozenset(self._ring)
 
     def __repr__(self) -> str:
-        return f"DestinationCipher(key_id={self.key_id.hex()})"
+        return f"DestinationCipher(key_id={self.key_id.hex()}, ring={len(self._ring)})"
 
     def seal(self, creator_id: str, destination: SecretStr) -> SealedDestination:
+        key = self._current
         nonce = os.urandom(_NONCE_BYTES)
-        ciphertext = self._aead.encrypt(
+        ciphertext = key.aead.encrypt(
             nonce, destination.get_secret_value().encode(), _CONTEXT + creator_id.encode()
         )
         fingerprint = hmac.digest(
-            self._fingerprint_key,
+            key.fingerprint_key,
             creator_id.encode() + b"\x00" + destination.get_secret_value().encode(),
             "sha256",
         )
-        return SealedDestination(_VERSION + self.key_id + nonce + ciphertext, fingerprint)
+        return SealedDestination(_VERSION + key.key_id + nonce + ciphertext, fingerprint)
 
     def open(self, creator_id: str, sealed: SealedDestination) -> SecretStr:
-        self.check_key(sealed)
+        key = self._key_of(sealed)
         nonce = sealed.data[len(_VERSION) + _KEY_ID_BYTES : _HEADER]
         try:
-            plain = self._aead.decrypt(nonce, sealed.data[_HEADER:], _CONTEXT + creator_id.encode())
+            plain = key.aead.decrypt(nonce, sealed.data[_HEADER:], _CONTEXT + creator_id.encode())
         except InvalidTag:
             raise UnreadableDestination(
                 f"the payout destination of creator {creator_id} fails authentication: "
@@ -105,14 +136,32 @@ class DestinationCipher:
             ) from None
         return SecretStr(plain.decode())
 
+    def is_current(self, sealed: SealedDestination) -> bool:
+        """True when `sealed` was sealed with the current key."""
+        return sealed_key_id(sealed) == self.key_id
+
+    def reseal(self, creator_id: str, sealed: SealedDestination) -> SealedDestination:
+        """`sealed` under the current key (with its fingerprint), as it is if already so."""
+        if self.is_current(sealed):
+            return sealed
+        return self.seal(creator_id, self.open(creator_id, sealed))
+
     def check_key(self, sealed: SealedDestination) -> None:
-        """Raise UnreadableDestination unless `sealed` was sealed with this cipher's key."""
-        data = sealed.data
-        if len(data) <= _HEADER or data[:1] != _VERSION:
-            raise UnreadableDestination("not a sealed payout destination (unknown format)")
-        key_id = data[1 : 1 + _KEY_ID_BYTES]
-        if key_id != self.key_id:
-            raise UnreadableDestination(
-                f"payout destinations were sealed with another PAYOUTS_DESTINATION_KEY "
-                f"(key id {key_id.hex()}; this process has {self.key_id.hex()})"
-            )
+        """Raise UnreadableDestination unless a key of this cipher sealed `sealed`."""
+        self._key_of(sealed)
+
+    def check_key_ids(self, stored: Sequence[bytes]) -> None:
+        """Raise UnreadableDestination unless this cipher opens every key id in `stored`."""
+        for key_id in stored:
+            if key_id not in self._ring:
+                raise UnreadableDestination(
+                    f"payout destinations were sealed with another PAYOUTS_DESTINATION_KEY "
+                    f"(key id {key_id.hex()}; this process has "
+                    f"{', '.join(k.hex() for k in sorted(self._ring))}); during a rotation, "
+                    "set PAYOUTS_DESTINATION_KEY_PREVIOUS to the key rotated away from"
+                )
+
+    def _key_of(self, sealed: SealedDestination) -> _Key:
+        key_id = sealed_key_id(sealed)
+        self.check_key_ids([key_id])
+        return self._ring[key_id]

@@ -22,6 +22,7 @@ from services.payouts.domain.accounts import (
     PayoutAccount,
     RawDestination,
     Seal,
+    SealedDestination,
     cooling_off_until,
 )
 from services.payouts.domain.amounts import commission, needs_later_rate
@@ -61,8 +62,10 @@ from shared.contract.events import (
     make_event,
 )
 from shared.contract.money import FxSnapshot, Money, MoneyError
+from shared.contract.signing import RejectReason
 from shared.runtime.fx_store import snapshot_from_event
 from shared.runtime.observability import PAYOUT_DESTINATION_COOLOFFS, PAYOUT_TRANSITIONS
+from shared.runtime.trust import Untrusted
 
 SOURCE: Final = "creatorflow/payouts"
 
@@ -103,7 +106,11 @@ class Work:
     now: datetime
     # Encrypts payout destinations; only the consumer, which stores accounts, needs one.
     seal: Seal | None = None
-    # Who signed each event of the batch, once checked (shared.runtime.trust): a brand id.
+    # A stored destination under the current key (it may be under the previous one while
+    # the key rotates), so its fingerprint compares with a new account's.
+    reseal: Callable[[str, SealedDestination], SealedDestination] | None = None
+    # The brand that signed each event of the batch, once checked (shared.runtime.trust);
+    # events signed by our own services (tracking's confirmations) or unsigned are absent.
     signers: Mapping[EventIdentity, str] = field(default_factory=dict)
     transfers: list[Transfer] = field(default_factory=list)
     events: list[CloudEvent[Any]] = field(default_factory=list)
@@ -280,9 +287,10 @@ async def on_deliverable_confirmed(work: Work, event: CloudEvent[Any]) -> None:
     terms = await work.repo.deal(data.deal_id)
     signed_by = work.signers.get(event.identity)
     if terms is not None and signed_by is not None and signed_by != terms.brand_id:
-        raise EventRejected(
-            f"not_the_deal_owner: deal {data.deal_id} is brand {terms.brand_id}'s; this "
-            f"confirmation is signed by brand {signed_by}"
+        raise Untrusted(
+            RejectReason.NOT_THE_DEAL_OWNER,
+            f"deal {data.deal_id} is brand {terms.brand_id}'s; this confirmation is signed by "
+            f"brand {signed_by}",
         )
     if terms is not None and data.deliverable_id not in terms.deliverable_ids:
         raise EventRejected(
@@ -346,6 +354,9 @@ async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None
     except RawDestination as refused:
         raise EventRejected(str(refused)) from None
     previous = (await work.repo.accounts([data.creator_id])).get(data.creator_id)
+    if previous is not None and work.reseal is not None:
+        resealed = work.reseal(previous.creator_id, previous.destination)
+        previous = replace(previous, destination=resealed)
     until = cooling_off_until(
         previous,
         account,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.payouts.destinations import DEVELOPMENT_KEY, DestinationKeyError, decode_key
@@ -39,8 +39,11 @@ class PayoutsSettings(BaseSettings):
     # Read here too: production refuses the development destination key.
     profile: Profile = Field(Profile.DEVELOPMENT, validation_alias="CREATORFLOW_PROFILE")
     # AES-256 key (32 bytes, base64) that encrypts payout destinations at rest. Changing it
-    # makes stored destinations unreadable: the service then refuses to start.
+    # makes stored destinations unreadable: the service then refuses to start, unless the
+    # key rotated away from is given as the previous one until `creatorflow payouts
+    # rotate-key` has re-encrypted every destination with the new one.
     destination_key: SecretStr = SecretStr(DEVELOPMENT_KEY)
+    destination_key_previous: SecretStr | None = None
 
     # A payout destination that changes while the creator's payouts are in flight (held or
     # scheduled) is paid to only after this cool-off: a takeover of the creator's onboarding
@@ -102,12 +105,23 @@ class PayoutsSettings(BaseSettings):
     # order reports; shops with longer return periods need more. 0: final at once.
     commission_adjustment_days: float = Field(30.0, ge=0)
 
+    @field_validator("destination_key_previous", mode="before")
+    @classmethod
+    def _no_previous_key(cls, value: object) -> object:
+        # Compose passes the variable through empty when no rotation is under way.
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _keys_are_usable(self) -> PayoutsSettings:
         try:
             decode_key(self.destination_key.get_secret_value())
         except DestinationKeyError as error:
             raise ValueError(f"{error}: generate one with `creatorflow payouts new-key`") from None
+        if self.destination_key_previous is not None:
+            try:
+                decode_key(self.destination_key_previous.get_secret_value())
+            except DestinationKeyError as error:
+                raise ValueError(str(error).replace("KEY", "KEY_PREVIOUS", 1)) from None
         if (
             self.profile is Profile.PRODUCTION
             and self.destination_key.get_secret_value() == DEVELOPMENT_KEY

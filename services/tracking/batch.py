@@ -29,7 +29,9 @@ from services.tracking.messages import (
 from services.tracking.store.port import TrackingTx
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent, EventIdentity, EventType
+from shared.contract.signing import RejectReason
 from shared.runtime.kafka import Delivery
+from shared.runtime.trust import Untrusted
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
 
@@ -58,11 +60,20 @@ def read_ahead(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> BatchAhead 
     """The batch's inputs, assuming every event in it is new; None if they cannot be read
     (`apply_batch` then reads them again and rejects the batch)."""
     try:
-        inputs = read_inputs(_first_of_each(batch, None))
+        inputs = read_inputs(_first_of_each(batch, None), brand_signers(batch))
     except EventRejected:
         return None
     ids = tuple(event.identity for event, _ in batch)
     return BatchAhead(ids, len(set(ids)), inputs, latest_snapshots(inputs.posts))
+
+
+def brand_signers(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> dict[EventIdentity, str]:
+    """The brand that signed each event of `batch` a brand signed (shared.runtime.trust)."""
+    return {
+        event.identity: delivery.signed_by.owner_id
+        for event, delivery in batch
+        if delivery.signed_by is not None and delivery.signed_by.brand() is not None
+    }
 
 
 def _first_of_each(
@@ -93,7 +104,8 @@ async def apply_batch(
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id, or with a promo code another brand's
-    deal holds at the same time (domain.deals.code_clash).
+    deal holds at the same time (domain.deals.code_clash); Untrusted if a confirmation is
+    signed by another brand than its deal's.
     """
     fresh = await tx.claim(batch)
     # Replicas of the service apply batches at the same time; from here on, one at a time.
@@ -107,7 +119,7 @@ async def apply_batch(
     attributions = [attribute(facts) for facts in await tx.deal_facts(touched)]
     updated = await tx.save_attributions(attributions)
 
-    manual = await tx.add_manual_confirmations(list(inputs.confirmations.values()))
+    manual = await _store_manual_confirmations(tx, inputs, new_deals)
     to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
     to_match |= {d.deal_id for d in new_deals} | manual
     confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, now), batch, fresh)
@@ -160,7 +172,7 @@ def _what_is_new(
         )
         return ahead.unique, ahead.inputs, ahead.posts
     events = _first_of_each(batch, fresh)
-    inputs = read_inputs(events)
+    inputs = read_inputs(events, brand_signers(batch))
     return len(events), inputs, latest_snapshots(inputs.posts)
 
 
@@ -176,6 +188,37 @@ async def _store_deals(tx: TrackingTx, inputs: BatchInputs) -> tuple[list[DealTe
             if (clash := code_clash(deal, holders)) is not None:
                 raise EventRejected(clash)
     return new_deals, {d.deal_id for d in new_deals} | deals.repeated
+
+
+async def _store_manual_confirmations(
+    tx: TrackingTx, inputs: BatchInputs, new_deals: list[DealTerms]
+) -> set[str]:
+    """Store the batch's manual confirmations; returns the deals that got one.
+
+    A confirmation names no brand: one signed by another brand than its deal's is refused
+    (`not_the_deal_owner`). One whose deal is not known yet waits apart with its signer
+    until the deal arrives, and then counts only if it was unsigned or signed by the deal's
+    brand, so another brand's confirmation can neither confirm a deliverable nor block the
+    deal's own (or tracking's automatic) confirmation of it.
+    """
+    confirmed = await tx.take_early_confirmations(new_deals)
+    if not inputs.confirmations:
+        return confirmed
+    brands = await tx.brands_of_deals({deal_id for deal_id, _, _ in inputs.confirmations})
+    known, early = [], []
+    for (deal_id, _, signer), confirmation in inputs.confirmations.items():
+        brand = brands.get(deal_id)
+        if brand is None:
+            early.append((confirmation, signer))
+        elif signer and signer != brand:
+            raise Untrusted(
+                RejectReason.NOT_THE_DEAL_OWNER,
+                f"deal {deal_id} is brand {brand}'s; this confirmation is signed by brand {signer}",
+            )
+        else:
+            known.append(confirmation)
+    await tx.keep_early_confirmations(early)
+    return confirmed | await tx.add_manual_confirmations(known)
 
 
 async def _store_posts(

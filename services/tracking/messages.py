@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -19,6 +19,7 @@ from shared.contract.events import (
     CloudEvent,
     DealSigned,
     DeliverableConfirmed,
+    EventIdentity,
     EventType,
     FxRatesPublished,
     OrderRedeemed,
@@ -84,18 +85,23 @@ def post_snapshot(event: CloudEvent[Any]) -> PostSnapshot:
 class BatchInputs:
     """A batch's new events sorted by kind, deduplicated on their business keys:
     one deal per deal_id, one order per order_id (the first seen), refunds by
-    (order_id, occurred_at, amount), manual confirmations by (deal_id, deliverable_id)."""
+    (order_id, occurred_at, amount), manual confirmations by (deal_id, deliverable_id,
+    the brand that signed)."""
 
     deals: dict[str, DealTerms] = field(default_factory=dict)
     posts: list[PostSnapshot] = field(default_factory=list)
     orders: dict[str, Order] = field(default_factory=dict)
     refunds: set[Refund] = field(default_factory=set)
     fx: list[tuple[FxSnapshot, str]] = field(default_factory=list)
-    confirmations: dict[tuple[str, str], Confirmation] = field(default_factory=dict)
+    # Keyed (deal_id, deliverable_id, signer): the brand that signed, '' if none did.
+    confirmations: dict[tuple[str, str, str], Confirmation] = field(default_factory=dict)
 
 
-def read_inputs(events: Iterable[CloudEvent[Any]]) -> BatchInputs:
-    """Sort events into BatchInputs; other event types are ignored.
+def read_inputs(
+    events: Iterable[CloudEvent[Any]], brand_signers: Mapping[EventIdentity, str] | None = None
+) -> BatchInputs:
+    """Sort events into BatchInputs; other event types are ignored. `brand_signers` names
+    the brand that signed each event a brand signed.
 
     Raises EventRejected when one deal_id arrives with two different sets of terms.
     """
@@ -127,7 +133,8 @@ def read_inputs(events: Iterable[CloudEvent[Any]]) -> BatchInputs:
             inputs.fx.append((snapshot_from_event(rates), event.id))
         elif kind == EventType.DELIVERABLE_CONFIRMED:
             confirmed: DeliverableConfirmed = event.data
-            key = (confirmed.deal_id, confirmed.deliverable_id)
+            signer = "" if brand_signers is None else brand_signers.get(event.identity, "")
+            key = (confirmed.deal_id, confirmed.deliverable_id, signer)
             inputs.confirmations.setdefault(
                 key,
                 Confirmation(

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
@@ -54,6 +55,19 @@ class RejectReason(StrEnum):
     WRONG_PARTY = "wrong_party"
     NOT_THE_OWNER = "not_the_owner"
     NOT_THE_DEAL_OWNER = "not_the_deal_owner"
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signed an event whose signature was checked against a registered key."""
+
+    party: Party
+    owner_id: str
+    key_id: str
+
+    def brand(self) -> str | None:
+        """The brand that signed, None if the signer is not a brand."""
+        return self.owner_id if self.party is Party.BRAND else None
 
 
 def _b64(raw: bytes) -> str:

@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     # new snapshot suspect: payouts that would convert with it are held (shared.runtime.fx_store).
     fx_max_rate_move: float = Field(0.25, gt=0, le=100, validation_alias="FX_MAX_RATE_MOVE")
 
+    @field_validator("signing_key", mode="before")
+    @classmethod
+    def _no_signing_key(cls, value: object) -> object:
+        # Compose passes CREATORFLOW_SIGNING_KEY through empty when none is set.
+        return None if value == "" else value
+
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
     def _upper_case(cls, value: object) -> object:

@@ -60,6 +60,7 @@ from shared.contract.events import (
     secret_fields_of_topic,
     spec_for_type,
 )
+from shared.contract.signing import Signer
 from shared.runtime.config import SaslMechanism, Settings
 from shared.runtime.observability import (
     EVENTS_CONSUMED,
@@ -435,9 +436,9 @@ class Delivery:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
-    # Who signed the event, once its signature was checked (shared.runtime.trust): the owner
-    # id of the key, e.g. a brand id; None when unsigned. Not part of where it came from.
-    signed_by: str | None = field(default=None, compare=False)
+    # Who signed the event, once its signature was checked (shared.runtime.trust): the party
+    # and owner id of the key, e.g. a brand; None when unsigned. Not part of where it came from.
+    signed_by: Signer | None = field(default=None, compare=False)
     # The record's Kafka timestamp (ms since the epoch): when it reached our broker, or when
     # its producer sent it (the topic's timestamp type). None when unknown.
     timestamp_ms: int | None = field(default=None, compare=False)
@@ -575,9 +576,9 @@ def dispatch_by_type(handlers: Mapping[str, EventHandler]) -> EventHandler:
 
 
 # Checks that an event's sender was entitled to send it (shared.runtime.trust); raises
-# EventRejected when not. Given the decoded event and its raw bytes; returns the owner id of
-# the key that signed it, None if unsigned.
-SenderCheck = Callable[[CloudEvent[Any], bytes], Awaitable[str | None]]
+# EventRejected when not. Given the decoded event and its raw bytes; returns who signed it,
+# None if unsigned.
+SenderCheck = Callable[[CloudEvent[Any], bytes], Awaitable[Signer | None]]
 
 
 class SafeConsumer:

@@ -28,7 +28,13 @@ from faststream.security import BaseSecurity
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent, EventType, Topic, decode, spec_for_type
 from shared.contract.events.keys import SigningKeyRegistered
-from shared.contract.signing import Party, RejectReason, public_key_from_text, signature_valid
+from shared.contract.signing import (
+    Party,
+    RejectReason,
+    Signer,
+    public_key_from_text,
+    signature_valid,
+)
 from shared.runtime.kafka import client_options, partitions_of
 from shared.runtime.observability import UNSIGNED_ACCEPTED
 
@@ -50,15 +56,6 @@ class RegisteredKey:
     owner_id: str
     public_key: Ed25519PublicKey
     revoked: bool = False
-
-
-@dataclass(frozen=True)
-class Signer:
-    """Who signed an event that passed the checks."""
-
-    party: Party
-    owner_id: str
-    key_id: str
 
 
 class KeyRegistry:
@@ -191,13 +188,13 @@ class Trust:
                 RejectReason.BAD_SIGNATURE,
                 f"the signature does not match the event for key {key.key_id}",
             )
-        if key.party is not party:
+        if key.party is not party and key.party is not spec.also_signed_by:
             raise Untrusted(
                 RejectReason.WRONG_PARTY,
                 f"{event.type} is sent by a {party.value}; key {key.key_id} is a "
                 f"{key.party.value}'s",
             )
-        if spec.owner_field is not None:
+        if spec.owner_field is not None and key.party is party:
             named = getattr(event.data, spec.owner_field)
             if named is not None and named != key.owner_id:
                 raise Untrusted(
@@ -206,10 +203,9 @@ class Trust:
                 )
         return Signer(key.party, key.owner_id, key.key_id)
 
-    async def signer_of(self, event: CloudEvent[Any], raw: bytes) -> str | None:
-        """`check`, for the consumer: the owner id of the verified signer, if signed."""
-        signer = await self.check(event, raw)
-        return None if signer is None else signer.owner_id
+    async def signer_of(self, event: CloudEvent[Any], raw: bytes) -> Signer | None:
+        """`check`, for the consumer: the verified signer, None if unsigned."""
+        return await self.check(event, raw)
 
     async def _catch_up(self) -> None:
         # Retried until the broker answers, like every transient failure: an event must not

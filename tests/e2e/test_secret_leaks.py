@@ -8,7 +8,9 @@ destination key. A small campaign runs through them with payout destinations tha
 to find, and so do the error paths: a provider outage, a destination the provider refuses,
 account events dead-lettered as invalid (a bad currency, an over-long destination) or refused
 (a raw account number), operator commands reading the results, and service starts refused
-for a wrong or malformed key. Then every secret is searched for in everything captured.
+for a wrong or malformed key. Then every secret is searched for in everything captured: the
+private signing keys of the services and of every party in each spelling they could leak in
+(raw, hex, base64, PKCS#8 DER and PEM), and any PEM private key block at all.
 
 The input topic `creator.payout-accounts` carries the destinations by contract and is the
 one place not searched.
@@ -32,6 +34,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from services.payouts.destinations import decode_key, new_key
 from shared.contract.events import TOPICS, Topic, dlq_topic, encode, event_key, spec_for_type
@@ -82,7 +85,29 @@ class Secrets:
         key = decode_key(self.destination_key)
         found["destination_key (hex)"] = key.hex()
         found["destination_key (urlsafe)"] = base64.urlsafe_b64encode(key).decode()
+        found |= private_key_spellings("service_signing_key", self.service_signing_key)
         return found
+
+
+# Whatever private key it was, a PEM block of one gives it away.
+PEM_MARKERS: Final = {"a PEM private key": "PRIVATE KEY-----"}
+
+
+def private_key_spellings(name: str, text: str) -> dict[str, str]:
+    """An Ed25519 private key as `keys new` writes it (raw, base64url) and in the spellings
+    it could leak in: raw bytes in hex and standard base64, and the PKCS#8 DER in base64,
+    which is the body of its PEM block (one line for an Ed25519 key)."""
+    key = private_key_from_text(text)
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    der = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    assert pem.splitlines()[1] == base64.b64encode(der).decode()
+    return {
+        name: text,
+        f"{name} (hex)": raw.hex(),
+        f"{name} (base64)": base64.b64encode(raw).decode().rstrip("="),
+        f"{name} (PEM body)": base64.b64encode(der).decode(),
+    }
 
 
 @dataclass
@@ -239,7 +264,9 @@ async def test_no_secret_leaves_where_it_belongs(
     keys = PartyKeys()
     valid = [keys.sign(event, owner="br-1") for event in valid]
     service_key = private_key_from_text(secrets.service_signing_key).public_key()
-    private_keys = {f"private key {n}": text for n, text in enumerate(keys.private_texts())}
+    private_keys: dict[str, str] = {}
+    for n, text in enumerate(keys.private_texts()):
+        private_keys |= private_key_spellings(f"private key {n}", text)
 
     stripe.fail_next(503)  # the first transfer meets an outage, then is retried
     async with ServiceProcesses(SERVICES, env, lambda name, line: lines.append(f"{name} | {line}")):
@@ -353,7 +380,7 @@ async def test_no_secret_leaves_where_it_belongs(
 
     assert lines and any(r.topic == Topic.PAYOUTS_STATUS for r in records), "nothing captured"
     searched = sum(len(text) for _, text in captured.texts)
-    searched_for = secrets.named() | private_keys
+    searched_for = secrets.named() | private_keys | PEM_MARKERS
     leaks = captured.leaks(searched_for)
     assert not leaks, "secrets found:\n" + "\n".join(leaks)
     print(

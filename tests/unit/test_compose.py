@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.main import get_command
 
 from services.matching.settings import MatchingSettings
@@ -214,6 +215,16 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
     assert settings.profile == "production"
     assert settings.provider == "stripe"  # production refuses the sandbox
     assert settings.destination_key.get_secret_value() == shell["PAYOUTS_DESTINATION_KEY"]
+    assert settings.destination_key_previous is None  # passed through empty: no rotation
+    rotating = _service_env(
+        "payouts", {**shell, "PAYOUTS_DESTINATION_KEY_PREVIOUS": new_key()}, COMPOSE
+    )
+    monkeypatch.setenv(
+        "PAYOUTS_DESTINATION_KEY_PREVIOUS", rotating["PAYOUTS_DESTINATION_KEY_PREVIOUS"]
+    )
+    previous = PayoutsSettings().destination_key_previous
+    assert previous is not None
+    assert previous.get_secret_value() == rotating["PAYOUTS_DESTINATION_KEY_PREVIOUS"]
     with pytest.raises(AssertionError, match="PAYOUTS_DESTINATION_KEY is required"):
         _service_env("payouts", {"POSTGRES_PASSWORD": "pg-secret-1"}, COMPOSE)
 
@@ -254,3 +265,20 @@ def _harness_kafka_version() -> str:
     match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
     assert match is not None
     return match.group(1)
+
+
+def test_the_services_signing_key_is_passed_through_and_optional(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tracking signs its automatic confirmations with it, which payouts checks in
+    production; without one set, compose passes it empty and the services sign nothing."""
+    from shared.contract.signing import private_key_text
+
+    key = private_key_text(Ed25519PrivateKey.generate())
+    shell = {"POSTGRES_PASSWORD": "pg-secret-1", "PAYOUTS_DESTINATION_KEY": "unused here"}
+    for given, expected in ((key, key), (None, None)):
+        extra = {} if given is None else {"CREATORFLOW_SIGNING_KEY": given}
+        env = _service_env("tracking", {**shell, **extra}, COMPOSE)
+        monkeypatch.setenv("CREATORFLOW_SIGNING_KEY", env["CREATORFLOW_SIGNING_KEY"])
+        signing_key = Settings().signing_key
+        assert (None if signing_key is None else signing_key.get_secret_value()) == expected

@@ -20,6 +20,7 @@ RELEASED = {
     "0101_matching_feedback_by_source": "8ccd0fa8e86320bc",
     "0102_matching_models_per_brand": "b9ceb61993715ef3",
     "0103_matching_follower_history": "9dd087e32a63a5dd",
+    "0104_matching_feedback_signer": "52c48a7526841191",
     "0300_payouts": "8febbbe73c691b83",
     "0301_payouts_sealed_destinations": "62f14ff284e02cf2",
     "0302_payouts_fee_schedule_per_deal": "c00931f5059b1332",
@@ -31,8 +32,10 @@ RELEASED = {
     "0308_payouts_rails": "07cad0841cdb0581",
     "0309_payouts_fallback_rail": "b472c54b7eb57d47",
     "0310_payouts_confirmation_post_arrival": "d31133094ae8fae3",
+    "0311_payouts_destination_key_id": "b0599f9dda1bfb38",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
+    "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
 }
 
 

@@ -94,6 +94,23 @@ async def test_a_deal_signed_by_anyone_else_is_refused(
     assert (await refusal(trust, sign_event(deal(), key))).startswith(f"{reason.value}: ")
 
 
+async def test_our_services_may_confirm_a_deliverable_but_not_speak_for_a_brand(
+    registry: KeyRegistry,
+) -> None:
+    """Tracking confirms the deliverables it sees itself: a `deliverable.confirmed` signed with
+    the services' key passes as theirs, while a deal signed with it is another party's."""
+    service = Ed25519PrivateKey.generate()
+    _register(registry, service, Party.SERVICE, "creatorflow")
+    trust = Trust(registry, None, require_signatures=True)
+    confirmation = sign_event(valid_example("deliverable.confirmed"), service)
+    signer = await trust.check(confirmation, encode(confirmation))
+    assert signer is not None and signer.party is Party.SERVICE and signer.brand() is None
+    by_brand = sign_event(valid_example("deliverable.confirmed"), OTHER_BRAND)
+    signer = await trust.check(by_brand, encode(by_brand))
+    assert signer is not None and signer.brand() == "br-99"
+    assert (await refusal(trust, sign_event(deal(), service))).startswith("wrong_party: ")
+
+
 async def test_one_changed_byte_breaks_the_signature(registry: KeyRegistry) -> None:
     trust = Trust(registry, None, require_signatures=True)
     raw = encode(sign_event(deal(), BRAND))

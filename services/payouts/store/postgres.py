@@ -650,13 +650,52 @@ class PgPayouts:
             )
         return len(rows)
 
-    async def sealed_destination_sample(self) -> SealedDestination | None:
-        """One stored sealed destination (the most recently updated), to check the key."""
-        data = await self.pool.fetchval(
-            """SELECT destination_sealed FROM payouts_accounts
-               WHERE destination_sealed IS NOT NULL ORDER BY updated_at DESC LIMIT 1"""
+    async def destination_key_ids(self) -> list[bytes]:
+        """The ids of the keys the stored destinations are sealed with (migration 0308)."""
+        rows = await self.pool.fetch(
+            """SELECT DISTINCT destination_key_id FROM payouts_accounts
+               WHERE destination_key_id IS NOT NULL"""
         )
-        return None if data is None else SealedDestination(bytes(data))
+        return [bytes(r["destination_key_id"]) for r in rows]
+
+    async def destinations_not_under(self, key_id: bytes) -> int:
+        """How many stored destinations are sealed with another key than `key_id`."""
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM payouts_accounts WHERE destination_key_id <> $1", key_id
+            )
+        )
+
+    async def reseal_destinations(
+        self,
+        key_id: bytes,
+        reseal: Callable[[str, SealedDestination], SealedDestination],
+        batch: int,
+    ) -> int:
+        """Seal again, with `reseal`, up to `batch` destinations sealed with another key than
+        `key_id`, in one short transaction; returns how many. Rows another transaction holds
+        (an account being updated) are skipped and found by a later batch, so this runs
+        beside the service and beside other runs of itself."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT creator_id, destination_sealed FROM payouts_accounts
+                   WHERE destination_key_id <> $1
+                   ORDER BY creator_id LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                key_id,
+                batch,
+            )
+            changed = []
+            for r in rows:
+                # The fingerprint is keyed too: it moves to the new key with the destination.
+                new = reseal(r["creator_id"], SealedDestination(bytes(r["destination_sealed"])))
+                changed.append((r["creator_id"], new.data, new.fingerprint))
+            await conn.executemany(
+                """UPDATE payouts_accounts SET destination_sealed = $2,
+                          destination_fingerprint = $3
+                   WHERE creator_id = $1""",
+                changed,
+            )
+        return len(rows)
 
     async def listen_due(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever any instance commits newly scheduled payouts; runs until

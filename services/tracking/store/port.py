@@ -131,6 +131,22 @@ class TrackingTx(Protocol):
         """Store confirmations of deliverables not confirmed yet; return their deal ids."""
         ...
 
+    async def brands_of_deals(self, deal_ids: Collection[str]) -> dict[str, str]:
+        """The brand of each stored deal in `deal_ids`."""
+        ...
+
+    async def keep_early_confirmations(
+        self, confirmations: Sequence[tuple[Confirmation, str]]
+    ) -> None:
+        """Keep confirmations of deals not stored yet, each with the brand that signed it
+        ('' if none did), until the deal arrives; one per (deal, deliverable, signer)."""
+        ...
+
+    async def take_early_confirmations(self, deals: Sequence[DealTerms]) -> set[str]:
+        """Store, as confirmations, the kept early ones of `deals` that were unsigned or
+        signed by the deal's brand, and forget all of theirs; return the deals confirmed."""
+        ...
+
     async def deal_facts(self, deal_ids: Collection[str]) -> list[DealFacts]:
         """Summed posts and orders of each stored deal in `deal_ids`."""
         ...

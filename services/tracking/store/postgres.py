@@ -315,6 +315,40 @@ class PostgresTrackingTx:
     ) -> list[Confirmation]:
         return await self._insert_confirmations(confirmations)
 
+    async def brands_of_deals(self, deal_ids: Collection[str]) -> dict[str, str]:
+        if not deal_ids:
+            return {}
+        rows = await self._conn.fetch(
+            "SELECT deal_id, brand_id FROM tracking_deals WHERE deal_id = ANY($1::text[])",
+            list(deal_ids),
+        )
+        return {row["deal_id"]: row["brand_id"] for row in rows}
+
+    async def keep_early_confirmations(
+        self, confirmations: Sequence[tuple[Confirmation, str]]
+    ) -> None:
+        if not confirmations:
+            return
+        await self._conn.execute(
+            queries.INSERT_EARLY_CONFIRMATIONS,
+            [c.deal_id for c, _ in confirmations],
+            [c.deliverable_id for c, _ in confirmations],
+            [signer for _, signer in confirmations],
+            [json.dumps(list(c.post_ids)) for c, _ in confirmations],
+            [c.confirmed_by for c, _ in confirmations],
+            [c.confirmed_at for c, _ in confirmations],
+        )
+
+    async def take_early_confirmations(self, deals: Sequence[DealTerms]) -> set[str]:
+        if not deals:
+            return set()
+        rows = await self._conn.fetch(
+            queries.TAKE_EARLY_CONFIRMATIONS,
+            [d.deal_id for d in deals],
+            [d.brand_id for d in deals],
+        )
+        return {row["deal_id"] for row in rows}
+
     async def _insert_confirmations(
         self, confirmations: Sequence[Confirmation]
     ) -> list[Confirmation]:

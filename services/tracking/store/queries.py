@@ -239,3 +239,33 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
 ON CONFLICT (deal_id, deliverable_id) DO NOTHING
 RETURNING deal_id, deliverable_id
 """
+
+INSERT_EARLY_CONFIRMATIONS = """
+INSERT INTO tracking_early_confirmations (deal_id, deliverable_id, signed_by, post_ids,
+                                          confirmed_by, confirmed_at)
+SELECT u.deal_id, u.deliverable_id, u.signed_by,
+       ARRAY(SELECT jsonb_array_elements_text(u.post_ids::jsonb)), u.confirmed_by, u.confirmed_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+    AS u(deal_id, deliverable_id, signed_by, post_ids, confirmed_by, confirmed_at)
+ON CONFLICT (deal_id, deliverable_id, signed_by) DO NOTHING
+"""
+
+# The early confirmations of newly stored deals: those unsigned or signed by the deal's brand
+# become confirmations (the earliest per deliverable), the others are dropped.
+TAKE_EARLY_CONFIRMATIONS = """
+WITH deals AS (
+    SELECT * FROM unnest($1::text[], $2::text[]) AS d(deal_id, brand_id)
+), taken AS (
+    DELETE FROM tracking_early_confirmations e USING deals d
+    WHERE e.deal_id = d.deal_id
+    RETURNING e.*, d.brand_id
+)
+INSERT INTO tracking_confirmations (deal_id, deliverable_id, post_ids, confirmed_by,
+                                    confirmed_at)
+SELECT DISTINCT ON (deal_id, deliverable_id) deal_id, deliverable_id, post_ids, confirmed_by,
+       confirmed_at
+FROM taken WHERE signed_by = '' OR signed_by = brand_id
+ORDER BY deal_id, deliverable_id, confirmed_at, signed_by
+ON CONFLICT (deal_id, deliverable_id) DO NOTHING
+RETURNING deal_id
+"""

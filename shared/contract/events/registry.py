@@ -84,6 +84,8 @@ class EventSpec:
     chosen in the future would win over every later version, so consumers refuse it.
     `signed_by` is the party entitled to send the event (shared/contract/signing.py), and
     `owner_field` the data field that names that party, where the event names it.
+    `also_signed_by` is a second party entitled to send it: our services, for a
+    `deliverable.confirmed` that tracking issues itself.
     """
 
     topic: str
@@ -94,6 +96,7 @@ class EventSpec:
     newest_by: str | None = None
     signed_by: Party | None = None
     owner_field: str | None = None
+    also_signed_by: Party | None = None
 
     @property
     def secret_fields(self) -> frozenset[str]:
@@ -195,6 +198,7 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         "deal_id",
         external=True,
         signed_by=Party.BRAND,
+        also_signed_by=Party.SERVICE,
     ),
     EventSpec(
         Topic.FX_RATES,

@@ -38,9 +38,11 @@ from shared.contract.events import (
     make_event,
 )
 from shared.contract.money import Money
+from shared.contract.signing import Party
 from shared.runtime.service import Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
+from shared.tools.signing import PartyKeys
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
     Population,
@@ -423,3 +425,79 @@ async def test_a_brand_s_feedback_trains_its_own_ranker_stored_with_the_gate_s_v
         assert answer.model_version == (expected if who == brand else "hand-v1")
         for s in answer.suggestions:
             assert math.isclose(sum(s.explanation.values()), s.score, abs_tol=1e-9)
+
+
+async def test_feedback_counts_only_from_the_brand_whose_campaign_it_is(
+    running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
+) -> None:
+    """Feedback names no brand: another brand's "hired" on a campaign is dead-lettered
+    (`not_the_owner`) and hides nobody from the campaign's next answer; sent before the
+    campaign was answered, it is kept but does not count for the campaign's brand."""
+    bootstrap = infra.kafka_bootstrap_servers
+    keys = PartyKeys(source="tests/operator")
+    brand, rival = f"brand-{RUN}-owns", f"brand-{RUN}-rival"
+    campaign, early_campaign = f"cmp-{RUN}-owned", f"cmp-{RUN}-owned-early"
+
+    def request(campaign_id: str, n: int) -> Any:
+        brief = niche_request(
+            "fitness", request_id=f"req-{RUN}-owned-{n}", campaign_id=campaign_id, seed=5,
+            limit=10, brand_id=brand,
+        )  # fmt: skip
+        return keys.sign(make_event(brief, source="tests/brand"))
+
+    def feedback(campaign_id: str, creator_id: str, signer: str) -> Any:
+        data = MatchFeedback(
+            campaign_id=campaign_id, creator_id=creator_id, decision="hired", reason=""
+        )
+        return keys.sign(make_event(data, source="tests/brand"), owner=signer)
+
+    first = request(campaign, 1)
+    keys.key(Party.BRAND, rival)
+    await produce_events(bootstrap, [*keys.registrations(), first])
+    answer = await running.answers.wait_for(first.data.request_id)
+    assert len(answer.suggestions) >= 2, answer.filtered
+    stolen, own = answer.suggestions[0].creator_id, answer.suggestions[1].creator_id
+    rival_says = feedback(campaign, stolen, rival)
+    brand_says = feedback(campaign, own, brand)
+    early_rival = feedback(early_campaign, stolen, rival)
+    await produce_events(bootstrap, [rival_says, brand_says, early_rival])
+
+    async def letters() -> list[Any]:
+        found = await read_dead_letters(
+            bootstrap, [dlq_topic(Topic.MATCH_FEEDBACK)], service=SERVICE
+        )
+        return [x for x in found if x.key in (campaign.encode(), early_campaign.encode())]
+
+    async def settled() -> bool:
+        kept = await db_pool.fetchval(
+            "SELECT count(*) FROM matching_feedback WHERE event_id = ANY($1)",
+            [brand_says.id, early_rival.id],
+        )
+        return kept == 2 and len(await letters()) >= 1
+
+    await eventually(settled, what="the brand's feedback kept, the rival's refused")
+    [letter] = await letters()
+    assert letter.error_class == "Untrusted"
+    assert letter.reason.startswith("not_the_owner"), letter.reason
+    assert json.loads(letter.value)["id"] == rival_says.id
+    assert not await db_pool.fetchval(
+        "SELECT count(*) FROM matching_feedback WHERE event_id = $1", rival_says.id
+    )
+
+    again = await running.answers.wait_for(
+        (await _send(bootstrap, request(campaign, 2))).data.request_id
+    )
+    creators = {s.creator_id for s in again.suggestions}
+    assert own not in creators, "the brand's own hire is excluded"
+    assert stolen in creators, "another brand's feedback hid a creator"
+    early = await running.answers.wait_for(
+        (await _send(bootstrap, request(early_campaign, 3))).data.request_id
+    )
+    assert stolen in {s.creator_id for s in early.suggestions}, (
+        "feedback another brand sent before the campaign was answered hid a creator"
+    )
+
+
+async def _send(bootstrap: str, event: Any) -> Any:
+    await produce_events(bootstrap, [event])
+    return event

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
 from services.payouts.cli import app
+from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.domain import lifecycle
+from services.payouts.domain.accounts import PayoutAccount
+from services.payouts.schema import SCHEMA
 from services.payouts.store.postgres import PgPayouts
+from shared.contract.events import PayoutAccountUpserted, TaxForm
 from shared.contract.money import FxSnapshot, Money
+from shared.runtime.db import create_pool, migrate
 from shared.tools.infra import InfraUrls
 from tests.unit.payouts.builders import uid
 from tests.unit.payouts.store_contract import (
@@ -168,3 +177,55 @@ async def test_tax_report_lists_us_creators_for_1099_and_foreign_ones_apart(
     assert earlier.exit_code == 0 and us not in earlier.output
     wrong = await asyncio.to_thread(invoke, "tax-report", "--year", year, "--threshold", "lots")
     assert wrong.exit_code == 1 and "no amount of USD" in wrong.output
+
+
+@pytest.fixture
+async def own_database(
+    infra: InfraUrls, db_pool: asyncpg.Pool, cli_env: None, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[asyncpg.Pool]:
+    """A database of this test's own, which the commands use: `rotate-key` covers every
+    stored destination, and the module's other tests store theirs under other keys."""
+    name = f"rotation_{uuid.uuid4().hex[:12]}"
+    await db_pool.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(urlsplit(infra.database_url)._replace(path=f"/{name}"))
+    monkeypatch.setenv("DATABASE_URL", url)
+    pool = await create_pool(url, schema=SCHEMA.name, min_size=1, max_size=2)
+    await migrate(pool, SCHEMA)
+    yield pool
+    await pool.close()
+    await db_pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_rotate_key_reseals_every_destination_and_reports_progress(
+    own_database: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = new_key(), new_key()
+    before = DestinationCipher.from_setting(SecretStr(old))
+    db = PgPayouts(own_database)
+    creators = [uid("cr") for _ in range(5)]
+    for creator in creators:
+        data = PayoutAccountUpserted(
+            creator_id=creator, method="stripe", destination=SecretStr(f"acct_{creator}"),
+            currency="USD", tax_form=TaxForm(type="W-9", status="verified"),
+        )  # fmt: skip
+        async with db.transaction() as repo:
+            await repo.save_account(
+                PayoutAccount.from_event(data, datetime.now(UTC), seal=before.seal)
+            )
+    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY", new)
+    monkeypatch.delenv("PAYOUTS_DESTINATION_KEY_PREVIOUS", raising=False)
+    refused = await asyncio.to_thread(invoke, "rotate-key")
+    assert refused.exit_code == 1 and "PAYOUTS_DESTINATION_KEY_PREVIOUS" in refused.output
+    assert old not in refused.output and new not in refused.output
+    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY_PREVIOUS", old)
+    done = await asyncio.to_thread(invoke, "rotate-key", "--batch", "2")
+    assert done.exit_code == 0, done.output
+    assert "re-encrypted 2, 3 left" in done.output and "re-encrypted 5, 0 left" in done.output
+    assert "PAYOUTS_DESTINATION_KEY_PREVIOUS can be removed" in done.output
+    after = DestinationCipher.from_setting(SecretStr(new))
+    async with db.transaction() as repo:
+        stored = await repo.accounts(creators)
+    for creator in creators:
+        assert after.open(creator, stored[creator].destination).get_secret_value() == (
+            f"acct_{creator}"
+        )

@@ -32,6 +32,7 @@ from shared.tools.infra.smoke import read_dead_letters
 from shared.tools.signing import PartyKeys
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.support.kafka_io import produce, produce_events
+from tests.support.waiting import eventually
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -89,6 +90,13 @@ async def test_only_the_entitled_party_moves_money(
         await produce_events(bootstrap, [good[0], forged_account, unsigned_account])
         await produce_events(bootstrap, [good[1], rival_deal, retired_deal])
         await produce(bootstrap, [(Topic.CAMPAIGN_DEALS, event_key(tampered_deal), tampered_raw)])
+
+        async def deal_stored() -> bool:
+            query = "SELECT count(*) FROM payouts_deals WHERE deal_id = $1"
+            return bool(await db_pool.fetchval(query, deal))
+
+        # The deal first (another topic): a confirmation before it would be kept apart.
+        await eventually(deal_stored, what="the deal stored")
         await produce_events(bootstrap, [rival_confirmation, *good[2:]])
         await watcher.wait_for(
             lambda: "payout.sent" in [e.type for e in watcher.of({deal})],

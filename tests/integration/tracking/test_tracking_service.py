@@ -23,11 +23,13 @@ from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import CloudEvent, EventType, Topic, dlq_topic
 from shared.contract.money import Money
+from shared.contract.signing import Party
 from shared.runtime import fx_store
 from shared.runtime.service import ServiceRuntime
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
+from shared.tools.signing import PartyKeys
 from tests.support.kafka_io import produce_events, read_topic
 from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (
@@ -475,4 +477,70 @@ async def test_a_deal_of_another_brand_with_a_code_in_use_is_dead_lettered(
     assert code in reasons[0] and "one brand at a time" in reasons[0]
     assert not await pool.fetchval(
         "SELECT 1 FROM tracking_deals WHERE deal_id = $1", clashing.data.deal_id
+    )
+
+
+async def test_only_the_deal_s_brand_confirms_its_deliverables_by_hand(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    """A confirmation names no brand. Signed by another brand than the deal's it is
+    dead-lettered (`not_the_deal_owner`) and confirms nothing; sent before the deal, it is kept
+    apart and dropped when the deal arrives, so tracking still confirms what it sees itself."""
+    tag = uuid.uuid4().hex[:8]
+    brand, rival = f"br-{tag}", f"br-rival-{tag}"
+    keys = PartyKeys(source="tests/operator")
+    keys.key(Party.BRAND, brand)
+    keys.key(Party.BRAND, rival)
+    await produce_events(infra.kafka_bootstrap_servers, keys.registrations())
+    parts = (("dl-reel", "reel", 1), ("dl-story", "story", 1))
+    known, late = f"deal-{tag}", f"deal-late-{tag}"
+    creator, late_creator = f"cr-{tag}", f"cr-late-{tag}"
+    deal = deal_event(known, brand_id=brand, creator_id=creator, promo_codes=(), deliverables=parts)
+    await produce_events(infra.kafka_bootstrap_servers, [keys.sign(deal)])
+
+    async def stored() -> bool:
+        query = "SELECT count(*) FROM tracking_deals WHERE deal_id = $1"
+        return bool(await pool.fetchval(query, known))
+
+    await eventually(stored)
+    rival_says = keys.sign(confirmation_event(known, "dl-story", confirmed_by="x"), owner=rival)
+    brand_says = keys.sign(confirmation_event(known, "dl-reel", confirmed_by="y"), owner=brand)
+    # Before its deal: another brand confirms the reel the creator is about to post.
+    early = keys.sign(confirmation_event(late, "dl-reel", confirmed_by="x"), owner=rival)
+    await produce_events(infra.kafka_bootstrap_servers, [rival_says, brand_says, early])
+
+    async def kept() -> bool:
+        query = "SELECT count(*) FROM tracking_early_confirmations WHERE deal_id = $1"
+        return bool(await pool.fetchval(query, late))
+
+    await eventually(kept, what="the early confirmation kept apart")
+    late_deal = deal_event(
+        late, brand_id=brand, creator_id=late_creator, promo_codes=(), deliverables=parts
+    )
+    reel = post_event(f"reel-{tag}", creator_id=late_creator, kind="reel")
+    await produce_events(infra.kafka_bootstrap_servers, [keys.sign(late_deal), reel])
+
+    async def letters() -> list[Any]:
+        found = await read_dead_letters(
+            infra.kafka_bootstrap_servers, [dlq_topic(Topic.DELIVERABLES_CONFIRMED)],
+            service=SERVICE,
+        )  # fmt: skip
+        return [x for x in found if x.key in (known.encode(), late.encode())]
+
+    async def settled() -> bool:
+        auto = await events_of(infra, Topic.DELIVERABLES_CONFIRMED, {late})
+        return bool(await letters()) and any(e.data.confirmed_by == "auto" for e in auto)
+
+    await eventually(settled, what="the rival refused, the late reel confirmed by tracking")
+    [letter] = await letters()
+    assert letter.error_class == "Untrusted"
+    assert letter.reason.startswith("not_the_deal_owner"), letter.reason
+    rows = await pool.fetch(
+        "SELECT deal_id, deliverable_id, confirmed_by FROM tracking_confirmations "
+        "WHERE deal_id = ANY($1) ORDER BY 1, 2",
+        [known, late],
+    )
+    assert [tuple(r) for r in rows] == [(known, "dl-reel", "y"), (late, "dl-reel", "auto")]
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM tracking_early_confirmations WHERE deal_id = $1", late
     )

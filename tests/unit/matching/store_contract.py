@@ -154,6 +154,27 @@ class MatchingStoreContract:
         performance = dict((c, (s, n)) for c, s, n in await self.store.performance(["cr-z"]))
         assert performance["cr-z"] == (0.5, 1)
 
+    async def test_signed_feedback_counts_only_for_its_brands_requests(self) -> None:
+        campaign, brand, rival = f"cmp-{uid()}", f"brand-{uid()}", f"brand-{uid()}"
+        async with self.transaction() as conn:
+            assert await self.store.campaign_brands(conn, [campaign]) == {}
+            # Sent before the campaign was answered: kept with their signers.
+            for creator, signer in (("cr-a", rival), ("cr-b", brand), ("cr-c", "")):
+                await self.store.record_feedback(
+                    conn, ("brand-tool", f"fb-{uid()}"), campaign, creator, "hired", None, signer
+                )
+            first = answer(campaign, ["cr-a", "cr-b", "cr-c"], brand=brand)
+            await self.store.save_answers(conn, [first])
+            assert await self.store.campaign_brands(conn, [campaign, "cmp-none"]) == {
+                campaign: {first.request_id: brand}
+            }
+            asked = await self.store.hired(conn, [campaign], {campaign: brand})
+            assert asked == {campaign: {"cr-b", "cr-c"}}
+            everyone = await self.store.hired(conn, [campaign])
+            assert everyone == {campaign: {"cr-a", "cr-b", "cr-c"}}
+        assert (await self.store.label_counts()).get(brand) == 2
+        assert rival not in await self.store.label_counts()
+
     async def test_labels_and_history_are_kept_per_brand(self) -> None:
         mine, theirs = f"brand-{uid()}", f"brand-{uid()}"
         async with self.transaction() as conn:

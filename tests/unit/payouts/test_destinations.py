@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -15,8 +17,9 @@ from services.payouts.destinations import (
     decode_key,
     new_key,
 )
-from services.payouts.domain.accounts import SealedDestination
+from services.payouts.domain.accounts import PayoutAccount, SealedDestination, cooling_off_until
 from services.payouts.settings import PayoutsSettings
+from shared.contract.events import PayoutAccountUpserted, TaxForm
 
 TOKEN = SecretStr("tok_wise_5be1f0c2")
 CIPHER = DestinationCipher(decode_key(new_key()))
@@ -57,6 +60,46 @@ def test_another_key_is_named_by_its_id_not_its_value() -> None:
     with pytest.raises(UnreadableDestination):
         other.check_key(sealed)
     CIPHER.check_key(sealed)
+
+
+def test_during_a_rotation_both_keys_open_and_the_new_one_seals() -> None:
+    old_key, new_key_bytes = decode_key(new_key()), decode_key(new_key())
+    before = DestinationCipher(old_key)
+    rotating = DestinationCipher(new_key_bytes, [old_key])
+    stored = before.seal("cr-1", TOKEN)
+    assert rotating.open("cr-1", stored) == TOKEN and not rotating.is_current(stored)
+    fresh = rotating.seal("cr-1", TOKEN)
+    assert rotating.is_current(fresh) and rotating.key_ids == {before.key_id, rotating.key_id}
+    resealed = rotating.reseal("cr-1", stored)
+    assert rotating.is_current(resealed) and rotating.open("cr-1", resealed) == TOKEN
+    assert rotating.reseal("cr-1", resealed) is resealed
+    # The fingerprint is keyed: resealed, the stored destination compares with a new one.
+    assert stored.fingerprint != fresh.fingerprint
+    assert resealed.fingerprint == fresh.fingerprint
+    after = DestinationCipher(new_key_bytes)
+    assert after.open("cr-1", resealed) == TOKEN
+    with pytest.raises(UnreadableDestination, match="PAYOUTS_DESTINATION_KEY_PREVIOUS"):
+        after.open("cr-1", stored)
+    rotating.check_key_ids([before.key_id, rotating.key_id])
+    with pytest.raises(UnreadableDestination):
+        after.check_key_ids([before.key_id])
+
+
+def test_a_destination_sent_again_under_the_new_key_is_no_change() -> None:
+    old_key = decode_key(new_key())
+    rotating = DestinationCipher(decode_key(new_key()), [old_key])
+    data = PayoutAccountUpserted(
+        creator_id="cr-1", method="stripe", destination=TOKEN, currency="USD",
+        tax_form=TaxForm(type="W-9", status="verified"),
+    )  # fmt: skip
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    stored = PayoutAccount.from_event(data, now, seal=DestinationCipher(old_key).seal)
+    again = PayoutAccount.from_event(data, now, seal=rotating.seal)
+    week = timedelta(days=7)
+    # Compared as stored, under the old key, it would look like a changed destination.
+    assert cooling_off_until(stored, again, in_flight=True, now=now, cool_off=week) is not None
+    previous = replace(stored, destination=rotating.reseal("cr-1", stored.destination))
+    assert cooling_off_until(previous, again, in_flight=True, now=now, cool_off=week) is None
 
 
 def test_the_cipher_repr_shows_the_key_id_only() -> None:
@@ -103,5 +146,19 @@ def test_a_malformed_key_setting_is_refused_without_echoing_it(
 ) -> None:
     monkeypatch.setenv("PAYOUTS_DESTINATION_KEY", "c2hvcnQta2V5LXZhbHVl")  # 15 bytes
     with pytest.raises(ValidationError, match="must encode 32 bytes") as refused:
+        PayoutsSettings()
+    assert "c2hvcnQta2V5" not in str(refused.value)
+
+
+def test_the_previous_key_is_read_and_checked_like_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old = new_key()
+    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY", new_key())
+    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY_PREVIOUS", old)
+    previous = PayoutsSettings().destination_key_previous
+    assert previous is not None and previous.get_secret_value() == old
+    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY_PREVIOUS", "c2hvcnQta2V5LXZhbHVl")
+    with pytest.raises(ValidationError, match="PAYOUTS_DESTINATION_KEY_PREVIOUS must") as refused:
         PayoutsSettings()
     assert "c2hvcnQta2V5" not in str(refused.value)

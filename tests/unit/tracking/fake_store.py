@@ -38,6 +38,7 @@ class FakeState:
     outcomes: dict[str, OrderOutcome] = field(default_factory=dict)
     refunds: set[Refund] = field(default_factory=set)
     confirmations: dict[tuple[str, str], Confirmation] = field(default_factory=dict)
+    early: dict[tuple[str, str, str], Confirmation] = field(default_factory=dict)
     attributions: dict[str, DealAttribution] = field(default_factory=dict)
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
 
@@ -225,6 +226,26 @@ class FakeTrackingTx:
         self, confirmations: Sequence[Confirmation]
     ) -> list[Confirmation]:
         return self._insert(confirmations)
+
+    async def brands_of_deals(self, deal_ids: Collection[str]) -> dict[str, str]:
+        return {d: self.s.deals[d].brand_id for d in deal_ids if d in self.s.deals}
+
+    async def keep_early_confirmations(
+        self, confirmations: Sequence[tuple[Confirmation, str]]
+    ) -> None:
+        for c, signer in confirmations:
+            self.s.early.setdefault((c.deal_id, c.deliverable_id, signer), c)
+
+    async def take_early_confirmations(self, deals: Sequence[DealTerms]) -> set[str]:
+        brands = {d.deal_id: d.brand_id for d in deals}
+        taken = sorted(
+            ((key, c) for key, c in self.s.early.items() if key[0] in brands),
+            key=lambda item: (item[1].confirmed_at, item[0][2]),
+        )
+        for key, _ in taken:
+            del self.s.early[key]
+        valid = [c for (deal_id, _, signer), c in taken if signer in ("", brands[deal_id])]
+        return {c.deal_id for c in self._insert(valid)}
 
     def _insert(self, confirmations: Sequence[Confirmation]) -> list[Confirmation]:
         stored = []

@@ -364,3 +364,37 @@ class StoreContract:
             assert dict(state.confirmed) == {"dl-1": (post.post_id,), "dl-2": ()}
             await tx.close_deals({deal.deal_id})
             assert await tx.open_deliverables({deal.deal_id}) == []
+
+    async def test_early_confirmations_count_only_for_the_deals_brand(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        deal = deal_terms(
+            deal_event(
+                ids("deal"),
+                creator_id=ids("cr"),
+                deliverables=(("dl-1", "reel", 1), ("dl-2", "story", 2), ("dl-3", "story", 3)),
+            )
+        )
+        at = ids.at()
+        rival = Confirmation(deal.deal_id, "dl-1", (), "rival-user", at)
+        own = Confirmation(deal.deal_id, "dl-1", (), "brand-user", at + timedelta(seconds=1))
+        alone = Confirmation(deal.deal_id, "dl-2", (), "rival-user", at)
+        unsigned = Confirmation(deal.deal_id, "dl-3", (), "someone", at)
+        async with store.transaction() as tx:
+            assert await tx.brands_of_deals({deal.deal_id}) == {}
+            await tx.keep_early_confirmations(
+                [(rival, "br-rival"), (own, deal.brand_id), (alone, "br-rival"), (unsigned, "")]
+            )
+            await tx.keep_early_confirmations([(rival, "br-rival")])
+            assert await tx.take_early_confirmations([]) == set()
+            await tx.add_deals([deal])
+            assert await tx.brands_of_deals({deal.deal_id, ids("x")}) == {
+                deal.deal_id: deal.brand_id
+            }
+            assert await tx.take_early_confirmations([deal]) == {deal.deal_id}
+            [state] = await tx.open_deliverables({deal.deal_id})
+            assert dict(state.confirmed) == {"dl-1": (), "dl-3": ()}
+            assert await tx.take_early_confirmations([deal]) == set()
+            # dl-1 is the brand's own: a later automatic confirmation of it changes nothing
+            auto = Confirmation(deal.deal_id, "dl-1", (), AUTO, at)
+            assert await tx.add_auto_confirmations([auto]) == []

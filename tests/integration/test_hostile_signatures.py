@@ -1,0 +1,257 @@
+"""Hostile signed money events on every topic that carries them, under the production profile.
+
+The three services run on fresh embedded servers, checking signatures in the consumer as in
+production. On each signed money topic (`deal.signed`, `deliverable.confirmed`,
+`match.feedback`, `match.requested`, `creator.payout-account.upserted`, `order.redeemed`,
+`order.refunded`) a forged, a tampered (one byte), a wrong-owner (another brand, or a party of
+another kind), an unknown-key, a revoked-key and an unsigned event are sent between valid
+neighbours of the same type. Every service consuming the topic dead-letters each hostile
+event with its reason, applies none of them (its inbox never records them, its tables hold
+only what the valid ones say) and applies every neighbour.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from typing import Any, Final
+
+import asyncpg
+import pytest
+
+from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
+from services.matching.app import background, start_service
+from services.matching.schema import SCHEMA as MATCHING_SCHEMA
+from services.matching.settings import MatchingSettings
+from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
+from services.payouts.app import PayoutsSetup
+from services.payouts.schema import SCHEMA as PAYOUTS_SCHEMA
+from services.payouts.settings import PayoutsSettings
+from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
+from services.tracking.app import make_setup
+from services.tracking.schema import SCHEMA as TRACKING_SCHEMA
+from shared.contract.events import CloudEvent, MatchFeedback, dlq_topic, make_event, spec_for_type
+from shared.contract.signing import Party, RejectReason
+from shared.runtime.config import Profile, Settings
+from shared.runtime.service import Resources, ServiceRuntime
+from shared.tools.infra import InfraUrls
+from shared.tools.infra.smoke import DeadLetter, read_dead_letters
+from shared.tools.synthetic.population import niche_request
+from tests.integration.isolated import infra, topics
+from tests.support.hostile_signing import CASES, Parties, Sent, hostile_twins, wire
+from tests.support.kafka_io import produce, produce_events
+from tests.support.waiting import eventually
+from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+from tests.unit.tracking.builders import order_event, refund_event
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+__all__ = ["infra", "topics"]
+
+PRODUCTION: Final = Settings().model_copy(update={"profile": Profile.PRODUCTION})
+BRAND: Final = (Party.BRAND, "br-1")
+RIVAL: Final = (Party.BRAND, "br-2")
+SHOP: Final = (Party.SHOP, "shop")
+ONBOARDING: Final = (Party.ONBOARDING, "onboarding")
+CONSUMERS: Final = {
+    "matching": set(MATCHING_INPUTS),
+    "tracking": set(TRACKING_INPUTS),
+    "payouts": set(PAYOUTS_INPUTS),
+}
+NEIGHBOURS: Final = len(CASES) + 1
+
+
+@pytest.fixture(scope="module")
+async def services(infra: InfraUrls, topics: None) -> AsyncIterator[None]:
+    async def matching(resources: Resources) -> list[Any]:
+        service = await start_service(resources, MatchingSettings())
+        return background(resources, service)
+
+    payouts = PayoutsSetup(PayoutsSettings(settle_check_seconds=0.2, dispatch_idle_seconds=0.5))
+    runtimes = (
+        ServiceRuntime("matching", matching, schema=MATCHING_SCHEMA, settings=PRODUCTION,
+                       urls=infra),
+        ServiceRuntime("tracking", make_setup(), schema=TRACKING_SCHEMA, settings=PRODUCTION,
+                       urls=infra),
+        ServiceRuntime("payouts", payouts, schema=PAYOUTS_SCHEMA, settings=PRODUCTION,
+                       urls=infra),
+    )  # fmt: skip
+    async with AsyncExitStack() as stack:
+        for runtime in runtimes:
+            await stack.enter_async_context(runtime)
+        yield
+
+
+@pytest.fixture(scope="module")
+async def database(infra: InfraUrls) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(infra.database_url, min_size=1, max_size=2) as pool:
+        yield pool
+
+
+async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
+    infra: InfraUrls, services: None, database: asyncpg.Pool
+) -> None:
+    bootstrap = infra.kafka_bootstrap_servers
+    parties = Parties()
+    for party in (BRAND, RIVAL, SHOP, ONBOARDING):
+        parties.key(*party)
+    for party in (BRAND, SHOP, ONBOARDING):
+        parties.revoked(*party)
+
+    def signed(event: CloudEvent[Any]) -> CloudEvent[Any]:
+        """Signed by its party: the brand br-1, the shop or the onboarding party."""
+        by_brand = spec_for_type(event.type).signed_by is Party.BRAND
+        return parties.keys.sign(event, owner=BRAND[1] if by_brand else None)
+
+    # What the hostile confirmations and feedback refer to, known to every service first.
+    deal_id, campaign = uid("deal"), uid("cmp")
+    base_deal = signed(deal_signed(deal_id, uid("cr"), deliverables=(("dl-1", 1), ("dl-2", 1))))
+    base_request = signed(make_event(_request(campaign), source="tests/brand"))
+    await produce_events(bootstrap, [*parties.registry(), fx({"EUR": "0.92"})])
+    await produce_events(bootstrap, [base_deal, base_request])
+
+    checks = (
+        ("SELECT count(*) FROM tracking.tracking_deals WHERE deal_id = $1", deal_id),
+        ("SELECT count(*) FROM payouts.payouts_deals WHERE deal_id = $1", deal_id),
+        ("SELECT count(*) FROM matching.matching_requests WHERE campaign_id = $1", campaign),
+    )
+
+    async def known() -> bool:
+        return all([await database.fetchval(sql, key) for sql, key in checks])
+
+    await eventually(known, what="the deal and the campaign known to every service")
+
+    def feedback() -> CloudEvent[Any]:
+        data = MatchFeedback(campaign_id=campaign, creator_id=uid("cr"), decision="hired",
+                             reason="")  # fmt: skip
+        return make_event(data, source="tests/brand")
+
+    # Per event type: a fresh valid event, the hostile one's, who signs it, and who may not.
+    kinds: list[tuple[Callable[[], CloudEvent[Any]], Callable[[], CloudEvent[Any]],
+                      tuple[Party, str], tuple[Party, str], RejectReason]] = [
+        (lambda: deal_signed(uid("deal"), uid("cr")), lambda: deal_signed(uid("deal"), uid("cr")),
+         BRAND, RIVAL, RejectReason.NOT_THE_OWNER),
+        (lambda: confirmed(deal_id, "dl-1"), lambda: confirmed(deal_id, "dl-2"),
+         BRAND, RIVAL, RejectReason.NOT_THE_DEAL_OWNER),
+        (feedback, feedback, BRAND, RIVAL, RejectReason.NOT_THE_OWNER),
+        (lambda: make_event(_request(uid("cmp")), source="tests/brand"),
+         lambda: make_event(_request(uid("cmp")), source="tests/brand"),
+         BRAND, RIVAL, RejectReason.NOT_THE_OWNER),
+        (lambda: account(uid("cr")), lambda: account(uid("cr")),
+         ONBOARDING, RIVAL, RejectReason.WRONG_PARTY),
+        (lambda: order_event(uid("ord")), lambda: order_event(uid("ord")),
+         SHOP, RIVAL, RejectReason.WRONG_PARTY),
+        (lambda: refund_event(uid("ord")), lambda: refund_event(uid("ord")),
+         SHOP, RIVAL, RejectReason.WRONG_PARTY),
+    ]  # fmt: skip
+    valid: list[Sent] = []
+    hostile: list[Sent] = []
+    messages: list[Sent] = []
+    for fresh_valid, fresh_hostile, signer, wrong, wrong_reason in kinds:
+        twins = hostile_twins(
+            fresh_hostile, parties, signer=signer, wrong=wrong, wrong_reason=wrong_reason
+        )
+        neighbours = [wire(signed(fresh_valid())) for _ in range(NEIGHBOURS)]
+        valid += neighbours
+        hostile += twins
+        for neighbour, twin in zip(neighbours, [*twins, None], strict=True):
+            messages.append(neighbour)
+            if twin is not None:
+                messages.append(twin)
+    assert len(hostile) == 7 * len(CASES)
+    await produce(bootstrap, [(m.topic, m.key, m.value) for m in messages])
+
+    expected = {
+        (service, h.event_id): h
+        for h in hostile
+        for service, topics_read in CONSUMERS.items()
+        if h.topic in topics_read
+    }
+    letters: dict[tuple[str, str], list[DeadLetter]] = {}
+
+    async def every_letter_and_neighbour() -> bool:
+        letters.clear()
+        found = await read_dead_letters(bootstrap, sorted({dlq_topic(h.topic) for h in hostile}))
+        for letter in found:
+            service = letter.headers.get("dlq.service", "")
+            letters.setdefault((service, json.loads(letter.value)["id"]), []).append(letter)
+        if not set(expected) <= set(letters):
+            return False
+        return all(
+            [
+                await _applied(database, service, [v.event_id for v in valid if v.topic in read])
+                for service, read in CONSUMERS.items()
+            ]
+        )
+
+    try:
+        await eventually(every_letter_and_neighbour, 90.0, what="every refusal and neighbour")
+    except AssertionError:
+        missing = sorted(f"{s} {expected[s, i].case} {expected[s, i].topic}"
+                         for s, i in set(expected) - set(letters))  # fmt: skip
+        unapplied = {
+            service: await _missing(database, service, [v for v in valid if v.topic in read])
+            for service, read in CONSUMERS.items()
+        }
+        pytest.fail(f"refusals missing: {missing}\nneighbours not applied: {unapplied}")
+
+    wrong_reasons = []
+    for (service, event_id), twin in expected.items():
+        [letter] = letters[(service, event_id)]
+        if letter.error_class != "Untrusted" or not letter.reason.startswith(f"{twin.reason}:"):
+            wrong_reasons.append(f"{service} {twin.case} {twin.topic}: {letter.reason}")
+    assert wrong_reasons == [], "\n".join(wrong_reasons)
+    for service in CONSUMERS:
+        applied = await database.fetchval(
+            f"SELECT count(*) FROM {service}.processed_events WHERE event_id = ANY($1::text[])",
+            [h.event_id for h in hostile],
+        )
+        assert applied == 0, f"{service} applied {applied} hostile events"
+    print(
+        f"hostile signatures: {len(hostile)} hostile events on 7 types, {len(expected)} "
+        f"refusals with their reason, {len(valid)} neighbours applied"
+    )
+
+    # No effect: the services' tables hold the valid events' entities only.
+    counts = {
+        "SELECT count(*) FROM tracking.tracking_deals": 1 + NEIGHBOURS,
+        "SELECT count(*) FROM payouts.payouts_deals": 1 + NEIGHBOURS,
+        "SELECT count(*) FROM matching.matching_hires": 1 + NEIGHBOURS,
+        "SELECT count(*) FROM matching.matching_requests": 1 + NEIGHBOURS,
+        "SELECT count(*) FROM matching.matching_feedback": NEIGHBOURS,
+        "SELECT count(*) FROM payouts.payouts_accounts": NEIGHBOURS,
+        "SELECT count(*) FROM tracking.tracking_orders": NEIGHBOURS,
+        "SELECT count(*) FROM tracking.tracking_refunds": NEIGHBOURS,
+    }
+    found = {sql: await database.fetchval(sql) for sql in counts}
+    assert found == counts
+    for table in ("tracking.tracking_confirmations", "payouts.payouts_confirmations"):
+        rows = await database.fetch(
+            f"SELECT DISTINCT deliverable_id FROM {table} WHERE deal_id = $1", deal_id
+        )
+        assert [r["deliverable_id"] for r in rows] == ["dl-1"], table
+
+
+def _request(campaign: str) -> Any:
+    return niche_request(
+        "baking", request_id=uid("req"), campaign_id=campaign, seed=1, brand_id=BRAND[1]
+    )
+
+
+async def _applied(database: asyncpg.Pool, service: str, event_ids: list[str]) -> bool:
+    count = await database.fetchval(
+        f"SELECT count(DISTINCT event_id) FROM {service}.processed_events "
+        "WHERE event_id = ANY($1::text[])",
+        event_ids,
+    )
+    return bool(count == len(set(event_ids)))
+
+
+async def _missing(database: asyncpg.Pool, service: str, sent: list[Sent]) -> list[str]:
+    rows = await database.fetch(
+        f"SELECT event_id FROM {service}.processed_events WHERE event_id = ANY($1::text[])",
+        [v.event_id for v in sent],
+    )
+    applied = {r["event_id"] for r in rows}
+    return [v.topic for v in sent if v.event_id not in applied]
