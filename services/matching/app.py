@@ -60,7 +60,7 @@ from shared.contract.money import FxSnapshot
 from shared.contract.signing import RejectReason
 from shared.runtime import fx_store, inbox, outbox
 from shared.runtime.follow import TopicFollower
-from shared.runtime.kafka import Delivery, kafka_security, subscribe_event_batches
+from shared.runtime.kafka import Delivery, kafka_security
 from shared.runtime.service import Background, Resources
 from shared.runtime.trust import Untrusted
 
@@ -68,6 +68,7 @@ log = structlog.get_logger(__name__)
 
 SERVICE: Final = "matching"
 GROUP_ID: Final = SERVICE  # the consumer group
+BATCH_TIMEOUT_MS: Final = 20  # how long a batch may wait to fill once it has records
 SOURCE: Final = "creatorflow/matching"
 INPUT_TOPICS: Final = (
     Topic.CREATOR_PROFILES,
@@ -124,6 +125,7 @@ class MatchingService:
         # Held while the index changes, and while it is read outside a worker thread.
         self._index_lock = asyncio.Lock()
         self.follower: TopicFollower | None = None
+        self.consume: Background | None = None  # the group consumer's loop, once subscribed
         self._handlers: dict[str, Callable[[Batch], Awaitable[None]]] = {
             EventType.CREATOR_PROFILE_UPSERTED: self.on_profiles,
             EventType.MATCH_REQUESTED: self.on_requests,
@@ -496,25 +498,25 @@ async def start_service(resources: Resources, settings: MatchingSettings) -> Mat
     await follower.start()  # at the topics' ends: what came before is in the database
     service.follower = follower
     await service.rebuild()
-    subscribe_event_batches(
-        resources.broker,
+    service.consume = resources.consume_pipelined(
         INPUT_TOPICS,
         group_id=GROUP_ID,
-        group_instance_id=resources.settings.group_instance_id,
         handler=service.handle_batch,
-        consumer=resources.consumer,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=20,
+        batch_timeout_ms=BATCH_TIMEOUT_MS,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     return service
 
 
 def background(resources: Resources, service: MatchingService) -> list[Background]:
-    """The outbox relay (publishes the suggestions), the retraining schedule and the
-    follower that keeps this replica's index current."""
+    """The group consumer (pipelined batches, as in every service), the outbox relay (publishes
+    the suggestions), the retraining schedule and the follower that keeps this replica's index
+    current."""
     relay = resources.outbox_relay(SERVICE)
     loops: list[Background] = [relay.run, service.retrain_loop]
+    if service.consume is not None:
+        loops.append(service.consume)
     if service.follower is not None:
         loops.append(service.follower.run)
     return loops
