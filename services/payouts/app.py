@@ -218,15 +218,7 @@ class PayoutsSetup:
         policy = policy_from(settings, resources.settings.fx_max_rate_move)
         db = PgPayouts(resources.pool)
         destinations = await open_destinations(db, settings)
-        given = self._provider
-        if isinstance(given, Rails):
-            rails, provider = given, None
-        elif given is not None:
-            rails, provider = Rails.single(given), given
-        else:
-            rails = rails_from(settings)
-            sandbox = settings.provider == "sandbox"
-            provider = next(iter(rails.providers())) if sandbox else None
+        rails, provider = self._rails(settings)
         dispatcher = Dispatcher(
             db,
             rails,
@@ -244,22 +236,6 @@ class PayoutsSetup:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         relay = resources.outbox_relay(OUTBOX_PRODUCER)
-        commissions = CommissionSchedule(
-            db,
-            policy,
-            interval_seconds=settings.commission_check_seconds,
-            on_scheduled=dispatcher.wake,
-        )
-        settlement = SettlementPoller(
-            db, rails, policy, interval_seconds=settings.settle_check_seconds
-        )
-        cool_offs = CoolOffReleases(
-            db,
-            policy,
-            interval_seconds=settings.cooloff_check_seconds,
-            on_scheduled=dispatcher.wake,
-        )
-        ledger_check = LedgerCheck(db, interval_seconds=settings.ledger_check_seconds)
 
         async def close_provider_at_shutdown() -> None:
             try:
@@ -273,12 +249,41 @@ class PayoutsSetup:
             relay.run,
             dispatcher.run,
             lambda: db.listen_due(dispatcher.wake),
-            commissions.run,
-            settlement.run,
-            cool_offs.run,
-            ledger_check.run,
+            *_schedules(db, rails, policy, settings, dispatcher.wake),
             close_provider_at_shutdown,
         ]
+
+    def _rails(self, settings: PayoutsSettings) -> tuple[Rails, PayoutProvider | None]:
+        """The rails to pay through, and the one provider behind them if there is one."""
+        given = self._provider
+        if isinstance(given, Rails):
+            return given, None
+        if given is not None:
+            return Rails.single(given), given
+        rails = rails_from(settings)
+        sandbox = settings.provider == "sandbox"
+        return rails, next(iter(rails.providers())) if sandbox else None
+
+
+def _schedules(
+    db: PgPayouts,
+    rails: Rails,
+    policy: PayoutPolicy,
+    settings: PayoutsSettings,
+    wake: Callable[[], None],
+) -> list[Background]:
+    """The periodic work: commissions falling due, settlement polls, cool-offs ending, and
+    the ledger check."""
+    return [
+        CommissionSchedule(
+            db, policy, interval_seconds=settings.commission_check_seconds, on_scheduled=wake
+        ).run,
+        SettlementPoller(db, rails, policy, interval_seconds=settings.settle_check_seconds).run,
+        CoolOffReleases(
+            db, policy, interval_seconds=settings.cooloff_check_seconds, on_scheduled=wake
+        ).run,
+        LedgerCheck(db, interval_seconds=settings.ledger_check_seconds).run,
+    ]
 
 
 setup = PayoutsSetup()

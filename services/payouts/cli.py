@@ -61,6 +61,24 @@ def statement_command(creator_id: str) -> None:
     if not result.payouts:
         console.print(f"No payouts for creator {creator_id}.")
         return
+    console.print(_payouts_table(creator_id, result))
+    totals = Table(title="Balances (from ledger postings)")
+    totals.add_column("balance")
+    totals.add_column("amount", justify="right")
+    for (label, currency), amount in result.balances.items():
+        totals.add_row(label, f"{amount:f} {currency}")
+    console.print(totals)
+    if result.attempts:
+        attempts = Table(title="Attempts of failed or retried payouts (from ledger transfers)")
+        for column in ("payout", "attempt", "step", "amount"):
+            attempts.add_column(column, justify="right" if column == "amount" else "left")
+        for step in result.attempts:
+            attempts.add_row(step.payout_id, str(step.attempt), step.step, str(step.amount))
+        console.print(attempts)
+
+
+def _payouts_table(creator_id: str, result: Statement) -> Table:
+    """One row per payout: its amounts, status (held with its code) and rail."""
     table = Table(title=f"Payouts of {creator_id}")
     money = {"gross", "platform fee", "repaid", "net", "rate"}
     columns = (
@@ -101,20 +119,7 @@ def statement_command(creator_id: str) -> None:
             rate,
             note,
         )
-    console.print(table)
-    totals = Table(title="Balances (from ledger postings)")
-    totals.add_column("balance")
-    totals.add_column("amount", justify="right")
-    for (label, currency), amount in result.balances.items():
-        totals.add_row(label, f"{amount:f} {currency}")
-    console.print(totals)
-    if result.attempts:
-        attempts = Table(title="Attempts of failed or retried payouts (from ledger transfers)")
-        for column in ("payout", "attempt", "step", "amount"):
-            attempts.add_column(column, justify="right" if column == "amount" else "left")
-        for step in result.attempts:
-            attempts.add_row(step.payout_id, str(step.attempt), step.step, str(step.amount))
-        console.print(attempts)
+    return table
 
 
 @app.command("retry")
