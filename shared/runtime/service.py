@@ -170,6 +170,14 @@ class ServiceRuntime:
     async def _start(self) -> None:
         settings = self._settings or Settings()
         settings = settings.model_copy(update={"service_name": self.name})
+        if settings.require_signatures and settings.signing_key is None:
+            # Unsigned, tracking's own confirmations would be refused by payouts: nobody paid.
+            raise ServiceConfigurationError(
+                "CREATORFLOW_PROFILE=production needs CREATORFLOW_SIGNING_KEY: the services sign "
+                "what they publish, and payouts refuses tracking's confirmations unsigned. Make "
+                "one with `creatorflow keys new --party service --owner creatorflow --out "
+                "service.key` and set CREATORFLOW_SIGNING_KEY to that file's content"
+            )
         urls = self._urls or resolve_urls(settings, self.schema.name, uses_redis=self.uses_redis)
         try:
             security = kafka_security(settings)

@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import asyncpg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
 from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
 from services.matching.app import background, start_service
@@ -31,8 +33,15 @@ from services.payouts.settings import PayoutsSettings
 from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
 from services.tracking.app import make_setup
 from services.tracking.schema import SCHEMA as TRACKING_SCHEMA
-from shared.contract.events import CloudEvent, MatchFeedback, dlq_topic, make_event, spec_for_type
-from shared.contract.signing import Party, RejectReason
+from shared.contract.events import (
+    CloudEvent,
+    MatchFeedback,
+    SigningKeyRegistered,
+    dlq_topic,
+    make_event,
+    spec_for_type,
+)
+from shared.contract.signing import Party, RejectReason, key_id, private_key_text, public_key_text
 from shared.runtime.config import Profile, Settings
 from shared.runtime.service import Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
@@ -49,7 +58,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 __all__ = ["infra", "topics"]
 
-PRODUCTION: Final = Settings().model_copy(update={"profile": Profile.PRODUCTION})
+# The services sign what they publish with this key, registered with the parties' keys.
+SERVICE_KEY: Final = Ed25519PrivateKey.generate()
+PRODUCTION: Final = Settings().model_copy(
+    update={
+        "profile": Profile.PRODUCTION,
+        "signing_key": SecretStr(private_key_text(SERVICE_KEY)),
+    }
+)
 BRAND: Final = (Party.BRAND, "br-1")
 RIVAL: Final = (Party.BRAND, "br-2")
 SHOP: Final = (Party.SHOP, "shop")
@@ -108,7 +124,13 @@ async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
     deal_id, campaign = uid("deal"), uid("cmp")
     base_deal = signed(deal_signed(deal_id, uid("cr"), deliverables=(("dl-1", 1), ("dl-2", 1))))
     base_request = signed(make_event(_request(campaign), source="tests/brand"))
-    await produce_events(bootstrap, [*parties.registry(), fx({"EUR": "0.92"})])
+    service_key = public_key_text(SERVICE_KEY.public_key())
+    ours = SigningKeyRegistered(
+        key_id=key_id(service_key), party=Party.SERVICE, owner_id="creatorflow",
+        public_key=service_key,
+    )  # fmt: skip
+    registry = [*parties.registry(), make_event(ours, source="tests/operator")]
+    await produce_events(bootstrap, [*registry, fx({"EUR": "0.92"})])
     await produce_events(bootstrap, [base_deal, base_request])
 
     checks = (

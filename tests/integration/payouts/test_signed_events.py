@@ -17,6 +17,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
 from services.payouts.app import PayoutsSetup
 from services.payouts.schema import SCHEMA
@@ -24,7 +26,7 @@ from services.payouts.settings import PayoutsSettings
 from shared.contract.events import SigningKeyRevoked, Topic, dlq_topic, encode, event_key
 from shared.contract.events import make_event as make
 from shared.contract.events.codec import sign_event
-from shared.contract.signing import Party, key_id
+from shared.contract.signing import Party, key_id, private_key_text
 from shared.runtime.config import Profile, Settings
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
@@ -37,7 +39,11 @@ from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PRODUCTION = Settings().model_copy(update={"profile": Profile.PRODUCTION})
+# What payouts publishes is signed with a service key (never checked here).
+SERVICE_KEY = SecretStr(private_key_text(Ed25519PrivateKey.generate()))
+PRODUCTION = Settings().model_copy(
+    update={"profile": Profile.PRODUCTION, "signing_key": SERVICE_KEY}
+)
 SETTINGS = PayoutsSettings(settle_check_seconds=0.2, dispatch_idle_seconds=0.5)
 
 
