@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from services.payouts.app import PayoutsSetup
 from services.payouts.schema import SCHEMA
@@ -39,6 +39,7 @@ from shared.runtime.kafka import ensure_topics
 from shared.runtime.observability import configure_logging
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import EmbeddedInfra, InfraUrls
+from shared.tools.latency_floor import Arrivals, quantile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
@@ -49,12 +50,6 @@ CURRENCIES = ["EUR", "JPY", "KWD", "USD"]
 
 
 wall_sent_at: dict[str, float] = {}
-wall_received_at: dict[str, float] = {}
-
-
-def quantile(samples: Sequence[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def produce_all(producer: AIOKafkaProducer, events: Sequence[CloudEvent[Any]]) -> None:
@@ -84,58 +79,6 @@ async def paced(
     await asyncio.gather(*pending)
 
 
-class Receiver:
-    """Reads a topic from its current end and records when each tagged message arrives."""
-
-    def __init__(self, bootstrap: str, topic: str, tag_of: Any) -> None:
-        self.bootstrap, self.topic, self.tag_of = bootstrap, topic, tag_of
-        self.received: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
-        )
-        await consumer.start()
-        await consumer.topics()
-        partitions = [
-            TopicPartition(self.topic, p)
-            for p in sorted(consumer.partitions_for_topic(self.topic) or ())
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await consumer.position(tp)
-        self._task = asyncio.create_task(self._run(consumer))
-
-    async def _run(self, consumer: AIOKafkaConsumer) -> None:
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=5, max_records=1000)
-                now, wall = time.perf_counter(), time.time()
-                for records in batch.values():
-                    for record in records:
-                        tag = self.tag_of(record)
-                        if tag is not None and tag not in self.received:
-                            self.received[tag] = now
-                            wall_received_at[tag] = wall
-        finally:
-            await consumer.stop()
-
-    async def wait_for(self, tags: set[str], seconds: float) -> None:
-        deadline = time.perf_counter() + seconds
-        while not tags <= self.received.keys():
-            if time.perf_counter() > deadline:
-                missing = len(tags - self.received.keys())
-                raise SystemExit(f"{missing} of {len(tags)} messages did not arrive in {seconds}s")
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
 def sent_deal(record: Any) -> str | None:
     event = decode(record.topic, record.value or b"")
     return str(event.data.deal_id) if event.type == "payout.sent" else None
@@ -144,7 +87,7 @@ def sent_deal(record: Any) -> str | None:
 async def baseline(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[str, float]:
     bootstrap = urls.kafka_bootstrap_servers
     await ensure_topics(bootstrap, partitions=3, replication_factor=1, topics=[BASELINE_TOPIC])
-    receiver = Receiver(bootstrap, BASELINE_TOPIC, lambda r: r.key.decode())
+    receiver = Arrivals(bootstrap, BASELINE_TOPIC, lambda r: r.key.decode())
     await receiver.start()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await producer.start()
@@ -182,7 +125,7 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=urls, settings=Settings()):
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await producer.start()
-        receiver = Receiver(bootstrap, Topic.PAYOUTS_STATUS, sent_deal)
+        receiver = Arrivals(bootstrap, Topic.PAYOUTS_STATUS, sent_deal)
         await receiver.start()
         try:
             setup_events: list[CloudEvent[Any]] = [fx(RATES)]
@@ -214,7 +157,7 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
             await paced(producer, _confirmations(steady), rate, sent_at)
             await receiver.wait_for(set(steady), 120)
             latencies = [receiver.received[d] - sent_at[d] for d in steady]
-            stages = await _stages(pool, steady)
+            stages = await _stages(pool, steady, receiver.wall)
 
             began = time.perf_counter()
             await produce_all(producer, [confirmed(d, "dl-1") for d in bursty])
@@ -245,7 +188,9 @@ JOIN outbox t ON convert_from(t.value, 'UTF8')::jsonb->>'type' = 'payout.sent'
 """
 
 
-async def _stages(pool: Any, deals: Sequence[str]) -> dict[str, float]:
+async def _stages(
+    pool: Any, deals: Sequence[str], wall_received_at: dict[str, float]
+) -> dict[str, float]:
     """Median time spent in each stage (wall clock, database timestamps), in seconds."""
     rows = await pool.fetch(_STAGES, list(deals), [confirmation_ids[d] for d in deals])
     parts: dict[str, list[float]] = {
