@@ -8,6 +8,10 @@
 With a token (`HTTP_TOKEN`), `/readyz` and `/metrics` answer only requests carrying
 `Authorization: Bearer <token>` (401 otherwise); `/healthz` says nothing but "ok" and stays
 open for liveness probes. deploy/SCALING.md says who should reach these at all.
+
+A service may serve more under path prefixes of its own (`Resources.http_routes`, e.g. the
+payouts service's rail webhooks under `/webhooks`): those apps authenticate their callers
+themselves (a rail signs its webhooks; it cannot send our token).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ Check = Callable[[], Awaitable[bool]]
 Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -37,10 +42,16 @@ async def _run_check(check: Check) -> bool:
 
 class HealthApp:
     def __init__(
-        self, service: str, checks: Mapping[str, Check], *, token: str | None = None
+        self,
+        service: str,
+        checks: Mapping[str, Check],
+        *,
+        token: str | None = None,
+        routes: Mapping[str, App] | None = None,
     ) -> None:
         self._service = service
         self._checks = dict(checks)
+        self._routes = dict(routes or {})
         self._metrics = make_asgi_app()
         self._expected = None if not token else f"Bearer {token}".encode()
 
@@ -54,6 +65,10 @@ class HealthApp:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        for prefix, app in self._routes.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                await app(scope, receive, send)
+                return
         if path in ("/metrics", "/readyz") and not self._authorized(scope):
             await _json(
                 send,
