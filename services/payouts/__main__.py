@@ -4,4 +4,5 @@ from services.payouts.app import SERVICE, PayoutsSetup
 from services.payouts.schema import SCHEMA
 from shared.runtime.service import run_service
 
-run_service(SERVICE, PayoutsSetup(), SCHEMA)
+# Redis keeps the rails' webhook event ids (services/payouts/webhooks.py).
+run_service(SERVICE, PayoutsSetup(), SCHEMA, uses_redis=True)
