@@ -202,8 +202,9 @@ class PayoutRepository(Protocol):
         ...
 
     async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
-        """Payouts whose settlement was posted to the ledger at or after `start`, before
-        `end`."""
+        """Payouts settled now whose (latest) settlement was posted to the ledger at or after
+        `start`, before `end`: one returned after it settled is not counted, and one settled
+        again after a return counts when it was settled again."""
         ...
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:

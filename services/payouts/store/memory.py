@@ -361,13 +361,18 @@ class MemoryPayoutRepository:
         ]
 
     async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
-        settled = {
-            t.payout_id
-            for t in self._s.transfers
-            if t.kind == "settlement" and start <= self._s.posted_at[t.transfer_id] < end
-        }
+        last: dict[str, datetime] = {}
+        for t in self._s.transfers:
+            if t.kind == "settlement":
+                at = self._s.posted_at[t.transfer_id]
+                last[t.payout_id] = max(at, last.get(t.payout_id, at))
         return sorted(
-            (self._s.payouts[i] for i in settled), key=lambda p: (p.creator_id, p.payout_id)
+            (
+                self._s.payouts[i]
+                for i, at in last.items()
+                if start <= at < end and self._s.payouts[i].status == "settled"
+            ),
+            key=lambda p: (p.creator_id, p.payout_id),
         )
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:

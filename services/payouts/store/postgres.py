@@ -596,9 +596,14 @@ class PgPayoutRepository:
 
     async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
         rows = await self._conn.fetch(
-            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p WHERE EXISTS (
-                    SELECT 1 FROM payouts_transfers t WHERE t.payout_id = p.payout_id
-                      AND t.kind = 'settlement' AND t.posted_at >= $1 AND t.posted_at < $2)
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p
+                WHERE p.status = 'settled' AND (
+                    SELECT max(t.posted_at) FROM payouts_transfers t
+                    WHERE t.payout_id = p.payout_id AND t.kind = 'settlement'
+                ) >= $1 AND (
+                    SELECT max(t.posted_at) FROM payouts_transfers t
+                    WHERE t.payout_id = p.payout_id AND t.kind = 'settlement'
+                ) < $2
                 ORDER BY creator_id, payout_id""",
             start,
             end,

@@ -494,3 +494,21 @@ class PayoutStoreContract:
             later = await repo.settled_between(now + timedelta(hours=1), now + timedelta(hours=2))
         assert [p for p in found if p.creator_id == creator] == [settled.payout]
         assert [p for p in later if p.creator_id == creator] == []
+        # Returned after it settled: paid nothing, until settled again (then counted once).
+        back = lifecycle.returned(settled.payout, "wise: transfer bounced_back")
+        async with db.transaction() as repo:
+            await repo.save_payouts([(back.payout, "settled")])
+            await repo.post(back.transfers)
+            returned = await repo.settled_between(
+                now - timedelta(hours=1), now + timedelta(hours=1)
+            )
+        assert [p for p in returned if p.creator_id == creator] == []
+        again = lifecycle.retry(back.payout, acct(creator), now)
+        claimed = lifecycle.claim(again.payout, acct(creator), now, timedelta(seconds=30))
+        resent = lifecycle.mark_sent(claimed.payout, "tr_tax_2")
+        resettled = lifecycle.settle(resent.payout)
+        async with db.transaction() as repo:
+            await repo.save_payouts([(resettled.payout, "failed")])
+            await repo.post([*resent.transfers, *resettled.transfers])
+            paid = await repo.settled_between(now - timedelta(hours=1), now + timedelta(hours=1))
+        assert [p for p in paid if p.creator_id == creator] == [resettled.payout]
