@@ -9,16 +9,17 @@ import json
 import httpx
 import pytest
 import redis.asyncio as redis
+from prometheus_client import REGISTRY
 from pydantic import SecretStr, ValidationError
 
 from services.payouts.settings import PayoutsSettings
 from services.payouts.webhook_signatures import signature_header
 from services.payouts.webhooks import Nonces, WebhookRoutes
-from shared.runtime.observability import WEBHOOK_NONCE_STORE_DOWN
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
 
 SECRET = "whsec_unit"
+NONCE_ERRORS = "creatorflow_payout_webhook_nonce_store_errors_total"
 NOW = 1_800_000_000.0
 
 
@@ -53,7 +54,7 @@ async def test_without_redis_the_database_still_refuses_a_duplicate() -> None:
     transport = httpx.ASGITransport(app=routes)
     body = _reversal("evt_unit_1", ref)
     header = {"Stripe-Signature": signature_header(SECRET, body, int(NOW))}
-    errors_before = WEBHOOK_NONCE_STORE_DOWN._value.get()
+    errors_before = REGISTRY.get_sample_value(NONCE_ERRORS) or 0.0
     async with httpx.AsyncClient(transport=transport, base_url="http://payouts") as http:
         first = await http.post("/webhooks/stripe", content=body, headers=header)
         again = await http.post("/webhooks/stripe", content=body, headers=header)
@@ -62,7 +63,7 @@ async def test_without_redis_the_database_still_refuses_a_duplicate() -> None:
     assert (first.status_code, first.json()) == (200, {"outcome": "applied"})
     assert (again.status_code, again.json()) == (200, {"outcome": "duplicate"})
     assert other_rail.status_code == 404  # no PayPal secret: nothing is taken there
-    assert WEBHOOK_NONCE_STORE_DOWN._value.get() > errors_before
+    assert (REGISTRY.get_sample_value(NONCE_ERRORS) or 0.0) > errors_before
     [payout] = [p for p in h.payouts() if p.payout_id == payout_id]
     assert payout.status == "failed" and payout.failure_reason == "stripe: transfer reversed"
     assert [e.type for e in h.events_of(payout_id)].count("payout.failed") == 1
