@@ -2,7 +2,8 @@
 
 - `/healthz`: the process answers (liveness).
 - `/readyz`: broker, database and cache reachable and the consumer holds partitions; 503 with
-  the failing checks otherwise (readiness: keep traffic and rollouts waiting).
+  the failing checks otherwise (readiness: keep traffic and rollouts waiting). An
+  `informational` check (Redis, for a service that works without it) is reported, not counted.
 - `/metrics`: Prometheus text format from the process's default registry.
 
 With a token (`HTTP_TOKEN`), `/readyz` and `/metrics` answer only requests carrying
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from prometheus_client import make_asgi_app
@@ -48,9 +49,13 @@ class HealthApp:
         *,
         token: str | None = None,
         routes: Mapping[str, App] | None = None,
+        informational: Collection[str] = (),
     ) -> None:
         self._service = service
         self._checks = dict(checks)
+        # Checks reported by /readyz without deciding readiness (a server the service can
+        # work without).
+        self._informational = frozenset(informational)
         self._routes = dict(routes or {})
         self._metrics = make_asgi_app()
         self._expected = None if not token else f"Bearer {token}".encode()
@@ -83,7 +88,7 @@ class HealthApp:
         elif path == "/readyz":
             results = await asyncio.gather(*(_run_check(c) for c in self._checks.values()))
             checks = dict(zip(self._checks, results, strict=True))
-            ready = all(results)
+            ready = all(ok for name, ok in checks.items() if name not in self._informational)
             body = {"service": self._service, "ready": ready, "checks": checks}
             await _json(send, 200 if ready else 503, body)
         else:

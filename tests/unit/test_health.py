@@ -52,3 +52,22 @@ async def test_a_services_own_routes_are_served_by_prefix_without_the_token() ->
         assert (await http.post("/hooksmith")).status_code == 404
         assert (await http.get("/metrics")).status_code == 401
     assert seen == ["/hooks/stripe", "/hooks"]
+
+
+async def test_an_informational_check_is_reported_without_deciding_readiness() -> None:
+    async def down() -> bool:
+        return False
+
+    checks = {"database": _ready, "cache": down}
+    counted = HealthApp("svc", checks)
+    reported = HealthApp("svc", checks, informational=("cache",))
+    for app, status in ((counted, 503), (reported, 200)):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as http:
+            answer = await http.get("/readyz")
+        assert answer.status_code == status
+        assert answer.json()["checks"] == {"database": True, "cache": False}
+    database_down = HealthApp("svc", {"database": down, "cache": _ready}, informational=("cache",))
+    transport = httpx.ASGITransport(app=database_down)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as http:
+        assert (await http.get("/readyz")).status_code == 503
