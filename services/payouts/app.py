@@ -31,6 +31,8 @@ from services.payouts.schedules import (
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store import PayoutDatabase
 from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
+from services.payouts.webhooks import PREFIX as WEBHOOKS_PREFIX
+from services.payouts.webhooks import Nonces, WebhookRoutes
 from shared.contract.events import CloudEvent, EventIdentity, EventType, Topic
 from shared.runtime.kafka import BatchHandler, Delivery
 from shared.runtime.outbox import OutboxRelay
@@ -236,6 +238,13 @@ class PayoutsSetup:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         relay = resources.outbox_relay(OUTBOX_PRODUCER)
+        resources.http_routes[WEBHOOKS_PREFIX] = WebhookRoutes(
+            db,
+            policy,
+            settings.webhook_secrets(),
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+            nonces=Nonces(resources.redis, settings.webhook_nonce_ttl_seconds),
+        )
 
         async def close_provider_at_shutdown() -> None:
             try:

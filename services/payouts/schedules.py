@@ -9,14 +9,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from services.payouts.dispatcher import Clock, utc_now
-from services.payouts.domain import lifecycle
-from services.payouts.domain.lifecycle import Transition
 from services.payouts.handlers import PayoutPolicy, Work, decide_commissions, release_cooled_off
 from services.payouts.providers import PayoutProvider, ProviderError, Settlement
 from services.payouts.providers.rails import Rails
 from services.payouts.reports import LedgerReport, check_ledger
+from services.payouts.settlements import RailReport, apply_reports
 from services.payouts.store import PayoutDatabase
-from shared.contract.events import PayoutStatus
 from shared.runtime.observability import LEDGER_CHECK_PROBLEMS, LEDGER_CHECKS
 
 log = structlog.get_logger(__name__)
@@ -113,24 +111,20 @@ class SettlementPoller:
                 answers[payout.payout_id] = await provider.settlement(payout.provider_ref)
             except ProviderError as error:
                 log.warning("settlement unknown", payout_id=payout.payout_id, reason=error.reason)
-        final = {i: a for i, a in answers.items() if a.state != "pending"}
-        if not final:
+        reports: list[RailReport] = []
+        for payout in sent:
+            answer = answers.get(payout.payout_id)
+            if answer is None or answer.state == "pending" or payout.provider_ref is None:
+                continue
+            reason = answer.reason or f"{rail_of[payout.payout_id]}: transfer failed"
+            reports.append(RailReport(payout.payout_id, payout.provider_ref, answer.state, reason))
+        if not reports:
             return 0
         async with self._db.transaction() as repo:
             work = Work(repo, self._policy, self._clock())
-            changes: list[tuple[Transition, PayoutStatus]] = []
-            for payout in await repo.payouts_for_update(list(final)):
-                if payout.status != "sent":
-                    continue
-                answer = final[payout.payout_id]
-                if answer.state == "settled":
-                    changes.append((lifecycle.settle(payout), payout.status))
-                else:
-                    reason = answer.reason or f"{rail_of[payout.payout_id]}: transfer failed"
-                    changes.append((lifecycle.returned(payout, reason), payout.status))
-            await work.changed(changes)
+            changed = await apply_reports(work, reports)
             await work.flush()
-        return len(changes)
+        return changed
 
 
 class CoolOffReleases(_Rounds):

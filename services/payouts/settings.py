@@ -75,6 +75,22 @@ class PayoutsSettings(BaseSettings):
     wise_api_base: str = "https://api.wise.com"
     provider_timeout_seconds: float = Field(10.0, gt=0)
 
+    # The rails' webhooks, on the service's HTTP server (HTTP_PORT): POST /webhooks/stripe,
+    # /webhooks/paypal, /webhooks/wise (services/payouts/webhooks.py). A rail without a secret
+    # answers 404 on its route and accepts nothing. Stripe's is the endpoint's signing secret
+    # (whsec_...), checked by Stripe's own scheme (the Stripe-Signature header). PayPal's and
+    # Wise's are secrets of our own HMAC scheme (the CreatorFlow-Signature header), not those
+    # rails' certificate schemes: README.md, "Rail webhooks".
+    stripe_webhook_secret: SecretStr | None = None
+    paypal_webhook_secret: SecretStr | None = None
+    wise_webhook_secret: SecretStr | None = None
+    # A delivery signed longer ago (or further ahead) than this is refused: Stripe's default.
+    webhook_tolerance_seconds: float = Field(300.0, gt=0, le=3600)
+    # How long Redis remembers a handled event id: a replay within the tolerance is refused
+    # without reaching the database, and a rail's retries within this time too. Older ones
+    # are found in the database (payouts_webhook_events), which stays the truth.
+    webhook_nonce_ttl_seconds: float = Field(86_400.0, gt=0)
+
     # Provider failures are retried with exponential backoff, then the payout fails.
     max_attempts: int = Field(5, ge=1, le=100)
     retry_initial_seconds: float = Field(1.0, gt=0)
@@ -160,9 +176,23 @@ class PayoutsSettings(BaseSettings):
                     "that is not https:// (the credentials would cross the network in clear "
                     "text)"
                 )
+        if self.webhook_nonce_ttl_seconds < 2 * self.webhook_tolerance_seconds:
+            raise ValueError(
+                "PAYOUTS_WEBHOOK_NONCE_TTL_SECONDS must be at least twice "
+                "PAYOUTS_WEBHOOK_TOLERANCE_SECONDS: a delivery is valid that long"
+            )
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ValueError("PAYOUTS_RETRY_MAX_SECONDS must be >= PAYOUTS_RETRY_INITIAL_SECONDS")
         return self
+
+    def webhook_secrets(self) -> dict[str, SecretStr]:
+        """The rails whose webhooks are taken, with their secrets."""
+        secrets = {
+            "stripe": self.stripe_webhook_secret,
+            "paypal": self.paypal_webhook_secret,
+            "wise": self.wise_webhook_secret,
+        }
+        return {rail: s for rail, s in secrets.items() if s is not None and s.get_secret_value()}
 
     def configured_rails(self) -> list[str]:
         """The rails whose credentials are set."""

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import redis.asyncio as redis
+import structlog
+
+log = structlog.get_logger(__name__)
 
 
-async def create_redis(redis_url: str) -> redis.Redis:
-    """A connected client (fails fast if the server is unreachable); close with `aclose()`."""
+async def create_redis(redis_url: str, *, required: bool = True) -> redis.Redis:
+    """A connected client; close with `aclose()`. Fails fast if the server is unreachable,
+    unless not `required`: then the client is returned anyway (it connects on its next
+    command) and the outage is logged, for a service that keeps working without Redis."""
     client = redis.Redis.from_url(
         redis_url, health_check_interval=30, socket_connect_timeout=5, decode_responses=False
     )
-    await client.ping()
+    try:
+        await client.ping()
+    except (redis.RedisError, OSError) as error:
+        if required:
+            await client.aclose()
+            raise
+        log.warning(
+            "Redis unreachable at start; carrying on without it until it answers",
+            error=type(error).__name__,
+        )
     return client

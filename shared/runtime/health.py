@@ -2,12 +2,17 @@
 
 - `/healthz`: the process answers (liveness).
 - `/readyz`: broker, database and cache reachable and the consumer holds partitions; 503 with
-  the failing checks otherwise (readiness: keep traffic and rollouts waiting).
+  the failing checks otherwise (readiness: keep traffic and rollouts waiting). An
+  `informational` check (Redis, for a service that works without it) is reported, not counted.
 - `/metrics`: Prometheus text format from the process's default registry.
 
 With a token (`HTTP_TOKEN`), `/readyz` and `/metrics` answer only requests carrying
 `Authorization: Bearer <token>` (401 otherwise); `/healthz` says nothing but "ok" and stays
 open for liveness probes. deploy/SCALING.md says who should reach these at all.
+
+A service may serve more under path prefixes of its own (`Resources.http_routes`, e.g. the
+payouts service's rail webhooks under `/webhooks`): those apps authenticate their callers
+themselves (a rail signs its webhooks; it cannot send our token).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from prometheus_client import make_asgi_app
@@ -24,6 +29,7 @@ Check = Callable[[], Awaitable[bool]]
 Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -37,10 +43,20 @@ async def _run_check(check: Check) -> bool:
 
 class HealthApp:
     def __init__(
-        self, service: str, checks: Mapping[str, Check], *, token: str | None = None
+        self,
+        service: str,
+        checks: Mapping[str, Check],
+        *,
+        token: str | None = None,
+        routes: Mapping[str, App] | None = None,
+        informational: Collection[str] = (),
     ) -> None:
         self._service = service
         self._checks = dict(checks)
+        # Checks reported by /readyz without deciding readiness (a server the service can
+        # work without).
+        self._informational = frozenset(informational)
+        self._routes = dict(routes or {})
         self._metrics = make_asgi_app()
         self._expected = None if not token else f"Bearer {token}".encode()
 
@@ -54,6 +70,10 @@ class HealthApp:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        for prefix, app in self._routes.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                await app(scope, receive, send)
+                return
         if path in ("/metrics", "/readyz") and not self._authorized(scope):
             await _json(
                 send,
@@ -68,7 +88,7 @@ class HealthApp:
         elif path == "/readyz":
             results = await asyncio.gather(*(_run_check(c) for c in self._checks.values()))
             checks = dict(zip(self._checks, results, strict=True))
-            ready = all(results)
+            ready = all(ok for name, ok in checks.items() if name not in self._informational)
             body = {"service": self._service, "ready": ready, "checks": checks}
             await _json(send, 200 if ready else 503, body)
         else:

@@ -86,6 +86,17 @@ LEDGER_CHECKS = Counter(
 )
 for _result in ("ok", "failed", "error"):
     LEDGER_CHECKS.labels(result=_result)
+WEBHOOKS = Counter(
+    "creatorflow_payout_webhooks_total",
+    "Rail webhook deliveries by rail and outcome: applied, unchanged, duplicate, ignored, "
+    "unknown_transfer, refused (signature or timestamp), malformed, error (answered 503)",
+    ["rail", "outcome"],
+)
+WEBHOOK_NONCE_STORE_DOWN = Counter(
+    "creatorflow_payout_webhook_nonce_store_errors_total",
+    "Webhook deliveries whose Redis nonce could not be read or written: the database alone "
+    "decided whether they were duplicates",
+)
 
 for _status in PAYOUT_STATUSES:  # every series exists from the start, so rate() sees the first
     PAYOUT_TRANSITIONS.labels(status=_status)

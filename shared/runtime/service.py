@@ -31,7 +31,7 @@ from shared.contract.signing import private_key_from_text
 from shared.runtime.cache import create_redis
 from shared.runtime.config import Settings
 from shared.runtime.db import ServiceSchema, create_pool, migrate
-from shared.runtime.health import Check, HealthApp
+from shared.runtime.health import App, Check, HealthApp
 from shared.runtime.kafka import (
     AUTHORIZATION_ERRORS,
     FETCH_MAX_WAIT_MS,
@@ -73,6 +73,9 @@ class Resources:
     # Connected only for a service that asks for it (ServiceRuntime's `uses_redis`).
     redis: redis.Redis | None = None
     signing_key: Ed25519PrivateKey | None = None
+    # More of the HTTP server (HTTP_PORT), by path prefix: apps that authenticate their
+    # callers themselves (shared.runtime.health).
+    http_routes: dict[str, App] = field(default_factory=dict)
 
     def outbox_relay(self, producer: str) -> OutboxRelay:
         """The relay that publishes `producer`'s outbox rows, signed with the service's key
@@ -145,11 +148,16 @@ class ServiceRuntime:
         settings: Settings | None = None,
         urls: InfraUrls | None = None,
         uses_redis: bool = False,
+        redis_required: bool = True,
     ) -> None:
         self.name = name
         # A service that does not use Redis neither connects to it nor waits for it to be
         # ready: an outage of a server it never reads must not take it out of service.
         self.uses_redis = uses_redis
+        # A service that uses Redis only to spare its database (payouts' webhook nonces) is
+        # not `redis_required`: it starts without Redis, and /readyz reports Redis without
+        # counting it.
+        self.redis_required = redis_required
         self.schema = schema
         self._setup = setup
         self._settings = settings
@@ -209,7 +217,7 @@ class ServiceRuntime:
         cache = None
         if self.uses_redis:
             assert urls.redis_url is not None
-            cache = await create_redis(urls.redis_url)
+            cache = await create_redis(urls.redis_url, required=self.redis_required)
             self._stack.push_async_callback(cache.aclose)
         broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
         retry = RetryPolicy.from_settings(settings)
@@ -257,6 +265,8 @@ class ServiceRuntime:
             self.name,
             readiness_checks(self.resources),
             token=None if token is None else token.get_secret_value(),
+            routes=self.resources.http_routes,
+            informational=() if self.redis_required else ("cache",),
         )
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
@@ -375,7 +385,14 @@ async def _supervised(service: str, loop: Background) -> None:
             await asyncio.sleep(pause)
 
 
-def run_service(name: str, setup: Setup, schema: ServiceSchema) -> None:
+def run_service(
+    name: str,
+    setup: Setup,
+    schema: ServiceSchema,
+    *,
+    uses_redis: bool = False,
+    redis_required: bool = True,
+) -> None:
     """`python -m services.<name>`: run until SIGINT or SIGTERM, then stop cleanly."""
     configure_logging(name)
 
@@ -384,7 +401,9 @@ def run_service(name: str, setup: Setup, schema: ServiceSchema) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        runtime = ServiceRuntime(name, setup, schema=schema)
+        runtime = ServiceRuntime(
+            name, setup, schema=schema, uses_redis=uses_redis, redis_required=redis_required
+        )
         # Start-up may wait without end (a migration lock held elsewhere, a consumer group
         # that never assigns partitions): a stop request cancels it, or the process would
         # outlive whoever replaced it, still joining the group.

@@ -67,6 +67,7 @@ class Secrets:
     database_password: str = field(default_factory=lambda: _distinct("pg-pw-"))
     redis_password: str = field(default_factory=lambda: _distinct("redis-pw-"))
     stripe_api_key: str = field(default_factory=lambda: _distinct("sk_test_"))
+    stripe_webhook_secret: str = field(default_factory=lambda: _distinct("whsec_"))
     destination_key: str = field(default_factory=new_key)
     paid_destination: str = field(default_factory=lambda: _distinct("acct_paid_"))
     refused_destination: str = field(default_factory=lambda: _distinct("acct_unknown_"))
@@ -184,6 +185,7 @@ def service_env(urls: InfraUrls, secrets: Secrets, stripe: FakeStripe) -> dict[s
         "CREATORFLOW_PROFILE": "production",
         "PAYOUTS_PROVIDER": "stripe",
         "PAYOUTS_STRIPE_API_KEY": secrets.stripe_api_key,
+        "PAYOUTS_STRIPE_WEBHOOK_SECRET": secrets.stripe_webhook_secret,
         "PAYOUTS_STRIPE_API_BASE": stripe.base_url,
         "PAYOUTS_DESTINATION_KEY": secrets.destination_key,
         "PAYOUTS_RETRY_INITIAL_SECONDS": "0.2",

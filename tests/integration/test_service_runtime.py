@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, make_event
@@ -183,6 +184,39 @@ async def test_health_readiness_and_metrics_endpoints(
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:
             await http.get(f"http://127.0.0.1:{runtime.http_port}/healthz")
+
+
+async def test_a_service_that_can_work_without_redis_starts_and_stays_ready_without_it(
+    infra: InfraUrls, topics: None
+) -> None:
+    """Payouts uses Redis to spare its database only: with Redis down it starts, /readyz
+    answers 200 and shows Redis down; a service that needs Redis refuses to start."""
+    no_redis = dataclasses.replace(infra, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+
+    async def setup(resources: Resources) -> Sequence[Background]:
+        return []
+
+    settings = Settings().model_copy(update={"http_port": 0})
+    with pytest.raises(redis.exceptions.ConnectionError):
+        async with ServiceRuntime(
+            "needs-redis", setup, schema=RUNTIME_TESTS, urls=no_redis, uses_redis=True
+        ):
+            pass
+    runtime = ServiceRuntime(
+        "spares-db",
+        setup,
+        schema=RUNTIME_TESTS,
+        settings=settings,
+        urls=no_redis,
+        uses_redis=True,
+        redis_required=False,
+    )
+    async with runtime:
+        assert runtime.resources is not None and runtime.resources.redis is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:
+            ready = await http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["cache"] is False
 
 
 async def test_a_service_that_cannot_reach_its_database_says_so_and_exits(

@@ -82,8 +82,9 @@ def test_app_environment_matches_settings(name: str) -> None:
     unknown = set(env) - _settings_env_names()
     assert not unknown, f"{name}: variables no setting reads: {unknown}"
     assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"} <= set(env)
-    # No service uses Redis yet: none is given one to wait for (docs/architecture.md §2).
-    assert "REDIS_URL" not in env
+    # Only payouts uses Redis (its webhook nonces): no other service is given one to wait for
+    # (docs/architecture.md §2).
+    assert ("REDIS_URL" in env) == (name == "payouts")
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -113,6 +114,17 @@ def test_secrets_are_required_not_defaulted() -> None:
     payouts = SERVICES_IN_COMPOSE["payouts"]["environment"]
     assert payouts["PAYOUTS_DESTINATION_KEY"].startswith("${PAYOUTS_DESTINATION_KEY:?")
     assert not re.search(r"POSTGRES_PASSWORD:\s*\w", text.replace("${POSTGRES_PASSWORD", ""))
+
+
+def test_redis_needs_a_password_and_payouts_waits_for_it() -> None:
+    redis = SERVICES_IN_COMPOSE["redis"]
+    assert "${REDIS_PASSWORD:?" in " ".join(redis["command"])
+    assert redis["healthcheck"]["test"]
+    payouts = SERVICES_IN_COMPOSE["payouts"]
+    assert payouts["environment"]["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+    assert payouts["depends_on"]["redis"]["condition"] == "service_healthy"
+    with pytest.raises(AssertionError, match="REDIS_PASSWORD is required"):
+        _service_env("payouts", {"POSTGRES_PASSWORD": "x", "PAYOUTS_DESTINATION_KEY": "k"}, COMPOSE)
 
 
 def test_dockerfile_installs_the_locked_project() -> None:
@@ -154,6 +166,7 @@ def test_the_default_stack_still_speaks_plaintext_to_its_kafka() -> None:
     shell = {
         "POSTGRES_PASSWORD": "x-9",
         "PAYOUTS_DESTINATION_KEY": "unused here",
+        "REDIS_PASSWORD": "redis-secret-1",
     }
     env = _service_env("payouts", shell, COMPOSE)
     settings = Settings.model_validate({k: v for k, v in env.items() if v})
@@ -185,6 +198,7 @@ def test_kafka_security_override_gives_valid_production_settings(tmp_path: Path)
         "KAFKA_BOOTSTRAP_SERVERS": "b-1.example.net:9096",
         "KAFKA_SASL_USERNAME": "creatorflow",
         "KAFKA_SASL_PASSWORD": "sasl-secret-1",
+        "REDIS_PASSWORD": "redis-secret-1",
     }
     env = _service_env("payouts", shell, COMPOSE, KAFKA_SECURITY_OVERRIDE)
     env["KAFKA_SSL_CAFILE"] = certifi.where()  # the mounted file, outside the container
@@ -207,6 +221,7 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
         "POSTGRES_PASSWORD": "pg-secret-1",
         "PAYOUTS_DESTINATION_KEY": new_key(),
         "PAYOUTS_STRIPE_API_KEY": "sk_live_x",
+        "REDIS_PASSWORD": "redis-secret-1",
     }
     env = _service_env("payouts", shell, COMPOSE)
     for name, value in env.items():
@@ -226,7 +241,9 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
     assert previous is not None
     assert previous.get_secret_value() == rotating["PAYOUTS_DESTINATION_KEY_PREVIOUS"]
     with pytest.raises(AssertionError, match="PAYOUTS_DESTINATION_KEY is required"):
-        _service_env("payouts", {"POSTGRES_PASSWORD": "pg-secret-1"}, COMPOSE)
+        _service_env(
+            "payouts", {"POSTGRES_PASSWORD": "pg-secret-1", "REDIS_PASSWORD": "r-1"}, COMPOSE
+        )
 
 
 def _kafka_variable(key: str) -> str:

@@ -10,6 +10,7 @@
     scheduled -> failed                refused, or still failing after the last retry
     sent -> settled                    the provider confirmed arrival
     sent -> failed                     the provider reported the transfer failed / reversed
+    settled -> failed                  returned after arrival (reversed, bounced, days later)
     failed -> scheduled | held         retried: the creator's account changed, or an operator
                                        (`creatorflow payouts retry`); held if not payable now
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, hold_for
 from services.payouts.domain.amounts import (
@@ -68,10 +69,14 @@ ALLOWED: Final[dict[PayoutStatus, frozenset[PayoutStatus]]] = {
     "held": frozenset({"scheduled", "settled"}),
     "scheduled": frozenset({"held", "sent", "failed"}),
     "sent": frozenset({"settled", "failed"}),
-    "settled": frozenset(),
+    # Only a payout whose transfer was sent and settled (never a clawback, nor one settled
+    # without a transfer): `returned`.
+    "settled": frozenset({"failed"}),
     "failed": frozenset({"scheduled", "held"}),
 }
 _REASON_LIMIT: Final = 200
+# What a rail says of a transfer once it is final (providers.Settlement's final states).
+SettlementReport = Literal["settled", "failed"]
 # How much older than the moment a payout became owed its FX snapshot may be
 # (PAYOUTS_FX_MAX_AGE_SECONDS).
 DEFAULT_FX_MAX_AGE: Final = timedelta(hours=24)
@@ -555,16 +560,45 @@ def settle(payout: Payout) -> Transition:
 
 
 def returned(payout: Payout, reason: str) -> Transition:
-    """The provider reported a sent transfer failed or was reversed: owed to the creator again."""
+    """The provider reported a transfer failed or reversed: owed to the creator again. A sent
+    payout's net leaves in-transit; a settled one's leaves paid (a return days after arrival:
+    a bounce, a reversal). Either way the chapter's return is one ledger transfer, recorded
+    at most once (`<payout>:return[:<chapter>]`)."""
     net = _converted(payout)
+    if payout.status == "settled" and payout.provider_ref is None:
+        raise InvalidTransition(
+            f"payout {payout.payout_id} was settled without a transfer: nothing can return"
+        )
+    source = (
+        creator_paid(payout.creator_id)
+        if payout.status == "settled"
+        else creator_in_transit(payout.creator_id)
+    )
     transfer = move(
         payout.payout_id,
         TransferKind.RETURN,
-        (creator_in_transit(payout.creator_id), creator_payable(payout.creator_id), net),
+        (source, creator_payable(payout.creator_id), net),
         chapter=payout.chapter,
     )
     failed = _to(payout, "failed", failure_reason=reason, in_doubt=False)
     return Transition(failed, transfer, publish=True)
+
+
+def reported(payout: Payout, state: SettlementReport, reason: str) -> Transition | None:
+    """What the rail's word on the payout's current transfer changes, whether it was polled
+    (schedules.SettlementPoller) or pushed (webhooks), in any order and any number of times:
+
+    - `settled` settles a sent payout; anything else is left as it is: a payout already
+      settled stays so, and a failed one is never brought back (`paid` after `failed`).
+    - `failed` returns a sent or settled payout (`returned`), once: a failed payout stays
+      failed, and a later chapter is another transfer, never reached by this one's reports.
+
+    None when nothing changes."""
+    if state == "settled":
+        return settle(payout) if payout.status == "sent" else None
+    if payout.status == "sent" or (payout.status == "settled" and payout.provider_ref):
+        return returned(payout, reason)
+    return None
 
 
 def retry(payout: Payout, account: PayoutAccount | None, now: datetime) -> Transition:

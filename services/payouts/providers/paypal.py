@@ -142,15 +142,7 @@ class PayPalPayouts:
             if header.get("batch_status") in {"DENIED", "CANCELED"}:
                 return Settlement("failed", f"paypal: batch {header.get('batch_status')}")
             return Settlement("pending")
-        item = items[0]
-        status = str(item.get("transaction_status") or "PENDING")
-        if status in SETTLED:
-            return Settlement("settled")
-        if status in FAILED:
-            errors = item.get("errors")
-            name = errors.get("name") if isinstance(errors, dict) else None
-            return Settlement("failed", f"paypal: item {status}" + (f" {name}" if name else ""))
-        return Settlement("pending")
+        return item_settlement(items[0])
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -200,6 +192,19 @@ class PayPalPayouts:
                 retryable=True,
                 not_executed=isinstance(error, httpx.ConnectError),
             ) from None
+
+
+def item_settlement(item: dict[str, Any]) -> Settlement:
+    """Where a payout item stands, from its `transaction_status` (and `errors.name`): read
+    the same from a polled batch and from a `PAYMENT.PAYOUTS-ITEM.*` webhook's resource."""
+    status = str(item.get("transaction_status") or "PENDING")
+    if status in SETTLED:
+        return Settlement("settled")
+    if status in FAILED:
+        errors = item.get("errors")
+        name = errors.get("name") if isinstance(errors, dict) else None
+        return Settlement("failed", f"paypal: item {status}" + (f" {name}" if name else ""))
+    return Settlement("pending")
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -130,11 +130,7 @@ class StripeTransfers:
 
     async def settlement(self, provider_ref: str) -> Settlement:
         response = await self._call("GET", f"/v1/transfers/{provider_ref}")
-        body = _json(response)
-        if body.get("reversed") is True:
-            return Settlement("failed", "stripe: transfer reversed")
-        # Funds of a transfer are in the connected account's balance as soon as it exists.
-        return Settlement("settled")
+        return transfer_settlement(_json(response))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -154,6 +150,16 @@ class StripeTransfers:
         if response.is_success:
             return response
         raise _error(response)
+
+
+def transfer_settlement(transfer: dict[str, Any]) -> Settlement:
+    """Where a transfer object stands: read the same from `GET /v1/transfers/{id}` and from a
+    `transfer.*` webhook's `data.object`. Its funds are in the connected account's balance as
+    soon as it exists; a reversed transfer took them back. A partial reversal
+    (`amount_reversed` above 0, `reversed` still false) is not a failure of the payout."""
+    if transfer.get("reversed") is True:
+        return Settlement("failed", "stripe: transfer reversed")
+    return Settlement("settled")
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

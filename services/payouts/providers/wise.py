@@ -143,12 +143,7 @@ class WiseTransfers:
 
     async def settlement(self, provider_ref: str) -> Settlement:
         transfer = _json(await self._call("GET", f"/v1/transfers/{provider_ref}", step="read"))
-        status = str(transfer.get("status") or "")
-        if status in SETTLED:
-            return Settlement("settled")
-        if status in FAILED:
-            return Settlement("failed", f"wise: transfer {status}")
-        return Settlement("pending")
+        return status_settlement(str(transfer.get("status") or ""))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -261,6 +256,16 @@ def _exact_json(payload: dict[str, Any]) -> bytes:
     for quoted, number in numbers.items():
         text = text.replace(quoted, number)
     return text.encode()
+
+
+def status_settlement(status: str) -> Settlement:
+    """Where a transfer in `status` stands: read the same from a polled transfer and from a
+    `transfers#state-change` webhook's `current_state`."""
+    if status in SETTLED:
+        return Settlement("settled")
+    if status in FAILED:
+        return Settlement("failed", f"wise: transfer {status}")
+    return Settlement("pending")
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

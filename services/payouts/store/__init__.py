@@ -134,6 +134,16 @@ class PayoutRepository(Protocol):
 
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]: ...
 
+    async def claim_webhook(self, rail: str, event_id: str, received_at: datetime) -> bool:
+        """Record a rail's webhook event as applied in this transaction; False (nothing
+        written) if it was recorded before: a duplicate delivery."""
+        ...
+
+    async def payout_of_transfer(self, rail: str, provider_ref: str) -> str | None:
+        """The payout whose current transfer on `rail` is `provider_ref`, or None. A payout
+        recorded without a rail was sent through Stripe (providers.rails.LEGACY_RAIL)."""
+        ...
+
     async def held_for_update(
         self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
     ) -> list[Payout]:
@@ -192,8 +202,9 @@ class PayoutRepository(Protocol):
         ...
 
     async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
-        """Payouts whose settlement was posted to the ledger at or after `start`, before
-        `end`."""
+        """Payouts settled now whose (latest) settlement was posted to the ledger at or after
+        `start`, before `end`: one returned after it settled is not counted, and one settled
+        again after a return counts when it was settled again."""
         ...
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:

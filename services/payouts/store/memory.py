@@ -19,6 +19,7 @@ from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms
+from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
 from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.contract.money import FxSnapshot, Money
@@ -46,6 +47,7 @@ class MemoryState:
     posted_at: dict[str, datetime] = field(default_factory=dict)  # by transfer id
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     notifications: int = 0
+    webhooks: set[tuple[str, str]] = field(default_factory=set)  # (rail, event id)
 
     def snapshot(self) -> MemoryState:
         """A copy deep enough to roll back to: the values themselves are immutable."""
@@ -241,6 +243,20 @@ class MemoryPayoutRepository:
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:
         return [self._s.payouts[i] for i in sorted(set(payout_ids)) if i in self._s.payouts]
 
+    async def claim_webhook(self, rail: str, event_id: str, received_at: datetime) -> bool:
+        if (rail, event_id) in self._s.webhooks:
+            return False
+        self._s.webhooks.add((rail, event_id))
+        return True
+
+    async def payout_of_transfer(self, rail: str, provider_ref: str) -> str | None:
+        found = sorted(
+            p.payout_id
+            for p in self._s.payouts.values()
+            if p.provider_ref == provider_ref and (p.rail or LEGACY_RAIL) == rail
+        )
+        return found[0] if found else None
+
     async def held_for_update(
         self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
     ) -> list[Payout]:
@@ -345,13 +361,18 @@ class MemoryPayoutRepository:
         ]
 
     async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
-        settled = {
-            t.payout_id
-            for t in self._s.transfers
-            if t.kind == "settlement" and start <= self._s.posted_at[t.transfer_id] < end
-        }
+        last: dict[str, datetime] = {}
+        for t in self._s.transfers:
+            if t.kind == "settlement":
+                at = self._s.posted_at[t.transfer_id]
+                last[t.payout_id] = max(at, last.get(t.payout_id, at))
         return sorted(
-            (self._s.payouts[i] for i in settled), key=lambda p: (p.creator_id, p.payout_id)
+            (
+                self._s.payouts[i]
+                for i, at in last.items()
+                if start <= at < end and self._s.payouts[i].status == "settled"
+            ),
+            key=lambda p: (p.creator_id, p.payout_id),
         )
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:

@@ -26,6 +26,7 @@ from services.payouts.domain.ledger import Posting, Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
+from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
 from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.contract.money import FxSnapshot, Money
@@ -395,6 +396,28 @@ class PgPayoutRepository:
         )
         return [_payout(r) for r in rows]
 
+    async def claim_webhook(self, rail: str, event_id: str, received_at: datetime) -> bool:
+        return bool(
+            await self._conn.fetchval(
+                """INSERT INTO payouts_webhook_events (rail, event_id, received_at)
+                    VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
+                rail,
+                event_id,
+                received_at,
+            )
+        )
+
+    async def payout_of_transfer(self, rail: str, provider_ref: str) -> str | None:
+        found = await self._conn.fetchval(
+            """SELECT payout_id FROM payouts_payouts
+                WHERE provider_ref = $1 AND coalesce(rail, $3) = $2
+                ORDER BY payout_id LIMIT 1""",
+            provider_ref,
+            rail,
+            LEGACY_RAIL,
+        )
+        return None if found is None else str(found)
+
     async def held_for_update(
         self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
     ) -> list[Payout]:
@@ -573,9 +596,14 @@ class PgPayoutRepository:
 
     async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
         rows = await self._conn.fetch(
-            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p WHERE EXISTS (
-                    SELECT 1 FROM payouts_transfers t WHERE t.payout_id = p.payout_id
-                      AND t.kind = 'settlement' AND t.posted_at >= $1 AND t.posted_at < $2)
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p
+                WHERE p.status = 'settled' AND (
+                    SELECT max(t.posted_at) FROM payouts_transfers t
+                    WHERE t.payout_id = p.payout_id AND t.kind = 'settlement'
+                ) >= $1 AND (
+                    SELECT max(t.posted_at) FROM payouts_transfers t
+                    WHERE t.payout_id = p.payout_id AND t.kind = 'settlement'
+                ) < $2
                 ORDER BY creator_id, payout_id""",
             start,
             end,

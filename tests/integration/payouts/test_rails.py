@@ -19,7 +19,6 @@ from services.payouts.app import PayoutsSetup
 from services.payouts.cli import app
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails
-from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.providers.wise import WiseTransfers
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
@@ -27,11 +26,9 @@ from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.integration.payouts.paypal_server import FakePayPal
+from tests.integration.payouts.rails_setup import DESTINATIONS, owed, rails_of, statuses
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.integration.payouts.wise_server import FakeWise
-from tests.support.kafka_io import produce_events
-from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,11 +37,6 @@ SETTINGS = PayoutsSettings(
     dispatch_idle_seconds=0.5,
     commission_check_seconds=3600,
 )
-DESTINATIONS = {
-    "stripe": "acct_1LocalCreator",
-    "paypal": "creator@example.com",
-    "wise": "recipient:148149706",
-}
 
 
 @pytest.fixture(scope="module")
@@ -62,54 +54,14 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
 
 
-def statuses(watcher: StatusWatcher, deal: str) -> list[str]:
-    return [e.type for e in watcher.of({deal})]
-
-
-async def _owed(
-    infra: InfraUrls,
-    db_pool: asyncpg.Pool,
-    method: str,
-    destination: str,
-    fallback: tuple[str, str] | None = None,
-) -> tuple[str, str]:
-    deal, creator = uid("deal"), uid("cr")
-    first = account(
-        creator, currency="USD", destination=destination, method=method, fallback=fallback
-    )
-    await produce_events(infra.kafka_bootstrap_servers, [first])
-
-    async def stored() -> bool:
-        return bool(
-            await db_pool.fetchval(
-                "SELECT count(*) FROM processed_events WHERE event_id = $1", first.id
-            )
-        )
-
-    await eventually(stored, what="the account stored")
-    await produce_events(
-        infra.kafka_bootstrap_servers,
-        [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
-    )
-    return deal, creator
-
-
 async def test_each_creator_is_paid_through_the_rail_of_their_method(
     infra: InfraUrls, topics: None, watcher: StatusWatcher, cli_env: None, db_pool: asyncpg.Pool
 ) -> None:
     async with FakeStripe() as stripe, FakePayPal() as paypal, FakeWise() as wise:
-        rails = Rails(
-            {
-                "stripe": StripeTransfers(stripe.api_key, base_url=stripe.base_url),
-                "paypal": PayPalPayouts(
-                    paypal.client_id, paypal.client_secret, base_url=paypal.base_url
-                ),
-                "wise": WiseTransfers(wise.api_token, wise.profile_id, base_url=wise.base_url),
-            }
-        )
+        rails = rails_of(stripe=stripe, paypal=paypal, wise=wise)
         setup = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
-            deals = {m: await _owed(infra, db_pool, m, d) for m, d in DESTINATIONS.items()}
+            deals = {m: await owed(infra, db_pool, m, d) for m, d in DESTINATIONS.items()}
             for method, (deal, _) in deals.items():
                 await watcher.wait_for(
                     lambda deal=deal: "payout.settled" in statuses(watcher, deal),  # type: ignore[misc]
@@ -131,10 +83,10 @@ async def test_a_creator_whose_rail_is_not_configured_is_held_not_paid_elsewhere
     infra: InfraUrls, topics: None, watcher: StatusWatcher, cli_env: None, db_pool: asyncpg.Pool
 ) -> None:
     async with FakeStripe() as stripe:
-        rails = Rails({"stripe": StripeTransfers(stripe.api_key, base_url=stripe.base_url)})
+        rails = rails_of(stripe=stripe)
         setup = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
-            deal, creator = await _owed(infra, db_pool, "paypal", DESTINATIONS["paypal"])
+            deal, creator = await owed(infra, db_pool, "paypal", DESTINATIONS["paypal"])
             await watcher.wait_for(
                 lambda: "payout.held" in statuses(watcher, deal), seconds=60, what="held"
             )
@@ -148,14 +100,7 @@ async def test_a_creator_whose_rail_is_not_configured_is_held_not_paid_elsewhere
         assert "paypal rail is not configured" in shown.output
         # Configured and restarted: the payout goes to PayPal, once.
         async with FakePayPal() as paypal:
-            rails = Rails(
-                {
-                    "stripe": StripeTransfers(stripe.api_key, base_url=stripe.base_url),
-                    "paypal": PayPalPayouts(
-                        paypal.client_id, paypal.client_secret, base_url=paypal.base_url
-                    ),
-                }
-            )
+            rails = rails_of(stripe=stripe, paypal=paypal)
             again = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
             async with ServiceRuntime("payouts", again, schema=SCHEMA, urls=infra):
                 await watcher.wait_for(
@@ -183,7 +128,7 @@ async def test_a_rail_that_times_out_after_paying_is_looked_up_and_pays_once(
         )
         setup = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
-            deal, _ = await _owed(
+            deal, _ = await owed(
                 infra, db_pool, "wise", DESTINATIONS["wise"], fallback=("paypal", "b@example.com")
             )
             await watcher.wait_for(
@@ -217,7 +162,7 @@ async def test_a_final_error_fails_the_payout_with_the_rails_reason(
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
             await client._bearer()
             paypal.fail_next(422, "USER_BUSINESS_ERROR")
-            deal, _ = await _owed(infra, db_pool, "paypal", DESTINATIONS["paypal"])
+            deal, _ = await owed(infra, db_pool, "paypal", DESTINATIONS["paypal"])
             await watcher.wait_for(
                 lambda: "payout.failed" in statuses(watcher, deal), seconds=60, what="failed"
             )
@@ -230,18 +175,11 @@ async def test_a_refusal_that_moved_nothing_pays_once_through_the_fallback_rail(
     infra: InfraUrls, topics: None, watcher: StatusWatcher, cli_env: None, db_pool: asyncpg.Pool
 ) -> None:
     async with FakeStripe() as stripe, FakePayPal() as paypal:
-        rails = Rails(
-            {
-                "stripe": StripeTransfers(stripe.api_key, base_url=stripe.base_url),
-                "paypal": PayPalPayouts(
-                    paypal.client_id, paypal.client_secret, base_url=paypal.base_url
-                ),
-            }
-        )
+        rails = rails_of(stripe=stripe, paypal=paypal)
         setup = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
             # Stripe does not know this connected account: 400 resource_missing, nothing paid.
-            deal, creator = await _owed(
+            deal, creator = await owed(
                 infra,
                 db_pool,
                 "stripe",

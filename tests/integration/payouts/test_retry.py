@@ -19,10 +19,10 @@ from services.payouts.settings import PayoutsSettings
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.integration.payouts.rails_setup import owed, statuses
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.support.kafka_io import produce_events
-from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
+from tests.unit.payouts.builders import account
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,30 +54,10 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
 
 
-def statuses(watcher: StatusWatcher, deal: str) -> list[str]:
-    return [e.type for e in watcher.of({deal})]
-
-
 async def _failed_payout(
     infra: InfraUrls, watcher: StatusWatcher, rail: FakeStripe, db_pool: asyncpg.Pool
 ) -> tuple[str, str, str]:
-    deal, creator = uid("deal"), uid("cr")
-    first = account(creator, currency="USD", destination=CLOSED)
-    await produce_events(infra.kafka_bootstrap_servers, [first])
-
-    async def stored() -> bool:
-        return bool(
-            await db_pool.fetchval(
-                "SELECT count(*) FROM processed_events WHERE event_id = $1", first.id
-            )
-        )
-
-    # The account first, so the payout goes straight to the rail (never held for it).
-    await eventually(stored, what="the account stored")
-    await produce_events(
-        infra.kafka_bootstrap_servers,
-        [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
-    )
+    deal, creator = await owed(infra, db_pool, "stripe", CLOSED)
     await watcher.wait_for(
         lambda: "payout.failed" in statuses(watcher, deal), seconds=60, what="refused by the rail"
     )

@@ -24,6 +24,7 @@ from tests.unit.payouts.builders import DESTINATIONS, confirmed, sealed, uid
 from tests.unit.payouts.harness import delivery
 
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def terms(deal_id: str, creator_id: str, *, closes: datetime = LONG_AGO) -> DealTerms:
@@ -247,6 +248,34 @@ class PayoutStoreContract:
         async with db.transaction() as repo:
             assert [p.payout_id for p in await repo.payouts_of(creator)] == [whole.payout_id]
 
+    async def test_a_webhook_event_is_claimed_once_per_rail(self, db: PayoutDatabase) -> None:
+        event = uid("evt")
+        async with db.transaction() as repo:
+            assert await repo.claim_webhook("stripe", event, NOW)
+            assert not await repo.claim_webhook("stripe", event, NOW)
+            assert await repo.claim_webhook("wise", event, NOW)  # ids are the rail's own
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as repo:
+                assert await repo.claim_webhook("paypal", event, NOW)
+                raise RuntimeError("rolled back with the change it came with")
+        async with db.transaction() as repo:
+            assert await repo.claim_webhook("paypal", event, NOW)
+            assert not await repo.claim_webhook("stripe", event, NOW)
+
+    async def test_a_transfer_finds_its_payout_on_its_rail_only(self, db: PayoutDatabase) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        created = new_payout(deal, creator, acct(creator))
+        ref = uid("tr")
+        claimed = replace(created.payout, rail="paypal", attempts=1)
+        sent = lifecycle.mark_sent(claimed, ref)
+        async with db.transaction() as repo:
+            await add_payout(repo, created.payout)
+            await repo.post(created.transfers)
+            await repo.save_payouts([(sent.payout, "scheduled")])
+            assert await repo.payout_of_transfer("paypal", ref) == created.payout.payout_id
+            assert await repo.payout_of_transfer("stripe", ref) is None
+            assert await repo.payout_of_transfer("paypal", uid("tr")) is None
+
     async def test_transitions_ledger_and_stale_updates(self, db: PayoutDatabase) -> None:
         deal, creator = uid("deal"), uid("cr")
         created = new_payout(deal, creator, acct(creator))
@@ -465,3 +494,21 @@ class PayoutStoreContract:
             later = await repo.settled_between(now + timedelta(hours=1), now + timedelta(hours=2))
         assert [p for p in found if p.creator_id == creator] == [settled.payout]
         assert [p for p in later if p.creator_id == creator] == []
+        # Returned after it settled: paid nothing, until settled again (then counted once).
+        back = lifecycle.returned(settled.payout, "wise: transfer bounced_back")
+        async with db.transaction() as repo:
+            await repo.save_payouts([(back.payout, "settled")])
+            await repo.post(back.transfers)
+            returned = await repo.settled_between(
+                now - timedelta(hours=1), now + timedelta(hours=1)
+            )
+        assert [p for p in returned if p.creator_id == creator] == []
+        again = lifecycle.retry(back.payout, acct(creator), now)
+        claimed = lifecycle.claim(again.payout, acct(creator), now, timedelta(seconds=30))
+        resent = lifecycle.mark_sent(claimed.payout, "tr_tax_2")
+        resettled = lifecycle.settle(resent.payout)
+        async with db.transaction() as repo:
+            await repo.save_payouts([(resettled.payout, "failed")])
+            await repo.post([*resent.transfers, *resettled.transfers])
+            paid = await repo.settled_between(now - timedelta(hours=1), now + timedelta(hours=1))
+        assert [p for p in paid if p.creator_id == creator] == [resettled.payout]

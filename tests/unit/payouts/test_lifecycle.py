@@ -175,6 +175,61 @@ def test_returned_transfer_is_owed_again() -> None:
     assert ledger_problems([back.payout], history(created, sent, back)) == []
 
 
+def test_a_return_after_settlement_takes_the_money_back_from_paid_once() -> None:
+    created = create(account())
+    sent = lifecycle.mark_sent(created.payout, "tr_9")
+    settled = lifecycle.settle(sent.payout)
+    back = lifecycle.returned(settled.payout, "wise: transfer bounced_back")
+    assert back.payout.status == "failed" and back.publish
+    assert back.payout.failure_reason == "wise: transfer bounced_back"
+    [transfer] = back.transfers
+    assert transfer.transfer_id == f"{created.payout.payout_id}:return"
+    assert {(p.account, p.amount.amount) for p in transfer.postings} == {
+        (f"creator_paid:{TERMS.creator_id}", -sent.payout.net.amount),  # type: ignore[union-attr]
+        (f"creator_payable:{TERMS.creator_id}", sent.payout.net.amount),  # type: ignore[union-attr]
+    }
+    assert ledger_problems([back.payout], history(created, sent, settled, back)) == []
+    # Recorded twice, the same return would be a second transfer with the same id: refused
+    # by the ledger's primary key, and by `reported`, which leaves a failed payout alone.
+    assert lifecycle.reported(back.payout, "failed", "again") is None
+
+
+def test_a_settlement_without_a_transfer_cannot_return() -> None:
+    settled = Payout(**{**create(account()).payout.__dict__, "status": "settled"})
+    with pytest.raises(InvalidTransition, match="without a transfer"):
+        lifecycle.returned(settled, "reversed")
+    assert lifecycle.reported(settled, "failed", "reversed") is None
+
+
+def test_the_rails_reports_apply_in_any_order_and_never_resurrect() -> None:
+    sent = lifecycle.mark_sent(create(account()).payout, "tr_9").payout
+    by_status = {
+        "sent": sent,
+        "settled": lifecycle.settle(sent).payout,
+        "failed": lifecycle.returned(sent, "reversed").payout,
+    }
+    outcome = {
+        (status, report): (None if t is None else t.payout.status)
+        for status, payout in by_status.items()
+        for report in ("settled", "failed")
+        for t in [lifecycle.reported(payout, report, "rail says so")]  # type: ignore[arg-type]
+    }
+    assert outcome == {
+        ("sent", "settled"): "settled",
+        ("sent", "failed"): "failed",
+        ("settled", "settled"): None,
+        ("settled", "failed"): "failed",  # paid, then returned days later
+        ("failed", "settled"): None,  # `paid` after `failed` does not bring it back
+        ("failed", "failed"): None,
+    }
+    for order in (("settled", "failed"), ("failed", "settled")):
+        payout = sent
+        for report in order:
+            step = lifecycle.reported(payout, report, "rail says so")  # type: ignore[arg-type]
+            payout = payout if step is None else step.payout
+        assert payout.status == "failed"
+
+
 @pytest.mark.parametrize(
     ("status", "step"),
     [

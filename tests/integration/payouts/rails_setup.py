@@ -1,0 +1,81 @@
+"""What the tests of the rails share on the real servers: adapters pointed at the rails' local
+fake servers, and a creator owed a payout through the rail of their account's method."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.payouts.providers import PayoutProvider
+from services.payouts.providers.paypal import PayPalPayouts
+from services.payouts.providers.rails import Rails
+from services.payouts.providers.stripe import StripeTransfers
+from services.payouts.providers.wise import WiseTransfers
+from shared.tools.infra import InfraUrls
+from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.integration.payouts.paypal_server import FakePayPal
+from tests.integration.payouts.stripe_server import FakeStripe
+from tests.integration.payouts.wise_server import FakeWise
+from tests.support.kafka_io import produce_events
+from tests.support.waiting import eventually
+from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
+
+# A destination each rail's fake pays.
+DESTINATIONS = {
+    "stripe": "acct_1LocalCreator",
+    "paypal": "creator@example.com",
+    "wise": "recipient:148149706",
+}
+
+
+def rails_of(
+    *,
+    stripe: FakeStripe | None = None,
+    paypal: FakePayPal | None = None,
+    wise: FakeWise | None = None,
+) -> Rails:
+    """The rails of the fake servers given, each through its real adapter."""
+    rails: dict[str, PayoutProvider] = {}
+    if stripe is not None:
+        rails["stripe"] = StripeTransfers(stripe.api_key, base_url=stripe.base_url)
+    if paypal is not None:
+        rails["paypal"] = PayPalPayouts(
+            paypal.client_id, paypal.client_secret, base_url=paypal.base_url
+        )
+    if wise is not None:
+        rails["wise"] = WiseTransfers(wise.api_token, wise.profile_id, base_url=wise.base_url)
+    return Rails(rails)
+
+
+def statuses(watcher: StatusWatcher, deal: str) -> list[str]:
+    return [e.type for e in watcher.of({deal})]
+
+
+async def owed(
+    infra: InfraUrls,
+    db_pool: asyncpg.Pool,
+    method: str,
+    destination: str,
+    fallback: tuple[str, str] | None = None,
+) -> tuple[str, str]:
+    """A creator with a USD account of `method`, then a deal whose two deliverables are
+    confirmed: a 450.00 USD fee payout owed through that rail. Returns (deal, creator)."""
+    deal, creator = uid("deal"), uid("cr")
+    first = account(
+        creator, currency="USD", destination=destination, method=method, fallback=fallback
+    )
+    await produce_events(infra.kafka_bootstrap_servers, [first])
+
+    async def stored() -> bool:
+        return bool(
+            await db_pool.fetchval(
+                "SELECT count(*) FROM processed_events WHERE event_id = $1", first.id
+            )
+        )
+
+    # The account first, so the payout goes straight to the rail (never held for it).
+    await eventually(stored, what="the account stored")
+    await produce_events(
+        infra.kafka_bootstrap_servers,
+        [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
+    )
+    return deal, creator
