@@ -167,19 +167,24 @@ class ChaosRails:
 
     async def time_out_after_paying(self, times: int, say: Say) -> int:
         """Wise funds the next `times` transfers but answers each after the client gave up.
-        Returns how many stalled (a run with few Wise payouts left may stall fewer)."""
+        Returns how many stalled: fewer if every Wise creator was paid before (or three
+        minutes passed) with the stall still waiting for a funding."""
         stalled = 0
         for _ in range(times):
             self.wise.stalls["fund"] = STALL_SECONDS
-            deadline = time.monotonic() + 30.0
+            deadline = time.monotonic() + 180.0
             while "fund" in self.wise.stalls:
-                if time.monotonic() > deadline:  # no Wise payout came: stop here
+                if self._every_wise_creator_paid() or time.monotonic() > deadline:
                     del self.wise.stalls["fund"]
                     return stalled
                 await asyncio.sleep(0.1)
             stalled += 1
             say(f"fault: Wise funded a transfer and answered after {STALL_SECONDS:.0f} s")
         return stalled
+
+    def _every_wise_creator_paid(self) -> bool:
+        funded = {self.wise.transfers[t]["targetAccount"] for t in self.wise.funded}
+        return self.wise.recipients <= funded
 
     async def down(self, seconds: float, say: Say) -> None:
         say(f"fault: PayPal down for {seconds:.0f} s")
