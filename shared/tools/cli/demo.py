@@ -23,10 +23,16 @@ from rich.table import Table
 
 from shared.contract.events import spec_for_type
 from shared.tools.cli.console import console, fail
-from shared.tools.cli.demo_report import latency_line, post_latency_line, print_report, summary
+from shared.tools.cli.demo_report import (
+    latency_line,
+    post_latency_line,
+    print_report,
+    rails_showcase,
+    summary,
+)
 from shared.tools.cli.settings import kafka_security, load_settings
 from shared.tools.demo.flow import DemoError, DemoReport, Observed, Player
-from shared.tools.demo.scenario import DemoConfig
+from shared.tools.demo.scenario import SERVICE_SETTINGS, DemoConfig
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, available_services
 from shared.tools.infra.smoke import SmokeReport, run_smoke
@@ -84,8 +90,8 @@ def demo(
     console.print(latency_line(report))
     console.print(post_latency_line(report))
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary(report, result), indent=2, default=str))
-    _print_summary(report, result.passed, time.monotonic() - began, root)
+        summary_json.write_text(json.dumps(summary(report, result, fee_bps), indent=2, default=str))
+    _print_summary(report, result.passed, time.monotonic() - began, root, fee_bps)
     if not result.passed:
         fail(
             f"{len(result.attribution_wrong)} attribution(s) and {len(result.payouts_wrong)} "
@@ -103,7 +109,7 @@ async def _play(
         files[name].write(line + "\n")
         files[name].flush()
 
-    services = ServiceProcesses(SERVICES, urls.as_env(), write)
+    services = ServiceProcesses(SERVICES, {**urls.as_env(), **SERVICE_SETTINGS}, write)
     try:
         with console.status("Starting matching, tracking and payouts (one process each)..."):
             await services.start()
@@ -179,7 +185,9 @@ class _LiveProgress:
         update(self._paid, completed=paid, total=deals)
 
 
-def _print_summary(report: DemoReport, passed: bool, seconds: float, root: Path) -> None:
+def _print_summary(
+    report: DemoReport, passed: bool, seconds: float, root: Path, fee_bps: int
+) -> None:
     sent = [
         h[-1][0]
         for h in report.observed.fee_payouts().values()
@@ -201,6 +209,7 @@ def _print_summary(report: DemoReport, passed: bool, seconds: float, root: Path)
         f"{report.observed.attribution_updates} attribution updates (coalesced per batch)",
         f"{len(sent)} fee payouts sent in {len(currencies)} currencies ({', '.join(currencies)}); "
         f"{len(held)} held for a tax form, then released",
+        *_rails_lines(report, fee_bps),
         latency_line(report),
         post_latency_line(report),
         (
@@ -264,3 +273,12 @@ def _print_smoke(report: SmokeReport) -> None:
     for letter in report.dead_letters:
         dlq.add_row(letter.topic, letter.error_class, letter.reason)
     console.print(dlq)
+
+
+def _rails_lines(report: DemoReport, fee_bps: int) -> list[str]:
+    """One PayPal payout, one Wise payout and one returned payout sent again, each checked
+    against the scenario's truth."""
+    return [
+        f"{what}: {seen} {'[green]✓[/]' if good else '[bold red]✗[/]'}"
+        for what, seen, good in rails_showcase(report, fee_bps)
+    ]
