@@ -8,6 +8,7 @@ flow instead (every v1 event type through Kafka → consumer → PostgreSQL → 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
@@ -99,10 +100,13 @@ def demo(
     _print_summary(report, result.passed, time.monotonic() - began, root, open_page)
     _print_link(creator, link, open_page)
     if open_page:
+        # Ctrl-C is how the page is meant to stop: uvicorn stops, then raises it again.
         try:
-            asyncio.run(serve_page(urls, page))
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(serve_page(urls, page))
         finally:
             infra.stop()
+        console.print("[dim]Page stopped; every process stopped.[/]")
     if not result.passed:
         fail(
             f"{len(result.attribution_wrong)} attribution(s) and {len(result.payouts_wrong)} "
