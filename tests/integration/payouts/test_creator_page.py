@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -342,3 +343,57 @@ async def test_redemptions_are_rate_limited_per_link_and_per_address(
         assert scene.alice not in good.text
     async with client_for(app) as elsewhere:
         assert (await elsewhere.post(await new_link(db_pool, scene.alice))).status_code == 303
+
+
+async def test_without_redis_links_wait_and_are_not_used_up(
+    db_pool: asyncpg.Pool, cache: redis.Redis, scene: Scene
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    unreachable = redis.Redis.from_url(f"redis://127.0.0.1:{closed_port}/0")
+    link = await new_link(db_pool, scene.alice)
+    try:
+        async with client_for(page_app(db_pool, unreachable)) as browser:
+            refused = await browser.post(link)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "60"
+            assert SESSION_COOKIE not in browser.cookies
+    finally:
+        await unreachable.aclose()
+    async with client_for(page_app(db_pool, cache)) as browser:
+        assert (await browser.post(link)).status_code == 303
+
+
+async def test_sessions_end_when_they_expire_or_the_creator_signs_out(
+    db_pool: asyncpg.Pool, cache: redis.Redis, scene: Scene
+) -> None:
+    config = PageConfig(session_lifetime=timedelta(hours=1))
+    now = [datetime.now(UTC)]
+    app = page_app(db_pool, cache, config, clock=lambda: now[0])
+    async with client_for(app) as browser:
+        await sign_in(browser, await new_link(db_pool, scene.alice))
+        assert (await browser.get("/c/payouts")).status_code == 200
+        now[0] += timedelta(hours=1, seconds=1)
+        assert (await browser.get("/c/payouts")).status_code == 401
+
+    async with client_for(page_app(db_pool, cache)) as browser:
+        await sign_in(browser, await new_link(db_pool, scene.alice))
+        session = browser.cookies[SESSION_COOKIE]
+        out = await browser.post("/c/sign-out")
+        assert out.status_code == 200 and SESSION_COOKIE not in browser.cookies
+        browser.cookies.set(SESSION_COOKIE, session, domain="creators.test")
+        assert (await browser.get("/c/payouts")).status_code == 401
+
+    # A sweep an hour from now deletes what has expired by then: every link (15 minutes at
+    # most), not the 12-hour sessions.
+    link = await new_link(db_pool, scene.alice)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    sessions = await db_pool.fetchval(
+        "SELECT count(*) FROM payouts_creator_sessions WHERE expires_at > $1", later
+    )
+    assert sessions > 0
+    assert await CreatorAccess(db_pool).forget_expired(later) > 0
+    assert await db_pool.fetchval("SELECT count(*) FROM payouts_creator_links") == 0
+    assert await db_pool.fetchval("SELECT count(*) FROM payouts_creator_sessions") == sessions
+    async with client_for(page_app(db_pool, cache)) as browser:
+        assert (await browser.post(link)).status_code == 410
