@@ -179,6 +179,16 @@ class PayoutsSettings(BaseSettings):
                     "that is not https:// (the credentials would cross the network in clear "
                     "text)"
                 )
+        if (
+            self.profile is Profile.PRODUCTION
+            and self.page_port is not None
+            and not (self.page_url or "").startswith("https://")
+        ):
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production serves the creator page (PAYOUTS_PAGE_PORT) only "
+                "behind https: set PAYOUTS_PAGE_URL to its https:// address (links and session "
+                "cookies must not cross the network in clear text)"
+            )
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ValueError("PAYOUTS_RETRY_MAX_SECONDS must be >= PAYOUTS_RETRY_INITIAL_SECONDS")
         return self

@@ -198,7 +198,12 @@ def service_env(urls: InfraUrls, secrets: Secrets, stripe: FakeStripe) -> dict[s
         "PAYOUTS_SETTLE_CHECK_SECONDS": "0.2",
         "CREATORFLOW_SIGNING_KEY": secrets.service_signing_key,
         "PAYOUTS_PAGE_PORT": str(free_port()),
+        # Production serves the page behind https only: this test's requests skip the proxy.
+        "PAYOUTS_PAGE_URL": PAGE_URL,
     }
+
+
+PAGE_URL: Final = "https://pay.creatorflow.test"
 
 
 def free_port() -> int:
@@ -218,7 +223,7 @@ async def read_creator_pages(env: dict[str, str], creators: list[str]) -> dict[s
         for creator in creators:
             code, output = await _run(["-m", "shared.tools.cli", "creators", "link", creator], env)
             assert code == 0, output
-            link = output.split(base, 1)[1].split()[0]
+            link = output.split(PAGE_URL, 1)[1].split()[0]
             found[f"token of {creator}'s link"] = link.rsplit("/", 1)[1]
             found[f"page {link} (GET)"] = (await http.get(link)).text
             redeemed = await http.post(link)

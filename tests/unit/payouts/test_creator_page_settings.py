@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from services.payouts.destinations import new_key
 from services.payouts.settings import PayoutsSettings
 
 
@@ -21,4 +22,20 @@ def test_links_start_with_the_pages_public_address(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PAYOUTS_PAGE_PORT", "9443")
     assert PayoutsSettings().page_base_url() == "http://127.0.0.1:9443"
     monkeypatch.setenv("PAYOUTS_PAGE_URL", "https://pay.example.com/")
+    assert PayoutsSettings().page_base_url() == "https://pay.example.com"
+
+
+def test_production_serves_the_page_only_behind_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    monkeypatch.setenv("PAYOUTS_PROVIDER", "stripe")
+    monkeypatch.setenv("PAYOUTS_STRIPE_API_KEY", "sk_test_x")
+    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY", new_key())
+    assert PayoutsSettings().page_port is None  # no page: nothing to refuse
+    monkeypatch.setenv("PAYOUTS_PAGE_PORT", "9443")
+    with pytest.raises(ValidationError, match="PAYOUTS_PAGE_URL to its https"):
+        PayoutsSettings()
+    monkeypatch.setenv("PAYOUTS_PAGE_URL", "http://pay.example.com")
+    with pytest.raises(ValidationError, match="PAYOUTS_PAGE_URL to its https"):
+        PayoutsSettings()
+    monkeypatch.setenv("PAYOUTS_PAGE_URL", "https://pay.example.com")
     assert PayoutsSettings().page_base_url() == "https://pay.example.com"
