@@ -3,11 +3,16 @@ the address creators reach the page at."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from pydantic import ValidationError
 
+from services.payouts.app import creator_page
 from services.payouts.destinations import new_key
 from services.payouts.settings import PayoutsSettings
+from shared.runtime.server_urls import InfraUrls
+from shared.runtime.service import ServiceConfigurationError
 
 
 def test_a_link_lives_fifteen_minutes_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,3 +44,12 @@ def test_production_serves_the_page_only_behind_https(monkeypatch: pytest.Monkey
         PayoutsSettings()
     monkeypatch.setenv("PAYOUTS_PAGE_URL", "https://pay.example.com")
     assert PayoutsSettings().page_base_url() == "https://pay.example.com"
+
+
+def test_the_page_is_not_served_without_redis_for_its_rate_limits() -> None:
+    urls = InfraUrls("localhost:9092", "postgresql://db/x", None)
+    resources = SimpleNamespace(urls=urls, pool=None)
+    assert creator_page(resources, PayoutsSettings()) == []  # type: ignore[arg-type]
+    with_page = PayoutsSettings(page_port=0)
+    with pytest.raises(ServiceConfigurationError, match="REDIS_URL"):
+        creator_page(resources, with_page)  # type: ignore[arg-type]
