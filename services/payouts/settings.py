@@ -179,6 +179,12 @@ class PayoutsSettings(BaseSettings):
                     "that is not https:// (the credentials would cross the network in clear "
                     "text)"
                 )
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("PAYOUTS_RETRY_MAX_SECONDS must be >= PAYOUTS_RETRY_INITIAL_SECONDS")
+        return self
+
+    @model_validator(mode="after")
+    def _page_behind_https(self) -> PayoutsSettings:
         if (
             self.profile is Profile.PRODUCTION
             and self.page_port is not None
@@ -189,8 +195,6 @@ class PayoutsSettings(BaseSettings):
                 "behind https: set PAYOUTS_PAGE_URL to its https:// address (links and session "
                 "cookies must not cross the network in clear text)"
             )
-        if self.retry_max_seconds < self.retry_initial_seconds:
-            raise ValueError("PAYOUTS_RETRY_MAX_SECONDS must be >= PAYOUTS_RETRY_INITIAL_SECONDS")
         return self
 
     def configured_rails(self) -> list[str]:
