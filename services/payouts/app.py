@@ -10,8 +10,13 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+import redis.asyncio as redis
 import structlog
+import uvicorn
+from starlette.types import ASGIApp
 
+from services.payouts.creator_page.access import CreatorAccess
+from services.payouts.creator_page.web import PageConfig, page_app
 from services.payouts.destinations import DestinationCipher, UnreadableDestination
 from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
@@ -254,6 +259,7 @@ class PayoutsSetup:
 
         self.service = PayoutsService(settings, db, provider, rails, dispatcher, relay)
         return [
+            *creator_page(resources, settings),
             consume,
             relay.run,
             dispatcher.run,
@@ -272,6 +278,51 @@ class PayoutsSetup:
         rails = rails_from(settings)
         sandbox = settings.provider == "sandbox"
         return rails, next(iter(rails.providers())) if sandbox else None
+
+
+def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Background]:
+    """The creator payout page's server, when PAYOUTS_PAGE_PORT is set (docs/architecture.md
+    §10): on a port of its own, so the page and the operators' /metrics are exposed apart.
+    Its Redis client connects lazily: a Redis outage refuses link redemptions (503), never
+    the service's start or its payouts."""
+    if settings.page_port is None:
+        return []
+    if resources.urls.redis_url is None:
+        raise ServiceConfigurationError(
+            "PAYOUTS_PAGE_PORT needs Redis for the page's rate limits: set REDIS_URL"
+        )
+    cache = redis.Redis.from_url(resources.urls.redis_url, socket_connect_timeout=2)
+    config = PageConfig(session_lifetime=timedelta(hours=settings.page_session_hours))
+    app = page_app(resources.pool, cache, config)
+    host, port = settings.page_host, settings.page_port
+
+    async def serve() -> None:
+        try:
+            await serve_asgi(app, host, port)
+        finally:
+            await cache.aclose()
+
+    async def forget_expired() -> None:
+        access = CreatorAccess(resources.pool)
+        while True:
+            await access.forget_expired(utc_now())
+            await asyncio.sleep(3600)
+
+    return [serve, forget_expired]
+
+
+async def serve_asgi(app: ASGIApp, host: str, port: int) -> None:
+    """Serve `app` with uvicorn until cancelled, then let open requests finish."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await task
+        raise
 
 
 def _schedules(

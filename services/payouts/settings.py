@@ -20,6 +20,8 @@ from shared.runtime.config import Profile
 # paid through its own rail, configured by its credentials below; a method whose rail is not
 # configured is held. "stripe" is what "rails" was called when Stripe was the only rail.
 ProviderName = Literal["sandbox", "rails", "stripe"]
+# The creator page's port when a link is printed without PAYOUTS_PAGE_PORT or _URL set.
+DEFAULT_PAGE_PORT = 8090
 
 
 class PayoutsSettings(BaseSettings):
@@ -121,6 +123,23 @@ class PayoutsSettings(BaseSettings):
     # order reports; shops with longer return periods need more. 0: final at once.
     commission_adjustment_days: float = Field(30.0, ge=0)
 
+    # The creator payout page (services/payouts/creator_page/) on a port of its own, apart
+    # from /healthz and /metrics: unset, the page is not served. It needs Redis (REDIS_URL)
+    # for its rate limits. `page_url` is the address creators reach it at, which links printed
+    # by `creatorflow creators link` start with (default: http://<host>:<port>).
+    page_port: int | None = Field(None, ge=0, le=65535)
+    page_host: str = "127.0.0.1"
+    page_url: str | None = None
+    # A magic link works once, for at most 15 minutes; the session it opens this long.
+    page_link_minutes: float = Field(15.0, gt=0, le=15)
+    page_session_hours: float = Field(12.0, gt=0, le=24 * 30)
+
+    def page_base_url(self) -> str:
+        """Where creators reach the page (no trailing slash)."""
+        if self.page_url:
+            return self.page_url.rstrip("/")
+        return f"http://{self.page_host}:{self.page_port or DEFAULT_PAGE_PORT}"
+
     @field_validator("destination_key_previous", mode="before")
     @classmethod
     def _no_previous_key(cls, value: object) -> object:
@@ -193,6 +212,20 @@ class PayoutsSettings(BaseSettings):
             "wise": self.wise_webhook_secret,
         }
         return {rail: s for rail, s in secrets.items() if s is not None and s.get_secret_value()}
+
+    @model_validator(mode="after")
+    def _page_behind_https(self) -> PayoutsSettings:
+        if (
+            self.profile is Profile.PRODUCTION
+            and self.page_port is not None
+            and not (self.page_url or "").startswith("https://")
+        ):
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production serves the creator page (PAYOUTS_PAGE_PORT) only "
+                "behind https: set PAYOUTS_PAGE_URL to its https:// address (links and session "
+                "cookies must not cross the network in clear text)"
+            )
+        return self
 
     def configured_rails(self) -> list[str]:
         """The rails whose credentials are set."""
