@@ -1,9 +1,10 @@
 """The tracking use case: apply one consumer batch inside one store transaction.
 
 Everything a batch changes is derived again from stored state (post memberships, order
-outcomes, deal totals, deliverable confirmations) for exactly the entities it touched, so the
-result does not depend on how events were ordered or split into batches. At most one
-`attribution.updated` per deal leaves per batch, and only when the deal's figures changed.
+outcomes and credits, deal totals, deliverable confirmations) for exactly the entities it
+touched, so the result does not depend on how events were ordered or split into batches.
+At most one `attribution.updated` per deal leaves per batch, and only when the deal's
+figures or its campaign's attribution model changed.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ async def apply_batch(
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id, or with a promo code another brand's
     deal holds at the same time (domain.deals.code_clash); Untrusted if a confirmation is
-    signed by another brand than its deal's.
+    signed by another brand than its deal's, or an attribution model set for a campaign
+    whose deals are another brand's.
     """
     fresh = await tx.claim(batch)
     # Replicas of the service apply batches at the same time; from here on, one at a time.
