@@ -282,7 +282,7 @@ class PayoutsSetup:
 
 def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Background]:
     """The creator payout page's server, when PAYOUTS_PAGE_PORT is set (docs/architecture.md
-    §10): on a port of its own, so the page and the operators' /metrics are exposed apart.
+    §11): on a port of its own, so the page and the operators' /metrics are exposed apart.
     Its Redis client connects lazily: a Redis outage refuses link redemptions (503), never
     the service's start or its payouts."""
     if settings.page_port is None:

@@ -1,5 +1,5 @@
 """`creatorflow creators link <creator_id>`: a magic link to one creator's payout page, for
-operators to send (docs/architecture.md §10)."""
+operators to send (docs/architecture.md §11)."""
 
 from __future__ import annotations
 
