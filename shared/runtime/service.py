@@ -28,7 +28,7 @@ from faststream.security import BaseSecurity
 from pydantic import SecretStr
 
 from shared.contract.signing import private_key_from_text
-from shared.runtime.cache import create_redis
+from shared.runtime.cache import create_redis, redis_client
 from shared.runtime.config import Settings
 from shared.runtime.db import ServiceSchema, create_pool, migrate
 from shared.runtime.health import Check, HealthApp
@@ -70,8 +70,10 @@ class Resources:
     broker: KafkaBroker
     consumer: SafeConsumer
     pipelines: list[PipelinedBatches] = field(default_factory=list)
-    # Connected only for a service that asks for it (ServiceRuntime's `uses_redis`).
+    # Connected only for a service that asks for it (ServiceRuntime's `uses_redis`); a service
+    # that goes on without Redis (`redis_required=False`) gets it even while it is unreachable.
     redis: redis.Redis | None = None
+    redis_required: bool = True
     signing_key: Ed25519PrivateKey | None = None
 
     def outbox_relay(self, producer: str) -> OutboxRelay:
@@ -145,11 +147,15 @@ class ServiceRuntime:
         settings: Settings | None = None,
         urls: InfraUrls | None = None,
         uses_redis: bool = False,
+        redis_required: bool = True,
     ) -> None:
         self.name = name
         # A service that does not use Redis neither connects to it nor waits for it to be
-        # ready: an outage of a server it never reads must not take it out of service.
+        # ready: an outage of a server it never reads must not take it out of service. One
+        # that uses it but goes on without it (`redis_required=False`, payouts' rate limits)
+        # starts while Redis is down and stays ready; it says itself how it copes.
         self.uses_redis = uses_redis
+        self.redis_required = redis_required
         self.schema = schema
         self._setup = setup
         self._settings = settings
@@ -209,7 +215,7 @@ class ServiceRuntime:
         cache = None
         if self.uses_redis:
             assert urls.redis_url is not None
-            cache = await create_redis(urls.redis_url)
+            cache = await self._connect_redis(urls.redis_url)
             self._stack.push_async_callback(cache.aclose)
         broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
         retry = RetryPolicy.from_settings(settings)
@@ -227,7 +233,15 @@ class ServiceRuntime:
             else private_key_from_text(settings.signing_key.get_secret_value())
         )
         self.resources = Resources(
-            self.name, settings, urls, pool, broker, consumer, redis=cache, signing_key=signing_key
+            self.name,
+            settings,
+            urls,
+            pool,
+            broker,
+            consumer,
+            redis=cache,
+            redis_required=self.redis_required,
+            signing_key=signing_key,
         )
         background = await self._setup(self.resources)
         await broker.start()
@@ -239,6 +253,20 @@ class ServiceRuntime:
         if settings.http_port is not None:
             await self._serve_http(settings.http_host, settings.http_port, settings.http_token)
         log.info("service started", service=self.name, http_port=self.http_port)
+
+    async def _connect_redis(self, url: str) -> redis.Redis:
+        if self.redis_required:
+            return await create_redis(url)
+        client = redis_client(url)
+        try:
+            await client.ping()
+        except (redis.RedisError, OSError) as error:
+            log.warning(
+                "Redis unreachable at start; the service goes on without it",
+                service=self.name,
+                error=f"{type(error).__name__}: {error}",
+            )
+        return client
 
     async def _read_signing_keys(
         self, bootstrap: str, security: BaseSecurity | None, settings: Settings
@@ -309,7 +337,7 @@ def readiness_checks(resources: Resources) -> dict[str, Check]:
         "broker": broker,
         "consumer_assigned": consumer_assigned,
     }
-    if resources.redis is not None:
+    if resources.redis is not None and resources.redis_required:
         client = resources.redis
 
         async def cache() -> bool:
@@ -375,8 +403,16 @@ async def _supervised(service: str, loop: Background) -> None:
             await asyncio.sleep(pause)
 
 
-def run_service(name: str, setup: Setup, schema: ServiceSchema) -> None:
-    """`python -m services.<name>`: run until SIGINT or SIGTERM, then stop cleanly."""
+def run_service(
+    name: str,
+    setup: Setup,
+    schema: ServiceSchema,
+    *,
+    uses_redis: bool = False,
+    redis_required: bool = True,
+) -> None:
+    """`python -m services.<name>`: run until SIGINT or SIGTERM, then stop cleanly
+    (`uses_redis`, `redis_required`: as `ServiceRuntime` takes them)."""
     configure_logging(name)
 
     async def main() -> None:
@@ -384,7 +420,9 @@ def run_service(name: str, setup: Setup, schema: ServiceSchema) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        runtime = ServiceRuntime(name, setup, schema=schema)
+        runtime = ServiceRuntime(
+            name, setup, schema=schema, uses_redis=uses_redis, redis_required=redis_required
+        )
         # Start-up may wait without end (a migration lock held elsewhere, a consumer group
         # that never assigns partitions): a stop request cancels it, or the process would
         # outlive whoever replaced it, still joining the group.
