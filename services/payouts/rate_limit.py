@@ -2,10 +2,10 @@
 
 Every call to a rail (send, lookup, settlement poll) first takes as many tokens as the API
 requests it usually makes (`services/payouts/providers/rails.py`). The bucket of a rail with a
-limit of `L` requests a second holds at most `c` tokens (its costliest call) and gains `L - c`
-a second, so in any second at most `L` requests leave, whatever the number of replicas: the
-bucket lives in Redis and one Lua script reads, refills and takes atomically, on the server's
-clock.
+limit of `L` requests a second holds at most `c` tokens (a tenth of `L`, at least its costliest
+call) and gains `L - c` a second, so in any second at most `L` requests leave, whatever the
+number of replicas: the bucket lives in Redis and one Lua script reads, refills and takes
+atomically, on the server's clock.
 
 Redis unreachable (or slower than `REDIS_TIMEOUT_SECONDS`), a replica keeps a bucket of its own
 for each rail at `1 / expected_replicas` of that rate: payouts go on, slower, and never twice
@@ -36,6 +36,7 @@ KEY_PREFIX: Final = "creatorflow:payouts:rail-rate:"
 # A Redis that answers slower than this counts as down for this call (the call then takes a
 # local token): a stalled server must not stall payouts.
 REDIS_TIMEOUT_SECONDS: Final = 0.5
+BURST_SECONDS: Final = 0.1
 
 
 class TokenBuckets(Protocol):
@@ -138,21 +139,25 @@ class RailLimit:
     largest_call: int = 1
 
     def __post_init__(self) -> None:
-        if self.requests_per_second <= self.largest_call:
+        if self.requests_per_second <= self.capacity:
             raise ValueError(
                 f"a rail limit of {self.requests_per_second} requests/s leaves no room for a "
                 f"call of {self.largest_call} requests"
             )
 
+    @property
+    def capacity(self) -> float:
+        """What the bucket saves up: a tenth of a second's requests, so a dispatcher round
+        goes out at once rather than one by one, and never less than the costliest call."""
+        return max(float(self.largest_call), self.requests_per_second * BURST_SECONDS)
+
     def shared(self) -> BucketLimit:
         """The bucket every replica shares: at most `requests_per_second` in any second."""
-        return BucketLimit(self.requests_per_second - self.largest_call, self.largest_call)
+        return BucketLimit(self.requests_per_second - self.capacity, self.capacity)
 
     def local(self, replicas: int) -> BucketLimit:
         """One replica's bucket while Redis is out of reach: its share of the refill."""
-        return BucketLimit(
-            (self.requests_per_second - self.largest_call) / replicas, self.largest_call
-        )
+        return BucketLimit((self.requests_per_second - self.capacity) / replicas, self.capacity)
 
 
 class RateLimiter:
