@@ -10,10 +10,15 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.payouts.domain.token_bucket import Bucket, BucketLimit, take
+from services.payouts.providers import TransferRequest
+from services.payouts.providers.rails import Rails
+from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.rate_limit import MemoryBuckets, RailLimit, RateLimiter, TokenBuckets
+from shared.contract.money import Money
 from shared.runtime.observability import PAYOUT_RATE_LIMIT_MODE
 from tests.unit.payouts.buckets_contract import TokenBucketsContract
 
@@ -188,3 +193,30 @@ async def test_a_stalled_redis_counts_as_down() -> None:
 def test_without_redis_the_limits_are_local_from_the_start() -> None:
     limiter = RateLimiter(None, {"stripe": RailLimit(25)})
     assert limiter.mode == "local"
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    async def acquire(self, rail: str, cost: int = 1) -> None:
+        self.asked.append((rail, cost))
+
+
+async def test_every_call_to_a_limited_rail_asks_for_the_requests_it_makes() -> None:
+    stripe, wise = SandboxProvider(), SandboxProvider()
+    limiter = Recording()
+    rails = Rails({"stripe": stripe, "wise": wise}).limited(limiter)
+    request = TransferRequest("p-1", Money.of("10.00", "USD"), SecretStr("dest"), "wise", "fee")
+    wise_rail = rails.get("wise")
+    assert wise_rail is not None
+    accepted = await wise_rail.send(request)
+    assert await wise_rail.lookup(request) is not None
+    await wise_rail.settlement(accepted.provider_ref)
+    legacy = rails.get(None)  # payouts sent before rails were chosen: Stripe's
+    assert legacy is not None
+    await legacy.settlement("sbx_x")
+    assert limiter.asked == [("wise", 3), ("wise", 2), ("wise", 1), ("stripe", 1)]
+    assert list(wise.transfers) == ["p-1"] and not stripe.transfers
+    assert rails.get("paypal") is None  # not configured: nothing to limit
+    assert Rails({"stripe": stripe}).get("stripe") is stripe  # no limiter: the rail itself
