@@ -23,10 +23,11 @@ from services.payouts.domain.lifecycle import RetrySchedule
 from services.payouts.handlers import HANDLERS, PayoutPolicy, Work
 from services.payouts.providers import PayoutProvider
 from services.payouts.providers.paypal import PayPalPayouts
-from services.payouts.providers.rails import Rails
+from services.payouts.providers.rails import Rails, largest_call
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.providers.wise import WiseTransfers
+from services.payouts.rate_limit import RailLimit, RateLimiter, RedisBuckets
 from services.payouts.schedules import (
     CommissionSchedule,
     CoolOffReleases,
@@ -117,6 +118,40 @@ def rails_from(settings: PayoutsSettings) -> Rails:
     return Rails(rails)
 
 
+def rail_limits(settings: PayoutsSettings) -> dict[str, RailLimit]:
+    """Each rail's rate limit (requests a second) and the most requests one of its calls makes."""
+    limits = {
+        "stripe": settings.stripe_rate_limit,
+        "paypal": settings.paypal_rate_limit,
+        "wise": settings.wise_rate_limit,
+    }
+    return {rail: RailLimit(rate, largest_call(rail)) for rail, rate in limits.items()}
+
+
+def rate_limiter(settings: PayoutsSettings, resources: Resources) -> RateLimiter:
+    """The rails' limiter: buckets shared in the service's Redis, or local ones without it."""
+    return RateLimiter(
+        None if resources.redis is None else RedisBuckets(resources.redis),
+        rail_limits(settings),
+        expected_replicas=settings.expected_replicas,
+        recheck_seconds=settings.rate_limit_recheck_seconds,
+    )
+
+
+def dispatch_batch(settings: PayoutsSettings, limiter: RateLimiter | None) -> int:
+    """Payouts claimed in one round: no more than the slowest rail can take, at its local
+    rate, within half the lease, so none waits for a token until another replica may take it."""
+    if limiter is None:
+        return settings.dispatch_batch
+    within = settings.dispatch_lease_seconds / 2
+    fits = [
+        int(limit.local(settings.expected_replicas).rate * within / limit.largest_call)
+        for rail in ("stripe", "paypal", "wise")
+        if (limit := limiter.limit(rail)) is not None
+    ]
+    return max(1, min([settings.dispatch_batch, *fits]))
+
+
 async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> DestinationCipher:
     """The destination cipher, checked against what is stored: a changed key would make every
     payout fail at the provider call, so the service refuses to start instead (unless the old
@@ -197,6 +232,8 @@ class PayoutsService:
     rails: Rails
     dispatcher: Dispatcher
     relay: OutboxRelay
+    # The rails' rate limiter; None when nothing is limited (the sandbox, a test's fake).
+    limiter: RateLimiter | None = None
 
 
 class PayoutsSetup:
@@ -206,6 +243,9 @@ class PayoutsSetup:
 
     `group_id` is the Kafka consumer group (offsets); the inbox stays `payouts` whatever the
     group, so a new group, like an offset reset, replays history without paying twice.
+
+    `rate_limited`: whether calls wait for the rails' rate limits; by default the real rails
+    do, and one provider for every method (the sandbox, a test's fake) does not.
     """
 
     def __init__(
@@ -214,10 +254,12 @@ class PayoutsSetup:
         provider: PayoutProvider | Rails | None = None,
         *,
         group_id: str = GROUP_ID,
+        rate_limited: bool | None = None,
     ) -> None:
         self._settings = settings
         self._provider = provider
         self._group_id = group_id
+        self._rate_limited = rate_limited
         self.service: PayoutsService | None = None
 
     async def __call__(self, resources: Resources) -> list[Background]:
@@ -226,12 +268,16 @@ class PayoutsSetup:
         db = PgPayouts(resources.pool)
         destinations = await open_destinations(db, settings)
         rails, provider = self._rails(settings)
+        limiter = None
+        if self._rate_limited or (self._rate_limited is None and not rails.every_method):
+            limiter = rate_limiter(settings, resources)
+            rails = rails.limited(limiter)
         dispatcher = Dispatcher(
             db,
             rails,
             policy,
             destinations=destinations,
-            batch=settings.dispatch_batch,
+            batch=dispatch_batch(settings, limiter),
             idle_seconds=settings.dispatch_idle_seconds,
         )
         consume = resources.consume_pipelined(
@@ -257,7 +303,7 @@ class PayoutsSetup:
             finally:
                 await rails.aclose()
 
-        self.service = PayoutsService(settings, db, provider, rails, dispatcher, relay)
+        self.service = PayoutsService(settings, db, provider, rails, dispatcher, relay, limiter)
         return [
             *creator_page(resources, settings),
             consume,

@@ -92,6 +92,20 @@ class PayoutsSettings(BaseSettings):
     # without reaching the database, and a rail's retries within this time too. Older ones
     # are found in the database (payouts_webhook_events), which stays the truth.
     webhook_nonce_ttl_seconds: float = Field(86_400.0, gt=0)
+    # Each rail's rate limit in API requests a second, one token bucket per rail shared by
+    # every payouts replica through Redis (docs/architecture.md §6). Stripe: 100 requests a
+    # second in live mode for the whole account, but 25 a second for each endpoint unless it
+    # says otherwise, and a payout's calls all go to /v1/transfers. PayPal and Wise publish no
+    # number (both answer 429 when they judge traffic excessive): deliberately low defaults,
+    # to raise to what the rail agrees for the account.
+    stripe_rate_limit: float = Field(25.0, gt=1)
+    paypal_rate_limit: float = Field(10.0, gt=1)
+    wise_rate_limit: float = Field(10.0, gt=3)  # a Wise payout is 3 requests
+    # Redis unreachable, each replica keeps its limits locally at 1/this of each rate: set it
+    # to the number of payouts replicas (more is safe, fewer may exceed a rail's limit).
+    expected_replicas: int = Field(2, ge=1, le=1000)
+    # How often a replica that keeps its limits locally asks Redis again.
+    rate_limit_recheck_seconds: float = Field(5.0, gt=0)
 
     # Provider failures are retried with exponential backoff, then the payout fails.
     max_attempts: int = Field(5, ge=1, le=100)
