@@ -29,6 +29,10 @@ from tests.support import shared_kafka
 hypothesis_settings.register_profile("creatorflow", deadline=None)
 hypothesis_settings.load_profile("creatorflow")
 
+# The CLI's tables are as wide as the terminal; a test worker has none, and a cell cut to "…"
+# would hide what a test looks for.
+os.environ.setdefault("COLUMNS", "200")
+
 
 def embedded_servers(*, own_kafka: bool = False) -> Iterator[InfraUrls]:
     """Kafka, PostgreSQL and Redis in a new temp dir (or the external ones configured).
