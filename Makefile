@@ -41,9 +41,10 @@ test: $(STAMP)
 	$(PYTEST)
 
 # The tests that talk to Kafka, again on Apache Kafka instead of the embedded broker: a local
-# 3-broker KRaft cluster per test worker (and per module with servers of its own), topics with
+# 3-broker KRaft cluster per test session (and per module with servers of its own), topics with
 # 3 replicas and min.insync.replicas=2, producers with acks=all and idempotence. Needs Java 17+
 # and Maven; the broker's jars are fetched once into ~/.cache/creatorflow (README).
+# In one process: two workers would each run a 3-broker cluster, six JVMs on 2 cores.
 # Left to `make test` alone, to keep CI under 30 minutes on 2 cores (each module below would
 # start a cluster of its own for nothing): unit tests and lint, the modules that never talk to
 # Kafka (PostgreSQL stores, migrations, destinations at rest, the rails' HTTP clients, the payouts
@@ -69,7 +70,7 @@ KAFKA_TEST_SKIP := \
 test-kafka: $(STAMP)
 	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "make test-kafka needs \
 	Java 17+ and Maven on PATH (Debian/Ubuntu: apt-get install openjdk-17-jre-headless maven)"; exit 1; }
-	$(KAFKA_TEST_ENV) $(PYTEST) tests/integration tests/e2e tests/chaos/test_chaos.py $(KAFKA_TEST_SKIP)
+	$(KAFKA_TEST_ENV) $(BIN)/pytest tests/integration tests/e2e tests/chaos/test_chaos.py $(KAFKA_TEST_SKIP)
 
 bench: $(STAMP)
 	@set -e; for script in bench/bench_*.py; do $(BIN)/python $$script; done
