@@ -56,6 +56,7 @@ BRAND_SENDS: Final = (
     EventType.MATCH_REQUESTED,
     EventType.MATCH_FEEDBACK,
     EventType.DEAL_SIGNED,
+    EventType.BRAND_FUNDED,
     EventType.DELIVERABLE_CONFIRMED,
 )
 BRAND_RECEIVES: Final = (

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr
 
+from shared.contract.events.brands import BrandFunded
 from shared.contract.events.codec import make_event
 from shared.contract.events.creators import (
     Audience,
@@ -187,6 +188,15 @@ def deal() -> DealSigned:
     )
 
 
+def brand_funded() -> BrandFunded:
+    return BrandFunded(
+        brand_id="br-12",
+        funding_id="fund-2025-04-0001",
+        amount=usd("5000.00"),
+        funded_at=EXAMPLE_TIME,
+    )
+
+
 def post_metrics() -> PostMetricsObserved:
     return PostMetricsObserved(
         post_id="ig-post-9001",
@@ -310,6 +320,7 @@ _DATA_BUILDERS: dict[str, Callable[[], BaseModel]] = {
     EventType.MATCH_SUGGESTED: match_suggestions,
     EventType.MATCH_FEEDBACK: match_feedback,
     EventType.DEAL_SIGNED: deal,
+    EventType.BRAND_FUNDED: brand_funded,
     EventType.POST_METRICS_OBSERVED: post_metrics,
     EventType.ORDER_REDEEMED: order_redeemed,
     EventType.ORDER_REFUNDED: order_refunded,

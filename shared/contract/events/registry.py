@@ -11,6 +11,7 @@ from typing import Final, TypeAlias
 
 from pydantic import BaseModel, SecretStr
 
+from shared.contract.events.brands import BrandFunded
 from shared.contract.events.creators import CreatorProfileUpserted, PayoutAccountUpserted
 from shared.contract.events.deals import DealSigned
 from shared.contract.events.fx import FxRatesPublished
@@ -39,6 +40,7 @@ class Topic(StrEnum):
     MATCH_SUGGESTIONS = "match.suggestions"
     MATCH_FEEDBACK = "match.feedback"
     CAMPAIGN_DEALS = "campaign.deals"
+    BRAND_FUNDING = "brand.funding"
     TRACKING_POST_METRICS = "tracking.post-metrics"
     TRACKING_ORDERS = "tracking.orders"
     TRACKING_ATTRIBUTION = "tracking.attribution"
@@ -55,6 +57,7 @@ class EventType(StrEnum):
     MATCH_SUGGESTED = "match.suggested"
     MATCH_FEEDBACK = "match.feedback"
     DEAL_SIGNED = "deal.signed"
+    BRAND_FUNDED = "brand.funded"
     POST_METRICS_OBSERVED = "post.metrics.observed"
     ORDER_REDEEMED = "order.redeemed"
     ORDER_REFUNDED = "order.refunded"
@@ -156,6 +159,15 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         EventType.DEAL_SIGNED,
         DealSigned,
         "deal_id",
+        external=True,
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
+    ),
+    EventSpec(
+        Topic.BRAND_FUNDING,
+        EventType.BRAND_FUNDED,
+        BrandFunded,
+        "brand_id",
         external=True,
         signed_by=Party.BRAND,
         owner_field="brand_id",
