@@ -25,7 +25,7 @@ from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import account, confirmed, funded_deal, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
         await produce_events(
             bootstrap,
             [
-                deal_signed(deal, creator),
+                *funded_deal(deal, creator),
                 confirmed(deal, "dl-1", at=confirmed_at),
                 confirmed(deal, "dl-2", at=confirmed_at),
             ],
@@ -116,7 +116,7 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
         await produce_events(
             bootstrap,
             [
-                deal_signed(deal, creator),
+                *funded_deal(deal, creator),
                 confirmed(deal, "dl-1", at=now - timedelta(hours=1)),
                 confirmed(deal, "dl-2", at=now - timedelta(hours=1)),
             ],

@@ -22,7 +22,7 @@ from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
+from tests.unit.payouts.builders import account, confirmed, funded_deal, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,20 +63,23 @@ async def _failed_payout(
 ) -> tuple[str, str, str]:
     deal, creator = uid("deal"), uid("cr")
     first = account(creator, currency="USD", destination=CLOSED)
-    await produce_events(infra.kafka_bootstrap_servers, [first])
+    funding, signed = funded_deal(deal, creator)
+    await produce_events(infra.kafka_bootstrap_servers, [first, funding])
 
     async def stored() -> bool:
         return bool(
             await db_pool.fetchval(
-                "SELECT count(*) FROM processed_events WHERE event_id = $1", first.id
+                "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::text[])",
+                [first.id, funding.id],
             )
+            == 2
         )
 
-    # The account first, so the payout goes straight to the rail (never held for it).
+    # The account and the brand's funds first, so the payout goes straight to the rail.
     await eventually(stored, what="the account stored")
     await produce_events(
         infra.kafka_bootstrap_servers,
-        [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
+        [signed, confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
     )
     await watcher.wait_for(
         lambda: "payout.failed" in statuses(watcher, deal), seconds=60, what="refused by the rail"

@@ -91,6 +91,16 @@ def funded(
     return make_event(data, source=SOURCE, time=at)
 
 
+def funded_deal(
+    deal_id: str, creator_id: str, *, funds: Money | None = None, **terms: Any
+) -> tuple[CloudEvent[Any], CloudEvent[Any]]:
+    """The brand's funding of a deal (its fee, or `funds`), then the `deal.signed` itself
+    (`terms` as `deal_signed` takes them): what a brand sends for its deal to be paid."""
+    deal = deal_signed(deal_id, creator_id, **terms)
+    funding = funded(deal.data.brand_id, funds or deal.data.fee, funding_id=f"fund-{deal_id}")
+    return funding, deal
+
+
 # What a harness pays into a brand's escrow before its first deal (`Harness(fund_brands=True)`):
 # more than any test's payouts draw.
 PLENTY = Decimal("10000000")
