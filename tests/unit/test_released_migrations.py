@@ -33,6 +33,7 @@ RELEASED = {
     "0309_payouts_fallback_rail": "b472c54b7eb57d47",
     "0310_payouts_confirmation_post_arrival": "d31133094ae8fae3",
     "0311_payouts_destination_key_id": "b0599f9dda1bfb38",
+    "0313_payouts_brand_escrow": "3fc615b6ccfd13d5",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
