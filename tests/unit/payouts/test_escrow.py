@@ -13,11 +13,20 @@ from services.payouts.domain.accounts import HoldCode
 from services.payouts.domain.escrow import Funding, escrow_problems, funding_order
 from services.payouts.domain.ledger import brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer, ledger_problems
+from services.payouts.reports import EscrowTotals, brand_statement
+from services.payouts.store.memory import MemoryPayouts
 from shared.contract.errors import EventRejected
 from shared.contract.money import Money
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, funded, uid
 from tests.unit.payouts.harness import Harness
-from tests.unit.payouts.store_contract import LONG_AGO, acct, new_payout, waiting_payout
+from tests.unit.payouts.store_contract import (
+    LONG_AGO,
+    acct,
+    add_payout,
+    new_payout,
+    terms,
+    waiting_payout,
+)
 
 FEE = Money.of("450.00", "USD")
 
@@ -172,3 +181,39 @@ def test_the_ledger_check_finds_a_negative_escrow_and_a_waiting_payout_owes_noth
     ]
     assert ledger_problems([drawn.payout, waiting], paid_for + posted) == []
     assert escrow_problems([p for t in paid_for + posted for p in t.postings]) == []
+
+
+async def test_a_brand_statement_shows_fundings_draws_clawbacks_and_the_balance() -> None:
+    db = MemoryPayouts()
+    creator, brand, deal = uid("cr"), uid("br"), uid("deal")
+    funding = Funding(uid("fund"), brand, Money.of("500.00", "USD"), T0)
+    drawn = new_payout(deal, creator, acct(creator), brand_id=brand)
+    taken = lifecycle.clawback(
+        terms(deal, creator, brand_id=brand),
+        "adjustment-1",
+        Money.of("30.00", "USD"),
+        Money.of("3.00", "USD"),
+    )
+    waiting = waiting_payout(uid("deal"), creator, brand, fx_at=LONG_AGO)
+    async with db.transaction() as repo:
+        await repo.add_funding(funding, "e")
+        await repo.post([funding.transfer()])
+        for t in (drawn, taken):
+            await add_payout(repo, t.payout)
+            await repo.post(t.transfers)
+        await add_payout(repo, waiting)
+    shown = await brand_statement(db, brand)
+    assert shown.fundings == [funding]
+    assert {p.payout_id for p in shown.payouts} == {
+        drawn.payout.payout_id,
+        taken.payout.payout_id,
+        waiting.payout_id,
+    }
+    assert shown.totals == {
+        "USD": EscrowTotals(
+            funded=Money.of("500.00", "USD"),
+            drawn=Money.of("100.00", "USD"),  # the waiting payout drew nothing
+            returned=Money.of("30.00", "USD"),
+            balance=Money.of("430.00", "USD"),
+        )
+    }
