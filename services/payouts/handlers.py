@@ -517,15 +517,22 @@ async def on_brand_funded(work: Work, event: CloudEvent[Any]) -> None:
     await release_funded(work, data.brand_id, data.amount.currency)
 
 
-async def release_funded(work: Work, brand_id: str, currency: str) -> int:
+async def release_funded(
+    work: Work, brand_id: str, currency: str, *, unless_unlocked: bool = False
+) -> int:
     """Release the brand's payouts waiting for funds in `currency`, earliest confirmed first,
     each drawing its gross, stopping at the first the escrow does not cover (callers hold the
-    brand's lock and the creators'). Returns how many were released."""
+    brand's lock and the creators'). Returns how many were released.
+
+    A waiting payout whose creator's lock is not held raises CreatorsNotLocked, or with
+    `unless_unlocked` releases nothing: the brand's next funding will."""
     waiting = funding_order(
         p for p in await work.repo.awaiting_funds([brand_id]) if p.gross.currency == currency
     )
     creators = {p.creator_id for p in waiting}
     if work.creators_locked is not None and not creators <= work.creators_locked:
+        if unless_unlocked:
+            return 0
         raise CreatorsNotLocked(
             f"brand {brand_id}: payouts of creators {sorted(creators - work.creators_locked)} "
             "started waiting for funds meanwhile"
@@ -581,12 +588,16 @@ async def decide_commissions(work: Work, limit: int) -> int:
     closed_before = work.now - work.policy.commission_grace
     final_before = work.now - work.policy.commission_adjustable
     due = await work.repo.commission_due_for_update(closed_before, final_before, limit)
+    brands = {d.brand_id for d in due}
+    # A clawback gives money back to the brand's escrow: the payouts waiting for it may draw
+    # on it, under their creators' locks too (read before the brands' lock).
+    waiting = {p.creator_id for p in await work.repo.awaiting_funds(brands)}
+    creators = {d.creator_id for d in due} | waiting
     await work.repo.lock(
-        fx="shared",
-        deal_ids=[d.deal_id for d in due],
-        creator_ids=[d.creator_id for d in due],
-        brand_ids=[d.brand_id for d in due],
+        fx="shared", deal_ids=[d.deal_id for d in due], creator_ids=creators, brand_ids=brands
     )
+    work.creators_locked = frozenset(creators)
+    credited: set[tuple[str, str]] = set()
     decided = 0
     for terms in due:
         if not commission_due(terms, work.now, work.policy.commission_grace):
@@ -605,8 +616,12 @@ async def decide_commissions(work: Work, limit: int) -> int:
         step = next_commission_step(owed, booked, work.policy.platform_fee_bps)
         if step is not None:
             await _book_commission(work, terms, step)
+            if step.kind == "clawback":
+                credited.add((terms.brand_id, terms.currency))
         await work.repo.commission_decided(terms.deal_id, 0 if latest is None else latest.revision)
         decided += 1
+    for brand_id, currency in sorted(credited):
+        await release_funded(work, brand_id, currency, unless_unlocked=True)
     return decided
 
 

@@ -6,7 +6,7 @@ if the escrow covers it; otherwise it waits, held `awaiting_funds`, and draws no
 payouts are released in order of confirmation (the moment each became owed, `fx_at`): a later
 payout never jumps an earlier one of the same brand and currency, and none is released beyond
 what the escrow holds, so the escrow never goes negative. A clawback gives its commission back
-to the escrow (domain/ledger.py).
+to the escrow (domain/ledger.py) and releases waiting payouts as a funding does.
 """
 
 from __future__ import annotations
