@@ -2,12 +2,13 @@
 
 The three services run on fresh embedded servers, checking signatures in the consumer as in
 production. On each signed money topic (`deal.signed`, `brand.funded`,
-`deliverable.confirmed`, `match.feedback`, `match.requested`, `creator.payout-account.upserted`, `order.redeemed`,
-`order.refunded`) a forged, a tampered (one byte), a wrong-owner (another brand, or a party of
-another kind), an unknown-key, a revoked-key and an unsigned event are sent between valid
-neighbours of the same type. Every service consuming the topic dead-letters each hostile
-event with its reason, applies none of them (its inbox never records them, its tables hold
-only what the valid ones say) and applies every neighbour.
+`deliverable.confirmed`, `match.feedback`, `match.requested`,
+`creator.payout-account.upserted`, `order.redeemed`, `order.refunded`) a forged, a tampered
+(one byte), a wrong-owner (another brand, or a party of another kind), an unknown-key, a
+revoked-key and an unsigned event are sent between valid neighbours of the same type. Every
+service consuming the topic dead-letters each hostile event with its reason, applies none of
+them (its inbox never records them, its tables hold only what the valid ones say) and applies
+every neighbour.
 """
 
 from __future__ import annotations
