@@ -25,7 +25,7 @@ from shared.contract.events import CloudEvent
 from shared.runtime.kafka import partitions_of
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.kafka_io import StatusWatcher, types_of
+from tests.integration.payouts.kafka_io import StatusWatcher, applied_first, types_of
 from tests.support.kafka_io import produce_events
 from tests.unit.payouts.builders import account, confirmed, deal_signed, funded_deal, fx, uid
 from tests.unit.payouts.harness import delivery
@@ -92,11 +92,13 @@ async def test_deal_confirmed_twice_is_paid_once(
     )
     await asyncio.sleep(1.0)  # time for a duplicate to show up, if one were coming
     # Topics are not ordered among themselves: the deal may be confirmed before the account
-    # event is consumed, and then the payout is held first, released by the account event.
+    # event or the brand's funds are consumed, and then the payout is held first (for each
+    # in turn), released by the account event and the funding.
     statuses = types_of(watcher.of({deal}))
     assert statuses in (
         ["payout.scheduled", "payout.sent", "payout.settled"],
         ["payout.held", "payout.scheduled", "payout.sent", "payout.settled"],
+        ["payout.held", "payout.held", "payout.scheduled", "payout.sent", "payout.settled"],
     )
     [row] = await payout_rows(db_pool, {deal})
     assert instances.transfers_of({row["payout_id"]}) == [row["payout_id"]]
@@ -219,9 +221,12 @@ async def test_held_payout_is_released_by_a_later_account_event_and_paid_once(
     infra: InfraUrls, instances: Instances, watcher: StatusWatcher, db_pool: asyncpg.Pool
 ) -> None:
     deal, creator = uid("deal"), uid("cr")
+    # The brand's funds first, so that the payout is held for its account alone.
+    funding, signed = funded_deal(deal, creator)
+    await applied_first(infra.kafka_bootstrap_servers, db_pool, funding)
     await produce_events(
         infra.kafka_bootstrap_servers,
-        [fx(RATES), *funded_deal(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
+        [fx(RATES), signed, confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
     )
     await watcher.wait_for(lambda: bool(watcher.of({deal})), what="payout held")
     [held] = watcher.of({deal})
