@@ -57,7 +57,7 @@ from shared.tools.latency_floor import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.unit.payouts.builders import account, deal_signed, fx
+from tests.unit.payouts.builders import account, funded_deal, fx
 from tests.unit.tracking.builders import post_event
 
 RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071"}
@@ -190,10 +190,9 @@ async def _measure(
             setup_events.append(
                 account(creator, currency=CURRENCIES[i % len(CURRENCIES)], time=now)
             )
-            setup_events.append(
-                deal_signed(
-                    deal, creator, deliverables=(("dl-1", 1),), ends_at=now + timedelta(days=20)
-                )
+            # The brand funds each fee with its deal: no payout waits for funds.
+            setup_events += funded_deal(
+                deal, creator, deliverables=(("dl-1", 1),), ends_at=now + timedelta(days=20)
             )
         await produce_all(producer, setup_events)
         await stored(payouts_pool, "payouts_deals", prefix, len(warm + steady))

@@ -42,7 +42,7 @@ from shared.tools.infra import EmbeddedInfra, InfraUrls
 from shared.tools.latency_floor import Arrivals, payout_stages, quantile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
+from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
 BASELINE_TOPIC = "bench.payouts-roundtrip"
 RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071"}
@@ -131,7 +131,8 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
             setup_events: list[CloudEvent[Any]] = [fx(RATES)]
             for i, (deal, creator) in enumerate(creators.items()):
                 setup_events.append(account(creator, currency=CURRENCIES[i % len(CURRENCIES)]))
-                setup_events.append(deal_signed(deal, creator, deliverables=(("dl-1", 1),)))
+                # The brand funds each fee with its deal: no payout waits for funds.
+                setup_events += funded_deal(deal, creator, deliverables=(("dl-1", 1),))
             await produce_all(producer, setup_events)
             assert setup.service is not None
             pool = setup.service.db.pool
@@ -147,7 +148,7 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
             await produce_all(
                 producer,
                 [account(f"cr-{d}", currency="EUR") for d in warm]
-                + [deal_signed(d, f"cr-{d}", deliverables=(("dl-1", 1),)) for d in warm],
+                + [e for d in warm for e in funded_deal(d, f"cr-{d}", deliverables=(("dl-1", 1),))],
             )
             await asyncio.sleep(2)
             await paced(producer, _confirmations(warm), rate, {})

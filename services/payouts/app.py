@@ -1,4 +1,4 @@
-"""Wiring: one consumer group over the five input topics, the dispatcher, the schedules and
+"""Wiring: one consumer group over the six input topics, the dispatcher, the schedules and
 the outbox relay. `python -m services.payouts` runs `setup`."""
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ CONSUMER: Final = "payouts"  # consumer group and inbox name
 GROUP_ID: Final = CONSUMER
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
+    Topic.BRAND_FUNDING,
     Topic.DELIVERABLES_CONFIRMED,
     Topic.CREATOR_PAYOUT_ACCOUNTS,
     Topic.TRACKING_ATTRIBUTION,
@@ -62,6 +63,7 @@ OUTPUT_TOPICS: Final = (Topic.PAYOUTS_STATUS,)
 # latency low, and a burst is still taken in a few transactions.
 MAX_RECORDS: Final = 500
 _DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
+_BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.BRAND_FUNDED}
 
 
 def policy_from(settings: PayoutsSettings, fx_max_move: float = 0.25) -> PayoutPolicy:
@@ -191,13 +193,21 @@ def consume_batch(
             deal_ids = {e.data.deal_id for e in events.values() if e.type in _DEAL_EVENTS}
             has_fx = any(e.type == EventType.FX_RATES_PUBLISHED for e in events.values())
             await repo.lock(fx="exclusive" if has_fx else "shared", deal_ids=deal_ids)
-            creators = {d.creator_id for d in (await repo.deals(deal_ids)).values()}
+            deals = (await repo.deals(deal_ids)).values()
+            creators = {d.creator_id for d in deals}
             creators |= {
                 e.data.creator_id
                 for e in events.values()
                 if e.type in {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
             }
-            await repo.lock(creator_ids=creators)
+            brands = {d.brand_id for d in deals}
+            brands |= {e.data.brand_id for e in events.values() if e.type in _BRAND_EVENTS}
+            funded = {e.data.brand_id for e in events.values() if e.type == EventType.BRAND_FUNDED}
+            # A funding releases the brand's waiting payouts: their creators are locked too
+            # (read before the brand's lock; one that starts waiting meanwhile makes the
+            # batch run again: handlers.CreatorsNotLocked).
+            creators |= {p.creator_id for p in await repo.awaiting_funds(funded)}
+            await repo.lock(creator_ids=creators, brand_ids=brands)
             signers = {
                 e.identity: d.signed_by.owner_id
                 for e, d in batch
@@ -210,6 +220,7 @@ def consume_batch(
                 seal=destinations.seal,
                 reseal=destinations.reseal,
                 signers=signers,
+                creators_locked=frozenset(creators),
             )
             for event in events.values():
                 await HANDLERS[event.type](work, event)

@@ -57,6 +57,7 @@ BRAND_SENDS: Final = (
     EventType.MATCH_FEEDBACK,
     EventType.DEAL_SIGNED,
     EventType.ATTRIBUTION_MODEL_SET,
+    EventType.BRAND_FUNDED,
     EventType.DELIVERABLE_CONFIRMED,
 )
 BRAND_RECEIVES: Final = (

@@ -24,6 +24,7 @@ from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
 from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
 from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
 from shared.contract.events import (
+    BrandFunded,
     CloudEvent,
     DealSigned,
     Deliverable,
@@ -233,6 +234,15 @@ class _Generator:
             attribution_window_days=14,
         )
         self.events.append(make_event(deal, source="brand/chaos", time=self.now))
+        # The brand funds each deal's fee: in any order with the rest, a payout owed before
+        # its funds arrive waits for them (awaiting_funds) and is paid when they do.
+        funding = BrandFunded(
+            brand_id=BRAND_ID,
+            funding_id=f"fund-{deal.deal_id}",
+            amount=deal.fee,
+            funded_at=self.now,
+        )
+        self.events.append(make_event(funding, source="brand/chaos", time=self.now))
         currency = self.rng.choice(PAYOUT_CURRENCIES)
         destination = f"acct_chaos{n:05d}"
         account = PayoutAccountUpserted(

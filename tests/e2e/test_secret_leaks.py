@@ -52,7 +52,7 @@ from shared.tools.signing import PartyKeys
 from tests.conftest import embedded_servers
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.support.processes import python_process
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
+from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -291,8 +291,8 @@ async def test_no_secret_leaves_where_it_belongs(
             refused_creator, currency="USD", form="W-9", destination=secrets.refused_destination
         ),
         account("cr-leak-raw", currency="USD", destination=secrets.raw_account_number),
-        deal_signed(paid_deal, paid_creator, deliverables=(("dl-1", 1),)),
-        deal_signed(refused_deal, refused_creator, deliverables=(("dl-1", 1),)),
+        *funded_deal(paid_deal, paid_creator, deliverables=(("dl-1", 1),)),
+        *funded_deal(refused_deal, refused_creator, deliverables=(("dl-1", 1),)),
         confirmed(paid_deal, "dl-1"),
         confirmed(refused_deal, "dl-1"),
     ]

@@ -94,6 +94,7 @@ def test_a_brand_writes_and_reads_what_the_readme_tells_brands() -> None:
             "brand.match-requests",
             "match.feedback",
             "campaign.deals",
+            "brand.funding",
             "deliverables.confirmed",
         }
     )

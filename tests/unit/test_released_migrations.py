@@ -34,6 +34,7 @@ RELEASED = {
     "0310_payouts_confirmation_post_arrival": "d31133094ae8fae3",
     "0311_payouts_destination_key_id": "b0599f9dda1bfb38",
     "0312_payouts_webhooks": "1f55d36a0145e216",
+    "0313_payouts_brand_escrow": "3fc615b6ccfd13d5",
     "0314_payouts_creator_links": "05c25e7e0628523e",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",

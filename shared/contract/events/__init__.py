@@ -1,5 +1,6 @@
 """The v1 event contract: CloudEvent envelope, payload models, topics and the codec."""
 
+from shared.contract.events.brands import BrandFunded
 from shared.contract.events.codec import (
     MAX_EVENT_BYTES,
     EventDecodeError,
@@ -83,6 +84,7 @@ __all__ = [
     "AttributionModelSet",
     "AttributionUpdated",
     "Audience",
+    "BrandFunded",
     "CloudEvent",
     "CreatorProfileUpserted",
     "DealSigned",

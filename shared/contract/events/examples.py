@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr
 
+from shared.contract.events.brands import BrandFunded
 from shared.contract.events.codec import make_event
 from shared.contract.events.creators import (
     Audience,
@@ -192,6 +193,15 @@ def deal() -> DealSigned:
     )
 
 
+def brand_funded() -> BrandFunded:
+    return BrandFunded(
+        brand_id="br-12",
+        funding_id="fund-2025-04-0001",
+        amount=usd("5000.00"),
+        funded_at=EXAMPLE_TIME,
+    )
+
+
 def post_metrics() -> PostMetricsObserved:
     return PostMetricsObserved(
         post_id="ig-post-9001",
@@ -339,6 +349,7 @@ _DATA_BUILDERS: dict[str, Callable[[], BaseModel]] = {
     EventType.MATCH_FEEDBACK: match_feedback,
     EventType.DEAL_SIGNED: deal,
     EventType.ATTRIBUTION_MODEL_SET: attribution_model_set,
+    EventType.BRAND_FUNDED: brand_funded,
     EventType.POST_METRICS_OBSERVED: post_metrics,
     EventType.ORDER_REDEEMED: order_redeemed,
     EventType.ORDER_REFUNDED: order_refunded,

@@ -11,6 +11,7 @@ from typing import Final, TypeAlias
 
 from pydantic import BaseModel, SecretStr
 
+from shared.contract.events.brands import BrandFunded
 from shared.contract.events.creators import CreatorProfileUpserted, PayoutAccountUpserted
 from shared.contract.events.deals import AttributionModelSet, DealSigned
 from shared.contract.events.fx import FxRatesPublished
@@ -40,6 +41,7 @@ class Topic(StrEnum):
     MATCH_SUGGESTIONS = "match.suggestions"
     MATCH_FEEDBACK = "match.feedback"
     CAMPAIGN_DEALS = "campaign.deals"
+    BRAND_FUNDING = "brand.funding"
     TRACKING_POST_METRICS = "tracking.post-metrics"
     TRACKING_ORDERS = "tracking.orders"
     TRACKING_CLICKS = "tracking.clicks"
@@ -58,6 +60,7 @@ class EventType(StrEnum):
     MATCH_FEEDBACK = "match.feedback"
     DEAL_SIGNED = "deal.signed"
     ATTRIBUTION_MODEL_SET = "campaign.attribution-model.set"
+    BRAND_FUNDED = "brand.funded"
     POST_METRICS_OBSERVED = "post.metrics.observed"
     ORDER_REDEEMED = "order.redeemed"
     ORDER_REFUNDED = "order.refunded"
@@ -172,6 +175,15 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         "campaign_id",
         external=True,
         newest_by="time",
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
+    ),
+    EventSpec(
+        Topic.BRAND_FUNDING,
+        EventType.BRAND_FUNDED,
+        BrandFunded,
+        "brand_id",
+        external=True,
         signed_by=Party.BRAND,
         owner_field="brand_id",
     ),

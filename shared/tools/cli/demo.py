@@ -26,7 +26,7 @@ from shared.contract.events import spec_for_type
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.demo_report import latency_line, post_latency_line, print_report, summary
 from shared.tools.cli.settings import kafka_security, load_settings
-from shared.tools.demo.flow import DemoError, DemoReport, Observed, Player
+from shared.tools.demo.flow import DemoError, DemoReport, Observed, Player, awaits_funds
 from shared.tools.demo.page import creator_to_show, demo_link, page_settings, serve_page
 from shared.tools.demo.scenario import DemoConfig
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact
@@ -208,7 +208,14 @@ def _print_summary(
         for h in report.observed.fee_payouts().values()
         if h[-1][0].status in ("sent", "settled")
     ]
-    held = [h for h in report.observed.fee_payouts().values() if h[0][0].status == "held"]
+    held = [
+        h
+        for h in report.observed.fee_payouts().values()
+        if h[0][0].status == "held" and not awaits_funds(h[0][0])
+    ]
+    waited = [
+        h for h in report.observed.fee_payouts().values() if any(awaits_funds(p) for p, _ in h)
+    ]
     currencies = sorted({p.net.currency for p in sent if p.net is not None})
     auto = sum(
         1
@@ -223,7 +230,8 @@ def _print_summary(
         f"{auto} deliverables confirmed automatically, {manual} by the brand",
         f"{report.observed.attribution_updates} attribution updates (coalesced per batch)",
         f"{len(sent)} fee payouts sent in {len(currencies)} currencies ({', '.join(currencies)}); "
-        f"{len(held)} held for a tax form, then released",
+        f"{len(held)} held for a tax form, then released; {len(waited)} waited for the "
+        "brand's funds, then released when they arrived",
         latency_line(report),
         post_latency_line(report),
         (

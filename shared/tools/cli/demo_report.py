@@ -16,7 +16,7 @@ from rich.table import Table
 
 from shared.contract.events import AttributionUpdated, PayoutStatusChanged
 from shared.contract.money import Money
-from shared.tools.demo.flow import DemoReport
+from shared.tools.demo.flow import DemoReport, awaits_funds
 from shared.tools.demo.scenario import DealTruth, Hire
 
 OK = "[green]✓[/]"
@@ -72,9 +72,19 @@ def checks(report: DemoReport, platform_fee_bps: int) -> Checks:
         history = fee_payout(report, hire)
         sent = [p for p in history if p.status == "sent"]
         expected = report.scenario.expected_net(hire, platform_fee_bps)
-        good = len(sent) == 1 and sent[0].net == expected
+        good = len(sent) == 1 and sent[0].net == expected and _waited_as_told(report, hire)
         (p_ok if good else p_wrong).append(deal_id)
     return Checks(a_ok, a_wrong, p_ok, p_wrong)
+
+
+def _waited_as_told(report: DemoReport, hire: Hire) -> bool:
+    """The fee the brand funded late waited for its funds, before it was sent; no other did."""
+    history = fee_payout(report, hire)
+    waited = [n for n, p in enumerate(history) if awaits_funds(p)]
+    sent = [n for n, p in enumerate(history) if p.status == "sent"]
+    if hire.deal.deal_id != report.scenario.waits_for_funds(report.hires):
+        return not waited
+    return bool(waited) and bool(sent) and waited[0] < sent[0]
 
 
 def _ratio(value: Decimal | None, places: int = 2) -> str:
@@ -206,7 +216,9 @@ def payouts_table(report: DemoReport, platform_fee_bps: int) -> Table:
         statuses = [p.status for p in history]
         status = last.status + (" [dim](was held)[/]" if "held" in statuses else "")
         sent = [p for p in history if p.status == "sent"]
-        good = len(sent) == 1 and sent[0].net == expected
+        good = len(sent) == 1 and sent[0].net == expected and _waited_as_told(report, hire)
+        if any(awaits_funds(p) for p in history):
+            status = last.status + " [dim](waited for the brand's funds)[/]"
         table.add_row(
             hire.handle,
             _money(last.gross),

@@ -27,7 +27,7 @@ from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
 from tests.unit.payouts.buckets_contract import TokenBucketsContract
-from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
+from tests.unit.payouts.builders import account, confirmed, funded_deal, uid
 from tests.unit.payouts.test_rate_limit import FakeClock, most_in_any_window
 
 pytestmark = [pytest.mark.integration]
@@ -99,18 +99,19 @@ async def _owe(infra: InfraUrls, db_pool: asyncpg.Pool, count: int) -> list[str]
     for _ in range(count):
         deal, creator = uid("deal"), uid("cr")
         first = account(creator, currency="USD", destination="acct_1Local", method="stripe")
-        await produce_events(infra.kafka_bootstrap_servers, [first])
+        funding, signed = funded_deal(deal, creator)
+        await produce_events(infra.kafka_bootstrap_servers, [first, funding])
 
-        async def stored(event_id: str = first.id) -> bool:
+        async def stored(ids: list[str] = [first.id, funding.id]) -> bool:  # noqa: B006
             found = await db_pool.fetchval(
-                "SELECT count(*) FROM processed_events WHERE event_id = $1", event_id
+                "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::text[])", ids
             )
-            return bool(found)
+            return bool(found == len(ids))
 
-        await eventually(stored, what="the account stored")
+        await eventually(stored, what="the account and the funding stored")
         await produce_events(
             infra.kafka_bootstrap_servers,
-            [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
+            [signed, confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
         )
         deals.append(deal)
     return deals
