@@ -68,6 +68,12 @@ HOLD_ACTIONS: Final[Mapping[HoldCode, Action]] = {
         "you did not, contact support at once.",
         needs_you=False,
     ),
+    HoldCode.AWAITING_FUNDS: Action(
+        "The brand has not yet paid in the money for this payout.",
+        "Nothing to do: it is sent as soon as the brand's funds arrive. Contact the brand if "
+        "it waits for long.",
+        needs_you=False,
+    ),
     HoldCode.RAIL_UNAVAILABLE: Action(
         "Your payout method is not available right now.",
         "Choose another payout method in your onboarding profile, or wait: it is sent as "
