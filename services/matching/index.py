@@ -77,6 +77,8 @@ class Columns:
 
     owner: npt.NDArray[np.int32]
     """Number of the account's creator (its position in `CreatorIndex.creators`)."""
+    several: npt.NDArray[np.bool_]
+    """True when the account's creator has other accounts too (the rows scoring merges)."""
     platform: npt.NDArray[np.int8]
     tier: npt.NDArray[np.int8]
     language: npt.NDArray[np.int16]
@@ -112,6 +114,7 @@ class Columns:
         kept = AUDIENCE_COUNTRIES_KEPT
         return cls(
             owner=np.zeros(capacity, np.int32),
+            several=np.zeros(capacity, bool),
             platform=np.zeros(capacity, np.int8),
             tier=np.zeros(capacity, np.int8),
             language=np.zeros(capacity, np.int16),
@@ -316,6 +319,7 @@ class CreatorIndex:
             self.creators.append(creator_id)
         else:  # another account of a known creator: same creator, same track record
             c.owner[row] = c.owner[first]
+            c.several[[row, *owned.values()]] = True
             c.roas_sum[row], c.roas_count[row] = c.roas_sum[first], c.roas_count[first]
         owned[platform] = row
         self.creator_ids.append(creator_id)

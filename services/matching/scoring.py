@@ -515,14 +515,20 @@ def _one_account_each(index: CreatorIndex) -> bool:
 def _best_account_each(
     index: CreatorIndex, eligible: Candidates, scores: npt.NDArray[np.float32]
 ) -> tuple[Candidates, npt.NDArray[np.float32]]:
-    """The candidates cut to each creator's best-scored account (ties: the earlier row)."""
+    """The candidates cut to each creator's best-scored account (ties: the earlier row).
+    Only the accounts of creators with several are sorted."""
     if _one_account_each(index):
         return eligible, scores
-    owners = index.columns.owner[eligible.rows]
-    order = np.lexsort((-scores, owners))
+    several = np.flatnonzero(index.columns.several[eligible.rows])
+    if len(several) == 0:
+        return eligible, scores
+    owners = index.columns.owner[eligible.rows[several]]
+    order = np.lexsort((-scores[several], owners))
     first = np.ones(len(order), dtype=bool)
     first[1:] = owners[order[1:]] != owners[order[:-1]]
-    keep = np.sort(order[first])
+    keep = np.ones(len(scores), dtype=bool)
+    keep[several] = False
+    keep[several[order[first]]] = True
     best = replace(
         eligible,
         rows=eligible.rows[keep],
@@ -533,14 +539,17 @@ def _best_account_each(
 
 
 def _creator_reasons(index: CreatorIndex, reason: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:
-    """Per creator: 0 when an account of it passed, else the furthest reason of its accounts."""
+    """One entry per creator (in no particular order): 0 when an account of it passed, else
+    the furthest reason of its accounts."""
     if _one_account_each(index):
         return reason
-    owners = index.columns.owner[: index.size]
+    several = index.columns.several[: index.size]
+    owners = index.columns.owner[: index.size][several]
+    shared = reason[several]
     per_creator = np.zeros(len(index.creators), dtype=np.int8)
-    np.maximum.at(per_creator, owners, reason)
-    per_creator[owners[reason == 0]] = 0
-    return per_creator
+    np.maximum.at(per_creator, owners, shared)
+    per_creator[owners[shared == 0]] = 0
+    return np.concatenate([reason[~several], per_creator[np.unique(owners)]])
 
 
 def _platforms_passed(
