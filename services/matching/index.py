@@ -164,9 +164,10 @@ class CreatorIndex:
     """The creator of each row (a creator with several accounts appears on several rows)."""
     handles: list[str] = field(default_factory=list)
     row_of: dict[str, int] = field(default_factory=dict)
-    """The row of each creator's first indexed account; `accounts` has every account."""
-    accounts: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per creator, the row of each of its platform accounts."""
+    """The row of each creator's first indexed account; `accounts_of` gives every account."""
+    several_accounts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per creator with more than one account, the row of each (platform -> row); most
+    creators have one, and a dict each would cost about 200 bytes a creator."""
     creators: list[str] = field(default_factory=list)
     """Every creator once, in the order first indexed (`Columns.owner` numbers them)."""
     columns: Columns = field(default_factory=lambda: Columns.empty(1024))
@@ -238,7 +239,7 @@ class CreatorIndex:
     def record_performance(self, creator_id: str, roas_sum: float, count: int) -> None:
         """Set a creator's realised ROAS total and number of deals on every account of it
         (kept for later if unknown): deals are signed with a creator, not an account."""
-        rows = list(self.accounts.get(creator_id, {}).values())
+        rows = list(self.accounts_of(creator_id).values())
         if not rows:
             self.pending_performance[creator_id] = (roas_sum, count)
             return
@@ -247,13 +248,13 @@ class CreatorIndex:
 
     def rows_of(self, creator_ids: Iterable[str]) -> list[int]:
         """The rows of every account of `creator_ids` (unknown ids ignored)."""
-        return [row for cid in creator_ids for row in self.accounts.get(cid, {}).values()]
+        return [row for cid in creator_ids for row in self.accounts_of(cid).values()]
 
     def record_follower_jumps(self, jumps: dict[Account, FollowerJump]) -> None:
         """Set accounts' largest follower jumps (from their history) and judge them again."""
         rows = []
         for account, jump in jumps.items():
-            row = self.accounts.get(account[0], {}).get(account[1])
+            row = self.account_row(*account)
             if row is None:
                 continue  # not indexed: its jump is recorded again with its next profile
             self.columns.follower_spike[row] = jump.is_spike
@@ -297,14 +298,22 @@ class CreatorIndex:
         return self.columns.nbytes() + self.niche.memory_bytes()
 
     def account_row(self, creator_id: str, platform: str) -> int | None:
-        return self.accounts.get(creator_id, {}).get(platform)
+        return self.accounts_of(creator_id).get(platform)
+
+    def accounts_of(self, creator_id: str) -> dict[str, int]:
+        """The row of each platform account of the creator (empty if unknown)."""
+        several = self.several_accounts.get(creator_id)
+        if several is not None:
+            return several
+        row = self.row_of.get(creator_id)
+        return {} if row is None else {self.platform_of(row): row}
 
     def platform_of(self, row: int) -> str:
         return self.platforms.names[int(self.columns.platform[row])]
 
     def _row_for(self, account: Account, handle: str) -> int:
         creator_id, platform = account
-        owned = self.accounts.setdefault(creator_id, {})
+        owned = self.accounts_of(creator_id)
         row = owned.get(platform)
         if row is not None:
             self.handles[row] = handle
@@ -313,15 +322,17 @@ class CreatorIndex:
         if row >= len(self.columns.tier):
             self.columns = self.columns.grown(2 * len(self.columns.tier))
         c = self.columns
-        first = self.row_of.setdefault(creator_id, row)
-        if first == row:
+        c.platform[row] = self.platforms.code(platform)  # written again with the numbers
+        if not owned:
+            self.row_of[creator_id] = row
             c.owner[row] = len(self.creators)
             self.creators.append(creator_id)
         else:  # another account of a known creator: same creator, same track record
+            first = self.row_of[creator_id]
             c.owner[row] = c.owner[first]
-            c.several[[row, *owned.values()]] = True
             c.roas_sum[row], c.roas_count[row] = c.roas_sum[first], c.roas_count[first]
-        owned[platform] = row
+            c.several[[row, *owned.values()]] = True
+            self.several_accounts[creator_id] = {**owned, platform: row}
         self.creator_ids.append(creator_id)
         self.handles.append(handle)
         self.size += 1

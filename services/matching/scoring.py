@@ -558,7 +558,7 @@ def _platforms_passed(
     """The platforms on which the creator at `row` passed: `row`'s first, then the others."""
     others = [
         (platform, other)
-        for platform, other in index.accounts[index.creator_ids[row]].items()
+        for platform, other in index.accounts_of(index.creator_ids[row]).items()
         if other != row and reason[other] == 0
     ]
     return (index.platform_of(row), *sorted(platform for platform, _ in others))

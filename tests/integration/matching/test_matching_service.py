@@ -341,7 +341,7 @@ async def test_a_creator_s_accounts_on_two_platforms_give_one_suggestion_naming_
     )
 
     async def both_indexed() -> bool:
-        accounts = running.service.state.index.accounts.get(first.creator_id, {})
+        accounts = running.service.state.index.accounts_of(first.creator_id)
         return set(accounts) == {first.platform, other}
 
     await eventually(both_indexed)

@@ -88,7 +88,7 @@ def test_both_accounts_are_kept_and_the_creator_is_suggested_once_with_the_best(
     population, two = accounts
     index, fx = two.index, population_fx()
     assert len(index) == len(population) + 1 and len(index.creators) == len(population)
-    assert set(index.accounts[two.creator_id]) == set(two.platforms)
+    assert set(index.accounts_of(two.creator_id)) == set(two.platforms)
 
     both = ask(index, fx, platforms=())
     ids = [c.creator_id for c in both.creators]
@@ -142,6 +142,23 @@ def test_a_creator_s_deals_count_for_every_account(
     _, two = accounts
     index = two.index
     index.record_performance(two.creator_id, 9.0, 3)
-    rows = list(index.accounts[two.creator_id].values())
+    rows = list(index.accounts_of(two.creator_id).values())
     assert index.columns.roas_sum[rows].tolist() == [9.0, 9.0]
     assert index.columns.roas_count[rows].tolist() == [3, 3]
+
+
+def test_accounts_arriving_together_each_get_their_row() -> None:
+    population = generate_population(300, seed=9)
+    index = CreatorIndex.build(population.profiles, seed=9)
+    new = population.profiles.profile(0).model_copy(update={"creator_id": "cr-everywhere"})
+    profiles = [
+        new.model_copy(update={"platform": platform, "handle": f"@{platform}"})
+        for platform in PLATFORMS[:3]
+    ]
+    rows, _ = index.upsert(ProfileColumns.from_profiles(profiles))
+    accounts = index.accounts_of("cr-everywhere")
+    assert accounts == dict(zip(PLATFORMS[:3], rows.tolist(), strict=True))
+    assert [index.platform_of(row) for row in rows.tolist()] == list(PLATFORMS[:3])
+    assert [index.handles[row] for row in rows.tolist()] == [f"@{p}" for p in PLATFORMS[:3]]
+    assert len(set(index.columns.owner[rows].tolist())) == 1
+    assert index.columns.several[rows].all() and not index.columns.several[:300].any()
