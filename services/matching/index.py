@@ -6,8 +6,8 @@ scoring shows each creator once, with its best account (services/matching/scorin
 
 Everything the request path needs is a column here, so scoring is a handful of vectorised
 operations over the whole index. Rows are appended or overwritten in place by `upsert`; the
-arrays grow by doubling. Each row of capacity takes about 150 bytes of arrays, plus the
-creator's niche vector (held twice: CSR and CSC), its id and handle.
+arrays grow by doubling. Each row of capacity takes about 160 bytes of arrays, plus the
+account's niche vector (held twice: CSR and CSC), its id and handle.
 """
 
 from __future__ import annotations
