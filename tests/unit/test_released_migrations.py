@@ -21,6 +21,7 @@ RELEASED = {
     "0102_matching_models_per_brand": "b9ceb61993715ef3",
     "0103_matching_follower_history": "9dd087e32a63a5dd",
     "0104_matching_feedback_signer": "52c48a7526841191",
+    "0105_matching_platform_accounts": "81bd8b76e7129cdc",
     "0300_payouts": "8febbbe73c691b83",
     "0301_payouts_sealed_destinations": "62f14ff284e02cf2",
     "0302_payouts_fee_schedule_per_deal": "c00931f5059b1332",
