@@ -51,12 +51,13 @@ from shared.tools.latency_floor import (
     Tag,
     chained_floor,
     paced,
+    payout_stages,
     post_to_payout_hops,
     quantile,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.unit.payouts.builders import account, deal_signed, fx
+from tests.unit.payouts.builders import account, funded_deal, fx
 from tests.unit.tracking.builders import post_event
 
 RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071"}
@@ -83,43 +84,6 @@ def of_type(kind: str, ids: dict[str, str] | None = None) -> Tag:
         return str(event.data.deal_id)
 
     return tag
-
-
-_STAGES = """
-SELECT e.deal_id, extract(epoch FROM p.processed_at) AS consumed,
-       extract(epoch FROM s.created_at) AS scheduled, extract(epoch FROM t.created_at) AS sent,
-       extract(epoch FROM t.published_at) AS published
-FROM unnest($1::text[], $2::text[]) AS e(deal_id, event_id)
-JOIN processed_events p ON p.consumer = 'payouts' AND p.event_id = e.event_id
-JOIN outbox s ON convert_from(s.value, 'UTF8')::jsonb->>'type' = 'payout.scheduled'
-     AND convert_from(s.value, 'UTF8')::jsonb->'data'->>'deal_id' = e.deal_id
-JOIN outbox t ON convert_from(t.value, 'UTF8')::jsonb->>'type' = 'payout.sent'
-     AND convert_from(t.value, 'UTF8')::jsonb->'data'->>'deal_id' = e.deal_id
-"""
-
-
-async def payout_stages(
-    pool: Any,
-    deals: Sequence[str],
-    ids: dict[str, str],
-    confirmations: Arrivals,
-    paid: Arrivals,
-) -> dict[str, list[float]]:
-    """Seconds spent from `deliverable.confirmed` on the broker to `payout.sent` received, by
-    stage (wall clock, database timestamps; `consumed` is the consumer's transaction start)."""
-    deals = [d for d in deals if d in ids and d in confirmations.wall]
-    rows = await pool.fetch(_STAGES, deals, [ids[d] for d in deals])
-    parts: dict[str, list[float]] = {
-        k: [] for k in ("poll", "consume", "dispatch", "relay", "deliver")
-    }
-    for r in rows:
-        d = r["deal_id"]
-        parts["poll"].append(float(r["consumed"]) - confirmations.wall[d])
-        parts["consume"].append(float(r["scheduled"] - r["consumed"]))
-        parts["dispatch"].append(float(r["sent"] - r["scheduled"]))
-        parts["relay"].append(float(r["published"] - r["sent"]))
-        parts["deliver"].append(paid.wall[d] - float(r["published"]))
-    return parts
 
 
 async def produce_all(producer: AIOKafkaProducer, events: Sequence[CloudEvent[Any]]) -> None:
@@ -226,10 +190,9 @@ async def _measure(
             setup_events.append(
                 account(creator, currency=CURRENCIES[i % len(CURRENCIES)], time=now)
             )
-            setup_events.append(
-                deal_signed(
-                    deal, creator, deliverables=(("dl-1", 1),), ends_at=now + timedelta(days=20)
-                )
+            # The brand funds each fee with its deal: no payout waits for funds.
+            setup_events += funded_deal(
+                deal, creator, deliverables=(("dl-1", 1),), ends_at=now + timedelta(days=20)
             )
         await produce_all(producer, setup_events)
         await stored(payouts_pool, "payouts_deals", prefix, len(warm + steady))
@@ -244,7 +207,9 @@ async def _measure(
         await paced(producer, posts(steady, now), rate, sent_at)
         await paid.wait_for(set(steady), 120)
         after = await scrape(payouts_port, POST_TO_SENT)
-        stages = await payout_stages(payouts_pool, steady, ids, confirmations, paid)
+        stages = await payout_stages(
+            payouts_pool, {d: ids[d] for d in steady if d in ids}, confirmations.wall, paid.wall
+        )
     finally:
         await confirmations.stop()
         await paid.stop()

@@ -39,10 +39,10 @@ from shared.runtime.kafka import ensure_topics
 from shared.runtime.observability import configure_logging
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import EmbeddedInfra, InfraUrls
-from shared.tools.latency_floor import Arrivals, quantile
+from shared.tools.latency_floor import Arrivals, payout_stages, quantile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
+from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
 BASELINE_TOPIC = "bench.payouts-roundtrip"
 RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071"}
@@ -131,7 +131,8 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
             setup_events: list[CloudEvent[Any]] = [fx(RATES)]
             for i, (deal, creator) in enumerate(creators.items()):
                 setup_events.append(account(creator, currency=CURRENCIES[i % len(CURRENCIES)]))
-                setup_events.append(deal_signed(deal, creator, deliverables=(("dl-1", 1),)))
+                # The brand funds each fee with its deal: no payout waits for funds.
+                setup_events += funded_deal(deal, creator, deliverables=(("dl-1", 1),))
             await produce_all(producer, setup_events)
             assert setup.service is not None
             pool = setup.service.db.pool
@@ -147,7 +148,7 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
             await produce_all(
                 producer,
                 [account(f"cr-{d}", currency="EUR") for d in warm]
-                + [deal_signed(d, f"cr-{d}", deliverables=(("dl-1", 1),)) for d in warm],
+                + [e for d in warm for e in funded_deal(d, f"cr-{d}", deliverables=(("dl-1", 1),))],
             )
             await asyncio.sleep(2)
             await paced(producer, _confirmations(warm), rate, {})
@@ -175,34 +176,12 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
     }
 
 
-_STAGES = """
-SELECT e.deal_id, extract(epoch FROM p.processed_at) AS consumed,
-       extract(epoch FROM s.created_at) AS scheduled, extract(epoch FROM t.created_at) AS sent,
-       extract(epoch FROM t.published_at) AS published
-FROM unnest($1::text[], $2::text[]) AS e(deal_id, event_id)
-JOIN processed_events p ON p.consumer = 'payouts' AND p.event_id = e.event_id
-JOIN outbox s ON convert_from(s.value, 'UTF8')::jsonb->>'type' = 'payout.scheduled'
-     AND convert_from(s.value, 'UTF8')::jsonb->'data'->>'deal_id' = e.deal_id
-JOIN outbox t ON convert_from(t.value, 'UTF8')::jsonb->>'type' = 'payout.sent'
-     AND convert_from(t.value, 'UTF8')::jsonb->'data'->>'deal_id' = e.deal_id
-"""
-
-
 async def _stages(
     pool: Any, deals: Sequence[str], wall_received_at: dict[str, float]
 ) -> dict[str, float]:
-    """Median time spent in each stage (wall clock, database timestamps), in seconds."""
-    rows = await pool.fetch(_STAGES, list(deals), [confirmation_ids[d] for d in deals])
-    parts: dict[str, list[float]] = {
-        k: [] for k in ("poll", "consume", "dispatch", "relay", "deliver")
-    }
-    for r in rows:
-        d = r["deal_id"]
-        parts["poll"].append(float(r["consumed"]) - wall_sent_at[d])
-        parts["consume"].append(float(r["scheduled"] - r["consumed"]))
-        parts["dispatch"].append(float(r["sent"] - r["scheduled"]))
-        parts["relay"].append(float(r["published"] - r["sent"]))
-        parts["deliver"].append(wall_received_at[d] - float(r["published"]))
+    """Median and p99 time spent in each stage (wall clock, database timestamps), in seconds."""
+    ids = {d: confirmation_ids[d] for d in deals}
+    parts = await payout_stages(pool, ids, wall_sent_at, wall_received_at)
     stages = {f"stage_{k}": quantile(v, 0.5) for k, v in parts.items() if v}
     stages |= {f"stage99_{k}": quantile(v, 0.99) for k, v in parts.items() if v}
     return stages

@@ -29,6 +29,10 @@ from tests.support import shared_kafka
 hypothesis_settings.register_profile("creatorflow", deadline=None)
 hypothesis_settings.load_profile("creatorflow")
 
+# The CLI's tables are as wide as the terminal; a test worker has none, and a cell cut to "…"
+# would hide what a test looks for.
+os.environ.setdefault("COLUMNS", "200")
+
 
 def embedded_servers(*, own_kafka: bool = False) -> Iterator[InfraUrls]:
     """Kafka, PostgreSQL and Redis in a new temp dir (or the external ones configured).
@@ -37,6 +41,13 @@ def embedded_servers(*, own_kafka: bool = False) -> Iterator[InfraUrls]:
     (tests/support/shared_kafka.py) unless `own_kafka`: the embedded broker starts in a
     second, three Apache Kafka brokers in ten or more.
     """
+    for stack in embedded_stack(own_kafka=own_kafka):
+        assert stack.urls is not None
+        yield stack.urls
+
+
+def embedded_stack(*, own_kafka: bool = False) -> Iterator[EmbeddedInfra]:
+    """`embedded_servers`, as the stack itself: for tests that stop and start a server."""
     root = Path(tempfile.mkdtemp(prefix="creatorflow-test-"))
     settings = Settings()
     local_apache = settings.kafka is KafkaKind.APACHE and not settings.kafka_bootstrap_servers
@@ -47,7 +58,8 @@ def embedded_servers(*, own_kafka: bool = False) -> Iterator[InfraUrls]:
     with stack:
         assert stack.urls is not None
         pids = stack.pids()
-        yield stack.urls
+        yield stack
+        pids.update(stack.pids())
     leftover = [name for name, pid in pids.items() if pid_alive(pid)]
     assert not leftover, f"embedded servers still running after their tests: {leftover}"
 

@@ -47,6 +47,7 @@ def suggestion_payload(request: MatchRequested, result: MatchResult) -> MatchSug
                 flag_reasons=c.flag_reasons,
                 matched_terms=c.matched_terms,
                 exploration=c.exploration,
+                platforms=c.platforms,
             )
             for c in result.creators
         ),

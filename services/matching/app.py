@@ -32,7 +32,7 @@ from services.matching.features import FEATURES
 from services.matching.follower_history import largest_jump
 from services.matching.index import CreatorIndex
 from services.matching.learning import Verdict, learn_brand
-from services.matching.profiles import ProfileColumns
+from services.matching.profiles import Account, ProfileColumns
 from services.matching.ranker import HAND_RANKER, LinearRanker
 from services.matching.scoring import MatchQuery, MatchResult, match_many
 from services.matching.settings import MatchingSettings
@@ -158,24 +158,33 @@ class MatchingService:
         async with self._index_lock:
             async with self._pool.acquire() as conn, conn.transaction():
                 fresh = await inbox.claim(conn, SERVICE, run)
-                latest: dict[str, StoredProfile] = {}
+                latest: dict[Account, StoredProfile] = {}  # one profile per creator and platform
                 counts = []
-                creators = set()
+                accounts = set()
                 for event, _ in run:
                     data: CreatorProfileUpserted = event.data
-                    creators.add(data.creator_id)
+                    accounts.add((data.creator_id, data.platform))
                     if event.identity in fresh:
-                        latest[data.creator_id] = StoredProfile(
-                            data.creator_id, data, event.time, event.id
+                        stored = StoredProfile(data.creator_id, data, event.time, event.id)
+                        latest[stored.account] = stored
+                        counts.append(
+                            FollowerCount(
+                                data.creator_id, data.platform, event.time, data.followers
+                            )
                         )
-                        counts.append(FollowerCount(data.creator_id, event.time, data.followers))
                 changed = await self._store.upsert_profiles(conn, list(latest.values()))
                 # Every count is history, also one older than the stored profile.
                 await self._store.record_followers(conn, counts)
-            profiles = [p.profile for cid, p in latest.items() if cid in changed]
+            profiles = [p.profile for account, p in latest.items() if account in changed]
             # Written by another consumer (this replica's follower, or another replica):
             # its claim committed before ours returned, so the database has it.
-            profiles += await self._store.profiles_of(sorted(creators - latest.keys()))
+            elsewhere = accounts - latest.keys()
+            profiles += [
+                p
+                for p in await self._store.profiles_of(sorted({cid for cid, _ in elsewhere}))
+                if (p.creator_id, p.platform) in elsewhere
+            ]
+            creators = {cid for cid, _ in accounts}
             if profiles:
                 self.state.index.upsert(ProfileColumns.from_profiles(profiles))
             if creators:
@@ -185,7 +194,7 @@ class MatchingService:
 
     async def _judge_follower_history(self, creator_ids: list[str] | None) -> None:
         history = await self._store.follower_history(creator_ids)
-        jumps = {cid: largest_jump(points) for cid, points in history.items()}
+        jumps = {account: largest_jump(points) for account, points in history.items()}
         self.state.index.record_follower_jumps(jumps)
 
     async def on_requests(self, run: Batch) -> None:
@@ -307,11 +316,10 @@ class MatchingService:
     async def refit(self) -> None:
         """Refit the vectoriser and anomaly model on every stored creator, off the event loop."""
         index = self.state.index
-        texts = [
-            (index.row_of[cid], text)
-            for cid, text in await self._store.texts()
-            if cid in index.row_of
+        rows_and_texts = [
+            (index.account_row(*account), text) for account, text in await self._store.texts()
         ]
+        texts = [(row, text) for row, text in rows_and_texts if row is not None]
         rows = np.array([row for row, _ in texts], dtype=np.int64)
         started = time.perf_counter()
         await asyncio.to_thread(index.refit, [text for _, text in texts], rows)

@@ -1,9 +1,13 @@
-"""The in-memory creator index: one row per creator, one numpy array per attribute.
+"""The in-memory creator index: one row per platform account, one numpy array per attribute.
+
+A creator with several platform accounts (Instagram, TikTok, YouTube...) has one row per
+account, each with that account's own figures; `owner` ties the rows to their creator, and
+scoring shows each creator once, with its best account (services/matching/scoring.py).
 
 Everything the request path needs is a column here, so scoring is a handful of vectorised
 operations over the whole index. Rows are appended or overwritten in place by `upsert`; the
-arrays grow by doubling. Each row of capacity takes about 150 bytes of arrays, plus the
-creator's niche vector (held twice: CSR and CSC), its id and handle.
+arrays grow by doubling. Each row of capacity takes about 160 bytes of arrays, plus the
+account's niche vector (held twice: CSR and CSC), its id and handle.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from services.matching.features import (
 )
 from services.matching.follower_history import FollowerJump
 from services.matching.niche_vectors import NicheVectors
-from services.matching.profiles import ProfileColumns, quoted_price
+from services.matching.profiles import Account, ProfileColumns, quoted_price
 from shared.contract.events.vocabulary import PLATFORMS, TIERS
 from shared.contract.money import Money
 
@@ -71,6 +75,10 @@ class Vocabulary:
 class Columns:
     """The numeric columns of the index (capacity rows; the first `size` are live)."""
 
+    owner: npt.NDArray[np.int32]
+    """Number of the account's creator (its position in `CreatorIndex.creators`)."""
+    several: npt.NDArray[np.bool_]
+    """True when the account's creator has other accounts too (the rows scoring merges)."""
     platform: npt.NDArray[np.int8]
     tier: npt.NDArray[np.int8]
     language: npt.NDArray[np.int16]
@@ -105,6 +113,8 @@ class Columns:
     def empty(cls, capacity: int) -> Columns:
         kept = AUDIENCE_COUNTRIES_KEPT
         return cls(
+            owner=np.zeros(capacity, np.int32),
+            several=np.zeros(capacity, bool),
             platform=np.zeros(capacity, np.int8),
             tier=np.zeros(capacity, np.int8),
             language=np.zeros(capacity, np.int16),
@@ -145,13 +155,21 @@ class Columns:
 
 @dataclass
 class CreatorIndex:
-    """All creators, columnar. Not thread-safe: one writer, readers on the same thread."""
+    """All creators' accounts, columnar. Not thread-safe: one writer, readers on the same
+    thread."""
 
     seed: int = 0
     size: int = 0
     creator_ids: list[str] = field(default_factory=list)
+    """The creator of each row (a creator with several accounts appears on several rows)."""
     handles: list[str] = field(default_factory=list)
     row_of: dict[str, int] = field(default_factory=dict)
+    """The row of each creator's first indexed account; `accounts_of` gives every account."""
+    several_accounts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per creator with more than one account, the row of each (platform -> row); most
+    creators have one, and a dict each would cost about 200 bytes a creator."""
+    creators: list[str] = field(default_factory=list)
+    """Every creator once, in the order first indexed (`Columns.owner` numbers them)."""
     columns: Columns = field(default_factory=lambda: Columns.empty(1024))
     countries: Vocabulary = field(default_factory=Vocabulary)
     languages: Vocabulary = field(default_factory=Vocabulary)
@@ -161,8 +179,8 @@ class CreatorIndex:
     anomaly_model: AccountAnomalyModel | None = None
     anomaly_fitted_on: int = 0
     pending_performance: dict[str, tuple[float, int]] = field(default_factory=dict)
-    follower_jumps: dict[str, FollowerJump] = field(default_factory=dict)
-    """The follower spike of each creator whose history has one."""
+    follower_jumps: dict[Account, FollowerJump] = field(default_factory=dict)
+    """The follower spike of each account whose history has one."""
 
     @classmethod
     def build(
@@ -181,17 +199,22 @@ class CreatorIndex:
     def upsert(
         self, profiles: ProfileColumns, *, encode_text: bool = True
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Insert or replace `profiles` (the last one wins for a repeated id).
+        """Insert or replace `profiles` (the last one wins for a repeated account).
 
         Returns (rows, picks): the index row written for each profile position in `picks`.
 
         The anomaly model in place judges the new numbers; text is encoded with the current
         vocabulary (`encode_text=False` leaves it to a `refit` that follows).
         """
-        last = {creator_id: i for i, creator_id in enumerate(profiles.creator_id)}
+        last = {
+            (creator_id, platform): i
+            for i, (creator_id, platform) in enumerate(
+                zip(profiles.creator_id, profiles.platform, strict=True)
+            )
+        }
         picks = np.fromiter(last.values(), dtype=np.int64, count=len(last))
         rows = np.array(
-            [self._row_for(cid, profiles.handle[i]) for cid, i in last.items()], np.int64
+            [self._row_for(account, profiles.handle[i]) for account, i in last.items()], np.int64
         )
         self._write_numbers(rows, picks, profiles)
         if encode_text and self.niche.vectorizer is not None:
@@ -214,26 +237,31 @@ class CreatorIndex:
         self._refit_anomaly_model()
 
     def record_performance(self, creator_id: str, roas_sum: float, count: int) -> None:
-        """Set a creator's realised ROAS total and number of deals (kept for later if unknown)."""
-        row = self.row_of.get(creator_id)
-        if row is None:
+        """Set a creator's realised ROAS total and number of deals on every account of it
+        (kept for later if unknown): deals are signed with a creator, not an account."""
+        rows = list(self.accounts_of(creator_id).values())
+        if not rows:
             self.pending_performance[creator_id] = (roas_sum, count)
             return
-        self.columns.roas_sum[row] = roas_sum
-        self.columns.roas_count[row] = count
+        self.columns.roas_sum[rows] = roas_sum
+        self.columns.roas_count[rows] = count
 
-    def record_follower_jumps(self, jumps: dict[str, FollowerJump]) -> None:
-        """Set creators' largest follower jumps (from their history) and judge them again."""
+    def rows_of(self, creator_ids: Iterable[str]) -> list[int]:
+        """The rows of every account of `creator_ids` (unknown ids ignored)."""
+        return [row for cid in creator_ids for row in self.accounts_of(cid).values()]
+
+    def record_follower_jumps(self, jumps: dict[Account, FollowerJump]) -> None:
+        """Set accounts' largest follower jumps (from their history) and judge them again."""
         rows = []
-        for creator_id, jump in jumps.items():
-            row = self.row_of.get(creator_id)
+        for account, jump in jumps.items():
+            row = self.account_row(*account)
             if row is None:
                 continue  # not indexed: its jump is recorded again with its next profile
             self.columns.follower_spike[row] = jump.is_spike
-            if jump.is_spike:  # kept for its reason; most creators have none to keep
-                self.follower_jumps[creator_id] = jump
+            if jump.is_spike:  # kept for its reason; most accounts have none to keep
+                self.follower_jumps[account] = jump
             else:
-                self.follower_jumps.pop(creator_id, None)
+                self.follower_jumps.pop(account, None)
             rows.append(row)
         if rows:
             self._judge(np.array(rows, dtype=np.int64))
@@ -269,21 +297,48 @@ class CreatorIndex:
         """Bytes held by the numeric columns and niche vectors (Python strings not counted)."""
         return self.columns.nbytes() + self.niche.memory_bytes()
 
-    def _row_for(self, creator_id: str, handle: str) -> int:
+    def account_row(self, creator_id: str, platform: str) -> int | None:
+        return self.accounts_of(creator_id).get(platform)
+
+    def accounts_of(self, creator_id: str) -> dict[str, int]:
+        """The row of each platform account of the creator (empty if unknown)."""
+        several = self.several_accounts.get(creator_id)
+        if several is not None:
+            return several
         row = self.row_of.get(creator_id)
+        return {} if row is None else {self.platform_of(row): row}
+
+    def platform_of(self, row: int) -> str:
+        return self.platforms.names[int(self.columns.platform[row])]
+
+    def _row_for(self, account: Account, handle: str) -> int:
+        creator_id, platform = account
+        owned = self.accounts_of(creator_id)
+        row = owned.get(platform)
         if row is not None:
             self.handles[row] = handle
             return row
         row = self.size
         if row >= len(self.columns.tier):
             self.columns = self.columns.grown(2 * len(self.columns.tier))
-        self.row_of[creator_id] = row
+        c = self.columns
+        c.platform[row] = self.platforms.code(platform)  # written again with the numbers
+        if not owned:
+            self.row_of[creator_id] = row
+            c.owner[row] = len(self.creators)
+            self.creators.append(creator_id)
+        else:  # another account of a known creator: same creator, same track record
+            first = self.row_of[creator_id]
+            c.owner[row] = c.owner[first]
+            c.roas_sum[row], c.roas_count[row] = c.roas_sum[first], c.roas_count[first]
+            c.several[[row, *owned.values()]] = True
+            self.several_accounts[creator_id] = {**owned, platform: row}
         self.creator_ids.append(creator_id)
         self.handles.append(handle)
         self.size += 1
         pending = self.pending_performance.pop(creator_id, None)
         if pending is not None:
-            self.columns.roas_sum[row], self.columns.roas_count[row] = pending
+            c.roas_sum[row], c.roas_count[row] = pending
         return row
 
     def _write_numbers(

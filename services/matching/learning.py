@@ -77,7 +77,7 @@ def unseen_negatives(
     weight (UNSEEN_WEIGHT).
     """
     rng = np.random.default_rng(seed)
-    shown_rows = np.array([index.row_of[c] for c in shown if c in index.row_of], dtype=np.int64)
+    shown_rows = np.array(index.rows_of(shown), dtype=np.int64)
     picked: list[npt.NDArray[np.float32]] = []
     for query in queries:
         eligible = candidates(index, query, fx, settings)

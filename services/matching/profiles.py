@@ -19,6 +19,9 @@ from shared.contract.money import Money
 
 GENDERS: Final = ("female", "male", "other")
 
+Account = tuple[str, str]
+"""(creator id, platform): one creator's account on one platform, what a profile describes."""
+
 
 @dataclass(frozen=True)
 class ProfileColumns:

@@ -4,8 +4,11 @@ Everything up to the candidate pool is vectorised over the whole index (no Pytho
 creator); only the pool (a few times `limit`) is handled creator by creator, to convert costs
 exactly and build explanations.
 
-Each creator left out is counted once, under the first reason that applies, in the order of
-FILTER_REASONS.
+The index holds one row per platform account. Filters and features apply to each account; a
+creator is shown once, with its best-scored eligible account's figures, and names every
+platform on which it passed. A creator none of whose accounts passes is counted once, under
+the reason of the account that came furthest (the latest in FILTER_REASONS); each account
+is stopped by the first reason that applies, in that order.
 """
 
 from __future__ import annotations
@@ -166,6 +169,9 @@ class RankedCreator:
     """The brief's words this creator matched on, as read ("pups ~ puppy"), strongest first."""
     exploration: bool = False
     """Shown to learn from (an exploration slot), not placed by its score."""
+    platforms: tuple[str, ...] = ()
+    """The platforms of the creator's accounts that passed every filter; the first is the
+    account whose figures are shown."""
 
 
 @dataclass(frozen=True)
@@ -476,8 +482,9 @@ def _ranked(
     settings: ScoringSettings,
     eligible: Candidates,
 ) -> MatchResult:
-    reason, rows = eligible.reason, eligible.rows
     scores = ranker.scores(eligible.features)
+    eligible, scores = _best_account_each(index, eligible, scores)
+    reason, rows = eligible.reason, eligible.rows
 
     pool_size = min(len(rows), max(settings.min_pool, settings.pool_factor * query.limit))
     pool = _best(scores, pool_size)
@@ -496,9 +503,65 @@ def _ranked(
     at = pool[picked] if picked else np.zeros(0, dtype=np.int64)
     explored_from = len(picked) - explore if explore else len(picked)
     creators = _ranked_creators(index, query, ranker, fx, eligible, at, explored_from=explored_from)
-    counts = np.bincount(reason, minlength=len(FILTER_REASONS) + 1)
+    counts = np.bincount(_creator_reasons(index, reason), minlength=len(FILTER_REASONS) + 1)
     filtered = {name: int(counts[code]) for name, code in _REASON.items() if counts[code]}
     return MatchResult(creators, filtered, ranker.version, fx)
+
+
+def _one_account_each(index: CreatorIndex) -> bool:
+    return index.size == len(index.creators)
+
+
+def _best_account_each(
+    index: CreatorIndex, eligible: Candidates, scores: npt.NDArray[np.float32]
+) -> tuple[Candidates, npt.NDArray[np.float32]]:
+    """The candidates cut to each creator's best-scored account (ties: the earlier row).
+    Only the accounts of creators with several are sorted."""
+    if _one_account_each(index):
+        return eligible, scores
+    several = np.flatnonzero(index.columns.several[eligible.rows])
+    if len(several) == 0:
+        return eligible, scores
+    owners = index.columns.owner[eligible.rows[several]]
+    order = np.lexsort((-scores[several], owners))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = owners[order[1:]] != owners[order[:-1]]
+    keep = np.ones(len(scores), dtype=bool)
+    keep[several] = False
+    keep[several[order[first]]] = True
+    best = replace(
+        eligible,
+        rows=eligible.rows[keep],
+        features=eligible.features[keep],
+        approximate_cost=eligible.approximate_cost[keep],
+    )
+    return best, scores[keep]
+
+
+def _creator_reasons(index: CreatorIndex, reason: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:
+    """One entry per creator (in no particular order): 0 when an account of it passed, else
+    the furthest reason of its accounts."""
+    if _one_account_each(index):
+        return reason
+    several = index.columns.several[: index.size]
+    owners = index.columns.owner[: index.size][several]
+    shared = reason[several]
+    per_creator = np.zeros(len(index.creators), dtype=np.int8)
+    np.maximum.at(per_creator, owners, shared)
+    per_creator[owners[shared == 0]] = 0
+    return np.concatenate([reason[~several], per_creator[np.unique(owners)]])
+
+
+def _platforms_passed(
+    index: CreatorIndex, row: int, reason: npt.NDArray[np.int8]
+) -> tuple[str, ...]:
+    """The platforms on which the creator at `row` passed: `row`'s first, then the others."""
+    others = [
+        (platform, other)
+        for platform, other in index.accounts_of(index.creator_ids[row]).items()
+        if other != row and reason[other] == 0
+    ]
+    return (index.platform_of(row), *sorted(platform for platform, _ in others))
 
 
 def _ranked_creators(
@@ -539,6 +602,7 @@ def _ranked_creators(
                 flag_reasons=flags,
                 matched_terms=matched[i],
                 exploration=i >= explored_from,
+                platforms=_platforms_passed(index, row, eligible.reason),
             )
         )
     return creators
@@ -566,8 +630,8 @@ def _explored(
 
 
 def _rows_mask(index: CreatorIndex, creator_ids: frozenset[str]) -> npt.NDArray[np.bool_] | None:
-    """True at the rows of `creator_ids`; None when none of them is indexed."""
-    rows = [index.row_of[cid] for cid in creator_ids if cid in index.row_of]
+    """True at the rows of every account of `creator_ids`; None when none is indexed."""
+    rows = index.rows_of(creator_ids)
     if not rows:
         return None
     mask = np.zeros(index.size, dtype=bool)
@@ -678,7 +742,7 @@ def _flags(index: CreatorIndex, row: int) -> dict[str, str]:
     if trust & 1 << TRUST_FLAGS.index(POD):
         flags[POD] = pod_reason(index.engagement_mix(slice(row, row + 1)), 0)
     if trust & 1 << TRUST_FLAGS.index(SPIKE):
-        flags[SPIKE] = index.follower_jumps[index.creator_ids[row]].reason()
+        flags[SPIKE] = index.follower_jumps[index.creator_ids[row], index.platform_of(row)].reason()
     if c.cost_estimated[row]:
         flags["cost_estimated_from_tier"] = "no rate card: priced from the tier's benchmark"
     if c.posts_last_30d[row] < _LOW_POSTING:

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from services.matching.features import FEATURES
-from services.matching.profiles import profile_text
+from services.matching.profiles import Account, profile_text
 from services.matching.ranker import (
     LABELS,
     OUTCOME_WEIGHT,
@@ -36,6 +36,10 @@ class StoredProfile:
     profile: CreatorProfileUpserted
     event_time: datetime
     event_id: str
+
+    @property
+    def account(self) -> Account:
+        return self.creator_id, self.profile.platform
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Outcome:
 @dataclass(frozen=True)
 class FollowerCount:
     creator_id: str
+    platform: str
     observed_at: datetime
     followers: int
 
@@ -94,22 +99,24 @@ class FollowerCount:
 class MatchingStore(Protocol):
     async def upsert_profiles(
         self, conn: Connection, profiles: Sequence[StoredProfile]
-    ) -> set[str]:
-        """Store profiles newer than the stored ones; returns the creator ids that changed."""
+    ) -> set[Account]:
+        """Store profiles newer than the stored ones of the same account (creator and
+        platform); returns the accounts that changed."""
         ...
 
     async def count_profiles(self) -> int: ...
 
     async def profiles_of(self, creator_ids: Sequence[str]) -> list[CreatorProfileUpserted]:
-        """The stored profiles of `creator_ids` (unknown ids left out), in creator_id order."""
+        """The stored profiles of every account of `creator_ids` (unknown ids left out), in
+        (creator_id, platform) order."""
         ...
 
     def iter_profiles(self, chunk: int) -> AsyncIterator[list[CreatorProfileUpserted]]:
-        """Every stored profile, in creator_id order, `chunk` at a time."""
+        """Every stored profile, in (creator_id, platform) order, `chunk` at a time."""
         ...
 
-    async def texts(self) -> list[tuple[str, str]]:
-        """(creator_id, niche text) of every stored creator."""
+    async def texts(self) -> list[tuple[Account, str]]:
+        """(account, niche text) of every stored account."""
         ...
 
     async def record_hire(
@@ -165,13 +172,13 @@ class MatchingStore(Protocol):
     async def record_followers(
         self, conn: Connection, observations: Sequence[FollowerCount]
     ) -> None:
-        """Keep each follower count by (creator, event time); a repeated pair is kept once."""
+        """Keep each follower count by (account, event time); a repeat is kept once."""
         ...
 
     async def follower_history(
         self, creator_ids: Sequence[str] | None = None
-    ) -> dict[str, list[tuple[datetime, int]]]:
-        """(event time, followers) per creator, oldest first (all creators if None)."""
+    ) -> dict[Account, list[tuple[datetime, int]]]:
+        """(event time, followers) per account of the creators, oldest first (all if None)."""
         ...
 
     async def label_count(self) -> int:
@@ -246,23 +253,26 @@ class PostgresMatchingStore:
 
     async def upsert_profiles(
         self, conn: Connection, profiles: Sequence[StoredProfile]
-    ) -> set[str]:
+    ) -> set[Account]:
         if not profiles:
             return set()
         rows = await conn.fetch(
-            """INSERT INTO matching_creators (creator_id, profile, event_time, event_id)
-               SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::text[])
-               ON CONFLICT (creator_id) DO UPDATE
+            """INSERT INTO matching_creators
+                 (creator_id, platform, profile, event_time, event_id)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[],
+                                    $5::text[])
+               ON CONFLICT (creator_id, platform) DO UPDATE
                  SET profile = excluded.profile, event_time = excluded.event_time,
                      event_id = excluded.event_id, updated_at = now()
                  WHERE matching_creators.event_time <= excluded.event_time
-               RETURNING creator_id""",
+               RETURNING creator_id, platform""",
             [p.creator_id for p in profiles],
+            [p.profile.platform for p in profiles],
             [p.profile.model_dump_json() for p in profiles],
             [p.event_time for p in profiles],
             [p.event_id for p in profiles],
         )
-        return {row["creator_id"] for row in rows}
+        return {(row["creator_id"], row["platform"]) for row in rows}
 
     async def count_profiles(self) -> int:
         return int(await self._pool.fetchval("SELECT count(*) FROM matching_creators"))
@@ -272,31 +282,35 @@ class PostgresMatchingStore:
             return []
         rows = await self._pool.fetch(
             """SELECT profile::text AS profile FROM matching_creators
-               WHERE creator_id = ANY($1::text[]) ORDER BY creator_id""",
+               WHERE creator_id = ANY($1::text[]) ORDER BY creator_id, platform""",
             list(creator_ids),
         )
         return [CreatorProfileUpserted.model_validate_json(r["profile"]) for r in rows]
 
     async def iter_profiles(self, chunk: int) -> AsyncIterator[list[CreatorProfileUpserted]]:
-        after = ""
+        after = ("", "")
         while True:
             rows = await self._pool.fetch(
-                """SELECT creator_id, profile::text AS profile FROM matching_creators
-                   WHERE creator_id > $1 ORDER BY creator_id LIMIT $2""",
-                after,
+                """SELECT creator_id, platform, profile::text AS profile FROM matching_creators
+                   WHERE (creator_id, platform) > ($1, $2)
+                   ORDER BY creator_id, platform LIMIT $3""",
+                *after,
                 chunk,
             )
             if not rows:
                 return
             yield [CreatorProfileUpserted.model_validate_json(r["profile"]) for r in rows]
-            after = rows[-1]["creator_id"]
+            after = (rows[-1]["creator_id"], rows[-1]["platform"])
 
-    async def texts(self) -> list[tuple[str, str]]:
+    async def texts(self) -> list[tuple[Account, str]]:
         rows = await self._pool.fetch(
-            """SELECT creator_id, profile->>'bio' AS bio, profile->'topics' AS topics
+            """SELECT creator_id, platform, profile->>'bio' AS bio, profile->'topics' AS topics
                FROM matching_creators"""
         )
-        return [(r["creator_id"], profile_text(r["bio"], json.loads(r["topics"]))) for r in rows]
+        return [
+            ((r["creator_id"], r["platform"]), profile_text(r["bio"], json.loads(r["topics"])))
+            for r in rows
+        ]
 
     async def record_hire(
         self, conn: Connection, deal_id: str, campaign_id: str, creator_id: str, at: datetime
@@ -445,26 +459,30 @@ class PostgresMatchingStore:
         self, conn: Connection, observations: Sequence[FollowerCount]
     ) -> None:
         await conn.execute(
-            """INSERT INTO matching_follower_history (creator_id, observed_at, followers)
-               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[])
-               ON CONFLICT (creator_id, observed_at) DO NOTHING""",
+            """INSERT INTO matching_follower_history
+                 (creator_id, platform, observed_at, followers)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[])
+               ON CONFLICT (creator_id, platform, observed_at) DO NOTHING""",
             [o.creator_id for o in observations],
+            [o.platform for o in observations],
             [o.observed_at for o in observations],
             [o.followers for o in observations],
         )
 
     async def follower_history(
         self, creator_ids: Sequence[str] | None = None
-    ) -> dict[str, list[tuple[datetime, int]]]:
+    ) -> dict[Account, list[tuple[datetime, int]]]:
         rows = await self._pool.fetch(
-            """SELECT creator_id, observed_at, followers FROM matching_follower_history
+            """SELECT creator_id, platform, observed_at, followers
+               FROM matching_follower_history
                WHERE $1::text[] IS NULL OR creator_id = ANY($1)
-               ORDER BY creator_id, observed_at""",
+               ORDER BY creator_id, platform, observed_at""",
             None if creator_ids is None else list(creator_ids),
         )
-        history: dict[str, list[tuple[datetime, int]]] = {}
+        history: dict[Account, list[tuple[datetime, int]]] = {}
         for r in rows:
-            history.setdefault(r["creator_id"], []).append((r["observed_at"], r["followers"]))
+            account = (r["creator_id"], r["platform"])
+            history.setdefault(account, []).append((r["observed_at"], r["followers"]))
         return history
 
     async def label_count(self) -> int:
@@ -654,13 +672,13 @@ class InMemoryMatchingStore:
     """The fake: same behaviour, dicts instead of tables, no transactions."""
 
     def __init__(self) -> None:
-        self.profiles: dict[str, StoredProfile] = {}
+        self.profiles: dict[Account, StoredProfile] = {}
         self.hires: dict[str, tuple[str, str]] = {}
         self.answers: dict[str, Answer] = {}
         self.feedback: dict[EventIdentity, tuple[str, str, str, str | None]] = {}
         self.feedback_signers: dict[EventIdentity, str] = {}
         self.outcomes: dict[str, Outcome] = {}
-        self.followers: dict[tuple[str, datetime], int] = {}
+        self.followers: dict[tuple[str, str, datetime], int] = {}
         self.stored: list[StoredModel] = []  # oldest first
         self._arrival: dict[object, int] = {}  # label key -> arrival order (received_at)
         self._promoted: dict[str, int] = {}  # version -> when it last went live
@@ -672,13 +690,13 @@ class InMemoryMatchingStore:
 
     async def upsert_profiles(
         self, conn: Connection, profiles: Sequence[StoredProfile]
-    ) -> set[str]:
+    ) -> set[Account]:
         changed = set()
         for p in profiles:
-            old = self.profiles.get(p.creator_id)
+            old = self.profiles.get(p.account)
             if old is None or old.event_time <= p.event_time:
-                self.profiles[p.creator_id] = p
-                changed.add(p.creator_id)
+                self.profiles[p.account] = p
+                changed.add(p.account)
         return changed
 
     async def count_profiles(self) -> int:
@@ -686,16 +704,17 @@ class InMemoryMatchingStore:
 
     async def profiles_of(self, creator_ids: Sequence[str]) -> list[CreatorProfileUpserted]:
         wanted = set(creator_ids)
-        return [self.profiles[cid].profile for cid in sorted(wanted & self.profiles.keys())]
+        return [self.profiles[a].profile for a in sorted(self.profiles) if a[0] in wanted]
 
     async def iter_profiles(self, chunk: int) -> AsyncIterator[list[CreatorProfileUpserted]]:
-        ordered = [self.profiles[cid].profile for cid in sorted(self.profiles)]
+        ordered = [self.profiles[account].profile for account in sorted(self.profiles)]
         for start in range(0, len(ordered), chunk):
             yield ordered[start : start + chunk]
 
-    async def texts(self) -> list[tuple[str, str]]:
+    async def texts(self) -> list[tuple[Account, str]]:
         return [
-            (cid, profile_text(p.profile.bio, p.profile.topics)) for cid, p in self.profiles.items()
+            (account, profile_text(p.profile.bio, p.profile.topics))
+            for account, p in self.profiles.items()
         ]
 
     async def record_hire(
@@ -773,15 +792,15 @@ class InMemoryMatchingStore:
         self, conn: Connection, observations: Sequence[FollowerCount]
     ) -> None:
         for o in observations:
-            self.followers.setdefault((o.creator_id, o.observed_at), o.followers)
+            self.followers.setdefault((o.creator_id, o.platform, o.observed_at), o.followers)
 
     async def follower_history(
         self, creator_ids: Sequence[str] | None = None
-    ) -> dict[str, list[tuple[datetime, int]]]:
-        history: dict[str, list[tuple[datetime, int]]] = {}
-        for (creator_id, at), followers in sorted(self.followers.items()):
+    ) -> dict[Account, list[tuple[datetime, int]]]:
+        history: dict[Account, list[tuple[datetime, int]]] = {}
+        for (creator_id, platform, at), followers in sorted(self.followers.items()):
             if creator_ids is None or creator_id in creator_ids:
-                history.setdefault(creator_id, []).append((at, followers))
+                history.setdefault((creator_id, platform), []).append((at, followers))
         return history
 
     def _suggested(

@@ -4,6 +4,8 @@ from services.payouts.app import SERVICE, PayoutsSetup
 from services.payouts.schema import SCHEMA
 from shared.runtime.service import run_service
 
-# Redis keeps the rails' webhook event ids (services/payouts/webhooks.py), a fast path only:
-# without it the database decides, so payouts starts and stays ready while Redis is down.
+# Redis shares the rails' rate limits between replicas (services/payouts/rate_limit.py) and
+# keeps the rails' webhook event ids (services/payouts/webhooks.py). Neither needs it: without
+# it, limits are kept locally and the database decides on webhooks, so payouts starts and
+# stays ready while Redis is down.
 run_service(SERVICE, PayoutsSetup(), SCHEMA, uses_redis=True, redis_required=False)

@@ -1,4 +1,4 @@
-"""Wiring: one consumer group over the five input topics, the dispatcher, the schedules and
+"""Wiring: one consumer group over the six input topics, the dispatcher, the schedules and
 the outbox relay. `python -m services.payouts` runs `setup`."""
 
 from __future__ import annotations
@@ -10,18 +10,24 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+import redis.asyncio as redis
 import structlog
+import uvicorn
+from starlette.types import ASGIApp
 
+from services.payouts.creator_page.access import CreatorAccess
+from services.payouts.creator_page.web import PageConfig, page_app
 from services.payouts.destinations import DestinationCipher, UnreadableDestination
 from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
 from services.payouts.handlers import HANDLERS, PayoutPolicy, Work
 from services.payouts.providers import PayoutProvider
 from services.payouts.providers.paypal import PayPalPayouts
-from services.payouts.providers.rails import Rails
+from services.payouts.providers.rails import Rails, largest_call
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.providers.wise import WiseTransfers
+from services.payouts.rate_limit import RailLimit, RateLimiter, RedisBuckets
 from services.payouts.schedules import (
     CommissionSchedule,
     CoolOffReleases,
@@ -45,6 +51,7 @@ CONSUMER: Final = "payouts"  # consumer group and inbox name
 GROUP_ID: Final = CONSUMER
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
+    Topic.BRAND_FUNDING,
     Topic.DELIVERABLES_CONFIRMED,
     Topic.CREATOR_PAYOUT_ACCOUNTS,
     Topic.TRACKING_ATTRIBUTION,
@@ -56,6 +63,7 @@ OUTPUT_TOPICS: Final = (Topic.PAYOUTS_STATUS,)
 # latency low, and a burst is still taken in a few transactions.
 MAX_RECORDS: Final = 500
 _DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
+_BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.BRAND_FUNDED}
 
 
 def policy_from(settings: PayoutsSettings, fx_max_move: float = 0.25) -> PayoutPolicy:
@@ -112,6 +120,40 @@ def rails_from(settings: PayoutsSettings) -> Rails:
     return Rails(rails)
 
 
+def rail_limits(settings: PayoutsSettings) -> dict[str, RailLimit]:
+    """Each rail's rate limit (requests a second) and the most requests one of its calls makes."""
+    limits = {
+        "stripe": settings.stripe_rate_limit,
+        "paypal": settings.paypal_rate_limit,
+        "wise": settings.wise_rate_limit,
+    }
+    return {rail: RailLimit(rate, largest_call(rail)) for rail, rate in limits.items()}
+
+
+def rate_limiter(settings: PayoutsSettings, resources: Resources) -> RateLimiter:
+    """The rails' limiter: buckets shared in the service's Redis, or local ones without it."""
+    return RateLimiter(
+        None if resources.redis is None else RedisBuckets(resources.redis),
+        rail_limits(settings),
+        expected_replicas=settings.expected_replicas,
+        recheck_seconds=settings.rate_limit_recheck_seconds,
+    )
+
+
+def dispatch_batch(settings: PayoutsSettings, limiter: RateLimiter | None) -> int:
+    """Payouts claimed in one round: no more than the slowest rail can take, at its local
+    rate, within half the lease, so none waits for a token until another replica may take it."""
+    if limiter is None:
+        return settings.dispatch_batch
+    within = settings.dispatch_lease_seconds / 2
+    fits = [
+        int(limit.local(settings.expected_replicas).rate * within / limit.largest_call)
+        for rail in ("stripe", "paypal", "wise")
+        if (limit := limiter.limit(rail)) is not None
+    ]
+    return max(1, min([settings.dispatch_batch, *fits]))
+
+
 async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> DestinationCipher:
     """The destination cipher, checked against what is stored: a changed key would make every
     payout fail at the provider call, so the service refuses to start instead (unless the old
@@ -151,13 +193,21 @@ def consume_batch(
             deal_ids = {e.data.deal_id for e in events.values() if e.type in _DEAL_EVENTS}
             has_fx = any(e.type == EventType.FX_RATES_PUBLISHED for e in events.values())
             await repo.lock(fx="exclusive" if has_fx else "shared", deal_ids=deal_ids)
-            creators = {d.creator_id for d in (await repo.deals(deal_ids)).values()}
+            deals = (await repo.deals(deal_ids)).values()
+            creators = {d.creator_id for d in deals}
             creators |= {
                 e.data.creator_id
                 for e in events.values()
                 if e.type in {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
             }
-            await repo.lock(creator_ids=creators)
+            brands = {d.brand_id for d in deals}
+            brands |= {e.data.brand_id for e in events.values() if e.type in _BRAND_EVENTS}
+            funded = {e.data.brand_id for e in events.values() if e.type == EventType.BRAND_FUNDED}
+            # A funding releases the brand's waiting payouts: their creators are locked too
+            # (read before the brand's lock; one that starts waiting meanwhile makes the
+            # batch run again: handlers.CreatorsNotLocked).
+            creators |= {p.creator_id for p in await repo.awaiting_funds(funded)}
+            await repo.lock(creator_ids=creators, brand_ids=brands)
             signers = {
                 e.identity: d.signed_by.owner_id
                 for e, d in batch
@@ -170,6 +220,7 @@ def consume_batch(
                 seal=destinations.seal,
                 reseal=destinations.reseal,
                 signers=signers,
+                creators_locked=frozenset(creators),
             )
             for event in events.values():
                 await HANDLERS[event.type](work, event)
@@ -192,6 +243,8 @@ class PayoutsService:
     rails: Rails
     dispatcher: Dispatcher
     relay: OutboxRelay
+    # The rails' rate limiter; None when nothing is limited (the sandbox, a test's fake).
+    limiter: RateLimiter | None = None
 
 
 class PayoutsSetup:
@@ -201,6 +254,9 @@ class PayoutsSetup:
 
     `group_id` is the Kafka consumer group (offsets); the inbox stays `payouts` whatever the
     group, so a new group, like an offset reset, replays history without paying twice.
+
+    `rate_limited`: whether calls wait for the rails' rate limits; by default the real rails
+    do, and one provider for every method (the sandbox, a test's fake) does not.
     """
 
     def __init__(
@@ -209,10 +265,12 @@ class PayoutsSetup:
         provider: PayoutProvider | Rails | None = None,
         *,
         group_id: str = GROUP_ID,
+        rate_limited: bool | None = None,
     ) -> None:
         self._settings = settings
         self._provider = provider
         self._group_id = group_id
+        self._rate_limited = rate_limited
         self.service: PayoutsService | None = None
 
     async def __call__(self, resources: Resources) -> list[Background]:
@@ -221,12 +279,16 @@ class PayoutsSetup:
         db = PgPayouts(resources.pool)
         destinations = await open_destinations(db, settings)
         rails, provider = self._rails(settings)
+        limiter = None
+        if self._rate_limited or (self._rate_limited is None and not rails.every_method):
+            limiter = rate_limiter(settings, resources)
+            rails = rails.limited(limiter)
         dispatcher = Dispatcher(
             db,
             rails,
             policy,
             destinations=destinations,
-            batch=settings.dispatch_batch,
+            batch=dispatch_batch(settings, limiter),
             idle_seconds=settings.dispatch_idle_seconds,
         )
         consume = resources.consume_pipelined(
@@ -252,8 +314,9 @@ class PayoutsSetup:
             finally:
                 await rails.aclose()
 
-        self.service = PayoutsService(settings, db, provider, rails, dispatcher, relay)
+        self.service = PayoutsService(settings, db, provider, rails, dispatcher, relay, limiter)
         return [
+            *creator_page(resources, settings),
             consume,
             relay.run,
             dispatcher.run,
@@ -272,6 +335,51 @@ class PayoutsSetup:
         rails = rails_from(settings)
         sandbox = settings.provider == "sandbox"
         return rails, next(iter(rails.providers())) if sandbox else None
+
+
+def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Background]:
+    """The creator payout page's server, when PAYOUTS_PAGE_PORT is set (docs/architecture.md
+    §11): on a port of its own, so the page and the operators' /metrics are exposed apart.
+    Its Redis client connects lazily: a Redis outage refuses link redemptions (503), never
+    the service's start or its payouts."""
+    if settings.page_port is None:
+        return []
+    if resources.urls.redis_url is None:
+        raise ServiceConfigurationError(
+            "PAYOUTS_PAGE_PORT needs Redis for the page's rate limits: set REDIS_URL"
+        )
+    cache = redis.Redis.from_url(resources.urls.redis_url, socket_connect_timeout=2)
+    config = PageConfig(session_lifetime=timedelta(hours=settings.page_session_hours))
+    app = page_app(resources.pool, cache, config)
+    host, port = settings.page_host, settings.page_port
+
+    async def serve() -> None:
+        try:
+            await serve_asgi(app, host, port)
+        finally:
+            await cache.aclose()
+
+    async def forget_expired() -> None:
+        access = CreatorAccess(resources.pool)
+        while True:
+            await access.forget_expired(utc_now())
+            await asyncio.sleep(3600)
+
+    return [serve, forget_expired]
+
+
+async def serve_asgi(app: ASGIApp, host: str, port: int) -> None:
+    """Serve `app` with uvicorn until cancelled, then let open requests finish."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await task
+        raise
 
 
 def _schedules(

@@ -1,5 +1,5 @@
-"""`creatorflow payouts statement <creator_id>`, `retry <payout_id>`, `tax-report --year Y`,
-`ledger-check`, `new-key` and `rotate-key`."""
+"""`creatorflow payouts statement <creator_id>`, `brand-statement <brand_id>`,
+`retry <payout_id>`, `tax-report --year Y`, `ledger-check`, `new-key` and `rotate-key`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from services.payouts import creators_cli
 from services.payouts.destinations import DestinationCipher, UnreadableDestination, new_key
 from services.payouts.dispatcher import utc_now
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
 from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
 from services.payouts.handlers import PayoutNotFound, PayoutPolicy, Work, retry_payout
 from services.payouts.key_rotation import RotationProgress, rotate_destination_key
-from services.payouts.reports import LedgerReport, Statement, check_ledger, statement, tax_totals
+from services.payouts.reports import (
+    BrandStatement,
+    LedgerReport,
+    Statement,
+    brand_statement,
+    check_ledger,
+    statement,
+    tax_totals,
+)
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
@@ -31,6 +40,7 @@ COMMAND_NAME: Final = "payouts"
 app = typer.Typer(
     help="Creator payouts: statements, retries and ledger checks.", no_args_is_help=True
 )
+COMMAND_GROUPS: Final = {COMMAND_NAME: app, creators_cli.COMMAND_NAME: creators_cli.app}
 
 T = TypeVar("T")
 
@@ -122,6 +132,44 @@ def _payouts_table(creator_id: str, result: Statement) -> Table:
     return table
 
 
+@app.command("brand-statement")
+def brand_statement_command(brand_id: str) -> None:
+    """Print a brand's fundings, the payouts drawn on its escrow (and those waiting for funds)
+    and its escrow per currency."""
+    result: BrandStatement = _run(lambda db: brand_statement(db, brand_id))
+    if not result.fundings and not result.payouts:
+        console.print(f"No fundings or payouts for brand {brand_id}.")
+        return
+    fundings = Table(title=f"Fundings of {brand_id}")
+    for column in ("funding", "funded at", "amount"):
+        fundings.add_column(column, justify="right" if column == "amount" else "left")
+    for funding in result.fundings:
+        fundings.add_row(funding.funding_id, funding.funded_at.isoformat(), str(funding.amount))
+    console.print(fundings)
+    drawn = Table(title=f"Payouts of {brand_id} on its escrow")
+    for column in ("payout", "deal", "creator", "kind", "status", "drawn"):
+        drawn.add_column(column, justify="right" if column == "drawn" else "left")
+    for p in result.payouts:
+        status = f"held: {p.hold.code}" if p.status == "held" and p.hold else p.status
+        waiting = p.status == "held" and p.hold is not None and p.hold.code == "awaiting_funds"
+        amount = "" if waiting else str(-p.gross if p.kind == "clawback" else p.gross)
+        kind = "clawback (returned)" if p.kind == "clawback" else p.kind
+        drawn.add_row(p.payout_id, p.deal_id, p.creator_id, kind, status, amount)
+    console.print(drawn)
+    totals = Table(title="Escrow per currency (from ledger postings)")
+    for column in ("currency", "funded", "drawn", "returned", "balance"):
+        totals.add_column(column, justify="left" if column == "currency" else "right")
+    for currency, t in result.totals.items():
+        totals.add_row(
+            currency,
+            f"{t.funded.amount:f}",
+            f"{t.drawn.amount:f}",
+            f"{t.returned.amount:f}",
+            f"{t.balance.amount:f}",
+        )
+    console.print(totals)
+
+
 @app.command("retry")
 def retry_command(payout_id: str) -> None:
     """Send a failed (or returned) payout again, as a new attempt with its own idempotency
@@ -204,7 +252,7 @@ def ledger_check_command() -> None:
         fail(f"{len(report.problems)} ledger invariant(s) broken")
     console.print(
         "[green]ok[/] every transfer sums to zero per currency; each payout's postings match "
-        "its status."
+        "its status; no brand's escrow is negative."
     )
 
 

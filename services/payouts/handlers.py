@@ -18,7 +18,7 @@ import structlog
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import (
     FX_HOLDS,
-    HoldCode,
+    RELEASED_BY_ACCOUNTS,
     PayoutAccount,
     RawDestination,
     Seal,
@@ -27,10 +27,12 @@ from services.payouts.domain.accounts import (
 )
 from services.payouts.domain.amounts import commission, needs_later_rate
 from services.payouts.domain.commission import CommissionStep, next_commission_step
+from services.payouts.domain.escrow import Funding, awaits_funds, funding_order
 from services.payouts.domain.ledger import (
     Transfer,
     TransferKind,
     creator_receivable,
+    escrow_of,
     receivable_of,
 )
 from services.payouts.domain.lifecycle import (
@@ -48,9 +50,10 @@ from services.payouts.domain.terms import (
     payable_since,
 )
 from services.payouts.store import PayoutRepository
-from shared.contract.errors import EventRejected
+from shared.contract.errors import EventRejected, TransientError
 from shared.contract.events import (
     AttributionUpdated,
+    BrandFunded,
     CloudEvent,
     DealSigned,
     DeliverableConfirmed,
@@ -112,9 +115,16 @@ class Work:
     # The brand that signed each event of the batch, once checked (shared.runtime.trust);
     # events signed by our own services (tracking's confirmations) or unsigned are absent.
     signers: Mapping[EventIdentity, str] = field(default_factory=dict)
+    # The creators whose locks the transaction holds, where the caller knows them: releasing
+    # a payout that waited for funds needs its creator's lock (it converts and repays).
+    creators_locked: frozenset[str] | None = None
     transfers: list[Transfer] = field(default_factory=list)
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
+    # Brands' escrow per brand -> currency as stored when first read (under the brand's lock),
+    # and the (brand, currency) pairs with payouts waiting for funds: kept up to date below.
+    _escrow: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    _waiting: set[tuple[str, str]] = field(default_factory=set)
     _snapshot: object = _NO_SNAPSHOT
     _snapshots_at: dict[datetime, FxSnapshot | None] = field(default_factory=dict)
     # Creators' receivable balances (what they owe from clawbacks) per (creator, currency):
@@ -180,9 +190,46 @@ class Work:
                 currency = posting.amount.currency
                 balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
 
+    async def _read_escrow(self, brand_id: str) -> None:
+        if brand_id in self._escrow:
+            return
+        stored = await self.repo.escrow_balances([brand_id])
+        self._escrow[brand_id] = {c: v for (b, c), v in stored.items() if b == brand_id}
+        for transfer in self.transfers:  # collected before the first read
+            self._track_escrow(transfer, only=brand_id)
+        self._waiting |= {
+            (p.brand_id, p.gross.currency) for p in await self.repo.awaiting_funds([brand_id])
+        }
+
+    def _track_escrow(self, transfer: Transfer, only: str | None = None) -> None:
+        for posting in transfer.postings:
+            brand_id = escrow_of(posting.account)
+            if brand_id is None or brand_id not in self._escrow:
+                continue
+            if only is None or brand_id == only:
+                balances = self._escrow[brand_id]
+                currency = posting.amount.currency
+                balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
+
+    async def escrow(self, brand_id: str, currency: str) -> Money:
+        """The brand's escrow in `currency`, this transaction's transfers included. Callers
+        hold the brand's lock, so no other transaction draws on it meanwhile."""
+        await self._read_escrow(brand_id)
+        return Money.of(self._escrow[brand_id].get(currency, Decimal(0)), currency)
+
+    async def covers(self, brand_id: str, gross: Money) -> bool:
+        """Whether a new payout of `gross` may draw on the brand's escrow now: it holds enough
+        and no earlier payout of the brand in that currency waits for funds."""
+        balance = await self.escrow(brand_id, gross.currency)
+        return (brand_id, gross.currency) not in self._waiting and balance >= gross
+
     def _collect(self, transition: Transition) -> None:
         self.transfers += transition.transfers
+        payout = transition.payout
+        if awaits_funds(payout):
+            self._waiting.add((payout.brand_id, payout.gross.currency))
         for transfer in transition.transfers:
+            self._track_escrow(transfer)
             if transfer.kind in (TransferKind.CLAWBACK, TransferKind.RECOVERY):
                 self._receivable_moves.append(transfer)
                 self._track(transfer)
@@ -200,6 +247,16 @@ class Work:
             return False
         self._collect(transition)
         return True
+
+    def none_waiting(self, brand_id: str, currency: str) -> None:
+        """Every payout of the brand that waited for funds in `currency` was released."""
+        self._waiting.discard((brand_id, currency))
+
+    def funded(self, funding: Funding) -> None:
+        """Credit a new funding to the brand's escrow (posted by `flush`)."""
+        transfer = funding.transfer()
+        self.transfers.append(transfer)
+        self._track_escrow(transfer)
 
     async def changed(self, transitions: Sequence[tuple[Transition, PayoutStatus]]) -> None:
         """Store payouts that moved on from the given previous statuses."""
@@ -255,6 +312,7 @@ async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
             fx_at=fx_at,
             later=rates.later,
             fx_max_age=rates.max_age,
+            funded=await work.covers(terms.brand_id, milestone.amount),
         )
         await work.created(transition)
 
@@ -375,7 +433,9 @@ async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None
             until=until.isoformat(),
         )
     # Scheduled payouts are held when the dispatcher claims them; held ones here.
-    held = await work.repo.held_for_update(creator_ids=[data.creator_id], codes=list(HoldCode))
+    held = await work.repo.held_for_update(
+        creator_ids=[data.creator_id], codes=RELEASED_BY_ACCOUNTS
+    )
     await _release(work, held, {account.creator_id: account})
     # A failed payout is still owed: a changed account is the creator's answer to it.
     failed = await work.repo.failed_for_update([data.creator_id])
@@ -433,10 +493,84 @@ async def on_fx_rates_published(work: Work, event: CloudEvent[Any]) -> None:
     await _release(work, held, accounts)
 
 
+class CreatorsNotLocked(TransientError):
+    """A payout waiting for funds appeared between reading whose creators to lock and taking
+    the brand's lock: the batch runs again with its creator locked too."""
+
+
+async def on_brand_funded(work: Work, event: CloudEvent[Any]) -> None:
+    """Credit the brand's escrow once per `funding_id`, then release the brand's payouts that
+    waited for funds in that currency, in order of confirmation, while the escrow covers them.
+
+    The same funding id sent again with other terms is refused: a funding never changes."""
+    data: BrandFunded = event.data
+    funding = Funding(data.funding_id, data.brand_id, data.amount, data.funded_at)
+    if not await work.repo.add_funding(funding, event.id):
+        known = await work.repo.funding(data.funding_id)
+        if known != funding:
+            raise EventRejected(
+                f"data.funding_id: {data.funding_id!r} was already credited with other terms "
+                f"({known}); a funding is never amended: send a new funding_id"
+            )
+        return
+    work.funded(funding)
+    await release_funded(work, data.brand_id, data.amount.currency)
+
+
+async def release_funded(
+    work: Work, brand_id: str, currency: str, *, unless_unlocked: bool = False
+) -> int:
+    """Release the brand's payouts waiting for funds in `currency`, earliest confirmed first,
+    each drawing its gross, stopping at the first the escrow does not cover (callers hold the
+    brand's lock and the creators'). Returns how many were released.
+
+    A waiting payout whose creator's lock is not held raises CreatorsNotLocked, or with
+    `unless_unlocked` releases nothing: the brand's next funding will."""
+    waiting = funding_order(
+        p for p in await work.repo.awaiting_funds([brand_id]) if p.gross.currency == currency
+    )
+    creators = {p.creator_id for p in waiting}
+    if work.creators_locked is not None and not creators <= work.creators_locked:
+        if unless_unlocked:
+            return 0
+        raise CreatorsNotLocked(
+            f"brand {brand_id}: payouts of creators {sorted(creators - work.creators_locked)} "
+            "started waiting for funds meanwhile"
+        )
+    accounts = await work.repo.accounts(creators)
+    await work.read_receivables(creators)
+    released = 0
+    for payout in await _locked_in_order(work, waiting):
+        if await work.escrow(brand_id, currency) < payout.gross:
+            return released
+        account = accounts.get(payout.creator_id)
+        rates = await _rates_for(work, payout.fx_at or work.now, currency, account)
+        transition = lifecycle.fund(
+            payout,
+            account,
+            rates.in_force,
+            work.now,
+            await work.recoverable(payout.creator_id, currency),
+            later=rates.later,
+            fx_max_age=rates.max_age,
+        )
+        await work.changed([(transition, payout.status)])
+        released += 1
+    work.none_waiting(brand_id, currency)
+    return released
+
+
+async def _locked_in_order(work: Work, waiting: Sequence[Payout]) -> list[Payout]:
+    ids = [p.payout_id for p in waiting]
+    locked = {p.payout_id: p for p in await work.repo.payouts_for_update(ids)}
+    return [locked[p.payout_id] for p in waiting if awaits_funds(locked[p.payout_id])]
+
+
 Handler = Callable[[Work, CloudEvent[Any]], Awaitable[None]]
 
 HANDLERS: Final[Mapping[str, Handler]] = {
     EventType.DEAL_SIGNED: on_deal_signed,
+    EventType.BRAND_FUNDED: on_brand_funded,
     EventType.DELIVERABLE_CONFIRMED: on_deliverable_confirmed,
     EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: on_payout_account_upserted,
     EventType.ATTRIBUTION_UPDATED: on_attribution_updated,
@@ -454,9 +588,16 @@ async def decide_commissions(work: Work, limit: int) -> int:
     closed_before = work.now - work.policy.commission_grace
     final_before = work.now - work.policy.commission_adjustable
     due = await work.repo.commission_due_for_update(closed_before, final_before, limit)
+    brands = {d.brand_id for d in due}
+    # A clawback gives money back to the brand's escrow: the payouts waiting for it may draw
+    # on it, under their creators' locks too (read before the brands' lock).
+    waiting = {p.creator_id for p in await work.repo.awaiting_funds(brands)}
+    creators = {d.creator_id for d in due} | waiting
     await work.repo.lock(
-        fx="shared", deal_ids=[d.deal_id for d in due], creator_ids=[d.creator_id for d in due]
+        fx="shared", deal_ids=[d.deal_id for d in due], creator_ids=creators, brand_ids=brands
     )
+    work.creators_locked = frozenset(creators)
+    credited: set[tuple[str, str]] = set()
     decided = 0
     for terms in due:
         if not commission_due(terms, work.now, work.policy.commission_grace):
@@ -475,8 +616,12 @@ async def decide_commissions(work: Work, limit: int) -> int:
         step = next_commission_step(owed, booked, work.policy.platform_fee_bps)
         if step is not None:
             await _book_commission(work, terms, step)
+            if step.kind == "clawback":
+                credited.add((terms.brand_id, terms.currency))
         await work.repo.commission_decided(terms.deal_id, 0 if latest is None else latest.revision)
         decided += 1
+    for brand_id, currency in sorted(credited):
+        await release_funded(work, brand_id, currency, unless_unlocked=True)
     return decided
 
 
@@ -502,5 +647,6 @@ async def _book_commission(work: Work, terms: DealTerms, step: CommissionStep) -
             fx_at=work.now,
             later=rates.later,
             fx_max_age=rates.max_age,
+            funded=await work.covers(terms.brand_id, step.gross),
         )
     )

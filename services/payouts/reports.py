@@ -1,5 +1,5 @@
-"""What the CLI shows: a creator's statement, the ledger check and the yearly tax totals,
-read from the store."""
+"""What the CLI shows: a creator's statement, a brand's escrow statement, the ledger check and
+the yearly tax totals, read from the store."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from services.payouts.domain.amounts import SAME_CURRENCY
+from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import (
     TransferKind,
+    brand_escrow,
     chapter_of,
     creator_in_transit,
     creator_paid,
@@ -77,6 +79,55 @@ async def statement(db: PayoutDatabase, creator_id: str) -> Statement:
         if balance != 0:
             shown[(label, currency)] = sign * balance
     return Statement(creator_id, payouts, shown, attempts)
+
+
+@dataclass(frozen=True)
+class EscrowTotals:
+    """A brand's escrow in one currency: paid in, drawn by payouts, given back by clawbacks,
+    and what is left (from the ledger's postings)."""
+
+    funded: Money
+    drawn: Money
+    returned: Money
+    balance: Money
+
+
+@dataclass(frozen=True)
+class BrandStatement:
+    """A brand's fundings, the payouts drawn on its escrow (and those waiting for funds) and
+    its escrow per currency."""
+
+    brand_id: str
+    fundings: list[Funding]
+    payouts: list[Payout]
+    totals: dict[str, EscrowTotals]
+
+
+async def brand_statement(db: PayoutDatabase, brand_id: str) -> BrandStatement:
+    async with db.snapshot() as repo:
+        fundings = await repo.fundings_of(brand_id)
+        payouts = await repo.payouts_of_brand(brand_id)
+        balances = await repo.balances([brand_escrow(brand_id)])
+    funded: dict[str, Money] = {}
+    for funding in fundings:
+        currency = funding.amount.currency
+        funded[currency] = funded.get(currency, Money.zero(currency)) + funding.amount
+    returned: dict[str, Money] = {}
+    for payout in payouts:
+        if payout.kind == "clawback":
+            currency = payout.gross.currency
+            returned[currency] = returned.get(currency, Money.zero(currency)) + payout.gross
+    currencies = sorted(set(funded) | set(returned) | {c for _, c in balances})
+    totals = {}
+    for currency in currencies:
+        balance = Money(balances.get((brand_escrow(brand_id), currency), Decimal(0)), currency)
+        paid_in = funded.get(currency, Money.zero(currency))
+        given_back = returned.get(currency, Money.zero(currency))
+        # The escrow's postings are fundings, clawbacks and the payouts' draws: the rest.
+        totals[currency] = EscrowTotals(
+            paid_in, paid_in + given_back - balance, given_back, balance
+        )
+    return BrandStatement(brand_id, fundings, payouts, totals)
 
 
 @dataclass(frozen=True)

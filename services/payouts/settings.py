@@ -20,6 +20,8 @@ from shared.runtime.config import Profile
 # paid through its own rail, configured by its credentials below; a method whose rail is not
 # configured is held. "stripe" is what "rails" was called when Stripe was the only rail.
 ProviderName = Literal["sandbox", "rails", "stripe"]
+# The creator page's port when a link is printed without PAYOUTS_PAGE_PORT or _URL set.
+DEFAULT_PAGE_PORT = 8090
 
 
 class PayoutsSettings(BaseSettings):
@@ -90,6 +92,20 @@ class PayoutsSettings(BaseSettings):
     # without reaching the database, and a rail's retries within this time too. Older ones
     # are found in the database (payouts_webhook_events), which stays the truth.
     webhook_nonce_ttl_seconds: float = Field(86_400.0, gt=0)
+    # Each rail's rate limit in API requests a second, one token bucket per rail shared by
+    # every payouts replica through Redis (docs/architecture.md §6). Stripe: 100 requests a
+    # second in live mode for the whole account, but 25 a second for each endpoint unless it
+    # says otherwise, and a payout's calls all go to /v1/transfers. PayPal and Wise publish no
+    # number (both answer 429 when they judge traffic excessive): deliberately low defaults,
+    # to raise to what the rail agrees for the account.
+    stripe_rate_limit: float = Field(25.0, gt=1)
+    paypal_rate_limit: float = Field(10.0, gt=1)
+    wise_rate_limit: float = Field(10.0, gt=3)  # a Wise payout is 3 requests
+    # Redis unreachable, each replica keeps its limits locally at 1/this of each rate: set it
+    # to the number of payouts replicas (more is safe, fewer may exceed a rail's limit).
+    expected_replicas: int = Field(2, ge=1, le=1000)
+    # How often a replica that keeps its limits locally asks Redis again.
+    rate_limit_recheck_seconds: float = Field(5.0, gt=0)
 
     # Provider failures are retried with exponential backoff, then the payout fails.
     max_attempts: int = Field(5, ge=1, le=100)
@@ -120,6 +136,23 @@ class PayoutsSettings(BaseSettings):
     # 30-day return period and the EU's 14-day right of withdrawal plus delivery, and late
     # order reports; shops with longer return periods need more. 0: final at once.
     commission_adjustment_days: float = Field(30.0, ge=0)
+
+    # The creator payout page (services/payouts/creator_page/) on a port of its own, apart
+    # from /healthz and /metrics: unset, the page is not served. It needs Redis (REDIS_URL)
+    # for its rate limits. `page_url` is the address creators reach it at, which links printed
+    # by `creatorflow creators link` start with (default: http://<host>:<port>).
+    page_port: int | None = Field(None, ge=0, le=65535)
+    page_host: str = "127.0.0.1"
+    page_url: str | None = None
+    # A magic link works once, for at most 15 minutes; the session it opens this long.
+    page_link_minutes: float = Field(15.0, gt=0, le=15)
+    page_session_hours: float = Field(12.0, gt=0, le=24 * 30)
+
+    def page_base_url(self) -> str:
+        """Where creators reach the page (no trailing slash)."""
+        if self.page_url:
+            return self.page_url.rstrip("/")
+        return f"http://{self.page_host}:{self.page_port or DEFAULT_PAGE_PORT}"
 
     @field_validator("destination_key_previous", mode="before")
     @classmethod
@@ -193,6 +226,20 @@ class PayoutsSettings(BaseSettings):
             "wise": self.wise_webhook_secret,
         }
         return {rail: s for rail, s in secrets.items() if s is not None and s.get_secret_value()}
+
+    @model_validator(mode="after")
+    def _page_behind_https(self) -> PayoutsSettings:
+        if (
+            self.profile is Profile.PRODUCTION
+            and self.page_port is not None
+            and not (self.page_url or "").startswith("https://")
+        ):
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production serves the creator page (PAYOUTS_PAGE_PORT) only "
+                "behind https: set PAYOUTS_PAGE_URL to its https:// address (links and session "
+                "cookies must not cross the network in clear text)"
+            )
+        return self
 
     def configured_rails(self) -> list[str]:
         """The rails whose credentials are set."""

@@ -1,4 +1,4 @@
-"""Wiring of the tracking service: one batch consumer group over its five input topics.
+"""Wiring of the tracking service: one batch consumer group over its six input topics.
 
 Each consumed batch is one PostgreSQL transaction (inbox claim, state change, outbox) through
 `batch.apply_batch`; the next batch is read and decoded while it runs
@@ -26,6 +26,7 @@ INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
     Topic.TRACKING_POST_METRICS,
     Topic.TRACKING_ORDERS,
+    Topic.TRACKING_CLICKS,
     Topic.FX_RATES,
     Topic.DELIVERABLES_CONFIRMED,
 )

@@ -1,9 +1,10 @@
 """The tracking use case: apply one consumer batch inside one store transaction.
 
 Everything a batch changes is derived again from stored state (post memberships, order
-outcomes, deal totals, deliverable confirmations) for exactly the entities it touched, so the
-result does not depend on how events were ordered or split into batches. At most one
-`attribution.updated` per deal leaves per batch, and only when the deal's figures changed.
+outcomes and credits, deal totals, deliverable confirmations) for exactly the entities it
+touched, so the result does not depend on how events were ordered or split into batches.
+At most one `attribution.updated` per deal leaves per batch, and only when the deal's
+figures or its campaign's attribution model changed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from decimal import Decimal
 from typing import Any, Final
 
 from services.tracking.domain.attribution import attribute
+from services.tracking.domain.credit import ModelSetting
 from services.tracking.domain.deals import DealTerms, code_clash
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
-from services.tracking.domain.orders import evaluate_order
+from services.tracking.domain.orders import OrderOutcome, evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
 from services.tracking.messages import (
     BatchInputs,
@@ -105,7 +107,8 @@ async def apply_batch(
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id, or with a promo code another brand's
     deal holds at the same time (domain.deals.code_clash); Untrusted if a confirmation is
-    signed by another brand than its deal's.
+    signed by another brand than its deal's, or an attribution model set for a campaign
+    whose deals are another brand's.
     """
     fresh = await tx.claim(batch)
     # Replicas of the service apply batches at the same time; from here on, one at a time.
@@ -114,7 +117,10 @@ async def apply_batch(
     new_deals, touched = await _store_deals(tx, inputs)
     await tx.add_fx_snapshots(inputs.fx, fx_max_move)
     post_pairs, deal_pairs, moved = await _store_posts(tx, posts, new_deals)
-    touched |= moved | await _store_orders(tx, inputs, new_deals)
+    models = await _store_models(tx, inputs)
+    touched |= moved | await _store_orders(tx, inputs, new_deals, models)
+    # A new model publishes every deal of its campaign once, changed figures or not.
+    touched |= await tx.deals_of_campaigns({(m.campaign_id, m.brand_id) for m in models})
 
     attributions = [attribute(facts) for facts in await tx.deal_facts(touched)]
     updated = await tx.save_attributions(attributions)
@@ -238,40 +244,71 @@ async def _store_posts(
     return post_pairs, deal_pairs, touched
 
 
+async def _store_models(tx: TrackingTx, inputs: BatchInputs) -> list[ModelSetting]:
+    """Store the batch's attribution model settings; returns those now in force.
+
+    A setting names its brand (checked against its signer by shared.runtime.trust); one for
+    a campaign whose stored deals are another brand's is refused (`not_the_deal_owner`).
+    One that arrives before any deal is kept: it only ever applies to its own brand's deals
+    of the campaign (domain.credit.setting_for).
+    """
+    if not inputs.models:
+        return []
+    brands = await tx.brands_of_campaigns({m.campaign_id for m in inputs.models})
+    for setting in inputs.models:
+        others = sorted(brands.get(setting.campaign_id, set()) - {setting.brand_id})
+        if others:
+            raise Untrusted(
+                RejectReason.NOT_THE_DEAL_OWNER,
+                f"campaign {setting.campaign_id}'s deals are brand {others[0]}'s; this "
+                f"attribution model is set by brand {setting.brand_id}",
+            )
+    return await tx.save_model_settings(inputs.models)
+
+
+def _credited(outcome: OrderOutcome | None) -> set[str]:
+    """The deals an outcome counts for: its promo code's deal and every credited one."""
+    if outcome is None:
+        return set()
+    deals = {c.deal_id for c in outcome.credits}
+    return deals | ({outcome.deal_id} if outcome.deal_id is not None else set())
+
+
 async def _store_orders(
-    tx: TrackingTx, inputs: BatchInputs, new_deals: list[DealTerms]
+    tx: TrackingTx, inputs: BatchInputs, new_deals: list[DealTerms], models: list[ModelSetting]
 ) -> set[str]:
-    """Store new orders and refunds, and evaluate again the stored orders they may change;
-    returns the deals whose orders changed."""
+    """Store new clicks, orders and refunds, and evaluate again the stored orders they may
+    change; returns the deals whose orders changed."""
     # New orders are stored with their outcome, worked out from what is stored now (the
-    # batch's deals, snapshots and refunds included).
+    # batch's deals, clicks, models, snapshots and refunds included).
     refunded = await tx.add_refunds(inputs.refunds)
+    clicks = await tx.add_clicks(list(inputs.clicks.values()))
     evaluated = [
-        evaluate_order(c.order, c.refunds, c.candidates, c.snapshot)
+        evaluate_order(c.order, c.refunds, c.candidates, c.snapshot, c.clicks)
         for c in await tx.new_order_contexts(list(inputs.orders.values()))
     ]
     new_orders = await tx.add_orders([inputs.orders[o.order_id] for o in evaluated], evaluated)
-    touched = {o.deal_id for o in evaluated if o.order_id in new_orders and o.deal_id}
+    touched = set().union(*(_credited(o) for o in evaluated if o.order_id in new_orders))
     # Stored orders whose outcome may have changed: refunded ones, those whose code a new
-    # deal carries, and converted or waiting ones a snapshot of this batch may now cover.
-    # Every snapshot of the batch counts, also one stored before (sent again under another
-    # event id): counting only those stored now left waiting orders waiting for ever.
+    # deal carries, converted or waiting ones a snapshot of this batch may now cover, those
+    # of the visitors of new clicks or of clicks on new deals, and those of campaigns with a
+    # new model. Every snapshot of the batch counts, also one stored before (sent again
+    # under another event id): counting only those stored now left orders waiting for ever.
     contexts = await tx.orders_to_evaluate(
         refunded - new_orders,
         {code for deal in new_deals for code in deal.promo_codes},
         min((s.as_of for s, _ in inputs.fx), default=None),
+        clicks + await tx.clicks_on_deals({d.deal_id for d in new_deals}),
+        {m.campaign_id for m in models},
     )
     changed_outcomes = []
     for context in contexts:
         outcome = evaluate_order(
-            context.order, context.refunds, context.candidates, context.snapshot
+            context.order, context.refunds, context.candidates, context.snapshot, context.clicks
         )
         if outcome != context.current:
             changed_outcomes.append(outcome)
-            if context.current is not None and context.current.deal_id is not None:
-                touched.add(context.current.deal_id)
-            if outcome.deal_id is not None:
-                touched.add(outcome.deal_id)
+            touched |= _credited(context.current) | _credited(outcome)
     await tx.save_order_outcomes(changed_outcomes)
     return touched
 

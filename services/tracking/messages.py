@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import Any, Final
 
 from services.tracking.domain.attribution import DealAttribution
+from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
 from services.tracking.domain.deliverables import Confirmation
 from services.tracking.domain.orders import Order, Refund
 from services.tracking.domain.posts import PostSnapshot, tags_carried
 from shared.contract.errors import EventRejected
 from shared.contract.events import (
+    AttributionModelSet,
     AttributionUpdated,
     CloudEvent,
     DealSigned,
@@ -22,6 +24,7 @@ from shared.contract.events import (
     EventIdentity,
     EventType,
     FxRatesPublished,
+    LinkClicked,
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
@@ -95,6 +98,10 @@ class BatchInputs:
     fx: list[tuple[FxSnapshot, str]] = field(default_factory=list)
     # Keyed (deal_id, deliverable_id, signer): the brand that signed, '' if none did.
     confirmations: dict[tuple[str, str, str], Confirmation] = field(default_factory=dict)
+    # One click per click_id (the first seen); every model setting (the store keeps the
+    # newest per campaign and brand).
+    clicks: dict[str, Click] = field(default_factory=dict)
+    models: list[ModelSetting] = field(default_factory=list)
 
 
 def read_inputs(
@@ -121,10 +128,15 @@ def read_inputs(
             inputs.posts.append(post_snapshot(event))
         elif kind == EventType.ORDER_REDEEMED:
             paid: OrderRedeemed = event.data
-            inputs.orders.setdefault(
-                paid.order_id,
-                Order(paid.order_id, paid.promo_code, paid.amount, paid.occurred_at, paid.brand_id),
+            inputs.orders.setdefault(paid.order_id, order_of(paid))
+        elif kind == EventType.LINK_CLICKED:
+            clicked: LinkClicked = event.data
+            inputs.clicks.setdefault(
+                clicked.click_id,
+                Click(clicked.click_id, clicked.deal_id, clicked.visitor_id, clicked.clicked_at),
             )
+        elif kind == EventType.ATTRIBUTION_MODEL_SET:
+            inputs.models.append(model_setting(event))
         elif kind == EventType.ORDER_REFUNDED:
             refunded: OrderRefunded = event.data
             inputs.refunds.add(Refund(refunded.order_id, refunded.amount, refunded.occurred_at))
@@ -146,6 +158,33 @@ def read_inputs(
                 ),
             )
     return inputs
+
+
+def order_of(paid: OrderRedeemed) -> Order:
+    return Order(
+        paid.order_id,
+        paid.promo_code,
+        paid.amount,
+        paid.occurred_at,
+        paid.brand_id,
+        paid.visitor_id,
+        paid.click_id,
+        paid.shipping_country,
+        paid.referrer,
+    )
+
+
+def model_setting(event: CloudEvent[Any]) -> ModelSetting:
+    data: AttributionModelSet = event.data
+    return ModelSetting(
+        campaign_id=data.campaign_id,
+        brand_id=data.brand_id,
+        model=Model(data.model),
+        lookback_days=data.lookback_days,
+        half_life_days=data.half_life_days,
+        set_at=event.time,
+        event_id=event.id,
+    )
 
 
 def conflicting_terms(deal_id: str) -> str:
@@ -188,6 +227,7 @@ def attribution_event(attribution: DealAttribution, *, now: datetime) -> CloudEv
         roi_pct=ratios.roi_pct,
         saves=engagement.saves,
         as_of=performance.as_of,
+        attribution_model=attribution.model.value,
     )
     return _ATTRIBUTION_ENVELOPE.model_construct(
         specversion=SPEC_VERSION,

@@ -26,3 +26,16 @@ async def create_redis(redis_url: str, *, required: bool = True) -> redis.Redis:
             error=type(error).__name__,
         )
     return client
+
+
+def redis_client(redis_url: str, *, timeout_seconds: float = 1.0) -> redis.Redis:
+    """A client that connects on first use, for a service that goes on without Redis: every
+    command, connecting included, fails within `timeout_seconds` while Redis is unreachable,
+    and the next one connects again."""
+    return redis.Redis.from_url(
+        redis_url,
+        health_check_interval=30,
+        socket_connect_timeout=timeout_seconds,
+        socket_timeout=timeout_seconds,
+        decode_responses=False,
+    )

@@ -74,6 +74,13 @@ PAYOUT_POST_TO_SENT = Histogram(
     buckets=_PAYOUT_LATENCY_BUCKETS,
 )
 
+PAYOUT_RATE_LIMIT_MODE = Gauge(
+    "creatorflow_payout_rate_limit_mode",
+    "1 for the mode the rails' rate limits are kept in: redis (one bucket per rail shared by "
+    "every payouts replica) or local (Redis unreachable: each replica at its share of the limit)",
+    ["mode"],
+)
+
 LEDGER_CHECK_PROBLEMS = Gauge(
     "creatorflow_ledger_check_problems",
     "Broken ledger invariants found by the payouts service's last periodic ledger check (what "

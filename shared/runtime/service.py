@@ -28,7 +28,7 @@ from faststream.security import BaseSecurity
 from pydantic import SecretStr
 
 from shared.contract.signing import private_key_from_text
-from shared.runtime.cache import create_redis
+from shared.runtime.cache import create_redis, redis_client
 from shared.runtime.config import Settings
 from shared.runtime.db import ServiceSchema, create_pool, migrate
 from shared.runtime.health import App, Check, HealthApp
@@ -70,8 +70,10 @@ class Resources:
     broker: KafkaBroker
     consumer: SafeConsumer
     pipelines: list[PipelinedBatches] = field(default_factory=list)
-    # Connected only for a service that asks for it (ServiceRuntime's `uses_redis`).
+    # Connected only for a service that asks for it (ServiceRuntime's `uses_redis`); a service
+    # that goes on without Redis (`redis_required=False`) gets it even while it is unreachable.
     redis: redis.Redis | None = None
+    redis_required: bool = True
     signing_key: Ed25519PrivateKey | None = None
     # More of the HTTP server (HTTP_PORT), by path prefix: apps that authenticate their
     # callers themselves (shared.runtime.health).
@@ -152,11 +154,11 @@ class ServiceRuntime:
     ) -> None:
         self.name = name
         # A service that does not use Redis neither connects to it nor waits for it to be
-        # ready: an outage of a server it never reads must not take it out of service.
+        # ready: an outage of a server it never reads must not take it out of service. One
+        # that uses it but goes on without it (`redis_required=False`: payouts' rate limits and
+        # webhook event ids) starts while Redis is down and stays ready, /readyz reporting
+        # Redis without counting it; the service says itself how it copes.
         self.uses_redis = uses_redis
-        # A service that uses Redis only to spare its database (payouts' webhook nonces) is
-        # not `redis_required`: it starts without Redis, and /readyz reports Redis without
-        # counting it.
         self.redis_required = redis_required
         self.schema = schema
         self._setup = setup
@@ -217,7 +219,7 @@ class ServiceRuntime:
         cache = None
         if self.uses_redis:
             assert urls.redis_url is not None
-            cache = await create_redis(urls.redis_url, required=self.redis_required)
+            cache = await self._connect_redis(urls.redis_url)
             self._stack.push_async_callback(cache.aclose)
         broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
         retry = RetryPolicy.from_settings(settings)
@@ -235,7 +237,15 @@ class ServiceRuntime:
             else private_key_from_text(settings.signing_key.get_secret_value())
         )
         self.resources = Resources(
-            self.name, settings, urls, pool, broker, consumer, redis=cache, signing_key=signing_key
+            self.name,
+            settings,
+            urls,
+            pool,
+            broker,
+            consumer,
+            redis=cache,
+            redis_required=self.redis_required,
+            signing_key=signing_key,
         )
         background = await self._setup(self.resources)
         await broker.start()
@@ -247,6 +257,20 @@ class ServiceRuntime:
         if settings.http_port is not None:
             await self._serve_http(settings.http_host, settings.http_port, settings.http_token)
         log.info("service started", service=self.name, http_port=self.http_port)
+
+    async def _connect_redis(self, url: str) -> redis.Redis:
+        if self.redis_required:
+            return await create_redis(url)
+        client = redis_client(url)
+        try:
+            await client.ping()
+        except (redis.RedisError, OSError) as error:
+            log.warning(
+                "Redis unreachable at start; the service goes on without it",
+                service=self.name,
+                error=f"{type(error).__name__}: {error}",
+            )
+        return client
 
     async def _read_signing_keys(
         self, bootstrap: str, security: BaseSecurity | None, settings: Settings
@@ -393,7 +417,8 @@ def run_service(
     uses_redis: bool = False,
     redis_required: bool = True,
 ) -> None:
-    """`python -m services.<name>`: run until SIGINT or SIGTERM, then stop cleanly."""
+    """`python -m services.<name>`: run until SIGINT or SIGTERM, then stop cleanly
+    (`uses_redis`, `redis_required`: as `ServiceRuntime` takes them)."""
     configure_logging(name)
 
     async def main() -> None:

@@ -5,7 +5,7 @@
   topics of its inputs (where `DeadLetters` puts what it cannot apply);
 - a brand writes the topics of the event types it sends and reads those of the answers it
   gets (README, "For brands"), in consumer groups whose names start with its principal;
-- a shop writes the topics of order events;
+- a shop writes the topics of order and click events;
 - an operator alone writes the signing-key registry (`creatorflow keys`), which every service
   reads whole, without a consumer group (shared/runtime/trust.py).
 
@@ -56,6 +56,8 @@ BRAND_SENDS: Final = (
     EventType.MATCH_REQUESTED,
     EventType.MATCH_FEEDBACK,
     EventType.DEAL_SIGNED,
+    EventType.ATTRIBUTION_MODEL_SET,
+    EventType.BRAND_FUNDED,
     EventType.DELIVERABLE_CONFIRMED,
 )
 BRAND_RECEIVES: Final = (
@@ -63,7 +65,11 @@ BRAND_RECEIVES: Final = (
     EventType.ATTRIBUTION_UPDATED,
     *(t for t in EventType if t.startswith("payout.")),
 )
-SHOP_SENDS: Final = (EventType.ORDER_REDEEMED, EventType.ORDER_REFUNDED)
+SHOP_SENDS: Final = (
+    EventType.ORDER_REDEEMED,
+    EventType.ORDER_REFUNDED,
+    EventType.LINK_CLICKED,
+)
 
 
 def topics_of(types: Iterable[str]) -> tuple[str, ...]:

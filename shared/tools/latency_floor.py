@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -200,3 +200,43 @@ async def chained_floor(
             task.cancel()
         await asyncio.gather(*relays, return_exceptions=True)
     return [arrivals.received[t] - sent_at[t] for t in tags]
+
+
+# Where a confirmation's time went inside payouts, from its own tables: the inbox's claim, the
+# `payout.scheduled` and `payout.sent` rows of its outbox, and when the relay published the latter.
+_PAYOUT_STAGES = """
+SELECT e.deal_id, extract(epoch FROM p.processed_at) AS consumed,
+       extract(epoch FROM s.created_at) AS scheduled, extract(epoch FROM t.created_at) AS sent,
+       extract(epoch FROM t.published_at) AS published
+FROM unnest($1::text[], $2::text[]) AS e(deal_id, event_id)
+JOIN processed_events p ON p.consumer = 'payouts' AND p.event_id = e.event_id
+JOIN outbox s ON convert_from(s.value, 'UTF8')::jsonb->>'type' = 'payout.scheduled'
+     AND convert_from(s.value, 'UTF8')::jsonb->'data'->>'deal_id' = e.deal_id
+JOIN outbox t ON convert_from(t.value, 'UTF8')::jsonb->>'type' = 'payout.sent'
+     AND convert_from(t.value, 'UTF8')::jsonb->'data'->>'deal_id' = e.deal_id
+"""
+PAYOUT_STAGES = ("poll", "consume", "dispatch", "relay", "deliver")
+
+
+async def payout_stages(
+    pool: Any,
+    confirmation_ids: Mapping[str, str],
+    sent_at: Mapping[str, float],
+    received_at: Mapping[str, float],
+) -> dict[str, list[float]]:
+    """Seconds each deal's `deliverable.confirmed` spent in each stage up to `payout.sent`
+    received, by stage (PAYOUT_STAGES). `confirmation_ids` maps a deal to its confirmation's
+    event id; `sent_at` and `received_at` are wall-clock times (`time.time()`), as the
+    database's timestamps are; `consumed` is the consuming transaction's start. `pool` is
+    connected to payouts' schema."""
+    deals = [d for d in confirmation_ids if d in sent_at and d in received_at]
+    rows = await pool.fetch(_PAYOUT_STAGES, deals, [confirmation_ids[d] for d in deals])
+    parts: dict[str, list[float]] = {k: [] for k in PAYOUT_STAGES}
+    for r in rows:
+        d = r["deal_id"]
+        parts["poll"].append(float(r["consumed"]) - sent_at[d])
+        parts["consume"].append(float(r["scheduled"] - r["consumed"]))
+        parts["dispatch"].append(float(r["sent"] - r["scheduled"]))
+        parts["relay"].append(float(r["published"] - r["sent"]))
+        parts["deliver"].append(received_at[d] - float(r["published"]))
+    return parts

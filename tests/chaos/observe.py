@@ -244,6 +244,8 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
         or d not in outcome.fee_payouts
     )
     reversal_problems = _not_reversed_once(outcome)
+    # The ledger check's escrow rule (services/payouts/domain/escrow.py), shown on its own.
+    escrow = [p for p in outcome.ledger_problems if p.startswith("escrow of brand")]
     replays_taken = outcome.webhook_replays - outcome.webhook_replays_refused
     fallbacks = sum(
         1 for p in workload.payouts.values() if p.fallback and outcome.transfers.get(p.fallback)
@@ -265,6 +267,7 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
         ),
         Check("deals with fee payout rows ≠ their schedule", str(rows), rows == 0),
         Check("fee payouts not sent", str(unpaid_rows), unpaid_rows == 0),
+        Check("brands' escrow negative", str(len(escrow)), not escrow),
         Check(
             "returns not reversed exactly once (rails vs ledger)",
             f"{len(reversal_problems)} ({len(outcome.returns)} returns at the rails)",

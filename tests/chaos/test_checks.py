@@ -173,3 +173,11 @@ def test_a_webhook_replay_taken_is_flagged(workload: Workload) -> None:
     outcome = perfect(workload)
     outcome.webhook_replays, outcome.webhook_replays_refused = 4, 3
     assert failing(workload, outcome) == ["webhooks replayed 301 s old and taken"]
+
+
+def test_a_negative_escrow_is_flagged_on_its_own_and_by_the_ledger(workload: Workload) -> None:
+    outcome = perfect(workload)
+    outcome.ledger_problems = [
+        "escrow of brand brand-chaos: -10.00 USD, negative (drawn beyond its fundings)"
+    ]
+    assert failing(workload, outcome) == ["brands' escrow negative", "ledger"]

@@ -27,6 +27,7 @@ from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
 from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
 from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
 from shared.contract.events import (
+    BrandFunded,
     CloudEvent,
     DealSigned,
     Deliverable,
@@ -51,7 +52,7 @@ from shared.tools.synthetic.population import (
     generate_population,
     niche_request,
 )
-from tests.e2e.hostile_events import bad_values
+from tests.e2e.hostile_events import TYPE_OF_TOPIC, bad_values
 
 CONSUMERS: Final[dict[str, tuple[str, ...]]] = {
     "matching": tuple(MATCHING_INPUTS),
@@ -254,6 +255,15 @@ class _Generator:
             attribution_window_days=14,
         )
         self.events.append(make_event(deal, source="brand/chaos", time=self.now))
+        # The brand funds each deal's fee: in any order with the rest, a payout owed before
+        # its funds arrive waits for them (awaiting_funds) and is paid when they do.
+        funding = BrandFunded(
+            brand_id=BRAND_ID,
+            funding_id=f"fund-{deal.deal_id}",
+            amount=deal.fee,
+            funded_at=self.now,
+        )
+        self.events.append(make_event(funding, source="brand/chaos", time=self.now))
         method = ("stripe", "paypal", "wise", "stripe", "stripe")[n % 5]
         currency = self.rng.choice(PAYOUT_CURRENCIES if method == "stripe" else RAIL_CURRENCIES)
         stripe_account = f"acct_chaos{n:05d}"
@@ -402,7 +412,8 @@ class _Generator:
             self.events.append(make_event(fx, source="fx-feed", time=fx.as_of))
 
     def _invalid(self) -> list[Record]:
-        inputs = sorted({t for topics in CONSUMERS.values() for t in topics})
+        # The topics the hostile catalogue covers (tracking.clicks is not in it yet).
+        inputs = sorted({t for topics in CONSUMERS.values() for t in topics} & set(TYPE_OF_TOPIC))
         picked = []
         for topic in inputs:
             bad = [b for b in bad_values(topic) if len(b.value) <= _MAX_INVALID_BYTES]

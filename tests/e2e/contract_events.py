@@ -35,6 +35,17 @@ def money(amount: str, currency: str) -> dict[str, str]:
     return {"amount": amount, "currency": currency}
 
 
+def brand_funding(brand_id: str, amount: str, currency: str) -> dict[str, Any]:
+    """`brand.funded`: money the brand paid in, which its creators' payouts draw on."""
+    data = {
+        "brand_id": brand_id,
+        "funding_id": f"fund-{uuid.uuid4().hex[:10]}",
+        "amount": money(amount, currency),
+        "funded_at": rfc3339(datetime.now(UTC)),
+    }
+    return cloud_event("brand.funded", "test/brand", brand_id, data)
+
+
 NOW = datetime.now(UTC)
 USD_TO_EUR = "0.9215"
 BAKING = [f"cr-bake-{n}" for n in range(6)]

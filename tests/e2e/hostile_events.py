@@ -27,6 +27,7 @@ TYPE_OF_TOPIC: Final[dict[str, str]] = {
     Topic.BRAND_MATCH_REQUESTS: EventType.MATCH_REQUESTED,
     Topic.MATCH_FEEDBACK: EventType.MATCH_FEEDBACK,
     Topic.CAMPAIGN_DEALS: EventType.DEAL_SIGNED,
+    Topic.BRAND_FUNDING: EventType.BRAND_FUNDED,
     Topic.TRACKING_POST_METRICS: EventType.POST_METRICS_OBSERVED,
     Topic.TRACKING_ORDERS: EventType.ORDER_REDEEMED,
     Topic.TRACKING_ATTRIBUTION: EventType.ATTRIBUTION_UPDATED,
@@ -39,6 +40,7 @@ MONEY_PATH: Final[dict[str, tuple[str, ...]]] = {
     EventType.CREATOR_PROFILE_UPSERTED: ("rate_card", "post"),
     EventType.MATCH_REQUESTED: ("budget_per_creator",),
     EventType.DEAL_SIGNED: ("fee",),
+    EventType.BRAND_FUNDED: ("amount",),
     EventType.ORDER_REDEEMED: ("amount",),
     EventType.ATTRIBUTION_UPDATED: ("spend",),
 }

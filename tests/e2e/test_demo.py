@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from services.payouts.creator_page.web import SESSION_COOKIE
 from shared.contract.events import EVENT_SPECS
 from tests.support.processes import processes_mentioning
 
@@ -60,7 +66,61 @@ def test_demo_plays_a_campaign_whose_figures_match_the_ground_truth(tmp_path: Pa
     assert summary["post_to_sent_ms"] and min(summary["post_to_sent_ms"]) > 0
     assert len(summary["floor_ms"]) == 200 and min(summary["floor_ms"]) > 0
     assert "post observed → deliverable confirmed → payout.sent over" in out
+    # It ends with a link to one creator's payout page.
+    link = re.search(r"^http://127\.0\.0\.1:8090/c/link/[A-Za-z0-9_-]{43}$", out, re.MULTILINE)
+    assert link is not None, out[-2000:]
     assert processes_mentioning(str(tmp_path)) == []
+
+
+async def test_demo_open_serves_the_creators_page_until_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CREATORFLOW_DATA_DIR": str(tmp_path),
+        "COLUMNS": "160",
+        "PAYOUTS_PAGE_PORT": str(port),
+    }
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shared.tools.cli", "demo", "--creators", "400", "--hires", "4",
+        "--open",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    output: list[str] = []
+    try:
+        link = None
+        while link is None:
+            line = (await asyncio.wait_for(demo.stdout.readline(), 400)).decode()
+            assert line, "".join(output[-60:])
+            output.append(line)
+            if line.startswith(f"http://127.0.0.1:{port}/c/link/"):
+                link = line.strip()
+        while "Serving the page" not in output[-1]:
+            output.append((await asyncio.wait_for(demo.stdout.readline(), 60)).decode())
+        async with httpx.AsyncClient(timeout=30) as browser:
+            assert (await browser.get(link)).status_code == 200
+            redeemed = await browser.post(link)
+            assert redeemed.status_code == 303, redeemed.text
+            session = redeemed.cookies[SESSION_COOKIE]
+            page = await browser.get(
+                f"http://127.0.0.1:{port}/c/payouts",
+                headers={"cookie": f"{SESSION_COOKIE}={session}"},
+            )
+        assert page.status_code == 200 and "Work confirmed" in page.text, page.text
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(demo.communicate(), 60)
+    assert demo.returncode == 0, "".join(output[-40:]) + rest.decode()
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_demo_smoke_flow_and_stops_everything(tmp_path: Path) -> None:

@@ -419,6 +419,9 @@ def scenario() -> Scenario:
         deal_id=deal_id, creator_id=creator_id, campaign_id=campaign_id, promo_codes=[promo]
     )
     add("deal", deal)
+    funding = example(EventType.BRAND_FUNDED)  # the brand funds the deal's fee (and more)
+    funding["data"].update(brand_id=deal["data"]["brand_id"], funding_id=new_id("fund"))
+    add("funding", funding)
     for deliverable in ("dl-1", "dl-2"):
         confirmation = example(EventType.DELIVERABLE_CONFIRMED)
         confirmation["data"].update(

@@ -31,6 +31,7 @@ from tests.e2e.contract_events import (
     BAKING,
     NOW,
     USD_TO_EUR,
+    brand_funding,
     cloud_event,
     fx_snapshot,
     half_even,
@@ -248,6 +249,8 @@ async def test_a_campaign_through_raw_json_events(producer: Publisher, outputs: 
         "ends_at": rfc3339(NOW + timedelta(days=13)),
         "attribution_window_days": 14,
     }
+    # The brand funds the fee first: payouts draw it from the brand's escrow.
+    await producer.send("brand.funding", "brand-bakeco", brand_funding("brand-bakeco", FEE, "USD"))
     await producer.send(
         "campaign.deals", deal_id, cloud_event("deal.signed", "test/brand", deal_id, deal)
     )
@@ -626,6 +629,7 @@ async def test_a_brand_on_librdkafka_hires_and_sees_the_payout_through_its_consu
         librdkafka_send,
         bootstrap,
         [
+            ("brand.funding", brand_id, brand_funding(brand_id, BREAD_FEE, "USD")),
             ("campaign.deals", deal_id, cloud_event("deal.signed", "test/brand", deal_id, deal)),
             (
                 "deliverables.confirmed",

@@ -7,7 +7,9 @@ password), the Stripe provider against a local fake Stripe with its own API key,
 destination key. A small campaign runs through them with payout destinations that are easy
 to find, and so do the error paths: a provider outage, a destination the provider refuses,
 account events dead-lettered as invalid (a bad currency, an over-long destination) or refused
-(a raw account number), operator commands reading the results, and service starts refused
+(a raw account number), operator commands reading the results, the creators' payout pages
+(opened with magic links, whose tokens and sessions are searched for too: the tables keep
+only their hashes), and service starts refused
 for a wrong or malformed key. Then every secret is searched for in everything captured: the
 private signing keys of the services and of every party in each spelling they could leak in
 (raw, hex, base64, PKCS#8 DER and PEM), and any PEM private key block at all.
@@ -22,6 +24,8 @@ import asyncio
 import base64
 import json
 import os
+import re
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -36,6 +41,7 @@ from aiokafka.structs import ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from services.payouts.creator_page.web import SESSION_COOKIE
 from services.payouts.destinations import decode_key, new_key
 from shared.contract.events import TOPICS, Topic, dlq_topic, encode, event_key, spec_for_type
 from shared.contract.signing import private_key_from_text, private_key_text, signature_valid
@@ -46,7 +52,7 @@ from shared.tools.signing import PartyKeys
 from tests.conftest import embedded_servers
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.support.processes import python_process
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx
+from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -193,7 +199,48 @@ def service_env(urls: InfraUrls, secrets: Secrets, stripe: FakeStripe) -> dict[s
         "PAYOUTS_DISPATCH_IDLE_SECONDS": "0.2",
         "PAYOUTS_SETTLE_CHECK_SECONDS": "0.2",
         "CREATORFLOW_SIGNING_KEY": secrets.service_signing_key,
+        "PAYOUTS_PAGE_PORT": str(free_port()),
+        # Production serves the page behind https only: this test's requests skip the proxy.
+        "PAYOUTS_PAGE_URL": PAGE_URL,
     }
+
+
+PAGE_URL: Final = "https://pay.creatorflow.test"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def read_creator_pages(env: dict[str, str], creators: list[str]) -> dict[str, str]:
+    """Each creator's payout page as a creator gets it: a link printed by `creatorflow
+    creators link`, opened, redeemed; then the page, the part it polls and each payout's own.
+    Returns every response body by where it came from, and each link and session token
+    (which must appear in no page and no table) under "token ..."."""
+    found: dict[str, str] = {}
+    base = f"http://127.0.0.1:{env['PAYOUTS_PAGE_PORT']}"
+    async with httpx.AsyncClient(base_url=base, timeout=WAIT_SECONDS) as http:
+        for creator in creators:
+            code, output = await _run(["-m", "shared.tools.cli", "creators", "link", creator], env)
+            assert code == 0, output
+            link = output.split(PAGE_URL, 1)[1].split()[0]
+            found[f"token of {creator}'s link"] = link.rsplit("/", 1)[1]
+            found[f"page {link} (GET)"] = (await http.get(link)).text
+            redeemed = await http.post(link)
+            assert redeemed.status_code == 303, redeemed.text
+            session = redeemed.cookies[SESSION_COOKIE]
+            found[f"token of {creator}'s session"] = session
+            cookie = {"cookie": f"{SESSION_COOKIE}={session}"}
+            page = await http.get("/c/payouts", headers=cookie)
+            assert page.status_code == 200 and creator in page.text
+            found[f"{creator}'s page"] = page.text
+            polled = await http.get("/c/payouts/list", headers=cookie)
+            found[f"{creator}'s page, polled"] = polled.text
+            for payout in re.findall(r'href="(/c/payouts/po_[0-9a-f]+)"', page.text):
+                found[f"{creator}'s {payout}"] = (await http.get(payout, headers=cookie)).text
+    return found
 
 
 async def _read_topics(bootstrap: str) -> list[ConsumerRecord[bytes, bytes]]:
@@ -244,8 +291,8 @@ async def test_no_secret_leaves_where_it_belongs(
             refused_creator, currency="USD", form="W-9", destination=secrets.refused_destination
         ),
         account("cr-leak-raw", currency="USD", destination=secrets.raw_account_number),
-        deal_signed(paid_deal, paid_creator, deliverables=(("dl-1", 1),)),
-        deal_signed(refused_deal, refused_creator, deliverables=(("dl-1", 1),)),
+        *funded_deal(paid_deal, paid_creator, deliverables=(("dl-1", 1),)),
+        *funded_deal(refused_deal, refused_creator, deliverables=(("dl-1", 1),)),
         confirmed(paid_deal, "dl-1"),
         confirmed(refused_deal, "dl-1"),
     ]
@@ -338,6 +385,14 @@ async def test_no_secret_leaves_where_it_belongs(
             code, output = await _run(argv, env)
             assert code == 0, output
             captured.add(f"`creatorflow {' '.join(argv[2:])}`", output)
+
+        # Creators read their payout pages: what they are shown, never where the money goes.
+        pages = await read_creator_pages(env, [paid_creator, refused_creator])
+        page_tokens = {name: value for name, value in pages.items() if name.startswith("token")}
+        for where, html in pages.items():
+            if not where.startswith("token"):
+                captured.add(where, html)
+        assert "Failed" in pages[f"{refused_creator}'s page"]
     captured.add("service output", "\n".join(lines))
 
     # Service starts that must be refused, and what they print.
@@ -382,7 +437,7 @@ async def test_no_secret_leaves_where_it_belongs(
 
     assert lines and any(r.topic == Topic.PAYOUTS_STATUS for r in records), "nothing captured"
     searched = sum(len(text) for _, text in captured.texts)
-    searched_for = secrets.named() | private_keys | PEM_MARKERS
+    searched_for = secrets.named() | private_keys | PEM_MARKERS | page_tokens
     leaks = captured.leaks(searched_for)
     assert not leaks, "secrets found:\n" + "\n".join(leaks)
     print(

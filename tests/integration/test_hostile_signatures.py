@@ -1,13 +1,14 @@
 """Hostile signed money events on every topic that carries them, under the production profile.
 
 The three services run on fresh embedded servers, checking signatures in the consumer as in
-production. On each signed money topic (`deal.signed`, `deliverable.confirmed`,
-`match.feedback`, `match.requested`, `creator.payout-account.upserted`, `order.redeemed`,
-`order.refunded`) a forged, a tampered (one byte), a wrong-owner (another brand, or a party of
-another kind), an unknown-key, a revoked-key and an unsigned event are sent between valid
-neighbours of the same type. Every service consuming the topic dead-letters each hostile
-event with its reason, applies none of them (its inbox never records them, its tables hold
-only what the valid ones say) and applies every neighbour.
+production. On each signed money topic (`deal.signed`, `brand.funded`,
+`deliverable.confirmed`, `match.feedback`, `match.requested`,
+`creator.payout-account.upserted`, `order.redeemed`, `order.refunded`) a forged, a tampered
+(one byte), a wrong-owner (another brand, or a party of another kind), an unknown-key, a
+revoked-key and an unsigned event are sent between valid neighbours of the same type. Every
+service consuming the topic dead-letters each hostile event with its reason, applies none of
+them (its inbox never records them, its tables hold only what the valid ones say) and applies
+every neighbour.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from shared.contract.events import (
     make_event,
     spec_for_type,
 )
+from shared.contract.money import Money
 from shared.contract.signing import Party, RejectReason, key_id, private_key_text, public_key_text
 from shared.runtime.config import Profile, Settings
 from shared.runtime.service import Resources, ServiceRuntime
@@ -51,7 +53,7 @@ from tests.integration.isolated import infra, topics
 from tests.support.hostile_signing import CASES, Parties, Sent, hostile_twins, wire
 from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import account, confirmed, deal_signed, funded, fx, uid
 from tests.unit.tracking.builders import order_event, refund_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -76,6 +78,7 @@ CONSUMERS: Final = {
     "payouts": set(PAYOUTS_INPUTS),
 }
 NEIGHBOURS: Final = len(CASES) + 1
+TEN: Final = Money.of("10.00", "USD")
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +157,8 @@ async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
                       tuple[Party, str], tuple[Party, str], RejectReason]] = [
         (lambda: deal_signed(uid("deal"), uid("cr")), lambda: deal_signed(uid("deal"), uid("cr")),
          BRAND, RIVAL, RejectReason.NOT_THE_OWNER),
+        (lambda: funded(BRAND[1], TEN), lambda: funded(BRAND[1], TEN),
+         BRAND, RIVAL, RejectReason.NOT_THE_OWNER),
         (lambda: confirmed(deal_id, "dl-1"), lambda: confirmed(deal_id, "dl-2"),
          BRAND, RIVAL, RejectReason.NOT_THE_DEAL_OWNER),
         (feedback, feedback, BRAND, RIVAL, RejectReason.NOT_THE_OWNER),
@@ -181,7 +186,7 @@ async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
             messages.append(neighbour)
             if twin is not None:
                 messages.append(twin)
-    assert len(hostile) == 7 * len(CASES)
+    assert len(hostile) == 8 * len(CASES)
     await produce(bootstrap, [(m.topic, m.key, m.value) for m in messages])
 
     expected = {

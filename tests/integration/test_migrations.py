@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from services.matching.schema import SCHEMA as MATCHING
 from services.payouts.schema import SCHEMA as PAYOUTS
 from shared.runtime.db import MigrationError, ServiceSchema, create_pool, load_migrations, migrate
 from shared.tools.infra import InfraUrls
@@ -147,3 +148,36 @@ async def test_a_role_per_service_reaches_its_own_schema_only(fresh_database_url
             await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             await admin.execute(f"DROP ROLE IF EXISTS {role}")
         await admin.close()
+
+
+async def test_matching_0105_keys_stored_profiles_and_history_by_platform(
+    fresh_database_url: str,
+) -> None:
+    """Profiles and follower counts stored before 0105 keep their rows, under the platform
+    their profile names; afterwards a second platform account of the creator is a new row."""
+    before = [m for m in MATCHING.migrations() if m.version < 105]
+    pool = await create_pool(fresh_database_url, schema=MATCHING.name, min_size=1, max_size=1)
+    try:
+        await migrate(pool, MATCHING, before)
+        await pool.execute(
+            """INSERT INTO matching_creators (creator_id, profile, event_time, event_id)
+               VALUES ('cr-1', '{"platform": "tiktok", "handle": "@one"}', now(), 'e1')"""
+        )
+        await pool.execute(
+            """INSERT INTO matching_follower_history (creator_id, observed_at, followers)
+               VALUES ('cr-1', now() - interval '1 day', 900), ('cr-1', now(), 1000)"""
+        )
+        assert await migrate(pool, MATCHING) == ["0105_matching_platform_accounts"]
+        creators = await pool.fetch("SELECT creator_id, platform FROM matching_creators")
+        assert [tuple(r) for r in creators] == [("cr-1", "tiktok")]
+        history = await pool.fetch(
+            "SELECT platform, followers FROM matching_follower_history ORDER BY observed_at"
+        )
+        assert [tuple(r) for r in history] == [("tiktok", 900), ("tiktok", 1000)]
+        await pool.execute(
+            """INSERT INTO matching_creators (creator_id, platform, profile, event_time, event_id)
+               VALUES ('cr-1', 'youtube', '{"platform": "youtube"}', now(), 'e2')"""
+        )
+        assert await pool.fetchval("SELECT count(*) FROM matching_creators") == 2
+    finally:
+        await pool.close()

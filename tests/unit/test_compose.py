@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES_IN_COMPOSE: dict[str, Any] = COMPOSE["services"]
 KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
-INFRA = (*KAFKA_NODES, "postgres")
+INFRA = (*KAFKA_NODES, "postgres", "redis")
 APP_SERVICES = [name for name, svc in SERVICES_IN_COMPOSE.items() if "build" in svc]
 
 
@@ -52,6 +52,10 @@ def test_images_are_pinned(name: str) -> None:
 def test_infrastructure_has_healthchecks_and_volumes(name: str) -> None:
     service = SERVICES_IN_COMPOSE[name]
     assert service["healthcheck"]["test"]
+    if name == "redis":
+        # Nothing in it needs keeping (docs/architecture.md §2): no volume, no persistence.
+        assert "--appendonly" in service["command"] and "--save" in service["command"]
+        return
     volumes = [v.split(":")[0] for v in service.get("volumes", [])]
     assert volumes and all(v in COMPOSE["volumes"] for v in volumes)
 
@@ -82,8 +86,8 @@ def test_app_environment_matches_settings(name: str) -> None:
     unknown = set(env) - _settings_env_names()
     assert not unknown, f"{name}: variables no setting reads: {unknown}"
     assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"} <= set(env)
-    # Only payouts uses Redis (its webhook nonces): no other service is given one to wait for
-    # (docs/architecture.md §2).
+    # Payouts alone uses Redis (its rails' rate limits and webhook event ids, docs/architecture.md
+    # §2, §6): no other service is given one to wait for.
     assert ("REDIS_URL" in env) == (name == "payouts")
 
 
@@ -111,7 +115,9 @@ def test_app_services_wait_for_healthy_dependencies(name: str) -> None:
 def test_secrets_are_required_not_defaulted() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     assert "${POSTGRES_PASSWORD:?" in text
+    assert "${REDIS_PASSWORD:?" in " ".join(SERVICES_IN_COMPOSE["redis"]["command"])
     payouts = SERVICES_IN_COMPOSE["payouts"]["environment"]
+    assert payouts["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
     assert payouts["PAYOUTS_DESTINATION_KEY"].startswith("${PAYOUTS_DESTINATION_KEY:?")
     assert not re.search(r"POSTGRES_PASSWORD:\s*\w", text.replace("${POSTGRES_PASSWORD", ""))
 
@@ -165,8 +171,8 @@ def test_the_default_stack_still_speaks_plaintext_to_its_kafka() -> None:
 
     shell = {
         "POSTGRES_PASSWORD": "x-9",
+        "REDIS_PASSWORD": "r-9",
         "PAYOUTS_DESTINATION_KEY": "unused here",
-        "REDIS_PASSWORD": "redis-secret-1",
     }
     env = _service_env("payouts", shell, COMPOSE)
     settings = Settings.model_validate({k: v for k, v in env.items() if v})
@@ -194,11 +200,11 @@ def test_kafka_security_override_gives_valid_production_settings(tmp_path: Path)
 
     shell = {
         "POSTGRES_PASSWORD": "pg-secret-1",
+        "REDIS_PASSWORD": "redis-secret-1",
         "PAYOUTS_DESTINATION_KEY": "unused here",
         "KAFKA_BOOTSTRAP_SERVERS": "b-1.example.net:9096",
         "KAFKA_SASL_USERNAME": "creatorflow",
         "KAFKA_SASL_PASSWORD": "sasl-secret-1",
-        "REDIS_PASSWORD": "redis-secret-1",
     }
     env = _service_env("payouts", shell, COMPOSE, KAFKA_SECURITY_OVERRIDE)
     env["KAFKA_SSL_CAFILE"] = certifi.where()  # the mounted file, outside the container
@@ -219,14 +225,19 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
 
     shell = {
         "POSTGRES_PASSWORD": "pg-secret-1",
+        "REDIS_PASSWORD": "redis-secret-1",
         "PAYOUTS_DESTINATION_KEY": new_key(),
         "PAYOUTS_STRIPE_API_KEY": "sk_live_x",
-        "REDIS_PASSWORD": "redis-secret-1",
     }
     env = _service_env("payouts", shell, COMPOSE)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CREATORFLOW_SIGNING_KEY", "unused here")
+    runtime = Settings()  # production accepts the Redis compose gives payouts: it has a password
+    assert runtime.redis_url is not None
+    assert runtime.redis_url.get_secret_value() == "redis://:redis-secret-1@redis:6379/0"
     settings = PayoutsSettings()
+    assert settings.expected_replicas == 2
     assert settings.profile == "production"
     assert settings.provider == "stripe"  # production refuses the sandbox
     assert settings.destination_key.get_secret_value() == shell["PAYOUTS_DESTINATION_KEY"]
@@ -242,8 +253,10 @@ def test_the_payouts_service_starts_in_production_with_the_keys_compose_requires
     assert previous.get_secret_value() == rotating["PAYOUTS_DESTINATION_KEY_PREVIOUS"]
     with pytest.raises(AssertionError, match="PAYOUTS_DESTINATION_KEY is required"):
         _service_env(
-            "payouts", {"POSTGRES_PASSWORD": "pg-secret-1", "REDIS_PASSWORD": "r-1"}, COMPOSE
+            "payouts", {"POSTGRES_PASSWORD": "pg-secret-1", "REDIS_PASSWORD": "r"}, COMPOSE
         )
+    with pytest.raises(AssertionError, match="REDIS_PASSWORD is required"):
+        _service_env("payouts", {k: v for k, v in shell.items() if k != "REDIS_PASSWORD"}, COMPOSE)
 
 
 def _kafka_variable(key: str) -> str:

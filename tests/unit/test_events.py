@@ -49,9 +49,12 @@ CONTRACT_TABLE = {
     ("match.suggestions", "match.suggested", "campaign_id"),
     ("match.feedback", "match.feedback", "campaign_id"),
     ("campaign.deals", "deal.signed", "deal_id"),
+    ("campaign.deals", "campaign.attribution-model.set", "campaign_id"),
+    ("brand.funding", "brand.funded", "brand_id"),
     ("tracking.post-metrics", "post.metrics.observed", "post_id"),
     ("tracking.orders", "order.redeemed", "promo_code"),
     ("tracking.orders", "order.refunded", "promo_code"),
+    ("tracking.clicks", "link.clicked", "deal_id"),
     ("tracking.attribution", "attribution.updated", "deal_id"),
     ("deliverables.confirmed", "deliverable.confirmed", "deal_id"),
     ("fx.rates", "fx.rates.published", "base"),
@@ -70,8 +73,10 @@ TABLE_TOPIC_ORDER = (
     "match.suggestions",
     "match.feedback",
     "campaign.deals",
+    "brand.funding",
     "tracking.post-metrics",
     "tracking.orders",
+    "tracking.clicks",
     "tracking.attribution",
     "deliverables.confirmed",
     "fx.rates",
@@ -231,6 +236,64 @@ def test_external_inputs_may_leave_optional_fields_out() -> None:
     event = decode(Topic.TRACKING_POST_METRICS, to_bytes(document))
     assert event.data.deal_id is None
     assert event.data.tags == ()
+
+
+def test_an_order_as_v1_shops_send_it_still_validates() -> None:
+    """The fields clicks brought to orders are optional: an order of a shop that never heard
+    of them (exactly the v1.0 document) decodes, with each of them None."""
+    v1_order = {
+        "specversion": "1.0",
+        "id": "shop-17",
+        "source": "https://shop.example",
+        "type": "order.redeemed",
+        "time": "2025-04-05T10:12:00Z",
+        "subject": "JANE10",
+        "datacontenttype": "application/json",
+        "data": {
+            "order_id": "ord-5531",
+            "promo_code": "JANE10",
+            "amount": {"amount": "64.90", "currency": "USD"},
+            "occurred_at": "2025-04-05T10:12:00Z",
+        },
+    }
+    event = decode(Topic.TRACKING_ORDERS, to_bytes(v1_order))
+    new_fields = ("visitor_id", "click_id", "landing_utm", "shipping_country", "referrer")
+    assert [getattr(event.data, name) for name in new_fields] == [None] * 5
+    # And the example, which carries them all, says something in each.
+    example = decode(Topic.TRACKING_ORDERS, encode(valid_example(EventType.ORDER_REDEEMED)))
+    assert all(getattr(example.data, name) is not None for name in new_fields)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"visitor_id": "not-a-hash"}, "visitor_id"),
+        (
+            {"visitor_id": "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"},
+            "visitor_id",
+        ),
+        ({"link_id": None, "utm": None}, "link_id"),
+        ({"link_id": None, "utm": {}}, "utm"),
+    ],
+)
+def test_a_click_needs_a_hashed_visitor_and_a_link_or_utm(
+    change: dict[str, Any], field: str
+) -> None:
+    document = wire(EventType.LINK_CLICKED)
+    document["data"].update(change)
+    error = refusal(Topic.TRACKING_CLICKS, to_bytes(document))
+    assert "link_id" in str(error) or field in str(error)
+
+
+def test_an_attribution_model_is_one_of_the_six_with_bounded_windows() -> None:
+    document = wire(EventType.ATTRIBUTION_MODEL_SET)
+    del document["data"]["lookback_days"]
+    event = decode(Topic.CAMPAIGN_DEALS, to_bytes(document))
+    assert (event.data.lookback_days, event.data.half_life_days) == (30, 7)
+    for bad in ({"model": "data_driven"}, {"lookback_days": 0}, {"lookback_days": 91}):
+        broken = wire(EventType.ATTRIBUTION_MODEL_SET)
+        broken["data"].update(bad)
+        refusal(Topic.CAMPAIGN_DEALS, to_bytes(broken))
 
 
 # --- make_event and keys --------------------------------------------------------------------

@@ -94,6 +94,7 @@ def test_a_brand_writes_and_reads_what_the_readme_tells_brands() -> None:
             "brand.match-requests",
             "match.feedback",
             "campaign.deals",
+            "brand.funding",
             "deliverables.confirmed",
         }
     )
@@ -114,9 +115,12 @@ def test_a_brand_writes_and_reads_what_the_readme_tells_brands() -> None:
     ]
 
 
-def test_a_shop_writes_orders_only() -> None:
+def test_a_shop_writes_orders_and_clicks_only() -> None:
     acls = [a for a in least_privilege_acls() if a.principal == "User:shop"]
-    assert acls == [Acl("User:shop", ResourceType.TOPIC, "tracking.orders", Operation.WRITE)]
+    assert acls == [
+        Acl("User:shop", ResourceType.TOPIC, "tracking.orders", Operation.WRITE),
+        Acl("User:shop", ResourceType.TOPIC, "tracking.clicks", Operation.WRITE),
+    ]
 
 
 def test_no_party_may_create_or_touch_a_topic_it_does_not_use() -> None:

@@ -21,6 +21,7 @@ RELEASED = {
     "0102_matching_models_per_brand": "b9ceb61993715ef3",
     "0103_matching_follower_history": "9dd087e32a63a5dd",
     "0104_matching_feedback_signer": "52c48a7526841191",
+    "0105_matching_platform_accounts": "81bd8b76e7129cdc",
     "0300_payouts": "8febbbe73c691b83",
     "0301_payouts_sealed_destinations": "62f14ff284e02cf2",
     "0302_payouts_fee_schedule_per_deal": "c00931f5059b1332",
@@ -34,9 +35,12 @@ RELEASED = {
     "0310_payouts_confirmation_post_arrival": "d31133094ae8fae3",
     "0311_payouts_destination_key_id": "b0599f9dda1bfb38",
     "0312_payouts_webhooks": "1f55d36a0145e216",
+    "0313_payouts_brand_escrow": "3fc615b6ccfd13d5",
+    "0314_payouts_creator_links": "05c25e7e0628523e",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
+    "0203_tracking_clicks_and_models": "9c8046b36718dd69",
 }
 
 

@@ -41,6 +41,15 @@ class HoldCode(StrEnum):
     # The rail of the account's method is not configured (services/payouts/providers/rails.py):
     # cleared when the service starts with it configured, or the account names another method.
     RAIL_UNAVAILABLE = "rail_unavailable"
+    # The brand's escrow in the payout's deal currency does not cover its gross amount (or
+    # earlier payouts of the brand in that currency wait already): cleared by brand.funded.
+    # Nothing is drawn from the escrow meanwhile.
+    AWAITING_FUNDS = "awaiting_funds"
+
+
+RELEASED_BY_ACCOUNTS: Final = tuple(c for c in HoldCode if c is not HoldCode.AWAITING_FUNDS)
+"""Holds that a creator's account update may clear: all but `awaiting_funds`, released in
+order of confirmation by the brand's fundings alone (domain/escrow.py)."""
 
 
 FX_HOLDS: Final = (HoldCode.FX_RATE, HoldCode.FX_SUSPECT, HoldCode.STALE_FX)

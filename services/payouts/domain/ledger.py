@@ -18,7 +18,20 @@ from shared.contract.money import Money, MoneyError
 
 def brand_escrow(brand_id: str) -> str:
     """Funds a brand committed to its deals; drawn down as payouts become payable."""
-    return f"brand_escrow:{brand_id}"
+    return _ESCROW + brand_id
+
+
+def brand_funding(brand_id: str) -> str:
+    """What the brand paid in (`brand.funded`): its negative balance is the total funded."""
+    return f"brand_funding:{brand_id}"
+
+
+_ESCROW = "brand_escrow:"
+
+
+def escrow_of(account: str) -> str | None:
+    """The brand whose escrow `account` is, or None for any other account."""
+    return account.removeprefix(_ESCROW) if account.startswith(_ESCROW) else None
 
 
 def creator_payable(creator_id: str) -> str:
@@ -66,6 +79,7 @@ class TransferKind(StrEnum):
     CLAWBACK = "clawback"
     # creator payable -> receivable (deal currency): a later payout repays a clawback first
     RECOVERY = "recovery"
+    FUNDING = "funding"  # brand funding (paid in) -> brand escrow; of a funding, not a payout
 
 
 class LedgerError(MoneyError):
@@ -83,7 +97,8 @@ class Transfer:
     """Postings that move money in one step of one payout; balanced per currency.
 
     `transfer_id` is `<payout_id>:<kind>` (`<payout_id>:<kind>:<chapter>` from a payout's
-    second attempt on), so a step of each attempt can be recorded at most once.
+    second attempt on), so a step of each attempt can be recorded at most once. A `funding`
+    transfer belongs to a brand's funding, not a payout: its `payout_id` is the funding id.
     """
 
     payout_id: str

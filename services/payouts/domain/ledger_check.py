@@ -6,7 +6,9 @@
    clawback leaves its creator share owed by the creator (receivable) and a payout that
    repaid one its `recovered` part;
 3. each attempt of a payout (a chapter: the first, then one per retry) returns or settles
-   only what that attempt dispatched, and no attempt is beyond the payout's current one.
+   only what that attempt dispatched, and no attempt is beyond the payout's current one;
+4. no brand's escrow is negative: payouts drew no more than the brand's fundings (and
+   clawbacks) put in (domain/escrow.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from services.payouts.domain.escrow import awaits_funds, escrow_problems
 from services.payouts.domain.ledger import (
     FX_CLEARING,
     PLATFORM_FEES,
@@ -52,6 +55,8 @@ def expected_balances(payout: Payout) -> Balances:
         result[(account, currency)] = result.get((account, currency), Decimal(0)) + amount
 
     share, gross = payout.creator_share, payout.gross
+    if awaits_funds(payout):
+        return {}  # nothing drawn from the escrow yet
     if payout.kind == "clawback":
         add(brand_escrow(payout.brand_id), gross.currency, gross.amount)
         add(PLATFORM_FEES, gross.currency, -payout.platform_fee.amount)
@@ -87,6 +92,9 @@ def ledger_problems(payouts: Iterable[Payout], transfers: Sequence[PostedTransfe
     for currency, total in currency_totals(all_postings).items():
         if total != 0:
             problems.append(f"ledger: {currency} postings sum to {total}, not 0")
+    problems += escrow_problems(all_postings)
+    # A funding's transfer belongs to the funding (its payout_id is the funding id).
+    transfers = [t for t in transfers if t.kind != TransferKind.FUNDING.value]
     by_payout: dict[str, list[Posting]] = {}
     for transfer in transfers:
         by_payout.setdefault(transfer.payout_id, []).extend(transfer.postings)

@@ -3,6 +3,7 @@
     (new) -> held | scheduled | settled    settled at once when the net amount is zero
     held -> scheduled                  account / tax form / trusted, fresh FX rate arrived
     held -> settled                    released, and the net amount is zero
+    held (awaiting_funds) -> ...       the brand's escrow covers it: drawn, then as above
     scheduled -> held                  account no longer payable, the net amount fails its
                                        check, or the method's rail is not configured, when the
                                        dispatcher picks it
@@ -329,8 +330,11 @@ def create(
     fx_at: datetime | None = None,
     later: FxSnapshot | None = None,
     fx_max_age: timedelta = DEFAULT_FX_MAX_AGE,
+    funded: bool = True,
 ) -> Transition:
-    """A new payout of `gross` (deal currency): accrued, then scheduled or held.
+    """A new payout of `gross` (deal currency): accrued, then scheduled or held; or, when the
+    brand's escrow does not cover it (`funded` False), held `awaiting_funds` with nothing
+    drawn or converted until `fund` releases it (domain/escrow.py).
 
     The platform keeps `platform_fee_bps` of `gross`, or exactly `platform_fee` when given (a
     commission adjustment, whose cut follows the deal's total). Once converted, the payout
@@ -357,6 +361,9 @@ def create(
         status="held",  # placeholder until decided below; version 1 is the first event
         fx_at=now if fx_at is None else min(fx_at, now),
     )
+    if not funded:
+        why = f"brand {terms.brand_id}'s escrow does not cover {split.gross} yet"
+        return Transition(replace(draft, hold=Hold(HoldCode.AWAITING_FUNDS, why)), publish=True)
     accrual = _accrual(draft)
     rates = Rates(snapshot, later, fx_max_age)
     payout, conversion, hold = _schedule_or_hold(draft, account, rates, now, recoverable)
@@ -445,6 +452,41 @@ def release(
         return Transition(done, conversion, publish=True)
     scheduled = _to(converted, "scheduled", hold=None, next_attempt_at=now, attempts=0)
     return Transition(scheduled, conversion, publish=True)
+
+
+def fund(
+    payout: Payout,
+    account: PayoutAccount | None,
+    snapshot: FxSnapshot | None,
+    now: datetime,
+    recoverable: Money | None = None,
+    *,
+    later: FxSnapshot | None = None,
+    fx_max_age: timedelta = DEFAULT_FX_MAX_AGE,
+) -> Transition:
+    """The brand's escrow now covers a payout held `awaiting_funds`: its gross is drawn (the
+    accrual), then it is released as any held payout (`release`), or held for the next reason
+    it cannot be paid yet, announced with a new `payout.held`."""
+    if payout.status != "held" or payout.hold is None:
+        raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not held")
+    if payout.hold.code is not HoldCode.AWAITING_FUNDS:
+        raise InvalidTransition(
+            f"payout {payout.payout_id} is held for {payout.hold.code}, not awaiting funds"
+        )
+    accrual = _accrual(payout)
+    released = release(
+        replace(payout, hold=None),
+        account,
+        snapshot,
+        now,
+        recoverable,
+        later=later,
+        fx_max_age=fx_max_age,
+    )
+    if released.payout.status == "held" and not released.publish:
+        held = replace(released.payout, version=payout.version + 1)
+        return Transition(held, accrual + released.transfers, publish=True)
+    return Transition(released.payout, accrual + released.transfers, released.publish)
 
 
 def claim(

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
@@ -41,13 +42,40 @@ class PayoutRepository(Protocol):
         fx: LockMode | None = None,
         deal_ids: Iterable[str] = (),
         creator_ids: Iterable[str] = (),
+        brand_ids: Iterable[str] = (),
     ) -> None:
-        """Serialise, until commit, the transactions that touch the same FX snapshot, deals or
-        creators. Always take them in this order (FX, then deals, then creators), and each kind
-        at most once per transaction, so two transactions cannot deadlock.
+        """Serialise, until commit, the transactions that touch the same FX snapshot, deals,
+        creators or brands' escrow. Always take them in this order (FX, then deals, then
+        creators, then brands), and each kind at most once per transaction, so two
+        transactions cannot deadlock.
 
         Creating or releasing payouts takes FX shared; storing a snapshot takes it exclusive.
+        Whatever draws on or credits a brand's escrow (creating payouts, fundings, clawbacks)
+        takes the brand's lock, so two transactions never spend the same funds.
         """
+        ...
+
+    async def add_funding(self, funding: Funding, event_id: str) -> bool:
+        """Keep the funding unless its `funding_id` is known (False: nothing written)."""
+        ...
+
+    async def funding(self, funding_id: str) -> Funding | None: ...
+
+    async def fundings_of(self, brand_id: str) -> list[Funding]:
+        """The brand's fundings, earliest `funded_at` first."""
+        ...
+
+    async def escrow_balances(self, brand_ids: Iterable[str]) -> dict[tuple[str, str], Decimal]:
+        """The escrow of these brands per (brand, currency), as their postings leave it."""
+        ...
+
+    async def awaiting_funds(self, brand_ids: Iterable[str]) -> list[Payout]:
+        """The brands' payouts held `awaiting_funds` (not locked: under the brands' locks
+        nothing else changes them)."""
+        ...
+
+    async def payouts_of_brand(self, brand_id: str) -> list[Payout]:
+        """The brand's payouts (clawbacks included), oldest first."""
         ...
 
     async def add_deal(self, terms: DealTerms, event_id: str) -> bool: ...

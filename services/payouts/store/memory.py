@@ -15,7 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
-from services.payouts.domain.ledger import Transfer
+from services.payouts.domain.escrow import Funding, awaits_funds, escrow_balances
+from services.payouts.domain.ledger import Transfer, TransferKind, brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms
@@ -48,6 +49,7 @@ class MemoryState:
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     notifications: int = 0
     webhooks: set[tuple[str, str]] = field(default_factory=set)  # (rail, event id)
+    fundings: dict[str, Funding] = field(default_factory=dict)
 
     def snapshot(self) -> MemoryState:
         """A copy deep enough to roll back to: the values themselves are immutable."""
@@ -73,8 +75,35 @@ class MemoryPayoutRepository:
         fx: LockMode | None = None,
         deal_ids: Iterable[str] = (),
         creator_ids: Iterable[str] = (),
+        brand_ids: Iterable[str] = (),
     ) -> None:
         return None  # transactions are serial already
+
+    async def add_funding(self, funding: Funding, event_id: str) -> bool:
+        if funding.funding_id in self._s.fundings:
+            return False
+        self._s.fundings[funding.funding_id] = funding
+        return True
+
+    async def funding(self, funding_id: str) -> Funding | None:
+        return self._s.fundings.get(funding_id)
+
+    async def fundings_of(self, brand_id: str) -> list[Funding]:
+        mine = (f for f in self._s.fundings.values() if f.brand_id == brand_id)
+        return sorted(mine, key=lambda f: (f.funded_at, f.funding_id))
+
+    async def escrow_balances(self, brand_ids: Iterable[str]) -> dict[tuple[str, str], Decimal]:
+        accounts = {brand_escrow(b) for b in brand_ids}
+        postings = [p for t in self._s.transfers for p in t.postings if p.account in accounts]
+        return escrow_balances(postings)
+
+    async def awaiting_funds(self, brand_ids: Iterable[str]) -> list[Payout]:
+        brands = set(brand_ids)
+        waiting = (p for p in self._s.payouts.values() if p.brand_id in brands and awaits_funds(p))
+        return sorted(waiting, key=lambda p: (p.brand_id, p.fx_at, p.payout_id))
+
+    async def payouts_of_brand(self, brand_id: str) -> list[Payout]:
+        return [p for p in self._s.payouts.values() if p.brand_id == brand_id]
 
     async def add_deal(self, terms: DealTerms, event_id: str) -> bool:
         if terms.deal_id in self._s.deals:
@@ -337,7 +366,8 @@ class MemoryPayoutRepository:
     async def post(self, transfers: Sequence[Transfer]) -> None:
         known = {t.transfer_id for t in self._s.transfers}
         for transfer in transfers:
-            if transfer.transfer_id in known or transfer.payout_id not in self._s.payouts:
+            owners = self._s.fundings if transfer.kind is TransferKind.FUNDING else self._s.payouts
+            if transfer.transfer_id in known or transfer.payout_id not in owners:
                 raise ValueError(f"transfer {transfer.transfer_id} refused (duplicate or orphan)")
             known.add(transfer.transfer_id)
             # As PostgreSQL's now(): the wall clock, whatever clock the caller runs on.

@@ -22,7 +22,8 @@ from services.payouts.domain.accounts import (
     SealedDestination,
 )
 from services.payouts.domain.amounts import FxRecord
-from services.payouts.domain.ledger import Posting, Transfer
+from services.payouts.domain.escrow import Funding
+from services.payouts.domain.ledger import Posting, Transfer, TransferKind
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
@@ -38,6 +39,7 @@ DUE_CHANNEL: Final = "payouts_due"
 _DEAL_LOCK_SPACE: Final = 0x5044
 _CREATOR_LOCK_SPACE: Final = 0x5043
 _FX_LOCK_SPACE: Final = 0x5046
+_BRAND_LOCK_SPACE: Final = 0x5042
 
 _PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, brand_id,
     gross_amount, gross_currency, platform_fee_amount, net_amount, net_currency, fx_rate,
@@ -126,6 +128,18 @@ def _recovered(p: Payout) -> Decimal:
     return Decimal(0) if p.recovered is None else p.recovered.amount
 
 
+_FUNDING_COLUMNS: Final = "funding_id, brand_id, amount, currency, funded_at"
+
+
+def _funding(row: asyncpg.Record) -> Funding:
+    return Funding(
+        row["funding_id"],
+        row["brand_id"],
+        Money(row["amount"], row["currency"].strip()),
+        row["funded_at"],
+    )
+
+
 def _deal(row: asyncpg.Record) -> DealTerms:
     currency = row["currency"].strip()
     return DealTerms(
@@ -193,6 +207,7 @@ class PgPayoutRepository:
         fx: LockMode | None = None,
         deal_ids: Iterable[str] = (),
         creator_ids: Iterable[str] = (),
+        brand_ids: Iterable[str] = (),
     ) -> None:
         if fx == "exclusive":
             await self._conn.execute("SELECT pg_advisory_xact_lock($1::int, 0)", _FX_LOCK_SPACE)
@@ -200,7 +215,11 @@ class PgPayoutRepository:
             await self._conn.execute(
                 "SELECT pg_advisory_xact_lock_shared($1::int, 0)", _FX_LOCK_SPACE
             )
-        for space, ids in ((_DEAL_LOCK_SPACE, deal_ids), (_CREATOR_LOCK_SPACE, creator_ids)):
+        for space, ids in (
+            (_DEAL_LOCK_SPACE, deal_ids),
+            (_CREATOR_LOCK_SPACE, creator_ids),
+            (_BRAND_LOCK_SPACE, brand_ids),
+        ):
             # Sorted, so transactions locking overlapping sets cannot deadlock; unnest feeds
             # the keys to the lock function in array order.
             keys = sorted({_lock_key(i) for i in ids})
@@ -210,6 +229,62 @@ class PgPayoutRepository:
                     space,
                     keys,
                 )
+
+    async def add_funding(self, funding: Funding, event_id: str) -> bool:
+        inserted = await self._conn.fetchval(
+            """INSERT INTO payouts_brand_fundings
+                   (funding_id, brand_id, amount, currency, funded_at, event_id)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (funding_id) DO NOTHING RETURNING true""",
+            funding.funding_id,
+            funding.brand_id,
+            funding.amount.amount,
+            funding.amount.currency,
+            funding.funded_at,
+            event_id,
+        )
+        return bool(inserted)
+
+    async def funding(self, funding_id: str) -> Funding | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_FUNDING_COLUMNS} FROM payouts_brand_fundings WHERE funding_id = $1",
+            funding_id,
+        )
+        return None if row is None else _funding(row)
+
+    async def fundings_of(self, brand_id: str) -> list[Funding]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_FUNDING_COLUMNS} FROM payouts_brand_fundings WHERE brand_id = $1
+                ORDER BY funded_at, funding_id""",
+            brand_id,
+        )
+        return [_funding(r) for r in rows]
+
+    async def escrow_balances(self, brand_ids: Iterable[str]) -> dict[tuple[str, str], Decimal]:
+        rows = await self._conn.fetch(
+            """SELECT brand_id, currency, balance FROM payouts_brand_escrow
+               WHERE brand_id = ANY($1::text[])""",
+            sorted(set(brand_ids)),
+        )
+        return {(r["brand_id"], r["currency"].strip()): r["balance"] for r in rows}
+
+    async def awaiting_funds(self, brand_ids: Iterable[str]) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
+                WHERE status = 'held' AND hold_code = 'awaiting_funds'
+                  AND brand_id = ANY($1::text[])
+                ORDER BY brand_id, fx_at, payout_id""",
+            sorted(set(brand_ids)),
+        )
+        return [_payout(r) for r in rows]
+
+    async def payouts_of_brand(self, brand_id: str) -> list[Payout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE brand_id = $1
+                ORDER BY created_at, payout_id""",
+            brand_id,
+        )
+        return [_payout(r) for r in rows]
 
     async def add_deal(self, terms: DealTerms, event_id: str) -> bool:
         deliverables = json.dumps(
@@ -562,11 +637,13 @@ class PgPayoutRepository:
     async def post(self, transfers: Sequence[Transfer]) -> None:
         if not transfers:
             return
+        funding = TransferKind.FUNDING
         await self._conn.execute(
-            """INSERT INTO payouts_transfers (transfer_id, payout_id, kind)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[])""",
+            """INSERT INTO payouts_transfers (transfer_id, payout_id, funding_id, kind)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])""",
             [t.transfer_id for t in transfers],
-            [t.payout_id for t in transfers],
+            [None if t.kind is funding else t.payout_id for t in transfers],
+            [t.payout_id if t.kind is funding else None for t in transfers],
             [t.kind.value for t in transfers],
         )
         postings = [(t.transfer_id, p) for t in transfers for p in t.postings]
@@ -612,7 +689,8 @@ class PgPayoutRepository:
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
         rows = await self._conn.fetch(
-            """SELECT t.transfer_id, t.payout_id, t.kind, p.account, p.amount, p.currency
+            """SELECT t.transfer_id, coalesce(t.payout_id, t.funding_id) AS payout_id, t.kind,
+                      p.account, p.amount, p.currency
                FROM payouts_transfers t JOIN payouts_postings p USING (transfer_id)
                WHERE $1::text[] IS NULL OR t.payout_id = ANY($1::text[])
                ORDER BY p.posting_id""",

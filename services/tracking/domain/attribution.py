@@ -29,6 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
+from services.tracking.domain.credit import Model
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.domain.quotient import rounded_quotient
 from shared.contract.money import Money
@@ -134,8 +135,10 @@ def _ratio(numerator: Decimal | int, denominator: Decimal | int, places: int) ->
 class Performance:
     """Additive running totals of one deal or a sum of deals in one currency.
 
-    `revenue` is attributed revenue net of refunds; `orders` counts attributed orders not
-    fully refunded; orders still waiting for an FX rate are only in `pending_fx_orders`.
+    `revenue` is the deal's credit of attributed revenue net of refunds; `orders` counts the
+    attributed orders not fully refunded that credit the deal (an order split between deals
+    counts once for each); orders still waiting for an FX rate are only in
+    `pending_fx_orders`.
     `as_of` is the latest input time reflected (None for an empty sum).
     """
 
@@ -190,17 +193,24 @@ class DealFacts:
     revenue: Money
     pending_fx_orders: int
     as_of: datetime
+    # The campaign's model in force for the deal, and the event that set it ('' if none).
+    model: Model = Model.PROMO_CODE
+    setting_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class DealAttribution:
-    """A deal's running attribution: totals and the ratios derived from them."""
+    """A deal's running attribution: totals and the ratios derived from them, and the
+    model that credited its orders (`setting_id`: the event that chose it, '' if none), so
+    a new choice publishes every deal of the campaign once, even with the same figures."""
 
     deal_id: str
     campaign_id: str
     creator_id: str
     performance: Performance
     ratios: Ratios
+    model: Model = Model.PROMO_CODE
+    setting_id: str = ""
 
 
 def attribute(facts: DealFacts) -> DealAttribution:
@@ -214,5 +224,11 @@ def attribute(facts: DealFacts) -> DealAttribution:
         as_of=facts.as_of,
     )
     return DealAttribution(
-        facts.deal_id, facts.campaign_id, facts.creator_id, performance, performance.ratios()
+        facts.deal_id,
+        facts.campaign_id,
+        facts.creator_id,
+        performance,
+        performance.ratios(),
+        facts.model,
+        facts.setting_id,
     )

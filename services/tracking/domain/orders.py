@@ -21,16 +21,28 @@ Rules:
   converted with the order's own rate, so a full refund removes exactly what the order
   added. A fully refunded order no longer counts as an order. Refunds in another currency
   than the order's are ignored.
+* Credit: the deal chosen by the code decides the campaign, and the campaign's attribution
+  model (domain.credit) which deals share the order: `credits`, each in its deal's currency.
+  Under `promo_code` (the default) the chosen deal alone gets it all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from services.tracking.domain.credit import (
+    Click,
+    Model,
+    ModelSetting,
+    deal_weights,
+    setting_for,
+    split,
+    split_refund,
+)
 from services.tracking.domain.deals import DealTerms
 from shared.contract.money import FxRateMissing, FxSnapshot, Money
 
@@ -56,6 +68,12 @@ class Order:
     occurred_at: datetime
     # The brand whose shop sold it, if the shop said: then only that brand's deals count.
     brand_id: str | None = None
+    # What click models join on (domain.credit): the visitor's hash, the click it followed.
+    visitor_id: str | None = None
+    click_id: str | None = None
+    # Kept with the order for the rules to come (leaked codes); no rule reads them yet.
+    shipping_country: str | None = None
+    referrer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +92,35 @@ class FxUsed:
     rate: Decimal
     as_of: datetime | None
     source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """What one deal gets of an order, in the deal's currency: `revenue` gross, `refunded`
+    its share of the refunds."""
+
+    deal_id: str
+    revenue: Money
+    refunded: Money
+
+
+@dataclass(frozen=True, slots=True)
+class ClickFacts:
+    """What click models need to credit an order: the clicks of its visitor (and its own
+    click), the deals they were on, and the campaigns' newest settings."""
+
+    clicks: tuple[Click, ...] = ()
+    deals: Mapping[str, DealTerms] = field(default_factory=dict)
+    settings: Mapping[tuple[str, str], ModelSetting] = field(default_factory=dict)
+
+    def of(self, order: Order) -> list[Click]:
+        """The clicks of `order`'s visitor, and the click it names."""
+        return [
+            c
+            for c in self.clicks
+            if (order.visitor_id is not None and c.visitor_id == order.visitor_id)
+            or (order.click_id is not None and c.click_id == order.click_id)
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +143,9 @@ class OrderOutcome:
     fully_refunded: bool
     fx: FxUsed | None
     last_refund_at: datetime | None
+    # Each credited deal's share (domain.credit), by deal id; empty unless ATTRIBUTED.
+    credits: tuple[Credit, ...] = ()
+    model: Model = Model.PROMO_CODE
 
     @property
     def counts_as_order(self) -> bool:
@@ -163,11 +213,13 @@ def evaluate_order(
     refunds: Sequence[Refund],
     candidates: Iterable[DealTerms],
     snapshot: FxSnapshot | None,
+    clicks: ClickFacts | None = None,
 ) -> OrderOutcome:
     """The outcome of `order` given everything known about it (module docstring rules).
 
     `candidates` are the deals carrying its promo code; `snapshot` the one in force at
-    `occurred_at` (used only when the deal's currency differs from the order's).
+    `occurred_at` (used only when a deal's currency differs from the order's); `clicks`
+    what its campaign's attribution model needs (none: promo-code credit).
     """
     refunded_source, last_refund_at = refunded_total(order, refunds)
     fully_refunded = last_refund_at is not None and refunded_source >= order.amount
@@ -192,6 +244,12 @@ def evaluate_order(
             unattributed, status=OrderStatus.PENDING_FX, reason=converted, deal_id=chosen.deal_id
         )
     revenue, refunded, fx = converted
+    credited = _credits(order, refunded_source, chosen, snapshot, clicks or ClickFacts())
+    if isinstance(credited, OrderReason):
+        return replace(
+            unattributed, status=OrderStatus.PENDING_FX, reason=credited, deal_id=chosen.deal_id
+        )
+    credits, model = credited
     return OrderOutcome(
         order.order_id,
         OrderStatus.ATTRIBUTED,
@@ -203,4 +261,32 @@ def evaluate_order(
         fully_refunded,
         fx,
         last_refund_at,
+        credits,
+        model,
     )
+
+
+def _credits(
+    order: Order,
+    refunded_source: Money,
+    chosen: DealTerms,
+    snapshot: FxSnapshot | None,
+    facts: ClickFacts,
+) -> tuple[tuple[Credit, ...], Model] | OrderReason:
+    """Each credited deal's share of `order` in its currency, and the model that split it;
+    or why a share cannot be converted yet."""
+    setting = setting_for(chosen, facts.settings)
+    model = Model.PROMO_CODE if setting is None else setting.model
+    deals = {**facts.deals, chosen.deal_id: chosen}
+    weights = deal_weights(model, order.occurred_at, facts.of(order), chosen, deals, setting)
+    gross = split(order.amount, weights)
+    taken_back = split_refund(refunded_source, gross)
+    credits = []
+    for deal_id in sorted(gross):
+        converted = _in_deal_currency(
+            gross[deal_id], taken_back[deal_id], deals[deal_id].currency, snapshot
+        )
+        if isinstance(converted, OrderReason):
+            return converted
+        credits.append(Credit(deal_id, converted[0], converted[1]))
+    return tuple(credits), model

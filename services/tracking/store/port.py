@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts
+from services.tracking.domain.credit import Click, ModelSetting
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
-from services.tracking.domain.orders import Order, OrderOutcome, Refund
+from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot
@@ -45,6 +46,8 @@ class OrderContext:
     candidates: tuple[DealTerms, ...]
     snapshot: FxSnapshot | None
     current: OrderOutcome | None
+    # The order's clicks, their deals and the campaigns' model settings (domain.credit).
+    clicks: ClickFacts = field(default_factory=ClickFacts)
 
 
 class TrackingTx(Protocol):
@@ -118,14 +121,41 @@ class TrackingTx(Protocol):
         order_ids: Collection[str],
         promo_codes: Collection[str],
         converted_since: datetime | None,
+        clicks: Collection[Click] = (),
+        campaign_ids: Collection[str] = (),
     ) -> list[OrderContext]:
-        """Stored orders that are in `order_ids`, use one of `promo_codes`, or (when
+        """Stored orders that are in `order_ids`, use one of `promo_codes`, (when
         `converted_since` is set) occurred at or after it and were converted or wait for a
-        rate: each with its refunds, candidate deals and the FX snapshot in force at
-        `occurred_at` (shared.runtime.fx_store.snapshot_at semantics)."""
+        rate, have the visitor or the click of one of `clicks`, or whose deal is in one of
+        `campaign_ids`: each with its refunds, candidate deals, the FX snapshot in force at
+        `occurred_at` (shared.runtime.fx_store.snapshot_at semantics), its stored credits
+        and its click facts."""
         ...
 
-    async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None: ...
+    async def add_clicks(self, clicks: Sequence[Click]) -> list[Click]:
+        """Store clicks whose id is new (ids unique within `clicks`); return those stored."""
+        ...
+
+    async def clicks_on_deals(self, deal_ids: Collection[str]) -> list[Click]:
+        """Every stored click on one of `deal_ids`."""
+        ...
+
+    async def save_model_settings(self, settings: Sequence[ModelSetting]) -> list[ModelSetting]:
+        """Keep the newest setting per (campaign, brand) (ModelSetting.newer_than); return
+        the settings that are now the newest and were not before."""
+        ...
+
+    async def brands_of_campaigns(self, campaign_ids: Collection[str]) -> dict[str, set[str]]:
+        """The brands of the stored deals of each campaign in `campaign_ids`."""
+        ...
+
+    async def deals_of_campaigns(self, campaigns: Collection[tuple[str, str]]) -> set[str]:
+        """The ids of the stored deals of each (campaign, brand)."""
+        ...
+
+    async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None:
+        """Store each order's outcome, its credits replacing those it had."""
+        ...
 
     async def add_manual_confirmations(self, confirmations: Sequence[Confirmation]) -> set[str]:
         """Store confirmations of deliverables not confirmed yet; return their deal ids."""

@@ -16,18 +16,23 @@ from typing import Any
 import asyncpg
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement
+from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
-from services.tracking.domain.orders import Order, OrderOutcome, Refund
+from services.tracking.domain.orders import ClickFacts, Credit, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.store import queries
 from services.tracking.store.port import DealsAdded, OrderContext
 from services.tracking.store.rows import (
     attribution_from,
+    click_from,
+    credit_from,
     deal_from,
     deliverables_json,
+    order_from,
     outcome_from,
     post_from,
+    setting_from,
     snapshot_from,
     terms_digest,
 )
@@ -209,20 +214,97 @@ class PostgresTrackingTx:
         if outcomes is None:
             rows = await self._conn.fetch(
                 """INSERT INTO tracking_orders (order_id, promo_code, amount, currency,
-                                                occurred_at, brand_id, refunded_source)
+                                                occurred_at, brand_id, visitor_id, click_id,
+                                                shipping_country, referrer, refunded_source)
                    SELECT u.*, 0 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[],
-                                             $5::timestamptz[], $6::text[])
-                       AS u(order_id, promo_code, amount, currency, occurred_at, brand_id)
+                                             $5::timestamptz[], $6::text[], $7::text[],
+                                             $8::text[], $9::text[], $10::text[])
+                       AS u(order_id, promo_code, amount, currency, occurred_at, brand_id,
+                            visitor_id, click_id, shipping_country, referrer)
                    ON CONFLICT (order_id) DO NOTHING RETURNING order_id""",
                 *_order_columns(orders),
             )
-        else:
-            rows = await self._conn.fetch(
-                queries.INSERT_EVALUATED_ORDERS,
-                *_order_columns(orders),
-                *_outcome_columns(outcomes),
+            return {row["order_id"] for row in rows}
+        rows = await self._conn.fetch(
+            queries.INSERT_EVALUATED_ORDERS,
+            *_order_columns(orders),
+            *_outcome_columns(outcomes),
+        )
+        stored = {row["order_id"] for row in rows}
+        await self._add_credits([o for o in outcomes if o.order_id in stored])
+        return stored
+
+    async def _add_credits(self, outcomes: Sequence[OrderOutcome]) -> None:
+        credits = [(o.order_id, c) for o in outcomes for c in o.credits]
+        if credits:
+            await self._conn.execute(
+                queries.INSERT_CREDITS,
+                [order_id for order_id, _ in credits],
+                [c.deal_id for _, c in credits],
+                [c.revenue.amount for _, c in credits],
+                [c.refunded.amount for _, c in credits],
+                [c.revenue.currency for _, c in credits],
             )
-        return {row["order_id"] for row in rows}
+
+    async def add_clicks(self, clicks: Sequence[Click]) -> list[Click]:
+        if not clicks:
+            return []
+        rows = await self._conn.fetch(
+            queries.INSERT_CLICKS,
+            [c.click_id for c in clicks],
+            [c.deal_id for c in clicks],
+            [c.visitor_id for c in clicks],
+            [c.clicked_at for c in clicks],
+        )
+        return [click_from(row) for row in rows]
+
+    async def clicks_on_deals(self, deal_ids: Collection[str]) -> list[Click]:
+        if not deal_ids:
+            return []
+        rows = await self._conn.fetch(
+            "SELECT * FROM tracking_clicks WHERE deal_id = ANY($1::text[])", list(deal_ids)
+        )
+        return [click_from(row) for row in rows]
+
+    async def save_model_settings(self, settings: Sequence[ModelSetting]) -> list[ModelSetting]:
+        newest = sorted(newest_settings(settings).values(), key=lambda m: m.campaign_id)
+        if not newest:
+            return []
+        rows = await self._conn.fetch(
+            queries.SAVE_MODEL_SETTINGS,
+            [m.campaign_id for m in newest],
+            [m.brand_id for m in newest],
+            [m.model.value for m in newest],
+            [m.lookback_days for m in newest],
+            [m.half_life_days for m in newest],
+            [m.set_at for m in newest],
+            [m.event_id for m in newest],
+        )
+        return [setting_from(row) for row in rows]
+
+    async def brands_of_campaigns(self, campaign_ids: Collection[str]) -> dict[str, set[str]]:
+        if not campaign_ids:
+            return {}
+        brands: dict[str, set[str]] = {}
+        for row in await self._conn.fetch(
+            "SELECT DISTINCT campaign_id, brand_id FROM tracking_deals "
+            "WHERE campaign_id = ANY($1::text[])",
+            list(campaign_ids),
+        ):
+            brands.setdefault(row["campaign_id"], set()).add(row["brand_id"])
+        return brands
+
+    async def deals_of_campaigns(self, campaigns: Collection[tuple[str, str]]) -> set[str]:
+        if not campaigns:
+            return set()
+        rows = await self._conn.fetch(
+            """SELECT d.deal_id FROM tracking_deals d
+               JOIN unnest($1::text[], $2::text[]) AS u(campaign_id, brand_id)
+                 ON d.campaign_id = u.campaign_id AND d.brand_id = u.brand_id""",
+            [c for c, _ in campaigns],
+            [b for _, b in campaigns],
+        )
+        return {row["deal_id"] for row in rows}
 
     async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:
         if not refunds:
@@ -244,11 +326,19 @@ class PostgresTrackingTx:
         order_ids: Collection[str],
         promo_codes: Collection[str],
         converted_since: datetime | None,
+        clicks: Collection[Click] = (),
+        campaign_ids: Collection[str] = (),
     ) -> list[OrderContext]:
-        if not order_ids and not promo_codes and converted_since is None:
+        if not (order_ids or promo_codes or clicks or campaign_ids) and converted_since is None:
             return []
         rows = await self._conn.fetch(
-            queries.ORDERS_TO_EVALUATE, list(order_ids), list(promo_codes), converted_since
+            queries.ORDERS_TO_EVALUATE,
+            list(order_ids),
+            list(promo_codes),
+            converted_since,
+            list({c.visitor_id for c in clicks}),
+            list({c.click_id for c in clicks}),
+            list(campaign_ids),
         )
         return await self._order_contexts(rows, stored=True)
 
@@ -283,22 +373,65 @@ class PostgresTrackingTx:
         ):
             candidates.setdefault(d["code"], []).append(deal_from(d))
         snapshots: dict[tuple[Any, ...], FxSnapshot] = {}
+        orders = [order_from(row) for row in rows]
+        facts = await self._click_facts(orders, [d for ds in candidates.values() for d in ds])
+        credits = await self._credits(ids) if stored else {}
         return [
             OrderContext(
-                order=Order(
-                    row["order_id"],
-                    row["promo_code"],
-                    Money(row["amount"], row["currency"]),
-                    row["occurred_at"],
-                    row["brand_id"],
-                ),
-                refunds=tuple(refunds.get(row["order_id"], ())),
-                candidates=tuple(candidates.get(row["promo_code"], ())),
+                order=order,
+                refunds=tuple(refunds.get(order.order_id, ())),
+                candidates=tuple(candidates.get(order.promo_code, ())),
                 snapshot=snapshot_from(row, snapshots),
-                current=outcome_from(row) if stored else None,
+                current=outcome_from(row, credits.get(order.order_id, ())) if stored else None,
+                clicks=facts,
             )
-            for row in rows
+            for order, row in zip(orders, rows, strict=True)
         ]
+
+    async def _click_facts(
+        self, orders: Sequence[Order], candidates: list[DealTerms]
+    ) -> ClickFacts:
+        """The clicks of `orders`' visitors and clicks, their deals, and the model settings
+        of the campaigns of those deals and of `candidates` (one set for all the orders)."""
+        visitors = list({o.visitor_id for o in orders if o.visitor_id is not None})
+        click_ids = list({o.click_id for o in orders if o.click_id is not None})
+        clicks: list[Click] = []
+        if visitors or click_ids:
+            clicks = [
+                click_from(row)
+                for row in await self._conn.fetch(
+                    "SELECT * FROM tracking_clicks "
+                    "WHERE visitor_id = ANY($1::text[]) OR click_id = ANY($2::text[])",
+                    visitors,
+                    click_ids,
+                )
+            ]
+        deals = {d.deal_id: d for d in candidates}
+        missing = list({c.deal_id for c in clicks} - set(deals))
+        if missing:
+            for row in await self._conn.fetch(
+                "SELECT * FROM tracking_deals WHERE deal_id = ANY($1::text[])", missing
+            ):
+                deals[row["deal_id"]] = deal_from(row)
+        settings: dict[tuple[str, str], ModelSetting] = {}
+        if deals:
+            for row in await self._conn.fetch(
+                "SELECT * FROM tracking_campaign_models WHERE campaign_id = ANY($1::text[])",
+                list({d.campaign_id for d in deals.values()}),
+            ):
+                setting = setting_from(row)
+                settings[(setting.campaign_id, setting.brand_id)] = setting
+        return ClickFacts(tuple(clicks), deals, settings)
+
+    async def _credits(self, order_ids: list[str]) -> dict[str, tuple[Credit, ...]]:
+        credits: dict[str, list[Credit]] = {}
+        for row in await self._conn.fetch(
+            "SELECT * FROM tracking_order_credits WHERE order_id = ANY($1::text[]) "
+            "ORDER BY order_id, deal_id",
+            order_ids,
+        ):
+            credits.setdefault(row["order_id"], []).append(credit_from(row))
+        return {order_id: tuple(c) for order_id, c in credits.items()}
 
     async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None:
         if not outcomes:
@@ -306,6 +439,11 @@ class PostgresTrackingTx:
         await self._conn.execute(
             queries.SAVE_OUTCOMES, [o.order_id for o in outcomes], *_outcome_columns(outcomes)
         )
+        await self._conn.execute(
+            "DELETE FROM tracking_order_credits WHERE order_id = ANY($1::text[])",
+            [o.order_id for o in outcomes],
+        )
+        await self._add_credits(outcomes)
 
     async def add_manual_confirmations(self, confirmations: Sequence[Confirmation]) -> set[str]:
         return {c.deal_id for c in await self._insert_confirmations(confirmations)}
@@ -400,6 +538,8 @@ class PostgresTrackingTx:
                 revenue=Money(row["revenue"], row["currency"]),
                 pending_fx_orders=row["pending_fx_orders"],
                 as_of=row["as_of"],
+                model=Model(row["model"]),
+                setting_id=row["setting_id"],
             )
             for row in rows
         ]
@@ -439,6 +579,8 @@ class PostgresTrackingTx:
             [r.roas for r in ratios],
             [r.roi_pct for r in ratios],
             [p.as_of for p in performances],
+            [a.model.value for a in attributions],
+            [a.setting_id for a in attributions],
         )
         changed = {row["deal_id"] for row in rows}
         return [a for a in attributions if a.deal_id in changed]
@@ -490,8 +632,8 @@ class PostgresTrackingTx:
 
 
 def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:
-    """The order columns of tracking_orders (id, code, amount, currency, time, brand), one
-    array each."""
+    """The order columns of tracking_orders (id, code, amount, currency, time, brand,
+    visitor, click, shipping country, referrer), one array each."""
     return [
         [o.order_id for o in orders],
         [o.promo_code for o in orders],
@@ -499,6 +641,10 @@ def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:
         [o.amount.currency for o in orders],
         [o.occurred_at for o in orders],
         [o.brand_id for o in orders],
+        [o.visitor_id for o in orders],
+        [o.click_id for o in orders],
+        [o.shipping_country for o in orders],
+        [o.referrer for o in orders],
     ]
 
 
@@ -517,4 +663,5 @@ def _outcome_columns(outcomes: Sequence[OrderOutcome]) -> list[list[Any]]:
         [None if o.fx is None else o.fx.as_of for o in outcomes],
         [None if o.fx is None else o.fx.source for o in outcomes],
         [o.last_refund_at for o in outcomes],
+        [o.model.value for o in outcomes],
     ]

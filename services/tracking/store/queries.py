@@ -105,6 +105,17 @@ WITH ids AS (
     SELECT order_id FROM tracking_orders
     WHERE $3::timestamptz IS NOT NULL AND occurred_at >= $3::timestamptz
       AND (status = 'pending_fx' OR fx_as_of IS NOT NULL)
+    UNION
+    SELECT c.order_id FROM tracking_order_credits c JOIN tracking_orders o USING (order_id)
+    WHERE $3::timestamptz IS NOT NULL AND o.occurred_at >= $3::timestamptz
+      AND c.currency <> o.currency
+    UNION
+    SELECT order_id FROM tracking_orders WHERE visitor_id = ANY($4::text[])
+    UNION
+    SELECT order_id FROM tracking_orders WHERE click_id = ANY($5::text[])
+    UNION
+    SELECT o.order_id FROM tracking_orders o JOIN tracking_deals d USING (deal_id)
+    WHERE d.campaign_id = ANY($6::text[])
 )
 SELECT o.*, s.base AS fx_base, s.as_of AS fx_snapshot_as_of, s.source AS fx_snapshot_source,
        s.rates::text AS fx_rates
@@ -116,8 +127,10 @@ FROM ids JOIN tracking_orders o USING (order_id)
 NEW_ORDER_CONTEXTS = f"""
 SELECT o.*, s.base AS fx_base, s.as_of AS fx_snapshot_as_of, s.source AS fx_snapshot_source,
        s.rates::text AS fx_rates
-FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[], $6::text[])
-    AS o(order_id, promo_code, amount, currency, occurred_at, brand_id)
+FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[])
+    AS o(order_id, promo_code, amount, currency, occurred_at, brand_id, visitor_id, click_id,
+         shipping_country, referrer)
 {_FX_AT}
 WHERE NOT EXISTS (SELECT 1 FROM tracking_orders t WHERE t.order_id = o.order_id)
 """
@@ -125,20 +138,24 @@ WHERE NOT EXISTS (SELECT 1 FROM tracking_orders t WHERE t.order_id = o.order_id)
 # New orders stored with their outcome (the columns of SAVE_OUTCOMES).
 INSERT_EVALUATED_ORDERS = """
 INSERT INTO tracking_orders (
-    order_id, promo_code, amount, currency, occurred_at, brand_id, evaluated, status, reason,
-    deal_id, revenue, refunded, deal_currency, refunded_source, fully_refunded, fx_rate,
-    fx_as_of, fx_source, last_refund_at)
-SELECT u.order_id, u.promo_code, u.amount, u.currency, u.occurred_at, u.brand_id, true,
+    order_id, promo_code, amount, currency, occurred_at, brand_id, visitor_id, click_id,
+    shipping_country, referrer, evaluated, status, reason, deal_id, revenue, refunded,
+    deal_currency, refunded_source, fully_refunded, fx_rate, fx_as_of, fx_source,
+    last_refund_at, model)
+SELECT u.order_id, u.promo_code, u.amount, u.currency, u.occurred_at, u.brand_id,
+       u.visitor_id, u.click_id, u.shipping_country, u.referrer, true,
        u.status, u.reason, u.deal_id, u.revenue, u.refunded, u.deal_currency,
        u.refunded_source, u.fully_refunded, u.fx_rate, u.fx_as_of, u.fx_source,
-       u.last_refund_at
+       u.last_refund_at, u.model
 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::numeric[], $11::numeric[], $12::text[],
-            $13::numeric[], $14::bool[], $15::numeric[], $16::timestamptz[], $17::text[],
-            $18::timestamptz[])
-    AS u(order_id, promo_code, amount, currency, occurred_at, brand_id, status, reason,
-         deal_id, revenue, refunded, deal_currency, refunded_source, fully_refunded, fx_rate,
-         fx_as_of, fx_source, last_refund_at)
+            $7::text[], $8::text[], $9::text[], $10::text[],
+            $11::text[], $12::text[], $13::text[], $14::numeric[], $15::numeric[], $16::text[],
+            $17::numeric[], $18::bool[], $19::numeric[], $20::timestamptz[], $21::text[],
+            $22::timestamptz[], $23::text[])
+    AS u(order_id, promo_code, amount, currency, occurred_at, brand_id, visitor_id, click_id,
+         shipping_country, referrer, status, reason, deal_id, revenue, refunded,
+         deal_currency, refunded_source, fully_refunded, fx_rate, fx_as_of, fx_source,
+         last_refund_at, model)
 ON CONFLICT (order_id) DO NOTHING
 RETURNING order_id
 """
@@ -149,12 +166,12 @@ UPDATE tracking_orders o SET
     revenue = u.revenue, refunded = u.refunded, deal_currency = u.deal_currency,
     refunded_source = u.refunded_source, fully_refunded = u.fully_refunded,
     fx_rate = u.fx_rate, fx_as_of = u.fx_as_of, fx_source = u.fx_source,
-    last_refund_at = u.last_refund_at
+    last_refund_at = u.last_refund_at, model = u.model
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::numeric[],
             $7::text[], $8::numeric[], $9::bool[], $10::numeric[], $11::timestamptz[],
-            $12::text[], $13::timestamptz[])
+            $12::text[], $13::timestamptz[], $14::text[])
     AS u(order_id, status, reason, deal_id, revenue, refunded, deal_currency,
-         refunded_source, fully_refunded, fx_rate, fx_as_of, fx_source, last_refund_at)
+         refunded_source, fully_refunded, fx_rate, fx_as_of, fx_source, last_refund_at, model)
 WHERE o.order_id = u.order_id
 """
 
@@ -169,15 +186,17 @@ WITH p AS (
     WHERE m.deal_id = ANY($1::text[])
     GROUP BY m.deal_id
 ), o AS (
-    SELECT deal_id,
-           count(*) FILTER (WHERE status = 'attributed' AND NOT fully_refunded) AS orders,
-           coalesce(sum(revenue - refunded) FILTER (WHERE status = 'attributed'), 0)
-               AS revenue,
-           count(*) FILTER (WHERE status = 'pending_fx') AS pending_fx_orders,
-           max(greatest(occurred_at, last_refund_at)) FILTER (WHERE status = 'attributed')
-               AS last_order
+    SELECT c.deal_id,
+           count(*) FILTER (WHERE NOT t.fully_refunded) AS orders,
+           sum(c.revenue - c.refunded) AS revenue,
+           max(greatest(t.occurred_at, t.last_refund_at)) AS last_order
+    FROM tracking_order_credits c JOIN tracking_orders t USING (order_id)
+    WHERE c.deal_id = ANY($1::text[])
+    GROUP BY c.deal_id
+), w AS (
+    SELECT deal_id, count(*) AS pending_fx_orders
     FROM tracking_orders
-    WHERE deal_id = ANY($1::text[])
+    WHERE deal_id = ANY($1::text[]) AND status = 'pending_fx'
     GROUP BY deal_id
 )
 SELECT d.deal_id, d.campaign_id, d.creator_id, d.fee_amount, d.currency, d.commission_rate,
@@ -187,11 +206,15 @@ SELECT d.deal_id, d.campaign_id, d.creator_id, d.fee_amount, d.currency, d.commi
        coalesce(p.impressions, 0) AS impressions, coalesce(p.reach, 0) AS reach,
        coalesce(p.rate_sum, 0) AS rate_sum, coalesce(p.rated_posts, 0) AS rated_posts,
        coalesce(o.orders, 0) AS orders, coalesce(o.revenue, 0) AS revenue,
-       coalesce(o.pending_fx_orders, 0) AS pending_fx_orders,
-       greatest(d.signed_at, p.last_observed, o.last_order) AS as_of
+       coalesce(w.pending_fx_orders, 0) AS pending_fx_orders,
+       greatest(d.signed_at, p.last_observed, o.last_order) AS as_of,
+       coalesce(m.model, 'promo_code') AS model, coalesce(m.event_id, '') AS setting_id
 FROM tracking_deals d
 LEFT JOIN p USING (deal_id)
 LEFT JOIN o USING (deal_id)
+LEFT JOIN w USING (deal_id)
+LEFT JOIN tracking_campaign_models m
+    ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
 WHERE d.deal_id = ANY($1::text[])
 """
 
@@ -199,13 +222,15 @@ SAVE_ATTRIBUTIONS = """
 INSERT INTO tracking_attribution AS t (
     deal_id, campaign_id, creator_id, posts, likes, comments, shares, saves, views,
     impressions, reach, rate_sum, rated_posts, orders, pending_fx_orders, currency, revenue,
-    spend, engagement_rate, cpm, cpe, cpa, roas, roi_pct, as_of)
+    spend, engagement_rate, cpm, cpe, cpa, roas, roi_pct, as_of, attribution_model,
+    model_setting_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
                      $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
                      $11::bigint[], $12::numeric[], $13::bigint[], $14::bigint[],
                      $15::bigint[], $16::text[], $17::numeric[], $18::numeric[],
                      $19::numeric[], $20::numeric[], $21::numeric[], $22::numeric[],
-                     $23::numeric[], $24::numeric[], $25::timestamptz[])
+                     $23::numeric[], $24::numeric[], $25::timestamptz[], $26::text[],
+                     $27::text[])
 ON CONFLICT (deal_id) DO UPDATE SET
     campaign_id = EXCLUDED.campaign_id, creator_id = EXCLUDED.creator_id,
     posts = EXCLUDED.posts, likes = EXCLUDED.likes, comments = EXCLUDED.comments,
@@ -216,16 +241,19 @@ ON CONFLICT (deal_id) DO UPDATE SET
     currency = EXCLUDED.currency, revenue = EXCLUDED.revenue, spend = EXCLUDED.spend,
     engagement_rate = EXCLUDED.engagement_rate, cpm = EXCLUDED.cpm, cpe = EXCLUDED.cpe,
     cpa = EXCLUDED.cpa, roas = EXCLUDED.roas, roi_pct = EXCLUDED.roi_pct,
-    as_of = EXCLUDED.as_of, updated_at = now()
+    as_of = EXCLUDED.as_of, attribution_model = EXCLUDED.attribution_model,
+    model_setting_id = EXCLUDED.model_setting_id, updated_at = now()
 WHERE (t.posts, t.likes, t.comments, t.shares, t.saves, t.views, t.impressions, t.reach,
        t.rate_sum, t.rated_posts, t.orders, t.pending_fx_orders, t.currency, t.revenue,
-       t.spend, t.engagement_rate, t.cpm, t.cpe, t.cpa, t.roas, t.roi_pct, t.as_of)
+       t.spend, t.engagement_rate, t.cpm, t.cpe, t.cpa, t.roas, t.roi_pct, t.as_of,
+       t.attribution_model, t.model_setting_id)
     IS DISTINCT FROM
       (EXCLUDED.posts, EXCLUDED.likes, EXCLUDED.comments, EXCLUDED.shares, EXCLUDED.saves,
        EXCLUDED.views, EXCLUDED.impressions, EXCLUDED.reach, EXCLUDED.rate_sum,
        EXCLUDED.rated_posts, EXCLUDED.orders, EXCLUDED.pending_fx_orders, EXCLUDED.currency,
        EXCLUDED.revenue, EXCLUDED.spend, EXCLUDED.engagement_rate, EXCLUDED.cpm,
-       EXCLUDED.cpe, EXCLUDED.cpa, EXCLUDED.roas, EXCLUDED.roi_pct, EXCLUDED.as_of)
+       EXCLUDED.cpe, EXCLUDED.cpa, EXCLUDED.roas, EXCLUDED.roi_pct, EXCLUDED.as_of,
+       EXCLUDED.attribution_model, EXCLUDED.model_setting_id)
 RETURNING t.deal_id
 """
 
@@ -268,4 +296,30 @@ FROM taken WHERE signed_by = '' OR signed_by = brand_id
 ORDER BY deal_id, deliverable_id, confirmed_at, signed_by
 ON CONFLICT (deal_id, deliverable_id) DO NOTHING
 RETURNING deal_id
+"""
+
+INSERT_CLICKS = """
+INSERT INTO tracking_clicks (click_id, deal_id, visitor_id, clicked_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+ON CONFLICT (click_id) DO NOTHING
+RETURNING *
+"""
+
+# Keep the newest setting per (campaign, brand); returns the rows that changed.
+SAVE_MODEL_SETTINGS = """
+INSERT INTO tracking_campaign_models AS t (campaign_id, brand_id, model, lookback_days,
+                                           half_life_days, set_at, event_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[],
+                     $6::timestamptz[], $7::text[])
+ON CONFLICT (campaign_id, brand_id) DO UPDATE SET
+    model = EXCLUDED.model, lookback_days = EXCLUDED.lookback_days,
+    half_life_days = EXCLUDED.half_life_days, set_at = EXCLUDED.set_at,
+    event_id = EXCLUDED.event_id
+WHERE (t.set_at, t.event_id COLLATE "C") < (EXCLUDED.set_at, EXCLUDED.event_id)
+RETURNING t.*
+"""
+
+INSERT_CREDITS = """
+INSERT INTO tracking_order_credits (order_id, deal_id, revenue, refunded, currency)
+SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::text[])
 """

@@ -12,8 +12,16 @@ from typing import Any
 import asyncpg
 
 from services.tracking.domain.attribution import DealAttribution, Engagement, Performance, Ratios
+from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
-from services.tracking.domain.orders import FxUsed, OrderOutcome, OrderReason, OrderStatus
+from services.tracking.domain.orders import (
+    Credit,
+    FxUsed,
+    Order,
+    OrderOutcome,
+    OrderReason,
+    OrderStatus,
+)
 from services.tracking.domain.posts import PostSnapshot
 from shared.contract.money import FxSnapshot, Money
 
@@ -110,7 +118,45 @@ def post_from(row: asyncpg.Record) -> PostSnapshot:
     )
 
 
-def outcome_from(row: asyncpg.Record) -> OrderOutcome | None:
+def order_from(row: asyncpg.Record) -> Order:
+    return Order(
+        row["order_id"],
+        row["promo_code"],
+        Money(row["amount"], row["currency"]),
+        row["occurred_at"],
+        row["brand_id"],
+        row["visitor_id"],
+        row["click_id"],
+        row["shipping_country"],
+        row["referrer"],
+    )
+
+
+def click_from(row: asyncpg.Record) -> Click:
+    return Click(row["click_id"], row["deal_id"], row["visitor_id"], row["clicked_at"])
+
+
+def setting_from(row: asyncpg.Record) -> ModelSetting:
+    return ModelSetting(
+        campaign_id=row["campaign_id"],
+        brand_id=row["brand_id"],
+        model=Model(row["model"]),
+        lookback_days=row["lookback_days"],
+        half_life_days=row["half_life_days"],
+        set_at=row["set_at"],
+        event_id=row["event_id"],
+    )
+
+
+def credit_from(row: asyncpg.Record) -> Credit:
+    return Credit(
+        row["deal_id"],
+        Money(row["revenue"], row["currency"]),
+        Money(row["refunded"], row["currency"]),
+    )
+
+
+def outcome_from(row: asyncpg.Record, credits: tuple[Credit, ...] = ()) -> OrderOutcome | None:
     if not row["evaluated"]:
         return None
     deal_currency = row["deal_currency"]
@@ -126,6 +172,8 @@ def outcome_from(row: asyncpg.Record) -> OrderOutcome | None:
         fully_refunded=row["fully_refunded"],
         fx=FxUsed(row["fx_rate"], row["fx_as_of"], row["fx_source"]) if attributed else None,
         last_refund_at=row["last_refund_at"],
+        credits=credits if attributed else (),
+        model=Model(row["model"]),
     )
 
 
@@ -179,5 +227,11 @@ def attribution_from(row: asyncpg.Record) -> DealAttribution:
         roi_pct=row["roi_pct"],
     )
     return DealAttribution(
-        row["deal_id"], row["campaign_id"], row["creator_id"], performance, ratios
+        row["deal_id"],
+        row["campaign_id"],
+        row["creator_id"],
+        performance,
+        ratios,
+        Model(row["attribution_model"]),
+        row["model_setting_id"],
     )

@@ -1,5 +1,6 @@
 """The v1 event contract: CloudEvent envelope, payload models, topics and the codec."""
 
+from shared.contract.events.brands import BrandFunded
 from shared.contract.events.codec import (
     MAX_EVENT_BYTES,
     EventDecodeError,
@@ -18,7 +19,7 @@ from shared.contract.events.creators import (
     PayoutFallback,
     TaxForm,
 )
-from shared.contract.events.deals import DealSigned, Deliverable
+from shared.contract.events.deals import AttributionModelSet, DealSigned, Deliverable
 from shared.contract.events.envelope import CloudEvent, EventIdentity, envelope_for
 from shared.contract.events.fx import FxRatesPublished
 from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
@@ -49,12 +50,16 @@ from shared.contract.events.secrets import MASKED, WITHHELD, mask_secrets
 from shared.contract.events.tracking import (
     AttributionUpdated,
     DeliverableConfirmed,
+    LinkClicked,
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
+    Utm,
 )
 from shared.contract.events.vocabulary import (
+    ATTRIBUTION_MODELS,
     AgeBucket,
+    AttributionModel,
     DeliverableKind,
     MatchDecision,
     PayoutMethod,
@@ -68,14 +73,18 @@ from shared.contract.events.vocabulary import (
 )
 
 __all__ = [
+    "ATTRIBUTION_MODELS",
     "EVENT_SPECS",
     "MASKED",
     "MAX_EVENT_BYTES",
     "TOPICS",
     "WITHHELD",
     "AgeBucket",
+    "AttributionModel",
+    "AttributionModelSet",
     "AttributionUpdated",
     "Audience",
+    "BrandFunded",
     "CloudEvent",
     "CreatorProfileUpserted",
     "DealSigned",
@@ -90,6 +99,7 @@ __all__ = [
     "FxRatesPublished",
     "GenderSplit",
     "InternalPayload",
+    "LinkClicked",
     "MatchDecision",
     "MatchFeedback",
     "MatchRequested",
@@ -115,6 +125,7 @@ __all__ = [
     "Tier",
     "Topic",
     "UnknownEventType",
+    "Utm",
     "check_key",
     "check_not_future",
     "decode",

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from shared.contract.events.payload import ExternalPayload
 from shared.contract.events.types import MAX_DELIVERABLES, Id, PromoCodes, Rate, Tags, UtcDatetime
-from shared.contract.events.vocabulary import DeliverableKind
+from shared.contract.events.vocabulary import AttributionModel, DeliverableKind
 from shared.contract.money import NonNegativeMoney
 
 MAX_ATTRIBUTION_WINDOW_DAYS = 365
@@ -92,3 +92,35 @@ class DealSigned(ExternalPayload):
         if starts_at is not None and ends_at <= starts_at:
             raise ValueError(f"must be after starts_at ({starts_at.isoformat()})")
         return ends_at
+
+
+DEFAULT_LOOKBACK_DAYS = 30
+DEFAULT_HALF_LIFE_DAYS = 7
+MAX_LOOKBACK_DAYS = 90
+
+
+class AttributionModelSet(ExternalPayload):
+    """`campaign.attribution-model.set`: how the brand's campaign splits an order's credit.
+
+    The newest by the envelope's `time` counts; every deal of the campaign is recomputed.
+    Defaults: a 30-day lookback (the usual affiliate cookie window) and, for `time_decay`, a
+    7-day half-life (docs/architecture.md §10).
+    """
+
+    campaign_id: Id = Field(description="Campaign; the Kafka key.", examples=["cmp-3"])
+    brand_id: Id = Field(description="The campaign's brand (it signs).", examples=["br-12"])
+    model: AttributionModel = Field(
+        description="promo_code (the default), last_click, first_click, linear, "
+        "position_based (40/20/40) or time_decay.",
+        examples=["position_based"],
+    )
+    lookback_days: Annotated[int, Field(strict=True, ge=1, le=MAX_LOOKBACK_DAYS)] = Field(
+        default=DEFAULT_LOOKBACK_DAYS,
+        description="Clicks this many days before an order count as its touches.",
+        examples=[30],
+    )
+    half_life_days: Annotated[int, Field(strict=True, ge=1, le=MAX_LOOKBACK_DAYS)] = Field(
+        default=DEFAULT_HALF_LIFE_DAYS,
+        description="time_decay: a click this many days older than another earns half as much.",
+        examples=[7],
+    )

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr
 
+from shared.contract.events.brands import BrandFunded
 from shared.contract.events.codec import make_event
 from shared.contract.events.creators import (
     Audience,
@@ -21,7 +22,7 @@ from shared.contract.events.creators import (
     PayoutAccountUpserted,
     TaxForm,
 )
-from shared.contract.events.deals import DealSigned, Deliverable
+from shared.contract.events.deals import AttributionModelSet, DealSigned, Deliverable
 from shared.contract.events.envelope import CloudEvent
 from shared.contract.events.fx import FxRatesPublished
 from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
@@ -41,9 +42,11 @@ from shared.contract.events.registry import EventType
 from shared.contract.events.tracking import (
     AttributionUpdated,
     DeliverableConfirmed,
+    LinkClicked,
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
+    Utm,
 )
 from shared.contract.events.vocabulary import PayoutStatus
 from shared.contract.money import Money
@@ -51,6 +54,9 @@ from shared.contract.signing import Party, key_id
 
 EXAMPLE_TIME = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 EXAMPLE_SOURCE = "tests/examples"
+
+
+EXAMPLE_VISITOR: Final = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
 def usd(amount: str) -> Money:
@@ -187,6 +193,15 @@ def deal() -> DealSigned:
     )
 
 
+def brand_funded() -> BrandFunded:
+    return BrandFunded(
+        brand_id="br-12",
+        funding_id="fund-2025-04-0001",
+        amount=usd("5000.00"),
+        funded_at=EXAMPLE_TIME,
+    )
+
+
 def post_metrics() -> PostMetricsObserved:
     return PostMetricsObserved(
         post_id="ig-post-9001",
@@ -216,6 +231,28 @@ def order_redeemed() -> OrderRedeemed:
         amount=usd("64.90"),
         occurred_at=EXAMPLE_TIME + timedelta(days=4),
         brand_id="br-12",
+        visitor_id=EXAMPLE_VISITOR,
+        click_id="clk-7781",
+        landing_utm=Utm(source="ig", medium="influencer", campaign="cmp-3"),
+        shipping_country="US",
+        referrer="https://www.instagram.com/",
+    )
+
+
+def link_clicked() -> LinkClicked:
+    return LinkClicked(
+        click_id="clk-7781",
+        deal_id="deal-42",
+        visitor_id=EXAMPLE_VISITOR,
+        clicked_at=EXAMPLE_TIME + timedelta(days=3, hours=21),
+        link_id="lnk-jane-1",
+        utm=Utm(source="ig", medium="influencer", campaign="cmp-3", content="deal-42"),
+    )
+
+
+def attribution_model_set() -> AttributionModelSet:
+    return AttributionModelSet(
+        campaign_id="cmp-3", brand_id="br-12", model="position_based", lookback_days=30
     )
 
 
@@ -250,6 +287,7 @@ def attribution() -> AttributionUpdated:
         roas=Decimal("0"),
         roi_pct=Decimal("-100"),
         as_of=EXAMPLE_TIME + timedelta(days=3),
+        attribution_model="promo_code",
     )
 
 
@@ -310,9 +348,12 @@ _DATA_BUILDERS: dict[str, Callable[[], BaseModel]] = {
     EventType.MATCH_SUGGESTED: match_suggestions,
     EventType.MATCH_FEEDBACK: match_feedback,
     EventType.DEAL_SIGNED: deal,
+    EventType.ATTRIBUTION_MODEL_SET: attribution_model_set,
+    EventType.BRAND_FUNDED: brand_funded,
     EventType.POST_METRICS_OBSERVED: post_metrics,
     EventType.ORDER_REDEEMED: order_redeemed,
     EventType.ORDER_REFUNDED: order_refunded,
+    EventType.LINK_CLICKED: link_clicked,
     EventType.ATTRIBUTION_UPDATED: attribution,
     EventType.DELIVERABLE_CONFIRMED: deliverable_confirmed,
     EventType.FX_RATES_PUBLISHED: fx_rates,

@@ -258,6 +258,14 @@ class Suggestion(InternalPayload):
         "place in the list, not a judgement of its score.",
         examples=[False],
     )
+    # Optional since v1.5.
+    platforms: Annotated[tuple[Platform, ...], Field(max_length=len(PLATFORMS))] = Field(
+        default=(),
+        description="The platforms of the creator's accounts that passed every filter (one "
+        "creator may have several accounts: one suggestion names them all). The first is the "
+        "account whose handle, tier, engagement rate, cost and score are shown: the best one.",
+        examples=[["tiktok", "instagram"]],
+    )
 
 
 class MatchSuggested(InternalPayload):

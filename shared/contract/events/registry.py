@@ -11,8 +11,9 @@ from typing import Final, TypeAlias
 
 from pydantic import BaseModel, SecretStr
 
+from shared.contract.events.brands import BrandFunded
 from shared.contract.events.creators import CreatorProfileUpserted, PayoutAccountUpserted
-from shared.contract.events.deals import DealSigned
+from shared.contract.events.deals import AttributionModelSet, DealSigned
 from shared.contract.events.fx import FxRatesPublished
 from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
 from shared.contract.events.matching import MatchFeedback, MatchRequested, MatchSuggested
@@ -20,6 +21,7 @@ from shared.contract.events.payouts import PayoutStatusChanged
 from shared.contract.events.tracking import (
     AttributionUpdated,
     DeliverableConfirmed,
+    LinkClicked,
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
@@ -39,8 +41,10 @@ class Topic(StrEnum):
     MATCH_SUGGESTIONS = "match.suggestions"
     MATCH_FEEDBACK = "match.feedback"
     CAMPAIGN_DEALS = "campaign.deals"
+    BRAND_FUNDING = "brand.funding"
     TRACKING_POST_METRICS = "tracking.post-metrics"
     TRACKING_ORDERS = "tracking.orders"
+    TRACKING_CLICKS = "tracking.clicks"
     TRACKING_ATTRIBUTION = "tracking.attribution"
     DELIVERABLES_CONFIRMED = "deliverables.confirmed"
     FX_RATES = "fx.rates"
@@ -55,9 +59,12 @@ class EventType(StrEnum):
     MATCH_SUGGESTED = "match.suggested"
     MATCH_FEEDBACK = "match.feedback"
     DEAL_SIGNED = "deal.signed"
+    ATTRIBUTION_MODEL_SET = "campaign.attribution-model.set"
+    BRAND_FUNDED = "brand.funded"
     POST_METRICS_OBSERVED = "post.metrics.observed"
     ORDER_REDEEMED = "order.redeemed"
     ORDER_REFUNDED = "order.refunded"
+    LINK_CLICKED = "link.clicked"
     ATTRIBUTION_UPDATED = "attribution.updated"
     DELIVERABLE_CONFIRMED = "deliverable.confirmed"
     FX_RATES_PUBLISHED = "fx.rates.published"
@@ -160,6 +167,26 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         signed_by=Party.BRAND,
         owner_field="brand_id",
     ),
+    # Keyed by campaign: payouts and matching, which also read this topic, ignore it.
+    EventSpec(
+        Topic.CAMPAIGN_DEALS,
+        EventType.ATTRIBUTION_MODEL_SET,
+        AttributionModelSet,
+        "campaign_id",
+        external=True,
+        newest_by="time",
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
+    ),
+    EventSpec(
+        Topic.BRAND_FUNDING,
+        EventType.BRAND_FUNDED,
+        BrandFunded,
+        "brand_id",
+        external=True,
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
+    ),
     EventSpec(
         Topic.TRACKING_POST_METRICS,
         EventType.POST_METRICS_OBSERVED,
@@ -180,6 +207,15 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         EventType.ORDER_REFUNDED,
         OrderRefunded,
         "promo_code",
+        external=True,
+        signed_by=Party.SHOP,
+    ),
+    # Keyed by deal, as deal.signed is: a click lands on the partition number of its deal.
+    EventSpec(
+        Topic.TRACKING_CLICKS,
+        EventType.LINK_CLICKED,
+        LinkClicked,
+        "deal_id",
         external=True,
         signed_by=Party.SHOP,
     ),

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from shared.contract.events.payload import ExternalPayload, InternalPayload
 from shared.contract.events.types import (
     Count,
+    CountryCode,
     Id,
     LongText,
     PromoCode,
     Ratio,
+    Referrer,
+    ShortText,
     SignedRatio,
     Tags,
     UtcDatetime,
+    VisitorId,
 )
-from shared.contract.events.vocabulary import DeliverableKind, Platform
+from shared.contract.events.vocabulary import AttributionModel, DeliverableKind, Platform
 from shared.contract.money import Money, NonNegativeMoney
 
 
@@ -65,6 +69,57 @@ class PostMetricsObserved(ExternalPayload):
         return observed_at
 
 
+class Utm(ExternalPayload):
+    """UTM parameters of a landing URL, as sent (at least one)."""
+
+    source: ShortText | None = Field(default=None, description="utm_source.", examples=["ig"])
+    medium: ShortText | None = Field(
+        default=None, description="utm_medium.", examples=["influencer"]
+    )
+    campaign: ShortText | None = Field(
+        default=None, description="utm_campaign.", examples=["cmp-3"]
+    )
+    content: ShortText | None = Field(
+        default=None, description="utm_content.", examples=["deal-42"]
+    )
+    term: ShortText | None = Field(default=None, description="utm_term.", examples=["bread"])
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Utm:
+        if all(
+            v is None for v in (self.source, self.medium, self.campaign, self.content, self.term)
+        ):
+            raise ValueError("give at least one UTM parameter")
+        return self
+
+
+class LinkClicked(ExternalPayload):
+    """`link.clicked`: a visitor followed a creator's tracked link (or a UTM-tagged URL) to
+    the brand's shop. Keyed by `deal_id`, like `deal.signed` (docs/architecture.md §10)."""
+
+    click_id: Id = Field(description="Click id, unique per sender.", examples=["clk-7781"])
+    deal_id: Id = Field(
+        description="The deal whose link was followed; the Kafka key.", examples=["deal-42"]
+    )
+    visitor_id: VisitorId = Field(
+        description="The visitor, hashed by the sender (64 hex digits); orders name the same hash.",
+        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+    )
+    clicked_at: UtcDatetime = Field(
+        description="When the link was followed.", examples=["2025-04-04T09:30:00Z"]
+    )
+    link_id: Id | None = Field(
+        default=None, description="The tracked link, if one was used.", examples=["lnk-jane-1"]
+    )
+    utm: Utm | None = Field(default=None, description="The landing URL's UTM parameters.")
+
+    @model_validator(mode="after")
+    def _link_or_utm(self) -> LinkClicked:
+        if self.link_id is None and self.utm is None:
+            raise ValueError("give the tracked link_id, the utm parameters, or both")
+        return self
+
+
 class OrderRedeemed(ExternalPayload):
     """`order.redeemed`: a shop order paid with a promo code."""
 
@@ -85,6 +140,28 @@ class OrderRedeemed(ExternalPayload):
             "brand at a time)."
         ),
         examples=["br-12"],
+    )
+    # Optional since v1.5: what click-based attribution models join on.
+    visitor_id: VisitorId | None = Field(
+        default=None,
+        description="The buyer's visitor hash, as in `link.clicked`.",
+        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+    )
+    click_id: Id | None = Field(
+        default=None,
+        description="The click that led to the order, if known.",
+        examples=["clk-7781"],
+    )
+    landing_utm: Utm | None = Field(
+        default=None, description="UTM parameters of the session's landing URL."
+    )
+    shipping_country: CountryCode | None = Field(
+        default=None, description="Where the order ships (ISO 3166-1 alpha-2).", examples=["US"]
+    )
+    referrer: Referrer | None = Field(
+        default=None,
+        description="The page the buyer came from.",
+        examples=["https://www.instagram.com/"],
     )
 
 
@@ -142,6 +219,12 @@ class AttributionUpdated(InternalPayload):
     saves: Count | None = Field(default=None, description="Saves of those posts.", examples=[880])
     as_of: UtcDatetime = Field(
         description="Latest input reflected in these numbers.", examples=["2025-04-10T00:00:00Z"]
+    )
+    # Optional since v1.5.
+    attribution_model: AttributionModel | None = Field(
+        default=None,
+        description="The campaign's attribution model that produced `orders` and `revenue`.",
+        examples=["position_based"],
     )
 
 

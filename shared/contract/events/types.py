@@ -99,6 +99,21 @@ LongText = Annotated[
 ]
 """Free text (bios, captions, descriptions), at most 5000 characters; newlines allowed."""
 
+VisitorId = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$"),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+]
+"""A visitor, hashed by the sender: 64 lower-case hex digits (e.g. SHA-256 of a salted cookie
+id). CreatorFlow never receives the raw identifier, only compares hashes for equality."""
+
+Referrer = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=2048),
+    AfterValidator(_no_whitespace_or_control),
+]
+"""Where a visitor came from (a URL or a host), at most 2048 characters, no whitespace."""
+
 Tag = Annotated[
     str, StringConstraints(strict=True, min_length=1, max_length=100), AfterValidator(_no_control)
 ]

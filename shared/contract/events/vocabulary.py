@@ -46,6 +46,11 @@ TaxFormStatus = Literal["missing", "pending", "verified", "rejected"]
 """Where the tax form stands; payouts hold until it is verified."""
 
 PayoutStatus = Literal["scheduled", "held", "sent", "failed", "settled"]
+
+AttributionModel = Literal[
+    "promo_code", "last_click", "first_click", "linear", "position_based", "time_decay"
+]
+"""How a campaign splits an order's credit between its deals (docs/architecture.md §10)."""
 """Lifecycle of one payout; each status is published as the event type `payout.<status>`."""
 
 PLATFORMS: Final[tuple[Platform, ...]] = get_args(Platform)
@@ -53,6 +58,7 @@ TIERS: Final[tuple[Tier, ...]] = get_args(Tier)
 DELIVERABLE_KINDS: Final[tuple[DeliverableKind, ...]] = get_args(DeliverableKind)
 AGE_BUCKETS: Final[tuple[AgeBucket, ...]] = get_args(AgeBucket)
 PAYOUT_STATUSES: Final[tuple[PayoutStatus, ...]] = get_args(PayoutStatus)
+ATTRIBUTION_MODELS: Final[tuple[AttributionModel, ...]] = get_args(AttributionModel)
 
 _MICRO_FROM: Final = 10_000
 _MACRO_FROM: Final = 100_000

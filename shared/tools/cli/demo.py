@@ -8,6 +8,7 @@ flow instead (every v1 event type through Kafka → consumer → PostgreSQL → 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
@@ -31,7 +32,8 @@ from shared.tools.cli.demo_report import (
     summary,
 )
 from shared.tools.cli.settings import kafka_security, load_settings
-from shared.tools.demo.flow import DemoError, DemoReport, Observed, Player
+from shared.tools.demo.flow import DemoError, DemoReport, Observed, Player, awaits_funds
+from shared.tools.demo.page import creator_to_show, demo_link, page_settings, serve_page
 from shared.tools.demo.scenario import SERVICE_SETTINGS, DemoConfig
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, available_services
@@ -47,6 +49,12 @@ def demo(
         None, help="Also write the figures and checks to this JSON file."
     ),
     smoke: bool = typer.Option(False, help="Run only the infrastructure smoke flow."),
+    open_page: bool = typer.Option(
+        False,
+        "--open",
+        help="After the campaign, serve one creator's payout page (its link is printed) "
+        "until Ctrl-C.",
+    ),
 ) -> None:
     """Run one campaign end to end on embedded Kafka, PostgreSQL and Redis, then stop."""
     settings = load_settings()
@@ -78,20 +86,33 @@ def demo(
         with console.status("Starting embedded Kafka, PostgreSQL and Redis..."):
             urls = infra.start()
         report = asyncio.run(_play(urls, security, config, logs))
+        page = page_settings()
+        creator = creator_to_show(report.observed)
+        link = None if creator is None else asyncio.run(demo_link(urls, creator, page))
     except (InfraError, DemoError) as error:
         infra.stop()
         fail(str(error), hint=f"service logs: {logs}/")
     except BaseException:
         infra.stop()
         raise
-    infra.stop()
+    if not open_page:
+        infra.stop()
     fee_bps = 0  # the payouts service's default PAYOUTS_PLATFORM_FEE_BPS
     result = print_report(console, report, fee_bps)
     console.print(latency_line(report))
     console.print(post_latency_line(report))
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary(report, result, fee_bps), indent=2, default=str))
-    _print_summary(report, result.passed, time.monotonic() - began, root, fee_bps)
+    _print_summary(report, result.passed, time.monotonic() - began, root, fee_bps, open_page)
+    _print_link(creator, link, open_page)
+    if open_page:
+        # Ctrl-C is how the page is meant to stop: uvicorn stops, then raises it again.
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(serve_page(urls, page))
+        finally:
+            infra.stop()
+        console.print("[dim]Page stopped; every process stopped.[/]")
     if not result.passed:
         fail(
             f"{len(result.attribution_wrong)} attribution(s) and {len(result.payouts_wrong)} "
@@ -186,14 +207,26 @@ class _LiveProgress:
 
 
 def _print_summary(
-    report: DemoReport, passed: bool, seconds: float, root: Path, fee_bps: int
+    report: DemoReport,
+    passed: bool,
+    seconds: float,
+    root: Path,
+    fee_bps: int,
+    serving: bool = False,
 ) -> None:
     sent = [
         h[-1][0]
         for h in report.observed.fee_payouts().values()
         if h[-1][0].status in ("sent", "settled")
     ]
-    held = [h for h in report.observed.fee_payouts().values() if h[0][0].status == "held"]
+    held = [
+        h
+        for h in report.observed.fee_payouts().values()
+        if h[0][0].status == "held" and not awaits_funds(h[0][0])
+    ]
+    waited = [
+        h for h in report.observed.fee_payouts().values() if any(awaits_funds(p) for p, _ in h)
+    ]
     currencies = sorted({p.net.currency for p in sent if p.net is not None})
     auto = sum(
         1
@@ -208,7 +241,8 @@ def _print_summary(
         f"{auto} deliverables confirmed automatically, {manual} by the brand",
         f"{report.observed.attribution_updates} attribution updates (coalesced per batch)",
         f"{len(sent)} fee payouts sent in {len(currencies)} currencies ({', '.join(currencies)}); "
-        f"{len(held)} held for a tax form, then released",
+        f"{len(held)} held for a tax form, then released; {len(waited)} waited for the "
+        "brand's funds, then released when they arrived",
         *_rails_lines(report, fee_bps),
         latency_line(report),
         post_latency_line(report),
@@ -217,12 +251,34 @@ def _print_summary(
             if passed
             else "[red]mismatches: see ✗ above[/]"
         )
-        + f"; {seconds:.0f}s in all; every process stopped",
+        + f"; {seconds:.0f}s in all; "
+        + (
+            "the services stopped, the servers kept for the page"
+            if serving
+            else "every process stopped"
+        ),
         f"data and service logs: {root}/",
     ]
     console.print(
         Panel("\n".join(lines), title="Summary", border_style="green" if passed else "red")
     )
+
+
+def _print_link(creator: str | None, link: str | None, open_page: bool) -> None:
+    if creator is None or link is None:
+        console.print("[yellow]No creator was paid: no payout page to show.[/]")
+        return
+    console.print(f"Creator {creator}'s payout page (the link works once, for 15 minutes):")
+    # Plain print: rich would wrap a long URL.
+    print(link)
+    if open_page:
+        console.print("[dim]Serving the page until Ctrl-C...[/]")
+    else:
+        console.print(
+            "[dim]The servers have stopped: `creatorflow demo --open` runs the campaign again "
+            "and serves the page until Ctrl-C. Operators print links with `creatorflow creators "
+            "link <creator_id>`.[/]"
+        )
 
 
 def _smoke(settings: object, root: Path) -> None:

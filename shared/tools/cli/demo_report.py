@@ -17,7 +17,7 @@ from rich.table import Table
 from services.payouts.providers.sandbox import RETURNED_REASON
 from shared.contract.events import AttributionUpdated, PayoutStatusChanged
 from shared.contract.money import Money
-from shared.tools.demo.flow import DemoReport
+from shared.tools.demo.flow import DemoReport, awaits_funds
 from shared.tools.demo.scenario import SHOWCASE, DealTruth, Hire
 
 OK = "[green]✓[/]"
@@ -71,7 +71,7 @@ def checks(report: DemoReport, platform_fee_bps: int) -> Checks:
             deal_id
         )
         expected = report.scenario.expected_net(hire, platform_fee_bps)
-        good = paid_as_expected(report, hire, expected)
+        good = paid_as_expected(report, hire, expected) and _waited_as_told(report, hire)
         (p_ok if good else p_wrong).append(deal_id)
     return Checks(a_ok, a_wrong, p_ok, p_wrong)
 
@@ -121,6 +121,16 @@ def rails_showcase(report: DemoReport, platform_fee_bps: int) -> list[tuple[str,
         amount = _money(sent[-1].net) if sent and sent[-1].net is not None else "-"
         rows.append((what, f"{hire.handle} {amount}: {path}", good))
     return rows
+
+
+def _waited_as_told(report: DemoReport, hire: Hire) -> bool:
+    """The fee the brand funded late waited for its funds, before it was sent; no other did."""
+    history = fee_payout(report, hire)
+    waited = [n for n, p in enumerate(history) if awaits_funds(p)]
+    sent = [n for n, p in enumerate(history) if p.status == "sent"]
+    if hire.deal.deal_id != report.scenario.waits_for_funds(report.hires):
+        return not waited
+    return bool(waited) and bool(sent) and waited[0] < sent[0]
 
 
 def _ratio(value: Decimal | None, places: int = 2) -> str:
@@ -251,7 +261,9 @@ def payouts_table(report: DemoReport, platform_fee_bps: int) -> Table:
         last = history[-1]
         statuses = [p.status for p in history]
         status = last.status + (" [dim](was held)[/]" if "held" in statuses else "")
-        good = paid_as_expected(report, hire, expected)
+        good = paid_as_expected(report, hire, expected) and _waited_as_told(report, hire)
+        if any(awaits_funds(p) for p in history):
+            status = last.status + " [dim](waited for the brand's funds)[/]"
         table.add_row(
             hire.handle,
             _money(last.gross),

@@ -237,6 +237,24 @@ class Player:
                 return False
         return True
 
+    async def _fund_late(self, scenario: Scenario, hires: list[Hire]) -> None:
+        """The fee confirmed by hand waits for the brand's funds; then they arrive."""
+        late = scenario.waits_for_funds(hires)
+        if late is None:
+            return
+        seen = self._seen
+        await self.wait(
+            lambda: any(
+                p.deal_id == late and awaits_funds(p)
+                for history in seen.fee_payouts().values()
+                for p, _ in history
+            ),
+            "the last fee to wait for the brand's funds",
+            60,
+        )
+        self.step("a fee waits for the brand's funds; the brand funds it")
+        await self.publish(scenario.late_funding(hires))
+
     async def play(self) -> DemoReport:
         began = time.monotonic()
         seconds: dict[str, float] = {}
@@ -271,12 +289,16 @@ class Player:
 
             hires, contracting = scenario.hire(shortlist)
             self.deals = len(hires)
-            self.step(f"signing {len(hires)} deals and onboarding payout accounts")
+            self.step(f"signing {len(hires)} deals, funding them, onboarding payout accounts")
             await self.publish(contracting)
-            for service in ("tracking", "payouts"):
+            recorded = {
+                "tracking": (Topic.CAMPAIGN_DEALS,),
+                "payouts": (Topic.CAMPAIGN_DEALS, Topic.BRAND_FUNDING),
+            }
+            for service, topics in recorded.items():
                 await self.wait(
-                    lambda s=service: self.caught_up(s, (Topic.CAMPAIGN_DEALS,)),  # type: ignore[misc]
-                    f"{service} to record the deals",
+                    lambda s=service, t=topics: self.caught_up(s, t),  # type: ignore[misc]
+                    f"{service} to record the deals (and payouts the brand's funds)",
                     60,
                 )
 
@@ -295,6 +317,7 @@ class Player:
 
             self.step("tax forms verified; the brand confirms the story posted without #ad")
             await self.publish(scenario.late_fixes(hires, activity, datetime.now(UTC)))
+            await self._fund_late(scenario, hires)
             await self.wait(
                 lambda: (
                     len({p for p, h in seen.fee_payouts().items() if paid_or_returned(h)})
@@ -357,6 +380,12 @@ def paid_or_returned(history: list[tuple[PayoutStatusChanged, datetime]]) -> boo
     """Sent or settled now, or sent and then returned by the bank (failed after `sent`)."""
     statuses = [p.status for p, _ in history]
     return statuses[-1] in ("sent", "settled") or (statuses[-1] == "failed" and "sent" in statuses)
+
+
+def awaits_funds(status: PayoutStatusChanged) -> bool:
+    """A `payout.held` waiting for the brand's funds (its reason says so: the hold code is not
+    in the event)."""
+    return status.status == "held" and "escrow does not cover" in (status.reason or "")
 
 
 def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:

@@ -4,14 +4,17 @@ Seeded and pure: the same seed and clock give the same events. The campaign unfo
 because the brand's hiring depends on matching's answer:
 
 1. `opening`: FX rates, a creator population (with fakes), the brand's match request;
-2. `hire`: deals with the top micro-creators of the shortlist, and their payout accounts (two
-   with a tax form still pending, so their payouts wait);
+2. `hire`: deals with the top micro-creators of the shortlist, their payout accounts (two
+   with a tax form still pending, so their payouts wait), and the brand's funding of its
+   escrow: every fee but the one confirmed by hand last;
 3. `activity`: posts with cumulative metric snapshots (duplicated, out of order), promo-code
    orders (some duplicated, some refunded, some outside the window or with unknown codes), and
    the expected attribution of each deal;
 4. `late_fixes`: the pending tax forms verified, and the brand's manual confirmation of the
-   one story posted without the required `#ad`;
-5. `fixed_account`: the creator whose bank returned the payout (the account was closed) gives
+   one story posted without the required `#ad`: that fee waits for the brand's funds
+   (`awaiting_funds`) until
+5. `late_funding`: the brand funds it;
+6. `fixed_account`: the creator whose bank returned the payout (the account was closed) gives
    a new one, and the payout is sent again.
 
 Most creators are paid through Wise; one through PayPal, and one has given a Wise account
@@ -28,6 +31,7 @@ from typing import Any, Final
 
 from services.payouts.providers.sandbox import CLOSED_SUFFIX
 from shared.contract.events import (
+    BrandFunded,
     CloudEvent,
     DealSigned,
     Deliverable,
@@ -57,6 +61,8 @@ ONBOARDING_SOURCE: Final = "onboarding"
 FX_SOURCE: Final = "fx-feed"
 REQUIRED_TAGS: Final = ("#ad", "#bakeco")
 COMMISSION_RATE: Final = Decimal("0.10")
+# The hire whose story lacks #ad: the brand confirms it by hand, last, and funds its fee late.
+CONFIRMED_BY_HAND: Final = 4
 # Rates (per USD) beyond the population's: a three-decimal currency for some creators' accounts.
 EXTRA_RATES: Final = {"KWD": Decimal("0.3075"), "BHD": Decimal("0.3770")}
 
@@ -226,10 +232,33 @@ class Scenario:
                 )
             )
         hires = self._vary_payout_currencies(hires)
-        events = [make_event(h.deal, source=BRAND_SOURCE, time=self.now) for h in hires]
+        late = self.waits_for_funds(hires)
+        early = [h.deal.fee for h in hires if h.deal.deal_id != late]
+        events = [self._funding("fund-early", sum(early[1:], early[0]))]
+        events += [make_event(h.deal, source=BRAND_SOURCE, time=self.now) for h in hires]
         self._hired = [h.deal.creator_id for h in hires]
         events += [self._account(h, pending=n in (2, 6)) for n, h in enumerate(hires)]
         return hires, events
+
+    def waits_for_funds(self, hires: list[Hire]) -> str | None:
+        """The deal whose fee the brand funds only after confirming it (by hand, last), so
+        its payout waits for the funds: none among fewer hires than that."""
+        return hires[CONFIRMED_BY_HAND].deal.deal_id if len(hires) > CONFIRMED_BY_HAND else None
+
+    def late_funding(self, hires: list[Hire]) -> list[CloudEvent[Any]]:
+        """The brand's funding of the fee that waited for it."""
+        late = self.waits_for_funds(hires)
+        fees = [h.deal.fee for h in hires if h.deal.deal_id == late]
+        return [self._funding("fund-late", fee) for fee in fees]
+
+    def _funding(self, name: str, amount: Money) -> CloudEvent[Any]:
+        funding = BrandFunded(
+            brand_id=BRAND_ID,
+            funding_id=f"{name}-{self.config.campaign_id}",
+            amount=amount,
+            funded_at=self.now,
+        )
+        return make_event(funding, source=BRAND_SOURCE, time=self.now)
 
     def _vary_payout_currencies(self, hires: list[Hire]) -> list[Hire]:
         """Some creators choose another payout currency: at least JPY and a 3-decimal one."""
@@ -267,7 +296,8 @@ class Scenario:
         for n, hire in enumerate(hires):
             deal = hire.deal
             t = truth.setdefault(deal.deal_id, DealTruth())
-            forgets_ad = n == 4  # one story without #ad: no auto-confirmation for it
+            # One story without #ad: no auto-confirmation for it.
+            forgets_ad = n == CONFIRMED_BY_HAND
             if forgets_ad:
                 manual[deal.deal_id] = "stories-2"
             for k, kind in enumerate(("post", "story", "story")):
@@ -400,7 +430,7 @@ class Scenario:
             events.append(make_event(confirmation, source=BRAND_SOURCE, time=now))
         return events
 
-    # 5 -----------------------------------------------------------------------------------
+    # 6 -----------------------------------------------------------------------------------
     def fixed_account(self, hire: Hire, now: datetime) -> CloudEvent[Any]:
         """The returned creator's new account (the closed one replaced), sent at `now`: a
         changed account re-sends the creator's failed payouts."""

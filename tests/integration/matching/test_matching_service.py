@@ -31,12 +31,14 @@ from shared.contract.events import (
     MatchFeedback,
     MatchRequested,
     MatchSuggested,
+    Suggestion,
     Topic,
     decode,
     dlq_topic,
     encode,
     make_event,
 )
+from shared.contract.events.vocabulary import Platform
 from shared.contract.money import Money
 from shared.contract.signing import Party
 from shared.runtime.service import Resources, ServiceRuntime
@@ -159,12 +161,21 @@ def deal(campaign_id: str, creator_id: str) -> DealSigned:
     )
 
 
-async def stored_profiles(pool: asyncpg.Pool, ids: list[str]) -> dict[str, CreatorProfileUpserted]:
+async def stored_profiles(
+    pool: asyncpg.Pool, suggestions: tuple[Suggestion, ...]
+) -> dict[str, CreatorProfileUpserted]:
+    """The stored profile of each suggested creator's account whose figures it shows."""
     rows = await pool.fetch(
-        "SELECT creator_id, profile::text AS p FROM matching_creators WHERE creator_id = ANY($1)",
-        ids,
+        "SELECT creator_id, platform, profile::text AS p FROM matching_creators"
+        " WHERE creator_id = ANY($1)",
+        [s.creator_id for s in suggestions],
     )
-    return {r["creator_id"]: CreatorProfileUpserted.model_validate_json(r["p"]) for r in rows}
+    shown = {(s.creator_id, s.platforms[0]) for s in suggestions}
+    return {
+        r["creator_id"]: CreatorProfileUpserted.model_validate_json(r["p"])
+        for r in rows
+        if (r["creator_id"], r["platform"]) in shown
+    }
 
 
 async def test_request_gets_explained_suggestions_that_respect_every_filter(
@@ -208,7 +219,7 @@ async def test_request_gets_explained_suggestions_that_respect_every_filter(
     assert answer.filtered["excluded"] == 2
     assert answer.filtered["already_hired"] == 1
     assert answer.filtered["likely_fake"] >= 1
-    profiles = await stored_profiles(db_pool, [s.creator_id for s in answer.suggestions])
+    profiles = await stored_profiles(db_pool, answer.suggestions)
     assert [s.rank for s in answer.suggestions] == list(range(1, len(answer.suggestions) + 1))
     for suggestion in answer.suggestions:
         assert math.isclose(sum(suggestion.explanation.values()), suggestion.score, abs_tol=1e-9)
@@ -251,7 +262,7 @@ async def test_a_request_s_hard_filters_shape_the_answer_and_are_counted(
     for reason in ("outside_follower_range", "outside_engagement_range",
                    "outside_creator_country", "audience_age_mismatch"):  # fmt: skip
         assert answer.filtered.get(reason, 0) > 0, (reason, answer.filtered)
-    profiles = await stored_profiles(db_pool, [s.creator_id for s in answer.suggestions])
+    profiles = await stored_profiles(db_pool, answer.suggestions)
     for suggestion in answer.suggestions:
         profile = profiles[suggestion.creator_id]
         assert 2_000 <= profile.followers <= 400_000
@@ -303,6 +314,61 @@ async def test_a_follower_jump_in_a_creator_s_history_is_a_flag_with_its_reason(
     assert others and all("follower_spike" not in s.flags for s in others)
 
 
+async def test_a_creator_s_accounts_on_two_platforms_give_one_suggestion_naming_both(
+    running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
+) -> None:
+    population = running.population
+
+    def travel_request(suffix: str, platforms: tuple[Platform, ...]) -> MatchRequested:
+        return niche_request(
+            "travel", request_id=f"req-{RUN}-{suffix}", campaign_id=f"cmp-{RUN}-{suffix}",
+            seed=6, limit=200, platforms=platforms,
+        )  # fmt: skip
+
+    probe = travel_request("accounts-probe", ())
+    await produce_events(infra.kafka_bootstrap_servers, [make_event(probe, source="tests/b")])
+    suggested = (await running.answers.wait_for(probe.request_id)).suggestions
+    assert suggested
+    ids = population.profiles.creator_id
+    first = population.profiles.profile(ids.index(suggested[0].creator_id))
+    other = next(p for p in ("youtube", "tiktok", "instagram") if p != first.platform)
+    second = first.model_copy(
+        update={"platform": other, "handle": f"{first.handle}.{other}",
+                "avg_likes": first.avg_likes * 0.7}
+    )  # fmt: skip
+    await produce_events(
+        infra.kafka_bootstrap_servers, [make_event(second, source="tests/collector")]
+    )
+
+    async def both_indexed() -> bool:
+        accounts = running.service.state.index.accounts_of(first.creator_id)
+        return set(accounts) == {first.platform, other}
+
+    await eventually(both_indexed)
+    stored = await db_pool.fetch(
+        "SELECT platform FROM matching_creators WHERE creator_id = $1 ORDER BY platform",
+        first.creator_id,
+    )
+    assert [r["platform"] for r in stored] == sorted([first.platform, other])
+
+    anywhere = travel_request("accounts", ())
+    only_other = travel_request("accounts-one", (other,))
+    await produce_events(
+        infra.kafka_bootstrap_servers,
+        [make_event(r, source="tests/brand") for r in (anywhere, only_other)],
+    )
+    answer = await running.answers.wait_for(anywhere.request_id)
+    mine = [s for s in answer.suggestions if s.creator_id == first.creator_id]
+    assert len(mine) == 1, answer.filtered
+    assert set(mine[0].platforms) == {first.platform, other}
+    shown_handle = {first.platform: first.handle, other: second.handle}[mine[0].platforms[0]]
+    assert mine[0].handle == shown_handle
+    one = await running.answers.wait_for(only_other.request_id)
+    (on_other,) = [s for s in one.suggestions if s.creator_id == first.creator_id]
+    assert on_other.platforms == (other,) and on_other.handle == second.handle
+    assert on_other.score <= mine[0].score
+
+
 def population_niche(name: str) -> int:
     return NICHE_NAMES.index(name)
 
@@ -334,10 +400,13 @@ async def test_invalid_requests_land_in_the_dlq_with_reasons(
     valid = niche_request("pets", request_id=f"req-{RUN}-valid", campaign_id=key, seed=3)
     schema_broken = make_event(valid, source="tests/brand").model_dump(mode="json")
     schema_broken["data"]["limit"] = 0
+    bad_filter = make_event(valid, source="tests/brand").model_dump(mode="json")
+    bad_filter["data"]["filters"] = {"followers": {"min": 90_000, "max": 1_000}}
     await produce(
         infra.kafka_bootstrap_servers,
         [
             (Topic.BRAND_MATCH_REQUESTS, key.encode(), json.dumps(schema_broken).encode()),
+            (Topic.BRAND_MATCH_REQUESTS, key.encode(), json.dumps(bad_filter).encode()),
             *[
                 (Topic.BRAND_MATCH_REQUESTS, key.encode(), encode(make_event(r, source="t")))
                 for r in (zero_budget, no_niche, stop_words, no_rate, valid)
@@ -355,9 +424,10 @@ async def test_invalid_requests_land_in_the_dlq_with_reasons(
         )
         return [letter for letter in found if letter.key == key.encode()]
 
-    await eventually(lambda: _has(letters, 4))
-    reasons = {letter.error_class: letter.reason for letter in await letters()}
-    assert "limit" in reasons["SchemaViolation"]
+    await eventually(lambda: _has(letters, 5))
+    schema = [x.reason for x in await letters() if x.error_class == "SchemaViolation"]
+    assert any("limit" in reason for reason in schema), schema
+    assert any("filters" in r and "min 90000 is above max 1000" in r for r in schema), schema
     rejected = [
         letter.reason for letter in await letters() if letter.error_class == "EventRejected"
     ]

@@ -7,9 +7,12 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from shared.contract.events import CloudEvent, Topic, decode
+from tests.support.kafka_io import produce_events
+from tests.support.waiting import eventually
 
 
 class StatusWatcher:
@@ -68,3 +71,19 @@ class StatusWatcher:
 
 def types_of(events: list[CloudEvent[Any]]) -> list[str]:
     return [e.type for e in events]
+
+
+async def applied_first(bootstrap: str, pool: asyncpg.Pool, *events: CloudEvent[Any]) -> None:
+    """Produce `events` (a brand's funding, a creator's account) and wait until payouts has
+    applied every one: what a test needs before the events whose outcome it follows exactly,
+    since events on different topics are consumed in no particular order."""
+    await produce_events(bootstrap, list(events))
+
+    async def applied() -> bool:
+        count = await pool.fetchval(
+            "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::text[])",
+            [e.id for e in events],
+        )
+        return bool(count == len(events))
+
+    await eventually(applied, what="the events applied")

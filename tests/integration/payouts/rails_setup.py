@@ -17,7 +17,7 @@ from tests.integration.payouts.stripe_server import FakeStripe
 from tests.integration.payouts.wise_server import FakeWise
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
+from tests.unit.payouts.builders import account, confirmed, funded_deal, uid
 
 # A destination each rail's fake pays.
 DESTINATIONS = {
@@ -63,19 +63,23 @@ async def owed(
     first = account(
         creator, currency="USD", destination=destination, method=method, fallback=fallback
     )
-    await produce_events(infra.kafka_bootstrap_servers, [first])
+    funding, signed = funded_deal(deal, creator)
+    await produce_events(infra.kafka_bootstrap_servers, [first, funding])
 
     async def stored() -> bool:
         return bool(
             await db_pool.fetchval(
-                "SELECT count(*) FROM processed_events WHERE event_id = $1", first.id
+                "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::text[])",
+                [first.id, funding.id],
             )
+            == 2
         )
 
-    # The account first, so the payout goes straight to the rail (never held for it).
-    await eventually(stored, what="the account stored")
+    # The account and the brand's funds first, so the payout goes straight to the rail
+    # (never held for either).
+    await eventually(stored, what="the account and the funding stored")
     await produce_events(
         infra.kafka_bootstrap_servers,
-        [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
+        [signed, confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
     )
     return deal, creator

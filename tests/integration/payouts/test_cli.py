@@ -30,6 +30,7 @@ from tests.unit.payouts.store_contract import (
     LONG_AGO,
     acct,
     add_payout,
+    fund_draws,
     new_payout,
     terms,
 )
@@ -51,6 +52,7 @@ async def _store(db: PgPayouts, *transitions: lifecycle.Transition) -> None:
         for t in transitions:
             if not await add_payout(repo, t.payout):
                 await repo.save_payouts([(t.payout, "scheduled")])
+            await fund_draws(repo, t.transfers)
             await repo.post(t.transfers)
 
 
@@ -123,8 +125,10 @@ async def test_statement_shows_commission_adjustments_clawbacks_and_repayments(
         await repo.add_deal(deal_terms, "e")
         for t in (first, taken):
             await repo.add_payout(t.payout)
+            await fund_draws(repo, t.transfers)
             await repo.post(t.transfers)
         await add_payout(repo, repaying.payout)
+        await fund_draws(repo, repaying.transfers)
         await repo.post(repaying.transfers)
         await repo.save_payouts([(released.payout, "held")])
         await repo.post(released.transfers)

@@ -25,7 +25,7 @@ from tests.unit.payouts.builders import (
     account,
     attribution,
     confirmed,
-    deal_signed,
+    funded_deal,
     uid,
 )
 from tests.unit.payouts.harness import delivery
@@ -66,7 +66,10 @@ async def test_late_orders_and_refunds_adjust_the_commission_until_it_is_final(
         return [(r["kind"], r["gross_amount"], r["platform_fee_amount"]) for r in rows]
 
     usd = account(creator, currency="USD")
-    await send(usd, deal_signed(deal, creator, ends_at=T0, window_days=10))
+    await send(
+        usd,
+        *funded_deal(deal, creator, ends_at=T0, window_days=10, funds=Money.of("1000.00", "USD")),
+    )
     await send(attribution(deal, creator, Money.of("1000.00", "USD"), closes - timedelta(days=1)))
     clock.now = closes + timedelta(hours=1)
     await commissions.run_once()
@@ -93,7 +96,7 @@ async def test_late_orders_and_refunds_adjust_the_commission_until_it_is_final(
 
     # The creator's next payout (another deal's fee) first repays the 27.00.
     other = uid("deal")
-    await send(deal_signed(other, creator, fee=Money.of("100.00", "USD")))
+    await send(*funded_deal(other, creator, fee=Money.of("100.00", "USD")))
     await send(confirmed(other, "dl-1"), confirmed(other, "dl-2"))
     [fee] = await db_pool.fetch(
         "SELECT net_amount, recovered_amount FROM payouts_payouts WHERE deal_id = $1", other

@@ -32,7 +32,7 @@ from shared.runtime.service import ServiceConfigurationError, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.support.kafka_io import produce_events
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import account, confirmed, funded_deal, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,7 +82,7 @@ async def test_the_destination_key_rotates_while_payouts_flow(
             event
             for c in batch
             for event in (
-                deal_signed(deals[c], c),
+                *funded_deal(deals[c], c),
                 confirmed(deals[c], "dl-1"),
                 confirmed(deals[c], "dl-2"),
             )

@@ -25,9 +25,9 @@ from shared.contract.events import CloudEvent
 from shared.runtime.kafka import partitions_of
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.kafka_io import StatusWatcher, types_of
+from tests.integration.payouts.kafka_io import StatusWatcher, applied_first, types_of
 from tests.support.kafka_io import produce_events
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import account, confirmed, deal_signed, funded_deal, fx, uid
 from tests.unit.payouts.harness import delivery
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -83,7 +83,7 @@ async def test_deal_confirmed_twice_is_paid_once(
     dl1 = confirmed(deal, "dl-1")
     await produce_events(
         infra.kafka_bootstrap_servers,
-        [fx(RATES), account(creator), deal_signed(deal, creator), dl1, confirmed(deal, "dl-2")],
+        [fx(RATES), account(creator), *funded_deal(deal, creator), dl1, confirmed(deal, "dl-2")],
     )
     # The same confirmation again (a redelivery) and a second confirmation of the same fact.
     await produce_events(infra.kafka_bootstrap_servers, [dl1, confirmed(deal, "dl-2")])
@@ -92,11 +92,13 @@ async def test_deal_confirmed_twice_is_paid_once(
     )
     await asyncio.sleep(1.0)  # time for a duplicate to show up, if one were coming
     # Topics are not ordered among themselves: the deal may be confirmed before the account
-    # event is consumed, and then the payout is held first, released by the account event.
+    # event or the brand's funds are consumed, and then the payout is held first (for each
+    # in turn), released by the account event and the funding.
     statuses = types_of(watcher.of({deal}))
     assert statuses in (
         ["payout.scheduled", "payout.sent", "payout.settled"],
         ["payout.held", "payout.scheduled", "payout.sent", "payout.settled"],
+        ["payout.held", "payout.held", "payout.scheduled", "payout.sent", "payout.settled"],
     )
     [row] = await payout_rows(db_pool, {deal})
     assert instances.transfers_of({row["payout_id"]}) == [row["payout_id"]]
@@ -111,7 +113,7 @@ async def test_two_instances_racing_on_many_deals_pay_each_once(
     events: list[CloudEvent[Any]] = [fx(RATES)]
     for deal, creator in deals.items():
         events += [account(creator, currency=random.choice(["EUR", "JPY", "KWD", "USD"]))]
-        events += [deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")]
+        events += [*funded_deal(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")]
         events += [confirmed(deal, "dl-2"), confirmed(deal, "dl-1")]  # duplicates of the facts
     random.Random(7).shuffle(events)
     # Two producers at once, each sending everything: every event arrives twice.
@@ -150,14 +152,14 @@ async def test_concurrent_handlers_on_the_same_events_create_one_payout(
     ]
     deals = {uid("deal"): uid("cr") for _ in range(20)}
     for deal, creator in deals.items():
-        signed = deal_signed(deal, creator)
+        funding, signed = funded_deal(deal, creator)
         acct = account(creator, currency="USD")
         c1, c2 = confirmed(deal, "dl-1"), confirmed(deal, "dl-2")
         # Different event ids per instance for the same facts, so the inbox cannot dedupe them:
         # only the deal locks and the business key can.
         again = [deal_signed(deal, creator), confirmed(deal, "dl-2"), confirmed(deal, "dl-1")]
         await asyncio.gather(
-            handlers[0]([(e, delivery(e)) for e in (acct, signed, c1, c2)]),
+            handlers[0]([(e, delivery(e)) for e in (acct, funding, signed, c1, c2)]),
             handlers[1]([(e, delivery(e)) for e in reversed(again)]),
         )
     rows = await payout_rows(db_pool, set(deals))
@@ -219,9 +221,12 @@ async def test_held_payout_is_released_by_a_later_account_event_and_paid_once(
     infra: InfraUrls, instances: Instances, watcher: StatusWatcher, db_pool: asyncpg.Pool
 ) -> None:
     deal, creator = uid("deal"), uid("cr")
+    # The brand's funds first, so that the payout is held for its account alone.
+    funding, signed = funded_deal(deal, creator)
+    await applied_first(infra.kafka_bootstrap_servers, db_pool, funding)
     await produce_events(
         infra.kafka_bootstrap_servers,
-        [fx(RATES), deal_signed(deal, creator), confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
+        [fx(RATES), signed, confirmed(deal, "dl-1"), confirmed(deal, "dl-2")],
     )
     await watcher.wait_for(lambda: bool(watcher.of({deal})), what="payout held")
     [held] = watcher.of({deal})

@@ -22,10 +22,10 @@ from services.payouts.settings import PayoutsSettings
 from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.integration.payouts.kafka_io import StatusWatcher, applied_first
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import account, confirmed, funded_deal, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,10 +53,13 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
     confirmed_at = now - timedelta(hours=1)
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         await produce_events(bootstrap, [fx({"EUR": "0.9000"}, as_of=now - timedelta(hours=2))])
+        # The brand's funds first, so that the payout is held for its account alone.
+        funding, signed = funded_deal(deal, creator)
+        await applied_first(bootstrap, db_pool, funding)
         await produce_events(
             bootstrap,
             [
-                deal_signed(deal, creator),
+                signed,
                 confirmed(deal, "dl-1", at=confirmed_at),
                 confirmed(deal, "dl-2", at=confirmed_at),
             ],
@@ -101,7 +104,8 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
     deal, creator = uid("deal"), uid("cr")
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         stale = fx({"JPY": "150.00"}, as_of=now - timedelta(hours=30))
-        ready = [stale, account(creator, currency="JPY", time=now)]
+        funding, signed = funded_deal(deal, creator)
+        ready = [stale, account(creator, currency="JPY", time=now), funding]
         await produce_events(bootstrap, ready)
 
         async def ready_applied() -> bool:
@@ -111,12 +115,12 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
             )
             return bool(applied == len(ready))
 
-        # The account first, so that the payout is held for the rate alone.
-        await eventually(ready_applied, what="the rate and the account stored")
+        # The account and the brand's funds first, so that the payout is held for the rate alone.
+        await eventually(ready_applied, what="the rate, the account and the funds stored")
         await produce_events(
             bootstrap,
             [
-                deal_signed(deal, creator),
+                signed,
                 confirmed(deal, "dl-1", at=now - timedelta(hours=1)),
                 confirmed(deal, "dl-2", at=now - timedelta(hours=1)),
             ],

@@ -21,10 +21,10 @@ from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
-from tests.integration.payouts.kafka_io import StatusWatcher, types_of
+from tests.integration.payouts.kafka_io import StatusWatcher, applied_first, types_of
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import account, confirmed, deal_signed, funded_deal, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -70,11 +70,13 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
         await asyncio.sleep(0.5)  # the future-dated one was read with them
 
         deal, creator = uid("deal"), uid("cr")
+        funding, signed = funded_deal(deal, creator)
+        await applied_first(bootstrap, db_pool, funding)
         await produce_events(
             bootstrap,
             [
                 account(creator, currency="EUR"),
-                deal_signed(deal, creator),
+                signed,
                 # Confirmed while the last poisoned snapshot is in force.
                 confirmed(deal, "dl-1", at=now - timedelta(minutes=30)),
                 confirmed(deal, "dl-2", at=now - timedelta(minutes=30)),
@@ -126,7 +128,7 @@ async def test_a_changed_fee_schedule_never_pays_a_fee_twice(
     async with ServiceRuntime("payouts", before, schema=SCHEMA, urls=infra):
         events: list[CloudEvent[Any]] = []
         for deal, creator in deals.items():
-            events += [account(creator, currency="USD"), deal_signed(deal, creator, fee=fee)]
+            events += [account(creator, currency="USD"), *funded_deal(deal, creator, fee=fee)]
             events += [confirmed(deal, "dl-1"), confirmed(deal, "dl-2")]
         await produce_events(bootstrap, events)
 

@@ -26,6 +26,7 @@ from services.payouts.settings import PayoutsSettings
 from shared.contract.events import SigningKeyRevoked, Topic, dlq_topic, encode, event_key
 from shared.contract.events import make_event as make
 from shared.contract.events.codec import sign_event
+from shared.contract.money import Money
 from shared.contract.signing import Party, key_id, private_key_text
 from shared.runtime.config import Profile, Settings
 from shared.runtime.service import ServiceRuntime
@@ -35,7 +36,7 @@ from shared.tools.signing import PartyKeys
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import account, confirmed, deal_signed, funded, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,6 +57,8 @@ async def test_only_the_entitled_party_moves_money(
     good = [
         keys.sign(account(creator, currency="USD", form="W-9")),
         keys.sign(deal_signed(deal, creator, brand_id="br-1")),
+        # What both of br-1's deals here draw (450.00 USD each).
+        keys.sign(funded("br-1", Money.of("900.00", "USD"))),
         *(keys.sign(confirmed(deal, d), owner="br-1") for d in ("dl-1", "dl-2")),
     ]
     retired = keys.key(Party.BRAND, "br-1-old")
@@ -66,12 +69,14 @@ async def test_only_the_entitled_party_moves_money(
         source="test/operator",
     )
     stolen, tampered, by_retired = uid("stolen"), uid("tampered"), uid("retired")
+    stolen_funding = uid("stolen-funding")
     forged_account = stranger.sign(account(creator, currency="USD", destination="acct_thief"))
     unsigned_account = account(creator, currency="USD", destination="acct_thief_2")
     bad = {
         forged_account.id: "unknown_key",
         unsigned_account.id: "unsigned",
         stolen: "not_the_owner",
+        stolen_funding: "not_the_owner",
         tampered: "bad_signature",
         by_retired: "revoked_key",
     }
@@ -82,6 +87,10 @@ async def test_only_the_entitled_party_moves_money(
         )
 
     rival_deal = sign_event(deal_with_id(stolen), rival)
+    # Another brand cannot fund br-1's escrow in its name (nor spend from it).
+    rival_funding = sign_event(
+        funded("br-1", Money.of("1.00", "USD")).model_copy(update={"id": stolen_funding}), rival
+    )
     tampered_deal = keys.sign(deal_with_id(tampered))
     # One byte changed: the commission rate, 0.10 -> 0.90.
     tampered_raw = encode(tampered_deal).replace(b'"0.10"', b'"0.90"', 1)
@@ -94,7 +103,7 @@ async def test_only_the_entitled_party_moves_money(
     await produce_events(bootstrap, [*registered, revoked, fx({"EUR": "0.92"})])
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, settings=PRODUCTION, urls=infra):
         await produce_events(bootstrap, [good[0], forged_account, unsigned_account])
-        await produce_events(bootstrap, [good[1], rival_deal, retired_deal])
+        await produce_events(bootstrap, [*good[1:3], rival_deal, retired_deal, rival_funding])
         await produce(bootstrap, [(Topic.CAMPAIGN_DEALS, event_key(tampered_deal), tampered_raw)])
 
         async def deal_stored() -> bool:
@@ -103,7 +112,7 @@ async def test_only_the_entitled_party_moves_money(
 
         # The deal first (another topic): a confirmation before it would be kept apart.
         await eventually(deal_stored, what="the deal stored")
-        await produce_events(bootstrap, [rival_confirmation, *good[2:]])
+        await produce_events(bootstrap, [rival_confirmation, *good[3:]])
         await watcher.wait_for(
             lambda: "payout.sent" in [e.type for e in watcher.of({deal})],
             what="the creator paid",
@@ -123,7 +132,11 @@ async def test_only_the_entitled_party_moves_money(
 
     letters = await read_dead_letters(
         bootstrap,
-        [dlq_topic(Topic.CREATOR_PAYOUT_ACCOUNTS), dlq_topic(Topic.CAMPAIGN_DEALS)],
+        [
+            dlq_topic(Topic.CREATOR_PAYOUT_ACCOUNTS),
+            dlq_topic(Topic.CAMPAIGN_DEALS),
+            dlq_topic(Topic.BRAND_FUNDING),
+        ],
         service="payouts",
     )
     found = {

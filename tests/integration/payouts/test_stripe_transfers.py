@@ -13,7 +13,7 @@ from services.payouts.providers import ProviderError, TransferRequest
 from services.payouts.providers.stripe import StripeTransfers
 from shared.contract.money import Money
 from tests.integration.payouts.stripe_server import FakeStripe
-from tests.unit.payouts.builders import account, confirmed, deal_signed, uid
+from tests.unit.payouts.builders import account, confirmed, funded_deal, uid
 from tests.unit.payouts.harness import Harness
 
 pytestmark = pytest.mark.integration
@@ -118,7 +118,7 @@ async def test_dispatcher_pays_through_stripe_once_despite_an_outage(
     deal, creator = uid("deal"), uid("cr")
     await h.consume(
         account(creator, currency="KWD", destination=DESTINATION),
-        deal_signed(deal, creator, fee=Money(Decimal("12.340"), "KWD")),
+        *funded_deal(deal, creator, fee=Money(Decimal("12.340"), "KWD")),
     )
     await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
     stripe.fail_next(503, "api_error")

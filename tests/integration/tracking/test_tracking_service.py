@@ -34,12 +34,15 @@ from tests.support.kafka_io import produce_events, read_topic
 from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (
     T0,
+    click_event,
     confirmation_event,
     deal_event,
     fx_event,
+    model_event,
     order_event,
     post_event,
     refund_event,
+    visitor,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -544,3 +547,112 @@ async def test_only_the_deal_s_brand_confirms_its_deliverables_by_hand(
     assert not await pool.fetchval(
         "SELECT count(*) FROM tracking_early_confirmations WHERE deal_id = $1", late
     )
+
+
+async def test_clicks_and_a_brand_s_model_change_recompute_the_campaign(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    """Clicks on tracking.clicks and a signed campaign.attribution-model.set on
+    campaign.deals: the campaign's deals are recomputed from what is stored and each
+    published once with the new model; another brand's setting is dead-lettered."""
+    tag = uuid.uuid4().hex[:8]
+    brand, rival, campaign = f"br-{tag}", f"br-rival-{tag}", f"cmp-{tag}"
+    keys = PartyKeys(source="tests/operator")
+    keys.key(Party.BRAND, brand)
+    keys.key(Party.BRAND, rival)
+    await produce_events(infra.kafka_bootstrap_servers, keys.registrations())
+    deal_ids = [f"deal-{tag}-{n}" for n in range(3)]
+    deals = [
+        keys.sign(
+            deal_event(
+                deal_id,
+                campaign_id=campaign,
+                brand_id=brand,
+                creator_id=f"cr-{tag}-{n}",
+                promo_codes=(f"C{n}-{tag}",),
+                fee="100.00",
+                commission_rate="0.10",
+            )
+        )
+        for n, deal_id in enumerate(deal_ids)
+    ]
+    buyer = visitor(tag)
+    clicks = [
+        click_event(f"clk-{tag}-{n}", deal_id, visitor_id=buyer, clicked_at=T0 + timedelta(days=n))
+        for n, deal_id in enumerate(deal_ids)
+    ]
+    order = order_event(
+        f"ord-{tag}",
+        promo_code=f"C2-{tag}",
+        amount="200.00",
+        occurred_at=T0 + timedelta(days=4),
+        visitor_id=buyer,
+    )
+    await produce_events(infra.kafka_bootstrap_servers, [*deals, *clicks, order])
+
+    async def revenues() -> dict[str, Decimal]:
+        rows = await pool.fetch(
+            "SELECT deal_id, revenue FROM tracking_attribution WHERE campaign_id = $1", campaign
+        )
+        return {r["deal_id"]: r["revenue"] for r in rows}
+
+    async def code_credited() -> bool:
+        return (await revenues()).get(deal_ids[2]) == Decimal("200.00")
+
+    await eventually(code_credited, what="the order credited to its code's deal")
+    keys_of_deals = [d.encode() for d in deal_ids]
+    marker = await pool.fetchval(
+        "SELECT coalesce(max(seq), 0) FROM outbox WHERE kafka_key = ANY($1::bytea[])",
+        keys_of_deals,
+    )
+
+    model = keys.sign(model_event("position_based", campaign_id=campaign, brand_id=brand))
+    await produce_events(infra.kafka_bootstrap_servers, [model])
+
+    async def split() -> bool:
+        return await revenues() == {
+            deal_ids[0]: Decimal("80.00"),
+            deal_ids[1]: Decimal("40.00"),
+            deal_ids[2]: Decimal("80.00"),
+        }
+
+    await eventually(split, what="40/20/40 of the order over the three clicked deals")
+    row = await pool.fetchrow("SELECT model FROM tracking_orders WHERE order_id = $1", f"ord-{tag}")
+    assert row is not None and row["model"] == "position_based"
+    # One attribution.updated per deal of the campaign, queued with the change.
+    queued = await pool.fetch(
+        "SELECT event_id, kafka_key FROM outbox WHERE kafka_key = ANY($1::bytea[]) AND seq > $2",
+        keys_of_deals,
+        marker,
+    )
+    assert sorted(bytes(r["kafka_key"]).decode() for r in queued) == sorted(deal_ids)
+    queued_ids = {r["event_id"] for r in queued}
+
+    async def published() -> list[CloudEvent[Any]]:
+        updates = await events_of(infra, Topic.TRACKING_ATTRIBUTION, set(deal_ids))
+        return [e for e in updates if e.id in queued_ids]
+
+    async def each_once() -> bool:
+        return len(await published()) == 3
+
+    await eventually(each_once, what="every deal of the campaign published again")
+    updates = await published()
+    assert {e.data.attribution_model for e in updates} == {"position_based"}
+    assert sum(e.data.revenue.amount for e in updates) == Decimal("200.00")
+
+    stolen = keys.sign(model_event("last_click", campaign_id=campaign, brand_id=rival), owner=rival)
+    await produce_events(infra.kafka_bootstrap_servers, [stolen])
+
+    async def letters() -> list[Any]:
+        found = await read_dead_letters(
+            infra.kafka_bootstrap_servers, [dlq_topic(Topic.CAMPAIGN_DEALS)], service=SERVICE
+        )
+        return [x for x in found if stolen.id.encode() in x.value]
+
+    async def refused() -> bool:
+        return bool(await letters())
+
+    await eventually(refused, what="the rival's setting dead-lettered")
+    [letter] = await letters()
+    assert letter.reason.startswith("not_the_deal_owner"), letter.reason
+    assert await split()

@@ -62,12 +62,14 @@ class MatchingStoreContract:
     async def test_the_newest_profile_wins_whatever_the_arrival_order(self) -> None:
         population = generate_population(2, seed=1, id_prefix=f"st{uid()}")
         first, second = population.profiles.profile(0), population.profiles.profile(1)
-        newer = second.model_copy(update={"creator_id": first.creator_id, "handle": "@newer"})
+        newer = second.model_copy(
+            update={"creator_id": first.creator_id, "platform": first.platform, "handle": "@newer"}
+        )
         async with self.transaction() as conn:
             changed = await self.store.upsert_profiles(
                 conn, [StoredProfile(first.creator_id, newer, T0 + timedelta(1), "e2")]
             )
-            assert changed == {first.creator_id}
+            assert changed == {(first.creator_id, newer.platform)}
             stale = await self.store.upsert_profiles(
                 conn, [StoredProfile(first.creator_id, first, T0, "e1")]
             )
@@ -76,7 +78,7 @@ class MatchingStoreContract:
         mine = [p for p in stored if p.creator_id == first.creator_id]
         assert [p.handle for p in mine] == ["@newer"]
         texts = dict(await self.store.texts())
-        assert texts[first.creator_id].startswith(newer.bio)
+        assert texts[first.creator_id, newer.platform].startswith(newer.bio)
         # What a replica reads back after another one wrote it: the newest, by id.
         read = await self.store.profiles_of([first.creator_id, f"cr-unknown-{uid()}"])
         assert [(p.creator_id, p.handle) for p in read] == [(first.creator_id, "@newer")]
@@ -87,15 +89,58 @@ class MatchingStoreContract:
         later, earlier = T0 + timedelta(days=9), T0
         async with self.transaction() as conn:
             await self.store.record_followers(
-                conn, [FollowerCount(a, later, 48_000), FollowerCount(b, T0, 700)]
+                conn,
+                [FollowerCount(a, "instagram", later, 48_000), FollowerCount(b, "tiktok", T0, 700)],
             )
             await self.store.record_followers(  # late, and one replayed with another count
-                conn, [FollowerCount(a, earlier, 12_000), FollowerCount(a, later, 1)]
+                conn,
+                [
+                    FollowerCount(a, "instagram", earlier, 12_000),
+                    FollowerCount(a, "instagram", later, 1),
+                    FollowerCount(a, "youtube", later, 900),  # another account: its own history
+                ],
             )
         history = await self.store.follower_history([a])
-        assert history == {a: [(earlier, 12_000), (later, 48_000)]}
+        assert history == {
+            (a, "instagram"): [(earlier, 12_000), (later, 48_000)],
+            (a, "youtube"): [(later, 900)],
+        }
         everyone = await self.store.follower_history()
-        assert everyone[a] == history[a] and everyone[b] == [(T0, 700)]
+        assert everyone[a, "instagram"] == history[a, "instagram"]
+        assert everyone[b, "tiktok"] == [(T0, 700)]
+
+    async def test_each_platform_account_of_a_creator_is_kept(self) -> None:
+        population = generate_population(2, seed=3, id_prefix=f"pa{uid()}")
+        insta = population.profiles.profile(0).model_copy(update={"platform": "instagram"})
+        tiktok = population.profiles.profile(1).model_copy(
+            update={"creator_id": insta.creator_id, "platform": "tiktok", "handle": "@tt"}
+        )
+        async with self.transaction() as conn:
+            changed = await self.store.upsert_profiles(
+                conn,
+                [
+                    StoredProfile(insta.creator_id, insta, T0, "e1"),
+                    StoredProfile(insta.creator_id, tiktok, T0 + timedelta(1), "e2"),
+                ],
+            )
+            assert changed == {(insta.creator_id, "instagram"), (insta.creator_id, "tiktok")}
+            # An older TikTok profile replaces neither account.
+            stale = tiktok.model_copy(update={"handle": "@old"})
+            assert not await self.store.upsert_profiles(
+                conn, [StoredProfile(insta.creator_id, stale, T0, "e0")]
+            )
+        read = await self.store.profiles_of([insta.creator_id])
+        assert [(p.platform, p.handle) for p in read] == [
+            ("instagram", insta.handle),
+            ("tiktok", "@tt"),
+        ]
+        stored = [p async for chunk in self.store.iter_profiles(1) for p in chunk]
+        assert [p.platform for p in stored if p.creator_id == insta.creator_id] == [
+            "instagram",
+            "tiktok",
+        ]
+        texts = dict(await self.store.texts())
+        assert (insta.creator_id, "tiktok") in texts and (insta.creator_id, "instagram") in texts
 
     async def test_hires_come_from_deals_and_hired_feedback(self) -> None:
         campaign, other, nobody = f"cmp-{uid()}", f"cmp-{uid()}", f"cmp-{uid()}"

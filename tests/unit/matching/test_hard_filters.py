@@ -3,6 +3,7 @@ country, audience age and gender shares. Each is counted in `filtered` under its
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,29 @@ def test_audience_age_and_gender_floors_are_hard_when_asked(
     assert "audience_gender_mismatch" not in soft.filtered
 
 
+V1_REQUEST = {  # a request as v1 of the contract had it: no languages, diversity, filters
+    "request_id": "req-v1",
+    "brand_id": "br-1",
+    "campaign_id": "cmp-v1",
+    "niche": {"description": "Home baking gear", "keywords": ["baking", "sourdough"]},
+    "target_audience": {"countries": ["US"], "age": ["25-34"], "gender": "female"},
+    "platforms": ["instagram"],
+    "tiers": ["micro"],
+    "budget_per_creator": {"amount": "500.00", "currency": "USD"},
+    "limit": 20,
+    "exclude_creator_ids": [],
+}
+
+
+def test_a_v1_request_still_validates_and_asks_for_no_hard_filter() -> None:
+    request = MatchRequested.model_validate_json(json.dumps(V1_REQUEST))
+    assert request.filters is None and request.languages == () and request.diversity is None
+    query = MatchQuery.from_request(request)
+    assert query.follower_range == (None, None) == query.engagement_range
+    assert query.creator_countries == ()
+    assert query.min_audience_age_share is None and query.min_audience_gender_share is None
+
+
 @pytest.mark.parametrize(
     ("filters", "audience", "message"),
     [
@@ -107,6 +131,8 @@ def test_audience_age_and_gender_floors_are_hard_when_asked(
         ({"min_audience_gender_share": 0.5}, {}, "target_audience.gender"),
         ({"followers": {"least": 10}}, {}, "least"),
         ({"creator_countries": ["XX"]}, {}, "creator_countries"),
+        ({"creator_countries": ["usa"]}, {}, "creator_countries"),
+        ({"min_audience_age_share": 0.5}, {"age": ["13-15"]}, "target_audience.age"),
     ],
 )
 def test_filters_that_cannot_be_meant_are_refused_with_the_field(

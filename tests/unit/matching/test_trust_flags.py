@@ -33,7 +33,7 @@ def with_history(population: Population, *, seed: int) -> CreatorIndex:
     index = CreatorIndex.build(population.profiles, seed=seed)
     index.record_follower_jumps(
         {
-            cid: largest_jump(
+            (cid, population.profiles.platform[i]): largest_jump(
                 [
                     (T0, int(population.earlier_followers[i])),
                     (T0 + timedelta(days=14), int(population.profiles.followers[i])),

@@ -11,7 +11,11 @@ from pydantic import SecretStr
 
 from services.payouts.destinations import DestinationCipher
 from services.payouts.domain.accounts import SealedDestination
+from services.payouts.domain.escrow import Funding
+from services.payouts.domain.ledger import TransferKind, escrow_of
+from services.payouts.domain.ledger_check import PostedTransfer
 from shared.contract.events import (
+    BrandFunded,
     CloudEvent,
     DealSigned,
     Deliverable,
@@ -68,6 +72,54 @@ def deal_signed(
         attribution_window_days=window_days,
     )
     return make_event(data, source=SOURCE, time=T0)
+
+
+def funded(
+    brand_id: str,
+    amount: Money,
+    *,
+    funding_id: str | None = None,
+    at: datetime = T0,
+) -> CloudEvent[Any]:
+    """`brand.funded`: `amount` paid into the brand's escrow."""
+    data = BrandFunded(
+        brand_id=brand_id,
+        funding_id=funding_id or uid("fund"),
+        amount=amount,
+        funded_at=at,
+    )
+    return make_event(data, source=SOURCE, time=at)
+
+
+def funded_deal(
+    deal_id: str, creator_id: str, *, funds: Money | None = None, **terms: Any
+) -> tuple[CloudEvent[Any], CloudEvent[Any]]:
+    """The brand's funding of a deal (its fee, or `funds`), then the `deal.signed` itself
+    (`terms` as `deal_signed` takes them): what a brand sends for its deal to be paid."""
+    deal = deal_signed(deal_id, creator_id, **terms)
+    funding = funded(deal.data.brand_id, funds or deal.data.fee, funding_id=f"fund-{deal_id}")
+    return funding, deal
+
+
+# What a harness pays into a brand's escrow before its first deal (`Harness(fund_brands=True)`):
+# more than any test's payouts draw.
+PLENTY = Decimal("10000000")
+
+
+def with_fundings(history: list[PostedTransfer]) -> list[PostedTransfer]:
+    """`history` after a funding of exactly what each of its accruals draws from a brand's
+    escrow: the ledger of payouts whose brand paid for them."""
+    fundings = []
+    for transfer in history:
+        if transfer.kind != TransferKind.ACCRUAL.value:
+            continue
+        for n, posting in enumerate(transfer.postings):
+            brand_id = escrow_of(posting.account)
+            if brand_id is not None:
+                funding_id = f"fund-{transfer.transfer_id}-{n}"
+                t = Funding(funding_id, brand_id, -posting.amount, T0).transfer()
+                fundings.append(PostedTransfer(t.transfer_id, t.payout_id, t.kind, t.postings))
+    return [*fundings, *history]
 
 
 def confirmed(

@@ -18,9 +18,10 @@ from services.payouts.providers.rails import Rails
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
 from services.payouts.store.memory import MemoryPayouts
-from shared.contract.events import CloudEvent, spec_for_type
+from shared.contract.events import CloudEvent, EventType, spec_for_type
+from shared.contract.money import Money
 from shared.runtime.kafka import Delivery
-from tests.unit.payouts.builders import DESTINATIONS, T0
+from tests.unit.payouts.builders import DESTINATIONS, PLENTY, T0, funded
 
 _offsets = itertools.count()
 
@@ -38,8 +39,14 @@ class Harness:
         seed: int = 0,
         max_attempts: int = 3,
         fee_schedule: str = "on_completion",
+        fund_brands: bool = True,
     ) -> None:
+        """`fund_brands`: each brand's escrow gets `PLENTY` in a deal's currency before the
+        brand's first deal in it, so payouts never wait for funds (tests of the escrow say
+        False and fund it themselves)."""
         self.now = T0 + timedelta(days=1)
+        self._fund_brands = fund_brands
+        self._funded: set[tuple[str, str]] = set()
         self.db = MemoryPayouts()
         self.provider = SandboxProvider(failure_rate=failure_rate, seed=seed)
         self.policy = PayoutPolicy(
@@ -83,6 +90,15 @@ class Harness:
         self.wakes += 1
 
     async def consume(self, *events: CloudEvent[Any]) -> None:
+        unfunded = {
+            (e.data.brand_id, e.data.fee.currency)
+            for e in events
+            if self._fund_brands and e.type == EventType.DEAL_SIGNED
+        } - self._funded
+        fundings = [funded(brand, Money.of(PLENTY, currency)) for brand, currency in unfunded]
+        if fundings:
+            await self._consume([(e, delivery(e)) for e in fundings])
+            self._funded |= unfunded
         await self._consume([(e, delivery(e)) for e in events])
 
     async def dispatch_all(self) -> None:

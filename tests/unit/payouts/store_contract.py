@@ -11,6 +11,8 @@ import pytest
 
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.escrow import Funding
+from services.payouts.domain.ledger import Transfer, TransferKind, escrow_of
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
 from services.payouts.store import (
     Attribution,
@@ -20,18 +22,20 @@ from services.payouts.store import (
     StaleUpdate,
 )
 from shared.contract.money import FxSnapshot, Money
-from tests.unit.payouts.builders import DESTINATIONS, confirmed, sealed, uid
+from tests.unit.payouts.builders import DESTINATIONS, T0, confirmed, sealed, uid
 from tests.unit.payouts.harness import delivery
 
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def terms(deal_id: str, creator_id: str, *, closes: datetime = LONG_AGO) -> DealTerms:
+def terms(
+    deal_id: str, creator_id: str, *, closes: datetime = LONG_AGO, brand_id: str = "br"
+) -> DealTerms:
     return DealTerms(
         deal_id=deal_id,
         campaign_id="cmp",
-        brand_id="br",
+        brand_id=brand_id,
         creator_id=creator_id,
         fee=Money.of("1000.00", "USD"),
         commission_rate=Decimal("0.1"),
@@ -56,10 +60,11 @@ def new_payout(
     milestone: str = "",
     *,
     amount: str = "100.00",
+    brand_id: str = "br",
 ) -> lifecycle.Transition:
     snapshot = FxSnapshot("USD", {"EUR": Decimal("0.9")}, LONG_AGO, "t")
     return lifecycle.create(
-        terms(deal_id, creator_id),
+        terms(deal_id, creator_id, brand_id=brand_id),
         "fee",
         milestone,
         Money.of(amount, "USD"),
@@ -74,6 +79,49 @@ async def add_payout(repo: PayoutRepository, payout: lifecycle.Payout) -> bool:
     """Store the payout's deal (as every fee payout has one), then the payout."""
     await repo.add_deal(terms(payout.deal_id, payout.creator_id), "e")
     return await repo.add_payout(payout)
+
+
+async def fund_draws(repo: PayoutRepository, transfers: tuple[Transfer, ...]) -> None:
+    """Fund each brand's escrow with exactly what these transfers' accruals draw from it, as
+    a brand that paid for its payouts did."""
+    for transfer in transfers:
+        if transfer.kind is not TransferKind.ACCRUAL:
+            continue
+        for brand_id, drawn in _draws(transfer).items():
+            funding = Funding(f"fund-{transfer.transfer_id}", brand_id, drawn, T0)
+            if await repo.add_funding(funding, funding.funding_id):
+                await repo.post([funding.transfer()])
+
+
+def _draws(transfer: Transfer) -> dict[str, Money]:
+    drawn: dict[str, Money] = {}
+    for posting in transfer.postings:
+        brand_id = escrow_of(posting.account)
+        if brand_id is not None:
+            currency = posting.amount.currency
+            drawn[brand_id] = drawn.get(brand_id, Money.zero(currency)) - posting.amount
+    return drawn
+
+
+def waiting_payout(
+    deal_id: str, creator_id: str, brand_id: str, *, fx_at: datetime
+) -> lifecycle.Payout:
+    """A payout held until its brand funds it: nothing drawn."""
+    snapshot = FxSnapshot("USD", {"EUR": Decimal("0.9")}, LONG_AGO, "t")
+    created = lifecycle.create(
+        terms(deal_id, creator_id, brand_id=brand_id),
+        "fee",
+        "",
+        Money.of("100.00", "USD"),
+        platform_fee_bps=100,
+        account=acct(creator_id),
+        snapshot=snapshot,
+        now=fx_at,
+        fx_at=fx_at,
+        funded=False,
+    )
+    assert created.transfers == ()
+    return created.payout
 
 
 class PayoutStoreContract:
@@ -348,6 +396,49 @@ class PayoutStoreContract:
             assert {p.payout_id for p in await repo.payouts_of(creator)} == {
                 p.payout_id for p in [*due, held]
             }
+
+    async def test_a_funding_is_kept_once_and_credits_the_escrow(self, db: PayoutDatabase) -> None:
+        brand = uid("br")
+        funding = Funding(uid("fund"), brand, Money.of("250.00", "USD"), T0)
+        async with db.transaction() as repo:
+            assert await repo.add_funding(funding, "e1")
+            await repo.post([funding.transfer()])
+        async with db.transaction() as repo:
+            assert not await repo.add_funding(funding, "e2")
+            assert await repo.funding(funding.funding_id) == funding
+            assert await repo.funding("nope") is None
+            assert await repo.fundings_of(brand) == [funding]
+            assert await repo.escrow_balances([brand, uid("br")]) == {
+                (brand, "USD"): Decimal("250.00")
+            }
+            [posted] = [t for t in await repo.transfers() if t.payout_id == funding.funding_id]
+            assert (
+                posted.kind == "funding" and posted.transfer_id == f"{funding.funding_id}:funding"
+            )
+
+    async def test_payouts_draw_on_the_escrow_and_wait_for_funds_in_order(
+        self, db: PayoutDatabase
+    ) -> None:
+        creator, brand = uid("cr"), uid("br")
+        drawn = new_payout(uid("deal"), creator, acct(creator), brand_id=brand)
+        later = waiting_payout(uid("deal"), creator, brand, fx_at=LONG_AGO + timedelta(days=2))
+        earlier = waiting_payout(uid("deal"), creator, brand, fx_at=LONG_AGO + timedelta(days=1))
+        async with db.transaction() as repo:
+            await add_payout(repo, drawn.payout)
+            await fund_draws(repo, drawn.transfers)
+            await repo.post(drawn.transfers)
+            for payout in (later, earlier):
+                await add_payout(repo, payout)
+        async with db.transaction() as repo:
+            # Funded with exactly what the first drew: nothing left.
+            assert await repo.escrow_balances([brand]) == {(brand, "USD"): Decimal("0.00")}
+            waiting = await repo.awaiting_funds([brand, uid("br")])
+            assert [p.payout_id for p in waiting] == [earlier.payout_id, later.payout_id]
+            mine = [p.payout_id for p in await repo.payouts_of_brand(brand)]
+            assert sorted(mine) == sorted(
+                [drawn.payout.payout_id, earlier.payout_id, later.payout_id]
+            )
+            assert await repo.payouts_of_brand(uid("br")) == []
 
     async def test_commission_due_until_decided(self, db: PayoutDatabase) -> None:
         deal = uid("deal")

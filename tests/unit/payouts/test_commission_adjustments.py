@@ -14,7 +14,16 @@ from services.payouts.domain.commission import next_commission_step
 from services.payouts.domain.ledger import creator_receivable
 from services.payouts.domain.lifecycle import Payout
 from shared.contract.money import Money
-from tests.unit.payouts.builders import T0, account, attribution, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import (
+    T0,
+    account,
+    attribution,
+    confirmed,
+    deal_signed,
+    funded,
+    fx,
+    uid,
+)
 from tests.unit.payouts.harness import Harness
 
 CLOSES = T0 + timedelta(days=10)
@@ -263,3 +272,28 @@ async def test_attribution_that_arrives_after_the_first_round_is_still_paid() ->
     assert h.payouts(deal) == []
     await revenue(h, deal, creator, "320.00")
     assert booked(h, deal) == [("commission", "", usd("32.00"), usd("0.00"))]
+
+
+async def test_a_clawback_gives_the_brand_funds_that_release_a_payout_waiting_for_them() -> None:
+    h = Harness(platform_fee_bps=1000, fund_brands=False)
+    h.now = CLOSES - timedelta(days=2)
+    await h.consume(funded("br-1", usd("100.00")))  # the commission, no more
+    deal, creator = await signed(h)
+    await revenue(h, deal, creator, "1000.00")
+    h.now = CLOSES
+    await h.commissions.run_once()
+    assert [p.status for p in h.payouts(deal)] == ["scheduled"]  # drew all 100.00
+    other, paid = uid("deal"), uid("cr")
+    await h.consume(
+        account(paid, currency="USD"),
+        deal_signed(other, paid, fee=usd("25.00")),
+        confirmed(other, "dl-1"),
+        confirmed(other, "dl-2"),
+    )
+    [waiting] = h.payouts(other)
+    assert waiting.hold is not None and waiting.hold.code == "awaiting_funds"
+    await revenue(h, deal, creator, "700.00")  # a late refund: 30.00 of commission back
+    assert ("clawback", "adjustment-1", usd("30.00"), usd("3.00")) in booked(h, deal)
+    [released] = h.payouts(other)
+    assert released.status == "scheduled"
+    assert h.problems() == []

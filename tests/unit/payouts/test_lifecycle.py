@@ -28,6 +28,7 @@ from services.payouts.domain.lifecycle import (
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
 from shared.contract.events import PayoutAccountUpserted, TaxForm
 from shared.contract.money import FxSnapshot, Money
+from tests.unit.payouts.builders import with_fundings
 
 NOW = datetime(2025, 5, 1, tzinfo=UTC)
 TERMS = DealTerms(
@@ -65,11 +66,13 @@ def create(acct: PayoutAccount | None = None, snapshot: FxSnapshot | None = SNAP
 
 
 def history(*transitions: Transition) -> list[PostedTransfer]:
-    return [
-        PostedTransfer(t.transfer_id, t.payout_id, t.kind, t.postings)
-        for transition in transitions
-        for t in transition.transfers
-    ]
+    return with_fundings(
+        [
+            PostedTransfer(t.transfer_id, t.payout_id, t.kind, t.postings)
+            for transition in transitions
+            for t in transition.transfers
+        ]
+    )
 
 
 def test_payout_id_is_derived_from_the_business_key() -> None:

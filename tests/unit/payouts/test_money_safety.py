@@ -11,7 +11,7 @@ import pytest
 from services.payouts.domain.accounts import HoldCode
 from shared.contract.errors import EventRejected
 from shared.contract.money import Money
-from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, fx, uid
+from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, funded, fx, uid
 from tests.unit.payouts.harness import Harness
 
 RATES = {"EUR": "0.9215", "JPY": "151.32"}
@@ -114,11 +114,11 @@ async def test_a_re_sent_deal_with_other_terms_is_rejected() -> None:
 async def test_an_amount_beyond_the_money_limit_holds_its_payout_not_the_account() -> None:
     # Before, the account event failed five times and went to the DLQ, and every later
     # payout of the creator was held for "no payout account on file".
-    h = Harness()
+    h = Harness(fund_brands=False)
     await h.consume(fx(RATES))
     deal, creator = uid("deal"), uid("cr")
     huge = Money.of("9999999999999.99", "USD")
-    await h.consume(deal_signed(deal, creator, fee=huge))
+    await h.consume(funded("br-1", huge), deal_signed(deal, creator, fee=huge))
     await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
     await h.consume(account(creator, currency="JPY"))
     [held] = h.payouts(deal)
@@ -126,6 +126,11 @@ async def test_an_amount_beyond_the_money_limit_holds_its_payout_not_the_account
     assert held.hold.code == HoldCode.AMOUNT_CHECK and "absurd amount" in held.hold.reason
     assert h.db.state.accounts[creator].currency == "JPY"
     other = uid("deal")
-    await h.consume(deal_signed(other, creator), confirmed(other, "dl-1"), confirmed(other, "dl-2"))
+    await h.consume(
+        funded("br-1", Money.of("450.00", "USD")),
+        deal_signed(other, creator),
+        confirmed(other, "dl-1"),
+        confirmed(other, "dl-2"),
+    )
     [paid] = h.payouts(other)
     assert paid.status == "scheduled" and paid.net == Money.of("68094", "JPY")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,14 +11,17 @@ from typing import Any
 from services.tracking.domain.deals import DealTerms
 from services.tracking.messages import deal_terms
 from shared.contract.events import (
+    AttributionModelSet,
     CloudEvent,
     DealSigned,
     Deliverable,
     DeliverableConfirmed,
     FxRatesPublished,
+    LinkClicked,
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
+    Utm,
     make_event,
 )
 from shared.contract.money import Money
@@ -138,13 +142,17 @@ def order_event(
     occurred_at: datetime = T0 + timedelta(days=3),
     event_id: str | None = None,
     kind: type[OrderRedeemed] | type[OrderRefunded] = OrderRedeemed,
+    visitor_id: str | None = None,
+    click_id: str | None = None,
 ) -> CloudEvent[Any]:
+    joins = {} if kind is OrderRefunded else {"visitor_id": visitor_id, "click_id": click_id}
     return make_event(
         kind(
             order_id=order_id,
             promo_code=promo_code,
             amount=Money.of(amount, currency),
             occurred_at=occurred_at,
+            **joins,
         ),
         source=SOURCE,
         id=event_id,
@@ -157,6 +165,57 @@ def refund_event(
 ) -> CloudEvent[Any]:
     """An OrderRefunded: the fields and defaults of `order_event`, two days later."""
     return order_event(order_id, occurred_at=occurred_at, kind=OrderRefunded, **fields)
+
+
+def visitor(n: int | str) -> str:
+    """A visitor hash (64 hex digits) standing for visitor `n`."""
+    return hashlib.sha256(f"visitor-{n}".encode()).hexdigest()
+
+
+def click_event(
+    click_id: str,
+    deal_id: str,
+    *,
+    visitor_id: str,
+    clicked_at: datetime = T0 + timedelta(days=2),
+    event_id: str | None = None,
+) -> CloudEvent[Any]:
+    return make_event(
+        LinkClicked(
+            click_id=click_id,
+            deal_id=deal_id,
+            visitor_id=visitor_id,
+            clicked_at=clicked_at,
+            utm=Utm(source="ig", content=deal_id),
+        ),
+        source=SOURCE,
+        id=event_id,
+        time=clicked_at,
+    )
+
+
+def model_event(
+    model: str,
+    *,
+    campaign_id: str = "cmp-1",
+    brand_id: str = "br-1",
+    lookback_days: int = 30,
+    half_life_days: int = 7,
+    time: datetime = T0,
+    event_id: str | None = None,
+) -> CloudEvent[Any]:
+    return make_event(
+        AttributionModelSet(
+            campaign_id=campaign_id,
+            brand_id=brand_id,
+            model=model,  # type: ignore[arg-type]
+            lookback_days=lookback_days,
+            half_life_days=half_life_days,
+        ),
+        source=SOURCE,
+        id=event_id,
+        time=time,
+    )
 
 
 def fx_event(

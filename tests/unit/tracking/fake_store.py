@@ -15,9 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement
+from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
-from services.tracking.domain.orders import Order, OrderOutcome, OrderStatus, Refund
+from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, OrderStatus, Refund
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
 from services.tracking.store.port import DealsAdded, OrderContext
 from shared.contract.events import CloudEvent, EventIdentity
@@ -41,6 +42,8 @@ class FakeState:
     early: dict[tuple[str, str, str], Confirmation] = field(default_factory=dict)
     attributions: dict[str, DealAttribution] = field(default_factory=dict)
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
+    clicks: dict[str, Click] = field(default_factory=dict)
+    models: dict[tuple[str, str], ModelSetting] = field(default_factory=dict)
 
     def snapshot(self) -> FakeState:
         """A copy to roll back to; the values held are immutable, so copying containers is
@@ -185,14 +188,20 @@ class FakeTrackingTx:
         order_ids: Collection[str],
         promo_codes: Collection[str],
         converted_since: datetime | None,
+        clicks: Collection[Click] = (),
+        campaign_ids: Collection[str] = (),
     ) -> list[OrderContext]:
+        visitors = {c.visitor_id for c in clicks}
+        click_ids = {c.click_id for c in clicks}
         contexts = []
         for order in self.s.orders.values():
             current = self.s.outcomes.get(order.order_id)
             converted = current is not None and (
                 current.status is OrderStatus.PENDING_FX
                 or (current.fx is not None and current.fx.as_of is not None)
+                or any(c.revenue.currency != order.amount.currency for c in current.credits)
             )
+            home = None if current is None or current.deal_id is None else current.deal_id
             if not (
                 order.order_id in order_ids
                 or order.promo_code in promo_codes
@@ -201,19 +210,58 @@ class FakeTrackingTx:
                     and order.occurred_at >= converted_since
                     and converted
                 )
+                or order.visitor_id in visitors
+                or order.click_id in click_ids
+                or (home is not None and self.s.deals[home].campaign_id in campaign_ids)
             ):
                 continue
             contexts.append(self._context(order, current))
         return contexts
 
     def _context(self, order: Order, current: OrderOutcome | None = None) -> OrderContext:
+        clicks = tuple(
+            c
+            for c in self.s.clicks.values()
+            if (order.visitor_id is not None and c.visitor_id == order.visitor_id)
+            or (order.click_id is not None and c.click_id == order.click_id)
+        )
         return OrderContext(
             order=order,
             refunds=tuple(r for r in self.s.refunds if r.order_id == order.order_id),
             candidates=tuple(d for d in self.s.deals.values() if order.promo_code in d.promo_codes),
             snapshot=self._snapshot_at(order.occurred_at),
             current=current,
+            clicks=ClickFacts(clicks, dict(self.s.deals), dict(self.s.models)),
         )
+
+    async def add_clicks(self, clicks: Sequence[Click]) -> list[Click]:
+        new = [c for c in clicks if c.click_id not in self.s.clicks]
+        for click in new:
+            self.s.clicks[click.click_id] = click
+        return new
+
+    async def clicks_on_deals(self, deal_ids: Collection[str]) -> list[Click]:
+        return [c for c in self.s.clicks.values() if c.deal_id in deal_ids]
+
+    async def save_model_settings(self, settings: Sequence[ModelSetting]) -> list[ModelSetting]:
+        changed = []
+        for key, setting in newest_settings(settings).items():
+            if setting.newer_than(self.s.models.get(key)):
+                self.s.models[key] = setting
+                changed.append(setting)
+        return changed
+
+    async def brands_of_campaigns(self, campaign_ids: Collection[str]) -> dict[str, set[str]]:
+        brands: dict[str, set[str]] = {}
+        for deal in self.s.deals.values():
+            if deal.campaign_id in campaign_ids:
+                brands.setdefault(deal.campaign_id, set()).add(deal.brand_id)
+        return brands
+
+    async def deals_of_campaigns(self, campaigns: Collection[tuple[str, str]]) -> set[str]:
+        return {
+            d.deal_id for d in self.s.deals.values() if (d.campaign_id, d.brand_id) in campaigns
+        }
 
     async def save_order_outcomes(self, outcomes: Sequence[OrderOutcome]) -> None:
         for outcome in outcomes:
@@ -268,15 +316,16 @@ class FakeTrackingTx:
             revenue = Money.zero(deal.currency)
             times = [deal.signed_at] + [p.observed_at for p in posts]
             orders = 0
-            for o in outcomes:
-                net = o.net_revenue
-                if net is None:
-                    continue
-                revenue = revenue + net
-                orders += o.counts_as_order
-                times.append(self.s.orders[o.order_id].occurred_at)
-                if o.last_refund_at is not None:
-                    times.append(o.last_refund_at)
+            for o in self.s.outcomes.values():
+                for credit in o.credits:
+                    if credit.deal_id != deal_id:
+                        continue
+                    revenue = revenue + credit.revenue - credit.refunded
+                    orders += not o.fully_refunded
+                    times.append(self.s.orders[o.order_id].occurred_at)
+                    if o.last_refund_at is not None:
+                        times.append(o.last_refund_at)
+            setting = self.s.models.get((deal.campaign_id, deal.brand_id))
             facts.append(
                 DealFacts(
                     deal_id=deal.deal_id,
@@ -289,6 +338,8 @@ class FakeTrackingTx:
                     revenue=revenue,
                     pending_fx_orders=sum(o.status is OrderStatus.PENDING_FX for o in outcomes),
                     as_of=max(times),
+                    model=Model.PROMO_CODE if setting is None else setting.model,
+                    setting_id="" if setting is None else setting.event_id,
                 )
             )
         return facts

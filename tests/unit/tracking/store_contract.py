@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from services.tracking.domain.attribution import attribute
+from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import AUTO, Confirmation
 from services.tracking.domain.orders import (
@@ -334,6 +335,94 @@ class StoreContract:
             assert await tx.save_attributions([result]) == [result]
             assert await tx.save_attributions([result]) == []
         assert await store.campaign_attributions(ids("cmp")) == [result]
+
+    async def test_clicks_bring_back_their_visitors_orders_with_credits_per_deal(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        code, visitor = ids("CODE"), uuid.uuid4().hex * 2
+        campaign = ids("cmp")
+        home = deal_with_code(ids, code, campaign_id=campaign)
+        other = deal_terms(
+            deal_event(
+                ids("deal-b"),
+                campaign_id=campaign,
+                creator_id=ids("cr-b"),
+                promo_codes=(ids("B"),),
+                starts_at=ids.at(),
+            )
+        )
+        order = Order(ids("o"), code, Money.of("100.01", "USD"), ids.at(hours=10), None, visitor)
+        first = Click(ids("c1"), other.deal_id, visitor, ids.at(hours=1))
+        second = Click(ids("c2"), home.deal_id, visitor, ids.at(hours=2))
+        named = Click(ids("c3"), other.deal_id, uuid.uuid4().hex * 2, ids.at(hours=3))
+        linear = ModelSetting(campaign, "br-1", Model.LINEAR, 30, 7, ids.at(), ids("ev"))
+        async with store.transaction() as tx:
+            await tx.add_deals([home])
+            await tx.add_orders([order])
+            assert await tx.add_clicks([first, second]) == [first, second]
+            assert await tx.add_clicks([first]) == []
+            assert await tx.clicks_on_deals({other.deal_id}) == [first]
+            # Clicks of another visitor, or on no order's click, bring nothing back.
+            assert await tx.orders_to_evaluate(set(), set(), None, [named]) == []
+            assert await tx.save_model_settings([linear]) == [linear]
+            await tx.add_deals([other])
+            [context] = await tx.orders_to_evaluate(set(), set(), None, [first])
+            assert sorted(context.clicks.clicks, key=lambda c: c.click_id) == [first, second]
+            assert context.clicks.deals[other.deal_id] == other
+            assert context.clicks.settings[(campaign, "br-1")] == linear
+            outcome = evaluate_order(
+                order, context.refunds, context.candidates, context.snapshot, context.clicks
+            )
+            assert outcome.model is Model.LINEAR
+            # Equal remainders: the odd cent goes to the smaller deal id.
+            low, high = sorted([home.deal_id, other.deal_id])
+            assert [(c.deal_id, c.revenue) for c in outcome.credits] == [
+                (low, Money.of("50.01", "USD")),
+                (high, Money.of("50.00", "USD")),
+            ]
+            await tx.save_order_outcomes([outcome])
+            [context] = await tx.orders_to_evaluate({order.order_id}, set(), None)
+            assert context.current == outcome
+            # The order's click id alone finds it too, and a campaign's new model does.
+            with_click = replace(named, click_id=ids("c4"))
+            await tx.add_orders([replace(order, order_id=ids("o2"), click_id=with_click.click_id)])
+            found = await tx.orders_to_evaluate(set(), set(), None, [with_click])
+            assert [c.order.order_id for c in found] == [ids("o2")]
+            by_campaign = await tx.orders_to_evaluate(set(), set(), None, (), {campaign})
+            assert [c.order.order_id for c in by_campaign] == [order.order_id]
+            facts = {f.deal_id: f for f in await tx.deal_facts({home.deal_id, other.deal_id})}
+        assert (facts[home.deal_id].orders, facts[other.deal_id].orders) == (1, 1)
+        assert facts[low].revenue == Money.of("50.01", "USD")
+        assert (facts[home.deal_id].model, facts[home.deal_id].setting_id) == (
+            Model.LINEAR,
+            ids("ev"),
+        )
+
+    async def test_the_newest_model_setting_per_campaign_and_brand_counts(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        campaign = ids("cmp")
+        deal = deal_with_code(ids, ids("CODE"), campaign_id=campaign)
+        older = ModelSetting(campaign, "br-1", Model.LINEAR, 30, 7, ids.at(), ids("a"))
+        newer = replace(older, model=Model.LAST_CLICK, set_at=ids.at(hours=1))
+        rival = replace(older, brand_id="br-2", model=Model.FIRST_CLICK)
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            assert await tx.save_model_settings([newer, older]) == [newer]
+            assert await tx.save_model_settings([older]) == []
+            assert await tx.save_model_settings([rival]) == [rival]
+            assert await tx.brands_of_campaigns({campaign, ids("none")}) == {campaign: {"br-1"}}
+            assert await tx.deals_of_campaigns({(campaign, "br-1")}) == {deal.deal_id}
+            assert await tx.deals_of_campaigns({(campaign, "br-2")}) == set()
+            [facts] = await tx.deal_facts({deal.deal_id})
+        assert (facts.model, facts.setting_id) == (Model.LAST_CLICK, ids("a"))
+        result = attribute(facts)
+        async with store.transaction() as tx:
+            assert await tx.save_attributions([result]) == [result]
+            # The same figures under another model are a change to publish.
+            again = replace(result, model=Model.LINEAR, setting_id=ids("b"))
+            assert await tx.save_attributions([again]) == [again]
+        assert await store.campaign_attributions(campaign) == [again]
 
     async def test_confirmations_happen_once_per_deliverable(
         self, store: TrackingStore, ids: Ids

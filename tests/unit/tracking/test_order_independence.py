@@ -1,5 +1,7 @@
 """Order independence: the same multiset of events (with ~30 % redeliveries), in any order
-and any split into batches, yields the same attribution, order outcomes and confirmations.
+and any split into batches, yields the same attribution, order outcomes and confirmations;
+also with clicks, orders naming visitors and clicks, and the campaign's attribution model
+changed several times.
 
 Runs the real use case (services.tracking.batch.apply_batch) on the in-memory store.
 """
@@ -17,15 +19,19 @@ from hypothesis import strategies as st
 from services.tracking.batch import apply_batch, read_ahead
 from services.tracking.messages import attribution_event
 from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
+from shared.contract.money import Money
 from tests.unit.tracking.builders import (
     T0,
+    click_event,
     confirmation_event,
     deal_event,
     delivered,
     fx_event,
+    model_event,
     order_event,
     post_event,
     refund_event,
+    visitor,
 )
 from tests.unit.tracking.fake_store import FakeTrackingStore
 
@@ -118,24 +124,76 @@ def post_events(
 
 
 orders = st.tuples(
-    st.sampled_from(["SHARED", "ONE", "TWO", "NOPE"]),
+    st.sampled_from(["SHARED", "ONE", "ONE", "TWO", "NOPE"]),
     st.sampled_from(["10.00", "64.90", "199.99", "0.00"]),
-    st.sampled_from(["USD", "EUR"]),
-    st.integers(-2, 40),
+    st.sampled_from(["USD", "USD", "EUR"]),
+    # Often when every deal accepts orders, so clicks on several deals share the credit.
+    st.one_of(st.integers(15, 24), st.integers(-2, 40)),
     st.sampled_from([None, "all", "part"]),
+    # The buyer's visitor (None: the shop sent none) and the click it names, if any.
+    st.sampled_from([None, 0, 0, 1]),
+    st.sampled_from([None, None, 0, 3]),
 )
+
+# Clicks: the deal (one not signed, too), the visitor, the hour from T0.
+clicks = st.tuples(
+    st.sampled_from(["deal-1", "deal-3", "deal-3", "deal-2", "deal-404"]),
+    st.sampled_from([0, 0, 1]),
+    st.one_of(st.integers(14 * 24, 24 * 24), st.integers(-48, 40 * 24)),
+)
+
+# The brand sets the campaign's model: model, lookback days, half-life days, hour of setting.
+models = st.tuples(
+    st.sampled_from(
+        ["promo_code", "last_click", "first_click", "linear", "position_based", "time_decay"]
+    ),
+    st.sampled_from([2, 30, 30]),
+    st.sampled_from([1, 7]),
+    st.integers(0, 3),
+)
+
+
+def click_events(specs: list[tuple[str, int, int]]) -> list[CloudEvent[Any]]:
+    return [
+        click_event(
+            f"clk-{n}",
+            deal,
+            visitor_id=visitor(who),
+            clicked_at=T0 + timedelta(hours=hour),
+        )
+        for n, (deal, who, hour) in enumerate(specs)
+    ]
+
+
+def model_events(specs: list[tuple[str, int, int, int]]) -> list[CloudEvent[Any]]:
+    return [
+        model_event(
+            model, lookback_days=lookback, half_life_days=half_life, time=T0 + timedelta(hours=h)
+        )
+        for model, lookback, half_life, h in specs
+    ]
+
 
 # "92.15" is a poisoned rate (x 100): suspect, whatever order the snapshots arrive in.
 fx = st.tuples(st.integers(-3, 30), st.sampled_from(["0.9215", "0.95", "1.1", "92.15"]))
 
 
-def order_events(specs: list[tuple[str, str, str, int, str | None]]) -> list[CloudEvent[Any]]:
+OrderSpec = tuple[str, str, str, int, str | None, int | None, int | None]
+
+
+def order_events(specs: list[OrderSpec]) -> list[CloudEvent[Any]]:
     events = []
-    for n, (code, amount, currency, day, refund) in enumerate(specs):
+    for n, (code, amount, currency, day, refund, who, clicked) in enumerate(specs):
         at = T0 + timedelta(days=day, hours=n)
         events.append(
             order_event(
-                f"ord-{n}", promo_code=code, amount=amount, currency=currency, occurred_at=at
+                f"ord-{n}",
+                promo_code=code,
+                amount=amount,
+                currency=currency,
+                occurred_at=at,
+                visitor_id=None if who is None else visitor(who),
+                click_id=None if clicked is None else f"clk-{clicked}",
             )
         )
         if refund is not None:
@@ -184,6 +242,7 @@ def final_state(store: FakeTrackingStore) -> dict[str, Any]:
         "confirmed": set(s.confirmations),
         "memberships": s.memberships,
         "fx verdicts": {key: snapshot.suspect for key, snapshot in s.snapshots.items()},
+        "models": s.models,
     }
 
 
@@ -194,14 +253,18 @@ def final_state(store: FakeTrackingStore) -> dict[str, Any]:
     orders=st.lists(orders, max_size=8),
     fx=st.lists(fx, max_size=3),
     manual=st.integers(0, 3),
+    clicks=st.lists(clicks, min_size=1, max_size=8),
+    models=st.lists(models, max_size=3),
     data=st.data(),
 )
 def test_any_order_and_batching_gives_the_same_attribution(
     identities: list[tuple[str, str, str | None, int]],
     posts: list[tuple[int, tuple[str, ...], int, int, int]],
-    orders: list[tuple[str, str, str, int, str | None]],
+    orders: list[OrderSpec],
     fx: list[tuple[int, str]],
     manual: int,
+    clicks: list[tuple[str, int, int]],
+    models: list[tuple[str, int, int, int]],
     data: st.DataObject,
 ) -> None:
     events = (
@@ -210,6 +273,8 @@ def test_any_order_and_batching_gives_the_same_attribution(
         + order_events(orders)
         + fx_events(fx)
         + manual_confirmations(manual)
+        + click_events(clicks)
+        + model_events(models)
     )
     duplicates = data.draw(
         st.lists(
@@ -225,6 +290,16 @@ def test_any_order_and_batching_gives_the_same_attribution(
 
     assert final_state(replayed) == final_state(reference)
     assert set(replayed.state.attributions) == {"deal-1", "deal-2", "deal-3"}
+    # Every order's credits sum exactly to it, in its own currency before conversion.
+    for order_id, outcome in replayed.state.outcomes.items():
+        order = replayed.state.orders[order_id]
+        if outcome.credits and {c.revenue.currency for c in outcome.credits} == {
+            order.amount.currency
+        }:
+            assert (
+                sum((c.revenue for c in outcome.credits), Money.zero(order.amount.currency))
+                == order.amount
+            )
 
     # The last attribution.updated of each deal carries its final figures.
     last: dict[str, Any] = {}
@@ -252,7 +327,12 @@ def test_redelivering_everything_changes_nothing_and_publishes_nothing() -> None
     events = [
         *deals(),
         post_event("post-1", creator_id="cr-a"),
-        *order_events([("ONE", "64.90", "USD", 3, None), ("TWO", "10.00", "USD", 12, "part")]),
+        *order_events(
+            [
+                ("ONE", "64.90", "USD", 3, None, None, None),
+                ("TWO", "10.00", "USD", 12, "part", None, None),
+            ]
+        ),
         *fx_events([(0, "0.9215")]),
     ]
     store = run([events])

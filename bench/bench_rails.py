@@ -1,0 +1,207 @@
+"""Rails benchmark: a burst of payouts through a rail that answers in 50 ms, under its rate limit.
+
+Starts the embedded Kafka/PostgreSQL/Redis and two payouts replicas (one consumer group, one
+rate-limit bucket per rail in Redis). Every creator is paid through Stripe, here a fake rail
+that answers each call after `--latency-ms` and notes when each call reached it. `--burst`
+confirmations are produced at once; printed: payouts/s from the first confirmation produced
+to the last `payout.sent`, the rail's limit, the most calls the rail saw in any one second
+(the limit is never to be passed), and the most calls it had under way at once (bounded by
+the dispatchers' batches). Issue 18 asks for >= 500 payouts/s with a 50 ms rail, never over
+the rail's limit. Printed, not asserted, beside a baseline: the same burst through the same
+replicas without a limit, in the same run.
+
+Usage: python bench/bench_rails.py [--burst 3000] [--limit 600] [--latency-ms 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from services.payouts.app import PayoutsSetup
+from services.payouts.providers import Settlement, TransferAccepted, TransferRequest
+from services.payouts.schema import SCHEMA
+from services.payouts.settings import PayoutsSettings
+from shared.contract.events import Topic, decode, encode, event_key, spec_for_type
+from shared.runtime.config import Settings
+from shared.runtime.kafka import ensure_topics
+from shared.runtime.observability import configure_logging
+from shared.runtime.service import ServiceRuntime
+from shared.tools.infra import EmbeddedInfra, InfraUrls
+from shared.tools.latency_floor import Arrivals
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.unit.payouts.builders import account, confirmed, deal_signed
+
+REPLICAS = 2
+
+
+class SlowRail:
+    """A rail answering every call after `latency` seconds; notes when each call arrived."""
+
+    name = "stripe"
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.arrivals: list[float] = []
+        self.keys: set[str] = set()
+        self.under_way = 0
+        self.most_under_way = 0
+
+    async def _call(self) -> None:
+        self.arrivals.append(time.monotonic())
+        self.under_way += 1
+        self.most_under_way = max(self.most_under_way, self.under_way)
+        try:
+            await asyncio.sleep(self.latency)
+        finally:
+            self.under_way -= 1
+
+    async def send(self, request: TransferRequest) -> TransferAccepted:
+        await self._call()
+        self.keys.add(request.idempotency_key)
+        return TransferAccepted(f"tr_{request.idempotency_key}")
+
+    async def lookup(self, request: TransferRequest) -> TransferAccepted | None:
+        await self._call()
+        known = request.idempotency_key in self.keys
+        return TransferAccepted(f"tr_{request.idempotency_key}", True) if known else None
+
+    async def settlement(self, provider_ref: str) -> Settlement:
+        await self._call()
+        return Settlement("pending")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def most_in_one_second(times: list[float]) -> int:
+    ordered = sorted(times)
+    return max((bisect.bisect_left(ordered, t + 1.0) - i for i, t in enumerate(ordered)), default=0)
+
+
+def sent_deal(record: Any) -> str | None:
+    event = decode(record.topic, record.value or b"")
+    return str(event.data.deal_id) if event.type == "payout.sent" else None
+
+
+async def burst_through(
+    urls: InfraUrls, burst: int, limit: float, latency: float, *, limited: bool = True
+) -> dict[str, Any]:
+    rail = SlowRail(latency)
+    settings = PayoutsSettings(
+        stripe_rate_limit=limit,
+        expected_replicas=REPLICAS,
+        settle_check_seconds=3600,
+        commission_check_seconds=3600,
+    )
+    group = f"payouts-bench-rails-{uuid.uuid4().hex[:6]}"
+    setups = [
+        PayoutsSetup(settings, rail, group_id=group, rate_limited=limited) for _ in range(REPLICAS)
+    ]
+    run = uuid.uuid4().hex[:8]
+    deals = [f"bench-{run}-{i}" for i in range(burst)]
+    bootstrap = urls.kafka_bootstrap_servers
+    async with AsyncExitStack() as stack:
+        for setup in setups:
+            runtime = ServiceRuntime("payouts", setup, schema=SCHEMA, urls=urls, uses_redis=True)
+            await stack.enter_async_context(runtime)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        receiver = Arrivals(bootstrap, Topic.PAYOUTS_STATUS, sent_deal)
+        await receiver.start()
+        stack.push_async_callback(receiver.stop)
+        signed = []
+        for deal in deals:
+            signed += [
+                account(f"cr-{deal}", currency="USD"),
+                deal_signed(deal, f"cr-{deal}", deliverables=(("dl-1", 1),)),
+            ]
+        await asyncio.gather(
+            *[
+                await producer.send(spec_for_type(e.type).topic, encode(e), key=event_key(e))
+                for e in signed
+            ]
+        )
+        assert setups[0].service is not None
+        pool = setups[0].service.db.pool
+        deadline = time.perf_counter() + 300
+        while await pool.fetchval(
+            "SELECT count(*) FROM payouts_deals WHERE deal_id LIKE $1", f"bench-{run}-%"
+        ) < len(deals):
+            if time.perf_counter() > deadline:
+                raise SystemExit("deals were not stored in time")
+            await asyncio.sleep(0.2)
+        rail.arrivals.clear()
+        began = time.perf_counter()
+        confirmations = [confirmed(d, "dl-1") for d in deals]
+        await asyncio.gather(
+            *[
+                await producer.send(Topic.DELIVERABLES_CONFIRMED.value, encode(e), key=event_key(e))
+                for e in confirmations
+            ]
+        )
+        await receiver.wait_for(set(deals), 600)
+        elapsed = max(receiver.received[d] for d in deals) - began
+        modes = [s.service.limiter.mode for s in setups if s.service and s.service.limiter]
+    return {
+        "per_second": burst / elapsed,
+        "most_in_a_second": most_in_one_second(rail.arrivals),
+        "calls": len(rail.arrivals),
+        "paid": len(rail.keys),
+        "most_under_way": rail.most_under_way,
+        "modes": modes,
+    }
+
+
+async def main(burst: int, limit: float, latency_ms: float) -> None:
+    configure_logging("bench", level="WARNING")
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-rails-"))
+    with EmbeddedInfra(root, Settings(), durable=False) as infra:
+        assert infra.urls is not None
+        await ensure_topics(infra.urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
+        unlimited = await burst_through(infra.urls, burst, limit, latency_ms / 1000, limited=False)
+        result = await burst_through(infra.urls, burst, limit, latency_ms / 1000)
+    most = result["most_in_a_second"]
+    print(
+        f"rails benchmark: a burst of {burst} payouts through a rail answering in "
+        f"{latency_ms:g} ms, limited to {limit:g} requests/s, {REPLICAS} replicas sharing "
+        f"its bucket in Redis (mode: {', '.join(result['modes'])})"
+    )
+    print(
+        f"throughput: {result['per_second']:.0f} payouts/s "
+        f"({result['per_second'] / limit:.2f} of the rail's limit; issue 18 asks >= 500/s)"
+    )
+    print(
+        f"baseline, the same burst without a limit: {unlimited['per_second']:.0f} payouts/s, "
+        f"{unlimited['most_in_a_second']} calls in its busiest second "
+        f"(ratio limited / unlimited {result['per_second'] / unlimited['per_second']:.2f})"
+    )
+    verdict = "never over it" if most <= limit else "OVER the limit"
+    print(f"most calls the rail saw in any one second: {most} ({verdict}, limit {limit:g})")
+    print(
+        f"calls: {result['calls']} for {result['paid']} payouts; "
+        f"most under way at once: {result['most_under_way']}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", type=int, default=3000)
+    parser.add_argument("--limit", type=float, default=600.0)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    args = parser.parse_args()
+    asyncio.run(main(args.burst, args.limit, args.latency_ms))

@@ -1,0 +1,68 @@
+"""`creatorflow creators link <creator_id>`: a magic link to one creator's payout page, for
+operators to send (docs/architecture.md §11)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import asyncpg
+import typer
+
+from services.payouts.creator_page.access import CreatorAccess, Link
+from services.payouts.schema import SCHEMA
+from services.payouts.settings import PayoutsSettings
+from shared.runtime.db import create_pool
+from shared.tools.cli.console import errors, fail
+from shared.tools.cli.settings import database_url
+
+COMMAND_NAME: Final = "creators"
+
+app = typer.Typer(help="Creators: links to their payout page.", no_args_is_help=True)
+
+
+async def make_link(
+    pool: asyncpg.Pool, creator_id: str, settings: PayoutsSettings, now: datetime
+) -> Link | None:
+    """A new link for a creator payouts knows (a deal or a payout account), else None."""
+    access = CreatorAccess(pool)
+    if not await access.knows(creator_id):
+        return None
+    return await access.new_link(creator_id, now, timedelta(minutes=settings.page_link_minutes))
+
+
+def link_url(settings: PayoutsSettings, link: Link) -> str:
+    return f"{settings.page_base_url()}/c/link/{link.token}"
+
+
+@app.command("link")
+def link_command(creator_id: str) -> None:
+    """Print a link that opens the creator's payout page: it works once, within
+    PAYOUTS_PAGE_LINK_MINUTES (15 at most). Send it to the creator only."""
+    settings = PayoutsSettings()
+
+    async def run() -> Link | None:
+        pool = await create_pool(
+            database_url(SCHEMA.name), schema=SCHEMA.name, min_size=1, max_size=1
+        )
+        try:
+            return await make_link(pool, creator_id, settings, datetime.now(UTC))
+        finally:
+            await pool.close()
+
+    try:
+        link = asyncio.run(run())
+    except asyncpg.UndefinedTableError:
+        fail("the payouts tables do not exist", hint="run: creatorflow db migrate")
+    except OSError as error:
+        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+    if link is None:
+        fail(f"payouts knows no creator {creator_id} (no deal, no payout account)")
+    # Plain print on stdout (a script can take it), the advice on stderr: a terminal must
+    # not wrap or style the URL.
+    print(link_url(settings, link))
+    errors.print(
+        f"Works once, until {link.expires_at:%Y-%m-%d %H:%M} UTC. Send it to the creator only.",
+        style="dim",
+    )

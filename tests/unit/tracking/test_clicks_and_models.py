@@ -1,0 +1,156 @@
+"""Clicks and campaign models through the tracking use case (services.tracking.batch) on the
+in-memory store: a late click or a new model recomputes from stored facts, a model change
+publishes every deal of the campaign once, and another brand cannot set the model."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from services.tracking.batch import apply_batch
+from services.tracking.domain.credit import Model
+from shared.contract.events import CloudEvent, EventType
+from shared.contract.money import Money
+from shared.contract.signing import RejectReason
+from shared.runtime.trust import Untrusted
+from tests.unit.tracking.builders import (
+    T0,
+    click_event,
+    deal_event,
+    delivered,
+    model_event,
+    order_event,
+    visitor,
+)
+from tests.unit.tracking.fake_store import FakeTrackingStore
+
+NOW = T0 + timedelta(days=100)
+DAY = timedelta(days=1)
+
+
+def campaign() -> list[CloudEvent[Any]]:
+    return [
+        deal_event("deal-a", creator_id="cr-a", promo_codes=("ANNA",), commission_rate="0.10"),
+        deal_event("deal-b", creator_id="cr-b", promo_codes=("BEN",), commission_rate="0.10"),
+        deal_event("deal-c", creator_id="cr-c", promo_codes=("CY",), commission_rate="0.10"),
+        deal_event("deal-x", campaign_id="cmp-2", creator_id="cr-x", promo_codes=("XAVI",)),
+    ]
+
+
+def journey() -> list[CloudEvent[Any]]:
+    """One visitor clicks b, then c, then a; buys $100.00 with a's code; a second visitor
+    buys $10.00 with b's code without clicking anything."""
+    return [
+        click_event("clk-1", "deal-b", visitor_id=visitor(1), clicked_at=T0 + 2 * DAY),
+        click_event("clk-2", "deal-c", visitor_id=visitor(1), clicked_at=T0 + 3 * DAY),
+        click_event("clk-3", "deal-a", visitor_id=visitor(1), clicked_at=T0 + 4 * DAY),
+        order_event(
+            "ord-1",
+            promo_code="ANNA",
+            amount="100.00",
+            occurred_at=T0 + 5 * DAY,
+            visitor_id=visitor(1),
+        ),
+        order_event("ord-2", promo_code="BEN", amount="10.00", occurred_at=T0 + 5 * DAY),
+    ]
+
+
+def apply(store: FakeTrackingStore, *batches: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+    """Apply `batches` in turn; return what the last one published."""
+
+    async def main() -> None:
+        for batch in batches:
+            async with store.transaction() as tx:
+                await apply_batch(tx, delivered(batch), now=NOW)
+
+    before = len(store.state.outbox)
+    asyncio.run(main())
+    return store.state.outbox[before:]
+
+
+def revenue(store: FakeTrackingStore) -> dict[str, str]:
+    return {
+        deal_id: str(a.performance.revenue.amount)
+        for deal_id, a in sorted(store.state.attributions.items())
+    }
+
+
+def test_promo_code_is_the_default_and_clicks_change_nothing_under_it() -> None:
+    store = FakeTrackingStore()
+    apply(store, campaign() + journey())
+    assert revenue(store) == {
+        "deal-a": "100.00",
+        "deal-b": "10.00",
+        "deal-c": "0.00",
+        "deal-x": "0.00",
+    }
+    assert {a.model for a in store.state.attributions.values()} == {Model.PROMO_CODE}
+
+
+def test_a_new_model_recomputes_every_deal_of_the_campaign_and_publishes_each_once() -> None:
+    store = FakeTrackingStore()
+    apply(store, campaign() + journey())
+    published = apply(store, [model_event("position_based", time=T0 + DAY)])
+    updates = [e for e in published if e.type == EventType.ATTRIBUTION_UPDATED]
+    # deal-c earned nothing under promo codes and nothing changed for deal-b's figures
+    # but its model: each deal of cmp-1 is published once, cmp-2's deal not at all.
+    assert sorted(e.data.deal_id for e in updates) == ["deal-a", "deal-b", "deal-c"]
+    assert {e.data.attribution_model for e in updates} == {"position_based"}
+    # 40 % first (b), 20 % middle (c), 40 % last (a); ord-2 had no clicks: its code's deal.
+    assert revenue(store) == {
+        "deal-a": "40.00",
+        "deal-b": "50.00",
+        "deal-c": "20.00",
+        "deal-x": "0.00",
+    }
+    spend = store.state.attributions["deal-c"].performance.spend
+    assert spend == Money.of("502.00", "USD")  # the fee + 10 % of its 20.00
+
+    # The same model again under a newer event: published once more, figures unchanged.
+    again = apply(store, [model_event("position_based", time=T0 + 2 * DAY)])
+    assert len([e for e in again if e.type == EventType.ATTRIBUTION_UPDATED]) == 3
+    # An older setting than the one in force changes and publishes nothing.
+    assert apply(store, [model_event("linear", time=T0)]) == []
+    assert revenue(store)["deal-c"] == "20.00"
+
+
+def test_a_click_known_after_its_order_moves_the_credit() -> None:
+    store = FakeTrackingStore()
+    clicks, orders = journey()[:3], journey()[3:]
+    apply(store, [*campaign(), model_event("last_click")], orders)
+    assert revenue(store)["deal-a"] == "100.00"  # no click yet: the code's deal
+    late = click_event("clk-9", "deal-c", visitor_id=visitor(1), clicked_at=T0 + 5 * DAY)
+    apply(store, [*clicks, late])
+    assert revenue(store)["deal-a"] == "0.00"
+    assert revenue(store)["deal-c"] == "100.00"
+
+
+def test_clicks_before_their_deal_count_once_it_arrives() -> None:
+    store = FakeTrackingStore()
+    deals = campaign()
+    apply(store, [deals[0], model_event("linear"), *journey()])
+    assert revenue(store)["deal-a"] == "100.00"  # b and c are not known
+    apply(store, deals[1:])
+    assert revenue(store) == {
+        "deal-a": "33.34",
+        "deal-b": "43.33",  # 33.33 of ord-1 and ord-2's 10.00
+        "deal-c": "33.33",
+        "deal-x": "0.00",
+    }
+
+
+def test_another_brand_cannot_set_a_campaign_s_model() -> None:
+    store = FakeTrackingStore()
+    apply(store, campaign() + journey())
+    rival = model_event("last_click", brand_id="br-rival")
+    with pytest.raises(Untrusted) as refused:
+        apply(store, [rival])
+    assert refused.value.code is RejectReason.NOT_THE_DEAL_OWNER
+    # Set before the campaign had a deal, it is kept but never applies to another brand's.
+    early = FakeTrackingStore()
+    apply(early, [rival], campaign() + journey())
+    assert revenue(early)["deal-a"] == "100.00"
+    assert {a.model for a in early.state.attributions.values()} == {Model.PROMO_CODE}
