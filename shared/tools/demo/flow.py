@@ -388,6 +388,12 @@ def awaits_funds(status: PayoutStatusChanged) -> bool:
     return status.status == "held" and "escrow does not cover" in (status.reason or "")
 
 
+def sent_unheld(statuses: list[str]) -> bool:
+    """Sent, and never held before its first `sent` (a hold after it, e.g. the cool-off of
+    a returned payout's new destination, does not delay that first send)."""
+    return "sent" in statuses and "held" not in statuses[: statuses.index("sent")]
+
+
 def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
     """Per fee payout paid without a hold: last confirmation of its deal → `payout.sent` seen.
 
@@ -398,7 +404,7 @@ def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
     for history in seen.fee_payouts().values():
         statuses = [p.status for p, _ in history]
         first = history[0][0]
-        if first.deal_id not in deal_ids or "held" in statuses or "sent" not in statuses:
+        if first.deal_id not in deal_ids or not sent_unheld(statuses):
             continue
         confirmed = seen.confirmations.get(first.deal_id)
         if not confirmed:
@@ -417,7 +423,7 @@ def post_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
     for history in seen.fee_payouts().values():
         statuses = [p.status for p, _ in history]
         first = history[0][0]
-        if first.deal_id not in deal_ids or "held" in statuses or "sent" not in statuses:
+        if first.deal_id not in deal_ids or not sent_unheld(statuses):
             continue
         confirmed = seen.confirmations.get(first.deal_id)
         if not confirmed:
