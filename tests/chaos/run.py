@@ -66,10 +66,12 @@ def service_env(urls: InfraUrls, rails: ChaosRails, data_dir: Path) -> dict[str,
         # another instance may send it again (with the same idempotency key).
         "PAYOUTS_DISPATCH_LEASE_SECONDS": "10",
         "PAYOUTS_SANDBOX_SETTLE_AFTER_SECONDS": "0",
-        # The fake Stripe has no limit of its own: every call still goes through the rate
+        # The fake rails have no limit of their own: every call still goes through the rate
         # limiter and its Redis (flushed and stopped by the faults), at a pace that is not
         # the suite's bottleneck. Up to two payouts processes run at once (one joins, leaves).
         "PAYOUTS_STRIPE_RATE_LIMIT": "1000",
+        "PAYOUTS_PAYPAL_RATE_LIMIT": "1000",
+        "PAYOUTS_WISE_RATE_LIMIT": "3000",
         "PAYOUTS_EXPECTED_REPLICAS": "2",
     }
 
