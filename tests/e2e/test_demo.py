@@ -55,6 +55,11 @@ def test_demo_plays_a_campaign_whose_figures_match_the_ground_truth(tmp_path: Pa
     assert summary["observed_totals"] == summary["truth_totals"]
     assert summary["truth_totals"]["orders"] > 0
     assert {"JPY", "KWD", "BHD"} <= set(summary["payout_currencies"])
+    showcase = summary["rails_showcase"]
+    assert [r["what"] for r in showcase] == ["PayPal payout", "Wise payout", "returned, re-sent"]
+    assert all(r["matches_truth"] for r in showcase), showcase
+    assert "sent → failed" in showcase[2]["seen"], showcase
+    assert "returned, re-sent: " in out
     assert len(summary["confirm_to_sent_ms"]) >= hires - 3  # held and manual ones excluded
     # Deals whose last deliverable a post confirmed, measured from that post reaching Kafka,
     # beside the floor of the same three hops.

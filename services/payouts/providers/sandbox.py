@@ -1,4 +1,10 @@
-"""A provider that moves no real money: configurable latency and failure rate, seeded."""
+"""A provider that moves no real money: configurable latency and failure rate, seeded.
+
+A destination ending in `CLOSED_SUFFIX` (`:closed`) stands for an account its bank has closed:
+a transfer to it is accepted, then reported returned by the first settlement check after it
+would have settled, as a real rail reports a bounce. `make demo` pays such a creator, who then
+fixes the account.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +22,15 @@ from services.payouts.providers.base import (
 )
 from shared.contract.money import Money
 
+CLOSED_SUFFIX = ":closed"
+RETURNED_REASON = "sandbox: returned by the receiving bank (account closed)"
+
 
 @dataclass(frozen=True)
 class SandboxTransfer:
     amount: Money
     accepted_at: float  # time.monotonic()
+    returned: bool = False  # sent to a closed account: it comes back
 
 
 class SandboxProvider:
@@ -68,7 +78,8 @@ class SandboxProvider:
             return TransferAccepted(self.reference(request.idempotency_key), replayed=True)
         if self.failure_rate and self._random.random() < self.failure_rate:
             raise ProviderError("sandbox: simulated outage (503)", retryable=True)
-        transfer = SandboxTransfer(request.amount, time.monotonic())
+        closed = request.destination.get_secret_value().endswith(CLOSED_SUFFIX)
+        transfer = SandboxTransfer(request.amount, time.monotonic(), returned=closed)
         reference = self.reference(request.idempotency_key)
         self.transfers[request.idempotency_key] = transfer
         self._by_ref[reference] = transfer
@@ -84,7 +95,9 @@ class SandboxProvider:
         if transfer is None:
             return Settlement("settled")
         age = time.monotonic() - transfer.accepted_at
-        return Settlement("settled" if age >= self.settle_after_seconds else "pending")
+        if age < self.settle_after_seconds:
+            return Settlement("pending")
+        return Settlement("failed", RETURNED_REASON) if transfer.returned else Settlement("settled")
 
     async def aclose(self) -> None:
         return None

@@ -24,11 +24,17 @@ from rich.table import Table
 
 from shared.contract.events import spec_for_type
 from shared.tools.cli.console import console, fail
-from shared.tools.cli.demo_report import latency_line, post_latency_line, print_report, summary
+from shared.tools.cli.demo_report import (
+    latency_line,
+    post_latency_line,
+    print_report,
+    rails_showcase,
+    summary,
+)
 from shared.tools.cli.settings import kafka_security, load_settings
 from shared.tools.demo.flow import DemoError, DemoReport, Observed, Player, awaits_funds
 from shared.tools.demo.page import creator_to_show, demo_link, page_settings, serve_page
-from shared.tools.demo.scenario import DemoConfig
+from shared.tools.demo.scenario import SERVICE_SETTINGS, DemoConfig
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, available_services
 from shared.tools.infra.smoke import SmokeReport, run_smoke
@@ -96,8 +102,8 @@ def demo(
     console.print(latency_line(report))
     console.print(post_latency_line(report))
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary(report, result), indent=2, default=str))
-    _print_summary(report, result.passed, time.monotonic() - began, root, open_page)
+        summary_json.write_text(json.dumps(summary(report, result, fee_bps), indent=2, default=str))
+    _print_summary(report, result.passed, time.monotonic() - began, root, fee_bps, open_page)
     _print_link(creator, link, open_page)
     if open_page:
         # Ctrl-C is how the page is meant to stop: uvicorn stops, then raises it again.
@@ -124,7 +130,7 @@ async def _play(
         files[name].write(line + "\n")
         files[name].flush()
 
-    services = ServiceProcesses(SERVICES, urls.as_env(), write)
+    services = ServiceProcesses(SERVICES, {**urls.as_env(), **SERVICE_SETTINGS}, write)
     try:
         with console.status("Starting matching, tracking and payouts (one process each)..."):
             await services.start()
@@ -201,7 +207,12 @@ class _LiveProgress:
 
 
 def _print_summary(
-    report: DemoReport, passed: bool, seconds: float, root: Path, serving: bool = False
+    report: DemoReport,
+    passed: bool,
+    seconds: float,
+    root: Path,
+    fee_bps: int,
+    serving: bool = False,
 ) -> None:
     sent = [
         h[-1][0]
@@ -232,6 +243,7 @@ def _print_summary(
         f"{len(sent)} fee payouts sent in {len(currencies)} currencies ({', '.join(currencies)}); "
         f"{len(held)} held for a tax form, then released; {len(waited)} waited for the "
         "brand's funds, then released when they arrived",
+        *_rails_lines(report, fee_bps),
         latency_line(report),
         post_latency_line(report),
         (
@@ -317,3 +329,12 @@ def _print_smoke(report: SmokeReport) -> None:
     for letter in report.dead_letters:
         dlq.add_row(letter.topic, letter.error_class, letter.reason)
     console.print(dlq)
+
+
+def _rails_lines(report: DemoReport, fee_bps: int) -> list[str]:
+    """One PayPal payout, one Wise payout and one returned payout sent again, each checked
+    against the scenario's truth."""
+    return [
+        f"{what}: {seen} {'[green]✓[/]' if good else '[bold red]✗[/]'}"
+        for what, seen, good in rails_showcase(report, fee_bps)
+    ]

@@ -14,10 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from services.payouts.providers.sandbox import RETURNED_REASON
 from shared.contract.events import AttributionUpdated, PayoutStatusChanged
 from shared.contract.money import Money
 from shared.tools.demo.flow import DemoReport, awaits_funds
-from shared.tools.demo.scenario import DealTruth, Hire
+from shared.tools.demo.scenario import SHOWCASE, DealTruth, Hire
 
 OK = "[green]✓[/]"
 WRONG = "[bold red]✗[/]"
@@ -69,12 +70,57 @@ def checks(report: DemoReport, platform_fee_bps: int) -> Checks:
         (a_ok if attribution_matches(seen, report.activity.truth[deal_id]) else a_wrong).append(
             deal_id
         )
-        history = fee_payout(report, hire)
-        sent = [p for p in history if p.status == "sent"]
         expected = report.scenario.expected_net(hire, platform_fee_bps)
-        good = len(sent) == 1 and sent[0].net == expected and _waited_as_told(report, hire)
+        good = paid_as_expected(report, hire, expected) and _waited_as_told(report, hire)
         (p_ok if good else p_wrong).append(deal_id)
     return Checks(a_ok, a_wrong, p_ok, p_wrong)
+
+
+def paid_as_expected(report: DemoReport, hire: Hire, expected: Money) -> bool:
+    """Sent once for the expected amount; the returned creator's payout twice (returned and
+    sent again)."""
+    history = fee_payout(report, hire)
+    if hire is report.hires[SHOWCASE.returned(len(report.hires))]:
+        return returned_and_resent(history, expected)
+    sent = [p for p in history if p.status == "sent"]
+    return len(sent) == 1 and sent[0].net == expected
+
+
+def returned_and_resent(history: list[PayoutStatusChanged], expected: Money) -> bool:
+    """Sent, returned by the bank with its reason, then sent again (a new chapter of the
+    same payout) once the account was fixed, each time for the whole expected amount."""
+    statuses = [p.status for p in history]
+    sent = [p for p in history if p.status == "sent"]
+    failed = [p for p in history if p.status == "failed"]
+    return (
+        len(sent) == 2
+        and all(p.net == expected for p in sent)
+        and len(failed) == 1
+        and failed[0].reason == RETURNED_REASON
+        and statuses.index("sent") < statuses.index("failed") < len(statuses) - 1
+        and statuses[-1] in ("sent", "settled")
+    )
+
+
+def rails_showcase(report: DemoReport, platform_fee_bps: int) -> list[tuple[str, str, bool]]:
+    """(what, the payout as seen, matches the scenario's truth) for the payouts that show the
+    rails: one through PayPal, one through Wise, one returned and sent again."""
+    n = len(report.hires)
+    rows = []
+    for what, index in (
+        ("PayPal payout", SHOWCASE.paypal),
+        ("Wise payout", SHOWCASE.wise),
+        ("returned, re-sent", SHOWCASE.returned(n)),
+    ):
+        hire = report.hires[index]
+        history = fee_payout(report, hire)
+        expected = report.scenario.expected_net(hire, platform_fee_bps)
+        sent = [p for p in history if p.status == "sent"]
+        good = paid_as_expected(report, hire, expected)
+        path = " → ".join(p.status for p in history) or "nothing seen"
+        amount = _money(sent[-1].net) if sent and sent[-1].net is not None else "-"
+        rows.append((what, f"{hire.handle} {amount}: {path}", good))
+    return rows
 
 
 def _waited_as_told(report: DemoReport, hire: Hire) -> bool:
@@ -215,8 +261,7 @@ def payouts_table(report: DemoReport, platform_fee_bps: int) -> Table:
         last = history[-1]
         statuses = [p.status for p in history]
         status = last.status + (" [dim](was held)[/]" if "held" in statuses else "")
-        sent = [p for p in history if p.status == "sent"]
-        good = len(sent) == 1 and sent[0].net == expected and _waited_as_told(report, hire)
+        good = paid_as_expected(report, hire, expected) and _waited_as_told(report, hire)
         if any(awaits_funds(p) for p in history):
             status = last.status + " [dim](waited for the brand's funds)[/]"
         table.add_row(
@@ -280,7 +325,7 @@ def print_report(console: Console, report: DemoReport, platform_fee_bps: int) ->
     return checks(report, platform_fee_bps)
 
 
-def summary(report: DemoReport, result: Checks) -> dict[str, Any]:
+def summary(report: DemoReport, result: Checks, platform_fee_bps: int = 0) -> dict[str, Any]:
     """The figures an automated check needs, as JSON-ready values."""
     currencies = sorted(
         {
@@ -299,6 +344,10 @@ def summary(report: DemoReport, result: Checks) -> dict[str, Any]:
         "payouts_correct": len(result.payouts_ok),
         "payouts_wrong": result.payouts_wrong,
         "payout_currencies": currencies,
+        "rails_showcase": [
+            {"what": what, "seen": seen, "matches_truth": good}
+            for what, seen, good in rails_showcase(report, platform_fee_bps)
+        ],
         "confirm_to_sent_ms": report.confirm_to_sent_ms,
         "post_to_sent_ms": report.post_to_sent_ms,
         "floor_ms": report.floor_ms,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,14 @@ from shared.contract.events import (
     spec_for_type,
 )
 from shared.runtime.kafka import client_options, partitions_of
-from shared.tools.demo.scenario import BRAND_ID, Activity, DemoConfig, Hire, Scenario
+from shared.tools.demo.scenario import (
+    BRAND_ID,
+    SHOWCASE,
+    Activity,
+    DemoConfig,
+    Hire,
+    Scenario,
+)
 from shared.tools.signing import PartyKeys
 
 Step = Callable[[str], None]
@@ -313,18 +320,13 @@ class Player:
             await self._fund_late(scenario, hires)
             await self.wait(
                 lambda: (
-                    len(
-                        {
-                            p
-                            for p, h in seen.fee_payouts().items()
-                            if h[-1][0].status in ("sent", "settled")
-                        }
-                    )
+                    len({p for p, h in seen.fee_payouts().items() if paid_or_returned(h)})
                     >= len(hires)
                 ),
                 "every creator's fee to be paid",
                 120,
             )
+            await self._resend_returned(scenario, hires)
             # Attribution is coalesced and published through an outbox: let the last settle.
             await self.wait(lambda: time.monotonic() - seen.last_change > 2.0, "quiet outputs", 60)
             seconds["total"] = time.monotonic() - began
@@ -344,11 +346,52 @@ class Player:
             post_to_sent(seen, {h.deal.deal_id for h in hires}),
         )
 
+    async def _resend_returned(self, scenario: Scenario, hires: list[Hire]) -> None:
+        """The returned payout: wait for the bank's return, then the creator gives a new
+        account, and the payout is sent again by itself."""
+        hire = hires[SHOWCASE.returned(len(hires))]
+        seen = self._seen
+
+        def history() -> list[str]:
+            return [p.status for p, _ in fee_history(seen, hire.deal.deal_id)]
+
+        await self.wait(lambda: "failed" in history(), "the closed account's return", 60)
+        self.step(
+            f"the bank returned {hire.handle}'s payout (account closed); the creator gives a "
+            "new account, paid to after its cool-off"
+        )
+        await self.publish([scenario.fixed_account(hire, datetime.now(UTC))])
+        await self.wait(
+            lambda: history()[-1] in ("sent", "settled") and "failed" in history(),
+            "the returned payout to be sent again",
+            90,
+        )
+
+
+def fee_history(seen: Observed, deal_id: str) -> list[tuple[PayoutStatusChanged, datetime]]:
+    """The status history of `deal_id`'s fee payout, in the order seen."""
+    for history in seen.fee_payouts().values():
+        if history[0][0].deal_id == deal_id:
+            return history
+    return []
+
+
+def paid_or_returned(history: list[tuple[PayoutStatusChanged, datetime]]) -> bool:
+    """Sent or settled now, or sent and then returned by the bank (failed after `sent`)."""
+    statuses = [p.status for p, _ in history]
+    return statuses[-1] in ("sent", "settled") or (statuses[-1] == "failed" and "sent" in statuses)
+
 
 def awaits_funds(status: PayoutStatusChanged) -> bool:
     """A `payout.held` waiting for the brand's funds (its reason says so: the hold code is not
     in the event)."""
     return status.status == "held" and "escrow does not cover" in (status.reason or "")
+
+
+def sent_unheld(statuses: Sequence[str]) -> bool:
+    """Sent, and never held before its first `sent` (a hold after it, e.g. the cool-off of
+    a returned payout's new destination, does not delay that first send)."""
+    return "sent" in statuses and "held" not in statuses[: statuses.index("sent")]
 
 
 def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
@@ -361,7 +404,7 @@ def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
     for history in seen.fee_payouts().values():
         statuses = [p.status for p, _ in history]
         first = history[0][0]
-        if first.deal_id not in deal_ids or "held" in statuses or "sent" not in statuses:
+        if first.deal_id not in deal_ids or not sent_unheld(statuses):
             continue
         confirmed = seen.confirmations.get(first.deal_id)
         if not confirmed:
@@ -380,7 +423,7 @@ def post_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
     for history in seen.fee_payouts().values():
         statuses = [p.status for p, _ in history]
         first = history[0][0]
-        if first.deal_id not in deal_ids or "held" in statuses or "sent" not in statuses:
+        if first.deal_id not in deal_ids or not sent_unheld(statuses):
             continue
         confirmed = seen.confirmations.get(first.deal_id)
         if not confirmed:

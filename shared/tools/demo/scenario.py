@@ -13,7 +13,12 @@ because the brand's hiring depends on matching's answer:
 4. `late_fixes`: the pending tax forms verified, and the brand's manual confirmation of the
    one story posted without the required `#ad`: that fee waits for the brand's funds
    (`awaiting_funds`) until
-5. `late_funding`: the brand funds it.
+5. `late_funding`: the brand funds it;
+6. `fixed_account`: the creator whose bank returned the payout (the account was closed) gives
+   a new one, and the payout is sent again.
+
+Most creators are paid through Wise; one through PayPal, and one has given a Wise account
+that its bank has closed (the sandbox returns what is sent there, `RailsShowcase`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from services.payouts.providers.sandbox import CLOSED_SUFFIX
 from shared.contract.events import (
     BrandFunded,
     CloudEvent,
@@ -97,6 +103,39 @@ class DealTruth:
 
 
 @dataclass(frozen=True)
+class RailsShowcase:
+    """The hires (by index) whose payouts show the rails: one paid through PayPal, one
+    through Wise, and one sent to a closed account, returned, then sent again once the creator
+    gives a new account."""
+
+    paypal: int = 1
+    wise: int = 0
+    latest_returned: int = 7
+
+    def returned(self, hires: int) -> int:
+        """The returned hire's index among `hires` (at least 3)."""
+        return min(self.latest_returned, hires - 1)
+
+    def account_of(self, n: int, hires: int, creator_id: str) -> tuple[str, str]:
+        """(method, destination) of the `n`th of `hires` hires' first account."""
+        if n == self.paypal:
+            return "paypal", f"{creator_id}@example.com"
+        if n == self.returned(hires):
+            return "wise", f"tok_wise_{creator_id}{CLOSED_SUFFIX}"
+        return "wise", f"tok_wise_{creator_id}"
+
+
+SHOWCASE: Final = RailsShowcase()
+# The payouts service's settings for the demo. A new destination given while a payout is owed
+# (the returned one) is paid to only after a cool-off, a day by default: a few seconds here,
+# checked every second, so the demo shows the wait without waiting a day.
+SERVICE_SETTINGS: Final = {
+    "PAYOUTS_DESTINATION_COOLOFF_SECONDS": "5",
+    "PAYOUTS_COOLOFF_CHECK_SECONDS": "1",
+}
+
+
+@dataclass(frozen=True)
 class Activity:
     waves: list[list[CloudEvent[Any]]]
     truth: dict[str, DealTruth]
@@ -119,6 +158,7 @@ class Scenario:
         self.population: Population = generate_population(
             config.creators, seed=config.seed, id_prefix="cr"
         )
+        self._hired: list[str] = []  # creator ids, in the order hired
 
     # 1 -----------------------------------------------------------------------------------
     def opening(self) -> tuple[list[CloudEvent[Any]], CloudEvent[Any]]:
@@ -196,6 +236,7 @@ class Scenario:
         early = [h.deal.fee for h in hires if h.deal.deal_id != late]
         events = [self._funding("fund-early", sum(early[1:], early[0]))]
         events += [make_event(h.deal, source=BRAND_SOURCE, time=self.now) for h in hires]
+        self._hired = [h.deal.creator_id for h in hires]
         events += [self._account(h, pending=n in (2, 6)) for n, h in enumerate(hires)]
         return hires, events
 
@@ -230,10 +271,13 @@ class Scenario:
         ]
 
     def _account(self, hire: Hire, *, pending: bool) -> CloudEvent[Any]:
+        creator_id = hire.deal.creator_id
+        n = self._hired.index(creator_id)
+        method, destination = SHOWCASE.account_of(n, len(self._hired), creator_id)
         account = PayoutAccountUpserted(
-            creator_id=hire.deal.creator_id,
-            method="wise",
-            destination=f"tok_wise_{hire.deal.creator_id}",
+            creator_id=creator_id,
+            method=method,
+            destination=destination,
             currency=hire.payout_currency,
             tax_form=TaxForm(
                 type="W-8BEN",
@@ -385,6 +429,21 @@ class Scenario:
             )
             events.append(make_event(confirmation, source=BRAND_SOURCE, time=now))
         return events
+
+    # 6 -----------------------------------------------------------------------------------
+    def fixed_account(self, hire: Hire, now: datetime) -> CloudEvent[Any]:
+        """The returned creator's new account (the closed one replaced), sent at `now`: a
+        changed account re-sends the creator's failed payouts."""
+        account = PayoutAccountUpserted(
+            creator_id=hire.deal.creator_id,
+            method="wise",
+            destination=f"tok_wise_{hire.deal.creator_id}-new",
+            currency=hire.payout_currency,
+            tax_form=TaxForm(
+                type="W-8BEN", status="verified", verified_at=self.now - timedelta(days=60)
+            ),
+        )
+        return make_event(account, source=ONBOARDING_SOURCE, time=now)
 
     def expected_net(self, hire: Hire, platform_fee_bps: int) -> Money:
         """The fee payout a creator should receive: (fee - platform fee) in their currency."""

@@ -8,9 +8,11 @@ from pydantic import SecretStr
 from services.payouts.app import rails_from
 from services.payouts.dispatcher import Dispatcher
 from services.payouts.domain.accounts import HoldCode
+from services.payouts.providers.base import Settlement, TransferRequest
 from services.payouts.providers.rails import Rails
-from services.payouts.providers.sandbox import SandboxProvider
+from services.payouts.providers.sandbox import CLOSED_SUFFIX, RETURNED_REASON, SandboxProvider
 from services.payouts.settings import PayoutsSettings
+from shared.contract.money import Money
 from tests.unit.payouts.builders import DESTINATIONS, account, confirmed, deal_signed, uid
 from tests.unit.payouts.harness import Harness
 
@@ -105,3 +107,22 @@ async def test_the_settings_configure_the_rails_they_have_credentials_for() -> N
     assert all(
         sandbox.unavailable(m) is None for m in ("stripe", "paypal", "wise", "bank_transfer")
     )
+
+
+async def test_the_sandbox_returns_a_transfer_to_a_closed_account_and_settles_the_others() -> None:
+    sandbox = SandboxProvider()
+
+    async def sent(key: str, destination: str) -> str:
+        request = TransferRequest(
+            idempotency_key=key,
+            amount=Money.of("10.00", "EUR"),
+            destination=SecretStr(destination),
+            method="wise",
+            description="test",
+        )
+        return (await sandbox.send(request)).provider_ref
+
+    closed = await sent("p-1", "tok_wise_cr-1" + CLOSED_SUFFIX)
+    fixed = await sent("p-1:2", "tok_wise_cr-1")
+    assert await sandbox.settlement(closed) == Settlement("failed", RETURNED_REASON)
+    assert await sandbox.settlement(fixed) == Settlement("settled")
