@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -388,7 +388,7 @@ def awaits_funds(status: PayoutStatusChanged) -> bool:
     return status.status == "held" and "escrow does not cover" in (status.reason or "")
 
 
-def sent_unheld(statuses: list[str]) -> bool:
+def sent_unheld(statuses: Sequence[str]) -> bool:
     """Sent, and never held before its first `sent` (a hold after it, e.g. the cool-off of
     a returned payout's new destination, does not delay that first send)."""
     return "sent" in statuses and "held" not in statuses[: statuses.index("sent")]
