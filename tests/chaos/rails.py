@@ -44,8 +44,8 @@ WEBHOOK_TOLERANCE_SECONDS: Final = 300
 REPLAY_AGE_SECONDS: Final = 301
 RETURN_AFTER: Final = timedelta(days=3)
 # Long enough for a loaded machine's slowest honest answer; the stalled answer comes later.
-PROVIDER_TIMEOUT_SECONDS: Final = 4.0
-STALL_SECONDS: Final = 6.0
+PROVIDER_TIMEOUT_SECONDS: Final = 10.0
+STALL_SECONDS: Final = 12.0
 _SIGNATURE_HEADERS: Final = {"stripe": "Stripe-Signature", "wise": "CreatorFlow-Signature"}
 _SECRETS: Final = {"stripe": STRIPE_WEBHOOK_SECRET, "wise": WISE_WEBHOOK_SECRET}
 
