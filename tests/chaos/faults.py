@@ -26,6 +26,7 @@ from shared.tools.infra import EmbeddedInfra
 from shared.tools.infra.apache_kafka import ApacheKafkaCluster
 from shared.tools.infra.process import InfraError
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
+from tests.chaos.rails import ChaosRails
 
 Say = Callable[[str], None]
 
@@ -53,6 +54,12 @@ class FaultPlan:
     # controller, one broker down this long, then a rolling restart of all three.
     broker_down_seconds: float = 30.0
     broker_restart_delay_seconds: float = 5.0
+    # The rails (tests/chaos/rails.py): Wise answers this many fundings after the client gave
+    # up; this many settled Stripe and Wise payouts each come back 3 simulated days later,
+    # told by duplicated, reordered and replayed webhooks; PayPal is down this long.
+    rail_timeouts: int = 3
+    returns_per_rail: int = 3
+    rail_down_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,8 @@ class Injector:
     supervisor: Supervisor
     redis_url: str
     say: Say
+    rails: ChaosRails | None = None
+    database_url: str = ""
     faults: list[Fault] = field(default_factory=list)
 
     async def run(self, started: float) -> None:
@@ -195,6 +204,10 @@ class Injector:
         moments.append((max(change, 0.0), self._fee_schedule_change))
         if self.broker_drills is not None:
             moments.append((rng.uniform(0.05, 0.2) * window, self._broker_faults))
+        if self.rails is not None:
+            moments.append((rng.uniform(0.1, 0.5) * window, self._rail_timeouts))
+            moments.append((rng.uniform(0.2, 0.5) * window, self._rail_down))
+            moments.append((rng.uniform(0.6, 0.9) * window, self._returns))
         await asyncio.gather(*(self._at(started + at, act) for at, act in moments))
 
     @property
@@ -274,6 +287,32 @@ class Injector:
         processes.env = {**processes.env, "PAYOUTS_FEE_SCHEDULE": FEE_SCHEDULE_AFTER_CHANGE}
         self._record(
             f"payouts redeployed with PAYOUTS_FEE_SCHEDULE={FEE_SCHEDULE_AFTER_CHANGE}", began
+        )
+
+    async def _rail_timeouts(self) -> None:
+        assert self.rails is not None
+        began = time.monotonic()
+        stalled = await self.rails.time_out_after_paying(self.plan.rail_timeouts, self.say)
+        self._record("Wise timed out after paying", began, f"{stalled} fundings")
+
+    async def _rail_down(self) -> None:
+        assert self.rails is not None
+        began = time.monotonic()
+        await self.rails.down(self.plan.rail_down_seconds, self.say)
+        self._record(f"PayPal down {time.monotonic() - began:.1f} s", began)
+
+    async def _returns(self) -> None:
+        assert self.rails is not None
+        began = time.monotonic()
+        back = await self.rails.return_settled(
+            self.database_url, self.supervisor.processes, self.plan.returns_per_rail, self.say
+        )
+        hooks = self.rails.webhooks
+        self._record(
+            "payouts returned 3 simulated days after paid",
+            began,
+            f"{len(back)} returns; webhooks: {hooks.deliveries} deliveries, "
+            f"{hooks.duplicates} duplicated, {hooks.reordered} reordered, {hooks.replays} replayed",
         )
 
     async def _postgres_outage(self) -> None:

@@ -19,8 +19,8 @@ from shared.contract.events import TOPICS, dlq_topic
 from shared.contract.money import Money
 from shared.runtime.db import create_pool
 from shared.runtime.kafka import partitions_of
+from tests.chaos.rails import ChaosRails
 from tests.chaos.workload import INVALID_HEADER, Workload
-from tests.integration.payouts.stripe_server import FakeStripe
 
 # tracking_attribution without its timestamps: what a clean run must reproduce exactly.
 _ATTRIBUTION = """
@@ -58,13 +58,28 @@ class Outcome:
     ledger_transfers: int = 0
     transfers: dict[str, list[Money]] = field(default_factory=dict)  # destination -> amounts
     provider_requests: int = 0
+    # Transfers the rails took back after paying them: (rail, transfer), from the rails.
+    returns: set[tuple[str, str]] = field(default_factory=set)
+    # Payouts with a return in the ledger: (rail, transfer) -> (payout, status, returns).
+    reversals: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
+    webhook_replays: int = 0
+    webhook_replays_refused: int = 0
     dead_letters: list[tuple[str, str | None]] = field(default_factory=list)  # service, invalid
 
 
+# A fee payout returned by its rail (failed, with a return in the ledger) was paid once too.
 _PROGRESS = """
-SELECT (SELECT count(*) FROM payouts_payouts
-        WHERE kind = 'fee' AND status IN ('sent', 'settled')) AS paid,
+SELECT (SELECT count(*) FROM payouts_payouts p
+        WHERE kind = 'fee' AND (status IN ('sent', 'settled') OR (status = 'failed' AND EXISTS (
+            SELECT 1 FROM payouts_transfers t
+            WHERE t.payout_id = p.payout_id AND t.kind = 'return')))) AS paid,
        (SELECT count(*) FROM tracking_confirmations) AS confirmed
+"""
+_REVERSALS = """
+SELECT p.payout_id, p.rail, p.provider_ref, p.status, count(*) AS returns
+FROM payouts_payouts p JOIN payouts_transfers t ON t.payout_id = p.payout_id
+WHERE t.kind = 'return'
+GROUP BY p.payout_id, p.rail, p.provider_ref, p.status
 """
 
 
@@ -114,6 +129,10 @@ async def read_database(database_url: str, outcome: Outcome) -> None:
         outcome.answered = {
             r["request_id"] for r in await conn.fetch("SELECT request_id FROM matching_requests")
         }
+        outcome.reversals = {
+            (r["rail"], r["provider_ref"]): (r["payout_id"], r["status"], int(r["returns"]))
+            for r in await conn.fetch(_REVERSALS)
+        }
     finally:
         await conn.close()
     pool = await create_pool(database_url, schema=PAYOUTS.name, min_size=1, max_size=2)
@@ -125,14 +144,14 @@ async def read_database(database_url: str, outcome: Outcome) -> None:
     outcome.ledger_transfers = report.transfers
 
 
-def read_provider(stripe: FakeStripe, outcome: Outcome) -> None:
-    """Money that really moved: the provider's transfers (idempotent replays are not new)."""
-    transfers: dict[str, list[Money]] = defaultdict(list)
-    for transfer in stripe.transfers.values():
-        amount = Money.from_minor(int(transfer["amount"]), str(transfer["currency"]).upper())
-        transfers[str(transfer["destination"])].append(amount)
-    outcome.transfers = dict(transfers)
-    outcome.provider_requests = sum(1 for method, _, _ in stripe.requests if method == "POST")
+def read_provider(rails: ChaosRails, outcome: Outcome) -> None:
+    """Money that really moved: the rails' transfers (idempotent replays are not new), what
+    they took back, and how the payouts service answered replayed webhooks."""
+    outcome.transfers = rails.transfers()
+    outcome.provider_requests = rails.requests()
+    outcome.returns = {(r.rail, r.provider_ref) for r in rails.returns}
+    outcome.webhook_replays = rails.webhooks.replays
+    outcome.webhook_replays_refused = rails.webhooks.replays_refused
 
 
 async def read_dead_letters(bootstrap: str, outcome: Outcome) -> None:
@@ -189,14 +208,15 @@ def converged(workload: Workload, outcome: Outcome) -> bool:
         not _attribution_vs_truth(workload, outcome)
         and outcome.confirmations == workload.confirmations
         and all(
-            len(outcome.transfers.get(p.destination, ())) >= len(_expected(workload, outcome, d))
-            for d, p in workload.payouts.items()
+            len(_amounts(outcome, workload, d)) >= len(_expected(workload, outcome, d))
+            for d in workload.payouts
         )
         and all(
-            sum(status in ("sent", "settled") for _, status in outcome.fee_payouts.get(d, ()))
+            sum(_paid_once(outcome, p, s) for p, s in outcome.fee_payouts.get(d, ()))
             >= len(_expected(workload, outcome, d))
             for d in workload.payouts
         )
+        and not _not_reversed_once(outcome)
         and not any(_missing(workload, outcome).values())
         and workload.match_requests <= outcome.answered
     )
@@ -220,8 +240,15 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
     unpaid_rows = sum(
         1
         for d in workload.payouts
-        if any(s not in ("sent", "settled") for _, s in outcome.fee_payouts.get(d, ()))
+        if not all(_paid_once(outcome, p, s) for p, s in outcome.fee_payouts.get(d, ()))
         or d not in outcome.fee_payouts
+    )
+    reversal_problems = _not_reversed_once(outcome)
+    # The ledger check's escrow rule (services/payouts/domain/escrow.py), shown on its own.
+    escrow = [p for p in outcome.ledger_problems if p.startswith("escrow of brand")]
+    replays_taken = outcome.webhook_replays - outcome.webhook_replays_refused
+    fallbacks = sum(
+        1 for p in workload.payouts.values() if p.fallback and outcome.transfers.get(p.fallback)
     )
     per_deliverable = sum(1 for s in outcome.fee_schedules.values() if s == "per_deliverable")
     stray = len(set(outcome.transfers) - workload.destinations)
@@ -240,6 +267,18 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
         ),
         Check("deals with fee payout rows ≠ their schedule", str(rows), rows == 0),
         Check("fee payouts not sent", str(unpaid_rows), unpaid_rows == 0),
+        Check("brands' escrow negative", str(len(escrow)), not escrow),
+        Check(
+            "returns not reversed exactly once (rails vs ledger)",
+            f"{len(reversal_problems)} ({len(outcome.returns)} returns at the rails)",
+            not reversal_problems,
+        ),
+        Check(
+            "webhooks replayed 301 s old and taken",
+            f"{replays_taken} ({outcome.webhook_replays} replays)",
+            replays_taken == 0,
+        ),
+        Check("creators paid through their fallback rail", f"{fallbacks:,}", True),
         Check(
             "ledger",
             f"{outcome.ledger_transfers:,} transfers, {len(outcome.ledger_problems)} problems",
@@ -291,7 +330,29 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
 
 
 def _amounts(outcome: Outcome, workload: Workload, deal_id: str) -> list[Money]:
-    return outcome.transfers.get(workload.payouts[deal_id].destination, [])
+    """What the deal's creator got on any rail: its account's, or its fallback."""
+    truth = workload.payouts[deal_id]
+    return [a for d in truth.destinations for a in outcome.transfers.get(d, [])]
+
+
+def _paid_once(outcome: Outcome, payout_id: str, status: str) -> bool:
+    """Sent, settled, or returned by its rail after being paid (failed with a return)."""
+    returned = {payout for payout, _, _ in outcome.reversals.values()}
+    return status in ("sent", "settled") or (status == "failed" and payout_id in returned)
+
+
+def _not_reversed_once(outcome: Outcome) -> list[str]:
+    """Each transfer a rail took back is reversed once in the ledger, its payout failed (a
+    `paid` webhook delivered after the return does not bring it back); nothing else is."""
+    problems = []
+    for ref in sorted(outcome.returns):
+        payout, status, returns = outcome.reversals.get(ref, ("?", "not reversed", 0))
+        if returns != 1 or status != "failed":
+            problems.append(f"{ref}: {payout} {status}, {returns} reversals")
+    problems += [
+        f"{ref}: reversed, not returned" for ref in outcome.reversals.keys() - outcome.returns
+    ]
+    return problems
 
 
 def _expected(workload: Workload, outcome: Outcome, deal_id: str) -> list[Money]:

@@ -1,5 +1,6 @@
-"""One chaos run: fresh embedded servers, the three services as processes, a payment provider
-that keeps its own records, the workload sent with a plain producer, faults, then the checks.
+"""One chaos run: fresh embedded servers, the three services as processes, the payment rails
+(Stripe, PayPal, Wise: local servers that keep their own records, tests/chaos/rails.py), the
+workload sent with a plain producer, faults, then the checks.
 
 `python -m tests.chaos` (what `make chaos` runs) plays the workload twice: once without faults
 (the clean run) and once with them, and prints how the chaos run compares with the ground truth
@@ -33,11 +34,10 @@ from tests.chaos.observe import (
     read_dead_letters,
     read_provider,
 )
+from tests.chaos.rails import ChaosRails
 from tests.chaos.workload import ChaosConfig, Workload, generate
-from tests.integration.payouts.stripe_server import FakeStripe
 
 Say = Callable[[str], None]
-STRIPE_KEY = "sk_test_chaos"
 CONVERGE_SECONDS = 300.0
 
 
@@ -57,21 +57,21 @@ class RunReport:
     log_tail: list[str] = field(default_factory=list)
 
 
-def service_env(urls: InfraUrls, stripe: FakeStripe, data_dir: Path) -> dict[str, str]:
+def service_env(urls: InfraUrls, rails: ChaosRails, data_dir: Path) -> dict[str, str]:
     return {
         **urls.as_env(),
         "CREATORFLOW_DATA_DIR": str(data_dir),
-        "PAYOUTS_PROVIDER": "stripe",
-        "PAYOUTS_STRIPE_API_KEY": stripe.api_key,
-        "PAYOUTS_STRIPE_API_BASE": stripe.base_url,
+        **rails.env(),
         # A payout claimed by an instance that is then killed waits out its lease before
         # another instance may send it again (with the same idempotency key).
         "PAYOUTS_DISPATCH_LEASE_SECONDS": "10",
         "PAYOUTS_SANDBOX_SETTLE_AFTER_SECONDS": "0",
-        # The fake Stripe has no limit of its own: every call still goes through the rate
+        # The fake rails have no limit of their own: every call still goes through the rate
         # limiter and its Redis (flushed and stopped by the faults), at a pace that is not
         # the suite's bottleneck. Up to two payouts processes run at once (one joins, leaves).
         "PAYOUTS_STRIPE_RATE_LIMIT": "1000",
+        "PAYOUTS_PAYPAL_RATE_LIMIT": "1000",
+        "PAYOUTS_WISE_RATE_LIMIT": "3000",
         "PAYOUTS_EXPECTED_REPLICAS": "2",
     }
 
@@ -125,15 +125,15 @@ async def execute(
         log.write(f"{time.monotonic() - began:8.2f} {label} | {line}\n")
 
     try:
-        async with FakeStripe(api_key=STRIPE_KEY, accounts=set(workload.destinations)) as stripe:
+        async with ChaosRails(workload) as rails:
             processes = ServiceProcesses(
                 SERVICES,
-                service_env(urls, stripe, root / "data"),
+                service_env(urls, rails, root / "data"),
                 keep,
             )
             async with processes:
                 say(f"{name}: services ready after {time.monotonic() - began:.1f} s")
-                stage = Stage(infra, urls, processes, stripe)
+                stage = Stage(infra, urls, processes, rails)
                 await _drive(report, workload, stage, publish_seconds, plan, say)
             report.log_tail = lines[-60:]
     finally:
@@ -148,7 +148,7 @@ class Stage:
     infra: EmbeddedInfra
     urls: InfraUrls
     processes: ServiceProcesses
-    stripe: FakeStripe
+    rails: ChaosRails
 
 
 async def _drive(
@@ -159,7 +159,7 @@ async def _drive(
     plan: FaultPlan | None,
     say: Say,
 ) -> None:
-    infra, urls, processes, stripe = stage.infra, stage.urls, stage.processes, stage.stripe
+    infra, urls, processes, rails = stage.infra, stage.urls, stage.processes, stage.rails
     supervisor = Supervisor(processes, say)
     watching = asyncio.create_task(supervisor.run())
     try:
@@ -167,7 +167,15 @@ async def _drive(
         injector = None
         faulting: asyncio.Future[None] | None = None
         if plan is not None:
-            injector = Injector(plan, infra, supervisor, urls.redis_url, say)
+            injector = Injector(
+                plan,
+                infra,
+                supervisor,
+                urls.redis_url,
+                say,
+                rails=rails,
+                database_url=urls.database_url or "",
+            )
             faulting = asyncio.ensure_future(injector.run(started))
         report.published, report.publish_seconds = await publish(
             urls.kafka_bootstrap_servers, workload, publish_seconds, say
@@ -179,7 +187,7 @@ async def _drive(
         if injector is not None and injector.faults:
             report.faults = injector.faults
             calm = max(f.ended for f in injector.faults)
-        report.converged = await _converge(workload, urls, stripe, report.outcome, say)
+        report.converged = await _converge(workload, urls, rails, report.outcome, say)
         report.converge_seconds = time.monotonic() - calm
         report.restarts = supervisor.restarts
         report.unexpected_exits = supervisor.unexpected_exits
@@ -191,7 +199,7 @@ async def _drive(
 
 
 async def _converge(
-    workload: Workload, urls: InfraUrls, stripe: FakeStripe, outcome: Outcome, say: Say
+    workload: Workload, urls: InfraUrls, rails: ChaosRails, outcome: Outcome, say: Say
 ) -> bool:
     """Wait until the end state is what the workload implies, saying how far it got."""
     deadline = time.monotonic() + CONVERGE_SECONDS
@@ -200,7 +208,7 @@ async def _converge(
     while time.monotonic() < deadline:
         paid, confirmed = await progress(urls.database_url)
         if paid >= deals and confirmed >= confirmations:
-            read_provider(stripe, outcome)
+            read_provider(rails, outcome)
             await read_database(urls.database_url, outcome)
             if converged(workload, outcome):
                 return True
@@ -209,10 +217,10 @@ async def _converge(
             say(
                 f"waiting: {paid:,}/{deals:,} fee payouts sent, "
                 f"{confirmed:,}/{confirmations:,} deliverables confirmed, "
-                f"{len(stripe.transfers):,} transfers at the provider"
+                f"{sum(map(len, rails.transfers().values())):,} transfers at the rails"
             )
         await asyncio.sleep(0.5)
-    read_provider(stripe, outcome)
+    read_provider(rails, outcome)
     await read_database(urls.database_url, outcome)
     return False
 

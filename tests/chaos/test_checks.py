@@ -111,3 +111,73 @@ def test_unbalanced_ledger_is_flagged(workload: Workload) -> None:
     outcome = perfect(workload)
     outcome.ledger_problems = ["transfer t-1 sums to 0.01 USD"]
     assert failing(workload, outcome) == ["ledger"]
+
+
+def test_a_creator_paid_through_the_fallback_rail_is_paid_not_lost(workload: Workload) -> None:
+    outcome = perfect(workload)
+    payout = next(p for p in workload.payouts.values() if p.fallback is not None)
+    assert payout.fallback is not None
+    outcome.transfers[payout.fallback] = outcome.transfers.pop(payout.destination)
+    assert converged(workload, outcome)
+    assert failing(workload, outcome) == []
+    # On both rails: paid twice.
+    outcome.transfers[payout.destination] = [payout.net]
+    assert failing(workload, outcome) == ["double payouts (provider)"]
+
+
+def _returned(
+    workload: Workload, outcome: Outcome, status: str = "failed", reversals: int = 1
+) -> Outcome:
+    """`outcome` with the first deal's payout taken back by Stripe, reversed `reversals`
+    times in the ledger, its payout left `status`."""
+    deal = next(iter(workload.payouts))
+    [(payout_id, _)] = outcome.fee_payouts[deal]
+    outcome.fee_payouts[deal] = [(payout_id, status)]
+    outcome.returns = {("stripe", "tr_1")}
+    if reversals:
+        outcome.reversals = {("stripe", "tr_1"): (payout_id, status, reversals)}
+    return outcome
+
+
+def test_a_return_reversed_once_passes(workload: Workload) -> None:
+    outcome = _returned(workload, perfect(workload))
+    assert converged(workload, outcome)
+    assert failing(workload, outcome) == []
+
+
+def test_a_return_not_reversed_is_flagged_and_not_converged(workload: Workload) -> None:
+    outcome = _returned(workload, perfect(workload), reversals=0)
+    assert not converged(workload, outcome)
+    assert failing(workload, outcome) == [
+        "fee payouts not sent",
+        "returns not reversed exactly once (rails vs ledger)",
+    ]
+
+
+def test_a_return_reversed_twice_or_undone_by_a_late_paid_webhook_is_flagged(
+    workload: Workload,
+) -> None:
+    twice = _returned(workload, perfect(workload), reversals=2)
+    assert failing(workload, twice) == ["returns not reversed exactly once (rails vs ledger)"]
+    undone = _returned(workload, perfect(workload), status="settled")
+    assert failing(workload, undone) == ["returns not reversed exactly once (rails vs ledger)"]
+
+
+def test_a_reversal_the_rails_never_asked_for_is_flagged(workload: Workload) -> None:
+    outcome = _returned(workload, perfect(workload))
+    outcome.returns = set()
+    assert failing(workload, outcome) == ["returns not reversed exactly once (rails vs ledger)"]
+
+
+def test_a_webhook_replay_taken_is_flagged(workload: Workload) -> None:
+    outcome = perfect(workload)
+    outcome.webhook_replays, outcome.webhook_replays_refused = 4, 3
+    assert failing(workload, outcome) == ["webhooks replayed 301 s old and taken"]
+
+
+def test_a_negative_escrow_is_flagged_on_its_own_and_by_the_ledger(workload: Workload) -> None:
+    outcome = perfect(workload)
+    outcome.ledger_problems = [
+        "escrow of brand brand-chaos: -10.00 USD, negative (drawn beyond its fundings)"
+    ]
+    assert failing(workload, outcome) == ["brands' escrow negative", "ledger"]

@@ -9,6 +9,9 @@ some orders are re-sent by the shop as new events, and the whole stream is shuff
 FX rates go first, as a rate feed publishes before the day's business.
 Invalid records (from the hostile-input catalogue) are mixed in; each carries a
 `chaos-invalid` header so its dead letters can be matched to it.
+Most creators are paid through Stripe; one in five through PayPal and one in five through
+Wise, each of those with a Stripe fallback (where a payout goes when its rail refused it
+before executing anything, e.g. while that rail is down).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from shared.contract.events import (
     OrderRedeemed,
     OrderRefunded,
     PayoutAccountUpserted,
+    PayoutFallback,
     PostMetricsObserved,
     TaxForm,
     encode,
@@ -48,7 +52,7 @@ from shared.tools.synthetic.population import (
     generate_population,
     niche_request,
 )
-from tests.e2e.hostile_events import bad_values
+from tests.e2e.hostile_events import TYPE_OF_TOPIC, bad_values
 
 CONSUMERS: Final[dict[str, tuple[str, ...]]] = {
     "matching": tuple(MATCHING_INPUTS),
@@ -56,6 +60,9 @@ CONSUMERS: Final[dict[str, tuple[str, ...]]] = {
     "payouts": tuple(PAYOUTS_INPUTS),
 }
 PAYOUT_CURRENCIES: Final = ("USD", "EUR", "GBP", "JPY", "KWD", "BRL", "INR", "BHD")
+# PayPal and Wise creators take currencies both rails pay (PayPal has no 3-decimal currency).
+RAIL_CURRENCIES: Final = ("USD", "EUR", "GBP", "JPY")
+WISE_FIRST_RECIPIENT: Final = 900_000_000
 REQUIRED_TAGS: Final = ("#ad", "#chaos")
 BRAND_ID: Final = "brand-chaos"
 INVALID_HEADER: Final = "chaos-invalid"
@@ -94,6 +101,13 @@ class PayoutTruth:
     destination: str
     net: Money  # the fee in the creator's currency (no platform fee in this workload)
     parts: tuple[Money, ...]  # per deliverable, each converted on its own
+    method: str = "stripe"
+    fallback: str | None = None  # the Stripe account of a PayPal or Wise creator
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        """Where this creator's money may go: the account's rail, or its fallback."""
+        return (self.destination,) if self.fallback is None else (self.destination, self.fallback)
 
     def expected(self, fee_schedule: str) -> list[Money]:
         """The transfers the creator gets under the fee schedule the deal was stored with."""
@@ -115,7 +129,14 @@ class Workload:
 
     @property
     def destinations(self) -> set[str]:
-        return {p.destination for p in self.payouts.values()}
+        return {d for p in self.payouts.values() for d in p.destinations}
+
+    def destinations_of(self, method: str) -> set[str]:
+        """The destinations on one rail (a fallback is on Stripe)."""
+        found = {p.destination for p in self.payouts.values() if p.method == method}
+        if method == "stripe":
+            found |= {p.fallback for p in self.payouts.values() if p.fallback is not None}
+        return found
 
     def counts(self) -> dict[str, int]:
         return {
@@ -243,16 +264,26 @@ class _Generator:
             funded_at=self.now,
         )
         self.events.append(make_event(funding, source="brand/chaos", time=self.now))
-        currency = self.rng.choice(PAYOUT_CURRENCIES)
-        destination = f"acct_chaos{n:05d}"
+        method = ("stripe", "paypal", "wise", "stripe", "stripe")[n % 5]
+        currency = self.rng.choice(PAYOUT_CURRENCIES if method == "stripe" else RAIL_CURRENCIES)
+        stripe_account = f"acct_chaos{n:05d}"
+        destination = {
+            "stripe": stripe_account,
+            "paypal": f"{creator_id}@chaos.example",
+            "wise": f"recipient:{WISE_FIRST_RECIPIENT + n}",
+        }[method]
+        fallback = None if method == "stripe" else stripe_account
         account = PayoutAccountUpserted(
             creator_id=creator_id,
-            method="stripe",
+            method=method,
             destination=destination,
             currency=currency,
             tax_form=TaxForm(
                 type="W-9", status="verified", verified_at=self.now - timedelta(days=90)
             ),
+            fallback=None
+            if fallback is None
+            else PayoutFallback(method="stripe", destination=fallback),
         )
         self.events.append(make_event(account, source="onboarding", time=self.now))
         parts = deal.fee.allocate([d.count for d in deal.deliverables])
@@ -261,6 +292,8 @@ class _Generator:
             destination,
             self.fx.convert(deal.fee, currency).result,
             tuple(self.fx.convert(part, currency).result for part in parts),
+            method,
+            fallback,
         )
 
         truth = self.attribution.setdefault(deal.deal_id, DealTruth())
@@ -379,7 +412,8 @@ class _Generator:
             self.events.append(make_event(fx, source="fx-feed", time=fx.as_of))
 
     def _invalid(self) -> list[Record]:
-        inputs = sorted({t for topics in CONSUMERS.values() for t in topics})
+        # The topics the hostile catalogue covers (tracking.clicks is not in it yet).
+        inputs = sorted({t for topics in CONSUMERS.values() for t in topics} & set(TYPE_OF_TOPIC))
         picked = []
         for topic in inputs:
             bad = [b for b in bad_values(topic) if len(b.value) <= _MAX_INVALID_BYTES]

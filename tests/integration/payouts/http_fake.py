@@ -1,6 +1,7 @@
 """A minimal HTTP/1.1 server on 127.0.0.1 for the rails' fake servers: JSON bodies, keep-alive,
-and answers that can be held back (`stall`) after the request was executed, as a rail that
-times out after paying does."""
+answers that can be held back (`stall`) after the request was executed, as a rail that
+times out after paying does, and a server that goes down (`down`: connections refused, open
+ones dropped) and comes back on the same port (`up`), as a rail in an outage does."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class FakeHttpServer:
     requests: list[Request] = field(default_factory=list)
     _stalls: list[float] = field(default_factory=list)
     _server: asyncio.Server | None = None
+    _open: set[asyncio.StreamWriter] = field(default_factory=set)
 
     @property
     def base_url(self) -> str:
@@ -44,8 +46,12 @@ class FakeHttpServer:
     def handle(self, request: Request) -> Answer:
         raise NotImplementedError
 
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
+
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -53,7 +59,21 @@ class FakeHttpServer:
         self._server.close()
         await self._server.wait_closed()
 
+    async def down(self) -> None:
+        """Refuse connections (nothing listens on the port) and drop the open ones."""
+        server, self._server = self._server, None
+        assert server is not None
+        server.close()
+        for writer in list(self._open):
+            writer.close()
+        await server.wait_closed()
+
+    async def up(self) -> None:
+        """Listen again, on the same port."""
+        await self.start()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
         try:
             while True:
                 request_line = await reader.readline()
@@ -83,4 +103,5 @@ class FakeHttpServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._open.discard(writer)
             writer.close()
