@@ -56,6 +56,7 @@ CONTRACT_TABLE = {
     ("tracking.orders", "order.refunded", "promo_code"),
     ("tracking.clicks", "link.clicked", "deal_id"),
     ("tracking.attribution", "attribution.updated", "deal_id"),
+    ("tracking.attribution", "promo-code.leak-suspected", "deal_id"),
     ("deliverables.confirmed", "deliverable.confirmed", "deal_id"),
     ("fx.rates", "fx.rates.published", "base"),
     ("payouts.status", "payout.scheduled", "deal_id"),
@@ -86,6 +87,7 @@ TABLE_TOPIC_ORDER = (
 INTERNAL_TABLE_TYPES = {
     "match.suggested",
     "attribution.updated",
+    "promo-code.leak-suspected",
     "payout.scheduled",
     "payout.held",
     "payout.sent",
