@@ -3,8 +3,8 @@
 Each consumed batch is one PostgreSQL transaction (inbox claim, state change, outbox) through
 `batch.apply_batch`; the next batch is read and decoded while it runs
 (`shared.runtime.pipeline`), and its offsets are committed only after it returns.
-Outgoing events (`attribution.updated`, `deliverable.confirmed`) leave through the outbox
-relay, so none is lost if the process dies after the commit.
+Outgoing events (`attribution.updated`, `promo-code.leak-suspected`, `deliverable.confirmed`)
+leave through the outbox relay, so none is lost if the process dies after the commit.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from services.tracking.batch import BatchAhead, apply_batch, read_ahead
+from services.tracking.settings import TrackingSettings
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import CloudEvent, Topic
 from shared.runtime.kafka import BatchHandler, Delivery
@@ -60,11 +61,17 @@ def make_setup(
     async def setup(resources: Resources) -> Sequence[Background]:
         store = PostgresTrackingStore(resources.pool, consumer=inbox_consumer)
         fx_max_move = Decimal(str(resources.settings.fx_max_rate_move))
+        leak_rules = TrackingSettings().leak_thresholds()
 
         async def apply(batch: Batch, ahead: BatchAhead | None = None) -> None:
             async with store.transaction() as tx:
                 await apply_batch(
-                    tx, batch, now=datetime.now(UTC), ahead=ahead, fx_max_move=fx_max_move
+                    tx,
+                    batch,
+                    now=datetime.now(UTC),
+                    ahead=ahead,
+                    fx_max_move=fx_max_move,
+                    leak_rules=leak_rules,
                 )
 
         def prepare(whole: Batch) -> BatchHandler:

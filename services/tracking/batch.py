@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from services.tracking.domain.attribution import attribute
 from services.tracking.domain.credit import ModelSetting
 from services.tracking.domain.deals import DealTerms, code_clash
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
+from services.tracking.domain.leaks import LeakThresholds
 from services.tracking.domain.orders import OrderOutcome, evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
+from services.tracking.leaked_codes import attribute_with_leaks
 from services.tracking.messages import (
     BatchInputs,
     attribution_event,
@@ -36,6 +37,7 @@ from shared.runtime.kafka import Delivery
 from shared.runtime.trust import Untrusted
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
+DEFAULT_LEAK_RULES: Final = LeakThresholds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +100,13 @@ async def apply_batch(
     now: datetime,
     ahead: BatchAhead | None = None,
     fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE,
+    leak_rules: LeakThresholds = DEFAULT_LEAK_RULES,
 ) -> BatchResult:
     """Apply the events of `batch` not applied before; `now` stamps what it publishes.
     `ahead` is `read_ahead(batch)`, if it was worked out before. FX snapshots are judged
     against the last trusted one (`fx_max_move`, shared.runtime.fx_moves); suspect ones are
-    stored but never convert an order.
+    stored but never convert an order. `leak_rules` say when a promo code is suspected
+    leaked (leaked_codes.attribute_with_leaks).
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id, or with a promo code another brand's
@@ -122,7 +126,7 @@ async def apply_batch(
     # A new model publishes every deal of its campaign once, changed figures or not.
     touched |= await tx.deals_of_campaigns({(m.campaign_id, m.brand_id) for m in models})
 
-    attributions = [attribute(facts) for facts in await tx.deal_facts(touched)]
+    attributions, leak_alerts = await attribute_with_leaks(tx, touched, leak_rules, now=now)
     updated = await tx.save_attributions(attributions)
 
     manual = await _store_manual_confirmations(tx, inputs, new_deals)
@@ -131,7 +135,8 @@ async def apply_batch(
     confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, now), batch, fresh)
 
     await tx.enqueue(
-        [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
+        leak_alerts
+        + [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
         + [confirmation_event(c) for c in confirmed]
     )
     return BatchResult(applied, len(updated), len(confirmed))

@@ -12,6 +12,7 @@ from services.tracking.domain.attribution import DealAttribution
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
 from services.tracking.domain.deliverables import Confirmation
+from services.tracking.domain.leaks import LeakedOrders
 from services.tracking.domain.orders import Order, Refund
 from services.tracking.domain.posts import PostSnapshot, tags_carried
 from shared.contract.errors import EventRejected
@@ -32,7 +33,7 @@ from shared.contract.events import (
     make_event,
 )
 from shared.contract.events.envelope import JSON_CONTENT_TYPE, SPEC_VERSION
-from shared.contract.money import FxSnapshot
+from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_store import snapshot_from_event
 
 SOURCE: Final = "creatorflow/tracking"
@@ -58,6 +59,7 @@ def deal_terms(event: CloudEvent[Any]) -> DealTerms:
         ends_at=data.ends_at,
         attribution_window_days=data.attribution_window_days,
         signed_at=event.time,
+        audience_countries=tuple(data.audience_countries or ()),
     )
 
 
@@ -184,6 +186,7 @@ def model_setting(event: CloudEvent[Any]) -> ModelSetting:
         half_life_days=data.half_life_days,
         set_at=event.time,
         event_id=event.id,
+        leaked_orders=LeakedOrders(data.leaked_orders),
     )
 
 
@@ -228,6 +231,10 @@ def attribution_event(attribution: DealAttribution, *, now: datetime) -> CloudEv
         saves=engagement.saves,
         as_of=performance.as_of,
         attribution_model=attribution.model.value,
+        leak_suspected=attribution.leaks.suspected,
+        suspected_orders=attribution.leaks.suspected_orders,
+        withheld_orders=attribution.leaks.withheld_orders,
+        withheld_revenue=Money(attribution.leaks.withheld_revenue, performance.revenue.currency),
     )
     return _ATTRIBUTION_ENVELOPE.model_construct(
         specversion=SPEC_VERSION,

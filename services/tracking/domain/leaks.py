@@ -122,6 +122,7 @@ class LeakOrder:
     occurred_at: datetime
     shipping_country: str | None = None
     referrer: str | None = None
+    promo_code: str = ""
 
     @property
     def key(self) -> tuple[datetime, str]:
@@ -163,6 +164,14 @@ class CodeVerdict:
     @property
     def rules(self) -> tuple[LeakRule, ...]:
         return tuple(e.rule for e in self.evidence)
+
+
+def by_code(orders: Iterable[LeakOrder]) -> dict[str, list[LeakOrder]]:
+    """The orders of each promo code, codes in sorted order."""
+    codes: dict[str, list[LeakOrder]] = {}
+    for order in sorted(orders, key=lambda o: o.promo_code):
+        codes.setdefault(order.promo_code, []).append(order)
+    return codes
 
 
 def registrable_host(referrer: str) -> str | None:
