@@ -3,11 +3,9 @@ the operators' tax report, and the CSV and PDF files (RFC 4180, formula-safe, ex
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import re
-import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -38,6 +36,7 @@ from services.payouts.statement_files import (
 )
 from services.payouts.statements import creator_statement, statement_periods
 from shared.contract.money import FxSnapshot, Money
+from tests.support.pdf import pdf_text
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
 from tests.unit.payouts.store_contract import acct
@@ -341,17 +340,6 @@ def test_the_yearly_csv_ends_with_the_usd_total() -> None:
     last = dict(zip(YEAR_COLUMNS, rows[-1], strict=True))
     assert (last["kind"], last["paid_usd"]) == ("total_usd", "100.00")
     assert dict(zip(YEAR_COLUMNS, rows[1], strict=True))["paid_usd"] == "100.00"
-
-
-def pdf_text(document: bytes) -> str:
-    """The text shown by a PDF's content streams, compressed or not."""
-    shown = []
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", document, re.S):
-        with contextlib.suppress(zlib.error):  # an uncompressed stream
-            stream = zlib.decompress(stream)
-        for text in re.findall(rb"\(((?:[^()\\]|\\.)*)\)\s*Tj", stream, re.S):
-            shown.append(re.sub(rb"\\(.)", rb"\1", text).decode("latin-1"))
-    return "\n".join(shown)
 
 
 def test_the_pdf_shows_the_payouts_and_the_totals() -> None:
