@@ -5,6 +5,7 @@ browser are the creator page's (`test_creator_page.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -15,12 +16,16 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as redis
+from click.testing import Result
+from typer.testing import CliRunner
 
 from services.payouts.creator_page.web import page_app
 from services.payouts.domain.tax import DEFAULT_1099_THRESHOLD
 from services.payouts.reports import tax_totals
 from services.payouts.statement_files import COLUMNS, YEAR_COLUMNS
 from services.payouts.store.postgres import PgPayouts
+from shared.tools.cli.main import app as creatorflow
+from shared.tools.infra import InfraUrls
 from tests.integration.payouts.test_creator_page import (
     Scene,
     Writer,
@@ -213,3 +218,32 @@ async def test_statements_are_the_sessions_creators_only(
             refused = await stranger.get(path)
             assert refused.status_code == 401, path
             assert scene.alice not in refused.text and "%PDF" not in refused.text
+
+
+async def test_operators_print_the_same_csv_the_creator_downloads(
+    infra: InfraUrls, db_pool: asyncpg.Pool, cache: redis.Redis, scene: StatementScene
+) -> None:
+    year = await settled_year(db_pool, scene.payouts["settled"].payout_id)
+    env = {
+        "DATABASE_URL": infra.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+    }
+
+    async def printed(*argv: str) -> Result:
+        command = ["payouts", "statement", scene.alice, *argv]
+        return await asyncio.to_thread(CliRunner().invoke, creatorflow, command, env=env)
+
+    async with signed_in(db_pool, cache, scene.alice) as browser:
+        for period in ("2026-03", str(year)):
+            downloaded = await browser.get(f"/c/statements/{period}.csv")
+            result = await printed("--format", "csv", "--period", period)
+            assert result.exit_code == 0, result.output
+            # The bytes: the CRLF line ends of RFC 4180 too.
+            assert result.stdout_bytes == downloaded.content
+            assert scene.formula_deal in result.stdout
+    no_period = await printed("--format", "csv")
+    assert no_period.exit_code == 1 and "--format csv needs --period" in no_period.output
+    bad = await printed("--format", "csv", "--period", "2026-13")
+    assert bad.exit_code == 1 and "there is no month 13" in bad.output
+    unknown = await printed("--format", "xml")
+    assert unknown.exit_code == 1 and "--format 'xml' is not known" in unknown.output
