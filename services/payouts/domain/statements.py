@@ -27,6 +27,8 @@ from shared.contract.money import FxSnapshot, Money, MoneyError
 
 FIRST_YEAR: Final = 1970
 LAST_YEAR: Final = 9998  # its end, 1 January of the next year, is still a datetime
+# A clawback's status on a statement: complete at once, it sends nothing to settle.
+CLAWED_BACK: Final = "clawed_back"
 _SHAPE: Final = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
 
 
@@ -113,7 +115,7 @@ class Line:
     deal_id: str
     kind: str
     milestone: str
-    status: str
+    status: str  # the payout's status; `clawed_back` for a clawback
     gross: Money
     fx_rate: Decimal | None
     platform_fee: Money
@@ -168,7 +170,7 @@ def line(dated: DatedPayout, usd: Money | None = None) -> Line:
         deal_id=p.deal_id,
         kind=p.kind,
         milestone=p.milestone,
-        status=p.status,
+        status=CLAWED_BACK if back else p.status,
         gross=-p.gross if back else p.gross,
         fx_rate=p.fx.rate if p.fx is not None else None,
         platform_fee=-p.platform_fee if back else p.platform_fee,

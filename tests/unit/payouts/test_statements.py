@@ -133,6 +133,7 @@ def test_a_months_statement_lists_the_payouts_owed_in_it_with_totals_per_currenc
     assert [line.payout_id for line in statement.lines] == ["po-0", "po-1", "po-2", "po-3"]
     clawback = statement.lines[-1]
     assert clawback.gross == Money.of("-4.00", "USD") and clawback.net is None
+    assert clawback.status == "clawed_back"
     assert clawback.platform_fee == Money.of("-0.04", "USD") and clawback.paid is None
     by_currency = {t.currency: t for t in statement.totals}
     assert list(by_currency) == ["EUR", "JPY", "USD"]
