@@ -20,12 +20,13 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final
-
-from fpdf import FPDF
+from typing import TYPE_CHECKING, Final
 
 from services.payouts.domain.statements import Line, Statement, Totals
 from shared.contract.money import Money
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 COLUMNS: Final = (
     "date",
@@ -173,6 +174,10 @@ _PDF_COLUMNS: Final = (
 def statement_pdf(statement: Statement, *, compress: bool = True) -> bytes:
     """The statement as a PDF: a title, the payouts' table, the totals per currency and, for a
     yearly summary, the USD total the tax report gives."""
+    # Imported here: fpdf2 takes half a second to import, which every payouts process and
+    # command would pay at start for a file only the creator page makes.
+    from fpdf import FPDF
+
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_compression(compress)
     pdf.set_title(title(statement))
