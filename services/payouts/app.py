@@ -35,7 +35,7 @@ from services.payouts.schedules import (
     SettlementPoller,
 )
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store import PayoutDatabase
+from services.payouts.store.port import PayoutDatabase
 from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
 from services.payouts.webhooks import PREFIX as WEBHOOKS_PREFIX
 from services.payouts.webhooks import Nonces, WebhookRoutes

@@ -40,7 +40,7 @@ from services.payouts.providers import (
     TransferRequest,
 )
 from services.payouts.providers.rails import LEGACY_RAIL, Rails
-from services.payouts.store import PayoutDatabase
+from services.payouts.store.port import PayoutDatabase
 from shared.contract.events import PayoutStatus
 from shared.runtime.observability import PAYOUT_CONFIRMATION_TO_SENT, PAYOUT_POST_TO_SENT
 

@@ -49,7 +49,7 @@ from services.payouts.domain.terms import (
     payable_fee_milestones,
     payable_since,
 )
-from services.payouts.store import PayoutRepository
+from services.payouts.store.port import PayoutRepository
 from shared.contract.errors import EventRejected, TransientError
 from shared.contract.events import (
     AttributionUpdated,

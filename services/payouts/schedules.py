@@ -14,7 +14,7 @@ from services.payouts.providers import PayoutProvider, ProviderError, Settlement
 from services.payouts.providers.rails import Rails
 from services.payouts.reports import LedgerReport, check_ledger
 from services.payouts.settlements import RailReport, apply_reports
-from services.payouts.store import PayoutDatabase
+from services.payouts.store.port import PayoutDatabase
 from shared.runtime.observability import LEDGER_CHECK_PROBLEMS, LEDGER_CHECKS
 
 log = structlog.get_logger(__name__)

@@ -46,7 +46,7 @@ from services.payouts.providers.paypal import item_settlement
 from services.payouts.providers.stripe import transfer_settlement
 from services.payouts.providers.wise import status_settlement
 from services.payouts.settlements import RailReport, apply_reports
-from services.payouts.store import PayoutDatabase
+from services.payouts.store.port import PayoutDatabase
 from services.payouts.webhook_signatures import SignatureRefused, verify
 from shared.runtime.observability import WEBHOOK_NONCE_STORE_DOWN, WEBHOOKS
 

@@ -28,7 +28,7 @@ from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
 from services.payouts.providers.rails import LEGACY_RAIL
-from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
+from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
 from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime import fx_store, inbox, outbox

@@ -14,7 +14,7 @@ from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer, TransferKind, escrow_of
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
-from services.payouts.store import (
+from services.payouts.store.port import (
     Attribution,
     FeeCeilingExceeded,
     PayoutDatabase,
