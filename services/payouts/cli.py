@@ -16,7 +16,7 @@ from services.payouts.destinations import DestinationCipher, UnreadableDestinati
 from services.payouts.dispatcher import utc_now
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
 from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
-from services.payouts.handlers import PayoutNotFound, PayoutPolicy, Work, retry_payout
+from services.payouts.handlers import PayoutNotFound, PayoutPolicy, PayoutTransaction, retry_payout
 from services.payouts.key_rotation import RotationProgress, rotate_destination_key
 from services.payouts.reports import (
     BrandStatement,
@@ -180,9 +180,10 @@ def retry_command(payout_id: str) -> None:
         try:
             async with db.transaction() as repo:
                 # A retry applies no setting of the service: the default policy will do.
-                work = Work(repo, PayoutPolicy(), now)
-                retried = await retry_payout(work, payout_id)
-                await work.flush()
+                changes = PayoutTransaction(repo, PayoutPolicy(), now)
+                retried = await retry_payout(changes, payout_id)
+                await changes.flush()
+            changes.committed()
         except PayoutNotFound:
             return f"no payout {payout_id!r}"
         except InvalidTransition as refused:

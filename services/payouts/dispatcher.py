@@ -31,8 +31,8 @@ from services.payouts.domain.accounts import (
     SealedDestination,
     hold_for,
 )
-from services.payouts.domain.lifecycle import Payout, Transition
-from services.payouts.handlers import PayoutPolicy, Work, release_held
+from services.payouts.domain.lifecycle import Payout, PayoutStatus, Transition
+from services.payouts.handlers import PayoutPolicy, PayoutTransaction, release_held
 from services.payouts.providers import (
     PayoutProvider,
     ProviderError,
@@ -41,7 +41,6 @@ from services.payouts.providers import (
 )
 from services.payouts.providers.rails import LEGACY_RAIL, Rails
 from services.payouts.store.port import PayoutDatabase
-from shared.contract.events import PayoutStatus
 from shared.runtime.observability import PAYOUT_CONFIRMATION_TO_SENT, PAYOUT_POST_TO_SENT
 
 log = structlog.get_logger(__name__)
@@ -111,9 +110,10 @@ class Dispatcher:
                 if (a := accounts.get(p.creator_id)) is None
                 or self._rails.unavailable(a.method) is None
             ]
-            work = Work(repo, self._policy, self._clock())
-            await release_held(work, ready, accounts)
-            await work.flush()
+            changes = PayoutTransaction(repo, self._policy, self._clock())
+            await release_held(changes, ready, accounts)
+            await changes.flush()
+        changes.committed()
         if ready:
             self.wake()
         return len(ready)
@@ -149,8 +149,8 @@ class Dispatcher:
                 # locks (as the consumer does) and look again.
                 await repo.lock(fx="shared", creator_ids=unpayable)
                 accounts = await repo.accounts(p.creator_id for p in due)
-            work = Work(repo, self._policy, now)
-            changes: list[tuple[Transition, PayoutStatus]] = []
+            changes = PayoutTransaction(repo, self._policy, now)
+            transitions: list[tuple[Transition, PayoutStatus]] = []
             claimed = []
             for payout in due:
                 account = accounts.get(payout.creator_id)
@@ -163,12 +163,13 @@ class Dispatcher:
                     rail=rail,
                     rail_unavailable=unavailable,
                 )
-                changes.append((transition, payout.status))
+                transitions.append((transition, payout.status))
                 if transition.payout.status == "scheduled" and account is not None:
                     claimed.append(_Claimed(transition.payout, account))
-            await work.changed(changes)
-            work.scheduled = 0  # claimed payouts are leased, not newly due
-            await work.flush()
+            await changes.changed(transitions)
+            changes.scheduled = 0  # claimed payouts are leased, not newly due
+            await changes.flush()
+        changes.committed()
         return claimed, len(due)
 
     async def _send(self, claimed: _Claimed) -> TransferAccepted | _Failed:
@@ -226,8 +227,8 @@ class Dispatcher:
                 p.payout_id: p
                 for p in await repo.payouts_for_update([c.payout.payout_id for c, _ in results])
             }
-            work = Work(repo, self._policy, now)
-            changes: list[tuple[Transition, PayoutStatus]] = []
+            changes = PayoutTransaction(repo, self._policy, now)
+            transitions: list[tuple[Transition, PayoutStatus]] = []
             for claimed, outcome in results:
                 payout = current.get(claimed.payout.payout_id)
                 if payout is None or payout.status != "scheduled":
@@ -253,12 +254,13 @@ class Dispatcher:
                         not_executed=outcome.not_executed,
                         fallback_rail=self._fallback_rail(claimed.account),
                     )
-                changes.append((transition, payout.status))
-            await work.changed(changes)
-            sent = [t.payout for t, _ in changes if t.payout.status == "sent"]
+                transitions.append((transition, payout.status))
+            await changes.changed(transitions)
+            sent = [t.payout for t, _ in transitions if t.payout.status == "sent"]
             arrivals = await repo.post_arrivals(p.deal_id for p in sent if p.kind == "fee")
-            work.scheduled = 0
-            await work.flush()
+            changes.scheduled = 0
+            await changes.flush()
+        changes.committed()
         self.sent += len(sent)
         observe_latencies(sent, arrivals, now)
 

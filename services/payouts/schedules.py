@@ -9,7 +9,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from services.payouts.dispatcher import Clock, utc_now
-from services.payouts.handlers import PayoutPolicy, Work, decide_commissions, release_cooled_off
+from services.payouts.handlers import (
+    PayoutPolicy,
+    PayoutTransaction,
+    decide_commissions,
+    release_cooled_off,
+)
 from services.payouts.providers import PayoutProvider, ProviderError, Settlement
 from services.payouts.providers.rails import Rails
 from services.payouts.reports import LedgerReport, check_ledger
@@ -20,8 +25,8 @@ from shared.runtime.observability import LEDGER_CHECK_PROBLEMS, LEDGER_CHECKS
 log = structlog.get_logger(__name__)
 
 
-Round = Callable[[Work, int], Awaitable[int]]
-"""One round of periodic work in one transaction: (work, batch) -> rows looked at."""
+Round = Callable[[PayoutTransaction, int], Awaitable[int]]
+"""One round of periodic work in one transaction: (changes, batch) -> rows looked at."""
 
 
 class _Rounds:
@@ -55,10 +60,11 @@ class _Rounds:
 
     async def run_once(self) -> int:
         async with self._db.transaction() as repo:
-            work = Work(repo, self._policy, self._clock())
-            looked_at = await type(self)._round(work, self._batch)
-            await work.flush()
-        if work.scheduled:
+            changes = PayoutTransaction(repo, self._policy, self._clock())
+            looked_at = await type(self)._round(changes, self._batch)
+            await changes.flush()
+        changes.committed()
+        if changes.scheduled:
             self._on_scheduled()
         return looked_at
 
@@ -121,9 +127,10 @@ class SettlementPoller:
         if not reports:
             return 0
         async with self._db.transaction() as repo:
-            work = Work(repo, self._policy, self._clock())
-            changed = await apply_reports(work, reports)
-            await work.flush()
+            changes = PayoutTransaction(repo, self._policy, self._clock())
+            changed = await apply_reports(changes, reports)
+            await changes.flush()
+        changes.committed()
         return changed
 
 

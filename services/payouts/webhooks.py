@@ -40,7 +40,7 @@ import structlog
 from pydantic import SecretStr
 
 from services.payouts.domain.lifecycle import SettlementReport
-from services.payouts.handlers import PayoutPolicy, Work
+from services.payouts.handlers import PayoutPolicy, PayoutTransaction
 from services.payouts.providers.base import Settlement
 from services.payouts.providers.paypal import item_settlement
 from services.payouts.providers.stripe import transfer_settlement
@@ -286,10 +286,11 @@ class WebhookRoutes:
                     provider_ref=event.provider_ref,
                 )
                 return "unknown_transfer"
-            work = Work(repo, self._policy, now)
+            changes = PayoutTransaction(repo, self._policy, now)
             report = RailReport(payout_id, event.provider_ref, event.state, event.reason)
-            changed = await apply_reports(work, [report])
-            await work.flush()
+            changed = await apply_reports(changes, [report])
+            await changes.flush()
+        changes.committed()
         log.info(
             "webhook applied" if changed else "webhook changed nothing",
             rail=rail,

@@ -1,7 +1,9 @@
 """The payouts store's port: what the handlers, the dispatcher and the schedules read and write.
 
-Everything a handler does happens inside one `Payouts.transaction()`: the inbox claim, the
-state change, the ledger postings and the outbox events commit or roll back together.
+Everything a handler does happens inside one `PayoutDatabase.transaction()`: the inbox claim,
+the state change, the ledger postings and the outbox events commit or roll back together. The
+transaction (`PayoutRepository`) is the `Transaction` of the unit of work
+(shared.runtime.unit_of_work): `claim` and `enqueue`, and payouts' own reads and writes.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
-from services.payouts.domain.lifecycle import Payout
+from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.terms import DealTerms
-from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
+from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.kafka import Delivery
 
@@ -30,10 +32,9 @@ class PayoutRepository(Protocol):
     """Reads and writes of one transaction. Methods named `*_for_update` lock what they return
     until the transaction ends (rows locked by another transaction are skipped where noted)."""
 
-    async def claim_events(
-        self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
-    ) -> set[EventIdentity]:
-        """Record the events as processed; return the identities seen for the first time."""
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+        """Record the events as processed in the store's inbox (under the store's consumer
+        name); return the identities seen for the first time."""
         ...
 
     async def lock(
@@ -216,8 +217,8 @@ class PayoutRepository(Protocol):
         """Append the transfers to the ledger."""
         ...
 
-    async def publish(self, events: Sequence[CloudEvent[Any]]) -> None:
-        """Queue events in the outbox of this transaction."""
+    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """Queue events in the outbox of this transaction (published by the store's relay)."""
         ...
 
     async def notify_due(self) -> None:
