@@ -32,7 +32,11 @@ from services.payouts.domain.accounts import (
     hold_for,
 )
 from services.payouts.domain.lifecycle import Payout, PayoutStatus, Transition
-from services.payouts.handlers import PayoutPolicy, PayoutTransaction, release_held
+from services.payouts.handlers import (
+    PayoutPolicy,
+    payout_transaction,
+    release_held,
+)
 from services.payouts.providers import (
     PayoutProvider,
     ProviderError,
@@ -97,23 +101,20 @@ class Dispatcher:
     async def release_rail_holds(self) -> int:
         """Release payouts held for a rail that is configured now (at start: the operator
         configured it and restarted); returns how many."""
-        async with self._db.transaction() as repo:
-            held = await repo.held_for_update(codes=[HoldCode.RAIL_UNAVAILABLE])
+        async with payout_transaction(self._db, self._policy, self._clock()) as changes:
+            held = await changes.repo.held_for_update(codes=[HoldCode.RAIL_UNAVAILABLE])
             if not held:
                 return 0
             creators = {p.creator_id for p in held}
-            await repo.lock(fx="shared", creator_ids=creators)
-            accounts = await repo.accounts(creators)
+            await changes.repo.lock(fx="shared", creator_ids=creators)
+            accounts = await changes.repo.accounts(creators)
             ready = [
                 p
                 for p in held
                 if (a := accounts.get(p.creator_id)) is None
                 or self._rails.unavailable(a.method) is None
             ]
-            changes = PayoutTransaction(repo, self._policy, self._clock())
             await release_held(changes, ready, accounts)
-            await changes.flush()
-        changes.committed()
         if ready:
             self.wake()
         return len(ready)
@@ -138,18 +139,17 @@ class Dispatcher:
 
     async def _claim(self) -> tuple[list[_Claimed], int]:
         now = self._clock()
-        async with self._db.transaction() as repo:
-            due = await repo.due_for_update(now, self._batch)
+        async with payout_transaction(self._db, self._policy, now) as changes:
+            due = await changes.repo.due_for_update(now, self._batch)
             if not due:
                 return [], 0
-            accounts = await repo.accounts(p.creator_id for p in due)
+            accounts = await changes.repo.accounts(p.creator_id for p in due)
             unpayable = {p.creator_id for p in due if hold_for(accounts.get(p.creator_id), now)}
             if unpayable:
                 # Holding races with an account update releasing holds: take the creators'
                 # locks (as the consumer does) and look again.
-                await repo.lock(fx="shared", creator_ids=unpayable)
-                accounts = await repo.accounts(p.creator_id for p in due)
-            changes = PayoutTransaction(repo, self._policy, now)
+                await changes.repo.lock(fx="shared", creator_ids=unpayable)
+                accounts = await changes.repo.accounts(p.creator_id for p in due)
             transitions: list[tuple[Transition, PayoutStatus]] = []
             claimed = []
             for payout in due:
@@ -168,8 +168,6 @@ class Dispatcher:
                     claimed.append(_Claimed(transition.payout, account))
             await changes.changed(transitions)
             changes.scheduled = 0  # claimed payouts are leased, not newly due
-            await changes.flush()
-        changes.committed()
         return claimed, len(due)
 
     async def _send(self, claimed: _Claimed) -> TransferAccepted | _Failed:
@@ -222,12 +220,13 @@ class Dispatcher:
 
     async def _record(self, results: Sequence[tuple[_Claimed, TransferAccepted | _Failed]]) -> None:
         now = self._clock()
-        async with self._db.transaction() as repo:
+        async with payout_transaction(self._db, self._policy, now) as changes:
             current = {
                 p.payout_id: p
-                for p in await repo.payouts_for_update([c.payout.payout_id for c, _ in results])
+                for p in await changes.repo.payouts_for_update(
+                    [c.payout.payout_id for c, _ in results]
+                )
             }
-            changes = PayoutTransaction(repo, self._policy, now)
             transitions: list[tuple[Transition, PayoutStatus]] = []
             for claimed, outcome in results:
                 payout = current.get(claimed.payout.payout_id)
@@ -257,10 +256,8 @@ class Dispatcher:
                 transitions.append((transition, payout.status))
             await changes.changed(transitions)
             sent = [t.payout for t, _ in transitions if t.payout.status == "sent"]
-            arrivals = await repo.post_arrivals(p.deal_id for p in sent if p.kind == "fee")
+            arrivals = await changes.repo.post_arrivals(p.deal_id for p in sent if p.kind == "fee")
             changes.scheduled = 0
-            await changes.flush()
-        changes.committed()
         self.sent += len(sent)
         observe_latencies(sent, arrivals, now)
 

@@ -11,7 +11,8 @@ webhooks and the operators' commands change payouts through a `PayoutTransaction
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -60,7 +61,7 @@ from services.payouts.domain.terms import (
     payable_fee_milestones,
     payable_since,
 )
-from services.payouts.store.port import PayoutRepository
+from services.payouts.store.port import PayoutDatabase, PayoutRepository
 from services.payouts.translate import Seal
 from shared.contract.errors import EventRejected, TransientError
 from shared.contract.events import CloudEvent, EventIdentity, EventType
@@ -285,6 +286,21 @@ class PayoutTransaction:
             PAYOUT_TRANSITIONS.labels(status=event.data.status).inc()
         if self.cool_offs:
             PAYOUT_DESTINATION_COOLOFFS.inc(self.cool_offs)
+
+
+@asynccontextmanager
+async def payout_transaction(
+    db: PayoutDatabase, policy: PayoutPolicy, now: datetime
+) -> AsyncIterator[PayoutTransaction]:
+    """A transaction that changes payouts outside the consumer (the dispatcher, the schedules,
+    the webhooks, an operator's command): the block's changes are written when it ends
+    normally (`PayoutTransaction.flush`), committed, and then counted; an exception rolls all
+    of it back and counts nothing."""
+    async with db.transaction() as repo:
+        changes = PayoutTransaction(repo, policy, now)
+        yield changes
+        await changes.flush()
+    changes.committed()
 
 
 async def _rates_for(

@@ -13,6 +13,7 @@ from services.payouts.handlers import (
     PayoutPolicy,
     PayoutTransaction,
     decide_commissions,
+    payout_transaction,
     release_cooled_off,
 )
 from services.payouts.providers import PayoutProvider, ProviderError, Settlement
@@ -59,11 +60,8 @@ class _Rounds:
             await asyncio.sleep(self._interval)
 
     async def run_once(self) -> int:
-        async with self._db.transaction() as repo:
-            changes = PayoutTransaction(repo, self._policy, self._clock())
+        async with payout_transaction(self._db, self._policy, self._clock()) as changes:
             looked_at = await type(self)._round(changes, self._batch)
-            await changes.flush()
-        changes.committed()
         if changes.scheduled:
             self._on_scheduled()
         return looked_at
@@ -126,11 +124,8 @@ class SettlementPoller:
             reports.append(RailReport(payout.payout_id, payout.provider_ref, answer.state, reason))
         if not reports:
             return 0
-        async with self._db.transaction() as repo:
-            changes = PayoutTransaction(repo, self._policy, self._clock())
+        async with payout_transaction(self._db, self._policy, self._clock()) as changes:
             changed = await apply_reports(changes, reports)
-            await changes.flush()
-        changes.committed()
         return changed
 
 
