@@ -28,7 +28,7 @@ from services.matching.app import background, start_service
 from services.matching.schema import SCHEMA as MATCHING_SCHEMA
 from services.matching.settings import MatchingSettings
 from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
-from services.payouts.app import PayoutsSetup
+from services.payouts.app import make_setup as make_payouts_setup
 from services.payouts.schema import SCHEMA as PAYOUTS_SCHEMA
 from services.payouts.settings import PayoutsSettings
 from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
@@ -87,7 +87,9 @@ async def services(infra: InfraUrls, topics: None) -> AsyncIterator[None]:
         service = await start_service(resources, MatchingSettings())
         return background(resources, service)
 
-    payouts = PayoutsSetup(PayoutsSettings(settle_check_seconds=0.2, dispatch_idle_seconds=0.5))
+    payouts = make_payouts_setup(
+        PayoutsSettings(settle_check_seconds=0.2, dispatch_idle_seconds=0.5)
+    )
     runtimes = (
         ServiceRuntime("matching", matching, schema=MATCHING_SCHEMA, settings=PRODUCTION,
                        urls=infra),

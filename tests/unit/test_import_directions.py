@@ -105,3 +105,56 @@ def test_imports_follow_the_layers(path: Path) -> None:
 )
 def test_the_rule_itself(importer: str, imported: str, allowed: bool) -> None:
     assert _allowed(importer, imported) is allowed
+
+
+# A service's domain is pure (docs/architecture.md §1): no wire models, no database driver,
+# no metrics, no store. One entry per service whose domain is held to it.
+PURE_DOMAINS = {
+    "payouts": (
+        "shared.contract.events",
+        "pydantic",
+        "asyncpg",
+        "prometheus_client",
+        "services.payouts.store",
+    ),
+}
+
+
+def _forbidden_in_domain(service: str, imported: str) -> bool:
+    return any(
+        imported == banned or imported.startswith(banned + ".") for banned in PURE_DOMAINS[service]
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        (service, path)
+        for service in PURE_DOMAINS
+        for path in sorted((ROOT / "services" / service / "domain").rglob("*.py"))
+    ],
+    ids=lambda item: item if isinstance(item, str) else str(item.relative_to(ROOT)),
+)
+def test_a_domain_imports_no_wire_model_driver_metric_or_store(service: str, path: Path) -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for line, module in _imports(path)
+        if _forbidden_in_domain(service, module)
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("imported", "forbidden"),
+    [
+        ("shared.contract.events", True),
+        ("shared.contract.events.PayoutStatusChanged", True),
+        ("pydantic.SecretStr", True),
+        ("prometheus_client", True),
+        ("services.payouts.store.port", True),
+        ("shared.contract.money", False),
+        ("services.payouts.domain.ledger", False),
+    ],
+)
+def test_the_domain_rule_itself(imported: str, forbidden: bool) -> None:
+    assert _forbidden_in_domain("payouts", imported) is forbidden
