@@ -1,7 +1,7 @@
 """Matching benchmark: one top-50 query at 100k and 1M creators, 24 requests arriving
 together, and request -> suggestion latency through Kafka at 100k.
 
-For each size it times the service's scoring code (`services.matching.scoring.match`: filters
+For each size it times the service's scoring code (`services.matching.domain.scoring.match`: filters
 with reasons, eight features, score, exact budget check, MMR, explanations) against a
 brute-force numpy baseline measured in the same run on the same index: sparse dot (TF-IDF) +
 dense dot (the other features) + filter + argpartition. It prints median and p99 of both and
@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from services.matching.features import FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
+from services.matching.domain.features import FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchQuery, ScoringSettings, match, match_many
 from services.matching.schema import SCHEMA
-from services.matching.scoring import MatchQuery, ScoringSettings, match, match_many
 from shared.contract.events.vocabulary import TIERS
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
@@ -234,7 +234,7 @@ async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail:
 
     from services.matching.app import SERVICE, background, start_service
     from services.matching.settings import MatchingSettings
-    from services.matching.store import PostgresMatchingStore, StoredProfile
+    from services.matching.store.postgres import PostgresMatchingStore, StoredProfile
     from shared.contract.events import Topic, decode, encode, event_key, make_event
     from shared.runtime.config import Settings
     from shared.runtime.db import create_pool, migrate

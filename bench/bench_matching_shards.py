@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from bench_matching import FX, TOP, add_long_tail, percentile, requests
 
-from services.matching.index import CreatorIndex
-from services.matching.profiles import ProfileColumns
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, RankedCreator, ScoringSettings, match
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.profiles import ProfileColumns
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchQuery, RankedCreator, ScoringSettings, match
 from shared.tools.synthetic.population import generate_population
 
 

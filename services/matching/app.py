@@ -27,16 +27,15 @@ from typing import Any, Final
 import numpy as np
 import structlog
 
-from services.matching.answers import check_request, suggestion_payload
-from services.matching.features import FEATURES
-from services.matching.follower_history import largest_jump
-from services.matching.index import CreatorIndex
-from services.matching.learning import Verdict, learn_brand
-from services.matching.profiles import Account, ProfileColumns
-from services.matching.ranker import HAND_RANKER, LinearRanker
-from services.matching.scoring import MatchQuery, MatchResult, match_many
+from services.matching.domain.features import FEATURES
+from services.matching.domain.follower_history import largest_jump
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.learning import Verdict, learn_brand
+from services.matching.domain.profiles import Account, ProfileColumns
+from services.matching.domain.ranker import HAND_RANKER, LinearRanker
+from services.matching.domain.scoring import MatchQuery, MatchResult, match_many
 from services.matching.settings import MatchingSettings
-from services.matching.store import (
+from services.matching.store.postgres import (
     Answer,
     FollowerCount,
     MatchingStore,
@@ -44,6 +43,7 @@ from services.matching.store import (
     PostgresMatchingStore,
     StoredProfile,
 )
+from services.matching.translate import check_request, suggestion_payload
 from shared.contract.events import (
     AttributionUpdated,
     CloudEvent,

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.features import FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import LABELS, LinearRanker, TrainingSet
-from services.matching.scoring import MatchQuery, MatchResult, ScoringSettings, match
+from services.matching.domain.features import FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import LABELS, LinearRanker, TrainingSet
+from services.matching.domain.scoring import MatchQuery, MatchResult, ScoringSettings, match
 from shared.contract.events import MatchRequested
 from shared.tools.synthetic.population import NICHE_NAMES, Population, niche_request, reference_fx
 

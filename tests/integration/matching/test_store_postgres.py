@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.matching.store import PostgresMatchingStore
+from services.matching.store.postgres import PostgresMatchingStore
 from tests.unit.matching.store_contract import MatchingStoreContract
 
 pytestmark = pytest.mark.integration

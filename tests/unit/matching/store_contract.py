@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from services.matching.features import FEATURES
-from services.matching.ranker import HAND_RANKER, LinearRanker
-from services.matching.store import (
+from services.matching.domain.features import FEATURES
+from services.matching.domain.ranker import HAND_RANKER, LinearRanker
+from services.matching.store.postgres import (
     Answer,
     FollowerCount,
     MatchingStore,

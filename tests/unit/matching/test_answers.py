@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from services.matching.answers import check_request, suggestion_payload
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, ScoringSettings, match
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchQuery, ScoringSettings, match
+from services.matching.translate import check_request, suggestion_payload
 from shared.contract.errors import EventRejected
 from shared.contract.events import MatchRequested
 from shared.contract.money import FxSnapshot, Money

@@ -7,13 +7,13 @@ import dataclasses
 
 import numpy as np
 
-from services.matching.answers import suggestion_payload
 from services.matching.app import _answer, exploration_seed
-from services.matching.features import FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, MatchResult, ScoringSettings, match
-from services.matching.store import InMemoryMatchingStore
+from services.matching.domain.features import FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchQuery, MatchResult, ScoringSettings, match
+from services.matching.store.postgres import InMemoryMatchingStore
+from services.matching.translate import suggestion_payload
 from shared.contract.events import MatchSuggested
 from shared.contract.money import FxSnapshot
 from shared.tools.synthetic.population import niche_request

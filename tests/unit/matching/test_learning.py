@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from services.matching.features import FEATURES, HAND_WEIGHTS, TIER_CODES
-from services.matching.index import CreatorIndex
-from services.matching.learning import (
+from services.matching.domain.features import FEATURES, HAND_WEIGHTS, TIER_CODES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.learning import (
     LearningSettings,
     judge,
     learn_brand,
@@ -23,7 +23,7 @@ from services.matching.learning import (
     split_by_time,
     unseen_negatives,
 )
-from services.matching.ranker import (
+from services.matching.domain.ranker import (
     HAND_RANKER,
     LABELS,
     NEVER_AGAINST,
@@ -32,7 +32,7 @@ from services.matching.ranker import (
     TrainingSet,
     train_ranker,
 )
-from services.matching.scoring import MatchQuery, ScoringSettings, match
+from services.matching.domain.scoring import MatchQuery, ScoringSettings, match
 from shared.tools.synthetic.population import NICHE_NAMES, Population, niche_request, reference_fx
 
 FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))

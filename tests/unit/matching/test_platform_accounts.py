@@ -8,10 +8,16 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from services.matching.index import CreatorIndex
-from services.matching.profiles import ProfileColumns
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, MatchResult, RankedCreator, ScoringSettings, match
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.profiles import ProfileColumns
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import (
+    MatchQuery,
+    MatchResult,
+    RankedCreator,
+    ScoringSettings,
+    match,
+)
 from shared.contract.events import CreatorProfileUpserted
 from shared.contract.events.vocabulary import PLATFORMS, Platform
 from shared.contract.money import FxSnapshot

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.matching.app import MatchingService, MatchingState
-from services.matching.features import FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, ScoringSettings, match
+from services.matching.domain.features import FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchQuery, ScoringSettings, match
 from services.matching.settings import MatchingSettings
-from services.matching.store import Answer, InMemoryMatchingStore
+from services.matching.store.postgres import Answer, InMemoryMatchingStore
 from shared.contract.money import FxSnapshot
 from shared.tools.synthetic.population import NICHE_NAMES, niche_request
 

@@ -1,4 +1,4 @@
-"""Filters, features, explanations and diversity of one ranking (services.matching.scoring)."""
+"""Filters, features, explanations and diversity of one ranking (matching's domain.scoring)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from services.matching.features import BASELINE, FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import (
+from services.matching.domain.features import BASELINE, FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import (
     FILTER_REASONS,
     MatchQuery,
     ScoringSettings,

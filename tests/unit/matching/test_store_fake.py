@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from services.matching.store import InMemoryMatchingStore
+from services.matching.store.postgres import InMemoryMatchingStore
 from tests.unit.matching.store_contract import MatchingStoreContract
 
 

@@ -9,13 +9,13 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from services.matching.engagement_pods import EngagementMix, suspected_pods
-from services.matching.features import FEATURES, tier_codes
-from services.matching.follower_history import largest_jump
-from services.matching.index import CreatorIndex
-from services.matching.profiles import ProfileColumns
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, ScoringSettings, candidates, match
+from services.matching.domain.engagement_pods import EngagementMix, suspected_pods
+from services.matching.domain.features import FEATURES, tier_codes
+from services.matching.domain.follower_history import largest_jump
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.profiles import ProfileColumns
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchQuery, ScoringSettings, candidates, match
 from shared.contract.money import FxSnapshot
 from shared.tools.synthetic.population import (
     NICHE_NAMES,

@@ -16,9 +16,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from services.matching.features import FEATURES
-from services.matching.profiles import Account, profile_text
-from services.matching.ranker import (
+from services.matching.domain.features import FEATURES
+from services.matching.domain.profiles import Account, profile_text
+from services.matching.domain.ranker import (
     LABELS,
     OUTCOME_WEIGHT,
     PROFITABLE_ROAS,

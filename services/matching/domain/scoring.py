@@ -21,19 +21,19 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.authenticity import TRUST_FLAGS
-from services.matching.diversity import mmr
-from services.matching.engagement_pods import pod_reason
-from services.matching.features import (
+from services.matching.domain.authenticity import TRUST_FLAGS
+from services.matching.domain.diversity import mmr
+from services.matching.domain.engagement_pods import pod_reason
+from services.matching.domain.features import (
     FEATURES,
     TIER_CODES,
     engagement_quality,
     past_performance,
     shrunk_roas,
 )
-from services.matching.index import CreatorIndex
-from services.matching.niche_vectors import NicheQuery
-from services.matching.ranker import LinearRanker
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.niche_vectors import NicheQuery
+from services.matching.domain.ranker import LinearRanker
 from shared.contract.events import MatchRequested
 from shared.contract.events.matching import EngagementRange, FollowerRange, MatchFilters
 from shared.contract.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.matching.niche_terms import content_words
-from services.matching.scoring import MatchResult
+from services.matching.domain.niche_terms import content_words
+from services.matching.domain.scoring import MatchResult
 from shared.contract.errors import EventRejected
 from shared.contract.events import MatchRequested, MatchSuggested, Suggestion
 
