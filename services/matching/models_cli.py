@@ -16,7 +16,8 @@ from rich.table import Table
 
 from services.matching.domain.features import FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
 from services.matching.schema import SCHEMA
-from services.matching.store.postgres import PostgresMatchingStore, StoredModel
+from services.matching.store.port import StoredModel
+from services.matching.store.postgres import PostgresMatchingStore
 from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.settings import database_url

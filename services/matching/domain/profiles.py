@@ -1,7 +1,8 @@
 """Creator profiles in columns: what the index ingests, whatever they came from.
 
-Events, database rows and the synthetic population all become a `ProfileColumns` batch, so
-the index has one way in. Columns are plain lists (text, maps) and numpy arrays (numbers).
+Events (services/matching/translate.py), database rows and the synthetic population all
+become a `ProfileColumns` batch, so the index has one way in. Columns are plain lists
+(text, maps) and numpy arrays (numbers).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from shared.contract.events import Audience, CreatorProfileUpserted, GenderSplit
-from shared.contract.events.vocabulary import AGE_BUCKETS, AgeBucket, DeliverableKind, Platform
+from shared.contract.events.vocabulary import DeliverableKind, Platform
 from shared.contract.money import Money
 
 GENDERS: Final = ("female", "male", "other")
@@ -57,72 +57,6 @@ class ProfileColumns:
 
     def texts(self) -> list[str]:
         return [self.text(i) for i in range(len(self))]
-
-    @classmethod
-    def from_profiles(cls, profiles: Sequence[CreatorProfileUpserted]) -> ProfileColumns:
-        def floats(name: str) -> npt.NDArray[np.float64]:
-            return np.array([getattr(p, name) for p in profiles], dtype=np.float64)
-
-        return cls(
-            creator_id=[p.creator_id for p in profiles],
-            handle=[p.handle for p in profiles],
-            platform=[p.platform for p in profiles],
-            followers=np.array([p.followers for p in profiles], dtype=np.int64),
-            avg_likes=floats("avg_likes"),
-            avg_comments=floats("avg_comments"),
-            avg_shares=floats("avg_shares"),
-            avg_views=floats("avg_views"),
-            posts_last_30d=np.array([p.posts_last_30d for p in profiles], dtype=np.int64),
-            bio=[p.bio for p in profiles],
-            topics=[tuple(p.topics) for p in profiles],
-            country=[p.country for p in profiles],
-            language=[p.language for p in profiles],
-            audience_countries=[dict(p.audience.countries) for p in profiles],
-            audience_age=np.array(
-                [[p.audience.age.get(b, 0.0) for b in AGE_BUCKETS] for p in profiles],
-                dtype=np.float32,
-            ).reshape(len(profiles), len(AGE_BUCKETS)),
-            audience_gender=np.array(
-                [
-                    [p.audience.gender.female, p.audience.gender.male, p.audience.gender.other]
-                    for p in profiles
-                ],
-                dtype=np.float32,
-            ).reshape(len(profiles), len(GENDERS)),
-            rate_card=[dict(p.rate_card) for p in profiles],
-            payout_currency=[p.payout_currency for p in profiles],
-        )
-
-    def profile(self, i: int) -> CreatorProfileUpserted:
-        """Creator `i` as the event payload (validated)."""
-        ages: dict[AgeBucket, float] = {
-            bucket: float(share)
-            for bucket, share in zip(AGE_BUCKETS, self.audience_age[i], strict=True)
-            if share > 0
-        }
-        female, male, other = (float(v) for v in self.audience_gender[i])
-        return CreatorProfileUpserted(
-            creator_id=self.creator_id[i],
-            handle=self.handle[i],
-            platform=self.platform[i],
-            followers=int(self.followers[i]),
-            avg_likes=float(self.avg_likes[i]),
-            avg_comments=float(self.avg_comments[i]),
-            avg_shares=float(self.avg_shares[i]),
-            avg_views=float(self.avg_views[i]),
-            posts_last_30d=int(self.posts_last_30d[i]),
-            bio=self.bio[i],
-            topics=self.topics[i],
-            country=self.country[i],
-            language=self.language[i],
-            audience=Audience(
-                countries=self.audience_countries[i],
-                age=ages,
-                gender=GenderSplit(female=female, male=male, other=other),
-            ),
-            rate_card=self.rate_card[i],
-            payout_currency=self.payout_currency[i],
-        )
 
 
 def profile_text(bio: str, topics: Sequence[str]) -> str:

@@ -33,6 +33,7 @@ from services.matching.domain.ranker import (
     train_ranker,
 )
 from services.matching.domain.scoring import MatchQuery, ScoringSettings, match
+from services.matching.translate import match_query
 from shared.tools.synthetic.population import NICHE_NAMES, Population, niche_request, reference_fx
 
 FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))
@@ -48,7 +49,7 @@ def query(niche: int, seed: int, brand: str) -> MatchQuery:
         NICHE_NAMES[niche], request_id=f"req-{brand}-{seed}", campaign_id=f"cmp-{brand}-{seed}",
         seed=seed, tiers=("micro",), brand_id=brand,
     )  # fmt: skip
-    return MatchQuery.from_request(request)
+    return match_query(request)
 
 
 def story_figures(
