@@ -31,6 +31,7 @@ from services.matching.translate import (
     answer_record,
     check_request,
     exploration_seed,
+    feedback_record,
     follower_count,
     match_query,
     profile_columns,
@@ -187,14 +188,7 @@ class MatchingHandlers:
             signer = signers.get(event.identity)
             if signer is not None:
                 check_feedback_owner(data, signer, owners.get(data.campaign_id, {}))
-            await uow.tx.record_feedback(
-                event.identity,
-                data.campaign_id,
-                data.creator_id,
-                data.decision,
-                data.request_id,
-                signer or "",
-            )
+            await uow.tx.record_feedback(feedback_record(event, signer))
 
     async def on_attribution(self, new: NewEvents, uow: Uow) -> None:
         for event in new.events:

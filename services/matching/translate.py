@@ -14,13 +14,14 @@ from services.matching.domain.features import FEATURES
 from services.matching.domain.niche_terms import content_words
 from services.matching.domain.profiles import GENDERS, ProfileColumns
 from services.matching.domain.scoring import MatchQuery, MatchResult
-from services.matching.store.port import Answer, FollowerCount, StoredProfile
+from services.matching.store.port import Answer, Feedback, FollowerCount, StoredProfile
 from shared.contract.errors import EventRejected
 from shared.contract.events import (
     Audience,
     CloudEvent,
     CreatorProfileUpserted,
     GenderSplit,
+    MatchFeedback,
     MatchRequested,
     MatchSuggested,
     Suggestion,
@@ -54,22 +55,9 @@ def suggestion_payload(request: MatchRequested, result: MatchResult) -> MatchSug
         brand_id=request.brand_id,
         campaign_id=request.campaign_id,
         model_version=result.model_version,
+        # A ranked creator carries every field of the wire suggestion, by the same name.
         suggestions=tuple(
-            Suggestion(
-                rank=c.rank,
-                creator_id=c.creator_id,
-                handle=c.handle,
-                score=c.score,
-                tier=c.tier,
-                engagement_rate=c.engagement_rate,
-                estimated_cost=c.estimated_cost,
-                explanation=c.explanation,
-                flags=c.flags,
-                flag_reasons=c.flag_reasons,
-                matched_terms=c.matched_terms,
-                exploration=c.exploration,
-                platforms=c.platforms,
-            )
+            Suggestion(**{name: getattr(c, name) for name in Suggestion.model_fields})
             for c in result.creators
         ),
         filtered=result.filtered,
@@ -136,6 +124,15 @@ def answer_record(event_id: str, request: MatchRequested, result: MatchResult) -
 def stored_profile(event: CloudEvent[CreatorProfileUpserted]) -> StoredProfile:
     data = event.data
     return StoredProfile(data.creator_id, data, event.time, event.id)
+
+
+def feedback_record(event: CloudEvent[MatchFeedback], signer: str | None) -> Feedback:
+    """A brand's feedback as kept, with the brand that signed it (None: unsigned)."""
+    data = event.data
+    return Feedback(
+        event.identity, data.campaign_id, data.creator_id, data.decision, data.request_id,
+        signer or "",
+    )  # fmt: skip
 
 
 def follower_count(event: CloudEvent[CreatorProfileUpserted]) -> FollowerCount:

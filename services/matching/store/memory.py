@@ -20,6 +20,7 @@ from services.matching.domain.profiles import Account, profile_text
 from services.matching.domain.ranker import LinearRanker, TrainingSet
 from services.matching.store.port import (
     Answer,
+    Feedback,
     FollowerCount,
     ModelStatus,
     Outcome,
@@ -43,8 +44,7 @@ class MemoryState:
     profiles: dict[Account, StoredProfile] = field(default_factory=dict)
     hires: dict[str, tuple[str, str]] = field(default_factory=dict)
     answers: dict[str, Answer] = field(default_factory=dict)
-    feedback: dict[EventIdentity, tuple[str, str, str, str | None]] = field(default_factory=dict)
-    feedback_signers: dict[EventIdentity, str] = field(default_factory=dict)
+    feedback: dict[EventIdentity, Feedback] = field(default_factory=dict)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     followers: dict[tuple[str, str, datetime], int] = field(default_factory=dict)
     stored: list[StoredModel] = field(default_factory=list)  # oldest first
@@ -119,11 +119,10 @@ class InMemoryMatchingTransaction:
         for campaign, cid in self._s.hires.values():
             if campaign in found:
                 found[campaign].add(cid)
-        for event, (campaign, cid, decision, _) in self._s.feedback.items():
-            signer = self._s.feedback_signers[event]
-            counts = brands is None or signer in ("", brands.get(campaign))
-            if campaign in found and decision == "hired" and counts:
-                found[campaign].add(cid)
+        for f in self._s.feedback.values():
+            counts = brands is None or f.signed_by in ("", brands.get(f.campaign_id))
+            if f.campaign_id in found and f.decision == "hired" and counts:
+                found[f.campaign_id].add(f.creator_id)
         return {campaign: frozenset(creators) for campaign, creators in found.items()}
 
     async def save_answers(self, answers: Sequence[Answer]) -> set[str]:
@@ -134,19 +133,10 @@ class InMemoryMatchingTransaction:
                 recorded.add(answer.request_id)
         return recorded
 
-    async def record_feedback(
-        self,
-        event: EventIdentity,
-        campaign_id: str,
-        creator_id: str,
-        decision: str,
-        request_id: str | None,
-        signed_by: str = "",
-    ) -> None:
-        if event not in self._s.feedback:
-            self._s.feedback[event] = (campaign_id, creator_id, decision, request_id)
-            self._s.feedback_signers[event] = signed_by
-            self._s.arrival[event] = self._s.tick()
+    async def record_feedback(self, feedback: Feedback) -> None:
+        if feedback.event not in self._s.feedback:
+            self._s.feedback[feedback.event] = feedback
+            self._s.arrival[feedback.event] = self._s.tick()
 
     async def campaign_brands(self, campaign_ids: Collection[str]) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
@@ -259,10 +249,10 @@ class InMemoryMatchingStore:
     def _labels(self) -> list[tuple[str, list[float], int, float]]:
         """(brand, features, label, weight) in arrival order."""
         labelled: list[tuple[int, str, list[float], int, float]] = []
-        for event, (campaign, cid, decision, request_id) in self._s.feedback.items():
-            found = self._suggested(campaign, cid, request_id, self._s.feedback_signers[event])
+        for event, f in self._s.feedback.items():
+            found = self._suggested(f.campaign_id, f.creator_id, f.request_id, f.signed_by)
             if found is not None:
-                labelled.append((self._s.arrival[event], *found, *decision_label(decision)))
+                labelled.append((self._s.arrival[event], *found, *decision_label(f.decision)))
         for deal_id, o in self._s.outcomes.items():
             found = self._suggested(o.campaign_id, o.creator_id, None)
             if found is not None and o.roas is not None:

@@ -91,6 +91,19 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """A brand's verdict on a suggested creator, from `match.feedback`."""
+
+    event: EventIdentity
+    campaign_id: str
+    creator_id: str
+    decision: str
+    request_id: str | None
+    signed_by: str = ""
+    """The brand that signed it; '' if unsigned."""
+
+
+@dataclass(frozen=True)
 class FollowerCount:
     creator_id: str
     platform: str
@@ -132,17 +145,9 @@ class MatchingTransaction(Transaction, Protocol):
         before (or earlier in `answers`) is not recorded."""
         ...
 
-    async def record_feedback(
-        self,
-        event: EventIdentity,
-        campaign_id: str,
-        creator_id: str,
-        decision: str,
-        request_id: str | None,
-        signed_by: str = "",
-    ) -> None:
-        """Keep a brand's feedback; `signed_by` is the brand that signed it ('' if unsigned):
-        signed feedback counts (hires, labels) only for requests of that brand."""
+    async def record_feedback(self, feedback: Feedback) -> None:
+        """Keep a brand's feedback (once per event); signed feedback counts (hires, labels)
+        only for requests of the brand that signed it."""
         ...
 
     async def record_outcome(self, outcome: Outcome) -> None:

@@ -20,6 +20,7 @@ from services.matching.domain.profiles import Account, profile_text
 from services.matching.domain.ranker import LinearRanker, TrainingSet
 from services.matching.store.port import (
     Answer,
+    Feedback,
     FollowerCount,
     ModelStatus,
     Outcome,
@@ -153,25 +154,17 @@ class PostgresMatchingTransaction:
             )
         return recorded
 
-    async def record_feedback(
-        self,
-        event: EventIdentity,
-        campaign_id: str,
-        creator_id: str,
-        decision: str,
-        request_id: str | None,
-        signed_by: str = "",
-    ) -> None:
+    async def record_feedback(self, feedback: Feedback) -> None:
         await self._conn.execute(
             """INSERT INTO matching_feedback
                    (source, event_id, campaign_id, creator_id, decision, request_id, signed_by)
                VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, event_id) DO NOTHING""",
-            *event,
-            campaign_id,
-            creator_id,
-            decision,
-            request_id,
-            signed_by,
+            *feedback.event,
+            feedback.campaign_id,
+            feedback.creator_id,
+            feedback.decision,
+            feedback.request_id,
+            feedback.signed_by,
         )
 
     async def campaign_brands(self, campaign_ids: Collection[str]) -> dict[str, dict[str, str]]:

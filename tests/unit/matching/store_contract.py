@@ -14,6 +14,7 @@ from services.matching.domain.features import FEATURES
 from services.matching.domain.ranker import HAND_RANKER, LinearRanker
 from services.matching.store.port import (
     Answer,
+    Feedback,
     FollowerCount,
     MatchingStore,
     Outcome,
@@ -147,9 +148,11 @@ class MatchingStoreContract:
         campaign, other, nobody = f"cmp-{uid()}", f"cmp-{uid()}", f"cmp-{uid()}"
         async with self.store.transaction() as tx:
             await tx.record_hire(f"deal-{uid()}", campaign, "cr-a", T0)
-            await tx.record_feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-b", "hired", None)
             await tx.record_feedback(
-                ("brand-tool", f"fb-{uid()}"), campaign, "cr-c", "declined", None
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-b", "hired", None)
+            )
+            await tx.record_feedback(
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-c", "declined", None)
             )
             await tx.record_hire(f"deal-{uid()}", other, "cr-d", T0)
             hired = await tx.hired([campaign, other, nobody])
@@ -170,9 +173,11 @@ class MatchingStoreContract:
         campaign, brand = f"cmp-{uid()}", f"brand-{uid()}"
         async with self.store.transaction() as tx:
             await tx.save_answers([answer(campaign, ["cr-x", "cr-y", "cr-z"], brand=brand)])
-            await tx.record_feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-x", "hired", None)
             await tx.record_feedback(
-                ("brand-tool", f"fb-{uid()}"), campaign, "cr-y", "declined", None
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-x", "hired", None)
+            )
+            await tx.record_feedback(
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-y", "declined", None)
             )
             deal = f"deal-{uid()}"
             await tx.record_outcome(Outcome(deal, campaign, "cr-z", Decimal("0.5"), None, T0))
@@ -199,7 +204,9 @@ class MatchingStoreContract:
             # Sent before the campaign was answered: kept with their signers.
             for creator, signer in (("cr-a", rival), ("cr-b", brand), ("cr-c", "")):
                 await tx.record_feedback(
-                    ("brand-tool", f"fb-{uid()}"), campaign, creator, "hired", None, signer
+                    Feedback(
+                        ("brand-tool", f"fb-{uid()}"), campaign, creator, "hired", None, signer
+                    )
                 )
             first = answer(campaign, ["cr-a", "cr-b", "cr-c"], brand=brand)
             await tx.save_answers([first])
@@ -221,7 +228,7 @@ class MatchingStoreContract:
                 await tx.save_answers([answer(campaign, creators, brand=brand)])
                 for cid in creators:
                     await tx.record_feedback(
-                        ("brand-tool", f"fb-{uid()}"), campaign, cid, "declined", None
+                        Feedback(("brand-tool", f"fb-{uid()}"), campaign, cid, "declined", None)
                     )
         counts = await self.store.label_counts()
         assert (counts[mine], counts[theirs]) == (2, 1)

@@ -12,6 +12,7 @@ from services.matching.domain.index import CreatorIndex
 from services.matching.domain.ranker import HAND_RANKER
 from services.matching.domain.scoring import MatchResult, ScoringSettings, match
 from services.matching.store.memory import InMemoryMatchingStore
+from services.matching.store.port import Feedback
 from services.matching.translate import (
     answer_record,
     exploration_seed,
@@ -93,7 +94,7 @@ async def test_the_answer_marks_them_and_their_feedback_is_a_label(
     async with store.transaction() as tx:
         await tx.save_answers([answer_record("event-7", REQUEST, result)])
         await tx.record_feedback(
-            ("brand", "fb-1"), REQUEST.campaign_id, explored.creator_id, "hired", None
+            Feedback(("brand", "fb-1"), REQUEST.campaign_id, explored.creator_id, "hired", None)
         )
     data = await store.training_set(REQUEST.brand_id)
     assert len(data) == 1 and data.labels.tolist() == [1]

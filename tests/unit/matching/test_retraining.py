@@ -9,7 +9,7 @@ from services.matching.domain.scoring import ScoringSettings, match
 from services.matching.settings import MatchingSettings
 from services.matching.state import MatchingService, MatchingState
 from services.matching.store.memory import InMemoryMatchingStore
-from services.matching.store.port import Answer
+from services.matching.store.port import Answer, Feedback
 from services.matching.translate import match_query
 from shared.contract.money import FxSnapshot
 from shared.tools.synthetic.population import NICHE_NAMES, niche_request
@@ -38,7 +38,9 @@ async def answer_and_judge(
         for c in result.creators:
             decision = "hired" if c.engagement_rate >= ENGAGED else "declined"
             event = (f"{brand}-tool", f"fb-{seed}-{c.creator_id}")
-            await tx.record_feedback(event, request.campaign_id, c.creator_id, decision, None)
+            await tx.record_feedback(
+                Feedback(event, request.campaign_id, c.creator_id, decision, None)
+            )
 
 
 async def test_only_the_brand_that_gave_feedback_gets_a_ranker_stored_with_its_verdict(
