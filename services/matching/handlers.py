@@ -18,7 +18,7 @@ its state is taken from the database, as the handler's after-commit work would.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -121,7 +121,7 @@ class MatchingHandlers:
         self,
         run: Batch,
         written: Mapping[Account, CreatorProfileUpserted],
-        ours: Any = (),
+        ours: Collection[Account] = (),
     ) -> None:
         """Put the run's profiles in the index: those this unit wrote, and the others as the
         database has them (written by another consumer, whose claim committed before ours
