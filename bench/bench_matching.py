@@ -1,7 +1,7 @@
 """Matching benchmark: one top-50 query at 100k and 1M creators, 24 requests arriving
 together, and request -> suggestion latency through Kafka at 100k.
 
-For each size it times the service's scoring code (`services.matching.scoring.match`: filters
+For each size it times the service's scoring code (`services.matching.domain.scoring.match`: filters
 with reasons, eight features, score, exact budget check, MMR, explanations) against a
 brute-force numpy baseline measured in the same run on the same index: sparse dot (TF-IDF) +
 dense dot (the other features) + filter + argpartition. It prints median and p99 of both and
@@ -39,11 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from services.matching.features import FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
+from services.matching.domain.features import FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchQuery, ScoringSettings, match, match_many
 from services.matching.schema import SCHEMA
-from services.matching.scoring import MatchQuery, ScoringSettings, match, match_many
+from services.matching.translate import match_query, profile_payload
 from shared.contract.events.vocabulary import TIERS
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
@@ -177,7 +178,7 @@ def bench_size(size: int, queries: int, tail: int, concurrent: int, rounds: int)
     )
     text, dense, weights = baseline_inputs(index)
     settings = ScoringSettings()
-    made = [MatchQuery.from_request(r) for r in requests(queries, seed=size % 101)]
+    made = [match_query(r) for r in requests(queries, seed=size % 101)]
     for query in made[:3]:  # warm-up
         match(index, query, HAND_RANKER, FX, settings)
         brute_force(index, text, dense, weights, query)
@@ -209,14 +210,14 @@ def bench_concurrent(index: CreatorIndex, count: int, rounds: int, *, seed: int)
     settings = ScoringSettings()
     one_by_one: list[float] = []
     for r in range(rounds):
-        made = [MatchQuery.from_request(q) for q in requests(count, seed=seed * 1000 + r)]
+        made = [match_query(q) for q in requests(count, seed=seed * 1000 + r)]
         arrived = time.perf_counter()
         for query in made:  # each answered in turn: the last waits for all the others
             match(index, query, HAND_RANKER, FX, settings)
             one_by_one.append((time.perf_counter() - arrived) * 1000)
     together: list[float] = []
     for r in range(rounds):
-        made = [MatchQuery.from_request(q) for q in requests(count, seed=seed * 1000 + r)]
+        made = [match_query(q) for q in requests(count, seed=seed * 1000 + r)]
         arrived = time.perf_counter()
         match_many(index, [(query, HAND_RANKER) for query in made], FX, settings)
         together.extend([(time.perf_counter() - arrived) * 1000] * count)
@@ -232,9 +233,9 @@ def bench_concurrent(index: CreatorIndex, count: int, rounds: int, *, seed: int)
 async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail: int) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from services.matching.app import SERVICE, background, start_service
+    from services.matching.app import SERVICE, make_setup
     from services.matching.settings import MatchingSettings
-    from services.matching.store import PostgresMatchingStore, StoredProfile
+    from services.matching.store.postgres import PostgresMatchingStore, StoredProfile
     from shared.contract.events import Topic, decode, encode, event_key, make_event
     from shared.runtime.config import Settings
     from shared.runtime.db import create_pool, migrate
@@ -256,12 +257,12 @@ async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail:
         chunk = 5000
         for start in range(0, size, chunk):
             stored = [
-                StoredProfile(population.profiles.creator_id[i], population.profiles.profile(i),
-                              now, f"seed-{i}")
+                StoredProfile(population.profiles.creator_id[i],
+                              profile_payload(population.profiles, i), now, f"seed-{i}")
                 for i in range(start, min(size, start + chunk))
             ]  # fmt: skip
-            async with pool.acquire() as conn, conn.transaction():
-                await store.upsert_profiles(conn, stored)
+            async with store.transaction() as tx:
+                await tx.upsert_profiles(stored)
         await pool.close()
         print(f"stored {size:,} profiles in {time.perf_counter() - started:.1f}s", flush=True)
         fx_event = make_event(
@@ -270,9 +271,7 @@ async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail:
         started = time.perf_counter()
         settings = MatchingSettings(retrain_check_seconds=3600)
 
-        async def setup(resources: Any) -> Any:
-            return background(resources, await start_service(resources, settings))
-
+        setup = make_setup(settings=settings)
         async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=urls):
             print(f"service up (index rebuilt) in {time.perf_counter() - started:.1f}s", flush=True)
             producer = AIOKafkaProducer(bootstrap_servers=urls.kafka_bootstrap_servers, linger_ms=0)

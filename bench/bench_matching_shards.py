@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 from bench_matching import FX, TOP, add_long_tail, percentile, requests
 
-from services.matching.index import CreatorIndex
-from services.matching.profiles import ProfileColumns
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, RankedCreator, ScoringSettings, match
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.profiles import ProfileColumns
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import RankedCreator, ScoringSettings, match
+from services.matching.translate import match_query
 from shared.tools.synthetic.population import generate_population
 
 
@@ -55,7 +56,7 @@ def run(size: int, shard_counts: list[int], queries: int) -> None:
     columns = population.profiles
     whole = CreatorIndex.build(columns, seed=1)
     settings = ScoringSettings()
-    made = [MatchQuery.from_request(r) for r in requests(queries, seed=5)]
+    made = [match_query(r) for r in requests(queries, seed=5)]
     for query in made[:3]:  # warm-up
         match(whole, query, HAND_RANKER, FX, settings)
     single: list[float] = []

@@ -30,7 +30,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.payouts.app import PayoutsSetup
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
@@ -42,6 +41,7 @@ from shared.tools.infra import EmbeddedInfra, InfraUrls
 from shared.tools.latency_floor import Arrivals, payout_stages, quantile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
 BASELINE_TOPIC = "bench.payouts-roundtrip"
@@ -117,7 +117,7 @@ async def baseline(urls: InfraUrls, rate: float, count: int, burst: int) -> dict
 async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[str, float]:
     bootstrap = urls.kafka_bootstrap_servers
     settings = PayoutsSettings(platform_fee_bps=500, sandbox_latency_ms=0, settle_check_seconds=5)
-    setup = PayoutsSetup(settings, group_id=f"payouts-bench-{uuid.uuid4().hex[:6]}")
+    setup = ObservedPayouts(settings, group_id=f"payouts-bench-{uuid.uuid4().hex[:6]}")
     run = uuid.uuid4().hex[:8]
     steady = [f"bench-{run}-s{i}" for i in range(count)]
     bursty = [f"bench-{run}-b{i}" for i in range(burst)]

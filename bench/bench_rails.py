@@ -29,7 +29,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.payouts.app import PayoutsSetup
 from services.payouts.providers import Settlement, TransferAccepted, TransferRequest
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
@@ -42,6 +41,7 @@ from shared.tools.infra import EmbeddedInfra, InfraUrls
 from shared.tools.latency_floor import Arrivals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, deal_signed
 
 REPLICAS = 2
@@ -108,7 +108,8 @@ async def burst_through(
     )
     group = f"payouts-bench-rails-{uuid.uuid4().hex[:6]}"
     setups = [
-        PayoutsSetup(settings, rail, group_id=group, rate_limited=limited) for _ in range(REPLICAS)
+        ObservedPayouts(settings, rail, group_id=group, rate_limited=limited)
+        for _ in range(REPLICAS)
     ]
     run = uuid.uuid4().hex[:8]
     deals = [f"bench-{run}-{i}" for i in range(burst)]

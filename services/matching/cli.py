@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from faststream.security import BaseSecurity
 
 from services.matching import models_cli
+from services.matching.translate import profile_payload
 from shared.contract.events import (
     CloudEvent,
     FxRatesPublished,
@@ -80,7 +81,7 @@ def creators(
     started = time.perf_counter()
     population = generate_population(count, seed=seed, fake_share=fake_share, id_prefix=id_prefix)
     events: list[CloudEvent[Any]] = [
-        make_event(population.profiles.profile(i), source=SOURCE) for i in range(count)
+        make_event(profile_payload(population.profiles, i), source=SOURCE) for i in range(count)
     ]
     if with_fx:
         events.append(_fx_event())

@@ -14,9 +14,10 @@ import asyncpg
 import typer
 from rich.table import Table
 
-from services.matching.features import FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
+from services.matching.domain.features import FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
 from services.matching.schema import SCHEMA
-from services.matching.store import PostgresMatchingStore, StoredModel
+from services.matching.store.port import StoredModel
+from services.matching.store.postgres import PostgresMatchingStore
 from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.settings import database_url

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.matching.learning import LearningSettings
-from services.matching.scoring import ScoringSettings
+from services.matching.domain.learning import LearningSettings
+from services.matching.domain.scoring import ScoringSettings
 
 
 class MatchingSettings(BaseSettings):
@@ -29,7 +29,7 @@ class MatchingSettings(BaseSettings):
 
     # A brand's new ranker is trained once this many of its labels (feedback + outcomes)
     # arrived since its last one, or at the latest every `retrain_interval_seconds` if any
-    # arrived; it goes live only through the promotion gate (services/matching/learning.py).
+    # arrived; it goes live only through the promotion gate (services/matching/domain/learning.py).
     retrain_every_labels: int = Field(200, ge=1)
     retrain_interval_seconds: float = Field(3600.0, gt=0)
     retrain_check_seconds: float = Field(5.0, gt=0)

@@ -1,6 +1,6 @@
 """`python -m services.payouts`: run the payouts service until SIGINT/SIGTERM."""
 
-from services.payouts.app import SERVICE, PayoutsSetup
+from services.payouts.app import SERVICE, setup
 from services.payouts.schema import SCHEMA
 from shared.runtime.service import run_service
 
@@ -8,4 +8,4 @@ from shared.runtime.service import run_service
 # keeps the rails' webhook event ids (services/payouts/webhooks.py). Neither needs it: without
 # it, limits are kept locally and the database decides on webhooks, so payouts starts and
 # stays ready while Redis is down.
-run_service(SERVICE, PayoutsSetup(), SCHEMA, uses_redis=True, redis_required=False)
+run_service(SERVICE, setup, SCHEMA, uses_redis=True, redis_required=False)

@@ -4,23 +4,24 @@ the outbox relay. `python -m services.payouts` runs `setup`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 import redis.asyncio as redis
 import structlog
 import uvicorn
 from starlette.types import ASGIApp
 
+from services.payouts import handlers
 from services.payouts.creator_page.access import CreatorAccess
 from services.payouts.creator_page.web import PageConfig, page_app
 from services.payouts.destinations import DestinationCipher, UnreadableDestination
 from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
-from services.payouts.handlers import HANDLERS, PayoutPolicy, Work
+from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers import PayoutProvider
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails, largest_call
@@ -35,20 +36,19 @@ from services.payouts.schedules import (
     SettlementPoller,
 )
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store import PayoutDatabase
+from services.payouts.store.port import PayoutDatabase, PayoutRepository
 from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
 from services.payouts.webhooks import PREFIX as WEBHOOKS_PREFIX
 from services.payouts.webhooks import Nonces, WebhookRoutes
-from shared.contract.events import CloudEvent, EventIdentity, EventType, Topic
-from shared.runtime.kafka import BatchHandler, Delivery
+from shared.contract.events import Topic
 from shared.runtime.outbox import OutboxRelay
-from shared.runtime.service import Background, Resources, ServiceConfigurationError
+from shared.runtime.service import Background, Resources, ServiceConfigurationError, Setup
+from shared.runtime.unit_of_work import UnitsOfWork
 
 log = structlog.get_logger(__name__)
 
 SERVICE: Final = "payouts"
-CONSUMER: Final = "payouts"  # consumer group and inbox name
-GROUP_ID: Final = CONSUMER
+GROUP_ID: Final = SERVICE  # the consumer group; the inbox is the store's (PgPayouts.consumer)
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
     Topic.BRAND_FUNDING,
@@ -62,8 +62,6 @@ OUTPUT_TOPICS: Final = (Topic.PAYOUTS_STATUS,)
 # A batch is one transaction; confirmations come a few at a time, so batches stay small and
 # latency low, and a burst is still taken in a few transactions.
 MAX_RECORDS: Final = 500
-_DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
-_BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.BRAND_FUNDED}
 
 
 def policy_from(settings: PayoutsSettings, fx_max_move: float = 0.25) -> PayoutPolicy:
@@ -171,64 +169,21 @@ async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> Destina
     return destinations
 
 
-def consume_batch(
+def units_of_work(
     db: PayoutDatabase,
     policy: PayoutPolicy,
     on_scheduled: Callable[[], None],
     *,
     destinations: DestinationCipher,
     clock: Clock = utc_now,
-) -> BatchHandler:
-    """The consumer: one transaction per batch (inbox claim, locks, handlers, outbox)."""
-
-    async def handle(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
-        async with db.transaction() as repo:
-            fresh = await repo.claim_events(CONSUMER, batch)
-            events: dict[EventIdentity, CloudEvent[Any]] = {}
-            for event, _ in batch:
-                if event.identity in fresh and event.type in HANDLERS:
-                    events.setdefault(event.identity, event)
-            if not events:
-                return
-            deal_ids = {e.data.deal_id for e in events.values() if e.type in _DEAL_EVENTS}
-            has_fx = any(e.type == EventType.FX_RATES_PUBLISHED for e in events.values())
-            await repo.lock(fx="exclusive" if has_fx else "shared", deal_ids=deal_ids)
-            deals = (await repo.deals(deal_ids)).values()
-            creators = {d.creator_id for d in deals}
-            creators |= {
-                e.data.creator_id
-                for e in events.values()
-                if e.type in {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
-            }
-            brands = {d.brand_id for d in deals}
-            brands |= {e.data.brand_id for e in events.values() if e.type in _BRAND_EVENTS}
-            funded = {e.data.brand_id for e in events.values() if e.type == EventType.BRAND_FUNDED}
-            # A funding releases the brand's waiting payouts: their creators are locked too
-            # (read before the brand's lock; one that starts waiting meanwhile makes the
-            # batch run again: handlers.CreatorsNotLocked).
-            creators |= {p.creator_id for p in await repo.awaiting_funds(funded)}
-            await repo.lock(creator_ids=creators, brand_ids=brands)
-            signers = {
-                e.identity: d.signed_by.owner_id
-                for e, d in batch
-                if d.signed_by is not None and d.signed_by.brand() is not None
-            }
-            work = Work(
-                repo,
-                policy,
-                clock(),
-                seal=destinations.seal,
-                reseal=destinations.reseal,
-                signers=signers,
-                creators_locked=frozenset(creators),
-            )
-            for event in events.values():
-                await HANDLERS[event.type](work, event)
-            await work.flush()
-        if work.scheduled:
-            on_scheduled()
-
-    return handle
+) -> UnitsOfWork[PayoutRepository]:
+    """The consumer's batch handler: one unit of work per batch (inbox claim, locks, handlers,
+    outbox: shared.runtime.unit_of_work), waking the dispatcher after a commit that scheduled
+    payouts."""
+    handler = handlers.consume(
+        policy, seal=destinations.seal, reseal=destinations.reseal, on_scheduled=on_scheduled
+    )
+    return UnitsOfWork(SERVICE, db, handler, clock=clock)
 
 
 @dataclass
@@ -237,7 +192,7 @@ class PayoutsService:
 
     settings: PayoutsSettings
     db: PgPayouts
-    # The provider every method goes to (the sandbox, or one given to `PayoutsSetup`); None
+    # The provider every method goes to (the sandbox, or one given to `make_setup`); None
     # when each method goes to its own rail.
     provider: PayoutProvider | None
     rails: Rails
@@ -247,94 +202,113 @@ class PayoutsService:
     limiter: RateLimiter | None = None
 
 
-class PayoutsSetup:
-    """`setup(resources)` for `ServiceRuntime`; `settings` and `provider` default to the
+def make_setup(
+    settings: PayoutsSettings | None = None,
+    provider: PayoutProvider | Rails | None = None,
+    *,
+    group_id: str = GROUP_ID,
+    rate_limited: bool | None = None,
+    on_started: Callable[[PayoutsService], None] | None = None,
+) -> Setup:
+    """The service's setup for `ServiceRuntime`; `settings` and `provider` default to the
     environment's. `provider` is one provider for every method, or the `Rails` to route by
-    method. After setup, `service` holds the running parts.
+    method.
 
     `group_id` is the Kafka consumer group (offsets); the inbox stays `payouts` whatever the
     group, so a new group, like an offset reset, replays history without paying twice.
 
     `rate_limited`: whether calls wait for the rails' rate limits; by default the real rails
     do, and one provider for every method (the sandbox, a test's fake) does not.
+
+    `on_started` is given the running parts once they are set up (tests and benchmarks
+    observe them).
     """
 
-    def __init__(
-        self,
-        settings: PayoutsSettings | None = None,
-        provider: PayoutProvider | Rails | None = None,
-        *,
-        group_id: str = GROUP_ID,
-        rate_limited: bool | None = None,
-    ) -> None:
-        self._settings = settings
-        self._provider = provider
-        self._group_id = group_id
-        self._rate_limited = rate_limited
-        self.service: PayoutsService | None = None
-
-    async def __call__(self, resources: Resources) -> list[Background]:
-        settings = self._settings or PayoutsSettings()
-        policy = policy_from(settings, resources.settings.fx_max_rate_move)
+    async def setup(resources: Resources) -> list[Background]:
+        config = settings or PayoutsSettings()
+        policy = policy_from(config, resources.settings.fx_max_rate_move)
         db = PgPayouts(resources.pool)
-        destinations = await open_destinations(db, settings)
-        rails, provider = self._rails(settings)
-        limiter = None
-        if self._rate_limited or (self._rate_limited is None and not rails.every_method):
-            limiter = rate_limiter(settings, resources)
-            rails = rails.limited(limiter)
+        destinations = await open_destinations(db, config)
+        rails, single, limiter = _rails(config, provider, rate_limited, resources)
         dispatcher = Dispatcher(
             db,
             rails,
             policy,
             destinations=destinations,
-            batch=dispatch_batch(settings, limiter),
-            idle_seconds=settings.dispatch_idle_seconds,
+            batch=dispatch_batch(config, limiter),
+            idle_seconds=config.dispatch_idle_seconds,
         )
-        consume = resources.consume_pipelined(
+        consume = resources.consume(
             INPUT_TOPICS,
-            group_id=self._group_id,
-            handler=consume_batch(db, policy, dispatcher.wake, destinations=destinations),
+            group_id=group_id,
+            units=units_of_work(db, policy, dispatcher.wake, destinations=destinations),
             max_records=MAX_RECORDS,
-            batch_timeout_ms=settings.batch_timeout_ms,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            batch_timeout_ms=config.batch_timeout_ms,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
         )
         relay = resources.outbox_relay(OUTBOX_PRODUCER)
-        resources.http_routes[WEBHOOKS_PREFIX] = WebhookRoutes(
-            db,
-            policy,
-            settings.webhook_secrets(),
-            tolerance_seconds=settings.webhook_tolerance_seconds,
-            nonces=Nonces(resources.redis, settings.webhook_nonce_ttl_seconds),
-        )
-
-        async def close_provider_at_shutdown() -> None:
-            try:
-                await asyncio.Event().wait()
-            finally:
-                await rails.aclose()
-
-        self.service = PayoutsService(settings, db, provider, rails, dispatcher, relay, limiter)
+        resources.http_routes[WEBHOOKS_PREFIX] = _webhook_routes(db, policy, config, resources)
+        if on_started is not None:
+            on_started(PayoutsService(config, db, single, rails, dispatcher, relay, limiter))
         return [
-            *creator_page(resources, settings),
+            *creator_page(resources, config),
             consume,
             relay.run,
             dispatcher.run,
             lambda: db.listen_due(dispatcher.wake),
-            *_schedules(db, rails, policy, settings, dispatcher.wake),
-            close_provider_at_shutdown,
+            *_schedules(db, rails, policy, config, dispatcher.wake),
+            lambda: _close_at_shutdown(rails),
         ]
 
-    def _rails(self, settings: PayoutsSettings) -> tuple[Rails, PayoutProvider | None]:
-        """The rails to pay through, and the one provider behind them if there is one."""
-        given = self._provider
-        if isinstance(given, Rails):
-            return given, None
-        if given is not None:
-            return Rails.single(given), given
-        rails = rails_from(settings)
-        sandbox = settings.provider == "sandbox"
-        return rails, next(iter(rails.providers())) if sandbox else None
+    return setup
+
+
+def _rails(
+    settings: PayoutsSettings,
+    given: PayoutProvider | Rails | None,
+    rate_limited: bool | None,
+    resources: Resources,
+) -> tuple[Rails, PayoutProvider | None, RateLimiter | None]:
+    """The rails to pay through, the one provider behind them if there is one, and their
+    rate limiter if calls wait for one."""
+    rails, single = _given_rails(settings, given)
+    if not (rate_limited or (rate_limited is None and not rails.every_method)):
+        return rails, single, None
+    limiter = rate_limiter(settings, resources)
+    return rails.limited(limiter), single, limiter
+
+
+def _given_rails(
+    settings: PayoutsSettings, given: PayoutProvider | Rails | None
+) -> tuple[Rails, PayoutProvider | None]:
+    if isinstance(given, Rails):
+        return given, None
+    if given is not None:
+        return Rails.single(given), given
+    rails = rails_from(settings)
+    sandbox = settings.provider == "sandbox"
+    return rails, next(iter(rails.providers())) if sandbox else None
+
+
+def _webhook_routes(
+    db: PgPayouts, policy: PayoutPolicy, settings: PayoutsSettings, resources: Resources
+) -> WebhookRoutes:
+    """`POST /webhooks/<rail>` on the service's HTTP server (services/payouts/webhooks.py)."""
+    return WebhookRoutes(
+        db,
+        policy,
+        settings.webhook_secrets(),
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+        nonces=Nonces(resources.redis, settings.webhook_nonce_ttl_seconds),
+    )
+
+
+async def _close_at_shutdown(rails: Rails) -> None:
+    """Close the rails' clients when the service stops."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await rails.aclose()
 
 
 def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Background]:
@@ -403,4 +377,4 @@ def _schedules(
     ]
 
 
-setup = PayoutsSetup()
+setup: Final = make_setup()

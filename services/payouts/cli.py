@@ -18,7 +18,12 @@ from services.payouts.dispatcher import utc_now
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
 from services.payouts.domain.statements import Period, PeriodError
 from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
-from services.payouts.handlers import PayoutNotFound, PayoutPolicy, Work, retry_payout
+from services.payouts.handlers import (
+    PayoutNotFound,
+    PayoutPolicy,
+    payout_transaction,
+    retry_payout,
+)
 from services.payouts.key_rotation import RotationProgress, rotate_destination_key
 from services.payouts.reports import (
     BrandStatement,
@@ -209,11 +214,9 @@ def retry_command(payout_id: str) -> None:
     async def retry(db: PgPayouts) -> Payout | str:
         now = utc_now()
         try:
-            async with db.transaction() as repo:
+            async with payout_transaction(db, PayoutPolicy(), now) as changes:
                 # A retry applies no setting of the service: the default policy will do.
-                work = Work(repo, PayoutPolicy(), now)
-                retried = await retry_payout(work, payout_id)
-                await work.flush()
+                retried = await retry_payout(changes, payout_id)
         except PayoutNotFound:
             return f"no payout {payout_id!r}"
         except InvalidTransition as refused:

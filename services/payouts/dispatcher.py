@@ -31,8 +31,12 @@ from services.payouts.domain.accounts import (
     SealedDestination,
     hold_for,
 )
-from services.payouts.domain.lifecycle import Payout, Transition
-from services.payouts.handlers import PayoutPolicy, Work, release_held
+from services.payouts.domain.lifecycle import Payout, PayoutStatus, Transition
+from services.payouts.handlers import (
+    PayoutPolicy,
+    payout_transaction,
+    release_held,
+)
 from services.payouts.providers import (
     PayoutProvider,
     ProviderError,
@@ -40,8 +44,7 @@ from services.payouts.providers import (
     TransferRequest,
 )
 from services.payouts.providers.rails import LEGACY_RAIL, Rails
-from services.payouts.store import PayoutDatabase
-from shared.contract.events import PayoutStatus
+from services.payouts.store.port import PayoutDatabase
 from shared.runtime.observability import PAYOUT_CONFIRMATION_TO_SENT, PAYOUT_POST_TO_SENT
 
 log = structlog.get_logger(__name__)
@@ -98,22 +101,20 @@ class Dispatcher:
     async def release_rail_holds(self) -> int:
         """Release payouts held for a rail that is configured now (at start: the operator
         configured it and restarted); returns how many."""
-        async with self._db.transaction() as repo:
-            held = await repo.held_for_update(codes=[HoldCode.RAIL_UNAVAILABLE])
+        async with payout_transaction(self._db, self._policy, self._clock()) as changes:
+            held = await changes.repo.held_for_update(codes=[HoldCode.RAIL_UNAVAILABLE])
             if not held:
                 return 0
             creators = {p.creator_id for p in held}
-            await repo.lock(fx="shared", creator_ids=creators)
-            accounts = await repo.accounts(creators)
+            await changes.repo.lock(fx="shared", creator_ids=creators)
+            accounts = await changes.repo.accounts(creators)
             ready = [
                 p
                 for p in held
                 if (a := accounts.get(p.creator_id)) is None
                 or self._rails.unavailable(a.method) is None
             ]
-            work = Work(repo, self._policy, self._clock())
-            await release_held(work, ready, accounts)
-            await work.flush()
+            await release_held(changes, ready, accounts)
         if ready:
             self.wake()
         return len(ready)
@@ -138,19 +139,18 @@ class Dispatcher:
 
     async def _claim(self) -> tuple[list[_Claimed], int]:
         now = self._clock()
-        async with self._db.transaction() as repo:
-            due = await repo.due_for_update(now, self._batch)
+        async with payout_transaction(self._db, self._policy, now) as changes:
+            due = await changes.repo.due_for_update(now, self._batch)
             if not due:
                 return [], 0
-            accounts = await repo.accounts(p.creator_id for p in due)
+            accounts = await changes.repo.accounts(p.creator_id for p in due)
             unpayable = {p.creator_id for p in due if hold_for(accounts.get(p.creator_id), now)}
             if unpayable:
                 # Holding races with an account update releasing holds: take the creators'
                 # locks (as the consumer does) and look again.
-                await repo.lock(fx="shared", creator_ids=unpayable)
-                accounts = await repo.accounts(p.creator_id for p in due)
-            work = Work(repo, self._policy, now)
-            changes: list[tuple[Transition, PayoutStatus]] = []
+                await changes.repo.lock(fx="shared", creator_ids=unpayable)
+                accounts = await changes.repo.accounts(p.creator_id for p in due)
+            transitions: list[tuple[Transition, PayoutStatus]] = []
             claimed = []
             for payout in due:
                 account = accounts.get(payout.creator_id)
@@ -163,12 +163,11 @@ class Dispatcher:
                     rail=rail,
                     rail_unavailable=unavailable,
                 )
-                changes.append((transition, payout.status))
+                transitions.append((transition, payout.status))
                 if transition.payout.status == "scheduled" and account is not None:
                     claimed.append(_Claimed(transition.payout, account))
-            await work.changed(changes)
-            work.scheduled = 0  # claimed payouts are leased, not newly due
-            await work.flush()
+            await changes.changed(transitions)
+            changes.scheduled = 0  # claimed payouts are leased, not newly due
         return claimed, len(due)
 
     async def _send(self, claimed: _Claimed) -> TransferAccepted | _Failed:
@@ -221,13 +220,14 @@ class Dispatcher:
 
     async def _record(self, results: Sequence[tuple[_Claimed, TransferAccepted | _Failed]]) -> None:
         now = self._clock()
-        async with self._db.transaction() as repo:
+        async with payout_transaction(self._db, self._policy, now) as changes:
             current = {
                 p.payout_id: p
-                for p in await repo.payouts_for_update([c.payout.payout_id for c, _ in results])
+                for p in await changes.repo.payouts_for_update(
+                    [c.payout.payout_id for c, _ in results]
+                )
             }
-            work = Work(repo, self._policy, now)
-            changes: list[tuple[Transition, PayoutStatus]] = []
+            transitions: list[tuple[Transition, PayoutStatus]] = []
             for claimed, outcome in results:
                 payout = current.get(claimed.payout.payout_id)
                 if payout is None or payout.status != "scheduled":
@@ -253,12 +253,11 @@ class Dispatcher:
                         not_executed=outcome.not_executed,
                         fallback_rail=self._fallback_rail(claimed.account),
                     )
-                changes.append((transition, payout.status))
-            await work.changed(changes)
-            sent = [t.payout for t, _ in changes if t.payout.status == "sent"]
-            arrivals = await repo.post_arrivals(p.deal_id for p in sent if p.kind == "fee")
-            work.scheduled = 0
-            await work.flush()
+                transitions.append((transition, payout.status))
+            await changes.changed(transitions)
+            sent = [t.payout for t, _ in transitions if t.payout.status == "sent"]
+            arrivals = await changes.repo.post_arrivals(p.deal_id for p in sent if p.kind == "fee")
+            changes.scheduled = 0
         self.sent += len(sent)
         observe_latencies(sent, arrivals, now)
 

@@ -1,13 +1,18 @@
-"""One function per incoming event type, plus the scheduled commission decision.
+"""What payouts does with each input event, plus the scheduled commission decision.
 
-Each runs inside a transaction of the store and records what it changed in a `Work`: payout
-writes happen at once (later events in the same batch read them), ledger transfers and status
-events are written together by `Work.flush` before the transaction commits.
+`consume` is the handler of the unit of work (shared.runtime.unit_of_work): it takes the
+batch's locks, translates each new event to domain values (translate.py) and hands it to its
+handler (`on_deal_signed`, ...). Every handler runs inside one transaction of the store and
+records what it changed in a `PayoutTransaction`: payout writes happen at once (later events in
+the same batch read them); ledger transfers and status events are written together before the
+transaction commits, and counted once it committed. The dispatcher, the schedules, the
+webhooks and the operators' commands change payouts through a `PayoutTransaction` too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -15,18 +20,22 @@ from typing import Any, Final
 
 import structlog
 
+from services.payouts import translate
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import (
     FX_HOLDS,
     RELEASED_BY_ACCOUNTS,
     PayoutAccount,
     RawDestination,
-    Seal,
     SealedDestination,
     cooling_off_until,
 )
 from services.payouts.domain.amounts import commission, needs_later_rate
-from services.payouts.domain.commission import CommissionStep, next_commission_step
+from services.payouts.domain.commission import (
+    AttributedRevenue,
+    CommissionStep,
+    next_commission_step,
+)
 from services.payouts.domain.escrow import Funding, awaits_funds, funding_order
 from services.payouts.domain.ledger import (
     Transfer,
@@ -38,39 +47,29 @@ from services.payouts.domain.ledger import (
 from services.payouts.domain.lifecycle import (
     DEFAULT_FX_MAX_AGE,
     Payout,
+    PayoutStatus,
     Rates,
     RetrySchedule,
     Transition,
 )
 from services.payouts.domain.terms import (
+    Confirmation,
     DealTerms,
     FeeSchedule,
+    PayoutKind,
     commission_due,
     payable_fee_milestones,
     payable_since,
 )
-from services.payouts.store import PayoutRepository
+from services.payouts.store.port import PayoutDatabase, PayoutRepository
+from services.payouts.translate import Seal
 from shared.contract.errors import EventRejected, TransientError
-from shared.contract.events import (
-    AttributionUpdated,
-    BrandFunded,
-    CloudEvent,
-    DealSigned,
-    DeliverableConfirmed,
-    EventIdentity,
-    EventType,
-    FxRatesPublished,
-    PayoutAccountUpserted,
-    PayoutStatus,
-    make_event,
-)
+from shared.contract.events import CloudEvent, EventIdentity, EventType
 from shared.contract.money import FxSnapshot, Money, MoneyError
 from shared.contract.signing import RejectReason
-from shared.runtime.fx_store import snapshot_from_event
 from shared.runtime.observability import PAYOUT_DESTINATION_COOLOFFS, PAYOUT_TRANSITIONS
 from shared.runtime.trust import Untrusted
-
-SOURCE: Final = "creatorflow/payouts"
+from shared.runtime.unit_of_work import Handler, NewEvents, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -101,8 +100,10 @@ _NO_SNAPSHOT: Final = object()
 
 
 @dataclass
-class Work:
-    """The changes of one transaction; `scheduled` tells whether a dispatcher should wake."""
+class PayoutTransaction:
+    """The changes of one transaction of the store, and what it read: `flush` writes them,
+    `committed` counts them once the transaction committed; `scheduled` tells whether a
+    dispatcher should wake."""
 
     repo: PayoutRepository
     policy: PayoutPolicy
@@ -121,6 +122,7 @@ class Work:
     transfers: list[Transfer] = field(default_factory=list)
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
+    cool_offs: int = 0  # destinations that started cooling off
     # Brands' escrow per brand -> currency as stored when first read (under the brand's lock),
     # and the (brand, currency) pairs with payouts waiting for funds: kept up to date below.
     _escrow: dict[str, dict[str, Decimal]] = field(default_factory=dict)
@@ -235,9 +237,7 @@ class Work:
                 self._track(transfer)
         if transition.publish:
             payout = transition.payout
-            self.events.append(
-                make_event(payout.status_data(), source=SOURCE, id=payout.event_id(), time=self.now)
-            )
+            self.events.append(translate.status_event(payout, self.now))
         if transition.payout.status == "scheduled":
             self.scheduled += 1
 
@@ -264,87 +264,125 @@ class Work:
         for transition, _ in transitions:
             self._collect(transition)
 
-    async def flush(self) -> None:
-        """Write the ledger transfers and status events; the last step of every transaction
-        that changes payouts (consumer batch, dispatcher rounds, schedules)."""
+    async def post(self) -> None:
+        """Write the ledger transfers, and wake every dispatcher at commit if payouts became
+        due; the status events are the caller's to enqueue (`flush`, or the unit of work)."""
         await self.repo.post(self.transfers)
-        await self.repo.publish(self.events)
         if self.scheduled:
             await self.repo.notify_due()
-        # Counted as the events are queued, the one place every transition passes through.
-        # Nothing runs between here and COMMIT, so a count is wrong only when the commit itself
-        # fails; the work is then retried and counted again. The ledger and the outbox stay
-        # exact; a monitoring counter can tolerate that rare over-count.
+
+    async def flush(self) -> None:
+        """Write the ledger transfers and enqueue the status events: the last step of every
+        transaction that changes payouts outside the consumer (dispatcher rounds, schedules,
+        webhooks, operators)."""
+        await self.post()
+        await self.repo.enqueue(self.events)
+
+    def committed(self) -> None:
+        """Count what the transaction changed, once it committed: each status event published
+        (the one place every transition passes through) and each destination cool-off begun. A
+        transaction rolled back counts nothing; its retry counts once."""
         for event in self.events:
             PAYOUT_TRANSITIONS.labels(status=event.data.status).inc()
+        if self.cool_offs:
+            PAYOUT_DESTINATION_COOLOFFS.inc(self.cool_offs)
+
+
+@asynccontextmanager
+async def payout_transaction(
+    db: PayoutDatabase, policy: PayoutPolicy, now: datetime
+) -> AsyncIterator[PayoutTransaction]:
+    """A transaction that changes payouts outside the consumer (the dispatcher, the schedules,
+    the webhooks, an operator's command): the block's changes are written when it ends
+    normally (`PayoutTransaction.flush`), committed, and then counted; an exception rolls all
+    of it back and counts nothing."""
+    async with db.transaction() as repo:
+        changes = PayoutTransaction(repo, policy, now)
+        yield changes
+        await changes.flush()
+    changes.committed()
 
 
 async def _rates_for(
-    work: Work, at: datetime, currency: str, account: PayoutAccount | None
+    changes: PayoutTransaction, at: datetime, currency: str, account: PayoutAccount | None
 ) -> Rates:
     # Without an account the creator's currency is unknown: the payout is held anyway, and
     # converted at its release.
-    return await work.rates(
-        min(at, work.now), (currency, currency if account is None else account.currency)
+    return await changes.rates(
+        min(at, changes.now), (currency, currency if account is None else account.currency)
     )
 
 
-async def _create_fee_payouts(work: Work, terms: DealTerms) -> None:
-    confirmed = await work.repo.confirmed(terms.deal_id)
+async def _create_fee_payouts(changes: PayoutTransaction, terms: DealTerms) -> None:
+    confirmed = await changes.repo.confirmed(terms.deal_id)
     milestones = payable_fee_milestones(terms, confirmed.keys())
     if not milestones:
         return
-    account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
+    account = (await changes.repo.accounts([terms.creator_id])).get(terms.creator_id)
     for milestone in milestones:
         # The fee's rate is that of the moment its work was confirmed.
         fx_at = payable_since(terms, milestone, confirmed)
-        rates = await _rates_for(work, fx_at, terms.currency, account)
-        transition = lifecycle.create(
-            terms,
-            "fee",
-            milestone.milestone,
-            milestone.amount,
-            platform_fee_bps=work.policy.platform_fee_bps,
-            account=account,
-            snapshot=rates.in_force,
-            now=work.now,
-            recoverable=await work.recoverable(terms.creator_id, terms.currency),
-            fx_at=fx_at,
-            later=rates.later,
-            fx_max_age=rates.max_age,
-            funded=await work.covers(terms.brand_id, milestone.amount),
-        )
-        await work.created(transition)
+        await _owe(changes, terms, "fee", milestone.milestone, milestone.amount, fx_at, account)
 
 
-async def on_deal_signed(work: Work, event: CloudEvent[Any]) -> None:
+async def _owe(
+    changes: PayoutTransaction,
+    terms: DealTerms,
+    kind: PayoutKind,
+    milestone: str,
+    gross: Money,
+    fx_at: datetime,
+    account: PayoutAccount | None,
+    platform_fee: Money | None = None,
+) -> None:
+    """Create the payout of `gross` owed since `fx_at` (its rate is locked then) unless its
+    business key has one: drawn from the brand's escrow if it covers it, repaying what the
+    creator owes first."""
+    rates = await _rates_for(changes, fx_at, terms.currency, account)
+    transition = lifecycle.create(
+        terms,
+        kind,
+        milestone,
+        gross,
+        platform_fee_bps=changes.policy.platform_fee_bps,
+        account=account,
+        snapshot=rates.in_force,
+        now=changes.now,
+        platform_fee=platform_fee,
+        recoverable=await changes.recoverable(terms.creator_id, terms.currency),
+        fx_at=fx_at,
+        later=rates.later,
+        fx_max_age=rates.max_age,
+        funded=await changes.covers(terms.brand_id, gross),
+    )
+    await changes.created(transition)
+
+
+async def on_deal_signed(changes: PayoutTransaction, signed: DealTerms, event_id: str) -> None:
     """Store the deal's terms with the fee schedule in force now (the first version wins and
     keeps its schedule) and pay what is already confirmed. A re-sent deal with other terms is
     rejected: v1 has no amendments."""
-    data: DealSigned = event.data
-    signed = DealTerms.from_event(data, work.policy.fee_schedule)
-    await work.repo.add_deal(signed, event.id)
-    terms = await work.repo.deal(data.deal_id)
+    await changes.repo.add_deal(signed, event_id)
+    terms = await changes.repo.deal(signed.deal_id)
     assert terms is not None
     if not terms.same_terms(signed):
         raise EventRejected(
-            f"deal.signed {data.deal_id!r} was already received with different terms; v1 has "
+            f"deal.signed {signed.deal_id!r} was already received with different terms; v1 has "
             "no deal amendments: sign a new deal_id for changed terms"
         )
-    await _create_fee_payouts(work, terms)
+    await _create_fee_payouts(changes, terms)
 
 
-async def on_deliverable_confirmed(work: Work, event: CloudEvent[Any]) -> None:
+async def on_deliverable_confirmed(changes: PayoutTransaction, data: Confirmation) -> None:
     """Record the confirmation; create the fee payouts it makes payable.
 
     A confirmation signed by another brand than the deal's is refused; one that arrives
     before its deal is kept apart with its signer and counts only if that is the deal's brand
     (the store's `confirmed`), so it can neither pay nor block the deal's own confirmation.
     """
-    data: DeliverableConfirmed = event.data
-    terms = await work.repo.deal(data.deal_id)
-    signed_by = work.signers.get(event.identity)
-    if terms is not None and signed_by is not None and signed_by != terms.brand_id:
+    terms = await changes.repo.deal(data.deal_id)
+    signed_by = data.signed_by
+    if terms is not None and signed_by and signed_by != terms.brand_id:
         raise Untrusted(
             RejectReason.NOT_THE_DEAL_OWNER,
             f"deal {data.deal_id} is brand {terms.brand_id}'s; this confirmation is signed by "
@@ -355,41 +393,41 @@ async def on_deliverable_confirmed(work: Work, event: CloudEvent[Any]) -> None:
             f"data.deliverable_id: {data.deliverable_id!r} is not a deliverable of deal "
             f"{data.deal_id} (it has {', '.join(sorted(terms.deliverable_ids))})"
         )
-    await work.repo.add_confirmation(
+    await changes.repo.add_confirmation(
         data.deal_id,
         data.deliverable_id,
         data.confirmed_by,
         data.confirmed_at,
-        signed_by or "",
+        signed_by,
         data.post_received_at,
     )
     if terms is not None:
-        await _create_fee_payouts(work, terms)
+        await _create_fee_payouts(changes, terms)
 
 
 async def release_held(
-    work: Work, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
+    changes: PayoutTransaction, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
 ) -> None:
     """Release these held payouts where they are payable now (callers hold the creators' locks)."""
-    await _release(work, held, accounts)
+    await _release(changes, held, accounts)
 
 
 async def _release(
-    work: Work, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
+    changes: PayoutTransaction, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
 ) -> None:
     transitions = []
-    await work.read_receivables({p.creator_id for p in held})
+    await changes.read_receivables({p.creator_id for p in held})
     repaid: dict[tuple[str, str], Money] = {}  # by the releases of this loop, not yet collected
     for payout in held:
         key = (payout.creator_id, payout.gross.currency)
-        recoverable = await work.recoverable(*key) - repaid.get(key, Money.zero(key[1]))
+        recoverable = await changes.recoverable(*key) - repaid.get(key, Money.zero(key[1]))
         account = accounts.get(payout.creator_id)
-        rates = await _rates_for(work, payout.fx_at or work.now, key[1], account)
+        rates = await _rates_for(changes, payout.fx_at or changes.now, key[1], account)
         transition = lifecycle.release(
             payout,
             account,
             rates.in_force,
-            work.now,
+            changes.now,
             recoverable,
             later=rates.later,
             fx_max_age=rates.max_age,
@@ -399,98 +437,90 @@ async def _release(
             for transfer in transition.transfers:
                 if transfer.kind == TransferKind.RECOVERY:
                     repaid[key] = repaid.get(key, Money.zero(key[1])) + transfer.postings[1].amount
-    await work.changed(transitions)
+    await changes.changed(transitions)
 
 
-async def on_payout_account_upserted(work: Work, event: CloudEvent[Any]) -> None:
+async def on_payout_account_upserted(changes: PayoutTransaction, account: PayoutAccount) -> None:
     """Store the account (unless a newer one is stored) and release what it makes payable."""
-    data: PayoutAccountUpserted = event.data
-    if work.seal is None:
-        raise RuntimeError("payout accounts are stored only by a consumer that seals them")
-    try:
-        account = PayoutAccount.from_event(data, updated_at=event.time, seal=work.seal)
-    except RawDestination as refused:
-        raise EventRejected(str(refused)) from None
-    previous = (await work.repo.accounts([data.creator_id])).get(data.creator_id)
-    if previous is not None and work.reseal is not None:
-        resealed = work.reseal(previous.creator_id, previous.destination)
+    creator_id = account.creator_id
+    previous = (await changes.repo.accounts([creator_id])).get(creator_id)
+    if previous is not None and changes.reseal is not None:
+        resealed = changes.reseal(previous.creator_id, previous.destination)
         previous = replace(previous, destination=resealed)
     until = cooling_off_until(
         previous,
         account,
-        in_flight=await work.repo.in_flight(data.creator_id),
-        now=work.now,
-        cool_off=work.policy.destination_cool_off,
+        in_flight=await changes.repo.in_flight(creator_id),
+        now=changes.now,
+        cool_off=changes.policy.destination_cool_off,
     )
     account = replace(account, cooling_off_until=until)
-    if not await work.repo.save_account(account):
+    if not await changes.repo.save_account(account):
         return
     if until is not None and (previous is None or previous.cooling_off_until != until):
-        PAYOUT_DESTINATION_COOLOFFS.inc()
+        changes.cool_offs += 1
         log.warning(
             "payout destination changed with payouts in flight: cooling off",
-            creator_id=data.creator_id,
+            creator_id=creator_id,
             until=until.isoformat(),
         )
     # Scheduled payouts are held when the dispatcher claims them; held ones here.
-    held = await work.repo.held_for_update(
-        creator_ids=[data.creator_id], codes=RELEASED_BY_ACCOUNTS
-    )
-    await _release(work, held, {account.creator_id: account})
+    held = await changes.repo.held_for_update(creator_ids=[creator_id], codes=RELEASED_BY_ACCOUNTS)
+    await _release(changes, held, {account.creator_id: account})
     # A failed payout is still owed: a changed account is the creator's answer to it.
-    failed = await work.repo.failed_for_update([data.creator_id])
-    await work.changed([(lifecycle.retry(p, account, work.now), p.status) for p in failed])
+    failed = await changes.repo.failed_for_update([creator_id])
+    await changes.changed([(lifecycle.retry(p, account, changes.now), p.status) for p in failed])
 
 
 class PayoutNotFound(LookupError):
     """No payout has the id asked for."""
 
 
-async def retry_payout(work: Work, payout_id: str) -> Payout:
+async def retry_payout(changes: PayoutTransaction, payout_id: str) -> Payout:
     """Retry one failed payout now (an operator's decision); returns it as retried. Raises
     PayoutNotFound, or InvalidTransition when it is not failed."""
-    found = await work.repo.payout(payout_id)
+    found = await changes.repo.payout(payout_id)
     if found is None:
         raise PayoutNotFound(payout_id)
     # Under the creator's lock, as an account update retries it too.
-    await work.repo.lock(fx="shared", creator_ids=[found.creator_id])
-    [payout] = await work.repo.payouts_for_update([payout_id])
-    account = (await work.repo.accounts([payout.creator_id])).get(payout.creator_id)
-    transition = lifecycle.retry(payout, account, work.now)
-    await work.changed([(transition, payout.status)])
+    await changes.repo.lock(fx="shared", creator_ids=[found.creator_id])
+    [payout] = await changes.repo.payouts_for_update([payout_id])
+    account = (await changes.repo.accounts([payout.creator_id])).get(payout.creator_id)
+    transition = lifecycle.retry(payout, account, changes.now)
+    await changes.changed([(transition, payout.status)])
     return transition.payout
 
 
-async def release_cooled_off(work: Work, limit: int) -> int:
+async def release_cooled_off(changes: PayoutTransaction, limit: int) -> int:
     """Release payouts whose creator's destination cool-off has ended; returns how many were
     looked at."""
-    held = await work.repo.cooled_off_for_update(work.now, limit)
+    held = await changes.repo.cooled_off_for_update(changes.now, limit)
     if not held:
         return 0
     # Releasing converts, and converting repays what a creator owes: under the creators'
     # locks, as the consumer and the dispatcher take them.
     creators = {p.creator_id for p in held}
-    await work.repo.lock(fx="shared", creator_ids=creators)
-    await _release(work, held, await work.repo.accounts(creators))
+    await changes.repo.lock(fx="shared", creator_ids=creators)
+    await _release(changes, held, await changes.repo.accounts(creators))
     return len(held)
 
 
-async def on_attribution_updated(work: Work, event: CloudEvent[Any]) -> None:
+async def on_attribution_updated(changes: PayoutTransaction, data: AttributedRevenue) -> None:
     """Keep the latest attribution per deal: the base of its commission."""
-    data: AttributionUpdated = event.data
-    await work.repo.save_attribution(data.deal_id, data.revenue, data.as_of)
+    await changes.repo.save_attribution(data.deal_id, data.revenue, data.as_of)
 
 
-async def on_fx_rates_published(work: Work, event: CloudEvent[Any]) -> None:
+async def on_fx_rates_published(
+    changes: PayoutTransaction, snapshot: FxSnapshot, event_id: str
+) -> None:
     """Store (and judge) the snapshot, and release payouts that waited for a trusted rate."""
-    data: FxRatesPublished = event.data
     # Already stored (the same snapshot sent again under another event id): the payouts held
     # for a rate are re-checked all the same.
-    await work.repo.save_fx(snapshot_from_event(data), event.id, work.policy.fx_max_move)
-    work.forget_fx()
-    held = await work.repo.held_for_update(codes=FX_HOLDS)
-    accounts = await work.repo.accounts({p.creator_id for p in held})
-    await _release(work, held, accounts)
+    await changes.repo.save_fx(snapshot, event_id, changes.policy.fx_max_move)
+    changes.forget_fx()
+    held = await changes.repo.held_for_update(codes=FX_HOLDS)
+    accounts = await changes.repo.accounts({p.creator_id for p in held})
+    await _release(changes, held, accounts)
 
 
 class CreatorsNotLocked(TransientError):
@@ -498,27 +528,25 @@ class CreatorsNotLocked(TransientError):
     the brand's lock: the batch runs again with its creator locked too."""
 
 
-async def on_brand_funded(work: Work, event: CloudEvent[Any]) -> None:
+async def on_brand_funded(changes: PayoutTransaction, funding: Funding, event_id: str) -> None:
     """Credit the brand's escrow once per `funding_id`, then release the brand's payouts that
     waited for funds in that currency, in order of confirmation, while the escrow covers them.
 
     The same funding id sent again with other terms is refused: a funding never changes."""
-    data: BrandFunded = event.data
-    funding = Funding(data.funding_id, data.brand_id, data.amount, data.funded_at)
-    if not await work.repo.add_funding(funding, event.id):
-        known = await work.repo.funding(data.funding_id)
+    if not await changes.repo.add_funding(funding, event_id):
+        known = await changes.repo.funding(funding.funding_id)
         if known != funding:
             raise EventRejected(
-                f"data.funding_id: {data.funding_id!r} was already credited with other terms "
+                f"data.funding_id: {funding.funding_id!r} was already credited with other terms "
                 f"({known}); a funding is never amended: send a new funding_id"
             )
         return
-    work.funded(funding)
-    await release_funded(work, data.brand_id, data.amount.currency)
+    changes.funded(funding)
+    await release_funded(changes, funding.brand_id, funding.amount.currency)
 
 
 async def release_funded(
-    work: Work, brand_id: str, currency: str, *, unless_unlocked: bool = False
+    changes: PayoutTransaction, brand_id: str, currency: str, *, unless_unlocked: bool = False
 ) -> int:
     """Release the brand's payouts waiting for funds in `currency`, earliest confirmed first,
     each drawing its gross, stopping at the first the escrow does not cover (callers hold the
@@ -527,126 +555,208 @@ async def release_funded(
     A waiting payout whose creator's lock is not held raises CreatorsNotLocked, or with
     `unless_unlocked` releases nothing: the brand's next funding will."""
     waiting = funding_order(
-        p for p in await work.repo.awaiting_funds([brand_id]) if p.gross.currency == currency
+        p for p in await changes.repo.awaiting_funds([brand_id]) if p.gross.currency == currency
     )
     creators = {p.creator_id for p in waiting}
-    if work.creators_locked is not None and not creators <= work.creators_locked:
+    if changes.creators_locked is not None and not creators <= changes.creators_locked:
         if unless_unlocked:
             return 0
         raise CreatorsNotLocked(
-            f"brand {brand_id}: payouts of creators {sorted(creators - work.creators_locked)} "
+            f"brand {brand_id}: payouts of creators {sorted(creators - changes.creators_locked)} "
             "started waiting for funds meanwhile"
         )
-    accounts = await work.repo.accounts(creators)
-    await work.read_receivables(creators)
+    accounts = await changes.repo.accounts(creators)
+    await changes.read_receivables(creators)
     released = 0
-    for payout in await _locked_in_order(work, waiting):
-        if await work.escrow(brand_id, currency) < payout.gross:
+    for payout in await _locked_in_order(changes, waiting):
+        if await changes.escrow(brand_id, currency) < payout.gross:
             return released
         account = accounts.get(payout.creator_id)
-        rates = await _rates_for(work, payout.fx_at or work.now, currency, account)
+        rates = await _rates_for(changes, payout.fx_at or changes.now, currency, account)
         transition = lifecycle.fund(
             payout,
             account,
             rates.in_force,
-            work.now,
-            await work.recoverable(payout.creator_id, currency),
+            changes.now,
+            await changes.recoverable(payout.creator_id, currency),
             later=rates.later,
             fx_max_age=rates.max_age,
         )
-        await work.changed([(transition, payout.status)])
+        await changes.changed([(transition, payout.status)])
         released += 1
-    work.none_waiting(brand_id, currency)
+    changes.none_waiting(brand_id, currency)
     return released
 
 
-async def _locked_in_order(work: Work, waiting: Sequence[Payout]) -> list[Payout]:
+async def _locked_in_order(changes: PayoutTransaction, waiting: Sequence[Payout]) -> list[Payout]:
     ids = [p.payout_id for p in waiting]
-    locked = {p.payout_id: p for p in await work.repo.payouts_for_update(ids)}
+    locked = {p.payout_id: p for p in await changes.repo.payouts_for_update(ids)}
     return [locked[p.payout_id] for p in waiting if awaits_funds(locked[p.payout_id])]
 
 
-Handler = Callable[[Work, CloudEvent[Any]], Awaitable[None]]
+# Each input event type: translated at the door (translate.py), then applied by its handler.
+Step = Callable[[PayoutTransaction, CloudEvent[Any]], Awaitable[None]]
 
-HANDLERS: Final[Mapping[str, Handler]] = {
-    EventType.DEAL_SIGNED: on_deal_signed,
-    EventType.BRAND_FUNDED: on_brand_funded,
-    EventType.DELIVERABLE_CONFIRMED: on_deliverable_confirmed,
-    EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: on_payout_account_upserted,
-    EventType.ATTRIBUTION_UPDATED: on_attribution_updated,
-    EventType.FX_RATES_PUBLISHED: on_fx_rates_published,
+
+async def _deal_signed(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+    terms = translate.deal_terms(event.data, changes.policy.fee_schedule)
+    await on_deal_signed(changes, terms, event.id)
+
+
+async def _brand_funded(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+    await on_brand_funded(changes, translate.funding(event.data), event.id)
+
+
+async def _deliverable_confirmed(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+    signed_by = changes.signers.get(event.identity)
+    await on_deliverable_confirmed(changes, translate.confirmation(event.data, signed_by))
+
+
+async def _payout_account_upserted(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+    if changes.seal is None:
+        raise RuntimeError("payout accounts are stored only by a consumer that seals them")
+    try:
+        account = translate.payout_account(event.data, updated_at=event.time, seal=changes.seal)
+    except RawDestination as refused:
+        raise EventRejected(str(refused)) from None
+    await on_payout_account_upserted(changes, account)
+
+
+async def _attribution_updated(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+    await on_attribution_updated(changes, translate.attributed_revenue(event.data))
+
+
+async def _fx_rates_published(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+    await on_fx_rates_published(changes, translate.fx_snapshot(event.data), event.id)
+
+
+STEPS: Final[Mapping[str, Step]] = {
+    EventType.DEAL_SIGNED: _deal_signed,
+    EventType.BRAND_FUNDED: _brand_funded,
+    EventType.DELIVERABLE_CONFIRMED: _deliverable_confirmed,
+    EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: _payout_account_upserted,
+    EventType.ATTRIBUTION_UPDATED: _attribution_updated,
+    EventType.FX_RATES_PUBLISHED: _fx_rates_published,
 }
+_DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
+_CREATOR_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
+_BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.BRAND_FUNDED}
 
 
-async def decide_commissions(work: Work, limit: int) -> int:
+async def lock_batch(repo: PayoutRepository, events: Sequence[CloudEvent[Any]]) -> frozenset[str]:
+    """Take the locks a batch of input events needs, in the store's order (FX, deals, creators,
+    brands: `PayoutRepository.lock`); returns the creators locked."""
+    deal_ids = {e.data.deal_id for e in events if e.type in _DEAL_EVENTS}
+    has_fx = any(e.type == EventType.FX_RATES_PUBLISHED for e in events)
+    await repo.lock(fx="exclusive" if has_fx else "shared", deal_ids=deal_ids)
+    deals = (await repo.deals(deal_ids)).values()
+    creators = {d.creator_id for d in deals}
+    creators |= {e.data.creator_id for e in events if e.type in _CREATOR_EVENTS}
+    brands = {d.brand_id for d in deals}
+    brands |= {e.data.brand_id for e in events if e.type in _BRAND_EVENTS}
+    funded = {e.data.brand_id for e in events if e.type == EventType.BRAND_FUNDED}
+    # A funding releases the brand's waiting payouts: their creators are locked too (read
+    # before the brand's lock; one that starts waiting meanwhile makes the batch run again:
+    # CreatorsNotLocked).
+    creators |= {p.creator_id for p in await repo.awaiting_funds(funded)}
+    await repo.lock(creator_ids=creators, brand_ids=brands)
+    return frozenset(creators)
+
+
+def consume(
+    policy: PayoutPolicy,
+    *,
+    seal: Seal,
+    reseal: Callable[[str, SealedDestination], SealedDestination],
+    on_scheduled: Callable[[], None],
+) -> Handler[PayoutRepository]:
+    """The unit of work's handler for payouts' input events: one `PayoutTransaction` per
+    batch, each new event applied in arrival order; its status events are published through
+    the unit of work, and after the commit its changes are counted and, if payouts became due,
+    `on_scheduled` wakes the dispatcher."""
+
+    async def handle(new: NewEvents, uow: UnitOfWork[PayoutRepository]) -> None:
+        events = new.of_type(*STEPS)
+        if not events:
+            return
+        changes = PayoutTransaction(
+            uow.tx,
+            policy,
+            uow.now,
+            seal=seal,
+            reseal=reseal,
+            signers=new.brand_signers(),
+            creators_locked=await lock_batch(uow.tx, events),
+        )
+        for event in events:
+            await STEPS[event.type](changes, event)
+        await changes.post()
+        uow.publish(changes.events)
+        uow.after_commit(changes.committed)
+        if changes.scheduled:
+            uow.after_commit(on_scheduled)
+
+    return handle
+
+
+async def decide_commissions(changes: PayoutTransaction, limit: int) -> int:
     """Make the commission of deals whose attribution window (plus grace) closed follow their
     latest attributed revenue: rate x revenue, in the deal currency, less what earlier
     decisions booked (`next_commission_step`): the whole commission first, then a top-up or a
     clawback whenever a late order or refund changed the revenue, until the adjustment period
     (`commission_adjustable` after the close) is over. Deals whose revenue cannot be converted
     yet stay undecided for the next round. Returns the number of deals decided."""
-    closed_before = work.now - work.policy.commission_grace
-    final_before = work.now - work.policy.commission_adjustable
-    due = await work.repo.commission_due_for_update(closed_before, final_before, limit)
+    closed_before = changes.now - changes.policy.commission_grace
+    final_before = changes.now - changes.policy.commission_adjustable
+    due = await changes.repo.commission_due_for_update(closed_before, final_before, limit)
     brands = {d.brand_id for d in due}
     # A clawback gives money back to the brand's escrow: the payouts waiting for it may draw
     # on it, under their creators' locks too (read before the brands' lock).
-    waiting = {p.creator_id for p in await work.repo.awaiting_funds(brands)}
+    waiting = {p.creator_id for p in await changes.repo.awaiting_funds(brands)}
     creators = {d.creator_id for d in due} | waiting
-    await work.repo.lock(
+    await changes.repo.lock(
         fx="shared", deal_ids=[d.deal_id for d in due], creator_ids=creators, brand_ids=brands
     )
-    work.creators_locked = frozenset(creators)
+    changes.creators_locked = frozenset(creators)
     credited: set[tuple[str, str]] = set()
     decided = 0
     for terms in due:
-        if not commission_due(terms, work.now, work.policy.commission_grace):
+        if not commission_due(terms, changes.now, changes.policy.commission_grace):
             continue
-        latest = await work.repo.attribution(terms.deal_id)
+        latest = await changes.repo.attribution(terms.deal_id)
         owed = Money.zero(terms.currency)
         if latest is not None:
             try:
                 owed = commission(
-                    latest.revenue, terms.commission_rate, terms.currency, await work.fx()
+                    latest.revenue, terms.commission_rate, terms.currency, await changes.fx()
                 )
             except MoneyError as error:  # FxRateMissing among them: try again next round
                 log.warning("commission not decided yet", deal_id=terms.deal_id, error=str(error))
                 continue
-        booked = await work.repo.commission_booked(terms.deal_id)
-        step = next_commission_step(owed, booked, work.policy.platform_fee_bps)
+        booked = await changes.repo.commission_booked(terms.deal_id)
+        step = next_commission_step(owed, booked, changes.policy.platform_fee_bps)
         if step is not None:
-            await _book_commission(work, terms, step)
+            await _book_commission(changes, terms, step)
             if step.kind == "clawback":
                 credited.add((terms.brand_id, terms.currency))
-        await work.repo.commission_decided(terms.deal_id, 0 if latest is None else latest.revision)
+        await changes.repo.commission_decided(
+            terms.deal_id, 0 if latest is None else latest.revision
+        )
         decided += 1
     for brand_id, currency in sorted(credited):
-        await release_funded(work, brand_id, currency, unless_unlocked=True)
+        await release_funded(changes, brand_id, currency, unless_unlocked=True)
     return decided
 
 
-async def _book_commission(work: Work, terms: DealTerms, step: CommissionStep) -> None:
+async def _book_commission(
+    changes: PayoutTransaction, terms: DealTerms, step: CommissionStep
+) -> None:
     if step.kind == "clawback":
-        await work.created(lifecycle.clawback(terms, step.milestone, step.gross, step.platform_fee))
-        return
-    account = (await work.repo.accounts([terms.creator_id])).get(terms.creator_id)
-    # A commission is owed from the moment it is decided: its rate is locked now.
-    rates = await _rates_for(work, work.now, terms.currency, account)
-    await work.created(
-        lifecycle.create(
-            terms,
-            "commission",
-            step.milestone,
-            step.gross,
-            platform_fee_bps=work.policy.platform_fee_bps,
-            account=account,
-            snapshot=rates.in_force,
-            now=work.now,
-            platform_fee=step.platform_fee,
-            recoverable=await work.recoverable(terms.creator_id, terms.currency),
-            fx_at=work.now,
-            later=rates.later,
-            fx_max_age=rates.max_age,
-            funded=await work.covers(terms.brand_id, step.gross),
+        await changes.created(
+            lifecycle.clawback(terms, step.milestone, step.gross, step.platform_fee)
         )
-    )
+        return
+    account = (await changes.repo.accounts([terms.creator_id])).get(terms.creator_id)
+    # A commission is owed from the moment it is decided: its rate is locked now.
+    gross, fee = step.gross, step.platform_fee
+    await _owe(changes, terms, "commission", step.milestone, gross, changes.now, account, fee)

@@ -21,7 +21,7 @@ from services.payouts.domain.ledger import (
 from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.tax import USD, TaxReport, tax_report
-from services.payouts.store import PayoutDatabase, PayoutRepository
+from services.payouts.store.port import PayoutDatabase, PayoutRepository
 from shared.contract.money import FxSnapshot, Money
 
 # The steps of an attempt to pay (the accrual and conversion happen once per payout).

@@ -9,19 +9,25 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from services.payouts.dispatcher import Clock, utc_now
-from services.payouts.handlers import PayoutPolicy, Work, decide_commissions, release_cooled_off
+from services.payouts.handlers import (
+    PayoutPolicy,
+    PayoutTransaction,
+    decide_commissions,
+    payout_transaction,
+    release_cooled_off,
+)
 from services.payouts.providers import PayoutProvider, ProviderError, Settlement
 from services.payouts.providers.rails import Rails
 from services.payouts.reports import LedgerReport, check_ledger
 from services.payouts.settlements import RailReport, apply_reports
-from services.payouts.store import PayoutDatabase
+from services.payouts.store.port import PayoutDatabase
 from shared.runtime.observability import LEDGER_CHECK_PROBLEMS, LEDGER_CHECKS
 
 log = structlog.get_logger(__name__)
 
 
-Round = Callable[[Work, int], Awaitable[int]]
-"""One round of periodic work in one transaction: (work, batch) -> rows looked at."""
+Round = Callable[[PayoutTransaction, int], Awaitable[int]]
+"""One round of periodic work in one transaction: (changes, batch) -> rows looked at."""
 
 
 class _Rounds:
@@ -54,11 +60,9 @@ class _Rounds:
             await asyncio.sleep(self._interval)
 
     async def run_once(self) -> int:
-        async with self._db.transaction() as repo:
-            work = Work(repo, self._policy, self._clock())
-            looked_at = await type(self)._round(work, self._batch)
-            await work.flush()
-        if work.scheduled:
+        async with payout_transaction(self._db, self._policy, self._clock()) as changes:
+            looked_at = await type(self)._round(changes, self._batch)
+        if changes.scheduled:
             self._on_scheduled()
         return looked_at
 
@@ -120,10 +124,8 @@ class SettlementPoller:
             reports.append(RailReport(payout.payout_id, payout.provider_ref, answer.state, reason))
         if not reports:
             return 0
-        async with self._db.transaction() as repo:
-            work = Work(repo, self._policy, self._clock())
-            changed = await apply_reports(work, reports)
-            await work.flush()
+        async with payout_transaction(self._db, self._policy, self._clock()) as changes:
+            changed = await apply_reports(changes, reports)
         return changed
 
 

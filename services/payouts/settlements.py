@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.payouts.domain import lifecycle
-from services.payouts.domain.lifecycle import SettlementReport, Transition
-from services.payouts.handlers import Work
-from shared.contract.events import PayoutStatus
+from services.payouts.domain.lifecycle import PayoutStatus, SettlementReport, Transition
+from services.payouts.handlers import PayoutTransaction
 
 
 @dataclass(frozen=True)
@@ -23,18 +22,18 @@ class RailReport:
     reason: str
 
 
-async def apply_reports(work: Work, reports: Sequence[RailReport]) -> int:
-    """Apply the reports inside `work`'s transaction (payouts locked); a report on another
+async def apply_reports(changes: PayoutTransaction, reports: Sequence[RailReport]) -> int:
+    """Apply the reports inside the transaction of `changes` (payouts locked); a report on another
     transfer than the payout's current one (an earlier attempt's) changes nothing. Returns the
     number of payouts changed."""
     by_payout = {r.payout_id: r for r in reports}
-    changes: list[tuple[Transition, PayoutStatus]] = []
-    for payout in await work.repo.payouts_for_update(sorted(by_payout)):
+    transitions: list[tuple[Transition, PayoutStatus]] = []
+    for payout in await changes.repo.payouts_for_update(sorted(by_payout)):
         report = by_payout[payout.payout_id]
         if payout.provider_ref != report.provider_ref:
             continue
         transition = lifecycle.reported(payout, report.state, report.reason)
         if transition is not None:
-            changes.append((transition, payout.status))
-    await work.changed(changes)
-    return len(changes)
+            transitions.append((transition, payout.status))
+    await changes.changed(transitions)
+    return len(transitions)

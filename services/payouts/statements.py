@@ -12,7 +12,7 @@ from services.payouts.domain.statements import (
     year_summary,
 )
 from services.payouts.reports import snapshot_for_usd
-from services.payouts.store import PayoutDatabase
+from services.payouts.store.port import PayoutDatabase
 
 
 async def creator_statement(db: PayoutDatabase, creator_id: str, period: Period) -> Statement:

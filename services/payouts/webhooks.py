@@ -40,13 +40,13 @@ import structlog
 from pydantic import SecretStr
 
 from services.payouts.domain.lifecycle import SettlementReport
-from services.payouts.handlers import PayoutPolicy, Work
+from services.payouts.handlers import PayoutPolicy, payout_transaction
 from services.payouts.providers.base import Settlement
 from services.payouts.providers.paypal import item_settlement
 from services.payouts.providers.stripe import transfer_settlement
 from services.payouts.providers.wise import status_settlement
 from services.payouts.settlements import RailReport, apply_reports
-from services.payouts.store import PayoutDatabase
+from services.payouts.store.port import PayoutDatabase
 from services.payouts.webhook_signatures import SignatureRefused, verify
 from shared.runtime.observability import WEBHOOK_NONCE_STORE_DOWN, WEBHOOKS
 
@@ -272,12 +272,12 @@ class WebhookRoutes:
     async def apply(self, rail: str, event: WebhookEvent) -> str:
         """Record the event and apply it, in one transaction; the outcome's name."""
         now = datetime.fromtimestamp(self._clock(), UTC)
-        async with self._db.transaction() as repo:
-            if not await repo.claim_webhook(rail, event.event_id, now):
+        async with payout_transaction(self._db, self._policy, now) as changes:
+            if not await changes.repo.claim_webhook(rail, event.event_id, now):
                 return "duplicate"
             if event.provider_ref is None or event.state is None:
                 return "ignored"
-            payout_id = await repo.payout_of_transfer(rail, event.provider_ref)
+            payout_id = await changes.repo.payout_of_transfer(rail, event.provider_ref)
             if payout_id is None:
                 log.warning(
                     "webhook for a transfer we do not know",
@@ -286,10 +286,8 @@ class WebhookRoutes:
                     provider_ref=event.provider_ref,
                 )
                 return "unknown_transfer"
-            work = Work(repo, self._policy, now)
             report = RailReport(payout_id, event.provider_ref, event.state, event.reason)
-            changed = await apply_reports(work, [report])
-            await work.flush()
+            changed = await apply_reports(changes, [report])
         log.info(
             "webhook applied" if changed else "webhook changed nothing",
             rail=rail,

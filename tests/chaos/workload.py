@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
+from services.matching.translate import profile_payload
 from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
 from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
 from shared.contract.events import (
@@ -217,7 +218,7 @@ class _Generator:
         )
         profiles = population.profiles
         self.events += [
-            make_event(profiles.profile(i), source="onboarding", time=self.now)
+            make_event(profile_payload(profiles, i), source="onboarding", time=self.now)
             for i in range(len(profiles))
         ]
         for n in range(self.config.match_requests):

@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from services.matching.app import INPUT_TOPICS as MATCHING_INPUTS
-from services.matching.app import background, start_service
+from services.matching.app import make_setup as make_matching_setup
 from services.matching.schema import SCHEMA as MATCHING_SCHEMA
 from services.matching.settings import MatchingSettings
 from services.payouts.app import INPUT_TOPICS as PAYOUTS_INPUTS
-from services.payouts.app import PayoutsSetup
+from services.payouts.app import make_setup as make_payouts_setup
 from services.payouts.schema import SCHEMA as PAYOUTS_SCHEMA
 from services.payouts.settings import PayoutsSettings
 from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
@@ -45,7 +45,7 @@ from shared.contract.events import (
 from shared.contract.money import Money
 from shared.contract.signing import Party, RejectReason, key_id, private_key_text, public_key_text
 from shared.runtime.config import Profile, Settings
-from shared.runtime.service import Resources, ServiceRuntime
+from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import DeadLetter, read_dead_letters
 from shared.tools.synthetic.population import niche_request
@@ -83,11 +83,11 @@ TEN: Final = Money.of("10.00", "USD")
 
 @pytest.fixture(scope="module")
 async def services(infra: InfraUrls, topics: None) -> AsyncIterator[None]:
-    async def matching(resources: Resources) -> list[Any]:
-        service = await start_service(resources, MatchingSettings())
-        return background(resources, service)
+    matching = make_matching_setup(settings=MatchingSettings())
 
-    payouts = PayoutsSetup(PayoutsSettings(settle_check_seconds=0.2, dispatch_idle_seconds=0.5))
+    payouts = make_payouts_setup(
+        PayoutsSettings(settle_check_seconds=0.2, dispatch_idle_seconds=0.5)
+    )
     runtimes = (
         ServiceRuntime("matching", matching, schema=MATCHING_SCHEMA, settings=PRODUCTION,
                        urls=infra),

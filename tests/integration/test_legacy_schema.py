@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from services.payouts import translate
 from services.payouts.app import open_destinations
 from services.payouts.destinations import new_key
-from services.payouts.domain.accounts import PayoutAccount
 from services.payouts.schema import SCHEMA as PAYOUTS
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
@@ -66,7 +66,7 @@ async def test_a_service_takes_its_tables_and_its_share_of_the_shared_rows(
         data = account(creator, method="bank_transfer", destination=token, form="W-9").data
         async with db.transaction() as repo:
             assert await repo.save_account(
-                PayoutAccount.from_event(data, datetime.now(UTC), seal=cipher.seal)
+                translate.payout_account(data, datetime.now(UTC), seal=cipher.seal)
             )
         for seq, producer in enumerate(["payouts", "tracking", "", "payouts"], start=1):
             await legacy.execute(

@@ -66,6 +66,37 @@ def _allowed(importer: str, imported: str) -> bool:
     return False  # anything else directly under shared/ has no layer yet
 
 
+# What a service's domain/ (pure rules) may not import, per service that has one: no wire
+# models (the contract's vocabulary of plain literals is allowed), no database driver, no
+# metrics, no store.
+DOMAIN_FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "matching": (
+        "shared.contract.events",
+        "asyncpg",
+        "prometheus_client",
+        "services.matching.store",
+    ),
+    "payouts": (
+        "shared.contract.events",
+        "pydantic",
+        "asyncpg",
+        "prometheus_client",
+        "services.payouts.store",
+    ),
+}
+DOMAIN_ALLOWED: tuple[str, ...] = ("shared.contract.events.vocabulary",)
+
+
+def _domain_allows(importer: str, imported: str) -> bool:
+    parts = importer.split(".")
+    if parts[0] != "services" or len(parts) < 3 or parts[2] != "domain":
+        return True
+    forbidden = DOMAIN_FORBIDDEN.get(parts[1], ())
+    if imported == DOMAIN_ALLOWED[0] or imported.startswith(DOMAIN_ALLOWED[0] + "."):
+        return True
+    return not any(imported == f or imported.startswith(f + ".") for f in forbidden)
+
+
 def _sources() -> list[Path]:
     return sorted(
         p for top in ("shared", "services") for p in (ROOT / top).rglob("*.py") if p.is_file()
@@ -105,3 +136,42 @@ def test_imports_follow_the_layers(path: Path) -> None:
 )
 def test_the_rule_itself(importer: str, imported: str, allowed: bool) -> None:
     assert _allowed(importer, imported) is allowed
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for service in DOMAIN_FORBIDDEN
+        for p in (ROOT / "services" / service / "domain").rglob("*.py")
+    ),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_a_domain_imports_no_wire_model_driver_metric_or_store(path: Path) -> None:
+    importer = _module_name(path)
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for line, module in _imports(path)
+        if not _domain_allows(importer, module)
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported", "allowed"),
+    [
+        ("services.matching.domain.scoring", "shared.contract.events", False),
+        ("services.matching.domain.scoring", "shared.contract.events.matching", False),
+        ("services.matching.domain.features", "shared.contract.events.vocabulary", True),
+        ("services.matching.domain.index", "shared.contract.money", True),
+        ("services.matching.domain.index", "asyncpg", False),
+        ("services.matching.domain.index", "prometheus_client.Counter", False),
+        ("services.matching.domain.learning", "services.matching.store.port", False),
+        ("services.matching.translate", "shared.contract.events", True),
+        ("services.payouts.domain.accounts", "pydantic.SecretStr", False),
+        ("services.payouts.domain.lifecycle", "services.payouts.store.port", False),
+        ("services.payouts.domain.ledger", "shared.contract.money", True),
+    ],
+)
+def test_the_domain_rule_itself(importer: str, imported: str, allowed: bool) -> None:
+    assert _domain_allows(importer, imported) is allowed

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.payouts.app import PayoutsSetup
+from services.payouts.app import make_setup as make_payouts_setup
 from services.tracking.app import make_setup
 from shared.contract.events import TOPICS, Topic, dlq_topic
 from shared.tools.asyncapi import service_group, service_topics
@@ -73,7 +73,7 @@ def test_a_new_input_topic_in_the_code_changes_the_acls(monkeypatch: pytest.Monk
 
 def test_the_services_subscribe_with_the_groups_the_acls_name() -> None:
     assert inspect.signature(make_setup).parameters["group_id"].default == "tracking"
-    assert inspect.signature(PayoutsSetup).parameters["group_id"].default == "payouts"
+    assert inspect.signature(make_payouts_setup).parameters["group_id"].default == "payouts"
     assert [service_group(s) for s in SERVICES] == list(SERVICES)
 
 

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
-
-from pydantic import SecretStr
-
-from shared.contract.events import PayoutAccountUpserted
 
 # Forms that let a payer skip backup withholding: W-9 (US persons), W-8BEN (foreign
 # individuals), W-8BEN-E (foreign entities). "other" is not accepted for automatic payouts.
@@ -77,10 +72,6 @@ class SealedDestination:
     fingerprint: bytes | None = field(default=None, repr=False)
 
 
-Seal = Callable[[str, SecretStr], SealedDestination]
-"""Encrypts a creator's (creator_id, destination)."""
-
-
 @dataclass(frozen=True)
 class PayoutAccount:
     """Where a creator is paid. The destination (a provider token) is kept sealed."""
@@ -100,31 +91,11 @@ class PayoutAccount:
     fallback_method: str | None = None
     fallback_destination: SealedDestination | None = None
 
-    @classmethod
-    def from_event(
-        cls, data: PayoutAccountUpserted, updated_at: datetime, seal: Seal
-    ) -> PayoutAccount:
-        """The account in `data` with its destination sealed; raises RawDestination (without
-        echoing it) if the destination is untokenised."""
-        destinations = [data.destination] + ([data.fallback.destination] if data.fallback else [])
-        if any(_RAW_ACCOUNT_NUMBER.fullmatch(d.get_secret_value().strip()) for d in destinations):
-            raise RawDestination(
-                f"creator {data.creator_id}: destination looks like a raw account number; "
-                "send the payment provider's token for the account instead"
-            )
-        return cls(
-            creator_id=data.creator_id,
-            method=data.method,
-            destination=seal(data.creator_id, data.destination),
-            currency=data.currency,
-            tax_form_type=data.tax_form.type,
-            tax_form_status=data.tax_form.status,
-            updated_at=updated_at,
-            fallback_method=data.fallback.method if data.fallback else None,
-            fallback_destination=(
-                seal(data.creator_id, data.fallback.destination) if data.fallback else None
-            ),
-        )
+
+def looks_like_account_number(destination: str) -> bool:
+    """Whether a destination looks like a raw bank account number rather than a provider
+    token: such a destination is refused, so it is never stored."""
+    return _RAW_ACCOUNT_NUMBER.fullmatch(destination.strip()) is not None
 
 
 def cooling_off_until(

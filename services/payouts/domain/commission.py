@@ -11,12 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from services.payouts.domain.amounts import split_platform_fee
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import WHOLE_DEAL
 from shared.contract.money import Money
+
+
+@dataclass(frozen=True)
+class AttributedRevenue:
+    """A deal's revenue as tracking attributed it (net of refunds) `as_of` then: the base of
+    its commission; the latest `as_of` wins."""
+
+    deal_id: str
+    revenue: Money
+    as_of: datetime
 
 
 @dataclass(frozen=True)

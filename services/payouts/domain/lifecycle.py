@@ -61,8 +61,10 @@ from services.payouts.domain.ledger import (
     move,
 )
 from services.payouts.domain.terms import DealTerms, PayoutKind
-from shared.contract.events import PayoutStatus, PayoutStatusChanged
 from shared.contract.money import FxRateMissing, FxSnapshot, Money, MoneyError
+
+PayoutStatus = Literal["scheduled", "held", "sent", "failed", "settled"]
+"""Where a payout stands: the statuses `payouts.status` publishes (translate.status_data)."""
 
 _NAMESPACE: Final = uuid.UUID("6c1d1f5e-2a53-4d0e-9a57-5f0b8f1b2c30")
 
@@ -75,7 +77,6 @@ ALLOWED: Final[dict[PayoutStatus, frozenset[PayoutStatus]]] = {
     "settled": frozenset({"failed"}),
     "failed": frozenset({"scheduled", "held"}),
 }
-_REASON_LIMIT: Final = 200
 # What a rail says of a transfer once it is final (providers.Settlement's final states).
 SettlementReport = Literal["settled", "failed"]
 # How much older than the moment a payout became owed its FX snapshot may be
@@ -161,30 +162,6 @@ class Payout:
         """The creator's share less what it repays of earlier clawbacks: what `net` converts."""
         return self.creator_share if self.recovered is None else self.creator_share - self.recovered
 
-    def status_data(self) -> PayoutStatusChanged:
-        """The `payouts.status` payload for the current status.
-
-        Until converted (a held payout), `net` and `fx_rate` are absent: the creator's
-        currency or the rate is not known yet.
-        """
-        reason = self.hold.reason if self.status == "held" and self.hold else self.failure_reason
-        return PayoutStatusChanged(
-            payout_id=self.payout_id,
-            deal_id=self.deal_id,
-            creator_id=self.creator_id,
-            gross=self.gross,
-            fx_rate=self.fx.rate if self.fx else None,
-            net=self.net,
-            status=self.status,
-            reason=reason[:_REASON_LIMIT] if reason else None,
-            provider_ref=self.provider_ref,
-            kind=self.kind,
-            platform_fee=self.platform_fee,
-            fx_as_of=self.fx.as_of if self.fx else None,
-            fx_source=self.fx.source if self.fx else None,
-            recovered=self.recovered,
-        )
-
     def event_id(self) -> str:
         """Id of the status event for the current version: a replayed step repeats it."""
         return str(uuid.uuid5(_NAMESPACE, f"{self.payout_id}\x1fv{self.version}"))
@@ -205,7 +182,7 @@ class Rates:
 class Transition:
     payout: Payout
     transfers: tuple[Transfer, ...] = ()
-    publish: bool = False  # a status change: publish `payout.status_data()`
+    publish: bool = False  # a status change: publish the payout's status event
 
 
 def _to(payout: Payout, status: PayoutStatus, **changes: Any) -> Payout:

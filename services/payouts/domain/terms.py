@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from shared.contract.events import DealSigned
 from shared.contract.money import Money
 
 FeeSchedule = Literal["on_completion", "per_deliverable"]
@@ -24,6 +23,20 @@ WHOLE_DEAL = ""
 class DeliverableTerm:
     deliverable_id: str
     count: int
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A deliverable of a deal confirmed. `signed_by` is the brand that signed it ('' when
+    unsigned or signed by our own services); `post_received_at` is when the post that completed
+    it reached us, when known."""
+
+    deal_id: str
+    deliverable_id: str
+    confirmed_by: str
+    confirmed_at: datetime
+    signed_by: str = ""
+    post_received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -44,23 +57,6 @@ class DealTerms:
     ends_at: datetime
     attribution_window_days: int
     fee_schedule: FeeSchedule = "on_completion"
-
-    @classmethod
-    def from_event(cls, data: DealSigned, fee_schedule: FeeSchedule) -> DealTerms:
-        return cls(
-            deal_id=data.deal_id,
-            campaign_id=data.campaign_id,
-            brand_id=data.brand_id,
-            creator_id=data.creator_id,
-            fee=data.fee,
-            commission_rate=data.commission_rate,
-            deliverables=tuple(
-                DeliverableTerm(d.deliverable_id, d.count) for d in data.deliverables
-            ),
-            ends_at=data.ends_at,
-            attribution_window_days=data.attribution_window_days,
-            fee_schedule=fee_schedule,
-        )
 
     def same_terms(self, other: DealTerms) -> bool:
         """Whether `other` (from a re-sent `deal.signed`) states the same terms; the fee

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+import httpx
 from pydantic import SecretStr
 
 from shared.contract.money import Money
@@ -75,3 +78,19 @@ class PayoutProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def json_object(
+    rail: str, response: httpx.Response, parse: Callable[[bytes], object] = json.loads
+) -> dict[str, Any]:
+    """The JSON object a rail answered, read with `parse`; anything else is a retryable
+    ProviderError (the rail may answer properly next time)."""
+    try:
+        body = parse(response.content)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ProviderError(
+            f"{rail}: {response.status_code} answer is not a JSON object", retryable=True
+        )
+    return body

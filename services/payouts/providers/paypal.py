@@ -55,6 +55,7 @@ from services.payouts.providers.base import (
     Settlement,
     TransferAccepted,
     TransferRequest,
+    json_object,
 )
 from shared.contract.money import Money
 
@@ -208,15 +209,7 @@ def item_settlement(item: dict[str, Any]) -> Settlement:
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ProviderError(
-            f"paypal: {response.status_code} answer is not a JSON object", retryable=True
-        )
-    return body
+    return json_object("paypal", response)
 
 
 def _original_batch(response: httpx.Response) -> str | None:

@@ -40,6 +40,7 @@ from services.payouts.providers.base import (
     Settlement,
     TransferAccepted,
     TransferRequest,
+    json_object,
 )
 from shared.contract.money import Money
 
@@ -163,15 +164,7 @@ def transfer_settlement(transfer: dict[str, Any]) -> Settlement:
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ProviderError(
-            f"stripe: {response.status_code} answer is not a JSON object", retryable=True
-        )
-    return body
+    return json_object("stripe", response)
 
 
 def _error(response: httpx.Response) -> ProviderError:

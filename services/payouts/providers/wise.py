@@ -47,6 +47,7 @@ import json
 import re
 import uuid
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final
 
 import httpx
@@ -56,6 +57,7 @@ from services.payouts.providers.base import (
     Settlement,
     TransferAccepted,
     TransferRequest,
+    json_object,
 )
 from shared.contract.money import Money
 
@@ -269,16 +271,8 @@ def status_settlement(status: str) -> Settlement:
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        # Numbers read as Decimal: the amounts Wise echoes are compared exactly.
-        body = json.loads(response.content, parse_float=Decimal)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ProviderError(
-            f"wise: {response.status_code} answer is not a JSON object", retryable=True
-        )
-    return body
+    # Numbers read as Decimal: the amounts Wise echoes are compared exactly.
+    return json_object("wise", response, partial(json.loads, parse_float=Decimal))
 
 
 def _accepted(

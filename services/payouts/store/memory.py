@@ -18,12 +18,12 @@ from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.escrow import Funding, awaits_funds, escrow_balances
 from services.payouts.domain.ledger import Transfer, TransferKind, brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer
-from services.payouts.domain.lifecycle import Payout
+from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
 from services.payouts.domain.terms import DealTerms
 from services.payouts.providers.rails import LEGACY_RAIL
-from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
-from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
+from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
+from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_moves import rejudged
 from shared.runtime.kafka import Delivery
@@ -61,12 +61,12 @@ class MemoryState:
 
 
 class MemoryPayoutRepository:
-    def __init__(self, state: MemoryState) -> None:
+    def __init__(self, state: MemoryState, consumer: str = "payouts") -> None:
         self._s = state
+        self._consumer = consumer
 
-    async def claim_events(
-        self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
-    ) -> set[EventIdentity]:
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+        consumer = self._consumer
         fresh = {e.identity for e, _ in events if (consumer, *e.identity) not in self._s.processed}
         self._s.processed |= {(consumer, *e) for e in fresh}
         return fresh
@@ -382,7 +382,7 @@ class MemoryPayoutRepository:
                 )
             )
 
-    async def publish(self, events: Sequence[CloudEvent[Any]]) -> None:
+    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
         known = {e.id for e in self._s.outbox}
         self._s.outbox += [e for e in events if e.id not in known]
 
@@ -444,22 +444,23 @@ class MemoryPayoutRepository:
 class MemoryPayouts:
     """`PayoutDatabase` in memory; `state` is there for assertions."""
 
-    def __init__(self) -> None:
+    def __init__(self, consumer: str = "payouts") -> None:
         self.state = MemoryState()
+        self.consumer = consumer
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[MemoryPayoutRepository]:
         async with self._lock:
             frozen = self.state.snapshot()
-        yield MemoryPayoutRepository(frozen)
+        yield MemoryPayoutRepository(frozen, self.consumer)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MemoryPayoutRepository]:
         async with self._lock:
             saved = self.state.snapshot()
             try:
-                yield MemoryPayoutRepository(self.state)
+                yield MemoryPayoutRepository(self.state, self.consumer)
             except BaseException:
                 self.state.__dict__.update(saved.__dict__)
                 raise

@@ -14,23 +14,17 @@ from typing import Any, Final, cast
 import asyncpg
 from pydantic import SecretStr
 
-from services.payouts.domain.accounts import (
-    Hold,
-    HoldCode,
-    PayoutAccount,
-    Seal,
-    SealedDestination,
-)
+from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, SealedDestination
 from services.payouts.domain.amounts import FxRecord
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Posting, Transfer, TransferKind
 from services.payouts.domain.ledger_check import PostedTransfer
-from services.payouts.domain.lifecycle import Payout
+from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
 from services.payouts.providers.rails import LEGACY_RAIL
-from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
-from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
+from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
+from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime import fx_store, inbox, outbox
 from shared.runtime.kafka import Delivery
@@ -187,20 +181,22 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
     )
 
 
-# Whose outbox rows these are: the payouts relay publishes them (shared.runtime.outbox).
-OUTBOX_PRODUCER: Final = "payouts"
+# The name of payouts' inbox and of its outbox rows' producer: the payouts relay publishes
+# them (shared.runtime.outbox). The inbox keeps it whatever the consumer group, so a new group
+# replays history without paying twice.
+CONSUMER: Final = "payouts"
+OUTBOX_PRODUCER: Final = CONSUMER
 
 
 class PgPayoutRepository:
     """`PayoutRepository` over one connection inside an open transaction."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, consumer: str = CONSUMER) -> None:
         self._conn = conn
+        self._consumer = consumer
 
-    async def claim_events(
-        self, consumer: str, events: Sequence[tuple[CloudEvent[Any], Delivery]]
-    ) -> set[EventIdentity]:
-        return await inbox.claim(self._conn, consumer, events)
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+        return await inbox.claim(self._conn, self._consumer, events)
 
     async def lock(
         self,
@@ -657,8 +653,9 @@ class PgPayoutRepository:
             [p.amount.currency for _, p in postings],
         )
 
-    async def publish(self, events: Sequence[CloudEvent[Any]]) -> None:
-        await outbox.enqueue(self._conn, events, producer=OUTBOX_PRODUCER)
+    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
+        # The consumer name doubles as the outbox producer: its own relay publishes these.
+        await outbox.enqueue(self._conn, events, producer=self._consumer)
 
     async def notify_due(self) -> None:
         await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
@@ -735,13 +732,14 @@ class PgPayoutRepository:
 class PgPayouts:
     """`PayoutDatabase` over an asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, consumer: str = CONSUMER) -> None:
         self.pool = pool
+        self.consumer = consumer
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgPayoutRepository]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield PgPayoutRepository(conn)
+            yield PgPayoutRepository(conn, self.consumer)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[PgPayoutRepository]:
@@ -750,9 +748,11 @@ class PgPayouts:
             self.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            yield PgPayoutRepository(conn)
+            yield PgPayoutRepository(conn, self.consumer)
 
-    async def seal_plain_destinations(self, seal: Seal) -> int:
+    async def seal_plain_destinations(
+        self, seal: Callable[[str, SecretStr], SealedDestination]
+    ) -> int:
         """Encrypt the destinations stored in plain text before migration 0301 and clear them;
         returns how many. Safe to run from several instances at once (row locks)."""
         async with self.pool.acquire() as conn, conn.transaction():

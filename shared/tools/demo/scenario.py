@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from services.matching.translate import profile_payload
 from services.payouts.providers.sandbox import CLOSED_SUFFIX
 from shared.contract.events import (
     BrandFunded,
@@ -214,7 +215,7 @@ class Scenario:
         ]
         profiles = self.population.profiles
         events += [
-            make_event(profiles.profile(i), source=ONBOARDING_SOURCE, time=self.now)
+            make_event(profile_payload(profiles, i), source=ONBOARDING_SOURCE, time=self.now)
             for i in range(len(profiles))
         ]
         request = niche_request(
@@ -236,7 +237,7 @@ class Scenario:
         hires: list[Hire] = []
         for suggestion in answer.suggestions[: self.config.hires]:
             i = row[suggestion.creator_id]
-            profile = self.population.profiles.profile(i)
+            profile = profile_payload(self.population.profiles, i)
             n = len(hires) + 1
             code = f"BAKE{n:02d}{suggestion.creator_id.split('-')[-1]}"
             deal = DealSigned(

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.features import FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import LABELS, LinearRanker, TrainingSet
-from services.matching.scoring import MatchQuery, MatchResult, ScoringSettings, match
+from services.matching.domain.features import FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import LABELS, LinearRanker, TrainingSet
+from services.matching.domain.scoring import MatchResult, ScoringSettings, match
+from services.matching.translate import match_query
 from shared.contract.events import MatchRequested
 from shared.tools.synthetic.population import NICHE_NAMES, Population, niche_request, reference_fx
 
@@ -57,7 +58,7 @@ def request_for(niche: int, seed: int, *, limit: int = 20) -> MatchRequested:
 def rank(
     index: CreatorIndex, request: MatchRequested, ranker: LinearRanker, settings: ScoringSettings
 ) -> MatchResult:
-    return match(index, MatchQuery.from_request(request), ranker, _FX, settings)
+    return match(index, match_query(request), ranker, _FX, settings)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.profiles import ProfileColumns
+from services.matching.domain.profiles import ProfileColumns
 from shared.contract.events import MatchRequested, Niche, TargetAudience
 from shared.contract.events.vocabulary import AGE_BUCKETS, DeliverableKind, Platform, Tier
 from shared.contract.money import FxSnapshot, Money

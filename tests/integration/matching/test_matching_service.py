@@ -20,9 +20,11 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from services.matching.app import SERVICE, MatchingService, background, start_service
+from services.matching.app import SERVICE, make_setup
 from services.matching.schema import SCHEMA
 from services.matching.settings import MatchingSettings
+from services.matching.state import MatchingService
+from services.matching.translate import profile_payload
 from shared.contract.events import (
     CreatorProfileUpserted,
     DealSigned,
@@ -41,7 +43,7 @@ from shared.contract.events import (
 from shared.contract.events.vocabulary import Platform
 from shared.contract.money import Money
 from shared.contract.signing import Party
-from shared.runtime.service import Resources, ServiceRuntime
+from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
 from shared.tools.signing import PartyKeys
@@ -103,10 +105,7 @@ class Running:
 async def running(infra: InfraUrls, topics: None) -> AsyncIterator[Running]:
     captured: list[MatchingService] = []
 
-    async def setup(resources: Resources) -> list[Any]:
-        service = await start_service(resources, SETTINGS)
-        captured.append(service)
-        return background(resources, service)
+    setup = make_setup(settings=SETTINGS, started=captured.append)
 
     population = generate_population(POPULATION_SIZE, seed=11, id_prefix=f"it{RUN}")
     answers = Answers(infra.kafka_bootstrap_servers)
@@ -115,7 +114,7 @@ async def running(infra: InfraUrls, topics: None) -> AsyncIterator[Running]:
         await answers.start()
         try:
             profiles = [
-                make_event(population.profiles.profile(i), source="tests/collector")
+                make_event(profile_payload(population.profiles, i), source="tests/collector")
                 for i in range(len(population))
             ]
             fx = FxRatesPublished(
@@ -280,7 +279,7 @@ async def test_a_follower_jump_in_a_creator_s_history_is_a_flag_with_its_reason(
     followers = population.profiles.followers
     micro = (followers > 20_000) & (followers < 100_000)
     i = int(np.flatnonzero(gaming & micro & ~population.is_fake)[0])
-    profile = population.profiles.profile(i)
+    profile = profile_payload(population.profiles, i)
     # The count of two weeks ago arrives after the current profile, as collectors may send it.
     earlier = make_event(
         profile.model_copy(update={"followers": profile.followers // 4}),
@@ -330,7 +329,7 @@ async def test_a_creator_s_accounts_on_two_platforms_give_one_suggestion_naming_
     suggested = (await running.answers.wait_for(probe.request_id)).suggestions
     assert suggested
     ids = population.profiles.creator_id
-    first = population.profiles.profile(ids.index(suggested[0].creator_id))
+    first = profile_payload(population.profiles, ids.index(suggested[0].creator_id))
     other = next(p for p in ("youtube", "tiktok", "instagram") if p != first.platform)
     second = first.model_copy(
         update={"platform": other, "handle": f"{first.handle}.{other}",

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from services.matching.cli import matching
-from services.matching.features import FEATURES, HAND_WEIGHTS
-from services.matching.ranker import LinearRanker
-from services.matching.store import PostgresMatchingStore
+from services.matching.domain.features import FEATURES, HAND_WEIGHTS
+from services.matching.domain.ranker import LinearRanker
+from services.matching.store.postgres import PostgresMatchingStore
 from shared.tools.infra import InfraUrls
 
 pytestmark = pytest.mark.integration

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
-
 import asyncpg
 import pytest
 
-from services.matching.store import PostgresMatchingStore
+from services.matching.store.postgres import PostgresMatchingStore
 from tests.unit.matching.store_contract import MatchingStoreContract
 
 pytestmark = pytest.mark.integration
@@ -18,10 +14,4 @@ pytestmark = pytest.mark.integration
 class TestPostgresMatchingStore(MatchingStoreContract):
     @pytest.fixture(autouse=True)
     def _store(self, db_pool: asyncpg.Pool) -> None:
-        self.pool = db_pool
-        self.store = PostgresMatchingStore(db_pool)
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        self.store = PostgresMatchingStore(db_pool, consumer="matching")

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from services.matching.app import SERVICE, MatchingService, background, start_service
+from services.matching.app import SERVICE, make_setup
 from services.matching.schema import SCHEMA
 from services.matching.settings import MatchingSettings
+from services.matching.state import MatchingService
+from services.matching.translate import profile_payload
 from shared.contract.events import MatchRequested, MatchSuggested, Topic, decode, make_event
-from shared.runtime.service import Resources, ServiceRuntime
+from shared.runtime.service import Background, Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.synthetic.population import Population, generate_population, niche_request
 from tests.support.kafka_io import produce_events
@@ -59,10 +61,14 @@ class Replica:
 async def start_replica(infra: InfraUrls) -> Replica:
     replica = Replica(AsyncExitStack())
 
-    async def setup(resources: Resources) -> list[Any]:
+    def started(service: MatchingService) -> None:
+        replica.service = service
+
+    matching = make_setup(settings=SETTINGS, started=started)
+
+    async def setup(resources: Resources) -> Sequence[Background]:
         replica.resources = resources
-        replica.service = await start_service(resources, SETTINGS)
-        return background(resources, replica.service)
+        return await matching(resources)
 
     await replica.stack.enter_async_context(
         ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=infra)
@@ -127,7 +133,7 @@ def baking(population: Population) -> list[str]:
 
 def profile_events(population: Population) -> list[Any]:
     return [
-        make_event(population.profiles.profile(i), source="tests/collector")
+        make_event(profile_payload(population.profiles, i), source="tests/collector")
         for i in range(len(population))
     ]
 

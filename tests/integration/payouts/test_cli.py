@@ -15,10 +15,10 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
+from services.payouts import translate
 from services.payouts.cli import app
 from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.domain import lifecycle
-from services.payouts.domain.accounts import PayoutAccount
 from services.payouts.schema import SCHEMA
 from services.payouts.store.postgres import PgPayouts
 from shared.contract.events import PayoutAccountUpserted, TaxForm
@@ -214,7 +214,7 @@ async def test_rotate_key_reseals_every_destination_and_reports_progress(
         )  # fmt: skip
         async with db.transaction() as repo:
             await repo.save_account(
-                PayoutAccount.from_event(data, datetime.now(UTC), seal=before.seal)
+                translate.payout_account(data, datetime.now(UTC), seal=before.seal)
             )
     monkeypatch.setenv("PAYOUTS_DESTINATION_KEY", new)
     monkeypatch.delenv("PAYOUTS_DESTINATION_KEY_PREVIOUS", raising=False)

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.payouts.app import consume_batch
+from services.payouts.app import units_of_work
 from services.payouts.dispatcher import Dispatcher
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
@@ -47,7 +47,7 @@ async def test_late_orders_and_refunds_adjust_the_commission_until_it_is_final(
     db = PgPayouts(db_pool)
     clock = Clock()
     policy = PayoutPolicy(platform_fee_bps=1000, commission_grace=timedelta(hours=1))
-    consume = consume_batch(db, policy, lambda: None, destinations=DESTINATIONS, clock=clock)
+    consume = units_of_work(db, policy, lambda: None, destinations=DESTINATIONS, clock=clock)
     commissions = CommissionSchedule(db, policy, interval_seconds=1, clock=clock)
     provider = SandboxProvider()
     dispatcher = Dispatcher(db, provider, policy, destinations=DESTINATIONS, clock=clock)

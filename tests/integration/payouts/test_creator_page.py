@@ -21,13 +21,12 @@ import pytest
 import redis.asyncio as redis
 from typer.testing import CliRunner
 
+from services.payouts import translate
 from services.payouts.creator_page.access import CreatorAccess, Limit, token_hash
 from services.payouts.creator_page.web import SESSION_COOKIE, PageConfig, page_app
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import PayoutAccount
-from services.payouts.handlers import SOURCE
 from services.payouts.store.postgres import PgPayouts
-from shared.contract.events import make_event
 from shared.contract.money import FxSnapshot, Money
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
@@ -72,8 +71,7 @@ class Writer:
                 await repo.save_payouts([(payout, previous)])  # type: ignore[list-item]
             await repo.post(transition.transfers)
             if transition.publish:
-                data = payout.status_data()
-                await repo.publish([make_event(data, source=SOURCE, id=payout.event_id(), time=at)])
+                await repo.enqueue([translate.status_event(payout, at)])
         return payout
 
     async def create(

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from services.payouts.app import PayoutsSetup, open_destinations
+from services.payouts.app import open_destinations
 from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.key_rotation import RotationProgress, rotate_destination_key
 from services.payouts.providers.base import TransferAccepted, TransferRequest
@@ -32,6 +32,7 @@ from shared.runtime.service import ServiceConfigurationError, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.support.kafka_io import produce_events
+from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -97,7 +98,7 @@ async def test_the_destination_key_rotates_while_payouts_flow(
         account(c, currency="USD", form="W-9", destination=destination[c]) for c in creators
     ]
     before, during = creators[:PAID_BEFORE], creators[PAID_BEFORE:]
-    first = PayoutsSetup(settings(KEY_A), RecordingProvider(), group_id=f"rot-a-{_run()}")
+    first = ObservedPayouts(settings(KEY_A), RecordingProvider(), group_id=f"rot-a-{_run()}")
     async with ServiceRuntime("payouts", first, schema=SCHEMA, urls=infra):
         await produce_events(bootstrap, [fx({"EUR": "0.92"}), *accounts, *deal_events(before)])
         await watcher.wait_for(lambda: sent(before), what="the first deals paid under key A")
@@ -108,7 +109,9 @@ async def test_the_destination_key_rotates_while_payouts_flow(
     assert await _rows_under(db_pool) == {key_a: CREATORS}
 
     steps: list[RotationProgress] = []
-    second = PayoutsSetup(settings(KEY_B, KEY_A), RecordingProvider(), group_id=f"rot-b-{_run()}")
+    second = ObservedPayouts(
+        settings(KEY_B, KEY_A), RecordingProvider(), group_id=f"rot-b-{_run()}"
+    )
     async with ServiceRuntime("payouts", second, schema=SCHEMA, urls=infra):
 
         async def flow() -> None:
@@ -161,7 +164,7 @@ def _run() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def _destinations(setup: PayoutsSetup) -> dict[str, str]:
+def _destinations(setup: ObservedPayouts) -> dict[str, str]:
     assert setup.service is not None and isinstance(setup.service.provider, RecordingProvider)
     return setup.service.provider.destinations
 

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from services.payouts import translate
 from services.payouts.app import open_destinations
 from services.payouts.destinations import DestinationCipher, new_key
-from services.payouts.domain.accounts import PayoutAccount
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
@@ -51,7 +51,7 @@ async def test_accounts_are_stored_with_the_destination_encrypted(db_pool: async
     cipher = await open_destinations(db, SETTINGS)
     creator, token = uid("cr"), f"tok_{uuid.uuid4().hex}"
     data = account_event(creator, method="bank_transfer", destination=token, form="W-9").data
-    account = PayoutAccount.from_event(data, datetime.now(UTC), seal=cipher.seal)
+    account = translate.payout_account(data, datetime.now(UTC), seal=cipher.seal)
     async with db.transaction() as repo:
         assert await repo.save_account(account)
         stored = (await repo.accounts([creator]))[creator]

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner, Result
 
-from services.payouts.app import PayoutsSetup, consume_batch
+from services.payouts.app import make_setup, units_of_work
 from services.payouts.cli import app
 from services.payouts.destinations import DestinationCipher
 from services.payouts.domain.escrow import Funding
@@ -78,7 +78,7 @@ async def test_payouts_wait_for_funds_and_are_released_in_order_of_confirmation(
     bootstrap = infra.kafka_bootstrap_servers
     brand, creator = uid("br"), uid("cr")
     first, second = uid("deal"), uid("deal")
-    setup = PayoutsSetup(SETTINGS, group_id=f"payouts-escrow-{uuid.uuid4().hex[:8]}")
+    setup = make_setup(SETTINGS, group_id=f"payouts-escrow-{uuid.uuid4().hex[:8]}")
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         usd = account(creator, currency="USD", form="W-9")
         await produce_events(bootstrap, [usd])
@@ -143,7 +143,7 @@ async def test_two_payouts_competing_for_funds_that_cover_one(db_pool: asyncpg.P
     db = PgPayouts(db_pool)
     cipher = DestinationCipher.from_setting(SETTINGS.destination_key)
     handlers = [
-        consume_batch(db, PayoutPolicy(platform_fee_bps=500), lambda: None, destinations=cipher)
+        units_of_work(db, PayoutPolicy(platform_fee_bps=500), lambda: None, destinations=cipher)
         for _ in range(2)
     ]
 
@@ -179,7 +179,7 @@ async def test_two_payouts_competing_for_funds_that_cover_one(db_pool: asyncpg.P
 async def test_a_funding_id_is_credited_once_and_never_amended(db_pool: asyncpg.Pool) -> None:
     db = PgPayouts(db_pool)
     cipher = DestinationCipher.from_setting(SETTINGS.destination_key)
-    consume = consume_batch(db, PayoutPolicy(), lambda: None, destinations=cipher)
+    consume = units_of_work(db, PayoutPolicy(), lambda: None, destinations=cipher)
     brand, funding_id = uid("br"), uid("fund")
     first = funded(brand, Money.of("100.00", "USD"), funding_id=funding_id)
     for event in (first, first.model_copy(update={"id": uid("dup")})):

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from services.payouts.app import INPUT_TOPICS, PayoutsSetup, consume_batch
+from services.payouts.app import INPUT_TOPICS, units_of_work
 from services.payouts.destinations import DestinationCipher
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
@@ -27,6 +27,7 @@ from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher, applied_first, types_of
 from tests.support.kafka_io import produce_events
+from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, deal_signed, funded_deal, fx, uid
 from tests.unit.payouts.harness import delivery
 
@@ -42,7 +43,7 @@ RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071", "BHD": "0.376"}
 
 
 class Instances:
-    def __init__(self, setups: list[PayoutsSetup]) -> None:
+    def __init__(self, setups: list[ObservedPayouts]) -> None:
         self.setups = setups
 
     def providers(self) -> list[SandboxProvider]:
@@ -61,7 +62,10 @@ class Instances:
 @pytest.fixture(scope="module")
 async def instances(infra: InfraUrls, topics: None) -> AsyncIterator[Instances]:
     group = f"payouts-it-{uuid.uuid4().hex[:8]}"
-    first, second = PayoutsSetup(SETTINGS, group_id=group), PayoutsSetup(SETTINGS, group_id=group)
+    first, second = (
+        ObservedPayouts(SETTINGS, group_id=group),
+        ObservedPayouts(SETTINGS, group_id=group),
+    )
     async with (
         ServiceRuntime("payouts", first, schema=SCHEMA, urls=infra),
         ServiceRuntime("payouts", second, schema=SCHEMA, urls=infra),
@@ -147,7 +151,7 @@ async def test_concurrent_handlers_on_the_same_events_create_one_payout(
     # The running services open what these handlers seal: the same key.
     destinations = DestinationCipher.from_setting(SETTINGS.destination_key)
     handlers = [
-        consume_batch(db, PayoutPolicy(), lambda: woken.append(1), destinations=destinations)
+        units_of_work(db, PayoutPolicy(), lambda: woken.append(1), destinations=destinations)
         for _ in range(2)
     ]
     deals = {uid("deal"): uid("cr") for _ in range(20)}
@@ -201,7 +205,7 @@ async def test_replay_from_offset_zero_pays_nothing_again(
     before_rows = await db_pool.fetchval("SELECT count(*) FROM payouts_payouts")
     before_events = len(watcher.events)
     group = f"payouts-replay-{uuid.uuid4().hex[:8]}"
-    replay = PayoutsSetup(SETTINGS, group_id=group)  # a new group starts at offset 0
+    replay = ObservedPayouts(SETTINGS, group_id=group)  # a new group starts at offset 0
     async with ServiceRuntime("payouts", replay, schema=SCHEMA, urls=infra):
         for _ in range(120):
             if await _lag(infra.kafka_bootstrap_servers, group) == 0:

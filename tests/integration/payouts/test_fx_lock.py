@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.payouts.app import PayoutsSetup
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
@@ -24,6 +23,7 @@ from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher, applied_first
 from tests.support.kafka_io import produce_events
+from tests.support.payouts_setup import ObservedPayouts
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx, uid
 
@@ -34,7 +34,7 @@ SETTINGS = PayoutsSettings(
 )
 
 
-def transfers(setup: PayoutsSetup) -> dict[str, Any]:
+def transfers(setup: ObservedPayouts) -> dict[str, Any]:
     assert setup.service is not None and isinstance(setup.service.provider, SandboxProvider)
     return setup.service.provider.transfers
 
@@ -48,7 +48,7 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     bootstrap = infra.kafka_bootstrap_servers
-    setup = PayoutsSetup(SETTINGS, group_id=f"payouts-lock-{uuid.uuid4().hex[:8]}")
+    setup = ObservedPayouts(SETTINGS, group_id=f"payouts-lock-{uuid.uuid4().hex[:8]}")
     deal, creator = uid("deal"), uid("cr")
     confirmed_at = now - timedelta(hours=1)
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
@@ -100,7 +100,7 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
     # Days before the other test's snapshots, so they are never the first fresh one here.
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
     bootstrap = infra.kafka_bootstrap_servers
-    setup = PayoutsSetup(SETTINGS, group_id=f"payouts-stale-{uuid.uuid4().hex[:8]}")
+    setup = ObservedPayouts(SETTINGS, group_id=f"payouts-stale-{uuid.uuid4().hex[:8]}")
     deal, creator = uid("deal"), uid("cr")
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         stale = fx({"JPY": "150.00"}, as_of=now - timedelta(hours=30))

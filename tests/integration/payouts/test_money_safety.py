@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.payouts.app import PayoutsSetup
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
@@ -23,6 +22,7 @@ from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
 from tests.integration.payouts.kafka_io import StatusWatcher, applied_first, types_of
 from tests.support.kafka_io import produce_events
+from tests.support.payouts_setup import ObservedPayouts
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import account, confirmed, deal_signed, funded_deal, fx, uid
 
@@ -36,7 +36,7 @@ SETTINGS = PayoutsSettings(
 )
 
 
-def transfers(setup: PayoutsSetup) -> dict[str, Any]:
+def transfers(setup: ObservedPayouts) -> dict[str, Any]:
     assert setup.service is not None and isinstance(setup.service.provider, SandboxProvider)
     return setup.service.provider.transfers
 
@@ -47,7 +47,7 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
     now = datetime.now(UTC)
     bootstrap = infra.kafka_bootstrap_servers
     trusted = {"EUR": "0.9215", "JPY": "151.32"}
-    setup = PayoutsSetup(SETTINGS, group_id=f"payouts-fx-{uuid.uuid4().hex[:8]}")
+    setup = ObservedPayouts(SETTINGS, group_id=f"payouts-fx-{uuid.uuid4().hex[:8]}")
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         await produce_events(bootstrap, [fx(trusted, as_of=now - timedelta(hours=3))])
         poison = [
@@ -122,7 +122,7 @@ async def test_a_changed_fee_schedule_never_pays_a_fee_twice(
     group = f"payouts-schedule-{uuid.uuid4().hex[:8]}"
     fee = Money.of("100.00", "USD")
     deals = {uid("deal"): uid("cr") for _ in range(6)}
-    before = PayoutsSetup(
+    before = ObservedPayouts(
         SETTINGS.model_copy(update={"fee_schedule": "on_completion"}), group_id=group
     )
     async with ServiceRuntime("payouts", before, schema=SCHEMA, urls=infra):
@@ -139,7 +139,7 @@ async def test_a_changed_fee_schedule_never_pays_a_fee_twice(
         await watcher.wait_for(all_sent, what="every fee sent once")
 
     # Redeployed with the other schedule; the brand sends its deals and confirmations again.
-    after = PayoutsSetup(
+    after = ObservedPayouts(
         SETTINGS.model_copy(update={"fee_schedule": "per_deliverable"}), group_id=group
     )
     async with ServiceRuntime("payouts", after, schema=SCHEMA, urls=infra):

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner, Result
 
-from services.payouts.app import PayoutsSetup
+from services.payouts.app import make_setup
 from services.payouts.cli import app
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails
@@ -59,7 +59,7 @@ async def test_each_creator_is_paid_through_the_rail_of_their_method(
 ) -> None:
     async with FakeStripe() as stripe, FakePayPal() as paypal, FakeWise() as wise:
         rails = rails_of(stripe=stripe, paypal=paypal, wise=wise)
-        setup = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
+        setup = make_setup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
             deals = {m: await owed(infra, db_pool, m, d) for m, d in DESTINATIONS.items()}
             for method, (deal, _) in deals.items():
@@ -84,7 +84,7 @@ async def test_a_creator_whose_rail_is_not_configured_is_held_not_paid_elsewhere
 ) -> None:
     async with FakeStripe() as stripe:
         rails = rails_of(stripe=stripe)
-        setup = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
+        setup = make_setup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
             deal, creator = await owed(infra, db_pool, "paypal", DESTINATIONS["paypal"])
             await watcher.wait_for(
@@ -101,7 +101,7 @@ async def test_a_creator_whose_rail_is_not_configured_is_held_not_paid_elsewhere
         # Configured and restarted: the payout goes to PayPal, once.
         async with FakePayPal() as paypal:
             rails = rails_of(stripe=stripe, paypal=paypal)
-            again = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
+            again = make_setup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
             async with ServiceRuntime("payouts", again, schema=SCHEMA, urls=infra):
                 await watcher.wait_for(
                     lambda: "payout.settled" in statuses(watcher, deal),
@@ -126,7 +126,7 @@ async def test_a_rail_that_times_out_after_paying_is_looked_up_and_pays_once(
                 ),
             }
         )
-        setup = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
+        setup = make_setup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
             deal, _ = await owed(
                 infra, db_pool, "wise", DESTINATIONS["wise"], fallback=("paypal", "b@example.com")
@@ -154,7 +154,7 @@ async def test_a_final_error_fails_the_payout_with_the_rails_reason(
 ) -> None:
     async with FakePayPal() as paypal:
         client = PayPalPayouts(paypal.client_id, paypal.client_secret, base_url=paypal.base_url)
-        setup = PayoutsSetup(
+        setup = make_setup(
             SETTINGS,
             Rails({"paypal": client}),
             group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}",
@@ -176,7 +176,7 @@ async def test_a_refusal_that_moved_nothing_pays_once_through_the_fallback_rail(
 ) -> None:
     async with FakeStripe() as stripe, FakePayPal() as paypal:
         rails = rails_of(stripe=stripe, paypal=paypal)
-        setup = PayoutsSetup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
+        setup = make_setup(SETTINGS, rails, group_id=f"payouts-rails-{uuid.uuid4().hex[:8]}")
         async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
             # Stripe does not know this connected account: 400 resource_missing, nothing paid.
             deal, creator = await owed(

@@ -13,7 +13,6 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from services.payouts.app import PayoutsSetup
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.rate_limit import RailLimit, RateLimiter, RedisBuckets, TokenBuckets
 from services.payouts.schema import SCHEMA
@@ -25,6 +24,7 @@ from tests.conftest import embedded_stack
 from tests.integration.isolated import schema_pool, topics
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.support.kafka_io import produce_events
+from tests.support.payouts_setup import ObservedPayouts
 from tests.support.waiting import eventually
 from tests.unit.payouts.buckets_contract import TokenBucketsContract
 from tests.unit.payouts.builders import account, confirmed, funded_deal, uid
@@ -138,7 +138,7 @@ async def test_a_redis_outage_slows_payouts_to_the_local_share_and_pays_none_twi
         expected_replicas=2,
         rate_limit_recheck_seconds=0.3,
     )
-    setup = PayoutsSetup(
+    setup = ObservedPayouts(
         settings, sandbox, group_id=f"payouts-rl-{uuid.uuid4().hex[:8]}", rate_limited=True
     )
     runtime = ServiceRuntime(

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner, Result
 
-from services.payouts.app import PayoutsSetup
+from services.payouts.app import make_setup
 from services.payouts.cli import app
 from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.schema import SCHEMA
@@ -76,7 +76,7 @@ async def test_a_refused_payout_is_sent_once_after_the_account_changes(
     db_pool: asyncpg.Pool,
 ) -> None:
     adapter = StripeTransfers(rail.api_key, base_url=rail.base_url, timeout_seconds=5)
-    setup = PayoutsSetup(SETTINGS, adapter, group_id=f"payouts-retry-{uuid.uuid4().hex[:8]}")
+    setup = make_setup(SETTINGS, adapter, group_id=f"payouts-retry-{uuid.uuid4().hex[:8]}")
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         deal, creator, payout_id = await _failed_payout(infra, watcher, rail, db_pool)
         await produce_events(
@@ -116,7 +116,7 @@ async def test_an_operator_retries_a_failed_payout_from_the_command_line(
     db_pool: asyncpg.Pool,
 ) -> None:
     adapter = StripeTransfers(rail.api_key, base_url=rail.base_url, timeout_seconds=5)
-    setup = PayoutsSetup(SETTINGS, adapter, group_id=f"payouts-cli-{uuid.uuid4().hex[:8]}")
+    setup = make_setup(SETTINGS, adapter, group_id=f"payouts-cli-{uuid.uuid4().hex[:8]}")
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         deal, _, payout_id = await _failed_payout(infra, watcher, rail, db_pool)
         unknown = await asyncio.to_thread(invoke, "retry", "po_unknown")

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from services.payouts.app import PayoutsSetup
+from services.payouts.app import make_setup
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from shared.contract.events import SigningKeyRevoked, Topic, dlq_topic, encode, event_key
@@ -99,7 +99,7 @@ async def test_only_the_entitled_party_moves_money(
     rival_confirmation = sign_event(confirmed(deal, "dl-1", event_id=uid("rival")), rival)
     late = uid("deal")
     early_rival = [sign_event(confirmed(late, d), rival) for d in ("dl-1", "dl-2")]
-    setup = PayoutsSetup(SETTINGS, group_id=f"payouts-signed-{uuid.uuid4().hex[:8]}")
+    setup = make_setup(SETTINGS, group_id=f"payouts-signed-{uuid.uuid4().hex[:8]}")
     await produce_events(bootstrap, [*registered, revoked, fx({"EUR": "0.92"})])
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, settings=PRODUCTION, urls=infra):
         await produce_events(bootstrap, [good[0], forged_account, unsigned_account])

@@ -24,7 +24,7 @@ import pytest
 import redis.asyncio as redis
 from pydantic import SecretStr
 
-from services.payouts.app import PayoutsSetup
+from services.payouts.app import make_setup
 from services.payouts.reports import check_ledger
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
@@ -63,7 +63,7 @@ class Payouts:
 @pytest.fixture(scope="module")
 async def payouts(infra: InfraUrls, topics: None) -> AsyncIterator[Payouts]:
     async with FakeStripe() as stripe, FakeWise() as wise:
-        setup = PayoutsSetup(
+        setup = make_setup(
             SETTINGS,
             rails_of(stripe=stripe, wise=wise),
             group_id=f"payouts-webhooks-{uuid.uuid4().hex[:8]}",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.matching.index import CreatorIndex
+from services.matching.domain.index import CreatorIndex
 from shared.contract.money import FxSnapshot
 from shared.tools.synthetic.population import Population, generate_population, reference_fx
 

@@ -10,15 +10,20 @@ from typing import Any
 
 import pytest
 
-from services.matching.features import FEATURES
-from services.matching.ranker import HAND_RANKER, LinearRanker
-from services.matching.store import (
+from services.matching.domain.features import FEATURES
+from services.matching.domain.ranker import HAND_RANKER, LinearRanker
+from services.matching.store.port import (
     Answer,
+    Feedback,
     FollowerCount,
     MatchingStore,
     Outcome,
     StoredProfile,
 )
+from services.matching.translate import profile_payload
+from shared.contract.events import CloudEvent, make_event
+from shared.contract.money import FxSnapshot
+from shared.runtime.kafka import Delivery
 from shared.tools.synthetic.population import generate_population, niche_request
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -51,28 +56,30 @@ def answer(
     )
 
 
+def delivered(event: CloudEvent[Any]) -> tuple[CloudEvent[Any], Delivery]:
+    return event, Delivery("test.topic", 0, 0, None, b"", ())
+
+
 class MatchingStoreContract:
-    """Subclasses provide `store` and `transaction()` (an async context giving a connection)."""
+    """Subclasses provide `store`."""
 
     store: MatchingStore
 
-    def transaction(self) -> Any:
-        raise NotImplementedError
-
     async def test_the_newest_profile_wins_whatever_the_arrival_order(self) -> None:
         population = generate_population(2, seed=1, id_prefix=f"st{uid()}")
-        first, second = population.profiles.profile(0), population.profiles.profile(1)
+        first, second = (
+            profile_payload(population.profiles, 0),
+            profile_payload(population.profiles, 1),
+        )
         newer = second.model_copy(
             update={"creator_id": first.creator_id, "platform": first.platform, "handle": "@newer"}
         )
-        async with self.transaction() as conn:
-            changed = await self.store.upsert_profiles(
-                conn, [StoredProfile(first.creator_id, newer, T0 + timedelta(1), "e2")]
+        async with self.store.transaction() as tx:
+            changed = await tx.upsert_profiles(
+                [StoredProfile(first.creator_id, newer, T0 + timedelta(1), "e2")]
             )
             assert changed == {(first.creator_id, newer.platform)}
-            stale = await self.store.upsert_profiles(
-                conn, [StoredProfile(first.creator_id, first, T0, "e1")]
-            )
+            stale = await tx.upsert_profiles([StoredProfile(first.creator_id, first, T0, "e1")])
             assert stale == set()
         stored = [p async for chunk in self.store.iter_profiles(1000) for p in chunk]
         mine = [p for p in stored if p.creator_id == first.creator_id]
@@ -87,13 +94,11 @@ class MatchingStoreContract:
     async def test_every_follower_count_is_kept_once_in_time_order(self) -> None:
         a, b = f"cr-{uid()}", f"cr-{uid()}"
         later, earlier = T0 + timedelta(days=9), T0
-        async with self.transaction() as conn:
-            await self.store.record_followers(
-                conn,
+        async with self.store.transaction() as tx:
+            await tx.record_followers(
                 [FollowerCount(a, "instagram", later, 48_000), FollowerCount(b, "tiktok", T0, 700)],
             )
-            await self.store.record_followers(  # late, and one replayed with another count
-                conn,
+            await tx.record_followers(  # late, and one replayed with another count
                 [
                     FollowerCount(a, "instagram", earlier, 12_000),
                     FollowerCount(a, "instagram", later, 1),
@@ -111,13 +116,12 @@ class MatchingStoreContract:
 
     async def test_each_platform_account_of_a_creator_is_kept(self) -> None:
         population = generate_population(2, seed=3, id_prefix=f"pa{uid()}")
-        insta = population.profiles.profile(0).model_copy(update={"platform": "instagram"})
-        tiktok = population.profiles.profile(1).model_copy(
+        insta = profile_payload(population.profiles, 0).model_copy(update={"platform": "instagram"})
+        tiktok = profile_payload(population.profiles, 1).model_copy(
             update={"creator_id": insta.creator_id, "platform": "tiktok", "handle": "@tt"}
         )
-        async with self.transaction() as conn:
-            changed = await self.store.upsert_profiles(
-                conn,
+        async with self.store.transaction() as tx:
+            changed = await tx.upsert_profiles(
                 [
                     StoredProfile(insta.creator_id, insta, T0, "e1"),
                     StoredProfile(insta.creator_id, tiktok, T0 + timedelta(1), "e2"),
@@ -126,9 +130,7 @@ class MatchingStoreContract:
             assert changed == {(insta.creator_id, "instagram"), (insta.creator_id, "tiktok")}
             # An older TikTok profile replaces neither account.
             stale = tiktok.model_copy(update={"handle": "@old"})
-            assert not await self.store.upsert_profiles(
-                conn, [StoredProfile(insta.creator_id, stale, T0, "e0")]
-            )
+            assert not await tx.upsert_profiles([StoredProfile(insta.creator_id, stale, T0, "e0")])
         read = await self.store.profiles_of([insta.creator_id])
         assert [(p.platform, p.handle) for p in read] == [
             ("instagram", insta.handle),
@@ -144,47 +146,43 @@ class MatchingStoreContract:
 
     async def test_hires_come_from_deals_and_hired_feedback(self) -> None:
         campaign, other, nobody = f"cmp-{uid()}", f"cmp-{uid()}", f"cmp-{uid()}"
-        async with self.transaction() as conn:
-            await self.store.record_hire(conn, f"deal-{uid()}", campaign, "cr-a", T0)
-            await self.store.record_feedback(
-                conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-b", "hired", None
+        async with self.store.transaction() as tx:
+            await tx.record_hire(f"deal-{uid()}", campaign, "cr-a", T0)
+            await tx.record_feedback(
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-b", "hired", None)
             )
-            await self.store.record_feedback(
-                conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-c", "declined", None
+            await tx.record_feedback(
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-c", "declined", None)
             )
-            await self.store.record_hire(conn, f"deal-{uid()}", other, "cr-d", T0)
-            hired = await self.store.hired(conn, [campaign, other, nobody])
+            await tx.record_hire(f"deal-{uid()}", other, "cr-d", T0)
+            hired = await tx.hired([campaign, other, nobody])
             assert hired == {campaign: {"cr-a", "cr-b"}, other: {"cr-d"}, nobody: frozenset()}
 
     async def test_a_request_is_answered_once_even_twice_in_one_batch(self) -> None:
         first = answer(f"cmp-{uid()}", ["cr-a"])
-        async with self.transaction() as conn:
-            assert await self.store.save_answers(conn, [first]) == {first.request_id}
-            assert await self.store.save_answers(conn, [first]) == set()
+        async with self.store.transaction() as tx:
+            assert await tx.save_answers([first]) == {first.request_id}
+            assert await tx.save_answers([first]) == set()
         again = dataclasses.replace(first, event_id="ev-again")
         second = answer(f"cmp-{uid()}", ["cr-b", "cr-c"])
-        async with self.transaction() as conn:
-            recorded = await self.store.save_answers(conn, [second, again, second])
+        async with self.store.transaction() as tx:
+            recorded = await tx.save_answers([second, again, second])
             assert recorded == {second.request_id}
 
     async def test_feedback_and_outcomes_become_labels_with_suggestion_features(self) -> None:
         campaign, brand = f"cmp-{uid()}", f"brand-{uid()}"
-        async with self.transaction() as conn:
-            await self.store.save_answers(
-                conn, [answer(campaign, ["cr-x", "cr-y", "cr-z"], brand=brand)]
+        async with self.store.transaction() as tx:
+            await tx.save_answers([answer(campaign, ["cr-x", "cr-y", "cr-z"], brand=brand)])
+            await tx.record_feedback(
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-x", "hired", None)
             )
-            await self.store.record_feedback(
-                conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-x", "hired", None
-            )
-            await self.store.record_feedback(
-                conn, ("brand-tool", f"fb-{uid()}"), campaign, "cr-y", "declined", None
+            await tx.record_feedback(
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-y", "declined", None)
             )
             deal = f"deal-{uid()}"
-            await self.store.record_outcome(
-                conn, Outcome(deal, campaign, "cr-z", Decimal("0.5"), None, T0)
-            )
-            await self.store.record_outcome(  # an older report does not overwrite a newer one
-                conn, Outcome(deal, campaign, "cr-z", Decimal("9"), None, T0 - timedelta(1))
+            await tx.record_outcome(Outcome(deal, campaign, "cr-z", Decimal("0.5"), None, T0))
+            await tx.record_outcome(  # an older report does not overwrite a newer one
+                Outcome(deal, campaign, "cr-z", Decimal("9"), None, T0 - timedelta(1))
             )
         assert (await self.store.label_counts())[brand] == 3
         data = await self.store.training_set(brand)
@@ -201,34 +199,36 @@ class MatchingStoreContract:
 
     async def test_signed_feedback_counts_only_for_its_brands_requests(self) -> None:
         campaign, brand, rival = f"cmp-{uid()}", f"brand-{uid()}", f"brand-{uid()}"
-        async with self.transaction() as conn:
-            assert await self.store.campaign_brands(conn, [campaign]) == {}
+        async with self.store.transaction() as tx:
+            assert await tx.campaign_brands([campaign]) == {}
             # Sent before the campaign was answered: kept with their signers.
             for creator, signer in (("cr-a", rival), ("cr-b", brand), ("cr-c", "")):
-                await self.store.record_feedback(
-                    conn, ("brand-tool", f"fb-{uid()}"), campaign, creator, "hired", None, signer
+                await tx.record_feedback(
+                    Feedback(
+                        ("brand-tool", f"fb-{uid()}"), campaign, creator, "hired", None, signer
+                    )
                 )
             first = answer(campaign, ["cr-a", "cr-b", "cr-c"], brand=brand)
-            await self.store.save_answers(conn, [first])
-            assert await self.store.campaign_brands(conn, [campaign, "cmp-none"]) == {
+            await tx.save_answers([first])
+            assert await tx.campaign_brands([campaign, "cmp-none"]) == {
                 campaign: {first.request_id: brand}
             }
-            asked = await self.store.hired(conn, [campaign], {campaign: brand})
+            asked = await tx.hired([campaign], {campaign: brand})
             assert asked == {campaign: {"cr-b", "cr-c"}}
-            everyone = await self.store.hired(conn, [campaign])
+            everyone = await tx.hired([campaign])
             assert everyone == {campaign: {"cr-a", "cr-b", "cr-c"}}
         assert (await self.store.label_counts()).get(brand) == 2
         assert rival not in await self.store.label_counts()
 
     async def test_labels_and_history_are_kept_per_brand(self) -> None:
         mine, theirs = f"brand-{uid()}", f"brand-{uid()}"
-        async with self.transaction() as conn:
+        async with self.store.transaction() as tx:
             for brand, creators in ((mine, ["cr-a", "cr-b"]), (theirs, ["cr-c"])):
                 campaign = f"cmp-{uid()}"
-                await self.store.save_answers(conn, [answer(campaign, creators, brand=brand)])
+                await tx.save_answers([answer(campaign, creators, brand=brand)])
                 for cid in creators:
-                    await self.store.record_feedback(
-                        conn, ("brand-tool", f"fb-{uid()}"), campaign, cid, "declined", None
+                    await tx.record_feedback(
+                        Feedback(("brand-tool", f"fb-{uid()}"), campaign, cid, "declined", None)
                     )
         counts = await self.store.label_counts()
         assert (counts[mine], counts[theirs]) == (2, 1)
@@ -266,3 +266,51 @@ class MatchingStoreContract:
         with pytest.raises(LookupError):
             await self.store.rollback(brand)
         assert [m.status for m in await self.store.models(brand)] == ["rolled_back"] * 3
+
+    async def test_an_event_is_claimed_once_and_a_rollback_forgets_the_claim(self) -> None:
+        population = generate_population(2, seed=7, id_prefix=f"cl{uid()}")
+        first, second = (
+            make_event(profile_payload(population.profiles, i), source=f"tests/{uid()}")
+            for i in (0, 1)
+        )
+        async with self.store.transaction() as tx:
+            assert await tx.claim([delivered(first), delivered(first)]) == {first.identity}
+            assert await tx.claim([delivered(first)]) == set()
+        with pytest.raises(RuntimeError):
+            async with self.store.transaction() as tx:
+                assert await tx.claim([delivered(second)]) == {second.identity}
+                profile = second.data
+                await tx.upsert_profiles(
+                    [StoredProfile(profile.creator_id, profile, second.time, second.id)]
+                )
+                raise RuntimeError("the handler failed")
+        assert await self.store.profiles_of([second.data.creator_id]) == []
+        async with self.store.transaction() as tx:
+            claimed = await tx.claim([delivered(first), delivered(second)])
+            assert claimed == {second.identity}
+
+    async def test_the_trusted_fx_snapshot_in_force_is_the_latest_before(self) -> None:
+        at = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(minutes=int(uid()[:5], 16))
+        base, moved, later = (
+            FxSnapshot("USD", {"EUR": Decimal(rate)}, at + timedelta(hours=h), "contract")
+            for rate, h in (("0.9", 0), ("1.8", 1), ("0.91", 2))
+        )
+        async with self.store.transaction() as tx:
+            assert await tx.save_fx(base, f"fx-{uid()}", Decimal("0.25"))
+            assert not await tx.save_fx(base, f"fx-{uid()}", Decimal("0.25"))  # kept once
+            await tx.save_fx(later, f"fx-{uid()}", Decimal("0.25"))
+            await tx.save_fx(moved, f"fx-{uid()}", Decimal("0.25"))  # late, and suspect
+        in_force = await self.store.fx_in_force(moved.as_of)
+        assert in_force is not None and in_force.rates == base.rates  # the moved one is not
+        in_force = await self.store.fx_in_force(later.as_of)
+        assert in_force is not None and in_force.rates == later.rates
+
+    async def test_one_replica_at_a_time_trains(self) -> None:
+        async with self.store.retrain_turn() as mine:
+            assert mine
+            other = type(self.store).__new__(type(self.store))
+            other.__dict__.update(self.store.__dict__)  # another replica on the same store
+            async with other.retrain_turn() as theirs:
+                assert not theirs
+        async with self.store.retrain_turn() as mine:
+            assert mine

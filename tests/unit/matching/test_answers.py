@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from services.matching.answers import check_request, suggestion_payload
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, ScoringSettings, match
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import ScoringSettings, match
+from services.matching.translate import check_request, match_query, suggestion_payload
 from shared.contract.errors import EventRejected
 from shared.contract.events import MatchRequested
 from shared.contract.money import FxSnapshot, Money
@@ -46,7 +46,7 @@ def test_a_budget_currency_without_a_rate_is_answered_with_no_fx_rate_counts(
         "baking", request_id="req-chf", campaign_id="cmp-chf", seed=2,
         budget=Money(Decimal("900.00"), "CHF"),
     )  # fmt: skip
-    result = match(index, MatchQuery.from_request(request), HAND_RANKER, fx, ScoringSettings())
+    result = match(index, match_query(request), HAND_RANKER, fx, ScoringSettings())
     assert result.creators == []
     assert result.filtered["no_fx_rate"] > 0
     assert sum(result.filtered.values()) == index.size
@@ -56,7 +56,7 @@ def test_each_suggestion_names_the_brief_words_it_matched(
     index: CreatorIndex, fx: FxSnapshot
 ) -> None:
     request = with_niche("Sourdugh breads for bakers", ())
-    result = match(index, MatchQuery.from_request(request), HAND_RANKER, fx, ScoringSettings())
+    result = match(index, match_query(request), HAND_RANKER, fx, ScoringSettings())
     payload = suggestion_payload(request, result)
     assert payload.suggestions
     for suggestion in payload.suggestions:

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.matching.authenticity import AccountNumbers, flag_names, red_flags
-from services.matching.diversity import mmr
-from services.matching.features import BASELINE, FEATURES, HAND_WEIGHTS, tier_codes
-from services.matching.ranker import HAND_RANKER, LinearRanker, TrainingSet, train_ranker
+from services.matching.domain.authenticity import AccountNumbers, flag_names, red_flags
+from services.matching.domain.diversity import mmr
+from services.matching.domain.features import BASELINE, FEATURES, HAND_WEIGHTS, tier_codes
+from services.matching.domain.ranker import HAND_RANKER, LinearRanker, TrainingSet, train_ranker
 
 
 def numbers(

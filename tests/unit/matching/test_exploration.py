@@ -7,13 +7,18 @@ import dataclasses
 
 import numpy as np
 
-from services.matching.answers import suggestion_payload
-from services.matching.app import _answer, exploration_seed
-from services.matching.features import FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, MatchResult, ScoringSettings, match
-from services.matching.store import InMemoryMatchingStore
+from services.matching.domain.features import FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchResult, ScoringSettings, match
+from services.matching.store.memory import InMemoryMatchingStore
+from services.matching.store.port import Feedback
+from services.matching.translate import (
+    answer_record,
+    exploration_seed,
+    match_query,
+    suggestion_payload,
+)
 from shared.contract.events import MatchSuggested
 from shared.contract.money import FxSnapshot
 from shared.tools.synthetic.population import niche_request
@@ -23,7 +28,7 @@ REQUEST = niche_request("baking", request_id="req-x", campaign_id="cmp-x", seed=
 
 
 def ranked(index: CreatorIndex, fx: FxSnapshot, seed: int | None, **knobs: int) -> MatchResult:
-    query = MatchQuery.from_request(REQUEST, exploration_seed=seed)
+    query = match_query(REQUEST, exploration_seed=seed)
     return match(index, query, HAND_RANKER, fx, dataclasses.replace(EXPLORING, **knobs))
 
 
@@ -39,7 +44,7 @@ def test_the_last_places_are_marked_and_hold_creators_the_ranking_left_out(
     # The ranked part is the shortlist of the places left; the explored are not in it.
     shortlist = match(
         index,
-        dataclasses.replace(MatchQuery.from_request(REQUEST), limit=REQUEST.limit - 2),
+        dataclasses.replace(match_query(REQUEST), limit=REQUEST.limit - 2),
         HAND_RANKER,
         fx,
         EXPLORING,
@@ -67,7 +72,7 @@ def test_the_draw_is_the_request_s_own_and_can_be_turned_off(
     off = ranked(index, fx, exploration_seed("event-1"), exploration_slots=0)
     assert not any(c.exploration for c in off.creators)
     assert off == ranked(index, fx, seed=None)
-    small = MatchQuery.from_request(REQUEST.model_copy(update={"limit": 4}), exploration_seed=1)
+    small = match_query(REQUEST.model_copy(update={"limit": 4}), exploration_seed=1)
     assert not any(c.exploration for c in match(index, small, HAND_RANKER, fx, EXPLORING).creators)
 
 
@@ -85,11 +90,12 @@ async def test_the_answer_marks_them_and_their_feedback_is_a_label(
     assert old.suggestions[0].exploration is False
 
     store = InMemoryMatchingStore()
-    await store.save_answers(None, [_answer("event-7", REQUEST, result)])
     explored = result.creators[-1]
-    await store.record_feedback(
-        None, ("brand", "fb-1"), REQUEST.campaign_id, explored.creator_id, "hired", None
-    )
+    async with store.transaction() as tx:
+        await tx.save_answers([answer_record("event-7", REQUEST, result)])
+        await tx.record_feedback(
+            Feedback(("brand", "fb-1"), REQUEST.campaign_id, explored.creator_id, "hired", None)
+        )
     data = await store.training_set(REQUEST.brand_id)
     assert len(data) == 1 and data.labels.tolist() == [1]
     expected = np.array([explored.features[f] for f in FEATURES], dtype=np.float32)

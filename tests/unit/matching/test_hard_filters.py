@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, ScoringSettings, match
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import ScoringSettings, match
+from services.matching.translate import match_query
 from shared.contract.events import MatchRequested
 from shared.contract.events.vocabulary import AGE_BUCKETS
 from shared.contract.money import FxSnapshot
@@ -32,7 +33,7 @@ def request_with(filters: dict[str, Any] | None, **audience: Any) -> MatchReques
 
 
 def answer(index: CreatorIndex, fx: FxSnapshot, request: MatchRequested) -> Any:
-    return match(index, MatchQuery.from_request(request), HAND_RANKER, fx, SETTINGS)
+    return match(index, match_query(request), HAND_RANKER, fx, SETTINGS)
 
 
 def test_a_request_without_filters_is_still_valid_and_filters_nothing_new(
@@ -116,7 +117,7 @@ V1_REQUEST = {  # a request as v1 of the contract had it: no languages, diversit
 def test_a_v1_request_still_validates_and_asks_for_no_hard_filter() -> None:
     request = MatchRequested.model_validate_json(json.dumps(V1_REQUEST))
     assert request.filters is None and request.languages == () and request.diversity is None
-    query = MatchQuery.from_request(request)
+    query = match_query(request)
     assert query.follower_range == (None, None) == query.engagement_range
     assert query.creator_countries == ()
     assert query.min_audience_age_share is None and query.min_audience_gender_share is None

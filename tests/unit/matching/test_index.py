@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from services.matching.index import CreatorIndex
-from services.matching.niche_vectors import NicheVectors
-from services.matching.profiles import ProfileColumns
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.niche_vectors import NicheVectors
+from services.matching.domain.profiles import ProfileColumns
 from shared.tools.synthetic.population import generate_population
 
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from services.matching.features import FEATURES, HAND_WEIGHTS, TIER_CODES
-from services.matching.index import CreatorIndex
-from services.matching.learning import (
+from services.matching.domain.features import FEATURES, HAND_WEIGHTS, TIER_CODES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.learning import (
     LearningSettings,
     judge,
     learn_brand,
@@ -23,7 +23,7 @@ from services.matching.learning import (
     split_by_time,
     unseen_negatives,
 )
-from services.matching.ranker import (
+from services.matching.domain.ranker import (
     HAND_RANKER,
     LABELS,
     NEVER_AGAINST,
@@ -32,7 +32,8 @@ from services.matching.ranker import (
     TrainingSet,
     train_ranker,
 )
-from services.matching.scoring import MatchQuery, ScoringSettings, match
+from services.matching.domain.scoring import MatchQuery, ScoringSettings, match
+from services.matching.translate import match_query
 from shared.tools.synthetic.population import NICHE_NAMES, Population, niche_request, reference_fx
 
 FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))
@@ -48,7 +49,7 @@ def query(niche: int, seed: int, brand: str) -> MatchQuery:
         NICHE_NAMES[niche], request_id=f"req-{brand}-{seed}", campaign_id=f"cmp-{brand}-{seed}",
         seed=seed, tiers=("micro",), brand_id=brand,
     )  # fmt: skip
-    return MatchQuery.from_request(request)
+    return match_query(request)
 
 
 def story_figures(

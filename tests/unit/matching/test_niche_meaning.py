@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.matching.index import CreatorIndex
-from services.matching.niche_synonyms import CONCEPTS
-from services.matching.niche_terms import NearestTerm, NicheTerms
-from services.matching.niche_vectors import NicheVectors
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchResult, ScoringSettings
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.niche_synonyms import CONCEPTS
+from services.matching.domain.niche_terms import NearestTerm, NicheTerms
+from services.matching.domain.niche_vectors import NicheVectors
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import MatchResult, ScoringSettings
 from shared.contract.events import Niche
 from shared.tools.synthetic.evaluation import precision_at, rank, request_for
 from shared.tools.synthetic.population import NICHE_NAMES, Population

@@ -8,10 +8,16 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from services.matching.index import CreatorIndex
-from services.matching.profiles import ProfileColumns
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, MatchResult, RankedCreator, ScoringSettings, match
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import (
+    MatchQuery,
+    MatchResult,
+    RankedCreator,
+    ScoringSettings,
+    match,
+)
+from services.matching.translate import match_query, profile_columns, profile_payload
 from shared.contract.events import CreatorProfileUpserted
 from shared.contract.events.vocabulary import PLATFORMS, Platform
 from shared.contract.money import FxSnapshot
@@ -43,7 +49,7 @@ class TwoAccounts:
                 "avg_likes": first.avg_likes * 0.8,
             }
         )
-        index.upsert(ProfileColumns.from_profiles([self.second]))
+        index.upsert(profile_columns([self.second]))
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +60,7 @@ def accounts() -> tuple[Population, TwoAccounts]:
     answer = ask(index, population_fx(), platforms=())
     shown = {c.creator_id for c in answer.creators}
     i = next(int(i) for i in baking if population.profiles.creator_id[i] in shown)
-    return population, TwoAccounts(index, population.profiles.profile(i))
+    return population, TwoAccounts(index, profile_payload(population.profiles, i))
 
 
 def population_fx() -> FxSnapshot:
@@ -73,7 +79,7 @@ def ask(
         "baking", request_id="r-acc", campaign_id="c-acc", seed=4, limit=200,
         platforms=platforms, exclude=exclude,
     )  # fmt: skip
-    query = MatchQuery.from_request(request)
+    query = match_query(request)
     query = MatchQuery(**{**vars(query), "follower_range": followers})
     return match(index, query, HAND_RANKER, fx, SETTINGS)
 
@@ -115,9 +121,7 @@ def test_a_filtered_creator_is_counted_once_whatever_its_accounts(
     assert two.creator_id not in {c.creator_id for c in excluded.creators}
     # A follower range only the first account is inside: the creator passes on that one.
     followers = two.first.followers
-    index.upsert(
-        ProfileColumns.from_profiles([two.second.model_copy(update={"followers": followers * 3})])
-    )
+    index.upsert(profile_columns([two.second.model_copy(update={"followers": followers * 3})]))
     inside = ask(index, fx, platforms=(), followers=(followers, followers))
     assert shown(inside, two.creator_id).platforms == (two.platforms[0],)
     assert shown(inside, two.creator_id).handle == two.first.handle
@@ -150,12 +154,12 @@ def test_a_creator_s_deals_count_for_every_account(
 def test_accounts_arriving_together_each_get_their_row() -> None:
     population = generate_population(300, seed=9)
     index = CreatorIndex.build(population.profiles, seed=9)
-    new = population.profiles.profile(0).model_copy(update={"creator_id": "cr-everywhere"})
+    new = profile_payload(population.profiles, 0).model_copy(update={"creator_id": "cr-everywhere"})
     profiles = [
         new.model_copy(update={"platform": platform, "handle": f"@{platform}"})
         for platform in PLATFORMS[:3]
     ]
-    rows, _ = index.upsert(ProfileColumns.from_profiles(profiles))
+    rows, _ = index.upsert(profile_columns(profiles))
     accounts = index.accounts_of("cr-everywhere")
     assert accounts == dict(zip(PLATFORMS[:3], rows.tolist(), strict=True))
     assert [index.platform_of(row) for row in rows.tolist()] == list(PLATFORMS[:3])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from services.matching.translate import profile_payload
 from shared.contract.events import CreatorProfileUpserted
 from shared.tools.synthetic.population import NICHE_NAMES, Population, generate_population
 
@@ -16,7 +17,7 @@ def test_the_same_seed_gives_the_same_population() -> None:
 
 
 def test_every_generated_profile_is_a_valid_event(population: Population) -> None:
-    profiles = [population.profiles.profile(i) for i in range(len(population))]
+    profiles = [profile_payload(population.profiles, i) for i in range(len(population))]
     assert all(isinstance(p, CreatorProfileUpserted) for p in profiles)
     assert len({p.creator_id for p in profiles}) == len(profiles)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER, train_ranker
-from services.matching.scoring import ScoringSettings
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER, train_ranker
+from services.matching.domain.scoring import ScoringSettings
 from shared.tools.synthetic.evaluation import evaluate, simulate_feedback
 from shared.tools.synthetic.population import Population, generate_population
 

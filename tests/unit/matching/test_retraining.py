@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from services.matching.app import MatchingService, MatchingState
-from services.matching.features import FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, ScoringSettings, match
+from services.matching.domain.features import FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import ScoringSettings, match
 from services.matching.settings import MatchingSettings
-from services.matching.store import Answer, InMemoryMatchingStore
+from services.matching.state import MatchingService, MatchingState
+from services.matching.store.memory import InMemoryMatchingStore
+from services.matching.store.port import Answer, Feedback
+from services.matching.translate import match_query
 from shared.contract.money import FxSnapshot
 from shared.tools.synthetic.population import NICHE_NAMES, niche_request
 
@@ -26,29 +26,28 @@ async def answer_and_judge(
         NICHE_NAMES[seed % 3 * 3], request_id=f"req-{brand}-{seed}",
         campaign_id=f"cmp-{brand}-{seed}", seed=seed, tiers=("micro",), brand_id=brand,
     )  # fmt: skip
-    result = match(index, MatchQuery.from_request(request), HAND_RANKER, fx, ScoringSettings())
-    await store.save_answers(
-        None,
-        [Answer(
+    result = match(index, match_query(request), HAND_RANKER, fx, ScoringSettings())
+    async with store.transaction() as tx:
+        await tx.save_answers([Answer(
             request.request_id, request.campaign_id, brand, HAND_RANKER.version, None, None, {},
             f"ev-{seed}",
             [(c.creator_id, c.rank, c.score, [c.features[f] for f in FEATURES])
              for c in result.creators],
             request=request,
-        )],
-    )  # fmt: skip
-    for c in result.creators:
-        decision = "hired" if c.engagement_rate >= ENGAGED else "declined"
-        event = (f"{brand}-tool", f"fb-{seed}-{c.creator_id}")
-        await store.record_feedback(None, event, request.campaign_id, c.creator_id, decision, None)
+        )])  # fmt: skip
+        for c in result.creators:
+            decision = "hired" if c.engagement_rate >= ENGAGED else "declined"
+            event = (f"{brand}-tool", f"fb-{seed}-{c.creator_id}")
+            await tx.record_feedback(
+                Feedback(event, request.campaign_id, c.creator_id, decision, None)
+            )
 
 
 async def test_only_the_brand_that_gave_feedback_gets_a_ranker_stored_with_its_verdict(
     index: CreatorIndex, fx: FxSnapshot
 ) -> None:
     store = InMemoryMatchingStore()
-    pool: Any = None  # retraining reads and writes through the store only
-    service = MatchingService(pool, store, SETTINGS, MatchingState(index, fx=fx))
+    service = MatchingService(store, SETTINGS, MatchingState(index, fx=fx))
     for seed in range(6):
         await answer_and_judge(store, index, fx, "brand-a", seed)
     await answer_and_judge(store, index, fx, "brand-b", 99)  # 20 labels: too few to learn

@@ -1,4 +1,4 @@
-"""Filters, features, explanations and diversity of one ranking (services.matching.scoring)."""
+"""Filters, features, explanations and diversity of one ranking (matching's domain.scoring)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from services.matching.features import BASELINE, FEATURES
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import (
+from services.matching.domain.features import BASELINE, FEATURES
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import (
     FILTER_REASONS,
     MatchQuery,
     ScoringSettings,
     match,
     match_many,
 )
+from services.matching.translate import match_query
 from shared.contract.events.vocabulary import TIERS
 from shared.contract.money import FxSnapshot, Money
 from shared.tools.synthetic.population import Population, niche_request
@@ -28,7 +29,7 @@ SETTINGS = ScoringSettings()
 
 def query(niche: str = "fitness", **changes: object) -> MatchQuery:
     request = niche_request(niche, request_id="r", campaign_id="c", seed=4, limit=20)
-    return dataclasses.replace(MatchQuery.from_request(request), **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(match_query(request), **changes)  # type: ignore[arg-type]
 
 
 def test_explanations_sum_to_the_score_and_name_every_feature(
@@ -121,10 +122,10 @@ def test_a_request_can_set_its_own_diversity(index: CreatorIndex, fx: FxSnapshot
     request = niche_request("baking", request_id="r", campaign_id="c", seed=1).model_copy(
         update={"diversity": 0.3}
     )
-    diversified = match(index, MatchQuery.from_request(request), HAND_RANKER, fx, relevance_only)
+    diversified = match(index, match_query(request), HAND_RANKER, fx, relevance_only)
     by_score = match(
         index,
-        MatchQuery.from_request(request.model_copy(update={"diversity": 1.0})),
+        match_query(request.model_copy(update={"diversity": 1.0})),
         HAND_RANKER,
         fx,
         relevance_only,
@@ -138,7 +139,7 @@ def test_a_request_can_set_its_own_diversity(index: CreatorIndex, fx: FxSnapshot
 
 def test_a_request_can_require_languages(index: CreatorIndex, fx: FxSnapshot) -> None:
     request = niche_request("baking", request_id="r", campaign_id="c", seed=1)
-    only_german = MatchQuery.from_request(request.model_copy(update={"languages": ("de",)}))
+    only_german = match_query(request.model_copy(update={"languages": ("de",)}))
     result = match(index, only_german, HAND_RANKER, fx, SETTINGS)
     assert result.filtered["language_mismatch"] > 0
     assert result.creators, "German-speaking bakers exist in the population"

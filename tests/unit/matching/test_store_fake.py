@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-from services.matching.store import InMemoryMatchingStore
+from services.matching.store.memory import InMemoryMatchingStore
 from tests.unit.matching.store_contract import MatchingStoreContract
 
 
 class TestInMemoryMatchingStore(MatchingStoreContract):
     def setup_method(self) -> None:
         self.store = InMemoryMatchingStore()
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        yield None

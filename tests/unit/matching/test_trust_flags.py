@@ -9,13 +9,13 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from services.matching.engagement_pods import EngagementMix, suspected_pods
-from services.matching.features import FEATURES, tier_codes
-from services.matching.follower_history import largest_jump
-from services.matching.index import CreatorIndex
-from services.matching.profiles import ProfileColumns
-from services.matching.ranker import HAND_RANKER
-from services.matching.scoring import MatchQuery, ScoringSettings, candidates, match
+from services.matching.domain.engagement_pods import EngagementMix, suspected_pods
+from services.matching.domain.features import FEATURES, tier_codes
+from services.matching.domain.follower_history import largest_jump
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER
+from services.matching.domain.scoring import ScoringSettings, candidates, match
+from services.matching.translate import match_query, profile_columns, profile_payload
 from shared.contract.money import FxSnapshot
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
@@ -107,7 +107,7 @@ def test_suggested_pods_and_spikes_carry_their_flag_and_reason_and_gain_nothing_
     suspects: list[bool] = []
     for k, niche in enumerate(NICHE_NAMES):
         request = niche_request(niche, request_id=f"r{k}", campaign_id="c", seed=k, limit=200)
-        result = match(index, MatchQuery.from_request(request), HAND_RANKER, fx, RELEVANCE_ONLY)
+        result = match(index, match_query(request), HAND_RANKER, fx, RELEVANCE_ONLY)
         for creator in result.creators:
             row = creator.row
             expected = {
@@ -134,19 +134,19 @@ def test_a_pod_ranks_below_its_honest_twin_despite_its_higher_engagement(
     population = generate_population(600, seed=22, pod_share=0.05)
     index = CreatorIndex.build(population.profiles, seed=22)
     pod = int(np.flatnonzero(population.is_pod & (population.profiles.followers > 20_000))[0])
-    profile = population.profiles.profile(pod)
+    profile = profile_payload(population.profiles, pod)
     likes = profile.followers * 0.04 / 1.05  # a healthy micro mix at 4 %
     honest = profile.model_copy(
         update={"creator_id": "twin-honest", "avg_likes": likes, "avg_comments": likes * 0.03,
                 "avg_shares": likes * 0.02}
     )  # fmt: skip
-    rows, _ = index.upsert(ProfileColumns.from_profiles([honest]))
+    rows, _ = index.upsert(profile_columns([honest]))
     twin, pod_row = int(rows[0]), index.row_of[profile.creator_id]
     assert index.columns.trust_flags[pod_row] & 1 and not index.columns.trust_flags[twin]
     assert index.columns.engagement_rate[pod_row] > index.columns.engagement_rate[twin]
 
     niche = NICHE_NAMES[int(population.niche[pod])]
-    query = MatchQuery.from_request(niche_request(niche, request_id="r", campaign_id="c", seed=1))
+    query = match_query(niche_request(niche, request_id="r", campaign_id="c", seed=1))
     found = candidates(index, query, fx, RELEVANCE_ONLY)
     at = {row: k for k, row in enumerate(found.rows.tolist())}
     pod_features, twin_features = found.features[at[pod_row]], found.features[at[twin]]

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.payouts.app import consume_batch
+from services.payouts.app import units_of_work
 from services.payouts.dispatcher import Dispatcher
 from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout, RetrySchedule
@@ -57,7 +57,7 @@ class Harness:
             commission_grace=timedelta(0),
         )
         self.wakes = 0
-        self._consume = consume_batch(
+        self._consume = units_of_work(
             self.db, self.policy, self._woken, destinations=DESTINATIONS, clock=self.clock
         )
         self.dispatcher = Dispatcher(
@@ -79,7 +79,7 @@ class Harness:
     def reconfigure(self, **changes: Any) -> None:
         """Restart the consumer with other settings (as a redeploy would), same store."""
         self.policy = replace(self.policy, **changes)
-        self._consume = consume_batch(
+        self._consume = units_of_work(
             self.db, self.policy, self._woken, destinations=DESTINATIONS, clock=self.clock
         )
 

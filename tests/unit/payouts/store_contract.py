@@ -14,7 +14,7 @@ from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer, TransferKind, escrow_of
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
-from services.payouts.store import (
+from services.payouts.store.port import (
     Attribution,
     FeeCeilingExceeded,
     PayoutDatabase,
@@ -143,17 +143,13 @@ class PayoutStoreContract:
     async def test_inbox_claims_each_event_once(self, db: PayoutDatabase) -> None:
         event = confirmed(uid("deal"), "dl-1")
         async with db.transaction() as repo:
-            assert await repo.claim_events("payouts-contract", [(event, delivery(event))]) == {
-                event.identity
-            }
+            assert await repo.claim([(event, delivery(event))]) == {event.identity}
         async with db.transaction() as repo:
-            assert await repo.claim_events("payouts-contract", [(event, delivery(event))]) == set()
+            assert await repo.claim([(event, delivery(event))]) == set()
         # Ids are unique per source only: another producer's event with this id is new.
         other = event.model_copy(update={"source": "https://brand-tool.example"})
         async with db.transaction() as repo:
-            assert await repo.claim_events("payouts-contract", [(other, delivery(other))]) == {
-                other.identity
-            }
+            assert await repo.claim([(other, delivery(other))]) == {other.identity}
 
     async def test_confirmations_and_attribution_keep_the_latest(self, db: PayoutDatabase) -> None:
         deal = uid("deal")

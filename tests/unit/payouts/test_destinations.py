@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from services.payouts import translate
 from services.payouts.destinations import (
     DEVELOPMENT_KEY,
     DestinationCipher,
@@ -17,7 +18,7 @@ from services.payouts.destinations import (
     decode_key,
     new_key,
 )
-from services.payouts.domain.accounts import PayoutAccount, SealedDestination, cooling_off_until
+from services.payouts.domain.accounts import SealedDestination, cooling_off_until
 from services.payouts.settings import PayoutsSettings
 from shared.contract.events import PayoutAccountUpserted, TaxForm
 
@@ -93,8 +94,8 @@ def test_a_destination_sent_again_under_the_new_key_is_no_change() -> None:
         tax_form=TaxForm(type="W-9", status="verified"),
     )  # fmt: skip
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    stored = PayoutAccount.from_event(data, now, seal=DestinationCipher(old_key).seal)
-    again = PayoutAccount.from_event(data, now, seal=rotating.seal)
+    stored = translate.payout_account(data, now, seal=DestinationCipher(old_key).seal)
+    again = translate.payout_account(data, now, seal=rotating.seal)
     week = timedelta(days=7)
     # Compared as stored, under the old key, it would look like a changed destination.
     assert cooling_off_until(stored, again, in_flight=True, now=now, cool_off=week) is not None

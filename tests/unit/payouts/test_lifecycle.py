@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import get_args
 
 import pytest
 from pydantic import SecretStr
 
+from services.payouts import translate
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import (
     HoldCode,
@@ -27,6 +29,7 @@ from services.payouts.domain.lifecycle import (
 )
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
 from shared.contract.events import PayoutAccountUpserted, TaxForm
+from shared.contract.events.vocabulary import PAYOUT_STATUSES
 from shared.contract.money import FxSnapshot, Money
 from tests.unit.payouts.builders import with_fundings
 
@@ -92,7 +95,7 @@ def test_new_payout_is_split_converted_and_scheduled() -> None:
     assert p.fx is not None and p.fx.rate == Decimal("0.9215") and p.fx.source == "ecb"
     assert [x.kind for x in t.transfers] == [TransferKind.ACCRUAL, TransferKind.CONVERSION]
     assert ledger_problems([p], history(t)) == []
-    data = p.status_data()
+    data = translate.status_data(p)
     assert (data.status, data.net, data.fx_rate) == ("scheduled", p.net, Decimal("0.9215"))
     assert (data.kind, data.platform_fee) == ("fee", Money.of("22.50", "USD"))
     assert (data.fx_as_of, data.fx_source) == (p.fx.as_of, "ecb")
@@ -102,7 +105,7 @@ def test_payouts_wait_for_account_tax_form_and_fx_rate() -> None:
     missing = create(None)
     assert missing.payout.status == "held" and missing.payout.hold is not None
     assert missing.payout.hold.code == HoldCode.NO_ACCOUNT
-    held = missing.payout.status_data()
+    held = translate.status_data(missing.payout)
     assert held.net is None and held.fx_rate is None  # not known until converted
     pending = create(account(status="pending"))
     assert pending.payout.hold is not None and pending.payout.hold.code == HoldCode.TAX_FORM
@@ -273,7 +276,7 @@ def test_hold_reasons_and_raw_destinations() -> None:
         tax_form=TaxForm(type="W-9", status="verified"),
     )
     with pytest.raises(RawDestination) as refused:
-        PayoutAccount.from_event(raw, NOW, seal=_must_not_seal)
+        translate.payout_account(raw, NOW, seal=_must_not_seal)
     assert "DE89370400440532013000" not in str(refused.value)
     assert "acct_secret_123" not in repr(account())
 
@@ -296,7 +299,11 @@ def test_an_account_keeps_its_destination_sealed_for_its_creator() -> None:
         currency="EUR",
         tax_form=TaxForm(type="W-9", status="verified"),
     )
-    stored = PayoutAccount.from_event(data, NOW, seal=seal)
+    stored = translate.payout_account(data, NOW, seal=seal)
     assert sealed_for == [("cr-7", "tok_paypal_77")]
     assert stored.destination == SealedDestination(b"opaque")
     assert "tok_paypal_77" not in repr(stored) and "opaque" not in repr(stored)
+
+
+def test_the_domain_knows_the_statuses_the_contract_publishes() -> None:
+    assert get_args(lifecycle.PayoutStatus) == PAYOUT_STATUSES

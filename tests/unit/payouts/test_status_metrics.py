@@ -75,7 +75,7 @@ async def test_a_transaction_that_rolls_back_counts_nothing(
         raise ConnectionError("outbox write failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(MemoryPayoutRepository, "publish", outbox_down)
+        patch.setattr(MemoryPayoutRepository, "enqueue", outbox_down)
         with pytest.raises(ConnectionError):
             await h.consume(*events, confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
     assert h.payouts(deal) == [] and grown(before) == {}

@@ -24,7 +24,12 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from services.matching.niche_terms import NearestTerm, NicheTerms, content_words, default_terms
+from services.matching.domain.niche_terms import (
+    NearestTerm,
+    NicheTerms,
+    content_words,
+    default_terms,
+)
 
 __all__ = ["NicheQuery", "NicheVectors", "content_words", "make_vectorizer"]
 

@@ -2,7 +2,7 @@
 
 A creator with several platform accounts (Instagram, TikTok, YouTube...) has one row per
 account, each with that account's own figures; `owner` ties the rows to their creator, and
-scoring shows each creator once, with its best account (services/matching/scoring.py).
+scoring shows each creator once, with its best account (services/matching/domain/scoring.py).
 
 Everything the request path needs is a column here, so scoring is a handful of vectorised
 operations over the whole index. Rows are appended or overwritten in place by `upsert`; the
@@ -20,18 +20,23 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.authenticity import AccountAnomalyModel, AccountNumbers, judge, trust_flags
-from services.matching.engagement_pods import EngagementMix, suspected_pods
-from services.matching.features import (
+from services.matching.domain.authenticity import (
+    AccountAnomalyModel,
+    AccountNumbers,
+    judge,
+    trust_flags,
+)
+from services.matching.domain.engagement_pods import EngagementMix, suspected_pods
+from services.matching.domain.features import (
     BENCHMARK_CURRENCY,
     QUOTED_DELIVERABLE,
     benchmark_post_cost,
     engagement_rates,
     tier_codes,
 )
-from services.matching.follower_history import FollowerJump
-from services.matching.niche_vectors import NicheVectors
-from services.matching.profiles import Account, ProfileColumns, quoted_price
+from services.matching.domain.follower_history import FollowerJump
+from services.matching.domain.niche_vectors import NicheVectors
+from services.matching.domain.profiles import Account, ProfileColumns, quoted_price
 from shared.contract.events.vocabulary import PLATFORMS, TIERS
 from shared.contract.money import Money
 

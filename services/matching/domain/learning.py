@@ -5,7 +5,7 @@ they say little about what makes a creator relevant at all. Three things keep le
 hurting the ranking (docs/architecture.md, README.md "Learning"):
 
 - the fit is a bounded residual over the hand weights with sign constraints
-  (`services.matching.ranker.train_ranker`);
+  (`services.matching.domain.ranker.train_ranker`);
 - the brand's labels are joined by creators it never saw: for each of its stored requests a
   sample of eligible creators outside its shortlists, as weak negatives (`unseen_negatives`),
   so the fit sees the off-niche side of the population it ranks;
@@ -25,9 +25,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.index import CreatorIndex
-from services.matching.ranker import HAND_RANKER, LinearRanker, TrainingSet, train_ranker
-from services.matching.scoring import MatchQuery, ScoringSettings, candidates, match
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.ranker import HAND_RANKER, LinearRanker, TrainingSet, train_ranker
+from services.matching.domain.scoring import MatchQuery, ScoringSettings, candidates, match
 from shared.contract.money import FxSnapshot
 
 UNSEEN_WEIGHT: Final = 0.25

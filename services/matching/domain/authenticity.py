@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.ensemble import IsolationForest
 
-from services.matching.features import engagement_ceiling, engagement_floor
+from services.matching.domain.features import engagement_ceiling, engagement_floor
 
 RED_FLAGS: Final[tuple[str, ...]] = (
     "engagement_far_below_tier",

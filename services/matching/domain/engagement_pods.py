@@ -15,7 +15,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.features import engagement_ceiling
+from services.matching.domain.features import engagement_ceiling
 from shared.contract.events.vocabulary import TIERS
 
 MANY_COMMENTS_PER_LIKE: Final = 0.1

@@ -16,7 +16,7 @@ past_performance    realised ROAS shrunk towards the prior, as r / (r + prior): 
 
 A ranker scores a creator as ``baseline + sum(weight[f] * x[f])``; the explanation of a
 suggestion is exactly those terms (``baseline`` plus one contribution per feature), so the
-contributions always add up to the score. See `services.matching.ranker`.
+contributions always add up to the score. See `services.matching.domain.ranker`.
 """
 
 from __future__ import annotations

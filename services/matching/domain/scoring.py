@@ -21,21 +21,19 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.authenticity import TRUST_FLAGS
-from services.matching.diversity import mmr
-from services.matching.engagement_pods import pod_reason
-from services.matching.features import (
+from services.matching.domain.authenticity import TRUST_FLAGS
+from services.matching.domain.diversity import mmr
+from services.matching.domain.engagement_pods import pod_reason
+from services.matching.domain.features import (
     FEATURES,
     TIER_CODES,
     engagement_quality,
     past_performance,
     shrunk_roas,
 )
-from services.matching.index import CreatorIndex
-from services.matching.niche_vectors import NicheQuery
-from services.matching.ranker import LinearRanker
-from shared.contract.events import MatchRequested
-from shared.contract.events.matching import EngagementRange, FollowerRange, MatchFilters
+from services.matching.domain.index import CreatorIndex
+from services.matching.domain.niche_vectors import NicheQuery
+from services.matching.domain.ranker import LinearRanker
 from shared.contract.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
 from shared.contract.money import FxRateMissing, FxSnapshot, Money, minor_unit
 
@@ -111,39 +109,6 @@ class MatchQuery:
     exploration_seed: int | None = None
     """Seeds the exploration draw (from the request's event id, so an answer can be replayed);
     None: no exploration."""
-
-    @classmethod
-    def from_request(
-        cls,
-        request: MatchRequested,
-        *,
-        hired: frozenset[str] = frozenset(),
-        exploration_seed: int | None = None,
-    ) -> MatchQuery:
-        niche = request.niche
-        filters = request.filters or MatchFilters()
-        engagement = filters.engagement_rate or EngagementRange()
-        followers = filters.followers or FollowerRange()
-        return cls(
-            niche_text=f"{niche.description} {' '.join(niche.keywords)}",
-            countries=tuple(request.target_audience.countries),
-            ages=tuple(request.target_audience.age),
-            gender=request.target_audience.gender,
-            platforms=tuple(request.platforms),
-            tiers=tuple(request.tiers),
-            budget=request.budget_per_creator,
-            limit=request.limit,
-            exclude=frozenset(request.exclude_creator_ids),
-            hired=hired,
-            languages=tuple(request.languages),
-            diversity_trade_off=request.diversity,
-            engagement_range=(engagement.min, engagement.max),
-            follower_range=(followers.min, followers.max),
-            creator_countries=tuple(filters.creator_countries),
-            min_audience_age_share=filters.min_audience_age_share,
-            min_audience_gender_share=filters.min_audience_gender_share,
-            exploration_seed=exploration_seed,
-        )
 
     def without_history(self) -> MatchQuery:
         """The same brief with nobody excluded or hired: a probe of how a ranker ranks it."""

@@ -21,7 +21,7 @@ import numpy as np
 import snowballstemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
-from services.matching.niche_synonyms import CONCEPTS, STOP_WORDS_ES_PT
+from services.matching.domain.niche_synonyms import CONCEPTS, STOP_WORDS_ES_PT
 
 # Words of two or more characters (any script) that start with a letter.
 _WORD: Final = re.compile(r"(?u)\b[^\W\d_][^\W_]+\b")

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from services.matching.features import BASELINE, FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
+from services.matching.domain.features import BASELINE, FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
 from shared.contract.events.vocabulary import MatchDecision
 
 # How much each kind of outcome counts when learning: a hire or a realised return is stronger

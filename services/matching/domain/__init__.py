@@ -1,0 +1,1 @@
+"""Matching's rules: pure, no I/O, no wire models (docs/architecture.md §1)."""

@@ -1,0 +1,1 @@
+"""Matching's store: the port, its PostgreSQL adapter and the in-memory fake."""

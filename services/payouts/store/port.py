@@ -1,0 +1,279 @@
+"""The payouts store's port: what the handlers, the dispatcher and the schedules read and write.
+
+Everything a handler does happens inside one `PayoutDatabase.transaction()`: the inbox claim,
+the state change, the ledger postings and the outbox events commit or roll back together. The
+transaction (`PayoutRepository`) is the `Transaction` of the unit of work
+(shared.runtime.unit_of_work): `claim` and `enqueue`, and payouts' own reads and writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.escrow import Funding
+from services.payouts.domain.ledger import Transfer
+from services.payouts.domain.ledger_check import PostedTransfer
+from services.payouts.domain.lifecycle import Payout, PayoutStatus
+from services.payouts.domain.statements import DatedPayout
+from services.payouts.domain.terms import DealTerms
+from shared.contract.events import CloudEvent, EventIdentity
+from shared.contract.money import FxSnapshot, Money
+from shared.runtime.kafka import Delivery
+
+LockMode = Literal["shared", "exclusive"]
+
+
+class PayoutRepository(Protocol):
+    """Reads and writes of one transaction. Methods named `*_for_update` lock what they return
+    until the transaction ends (rows locked by another transaction are skipped where noted)."""
+
+    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+        """Record the events as processed in the store's inbox (under the store's consumer
+        name); return the identities seen for the first time."""
+        ...
+
+    async def lock(
+        self,
+        *,
+        fx: LockMode | None = None,
+        deal_ids: Iterable[str] = (),
+        creator_ids: Iterable[str] = (),
+        brand_ids: Iterable[str] = (),
+    ) -> None:
+        """Serialise, until commit, the transactions that touch the same FX snapshot, deals,
+        creators or brands' escrow. Always take them in this order (FX, then deals, then
+        creators, then brands), and each kind at most once per transaction, so two
+        transactions cannot deadlock.
+
+        Creating or releasing payouts takes FX shared; storing a snapshot takes it exclusive.
+        Whatever draws on or credits a brand's escrow (creating payouts, fundings, clawbacks)
+        takes the brand's lock, so two transactions never spend the same funds.
+        """
+        ...
+
+    async def add_funding(self, funding: Funding, event_id: str) -> bool:
+        """Keep the funding unless its `funding_id` is known (False: nothing written)."""
+        ...
+
+    async def funding(self, funding_id: str) -> Funding | None: ...
+
+    async def fundings_of(self, brand_id: str) -> list[Funding]:
+        """The brand's fundings, earliest `funded_at` first."""
+        ...
+
+    async def escrow_balances(self, brand_ids: Iterable[str]) -> dict[tuple[str, str], Decimal]:
+        """The escrow of these brands per (brand, currency), as their postings leave it."""
+        ...
+
+    async def awaiting_funds(self, brand_ids: Iterable[str]) -> list[Payout]:
+        """The brands' payouts held `awaiting_funds` (not locked: under the brands' locks
+        nothing else changes them)."""
+        ...
+
+    async def payouts_of_brand(self, brand_id: str) -> list[Payout]:
+        """The brand's payouts (clawbacks included), oldest first."""
+        ...
+
+    async def add_deal(self, terms: DealTerms, event_id: str) -> bool: ...
+
+    async def deal(self, deal_id: str) -> DealTerms | None: ...
+
+    async def deals(self, deal_ids: Iterable[str]) -> dict[str, DealTerms]: ...
+
+    async def add_confirmation(
+        self,
+        deal_id: str,
+        deliverable_id: str,
+        confirmed_by: str,
+        confirmed_at: datetime,
+        signed_by: str = "",
+        post_received_at: datetime | None = None,
+    ) -> bool:
+        """Keep a confirmation; `signed_by` is the brand that signed it ('' if unsigned),
+        `post_received_at` when the post that completed it reached us, if known.
+        Confirmations by different signers are kept apart: one never hides another."""
+        ...
+
+    async def confirmed(self, deal_id: str) -> Mapping[str, datetime]:
+        """The deal's confirmed deliverables and when each was (first) confirmed, counting
+        only confirmations unsigned or signed by the deal's brand."""
+        ...
+
+    async def post_arrivals(self, deal_ids: Iterable[str]) -> dict[tuple[str, datetime], datetime]:
+        """(deal, confirmed_at) -> when the post that completed that confirmation reached us,
+        for the deals' confirmations that know it, counting only those that `confirmed`
+        counts."""
+        ...
+
+    async def save_account(self, account: PayoutAccount) -> bool:
+        """Store the account unless a newer version (by `updated_at`) is already stored."""
+        ...
+
+    async def accounts(self, creator_ids: Iterable[str]) -> dict[str, PayoutAccount]: ...
+
+    async def in_flight(self, creator_id: str) -> bool:
+        """Whether the creator has payouts not sent yet (held, scheduled, or failed: a failed
+        payout is retried when the account changes)."""
+        ...
+
+    async def cooled_off_for_update(self, now: datetime, limit: int) -> list[Payout]:
+        """Payouts held for a destination cool-off that ended by `now` (locked; rows locked
+        elsewhere skipped)."""
+        ...
+
+    async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
+        """Keep the attribution with the latest `as_of` per deal; each one kept is the deal's
+        next revision (the first is 1)."""
+        ...
+
+    async def attribution(self, deal_id: str) -> Attribution | None: ...
+
+    async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
+        """Store the snapshot unless it is stored already (True when new), then judge it and
+        the later ones (shared.runtime.fx_moves.rejudged, `max_move`): their `suspect` reasons."""
+        ...
+
+    async def fx_in_force(self, when: datetime) -> FxSnapshot | None:
+        """The snapshot in force at `when`: the latest by `as_of` at or before it, trusted or
+        not (a suspect one holds the payouts that need it), ties by the smallest source."""
+        ...
+
+    async def fx_first_after(
+        self, after: datetime, until: datetime, currencies: Sequence[str]
+    ) -> FxSnapshot | None:
+        """The first trusted snapshot with `after < as_of <= until` that quotes every one of
+        `currencies` (as its base or a rate), ties by the smallest source."""
+        ...
+
+    async def add_payout(self, payout: Payout) -> bool:
+        """Insert; False (and nothing written) if its business key already has a payout.
+
+        Raises FeeCeilingExceeded if a fee payout would take the deal's fee payouts above its
+        fee (or has no stored deal, or another currency): enforced by the store itself."""
+        ...
+
+    async def payout(self, payout_id: str) -> Payout | None:
+        """One payout, read without a lock."""
+        ...
+
+    async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]: ...
+
+    async def claim_webhook(self, rail: str, event_id: str, received_at: datetime) -> bool:
+        """Record a rail's webhook event as applied in this transaction; False (nothing
+        written) if it was recorded before: a duplicate delivery."""
+        ...
+
+    async def payout_of_transfer(self, rail: str, provider_ref: str) -> str | None:
+        """The payout whose current transfer on `rail` is `provider_ref`, or None. A payout
+        recorded without a rail was sent through Stripe (providers.rails.LEGACY_RAIL)."""
+        ...
+
+    async def held_for_update(
+        self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
+    ) -> list[Payout]:
+        """Held payouts of these creators (all creators if None) with one of `codes`."""
+        ...
+
+    async def failed_for_update(self, creator_ids: Sequence[str]) -> list[Payout]:
+        """Failed payouts of these creators (locked)."""
+        ...
+
+    async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:
+        """Scheduled payouts due at `now`, oldest first, skipping ones locked elsewhere."""
+        ...
+
+    async def sent_for_update(self, limit: int) -> list[Payout]:
+        """Sent payouts awaiting settlement, skipping ones locked elsewhere."""
+        ...
+
+    async def save_payouts(self, changes: Sequence[tuple[Payout, PayoutStatus]]) -> None:
+        """Write each payout; the row must still have the given previous status."""
+        ...
+
+    async def commission_due_for_update(
+        self, closed_before: datetime, final_before: datetime, limit: int
+    ) -> list[DealTerms]:
+        """Deals with a commission rate whose attribution window closed at or before
+        `closed_before` and whose commission is not decided yet, or was decided on another
+        attribution revision than the latest while the window closed after `final_before`
+        (later, the commission is final). Earliest closed first, skipping ones locked
+        elsewhere."""
+        ...
+
+    async def commission_decided(self, deal_id: str, revision: int) -> None:
+        """The deal's commission now follows attribution `revision` (0: no attribution)."""
+        ...
+
+    async def commission_booked(self, deal_id: str) -> list[Payout]:
+        """The deal's commission payouts and clawbacks (in no particular order)."""
+        ...
+
+    async def post(self, transfers: Sequence[Transfer]) -> None:
+        """Append the transfers to the ledger."""
+        ...
+
+    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """Queue events in the outbox of this transaction (published by the store's relay)."""
+        ...
+
+    async def notify_due(self) -> None:
+        """Wake every dispatcher once this transaction commits."""
+        ...
+
+    # Reporting (read-only).
+    async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
+        """Payouts of one creator (or all), oldest first."""
+        ...
+
+    async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
+        """Payouts settled now whose (latest) settlement was posted to the ledger at or after
+        `start`, before `end`: one returned after it settled is not counted, and one settled
+        again after a return counts when it was settled again."""
+        ...
+
+    async def dated_payouts_of(self, creator_id: str) -> list[DatedPayout]:
+        """The creator's payouts (clawbacks included) with when each became owed (`fx_at`,
+        else when it was recorded) and, while settled, when its latest settlement was posted
+        (as `settled_between` dates it); earliest owed first."""
+        ...
+
+    async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
+        """Recorded transfers (of these payouts, or all), in posting order."""
+        ...
+
+    async def balances(
+        self, accounts: Sequence[str] | None = None
+    ) -> dict[tuple[str, str], Decimal]:
+        """Sum of postings per (account, currency), computed by the database."""
+        ...
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The latest attributed revenue of a deal (net of refunds) and its revision."""
+
+    revenue: Money
+    revision: int
+
+
+class PayoutDatabase(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[PayoutRepository]: ...
+
+    def snapshot(self) -> AbstractAsyncContextManager[PayoutRepository]:
+        """A read-only view of one moment, for reports and checks that read several tables:
+        writes committed meanwhile are not seen (each read of a transaction may see them)."""
+        ...
+
+
+class FeeCeilingExceeded(RuntimeError):
+    """A fee payout that would pay a deal more than its fee: a bug, never a valid state."""
+
+
+class StaleUpdate(RuntimeError):
+    """A payout changed under us (its status is not what the transition started from)."""

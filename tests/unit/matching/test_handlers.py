@@ -1,0 +1,98 @@
+"""Matching's units of work on the in-memory store: one per run of one event type, the
+in-memory index changed after each commit, runs applied elsewhere taken from the store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.matching.domain.index import CreatorIndex
+from services.matching.handlers import MatchingHandlers, MatchingUnits, runs_of_one_type
+from services.matching.settings import MatchingSettings
+from services.matching.state import MatchingService, MatchingState
+from services.matching.store.memory import InMemoryMatchingStore
+from services.matching.translate import profile_payload
+from shared.contract.events import CloudEvent, MatchFeedback, make_event
+from shared.contract.signing import Party, Signer
+from shared.runtime.kafka import Delivery
+from shared.runtime.trust import Untrusted
+from shared.tools.synthetic.population import (
+    NICHE_NAMES,
+    generate_population,
+    niche_request,
+    reference_fx,
+)
+
+FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))
+Item = tuple[CloudEvent[Any], Delivery]
+
+
+def delivered(event: CloudEvent[Any], signed_by: Signer | None = None) -> Item:
+    return event, Delivery("topic", 0, 0, None, b"", (), signed_by=signed_by)
+
+
+def replica(store: InMemoryMatchingStore) -> tuple[MatchingService, MatchingUnits]:
+    settings = MatchingSettings()
+    service = MatchingService(store, settings, MatchingState(CreatorIndex(seed=1), fx=FX))
+    return service, MatchingUnits("matching", store, MatchingHandlers(service, store))
+
+
+def profiles_then_a_request(count: int) -> list[Item]:
+    population = generate_population(count, seed=3, id_prefix="hd")
+    profiles = [
+        delivered(make_event(profile_payload(population.profiles, i), source="tests/collector"))
+        for i in range(count)
+    ]
+    niche = NICHE_NAMES[int(population.niche[0])]
+    request = niche_request(niche, request_id="req-1", campaign_id="cmp-1", seed=1, limit=5)
+    return [*profiles, delivered(make_event(request, source="tests/brand"))]
+
+
+async def test_a_profile_is_indexed_before_a_later_request_of_its_batch_is_scored() -> None:
+    store = InMemoryMatchingStore()
+    service, units = replica(store)
+    batch = profiles_then_a_request(60)
+    await units(batch)
+    assert len(service.state.index) == 60
+    [answer] = store.state.outbox
+    suggested = [s.creator_id for s in answer.data.suggestions]
+    assert suggested and set(suggested) <= {e.data.creator_id for e, _ in batch[:-1]}
+
+
+async def test_a_batch_applied_before_answers_nothing_again_and_another_replica_indexes_it() -> (
+    None
+):
+    store = InMemoryMatchingStore()
+    _, units = replica(store)
+    batch = profiles_then_a_request(40)
+    await units(batch)
+    other, other_units = replica(store)  # a second replica, on the same database
+    await other_units(batch)
+    assert len(other.state.index) == 40  # taken from the store: another consumer wrote them
+    assert len(store.state.outbox) == 1
+
+
+async def test_feedback_signed_by_another_brand_is_refused_and_leaves_nothing() -> None:
+    store = InMemoryMatchingStore()
+    _, units = replica(store)
+    await units(profiles_then_a_request(30))  # brand-synthetic asked for cmp-1
+    rival = Signer(Party.BRAND, "brand-rival", "key-1")
+    feedback = make_event(
+        MatchFeedback(campaign_id="cmp-1", creator_id="hd-0", decision="hired", reason=""),
+        source="tests/brand",
+    )
+    with pytest.raises(Untrusted):
+        await units([delivered(feedback, signed_by=rival)])
+    assert store.state.feedback == {} and feedback.identity not in store.state.inbox
+
+
+def test_a_batch_is_cut_into_runs_of_one_type_in_arrival_order() -> None:
+    batch = profiles_then_a_request(3)
+    runs = runs_of_one_type([batch[0], batch[3], batch[1], batch[2]])
+    assert [[e.type for e, _ in run] for run in runs] == [
+        ["creator.profile.upserted"],
+        ["match.requested"],
+        ["creator.profile.upserted", "creator.profile.upserted"],
+    ]
