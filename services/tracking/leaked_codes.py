@@ -25,6 +25,7 @@ from services.tracking.domain.leaks import (
     assess_code,
     by_code,
 )
+from services.tracking.messages import SOURCE
 from services.tracking.store.port import LeakAlert, LeakFacts, TrackingTx
 from shared.contract.events import (
     CloudEvent,
@@ -33,7 +34,6 @@ from shared.contract.events import (
     make_event,
 )
 
-SOURCE: Final = "creatorflow/tracking"
 _ALERT_IDS: Final = uuid.UUID("1f6b3c52-8d0e-4a7b-b1f4-3e9a6c2d5b80")
 
 
