@@ -99,6 +99,8 @@ class PayoutAccount:
     # main rail refused a payout with an error proving nothing was executed.
     fallback_method: str | None = None
     fallback_destination: SealedDestination | None = None
+    # Where the creator's payout notifications go (personal data: never logged), if given.
+    email: SecretStr | None = field(default=None, repr=False)
 
     @classmethod
     def from_event(
@@ -124,6 +126,7 @@ class PayoutAccount:
             fallback_destination=(
                 seal(data.creator_id, data.fallback.destination) if data.fallback else None
             ),
+            email=data.email,
         )
 
 
