@@ -21,6 +21,7 @@ from services.payouts.destinations import DestinationCipher, UnreadableDestinati
 from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
 from services.payouts.handlers import HANDLERS, PayoutPolicy, Work
+from services.payouts.notifications import email_sender
 from services.payouts.providers import PayoutProvider
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails, largest_call
@@ -322,6 +323,7 @@ class PayoutsSetup:
             dispatcher.run,
             lambda: db.listen_due(dispatcher.wake),
             *_schedules(db, rails, policy, settings, dispatcher.wake),
+            *email_sender(resources.pool, db, settings, utc_now),
             close_provider_at_shutdown,
         ]
 

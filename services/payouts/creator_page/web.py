@@ -40,7 +40,7 @@ from services.payouts.creator_page.access import (
     RedemptionLimiter,
 )
 from services.payouts.creator_page.read import creator_deals
-from services.payouts.creator_page.timeline import when
+from services.payouts.creator_page.timeline import money_text, when
 
 log = structlog.get_logger(__name__)
 
@@ -252,7 +252,7 @@ class _Pages:
 
 
 def _money(value: Any) -> str:
-    return "" if value is None else f"{value.amount:,f} {value.currency}"
+    return "" if value is None else money_text(value)
 
 
 _MINUTES: Final = int(MAX_LINK_LIFETIME.total_seconds() // 60)
