@@ -39,7 +39,8 @@ class SmtpSink:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else b""
-        parsed = email.message_from_bytes(content, policy=policy.default)
+        # Stored with local line endings, as a mailbox keeps it (SMTP sends CRLF).
+        parsed = email.message_from_bytes(content.replace(b"\r\n", b"\n"), policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         self.messages.append(parsed)
         if any(r.partition("@")[0].startswith("drop") for r in envelope.rcpt_tos):
