@@ -114,7 +114,8 @@ class EmailSender:
             if not await repo.start_email(notice.event_id, due.claim_id, now + self._lease):
                 return  # our lease ended and another sender claimed it
         try:
-            await self._mailer.send(email)
+            # Bounded well within the lease, so no other sender takes it `unknown` meanwhile.
+            await asyncio.wait_for(self._mailer.send(email), self._lease.total_seconds() * 2 / 3)
         except NotSent as error:
             await self._refused(due, error)
             return
