@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
@@ -15,6 +16,7 @@ from services.payouts import creators_cli
 from services.payouts.destinations import DestinationCipher, UnreadableDestination, new_key
 from services.payouts.dispatcher import utc_now
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
+from services.payouts.domain.statements import Period, PeriodError
 from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
 from services.payouts.handlers import PayoutNotFound, PayoutPolicy, Work, retry_payout
 from services.payouts.key_rotation import RotationProgress, rotate_destination_key
@@ -29,6 +31,8 @@ from services.payouts.reports import (
 )
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
+from services.payouts.statement_files import statement_csv
+from services.payouts.statements import creator_statement
 from services.payouts.store.postgres import PgPayouts
 from shared.contract.money import Money, MoneyError
 from shared.runtime.db import create_pool
@@ -64,9 +68,25 @@ def _run(query: Callable[[PgPayouts], Awaitable[T]]) -> T:
 
 
 @app.command("statement")
-def statement_command(creator_id: str) -> None:
+def statement_command(
+    creator_id: str,
+    output: str = typer.Option(
+        "table",
+        "--format",
+        help="table, or csv: the creator's own statement for --period, as their page gives it.",
+    ),
+    period: str | None = typer.Option(
+        None, "--period", help="With --format csv: a month (2026-11) or a year (2026)."
+    ),
+) -> None:
     """Print a creator's payouts (commission adjustments and clawbacks among them) and the
-    balances the ledger derives for them."""
+    balances the ledger derives for them; or, with --format csv, the statement of a month or
+    the yearly earnings summary the creator downloads from their page."""
+    if output == "csv":
+        _statement_csv(creator_id, period)
+        return
+    if output != "table":
+        fail(f"--format {output!r} is not known", hint="table or csv")
     result: Statement = _run(lambda db: statement(db, creator_id))
     if not result.payouts:
         console.print(f"No payouts for creator {creator_id}.")
@@ -85,6 +105,17 @@ def statement_command(creator_id: str) -> None:
         for step in result.attempts:
             attempts.add_row(step.payout_id, str(step.attempt), step.step, str(step.amount))
         console.print(attempts)
+
+
+def _statement_csv(creator_id: str, period: str | None) -> None:
+    if period is None:
+        fail("--format csv needs --period", hint="a month (2026-11) or a year (2026)")
+    try:
+        wanted = Period.parse(period)
+    except PeriodError as error:
+        fail(f"--period: {error}")
+    result = _run(lambda db: creator_statement(db, creator_id, wanted))
+    sys.stdout.write(statement_csv(result))
 
 
 def _payouts_table(creator_id: str, result: Statement) -> Table:

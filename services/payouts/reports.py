@@ -161,11 +161,11 @@ async def tax_totals(db: PayoutDatabase, year: int, threshold: Money) -> TaxRepo
         accounts = await repo.accounts({p.creator_id for p in settled})
         valued: list[tuple[Payout, FxSnapshot | None]] = []
         for payout in settled:
-            valued.append((payout, await _snapshot_for_usd(repo, payout)))
+            valued.append((payout, await snapshot_for_usd(repo, payout)))
     return tax_report(year, valued, accounts, threshold)
 
 
-async def _snapshot_for_usd(repo: PayoutRepository, payout: Payout) -> FxSnapshot | None:
+async def snapshot_for_usd(repo: PayoutRepository, payout: Payout) -> FxSnapshot | None:
     """The snapshot that values the payout in USD: the one recorded with it, or for a payout
     paid in its own currency the one in force when its rate was locked."""
     if payout.net is None or USD in (payout.net.currency, payout.payable_share.currency):

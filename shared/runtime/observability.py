@@ -19,6 +19,21 @@ EVENTS_FAILED = Counter(
     "Handler attempts that failed (retried or sent to the DLQ)",
     ["topic", "error_class"],
 )
+EVENTS_APPLIED = Counter(
+    "creatorflow_events_applied_total",
+    "Events a service applied for the first time (shared.runtime.unit_of_work)",
+    ["service"],
+)
+EVENTS_SEEN_BEFORE = Counter(
+    "creatorflow_events_seen_before_total",
+    "Events consumed again after they were applied (replays, redeliveries): skipped by the inbox",
+    ["service"],
+)
+EVENTS_ENQUEUED = Counter(
+    "creatorflow_events_enqueued_total",
+    "Events a service committed to its outbox, by type",
+    ["service", "type"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "creatorflow_events_dead_lettered_total", "Events sent to the topic's DLQ", ["topic"]
 )

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
+from typing import Any
 
 import asyncpg
 import redis.asyncio as redis
@@ -53,6 +54,7 @@ from shared.runtime.outbox import OutboxRelay
 from shared.runtime.pipeline import PipelinedBatches, Prepare
 from shared.runtime.server_urls import InfraUrls, running_urls
 from shared.runtime.trust import KeyReader, KeyRegistry, Trust
+from shared.runtime.unit_of_work import UnitsOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +115,28 @@ class Resources:
         )
         self.pipelines.append(pipeline)
         return pipeline.run
+
+    def consume(
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        units: UnitsOfWork[Any],
+        max_records: int,
+        batch_timeout_ms: int,
+        fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+    ) -> Background:
+        """The service's consumer of `topics`: each batch one unit of work
+        (`shared.runtime.unit_of_work`), read ahead while the previous one is applied."""
+        return self.consume_pipelined(
+            topics,
+            group_id=group_id,
+            handler=units,
+            prepare=units.prepare,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+        )
 
     def kafka_consumers(self) -> list[AIOKafkaConsumer | None]:
         """The service's Kafka consumers, None for one not started yet."""

@@ -69,6 +69,33 @@ class Fault:
     ended: float
     detail: str = ""
 
+    @property
+    def outage(self) -> bool:
+        """A server the services need (PostgreSQL, a broker) was down: nothing restarted
+        meanwhile can be ready before it is back."""
+        return self.what.startswith(OUTAGES)
+
+
+# The faults that take down a server every service needs (Redis is not one: payouts, its one
+# user, goes on without it).
+OUTAGES: Final = (
+    "PostgreSQL down",
+    "kill -9 the leader",
+    "kill -9 the active controller",
+    "one broker down",
+    "rolling restart",
+)
+
+
+@dataclass(frozen=True)
+class Restart:
+    label: str
+    began: float  # monotonic: when the instance was found gone
+    seconds: float  # to ready
+
+    def during(self, fault: Fault) -> bool:
+        return fault.began < self.began + self.seconds and self.began < fault.ended
+
 
 async def consumed(http_port: int) -> float:
     """Events an instance has applied so far, from its `/metrics` (0 if it does not answer)."""
@@ -107,7 +134,7 @@ class Supervisor:
     restart_delay: float = 0.5
     desired: dict[str, str] = field(default_factory=dict)  # label -> service
     unexpected_exits: list[str] = field(default_factory=list)
-    restarts: list[tuple[str, float]] = field(default_factory=list)  # label, seconds to ready
+    restarts: list[Restart] = field(default_factory=list)
     _starting: set[str] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -143,7 +170,7 @@ class Supervisor:
                         await self.processes.kill(label)
                     await asyncio.sleep(1.0)
                     continue
-                self.restarts.append((label, time.monotonic() - began))
+                self.restarts.append(Restart(label, began, time.monotonic() - began))
                 return
         finally:
             self._starting.discard(label)

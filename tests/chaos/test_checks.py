@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.chaos.faults import Fault, Restart
 from tests.chaos.observe import Outcome, checks, converged
+from tests.chaos.run import RunReport, summary
 from tests.chaos.workload import ChaosConfig, Workload, generate
 
 
@@ -181,3 +183,22 @@ def test_a_negative_escrow_is_flagged_on_its_own_and_by_the_ledger(workload: Wor
         "escrow of brand brand-chaos: -10.00 USD, negative (drawn beyond its fundings)"
     ]
     assert failing(workload, outcome) == ["brands' escrow negative", "ledger"]
+
+
+def test_restarts_overlapping_a_server_outage_are_told_apart() -> None:
+    report = RunReport("chaos", Outcome())
+    report.faults = [
+        Fault("kill -9 payouts-1", 10.0, 10.0),  # the kill itself is no outage
+        Fault("PostgreSQL down 10.0 s", 20.0, 30.0),
+        Fault("Redis flushed and restarted", 40.0, 42.0),  # payouts goes on without Redis
+        Fault("one broker down 30.0 s", 50.0, 80.0, "kafka-2"),
+    ]
+    report.restarts = [
+        Restart("payouts-1", 10.0, 2.0),
+        Restart("tracking-1", 18.0, 13.0),  # ready once PostgreSQL was back
+        Restart("matching-1", 41.0, 3.0),
+        Restart("payouts-1", 79.0, 4.0),  # began while the broker was still down
+    ]
+    rows = summary(report)
+    assert rows["restarts → ready"] == "4, median 3.5 s, max 13.0 s"
+    assert rows["  of them with every server up"] == "2, median 2.5 s, max 3.0 s"

@@ -8,11 +8,12 @@ destination key. A small campaign runs through them with payout destinations tha
 to find, and so do the error paths: a provider outage, a destination the provider refuses,
 account events dead-lettered as invalid (a bad currency, an over-long destination) or refused
 (a raw account number), operator commands reading the results, the creators' payout pages
-(opened with magic links, whose tokens and sessions are searched for too: the tables keep
-only their hashes), the e-mails payouts sends creators (to a local SMTP server), and service
-starts refused for a wrong or malformed key. Then every secret is searched for in everything
-captured: the private signing keys of the services and of every party in each spelling they
-could leak in (raw, hex, base64, PKCS#8 DER and PEM), and any PEM private key block at all.
+and statements (opened with magic links, whose tokens and sessions are searched for too: the
+tables keep only their hashes), the e-mails payouts sends creators (to a local SMTP server),
+and service starts refused for a wrong or malformed key. Then every secret is searched for in
+everything captured: the private signing keys of the services and of every party in each
+spelling they could leak in (raw, hex, base64, PKCS#8 DER and PEM), and any PEM private key
+block at all.
 
 The input topic `creator.payout-accounts` carries the destinations by contract and is the
 one place not searched. Creators' e-mail addresses are personal data: searched everywhere
@@ -52,6 +53,7 @@ from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from shared.tools.signing import PartyKeys
 from tests.conftest import embedded_servers
 from tests.integration.payouts.stripe_server import FakeStripe
+from tests.support.pdf import pdf_text
 from tests.support.processes import python_process
 from tests.support.smtp_sink import SmtpSink, smtp_sink
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
@@ -267,6 +269,27 @@ async def read_creator_pages(env: dict[str, str], creators: list[str]) -> dict[s
             found[f"{creator}'s page, polled"] = polled.text
             for payout in re.findall(r'href="(/c/payouts/po_[0-9a-f]+)"', page.text):
                 found[f"{creator}'s {payout}"] = (await http.get(payout, headers=cookie)).text
+            found.update(await _read_statements(http, creator, cookie))
+    return found
+
+
+async def _read_statements(
+    http: httpx.AsyncClient, creator: str, cookie: dict[str, str]
+) -> dict[str, str]:
+    """The creator's statements page and every file it links to (a PDF as its raw bytes and
+    the text its streams show)."""
+    listed = await http.get("/c/statements", headers=cookie)
+    assert listed.status_code == 200, listed.text
+    found = {f"{creator}'s statements": listed.text}
+    files = re.findall(r'href="(/c/statements/[0-9-]+\.(?:csv|pdf))"', listed.text)
+    assert files, listed.text
+    for path in files:
+        got = await http.get(path, headers=cookie)
+        assert got.status_code == 200, path
+        text = got.text if path.endswith(".csv") else got.content.decode("latin-1")
+        if path.endswith(".pdf"):
+            text += "\n" + pdf_text(got.content)
+        found[f"{creator}'s {path}"] = text
     return found
 
 

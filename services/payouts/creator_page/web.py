@@ -8,6 +8,9 @@ they show), refreshed by a few lines of plain JavaScript served from this packag
   session cookie and redirects (303) to `/c/payouts`, a URL without the token.
 - `GET /c/payouts` (and `/c/payouts/list`, the part the page polls): the session's creator's
   deals and payouts; `GET /c/payouts/{payout_id}` one of them, 404 for anyone else's.
+- `GET /c/statements`: the months and years the creator has statements for, with links to
+  `GET /c/statements/{YYYY-MM}.csv|pdf` (a month's statement) and `/c/statements/{YYYY}.csv|pdf`
+  (the yearly earnings summary), always of the session's creator: no URL names a creator.
 - `POST /c/sign-out` ends the session.
 
 Every response is `no-store`, sends no referrer (a link's token stays out of other sites'
@@ -16,6 +19,7 @@ logs) and allows scripts and styles from this origin only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,12 +45,20 @@ from services.payouts.creator_page.access import (
 )
 from services.payouts.creator_page.read import creator_deals
 from services.payouts.creator_page.timeline import money_text, when
+from services.payouts.domain.statements import Period, PeriodError
+from services.payouts.statement_files import file_name, statement_csv, statement_pdf
+from services.payouts.statements import creator_statement, statement_periods
+from services.payouts.store.postgres import PgPayouts
 
 log = structlog.get_logger(__name__)
 
 HERE: Final = Path(__file__).resolve().parent
 SESSION_COOKIE: Final = "creatorflow_session"
 PAYOUTS_PATH: Final = "/c/payouts"
+STATEMENTS_PATH: Final = "/c/statements"
+# A statement's file: `2026-11.csv`, `2026.pdf`; the period is checked by `Period.parse`.
+_STATEMENT_FILE: Final = re.compile(r"(.{1,20})\.(csv|pdf)")
+_MEDIA_TYPES: Final = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 _HEADERS: Final = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",
@@ -102,6 +114,8 @@ def page_app(
             Route(PAYOUTS_PATH, pages.payouts, methods=["GET"]),
             Route(PAYOUTS_PATH + "/list", pages.payouts_list, methods=["GET"]),
             Route(PAYOUTS_PATH + "/{payout_id}", pages.one_payout, methods=["GET"]),
+            Route(STATEMENTS_PATH, pages.statements, methods=["GET"]),
+            Route(STATEMENTS_PATH + "/{name}", pages.statement_file, methods=["GET"]),
             Route("/c/sign-out", pages.sign_out, methods=["POST"]),
             Mount("/c/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
@@ -237,6 +251,35 @@ class _Pages:
                     return self._render(request, "payout.html", context)
         return await self.not_found(request, None)
 
+    async def statements(self, request: Request) -> Response:
+        creator = await self._creator(request)
+        if creator is None:
+            return self._signed_out(request)
+        months, years = await statement_periods(PgPayouts(self._pool), creator)
+        context = {"creator_id": creator, "months": months, "years": years}
+        return self._render(request, "statements.html", context)
+
+    async def statement_file(self, request: Request) -> Response:
+        """A month's statement or a year's earnings summary, as CSV or PDF: read-only, the
+        session's creator's only. A period with nothing in it is an empty statement."""
+        creator = await self._creator(request)
+        if creator is None:
+            return self._signed_out(request)
+        shaped = _STATEMENT_FILE.fullmatch(request.path_params["name"])
+        if shaped is None:
+            return self._message(request, 404, "No such statement", _NO_SUCH_STATEMENT)
+        try:
+            period = Period.parse(shaped.group(1))
+        except PeriodError as error:
+            return self._message(request, 400, "Not a statement period", f"{error}.")
+        extension = shaped.group(2)
+        statement = await creator_statement(PgPayouts(self._pool), creator, period)
+        body = statement_csv(statement) if extension == "csv" else statement_pdf(statement)
+        disposition = f'attachment; filename="{file_name(statement, extension)}"'
+        return Response(
+            body, media_type=_MEDIA_TYPES[extension], headers={"content-disposition": disposition}
+        )
+
     async def sign_out(self, request: Request) -> Response:
         session = request.cookies.get(SESSION_COOKIE)
         if session:
@@ -267,4 +310,8 @@ _SIGNED_OUT: Final = (
     "us for a new one."
 )
 _SIGNED_OUT_DONE: Final = "To come back, open a new link."
+_NO_SUCH_STATEMENT: Final = (
+    "Statements are files named after their period: 2026-11.csv or 2026-11.pdf for a month, "
+    "2026.csv or 2026.pdf for a year. Your statements page lists them."
+)
 _NOT_FOUND: Final = "There is nothing here for you. Go back to your payouts."

@@ -19,6 +19,7 @@ from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.notices import DueEmail, EmailState, Notice
+from services.payouts.domain.statements import DatedPayout
 from services.payouts.domain.terms import DealTerms
 from shared.contract.events import CloudEvent, EventIdentity, PayoutStatus
 from shared.contract.money import FxSnapshot, Money
@@ -273,6 +274,12 @@ class PayoutRepository(Protocol):
         """Payouts settled now whose (latest) settlement was posted to the ledger at or after
         `start`, before `end`: one returned after it settled is not counted, and one settled
         again after a return counts when it was settled again."""
+        ...
+
+    async def dated_payouts_of(self, creator_id: str) -> list[DatedPayout]:
+        """The creator's payouts (clawbacks included) with when each became owed (`fx_at`,
+        else when it was recorded) and, while settled, when its latest settlement was posted
+        (as `settled_between` dates it); earliest owed first."""
         ...
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:

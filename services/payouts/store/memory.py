@@ -21,6 +21,7 @@ from services.payouts.domain.ledger import Transfer, TransferKind, brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.notices import DueEmail, EmailState, Notice, notice_of
+from services.payouts.domain.statements import DatedPayout
 from services.payouts.domain.terms import DealTerms
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
@@ -62,6 +63,7 @@ class MemoryState:
     sent_order: list[str] = field(default_factory=list)
     transfers: list[PostedTransfer] = field(default_factory=list)
     posted_at: dict[str, datetime] = field(default_factory=dict)  # by transfer id
+    added_at: dict[str, datetime] = field(default_factory=dict)  # by payout id
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     notifications: int = 0
     webhooks: set[tuple[str, str]] = field(default_factory=set)  # (rail, event id)
@@ -260,6 +262,8 @@ class MemoryPayoutRepository:
             self._check_fee_ceiling(payout)
         self._s.business_keys.add(key)
         self._s.payouts[payout.payout_id] = payout
+        # As PostgreSQL's created_at: the wall clock, whatever clock the caller runs on.
+        self._s.added_at[payout.payout_id] = datetime.now(UTC)
         return True
 
     def _check_fee_ceiling(self, payout: Payout) -> None:
@@ -502,6 +506,23 @@ class MemoryPayoutRepository:
             ),
             key=lambda p: (p.creator_id, p.payout_id),
         )
+
+    async def dated_payouts_of(self, creator_id: str) -> list[DatedPayout]:
+        settled: dict[str, datetime] = {}
+        for t in self._s.transfers:
+            if t.kind == "settlement":
+                at = self._s.posted_at[t.transfer_id]
+                settled[t.payout_id] = max(at, settled.get(t.payout_id, at))
+        dated = [
+            DatedPayout(
+                p,
+                p.fx_at or self._s.added_at[p.payout_id],
+                settled.get(p.payout_id) if p.status == "settled" else None,
+            )
+            for p in self._s.payouts.values()
+            if p.creator_id == creator_id
+        ]
+        return sorted(dated, key=lambda d: (d.owed_at, d.payout.payout_id))
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
         return [t for t in self._s.transfers if payout_ids is None or t.payout_id in payout_ids]

@@ -27,6 +27,7 @@ from services.payouts.domain.ledger import Posting, Transfer, TransferKind
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.notices import DueEmail, EmailState, Notice, notice_of
+from services.payouts.domain.statements import DatedPayout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
@@ -855,6 +856,19 @@ class PgPayoutRepository:
             end,
         )
         return [_payout(r) for r in rows]
+
+    async def dated_payouts_of(self, creator_id: str) -> list[DatedPayout]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS}, coalesce(fx_at, created_at) AS owed_at,
+                       CASE WHEN status = 'settled' THEN (
+                           SELECT max(t.posted_at) FROM payouts_transfers t
+                           WHERE t.payout_id = p.payout_id AND t.kind = 'settlement'
+                       ) END AS settled_at
+                FROM payouts_payouts p WHERE creator_id = $1
+                ORDER BY owed_at, payout_id""",
+            creator_id,
+        )
+        return [DatedPayout(_payout(r), r["owed_at"], r["settled_at"]) for r in rows]
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
         rows = await self._conn.fetch(

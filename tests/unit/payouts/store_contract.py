@@ -607,6 +607,53 @@ class PayoutStoreContract:
             paid = await repo.settled_between(now - timedelta(hours=1), now + timedelta(hours=1))
         assert [p for p in paid if p.creator_id == creator] == [resettled.payout]
 
+    async def test_dated_payouts_are_dated_by_when_owed_and_when_settled(
+        self, db: PayoutDatabase
+    ) -> None:
+        creator, deal = uid("cr"), uid("deal")
+        created = new_payout(deal, creator, acct(creator))  # owed at LONG_AGO
+        sent = lifecycle.mark_sent(created.payout, "tr_statement")
+        settled = lifecycle.settle(sent.payout)
+        waiting = new_payout(uid("deal"), creator, None)  # held: no account
+        taken = lifecycle.clawback(
+            terms(deal, creator), "adjustment-1", Money.of("4.00", "USD"), Money.of("0.04", "USD")
+        )
+        someone_elses = new_payout(uid("deal"), uid("cr"), None)
+        before = datetime.now(UTC)
+        async with db.transaction() as repo:
+            for payout in (created.payout, waiting.payout, someone_elses.payout):
+                await add_payout(repo, payout)
+            assert await repo.add_payout(taken.payout)
+            await repo.post([*created.transfers, *taken.transfers])
+            await repo.save_payouts([(settled.payout, "scheduled")])
+            await repo.post([*sent.transfers, *settled.transfers])
+        after = datetime.now(UTC)
+        async with db.snapshot() as repo:
+            dated = await repo.dated_payouts_of(creator)
+        by_id = {d.payout.payout_id: d for d in dated}
+        assert set(by_id) == {
+            settled.payout.payout_id,
+            waiting.payout.payout_id,
+            taken.payout.payout_id,
+        }
+        assert [d.owed_at for d in dated] == sorted(d.owed_at for d in dated)
+        paid = by_id[settled.payout.payout_id]
+        assert paid.payout == settled.payout and paid.owed_at == LONG_AGO
+        assert paid.settled_at is not None and before <= paid.settled_at <= after
+        assert by_id[waiting.payout.payout_id].settled_at is None
+        # A clawback has no rate locked: dated when it was recorded; settled at once, with no
+        # settlement posted.
+        clawed = by_id[taken.payout.payout_id]
+        assert before <= clawed.owed_at <= after and clawed.settled_at is None
+        # Returned after it settled: no longer dated as settled.
+        back = lifecycle.returned(settled.payout, "wise: transfer bounced_back")
+        async with db.transaction() as repo:
+            await repo.save_payouts([(back.payout, "settled")])
+            await repo.post(back.transfers)
+            returned = {d.payout.payout_id: d for d in await repo.dated_payouts_of(creator)}
+        assert returned[settled.payout.payout_id].settled_at is None
+        assert returned[settled.payout.payout_id].payout.status == "failed"
+
     # Creators' payout e-mails (domain/notices.py). The database may hold other tests' rows:
     # claims take many and keep this test's own.
 
