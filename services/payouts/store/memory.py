@@ -405,10 +405,15 @@ class MemoryPayoutRepository:
         self._s.outbox += [e for e in events if e.id not in known]
 
     def _queue_emails(self, events: Sequence[CloudEvent[Any]]) -> None:
-        last = {
+        failures = {
+            e.data.payout_id
+            for e in events
+            if isinstance(e.data, PayoutStatusChanged) and e.data.status == "failed"
+        }
+        last = {  # what each payout published before (a failure after `sent` is a return)
             e.data.payout_id: e.data.status
             for e in self._s.outbox
-            if isinstance(e.data, PayoutStatusChanged)
+            if isinstance(e.data, PayoutStatusChanged) and e.data.payout_id in failures
         }
         for event in events:
             data = event.data
