@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
-from services.tracking.batch import BatchAhead, apply_batch, read_ahead
+from services.tracking.handlers import BatchAhead, apply_batch, read_ahead
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import CloudEvent, Topic
 from shared.runtime.kafka import BatchHandler, Delivery

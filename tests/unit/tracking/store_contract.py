@@ -29,8 +29,8 @@ from services.tracking.domain.orders import (
     evaluate_order,
 )
 from services.tracking.domain.posts import PostSnapshot
-from services.tracking.messages import deal_terms, post_snapshot
 from services.tracking.store.port import TrackingStore
+from services.tracking.translate import deal_terms, post_snapshot
 from shared.contract.money import FxSnapshot, Money
 from tests.unit.tracking.builders import deal_event, delivered, order_event, post_event
 

@@ -3,7 +3,7 @@ and any split into batches, yields the same attribution, order outcomes and conf
 also with clicks, orders naming visitors and clicks, and the campaign's attribution model
 changed several times.
 
-Runs the real use case (services.tracking.batch.apply_batch) on the in-memory store.
+Runs the real use case (services.tracking.handlers.apply_batch) on the in-memory store.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.tracking.batch import apply_batch, read_ahead
-from services.tracking.messages import attribution_event
+from services.tracking.handlers import apply_batch, read_ahead
+from services.tracking.store.memory import MemoryTrackingStore
+from services.tracking.translate import attribution_event
 from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
 from shared.contract.money import Money
 from tests.unit.tracking.builders import (
@@ -33,7 +34,6 @@ from tests.unit.tracking.builders import (
     refund_event,
     visitor,
 )
-from tests.unit.tracking.fake_store import FakeTrackingStore
 
 NOW = T0 + timedelta(days=100)
 
@@ -217,9 +217,9 @@ def manual_confirmations(count: int) -> list[CloudEvent[Any]]:
     return [confirmation_event(deal, dl, confirmed_by="brand-user") for deal, dl in targets[:count]]
 
 
-def run(batches: list[list[CloudEvent[Any]]], *, ahead: bool = False) -> FakeTrackingStore:
+def run(batches: list[list[CloudEvent[Any]]], *, ahead: bool = False) -> MemoryTrackingStore:
     """Apply `batches` in turn; with `ahead`, each read ahead as the service does."""
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
 
     async def main() -> None:
         offset = 0
@@ -234,7 +234,7 @@ def run(batches: list[list[CloudEvent[Any]]], *, ahead: bool = False) -> FakeTra
     return store
 
 
-def final_state(store: FakeTrackingStore) -> dict[str, Any]:
+def final_state(store: MemoryTrackingStore) -> dict[str, Any]:
     s = store.state
     return {
         "attributions": s.attributions,

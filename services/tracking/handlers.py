@@ -21,14 +21,14 @@ from services.tracking.domain.deals import DealTerms, code_clash
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
 from services.tracking.domain.orders import OrderOutcome, evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
-from services.tracking.messages import (
+from services.tracking.store.port import TrackingTx
+from services.tracking.translate import (
     BatchInputs,
     attribution_event,
     confirmation_event,
     conflicting_terms,
     read_inputs,
 )
-from services.tracking.store.port import TrackingTx
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent, EventIdentity, EventType
 from shared.contract.signing import RejectReason

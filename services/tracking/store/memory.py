@@ -1,7 +1,8 @@
-"""An in-memory implementation of the tracking store port, for unit and property tests.
+"""The in-memory tracking store: the port (`store/port.py`) over plain Python collections,
+for the unit and property tests.
 
-It follows the port's docstrings with plain Python collections; the contract tests run the
-same suite against it and the PostgreSQL adapter.
+It follows the port's docstrings; the contract tests (tests/unit/tracking/store_contract.py)
+run the same suite against it and the PostgreSQL adapter.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from shared.runtime.kafka import Delivery
 
 
 @dataclass
-class FakeState:
+class MemoryState:
     processed: set[EventIdentity] = field(default_factory=set)
     deals: dict[str, DealTerms] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
@@ -45,21 +46,23 @@ class FakeState:
     clicks: dict[str, Click] = field(default_factory=dict)
     models: dict[tuple[str, str], ModelSetting] = field(default_factory=dict)
 
-    def snapshot(self) -> FakeState:
+    def snapshot(self) -> MemoryState:
         """A copy to roll back to; the values held are immutable, so copying containers is
         enough."""
-        return FakeState(**{f.name: copy.copy(getattr(self, f.name)) for f in fields(self)})
+        return MemoryState(**{f.name: copy.copy(getattr(self, f.name)) for f in fields(self)})
 
 
-class FakeTrackingStore:
+class MemoryTrackingStore:
+    """Tracking state in memory; a transaction rolls back to a copy taken when it began."""
+
     def __init__(self) -> None:
-        self.state = FakeState()
+        self.state = MemoryState()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[FakeTrackingTx]:
+    async def transaction(self) -> AsyncIterator[MemoryTrackingTx]:
         saved = self.state.snapshot()
         try:
-            yield FakeTrackingTx(self.state)
+            yield MemoryTrackingTx(self.state)
         except BaseException:
             self.state = saved
             raise
@@ -71,8 +74,10 @@ class FakeTrackingStore:
         )
 
 
-class FakeTrackingTx:
-    def __init__(self, state: FakeState) -> None:
+class MemoryTrackingTx:
+    """One transaction over the store's state; see the port for what each method promises."""
+
+    def __init__(self, state: MemoryState) -> None:
         self.s = state
 
     async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.store.port import TrackingStore
-from tests.unit.tracking.fake_store import FakeTrackingStore
 from tests.unit.tracking.store_contract import StoreContract, ids
 
 __all__ = ["ids"]
@@ -14,4 +14,4 @@ __all__ = ["ids"]
 class TestFakeStore(StoreContract):
     @pytest.fixture
     def store(self) -> TrackingStore:
-        return FakeTrackingStore()
+        return MemoryTrackingStore()
