@@ -1,19 +1,19 @@
-"""The port between the tracking use case and its storage.
+"""The port between the tracking handler and its storage.
 
-One `TrackingTx` is one database transaction: every method is set-based (one call per batch,
-not per event) and everything done through it commits or rolls back together, the inbox
-claim and the outbox included. The PostgreSQL adapter and the in-memory fake used by the
-unit tests pass the same contract tests.
+One `TrackingTx` is one database transaction: the unit of work's inbox claim and outbox
+(shared.runtime.unit_of_work.Transaction) and tracking's reads and writes. Every method is
+set-based (one call per batch, not per event) and everything done through it commits or rolls
+back together. The PostgreSQL adapter (`postgres.py`) and the in-memory store (`memory.py`)
+pass the same contract tests (tests/unit/tracking/store_contract.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts
 from services.tracking.domain.credit import Click, ModelSetting
@@ -21,9 +21,8 @@ from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
-from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot
-from shared.runtime.kafka import Delivery
+from shared.runtime.unit_of_work import Transaction, TransactionalStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +49,8 @@ class OrderContext:
     clicks: ClickFacts = field(default_factory=ClickFacts)
 
 
-class TrackingTx(Protocol):
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
-        """Record the events as processed; return the identities seen for the first time."""
-        ...
+class TrackingTx(Transaction, Protocol):
+    """One batch's transaction: `claim` and `enqueue` (Transaction), and tracking's state."""
 
     async def exclude_other_batches(self) -> None:
         """Wait until no other transaction holds this lock, and hold it until this one ends.
@@ -202,15 +199,9 @@ class TrackingTx(Protocol):
         """Mark deals whose deliverables are all confirmed (no more matching needed)."""
         ...
 
-    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
-        """Queue events for publishing once this transaction commits."""
-        ...
 
-
-class TrackingStore(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[TrackingTx]:
-        """A new transaction; committed when the block exits normally, else rolled back."""
-        ...
+class TrackingStore(TransactionalStore[TrackingTx], Protocol):
+    """Transactions (`transaction()`), and the reads of the operator's campaign report."""
 
     async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
         """The stored attribution of every deal of the campaign."""
