@@ -66,6 +66,21 @@ def _allowed(importer: str, imported: str) -> bool:
     return False  # anything else directly under shared/ has no layer yet
 
 
+# The services whose domain/ is pure (docs/architecture.md §1): it imports no wire models, no
+# database driver, no metrics and not its service's store. One line per service.
+PURE_DOMAINS = [
+    "tracking",
+]
+NOT_IN_A_DOMAIN = ("shared.contract.events", "asyncpg", "prometheus_client")
+
+
+def _pure(importer: str, imported: str) -> bool:
+    """Whether a module of a service's domain/ may import `imported`."""
+    service = ".".join(importer.split(".")[:2])
+    banned = (*NOT_IN_A_DOMAIN, f"{service}.store")
+    return not any(imported == name or imported.startswith(name + ".") for name in banned)
+
+
 def _sources() -> list[Path]:
     return sorted(
         p for top in ("shared", "services") for p in (ROOT / top).rglob("*.py") if p.is_file()
@@ -88,6 +103,37 @@ def test_imports_follow_the_layers(path: Path) -> None:
         if not _allowed(importer, module)
     ]
     assert wrong == []
+
+
+def _domain_sources() -> list[Path]:
+    return sorted(p for s in PURE_DOMAINS for p in (ROOT / "services" / s / "domain").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _domain_sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_domain_imports_no_wire_model_driver_metric_or_store(path: Path) -> None:
+    importer = _module_name(path)
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for line, module in _imports(path)
+        if not _pure(importer, module)
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported", "pure"),
+    [
+        ("services.tracking.domain.orders", "shared.contract.money", True),
+        ("services.tracking.domain.orders", "services.tracking.domain.deals", True),
+        ("services.tracking.domain.orders", "shared.contract.events", False),
+        ("services.tracking.domain.orders", "shared.contract.events.tracking", False),
+        ("services.tracking.domain.orders", "asyncpg", False),
+        ("services.tracking.domain.orders", "prometheus_client", False),
+        ("services.tracking.domain.orders", "services.tracking.store.port", False),
+    ],
+)
+def test_the_domain_rule_itself(importer: str, imported: str, pure: bool) -> None:
+    assert _pure(importer, imported) is pure
 
 
 @pytest.mark.parametrize(
