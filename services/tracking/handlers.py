@@ -26,7 +26,7 @@ from services.tracking.domain.deals import DealTerms, code_clash
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
 from services.tracking.domain.orders import OrderOutcome, evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
-from services.tracking.store.port import TrackingTx
+from services.tracking.store.port import AffectedOrders, TrackingTx
 from services.tracking.translate import (
     BatchInputs,
     attribution_event,
@@ -295,13 +295,14 @@ async def _store_orders(
     # of the visitors of new clicks or of clicks on new deals, and those of campaigns with a
     # new model. Every snapshot of the batch counts, also one stored before (sent again
     # under another event id): counting only those stored now left orders waiting for ever.
-    contexts = await tx.orders_to_evaluate(
+    affected = AffectedOrders(
         refunded - new_orders,
         {code for deal in new_deals for code in deal.promo_codes},
         min((s.as_of for s, _ in inputs.fx), default=None),
         clicks + await tx.clicks_on_deals({d.deal_id for d in new_deals}),
         {m.campaign_id for m in models},
     )
+    contexts = await tx.orders_to_evaluate(affected)
     changed_outcomes = []
     for context in contexts:
         outcome = evaluate_order(

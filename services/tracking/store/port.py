@@ -49,6 +49,26 @@ class OrderContext:
     clicks: ClickFacts = field(default_factory=ClickFacts)
 
 
+@dataclass(frozen=True, slots=True)
+class AffectedOrders:
+    """The stored orders whose outcome a batch may change: those in `order_ids`, using one of
+    `promo_codes`, (when `converted_since` is set) occurred at or after it and converted or
+    waiting for a rate, with the visitor or the click of one of `clicks`, or whose deal is in
+    one of `campaign_ids`."""
+
+    order_ids: Collection[str] = ()
+    promo_codes: Collection[str] = ()
+    converted_since: datetime | None = None
+    clicks: Collection[Click] = ()
+    campaign_ids: Collection[str] = ()
+
+    def __bool__(self) -> bool:
+        """Whether any stored order can be affected."""
+        return self.converted_since is not None or any(
+            (self.order_ids, self.promo_codes, self.clicks, self.campaign_ids)
+        )
+
+
 class TrackingTx(Transaction, Protocol):
     """One batch's transaction: `claim` and `enqueue` (Transaction), and tracking's state."""
 
@@ -113,20 +133,10 @@ class TrackingTx(Transaction, Protocol):
         """Store refunds not seen before; return the order ids that got a new refund."""
         ...
 
-    async def orders_to_evaluate(
-        self,
-        order_ids: Collection[str],
-        promo_codes: Collection[str],
-        converted_since: datetime | None,
-        clicks: Collection[Click] = (),
-        campaign_ids: Collection[str] = (),
-    ) -> list[OrderContext]:
-        """Stored orders that are in `order_ids`, use one of `promo_codes`, (when
-        `converted_since` is set) occurred at or after it and were converted or wait for a
-        rate, have the visitor or the click of one of `clicks`, or whose deal is in one of
-        `campaign_ids`: each with its refunds, candidate deals, the FX snapshot in force at
-        `occurred_at` (shared.runtime.fx_store.snapshot_at semantics), its stored credits
-        and its click facts."""
+    async def orders_to_evaluate(self, affected: AffectedOrders) -> list[OrderContext]:
+        """The stored orders `affected` names, each with its refunds, candidate deals, the FX
+        snapshot in force at `occurred_at` (shared.runtime.fx_store.snapshot_at semantics),
+        its stored credits and its click facts."""
         ...
 
     async def add_clicks(self, clicks: Sequence[Click]) -> list[Click]:
