@@ -1,4 +1,4 @@
-"""The tracking store contract: one suite, run against the in-memory fake (unit tests) and
+"""The tracking store contract: one suite, run against the in-memory store (unit tests) and
 the PostgreSQL adapter (integration tests). Subclasses provide the `store` fixture.
 
 Ids are unique per test and times lie in a random hour of the 19th century, because the

@@ -1,4 +1,4 @@
-"""Clicks and campaign models through the tracking use case (services.tracking.handlers) on the
+"""Clicks and campaign models through the tracking handler (services.tracking.handlers) on the
 in-memory store: a late click or a new model recomputes from stored facts, a model change
 publishes every deal of the campaign once, and another brand cannot set the model."""
 

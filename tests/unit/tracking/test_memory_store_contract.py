@@ -1,4 +1,4 @@
-"""The store contract against the in-memory fake."""
+"""The store contract against the in-memory store (services/tracking/store/memory.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.unit.tracking.store_contract import StoreContract, ids
 __all__ = ["ids"]
 
 
-class TestFakeStore(StoreContract):
+class TestMemoryStore(StoreContract):
     @pytest.fixture
     def store(self) -> TrackingStore:
         return MemoryTrackingStore()
