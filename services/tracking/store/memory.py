@@ -25,7 +25,7 @@ from services.tracking.store.port import AffectedOrders, DealsAdded, OrderContex
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_moves import rejudged
-from shared.runtime.kafka import Delivery
+from shared.runtime.unit_of_work import Batch
 
 
 @dataclass
@@ -80,7 +80,7 @@ class MemoryTrackingTx:
     def __init__(self, state: MemoryState) -> None:
         self.s = state
 
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+    async def claim(self, events: Batch) -> set[EventIdentity]:
         fresh = {e.identity for e, _ in events} - self.s.processed
         self.s.processed |= fresh
         return fresh

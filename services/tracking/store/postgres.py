@@ -38,7 +38,7 @@ from services.tracking.store.rows import (
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime import fx_store, inbox, outbox
-from shared.runtime.kafka import Delivery
+from shared.runtime.unit_of_work import Batch
 
 # Held by the transaction applying a tracking batch (see TrackingTx.exclude_other_batches).
 _BATCH_LOCK_ID = 0x43_46_54_52_4B  # "CFTRK"
@@ -71,7 +71,7 @@ class PostgresTrackingTx:
         self._conn = conn
         self._consumer = consumer
 
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+    async def claim(self, events: Batch) -> set[EventIdentity]:
         return await inbox.claim(self._conn, self._consumer, events)
 
     async def exclude_other_batches(self) -> None:

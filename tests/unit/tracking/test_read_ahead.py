@@ -42,10 +42,10 @@ def units(store: MemoryTrackingStore) -> UnitsOfWork[TrackingTx]:
 
 async def test_a_new_batch_is_applied_from_what_was_read_ahead(translations: list[int]) -> None:
     store = MemoryTrackingStore()
-    whole = delivered([deal_event("deal-1", creator_id="cr-1"), post_event("p-1")])
-    apply = units(store).prepare(whole)
+    batch = delivered([deal_event("deal-1", creator_id="cr-1"), post_event("p-1")])
+    apply = units(store).prepare(batch)
     assert translations == [2]  # read ahead, before the batch's transaction
-    await apply(whole)
+    await apply(batch)
     assert translations == [2]
     assert set(store.state.deals) == {"deal-1"}
     assert set(store.state.memberships) == {("deal-1", "p-1")}
@@ -71,9 +71,9 @@ async def test_a_part_of_a_batch_after_a_failure_is_read_from_scratch(
     translations: list[int],
 ) -> None:
     store = MemoryTrackingStore()
-    whole = delivered([deal_event("deal-1"), post_event("p-1")])
-    apply = units(store).prepare(whole)
-    await apply(whole[:1])  # the failure policy bisects what failed
+    batch = delivered([deal_event("deal-1"), post_event("p-1")])
+    apply = units(store).prepare(batch)
+    await apply(batch[:1])  # the failure policy bisects what failed
     assert translations == [2, 1]
     assert set(store.state.deals) == {"deal-1"}
     assert store.state.posts == {}
