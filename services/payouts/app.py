@@ -22,6 +22,7 @@ from services.payouts.destinations import DestinationCipher, UnreadableDestinati
 from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
 from services.payouts.handlers import PayoutPolicy
+from services.payouts.notifications import email_sender
 from services.payouts.providers import PayoutProvider
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails, largest_call
@@ -257,6 +258,7 @@ def make_setup(
             dispatcher.run,
             lambda: db.listen_due(dispatcher.wake),
             *_schedules(db, rails, policy, config, dispatcher.wake),
+            *email_sender(resources.pool, db, config, utc_now),
             lambda: _close_at_shutdown(rails),
         ]
 

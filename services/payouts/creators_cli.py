@@ -11,6 +11,7 @@ import asyncpg
 import typer
 
 from services.payouts.creator_page.access import CreatorAccess, Link
+from services.payouts.creator_page.access import link_url as access_link_url
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from shared.runtime.db import create_pool
@@ -33,7 +34,7 @@ async def make_link(
 
 
 def link_url(settings: PayoutsSettings, link: Link) -> str:
-    return f"{settings.page_base_url()}/c/link/{link.token}"
+    return access_link_url(settings.page_base_url(), link.token)
 
 
 @app.command("link")

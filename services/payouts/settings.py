@@ -148,6 +148,28 @@ class PayoutsSettings(BaseSettings):
     page_link_minutes: float = Field(15.0, gt=0, le=15)
     page_session_hours: float = Field(12.0, gt=0, le=24 * 30)
 
+    # Creators' payout e-mails (docs/architecture.md §11): one per status change, with a fresh
+    # link to the page (starting with `page_base_url()`). Off while `smtp_host` is unset.
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # STARTTLS required (the submission port's usual); off only for a relay on this host.
+    smtp_starttls: bool = True
+    smtp_from: str | None = None  # e.g. "CreatorFlow <payouts@example.com>"
+    # One SMTP transaction (connect, STARTTLS, login, send) ends within this; an e-mail's
+    # lease is three times it, after which a `sending` e-mail is taken as `unknown`.
+    smtp_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # SMTP transactions an e-mail the server refused for now (4xx, no connection) gets.
+    email_max_attempts: int = Field(5, ge=1, le=100)
+    email_idle_seconds: float = Field(1.0, gt=0)
+    # A status change older than this when the sender gets to it (e-mails off, or the server
+    # unreachable that long) is not told by e-mail: it would be old news with a dead link.
+    email_max_age_hours: float = Field(24.0, gt=0)
+
+    def emails_on(self) -> bool:
+        return bool(self.smtp_host)
+
     def page_base_url(self) -> str:
         """Where creators reach the page (no trailing slash)."""
         if self.page_url:
@@ -238,6 +260,28 @@ class PayoutsSettings(BaseSettings):
                 "CREATORFLOW_PROFILE=production serves the creator page (PAYOUTS_PAGE_PORT) only "
                 "behind https: set PAYOUTS_PAGE_URL to its https:// address (links and session "
                 "cookies must not cross the network in clear text)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _emails_are_safe(self) -> PayoutsSettings:
+        if not self.emails_on():
+            return self
+        if not self.smtp_from or "@" not in self.smtp_from:
+            raise ValueError("PAYOUTS_SMTP_HOST needs PAYOUTS_SMTP_FROM, the sender's address")
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("SMTP login needs both PAYOUTS_SMTP_USERNAME and _PASSWORD")
+        if self.profile is not Profile.PRODUCTION:
+            return self
+        if not self.smtp_starttls and self.smtp_host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production refuses PAYOUTS_SMTP_STARTTLS=false to another "
+                "host: the e-mails carry links to creators' payouts"
+            )
+        if not (self.page_url or "").startswith("https://"):
+            raise ValueError(
+                "CREATORFLOW_PROFILE=production sends payout e-mails (PAYOUTS_SMTP_HOST) only "
+                "with an https:// PAYOUTS_PAGE_URL: their links open the creator's page"
             )
         return self
 

@@ -91,6 +91,7 @@ def payout_account(data: PayoutAccountUpserted, updated_at: datetime, seal: Seal
         fallback_destination=(
             seal(data.creator_id, data.fallback.destination) if data.fallback else None
         ),
+        email=None if data.email is None else data.email.get_secret_value(),
     )
 
 

@@ -1,8 +1,8 @@
-"""Wiring of the tracking service: one batch consumer group over its six input topics.
+"""Wiring of the tracking service: one consumer group over its six input topics, each batch
+one unit of work (shared.runtime.unit_of_work) that `handlers.handle_batch` applies.
 
-Each consumed batch is one PostgreSQL transaction (inbox claim, state change, outbox) through
-`batch.apply_batch`; the next batch is read and decoded while it runs
-(`shared.runtime.pipeline`), and its offsets are committed only after it returns.
+The next batch is read, decoded and translated (`handlers.read_ahead`) while one is applied
+(`shared.runtime.pipeline`), and a batch's offsets are committed only after its transaction.
 Outgoing events (`attribution.updated`, `promo-code.leak-suspected`, `deliverable.confirmed`)
 leave through the outbox relay, so none is lost if the process dies after the commit.
 """
@@ -10,16 +10,16 @@ leave through the outbox relay, so none is lost if the process dies after the co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
-from services.tracking.batch import BatchAhead, apply_batch, read_ahead
+from services.tracking.handlers import make_handler, read_ahead
 from services.tracking.settings import TrackingSettings
+from services.tracking.store.port import TrackingTx
 from services.tracking.store.postgres import PostgresTrackingStore
-from shared.contract.events import CloudEvent, Topic
-from shared.runtime.kafka import BatchHandler, Delivery
+from shared.contract.events import Topic
 from shared.runtime.service import Background, Resources, Setup
+from shared.runtime.unit_of_work import UnitsOfWork
 
 SERVICE: Final = "tracking"
 GROUP_ID: Final = SERVICE  # the consumer group
@@ -34,14 +34,10 @@ INPUT_TOPICS: Final = (
 # Published through the outbox; the registry routes each event type to its topic.
 OUTPUT_TOPICS: Final = (Topic.TRACKING_ATTRIBUTION, Topic.DELIVERABLES_CONFIRMED)
 # Larger batches amortise the fixed cost of a transaction and the per-deal work (every
-# touched deal's totals are re-read and re-published once per batch); under light load a
-# batch is whatever arrived while the previous one was applied, so latency stays low. A full
-# batch of 20,000 is applied in about a second on the embedded infrastructure; 10,000 gave
-# 16,000 events/s where 20,000 gives 20,000 (make bench).
+# touched deal's totals are read and published once per batch); under light load a batch is
+# whatever arrived while the previous one was applied, so latency stays low (`make bench`).
 MAX_RECORDS: Final = 20_000
 BATCH_TIMEOUT_MS: Final = 20
-
-Batch = Sequence[tuple[CloudEvent[Any], Delivery]]
 
 
 def make_setup(
@@ -60,34 +56,15 @@ def make_setup(
 
     async def setup(resources: Resources) -> Sequence[Background]:
         store = PostgresTrackingStore(resources.pool, consumer=inbox_consumer)
-        fx_max_move = Decimal(str(resources.settings.fx_max_rate_move))
-        leak_rules = TrackingSettings().leak_thresholds()
-
-        async def apply(batch: Batch, ahead: BatchAhead | None = None) -> None:
-            async with store.transaction() as tx:
-                await apply_batch(
-                    tx,
-                    batch,
-                    now=datetime.now(UTC),
-                    ahead=ahead,
-                    fx_max_move=fx_max_move,
-                    leak_rules=leak_rules,
-                )
-
-        def prepare(whole: Batch) -> BatchHandler:
-            ahead = read_ahead(whole)
-
-            async def handle(batch: Batch) -> None:
-                # Parts of the batch, applied after it failed, are read from scratch.
-                await apply(batch, ahead if batch is whole else None)
-
-            return handle
-
-        consume = resources.consume_pipelined(
+        handler = make_handler(
+            Decimal(str(resources.settings.fx_max_rate_move)),
+            TrackingSettings().leak_thresholds(),
+        )
+        units: UnitsOfWork[TrackingTx] = UnitsOfWork(SERVICE, store, handler, read_ahead=read_ahead)
+        consume = resources.consume(
             INPUT_TOPICS,
             group_id=group_id,
-            handler=apply,
-            prepare=prepare,
+            units=units,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
         )

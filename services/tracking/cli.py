@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from services.tracking.domain.attribution import DealAttribution
-from services.tracking.report import CampaignReport, ReportRow, campaign_report
+from services.tracking.domain.campaign_report import CampaignReport, ReportRow, campaign_report
 from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.money import Money

@@ -25,8 +25,8 @@ from services.tracking.domain.leaks import (
     assess_code,
     by_code,
 )
-from services.tracking.messages import SOURCE
 from services.tracking.store.port import LeakAlert, LeakFacts, TrackingTx
+from services.tracking.translate import SOURCE
 from shared.contract.events import (
     CloudEvent,
     LeakEvidence,

@@ -119,6 +119,16 @@ WEBHOOK_NONCE_STORE_DOWN = Counter(
     "Webhook deliveries whose Redis nonce could not be read or written: the database alone "
     "decided whether they were duplicates",
 )
+PAYOUT_EMAILS = Counter(
+    "creatorflow_payout_emails_total",
+    "Creators' payout status e-mails by outcome: sent (accepted by the SMTP server), failed "
+    "(refused, or not sent after every attempt), unknown (the sender stopped between starting "
+    "the SMTP transaction and recording its end: not sent again), no_address (a status change "
+    "of a creator without an e-mail address: nothing to send)",
+    ["outcome"],
+)
+for _outcome in ("sent", "failed", "unknown", "no_address"):
+    PAYOUT_EMAILS.labels(outcome=_outcome)
 
 for _status in PAYOUT_STATUSES:  # every series exists from the start, so rate() sees the first
     PAYOUT_TRANSITIONS.labels(status=_status)

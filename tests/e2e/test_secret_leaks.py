@@ -9,13 +9,15 @@ to find, and so do the error paths: a provider outage, a destination the provide
 account events dead-lettered as invalid (a bad currency, an over-long destination) or refused
 (a raw account number), operator commands reading the results, the creators' payout pages
 and statements (opened with magic links, whose tokens and sessions are searched for too: the
-tables keep only their hashes), and service starts refused
-for a wrong or malformed key. Then every secret is searched for in everything captured: the
-private signing keys of the services and of every party in each spelling they could leak in
-(raw, hex, base64, PKCS#8 DER and PEM), and any PEM private key block at all.
+tables keep only their hashes), the e-mails payouts sends creators (to a local SMTP server),
+and service starts refused for a wrong or malformed key. Then every secret is searched for in
+everything captured: the private signing keys of the services and of every party in each
+spelling they could leak in (raw, hex, base64, PKCS#8 DER and PEM), and any PEM private key
+block at all.
 
 The input topic `creator.payout-accounts` carries the destinations by contract and is the
-one place not searched.
+one place not searched. Creators' e-mail addresses are personal data: searched everywhere
+but the payout accounts' table, which keeps them to send to, and the e-mails sent to them.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from tests.conftest import embedded_servers
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.support.pdf import pdf_text
 from tests.support.processes import python_process
+from tests.support.smtp_sink import SmtpSink, smtp_sink
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -80,6 +83,13 @@ class Secrets:
     refused_destination: str = field(default_factory=lambda: _distinct("acct_unknown_"))
     invalid_event_destination: str = field(default_factory=lambda: _distinct("acct_invalid_"))
     overlong_destination: str = field(default_factory=lambda: _distinct("acct_overlong_"))
+    # Personal data: creators' e-mail addresses, valid and (two addresses in one) not.
+    paid_email: str = field(default_factory=lambda: _distinct("paid-") + "@creators.test")
+    refused_email: str = field(default_factory=lambda: _distinct("unpaid-") + "@creators.test")
+    invalid_event_email: str = field(default_factory=lambda: _distinct("inv-") + "@creators.test")
+    malformed_email: str = field(
+        default_factory=lambda: _distinct("two-") + "@creators.test, b@creators.test"
+    )
     # Digits: the payouts service refuses it as a raw account number (not a provider token).
     raw_account_number: str = field(default_factory=lambda: str(uuid.uuid4().int)[:18])
     # The services' own signing key: what they publish is signed with it.
@@ -87,8 +97,11 @@ class Secrets:
         default_factory=lambda: private_key_text(Ed25519PrivateKey.generate())
     )
 
+    def personal(self) -> dict[str, str]:
+        return {name: value for name, value in vars(self).items() if name.endswith("_email")}
+
     def named(self) -> dict[str, str]:
-        found = dict(vars(self))
+        found = {k: v for k, v in vars(self).items() if k not in self.personal()}
         # The key as bytes, in the two other spellings a careless log line would use.
         key = decode_key(self.destination_key)
         found["destination_key (hex)"] = key.hex()
@@ -186,7 +199,15 @@ async def stripe(secrets: Secrets) -> AsyncIterator[FakeStripe]:
         yield fake
 
 
-def service_env(urls: InfraUrls, secrets: Secrets, stripe: FakeStripe) -> dict[str, str]:
+@pytest.fixture(scope="module")
+async def mailbox() -> AsyncIterator[SmtpSink]:
+    async with smtp_sink() as sink:
+        yield sink
+
+
+def service_env(
+    urls: InfraUrls, secrets: Secrets, stripe: FakeStripe, mailbox: SmtpSink
+) -> dict[str, str]:
     return {
         **urls.as_env(),
         "CREATORFLOW_PROFILE": "production",
@@ -203,6 +224,13 @@ def service_env(urls: InfraUrls, secrets: Secrets, stripe: FakeStripe) -> dict[s
         "PAYOUTS_PAGE_PORT": str(free_port()),
         # Production serves the page behind https only: this test's requests skip the proxy.
         "PAYOUTS_PAGE_URL": PAGE_URL,
+        # Creators' payout e-mails, to a server on this host (production allows no STARTTLS
+        # only there).
+        "PAYOUTS_SMTP_HOST": mailbox.host,
+        "PAYOUTS_SMTP_PORT": str(mailbox.port),
+        "PAYOUTS_SMTP_STARTTLS": "false",
+        "PAYOUTS_SMTP_FROM": "CreatorFlow <payouts@creatorflow.test>",
+        "PAYOUTS_EMAIL_IDLE_SECONDS": "0.2",
     }
 
 
@@ -297,20 +325,30 @@ async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 
 async def test_no_secret_leaves_where_it_belongs(
-    credentials: InfraUrls, secrets: Secrets, stripe: FakeStripe
+    credentials: InfraUrls, secrets: Secrets, stripe: FakeStripe, mailbox: SmtpSink
 ) -> None:
     captured = Captured()
     lines: list[str] = []
-    env = service_env(credentials, secrets, stripe)
+    env = service_env(credentials, secrets, stripe, mailbox)
     bootstrap = credentials.kafka_bootstrap_servers
 
     paid_creator, refused_creator = "cr-leak-paid", "cr-leak-refused"
     paid_deal, refused_deal = "deal-leak-paid", "deal-leak-refused"
     valid = [
         fx({"EUR": "0.9215"}),
-        account(paid_creator, currency="USD", form="W-9", destination=secrets.paid_destination),
         account(
-            refused_creator, currency="USD", form="W-9", destination=secrets.refused_destination
+            paid_creator,
+            currency="USD",
+            form="W-9",
+            destination=secrets.paid_destination,
+            email=secrets.paid_email,
+        ),
+        account(
+            refused_creator,
+            currency="USD",
+            form="W-9",
+            destination=secrets.refused_destination,
+            email=secrets.refused_email,
         ),
         account("cr-leak-raw", currency="USD", destination=secrets.raw_account_number),
         *funded_deal(paid_deal, paid_creator, deliverables=(("dl-1", 1),)),
@@ -319,16 +357,20 @@ async def test_no_secret_leaves_where_it_belongs(
         confirmed(refused_deal, "dl-1"),
     ]
     # Invalid to the contract, with a destination inside: a bad currency, and a destination
-    # longer than the contract allows (its refusal must not quote it).
+    # longer than the contract allows (its refusal must not quote it), and an e-mail field
+    # that is not one address (its refusal must not quote it either).
     invalid = [
         json.loads(encode(account(creator, destination=destination)))
         for creator, destination in (
             ("cr-leak-invalid", secrets.invalid_event_destination),
             ("cr-leak-long", "replaced below"),
+            ("cr-leak-email", secrets.invalid_event_destination + "-e"),
         )
     ]
     invalid[0]["data"]["currency"] = "EURO"
+    invalid[0]["data"]["email"] = secrets.invalid_event_email
     invalid[1]["data"]["destination"] = secrets.overlong_destination + "0" * 600
+    invalid[2]["data"]["email"] = secrets.malformed_email
 
     # Production refuses unsigned money events: each is signed by its party, whose keys are
     # registered first. Their private keys are secrets too.
@@ -372,12 +414,20 @@ async def test_no_secret_leaves_where_it_belongs(
         async def refresh() -> None:
             records[:] = await _read_topics(bootstrap)
 
+        def mailed(address: str, status: str) -> bool:
+            return any(
+                m["To"] == address and str(m["Subject"]).endswith(f": {status}")
+                for m in mailbox.messages
+            )
+
         def done() -> bool:
             seen = statuses()
             return (
                 "payout.sent" in seen.get(paid_deal, set())
                 and "payout.failed" in seen.get(refused_deal, set())
-                and len(dead_letters()) >= 3
+                and len(dead_letters()) >= 4
+                and mailed(secrets.paid_email, "sent")
+                and mailed(secrets.refused_email, "failed")
             )
 
         loop = asyncio.get_running_loop()
@@ -386,7 +436,8 @@ async def test_no_secret_leaves_where_it_belongs(
             if loop.time() > deadline:
                 pytest.fail(
                     f"the flow did not finish: statuses {statuses()}, "
-                    f"{len(dead_letters())} dead letters\n" + "\n".join(lines[-60:])
+                    f"{len(dead_letters())} dead letters, "
+                    f"{len(mailbox.messages)} e-mails\n" + "\n".join(lines[-60:])
                 )
             await asyncio.sleep(0.5)
             await refresh()
@@ -441,7 +492,11 @@ async def test_no_secret_leaves_where_it_belongs(
             captured.add(f"{where} header {name}", f"{name}={value.decode('utf-8', 'replace')}")
     letters = [r for r in records if r.topic == dlq_topic(Topic.CREATOR_PAYOUT_ACCOUNTS)]
     masked = sorted(dict(r.headers or ()).get("dlq.masked.fields", b"").decode() for r in letters)
-    assert masked == ["data.destination"] * 3, masked
+    assert masked == ["data.destination"] * 2 + ["data.destination,data.email"] * 2, masked
+
+    # The e-mails creators got: what the page shows, never where the money goes.
+    for n, message in enumerate(mailbox.messages):
+        captured.add(f"e-mail {n} to a creator", message.as_string())
 
     # The database, every table: destinations only sealed, no credential anywhere.
     database = await asyncpg.connect(credentials.database_url)
@@ -461,8 +516,18 @@ async def test_no_secret_leaves_where_it_belongs(
     searched = sum(len(text) for _, text in captured.texts)
     searched_for = secrets.named() | private_keys | PEM_MARKERS | page_tokens
     leaks = captured.leaks(searched_for)
+    # Addresses are kept where they are used: the accounts' table, and the e-mails themselves.
+    personal = Captured(
+        [
+            (where, text)
+            for where, text in captured.texts
+            if where != "table payouts.payouts_accounts" and not where.startswith("e-mail ")
+        ]
+    )
+    leaks += personal.leaks(secrets.personal())
     assert not leaks, "secrets found:\n" + "\n".join(leaks)
     print(
-        f"secret leaks: {len(searched_for)} secrets searched in {len(captured.texts)} "
+        f"secret leaks: {len(searched_for)} secrets and {len(secrets.personal())} e-mail "
+        f"addresses searched in {len(captured.texts)} "
         f"captured texts ({searched:,} characters), {len(records)} topic records, none found"
     )

@@ -36,11 +36,37 @@ def account_document(**data: Any) -> dict[str, Any]:
     return document
 
 
-def test_the_payout_destination_is_the_contracts_only_secret_field() -> None:
+def test_the_payout_destination_and_email_are_the_contracts_only_secret_fields() -> None:
     secret = {spec.type: spec.secret_fields for spec in EVENT_SPECS if spec.secret_fields}
-    assert secret == {EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: frozenset({"destination"})}
-    assert secret_fields_of_topic(ACCOUNTS) == {"destination"}
+    assert secret == {
+        EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: frozenset({"destination", "email"})
+    }
+    assert secret_fields_of_topic(ACCOUNTS) == {"destination", "email"}
     assert secret_fields_of_topic(Topic.CAMPAIGN_DEALS) == frozenset()
+
+
+EMAIL = "jane.7c1d9e0b55@example.com"
+
+
+def test_the_creators_email_is_masked_never_shown_and_on_the_wire_in_full() -> None:
+    document = account_document(email=EMAIL)
+    masked, paths = mask_secrets(ACCOUNTS, json.dumps(document).encode())
+    assert EMAIL.encode() not in masked
+    assert set(paths) == {"data.destination", "data.email"}
+    event = decode(ACCOUNTS, json.dumps(document).encode())
+    assert event.data.email is not None and event.data.email.get_secret_value() == EMAIL
+    assert EMAIL not in repr(event) and EMAIL not in str(event.data.model_dump())
+    assert json.loads(encode(event))["data"]["email"] == EMAIL
+
+
+@pytest.mark.parametrize(
+    "email", [EMAIL + ", b@example.com", "jane@example", "Jane <" + EMAIL + ">", "a\r\nBcc: x@y.z"]
+)
+def test_an_email_that_is_not_one_address_is_refused_without_quoting_it(email: str) -> None:
+    document = account_document(email=email)
+    with pytest.raises(EventDecodeError) as refused:
+        decode(ACCOUNTS, json.dumps(document).encode())
+    assert "email" in str(refused.value) and email not in str(refused.value)
 
 
 def test_masking_replaces_the_field_wherever_it_is_and_says_where() -> None:

@@ -83,6 +83,12 @@ DOMAIN_FORBIDDEN: dict[str, tuple[str, ...]] = {
         "prometheus_client",
         "services.payouts.store",
     ),
+    "tracking": (
+        "shared.contract.events",
+        "asyncpg",
+        "prometheus_client",
+        "services.tracking.store",
+    ),
 }
 DOMAIN_ALLOWED: tuple[str, ...] = ("shared.contract.events.vocabulary",)
 
@@ -171,6 +177,9 @@ def test_a_domain_imports_no_wire_model_driver_metric_or_store(path: Path) -> No
         ("services.payouts.domain.accounts", "pydantic.SecretStr", False),
         ("services.payouts.domain.lifecycle", "services.payouts.store.port", False),
         ("services.payouts.domain.ledger", "shared.contract.money", True),
+        ("services.tracking.domain.orders", "services.tracking.domain.deals", True),
+        ("services.tracking.domain.orders", "shared.contract.events.tracking", False),
+        ("services.tracking.domain.orders", "services.tracking.store.port", False),
     ],
 )
 def test_the_domain_rule_itself(importer: str, imported: str, allowed: bool) -> None:

@@ -37,6 +37,7 @@ RELEASED = {
     "0312_payouts_webhooks": "1f55d36a0145e216",
     "0313_payouts_brand_escrow": "3fc615b6ccfd13d5",
     "0314_payouts_creator_links": "05c25e7e0628523e",
+    "0315_payouts_emails": "ae9846e70bdd8d42",
     "0316_payouts_transfers_by_payout": "b3e5233ca001388b",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",

@@ -37,6 +37,11 @@ def well_formed(token: str) -> bool:
     return _TOKEN_SHAPE.fullmatch(token) is not None
 
 
+def link_url(base_url: str, token: str) -> str:
+    """The address of a link: the page's public base URL (no trailing slash) and the token."""
+    return f"{base_url}/c/link/{token}"
+
+
 @dataclass(frozen=True)
 class Link:
     token: str

@@ -229,15 +229,33 @@ def _returned(history: Sequence[StatusEvent]) -> bool:
 
 def _now(payout: Payout, history: Sequence[StatusEvent]) -> tuple[str, str, Action | None]:
     """The status in words, its tone, and what to do if anything."""
-    if payout.status == "held":
-        action = HOLD_ACTIONS.get(payout.hold.code) if payout.hold else None
+    hold_code = payout.hold.code if payout.status == "held" and payout.hold else None
+    return status_words(payout.status, hold_code, returned=_returned(history))
+
+
+def status_words(
+    status: str, hold_code: str | None, *, returned: bool = False
+) -> tuple[str, str, Action | None]:
+    """A status in the words the page uses, its tone, and what to do if anything (also what
+    the payout e-mails say: services/payouts/notifications/content.py). `hold_code` is why a
+    held payout waits; `returned`, a failure that came after the payout was sent."""
+    if status == "held":
+        action = HOLD_ACTIONS.get(HoldCode(hold_code)) if hold_code in _HOLD_CODES else None
         return "Held", "wait", action or UNKNOWN_HOLD
-    if payout.status == "failed":
-        if _returned(history):
+    if status == "failed":
+        if returned:
             return "Returned", "problem", RETURNED_ACTION
         return "Failed", "problem", FAILED_ACTION
     words = {"scheduled": "Scheduled", "sent": "Sent", "settled": "Arrived"}
-    return words[payout.status], "ok", None
+    return words[status], "ok", None
+
+
+_HOLD_CODES: Final = frozenset(c.value for c in HoldCode)
+
+
+def money_text(value: Money) -> str:
+    """An amount as the page and the e-mails print it: `1,234.50 EUR`."""
+    return f"{value.amount:,f} {value.currency}"
 
 
 _LABELS: Final = {

@@ -44,7 +44,7 @@ from services.payouts.creator_page.access import (
     RedemptionLimiter,
 )
 from services.payouts.creator_page.read import creator_deals
-from services.payouts.creator_page.timeline import when
+from services.payouts.creator_page.timeline import money_text, when
 from services.payouts.domain.statements import Period, PeriodError
 from services.payouts.statement_files import file_name, statement_csv, statement_pdf
 from services.payouts.statements import creator_statement, statement_periods
@@ -295,7 +295,7 @@ class _Pages:
 
 
 def _money(value: Any) -> str:
-    return "" if value is None else f"{value.amount:,f} {value.currency}"
+    return "" if value is None else money_text(value)
 
 
 _MINUTES: Final = int(MAX_LINK_LIFETIME.total_seconds() // 60)

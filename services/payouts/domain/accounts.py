@@ -90,6 +90,8 @@ class PayoutAccount:
     # main rail refused a payout with an error proving nothing was executed.
     fallback_method: str | None = None
     fallback_destination: SealedDestination | None = None
+    # Where the creator's payout notifications go (personal data: never logged), if given.
+    email: str | None = field(default=None, repr=False)
 
 
 def looks_like_account_number(destination: str) -> bool:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from pydantic import SecretStr
 
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.escrow import Funding, awaits_funds, escrow_balances
@@ -21,12 +24,27 @@ from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
 from services.payouts.domain.terms import DealTerms
+from services.payouts.notices import DueEmail, EmailState, Notice, notice_of
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
-from shared.contract.events import CloudEvent, EventIdentity
+from shared.contract.events import CloudEvent, EventIdentity, PayoutStatusChanged
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_moves import rejudged
 from shared.runtime.kafka import Delivery
+from shared.runtime.observability import PAYOUT_EMAILS
+
+
+@dataclass(frozen=True)
+class EmailRow:
+    """A `payouts_emails` row (migration 0315)."""
+
+    notice: Notice
+    state: EmailState
+    not_before: datetime
+    attempts: int = 0
+    claim_id: str | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass
@@ -52,6 +70,7 @@ class MemoryState:
     notifications: int = 0
     webhooks: set[tuple[str, str]] = field(default_factory=set)  # (rail, event id)
     fundings: dict[str, Funding] = field(default_factory=dict)
+    emails: dict[str, EmailRow] = field(default_factory=dict)  # by event id
 
     def snapshot(self) -> MemoryState:
         """A copy deep enough to roll back to: the values themselves are immutable."""
@@ -383,8 +402,94 @@ class MemoryPayoutRepository:
             )
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
+        self._queue_emails(events)
         known = {e.id for e in self._s.outbox}
         self._s.outbox += [e for e in events if e.id not in known]
+
+    def _queue_emails(self, events: Sequence[CloudEvent[Any]]) -> None:
+        failures = {
+            e.data.payout_id
+            for e in events
+            if isinstance(e.data, PayoutStatusChanged) and e.data.status == "failed"
+        }
+        last = {  # what each payout published before (a failure after `sent` is a return)
+            e.data.payout_id: e.data.status
+            for e in self._s.outbox
+            if isinstance(e.data, PayoutStatusChanged) and e.data.payout_id in failures
+        }
+        for event in events:
+            data = event.data
+            if not isinstance(data, PayoutStatusChanged):
+                continue
+            payout = self._s.payouts.get(data.payout_id)
+            hold = payout.hold.code.value if payout and payout.hold else None
+            notice = notice_of(event, hold_code=hold, previous_status=last.get(data.payout_id))
+            last[data.payout_id] = data.status
+            if notice is None or notice.event_id in self._s.emails:
+                continue
+            account = self._s.accounts.get(data.creator_id)
+            if account is None or account.email is None:
+                PAYOUT_EMAILS.labels(outcome="no_address").inc()
+                continue
+            self._s.emails[notice.event_id] = EmailRow(notice, "pending", notice.changed_at)
+
+    async def claim_emails(self, now: datetime, lease: timedelta, limit: int) -> list[DueEmail]:
+        due = sorted(
+            (r for r in self._s.emails.values() if r.state == "pending" and r.not_before <= now),
+            key=lambda r: (r.not_before, r.notice.changed_at, r.notice.event_id),
+        )[:limit]
+        claimed = []
+        for row in due:
+            leased = replace(row, not_before=now + lease, claim_id=str(uuid.uuid4()))
+            self._s.emails[row.notice.event_id] = leased
+            account = self._s.accounts.get(row.notice.creator_id)
+            email = SecretStr(account.email) if account and account.email else None
+            claimed.append(DueEmail(row.notice, email, str(leased.claim_id), row.attempts))
+        return sorted(claimed, key=lambda d: (d.notice.changed_at, d.notice.event_id))
+
+    async def start_email(self, event_id: str, claim_id: str, until: datetime) -> bool:
+        row = self._s.emails.get(event_id)
+        if row is None or row.state != "pending" or row.claim_id != claim_id:
+            return False
+        self._s.emails[event_id] = replace(
+            row, state="sending", not_before=until, attempts=row.attempts + 1
+        )
+        return True
+
+    async def end_email(
+        self,
+        event_id: str,
+        state: EmailState,
+        at: datetime,
+        *,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        row = self._s.emails.get(event_id)
+        if row is None or row.state not in ("sending", "pending"):
+            return False
+        self._s.emails[event_id] = replace(
+            row,
+            state=state,
+            error=error,
+            finished_at=None if state == "pending" else at,
+            not_before=retry_at or row.not_before,
+            claim_id=None,
+        )
+        return True
+
+    async def emails_in_doubt(self, now: datetime) -> list[Notice]:
+        rows = self._s.emails.values()
+        doubtful = [r for r in rows if r.state == "sending" and r.not_before <= now]
+        for row in doubtful:
+            self._s.emails[row.notice.event_id] = replace(
+                row, state="unknown", finished_at=now, error="sender stopped while sending"
+            )
+        return [r.notice for r in doubtful]
+
+    async def emails_of(self, payout_id: str) -> list[tuple[Notice, EmailState]]:
+        rows = [r for r in self._s.emails.values() if r.notice.payout_id == payout_id]
+        return [(r.notice, r.state) for r in sorted(rows, key=lambda r: r.notice.changed_at)]
 
     async def notify_due(self) -> None:
         self._s.notifications += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
@@ -22,6 +22,7 @@ from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
 from services.payouts.domain.terms import DealTerms
+from services.payouts.notices import DueEmail, EmailState, Notice
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.kafka import Delivery
@@ -219,7 +220,46 @@ class PayoutRepository(Protocol):
         ...
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
-        """Queue events in the outbox of this transaction (published by the store's relay)."""
+        """Queue events in the outbox of this transaction, and for each payout status change
+        of a creator with an e-mail address, its e-mail (`notices.py`; one per
+        event id, a change enqueued again adds none). Changes of creators without an address
+        are counted (`creatorflow_payout_emails_total{outcome="no_address"}`)."""
+        ...
+
+    # Creators' payout e-mails (notices.py: the states and why).
+    async def claim_emails(self, now: datetime, lease: timedelta, limit: int) -> list[DueEmail]:
+        """Up to `limit` pending e-mails due at `now`, earliest first, skipping rows locked
+        elsewhere, each leased to a new claim until `now + lease`: no other claim takes it
+        meanwhile. With each, the creator's address now (None: it has none any more)."""
+        ...
+
+    async def start_email(self, event_id: str, claim_id: str, until: datetime) -> bool:
+        """Mark the e-mail `sending` until `until` (one more attempt) if `claim_id` still
+        holds it and it is pending; False (nothing written) otherwise."""
+        ...
+
+    async def end_email(
+        self,
+        event_id: str,
+        state: EmailState,
+        at: datetime,
+        *,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """Record how a pending or sending e-mail ended: `sent`, `failed`, `unknown`, or
+        `pending` again (claimable from `retry_at`); False if it was neither (e.g. taken as
+        `unknown` meanwhile)."""
+        ...
+
+    async def emails_in_doubt(self, now: datetime) -> list[Notice]:
+        """Mark `unknown` the e-mails left `sending` past their lease (their sender stopped
+        between starting the SMTP transaction and recording its end), and return them: they
+        are never sent again."""
+        ...
+
+    async def emails_of(self, payout_id: str) -> list[tuple[Notice, EmailState]]:
+        """The payout's e-mails and their states, in the order of the changes."""
         ...
 
     async def notify_due(self) -> None:

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, cast
 
@@ -22,12 +22,14 @@ from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
 from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
+from services.payouts.notices import DueEmail, EmailState, Notice, notice_of
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
-from shared.contract.events import CloudEvent, EventIdentity
+from shared.contract.events import CloudEvent, EventIdentity, PayoutStatusChanged, Topic, decode
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime import fx_store, inbox, outbox
 from shared.runtime.kafka import Delivery
+from shared.runtime.observability import PAYOUT_EMAILS
 
 DUE_CHANNEL: Final = "payouts_due"
 # First keys of our two-key advisory locks ("PD", "PC", "PF"), so they cannot meet others'.
@@ -178,6 +180,22 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
             if row["fallback_destination_fingerprint"] is None
             else bytes(row["fallback_destination_fingerprint"]),
         ),
+        email=row["email"],
+    )
+
+
+def _notice(row: asyncpg.Record) -> Notice:
+    return Notice(
+        event_id=row["event_id"],
+        payout_id=row["payout_id"],
+        creator_id=row["creator_id"],
+        status=row["status"],
+        amount=Money(row["amount"], row["currency"].strip()),
+        converted=row["converted"],
+        changed_at=row["changed_at"],
+        kind=row["kind"],
+        hold_code=row["hold_code"],
+        returned=row["returned"],
     )
 
 
@@ -367,8 +385,8 @@ class PgPayoutRepository:
             """INSERT INTO payouts_accounts AS a (creator_id, method, destination_sealed,
                    currency, tax_form_type, tax_form_status, updated_at,
                    destination_fingerprint, cooling_off_until, fallback_method,
-                   fallback_destination_sealed, fallback_destination_fingerprint)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   fallback_destination_sealed, fallback_destination_fingerprint, email)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                ON CONFLICT (creator_id) DO UPDATE SET method = EXCLUDED.method,
                    destination_sealed = EXCLUDED.destination_sealed, destination_token = NULL,
                    currency = EXCLUDED.currency, tax_form_type = EXCLUDED.tax_form_type,
@@ -377,7 +395,8 @@ class PgPayoutRepository:
                    cooling_off_until = EXCLUDED.cooling_off_until,
                    fallback_method = EXCLUDED.fallback_method,
                    fallback_destination_sealed = EXCLUDED.fallback_destination_sealed,
-                   fallback_destination_fingerprint = EXCLUDED.fallback_destination_fingerprint
+                   fallback_destination_fingerprint = EXCLUDED.fallback_destination_fingerprint,
+                   email = EXCLUDED.email
                WHERE a.updated_at <= EXCLUDED.updated_at
                RETURNING true""",
             account.creator_id,
@@ -394,6 +413,7 @@ class PgPayoutRepository:
             None
             if account.fallback_destination is None
             else account.fallback_destination.fingerprint,
+            account.email,
         )
         return bool(stored)
 
@@ -654,8 +674,150 @@ class PgPayoutRepository:
         )
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
+        await self._queue_emails(events)
         # The consumer name doubles as the outbox producer: its own relay publishes these.
         await outbox.enqueue(self._conn, events, producer=self._consumer)
+
+    async def _queue_emails(self, events: Sequence[CloudEvent[Any]]) -> None:
+        """A `payouts_emails` row per payout status change of a creator with an address, in
+        this transaction (docs/architecture.md §11); the others are counted `no_address`."""
+        changes = [e for e in events if isinstance(e.data, PayoutStatusChanged)]
+        if not changes:
+            return
+        payout_ids = sorted({e.data.payout_id for e in changes})
+        rows = await self._conn.fetch(
+            """SELECT p.payout_id, p.hold_code, a.email IS NOT NULL AS has_email
+               FROM payouts_payouts p LEFT JOIN payouts_accounts a USING (creator_id)
+               WHERE p.payout_id = ANY($1::text[])""",
+            payout_ids,
+        )
+        holds = {r["payout_id"]: r["hold_code"] for r in rows}
+        addressed = {r["payout_id"] for r in rows if r["has_email"]}
+        last = await self._last_statuses([e for e in changes if e.data.status == "failed"])
+        notices = []
+        for event in changes:
+            data = event.data
+            notice = notice_of(
+                event, hold_code=holds.get(data.payout_id), previous_status=last.get(data.payout_id)
+            )
+            last[data.payout_id] = data.status
+            if notice is None:
+                continue
+            if data.payout_id in addressed:
+                notices.append(notice)
+            else:
+                PAYOUT_EMAILS.labels(outcome="no_address").inc()
+        await self._conn.executemany(
+            """INSERT INTO payouts_emails (event_id, payout_id, creator_id, status, kind, amount,
+                   currency, converted, hold_code, returned, changed_at, not_before)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+               ON CONFLICT (event_id) DO NOTHING""",
+            [
+                (
+                    n.event_id, n.payout_id, n.creator_id, n.status, n.kind, n.amount.amount,
+                    n.amount.currency, n.converted, n.hold_code, n.returned, n.changed_at,
+                )
+                for n in notices
+            ],
+        )  # fmt: skip
+
+    async def _last_statuses(self, failures: Sequence[CloudEvent[Any]]) -> dict[str, str]:
+        """The status each of these payouts published last, from the outbox (which keeps
+        every status event, keyed by deal): a failure after `sent` is a return."""
+        if not failures:
+            return {}
+        rows = await self._conn.fetch(
+            """SELECT value FROM outbox
+               WHERE topic = $1 AND kafka_key = ANY($2::bytea[]) ORDER BY seq""",
+            Topic.PAYOUTS_STATUS.value,
+            sorted({e.data.deal_id.encode() for e in failures}),
+        )
+        wanted = {e.data.payout_id for e in failures}
+        last: dict[str, str] = {}
+        for row in rows:
+            data = decode(Topic.PAYOUTS_STATUS, bytes(row["value"])).data
+            if isinstance(data, PayoutStatusChanged) and data.payout_id in wanted:
+                last[data.payout_id] = data.status
+        return last
+
+    async def claim_emails(self, now: datetime, lease: timedelta, limit: int) -> list[DueEmail]:
+        rows = await self._conn.fetch(
+            """WITH due AS (
+                   SELECT event_id FROM payouts_emails
+                   WHERE state = 'pending' AND not_before <= $1
+                   ORDER BY not_before, changed_at, event_id LIMIT $3
+                   FOR UPDATE SKIP LOCKED
+               )
+               UPDATE payouts_emails e SET not_before = $2, claim_id = gen_random_uuid()::text
+               FROM due WHERE e.event_id = due.event_id
+               RETURNING e.*, (SELECT a.email FROM payouts_accounts a
+                               WHERE a.creator_id = e.creator_id) AS email""",
+            now,
+            now + lease,
+            limit,
+        )
+        due = [
+            DueEmail(
+                _notice(r),
+                None if r["email"] is None else SecretStr(r["email"]),
+                r["claim_id"],
+                r["attempts"],
+            )
+            for r in rows
+        ]
+        return sorted(due, key=lambda d: (d.notice.changed_at, d.notice.event_id))
+
+    async def start_email(self, event_id: str, claim_id: str, until: datetime) -> bool:
+        started = await self._conn.fetchval(
+            """UPDATE payouts_emails SET state = 'sending', not_before = $3,
+                      attempts = attempts + 1
+               WHERE event_id = $1 AND claim_id = $2 AND state = 'pending'
+               RETURNING true""",
+            event_id,
+            claim_id,
+            until,
+        )
+        return bool(started)
+
+    async def end_email(
+        self,
+        event_id: str,
+        state: EmailState,
+        at: datetime,
+        *,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        ended = await self._conn.fetchval(
+            """UPDATE payouts_emails SET state = $2, error = $4,
+                      finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE $3::timestamptz END,
+                      not_before = coalesce($5, not_before), claim_id = NULL
+               WHERE event_id = $1 AND state IN ('sending', 'pending')
+               RETURNING true""",
+            event_id,
+            state,
+            at,
+            error,
+            retry_at,
+        )
+        return bool(ended)
+
+    async def emails_in_doubt(self, now: datetime) -> list[Notice]:
+        rows = await self._conn.fetch(
+            """UPDATE payouts_emails SET state = 'unknown', finished_at = $1,
+                      error = 'sender stopped while sending'
+               WHERE state = 'sending' AND not_before <= $1
+               RETURNING *""",
+            now,
+        )
+        return [_notice(r) for r in rows]
+
+    async def emails_of(self, payout_id: str) -> list[tuple[Notice, EmailState]]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM payouts_emails WHERE payout_id = $1 ORDER BY changed_at, created_at",
+            payout_id,
+        )
+        return [(_notice(r), r["state"]) for r in rows]
 
     async def notify_due(self) -> None:
         await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)

@@ -1,19 +1,19 @@
-"""The port between the tracking use case and its storage.
+"""The port between the tracking handler and its storage.
 
-One `TrackingTx` is one database transaction: every method is set-based (one call per batch,
-not per event) and everything done through it commits or rolls back together, the inbox
-claim and the outbox included. The PostgreSQL adapter and the in-memory fake used by the
-unit tests pass the same contract tests.
+One `TrackingTx` is one database transaction: the unit of work's inbox claim and outbox
+(shared.runtime.unit_of_work.Transaction) and tracking's reads and writes. Every method is
+set-based (one call per batch, not per event) and everything done through it commits or rolls
+back together. The PostgreSQL adapter (`postgres.py`) and the in-memory store (`memory.py`)
+pass the same contract tests (tests/unit/tracking/store_contract.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts
 from services.tracking.domain.credit import Click, ModelSetting
@@ -22,9 +22,8 @@ from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.leaks import Evidence, LeakedOrders, LeakOrder, LeakTotals
 from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
-from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot
-from shared.runtime.kafka import Delivery
+from shared.runtime.unit_of_work import Transaction, TransactionalStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +73,28 @@ class LeakAlert:
     evidence: Evidence
 
 
-class TrackingTx(Protocol):
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
-        """Record the events as processed; return the identities seen for the first time."""
-        ...
+@dataclass(frozen=True, slots=True)
+class AffectedOrders:
+    """The stored orders whose outcome a batch may change: those in `order_ids`, using one of
+    `promo_codes`, (when `converted_since` is set) occurred at or after it and converted or
+    waiting for a rate, with the visitor or the click of one of `clicks`, or whose deal is in
+    one of `campaign_ids`."""
+
+    order_ids: Collection[str] = ()
+    promo_codes: Collection[str] = ()
+    converted_since: datetime | None = None
+    clicks: Collection[Click] = ()
+    campaign_ids: Collection[str] = ()
+
+    def __bool__(self) -> bool:
+        """Whether any stored order can be affected."""
+        return self.converted_since is not None or any(
+            (self.order_ids, self.promo_codes, self.clicks, self.campaign_ids)
+        )
+
+
+class TrackingTx(Transaction, Protocol):
+    """One batch's transaction: `claim` and `enqueue` (Transaction), and tracking's state."""
 
     async def exclude_other_batches(self) -> None:
         """Wait until no other transaction holds this lock, and hold it until this one ends.
@@ -140,20 +157,10 @@ class TrackingTx(Protocol):
         """Store refunds not seen before; return the order ids that got a new refund."""
         ...
 
-    async def orders_to_evaluate(
-        self,
-        order_ids: Collection[str],
-        promo_codes: Collection[str],
-        converted_since: datetime | None,
-        clicks: Collection[Click] = (),
-        campaign_ids: Collection[str] = (),
-    ) -> list[OrderContext]:
-        """Stored orders that are in `order_ids`, use one of `promo_codes`, (when
-        `converted_since` is set) occurred at or after it and were converted or wait for a
-        rate, have the visitor or the click of one of `clicks`, or whose deal is in one of
-        `campaign_ids`: each with its refunds, candidate deals, the FX snapshot in force at
-        `occurred_at` (shared.runtime.fx_store.snapshot_at semantics), its stored credits
-        and its click facts."""
+    async def orders_to_evaluate(self, affected: AffectedOrders) -> list[OrderContext]:
+        """The stored orders `affected` names, each with its refunds, candidate deals, the FX
+        snapshot in force at `occurred_at` (shared.runtime.fx_store.snapshot_at semantics),
+        its stored credits and its click facts."""
         ...
 
     async def add_clicks(self, clicks: Sequence[Click]) -> list[Click]:
@@ -247,15 +254,9 @@ class TrackingTx(Protocol):
         """Mark deals whose deliverables are all confirmed (no more matching needed)."""
         ...
 
-    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
-        """Queue events for publishing once this transaction commits."""
-        ...
 
-
-class TrackingStore(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[TrackingTx]:
-        """A new transaction; committed when the block exits normally, else rolled back."""
-        ...
+class TrackingStore(TransactionalStore[TrackingTx], Protocol):
+    """Transactions (`transaction()`), and the reads of the operator's campaign report."""
 
     async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
         """The stored attribution of every deal of the campaign."""

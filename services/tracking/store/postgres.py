@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +22,13 @@ from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
 from services.tracking.domain.orders import ClickFacts, Credit, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.store import queries
-from services.tracking.store.port import DealsAdded, LeakAlert, LeakFacts, OrderContext
+from services.tracking.store.port import (
+    AffectedOrders,
+    DealsAdded,
+    LeakAlert,
+    LeakFacts,
+    OrderContext,
+)
 from services.tracking.store.rows import (
     attribution_from,
     click_from,
@@ -41,7 +46,7 @@ from services.tracking.store.rows import (
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime import fx_store, inbox, outbox
-from shared.runtime.kafka import Delivery
+from shared.runtime.unit_of_work import Batch
 
 # Held by the transaction applying a tracking batch (see TrackingTx.exclude_other_batches).
 _BATCH_LOCK_ID = 0x43_46_54_52_4B  # "CFTRK"
@@ -74,7 +79,7 @@ class PostgresTrackingTx:
         self._conn = conn
         self._consumer = consumer
 
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+    async def claim(self, events: Batch) -> set[EventIdentity]:
         return await inbox.claim(self._conn, self._consumer, events)
 
     async def exclude_other_batches(self) -> None:
@@ -325,24 +330,17 @@ class PostgresTrackingTx:
         )
         return {row["order_id"] for row in rows}
 
-    async def orders_to_evaluate(
-        self,
-        order_ids: Collection[str],
-        promo_codes: Collection[str],
-        converted_since: datetime | None,
-        clicks: Collection[Click] = (),
-        campaign_ids: Collection[str] = (),
-    ) -> list[OrderContext]:
-        if not (order_ids or promo_codes or clicks or campaign_ids) and converted_since is None:
+    async def orders_to_evaluate(self, affected: AffectedOrders) -> list[OrderContext]:
+        if not affected:
             return []
         rows = await self._conn.fetch(
             queries.ORDERS_TO_EVALUATE,
-            list(order_ids),
-            list(promo_codes),
-            converted_since,
-            list({c.visitor_id for c in clicks}),
-            list({c.click_id for c in clicks}),
-            list(campaign_ids),
+            list(affected.order_ids),
+            list(affected.promo_codes),
+            affected.converted_since,
+            list({c.visitor_id for c in affected.clicks}),
+            list({c.click_id for c in affected.clicks}),
+            list(affected.campaign_ids),
         )
         return await self._order_contexts(rows, stored=True)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Final
 
-from pydantic import Field, SecretStr, field_serializer, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_serializer, model_validator
 
 from shared.contract.events.payload import ExternalPayload
 from shared.contract.events.types import (
@@ -119,6 +120,22 @@ class PayoutFallback(ExternalPayload):
         return destination.get_secret_value()
 
 
+# One address, as a mail server takes it: a local part, an @ and a domain with a dot, no
+# spaces, angle brackets or second @ (nothing that could add a recipient or a header).
+_EMAIL_SHAPE: Final = re.compile(r"[^@\s<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
+def _one_address(email: SecretStr) -> SecretStr:
+    if _EMAIL_SHAPE.fullmatch(email.get_secret_value()) is None:
+        # The value itself is personal data: never quoted in an error.
+        raise ValueError("not one e-mail address (local@domain.tld)")
+    return email
+
+
+Email = Annotated[SecretStr, Field(min_length=3, max_length=254), AfterValidator(_one_address)]
+"""A creator's e-mail address: personal data, kept out of logs, errors and dead letters."""
+
+
 class PayoutAccountUpserted(ExternalPayload):
     """`creator.payout-account.upserted`: where and how a creator is paid.
 
@@ -142,7 +159,20 @@ class PayoutAccountUpserted(ExternalPayload):
             "refuses a payout with an error that proves nothing was executed."
         ),
     )
+    # Optional since v1.6: where the creator hears of each payout status change.
+    email: Email | None = Field(
+        default=None,
+        description=(
+            "Optional address the creator's payout notifications go to (personal data: "
+            "never logged). Absent: no e-mail is sent."
+        ),
+        examples=["jane@example.com"],
+    )
 
     @field_serializer("destination", when_used="json")
     def _destination_on_the_wire(self, destination: SecretStr) -> str:
         return destination.get_secret_value()
+
+    @field_serializer("email", when_used="json")
+    def _email_on_the_wire(self, email: SecretStr | None) -> str | None:
+        return None if email is None else email.get_secret_value()

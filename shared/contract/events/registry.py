@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, TypeAlias
+from types import UnionType
+from typing import Annotated, Any, Final, TypeAlias, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr
 
@@ -114,8 +115,19 @@ class EventSpec:
         return frozenset(
             name
             for name, field in self.data_model.model_fields.items()
-            if field.annotation is SecretStr
+            if _secret(field.annotation)
         )
+
+
+def _secret(annotation: Any) -> bool:
+    """Whether a field's type is `SecretStr`, optional or annotated (`Email | None`)."""
+    if annotation is SecretStr:
+        return True
+    if get_origin(annotation) is Annotated:
+        return _secret(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_secret(a) for a in get_args(annotation) if a is not type(None))
+    return False
 
 
 EVENT_SPECS: Final[tuple[EventSpec, ...]] = (

@@ -41,7 +41,7 @@ def _mask(node: Any, names: frozenset[str], path: str, masked: list[str]) -> Any
         result = {}
         for key, child in node.items():
             where = f"{path}.{key}" if path else str(key)
-            if key in names:
+            if key in names and child is not None:  # null (an optional one absent) hides nothing
                 result[key] = MASKED
                 masked.append(where)
             else:

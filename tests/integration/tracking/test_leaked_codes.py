@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 
 from services.tracking.app import SERVICE, make_setup
-from services.tracking.messages import SOURCE
 from services.tracking.schema import SCHEMA
+from services.tracking.translate import SOURCE
 from shared.contract.events import CloudEvent, EventType, Topic
 from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime

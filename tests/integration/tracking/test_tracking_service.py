@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services.tracking.app import SERVICE, make_setup
-from services.tracking.report import campaign_report
+from services.tracking.domain.campaign_report import campaign_report
 from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import CloudEvent, EventType, Topic, dlq_topic

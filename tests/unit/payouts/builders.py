@@ -150,9 +150,11 @@ def account(
     time: datetime = T0,
     method: str = "stripe",
     fallback: tuple[str, str] | None = None,  # (method, destination)
+    email: str | None = None,
 ) -> CloudEvent[Any]:
     data = PayoutAccountUpserted(
         creator_id=creator_id,
+        email=None if email is None else SecretStr(email),
         fallback=None
         if fallback is None
         else PayoutFallback(

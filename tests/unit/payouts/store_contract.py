@@ -14,6 +14,7 @@ from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer, TransferKind, escrow_of
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
+from services.payouts.notices import DueEmail
 from services.payouts.store.port import (
     Attribution,
     FeeCeilingExceeded,
@@ -21,6 +22,8 @@ from services.payouts.store.port import (
     PayoutRepository,
     StaleUpdate,
 )
+from services.payouts.translate import status_data
+from shared.contract.events import CloudEvent, make_event
 from shared.contract.money import FxSnapshot, Money
 from tests.unit.payouts.builders import DESTINATIONS, T0, confirmed, sealed, uid
 from tests.unit.payouts.harness import delivery
@@ -646,3 +649,170 @@ class PayoutStoreContract:
             returned = {d.payout.payout_id: d for d in await repo.dated_payouts_of(creator)}
         assert returned[settled.payout.payout_id].settled_at is None
         assert returned[settled.payout.payout_id].payout.status == "failed"
+
+    # Creators' payout e-mails (notices.py). The database may hold other tests' rows:
+    # claims take many and keep this test's own.
+
+    async def test_a_status_change_queues_one_email_for_a_creator_with_an_address(
+        self, db: PayoutDatabase
+    ) -> None:
+        creator, silent = uid("cr"), uid("cr")
+        async with db.transaction() as repo:
+            await repo.save_account(replace(acct(creator), email=f"{creator}@x.test"))
+            await repo.save_account(acct(silent))
+        created = new_payout(uid("deal"), creator, acct(creator))
+        unheard = new_payout(uid("deal"), silent, acct(silent))
+        for _ in range(2):  # the same change published again (a replayed step) adds nothing
+            async with db.transaction() as repo:
+                for transition in (created, unheard):
+                    await add_payout(repo, transition.payout)
+                    await repo.enqueue([status_event(transition.payout)])
+        async with db.snapshot() as repo:
+            emails = await repo.emails_of(created.payout.payout_id)
+            assert await repo.emails_of(unheard.payout.payout_id) == []
+        assert [(n.status, n.event_id, state) for n, state in emails] == [
+            ("scheduled", created.payout.event_id(), "pending")
+        ]
+        notice = emails[0][0]
+        assert notice.amount == created.payout.net and notice.converted
+        assert (notice.creator_id, notice.kind) == (creator, "fee")
+
+    async def test_an_email_is_written_with_its_change_or_not_at_all(
+        self, db: PayoutDatabase
+    ) -> None:
+        creator = uid("cr")
+        async with db.transaction() as repo:
+            await repo.save_account(replace(acct(creator), email=f"{creator}@x.test"))
+        created = new_payout(uid("deal"), creator, acct(creator))
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as repo:
+                await add_payout(repo, created.payout)
+                await repo.enqueue([status_event(created.payout)])
+                raise RuntimeError("the transaction fails after the change")
+        async with db.snapshot() as repo:
+            assert await repo.emails_of(created.payout.payout_id) == []
+
+    async def test_a_claim_leases_its_emails_until_the_lease_ends(self, db: PayoutDatabase) -> None:
+        creator, payout_id = await self._emailed_payout(db)
+        lease = timedelta(seconds=90)
+        first = await self._claim(db, payout_id, NOW, lease)
+        assert [d.email.get_secret_value() for d in first if d.email] == [f"{creator}@x.test"]
+        assert await self._claim(db, payout_id, NOW + lease - timedelta(seconds=1), lease) == []
+        second = await self._claim(db, payout_id, NOW + lease, lease)
+        assert [d.notice for d in second] == [d.notice for d in first]
+        assert second[0].claim_id != first[0].claim_id
+        async with db.transaction() as repo:
+            # The first claim lost its lease: it may not start the e-mail any more.
+            assert not await repo.start_email(first[0].notice.event_id, first[0].claim_id, NOW)
+            assert await repo.start_email(second[0].notice.event_id, second[0].claim_id, NOW)
+            assert not await repo.start_email(second[0].notice.event_id, second[0].claim_id, NOW)
+        assert await self._states(db, payout_id) == ["sending"]
+
+    async def test_an_email_sending_past_its_lease_is_unknown_and_never_claimed_again(
+        self, db: PayoutDatabase
+    ) -> None:
+        _, payout_id = await self._emailed_payout(db)
+        (due,) = await self._claim(db, payout_id, NOW, timedelta(seconds=90))
+        until = NOW + timedelta(seconds=90)
+        async with db.transaction() as repo:
+            assert await repo.start_email(due.notice.event_id, due.claim_id, until)
+            early = await repo.emails_in_doubt(until - timedelta(seconds=1))
+        assert due.notice not in early
+        async with db.transaction() as repo:
+            doubtful = await repo.emails_in_doubt(until)
+        assert due.notice in doubtful
+        assert await self._states(db, payout_id) == ["unknown"]
+        assert await self._claim(db, payout_id, until + timedelta(days=1), timedelta(1)) == []
+        async with db.transaction() as repo:  # a late "sent" from the stopped sender is refused
+            assert not await repo.end_email(due.notice.event_id, "sent", until)
+        assert await self._states(db, payout_id) == ["unknown"]
+
+    async def test_a_refused_email_is_claimed_again_from_its_retry_time_with_its_attempts(
+        self, db: PayoutDatabase
+    ) -> None:
+        _, payout_id = await self._emailed_payout(db)
+        lease = timedelta(seconds=90)
+        (due,) = await self._claim(db, payout_id, NOW, lease)
+        assert due.attempts == 0
+        retry_at = NOW + timedelta(minutes=5)
+        async with db.transaction() as repo:
+            assert await repo.start_email(due.notice.event_id, due.claim_id, NOW + lease)
+            assert await repo.end_email(
+                due.notice.event_id, "pending", NOW, error="SMTP 451", retry_at=retry_at
+            )
+        assert await self._claim(db, payout_id, retry_at - timedelta(seconds=1), lease) == []
+        (again,) = await self._claim(db, payout_id, retry_at, lease)
+        assert again.attempts == 1
+        async with db.transaction() as repo:
+            assert await repo.start_email(again.notice.event_id, again.claim_id, retry_at + lease)
+            assert await repo.end_email(again.notice.event_id, "sent", retry_at)
+        assert await self._states(db, payout_id) == ["sent"]
+        assert await self._claim(db, payout_id, retry_at + timedelta(days=1), lease) == []
+
+    async def test_a_failure_after_sent_is_told_as_a_return(self, db: PayoutDatabase) -> None:
+        creator = uid("cr")
+        account = replace(acct(creator), email=f"{creator}@x.test")
+        created = new_payout(uid("deal"), creator, account)
+        claimed = lifecycle.claim(created.payout, account, NOW, timedelta(seconds=30))
+        sent = lifecycle.mark_sent(claimed.payout, "tr_1")
+        back = lifecycle.returned(sent.payout, "bounced")
+        async with db.transaction() as repo:
+            await repo.save_account(account)
+            await add_payout(repo, created.payout)
+            await repo.enqueue([status_event(created.payout)])
+        async with db.transaction() as repo:
+            await repo.save_payouts([(sent.payout, "scheduled")])
+            await repo.enqueue([status_event(sent.payout)])
+        async with db.transaction() as repo:
+            await repo.save_payouts([(back.payout, "sent")])
+            await repo.enqueue([status_event(back.payout)])
+        async with db.snapshot() as repo:
+            emails = await repo.emails_of(created.payout.payout_id)
+        assert [(n.status, n.returned) for n, _ in emails] == [
+            ("scheduled", False),
+            ("sent", False),
+            ("failed", True),
+        ]
+
+    async def test_a_held_payouts_email_says_why_from_its_hold_code(
+        self, db: PayoutDatabase
+    ) -> None:
+        creator = uid("cr")
+        async with db.transaction() as repo:
+            await repo.save_account(
+                replace(acct(creator, status="pending"), email=f"{creator}@x.test")
+            )
+        held = new_payout(uid("deal"), creator, acct(creator, status="pending"))
+        assert held.payout.status == "held"
+        async with db.transaction() as repo:
+            await add_payout(repo, held.payout)
+            await repo.enqueue([status_event(held.payout)])
+        async with db.snapshot() as repo:
+            ((notice, _),) = await repo.emails_of(held.payout.payout_id)
+        assert (notice.status, notice.hold_code) == ("held", HoldCode.TAX_FORM.value)
+
+    async def _emailed_payout(self, db: PayoutDatabase) -> tuple[str, str]:
+        creator = uid("cr")
+        account = replace(acct(creator), email=f"{creator}@x.test")
+        created = new_payout(uid("deal"), creator, account)
+        async with db.transaction() as repo:
+            await repo.save_account(account)
+            await add_payout(repo, created.payout)
+            await repo.enqueue([status_event(created.payout)])
+        return creator, created.payout.payout_id
+
+    async def _claim(
+        self, db: PayoutDatabase, payout_id: str, now: datetime, lease: timedelta
+    ) -> list[DueEmail]:
+        async with db.transaction() as repo:
+            claimed = await repo.claim_emails(now, lease, 10_000)
+        return [d for d in claimed if d.notice.payout_id == payout_id]
+
+    async def _states(self, db: PayoutDatabase, payout_id: str) -> list[str]:
+        async with db.snapshot() as repo:
+            return [state for _, state in await repo.emails_of(payout_id)]
+
+
+def status_event(payout: lifecycle.Payout) -> CloudEvent[Any]:
+    """The `payout.<status>` event the service publishes for the payout as it is."""
+    return make_event(status_data(payout), source="payouts", id=payout.event_id(), time=NOW)

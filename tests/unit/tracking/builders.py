@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.tracking.domain.deals import DealTerms
-from services.tracking.messages import deal_terms
+from services.tracking.translate import deal_terms
 from shared.contract.events import (
     AttributionModelSet,
     CloudEvent,

@@ -1,4 +1,4 @@
-"""The tracking store contract: one suite, run against the in-memory fake (unit tests) and
+"""The tracking store contract: one suite, run against the in-memory store (unit tests) and
 the PostgreSQL adapter (integration tests). Subclasses provide the `store` fixture.
 
 Ids are unique per test and times lie in a random hour of the 19th century, because the
@@ -30,8 +30,8 @@ from services.tracking.domain.orders import (
     evaluate_order,
 )
 from services.tracking.domain.posts import PostSnapshot
-from services.tracking.messages import deal_terms, post_snapshot
-from services.tracking.store.port import LeakAlert, TrackingStore
+from services.tracking.store.port import AffectedOrders, LeakAlert, TrackingStore
+from services.tracking.translate import deal_terms, post_snapshot
 from shared.contract.money import FxSnapshot, Money
 from tests.unit.tracking.builders import deal_event, delivered, order_event, post_event
 
@@ -190,7 +190,7 @@ class StoreContract:
             assert await tx.add_orders([twin]) == set()
             assert await tx.add_refunds({refund}) == {order.order_id}
             assert await tx.add_refunds({refund}) == set()
-            [context] = await tx.orders_to_evaluate({order.order_id}, set(), None)
+            [context] = await tx.orders_to_evaluate(AffectedOrders(order_ids={order.order_id}))
         assert context.order == order
         assert context.refunds == (refund,)
         assert context.current is None
@@ -208,26 +208,27 @@ class StoreContract:
             await tx.add_orders([order])
             assert await tx.add_fx_snapshots([(jpy_only, ids("fx1"))], MOVE) == [jpy_only]
             assert await tx.add_fx_snapshots([(jpy_only, ids("fx1"))], MOVE) == []
-            [context] = await tx.orders_to_evaluate(set(), {code}, None)
+            [context] = await tx.orders_to_evaluate(AffectedOrders(promo_codes={code}))
             assert context.candidates == (deal,)
             assert context.snapshot == jpy_only
             pending = evaluate_order(order, context.refunds, context.candidates, context.snapshot)
             assert pending.reason is OrderReason.NO_FX_RATE
             await tx.save_order_outcomes([pending])
-            [context] = await tx.orders_to_evaluate({order.order_id}, set(), None)
+            [context] = await tx.orders_to_evaluate(AffectedOrders(order_ids={order.order_id}))
             assert context.current == pending
 
             # A snapshot closer to occurred_at brings the waiting order back.
             assert await tx.add_fx_snapshots([(with_eur, ids("fx2"))], MOVE) == [with_eur]
-            [context] = await tx.orders_to_evaluate(set(), set(), with_eur.as_of)
+            [context] = await tx.orders_to_evaluate(AffectedOrders(converted_since=with_eur.as_of))
             assert context.snapshot == with_eur
             converted = evaluate_order(order, (), context.candidates, context.snapshot)
             assert converted.status is OrderStatus.ATTRIBUTED
             await tx.save_order_outcomes([converted])
-            [context] = await tx.orders_to_evaluate(set(), set(), ids.at(hours=2))
+            [context] = await tx.orders_to_evaluate(AffectedOrders(converted_since=ids.at(hours=2)))
             assert context.current == converted
             # Orders before the new snapshot's time are not affected by it.
-            assert await tx.orders_to_evaluate(set(), set(), ids.at(hours=11)) == []
+            later = AffectedOrders(converted_since=ids.at(hours=11))
+            assert await tx.orders_to_evaluate(later) == []
 
     async def test_new_orders_come_with_their_context_and_are_stored_with_outcomes(
         self, store: TrackingStore, ids: Ids
@@ -255,10 +256,10 @@ class StoreContract:
             assert await tx.add_orders([new], [outcome]) == {new.order_id}
             assert await tx.add_orders([new], [outcome]) == set()
             assert await tx.new_order_contexts([stored, new]) == []
-            [context] = await tx.orders_to_evaluate({new.order_id}, set(), None)
+            [context] = await tx.orders_to_evaluate(AffectedOrders(order_ids={new.order_id}))
             assert context.order == new
             assert context.current == outcome
-            [context] = await tx.orders_to_evaluate({stored.order_id}, set(), None)
+            [context] = await tx.orders_to_evaluate(AffectedOrders(order_ids={stored.order_id}))
             assert context.order == stored
             [facts] = await tx.deal_facts({deal.deal_id})
         assert facts.orders == 1
@@ -364,10 +365,10 @@ class StoreContract:
             assert await tx.add_clicks([first]) == []
             assert await tx.clicks_on_deals({other.deal_id}) == [first]
             # Clicks of another visitor, or on no order's click, bring nothing back.
-            assert await tx.orders_to_evaluate(set(), set(), None, [named]) == []
+            assert await tx.orders_to_evaluate(AffectedOrders(clicks=[named])) == []
             assert await tx.save_model_settings([linear]) == [linear]
             await tx.add_deals([other])
-            [context] = await tx.orders_to_evaluate(set(), set(), None, [first])
+            [context] = await tx.orders_to_evaluate(AffectedOrders(clicks=[first]))
             assert sorted(context.clicks.clicks, key=lambda c: c.click_id) == [first, second]
             assert context.clicks.deals[other.deal_id] == other
             assert context.clicks.settings[(campaign, "br-1")] == linear
@@ -382,14 +383,14 @@ class StoreContract:
                 (high, Money.of("50.00", "USD")),
             ]
             await tx.save_order_outcomes([outcome])
-            [context] = await tx.orders_to_evaluate({order.order_id}, set(), None)
+            [context] = await tx.orders_to_evaluate(AffectedOrders(order_ids={order.order_id}))
             assert context.current == outcome
             # The order's click id alone finds it too, and a campaign's new model does.
             with_click = replace(named, click_id=ids("c4"))
             await tx.add_orders([replace(order, order_id=ids("o2"), click_id=with_click.click_id)])
-            found = await tx.orders_to_evaluate(set(), set(), None, [with_click])
+            found = await tx.orders_to_evaluate(AffectedOrders(clicks=[with_click]))
             assert [c.order.order_id for c in found] == [ids("o2")]
-            by_campaign = await tx.orders_to_evaluate(set(), set(), None, (), {campaign})
+            by_campaign = await tx.orders_to_evaluate(AffectedOrders(campaign_ids={campaign}))
             assert [c.order.order_id for c in by_campaign] == [order.order_id]
             facts = {f.deal_id: f for f in await tx.deal_facts({home.deal_id, other.deal_id})}
         assert (facts[home.deal_id].orders, facts[other.deal_id].orders) == (1, 1)

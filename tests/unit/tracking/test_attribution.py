@@ -18,7 +18,7 @@ from services.tracking.domain.attribution import (
     deal_spend,
 )
 from services.tracking.domain.quotient import rounded_quotient
-from services.tracking.messages import post_snapshot
+from services.tracking.translate import post_snapshot
 from shared.contract.money import Money
 from tests.unit.tracking.builders import T0, post_event
 

@@ -1,4 +1,4 @@
-"""Clicks and campaign models through the tracking use case (services.tracking.batch) on the
+"""Clicks and campaign models through the tracking handler (services.tracking.handlers) on the
 in-memory store: a late click or a new model recomputes from stored facts, a model change
 publishes every deal of the campaign once, and another brand cannot set the model."""
 
@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from services.tracking.batch import apply_batch
 from services.tracking.domain.credit import Model
+from services.tracking.handlers import apply_batch
+from services.tracking.store.memory import MemoryTrackingStore
 from shared.contract.events import CloudEvent, EventType
 from shared.contract.money import Money
 from shared.contract.signing import RejectReason
@@ -25,7 +26,6 @@ from tests.unit.tracking.builders import (
     order_event,
     visitor,
 )
-from tests.unit.tracking.fake_store import FakeTrackingStore
 
 NOW = T0 + timedelta(days=100)
 DAY = timedelta(days=1)
@@ -58,7 +58,7 @@ def journey() -> list[CloudEvent[Any]]:
     ]
 
 
-def apply(store: FakeTrackingStore, *batches: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+def apply(store: MemoryTrackingStore, *batches: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
     """Apply `batches` in turn; return what the last one published."""
 
     async def main() -> None:
@@ -71,7 +71,7 @@ def apply(store: FakeTrackingStore, *batches: list[CloudEvent[Any]]) -> list[Clo
     return store.state.outbox[before:]
 
 
-def revenue(store: FakeTrackingStore) -> dict[str, str]:
+def revenue(store: MemoryTrackingStore) -> dict[str, str]:
     return {
         deal_id: str(a.performance.revenue.amount)
         for deal_id, a in sorted(store.state.attributions.items())
@@ -79,7 +79,7 @@ def revenue(store: FakeTrackingStore) -> dict[str, str]:
 
 
 def test_promo_code_is_the_default_and_clicks_change_nothing_under_it() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     apply(store, campaign() + journey())
     assert revenue(store) == {
         "deal-a": "100.00",
@@ -91,7 +91,7 @@ def test_promo_code_is_the_default_and_clicks_change_nothing_under_it() -> None:
 
 
 def test_a_new_model_recomputes_every_deal_of_the_campaign_and_publishes_each_once() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     apply(store, campaign() + journey())
     published = apply(store, [model_event("position_based", time=T0 + DAY)])
     updates = [e for e in published if e.type == EventType.ATTRIBUTION_UPDATED]
@@ -118,7 +118,7 @@ def test_a_new_model_recomputes_every_deal_of_the_campaign_and_publishes_each_on
 
 
 def test_a_click_known_after_its_order_moves_the_credit() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     clicks, orders = journey()[:3], journey()[3:]
     apply(store, [*campaign(), model_event("last_click")], orders)
     assert revenue(store)["deal-a"] == "100.00"  # no click yet: the code's deal
@@ -129,7 +129,7 @@ def test_a_click_known_after_its_order_moves_the_credit() -> None:
 
 
 def test_clicks_before_their_deal_count_once_it_arrives() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     deals = campaign()
     apply(store, [deals[0], model_event("linear"), *journey()])
     assert revenue(store)["deal-a"] == "100.00"  # b and c are not known
@@ -143,14 +143,14 @@ def test_clicks_before_their_deal_count_once_it_arrives() -> None:
 
 
 def test_another_brand_cannot_set_a_campaign_s_model() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     apply(store, campaign() + journey())
     rival = model_event("last_click", brand_id="br-rival")
     with pytest.raises(Untrusted) as refused:
         apply(store, [rival])
     assert refused.value.code is RejectReason.NOT_THE_DEAL_OWNER
     # Set before the campaign had a deal, it is kept but never applies to another brand's.
-    early = FakeTrackingStore()
+    early = MemoryTrackingStore()
     apply(early, [rival], campaign() + journey())
     assert revenue(early)["deal-a"] == "100.00"
     assert {a.model for a in early.state.attributions.values()} == {Model.PROMO_CODE}

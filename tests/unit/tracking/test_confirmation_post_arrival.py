@@ -7,10 +7,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.tracking.batch import apply_batch
+from services.tracking.handlers import apply_batch
+from services.tracking.store.memory import MemoryTrackingStore
 from shared.contract.events import CloudEvent, EventType, decode, encode
 from tests.unit.tracking.builders import T0, deal_event, delivered, post_event
-from tests.unit.tracking.fake_store import FakeTrackingStore
 
 NOW = T0 + timedelta(days=3)
 ARRIVED_MS = 1_764_000_000_123  # a record timestamp, ms since the epoch
@@ -21,7 +21,7 @@ def arrived(ms: int) -> datetime:
 
 
 async def apply(
-    store: FakeTrackingStore, events: list[CloudEvent[Any]], stamps: list[int | None]
+    store: MemoryTrackingStore, events: list[CloudEvent[Any]], stamps: list[int | None]
 ) -> list[CloudEvent[Any]]:
     """Apply one batch whose records carry `stamps`; the confirmations it published, read
     back with the consumers' codec."""
@@ -40,7 +40,7 @@ async def apply(
 
 
 async def test_a_confirmation_made_on_a_posts_arrival_carries_that_arrival() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     deal = deal_event("deal-1", deliverables=(("dl-1", "reel", 1), ("dl-2", "story", 2)))
     # The same post twice in the batch: its first arrival counts.
     first, again = post_event("p-1", event_id="e-1"), post_event("p-1", event_id="e-2")
@@ -60,20 +60,20 @@ async def test_a_confirmation_made_on_a_posts_arrival_carries_that_arrival() -> 
 
 
 async def test_a_confirmation_made_on_a_deals_arrival_or_without_timestamps_carries_none() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     assert await apply(store, [post_event("p-1")], [ARRIVED_MS]) == []
     # The deal arrives after its post: nothing says when the payable moment began.
     [confirmation] = await apply(store, [deal_event("deal-1")], [ARRIVED_MS + 9_000])
     assert confirmation.data.post_received_at is None
     # A snapshot applied before and delivered again with the deal stamps nothing either.
-    again = FakeTrackingStore()
+    again = MemoryTrackingStore()
     post = post_event("p-3", creator_id="cr-3")
     assert await apply(again, [post], [ARRIVED_MS]) == []
     [confirmation] = await apply(
         again, [post, deal_event("deal-3", creator_id="cr-3")], [ARRIVED_MS, ARRIVED_MS + 9_000]
     )
     assert confirmation.data.post_received_at is None
-    other = FakeTrackingStore()
+    other = MemoryTrackingStore()
     [confirmation] = await apply(
         other,
         [deal_event("deal-2", creator_id="cr-2"), post_event("p-2", creator_id="cr-2")],

@@ -1,4 +1,4 @@
-"""Leaked codes through the tracking use case (services.tracking.batch) on the in-memory
+"""Leaked codes through the tracking use case (services.tracking.handlers) on the in-memory
 store: one alert per code and rule, none on a replay, the flag in attribution.updated, and
 a campaign's withhold policy taking suspected orders out of the commissionable revenue."""
 
@@ -9,7 +9,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.tracking.batch import apply_batch
+from services.tracking.handlers import apply_batch
+from services.tracking.store.memory import MemoryTrackingStore
 from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
 from shared.contract.money import Money
 from tests.unit.tracking.builders import (
@@ -20,7 +21,6 @@ from tests.unit.tracking.builders import (
     order_event,
     post_event,
 )
-from tests.unit.tracking.fake_store import FakeTrackingStore
 
 NOW = T0 + timedelta(days=100)
 COUPON = "https://www.retailmenot.com/view/bakeco.com"
@@ -69,7 +69,7 @@ def leaked(n: int, *, start: int = 50, day: int = 4) -> list[CloudEvent[Any]]:
     ]
 
 
-def apply(store: FakeTrackingStore, *batches: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+def apply(store: MemoryTrackingStore, *batches: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
     """Apply `batches` in turn; return everything they published, checked by the codec."""
 
     async def main() -> None:
@@ -90,7 +90,7 @@ def of_type(events: list[CloudEvent[Any]], kind: EventType) -> list[Any]:
 
 
 def test_a_code_on_a_coupon_site_is_flagged_once_with_its_evidence() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     first = apply(store, [deal(), *organic(10)])
     assert of_type(first, EventType.PROMO_CODE_LEAK_SUSPECTED) == []
     assert of_type(first, EventType.ATTRIBUTION_UPDATED)[-1].leak_suspected is False
@@ -116,7 +116,7 @@ def test_a_code_on_a_coupon_site_is_flagged_once_with_its_evidence() -> None:
 
 
 def test_a_replay_or_the_same_rule_firing_again_sends_no_second_alert() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     events = [deal(), *organic(10), *leaked(5)]
     assert len(of_type(apply(store, events), EventType.PROMO_CODE_LEAK_SUSPECTED)) == 1
     assert apply(store, events) == []
@@ -131,7 +131,7 @@ def test_a_replay_or_the_same_rule_firing_again_sends_no_second_alert() -> None:
 
 
 def test_a_burst_beyond_the_creators_reach_is_flagged() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     # One post with a reach of 3,000: 0.5 % is 15, and 20 orders are the least.
     post = post_event("post-j", creator_id="cr-j", deal_id="deal-j", reach=3_000)
     burst = [
@@ -152,7 +152,7 @@ def test_a_burst_beyond_the_creators_reach_is_flagged() -> None:
 
 
 def test_under_withhold_suspected_orders_earn_no_commission() -> None:
-    credit, withhold = FakeTrackingStore(), FakeTrackingStore()
+    credit, withhold = MemoryTrackingStore(), MemoryTrackingStore()
     events = [deal(), *organic(10), *leaked(8)]
     apply(credit, events)
     apply(withhold, [model_event("promo_code", leaked_orders="withhold"), *events])
@@ -170,7 +170,7 @@ def test_under_withhold_suspected_orders_earn_no_commission() -> None:
 
 
 def test_switching_the_policy_publishes_the_new_commissionable_revenue() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     apply(store, [deal(), *organic(10), *leaked(8)])
     published = apply(store, [model_event("promo_code", leaked_orders="withhold", time=T0)])
     [update] = of_type(published, EventType.ATTRIBUTION_UPDATED)
@@ -183,7 +183,7 @@ def test_switching_the_policy_publishes_the_new_commissionable_revenue() -> None
 
 
 def test_a_late_order_placed_earlier_can_clear_a_flag() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     apply(store, [deal(), *organic(10), *leaked(5)])
     assert store.state.attributions["deal-j"].leaks.suspected
     # Orders from followers placed before the leak, reported late: 5 of 20 is 0.25.
@@ -206,7 +206,7 @@ def test_a_late_order_placed_earlier_can_clear_a_flag() -> None:
 
 
 def test_without_audience_countries_shipping_abroad_is_no_evidence() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     abroad = [
         order_event(
             f"ord-{i:02d}",

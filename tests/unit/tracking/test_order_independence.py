@@ -3,7 +3,8 @@ and any split into batches, yields the same attribution, order outcomes and conf
 also with clicks, orders naming visitors and clicks, and the campaign's attribution model
 changed several times; and the same leaked-code flags, with each alert sent at most once.
 
-Runs the real use case (services.tracking.batch.apply_batch) on the in-memory store.
+Runs the real handler (services.tracking.handlers) on the in-memory store: through
+`apply_batch`, or through the service's unit of work with each batch read ahead.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.tracking.batch import apply_batch, read_ahead
+from services.tracking.app import SERVICE
 from services.tracking.domain.leaks import LeakThresholds
-from services.tracking.messages import attribution_event
+from services.tracking.handlers import apply_batch, make_handler, read_ahead
+from services.tracking.store.memory import MemoryTrackingStore
+from services.tracking.translate import attribution_event
 from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
 from shared.contract.money import Money
+from shared.runtime.unit_of_work import UnitsOfWork
 from tests.unit.tracking.builders import (
     T0,
     click_event,
@@ -35,7 +39,6 @@ from tests.unit.tracking.builders import (
     refund_event,
     visitor,
 )
-from tests.unit.tracking.fake_store import FakeTrackingStore
 
 NOW = T0 + timedelta(days=100)
 
@@ -249,24 +252,34 @@ def manual_confirmations(count: int) -> list[CloudEvent[Any]]:
     return [confirmation_event(deal, dl, confirmed_by="brand-user") for deal, dl in targets[:count]]
 
 
-def run(batches: list[list[CloudEvent[Any]]], *, ahead: bool = False) -> FakeTrackingStore:
-    """Apply `batches` in turn; with `ahead`, each read ahead as the service does."""
-    store = FakeTrackingStore()
+def run(batches: list[list[CloudEvent[Any]]], *, ahead: bool = False) -> MemoryTrackingStore:
+    """Apply `batches` in turn; with `ahead`, as the service does: each batch one unit of
+    work, read ahead before it is applied."""
+    store = MemoryTrackingStore()
+    units = UnitsOfWork(
+        SERVICE,
+        store,
+        make_handler(leak_rules=LEAK_RULES),
+        read_ahead=read_ahead,
+        clock=lambda: NOW,
+    )
 
     async def main() -> None:
         offset = 0
         for batch in batches:
             deliveries = delivered(batch, offset=offset)
-            read = read_ahead(deliveries) if ahead else None
-            async with store.transaction() as tx:
-                await apply_batch(tx, deliveries, now=NOW, ahead=read, leak_rules=LEAK_RULES)
+            if ahead:
+                await units.prepare(deliveries)(deliveries)
+            else:
+                async with store.transaction() as tx:
+                    await apply_batch(tx, deliveries, now=NOW, leak_rules=LEAK_RULES)
             offset += len(batch)
 
     asyncio.run(main())
     return store
 
 
-def final_state(store: FakeTrackingStore) -> dict[str, Any]:
+def final_state(store: MemoryTrackingStore) -> dict[str, Any]:
     s = store.state
     return {
         "attributions": s.attributions,

@@ -22,7 +22,7 @@ from services.tracking.domain.posts import (
     post_belongs_to_deal,
     tags_carried,
 )
-from services.tracking.messages import post_snapshot
+from services.tracking.translate import post_snapshot
 from tests.unit.tracking.builders import T0, post_event, terms
 
 NOW = T0 + timedelta(days=10)

@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from services.tracking.batch import apply_batch
 from services.tracking.domain.deals import code_clash
 from services.tracking.domain.orders import Order, OrderReason, evaluate_order
+from services.tracking.handlers import apply_batch
+from services.tracking.store.memory import MemoryTrackingStore
 from shared.contract.errors import EventRejected
 from shared.contract.money import Money
 from tests.unit.tracking.builders import T0, deal_event, delivered, order_event, terms
-from tests.unit.tracking.fake_store import FakeTrackingStore
 
 # Orders count from T0 to T0 + 30 + 7 days.
 HELD = terms(deal_id="deal-a", promo_codes=("SUMMER10", "JANE"), days=30, window_days=7)
@@ -49,7 +49,7 @@ def test_the_same_brand_another_time_or_the_same_deal_may() -> None:
 
 
 def test_a_clashing_deal_is_rejected_and_the_code_keeps_paying_its_brand() -> None:
-    store = FakeTrackingStore()
+    store = MemoryTrackingStore()
     first = deal_event("deal-a", brand_id="br-1", creator_id="cr-a", promo_codes=("SUMMER10",))
     second = deal_event("deal-b", brand_id="br-2", creator_id="cr-b", promo_codes=("SUMMER10",))
     order = order_event("ord-1", promo_code="SUMMER10", occurred_at=T0 + timedelta(days=2))

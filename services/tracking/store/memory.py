@@ -1,7 +1,8 @@
-"""An in-memory implementation of the tracking store port, for unit and property tests.
+"""The in-memory tracking store: the port (`store/port.py`) over plain Python collections,
+for the unit and property tests.
 
-It follows the port's docstrings with plain Python collections; the contract tests run the
-same suite against it and the PostgreSQL adapter.
+It follows the port's docstrings; the contract tests (tests/unit/tracking/store_contract.py)
+run the same suite against it and the PostgreSQL adapter.
 """
 
 from __future__ import annotations
@@ -21,15 +22,21 @@ from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
 from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, OrderStatus, Refund
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
-from services.tracking.store.port import DealsAdded, LeakAlert, LeakFacts, OrderContext
+from services.tracking.store.port import (
+    AffectedOrders,
+    DealsAdded,
+    LeakAlert,
+    LeakFacts,
+    OrderContext,
+)
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_moves import rejudged
-from shared.runtime.kafka import Delivery
+from shared.runtime.unit_of_work import Batch
 
 
 @dataclass
-class FakeState:
+class MemoryState:
     processed: set[EventIdentity] = field(default_factory=set)
     deals: dict[str, DealTerms] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
@@ -48,21 +55,23 @@ class FakeState:
     leak_suspects: set[str] = field(default_factory=set)
     leak_alerts: dict[tuple[str, str, str], LeakAlert] = field(default_factory=dict)
 
-    def snapshot(self) -> FakeState:
+    def snapshot(self) -> MemoryState:
         """A copy to roll back to; the values held are immutable, so copying containers is
         enough."""
-        return FakeState(**{f.name: copy.copy(getattr(self, f.name)) for f in fields(self)})
+        return MemoryState(**{f.name: copy.copy(getattr(self, f.name)) for f in fields(self)})
 
 
-class FakeTrackingStore:
+class MemoryTrackingStore:
+    """Tracking state in memory; a transaction rolls back to a copy taken when it began."""
+
     def __init__(self) -> None:
-        self.state = FakeState()
+        self.state = MemoryState()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[FakeTrackingTx]:
+    async def transaction(self) -> AsyncIterator[MemoryTrackingTx]:
         saved = self.state.snapshot()
         try:
-            yield FakeTrackingTx(self.state)
+            yield MemoryTrackingTx(self.state)
         except BaseException:
             self.state = saved
             raise
@@ -74,11 +83,13 @@ class FakeTrackingStore:
         )
 
 
-class FakeTrackingTx:
-    def __init__(self, state: FakeState) -> None:
+class MemoryTrackingTx:
+    """One transaction over the store's state; see the port for what each method promises."""
+
+    def __init__(self, state: MemoryState) -> None:
         self.s = state
 
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+    async def claim(self, events: Batch) -> set[EventIdentity]:
         fresh = {e.identity for e, _ in events} - self.s.processed
         self.s.processed |= fresh
         return fresh
@@ -186,40 +197,40 @@ class FakeTrackingTx:
         # Latest as_of, then the smallest source name (shared.runtime.fx_store.snapshot_at).
         return max(sorted(eligible, key=lambda s: s.source), key=lambda s: s.as_of)
 
-    async def orders_to_evaluate(
-        self,
-        order_ids: Collection[str],
-        promo_codes: Collection[str],
-        converted_since: datetime | None,
-        clicks: Collection[Click] = (),
-        campaign_ids: Collection[str] = (),
-    ) -> list[OrderContext]:
-        visitors = {c.visitor_id for c in clicks}
-        click_ids = {c.click_id for c in clicks}
+    async def orders_to_evaluate(self, affected: AffectedOrders) -> list[OrderContext]:
+        visitors = {c.visitor_id for c in affected.clicks}
+        click_ids = {c.click_id for c in affected.clicks}
         contexts = []
         for order in self.s.orders.values():
             current = self.s.outcomes.get(order.order_id)
-            converted = current is not None and (
-                current.status is OrderStatus.PENDING_FX
-                or (current.fx is not None and current.fx.as_of is not None)
-                or any(c.revenue.currency != order.amount.currency for c in current.credits)
-            )
-            home = None if current is None or current.deal_id is None else current.deal_id
-            if not (
-                order.order_id in order_ids
-                or order.promo_code in promo_codes
-                or (
-                    converted_since is not None
-                    and order.occurred_at >= converted_since
-                    and converted
-                )
+            if (
+                order.order_id in affected.order_ids
+                or order.promo_code in affected.promo_codes
+                or self._converted_since(order, current, affected.converted_since)
                 or order.visitor_id in visitors
                 or order.click_id in click_ids
-                or (home is not None and self.s.deals[home].campaign_id in campaign_ids)
+                or self._campaign_of(current) in affected.campaign_ids
             ):
-                continue
-            contexts.append(self._context(order, current))
+                contexts.append(self._context(order, current))
         return contexts
+
+    @staticmethod
+    def _converted_since(
+        order: Order, current: OrderOutcome | None, since: datetime | None
+    ) -> bool:
+        """Whether `order` occurred at or after `since` and was converted or waits for a rate."""
+        if since is None or current is None or order.occurred_at < since:
+            return False
+        return (
+            current.status is OrderStatus.PENDING_FX
+            or (current.fx is not None and current.fx.as_of is not None)
+            or any(c.revenue.currency != order.amount.currency for c in current.credits)
+        )
+
+    def _campaign_of(self, current: OrderOutcome | None) -> str | None:
+        if current is None or current.deal_id is None:
+            return None
+        return self.s.deals[current.deal_id].campaign_id
 
     def _context(self, order: Order, current: OrderOutcome | None = None) -> OrderContext:
         clicks = tuple(

@@ -1,19 +1,24 @@
-"""The tracking use case: apply one consumer batch inside one store transaction.
+"""The tracking handler: what one consumed batch changes, inside the batch's unit of work
+(shared.runtime.unit_of_work; docs/architecture.md §8).
+
+The unit of work claims the batch in the inbox and hands over the events not applied before;
+the handler translates them (translate.py), applies the domain rules (domain/), writes through
+the store's transaction and publishes what changed through the outbox.
 
 Everything a batch changes is derived again from stored state (post memberships, order
 outcomes and credits, deal totals, deliverable confirmations) for exactly the entities it
 touched, so the result does not depend on how events were ordered or split into batches.
 At most one `attribution.updated` per deal leaves per batch, and only when the deal's
-figures or its campaign's attribution model changed.
+figures or its campaign's attribution model changed. So tracking takes a batch's events
+together in one handler, set-based, rather than one handler per event type (`by_type`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from services.tracking.domain.credit import ModelSetting
 from services.tracking.domain.deals import DealTerms, code_clash
@@ -22,19 +27,19 @@ from services.tracking.domain.leaks import LeakThresholds
 from services.tracking.domain.orders import OrderOutcome, evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
 from services.tracking.leaked_codes import attribute_with_leaks
-from services.tracking.messages import (
+from services.tracking.store.port import AffectedOrders, TrackingTx
+from services.tracking.translate import (
     BatchInputs,
     attribution_event,
     confirmation_event,
     conflicting_terms,
     read_inputs,
 )
-from services.tracking.store.port import TrackingTx
 from shared.contract.errors import EventRejected
-from shared.contract.events import CloudEvent, EventIdentity, EventType
+from shared.contract.events import EventIdentity, EventType
 from shared.contract.signing import RejectReason
-from shared.runtime.kafka import Delivery
 from shared.runtime.trust import Untrusted
+from shared.runtime.unit_of_work import Batch, Handler, NewEvents, UnitOfWork
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
 DEFAULT_LEAK_RULES: Final = LeakThresholds()
@@ -50,7 +55,7 @@ class BatchResult:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchAhead:
+class ReadAhead:
     """What a batch amounts to if none of its events was applied before: worked out without
     the database, so it can be done while the previous batch is applied."""
 
@@ -60,53 +65,65 @@ class BatchAhead:
     posts: list[PostSnapshot]
 
 
-def read_ahead(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> BatchAhead | None:
+def read_ahead(batch: Batch) -> ReadAhead | None:
     """The batch's inputs, assuming every event in it is new; None if they cannot be read
-    (`apply_batch` then reads them again and rejects the batch)."""
+    (`handle_batch` then reads them again and rejects the batch)."""
+    ids = tuple(event.identity for event, _ in batch)
+    everything = NewEvents.of(batch, set(ids))
     try:
-        inputs = read_inputs(_first_of_each(batch, None), brand_signers(batch))
+        inputs = read_inputs(everything.events, everything.brand_signers())
     except EventRejected:
         return None
-    ids = tuple(event.identity for event, _ in batch)
-    return BatchAhead(ids, len(set(ids)), inputs, latest_snapshots(inputs.posts))
+    return ReadAhead(ids, len(everything), inputs, latest_snapshots(inputs.posts))
 
 
-def brand_signers(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> dict[EventIdentity, str]:
-    """The brand that signed each event of `batch` a brand signed (shared.runtime.trust)."""
-    return {
-        event.identity: delivery.signed_by.owner_id
-        for event, delivery in batch
-        if delivery.signed_by is not None and delivery.signed_by.brand() is not None
-    }
+def make_handler(
+    fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE, leak_rules: LeakThresholds = DEFAULT_LEAK_RULES
+) -> Handler[TrackingTx]:
+    """The handler the service's unit of work calls: `handle_batch`, FX snapshots judged
+    against `fx_max_move` (FX_MAX_RATE_MOVE), promo codes against `leak_rules`
+    (TRACKING_LEAK_*)."""
 
+    async def handle(new: NewEvents, uow: UnitOfWork[TrackingTx]) -> None:
+        await handle_batch(new, uow, fx_max_move=fx_max_move, leak_rules=leak_rules)
 
-def _first_of_each(
-    batch: Sequence[tuple[CloudEvent[Any], Delivery]], fresh: set[EventIdentity] | None
-) -> list[CloudEvent[Any]]:
-    """The first event of each identity in `batch` (of each in `fresh`, if given)."""
-    seen: set[EventIdentity] = set()
-    events = []
-    for event, _ in batch:
-        if (fresh is None or event.identity in fresh) and event.identity not in seen:
-            seen.add(event.identity)
-            events.append(event)
-    return events
+    return handle
 
 
 async def apply_batch(
     tx: TrackingTx,
-    batch: Sequence[tuple[CloudEvent[Any], Delivery]],
+    batch: Batch,
     *,
     now: datetime,
-    ahead: BatchAhead | None = None,
+    ahead: ReadAhead | None = None,
     fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE,
     leak_rules: LeakThresholds = DEFAULT_LEAK_RULES,
 ) -> BatchResult:
-    """Apply the events of `batch` not applied before; `now` stamps what it publishes.
-    `ahead` is `read_ahead(batch)`, if it was worked out before. FX snapshots are judged
-    against the last trusted one (`fx_max_move`, shared.runtime.fx_moves); suspect ones are
-    stored but never convert an order. `leak_rules` say when a promo code is suspected
-    leaked (leaked_codes.attribute_with_leaks).
+    """Apply `batch` inside `tx`, a transaction the caller holds, as the service's unit of
+    work does (inbox claim, `handle_batch`, outbox) but without its metrics: for the tests
+    and benchmarks that open the transaction themselves. `ahead` is `read_ahead(batch)`, if
+    it was worked out before; `now` stamps what the batch publishes."""
+    new = NewEvents.of(batch, await tx.claim(batch), ahead)
+    if not new:
+        return BatchResult(0, 0, 0)
+    uow = UnitOfWork(tx, now)
+    result = await handle_batch(new, uow, fx_max_move=fx_max_move, leak_rules=leak_rules)
+    await tx.enqueue(uow.published)
+    return result
+
+
+async def handle_batch(
+    new: NewEvents,
+    uow: UnitOfWork[TrackingTx],
+    *,
+    fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE,
+    leak_rules: LeakThresholds = DEFAULT_LEAK_RULES,
+) -> BatchResult:
+    """Apply the batch's new events; `uow.now` stamps what it publishes. `new.ahead` is
+    `read_ahead` of the whole batch, if it was worked out. FX snapshots are judged against
+    the last trusted one (`fx_max_move`, shared.runtime.fx_moves); suspect ones are stored
+    but never convert an order. `leak_rules` say when a promo code is suspected leaked
+    (leaked_codes.attribute_with_leaks).
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id, or with a promo code another brand's
@@ -114,10 +131,10 @@ async def apply_batch(
     signed by another brand than its deal's, or an attribution model set for a campaign
     whose deals are another brand's.
     """
-    fresh = await tx.claim(batch)
+    tx = uow.tx
     # Replicas of the service apply batches at the same time; from here on, one at a time.
     await tx.exclude_other_batches()
-    applied, inputs, posts = _what_is_new(batch, fresh, ahead)
+    inputs, posts = _inputs_of(new)
     new_deals, touched = await _store_deals(tx, inputs)
     await tx.add_fx_snapshots(inputs.fx, fx_max_move)
     post_pairs, deal_pairs, moved = await _store_posts(tx, posts, new_deals)
@@ -125,34 +142,43 @@ async def apply_batch(
     touched |= moved | await _store_orders(tx, inputs, new_deals, models)
     # A new model publishes every deal of its campaign once, changed figures or not.
     touched |= await tx.deals_of_campaigns({(m.campaign_id, m.brand_id) for m in models})
-
-    attributions, leak_alerts = await attribute_with_leaks(tx, touched, leak_rules, now=now)
+    attributions, leak_alerts = await attribute_with_leaks(tx, touched, leak_rules, now=uow.now)
     updated = await tx.save_attributions(attributions)
 
     manual = await _store_manual_confirmations(tx, inputs, new_deals)
     to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
     to_match |= {d.deal_id for d in new_deals} | manual
-    confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, now), batch, fresh)
+    confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, uow.now), new)
 
-    await tx.enqueue(
+    uow.publish(
         leak_alerts
-        + [attribution_event(a, now=now) for a in sorted(updated, key=lambda a: a.deal_id)]
+        + [attribution_event(a, now=uow.now) for a in sorted(updated, key=lambda a: a.deal_id)]
         + [confirmation_event(c) for c in confirmed]
     )
-    return BatchResult(applied, len(updated), len(confirmed))
+    return BatchResult(len(new), len(updated), len(confirmed))
 
 
-def _with_post_arrivals(
-    confirmed: list[Confirmation],
-    batch: Sequence[tuple[CloudEvent[Any], Delivery]],
-    fresh: set[EventIdentity],
-) -> list[Confirmation]:
+def _inputs_of(new: NewEvents) -> tuple[BatchInputs, list[PostSnapshot]]:
+    """What the new events say, and the latest snapshot of each post."""
+    ahead = new.ahead
+    if isinstance(ahead, ReadAhead) and len(new) == ahead.unique:
+        # Every event is new: the batch is what was read ahead.
+        assert ahead.ids == tuple(event.identity for event, _ in new.batch), (
+            "read ahead of another batch"
+        )
+        return ahead.inputs, ahead.posts
+    inputs = read_inputs(new.events, new.brand_signers())
+    return inputs, latest_snapshots(inputs.posts)
+
+
+def _with_post_arrivals(confirmed: list[Confirmation], new: NewEvents) -> list[Confirmation]:
     """Stamp each confirmation made on the arrival of a new post snapshot of this batch with
     when that post reached the broker (the first of its snapshots here), for the post ->
     payout latency. A deliverable of several posts was completed by the one that arrived last.
     A snapshot delivered again (applied before) stamps nothing."""
+    fresh = new.identities
     arrived: dict[str, datetime] = {}
-    for event, delivery in batch:
+    for event, delivery in new.batch:
         if (
             event.type == EventType.POST_METRICS_OBSERVED
             and delivery.timestamp_ms is not None
@@ -168,23 +194,6 @@ def _with_post_arrivals(
             replace(confirmation, post_received_at=max(times)) if times else confirmation
         )
     return stamped
-
-
-def _what_is_new(
-    batch: Sequence[tuple[CloudEvent[Any], Delivery]],
-    fresh: set[EventIdentity],
-    ahead: BatchAhead | None,
-) -> tuple[int, BatchInputs, list[PostSnapshot]]:
-    """How many events are new, what they say, and the latest snapshot of each post."""
-    if ahead is not None and len(fresh) == ahead.unique:
-        # Every event is new: the batch is what was read ahead.
-        assert ahead.ids == tuple(event.identity for event, _ in batch), (
-            "read ahead of another batch"
-        )
-        return ahead.unique, ahead.inputs, ahead.posts
-    events = _first_of_each(batch, fresh)
-    inputs = read_inputs(events, brand_signers(batch))
-    return len(events), inputs, latest_snapshots(inputs.posts)
 
 
 async def _store_deals(tx: TrackingTx, inputs: BatchInputs) -> tuple[list[DealTerms], set[str]]:
@@ -299,13 +308,14 @@ async def _store_orders(
     # of the visitors of new clicks or of clicks on new deals, and those of campaigns with a
     # new model. Every snapshot of the batch counts, also one stored before (sent again
     # under another event id): counting only those stored now left orders waiting for ever.
-    contexts = await tx.orders_to_evaluate(
+    affected = AffectedOrders(
         refunded - new_orders,
         {code for deal in new_deals for code in deal.promo_codes},
         min((s.as_of for s, _ in inputs.fx), default=None),
         clicks + await tx.clicks_on_deals({d.deal_id for d in new_deals}),
         {m.campaign_id for m in models},
     )
+    contexts = await tx.orders_to_evaluate(affected)
     changed_outcomes = []
     for context in contexts:
         outcome = evaluate_order(

@@ -1,17 +1,17 @@
-"""The store contract against the in-memory fake."""
+"""The store contract against the in-memory store (services/tracking/store/memory.py)."""
 
 from __future__ import annotations
 
 import pytest
 
+from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.store.port import TrackingStore
-from tests.unit.tracking.fake_store import FakeTrackingStore
 from tests.unit.tracking.store_contract import StoreContract, ids
 
 __all__ = ["ids"]
 
 
-class TestFakeStore(StoreContract):
+class TestMemoryStore(StoreContract):
     @pytest.fixture
     def store(self) -> TrackingStore:
-        return FakeTrackingStore()
+        return MemoryTrackingStore()

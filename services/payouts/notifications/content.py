@@ -1,0 +1,83 @@
+"""What a payout e-mail says: the status in the page's words (`creator_page.timeline`), the
+amount in the creator's currency, what to do when the payout waits on them, and a fresh link
+to the page. Plain text; nothing but the link opens anything, and no destination, hold reason
+or provider message is ever in it (they may quote an account or an address).
+
+Pure: the sender (`sender.py`) hands in the notice, the link and the addresses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Final
+
+from services.payouts.creator_page.timeline import money_text, status_words, when
+from services.payouts.notices import Notice
+
+_WHAT: Final = {"fee": "fee", "commission": "commission"}
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    expires_at: datetime
+
+
+def subject(notice: Notice) -> str:
+    words, _, action = status_words(notice.status, notice.hold_code, returned=notice.returned)
+    what = _WHAT.get(notice.kind or "", "payout")
+    prefix = "Action needed: " if action is not None and action.needs_you else ""
+    return f"{prefix}your {what} payout of {money_text(notice.amount)}: {words.lower()}"
+
+
+def body(notice: Notice, link: Link) -> str:
+    words, _, action = status_words(notice.status, notice.hold_code, returned=notice.returned)
+    amount = money_text(notice.amount)
+    if not notice.converted:
+        amount += " (before conversion to your currency, at the rate of the day it is sent)"
+    lines = [
+        "Hello,",
+        "",
+        f"Your payout {notice.payout_id} changed on {when(notice.changed_at)}.",
+        "",
+        f"Status: {words}",
+        f"Amount: {amount}",
+    ]
+    if action is not None:
+        heading = "Action needed" if action.needs_you else "Why it waits"
+        lines += ["", f"{heading}: {action.title}", action.what_to_do]
+    lines += [
+        "",
+        "See all your payouts and their timelines:",
+        link.url,
+        "",
+        f"This link opens your payout page once, until {when(link.expires_at)}. "
+        "If it has expired, the next update brings a new one, or ask us for one.",
+        "",
+        "CreatorFlow payouts",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def message(notice: Notice, link: Link, *, sender: str, to: str, now: datetime) -> EmailMessage:
+    """The e-mail of one notice, with a Message-ID derived from the change (`Notice.message_id`):
+    the same change always gives the same id."""
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = to
+    email["Subject"] = subject(notice)
+    email["Date"] = format_datetime(now)
+    email["Message-ID"] = notice.message_id(sender_domain(sender))
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(body(notice, link))
+    return email
+
+
+def sender_domain(sender: str) -> str:
+    """The domain of the sender's address (`"CreatorFlow <payouts@example.com>"` ->
+    `example.com`), for Message-IDs."""
+    _, address = parseaddr(sender)
+    return address.rpartition("@")[2] or "localhost"
