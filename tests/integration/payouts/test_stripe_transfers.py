@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import timedelta
 from decimal import Decimal
 
@@ -22,16 +23,10 @@ DESTINATION = "acct_1LocalCreator"
 
 
 @pytest.fixture
-async def stripe() -> AsyncIterator[FakeStripe]:
-    async with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
 async def adapter(stripe: FakeStripe) -> AsyncIterator[StripeTransfers]:
     client = StripeTransfers(stripe.api_key, base_url=stripe.base_url, timeout_seconds=5)
-    yield client
-    await client.aclose()
+    async with aclosing(client):
+        yield client
 
 
 def request(key: str, amount: Money, destination: str = DESTINATION) -> TransferRequest:
