@@ -44,11 +44,10 @@ from shared.contract.events import (
     make_event,
     spec_for_type,
 )
-from shared.contract.money import FxSnapshot, Money
-from shared.tools.demo.scenario import EXTRA_RATES, DealTruth
+from shared.contract.money import Money
+from shared.tools.demo.scenario import DealTruth, reference_fx
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
-    REFERENCE_RATES,
     generate_population,
     niche_request,
 )
@@ -161,12 +160,7 @@ class _Generator:
         self.rng = random.Random(config.seed)
         self.starts_at = now - timedelta(days=4)
         self.ends_at = now + timedelta(days=10)
-        self.fx = FxSnapshot(
-            base="USD",
-            rates={**REFERENCE_RATES, **EXTRA_RATES},
-            as_of=now - timedelta(days=30),
-            source="fx-feed",
-        )
+        self.fx = reference_fx(now)
         self.events: list[CloudEvent[Any]] = []
         self.attribution: dict[str, DealTruth] = {}
         self.confirmations: set[tuple[str, str]] = set()
@@ -353,14 +347,7 @@ class _Generator:
             )
             self.events.append(make_event(snapshot, source="collector/metrics", time=self.now))
         assert snapshot is not None
-        truth.posts += 1
-        truth.likes += snapshot.likes
-        truth.comments += snapshot.comments
-        truth.shares += snapshot.shares
-        truth.saves += snapshot.saves
-        truth.views += snapshot.views
-        truth.impressions += snapshot.impressions
-        truth.reach += snapshot.reach
+        truth.add_post(snapshot)
 
     def _orders(self, deal: DealSigned, truth: DealTruth) -> None:
         code = deal.promo_codes[0]
@@ -387,8 +374,7 @@ class _Generator:
                 )
                 self.events.append(make_event(refund, source="shop/chaos", time=self.now))
             else:
-                truth.orders += 1
-                truth.revenue += self.fx.convert(amount, "USD").result
+                truth.add_order(self.fx.convert(amount, "USD").result)
         if self.rng.random() < 0.2:  # before the deal started: valid, attributed to nobody
             early = OrderRedeemed(
                 order_id=f"ord-{deal.deal_id}-early",

@@ -101,6 +101,32 @@ class DealTruth:
     orders: int = 0
     revenue: Money = field(default_factory=lambda: Money.zero("USD"))
 
+    def add_post(self, last: PostMetricsObserved) -> None:
+        """Count one post by its last snapshot (snapshots are cumulative, not deltas)."""
+        self.posts += 1
+        self.likes += last.likes
+        self.comments += last.comments
+        self.shares += last.shares
+        self.saves += last.saves
+        self.views += last.views
+        self.reach += last.reach
+        self.impressions += last.impressions
+
+    def add_order(self, revenue: Money) -> None:
+        """Count one order that stays attributed (not refunded), its revenue in USD."""
+        self.orders += 1
+        self.revenue += revenue
+
+
+def reference_fx(now: datetime) -> FxSnapshot:
+    """The month-old rates (per USD) a generated campaign converts its orders with."""
+    return FxSnapshot(
+        base="USD",
+        rates={**REFERENCE_RATES, **EXTRA_RATES},
+        as_of=now - timedelta(days=30),
+        source=FX_SOURCE,
+    )
+
 
 @dataclass(frozen=True)
 class RailsShowcase:
@@ -149,12 +175,7 @@ class Scenario:
         self.rng = random.Random(config.seed)
         self.starts_at = now - timedelta(days=3)
         self.ends_at = now + timedelta(days=11)
-        self.fx = FxSnapshot(
-            base="USD",
-            rates={**REFERENCE_RATES, **EXTRA_RATES},
-            as_of=now - timedelta(days=30),
-            source=FX_SOURCE,
-        )
+        self.fx = reference_fx(now)
         self.population: Population = generate_population(
             config.creators, seed=config.seed, id_prefix="cr"
         )
@@ -347,15 +368,7 @@ class Scenario:
                     followers=hire.followers,
                 )
             )
-        last = snapshots[-1]
-        truth.posts += 1
-        truth.likes += last.likes
-        truth.comments += last.comments
-        truth.shares += last.shares
-        truth.saves += last.saves
-        truth.views += last.views
-        truth.reach += last.reach
-        truth.impressions += last.impressions
+        truth.add_post(snapshots[-1])
         for step, snapshot in enumerate(snapshots):
             event = make_event(snapshot, source=COLLECTOR_SOURCE, time=self.now)
             waves[step].append(event)
@@ -388,8 +401,7 @@ class Scenario:
                 )
                 waves[2].append(make_event(refund, source=SHOP_SOURCE, time=self.now))
             else:
-                truth.orders += 1
-                truth.revenue += value
+                truth.add_order(value)
         # Used before the deal started: valid data, attributed to nobody.
         early = OrderRedeemed(
             order_id=f"ord-{hire.deal.deal_id}-early",
