@@ -90,7 +90,7 @@ async def test_a_refused_payout_is_sent_once_after_the_account_changes(
         await asyncio.sleep(1.0)  # time for a second transfer to show up, if one were coming
     [transfer] = stripe.transfers.values()
     assert (transfer["amount"], transfer["destination"]) == (45000, OPEN)
-    keys = [h.get("idempotency-key") for m, _, h in stripe.requests if m == "POST"]
+    keys = [r.headers.get("idempotency-key") for r in stripe.requests if r.method == "POST"]
     assert keys == [payout_id, f"{payout_id}-attempt-2"]
     assert statuses(watcher, deal) == [
         "payout.scheduled",

@@ -42,7 +42,7 @@ async def test_transfer_is_created_once_per_idempotency_key(
     [transfer] = stripe.transfers.values()
     assert (transfer["amount"], transfer["currency"]) == (1234, "eur")
     assert transfer["metadata"] == {"payout_id": "po_1"}
-    assert stripe.requests[0][2]["idempotency-key"] == "po_1"
+    assert stripe.requests[0].headers["idempotency-key"] == "po_1"
     # JPY has no minor unit: 5000 JPY is sent as 5000
     await adapter.send(request("po_2", Money(5000, "JPY")))
     assert [t["amount"] for t in stripe.transfers.values()] == [1234, 5000]
