@@ -113,9 +113,10 @@ async def paced(
     messages: Sequence[tuple[str, bytes, bytes, str]],
     rate: float,
     sent_at: dict[str, float],
+    wall_sent_at: dict[str, float] | None = None,
 ) -> None:
     """Send (topic, key, value, tag) at `rate` per second, recording each send time
-    (perf_counter) by tag."""
+    (perf_counter) by tag, and its wall-clock time (epoch seconds) in `wall_sent_at` if given."""
     start = time.perf_counter()
     pending = []
     for i, (topic, key, value, tag) in enumerate(messages):
@@ -123,6 +124,8 @@ async def paced(
         if delay > 0:
             await asyncio.sleep(delay)
         sent_at[tag] = time.perf_counter()
+        if wall_sent_at is not None:
+            wall_sent_at[tag] = time.time()
         pending.append(await producer.send(topic, value, key=key))
     await asyncio.gather(*pending)
 
