@@ -22,10 +22,8 @@ from shared.contract.events import (
     Topic,
     dlq_topic,
     encode,
-    make_event,
     spec_for_type,
 )
-from shared.contract.events.examples import valid_example
 from shared.runtime.config import Settings
 from shared.runtime.kafka import (
     BatchHandler,
@@ -38,6 +36,7 @@ from shared.runtime.kafka import (
 from shared.runtime.pipeline import PipelinedBatches, Prepare
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
+from tests.support.examples import fresh_example
 from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
 
@@ -56,10 +55,7 @@ async def wait_for(event: asyncio.Event, seconds: float = 30.0) -> None:
 
 def example(event_type: str, source: str, key: str) -> CloudEvent[Any]:
     """A valid event of `event_type` from `source` with its key field set to `key`."""
-    data = valid_example(event_type).data.model_copy(
-        update={spec_for_type(event_type).key_field: key}
-    )
-    return make_event(data, type=event_type, source=source, id=str(uuid.uuid4()))
+    return fresh_example(event_type, source, **{spec_for_type(event_type).key_field: key})
 
 
 @dataclass
