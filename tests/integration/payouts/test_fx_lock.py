@@ -93,18 +93,10 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         stale = fx({"JPY": "150.00"}, as_of=now - timedelta(hours=30))
         funding, signed = funded_deal(deal, creator)
-        ready = [stale, account(creator, currency="JPY", time=now), funding]
-        await produce_events(bootstrap, ready)
-
-        async def ready_applied() -> bool:
-            applied = await db_pool.fetchval(
-                "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::text[])",
-                [e.id for e in ready],
-            )
-            return bool(applied == len(ready))
-
         # The account and the brand's funds first, so that the payout is held for the rate alone.
-        await eventually(ready_applied, what="the rate, the account and the funds stored")
+        await applied_first(
+            bootstrap, db_pool, stale, account(creator, currency="JPY", time=now), funding
+        )
         await produce_events(
             bootstrap,
             [
