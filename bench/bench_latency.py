@@ -50,6 +50,8 @@ from shared.tools.latency_floor import (
     payout_stages,
     post_to_payout_hops,
     quantile,
+    stage_lines,
+    stage_quantiles,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -219,8 +221,7 @@ async def _measure(
         "histogram_count": counted,
         "histogram_mean": (after[1] - before[1]) / counted if counted else float("nan"),
         "mean": sum(total) / len(total),
-        **{f"stage_{k}": quantile(v, 0.5) for k, v in stages.items() if v},
-        **{f"stage99_{k}": quantile(v, 0.99) for k, v in stages.items() if v},
+        **stage_quantiles(stages),
     }
 
 
@@ -250,15 +251,8 @@ async def main(rate: float, count: int) -> None:
         f"{POST_TO_SENT}: {service['histogram_count']:.0f} payouts, mean "
         f"{service['histogram_mean'] * ms:.1f} ms (here, to receipt: {service['mean'] * ms:.1f} ms)"
     )
-    for label, prefix in (("p50", "stage_"), ("p99", "stage99_")):
-        print(
-            f"  confirmed -> sent, {label} per stage (ms): "
-            + ", ".join(
-                f"{k[len(prefix) :]} {v * ms:.1f}"
-                for k, v in service.items()
-                if k.startswith(prefix)
-            )
-        )
+    for line in stage_lines(service, lead="  confirmed -> sent, "):
+        print(line)
     goal = "met" if service["p99"] <= 1.0 else "NOT met"
     print(f"goal post -> payout.sent p99 <= 1 s: {goal}")
 

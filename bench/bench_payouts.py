@@ -37,7 +37,14 @@ from shared.runtime.config import Settings
 from shared.runtime.kafka import ensure_topics
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from shared.tools.latency_floor import Arrivals, paced, payout_stages, quantile
+from shared.tools.latency_floor import (
+    Arrivals,
+    paced,
+    payout_stages,
+    quantile,
+    stage_lines,
+    stage_quantiles,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from servers import embedded_servers, produce_all, quiet_logs  # bench/ is the script's directory
@@ -155,9 +162,7 @@ async def _stages(
     """Median and p99 time spent in each stage (wall clock, database timestamps), in seconds."""
     ids = {d: confirmation_ids[d] for d in deals}
     parts = await payout_stages(pool, ids, wall_sent_at, wall_received_at)
-    stages = {f"stage_{k}": quantile(v, 0.5) for k, v in parts.items() if v}
-    stages |= {f"stage99_{k}": quantile(v, 0.99) for k, v in parts.items() if v}
-    return stages
+    return stage_quantiles(parts)
 
 
 confirmation_ids: dict[str, str] = {}
@@ -193,15 +198,8 @@ async def main(rate: float, count: int, burst: int) -> None:
         f"{'ratio (payouts / baseline)':42}"
         f"{service['p50'] / base['p50']:10.1f}{service['p99'] / base['p99']:10.1f}"
     )
-    for label, prefix in (("p50", "stage_"), ("p99", "stage99_")):
-        print(
-            f"{label} per stage (ms): "
-            + ", ".join(
-                f"{k[len(prefix) :]} {v * ms:.1f}"
-                for k, v in service.items()
-                if k.startswith(prefix)
-            )
-        )
+    for line in stage_lines(service):
+        print(line)
     goal = "met" if service["p99"] * ms <= 250 else "NOT met"
     print(f"goal p99 <= 250 ms: {goal}")
     print(
