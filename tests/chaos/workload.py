@@ -45,7 +45,7 @@ from shared.contract.events import (
     spec_for_type,
 )
 from shared.contract.money import Money
-from shared.tools.demo.scenario import DealTruth, reference_fx
+from shared.tools.demo.scenario import DealTruth, PostGrowth, reference_fx
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
     generate_population,
@@ -68,6 +68,13 @@ INVALID_HEADER: Final = "chaos-invalid"
 # The hostile catalogue's oversized values need a producer allowed to send them; the hostile
 # suite covers them, so the chaos stream leaves them out.
 _MAX_INVALID_BYTES: Final = 256 * 1024
+GROWTH: Final = PostGrowth(
+    likes_per_comment=10,
+    likes_per_share=25,
+    likes_per_save=7,
+    views_per_reach=1.5,
+    impressions_per_reach=1.2,
+)
 
 
 @dataclass(frozen=True)
@@ -336,14 +343,8 @@ class _Generator:
                 tags=tags,
                 posted_at=posted_at,
                 observed_at=posted_at + timedelta(hours=3 + 12 * step),
-                likes=likes,
-                comments=likes // 10,
-                shares=likes // 25,
-                saves=likes // 7,
-                views=int(reach * 1.5),
-                impressions=int(reach * 1.2),
-                reach=reach,
                 followers=followers,
+                **GROWTH.counts(likes, reach),
             )
             self.events.append(make_event(snapshot, source="collector/metrics", time=self.now))
         assert snapshot is not None

@@ -118,6 +118,30 @@ class DealTruth:
         self.revenue += revenue
 
 
+@dataclass(frozen=True)
+class PostGrowth:
+    """How a generated post's counts follow its likes and its reach: so many likes per
+    comment, share and save; so many views and impressions per account reached."""
+
+    likes_per_comment: int
+    likes_per_share: int
+    likes_per_save: int
+    views_per_reach: float
+    impressions_per_reach: float
+
+    def counts(self, likes: int, reach: int) -> dict[str, int]:
+        """A snapshot's cumulative counts once the post has `likes` likes and `reach` reach."""
+        return {
+            "likes": likes,
+            "comments": likes // self.likes_per_comment,
+            "shares": likes // self.likes_per_share,
+            "saves": likes // self.likes_per_save,
+            "views": int(reach * self.views_per_reach),
+            "impressions": int(reach * self.impressions_per_reach),
+            "reach": reach,
+        }
+
+
 def reference_fx(now: datetime) -> FxSnapshot:
     """The month-old rates (per USD) a generated campaign converts its orders with."""
     return FxSnapshot(
@@ -152,6 +176,13 @@ class RailsShowcase:
 
 
 SHOWCASE: Final = RailsShowcase()
+GROWTH: Final = PostGrowth(
+    likes_per_comment=12,
+    likes_per_share=30,
+    likes_per_save=8,
+    views_per_reach=1.6,
+    impressions_per_reach=1.3,
+)
 # The payouts service's settings for the demo. A new destination given while a payout is owed
 # (the returned one) is paid to only after a cool-off, a day by default: a few seconds here,
 # checked every second, so the demo shows the wait without waiting a day.
@@ -358,14 +389,8 @@ class Scenario:
                     tags=tags,
                     posted_at=posted_at,
                     observed_at=posted_at + timedelta(hours=4 + 18 * step),
-                    likes=likes,
-                    comments=likes // 12,
-                    shares=likes // 30,
-                    saves=likes // 8,
-                    views=int(reach * 1.6),
-                    impressions=int(reach * 1.3),
-                    reach=reach,
                     followers=hire.followers,
+                    **GROWTH.counts(likes, reach),
                 )
             )
         truth.add_post(snapshots[-1])
