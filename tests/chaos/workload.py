@@ -16,7 +16,6 @@ before executing anything, e.g. while that rail is down).
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,7 +44,7 @@ from shared.contract.events import (
     spec_for_type,
 )
 from shared.contract.money import Money
-from shared.tools.demo.scenario import DealTruth, PostGrowth, reference_fx
+from shared.tools.demo.scenario import DealTruth, PostGrowth, SeededCampaign
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
     generate_population,
@@ -160,14 +159,10 @@ def generate(config: ChaosConfig, now: datetime) -> Workload:
     return _Generator(config, now).workload()
 
 
-class _Generator:
+class _Generator(SeededCampaign):
     def __init__(self, config: ChaosConfig, now: datetime) -> None:
+        super().__init__(config.seed, now, started=timedelta(days=4), ends_in=timedelta(days=10))
         self.config = config
-        self.now = now
-        self.rng = random.Random(config.seed)
-        self.starts_at = now - timedelta(days=4)
-        self.ends_at = now + timedelta(days=10)
-        self.fx = reference_fx(now)
         self.events: list[CloudEvent[Any]] = []
         self.attribution: dict[str, DealTruth] = {}
         self.confirmations: set[tuple[str, str]] = set()

@@ -199,14 +199,22 @@ class Activity:
     needs_manual_confirmation: dict[str, str]  # deal_id -> deliverable_id
 
 
-class Scenario:
-    def __init__(self, config: DemoConfig, now: datetime) -> None:
-        self.config = config
+class SeededCampaign:
+    """What a seeded generator of a campaign's events keeps: its clock `now`, its random
+    source, the campaign's window around `now` and the month-old reference FX rates."""
+
+    def __init__(self, seed: int, now: datetime, *, started: timedelta, ends_in: timedelta) -> None:
         self.now = now
-        self.rng = random.Random(config.seed)
-        self.starts_at = now - timedelta(days=3)
-        self.ends_at = now + timedelta(days=11)
+        self.rng = random.Random(seed)
+        self.starts_at = now - started
+        self.ends_at = now + ends_in
         self.fx = reference_fx(now)
+
+
+class Scenario(SeededCampaign):
+    def __init__(self, config: DemoConfig, now: datetime) -> None:
+        super().__init__(config.seed, now, started=timedelta(days=3), ends_in=timedelta(days=11))
+        self.config = config
         self.population: Population = generate_population(
             config.creators, seed=config.seed, id_prefix="cr"
         )
