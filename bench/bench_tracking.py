@@ -42,6 +42,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+from servers import embedded_servers  # bench/ is the script's directory
 
 from services.tracking.app import SERVICE
 from services.tracking.handlers import apply_batch
@@ -62,12 +63,11 @@ from shared.contract.events import (
     spec_for_type,
 )
 from shared.contract.money import Money
-from shared.runtime.config import Settings
 from shared.runtime.db import create_pool
-from shared.runtime.kafka import ensure_topics, subscribe_events
+from shared.runtime.kafka import subscribe_events
 from shared.runtime.outbox import OutboxRelay
 from shared.runtime.service import Background, Resources, run_service
-from shared.tools.infra import EmbeddedInfra, InfraUrls
+from shared.tools.infra import InfraUrls
 
 DEALS = 1000
 POSTS_PER_DEAL = 3
@@ -351,10 +351,7 @@ async def steady_load(
 
 
 async def measure_service(args: argparse.Namespace, root: Path, instances: int) -> dict[str, Any]:
-    with EmbeddedInfra(root / f"batched-{instances}", Settings(), durable=False) as infra:
-        urls = infra.urls
-        assert urls is not None
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
+    async with embedded_servers(root / f"batched-{instances}") as urls:
         workload = Workload(seed=1)
         setup = workload.setup()
         backlog = [workload.next()[2] for _ in range(args.events)]
@@ -382,10 +379,7 @@ async def measure_service(args: argparse.Namespace, root: Path, instances: int) 
 
 
 async def measure_naive(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    with EmbeddedInfra(root / "naive", Settings(), durable=False) as infra:
-        urls = infra.urls
-        assert urls is not None
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
+    async with embedded_servers(root / "naive") as urls:
         workload = Workload(seed=1)
         setup = workload.setup()
         backlog = [workload.next()[2] for _ in range(args.naive_events)]
