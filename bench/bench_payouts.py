@@ -46,8 +46,9 @@ from shared.tools.latency_floor import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support.payouts_setup import ObservedPayouts
 from servers import embedded_servers, produce_all, quiet_logs  # bench/ is the script's directory
+
+from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
 BASELINE_TOPIC = "bench.payouts-roundtrip"

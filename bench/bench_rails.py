@@ -37,8 +37,9 @@ from shared.tools.infra import InfraUrls
 from shared.tools.latency_floor import Arrivals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support.payouts_setup import ObservedPayouts
 from servers import embedded_servers, quiet_logs  # bench/ is the script's directory
+
+from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, deal_signed
 
 REPLICAS = 2

@@ -21,10 +21,8 @@ from services.matching.schema import SCHEMA
 from services.matching.settings import MatchingSettings
 from services.matching.state import MatchingService
 from services.matching.translate import profile_payload
-from shared.contract.events import MatchRequested, MatchSuggested, Topic, decode, make_event
-from shared.runtime.service import Background, Resources, ServiceRuntime
 from shared.contract.events import MatchRequested, Topic, make_event
-from shared.runtime.service import Resources, ServiceRuntime
+from shared.runtime.service import Background, Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.synthetic.population import Population, generate_population, niche_request
 from tests.integration.matching.answers import Answers

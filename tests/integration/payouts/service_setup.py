@@ -8,10 +8,10 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from tests.support.payouts_setup import ObservedPayouts
 from services.payouts.cli import app
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.settings import PayoutsSettings
+from tests.support.payouts_setup import ObservedPayouts
 
 
 def fast_settings(**overrides: Any) -> PayoutsSettings:

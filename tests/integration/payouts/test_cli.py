@@ -15,7 +15,6 @@ import pytest
 from pydantic import SecretStr
 
 from services.payouts import translate
-from services.payouts.cli import app
 from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.domain import lifecycle
 from services.payouts.schema import SCHEMA

@@ -14,7 +14,6 @@ import asyncpg
 import pytest
 
 from services.payouts.app import make_setup, units_of_work
-from services.payouts.cli import app
 from services.payouts.destinations import DestinationCipher
 from services.payouts.domain.escrow import Funding
 from services.payouts.handlers import PayoutPolicy

@@ -14,8 +14,6 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from services.payouts.providers.sandbox import SandboxProvider
-from tests.support.payouts_setup import ObservedPayouts
 from services.payouts.schema import SCHEMA
 from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime

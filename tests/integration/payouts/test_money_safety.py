@@ -12,8 +12,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.payouts.providers.sandbox import SandboxProvider
-from tests.support.payouts_setup import ObservedPayouts
 from services.payouts.schema import SCHEMA
 from shared.contract.events import CloudEvent, Topic, dlq_topic
 from shared.contract.money import Money

@@ -14,8 +14,6 @@ import asyncpg
 import pytest
 
 from services.payouts.app import make_setup
-from services.payouts.cli import app
-from tests.support.payouts_setup import ObservedPayouts
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails
 from services.payouts.providers.wise import WiseTransfers

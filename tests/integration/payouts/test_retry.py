@@ -12,9 +12,6 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from services.payouts.app import make_setup
-from services.payouts.cli import app
-from tests.support.payouts_setup import ObservedPayouts
 from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.schema import SCHEMA
 from shared.runtime.service import ServiceRuntime
@@ -24,6 +21,7 @@ from tests.integration.payouts.rails_setup import owed, statuses
 from tests.integration.payouts.service_setup import fast_settings, invoke
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.support.kafka_io import produce_events
+from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
