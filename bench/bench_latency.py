@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import tempfile
 import time
@@ -39,12 +38,9 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
-from shared.runtime.config import Settings
+from shared.contract.events import CloudEvent, Topic, decode, encode, event_key
 from shared.runtime.db import create_pool
-from shared.runtime.kafka import ensure_topics
-from shared.runtime.observability import configure_logging
-from shared.tools.infra import EmbeddedInfra, InfraUrls
+from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import ServiceProcesses
 from shared.tools.latency_floor import (
     Arrivals,
@@ -54,9 +50,13 @@ from shared.tools.latency_floor import (
     payout_stages,
     post_to_payout_hops,
     quantile,
+    stage_lines,
+    stage_quantiles,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from servers import embedded_servers, produce_all, quiet_logs  # bench/ is the script's directory
+
 from tests.unit.payouts.builders import account, funded_deal, fx
 from tests.unit.tracking.builders import post_event
 
@@ -84,14 +84,6 @@ def of_type(kind: str, ids: dict[str, str] | None = None) -> Tag:
         return str(event.data.deal_id)
 
     return tag
-
-
-async def produce_all(producer: AIOKafkaProducer, events: Sequence[CloudEvent[Any]]) -> None:
-    sent = [
-        await producer.send(spec_for_type(e.type).topic, encode(e), key=event_key(e))
-        for e in events
-    ]
-    await asyncio.gather(*sent)
 
 
 async def stored(pool: Any, table: str, prefix: str, expected: int) -> None:
@@ -229,19 +221,14 @@ async def _measure(
         "histogram_count": counted,
         "histogram_mean": (after[1] - before[1]) / counted if counted else float("nan"),
         "mean": sum(total) / len(total),
-        **{f"stage_{k}": quantile(v, 0.5) for k, v in stages.items() if v},
-        **{f"stage99_{k}": quantile(v, 0.99) for k, v in stages.items() if v},
+        **stage_quantiles(stages),
     }
 
 
 async def main(rate: float, count: int) -> None:
-    configure_logging("bench", level="WARNING")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    quiet_logs()
     root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-latency-"))
-    with EmbeddedInfra(root, Settings(), durable=False) as stack:
-        assert stack.urls is not None
-        urls = stack.urls
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
+    async with embedded_servers(root) as urls:
         base = await floor(urls, rate, count)
         service = await services(urls, rate, count, root)
     ms = 1000.0
@@ -264,15 +251,8 @@ async def main(rate: float, count: int) -> None:
         f"{POST_TO_SENT}: {service['histogram_count']:.0f} payouts, mean "
         f"{service['histogram_mean'] * ms:.1f} ms (here, to receipt: {service['mean'] * ms:.1f} ms)"
     )
-    for label, prefix in (("p50", "stage_"), ("p99", "stage99_")):
-        print(
-            f"  confirmed -> sent, {label} per stage (ms): "
-            + ", ".join(
-                f"{k[len(prefix) :]} {v * ms:.1f}"
-                for k, v in service.items()
-                if k.startswith(prefix)
-            )
-        )
+    for line in stage_lines(service, lead="  confirmed -> sent, "):
+        print(line)
     goal = "met" if service["p99"] <= 1.0 else "NOT met"
     print(f"goal post -> payout.sent p99 <= 1 s: {goal}")
 

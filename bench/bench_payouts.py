@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import statistics
 import sys
 import tempfile
@@ -32,15 +31,23 @@ from aiokafka import AIOKafkaProducer
 
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
-from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, spec_for_type
+from shared.contract.events import CloudEvent, Topic, decode, encode, event_key
 from shared.runtime.config import Settings
 from shared.runtime.kafka import ensure_topics
-from shared.runtime.observability import configure_logging
 from shared.runtime.service import ServiceRuntime
-from shared.tools.infra import EmbeddedInfra, InfraUrls
-from shared.tools.latency_floor import Arrivals, payout_stages, quantile
+from shared.tools.infra import InfraUrls
+from shared.tools.latency_floor import (
+    Arrivals,
+    paced,
+    payout_stages,
+    quantile,
+    stage_lines,
+    stage_quantiles,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from servers import embedded_servers, produce_all, quiet_logs  # bench/ is the script's directory
+
 from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
@@ -50,33 +57,6 @@ CURRENCIES = ["EUR", "JPY", "KWD", "USD"]
 
 
 wall_sent_at: dict[str, float] = {}
-
-
-async def produce_all(producer: AIOKafkaProducer, events: Sequence[CloudEvent[Any]]) -> None:
-    sent = [
-        await producer.send(spec_for_type(e.type).topic, encode(e), key=event_key(e))
-        for e in events
-    ]
-    await asyncio.gather(*sent)
-
-
-async def paced(
-    producer: AIOKafkaProducer,
-    messages: Sequence[tuple[str, bytes, bytes, str]],
-    rate: float,
-    sent_at: dict[str, float],
-) -> None:
-    """Send (topic, key, value, tag) at `rate` per second, recording each send time by tag."""
-    start = time.perf_counter()
-    pending = []
-    for i, (topic, key, value, tag) in enumerate(messages):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sent_at[tag] = time.perf_counter()
-        wall_sent_at[tag] = time.time()
-        pending.append(await producer.send(topic, value, key=key))
-    await asyncio.gather(*pending)
 
 
 def sent_deal(record: Any) -> str | None:
@@ -155,7 +135,7 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
             await receiver.wait_for(set(warm), 60)
 
             sent_at: dict[str, float] = {}
-            await paced(producer, _confirmations(steady), rate, sent_at)
+            await paced(producer, _confirmations(steady), rate, sent_at, wall_sent_at)
             await receiver.wait_for(set(steady), 120)
             latencies = [receiver.received[d] - sent_at[d] for d in steady]
             stages = await _stages(pool, steady, receiver.wall)
@@ -182,9 +162,7 @@ async def _stages(
     """Median and p99 time spent in each stage (wall clock, database timestamps), in seconds."""
     ids = {d: confirmation_ids[d] for d in deals}
     parts = await payout_stages(pool, ids, wall_sent_at, wall_received_at)
-    stages = {f"stage_{k}": quantile(v, 0.5) for k, v in parts.items() if v}
-    stages |= {f"stage99_{k}": quantile(v, 0.99) for k, v in parts.items() if v}
-    return stages
+    return stage_quantiles(parts)
 
 
 confirmation_ids: dict[str, str] = {}
@@ -200,13 +178,9 @@ def _confirmations(deals: Sequence[str]) -> list[tuple[str, bytes, bytes, str]]:
 
 
 async def main(rate: float, count: int, burst: int) -> None:
-    configure_logging("bench", level="WARNING")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    quiet_logs()
     root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-payouts-"))
-    with EmbeddedInfra(root, Settings(), durable=False) as stack:
-        assert stack.urls is not None
-        urls = stack.urls
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
+    async with embedded_servers(root) as urls:
         base = await baseline(urls, rate, count, burst)
         service = await payouts(urls, rate, count, burst)
     ms = 1000.0
@@ -224,15 +198,8 @@ async def main(rate: float, count: int, burst: int) -> None:
         f"{'ratio (payouts / baseline)':42}"
         f"{service['p50'] / base['p50']:10.1f}{service['p99'] / base['p99']:10.1f}"
     )
-    for label, prefix in (("p50", "stage_"), ("p99", "stage99_")):
-        print(
-            f"{label} per stage (ms): "
-            + ", ".join(
-                f"{k[len(prefix) :]} {v * ms:.1f}"
-                for k, v in service.items()
-                if k.startswith(prefix)
-            )
-        )
+    for line in stage_lines(service):
+        print(line)
     goal = "met" if service["p99"] * ms <= 250 else "NOT met"
     print(f"goal p99 <= 250 ms: {goal}")
     print(

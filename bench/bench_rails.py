@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import logging
 import sys
 import tempfile
 import time
@@ -33,14 +32,13 @@ from services.payouts.providers import Settlement, TransferAccepted, TransferReq
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from shared.contract.events import Topic, decode, encode, event_key, spec_for_type
-from shared.runtime.config import Settings
-from shared.runtime.kafka import ensure_topics
-from shared.runtime.observability import configure_logging
 from shared.runtime.service import ServiceRuntime
-from shared.tools.infra import EmbeddedInfra, InfraUrls
+from shared.tools.infra import InfraUrls
 from shared.tools.latency_floor import Arrivals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from servers import embedded_servers, quiet_logs  # bench/ is the script's directory
+
 from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, deal_signed
 
@@ -168,14 +166,11 @@ async def burst_through(
 
 
 async def main(burst: int, limit: float, latency_ms: float) -> None:
-    configure_logging("bench", level="WARNING")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    quiet_logs()
     root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-rails-"))
-    with EmbeddedInfra(root, Settings(), durable=False) as infra:
-        assert infra.urls is not None
-        await ensure_topics(infra.urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
-        unlimited = await burst_through(infra.urls, burst, limit, latency_ms / 1000, limited=False)
-        result = await burst_through(infra.urls, burst, limit, latency_ms / 1000)
+    async with embedded_servers(root) as urls:
+        unlimited = await burst_through(urls, burst, limit, latency_ms / 1000, limited=False)
+        result = await burst_through(urls, burst, limit, latency_ms / 1000)
     most = result["most_in_a_second"]
     print(
         f"rails benchmark: a burst of {burst} payouts through a rail answering in "

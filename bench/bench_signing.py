@@ -31,6 +31,7 @@ from typing import Any
 
 import bench_tracking  # bench/ is the script's directory
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from servers import embedded_servers  # bench/ is the script's directory
 
 from services.tracking.app import SERVICE
 from services.tracking.schema import SCHEMA
@@ -46,11 +47,8 @@ from shared.contract.events import (
 from shared.contract.events.codec import sign_event
 from shared.contract.events.examples import valid_example
 from shared.contract.signing import Party, key_id, public_key_text, sign_json
-from shared.runtime.config import Settings
 from shared.runtime.db import create_pool
-from shared.runtime.kafka import ensure_topics
 from shared.runtime.trust import KeyRegistry, Trust
-from shared.tools.infra import EmbeddedInfra
 
 
 def rate(work: Callable[[], Any], seconds: float) -> float:
@@ -127,10 +125,7 @@ def signed_backlog(
 async def tracking_rate(root: Path, events: int, *, signed: bool) -> tuple[float, int]:
     """Events/s of the tracking service working off `events` events (and how many signed)."""
     name = "signed" if signed else "unsigned"
-    with EmbeddedInfra(root / name, Settings(), durable=False) as infra:
-        urls = infra.urls
-        assert urls is not None
-        await ensure_topics(urls.kafka_bootstrap_servers, partitions=3, replication_factor=1)
+    async with embedded_servers(root / name) as urls:
         workload = bench_tracking.Workload(seed=1)
         setup = workload.setup()
         backlog = setup + [workload.next()[2] for _ in range(events)]

@@ -113,9 +113,10 @@ async def paced(
     messages: Sequence[tuple[str, bytes, bytes, str]],
     rate: float,
     sent_at: dict[str, float],
+    wall_sent_at: dict[str, float] | None = None,
 ) -> None:
     """Send (topic, key, value, tag) at `rate` per second, recording each send time
-    (perf_counter) by tag."""
+    (perf_counter) by tag, and its wall-clock time (epoch seconds) in `wall_sent_at` if given."""
     start = time.perf_counter()
     pending = []
     for i, (topic, key, value, tag) in enumerate(messages):
@@ -123,6 +124,8 @@ async def paced(
         if delay > 0:
             await asyncio.sleep(delay)
         sent_at[tag] = time.perf_counter()
+        if wall_sent_at is not None:
+            wall_sent_at[tag] = time.time()
         pending.append(await producer.send(topic, value, key=key))
     await asyncio.gather(*pending)
 
@@ -240,3 +243,22 @@ async def payout_stages(
         parts["relay"].append(float(r["published"] - r["sent"]))
         parts["deliver"].append(received_at[d] - float(r["published"]))
     return parts
+
+
+def stage_quantiles(stages: Mapping[str, list[float]]) -> dict[str, float]:
+    """The p50 (`stage_<name>`) and p99 (`stage99_<name>`) seconds of each stage measured in
+    `payout_stages`."""
+    p50 = {f"stage_{k}": quantile(v, 0.5) for k, v in stages.items() if v}
+    return p50 | {f"stage99_{k}": quantile(v, 0.99) for k, v in stages.items() if v}
+
+
+def stage_lines(summary: Mapping[str, float], lead: str = "") -> list[str]:
+    """Two lines, p50 then p99, of each stage's milliseconds in `summary` (which holds what
+    `stage_quantiles` gave, maybe among other numbers), each line starting with `lead`."""
+    lines = []
+    for label, prefix in (("p50", "stage_"), ("p99", "stage99_")):
+        stages = ", ".join(
+            f"{k[len(prefix) :]} {v * 1000:.1f}" for k, v in summary.items() if k.startswith(prefix)
+        )
+        lines.append(f"{lead}{label} per stage (ms): {stages}")
+    return lines

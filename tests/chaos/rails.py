@@ -106,7 +106,7 @@ class ChaosRails:
         )
 
     async def __aenter__(self) -> ChaosRails:
-        await self.stripe.__aenter__()
+        await self.stripe.start()
         await self.paypal.start()
         await self.wise.start()
         return self
@@ -115,7 +115,7 @@ class ChaosRails:
         if self.paypal.is_up:
             await self.paypal.stop()
         await self.wise.stop()
-        await self.stripe.__aexit__()
+        await self.stripe.stop()
 
     def env(self) -> dict[str, str]:
         """The payouts service's settings for these rails and their webhooks."""
@@ -159,7 +159,7 @@ class ChaosRails:
 
     def requests(self) -> int:
         """Requests that could move money, on every rail."""
-        stripe = sum(1 for method, _, _ in self.stripe.requests if method == "POST")
+        stripe = sum(1 for r in self.stripe.requests if r.method == "POST")
         others = [*self.paypal.requests, *self.wise.requests]
         return stripe + sum(1 for r in others if r.method == "POST")
 

@@ -16,7 +16,6 @@ before executing anything, e.g. while that rail is down).
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,11 +44,10 @@ from shared.contract.events import (
     make_event,
     spec_for_type,
 )
-from shared.contract.money import FxSnapshot, Money
-from shared.tools.demo.scenario import EXTRA_RATES, DealTruth
+from shared.contract.money import Money
+from shared.tools.demo.scenario import DealTruth, PostGrowth, SeededCampaign
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
-    REFERENCE_RATES,
     generate_population,
     niche_request,
 )
@@ -70,6 +68,13 @@ INVALID_HEADER: Final = "chaos-invalid"
 # The hostile catalogue's oversized values need a producer allowed to send them; the hostile
 # suite covers them, so the chaos stream leaves them out.
 _MAX_INVALID_BYTES: Final = 256 * 1024
+GROWTH: Final = PostGrowth(
+    likes_per_comment=10,
+    likes_per_share=25,
+    likes_per_save=7,
+    views_per_reach=1.5,
+    impressions_per_reach=1.2,
+)
 
 
 @dataclass(frozen=True)
@@ -155,19 +160,10 @@ def generate(config: ChaosConfig, now: datetime) -> Workload:
     return _Generator(config, now).workload()
 
 
-class _Generator:
+class _Generator(SeededCampaign):
     def __init__(self, config: ChaosConfig, now: datetime) -> None:
+        super().__init__(config.seed, now, started=timedelta(days=4), ends_in=timedelta(days=10))
         self.config = config
-        self.now = now
-        self.rng = random.Random(config.seed)
-        self.starts_at = now - timedelta(days=4)
-        self.ends_at = now + timedelta(days=10)
-        self.fx = FxSnapshot(
-            base="USD",
-            rates={**REFERENCE_RATES, **EXTRA_RATES},
-            as_of=now - timedelta(days=30),
-            source="fx-feed",
-        )
         self.events: list[CloudEvent[Any]] = []
         self.attribution: dict[str, DealTruth] = {}
         self.confirmations: set[tuple[str, str]] = set()
@@ -343,25 +339,12 @@ class _Generator:
                 tags=tags,
                 posted_at=posted_at,
                 observed_at=posted_at + timedelta(hours=3 + 12 * step),
-                likes=likes,
-                comments=likes // 10,
-                shares=likes // 25,
-                saves=likes // 7,
-                views=int(reach * 1.5),
-                impressions=int(reach * 1.2),
-                reach=reach,
                 followers=followers,
+                **GROWTH.counts(likes, reach),
             )
             self.events.append(make_event(snapshot, source="collector/metrics", time=self.now))
         assert snapshot is not None
-        truth.posts += 1
-        truth.likes += snapshot.likes
-        truth.comments += snapshot.comments
-        truth.shares += snapshot.shares
-        truth.saves += snapshot.saves
-        truth.views += snapshot.views
-        truth.impressions += snapshot.impressions
-        truth.reach += snapshot.reach
+        truth.add_post(snapshot)
 
     def _orders(self, deal: DealSigned, truth: DealTruth) -> None:
         code = deal.promo_codes[0]
@@ -388,8 +371,7 @@ class _Generator:
                 )
                 self.events.append(make_event(refund, source="shop/chaos", time=self.now))
             else:
-                truth.orders += 1
-                truth.revenue += self.fx.convert(amount, "USD").result
+                truth.add_order(self.fx.convert(amount, "USD").result)
         if self.rng.random() < 0.2:  # before the deal started: valid, attributed to nobody
             early = OrderRedeemed(
                 order_id=f"ord-{deal.deal_id}-early",

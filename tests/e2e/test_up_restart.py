@@ -284,6 +284,14 @@ async def _operator_commands_find_the_stack(data_dir: Path, creator_id: str) -> 
         assert "no database" not in text, f"creatorflow {' '.join(command)}: {text}"
 
 
+async def _started(run: UpRun) -> tuple[dict[str, str], str]:
+    """`creatorflow up` started and every service ready: its panel and its database URL."""
+    await run.start()
+    panel = await run.wait_until_up()
+    await _all_ready(panel)
+    return panel, _database_url(panel)
+
+
 async def test_up_stops_cleanly_on_ctrl_c_and_resumes_from_the_stored_data(
     tmp_path: Path,
 ) -> None:
@@ -292,10 +300,7 @@ async def test_up_stops_cleanly_on_ctrl_c_and_resumes_from_the_stored_data(
 
     first = UpRun(tmp_path)
     try:
-        await first.start()
-        panel = await first.wait_until_up()
-        await _all_ready(panel)
-        database_url = _database_url(panel)
+        panel, database_url = await _started(first)
         await _publish_profile(panel["KAFKA_BOOTSTRAP_SERVERS"], first_creator)
         await _wait_stored(first, database_url, first_creator)
         await _operator_commands_find_the_stack(tmp_path, first_creator)
@@ -306,10 +311,7 @@ async def test_up_stops_cleanly_on_ctrl_c_and_resumes_from_the_stored_data(
 
     second = UpRun(tmp_path)
     try:
-        await second.start()
-        panel = await second.wait_until_up()
-        await _all_ready(panel)
-        database_url = _database_url(panel)
+        panel, database_url = await _started(second)
         stored = await _stored_handles(database_url, [first_creator])
         assert stored == {first_creator: f"@{first_creator}"}, "the first run's profile is gone"
         assert "creators=1 " in second.output, "matching rebuilt its index from Postgres"

@@ -35,21 +35,13 @@ from shared.tools.infra.smoke import (
     smoke_source,
     subscribe_smoke_consumer,
 )
+from tests.support.examples import fresh_example
 from tests.support.kafka_io import produce
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST_RETRY = RetryPolicy(initial_seconds=0.01, max_seconds=0.05, max_attempts=3)
-
-
-def example(event_type: str, source: str, **data: Any) -> CloudEvent[Any]:
-    event = valid_example(event_type)
-    if data:
-        event = event.model_copy(update={"data": event.data.model_copy(update=data)})
-    # The subject names the entity, as the key does (else the event is a KeyMismatch).
-    subject = event_key(event).decode()
-    return event.model_copy(update={"id": str(uuid.uuid4()), "source": source, "subject": subject})
 
 
 async def dead_letters_of(infra: InfraUrls, service: str, topics: list[str]) -> list[DeadLetter]:
@@ -134,7 +126,9 @@ async def test_failure_policy_per_error_kind(
     creator = f"creator-{uuid.uuid4().hex[:8]}"
     kinds = ["ok-before", "transient", "rejected", "bug", "ok-after"]
     events = {
-        kind: example("creator.profile.upserted", source, creator_id=creator, handle=f"handle_{i}")
+        kind: fresh_example(
+            "creator.profile.upserted", source, creator_id=creator, handle=f"handle_{i}"
+        )
         for i, kind in enumerate(kinds)
     }
     by_id = {e.id: kind for kind, e in events.items()}
@@ -195,7 +189,7 @@ async def test_batch_with_a_poison_event_dead_letters_only_that_one(
     source = f"batch-test/{uuid.uuid4().hex[:8]}"
     service = f"batch-{uuid.uuid4().hex[:8]}"
     events = [
-        example("order.redeemed", source, order_id=f"order-{i}", promo_code="BATCH10")
+        fresh_example("order.redeemed", source, order_id=f"order-{i}", promo_code="BATCH10")
         for i in range(30)
     ]
     poison = events[17].id

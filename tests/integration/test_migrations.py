@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,16 @@ async def fresh_database_url(infra: InfraUrls, db_pool: asyncpg.Pool) -> AsyncIt
 SCRATCH = ServiceSchema("scratch")
 
 
+@asynccontextmanager
+async def one_connection(url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of one connection to `schema` of the database at `url`, closed on exit."""
+    pool = await create_pool(url, schema=schema, min_size=1, max_size=1)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 async def test_concurrent_instances_apply_each_migration_once(fresh_database_url: str) -> None:
     pools = [
         await create_pool(fresh_database_url, schema=PAYOUTS.name, min_size=1, max_size=1)
@@ -54,11 +65,8 @@ async def test_each_service_owns_a_schema_with_its_own_runtime_tables(
     fresh_database_url: str,
 ) -> None:
     for schema in SERVICE_SCHEMAS:
-        pool = await create_pool(fresh_database_url, schema=schema.name, min_size=1, max_size=1)
-        try:
+        async with one_connection(fresh_database_url, schema.name) as pool:
             await migrate(pool, schema)
-        finally:
-            await pool.close()
     conn = await asyncpg.connect(fresh_database_url)
     try:
         tables = await conn.fetch(
@@ -78,37 +86,28 @@ async def test_each_service_owns_a_schema_with_its_own_runtime_tables(
 
 
 async def test_a_pool_of_another_schema_is_refused(fresh_database_url: str) -> None:
-    pool = await create_pool(fresh_database_url, schema="tracking", min_size=1, max_size=1)
-    try:
+    async with one_connection(fresh_database_url, "tracking") as pool:
         await migrate(pool, ServiceSchema("tracking"))
         with pytest.raises(MigrationError, match="with a pool of schema tracking"):
             await migrate(pool, PAYOUTS)
-    finally:
-        await pool.close()
 
 
 async def test_edited_migration_is_refused(fresh_database_url: str, tmp_path: Path) -> None:
     (tmp_path / "0001_first.sql").write_text("CREATE TABLE first_table (id int);")
-    pool = await create_pool(fresh_database_url, schema=SCRATCH.name, min_size=1, max_size=1)
-    try:
+    async with one_connection(fresh_database_url, SCRATCH.name) as pool:
         assert await migrate(pool, SCRATCH, load_migrations(tmp_path)) == ["0001_first"]
         (tmp_path / "0001_first.sql").write_text("CREATE TABLE first_table (id bigint);")
         with pytest.raises(MigrationError, match="changed after it was applied"):
             await migrate(pool, SCRATCH, load_migrations(tmp_path))
-    finally:
-        await pool.close()
 
 
 async def test_failed_migration_rolls_back_whole(fresh_database_url: str, tmp_path: Path) -> None:
     (tmp_path / "0001_broken.sql").write_text("CREATE TABLE half (id int); SELECT no_such_fn();")
-    pool = await create_pool(fresh_database_url, schema=SCRATCH.name, min_size=1, max_size=1)
-    try:
+    async with one_connection(fresh_database_url, SCRATCH.name) as pool:
         with pytest.raises(asyncpg.UndefinedFunctionError):
             await migrate(pool, SCRATCH, load_migrations(tmp_path))
         assert await pool.fetchval("SELECT to_regclass('half')") is None
         assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == 0
-    finally:
-        await pool.close()
 
 
 def test_badly_named_migration_is_refused(tmp_path: Path) -> None:
@@ -134,15 +133,12 @@ async def test_a_role_per_service_reaches_its_own_schema_only(fresh_database_url
                     netloc=f"{roles[schema.name]}:pw-{suffix}@{parts.hostname}:{parts.port}"
                 )
             )
-            pool = await create_pool(url, schema=schema.name, min_size=1, max_size=1)
-            try:
+            async with one_connection(url, schema.name) as pool:
                 await migrate(pool, schema)
                 assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
                 for other in (s.name for s in SERVICE_SCHEMAS if s.name != schema.name):
                     with pytest.raises(asyncpg.InsufficientPrivilegeError):
                         await pool.fetchval(f"SELECT count(*) FROM {other}.outbox")
-            finally:
-                await pool.close()
     finally:
         for schema, role in roles.items():
             await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -156,8 +152,7 @@ async def test_matching_0105_keys_stored_profiles_and_history_by_platform(
     """Profiles and follower counts stored before 0105 keep their rows, under the platform
     their profile names; afterwards a second platform account of the creator is a new row."""
     before = [m for m in MATCHING.migrations() if m.version < 105]
-    pool = await create_pool(fresh_database_url, schema=MATCHING.name, min_size=1, max_size=1)
-    try:
+    async with one_connection(fresh_database_url, MATCHING.name) as pool:
         await migrate(pool, MATCHING, before)
         await pool.execute(
             """INSERT INTO matching_creators (creator_id, profile, event_time, event_id)
@@ -179,5 +174,3 @@ async def test_matching_0105_keys_stored_profiles_and_history_by_platform(
                VALUES ('cr-1', 'youtube', '{"platform": "youtube"}', now(), 'e2')"""
         )
         assert await pool.fetchval("SELECT count(*) FROM matching_creators") == 2
-    finally:
-        await pool.close()

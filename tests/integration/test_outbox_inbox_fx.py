@@ -10,9 +10,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from shared.contract.events import CloudEvent, Topic, decode
+from shared.contract.events import CloudEvent, Topic
 from shared.contract.events.examples import valid_example
 from shared.contract.money import FxSnapshot
 from shared.runtime.config import Settings
@@ -21,6 +20,7 @@ from shared.runtime.inbox import claim
 from shared.runtime.kafka import Delivery, make_broker
 from shared.runtime.outbox import OutboxRelay, enqueue
 from shared.tools.infra import InfraUrls
+from tests.support.kafka_io import read_until
 
 pytestmark = pytest.mark.integration
 
@@ -128,22 +128,15 @@ async def test_outbox_publishes_committed_events_in_order_once(
     await broker.connect()
     relays = [OutboxRelay(db_pool, broker, producer=producer, poll_seconds=0.2) for _ in range(2)]
     tasks = [asyncio.create_task(r.run()) for r in relays]
-    consumer = AIOKafkaConsumer(
-        Topic.PAYOUTS_STATUS,
-        bootstrap_servers=infra.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    seen: list[str] = []
     try:
+        published = await read_until(
+            infra.kafka_bootstrap_servers,
+            Topic.PAYOUTS_STATUS,
+            lambda e: e.id.startswith(tag),
+            count=len(events),
+        )
+        seen = [e.id for e in published]
         deadline = asyncio.get_running_loop().time() + 30
-        while len(seen) < len(events) and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    event = decode(Topic.PAYOUTS_STATUS, record.value)
-                    if event.id.startswith(tag):
-                        seen.append(event.id)
         # The broker acknowledges before the relay marks its rows published and counts them;
         # stopping the relays in between would leave them to be published again.
         while asyncio.get_running_loop().time() < deadline:
@@ -151,7 +144,6 @@ async def test_outbox_publishes_committed_events_in_order_once(
                 break
             await asyncio.sleep(0.1)
     finally:
-        await consumer.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

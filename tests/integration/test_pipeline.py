@@ -22,10 +22,8 @@ from shared.contract.events import (
     Topic,
     dlq_topic,
     encode,
-    make_event,
     spec_for_type,
 )
-from shared.contract.events.examples import valid_example
 from shared.runtime.config import Settings
 from shared.runtime.kafka import (
     BatchHandler,
@@ -38,6 +36,7 @@ from shared.runtime.kafka import (
 from shared.runtime.pipeline import PipelinedBatches, Prepare
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
+from tests.support.examples import fresh_example
 from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
 
@@ -56,10 +55,14 @@ async def wait_for(event: asyncio.Event, seconds: float = 30.0) -> None:
 
 def example(event_type: str, source: str, key: str) -> CloudEvent[Any]:
     """A valid event of `event_type` from `source` with its key field set to `key`."""
-    data = valid_example(event_type).data.model_copy(
-        update={spec_for_type(event_type).key_field: key}
-    )
-    return make_event(data, type=event_type, source=source, id=str(uuid.uuid4()))
+    return fresh_example(event_type, source, **{spec_for_type(event_type).key_field: key})
+
+
+def own_names(test: str) -> tuple[str, str, str]:
+    """A fresh run id, and the event source and consumer group of one run of `test`: the tests
+    share the topics, and each handles only the events of its own source."""
+    run = uuid.uuid4().hex[:8]
+    return run, f"pipeline-{test}/{run}", f"pipeline-{test}-{run}"
 
 
 @dataclass
@@ -156,8 +159,7 @@ def by_partition(metadata: Sequence[Any]) -> dict[int, list[int]]:
 async def test_every_event_is_handled_in_partition_order_while_the_next_batch_is_read(
     infra: InfraUrls, topics: None
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    source, group = f"pipeline-order/{run}", f"pipeline-order-{run}"
+    run, source, group = own_names("order")
     topic = Topic.CAMPAIGN_DEALS
     events = [example("deal.signed", source, f"deal-{run}-{i}") for i in range(300)]
     metadata = await produce_events(infra.kafka_bootstrap_servers, events)
@@ -228,8 +230,7 @@ class Gate:
 async def test_offsets_are_committed_only_after_the_handler_returned(
     infra: InfraUrls, topics: None
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    source, group = f"pipeline-commit/{run}", f"pipeline-commit-{run}"
+    run, source, group = own_names("commit")
     topic = Topic.TRACKING_POST_METRICS
     # One key: one partition, in this order.
     events = [example("post.metrics.observed", source, f"post-{run}") for _ in range(30)]
@@ -311,8 +312,7 @@ async def test_offsets_are_committed_only_after_the_handler_returned(
 async def test_batches_are_prepared_ahead_and_applied_without_when_preparing_fails(
     infra: InfraUrls, topics: None
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    source, group = f"pipeline-prepare/{run}", f"pipeline-prepare-{run}"
+    run, source, group = own_names("prepare")
     events = [example("deal.signed", source, f"deal-{run}-{n}") for n in range(40)]
     await produce_events(infra.kafka_bootstrap_servers, events)
     plain: list[str] = []
@@ -353,8 +353,7 @@ async def test_batches_are_prepared_ahead_and_applied_without_when_preparing_fai
 async def test_undecodable_records_go_to_the_dlq_and_their_offsets_are_committed(
     infra: InfraUrls, topics: None
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    source, group = f"pipeline-dlq/{run}", f"pipeline-dlq-{run}"
+    run, source, group = own_names("dlq")
     topic = Topic.CREATOR_PROFILES
     key = f"creator-{run}"
     valid = [example("creator.profile.upserted", source, key) for _ in range(4)]
@@ -411,8 +410,7 @@ async def test_undecodable_records_go_to_the_dlq_and_their_offsets_are_committed
 async def test_a_rebalance_waits_for_the_batch_in_flight_and_loses_nothing(
     infra: InfraUrls, topics: None
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    source, group = f"pipeline-rebalance/{run}", f"pipeline-rebalance-{run}"
+    run, source, group = own_names("rebalance")
     topic = Topic.TRACKING_ATTRIBUTION
     first = [example("attribution.updated", source, f"deal-{run}-a{i}") for i in range(30)]
     second = [example("attribution.updated", source, f"deal-{run}-b{i}") for i in range(30)]

@@ -14,9 +14,9 @@ import asyncpg
 import httpx
 import pytest
 import redis.exceptions
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from shared.contract.events import CloudEvent, Topic, decode, encode, event_key, make_event
+from shared.contract.events import CloudEvent, Topic, encode, event_key, make_event
 from shared.contract.events.examples import valid_example
 from shared.runtime.config import Settings
 from shared.runtime.db import _MIGRATION_LOCK_ID
@@ -27,6 +27,7 @@ from shared.runtime.service import Background, Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.process import free_port
 from tests.conftest import RUNTIME_TESTS
+from tests.support.kafka_io import read_until
 from tests.support.processes import python_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -98,34 +99,15 @@ async def test_a_service_confirms_each_deal_once(infra: InfraUrls, topics: None)
 
 
 async def _read_confirmations(infra: InfraUrls, name: str, *, expected: int) -> list[str]:
-    consumer = AIOKafkaConsumer(
+    # Once all are in, a moment more for a duplicate to show up if one were coming.
+    confirmations = await read_until(
+        infra.kafka_bootstrap_servers,
         Topic.DELIVERABLES_CONFIRMED,
-        bootstrap_servers=infra.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
+        lambda e: e.source == name,
+        count=expected,
+        linger=0.5,
     )
-    await consumer.start()
-    found: list[str] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    event = decode(Topic.DELIVERABLES_CONFIRMED, record.value)
-                    if event.source == name:
-                        found.append(event.data.deal_id)
-            if len(found) >= expected:
-                # Give a duplicate a moment to show up if one were coming.
-                await asyncio.sleep(0.5)
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    for record in records:
-                        event = decode(Topic.DELIVERABLES_CONFIRMED, record.value)
-                        if event.source == name:
-                            found.append(event.data.deal_id)
-                break
-    finally:
-        await consumer.stop()
-    return found
+    return [e.data.deal_id for e in confirmations]
 
 
 @pytest.mark.parametrize(

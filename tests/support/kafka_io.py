@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -49,6 +49,39 @@ async def read_topic(bootstrap: str, topic: str) -> list[CloudEvent[Any]]:
                 events.extend(decode(topic, r.value or b"") for r in records)
     finally:
         await consumer.stop()
+
+
+async def read_until(
+    bootstrap: str,
+    topic: str,
+    wanted: Callable[[CloudEvent[Any]], bool],
+    *,
+    count: int,
+    seconds: float = 30.0,
+    linger: float = 0.0,
+) -> list[CloudEvent[Any]]:
+    """The events on `topic` (from its start) that `wanted` picks, in partition order, read
+    until `count` of them arrived or `seconds` passed; then, with `linger`, one more read that
+    long after, so that a duplicate on its way shows up too."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[CloudEvent[Any]] = []
+
+    async def read_once() -> None:
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            events = (decode(topic, record.value or b"") for record in records)
+            found.extend(e for e in events if wanted(e))
+
+    try:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while len(found) < count and asyncio.get_running_loop().time() < deadline:
+            await read_once()
+        if linger and len(found) >= count:
+            await asyncio.sleep(linger)
+            await read_once()
+    finally:
+        await consumer.stop()
+    return found
 
 
 class TopicReader:

@@ -23,9 +23,20 @@ def test_defaults_use_the_embedded_servers(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.uses_embedded
 
 
-def test_external_servers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _external(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The servers named by the environment, as in a deployment."""
     for name, value in EXTERNAL.items():
         monkeypatch.setenv(name, value)
+
+
+def _production(monkeypatch: pytest.MonkeyPatch) -> None:
+    """External servers under the production profile."""
+    _external(monkeypatch)
+    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+
+
+def test_external_servers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    _external(monkeypatch)
     settings = Settings()
     assert not settings.uses_embedded
     assert settings.database_url is not None
@@ -43,9 +54,7 @@ def test_production_needs_kafka_and_a_database(monkeypatch: pytest.MonkeyPatch) 
 
 def test_production_does_not_need_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     """No service uses Redis yet, so none is refused for the lack of one."""
-    for name, value in EXTERNAL.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    _production(monkeypatch)
     monkeypatch.delenv("REDIS_URL")
     assert Settings().redis_url is None
 
@@ -60,18 +69,14 @@ def test_production_does_not_need_redis(monkeypatch: pytest.MonkeyPatch) -> None
 def test_production_refuses_default_or_empty_password(
     monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
-    for name, value in EXTERNAL.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    _production(monkeypatch)
     monkeypatch.setenv("DATABASE_URL", url)
     with pytest.raises(ValidationError, match="password"):
         Settings()
 
 
 def test_production_refuses_redis_without_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in EXTERNAL.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    _production(monkeypatch)
     monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
     with pytest.raises(ValidationError, match="REDIS_URL without a password"):
         Settings()
@@ -137,9 +142,7 @@ def test_rails_are_configured_by_their_credentials(monkeypatch: pytest.MonkeyPat
 
 
 def test_production_with_real_credentials_starts(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in EXTERNAL.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
+    _production(monkeypatch)
     assert Settings().profile is Profile.PRODUCTION
 
 

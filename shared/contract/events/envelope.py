@@ -15,6 +15,10 @@ SPEC_VERSION: Final = "1.0"
 JSON_CONTENT_TYPE: Final = "application/json"
 
 
+# The value of a CloudEvents attribute that names something (a type, a key, a signature):
+# 1-128 characters.
+_Attribute = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
+
 # (source, id), see `CloudEvent.identity`.
 EventIdentity = tuple[str, str]
 
@@ -38,7 +42,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
         description="Who produced the event (service name or URI reference).",
         examples=["creatorflow/tracking", "https://shop.example.com"],
     )
-    type: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)] = Field(
+    type: _Attribute = Field(
         description="Event type; decides the schema of `data` (see the registry).",
         examples=["deal.signed"],
     )
@@ -58,9 +62,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
     )
     data: DataT = Field(description="The payload; its schema is given by `type`.")
     # Extension attributes of signed events (shared/contract/signing.py); absent otherwise.
-    sigkeyid: (
-        Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)] | None
-    ) = Field(
+    sigkeyid: _Attribute | None = Field(
         default=None,
         description=(
             "Extension attribute: id of the key that signed the event, `ed25519:` and 32 hex "
@@ -68,9 +70,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
         ),
         examples=["ed25519:56475aa75463474c0285df5dbf2bcab7"],
     )
-    signature: (
-        Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)] | None
-    ) = Field(
+    signature: _Attribute | None = Field(
         default=None,
         description=(
             "Extension attribute: Ed25519 signature (base64url, no padding) over the event "

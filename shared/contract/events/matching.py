@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -67,7 +67,22 @@ class TargetAudience(ExternalPayload):
     gender: TargetGender = Field(description="Target audience gender.", examples=["any"])
 
 
-class EngagementRange(ExternalPayload):
+class _Range(ExternalPayload):
+    """Optional `min` and `max` bounds (declared by each range, with their own documentation)
+    that, when both are given, are in order."""
+
+    if TYPE_CHECKING:
+        min: float | None
+        max: float | None
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Self:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        return self
+
+
+class EngagementRange(_Range):
     """Bounds on a creator's engagement rate, (likes + comments + shares) / followers."""
 
     min: Estimate | None = Field(
@@ -77,14 +92,8 @@ class EngagementRange(ExternalPayload):
         default=None, description="Most engagement rate; null = no ceiling.", examples=[0.12]
     )
 
-    @model_validator(mode="after")
-    def _min_not_above_max(self) -> EngagementRange:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
-        return self
 
-
-class FollowerRange(ExternalPayload):
+class FollowerRange(_Range):
     """Bounds on a creator's follower count, both inclusive."""
 
     min: Count | None = Field(
@@ -93,12 +102,6 @@ class FollowerRange(ExternalPayload):
     max: Count | None = Field(
         default=None, description="Most followers; null = no ceiling.", examples=[250_000]
     )
-
-    @model_validator(mode="after")
-    def _min_not_above_max(self) -> FollowerRange:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
-        return self
 
 
 class MatchFilters(ExternalPayload):

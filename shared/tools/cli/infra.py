@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import typer
 from faststream.security import BaseSecurity
@@ -24,7 +25,18 @@ app = typer.Typer(
 
 ENV_FILE = "infra.env"
 
+
 # `infra up` and `up` take the same --brokers.
+def kafka_option(when: str = "") -> Any:
+    """The `--kafka` option; `when` says when it applies, if not always."""
+    return typer.Option(
+        None,
+        "--kafka",
+        help=f"{when}embedded (Tansu, memory only) or apache (Apache Kafka, needs Java and "
+        "Maven); default: CREATORFLOW_KAFKA, else embedded.",
+    )
+
+
 BROKERS_OPTION = typer.Option(
     None,
     "--brokers",
@@ -34,12 +46,7 @@ BROKERS_OPTION = typer.Option(
 
 @app.command()
 def up(
-    kafka: KafkaKind | None = typer.Option(
-        None,
-        "--kafka",
-        help="embedded (Tansu, memory only) or apache (Apache Kafka, needs Java and Maven); "
-        "default: CREATORFLOW_KAFKA, else embedded.",
-    ),
+    kafka: KafkaKind | None = kafka_option(),
     brokers: int | None = BROKERS_OPTION,
 ) -> None:
     """Start the embedded servers in the background, create topics and migrate the database."""

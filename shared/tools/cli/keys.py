@@ -96,9 +96,12 @@ def _new_key_file(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+PARTY_OPTION = typer.Option(..., help="Who signs with it: brand, shop, onboarding or service.")
+
+
 @app.command("new")
 def new_command(
-    party: Party = typer.Option(..., help="Who signs with it: brand, shop, onboarding, service."),
+    party: Party = PARTY_OPTION,
     owner: str = typer.Option(..., help="Its owner's id: the brand id, the shop id, ..."),
     out: Path = typer.Option(..., help="Where to write the private key (created 0600)."),
 ) -> None:
@@ -112,7 +115,7 @@ def new_command(
 
 @app.command("add")
 def add_command(
-    party: Party = typer.Option(..., help="Who signs with it: brand, shop, onboarding or service."),
+    party: Party = PARTY_OPTION,
     owner: str = typer.Option(..., help="Its owner's id."),
     public_key: str = typer.Option(..., help="The Ed25519 public key, base64url (32 bytes)."),
 ) -> None:

@@ -11,7 +11,7 @@ from rich.panel import Panel
 
 from shared.runtime.config import KafkaKind
 from shared.tools.cli.console import console, fail
-from shared.tools.cli.infra import BROKERS_OPTION, with_kafka_options
+from shared.tools.cli.infra import BROKERS_OPTION, kafka_option, with_kafka_options
 from shared.tools.cli.settings import load_settings
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact, running_urls
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, available_services
@@ -32,12 +32,7 @@ def up(
     only: list[str] | None = typer.Option(
         None, "--service", "-s", help="Run only this service (repeatable); default: all."
     ),
-    kafka: KafkaKind | None = typer.Option(
-        None,
-        "--kafka",
-        help="When it starts the servers: embedded (Tansu, memory only) or apache (Apache "
-        "Kafka, needs Java and Maven); default: CREATORFLOW_KAFKA, else embedded.",
-    ),
+    kafka: KafkaKind | None = kafka_option("When it starts the servers: "),
     brokers: int | None = BROKERS_OPTION,
 ) -> None:
     """Start the infrastructure (embedded unless configured) and every service, with their

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -398,6 +398,21 @@ def sent_unheld(statuses: Sequence[str]) -> bool:
     return "sent" in statuses and "held" not in statuses[: statuses.index("sent")]
 
 
+def _sent_unheld(
+    seen: Observed, deal_ids: set[str]
+) -> Iterator[tuple[list[tuple[DeliverableConfirmed, datetime]], datetime]]:
+    """Each fee payout of `deal_ids` paid without a hold whose deal has confirmations seen:
+    those confirmations (each with when it was seen) and when its `payout.sent` was seen."""
+    for history in seen.fee_payouts().values():
+        statuses = [p.status for p, _ in history]
+        first = history[0][0]
+        if first.deal_id not in deal_ids or not sent_unheld(statuses):
+            continue
+        confirmed = seen.confirmations.get(first.deal_id)
+        if confirmed:
+            yield confirmed, next(at for p, at in history if p.status == "sent")
+
+
 def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
     """Per fee payout paid without a hold: last confirmation of its deal → `payout.sent` seen.
 
@@ -405,16 +420,8 @@ def confirm_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
     the other end is when the demo read `payout.sent` off Kafka, so both hops are included.
     """
     latencies = []
-    for history in seen.fee_payouts().values():
-        statuses = [p.status for p, _ in history]
-        first = history[0][0]
-        if first.deal_id not in deal_ids or not sent_unheld(statuses):
-            continue
-        confirmed = seen.confirmations.get(first.deal_id)
-        if not confirmed:
-            continue
+    for confirmed, sent_seen in _sent_unheld(seen, deal_ids):
         last_confirmation = max(at for _, at in confirmed)
-        sent_seen = next(at for p, at in history if p.status == "sent")
         latencies.append((sent_seen - last_confirmation).total_seconds() * 1000)
     return sorted(latencies)
 
@@ -424,17 +431,8 @@ def post_to_sent(seen: Observed, deal_ids: set[str]) -> list[float]:
     arrival: that post reaching Kafka (`post_received_at`, its record's timestamp) ->
     `payout.sent` seen. Payouts confirmed last by the brand are left out."""
     latencies = []
-    for history in seen.fee_payouts().values():
-        statuses = [p.status for p, _ in history]
-        first = history[0][0]
-        if first.deal_id not in deal_ids or not sent_unheld(statuses):
-            continue
-        confirmed = seen.confirmations.get(first.deal_id)
-        if not confirmed:
-            continue
+    for confirmed, sent_seen in _sent_unheld(seen, deal_ids):
         last, _ = max(confirmed, key=lambda item: item[0].confirmed_at)
-        if last.post_received_at is None:
-            continue
-        sent_seen = next(at for p, at in history if p.status == "sent")
-        latencies.append((sent_seen - last.post_received_at).total_seconds() * 1000)
+        if last.post_received_at is not None:
+            latencies.append((sent_seen - last.post_received_at).total_seconds() * 1000)
     return sorted(latencies)

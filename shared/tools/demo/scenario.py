@@ -105,6 +105,56 @@ class DealTruth:
     orders: int = 0
     revenue: Money = field(default_factory=lambda: Money.zero("USD"))
 
+    def add_post(self, last: PostMetricsObserved) -> None:
+        """Count one post by its last snapshot (snapshots are cumulative, not deltas)."""
+        self.posts += 1
+        self.likes += last.likes
+        self.comments += last.comments
+        self.shares += last.shares
+        self.saves += last.saves
+        self.views += last.views
+        self.reach += last.reach
+        self.impressions += last.impressions
+
+    def add_order(self, revenue: Money) -> None:
+        """Count one order that stays attributed (not refunded), its revenue in USD."""
+        self.orders += 1
+        self.revenue += revenue
+
+
+@dataclass(frozen=True)
+class PostGrowth:
+    """How a generated post's counts follow its likes and its reach: so many likes per
+    comment, share and save; so many views and impressions per account reached."""
+
+    likes_per_comment: int
+    likes_per_share: int
+    likes_per_save: int
+    views_per_reach: float
+    impressions_per_reach: float
+
+    def counts(self, likes: int, reach: int) -> dict[str, int]:
+        """A snapshot's cumulative counts once the post has `likes` likes and `reach` reach."""
+        return {
+            "likes": likes,
+            "comments": likes // self.likes_per_comment,
+            "shares": likes // self.likes_per_share,
+            "saves": likes // self.likes_per_save,
+            "views": int(reach * self.views_per_reach),
+            "impressions": int(reach * self.impressions_per_reach),
+            "reach": reach,
+        }
+
+
+def reference_fx(now: datetime) -> FxSnapshot:
+    """The month-old rates (per USD) a generated campaign converts its orders with."""
+    return FxSnapshot(
+        base="USD",
+        rates={**REFERENCE_RATES, **EXTRA_RATES},
+        as_of=now - timedelta(days=30),
+        source=FX_SOURCE,
+    )
+
 
 @dataclass(frozen=True)
 class RailsShowcase:
@@ -130,6 +180,13 @@ class RailsShowcase:
 
 
 SHOWCASE: Final = RailsShowcase()
+GROWTH: Final = PostGrowth(
+    likes_per_comment=12,
+    likes_per_share=30,
+    likes_per_save=8,
+    views_per_reach=1.6,
+    impressions_per_reach=1.3,
+)
 # The payouts service's settings for the demo. A new destination given while a payout is owed
 # (the returned one) is paid to only after a cool-off, a day by default: a few seconds here,
 # checked every second, so the demo shows the wait without waiting a day.
@@ -180,19 +237,22 @@ class Activity:
     leak: LeakTruth | None = None
 
 
-class Scenario:
-    def __init__(self, config: DemoConfig, now: datetime) -> None:
-        self.config = config
+class SeededCampaign:
+    """What a seeded generator of a campaign's events keeps: its clock `now`, its random
+    source, the campaign's window around `now` and the month-old reference FX rates."""
+
+    def __init__(self, seed: int, now: datetime, *, started: timedelta, ends_in: timedelta) -> None:
         self.now = now
-        self.rng = random.Random(config.seed)
-        self.starts_at = now - timedelta(days=3)
-        self.ends_at = now + timedelta(days=11)
-        self.fx = FxSnapshot(
-            base="USD",
-            rates={**REFERENCE_RATES, **EXTRA_RATES},
-            as_of=now - timedelta(days=30),
-            source=FX_SOURCE,
-        )
+        self.rng = random.Random(seed)
+        self.starts_at = now - started
+        self.ends_at = now + ends_in
+        self.fx = reference_fx(now)
+
+
+class Scenario(SeededCampaign):
+    def __init__(self, config: DemoConfig, now: datetime) -> None:
+        super().__init__(config.seed, now, started=timedelta(days=3), ends_in=timedelta(days=11))
+        self.config = config
         self.population: Population = generate_population(
             config.creators, seed=config.seed, id_prefix="cr"
         )
@@ -379,25 +439,11 @@ class Scenario:
                     tags=tags,
                     posted_at=posted_at,
                     observed_at=posted_at + timedelta(hours=4 + 18 * step),
-                    likes=likes,
-                    comments=likes // 12,
-                    shares=likes // 30,
-                    saves=likes // 8,
-                    views=int(reach * 1.6),
-                    impressions=int(reach * 1.3),
-                    reach=reach,
                     followers=hire.followers,
+                    **GROWTH.counts(likes, reach),
                 )
             )
-        last = snapshots[-1]
-        truth.posts += 1
-        truth.likes += last.likes
-        truth.comments += last.comments
-        truth.shares += last.shares
-        truth.saves += last.saves
-        truth.views += last.views
-        truth.reach += last.reach
-        truth.impressions += last.impressions
+        truth.add_post(snapshots[-1])
         for step, snapshot in enumerate(snapshots):
             event = make_event(snapshot, source=COLLECTOR_SOURCE, time=self.now)
             waves[step].append(event)
@@ -436,8 +482,7 @@ class Scenario:
                 )
                 waves[2].append(make_event(refund, source=SHOP_SOURCE, time=self.now))
             else:
-                truth.orders += 1
-                truth.revenue += value
+                truth.add_order(value)
         # Used before the deal started: valid data, attributed to nobody.
         early = OrderRedeemed(
             order_id=f"ord-{hire.deal.deal_id}-early",

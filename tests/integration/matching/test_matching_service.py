@@ -6,7 +6,6 @@ producers send them; answers are read back from `match.suggestions` and the DLQ.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import uuid
@@ -18,7 +17,6 @@ from typing import Any
 import asyncpg
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from services.matching.app import SERVICE, make_setup
 from services.matching.schema import SCHEMA
@@ -32,10 +30,8 @@ from shared.contract.events import (
     FxRatesPublished,
     MatchFeedback,
     MatchRequested,
-    MatchSuggested,
     Suggestion,
     Topic,
-    decode,
     dlq_topic,
     encode,
     make_event,
@@ -53,6 +49,7 @@ from shared.tools.synthetic.population import (
     generate_population,
     niche_request,
 )
+from tests.integration.matching.answers import Answers
 from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
 
@@ -61,37 +58,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SETTINGS = MatchingSettings(retrain_every_labels=20, retrain_check_seconds=0.3)
 RUN = uuid.uuid4().hex[:8]
 POPULATION_SIZE = 400
-
-
-class Answers:
-    """Reads `match.suggestions` from the beginning and keeps our answers by request id."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            Topic.MATCH_SUGGESTIONS,
-            bootstrap_servers=bootstrap,
-            group_id=f"matching-test-{RUN}",
-            auto_offset_reset="earliest",
-        )
-        self.by_request: dict[str, list[MatchSuggested]] = {}
-
-    async def start(self) -> None:
-        await self._consumer.start()
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
-
-    async def wait_for(self, request_id: str, seconds: float = 30.0) -> MatchSuggested:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while request_id not in self.by_request:
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no answer to {request_id} within {seconds}s")
-            batch = await self._consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    event = decode(record.topic, record.value)
-                    self.by_request.setdefault(event.data.request_id, []).append(event.data)
-        return self.by_request[request_id][0]
 
 
 class Running:
@@ -108,7 +74,7 @@ async def running(infra: InfraUrls, topics: None) -> AsyncIterator[Running]:
     setup = make_setup(settings=SETTINGS, started=captured.append)
 
     population = generate_population(POPULATION_SIZE, seed=11, id_prefix=f"it{RUN}")
-    answers = Answers(infra.kafka_bootstrap_servers)
+    answers = Answers(infra.kafka_bootstrap_servers, group_id=f"matching-test-{RUN}")
     async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=infra):
         service = captured[0]
         await answers.start()

@@ -15,17 +15,17 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from services.matching.app import SERVICE, make_setup
 from services.matching.schema import SCHEMA
 from services.matching.settings import MatchingSettings
 from services.matching.state import MatchingService
 from services.matching.translate import profile_payload
-from shared.contract.events import MatchRequested, MatchSuggested, Topic, decode, make_event
+from shared.contract.events import MatchRequested, Topic, make_event
 from shared.runtime.service import Background, Resources, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.synthetic.population import Population, generate_population, niche_request
+from tests.integration.matching.answers import Answers
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
 
@@ -76,42 +76,14 @@ async def start_replica(infra: InfraUrls) -> Replica:
     return replica
 
 
-class Answers:
-    """Every `match.suggested` on the topic, by request id (duplicates kept, to count them)."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            Topic.MATCH_SUGGESTIONS,
-            bootstrap_servers=bootstrap,
-            group_id=f"replicas-test-{RUN}",
-            auto_offset_reset="earliest",
-        )
-        self.by_request: dict[str, list[MatchSuggested]] = {}
-
-    async def read(self) -> None:
-        batch = await self._consumer.getmany(timeout_ms=200)
-        for records in batch.values():
-            for record in records:
-                event = decode(record.topic, record.value or b"")
-                self.by_request.setdefault(event.data.request_id, []).append(event.data)
-
-    async def wait_for(self, request_id: str) -> MatchSuggested:
-        async def answered() -> bool:
-            await self.read()
-            return request_id in self.by_request
-
-        await eventually(answered, what=f"an answer to {request_id}")
-        return self.by_request[request_id][0]
-
-
 @pytest.fixture
 async def answers(infra: InfraUrls) -> AsyncIterator[Answers]:
-    reader = Answers(infra.kafka_bootstrap_servers)
-    await reader._consumer.start()
+    reader = Answers(infra.kafka_bootstrap_servers, group_id=f"replicas-test-{RUN}")
+    await reader.start()
     try:
         yield reader
     finally:
-        await reader._consumer.stop()
+        await reader.stop()
 
 
 def baking_request(name: str, exclude: list[str]) -> MatchRequested:

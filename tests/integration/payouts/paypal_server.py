@@ -42,13 +42,6 @@ class FakePayPal(FakeHttpServer):
         """The next payout request (not a token request) answers this error, unexecuted."""
         self.failures.append((status, name))
 
-    async def __aenter__(self) -> FakePayPal:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
-
     def handle(self, request: Request) -> Answer:
         if request.path == "/v1/oauth2/token" and request.method == "POST":
             return self._token(request)

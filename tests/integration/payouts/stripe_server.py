@@ -10,13 +10,13 @@ stored and replayed with `Idempotent-Replayed: true`; the same key with other pa
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.integration.payouts.http_fake import Answer, FakeHttpServer, Request
 
 
 @dataclass
@@ -27,75 +27,32 @@ class StoredResponse:
 
 
 @dataclass
-class FakeStripe:
+class FakeStripe(FakeHttpServer):
     api_key: str = "sk_test_local"
     accounts: set[str] = field(default_factory=lambda: {"acct_1LocalCreator"})
     balance_minor: int = 10**12
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     idempotency: dict[str, StoredResponse] = field(default_factory=dict)
     failures: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-    port: int = 0
-    _server: asyncio.Server | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def fail_next(self, status: int, error_type: str = "api_error", **headers: str) -> None:
         self.failures.append((status, error_type, headers))
 
-    async def __aenter__(self) -> FakeStripe:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
+    def handle(self, request: Request) -> Answer:
+        status, payload, extra = self._handle(request)
+        return status, payload, {"Request-Id": "req_local", **extra}
 
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                request_line = await reader.readline()
-                if not request_line:
-                    break
-                method, path, _ = request_line.decode().split(" ", 2)
-                headers: dict[str, str] = {}
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, value = line.decode().split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                status, payload, extra = self._handle(method, path, headers, body.decode())
-                data = json.dumps(payload).encode()
-                head = [
-                    f"HTTP/1.1 {status} X",
-                    "Content-Type: application/json",
-                    f"Content-Length: {len(data)}",
-                    "Request-Id: req_local",
-                ]
-                head += [f"{k}: {v}" for k, v in extra.items()]
-                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    def _handle(
-        self, method: str, path: str, headers: dict[str, str], body: str
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        params = dict(parse_qsl(body))
-        self.requests.append((method, path, headers))
+    def _handle(self, request: Request) -> Answer:
+        method, path, headers = request.method, request.path, request.headers
+        params = dict(parse_qsl(request.body.decode()))
         expected = "Basic " + base64.b64encode(f"{self.api_key}:".encode()).decode()
         if headers.get("authorization") != expected:
             return _error(401, "invalid_request_error", None, "Invalid API Key provided")
         if self.failures:
             status, kind, extra = self.failures.pop(0)
             return (*_error(status, kind, None, "injected failure")[:2], extra)
-        if method == "GET" and (path == "/v1/transfers" or path.startswith("/v1/transfers?")):
-            return self._list(dict(parse_qsl(path.partition("?")[2])))
+        if method == "GET" and path == "/v1/transfers":
+            return self._list(dict(parse_qsl(request.query)))
         if method == "GET" and path.startswith("/v1/transfers/"):
             transfer = self.transfers.get(path.rsplit("/", 1)[1])
             if transfer is None:
@@ -119,7 +76,7 @@ class FakeStripe:
             self.idempotency[key] = StoredResponse(status, payload, params)
         return status, payload, extra
 
-    def _list(self, query: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _list(self, query: dict[str, str]) -> Answer:
         listed = [
             t
             for t in reversed(self.transfers.values())
@@ -134,7 +91,7 @@ class FakeStripe:
         page = {"object": "list", "url": "/v1/transfers", "data": listed[:limit]}
         return 200, {**page, "has_more": len(listed) > limit}, {}
 
-    def _create(self, params: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _create(self, params: dict[str, str]) -> Answer:
         for name in ("amount", "currency", "destination"):
             if not params.get(name):
                 return _error(
@@ -187,7 +144,7 @@ class FakeStripe:
 
 def _error(
     status: int, kind: str, code: str | None, message: str, param: str | None = None
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> Answer:
     error: dict[str, Any] = {"type": kind, "message": message}
     if code:
         error["code"] = code

@@ -13,10 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from pydantic import SecretStr
-from typer.testing import CliRunner, Result
 
 from services.payouts import translate
-from services.payouts.cli import app
 from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.domain import lifecycle
 from services.payouts.schema import SCHEMA
@@ -25,6 +23,7 @@ from shared.contract.events import PayoutAccountUpserted, TaxForm
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.db import create_pool, migrate
 from shared.tools.infra import InfraUrls
+from tests.integration.payouts.service_setup import invoke
 from tests.unit.payouts.builders import uid
 from tests.unit.payouts.store_contract import (
     LONG_AGO,
@@ -54,11 +53,6 @@ async def _store(db: PgPayouts, *transitions: lifecycle.Transition) -> None:
                 await repo.save_payouts([(t.payout, "scheduled")])
             await fund_draws(repo, t.transfers)
             await repo.post(t.transfers)
-
-
-def invoke(*args: str) -> Result:
-    # The commands run their own event loop (asyncio.run), so not on the test's loop thread.
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
 
 
 async def test_statement_and_ledger_check(cli_env: None, db_pool: asyncpg.Pool) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -61,12 +60,6 @@ def settings(key: str, previous: str | None = None) -> PayoutsSettings:
         settle_check_seconds=0.2,
         dispatch_idle_seconds=0.2,
     )
-
-
-@pytest.fixture(scope="module")
-async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
-    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
-        yield w
 
 
 async def test_the_destination_key_rotates_while_payouts_flow(

@@ -12,16 +12,13 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from typer.testing import CliRunner, Result
 
 from services.payouts.app import make_setup, units_of_work
-from services.payouts.cli import app
 from services.payouts.destinations import DestinationCipher
 from services.payouts.domain.escrow import Funding
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.reports import check_ledger
 from services.payouts.schema import SCHEMA
-from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent
@@ -29,6 +26,8 @@ from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
+from tests.integration.payouts.rails_setup import statuses
+from tests.integration.payouts.service_setup import fast_settings, invoke
 from tests.support.kafka_io import produce_events
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, funded, uid
@@ -37,27 +36,8 @@ from tests.unit.payouts.store_contract import LONG_AGO, acct, add_payout, new_pa
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SETTINGS = PayoutsSettings(
-    platform_fee_bps=500,
-    settle_check_seconds=0.2,
-    dispatch_idle_seconds=0.5,
-    commission_check_seconds=3600,
-)
+SETTINGS = fast_settings(platform_fee_bps=500)
 FEE = Money.of("450.00", "USD")  # what each deal of builders.deal_signed pays
-
-
-def invoke(*args: str) -> Result:
-    # The commands run their own event loop (asyncio.run), so not on the test's loop thread.
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
-
-
-@pytest.fixture
-def cli_env(infra: InfraUrls, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", infra.database_url)
-
-
-def statuses(watcher: StatusWatcher, deal: str) -> list[str]:
-    return [e.type for e in watcher.of({deal})]
 
 
 async def escrow(pool: asyncpg.Pool, brand: str) -> Decimal | None:

@@ -19,13 +19,13 @@ from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.reports import check_ledger
 from services.payouts.schema import SCHEMA
-from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PgPayouts
 from shared.contract.events import CloudEvent
 from shared.runtime.kafka import partitions_of
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher, applied_first, types_of
+from tests.integration.payouts.service_setup import fast_settings
 from tests.support.kafka_io import produce_events
 from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, deal_signed, funded_deal, fx, uid
@@ -33,12 +33,7 @@ from tests.unit.payouts.harness import delivery
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SETTINGS = PayoutsSettings(
-    platform_fee_bps=500,
-    settle_check_seconds=0.2,
-    dispatch_idle_seconds=0.5,
-    commission_check_seconds=3600,
-)
+SETTINGS = fast_settings(platform_fee_bps=500)
 RATES = {"EUR": "0.9215", "JPY": "151.32", "KWD": "0.3071", "BHD": "0.376"}
 
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import asyncpg
 import pytest
 
-from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schema import SCHEMA
-from services.payouts.settings import PayoutsSettings
 from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher, applied_first
+from tests.integration.payouts.rails_setup import statuses
+from tests.integration.payouts.service_setup import fast_settings, sandbox_transfers
 from tests.support.kafka_io import produce_events
 from tests.support.payouts_setup import ObservedPayouts
 from tests.support.waiting import eventually
@@ -29,18 +28,7 @@ from tests.unit.payouts.builders import account, confirmed, funded_deal, fx, uid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SETTINGS = PayoutsSettings(
-    settle_check_seconds=0.2, dispatch_idle_seconds=0.5, commission_check_seconds=3600
-)
-
-
-def transfers(setup: ObservedPayouts) -> dict[str, Any]:
-    assert setup.service is not None and isinstance(setup.service.provider, SandboxProvider)
-    return setup.service.provider.transfers
-
-
-def statuses(watcher: StatusWatcher, deal: str) -> list[str]:
-    return [e.type for e in watcher.of({deal})]
+SETTINGS = fast_settings()
 
 
 async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confirmation(
@@ -89,7 +77,7 @@ async def test_a_fee_paid_after_its_account_arrives_keeps_the_rate_of_its_confir
         assert sent.net == Money.of("405.00", "EUR")  # 450.00 x 0.9000, not x 0.9500
         assert sent.fx_rate == Decimal("0.9000")
         assert sent.fx_as_of == now - timedelta(hours=2)
-        assert list(transfers(setup)) == [sent.payout_id]
+        assert list(sandbox_transfers(setup)) == [sent.payout_id]
     fx_at = await db_pool.fetchval("SELECT fx_at FROM payouts_payouts WHERE deal_id = $1", deal)
     assert fx_at == confirmed_at
 
@@ -105,18 +93,10 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
     async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=infra):
         stale = fx({"JPY": "150.00"}, as_of=now - timedelta(hours=30))
         funding, signed = funded_deal(deal, creator)
-        ready = [stale, account(creator, currency="JPY", time=now), funding]
-        await produce_events(bootstrap, ready)
-
-        async def ready_applied() -> bool:
-            applied = await db_pool.fetchval(
-                "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::text[])",
-                [e.id for e in ready],
-            )
-            return bool(applied == len(ready))
-
         # The account and the brand's funds first, so that the payout is held for the rate alone.
-        await eventually(ready_applied, what="the rate, the account and the funds stored")
+        await applied_first(
+            bootstrap, db_pool, stale, account(creator, currency="JPY", time=now), funding
+        )
         await produce_events(
             bootstrap,
             [
@@ -143,6 +123,6 @@ async def test_a_stale_rate_holds_the_payout_until_a_fresh_one_is_published(
         )
         [sent] = [e.data for e in watcher.of({deal}) if e.type == "payout.sent"]
         assert sent.net == Money.of("67950", "JPY")  # 450.00 x 151.00
-        assert list(transfers(setup)) == [sent.payout_id]
+        assert list(sandbox_transfers(setup)) == [sent.payout_id]
     # Settled may follow: the sandbox settles at once.
     assert statuses(watcher, deal)[:3] == ["payout.held", "payout.scheduled", "payout.sent"]

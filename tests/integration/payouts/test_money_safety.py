@@ -12,15 +12,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schema import SCHEMA
-from services.payouts.settings import PayoutsSettings
 from shared.contract.events import CloudEvent, Topic, dlq_topic
 from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
 from tests.integration.payouts.kafka_io import StatusWatcher, applied_first, types_of
+from tests.integration.payouts.service_setup import fast_settings, sandbox_transfers
 from tests.support.kafka_io import produce_events
 from tests.support.payouts_setup import ObservedPayouts
 from tests.support.waiting import eventually
@@ -28,17 +27,7 @@ from tests.unit.payouts.builders import account, confirmed, deal_signed, funded_
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SETTINGS = PayoutsSettings(
-    platform_fee_bps=500,
-    settle_check_seconds=0.2,
-    dispatch_idle_seconds=0.5,
-    commission_check_seconds=3600,
-)
-
-
-def transfers(setup: ObservedPayouts) -> dict[str, Any]:
-    assert setup.service is not None and isinstance(setup.service.provider, SandboxProvider)
-    return setup.service.provider.transfers
+SETTINGS = fast_settings(platform_fee_bps=500)
 
 
 async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_force(
@@ -94,7 +83,7 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
         await eventually(held_or_sent, what="the payout held for the suspect snapshot (or sent)")
         await asyncio.sleep(1.5)  # the dispatcher would have sent it by now
         assert types_of(watcher.of({deal})) in ([], ["payout.held"])
-        assert transfers(setup) == {}
+        assert sandbox_transfers(setup) == {}
 
         await produce_events(bootstrap, [fx({"EUR": "0.9301", "JPY": "150.9"}, as_of=now)])
         await watcher.wait_for(
@@ -104,7 +93,7 @@ async def test_a_poisoned_fx_feed_moves_no_money_until_a_trusted_rate_is_in_forc
         [sent] = [e.data for e in watcher.of({deal}) if e.type == "payout.sent"]
         assert sent.net == Money.of("397.62", "EUR")  # 427.50 x 0.9301 = 397.617750
         assert sent.fx_rate == Decimal("0.9301") and sent.fx_as_of == now
-        assert list(transfers(setup)) == [sent.payout_id]
+        assert list(sandbox_transfers(setup)) == [sent.payout_id]
 
     # The future-dated snapshot was refused at the door; the two others are kept as suspect.
     letters = await read_dead_letters(bootstrap, [dlq_topic(Topic.FX_RATES)], service="payouts")
@@ -159,7 +148,7 @@ async def test_a_changed_fee_schedule_never_pays_a_fee_twice(
 
         await eventually(all_applied, what="the re-sent events applied")
         await asyncio.sleep(1.5)  # the dispatcher would have sent a second payout by now
-        assert transfers(after) == {}
+        assert sandbox_transfers(after) == {}
 
     rows = await db_pool.fetch(
         "SELECT deal_id, milestone, gross_amount FROM payouts_payouts WHERE deal_id = ANY($1)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from decimal import Decimal
 
 import pytest
@@ -20,18 +21,12 @@ RECEIVER = "creator@example.com"
 
 
 @pytest.fixture
-async def paypal() -> AsyncIterator[FakePayPal]:
-    async with FakePayPal() as server:
-        yield server
-
-
-@pytest.fixture
 async def adapter(paypal: FakePayPal) -> AsyncIterator[PayPalPayouts]:
     client = PayPalPayouts(
         paypal.client_id, paypal.client_secret, base_url=paypal.base_url, timeout_seconds=5
     )
-    yield client
-    await client.aclose()
+    async with aclosing(client):
+        yield client
 
 
 def request(key: str, amount: Money, receiver: str = RECEIVER) -> TransferRequest:

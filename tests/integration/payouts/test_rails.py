@@ -9,49 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from typer.testing import CliRunner, Result
 
 from services.payouts.app import make_setup
-from services.payouts.cli import app
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails
 from services.payouts.providers.wise import WiseTransfers
 from services.payouts.schema import SCHEMA
-from services.payouts.settings import PayoutsSettings
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.integration.payouts.paypal_server import FakePayPal
 from tests.integration.payouts.rails_setup import DESTINATIONS, owed, rails_of, statuses
+from tests.integration.payouts.service_setup import fast_settings, invoke
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.integration.payouts.wise_server import FakeWise
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SETTINGS = PayoutsSettings(
-    settle_check_seconds=0.2,
-    dispatch_idle_seconds=0.5,
-    commission_check_seconds=3600,
-)
-
-
-@pytest.fixture(scope="module")
-async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
-    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
-        yield w
-
-
-@pytest.fixture
-def cli_env(infra: InfraUrls, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", infra.database_url)
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
+SETTINGS = fast_settings()
 
 
 async def test_each_creator_is_paid_through_the_rail_of_their_method(

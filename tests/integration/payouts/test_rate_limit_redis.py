@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -85,12 +85,6 @@ async def test_two_replicas_sharing_the_redis_bucket_stay_within_the_limit_toget
     assert len(grants) == 120
     assert most_in_any_window(grants) <= 20
     assert most_in_any_window(grants) >= 18  # and the limit is used, not starved
-
-
-@pytest.fixture(scope="module")
-async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher]:
-    async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
-        yield w
 
 
 async def _owe(infra: InfraUrls, db_pool: asyncpg.Pool, count: int) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import timedelta
 from decimal import Decimal
 
@@ -22,16 +23,10 @@ DESTINATION = "acct_1LocalCreator"
 
 
 @pytest.fixture
-async def stripe() -> AsyncIterator[FakeStripe]:
-    async with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
 async def adapter(stripe: FakeStripe) -> AsyncIterator[StripeTransfers]:
     client = StripeTransfers(stripe.api_key, base_url=stripe.base_url, timeout_seconds=5)
-    yield client
-    await client.aclose()
+    async with aclosing(client):
+        yield client
 
 
 def request(key: str, amount: Money, destination: str = DESTINATION) -> TransferRequest:
@@ -47,7 +42,7 @@ async def test_transfer_is_created_once_per_idempotency_key(
     [transfer] = stripe.transfers.values()
     assert (transfer["amount"], transfer["currency"]) == (1234, "eur")
     assert transfer["metadata"] == {"payout_id": "po_1"}
-    assert stripe.requests[0][2]["idempotency-key"] == "po_1"
+    assert stripe.requests[0].headers["idempotency-key"] == "po_1"
     # JPY has no minor unit: 5000 JPY is sent as 5000
     await adapter.send(request("po_2", Money(5000, "JPY")))
     assert [t["amount"] for t in stripe.transfers.values()] == [1234, 5000]

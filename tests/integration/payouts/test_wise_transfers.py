@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from decimal import Decimal
 
 import pytest
@@ -20,16 +21,10 @@ RECIPIENT = "recipient:148149706"
 
 
 @pytest.fixture
-async def wise() -> AsyncIterator[FakeWise]:
-    async with FakeWise() as server:
-        yield server
-
-
-@pytest.fixture
 async def adapter(wise: FakeWise) -> AsyncIterator[WiseTransfers]:
     client = WiseTransfers(wise.api_token, wise.profile_id, base_url=wise.base_url)
-    yield client
-    await client.aclose()
+    async with aclosing(client):
+        yield client
 
 
 def request(key: str, amount: Money, destination: str = RECIPIENT) -> TransferRequest:

@@ -46,13 +46,6 @@ class FakeWise(FakeHttpServer):
         """The next request of `step` (quote, transfer, fund, read) answers this error."""
         self.failures.append((step, status, code))
 
-    async def __aenter__(self) -> FakeWise:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
-
     def handle(self, request: Request) -> Answer:
         if request.headers.get("authorization") != f"Bearer {self.api_token}":
             return 401, {"error": "invalid_token", "error_description": "Invalid token"}, {}

@@ -34,12 +34,17 @@ async def _payout_in_flight(h: Harness) -> tuple[str, str]:
     return deal, creator
 
 
+async def _gives(h: Harness, creator: str, destination: str) -> None:
+    """A minute later, the creator's account names `destination`."""
+    h.now += timedelta(minutes=1)
+    await h.consume(account(creator, destination=destination, time=h.now))
+
+
 async def test_a_changed_destination_waits_and_then_gets_the_money_once() -> None:
     h = Harness()
     sent_to = _record_destinations(h)
     deal, creator = await _payout_in_flight(h)
-    h.now += timedelta(minutes=1)
-    await h.consume(account(creator, destination="acct_new_2", time=h.now))
+    await _gives(h, creator, "acct_new_2")
     await h.dispatch_all()
     [held] = h.payouts(deal)
     assert held.status == "held" and held.hold is not None
@@ -67,8 +72,7 @@ async def test_a_held_payout_announces_the_cool_off() -> None:
     await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
     [waiting] = h.payouts(deal)
     assert waiting.hold is not None and waiting.hold.code is HoldCode.FX_RATE
-    h.now += timedelta(minutes=1)
-    await h.consume(account(creator, destination="acct_new_2", time=h.now))
+    await _gives(h, creator, "acct_new_2")
     [held] = h.payouts(deal)
     assert held.hold is not None and held.hold.code is HoldCode.DESTINATION_COOLOFF
     assert h.statuses(deal) == ["payout.held", "payout.held"]
@@ -78,13 +82,11 @@ async def test_the_same_destination_again_or_nothing_in_flight_waits_for_nothing
     h = Harness()
     sent_to = _record_destinations(h)
     _, creator = await _payout_in_flight(h)
-    h.now += timedelta(minutes=1)
-    await h.consume(account(creator, destination="acct_own_1", time=h.now))  # sent again
+    await _gives(h, creator, "acct_own_1")  # sent again
     await h.dispatch_all()
     assert sent_to == ["acct_own_1"]
     # Nothing in flight any more: a change is used at once (there is nothing to redirect).
-    h.now += timedelta(minutes=1)
-    await h.consume(account(creator, destination="acct_new_2", time=h.now))
+    await _gives(h, creator, "acct_new_2")
     later = uid("deal")
     await h.consume(deal_signed(later, creator), confirmed(later, "dl-1"), confirmed(later, "dl-2"))
     await h.dispatch_all()
@@ -95,13 +97,11 @@ async def test_changing_it_back_ends_the_cool_off() -> None:
     h = Harness()
     sent_to = _record_destinations(h)
     _, creator = await _payout_in_flight(h)
-    h.now += timedelta(minutes=1)
-    await h.consume(account(creator, destination="acct_attacker_9", time=h.now))
+    await _gives(h, creator, "acct_attacker_9")
     await h.dispatch_all()
-    h.now += timedelta(minutes=1)
     # The creator notices and restores their own destination: while payouts are in flight,
     # that is a change too, and it also waits; the attacker's never receives anything.
-    await h.consume(account(creator, destination="acct_own_1", time=h.now))
+    await _gives(h, creator, "acct_own_1")
     h.now += COOL_OFF + timedelta(minutes=1)
     await h.cool_offs.run_once()
     await h.dispatch_all()

@@ -80,6 +80,13 @@ async def _owed(h: Harness, *, fallback: tuple[str, str] | None = None) -> str:
     return deal
 
 
+async def _in_doubt(stripe: _Rail, paypal: _Rail) -> tuple[Harness, str]:
+    """Stripe pays but its answer is lost: a payout (PayPal its fallback) in doubt."""
+    stripe.timeout_after_paying = 1
+    h = _harness(stripe, paypal)
+    return h, await _owed(h, fallback=("paypal", PAYPAL_RECEIVER))
+
+
 async def _later(h: Harness, seconds: float = 10) -> None:
     h.now += timedelta(seconds=seconds)
     await h.dispatch_all()
@@ -87,9 +94,7 @@ async def _later(h: Harness, seconds: float = 10) -> None:
 
 async def test_a_rail_that_times_out_after_paying_is_looked_up_and_paid_once() -> None:
     stripe, paypal = _Rail("stripe"), _Rail("paypal")
-    stripe.timeout_after_paying = 1
-    h = _harness(stripe, paypal)
-    deal = await _owed(h, fallback=("paypal", PAYPAL_RECEIVER))
+    h, deal = await _in_doubt(stripe, paypal)
     [waiting] = h.payouts(deal)
     assert waiting.status == "scheduled" and waiting.in_doubt  # the answer was lost
     await _later(h)
@@ -177,11 +182,9 @@ async def test_no_fallback_after_an_attempt_in_doubt_unless_the_lookup_found_not
 
 async def test_a_rail_unreachable_after_an_attempt_in_doubt_never_falls_back() -> None:
     stripe, paypal = _Rail("stripe"), _Rail("paypal")
-    stripe.timeout_after_paying = 1  # paid, answer lost
     down = ProviderError("stripe: network error ConnectError", retryable=True, not_executed=True)
     stripe.lookup_errors = [down, down]  # then the rail cannot be reached to look it up
-    h = _harness(stripe, paypal)
-    deal = await _owed(h, fallback=("paypal", PAYPAL_RECEIVER))
+    h, deal = await _in_doubt(stripe, paypal)  # paid, answer lost
     await _later(h)
     await _later(h)
     [failed] = h.payouts(deal)
@@ -222,9 +225,7 @@ async def test_a_raw_account_number_as_fallback_is_refused() -> None:
 
 async def test_a_payout_in_doubt_from_before_rails_stays_on_stripe() -> None:
     stripe, paypal = _Rail("stripe"), _Rail("paypal")
-    stripe.timeout_after_paying = 1
-    h = _harness(stripe, paypal)
-    deal = await _owed(h, fallback=("paypal", PAYPAL_RECEIVER))
+    h, deal = await _in_doubt(stripe, paypal)
     [in_doubt] = h.payouts(deal)
     # As stored by the release before rails (every payout went through Stripe): no rail
     # recorded, in doubt after a timeout; the creator has since switched to PayPal.

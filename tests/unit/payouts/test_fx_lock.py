@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from services.payouts.domain.accounts import HoldCode
-from services.payouts.domain.amounts import FxSnapshotStale, locked_conversion
+from services.payouts.domain.amounts import FxRecord, FxSnapshotStale, locked_conversion
 from shared.contract.money import FxRateMissing, FxSnapshot, Money
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
@@ -22,49 +22,39 @@ def snapshot(eur: str, as_of_hours: float, suspect: str | None = None) -> FxSnap
     )
 
 
-def test_the_snapshot_in_force_at_the_lock_is_used_while_it_is_fresh() -> None:
-    net, record = locked_conversion(
-        Money.of("100.00", "USD"),
-        "EUR",
-        at=T0,
-        in_force=snapshot("0.90", -23),
-        later=snapshot("0.95", 1),
-        max_age=DAY,
+def convert(
+    to: str, in_force: FxSnapshot | None, later: FxSnapshot | None
+) -> tuple[Money, FxRecord]:
+    """100.00 USD in `to`, locked at T0; a snapshot in force there is fresh for a day."""
+    return locked_conversion(
+        Money.of("100.00", "USD"), to, at=T0, in_force=in_force, later=later, max_age=DAY
     )
+
+
+def test_the_snapshot_in_force_at_the_lock_is_used_while_it_is_fresh() -> None:
+    net, record = convert("EUR", in_force=snapshot("0.90", -23), later=snapshot("0.95", 1))
     assert net == Money.of("90.00", "EUR") and record.rate == Decimal("0.90")
 
 
 def test_a_stale_snapshot_gives_way_to_the_first_one_after_the_lock() -> None:
-    share, stale = Money.of("100.00", "USD"), snapshot("0.90", -25)
+    stale = snapshot("0.90", -25)
     with pytest.raises(FxSnapshotStale, match="stale_fx"):
-        locked_conversion(share, "EUR", at=T0, in_force=stale, later=None, max_age=DAY)
-    net, _ = locked_conversion(
-        share, "EUR", at=T0, in_force=stale, later=snapshot("0.95", 1), max_age=DAY
-    )
+        convert("EUR", in_force=stale, later=None)
+    net, _ = convert("EUR", in_force=stale, later=snapshot("0.95", 1))
     assert net == Money.of("95.00", "EUR")
 
 
 def test_a_suspect_or_missing_snapshot_gives_way_to_the_first_one_after_the_lock() -> None:
-    share = Money.of("100.00", "USD")
     suspect = snapshot("90000", -1, suspect="moved")
     for in_force in (suspect, None):
-        net, _ = locked_conversion(
-            share, "EUR", at=T0, in_force=in_force, later=snapshot("0.95", 1), max_age=DAY
-        )
+        net, _ = convert("EUR", in_force=in_force, later=snapshot("0.95", 1))
         assert net == Money.of("95.00", "EUR")
     with pytest.raises(FxRateMissing):
-        locked_conversion(share, "EUR", at=T0, in_force=None, later=None, max_age=DAY)
+        convert("EUR", in_force=None, later=None)
 
 
 def test_the_same_currency_needs_no_rate_however_old() -> None:
-    net, record = locked_conversion(
-        Money.of("100.00", "USD"),
-        "USD",
-        at=T0,
-        in_force=snapshot("0.90", -1000),
-        later=None,
-        max_age=DAY,
-    )
+    net, record = convert("USD", in_force=snapshot("0.90", -1000), later=None)
     assert net == Money.of("100.00", "USD") and record.rate == 1
 
 

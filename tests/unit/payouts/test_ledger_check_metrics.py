@@ -7,22 +7,12 @@ from prometheus_client import REGISTRY
 
 from services.payouts.schedules import LedgerCheck
 from services.payouts.store.memory import MemoryPayouts
+from tests.support.metrics import LabelledCounter
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
 
-
-def checks() -> dict[str, float]:
-    counts = {}
-    for result in ("ok", "failed", "error"):
-        value = REGISTRY.get_sample_value("creatorflow_ledger_checks_total", {"result": result})
-        assert value is not None, f"no series for result {result!r}"
-        counts[result] = value
-    return counts
-
-
-def grown(before: dict[str, float]) -> dict[str, float]:
-    after = checks()
-    return {r: after[r] - before[r] for r in after if after[r] != before[r]}
+CHECKS = LabelledCounter("creatorflow_ledger_checks_total", "result", ("ok", "failed", "error"))
+checks, grown = CHECKS.read, CHECKS.grown
 
 
 def problems() -> float | None:

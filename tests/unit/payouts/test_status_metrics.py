@@ -8,31 +8,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 
 from services.payouts.store.memory import MemoryPayoutRepository
 from shared.contract.events import CloudEvent
 from shared.contract.events.vocabulary import PAYOUT_STATUSES
+from tests.support.metrics import LabelledCounter
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
 
 RATES = {"EUR": "0.9215", "JPY": "151.32"}
 
 
-def transitions() -> dict[str, float]:
-    counts: dict[str, float] = {}
-    for status in PAYOUT_STATUSES:
-        value = REGISTRY.get_sample_value(
-            "creatorflow_payout_transitions_total", {"status": status}
-        )
-        assert value is not None, f"no series for status {status!r}"
-        counts[status] = value
-    return counts
-
-
-def grown(before: dict[str, float]) -> dict[str, float]:
-    after = transitions()
-    return {s: after[s] - before[s] for s in PAYOUT_STATUSES if after[s] != before[s]}
+TRANSITIONS = LabelledCounter("creatorflow_payout_transitions_total", "status", PAYOUT_STATUSES)
+transitions, grown = TRANSITIONS.read, TRANSITIONS.grown
 
 
 async def test_each_transition_counts_once_under_its_status_and_replays_count_nothing() -> None:

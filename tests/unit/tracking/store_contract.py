@@ -57,13 +57,14 @@ def ids() -> Ids:
     return Ids()
 
 
+def creators_deal(ids: Ids, **fields: Any) -> DealTerms:
+    """The terms of deal `ids("deal")` of creator `ids("cr")`, with `fields` as given."""
+    return deal_terms(deal_event(ids("deal"), creator_id=ids("cr"), **fields))
+
+
 def deal_with_code(ids: Ids, code: str, **fields: Any) -> DealTerms:
     """The terms of a deal of creator `ids("cr")` with promo code `code`, starting at `ids.at()`."""
-    return deal_terms(
-        deal_event(
-            ids("deal"), creator_id=ids("cr"), promo_codes=(code,), starts_at=ids.at(), **fields
-        )
-    )
+    return creators_deal(ids, promo_codes=(code,), starts_at=ids.at(), **fields)
 
 
 class StoreContract:
@@ -107,7 +108,7 @@ class StoreContract:
         self, store: TrackingStore, ids: Ids
     ) -> None:
         event = order_event(ids("o"))
-        deal = deal_terms(deal_event(ids("deal"), creator_id=ids("cr")))
+        deal = creators_deal(ids)
         with pytest.raises(RuntimeError):
             async with store.transaction() as tx:
                 await tx.claim(delivered([event]))
@@ -120,9 +121,9 @@ class StoreContract:
     async def test_deals_are_stored_once_and_conflicting_terms_reported(
         self, store: TrackingStore, ids: Ids
     ) -> None:
-        first = deal_terms(deal_event(ids("deal"), creator_id=ids("cr"), time=ids.at(hours=2)))
-        resent = deal_terms(deal_event(ids("deal"), creator_id=ids("cr"), time=ids.at(hours=1)))
-        changed = deal_terms(deal_event(ids("deal"), creator_id=ids("cr"), fee="999.00"))
+        first = creators_deal(ids, time=ids.at(hours=2))
+        resent = creators_deal(ids, time=ids.at(hours=1))
+        changed = creators_deal(ids, fee="999.00")
         async with store.transaction() as tx:
             added = await tx.add_deals([first])
             assert (added.added, added.repeated, added.conflicting) == ([first], set(), set())
@@ -537,13 +538,7 @@ class StoreContract:
     async def test_confirmations_happen_once_per_deliverable(
         self, store: TrackingStore, ids: Ids
     ) -> None:
-        deal = deal_terms(
-            deal_event(
-                ids("deal"),
-                creator_id=ids("cr"),
-                deliverables=(("dl-1", "reel", 1), ("dl-2", "story", 2)),
-            )
-        )
+        deal = creators_deal(ids, deliverables=(("dl-1", "reel", 1), ("dl-2", "story", 2)))
         post = post_snapshot(post_event(ids("p"), creator_id=ids("cr")))
         at = ids.at()
         auto = Confirmation(deal.deal_id, "dl-1", (post.post_id,), AUTO, at)
@@ -567,12 +562,8 @@ class StoreContract:
     async def test_early_confirmations_count_only_for_the_deals_brand(
         self, store: TrackingStore, ids: Ids
     ) -> None:
-        deal = deal_terms(
-            deal_event(
-                ids("deal"),
-                creator_id=ids("cr"),
-                deliverables=(("dl-1", "reel", 1), ("dl-2", "story", 2), ("dl-3", "story", 3)),
-            )
+        deal = creators_deal(
+            ids, deliverables=(("dl-1", "reel", 1), ("dl-2", "story", 2), ("dl-3", "story", 3))
         )
         at = ids.at()
         rival = Confirmation(deal.deal_id, "dl-1", (), "rival-user", at)
