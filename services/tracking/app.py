@@ -3,8 +3,8 @@ one unit of work (shared.runtime.unit_of_work) that `handlers.handle_batch` appl
 
 The next batch is read, decoded and translated (`handlers.read_ahead`) while one is applied
 (`shared.runtime.pipeline`), and a batch's offsets are committed only after its transaction.
-Outgoing events (`attribution.updated`, `deliverable.confirmed`) leave through the outbox
-relay, so none is lost if the process dies after the commit.
+Outgoing events (`attribution.updated`, `promo-code.leak-suspected`, `deliverable.confirmed`)
+leave through the outbox relay, so none is lost if the process dies after the commit.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Final
 
 from services.tracking.handlers import make_handler, read_ahead
+from services.tracking.settings import TrackingSettings
 from services.tracking.store.port import TrackingTx
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import Topic
@@ -55,7 +56,10 @@ def make_setup(
 
     async def setup(resources: Resources) -> Sequence[Background]:
         store = PostgresTrackingStore(resources.pool, consumer=inbox_consumer)
-        handler = make_handler(Decimal(str(resources.settings.fx_max_rate_move)))
+        handler = make_handler(
+            Decimal(str(resources.settings.fx_max_rate_move)),
+            TrackingSettings().leak_thresholds(),
+        )
         units: UnitsOfWork[TrackingTx] = UnitsOfWork(SERVICE, store, handler, read_ahead=read_ahead)
         consume = resources.consume(
             INPUT_TOPICS,

@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
-from services.tracking.domain.attribution import attribute
 from services.tracking.domain.credit import ModelSetting
 from services.tracking.domain.deals import DealTerms, code_clash
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
+from services.tracking.domain.leaks import LeakThresholds
 from services.tracking.domain.orders import OrderOutcome, evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
+from services.tracking.leaked_codes import attribute_with_leaks
 from services.tracking.store.port import AffectedOrders, TrackingTx
 from services.tracking.translate import (
     BatchInputs,
@@ -41,6 +42,7 @@ from shared.runtime.trust import Untrusted
 from shared.runtime.unit_of_work import Batch, Handler, NewEvents, UnitOfWork
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
+DEFAULT_LEAK_RULES: Final = LeakThresholds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +77,15 @@ def read_ahead(batch: Batch) -> ReadAhead | None:
     return ReadAhead(ids, len(everything), inputs, latest_snapshots(inputs.posts))
 
 
-def make_handler(fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE) -> Handler[TrackingTx]:
+def make_handler(
+    fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE, leak_rules: LeakThresholds = DEFAULT_LEAK_RULES
+) -> Handler[TrackingTx]:
     """The handler the service's unit of work calls: `handle_batch`, FX snapshots judged
-    against `fx_max_move` (FX_MAX_RATE_MOVE)."""
+    against `fx_max_move` (FX_MAX_RATE_MOVE), promo codes against `leak_rules`
+    (TRACKING_LEAK_*)."""
 
     async def handle(new: NewEvents, uow: UnitOfWork[TrackingTx]) -> None:
-        await handle_batch(new, uow, fx_max_move=fx_max_move)
+        await handle_batch(new, uow, fx_max_move=fx_max_move, leak_rules=leak_rules)
 
     return handle
 
@@ -92,6 +97,7 @@ async def apply_batch(
     now: datetime,
     ahead: ReadAhead | None = None,
     fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE,
+    leak_rules: LeakThresholds = DEFAULT_LEAK_RULES,
 ) -> BatchResult:
     """Apply `batch` inside `tx`, a transaction the caller holds, as the service's unit of
     work does (inbox claim, `handle_batch`, outbox) but without its metrics: for the tests
@@ -101,18 +107,23 @@ async def apply_batch(
     if not new:
         return BatchResult(0, 0, 0)
     uow = UnitOfWork(tx, now)
-    result = await handle_batch(new, uow, fx_max_move=fx_max_move)
+    result = await handle_batch(new, uow, fx_max_move=fx_max_move, leak_rules=leak_rules)
     await tx.enqueue(uow.published)
     return result
 
 
 async def handle_batch(
-    new: NewEvents, uow: UnitOfWork[TrackingTx], *, fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE
+    new: NewEvents,
+    uow: UnitOfWork[TrackingTx],
+    *,
+    fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE,
+    leak_rules: LeakThresholds = DEFAULT_LEAK_RULES,
 ) -> BatchResult:
     """Apply the batch's new events; `uow.now` stamps what it publishes. `new.ahead` is
     `read_ahead` of the whole batch, if it was worked out. FX snapshots are judged against
     the last trusted one (`fx_max_move`, shared.runtime.fx_moves); suspect ones are stored
-    but never convert an order.
+    but never convert an order. `leak_rules` say when a promo code is suspected leaked
+    (leaked_codes.attribute_with_leaks).
 
     Raises EventRejected (the whole transaction must roll back) if a deal arrives with
     terms different from those stored under its id, or with a promo code another brand's
@@ -131,7 +142,8 @@ async def handle_batch(
     touched |= moved | await _store_orders(tx, inputs, new_deals, models)
     # A new model publishes every deal of its campaign once, changed figures or not.
     touched |= await tx.deals_of_campaigns({(m.campaign_id, m.brand_id) for m in models})
-    updated = await tx.save_attributions([attribute(f) for f in await tx.deal_facts(touched)])
+    attributions, leak_alerts = await attribute_with_leaks(tx, touched, leak_rules, now=uow.now)
+    updated = await tx.save_attributions(attributions)
 
     manual = await _store_manual_confirmations(tx, inputs, new_deals)
     to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
@@ -139,7 +151,8 @@ async def handle_batch(
     confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, uow.now), new)
 
     uow.publish(
-        [attribution_event(a, now=uow.now) for a in sorted(updated, key=lambda a: a.deal_id)]
+        leak_alerts
+        + [attribution_event(a, now=uow.now) for a in sorted(updated, key=lambda a: a.deal_id)]
         + [confirmation_event(c) for c in confirmed]
     )
     return BatchResult(len(new), len(updated), len(confirmed))

@@ -12,6 +12,13 @@ from services.tracking.domain.attribution import DealAttribution
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
 from services.tracking.domain.deliverables import Confirmation
+from services.tracking.domain.leaks import (
+    CodeVerdict,
+    Evidence,
+    LeakedOrders,
+    LeakRule,
+    LeakThresholds,
+)
 from services.tracking.domain.orders import Order, Refund
 from services.tracking.domain.posts import PostSnapshot, tags_carried
 from shared.contract.errors import EventRejected
@@ -24,20 +31,23 @@ from shared.contract.events import (
     EventIdentity,
     EventType,
     FxRatesPublished,
+    LeakEvidence,
     LinkClicked,
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
+    PromoCodeLeakSuspected,
     envelope_for,
     make_event,
 )
 from shared.contract.events.envelope import JSON_CONTENT_TYPE, SPEC_VERSION
-from shared.contract.money import FxSnapshot
+from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_store import snapshot_from_event
 
 SOURCE: Final = "creatorflow/tracking"
 _ATTRIBUTION_ENVELOPE: Final = envelope_for(AttributionUpdated)
 _CONFIRMATION_IDS: Final = uuid.UUID("5b0c7f3e-2d41-4c59-9a55-7f0e3c1d2a64")
+_LEAK_ALERT_IDS: Final = uuid.UUID("1f6b3c52-8d0e-4a7b-b1f4-3e9a6c2d5b80")
 
 
 def deal_terms(event: CloudEvent[Any]) -> DealTerms:
@@ -58,6 +68,7 @@ def deal_terms(event: CloudEvent[Any]) -> DealTerms:
         ends_at=data.ends_at,
         attribution_window_days=data.attribution_window_days,
         signed_at=event.time,
+        audience_countries=tuple(data.audience_countries or ()),
     )
 
 
@@ -184,6 +195,7 @@ def model_setting(event: CloudEvent[Any]) -> ModelSetting:
         half_life_days=data.half_life_days,
         set_at=event.time,
         event_id=event.id,
+        leaked_orders=LeakedOrders(data.leaked_orders),
     )
 
 
@@ -228,6 +240,10 @@ def attribution_event(attribution: DealAttribution, *, now: datetime) -> CloudEv
         saves=engagement.saves,
         as_of=performance.as_of,
         attribution_model=attribution.model.value,
+        leak_suspected=attribution.leaks.suspected,
+        suspected_orders=attribution.leaks.suspected_orders,
+        withheld_orders=attribution.leaks.withheld_orders,
+        withheld_revenue=Money(attribution.leaks.withheld_revenue, performance.revenue.currency),
     )
     return _ATTRIBUTION_ENVELOPE.model_construct(
         specversion=SPEC_VERSION,
@@ -259,4 +275,54 @@ def confirmation_event(confirmation: Confirmation) -> CloudEvent[Any]:
         source=SOURCE,
         id=str(event_id),
         time=confirmation.confirmed_at,
+    )
+
+
+def leak_event(
+    deal: DealTerms,
+    promo_code: str,
+    rule: LeakRule,
+    verdict: CodeVerdict,
+    policy: LeakedOrders,
+    thresholds: LeakThresholds,
+    *,
+    now: datetime,
+) -> CloudEvent[Any]:
+    """`promo-code.leak-suspected`: `rule` fired for the first time on `promo_code` of
+    `deal`, with the evidence of every rule firing on it now (`verdict`), stamped `now`. Its id
+    derives from (deal, code, rule), so it can only ever be announced under one id."""
+    since = verdict.suspected_since
+    assert since is not None, "an alert for a code no rule fired on"
+    event_id = uuid.uuid5(_LEAK_ALERT_IDS, f"{deal.deal_id}/{promo_code}/{rule.value}")
+    return make_event(
+        PromoCodeLeakSuspected(
+            deal_id=deal.deal_id,
+            campaign_id=deal.campaign_id,
+            brand_id=deal.brand_id,
+            creator_id=deal.creator_id,
+            promo_code=promo_code,
+            rule=rule.value,
+            rules=tuple(r.value for r in verdict.rules),
+            evidence=tuple(_evidence(e) for e in verdict.evidence),
+            suspected_since=since,
+            leaked_orders=policy.value,
+            window_days=thresholds.window.days,
+        ),
+        source=SOURCE,
+        id=str(event_id),
+        time=now,
+    )
+
+
+def _evidence(e: Evidence) -> LeakEvidence:
+    return LeakEvidence(
+        rule=e.rule.value,
+        order_id=e.order_id,
+        window_start=e.window_start,
+        window_end=e.window_end,
+        orders=e.orders,
+        considered=e.considered,
+        share=e.share,
+        threshold=e.threshold,
+        reach=e.reach,
     )

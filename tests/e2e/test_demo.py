@@ -60,6 +60,10 @@ def test_demo_plays_a_campaign_whose_figures_match_the_ground_truth(tmp_path: Pa
     assert all(r["matches_truth"] for r in showcase), showcase
     assert "sent → failed" in showcase[2]["seen"], showcase
     assert "returned, re-sent: " in out
+    # One creator's code leaked to a coupon site: flagged once, as the scenario says.
+    assert summary["leaked_code"]["matches_truth"], summary["leaked_code"]
+    assert "orders from coupon sites" in summary["leaked_code"]["seen"]
+    assert "leaked code: " in out
     assert len(summary["confirm_to_sent_ms"]) >= hires - 3  # held and manual ones excluded
     # Deals whose last deliverable a post confirmed, measured from that post reaching Kafka,
     # beside the floor of the same three hops.

@@ -56,6 +56,7 @@ CONTRACT_TABLE = {
     ("tracking.orders", "order.refunded", "promo_code"),
     ("tracking.clicks", "link.clicked", "deal_id"),
     ("tracking.attribution", "attribution.updated", "deal_id"),
+    ("tracking.attribution", "promo-code.leak-suspected", "deal_id"),
     ("deliverables.confirmed", "deliverable.confirmed", "deal_id"),
     ("fx.rates", "fx.rates.published", "base"),
     ("payouts.status", "payout.scheduled", "deal_id"),
@@ -86,6 +87,7 @@ TABLE_TOPIC_ORDER = (
 INTERNAL_TABLE_TYPES = {
     "match.suggested",
     "attribution.updated",
+    "promo-code.leak-suspected",
     "payout.scheduled",
     "payout.held",
     "payout.sent",
@@ -294,6 +296,25 @@ def test_an_attribution_model_is_one_of_the_six_with_bounded_windows() -> None:
         broken = wire(EventType.ATTRIBUTION_MODEL_SET)
         broken["data"].update(bad)
         refusal(Topic.CAMPAIGN_DEALS, to_bytes(broken))
+
+
+def test_a_deal_may_name_its_audience_countries_and_a_campaign_its_leaked_orders_policy() -> None:
+    deal = wire(EventType.DEAL_SIGNED)
+    del deal["data"]["audience_countries"]  # as v1 brands send it: still valid
+    assert decode(Topic.CAMPAIGN_DEALS, to_bytes(deal)).data.audience_countries is None
+    deal["data"]["audience_countries"] = ["US", "CA"]
+    assert decode(Topic.CAMPAIGN_DEALS, to_bytes(deal)).data.audience_countries == ("US", "CA")
+    for bad in ([], ["US", "US"], ["us"], ["USA"], "US"):
+        broken = wire(EventType.DEAL_SIGNED)
+        broken["data"]["audience_countries"] = bad
+        assert "audience_countries" in str(refusal(Topic.CAMPAIGN_DEALS, to_bytes(broken)))
+    setting = wire(EventType.ATTRIBUTION_MODEL_SET)
+    del setting["data"]["leaked_orders"]
+    assert decode(Topic.CAMPAIGN_DEALS, to_bytes(setting)).data.leaked_orders == "credit"
+    setting["data"]["leaked_orders"] = "withhold"
+    assert decode(Topic.CAMPAIGN_DEALS, to_bytes(setting)).data.leaked_orders == "withhold"
+    setting["data"]["leaked_orders"] = "refund"
+    assert "leaked_orders" in str(refusal(Topic.CAMPAIGN_DEALS, to_bytes(setting)))
 
 
 # --- make_event and keys --------------------------------------------------------------------

@@ -43,6 +43,7 @@ RELEASED = {
     "0201_tracking_order_brand": "60bd98d5caff6aec",
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
     "0203_tracking_clicks_and_models": "9c8046b36718dd69",
+    "0204_tracking_leaked_codes": "977221ba21d939b9",
 }
 
 

@@ -24,12 +24,13 @@ no post with followers for the engagement rate). Money ratios are in the deal's 
 from __future__ import annotations
 
 import decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
 from services.tracking.domain.credit import Model
+from services.tracking.domain.leaks import NO_LEAKS, LeakTotals
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.domain.quotient import rounded_quotient
 from shared.contract.money import Money
@@ -196,6 +197,9 @@ class DealFacts:
     # The campaign's model in force for the deal, and the event that set it ('' if none).
     model: Model = Model.PROMO_CODE
     setting_id: str = ""
+    # Suspected (leaked-code) orders crediting the deal; `orders` and `revenue` are net of
+    # those withheld (`with_leaks`).
+    leaks: LeakTotals = NO_LEAKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +215,19 @@ class DealAttribution:
     ratios: Ratios
     model: Model = Model.PROMO_CODE
     setting_id: str = ""
+    leaks: LeakTotals = NO_LEAKS
+
+
+def with_leaks(facts: DealFacts, leaks: LeakTotals) -> DealFacts:
+    """`facts` with its suspected orders: those withheld leave `orders` and `revenue`, so
+    neither the commission (in `spend`) nor the ratios count them."""
+    withheld = Money(leaks.withheld_revenue, facts.revenue.currency)
+    return replace(
+        facts,
+        orders=facts.orders - leaks.withheld_orders,
+        revenue=facts.revenue - withheld,
+        leaks=leaks,
+    )
 
 
 def attribute(facts: DealFacts) -> DealAttribution:
@@ -231,4 +248,5 @@ def attribute(facts: DealFacts) -> DealAttribution:
         performance.ratios(),
         facts.model,
         facts.setting_id,
+        facts.leaks,
     )

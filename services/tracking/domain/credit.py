@@ -42,6 +42,7 @@ from enum import StrEnum
 from typing import Final
 
 from services.tracking.domain.deals import DealTerms
+from services.tracking.domain.leaks import LeakedOrders
 from shared.contract.money import Money
 
 
@@ -73,6 +74,8 @@ class ModelSetting:
     half_life_days: int
     set_at: datetime
     event_id: str
+    # Whether the campaign's suspected (leaked-code) orders still earn commission.
+    leaked_orders: LeakedOrders = LeakedOrders.CREDIT
 
     def newer_than(self, other: ModelSetting | None) -> bool:
         return other is None or (self.set_at, self.event_id) > (other.set_at, other.event_id)

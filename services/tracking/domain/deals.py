@@ -38,6 +38,9 @@ class DealTerms:
     ends_at: datetime
     attribution_window_days: int
     signed_at: datetime
+    # Where the creator's audience lives (ISO 3166-1 alpha-2), if the brand said: the
+    # leaked-code rule on shipping countries (domain.leaks) needs it.
+    audience_countries: tuple[str, ...] = ()
 
     @property
     def currency(self) -> str:

@@ -71,7 +71,7 @@ class Order:
     # What click models join on (domain.credit): the visitor's hash, the click it followed.
     visitor_id: str | None = None
     click_id: str | None = None
-    # Kept with the order for the rules to come (leaked codes); no rule reads them yet.
+    # What the leaked-code rules read (domain.leaks): where it ships, where the buyer came from.
     shipping_country: str | None = None
     referrer: str | None = None
 

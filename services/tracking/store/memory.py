@@ -19,9 +19,16 @@ from services.tracking.domain.attribution import DealAttribution, DealFacts, Eng
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
+from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
 from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, OrderStatus, Refund
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
-from services.tracking.store.port import AffectedOrders, DealsAdded, OrderContext
+from services.tracking.store.port import (
+    AffectedOrders,
+    DealsAdded,
+    LeakAlert,
+    LeakFacts,
+    OrderContext,
+)
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_moves import rejudged
@@ -45,6 +52,8 @@ class MemoryState:
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     clicks: dict[str, Click] = field(default_factory=dict)
     models: dict[tuple[str, str], ModelSetting] = field(default_factory=dict)
+    leak_suspects: set[str] = field(default_factory=set)
+    leak_alerts: dict[tuple[str, str, str], LeakAlert] = field(default_factory=dict)
 
     def snapshot(self) -> MemoryState:
         """A copy to roll back to; the values held are immutable, so copying containers is
@@ -348,6 +357,81 @@ class MemoryTrackingTx:
                 )
             )
         return facts
+
+    def _policy(self, deal: DealTerms) -> LeakedOrders:
+        setting = self.s.models.get((deal.campaign_id, deal.brand_id))
+        return LeakedOrders.CREDIT if setting is None else setting.leaked_orders
+
+    async def leak_facts(self, deal_ids: Collection[str]) -> list[LeakFacts]:
+        facts = []
+        for deal_id in deal_ids:
+            deal = self.s.deals.get(deal_id)
+            if deal is None:
+                continue
+            ids = [o.order_id for o in self.s.outcomes.values() if o.deal_id == deal_id]
+            orders = [self.s.orders[i] for i in ids]
+            facts.append(
+                LeakFacts(
+                    deal=deal,
+                    reach=sum(self.s.posts[p].reach for d, p in self.s.memberships if d == deal_id),
+                    policy=self._policy(deal),
+                    orders=tuple(
+                        LeakOrder(
+                            o.order_id, o.occurred_at, o.shipping_country, o.referrer, o.promo_code
+                        )
+                        for o in orders
+                    ),
+                    suspected=frozenset(ids) & frozenset(self.s.leak_suspects),
+                )
+            )
+        return facts
+
+    async def mark_leak_suspects(
+        self, suspected: Collection[str], cleared: Collection[str]
+    ) -> set[str]:
+        flagged = set(suspected) - self.s.leak_suspects
+        unflagged = (set(cleared) - set(suspected)) & self.s.leak_suspects
+        changed = flagged | unflagged
+        self.s.leak_suspects = (self.s.leak_suspects - set(cleared)) | set(suspected)
+        return {
+            c.deal_id
+            for order_id in changed
+            if (o := self.s.outcomes.get(order_id)) is not None
+            for c in o.credits
+        }
+
+    async def add_leak_alerts(self, alerts: Sequence[LeakAlert]) -> list[LeakAlert]:
+        new = []
+        for alert in alerts:
+            key = (alert.deal_id, alert.promo_code, alert.evidence.rule.value)
+            if key not in self.s.leak_alerts:
+                self.s.leak_alerts[key] = alert
+                new.append(alert)
+        return new
+
+    async def leak_totals(self, deal_ids: Collection[str]) -> dict[str, LeakTotals]:
+        totals = {}
+        for deal_id in deal_ids:
+            deal = self.s.deals.get(deal_id)
+            if deal is None:
+                continue
+            withhold = self._policy(deal) is LeakedOrders.WITHHOLD
+            flagged = counted = withheld = 0
+            revenue = Decimal(0)
+            for order_id in self.s.leak_suspects:
+                outcome = self.s.outcomes.get(order_id)
+                if outcome is None:
+                    continue
+                flagged += outcome.deal_id == deal_id
+                for credit in outcome.credits:
+                    if credit.deal_id == deal_id:
+                        counted += not outcome.fully_refunded
+                        if withhold:
+                            withheld += not outcome.fully_refunded
+                            revenue += (credit.revenue - credit.refunded).amount
+            if flagged or counted:
+                totals[deal_id] = LeakTotals(flagged > 0, counted, withheld, revenue)
+        return totals
 
     async def save_attributions(
         self, attributions: Sequence[DealAttribution]

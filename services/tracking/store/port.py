@@ -19,6 +19,7 @@ from services.tracking.domain.attribution import DealAttribution, DealFacts
 from services.tracking.domain.credit import Click, ModelSetting
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
+from services.tracking.domain.leaks import Evidence, LeakedOrders, LeakOrder, LeakTotals
 from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
 from shared.contract.money import FxSnapshot
@@ -47,6 +48,29 @@ class OrderContext:
     current: OrderOutcome | None
     # The order's clicks, their deals and the campaigns' model settings (domain.credit).
     clicks: ClickFacts = field(default_factory=ClickFacts)
+
+
+@dataclass(frozen=True, slots=True)
+class LeakFacts:
+    """What the leaked-code rules read of one deal: its terms, its reach (the summed reach of
+    its posts' latest snapshots), its campaign's policy, the orders its promo codes chose it
+    for (attributed or waiting for a rate, refunded or not) and which of those are flagged
+    suspected now."""
+
+    deal: DealTerms
+    reach: int
+    policy: LeakedOrders
+    orders: tuple[LeakOrder, ...]
+    suspected: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LeakAlert:
+    """One rule fired on one promo code of a deal (`evidence`: where it first fired)."""
+
+    deal_id: str
+    promo_code: str
+    evidence: Evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +210,27 @@ class TrackingTx(Transaction, Protocol):
 
     async def deal_facts(self, deal_ids: Collection[str]) -> list[DealFacts]:
         """Summed posts and orders of each stored deal in `deal_ids`."""
+        ...
+
+    async def leak_facts(self, deal_ids: Collection[str]) -> list[LeakFacts]:
+        """The LeakFacts of each stored deal in `deal_ids`."""
+        ...
+
+    async def mark_leak_suspects(
+        self, suspected: Collection[str], cleared: Collection[str]
+    ) -> set[str]:
+        """Flag the orders `suspected` as suspected leaked and those `cleared` as not; return
+        every deal credited by an order whose flag changed."""
+        ...
+
+    async def add_leak_alerts(self, alerts: Sequence[LeakAlert]) -> list[LeakAlert]:
+        """Record alerts of (deal, code, rule) never recorded before (one per key within
+        `alerts`); return those recorded now, in the order given."""
+        ...
+
+    async def leak_totals(self, deal_ids: Collection[str]) -> dict[str, LeakTotals]:
+        """The LeakTotals of each deal in `deal_ids` that has a suspected order or credits
+        one (the others have none): withheld under its campaign's `withhold` policy."""
         ...
 
     async def save_attributions(

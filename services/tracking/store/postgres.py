@@ -18,16 +18,24 @@ from services.tracking.domain.attribution import DealAttribution, DealFacts, Eng
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
+from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
 from services.tracking.domain.orders import ClickFacts, Credit, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.store import queries
-from services.tracking.store.port import AffectedOrders, DealsAdded, OrderContext
+from services.tracking.store.port import (
+    AffectedOrders,
+    DealsAdded,
+    LeakAlert,
+    LeakFacts,
+    OrderContext,
+)
 from services.tracking.store.rows import (
     attribution_from,
     click_from,
     credit_from,
     deal_from,
     deliverables_json,
+    leak_order_from,
     order_from,
     outcome_from,
     post_from,
@@ -97,6 +105,7 @@ class PostgresTrackingTx:
             [d.attribution_window_days for d in deals],
             [d.signed_at for d in deals],
             [terms_digest(d) for d in deals],
+            [json.dumps(list(d.audience_countries)) for d in deals],
         )
         inserted = {row["deal_id"] for row in rows if row["inserted"]}
         repeated = {row["deal_id"] for row in rows if not row["inserted"]}
@@ -278,6 +287,7 @@ class PostgresTrackingTx:
             [m.half_life_days for m in newest],
             [m.set_at for m in newest],
             [m.event_id for m in newest],
+            [m.leaked_orders.value for m in newest],
         )
         return [setting_from(row) for row in rows]
 
@@ -536,6 +546,64 @@ class PostgresTrackingTx:
             for row in rows
         ]
 
+    async def leak_facts(self, deal_ids: Collection[str]) -> list[LeakFacts]:
+        if not deal_ids:
+            return []
+        ids = list(deal_ids)
+        orders: dict[str, list[LeakOrder]] = {}
+        suspected: dict[str, set[str]] = {}
+        for row in await self._conn.fetch(queries.LEAK_ORDERS, ids):
+            orders.setdefault(row["deal_id"], []).append(leak_order_from(row))
+            if row["leak_suspected"]:
+                suspected.setdefault(row["deal_id"], set()).add(row["order_id"])
+        return [
+            LeakFacts(
+                deal=deal_from(row),
+                reach=int(row["reach"]),
+                policy=LeakedOrders(row["leaked_orders"]),
+                orders=tuple(orders.get(row["deal_id"], ())),
+                suspected=frozenset(suspected.get(row["deal_id"], ())),
+            )
+            for row in await self._conn.fetch(queries.LEAK_DEALS, ids)
+        ]
+
+    async def mark_leak_suspects(
+        self, suspected: Collection[str], cleared: Collection[str]
+    ) -> set[str]:
+        if not suspected and not cleared:
+            return set()
+        rows = await self._conn.fetch(
+            queries.MARK_LEAK_SUSPECTS, list(suspected), list(set(cleared) - set(suspected))
+        )
+        return {row["deal_id"] for row in rows}
+
+    async def add_leak_alerts(self, alerts: Sequence[LeakAlert]) -> list[LeakAlert]:
+        if not alerts:
+            return []
+        rows = await self._conn.fetch(
+            queries.INSERT_LEAK_ALERTS,
+            [a.deal_id for a in alerts],
+            [a.promo_code for a in alerts],
+            [a.evidence.rule.value for a in alerts],
+            [a.evidence.order_id for a in alerts],
+            [a.evidence.fired_at for a in alerts],
+        )
+        recorded = {(row["deal_id"], row["promo_code"], row["rule"]) for row in rows}
+        return [a for a in alerts if (a.deal_id, a.promo_code, a.evidence.rule) in recorded]
+
+    async def leak_totals(self, deal_ids: Collection[str]) -> dict[str, LeakTotals]:
+        if not deal_ids:
+            return {}
+        return {
+            row["deal_id"]: LeakTotals(
+                row["suspected"],
+                row["suspected_orders"],
+                row["withheld_orders"],
+                row["withheld_revenue"],
+            )
+            for row in await self._conn.fetch(queries.LEAK_TOTALS, list(deal_ids))
+        }
+
     async def save_attributions(
         self, attributions: Sequence[DealAttribution]
     ) -> list[DealAttribution]:
@@ -573,6 +641,10 @@ class PostgresTrackingTx:
             [p.as_of for p in performances],
             [a.model.value for a in attributions],
             [a.setting_id for a in attributions],
+            [a.leaks.suspected for a in attributions],
+            [a.leaks.suspected_orders for a in attributions],
+            [a.leaks.withheld_orders for a in attributions],
+            [a.leaks.withheld_revenue for a in attributions],
         )
         changed = {row["deal_id"] for row in rows}
         return [a for a in attributions if a.deal_id in changed]

@@ -9,17 +9,18 @@ INSERT_DEALS = """
 INSERT INTO tracking_deals AS t (
     deal_id, campaign_id, brand_id, creator_id, fee_amount, currency, commission_rate,
     promo_codes, deliverables, required_tags, starts_at, ends_at, attribution_window_days,
-    signed_at, terms_digest)
+    signed_at, terms_digest, audience_countries)
 SELECT u.deal_id, u.campaign_id, u.brand_id, u.creator_id, u.fee_amount, u.currency,
        u.commission_rate, ARRAY(SELECT jsonb_array_elements_text(u.promo_codes::jsonb)),
        u.deliverables::jsonb, ARRAY(SELECT jsonb_array_elements_text(u.required_tags::jsonb)),
-       u.starts_at, u.ends_at, u.attribution_window_days, u.signed_at, u.terms_digest
+       u.starts_at, u.ends_at, u.attribution_window_days, u.signed_at, u.terms_digest,
+       ARRAY(SELECT jsonb_array_elements_text(u.audience_countries::jsonb))
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::text[],
             $7::numeric[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
-            $12::timestamptz[], $13::int[], $14::timestamptz[], $15::text[])
+            $12::timestamptz[], $13::int[], $14::timestamptz[], $15::text[], $16::text[])
     AS u(deal_id, campaign_id, brand_id, creator_id, fee_amount, currency, commission_rate,
          promo_codes, deliverables, required_tags, starts_at, ends_at,
-         attribution_window_days, signed_at, terms_digest)
+         attribution_window_days, signed_at, terms_digest, audience_countries)
 ON CONFLICT (deal_id) DO UPDATE SET signed_at = LEAST(t.signed_at, EXCLUDED.signed_at)
     WHERE t.terms_digest = EXCLUDED.terms_digest
 RETURNING t.deal_id, (t.xmax = 0) AS inserted
@@ -223,14 +224,14 @@ INSERT INTO tracking_attribution AS t (
     deal_id, campaign_id, creator_id, posts, likes, comments, shares, saves, views,
     impressions, reach, rate_sum, rated_posts, orders, pending_fx_orders, currency, revenue,
     spend, engagement_rate, cpm, cpe, cpa, roas, roi_pct, as_of, attribution_model,
-    model_setting_id)
+    model_setting_id, leak_suspected, suspected_orders, withheld_orders, withheld_revenue)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
                      $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
                      $11::bigint[], $12::numeric[], $13::bigint[], $14::bigint[],
                      $15::bigint[], $16::text[], $17::numeric[], $18::numeric[],
                      $19::numeric[], $20::numeric[], $21::numeric[], $22::numeric[],
                      $23::numeric[], $24::numeric[], $25::timestamptz[], $26::text[],
-                     $27::text[])
+                     $27::text[], $28::bool[], $29::bigint[], $30::bigint[], $31::numeric[])
 ON CONFLICT (deal_id) DO UPDATE SET
     campaign_id = EXCLUDED.campaign_id, creator_id = EXCLUDED.creator_id,
     posts = EXCLUDED.posts, likes = EXCLUDED.likes, comments = EXCLUDED.comments,
@@ -242,18 +243,22 @@ ON CONFLICT (deal_id) DO UPDATE SET
     engagement_rate = EXCLUDED.engagement_rate, cpm = EXCLUDED.cpm, cpe = EXCLUDED.cpe,
     cpa = EXCLUDED.cpa, roas = EXCLUDED.roas, roi_pct = EXCLUDED.roi_pct,
     as_of = EXCLUDED.as_of, attribution_model = EXCLUDED.attribution_model,
-    model_setting_id = EXCLUDED.model_setting_id, updated_at = now()
+    model_setting_id = EXCLUDED.model_setting_id, leak_suspected = EXCLUDED.leak_suspected,
+    suspected_orders = EXCLUDED.suspected_orders, withheld_orders = EXCLUDED.withheld_orders,
+    withheld_revenue = EXCLUDED.withheld_revenue, updated_at = now()
 WHERE (t.posts, t.likes, t.comments, t.shares, t.saves, t.views, t.impressions, t.reach,
        t.rate_sum, t.rated_posts, t.orders, t.pending_fx_orders, t.currency, t.revenue,
        t.spend, t.engagement_rate, t.cpm, t.cpe, t.cpa, t.roas, t.roi_pct, t.as_of,
-       t.attribution_model, t.model_setting_id)
+       t.attribution_model, t.model_setting_id, t.leak_suspected, t.suspected_orders,
+       t.withheld_orders, t.withheld_revenue)
     IS DISTINCT FROM
       (EXCLUDED.posts, EXCLUDED.likes, EXCLUDED.comments, EXCLUDED.shares, EXCLUDED.saves,
        EXCLUDED.views, EXCLUDED.impressions, EXCLUDED.reach, EXCLUDED.rate_sum,
        EXCLUDED.rated_posts, EXCLUDED.orders, EXCLUDED.pending_fx_orders, EXCLUDED.currency,
        EXCLUDED.revenue, EXCLUDED.spend, EXCLUDED.engagement_rate, EXCLUDED.cpm,
        EXCLUDED.cpe, EXCLUDED.cpa, EXCLUDED.roas, EXCLUDED.roi_pct, EXCLUDED.as_of,
-       EXCLUDED.attribution_model, EXCLUDED.model_setting_id)
+       EXCLUDED.attribution_model, EXCLUDED.model_setting_id, EXCLUDED.leak_suspected,
+       EXCLUDED.suspected_orders, EXCLUDED.withheld_orders, EXCLUDED.withheld_revenue)
 RETURNING t.deal_id
 """
 
@@ -308,13 +313,13 @@ RETURNING *
 # Keep the newest setting per (campaign, brand); returns the rows that changed.
 SAVE_MODEL_SETTINGS = """
 INSERT INTO tracking_campaign_models AS t (campaign_id, brand_id, model, lookback_days,
-                                           half_life_days, set_at, event_id)
+                                           half_life_days, set_at, event_id, leaked_orders)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[],
-                     $6::timestamptz[], $7::text[])
+                     $6::timestamptz[], $7::text[], $8::text[])
 ON CONFLICT (campaign_id, brand_id) DO UPDATE SET
     model = EXCLUDED.model, lookback_days = EXCLUDED.lookback_days,
     half_life_days = EXCLUDED.half_life_days, set_at = EXCLUDED.set_at,
-    event_id = EXCLUDED.event_id
+    event_id = EXCLUDED.event_id, leaked_orders = EXCLUDED.leaked_orders
 WHERE (t.set_at, t.event_id COLLATE "C") < (EXCLUDED.set_at, EXCLUDED.event_id)
 RETURNING t.*
 """
@@ -322,4 +327,66 @@ RETURNING t.*
 INSERT_CREDITS = """
 INSERT INTO tracking_order_credits (order_id, deal_id, revenue, refunded, currency)
 SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::text[])
+"""
+
+# Leaked codes (domain.leaks). Every order a deal's codes chose it for, flagged or not.
+LEAK_ORDERS = """
+SELECT deal_id, order_id, promo_code, occurred_at, shipping_country, referrer, leak_suspected
+FROM tracking_orders WHERE deal_id = ANY($1::text[])
+"""
+
+LEAK_DEALS = """
+SELECT d.*, coalesce(m.leaked_orders, 'credit') AS leaked_orders,
+       coalesce((SELECT sum(p.reach) FROM tracking_deal_posts dp
+                 JOIN tracking_posts p USING (post_id) WHERE dp.deal_id = d.deal_id), 0) AS reach
+FROM tracking_deals d
+LEFT JOIN tracking_campaign_models m
+    ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
+WHERE d.deal_id = ANY($1::text[])
+"""
+
+# Flag $1 suspected and $2 not, where that changes; the deals the changed orders credit.
+MARK_LEAK_SUSPECTS = """
+WITH changed AS (
+    UPDATE tracking_orders SET leak_suspected = (order_id = ANY($1::text[]))
+    WHERE (order_id = ANY($1::text[]) AND NOT leak_suspected)
+       OR (order_id = ANY($2::text[]) AND leak_suspected)
+    RETURNING order_id
+)
+SELECT DISTINCT c.deal_id FROM tracking_order_credits c JOIN changed USING (order_id)
+"""
+
+INSERT_LEAK_ALERTS = """
+INSERT INTO tracking_leak_alerts (deal_id, promo_code, rule, order_id, fired_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+ON CONFLICT DO NOTHING
+RETURNING deal_id, promo_code, rule
+"""
+
+# Per deal: whether one of its own codes is suspected, and the suspected orders crediting it
+# (not fully refunded), withheld under its campaign's policy with their credit net of refunds.
+LEAK_TOTALS = """
+WITH credited AS (
+    SELECT c.deal_id,
+           count(*) FILTER (WHERE NOT t.fully_refunded) AS suspected_orders,
+           count(*) FILTER (WHERE NOT t.fully_refunded AND m.leaked_orders = 'withhold')
+               AS withheld_orders,
+           coalesce(sum(c.revenue - c.refunded) FILTER (WHERE m.leaked_orders = 'withhold'), 0)
+               AS withheld_revenue
+    FROM tracking_order_credits c
+    JOIN tracking_orders t ON t.order_id = c.order_id AND t.leak_suspected
+    JOIN tracking_deals d ON d.deal_id = c.deal_id
+    LEFT JOIN tracking_campaign_models m
+        ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
+    WHERE c.deal_id = ANY($1::text[])
+    GROUP BY c.deal_id
+), flagged AS (
+    SELECT DISTINCT deal_id FROM tracking_orders
+    WHERE deal_id = ANY($1::text[]) AND leak_suspected
+)
+SELECT coalesce(c.deal_id, f.deal_id) AS deal_id, f.deal_id IS NOT NULL AS suspected,
+       coalesce(c.suspected_orders, 0) AS suspected_orders,
+       coalesce(c.withheld_orders, 0) AS withheld_orders,
+       coalesce(c.withheld_revenue, 0) AS withheld_revenue
+FROM credited c FULL JOIN flagged f USING (deal_id)
 """

@@ -14,6 +14,7 @@ import asyncpg
 from services.tracking.domain.attribution import DealAttribution, Engagement, Performance, Ratios
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
+from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
 from services.tracking.domain.orders import (
     Credit,
     FxUsed,
@@ -42,6 +43,9 @@ def terms_digest(deal: DealTerms) -> str:
         "ends_at": deal.ends_at.isoformat(),
         "attribution_window_days": deal.attribution_window_days,
     }
+    if deal.audience_countries:
+        # Only when given, so deals stored before audience countries keep their digest.
+        canonical["audience_countries"] = list(deal.audience_countries)
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -93,6 +97,7 @@ def _parse_deal(row: asyncpg.Record) -> DealTerms:
         ends_at=row["ends_at"],
         attribution_window_days=row["attribution_window_days"],
         signed_at=row["signed_at"],
+        audience_countries=tuple(row["audience_countries"]),
     )
 
 
@@ -145,6 +150,7 @@ def setting_from(row: asyncpg.Record) -> ModelSetting:
         half_life_days=row["half_life_days"],
         set_at=row["set_at"],
         event_id=row["event_id"],
+        leaked_orders=LeakedOrders(row["leaked_orders"]),
     )
 
 
@@ -234,4 +240,20 @@ def attribution_from(row: asyncpg.Record) -> DealAttribution:
         ratios,
         Model(row["attribution_model"]),
         row["model_setting_id"],
+        LeakTotals(
+            row["leak_suspected"],
+            row["suspected_orders"],
+            row["withheld_orders"],
+            row["withheld_revenue"],
+        ),
+    )
+
+
+def leak_order_from(row: asyncpg.Record) -> LeakOrder:
+    return LeakOrder(
+        row["order_id"],
+        row["occurred_at"],
+        row["shipping_country"],
+        row["referrer"],
+        row["promo_code"],
     )

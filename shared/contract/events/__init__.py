@@ -50,10 +50,12 @@ from shared.contract.events.secrets import MASKED, WITHHELD, mask_secrets
 from shared.contract.events.tracking import (
     AttributionUpdated,
     DeliverableConfirmed,
+    LeakEvidence,
     LinkClicked,
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
+    PromoCodeLeakSuspected,
     Utm,
 )
 from shared.contract.events.vocabulary import (
@@ -99,6 +101,7 @@ __all__ = [
     "FxRatesPublished",
     "GenderSplit",
     "InternalPayload",
+    "LeakEvidence",
     "LinkClicked",
     "MatchDecision",
     "MatchFeedback",
@@ -114,6 +117,7 @@ __all__ = [
     "PayoutStatusChanged",
     "Platform",
     "PostMetricsObserved",
+    "PromoCodeLeakSuspected",
     "SigningKeyRegistered",
     "SigningKeyRevoked",
     "Suggestion",

@@ -8,8 +8,17 @@ from typing import Annotated
 from pydantic import Field, ValidationInfo, field_validator
 
 from shared.contract.events.payload import ExternalPayload
-from shared.contract.events.types import MAX_DELIVERABLES, Id, PromoCodes, Rate, Tags, UtcDatetime
-from shared.contract.events.vocabulary import AttributionModel, DeliverableKind
+from shared.contract.events.types import (
+    MAX_DELIVERABLES,
+    MAX_TARGET_COUNTRIES,
+    CountryCode,
+    Id,
+    PromoCodes,
+    Rate,
+    Tags,
+    UtcDatetime,
+)
+from shared.contract.events.vocabulary import AttributionModel, DeliverableKind, LeakedOrdersPolicy
 from shared.contract.money import NonNegativeMoney
 
 MAX_ATTRIBUTION_WINDOW_DAYS = 365
@@ -69,6 +78,26 @@ class DealSigned(ExternalPayload):
     attribution_window_days: Annotated[
         int, Field(strict=True, ge=0, le=MAX_ATTRIBUTION_WINDOW_DAYS)
     ] = Field(description="Days after ends_at that orders still count (0-365).", examples=[30])
+    # Optional since v1.6: what the leaked-code rule on shipping countries compares with.
+    audience_countries: (
+        Annotated[tuple[CountryCode, ...], Field(min_length=1, max_length=MAX_TARGET_COUNTRIES)]
+        | None
+    ) = Field(
+        default=None,
+        description=(
+            "Where the creator's audience lives (ISO 3166-1 alpha-2, unique), e.g. from the "
+            "match suggestion; orders mostly shipped elsewhere make the code suspected leaked. "
+            "Without it that rule does not apply."
+        ),
+        examples=[["US", "CA"]],
+    )
+
+    @field_validator("audience_countries")
+    @classmethod
+    def _unique_countries(cls, countries: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if countries is not None and len(set(countries)) != len(countries):
+            raise ValueError("each country may appear once")
+        return countries
 
     @field_validator("deliverables")
     @classmethod
@@ -123,4 +152,15 @@ class AttributionModelSet(ExternalPayload):
         default=DEFAULT_HALF_LIFE_DAYS,
         description="time_decay: a click this many days older than another earns half as much.",
         examples=[7],
+    )
+    # Optional since v1.6.
+    leaked_orders: LeakedOrdersPolicy = Field(
+        default="credit",
+        description=(
+            "Orders placed with one of the campaign's codes once it is suspected leaked "
+            "(`promo-code.leak-suspected`): `credit` counts them as any order; `withhold` "
+            "keeps them out of the revenue commission is paid on (`withheld_revenue` in "
+            "`attribution.updated`)."
+        ),
+        examples=["withhold"],
     )

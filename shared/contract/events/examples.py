@@ -42,10 +42,12 @@ from shared.contract.events.registry import EventType
 from shared.contract.events.tracking import (
     AttributionUpdated,
     DeliverableConfirmed,
+    LeakEvidence,
     LinkClicked,
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
+    PromoCodeLeakSuspected,
     Utm,
 )
 from shared.contract.events.vocabulary import PayoutStatus
@@ -291,6 +293,33 @@ def attribution() -> AttributionUpdated:
     )
 
 
+def promo_code_leak_suspected() -> PromoCodeLeakSuspected:
+    return PromoCodeLeakSuspected(
+        deal_id="deal-42",
+        campaign_id="cmp-3",
+        brand_id="br-12",
+        creator_id="cr-1001",
+        promo_code="JANE10",
+        rule="coupon_site",
+        rules=("coupon_site",),
+        evidence=(
+            LeakEvidence(
+                rule="coupon_site",
+                order_id="ord-9120",
+                window_start=EXAMPLE_TIME + timedelta(days=5),
+                window_end=EXAMPLE_TIME + timedelta(days=6, hours=9),
+                orders=6,
+                considered=15,
+                share=Decimal("0.4000"),
+                threshold=Decimal("0.3"),
+            ),
+        ),
+        suspected_since=EXAMPLE_TIME + timedelta(days=6, hours=9),
+        leaked_orders="credit",
+        window_days=7,
+    )
+
+
 def deliverable_confirmed() -> DeliverableConfirmed:
     return DeliverableConfirmed(
         deal_id="deal-42",
@@ -355,6 +384,7 @@ _DATA_BUILDERS: dict[str, Callable[[], BaseModel]] = {
     EventType.ORDER_REFUNDED: order_refunded,
     EventType.LINK_CLICKED: link_clicked,
     EventType.ATTRIBUTION_UPDATED: attribution,
+    EventType.PROMO_CODE_LEAK_SUSPECTED: promo_code_leak_suspected,
     EventType.DELIVERABLE_CONFIRMED: deliverable_confirmed,
     EventType.FX_RATES_PUBLISHED: fx_rates,
     EventType.PAYOUT_SCHEDULED: lambda: payout("scheduled"),

@@ -26,6 +26,7 @@ from shared.contract.events.tracking import (
     OrderRedeemed,
     OrderRefunded,
     PostMetricsObserved,
+    PromoCodeLeakSuspected,
 )
 from shared.contract.events.vocabulary import PAYOUT_STATUSES
 from shared.contract.signing import Party
@@ -67,6 +68,7 @@ class EventType(StrEnum):
     ORDER_REFUNDED = "order.refunded"
     LINK_CLICKED = "link.clicked"
     ATTRIBUTION_UPDATED = "attribution.updated"
+    PROMO_CODE_LEAK_SUSPECTED = "promo-code.leak-suspected"
     DELIVERABLE_CONFIRMED = "deliverable.confirmed"
     FX_RATES_PUBLISHED = "fx.rates.published"
     PAYOUT_SCHEDULED = "payout.scheduled"
@@ -235,6 +237,15 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         Topic.TRACKING_ATTRIBUTION,
         EventType.ATTRIBUTION_UPDATED,
         AttributionUpdated,
+        "deal_id",
+        external=False,
+        signed_by=Party.SERVICE,
+    ),
+    # Beside the attribution it changes, keyed by deal: a deal's alerts and figures in order.
+    EventSpec(
+        Topic.TRACKING_ATTRIBUTION,
+        EventType.PROMO_CODE_LEAK_SUSPECTED,
+        PromoCodeLeakSuspected,
         "deal_id",
         external=False,
         signed_by=Party.SERVICE,

@@ -21,7 +21,13 @@ from shared.contract.events.types import (
     UtcDatetime,
     VisitorId,
 )
-from shared.contract.events.vocabulary import AttributionModel, DeliverableKind, Platform
+from shared.contract.events.vocabulary import (
+    AttributionModel,
+    DeliverableKind,
+    LeakedOrdersPolicy,
+    LeakRule,
+    Platform,
+)
 from shared.contract.money import Money, NonNegativeMoney
 
 
@@ -225,6 +231,108 @@ class AttributionUpdated(InternalPayload):
         default=None,
         description="The campaign's attribution model that produced `orders` and `revenue`.",
         examples=["position_based"],
+    )
+    # Optional since v1.6: leaked promo codes (`promo-code.leak-suspected`).
+    leak_suspected: bool | None = Field(
+        default=None,
+        description="One of the deal's promo codes is suspected leaked.",
+        examples=[True],
+    )
+    suspected_orders: Count | None = Field(
+        default=None,
+        description=(
+            "Orders crediting the deal placed with a code once it was suspected leaked (not "
+            "fully refunded); counted in `orders` unless withheld."
+        ),
+        examples=[14],
+    )
+    withheld_orders: Count | None = Field(
+        default=None,
+        description=(
+            "Of the suspected orders, those the campaign's `leaked_orders: withhold` policy "
+            "keeps out of `orders` and `revenue`."
+        ),
+        examples=[14],
+    )
+    withheld_revenue: Money | None = Field(
+        default=None,
+        description=(
+            "Revenue of the withheld orders, net of refunds: not in `revenue`, so no "
+            "commission is paid on it."
+        ),
+        examples=[{"amount": "908.60", "currency": "USD"}],
+    )
+
+
+class LeakEvidence(InternalPayload):
+    """Where one rule first fired on a promo code, and on what."""
+
+    rule: LeakRule = Field(
+        description="outside_audience, coupon_site or burst.", examples=["coupon_site"]
+    )
+    order_id: Id = Field(description="The order at which the rule fired.", examples=["ord-9120"])
+    window_start: UtcDatetime = Field(
+        description="The earliest order the rule looked at then.",
+        examples=["2025-04-06T08:00:00Z"],
+    )
+    window_end: UtcDatetime = Field(
+        description="When the order that fired it was placed.", examples=["2025-04-07T21:14:00Z"]
+    )
+    orders: Count = Field(
+        description=(
+            "Orders that looked leaked: shipped outside the audience countries, from a coupon "
+            "site, or in the hour of the burst."
+        ),
+        examples=[6],
+    )
+    considered: Count = Field(
+        description=(
+            "Orders of the window that said where they ship (outside_audience), named a "
+            "referrer (coupon_site), or were placed in the hour (burst)."
+        ),
+        examples=[15],
+    )
+    share: Ratio = Field(
+        description="orders / considered (burst: orders / reach), 4 decimals, half-even.",
+        examples=["0.4000"],
+    )
+    threshold: Ratio = Field(
+        description="The share the rule must exceed (a TRACKING_LEAK_* setting).",
+        examples=["0.3"],
+    )
+    reach: Count | None = Field(
+        default=None,
+        description="burst: the creator's reach on the deal it was measured against.",
+        examples=[18_700],
+    )
+
+
+class PromoCodeLeakSuspected(InternalPayload):
+    """`promo-code.leak-suspected`: a deal's promo code looks leaked beyond the creator's
+    audience. Published once per code and rule, when the rule first fires; keyed by deal."""
+
+    deal_id: Id = Field(description="Deal holding the code; the Kafka key.", examples=["deal-42"])
+    campaign_id: Id = Field(description="Campaign of the deal.", examples=["cmp-3"])
+    brand_id: Id = Field(description="Brand of the deal.", examples=["br-12"])
+    creator_id: Id = Field(description="Creator of the deal.", examples=["cr-1001"])
+    promo_code: PromoCode = Field(description="The code suspected leaked.", examples=["JANE10"])
+    rule: LeakRule = Field(
+        description="The rule that fired for the first time.", examples=["coupon_site"]
+    )
+    rules: tuple[LeakRule, ...] = Field(
+        description="Every rule firing on the code now.", examples=[["coupon_site"]]
+    )
+    evidence: tuple[LeakEvidence, ...] = Field(description="One entry per rule in `rules`.")
+    suspected_since: UtcDatetime = Field(
+        description="When the first suspected order was placed: it and later ones are suspected.",
+        examples=["2025-04-07T21:14:00Z"],
+    )
+    leaked_orders: LeakedOrdersPolicy = Field(
+        description="The campaign's policy for suspected orders.", examples=["credit"]
+    )
+    window_days: int = Field(
+        description="The window of the outside_audience and coupon_site rules, in days.",
+        examples=[7],
     )
 
 

@@ -51,6 +51,12 @@ AttributionModel = Literal[
     "promo_code", "last_click", "first_click", "linear", "position_based", "time_decay"
 ]
 """How a campaign splits an order's credit between its deals (docs/architecture.md §10)."""
+
+LeakedOrdersPolicy = Literal["credit", "withhold"]
+"""Whether a campaign's orders placed with a code suspected leaked still earn commission."""
+
+LeakRule = Literal["outside_audience", "coupon_site", "burst"]
+"""Why a promo code is suspected leaked (docs/architecture.md §10)."""
 """Lifecycle of one payout; each status is published as the event type `payout.<status>`."""
 
 PLATFORMS: Final[tuple[Platform, ...]] = get_args(Platform)

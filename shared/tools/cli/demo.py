@@ -26,6 +26,7 @@ from shared.contract.events import spec_for_type
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.demo_report import (
     latency_line,
+    leak_showcase,
     post_latency_line,
     print_report,
     rails_showcase,
@@ -115,8 +116,9 @@ def demo(
         console.print("[dim]Page stopped; every process stopped.[/]")
     if not result.passed:
         fail(
-            f"{len(result.attribution_wrong)} attribution(s) and {len(result.payouts_wrong)} "
-            "payout(s) differ from the ground truth (marked ✗ above)",
+            f"{len(result.attribution_wrong)} attribution(s), {len(result.payouts_wrong)} "
+            f"payout(s) and {len(result.leak_wrong)} leaked-code flag(s) differ from the ground "
+            "truth (marked ✗ above)",
             hint=f"service logs: {logs}/",
         )
 
@@ -244,6 +246,7 @@ def _print_summary(
         f"{len(held)} held for a tax form, then released; {len(waited)} waited for the "
         "brand's funds, then released when they arrived",
         *_rails_lines(report, fee_bps),
+        _leak_line(report),
         latency_line(report),
         post_latency_line(report),
         (
@@ -329,6 +332,12 @@ def _print_smoke(report: SmokeReport) -> None:
     for letter in report.dead_letters:
         dlq.add_row(letter.topic, letter.error_class, letter.reason)
     console.print(dlq)
+
+
+def _leak_line(report: DemoReport) -> str:
+    """The leaked promo code as tracking flagged it, checked against the scenario's truth."""
+    seen, good = leak_showcase(report)
+    return f"leaked code: {seen} {'[green]✓[/]' if good else '[bold red]✗[/]'}"
 
 
 def _rails_lines(report: DemoReport, fee_bps: int) -> list[str]:

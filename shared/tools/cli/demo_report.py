@@ -7,7 +7,7 @@ scenario's own ground truth (shared.tools.demo.scenario), computed without the s
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -30,10 +30,11 @@ class Checks:
     attribution_wrong: list[str]
     payouts_ok: list[str]
     payouts_wrong: list[str]
+    leak_wrong: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return not self.attribution_wrong and not self.payouts_wrong
+        return not self.attribution_wrong and not self.payouts_wrong and not self.leak_wrong
 
 
 def attribution_matches(seen: AttributionUpdated | None, truth: DealTruth) -> bool:
@@ -73,7 +74,49 @@ def checks(report: DemoReport, platform_fee_bps: int) -> Checks:
         expected = report.scenario.expected_net(hire, platform_fee_bps)
         good = paid_as_expected(report, hire, expected) and _waited_as_told(report, hire)
         (p_ok if good else p_wrong).append(deal_id)
-    return Checks(a_ok, a_wrong, p_ok, p_wrong)
+    flagged, leak_good = leak_showcase(report)
+    return Checks(a_ok, a_wrong, p_ok, p_wrong, [] if leak_good else [flagged])
+
+
+def leak_showcase(report: DemoReport) -> tuple[str, bool]:
+    """The leaked code as tracking flagged it, and whether that is the scenario's truth: one
+    alert, for that code, by the coupon-site rule; that deal alone flagged, with as many
+    suspected orders as the truth says."""
+    truth = report.activity.leak
+    if truth is None:
+        return "no code leaked in this scenario", not report.observed.leaks
+    hire = next(h for h in report.hires if h.deal.deal_id == truth.deal_id)
+    attribution = report.observed.attribution.get(truth.deal_id)
+    flagged = {d for d, a in report.observed.attribution.items() if a.leak_suspected}
+    alerts = [(a.deal_id, a.promo_code, a.rule) for a in report.observed.leaks]
+    suspected = None if attribution is None else attribution.suspected_orders
+    good = (
+        alerts == [(truth.deal_id, truth.promo_code, "coupon_site")]
+        and flagged == {truth.deal_id}
+        and suspected == truth.suspected_orders
+    )
+    if not report.observed.leaks:
+        return f"{truth.promo_code} of {hire.handle}: not flagged", good
+    alert = report.observed.leaks[0]
+    evidence = "; ".join(
+        f"{e.orders} of {e.considered} {_LEAK_EVIDENCE[e.rule]}"
+        if e.rule != "burst"
+        else f"{e.orders} {_LEAK_EVIDENCE[e.rule]} (reach {e.reach:,})"
+        for e in alert.evidence
+    )
+    policy = {"credit": "still credited", "withhold": "withheld"}[alert.leaked_orders]
+    return (
+        f"{alert.promo_code} of {hire.handle} flagged, {evidence}; {suspected} orders from "
+        f"then on suspected, {policy} (campaign policy)",
+        good,
+    )
+
+
+_LEAK_EVIDENCE = {
+    "coupon_site": "orders from coupon sites",
+    "outside_audience": "orders shipped outside the audience countries",
+    "burst": "orders within an hour",
+}
 
 
 def paid_as_expected(report: DemoReport, hire: Hire, expected: Money) -> bool:
@@ -348,6 +391,7 @@ def summary(report: DemoReport, result: Checks, platform_fee_bps: int = 0) -> di
             {"what": what, "seen": seen, "matches_truth": good}
             for what, seen, good in rails_showcase(report, platform_fee_bps)
         ],
+        "leaked_code": dict(zip(("seen", "matches_truth"), leak_showcase(report), strict=True)),
         "confirm_to_sent_ms": report.confirm_to_sent_ms,
         "post_to_sent_ms": report.post_to_sent_ms,
         "floor_ms": report.floor_ms,

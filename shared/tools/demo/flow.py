@@ -27,6 +27,7 @@ from shared.contract.events import (
     EventDecodeError,
     MatchSuggested,
     PayoutStatusChanged,
+    PromoCodeLeakSuspected,
     Topic,
     decode,
     encode,
@@ -65,6 +66,7 @@ class Observed:
     suggestions: dict[str, MatchSuggested] = field(default_factory=dict)
     attribution: dict[str, AttributionUpdated] = field(default_factory=dict)
     attribution_updates: int = 0
+    leaks: list[PromoCodeLeakSuspected] = field(default_factory=list)
     confirmations: dict[str, list[tuple[DeliverableConfirmed, datetime]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -143,6 +145,8 @@ class Watcher:
             current = seen.attribution.get(data.deal_id)
             if current is None or data.as_of >= current.as_of:
                 seen.attribution[data.deal_id] = data
+        elif isinstance(data, PromoCodeLeakSuspected):
+            seen.leaks.append(data)
         elif isinstance(data, DeliverableConfirmed):
             seen.confirmations[data.deal_id].append((data, event.time))
         elif isinstance(data, PayoutStatusChanged):

@@ -17,6 +17,9 @@ because the brand's hiring depends on matching's answer:
 6. `fixed_account`: the creator whose bank returned the payout (the account was closed) gives
    a new one, and the payout is sent again.
 
+One creator's promo code leaks to a coupon site: a few orders come from it, shipped outside
+the creator's audience countries, and tracking flags the code (`LeakTruth`).
+
 Most creators are paid through Wise; one through PayPal, and one has given a Wise account
 that its bank has closed (the sandbox returns what is sent there, `RailsShowcase`).
 """
@@ -194,10 +197,44 @@ SERVICE_SETTINGS: Final = {
 
 
 @dataclass(frozen=True)
+class LeakTruth:
+    """The hire whose code leaked: `orders` orders from a coupon site after its followers'
+    `organic` ones. The coupon-site rule fires at the `fires_at`-th of them, the first to
+    make them at least TRACKING_LEAK_COUPON_MIN_ORDERS and more than
+    TRACKING_LEAK_COUPON_SHARE of the orders with a referrer (all in one window); it and the
+    later ones are suspected, and still credited (the campaign's default policy)."""
+
+    deal_id: str
+    promo_code: str
+    organic: int
+    orders: int
+    min_orders: int = 5
+    share: Decimal = Decimal("0.3")
+
+    @property
+    def fires_at(self) -> int | None:
+        for k in range(self.min_orders, self.orders + 1):
+            if k > self.share * (k + self.organic):
+                return k
+        return None
+
+    @property
+    def suspected_orders(self) -> int:
+        return 0 if self.fires_at is None else self.orders - self.fires_at + 1
+
+
+# The hire (by index) whose code leaks, the site it leaks to, and how many orders come from it.
+LEAKED_HIRE: Final = 8
+COUPON_SITE: Final = "https://www.retailmenot.com/view/bakeco.com"
+LEAKED_ORDERS: Final = 6
+
+
+@dataclass(frozen=True)
 class Activity:
     waves: list[list[CloudEvent[Any]]]
     truth: dict[str, DealTruth]
     needs_manual_confirmation: dict[str, str]  # deal_id -> deliverable_id
+    leak: LeakTruth | None = None
 
 
 class SeededCampaign:
@@ -281,6 +318,7 @@ class Scenario(SeededCampaign):
                 starts_at=self.starts_at,
                 ends_at=self.ends_at,
                 attribution_window_days=14,
+                audience_countries=audience_countries(profile.audience.countries),
             )
             hires.append(
                 Hire(
@@ -354,6 +392,7 @@ class Scenario(SeededCampaign):
         waves: list[list[CloudEvent[Any]]] = [[], [], []]
         truth: dict[str, DealTruth] = {}
         manual: dict[str, str] = {}
+        leak = None
         for n, hire in enumerate(hires):
             deal = hire.deal
             t = truth.setdefault(deal.deal_id, DealTruth())
@@ -364,11 +403,13 @@ class Scenario(SeededCampaign):
             for k, kind in enumerate(("post", "story", "story")):
                 tags = REQUIRED_TAGS if not (forgets_ad and k == 2) else ("#bakeco",)
                 self._post(hire, k, kind, tags, waves, t)
-            self._orders(hire, waves, t)
+            organic = self._orders(hire, waves, t)
+            if n == leaked_hire(len(hires)):
+                leak = self._leak(hire, waves, t, organic)
         self._strays(waves)
         for wave in waves:
             self.rng.shuffle(wave)
-        return Activity(waves, truth, manual)
+        return Activity(waves, truth, manual, leak)
 
     def _post(
         self,
@@ -409,8 +450,12 @@ class Scenario(SeededCampaign):
             if self.rng.random() < 0.3:  # the collector re-sends: same event id
                 waves[min(step + 1, 2)].append(event)
 
-    def _orders(self, hire: Hire, waves: list[list[CloudEvent[Any]]], truth: DealTruth) -> None:
-        for j in range(self.rng.randint(3, 9)):
+    def _orders(self, hire: Hire, waves: list[list[CloudEvent[Any]]], truth: DealTruth) -> int:
+        """The creator's followers' orders, shipped to its audience countries and coming
+        from its platform; returns how many there are."""
+        count = self.rng.randint(3, 9)
+        countries = hire.deal.audience_countries or ("US",)
+        for j in range(count):
             occurred_at = self.starts_at + timedelta(hours=self.rng.randint(8, 70))
             in_eur = self.rng.random() < 0.2
             usd = Decimal(self.rng.randint(1500, 9000)) / 100
@@ -420,6 +465,8 @@ class Scenario(SeededCampaign):
                 promo_code=hire.promo_code,
                 amount=amount,
                 occurred_at=occurred_at,
+                shipping_country=self.rng.choice(countries),
+                referrer=f"https://www.{hire.platform}.com/",
             )
             event = make_event(order, source=SHOP_SOURCE, time=self.now)
             waves[1].append(event)
@@ -444,6 +491,28 @@ class Scenario(SeededCampaign):
             occurred_at=self.starts_at - timedelta(days=2),
         )
         waves[1].append(make_event(early, source=SHOP_SOURCE, time=self.now))
+        return count
+
+    def _leak(
+        self, hire: Hire, waves: list[list[CloudEvent[Any]]], truth: DealTruth, organic: int
+    ) -> LeakTruth:
+        """Orders from a coupon site that found the creator's code, shipped outside its
+        audience countries, after its followers' orders (which all lie within 70 hours)."""
+        home = hire.deal.audience_countries or ()
+        abroad = next(c for c in ("DE", "FR", "BR", "JP") if c not in home)
+        for j in range(LEAKED_ORDERS):
+            order = OrderRedeemed(
+                order_id=f"ord-{hire.deal.deal_id}-coupon-{j}",
+                promo_code=hire.promo_code,
+                amount=Money.of(Decimal(self.rng.randint(2000, 6000)) / 100, "USD"),
+                occurred_at=self.starts_at + timedelta(hours=71, minutes=15 * j),
+                shipping_country=abroad,
+                referrer=COUPON_SITE,
+            )
+            waves[2].append(make_event(order, source=SHOP_SOURCE, time=self.now))
+            truth.orders += 1
+            truth.revenue += order.amount
+        return LeakTruth(hire.deal.deal_id, hire.promo_code, organic, LEAKED_ORDERS)
 
     def _strays(self, waves: list[list[CloudEvent[Any]]]) -> None:
         for j in range(3):
@@ -496,3 +565,15 @@ class Scenario(SeededCampaign):
         fee = hire.deal.fee
         kept = fee.allocate([platform_fee_bps, 10_000 - platform_fee_bps])[0]
         return self.fx.convert(fee - kept, hire.payout_currency).result
+
+
+def leaked_hire(hires: int) -> int:
+    """The index of the hire whose code leaks among `hires` hires."""
+    return min(LEAKED_HIRE, hires - 1)
+
+
+def audience_countries(shares: dict[str, float]) -> tuple[str, ...] | None:
+    """The countries of at least a tenth of a creator's audience (its largest one at least),
+    largest first: what a brand passes on from the suggestion to the deal; None if unknown."""
+    ranked = sorted(shares, key=lambda c: (-shares[c], c))
+    return tuple(c for c in ranked if shares[c] >= 0.1) or tuple(ranked[:1]) or None

@@ -52,6 +52,7 @@ def deal_event(
     window_days: int = 7,
     time: datetime = T0,
     event_id: str | None = None,
+    audience_countries: tuple[str, ...] | None = None,
 ) -> CloudEvent[Any]:
     return make_event(
         DealSigned(
@@ -75,6 +76,7 @@ def deal_event(
             starts_at=starts_at,
             ends_at=starts_at + timedelta(days=days),
             attribution_window_days=window_days,
+            audience_countries=audience_countries,
         ),
         source=SOURCE,
         id=event_id,
@@ -144,8 +146,19 @@ def order_event(
     kind: type[OrderRedeemed] | type[OrderRefunded] = OrderRedeemed,
     visitor_id: str | None = None,
     click_id: str | None = None,
+    shipping_country: str | None = None,
+    referrer: str | None = None,
 ) -> CloudEvent[Any]:
-    joins = {} if kind is OrderRefunded else {"visitor_id": visitor_id, "click_id": click_id}
+    joins = (
+        {}
+        if kind is OrderRefunded
+        else {
+            "visitor_id": visitor_id,
+            "click_id": click_id,
+            "shipping_country": shipping_country,
+            "referrer": referrer,
+        }
+    )
     return make_event(
         kind(
             order_id=order_id,
@@ -203,6 +216,7 @@ def model_event(
     half_life_days: int = 7,
     time: datetime = T0,
     event_id: str | None = None,
+    leaked_orders: str = "credit",
 ) -> CloudEvent[Any]:
     return make_event(
         AttributionModelSet(
@@ -211,6 +225,7 @@ def model_event(
             model=model,  # type: ignore[arg-type]
             lookback_days=lookback_days,
             half_life_days=half_life_days,
+            leaked_orders=leaked_orders,  # type: ignore[arg-type]
         ),
         source=SOURCE,
         id=event_id,

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from services.tracking.domain.attribution import attribute
+from services.tracking.domain.attribution import attribute, with_leaks
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import AUTO, Confirmation
+from services.tracking.domain.leaks import Evidence, LeakedOrders, LeakOrder, LeakRule, LeakTotals
 from services.tracking.domain.orders import (
     Order,
     OrderReason,
@@ -29,7 +30,7 @@ from services.tracking.domain.orders import (
     evaluate_order,
 )
 from services.tracking.domain.posts import PostSnapshot
-from services.tracking.store.port import AffectedOrders, TrackingStore
+from services.tracking.store.port import AffectedOrders, LeakAlert, TrackingStore
 from services.tracking.translate import deal_terms, post_snapshot
 from shared.contract.money import FxSnapshot, Money
 from tests.unit.tracking.builders import deal_event, delivered, order_event, post_event
@@ -425,6 +426,114 @@ class StoreContract:
             again = replace(result, model=Model.LINEAR, setting_id=ids("b"))
             assert await tx.save_attributions([again]) == [again]
         assert await store.campaign_attributions(campaign) == [again]
+
+    async def test_a_deals_audience_countries_are_part_of_its_terms(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        deal = deal_with_code(ids, ids("CODE"), audience_countries=("US", "CA"))
+        elsewhere = replace(deal, audience_countries=("DE",))
+        async with store.transaction() as tx:
+            assert (await tx.add_deals([deal])).added == [deal]
+            assert (await tx.add_deals([deal])).repeated == {deal.deal_id}
+            assert (await tx.add_deals([elsewhere])).conflicting == {deal.deal_id}
+            assert await tx.deals_with_codes(deal.promo_codes) == [deal]
+
+    async def test_leak_facts_flags_alerts_and_totals(self, store: TrackingStore, ids: Ids) -> None:
+        code, other = ids("CODE"), ids("OTHER")
+        deal = replace(
+            deal_with_code(ids, code, campaign_id=ids("cmp")),
+            promo_codes=(code, other),
+            audience_countries=("US",),
+        )
+        posts = [
+            post_snapshot(post_event(ids(f"p{n}"), creator_id=ids("cr"), reach=1_000 + n))
+            for n in range(2)
+        ]
+        abroad = Order(
+            ids("o1"),
+            code,
+            Money.of("30.00", "USD"),
+            ids.at(hours=1),
+            None,
+            None,
+            None,
+            "DE",
+            "https://www.retailmenot.com/x",
+        )
+        home = Order(ids("o2"), other, Money.of("20.00", "USD"), ids.at(hours=2))
+        refund = Refund(abroad.order_id, Money.of("5.00", "USD"), ids.at(hours=3))
+        withhold = ModelSetting(
+            deal.campaign_id,
+            deal.brand_id,
+            Model.PROMO_CODE,
+            30,
+            7,
+            ids.at(),
+            ids("m"),
+            LeakedOrders.WITHHOLD,
+        )
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            await tx.upsert_posts(posts)
+            await tx.add_memberships({(deal.deal_id, p.post_id) for p in posts})
+            await tx.add_orders([abroad, home])
+            await tx.add_refunds({refund})
+            await tx.save_order_outcomes(
+                [
+                    evaluate_order(abroad, [refund], [deal], None),
+                    evaluate_order(home, (), [deal], None),
+                ]
+            )
+            [facts] = await tx.leak_facts({deal.deal_id, ids("unknown")})
+            assert (facts.deal, facts.reach, facts.policy) == (deal, 2_001, LeakedOrders.CREDIT)
+            assert sorted(facts.orders, key=lambda o: o.order_id) == [
+                LeakOrder(abroad.order_id, abroad.occurred_at, "DE", abroad.referrer, code),
+                LeakOrder(home.order_id, home.occurred_at, None, None, other),
+            ]
+            assert facts.suspected == frozenset()
+            assert await tx.leak_totals({deal.deal_id}) == {}
+
+            assert await tx.mark_leak_suspects({abroad.order_id}, {home.order_id}) == {deal.deal_id}
+            assert await tx.mark_leak_suspects({abroad.order_id}, set()) == set()
+            [facts] = await tx.leak_facts({deal.deal_id})
+            assert facts.suspected == {abroad.order_id}
+            credited = LeakTotals(True, 1, 0, Decimal(0))
+            assert await tx.leak_totals({deal.deal_id}) == {deal.deal_id: credited}
+            # Under withhold, the order's credit net of its refund is withheld.
+            await tx.save_model_settings([withhold])
+            [facts] = await tx.leak_facts({deal.deal_id})
+            assert facts.policy is LeakedOrders.WITHHOLD
+            withheld = LeakTotals(True, 1, 1, Decimal("25.00"))
+            assert await tx.leak_totals({deal.deal_id}) == {deal.deal_id: withheld}
+
+            fired = Evidence(
+                LeakRule.COUPON_SITE,
+                abroad.order_id,
+                abroad.occurred_at,
+                abroad.occurred_at,
+                abroad.occurred_at,
+                1,
+                1,
+                Decimal(1),
+                Decimal("0.3"),
+            )
+            alert = LeakAlert(deal.deal_id, code, fired)
+            burst = LeakAlert(deal.deal_id, code, replace(fired, rule=LeakRule.BURST, reach=9))
+            assert await tx.add_leak_alerts([alert]) == [alert]
+            assert await tx.add_leak_alerts([alert, burst]) == [burst]
+
+            [deal_facts] = await tx.deal_facts({deal.deal_id})
+            result = attribute(with_leaks(deal_facts, withheld))
+            assert result.performance.revenue == Money.of("20.00", "USD")
+            assert await tx.save_attributions([result]) == [result]
+            assert await tx.save_attributions([result]) == []
+            # The same figures with another leak state are a change to publish.
+            cleared = replace(result, leaks=replace(withheld, suspected=False))
+            assert await tx.save_attributions([cleared]) == [cleared]
+
+            assert await tx.mark_leak_suspects(set(), {abroad.order_id}) == {deal.deal_id}
+            assert await tx.leak_totals({deal.deal_id}) == {}
+        assert await store.campaign_attributions(deal.campaign_id) == [cleared]
 
     async def test_confirmations_happen_once_per_deliverable(
         self, store: TrackingStore, ids: Ids

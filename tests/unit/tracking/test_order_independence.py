@@ -1,7 +1,7 @@
 """Order independence: the same multiset of events (with ~30 % redeliveries), in any order
 and any split into batches, yields the same attribution, order outcomes and confirmations;
 also with clicks, orders naming visitors and clicks, and the campaign's attribution model
-changed several times.
+changed several times; and the same leaked-code flags, with each alert sent at most once.
 
 Runs the real handler (services.tracking.handlers) on the in-memory store: through
 `apply_batch`, or through the service's unit of work with each batch read ahead.
@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.tracking.app import SERVICE
+from services.tracking.domain.leaks import LeakThresholds
 from services.tracking.handlers import apply_batch, make_handler, read_ahead
 from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.translate import attribution_event
@@ -56,6 +58,7 @@ def deals() -> list[CloudEvent[Any]]:
             commission_rate="0.10",
             days=20,
             window_days=5,
+            audience_countries=("US",),
         ),
         deal_event(
             "deal-2",
@@ -78,6 +81,7 @@ def deals() -> list[CloudEvent[Any]]:
             starts_at=T0 + timedelta(days=15),
             days=10,
             window_days=0,
+            audience_countries=("US", "CA"),
         ),
     ]
 
@@ -145,7 +149,8 @@ clicks = st.tuples(
     st.one_of(st.integers(14 * 24, 24 * 24), st.integers(-48, 40 * 24)),
 )
 
-# The brand sets the campaign's model: model, lookback days, half-life days, hour of setting.
+# The brand sets the campaign's model: model, lookback days, half-life days, hour of setting,
+# and whether suspected orders earn commission.
 models = st.tuples(
     st.sampled_from(
         ["promo_code", "last_click", "first_click", "linear", "position_based", "time_decay"]
@@ -153,6 +158,24 @@ models = st.tuples(
     st.sampled_from([2, 30, 30]),
     st.sampled_from([1, 7]),
     st.integers(0, 3),
+    st.sampled_from(["credit", "withhold"]),
+)
+
+# Where an order ships, where its buyer came from, and minutes added to its time (so that
+# several may fall within one hour): what the leaked-code rules read.
+origins = st.tuples(
+    st.sampled_from([None, "US", "DE", "DE", "DE"]),
+    st.sampled_from([None, "https://www.instagram.com/", "https://www.groupon.com/deals/x"]),
+    st.integers(0, 50),
+)
+# Thresholds low enough for a handful of orders to fire every rule.
+LEAK_RULES = LeakThresholds(
+    window=timedelta(days=10),
+    abroad_share=Decimal("0.4"),
+    abroad_min_orders=2,
+    coupon_min_orders=2,
+    burst_min_orders=2,
+    burst_share_of_reach=Decimal("0.00001"),
 )
 
 
@@ -168,12 +191,16 @@ def click_events(specs: list[tuple[str, int, int]]) -> list[CloudEvent[Any]]:
     ]
 
 
-def model_events(specs: list[tuple[str, int, int, int]]) -> list[CloudEvent[Any]]:
+def model_events(specs: list[tuple[str, int, int, int, str]]) -> list[CloudEvent[Any]]:
     return [
         model_event(
-            model, lookback_days=lookback, half_life_days=half_life, time=T0 + timedelta(hours=h)
+            model,
+            lookback_days=lookback,
+            half_life_days=half_life,
+            time=T0 + timedelta(hours=h),
+            leaked_orders=leaked,
         )
-        for model, lookback, half_life, h in specs
+        for model, lookback, half_life, h, leaked in specs
     ]
 
 
@@ -184,10 +211,13 @@ fx = st.tuples(st.integers(-3, 30), st.sampled_from(["0.9215", "0.95", "1.1", "9
 OrderSpec = tuple[str, str, str, int, str | None, int | None, int | None]
 
 
-def order_events(specs: list[OrderSpec]) -> list[CloudEvent[Any]]:
+def order_events(
+    specs: list[OrderSpec], origins: list[tuple[str | None, str | None, int]] | None = None
+) -> list[CloudEvent[Any]]:
     events = []
     for n, (code, amount, currency, day, refund, who, clicked) in enumerate(specs):
-        at = T0 + timedelta(days=day, hours=n)
+        country, referrer, minutes = (None, None, 0) if origins is None else origins[n]
+        at = T0 + timedelta(days=day, hours=n, minutes=minutes)
         events.append(
             order_event(
                 f"ord-{n}",
@@ -197,6 +227,8 @@ def order_events(specs: list[OrderSpec]) -> list[CloudEvent[Any]]:
                 occurred_at=at,
                 visitor_id=None if who is None else visitor(who),
                 click_id=None if clicked is None else f"clk-{clicked}",
+                shipping_country=country,
+                referrer=referrer,
             )
         )
         if refund is not None:
@@ -224,7 +256,13 @@ def run(batches: list[list[CloudEvent[Any]]], *, ahead: bool = False) -> MemoryT
     """Apply `batches` in turn; with `ahead`, as the service does: each batch one unit of
     work, read ahead before it is applied."""
     store = MemoryTrackingStore()
-    units = UnitsOfWork(SERVICE, store, make_handler(), read_ahead=read_ahead, clock=lambda: NOW)
+    units = UnitsOfWork(
+        SERVICE,
+        store,
+        make_handler(leak_rules=LEAK_RULES),
+        read_ahead=read_ahead,
+        clock=lambda: NOW,
+    )
 
     async def main() -> None:
         offset = 0
@@ -234,7 +272,7 @@ def run(batches: list[list[CloudEvent[Any]]], *, ahead: bool = False) -> MemoryT
                 await units.prepare(deliveries)(deliveries)
             else:
                 async with store.transaction() as tx:
-                    await apply_batch(tx, deliveries, now=NOW)
+                    await apply_batch(tx, deliveries, now=NOW, leak_rules=LEAK_RULES)
             offset += len(batch)
 
     asyncio.run(main())
@@ -250,6 +288,7 @@ def final_state(store: MemoryTrackingStore) -> dict[str, Any]:
         "memberships": s.memberships,
         "fx verdicts": {key: snapshot.suspect for key, snapshot in s.snapshots.items()},
         "models": s.models,
+        "leak suspects": s.leak_suspects,
     }
 
 
@@ -258,6 +297,7 @@ def final_state(store: MemoryTrackingStore) -> dict[str, Any]:
     identities=st.lists(identities, min_size=6, max_size=6),
     posts=st.lists(snapshots, max_size=12),
     orders=st.lists(orders, max_size=8),
+    origins=st.lists(origins, min_size=8, max_size=8),
     fx=st.lists(fx, max_size=3),
     manual=st.integers(0, 3),
     clicks=st.lists(clicks, min_size=1, max_size=8),
@@ -268,16 +308,17 @@ def test_any_order_and_batching_gives_the_same_attribution(
     identities: list[tuple[str, str, str | None, int]],
     posts: list[tuple[int, tuple[str, ...], int, int, int]],
     orders: list[OrderSpec],
+    origins: list[tuple[str | None, str | None, int]],
     fx: list[tuple[int, str]],
     manual: int,
     clicks: list[tuple[str, int, int]],
-    models: list[tuple[str, int, int, int]],
+    models: list[tuple[str, int, int, int, str]],
     data: st.DataObject,
 ) -> None:
     events = (
         deals()
         + post_events(identities, posts)
-        + order_events(orders)
+        + order_events(orders, origins)
         + fx_events(fx)
         + manual_confirmations(manual)
         + click_events(clicks)
@@ -311,12 +352,15 @@ def test_any_order_and_batching_gives_the_same_attribution(
     # The last attribution.updated of each deal carries its final figures.
     last: dict[str, Any] = {}
     confirmations: Counter[tuple[str, str]] = Counter()
+    alerts: Counter[tuple[str, str, str]] = Counter()
     for event in replayed.state.outbox:
         # What is published passes the consumers' own validation.
         spec = spec_for_type(event.type)
         assert decode(spec.topic, encode(event)) == event
         if event.type == EventType.ATTRIBUTION_UPDATED:
             last[event.data.deal_id] = event.data
+        elif event.type == EventType.PROMO_CODE_LEAK_SUSPECTED:
+            alerts[(event.data.deal_id, event.data.promo_code, event.data.rule)] += 1
         else:
             confirmations[(event.data.deal_id, event.data.deliverable_id)] += 1
             assert event.data.confirmed_by == "auto"
@@ -324,6 +368,10 @@ def test_any_order_and_batching_gives_the_same_attribution(
         deal_id: attribution_event(a, now=NOW).data
         for deal_id, a in replayed.state.attributions.items()
     }
+    # Each rule alerts at most once per code; every rule firing on the final facts alerted
+    # (a rule that fired on part of the facts only may have alerted too).
+    assert all(n == 1 for n in alerts.values())
+    assert set(alerts) >= set(reference.state.leak_alerts)
     # Never confirmed twice, and never re-announced when a brand confirmed it first.
     assert all(n == 1 for n in confirmations.values())
     manual_keys = {("deal-1", "dl-vid"), ("deal-2", "dl-vid")}
