@@ -37,8 +37,8 @@ from services.payouts.schedules import (
     SettlementPoller,
 )
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.port import PayoutDatabase, PayoutRepository
-from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
+from services.payouts.store.port import PayoutsStore, PayoutsTransaction
+from services.payouts.store.postgres import OUTBOX_PRODUCER, PostgresPayoutsStore
 from services.payouts.webhooks import PREFIX as WEBHOOKS_PREFIX
 from services.payouts.webhooks import Nonces, WebhookRoutes
 from shared.contract.events import Topic
@@ -49,7 +49,8 @@ from shared.runtime.unit_of_work import UnitsOfWork
 log = structlog.get_logger(__name__)
 
 SERVICE: Final = "payouts"
-GROUP_ID: Final = SERVICE  # the consumer group; the inbox is the store's (PgPayouts.consumer)
+# The consumer group; the inbox is the store's (PostgresPayoutsStore.consumer).
+GROUP_ID: Final = SERVICE
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
     Topic.BRAND_FUNDING,
@@ -153,7 +154,9 @@ def dispatch_batch(settings: PayoutsSettings, limiter: RateLimiter | None) -> in
     return max(1, min([settings.dispatch_batch, *fits]))
 
 
-async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> DestinationCipher:
+async def open_destinations(
+    db: PostgresPayoutsStore, settings: PayoutsSettings
+) -> DestinationCipher:
     """The destination cipher, checked against what is stored: a changed key would make every
     payout fail at the provider call, so the service refuses to start instead (unless the old
     key is its previous one, during a rotation)."""
@@ -171,13 +174,13 @@ async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> Destina
 
 
 def units_of_work(
-    db: PayoutDatabase,
+    db: PayoutsStore,
     policy: PayoutPolicy,
     on_scheduled: Callable[[], None],
     *,
     destinations: DestinationCipher,
     clock: Clock = utc_now,
-) -> UnitsOfWork[PayoutRepository]:
+) -> UnitsOfWork[PayoutsTransaction]:
     """The consumer's batch handler: one unit of work per batch (inbox claim, locks, handlers,
     outbox: shared.runtime.unit_of_work), waking the dispatcher after a commit that scheduled
     payouts."""
@@ -192,7 +195,7 @@ class PayoutsService:
     """The running parts, for tests and benchmarks to observe."""
 
     settings: PayoutsSettings
-    db: PgPayouts
+    db: PostgresPayoutsStore
     # The provider every method goes to (the sandbox, or one given to `make_setup`); None
     # when each method goes to its own rail.
     provider: PayoutProvider | None
@@ -228,7 +231,7 @@ def make_setup(
     async def setup(resources: Resources) -> list[Background]:
         config = settings or PayoutsSettings()
         policy = policy_from(config, resources.settings.fx_max_rate_move)
-        db = PgPayouts(resources.pool)
+        db = PostgresPayoutsStore(resources.pool)
         destinations = await open_destinations(db, config)
         rails, single, limiter = _rails(config, provider, rate_limited, resources)
         dispatcher = Dispatcher(
@@ -293,7 +296,7 @@ def _given_rails(
 
 
 def _webhook_routes(
-    db: PgPayouts, policy: PayoutPolicy, settings: PayoutsSettings, resources: Resources
+    db: PostgresPayoutsStore, policy: PayoutPolicy, settings: PayoutsSettings, resources: Resources
 ) -> WebhookRoutes:
     """`POST /webhooks/<rail>` on the service's HTTP server (services/payouts/webhooks.py)."""
     return WebhookRoutes(
@@ -359,7 +362,7 @@ async def serve_asgi(app: ASGIApp, host: str, port: int) -> None:
 
 
 def _schedules(
-    db: PgPayouts,
+    db: PostgresPayoutsStore,
     rails: Rails,
     policy: PayoutPolicy,
     settings: PayoutsSettings,

@@ -26,7 +26,7 @@ from services.payouts.creator_page.access import CreatorAccess, Limit, token_has
 from services.payouts.creator_page.web import SESSION_COOKIE, PageConfig, page_app
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import PayoutAccount
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.money import FxSnapshot, Money
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
@@ -52,7 +52,7 @@ class Writer:
     published status in the outbox."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.db = PgPayouts(pool)
+        self.db = PostgresPayoutsStore(pool)
 
     async def deal(self, deal_id: str, creator_id: str, *confirmed: tuple[str, datetime]) -> None:
         async with self.db.transaction() as repo:
