@@ -26,11 +26,10 @@ from services.payouts.statement_files import COLUMNS, YEAR_COLUMNS
 from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.test_creator_page import (
+from tests.integration.payouts.creator_scene import (
     Scene,
     Writer,
     account,
-    cache,
     client_for,
     new_link,
     sign_in,
@@ -39,8 +38,6 @@ from tests.support.pdf import pdf_text
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["cache"]  # the creator page's Redis client fixture
 
 
 class StatementScene(Scene):
