@@ -23,6 +23,7 @@ from shared.runtime.kafka import (
     subscribe_events,
 )
 from shared.runtime.observability import EVENTS_CONSUMED, EVENTS_FAILED
+from shared.runtime.pipeline import PipelinedBatches
 
 RETRY = RetryPolicy(initial_seconds=0.001, max_seconds=0.002, max_attempts=3)
 
@@ -217,7 +218,8 @@ async def test_each_input_topic_is_exported_at_zero_before_its_first_event(
     subscribe_event_batches(
         broker, ["zero.a", "zero.b"], group_id="g2", handler=many, consumer=counted
     )
-    assert [series(t) for t in ("zero.one", "zero.a", "zero.b")] == [(0.0, 0.0)] * 3
+    PipelinedBatches("kafka:9092", ["zero.p"], group_id="g4", handler=many, consumer=counted)
+    assert [series(t) for t in ("zero.one", "zero.a", "zero.b", "zero.p")] == [(0.0, 0.0)] * 4
     # A second reader leaves the counting to the consumer it follows.
     follower = SafeConsumer(dead, RETRY, counted=False)
     subscribe_event_batches(broker, ["zero.f"], group_id="g3", handler=many, consumer=follower)
