@@ -185,4 +185,27 @@ def test_every_dashboard_query_names_exported_metrics() -> None:
     problems = [p for where, expr in targets for p in check(expr, where)]
     assert problems == []
     shown = {name for _, expr in targets for name, _ in selectors(expr)}
-    assert "creatorflow_payout_post_to_sent_seconds_bucket" in shown
+    alerted = {name for rule in rules() for name, _ in selectors(rule["expr"])}
+    assert alerted <= shown, f"alerted on, not on the dashboard: {sorted(alerted - shown)}"
+
+
+def test_the_dashboard_imports_with_one_data_source_and_panels_side_by_side() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    inputs = {f"${{{i['name']}}}" for i in dashboard["__inputs"] if i["pluginId"] == "prometheus"}
+    assert len(inputs) == 1
+    taken: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        for part in (panel, *panel["targets"]):
+            assert part["datasource"] == {"type": "prometheus", "uid": next(iter(inputs))}
+        assert [t["refId"] for t in panel["targets"]] == [
+            chr(ord("A") + i) for i in range(len(panel["targets"]))
+        ], panel["title"]
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]  # Grafana's grid is 24 wide
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not cells & taken, f"{panel['title']!r} overlaps another panel"
+        taken |= cells
