@@ -64,6 +64,7 @@ KAFKA_TEST_SKIP := \
 	--ignore=tests/integration/payouts/test_commission_adjustments.py \
 	--ignore=tests/integration/payouts/test_cli.py \
 	--ignore=tests/integration/payouts/test_creator_page.py \
+	--ignore=tests/integration/payouts/test_creator_page_browser.py \
 	--deselect=tests/e2e/test_hostile_input.py::test_fuzzed_events_are_consumed_or_dead_lettered \
 	--deselect=tests/e2e/test_demo.py::test_demo_open_serves_the_creators_page_until_ctrl_c
 

@@ -40,8 +40,8 @@ from services.payouts.schedules import (
     SettlementPoller,
 )
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.port import PayoutDatabase, PayoutRepository
-from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
+from services.payouts.store.port import PayoutsStore, PayoutsTransaction
+from services.payouts.store.postgres import OUTBOX_PRODUCER, PostgresPayoutsStore
 from services.payouts.webhooks import PREFIX as WEBHOOKS_PREFIX
 from services.payouts.webhooks import Nonces, WebhookRoutes
 from shared.contract.events import Topic
@@ -52,7 +52,8 @@ from shared.runtime.unit_of_work import UnitsOfWork
 log = structlog.get_logger(__name__)
 
 SERVICE: Final = "payouts"
-GROUP_ID: Final = SERVICE  # the consumer group; the inbox is the store's (PgPayouts.consumer)
+# The consumer group; the inbox is the store's (PostgresPayoutsStore.consumer).
+GROUP_ID: Final = SERVICE
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
     Topic.BRAND_FUNDING,
@@ -156,7 +157,9 @@ def dispatch_batch(settings: PayoutsSettings, limiter: RateLimiter | None) -> in
     return max(1, min([settings.dispatch_batch, *fits]))
 
 
-async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> DestinationCipher:
+async def open_destinations(
+    db: PostgresPayoutsStore, settings: PayoutsSettings
+) -> DestinationCipher:
     """The destination cipher, checked against what is stored: a changed key would make every
     payout fail at the provider call, so the service refuses to start instead (unless the old
     key is its previous one, during a rotation)."""
@@ -174,13 +177,13 @@ async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> Destina
 
 
 def units_of_work(
-    db: PayoutDatabase,
+    db: PayoutsStore,
     policy: PayoutPolicy,
     on_scheduled: Callable[[], None],
     *,
     destinations: DestinationCipher,
     clock: Clock = utc_now,
-) -> UnitsOfWork[PayoutRepository]:
+) -> UnitsOfWork[PayoutsTransaction]:
     """The consumer's batch handler: one unit of work per batch (inbox claim, locks, handlers,
     outbox: shared.runtime.unit_of_work), waking the dispatcher after a commit that scheduled
     payouts."""
@@ -195,7 +198,7 @@ class PayoutsService:
     """The running parts, for tests and benchmarks to observe."""
 
     settings: PayoutsSettings
-    db: PgPayouts
+    db: PostgresPayoutsStore
     # The provider every method goes to (the sandbox, or one given to `make_setup`); None
     # when each method goes to its own rail.
     provider: PayoutProvider | None
@@ -231,7 +234,7 @@ def make_setup(
     async def setup(resources: Resources) -> list[Background]:
         config = settings or PayoutsSettings()
         policy = policy_from(config, resources.settings.fx_max_rate_move)
-        db = PgPayouts(resources.pool)
+        db = PostgresPayoutsStore(resources.pool)
         destinations = await open_destinations(db, config)
         rails, single, limiter = _rails(config, provider, rate_limited, resources)
         dispatcher = Dispatcher(
@@ -296,7 +299,7 @@ def _given_rails(
 
 
 def _webhook_routes(
-    db: PgPayouts, policy: PayoutPolicy, settings: PayoutsSettings, resources: Resources
+    db: PostgresPayoutsStore, policy: PayoutPolicy, settings: PayoutsSettings, resources: Resources
 ) -> WebhookRoutes:
     """`POST /webhooks/<rail>` on the service's HTTP server (services/payouts/webhooks.py)."""
     return WebhookRoutes(
@@ -317,7 +320,7 @@ async def _close_at_shutdown(rails: Rails) -> None:
 
 
 def public_servers(
-    resources: Resources, settings: PayoutsSettings, db: PgPayouts
+    resources: Resources, settings: PayoutsSettings, db: PostgresPayoutsStore
 ) -> list[Background]:
     """What faces the internet, each on a port of its own when set: the creator payout page
     and the brand API."""
@@ -355,7 +358,9 @@ def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Backgr
     return [serve, forget_expired]
 
 
-def brand_api(resources: Resources, settings: PayoutsSettings, db: PgPayouts) -> list[Background]:
+def brand_api(
+    resources: Resources, settings: PayoutsSettings, db: PostgresPayoutsStore
+) -> list[Background]:
     """The brand API's server, when PAYOUTS_BRAND_API_PORT is set (docs/architecture.md §12):
     on a port of its own, for brands on the internet. Like the creator page, its Redis client
     connects lazily: with Redis down the API answers 503, and payouts go on."""
@@ -396,7 +401,7 @@ async def serve_asgi(app: ASGIApp, host: str, port: int) -> None:
 
 
 def _schedules(
-    db: PgPayouts,
+    db: PostgresPayoutsStore,
     rails: Rails,
     policy: PayoutPolicy,
     settings: PayoutsSettings,

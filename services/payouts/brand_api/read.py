@@ -1,5 +1,5 @@
 """The brand API's reads: one brand's deals, their payouts and attribution, as of one snapshot
-of payouts' own tables (`PayoutDatabase.snapshot`), read-only. A campaign or creator with no
+of payouts' own tables (`PayoutsStore.snapshot`), read-only. A campaign or creator with no
 deal of the brand is None, whether it is another brand's or nobody's."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from services.payouts.domain.brand_view import (
     campaign_summaries,
     deal_lines,
 )
-from services.payouts.store.port import PayoutDatabase
+from services.payouts.store.port import PayoutsStore
 
 
 async def brand_deals(
-    db: PayoutDatabase,
+    db: PayoutsStore,
     brand_id: str,
     *,
     campaign_id: str | None = None,
@@ -31,12 +31,12 @@ async def brand_deals(
     return deal_lines(deals, payouts, figures)
 
 
-async def campaigns(db: PayoutDatabase, brand_id: str) -> list[CampaignSummary]:
+async def campaigns(db: PayoutsStore, brand_id: str) -> list[CampaignSummary]:
     return campaign_summaries(await brand_deals(db, brand_id))
 
 
 async def campaign(
-    db: PayoutDatabase, brand_id: str, campaign_id: str
+    db: PayoutsStore, brand_id: str, campaign_id: str
 ) -> tuple[CampaignSummary, list[DealLine]] | None:
     lines = await brand_deals(db, brand_id, campaign_id=campaign_id)
     if not lines:
@@ -44,6 +44,6 @@ async def campaign(
     return campaign_summaries(lines)[0], lines
 
 
-async def creator(db: PayoutDatabase, brand_id: str, creator_id: str) -> list[DealLine] | None:
+async def creator(db: PayoutsStore, brand_id: str, creator_id: str) -> list[DealLine] | None:
     lines = await brand_deals(db, brand_id, creator_id=creator_id)
     return lines or None

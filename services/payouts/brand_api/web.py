@@ -46,7 +46,7 @@ from services.payouts.brand_api.models import (
 )
 from services.payouts.domain.brand_view import totals
 from services.payouts.fixed_window import Limit, Window, count_one
-from services.payouts.store.port import PayoutDatabase
+from services.payouts.store.port import PayoutsStore
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +68,7 @@ Answer = Callable[[Caller, Request], Awaitable[Response]]
 
 
 def brand_api_app(
-    db: PayoutDatabase, keys: BrandKeys, cache: redis.Redis, config: ApiConfig | None = None
+    db: PayoutsStore, keys: BrandKeys, cache: redis.Redis, config: ApiConfig | None = None
 ) -> ASGIApp:
     """The API's ASGI app over payouts' store, its keys and a Redis client."""
     api = _Api(db, keys, cache, config or ApiConfig())
@@ -90,7 +90,7 @@ def brand_api_app(
 
 class _Api:
     def __init__(
-        self, db: PayoutDatabase, keys: BrandKeys, cache: redis.Redis, config: ApiConfig
+        self, db: PayoutsStore, keys: BrandKeys, cache: redis.Redis, config: ApiConfig
     ) -> None:
         self._db = db
         self._keys = keys

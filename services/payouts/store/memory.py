@@ -1,4 +1,4 @@
-"""An in-memory `PayoutDatabase` for unit tests; it passes the same contract as PostgreSQL.
+"""An in-memory `PayoutsStore` for unit tests; it passes the same contract as PostgreSQL.
 
 Transactions run one at a time and roll back (restore a copy of the state) on error.
 """
@@ -81,7 +81,7 @@ class MemoryState:
         return copied
 
 
-class MemoryPayoutRepository:
+class MemoryPayoutsTransaction:
     def __init__(self, state: MemoryState, consumer: str = "payouts") -> None:
         self._s = state
         self._consumer = consumer
@@ -576,8 +576,8 @@ class MemoryPayoutRepository:
         return result
 
 
-class MemoryPayouts:
-    """`PayoutDatabase` in memory; `state` is there for assertions."""
+class MemoryPayoutsStore:
+    """`PayoutsStore` in memory; `state` is there for assertions."""
 
     def __init__(self, consumer: str = "payouts") -> None:
         self.state = MemoryState()
@@ -585,17 +585,17 @@ class MemoryPayouts:
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[MemoryPayoutRepository]:
+    async def snapshot(self) -> AsyncIterator[MemoryPayoutsTransaction]:
         async with self._lock:
             frozen = self.state.snapshot()
-        yield MemoryPayoutRepository(frozen, self.consumer)
+        yield MemoryPayoutsTransaction(frozen, self.consumer)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MemoryPayoutRepository]:
+    async def transaction(self) -> AsyncIterator[MemoryPayoutsTransaction]:
         async with self._lock:
             saved = self.state.snapshot()
             try:
-                yield MemoryPayoutRepository(self.state, self.consumer)
+                yield MemoryPayoutsTransaction(self.state, self.consumer)
             except BaseException:
                 self.state.__dict__.update(saved.__dict__)
                 raise

@@ -1,8 +1,8 @@
 """The payouts store's port: what the handlers, the dispatcher and the schedules read and write.
 
-Everything a handler does happens inside one `PayoutDatabase.transaction()`: the inbox claim,
+Everything a handler does happens inside one `PayoutsStore.transaction()`: the inbox claim,
 the state change, the ledger postings and the outbox events commit or roll back together. The
-transaction (`PayoutRepository`) is the `Transaction` of the unit of work
+transaction (`PayoutsTransaction`) is the `Transaction` of the unit of work
 (shared.runtime.unit_of_work): `claim` and `enqueue`, and payouts' own reads and writes.
 """
 
@@ -31,7 +31,7 @@ from shared.runtime.kafka import Delivery
 LockMode = Literal["shared", "exclusive"]
 
 
-class PayoutRepository(Protocol):
+class PayoutsTransaction(Protocol):
     """Reads and writes of one transaction. Methods named `*_for_update` lock what they return
     until the transaction ends (rows locked by another transaction are skipped where noted)."""
 
@@ -319,10 +319,10 @@ class Attribution:
     revision: int
 
 
-class PayoutDatabase(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[PayoutRepository]: ...
+class PayoutsStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[PayoutsTransaction]: ...
 
-    def snapshot(self) -> AbstractAsyncContextManager[PayoutRepository]:
+    def snapshot(self) -> AbstractAsyncContextManager[PayoutsTransaction]:
         """A read-only view of one moment, for reports and checks that read several tables:
         writes committed meanwhile are not seen (each read of a transaction may see them)."""
         ...

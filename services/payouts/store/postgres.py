@@ -207,8 +207,8 @@ CONSUMER: Final = "payouts"
 OUTBOX_PRODUCER: Final = CONSUMER
 
 
-class PgPayoutRepository:
-    """`PayoutRepository` over one connection inside an open transaction."""
+class PostgresPayoutsTransaction:
+    """`PayoutsTransaction` over one connection inside an open transaction."""
 
     def __init__(self, conn: asyncpg.Connection, consumer: str = CONSUMER) -> None:
         self._conn = conn
@@ -921,26 +921,26 @@ class PgPayoutRepository:
         return {(r["account"], r["currency"].strip()): r["balance"] for r in rows}
 
 
-class PgPayouts:
-    """`PayoutDatabase` over an asyncpg pool."""
+class PostgresPayoutsStore:
+    """`PayoutsStore` over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool, consumer: str = CONSUMER) -> None:
         self.pool = pool
         self.consumer = consumer
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PgPayoutRepository]:
+    async def transaction(self) -> AsyncIterator[PostgresPayoutsTransaction]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield PgPayoutRepository(conn, self.consumer)
+            yield PostgresPayoutsTransaction(conn, self.consumer)
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[PgPayoutRepository]:
+    async def snapshot(self) -> AsyncIterator[PostgresPayoutsTransaction]:
         # READ COMMITTED (the default) takes a new snapshot for each statement.
         async with (
             self.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            yield PgPayoutRepository(conn, self.consumer)
+            yield PostgresPayoutsTransaction(conn, self.consumer)
 
     async def seal_plain_destinations(
         self, seal: Callable[[str, SecretStr], SealedDestination]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -31,12 +29,13 @@ from services.payouts.destinations import DestinationCipher
 from services.payouts.fixed_window import Limit
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.schema import SCHEMA
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.events import CloudEvent
 from shared.contract.money import Money
 from shared.runtime.service import ServiceRuntime
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
+from shared.tools.infra.process import free_port
 from tests.integration.payouts.service_setup import fast_settings
 from tests.support.waiting import eventually
 from tests.unit.payouts.builders import (
@@ -93,7 +92,7 @@ class Scene:
         self.consumed: dict[str, CloudEvent[Any]] = {}  # the attribution kept, by deal
 
     async def write(self, pool: asyncpg.Pool) -> None:
-        db = PgPayouts(pool)
+        db = PostgresPayoutsStore(pool)
         cipher = DestinationCipher.from_setting(SETTINGS.destination_key)
         consume = units_of_work(db, PayoutPolicy(), lambda: None, destinations=cipher)
 
@@ -131,13 +130,6 @@ async def scene(db_pool: asyncpg.Pool) -> Scene:
     return scene
 
 
-@pytest.fixture
-async def cache(infra: InfraUrls) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(infra.redis_url)
-    yield client
-    await client.aclose()
-
-
 def api_client(app: object, key: str | None = None) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     headers = {} if key is None else {"authorization": f"Bearer {key}"}
@@ -172,7 +164,7 @@ async def test_operators_add_list_and_revoke_a_brands_key(
     listed = await asyncio.to_thread(cli, infra, "list", "--brand", scene.a)
     assert listed.exit_code == 0 and key_id in listed.output and key not in listed.output
 
-    app = brand_api_app(PgPayouts(db_pool), BrandKeys(db_pool), cache)
+    app = brand_api_app(PostgresPayoutsStore(db_pool), BrandKeys(db_pool), cache)
     async with api_client(app, key) as brand:
         assert (await brand.get("/brand/v1/campaigns")).status_code == 200
         revoked = await asyncio.to_thread(cli, infra, "revoke", key_id)
@@ -196,7 +188,7 @@ async def test_no_live_key_is_a_401_with_a_challenge(
 ) -> None:
     key = await new_key(db_pool, scene.a)
     forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")  # right id, wrong secret
-    app = brand_api_app(PgPayouts(db_pool), BrandKeys(db_pool), cache)
+    app = brand_api_app(PostgresPayoutsStore(db_pool), BrandKeys(db_pool), cache)
     for sent in (None, "", "not-a-key", forged, f"cfk_{'0' * 12}_{'A' * 43}"):
         async with api_client(app, sent) as caller:
             if sent == "":
@@ -213,7 +205,7 @@ async def test_no_live_key_is_a_401_with_a_challenge(
 async def test_a_brand_sees_its_campaigns_figures_fees_and_statuses(
     db_pool: asyncpg.Pool, cache: redis.Redis, scene: Scene
 ) -> None:
-    app = brand_api_app(PgPayouts(db_pool), BrandKeys(db_pool), cache)
+    app = brand_api_app(PostgresPayoutsStore(db_pool), BrandKeys(db_pool), cache)
     async with api_client(app, await new_key(db_pool, scene.a)) as brand:
         listed = await brand.get("/brand/v1/campaigns")
         detail = await brand.get(f"/brand/v1/campaigns/{scene.cmp_a}")
@@ -271,7 +263,7 @@ async def test_a_brand_sees_its_campaigns_figures_fees_and_statuses(
 async def test_another_brands_campaign_or_creator_is_a_404_like_an_unknown_one(
     db_pool: asyncpg.Pool, cache: redis.Redis, scene: Scene
 ) -> None:
-    app = brand_api_app(PgPayouts(db_pool), BrandKeys(db_pool), cache)
+    app = brand_api_app(PostgresPayoutsStore(db_pool), BrandKeys(db_pool), cache)
     async with api_client(app, await new_key(db_pool, scene.a)) as brand:
         others = [
             await brand.get(f"/brand/v1/campaigns/{scene.cmp_b}"),
@@ -299,7 +291,7 @@ async def test_each_key_has_its_own_rate_limit_with_headers_on_every_answer(
     db_pool: asyncpg.Pool, cache: redis.Redis, scene: Scene
 ) -> None:
     config = ApiConfig(per_key=Limit(3, 60))
-    app = brand_api_app(PgPayouts(db_pool), BrandKeys(db_pool), cache, config)
+    app = brand_api_app(PostgresPayoutsStore(db_pool), BrandKeys(db_pool), cache, config)
     first, second = await new_key(db_pool, scene.a), await new_key(db_pool, scene.a)
     async with api_client(app, first) as brand:
         answers = [
@@ -325,22 +317,14 @@ async def test_each_key_has_its_own_rate_limit_with_headers_on_every_answer(
 async def test_without_redis_the_api_answers_503_and_nothing_else(
     db_pool: asyncpg.Pool, scene: Scene
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]  # nobody listens there once the socket closes
+    closed = free_port()  # nobody listens there
     down = redis.Redis(host="127.0.0.1", port=closed, socket_connect_timeout=1)
-    app = brand_api_app(PgPayouts(db_pool), BrandKeys(db_pool), down)
+    app = brand_api_app(PostgresPayoutsStore(db_pool), BrandKeys(db_pool), down)
     async with api_client(app, await new_key(db_pool, scene.a)) as brand:
         answer = await brand.get(f"/brand/v1/campaigns/{scene.cmp_a}")
     await down.aclose()
     assert answer.status_code == 503 and answer.headers["retry-after"] == "30"
     assert answer.json()["error"] == "unavailable" and scene.ann_deal not in answer.text
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_the_payouts_service_serves_the_api_on_its_own_port(
@@ -404,7 +388,7 @@ async def test_a_schema_fuzzer_finds_every_answer_as_documented(
     port = free_port()
     cache = redis.Redis.from_url(infra.redis_url)
     config = ApiConfig(per_key=Limit(10_000, 60))
-    app = brand_api_app(PgPayouts(db_pool), BrandKeys(db_pool), cache, config)
+    app = brand_api_app(PostgresPayoutsStore(db_pool), BrandKeys(db_pool), cache, config)
     server = asyncio.ensure_future(serve_asgi(app, "127.0.0.1", port))
     base_url = f"http://127.0.0.1:{port}"
     try:
