@@ -16,11 +16,14 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from services.payouts import handlers
+from services.payouts.brand_api.keys import BrandKeys
+from services.payouts.brand_api.web import ApiConfig, brand_api_app
 from services.payouts.creator_page.access import CreatorAccess
 from services.payouts.creator_page.web import PageConfig, page_app
 from services.payouts.destinations import DestinationCipher, UnreadableDestination
 from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
+from services.payouts.fixed_window import Limit
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.notifications import email_sender
 from services.payouts.providers import PayoutProvider
@@ -255,7 +258,7 @@ def make_setup(
         if on_started is not None:
             on_started(PayoutsService(config, db, single, rails, dispatcher, relay, limiter))
         return [
-            *creator_page(resources, config),
+            *public_servers(resources, config, db),
             consume,
             relay.run,
             dispatcher.run,
@@ -316,6 +319,14 @@ async def _close_at_shutdown(rails: Rails) -> None:
         await rails.aclose()
 
 
+def public_servers(
+    resources: Resources, settings: PayoutsSettings, db: PostgresPayoutsStore
+) -> list[Background]:
+    """What faces the internet, each on a port of its own when set: the creator payout page
+    and the brand API."""
+    return [*creator_page(resources, settings), *brand_api(resources, settings, db)]
+
+
 def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Background]:
     """The creator payout page's server, when PAYOUTS_PAGE_PORT is set (docs/architecture.md
     §11): on a port of its own, so the page and the operators' /metrics are exposed apart.
@@ -345,6 +356,34 @@ def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Backgr
             await asyncio.sleep(3600)
 
     return [serve, forget_expired]
+
+
+def brand_api(
+    resources: Resources, settings: PayoutsSettings, db: PostgresPayoutsStore
+) -> list[Background]:
+    """The brand API's server, when PAYOUTS_BRAND_API_PORT is set (docs/architecture.md §12):
+    on a port of its own, for brands on the internet. Like the creator page, its Redis client
+    connects lazily: with Redis down the API answers 503, and payouts go on."""
+    if settings.brand_api_port is None:
+        return []
+    if resources.urls.redis_url is None:
+        raise ServiceConfigurationError(
+            "PAYOUTS_BRAND_API_PORT needs Redis for the API's rate limits: set REDIS_URL"
+        )
+    cache = redis.Redis.from_url(
+        resources.urls.redis_url, socket_connect_timeout=2, socket_timeout=2
+    )
+    limit = Limit(settings.brand_api_rate_limit, settings.brand_api_rate_window_seconds)
+    app = brand_api_app(db, BrandKeys(resources.pool), cache, ApiConfig(per_key=limit))
+    host, port = settings.brand_api_host, settings.brand_api_port
+
+    async def serve() -> None:
+        try:
+            await serve_asgi(app, host, port)
+        finally:
+            await cache.aclose()
+
+    return [serve]
 
 
 async def serve_asgi(app: ASGIApp, host: str, port: int) -> None:

@@ -12,7 +12,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
-from services.payouts import creators_cli
+from services.payouts import brands_cli, creators_cli
 from services.payouts.destinations import DestinationCipher, UnreadableDestination, new_key
 from services.payouts.dispatcher import utc_now
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
@@ -49,7 +49,11 @@ COMMAND_NAME: Final = "payouts"
 app = typer.Typer(
     help="Creator payouts: statements, retries and ledger checks.", no_args_is_help=True
 )
-COMMAND_GROUPS: Final = {COMMAND_NAME: app, creators_cli.COMMAND_NAME: creators_cli.app}
+COMMAND_GROUPS: Final = {
+    COMMAND_NAME: app,
+    creators_cli.COMMAND_NAME: creators_cli.app,
+    brands_cli.COMMAND_NAME: brands_cli.app,
+}
 
 T = TypeVar("T")
 

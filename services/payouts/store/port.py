@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
@@ -128,12 +129,28 @@ class PayoutsTransaction(Protocol):
         elsewhere skipped)."""
         ...
 
-    async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
-        """Keep the attribution with the latest `as_of` per deal; each one kept is the deal's
-        next revision (the first is 1)."""
+    async def save_attribution(
+        self,
+        deal_id: str,
+        revenue: Money,
+        as_of: datetime,
+        figures: AttributionFigures | None = None,
+    ) -> bool:
+        """Keep the attribution with the latest `as_of` per deal, its figures with it; each
+        one kept is the deal's next revision (the first is 1)."""
         ...
 
     async def attribution(self, deal_id: str) -> Attribution | None: ...
+
+    async def attribution_figures(self, deal_ids: Iterable[str]) -> dict[str, AttributionFigures]:
+        """The figures of the attribution kept for each of these deals that has them."""
+        ...
+
+    async def deals_of_brand(
+        self, brand_id: str, *, campaign_id: str | None = None, creator_id: str | None = None
+    ) -> list[DealTerms]:
+        """The brand's deals (of one campaign, or with one creator, when given), by deal id."""
+        ...
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         """Store the snapshot unless it is stored already (True when new), then judge it and

@@ -11,6 +11,7 @@ import pytest
 
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer, TransferKind, escrow_of
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
@@ -45,6 +46,35 @@ def terms(
         deliverables=(DeliverableTerm("dl-1", 2), DeliverableTerm("dl-2", 1)),
         ends_at=closes,
         attribution_window_days=0,
+    )
+
+
+def figures(revenue: Money, as_of: datetime, *, orders: int) -> AttributionFigures:
+    """Tracking's figures of a deal, every field set (none left to a default)."""
+    return AttributionFigures(
+        as_of=as_of,
+        posts=2,
+        likes=310,
+        comments=12,
+        shares=4,
+        views=9000,
+        impressions=12000,
+        reach=8000,
+        orders=orders,
+        revenue=revenue,
+        spend=Money.of("110.00", revenue.currency),
+        engagement_rate=Decimal("0.0412"),
+        cpm=Decimal("9.1667"),
+        cpe=None,
+        cpa=Decimal("36.6667"),
+        roas=Decimal("0.7273"),
+        roi_pct=Decimal("-27.27"),
+        saves=7,
+        attribution_model="last_click",
+        leak_suspected=True,
+        suspected_orders=1,
+        withheld_orders=1,
+        withheld_revenue=Money.of("12.50", revenue.currency),
     )
 
 
@@ -165,6 +195,37 @@ class PayoutStoreContract:
             assert await repo.attribution(deal) == Attribution(Money.of("5.00", "USD"), 1)
             assert await repo.save_attribution(deal, Money.of("7", "USD"), LONG_AGO + timedelta(1))
             assert await repo.attribution(deal) == Attribution(Money.of("7.00", "USD"), 2)
+
+    async def test_attribution_figures_follow_the_kept_attribution(self, db: PayoutsStore) -> None:
+        deal, older_deal = uid("deal"), uid("deal")
+        later = LONG_AGO + timedelta(days=1)
+        async with db.transaction() as repo:
+            kept = figures(Money.of("80.00", "USD"), later, orders=3)
+            assert await repo.save_attribution(deal, kept.revenue, later, kept)
+            # An older update (a replay from elsewhere, reordered) changes neither.
+            stale = figures(Money.of("20.00", "USD"), LONG_AGO, orders=1)
+            assert not await repo.save_attribution(deal, stale.revenue, LONG_AGO, stale)
+            # An attribution kept before figures were: none to show.
+            assert await repo.save_attribution(older_deal, Money.of("5", "USD"), later)
+        async with db.snapshot() as repo:
+            assert await repo.attribution_figures([deal, older_deal, uid("deal")]) == {deal: kept}
+            assert await repo.attribution(deal) == Attribution(Money.of("80.00", "USD"), 1)
+
+    async def test_deals_of_a_brand_by_campaign_and_creator(self, db: PayoutsStore) -> None:
+        brand, other_brand, creator = uid("br"), uid("br"), uid("cr")
+        mine = [replace(terms(uid("deal"), creator, brand_id=brand), campaign_id=c) for c in "ab"]
+        others = terms(uid("deal"), creator, brand_id=other_brand)
+        async with db.transaction() as repo:
+            for deal in (*mine, others):
+                assert await repo.add_deal(deal, f"signed-{deal.deal_id}")
+        async with db.snapshot() as repo:
+            assert await repo.deals_of_brand(brand) == sorted(mine, key=lambda d: d.deal_id)
+            assert await repo.deals_of_brand(brand, campaign_id="b") == [mine[1]]
+            assert await repo.deals_of_brand(brand, creator_id=creator) == sorted(
+                mine, key=lambda d: d.deal_id
+            )
+            assert await repo.deals_of_brand(brand, creator_id=uid("cr")) == []
+            assert await repo.deals_of_brand(other_brand) == [others]
 
     async def test_only_the_deals_brand_confirms_and_another_cannot_block_it(
         self, db: PayoutsStore
