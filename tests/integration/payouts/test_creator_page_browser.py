@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 import pytest
@@ -106,9 +106,10 @@ def card(page: Page, payout_id: str) -> Locator:
     return page.locator(f"article[aria-labelledby='po-{payout_id}']")
 
 
-async def signed_in(browser: Browser, site: Site, link: str) -> Page:
-    """A creator's browser that opened `link` and clicked Continue."""
-    page = await (await browser.new_context(accept_downloads=True)).new_page()
+async def signed_in(browser: Browser, site: Site, link: str, **device: Any) -> Page:
+    """A creator's browser (`device`: Playwright's context options) that opened `link` and
+    clicked Continue."""
+    page = await (await browser.new_context(accept_downloads=True, **device)).new_page()
     await page.goto(site.url + link)
     await expect(page.get_by_role("button", name="Continue")).to_be_visible()
     await shot(page, "1-magic-link")
@@ -150,6 +151,18 @@ async def test_a_creator_signs_in_by_clicking_and_reads_the_timelines(
     await other.get_by_role("button", name="Continue").click()
     await expect(other.locator("body")).to_contain_text("cannot be used")
     assert SESSION_COOKIE not in {c["name"] for c in await other.context.cookies()}
+
+
+async def test_the_page_reads_on_a_phone(
+    db_pool: asyncpg.Pool, browser: Browser, site: Site, scene: Scene
+) -> None:
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    page = await signed_in(browser, site, await new_link(db_pool, scene.alice), **phone)
+    held = card(page, scene.payouts["held"].payout_id)
+    await expect(held.locator(".action")).to_be_visible()
+    # Nothing wider than the screen: no sideways scrolling to read an amount or a reason.
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    print(f"screenshot on a phone: {await shot(page, '2b-phone')}")
 
 
 async def test_a_held_payout_turns_into_sent_while_the_page_is_open(
