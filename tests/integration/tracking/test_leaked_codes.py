@@ -17,16 +17,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.tracking.app import SERVICE, make_setup
-from services.tracking.schema import SCHEMA
 from services.tracking.translate import SOURCE
 from shared.contract.events import CloudEvent, EventType, Topic
 from shared.contract.money import Money
-from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.tracking.support import caught_up, table
+from tests.integration.tracking.support import run_until_caught_up, table
 from tests.support.kafka_io import produce_events, read_topic
-from tests.support.waiting import eventually
 from tests.unit.tracking.builders import T0, deal_event, model_event, order_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -74,23 +70,6 @@ def campaign(tag: str, n: int, *, leaked_orders: str) -> list[CloudEvent[Any]]:
             )
         )
     return events
-
-
-async def run_until_caught_up(infra: InfraUrls, *, group: str, inbox: str) -> None:
-    setup = make_setup(group_id=group, inbox_consumer=inbox)
-    async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=infra) as runtime:
-        assert runtime.resources is not None
-        pool = runtime.resources.pool
-
-        async def drained() -> bool:
-            if not await caught_up(runtime):
-                return False
-            unpublished = await pool.fetchval(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-            )
-            return bool(unpublished == 0)
-
-        await eventually(drained, seconds=90, what="every input applied and published")
 
 
 async def published(infra: InfraUrls, tag: str, kind: EventType) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from services.tracking.domain.deals import DealTerms
+from services.tracking.handlers import apply_batch
+from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.translate import deal_terms
 from shared.contract.events import (
     AttributionModelSet,
@@ -22,7 +25,10 @@ from shared.contract.events import (
     OrderRefunded,
     PostMetricsObserved,
     Utm,
+    decode,
+    encode,
     make_event,
+    spec_for_type,
 )
 from shared.contract.money import Money
 from shared.runtime.kafka import Delivery
@@ -284,3 +290,22 @@ def delivered(
     return [
         (event, Delivery("test", 0, offset + n, None, b"", ())) for n, event in enumerate(events)
     ]
+
+
+def applied(
+    store: MemoryTrackingStore, *batches: list[CloudEvent[Any]], now: datetime
+) -> list[CloudEvent[Any]]:
+    """Apply `batches` in turn through the tracking use case, one transaction each; return
+    everything they published, each checked by the consumers' codec."""
+
+    async def main() -> None:
+        for batch in batches:
+            async with store.transaction() as tx:
+                await apply_batch(tx, delivered(batch), now=now)
+
+    before = len(store.state.outbox)
+    asyncio.run(main())
+    published = store.state.outbox[before:]
+    for event in published:
+        assert decode(spec_for_type(event.type).topic, encode(event)) == event
+    return published

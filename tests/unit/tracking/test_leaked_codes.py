@@ -4,19 +4,17 @@ a campaign's withhold policy taking suspected orders out of the commissionable r
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
-from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
+from shared.contract.events import CloudEvent, EventType
 from shared.contract.money import Money
 from tests.unit.tracking.builders import (
     T0,
+    applied,
     deal_event,
-    delivered,
     model_event,
     order_event,
     post_event,
@@ -70,19 +68,8 @@ def leaked(n: int, *, start: int = 50, day: int = 4) -> list[CloudEvent[Any]]:
 
 
 def apply(store: MemoryTrackingStore, *batches: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
-    """Apply `batches` in turn; return everything they published, checked by the codec."""
-
-    async def main() -> None:
-        for batch in batches:
-            async with store.transaction() as tx:
-                await apply_batch(tx, delivered(batch), now=NOW)
-
-    before = len(store.state.outbox)
-    asyncio.run(main())
-    published = store.state.outbox[before:]
-    for event in published:
-        assert decode(spec_for_type(event.type).topic, encode(event)) == event
-    return published
+    """Apply `batches` in turn at NOW; return everything they published, checked by the codec."""
+    return applied(store, *batches, now=NOW)
 
 
 def of_type(events: list[CloudEvent[Any]], kind: EventType) -> list[Any]:
