@@ -23,11 +23,15 @@ from shared.contract.money import Money
 from shared.tools.infra import InfraUrls
 from tests.integration.tracking.support import run_until_caught_up, table
 from tests.support.kafka_io import produce_events, read_topic
-from tests.unit.tracking.builders import T0, deal_event, model_event, order_event
+from tests.unit.tracking.builders import (
+    T0,
+    coupon_site_orders,
+    deal_event,
+    follower_orders,
+    model_event,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-COUPON = "https://www.retailmenot.com/view/bakeco.com"
 
 
 def campaign(tag: str, n: int, *, leaked_orders: str) -> list[CloudEvent[Any]]:
@@ -47,28 +51,8 @@ def campaign(tag: str, n: int, *, leaked_orders: str) -> list[CloudEvent[Any]]:
             audience_countries=("US", "CA"),
         ),
     ]
-    for i in range(10):
-        events.append(
-            order_event(
-                f"ord-{tag}-{n}-f{i}",
-                promo_code=code,
-                amount="10.00",
-                occurred_at=T0 + timedelta(days=2, hours=3 * i),
-                shipping_country="US",
-                referrer="https://www.instagram.com/",
-            )
-        )
-    for i in range(8):
-        events.append(
-            order_event(
-                f"ord-{tag}-{n}-c{i}",
-                promo_code=code,
-                amount="20.00",
-                occurred_at=T0 + timedelta(days=4, minutes=10 * i),
-                shipping_country="DE",
-                referrer=COUPON,
-            )
-        )
+    events += follower_orders(code, [f"ord-{tag}-{n}-f{i}" for i in range(10)])
+    events += coupon_site_orders(code, [f"ord-{tag}-{n}-c{i}" for i in range(8)])
     return events
 
 

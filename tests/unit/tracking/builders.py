@@ -35,6 +35,8 @@ from shared.runtime.kafka import Delivery
 
 T0 = datetime(2025, 4, 1, tzinfo=UTC)
 SOURCE = "tests/tracking"
+COUPON_SITE = "https://www.retailmenot.com/view/bakeco.com"
+INSTAGRAM = "https://www.instagram.com/"
 
 
 def unique(prefix: str) -> str:
@@ -281,6 +283,40 @@ def confirmation_event(
         id=event_id,
         time=confirmed_at,
     )
+
+
+def follower_orders(promo_code: str, order_ids: list[str]) -> list[CloudEvent[Any]]:
+    """Orders of $10.00 with `promo_code` from the creator's followers (from Instagram,
+    shipped to the US), one every 3 hours from day 2."""
+    return [
+        order_event(
+            order_id,
+            promo_code=promo_code,
+            amount="10.00",
+            occurred_at=T0 + timedelta(days=2, hours=3 * i),
+            shipping_country="US",
+            referrer=INSTAGRAM,
+        )
+        for i, order_id in enumerate(order_ids)
+    ]
+
+
+def coupon_site_orders(
+    promo_code: str, order_ids: list[str], *, day: int = 4
+) -> list[CloudEvent[Any]]:
+    """Orders of $20.00 with `promo_code` from a coupon site, shipped to Germany, one every
+    10 minutes on `day`: what a leaked code looks like."""
+    return [
+        order_event(
+            order_id,
+            promo_code=promo_code,
+            amount="20.00",
+            occurred_at=T0 + timedelta(days=day, minutes=10 * i),
+            shipping_country="DE",
+            referrer=COUPON_SITE,
+        )
+        for i, order_id in enumerate(order_ids)
+    ]
 
 
 def delivered(
