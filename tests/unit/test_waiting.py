@@ -31,5 +31,5 @@ async def test_a_coroutine_check_is_awaited_until_it_holds() -> None:
 
 
 async def test_a_check_that_never_holds_fails_naming_it() -> None:
-    with pytest.raises(AssertionError, match="the impossible not met within 0.1s"):
+    with pytest.raises(AssertionError, match=r"the impossible not met within 0\.1s"):
         await eventually(lambda: False, 0.1, what="the impossible")
