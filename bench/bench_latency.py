@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -55,7 +54,12 @@ from shared.tools.latency_floor import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from servers import embedded_servers, produce_all, quiet_logs  # bench/ is the script's directory
+from servers import (  # bench/ is the script's directory
+    embedded_servers,
+    produce_all,
+    quiet_logs,
+    stored,
+)
 
 from tests.unit.payouts.builders import account, funded_deal, fx
 from tests.unit.tracking.builders import post_event
@@ -84,15 +88,6 @@ def of_type(kind: str, ids: dict[str, str] | None = None) -> Tag:
         return str(event.data.deal_id)
 
     return tag
-
-
-async def stored(pool: Any, table: str, prefix: str, expected: int) -> None:
-    deadline = time.perf_counter() + 120
-    query = f"SELECT count(*) FROM {table} WHERE deal_id LIKE $1"
-    while await pool.fetchval(query, f"{prefix}%") < expected:
-        if time.perf_counter() > deadline:
-            raise SystemExit(f"deals were not stored in {table} in time")
-        await asyncio.sleep(0.2)
 
 
 def posts(deals: Sequence[str], now: datetime) -> list[tuple[str, bytes, bytes, str]]:

@@ -46,7 +46,12 @@ from shared.tools.latency_floor import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from servers import embedded_servers, produce_all, quiet_logs  # bench/ is the script's directory
+from servers import (  # bench/ is the script's directory
+    embedded_servers,
+    produce_all,
+    quiet_logs,
+    stored,
+)
 
 from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
@@ -116,13 +121,7 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
             await produce_all(producer, setup_events)
             assert setup.service is not None
             pool = setup.service.db.pool
-            deadline = time.perf_counter() + 120
-            while await pool.fetchval(
-                "SELECT count(*) FROM payouts_deals WHERE deal_id LIKE $1", f"bench-{run}-%"
-            ) < len(creators):
-                if time.perf_counter() > deadline:
-                    raise SystemExit("deals were not stored in time")
-                await asyncio.sleep(0.2)
+            await stored(pool, "payouts_deals", f"bench-{run}-", len(creators))
             # A short warm-up at the same rate, not measured.
             warm = [f"bench-{run}-w{i}" for i in range(50)]
             await produce_all(

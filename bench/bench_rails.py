@@ -31,13 +31,18 @@ from aiokafka import AIOKafkaProducer
 from services.payouts.providers import Settlement, TransferAccepted, TransferRequest
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
-from shared.contract.events import Topic, decode, encode, event_key, spec_for_type
+from shared.contract.events import Topic, decode
 from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.latency_floor import Arrivals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from servers import embedded_servers, quiet_logs  # bench/ is the script's directory
+from servers import (  # bench/ is the script's directory
+    embedded_servers,
+    produce_all,
+    quiet_logs,
+    stored,
+)
 
 from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, deal_signed
@@ -128,30 +133,14 @@ async def burst_through(
                 account(f"cr-{deal}", currency="USD"),
                 deal_signed(deal, f"cr-{deal}", deliverables=(("dl-1", 1),)),
             ]
-        await asyncio.gather(
-            *[
-                await producer.send(spec_for_type(e.type).topic, encode(e), key=event_key(e))
-                for e in signed
-            ]
-        )
+        await produce_all(producer, signed)
         assert setups[0].service is not None
         pool = setups[0].service.db.pool
-        deadline = time.perf_counter() + 300
-        while await pool.fetchval(
-            "SELECT count(*) FROM payouts_deals WHERE deal_id LIKE $1", f"bench-{run}-%"
-        ) < len(deals):
-            if time.perf_counter() > deadline:
-                raise SystemExit("deals were not stored in time")
-            await asyncio.sleep(0.2)
+        await stored(pool, "payouts_deals", f"bench-{run}-", len(deals), seconds=300)
         rail.arrivals.clear()
         began = time.perf_counter()
         confirmations = [confirmed(d, "dl-1") for d in deals]
-        await asyncio.gather(
-            *[
-                await producer.send(Topic.DELIVERABLES_CONFIRMED.value, encode(e), key=event_key(e))
-                for e in confirmations
-            ]
-        )
+        await produce_all(producer, confirmations)
         await receiver.wait_for(set(deals), 600)
         elapsed = max(receiver.received[d] for d in deals) - began
         modes = [s.service.limiter.mode for s in setups if s.service and s.service.limiter]

@@ -1,10 +1,11 @@
-"""What the benchmarks share: throwaway embedded servers with the v1 topics, quiet logs, and
-events sent to their topics under their keys."""
+"""What the benchmarks share: throwaway embedded servers with the v1 topics, quiet logs,
+events sent to their topics under their keys, and waiting for a service to store its deals."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,3 +43,14 @@ async def produce_all(producer: AIOKafkaProducer, events: Sequence[CloudEvent[An
         for e in events
     ]
     await asyncio.gather(*sent)
+
+
+async def stored(pool: Any, table: str, prefix: str, expected: int, seconds: float = 120) -> None:
+    """Return once `table` holds `expected` deals whose id starts with `prefix`; end the
+    benchmark if it does not within `seconds`."""
+    deadline = time.perf_counter() + seconds
+    query = f"SELECT count(*) FROM {table} WHERE deal_id LIKE $1"
+    while await pool.fetchval(query, f"{prefix}%") < expected:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"deals were not stored in {table} in time")
+        await asyncio.sleep(0.2)

@@ -6,7 +6,6 @@ promotion or a rollback takes effect within seconds, without a restart.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,9 +17,8 @@ from services.matching.domain.features import FEATURES, HAND_MODEL_VERSION, HAND
 from services.matching.schema import SCHEMA
 from services.matching.store.port import StoredModel
 from services.matching.store.postgres import PostgresMatchingStore
-from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
-from shared.tools.cli.settings import database_url
+from shared.tools.cli.database import on_database
 
 app = typer.Typer(
     help="Each brand's rankers: list them, put one in use, roll back.", no_args_is_help=True
@@ -30,23 +28,10 @@ T = TypeVar("T")
 
 
 def _run(action: Callable[[PostgresMatchingStore], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = await create_pool(
-            database_url(SCHEMA.name), schema=SCHEMA.name, min_size=1, max_size=1
-        )
-        try:
-            return await action(PostgresMatchingStore(pool))
-        finally:
-            await pool.close()
-
     try:
-        return asyncio.run(run())
-    except asyncpg.UndefinedTableError:
-        fail("the matching tables do not exist", hint="run: creatorflow db migrate")
+        return on_database(SCHEMA.name, lambda pool: action(PostgresMatchingStore(pool)))
     except asyncpg.UndefinedColumnError:
         fail("the matching tables predate per-brand rankers", hint="run: creatorflow db migrate")
-    except OSError as error:
-        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
 
 
 def _adjustments(model: StoredModel) -> str:

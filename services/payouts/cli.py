@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-import asyncpg
 import typer
 from rich.table import Table
 
@@ -40,9 +38,8 @@ from services.payouts.statement_files import statement_csv
 from services.payouts.statements import creator_statement
 from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.money import Money, MoneyError
-from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
-from shared.tools.cli.settings import database_url
+from shared.tools.cli.database import on_database
 
 COMMAND_NAME: Final = "payouts"
 
@@ -59,21 +56,7 @@ T = TypeVar("T")
 
 
 def _run(query: Callable[[PostgresPayoutsStore], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = await create_pool(
-            database_url(SCHEMA.name), schema=SCHEMA.name, min_size=1, max_size=1
-        )
-        try:
-            return await query(PostgresPayoutsStore(pool))
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(run())
-    except asyncpg.UndefinedTableError:
-        fail("the payouts tables do not exist", hint="run: creatorflow db migrate")
-    except OSError as error:
-        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+    return on_database(SCHEMA.name, lambda pool: query(PostgresPayoutsStore(pool)))
 
 
 @app.command("statement")

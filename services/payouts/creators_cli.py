@@ -3,7 +3,6 @@ operators to send (docs/architecture.md §11)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -14,9 +13,8 @@ from services.payouts.creator_page.access import CreatorAccess, Link
 from services.payouts.creator_page.access import link_url as access_link_url
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
-from shared.runtime.db import create_pool
 from shared.tools.cli.console import errors, fail
-from shared.tools.cli.settings import database_url
+from shared.tools.cli.database import on_database
 
 COMMAND_NAME: Final = "creators"
 
@@ -43,21 +41,9 @@ def link_command(creator_id: str) -> None:
     PAYOUTS_PAGE_LINK_MINUTES (15 at most). Send it to the creator only."""
     settings = PayoutsSettings()
 
-    async def run() -> Link | None:
-        pool = await create_pool(
-            database_url(SCHEMA.name), schema=SCHEMA.name, min_size=1, max_size=1
-        )
-        try:
-            return await make_link(pool, creator_id, settings, datetime.now(UTC))
-        finally:
-            await pool.close()
-
-    try:
-        link = asyncio.run(run())
-    except asyncpg.UndefinedTableError:
-        fail("the payouts tables do not exist", hint="run: creatorflow db migrate")
-    except OSError as error:
-        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+    link = on_database(
+        SCHEMA.name, lambda pool: make_link(pool, creator_id, settings, datetime.now(UTC))
+    )
     if link is None:
         fail(f"payouts knows no creator {creator_id} (no deal, no payout account)")
     # Plain print on stdout (a script can take it), the advice on stderr: a terminal must

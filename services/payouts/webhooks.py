@@ -48,6 +48,7 @@ from services.payouts.providers.wise import status_settlement
 from services.payouts.settlements import RailReport, apply_reports
 from services.payouts.store.port import PayoutsStore
 from services.payouts.webhook_signatures import SignatureRefused, verify
+from shared.runtime.health import json_answer
 from shared.runtime.observability import WEBHOOK_NONCE_STORE_DOWN, WEBHOOKS
 
 log = structlog.get_logger(__name__)
@@ -227,21 +228,21 @@ class WebhookRoutes:
         rail = str(scope["path"]).removeprefix(PREFIX).strip("/")
         secret = self._secrets.get(rail) if rail in RAILS else None
         if secret is None:
-            await _answer(send, 404, {"error": f"no webhooks are taken at {scope['path']}"})
+            await json_answer(send, 404, {"error": f"no webhooks are taken at {scope['path']}"})
             return
         if scope.get("method") != "POST":
-            await _answer(send, 405, {"error": "webhooks are POSTed"}, [(b"allow", b"POST")])
+            await json_answer(send, 405, {"error": "webhooks are POSTed"}, [(b"allow", b"POST")])
             return
         raw = await _body(receive)
         if raw is None:
-            await _answer(send, 413, {"error": f"a webhook body is at most {MAX_BODY_BYTES} B"})
+            await json_answer(send, 413, {"error": f"a webhook body is at most {MAX_BODY_BYTES} B"})
             return
         header = dict(scope.get("headers") or ()).get(SIGNATURE_HEADERS[rail])
         status, outcome = await self.deliver(
             rail, raw, None if header is None else header.decode("latin-1"), secret
         )
         WEBHOOKS.labels(rail=rail, outcome=outcome).inc()
-        await _answer(send, status, {"outcome": outcome})
+        await json_answer(send, status, {"outcome": outcome})
 
     async def deliver(
         self, rail: str, raw: bytes, header: str | None, secret: SecretStr
@@ -311,19 +312,3 @@ async def _body(receive: Receive) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
-
-
-async def _answer(
-    send: Send,
-    status: int,
-    body: dict[str, Any],
-    extra_headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    payload = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *(extra_headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})

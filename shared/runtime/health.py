@@ -75,7 +75,7 @@ class HealthApp:
                 await app(scope, receive, send)
                 return
         if path in ("/metrics", "/readyz") and not self._authorized(scope):
-            await _json(
+            await json_answer(
                 send,
                 401,
                 {"error": f"{path} needs the header Authorization: Bearer <HTTP_TOKEN>"},
@@ -84,35 +84,31 @@ class HealthApp:
         elif path == "/metrics":
             await self._metrics(scope, receive, send)
         elif path == "/healthz":
-            await _json(send, 200, {"service": self._service, "status": "ok"})
+            await json_answer(send, 200, {"service": self._service, "status": "ok"})
         elif path == "/readyz":
             results = await asyncio.gather(*(_run_check(c) for c in self._checks.values()))
             checks = dict(zip(self._checks, results, strict=True))
             ready = all(ok for name, ok in checks.items() if name not in self._informational)
             body = {"service": self._service, "ready": ready, "checks": checks}
-            await _json(send, 200 if ready else 503, body)
+            await json_answer(send, 200 if ready else 503, body)
         else:
-            await _json(
+            await json_answer(
                 send, 404, {"error": f"no such path {path}; try /healthz, /readyz, /metrics"}
             )
 
 
-async def _json(
+async def json_answer(
     send: Send,
     status: int,
     body: dict[str, Any],
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """Answer an ASGI HTTP request with `body` as JSON, and `extra_headers` if any."""
     payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *(extra_headers or []),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(extra_headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

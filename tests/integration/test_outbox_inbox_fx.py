@@ -21,6 +21,7 @@ from shared.runtime.kafka import Delivery, make_broker
 from shared.runtime.outbox import OutboxRelay, enqueue
 from shared.tools.infra import InfraUrls
 from tests.support.kafka_io import read_until
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -136,13 +137,13 @@ async def test_outbox_publishes_committed_events_in_order_once(
             count=len(events),
         )
         seen = [e.id for e in published]
-        deadline = asyncio.get_running_loop().time() + 30
+
         # The broker acknowledges before the relay marks its rows published and counts them;
         # stopping the relays in between would leave them to be published again.
-        while asyncio.get_running_loop().time() < deadline:
-            if not await db_pool.fetchval(_PENDING, f"{tag}%"):
-                break
-            await asyncio.sleep(0.1)
+        async def all_marked() -> bool:
+            return not await db_pool.fetchval(_PENDING, f"{tag}%")
+
+        await eventually(all_marked, 30, what="every row marked published")
     finally:
         for task in tasks:
             task.cancel()

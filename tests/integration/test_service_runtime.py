@@ -29,6 +29,7 @@ from shared.tools.infra.process import free_port
 from tests.conftest import RUNTIME_TESTS
 from tests.support.kafka_io import read_until
 from tests.support.processes import python_process
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -156,26 +157,29 @@ async def test_health_readiness_and_metrics_endpoints(
             live = await http.get("/healthz")
             assert live.status_code == 200 and live.json()["service"] == name
 
-            ready = await http.get("/readyz")
-            deadline = asyncio.get_running_loop().time() + 30
-            while ready.status_code != 200 and asyncio.get_running_loop().time() < deadline:
-                assert ready.status_code == 503
-                await asyncio.sleep(0.2)
-                ready = await http.get("/readyz")
+            answers: list[httpx.Response] = []
+
+            async def ready() -> bool:
+                answers.append(await http.get("/readyz"))
+                assert answers[-1].status_code in (200, 503), answers[-1].text
+                return answers[-1].status_code == 200
+
+            await eventually(ready, 30, what="/readyz answering 200")
             expected = {"database": True, "broker": True, "consumer_assigned": True}
             if uses_redis:
                 # Reported either way; counted only when required (Redis is down here when not).
                 expected["cache"] = redis_required
-            assert ready.json()["checks"] == expected
+            assert answers[-1].json()["checks"] == expected
             metrics = await http.get("/metrics")
             assert metrics.status_code == 200
             assert "creatorflow_events_consumed_total" in metrics.text
+
             # Lag appears once the broker has reported the partitions' high watermarks.
-            deadline = asyncio.get_running_loop().time() + 20
-            while 'creatorflow_consumer_lag{partition="0",topic="fx.rates"}' not in metrics.text:
-                assert asyncio.get_running_loop().time() < deadline, metrics.text[-2000:]
-                await asyncio.sleep(0.5)
-                metrics = await http.get("/metrics")
+            async def lag_shown() -> bool:
+                text = (await http.get("/metrics")).text
+                return 'creatorflow_consumer_lag{partition="0",topic="fx.rates"}' in text
+
+            await eventually(lag_shown, 20, what="the consumer lag of fx.rates in /metrics")
             assert (await http.get("/nope")).status_code == 404
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:

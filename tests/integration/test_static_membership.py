@@ -10,9 +10,8 @@ group tell the two apart without timing anything.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from shared.runtime.config import KafkaKind, Settings
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import ServiceProcesses
 from tests.conftest import embedded_servers
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.integration,
@@ -77,7 +77,9 @@ async def test_the_rest_of_the_group_keeps_its_partitions_across_a_kill(
         other.subscribe(list(INPUT_TOPICS), listener=revocations)
         await other.start()
         try:
-            await _until(lambda: bool(other.assignment()), 90, "the other member's partitions")
+            await eventually(
+                lambda: bool(other.assignment()), 90, what="the other member's partitions"
+            )
             await processes.wait_ready(SERVICE)  # its own share, after the other one joined
             before = revocations.count
 
@@ -92,11 +94,3 @@ async def test_the_rest_of_the_group_keeps_its_partitions_across_a_kill(
             )
         finally:
             await other.stop()
-
-
-async def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition():
-        assert loop.time() < deadline, f"no {what} within {seconds:.0f} s"
-        await asyncio.sleep(0.1)

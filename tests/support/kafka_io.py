@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from shared.contract.events import CloudEvent, decode, encode, event_key, spec_for_type
-from shared.runtime.kafka import partitions_of
+from shared.tools.topic_reader import TopicReader as BackgroundTopicReader
 
 
 async def produce(
@@ -84,35 +84,21 @@ async def read_until(
     return found
 
 
-class TopicReader:
+class TopicReader(BackgroundTopicReader):
     """Reads whole topics from the beginning, without a consumer group, in the background.
 
-    A subclass creates `_consumer` (unstarted) and sets `records` and `_task` to empty; every
-    record read is appended to `records` until `stop`.
+    A subclass creates `_consumer` (unstarted) and sets `records` to empty; every record read
+    is appended to `records` until `stop`.
     """
 
     records: list[ConsumerRecord[bytes, bytes]]
-    _consumer: AIOKafkaConsumer
-    _task: asyncio.Task[None] | None
 
-    async def read_from_beginning(self, topics: Sequence[str]) -> None:
+    async def read_from_beginning(self, topics: Sequence[str]) -> set[str]:
         """Start reading every partition of `topics`, each of which must already exist."""
-        await self._consumer.start()
-        partitions = await partitions_of(self._consumer, topics)
-        missing = set(topics) - {tp.topic for tp in partitions}
+        found = await super().read_from_beginning(topics)
+        missing = set(topics) - found
         assert not missing, f"topics the services should have created are missing: {missing}"
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_beginning(*partitions)
-        self._task = asyncio.create_task(self._read())
+        return found
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=50)
-            for records in batch.values():
-                self.records.extend(records)
+    def take(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        self.records.extend(records)

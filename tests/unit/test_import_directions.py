@@ -9,7 +9,7 @@ servers, synthetic data) may import anything. A service's own command-line modul
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,6 +103,16 @@ def _domain_allows(importer: str, imported: str) -> bool:
     return not any(imported == f or imported.startswith(f + ".") for f in forbidden)
 
 
+def _wrong_imports(path: Path, allows: Callable[[str, str], bool]) -> list[str]:
+    """Each import in `path` that `allows` refuses, as `file:line imports module`."""
+    importer = _module_name(path)
+    return [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for line, module in _imports(path)
+        if not allows(importer, module)
+    ]
+
+
 def _sources() -> list[Path]:
     return sorted(
         p for top in ("shared", "services") for p in (ROOT / top).rglob("*.py") if p.is_file()
@@ -118,13 +128,7 @@ def test_every_module_has_a_layer() -> None:
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_imports_follow_the_layers(path: Path) -> None:
-    importer = _module_name(path)
-    wrong = [
-        f"{path.relative_to(ROOT)}:{line} imports {module}"
-        for line, module in _imports(path)
-        if not _allowed(importer, module)
-    ]
-    assert wrong == []
+    assert _wrong_imports(path, _allowed) == []
 
 
 @pytest.mark.parametrize(
@@ -154,13 +158,7 @@ def test_the_rule_itself(importer: str, imported: str, allowed: bool) -> None:
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_a_domain_imports_no_wire_model_driver_metric_or_store(path: Path) -> None:
-    importer = _module_name(path)
-    wrong = [
-        f"{path.relative_to(ROOT)}:{line} imports {module}"
-        for line, module in _imports(path)
-        if not _domain_allows(importer, module)
-    ]
-    assert wrong == []
+    assert _wrong_imports(path, _domain_allows) == []
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,47 @@ class PayoutProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
+class HttpRail:
+    """What every HTTP rail shares: one client to its API, closed by `aclose`, and the
+    reading of a request that got no answer. A subclass sets `name`."""
+
+    name: str
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        timeout_seconds: float,
+        transport: httpx.AsyncBaseTransport | None,
+        **client_options: Any,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout_seconds, transport=transport, **client_options
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, step: str = "", nothing_sent: bool = False, **options: Any
+    ) -> httpx.Response:
+        """The rail's answer to `method path`, whatever its status. A network error is a
+        retryable ProviderError naming the error class alone (no URL or body): the request
+        may or may not have reached the rail, so only a retry with the same idempotency key
+        is safe. It proves nothing was executed when the connection was refused (the request
+        never reached the rail) or when the caller says the step moves no money
+        (`nothing_sent`). `step`, if given, is named in the reason."""
+        try:
+            return await self._client.request(method, path, **options)
+        except httpx.TransportError as error:
+            raise ProviderError(
+                f"{self.name}: network error {type(error).__name__}"
+                + (f" ({step})" if step else ""),
+                retryable=True,
+                not_executed=nothing_sent or isinstance(error, httpx.ConnectError),
+            ) from None
+
+
 def json_object(
     rail: str, response: httpx.Response, parse: Callable[[bytes], object] = json.loads
 ) -> dict[str, Any]:

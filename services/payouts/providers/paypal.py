@@ -51,6 +51,7 @@ from typing import Any, Final
 import httpx
 
 from services.payouts.providers.base import (
+    HttpRail,
     ProviderError,
     Settlement,
     TransferAccepted,
@@ -75,7 +76,7 @@ FAILED: Final = frozenset({"FAILED", "RETURNED", "BLOCKED", "REFUNDED", "REVERSE
 _TOKEN_MARGIN_SECONDS: Final = 60.0
 
 
-class PayPalPayouts:
+class PayPalPayouts(HttpRail):
     """A `PayoutProvider` for PayPal Payouts, with the platform's REST app credentials."""
 
     name = "paypal"
@@ -89,10 +90,8 @@ class PayPalPayouts:
         timeout_seconds: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        super().__init__(base_url=base_url, timeout_seconds=timeout_seconds, transport=transport)
         self._credentials = httpx.BasicAuth(client_id, client_secret)
-        self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout_seconds, transport=transport
-        )
         self._token: str | None = None
         self._token_expires = 0.0
 
@@ -145,13 +144,10 @@ class PayPalPayouts:
             return Settlement("pending")
         return item_settlement(items[0])
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
     async def _bearer(self, *, fresh: bool = False) -> str:
         if not fresh and self._token is not None and time.monotonic() < self._token_expires:
             return self._token
-        response = await self._send(
+        response = await self._request(
             "POST",
             "/v1/oauth2/token",
             data={"grant_type": "client_credentials"},
@@ -174,7 +170,7 @@ class PayPalPayouts:
         headers = dict(options.pop("headers", {}))
         for fresh in (False, True):
             headers["Authorization"] = f"Bearer {await self._bearer(fresh=fresh)}"
-            response = await self._send(method, path, headers=headers, **options)
+            response = await self._request(method, path, headers=headers, **options)
             if response.status_code != 401:
                 break
         if response.is_success:
@@ -182,17 +178,6 @@ class PayPalPayouts:
         if duplicate_ok and _original_batch(response) is not None:
             return response
         raise _error(response, step=method.lower())
-
-    async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
-        try:
-            return await self._client.request(method, path, **options)
-        except httpx.TransportError as error:
-            # Refused connections never reached PayPal; anything else may have.
-            raise ProviderError(
-                f"paypal: network error {type(error).__name__}",
-                retryable=True,
-                not_executed=isinstance(error, httpx.ConnectError),
-            ) from None
 
 
 def item_settlement(item: dict[str, Any]) -> Settlement:

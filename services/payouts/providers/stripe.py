@@ -36,6 +36,7 @@ from typing import Any, Final
 import httpx
 
 from services.payouts.providers.base import (
+    HttpRail,
     ProviderError,
     Settlement,
     TransferAccepted,
@@ -59,7 +60,7 @@ _LOOKUP_PAGES: Final = 10
 _API_VERSION: Final = "2025-04-30.basil"
 
 
-class StripeTransfers:
+class StripeTransfers(HttpRail):
     """A `PayoutProvider` for Stripe Connect. `api_key` is the platform's secret key."""
 
     name = "stripe"
@@ -72,12 +73,12 @@ class StripeTransfers:
         timeout_seconds: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._client = httpx.AsyncClient(
+        super().__init__(
             base_url=base_url,
+            timeout_seconds=timeout_seconds,
+            transport=transport,
             auth=httpx.BasicAuth(api_key, ""),
             headers={"Stripe-Version": _API_VERSION},
-            timeout=timeout_seconds,
-            transport=transport,
         )
         self._lookup_limit = 100  # transfers per page of a lookup (Stripe's maximum)
 
@@ -133,21 +134,8 @@ class StripeTransfers:
         response = await self._call("GET", f"/v1/transfers/{provider_ref}")
         return transfer_settlement(_json(response))
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
     async def _call(self, method: str, path: str, **options: Any) -> httpx.Response:
-        try:
-            response = await self._client.request(method, path, **options)
-        except httpx.TransportError as error:
-            # The request may or may not have reached Stripe (unless the connection was
-            # refused): only a retry with the same idempotency key is safe. The error class
-            # alone is reported (no URL or body).
-            raise ProviderError(
-                f"stripe: network error {type(error).__name__}",
-                retryable=True,
-                not_executed=isinstance(error, httpx.ConnectError),
-            ) from None
+        response = await self._request(method, path, **options)
         if response.is_success:
             return response
         raise _error(response)

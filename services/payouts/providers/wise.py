@@ -53,6 +53,7 @@ from typing import Any, Final
 import httpx
 
 from services.payouts.providers.base import (
+    HttpRail,
     ProviderError,
     Settlement,
     TransferAccepted,
@@ -84,7 +85,7 @@ def customer_transaction_id(idempotency_key: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, idempotency_key))
 
 
-class WiseTransfers:
+class WiseTransfers(HttpRail):
     """A `PayoutProvider` for Wise, paying from the profile's balance."""
 
     name = "wise"
@@ -98,13 +99,13 @@ class WiseTransfers:
         timeout_seconds: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._profile = profile_id
-        self._client = httpx.AsyncClient(
+        super().__init__(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {api_token}"},
-            timeout=timeout_seconds,
+            timeout_seconds=timeout_seconds,
             transport=transport,
+            headers={"Authorization": f"Bearer {api_token}"},
         )
+        self._profile = profile_id
 
     async def send(self, request: TransferRequest) -> TransferAccepted:
         transfer = await self._create(request)
@@ -146,9 +147,6 @@ class WiseTransfers:
     async def settlement(self, provider_ref: str) -> Settlement:
         transfer = _json(await self._call("GET", f"/v1/transfers/{provider_ref}", step="read"))
         return status_settlement(str(transfer.get("status") or ""))
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def _create(self, request: TransferRequest) -> dict[str, Any]:
         """The transfer of this key, created unless it exists (nothing funded)."""
@@ -205,16 +203,11 @@ class WiseTransfers:
         self, method: str, path: str, *, step: str, invalid_state_ok: bool = False, **options: Any
     ) -> httpx.Response:
         before_funding = step in {"quote", "transfer"}
-        try:
-            response = await self._client.request(method, path, **options)
-        except httpx.TransportError as error:
-            # Before funding nothing can move; a funding call may have gone through unless the
-            # connection was refused.
-            raise ProviderError(
-                f"wise: network error {type(error).__name__} ({step})",
-                retryable=True,
-                not_executed=before_funding or isinstance(error, httpx.ConnectError),
-            ) from None
+        # Before funding nothing can move; a funding call may have gone through unless the
+        # connection was refused.
+        response = await self._request(
+            method, path, step=step, nothing_sent=before_funding, **options
+        )
         if response.is_success:
             return response
         code = _code(response)

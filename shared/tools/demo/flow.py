@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from faststream.security import BaseSecurity
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,7 +35,7 @@ from shared.contract.events import (
     event_key,
     spec_for_type,
 )
-from shared.runtime.kafka import client_options, partitions_of
+from shared.runtime.kafka import client_options
 from shared.tools.demo.scenario import (
     BRAND_ID,
     SHOWCASE,
@@ -44,6 +45,7 @@ from shared.tools.demo.scenario import (
     Scenario,
 )
 from shared.tools.signing import PartyKeys
+from shared.tools.topic_reader import TopicReader
 
 Step = Callable[[str], None]
 Tick = Callable[["Observed", int], None]  # what has come back so far, deals signed
@@ -100,7 +102,7 @@ class DemoReport:
     floor_error: str | None = None
 
 
-class Watcher:
+class Watcher(TopicReader):
     """Reads the output topics from the beginning, without a consumer group."""
 
     def __init__(self, bootstrap: str, security: BaseSecurity | None = None) -> None:
@@ -108,31 +110,17 @@ class Watcher:
         self._consumer = AIOKafkaConsumer(
             **client_options(bootstrap, security), enable_auto_commit=False
         )
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._consumer.start()
-        partitions = await partitions_of(self._consumer, OUTPUT_TOPICS)
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_beginning(*partitions)
-        self._task = asyncio.create_task(self._run())
+        await self.read_from_beginning(OUTPUT_TOPICS)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _run(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=50)
-            for records in batch.values():
-                for record in records:
-                    try:
-                        event = decode(record.topic, record.value or b"")
-                    except EventDecodeError:
-                        continue
-                    self._take(event, time.monotonic())
+    def take(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            try:
+                event = decode(record.topic, record.value or b"")
+            except EventDecodeError:
+                continue
+            self._take(event, time.monotonic())
 
     def _take(self, event: CloudEvent[Any], arrived: float) -> None:
         seen = self.observed

@@ -17,21 +17,21 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.tracking.app import SERVICE, make_setup
-from services.tracking.schema import SCHEMA
 from services.tracking.translate import SOURCE
 from shared.contract.events import CloudEvent, EventType, Topic
 from shared.contract.money import Money
-from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.tracking.support import caught_up, table
+from tests.integration.tracking.support import run_until_caught_up, table
 from tests.support.kafka_io import produce_events, read_topic
-from tests.support.waiting import eventually
-from tests.unit.tracking.builders import T0, deal_event, model_event, order_event
+from tests.unit.tracking.builders import (
+    T0,
+    coupon_site_orders,
+    deal_event,
+    follower_orders,
+    model_event,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-COUPON = "https://www.retailmenot.com/view/bakeco.com"
 
 
 def campaign(tag: str, n: int, *, leaked_orders: str) -> list[CloudEvent[Any]]:
@@ -51,46 +51,9 @@ def campaign(tag: str, n: int, *, leaked_orders: str) -> list[CloudEvent[Any]]:
             audience_countries=("US", "CA"),
         ),
     ]
-    for i in range(10):
-        events.append(
-            order_event(
-                f"ord-{tag}-{n}-f{i}",
-                promo_code=code,
-                amount="10.00",
-                occurred_at=T0 + timedelta(days=2, hours=3 * i),
-                shipping_country="US",
-                referrer="https://www.instagram.com/",
-            )
-        )
-    for i in range(8):
-        events.append(
-            order_event(
-                f"ord-{tag}-{n}-c{i}",
-                promo_code=code,
-                amount="20.00",
-                occurred_at=T0 + timedelta(days=4, minutes=10 * i),
-                shipping_country="DE",
-                referrer=COUPON,
-            )
-        )
+    events += follower_orders(code, [f"ord-{tag}-{n}-f{i}" for i in range(10)])
+    events += coupon_site_orders(code, [f"ord-{tag}-{n}-c{i}" for i in range(8)])
     return events
-
-
-async def run_until_caught_up(infra: InfraUrls, *, group: str, inbox: str) -> None:
-    setup = make_setup(group_id=group, inbox_consumer=inbox)
-    async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=infra) as runtime:
-        assert runtime.resources is not None
-        pool = runtime.resources.pool
-
-        async def drained() -> bool:
-            if not await caught_up(runtime):
-                return False
-            unpublished = await pool.fetchval(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-            )
-            return bool(unpublished == 0)
-
-        await eventually(drained, seconds=90, what="every input applied and published")
 
 
 async def published(infra: InfraUrls, tag: str, kind: EventType) -> list[Any]:

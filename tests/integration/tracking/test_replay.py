@@ -17,15 +17,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.tracking.app import SERVICE, make_setup
-from services.tracking.schema import SCHEMA
 from services.tracking.translate import SOURCE
 from shared.contract.events import CloudEvent, Topic
-from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
-from tests.integration.tracking.support import caught_up
+from tests.integration.tracking.support import run_until_caught_up
 from tests.support.kafka_io import produce_events, read_topic
-from tests.support.waiting import eventually
 from tests.unit.tracking.builders import (
     confirmation_event,
     deal_event,
@@ -113,25 +109,6 @@ async def published(infra: InfraUrls, tag: str) -> dict[str, int]:
             1 for e in events if e.data.deal_id.startswith(f"deal-{tag}-") and e.source == SOURCE
         )
     return counts
-
-
-async def run_until_caught_up(infra: InfraUrls, *, group: str, inbox: str) -> None:
-    setup = make_setup(group_id=group, inbox_consumer=inbox)
-    async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=infra) as runtime:
-        assert runtime.resources is not None
-        pool = runtime.resources.pool
-
-        async def drained() -> bool:
-            # Caught up first: a batch committed after counting the outbox would leave rows
-            # the relay may have published but not marked when the service stops.
-            if not await caught_up(runtime):
-                return False
-            unpublished = await pool.fetchval(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-            )
-            return bool(unpublished == 0)
-
-        await eventually(drained, seconds=90)
 
 
 async def test_replaying_every_topic_from_offset_zero_changes_no_total(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from services.tracking.domain.deals import DealTerms
+from services.tracking.handlers import apply_batch
+from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.translate import deal_terms
 from shared.contract.events import (
     AttributionModelSet,
@@ -22,13 +25,18 @@ from shared.contract.events import (
     OrderRefunded,
     PostMetricsObserved,
     Utm,
+    decode,
+    encode,
     make_event,
+    spec_for_type,
 )
 from shared.contract.money import Money
 from shared.runtime.kafka import Delivery
 
 T0 = datetime(2025, 4, 1, tzinfo=UTC)
 SOURCE = "tests/tracking"
+COUPON_SITE = "https://www.retailmenot.com/view/bakeco.com"
+INSTAGRAM = "https://www.instagram.com/"
 
 
 def unique(prefix: str) -> str:
@@ -277,6 +285,40 @@ def confirmation_event(
     )
 
 
+def follower_orders(promo_code: str, order_ids: list[str]) -> list[CloudEvent[Any]]:
+    """Orders of $10.00 with `promo_code` from the creator's followers (from Instagram,
+    shipped to the US), one every 3 hours from day 2."""
+    return [
+        order_event(
+            order_id,
+            promo_code=promo_code,
+            amount="10.00",
+            occurred_at=T0 + timedelta(days=2, hours=3 * i),
+            shipping_country="US",
+            referrer=INSTAGRAM,
+        )
+        for i, order_id in enumerate(order_ids)
+    ]
+
+
+def coupon_site_orders(
+    promo_code: str, order_ids: list[str], *, day: int = 4
+) -> list[CloudEvent[Any]]:
+    """Orders of $20.00 with `promo_code` from a coupon site, shipped to Germany, one every
+    10 minutes on `day`: what a leaked code looks like."""
+    return [
+        order_event(
+            order_id,
+            promo_code=promo_code,
+            amount="20.00",
+            occurred_at=T0 + timedelta(days=day, minutes=10 * i),
+            shipping_country="DE",
+            referrer=COUPON_SITE,
+        )
+        for i, order_id in enumerate(order_ids)
+    ]
+
+
 def delivered(
     events: list[CloudEvent[Any]], *, offset: int = 0
 ) -> list[tuple[CloudEvent[Any], Delivery]]:
@@ -284,3 +326,22 @@ def delivered(
     return [
         (event, Delivery("test", 0, offset + n, None, b"", ())) for n, event in enumerate(events)
     ]
+
+
+def applied(
+    store: MemoryTrackingStore, *batches: list[CloudEvent[Any]], now: datetime
+) -> list[CloudEvent[Any]]:
+    """Apply `batches` in turn through the tracking use case, one transaction each; return
+    everything they published, each checked by the consumers' codec."""
+
+    async def main() -> None:
+        for batch in batches:
+            async with store.transaction() as tx:
+                await apply_batch(tx, delivered(batch), now=now)
+
+    before = len(store.state.outbox)
+    asyncio.run(main())
+    published = store.state.outbox[before:]
+    for event in published:
+        assert decode(spec_for_type(event.type).topic, encode(event)) == event
+    return published

@@ -4,14 +4,12 @@ publishes every deal of the campaign once, and another brand cannot set the mode
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from services.tracking.domain.credit import Model
-from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
 from shared.contract.events import CloudEvent, EventType
 from shared.contract.money import Money
@@ -19,9 +17,9 @@ from shared.contract.signing import RejectReason
 from shared.runtime.trust import Untrusted
 from tests.unit.tracking.builders import (
     T0,
+    applied,
     click_event,
     deal_event,
-    delivered,
     model_event,
     order_event,
     visitor,
@@ -59,16 +57,8 @@ def journey() -> list[CloudEvent[Any]]:
 
 
 def apply(store: MemoryTrackingStore, *batches: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
-    """Apply `batches` in turn; return what the last one published."""
-
-    async def main() -> None:
-        for batch in batches:
-            async with store.transaction() as tx:
-                await apply_batch(tx, delivered(batch), now=NOW)
-
-    before = len(store.state.outbox)
-    asyncio.run(main())
-    return store.state.outbox[before:]
+    """Apply `batches` in turn at NOW; return what they published."""
+    return applied(store, *batches, now=NOW)
 
 
 def revenue(store: MemoryTrackingStore) -> dict[str, str]:

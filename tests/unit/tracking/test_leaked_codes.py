@@ -4,27 +4,26 @@ a campaign's withhold policy taking suspected orders out of the commissionable r
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
-from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
+from shared.contract.events import CloudEvent, EventType
 from shared.contract.money import Money
 from tests.unit.tracking.builders import (
+    INSTAGRAM,
     T0,
+    applied,
+    coupon_site_orders,
     deal_event,
-    delivered,
+    follower_orders,
     model_event,
     order_event,
     post_event,
 )
 
 NOW = T0 + timedelta(days=100)
-COUPON = "https://www.retailmenot.com/view/bakeco.com"
-INSTAGRAM = "https://www.instagram.com/"
 
 
 def deal() -> CloudEvent[Any]:
@@ -40,49 +39,18 @@ def deal() -> CloudEvent[Any]:
 
 def organic(n: int) -> list[CloudEvent[Any]]:
     """`n` orders of $10.00 from the creator's followers, one every 3 hours from day 2."""
-    return [
-        order_event(
-            f"ord-{i:02d}",
-            promo_code="JANE10",
-            amount="10.00",
-            occurred_at=T0 + timedelta(days=2, hours=3 * i),
-            shipping_country="US",
-            referrer=INSTAGRAM,
-        )
-        for i in range(n)
-    ]
+    return follower_orders("JANE10", [f"ord-{i:02d}" for i in range(n)])
 
 
 def leaked(n: int, *, start: int = 50, day: int = 4) -> list[CloudEvent[Any]]:
     """`n` orders of $20.00 from a coupon site, shipped to Germany, one every 10 minutes on
     `day`."""
-    return [
-        order_event(
-            f"ord-{start + i:02d}",
-            promo_code="JANE10",
-            amount="20.00",
-            occurred_at=T0 + timedelta(days=day, minutes=10 * i),
-            shipping_country="DE",
-            referrer=COUPON,
-        )
-        for i in range(n)
-    ]
+    return coupon_site_orders("JANE10", [f"ord-{start + i:02d}" for i in range(n)], day=day)
 
 
 def apply(store: MemoryTrackingStore, *batches: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
-    """Apply `batches` in turn; return everything they published, checked by the codec."""
-
-    async def main() -> None:
-        for batch in batches:
-            async with store.transaction() as tx:
-                await apply_batch(tx, delivered(batch), now=NOW)
-
-    before = len(store.state.outbox)
-    asyncio.run(main())
-    published = store.state.outbox[before:]
-    for event in published:
-        assert decode(spec_for_type(event.type).topic, encode(event)) == event
-    return published
+    """Apply `batches` in turn at NOW; return everything they published, checked by the codec."""
+    return applied(store, *batches, now=NOW)
 
 
 def of_type(events: list[CloudEvent[Any]], kind: EventType) -> list[Any]:
