@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
-import asyncpg
 import typer
 from rich.table import Table
 
 from services.payouts.brand_api.keys import BrandKeys, KeyInfo, UnknownBrand, well_formed_key_id
 from services.payouts.schema import SCHEMA
-from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, errors, fail
-from shared.tools.cli.settings import database_url
+from shared.tools.cli.database import on_database
 
 COMMAND_NAME: Final = "brands"
 
@@ -28,21 +25,7 @@ T = TypeVar("T")
 
 
 def _run(work: Callable[[BrandKeys], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = await create_pool(
-            database_url(SCHEMA.name), schema=SCHEMA.name, min_size=1, max_size=1
-        )
-        try:
-            return await work(BrandKeys(pool))
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(run())
-    except asyncpg.UndefinedTableError:
-        fail("the payouts tables do not exist", hint="run: creatorflow db migrate")
-    except OSError as error:
-        fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+    return on_database(SCHEMA.name, lambda pool: work(BrandKeys(pool)))
 
 
 @api_key.command("add")
