@@ -45,7 +45,7 @@ from servers import (  # bench/ is the script's directory
 )
 
 from tests.support.payouts_setup import ObservedPayouts
-from tests.unit.payouts.builders import account, confirmed, deal_signed
+from tests.unit.payouts.builders import account, confirmed, funded_deal
 
 REPLICAS = 2
 
@@ -129,9 +129,10 @@ async def burst_through(
         stack.push_async_callback(receiver.stop)
         signed = []
         for deal in deals:
+            # Funded by its brand: an unfunded deal's payout waits for funds and never sends.
             signed += [
                 account(f"cr-{deal}", currency="USD"),
-                deal_signed(deal, f"cr-{deal}", deliverables=(("dl-1", 1),)),
+                *funded_deal(deal, f"cr-{deal}", deliverables=(("dl-1", 1),)),
             ]
         await produce_all(producer, signed)
         assert setups[0].service is not None
