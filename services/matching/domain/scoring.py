@@ -188,11 +188,21 @@ class SharedWork:
 
     def __init__(self, index: CreatorIndex, fx: FxSnapshot | None) -> None:
         self._index = index
-        self._fx = fx
+        self.fx = fx
         self._costs: dict[str, npt.NDArray[np.float64]] = {}
         self._country_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = {}
         self._masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
         self._creator_features: npt.NDArray[np.float32] | None = None
+        self._prices: dict[tuple[int, str], Money] = {}
+
+    def price(self, row: int, currency: str) -> Money:
+        """The exact quoted price of the creator at `row` in `currency` (converted once per
+        batch: queries on one niche shortlist many of the same creators)."""
+        key = (row, currency)
+        found = self._prices.get(key)
+        if found is None:
+            found = self._prices[key] = _convert(self._index.cost(row), currency, self.fx)
+        return found
 
     def costs(self, currency: str) -> npt.NDArray[np.float64]:
         """Approximate quoted price of every creator in `currency` (NaN: no FX rate)."""
@@ -200,7 +210,7 @@ class SharedWork:
         if found is None:
             index = self._index
             names = index.currencies.names
-            rates = fx_rates_to(self._fx, names, currency)
+            rates = fx_rates_to(self.fx, names, currency)
             exponents = np.array([10.0 ** minor_unit(cc) for cc in names] or [1.0])
             codes = index.columns.cost_currency[: index.size]
             found = index.columns.cost_minor[: index.size] / exponents[codes] * rates[codes]
@@ -438,7 +448,7 @@ def match_many(
             index,
             query,
             ranker,
-            fx,
+            shared,
             settings,
             candidates(
                 index, query, fx, settings, niche=(niches[i], similarities[i]), shared=shared
@@ -452,7 +462,7 @@ def _ranked(
     index: CreatorIndex,
     query: MatchQuery,
     ranker: LinearRanker,
-    fx: FxSnapshot | None,
+    shared: SharedWork,
     settings: ScoringSettings,
     eligible: Candidates,
 ) -> MatchResult:
@@ -463,7 +473,7 @@ def _ranked(
     pool_size = min(len(rows), max(settings.min_pool, settings.pool_factor * query.limit))
     pool = _best(scores, pool_size)
     pool, late_over_budget = _exactly_within_budget(
-        index, rows[pool], pool, eligible.approximate_cost[pool], query, fx
+        rows[pool], pool, eligible.approximate_cost[pool], query, shared
     )
     reason[rows[late_over_budget]] = _REASON["over_budget"]
     trade_off = (
@@ -476,10 +486,12 @@ def _ranked(
     picked += _explored(pool, picked, explore, query.exploration_seed)
     at = pool[picked] if picked else np.zeros(0, dtype=np.int64)
     explored_from = len(picked) - explore if explore else len(picked)
-    creators = _ranked_creators(index, query, ranker, fx, eligible, at, explored_from=explored_from)
+    creators = _ranked_creators(
+        index, query, ranker, shared, eligible, at, explored_from=explored_from
+    )
     counts = np.bincount(_creator_reasons(index, reason), minlength=len(FILTER_REASONS) + 1)
     filtered = {name: int(counts[code]) for name, code in _REASON.items() if counts[code]}
-    return MatchResult(creators, filtered, ranker.version, fx)
+    return MatchResult(creators, filtered, ranker.version, shared.fx)
 
 
 def _one_account_each(index: CreatorIndex) -> bool:
@@ -530,6 +542,8 @@ def _platforms_passed(
     index: CreatorIndex, row: int, reason: npt.NDArray[np.int8]
 ) -> tuple[str, ...]:
     """The platforms on which the creator at `row` passed: `row`'s first, then the others."""
+    if not index.columns.several[row]:
+        return (index.platform_of(row),)
     others = [
         (platform, other)
         for platform, other in index.accounts_of(index.creator_ids[row]).items()
@@ -542,7 +556,7 @@ def _ranked_creators(
     index: CreatorIndex,
     query: MatchQuery,
     ranker: LinearRanker,
-    fx: FxSnapshot | None,
+    shared: SharedWork,
     eligible: Candidates,
     at: npt.NDArray[np.int64],
     *,
@@ -551,14 +565,16 @@ def _ranked_creators(
     """The shortlist as shown: the candidates at `at`, in that order, explained, priced and
     flagged; those from `explored_from` on are exploration slots."""
     c = index.columns
-    features = eligible.features
+    features = eligible.features[at]
     picked_rows = eligible.rows[at]
     matched = eligible.niche.matched(index.niche.rows(picked_rows))
     tiers = c.tier[picked_rows].tolist()
     engagement = c.engagement_rate[picked_rows].tolist()
+    explanations = ranker.explain_rows(features)
+    values = features.tolist()
     creators = []
     for i, row in enumerate(picked_rows.tolist()):
-        explanation = ranker.explain(features[at[i]])
+        explanation = explanations[i]
         flags = _flags(index, row)
         creators.append(
             RankedCreator(
@@ -569,9 +585,9 @@ def _ranked_creators(
                 score=math.fsum(explanation.values()),
                 tier=TIERS[tiers[i]],
                 engagement_rate=engagement[i],
-                estimated_cost=_convert(index.cost(row), query.budget.currency, fx),
+                estimated_cost=shared.price(row, query.budget.currency),
                 explanation=explanation,
-                features=dict(zip(FEATURES, features[at[i]].tolist(), strict=True)),
+                features=dict(zip(FEATURES, values[i], strict=True)),
                 flags=tuple(flags),
                 flag_reasons=flags,
                 matched_terms=matched[i],
@@ -665,12 +681,11 @@ def _best(scores: npt.NDArray[np.float32], count: int) -> npt.NDArray[np.int64]:
 
 
 def _exactly_within_budget(
-    index: CreatorIndex,
     rows: npt.NDArray[np.int64],
     pool: npt.NDArray[np.int64],
     approximate_cost: npt.NDArray[np.float64],
     query: MatchQuery,
-    fx: FxSnapshot | None,
+    shared: SharedWork,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Split `pool` by the exact Decimal cost: (within budget, over it after all).
 
@@ -679,9 +694,8 @@ def _exactly_within_budget(
     """
     near = approximate_cost > float(query.budget.amount) * _EXACT_BUDGET_MARGIN
     within = np.ones(len(rows), dtype=bool)
-    within[near] = [
-        _convert(index.cost(int(r)), query.budget.currency, fx) <= query.budget for r in rows[near]
-    ]
+    currency = query.budget.currency
+    within[near] = [shared.price(int(r), currency) <= query.budget for r in rows[near]]
     return pool[within], pool[~within]
 
 
