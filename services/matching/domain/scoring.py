@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,10 @@ _LOW_POSTING: Final = 4
 _PARTIAL_AUDIENCE: Final = 0.5
 _EXACT_BUDGET_MARGIN: Final = 0.99
 POD, SPIKE = TRUST_FLAGS
+# What SharedWork keeps between requests is bounded: sets of target countries (one array of
+# the index's size each) and exact prices.
+_KEPT_COUNTRY_SETS: Final = 32
+_KEPT_PRICES: Final = 100_000
 
 
 @dataclass(frozen=True)
@@ -184,16 +188,30 @@ class Candidates:
 
 class SharedWork:
     """What queries answered together compute once: costs in each budget currency, audience
-    shares in each set of target countries."""
+    shares in each set of target countries, the features no request changes, exact prices.
+
+    All of it is kept on the index (`CreatorIndex.derived`) for the next requests, until the
+    index changes or another FX snapshot is used: a request alone does not pay it again."""
 
     def __init__(self, index: CreatorIndex, fx: FxSnapshot | None) -> None:
         self._index = index
         self.fx = fx
-        self._costs: dict[str, npt.NDArray[np.float64]] = {}
-        self._country_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = {}
-        self._masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
-        self._creator_features: npt.NDArray[np.float32] | None = None
-        self._prices: dict[tuple[int, str], Money] = {}
+        kept = index.derived
+        if kept.get("version") != index.version or kept.get("fx") is not fx:
+            # A new dict, never the old one emptied: a reader in a worker thread may hold it.
+            kept = {"version": index.version, "fx": fx}
+            index.derived = kept
+        self._costs: dict[str, npt.NDArray[np.float64]] = kept.setdefault("costs", {})
+        self._country_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = _bounded(
+            kept.setdefault("country_fit", {}), _KEPT_COUNTRY_SETS
+        )
+        self._masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = kept.setdefault("masks", {})
+        self._creator_features: dict[tuple[float, float], npt.NDArray[np.float32]] = (
+            kept.setdefault("creator_features", {})
+        )
+        self._prices: dict[tuple[int, str], Money] = _bounded(
+            kept.setdefault("prices", {}), _KEPT_PRICES
+        )
 
     def price(self, row: int, currency: str) -> Money:
         """The exact quoted price of the creator at `row` in `currency` (converted once per
@@ -238,7 +256,9 @@ class SharedWork:
     def creator_features(self, settings: ScoringSettings) -> npt.NDArray[np.float32]:
         """(3 x size): engagement, authenticity and past performance of every creator, the
         features no request changes."""
-        if self._creator_features is None:
+        key = (settings.roas_prior, settings.roas_prior_strength)
+        found = self._creator_features.get(key)
+        if found is None:
             index = self._index
             n = index.size
             c = index.columns
@@ -254,8 +274,8 @@ class SharedWork:
                 k=settings.roas_prior_strength,
             )
             found[2] = past_performance(shrunk, prior=settings.roas_prior)
-            self._creator_features = found
-        return self._creator_features
+            self._creator_features[key] = found
+        return found
 
     def country_fit(self, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
         key = tuple(sorted(countries))
@@ -263,6 +283,13 @@ class SharedWork:
         if found is None:
             found = self._country_fit[key] = _audience_country(self._index, countries)
         return found
+
+
+def _bounded(kept: dict[Any, Any], most: int) -> dict[Any, Any]:
+    """`kept`, emptied first if it holds `most` entries."""
+    if len(kept) >= most:
+        kept.clear()
+    return kept
 
 
 def candidates(
