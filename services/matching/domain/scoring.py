@@ -61,9 +61,9 @@ _LOW_POSTING: Final = 4
 _PARTIAL_AUDIENCE: Final = 0.5
 _EXACT_BUDGET_MARGIN: Final = 0.99
 POD, SPIKE = TRUST_FLAGS
-# What SharedWork keeps between requests is bounded: sets of target countries (one array of
-# the index's size each) and exact prices.
-_KEPT_COUNTRY_SETS: Final = 32
+# What SharedWork keeps between requests is bounded: sets of target countries or ages (one
+# array of the index's size each) and exact prices.
+_KEPT_AUDIENCE_SETS: Final = 32
 _KEPT_PRICES: Final = 100_000
 
 
@@ -202,8 +202,8 @@ class SharedWork:
             kept = {"version": index.version, "fx": fx}
             index.derived = kept
         self._costs: dict[str, npt.NDArray[np.float64]] = kept.setdefault("costs", {})
-        self._country_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = _bounded(
-            kept.setdefault("country_fit", {}), _KEPT_COUNTRY_SETS
+        self._audience_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = _bounded(
+            kept.setdefault("audience_fit", {}), _KEPT_AUDIENCE_SETS
         )
         self._masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = kept.setdefault("masks", {})
         self._creator_features: dict[tuple[float, float], npt.NDArray[np.float32]] = (
@@ -277,11 +277,20 @@ class SharedWork:
             self._creator_features[key] = found
         return found
 
-    def country_fit(self, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
-        key = tuple(sorted(countries))
-        found = self._country_fit.get(key)
+    def age_fit(self, ages: tuple[str, ...]) -> npt.NDArray[np.float32]:
+        """Every creator's audience share in the age buckets `ages` (1 when any age will do)."""
+        key = ("ages", *sorted(ages))
+        found = self._audience_fit.get(key)
         if found is None:
-            found = self._country_fit[key] = _audience_country(self._index, countries)
+            everyone = np.arange(self._index.size, dtype=np.int64)
+            found = self._audience_fit[key] = _audience_age(self._index, ages, everyone)
+        return found
+
+    def country_fit(self, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
+        key = ("countries", *sorted(countries))
+        found = self._audience_fit.get(key)
+        if found is None:
+            found = self._audience_fit[key] = _audience_country(self._index, countries)
         return found
 
 
@@ -373,7 +382,7 @@ def _filter_audience(
         filtered.drop("audience_mismatch", country_fit < settings.min_audience_share)
     everyone = np.arange(index.size, dtype=np.int64)
     if query.min_audience_age_share is not None:
-        age_fit = _audience_age(index, query.ages, everyone)
+        age_fit = shared.age_fit(query.ages)
         filtered.drop("audience_age_mismatch", age_fit < query.min_audience_age_share)
     if query.min_audience_gender_share is not None:
         gender_fit = _audience_gender(index, query.gender, everyone)
@@ -433,7 +442,7 @@ def _features(
     features = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
     features[:, 0] = similarity[rows]
     features[:, 1] = country_fit[rows]
-    features[:, 2] = _audience_age(index, query.ages, rows)
+    features[:, 2] = shared.age_fit(query.ages)[rows]
     features[:, 3] = _audience_gender(index, query.gender, rows)
     engagement, authenticity, performance = shared.creator_features(settings)
     features[:, 4] = engagement[rows]
