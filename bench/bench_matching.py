@@ -5,18 +5,22 @@ For each size it times the service's scoring code (`services.matching.domain.sco
 with reasons, eight features, score, exact budget check, MMR, explanations) against a
 brute-force numpy baseline measured in the same run on the same index: sparse dot (TF-IDF) +
 dense dot (the other features) + filter + argpartition. It prints median and p99 of both and
-their ratio, and the memory of the index at each size. Real bios use thousands of words, not
-the synthetic niches' 170: every bio gets `--tail-words` more drawn from a Zipf law over
-20,000 made-up words, so the vocabulary holds thousands of terms (printed) and a query's rare
-words touch few rows while common ones touch many.
+their ratio (at 1M, against the goal of 1.5x), and the memory of the index at each size.
+Real bios use thousands of words, not the synthetic niches' 170: every bio gets
+`--tail-words` more drawn from a Zipf law over 20,000 made-up words, so the vocabulary holds
+thousands of terms (printed) and a query's rare words touch few rows while common ones touch
+many.
 
 At the first size it also times `--concurrent` requests that arrive together, `--rounds`
-times: each request's latency runs from their common arrival to its answer.
+times: each request's latency runs from their common arrival to its answer; scored together,
+it also prints the CPU time per batch, which a machine shared with other work inflates less
+than the wall-clock time.
 
 Then it starts the embedded Kafka/Postgres/Redis, stores 100k generated creators, starts the
 matching service (which rebuilds its index from Postgres), publishes requests one at a time
 with a plain producer and prints the p50/p99 time until the `match.suggested` answer arrives;
-then `--concurrent` requests at once, `--rounds` times, each timed from the common send.
+then `--concurrent` requests at once, `--rounds` times, each timed from the common send,
+against the goal p99 <= 150 ms.
 
 Usage: python bench/bench_matching.py [--sizes 100000,1000000] [--queries 60] [--kafka-size N]
        [--concurrent 24] [--rounds 10] [--tail-words 4]
@@ -55,6 +59,8 @@ from shared.tools.synthetic.population import (
 
 FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))
 TOP = 50
+GOAL_RATIO = 1.5  # the 1M median against the brute-force floor of the same run
+GOAL_CONCURRENT_P99_MS = 150  # requests arriving together, through Kafka, at 100k
 TAIL_VOCABULARY = 20_000
 _SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
 
@@ -201,6 +207,9 @@ def bench_size(size: int, queries: int, tail: int, concurrent: int, rounds: int)
         f"ratio median {s50 / b50:.2f}x p99 {s99 / b99:.2f}x",
         flush=True,
     )
+    if size >= 1_000_000:
+        goal = "met" if s50 <= GOAL_RATIO * b50 else "NOT met"
+        print(f"goal median <= {GOAL_RATIO}x the brute-force floor at {size:,}: {goal}", flush=True)
     if concurrent:
         bench_concurrent(index, concurrent, rounds, seed=size % 89)
 
@@ -216,16 +225,19 @@ def bench_concurrent(index: CreatorIndex, count: int, rounds: int, *, seed: int)
             match(index, query, HAND_RANKER, FX, settings)
             one_by_one.append((time.perf_counter() - arrived) * 1000)
     together: list[float] = []
+    cpu: list[float] = []
     for r in range(rounds):
         made = [match_query(q) for q in requests(count, seed=seed * 1000 + r)]
-        arrived = time.perf_counter()
+        arrived, used = time.perf_counter(), time.process_time()
         match_many(index, [(query, HAND_RANKER) for query in made], FX, settings)
         together.extend([(time.perf_counter() - arrived) * 1000] * count)
+        cpu.append((time.process_time() - used) * 1000)
     print(
         f"{count} requests arriving together, {rounds} rounds: answered one by one "
         f"p50 {percentile(one_by_one, 50):.1f} ms, p99 {percentile(one_by_one, 99):.1f} ms | "
         f"scored together p50 {percentile(together, 50):.1f} ms, "
-        f"p99 {percentile(together, 99):.1f} ms",
+        f"p99 {percentile(together, 99):.1f} ms (CPU per batch: median "
+        f"{statistics.median(cpu):.1f} ms, the part a busy machine does not inflate)",
         flush=True,
     )
 
@@ -326,11 +338,14 @@ async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail:
                         if request_id in waiting:
                             waiting.discard(request_id)
                             together.append((time.perf_counter() - sent) * 1000)
+                p99 = percentile(together, 99)
                 print(
                     f"{concurrent} requests arriving together, {rounds} rounds, limit {TOP}: "
-                    f"p50 {percentile(together, 50):.1f} ms, p99 {percentile(together, 99):.1f} ms",
+                    f"p50 {percentile(together, 50):.1f} ms, p99 {p99:.1f} ms",
                     flush=True,
                 )
+                goal = "met" if p99 <= GOAL_CONCURRENT_P99_MS else "NOT met"
+                print(f"goal p99 <= {GOAL_CONCURRENT_P99_MS} ms: {goal}", flush=True)
             finally:
                 await consumer.stop()
                 await producer.stop()

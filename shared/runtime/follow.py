@@ -9,8 +9,11 @@ in the service's database, which the replica loads after `start`).
 The events go through the service's failure policy (`SafeConsumer`: decoding, trust, retries,
 bisecting) except the dead-letter topic and the metrics: the service's group consumer reads
 the same records, counts them and dead-letters what is bad once; here it is only skipped.
-`catch_up` reads and applies everything written before the call, so a replica can see every
-event published before the one it is about to answer.
+`catch_up` waits until everything written before the call is applied, so a replica can see
+every event published before the one it is about to answer. It asks for the topics' ends on a
+connection of its own: the broker answers one request per connection at a time, so on the
+reader's connection the question would queue behind the pending fetch, which the broker holds
+for up to the fetch wait when there is nothing new; every request would pay that wait.
 """
 
 from __future__ import annotations
@@ -71,6 +74,12 @@ class TopicFollower:
             auto_offset_reset="latest",
             max_poll_records=max_records,
         )
+        # Only asks for the topics' ends (module docstring): never fetches, so never waits.
+        self._ends = AIOKafkaConsumer(
+            **client_options(bootstrap, security),
+            client_id=f"{client_id}-ends",
+            enable_auto_commit=False,
+        )
         self._topics = list(topics)
         self._handler = handler
         self._policy = SafeConsumer(
@@ -82,54 +91,57 @@ class TopicFollower:
             check_sender=policy.check_sender,
             counted=False,
         )
-        self._lock = asyncio.Lock()
+        # Per partition, the position up to which events are applied (read and handled).
+        self._applied: dict[TopicPartition, int] = {}
+        self._progress = asyncio.Condition()
         self._started = False
 
     async def start(self) -> None:
         """Assign every partition at its current end: call before loading the database."""
         await self._consumer.start()
+        await self._ends.start()
         self._started = True
         partitions = await partitions_of(self._consumer, self._topics)
         self._consumer.assign(partitions)
-        for tp, end in (await self._consumer.end_offsets(partitions)).items():
+        for tp, end in (await self._ends.end_offsets(partitions)).items():
             self._consumer.seek(tp, end)
+            self._applied[tp] = end
 
     async def stop(self) -> None:
         if self._started:
             self._started = False
+            await self._ends.stop()
             await self._consumer.stop()
 
     async def run(self) -> None:
-        """Apply events as they come, until cancelled (which stops the consumer)."""
+        """Apply events as they come, until cancelled (which stops the consumers). The only
+        reader: `catch_up` waits for it."""
         try:
             while True:
-                async with self._lock:
-                    await self._read_once(timeout_ms=200)
-                await asyncio.sleep(0)  # let `catch_up` take the lock between batches
+                await self._read_once(timeout_ms=200)
         except asyncio.CancelledError:
             await self.stop()
             raise
 
     async def catch_up(self, seconds: float = 30.0) -> None:
-        """Read and apply every event written to the topics before this call."""
-        async with self._lock:
-            assigned = list(self._consumer.assignment())
-            ends = await self._consumer.end_offsets(assigned)
-            deadline = asyncio.get_running_loop().time() + seconds
-            while await self._behind(ends):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise FollowerBehind(f"{', '.join(self._topics)} not read to the end")
-                await self._read_once(timeout_ms=100)
+        """Wait until every event written to the topics before this call is applied (by
+        `run`, which must be running)."""
+        ends = await self._ends.end_offsets(list(self._applied))
+        try:
+            async with self._progress:
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self._caught_up(ends)), seconds
+                )
+        except TimeoutError:
+            raise FollowerBehind(f"{', '.join(self._topics)} not read to the end") from None
 
-    async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
-        for tp, end in ends.items():
-            position: int = await self._consumer.position(tp)
-            if position < end:
-                return True
-        return False
+    def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
+        return all(self._applied[tp] >= end for tp, end in ends.items())
 
     async def _read_once(self, *, timeout_ms: int) -> None:
         batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        # Read before applying: the positions past what was just read (control records too).
+        reached = {tp: await self._consumer.position(tp) for tp in self._applied}
         records: list[ConsumerRecord[Any, Any]] = [r for rs in batch.values() for r in rs]
         if records:
             deliveries = [
@@ -139,3 +151,7 @@ class TopicFollower:
                 for r in records
             ]
             await self._policy.handle_batch(deliveries, self._handler)
+        if reached != self._applied:
+            async with self._progress:
+                self._applied.update(reached)
+                self._progress.notify_all()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -186,6 +186,11 @@ class CreatorIndex:
     pending_performance: dict[str, tuple[float, int]] = field(default_factory=dict)
     follower_jumps: dict[Account, FollowerJump] = field(default_factory=dict)
     """The follower spike of each account whose history has one."""
+    version: int = 0
+    """Counts the changes to the rows: what is computed from them is valid for one version."""
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """What scoring computed from the rows of one version and keeps for the next requests
+    (services/matching/domain/scoring.py: `SharedWork`)."""
 
     @classmethod
     def build(
@@ -224,6 +229,7 @@ class CreatorIndex:
         self._write_numbers(rows, picks, profiles)
         if encode_text and self.niche.vectorizer is not None:
             self.niche.set_rows(rows, [profiles.text(int(i)) for i in picks], self.size)
+        self.version += 1
         return rows, picks
 
     def needs_refit(self) -> bool:
@@ -240,6 +246,7 @@ class CreatorIndex:
         re-encode and re-judge everything. CPU-heavy: run it off the event loop at scale."""
         self.niche.fit(texts, rows, self.size)
         self._refit_anomaly_model()
+        self.version += 1
 
     def record_performance(self, creator_id: str, roas_sum: float, count: int) -> None:
         """Set a creator's realised ROAS total and number of deals on every account of it
@@ -250,6 +257,7 @@ class CreatorIndex:
             return
         self.columns.roas_sum[rows] = roas_sum
         self.columns.roas_count[rows] = count
+        self.version += 1
 
     def rows_of(self, creator_ids: Iterable[str]) -> list[int]:
         """The rows of every account of `creator_ids` (unknown ids ignored)."""
@@ -270,6 +278,7 @@ class CreatorIndex:
             rows.append(row)
         if rows:
             self._judge(np.array(rows, dtype=np.int64))
+            self.version += 1
 
     def engagement_mix(self, rows: slice | npt.NDArray[np.int64]) -> EngagementMix:
         c = self.columns

@@ -63,12 +63,15 @@ class NicheQuery:
         product first."""
         if self.vector.nnz == 0 or rows.shape[1] != self.vector.shape[1]:
             return [()] * rows.shape[0]
-        products = sp.csr_matrix(rows.multiply(self.vector.toarray()))
-        products.eliminate_zeros()
+        weights = np.zeros(self.vector.shape[1], dtype=np.float32)
+        weights[self.vector.indices] = self.vector.data
+        products = rows.data * weights[rows.indices]
+        shared = products != 0
         found = []
-        for i in range(products.shape[0]):
-            start, end = products.indptr[i], products.indptr[i + 1]
-            columns, values = products.indices[start:end], products.data[start:end]
+        for i in range(rows.shape[0]):
+            start, end = rows.indptr[i], rows.indptr[i + 1]
+            kept = shared[start:end]
+            columns, values = rows.indices[start:end][kept], products[start:end][kept]
             order = np.lexsort((columns, -values))[:most]
             found.append(tuple(self.labels[int(c)] for c in columns[order]))
         return found

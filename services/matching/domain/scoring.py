@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from services.matching.domain.authenticity import TRUST_FLAGS
 from services.matching.domain.diversity import mmr
@@ -60,6 +61,10 @@ _LOW_POSTING: Final = 4
 _PARTIAL_AUDIENCE: Final = 0.5
 _EXACT_BUDGET_MARGIN: Final = 0.99
 POD, SPIKE = TRUST_FLAGS
+# What SharedWork keeps between requests is bounded: sets of target countries or ages (one
+# array of the index's size each) and exact prices.
+_KEPT_AUDIENCE_SETS: Final = 32
+_KEPT_PRICES: Final = 100_000
 
 
 @dataclass(frozen=True)
@@ -183,15 +188,39 @@ class Candidates:
 
 class SharedWork:
     """What queries answered together compute once: costs in each budget currency, audience
-    shares in each set of target countries."""
+    shares in each set of target countries, the features no request changes, exact prices.
+
+    All of it is kept on the index (`CreatorIndex.derived`) for the next requests, until the
+    index changes or another FX snapshot is used: a request alone does not pay it again."""
 
     def __init__(self, index: CreatorIndex, fx: FxSnapshot | None) -> None:
         self._index = index
-        self._fx = fx
-        self._costs: dict[str, npt.NDArray[np.float64]] = {}
-        self._country_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = {}
-        self._masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = {}
-        self._creator_features: npt.NDArray[np.float32] | None = None
+        self.fx = fx
+        kept = index.derived
+        if kept.get("version") != index.version or kept.get("fx") is not fx:
+            # A new dict, never the old one emptied: a reader in a worker thread may hold it.
+            kept = {"version": index.version, "fx": fx}
+            index.derived = kept
+        self._costs: dict[str, npt.NDArray[np.float64]] = kept.setdefault("costs", {})
+        self._audience_fit: dict[tuple[str, ...], npt.NDArray[np.float32]] = _bounded(
+            kept.setdefault("audience_fit", {}), _KEPT_AUDIENCE_SETS
+        )
+        self._masks: dict[tuple[str, ...], npt.NDArray[np.bool_]] = kept.setdefault("masks", {})
+        self._creator_features: dict[tuple[float, float], npt.NDArray[np.float32]] = (
+            kept.setdefault("creator_features", {})
+        )
+        self._prices: dict[tuple[int, str], Money] = _bounded(
+            kept.setdefault("prices", {}), _KEPT_PRICES
+        )
+
+    def price(self, row: int, currency: str) -> Money:
+        """The exact quoted price of the creator at `row` in `currency` (converted once per
+        batch: queries on one niche shortlist many of the same creators)."""
+        key = (row, currency)
+        found = self._prices.get(key)
+        if found is None:
+            found = self._prices[key] = _convert(self._index.cost(row), currency, self.fx)
+        return found
 
     def costs(self, currency: str) -> npt.NDArray[np.float64]:
         """Approximate quoted price of every creator in `currency` (NaN: no FX rate)."""
@@ -199,7 +228,7 @@ class SharedWork:
         if found is None:
             index = self._index
             names = index.currencies.names
-            rates = fx_rates_to(self._fx, names, currency)
+            rates = fx_rates_to(self.fx, names, currency)
             exponents = np.array([10.0 ** minor_unit(cc) for cc in names] or [1.0])
             codes = index.columns.cost_currency[: index.size]
             found = index.columns.cost_minor[: index.size] / exponents[codes] * rates[codes]
@@ -227,7 +256,9 @@ class SharedWork:
     def creator_features(self, settings: ScoringSettings) -> npt.NDArray[np.float32]:
         """(3 x size): engagement, authenticity and past performance of every creator, the
         features no request changes."""
-        if self._creator_features is None:
+        key = (settings.roas_prior, settings.roas_prior_strength)
+        found = self._creator_features.get(key)
+        if found is None:
             index = self._index
             n = index.size
             c = index.columns
@@ -243,15 +274,31 @@ class SharedWork:
                 k=settings.roas_prior_strength,
             )
             found[2] = past_performance(shrunk, prior=settings.roas_prior)
-            self._creator_features = found
-        return self._creator_features
+            self._creator_features[key] = found
+        return found
+
+    def age_fit(self, ages: tuple[str, ...]) -> npt.NDArray[np.float32]:
+        """Every creator's audience share in the age buckets `ages` (1 when any age will do)."""
+        key = ("ages", *sorted(ages))
+        found = self._audience_fit.get(key)
+        if found is None:
+            everyone = np.arange(self._index.size, dtype=np.int64)
+            found = self._audience_fit[key] = _audience_age(self._index, ages, everyone)
+        return found
 
     def country_fit(self, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
-        key = tuple(sorted(countries))
-        found = self._country_fit.get(key)
+        key = ("countries", *sorted(countries))
+        found = self._audience_fit.get(key)
         if found is None:
-            found = self._country_fit[key] = _audience_country(self._index, countries)
+            found = self._audience_fit[key] = _audience_country(self._index, countries)
         return found
+
+
+def _bounded(kept: dict[Any, Any], most: int) -> dict[Any, Any]:
+    """`kept`, emptied first if it holds `most` entries."""
+    if len(kept) >= most:
+        kept.clear()
+    return kept
 
 
 def candidates(
@@ -276,20 +323,28 @@ def candidates(
     _filter_engagement(index, query, filtered)
     cost = _filter_budget(query, shared, filtered)
     niche_query, similarity = _filter_niche(index, query, niche, filtered)
-    rows = np.flatnonzero(filtered.reason == 0).astype(np.int64)
+    rows = np.flatnonzero(filtered.kept).astype(np.int64)
     features = _features(index, query, shared, settings, rows, similarity, country_fit, cost)
     return Candidates(filtered.reason, niche_query, rows, features, cost[rows])
 
 
 class _Filtered:
-    """Each creator's filter reason: the first filter that dropped it (0: a candidate)."""
+    """Each creator's filter reason: the first filter that dropped it (0: a candidate).
+
+    Kept with whole-array arithmetic only (no boolean-mask assignment, ten times slower):
+    this runs about ten times per query over every row."""
 
     def __init__(self, size: int) -> None:
         self.reason = np.zeros(size, dtype=np.int8)
+        self.kept = np.ones(size, dtype=bool)
+        """True for the rows no filter dropped yet."""
 
     def drop(self, name: str, where: npt.NDArray[np.bool_] | None) -> None:
-        if where is not None:  # None: the filter leaves everyone in
-            self.reason[(self.reason == 0) & where] = _REASON[name]
+        if where is None:  # None: the filter leaves everyone in
+            return
+        first = np.logical_and(where, self.kept)
+        np.logical_and(self.kept, ~first, out=self.kept)
+        self.reason += first.view(np.int8) * np.int8(_REASON[name])
 
 
 def _filter_who(
@@ -327,7 +382,7 @@ def _filter_audience(
         filtered.drop("audience_mismatch", country_fit < settings.min_audience_share)
     everyone = np.arange(index.size, dtype=np.int64)
     if query.min_audience_age_share is not None:
-        age_fit = _audience_age(index, query.ages, everyone)
+        age_fit = shared.age_fit(query.ages)
         filtered.drop("audience_age_mismatch", age_fit < query.min_audience_age_share)
     if query.min_audience_gender_share is not None:
         gender_fit = _audience_gender(index, query.gender, everyone)
@@ -387,7 +442,7 @@ def _features(
     features = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
     features[:, 0] = similarity[rows]
     features[:, 1] = country_fit[rows]
-    features[:, 2] = _audience_age(index, query.ages, rows)
+    features[:, 2] = shared.age_fit(query.ages)[rows]
     features[:, 3] = _audience_gender(index, query.gender, rows)
     engagement, authenticity, performance = shared.creator_features(settings)
     features[:, 4] = engagement[rows]
@@ -429,7 +484,7 @@ def match_many(
             index,
             query,
             ranker,
-            fx,
+            shared,
             settings,
             candidates(
                 index, query, fx, settings, niche=(niches[i], similarities[i]), shared=shared
@@ -443,7 +498,7 @@ def _ranked(
     index: CreatorIndex,
     query: MatchQuery,
     ranker: LinearRanker,
-    fx: FxSnapshot | None,
+    shared: SharedWork,
     settings: ScoringSettings,
     eligible: Candidates,
 ) -> MatchResult:
@@ -454,7 +509,7 @@ def _ranked(
     pool_size = min(len(rows), max(settings.min_pool, settings.pool_factor * query.limit))
     pool = _best(scores, pool_size)
     pool, late_over_budget = _exactly_within_budget(
-        index, rows[pool], pool, eligible.approximate_cost[pool], query, fx
+        rows[pool], pool, eligible.approximate_cost[pool], query, shared
     )
     reason[rows[late_over_budget]] = _REASON["over_budget"]
     trade_off = (
@@ -467,10 +522,12 @@ def _ranked(
     picked += _explored(pool, picked, explore, query.exploration_seed)
     at = pool[picked] if picked else np.zeros(0, dtype=np.int64)
     explored_from = len(picked) - explore if explore else len(picked)
-    creators = _ranked_creators(index, query, ranker, fx, eligible, at, explored_from=explored_from)
+    creators = _ranked_creators(
+        index, query, ranker, shared, eligible, at, explored_from=explored_from
+    )
     counts = np.bincount(_creator_reasons(index, reason), minlength=len(FILTER_REASONS) + 1)
     filtered = {name: int(counts[code]) for name, code in _REASON.items() if counts[code]}
-    return MatchResult(creators, filtered, ranker.version, fx)
+    return MatchResult(creators, filtered, ranker.version, shared.fx)
 
 
 def _one_account_each(index: CreatorIndex) -> bool:
@@ -521,6 +578,8 @@ def _platforms_passed(
     index: CreatorIndex, row: int, reason: npt.NDArray[np.int8]
 ) -> tuple[str, ...]:
     """The platforms on which the creator at `row` passed: `row`'s first, then the others."""
+    if not index.columns.several[row]:
+        return (index.platform_of(row),)
     others = [
         (platform, other)
         for platform, other in index.accounts_of(index.creator_ids[row]).items()
@@ -533,7 +592,7 @@ def _ranked_creators(
     index: CreatorIndex,
     query: MatchQuery,
     ranker: LinearRanker,
-    fx: FxSnapshot | None,
+    shared: SharedWork,
     eligible: Candidates,
     at: npt.NDArray[np.int64],
     *,
@@ -542,14 +601,16 @@ def _ranked_creators(
     """The shortlist as shown: the candidates at `at`, in that order, explained, priced and
     flagged; those from `explored_from` on are exploration slots."""
     c = index.columns
-    features = eligible.features
+    features = eligible.features[at]
     picked_rows = eligible.rows[at]
     matched = eligible.niche.matched(index.niche.rows(picked_rows))
     tiers = c.tier[picked_rows].tolist()
     engagement = c.engagement_rate[picked_rows].tolist()
+    explanations = ranker.explain_rows(features)
+    values = features.tolist()
     creators = []
     for i, row in enumerate(picked_rows.tolist()):
-        explanation = ranker.explain(features[at[i]])
+        explanation = explanations[i]
         flags = _flags(index, row)
         creators.append(
             RankedCreator(
@@ -560,9 +621,9 @@ def _ranked_creators(
                 score=math.fsum(explanation.values()),
                 tier=TIERS[tiers[i]],
                 engagement_rate=engagement[i],
-                estimated_cost=_convert(index.cost(row), query.budget.currency, fx),
+                estimated_cost=shared.price(row, query.budget.currency),
                 explanation=explanation,
-                features=dict(zip(FEATURES, features[at[i]].tolist(), strict=True)),
+                features=dict(zip(FEATURES, values[i], strict=True)),
                 flags=tuple(flags),
                 flag_reasons=flags,
                 matched_terms=matched[i],
@@ -656,12 +717,11 @@ def _best(scores: npt.NDArray[np.float32], count: int) -> npt.NDArray[np.int64]:
 
 
 def _exactly_within_budget(
-    index: CreatorIndex,
     rows: npt.NDArray[np.int64],
     pool: npt.NDArray[np.int64],
     approximate_cost: npt.NDArray[np.float64],
     query: MatchQuery,
-    fx: FxSnapshot | None,
+    shared: SharedWork,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Split `pool` by the exact Decimal cost: (within budget, over it after all).
 
@@ -670,9 +730,8 @@ def _exactly_within_budget(
     """
     near = approximate_cost > float(query.budget.amount) * _EXACT_BUDGET_MARGIN
     within = np.ones(len(rows), dtype=bool)
-    within[near] = [
-        _convert(index.cost(int(r)), query.budget.currency, fx) <= query.budget for r in rows[near]
-    ]
+    currency = query.budget.currency
+    within[near] = [shared.price(int(r), currency) <= query.budget for r in rows[near]]
     return pool[within], pool[~within]
 
 
@@ -694,9 +753,18 @@ def _diversified(
         return []
     if trade_off >= 1.0 or index.niche.vectorizer is None:
         return list(range(min(limit, len(rows))))
-    vectors = index.niche.rows(rows)
-    similarity = (vectors @ vectors.T).toarray()
-    return mmr(scores, similarity, limit, trade_off)
+    return mmr(scores, _pairwise_similarity(index.niche.rows(rows)), limit, trade_off)
+
+
+def _pairwise_similarity(vectors: sp.csr_matrix) -> npt.NDArray[np.float32]:
+    """`vectors @ vectors.T` as a dense array, over only the columns the vectors use: a
+    sparse-times-dense product, a few hundred columns wide instead of the whole vocabulary
+    (the same sums, added in the same order)."""
+    columns, within = np.unique(vectors.indices, return_inverse=True)
+    used = sp.csr_matrix(
+        (vectors.data, within.reshape(-1), vectors.indptr), shape=(vectors.shape[0], len(columns))
+    )
+    return np.asarray(used @ used.T.toarray(), dtype=np.float32)
 
 
 def _flags(index: CreatorIndex, row: int) -> dict[str, str]:

@@ -55,6 +55,22 @@ def test_an_explanation_sums_to_the_score(values: list[float]) -> None:
     )
 
 
+@given(
+    st.lists(
+        st.lists(st.floats(0, 1, width=32), min_size=len(FEATURES), max_size=len(FEATURES)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.floats(-1, 1),
+)
+def test_a_shortlist_explained_at_once_is_each_creator_explained_alone(
+    rows: list[list[float]], baseline: float
+) -> None:
+    ranker = LinearRanker("v", {f: 0.1 * (i + 1) for i, f in enumerate(FEATURES)}, baseline)
+    features = np.array(rows, dtype=np.float32)
+    assert ranker.explain_rows(features) == [ranker.explain(row) for row in features]
+
+
 def test_a_ranker_round_trips_through_json_and_refuses_unknown_features() -> None:
     assert LinearRanker.from_json(HAND_RANKER.to_json()) == HAND_RANKER
     with pytest.raises(ValueError):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from services.matching.domain.features import BASELINE, FEATURES
+from services.matching.domain.follower_history import FollowerJump
 from services.matching.domain.index import CreatorIndex
 from services.matching.domain.ranker import HAND_RANKER
 from services.matching.domain.scoring import (
@@ -168,3 +169,40 @@ def test_requests_scored_together_get_the_answers_they_would_get_alone(
             (c.creator_id, c.score, c.estimated_cost, c.matched_terms) for c in result.creators
         ] == [(c.creator_id, c.score, c.estimated_cost, c.matched_terms) for c in alone.creators]
     assert len({tuple(c.creator_id for c in r.creators) for r in together}) == len(asked)
+
+
+def test_what_scoring_keeps_between_requests_follows_every_change_to_the_index(
+    population: Population, fx: FxSnapshot
+) -> None:
+    index = CreatorIndex.build(population.profiles, seed=5)  # changed below: not the shared one
+    asked = query("fitness", budget=Money(Decimal("90000"), "EUR"))
+
+    def answer(rates: FxSnapshot) -> tuple[object, ...]:
+        result = match(index, asked, HAND_RANKER, rates, SETTINGS)
+        shown = [(c.creator_id, c.score, c.estimated_cost, c.flags) for c in result.creators]
+        return tuple(shown), tuple(sorted(result.filtered.items()))
+
+    def recomputed(rates: FxSnapshot) -> tuple[object, ...]:
+        index.derived = {}
+        return answer(rates)
+
+    before = answer(fx)
+    top = before[0][0][0]
+    index.record_performance(top, 0.0, 20)  # twenty deals that returned nothing
+    after_deals = answer(fx)
+    assert after_deals != before
+    assert after_deals == recomputed(fx)
+
+    second = after_deals[0][0][0]
+    platform = index.platform_of(index.accounts_of(second).popitem()[1])
+    index.record_follower_jumps({(second, platform): FollowerJump(8.0, 1_000, 8_000, 2.0)})
+    after_jump = answer(fx)
+    assert after_jump != after_deals
+    assert after_jump == recomputed(fx)
+
+    dearer = dataclasses.replace(
+        fx, rates={code: rate * Decimal("1.3") for code, rate in fx.rates.items()}
+    )
+    after_fx = answer(dearer)
+    assert after_fx != after_jump
+    assert after_fx == recomputed(dearer)
