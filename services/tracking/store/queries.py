@@ -405,12 +405,13 @@ ON CONFLICT (brand_id, currency) DO UPDATE
 # Each (campaign, brand)'s stored deal attributions and fees summed per currency.
 CAMPAIGN_TOTALS = """
 SELECT d.campaign_id, d.brand_id, a.currency, count(*) AS deals, sum(d.fee_amount) AS fees,
-       sum(a.posts) AS posts, sum(a.likes) AS likes, sum(a.comments) AS comments,
-       sum(a.shares) AS shares, sum(a.saves) AS saves, sum(a.views) AS views,
-       sum(a.impressions) AS impressions, sum(a.reach) AS reach, sum(a.rate_sum) AS rate_sum,
-       sum(a.rated_posts) AS rated_posts, sum(a.orders) AS orders,
-       sum(a.pending_fx_orders) AS pending_fx_orders, sum(a.revenue) AS revenue,
-       sum(a.spend) AS spend, max(a.as_of) AS as_of
+       sum(a.posts)::bigint AS posts, sum(a.likes)::bigint AS likes,
+       sum(a.comments)::bigint AS comments, sum(a.shares)::bigint AS shares,
+       sum(a.saves)::bigint AS saves, sum(a.views)::bigint AS views,
+       sum(a.impressions)::bigint AS impressions, sum(a.reach)::bigint AS reach,
+       sum(a.rate_sum) AS rate_sum, sum(a.rated_posts)::bigint AS rated_posts,
+       sum(a.orders)::bigint AS orders, sum(a.pending_fx_orders)::bigint AS pending_fx_orders,
+       sum(a.revenue) AS revenue, sum(a.spend) AS spend, max(a.as_of) AS as_of
 FROM unnest($1::text[], $2::text[]) AS c(campaign_id, brand_id)
 JOIN tracking_deals d ON d.campaign_id = c.campaign_id AND d.brand_id = c.brand_id
 JOIN tracking_attribution a ON a.deal_id = d.deal_id

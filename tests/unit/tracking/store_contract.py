@@ -664,6 +664,8 @@ class StoreContract:
         assert usd.performance.revenue == Money.of("100.00", "USD")
         assert usd.performance.spend == Money.of("210.00", "USD")  # 200 + 10 % of 100
         assert usd.performance.engagement.impressions == 2000
+        # Counts are whole numbers, as the event's fields require.
+        assert {type(usd.performance.orders), type(usd.performance.engagement.reach)} == {int}
         assert found.as_of == ids.at(hours=5)
         # The snapshot in force at the campaign's as_of; the EUR entry that netted to zero
         # is gone, the other brand's orders are not this one's.
