@@ -48,8 +48,9 @@ test: $(STAMP)
 # Left to `make test` alone, to keep CI under 30 minutes on 2 cores (each module below would
 # start a cluster of its own for nothing): unit tests and lint, the modules that never talk to
 # Kafka (PostgreSQL stores, migrations, destinations at rest, the rails' HTTP clients, the payouts
-# reports and commission adjustments, the creator page and the demo serving it), and the fuzz
-# test, which checks the decoder, not the broker, with 11,000 events.
+# reports and commission adjustments, the creator page and the demo serving it, the brand API,
+# whose one service run checks its port, not Kafka), and the fuzz test, which checks the
+# decoder, not the broker, with 11,000 events.
 KAFKA_TEST_ENV := CREATORFLOW_KAFKA=apache CREATORFLOW_KAFKA_BROKERS=3 \
 	KAFKA_REPLICATION_FACTOR=3 KAFKA_IDEMPOTENT_PRODUCER=true
 KAFKA_TEST_SKIP := \
@@ -64,6 +65,8 @@ KAFKA_TEST_SKIP := \
 	--ignore=tests/integration/payouts/test_commission_adjustments.py \
 	--ignore=tests/integration/payouts/test_cli.py \
 	--ignore=tests/integration/payouts/test_creator_page.py \
+	--ignore=tests/integration/payouts/test_creator_page_browser.py \
+	--ignore=tests/integration/payouts/test_brand_api.py \
 	--deselect=tests/e2e/test_hostile_input.py::test_fuzzed_events_are_consumed_or_dead_lettered \
 	--deselect=tests/e2e/test_demo.py::test_demo_open_serves_the_creators_page_until_ctrl_c
 

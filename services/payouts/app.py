@@ -16,11 +16,14 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from services.payouts import handlers
+from services.payouts.brand_api.keys import BrandKeys
+from services.payouts.brand_api.web import ApiConfig, brand_api_app
 from services.payouts.creator_page.access import CreatorAccess
 from services.payouts.creator_page.web import PageConfig, page_app
 from services.payouts.destinations import DestinationCipher, UnreadableDestination
 from services.payouts.dispatcher import Clock, Dispatcher, utc_now
 from services.payouts.domain.lifecycle import RetrySchedule
+from services.payouts.fixed_window import Limit
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.notifications import email_sender
 from services.payouts.providers import PayoutProvider
@@ -37,8 +40,8 @@ from services.payouts.schedules import (
     SettlementPoller,
 )
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.port import PayoutDatabase, PayoutRepository
-from services.payouts.store.postgres import OUTBOX_PRODUCER, PgPayouts
+from services.payouts.store.port import PayoutsStore, PayoutsTransaction
+from services.payouts.store.postgres import OUTBOX_PRODUCER, PostgresPayoutsStore
 from services.payouts.webhooks import PREFIX as WEBHOOKS_PREFIX
 from services.payouts.webhooks import Nonces, WebhookRoutes
 from shared.contract.events import Topic
@@ -49,7 +52,8 @@ from shared.runtime.unit_of_work import UnitsOfWork
 log = structlog.get_logger(__name__)
 
 SERVICE: Final = "payouts"
-GROUP_ID: Final = SERVICE  # the consumer group; the inbox is the store's (PgPayouts.consumer)
+# The consumer group; the inbox is the store's (PostgresPayoutsStore.consumer).
+GROUP_ID: Final = SERVICE
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,
     Topic.BRAND_FUNDING,
@@ -153,7 +157,9 @@ def dispatch_batch(settings: PayoutsSettings, limiter: RateLimiter | None) -> in
     return max(1, min([settings.dispatch_batch, *fits]))
 
 
-async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> DestinationCipher:
+async def open_destinations(
+    db: PostgresPayoutsStore, settings: PayoutsSettings
+) -> DestinationCipher:
     """The destination cipher, checked against what is stored: a changed key would make every
     payout fail at the provider call, so the service refuses to start instead (unless the old
     key is its previous one, during a rotation)."""
@@ -171,13 +177,13 @@ async def open_destinations(db: PgPayouts, settings: PayoutsSettings) -> Destina
 
 
 def units_of_work(
-    db: PayoutDatabase,
+    db: PayoutsStore,
     policy: PayoutPolicy,
     on_scheduled: Callable[[], None],
     *,
     destinations: DestinationCipher,
     clock: Clock = utc_now,
-) -> UnitsOfWork[PayoutRepository]:
+) -> UnitsOfWork[PayoutsTransaction]:
     """The consumer's batch handler: one unit of work per batch (inbox claim, locks, handlers,
     outbox: shared.runtime.unit_of_work), waking the dispatcher after a commit that scheduled
     payouts."""
@@ -192,7 +198,7 @@ class PayoutsService:
     """The running parts, for tests and benchmarks to observe."""
 
     settings: PayoutsSettings
-    db: PgPayouts
+    db: PostgresPayoutsStore
     # The provider every method goes to (the sandbox, or one given to `make_setup`); None
     # when each method goes to its own rail.
     provider: PayoutProvider | None
@@ -228,7 +234,7 @@ def make_setup(
     async def setup(resources: Resources) -> list[Background]:
         config = settings or PayoutsSettings()
         policy = policy_from(config, resources.settings.fx_max_rate_move)
-        db = PgPayouts(resources.pool)
+        db = PostgresPayoutsStore(resources.pool)
         destinations = await open_destinations(db, config)
         rails, single, limiter = _rails(config, provider, rate_limited, resources)
         dispatcher = Dispatcher(
@@ -252,7 +258,7 @@ def make_setup(
         if on_started is not None:
             on_started(PayoutsService(config, db, single, rails, dispatcher, relay, limiter))
         return [
-            *creator_page(resources, config),
+            *public_servers(resources, config, db),
             consume,
             relay.run,
             dispatcher.run,
@@ -293,7 +299,7 @@ def _given_rails(
 
 
 def _webhook_routes(
-    db: PgPayouts, policy: PayoutPolicy, settings: PayoutsSettings, resources: Resources
+    db: PostgresPayoutsStore, policy: PayoutPolicy, settings: PayoutsSettings, resources: Resources
 ) -> WebhookRoutes:
     """`POST /webhooks/<rail>` on the service's HTTP server (services/payouts/webhooks.py)."""
     return WebhookRoutes(
@@ -311,6 +317,14 @@ async def _close_at_shutdown(rails: Rails) -> None:
         await asyncio.Event().wait()
     finally:
         await rails.aclose()
+
+
+def public_servers(
+    resources: Resources, settings: PayoutsSettings, db: PostgresPayoutsStore
+) -> list[Background]:
+    """What faces the internet, each on a port of its own when set: the creator payout page
+    and the brand API."""
+    return [*creator_page(resources, settings), *brand_api(resources, settings, db)]
 
 
 def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Background]:
@@ -344,6 +358,34 @@ def creator_page(resources: Resources, settings: PayoutsSettings) -> list[Backgr
     return [serve, forget_expired]
 
 
+def brand_api(
+    resources: Resources, settings: PayoutsSettings, db: PostgresPayoutsStore
+) -> list[Background]:
+    """The brand API's server, when PAYOUTS_BRAND_API_PORT is set (docs/architecture.md §12):
+    on a port of its own, for brands on the internet. Like the creator page, its Redis client
+    connects lazily: with Redis down the API answers 503, and payouts go on."""
+    if settings.brand_api_port is None:
+        return []
+    if resources.urls.redis_url is None:
+        raise ServiceConfigurationError(
+            "PAYOUTS_BRAND_API_PORT needs Redis for the API's rate limits: set REDIS_URL"
+        )
+    cache = redis.Redis.from_url(
+        resources.urls.redis_url, socket_connect_timeout=2, socket_timeout=2
+    )
+    limit = Limit(settings.brand_api_rate_limit, settings.brand_api_rate_window_seconds)
+    app = brand_api_app(db, BrandKeys(resources.pool), cache, ApiConfig(per_key=limit))
+    host, port = settings.brand_api_host, settings.brand_api_port
+
+    async def serve() -> None:
+        try:
+            await serve_asgi(app, host, port)
+        finally:
+            await cache.aclose()
+
+    return [serve]
+
+
 async def serve_asgi(app: ASGIApp, host: str, port: int) -> None:
     """Serve `app` with uvicorn until cancelled, then let open requests finish."""
     server = uvicorn.Server(
@@ -359,7 +401,7 @@ async def serve_asgi(app: ASGIApp, host: str, port: int) -> None:
 
 
 def _schedules(
-    db: PgPayouts,
+    db: PostgresPayoutsStore,
     rails: Rails,
     policy: PayoutPolicy,
     settings: PayoutsSettings,

@@ -12,7 +12,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
-from services.payouts import creators_cli
+from services.payouts import brands_cli, creators_cli
 from services.payouts.destinations import DestinationCipher, UnreadableDestination, new_key
 from services.payouts.dispatcher import utc_now
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
@@ -38,7 +38,7 @@ from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
 from services.payouts.statement_files import statement_csv
 from services.payouts.statements import creator_statement
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.money import Money, MoneyError
 from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
@@ -49,18 +49,22 @@ COMMAND_NAME: Final = "payouts"
 app = typer.Typer(
     help="Creator payouts: statements, retries and ledger checks.", no_args_is_help=True
 )
-COMMAND_GROUPS: Final = {COMMAND_NAME: app, creators_cli.COMMAND_NAME: creators_cli.app}
+COMMAND_GROUPS: Final = {
+    COMMAND_NAME: app,
+    creators_cli.COMMAND_NAME: creators_cli.app,
+    brands_cli.COMMAND_NAME: brands_cli.app,
+}
 
 T = TypeVar("T")
 
 
-def _run(query: Callable[[PgPayouts], Awaitable[T]]) -> T:
+def _run(query: Callable[[PostgresPayoutsStore], Awaitable[T]]) -> T:
     async def run() -> T:
         pool = await create_pool(
             database_url(SCHEMA.name), schema=SCHEMA.name, min_size=1, max_size=1
         )
         try:
-            return await query(PgPayouts(pool))
+            return await query(PostgresPayoutsStore(pool))
         finally:
             await pool.close()
 
@@ -211,7 +215,7 @@ def retry_command(payout_id: str) -> None:
     """Send a failed (or returned) payout again, as a new attempt with its own idempotency
     key; the running payouts service sends it within a second."""
 
-    async def retry(db: PgPayouts) -> Payout | str:
+    async def retry(db: PostgresPayoutsStore) -> Payout | str:
         now = utc_now()
         try:
             async with payout_transaction(db, PayoutPolicy(), now) as changes:

@@ -44,7 +44,7 @@ from services.payouts.providers import (
     TransferRequest,
 )
 from services.payouts.providers.rails import LEGACY_RAIL, Rails
-from services.payouts.store.port import PayoutDatabase
+from services.payouts.store.port import PayoutsStore
 from shared.runtime.observability import PAYOUT_CONFIRMATION_TO_SENT, PAYOUT_POST_TO_SENT
 
 log = structlog.get_logger(__name__)
@@ -75,7 +75,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        db: PayoutDatabase,
+        db: PayoutsStore,
         rails: Rails | PayoutProvider,
         policy: PayoutPolicy,
         *,

@@ -3,10 +3,10 @@
 `consume` is the handler of the unit of work (shared.runtime.unit_of_work): it takes the
 batch's locks, translates each new event to domain values (translate.py) and hands it to its
 handler (`on_deal_signed`, ...). Every handler runs inside one transaction of the store and
-records what it changed in a `PayoutTransaction`: payout writes happen at once (later events in
+records what it changed in a `PendingChanges`: payout writes happen at once (later events in
 the same batch read them); ledger transfers and status events are written together before the
 transaction commits, and counted once it committed. The dispatcher, the schedules, the
-webhooks and the operators' commands change payouts through a `PayoutTransaction` too.
+webhooks and the operators' commands change payouts through a `PendingChanges` too.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from services.payouts.domain.terms import (
     payable_fee_milestones,
     payable_since,
 )
-from services.payouts.store.port import PayoutDatabase, PayoutRepository
+from services.payouts.store.port import PayoutsStore, PayoutsTransaction
 from services.payouts.translate import Seal
 from shared.contract.errors import EventRejected, TransientError
 from shared.contract.events import CloudEvent, EventIdentity, EventType
@@ -100,12 +100,12 @@ _NO_SNAPSHOT: Final = object()
 
 
 @dataclass
-class PayoutTransaction:
+class PendingChanges:
     """The changes of one transaction of the store, and what it read: `flush` writes them,
     `committed` counts them once the transaction committed; `scheduled` tells whether a
     dispatcher should wake."""
 
-    repo: PayoutRepository
+    repo: PayoutsTransaction
     policy: PayoutPolicy
     now: datetime
     # Encrypts payout destinations; only the consumer, which stores accounts, needs one.
@@ -290,21 +290,21 @@ class PayoutTransaction:
 
 @asynccontextmanager
 async def payout_transaction(
-    db: PayoutDatabase, policy: PayoutPolicy, now: datetime
-) -> AsyncIterator[PayoutTransaction]:
+    db: PayoutsStore, policy: PayoutPolicy, now: datetime
+) -> AsyncIterator[PendingChanges]:
     """A transaction that changes payouts outside the consumer (the dispatcher, the schedules,
     the webhooks, an operator's command): the block's changes are written when it ends
-    normally (`PayoutTransaction.flush`), committed, and then counted; an exception rolls all
+    normally (`PendingChanges.flush`), committed, and then counted; an exception rolls all
     of it back and counts nothing."""
     async with db.transaction() as repo:
-        changes = PayoutTransaction(repo, policy, now)
+        changes = PendingChanges(repo, policy, now)
         yield changes
         await changes.flush()
     changes.committed()
 
 
 async def _rates_for(
-    changes: PayoutTransaction, at: datetime, currency: str, account: PayoutAccount | None
+    changes: PendingChanges, at: datetime, currency: str, account: PayoutAccount | None
 ) -> Rates:
     # Without an account the creator's currency is unknown: the payout is held anyway, and
     # converted at its release.
@@ -313,7 +313,7 @@ async def _rates_for(
     )
 
 
-async def _create_fee_payouts(changes: PayoutTransaction, terms: DealTerms) -> None:
+async def _create_fee_payouts(changes: PendingChanges, terms: DealTerms) -> None:
     confirmed = await changes.repo.confirmed(terms.deal_id)
     milestones = payable_fee_milestones(terms, confirmed.keys())
     if not milestones:
@@ -326,7 +326,7 @@ async def _create_fee_payouts(changes: PayoutTransaction, terms: DealTerms) -> N
 
 
 async def _owe(
-    changes: PayoutTransaction,
+    changes: PendingChanges,
     terms: DealTerms,
     kind: PayoutKind,
     milestone: str,
@@ -358,7 +358,7 @@ async def _owe(
     await changes.created(transition)
 
 
-async def on_deal_signed(changes: PayoutTransaction, signed: DealTerms, event_id: str) -> None:
+async def on_deal_signed(changes: PendingChanges, signed: DealTerms, event_id: str) -> None:
     """Store the deal's terms with the fee schedule in force now (the first version wins and
     keeps its schedule) and pay what is already confirmed. A re-sent deal with other terms is
     rejected: v1 has no amendments."""
@@ -373,7 +373,7 @@ async def on_deal_signed(changes: PayoutTransaction, signed: DealTerms, event_id
     await _create_fee_payouts(changes, terms)
 
 
-async def on_deliverable_confirmed(changes: PayoutTransaction, data: Confirmation) -> None:
+async def on_deliverable_confirmed(changes: PendingChanges, data: Confirmation) -> None:
     """Record the confirmation; create the fee payouts it makes payable.
 
     A confirmation signed by another brand than the deal's is refused; one that arrives
@@ -406,14 +406,14 @@ async def on_deliverable_confirmed(changes: PayoutTransaction, data: Confirmatio
 
 
 async def release_held(
-    changes: PayoutTransaction, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
+    changes: PendingChanges, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
 ) -> None:
     """Release these held payouts where they are payable now (callers hold the creators' locks)."""
     await _release(changes, held, accounts)
 
 
 async def _release(
-    changes: PayoutTransaction, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
+    changes: PendingChanges, held: Sequence[Payout], accounts: Mapping[str, PayoutAccount]
 ) -> None:
     transitions = []
     await changes.read_receivables({p.creator_id for p in held})
@@ -440,7 +440,7 @@ async def _release(
     await changes.changed(transitions)
 
 
-async def on_payout_account_upserted(changes: PayoutTransaction, account: PayoutAccount) -> None:
+async def on_payout_account_upserted(changes: PendingChanges, account: PayoutAccount) -> None:
     """Store the account (unless a newer one is stored) and release what it makes payable."""
     creator_id = account.creator_id
     previous = (await changes.repo.accounts([creator_id])).get(creator_id)
@@ -476,7 +476,7 @@ class PayoutNotFound(LookupError):
     """No payout has the id asked for."""
 
 
-async def retry_payout(changes: PayoutTransaction, payout_id: str) -> Payout:
+async def retry_payout(changes: PendingChanges, payout_id: str) -> Payout:
     """Retry one failed payout now (an operator's decision); returns it as retried. Raises
     PayoutNotFound, or InvalidTransition when it is not failed."""
     found = await changes.repo.payout(payout_id)
@@ -491,7 +491,7 @@ async def retry_payout(changes: PayoutTransaction, payout_id: str) -> Payout:
     return transition.payout
 
 
-async def release_cooled_off(changes: PayoutTransaction, limit: int) -> int:
+async def release_cooled_off(changes: PendingChanges, limit: int) -> int:
     """Release payouts whose creator's destination cool-off has ended; returns how many were
     looked at."""
     held = await changes.repo.cooled_off_for_update(changes.now, limit)
@@ -505,13 +505,14 @@ async def release_cooled_off(changes: PayoutTransaction, limit: int) -> int:
     return len(held)
 
 
-async def on_attribution_updated(changes: PayoutTransaction, data: AttributedRevenue) -> None:
-    """Keep the latest attribution per deal: the base of its commission."""
-    await changes.repo.save_attribution(data.deal_id, data.revenue, data.as_of)
+async def on_attribution_updated(changes: PendingChanges, data: AttributedRevenue) -> None:
+    """Keep the latest attribution per deal: the base of its commission, and with it the
+    figures the brand API shows."""
+    await changes.repo.save_attribution(data.deal_id, data.revenue, data.as_of, data.figures)
 
 
 async def on_fx_rates_published(
-    changes: PayoutTransaction, snapshot: FxSnapshot, event_id: str
+    changes: PendingChanges, snapshot: FxSnapshot, event_id: str
 ) -> None:
     """Store (and judge) the snapshot, and release payouts that waited for a trusted rate."""
     # Already stored (the same snapshot sent again under another event id): the payouts held
@@ -528,7 +529,7 @@ class CreatorsNotLocked(TransientError):
     the brand's lock: the batch runs again with its creator locked too."""
 
 
-async def on_brand_funded(changes: PayoutTransaction, funding: Funding, event_id: str) -> None:
+async def on_brand_funded(changes: PendingChanges, funding: Funding, event_id: str) -> None:
     """Credit the brand's escrow once per `funding_id`, then release the brand's payouts that
     waited for funds in that currency, in order of confirmation, while the escrow covers them.
 
@@ -546,7 +547,7 @@ async def on_brand_funded(changes: PayoutTransaction, funding: Funding, event_id
 
 
 async def release_funded(
-    changes: PayoutTransaction, brand_id: str, currency: str, *, unless_unlocked: bool = False
+    changes: PendingChanges, brand_id: str, currency: str, *, unless_unlocked: bool = False
 ) -> int:
     """Release the brand's payouts waiting for funds in `currency`, earliest confirmed first,
     each drawing its gross, stopping at the first the escrow does not cover (callers hold the
@@ -588,31 +589,31 @@ async def release_funded(
     return released
 
 
-async def _locked_in_order(changes: PayoutTransaction, waiting: Sequence[Payout]) -> list[Payout]:
+async def _locked_in_order(changes: PendingChanges, waiting: Sequence[Payout]) -> list[Payout]:
     ids = [p.payout_id for p in waiting]
     locked = {p.payout_id: p for p in await changes.repo.payouts_for_update(ids)}
     return [locked[p.payout_id] for p in waiting if awaits_funds(locked[p.payout_id])]
 
 
 # Each input event type: translated at the door (translate.py), then applied by its handler.
-Step = Callable[[PayoutTransaction, CloudEvent[Any]], Awaitable[None]]
+Step = Callable[[PendingChanges, CloudEvent[Any]], Awaitable[None]]
 
 
-async def _deal_signed(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+async def _deal_signed(changes: PendingChanges, event: CloudEvent[Any]) -> None:
     terms = translate.deal_terms(event.data, changes.policy.fee_schedule)
     await on_deal_signed(changes, terms, event.id)
 
 
-async def _brand_funded(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+async def _brand_funded(changes: PendingChanges, event: CloudEvent[Any]) -> None:
     await on_brand_funded(changes, translate.funding(event.data), event.id)
 
 
-async def _deliverable_confirmed(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+async def _deliverable_confirmed(changes: PendingChanges, event: CloudEvent[Any]) -> None:
     signed_by = changes.signers.get(event.identity)
     await on_deliverable_confirmed(changes, translate.confirmation(event.data, signed_by))
 
 
-async def _payout_account_upserted(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+async def _payout_account_upserted(changes: PendingChanges, event: CloudEvent[Any]) -> None:
     if changes.seal is None:
         raise RuntimeError("payout accounts are stored only by a consumer that seals them")
     try:
@@ -622,11 +623,11 @@ async def _payout_account_upserted(changes: PayoutTransaction, event: CloudEvent
     await on_payout_account_upserted(changes, account)
 
 
-async def _attribution_updated(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+async def _attribution_updated(changes: PendingChanges, event: CloudEvent[Any]) -> None:
     await on_attribution_updated(changes, translate.attributed_revenue(event.data))
 
 
-async def _fx_rates_published(changes: PayoutTransaction, event: CloudEvent[Any]) -> None:
+async def _fx_rates_published(changes: PendingChanges, event: CloudEvent[Any]) -> None:
     await on_fx_rates_published(changes, translate.fx_snapshot(event.data), event.id)
 
 
@@ -643,9 +644,9 @@ _CREATOR_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUN
 _BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.BRAND_FUNDED}
 
 
-async def lock_batch(repo: PayoutRepository, events: Sequence[CloudEvent[Any]]) -> frozenset[str]:
+async def lock_batch(repo: PayoutsTransaction, events: Sequence[CloudEvent[Any]]) -> frozenset[str]:
     """Take the locks a batch of input events needs, in the store's order (FX, deals, creators,
-    brands: `PayoutRepository.lock`); returns the creators locked."""
+    brands: `PayoutsTransaction.lock`); returns the creators locked."""
     deal_ids = {e.data.deal_id for e in events if e.type in _DEAL_EVENTS}
     has_fx = any(e.type == EventType.FX_RATES_PUBLISHED for e in events)
     await repo.lock(fx="exclusive" if has_fx else "shared", deal_ids=deal_ids)
@@ -669,17 +670,17 @@ def consume(
     seal: Seal,
     reseal: Callable[[str, SealedDestination], SealedDestination],
     on_scheduled: Callable[[], None],
-) -> Handler[PayoutRepository]:
-    """The unit of work's handler for payouts' input events: one `PayoutTransaction` per
+) -> Handler[PayoutsTransaction]:
+    """The unit of work's handler for payouts' input events: one `PendingChanges` per
     batch, each new event applied in arrival order; its status events are published through
     the unit of work, and after the commit its changes are counted and, if payouts became due,
     `on_scheduled` wakes the dispatcher."""
 
-    async def handle(new: NewEvents, uow: UnitOfWork[PayoutRepository]) -> None:
+    async def handle(new: NewEvents, uow: UnitOfWork[PayoutsTransaction]) -> None:
         events = new.of_type(*STEPS)
         if not events:
             return
-        changes = PayoutTransaction(
+        changes = PendingChanges(
             uow.tx,
             policy,
             uow.now,
@@ -699,7 +700,7 @@ def consume(
     return handle
 
 
-async def decide_commissions(changes: PayoutTransaction, limit: int) -> int:
+async def decide_commissions(changes: PendingChanges, limit: int) -> int:
     """Make the commission of deals whose attribution window (plus grace) closed follow their
     latest attributed revenue: rate x revenue, in the deal currency, less what earlier
     decisions booked (`next_commission_step`): the whole commission first, then a top-up or a
@@ -748,9 +749,7 @@ async def decide_commissions(changes: PayoutTransaction, limit: int) -> int:
     return decided
 
 
-async def _book_commission(
-    changes: PayoutTransaction, terms: DealTerms, step: CommissionStep
-) -> None:
+async def _book_commission(changes: PendingChanges, terms: DealTerms, step: CommissionStep) -> None:
     if step.kind == "clawback":
         await changes.created(
             lifecycle.clawback(terms, step.milestone, step.gross, step.platform_fee)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.payouts.destinations import DestinationCipher
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class RotationProgress:
 
 
 async def rotate_destination_key(
-    db: PgPayouts,
+    db: PostgresPayoutsStore,
     cipher: DestinationCipher,
     *,
     batch: int = 500,

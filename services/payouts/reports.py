@@ -21,7 +21,7 @@ from services.payouts.domain.ledger import (
 from services.payouts.domain.ledger_check import ledger_problems
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.tax import USD, TaxReport, tax_report
-from services.payouts.store.port import PayoutDatabase, PayoutRepository
+from services.payouts.store.port import PayoutsStore, PayoutsTransaction
 from shared.contract.money import FxSnapshot, Money
 
 # The steps of an attempt to pay (the accrual and conversion happen once per payout).
@@ -51,7 +51,7 @@ class Statement:
     attempts: list[AttemptStep]
 
 
-async def statement(db: PayoutDatabase, creator_id: str) -> Statement:
+async def statement(db: PayoutsStore, creator_id: str) -> Statement:
     accounts = {
         creator_payable(creator_id): ("owed", 1),
         creator_in_transit(creator_id): ("in transit", 1),
@@ -103,7 +103,7 @@ class BrandStatement:
     totals: dict[str, EscrowTotals]
 
 
-async def brand_statement(db: PayoutDatabase, brand_id: str) -> BrandStatement:
+async def brand_statement(db: PayoutsStore, brand_id: str) -> BrandStatement:
     async with db.snapshot() as repo:
         fundings = await repo.fundings_of(brand_id)
         payouts = await repo.payouts_of_brand(brand_id)
@@ -138,7 +138,7 @@ class LedgerReport:
     problems: list[str]
 
 
-async def check_ledger(db: PayoutDatabase) -> LedgerReport:
+async def check_ledger(db: PayoutsStore) -> LedgerReport:
     """Read every payout and transfer as of one moment and list broken invariants (read at
     two moments, a payout moving between the reads looks unbalanced)."""
     async with db.snapshot() as repo:
@@ -152,7 +152,7 @@ async def check_ledger(db: PayoutDatabase) -> LedgerReport:
     )
 
 
-async def tax_totals(db: PayoutDatabase, year: int, threshold: Money) -> TaxReport:
+async def tax_totals(db: PayoutsStore, year: int, threshold: Money) -> TaxReport:
     """What each creator was paid in `year` (payouts settled in it, UTC), in USD at the rate
     recorded with each payout, grouped by tax form (`domain.tax.tax_report`)."""
     start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
@@ -165,7 +165,7 @@ async def tax_totals(db: PayoutDatabase, year: int, threshold: Money) -> TaxRepo
     return tax_report(year, valued, accounts, threshold)
 
 
-async def snapshot_for_usd(repo: PayoutRepository, payout: Payout) -> FxSnapshot | None:
+async def snapshot_for_usd(repo: PayoutsTransaction, payout: Payout) -> FxSnapshot | None:
     """The snapshot that values the payout in USD: the one recorded with it, or for a payout
     paid in its own currency the one in force when its rate was locked."""
     if payout.net is None or USD in (payout.net.currency, payout.payable_share.currency):

@@ -11,7 +11,7 @@ import structlog
 from services.payouts.dispatcher import Clock, utc_now
 from services.payouts.handlers import (
     PayoutPolicy,
-    PayoutTransaction,
+    PendingChanges,
     decide_commissions,
     payout_transaction,
     release_cooled_off,
@@ -20,13 +20,13 @@ from services.payouts.providers import PayoutProvider, ProviderError, Settlement
 from services.payouts.providers.rails import Rails
 from services.payouts.reports import LedgerReport, check_ledger
 from services.payouts.settlements import RailReport, apply_reports
-from services.payouts.store.port import PayoutDatabase
+from services.payouts.store.port import PayoutsStore
 from shared.runtime.observability import LEDGER_CHECK_PROBLEMS, LEDGER_CHECKS
 
 log = structlog.get_logger(__name__)
 
 
-Round = Callable[[PayoutTransaction, int], Awaitable[int]]
+Round = Callable[[PendingChanges, int], Awaitable[int]]
 """One round of periodic work in one transaction: (changes, batch) -> rows looked at."""
 
 
@@ -38,7 +38,7 @@ class _Rounds:
 
     def __init__(
         self,
-        db: PayoutDatabase,
+        db: PayoutsStore,
         policy: PayoutPolicy,
         *,
         interval_seconds: float,
@@ -79,7 +79,7 @@ class SettlementPoller:
 
     def __init__(
         self,
-        db: PayoutDatabase,
+        db: PayoutsStore,
         provider: Rails | PayoutProvider,
         policy: PayoutPolicy,
         *,
@@ -141,7 +141,7 @@ class LedgerCheck:
     (`creatorflow_ledger_check_problems`, `creatorflow_ledger_checks_total{result}`). It reads
     the whole ledger in one snapshot: raise the interval for a large one."""
 
-    def __init__(self, db: PayoutDatabase, *, interval_seconds: float) -> None:
+    def __init__(self, db: PayoutsStore, *, interval_seconds: float) -> None:
         self._db = db
         self._interval = interval_seconds
 

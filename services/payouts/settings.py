@@ -148,6 +148,14 @@ class PayoutsSettings(BaseSettings):
     page_link_minutes: float = Field(15.0, gt=0, le=15)
     page_session_hours: float = Field(12.0, gt=0, le=24 * 30)
 
+    # The brand API (services/payouts/brand_api/, docs/architecture.md §12) on a port of its
+    # own: unset, not served. It needs Redis (REDIS_URL) for each key's rate limit: at most
+    # `brand_api_rate_limit` requests per key in each window of `brand_api_rate_window_seconds`.
+    brand_api_port: int | None = Field(None, ge=0, le=65535)
+    brand_api_host: str = "127.0.0.1"
+    brand_api_rate_limit: int = Field(60, ge=1, le=1_000_000)
+    brand_api_rate_window_seconds: int = Field(60, ge=1, le=86_400)
+
     # Creators' payout e-mails (docs/architecture.md §11): one per status change, with a fresh
     # link to the page (starting with `page_base_url()`). Off while `smtp_host` is unset.
     smtp_host: str | None = None

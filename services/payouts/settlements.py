@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from services.payouts.domain import lifecycle
 from services.payouts.domain.lifecycle import PayoutStatus, SettlementReport, Transition
-from services.payouts.handlers import PayoutTransaction
+from services.payouts.handlers import PendingChanges
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class RailReport:
     reason: str
 
 
-async def apply_reports(changes: PayoutTransaction, reports: Sequence[RailReport]) -> int:
+async def apply_reports(changes: PendingChanges, reports: Sequence[RailReport]) -> int:
     """Apply the reports inside the transaction of `changes` (payouts locked); a report on another
     transfer than the payout's current one (an earlier attempt's) changes nothing. Returns the
     number of payouts changed."""

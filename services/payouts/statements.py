@@ -12,10 +12,10 @@ from services.payouts.domain.statements import (
     year_summary,
 )
 from services.payouts.reports import snapshot_for_usd
-from services.payouts.store.port import PayoutDatabase
+from services.payouts.store.port import PayoutsStore
 
 
-async def creator_statement(db: PayoutDatabase, creator_id: str, period: Period) -> Statement:
+async def creator_statement(db: PayoutsStore, creator_id: str, period: Period) -> Statement:
     """The creator's statement for a month, or their yearly summary for a year."""
     async with db.snapshot() as repo:
         dated = await repo.dated_payouts_of(creator_id)
@@ -27,9 +27,7 @@ async def creator_statement(db: PayoutDatabase, creator_id: str, period: Period)
     return year_summary(creator_id, period, valued, account)
 
 
-async def statement_periods(
-    db: PayoutDatabase, creator_id: str
-) -> tuple[list[Period], list[Period]]:
+async def statement_periods(db: PayoutsStore, creator_id: str) -> tuple[list[Period], list[Period]]:
     """The months and the years the creator has statements for, newest first."""
     async with db.snapshot() as repo:
         return periods(await repo.dated_payouts_of(creator_id))

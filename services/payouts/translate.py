@@ -16,6 +16,7 @@ from services.payouts.domain.accounts import (
     SealedDestination,
     looks_like_account_number,
 )
+from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.commission import AttributedRevenue
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.lifecycle import Payout
@@ -100,7 +101,36 @@ def funding(data: BrandFunded) -> Funding:
 
 
 def attributed_revenue(data: AttributionUpdated) -> AttributedRevenue:
-    return AttributedRevenue(data.deal_id, data.revenue, data.as_of)
+    return AttributedRevenue(data.deal_id, data.revenue, data.as_of, attribution_figures(data))
+
+
+def attribution_figures(data: AttributionUpdated) -> AttributionFigures:
+    """What a brand is shown of the update (services/payouts/brand_api/)."""
+    return AttributionFigures(
+        as_of=data.as_of,
+        posts=data.posts,
+        likes=data.likes,
+        comments=data.comments,
+        shares=data.shares,
+        views=data.views,
+        impressions=data.impressions,
+        reach=data.reach,
+        orders=data.orders,
+        revenue=data.revenue,
+        spend=data.spend,
+        engagement_rate=data.engagement_rate,
+        cpm=data.cpm,
+        cpe=data.cpe,
+        cpa=data.cpa,
+        roas=data.roas,
+        roi_pct=data.roi_pct,
+        saves=data.saves,
+        attribution_model=data.attribution_model,
+        leak_suspected=data.leak_suspected,
+        suspected_orders=data.suspected_orders,
+        withheld_orders=data.withheld_orders,
+        withheld_revenue=data.withheld_revenue,
+    )
 
 
 def fx_snapshot(data: FxRatesPublished) -> FxSnapshot:

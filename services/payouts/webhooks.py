@@ -46,7 +46,7 @@ from services.payouts.providers.paypal import item_settlement
 from services.payouts.providers.stripe import transfer_settlement
 from services.payouts.providers.wise import status_settlement
 from services.payouts.settlements import RailReport, apply_reports
-from services.payouts.store.port import PayoutDatabase
+from services.payouts.store.port import PayoutsStore
 from services.payouts.webhook_signatures import SignatureRefused, verify
 from shared.runtime.observability import WEBHOOK_NONCE_STORE_DOWN, WEBHOOKS
 
@@ -208,7 +208,7 @@ class WebhookRoutes:
 
     def __init__(
         self,
-        db: PayoutDatabase,
+        db: PayoutsStore,
         policy: PayoutPolicy,
         secrets: Mapping[str, SecretStr],
         *,

@@ -15,7 +15,7 @@ from typing import Final
 
 from services.tracking.handlers import make_handler, read_ahead
 from services.tracking.settings import TrackingSettings
-from services.tracking.store.port import TrackingTx
+from services.tracking.store.port import TrackingTransaction
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import Topic
 from shared.runtime.service import Background, Resources, Setup
@@ -64,7 +64,9 @@ def make_setup(
             Decimal(str(resources.settings.fx_max_rate_move)),
             TrackingSettings().leak_thresholds(),
         )
-        units: UnitsOfWork[TrackingTx] = UnitsOfWork(SERVICE, store, handler, read_ahead=read_ahead)
+        units: UnitsOfWork[TrackingTransaction] = UnitsOfWork(
+            SERVICE, store, handler, read_ahead=read_ahead
+        )
         consume = resources.consume(
             INPUT_TOPICS,
             group_id=group_id,

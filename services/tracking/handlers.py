@@ -36,7 +36,7 @@ from services.tracking.domain.leaks import LeakThresholds
 from services.tracking.domain.orders import OrderOutcome, evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
 from services.tracking.leaked_codes import attribute_with_leaks
-from services.tracking.store.port import AffectedOrders, TrackingTx
+from services.tracking.store.port import AffectedOrders, TrackingTransaction
 from services.tracking.translate import (
     BatchInputs,
     attribution_event,
@@ -91,19 +91,19 @@ def read_ahead(batch: Batch) -> ReadAhead | None:
 
 def make_handler(
     fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE, leak_rules: LeakThresholds = DEFAULT_LEAK_RULES
-) -> Handler[TrackingTx]:
+) -> Handler[TrackingTransaction]:
     """The handler the service's unit of work calls: `handle_batch`, FX snapshots judged
     against `fx_max_move` (FX_MAX_RATE_MOVE), promo codes against `leak_rules`
     (TRACKING_LEAK_*)."""
 
-    async def handle(new: NewEvents, uow: UnitOfWork[TrackingTx]) -> None:
+    async def handle(new: NewEvents, uow: UnitOfWork[TrackingTransaction]) -> None:
         await handle_batch(new, uow, fx_max_move=fx_max_move, leak_rules=leak_rules)
 
     return handle
 
 
 async def apply_batch(
-    tx: TrackingTx,
+    tx: TrackingTransaction,
     batch: Batch,
     *,
     now: datetime,
@@ -126,7 +126,7 @@ async def apply_batch(
 
 async def handle_batch(
     new: NewEvents,
-    uow: UnitOfWork[TrackingTx],
+    uow: UnitOfWork[TrackingTransaction],
     *,
     fx_max_move: Decimal = DEFAULT_FX_MAX_MOVE,
     leak_rules: LeakThresholds = DEFAULT_LEAK_RULES,
@@ -176,7 +176,7 @@ async def handle_batch(
 
 
 async def _attribute_campaigns(
-    tx: TrackingTx,
+    tx: TrackingTransaction,
     inputs: BatchInputs,
     attributions: list[DealAttribution],
     brands: set[str],
@@ -239,7 +239,9 @@ def _with_post_arrivals(confirmed: list[Confirmation], new: NewEvents) -> list[C
     return stamped
 
 
-async def _store_deals(tx: TrackingTx, inputs: BatchInputs) -> tuple[list[DealTerms], set[str]]:
+async def _store_deals(
+    tx: TrackingTransaction, inputs: BatchInputs
+) -> tuple[list[DealTerms], set[str]]:
     """Store the batch's deals; returns the new ones and the deals to attribute again."""
     deals = await tx.add_deals(list(inputs.deals.values()))
     if deals.conflicting:
@@ -254,7 +256,7 @@ async def _store_deals(tx: TrackingTx, inputs: BatchInputs) -> tuple[list[DealTe
 
 
 async def _store_manual_confirmations(
-    tx: TrackingTx, inputs: BatchInputs, new_deals: list[DealTerms]
+    tx: TrackingTransaction, inputs: BatchInputs, new_deals: list[DealTerms]
 ) -> set[str]:
     """Store the batch's manual confirmations; returns the deals that got one.
 
@@ -285,7 +287,7 @@ async def _store_manual_confirmations(
 
 
 async def _store_posts(
-    tx: TrackingTx, posts: list[PostSnapshot], new_deals: list[DealTerms]
+    tx: TrackingTransaction, posts: list[PostSnapshot], new_deals: list[DealTerms]
 ) -> tuple[set[tuple[str, str]], set[tuple[str, str]], set[str]]:
     """Which deals each changed post counts for, and which posts each new deal gets; returns
     both sets of (deal, post) pairs and the deals whose posts changed."""
@@ -301,7 +303,7 @@ async def _store_posts(
     return post_pairs, deal_pairs, touched
 
 
-async def _store_models(tx: TrackingTx, inputs: BatchInputs) -> list[ModelSetting]:
+async def _store_models(tx: TrackingTransaction, inputs: BatchInputs) -> list[ModelSetting]:
     """Store the batch's attribution model settings; returns those now in force.
 
     A setting names its brand (checked against its signer by shared.runtime.trust); one for
@@ -332,7 +334,10 @@ def _credited(outcome: OrderOutcome | None) -> set[str]:
 
 
 async def _store_orders(
-    tx: TrackingTx, inputs: BatchInputs, new_deals: list[DealTerms], models: list[ModelSetting]
+    tx: TrackingTransaction,
+    inputs: BatchInputs,
+    new_deals: list[DealTerms],
+    models: list[ModelSetting],
 ) -> tuple[set[str], list[UnattributedChange]]:
     """Store new clicks, orders and refunds, and evaluate again the stored orders they may
     change; returns the deals whose orders changed and how the brands' unattributed orders
@@ -379,7 +384,9 @@ async def _store_orders(
     return touched, unattributed
 
 
-async def _confirm_due(tx: TrackingTx, deal_ids: set[str], now: datetime) -> list[Confirmation]:
+async def _confirm_due(
+    tx: TrackingTransaction, deal_ids: set[str], now: datetime
+) -> list[Confirmation]:
     """Confirm the deliverables of `deal_ids` that are due; close deals with all confirmed."""
     due = []
     closed = []

@@ -24,7 +24,7 @@ from services.tracking.domain.leaks import (
     assess_code,
     by_code,
 )
-from services.tracking.store.port import LeakAlert, LeakFacts, TrackingTx
+from services.tracking.store.port import LeakAlert, LeakFacts, TrackingTransaction
 from services.tracking.translate import leak_event
 from shared.contract.events import CloudEvent
 
@@ -39,7 +39,7 @@ class Judged:
 
 
 async def attribute_with_leaks(
-    tx: TrackingTx, deal_ids: Collection[str], thresholds: LeakThresholds, *, now: datetime
+    tx: TrackingTransaction, deal_ids: Collection[str], thresholds: LeakThresholds, *, now: datetime
 ) -> tuple[list[DealAttribution], list[CloudEvent[Any]]]:
     """The attribution of `deal_ids` (and of every deal an order whose suspicion changed
     credits), and the `promo-code.leak-suspected` alerts of rules that fired for the first

@@ -737,6 +737,20 @@ async def _undecoded(message: StreamMessage[Any]) -> None:
     return None
 
 
+def count_from_zero(topics: Iterable[str], consumer: SafeConsumer) -> None:
+    """Give each input topic's consumed and dead-lettered series their 0 at once.
+
+    Prometheus' `increase()` and `rate()` take a series' first sample as its start: a counter
+    first exported at 1 has grown by nothing, so the first event dead-lettered on a topic
+    after a (re)start would never raise deploy/prometheus/alerts.yml's DeadLettersGrowing.
+    """
+    if not consumer.counted:
+        return  # a second reader of the same records (shared.runtime.follow)
+    for topic in topics:
+        EVENTS_CONSUMED.labels(topic)
+        EVENTS_DEAD_LETTERED.labels(topic)
+
+
 def subscribe_events(
     broker: KafkaBroker,
     topics: Sequence[str],
@@ -752,6 +766,8 @@ def subscribe_events(
     A service uses one consumer (one group) for all its input topics: every new group member
     costs a rebalance, and the embedded broker delays a new group's first join by seconds.
     """
+
+    count_from_zero(topics, consumer)
 
     @broker.subscriber(
         *topics,
@@ -783,6 +799,8 @@ def subscribe_event_batches(
 
     With `group_instance_id` (Settings.group_instance_id) the member is static: restarted under
     the same id, it gets its partitions back without waiting for its old session to expire."""
+
+    count_from_zero(topics, consumer)
 
     @broker.subscriber(
         *topics,

@@ -38,6 +38,7 @@ from shared.runtime.kafka import (
     Delivery,
     SafeConsumer,
     client_options,
+    count_from_zero,
 )
 from shared.runtime.observability import HANDLER_SECONDS
 
@@ -83,6 +84,7 @@ class PipelinedBatches:
         fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
         group_instance_id: str | None = None,
     ) -> None:
+        count_from_zero(topics, consumer)
         self._bootstrap_servers = bootstrap_servers
         self._group_instance_id = group_instance_id
         self._security = security

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.payouts.reports import check_ledger
 from services.payouts.schema import SCHEMA as PAYOUTS
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.events import TOPICS, dlq_topic
 from shared.contract.money import Money
 from shared.runtime.db import create_pool
@@ -137,7 +137,7 @@ async def read_database(database_url: str, outcome: Outcome) -> None:
         await conn.close()
     pool = await create_pool(database_url, schema=PAYOUTS.name, min_size=1, max_size=2)
     try:
-        report = await check_ledger(PgPayouts(pool))
+        report = await check_ledger(PostgresPayoutsStore(pool))
     finally:
         await pool.close()
     outcome.ledger_problems = report.problems

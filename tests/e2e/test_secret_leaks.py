@@ -9,7 +9,8 @@ to find, and so do the error paths: a provider outage, a destination the provide
 account events dead-lettered as invalid (a bad currency, an over-long destination) or refused
 (a raw account number), operator commands reading the results, the creators' payout pages
 and statements (opened with magic links, whose tokens and sessions are searched for too: the
-tables keep only their hashes), the e-mails payouts sends creators (to a local SMTP server),
+tables keep only their hashes), the brand API's answers (to a key that is searched for the
+same way), the e-mails payouts sends creators (to a local SMTP server),
 and service starts refused for a wrong or malformed key. Then every secret is searched for in
 everything captured: the private signing keys of the services and of every party in each
 spelling they could leak in (raw, hex, base64, PKCS#8 DER and PEM), and any PEM private key
@@ -222,6 +223,7 @@ def service_env(
         "PAYOUTS_SETTLE_CHECK_SECONDS": "0.2",
         "CREATORFLOW_SIGNING_KEY": secrets.service_signing_key,
         "PAYOUTS_PAGE_PORT": str(free_port()),
+        "PAYOUTS_BRAND_API_PORT": str(free_port()),
         # Production serves the page behind https only: this test's requests skip the proxy.
         "PAYOUTS_PAGE_URL": PAGE_URL,
         # Creators' payout e-mails, to a server on this host (production allows no STARTTLS
@@ -270,6 +272,32 @@ async def read_creator_pages(env: dict[str, str], creators: list[str]) -> dict[s
             for payout in re.findall(r'href="(/c/payouts/po_[0-9a-f]+)"', page.text):
                 found[f"{creator}'s {payout}"] = (await http.get(payout, headers=cookie)).text
             found.update(await _read_statements(http, creator, cookie))
+    return found
+
+
+async def read_brand_api(env: dict[str, str], brand: str, creators: list[str]) -> dict[str, str]:
+    """What the brand's API answers a key printed by `creatorflow brands api-key add`: its
+    campaigns, each campaign and each creator. Returns every body by where it came from, and
+    the key (which must appear in no answer and no table) under "token ..."."""
+    code, output = await _run(
+        ["-m", "shared.tools.cli", "brands", "api-key", "add", "--brand", brand], env
+    )
+    assert code == 0, output
+    key = re.search(r"cfk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", output)
+    assert key is not None, output
+    found = {f"token of {brand}'s API key": key.group(0)}
+    base = f"http://127.0.0.1:{env['PAYOUTS_BRAND_API_PORT']}"
+    headers = {"authorization": f"Bearer {key.group(0)}"}
+    async with httpx.AsyncClient(base_url=base, timeout=WAIT_SECONDS, headers=headers) as http:
+        listed = await http.get("/brand/v1/campaigns")
+        assert listed.status_code == 200, listed.text
+        found[f"{brand}'s API campaigns"] = listed.text
+        paths = [f"/brand/v1/campaigns/{c['campaign_id']}" for c in listed.json()["campaigns"]]
+        paths += [f"/brand/v1/creators/{creator}" for creator in creators]
+        for path in paths:
+            got = await http.get(path)
+            assert got.status_code == 200, (path, got.text)
+            found[f"{brand}'s API {path}"] = got.text
     return found
 
 
@@ -466,6 +494,15 @@ async def test_no_secret_leaves_where_it_belongs(
             if not where.startswith("token"):
                 captured.add(where, html)
         assert "Failed" in pages[f"{refused_creator}'s page"]
+
+        # The brand reads its API: fees and statuses, never where the money goes.
+        answers = await read_brand_api(env, "br-1", [paid_creator, refused_creator])
+        for where, text in answers.items():
+            if where.startswith("token"):
+                page_tokens[where] = text
+            else:
+                captured.add(where, text)
+        assert '"status":"failed"' in answers[f"br-1's API /brand/v1/creators/{refused_creator}"]
     captured.add("service output", "\n".join(lines))
 
     # Service starts that must be refused, and what they print.

@@ -20,7 +20,7 @@ from services.payouts.app import open_destinations
 from services.payouts.destinations import new_key
 from services.payouts.schema import SCHEMA as PAYOUTS
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from services.tracking.schema import SCHEMA as TRACKING
 from shared.runtime.db import MigrationError, ServiceSchema, create_pool, load_migrations, migrate
 from shared.tools.infra import InfraUrls
@@ -61,7 +61,7 @@ async def test_a_service_takes_its_tables_and_its_share_of_the_shared_rows(
     legacy = await create_pool(legacy_url, schema="public", min_size=1, max_size=1)
     creator, token = f"cr-{uuid.uuid4().hex[:8]}", f"tok_{uuid.uuid4().hex}"
     try:
-        db = PgPayouts(legacy)
+        db = PostgresPayoutsStore(legacy)
         cipher = await open_destinations(db, SETTINGS)
         data = account(creator, method="bank_transfer", destination=token, form="W-9").data
         async with db.transaction() as repo:
@@ -92,7 +92,7 @@ async def test_a_service_takes_its_tables_and_its_share_of_the_shared_rows(
     pool = await create_pool(legacy_url, schema=PAYOUTS.name, min_size=1, max_size=2)
     try:
         assert await migrate(pool, PAYOUTS) == [], "every migration had run: none runs again"
-        async with PgPayouts(pool).transaction() as repo:
+        async with PostgresPayoutsStore(pool).transaction() as repo:
             stored = (await repo.accounts([creator]))[creator]
         assert cipher.open(creator, stored.destination).get_secret_value() == token
         outbox = await pool.fetch("SELECT event_id, producer FROM outbox ORDER BY seq")

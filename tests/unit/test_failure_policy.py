@@ -6,12 +6,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent, encode, event_key
 from shared.contract.events.examples import valid_example
-from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, SafeConsumer, dispatch_by_type
+from shared.runtime.config import Settings
+from shared.runtime.kafka import (
+    DeadLetters,
+    Delivery,
+    RetryPolicy,
+    SafeConsumer,
+    dispatch_by_type,
+    make_broker,
+    subscribe_event_batches,
+    subscribe_events,
+)
 from shared.runtime.observability import EVENTS_CONSUMED, EVENTS_FAILED
+from shared.runtime.pipeline import PipelinedBatches
 
 RETRY = RetryPolicy(initial_seconds=0.001, max_seconds=0.002, max_attempts=3)
 
@@ -179,3 +191,36 @@ async def test_a_second_reader_of_the_same_records_is_not_counted_again(
     assert [o for o, _, _ in dead.sent] == [21]  # the policy still applies
     await SafeConsumer(dead, RETRY).handle_batch([order(22), delivery(23, b"\xff")], handler)
     assert counts() == (before[0] + 1, before[1] + 1)
+
+
+async def test_each_input_topic_is_exported_at_zero_before_its_first_event(
+    dead: RecordingDeadLetters,
+) -> None:
+    """increase() counts nothing for a series whose first sample is 1: without a 0 first, the
+    first dead letter after a start would not raise the DeadLettersGrowing alert."""
+
+    def series(topic: str) -> tuple[float | None, float | None]:
+        labels = {"topic": topic}
+        return (
+            REGISTRY.get_sample_value("creatorflow_events_consumed_total", labels),
+            REGISTRY.get_sample_value("creatorflow_events_dead_lettered_total", labels),
+        )
+
+    async def one(event: CloudEvent[Any], delivery: Delivery) -> None:
+        return None
+
+    async def many(batch: Sequence[tuple[CloudEvent[Any], Delivery]]) -> None:
+        return None
+
+    broker, counted = make_broker(Settings(), "kafka:9092"), SafeConsumer(dead, RETRY)
+    assert series("zero.one") == (None, None)
+    subscribe_events(broker, ["zero.one"], group_id="g1", handler=one, consumer=counted)
+    subscribe_event_batches(
+        broker, ["zero.a", "zero.b"], group_id="g2", handler=many, consumer=counted
+    )
+    PipelinedBatches("kafka:9092", ["zero.p"], group_id="g4", handler=many, consumer=counted)
+    assert [series(t) for t in ("zero.one", "zero.a", "zero.b", "zero.p")] == [(0.0, 0.0)] * 4
+    # A second reader leaves the counting to the consumer it follows.
+    follower = SafeConsumer(dead, RETRY, counted=False)
+    subscribe_event_batches(broker, ["zero.f"], group_id="g3", handler=many, consumer=follower)
+    assert series("zero.f") == (None, None)

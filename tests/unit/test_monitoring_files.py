@@ -1,5 +1,5 @@
 """The Prometheus alert rules and the Grafana dashboard in deploy/ are well formed and name only
-metrics (and labels) that the services export.
+metrics (and labels) that the services export; every alert has its runbook section.
 
 promtool is not at hand, so expressions are checked lexically: brackets balance, and every
 metric name in them (identifiers that are not functions, keywords, grouping or matcher labels)
@@ -26,6 +26,7 @@ from shared.runtime import observability
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "creatorflow-dashboard.json"
+RUNBOOK = DEPLOY.parent / "docs" / "runbook.md"
 
 assert services.matching.app and services.payouts.app and services.tracking.app  # registered
 
@@ -132,13 +133,35 @@ def test_every_alert_is_complete_and_names_exported_metrics() -> None:
     assert len(names) == len(set(names)), "alert names repeat"
     problems = []
     for rule in every:
-        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+        assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule
+        assert re.fullmatch(r"\d+[smhd]", rule["for"]), rule["alert"]
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
-        assert rule["annotations"]["summary"], rule["alert"]
-        if "for" in rule:
-            assert re.fullmatch(r"\d+[smhd]", rule["for"]), rule["alert"]
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}, rule["alert"]
+        assert annotations["summary"].strip() and annotations["description"].strip(), rule
         problems += check(rule["expr"], rule["alert"])
     assert problems == []
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped,
+    spaces as hyphens."""
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#{1,6} (.+)$", markdown, flags=re.MULTILINE)
+    }
+
+
+def test_every_alert_points_at_its_own_runbook_section() -> None:
+    runbook = RUNBOOK.read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (\S+)$", runbook, flags=re.MULTILINE))
+    names = {rule["alert"] for rule in rules()}
+    assert sections == names, "runbook sections and alerts differ"
+    for rule in rules():
+        assert rule["annotations"]["runbook_url"] == f"docs/runbook.md#{rule['alert'].lower()}"
+    # Links between sections land on one too.
+    linked = set(re.findall(r"\]\(#([\w-]+)\)", runbook))
+    assert linked and linked <= anchors(runbook), linked - anchors(runbook)
 
 
 def test_the_alerts_cover_latency_lag_dead_letters_and_the_ledger() -> None:
@@ -149,6 +172,7 @@ def test_the_alerts_cover_latency_lag_dead_letters_and_the_ledger() -> None:
         "creatorflow_consumer_lag",
         "creatorflow_events_dead_lettered_total",
         "creatorflow_ledger_check_problems",
+        "creatorflow_events_consumed_total",
     } <= named
 
 
@@ -161,4 +185,27 @@ def test_every_dashboard_query_names_exported_metrics() -> None:
     problems = [p for where, expr in targets for p in check(expr, where)]
     assert problems == []
     shown = {name for _, expr in targets for name, _ in selectors(expr)}
-    assert "creatorflow_payout_post_to_sent_seconds_bucket" in shown
+    alerted = {name for rule in rules() for name, _ in selectors(rule["expr"])}
+    assert alerted <= shown, f"alerted on, not on the dashboard: {sorted(alerted - shown)}"
+
+
+def test_the_dashboard_imports_with_one_data_source_and_panels_side_by_side() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    inputs = {f"${{{i['name']}}}" for i in dashboard["__inputs"] if i["pluginId"] == "prometheus"}
+    assert len(inputs) == 1
+    taken: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        for part in (panel, *panel["targets"]):
+            assert part["datasource"] == {"type": "prometheus", "uid": next(iter(inputs))}
+        assert [t["refId"] for t in panel["targets"]] == [
+            chr(ord("A") + i) for i in range(len(panel["targets"]))
+        ], panel["title"]
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]  # Grafana's grid is 24 wide
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not cells & taken, f"{panel['title']!r} overlaps another panel"
+        taken |= cells

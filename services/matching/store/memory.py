@@ -68,7 +68,7 @@ class MemoryState:
         return max(found, key=lambda s: (s.as_of, s.source), default=None)
 
 
-class InMemoryMatchingTransaction:
+class MemoryMatchingTransaction:
     def __init__(self, state: MemoryState) -> None:
         self._s = state
 
@@ -156,7 +156,7 @@ class InMemoryMatchingTransaction:
             self._s.followers.setdefault((o.creator_id, o.platform, o.observed_at), o.followers)
 
 
-class InMemoryMatchingStore:
+class MemoryMatchingStore:
     """The fake: same behaviour as the PostgreSQL adapter, one transaction at a time."""
 
     def __init__(self) -> None:
@@ -169,11 +169,11 @@ class InMemoryMatchingStore:
         return self._s
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[InMemoryMatchingTransaction]:
+    async def transaction(self) -> AsyncIterator[MemoryMatchingTransaction]:
         async with self._lock:
             before = self._s.copy()
             try:
-                yield InMemoryMatchingTransaction(self._s)
+                yield MemoryMatchingTransaction(self._s)
             except BaseException:
                 self._s = before
                 raise

@@ -18,6 +18,9 @@ from typing import Final
 import asyncpg
 import redis.asyncio as redis
 
+from services.payouts.fixed_window import Limit as Limit
+from services.payouts.fixed_window import count_one
+
 TOKEN_BYTES: Final = 32  # 256 bits
 MAX_LINK_LIFETIME: Final = timedelta(minutes=15)
 # What `secrets.token_urlsafe(32)` gives: 43 characters of the URL-safe base64 alphabet.
@@ -134,12 +137,6 @@ class CreatorAccess:
         return int(links.split()[-1]) + int(sessions.split()[-1])
 
 
-@dataclass(frozen=True)
-class Limit:
-    attempts: int
-    window_seconds: int
-
-
 class RedemptionLimiter:
     """Fixed-window counters in Redis, per client address and per link: guessing or hammering
     links gets a 429 long before it could matter. Counters expire with their window, so what
@@ -156,14 +153,9 @@ class RedemptionLimiter:
         keys = {"ip": ip, "link": hashlib.sha256(token.encode()).hexdigest()}
         wait = 0
         for scope, value in keys.items():
-            limit = self._limits[scope]
-            key = f"{self.PREFIX}:{scope}:{value}"
-            async with self._client.pipeline(transaction=True) as pipe:
-                # The window starts with the first attempt (SET NX: Redis 6 has no EXPIRE NX).
-                pipe.set(key, 0, ex=limit.window_seconds, nx=True)
-                pipe.incr(key)
-                pipe.ttl(key)
-                _, count, ttl = await pipe.execute()
-            if int(count) > limit.attempts:
-                wait = max(wait, int(ttl) if int(ttl) > 0 else limit.window_seconds)
+            window = await count_one(
+                self._client, f"{self.PREFIX}:{scope}:{value}", self._limits[scope]
+            )
+            if window.exceeded:
+                wait = max(wait, window.reset_seconds)
         return wait or None

@@ -9,14 +9,14 @@ from typing import Any
 import asyncpg
 
 from services.payouts.creator_page.timeline import DealView, StatusEvent, deal_views
-from services.payouts.store.postgres import PgPayoutRepository
+from services.payouts.store.postgres import PostgresPayoutsTransaction
 from shared.contract.events import Topic, decode
 
 
 async def creator_deals(pool: asyncpg.Pool, creator_id: str) -> list[DealView]:
     """Every deal of the creator that has a payout, newest activity first."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        repo = PgPayoutRepository(conn)
+        repo = PostgresPayoutsTransaction(conn)
         payouts = [p for p in await repo.payouts_of(creator_id) if p.creator_id == creator_id]
         deal_ids = sorted({p.deal_id for p in payouts})
         confirmations = {deal_id: dict(await repo.confirmed(deal_id)) for deal_id in deal_ids}

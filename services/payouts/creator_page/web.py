@@ -48,7 +48,7 @@ from services.payouts.creator_page.timeline import money_text, when
 from services.payouts.domain.statements import Period, PeriodError
 from services.payouts.statement_files import file_name, statement_csv, statement_pdf
 from services.payouts.statements import creator_statement, statement_periods
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 
 log = structlog.get_logger(__name__)
 
@@ -255,7 +255,7 @@ class _Pages:
         creator = await self._creator(request)
         if creator is None:
             return self._signed_out(request)
-        months, years = await statement_periods(PgPayouts(self._pool), creator)
+        months, years = await statement_periods(PostgresPayoutsStore(self._pool), creator)
         context = {"creator_id": creator, "months": months, "years": years}
         return self._render(request, "statements.html", context)
 
@@ -273,7 +273,7 @@ class _Pages:
         except PeriodError as error:
             return self._message(request, 400, "Not a statement period", f"{error}.")
         extension = shaped.group(2)
-        statement = await creator_statement(PgPayouts(self._pool), creator, period)
+        statement = await creator_statement(PostgresPayoutsStore(self._pool), creator, period)
         body = statement_csv(statement) if extension == "csv" else statement_pdf(statement)
         disposition = f'attachment; filename="{file_name(statement, extension)}"'
         return Response(

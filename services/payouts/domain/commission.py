@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from services.payouts.domain.amounts import split_platform_fee
+from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.lifecycle import Payout
 from services.payouts.domain.terms import WHOLE_DEAL
 from shared.contract.money import Money
@@ -28,6 +29,9 @@ class AttributedRevenue:
     deal_id: str
     revenue: Money
     as_of: datetime
+    # Everything else the update said (counts, spend, ratios): kept with the revenue for the
+    # brand API, never used for money.
+    figures: AttributionFigures | None = None
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,7 @@ def month_statement(
 
 def settled_in(period: Period, dated: Iterable[DatedPayout]) -> list[DatedPayout]:
     """The payouts settled in the period (by their latest settlement), as the tax report
-    selects them (`PayoutRepository.settled_between`), oldest settlement first."""
+    selects them (`PayoutsTransaction.settled_between`), oldest settlement first."""
     paid = [
         d
         for d in dated

@@ -14,7 +14,7 @@ from services.payouts.notifications.content import Link
 from services.payouts.notifications.sender import EmailSender, LinkIssuer
 from services.payouts.notifications.smtp import SmtpMailer
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.port import PayoutDatabase
+from services.payouts.store.port import PayoutsStore
 from shared.runtime.service import Background
 
 __all__ = ["EmailSender", "email_sender", "link_issuer"]
@@ -35,7 +35,7 @@ def link_issuer(pool: asyncpg.Pool, settings: PayoutsSettings) -> LinkIssuer:
 
 def email_sender(
     pool: asyncpg.Pool,
-    db: PayoutDatabase,
+    db: PayoutsStore,
     settings: PayoutsSettings,
     clock: Callable[[], datetime],
 ) -> list[Background]:

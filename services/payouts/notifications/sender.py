@@ -22,7 +22,7 @@ import structlog
 from services.payouts.notices import DueEmail, EmailState, Notice
 from services.payouts.notifications.content import Link, message
 from services.payouts.notifications.smtp import NotSent
-from services.payouts.store.port import PayoutDatabase
+from services.payouts.store.port import PayoutsStore
 from shared.runtime.observability import PAYOUT_EMAILS
 
 log = structlog.get_logger(__name__)
@@ -43,7 +43,7 @@ class EmailSender:
 
     def __init__(
         self,
-        db: PayoutDatabase,
+        db: PayoutsStore,
         mailer: Mailer,
         links: LinkIssuer,
         *,

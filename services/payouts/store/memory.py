@@ -1,4 +1,4 @@
-"""An in-memory `PayoutDatabase` for unit tests; it passes the same contract as PostgreSQL.
+"""An in-memory `PayoutsStore` for unit tests; it passes the same contract as PostgreSQL.
 
 Transactions run one at a time and roll back (restore a copy of the state) on error.
 """
@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.escrow import Funding, awaits_funds, escrow_balances
 from services.payouts.domain.ledger import Transfer, TransferKind, brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer
@@ -59,6 +60,7 @@ class MemoryState:
     post_arrivals: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
     attribution: dict[str, tuple[Money, datetime, int]] = field(default_factory=dict)
+    attribution_figures: dict[str, AttributionFigures] = field(default_factory=dict)
     fx: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
     payouts: dict[str, Payout] = field(default_factory=dict)  # insertion order = creation
     business_keys: set[tuple[str, str, str]] = field(default_factory=set)
@@ -79,7 +81,7 @@ class MemoryState:
         return copied
 
 
-class MemoryPayoutRepository:
+class MemoryPayoutsTransaction:
     def __init__(self, state: MemoryState, consumer: str = "payouts") -> None:
         self._s = state
         self._consumer = consumer
@@ -208,17 +210,45 @@ class MemoryPayoutRepository:
         ]
         return sorted(held, key=lambda p: p.payout_id)[:limit]
 
-    async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
+    async def save_attribution(
+        self,
+        deal_id: str,
+        revenue: Money,
+        as_of: datetime,
+        figures: AttributionFigures | None = None,
+    ) -> bool:
         known = self._s.attribution.get(deal_id)
         if known is not None and known[1] > as_of:
             return False
         revision = 1 if known is None else known[2] + 1
         self._s.attribution[deal_id] = (revenue, as_of, revision)
+        if figures is None:
+            self._s.attribution_figures.pop(deal_id, None)
+        else:
+            self._s.attribution_figures[deal_id] = figures
         return True
 
     async def attribution(self, deal_id: str) -> Attribution | None:
         known = self._s.attribution.get(deal_id)
         return None if known is None else Attribution(known[0], known[2])
+
+    async def attribution_figures(self, deal_ids: Iterable[str]) -> dict[str, AttributionFigures]:
+        known = self._s.attribution_figures
+        return {d: known[d] for d in set(deal_ids) if d in known}
+
+    async def deals_of_brand(
+        self, brand_id: str, *, campaign_id: str | None = None, creator_id: str | None = None
+    ) -> list[DealTerms]:
+        return sorted(
+            (
+                d
+                for d in self._s.deals.values()
+                if d.brand_id == brand_id
+                and campaign_id in (None, d.campaign_id)
+                and creator_id in (None, d.creator_id)
+            ),
+            key=lambda d: d.deal_id,
+        )
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         key = (snapshot.base, snapshot.as_of, snapshot.source)
@@ -546,8 +576,8 @@ class MemoryPayoutRepository:
         return result
 
 
-class MemoryPayouts:
-    """`PayoutDatabase` in memory; `state` is there for assertions."""
+class MemoryPayoutsStore:
+    """`PayoutsStore` in memory; `state` is there for assertions."""
 
     def __init__(self, consumer: str = "payouts") -> None:
         self.state = MemoryState()
@@ -555,17 +585,17 @@ class MemoryPayouts:
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[MemoryPayoutRepository]:
+    async def snapshot(self) -> AsyncIterator[MemoryPayoutsTransaction]:
         async with self._lock:
             frozen = self.state.snapshot()
-        yield MemoryPayoutRepository(frozen, self.consumer)
+        yield MemoryPayoutsTransaction(frozen, self.consumer)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MemoryPayoutRepository]:
+    async def transaction(self) -> AsyncIterator[MemoryPayoutsTransaction]:
         async with self._lock:
             saved = self.state.snapshot()
             try:
-                yield MemoryPayoutRepository(self.state, self.consumer)
+                yield MemoryPayoutsTransaction(self.state, self.consumer)
             except BaseException:
                 self.state.__dict__.update(saved.__dict__)
                 raise

@@ -1,8 +1,8 @@
 """The payouts store's port: what the handlers, the dispatcher and the schedules read and write.
 
-Everything a handler does happens inside one `PayoutDatabase.transaction()`: the inbox claim,
+Everything a handler does happens inside one `PayoutsStore.transaction()`: the inbox claim,
 the state change, the ledger postings and the outbox events commit or roll back together. The
-transaction (`PayoutRepository`) is the `Transaction` of the unit of work
+transaction (`PayoutsTransaction`) is the `Transaction` of the unit of work
 (shared.runtime.unit_of_work): `claim` and `enqueue`, and payouts' own reads and writes.
 """
 
@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
@@ -30,7 +31,7 @@ from shared.runtime.kafka import Delivery
 LockMode = Literal["shared", "exclusive"]
 
 
-class PayoutRepository(Protocol):
+class PayoutsTransaction(Protocol):
     """Reads and writes of one transaction. Methods named `*_for_update` lock what they return
     until the transaction ends (rows locked by another transaction are skipped where noted)."""
 
@@ -128,12 +129,28 @@ class PayoutRepository(Protocol):
         elsewhere skipped)."""
         ...
 
-    async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
-        """Keep the attribution with the latest `as_of` per deal; each one kept is the deal's
-        next revision (the first is 1)."""
+    async def save_attribution(
+        self,
+        deal_id: str,
+        revenue: Money,
+        as_of: datetime,
+        figures: AttributionFigures | None = None,
+    ) -> bool:
+        """Keep the attribution with the latest `as_of` per deal, its figures with it; each
+        one kept is the deal's next revision (the first is 1)."""
         ...
 
     async def attribution(self, deal_id: str) -> Attribution | None: ...
+
+    async def attribution_figures(self, deal_ids: Iterable[str]) -> dict[str, AttributionFigures]:
+        """The figures of the attribution kept for each of these deals that has them."""
+        ...
+
+    async def deals_of_brand(
+        self, brand_id: str, *, campaign_id: str | None = None, creator_id: str | None = None
+    ) -> list[DealTerms]:
+        """The brand's deals (of one campaign, or with one creator, when given), by deal id."""
+        ...
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         """Store the snapshot unless it is stored already (True when new), then judge it and
@@ -302,10 +319,10 @@ class Attribution:
     revision: int
 
 
-class PayoutDatabase(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[PayoutRepository]: ...
+class PayoutsStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[PayoutsTransaction]: ...
 
-    def snapshot(self) -> AbstractAsyncContextManager[PayoutRepository]:
+    def snapshot(self) -> AbstractAsyncContextManager[PayoutsTransaction]:
         """A read-only view of one moment, for reports and checks that read several tables:
         writes committed meanwhile are not seen (each read of a transaction may see them)."""
         ...

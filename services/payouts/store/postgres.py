@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from services.payouts.domain.accounts import Hold, HoldCode, PayoutAccount, SealedDestination
 from services.payouts.domain.amounts import FxRecord
+from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Posting, Transfer, TransferKind
 from services.payouts.domain.ledger_check import PostedTransfer
@@ -206,8 +207,8 @@ CONSUMER: Final = "payouts"
 OUTBOX_PRODUCER: Final = CONSUMER
 
 
-class PgPayoutRepository:
-    """`PayoutRepository` over one connection inside an open transaction."""
+class PostgresPayoutsTransaction:
+    """`PayoutsTransaction` over one connection inside an open transaction."""
 
     def __init__(self, conn: asyncpg.Connection, consumer: str = CONSUMER) -> None:
         self._conn = conn
@@ -424,19 +425,26 @@ class PgPayoutRepository:
         )
         return {r["creator_id"]: _account(r) for r in rows}
 
-    async def save_attribution(self, deal_id: str, revenue: Money, as_of: datetime) -> bool:
+    async def save_attribution(
+        self,
+        deal_id: str,
+        revenue: Money,
+        as_of: datetime,
+        figures: AttributionFigures | None = None,
+    ) -> bool:
         stored = await self._conn.fetchval(
             """INSERT INTO payouts_attribution AS a (deal_id, revenue_amount, revenue_currency,
-                   as_of) VALUES ($1, $2, $3, $4)
+                   as_of, figures) VALUES ($1, $2, $3, $4, $5::jsonb)
                ON CONFLICT (deal_id) DO UPDATE SET revenue_amount = EXCLUDED.revenue_amount,
                    revenue_currency = EXCLUDED.revenue_currency, as_of = EXCLUDED.as_of,
-                   revision = a.revision + 1
+                   figures = EXCLUDED.figures, revision = a.revision + 1
                WHERE a.as_of <= EXCLUDED.as_of
                RETURNING true""",
             deal_id,
             revenue.amount,
             revenue.currency,
             as_of,
+            None if figures is None else json.dumps(figures.to_json()),
         )
         return bool(stored)
 
@@ -447,6 +455,28 @@ class PgPayoutRepository:
             deal_id,
         )
         return None if row is None else Attribution(Money(row[0], row[1].strip()), row[2])
+
+    async def attribution_figures(self, deal_ids: Iterable[str]) -> dict[str, AttributionFigures]:
+        rows = await self._conn.fetch(
+            """SELECT deal_id, figures FROM payouts_attribution
+               WHERE deal_id = ANY($1::text[]) AND figures IS NOT NULL""",
+            sorted(set(deal_ids)),
+        )
+        return {r["deal_id"]: AttributionFigures.from_json(json.loads(r["figures"])) for r in rows}
+
+    async def deals_of_brand(
+        self, brand_id: str, *, campaign_id: str | None = None, creator_id: str | None = None
+    ) -> list[DealTerms]:
+        rows = await self._conn.fetch(
+            """SELECT * FROM payouts_deals WHERE brand_id = $1
+                   AND ($2::text IS NULL OR campaign_id = $2)
+                   AND ($3::text IS NULL OR creator_id = $3)
+               ORDER BY deal_id""",
+            brand_id,
+            campaign_id,
+            creator_id,
+        )
+        return [_deal(r) for r in rows]
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         return await fx_store.save_judged(self._conn, snapshot, event_id, max_move)
@@ -891,26 +921,26 @@ class PgPayoutRepository:
         return {(r["account"], r["currency"].strip()): r["balance"] for r in rows}
 
 
-class PgPayouts:
-    """`PayoutDatabase` over an asyncpg pool."""
+class PostgresPayoutsStore:
+    """`PayoutsStore` over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool, consumer: str = CONSUMER) -> None:
         self.pool = pool
         self.consumer = consumer
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PgPayoutRepository]:
+    async def transaction(self) -> AsyncIterator[PostgresPayoutsTransaction]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield PgPayoutRepository(conn, self.consumer)
+            yield PostgresPayoutsTransaction(conn, self.consumer)
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[PgPayoutRepository]:
+    async def snapshot(self) -> AsyncIterator[PostgresPayoutsTransaction]:
         # READ COMMITTED (the default) takes a new snapshot for each statement.
         async with (
             self.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            yield PgPayoutRepository(conn, self.consumer)
+            yield PostgresPayoutsTransaction(conn, self.consumer)
 
     async def seal_plain_destinations(
         self, seal: Callable[[str, SecretStr], SealedDestination]

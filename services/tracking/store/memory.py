@@ -84,10 +84,10 @@ class MemoryTrackingStore:
         self.state = MemoryState()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MemoryTrackingTx]:
+    async def transaction(self) -> AsyncIterator[MemoryTrackingTransaction]:
         saved = self.state.snapshot()
         try:
-            yield MemoryTrackingTx(self.state)
+            yield MemoryTrackingTransaction(self.state)
         except BaseException:
             self.state = saved
             raise
@@ -99,7 +99,7 @@ class MemoryTrackingStore:
         )
 
 
-class MemoryTrackingTx:
+class MemoryTrackingTransaction:
     """One transaction over the store's state; see the port for what each method promises."""
 
     def __init__(self, state: MemoryState) -> None:

@@ -1,6 +1,6 @@
 """The port between the tracking handler and its storage.
 
-One `TrackingTx` is one database transaction: the unit of work's inbox claim and outbox
+One `TrackingTransaction` is one database transaction: the unit of work's inbox claim and outbox
 (shared.runtime.unit_of_work.Transaction) and tracking's reads and writes. Every method is
 set-based (one call per batch, not per event) and everything done through it commits or rolls
 back together. The PostgreSQL adapter (`postgres.py`) and the in-memory store (`memory.py`)
@@ -98,7 +98,7 @@ class AffectedOrders:
         )
 
 
-class TrackingTx(Transaction, Protocol):
+class TrackingTransaction(Transaction, Protocol):
     """One batch's transaction: `claim` and `enqueue` (Transaction), and tracking's state."""
 
     async def exclude_other_batches(self) -> None:
@@ -295,7 +295,7 @@ class TrackingTx(Transaction, Protocol):
         ...
 
 
-class TrackingStore(TransactionalStore[TrackingTx], Protocol):
+class TrackingStore(TransactionalStore[TrackingTransaction], Protocol):
     """Transactions (`transaction()`), and the reads of the operator's campaign report."""
 
     async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:

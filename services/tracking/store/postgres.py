@@ -59,7 +59,7 @@ from shared.contract.money import FxSnapshot, Money
 from shared.runtime import fx_store, inbox, outbox
 from shared.runtime.unit_of_work import Batch
 
-# Held by the transaction applying a tracking batch (see TrackingTx.exclude_other_batches).
+# Held by the transaction applying a tracking batch (see TrackingTransaction.exclude_other_batches).
 _BATCH_LOCK_ID = 0x43_46_54_52_4B  # "CFTRK"
 
 
@@ -71,9 +71,9 @@ class PostgresTrackingStore:
         self._consumer = consumer
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresTrackingTx]:
+    async def transaction(self) -> AsyncIterator[PostgresTrackingTransaction]:
         async with self._pool.acquire() as conn, conn.transaction():
-            yield PostgresTrackingTx(conn, self._consumer)
+            yield PostgresTrackingTransaction(conn, self._consumer)
 
     async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
         rows = await self._pool.fetch(
@@ -83,7 +83,7 @@ class PostgresTrackingStore:
         return [attribution_from(row) for row in rows]
 
 
-class PostgresTrackingTx:
+class PostgresTrackingTransaction:
     """One transaction on one connection; see the port for what each method promises."""
 
     def __init__(self, conn: asyncpg.Connection, consumer: str) -> None:

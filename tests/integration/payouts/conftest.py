@@ -1,6 +1,7 @@
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as redis
 
 from services.payouts.schema import SCHEMA
 from shared.tools.infra import InfraUrls
@@ -18,6 +19,14 @@ async def watcher(infra: InfraUrls, topics: None) -> AsyncIterator[StatusWatcher
     """Every `payouts.status` event of the test module, collected from the beginning."""
     async with StatusWatcher(infra.kafka_bootstrap_servers) as w:
         yield w
+
+
+@pytest.fixture
+async def cache(infra: InfraUrls) -> AsyncIterator[redis.Redis]:
+    """A Redis client of the module's own servers, for the creator page."""
+    client = redis.Redis.from_url(infra.redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

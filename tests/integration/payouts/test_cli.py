@@ -18,7 +18,7 @@ from services.payouts import translate
 from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.domain import lifecycle
 from services.payouts.schema import SCHEMA
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.events import PayoutAccountUpserted, TaxForm
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.db import create_pool, migrate
@@ -46,7 +46,7 @@ def cli_env(infra: InfraUrls, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", infra.redis_url)
 
 
-async def _store(db: PgPayouts, *transitions: lifecycle.Transition) -> None:
+async def _store(db: PostgresPayoutsStore, *transitions: lifecycle.Transition) -> None:
     async with db.transaction() as repo:
         for t in transitions:
             if not await add_payout(repo, t.payout):
@@ -60,7 +60,7 @@ async def test_statement_and_ledger_check(cli_env: None, db_pool: asyncpg.Pool) 
     created = new_payout(uid("deal"), creator, acct(creator))
     sent = lifecycle.mark_sent(created.payout, "tr_cli_1")
     held = new_payout(uid("deal"), creator, None)
-    await _store(PgPayouts(db_pool), created, sent, held)
+    await _store(PostgresPayoutsStore(db_pool), created, sent, held)
 
     shown = await asyncio.to_thread(invoke, "statement", creator)
     assert shown.exit_code == 0, shown.output
@@ -88,7 +88,7 @@ async def test_ledger_check_fails_on_a_payout_without_its_postings(
 
 
 async def _insert_without_postings(pool: asyncpg.Pool, payout: lifecycle.Payout) -> None:
-    async with PgPayouts(pool).transaction() as repo:
+    async with PostgresPayoutsStore(pool).transaction() as repo:
         await add_payout(repo, payout)
 
 
@@ -114,7 +114,7 @@ async def test_statement_shows_commission_adjustments_clawbacks_and_repayments(
     released = lifecycle.release(
         repaying.payout, acct(creator), SNAPSHOT, LONG_AGO, Money.of("20.00", "USD")
     )
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     async with db.transaction() as repo:
         await repo.add_deal(deal_terms, "e")
         for t in (first, taken):
@@ -142,7 +142,7 @@ async def test_tax_report_lists_us_creators_for_1099_and_foreign_ones_apart(
     cli_env: None, db_pool: asyncpg.Pool
 ) -> None:
     us, us_low, foreign = uid("cr-us"), uid("cr-low"), uid("cr-w8")
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     async with db.transaction() as repo:
         for creator, form, amount in ((us, "W-9", "650.00"), (us_low, "W-9", "100.00")):
             await repo.save_account(replace(acct(creator, "USD"), tax_form_type=form))
@@ -199,7 +199,7 @@ async def test_rotate_key_reseals_every_destination_and_reports_progress(
 ) -> None:
     old, new = new_key(), new_key()
     before = DestinationCipher.from_setting(SecretStr(old))
-    db = PgPayouts(own_database)
+    db = PostgresPayoutsStore(own_database)
     creators = [uid("cr") for _ in range(5)]
     for creator in creators:
         data = PayoutAccountUpserted(

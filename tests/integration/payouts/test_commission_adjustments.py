@@ -17,7 +17,7 @@ from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.reports import check_ledger, statement
 from services.payouts.schedules import CommissionSchedule
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.money import Money
 from tests.unit.payouts.builders import (
     DESTINATIONS,
@@ -44,7 +44,7 @@ class Clock:
 async def test_late_orders_and_refunds_adjust_the_commission_until_it_is_final(
     db_pool: asyncpg.Pool,
 ) -> None:
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     clock = Clock()
     policy = PayoutPolicy(platform_fee_bps=1000, commission_grace=timedelta(hours=1))
     consume = units_of_work(db, policy, lambda: None, destinations=DESTINATIONS, clock=clock)

@@ -7,128 +7,22 @@ destination or a token."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Final
 
 import asyncpg
-import httpx
 import pytest
 import redis.asyncio as redis
 from typer.testing import CliRunner
 
-from services.payouts import translate
 from services.payouts.creator_page.access import CreatorAccess, Limit, token_hash
 from services.payouts.creator_page.web import SESSION_COOKIE, PageConfig, page_app
-from services.payouts.domain import lifecycle
-from services.payouts.domain.accounts import PayoutAccount
-from services.payouts.store.postgres import PgPayouts
-from shared.contract.money import FxSnapshot, Money
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
-from tests.unit.payouts.builders import sealed, uid
-from tests.unit.payouts.store_contract import terms
+from tests.integration.payouts.creator_scene import ADDRESSES, Scene, client_for, new_link, sign_in
 
 pytestmark = pytest.mark.integration
-
-T0: Final = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-SNAPSHOT: Final = FxSnapshot("USD", {"EUR": Decimal("0.9")}, T0 - timedelta(hours=1), "ecb")
-LEASE: Final = timedelta(seconds=60)
-_addresses = (f"10.20.{n // 250}.{n % 250 + 1}" for n in itertools.count())
-
-
-def account(creator_id: str, destination: str, *, tax_status: str = "verified") -> PayoutAccount:
-    return PayoutAccount(
-        creator_id, "paypal", sealed(creator_id, destination), "EUR", "W-9", tax_status, T0
-    )
-
-
-class Writer:
-    """Stores payouts and their transitions as the service does: state, ledger, and each
-    published status in the outbox."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.db = PgPayouts(pool)
-
-    async def deal(self, deal_id: str, creator_id: str, *confirmed: tuple[str, datetime]) -> None:
-        async with self.db.transaction() as repo:
-            await repo.add_deal(terms(deal_id, creator_id), f"signed-{deal_id}")
-            for deliverable, at in confirmed:
-                await repo.add_confirmation(deal_id, deliverable, "brand", at)
-
-    async def step(
-        self, transition: lifecycle.Transition, at: datetime, previous: str | None
-    ) -> lifecycle.Payout:
-        payout = transition.payout
-        async with self.db.transaction() as repo:
-            if previous is None:
-                assert await repo.add_payout(payout)
-            else:
-                await repo.save_payouts([(payout, previous)])  # type: ignore[list-item]
-            await repo.post(transition.transfers)
-            if transition.publish:
-                await repo.enqueue([translate.status_event(payout, at)])
-        return payout
-
-    async def create(
-        self, deal_id: str, creator_id: str, to: PayoutAccount | None, at: datetime
-    ) -> lifecycle.Payout:
-        created = lifecycle.create(
-            terms(deal_id, creator_id),
-            "fee",
-            "",
-            Money.of("100.00", "USD"),
-            platform_fee_bps=100,
-            account=to,
-            snapshot=SNAPSHOT,
-            now=at,
-            fx_at=at,
-        )
-        return await self.step(created, at, None)
-
-    async def settled(self, deal_id: str, creator_id: str, to: PayoutAccount) -> lifecycle.Payout:
-        payout = await self.create(deal_id, creator_id, to, T0 + timedelta(minutes=1))
-        claimed = lifecycle.claim(payout, to, T0, LEASE, rail="paypal")
-        payout = await self.step(claimed, T0 + timedelta(minutes=1), "scheduled")
-        payout = await self.step(
-            lifecycle.mark_sent(payout, "PAYOUT-REF-7731"), T0 + timedelta(minutes=2), "scheduled"
-        )
-        return await self.step(lifecycle.settle(payout), T0 + timedelta(hours=3), "sent")
-
-
-class Scene:
-    """Two creators: `alice` with a settled and a held payout, `bob` with a scheduled one."""
-
-    def __init__(self) -> None:
-        self.alice, self.bob = uid("cr-alice"), uid("cr-bob")
-        self.alice_deals = (uid("deal-a"), uid("deal-a"))
-        self.bob_deal = uid("deal-b")
-        # Where their money goes: easy to search for, never to be shown.
-        self.alice_destination = f"{uid('alice')}@mail.example"
-        self.bob_destination = uid("acct_bob")
-        self.payouts: dict[str, lifecycle.Payout] = {}
-
-    async def write(self, pool: asyncpg.Pool) -> None:
-        writer = Writer(pool)
-        settled_deal, held_deal = self.alice_deals
-        alice = account(self.alice, self.alice_destination)
-        async with writer.db.transaction() as repo:
-            await repo.save_account(alice)
-            await repo.save_account(account(self.bob, self.bob_destination))
-        await writer.deal(settled_deal, self.alice, ("dl-1", T0 - timedelta(hours=2)), ("dl-2", T0))
-        await writer.deal(held_deal, self.alice, ("dl-1", T0))
-        await writer.deal(self.bob_deal, self.bob, ("dl-1", T0))
-        self.payouts["settled"] = await writer.settled(settled_deal, self.alice, alice)
-        # Its tax form was not verified yet when the work was confirmed: held.
-        pending = account(self.alice, self.alice_destination, tax_status="pending")
-        self.payouts["held"] = await writer.create(held_deal, self.alice, pending, T0)
-        self.payouts["bob"] = await writer.create(
-            self.bob_deal, self.bob, account(self.bob, self.bob_destination), T0
-        )
 
 
 @pytest.fixture(scope="module")
@@ -136,32 +30,6 @@ async def scene(db_pool: asyncpg.Pool) -> Scene:
     scene = Scene()
     await scene.write(db_pool)
     return scene
-
-
-@pytest.fixture
-async def cache(infra: InfraUrls) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(infra.redis_url)
-    yield client
-    await client.aclose()
-
-
-def client_for(app: object, address: str | None = None) -> httpx.AsyncClient:
-    """A browser at its own address, on https (the session cookie is Secure)."""
-    transport = httpx.ASGITransport(app=app, client=(address or next(_addresses), 50000))  # type: ignore[arg-type]
-    return httpx.AsyncClient(transport=transport, base_url="https://creators.test")
-
-
-async def new_link(pool: asyncpg.Pool, creator_id: str, *, age: timedelta = timedelta()) -> str:
-    link = await CreatorAccess(pool).new_link(
-        creator_id, datetime.now(UTC) - age, timedelta(minutes=15)
-    )
-    return f"/c/link/{link.token}"
-
-
-async def sign_in(browser: httpx.AsyncClient, path: str) -> httpx.Response:
-    opened = await browser.get(path)
-    assert opened.status_code == 200 and "Continue" in opened.text
-    return await browser.post(path)
 
 
 async def test_operators_print_a_link_and_the_creator_gets_in_by_clicking(
@@ -332,7 +200,7 @@ async def test_redemptions_are_rate_limited_per_link_and_per_address(
     assert [a.status_code for a in answers] == [410, 410, 429]
     assert 0 < int(answers[-1].headers["retry-after"]) <= 600
     # One address trying many links: the address's limit, which holds for a good link too.
-    address = next(_addresses)
+    address = next(ADDRESSES)
     async with client_for(app, address) as browser:
         codes = [(await browser.post("/c/link/" + f"{n:043d}")).status_code for n in range(4)]
         assert codes == [410] * 4

@@ -23,14 +23,13 @@ from services.payouts.creator_page.web import page_app
 from services.payouts.domain.tax import DEFAULT_1099_THRESHOLD
 from services.payouts.reports import tax_totals
 from services.payouts.statement_files import COLUMNS, YEAR_COLUMNS
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.test_creator_page import (
+from tests.integration.payouts.creator_scene import (
     Scene,
     Writer,
     account,
-    cache,
     client_for,
     new_link,
     sign_in,
@@ -39,8 +38,6 @@ from tests.support.pdf import pdf_text
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["cache"]  # the creator page's Redis client fixture
 
 
 class StatementScene(Scene):
@@ -156,7 +153,7 @@ async def test_the_yearly_summary_is_what_the_tax_report_gives(
     db_pool: asyncpg.Pool, cache: redis.Redis, scene: StatementScene
 ) -> None:
     year = await settled_year(db_pool, scene.payouts["settled"].payout_id)
-    report = await tax_totals(PgPayouts(db_pool), year, DEFAULT_1099_THRESHOLD)
+    report = await tax_totals(PostgresPayoutsStore(db_pool), year, DEFAULT_1099_THRESHOLD)
     [reported] = [r for r in report.us_reportable + report.us_below if r.creator_id == scene.alice]
     async with signed_in(db_pool, cache, scene.alice) as browser:
         as_csv = await browser.get(f"/c/statements/{year}.csv")

@@ -26,7 +26,7 @@ from services.payouts.providers.base import TransferAccepted, TransferRequest
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.runtime.service import ServiceConfigurationError, ServiceRuntime
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
@@ -120,7 +120,7 @@ async def test_the_destination_key_rotates_while_payouts_flow(
             await watcher.wait_for(lambda: sent(during[:4]), what="the first wave paid")
             cipher = DestinationCipher.from_setting(SecretStr(KEY_B), SecretStr(KEY_A))
             return await rotate_destination_key(
-                PgPayouts(db_pool), cipher, batch=3, progress=steps.append
+                PostgresPayoutsStore(db_pool), cipher, batch=3, progress=steps.append
             )
 
         resealed, _ = await asyncio.gather(rotation(), flow())
@@ -147,7 +147,7 @@ async def test_the_destination_key_rotates_while_payouts_flow(
     ), "a destination sent again under the new key was taken for a changed one"
 
     # Rotated: the new key alone opens every destination, the old one alone none.
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     await open_destinations(db, settings(KEY_B))
     with pytest.raises(ServiceConfigurationError, match="another PAYOUTS_DESTINATION_KEY"):
         await open_destinations(db, settings(KEY_A))

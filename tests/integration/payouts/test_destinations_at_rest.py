@@ -16,7 +16,7 @@ from services.payouts.app import open_destinations
 from services.payouts.destinations import DestinationCipher, new_key
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.runtime.db import create_pool, migrate
 from shared.runtime.service import ServiceConfigurationError
 from shared.tools.infra import InfraUrls
@@ -47,7 +47,7 @@ async def _table_text(pool: asyncpg.Pool) -> str:
 
 
 async def test_accounts_are_stored_with_the_destination_encrypted(db_pool: asyncpg.Pool) -> None:
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     cipher = await open_destinations(db, SETTINGS)
     creator, token = uid("cr"), f"tok_{uuid.uuid4().hex}"
     data = account_event(creator, method="bank_transfer", destination=token, form="W-9").data
@@ -82,7 +82,7 @@ async def test_destinations_stored_in_plain_text_before_0301_are_sealed_at_start
     applied = await migrate(fresh_pool, SCHEMA)
     assert applied == [m.name for m in SCHEMA.migrations() if m.version >= 301]
     assert applied[0] == "0301_payouts_sealed_destinations"
-    db = PgPayouts(fresh_pool)
+    db = PostgresPayoutsStore(fresh_pool)
 
     cipher = await open_destinations(db, SETTINGS)
 
@@ -98,7 +98,7 @@ async def test_destinations_stored_in_plain_text_before_0301_are_sealed_at_start
 
 async def test_the_service_refuses_to_start_with_another_key(fresh_pool: asyncpg.Pool) -> None:
     await migrate(fresh_pool, SCHEMA)
-    db = PgPayouts(fresh_pool)
+    db = PostgresPayoutsStore(fresh_pool)
     first = DestinationCipher.from_setting(SETTINGS.destination_key)
     creator = uid("cr")
     await fresh_pool.execute(

@@ -19,7 +19,7 @@ from services.payouts.domain.escrow import Funding
 from services.payouts.handlers import PayoutPolicy
 from services.payouts.reports import check_ledger
 from services.payouts.schema import SCHEMA
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent
 from shared.contract.money import Money
@@ -102,7 +102,7 @@ async def test_payouts_wait_for_funds_and_are_released_in_order_of_confirmation(
         )
         assert await escrow(db_pool, brand) == Decimal("0.00")
 
-    report = await check_ledger(PgPayouts(db_pool))
+    report = await check_ledger(PostgresPayoutsStore(db_pool))
     assert report.problems == []
     shown = await asyncio.to_thread(invoke, "brand-statement", brand)
     assert shown.exit_code == 0, shown.output
@@ -120,7 +120,7 @@ async def test_payouts_wait_for_funds_and_are_released_in_order_of_confirmation(
 async def test_two_payouts_competing_for_funds_that_cover_one(db_pool: asyncpg.Pool) -> None:
     """Two consumers confirm two deals of one brand at the same moment; its escrow covers
     one fee: one payout draws it, the other waits, and the escrow never goes negative."""
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     cipher = DestinationCipher.from_setting(SETTINGS.destination_key)
     handlers = [
         units_of_work(db, PayoutPolicy(platform_fee_bps=500), lambda: None, destinations=cipher)
@@ -157,7 +157,7 @@ async def test_two_payouts_competing_for_funds_that_cover_one(db_pool: asyncpg.P
 
 
 async def test_a_funding_id_is_credited_once_and_never_amended(db_pool: asyncpg.Pool) -> None:
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     cipher = DestinationCipher.from_setting(SETTINGS.destination_key)
     consume = units_of_work(db, PayoutPolicy(), lambda: None, destinations=cipher)
     brand, funding_id = uid("br"), uid("fund")
@@ -176,7 +176,7 @@ async def test_ledger_check_reports_a_negative_escrow(cli_env: None, db_pool: as
     makes the check fail until a funding covers it."""
     creator, brand = uid("cr"), uid("br")
     drawn = new_payout(uid("deal"), creator, acct(creator), brand_id=brand)
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     async with db.transaction() as repo:
         await add_payout(repo, drawn.payout)
         await repo.post(drawn.transfers)

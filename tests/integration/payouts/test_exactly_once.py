@@ -19,7 +19,7 @@ from services.payouts.handlers import PayoutPolicy
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.reports import check_ledger
 from services.payouts.schema import SCHEMA
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.events import CloudEvent
 from shared.runtime.kafka import partitions_of
 from shared.runtime.service import ServiceRuntime
@@ -141,7 +141,7 @@ async def test_concurrent_handlers_on_the_same_events_create_one_payout(
 ) -> None:
     """Two handler instances apply the same facts at the same moment, in opposite orders; the
     running services' dispatchers then pay what they created."""
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     woken: list[int] = []
     # The running services open what these handlers seal: the same key.
     destinations = DestinationCipher.from_setting(SETTINGS.destination_key)
@@ -250,5 +250,5 @@ async def test_held_payout_is_released_by_a_later_account_event_and_paid_once(
     assert str(sent.net) == "131.285 KWD"  # (450 - 5 %) USD x 0.3071 = 131.28525 KWD
     [row] = await payout_rows(db_pool, {deal})
     assert instances.transfers_of({row["payout_id"]}) == [row["payout_id"]]
-    report = await check_ledger(PgPayouts(db_pool))
+    report = await check_ledger(PostgresPayoutsStore(db_pool))
     assert report.problems == []

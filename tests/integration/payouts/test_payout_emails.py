@@ -27,7 +27,7 @@ from services.payouts.notifications.smtp import SmtpMailer
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schedules import SettlementPoller
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.events import CloudEvent
 from shared.contract.money import Money
 from tests.support.smtp_sink import SmtpSink, smtp_sink
@@ -78,7 +78,7 @@ class Payouts:
 
     def __init__(self, pool: asyncpg.Pool, mailer: SmtpMailer) -> None:
         self.pool = pool
-        self.db = PgPayouts(pool)
+        self.db = PostgresPayoutsStore(pool)
         self.mailer = mailer
         policy = PayoutPolicy()
         provider = SandboxProvider()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from tests.unit.payouts.builders import uid
 from tests.unit.payouts.store_contract import PayoutStoreContract, acct, add_payout, new_payout
 
@@ -14,12 +14,12 @@ pytestmark = pytest.mark.integration
 
 class TestPostgresStore(PayoutStoreContract):
     @pytest.fixture
-    def db(self, db_pool: asyncpg.Pool) -> PgPayouts:
-        return PgPayouts(db_pool)
+    def db(self, db_pool: asyncpg.Pool) -> PostgresPayoutsStore:
+        return PostgresPayoutsStore(db_pool)
 
 
 async def test_postings_are_append_only_and_transfers_must_balance(db_pool: asyncpg.Pool) -> None:
-    db = PgPayouts(db_pool)
+    db = PostgresPayoutsStore(db_pool)
     creator = uid("cr")
     created = new_payout(uid("deal"), creator, acct(creator))
     async with db.transaction() as repo:

@@ -28,7 +28,7 @@ from services.payouts.app import make_setup
 from services.payouts.reports import check_ledger
 from services.payouts.schema import SCHEMA
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.postgres import PgPayouts
+from services.payouts.store.postgres import PostgresPayoutsStore
 from services.payouts.webhook_signatures import signature_header
 from services.payouts.webhooks import Nonces
 from shared.contract.events import PayoutStatusChanged
@@ -176,7 +176,7 @@ async def test_a_return_days_after_settlement_reverses_the_ledger_once(
     creator = sent.creator_id
     assert await _balance(db_pool, f"creator_paid:{creator}") == 0
     assert await _balance(db_pool, f"creator_payable:{creator}") == sent.net.amount
-    assert (await check_ledger(PgPayouts(db_pool))).problems == []
+    assert (await check_ledger(PostgresPayoutsStore(db_pool))).problems == []
 
 
 async def test_refused_deliveries_change_nothing(
@@ -252,7 +252,7 @@ async def test_reordered_and_unknown_deliveries_are_harmless(
     await asyncio.sleep(1.0)
     assert statuses(watcher, deal) == ["payout.scheduled", "payout.sent", "payout.failed"]
     assert await _steps(db_pool, sent.payout_id) == ["accrual", "dispatch", "return"]
-    assert (await check_ledger(PgPayouts(db_pool))).problems == []
+    assert (await check_ledger(PostgresPayoutsStore(db_pool))).problems == []
 
 
 async def test_a_wise_bounce_after_the_payment_was_sent_returns_it_once(
@@ -289,4 +289,4 @@ async def test_a_wise_bounce_after_the_payment_was_sent_returns_it_once(
     [failed] = [e.data for e in watcher.of({deal}) if e.type == "payout.failed"]
     assert failed.reason == "wise: transfer bounced_back"
     assert await _steps(db_pool, sent.payout_id) == ["accrual", "dispatch", "return", "settlement"]
-    assert (await check_ledger(PgPayouts(db_pool))).problems == []
+    assert (await check_ledger(PostgresPayoutsStore(db_pool))).problems == []

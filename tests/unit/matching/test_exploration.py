@@ -11,7 +11,7 @@ from services.matching.domain.features import FEATURES
 from services.matching.domain.index import CreatorIndex
 from services.matching.domain.ranker import HAND_RANKER
 from services.matching.domain.scoring import MatchResult, ScoringSettings, match
-from services.matching.store.memory import InMemoryMatchingStore
+from services.matching.store.memory import MemoryMatchingStore
 from services.matching.store.port import Feedback
 from services.matching.translate import (
     answer_record,
@@ -89,7 +89,7 @@ async def test_the_answer_marks_them_and_their_feedback_is_a_label(
     )
     assert old.suggestions[0].exploration is False
 
-    store = InMemoryMatchingStore()
+    store = MemoryMatchingStore()
     explored = result.creators[-1]
     async with store.transaction() as tx:
         await tx.save_answers([answer_record("event-7", REQUEST, result)])

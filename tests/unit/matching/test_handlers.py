@@ -12,7 +12,7 @@ from services.matching.domain.index import CreatorIndex
 from services.matching.handlers import MatchingHandlers, MatchingUnits, runs_of_one_type
 from services.matching.settings import MatchingSettings
 from services.matching.state import MatchingService, MatchingState
-from services.matching.store.memory import InMemoryMatchingStore
+from services.matching.store.memory import MemoryMatchingStore
 from services.matching.translate import profile_payload
 from shared.contract.events import CloudEvent, MatchFeedback, make_event
 from shared.contract.signing import Party, Signer
@@ -33,7 +33,7 @@ def delivered(event: CloudEvent[Any], signed_by: Signer | None = None) -> Item:
     return event, Delivery("topic", 0, 0, None, b"", (), signed_by=signed_by)
 
 
-def replica(store: InMemoryMatchingStore) -> tuple[MatchingService, MatchingUnits]:
+def replica(store: MemoryMatchingStore) -> tuple[MatchingService, MatchingUnits]:
     settings = MatchingSettings()
     service = MatchingService(store, settings, MatchingState(CreatorIndex(seed=1), fx=FX))
     return service, MatchingUnits("matching", store, MatchingHandlers(service, store))
@@ -51,7 +51,7 @@ def profiles_then_a_request(count: int) -> list[Item]:
 
 
 async def test_a_profile_is_indexed_before_a_later_request_of_its_batch_is_scored() -> None:
-    store = InMemoryMatchingStore()
+    store = MemoryMatchingStore()
     service, units = replica(store)
     batch = profiles_then_a_request(60)
     await units(batch)
@@ -64,7 +64,7 @@ async def test_a_profile_is_indexed_before_a_later_request_of_its_batch_is_score
 async def test_a_batch_applied_before_answers_nothing_again_and_another_replica_indexes_it() -> (
     None
 ):
-    store = InMemoryMatchingStore()
+    store = MemoryMatchingStore()
     _, units = replica(store)
     batch = profiles_then_a_request(40)
     await units(batch)
@@ -75,7 +75,7 @@ async def test_a_batch_applied_before_answers_nothing_again_and_another_replica_
 
 
 async def test_feedback_signed_by_another_brand_is_refused_and_leaves_nothing() -> None:
-    store = InMemoryMatchingStore()
+    store = MemoryMatchingStore()
     _, units = replica(store)
     await units(profiles_then_a_request(30))  # brand-synthetic asked for cmp-1
     rival = Signer(Party.BRAND, "brand-rival", "key-1")

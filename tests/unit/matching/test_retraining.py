@@ -8,7 +8,7 @@ from services.matching.domain.ranker import HAND_RANKER
 from services.matching.domain.scoring import ScoringSettings, match
 from services.matching.settings import MatchingSettings
 from services.matching.state import MatchingService, MatchingState
-from services.matching.store.memory import InMemoryMatchingStore
+from services.matching.store.memory import MemoryMatchingStore
 from services.matching.store.port import Answer, Feedback
 from services.matching.translate import match_query
 from shared.contract.money import FxSnapshot
@@ -19,7 +19,7 @@ ENGAGED = 0.045
 
 
 async def answer_and_judge(
-    store: InMemoryMatchingStore, index: CreatorIndex, fx: FxSnapshot, brand: str, seed: int
+    store: MemoryMatchingStore, index: CreatorIndex, fx: FxSnapshot, brand: str, seed: int
 ) -> None:
     """The brand asks, is answered by the hand ranker, hires the highly engaged creators."""
     request = niche_request(
@@ -46,7 +46,7 @@ async def answer_and_judge(
 async def test_only_the_brand_that_gave_feedback_gets_a_ranker_stored_with_its_verdict(
     index: CreatorIndex, fx: FxSnapshot
 ) -> None:
-    store = InMemoryMatchingStore()
+    store = MemoryMatchingStore()
     service = MatchingService(store, SETTINGS, MatchingState(index, fx=fx))
     for seed in range(6):
         await answer_and_judge(store, index, fx, "brand-a", seed)

@@ -17,7 +17,7 @@ from services.payouts.providers import PayoutProvider
 from services.payouts.providers.rails import Rails
 from services.payouts.providers.sandbox import SandboxProvider
 from services.payouts.schedules import CommissionSchedule, CoolOffReleases, SettlementPoller
-from services.payouts.store.memory import MemoryPayouts
+from services.payouts.store.memory import MemoryPayoutsStore
 from shared.contract.events import CloudEvent, EventType, spec_for_type
 from shared.contract.money import Money
 from shared.runtime.kafka import Delivery
@@ -47,7 +47,7 @@ class Harness:
         self.now = T0 + timedelta(days=1)
         self._fund_brands = fund_brands
         self._funded: set[tuple[str, str]] = set()
-        self.db = MemoryPayouts()
+        self.db = MemoryPayoutsStore()
         self.provider = SandboxProvider(failure_rate=failure_rate, seed=seed)
         self.policy = PayoutPolicy(
             platform_fee_bps=platform_fee_bps,

@@ -1,4 +1,4 @@
-"""The contract every `PayoutDatabase` adapter passes (subclassed per adapter)."""
+"""The contract every `PayoutsStore` adapter passes (subclassed per adapter)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from services.payouts.domain import lifecycle
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
+from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer, TransferKind, escrow_of
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
@@ -18,8 +19,8 @@ from services.payouts.notices import DueEmail
 from services.payouts.store.port import (
     Attribution,
     FeeCeilingExceeded,
-    PayoutDatabase,
-    PayoutRepository,
+    PayoutsStore,
+    PayoutsTransaction,
     StaleUpdate,
 )
 from services.payouts.translate import status_data
@@ -45,6 +46,35 @@ def terms(
         deliverables=(DeliverableTerm("dl-1", 2), DeliverableTerm("dl-2", 1)),
         ends_at=closes,
         attribution_window_days=0,
+    )
+
+
+def figures(revenue: Money, as_of: datetime, *, orders: int) -> AttributionFigures:
+    """Tracking's figures of a deal, every field set (none left to a default)."""
+    return AttributionFigures(
+        as_of=as_of,
+        posts=2,
+        likes=310,
+        comments=12,
+        shares=4,
+        views=9000,
+        impressions=12000,
+        reach=8000,
+        orders=orders,
+        revenue=revenue,
+        spend=Money.of("110.00", revenue.currency),
+        engagement_rate=Decimal("0.0412"),
+        cpm=Decimal("9.1667"),
+        cpe=None,
+        cpa=Decimal("36.6667"),
+        roas=Decimal("0.7273"),
+        roi_pct=Decimal("-27.27"),
+        saves=7,
+        attribution_model="last_click",
+        leak_suspected=True,
+        suspected_orders=1,
+        withheld_orders=1,
+        withheld_revenue=Money.of("12.50", revenue.currency),
     )
 
 
@@ -78,13 +108,13 @@ def new_payout(
     )
 
 
-async def add_payout(repo: PayoutRepository, payout: lifecycle.Payout) -> bool:
+async def add_payout(repo: PayoutsTransaction, payout: lifecycle.Payout) -> bool:
     """Store the payout's deal (as every fee payout has one), then the payout."""
     await repo.add_deal(terms(payout.deal_id, payout.creator_id), "e")
     return await repo.add_payout(payout)
 
 
-async def fund_draws(repo: PayoutRepository, transfers: tuple[Transfer, ...]) -> None:
+async def fund_draws(repo: PayoutsTransaction, transfers: tuple[Transfer, ...]) -> None:
     """Fund each brand's escrow with exactly what these transfers' accruals draw from it, as
     a brand that paid for its payouts did."""
     for transfer in transfers:
@@ -134,7 +164,7 @@ class PayoutStoreContract:
     def db(self) -> Any:
         raise NotImplementedError
 
-    async def test_deal_terms_round_trip_and_first_version_wins(self, db: PayoutDatabase) -> None:
+    async def test_deal_terms_round_trip_and_first_version_wins(self, db: PayoutsStore) -> None:
         deal, creator = uid("deal"), uid("cr")
         async with db.transaction() as repo:
             assert await repo.add_deal(terms(deal, creator), "e1")
@@ -143,7 +173,7 @@ class PayoutStoreContract:
             assert await repo.deals([deal, "nope"]) == {deal: terms(deal, creator)}
             assert await repo.deal("nope") is None
 
-    async def test_inbox_claims_each_event_once(self, db: PayoutDatabase) -> None:
+    async def test_inbox_claims_each_event_once(self, db: PayoutsStore) -> None:
         event = confirmed(uid("deal"), "dl-1")
         async with db.transaction() as repo:
             assert await repo.claim([(event, delivery(event))]) == {event.identity}
@@ -154,7 +184,7 @@ class PayoutStoreContract:
         async with db.transaction() as repo:
             assert await repo.claim([(other, delivery(other))]) == {other.identity}
 
-    async def test_confirmations_and_attribution_keep_the_latest(self, db: PayoutDatabase) -> None:
+    async def test_confirmations_and_attribution_keep_the_latest(self, db: PayoutsStore) -> None:
         deal = uid("deal")
         async with db.transaction() as repo:
             assert await repo.add_confirmation(deal, "dl-1", "auto", LONG_AGO)
@@ -166,8 +196,39 @@ class PayoutStoreContract:
             assert await repo.save_attribution(deal, Money.of("7", "USD"), LONG_AGO + timedelta(1))
             assert await repo.attribution(deal) == Attribution(Money.of("7.00", "USD"), 2)
 
+    async def test_attribution_figures_follow_the_kept_attribution(self, db: PayoutsStore) -> None:
+        deal, older_deal = uid("deal"), uid("deal")
+        later = LONG_AGO + timedelta(days=1)
+        async with db.transaction() as repo:
+            kept = figures(Money.of("80.00", "USD"), later, orders=3)
+            assert await repo.save_attribution(deal, kept.revenue, later, kept)
+            # An older update (a replay from elsewhere, reordered) changes neither.
+            stale = figures(Money.of("20.00", "USD"), LONG_AGO, orders=1)
+            assert not await repo.save_attribution(deal, stale.revenue, LONG_AGO, stale)
+            # An attribution kept before figures were: none to show.
+            assert await repo.save_attribution(older_deal, Money.of("5", "USD"), later)
+        async with db.snapshot() as repo:
+            assert await repo.attribution_figures([deal, older_deal, uid("deal")]) == {deal: kept}
+            assert await repo.attribution(deal) == Attribution(Money.of("80.00", "USD"), 1)
+
+    async def test_deals_of_a_brand_by_campaign_and_creator(self, db: PayoutsStore) -> None:
+        brand, other_brand, creator = uid("br"), uid("br"), uid("cr")
+        mine = [replace(terms(uid("deal"), creator, brand_id=brand), campaign_id=c) for c in "ab"]
+        others = terms(uid("deal"), creator, brand_id=other_brand)
+        async with db.transaction() as repo:
+            for deal in (*mine, others):
+                assert await repo.add_deal(deal, f"signed-{deal.deal_id}")
+        async with db.snapshot() as repo:
+            assert await repo.deals_of_brand(brand) == sorted(mine, key=lambda d: d.deal_id)
+            assert await repo.deals_of_brand(brand, campaign_id="b") == [mine[1]]
+            assert await repo.deals_of_brand(brand, creator_id=creator) == sorted(
+                mine, key=lambda d: d.deal_id
+            )
+            assert await repo.deals_of_brand(brand, creator_id=uid("cr")) == []
+            assert await repo.deals_of_brand(other_brand) == [others]
+
     async def test_only_the_deals_brand_confirms_and_another_cannot_block_it(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         deal = uid("deal")
         later = LONG_AGO + timedelta(hours=1)
@@ -184,7 +245,7 @@ class PayoutStoreContract:
             assert await repo.confirmed(deal) == {"dl-1": later, "dl-2": later}
 
     async def test_post_arrivals_by_confirmation_of_the_deals_brand_only(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         deal, other = uid("deal"), uid("deal")
         arrived = LONG_AGO - timedelta(seconds=1)
@@ -201,9 +262,7 @@ class PayoutStoreContract:
             }
             assert await repo.post_arrivals([]) == {}
 
-    async def test_accounts_newer_wins_and_destination_stays_secret(
-        self, db: PayoutDatabase
-    ) -> None:
+    async def test_accounts_newer_wins_and_destination_stays_secret(self, db: PayoutsStore) -> None:
         creator = uid("cr")
         async with db.transaction() as repo:
             assert await repo.save_account(acct(creator, "USD", at=LONG_AGO + timedelta(1)))
@@ -213,7 +272,7 @@ class PayoutStoreContract:
         assert DESTINATIONS.open(creator, stored.destination).get_secret_value() == "acct_x1"
         assert "acct_x1" not in repr(stored) and b"acct_x1" not in stored.destination.data
 
-    async def test_a_fallback_rail_is_kept_sealed(self, db: PayoutDatabase) -> None:
+    async def test_a_fallback_rail_is_kept_sealed(self, db: PayoutsStore) -> None:
         creator = uid("cr")
         plain = acct(creator)
         fallback = sealed(creator, "creator@example.com")
@@ -234,7 +293,7 @@ class PayoutStoreContract:
         assert opened.get_secret_value() == "creator@example.com"
         assert b"creator@example.com" not in stored.fallback_destination.data
 
-    async def test_a_payout_keeps_its_rail(self, db: PayoutDatabase) -> None:
+    async def test_a_payout_keeps_its_rail(self, db: PayoutsStore) -> None:
         deal, creator = uid("deal"), uid("cr")
         created = new_payout(deal, creator, acct(creator)).payout
         assert created.rail is None
@@ -245,7 +304,7 @@ class PayoutStoreContract:
             [stored] = await repo.payouts_for_update([created.payout_id])
         assert (stored.rail, stored.in_doubt) == ("wise", True)
 
-    async def test_cool_offs_are_kept_and_their_end_found(self, db: PayoutDatabase) -> None:
+    async def test_cool_offs_are_kept_and_their_end_found(self, db: PayoutsStore) -> None:
         creator, deal = uid("cr"), uid("deal")
         until = LONG_AGO + timedelta(days=1)
         cooling = replace(acct(creator), cooling_off_until=until)
@@ -268,7 +327,7 @@ class PayoutStoreContract:
             assert await ended(until - timedelta(seconds=1)) == []
             assert await ended(until) == [held.payout_id]
 
-    async def test_business_key_is_unique(self, db: PayoutDatabase) -> None:
+    async def test_business_key_is_unique(self, db: PayoutsStore) -> None:
         deal, creator = uid("deal"), uid("cr")
         first = new_payout(deal, creator, acct(creator)).payout
         async with db.transaction() as repo:
@@ -279,7 +338,7 @@ class PayoutStoreContract:
             [stored] = await repo.payouts_for_update([first.payout_id])
         assert stored == first
 
-    async def test_fee_payouts_never_add_up_above_the_fee(self, db: PayoutDatabase) -> None:
+    async def test_fee_payouts_never_add_up_above_the_fee(self, db: PayoutsStore) -> None:
         deal, creator = uid("deal"), uid("cr")
         whole = new_payout(deal, creator, acct(creator), amount="1000.00").payout
         part = new_payout(deal, creator, acct(creator), milestone="dl-1", amount="0.01").payout
@@ -295,7 +354,7 @@ class PayoutStoreContract:
         async with db.transaction() as repo:
             assert [p.payout_id for p in await repo.payouts_of(creator)] == [whole.payout_id]
 
-    async def test_a_webhook_event_is_claimed_once_per_rail(self, db: PayoutDatabase) -> None:
+    async def test_a_webhook_event_is_claimed_once_per_rail(self, db: PayoutsStore) -> None:
         event = uid("evt")
         async with db.transaction() as repo:
             assert await repo.claim_webhook("stripe", event, NOW)
@@ -309,7 +368,7 @@ class PayoutStoreContract:
             assert await repo.claim_webhook("paypal", event, NOW)
             assert not await repo.claim_webhook("stripe", event, NOW)
 
-    async def test_a_transfer_finds_its_payout_on_its_rail_only(self, db: PayoutDatabase) -> None:
+    async def test_a_transfer_finds_its_payout_on_its_rail_only(self, db: PayoutsStore) -> None:
         deal, creator = uid("deal"), uid("cr")
         created = new_payout(deal, creator, acct(creator))
         ref = uid("tr")
@@ -323,7 +382,7 @@ class PayoutStoreContract:
             assert await repo.payout_of_transfer("stripe", ref) is None
             assert await repo.payout_of_transfer("paypal", uid("tr")) is None
 
-    async def test_transitions_ledger_and_stale_updates(self, db: PayoutDatabase) -> None:
+    async def test_transitions_ledger_and_stale_updates(self, db: PayoutsStore) -> None:
         deal, creator = uid("deal"), uid("cr")
         created = new_payout(deal, creator, acct(creator))
         async with db.transaction() as repo:
@@ -344,7 +403,7 @@ class PayoutStoreContract:
         assert [t.kind for t in transfers] == ["accrual", "conversion", "dispatch"]
         assert balances == {(f"creator_in_transit:{creator}", "EUR"): Decimal("89.10")}
 
-    async def test_a_snapshot_reads_one_moment_while_payouts_move(self, db: PayoutDatabase) -> None:
+    async def test_a_snapshot_reads_one_moment_while_payouts_move(self, db: PayoutsStore) -> None:
         """What the ledger check relies on: a payout sent between its reads of payouts and of
         transfers would look unbalanced."""
         creator = uid("cr")
@@ -365,7 +424,7 @@ class PayoutStoreContract:
         async with db.snapshot() as view:
             assert [p.status for p in await view.payouts_of(creator)] == [sent.payout.status]
 
-    async def test_failed_transaction_leaves_nothing(self, db: PayoutDatabase) -> None:
+    async def test_failed_transaction_leaves_nothing(self, db: PayoutsStore) -> None:
         deal, creator = uid("deal"), uid("cr")
         created = new_payout(deal, creator, acct(creator))
         with pytest.raises(RuntimeError):
@@ -377,7 +436,7 @@ class PayoutStoreContract:
             assert await repo.payouts_for_update([created.payout.payout_id]) == []
             assert await repo.transfers([created.payout.payout_id]) == []
 
-    async def test_due_and_held_queries(self, db: PayoutDatabase) -> None:
+    async def test_due_and_held_queries(self, db: PayoutsStore) -> None:
         creator = uid("cr")
         due = [new_payout(uid("deal"), creator, acct(creator)).payout for _ in range(3)]
         held = new_payout(uid("deal"), creator, None).payout
@@ -396,7 +455,7 @@ class PayoutStoreContract:
                 p.payout_id for p in [*due, held]
             }
 
-    async def test_a_funding_is_kept_once_and_credits_the_escrow(self, db: PayoutDatabase) -> None:
+    async def test_a_funding_is_kept_once_and_credits_the_escrow(self, db: PayoutsStore) -> None:
         brand = uid("br")
         funding = Funding(uid("fund"), brand, Money.of("250.00", "USD"), T0)
         async with db.transaction() as repo:
@@ -416,7 +475,7 @@ class PayoutStoreContract:
             )
 
     async def test_payouts_draw_on_the_escrow_and_wait_for_funds_in_order(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         creator, brand = uid("cr"), uid("br")
         drawn = new_payout(uid("deal"), creator, acct(creator), brand_id=brand)
@@ -439,7 +498,7 @@ class PayoutStoreContract:
             )
             assert await repo.payouts_of_brand(uid("br")) == []
 
-    async def test_commission_due_until_decided(self, db: PayoutDatabase) -> None:
+    async def test_commission_due_until_decided(self, db: PayoutsStore) -> None:
         deal = uid("deal")
         closes = LONG_AGO - timedelta(days=400)
         async with db.transaction() as repo:
@@ -470,7 +529,7 @@ class PayoutStoreContract:
         assert await due(closes + timedelta(days=300))
 
     async def test_commission_booked_lists_commission_payouts_and_clawbacks(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         deal, creator = uid("deal"), uid("cr")
         deal_terms = terms(deal, creator)
@@ -498,7 +557,7 @@ class PayoutStoreContract:
             balances = await repo.balances([f"creator_receivable:{creator}"])
         assert balances == {(f"creator_receivable:{creator}", "USD"): Decimal("-3.96")}
 
-    async def test_recovered_part_round_trips(self, db: PayoutDatabase) -> None:
+    async def test_recovered_part_round_trips(self, db: PayoutsStore) -> None:
         creator = uid("cr")
         held = new_payout(uid("deal"), creator, None).payout
         async with db.transaction() as repo:
@@ -514,7 +573,7 @@ class PayoutStoreContract:
         assert stored.recovered == Money.of("9.00", "USD")
         assert stored.net == Money.of("81.00", "EUR")  # (99.00 - 9.00) x 0.9
 
-    async def test_fx_snapshots_in_force_and_judged(self, db: PayoutDatabase) -> None:
+    async def test_fx_snapshots_in_force_and_judged(self, db: PayoutsStore) -> None:
         # Far in the future, so other tests' snapshots in a shared database come before.
         as_of = datetime(2090, 1, 1, tzinfo=UTC) + timedelta(seconds=int(uid("x")[-6:], 16))
         move = Decimal("0.25")
@@ -538,7 +597,7 @@ class PayoutStoreContract:
         assert before_both is None or before_both.as_of < as_of
 
     async def test_the_first_trusted_snapshot_after_a_moment_quoting_both_currencies(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         # Far in the future, and a base of its own, so no other test's snapshot comes between.
         at = datetime(2095, 1, 1, tzinfo=UTC) + timedelta(seconds=int(uid("x")[-6:], 16))
@@ -565,7 +624,7 @@ class PayoutStoreContract:
         assert by_base is not None and by_base.as_of == at + timedelta(hours=1)
 
     async def test_settled_between_finds_payouts_by_when_their_settlement_was_posted(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         creator = uid("cr")
         created = new_payout(uid("deal"), creator, acct(creator))
@@ -604,7 +663,7 @@ class PayoutStoreContract:
         assert [p for p in paid if p.creator_id == creator] == [resettled.payout]
 
     async def test_dated_payouts_are_dated_by_when_owed_and_when_settled(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         creator, deal = uid("cr"), uid("deal")
         created = new_payout(deal, creator, acct(creator))  # owed at LONG_AGO
@@ -654,7 +713,7 @@ class PayoutStoreContract:
     # claims take many and keep this test's own.
 
     async def test_a_status_change_queues_one_email_for_a_creator_with_an_address(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         creator, silent = uid("cr"), uid("cr")
         async with db.transaction() as repo:
@@ -678,7 +737,7 @@ class PayoutStoreContract:
         assert (notice.creator_id, notice.kind) == (creator, "fee")
 
     async def test_an_email_is_written_with_its_change_or_not_at_all(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         creator = uid("cr")
         async with db.transaction() as repo:
@@ -692,7 +751,7 @@ class PayoutStoreContract:
         async with db.snapshot() as repo:
             assert await repo.emails_of(created.payout.payout_id) == []
 
-    async def test_a_claim_leases_its_emails_until_the_lease_ends(self, db: PayoutDatabase) -> None:
+    async def test_a_claim_leases_its_emails_until_the_lease_ends(self, db: PayoutsStore) -> None:
         creator, payout_id = await self._emailed_payout(db)
         lease = timedelta(seconds=90)
         first = await self._claim(db, payout_id, NOW, lease)
@@ -709,7 +768,7 @@ class PayoutStoreContract:
         assert await self._states(db, payout_id) == ["sending"]
 
     async def test_an_email_sending_past_its_lease_is_unknown_and_never_claimed_again(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         _, payout_id = await self._emailed_payout(db)
         (due,) = await self._claim(db, payout_id, NOW, timedelta(seconds=90))
@@ -728,7 +787,7 @@ class PayoutStoreContract:
         assert await self._states(db, payout_id) == ["unknown"]
 
     async def test_a_refused_email_is_claimed_again_from_its_retry_time_with_its_attempts(
-        self, db: PayoutDatabase
+        self, db: PayoutsStore
     ) -> None:
         _, payout_id = await self._emailed_payout(db)
         lease = timedelta(seconds=90)
@@ -749,7 +808,7 @@ class PayoutStoreContract:
         assert await self._states(db, payout_id) == ["sent"]
         assert await self._claim(db, payout_id, retry_at + timedelta(days=1), lease) == []
 
-    async def test_a_failure_after_sent_is_told_as_a_return(self, db: PayoutDatabase) -> None:
+    async def test_a_failure_after_sent_is_told_as_a_return(self, db: PayoutsStore) -> None:
         creator = uid("cr")
         account = replace(acct(creator), email=f"{creator}@x.test")
         created = new_payout(uid("deal"), creator, account)
@@ -774,9 +833,7 @@ class PayoutStoreContract:
             ("failed", True),
         ]
 
-    async def test_a_held_payouts_email_says_why_from_its_hold_code(
-        self, db: PayoutDatabase
-    ) -> None:
+    async def test_a_held_payouts_email_says_why_from_its_hold_code(self, db: PayoutsStore) -> None:
         creator = uid("cr")
         async with db.transaction() as repo:
             await repo.save_account(
@@ -791,7 +848,7 @@ class PayoutStoreContract:
             ((notice, _),) = await repo.emails_of(held.payout.payout_id)
         assert (notice.status, notice.hold_code) == ("held", HoldCode.TAX_FORM.value)
 
-    async def _emailed_payout(self, db: PayoutDatabase) -> tuple[str, str]:
+    async def _emailed_payout(self, db: PayoutsStore) -> tuple[str, str]:
         creator = uid("cr")
         account = replace(acct(creator), email=f"{creator}@x.test")
         created = new_payout(uid("deal"), creator, account)
@@ -802,13 +859,13 @@ class PayoutStoreContract:
         return creator, created.payout.payout_id
 
     async def _claim(
-        self, db: PayoutDatabase, payout_id: str, now: datetime, lease: timedelta
+        self, db: PayoutsStore, payout_id: str, now: datetime, lease: timedelta
     ) -> list[DueEmail]:
         async with db.transaction() as repo:
             claimed = await repo.claim_emails(now, lease, 10_000)
         return [d for d in claimed if d.notice.payout_id == payout_id]
 
-    async def _states(self, db: PayoutDatabase, payout_id: str) -> list[str]:
+    async def _states(self, db: PayoutsStore, payout_id: str) -> list[str]:
         async with db.snapshot() as repo:
             return [state for _, state in await repo.emails_of(payout_id)]
 

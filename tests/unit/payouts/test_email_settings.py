@@ -13,7 +13,7 @@ from services.payouts.destinations import new_key
 from services.payouts.dispatcher import utc_now
 from services.payouts.notifications import email_sender
 from services.payouts.settings import PayoutsSettings
-from services.payouts.store.memory import MemoryPayouts
+from services.payouts.store.memory import MemoryPayoutsStore
 
 UNUSED_POOL = cast(asyncpg.Pool, object())  # the sender's loop is built, never run here
 
@@ -21,9 +21,9 @@ UNUSED_POOL = cast(asyncpg.Pool, object())  # the sender's loop is built, never 
 def test_emails_are_off_without_an_smtp_host() -> None:
     settings = PayoutsSettings()
     assert not settings.emails_on()
-    assert email_sender(UNUSED_POOL, MemoryPayouts(), settings, utc_now) == []
+    assert email_sender(UNUSED_POOL, MemoryPayoutsStore(), settings, utc_now) == []
     on = PayoutsSettings(smtp_host="smtp.example.com", smtp_from="payouts@example.com")
-    assert len(email_sender(UNUSED_POOL, MemoryPayouts(), on, utc_now)) == 1
+    assert len(email_sender(UNUSED_POOL, MemoryPayoutsStore(), on, utc_now)) == 1
 
 
 def test_an_smtp_host_needs_a_sender_and_a_whole_login() -> None:

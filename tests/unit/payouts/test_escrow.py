@@ -14,7 +14,7 @@ from services.payouts.domain.escrow import Funding, escrow_problems, funding_ord
 from services.payouts.domain.ledger import brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer, ledger_problems
 from services.payouts.reports import EscrowTotals, brand_statement
-from services.payouts.store.memory import MemoryPayouts
+from services.payouts.store.memory import MemoryPayoutsStore
 from shared.contract.errors import EventRejected
 from shared.contract.money import Money
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, funded, uid
@@ -184,7 +184,7 @@ def test_the_ledger_check_finds_a_negative_escrow_and_a_waiting_payout_owes_noth
 
 
 async def test_a_brand_statement_shows_fundings_draws_clawbacks_and_the_balance() -> None:
-    db = MemoryPayouts()
+    db = MemoryPayoutsStore()
     creator, brand, deal = uid("cr"), uid("br"), uid("deal")
     funding = Funding(uid("fund"), brand, Money.of("500.00", "USD"), T0)
     drawn = new_payout(deal, creator, acct(creator), brand_id=brand)

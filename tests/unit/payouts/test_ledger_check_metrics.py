@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from services.payouts.schedules import LedgerCheck
-from services.payouts.store.memory import MemoryPayouts
+from services.payouts.store.memory import MemoryPayoutsStore
 from tests.support.metrics import LabelledCounter
 from tests.unit.payouts.builders import account, confirmed, deal_signed, fx, uid
 from tests.unit.payouts.harness import Harness
@@ -43,7 +43,7 @@ async def test_a_sound_ledger_reads_zero_and_a_broken_one_its_problems() -> None
 
 
 async def test_a_check_that_cannot_run_is_counted_and_does_not_raise() -> None:
-    class Unreachable(MemoryPayouts):
+    class Unreachable(MemoryPayoutsStore):
         def snapshot(self):  # type: ignore[no-untyped-def,override]
             raise ConnectionError("database down")
 

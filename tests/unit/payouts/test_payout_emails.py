@@ -23,7 +23,7 @@ from services.payouts.domain.accounts import HoldCode
 from services.payouts.notices import Notice
 from services.payouts.notifications.content import Link, body, message, subject
 from services.payouts.notifications.sender import EmailSender
-from services.payouts.store.memory import MemoryPayouts
+from services.payouts.store.memory import MemoryPayoutsStore
 from shared.contract.money import Money
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, uid
 from tests.unit.payouts.fake_mailer import FakeMailer
@@ -129,7 +129,7 @@ class Emails:
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.mailer.messages if m["To"] == address]
 
-    def states(self, db: MemoryPayouts) -> list[str]:
+    def states(self, db: MemoryPayoutsStore) -> list[str]:
         return [r.state for r in db.state.emails.values()]
 
 

@@ -13,7 +13,7 @@ from services.payouts.domain.accounts import HoldCode
 from services.payouts.domain.ledger import TransferKind, creator_paid, creator_payable, move
 from services.payouts.domain.ledger_check import PostedTransfer, ledger_problems
 from services.payouts.domain.lifecycle import InvalidTransition
-from services.payouts.handlers import PayoutNotFound, PayoutTransaction, retry_payout
+from services.payouts.handlers import PayoutNotFound, PendingChanges, retry_payout
 from services.payouts.providers import (
     ProviderError,
     Settlement,
@@ -179,7 +179,7 @@ async def test_a_payout_given_up_on_timeouts_is_retried_under_the_same_key() -> 
     [failed] = h.payouts(deal)
     assert failed.status == "failed" and failed.in_doubt
     async with h.db.transaction() as repo:
-        changes = PayoutTransaction(repo, h.policy, h.now)
+        changes = PendingChanges(repo, h.policy, h.now)
         retried = await retry_payout(changes, failed.payout_id)
         await changes.flush()
     assert retried.status == "scheduled" and retried.chapter == 1
@@ -197,7 +197,7 @@ async def test_an_operator_retry_names_what_cannot_be_retried() -> None:
     deal, _ = await _deal(h, "acct_fine")
     [sent] = h.payouts(deal)
     async with h.db.transaction() as repo:
-        changes = PayoutTransaction(repo, h.policy, h.now)
+        changes = PendingChanges(repo, h.policy, h.now)
         with pytest.raises(PayoutNotFound):
             await retry_payout(changes, "po_nope")
         with pytest.raises(InvalidTransition, match="is sent, not failed"):

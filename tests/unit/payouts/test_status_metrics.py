@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.payouts.store.memory import MemoryPayoutRepository
+from services.payouts.store.memory import MemoryPayoutsTransaction
 from shared.contract.events import CloudEvent
 from shared.contract.events.vocabulary import PAYOUT_STATUSES
 from tests.support.metrics import LabelledCounter
@@ -59,11 +59,13 @@ async def test_a_transaction_that_rolls_back_counts_nothing(
     events = (fx(RATES), account(creator), deal_signed(deal, creator))
     before = transitions()
 
-    async def outbox_down(self: MemoryPayoutRepository, events: Sequence[CloudEvent[Any]]) -> None:
+    async def outbox_down(
+        self: MemoryPayoutsTransaction, events: Sequence[CloudEvent[Any]]
+    ) -> None:
         raise ConnectionError("outbox write failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(MemoryPayoutRepository, "enqueue", outbox_down)
+        patch.setattr(MemoryPayoutsTransaction, "enqueue", outbox_down)
         with pytest.raises(ConnectionError):
             await h.consume(*events, confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
     assert h.payouts(deal) == [] and grown(before) == {}

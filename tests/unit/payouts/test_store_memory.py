@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from services.payouts.store.memory import MemoryPayouts
+from services.payouts.store.memory import MemoryPayoutsStore
 from tests.unit.payouts.store_contract import PayoutStoreContract
 
 
 class TestMemoryStore(PayoutStoreContract):
     @pytest.fixture
-    def db(self) -> MemoryPayouts:
-        return MemoryPayouts()
+    def db(self) -> MemoryPayoutsStore:
+        return MemoryPayoutsStore()

@@ -14,7 +14,7 @@ import services.tracking.handlers as handlers
 from services.tracking.app import SERVICE
 from services.tracking.handlers import make_handler, read_ahead
 from services.tracking.store.memory import MemoryTrackingStore
-from services.tracking.store.port import TrackingTx
+from services.tracking.store.port import TrackingTransaction
 from shared.runtime.unit_of_work import UnitsOfWork
 from tests.unit.tracking.builders import T0, deal_event, delivered, order_event, post_event
 
@@ -36,7 +36,7 @@ def translations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counted
 
 
-def units(store: MemoryTrackingStore) -> UnitsOfWork[TrackingTx]:
+def units(store: MemoryTrackingStore) -> UnitsOfWork[TrackingTransaction]:
     return UnitsOfWork(SERVICE, store, make_handler(), read_ahead=read_ahead, clock=lambda: NOW)
 
 
