@@ -32,7 +32,11 @@ INPUT_TOPICS: Final = (
     Topic.DELIVERABLES_CONFIRMED,
 )
 # Published through the outbox; the registry routes each event type to its topic.
-OUTPUT_TOPICS: Final = (Topic.TRACKING_ATTRIBUTION, Topic.DELIVERABLES_CONFIRMED)
+OUTPUT_TOPICS: Final = (
+    Topic.TRACKING_ATTRIBUTION,
+    Topic.TRACKING_CAMPAIGN_ATTRIBUTION,
+    Topic.DELIVERABLES_CONFIRMED,
+)
 # Larger batches amortise the fixed cost of a transaction and the per-deal work (every
 # touched deal's totals are read and published once per batch); under light load a batch is
 # whatever arrived while the previous one was applied, so latency stays low (`make bench`).

@@ -9,8 +9,10 @@ Everything a batch changes is derived again from stored state (post memberships,
 outcomes and credits, deal totals, deliverable confirmations) for exactly the entities it
 touched, so the result does not depend on how events were ordered or split into batches.
 At most one `attribution.updated` per deal leaves per batch, and only when the deal's
-figures or its campaign's attribution model changed. So tracking takes a batch's events
-together in one handler, set-based, rather than one handler per event type (`by_type`).
+figures or its campaign's attribution model changed; likewise at most one
+`campaign.attribution.updated` per campaign, summed from its deals' stored figures. So
+tracking takes a batch's events together in one handler, set-based, rather than one handler
+per event type (`by_type`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
 
+from services.tracking.domain.attribution import DealAttribution
+from services.tracking.domain.campaigns import (
+    CampaignAttribution,
+    UnattributedChange,
+    campaign_attribution,
+    unattributed_changes,
+)
 from services.tracking.domain.credit import ModelSetting
 from services.tracking.domain.deals import DealTerms, code_clash
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
@@ -31,6 +40,7 @@ from services.tracking.store.port import AffectedOrders, TrackingTransaction
 from services.tracking.translate import (
     BatchInputs,
     attribution_event,
+    campaign_attribution_event,
     confirmation_event,
     conflicting_terms,
     read_inputs,
@@ -47,11 +57,13 @@ DEFAULT_LEAK_RULES: Final = LeakThresholds()
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What a batch changed: events applied, attribution updates and confirmations queued."""
+    """What a batch changed: events applied, attribution updates and confirmations queued,
+    and campaign attribution updates."""
 
     applied: int
     attribution_updates: int
     confirmations: int
+    campaign_updates: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +151,15 @@ async def handle_batch(
     await tx.add_fx_snapshots(inputs.fx, fx_max_move)
     post_pairs, deal_pairs, moved = await _store_posts(tx, posts, new_deals)
     models = await _store_models(tx, inputs)
-    touched |= moved | await _store_orders(tx, inputs, new_deals, models)
+    order_deals, unattributed = await _store_orders(tx, inputs, new_deals, models)
+    touched |= moved | order_deals
     # A new model publishes every deal of its campaign once, changed figures or not.
     touched |= await tx.deals_of_campaigns({(m.campaign_id, m.brand_id) for m in models})
     attributions, leak_alerts = await attribute_with_leaks(tx, touched, leak_rules, now=uow.now)
     updated = await tx.save_attributions(attributions)
+    campaigns = await _attribute_campaigns(
+        tx, inputs, attributions, await tx.add_unattributed(unattributed)
+    )
 
     manual = await _store_manual_confirmations(tx, inputs, new_deals)
     to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
@@ -153,9 +169,36 @@ async def handle_batch(
     uow.publish(
         leak_alerts
         + [attribution_event(a, now=uow.now) for a in sorted(updated, key=lambda a: a.deal_id)]
+        + [campaign_attribution_event(c, now=uow.now) for c in campaigns]
         + [confirmation_event(c) for c in confirmed]
     )
-    return BatchResult(len(new), len(updated), len(confirmed))
+    return BatchResult(len(new), len(updated), len(confirmed), len(campaigns))
+
+
+async def _attribute_campaigns(
+    tx: TrackingTransaction,
+    inputs: BatchInputs,
+    attributions: list[DealAttribution],
+    brands: set[str],
+) -> list[CampaignAttribution]:
+    """The campaigns whose figures changed, with their new sequence, by (campaign, brand).
+
+    Touched: the campaigns of the deals attributed again (changed or not: an earlier
+    announcement of a deal may change the campaign's first deal), every campaign of the
+    brands whose unattributed orders changed, and, with FX snapshots in the batch, the
+    campaigns converting a currency whose figures they may change. Each is summed again from
+    its deals' stored figures (domain.campaigns), never from its orders.
+    """
+    campaigns = await tx.campaigns_of_deals({a.deal_id for a in attributions})
+    campaigns |= await tx.campaigns_of_brands(brands)
+    since = min((s.as_of for s, _ in inputs.fx), default=None)
+    if since is not None:
+        campaigns |= await tx.campaigns_converted_since(since)
+    if not campaigns:
+        return []
+    figures = [campaign_attribution(facts) for facts in await tx.campaign_facts(campaigns)]
+    saved = await tx.save_campaign_attributions(figures)
+    return sorted(saved, key=lambda c: (c.campaign_id, c.brand_id))
 
 
 def _inputs_of(new: NewEvents) -> tuple[BatchInputs, list[PostSnapshot]]:
@@ -295,9 +338,10 @@ async def _store_orders(
     inputs: BatchInputs,
     new_deals: list[DealTerms],
     models: list[ModelSetting],
-) -> set[str]:
+) -> tuple[set[str], list[UnattributedChange]]:
     """Store new clicks, orders and refunds, and evaluate again the stored orders they may
-    change; returns the deals whose orders changed."""
+    change; returns the deals whose orders changed and how the brands' unattributed orders
+    changed (domain.campaigns.unattributed_changes)."""
     # New orders are stored with their outcome, worked out from what is stored now (the
     # batch's deals, clicks, models, snapshots and refunds included).
     refunded = await tx.add_refunds(inputs.refunds)
@@ -308,6 +352,12 @@ async def _store_orders(
     ]
     new_orders = await tx.add_orders([inputs.orders[o.order_id] for o in evaluated], evaluated)
     touched = set().union(*(_credited(o) for o in evaluated if o.order_id in new_orders))
+    unattributed = [
+        change
+        for o in evaluated
+        if o.order_id in new_orders
+        for change in unattributed_changes(inputs.orders[o.order_id], None, o)
+    ]
     # Stored orders whose outcome may have changed: refunded ones, those whose code a new
     # deal carries, converted or waiting ones a snapshot of this batch may now cover, those
     # of the visitors of new clicks or of clicks on new deals, and those of campaigns with a
@@ -329,8 +379,9 @@ async def _store_orders(
         if outcome != context.current:
             changed_outcomes.append(outcome)
             touched |= _credited(context.current) | _credited(outcome)
+            unattributed += unattributed_changes(context.order, context.current, outcome)
     await tx.save_order_outcomes(changed_outcomes)
-    return touched
+    return touched, unattributed
 
 
 async def _confirm_due(

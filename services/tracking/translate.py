@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from services.tracking.domain.attribution import DealAttribution
+from services.tracking.domain.campaigns import CampaignAttribution
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
 from services.tracking.domain.deliverables import Confirmation
@@ -25,6 +26,9 @@ from shared.contract.errors import EventRejected
 from shared.contract.events import (
     AttributionModelSet,
     AttributionUpdated,
+    CampaignAttributionUpdated,
+    CampaignCurrencyTotals,
+    CampaignFx,
     CloudEvent,
     DealSigned,
     DeliverableConfirmed,
@@ -48,6 +52,7 @@ SOURCE: Final = "creatorflow/tracking"
 _ATTRIBUTION_ENVELOPE: Final = envelope_for(AttributionUpdated)
 _CONFIRMATION_IDS: Final = uuid.UUID("5b0c7f3e-2d41-4c59-9a55-7f0e3c1d2a64")
 _LEAK_ALERT_IDS: Final = uuid.UUID("1f6b3c52-8d0e-4a7b-b1f4-3e9a6c2d5b80")
+_CAMPAIGN_IDS: Final = uuid.UUID("8e2d4a17-6c3b-4f90-a5d2-0b7e9c1f3a48")
 
 
 def deal_terms(event: CloudEvent[Any]) -> DealTerms:
@@ -254,6 +259,67 @@ def attribution_event(attribution: DealAttribution, *, now: datetime) -> CloudEv
         subject=attribution.deal_id,
         datacontenttype=JSON_CONTENT_TYPE,
         data=data,
+    )
+
+
+def campaign_attribution_event(campaign: CampaignAttribution, *, now: datetime) -> CloudEvent[Any]:
+    """`campaign.attribution.updated` for one campaign, stamped `now`. Its id derives from
+    (campaign, brand, sequence): each published version has one id. At most one per
+    campaign per batch, so it is validated like any event."""
+    engagement, ratios, reporting = campaign.engagement, campaign.ratios, campaign.reporting
+    fx = campaign.fx
+    event_id = uuid.uuid5(
+        _CAMPAIGN_IDS, f"{campaign.campaign_id}/{campaign.brand_id}/{campaign.sequence}"
+    )
+    return make_event(
+        CampaignAttributionUpdated(
+            campaign_id=campaign.campaign_id,
+            brand_id=campaign.brand_id,
+            sequence=campaign.sequence,
+            deals=campaign.deals,
+            posts=engagement.posts,
+            likes=engagement.likes,
+            comments=engagement.comments,
+            shares=engagement.shares,
+            saves=engagement.saves,
+            engagements=engagement.engagements,
+            views=engagement.views,
+            impressions=engagement.impressions,
+            reach=engagement.reach,
+            engagement_rate=ratios.engagement_rate,
+            orders=sum(t.performance.orders for t in campaign.totals),
+            pending_fx_orders=sum(t.performance.pending_fx_orders for t in campaign.totals),
+            totals=tuple(
+                CampaignCurrencyTotals(
+                    deals=t.deals,
+                    orders=t.performance.orders,
+                    pending_fx_orders=t.performance.pending_fx_orders,
+                    revenue=t.performance.revenue,
+                    fees=t.fees,
+                    spend=t.performance.spend,
+                )
+                for t in campaign.totals
+            ),
+            reporting_currency=campaign.reporting_currency,
+            fx_pending=campaign.fx_pending,
+            revenue=None if reporting is None else reporting.revenue,
+            fees=campaign.reporting_fees,
+            spend=None if reporting is None else reporting.spend,
+            fx=None
+            if fx is None
+            else CampaignFx(as_of=fx.as_of, source=fx.source, rates=dict(fx.rates)),
+            cpm=ratios.cpm,
+            cpe=ratios.cpe,
+            cpa=ratios.cpa,
+            roas=ratios.roas,
+            roi_pct=ratios.roi_pct,
+            unattributed_orders=campaign.unattributed.orders,
+            unattributed_revenue=campaign.unattributed.revenue,
+            as_of=campaign.as_of,
+        ),
+        source=SOURCE,
+        id=str(event_id),
+        time=now,
     )
 
 

@@ -63,6 +63,7 @@ BRAND_SENDS: Final = (
 BRAND_RECEIVES: Final = (
     EventType.MATCH_SUGGESTED,
     EventType.ATTRIBUTION_UPDATED,
+    EventType.CAMPAIGN_ATTRIBUTION_UPDATED,
     *(t for t in EventType if t.startswith("payout.")),
 )
 SHOP_SENDS: Final = (

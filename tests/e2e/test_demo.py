@@ -54,6 +54,9 @@ def test_demo_plays_a_campaign_whose_figures_match_the_ground_truth(tmp_path: Pa
     # The totals the services published equal the ones the scenario computed on its own.
     assert summary["observed_totals"] == summary["truth_totals"]
     assert summary["truth_totals"]["orders"] > 0
+    # The campaign's own event carries its deals' sums and the shop's orders of unknown codes.
+    assert summary["campaign_matches_deals"], summary
+    assert "orders of the brand with unknown codes" in out
     assert {"JPY", "KWD", "BHD"} <= set(summary["payout_currencies"])
     showcase = summary["rails_showcase"]
     assert [r["what"] for r in showcase] == ["PayPal payout", "Wise payout", "returned, re-sent"]

@@ -19,7 +19,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
 # What each service publishes, as the design names it; the app modules must agree.
 PUBLISHED = {
     "matching": {Topic.MATCH_SUGGESTIONS},
-    "tracking": {Topic.TRACKING_ATTRIBUTION, Topic.DELIVERABLES_CONFIRMED},
+    "tracking": {
+        Topic.TRACKING_ATTRIBUTION,
+        Topic.TRACKING_CAMPAIGN_ATTRIBUTION,
+        Topic.DELIVERABLES_CONFIRMED,
+    },
     "payouts": {Topic.PAYOUTS_STATUS},
 }
 

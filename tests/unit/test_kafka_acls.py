@@ -104,6 +104,7 @@ def test_a_brand_writes_and_reads_what_the_readme_tells_brands() -> None:
         == {
             "match.suggestions",
             "tracking.attribution",
+            "tracking.campaign-attribution",
             "payouts.status",
         }
     )

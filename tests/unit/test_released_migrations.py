@@ -45,6 +45,7 @@ RELEASED = {
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
     "0203_tracking_clicks_and_models": "9c8046b36718dd69",
     "0204_tracking_leaked_codes": "977221ba21d939b9",
+    "0205_tracking_campaign_attribution": "eaddfe83e4329384",
 }
 
 

@@ -10,12 +10,25 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement
+from services.tracking.domain.attribution import (
+    DealAttribution,
+    DealFacts,
+    Engagement,
+    Performance,
+)
+from services.tracking.domain.campaigns import (
+    CampaignAttribution,
+    CampaignFacts,
+    CurrencyTotals,
+    Unattributed,
+    UnattributedChange,
+    unattributed_totals,
+)
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
@@ -54,6 +67,9 @@ class MemoryState:
     models: dict[tuple[str, str], ModelSetting] = field(default_factory=dict)
     leak_suspects: set[str] = field(default_factory=set)
     leak_alerts: dict[tuple[str, str, str], LeakAlert] = field(default_factory=dict)
+    # Each brand's unattributed orders per currency: (orders, amount).
+    unattributed: dict[tuple[str, str], tuple[int, Decimal]] = field(default_factory=dict)
+    campaigns: dict[tuple[str, str], CampaignAttribution] = field(default_factory=dict)
 
     def snapshot(self) -> MemoryState:
         """A copy to roll back to; the values held are immutable, so copying containers is
@@ -442,6 +458,88 @@ class MemoryTrackingTransaction:
                 self.s.attributions[a.deal_id] = a
                 changed.append(a)
         return changed
+
+    async def add_unattributed(self, changes: Sequence[UnattributedChange]) -> set[str]:
+        brands = set()
+        for change in changes:
+            key = (change.brand_id, change.amount.currency)
+            orders, amount = self.s.unattributed.get(key, (0, Decimal(0)))
+            orders, amount = orders + change.orders, amount + change.amount.amount
+            if orders == 0 and amount == 0:
+                self.s.unattributed.pop(key, None)
+            else:
+                self.s.unattributed[key] = (orders, amount)
+            brands.add(change.brand_id)
+        return brands
+
+    async def campaigns_of_deals(self, deal_ids: Collection[str]) -> set[tuple[str, str]]:
+        return {
+            (d.campaign_id, d.brand_id) for i in deal_ids if (d := self.s.deals.get(i)) is not None
+        }
+
+    async def campaigns_of_brands(self, brand_ids: Collection[str]) -> set[tuple[str, str]]:
+        return {
+            (d.campaign_id, d.brand_id) for d in self.s.deals.values() if d.brand_id in brand_ids
+        }
+
+    async def campaigns_converted_since(self, since: datetime) -> set[tuple[str, str]]:
+        return {key for key, c in self.s.campaigns.items() if c.converted and c.as_of >= since}
+
+    async def campaign_facts(self, campaigns: Collection[tuple[str, str]]) -> list[CampaignFacts]:
+        facts = []
+        for campaign_id, brand_id in sorted(campaigns):
+            deals = sorted(
+                (
+                    d
+                    for d in self.s.deals.values()
+                    if (d.campaign_id, d.brand_id) == (campaign_id, brand_id)
+                    and d.deal_id in self.s.attributions
+                ),
+                key=lambda d: (d.signed_at, d.deal_id),
+            )
+            if not deals:
+                continue
+            by_currency: dict[str, CurrencyTotals] = {}
+            for deal in deals:
+                a = self.s.attributions[deal.deal_id]
+                known = by_currency.get(
+                    deal.currency,
+                    CurrencyTotals(0, Money.zero(deal.currency), Performance.zero(deal.currency)),
+                )
+                by_currency[deal.currency] = CurrencyTotals(
+                    known.deals + 1, known.fees + deal.fee, known.performance + a.performance
+                )
+            totals = tuple(by_currency[c] for c in sorted(by_currency))
+            fact = CampaignFacts(
+                campaign_id,
+                brand_id,
+                deals[0].currency,
+                totals,
+                unattributed=self._unattributed(brand_id),
+            )
+            if fact.converted and fact.as_of is not None:
+                fact = replace(fact, snapshot=self._snapshot_at(fact.as_of))
+            facts.append(fact)
+        return facts
+
+    def _unattributed(self, brand_id: str) -> Unattributed:
+        mine = {c: v for (b, c), v in self.s.unattributed.items() if b == brand_id}
+        return unattributed_totals(
+            sum(orders for orders, _ in mine.values()), {c: a for c, (_, a) in mine.items()}
+        )
+
+    async def save_campaign_attributions(
+        self, campaigns: Sequence[CampaignAttribution]
+    ) -> list[CampaignAttribution]:
+        saved = []
+        for c in campaigns:
+            key = (c.campaign_id, c.brand_id)
+            stored = self.s.campaigns.get(key)
+            if stored != c:
+                c = replace(c, sequence=1 if stored is None else stored.sequence + 1)
+                self.s.campaigns[key] = c
+                saved.append(c)
+        return saved
 
     async def open_deliverables(self, deal_ids: Collection[str]) -> list[DeliverableState]:
         states = []

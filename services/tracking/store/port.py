@@ -16,6 +16,11 @@ from decimal import Decimal
 from typing import Protocol
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts
+from services.tracking.domain.campaigns import (
+    CampaignAttribution,
+    CampaignFacts,
+    UnattributedChange,
+)
 from services.tracking.domain.credit import Click, ModelSetting
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
@@ -237,6 +242,41 @@ class TrackingTransaction(Transaction, Protocol):
         self, attributions: Sequence[DealAttribution]
     ) -> list[DealAttribution]:
         """Store each deal's attribution; return those that differ from what was stored."""
+        ...
+
+    async def add_unattributed(self, changes: Sequence[UnattributedChange]) -> set[str]:
+        """Add `changes` to the running totals of each brand's unattributed orders (per brand
+        and currency: orders and amount); return the brands changed."""
+        ...
+
+    async def campaigns_of_deals(self, deal_ids: Collection[str]) -> set[tuple[str, str]]:
+        """The (campaign, brand) of each stored deal in `deal_ids`."""
+        ...
+
+    async def campaigns_of_brands(self, brand_ids: Collection[str]) -> set[tuple[str, str]]:
+        """Every (campaign, brand) with a stored deal of one of `brand_ids`."""
+        ...
+
+    async def campaigns_converted_since(self, since: datetime) -> set[tuple[str, str]]:
+        """The stored campaign attributions that convert a currency (CampaignAttribution.
+        converted) and reflect inputs up to `since` or later (`as_of >= since`): those a
+        snapshot dated `since` may change."""
+        ...
+
+    async def campaign_facts(self, campaigns: Collection[tuple[str, str]]) -> list[CampaignFacts]:
+        """The CampaignFacts of each (campaign, brand) with a stored deal attribution: its
+        deals' stored attributions and fees summed per currency, the currency of its first
+        signed deal (earliest signed_at, then smallest deal id), the trusted snapshot in
+        force at its as_of (only when a currency must be converted) and its brand's
+        unattributed totals."""
+        ...
+
+    async def save_campaign_attributions(
+        self, campaigns: Sequence[CampaignAttribution]
+    ) -> list[CampaignAttribution]:
+        """Store each campaign's attribution (one per campaign and brand) whose figures differ
+        from those stored; return those, each with its `sequence`: 1 for the campaign's first,
+        then one more than the one stored."""
         ...
 
     async def open_deliverables(self, deal_ids: Collection[str]) -> list[DeliverableState]:

@@ -9,12 +9,21 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement
+from services.tracking.domain.campaigns import (
+    CampaignAttribution,
+    CampaignFacts,
+    CurrencyTotals,
+    UnattributedChange,
+    unattributed_totals,
+)
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
@@ -31,6 +40,8 @@ from services.tracking.store.port import (
 )
 from services.tracking.store.rows import (
     attribution_from,
+    campaign_figures,
+    campaign_totals_from,
     click_from,
     credit_from,
     deal_from,
@@ -648,6 +659,112 @@ class PostgresTrackingTransaction:
         )
         changed = {row["deal_id"] for row in rows}
         return [a for a in attributions if a.deal_id in changed]
+
+    async def add_unattributed(self, changes: Sequence[UnattributedChange]) -> set[str]:
+        if not changes:
+            return set()
+        await self._conn.execute(
+            queries.ADD_UNATTRIBUTED,
+            [c.brand_id for c in changes],
+            [c.amount.currency for c in changes],
+            [c.orders for c in changes],
+            [c.amount.amount for c in changes],
+        )
+        await self._conn.execute(
+            "DELETE FROM tracking_unattributed "
+            "WHERE brand_id = ANY($1::text[]) AND orders = 0 AND revenue = 0",
+            list({c.brand_id for c in changes}),
+        )
+        return {c.brand_id for c in changes}
+
+    async def campaigns_of_deals(self, deal_ids: Collection[str]) -> set[tuple[str, str]]:
+        if not deal_ids:
+            return set()
+        rows = await self._conn.fetch(
+            "SELECT DISTINCT campaign_id, brand_id FROM tracking_deals "
+            "WHERE deal_id = ANY($1::text[])",
+            list(deal_ids),
+        )
+        return {(row["campaign_id"], row["brand_id"]) for row in rows}
+
+    async def campaigns_of_brands(self, brand_ids: Collection[str]) -> set[tuple[str, str]]:
+        if not brand_ids:
+            return set()
+        rows = await self._conn.fetch(
+            "SELECT DISTINCT campaign_id, brand_id FROM tracking_deals "
+            "WHERE brand_id = ANY($1::text[])",
+            list(brand_ids),
+        )
+        return {(row["campaign_id"], row["brand_id"]) for row in rows}
+
+    async def campaigns_converted_since(self, since: datetime) -> set[tuple[str, str]]:
+        rows = await self._conn.fetch(
+            "SELECT campaign_id, brand_id FROM tracking_campaign_attribution "
+            "WHERE converted AND as_of >= $1",
+            since,
+        )
+        return {(row["campaign_id"], row["brand_id"]) for row in rows}
+
+    async def campaign_facts(self, campaigns: Collection[tuple[str, str]]) -> list[CampaignFacts]:
+        if not campaigns:
+            return []
+        keys = sorted(campaigns)
+        columns = [c for c, _ in keys], [b for _, b in keys]
+        totals: dict[tuple[str, str], list[CurrencyTotals]] = {}
+        for row in await self._conn.fetch(queries.CAMPAIGN_TOTALS, *columns):
+            key = (row["campaign_id"], row["brand_id"])
+            totals.setdefault(key, []).append(campaign_totals_from(row))
+        reporting = {
+            (row["campaign_id"], row["brand_id"]): row["currency"]
+            for row in await self._conn.fetch(queries.REPORTING_CURRENCIES, *columns)
+        }
+        unattributed: dict[str, tuple[int, dict[str, Decimal]]] = {}
+        for row in await self._conn.fetch(
+            "SELECT brand_id, currency, orders, revenue FROM tracking_unattributed "
+            "WHERE brand_id = ANY($1::text[])",
+            list({b for _, b in keys}),
+        ):
+            orders, revenue = unattributed.setdefault(row["brand_id"], (0, {}))
+            revenue[row["currency"]] = row["revenue"]
+            unattributed[row["brand_id"]] = (orders + row["orders"], revenue)
+        facts = []
+        for key in keys:
+            if key not in totals:
+                continue
+            orders, revenue = unattributed.get(key[1], (0, {}))
+            fact = CampaignFacts(
+                key[0],
+                key[1],
+                reporting[key],
+                tuple(sorted(totals[key], key=lambda t: t.currency)),
+                unattributed=unattributed_totals(orders, revenue),
+            )
+            if fact.converted and fact.as_of is not None:
+                # Only campaigns in several currencies: a statement each is fine.
+                snapshot = await fx_store.snapshot_at(self._conn, fact.as_of, trusted=True)
+                fact = replace(fact, snapshot=snapshot)
+            facts.append(fact)
+        return facts
+
+    async def save_campaign_attributions(
+        self, campaigns: Sequence[CampaignAttribution]
+    ) -> list[CampaignAttribution]:
+        if not campaigns:
+            return []
+        rows = await self._conn.fetch(
+            queries.SAVE_CAMPAIGN_ATTRIBUTIONS,
+            [c.campaign_id for c in campaigns],
+            [c.brand_id for c in campaigns],
+            [c.as_of for c in campaigns],
+            [c.converted for c in campaigns],
+            [campaign_figures(c) for c in campaigns],
+        )
+        sequences = {(row["campaign_id"], row["brand_id"]): row["sequence"] for row in rows}
+        return [
+            replace(c, sequence=sequences[key])
+            for c in campaigns
+            if (key := (c.campaign_id, c.brand_id)) in sequences
+        ]
 
     async def open_deliverables(self, deal_ids: Collection[str]) -> list[DeliverableState]:
         if not deal_ids:

@@ -390,3 +390,53 @@ SELECT coalesce(c.deal_id, f.deal_id) AS deal_id, f.deal_id IS NOT NULL AS suspe
        coalesce(c.withheld_revenue, 0) AS withheld_revenue
 FROM credited c FULL JOIN flagged f USING (deal_id)
 """
+
+# Changes to the brands' unattributed totals, summed per (brand, currency) first.
+ADD_UNATTRIBUTED = """
+INSERT INTO tracking_unattributed AS t (brand_id, currency, orders, revenue)
+SELECT brand_id, currency, sum(orders), sum(revenue)
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[])
+    AS u(brand_id, currency, orders, revenue)
+GROUP BY brand_id, currency
+ON CONFLICT (brand_id, currency) DO UPDATE
+    SET orders = t.orders + EXCLUDED.orders, revenue = t.revenue + EXCLUDED.revenue
+"""
+
+# Each (campaign, brand)'s stored deal attributions and fees summed per currency.
+CAMPAIGN_TOTALS = """
+SELECT d.campaign_id, d.brand_id, a.currency, count(*) AS deals, sum(d.fee_amount) AS fees,
+       sum(a.posts)::bigint AS posts, sum(a.likes)::bigint AS likes,
+       sum(a.comments)::bigint AS comments, sum(a.shares)::bigint AS shares,
+       sum(a.saves)::bigint AS saves, sum(a.views)::bigint AS views,
+       sum(a.impressions)::bigint AS impressions, sum(a.reach)::bigint AS reach,
+       sum(a.rate_sum) AS rate_sum, sum(a.rated_posts)::bigint AS rated_posts,
+       sum(a.orders)::bigint AS orders, sum(a.pending_fx_orders)::bigint AS pending_fx_orders,
+       sum(a.revenue) AS revenue, sum(a.spend) AS spend, max(a.as_of) AS as_of
+FROM unnest($1::text[], $2::text[]) AS c(campaign_id, brand_id)
+JOIN tracking_deals d ON d.campaign_id = c.campaign_id AND d.brand_id = c.brand_id
+JOIN tracking_attribution a ON a.deal_id = d.deal_id
+GROUP BY d.campaign_id, d.brand_id, a.currency
+"""
+
+# The currency of each (campaign, brand)'s first signed deal; "C" collation: the code-point
+# order of Python's str comparison (domain.campaigns).
+REPORTING_CURRENCIES = """
+SELECT DISTINCT ON (d.campaign_id, d.brand_id) d.campaign_id, d.brand_id, d.currency
+FROM unnest($1::text[], $2::text[]) AS c(campaign_id, brand_id)
+JOIN tracking_deals d ON d.campaign_id = c.campaign_id AND d.brand_id = c.brand_id
+ORDER BY d.campaign_id, d.brand_id, d.signed_at, d.deal_id COLLATE "C"
+"""
+
+# A campaign's attribution stored when its figures changed, its sequence one more.
+SAVE_CAMPAIGN_ATTRIBUTIONS = """
+INSERT INTO tracking_campaign_attribution AS t
+    (campaign_id, brand_id, sequence, as_of, converted, figures)
+SELECT u.campaign_id, u.brand_id, 1, u.as_of, u.converted, u.figures::jsonb
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::boolean[], $5::text[])
+    AS u(campaign_id, brand_id, as_of, converted, figures)
+ON CONFLICT (campaign_id, brand_id) DO UPDATE
+    SET sequence = t.sequence + 1, as_of = EXCLUDED.as_of, converted = EXCLUDED.converted,
+        figures = EXCLUDED.figures
+    WHERE t.figures IS DISTINCT FROM EXCLUDED.figures
+RETURNING t.campaign_id, t.brand_id, t.sequence
+"""

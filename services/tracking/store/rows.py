@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import fields, is_dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from services.tracking.domain.attribution import DealAttribution, Engagement, Performance, Ratios
+from services.tracking.domain.campaigns import CampaignAttribution, CurrencyTotals
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
 from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
@@ -257,3 +259,51 @@ def leak_order_from(row: asyncpg.Record) -> LeakOrder:
         row["referrer"],
         row["promo_code"],
     )
+
+
+def campaign_totals_from(row: asyncpg.Record) -> CurrencyTotals:
+    """One row of queries.CAMPAIGN_TOTALS."""
+    currency = row["currency"]
+    engagement = Engagement(
+        posts=row["posts"],
+        likes=row["likes"],
+        comments=row["comments"],
+        shares=row["shares"],
+        saves=row["saves"],
+        views=row["views"],
+        impressions=row["impressions"],
+        reach=row["reach"],
+        rate_sum=row["rate_sum"],
+        rated_posts=row["rated_posts"],
+    )
+    performance = Performance(
+        engagement=engagement,
+        orders=row["orders"],
+        revenue=Money(row["revenue"], currency),
+        spend=Money(row["spend"], currency),
+        pending_fx_orders=row["pending_fx_orders"],
+        as_of=row["as_of"],
+    )
+    return CurrencyTotals(row["deals"], Money(row["fees"], currency), performance)
+
+
+def campaign_figures(campaign: CampaignAttribution) -> str:
+    """The figures of a campaign's attribution (all but its sequence) as canonical JSON: what
+    tells whether they changed."""
+    return json.dumps(_plain(campaign), sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Money):
+        return [str(value.amount), value.currency]
+    if isinstance(value, Decimal):
+        return str(value.normalize()) if value else "0"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "sequence"
+        }
+    return value

@@ -49,6 +49,9 @@ from shared.contract.events.registry import (
 from shared.contract.events.secrets import MASKED, WITHHELD, mask_secrets
 from shared.contract.events.tracking import (
     AttributionUpdated,
+    CampaignAttributionUpdated,
+    CampaignCurrencyTotals,
+    CampaignFx,
     DeliverableConfirmed,
     LeakEvidence,
     LinkClicked,
@@ -87,6 +90,9 @@ __all__ = [
     "AttributionUpdated",
     "Audience",
     "BrandFunded",
+    "CampaignAttributionUpdated",
+    "CampaignCurrencyTotals",
+    "CampaignFx",
     "CloudEvent",
     "CreatorProfileUpserted",
     "DealSigned",

@@ -41,6 +41,9 @@ from shared.contract.events.payouts import PayoutStatusChanged
 from shared.contract.events.registry import EventType
 from shared.contract.events.tracking import (
     AttributionUpdated,
+    CampaignAttributionUpdated,
+    CampaignCurrencyTotals,
+    CampaignFx,
     DeliverableConfirmed,
     LeakEvidence,
     LinkClicked,
@@ -293,6 +296,65 @@ def attribution() -> AttributionUpdated:
     )
 
 
+def campaign_attribution() -> CampaignAttributionUpdated:
+    """A campaign with a USD deal and a EUR deal, reported in USD at EUR 0.9215 per USD."""
+    eur = Money(Decimal("1000.00"), "EUR")
+    return CampaignAttributionUpdated(
+        campaign_id="cmp-3",
+        brand_id="br-12",
+        sequence=7,
+        deals=2,
+        posts=6,
+        likes=6_900,
+        comments=310,
+        shares=150,
+        saves=880,
+        engagements=7_360,
+        views=64_000,
+        impressions=91_000,
+        reach=55_000,
+        engagement_rate=Decimal("0.051200"),
+        orders=42,
+        pending_fx_orders=0,
+        totals=(
+            CampaignCurrencyTotals(
+                deals=1,
+                orders=12,
+                pending_fx_orders=0,
+                revenue=eur,
+                fees=Money(Decimal("300.00"), "EUR"),
+                spend=Money(Decimal("450.00"), "EUR"),
+            ),
+            CampaignCurrencyTotals(
+                deals=1,
+                orders=30,
+                pending_fx_orders=0,
+                revenue=usd("2000.00"),
+                fees=usd("450.00"),
+                spend=usd("650.00"),
+            ),
+        ),
+        reporting_currency="USD",
+        fx_pending=False,
+        revenue=usd("3085.19"),
+        fees=usd("775.56"),
+        spend=usd("1138.33"),
+        fx=CampaignFx(
+            as_of=EXAMPLE_TIME,
+            source="ecb",
+            rates={"EUR": Decimal("1.085187194791101465002712967986978")},
+        ),
+        cpm=Decimal("12.5091"),
+        cpe=Decimal("0.1547"),
+        cpa=Decimal("27.1031"),
+        roas=Decimal("2.7103"),
+        roi_pct=Decimal("171.03"),
+        unattributed_orders=3,
+        unattributed_revenue=(usd("129.80"),),
+        as_of=EXAMPLE_TIME + timedelta(days=9),
+    )
+
+
 def promo_code_leak_suspected() -> PromoCodeLeakSuspected:
     return PromoCodeLeakSuspected(
         deal_id="deal-42",
@@ -385,6 +447,7 @@ _DATA_BUILDERS: dict[str, Callable[[], BaseModel]] = {
     EventType.LINK_CLICKED: link_clicked,
     EventType.ATTRIBUTION_UPDATED: attribution,
     EventType.PROMO_CODE_LEAK_SUSPECTED: promo_code_leak_suspected,
+    EventType.CAMPAIGN_ATTRIBUTION_UPDATED: campaign_attribution,
     EventType.DELIVERABLE_CONFIRMED: deliverable_confirmed,
     EventType.FX_RATES_PUBLISHED: fx_rates,
     EventType.PAYOUT_SCHEDULED: lambda: payout("scheduled"),

@@ -21,6 +21,7 @@ from shared.contract.events.matching import MatchFeedback, MatchRequested, Match
 from shared.contract.events.payouts import PayoutStatusChanged
 from shared.contract.events.tracking import (
     AttributionUpdated,
+    CampaignAttributionUpdated,
     DeliverableConfirmed,
     LinkClicked,
     OrderRedeemed,
@@ -48,6 +49,7 @@ class Topic(StrEnum):
     TRACKING_ORDERS = "tracking.orders"
     TRACKING_CLICKS = "tracking.clicks"
     TRACKING_ATTRIBUTION = "tracking.attribution"
+    TRACKING_CAMPAIGN_ATTRIBUTION = "tracking.campaign-attribution"
     DELIVERABLES_CONFIRMED = "deliverables.confirmed"
     FX_RATES = "fx.rates"
     PAYOUTS_STATUS = "payouts.status"
@@ -69,6 +71,7 @@ class EventType(StrEnum):
     LINK_CLICKED = "link.clicked"
     ATTRIBUTION_UPDATED = "attribution.updated"
     PROMO_CODE_LEAK_SUSPECTED = "promo-code.leak-suspected"
+    CAMPAIGN_ATTRIBUTION_UPDATED = "campaign.attribution.updated"
     DELIVERABLE_CONFIRMED = "deliverable.confirmed"
     FX_RATES_PUBLISHED = "fx.rates.published"
     PAYOUT_SCHEDULED = "payout.scheduled"
@@ -247,6 +250,15 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         EventType.PROMO_CODE_LEAK_SUSPECTED,
         PromoCodeLeakSuspected,
         "deal_id",
+        external=False,
+        signed_by=Party.SERVICE,
+    ),
+    # A topic of its own, keyed by campaign: what a brand's dashboard reads (and may compact).
+    EventSpec(
+        Topic.TRACKING_CAMPAIGN_ATTRIBUTION,
+        EventType.CAMPAIGN_ATTRIBUTION_UPDATED,
+        CampaignAttributionUpdated,
+        "campaign_id",
         external=False,
         signed_by=Party.SERVICE,
     ),

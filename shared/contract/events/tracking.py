@@ -10,8 +10,11 @@ from shared.contract.events.payload import ExternalPayload, InternalPayload
 from shared.contract.events.types import (
     Count,
     CountryCode,
+    CurrencyCode,
     Id,
     LongText,
+    Name,
+    PositiveDecimal,
     PromoCode,
     Ratio,
     Referrer,
@@ -261,6 +264,131 @@ class AttributionUpdated(InternalPayload):
             "commission is paid on it."
         ),
         examples=[{"amount": "908.60", "currency": "USD"}],
+    )
+
+
+class CampaignCurrencyTotals(InternalPayload):
+    """A campaign's deals in one currency, summed (amounts in the deals' currency)."""
+
+    deals: Count = Field(description="Deals in this currency.", examples=[2])
+    orders: Count = Field(description="Net orders attributed to them.", examples=[41])
+    pending_fx_orders: Count = Field(
+        description="Orders attributed to them still waiting for an FX rate (not in `orders`).",
+        examples=[0],
+    )
+    revenue: Money = Field(
+        description="Attributed revenue net of refunds.",
+        examples=[{"amount": "2661.90", "currency": "USD"}],
+    )
+    fees: NonNegativeMoney = Field(
+        description="The deals' fees.", examples=[{"amount": "450.00", "currency": "USD"}]
+    )
+    spend: NonNegativeMoney = Field(
+        description="Fees plus commission owed so far.",
+        examples=[{"amount": "716.19", "currency": "USD"}],
+    )
+
+
+class CampaignFx(InternalPayload):
+    """The FX snapshot a campaign's totals were converted with."""
+
+    as_of: UtcDatetime = Field(
+        description="The snapshot's as_of: the trusted one in force at the campaign's as_of.",
+        examples=["2025-04-09T16:00:00Z"],
+    )
+    source: Name = Field(description="The feed that published it.", examples=["ecb"])
+    rates: dict[CurrencyCode, PositiveDecimal] = Field(
+        description=(
+            "Units of the reporting currency per unit of each converted currency, unrounded."
+        ),
+        examples=[{"EUR": "1.085187194791101465002712968"}],
+    )
+
+
+class CampaignAttributionUpdated(InternalPayload):
+    """`campaign.attribution.updated` (since v1.7): one campaign's running totals, per currency
+    and in its reporting currency, its ratios and its brand's unattributed orders.
+
+    Published at most once per campaign per applied batch, when its figures changed. Keep
+    the one with the greatest `sequence` per (campaign_id, brand_id). A ratio is null when
+    its denominator is zero, and every money figure in the reporting currency is null while
+    no FX snapshot converts every currency (`fx_pending`).
+    """
+
+    campaign_id: Id = Field(description="Campaign; the Kafka key.", examples=["cmp-3"])
+    brand_id: Id = Field(description="Brand of the campaign's deals.", examples=["br-12"])
+    sequence: int = Field(
+        ge=1,
+        description="1 for the campaign's first update, then one more for each: keep the greatest.",
+        examples=[7],
+    )
+    deals: Count = Field(description="Deals of the campaign.", examples=[25])
+    posts: Count = Field(description="Posts attributed to them.", examples=[75])
+    likes: Count = Field(description="Likes on those posts.", examples=[6_900])
+    comments: Count = Field(description="Comments on those posts.", examples=[310])
+    shares: Count = Field(description="Shares of those posts.", examples=[150])
+    saves: Count = Field(description="Saves of those posts.", examples=[880])
+    engagements: Count = Field(
+        description="likes + comments + shares: what CPE divides by.", examples=[7_360]
+    )
+    views: Count = Field(description="Views of those posts.", examples=[64_000])
+    impressions: Count = Field(description="Impressions of those posts.", examples=[91_000])
+    reach: Count = Field(description="Accounts reached, summed over the posts.", examples=[55_000])
+    engagement_rate: Ratio | None = Field(
+        description="(likes + comments + shares) / followers, averaged per post.",
+        examples=["0.0512"],
+    )
+    orders: Count = Field(
+        description="Net orders attributed to the deals, every currency.", examples=[41]
+    )
+    pending_fx_orders: Count = Field(
+        description="Orders attributed to the deals still waiting for an FX rate.", examples=[0]
+    )
+    totals: tuple[CampaignCurrencyTotals, ...] = Field(
+        description="One entry per currency of the deals, by currency code."
+    )
+    reporting_currency: CurrencyCode = Field(
+        description="The currency of the campaign's first signed deal.", examples=["USD"]
+    )
+    fx_pending: bool = Field(
+        description="No trusted FX snapshot converts every currency yet.", examples=[False]
+    )
+    revenue: Money | None = Field(
+        description="Revenue in the reporting currency (each currency converted, then summed).",
+        examples=[{"amount": "2661.90", "currency": "USD"}],
+    )
+    fees: NonNegativeMoney | None = Field(
+        description="Fees in the reporting currency.",
+        examples=[{"amount": "450.00", "currency": "USD"}],
+    )
+    spend: NonNegativeMoney | None = Field(
+        description="Fees plus commission in the reporting currency.",
+        examples=[{"amount": "716.19", "currency": "USD"}],
+    )
+    fx: CampaignFx | None = Field(
+        default=None,
+        description="The snapshot used; null when every deal is in the reporting currency.",
+    )
+    cpm: Ratio | None = Field(description="spend / impressions x 1000.", examples=["7.8702"])
+    cpe: Ratio | None = Field(description="spend / engagements.", examples=["0.0973"])
+    cpa: Ratio | None = Field(description="spend / orders.", examples=["17.4680"])
+    roas: Ratio | None = Field(description="revenue / spend.", examples=["3.7167"])
+    roi_pct: SignedRatio | None = Field(
+        description="(revenue - spend) / spend x 100.", examples=["271.67"]
+    )
+    unattributed_orders: Count = Field(
+        description=(
+            "Orders naming the campaign's brand whose promo code no deal of the brand "
+            "carries: counted per brand, the same in each of its campaigns."
+        ),
+        examples=[3],
+    )
+    unattributed_revenue: tuple[Money, ...] = Field(
+        description="Their amounts as ordered, one per currency.",
+        examples=[[{"amount": "129.80", "currency": "USD"}]],
+    )
+    as_of: UtcDatetime = Field(
+        description="Latest input reflected in these numbers.", examples=["2025-04-10T00:00:00Z"]
     )
 
 

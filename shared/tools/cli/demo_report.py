@@ -15,10 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from services.payouts.providers.sandbox import RETURNED_REASON
-from shared.contract.events import AttributionUpdated, PayoutStatusChanged
+from shared.contract.events import (
+    AttributionUpdated,
+    CampaignAttributionUpdated,
+    PayoutStatusChanged,
+)
 from shared.contract.money import Money
 from shared.tools.demo.flow import DemoReport, awaits_funds
-from shared.tools.demo.scenario import SHOWCASE, DealTruth, Hire
+from shared.tools.demo.scenario import SHOWCASE, STRAY_ORDERS, DealTruth, Hire
 
 OK = "[green]✓[/]"
 WRONG = "[bold red]✗[/]"
@@ -231,8 +235,6 @@ def attribution_tables(report: DemoReport) -> tuple[Table, Table]:
     sales = Table(title="Attribution: sales and returns", title_justify="left")
     for column in ("creator", "orders", "revenue", "spend", "ROAS", "ROI %", "check"):
         sales.add_column(column, **_layout(column))
-    posts = reach_total = likes = orders = impressions = engagements = 0
-    revenue, spend = Money.zero("USD"), Money.zero("USD")
     for hire in report.hires:
         a = report.observed.attribution.get(hire.deal.deal_id)
         check = _check(a, report.activity.truth[hire.deal.deal_id])
@@ -260,34 +262,65 @@ def attribution_tables(report: DemoReport) -> tuple[Table, Table]:
             _ratio(a.roi_pct, 1),
             check,
         )
-        posts, reach_total, likes = posts + a.posts, reach_total + a.reach, likes + a.likes
-        orders += a.orders
-        revenue, spend = revenue + a.revenue, spend + a.spend
-        impressions += a.impressions
-        engagements += a.likes + a.comments + a.shares
-    # Campaign ratios from the summed totals, never averaged from the deals' ratios.
+    # The campaign as tracking publishes it (campaign.attribution.updated), checked against
+    # the sum of its deals' figures and the shop's orders of unknown codes.
+    c = campaign_of(report)
+    check = OK if campaign_matches(report) else WRONG
     reach.add_section()
+    sales.add_section()
+    if c is None:
+        reach.add_row("[bold]campaign[/]", *["-"] * 6, check)
+        sales.add_row("[bold]campaign[/]", *["-"] * 5, check)
+        return reach, sales
+    er = None if c.engagement_rate is None else c.engagement_rate * 100
     reach.add_row(
         "[bold]campaign[/]",
-        str(posts),
-        f"{reach_total:,}",
-        f"{likes:,}",
-        "",
-        _ratio(spend.amount / impressions * 1000 if impressions else None),
-        _ratio(spend.amount / engagements if engagements else None, 3),
-        "",
+        str(c.posts),
+        f"{c.reach:,}",
+        f"{c.likes:,}",
+        _ratio(er),
+        _ratio(c.cpm),
+        _ratio(c.cpe, 3),
+        check,
     )
-    sales.add_section()
     sales.add_row(
         "[bold]campaign[/]",
-        str(orders),
-        _money(revenue),
-        _money(spend),
-        _ratio(revenue.amount / spend.amount if spend else None),
-        _ratio((revenue.amount - spend.amount) / spend.amount * 100 if spend else None, 1),
-        "",
+        str(c.orders),
+        "-" if c.revenue is None else _money(c.revenue),
+        "-" if c.spend is None else _money(c.spend),
+        _ratio(c.roas),
+        _ratio(c.roi_pct, 1),
+        check,
+    )
+    unknown = ", ".join(_money(m) for m in c.unattributed_revenue) or "nothing"
+    sales.caption = (
+        f"campaign: version {c.sequence}, in {c.reporting_currency}; "
+        f"{c.unattributed_orders} orders of the brand with unknown codes ({unknown})"
     )
     return reach, sales
+
+
+def campaign_of(report: DemoReport) -> CampaignAttributionUpdated | None:
+    """The latest campaign.attribution.updated of the hires' campaign."""
+    if not report.hires:
+        return None
+    return report.observed.campaigns.get(report.hires[0].deal.campaign_id)
+
+
+def campaign_matches(report: DemoReport) -> bool:
+    """Whether the campaign's published figures are its deals' summed, with the shop's
+    orders of unknown codes counted."""
+    c, deals = campaign_of(report), _attributions(report)
+    if c is None or len(deals) != len(report.hires):
+        return False
+    return (
+        c.deals == len(deals)
+        and c.orders == sum(a.orders for a in deals)
+        and c.revenue == sum((a.revenue for a in deals), Money.zero("USD"))
+        and c.spend == sum((a.spend for a in deals), Money.zero("USD"))
+        and (c.reach, c.likes) == (sum(a.reach for a in deals), sum(a.likes for a in deals))
+        and c.unattributed_orders == STRAY_ORDERS
+    )
 
 
 def payouts_table(report: DemoReport, platform_fee_bps: int) -> Table:
@@ -391,6 +424,7 @@ def summary(report: DemoReport, result: Checks, platform_fee_bps: int = 0) -> di
             {"what": what, "seen": seen, "matches_truth": good}
             for what, seen, good in rails_showcase(report, platform_fee_bps)
         ],
+        "campaign_matches_deals": campaign_matches(report),
         "leaked_code": dict(zip(("seen", "matches_truth"), leak_showcase(report), strict=True)),
         "confirm_to_sent_ms": report.confirm_to_sent_ms,
         "post_to_sent_ms": report.post_to_sent_ms,

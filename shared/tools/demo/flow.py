@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contract.events import (
     AttributionUpdated,
+    CampaignAttributionUpdated,
     CloudEvent,
     DeliverableConfirmed,
     EventDecodeError,
@@ -52,6 +53,7 @@ Tick = Callable[["Observed", int], None]  # what has come back so far, deals sig
 OUTPUT_TOPICS = (
     Topic.MATCH_SUGGESTIONS,
     Topic.TRACKING_ATTRIBUTION,
+    Topic.TRACKING_CAMPAIGN_ATTRIBUTION,
     Topic.DELIVERABLES_CONFIRMED,
     Topic.PAYOUTS_STATUS,
 )
@@ -68,6 +70,8 @@ class Observed:
     suggestions: dict[str, MatchSuggested] = field(default_factory=dict)
     attribution: dict[str, AttributionUpdated] = field(default_factory=dict)
     attribution_updates: int = 0
+    # The latest `campaign.attribution.updated` of each campaign (greatest sequence).
+    campaigns: dict[str, CampaignAttributionUpdated] = field(default_factory=dict)
     leaks: list[PromoCodeLeakSuspected] = field(default_factory=list)
     confirmations: dict[str, list[tuple[DeliverableConfirmed, datetime]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -133,6 +137,10 @@ class Watcher(TopicReader):
             current = seen.attribution.get(data.deal_id)
             if current is None or data.as_of >= current.as_of:
                 seen.attribution[data.deal_id] = data
+        elif isinstance(data, CampaignAttributionUpdated):
+            known = seen.campaigns.get(data.campaign_id)
+            if known is None or data.sequence > known.sequence:
+                seen.campaigns[data.campaign_id] = data
         elif isinstance(data, PromoCodeLeakSuspected):
             seen.leaks.append(data)
         elif isinstance(data, DeliverableConfirmed):

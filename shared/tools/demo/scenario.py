@@ -58,6 +58,8 @@ from shared.tools.synthetic.population import (
 )
 
 BRAND_ID: Final = "brand-bakeco"
+# Orders of the bakery's shop with promo codes no deal carries.
+STRAY_ORDERS: Final = 3
 BRAND_SOURCE: Final = "brand/bakeco"
 SHOP_SOURCE: Final = "shop/bakeco"
 COLLECTOR_SOURCE: Final = "collector/metrics"
@@ -515,12 +517,13 @@ class Scenario(SeededCampaign):
         return LeakTruth(hire.deal.deal_id, hire.promo_code, organic, LEAKED_ORDERS)
 
     def _strays(self, waves: list[list[CloudEvent[Any]]]) -> None:
-        for j in range(3):
+        for j in range(STRAY_ORDERS):
             stray = OrderRedeemed(
                 order_id=f"ord-stray-{j}",
                 promo_code=f"NOSUCHCODE{j}",
                 amount=Money.of("19.99", "USD"),
                 occurred_at=self.now - timedelta(hours=5),
+                brand_id=BRAND_ID,  # the bakery's shop: counted as its unattributed orders
             )
             waves[1].append(make_event(stray, source=SHOP_SOURCE, time=self.now))
 

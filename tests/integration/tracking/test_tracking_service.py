@@ -656,3 +656,89 @@ async def test_clicks_and_a_brand_s_model_change_recompute_the_campaign(
     [letter] = await letters()
     assert letter.reason.startswith("not_the_deal_owner"), letter.reason
     assert await split()
+
+
+async def test_a_campaign_s_attribution_is_published_in_its_reporting_currency(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    """A USD deal signed first and a EUR deal: the campaign reports in USD at the snapshot in
+    force at its as_of (1 EUR = 1/0.9215 USD), and counts its brand's order of an unknown code
+    (not another brand's). Versions are numbered without gaps; the last is the stored one."""
+    tag = uuid.uuid4().hex[:8]
+    start = datetime(1870, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 150_000))
+    campaign, brand = f"cmp-{tag}", f"br-{tag}"
+    placed = start + timedelta(days=2)
+    events = [
+        deal_event(
+            f"deal-u-{tag}",
+            campaign_id=campaign,
+            brand_id=brand,
+            creator_id=f"cr-u-{tag}",
+            promo_codes=(f"U-{tag}",),
+            starts_at=start,
+            time=start,
+        ),
+        deal_event(
+            f"deal-e-{tag}",
+            campaign_id=campaign,
+            brand_id=brand,
+            creator_id=f"cr-e-{tag}",
+            fee="300.00",
+            currency="EUR",
+            commission_rate="0.15",
+            promo_codes=(f"E-{tag}",),
+            starts_at=start,
+            time=start + timedelta(hours=1),
+        ),
+        fx_event({"EUR": "0.9215"}, as_of=start, source=f"test-{tag}"),
+        order_event(f"ord-u-{tag}", promo_code=f"U-{tag}", amount="100.00", occurred_at=placed),
+        order_event(
+            f"ord-e-{tag}",
+            promo_code=f"E-{tag}",
+            amount="100.00",
+            currency="EUR",
+            occurred_at=placed,
+        ),
+        order_event(f"ord-x-{tag}", promo_code=f"NOPE-{tag}", amount="20.00", brand_id=brand),
+        order_event(f"ord-y-{tag}", promo_code=f"NOPE-{tag}", brand_id=f"br-other-{tag}"),
+    ]
+    await produce_events(infra.kafka_bootstrap_servers, events)
+
+    async def versions() -> list[Any]:
+        return [
+            e.data
+            for e in await read_topic(
+                infra.kafka_bootstrap_servers, Topic.TRACKING_CAMPAIGN_ATTRIBUTION
+            )
+            if e.data.campaign_id == campaign
+        ]
+
+    async def settled() -> bool:
+        seen = await versions()
+        return bool(seen) and seen[-1].orders == 2 and seen[-1].unattributed_orders == 1
+
+    await eventually(settled, what="the campaign's final figures published")
+    seen = await versions()
+    assert [v.sequence for v in seen] == list(range(1, len(seen) + 1))
+    last = seen[-1]
+    assert (last.brand_id, last.deals, last.reporting_currency) == (brand, 2, "USD")
+    assert [(t.revenue, t.fees, t.spend, t.orders) for t in last.totals] == [
+        (Money.of("100.00", "EUR"), Money.of("300.00", "EUR"), Money.of("315.00", "EUR"), 1),
+        (Money.of("100.00", "USD"), Money.of("500.00", "USD"), Money.of("510.00", "USD"), 1),
+    ]
+    # EUR 100.00 -> 108.52, 315.00 -> 341.83, 300.00 -> 325.56 USD.
+    assert not last.fx_pending
+    assert last.revenue == Money.of("208.52", "USD")
+    assert last.spend == Money.of("851.83", "USD")
+    assert last.fees == Money.of("825.56", "USD")
+    assert last.fx is not None and (last.fx.as_of, last.fx.source) == (start, f"test-{tag}")
+    assert (last.cpa, last.roas, last.roi_pct) == (
+        Decimal("425.9150"),
+        Decimal("0.2448"),
+        Decimal("-75.52"),
+    )
+    assert last.unattributed_revenue == (Money.of("20.00", "USD"),)
+    row = await pool.fetchrow(
+        "SELECT sequence FROM tracking_campaign_attribution WHERE campaign_id = $1", campaign
+    )
+    assert row is not None and row["sequence"] == last.sequence

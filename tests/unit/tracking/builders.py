@@ -156,6 +156,7 @@ def order_event(
     click_id: str | None = None,
     shipping_country: str | None = None,
     referrer: str | None = None,
+    brand_id: str | None = None,
 ) -> CloudEvent[Any]:
     joins = (
         {}
@@ -165,6 +166,7 @@ def order_event(
             "click_id": click_id,
             "shipping_country": shipping_country,
             "referrer": referrer,
+            "brand_id": brand_id,
         }
     )
     return make_event(

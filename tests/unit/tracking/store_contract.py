@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 
-from services.tracking.domain.attribution import attribute, with_leaks
+from services.tracking.domain.attribution import DealFacts, Engagement, attribute, with_leaks
+from services.tracking.domain.campaigns import (
+    Unattributed,
+    UnattributedChange,
+    campaign_attribution,
+)
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import AUTO, Confirmation
@@ -588,3 +593,94 @@ class StoreContract:
             # dl-1 is the brand's own: a later automatic confirmation of it changes nothing
             auto = Confirmation(deal.deal_id, "dl-1", (), AUTO, at)
             assert await tx.add_auto_confirmations([auto]) == []
+
+    async def test_campaign_facts_sum_the_deals_stored_figures_per_currency(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        brand, campaign = ids("br"), ids("cmp")
+        # The EUR deal is signed first: EUR is the campaign's reporting currency.
+        eur_deal = deal_terms(
+            deal_event(
+                ids("deal-e"), campaign_id=campaign, brand_id=brand, creator_id=ids("cr-e"),
+                fee="300.00", currency="EUR", promo_codes=(ids("E"),), time=ids.at(),
+            )
+        )  # fmt: skip
+        usd_deals = [
+            deal_terms(
+                deal_event(
+                    ids(f"deal-u{n}"),
+                    campaign_id=campaign,
+                    brand_id=brand,
+                    creator_id=ids(f"cr-u{n}"),
+                    fee="100.00",
+                    promo_codes=(ids(f"U{n}"),),
+                    time=ids.at(hours=1),
+                )
+            )
+            for n in range(2)
+        ]
+        other = deal_terms(
+            deal_event(
+                ids("deal-o"), campaign_id=ids("cmp-o"), brand_id=brand, creator_id=ids("cr-o"),
+                promo_codes=(ids("O"),), time=ids.at(),
+            )
+        )  # fmt: skip
+        snapshot = FxSnapshot("USD", {"EUR": Decimal("0.9215")}, ids.at(hours=1), "ecb")
+
+        def facts(deal: DealTerms, orders: int, revenue: str) -> DealFacts:
+            return DealFacts(
+                deal.deal_id, deal.campaign_id, deal.creator_id, deal.fee, deal.commission_rate,
+                Engagement(posts=1, impressions=1000, likes=10), orders,
+                Money.of(revenue, deal.currency), 0, ids.at(hours=2 + orders),
+            )  # fmt: skip
+
+        attributions = [
+            attribute(facts(eur_deal, 1, "50.00")),
+            attribute(facts(usd_deals[0], 2, "80.00")),
+            attribute(facts(usd_deals[1], 3, "20.00")),
+            attribute(facts(other, 0, "0.00")),
+        ]
+        key = (campaign, brand)
+        async with store.transaction() as tx:
+            await tx.add_deals([eur_deal, *usd_deals, other])
+            await tx.add_fx_snapshots([(snapshot, ids("fx"))], MOVE)
+            await tx.save_attributions(attributions)
+            assert await tx.campaigns_of_deals({usd_deals[0].deal_id, ids("nope")}) == {key}
+            assert await tx.campaigns_of_brands({brand}) == {key, (ids("cmp-o"), brand)}
+            changes = [
+                UnattributedChange(brand, 1, Money.of("20.00", "USD")),
+                UnattributedChange(brand, 1, Money.of("5.00", "EUR")),
+                UnattributedChange(brand, 1, Money.of("7.00", "USD")),
+                UnattributedChange(brand, -1, Money.of("-5.00", "EUR")),
+                UnattributedChange(ids("br-2"), 1, Money.of("1.00", "USD")),
+            ]
+            assert await tx.add_unattributed(changes) == {brand, ids("br-2")}
+            [found] = await tx.campaign_facts({key, (ids("cmp-none"), brand)})
+        assert (found.campaign_id, found.brand_id, found.reporting_currency) == (*key, "EUR")
+        eur, usd = found.totals
+        assert (eur.deals, eur.fees, eur.performance.orders) == (1, Money.of("300.00", "EUR"), 1)
+        assert eur.performance.revenue == Money.of("50.00", "EUR")
+        assert (usd.deals, usd.fees, usd.performance.orders) == (2, Money.of("200.00", "USD"), 5)
+        assert usd.performance.revenue == Money.of("100.00", "USD")
+        assert usd.performance.spend == Money.of("210.00", "USD")  # 200 + 10 % of 100
+        assert usd.performance.engagement.impressions == 2000
+        # Counts are whole numbers, as the event's fields require.
+        assert {type(usd.performance.orders), type(usd.performance.engagement.reach)} == {int}
+        assert found.as_of == ids.at(hours=5)
+        # The snapshot in force at the campaign's as_of; the EUR entry that netted to zero
+        # is gone, the other brand's orders are not this one's.
+        assert found.snapshot == snapshot
+        assert found.unattributed == Unattributed(2, (Money.of("27.00", "USD"),))
+
+        first = campaign_attribution(found)
+        assert first.reporting is not None and first.reporting.revenue.currency == "EUR"
+        async with store.transaction() as tx:
+            [saved] = await tx.save_campaign_attributions([first])
+            assert saved.sequence == 1 and saved == first
+            assert await tx.save_campaign_attributions([first]) == []
+            assert await tx.campaigns_converted_since(ids.at(hours=5)) == {key}
+            assert key not in await tx.campaigns_converted_since(ids.at(hours=6))
+            # A change of figures is the next version.
+            moved = campaign_attribution(replace(found, unattributed=Unattributed()))
+            [again] = await tx.save_campaign_attributions([moved])
+            assert again.sequence == 2

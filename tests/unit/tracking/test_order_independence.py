@@ -1,7 +1,9 @@
 """Order independence: the same multiset of events (with ~30 % redeliveries), in any order
 and any split into batches, yields the same attribution, order outcomes and confirmations;
 also with clicks, orders naming visitors and clicks, and the campaign's attribution model
-changed several times; and the same leaked-code flags, with each alert sent at most once.
+changed several times; and the same leaked-code flags, with each alert sent at most once;
+and the same campaign attribution (per currency, in its reporting currency, with its
+brand's unattributed orders), its last `campaign.attribution.updated` carrying it.
 
 Runs the real handler (services.tracking.handlers) on the in-memory store: through
 `apply_batch`, or through the service's unit of work with each batch read ahead.
@@ -20,9 +22,10 @@ from hypothesis import strategies as st
 
 from services.tracking.app import SERVICE
 from services.tracking.domain.leaks import LeakThresholds
+from services.tracking.domain.orders import OrderReason
 from services.tracking.handlers import apply_batch, make_handler, read_ahead
 from services.tracking.store.memory import MemoryTrackingStore
-from services.tracking.translate import attribution_event
+from services.tracking.translate import attribution_event, campaign_attribution_event
 from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
 from shared.contract.money import Money
 from shared.runtime.unit_of_work import UnitsOfWork
@@ -162,11 +165,13 @@ models = st.tuples(
 )
 
 # Where an order ships, where its buyer came from, and minutes added to its time (so that
-# several may fall within one hour): what the leaked-code rules read.
+# several may fall within one hour): what the leaked-code rules read; and the shop's brand
+# (the campaign's, another, or none), which decides whose unattributed orders it may be.
 origins = st.tuples(
     st.sampled_from([None, "US", "DE", "DE", "DE"]),
     st.sampled_from([None, "https://www.instagram.com/", "https://www.groupon.com/deals/x"]),
     st.integers(0, 50),
+    st.sampled_from([None, "br-1", "br-1", "br-9"]),
 )
 # Thresholds low enough for a handful of orders to fire every rule.
 LEAK_RULES = LeakThresholds(
@@ -211,12 +216,15 @@ fx = st.tuples(st.integers(-3, 30), st.sampled_from(["0.9215", "0.95", "1.1", "9
 OrderSpec = tuple[str, str, str, int, str | None, int | None, int | None]
 
 
+Origin = tuple[str | None, str | None, int, str | None]
+
+
 def order_events(
-    specs: list[OrderSpec], origins: list[tuple[str | None, str | None, int]] | None = None
+    specs: list[OrderSpec], origins: list[Origin] | None = None
 ) -> list[CloudEvent[Any]]:
     events = []
     for n, (code, amount, currency, day, refund, who, clicked) in enumerate(specs):
-        country, referrer, minutes = (None, None, 0) if origins is None else origins[n]
+        country, referrer, minutes, brand = (None, None, 0, None) if origins is None else origins[n]
         at = T0 + timedelta(days=day, hours=n, minutes=minutes)
         events.append(
             order_event(
@@ -229,6 +237,7 @@ def order_events(
                 click_id=None if clicked is None else f"clk-{clicked}",
                 shipping_country=country,
                 referrer=referrer,
+                brand_id=brand,
             )
         )
         if refund is not None:
@@ -289,6 +298,8 @@ def final_state(store: MemoryTrackingStore) -> dict[str, Any]:
         "fx verdicts": {key: snapshot.suspect for key, snapshot in s.snapshots.items()},
         "models": s.models,
         "leak suspects": s.leak_suspects,
+        "campaigns": s.campaigns,
+        "unattributed": s.unattributed,
     }
 
 
@@ -308,7 +319,7 @@ def test_any_order_and_batching_gives_the_same_attribution(
     identities: list[tuple[str, str, str | None, int]],
     posts: list[tuple[int, tuple[str, ...], int, int, int]],
     orders: list[OrderSpec],
-    origins: list[tuple[str | None, str | None, int]],
+    origins: list[Origin],
     fx: list[tuple[int, str]],
     manual: int,
     clicks: list[tuple[str, int, int]],
@@ -332,12 +343,24 @@ def test_any_order_and_batching_gives_the_same_attribution(
     shuffled = data.draw(st.permutations(events + duplicates))
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(shuffled) - 1)), max_size=6)))
     batches = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
+    if data.draw(st.integers(0, 3)) == 0:
+        # One event per batch: a batch may then change a campaign and nothing else.
+        batches = [[event] for event in shuffled]
 
     reference = run([events])
     replayed = run(batches, ahead=data.draw(st.booleans()))
 
     assert final_state(replayed) == final_state(reference)
     assert set(replayed.state.attributions) == {"deal-1", "deal-2", "deal-3"}
+    assert set(replayed.state.campaigns) == {("cmp-1", "br-1")}
+    # The campaign's unattributed orders are exactly the brand's orders of unknown codes.
+    unknown = [
+        replayed.state.orders[o.order_id]
+        for o in replayed.state.outcomes.values()
+        if o.reason is OrderReason.UNKNOWN_CODE
+    ]
+    campaign = replayed.state.campaigns[("cmp-1", "br-1")]
+    assert campaign.unattributed.orders == sum(o.brand_id == "br-1" for o in unknown)
     # Every order's credits sum exactly to it, in its own currency before conversion.
     for order_id, outcome in replayed.state.outcomes.items():
         order = replayed.state.orders[order_id]
@@ -351,6 +374,8 @@ def test_any_order_and_batching_gives_the_same_attribution(
 
     # The last attribution.updated of each deal carries its final figures.
     last: dict[str, Any] = {}
+    sequences: list[int] = []
+    last_campaign: Any = None
     confirmations: Counter[tuple[str, str]] = Counter()
     alerts: Counter[tuple[str, str, str]] = Counter()
     for event in replayed.state.outbox:
@@ -359,6 +384,9 @@ def test_any_order_and_batching_gives_the_same_attribution(
         assert decode(spec.topic, encode(event)) == event
         if event.type == EventType.ATTRIBUTION_UPDATED:
             last[event.data.deal_id] = event.data
+        elif event.type == EventType.CAMPAIGN_ATTRIBUTION_UPDATED:
+            sequences.append(event.data.sequence)
+            last_campaign = event.data
         elif event.type == EventType.PROMO_CODE_LEAK_SUSPECTED:
             alerts[(event.data.deal_id, event.data.promo_code, event.data.rule)] += 1
         else:
@@ -368,6 +396,9 @@ def test_any_order_and_batching_gives_the_same_attribution(
         deal_id: attribution_event(a, now=NOW).data
         for deal_id, a in replayed.state.attributions.items()
     }
+    # The campaign's versions are numbered 1, 2, ... and the last carries its final figures.
+    assert sequences == list(range(1, len(sequences) + 1))
+    assert last_campaign == campaign_attribution_event(campaign, now=NOW).data
     # Each rule alerts at most once per code; every rule firing on the final facts alerted
     # (a rule that fired on part of the facts only may have alerted too).
     assert all(n == 1 for n in alerts.values())
