@@ -479,6 +479,29 @@ class PayoutStoreContract:
                 posted.kind == "funding" and posted.transfer_id == f"{funding.funding_id}:funding"
             )
 
+    async def test_the_escrow_follows_many_postings_posted_at_once(self, db: PayoutsStore) -> None:
+        one, other = uid("br"), uid("br")
+        async with db.transaction() as repo:
+            fundings = [
+                Funding(uid("fund"), brand, Money.of(amount, currency), T0)
+                for brand, amount, currency in [
+                    (one, "100.00", "USD"),
+                    (other, "30.00", "EUR"),
+                    (one, "50.00", "USD"),
+                    (one, "7.00", "EUR"),
+                    (one, "20.00", "USD"),
+                ]
+            ]
+            for funding in fundings:
+                assert await repo.add_funding(funding, funding.funding_id)
+            await repo.post([f.transfer() for f in fundings[:4]])
+            await repo.post([fundings[4].transfer()])
+            assert await repo.escrow_balances([one, other]) == {
+                (one, "USD"): Decimal("170.00"),
+                (one, "EUR"): Decimal("7.00"),
+                (other, "EUR"): Decimal("30.00"),
+            }
+
     async def test_payouts_draw_on_the_escrow_and_wait_for_funds_in_order(
         self, db: PayoutsStore
     ) -> None:
