@@ -264,7 +264,8 @@ class PendingChanges:
 
     async def read_receivables(self, creator_ids: Iterable[str]) -> None:
         """Read the stored receivable balances of these creators (one query for many)."""
-        missing = sorted(set(creator_ids) - set(self._receivables))
+        # Asked once per payout: look up each creator, never copy what was read.
+        missing = sorted({c for c in creator_ids if c not in self._receivables})
         if not missing:
             return
         stored = await self.repo.balances([creator_receivable(c) for c in missing])
@@ -293,7 +294,7 @@ class PendingChanges:
                 balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
 
     async def _read_escrow(self, brand_ids: Iterable[str]) -> None:
-        missing = sorted(set(brand_ids) - set(self._escrow))
+        missing = sorted({b for b in brand_ids if b not in self._escrow})
         if not missing:
             return
         await self.write_new()  # payouts waiting for funds among them
