@@ -238,15 +238,7 @@ def make_setup(
         db = PostgresPayoutsStore(resources.pool)
         destinations = await open_destinations(db, config)
         rails, single, limiter = _rails(config, provider, rate_limited, resources)
-        dispatcher = Dispatcher(
-            db,
-            rails,
-            policy,
-            destinations=destinations,
-            batch=dispatch_batch(config, limiter),
-            idle_seconds=config.dispatch_idle_seconds,
-            rounds=config.dispatch_rounds,
-        )
+        dispatcher = _dispatcher(db, rails, policy, destinations, config, limiter)
         consume = resources.consume(
             INPUT_TOPICS,
             group_id=group_id,
@@ -271,6 +263,25 @@ def make_setup(
         ]
 
     return setup
+
+
+def _dispatcher(
+    db: PostgresPayoutsStore,
+    rails: Rails,
+    policy: PayoutPolicy,
+    destinations: DestinationCipher,
+    config: PayoutsSettings,
+    limiter: RateLimiter | None,
+) -> Dispatcher:
+    return Dispatcher(
+        db,
+        rails,
+        policy,
+        destinations=destinations,
+        batch=dispatch_batch(config, limiter),
+        idle_seconds=config.dispatch_idle_seconds,
+        rounds=config.dispatch_rounds,
+    )
 
 
 def _rails(
