@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from faststream.security import BaseSecurity
 from pydantic import ValidationError
@@ -76,10 +77,24 @@ def kafka_client() -> tuple[str, BaseSecurity | None]:
     bootstrap = bootstrap_servers()
     security = kafka_security()
     try:
-        asyncio.run(check_kafka_access(bootstrap, security))
+        asyncio.run(_check_access(bootstrap, security))
     except KafkaAccessError as error:
         fail(str(error))  # the message names the settings to check
     return bootstrap, security
+
+
+async def _check_access(bootstrap: str, security: BaseSecurity | None) -> None:
+    # A broker that refuses the TLS handshake leaves aiokafka's reader future failed and
+    # never retrieved; asyncio would log it with a traceback when it is collected, after the
+    # one line the command prints. The handler stays with this loop, collected or not.
+    asyncio.get_running_loop().set_exception_handler(_quiet_refused_connections)
+    await check_kafka_access(bootstrap, security)
+
+
+def _quiet_refused_connections(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    unretrieved = context.get("message") == "Future exception was never retrieved"
+    if not (unretrieved and isinstance(context.get("exception"), OSError)):
+        loop.default_exception_handler(context)
 
 
 @contextlib.contextmanager
