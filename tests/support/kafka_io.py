@@ -14,10 +14,11 @@ from shared.tools.topic_reader import TopicReader as BackgroundTopicReader
 
 
 async def produce(
-    bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]
+    bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]], *, acks: int | str = 1
 ) -> list[RecordMetadata]:
-    """Send raw (topic, key, value) messages in order, all at once; returns where each landed."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    """Send raw (topic, key, value) messages in order, all at once; returns where each landed
+    (`acks="all"`: once every in-sync replica has it, so readers can see it)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=acks)
     await producer.start()
     try:
         sent = [await producer.send(topic, value, key=key) for topic, key, value in messages]
@@ -26,10 +27,14 @@ async def produce(
         await producer.stop()
 
 
-async def produce_events(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> list[RecordMetadata]:
+async def produce_events(
+    bootstrap: str, events: Sequence[CloudEvent[Any]], *, acks: int | str = 1
+) -> list[RecordMetadata]:
     """Send events as an outside producer would: on their topic, keyed by their entity."""
     return await produce(
-        bootstrap, [(spec_for_type(e.type).topic, event_key(e), encode(e)) for e in events]
+        bootstrap,
+        [(spec_for_type(e.type).topic, event_key(e), encode(e)) for e in events],
+        acks=acks,
     )
 
 
