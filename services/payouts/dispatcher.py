@@ -82,7 +82,6 @@ class Dispatcher:
         destinations: DestinationCipher,
         batch: int = 100,
         idle_seconds: float = 1.0,
-        rounds: int = 1,
         clock: Clock = utc_now,
     ) -> None:
         self._db = db
@@ -91,7 +90,6 @@ class Dispatcher:
         self._destinations = destinations
         self._batch = batch
         self._idle_seconds = idle_seconds
-        self._rounds = rounds
         self._clock = clock
         self._wake = asyncio.Event()
         self.sent = 0
@@ -122,14 +120,7 @@ class Dispatcher:
         return len(ready)
 
     async def run(self) -> None:
-        """Run `rounds` rounds at a time: while one records what the rail answered, the next
-        claims. They skip each other's payouts as other instances' (`due_for_update`)."""
         await self.release_rail_holds()
-        async with asyncio.TaskGroup() as rounds:
-            for _ in range(self._rounds):
-                rounds.create_task(self._run_rounds())
-
-    async def _run_rounds(self) -> None:
         while True:
             self._wake.clear()
             if await self.dispatch_once():
