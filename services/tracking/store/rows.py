@@ -204,7 +204,8 @@ def snapshot_from(
     return snapshot
 
 
-def attribution_from(row: asyncpg.Record) -> DealAttribution:
+def performance_from(row: asyncpg.Record) -> Performance:
+    """The engagement and money columns a deal's attribution and a campaign's totals share."""
     currency = row["currency"]
     engagement = Engagement(
         posts=row["posts"],
@@ -218,7 +219,7 @@ def attribution_from(row: asyncpg.Record) -> DealAttribution:
         rate_sum=row["rate_sum"],
         rated_posts=row["rated_posts"],
     )
-    performance = Performance(
+    return Performance(
         engagement=engagement,
         orders=row["orders"],
         revenue=Money(row["revenue"], currency),
@@ -226,6 +227,10 @@ def attribution_from(row: asyncpg.Record) -> DealAttribution:
         pending_fx_orders=row["pending_fx_orders"],
         as_of=row["as_of"],
     )
+
+
+def attribution_from(row: asyncpg.Record) -> DealAttribution:
+    performance = performance_from(row)
     ratios = Ratios(
         engagement_rate=row["engagement_rate"],
         cpm=row["cpm"],
@@ -263,28 +268,9 @@ def leak_order_from(row: asyncpg.Record) -> LeakOrder:
 
 def campaign_totals_from(row: asyncpg.Record) -> CurrencyTotals:
     """One row of queries.CAMPAIGN_TOTALS."""
-    currency = row["currency"]
-    engagement = Engagement(
-        posts=row["posts"],
-        likes=row["likes"],
-        comments=row["comments"],
-        shares=row["shares"],
-        saves=row["saves"],
-        views=row["views"],
-        impressions=row["impressions"],
-        reach=row["reach"],
-        rate_sum=row["rate_sum"],
-        rated_posts=row["rated_posts"],
-    )
-    performance = Performance(
-        engagement=engagement,
-        orders=row["orders"],
-        revenue=Money(row["revenue"], currency),
-        spend=Money(row["spend"], currency),
-        pending_fx_orders=row["pending_fx_orders"],
-        as_of=row["as_of"],
-    )
-    return CurrencyTotals(row["deals"], Money(row["fees"], currency), performance)
+    performance = performance_from(row)
+    fees = Money(row["fees"], row["currency"])
+    return CurrencyTotals(row["deals"], fees, performance)
 
 
 def campaign_figures(campaign: CampaignAttribution) -> str:
