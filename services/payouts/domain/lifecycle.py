@@ -146,6 +146,9 @@ class Payout:
     # that proved nothing was executed. None before the first attempt (and for payouts sent
     # before rails were chosen by method).
     rail: str | None = None
+    # Claimed by a dispatcher and not yet answered. A claim that finds it still set knows an
+    # earlier lease ran out with its call's outcome unrecorded: that attempt is in doubt.
+    leased: bool = False
 
     @property
     def idempotency_key(self) -> str:
@@ -495,6 +498,11 @@ def claim(
             attempts=payout.attempts + 1,
             next_attempt_at=now + lease,
             rail=payout.rail or rail,
+            # An earlier claim's lease ran out unanswered (a slow rail, a crash after the
+            # call): it may have paid, so this attempt looks it up first and no error of its
+            # own can prove that nothing was executed.
+            in_doubt=payout.in_doubt or payout.leased,
+            leased=True,
         )
     )
 
@@ -502,7 +510,14 @@ def claim(
 def mark_sent(payout: Payout, provider_ref: str) -> Transition:
     """The provider accepted the transfer: money moves from payable to in transit."""
     net = _converted(payout)
-    sent = _to(payout, "sent", provider_ref=provider_ref, next_attempt_at=None, in_doubt=False)
+    sent = _to(
+        payout,
+        "sent",
+        provider_ref=provider_ref,
+        next_attempt_at=None,
+        in_doubt=False,
+        leased=False,
+    )
     transfer = move(
         payout.payout_id,
         TransferKind.DISPATCH,
@@ -540,6 +555,7 @@ def attempt_failed(
             rail=fallback_rail,
             attempts=0,
             in_doubt=False,
+            leased=False,
             next_attempt_at=now,
             failure_reason=f"{reason}; sent through the fallback rail {fallback_rail}",
         )
@@ -551,6 +567,7 @@ def attempt_failed(
                 failure_reason=reason,
                 next_attempt_at=now + retry.delay(payout.attempts),
                 in_doubt=in_doubt,
+                leased=False,
             )
         )
     why = reason if not retryable else f"{reason} (gave up after {payout.attempts} attempts)"
@@ -560,6 +577,7 @@ def attempt_failed(
         failure_reason=why,
         next_attempt_at=None,
         in_doubt=in_doubt if retryable else payout.in_doubt,
+        leased=False,
     )
     return Transition(failed, publish=True)
 

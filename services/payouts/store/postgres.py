@@ -42,7 +42,8 @@ _BRAND_LOCK_SPACE: Final = 0x5042
 _PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, brand_id,
     gross_amount, gross_currency, platform_fee_amount, net_amount, net_currency, fx_rate,
     fx_as_of, fx_source, status, hold_code, hold_reason, failure_reason, attempts,
-    next_attempt_at, provider_ref, version, recovered_amount, fx_at, chapter, in_doubt, rail"""
+    next_attempt_at, provider_ref, version, recovered_amount, fx_at, chapter, in_doubt, rail,
+    leased"""
 
 
 def _lock_key(entity_id: str) -> int:
@@ -87,6 +88,7 @@ def _payout(row: asyncpg.Record) -> Payout:
         chapter=row["chapter"],
         in_doubt=row["in_doubt"],
         rail=row["rail"],
+        leased=row["leased"],
     )
 
 
@@ -119,6 +121,7 @@ def _payout_values(p: Payout) -> tuple[Any, ...]:
         p.chapter,
         p.in_doubt,
         p.rail,
+        p.leased,
     )
 
 
@@ -494,7 +497,7 @@ class PostgresPayoutsTransaction:
             inserted = await self._conn.fetchval(
                 f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
                     ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
                 *_payout_values(payout),
             )
@@ -613,15 +616,17 @@ class PostgresPayoutsTransaction:
                    attempts = c.attempts, next_attempt_at = c.next_attempt_at,
                    provider_ref = c.provider_ref, version = c.version,
                    recovered_amount = c.recovered_amount, chapter = c.chapter,
-                   in_doubt = c.in_doubt, rail = c.rail, updated_at = now()
+                   in_doubt = c.in_doubt, rail = c.rail, leased = c.leased,
+                   updated_at = now()
                FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::numeric[],
                            $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],
                            $11::text[], $12::int[], $13::timestamptz[], $14::text[], $15::int[],
-                           $16::numeric[], $17::int[], $18::boolean[], $19::text[])
+                           $16::numeric[], $17::int[], $18::boolean[], $19::text[],
+                           $20::boolean[])
                    AS c(payout_id, previous, net_amount, net_currency, fx_rate, fx_as_of,
                         fx_source, status, hold_code, hold_reason, failure_reason, attempts,
                         next_attempt_at, provider_ref, version, recovered_amount, chapter,
-                        in_doubt, rail)
+                        in_doubt, rail, leased)
                WHERE p.payout_id = c.payout_id AND p.status = c.previous
                RETURNING p.payout_id""",
             [p.payout_id for p in payouts],
@@ -643,6 +648,7 @@ class PostgresPayoutsTransaction:
             [p.chapter for p in payouts],
             [p.in_doubt for p in payouts],
             [p.rail for p in payouts],
+            [p.leased for p in payouts],
         )
         if len(updated) != len(changes):
             missing = sorted({p.payout_id for p in payouts} - {r[0] for r in updated})

@@ -297,12 +297,12 @@ class PayoutStoreContract:
         deal, creator = uid("deal"), uid("cr")
         created = new_payout(deal, creator, acct(creator)).payout
         assert created.rail is None
-        claimed = replace(created, rail="wise", in_doubt=True, attempts=1)
+        claimed = replace(created, rail="wise", in_doubt=True, attempts=1, leased=True)
         async with db.transaction() as repo:
             assert await add_payout(repo, created)
             await repo.save_payouts([(claimed, created.status)])
             [stored] = await repo.payouts_for_update([created.payout_id])
-        assert (stored.rail, stored.in_doubt) == ("wise", True)
+        assert (stored.rail, stored.in_doubt, stored.leased) == ("wise", True, True)
 
     async def test_cool_offs_are_kept_and_their_end_found(self, db: PayoutsStore) -> None:
         creator, deal = uid("cr"), uid("deal")

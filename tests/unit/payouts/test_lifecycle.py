@@ -165,6 +165,23 @@ def test_permanent_refusal_fails_at_once() -> None:
     assert failed.payout.status == "failed" and failed.payout.failure_reason == "400 bad"
 
 
+def test_a_claim_that_finds_an_earlier_lease_unanswered_is_in_doubt() -> None:
+    lease = timedelta(seconds=30)
+    first = lifecycle.claim(create(account()).payout, account(), NOW, lease).payout
+    assert first.leased and not first.in_doubt
+    # The first attempt's lease ran out before its answer was recorded: it may have paid.
+    second = lifecycle.claim(first, account(), NOW + lease, lease).payout
+    assert second.leased and second.in_doubt and second.attempts == 2
+    # An answer recorded ends the lease; a failure keeps the doubt of the attempt before.
+    failed = lifecycle.attempt_failed(
+        second, "refused", retryable=True, retry=RETRY, now=NOW, not_executed=True
+    ).payout
+    assert not failed.leased and failed.in_doubt
+    third = lifecycle.claim(failed, account(), NOW + 2 * lease, lease).payout
+    sent = lifecycle.mark_sent(third, "tr_1").payout
+    assert not sent.leased and not sent.in_doubt
+
+
 def test_claim_holds_when_the_account_stopped_being_payable() -> None:
     payout = create(account()).payout
     held = lifecycle.claim(payout, account(status="rejected"), NOW, timedelta(seconds=1))
