@@ -11,6 +11,12 @@ fallback rail, or `failed`).
 Nothing is resent blindly: a payout whose last attempt's outcome is unknown (`in_doubt`: a
 timeout, a 5xx) or that was leased before (a crash after (2)) is first looked up on its rail by
 its idempotency key; found, it is recorded as sent without another call.
+
+A lease is the attempt's alone: (2) ends before the lease does (a call still unanswered then is
+in doubt), a claim that finds an earlier lease unanswered makes the payout in doubt, and (3)
+records an answer only for the attempt that holds the lease. An attempt taken over after its
+lease ran out records nothing of its own, except a transfer the rail accepted, which is never
+forgotten (docs/architecture.md §6, "Leases").
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -58,8 +64,17 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class _Claimed:
-    payout: Payout
+    payout: Payout  # as claimed: its attempt, rail and chapter name this lease
     account: PayoutAccount
+
+    def holds_lease(self, current: Payout) -> bool:
+        """Whether `current` (the stored payout) is still this claim's attempt."""
+        return (
+            current.status == "scheduled"
+            and current.leased
+            and (current.attempts, current.rail, current.chapter)
+            == (self.payout.attempts, self.payout.rail, self.payout.chapter)
+        )
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,7 @@ class Dispatcher:
         batch: int = 100,
         idle_seconds: float = 1.0,
         clock: Clock = utc_now,
+        answer_margin_seconds: float = 1.0,
     ) -> None:
         self._db = db
         self._rails = rails if isinstance(rails, Rails) else Rails.single(rails)
@@ -91,6 +107,9 @@ class Dispatcher:
         self._batch = batch
         self._idle_seconds = idle_seconds
         self._clock = clock
+        # A call must be answered this long before its lease ends, so the answer is recorded
+        # while the lease is still held.
+        self._answer_margin = answer_margin_seconds
         self._wake = asyncio.Event()
         self.sent = 0
 
@@ -133,7 +152,7 @@ class Dispatcher:
         claimed, taken = await self._claim()
         if not claimed:
             return taken
-        outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
+        outcomes = await asyncio.gather(*(self._send_within_lease(c) for c in claimed))
         await self._record(list(zip(claimed, outcomes, strict=True)))
         return taken
 
@@ -169,6 +188,19 @@ class Dispatcher:
             await changes.changed(transitions)
             changes.scheduled = 0  # claimed payouts are leased, not newly due
         return claimed, len(due)
+
+    async def _send_within_lease(self, claimed: _Claimed) -> TransferAccepted | _Failed:
+        """`_send`, given up (in doubt) if unanswered shortly before the lease ends: past it,
+        another dispatcher may claim the payout, and the answer would come too late to count."""
+        assert claimed.payout.next_attempt_at is not None  # a claim sets the lease's end
+        left = (claimed.payout.next_attempt_at - self._clock()).total_seconds()
+        try:
+            async with asyncio.timeout(max(left - self._answer_margin, 0.0)):
+                return await self._send(claimed)
+        except TimeoutError:
+            reason = f"{claimed.payout.rail}: no answer within the payout's lease"
+            log.warning("provider call outlived its lease", payout_id=claimed.payout.payout_id)
+            return _Failed(ProviderError(reason, retryable=True), not_executed=False)
 
     async def _send(self, claimed: _Claimed) -> TransferAccepted | _Failed:
         payout = claimed.payout
@@ -230,29 +262,17 @@ class Dispatcher:
             transitions: list[tuple[Transition, PayoutStatus]] = []
             for claimed, outcome in results:
                 payout = current.get(claimed.payout.payout_id)
-                if payout is None or payout.status != "scheduled":
-                    continue  # recorded by another instance after our lease ran out
+                if payout is None:
+                    continue
+                if not claimed.holds_lease(payout):
+                    transition = _taken_over(claimed, payout, outcome)
+                    if transition is not None:
+                        transitions.append((transition, payout.status))
+                    continue
                 if isinstance(outcome, TransferAccepted):
                     transition = lifecycle.mark_sent(payout, outcome.provider_ref)
                 else:
-                    error = outcome.error
-                    log.warning(
-                        "provider refused payout",
-                        payout_id=payout.payout_id,
-                        rail=payout.rail,
-                        reason=error.reason,
-                        retryable=error.retryable,
-                        not_executed=outcome.not_executed,
-                    )
-                    transition = lifecycle.attempt_failed(
-                        payout,
-                        error.reason,
-                        retryable=error.retryable,
-                        retry=self._policy.retry,
-                        now=now,
-                        not_executed=outcome.not_executed,
-                        fallback_rail=self._fallback_rail(claimed.account),
-                    )
+                    transition = self._failed(payout, claimed.account, outcome, now)
                 transitions.append((transition, payout.status))
             await changes.changed(transitions)
             sent = [t.payout for t, _ in transitions if t.payout.status == "sent"]
@@ -260,6 +280,28 @@ class Dispatcher:
             changes.scheduled = 0
         self.sent += len(sent)
         observe_latencies(sent, arrivals, now)
+
+    def _failed(
+        self, payout: Payout, account: PayoutAccount, outcome: _Failed, now: datetime
+    ) -> Transition:
+        error = outcome.error
+        log.warning(
+            "provider refused payout",
+            payout_id=payout.payout_id,
+            rail=payout.rail,
+            reason=error.reason,
+            retryable=error.retryable,
+            not_executed=outcome.not_executed,
+        )
+        return lifecycle.attempt_failed(
+            payout,
+            error.reason,
+            retryable=error.retryable,
+            retry=self._policy.retry,
+            now=now,
+            not_executed=outcome.not_executed,
+            fallback_rail=self._fallback_rail(account),
+        )
 
     def _rail(self, payout: Payout, account: PayoutAccount) -> tuple[str | None, str | None]:
         """The rail of this attempt, and why it cannot be used now (None if it can).
@@ -287,6 +329,35 @@ class Dispatcher:
         if self._rails.unavailable(method) is not None:
             return None
         return self._rails.rail_of(method)
+
+
+def _taken_over(
+    claimed: _Claimed, current: Payout, outcome: TransferAccepted | _Failed
+) -> Transition | None:
+    """An answer that came after this attempt's lease was taken over (or the payout moved on).
+    A failure changes nothing: the attempt holding the lease records its own. A transfer the
+    rail accepted is money that left: recorded as the payout's, on the rail and chapter that
+    sent it, if the payout is still due. Held or failed meanwhile, the payout is in doubt (its
+    lease ran out unanswered), so its next attempt finds this transfer by lookup. Sent through
+    another transfer meanwhile, it was paid twice: logged as an error for an operator."""
+    if not isinstance(outcome, TransferAccepted):
+        log.info("late answer of a taken-over attempt ignored", payout_id=current.payout_id)
+        return None
+    if current.status == "scheduled":
+        attempt = replace(current, rail=claimed.payout.rail, chapter=claimed.payout.chapter)
+        return lifecycle.mark_sent(attempt, outcome.provider_ref)
+    if current.provider_ref == outcome.provider_ref:
+        return None  # the attempt that took over was given the same transfer
+    paid_twice = current.status in ("sent", "settled")
+    (log.error if paid_twice else log.warning)(
+        "a taken-over attempt's transfer was accepted late",
+        payout_id=current.payout_id,
+        status=current.status,
+        recorded=current.provider_ref,
+        late=outcome.provider_ref,
+        rail=claimed.payout.rail,
+    )
+    return None
 
 
 def _destination_for(

@@ -120,8 +120,8 @@ class PayoutsSettings(BaseSettings):
     batch_timeout_ms: int = Field(5, ge=1, le=1000)
 
     dispatch_batch: int = Field(100, ge=1, le=1000)
-    # A claimed payout is invisible to other dispatchers this long; the provider call must end
-    # well within it (the idempotency key makes a repeated call after expiry harmless anyway).
+    # A claimed payout is invisible to other dispatchers this long. Its calls are given up (in
+    # doubt) a second before the lease ends, so it must cover a lookup and a send.
     dispatch_lease_seconds: float = Field(60.0, gt=0)
     dispatch_idle_seconds: float = Field(1.0, gt=0)
     settle_check_seconds: float = Field(1.0, gt=0)
@@ -246,6 +246,17 @@ class PayoutsSettings(BaseSettings):
             )
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ValueError("PAYOUTS_RETRY_MAX_SECONDS must be >= PAYOUTS_RETRY_INITIAL_SECONDS")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_covers_a_lookup_and_a_send(self) -> PayoutsSettings:
+        if self.dispatch_lease_seconds <= 2 * self.provider_timeout_seconds + 1:
+            raise ValueError(
+                "PAYOUTS_DISPATCH_LEASE_SECONDS must exceed twice PAYOUTS_PROVIDER_TIMEOUT_SECONDS "
+                "plus a second: an attempt may look a payout up and then send it, each waiting "
+                "that long, and its answer must be recorded before another dispatcher may take "
+                "the payout over"
+            )
         return self
 
     def webhook_secrets(self) -> dict[str, SecretStr]:

@@ -34,7 +34,7 @@ from tests.chaos.observe import (
     read_dead_letters,
     read_provider,
 )
-from tests.chaos.rails import ChaosRails
+from tests.chaos.rails import PROVIDER_TIMEOUT_SECONDS, ChaosRails
 from tests.chaos.workload import ChaosConfig, Workload, generate
 
 Say = Callable[[str], None]
@@ -63,8 +63,9 @@ def service_env(urls: InfraUrls, rails: ChaosRails, data_dir: Path) -> dict[str,
         "CREATORFLOW_DATA_DIR": str(data_dir),
         **rails.env(),
         # A payout claimed by an instance that is then killed waits out its lease before
-        # another instance may send it again (with the same idempotency key).
-        "PAYOUTS_DISPATCH_LEASE_SECONDS": "10",
+        # another instance may send it again (looked up first, with the same idempotency key).
+        # The shortest lease the service takes: a lookup and a send, each up to the timeout.
+        "PAYOUTS_DISPATCH_LEASE_SECONDS": str(2 * PROVIDER_TIMEOUT_SECONDS + 2),
         "PAYOUTS_SANDBOX_SETTLE_AFTER_SECONDS": "0",
         # The fake rails have no limit of their own: every call still goes through the rate
         # limiter and its Redis (flushed and stopped by the faults), at a pace that is not
