@@ -11,7 +11,10 @@ def pdf_text(document: bytes) -> str:
     """The text a PDF's content streams show (`(...) Tj`), each string on a line of its own,
     whether the streams are compressed (FlateDecode) or not."""
     shown = []
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", document, re.S):
+    # A stream is exactly its dictionary's /Length bytes: compressed data may end in a byte
+    # that looks like part of the line break before `endstream`.
+    for match in re.finditer(rb"/Length (\d+)[^>]*>>\s*stream\r?\n", document):
+        stream = document[match.end() : match.end() + int(match.group(1))]
         with contextlib.suppress(zlib.error):  # an uncompressed stream
             stream = zlib.decompress(stream)
         for text in re.findall(rb"\(((?:[^()\\]|\\.)*)\)\s*Tj", stream, re.S):

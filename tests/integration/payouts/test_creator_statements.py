@@ -158,6 +158,7 @@ async def test_the_yearly_summary_is_what_the_tax_report_gives(
     async with signed_in(db_pool, cache, scene.alice) as browser:
         as_csv = await browser.get(f"/c/statements/{year}.csv")
         as_pdf = await browser.get(f"/c/statements/{year}.pdf")
+    assert (as_csv.status_code, as_pdf.status_code) == (200, 200), as_pdf.text[:300]
     table = rows(as_csv, YEAR_COLUMNS)
     [usd_total] = [r for r in table if r["kind"] == "total_usd"]
     assert usd_total["paid_usd"] == f"{reported.paid.amount:f}" == "198.00"
