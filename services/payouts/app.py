@@ -145,10 +145,11 @@ def rate_limiter(settings: PayoutsSettings, resources: Resources) -> RateLimiter
 
 def dispatch_batch(settings: PayoutsSettings, limiter: RateLimiter | None) -> int:
     """Payouts claimed in one round: no more than the slowest rail can take, at its local
-    rate, within half the lease, so none waits for a token until another replica may take it."""
+    rate, within half the lease, shared by the rounds run at once, so none waits for a token
+    until another replica may take it."""
     if limiter is None:
         return settings.dispatch_batch
-    within = settings.dispatch_lease_seconds / 2
+    within = settings.dispatch_lease_seconds / 2 / settings.dispatch_rounds
     fits = [
         int(limit.local(settings.expected_replicas).rate * within / limit.largest_call)
         for rail in ("stripe", "paypal", "wise")
@@ -237,14 +238,7 @@ def make_setup(
         db = PostgresPayoutsStore(resources.pool)
         destinations = await open_destinations(db, config)
         rails, single, limiter = _rails(config, provider, rate_limited, resources)
-        dispatcher = Dispatcher(
-            db,
-            rails,
-            policy,
-            destinations=destinations,
-            batch=dispatch_batch(config, limiter),
-            idle_seconds=config.dispatch_idle_seconds,
-        )
+        dispatcher = _dispatcher(db, rails, policy, destinations, config, limiter)
         consume = resources.consume(
             INPUT_TOPICS,
             group_id=group_id,
@@ -269,6 +263,25 @@ def make_setup(
         ]
 
     return setup
+
+
+def _dispatcher(
+    db: PostgresPayoutsStore,
+    rails: Rails,
+    policy: PayoutPolicy,
+    destinations: DestinationCipher,
+    config: PayoutsSettings,
+    limiter: RateLimiter | None,
+) -> Dispatcher:
+    return Dispatcher(
+        db,
+        rails,
+        policy,
+        destinations=destinations,
+        batch=dispatch_batch(config, limiter),
+        idle_seconds=config.dispatch_idle_seconds,
+        rounds=config.dispatch_rounds,
+    )
 
 
 def _rails(

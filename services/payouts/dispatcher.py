@@ -97,6 +97,7 @@ class Dispatcher:
         destinations: DestinationCipher,
         batch: int = 100,
         idle_seconds: float = 1.0,
+        rounds: int = 1,
         clock: Clock = utc_now,
         answer_margin_seconds: float = 1.0,
     ) -> None:
@@ -106,6 +107,7 @@ class Dispatcher:
         self._destinations = destinations
         self._batch = batch
         self._idle_seconds = idle_seconds
+        self._rounds = rounds
         self._clock = clock
         # A call must be answered this long before its lease ends, so the answer is recorded
         # while the lease is still held.
@@ -139,7 +141,14 @@ class Dispatcher:
         return len(ready)
 
     async def run(self) -> None:
+        """Run `rounds` rounds at a time: while one records what the rail answered, the next
+        claims. They skip each other's payouts as other instances' (`due_for_update`)."""
         await self.release_rail_holds()
+        async with asyncio.TaskGroup() as rounds:
+            for _ in range(self._rounds):
+                rounds.create_task(self._run_rounds())
+
+    async def _run_rounds(self) -> None:
         while True:
             self._wake.clear()
             if await self.dispatch_once():

@@ -3,9 +3,11 @@
 `consume` is the handler of the unit of work (shared.runtime.unit_of_work): it takes the
 batch's locks, translates each new event to domain values (translate.py) and hands it to its
 handler (`on_deal_signed`, ...). Every handler runs inside one transaction of the store and
-records what it changed in a `PendingChanges`: payout writes happen at once (later events in
-the same batch read them); ledger transfers and status events are written together before the
-transaction commits, and counted once it committed. The dispatcher, the schedules, the
+records what it changed in a `PendingChanges`: what the batch's confirmations read is read
+for all of them at once and kept current in memory, and the confirmations and payouts they
+create are written together before any other event reads them (other payout writes happen at
+once); ledger transfers and status events are written together before the transaction
+commits, and counted once it committed. The dispatcher, the schedules, the
 webhooks and the operators' commands change payouts through a `PendingChanges` too.
 """
 
@@ -133,6 +135,104 @@ class PendingChanges:
     # read from the store once per transaction, then kept up to date with each transfer.
     _receivables: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     _receivable_moves: list[Transfer] = field(default_factory=list)  # clawbacks, recoveries
+    # Deals (None: not stored), creators' accounts, and deals' confirmations and payouts'
+    # business keys as read under their locks (`read_ahead` reads a whole batch's at once),
+    # kept current as the transaction changes them. Confirmations and payouts of the deals
+    # read ahead are written together (`write_new`), before anything reads them back.
+    _deals: dict[str, DealTerms | None] = field(default_factory=dict)
+    _accounts: dict[str, PayoutAccount | None] = field(default_factory=dict)
+    _confirmations: dict[str, dict[tuple[str, str], datetime]] = field(default_factory=dict)
+    _payout_keys: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    _new_confirmations: list[Confirmation] = field(default_factory=list)
+    _new_payouts: list[Payout] = field(default_factory=list)
+
+    async def read_ahead(
+        self,
+        *,
+        deal_ids: Iterable[str] = (),
+        creator_ids: Iterable[str] = (),
+        brand_ids: Iterable[str] = (),
+    ) -> None:
+        """Read at once what handling many events reads one at a time: the deals, their
+        confirmations and payouts' business keys, the creators' accounts and receivables, the
+        brands' escrow. Callers hold the locks of all of them."""
+        deal_ids = set(deal_ids)
+        if missing_deals := deal_ids - set(self._deals):
+            stored = await self.repo.deals(missing_deals)
+            self._deals.update({d: stored.get(d) for d in missing_deals})
+        if missing_deals := deal_ids - set(self._confirmations):
+            await self.write_new()
+            self._confirmations.update(await self.repo.confirmations_of(missing_deals))
+            keys = await self.repo.payout_keys(missing_deals)
+            for deal_id in missing_deals:
+                self._payout_keys[deal_id] = {(k, m) for d, k, m in keys if d == deal_id}
+        creator_ids = set(creator_ids)
+        if missing := creator_ids - set(self._accounts):
+            accounts = await self.repo.accounts(missing)
+            self._accounts.update({c: accounts.get(c) for c in missing})
+        await self.read_receivables(creator_ids)
+        deals = (self._deals[d] for d in deal_ids)
+        await self._read_escrow({*brand_ids, *(d.brand_id for d in deals if d is not None)})
+
+    async def deal(self, deal_id: str) -> DealTerms | None:
+        """The deal's stored terms (None if not stored); callers hold the deal's lock."""
+        if deal_id not in self._deals:
+            self._deals[deal_id] = await self.repo.deal(deal_id)
+        return self._deals[deal_id]
+
+    def forget_deal(self, deal_id: str) -> None:
+        """The deal may have been stored meanwhile: its terms are read again."""
+        self._deals.pop(deal_id, None)
+
+    async def account(self, creator_id: str) -> PayoutAccount | None:
+        """The creator's stored account; callers hold the creator's lock."""
+        if creator_id not in self._accounts:
+            stored = await self.repo.accounts([creator_id])
+            self._accounts[creator_id] = stored.get(creator_id)
+        return self._accounts[creator_id]
+
+    def forget_account(self, creator_id: str) -> None:
+        self._accounts.pop(creator_id, None)
+
+    async def confirmed(self, terms: DealTerms) -> Mapping[str, datetime]:
+        """The deal's confirmed deliverables (`PayoutsTransaction.confirmed`): when each was
+        first confirmed, unsigned or signed by the deal's brand. Callers hold the deal's lock."""
+        stored = self._confirmations.get(terms.deal_id)
+        if stored is None:
+            await self.write_new()
+            return await self.repo.confirmed(terms.deal_id)
+        first: dict[str, datetime] = {}
+        for (deliverable_id, signed_by), at in stored.items():
+            counts = signed_by in ("", terms.brand_id)
+            if counts and (deliverable_id not in first or at < first[deliverable_id]):
+                first[deliverable_id] = at
+        return first
+
+    async def add_confirmation(self, data: Confirmation) -> None:
+        """Keep the confirmation unless one of the deliverable by the same signer is kept
+        (`PayoutsTransaction.add_confirmation`)."""
+        stored = self._confirmations.get(data.deal_id)
+        if stored is None:
+            await self.repo.add_confirmation(
+                data.deal_id,
+                data.deliverable_id,
+                data.confirmed_by,
+                data.confirmed_at,
+                data.signed_by,
+                data.post_received_at,
+            )
+        elif (data.deliverable_id, data.signed_by) not in stored:
+            stored[(data.deliverable_id, data.signed_by)] = data.confirmed_at
+            self._new_confirmations.append(data)
+
+    async def write_new(self) -> None:
+        """Write the confirmations and payouts kept for later, one statement each."""
+        if self._new_confirmations:
+            await self.repo.add_confirmations(self._new_confirmations)
+            self._new_confirmations = []
+        if self._new_payouts:
+            await self.repo.add_payouts(self._new_payouts)
+            self._new_payouts = []
 
     async def fx(self) -> FxSnapshot | None:
         """The snapshot in force now: a snapshot dated later is not in force yet."""
@@ -164,7 +264,8 @@ class PendingChanges:
 
     async def read_receivables(self, creator_ids: Iterable[str]) -> None:
         """Read the stored receivable balances of these creators (one query for many)."""
-        missing = sorted(set(creator_ids) - set(self._receivables))
+        # Asked once per payout: look up each creator, never copy what was read.
+        missing = sorted({c for c in creator_ids if c not in self._receivables})
         if not missing:
             return
         stored = await self.repo.balances([creator_receivable(c) for c in missing])
@@ -192,23 +293,26 @@ class PendingChanges:
                 currency = posting.amount.currency
                 balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
 
-    async def _read_escrow(self, brand_id: str) -> None:
-        if brand_id in self._escrow:
+    async def _read_escrow(self, brand_ids: Iterable[str]) -> None:
+        missing = sorted({b for b in brand_ids if b not in self._escrow})
+        if not missing:
             return
-        stored = await self.repo.escrow_balances([brand_id])
-        self._escrow[brand_id] = {c: v for (b, c), v in stored.items() if b == brand_id}
+        await self.write_new()  # payouts waiting for funds among them
+        stored = await self.repo.escrow_balances(missing)
+        for brand_id in missing:
+            self._escrow[brand_id] = {c: v for (b, c), v in stored.items() if b == brand_id}
         for transfer in self.transfers:  # collected before the first read
-            self._track_escrow(transfer, only=brand_id)
+            self._track_escrow(transfer, only=set(missing))
         self._waiting |= {
-            (p.brand_id, p.gross.currency) for p in await self.repo.awaiting_funds([brand_id])
+            (p.brand_id, p.gross.currency) for p in await self.repo.awaiting_funds(missing)
         }
 
-    def _track_escrow(self, transfer: Transfer, only: str | None = None) -> None:
+    def _track_escrow(self, transfer: Transfer, only: set[str] | None = None) -> None:
         for posting in transfer.postings:
             brand_id = escrow_of(posting.account)
             if brand_id is None or brand_id not in self._escrow:
                 continue
-            if only is None or brand_id == only:
+            if only is None or brand_id in only:
                 balances = self._escrow[brand_id]
                 currency = posting.amount.currency
                 balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
@@ -216,7 +320,7 @@ class PendingChanges:
     async def escrow(self, brand_id: str, currency: str) -> Money:
         """The brand's escrow in `currency`, this transaction's transfers included. Callers
         hold the brand's lock, so no other transaction draws on it meanwhile."""
-        await self._read_escrow(brand_id)
+        await self._read_escrow([brand_id])
         return Money.of(self._escrow[brand_id].get(currency, Decimal(0)), currency)
 
     async def covers(self, brand_id: str, gross: Money) -> bool:
@@ -243,8 +347,16 @@ class PendingChanges:
 
     async def created(self, transition: Transition) -> bool:
         """Store a new payout unless its business key exists; True if it was new."""
-        if not await self.repo.add_payout(transition.payout):
+        payout = transition.payout
+        keys = self._payout_keys.get(payout.deal_id)
+        if keys is None:
+            if not await self.repo.add_payout(payout):
+                return False
+        elif (payout.kind, payout.milestone) in keys:
             return False
+        else:
+            keys.add((payout.kind, payout.milestone))
+            self._new_payouts.append(payout)
         self._collect(transition)
         return True
 
@@ -260,6 +372,7 @@ class PendingChanges:
 
     async def changed(self, transitions: Sequence[tuple[Transition, PayoutStatus]]) -> None:
         """Store payouts that moved on from the given previous statuses."""
+        await self.write_new()
         await self.repo.save_payouts([(t.payout, previous) for t, previous in transitions])
         for transition, _ in transitions:
             self._collect(transition)
@@ -267,6 +380,7 @@ class PendingChanges:
     async def post(self) -> None:
         """Write the ledger transfers, and wake every dispatcher at commit if payouts became
         due; the status events are the caller's to enqueue (`flush`, or the unit of work)."""
+        await self.write_new()
         await self.repo.post(self.transfers)
         if self.scheduled:
             await self.repo.notify_due()
@@ -314,11 +428,11 @@ async def _rates_for(
 
 
 async def _create_fee_payouts(changes: PendingChanges, terms: DealTerms) -> None:
-    confirmed = await changes.repo.confirmed(terms.deal_id)
+    confirmed = await changes.confirmed(terms)
     milestones = payable_fee_milestones(terms, confirmed.keys())
     if not milestones:
         return
-    account = (await changes.repo.accounts([terms.creator_id])).get(terms.creator_id)
+    account = await changes.account(terms.creator_id)
     for milestone in milestones:
         # The fee's rate is that of the moment its work was confirmed.
         fx_at = payable_since(terms, milestone, confirmed)
@@ -363,7 +477,8 @@ async def on_deal_signed(changes: PendingChanges, signed: DealTerms, event_id: s
     keeps its schedule) and pay what is already confirmed. A re-sent deal with other terms is
     rejected: v1 has no amendments."""
     await changes.repo.add_deal(signed, event_id)
-    terms = await changes.repo.deal(signed.deal_id)
+    changes.forget_deal(signed.deal_id)
+    terms = await changes.deal(signed.deal_id)
     assert terms is not None
     if not terms.same_terms(signed):
         raise EventRejected(
@@ -380,7 +495,7 @@ async def on_deliverable_confirmed(changes: PendingChanges, data: Confirmation) 
     before its deal is kept apart with its signer and counts only if that is the deal's brand
     (the store's `confirmed`), so it can neither pay nor block the deal's own confirmation.
     """
-    terms = await changes.repo.deal(data.deal_id)
+    terms = await changes.deal(data.deal_id)
     signed_by = data.signed_by
     if terms is not None and signed_by and signed_by != terms.brand_id:
         raise Untrusted(
@@ -393,14 +508,7 @@ async def on_deliverable_confirmed(changes: PendingChanges, data: Confirmation) 
             f"data.deliverable_id: {data.deliverable_id!r} is not a deliverable of deal "
             f"{data.deal_id} (it has {', '.join(sorted(terms.deliverable_ids))})"
         )
-    await changes.repo.add_confirmation(
-        data.deal_id,
-        data.deliverable_id,
-        data.confirmed_by,
-        data.confirmed_at,
-        signed_by,
-        data.post_received_at,
-    )
+    await changes.add_confirmation(data)
     if terms is not None:
         await _create_fee_payouts(changes, terms)
 
@@ -455,6 +563,7 @@ async def on_payout_account_upserted(changes: PendingChanges, account: PayoutAcc
         cool_off=changes.policy.destination_cool_off,
     )
     account = replace(account, cooling_off_until=until)
+    changes.forget_account(creator_id)
     if not await changes.repo.save_account(account):
         return
     if until is not None and (previous is None or previous.cooling_off_until != until):
@@ -689,7 +798,15 @@ def consume(
             signers=new.brand_signers(),
             creators_locked=await lock_batch(uow.tx, events),
         )
+        # One read each for what the events would read one by one (all of it locked now);
+        # their confirmations and payouts are written together, before any other event.
+        await changes.read_ahead(
+            deal_ids={e.data.deal_id for e in events if e.type in _DEAL_EVENTS},
+            creator_ids=changes.creators_locked or (),
+        )
         for event in events:
+            if event.type != EventType.DELIVERABLE_CONFIRMED:
+                await changes.write_new()
             await STEPS[event.type](changes, event)
         await changes.post()
         uow.publish(changes.events)

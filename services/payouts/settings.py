@@ -120,6 +120,9 @@ class PayoutsSettings(BaseSettings):
     batch_timeout_ms: int = Field(5, ge=1, le=1000)
 
     dispatch_batch: int = Field(100, ge=1, le=1000)
+    # Dispatcher rounds run at once per instance (each claims up to `dispatch_batch`): one
+    # claims while another waits for the rail or records its answers.
+    dispatch_rounds: int = Field(2, ge=1, le=16)
     # A claimed payout is invisible to other dispatchers this long. Its calls are given up (in
     # doubt) a second before the lease ends, so it must cover a lookup and a send.
     dispatch_lease_seconds: float = Field(60.0, gt=0)

@@ -233,7 +233,15 @@ async def payout_stages(
     database's timestamps are; `consumed` is the consuming transaction's start. `pool` is
     connected to payouts' schema."""
     deals = [d for d in confirmation_ids if d in sent_at and d in received_at]
-    rows = await pool.fetch(_PAYOUT_STAGES, deals, [confirmation_ids[d] for d in deals])
+    ids = [confirmation_ids[d] for d in deals]
+    rows = await pool.fetch(_PAYOUT_STAGES, deals, ids)
+    # The relay marks a row published just after Kafka took it: a reader of the topic may be
+    # quicker. Read again until the marks are in (a few tries).
+    for _ in range(50):
+        if all(r["published"] is not None for r in rows):
+            break
+        await asyncio.sleep(0.1)
+        rows = await pool.fetch(_PAYOUT_STAGES, deals, ids)
     parts: dict[str, list[float]] = {k: [] for k in PAYOUT_STAGES}
     for r in rows:
         d = r["deal_id"]

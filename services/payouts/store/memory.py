@@ -24,7 +24,7 @@ from services.payouts.domain.ledger import Transfer, TransferKind, brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
-from services.payouts.domain.terms import DealTerms
+from services.payouts.domain.terms import Confirmation, DealTerms
 from services.payouts.notices import DueEmail, EmailState, Notice, notice_of
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
@@ -165,6 +165,23 @@ class MemoryPayoutsTransaction:
             if signer in owners and (deliverable_id not in first or at < first[deliverable_id]):
                 first[deliverable_id] = at
         return first
+
+    async def confirmations_of(
+        self, deal_ids: Iterable[str]
+    ) -> dict[str, dict[tuple[str, str], datetime]]:
+        return {d: dict(self._s.confirmations.get(d, {})) for d in set(deal_ids)}
+
+    async def add_confirmations(self, confirmations: Sequence[Confirmation]) -> None:
+        for c in confirmations:
+            if not await self.add_confirmation(
+                c.deal_id,
+                c.deliverable_id,
+                c.confirmed_by,
+                c.confirmed_at,
+                c.signed_by,
+                c.post_received_at,
+            ):
+                raise StaleUpdate(f"confirmation stored meanwhile: {c.deal_id}/{c.deliverable_id}")
 
     async def post_arrivals(self, deal_ids: Iterable[str]) -> dict[tuple[str, datetime], datetime]:
         arrivals: dict[tuple[str, datetime], datetime] = {}
@@ -318,6 +335,15 @@ class MemoryPayoutsTransaction:
                 f"fee payouts of deal {payout.deal_id} would add up to "
                 f"{paid + payout.gross.amount} {terms.currency}, above its fee of {terms.fee}"
             )
+
+    async def payout_keys(self, deal_ids: Iterable[str]) -> set[tuple[str, str, str]]:
+        deals = set(deal_ids)
+        return {key for key in self._s.business_keys if key[0] in deals}
+
+    async def add_payouts(self, payouts: Sequence[Payout]) -> None:
+        for payout in payouts:
+            if not await self.add_payout(payout):
+                raise StaleUpdate(f"payout stored meanwhile: {payout.payout_id}")
 
     async def payout(self, payout_id: str) -> Payout | None:
         return self._s.payouts.get(payout_id)

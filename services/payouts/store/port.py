@@ -22,7 +22,7 @@ from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
-from services.payouts.domain.terms import DealTerms
+from services.payouts.domain.terms import Confirmation, DealTerms
 from services.payouts.notices import DueEmail, EmailState, Notice
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
@@ -107,6 +107,18 @@ class PayoutsTransaction(Protocol):
         only confirmations unsigned or signed by the deal's brand."""
         ...
 
+    async def confirmations_of(
+        self, deal_ids: Iterable[str]
+    ) -> dict[str, dict[tuple[str, str], datetime]]:
+        """Every stored confirmation of these deals, whoever signed it: deal ->
+        (deliverable_id, signed_by) -> confirmed_at; every deal asked is a key."""
+        ...
+
+    async def add_confirmations(self, confirmations: Sequence[Confirmation]) -> None:
+        """Keep new confirmations at once, none of them stored yet (`confirmations_of`, read
+        under the deals' locks): one that is raises StaleUpdate."""
+        ...
+
     async def post_arrivals(self, deal_ids: Iterable[str]) -> dict[tuple[str, datetime], datetime]:
         """(deal, confirmed_at) -> when the post that completed that confirmation reached us,
         for the deals' confirmations that know it, counting only those that `confirmed`
@@ -174,6 +186,16 @@ class PayoutsTransaction(Protocol):
 
         Raises FeeCeilingExceeded if a fee payout would take the deal's fee payouts above its
         fee (or has no stored deal, or another currency): enforced by the store itself."""
+        ...
+
+    async def payout_keys(self, deal_ids: Iterable[str]) -> set[tuple[str, str, str]]:
+        """The business keys (deal_id, kind, milestone) of the payouts of these deals."""
+        ...
+
+    async def add_payouts(self, payouts: Sequence[Payout]) -> None:
+        """Store new payouts at once, none of whose business keys exists (`payout_keys`, read
+        under the deals' locks): one that does raises StaleUpdate. Raises FeeCeilingExceeded
+        as `add_payout` does."""
         ...
 
     async def payout(self, payout_id: str) -> Payout | None:

@@ -22,7 +22,7 @@ from services.payouts.domain.ledger import Posting, Transfer, TransferKind
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
-from services.payouts.domain.terms import DealTerms, DeliverableTerm, PayoutKind
+from services.payouts.domain.terms import Confirmation, DealTerms, DeliverableTerm, PayoutKind
 from services.payouts.notices import DueEmail, EmailState, Notice, notice_of
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
@@ -373,6 +373,44 @@ class PostgresPayoutsTransaction:
         )
         return {r["deliverable_id"]: r["confirmed_at"] for r in rows}
 
+    async def confirmations_of(
+        self, deal_ids: Iterable[str]
+    ) -> dict[str, dict[tuple[str, str], datetime]]:
+        asked = sorted(set(deal_ids))
+        rows = await self._conn.fetch(
+            """SELECT deal_id, deliverable_id, signed_by, confirmed_at
+               FROM payouts_confirmations WHERE deal_id = ANY($1::text[])""",
+            asked,
+        )
+        found: dict[str, dict[tuple[str, str], datetime]] = {deal_id: {} for deal_id in asked}
+        for r in rows:
+            found[r["deal_id"]][(r["deliverable_id"], r["signed_by"])] = r["confirmed_at"]
+        return found
+
+    async def add_confirmations(self, confirmations: Sequence[Confirmation]) -> None:
+        if not confirmations:
+            return
+        try:
+            # Pipelined: one round trip for all of them.
+            await self._conn.executemany(
+                """INSERT INTO payouts_confirmations (deal_id, deliverable_id, confirmed_by,
+                       confirmed_at, signed_by, post_received_at)
+                   VALUES ($1, $2, $3, $4, $5, $6)""",
+                [
+                    (
+                        c.deal_id,
+                        c.deliverable_id,
+                        c.confirmed_by,
+                        c.confirmed_at,
+                        c.signed_by,
+                        c.post_received_at,
+                    )
+                    for c in confirmations
+                ],
+            )
+        except asyncpg.UniqueViolationError as error:
+            raise StaleUpdate(f"confirmation stored meanwhile: {error.detail}") from None
+
     async def post_arrivals(self, deal_ids: Iterable[str]) -> dict[tuple[str, datetime], datetime]:
         rows = await self._conn.fetch(
             """SELECT c.deal_id, c.confirmed_at, min(c.post_received_at) AS post_received_at
@@ -506,6 +544,33 @@ class PostgresPayoutsTransaction:
                 raise
             raise FeeCeilingExceeded(error.message) from None
         return bool(inserted)
+
+    async def payout_keys(self, deal_ids: Iterable[str]) -> set[tuple[str, str, str]]:
+        rows = await self._conn.fetch(
+            """SELECT deal_id, kind, milestone FROM payouts_payouts
+               WHERE deal_id = ANY($1::text[])""",
+            sorted(set(deal_ids)),
+        )
+        return {(r["deal_id"], r["kind"], r["milestone"]) for r in rows}
+
+    async def add_payouts(self, payouts: Sequence[Payout]) -> None:
+        if not payouts:
+            return
+        try:
+            # Pipelined: one round trip for all of them; the fee ceiling's trigger sees the
+            # rows inserted before each one.
+            await self._conn.executemany(
+                f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)""",
+                [_payout_values(p) for p in payouts],
+            )
+        except asyncpg.UniqueViolationError as error:
+            raise StaleUpdate(f"payout stored meanwhile: {error.detail}") from None
+        except asyncpg.CheckViolationError as error:
+            if error.constraint_name != "payouts_fee_within_deal":
+                raise
+            raise FeeCeilingExceeded(error.message) from None
 
     async def payout(self, payout_id: str) -> Payout | None:
         row = await self._conn.fetchrow(

@@ -14,7 +14,7 @@ from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer, TransferKind, escrow_of
-from services.payouts.domain.terms import DealTerms, DeliverableTerm
+from services.payouts.domain.terms import Confirmation, DealTerms, DeliverableTerm
 from services.payouts.notices import DueEmail
 from services.payouts.store.port import (
     Attribution,
@@ -244,6 +244,40 @@ class PayoutStoreContract:
             assert await repo.add_confirmation(deal, "dl-2", "auto", later)  # unsigned
             assert await repo.confirmed(deal) == {"dl-1": later, "dl-2": later}
 
+    async def test_confirmations_of_many_deals_and_added_at_once(self, db: PayoutsStore) -> None:
+        deal, other, nothing = uid("deal"), uid("deal"), uid("deal")
+        later = LONG_AGO + timedelta(hours=1)
+        async with db.transaction() as repo:
+            await repo.add_deal(terms(deal, uid("cr")), "e")
+            assert await repo.add_confirmation(deal, "dl-1", "u", later, signed_by="br")
+            await repo.add_confirmations(
+                [
+                    Confirmation(deal, "dl-1", "u", LONG_AGO, signed_by="rival"),
+                    Confirmation(deal, "dl-2", "auto", LONG_AGO, post_received_at=LONG_AGO),
+                    Confirmation(other, "dl-1", "auto", later),
+                ]
+            )
+            assert await repo.confirmations_of([deal, other, nothing, deal]) == {
+                deal: {("dl-1", "br"): later, ("dl-1", "rival"): LONG_AGO, ("dl-2", ""): LONG_AGO},
+                other: {("dl-1", ""): later},
+                nothing: {},
+            }
+            # What counts is as if each was added alone.
+            assert await repo.confirmed(deal) == {"dl-1": later, "dl-2": LONG_AGO}
+            assert await repo.post_arrivals([deal]) == {(deal, LONG_AGO): LONG_AGO}
+        # One stored already (same deliverable, same signer) fails the whole call.
+        with pytest.raises(StaleUpdate):
+            async with db.transaction() as repo:
+                await repo.add_confirmations(
+                    [
+                        Confirmation(nothing, "dl-1", "auto", later),
+                        Confirmation(deal, "dl-1", "u", LONG_AGO, signed_by="br"),
+                    ]
+                )
+        async with db.transaction() as repo:
+            assert await repo.confirmations_of([nothing]) == {nothing: {}}
+            await repo.add_confirmations([])
+
     async def test_post_arrivals_by_confirmation_of_the_deals_brand_only(
         self, db: PayoutsStore
     ) -> None:
@@ -337,6 +371,38 @@ class PayoutStoreContract:
             assert await add_payout(repo, new_payout(deal, creator, None, milestone="dl-1").payout)
             [stored] = await repo.payouts_for_update([first.payout_id])
         assert stored == first
+
+    async def test_payouts_added_at_once_by_business_key(self, db: PayoutsStore) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        first = new_payout(deal, creator, acct(creator), milestone="dl-1").payout
+        second = new_payout(deal, creator, None, milestone="dl-2").payout
+        async with db.transaction() as repo:
+            assert await repo.payout_keys([deal]) == set()
+            await repo.add_deal(terms(deal, creator), "e")
+            await repo.add_payouts([first, second])
+            await repo.add_payouts([])
+            assert await repo.payout_keys([deal, uid("deal")]) == {
+                (deal, "fee", "dl-1"),
+                (deal, "fee", "dl-2"),
+            }
+            stored = await repo.payouts_for_update([first.payout_id, second.payout_id])
+        assert sorted(stored, key=lambda p: p.milestone) == [first, second]
+        again = new_payout(deal, creator, None, milestone="dl-1").payout
+        with pytest.raises(StaleUpdate):
+            async with db.transaction() as repo:
+                await repo.add_payouts([again])
+        # The fee ceiling counts the payouts added before each one in the same call.
+        whole = uid("deal")
+        part = new_payout(deal, creator, None, milestone="dl-1", amount="0.01").payout
+        with pytest.raises(FeeCeilingExceeded, match="above its fee"):
+            async with db.transaction() as repo:
+                await repo.add_deal(terms(whole, creator), "e")
+                await repo.add_payouts(
+                    [
+                        new_payout(whole, creator, None, amount="1000.00").payout,
+                        replace(part, deal_id=whole, payout_id=uid("po")),
+                    ]
+                )
 
     async def test_fee_payouts_never_add_up_above_the_fee(self, db: PayoutsStore) -> None:
         deal, creator = uid("deal"), uid("cr")
@@ -473,6 +539,29 @@ class PayoutStoreContract:
             assert (
                 posted.kind == "funding" and posted.transfer_id == f"{funding.funding_id}:funding"
             )
+
+    async def test_the_escrow_follows_many_postings_posted_at_once(self, db: PayoutsStore) -> None:
+        one, other = uid("br"), uid("br")
+        async with db.transaction() as repo:
+            fundings = [
+                Funding(uid("fund"), brand, Money.of(amount, currency), T0)
+                for brand, amount, currency in [
+                    (one, "100.00", "USD"),
+                    (other, "30.00", "EUR"),
+                    (one, "50.00", "USD"),
+                    (one, "7.00", "EUR"),
+                    (one, "20.00", "USD"),
+                ]
+            ]
+            for funding in fundings:
+                assert await repo.add_funding(funding, funding.funding_id)
+            await repo.post([f.transfer() for f in fundings[:4]])
+            await repo.post([fundings[4].transfer()])
+            assert await repo.escrow_balances([one, other]) == {
+                (one, "USD"): Decimal("170.00"),
+                (one, "EUR"): Decimal("7.00"),
+                (other, "EUR"): Decimal("30.00"),
+            }
 
     async def test_payouts_draw_on_the_escrow_and_wait_for_funds_in_order(
         self, db: PayoutsStore

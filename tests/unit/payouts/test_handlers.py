@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
+from services.payouts import translate
 from services.payouts.domain.accounts import HoldCode
+from services.payouts.domain.ledger import TransferKind
+from services.payouts.domain.terms import Confirmation
+from services.payouts.handlers import PayoutPolicy, PendingChanges
 from services.payouts.providers.base import (
     ProviderError,
     Settlement,
     TransferAccepted,
     TransferRequest,
 )
+from services.payouts.store.memory import MemoryPayoutsStore
 from shared.contract.errors import EventRejected
 from shared.contract.money import Money
 from tests.unit.payouts.builders import (
@@ -246,3 +253,89 @@ async def test_status_events_never_carry_the_destination() -> None:
     assert h.db.state.outbox
     assert all(secret not in e.model_dump_json() for e in h.db.state.outbox)
     assert secret not in repr(h.db.state.accounts[creator])
+
+
+@pytest.mark.parametrize("schedule", ["on_completion", "per_deliverable"])
+async def test_a_batch_pays_as_its_events_one_batch_each(schedule: str) -> None:
+    """The consumer reads a batch's deals, confirmations and accounts once and writes its
+    confirmations and payouts together: the payouts, their events and the ledger are those of
+    the same events applied one per batch."""
+    creator, late_creator = uid("cr"), uid("cr")
+    deal, late_deal, unsigned = uid("deal"), uid("deal"), uid("deal")
+    earlier = T0 - timedelta(hours=1)
+    events = [
+        fx(RATES),
+        account(creator),
+        deal_signed(deal, creator, deliverables=(("dl-1", 1), ("dl-2", 1))),
+        confirmed(deal, "dl-1"),
+        confirmed(deal, "dl-1", at=earlier),  # re-sent earlier: the first one kept counts
+        confirmed(late_deal, "dl-2", at=earlier),  # before its deal
+        confirmed(unsigned, "dl-1"),  # a deal never signed
+        confirmed(deal, "dl-2", at=T0 + timedelta(minutes=5)),
+        deal_signed(late_deal, late_creator, deliverables=(("dl-1", 1), ("dl-2", 1))),
+        confirmed(late_deal, "dl-1"),
+        account(late_creator, currency="JPY"),
+        confirmed(deal, "dl-2", at=earlier),  # the deal is paid already
+    ]
+    together, alone = Harness(fee_schedule=schedule), Harness(fee_schedule=schedule)
+    await together.consume(*events)
+    for event in events:
+        await alone.consume(event)
+
+    def paid(h: Harness) -> set[tuple[object, ...]]:
+        return {
+            (p.payout_id, p.milestone, p.status, p.gross, p.net, p.fx_at, p.hold)
+            for p in h.payouts()
+        }
+
+    assert paid(together) == paid(alone)
+    assert len(paid(together)) == (4 if schedule == "per_deliverable" else 2)
+    assert [(e.type, e.data.payout_id) for e in together.db.state.outbox] == [
+        (e.type, e.data.payout_id) for e in alone.db.state.outbox
+    ]
+
+    def ledger(h: Harness) -> Counter[tuple[object, ...]]:
+        # The harness's fundings of each brand have ids of their own.
+        return Counter(
+            (t.kind, "" if t.kind == TransferKind.FUNDING else t.payout_id, t.postings)
+            for t in h.db.state.transfers
+        )
+
+    assert ledger(together) == ledger(alone)
+    assert together.problems() == [] and alone.problems() == []
+    first = {p.milestone: p.fx_at for p in together.payouts(deal)}
+    assert first == (
+        {"dl-1": T0, "dl-2": T0 + timedelta(minutes=5)}
+        if schedule == "per_deliverable"
+        else {"": T0 + timedelta(minutes=5)}
+    )
+
+
+async def test_confirmations_read_ahead_count_as_the_stores_own() -> None:
+    """Which confirmations count, read ahead and kept in memory, is what the store counts
+    once they are written: the first of each signer, unsigned or by the deal's brand."""
+    db = MemoryPayoutsStore()
+    deal, unknown = uid("deal"), uid("deal")
+    terms = translate.deal_terms(deal_signed(deal, uid("cr")).data, "on_completion")
+    rival = replace(terms, brand_id="br-rival")
+    at = [T0 + timedelta(minutes=m) for m in range(4)]
+    async with db.transaction() as repo:
+        await repo.add_deal(terms, "e")
+        await repo.add_confirmation(deal, "dl-1", "u", at[2], "br-1")
+    async with db.transaction() as repo:
+        changes = PendingChanges(repo, PayoutPolicy(), T0)
+        await changes.read_ahead(deal_ids=[deal, unknown])
+        for confirmation in [
+            Confirmation(deal, "dl-1", "auto", at[3]),
+            Confirmation(deal, "dl-1", "u", at[0], "br-1"),  # that signer's first is kept
+            Confirmation(deal, "dl-2", "u", at[0], "br-rival"),
+            Confirmation(deal, "dl-2", "auto", at[1]),
+            Confirmation(deal, "dl-2", "auto", at[0]),
+            Confirmation(unknown, "dl-1", "auto", at[1]),
+        ]:
+            await changes.add_confirmation(confirmation)
+        assert await changes.confirmed(terms) == {"dl-1": at[2], "dl-2": at[1]}
+        assert await changes.confirmed(rival) == {"dl-1": at[3], "dl-2": at[0]}
+        await changes.write_new()
+        assert await repo.confirmed(deal) == await changes.confirmed(terms)
+        assert await repo.confirmed(unknown) == {"dl-1": at[1]}
