@@ -250,6 +250,9 @@ async def test_sessions_end_when_they_expire_or_the_creator_signs_out(
         browser.cookies.set(SESSION_COOKIE, session, domain="creators.test")
         assert (await browser.get("/c/payouts")).status_code == 401
 
+    async with client_for(page_app(db_pool, cache)) as browser:
+        await sign_in(browser, await new_link(db_pool, scene.alice))  # 12 hours, kept
+
     # A sweep an hour from now deletes what has expired by then: every link (15 minutes at
     # most), not the 12-hour sessions.
     link = await new_link(db_pool, scene.alice)
