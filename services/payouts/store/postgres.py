@@ -45,6 +45,9 @@ _PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, bra
     next_attempt_at, provider_ref, version, recovered_amount, fx_at, chapter, in_doubt, rail,
     leased"""
 
+# `$1, $2, ...`: one parameter per column, in `_payout_values`' order.
+_PAYOUT_PARAMETERS: Final = ", ".join(f"${i + 1}" for i in range(_PAYOUT_COLUMNS.count(",") + 1))
+
 
 def _lock_key(entity_id: str) -> int:
     return int.from_bytes(
@@ -534,8 +537,7 @@ class PostgresPayoutsTransaction:
         try:
             inserted = await self._conn.fetchval(
                 f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
+                    VALUES ({_PAYOUT_PARAMETERS})
                     ON CONFLICT ON CONSTRAINT payouts_business_key DO NOTHING RETURNING true""",
                 *_payout_values(payout),
             )
@@ -561,8 +563,7 @@ class PostgresPayoutsTransaction:
             # rows inserted before each one.
             await self._conn.executemany(
                 f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)""",
+                    VALUES ({_PAYOUT_PARAMETERS})""",
                 [_payout_values(p) for p in payouts],
             )
         except asyncpg.UniqueViolationError as error:
