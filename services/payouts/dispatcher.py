@@ -83,6 +83,9 @@ class _Failed:
     # The error proves the chapter's rail executed nothing: no earlier attempt is in doubt,
     # or a lookup just found nothing under the key.
     not_executed: bool
+    # An earlier attempt is in doubt and the rail could not be reached to look it up: this
+    # attempt sent nothing and learned nothing.
+    unreachable: bool = False
 
 
 class Dispatcher:
@@ -252,7 +255,11 @@ class Dispatcher:
                 looked_up = True
             return await provider.send(request)
         except ProviderError as error:
-            return _Failed(error, error.not_executed and (looked_up or not payout.in_doubt))
+            return _Failed(
+                error,
+                error.not_executed and (looked_up or not payout.in_doubt),
+                unreachable=payout.in_doubt and not looked_up and error.not_executed,
+            )
         except Exception as error:  # a provider bug must not lose the round's other results
             log.exception("provider call failed unexpectedly", payout_id=payout.payout_id)
             return _Failed(
@@ -310,6 +317,7 @@ class Dispatcher:
             now=now,
             not_executed=outcome.not_executed,
             fallback_rail=self._fallback_rail(account),
+            unreachable=outcome.unreachable,
         )
 
     def _rail(self, payout: Payout, account: PayoutAccount) -> tuple[str | None, str | None]:

@@ -536,6 +536,7 @@ def attempt_failed(
     now: datetime,
     not_executed: bool = False,
     fallback_rail: str | None = None,
+    unreachable: bool = False,
 ) -> Transition:
     """A provider call failed: retry later with backoff, or fail for good once the error is
     permanent or `retry.max_attempts` calls were made. Money stays payable to the creator.
@@ -544,11 +545,17 @@ def attempt_failed(
     attempt's outcome is still unknown). Only then, when the rail will not take it (a final
     error, or retries used up), does the payout move to the creator's `fallback_rail`: due at
     once there, under the same idempotency key in that rail's own records. An error that may
-    follow execution marks the payout in doubt: looked up before it is sent again."""
+    follow execution marks the payout in doubt: looked up before it is sent again.
+
+    `unreachable`: the payout was in doubt and its rail could not be reached to look it up.
+    Nothing was sent and nothing learned, so the attempt uses up nothing: the payout waits for
+    its rail (backoff up to `retry.max_seconds`) however long that takes, since failing it
+    would hand a question only the rail can answer to an operator, and moving it could pay
+    twice."""
     if payout.status != "scheduled":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not scheduled")
     in_doubt = payout.in_doubt or not not_executed
-    exhausted = not retryable or payout.attempts >= retry.max_attempts
+    exhausted = not retryable or (payout.attempts >= retry.max_attempts and not unreachable)
     if exhausted and not_executed and fallback_rail is not None and fallback_rail != payout.rail:
         moved = replace(
             payout,

@@ -180,16 +180,19 @@ async def test_no_fallback_after_an_attempt_in_doubt_unless_the_lookup_found_not
     assert list(paypal.paid) == [sent.payout_id] and stripe.paid == {}
 
 
-async def test_a_rail_unreachable_after_an_attempt_in_doubt_never_falls_back() -> None:
+async def test_a_rail_unreachable_after_an_attempt_in_doubt_never_falls_back_nor_gives_up() -> None:
     stripe, paypal = _Rail("stripe"), _Rail("paypal")
     down = ProviderError("stripe: network error ConnectError", retryable=True, not_executed=True)
-    stripe.lookup_errors = [down, down]  # then the rail cannot be reached to look it up
+    stripe.lookup_errors = [down] * 5  # then the rail cannot be reached to look it up
     h, deal = await _in_doubt(stripe, paypal)  # paid, answer lost
-    await _later(h)
-    await _later(h)
-    [failed] = h.payouts(deal)
-    assert failed.status == "failed" and failed.in_doubt and failed.rail == "stripe"
-    assert paypal.sends == [] and stripe.sends == [failed.payout_id]
+    for _ in range(5):  # more attempts than the 3 allowed: none of them could ask the rail
+        await _later(h, 60)
+        [waiting] = h.payouts(deal)
+        assert waiting.status == "scheduled" and waiting.in_doubt and waiting.rail == "stripe"
+    await _later(h, 300)  # the rail is back: the lookup finds the first transfer
+    [sent] = h.payouts(deal)
+    assert sent.status == "sent" and sent.provider_ref == f"stripe_{sent.payout_id}"
+    assert paypal.sends == [] and stripe.sends == [sent.payout_id] and h.problems() == []
 
 
 async def test_an_unconfigured_fallback_is_not_used() -> None:
