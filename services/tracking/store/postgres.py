@@ -452,11 +452,16 @@ class PostgresTrackingTransaction:
         await self._conn.execute(
             queries.SAVE_OUTCOMES, [o.order_id for o in outcomes], *_outcome_columns(outcomes)
         )
+        credits = [(o.order_id, c) for o in outcomes for c in o.credits]
         await self._conn.execute(
-            "DELETE FROM tracking_order_credits WHERE order_id = ANY($1::text[])",
+            queries.REPLACE_CREDITS,
             [o.order_id for o in outcomes],
+            [order_id for order_id, _ in credits],
+            [c.deal_id for _, c in credits],
+            [c.revenue.amount for _, c in credits],
+            [c.refunded.amount for _, c in credits],
+            [c.revenue.currency for _, c in credits],
         )
-        await self._add_credits(outcomes)
 
     async def add_manual_confirmations(self, confirmations: Sequence[Confirmation]) -> set[str]:
         return {c.deal_id for c in await self._insert_confirmations(confirmations)}
