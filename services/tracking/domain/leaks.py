@@ -21,10 +21,20 @@ fired, and the earliest of those is where the code became suspected. That order 
 later order of the code are *suspected orders*. All of this is a function of the stored
 orders, the deal's audience countries and its reach, so any arrival order or batching of
 the same events gives the same verdict; a late order can move it either way.
+
+A code's verdict can be carried on (`CodeJudgement`) instead of worked out from all its
+orders again: the rules at an order read only the orders up to it within `window` (or the
+hour, for the burst), so once a code was judged through some order, evaluating the later
+orders needs only those within the lookback before it (`lookback`). That holds while nothing
+the earlier evaluations read has changed: no order joined or left the code up to there, the
+audience countries and thresholds are the same (`judgement_inputs`), and the reach is the
+same or makes no difference to the burst rule (`CodeJudgement.resumable`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -152,10 +162,12 @@ class Evidence:
 @dataclass(frozen=True, slots=True)
 class CodeVerdict:
     """The rules that fired on one code (each at its first firing, in rule order), and the
-    suspected orders: every order from the earliest firing on. Empty when none fired."""
+    suspected orders: every order from the earliest firing on, of those judged. Empty when
+    none fired. `peak`: the most orders of the code within one hour up to any order judged."""
 
     evidence: tuple[Evidence, ...]
     suspected: frozenset[str]
+    peak: int = 0
 
     @property
     def suspected_since(self) -> datetime | None:
@@ -164,6 +176,68 @@ class CodeVerdict:
     @property
     def rules(self) -> tuple[LeakRule, ...]:
         return tuple(e.rule for e in self.evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeJudgement:
+    """What a code's judgement carries on: judged through the order `through` (the greatest
+    (occurred_at, order_id) judged), with `inputs` (judgement_inputs) and `reach`, the rules
+    that had fired (their first firings) and the `peak` hourly count so far."""
+
+    through: tuple[datetime, str]
+    inputs: str
+    reach: int
+    evidence: tuple[Evidence, ...]
+    peak: int
+
+    def resumable(self, inputs: str, reach: int, thresholds: LeakThresholds) -> bool:
+        """Whether the evaluations up to `through` stand with these inputs and this reach
+        (the orders up to `through` unchanged): the same audience and thresholds, and the
+        same reach, or one under which the burst rule still fires nowhere up to there."""
+        if inputs != self.inputs:
+            return False
+        if reach == self.reach:
+            return True
+        if any(e.rule is LeakRule.BURST for e in self.evidence):
+            return False
+        return not (reach > 0 and _bursting(self.peak, reach, thresholds))
+
+
+def judgement_inputs(audience_countries: Iterable[str], thresholds: LeakThresholds) -> str:
+    """A digest of what a code's verdict depends on besides its orders and the reach."""
+    text = json.dumps(
+        [
+            sorted(audience_countries),
+            thresholds.window.total_seconds(),
+            str(thresholds.abroad_share),
+            thresholds.abroad_min_orders,
+            str(thresholds.coupon_share),
+            thresholds.coupon_min_orders,
+            str(thresholds.burst_share_of_reach),
+            thresholds.burst_min_orders,
+            sorted(thresholds.coupon_domains),
+        ]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def lookback(thresholds: LeakThresholds) -> timedelta:
+    """How far before an order the rules read: the orders a later evaluation needs."""
+    return max(thresholds.window, BURST_SPAN)
+
+
+def judgement_of(
+    verdict: CodeVerdict,
+    orders: Iterable[LeakOrder],
+    inputs: str,
+    reach: int,
+    prior: CodeJudgement | None,
+) -> CodeJudgement | None:
+    """The judgement to carry on after `verdict` on `orders` (None without any order)."""
+    keys = [o.key for o in orders] + ([prior.through] if prior is not None else [])
+    if not keys:
+        return None
+    return CodeJudgement(max(keys), inputs, reach, verdict.evidence, verdict.peak)
 
 
 def by_code(orders: Iterable[LeakOrder]) -> dict[str, list[LeakOrder]]:
@@ -201,24 +275,32 @@ def assess_code(
     audience_countries: Iterable[str],
     reach: int,
     thresholds: LeakThresholds,
+    prior: CodeJudgement | None = None,
 ) -> CodeVerdict:
     """Which rules fire on a code's orders, where each first fired, and which orders are
     suspected (module docstring). `audience_countries` are ISO 3166-1 alpha-2 codes (empty:
     the first rule does not apply); `reach` the creator's reach on the deal (0: the burst
-    rule does not apply)."""
+    rule does not apply).
+
+    With `prior` (resumable), the code was judged through `prior.through`: its rules that
+    fired keep their evidence, the others are evaluated at the later orders only, and
+    `orders` need be only those from `lookback` before `prior.through` on."""
     ordered = sorted(orders, key=lambda o: o.key)
+    after = None if prior is None else prior.through
+    kept = {} if prior is None else {e.rule: [e] for e in prior.evidence}
     audience = frozenset(audience_countries)
     found: list[Evidence] = []
     if audience:
-        found += _share_rule(
+        found += kept.get(LeakRule.OUTSIDE_AUDIENCE, []) or _share_rule(
             LeakRule.OUTSIDE_AUDIENCE,
             ordered,
             lambda o: None if o.shipping_country is None else o.shipping_country not in audience,
             thresholds.window,
             thresholds.abroad_share,
             thresholds.abroad_min_orders,
+            after,
         )
-    found += _share_rule(
+    found += kept.get(LeakRule.COUPON_SITE, []) or _share_rule(
         LeakRule.COUPON_SITE,
         ordered,
         lambda o: (
@@ -227,13 +309,16 @@ def assess_code(
         thresholds.window,
         thresholds.coupon_share,
         thresholds.coupon_min_orders,
+        after,
     )
+    counts = _hour_counts(ordered, after)
     if reach > 0:
-        found += _burst(ordered, reach, thresholds)
+        found += kept.get(LeakRule.BURST, []) or _burst(ordered, counts, reach, thresholds)
+    peak = max([0 if prior is None else prior.peak, *counts.values()])
     if not found:
-        return CodeVerdict((), frozenset())
+        return CodeVerdict((), frozenset(), peak)
     since = min((e.fired_at, e.order_id) for e in found)
-    return CodeVerdict(tuple(found), frozenset(o.order_id for o in ordered if o.key >= since))
+    return CodeVerdict(tuple(found), frozenset(o.order_id for o in ordered if o.key >= since), peak)
 
 
 def _share_rule(
@@ -243,10 +328,11 @@ def _share_rule(
     window: timedelta,
     share: Decimal,
     min_orders: int,
+    after: tuple[datetime, str] | None = None,
 ) -> list[Evidence]:
-    """The first order at which, over the orders of (its time - window, its time] up to it,
-    more than `share` of those `leaked` says anything about (not None) look leaked and at
-    least `min_orders` do; [] if there is none."""
+    """The first order (after `after`, if given) at which, over the orders of (its time -
+    window, its time] up to it, more than `share` of those `leaked` says anything about (not
+    None) look leaked and at least `min_orders` do; [] if there is none."""
     verdicts = [leaked(o) for o in ordered]
     start = considered = hits = 0
     for end, order in enumerate(ordered):
@@ -257,7 +343,8 @@ def _share_rule(
             hits -= verdicts[start] is True
             start += 1
         # hits / considered > share, exactly: no rounding decides whether a rule fires.
-        if hits >= max(min_orders, 1) and hits > share * considered:
+        judged = after is None or order.key > after
+        if judged and hits >= max(min_orders, 1) and hits > share * considered:
             return [
                 Evidence(
                     rule,
@@ -274,23 +361,42 @@ def _share_rule(
     return []
 
 
-def _burst(ordered: Sequence[LeakOrder], reach: int, thresholds: LeakThresholds) -> list[Evidence]:
-    """The first order at which the orders of the hour up to it are more than
-    `burst_share_of_reach` x `reach` and at least `burst_min_orders`; [] if there is none."""
+def _hour_counts(
+    ordered: Sequence[LeakOrder], after: tuple[datetime, str] | None
+) -> dict[int, int]:
+    """The number of orders within the hour up to each order (by position; only the orders
+    after `after`, if given)."""
+    counts = {}
     start = 0
     for end, order in enumerate(ordered):
         while ordered[start].occurred_at <= order.occurred_at - BURST_SPAN:
             start += 1
-        count = end - start + 1
-        if count >= max(thresholds.burst_min_orders, 1) and (
-            count > thresholds.burst_share_of_reach * reach
-        ):
+        if after is None or order.key > after:
+            counts[end] = end - start + 1
+    return counts
+
+
+def _bursting(count: int, reach: int, thresholds: LeakThresholds) -> bool:
+    return count >= max(thresholds.burst_min_orders, 1) and (
+        count > thresholds.burst_share_of_reach * reach
+    )
+
+
+def _burst(
+    ordered: Sequence[LeakOrder], counts: dict[int, int], reach: int, thresholds: LeakThresholds
+) -> list[Evidence]:
+    """The first order (of those `counts` covers, by position) at which the orders of the
+    hour up to it are more than `burst_share_of_reach` x `reach` and at least
+    `burst_min_orders`; [] if there is none."""
+    for end, count in sorted(counts.items()):
+        if _bursting(count, reach, thresholds):
+            order = ordered[end]
             return [
                 Evidence(
                     LeakRule.BURST,
                     order.order_id,
                     order.occurred_at,
-                    ordered[start].occurred_at,
+                    ordered[end - count + 1].occurred_at,
                     order.occurred_at,
                     count,
                     count,

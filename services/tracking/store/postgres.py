@@ -27,7 +27,15 @@ from services.tracking.domain.campaigns import (
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
-from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
+from services.tracking.domain.leaks import (
+    CodeJudgement,
+    LeakedOrders,
+    LeakOrder,
+    LeakThresholds,
+    LeakTotals,
+    judgement_inputs,
+    lookback,
+)
 from services.tracking.domain.orders import ClickFacts, Credit, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.store import queries
@@ -46,6 +54,8 @@ from services.tracking.store.rows import (
     credit_from,
     deal_from,
     deliverables_json,
+    judgement_from,
+    judgement_json,
     leak_order_from,
     order_from,
     outcome_from,
@@ -562,13 +572,36 @@ class PostgresTrackingTransaction:
             for row in rows
         ]
 
-    async def leak_facts(self, deal_ids: Collection[str]) -> list[LeakFacts]:
+    async def leak_facts(
+        self, deal_ids: Collection[str], thresholds: LeakThresholds = LeakThresholds()
+    ) -> list[LeakFacts]:
         if not deal_ids:
             return []
         ids = list(deal_ids)
+        states: dict[str, dict[str, asyncpg.Record]] = {}
+        for row in await self._conn.fetch(
+            "SELECT * FROM tracking_leak_codes WHERE deal_id = ANY($1::text[])", ids
+        ):
+            states.setdefault(row["deal_id"], {})[row["promo_code"]] = row
+        deals = await self._conn.fetch(queries.LEAK_DEALS, ids)
+        judgements: dict[str, dict[str, CodeJudgement]] = {}
+        wanted: list[tuple[str, str, datetime | None]] = []
+        for row in deals:
+            deal = deal_from(row)
+            inputs = judgement_inputs(deal.audience_countries, thresholds)
+            codes = states.get(deal.deal_id, {})
+            for code in sorted(set(deal.promo_codes) | set(codes)):
+                judgement = _standing(codes.get(code), inputs, int(row["reach"]), thresholds)
+                since = None
+                if judgement is not None:
+                    judgements.setdefault(deal.deal_id, {})[code] = judgement
+                    since = judgement.through[0] - lookback(thresholds)
+                wanted.append((deal.deal_id, code, since))
         orders: dict[str, list[LeakOrder]] = {}
         suspected: dict[str, set[str]] = {}
-        for row in await self._conn.fetch(queries.LEAK_ORDERS, ids):
+        for row in await self._conn.fetch(
+            queries.LEAK_ORDERS, *(list(column) for column in zip(*wanted, strict=True))
+        ):
             orders.setdefault(row["deal_id"], []).append(leak_order_from(row))
             if row["leak_suspected"]:
                 suspected.setdefault(row["deal_id"], set()).add(row["order_id"])
@@ -579,9 +612,21 @@ class PostgresTrackingTransaction:
                 policy=LeakedOrders(row["leaked_orders"]),
                 orders=tuple(orders.get(row["deal_id"], ())),
                 suspected=frozenset(suspected.get(row["deal_id"], ())),
+                judgements=judgements.get(row["deal_id"], {}),
             )
-            for row in await self._conn.fetch(queries.LEAK_DEALS, ids)
+            for row in deals
         ]
+
+    async def save_leak_judgements(
+        self, judgements: Collection[tuple[str, str, CodeJudgement]]
+    ) -> None:
+        if judgements:
+            await self._conn.execute(
+                queries.SAVE_LEAK_JUDGEMENTS,
+                [deal_id for deal_id, _, _ in judgements],
+                [code for _, code, _ in judgements],
+                [judgement_json(j) for _, _, j in judgements],
+            )
 
     async def mark_leak_suspects(
         self, suspected: Collection[str], cleared: Collection[str]
@@ -815,6 +860,21 @@ class PostgresTrackingTransaction:
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
         # The consumer name doubles as the outbox producer: its own relay publishes these.
         await outbox.enqueue(self._conn, events, producer=self._consumer)
+
+
+def _standing(
+    state: asyncpg.Record | None, inputs: str, reach: int, thresholds: LeakThresholds
+) -> CodeJudgement | None:
+    """A code's stored judgement (a tracking_leak_codes row) if it still stands: no order at
+    or before the last one it judged joined or left the code since (`changed_from`, kept by
+    the triggers of migration 0207), and CodeJudgement.resumable."""
+    if state is None or state["judgement"] is None:
+        return None
+    judgement = judgement_from(state["judgement"])
+    changed = state["changed_from"]
+    if changed is not None and changed <= judgement.through[0]:
+        return None
+    return judgement if judgement.resumable(inputs, reach, thresholds) else None
 
 
 def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:

@@ -326,10 +326,22 @@ WHERE (t.revenue, t.refunded, t.currency)
     IS DISTINCT FROM (EXCLUDED.revenue, EXCLUDED.refunded, EXCLUDED.currency)
 """
 
-# Leaked codes (domain.leaks). Every order a deal's codes chose it for, flagged or not.
+# Leaked codes (domain.leaks). The orders of each (deal, promo code), all of them or those
+# after `since` (the lookback before the order a carried judgement reached), flagged or not.
 LEAK_ORDERS = """
-SELECT deal_id, order_id, promo_code, occurred_at, shipping_country, referrer, leak_suspected
-FROM tracking_orders WHERE deal_id = ANY($1::text[])
+SELECT o.deal_id, o.order_id, o.promo_code, o.occurred_at, o.shipping_country, o.referrer,
+       o.leak_suspected
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(deal_id, promo_code, since)
+JOIN tracking_orders o ON o.deal_id = u.deal_id AND o.promo_code = u.promo_code
+    AND (u.since IS NULL OR o.occurred_at > u.since)
+"""
+
+SAVE_LEAK_JUDGEMENTS = """
+INSERT INTO tracking_leak_codes AS t (deal_id, promo_code, judgement, changed_from)
+SELECT u.deal_id, u.promo_code, u.judgement::jsonb, NULL
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(deal_id, promo_code, judgement)
+ON CONFLICT (deal_id, promo_code) DO UPDATE
+    SET judgement = EXCLUDED.judgement, changed_from = NULL
 """
 
 LEAK_DEALS = """
