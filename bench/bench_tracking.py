@@ -15,9 +15,17 @@ orders in EUR converted with an FX snapshot):
    subscriber (`shared.runtime.kafka.subscribe_events`), works off `--naive-events` events.
 
 The load generator runs on the same machine as the servers and the service. It prints the
-rates and their ratios. Usage:
+rates and their ratios.
+
+With `--history`, only this instead: the events/s of the same load on a fresh campaign and on
+one with `--history-factor` times as much history stored before (`measure_history`), their
+ratio, and whether it is within the +-15 % the cost of a batch may vary with history.
+
+Usage:
   python bench/bench_tracking.py [--events 300000] [--naive-events 4000] [--rate 20000]
                                  [--seconds 15] [--instances 1,2]
+  python bench/bench_tracking.py --history [--history-deals 20] [--history-events 3000]
+                                 [--history-factor 10]
 """
 
 from __future__ import annotations
