@@ -599,9 +599,12 @@ class PostgresTrackingTransaction:
                 wanted.append((deal.deal_id, code, since))
         orders: dict[str, list[LeakOrder]] = {}
         suspected: dict[str, set[str]] = {}
-        for row in await self._conn.fetch(
-            queries.LEAK_ORDERS, *(list(column) for column in zip(*wanted, strict=True))
-        ):
+        columns = [
+            [deal_id for deal_id, _, _ in wanted],
+            [code for _, code, _ in wanted],
+            [since for _, _, since in wanted],
+        ]
+        for row in await self._conn.fetch(queries.LEAK_ORDERS, *columns) if wanted else []:
             orders.setdefault(row["deal_id"], []).append(leak_order_from(row))
             if row["leak_suspected"]:
                 suspected.setdefault(row["deal_id"], set()).add(row["order_id"])

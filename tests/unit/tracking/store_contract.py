@@ -452,6 +452,15 @@ class StoreContract:
             assert (await tx.add_deals([elsewhere])).conflicting == {deal.deal_id}
             assert await tx.deals_with_codes(deal.promo_codes) == [deal]
 
+    async def test_a_deal_without_promo_codes_has_leak_facts_without_orders(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        deal = creators_deal(ids, promo_codes=())
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            [facts] = await tx.leak_facts({deal.deal_id})
+            assert (facts.deal, facts.orders, facts.judgements) == (deal, (), {})
+
     async def test_a_leak_judgement_stands_until_an_order_joins_before_its_last(
         self, store: TrackingStore, ids: Ids
     ) -> None:
