@@ -24,8 +24,9 @@ the same events gives the same verdict; a late order can move it either way.
 
 A code's verdict can be carried on (`CodeJudgement`) instead of worked out from all its
 orders again: the rules at an order read only the orders up to it within `window` (or the
-hour, for the burst), so once a code was judged through some order, evaluating the later
-orders needs only those within the lookback before it (`lookback`). That holds while nothing
+hour, for the burst), so once a code was judged through some order, with the tallies of its
+windows there, evaluating the later orders needs only the orders that leave those windows
+in the meantime and the first still in each (`orders_to_read`). That holds while nothing
 the earlier evaluations read has changed: no order joined or left the code up to there, the
 audience countries and thresholds are the same (`judgement_inputs`), and the reach is the
 same or makes no difference to the burst rule (`CodeJudgement.resumable`).
@@ -159,6 +160,9 @@ class Evidence:
     reach: int | None = None
 
 
+Tallies = tuple[int, int, int, int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class CodeVerdict:
     """The rules that fired on one code (each at its first firing, in rule order), and the
@@ -168,6 +172,9 @@ class CodeVerdict:
     evidence: tuple[Evidence, ...]
     suspected: frozenset[str]
     peak: int = 0
+    # At the last order judged: (considered, leaked) in the window of each share rule
+    # (outside_audience, coupon_site), and the orders of the hour.
+    tallies: Tallies = (0, 0, 0, 0, 0)
 
     @property
     def suspected_since(self) -> datetime | None:
@@ -182,13 +189,15 @@ class CodeVerdict:
 class CodeJudgement:
     """What a code's judgement carries on: judged through the order `through` (the greatest
     (occurred_at, order_id) judged), with `inputs` (judgement_inputs) and `reach`, the rules
-    that had fired (their first firings) and the `peak` hourly count so far."""
+    that had fired (their first firings), the `peak` hourly count so far and the windows'
+    `tallies` at `through` (CodeVerdict.tallies)."""
 
     through: tuple[datetime, str]
     inputs: str
     reach: int
     evidence: tuple[Evidence, ...]
     peak: int
+    tallies: Tallies = (0, 0, 0, 0, 0)
 
     def resumable(self, inputs: str, reach: int, thresholds: LeakThresholds) -> bool:
         """Whether the evaluations up to `through` stand with these inputs and this reach
@@ -221,11 +230,6 @@ def judgement_inputs(audience_countries: Iterable[str], thresholds: LeakThreshol
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def lookback(thresholds: LeakThresholds) -> timedelta:
-    """How far before an order the rules read: the orders a later evaluation needs."""
-    return max(thresholds.window, BURST_SPAN)
-
-
 def judgement_of(
     verdict: CodeVerdict,
     orders: Iterable[LeakOrder],
@@ -237,7 +241,26 @@ def judgement_of(
     keys = [o.key for o in orders] + ([prior.through] if prior is not None else [])
     if not keys:
         return None
-    return CodeJudgement(max(keys), inputs, reach, verdict.evidence, verdict.peak)
+    return CodeJudgement(max(keys), inputs, reach, verdict.evidence, verdict.peak, verdict.tallies)
+
+
+def orders_to_read(
+    orders: Iterable[LeakOrder], judgement: CodeJudgement, thresholds: LeakThresholds
+) -> list[LeakOrder]:
+    """Of a code's orders, those judging it on from `judgement` reads (none without a later
+    order): the later orders; the earlier ones that leave the window (or the hour) up to
+    the latest order; and the first order of each still in it at the latest order."""
+    ordered = sorted(orders, key=lambda o: o.key)
+    later = [o for o in ordered if o.key > judgement.through]
+    if not later:
+        return []
+    since, newest = judgement.through[0], later[-1].occurred_at
+    read = {o.order_id: o for o in later}
+    for span in {thresholds.window, BURST_SPAN}:
+        leaving = [o for o in ordered if since - span < o.occurred_at <= newest - span]
+        staying = [o for o in ordered if o.occurred_at > newest - span][:1]
+        read |= {o.order_id: o for o in leaving + staying}
+    return sorted(read.values(), key=lambda o: o.key)
 
 
 def by_code(orders: Iterable[LeakOrder]) -> dict[str, list[LeakOrder]]:
@@ -283,15 +306,17 @@ def assess_code(
     rule does not apply).
 
     With `prior` (resumable), the code was judged through `prior.through`: its rules that
-    fired keep their evidence, the others are evaluated at the later orders only, and
-    `orders` need be only those from `lookback` before `prior.through` on."""
+    fired keep their evidence, the others are evaluated at the later orders only, the
+    windows going on from `prior.tallies`; `orders` need be only `orders_to_read`."""
     ordered = sorted(orders, key=lambda o: o.key)
     after = None if prior is None else prior.through
     kept = {} if prior is None else {e.rule: [e] for e in prior.evidence}
+    tallies = (0, 0, 0, 0, 0) if prior is None else prior.tallies
     audience = frozenset(audience_countries)
     found: list[Evidence] = []
+    abroad = coupon = (0, 0)
     if audience:
-        found += kept.get(LeakRule.OUTSIDE_AUDIENCE, []) or _share_rule(
+        fired, abroad = _share_rule(
             LeakRule.OUTSIDE_AUDIENCE,
             ordered,
             lambda o: None if o.shipping_country is None else o.shipping_country not in audience,
@@ -299,8 +324,10 @@ def assess_code(
             thresholds.abroad_share,
             thresholds.abroad_min_orders,
             after,
+            (tallies[0], tallies[1]),
         )
-    found += kept.get(LeakRule.COUPON_SITE, []) or _share_rule(
+        found += kept.get(LeakRule.OUTSIDE_AUDIENCE, fired)
+    fired, coupon = _share_rule(
         LeakRule.COUPON_SITE,
         ordered,
         lambda o: (
@@ -310,15 +337,19 @@ def assess_code(
         thresholds.coupon_share,
         thresholds.coupon_min_orders,
         after,
+        (tallies[2], tallies[3]),
     )
-    counts = _hour_counts(ordered, after)
+    found += kept.get(LeakRule.COUPON_SITE, fired)
+    counts, hour = _hour_counts(ordered, after, tallies[4])
     if reach > 0:
-        found += kept.get(LeakRule.BURST, []) or _burst(ordered, counts, reach, thresholds)
-    peak = max([0 if prior is None else prior.peak, *counts.values()])
+        found += kept.get(LeakRule.BURST) or _burst(ordered, counts, reach, thresholds)
+    peak = max([0 if prior is None else prior.peak, *(c for c, _ in counts.values())])
+    judged = (*abroad, *coupon, hour)
     if not found:
-        return CodeVerdict((), frozenset(), peak)
+        return CodeVerdict((), frozenset(), peak, judged)
     since = min((e.fired_at, e.order_id) for e in found)
-    return CodeVerdict(tuple(found), frozenset(o.order_id for o in ordered if o.key >= since), peak)
+    suspected = frozenset(o.order_id for o in ordered if o.key >= since)
+    return CodeVerdict(tuple(found), suspected, peak, judged)
 
 
 def _share_rule(
@@ -329,12 +360,20 @@ def _share_rule(
     share: Decimal,
     min_orders: int,
     after: tuple[datetime, str] | None = None,
-) -> list[Evidence]:
+    tally: tuple[int, int] = (0, 0),
+) -> tuple[list[Evidence], tuple[int, int]]:
     """The first order (after `after`, if given) at which, over the orders of (its time -
     window, its time] up to it, more than `share` of those `leaked` says anything about (not
-    None) look leaked and at least `min_orders` do; [] if there is none."""
+    None) look leaked and at least `min_orders` do ([] if there is none); and (considered,
+    leaked) in the window of the last order. With `after`, `tally` is (considered, leaked)
+    in the window of `after`, whose orders not in `ordered` stay in every later window."""
     verdicts = [leaked(o) for o in ordered]
     start = considered = hits = 0
+    # What the window of `after` held beyond the orders read: in every later window too.
+    held = [v for o, v in zip(ordered, verdicts, strict=True) if _within(o, after, window)]
+    offset = (tally[0] - sum(v is not None for v in held), tally[1] - sum(v is True for v in held))
+    found: list[Evidence] = []
+    last = tally
     for end, order in enumerate(ordered):
         considered += verdicts[end] is not None
         hits += verdicts[end] is True
@@ -342,38 +381,52 @@ def _share_rule(
             considered -= verdicts[start] is not None
             hits -= verdicts[start] is True
             start += 1
-        # hits / considered > share, exactly: no rounding decides whether a rule fires.
-        judged = after is None or order.key > after
-        if judged and hits >= max(min_orders, 1) and hits > share * considered:
-            return [
+        if after is not None and order.key <= after:
+            continue
+        seen, leaks = considered + offset[0], hits + offset[1]
+        # leaks / seen > share, exactly: no rounding decides whether a rule fires.
+        if not found and leaks >= max(min_orders, 1) and leaks > share * seen:
+            found = [
                 Evidence(
                     rule,
                     order.order_id,
                     order.occurred_at,
                     ordered[start].occurred_at,
                     order.occurred_at,
-                    hits,
-                    considered,
-                    rounded_quotient(hits, considered, SHARE_PLACES),
+                    leaks,
+                    seen,
+                    rounded_quotient(leaks, seen, SHARE_PLACES),
                     share,
                 )
             ]
-    return []
+        last = (seen, leaks)
+    return found, last if after is not None else (considered, hits)
 
 
 def _hour_counts(
-    ordered: Sequence[LeakOrder], after: tuple[datetime, str] | None
-) -> dict[int, int]:
-    """The number of orders within the hour up to each order (by position; only the orders
-    after `after`, if given)."""
+    ordered: Sequence[LeakOrder], after: tuple[datetime, str] | None = None, tally: int = 0
+) -> tuple[dict[int, tuple[int, datetime]], int]:
+    """The number of orders within the hour up to each order and the time of the first of
+    them (by position; only the orders after `after`, if given), and that number at the
+    last order. With `after`, `tally` is that number at `after` (as in _share_rule)."""
     counts = {}
     start = 0
+    offset = tally - sum(_within(o, after, BURST_SPAN) for o in ordered)
+    count = last = tally
     for end, order in enumerate(ordered):
         while ordered[start].occurred_at <= order.occurred_at - BURST_SPAN:
             start += 1
-        if after is None or order.key > after:
-            counts[end] = end - start + 1
-    return counts
+        count = end - start + 1
+        if after is not None and order.key <= after:
+            continue
+        last = count + offset
+        counts[end] = (last, ordered[start].occurred_at)
+    return counts, last if after is not None else count if ordered else 0
+
+
+def _within(order: LeakOrder, after: tuple[datetime, str] | None, span: timedelta) -> bool:
+    """Whether `order` is in the window (of `span`) of the order `after`."""
+    return after is not None and order.key <= after and order.occurred_at > after[0] - span
 
 
 def _bursting(count: int, reach: int, thresholds: LeakThresholds) -> bool:
@@ -383,12 +436,15 @@ def _bursting(count: int, reach: int, thresholds: LeakThresholds) -> bool:
 
 
 def _burst(
-    ordered: Sequence[LeakOrder], counts: dict[int, int], reach: int, thresholds: LeakThresholds
+    ordered: Sequence[LeakOrder],
+    counts: dict[int, tuple[int, datetime]],
+    reach: int,
+    thresholds: LeakThresholds,
 ) -> list[Evidence]:
     """The first order (of those `counts` covers, by position) at which the orders of the
     hour up to it are more than `burst_share_of_reach` x `reach` and at least
     `burst_min_orders`; [] if there is none."""
-    for end, count in sorted(counts.items()):
+    for end, (count, first) in sorted(counts.items()):
         if _bursting(count, reach, thresholds):
             order = ordered[end]
             return [
@@ -396,7 +452,7 @@ def _burst(
                     LeakRule.BURST,
                     order.order_id,
                     order.occurred_at,
-                    ordered[end - count + 1].occurred_at,
+                    first,
                     order.occurred_at,
                     count,
                     count,

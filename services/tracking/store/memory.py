@@ -39,7 +39,7 @@ from services.tracking.domain.leaks import (
     LeakThresholds,
     LeakTotals,
     judgement_inputs,
-    lookback,
+    orders_to_read,
 )
 from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, OrderStatus, Refund
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
@@ -424,8 +424,7 @@ class MemoryTrackingTransaction:
                         judgement.resumable(inputs, reach, thresholds)
                     ):
                         judgements[code] = judgement
-                        since = through[0] - lookback(thresholds)
-                        code_orders = [o for o in code_orders if o.occurred_at > since]
+                        code_orders = orders_to_read(code_orders, judgement, thresholds)
                 orders += code_orders
             ids = frozenset(o.order_id for o in orders)
             facts.append(

@@ -71,8 +71,8 @@ class LeakFacts:
 
     `judgements`: per promo code, the judgement stored for it when it still stands
     (CodeJudgement.resumable, and no order up to its `through` joined or left the code since);
-    the code's `orders` are then only those from `lookback` before `through` on. A code
-    without one has all its orders."""
+    the code's `orders` are then only domain.leaks.orders_to_read. A code without one has
+    all its orders."""
 
     deal: DealTerms
     reach: int

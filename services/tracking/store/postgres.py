@@ -34,7 +34,6 @@ from services.tracking.domain.leaks import (
     LeakThresholds,
     LeakTotals,
     judgement_inputs,
-    lookback,
 )
 from services.tracking.domain.orders import ClickFacts, Credit, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
@@ -585,24 +584,25 @@ class PostgresTrackingTransaction:
             states.setdefault(row["deal_id"], {})[row["promo_code"]] = row
         deals = await self._conn.fetch(queries.LEAK_DEALS, ids)
         judgements: dict[str, dict[str, CodeJudgement]] = {}
-        wanted: list[tuple[str, str, datetime | None]] = []
+        wanted: list[tuple[str, str, tuple[datetime, str] | None]] = []
         for row in deals:
             deal = deal_from(row)
             inputs = judgement_inputs(deal.audience_countries, thresholds)
             codes = states.get(deal.deal_id, {})
             for code in sorted(set(deal.promo_codes) | set(codes)):
                 judgement = _standing(codes.get(code), inputs, int(row["reach"]), thresholds)
-                since = None
                 if judgement is not None:
                     judgements.setdefault(deal.deal_id, {})[code] = judgement
-                    since = judgement.through[0] - lookback(thresholds)
-                wanted.append((deal.deal_id, code, since))
+                through = None if judgement is None else judgement.through
+                wanted.append((deal.deal_id, code, through))
         orders: dict[str, list[LeakOrder]] = {}
         suspected: dict[str, set[str]] = {}
         columns = [
             [deal_id for deal_id, _, _ in wanted],
             [code for _, code, _ in wanted],
-            [since for _, _, since in wanted],
+            [None if through is None else through[0] for _, _, through in wanted],
+            [None if through is None else through[1] for _, _, through in wanted],
+            thresholds.window,
         ]
         for row in await self._conn.fetch(queries.LEAK_ORDERS, *columns) if wanted else []:
             orders.setdefault(row["deal_id"], []).append(leak_order_from(row))

@@ -326,14 +326,43 @@ WHERE (t.revenue, t.refunded, t.currency)
     IS DISTINCT FROM (EXCLUDED.revenue, EXCLUDED.refunded, EXCLUDED.currency)
 """
 
-# Leaked codes (domain.leaks). The orders of each (deal, promo code), all of them or those
-# after `since` (the lookback before the order a carried judgement reached), flagged or not.
+# Leaked codes (domain.leaks). The orders of each (deal, promo code) the rules read, flagged
+# or not: all of them, or, judging on from a judgement through ($3, $4), those of
+# domain.leaks.orders_to_read ($5: the rules' window): the later orders; the earlier ones that
+# leave the window (or the hour) up to the latest; the first still in each at the latest.
 LEAK_ORDERS = """
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+        AS u(deal_id, promo_code, through_at, through_id)
+), later AS (
+    SELECT o.deal_id, o.order_id, o.promo_code, o.occurred_at, o.shipping_country,
+           o.referrer, o.leak_suspected
+    FROM u JOIN tracking_orders o ON o.deal_id = u.deal_id AND o.promo_code = u.promo_code
+        AND (u.through_at IS NULL
+             OR (o.occurred_at, o.order_id COLLATE "C") > (u.through_at, u.through_id))
+), spans AS (
+    SELECT u.deal_id, u.promo_code, u.through_at, n.newest, s.span
+    FROM u
+    JOIN (SELECT deal_id, promo_code, max(occurred_at) AS newest FROM later
+          GROUP BY deal_id, promo_code) n USING (deal_id, promo_code)
+    CROSS JOIN unnest(ARRAY[$5::interval, interval '1 hour']) AS s(span)
+    WHERE u.through_at IS NOT NULL
+)
+SELECT * FROM later
+UNION
 SELECT o.deal_id, o.order_id, o.promo_code, o.occurred_at, o.shipping_country, o.referrer,
        o.leak_suspected
-FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(deal_id, promo_code, since)
-JOIN tracking_orders o ON o.deal_id = u.deal_id AND o.promo_code = u.promo_code
-    AND (u.since IS NULL OR o.occurred_at > u.since)
+FROM spans s JOIN tracking_orders o ON o.deal_id = s.deal_id AND o.promo_code = s.promo_code
+    AND o.occurred_at > s.through_at - s.span AND o.occurred_at <= s.newest - s.span
+UNION
+SELECT f.* FROM spans s CROSS JOIN LATERAL (
+    SELECT o.deal_id, o.order_id, o.promo_code, o.occurred_at, o.shipping_country,
+           o.referrer, o.leak_suspected
+    FROM tracking_orders o
+    WHERE o.deal_id = s.deal_id AND o.promo_code = s.promo_code
+      AND o.occurred_at > s.newest - s.span
+    ORDER BY o.occurred_at, o.order_id COLLATE "C" LIMIT 1
+) f
 """
 
 SAVE_LEAK_JUDGEMENTS = """

@@ -282,6 +282,7 @@ def judgement_json(judgement: CodeJudgement) -> str:
             "inputs": judgement.inputs,
             "reach": judgement.reach,
             "peak": judgement.peak,
+            "tallies": list(judgement.tallies),
             "evidence": [
                 {
                     "rule": e.rule.value,
@@ -324,6 +325,7 @@ def judgement_from(text: str) -> CodeJudgement:
             for e in data["evidence"]
         ),
         data["peak"],
+        (*data["tallies"],),
     )
 
 

@@ -490,7 +490,7 @@ class StoreContract:
             [facts] = await tx.leak_facts({deal.deal_id}, rules)
             return dict(facts.judgements), {o.order_id for o in facts.orders}
 
-        # Beyond the rules' lookback before the last order judged: not read with the judgement.
+        # Out of the window of the orders judged on: never read with the judgement.
         ancient = order("old", 60 - 8 * 24 * 60)
         assert ancient.occurred_at >= deal.starts_at
         async with store.transaction() as tx:
@@ -500,11 +500,13 @@ class StoreContract:
             both = {first.order_id, second.order_id}
             assert await facts_now() == ({}, both | {ancient.order_id})
             await tx.save_leak_judgements([(deal.deal_id, code, judgement)])
-            assert await facts_now() == ({code: judgement}, both)
+            # Nothing after the last order judged: nothing to read.
+            assert await facts_now() == ({code: judgement}, set())
             # Other thresholds: judged again from every order.
             [facts] = await tx.leak_facts({deal.deal_id}, replace(rules, abroad_min_orders=3))
             assert facts.judgements == {}
-            # A later order leaves the judgement standing; an earlier one voids it.
+            # A later order leaves the judgement standing, and is read with the order that
+            # leaves the hour up to it (the second) and the first order still in each window.
             await tx.add_orders([later], [evaluate_order(later, (), [deal], None)])
             everything = {first.order_id, second.order_id, later.order_id}
             assert await facts_now() == ({code: judgement}, everything)

@@ -19,7 +19,7 @@ from services.tracking.domain.leaks import (
     from_coupon_site,
     judgement_inputs,
     judgement_of,
-    lookback,
+    orders_to_read,
     registrable_host,
 )
 
@@ -205,7 +205,7 @@ def test_orders_placed_later_never_undo_or_move_a_firing(
     leak_orders,
     st.integers(0, 1_000),
     st.integers(0, 1_000),
-    st.integers(0, 40),
+    st.integers(0, 60),
 )
 def test_a_judgement_carried_on_gives_the_verdict_of_judging_every_order(
     placed: list[LeakOrder], first_reach: int, reach: int, cut: int
@@ -222,12 +222,18 @@ def test_a_judgement_carried_on_gives_the_verdict_of_judging_every_order(
     whole = assess_code(ordered, US, reach, small_rules)
     if judgement is None or not judgement.resumable(inputs, reach, small_rules):
         return
-    since = judgement.through[0] - lookback(small_rules)
-    read = [o for o in ordered if o.occurred_at > since]
+    read = orders_to_read(ordered, judgement, small_rules)
     carried = assess_code(read, US, reach, small_rules, judgement)
-    assert carried.evidence == whole.evidence
     assert carried.suspected == whole.suspected & {o.order_id for o in read}
-    assert carried.peak == assess_code(ordered, US, 0, small_rules).peak
+    if read:
+        assert carried.evidence == whole.evidence
+        assert carried.peak == whole.peak
+        assert carried.tallies == whole.tallies
+        again = judgement_of(carried, read, inputs, reach, judgement)
+        assert again == judgement_of(whole, ordered, inputs, reach, None)
+    else:
+        # Nothing later: the judgement stands as it is.
+        assert judgement.through == max(o.key for o in ordered)
 
 
 def test_a_judgement_stands_only_with_the_same_inputs_and_a_reach_that_changes_nothing() -> None:
@@ -261,8 +267,7 @@ def test_a_carried_judgement_never_fires_on_the_windows_cut_short_before_its_las
     judgement = judgement_of(assess_code(judged, US, 0, small_rules), judged, inputs, 0, None)
     assert judgement is not None and judgement.evidence == ()
     new = LeakOrder("y", last.occurred_at + timedelta(minutes=1), None)
-    since = judgement.through[0] - lookback(small_rules)
-    read = [o for o in [*judged, new] if o.occurred_at > since]
+    read = orders_to_read([*judged, new], judgement, small_rules)
     assert not set(home) & set(read)
     assert assess_code([*judged, new], US, 0, small_rules).evidence == ()
     assert assess_code(read, US, 0, small_rules, judgement).evidence == ()
