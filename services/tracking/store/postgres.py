@@ -604,7 +604,7 @@ class PostgresTrackingTransaction:
             [None if through is None else through[1] for _, _, through in wanted],
             thresholds.window,
         ]
-        for row in await self._conn.fetch(queries.LEAK_ORDERS, *columns) if wanted else []:
+        for row in await self._leak_orders(columns) if wanted else []:
             orders.setdefault(row["deal_id"], []).append(leak_order_from(row))
             if row["leak_suspected"]:
                 suspected.setdefault(row["deal_id"], set()).add(row["order_id"])
@@ -619,6 +619,14 @@ class PostgresTrackingTransaction:
             )
             for row in deals
         ]
+
+    async def _leak_orders(self, columns: list[Any]) -> list[asyncpg.Record]:
+        # Planned for its arguments: the generic plan PostgreSQL switches a prepared
+        # statement to after five runs read every order of each code (history-bound).
+        await self._conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        rows: list[asyncpg.Record] = await self._conn.fetch(queries.LEAK_ORDERS, *columns)
+        await self._conn.execute("RESET plan_cache_mode")
+        return rows
 
     async def save_leak_judgements(
         self, judgements: Collection[tuple[str, str, CodeJudgement]]

@@ -338,6 +338,8 @@ WITH u AS (
     SELECT o.deal_id, o.order_id, o.promo_code, o.occurred_at, o.shipping_country,
            o.referrer, o.leak_suspected
     FROM u JOIN tracking_orders o ON o.deal_id = u.deal_id AND o.promo_code = u.promo_code
+        -- The range the index reads; the row comparison then drops the ties already judged.
+        AND o.occurred_at >= coalesce(u.through_at, '-infinity')
         AND (u.through_at IS NULL
              OR (o.occurred_at, o.order_id COLLATE "C") > (u.through_at, u.through_id))
 ), spans AS (
@@ -360,8 +362,10 @@ SELECT f.* FROM spans s CROSS JOIN LATERAL (
            o.referrer, o.leak_suspected
     FROM tracking_orders o
     WHERE o.deal_id = s.deal_id AND o.promo_code = s.promo_code
-      AND o.occurred_at > s.newest - s.span
-    ORDER BY o.occurred_at, o.order_id COLLATE "C" LIMIT 1
+      AND o.occurred_at = (SELECT min(m.occurred_at) FROM tracking_orders m
+                           WHERE m.deal_id = s.deal_id AND m.promo_code = s.promo_code
+                             AND m.occurred_at > s.newest - s.span)
+    ORDER BY o.order_id COLLATE "C" LIMIT 1
 ) f
 """
 
