@@ -24,7 +24,7 @@ ratio, and whether it is within the +-15 % the cost of a batch may vary with his
 Usage:
   python bench/bench_tracking.py [--events 300000] [--naive-events 4000] [--rate 20000]
                                  [--seconds 15] [--instances 1,2]
-  python bench/bench_tracking.py --history [--history-deals 20] [--history-events 3000]
+  python bench/bench_tracking.py --history [--history-deals 20] [--history-events 10000]
                                  [--history-factor 10]
 """
 
@@ -550,7 +550,7 @@ def main() -> None:
         help="only measure events/s on a fresh campaign against one with a long history",
     )
     parser.add_argument("--history-deals", type=int, default=20)
-    parser.add_argument("--history-events", type=int, default=3_000)
+    parser.add_argument("--history-events", type=int, default=10_000)
     parser.add_argument("--history-factor", type=int, default=10)
     args = parser.parse_args()
     if args.naive_consumer:
