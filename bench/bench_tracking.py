@@ -15,9 +15,17 @@ orders in EUR converted with an FX snapshot):
    subscriber (`shared.runtime.kafka.subscribe_events`), works off `--naive-events` events.
 
 The load generator runs on the same machine as the servers and the service. It prints the
-rates and their ratios. Usage:
+rates and their ratios.
+
+With `--history`, only this instead: the events/s of the same load on a fresh campaign and on
+one with `--history-factor` times as much history stored before (`measure_history`), their
+ratio, and whether it is within the +-15 % the cost of a batch may vary with history.
+
+Usage:
   python bench/bench_tracking.py [--events 300000] [--naive-events 4000] [--rate 20000]
                                  [--seconds 15] [--instances 1,2]
+  python bench/bench_tracking.py --history [--history-deals 20] [--history-events 10000]
+                                 [--history-factor 10]
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from servers import embedded_servers  # bench/ is the script's directory
+from servers import embedded_servers, quiet_logs  # bench/ is the script's directory
 
 from services.tracking.app import SERVICE
 from services.tracking.handlers import apply_batch
@@ -63,8 +71,8 @@ from shared.contract.events import (
     spec_for_type,
 )
 from shared.contract.money import Money
-from shared.runtime.db import create_pool
-from shared.runtime.kafka import subscribe_events
+from shared.runtime.db import create_pool, migrate
+from shared.runtime.kafka import Delivery, subscribe_events
 from shared.runtime.outbox import OutboxRelay
 from shared.runtime.service import Background, Resources, run_service
 from shared.tools.infra import InfraUrls
@@ -80,17 +88,36 @@ Message = tuple[str, bytes, bytes]  # topic, key, value
 
 
 class Workload:
-    """Deterministic events for DEALS deals; every input carries a later time than the one
-    before it, so an update whose as_of reaches an input's time reflects that input."""
+    """Deterministic events for `deals` deals (ids, codes, posts and orders named with
+    `prefix`, every deal in one campaign if `campaign` is given, else in 20); every input
+    carries a later time than the one before it (`step` later), so an update whose as_of
+    reaches an input's time reflects that input."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        deals: int = DEALS,
+        prefix: str = "",
+        campaign: str | None = None,
+        start: datetime = BASE,
+        step: timedelta = timedelta(milliseconds=1),
+    ) -> None:
         self.rng = random.Random(seed)
         self.seq = 0
-        self.snapshots = [[0] * POSTS_PER_DEAL for _ in range(DEALS)]
+        self.deals = deals
+        self.prefix = prefix
+        self.campaign = campaign
+        self.start = start
+        self.step = step
+        self.snapshots = [[0] * POSTS_PER_DEAL for _ in range(deals)]
         self.orders = 0
         self.order_deal: dict[int, tuple[int, str]] = {}
 
     def setup(self) -> list[Message]:
+        return [_message(e) for e in self.setup_events()]
+
+    def setup_events(self) -> list[CloudEvent[Any]]:
         events: list[CloudEvent[Any]] = [
             make_event(
                 FxRatesPublished(
@@ -104,17 +131,18 @@ class Workload:
                 source=SOURCE,
             )
         ]
-        for n in range(DEALS):
+        x = self.prefix
+        for n in range(self.deals):
             events.append(
                 make_event(
                     DealSigned(
-                        deal_id=f"deal-{n}",
-                        campaign_id=f"cmp-{n % 20}",
+                        deal_id=f"{x}deal-{n}",
+                        campaign_id=self.campaign or f"cmp-{n % 20}",
                         brand_id="br-1",
-                        creator_id=f"cr-{n}",
+                        creator_id=f"{x}cr-{n}",
                         fee=Money.of("500.00", "USD"),
                         commission_rate=Decimal("0.10"),
-                        promo_codes=(f"CODE{n}",),
+                        promo_codes=(f"{x}CODE{n}",),
                         deliverables=(
                             Deliverable(deliverable_id="dl-1", kind="reel", count=1, due_by=BASE),
                         ),
@@ -126,13 +154,19 @@ class Workload:
                     source=SOURCE,
                 )
             )
-        return [_message(e) for e in events]
+        return events
 
     def next(self) -> tuple[str, datetime, Message]:
         """One input: (deal_id, its time, the message)."""
+        deal_id, at, event = self.next_event()
+        return deal_id, at, _message(event)
+
+    def next_event(self) -> tuple[str, datetime, CloudEvent[Any]]:
+        """One input: (deal_id, its time, the event)."""
         self.seq += 1
-        at = BASE + timedelta(milliseconds=self.seq)
-        n = self.rng.randrange(DEALS)
+        at = self.start + self.step * self.seq
+        n = self.rng.randrange(self.deals)
+        x = self.prefix
         roll = self.rng.random()
         data: Any
         if roll < 0.7:
@@ -140,8 +174,8 @@ class Workload:
             self.snapshots[n][p] += 1
             k = self.snapshots[n][p]
             data = PostMetricsObserved(
-                post_id=f"post-{n}-{p}",
-                creator_id=f"cr-{n}",
+                post_id=f"{x}post-{n}-{p}",
+                creator_id=f"{x}cr-{n}",
                 platform="instagram",
                 kind="reel",
                 tags=("#ad",),
@@ -161,8 +195,8 @@ class Workload:
             currency = "EUR" if self.rng.random() < 0.1 else "USD"
             self.order_deal[self.orders] = (n, currency)
             data = OrderRedeemed(
-                order_id=f"ord-{self.orders}",
-                promo_code=f"CODE{n}",
+                order_id=f"{x}ord-{self.orders}",
+                promo_code=f"{x}CODE{n}",
                 amount=Money.of(f"{self.rng.randint(10, 120)}.90", currency),
                 occurred_at=at,
             )
@@ -170,12 +204,12 @@ class Workload:
             order = self.rng.randint(1, self.orders)
             n, currency = self.order_deal[order]
             data = OrderRefunded(
-                order_id=f"ord-{order}",
-                promo_code=f"CODE{n}",
+                order_id=f"{x}ord-{order}",
+                promo_code=f"{x}CODE{n}",
                 amount=Money.of("5.00", currency),
                 occurred_at=at,
             )
-        return f"deal-{n}", at, _message(make_event(data, source=SOURCE, time=at))
+        return f"{x}deal-{n}", at, make_event(data, source=SOURCE, time=at)
 
 
 async def send_batches(producer: AIOKafkaProducer, messages: Sequence[Message]) -> None:
@@ -398,6 +432,87 @@ async def measure_naive(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return {"rate": count / seconds, "count": count, "seconds": seconds}
 
 
+HISTORY_BATCH = 500
+HISTORY_STEP = timedelta(seconds=30)
+
+
+async def apply_in_batches(
+    store: PostgresTrackingStore, events: Sequence[CloudEvent[Any]], offset: int
+) -> float:
+    """Apply `events` in batches of HISTORY_BATCH, one transaction each, as the service's unit
+    of work does; returns the seconds spent."""
+    began = time.perf_counter()
+    for start in range(0, len(events), HISTORY_BATCH):
+        batch = [
+            (event, Delivery("bench", 0, offset + start + n, None, b"", ()))
+            for n, event in enumerate(events[start : start + HISTORY_BATCH])
+        ]
+        async with store.transaction() as tx:
+            await apply_batch(tx, batch, now=datetime.now(UTC))
+    return time.perf_counter() - began
+
+
+async def measure_history(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Events/s of the same load on a fresh campaign and on one with `--history-factor` times
+    as many events stored before, in one run on one embedded PostgreSQL: the service's batch
+    handler (`apply_batch`) in this process, batches of HISTORY_BATCH, one event every
+    HISTORY_STEP (the history spans weeks, beyond the leak rules' 7-day window). The two
+    campaigns' batches alternate, so whatever else the machine runs slows both alike."""
+    deals, events, factor = args.history_deals, args.history_events, args.history_factor
+    fresh = Workload(2, deals=deals, prefix="new-", campaign="cmp-new", step=HISTORY_STEP)
+    old = Workload(3, deals=deals, prefix="old-", campaign="cmp-old", step=HISTORY_STEP)
+    async with embedded_servers(root / "history") as urls:
+        pool = await create_pool(urls.database_url, schema=SCHEMA.name, min_size=1, max_size=2)
+        try:
+            await migrate(pool, SCHEMA)
+            store = PostgresTrackingStore(pool, consumer="bench-history")
+            offset = 0
+            for workload in (old, fresh):
+                setup = workload.setup_events()[1 if workload is fresh else 0 :]
+                await apply_in_batches(store, setup, offset)
+                offset += len(setup)
+            history = [old.next_event()[2] for _ in range(events * factor)]
+            built = await apply_in_batches(store, history, offset)
+            offset += len(history)
+            spent = {"fresh": 0.0, "history": 0.0}
+            for done in range(0, events, HISTORY_BATCH):
+                count = min(HISTORY_BATCH, events - done)
+                for name, workload in (("fresh", fresh), ("history", old)):
+                    batch = [workload.next_event()[2] for _ in range(count)]
+                    spent[name] += await apply_in_batches(store, batch, offset)
+                    offset += count
+        finally:
+            await pool.close()
+    return {
+        "fresh": events / spent["fresh"],
+        "history": events / spent["history"],
+        "built": len(history) / built,
+    }
+
+
+def print_history(args: argparse.Namespace, figures: dict[str, Any]) -> None:
+    ratio = figures["history"] / figures["fresh"]
+    met = abs(ratio - 1) <= HISTORY_TOLERANCE
+    print(
+        f"tracking history benchmark: {args.history_deals} deals per campaign, "
+        f"{args.history_events:,} events measured per campaign, batches of {HISTORY_BATCH}"
+    )
+    print(f"  {'fresh campaign:':<41}{figures['fresh']:>9,.0f} events/s")
+    print(
+        f"  {f'campaign with {args.history_factor}x the history:':<41}"
+        f"{figures['history']:>9,.0f} events/s "
+        f"(its {args.history_events * args.history_factor:,} events of history applied at "
+        f"{figures['built']:,.0f} events/s)"
+    )
+    print(
+        f"  ratio history / fresh: {ratio:.3f} "
+        f"(goal: flat within +-{HISTORY_TOLERANCE:.0%}: {'met' if met else 'NOT met'})"
+    )
+
+
+HISTORY_TOLERANCE = 0.15
+
+
 async def naive_setup(resources: Resources) -> Sequence[Background]:
     """The baseline: the same use case, one event per transaction, one commit per event."""
     store = PostgresTrackingStore(resources.pool, consumer=NAIVE_SERVICE)
@@ -429,9 +544,22 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--naive-consumer", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="only measure events/s on a fresh campaign against one with a long history",
+    )
+    parser.add_argument("--history-deals", type=int, default=20)
+    parser.add_argument("--history-events", type=int, default=10_000)
+    parser.add_argument("--history-factor", type=int, default=10)
     args = parser.parse_args()
     if args.naive_consumer:
         run_service(NAIVE_SERVICE, naive_setup, SCHEMA)
+        return
+    if args.history:
+        quiet_logs()
+        with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+            print_history(args, asyncio.run(measure_history(args, Path(tmp))))
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:

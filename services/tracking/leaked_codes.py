@@ -4,9 +4,11 @@ their campaigns' policies withhold (docs/architecture.md §10, "Leaked codes").
 
 Everything is derived again from stored facts (the codes' orders, the deals' audience
 countries and reach, the campaigns' policies), so the flags do not depend on how events
-were ordered or batched. The alerts are recorded in the same transaction as the flags and
-published (translate.leak_event) with the attribution through the batch's unit of work, so
-a crash or a replay never sends one twice.
+were ordered or batched. A code's judgement is carried on where it still stands
+(domain.leaks.CodeJudgement): then only its orders from the rules' lookback before the last
+one judged are read, whatever the code's history. The alerts are recorded in the same
+transaction as the flags and published (translate.leak_event) with the attribution through
+the batch's unit of work, so a crash or a replay never sends one twice.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from services.tracking.domain.leaks import (
     LeakThresholds,
     assess_code,
     by_code,
+    judgement_inputs,
+    judgement_of,
 )
 from services.tracking.store.port import LeakAlert, LeakFacts, TrackingTransaction
 from services.tracking.translate import leak_event
@@ -44,13 +48,20 @@ async def attribute_with_leaks(
     """The attribution of `deal_ids` (and of every deal an order whose suspicion changed
     credits), and the `promo-code.leak-suspected` alerts of rules that fired for the first
     time, stamped `now`."""
-    judged = [
-        Judged(
-            facts, code, assess_code(orders, facts.deal.audience_countries, facts.reach, thresholds)
-        )
-        for facts in await tx.leak_facts(deal_ids)
-        for code, orders in by_code(facts.orders).items()
-    ]
+    judged = []
+    judgements = []
+    for facts in await tx.leak_facts(deal_ids, thresholds):
+        inputs = judgement_inputs(facts.deal.audience_countries, thresholds)
+        for code, orders in by_code(facts.orders).items():
+            prior = facts.judgements.get(code)
+            verdict = assess_code(
+                orders, facts.deal.audience_countries, facts.reach, thresholds, prior
+            )
+            judged.append(Judged(facts, code, verdict))
+            judgement = judgement_of(verdict, orders, inputs, facts.reach, prior)
+            if judgement is not None:
+                judgements.append((facts.deal.deal_id, code, judgement))
+    await tx.save_leak_judgements(judgements)
     suspected: set[str] = set()
     cleared: set[str] = set()
     for j in judged:

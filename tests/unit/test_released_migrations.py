@@ -46,6 +46,8 @@ RELEASED = {
     "0203_tracking_clicks_and_models": "9c8046b36718dd69",
     "0204_tracking_leaked_codes": "977221ba21d939b9",
     "0205_tracking_campaign_attribution": "eaddfe83e4329384",
+    "0206_tracking_deal_totals": "f6f405aacad65ed4",
+    "0207_tracking_leak_judgements": "d186a27bcfedd825",
 }
 
 

@@ -32,7 +32,15 @@ from services.tracking.domain.campaigns import (
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
-from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
+from services.tracking.domain.leaks import (
+    CodeJudgement,
+    LeakedOrders,
+    LeakOrder,
+    LeakThresholds,
+    LeakTotals,
+    judgement_inputs,
+    orders_to_read,
+)
 from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, OrderStatus, Refund
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
 from services.tracking.store.port import (
@@ -67,6 +75,10 @@ class MemoryState:
     models: dict[tuple[str, str], ModelSetting] = field(default_factory=dict)
     leak_suspects: set[str] = field(default_factory=set)
     leak_alerts: dict[tuple[str, str, str], LeakAlert] = field(default_factory=dict)
+    # Per (deal, promo code): its judgement, and the orders it had up to the last one judged.
+    leak_judgements: dict[tuple[str, str], tuple[CodeJudgement, frozenset[str]]] = field(
+        default_factory=dict
+    )
     # Each brand's unattributed orders per currency: (orders, amount).
     unattributed: dict[tuple[str, str], tuple[int, Decimal]] = field(default_factory=dict)
     campaigns: dict[tuple[str, str], CampaignAttribution] = field(default_factory=dict)
@@ -378,29 +390,67 @@ class MemoryTrackingTransaction:
         setting = self.s.models.get((deal.campaign_id, deal.brand_id))
         return LeakedOrders.CREDIT if setting is None else setting.leaked_orders
 
-    async def leak_facts(self, deal_ids: Collection[str]) -> list[LeakFacts]:
+    async def leak_facts(
+        self, deal_ids: Collection[str], thresholds: LeakThresholds = LeakThresholds()
+    ) -> list[LeakFacts]:
         facts = []
         for deal_id in deal_ids:
             deal = self.s.deals.get(deal_id)
             if deal is None:
                 continue
-            ids = [o.order_id for o in self.s.outcomes.values() if o.deal_id == deal_id]
-            orders = [self.s.orders[i] for i in ids]
+            reach = sum(self.s.posts[p].reach for d, p in self.s.memberships if d == deal_id)
+            inputs = judgement_inputs(deal.audience_countries, thresholds)
+            codes: dict[str, list[LeakOrder]] = {}
+            for o in self.s.outcomes.values():
+                if o.deal_id == deal_id:
+                    order = self.s.orders[o.order_id]
+                    codes.setdefault(order.promo_code, []).append(
+                        LeakOrder(
+                            order.order_id,
+                            order.occurred_at,
+                            order.shipping_country,
+                            order.referrer,
+                            order.promo_code,
+                        )
+                    )
+            orders: list[LeakOrder] = []
+            judgements = {}
+            for code, code_orders in codes.items():
+                stored = self.s.leak_judgements.get((deal_id, code))
+                if stored is not None:
+                    judgement, judged = stored
+                    through = judgement.through
+                    if judged == {o.order_id for o in code_orders if o.key <= through} and (
+                        judgement.resumable(inputs, reach, thresholds)
+                    ):
+                        judgements[code] = judgement
+                        code_orders = orders_to_read(code_orders, judgement, thresholds)
+                orders += code_orders
+            ids = frozenset(o.order_id for o in orders)
             facts.append(
                 LeakFacts(
                     deal=deal,
-                    reach=sum(self.s.posts[p].reach for d, p in self.s.memberships if d == deal_id),
+                    reach=reach,
                     policy=self._policy(deal),
-                    orders=tuple(
-                        LeakOrder(
-                            o.order_id, o.occurred_at, o.shipping_country, o.referrer, o.promo_code
-                        )
-                        for o in orders
-                    ),
-                    suspected=frozenset(ids) & frozenset(self.s.leak_suspects),
+                    orders=tuple(orders),
+                    suspected=ids & frozenset(self.s.leak_suspects),
+                    judgements=judgements,
                 )
             )
         return facts
+
+    async def save_leak_judgements(
+        self, judgements: Collection[tuple[str, str, CodeJudgement]]
+    ) -> None:
+        for deal_id, code, judgement in judgements:
+            judged = frozenset(
+                o.order_id
+                for o in self.s.outcomes.values()
+                if o.deal_id == deal_id
+                and (order := self.s.orders[o.order_id]).promo_code == code
+                and (order.occurred_at, order.order_id) <= judgement.through
+            )
+            self.s.leak_judgements[(deal_id, code)] = (judgement, judged)
 
     async def mark_leak_suspects(
         self, suspected: Collection[str], cleared: Collection[str]

@@ -9,7 +9,7 @@ pass the same contract tests (tests/unit/tracking/store_contract.py).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -24,7 +24,14 @@ from services.tracking.domain.campaigns import (
 from services.tracking.domain.credit import Click, ModelSetting
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
-from services.tracking.domain.leaks import Evidence, LeakedOrders, LeakOrder, LeakTotals
+from services.tracking.domain.leaks import (
+    CodeJudgement,
+    Evidence,
+    LeakedOrders,
+    LeakOrder,
+    LeakThresholds,
+    LeakTotals,
+)
 from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
 from shared.contract.money import FxSnapshot
@@ -60,13 +67,19 @@ class LeakFacts:
     """What the leaked-code rules read of one deal: its terms, its reach (the summed reach of
     its posts' latest snapshots), its campaign's policy, the orders its promo codes chose it
     for (attributed or waiting for a rate, refunded or not) and which of those are flagged
-    suspected now."""
+    suspected now.
+
+    `judgements`: per promo code, the judgement stored for it when it still stands
+    (CodeJudgement.resumable, and no order up to its `through` joined or left the code since);
+    the code's `orders` are then only domain.leaks.orders_to_read. A code without one has
+    all its orders."""
 
     deal: DealTerms
     reach: int
     policy: LeakedOrders
     orders: tuple[LeakOrder, ...]
     suspected: frozenset[str]
+    judgements: Mapping[str, CodeJudgement] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +230,16 @@ class TrackingTransaction(Transaction, Protocol):
         """Summed posts and orders of each stored deal in `deal_ids`."""
         ...
 
-    async def leak_facts(self, deal_ids: Collection[str]) -> list[LeakFacts]:
-        """The LeakFacts of each stored deal in `deal_ids`."""
+    async def leak_facts(
+        self, deal_ids: Collection[str], thresholds: LeakThresholds = LeakThresholds()
+    ) -> list[LeakFacts]:
+        """The LeakFacts of each stored deal in `deal_ids`, judged under `thresholds`."""
+        ...
+
+    async def save_leak_judgements(
+        self, judgements: Collection[tuple[str, str, CodeJudgement]]
+    ) -> None:
+        """Store the judgement of each (deal, promo code), replacing the one stored."""
         ...
 
     async def mark_leak_suspects(

@@ -27,7 +27,14 @@ from services.tracking.domain.campaigns import (
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
-from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
+from services.tracking.domain.leaks import (
+    CodeJudgement,
+    LeakedOrders,
+    LeakOrder,
+    LeakThresholds,
+    LeakTotals,
+    judgement_inputs,
+)
 from services.tracking.domain.orders import ClickFacts, Credit, Order, OrderOutcome, Refund
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.store import queries
@@ -46,6 +53,8 @@ from services.tracking.store.rows import (
     credit_from,
     deal_from,
     deliverables_json,
+    judgement_from,
+    judgement_json,
     leak_order_from,
     order_from,
     outcome_from,
@@ -452,11 +461,16 @@ class PostgresTrackingTransaction:
         await self._conn.execute(
             queries.SAVE_OUTCOMES, [o.order_id for o in outcomes], *_outcome_columns(outcomes)
         )
+        credits = [(o.order_id, c) for o in outcomes for c in o.credits]
         await self._conn.execute(
-            "DELETE FROM tracking_order_credits WHERE order_id = ANY($1::text[])",
+            queries.REPLACE_CREDITS,
             [o.order_id for o in outcomes],
+            [order_id for order_id, _ in credits],
+            [c.deal_id for _, c in credits],
+            [c.revenue.amount for _, c in credits],
+            [c.refunded.amount for _, c in credits],
+            [c.revenue.currency for _, c in credits],
         )
-        await self._add_credits(outcomes)
 
     async def add_manual_confirmations(self, confirmations: Sequence[Confirmation]) -> set[str]:
         return {c.deal_id for c in await self._insert_confirmations(confirmations)}
@@ -557,13 +571,40 @@ class PostgresTrackingTransaction:
             for row in rows
         ]
 
-    async def leak_facts(self, deal_ids: Collection[str]) -> list[LeakFacts]:
+    async def leak_facts(
+        self, deal_ids: Collection[str], thresholds: LeakThresholds = LeakThresholds()
+    ) -> list[LeakFacts]:
         if not deal_ids:
             return []
         ids = list(deal_ids)
+        states: dict[str, dict[str, asyncpg.Record]] = {}
+        for row in await self._conn.fetch(
+            "SELECT * FROM tracking_leak_codes WHERE deal_id = ANY($1::text[])", ids
+        ):
+            states.setdefault(row["deal_id"], {})[row["promo_code"]] = row
+        deals = await self._conn.fetch(queries.LEAK_DEALS, ids)
+        judgements: dict[str, dict[str, CodeJudgement]] = {}
+        wanted: list[tuple[str, str, tuple[datetime, str] | None]] = []
+        for row in deals:
+            deal = deal_from(row)
+            inputs = judgement_inputs(deal.audience_countries, thresholds)
+            codes = states.get(deal.deal_id, {})
+            for code in sorted(set(deal.promo_codes) | set(codes)):
+                judgement = _standing(codes.get(code), inputs, int(row["reach"]), thresholds)
+                if judgement is not None:
+                    judgements.setdefault(deal.deal_id, {})[code] = judgement
+                through = None if judgement is None else judgement.through
+                wanted.append((deal.deal_id, code, through))
         orders: dict[str, list[LeakOrder]] = {}
         suspected: dict[str, set[str]] = {}
-        for row in await self._conn.fetch(queries.LEAK_ORDERS, ids):
+        columns = [
+            [deal_id for deal_id, _, _ in wanted],
+            [code for _, code, _ in wanted],
+            [None if through is None else through[0] for _, _, through in wanted],
+            [None if through is None else through[1] for _, _, through in wanted],
+            thresholds.window,
+        ]
+        for row in await self._leak_orders(columns) if wanted else []:
             orders.setdefault(row["deal_id"], []).append(leak_order_from(row))
             if row["leak_suspected"]:
                 suspected.setdefault(row["deal_id"], set()).add(row["order_id"])
@@ -574,9 +615,29 @@ class PostgresTrackingTransaction:
                 policy=LeakedOrders(row["leaked_orders"]),
                 orders=tuple(orders.get(row["deal_id"], ())),
                 suspected=frozenset(suspected.get(row["deal_id"], ())),
+                judgements=judgements.get(row["deal_id"], {}),
             )
-            for row in await self._conn.fetch(queries.LEAK_DEALS, ids)
+            for row in deals
         ]
+
+    async def _leak_orders(self, columns: list[Any]) -> list[asyncpg.Record]:
+        # Planned for its arguments: the generic plan PostgreSQL switches a prepared
+        # statement to after five runs read every order of each code (history-bound).
+        await self._conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        rows: list[asyncpg.Record] = await self._conn.fetch(queries.LEAK_ORDERS, *columns)
+        await self._conn.execute("RESET plan_cache_mode")
+        return rows
+
+    async def save_leak_judgements(
+        self, judgements: Collection[tuple[str, str, CodeJudgement]]
+    ) -> None:
+        if judgements:
+            await self._conn.execute(
+                queries.SAVE_LEAK_JUDGEMENTS,
+                [deal_id for deal_id, _, _ in judgements],
+                [code for _, code, _ in judgements],
+                [judgement_json(j) for _, _, j in judgements],
+            )
 
     async def mark_leak_suspects(
         self, suspected: Collection[str], cleared: Collection[str]
@@ -810,6 +871,21 @@ class PostgresTrackingTransaction:
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
         # The consumer name doubles as the outbox producer: its own relay publishes these.
         await outbox.enqueue(self._conn, events, producer=self._consumer)
+
+
+def _standing(
+    state: asyncpg.Record | None, inputs: str, reach: int, thresholds: LeakThresholds
+) -> CodeJudgement | None:
+    """A code's stored judgement (a tracking_leak_codes row) if it still stands: no order at
+    or before the last one it judged joined or left the code since (`changed_from`, kept by
+    the triggers of migration 0207), and CodeJudgement.resumable."""
+    if state is None or state["judgement"] is None:
+        return None
+    judgement = judgement_from(state["judgement"])
+    changed = state["changed_from"]
+    if changed is not None and changed <= judgement.through[0]:
+        return None
+    return judgement if judgement.resumable(inputs, reach, thresholds) else None
 
 
 def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:

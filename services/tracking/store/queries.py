@@ -176,44 +176,20 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::n
 WHERE o.order_id = u.order_id
 """
 
+# A deal's running totals (tracking_deal_totals, migration 0206): one row whatever its history.
 DEAL_FACTS = """
-WITH p AS (
-    SELECT m.deal_id, count(*) AS posts, sum(p.likes) AS likes, sum(p.comments) AS comments,
-           sum(p.shares) AS shares, sum(p.saves) AS saves, sum(p.views) AS views,
-           sum(p.impressions) AS impressions, sum(p.reach) AS reach,
-           coalesce(sum(p.engagement_rate), 0) AS rate_sum,
-           count(p.engagement_rate) AS rated_posts, max(p.observed_at) AS last_observed
-    FROM tracking_deal_posts m JOIN tracking_posts p USING (post_id)
-    WHERE m.deal_id = ANY($1::text[])
-    GROUP BY m.deal_id
-), o AS (
-    SELECT c.deal_id,
-           count(*) FILTER (WHERE NOT t.fully_refunded) AS orders,
-           sum(c.revenue - c.refunded) AS revenue,
-           max(greatest(t.occurred_at, t.last_refund_at)) AS last_order
-    FROM tracking_order_credits c JOIN tracking_orders t USING (order_id)
-    WHERE c.deal_id = ANY($1::text[])
-    GROUP BY c.deal_id
-), w AS (
-    SELECT deal_id, count(*) AS pending_fx_orders
-    FROM tracking_orders
-    WHERE deal_id = ANY($1::text[]) AND status = 'pending_fx'
-    GROUP BY deal_id
-)
 SELECT d.deal_id, d.campaign_id, d.creator_id, d.fee_amount, d.currency, d.commission_rate,
-       coalesce(p.posts, 0) AS posts, coalesce(p.likes, 0) AS likes,
-       coalesce(p.comments, 0) AS comments, coalesce(p.shares, 0) AS shares,
-       coalesce(p.saves, 0) AS saves, coalesce(p.views, 0) AS views,
-       coalesce(p.impressions, 0) AS impressions, coalesce(p.reach, 0) AS reach,
-       coalesce(p.rate_sum, 0) AS rate_sum, coalesce(p.rated_posts, 0) AS rated_posts,
-       coalesce(o.orders, 0) AS orders, coalesce(o.revenue, 0) AS revenue,
-       coalesce(w.pending_fx_orders, 0) AS pending_fx_orders,
-       greatest(d.signed_at, p.last_observed, o.last_order) AS as_of,
+       coalesce(t.posts, 0) AS posts, coalesce(t.likes, 0) AS likes,
+       coalesce(t.comments, 0) AS comments, coalesce(t.shares, 0) AS shares,
+       coalesce(t.saves, 0) AS saves, coalesce(t.views, 0) AS views,
+       coalesce(t.impressions, 0) AS impressions, coalesce(t.reach, 0) AS reach,
+       coalesce(t.rate_sum, 0) AS rate_sum, coalesce(t.rated_posts, 0) AS rated_posts,
+       coalesce(t.orders, 0) AS orders, coalesce(t.revenue, 0) AS revenue,
+       coalesce(t.pending_fx_orders, 0) AS pending_fx_orders,
+       greatest(d.signed_at, t.last_observed, t.last_order) AS as_of,
        coalesce(m.model, 'promo_code') AS model, coalesce(m.event_id, '') AS setting_id
 FROM tracking_deals d
-LEFT JOIN p USING (deal_id)
-LEFT JOIN o USING (deal_id)
-LEFT JOIN w USING (deal_id)
+LEFT JOIN tracking_deal_totals t USING (deal_id)
 LEFT JOIN tracking_campaign_models m
     ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
 WHERE d.deal_id = ANY($1::text[])
@@ -329,17 +305,83 @@ INSERT INTO tracking_order_credits (order_id, deal_id, revenue, refunded, curren
 SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::text[])
 """
 
-# Leaked codes (domain.leaks). Every order a deal's codes chose it for, flagged or not.
+# The credits of orders $1 become exactly ($2.. $6): those no longer given are deleted, the
+# others inserted or updated in place where they changed. A credit only leaves a deal when it
+# must: the deal's running totals then find its latest order again (migration 0206).
+REPLACE_CREDITS = """
+WITH credits AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::text[])
+        AS u(order_id, deal_id, revenue, refunded, currency)
+), gone AS (
+    DELETE FROM tracking_order_credits c
+    WHERE c.order_id = ANY($1::text[])
+      AND NOT EXISTS (SELECT 1 FROM credits n
+                      WHERE n.order_id = c.order_id AND n.deal_id = c.deal_id)
+)
+INSERT INTO tracking_order_credits AS t (order_id, deal_id, revenue, refunded, currency)
+SELECT * FROM credits
+ON CONFLICT (order_id, deal_id) DO UPDATE SET
+    revenue = EXCLUDED.revenue, refunded = EXCLUDED.refunded, currency = EXCLUDED.currency
+WHERE (t.revenue, t.refunded, t.currency)
+    IS DISTINCT FROM (EXCLUDED.revenue, EXCLUDED.refunded, EXCLUDED.currency)
+"""
+
+# Leaked codes (domain.leaks). The orders of each (deal, promo code) the rules read, flagged
+# or not: all of them, or, judging on from a judgement through ($3, $4), those of
+# domain.leaks.orders_to_read ($5: the rules' window): the later orders; the earlier ones that
+# leave the window (or the hour) up to the latest; the first still in each at the latest.
 LEAK_ORDERS = """
-SELECT deal_id, order_id, promo_code, occurred_at, shipping_country, referrer, leak_suspected
-FROM tracking_orders WHERE deal_id = ANY($1::text[])
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+        AS u(deal_id, promo_code, through_at, through_id)
+), later AS (
+    SELECT o.deal_id, o.order_id, o.promo_code, o.occurred_at, o.shipping_country,
+           o.referrer, o.leak_suspected
+    FROM u JOIN tracking_orders o ON o.deal_id = u.deal_id AND o.promo_code = u.promo_code
+        -- The range the index reads; the row comparison then drops the ties already judged.
+        AND o.occurred_at >= coalesce(u.through_at, '-infinity')
+        AND (u.through_at IS NULL
+             OR (o.occurred_at, o.order_id COLLATE "C") > (u.through_at, u.through_id))
+), spans AS (
+    SELECT u.deal_id, u.promo_code, u.through_at, n.newest, s.span
+    FROM u
+    JOIN (SELECT deal_id, promo_code, max(occurred_at) AS newest FROM later
+          GROUP BY deal_id, promo_code) n USING (deal_id, promo_code)
+    CROSS JOIN unnest(ARRAY[$5::interval, interval '1 hour']) AS s(span)
+    WHERE u.through_at IS NOT NULL
+)
+SELECT * FROM later
+UNION
+SELECT o.deal_id, o.order_id, o.promo_code, o.occurred_at, o.shipping_country, o.referrer,
+       o.leak_suspected
+FROM spans s JOIN tracking_orders o ON o.deal_id = s.deal_id AND o.promo_code = s.promo_code
+    AND o.occurred_at > s.through_at - s.span AND o.occurred_at <= s.newest - s.span
+UNION
+SELECT f.* FROM spans s CROSS JOIN LATERAL (
+    SELECT o.deal_id, o.order_id, o.promo_code, o.occurred_at, o.shipping_country,
+           o.referrer, o.leak_suspected
+    FROM tracking_orders o
+    WHERE o.deal_id = s.deal_id AND o.promo_code = s.promo_code
+      AND o.occurred_at = (SELECT min(m.occurred_at) FROM tracking_orders m
+                           WHERE m.deal_id = s.deal_id AND m.promo_code = s.promo_code
+                             AND m.occurred_at > s.newest - s.span)
+    ORDER BY o.order_id COLLATE "C" LIMIT 1
+) f
+"""
+
+SAVE_LEAK_JUDGEMENTS = """
+INSERT INTO tracking_leak_codes AS t (deal_id, promo_code, judgement, changed_from)
+SELECT u.deal_id, u.promo_code, u.judgement::jsonb, NULL
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(deal_id, promo_code, judgement)
+ON CONFLICT (deal_id, promo_code) DO UPDATE
+    SET judgement = EXCLUDED.judgement, changed_from = NULL
 """
 
 LEAK_DEALS = """
 SELECT d.*, coalesce(m.leaked_orders, 'credit') AS leaked_orders,
-       coalesce((SELECT sum(p.reach) FROM tracking_deal_posts dp
-                 JOIN tracking_posts p USING (post_id) WHERE dp.deal_id = d.deal_id), 0) AS reach
+       coalesce(t.reach, 0) AS reach
 FROM tracking_deals d
+LEFT JOIN tracking_deal_totals t USING (deal_id)
 LEFT JOIN tracking_campaign_models m
     ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
 WHERE d.deal_id = ANY($1::text[])
@@ -364,31 +406,20 @@ RETURNING deal_id, promo_code, rule
 """
 
 # Per deal: whether one of its own codes is suspected, and the suspected orders crediting it
-# (not fully refunded), withheld under its campaign's policy with their credit net of refunds.
+# (not fully refunded), withheld under its campaign's policy with their credit net of refunds;
+# from its running totals (migration 0206). Deals with neither flagged nor suspected credits
+# are left out.
 LEAK_TOTALS = """
-WITH credited AS (
-    SELECT c.deal_id,
-           count(*) FILTER (WHERE NOT t.fully_refunded) AS suspected_orders,
-           count(*) FILTER (WHERE NOT t.fully_refunded AND m.leaked_orders = 'withhold')
-               AS withheld_orders,
-           coalesce(sum(c.revenue - c.refunded) FILTER (WHERE m.leaked_orders = 'withhold'), 0)
-               AS withheld_revenue
-    FROM tracking_order_credits c
-    JOIN tracking_orders t ON t.order_id = c.order_id AND t.leak_suspected
-    JOIN tracking_deals d ON d.deal_id = c.deal_id
-    LEFT JOIN tracking_campaign_models m
-        ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
-    WHERE c.deal_id = ANY($1::text[])
-    GROUP BY c.deal_id
-), flagged AS (
-    SELECT DISTINCT deal_id FROM tracking_orders
-    WHERE deal_id = ANY($1::text[]) AND leak_suspected
-)
-SELECT coalesce(c.deal_id, f.deal_id) AS deal_id, f.deal_id IS NOT NULL AS suspected,
-       coalesce(c.suspected_orders, 0) AS suspected_orders,
-       coalesce(c.withheld_orders, 0) AS withheld_orders,
-       coalesce(c.withheld_revenue, 0) AS withheld_revenue
-FROM credited c FULL JOIN flagged f USING (deal_id)
+SELECT t.deal_id, t.flagged_orders > 0 AS suspected, t.suspected_orders,
+       CASE WHEN m.leaked_orders = 'withhold' THEN t.suspected_orders ELSE 0 END
+           AS withheld_orders,
+       CASE WHEN m.leaked_orders = 'withhold' THEN t.suspected_revenue ELSE 0 END
+           AS withheld_revenue
+FROM tracking_deal_totals t
+LEFT JOIN tracking_deals d USING (deal_id)
+LEFT JOIN tracking_campaign_models m
+    ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
+WHERE t.deal_id = ANY($1::text[]) AND (t.flagged_orders > 0 OR t.suspected_credits > 0)
 """
 
 # Changes to the brands' unattributed totals, summed per (brand, currency) first.

@@ -16,7 +16,14 @@ from services.tracking.domain.attribution import DealAttribution, Engagement, Pe
 from services.tracking.domain.campaigns import CampaignAttribution, CurrencyTotals
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms, DeliverableSpec
-from services.tracking.domain.leaks import LeakedOrders, LeakOrder, LeakTotals
+from services.tracking.domain.leaks import (
+    CodeJudgement,
+    Evidence,
+    LeakedOrders,
+    LeakOrder,
+    LeakRule,
+    LeakTotals,
+)
 from services.tracking.domain.orders import (
     Credit,
     FxUsed,
@@ -263,6 +270,62 @@ def leak_order_from(row: asyncpg.Record) -> LeakOrder:
         row["shipping_country"],
         row["referrer"],
         row["promo_code"],
+    )
+
+
+def judgement_json(judgement: CodeJudgement) -> str:
+    """A code's judgement as the JSON of tracking_leak_codes.judgement."""
+    at, order_id = judgement.through
+    return json.dumps(
+        {
+            "through": [at.isoformat(), order_id],
+            "inputs": judgement.inputs,
+            "reach": judgement.reach,
+            "peak": judgement.peak,
+            "tallies": list(judgement.tallies),
+            "evidence": [
+                {
+                    "rule": e.rule.value,
+                    "order_id": e.order_id,
+                    "fired_at": e.fired_at.isoformat(),
+                    "window_start": e.window_start.isoformat(),
+                    "window_end": e.window_end.isoformat(),
+                    "orders": e.orders,
+                    "considered": e.considered,
+                    "share": str(e.share),
+                    "threshold": str(e.threshold),
+                    "reach": e.reach,
+                }
+                for e in judgement.evidence
+            ],
+        }
+    )
+
+
+def judgement_from(text: str) -> CodeJudgement:
+    data = json.loads(text)
+    at, order_id = data["through"]
+    return CodeJudgement(
+        (datetime.fromisoformat(at), order_id),
+        data["inputs"],
+        data["reach"],
+        tuple(
+            Evidence(
+                LeakRule(e["rule"]),
+                e["order_id"],
+                datetime.fromisoformat(e["fired_at"]),
+                datetime.fromisoformat(e["window_start"]),
+                datetime.fromisoformat(e["window_end"]),
+                e["orders"],
+                e["considered"],
+                Decimal(e["share"]),
+                Decimal(e["threshold"]),
+                e["reach"],
+            )
+            for e in data["evidence"]
+        ),
+        data["peak"],
+        (*data["tallies"],),
     )
 
 

@@ -26,7 +26,16 @@ from services.tracking.domain.campaigns import (
 from services.tracking.domain.credit import Click, Model, ModelSetting
 from services.tracking.domain.deals import DealTerms
 from services.tracking.domain.deliverables import AUTO, Confirmation
-from services.tracking.domain.leaks import Evidence, LeakedOrders, LeakOrder, LeakRule, LeakTotals
+from services.tracking.domain.leaks import (
+    CodeJudgement,
+    Evidence,
+    LeakedOrders,
+    LeakOrder,
+    LeakRule,
+    LeakThresholds,
+    LeakTotals,
+    judgement_inputs,
+)
 from services.tracking.domain.orders import (
     Order,
     OrderReason,
@@ -442,6 +451,67 @@ class StoreContract:
             assert (await tx.add_deals([deal])).repeated == {deal.deal_id}
             assert (await tx.add_deals([elsewhere])).conflicting == {deal.deal_id}
             assert await tx.deals_with_codes(deal.promo_codes) == [deal]
+
+    async def test_a_deal_without_promo_codes_has_leak_facts_without_orders(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        deal = creators_deal(ids, promo_codes=())
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            [facts] = await tx.leak_facts({deal.deal_id})
+            assert (facts.deal, facts.orders, facts.judgements) == (deal, (), {})
+
+    async def test_a_leak_judgement_stands_until_an_order_joins_before_its_last(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        code = ids("CODE")
+        deal = replace(deal_with_code(ids, code), audience_countries=("US",))
+
+        def order(name: str, minutes: int) -> Order:
+            at = ids.at(days=8, minutes=minutes)
+            return Order(ids(name), code, Money.of("10.00", "USD"), at)
+
+        first, second, later, late = (
+            order("o1", 60),
+            order("o2", 120),
+            order("o3", 180),
+            order("o0", 30),
+        )
+        rules = LeakThresholds()
+        judgement = CodeJudgement(
+            (second.occurred_at, second.order_id),
+            judgement_inputs(deal.audience_countries, rules),
+            0,
+            (),
+            2,
+        )
+
+        async def facts_now() -> tuple[dict[str, CodeJudgement], set[str]]:
+            [facts] = await tx.leak_facts({deal.deal_id}, rules)
+            return dict(facts.judgements), {o.order_id for o in facts.orders}
+
+        # Out of the window of the orders judged on: never read with the judgement.
+        ancient = order("old", 60 - 8 * 24 * 60)
+        assert ancient.occurred_at >= deal.starts_at
+        async with store.transaction() as tx:
+            await tx.add_deals([deal])
+            orders = [ancient, first, second]
+            await tx.add_orders(orders, [evaluate_order(o, (), [deal], None) for o in orders])
+            both = {first.order_id, second.order_id}
+            assert await facts_now() == ({}, both | {ancient.order_id})
+            await tx.save_leak_judgements([(deal.deal_id, code, judgement)])
+            # Nothing after the last order judged: nothing to read.
+            assert await facts_now() == ({code: judgement}, set())
+            # Other thresholds: judged again from every order.
+            [facts] = await tx.leak_facts({deal.deal_id}, replace(rules, abroad_min_orders=3))
+            assert facts.judgements == {}
+            # A later order leaves the judgement standing, and is read with the order that
+            # leaves the hour up to it (the second) and the first order still in each window.
+            await tx.add_orders([later], [evaluate_order(later, (), [deal], None)])
+            everything = {first.order_id, second.order_id, later.order_id}
+            assert await facts_now() == ({code: judgement}, everything)
+            await tx.add_orders([late], [evaluate_order(late, (), [deal], None)])
+            assert await facts_now() == ({}, everything | {late.order_id, ancient.order_id})
 
     async def test_leak_facts_flags_alerts_and_totals(self, store: TrackingStore, ids: Ids) -> None:
         code, other = ids("CODE"), ids("OTHER")

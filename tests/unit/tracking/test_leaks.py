@@ -17,6 +17,9 @@ from services.tracking.domain.leaks import (
     LeakThresholds,
     assess_code,
     from_coupon_site,
+    judgement_inputs,
+    judgement_of,
+    orders_to_read,
     registrable_host,
 )
 
@@ -195,3 +198,76 @@ def test_orders_placed_later_never_undo_or_move_a_firing(
     flags = [o.order_id in whole.suspected for o in ordered]
     assert flags == sorted(flags)
     assert bool(whole.suspected) == bool(whole.evidence)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    leak_orders,
+    st.integers(0, 1_000),
+    st.integers(0, 1_000),
+    st.integers(0, 60),
+)
+def test_a_judgement_carried_on_gives_the_verdict_of_judging_every_order(
+    placed: list[LeakOrder], first_reach: int, reach: int, cut: int
+) -> None:
+    """Judging the first orders, then the later ones from the lookback before the last one
+    judged on (when the judgement still stands at the new reach), gives the same evidence as
+    judging them all, and the same flags on the orders read."""
+    ordered = sorted(placed, key=lambda o: o.key)
+    first = ordered[:cut]
+    inputs = judgement_inputs(US, small_rules)
+    judgement = judgement_of(
+        assess_code(first, US, first_reach, small_rules), first, inputs, first_reach, None
+    )
+    whole = assess_code(ordered, US, reach, small_rules)
+    if judgement is None or not judgement.resumable(inputs, reach, small_rules):
+        return
+    read = orders_to_read(ordered, judgement, small_rules)
+    carried = assess_code(read, US, reach, small_rules, judgement)
+    assert carried.suspected == whole.suspected & {o.order_id for o in read}
+    if read:
+        assert carried.evidence == whole.evidence
+        assert carried.peak == whole.peak
+        assert carried.tallies == whole.tallies
+        again = judgement_of(carried, read, inputs, reach, judgement)
+        assert again == judgement_of(whole, ordered, inputs, reach, None)
+    else:
+        # Nothing later: the judgement stands as it is.
+        assert judgement.through == max(o.key for o in ordered)
+
+
+def test_a_judgement_stands_only_with_the_same_inputs_and_a_reach_that_changes_nothing() -> None:
+    burst = orders(5, every=timedelta(minutes=1))
+    inputs = judgement_inputs(US, small_rules)
+    verdict = assess_code(burst, US, 100, small_rules)
+    assert verdict.rules == (LeakRule.BURST,) and verdict.peak == 5
+    judgement = judgement_of(verdict, burst, inputs, 100, None)
+    assert judgement is not None and judgement.through == burst[-1].key
+    assert judgement.resumable(inputs, 100, small_rules)
+    # Another reach: the burst fired against the old one.
+    assert not judgement.resumable(inputs, 1_000, small_rules)
+    assert not judgement.resumable(judgement_inputs(("DE",), small_rules), 100, small_rules)
+    assert not judgement.resumable(judgement_inputs(US, RULES), 100, small_rules)
+    # No burst so far: a larger reach changes nothing, one small enough to burst does.
+    calm = judgement_of(assess_code(burst, US, 0, small_rules), burst, inputs, 0, None)
+    assert calm is not None and calm.evidence == ()
+    assert calm.resumable(inputs, 1_000, small_rules)
+    assert not calm.resumable(inputs, 100, small_rules)
+
+
+def test_a_carried_judgement_never_fires_on_the_windows_cut_short_before_its_last_order() -> None:
+    """The orders read before the last one judged have windows cut at the lookback: 3 of the
+    6 orders of the window ship abroad (no firing), but 3 of the 3 read would."""
+    home = [LeakOrder(f"h-{n}", T0 + timedelta(minutes=n), "US") for n in range(3)]
+    abroad = [LeakOrder(f"a-{n}", T0 + timedelta(hours=20, minutes=n), "DE") for n in range(3)]
+    later = [LeakOrder(f"l-{n}", T0 + timedelta(hours=21, minutes=n), "US") for n in range(2)]
+    last = LeakOrder("x", T0 + timedelta(days=1, minutes=30), "US")
+    judged = [*home, *abroad, *later, last]
+    inputs = judgement_inputs(US, small_rules)
+    judgement = judgement_of(assess_code(judged, US, 0, small_rules), judged, inputs, 0, None)
+    assert judgement is not None and judgement.evidence == ()
+    new = LeakOrder("y", last.occurred_at + timedelta(minutes=1), None)
+    read = orders_to_read([*judged, new], judgement, small_rules)
+    assert not set(home) & set(read)
+    assert assess_code([*judged, new], US, 0, small_rules).evidence == ()
+    assert assess_code(read, US, 0, small_rules, judgement).evidence == ()
