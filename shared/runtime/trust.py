@@ -90,7 +90,13 @@ class KeyRegistry:
 
 
 class KeyReader:
-    """Reads the registry topic into a `KeyRegistry`, up to its end on demand."""
+    """Reads the registry topic into a `KeyRegistry`, up to its end on demand.
+
+    It asks for the topic's end on a client of its own, as `shared.runtime.follow` does: on
+    the reader's connection the question would queue behind the pending fetch, which the
+    broker holds for up to the fetch wait (500 ms) when the registry has nothing new. Every
+    start-up, and every event signed by a key not yet read, would pay that wait.
+    """
 
     def __init__(
         self, bootstrap: str, security: BaseSecurity | None, registry: KeyRegistry
@@ -100,18 +106,24 @@ class KeyReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
+        self._ends = AIOKafkaConsumer(
+            **client_options(bootstrap, security), enable_auto_commit=False
+        )
         self._registry = registry
         self._lock = asyncio.Lock()
         self._started = False
 
     async def start(self) -> None:
         await self._consumer.start()
+        await self._ends.start()
         self._started = True
         self._consumer.assign(await partitions_of(self._consumer, [Topic.OPERATOR_SIGNING_KEYS]))
         await self.catch_up()
 
     async def stop(self) -> None:
         if self._started:
+            self._started = False
+            await self._ends.stop()
             await self._consumer.stop()
 
     async def catch_up(self) -> None:
@@ -120,7 +132,7 @@ class KeyReader:
             assigned = list(self._consumer.assignment())
             if not assigned:
                 return
-            ends = await self._consumer.end_offsets(assigned)
+            ends = await self._ends.end_offsets(assigned)
             while await self._behind(ends):
                 batch = await self._consumer.getmany(timeout_ms=200)
                 for records in batch.values():
