@@ -135,11 +135,16 @@ class Supervisor:
     desired: dict[str, str] = field(default_factory=dict)  # label -> service
     unexpected_exits: list[str] = field(default_factory=list)
     restarts: list[Restart] = field(default_factory=list)
+    # First starts of instances added while the run goes on (a second instance joining):
+    # timed like restarts but told apart, since nothing was killed.
+    additions: list[Restart] = field(default_factory=list)
     _starting: set[str] = field(default_factory=set)
+    _ever_up: set[str] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.desired.update({label: label for label in self.processes.running})
+        self._ever_up.update(self.processes.running)
 
     async def run(self) -> None:
         while True:
@@ -170,7 +175,14 @@ class Supervisor:
                         await self.processes.kill(label)
                     await asyncio.sleep(1.0)
                     continue
-                self.restarts.append(Restart(label, began, time.monotonic() - began))
+                start = Restart(label, began, time.monotonic() - began)
+                if label in self._ever_up:
+                    self.restarts.append(start)
+                    self.say(f"{label} ready again {start.seconds:.1f} s after it was found gone")
+                else:
+                    self._ever_up.add(label)
+                    self.additions.append(start)
+                    self.say(f"{label} ready {start.seconds:.1f} s after it was asked for")
                 return
         finally:
             self._starting.discard(label)

@@ -50,6 +50,7 @@ class RunReport:
     started: float = 0.0  # monotonic: when the first record was sent
     faults: list[Fault] = field(default_factory=list)
     restarts: list[Restart] = field(default_factory=list)
+    additions: list[Restart] = field(default_factory=list)
     unexpected_exits: list[str] = field(default_factory=list)
     converged: bool = False
     converge_seconds: float = 0.0  # after the last fault ended (or the last record was sent)
@@ -191,6 +192,7 @@ async def _drive(
         report.converged = await _converge(workload, urls, rails, report.outcome, say)
         report.converge_seconds = time.monotonic() - calm
         report.restarts = supervisor.restarts
+        report.additions = supervisor.additions
         report.unexpected_exits = supervisor.unexpected_exits
     finally:
         watching.cancel()
@@ -293,6 +295,7 @@ def summary(report: RunReport) -> dict[str, str]:
         "restarts → ready": _restarts(report.restarts),
         # A restart overlapping a PostgreSQL or broker outage waits for the server, not for itself.
         "  of them with every server up": _restarts(alone),
+        "instances added → ready": _restarts(report.additions),
         "exits nobody asked for": str(len(report.unexpected_exits)),
         "converged": (
             f"{report.converge_seconds:.1f} s after the last fault"

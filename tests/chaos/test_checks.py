@@ -199,6 +199,9 @@ def test_restarts_overlapping_a_server_outage_are_told_apart() -> None:
         Restart("matching-1", 41.0, 3.0),
         Restart("payouts-1", 79.0, 4.0),  # began while the broker was still down
     ]
+    # A second instance asked for during the outage: its first start is no restart.
+    report.additions = [Restart("payouts-2", 22.0, 9.0)]
     rows = summary(report)
     assert rows["restarts → ready"] == "4, median 3.5 s, max 13.0 s"
+    assert rows["instances added → ready"] == "1, median 9.0 s, max 9.0 s"
     assert rows["  of them with every server up"] == "2, median 2.5 s, max 3.0 s"
