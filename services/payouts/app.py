@@ -143,19 +143,22 @@ def rate_limiter(settings: PayoutsSettings, resources: Resources) -> RateLimiter
     )
 
 
-def dispatch_batch(settings: PayoutsSettings, limiter: RateLimiter | None) -> int:
-    """Payouts claimed in one round: no more than the slowest rail can take, at its local
-    rate, within half the lease, shared by the rounds run at once, so none waits for a token
-    until another replica may take it."""
+def rail_batches(settings: PayoutsSettings, limiter: RateLimiter | None) -> dict[str, int]:
+    """The most payouts of each limited rail one round claims: what that rail takes, at its
+    local rate, within half the lease, shared by the rounds run at once, so none waits for a
+    token until another replica may take it. Each rail by its own rate: a slow rail must not
+    shrink the rounds of a fast one (a round of mostly Stripe payouts is not Wise's)."""
     if limiter is None:
-        return settings.dispatch_batch
+        return {}
     within = settings.dispatch_lease_seconds / 2 / settings.dispatch_rounds
-    fits = [
-        int(limit.local(settings.expected_replicas).rate * within / limit.largest_call)
-        for rail in ("stripe", "paypal", "wise")
-        if (limit := limiter.limit(rail)) is not None
-    ]
-    return max(1, min([settings.dispatch_batch, *fits]))
+    limits = {rail: limiter.limit(rail) for rail in ("stripe", "paypal", "wise")}
+    return {
+        rail: max(
+            1, int(limit.local(settings.expected_replicas).rate * within / limit.largest_call)
+        )
+        for rail, limit in limits.items()
+        if limit is not None
+    }
 
 
 async def open_destinations(
@@ -278,7 +281,8 @@ def _dispatcher(
         rails,
         policy,
         destinations=destinations,
-        batch=dispatch_batch(config, limiter),
+        batch=config.dispatch_batch,
+        rail_batches=rail_batches(config, limiter),
         idle_seconds=config.dispatch_idle_seconds,
         rounds=config.dispatch_rounds,
     )

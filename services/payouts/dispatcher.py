@@ -2,8 +2,9 @@
 transaction, exactly once per payout.
 
 One round: (1) in a short transaction, take due payouts with `FOR UPDATE SKIP LOCKED` (other
-instances skip them), count the attempt and lease them on their rail (or hold them if the
-account stopped being payable, or its method's rail is not configured); (2) with no
+instances skip them), count the attempt and lease them on their rail, up to that rail's share
+of a round (or hold them if the account stopped being payable, or its method's rail is not
+configured); (2) with no
 transaction open, call the rail with the payout id as the idempotency key; (3) in a second
 transaction, record `sent` or the failure (retry later with backoff, move to the creator's
 fallback rail, or `failed`).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -99,6 +101,7 @@ class Dispatcher:
         *,
         destinations: DestinationCipher,
         batch: int = 100,
+        rail_batches: Mapping[str, int] | None = None,
         idle_seconds: float = 1.0,
         rounds: int = 1,
         clock: Clock = utc_now,
@@ -109,6 +112,8 @@ class Dispatcher:
         self._policy = policy
         self._destinations = destinations
         self._batch = batch
+        # The most payouts of a rail one round leases (rails under a rate limit; app.py).
+        self._rail_batches = dict(rail_batches or {})
         self._idle_seconds = idle_seconds
         self._rounds = rounds
         self._clock = clock
@@ -182,7 +187,8 @@ class Dispatcher:
                 await changes.repo.lock(fx="shared", creator_ids=unpayable)
                 accounts = await changes.repo.accounts(p.creator_id for p in due)
             transitions: list[tuple[Transition, PayoutStatus]] = []
-            claimed = []
+            claimed: list[_Claimed] = []
+            leased: Counter[str] = Counter()
             for payout in due:
                 account = accounts.get(payout.creator_id)
                 rail, unavailable = (None, None) if account is None else self._rail(payout, account)
@@ -194,9 +200,13 @@ class Dispatcher:
                     rail=rail,
                     rail_unavailable=unavailable,
                 )
-                transitions.append((transition, payout.status))
                 if transition.payout.status == "scheduled" and account is not None:
+                    rail_name = transition.payout.rail or LEGACY_RAIL
+                    if leased[rail_name] >= self._rail_batches.get(rail_name, self._batch):
+                        continue  # its rail's share of this round is full: left due, unleased
+                    leased[rail_name] += 1
                     claimed.append(_Claimed(transition.payout, account))
+                transitions.append((transition, payout.status))
             await changes.changed(transitions)
             changes.scheduled = 0  # claimed payouts are leased, not newly due
         return claimed, len(due)
