@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import resource
 import statistics
 import sys
@@ -344,7 +345,7 @@ async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail:
                     waiting = {request.request_id for request in made}
                     while waiting:
                         record = await asyncio.wait_for(consumer.getone(), 30)
-                        request_id = decode(record.topic, record.value).data.request_id
+                        request_id = answered_request(record.value)
                         if request_id in waiting:
                             waiting.discard(request_id)
                             together.append((time.perf_counter() - sent) * 1000)
@@ -359,6 +360,15 @@ async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail:
             finally:
                 await consumer.stop()
                 await producer.stop()
+
+
+def answered_request(value: bytes) -> str:
+    """The request id a `match.suggested` answers. The bench's reader shares the event loop
+    with the service it measures: validating each ~33 KB answer into the contract's models
+    (~0.8 ms) would charge 20 ms a round of 24 to the service, which a real client, in a
+    process of its own, does not."""
+    request_id: str = json.loads(value)["data"]["request_id"]
+    return request_id
 
 
 def _fx_payload() -> Any:
