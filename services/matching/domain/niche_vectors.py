@@ -1,4 +1,4 @@
-"""TF-IDF niche vectors of every creator, queryable in one sparse product.
+"""TF-IDF niche vectors of every creator, queryable by sparse products over a query's columns.
 
 Columns are niche terms (`niche_terms`: stems, synonyms and translations as one concept), so
 a brief and a bio meet on meaning rather than on exact words; a brief's typo is read as the
