@@ -143,8 +143,9 @@ class MatchingHandlers:
             await self.service.refit()
 
     async def on_requests(self, new: NewEvents, uow: Uow) -> None:
-        """Requests that arrived together are scored together (`match_many`: one sparse
-        product for all their niches) and answered in one transaction, set-based."""
+        """Requests that arrived together are scored together (`match_many`: one call for
+        all their niches, costs and audience shares) and answered in one transaction,
+        set-based."""
         requests: list[MatchRequested] = [e.data for e in new.events]
         hired = await uow.tx.hired(
             {r.campaign_id for r in requests}, {r.campaign_id: r.brand_id for r in requests}

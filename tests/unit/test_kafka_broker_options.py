@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from shared.runtime.config import Settings
 from shared.runtime.kafka import bootstrap_list, make_broker
@@ -38,3 +39,17 @@ def test_the_services_wait_for_every_in_sync_replica(
     broker = make_broker(Settings(), "kafka:9092")
     assert _connection(broker)["acks"] == "all"
     assert _connection(broker)["enable_idempotence"] is (idempotent == "true")
+
+
+def test_a_partition_batches_many_suggestions_in_one_produce_request() -> None:
+    """A suggestion of 50 creators is ~33 KB. With aiokafka's 16 KiB batches each was a batch
+    of its own, and a partition has one batch in flight at a time: the relay's 24 answers of
+    a round took one broker round trip each."""
+    size = _connection(make_broker(Settings(), "kafka:9092"))["max_batch_size"]
+    assert size <= _connection(make_broker(Settings(), "kafka:9092"))["max_request_size"] // 2
+    builder = BatchBuilder(size, 0, is_transactional=False)
+    suggestion = b"x" * 33_000
+    fitted = 0
+    while builder.append(timestamp=0, key=b"campaign", value=suggestion) is not None:
+        fitted += 1
+    assert fitted >= 12

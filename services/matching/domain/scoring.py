@@ -472,9 +472,10 @@ def match_many(
 ) -> list[MatchResult]:
     """Rank the index for queries that arrived together, each by its ranker.
 
-    Their niche similarities come from one sparse product, and costs and audience shares are
-    computed once per budget currency and per set of countries; each result is the one
-    `match` gives for its query alone.
+    Their niche similarities come from one call (`NicheVectors.similarity_many`, which reads
+    the index query by query, the cheaper way), and costs and audience shares are computed
+    once per budget currency and per set of countries; each result is the one `match` gives
+    for its query alone.
     """
     niches = [index.niche.encode_query(query.niche_text) for query, _ in asked]
     similarities = index.niche.similarity_many([q.vector for q in niches], index.size)

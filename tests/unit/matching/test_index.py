@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.sparse as sp
 
 from services.matching.domain.index import CreatorIndex
 from services.matching.domain.niche_vectors import NicheVectors
@@ -124,3 +125,41 @@ def test_similarities_of_several_queries_come_out_as_each_alone_overlay_included
         assert np.allclose(together[i], index.niche.similarity(one, len(index)))
     assert together[0].argmax() != together[1].argmax()
     assert not together[3].any()
+
+
+class _ColumnReads:
+    """The base's CSC matrix, recording which columns each read takes."""
+
+    def __init__(self, matrix: sp.csc_matrix) -> None:
+        self.matrix, self.shape = matrix, matrix.shape
+        self.reads: list[list[int]] = []
+
+    def __getitem__(self, key: tuple[slice, np.ndarray]) -> sp.csc_matrix:
+        self.reads.append(np.asarray(key[1]).tolist())
+        return self.matrix[key]
+
+
+def test_each_query_reads_the_base_through_its_own_columns_with_the_same_scores() -> None:
+    """One product over the union of a batch's columns multiplies every query by every
+    column any of them uses: 2.5x the work for 24 briefs at 100k creators. Read query by
+    query, the scores are the union product's to the bit, overlay rows included."""
+    population = generate_population(400, seed=8)
+    index = CreatorIndex.build(subset(population.profiles, list(range(300))), seed=8)
+    index.upsert(subset(population.profiles, list(range(250, 400))))  # overlay rows
+    texts = ("sourdough bread baking", "gaming esports stream", "zzz nothing", "dog puppy bread")
+    queries = [index.niche.encode_query(text).vector for text in texts]
+    stacked = sp.csr_matrix(sp.vstack(queries), dtype=np.float32)
+    terms = np.unique(stacked.indices)
+    base = index.niche._base_csc
+    union = np.zeros((len(queries), len(index)), dtype=np.float32)
+    union[:, : base.shape[0]] = (base[:, terms] @ stacked[:, terms].T.toarray()).T
+    rows, overlay = index.niche._overlay()
+    union[:, rows] = (overlay @ stacked.T.toarray()).T
+
+    index.niche._base_csc = reads = _ColumnReads(base)
+    scores = index.niche.similarity_many(queries, len(index))
+
+    assert np.array_equal(scores.view(np.uint32), union.view(np.uint32))
+    own = [sorted(q.indices.tolist()) for q in queries if q.nnz]
+    assert reads.reads == own and len(own) == 3
+    assert len(set(own[0]) & set(own[2])) > 0, "two briefs share a column (bread)"
