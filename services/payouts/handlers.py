@@ -121,6 +121,9 @@ class PendingChanges:
     # The creators whose locks the transaction holds, where the caller knows them: releasing
     # a payout that waited for funds needs its creator's lock (it converts and repays).
     creators_locked: frozenset[str] | None = None
+    # The (brand, currency) a run of fundings credited whose waiting payouts are not released
+    # yet: `consume` releases them once the run ends (`release_unreleased`).
+    unreleased: tuple[str, str] | None = None
     transfers: list[Transfer] = field(default_factory=list)
     events: list[CloudEvent[Any]] = field(default_factory=list)
     scheduled: int = 0
@@ -638,9 +641,14 @@ class CreatorsNotLocked(TransientError):
     the brand's lock: the batch runs again with its creator locked too."""
 
 
-async def on_brand_funded(changes: PendingChanges, funding: Funding, event_id: str) -> None:
+async def on_brand_funded(
+    changes: PendingChanges, funding: Funding, event_id: str, *, release: bool = True
+) -> None:
     """Credit the brand's escrow once per `funding_id`, then release the brand's payouts that
     waited for funds in that currency, in order of confirmation, while the escrow covers them.
+    Without `release`, that is left to `release_unreleased`: releasing after each of many
+    fundings reads every waiting payout each time, releasing once after all of them releases
+    the same payouts (the same prefix of the same order, covered by the same total).
 
     The same funding id sent again with other terms is refused: a funding never changes."""
     if not await changes.repo.add_funding(funding, event_id):
@@ -652,7 +660,28 @@ async def on_brand_funded(changes: PendingChanges, funding: Funding, event_id: s
             )
         return
     changes.funded(funding)
-    await release_funded(changes, funding.brand_id, funding.amount.currency)
+    if release:
+        await release_funded(changes, funding.brand_id, funding.amount.currency)
+    else:
+        changes.unreleased = (funding.brand_id, funding.amount.currency)
+
+
+async def release_unreleased(changes: PendingChanges, before: CloudEvent[Any] | None) -> None:
+    """Release what the fundings just applied cover (`on_brand_funded`), unless `before` (the
+    next event; None at the end of the batch) is one more funding of the same escrow: every
+    other event sees the payouts released as if after each funding."""
+    pending = changes.unreleased
+    if pending is None or (before is not None and _escrow_funded(before) == pending):
+        return
+    changes.unreleased = None
+    await changes.write_new()
+    await release_funded(changes, *pending)
+
+
+def _escrow_funded(event: CloudEvent[Any]) -> tuple[str, str] | None:
+    if event.type != EventType.BRAND_FUNDED:
+        return None
+    return event.data.brand_id, event.data.amount.currency
 
 
 async def release_funded(
@@ -714,7 +743,8 @@ async def _deal_signed(changes: PendingChanges, event: CloudEvent[Any]) -> None:
 
 
 async def _brand_funded(changes: PendingChanges, event: CloudEvent[Any]) -> None:
-    await on_brand_funded(changes, translate.funding(event.data), event.id)
+    # Released by `consume` once the run of this escrow's fundings ends.
+    await on_brand_funded(changes, translate.funding(event.data), event.id, release=False)
 
 
 async def _deliverable_confirmed(changes: PendingChanges, event: CloudEvent[Any]) -> None:
@@ -805,9 +835,11 @@ def consume(
             creator_ids=changes.creators_locked or (),
         )
         for event in events:
+            await release_unreleased(changes, event)
             if event.type != EventType.DELIVERABLE_CONFIRMED:
                 await changes.write_new()
             await STEPS[event.type](changes, event)
+        await release_unreleased(changes, None)
         await changes.post()
         uow.publish(changes.events)
         uow.after_commit(changes.committed)
