@@ -411,7 +411,7 @@ async def test_no_secret_leaves_where_it_belongs(
 
     stripe.fail_next(503)  # the first transfer meets an outage, then is retried
     async with ServiceProcesses(SERVICES, env, lambda name, line: lines.append(f"{name} | {line}")):
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
         await producer.start()
         try:
             for document in invalid:

@@ -143,7 +143,7 @@ async def _replay(
         group_id=replay_group(topic),
         enable_auto_commit=False,
     )
-    producer = AIOKafkaProducer(**client_options(bootstrap, security))
+    producer = AIOKafkaProducer(**client_options(bootstrap, security), acks="all")
     await consumer.start()
     await producer.start()
     try:

@@ -69,7 +69,9 @@ async def _send(
     topic: str,
     messages: list[tuple[bytes, bytes]],
 ) -> None:
-    producer = AIOKafkaProducer(**client_options(bootstrap, security))
+    # Acknowledged by every in-sync replica: "Sent" must not be said of a write a dying
+    # leader alone had.
+    producer = AIOKafkaProducer(**client_options(bootstrap, security), acks="all")
     await producer.start()
     try:
         with Progress(console=console, transient=True) as progress:

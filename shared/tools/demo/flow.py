@@ -196,7 +196,11 @@ class Player:
         self.tick = tick
         self.deals = 0
         self.published: dict[tuple[str, str], int] = defaultdict(int)  # (service, topic) -> n
-        self._producer = AIOKafkaProducer(**client_options(bootstrap, security), linger_ms=5)
+        # acks=all: a key registration counts once every replica has it; before that the
+        # services, reading the registry up to its end, may not see it yet.
+        self._producer = AIOKafkaProducer(
+            **client_options(bootstrap, security), linger_ms=5, acks="all"
+        )
         # The brand, its shop and the onboarding party sign what they send, as production
         # requires; their keys are registered the first time each signs.
         self.keys = PartyKeys(source="creatorflow/demo")

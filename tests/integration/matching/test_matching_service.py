@@ -498,7 +498,10 @@ async def test_feedback_counts_only_from_the_brand_whose_campaign_it_is(
 
     first = request(campaign, 1)
     keys.key(Party.BRAND, rival)
-    await produce_events(bootstrap, [*keys.registrations(), first])
+    # Registered (acknowledged by every replica) before anything it signs is sent: sent in
+    # one go, the request can reach the service before the key is below the registry's end.
+    await produce_events(bootstrap, keys.registrations())
+    await produce_events(bootstrap, [first])
     answer = await running.answers.wait_for(first.data.request_id)
     assert len(answer.suggestions) >= 2, answer.filtered
     stolen, own = answer.suggestions[0].creator_id, answer.suggestions[1].creator_id
