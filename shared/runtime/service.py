@@ -60,6 +60,12 @@ log = structlog.get_logger(__name__)
 
 Background = Callable[[], Awaitable[None]]
 
+# How long one step of stopping (the HTTP server, the consumers, a pool) may take. Each takes
+# milliseconds when the servers answer; with Kafka or PostgreSQL gone a client can wait for
+# them without end, and a service asked to stop must stop (a supervisor sends SIGKILL after
+# its own grace period, compose's is 10 s).
+STOP_STEP_SECONDS = 5.0
+
 
 @dataclass
 class Resources:
@@ -191,6 +197,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
         self._stack = contextlib.AsyncExitStack()
+        self.stop_step_seconds = STOP_STEP_SECONDS
         self.resources: Resources | None = None
 
     async def __aenter__(self) -> ServiceRuntime:
@@ -238,13 +245,13 @@ class ServiceRuntime:
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
         )
-        self._stack.push_async_callback(pool.close)
+        self._on_stop("closing the database pool", pool.close, pool.terminate)
         await migrate(pool, self.schema)
         cache = None
         if self.uses_redis:
             assert urls.redis_url is not None
             cache = await self._connect_redis(urls.redis_url)
-            self._stack.push_async_callback(cache.aclose)
+            self._on_stop("closing the Redis client", cache.aclose)
         broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
         retry = RetryPolicy.from_settings(settings)
         trust = await self._read_signing_keys(urls.kafka_bootstrap_servers, security, settings)
@@ -273,8 +280,8 @@ class ServiceRuntime:
         )
         background = await self._setup(self.resources)
         await broker.start()
-        self._stack.push_async_callback(broker.stop)
-        self._stack.push_async_callback(self._cancel_background)
+        self._on_stop("stopping the Kafka consumers and producer", broker.stop)
+        self._on_stop("stopping the background loops", self._cancel_background)
         resources = self.resources
         for loop in [*background, lambda: _sample_consumer_lag(resources)]:
             self._tasks.append(asyncio.create_task(_supervised(self.name, loop)))
@@ -302,7 +309,7 @@ class ServiceRuntime:
         """The key registry, read whole before any input is consumed (shared.runtime.trust)."""
         registry = KeyRegistry()
         reader = KeyReader(bootstrap, security, registry)
-        self._stack.push_async_callback(reader.stop)
+        self._on_stop("stopping the signing-key reader", reader.stop)
         await reader.start()
         log.info("signing keys read", service=self.name, keys=len(registry))
         return Trust(registry, reader, require_signatures=settings.require_signatures)
@@ -330,7 +337,19 @@ class ServiceRuntime:
             server.should_exit = True
             await task
 
-        self._stack.push_async_callback(stop_http)
+        self._on_stop("stopping the HTTP server", stop_http)
+
+    def _on_stop(
+        self,
+        what: str,
+        close: Callable[[], Awaitable[Any]],
+        force: Callable[[], Any] | None = None,
+    ) -> None:
+        """Run `close` when the service stops, in reverse order of registration, bounded in
+        time (`stop_step`)."""
+        self._stack.push_async_callback(
+            stop_step, self.name, what, close, force, self.stop_step_seconds
+        )
 
     async def _cancel_background(self) -> None:
         for task in self._tasks:
@@ -401,6 +420,27 @@ async def _sample_consumer_lag(resources: Resources, every_seconds: float = 5.0)
             CONSUMER_LAG.remove(*labels)
         reported = current
         await asyncio.sleep(every_seconds)
+
+
+async def stop_step(
+    service: str,
+    what: str,
+    close: Callable[[], Awaitable[Any]],
+    force: Callable[[], Any] | None,
+    seconds: float,
+) -> None:
+    """`close()`, given up after `seconds` (then `force()`, if given), and logged by name; a
+    step that fails or hangs never keeps the later ones from running."""
+    try:
+        await asyncio.wait_for(close(), seconds)
+    except TimeoutError:
+        log.error("a step of stopping did not finish; going on", service=service, step=what,
+                  seconds=seconds)  # fmt: skip
+        if force is not None:
+            force()
+    except Exception as error:
+        log.warning("a step of stopping failed; going on", service=service, step=what,
+                    error=f"{type(error).__name__}: {error}")  # fmt: skip
 
 
 async def _supervised(service: str, loop: Background) -> None:
