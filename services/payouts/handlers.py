@@ -641,14 +641,13 @@ class CreatorsNotLocked(TransientError):
     the brand's lock: the batch runs again with its creator locked too."""
 
 
-async def on_brand_funded(
-    changes: PendingChanges, funding: Funding, event_id: str, *, release: bool = True
-) -> None:
-    """Credit the brand's escrow once per `funding_id`, then release the brand's payouts that
-    waited for funds in that currency, in order of confirmation, while the escrow covers them.
-    Without `release`, that is left to `release_unreleased`: releasing after each of many
-    fundings reads every waiting payout each time, releasing once after all of them releases
-    the same payouts (the same prefix of the same order, covered by the same total).
+async def on_brand_funded(changes: PendingChanges, funding: Funding, event_id: str) -> None:
+    """Credit the brand's escrow once per `funding_id`, and mark the escrow for
+    `release_unreleased`, which releases the brand's payouts that waited for funds in that
+    currency, in order of confirmation, while the escrow covers them. Not released here:
+    releasing after each of many fundings reads every waiting payout each time; releasing once
+    after all of them releases the same payouts (the same prefix of the same order, covered by
+    the same total).
 
     The same funding id sent again with other terms is refused: a funding never changes."""
     if not await changes.repo.add_funding(funding, event_id):
@@ -660,10 +659,7 @@ async def on_brand_funded(
             )
         return
     changes.funded(funding)
-    if release:
-        await release_funded(changes, funding.brand_id, funding.amount.currency)
-    else:
-        changes.unreleased = (funding.brand_id, funding.amount.currency)
+    changes.unreleased = (funding.brand_id, funding.amount.currency)
 
 
 async def release_unreleased(changes: PendingChanges, before: CloudEvent[Any] | None) -> None:
@@ -744,7 +740,7 @@ async def _deal_signed(changes: PendingChanges, event: CloudEvent[Any]) -> None:
 
 async def _brand_funded(changes: PendingChanges, event: CloudEvent[Any]) -> None:
     # Released by `consume` once the run of this escrow's fundings ends.
-    await on_brand_funded(changes, translate.funding(event.data), event.id, release=False)
+    await on_brand_funded(changes, translate.funding(event.data), event.id)
 
 
 async def _deliverable_confirmed(changes: PendingChanges, event: CloudEvent[Any]) -> None:
