@@ -35,7 +35,9 @@ from shared.runtime.kafka import (
     RetryPolicy,
     SafeConsumer,
     client_options,
+    ends_client,
     partitions_of,
+    start_both,
 )
 
 log = structlog.get_logger(__name__)
@@ -74,12 +76,7 @@ class TopicFollower:
             auto_offset_reset="latest",
             max_poll_records=max_records,
         )
-        # Only asks for the topics' ends (module docstring): never fetches, so never waits.
-        self._ends = AIOKafkaConsumer(
-            **client_options(bootstrap, security),
-            client_id=f"{client_id}-ends",
-            enable_auto_commit=False,
-        )
+        self._ends = ends_client(bootstrap, security, client_id=f"{client_id}-ends")
         self._topics = list(topics)
         self._handler = handler
         self._policy = SafeConsumer(
@@ -98,8 +95,7 @@ class TopicFollower:
 
     async def start(self) -> None:
         """Assign every partition at its current end: call before loading the database."""
-        await self._consumer.start()
-        await self._ends.start()
+        await start_both(self._consumer, self._ends)
         self._started = True
         partitions = await partitions_of(self._consumer, self._topics)
         self._consumer.assign(partitions)

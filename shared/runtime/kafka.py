@@ -177,6 +177,30 @@ def client_options(bootstrap_servers: str, security: BaseSecurity | None = None)
     return {"bootstrap_servers": bootstrap_servers, **parse_security(security)}
 
 
+def ends_client(
+    bootstrap_servers: str, security: BaseSecurity | None = None, *, client_id: str | None = None
+) -> AIOKafkaConsumer:
+    """A consumer that only asks for partitions' ends (`end_offsets`) and never fetches.
+
+    A reader asks its ends on a client like this one: on the reader's own connection the
+    question would queue behind its pending fetch, which the broker holds for up to the fetch
+    wait when nothing new has arrived."""
+    named = {} if client_id is None else {"client_id": client_id}
+    return AIOKafkaConsumer(
+        **client_options(bootstrap_servers, security), **named, enable_auto_commit=False
+    )
+
+
+async def start_both(reader: AIOKafkaConsumer, ends: AIOKafkaConsumer) -> None:
+    """Start a reader and its `ends_client`; if the second fails, the first is stopped."""
+    await reader.start()
+    try:
+        await ends.start()
+    except BaseException:
+        await reader.stop()
+        raise
+
+
 def access_failure(error: BaseException, bootstrap_servers: str, options: Mapping[str, Any]) -> str:
     """One line saying why connecting with `options` (client_options) to `bootstrap_servers`
     failed with `error`, and which settings to check. Only names and paths are quoted: the

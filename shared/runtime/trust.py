@@ -35,7 +35,7 @@ from shared.contract.signing import (
     public_key_from_text,
     signature_valid,
 )
-from shared.runtime.kafka import client_options, partitions_of
+from shared.runtime.kafka import client_options, ends_client, partitions_of, start_both
 from shared.runtime.observability import UNSIGNED_ACCEPTED
 
 log = structlog.get_logger(__name__)
@@ -92,10 +92,10 @@ class KeyRegistry:
 class KeyReader:
     """Reads the registry topic into a `KeyRegistry`, up to its end on demand.
 
-    It asks for the topic's end on a client of its own, as `shared.runtime.follow` does: on
-    the reader's connection the question would queue behind the pending fetch, which the
-    broker holds for up to the fetch wait (500 ms) when the registry has nothing new. Every
-    start-up, and every event signed by a key not yet read, would pay that wait.
+    It asks for the topic's end on a client of its own (`ends_client`): on the reader's
+    connection the question would queue behind the pending fetch, which the broker holds for
+    up to the fetch wait (500 ms) when the registry has nothing new. Every start-up, and every
+    event signed by a key not yet read, would pay that wait.
     """
 
     def __init__(
@@ -106,16 +106,13 @@ class KeyReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        self._ends = AIOKafkaConsumer(
-            **client_options(bootstrap, security), enable_auto_commit=False
-        )
+        self._ends = ends_client(bootstrap, security)
         self._registry = registry
         self._lock = asyncio.Lock()
         self._started = False
 
     async def start(self) -> None:
-        await self._consumer.start()
-        await self._ends.start()
+        await start_both(self._consumer, self._ends)
         self._started = True
         self._consumer.assign(await partitions_of(self._consumer, [Topic.OPERATOR_SIGNING_KEYS]))
         await self.catch_up()
