@@ -254,10 +254,10 @@ class NicheVectors:
 
         The base is read query by query, each through its own columns. One product over
         the columns any of them uses multiplies every query by each of those columns and
-        leaves a rows x queries result to transpose: 24 briefs at 100k creators took 5.4 ms
-        that way, 2.2 ms this way. Each row's sum runs over the same columns in the same
-        (ascending) order either way, a column the query lacks adding zero, so the scores
-        are the same to the bit."""
+        leaves a rows x queries result to transpose: for 24 briefs at 100k creators that
+        took about twice as long (measured with `bench/bench_matching.py`). Each row's sum
+        runs over the same columns in the same (ascending) order either way, a column the
+        query lacks adding zero, so the scores are the same to the bit."""
         scores = np.zeros((len(queries), size), dtype=np.float32)
         if self.vectorizer is None or not queries:
             return scores
