@@ -26,6 +26,7 @@ from shared.contract.events.registry import (
     specs_for_topic,
     type_for_data,
 )
+from shared.contract.events.types import PATTERN_MESSAGES
 from shared.contract.signing import sign_document
 
 MAX_EVENT_BYTES: Final = 1_048_576
@@ -264,6 +265,8 @@ def _describe(error: ValidationError, topic: str) -> str:
     errors = error.errors(include_url=False)
     first = errors[0]
     message = _FRIENDLIER_MESSAGES.get(first["type"], first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "string_pattern_mismatch":
+        message = PATTERN_MESSAGES.get(str(first.get("ctx", {}).get("pattern")), message)
     reason = f"{_format_path(first['loc']) or 'value'}: {message}"
     bad_value = first.get("input")
     # A secret field's value is never quoted, valid or not (the reason goes to logs and DLQs).
