@@ -47,13 +47,18 @@ def answer(
         filtered={"excluded": 1},
         event_id=f"ev-{uid()}",
         suggestions=[
-            (cid, rank, 0.5, [float(rank) / 10] * len(FEATURES))
-            for rank, cid in enumerate(creators, start=1)
+            (cid, rank, 0.5, features_of(rank)) for rank, cid in enumerate(creators, start=1)
         ],
         request=niche_request(
             "baking", request_id=request_id, campaign_id=campaign, seed=1, brand_id=brand
         ),
     )
+
+
+def features_of(rank: int) -> list[float]:
+    """A suggestion's features, each its own value, so that a mix-up of rows or of
+    positions within a row shows."""
+    return [rank / 10 + position / 1000 for position in range(len(FEATURES))]
 
 
 def delivered(event: CloudEvent[Any]) -> tuple[CloudEvent[Any], Delivery]:
@@ -188,12 +193,13 @@ class MatchingStoreContract:
         data = await self.store.training_set(brand)
         assert [round(float(f[0]), 3) for f in data.features] == [0.1, 0.2, 0.3]  # arrival order
         rows = {
-            tuple(round(float(x), 3) for x in f): (int(lbl), float(w))
+            tuple(round(float(x), 4) for x in f): (int(lbl), float(w))
             for f, lbl, w in zip(data.features, data.labels, data.weights, strict=True)
         }
-        assert rows[(0.1,) * len(FEATURES)] == (1, 2.0)
-        assert rows[(0.2,) * len(FEATURES)] == (0, 1.0)
-        assert rows[(0.3,) * len(FEATURES)] == (0, 2.0)
+        expected = {rank: tuple(round(x, 4) for x in features_of(rank)) for rank in (1, 2, 3)}
+        assert rows[expected[1]] == (1, 2.0)
+        assert rows[expected[2]] == (0, 1.0)
+        assert rows[expected[3]] == (0, 2.0)
         performance = dict((c, (s, n)) for c, s, n in await self.store.performance(["cr-z"]))
         assert performance["cr-z"] == (0.5, 1)
 
