@@ -253,16 +253,14 @@ def bench_concurrent(index: CreatorIndex, count: int, rounds: int, *, seed: int)
 
 
 async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail: int) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from services.matching.app import SERVICE, make_setup
-    from services.matching.settings import MatchingSettings
-    from services.matching.store.postgres import PostgresMatchingStore, StoredProfile
-    from shared.contract.events import Topic, decode, encode, event_key, make_event
+    from services.matching.store.port import StoredProfile
+    from services.matching.store.postgres import PostgresMatchingStore
+    from shared.contract.events import make_event
     from shared.runtime.config import Settings
     from shared.runtime.db import create_pool, migrate
-    from shared.runtime.service import ServiceRuntime
     from shared.tools.infra import EmbeddedInfra
+    from shared.tools.infra.service_processes import ServiceProcesses
 
     print(f"\n== request -> suggestion through Kafka, {size:,} creators ==", flush=True)
     root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-"))
@@ -291,79 +289,117 @@ async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail:
             _fx_payload(), source="bench/fx", time=datetime(2025, 1, 1, tzinfo=UTC)
         )
         started = time.perf_counter()
-        settings = MatchingSettings(retrain_check_seconds=3600)
+        # The service runs in its own process, as deployed: the bench's own producing and
+        # reading would otherwise share its event loop and its core.
+        env = urls.as_env() | {"MATCHING_RETRAIN_CHECK_SECONDS": "3600"}
+        service_log = root / "matching.log"
+        with service_log.open("a") as log_file:
 
-        setup = make_setup(settings=settings)
-        async with ServiceRuntime(SERVICE, setup, schema=SCHEMA, urls=urls):
-            print(f"service up (index rebuilt) in {time.perf_counter() - started:.1f}s", flush=True)
-            producer = AIOKafkaProducer(bootstrap_servers=urls.kafka_bootstrap_servers, linger_ms=0)
-            consumer = AIOKafkaConsumer(
-                Topic.MATCH_SUGGESTIONS,
-                bootstrap_servers=urls.kafka_bootstrap_servers,
-                group_id=f"bench-{uuid.uuid4().hex[:6]}",
-                auto_offset_reset="latest",
-                fetch_max_wait_ms=5,
-            )
-            await producer.start()
-            await consumer.start()
-            try:
-                await producer.send_and_wait(
-                    Topic.FX_RATES, encode(fx_event), key=event_key(fx_event)
-                )
-                await asyncio.sleep(1.0)
-                latencies = []
-                for i, request in enumerate(requests(count + 5, seed=7)):
-                    event = make_event(request, source="bench/brand")
-                    sent = time.perf_counter()
-                    await producer.send_and_wait(
-                        Topic.BRAND_MATCH_REQUESTS, encode(event), key=event_key(event)
-                    )
-                    while True:
-                        record = await asyncio.wait_for(consumer.getone(), 30)
-                        answer = decode(record.topic, record.value)
-                        if answer.data.request_id == request.request_id:
-                            break
-                    if i >= 5:  # the first few warm up the consumer path
-                        latencies.append((time.perf_counter() - sent) * 1000)
-                if latencies:
-                    print(
-                        f"{count} requests one at a time, limit {TOP}: p50 "
-                        f"{percentile(latencies, 50):.1f} ms, "
-                        f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms",
-                        flush=True,
-                    )
-                together: list[float] = []
-                last_answers: list[int] = []
-                for r in range(rounds):
-                    made = requests(concurrent, seed=100 + r)
-                    events = [make_event(request, source="bench/brand") for request in made]
-                    sent = time.perf_counter()
-                    for event in events:
-                        await producer.send(
-                            Topic.BRAND_MATCH_REQUESTS, encode(event), key=event_key(event)
-                        )
-                    await producer.flush()
-                    waiting = {request.request_id for request in made}
-                    while waiting:
-                        record = await asyncio.wait_for(consumer.getone(), 30)
-                        request_id = answered_request(record.value)
-                        if request_id in waiting:
-                            waiting.discard(request_id)
-                            together.append((time.perf_counter() - sent) * 1000)
-                    # p99 of the rounds' answers is about their slowest round: show each
-                    last_answers.append(len(together))
-                p99 = percentile(together, 99)
+            def sink(label: str, line: str) -> None:
+                log_file.write(line + "\n")
+
+            async with ServiceProcesses(("matching",), env, sink):
                 print(
-                    f"{concurrent} requests arriving together, {rounds} rounds, limit {TOP}: "
-                    f"p50 {percentile(together, 50):.1f} ms, p99 {p99:.1f} ms; each round's "
-                    f"last answer (ms): {[round(together[i - 1]) for i in last_answers]}",
+                    f"service up (index rebuilt) in {time.perf_counter() - started:.1f}s "
+                    f"(its log: {service_log})",
                     flush=True,
                 )
-                goal = "met" if p99 <= GOAL_CONCURRENT_P99_MS else "NOT met"
-                print(f"goal p99 <= {GOAL_CONCURRENT_P99_MS} ms: {goal}", flush=True)
-            finally:
-                await consumer.stop()
-                await producer.stop()
+                await _requests_through_kafka(urls.kafka_bootstrap_servers, fx_event, count,
+                                              concurrent, rounds)  # fmt: skip
+
+
+async def _requests_through_kafka(
+    bootstrap: str, fx_event: Any, count: int, concurrent: int, rounds: int
+) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from shared.contract.events import Topic, encode, event_key
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    consumer = AIOKafkaConsumer(
+        Topic.MATCH_SUGGESTIONS,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=5,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        await producer.send_and_wait(Topic.FX_RATES, encode(fx_event), key=event_key(fx_event))
+        await asyncio.sleep(1.0)
+        await _one_at_a_time(producer, consumer, count)
+        # One round first, not counted: the service's first batch of many requests pays
+        # one-off costs (first use of the batch's array shapes); printed apart below.
+        warm_up = await _rounds(producer, consumer, concurrent, 1, seed=99)
+        together = await _rounds(producer, consumer, concurrent, rounds, seed=100)
+        flat = [ms for latencies in together for ms in latencies]
+        p99 = percentile(flat, 99)
+        print(
+            f"{concurrent} requests arriving together, {rounds} rounds after one warm-up round "
+            f"(its last answer: {max(warm_up[0]):.0f} ms), limit {TOP}: "
+            f"p50 {percentile(flat, 50):.1f} ms, p99 {p99:.1f} ms; each round's "
+            f"last answer (ms): {[round(max(latencies)) for latencies in together]}",
+            flush=True,
+        )
+        goal = "met" if p99 <= GOAL_CONCURRENT_P99_MS else "NOT met"
+        print(f"goal p99 <= {GOAL_CONCURRENT_P99_MS} ms: {goal}", flush=True)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _one_at_a_time(producer: Any, consumer: Any, count: int) -> None:
+    """`count` requests, each sent once the previous one is answered (after 5 not counted,
+    which warm up the path)."""
+    from shared.contract.events import Topic, encode, event_key, make_event
+
+    latencies = []
+    for i, request in enumerate(requests(count + 5, seed=7)):
+        event = make_event(request, source="bench/brand")
+        sent = time.perf_counter()
+        await producer.send_and_wait(
+            Topic.BRAND_MATCH_REQUESTS, encode(event), key=event_key(event)
+        )
+        while True:
+            record = await asyncio.wait_for(consumer.getone(), 30)
+            if answered_request(record.value) == request.request_id:
+                break
+        if i >= 5:
+            latencies.append((time.perf_counter() - sent) * 1000)
+    if latencies:
+        print(
+            f"{count} requests one at a time, limit {TOP}: p50 "
+            f"{percentile(latencies, 50):.1f} ms, "
+            f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms",
+            flush=True,
+        )
+
+
+async def _rounds(
+    producer: Any, consumer: Any, concurrent: int, rounds: int, *, seed: int
+) -> list[list[float]]:
+    """Per round, each request's time (ms) from the round's common send to its answer."""
+    from shared.contract.events import Topic, encode, event_key, make_event
+
+    together: list[list[float]] = []
+    for r in range(rounds):
+        made = requests(concurrent, seed=seed + r)
+        events = [make_event(request, source="bench/brand") for request in made]
+        sent = time.perf_counter()
+        for event in events:
+            await producer.send(Topic.BRAND_MATCH_REQUESTS, encode(event), key=event_key(event))
+        await producer.flush()
+        waiting = {request.request_id for request in made}
+        latencies: list[float] = []
+        while waiting:
+            record = await asyncio.wait_for(consumer.getone(), 30)
+            request_id = answered_request(record.value)
+            if request_id in waiting:
+                waiting.discard(request_id)
+                latencies.append((time.perf_counter() - sent) * 1000)
+        together.append(latencies)
+    return together
 
 
 def answered_request(value: bytes) -> str:
