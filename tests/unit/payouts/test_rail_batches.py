@@ -3,6 +3,8 @@ not shrink the rounds of a fast one, and what a round leaves is sent by the next
 
 from __future__ import annotations
 
+import pytest
+
 from services.payouts.app import rail_batches
 from services.payouts.dispatcher import Dispatcher
 from services.payouts.providers.rails import Rails
@@ -32,7 +34,13 @@ def test_each_rail_gets_the_share_its_own_rate_allows() -> None:
     limits = {"stripe": RailLimit(600), "paypal": RailLimit(10), "wise": RailLimit(10, 3)}
     shares = rail_batches(settings, RateLimiter(None, limits))
     # 60 s lease: half of it shared by 2 rounds is 15 s at each replica's half of the refill.
-    assert shares == {"stripe": 270 * 15, "paypal": int(4.5 * 15), "wise": int(3.5 * 15 / 3)}
+    local = {rail: limit.local(2).rate for rail, limit in limits.items()}
+    assert local["stripe"] == pytest.approx(540 / 1.05 / 2)
+    assert shares == {
+        "stripe": int(local["stripe"] * 15),
+        "paypal": int(local["paypal"] * 15),
+        "wise": int(local["wise"] * 15 / 3),
+    }
     assert rail_batches(settings, None) == {}  # nothing limited: the batch alone
 
 

@@ -17,7 +17,13 @@ from services.payouts.domain.token_bucket import Bucket, BucketLimit, take
 from services.payouts.providers import TransferRequest
 from services.payouts.providers.rails import Rails
 from services.payouts.providers.sandbox import SandboxProvider
-from services.payouts.rate_limit import MemoryBuckets, RailLimit, RateLimiter, TokenBuckets
+from services.payouts.rate_limit import (
+    ARRIVAL_SPREAD_SECONDS,
+    MemoryBuckets,
+    RailLimit,
+    RateLimiter,
+    TokenBuckets,
+)
 from shared.contract.money import Money
 from shared.runtime.observability import PAYOUT_RATE_LIMIT_MODE
 from tests.unit.payouts.buckets_contract import TokenBucketsContract
@@ -89,11 +95,16 @@ def test_a_bucket_never_grants_more_than_its_capacity_plus_its_refill(
     assert granted <= capacity + rate * now + 1e-6
 
 
-def test_a_rail_limit_leaves_room_for_its_costliest_call() -> None:
+def test_a_rail_limit_leaves_room_for_its_costliest_call_and_late_arrivals() -> None:
+    stretched = 1 + ARRIVAL_SPREAD_SECONDS
     wise = RailLimit(10, largest_call=3)
-    assert wise.shared() == BucketLimit(7, 3)  # 3 saved up + 7 a second: 10 in any second
-    assert wise.local(4) == BucketLimit(1.75, 3)
-    assert RailLimit(600).shared() == BucketLimit(540, 60)  # a tenth of a second saved up
+    # 3 saved up + 7 over a second stretched by the spread: 10 reach the rail in any second.
+    assert wise.shared() == BucketLimit(7 / stretched, 3)
+    assert wise.local(4) == BucketLimit(7 / stretched / 4, 3)
+    assert RailLimit(600).shared() == BucketLimit(540 / stretched, 60)  # a tenth saved up
+    limit = RailLimit(600).shared()
+    # Tokens granted over 1 + spread seconds (a second at the rail) stay within the limit.
+    assert limit.capacity + limit.rate * stretched <= 600 + 1e-9
     with pytest.raises(ValueError, match="no room"):
         RailLimit(3, largest_call=3)
 
