@@ -433,6 +433,14 @@ async def stop_step(
     step that fails or hangs never keeps the later ones from running."""
     try:
         await asyncio.wait_for(close(), seconds)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this stop itself is cancelled
+        # A client's own task cancelled inside its close (aiokafka's fetcher does this when
+        # the broker is gone) is that step failing, not a reason to skip the rest.
+        log.warning("a step of stopping failed; going on", service=service, step=what,
+                    error="CancelledError inside the client's close")  # fmt: skip
     except TimeoutError:
         log.error("a step of stopping did not finish; going on", service=service, step=what,
                   seconds=seconds)  # fmt: skip
