@@ -55,9 +55,7 @@ def test_each_character_is_refused_exactly_when_the_rule_says(kind: Any, refused
 
 
 def test_no_character_above_the_checked_range_is_whitespace_or_control() -> None:
-    named = [
-        c for c in range(BELOW, sys.maxunicode + 1) if chr(c).isspace() or control(chr(c))
-    ]
+    named = [c for c in range(BELOW, sys.maxunicode + 1) if chr(c).isspace() or control(chr(c))]
     assert named == []
 
 
