@@ -162,7 +162,8 @@ async def test_matching_0105_keys_stored_profiles_and_history_by_platform(
             """INSERT INTO matching_follower_history (creator_id, observed_at, followers)
                VALUES ('cr-1', now() - interval '1 day', 900), ('cr-1', now(), 1000)"""
         )
-        assert await migrate(pool, MATCHING) == ["0105_matching_platform_accounts"]
+        upto = [m for m in MATCHING.migrations() if m.version <= 105]
+        assert await migrate(pool, MATCHING, upto) == ["0105_matching_platform_accounts"]
         creators = await pool.fetch("SELECT creator_id, platform FROM matching_creators")
         assert [tuple(r) for r in creators] == [("cr-1", "tiktok")]
         history = await pool.fetch(
