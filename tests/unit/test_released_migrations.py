@@ -42,6 +42,7 @@ RELEASED = {
     "0315_payouts_emails": "ae9846e70bdd8d42",
     "0316_payouts_transfers_by_payout": "b3e5233ca001388b",
     "0317_payouts_brand_api": "17cf8e16a3393fc6",
+    "0319_payouts_deal_amendments": "c0ce5b8206ce37ae",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
