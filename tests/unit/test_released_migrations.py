@@ -51,6 +51,7 @@ RELEASED = {
     "0205_tracking_campaign_attribution": "eaddfe83e4329384",
     "0206_tracking_deal_totals": "f6f405aacad65ed4",
     "0207_tracking_leak_judgements": "d186a27bcfedd825",
+    "0208_tracking_deal_amendments": "a45402c9914b6d5f",
 }
 
 
