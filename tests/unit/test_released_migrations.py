@@ -24,6 +24,7 @@ RELEASED = {
     "0104_matching_feedback_signer": "52c48a7526841191",
     "0105_matching_platform_accounts": "81bd8b76e7129cdc",
     "0106_matching_suggestions_without_fk": "795d0f0a475b7b90",
+    "0107_matching_deal_cancellations": "1724d074830bdd52",
     "0300_payouts": "8febbbe73c691b83",
     "0301_payouts_sealed_destinations": "62f14ff284e02cf2",
     "0302_payouts_fee_schedule_per_deal": "c00931f5059b1332",
