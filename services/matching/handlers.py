@@ -83,6 +83,8 @@ class MatchingHandlers:
                 EventType.ATTRIBUTION_UPDATED: self.on_attribution,
                 EventType.FX_RATES_PUBLISHED: self.on_fx,
                 EventType.DEAL_SIGNED: self.on_deals,
+                # deal.amended needs nothing here: it never changes the campaign or creator.
+                EventType.DEAL_CANCELLED: self.on_cancelled_deals,
             }
         )
         self._taken_from_database: dict[str, Callable[[Batch], Awaitable[None]]] = {
@@ -221,7 +223,15 @@ class MatchingHandlers:
     async def on_deals(self, new: NewEvents, uow: Uow) -> None:
         for event in new.events:
             data = event.data
-            await uow.tx.record_hire(data.deal_id, data.campaign_id, data.creator_id, event.time)
+            await uow.tx.record_hire(
+                data.deal_id, data.campaign_id, data.creator_id, event.time, data.brand_id
+            )
+
+    async def on_cancelled_deals(self, new: NewEvents, uow: Uow) -> None:
+        """A cancelled deal no longer makes its creator hired for the campaign; only the
+        cancellation of the deal's own brand counts (`hired`), whichever arrives first."""
+        for event in new.events:
+            await uow.tx.record_cancellation(event.data.deal_id, event.data.brand_id, event.time)
 
 
 class MatchingUnits(UnitsOfWork[MatchingTransaction]):

@@ -55,12 +55,17 @@ from services.payouts.domain.lifecycle import (
     Transition,
 )
 from services.payouts.domain.terms import (
+    Cancellation,
     Confirmation,
     DealTerms,
     FeeSchedule,
     PayoutKind,
+    cancelled_at,
+    changed_identity,
     commission_due,
-    payable_fee_milestones,
+    confirmed_in_time,
+    fee_due,
+    in_force,
     payable_since,
 )
 from services.payouts.store.port import PayoutsStore, PayoutsTransaction
@@ -69,7 +74,11 @@ from shared.contract.errors import EventRejected, TransientError
 from shared.contract.events import CloudEvent, EventIdentity, EventType
 from shared.contract.money import FxSnapshot, Money, MoneyError
 from shared.contract.signing import RejectReason
-from shared.runtime.observability import PAYOUT_DESTINATION_COOLOFFS, PAYOUT_TRANSITIONS
+from shared.runtime.observability import (
+    PAYOUT_DESTINATION_COOLOFFS,
+    PAYOUT_TRANSITIONS,
+    STALE_AMENDMENTS,
+)
 from shared.runtime.trust import Untrusted
 from shared.runtime.unit_of_work import Handler, NewEvents, UnitOfWork
 
@@ -146,6 +155,9 @@ class PendingChanges:
     _accounts: dict[str, PayoutAccount | None] = field(default_factory=dict)
     _confirmations: dict[str, dict[tuple[str, str], datetime]] = field(default_factory=dict)
     _payout_keys: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    # Deals' fee payouts created so far (milestone -> gross), those not written yet included:
+    # the fee still owed is the fee in force less all of them.
+    _fee_paid: dict[str, dict[str, Money]] = field(default_factory=dict)
     _new_confirmations: list[Confirmation] = field(default_factory=list)
     _new_payouts: list[Payout] = field(default_factory=list)
 
@@ -169,6 +181,7 @@ class PendingChanges:
             keys = await self.repo.payout_keys(missing_deals)
             for deal_id in missing_deals:
                 self._payout_keys[deal_id] = {(k, m) for d, k, m in keys if d == deal_id}
+            self._fee_paid.update(await self.repo.fee_paid(missing_deals))
         creator_ids = set(creator_ids)
         if missing := creator_ids - set(self._accounts):
             accounts = await self.repo.accounts(missing)
@@ -186,6 +199,14 @@ class PendingChanges:
     def forget_deal(self, deal_id: str) -> None:
         """The deal may have been stored meanwhile: its terms are read again."""
         self._deals.pop(deal_id, None)
+
+    async def fee_paid(self, deal_id: str) -> Mapping[str, Money]:
+        """The deal's fee payouts created so far, this transaction's included (milestone ->
+        gross). Callers hold the deal's lock."""
+        if deal_id not in self._fee_paid:
+            await self.write_new()
+            self._fee_paid.update(await self.repo.fee_paid([deal_id]))
+        return self._fee_paid[deal_id]
 
     async def account(self, creator_id: str) -> PayoutAccount | None:
         """The creator's stored account; callers hold the creator's lock."""
@@ -360,6 +381,8 @@ class PendingChanges:
         else:
             keys.add((payout.kind, payout.milestone))
             self._new_payouts.append(payout)
+        if payout.kind == "fee" and payout.deal_id in self._fee_paid:
+            self._fee_paid[payout.deal_id][payout.milestone] = payout.gross
         self._collect(transition)
         return True
 
@@ -431,12 +454,22 @@ async def _rates_for(
 
 
 async def _create_fee_payouts(changes: PendingChanges, terms: DealTerms) -> None:
-    confirmed = await changes.confirmed(terms)
-    milestones = payable_fee_milestones(terms, confirmed.keys())
-    if not milestones:
+    """Create the fee payouts the terms in force owe and no payout covers yet (`fee_due`);
+    confirmations after a cancellation pay nothing."""
+    confirmed = confirmed_in_time(terms, await changes.confirmed(terms))
+    due = fee_due(terms, confirmed.keys(), await changes.fee_paid(terms.deal_id))
+    if not due.overpaid.is_zero():
+        log.warning(
+            "fee payouts already exceed the fee in force: nothing more is paid",
+            deal_id=terms.deal_id,
+            version=terms.version,
+            fee=str(terms.fee),
+            overpaid=str(due.overpaid),
+        )
+    if not due.milestones:
         return
     account = await changes.account(terms.creator_id)
-    for milestone in milestones:
+    for milestone in due.milestones:
         # The fee's rate is that of the moment its work was confirmed.
         fx_at = payable_since(terms, milestone, confirmed)
         await _owe(changes, terms, "fee", milestone.milestone, milestone.amount, fx_at, account)
@@ -477,18 +510,80 @@ async def _owe(
 
 async def on_deal_signed(changes: PendingChanges, signed: DealTerms, event_id: str) -> None:
     """Store the deal's terms with the fee schedule in force now (the first version wins and
-    keeps its schedule) and pay what is already confirmed. A re-sent deal with other terms is
-    rejected: v1 has no amendments."""
+    keeps its schedule), put in force what was kept for it (amendments, cancellation) and pay
+    what is already confirmed. A re-sent deal with other terms is rejected."""
     await changes.repo.add_deal(signed, event_id)
+    await changes.repo.add_deal_version(signed, event_id)
     changes.forget_deal(signed.deal_id)
-    terms = await changes.deal(signed.deal_id)
-    assert terms is not None
-    if not terms.same_terms(signed):
+    terms = await _put_in_force(changes, signed.deal_id)
+    first = next((v for v in await changes.repo.deal_versions(signed.deal_id)), None)
+    if first is None or not first.same_terms(signed):
         raise EventRejected(
-            f"deal.signed {signed.deal_id!r} was already received with different terms; v1 has "
-            "no deal amendments: sign a new deal_id for changed terms"
+            f"deal.signed {signed.deal_id!r} was already received with different terms: "
+            "send deal.amended with a higher version to change them"
         )
     await _create_fee_payouts(changes, terms)
+
+
+async def _put_in_force(changes: PendingChanges, deal_id: str) -> DealTerms:
+    """Store as the deal's terms those in force given every version and cancellation kept
+    for it (`in_force`, `cancelled_at`): the same whatever order they arrived in."""
+    stored = await changes.deal(deal_id)
+    assert stored is not None
+    versions = await changes.repo.deal_versions(deal_id)
+    signed = next((v for v in versions if v.version == 1), stored)
+    signed = replace(signed, fee_schedule=stored.fee_schedule, cancelled_at=None)
+    ended = cancelled_at(signed, await changes.repo.cancellations(deal_id))
+    wanted = in_force(replace(signed, cancelled_at=ended), versions)
+    if wanted != stored:
+        await changes.repo.save_terms(wanted)
+        changes.forget_deal(deal_id)
+    return wanted
+
+
+async def on_deal_amended(changes: PendingChanges, amended: DealTerms, event_id: str) -> None:
+    """Keep the amendment; if the deal is stored and it is the highest version (and not sent
+    after a cancellation), put it in force and pay what it makes payable. One that changes
+    the campaign, creator, brand or currency is refused; a stale one is ignored."""
+    terms = await changes.deal(amended.deal_id)
+    if terms is not None and (why := changed_identity(terms, amended)) is not None:
+        if amended.brand_id != terms.brand_id:
+            raise Untrusted(RejectReason.NOT_THE_DEAL_OWNER, why)
+        raise EventRejected(why)
+    await changes.repo.add_deal_version(amended, event_id)
+    if terms is None:
+        log.info("amendment kept until its deal arrives", deal_id=amended.deal_id)
+        return
+    before = terms.version
+    terms = await _put_in_force(changes, amended.deal_id)
+    if amended.version <= before or terms.version != amended.version:
+        STALE_AMENDMENTS.labels(service="payouts").inc()
+        log.info(
+            "stale amendment ignored",
+            deal_id=amended.deal_id,
+            version=amended.version,
+            in_force=terms.version,
+            cancelled=terms.cancelled_at is not None,
+        )
+        return
+    await _create_fee_payouts(changes, terms)
+
+
+async def on_deal_cancelled(
+    changes: PendingChanges, cancellation: Cancellation, event_id: str
+) -> None:
+    """Keep the cancellation; once the deal is stored, it ends at the cancellation's time.
+    Payouts created before stay; confirmations dated later are refused from now on."""
+    terms = await changes.deal(cancellation.deal_id)
+    if terms is not None and cancellation.brand_id != terms.brand_id:
+        raise Untrusted(
+            RejectReason.NOT_THE_DEAL_OWNER,
+            f"data.brand_id: deal {terms.deal_id} is brand {terms.brand_id}'s, not "
+            f"{cancellation.brand_id}'s",
+        )
+    await changes.repo.add_cancellation(cancellation, event_id)
+    if terms is not None:
+        await _put_in_force(changes, cancellation.deal_id)
 
 
 async def on_deliverable_confirmed(changes: PendingChanges, data: Confirmation) -> None:
@@ -510,6 +605,16 @@ async def on_deliverable_confirmed(changes: PendingChanges, data: Confirmation) 
         raise EventRejected(
             f"data.deliverable_id: {data.deliverable_id!r} is not a deliverable of deal "
             f"{data.deal_id} (it has {', '.join(sorted(terms.deliverable_ids))})"
+        )
+    if (
+        terms is not None
+        and terms.cancelled_at is not None
+        and data.confirmed_at > terms.cancelled_at
+    ):
+        raise EventRejected(
+            f"data.confirmed_at: {data.confirmed_at.isoformat()} is after deal {data.deal_id} "
+            f"was cancelled (deal.cancelled at {terms.cancelled_at.isoformat()}); nothing "
+            "confirmed after a cancellation is paid"
         )
     await changes.add_confirmation(data)
     if terms is not None:
@@ -734,8 +839,17 @@ Step = Callable[[PendingChanges, CloudEvent[Any]], Awaitable[None]]
 
 
 async def _deal_signed(changes: PendingChanges, event: CloudEvent[Any]) -> None:
-    terms = translate.deal_terms(event.data, changes.policy.fee_schedule)
+    terms = translate.deal_terms(event.data, changes.policy.fee_schedule, event.time)
     await on_deal_signed(changes, terms, event.id)
+
+
+async def _deal_amended(changes: PendingChanges, event: CloudEvent[Any]) -> None:
+    terms = translate.deal_terms(event.data, changes.policy.fee_schedule, event.time)
+    await on_deal_amended(changes, terms, event.id)
+
+
+async def _deal_cancelled(changes: PendingChanges, event: CloudEvent[Any]) -> None:
+    await on_deal_cancelled(changes, translate.cancellation(event.data, event.time), event.id)
 
 
 async def _brand_funded(changes: PendingChanges, event: CloudEvent[Any]) -> None:
@@ -768,15 +882,28 @@ async def _fx_rates_published(changes: PendingChanges, event: CloudEvent[Any]) -
 
 STEPS: Final[Mapping[str, Step]] = {
     EventType.DEAL_SIGNED: _deal_signed,
+    EventType.DEAL_AMENDED: _deal_amended,
+    EventType.DEAL_CANCELLED: _deal_cancelled,
     EventType.BRAND_FUNDED: _brand_funded,
     EventType.DELIVERABLE_CONFIRMED: _deliverable_confirmed,
     EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: _payout_account_upserted,
     EventType.ATTRIBUTION_UPDATED: _attribution_updated,
     EventType.FX_RATES_PUBLISHED: _fx_rates_published,
 }
-_DEAL_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DELIVERABLE_CONFIRMED}
-_CREATOR_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED}
-_BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.BRAND_FUNDED}
+_DEAL_EVENTS: Final = {
+    EventType.DEAL_SIGNED,
+    EventType.DEAL_AMENDED,
+    EventType.DEAL_CANCELLED,
+    EventType.DELIVERABLE_CONFIRMED,
+}
+# An amendment may pay fees (its creator's account and receivables, its brand's escrow); a
+# cancellation pays nothing and needs only its deal's lock.
+_CREATOR_EVENTS: Final = {
+    EventType.DEAL_SIGNED,
+    EventType.DEAL_AMENDED,
+    EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED,
+}
+_BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DEAL_AMENDED, EventType.BRAND_FUNDED}
 
 
 async def lock_batch(repo: PayoutsTransaction, events: Sequence[CloudEvent[Any]]) -> frozenset[str]:

@@ -20,11 +20,19 @@ from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.commission import AttributedRevenue
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.lifecycle import Payout
-from services.payouts.domain.terms import Confirmation, DealTerms, DeliverableTerm, FeeSchedule
+from services.payouts.domain.terms import (
+    Cancellation,
+    Confirmation,
+    DealTerms,
+    DeliverableTerm,
+    FeeSchedule,
+)
 from shared.contract.events import (
     AttributionUpdated,
     BrandFunded,
     CloudEvent,
+    DealAmended,
+    DealCancelled,
     DealSigned,
     DeliverableConfirmed,
     FxRatesPublished,
@@ -43,8 +51,11 @@ Seal = Callable[[str, SecretStr], SealedDestination]
 """Encrypts a creator's (creator_id, destination) (services/payouts/destinations.py)."""
 
 
-def deal_terms(data: DealSigned, fee_schedule: FeeSchedule) -> DealTerms:
-    """What payouts keeps of a signed deal, under the fee schedule in force now."""
+def deal_terms(
+    data: DealSigned, fee_schedule: FeeSchedule, sent_at: datetime | None = None
+) -> DealTerms:
+    """What payouts keeps of a signed (version 1) or amended deal, under the fee schedule in
+    force now; `sent_at` is the event's time."""
     return DealTerms(
         deal_id=data.deal_id,
         campaign_id=data.campaign_id,
@@ -56,7 +67,14 @@ def deal_terms(data: DealSigned, fee_schedule: FeeSchedule) -> DealTerms:
         ends_at=data.ends_at,
         attribution_window_days=data.attribution_window_days,
         fee_schedule=fee_schedule,
+        version=data.version if isinstance(data, DealAmended) else 1,
+        sent_at=sent_at,
     )
+
+
+def cancellation(data: DealCancelled, sent_at: datetime) -> Cancellation:
+    """A cancellation: the deal ends at the event's time."""
+    return Cancellation(data.deal_id, data.brand_id, sent_at, data.reason)
 
 
 def confirmation(data: DeliverableConfirmed, signed_by: str | None) -> Confirmation:

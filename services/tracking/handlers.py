@@ -17,10 +17,12 @@ per event type (`by_type`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Final
+
+import structlog
 
 from services.tracking.domain.attribution import DealAttribution
 from services.tracking.domain.campaigns import (
@@ -30,7 +32,7 @@ from services.tracking.domain.campaigns import (
     unattributed_changes,
 )
 from services.tracking.domain.credit import ModelSetting
-from services.tracking.domain.deals import DealTerms, code_clash
+from services.tracking.domain.deals import DealTerms, changed_identity, code_clash, in_force
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
 from services.tracking.domain.leaks import LeakThresholds
 from services.tracking.domain.orders import OrderOutcome, evaluate_order
@@ -48,8 +50,11 @@ from services.tracking.translate import (
 from shared.contract.errors import EventRejected
 from shared.contract.events import EventIdentity, EventType
 from shared.contract.signing import RejectReason
+from shared.runtime.observability import STALE_AMENDMENTS
 from shared.runtime.trust import Untrusted
 from shared.runtime.unit_of_work import Batch, Handler, NewEvents, UnitOfWork
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
 DEFAULT_LEAK_RULES: Final = LeakThresholds()
@@ -64,6 +69,16 @@ class BatchResult:
     attribution_updates: int
     confirmations: int
     campaign_updates: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TermsChanged:
+    """The deals whose terms in force a batch changed (amended, cancelled, or a new deal
+    with changes kept before it), their promo codes before and after, and their creators."""
+
+    deals: dict[str, DealTerms] = field(default_factory=dict)
+    promo_codes: set[str] = field(default_factory=set)
+    creators: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,22 +163,28 @@ async def handle_batch(
     await tx.exclude_other_batches()
     inputs, posts = _inputs_of(new)
     new_deals, touched = await _store_deals(tx, inputs)
+    changed = await _store_deal_changes(tx, inputs, new_deals)
+    new_deals = [changed.deals.get(d.deal_id, d) for d in new_deals]
     await tx.add_fx_snapshots(inputs.fx, fx_max_move)
     post_pairs, deal_pairs, moved = await _store_posts(tx, posts, new_deals)
+    moved |= await _match_posts_again(tx, changed.creators)
     models = await _store_models(tx, inputs)
-    order_deals, unattributed = await _store_orders(tx, inputs, new_deals, models)
-    touched |= moved | order_deals
+    order_deals, unattributed = await _store_orders(tx, inputs, new_deals, models, changed)
+    touched |= moved | order_deals | set(changed.deals)
     # A new model publishes every deal of its campaign once, changed figures or not.
     touched |= await tx.deals_of_campaigns({(m.campaign_id, m.brand_id) for m in models})
     attributions, leak_alerts = await attribute_with_leaks(tx, touched, leak_rules, now=uow.now)
     updated = await tx.save_attributions(attributions)
+    # So do new terms: their deal is announced once, its figures changed or not.
+    announced = {a.deal_id for a in updated}
+    updated += [a for a in attributions if a.deal_id in set(changed.deals) - announced]
     campaigns = await _attribute_campaigns(
         tx, inputs, attributions, await tx.add_unattributed(unattributed)
     )
 
     manual = await _store_manual_confirmations(tx, inputs, new_deals)
     to_match = {deal_id for deal_id, _ in post_pairs | deal_pairs}
-    to_match |= {d.deal_id for d in new_deals} | manual
+    to_match |= {d.deal_id for d in new_deals} | manual | set(changed.deals)
     confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, uow.now), new)
 
     uow.publish(
@@ -255,6 +276,74 @@ async def _store_deals(
     return new_deals, {d.deal_id for d in new_deals} | deals.repeated
 
 
+async def _store_deal_changes(
+    tx: TrackingTransaction, inputs: BatchInputs, new_deals: list[DealTerms]
+) -> TermsChanged:
+    """Keep the batch's amendments and cancellations (also those whose deal is not stored
+    yet) and put in force the terms that follow from every version and cancellation kept
+    (domain.deals.in_force) for the deals they concern and the batch's new deals.
+
+    An amendment changing the campaign, creator, brand or currency of its stored deal, or a
+    cancellation by another brand, is refused; one at or below the version in force, or
+    sent after the cancellation, is stale: ignored, logged and counted.
+    """
+    ids = {a.deal_id for a in inputs.amendments} | {c.deal_id for c in inputs.cancellations}
+    stored = await tx.deals(ids | {d.deal_id for d in new_deals})
+    _check_deal_changes(inputs, stored)
+    signed = [d for d in stored.values() if d.version == 1]  # deals kept before versions were
+    await tx.keep_deal_changes([*new_deals, *signed, *inputs.amendments], inputs.cancellations)
+    wanted: dict[str, DealTerms] = {}
+    for deal_id, (versions, cancellations) in (await tx.deal_changes(set(stored))).items():
+        current = stored[deal_id]
+        first = next((v for v in versions if v.version == 1), current)
+        terms = in_force(replace(first, signed_at=current.signed_at), versions, cancellations)
+        if terms != current:
+            wanted[deal_id] = terms
+    for amended in inputs.amendments:
+        before = stored.get(amended.deal_id)
+        after = wanted.get(amended.deal_id, before)
+        if before is not None and after is not None and after.version != amended.version:
+            STALE_AMENDMENTS.labels(service="tracking").inc()
+            log.info("stale amendment ignored", deal_id=amended.deal_id, version=amended.version)
+    if wanted:
+        holders = await tx.deals_with_codes({c for d in wanted.values() for c in d.promo_codes})
+        for terms in wanted.values():
+            if (clash := code_clash(terms, holders)) is not None:
+                raise EventRejected(clash)
+        await tx.save_terms(list(wanted.values()))
+    codes = {c for d in wanted for c in (*stored[d].promo_codes, *wanted[d].promo_codes)}
+    return TermsChanged(wanted, codes, {d.creator_id for d in wanted.values()})
+
+
+def _check_deal_changes(inputs: BatchInputs, stored: dict[str, DealTerms]) -> None:
+    """Refuse an amendment that changes its stored deal's parties or currency, and a
+    cancellation by another brand than the deal's."""
+    for amended in inputs.amendments:
+        deal = stored.get(amended.deal_id)
+        if deal is not None and (why := changed_identity(deal, amended)) is not None:
+            if amended.brand_id != deal.brand_id:
+                raise Untrusted(RejectReason.NOT_THE_DEAL_OWNER, why)
+            raise EventRejected(why)
+    for cancellation in inputs.cancellations:
+        deal = stored.get(cancellation.deal_id)
+        if deal is not None and cancellation.brand_id != deal.brand_id:
+            raise Untrusted(
+                RejectReason.NOT_THE_DEAL_OWNER,
+                f"data.brand_id: deal {deal.deal_id} is brand {deal.brand_id}'s, not "
+                f"{cancellation.brand_id}'s",
+            )
+
+
+async def _match_posts_again(tx: TrackingTransaction, creator_ids: set[str]) -> set[str]:
+    """Which deals the posts of these creators count for, again (their deals' terms
+    changed); returns the deals whose posts changed."""
+    if not creator_ids:
+        return set()
+    posts = await tx.posts_of_creators(creator_ids)
+    pairs = memberships(posts, await tx.deals_of_creators(creator_ids))
+    return await tx.replace_memberships({p.post_id for p in posts}, pairs)
+
+
 async def _store_manual_confirmations(
     tx: TrackingTransaction, inputs: BatchInputs, new_deals: list[DealTerms]
 ) -> set[str]:
@@ -338,6 +427,7 @@ async def _store_orders(
     inputs: BatchInputs,
     new_deals: list[DealTerms],
     models: list[ModelSetting],
+    changed: TermsChanged,
 ) -> tuple[set[str], list[UnattributedChange]]:
     """Store new clicks, orders and refunds, and evaluate again the stored orders they may
     change; returns the deals whose orders changed and how the brands' unattributed orders
@@ -363,11 +453,12 @@ async def _store_orders(
     # of the visitors of new clicks or of clicks on new deals, and those of campaigns with a
     # new model. Every snapshot of the batch counts, also one stored before (sent again
     # under another event id): counting only those stored now left orders waiting for ever.
+    # Deals whose terms changed: the orders of their codes, old and new, and of their clicks.
     affected = AffectedOrders(
         refunded - new_orders,
-        {code for deal in new_deals for code in deal.promo_codes},
+        {code for deal in new_deals for code in deal.promo_codes} | changed.promo_codes,
         min((s.as_of for s, _ in inputs.fx), default=None),
-        clicks + await tx.clicks_on_deals({d.deal_id for d in new_deals}),
+        clicks + await tx.clicks_on_deals({d.deal_id for d in new_deals} | set(changed.deals)),
         {m.campaign_id for m in models},
     )
     contexts = await tx.orders_to_evaluate(affected)
@@ -381,6 +472,9 @@ async def _store_orders(
             touched |= _credited(context.current) | _credited(outcome)
             unattributed += unattributed_changes(context.order, context.current, outcome)
     await tx.save_order_outcomes(changed_outcomes)
+    # An order on a code no deal carries any more (an amendment took it off) is not suspected.
+    uncovered = [o.order_id for o in changed_outcomes if o.deal_id is None]
+    touched |= await tx.mark_leak_suspects((), uncovered) if uncovered else set()
     return touched, unattributed
 
 

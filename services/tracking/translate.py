@@ -11,7 +11,7 @@ from typing import Any, Final
 from services.tracking.domain.attribution import DealAttribution
 from services.tracking.domain.campaigns import CampaignAttribution
 from services.tracking.domain.credit import Click, Model, ModelSetting
-from services.tracking.domain.deals import DealTerms, DeliverableSpec
+from services.tracking.domain.deals import Cancellation, DealTerms, DeliverableSpec
 from services.tracking.domain.deliverables import Confirmation
 from services.tracking.domain.leaks import (
     CodeVerdict,
@@ -30,6 +30,8 @@ from shared.contract.events import (
     CampaignCurrencyTotals,
     CampaignFx,
     CloudEvent,
+    DealAmended,
+    DealCancelled,
     DealSigned,
     DeliverableConfirmed,
     EventIdentity,
@@ -74,6 +76,9 @@ def deal_terms(event: CloudEvent[Any]) -> DealTerms:
         attribution_window_days=data.attribution_window_days,
         signed_at=event.time,
         audience_countries=tuple(data.audience_countries or ()),
+        # An amendment's own time; a signed deal's is `signed_at`.
+        version=data.version if isinstance(data, DealAmended) else 1,
+        sent_at=event.time if isinstance(data, DealAmended) else None,
     )
 
 
@@ -118,6 +123,10 @@ class BatchInputs:
     # newest per campaign and brand).
     clicks: dict[str, Click] = field(default_factory=dict)
     models: list[ModelSetting] = field(default_factory=list)
+    # Every amendment (a deal's later version, sent at `sent_at`) and cancellation: the store
+    # keeps them all, and the terms in force follow from all of them.
+    amendments: list[DealTerms] = field(default_factory=list)
+    cancellations: list[Cancellation] = field(default_factory=list)
 
 
 def read_inputs(
@@ -140,6 +149,11 @@ def read_inputs(
                 raise EventRejected(conflicting_terms(terms.deal_id))
             elif terms.signed_at < known.signed_at:
                 inputs.deals[terms.deal_id] = terms
+        elif kind == EventType.DEAL_AMENDED:
+            inputs.amendments.append(deal_terms(event))
+        elif kind == EventType.DEAL_CANCELLED:
+            ended: DealCancelled = event.data
+            inputs.cancellations.append(Cancellation(ended.deal_id, ended.brand_id, event.time))
         elif kind == EventType.POST_METRICS_OBSERVED:
             inputs.posts.append(post_snapshot(event))
         elif kind == EventType.ORDER_REDEEMED:
@@ -206,8 +220,8 @@ def model_setting(event: CloudEvent[Any]) -> ModelSetting:
 
 def conflicting_terms(deal_id: str) -> str:
     return (
-        f"deal.signed {deal_id!r} was already received with different terms; v1 has no deal "
-        "amendments: sign a new deal_id for changed terms"
+        f"deal.signed {deal_id!r} was already received with different terms: send "
+        "deal.amended with a higher version to change them"
     )
 
 

@@ -61,6 +61,13 @@ FX_SNAPSHOTS_SUSPECT = Counter(
     "FX snapshots stored as suspect (a rate moved too far or is absurd): alert on any increase",
 )
 
+STALE_AMENDMENTS = Counter(
+    "creatorflow_stale_amendments_total",
+    "deal.amended events ignored: their version is not above the one in force, or they were "
+    "sent after the deal's cancellation (replays and reordered retries do this)",
+    ["service"],
+)
+
 PAYOUT_DESTINATION_COOLOFFS = Counter(
     "creatorflow_payout_destination_cooloffs_total",
     "Payout destinations changed while payouts were in flight, now cooling off: alert on any "

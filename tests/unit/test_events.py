@@ -49,6 +49,8 @@ CONTRACT_TABLE = {
     ("match.suggestions", "match.suggested", "campaign_id"),
     ("match.feedback", "match.feedback", "campaign_id"),
     ("campaign.deals", "deal.signed", "deal_id"),
+    ("campaign.deals", "deal.amended", "deal_id"),
+    ("campaign.deals", "deal.cancelled", "deal_id"),
     ("campaign.deals", "campaign.attribution-model.set", "campaign_id"),
     ("brand.funding", "brand.funded", "brand_id"),
     ("tracking.post-metrics", "post.metrics.observed", "post_id"),
@@ -152,7 +154,7 @@ def test_specs_for_topic() -> None:
 
 def test_spec_for_unknown_type_raises() -> None:
     with pytest.raises(UnknownEventType):
-        spec_for_type("deal.cancelled")
+        spec_for_type("deal.renegotiated")
     assert spec_for_type(EventType.DEAL_SIGNED).data_model is DealSigned
 
 
@@ -346,7 +348,7 @@ def test_make_event_refuses_a_type_that_does_not_fit_the_data() -> None:
     with pytest.raises(ValueError, match=r"order\.redeemed"):
         make_event(deal(), type=EventType.ORDER_REDEEMED, source="tests")
     with pytest.raises(UnknownEventType):
-        make_event(deal(), type="deal.cancelled", source="tests")
+        make_event(deal(), type="deal.renegotiated", source="tests")
 
 
 def test_type_for_data_rejects_foreign_models() -> None:
@@ -447,9 +449,9 @@ RAW_REFUSALS = [
     ),
     pytest.param(
         Topic.CAMPAIGN_DEALS,
-        _with_type(EventType.DEAL_SIGNED, "deal.cancelled"),
+        _with_type(EventType.DEAL_SIGNED, "deal.renegotiated"),
         "UnknownEventType",
-        ("deal.cancelled",),
+        ("deal.renegotiated",),
         id="unknown event type",
     ),
     pytest.param(
@@ -480,7 +482,7 @@ def test_refusal_says_what_is_wrong(
 
 
 def test_an_unknown_event_type_is_named_first() -> None:
-    error = refusal(Topic.CAMPAIGN_DEALS, _with_type(EventType.DEAL_SIGNED, "deal.cancelled"))
+    error = refusal(Topic.CAMPAIGN_DEALS, _with_type(EventType.DEAL_SIGNED, "deal.renegotiated"))
     assert error.reason.startswith("type")
 
 

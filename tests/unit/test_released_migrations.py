@@ -24,6 +24,7 @@ RELEASED = {
     "0104_matching_feedback_signer": "52c48a7526841191",
     "0105_matching_platform_accounts": "81bd8b76e7129cdc",
     "0106_matching_suggestions_without_fk": "795d0f0a475b7b90",
+    "0107_matching_deal_cancellations": "1724d074830bdd52",
     "0300_payouts": "8febbbe73c691b83",
     "0301_payouts_sealed_destinations": "62f14ff284e02cf2",
     "0302_payouts_fee_schedule_per_deal": "c00931f5059b1332",
@@ -42,6 +43,7 @@ RELEASED = {
     "0315_payouts_emails": "ae9846e70bdd8d42",
     "0316_payouts_transfers_by_payout": "b3e5233ca001388b",
     "0317_payouts_brand_api": "17cf8e16a3393fc6",
+    "0319_payouts_deal_amendments": "c0ce5b8206ce37ae",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
@@ -50,6 +52,7 @@ RELEASED = {
     "0205_tracking_campaign_attribution": "eaddfe83e4329384",
     "0206_tracking_deal_totals": "f6f405aacad65ed4",
     "0207_tracking_leak_judgements": "d186a27bcfedd825",
+    "0208_tracking_deal_amendments": "a45402c9914b6d5f",
 }
 
 

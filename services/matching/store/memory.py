@@ -42,7 +42,8 @@ FxKey = tuple[str, datetime, str]
 @dataclass
 class MemoryState:
     profiles: dict[Account, StoredProfile] = field(default_factory=dict)
-    hires: dict[str, tuple[str, str]] = field(default_factory=dict)
+    hires: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # campaign, creator, brand
+    cancelled: set[tuple[str, str]] = field(default_factory=set)  # (deal, brand)
     answers: dict[str, Answer] = field(default_factory=dict)
     feedback: dict[EventIdentity, Feedback] = field(default_factory=dict)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
@@ -106,9 +107,12 @@ class MemoryMatchingTransaction:
         return changed
 
     async def record_hire(
-        self, deal_id: str, campaign_id: str, creator_id: str, at: datetime
+        self, deal_id: str, campaign_id: str, creator_id: str, at: datetime, brand_id: str = ""
     ) -> None:
-        self._s.hires.setdefault(deal_id, (campaign_id, creator_id))
+        self._s.hires.setdefault(deal_id, (campaign_id, creator_id, brand_id))
+
+    async def record_cancellation(self, deal_id: str, brand_id: str, at: datetime) -> None:
+        self._s.cancelled.add((deal_id, brand_id))
 
     async def hired(
         self,
@@ -116,8 +120,8 @@ class MemoryMatchingTransaction:
         brands: Mapping[str, str] | None = None,
     ) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {campaign: set() for campaign in campaign_ids}
-        for campaign, cid in self._s.hires.values():
-            if campaign in found:
+        for deal_id, (campaign, cid, brand) in self._s.hires.items():
+            if campaign in found and (deal_id, brand) not in self._s.cancelled:
                 found[campaign].add(cid)
         for f in self._s.feedback.values():
             counts = brands is None or f.signed_by in ("", brands.get(f.campaign_id))

@@ -125,15 +125,19 @@ class MatchingTransaction(Transaction, Protocol):
         ...
 
     async def record_hire(
-        self, deal_id: str, campaign_id: str, creator_id: str, at: datetime
+        self, deal_id: str, campaign_id: str, creator_id: str, at: datetime, brand_id: str = ""
     ) -> None: ...
+
+    async def record_cancellation(self, deal_id: str, brand_id: str, at: datetime) -> None:
+        """Keep a deal's cancellation by `brand_id` (before its deal too; the first kept)."""
+        ...
 
     async def hired(
         self, campaign_ids: Collection[str], brands: Mapping[str, str] | None = None
     ) -> dict[str, frozenset[str]]:
-        """Per campaign asked, the creators with a signed deal or a `hired` feedback for it.
-        With `brands` (the brand asking, per campaign), feedback signed by another brand
-        does not count."""
+        """Per campaign asked, the creators with a signed deal not cancelled by its brand, or
+        a `hired` feedback, for it. With `brands` (the brand asking, per campaign), feedback
+        signed by another brand does not count."""
         ...
 
     async def campaign_brands(self, campaign_ids: Collection[str]) -> dict[str, dict[str, str]]:

@@ -76,14 +76,24 @@ class PostgresMatchingTransaction:
         return {(row["creator_id"], row["platform"]) for row in rows}
 
     async def record_hire(
-        self, deal_id: str, campaign_id: str, creator_id: str, at: datetime
+        self, deal_id: str, campaign_id: str, creator_id: str, at: datetime, brand_id: str = ""
     ) -> None:
         await self._conn.execute(
-            """INSERT INTO matching_hires (deal_id, campaign_id, creator_id, signed_at)
-               VALUES ($1, $2, $3, $4) ON CONFLICT (deal_id) DO NOTHING""",
+            """INSERT INTO matching_hires (deal_id, campaign_id, creator_id, signed_at, brand_id)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (deal_id) DO NOTHING""",
             deal_id,
             campaign_id,
             creator_id,
+            at,
+            brand_id,
+        )
+
+    async def record_cancellation(self, deal_id: str, brand_id: str, at: datetime) -> None:
+        await self._conn.execute(
+            """INSERT INTO matching_cancelled_deals (deal_id, brand_id, cancelled_at)
+               VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
+            deal_id,
+            brand_id,
             at,
         )
 
@@ -94,7 +104,10 @@ class PostgresMatchingTransaction:
     ) -> dict[str, frozenset[str]]:
         asked = list(campaign_ids)
         rows = await self._conn.fetch(
-            """SELECT campaign_id, creator_id FROM matching_hires WHERE campaign_id = ANY($1)
+            """SELECT h.campaign_id, h.creator_id FROM matching_hires h
+               WHERE h.campaign_id = ANY($1) AND NOT EXISTS (
+                   SELECT 1 FROM matching_cancelled_deals c
+                   WHERE c.deal_id = h.deal_id AND c.brand_id = h.brand_id)
                UNION SELECT f.campaign_id, f.creator_id FROM matching_feedback f
                      LEFT JOIN unnest($1::text[], $2::text[]) AS b(campaign_id, brand_id)
                        USING (campaign_id)

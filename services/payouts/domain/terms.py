@@ -1,8 +1,9 @@
-"""When a deal's money becomes payable: fee milestones and the commission window."""
+"""When a deal's money becomes payable: fee milestones, the commission window, and what an
+amendment or a cancellation changes (docs/architecture.md §3, amendments)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -40,11 +41,22 @@ class Confirmation:
 
 
 @dataclass(frozen=True)
+class Cancellation:
+    """`deal.cancelled`: the brand that sent it and when the deal ended (the event's time)."""
+
+    deal_id: str
+    brand_id: str
+    cancelled_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
 class DealTerms:
-    """What payouts needs from `deal.signed`. `fee` is in the deal's currency.
+    """What payouts needs from `deal.signed` or `deal.amended`. `fee` is in the deal's currency.
 
     `fee_schedule` is fixed when the deal is first stored (the setting in force then) and
-    never changes: paying one deal's fee under two schedules would pay it twice.
+    never changes: paying one deal's fee under two schedules would pay it twice. `version` is
+    that of the terms (1: `deal.signed`); `cancelled_at` is set once the deal is cancelled.
     """
 
     deal_id: str
@@ -57,11 +69,22 @@ class DealTerms:
     ends_at: datetime
     attribution_window_days: int
     fee_schedule: FeeSchedule = "on_completion"
+    version: int = 1
+    cancelled_at: datetime | None = None
+    # When this version was sent (its event's time), where known: an amendment sent after
+    # the deal's cancellation never counts, whatever the order they arrive in.
+    sent_at: datetime | None = None
 
     def same_terms(self, other: DealTerms) -> bool:
-        """Whether `other` (from a re-sent `deal.signed`) states the same terms; the fee
-        schedule is ours, not the event's, and is left out."""
-        return replace(other, fee_schedule=self.fee_schedule) == self
+        """Whether `other` (from a re-sent event) states the same terms; the fee schedule, the
+        cancellation and the sending time are not terms, and are left out."""
+        ours = replace(
+            other,
+            fee_schedule=self.fee_schedule,
+            cancelled_at=self.cancelled_at,
+            sent_at=self.sent_at,
+        )
+        return ours == self
 
     @property
     def currency(self) -> str:
@@ -99,17 +122,97 @@ def fee_milestones(terms: DealTerms) -> tuple[Milestone, ...]:
     )
 
 
-def payable_fee_milestones(terms: DealTerms, confirmed: Set[str]) -> tuple[Milestone, ...]:
-    """The fee milestones whose deliverables are all confirmed; zero amounts are left out.
+# What an amendment may never change, as named in a refusal.
+_FIXED_BY_SIGNING: tuple[tuple[str, Callable[[DealTerms], str]], ...] = (
+    ("data.campaign_id", lambda t: t.campaign_id),
+    ("data.creator_id", lambda t: t.creator_id),
+    ("data.brand_id", lambda t: t.brand_id),
+    ("data.fee.currency", lambda t: t.currency),
+)
 
-    Idempotent: callers create each returned milestone once (its business key is unique).
+
+def changed_identity(terms: DealTerms, amended: DealTerms) -> str | None:
+    """Why `amended` cannot be a version of the deal `terms` states (the field it changes and
+    how), or None: the campaign, creator, brand and fee currency are fixed when it is signed."""
+    for name, value in _FIXED_BY_SIGNING:
+        if value(amended) != value(terms):
+            return (
+                f"{name}: {value(amended)!r} differs from deal {terms.deal_id}'s "
+                f"{value(terms)!r}; an amendment never changes it"
+            )
+    return None
+
+
+def in_force(terms: DealTerms, amendments: Iterable[DealTerms]) -> DealTerms:
+    """The terms in force: the highest version among `terms` (the signed deal, with its fee
+    schedule and cancellation) and the amendments that may amend it (`changed_identity`) and
+    were not sent after its cancellation. The same whatever order they arrived in."""
+    best = terms
+    ended = terms.cancelled_at
+    for amended in amendments:
+        late = ended is not None and amended.sent_at is not None and amended.sent_at > ended
+        if amended.version > best.version and not late and changed_identity(terms, amended) is None:
+            best = amended
+    return replace(best, fee_schedule=terms.fee_schedule, cancelled_at=ended, sent_at=None)
+
+
+def cancelled_at(terms: DealTerms, cancellations: Iterable[Cancellation]) -> datetime | None:
+    """When the deal ended: the earliest cancellation sent by its own brand, if any (one by
+    another brand, kept before the deal arrived, counts for nothing)."""
+    times = [c.cancelled_at for c in cancellations if c.brand_id == terms.brand_id]
+    if terms.cancelled_at is not None:
+        times.append(terms.cancelled_at)
+    return min(times, default=None)
+
+
+def confirmed_in_time(
+    terms: DealTerms, confirmed: Mapping[str, datetime]
+) -> Mapping[str, datetime]:
+    """The confirmations that count: after a cancellation, only those dated up to it."""
+    if terms.cancelled_at is None:
+        return confirmed
+    return {d: at for d, at in confirmed.items() if at <= terms.cancelled_at}
+
+
+@dataclass(frozen=True)
+class FeeDue:
+    """The fee payouts to create now, and what was paid beyond the fee in force (zero unless
+    an amendment lowered the fee below what was already paid)."""
+
+    milestones: tuple[Milestone, ...]
+    overpaid: Money
+
+
+def fee_due(terms: DealTerms, confirmed: Set[str], paid: Mapping[str, Money]) -> FeeDue:
+    """The fee payouts owed under the terms in force and not created yet.
+
+    `paid` is each fee payout already created for the deal (milestone -> gross), including
+    those of earlier versions and not yet written. A payout once created never changes: each
+    newly confirmed deliverable gets its weight share (`count`, `Money.allocate`) of the fee
+    in force now, and the payout that completes the deal gets the rest, so the deal's fee
+    payouts add up exactly to the fee in force. None is ever negative or takes the total above
+    the fee: what is missing is reported as `overpaid` and not paid.
     """
+    zero = Money.zero(terms.currency)
+    left = terms.fee - sum(paid.values(), zero)
+    complete = terms.deliverable_ids <= confirmed
     if terms.fee_schedule == "on_completion":
-        payable = terms.deliverable_ids <= confirmed
-        milestones = fee_milestones(terms) if payable else ()
+        shares = {WHOLE_DEAL: terms.fee}
+        owed = [WHOLE_DEAL] if complete and WHOLE_DEAL not in paid else []
     else:
-        milestones = tuple(m for m in fee_milestones(terms) if m.milestone in confirmed)
-    return tuple(m for m in milestones if not m.amount.is_zero())
+        parts = terms.fee.allocate([d.count for d in terms.deliverables])
+        shares = {d.deliverable_id: p for d, p in zip(terms.deliverables, parts, strict=True)}
+        owed = [d for d in shares if d in confirmed and d not in paid]
+    milestones = []
+    for index, milestone in enumerate(owed):
+        last = complete and index == len(owed) - 1
+        amount = left if last else min(shares[milestone], left)
+        amount = max(amount, zero)
+        left -= amount
+        if not amount.is_zero():
+            milestones.append(Milestone(milestone, amount))
+    overpaid = -left if owed and left.is_negative() else zero
+    return FeeDue(tuple(milestones), overpaid)
 
 
 def payable_since(

@@ -24,7 +24,7 @@ from services.payouts.domain.ledger import Transfer, TransferKind, brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
-from services.payouts.domain.terms import Confirmation, DealTerms
+from services.payouts.domain.terms import Cancellation, Confirmation, DealTerms
 from services.payouts.notices import DueEmail, EmailState, Notice, notice_of
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
@@ -52,6 +52,9 @@ class EmailRow:
 class MemoryState:
     processed: set[tuple[str, str, str]] = field(default_factory=set)  # (consumer, source, id)
     deals: dict[str, DealTerms] = field(default_factory=dict)
+    # deal -> version -> terms, and deal -> brand -> cancellation (kept before the deal too)
+    deal_versions: dict[str, dict[int, DealTerms]] = field(default_factory=dict)
+    cancellations: dict[str, dict[str, Cancellation]] = field(default_factory=dict)
     # deal -> the attribution revision its commission was last decided on
     commission_decided: dict[str, int] = field(default_factory=dict)
     # deal -> (deliverable, signer) -> when
@@ -131,7 +134,7 @@ class MemoryPayoutsTransaction:
     async def add_deal(self, terms: DealTerms, event_id: str) -> bool:
         if terms.deal_id in self._s.deals:
             return False
-        self._s.deals[terms.deal_id] = terms
+        self._s.deals[terms.deal_id] = replace(terms, sent_at=None)
         return True
 
     async def deal(self, deal_id: str) -> DealTerms | None:
@@ -139,6 +142,48 @@ class MemoryPayoutsTransaction:
 
     async def deals(self, deal_ids: Iterable[str]) -> dict[str, DealTerms]:
         return {d: self._s.deals[d] for d in set(deal_ids) if d in self._s.deals}
+
+    async def add_deal_version(self, terms: DealTerms, event_id: str) -> bool:
+        versions = self._s.deal_versions.setdefault(terms.deal_id, {})
+        if terms.version in versions:
+            return False
+        versions[terms.version] = terms
+        return True
+
+    async def deal_versions(self, deal_id: str) -> list[DealTerms]:
+        versions = self._s.deal_versions.get(deal_id, {})
+        return [versions[v] for v in sorted(versions)]
+
+    async def save_terms(self, terms: DealTerms) -> None:
+        stored = self._s.deals[terms.deal_id]
+        self._s.deals[terms.deal_id] = replace(
+            terms,
+            sent_at=None,
+            campaign_id=stored.campaign_id,
+            brand_id=stored.brand_id,
+            creator_id=stored.creator_id,
+            fee_schedule=stored.fee_schedule,
+        )
+
+    async def add_cancellation(self, cancellation: Cancellation, event_id: str) -> bool:
+        kept = self._s.cancellations.setdefault(cancellation.deal_id, {})
+        known = kept.get(cancellation.brand_id)
+        if known is not None and known.cancelled_at <= cancellation.cancelled_at:
+            return False
+        kept[cancellation.brand_id] = cancellation
+        return True
+
+    async def cancellations(self, deal_id: str) -> list[Cancellation]:
+        kept = self._s.cancellations.get(deal_id, {})
+        return [kept[b] for b in sorted(kept)]
+
+    async def fee_paid(self, deal_ids: Iterable[str]) -> dict[str, dict[str, Money]]:
+        asked = set(deal_ids)
+        paid: dict[str, dict[str, Money]] = {d: {} for d in asked}
+        for p in self._s.payouts.values():
+            if p.deal_id in asked and p.kind == "fee":
+                paid[p.deal_id][p.milestone] = p.gross
+        return paid
 
     async def add_confirmation(
         self,

@@ -22,7 +22,7 @@ from services.payouts.domain.ledger import Transfer
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
-from services.payouts.domain.terms import Confirmation, DealTerms
+from services.payouts.domain.terms import Cancellation, Confirmation, DealTerms
 from services.payouts.notices import DueEmail, EmailState, Notice
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
@@ -87,6 +87,34 @@ class PayoutsTransaction(Protocol):
     async def deal(self, deal_id: str) -> DealTerms | None: ...
 
     async def deals(self, deal_ids: Iterable[str]) -> dict[str, DealTerms]: ...
+
+    async def add_deal_version(self, terms: DealTerms, event_id: str) -> bool:
+        """Keep version `terms.version` of a deal's terms (its `deal.signed` or an amendment,
+        possibly received before the deal); the first received of a version is kept. True if
+        new."""
+        ...
+
+    async def deal_versions(self, deal_id: str) -> list[DealTerms]:
+        """Every version kept for the deal (`add_deal_version`), lowest first."""
+        ...
+
+    async def save_terms(self, terms: DealTerms) -> None:
+        """Put `terms` in force for the stored deal: its version, fee, rate, deliverables,
+        period and cancellation (the fee schedule and the parties never change)."""
+        ...
+
+    async def add_cancellation(self, cancellation: Cancellation, event_id: str) -> bool:
+        """Keep a cancellation (possibly before its deal), the earliest per deal and brand;
+        True if new."""
+        ...
+
+    async def cancellations(self, deal_id: str) -> list[Cancellation]:
+        """The cancellations kept for the deal, whoever sent them."""
+        ...
+
+    async def fee_paid(self, deal_ids: Iterable[str]) -> dict[str, dict[str, Money]]:
+        """Each deal's fee payouts created so far: deal -> milestone -> gross."""
+        ...
 
     async def add_confirmation(
         self,

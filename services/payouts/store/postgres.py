@@ -22,7 +22,13 @@ from services.payouts.domain.ledger import Posting, Transfer, TransferKind
 from services.payouts.domain.ledger_check import PostedTransfer
 from services.payouts.domain.lifecycle import Payout, PayoutStatus
 from services.payouts.domain.statements import DatedPayout
-from services.payouts.domain.terms import Confirmation, DealTerms, DeliverableTerm, PayoutKind
+from services.payouts.domain.terms import (
+    Cancellation,
+    Confirmation,
+    DealTerms,
+    DeliverableTerm,
+    PayoutKind,
+)
 from services.payouts.notices import DueEmail, EmailState, Notice, notice_of
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
@@ -159,7 +165,17 @@ def _deal(row: asyncpg.Record) -> DealTerms:
         ),
         ends_at=row["ends_at"],
         attribution_window_days=row["attribution_window_days"],
-        fee_schedule=row["fee_schedule"],
+        # A kept version (payouts_deal_versions) has neither: the deal row's count.
+        fee_schedule=row.get("fee_schedule", "on_completion"),
+        version=row["version"],
+        cancelled_at=row.get("cancelled_at"),
+        sent_at=row.get("sent_at"),
+    )
+
+
+def _deliverables_json(terms: DealTerms) -> str:
+    return json.dumps(
+        [{"deliverable_id": d.deliverable_id, "count": d.count} for d in terms.deliverables]
     )
 
 
@@ -309,9 +325,7 @@ class PostgresPayoutsTransaction:
         return [_payout(r) for r in rows]
 
     async def add_deal(self, terms: DealTerms, event_id: str) -> bool:
-        deliverables = json.dumps(
-            [{"deliverable_id": d.deliverable_id, "count": d.count} for d in terms.deliverables]
-        )
+        deliverables = _deliverables_json(terms)
         inserted = await self._conn.fetchval(
             """INSERT INTO payouts_deals (deal_id, campaign_id, brand_id, creator_id, fee_amount,
                    currency, commission_rate, deliverables, ends_at, attribution_window_days,
@@ -521,6 +535,93 @@ class PostgresPayoutsTransaction:
             creator_id,
         )
         return [_deal(r) for r in rows]
+
+    async def add_deal_version(self, terms: DealTerms, event_id: str) -> bool:
+        inserted = await self._conn.fetchval(
+            """INSERT INTO payouts_deal_versions (deal_id, version, campaign_id, brand_id,
+                   creator_id, fee_amount, currency, commission_rate, deliverables, ends_at,
+                   attribution_window_days, event_id, sent_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
+               ON CONFLICT (deal_id, version) DO NOTHING RETURNING true""",
+            terms.deal_id,
+            terms.version,
+            terms.campaign_id,
+            terms.brand_id,
+            terms.creator_id,
+            terms.fee.amount,
+            terms.currency,
+            terms.commission_rate,
+            _deliverables_json(terms),
+            terms.ends_at,
+            terms.attribution_window_days,
+            event_id,
+            terms.sent_at,
+        )
+        return bool(inserted)
+
+    async def deal_versions(self, deal_id: str) -> list[DealTerms]:
+        rows = await self._conn.fetch(
+            "SELECT * FROM payouts_deal_versions WHERE deal_id = $1 ORDER BY version", deal_id
+        )
+        return [_deal(r) for r in rows]
+
+    async def save_terms(self, terms: DealTerms) -> None:
+        await self._conn.execute(
+            """UPDATE payouts_deals SET version = $2, fee_amount = $3, commission_rate = $4,
+                   deliverables = $5::jsonb, ends_at = $6, attribution_window_days = $7,
+                   attribution_closes_at = $8, cancelled_at = $9
+               WHERE deal_id = $1""",
+            terms.deal_id,
+            terms.version,
+            terms.fee.amount,
+            terms.commission_rate,
+            _deliverables_json(terms),
+            terms.ends_at,
+            terms.attribution_window_days,
+            terms.attribution_closes_at,
+            terms.cancelled_at,
+        )
+
+    async def add_cancellation(self, cancellation: Cancellation, event_id: str) -> bool:
+        changed = await self._conn.fetchval(
+            """INSERT INTO payouts_deal_cancellations AS c
+                   (deal_id, brand_id, cancelled_at, reason, event_id)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (deal_id, brand_id) DO UPDATE SET cancelled_at = EXCLUDED.cancelled_at,
+                   reason = EXCLUDED.reason, event_id = EXCLUDED.event_id
+               WHERE EXCLUDED.cancelled_at < c.cancelled_at
+               RETURNING true""",
+            cancellation.deal_id,
+            cancellation.brand_id,
+            cancellation.cancelled_at,
+            cancellation.reason,
+            event_id,
+        )
+        return bool(changed)
+
+    async def cancellations(self, deal_id: str) -> list[Cancellation]:
+        rows = await self._conn.fetch(
+            """SELECT deal_id, brand_id, cancelled_at, reason FROM payouts_deal_cancellations
+               WHERE deal_id = $1 ORDER BY brand_id""",
+            deal_id,
+        )
+        return [
+            Cancellation(r["deal_id"], r["brand_id"], r["cancelled_at"], r["reason"]) for r in rows
+        ]
+
+    async def fee_paid(self, deal_ids: Iterable[str]) -> dict[str, dict[str, Money]]:
+        asked = sorted(set(deal_ids))
+        rows = await self._conn.fetch(
+            """SELECT deal_id, milestone, gross_amount, gross_currency FROM payouts_payouts
+               WHERE deal_id = ANY($1::text[]) AND kind = 'fee'""",
+            asked,
+        )
+        paid: dict[str, dict[str, Money]] = {d: {} for d in asked}
+        for r in rows:
+            paid[r["deal_id"]][r["milestone"]] = Money(
+                r["gross_amount"], r["gross_currency"].strip()
+            )
+        return paid
 
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         return await fx_store.save_judged(self._conn, snapshot, event_id, max_move)

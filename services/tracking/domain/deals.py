@@ -1,8 +1,9 @@
-"""The terms of a signed deal, as far as tracking needs them."""
+"""The terms of a deal in force, as far as tracking needs them: the highest version received
+(`deal.signed` is version 1, each `deal.amended` a later one), ended by a cancellation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -21,9 +22,20 @@ class DeliverableSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancellation:
+    """`deal.cancelled`: the brand that sent it, and when the deal ended (the event's time)."""
+
+    deal_id: str
+    brand_id: str
+    cancelled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DealTerms:
-    """A deal as signed. The deal's currency is the fee's currency; every amount attributed
-    to the deal (revenue, commission, spend) is expressed in it."""
+    """A deal's terms. The deal's currency is the fee's currency; every amount attributed
+    to the deal (revenue, commission, spend) is expressed in it. `signed_at` is when the
+    deal was signed (version 1), whatever version these terms are; `sent_at` when this
+    version was sent. A cancelled deal counts nothing after `cancelled_at`."""
 
     deal_id: str
     campaign_id: str
@@ -41,6 +53,9 @@ class DealTerms:
     # Where the creator's audience lives (ISO 3166-1 alpha-2), if the brand said: the
     # leaked-code rule on shipping countries (domain.leaks) needs it.
     audience_countries: tuple[str, ...] = ()
+    version: int = 1
+    cancelled_at: datetime | None = None
+    sent_at: datetime | None = None
 
     @property
     def currency(self) -> str:
@@ -52,16 +67,69 @@ class DealTerms:
         return self.ends_at + timedelta(days=self.attribution_window_days)
 
     def accepts_order_at(self, occurred_at: datetime) -> bool:
-        """True when `occurred_at` lies in [starts_at, ends_at + attribution_window_days]."""
-        return self.starts_at <= occurred_at <= self.orders_close_at
+        """True when `occurred_at` lies in [starts_at, ends_at + attribution_window_days] and
+        not after a cancellation."""
+        return self.starts_at <= occurred_at <= self.orders_close_at and self.live_at(occurred_at)
 
     def same_terms(self, other: DealTerms) -> bool:
-        """True when both say the same thing; when each was announced does not matter."""
-        return replace(self, signed_at=other.signed_at) == other
+        """True when both say the same thing; when each was announced (or cancelled) does not
+        matter."""
+        ours = replace(
+            self, signed_at=other.signed_at, sent_at=other.sent_at, cancelled_at=other.cancelled_at
+        )
+        return ours == other
 
     def runs_at(self, moment: datetime) -> bool:
-        """True when `moment` lies in the deal period [starts_at, ends_at]."""
-        return self.starts_at <= moment <= self.ends_at
+        """True when `moment` lies in the deal period [starts_at, ends_at], not after a
+        cancellation."""
+        return self.starts_at <= moment <= self.ends_at and self.live_at(moment)
+
+    def live_at(self, moment: datetime) -> bool:
+        """False from just after the deal's cancellation on."""
+        return self.cancelled_at is None or moment <= self.cancelled_at
+
+
+# What an amendment may never change, as named in a refusal.
+_FIXED_BY_SIGNING: tuple[tuple[str, Callable[[DealTerms], str]], ...] = (
+    ("data.campaign_id", lambda t: t.campaign_id),
+    ("data.creator_id", lambda t: t.creator_id),
+    ("data.brand_id", lambda t: t.brand_id),
+    ("data.fee.currency", lambda t: t.currency),
+)
+
+
+def changed_identity(terms: DealTerms, amended: DealTerms) -> str | None:
+    """Why `amended` cannot be a version of the deal `terms` states (the field it changes),
+    or None: the campaign, creator, brand and fee currency are fixed when it is signed."""
+    for name, value in _FIXED_BY_SIGNING:
+        if value(amended) != value(terms):
+            return (
+                f"{name}: {value(amended)!r} differs from deal {terms.deal_id}'s "
+                f"{value(terms)!r}; an amendment never changes it"
+            )
+    return None
+
+
+def in_force(
+    signed: DealTerms, versions: Iterable[DealTerms], cancellations: Iterable[Cancellation]
+) -> DealTerms:
+    """The deal's terms in force, whatever order its events arrived in: the earliest
+    cancellation by its own brand ends it; the highest version that may amend it
+    (`changed_identity`) and was not sent after that cancellation counts. It keeps the
+    deal's `signed_at`."""
+    ended = min(
+        (c.cancelled_at for c in cancellations if c.brand_id == signed.brand_id), default=None
+    )
+    best = signed
+    for amended in versions:
+        late = ended is not None and amended.sent_at is not None and amended.sent_at > ended
+        if (
+            amended.version > best.version
+            and not late
+            and changed_identity(signed, amended) is None
+        ):
+            best = amended
+    return replace(best, signed_at=signed.signed_at, sent_at=None, cancelled_at=ended)
 
 
 def code_clash(deal: DealTerms, others: Iterable[DealTerms]) -> str | None:

@@ -71,8 +71,11 @@ def fulfils(post: PostSnapshot, deal: DealTerms, deliverable: DeliverableSpec) -
 
 
 def confirmations_due(state: DeliverableState, now: datetime) -> list[Confirmation]:
-    """New automatic confirmations for `state.deal`, stamped `now`."""
+    """New automatic confirmations for `state.deal`, stamped `now`; none once the deal is
+    cancelled (those made before stay)."""
     deal = state.deal
+    if deal.cancelled_at is not None:
+        return []
     used = {post_id for post_ids in state.confirmed.values() for post_id in post_ids}
     free = sorted(
         (post for post in state.posts if post.post_id not in used),

@@ -114,8 +114,8 @@ def post_belongs_to_deal(post: PostSnapshot, deal: DealTerms) -> bool:
     only; a post that names none counts for each of the creator's deals whose period
     [starts_at, ends_at] contains `posted_at`.
     """
-    if post.creator_id != deal.creator_id:
-        return False
+    if post.creator_id != deal.creator_id or not deal.live_at(post.posted_at):
+        return False  # nothing posted after the deal's cancellation counts
     if post.deal_id is not None:
         return post.deal_id == deal.deal_id
     return deal.runs_at(post.posted_at)

@@ -30,7 +30,7 @@ from services.tracking.domain.campaigns import (
     unattributed_totals,
 )
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
-from services.tracking.domain.deals import DealTerms
+from services.tracking.domain.deals import Cancellation, DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.leaks import (
     CodeJudgement,
@@ -60,6 +60,9 @@ from shared.runtime.unit_of_work import Batch
 class MemoryState:
     processed: set[EventIdentity] = field(default_factory=set)
     deals: dict[str, DealTerms] = field(default_factory=dict)
+    # Flat keys, so that the shallow copy of `snapshot` rolls them back too.
+    deal_versions: dict[tuple[str, int], DealTerms] = field(default_factory=dict)
+    cancellations: dict[tuple[str, str], Cancellation] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
     snapshots: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
     posts: dict[str, PostSnapshot] = field(default_factory=dict)
@@ -126,16 +129,48 @@ class MemoryTrackingTransaction:
         added, repeated, conflicting = [], set(), set()
         for deal in deals:
             known = self.s.deals.get(deal.deal_id)
+            signed = self.s.deal_versions.get((deal.deal_id, 1), known)
             if known is None:
-                self.s.deals[deal.deal_id] = deal
+                self.s.deals[deal.deal_id] = replace(deal, sent_at=None)
                 added.append(deal)
-            elif known.same_terms(deal):
+            elif signed is not None and signed.same_terms(deal):
                 repeated.add(deal.deal_id)
                 if deal.signed_at < known.signed_at:
-                    self.s.deals[deal.deal_id] = deal
+                    self.s.deals[deal.deal_id] = replace(known, signed_at=deal.signed_at)
             else:
                 conflicting.add(deal.deal_id)
         return DealsAdded(added, repeated, conflicting)
+
+    async def deals(self, deal_ids: Collection[str]) -> dict[str, DealTerms]:
+        return {d: self.s.deals[d] for d in deal_ids if d in self.s.deals}
+
+    async def keep_deal_changes(
+        self, versions: Sequence[DealTerms], cancellations: Sequence[Cancellation]
+    ) -> None:
+        for version in versions:
+            self.s.deal_versions.setdefault((version.deal_id, version.version), version)
+        for cancellation in cancellations:
+            key = (cancellation.deal_id, cancellation.brand_id)
+            known = self.s.cancellations.get(key)
+            if known is None or cancellation.cancelled_at < known.cancelled_at:
+                self.s.cancellations[key] = cancellation
+
+    async def deal_changes(
+        self, deal_ids: Collection[str]
+    ) -> dict[str, tuple[list[DealTerms], list[Cancellation]]]:
+        found: dict[str, tuple[list[DealTerms], list[Cancellation]]] = {}
+        for (deal_id, _), version in sorted(self.s.deal_versions.items()):
+            if deal_id in deal_ids:
+                found.setdefault(deal_id, ([], []))[0].append(version)
+        for (deal_id, _), cancellation in sorted(self.s.cancellations.items()):
+            if deal_id in deal_ids:
+                found.setdefault(deal_id, ([], []))[1].append(cancellation)
+        return found
+
+    async def save_terms(self, deals: Sequence[DealTerms]) -> None:
+        for deal in deals:
+            known = self.s.deals[deal.deal_id]
+            self.s.deals[deal.deal_id] = replace(deal, signed_at=known.signed_at, sent_at=None)
 
     async def add_fx_snapshots(
         self, snapshots: Sequence[tuple[FxSnapshot, str]], max_move: Decimal

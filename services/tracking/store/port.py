@@ -22,7 +22,7 @@ from services.tracking.domain.campaigns import (
     UnattributedChange,
 )
 from services.tracking.domain.credit import Click, ModelSetting
-from services.tracking.domain.deals import DealTerms
+from services.tracking.domain.deals import Cancellation, DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.leaks import (
     CodeJudgement,
@@ -127,7 +127,31 @@ class TrackingTransaction(Transaction, Protocol):
         ...
 
     async def add_deals(self, deals: Sequence[DealTerms]) -> DealsAdded:
-        """Store deals not stored yet (deal ids unique within `deals`)."""
+        """Store deals not stored yet (deal ids unique within `deals`). A deal sent again is
+        compared with its signed terms (version 1), not with those in force."""
+        ...
+
+    async def deals(self, deal_ids: Collection[str]) -> dict[str, DealTerms]:
+        """The terms in force of the stored deals among `deal_ids`."""
+        ...
+
+    async def keep_deal_changes(
+        self, versions: Sequence[DealTerms], cancellations: Sequence[Cancellation]
+    ) -> None:
+        """Keep versions of deals' terms (the first received of each version per deal) and
+        cancellations (the earliest per deal and brand), their deals stored or not."""
+        ...
+
+    async def deal_changes(
+        self, deal_ids: Collection[str]
+    ) -> dict[str, tuple[list[DealTerms], list[Cancellation]]]:
+        """Every version (lowest first) and cancellation kept of each deal in `deal_ids` that
+        has any."""
+        ...
+
+    async def save_terms(self, deals: Sequence[DealTerms]) -> None:
+        """Put these terms in force for their stored deals (codes, window, fee, rate,
+        deliverables, version, cancellation); when each deal was signed stays."""
         ...
 
     async def add_fx_snapshots(

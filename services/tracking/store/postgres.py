@@ -25,7 +25,7 @@ from services.tracking.domain.campaigns import (
     unattributed_totals,
 )
 from services.tracking.domain.credit import Click, Model, ModelSetting, newest_settings
-from services.tracking.domain.deals import DealTerms
+from services.tracking.domain.deals import Cancellation, DealTerms
 from services.tracking.domain.deliverables import Confirmation, DeliverableState
 from services.tracking.domain.leaks import (
     CodeJudgement,
@@ -49,9 +49,12 @@ from services.tracking.store.rows import (
     attribution_from,
     campaign_figures,
     campaign_totals_from,
+    cancellation_from,
     click_from,
     credit_from,
     deal_from,
+    deal_from_json,
+    deal_json,
     deliverables_json,
     judgement_from,
     judgement_json,
@@ -140,6 +143,93 @@ class PostgresTrackingTransaction:
             )
         conflicting = {d.deal_id for d in deals} - inserted - repeated
         return DealsAdded(added, repeated, conflicting)
+
+    async def deals(self, deal_ids: Collection[str]) -> dict[str, DealTerms]:
+        if not deal_ids:
+            return {}
+        rows = await self._conn.fetch(
+            "SELECT * FROM tracking_deals WHERE deal_id = ANY($1::text[])", list(deal_ids)
+        )
+        return {row["deal_id"]: deal_from(row) for row in rows}
+
+    async def keep_deal_changes(
+        self, versions: Sequence[DealTerms], cancellations: Sequence[Cancellation]
+    ) -> None:
+        if versions:
+            await self._conn.execute(
+                """INSERT INTO tracking_deal_versions (deal_id, version, terms)
+                   SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[])
+                   ON CONFLICT (deal_id, version) DO NOTHING""",
+                [v.deal_id for v in versions],
+                [v.version for v in versions],
+                [deal_json(v) for v in versions],
+            )
+        if cancellations:
+            await self._conn.execute(
+                """INSERT INTO tracking_deal_cancellations AS t (deal_id, brand_id, cancelled_at)
+                   SELECT u.deal_id, u.brand_id, min(u.cancelled_at)
+                   FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+                       AS u(deal_id, brand_id, cancelled_at)
+                   GROUP BY u.deal_id, u.brand_id
+                   ON CONFLICT (deal_id, brand_id) DO UPDATE
+                   SET cancelled_at = LEAST(t.cancelled_at, EXCLUDED.cancelled_at)""",
+                [c.deal_id for c in cancellations],
+                [c.brand_id for c in cancellations],
+                [c.cancelled_at for c in cancellations],
+            )
+
+    async def deal_changes(
+        self, deal_ids: Collection[str]
+    ) -> dict[str, tuple[list[DealTerms], list[Cancellation]]]:
+        if not deal_ids:
+            return {}
+        found: dict[str, tuple[list[DealTerms], list[Cancellation]]] = {}
+        for row in await self._conn.fetch(
+            """SELECT deal_id, terms::text AS terms FROM tracking_deal_versions
+               WHERE deal_id = ANY($1::text[]) ORDER BY deal_id, version""",
+            list(deal_ids),
+        ):
+            found.setdefault(row["deal_id"], ([], []))[0].append(deal_from_json(row["terms"]))
+        for row in await self._conn.fetch(
+            """SELECT * FROM tracking_deal_cancellations WHERE deal_id = ANY($1::text[])
+               ORDER BY deal_id, brand_id""",
+            list(deal_ids),
+        ):
+            found.setdefault(row["deal_id"], ([], []))[1].append(cancellation_from(row))
+        return found
+
+    async def save_terms(self, deals: Sequence[DealTerms]) -> None:
+        # Amendments are rare: a few statements per deal are fine here.
+        for d in deals:
+            await self._conn.execute(
+                """UPDATE tracking_deals SET fee_amount = $2, commission_rate = $3,
+                       promo_codes = $4::text[], deliverables = $5::jsonb,
+                       required_tags = $6::text[], starts_at = $7, ends_at = $8,
+                       attribution_window_days = $9, audience_countries = $10::text[],
+                       version = $11, cancelled_at = $12
+                   WHERE deal_id = $1""",
+                d.deal_id,
+                d.fee.amount,
+                d.commission_rate,
+                list(d.promo_codes),
+                json.dumps(deliverables_json(d.deliverables)),
+                list(d.required_tags),
+                d.starts_at,
+                d.ends_at,
+                d.attribution_window_days,
+                list(d.audience_countries),
+                d.version,
+                d.cancelled_at,
+            )
+            await self._conn.execute(
+                "DELETE FROM tracking_deal_promo_codes WHERE deal_id = $1", d.deal_id
+            )
+            await self._conn.execute(
+                """INSERT INTO tracking_deal_promo_codes (promo_code, deal_id)
+                   SELECT unnest($1::text[]), $2""",
+                list(d.promo_codes),
+                d.deal_id,
+            )
 
     async def add_fx_snapshots(
         self, snapshots: Sequence[tuple[FxSnapshot, str]], max_move: Decimal

@@ -15,7 +15,7 @@ import asyncpg
 from services.tracking.domain.attribution import DealAttribution, Engagement, Performance, Ratios
 from services.tracking.domain.campaigns import CampaignAttribution, CurrencyTotals
 from services.tracking.domain.credit import Click, Model, ModelSetting
-from services.tracking.domain.deals import DealTerms, DeliverableSpec
+from services.tracking.domain.deals import Cancellation, DealTerms, DeliverableSpec
 from services.tracking.domain.leaks import (
     CodeJudgement,
     Evidence,
@@ -70,14 +70,21 @@ def deliverables_json(deliverables: Sequence[DeliverableSpec]) -> list[dict[str,
     ]
 
 
-# Parsed deals by (deal_id, terms_digest, signed_at): those columns fix every field of
-# DealTerms, so an entry can never go stale; bounded because deals are few (thousands).
-_DEALS: dict[tuple[str, str, datetime], DealTerms] = {}
+# Parsed deals by (deal_id, terms_digest, signed_at, version, cancelled_at): those columns
+# fix every field of DealTerms (the digest is the signed version's; the first received of
+# each later version is kept), so an entry can never go stale; bounded because deals are few.
+_DEALS: dict[tuple[str, str, datetime, int, datetime | None], DealTerms] = {}
 _DEAL_CACHE_LIMIT = 100_000
 
 
 def deal_from(row: asyncpg.Record) -> DealTerms:
-    key = (row["deal_id"], row["terms_digest"], row["signed_at"])
+    key = (
+        row["deal_id"],
+        row["terms_digest"],
+        row["signed_at"],
+        row.get("version", 1),
+        row.get("cancelled_at"),
+    )
     deal = _DEALS.get(key)
     if deal is None:
         if len(_DEALS) >= _DEAL_CACHE_LIMIT:
@@ -107,7 +114,64 @@ def _parse_deal(row: asyncpg.Record) -> DealTerms:
         attribution_window_days=row["attribution_window_days"],
         signed_at=row["signed_at"],
         audience_countries=tuple(row["audience_countries"]),
+        version=row.get("version", 1),
+        cancelled_at=row.get("cancelled_at"),
     )
+
+
+def deal_json(deal: DealTerms) -> str:
+    """A version of a deal's terms as kept in tracking_deal_versions."""
+    return json.dumps(
+        {
+            "deal_id": deal.deal_id,
+            "campaign_id": deal.campaign_id,
+            "brand_id": deal.brand_id,
+            "creator_id": deal.creator_id,
+            "fee": [str(deal.fee.amount), deal.fee.currency],
+            "commission_rate": str(deal.commission_rate),
+            "promo_codes": list(deal.promo_codes),
+            "deliverables": deliverables_json(deal.deliverables),
+            "required_tags": list(deal.required_tags),
+            "starts_at": deal.starts_at.isoformat(),
+            "ends_at": deal.ends_at.isoformat(),
+            "attribution_window_days": deal.attribution_window_days,
+            "signed_at": deal.signed_at.isoformat(),
+            "audience_countries": list(deal.audience_countries),
+            "version": deal.version,
+            "sent_at": None if deal.sent_at is None else deal.sent_at.isoformat(),
+        }
+    )
+
+
+def deal_from_json(text: str) -> DealTerms:
+    d = json.loads(text)
+    return DealTerms(
+        deal_id=d["deal_id"],
+        campaign_id=d["campaign_id"],
+        brand_id=d["brand_id"],
+        creator_id=d["creator_id"],
+        fee=Money(Decimal(d["fee"][0]), d["fee"][1]),
+        commission_rate=Decimal(d["commission_rate"]),
+        promo_codes=tuple(d["promo_codes"]),
+        deliverables=tuple(
+            DeliverableSpec(
+                x["deliverable_id"], x["kind"], x["count"], datetime.fromisoformat(x["due_by"])
+            )
+            for x in d["deliverables"]
+        ),
+        required_tags=tuple(d["required_tags"]),
+        starts_at=datetime.fromisoformat(d["starts_at"]),
+        ends_at=datetime.fromisoformat(d["ends_at"]),
+        attribution_window_days=d["attribution_window_days"],
+        signed_at=datetime.fromisoformat(d["signed_at"]),
+        audience_countries=tuple(d["audience_countries"]),
+        version=d["version"],
+        sent_at=None if d["sent_at"] is None else datetime.fromisoformat(d["sent_at"]),
+    )
+
+
+def cancellation_from(row: asyncpg.Record) -> Cancellation:
+    return Cancellation(row["deal_id"], row["brand_id"], row["cancelled_at"])
 
 
 def post_from(row: asyncpg.Record) -> PostSnapshot:

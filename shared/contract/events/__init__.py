@@ -19,7 +19,13 @@ from shared.contract.events.creators import (
     PayoutFallback,
     TaxForm,
 )
-from shared.contract.events.deals import AttributionModelSet, DealSigned, Deliverable
+from shared.contract.events.deals import (
+    AttributionModelSet,
+    DealAmended,
+    DealCancelled,
+    DealSigned,
+    Deliverable,
+)
 from shared.contract.events.envelope import CloudEvent, EventIdentity, envelope_for
 from shared.contract.events.fx import FxRatesPublished
 from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
@@ -95,6 +101,8 @@ __all__ = [
     "CampaignFx",
     "CloudEvent",
     "CreatorProfileUpserted",
+    "DealAmended",
+    "DealCancelled",
     "DealSigned",
     "Deliverable",
     "DeliverableConfirmed",

@@ -1,4 +1,5 @@
-"""`deal.signed`: the contract between a brand and a creator for one campaign."""
+"""`deal.signed`, `deal.amended`, `deal.cancelled`: the contract between a brand and a creator
+for one campaign, its later versions and its end."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from shared.contract.events.types import (
     Id,
     PromoCodes,
     Rate,
+    ShortText,
     Tags,
     UtcDatetime,
 )
@@ -121,6 +123,33 @@ class DealSigned(ExternalPayload):
         if starts_at is not None and ends_at <= starts_at:
             raise ValueError(f"must be after starts_at ({starts_at.isoformat()})")
         return ends_at
+
+
+# `deal.signed` is version 1 of a deal's terms; each `deal.amended` states a later one.
+FIRST_VERSION = 1
+
+
+class DealAmended(DealSigned):
+    """`deal.amended`: the deal's complete new terms, as `deal.signed` states them, under a
+    version above 1. Only the highest version received counts; one at or below the version in
+    force is stale and ignored. The campaign, creator, brand and fee currency never change.
+    """
+
+    version: Annotated[int, Field(strict=True, ge=FIRST_VERSION + 1)] = Field(
+        description="Version of the terms: 2 for the first amendment, higher for each after.",
+        examples=[2],
+    )
+
+
+class DealCancelled(ExternalPayload):
+    """`deal.cancelled`: the brand ends the deal at the event's `time` (final). Orders and
+    posts after it no longer count; deliverables confirmed after it are not paid."""
+
+    deal_id: Id = Field(description="Deal id; the Kafka key.", examples=["deal-42"])
+    brand_id: Id = Field(description="The deal's brand (it signs).", examples=["br-12"])
+    reason: ShortText = Field(
+        description="Why the deal ends, for the creator.", examples=["Campaign withdrawn"]
+    )
 
 
 DEFAULT_LOOKBACK_DAYS = 30

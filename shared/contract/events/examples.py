@@ -22,7 +22,13 @@ from shared.contract.events.creators import (
     PayoutAccountUpserted,
     TaxForm,
 )
-from shared.contract.events.deals import AttributionModelSet, DealSigned, Deliverable
+from shared.contract.events.deals import (
+    AttributionModelSet,
+    DealAmended,
+    DealCancelled,
+    DealSigned,
+    Deliverable,
+)
 from shared.contract.events.envelope import CloudEvent
 from shared.contract.events.fx import FxRatesPublished
 from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
@@ -196,6 +202,23 @@ def deal() -> DealSigned:
         ends_at=EXAMPLE_TIME + timedelta(days=30),
         attribution_window_days=30,
     )
+
+
+def deal_amended() -> DealAmended:
+    """The example deal's second version: a higher fee and one code more."""
+    signed = deal()
+    return DealAmended(
+        **{
+            **signed.model_dump(),
+            "fee": usd("600.00"),
+            "promo_codes": (*signed.promo_codes, "JANE15"),
+            "version": 2,
+        }
+    )
+
+
+def deal_cancelled() -> DealCancelled:
+    return DealCancelled(deal_id="deal-42", brand_id="br-12", reason="Campaign withdrawn")
 
 
 def brand_funded() -> BrandFunded:
@@ -439,6 +462,8 @@ _DATA_BUILDERS: dict[str, Callable[[], BaseModel]] = {
     EventType.MATCH_SUGGESTED: match_suggestions,
     EventType.MATCH_FEEDBACK: match_feedback,
     EventType.DEAL_SIGNED: deal,
+    EventType.DEAL_AMENDED: deal_amended,
+    EventType.DEAL_CANCELLED: deal_cancelled,
     EventType.ATTRIBUTION_MODEL_SET: attribution_model_set,
     EventType.BRAND_FUNDED: brand_funded,
     EventType.POST_METRICS_OBSERVED: post_metrics,

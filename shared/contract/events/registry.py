@@ -14,7 +14,12 @@ from pydantic import BaseModel, SecretStr
 
 from shared.contract.events.brands import BrandFunded
 from shared.contract.events.creators import CreatorProfileUpserted, PayoutAccountUpserted
-from shared.contract.events.deals import AttributionModelSet, DealSigned
+from shared.contract.events.deals import (
+    AttributionModelSet,
+    DealAmended,
+    DealCancelled,
+    DealSigned,
+)
 from shared.contract.events.fx import FxRatesPublished
 from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
 from shared.contract.events.matching import MatchFeedback, MatchRequested, MatchSuggested
@@ -63,6 +68,8 @@ class EventType(StrEnum):
     MATCH_SUGGESTED = "match.suggested"
     MATCH_FEEDBACK = "match.feedback"
     DEAL_SIGNED = "deal.signed"
+    DEAL_AMENDED = "deal.amended"
+    DEAL_CANCELLED = "deal.cancelled"
     ATTRIBUTION_MODEL_SET = "campaign.attribution-model.set"
     BRAND_FUNDED = "brand.funded"
     POST_METRICS_OBSERVED = "post.metrics.observed"
@@ -179,6 +186,25 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         Topic.CAMPAIGN_DEALS,
         EventType.DEAL_SIGNED,
         DealSigned,
+        "deal_id",
+        external=True,
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
+    ),
+    # Later versions of a deal and its end, beside it on its partition (keyed by deal).
+    EventSpec(
+        Topic.CAMPAIGN_DEALS,
+        EventType.DEAL_AMENDED,
+        DealAmended,
+        "deal_id",
+        external=True,
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
+    ),
+    EventSpec(
+        Topic.CAMPAIGN_DEALS,
+        EventType.DEAL_CANCELLED,
+        DealCancelled,
         "deal_id",
         external=True,
         signed_by=Party.BRAND,

@@ -26,6 +26,8 @@ from services.matching.state import MatchingService
 from services.matching.translate import profile_payload
 from shared.contract.events import (
     CreatorProfileUpserted,
+    DealAmended,
+    DealCancelled,
     DealSigned,
     Deliverable,
     FxRatesPublished,
@@ -151,6 +153,47 @@ async def test_the_index_rebuilt_at_start_is_out_of_the_cyclic_collector_s_sight
     the middle of the requests being answered; frozen at start, it is walked no more."""
     assert gc.get_freeze_count() > 0
     assert not any(tracked is running.service.state.index for tracked in gc.get_objects())
+
+
+async def test_a_cancelled_deal_no_longer_counts_its_creator_as_hired(
+    running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
+) -> None:
+    """Cancelled by its brand, a deal no longer excludes its creator from the campaign's
+    suggestions; an amendment changes nothing, and a cancellation by another brand counts
+    for nothing."""
+    population = running.population
+    campaign = f"cmp-{RUN}-cancelled"
+    ids = population.profiles.creator_id
+    baking = [ids[i] for i in range(len(population)) if population.niche[i] == 0]
+    freed, still = deal(campaign, baking[5]), deal(campaign, baking[6])
+    amended = DealAmended(**dict(freed), version=2)
+    changes = [
+        DealCancelled(deal_id=freed.deal_id, brand_id=freed.brand_id, reason="withdrawn"),
+        DealCancelled(deal_id=still.deal_id, brand_id="brand-rival", reason="not mine"),
+    ]
+    await produce_events(
+        infra.kafka_bootstrap_servers,
+        [
+            make_event(changes[0], source="tests/brand"),  # before its deal: kept
+            *(make_event(d, source="tests/brand") for d in (freed, still, amended)),
+            make_event(changes[1], source="tests/rival"),
+        ],
+    )
+
+    async def recorded() -> bool:
+        query = """SELECT (SELECT count(*) FROM matching_hires WHERE campaign_id = $1)
+                        + (SELECT count(*) FROM matching_cancelled_deals
+                           WHERE deal_id = ANY($2::text[]))"""
+        return await db_pool.fetchval(query, campaign, [freed.deal_id, still.deal_id]) == 4
+
+    await eventually(recorded, what="both hires and both cancellations stored")
+    request = niche_request(
+        "baking", request_id=f"req-{RUN}-cancelled", campaign_id=campaign, seed=3, limit=50
+    )
+    await produce_events(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
+    answer = await running.answers.wait_for(request.request_id)
+    assert answer.filtered.get("already_hired") == 1
+    assert still.creator_id not in {s.creator_id for s in answer.suggestions}
 
 
 async def test_request_gets_explained_suggestions_that_respect_every_filter(

@@ -163,6 +163,20 @@ class MatchingStoreContract:
             hired = await tx.hired([campaign, other, nobody])
             assert hired == {campaign: {"cr-a", "cr-b"}, other: {"cr-d"}, nobody: frozenset()}
 
+    async def test_a_deal_cancelled_by_its_brand_no_longer_hires(self) -> None:
+        campaign = f"cmp-{uid()}"
+        kept, cancelled, early, foreign = (f"deal-{uid()}" for _ in range(4))
+        async with self.store.transaction() as tx:
+            await tx.record_cancellation(early, "br-1", T0)  # before its deal
+            await tx.record_hire(kept, campaign, "cr-a", T0, "br-1")
+            await tx.record_hire(cancelled, campaign, "cr-b", T0, "br-1")
+            await tx.record_hire(early, campaign, "cr-c", T0, "br-1")
+            await tx.record_hire(foreign, campaign, "cr-d", T0, "br-1")
+            await tx.record_cancellation(cancelled, "br-1", T0)
+            await tx.record_cancellation(cancelled, "br-1", T0)  # sent again
+            await tx.record_cancellation(foreign, "br-2", T0)  # not the deal's brand
+            assert await tx.hired([campaign]) == {campaign: {"cr-a", "cr-d"}}
+
     async def test_a_request_is_answered_once_even_twice_in_one_batch(self) -> None:
         first = answer(f"cmp-{uid()}", ["cr-a"])
         async with self.store.transaction() as tx:

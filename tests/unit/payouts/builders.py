@@ -17,6 +17,8 @@ from services.payouts.domain.ledger_check import PostedTransfer
 from shared.contract.events import (
     BrandFunded,
     CloudEvent,
+    DealAmended,
+    DealCancelled,
     DealSigned,
     Deliverable,
     DeliverableConfirmed,
@@ -72,6 +74,32 @@ def deal_signed(
         attribution_window_days=window_days,
     )
     return make_event(data, source=SOURCE, time=T0)
+
+
+def deal_amended(
+    signed: CloudEvent[Any],
+    version: int,
+    *,
+    at: datetime = T0 + timedelta(hours=1),
+    event_id: str | None = None,
+    **changes: Any,
+) -> CloudEvent[Any]:
+    """Version `version` of the deal `signed` states, with `changes` to its data (e.g.
+    `fee=...`, `brand_id=...`, `deliverables=(("dl-1", 1),)`), sent at `at`."""
+    if "deliverables" in changes:
+        changes["deliverables"] = tuple(
+            Deliverable(deliverable_id=d, kind="post", count=c, due_by=T0 + timedelta(days=10))
+            for d, c in changes["deliverables"]
+        )
+    data = DealAmended(**{**dict(signed.data), **changes, "version": version})
+    return make_event(data, source=SOURCE, time=at, id=event_id)
+
+
+def deal_cancelled(
+    deal_id: str, *, at: datetime = T0 + timedelta(hours=2), brand_id: str = "br-1"
+) -> CloudEvent[Any]:
+    data = DealCancelled(deal_id=deal_id, brand_id=brand_id, reason="campaign withdrawn")
+    return make_event(data, source=SOURCE, time=at)
 
 
 def funded(

@@ -14,7 +14,7 @@ from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.brand_view import AttributionFigures
 from services.payouts.domain.escrow import Funding
 from services.payouts.domain.ledger import Transfer, TransferKind, escrow_of
-from services.payouts.domain.terms import Confirmation, DealTerms, DeliverableTerm
+from services.payouts.domain.terms import Cancellation, Confirmation, DealTerms, DeliverableTerm
 from services.payouts.notices import DueEmail
 from services.payouts.store.port import (
     Attribution,
@@ -31,6 +31,7 @@ from tests.unit.payouts.harness import delivery
 
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 def terms(
@@ -172,6 +173,46 @@ class PayoutStoreContract:
             assert await repo.deal(deal) == terms(deal, creator)
             assert await repo.deals([deal, "nope"]) == {deal: terms(deal, creator)}
             assert await repo.deal("nope") is None
+
+    async def test_deal_versions_are_kept_before_and_after_the_deal(self, db: PayoutsStore) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        signed = replace(terms(deal, creator), sent_at=T0)
+        amended = replace(signed, version=3, fee=Money.of("1500.00", "USD"), sent_at=T0 + DAY)
+        async with db.transaction() as repo:
+            assert await repo.add_deal_version(amended, "e3")  # before its deal
+            assert not await repo.add_deal_version(replace(amended, fee=signed.fee), "e4")
+            assert await repo.add_deal(signed, "e1")
+            assert await repo.add_deal_version(signed, "e1")
+            assert await repo.deal_versions(deal) == [signed, amended]
+            assert await repo.deal_versions("nope") == []
+            in_force = replace(amended, sent_at=None, cancelled_at=T0 + 2 * DAY)
+            await repo.save_terms(replace(in_force, creator_id="ignored"))
+            assert await repo.deal(deal) == in_force
+            assert await repo.deals([deal]) == {deal: in_force}
+
+    async def test_the_earliest_cancellation_per_brand_is_kept(self, db: PayoutsStore) -> None:
+        deal = uid("deal")
+        late = Cancellation(deal, "br", T0 + DAY, "late")
+        async with db.transaction() as repo:
+            assert await repo.add_cancellation(late, "e1")
+            assert await repo.add_cancellation(replace(late, cancelled_at=T0, reason="early"), "e2")
+            assert not await repo.add_cancellation(late, "e3")
+            assert await repo.add_cancellation(Cancellation(deal, "other", T0, "not theirs"), "e4")
+            assert await repo.cancellations(deal) == [
+                Cancellation(deal, "br", T0, "early"),
+                Cancellation(deal, "other", T0, "not theirs"),
+            ]
+            assert await repo.cancellations("nope") == []
+
+    async def test_fee_paid_sums_each_deal_fee_payouts(self, db: PayoutsStore) -> None:
+        deal, creator = uid("deal"), uid("cr")
+        async with db.transaction() as repo:
+            await add_payout(repo, new_payout(deal, creator, None, "dl-1", amount="150.00").payout)
+            await repo.add_payouts([new_payout(deal, creator, None, "dl-2", amount="50.00").payout])
+            assert await repo.fee_paid([deal, "nope"]) == {
+                deal: {"dl-1": Money.of("150.00", "USD"), "dl-2": Money.of("50.00", "USD")},
+                "nope": {},
+            }
 
     async def test_inbox_claims_each_event_once(self, db: PayoutsStore) -> None:
         event = confirmed(uid("deal"), "dl-1")

@@ -16,6 +16,8 @@ from services.tracking.translate import deal_terms
 from shared.contract.events import (
     AttributionModelSet,
     CloudEvent,
+    DealAmended,
+    DealCancelled,
     DealSigned,
     Deliverable,
     DeliverableConfirmed,
@@ -88,6 +90,25 @@ def deal_event(
         ),
         source=SOURCE,
         id=event_id,
+        time=time,
+    )
+
+
+def amendment_event(
+    deal_id: str, version: int, *, time: datetime = T0, **fields: Any
+) -> CloudEvent[Any]:
+    """Version `version` of deal `deal_id`: the terms `deal_event(deal_id, **fields)` states,
+    sent at `time`."""
+    signed = deal_event(deal_id, **fields).data
+    return make_event(DealAmended(**dict(signed), version=version), source=SOURCE, time=time)
+
+
+def cancellation_event(
+    deal_id: str, *, brand_id: str = "br-1", time: datetime = T0
+) -> CloudEvent[Any]:
+    return make_event(
+        DealCancelled(deal_id=deal_id, brand_id=brand_id, reason="campaign withdrawn"),
+        source=SOURCE,
         time=time,
     )
 

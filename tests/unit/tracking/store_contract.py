@@ -24,7 +24,7 @@ from services.tracking.domain.campaigns import (
     campaign_attribution,
 )
 from services.tracking.domain.credit import Click, Model, ModelSetting
-from services.tracking.domain.deals import DealTerms
+from services.tracking.domain.deals import Cancellation, DealTerms
 from services.tracking.domain.deliverables import AUTO, Confirmation
 from services.tracking.domain.leaks import (
     CodeJudgement,
@@ -47,7 +47,13 @@ from services.tracking.domain.posts import PostSnapshot
 from services.tracking.store.port import AffectedOrders, LeakAlert, TrackingStore
 from services.tracking.translate import deal_terms, post_snapshot
 from shared.contract.money import FxSnapshot, Money
-from tests.unit.tracking.builders import deal_event, delivered, order_event, post_event
+from tests.unit.tracking.builders import (
+    amendment_event,
+    deal_event,
+    delivered,
+    order_event,
+    post_event,
+)
 
 MOVE = Decimal("0.25")  # FX_MAX_RATE_MOVE
 
@@ -148,6 +154,44 @@ class StoreContract:
             assert clash.conflicting == {first.deal_id}
             # Round trip, keeping the earliest announcement of the same terms.
             assert await tx.deals_of_creators([ids("cr")]) == [resent]
+
+    async def test_deal_versions_and_cancellations_are_kept_and_terms_put_in_force(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        signed = creators_deal(ids, time=ids.at(hours=1), promo_codes=(ids("OLD"),))
+        amended = deal_terms(
+            amendment_event(
+                signed.deal_id,
+                2,
+                time=ids.at(hours=3),
+                creator_id=ids("cr"),
+                fee="700.00",
+                promo_codes=(ids("NEW"),),
+            )
+        )
+        late = Cancellation(signed.deal_id, "br-1", ids.at(hours=9))
+        early = Cancellation(signed.deal_id, "br-1", ids.at(hours=5))
+        foreign = Cancellation(signed.deal_id, "br-2", ids.at(hours=1))
+        async with store.transaction() as tx:
+            # Kept before the deal is stored, the first of each version, the earliest per brand.
+            await tx.keep_deal_changes([amended], [late, foreign])
+            await tx.keep_deal_changes([replace(amended, fee=signed.fee)], [early])
+            assert (await tx.add_deals([signed])).added == [signed]
+            await tx.keep_deal_changes([signed], [])
+            assert await tx.deal_changes([signed.deal_id, ids("none")]) == {
+                signed.deal_id: ([signed, amended], [early, foreign])
+            }
+            in_force = replace(
+                amended, signed_at=signed.signed_at, sent_at=None, cancelled_at=early.cancelled_at
+            )
+            await tx.save_terms([in_force])
+            assert await tx.deals([signed.deal_id, ids("none")]) == {signed.deal_id: in_force}
+            assert await tx.deals_with_codes([ids("NEW")]) == [in_force]
+            assert await tx.deals_with_codes(list(signed.promo_codes)) == []
+            # The signed deal sent again is compared with what was signed, not what is in force.
+            again = await tx.add_deals([signed])
+            assert (again.repeated, again.conflicting) == ({signed.deal_id}, set())
+            assert await tx.deals([signed.deal_id]) == {signed.deal_id: in_force}
 
     async def test_posts_keep_their_latest_snapshot(self, store: TrackingStore, ids: Ids) -> None:
         def snap(observed_hours: int, event_id: str, likes: int) -> PostSnapshot:

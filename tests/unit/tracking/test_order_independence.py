@@ -1,7 +1,9 @@
 """Order independence: the same multiset of events (with ~30 % redeliveries), in any order
 and any split into batches, yields the same attribution, order outcomes and confirmations;
 also with clicks, orders naming visitors and clicks, and the campaign's attribution model
-changed several times; and the same leaked-code flags, with each alert sent at most once;
+changed several times, and deals amended and cancelled (a cancelled deal's confirmations
+aside: those made before its cancellation was known stay); and the same leaked-code flags,
+with each alert sent at most once;
 and the same campaign attribution (per currency, in its reporting currency, with its
 brand's unattributed orders), its last `campaign.attribution.updated` carrying it.
 
@@ -26,11 +28,20 @@ from services.tracking.domain.orders import OrderReason
 from services.tracking.handlers import apply_batch, make_handler, read_ahead
 from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.translate import attribution_event, campaign_attribution_event
-from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
+from shared.contract.events import (
+    CloudEvent,
+    DealAmended,
+    EventType,
+    decode,
+    encode,
+    make_event,
+    spec_for_type,
+)
 from shared.contract.money import Money
 from shared.runtime.unit_of_work import UnitsOfWork
 from tests.unit.tracking.builders import (
     T0,
+    cancellation_event,
     click_event,
     confirmation_event,
     deal_event,
@@ -89,6 +100,43 @@ def deals() -> list[CloudEvent[Any]]:
     ]
 
 
+def deal_changes() -> list[CloudEvent[Any]]:
+    """deal-1 amended twice (fee, rate and window; then its codes: ONE out, LATE in); deal-2
+    cancelled on day 22, then amended after that (stale, whatever the order); a deal never
+    signed cancelled (kept, counting for nothing)."""
+    one, two = (deal.data for deal in deals()[:2])
+    return [
+        amended(
+            one,
+            2,
+            day=1,
+            fee=Money.of("650.00", "USD"),
+            commission_rate=Decimal("0.20"),
+            attribution_window_days=8,
+        ),
+        amended(
+            one,
+            3,
+            day=2,
+            fee=Money.of("700.00", "USD"),
+            commission_rate=Decimal("0.20"),
+            attribution_window_days=8,
+            promo_codes=("SHARED", "LATE"),
+        ),
+        cancellation_event("deal-2", time=T0 + timedelta(days=22)),
+        amended(two, 2, day=23, fee=Money.of("1.00", "EUR")),
+        cancellation_event("deal-404", time=T0 + timedelta(days=3)),
+    ]
+
+
+def amended(data: Any, version: int, *, day: int, **changes: Any) -> CloudEvent[Any]:
+    return make_event(
+        DealAmended(**{**dict(data), **changes, "version": version}),
+        source="tests/tracking",
+        time=T0 + timedelta(days=day),
+    )
+
+
 # A post's creator, kind, deal and posting time are fixed; its metrics grow and its tags
 # may differ between snapshots.
 identities = st.tuples(
@@ -134,7 +182,7 @@ def post_events(
 
 
 orders = st.tuples(
-    st.sampled_from(["SHARED", "ONE", "ONE", "TWO", "NOPE"]),
+    st.sampled_from(["SHARED", "ONE", "ONE", "TWO", "NOPE", "LATE"]),
     st.sampled_from(["10.00", "64.90", "199.99", "0.00"]),
     st.sampled_from(["USD", "USD", "EUR"]),
     # Often when every deal accepts orders, so clicks on several deals share the credit.
@@ -293,7 +341,9 @@ def final_state(store: MemoryTrackingStore) -> dict[str, Any]:
     return {
         "attributions": s.attributions,
         "outcomes": s.outcomes,
-        "confirmed": set(s.confirmations),
+        # A cancelled deal (deal-2) confirms nothing once its cancellation is known, and what
+        # it confirmed before stays: its confirmations depend on when that was.
+        "confirmed": {key for key in s.confirmations if key[0] != "deal-2"},
         "memberships": s.memberships,
         "fx verdicts": {key: snapshot.suspect for key, snapshot in s.snapshots.items()},
         "models": s.models,
@@ -334,6 +384,7 @@ def test_any_order_and_batching_gives_the_same_attribution(
         + manual_confirmations(manual)
         + click_events(clicks)
         + model_events(models)
+        + deal_changes()
     )
     duplicates = data.draw(
         st.lists(
