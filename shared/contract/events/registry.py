@@ -182,33 +182,22 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         external=True,
         signed_by=Party.BRAND,
     ),
-    EventSpec(
-        Topic.CAMPAIGN_DEALS,
-        EventType.DEAL_SIGNED,
-        DealSigned,
-        "deal_id",
-        external=True,
-        signed_by=Party.BRAND,
-        owner_field="brand_id",
-    ),
-    # Later versions of a deal and its end, beside it on its partition (keyed by deal).
-    EventSpec(
-        Topic.CAMPAIGN_DEALS,
-        EventType.DEAL_AMENDED,
-        DealAmended,
-        "deal_id",
-        external=True,
-        signed_by=Party.BRAND,
-        owner_field="brand_id",
-    ),
-    EventSpec(
-        Topic.CAMPAIGN_DEALS,
-        EventType.DEAL_CANCELLED,
-        DealCancelled,
-        "deal_id",
-        external=True,
-        signed_by=Party.BRAND,
-        owner_field="brand_id",
+    # A deal, its later versions and its end, all on the deal's partition (keyed by deal).
+    *(
+        EventSpec(
+            Topic.CAMPAIGN_DEALS,
+            event_type,
+            data_model,
+            "deal_id",
+            external=True,
+            signed_by=Party.BRAND,
+            owner_field="brand_id",
+        )
+        for event_type, data_model in (
+            (EventType.DEAL_SIGNED, DealSigned),
+            (EventType.DEAL_AMENDED, DealAmended),
+            (EventType.DEAL_CANCELLED, DealCancelled),
+        )
     ),
     # Keyed by campaign: payouts and matching, which also read this topic, ignore it.
     EventSpec(
