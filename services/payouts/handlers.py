@@ -110,6 +110,24 @@ class PayoutPolicy:
 _NO_SNAPSHOT: Final = object()
 
 
+def _add_postings(
+    balances: dict[str, dict[str, Decimal]],
+    owner_of: Callable[[str], str | None],
+    transfer: Transfer,
+    only: set[str] | None = None,
+) -> None:
+    """Add the transfer's postings to `balances` (owner -> currency -> amount): to the owners
+    read into it already, those in `only` alone if given. `owner_of` names an account's owner."""
+    for posting in transfer.postings:
+        owner = owner_of(posting.account)
+        if owner is None or owner not in balances:
+            continue
+        if only is None or owner in only:
+            held = balances[owner]
+            currency = posting.amount.currency
+            held[currency] = held.get(currency, Decimal(0)) + posting.amount.amount
+
+
 @dataclass
 class PendingChanges:
     """The changes of one transaction of the store, and what it read: `flush` writes them,
@@ -297,7 +315,7 @@ class PendingChanges:
             account = creator_receivable(creator_id)
             self._receivables[creator_id] = {c: v for (a, c), v in stored.items() if a == account}
         for transfer in self._receivable_moves:  # collected before the first read
-            self._track(transfer, only=set(missing))
+            _add_postings(self._receivables, receivable_of, transfer, only=set(missing))
 
     async def recoverable(self, creator_id: str, currency: str) -> Money:
         """What the creator still owes from clawbacks in `currency` (zero or more), this
@@ -306,16 +324,6 @@ class PendingChanges:
         await self.read_receivables([creator_id])
         balance = self._receivables[creator_id].get(currency, Decimal(0))
         return Money.of(max(-balance, Decimal(0)), currency)
-
-    def _track(self, transfer: Transfer, only: set[str] | None = None) -> None:
-        for posting in transfer.postings:
-            creator_id = receivable_of(posting.account)
-            if creator_id is None or creator_id not in self._receivables:
-                continue
-            if only is None or creator_id in only:
-                balances = self._receivables[creator_id]
-                currency = posting.amount.currency
-                balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
 
     async def _read_escrow(self, brand_ids: Iterable[str]) -> None:
         missing = sorted({b for b in brand_ids if b not in self._escrow})
@@ -326,20 +334,10 @@ class PendingChanges:
         for brand_id in missing:
             self._escrow[brand_id] = {c: v for (b, c), v in stored.items() if b == brand_id}
         for transfer in self.transfers:  # collected before the first read
-            self._track_escrow(transfer, only=set(missing))
+            _add_postings(self._escrow, escrow_of, transfer, only=set(missing))
         self._waiting |= {
             (p.brand_id, p.gross.currency) for p in await self.repo.awaiting_funds(missing)
         }
-
-    def _track_escrow(self, transfer: Transfer, only: set[str] | None = None) -> None:
-        for posting in transfer.postings:
-            brand_id = escrow_of(posting.account)
-            if brand_id is None or brand_id not in self._escrow:
-                continue
-            if only is None or brand_id in only:
-                balances = self._escrow[brand_id]
-                currency = posting.amount.currency
-                balances[currency] = balances.get(currency, Decimal(0)) + posting.amount.amount
 
     async def escrow(self, brand_id: str, currency: str) -> Money:
         """The brand's escrow in `currency`, this transaction's transfers included. Callers
@@ -359,10 +357,10 @@ class PendingChanges:
         if awaits_funds(payout):
             self._waiting.add((payout.brand_id, payout.gross.currency))
         for transfer in transition.transfers:
-            self._track_escrow(transfer)
+            _add_postings(self._escrow, escrow_of, transfer)
             if transfer.kind in (TransferKind.CLAWBACK, TransferKind.RECOVERY):
                 self._receivable_moves.append(transfer)
-                self._track(transfer)
+                _add_postings(self._receivables, receivable_of, transfer)
         if transition.publish:
             payout = transition.payout
             self.events.append(translate.status_event(payout, self.now))
@@ -394,7 +392,7 @@ class PendingChanges:
         """Credit a new funding to the brand's escrow (posted by `flush`)."""
         transfer = funding.transfer()
         self.transfers.append(transfer)
-        self._track_escrow(transfer)
+        _add_postings(self._escrow, escrow_of, transfer)
 
     async def changed(self, transitions: Sequence[tuple[Transition, PayoutStatus]]) -> None:
         """Store payouts that moved on from the given previous statuses."""

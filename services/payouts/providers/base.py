@@ -121,6 +121,23 @@ class HttpRail:
             ) from None
 
 
+def error_body(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a rail's error answer; an empty one when the answer is anything else
+    (the classification then goes by the status alone)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def unlisted_status(status: int) -> tuple[bool, bool]:
+    """(retryable, nothing executed) for an error status a rail's `ERRORS` does not list: a 4xx
+    was refused before execution and would be again; a 5xx may follow execution, and may pass
+    when retried."""
+    return status >= 500, status < 500
+
+
 def json_object(
     rail: str, response: httpx.Response, parse: Callable[[bytes], object] = json.loads
 ) -> dict[str, Any]:

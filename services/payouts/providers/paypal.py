@@ -56,7 +56,9 @@ from services.payouts.providers.base import (
     Settlement,
     TransferAccepted,
     TransferRequest,
+    error_body,
     json_object,
+    unlisted_status,
 )
 from shared.contract.money import Money
 
@@ -201,11 +203,7 @@ def _original_batch(response: httpx.Response) -> str | None:
     """The batch a duplicate `sender_batch_id` was first used for, from the error's links."""
     if response.status_code < 400 or response.status_code >= 500:
         return None
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    links = body.get("links") if isinstance(body, dict) else None
+    links = error_body(response).get("links")
     for link in links if isinstance(links, list) else []:
         href = link.get("href") if isinstance(link, dict) else None
         if isinstance(href, str) and "/v1/payments/payouts/" in href:
@@ -215,18 +213,13 @@ def _original_batch(response: httpx.Response) -> str | None:
 
 def _error(response: httpx.Response, *, step: str) -> ProviderError:
     status = response.status_code
-    name = ""
-    try:
-        body = response.json()
-        if isinstance(body, dict):
-            # The token endpoint answers OAuth-style {"error": ...}.
-            name = str(body.get("name") or body.get("error") or "")
-    except ValueError:
-        pass
+    body = error_body(response)
+    # The token endpoint answers OAuth-style {"error": ...}.
+    name = str(body.get("name") or body.get("error") or "")
     # PayPal's `message` and `details` can quote the receiver: only the name is reported.
     reason = f"paypal: {status} {name or 'error'}" + (" (token)" if step == "token" else "")
     retryable, not_executed = ERRORS.get(
-        (status, name), ERRORS.get((status, ""), (status >= 500, status < 500))
+        (status, name), ERRORS.get((status, ""), unlisted_status(status))
     )
     return ProviderError(reason, retryable=retryable, not_executed=not_executed)
 

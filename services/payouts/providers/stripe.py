@@ -41,7 +41,9 @@ from services.payouts.providers.base import (
     Settlement,
     TransferAccepted,
     TransferRequest,
+    error_body,
     json_object,
+    unlisted_status,
 )
 from shared.contract.money import Money
 
@@ -157,13 +159,8 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 def _error(response: httpx.Response) -> ProviderError:
     status = response.status_code
-    detail: dict[str, Any] = {}
-    try:
-        body = response.json()
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            detail = body["error"]
-    except ValueError:
-        pass
+    error = error_body(response).get("error")
+    detail: dict[str, Any] = error if isinstance(error, dict) else {}
     kind = str(detail.get("type") or "unknown_error")
     code = str(detail.get("code") or detail.get("decline_code") or "")
     # Stripe's `message` can quote request parameters (the destination among them), so only
@@ -172,7 +169,7 @@ def _error(response: httpx.Response) -> ProviderError:
     reason = f"stripe: {status} {kind}" + (f" {code}" if code else "")
     if param:
         reason += f" (param {param})"
-    retryable, not_executed = ERRORS.get(status, (status >= 500, status < 500))
+    retryable, not_executed = ERRORS.get(status, unlisted_status(status))
     if kind == "idempotency_error" and status != 409:
         not_executed = False  # the key's first request may have paid
     should_retry = response.headers.get("Stripe-Should-Retry", "").lower()

@@ -58,7 +58,9 @@ from services.payouts.providers.base import (
     Settlement,
     TransferAccepted,
     TransferRequest,
+    error_body,
     json_object,
+    unlisted_status,
 )
 from shared.contract.money import Money
 
@@ -214,7 +216,7 @@ class WiseTransfers(HttpRail):
         if invalid_state_ok and response.status_code == 422 and code == "transfer.invalid-state":
             return response
         status = response.status_code
-        retryable, not_executed = ERRORS.get(status, (status >= 500, status < 500))
+        retryable, not_executed = ERRORS.get(status, unlisted_status(status))
         if before_funding:
             not_executed = True
         reason = f"wise: {status} {code or 'error'} ({step})"
@@ -222,12 +224,7 @@ class WiseTransfers(HttpRail):
 
 
 def _code(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
+    body = error_body(response)
     errors = body.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         # Wise's `message` can quote account details: only the code is reported.
