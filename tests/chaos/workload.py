@@ -34,7 +34,6 @@ from shared.contract.events import (
     DeliverableConfirmed,
     FxRatesPublished,
     OrderRedeemed,
-    OrderRefunded,
     PayoutAccountUpserted,
     PayoutFallback,
     PostMetricsObserved,
@@ -45,7 +44,7 @@ from shared.contract.events import (
     spec_for_type,
 )
 from shared.contract.money import Money
-from shared.tools.demo.scenario import DealTruth, PostGrowth, SeededCampaign
+from shared.tools.demo.scenario import DealTruth, PostGrowth, SeededCampaign, refund_of
 from shared.tools.synthetic.population import (
     NICHE_NAMES,
     generate_population,
@@ -352,7 +351,7 @@ class _Generator(SeededCampaign):
             occurred_at = self.starts_at + timedelta(hours=self.rng.randint(6, 90))
             usd = Decimal(self.rng.randint(1200, 12000)) / 100
             in_eur = self.rng.random() < 0.2
-            amount = Money.of(usd * self.fx.rates["EUR"], "EUR") if in_eur else Money.of(usd, "USD")
+            amount = self.order_amount(usd, in_eur=in_eur)
             order = OrderRedeemed(
                 order_id=f"ord-{deal.deal_id}-{j}",
                 promo_code=code,
@@ -363,22 +362,12 @@ class _Generator(SeededCampaign):
             if self.rng.random() < 0.1:  # the shop retries: a new event, the same order
                 self.events.append(make_event(order, source="shop/chaos", time=self.now))
             if self.rng.random() < 0.1:
-                refund = OrderRefunded(
-                    order_id=order.order_id,
-                    promo_code=code,
-                    amount=amount,
-                    occurred_at=occurred_at + timedelta(hours=12),
-                )
+                refund = refund_of(order, timedelta(hours=12))
                 self.events.append(make_event(refund, source="shop/chaos", time=self.now))
             else:
                 truth.add_order(self.fx.convert(amount, "USD").result)
         if self.rng.random() < 0.2:  # before the deal started: valid, attributed to nobody
-            early = OrderRedeemed(
-                order_id=f"ord-{deal.deal_id}-early",
-                promo_code=code,
-                amount=Money.of("30.00", "USD"),
-                occurred_at=self.starts_at - timedelta(days=2),
-            )
+            early = self.early_order(deal.deal_id, code, Money.of("30.00", "USD"))
             self.events.append(make_event(early, source="shop/chaos", time=self.now))
 
     def _poisoned_fx_feed(self) -> None:

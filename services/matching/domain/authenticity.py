@@ -83,6 +83,7 @@ def flag_names(mask: int) -> list[str]:
     return [name for bit, name in enumerate(RED_FLAGS) if mask >> bit & 1]
 
 
+@dataclass(kw_only=True, eq=False)
 class AccountAnomalyModel:
     """IsolationForest over `AccountNumbers.matrix()`, calibrated on the accounts it saw.
 
@@ -92,16 +93,9 @@ class AccountAnomalyModel:
     True
     """
 
-    def __init__(
-        self,
-        *,
-        n_estimators: int = 100,
-        max_samples: int = 256,
-        random_state: int = 0,
-    ) -> None:
-        self.n_estimators = n_estimators
-        self.max_samples = max_samples
-        self.random_state = random_state
+    n_estimators: int = 100
+    max_samples: int = 256
+    random_state: int = 0
 
     def fit(self, inputs: npt.NDArray[np.floating]) -> AccountAnomalyModel:
         forest = IsolationForest(

@@ -13,9 +13,9 @@ account's niche vector (held twice: CSR and CSC), its id and handle.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,8 @@ _ANOMALY_SAMPLE: Final = 50_000
 # Rows written with words the vocabulary lacks, as a share of the rows it was fitted on, that
 # make a refit due before the index doubles: a new niche's creators become findable soon.
 _NEW_WORDS_REFIT_SHARE: Final = 0.01
+ColumnView = TypeVar("ColumnView", EngagementMix, AccountNumbers)
+"""What the authenticity and pod checks read of the rows they judge."""
 
 
 class Vocabulary:
@@ -281,26 +283,16 @@ class CreatorIndex:
             self.version += 1
 
     def engagement_mix(self, rows: slice | npt.NDArray[np.int64]) -> EngagementMix:
-        c = self.columns
-        return EngagementMix(
-            avg_likes=c.avg_likes[rows],
-            avg_comments=c.avg_comments[rows],
-            avg_shares=c.avg_shares[rows],
-            engagement_rate=c.engagement_rate[rows],
-            tier=c.tier[rows],
-        )
+        return self._columns_as(EngagementMix, rows)
 
     def account_numbers(self, rows: slice | npt.NDArray[np.int64]) -> AccountNumbers:
-        c = self.columns
-        return AccountNumbers(
-            followers=c.followers[rows],
-            engagement_rate=c.engagement_rate[rows],
-            avg_likes=c.avg_likes[rows],
-            avg_comments=c.avg_comments[rows],
-            avg_views=c.avg_views[rows],
-            posts_last_30d=c.posts_last_30d[rows],
-            tier=c.tier[rows],
-        )
+        return self._columns_as(AccountNumbers, rows)
+
+    def _columns_as(
+        self, view: type[ColumnView], rows: slice | npt.NDArray[np.int64]
+    ) -> ColumnView:
+        """`rows` of the columns `view` has fields for (each field is the column of its name)."""
+        return view(**{f.name: getattr(self.columns, f.name)[rows] for f in fields(view)})
 
     def cost(self, row: int) -> Money:
         """The quoted price of one post by the creator at `row`, in its own currency."""

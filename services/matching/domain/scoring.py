@@ -14,9 +14,9 @@ is stopped by the first reason that applies, in that order.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,9 @@ from services.matching.domain.niche_vectors import NicheQuery
 from services.matching.domain.ranker import LinearRanker
 from shared.contract.events.vocabulary import AGE_BUCKETS, TIERS, TargetGender, Tier
 from shared.contract.money import FxRateMissing, FxSnapshot, Money, minor_unit
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 FILTER_REASONS: Final[tuple[str, ...]] = (
     "excluded",
@@ -216,82 +219,90 @@ class SharedWork:
     def price(self, row: int, currency: str) -> Money:
         """The exact quoted price of the creator at `row` in `currency` (converted once per
         batch: queries on one niche shortlist many of the same creators)."""
-        key = (row, currency)
-        found = self._prices.get(key)
-        if found is None:
-            found = self._prices[key] = _convert(self._index.cost(row), currency, self.fx)
-        return found
+        return _kept(
+            self._prices,
+            (row, currency),
+            lambda: _convert(self._index.cost(row), currency, self.fx),
+        )
 
     def costs(self, currency: str) -> npt.NDArray[np.float64]:
         """Approximate quoted price of every creator in `currency` (NaN: no FX rate)."""
-        found = self._costs.get(currency)
-        if found is None:
-            index = self._index
-            names = index.currencies.names
-            rates = fx_rates_to(self.fx, names, currency)
-            exponents = np.array([10.0 ** minor_unit(cc) for cc in names] or [1.0])
-            codes = index.columns.cost_currency[: index.size]
-            found = index.columns.cost_minor[: index.size] / exponents[codes] * rates[codes]
-            self._costs[currency] = found
-        return found
+        return _kept(self._costs, currency, lambda: _costs_in(self._index, currency, self.fx))
 
     def outside_platforms(self, platforms: tuple[str, ...]) -> npt.NDArray[np.bool_]:
         key = ("platforms", *sorted(platforms))
-        found = self._masks.get(key)
-        if found is None:
-            index = self._index
-            table = index.platforms.lookup(platforms)
-            found = self._masks[key] = ~table[index.columns.platform[: index.size]]
-        return found
+        return _kept(self._masks, key, lambda: ~_on_platforms(self._index, platforms))
 
     def outside_tiers(self, tiers: tuple[Tier, ...]) -> npt.NDArray[np.bool_]:
         key = ("tiers", *sorted(tiers))
-        found = self._masks.get(key)
-        if found is None:
-            wanted = np.zeros(len(TIERS), dtype=bool)
-            wanted[[TIER_CODES[t] for t in tiers]] = True
-            found = self._masks[key] = ~wanted[self._index.columns.tier[: self._index.size]]
-        return found
+        return _kept(self._masks, key, lambda: ~_in_tiers(self._index, tiers))
 
     def creator_features(self, settings: ScoringSettings) -> npt.NDArray[np.float32]:
         """(3 x size): engagement, authenticity and past performance of every creator, the
         features no request changes."""
         key = (settings.roas_prior, settings.roas_prior_strength)
-        found = self._creator_features.get(key)
-        if found is None:
-            index = self._index
-            n = index.size
-            c = index.columns
-            found = np.empty((3, n), dtype=np.float32)
-            # Engagement a pod or bought followers produced is no merit: it counts for nothing.
-            trusted = c.trust_flags[:n] == 0
-            found[0] = engagement_quality(c.engagement_rate[:n], c.tier[:n]) * trusted
-            found[1] = c.authenticity[:n]
-            shrunk = shrunk_roas(
-                c.roas_sum[:n],
-                c.roas_count[:n],
-                prior=settings.roas_prior,
-                k=settings.roas_prior_strength,
-            )
-            found[2] = past_performance(shrunk, prior=settings.roas_prior)
-            self._creator_features[key] = found
-        return found
+        return _kept(self._creator_features, key, lambda: _creator_features(self._index, settings))
 
     def age_fit(self, ages: tuple[str, ...]) -> npt.NDArray[np.float32]:
         """Every creator's audience share in the age buckets `ages` (1 when any age will do)."""
         key = ("ages", *sorted(ages))
-        found = self._audience_fit.get(key)
-        if found is None:
-            everyone = np.arange(self._index.size, dtype=np.int64)
-            found = self._audience_fit[key] = _audience_age(self._index, ages, everyone)
-        return found
+        return _kept(
+            self._audience_fit,
+            key,
+            lambda: _audience_age(self._index, ages, np.arange(self._index.size, dtype=np.int64)),
+        )
 
     def country_fit(self, countries: tuple[str, ...]) -> npt.NDArray[np.float32]:
         key = ("countries", *sorted(countries))
-        found = self._audience_fit.get(key)
-        if found is None:
-            found = self._audience_fit[key] = _audience_country(self._index, countries)
-        return found
+        return _kept(self._audience_fit, key, lambda: _audience_country(self._index, countries))
+
+
+def _kept(kept: dict[K, V], key: K, compute: Callable[[], V]) -> V:
+    """`kept[key]`, computed and kept first if missing."""
+    found = kept.get(key)
+    if found is None:
+        found = kept[key] = compute()
+    return found
+
+
+def _costs_in(index: CreatorIndex, currency: str, fx: FxSnapshot | None) -> npt.NDArray[np.float64]:
+    names = index.currencies.names
+    rates = fx_rates_to(fx, names, currency)
+    exponents = np.array([10.0 ** minor_unit(cc) for cc in names] or [1.0])
+    codes = index.columns.cost_currency[: index.size]
+    costs: npt.NDArray[np.float64] = (
+        index.columns.cost_minor[: index.size] / exponents[codes] * rates[codes]
+    )
+    return costs
+
+
+def _on_platforms(index: CreatorIndex, platforms: tuple[str, ...]) -> npt.NDArray[np.bool_]:
+    table = index.platforms.lookup(platforms)
+    return table[index.columns.platform[: index.size]]
+
+
+def _in_tiers(index: CreatorIndex, tiers: tuple[Tier, ...]) -> npt.NDArray[np.bool_]:
+    wanted = np.zeros(len(TIERS), dtype=bool)
+    wanted[[TIER_CODES[t] for t in tiers]] = True
+    return wanted[index.columns.tier[: index.size]]
+
+
+def _creator_features(index: CreatorIndex, settings: ScoringSettings) -> npt.NDArray[np.float32]:
+    n = index.size
+    c = index.columns
+    found = np.empty((3, n), dtype=np.float32)
+    # Engagement a pod or bought followers produced is no merit: it counts for nothing.
+    trusted = c.trust_flags[:n] == 0
+    found[0] = engagement_quality(c.engagement_rate[:n], c.tier[:n]) * trusted
+    found[1] = c.authenticity[:n]
+    shrunk = shrunk_roas(
+        c.roas_sum[:n],
+        c.roas_count[:n],
+        prior=settings.roas_prior,
+        k=settings.roas_prior_strength,
+    )
+    found[2] = past_performance(shrunk, prior=settings.roas_prior)
+    return found
 
 
 def _bounded(kept: dict[Any, Any], most: int) -> dict[Any, Any]:

@@ -250,6 +250,30 @@ class SeededCampaign:
         self.ends_at = now + ends_in
         self.fx = reference_fx(now)
 
+    def order_amount(self, usd: Decimal, *, in_eur: bool) -> Money:
+        """An order worth `usd` dollars, paid in euros at the reference rate when `in_eur`."""
+        return Money.of(usd * self.fx.rates["EUR"], "EUR") if in_eur else Money.of(usd, "USD")
+
+    def early_order(self, deal_id: str, promo_code: str, amount: Money) -> OrderRedeemed:
+        """An order with the deal's code placed two days before the campaign started: valid
+        data, attributed to nobody."""
+        return OrderRedeemed(
+            order_id=f"ord-{deal_id}-early",
+            promo_code=promo_code,
+            amount=amount,
+            occurred_at=self.starts_at - timedelta(days=2),
+        )
+
+
+def refund_of(order: OrderRedeemed, after: timedelta) -> OrderRefunded:
+    """The whole of `order` refunded `after` it was placed."""
+    return OrderRefunded(
+        order_id=order.order_id,
+        promo_code=order.promo_code,
+        amount=order.amount,
+        occurred_at=order.occurred_at + after,
+    )
+
 
 class Scenario(SeededCampaign):
     def __init__(self, config: DemoConfig, now: datetime) -> None:
@@ -461,7 +485,7 @@ class Scenario(SeededCampaign):
             occurred_at = self.starts_at + timedelta(hours=self.rng.randint(8, 70))
             in_eur = self.rng.random() < 0.2
             usd = Decimal(self.rng.randint(1500, 9000)) / 100
-            amount = Money.of(usd * self.fx.rates["EUR"], "EUR") if in_eur else Money.of(usd, "USD")
+            amount = self.order_amount(usd, in_eur=in_eur)
             order = OrderRedeemed(
                 order_id=f"ord-{hire.deal.deal_id}-{j}",
                 promo_code=hire.promo_code,
@@ -476,22 +500,11 @@ class Scenario(SeededCampaign):
                 waves[2].append(make_event(order, source=SHOP_SOURCE, time=self.now))
             value = self.fx.convert(amount, "USD").result
             if self.rng.random() < 0.12:
-                refund = OrderRefunded(
-                    order_id=order.order_id,
-                    promo_code=order.promo_code,
-                    amount=amount,
-                    occurred_at=occurred_at + timedelta(hours=20),
-                )
+                refund = refund_of(order, timedelta(hours=20))
                 waves[2].append(make_event(refund, source=SHOP_SOURCE, time=self.now))
             else:
                 truth.add_order(value)
-        # Used before the deal started: valid data, attributed to nobody.
-        early = OrderRedeemed(
-            order_id=f"ord-{hire.deal.deal_id}-early",
-            promo_code=hire.promo_code,
-            amount=Money.of("42.00", "USD"),
-            occurred_at=self.starts_at - timedelta(days=2),
-        )
+        early = self.early_order(hire.deal.deal_id, hire.promo_code, Money.of("42.00", "USD"))
         waves[1].append(make_event(early, source=SHOP_SOURCE, time=self.now))
         return count
 
