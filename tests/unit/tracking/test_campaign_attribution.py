@@ -37,7 +37,7 @@ from services.tracking.domain.orders import Order, OrderOutcome, OrderReason, Or
 from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.translate import campaign_attribution_event
 from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
-from shared.contract.events.examples import valid_example
+from shared.contract.events.examples import usd, valid_example
 from shared.contract.money import FxSnapshot, Money
 from tests.unit.tracking.builders import (
     T0,
@@ -49,10 +49,6 @@ from tests.unit.tracking.builders import (
 )
 
 NOW = T0 + timedelta(days=60)
-
-
-def usd(amount: str) -> Money:
-    return Money(Decimal(amount), "USD")
 
 
 def eur(amount: str) -> Money:
