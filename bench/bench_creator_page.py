@@ -14,7 +14,6 @@ Usage: python bench/bench_creator_page.py [--payouts 10000] [--per-creator 20] [
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import socket
@@ -31,6 +30,7 @@ import redis.asyncio as redis
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from command_line import run_with_options  # bench/ is the script's directory
 from servers import quiet_logs  # bench/ is the script's directory
 
 from services.payouts.creator_page.access import CreatorAccess, Limit
@@ -176,9 +176,4 @@ async def measure(
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--payouts", type=int, default=10_000)
-    parser.add_argument("--per-creator", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=300)
-    args = parser.parse_args()
-    asyncio.run(main(args.payouts, args.per_creator, args.requests))
+    run_with_options(main, __doc__, payouts=10_000, per_creator=20, requests=300)

@@ -23,8 +23,6 @@ Usage: python bench/bench_latency.py [--rate 200] [--count 2000]
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 import tempfile
 import uuid
@@ -54,6 +52,7 @@ from shared.tools.latency_floor import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from command_line import run_with_options  # bench/ is the script's directory
 from servers import (  # bench/ is the script's directory
     embedded_servers,
     produce_all,
@@ -253,8 +252,4 @@ async def main(rate: float, count: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--count", type=int, default=2000)
-    args = parser.parse_args()
-    asyncio.run(main(args.rate, args.count))
+    run_with_options(main, __doc__, rate=200.0, count=2000)

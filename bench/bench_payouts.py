@@ -16,7 +16,6 @@ Usage: python bench/bench_payouts.py [--rate 200] [--count 2000] [--burst 3000]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -46,6 +45,7 @@ from shared.tools.latency_floor import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from command_line import run_with_options  # bench/ is the script's directory
 from servers import (  # bench/ is the script's directory
     embedded_servers,
     produce_all,
@@ -92,6 +92,11 @@ async def baseline(urls: InfraUrls, rate: float, count: int, burst: int) -> dict
     finally:
         await producer.stop()
         await receiver.stop()
+    return _summary(latencies, burst, elapsed)
+
+
+def _summary(latencies: list[float], burst: int, elapsed: float) -> dict[str, float]:
+    """The p50 and p99 of `latencies`, and the rate of a burst of `burst` in `elapsed` s."""
     return {
         "p50": quantile(latencies, 0.5),
         "p99": quantile(latencies, 0.99),
@@ -147,10 +152,8 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
             await receiver.stop()
             await producer.stop()
     return {
-        "p50": quantile(latencies, 0.5),
-        "p99": quantile(latencies, 0.99),
+        **_summary(latencies, burst, elapsed),
         "mean": statistics.fmean(latencies),
-        "per_second": burst / elapsed,
         **stages,
     }
 
@@ -209,9 +212,4 @@ async def main(rate: float, count: int, burst: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--burst", type=int, default=3000)
-    args = parser.parse_args()
-    asyncio.run(main(args.rate, args.count, args.burst))
+    run_with_options(main, __doc__, rate=200.0, count=2000, burst=3000)

@@ -15,7 +15,6 @@ Usage: python bench/bench_rails.py [--burst 3000] [--limit 600] [--latency-ms 50
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import bisect
 import sys
@@ -37,6 +36,7 @@ from shared.tools.infra import InfraUrls
 from shared.tools.latency_floor import Arrivals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from command_line import run_with_options  # bench/ is the script's directory
 from servers import (  # bench/ is the script's directory
     embedded_servers,
     produce_all,
@@ -185,9 +185,4 @@ async def main(burst: int, limit: float, latency_ms: float) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--burst", type=int, default=3000)
-    parser.add_argument("--limit", type=float, default=600.0)
-    parser.add_argument("--latency-ms", type=float, default=50.0)
-    args = parser.parse_args()
-    asyncio.run(main(args.burst, args.limit, args.latency_ms))
+    run_with_options(main, __doc__, burst=3000, limit=600.0, latency_ms=50.0)

@@ -13,6 +13,7 @@ from services.payouts.domain.amounts import split_platform_fee
 from services.payouts.domain.commission import next_commission_step
 from services.payouts.domain.ledger import creator_receivable
 from services.payouts.domain.lifecycle import Payout
+from shared.contract.events.examples import usd
 from shared.contract.money import Money
 from tests.unit.payouts.builders import (
     T0,
@@ -27,10 +28,6 @@ from tests.unit.payouts.builders import (
 from tests.unit.payouts.harness import Harness
 
 CLOSES = T0 + timedelta(days=10)
-
-
-def usd(amount: str) -> Money:
-    return Money.of(amount, "USD")
 
 
 async def signed(h: Harness, *, currency: str | None = "USD") -> tuple[str, str]:

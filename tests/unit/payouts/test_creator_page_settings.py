@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from services.payouts.app import creator_page
-from services.payouts.destinations import new_key
 from services.payouts.settings import PayoutsSettings
 from shared.runtime.server_urls import InfraUrls
 from shared.runtime.service import ServiceConfigurationError
+from tests.unit.payouts.production_env import set_production_env
 
 
 def test_a_link_lives_fifteen_minutes_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,10 +31,7 @@ def test_links_start_with_the_pages_public_address(monkeypatch: pytest.MonkeyPat
 
 
 def test_production_serves_the_page_only_behind_https(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
-    monkeypatch.setenv("PAYOUTS_PROVIDER", "stripe")
-    monkeypatch.setenv("PAYOUTS_STRIPE_API_KEY", "sk_test_x")
-    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY", new_key())
+    set_production_env(monkeypatch)
     assert PayoutsSettings().page_port is None  # no page: nothing to refuse
     monkeypatch.setenv("PAYOUTS_PAGE_PORT", "9443")
     with pytest.raises(ValidationError, match="PAYOUTS_PAGE_URL to its https"):

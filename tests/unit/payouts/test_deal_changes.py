@@ -23,6 +23,7 @@ from services.payouts.domain.terms import (
 )
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent
+from shared.contract.events.examples import usd
 from shared.contract.money import Money
 from shared.runtime.observability import STALE_AMENDMENTS
 from shared.runtime.trust import Untrusted
@@ -37,11 +38,6 @@ from tests.unit.payouts.builders import (
     uid,
 )
 from tests.unit.payouts.harness import Harness
-
-
-def usd(amount: str) -> Money:
-    return Money.of(amount, "USD")
-
 
 TERMS = DealTerms(
     deal_id="d",

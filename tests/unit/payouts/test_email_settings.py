@@ -9,11 +9,11 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from services.payouts.destinations import new_key
 from services.payouts.dispatcher import utc_now
 from services.payouts.notifications import email_sender
 from services.payouts.settings import PayoutsSettings
 from services.payouts.store.memory import MemoryPayoutsStore
+from tests.unit.payouts.production_env import set_production_env
 
 UNUSED_POOL = cast(asyncpg.Pool, object())  # the sender's loop is built, never run here
 
@@ -49,10 +49,7 @@ def test_a_wrong_smtp_password_is_never_quoted(monkeypatch: pytest.MonkeyPatch) 
 def test_production_mails_only_over_tls_and_links_only_to_https(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CREATORFLOW_PROFILE", "production")
-    monkeypatch.setenv("PAYOUTS_PROVIDER", "stripe")
-    monkeypatch.setenv("PAYOUTS_STRIPE_API_KEY", "sk_test_x")
-    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY", new_key())
+    set_production_env(monkeypatch)
     monkeypatch.setenv("PAYOUTS_SMTP_HOST", "smtp.example.com")
     monkeypatch.setenv("PAYOUTS_SMTP_FROM", "payouts@example.com")
     with pytest.raises(ValidationError, match="https:// PAYOUTS_PAGE_URL"):

@@ -29,7 +29,7 @@ from services.payouts.domain.lifecycle import (
 )
 from services.payouts.domain.terms import DealTerms, DeliverableTerm
 from shared.contract.events import PayoutAccountUpserted, TaxForm
-from shared.contract.events.vocabulary import PAYOUT_STATUSES
+from shared.contract.events.vocabulary import PAYOUT_STATUSES, PayoutMethod
 from shared.contract.money import FxSnapshot, Money
 from tests.unit.payouts.builders import with_fundings
 
@@ -281,17 +281,22 @@ def test_transfers_must_balance_per_currency() -> None:
         )
 
 
+def upserted(creator_id: str, method: PayoutMethod, destination: str) -> PayoutAccountUpserted:
+    """The creator service's account of `creator_id`: EUR, a verified W-9."""
+    return PayoutAccountUpserted(
+        creator_id=creator_id,
+        method=method,
+        destination=SecretStr(destination),
+        currency="EUR",
+        tax_form=TaxForm(type="W-9", status="verified"),
+    )
+
+
 def test_hold_reasons_and_raw_destinations() -> None:
     assert hold_for(account(), NOW) is None
     assert hold_for(account(form="W-9"), NOW) is None
     assert hold_for(account(form="W-8BEN-E"), NOW) is None
-    raw = PayoutAccountUpserted(
-        creator_id="cr-1",
-        method="bank_transfer",
-        destination=SecretStr("DE89370400440532013000"),
-        currency="EUR",
-        tax_form=TaxForm(type="W-9", status="verified"),
-    )
+    raw = upserted("cr-1", "bank_transfer", "DE89370400440532013000")
     with pytest.raises(RawDestination) as refused:
         translate.payout_account(raw, NOW, seal=_must_not_seal)
     assert "DE89370400440532013000" not in str(refused.value)
@@ -309,13 +314,7 @@ def test_an_account_keeps_its_destination_sealed_for_its_creator() -> None:
         sealed_for.append((creator_id, destination.get_secret_value()))
         return SealedDestination(b"opaque")
 
-    data = PayoutAccountUpserted(
-        creator_id="cr-7",
-        method="paypal",
-        destination=SecretStr("tok_paypal_77"),
-        currency="EUR",
-        tax_form=TaxForm(type="W-9", status="verified"),
-    )
+    data = upserted("cr-7", "paypal", "tok_paypal_77")
     stored = translate.payout_account(data, NOW, seal=seal)
     assert sealed_for == [("cr-7", "tok_paypal_77")]
     assert stored.destination == SealedDestination(b"opaque")

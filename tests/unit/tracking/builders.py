@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -367,4 +368,24 @@ def applied(
     published = store.state.outbox[before:]
     for event in published:
         assert decode(spec_for_type(event.type).topic, encode(event)) == event
+    return published
+
+
+def published_by_batch(
+    store: MemoryTrackingStore, batches: Sequence[list[CloudEvent[Any]]], *, now: datetime
+) -> list[list[CloudEvent[Any]]]:
+    """Apply `batches` in turn through the tracking use case, one transaction each, their
+    deliveries' offsets running on from one batch to the next; return what each published."""
+    published: list[list[CloudEvent[Any]]] = []
+
+    async def main() -> None:
+        offset = 0
+        for batch in batches:
+            before = len(store.state.outbox)
+            async with store.transaction() as tx:
+                await apply_batch(tx, delivered(batch, offset=offset), now=now)
+            offset += len(batch)
+            published.append(store.state.outbox[before:])
+
+    asyncio.run(main())
     return published

@@ -19,12 +19,9 @@ from services.tracking.domain.attribution import (
 )
 from services.tracking.domain.quotient import rounded_quotient
 from services.tracking.translate import post_snapshot
+from shared.contract.events.examples import usd
 from shared.contract.money import Money
 from tests.unit.tracking.builders import T0, post_event
-
-
-def usd(amount: str) -> Money:
-    return Money.of(amount, "USD")
 
 
 def facts(

@@ -17,7 +17,6 @@ reported in USD with EUR at 0.9215 per USD (so 1 EUR = 1/0.9215 USD, 34 digits):
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -35,26 +34,21 @@ from services.tracking.domain.campaigns import (
     unattributed_changes,
 )
 from services.tracking.domain.orders import Order, OrderOutcome, OrderReason, OrderStatus
-from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.translate import campaign_attribution_event
 from shared.contract.events import CloudEvent, EventType, decode, encode, spec_for_type
-from shared.contract.events.examples import valid_example
+from shared.contract.events.examples import usd, valid_example
 from shared.contract.money import FxSnapshot, Money
 from tests.unit.tracking.builders import (
     T0,
     deal_event,
-    delivered,
     fx_event,
     order_event,
     post_event,
+    published_by_batch,
 )
 
 NOW = T0 + timedelta(days=60)
-
-
-def usd(amount: str) -> Money:
-    return Money(Decimal(amount), "USD")
 
 
 def eur(amount: str) -> Money:
@@ -195,24 +189,10 @@ def test_an_order_enters_and_leaves_its_brands_unattributed_orders() -> None:
 def run(batches: list[list[CloudEvent[Any]]]) -> tuple[MemoryTrackingStore, list[list[Any]]]:
     """Apply each batch; returns the store and the campaign events each batch published."""
     store = MemoryTrackingStore()
-    published: list[list[Any]] = []
-
-    async def main() -> None:
-        offset = 0
-        for batch in batches:
-            before = len(store.state.outbox)
-            async with store.transaction() as tx:
-                await apply_batch(tx, delivered(batch, offset=offset), now=NOW)
-            offset += len(batch)
-            published.append(
-                [
-                    e
-                    for e in store.state.outbox[before:]
-                    if e.type == EventType.CAMPAIGN_ATTRIBUTION_UPDATED
-                ]
-            )
-
-    asyncio.run(main())
+    published = [
+        [e for e in new if e.type == EventType.CAMPAIGN_ATTRIBUTION_UPDATED]
+        for new in published_by_batch(store, batches, now=NOW)
+    ]
     return store, published
 
 

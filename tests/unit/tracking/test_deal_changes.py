@@ -3,7 +3,6 @@ posts count and what the deal costs; attribution is recomputed and announced onc
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -14,7 +13,6 @@ from services.tracking.domain.deals import Cancellation, in_force
 from services.tracking.domain.deliverables import DeliverableState, confirmations_due
 from services.tracking.domain.orders import OrderReason
 from services.tracking.domain.posts import post_belongs_to_deal
-from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.translate import deal_terms, post_snapshot
 from shared.contract.errors import EventRejected
@@ -27,9 +25,9 @@ from tests.unit.tracking.builders import (
     amendment_event,
     cancellation_event,
     deal_event,
-    delivered,
     order_event,
     post_event,
+    published_by_batch,
 )
 
 NOW = T0 + timedelta(days=60)
@@ -74,19 +72,10 @@ def test_nothing_after_the_cancellation_counts() -> None:
 def run(*batches: list[CloudEvent[Any]]) -> tuple[MemoryTrackingStore, list[list[Any]]]:
     """Apply each batch; returns the store and the attribution.updated each batch published."""
     store = MemoryTrackingStore()
-    published: list[list[Any]] = []
-
-    async def main() -> None:
-        offset = 0
-        for batch in batches:
-            before = len(store.state.outbox)
-            async with store.transaction() as tx:
-                await apply_batch(tx, delivered(batch, offset=offset), now=NOW)
-            offset += len(batch)
-            new = store.state.outbox[before:]
-            published.append([e.data for e in new if e.type == EventType.ATTRIBUTION_UPDATED])
-
-    asyncio.run(main())
+    published = [
+        [e.data for e in new if e.type == EventType.ATTRIBUTION_UPDATED]
+        for new in published_by_batch(store, batches, now=NOW)
+    ]
     return store, published
 
 
