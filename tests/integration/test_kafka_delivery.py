@@ -19,10 +19,7 @@ from shared.contract.events import EVENT_SPECS, CloudEvent, Topic, dlq_topic, en
 from shared.contract.events.examples import valid_example
 from shared.runtime.config import Settings
 from shared.runtime.kafka import (
-    DeadLetters,
     Delivery,
-    RetryPolicy,
-    SafeConsumer,
     make_broker,
     subscribe_event_batches,
     subscribe_events,
@@ -36,12 +33,11 @@ from shared.tools.infra.smoke import (
     subscribe_smoke_consumer,
 )
 from tests.support.examples import fresh_example
+from tests.support.fast_retry import FAST_RETRY, fast_consumer
 from tests.support.kafka_io import produce
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-FAST_RETRY = RetryPolicy(initial_seconds=0.01, max_seconds=0.05, max_attempts=3)
 
 
 async def dead_letters_of(infra: InfraUrls, service: str, topics: list[str]) -> list[DeadLetter]:
@@ -149,7 +145,7 @@ async def test_failure_policy_per_error_kind(
         handled.append(kind)
 
     broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
-    consumer = SafeConsumer(DeadLetters(broker, service=service, retry=FAST_RETRY), FAST_RETRY)
+    consumer = fast_consumer(broker, service)
     subscribe_events(
         broker, [Topic.CREATOR_PROFILES], group_id=service, handler=handler, consumer=consumer
     )
@@ -205,7 +201,7 @@ async def test_batch_with_a_poison_event_dead_letters_only_that_one(
         handled.extend(e.id for e in mine)
 
     broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
-    consumer = SafeConsumer(DeadLetters(broker, service=service, retry=FAST_RETRY), FAST_RETRY)
+    consumer = fast_consumer(broker, service)
     subscribe_event_batches(
         broker,
         [Topic.TRACKING_ORDERS],

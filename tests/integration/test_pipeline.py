@@ -29,7 +29,6 @@ from shared.runtime.kafka import (
     BatchHandler,
     DeadLetters,
     Delivery,
-    RetryPolicy,
     SafeConsumer,
     make_broker,
 )
@@ -37,12 +36,12 @@ from shared.runtime.pipeline import PipelinedBatches, Prepare
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
 from tests.support.examples import fresh_example
+from tests.support.fast_retry import FAST_RETRY
 from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-FAST_RETRY = RetryPolicy(initial_seconds=0.01, max_seconds=0.05, max_attempts=3)
 Batch = Sequence[tuple[CloudEvent[Any], Delivery]]
 
 

@@ -23,7 +23,7 @@ from shared.runtime.db import _MIGRATION_LOCK_ID
 from shared.runtime.inbox import claim
 from shared.runtime.kafka import Delivery, subscribe_event_batches, subscribe_events
 from shared.runtime.outbox import OutboxRelay, enqueue
-from shared.runtime.service import Background, Resources, ServiceRuntime
+from shared.runtime.service import Background, Resources, ServiceRuntime, Setup
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.process import free_port
 from tests.conftest import RUNTIME_TESTS
@@ -111,6 +111,31 @@ async def _read_confirmations(infra: InfraUrls, name: str, *, expected: int) -> 
     return [e.data.deal_id for e in confirmations]
 
 
+def on_any_port(
+    name: str,
+    setup: Setup,
+    urls: InfraUrls,
+    *,
+    uses_redis: bool,
+    redis_required: bool,
+) -> ServiceRuntime:
+    """A runtime of `name` on the tests' schema, serving HTTP on a port the system picks."""
+    return ServiceRuntime(
+        name,
+        setup,
+        schema=RUNTIME_TESTS,
+        settings=Settings().model_copy(update={"http_port": 0}),
+        urls=urls,
+        uses_redis=uses_redis,
+        redis_required=redis_required,
+    )
+
+
+def http_client(runtime: ServiceRuntime) -> httpx.AsyncClient:
+    """A client of the running `runtime`'s HTTP server."""
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}")
+
+
 @pytest.mark.parametrize(
     ("uses_redis", "redis_required"),
     [(False, True), (True, True), (True, False)],
@@ -139,21 +164,12 @@ async def test_health_readiness_and_metrics_endpoints(
         )
         return []
 
-    settings = Settings().model_copy(update={"http_port": 0})
-    runtime = ServiceRuntime(
-        name,
-        setup,
-        schema=RUNTIME_TESTS,
-        settings=settings,
-        urls=infra,
-        uses_redis=uses_redis,
-        redis_required=redis_required,
-    )
+    runtime = on_any_port(name, setup, infra, uses_redis=uses_redis, redis_required=redis_required)
     async with runtime:
         assert runtime.http_port
         assert runtime.resources is not None
         assert (runtime.resources.redis is not None) == uses_redis
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:
+        async with http_client(runtime) as http:
             live = await http.get("/healthz")
             assert live.status_code == 200 and live.json()["service"] == name
 
@@ -196,24 +212,15 @@ async def test_a_service_that_can_work_without_redis_starts_and_stays_ready_with
     async def setup(resources: Resources) -> Sequence[Background]:
         return []
 
-    settings = Settings().model_copy(update={"http_port": 0})
     with pytest.raises(redis.exceptions.ConnectionError):
         async with ServiceRuntime(
             "needs-redis", setup, schema=RUNTIME_TESTS, urls=no_redis, uses_redis=True
         ):
             pass
-    runtime = ServiceRuntime(
-        "spares-db",
-        setup,
-        schema=RUNTIME_TESTS,
-        settings=settings,
-        urls=no_redis,
-        uses_redis=True,
-        redis_required=False,
-    )
+    runtime = on_any_port("spares-db", setup, no_redis, uses_redis=True, redis_required=False)
     async with runtime:
         assert runtime.resources is not None and runtime.resources.redis is not None
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}") as http:
+        async with http_client(runtime) as http:
             ready = await http.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["cache"] is False

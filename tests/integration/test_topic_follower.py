@@ -4,6 +4,7 @@ once every event published before it is applied, and says so when the follower i
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -13,14 +14,13 @@ import pytest
 from shared.contract.events import CloudEvent, EventType, Topic
 from shared.runtime.config import Settings
 from shared.runtime.follow import FollowerBehind, TopicFollower
-from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, SafeConsumer, make_broker
+from shared.runtime.kafka import Delivery, make_broker
 from shared.tools.infra import InfraUrls
 from tests.support.examples import fresh_example
+from tests.support.fast_retry import fast_consumer
 from tests.support.kafka_io import produce_events
 
 pytestmark = [pytest.mark.integration]
-
-FAST_RETRY = RetryPolicy(initial_seconds=0.01, max_seconds=0.05, max_attempts=3)
 
 
 async def test_catch_up_waits_until_every_event_published_before_it_is_applied(
@@ -34,39 +34,27 @@ async def test_catch_up_waits_until_every_event_published_before_it_is_applied(
         applied.extend(event.id for event, _ in batch)
 
     bootstrap = infra.kafka_bootstrap_servers
-    broker = make_broker(Settings(), bootstrap, logger=None)
-    follower = TopicFollower(
-        bootstrap,
-        None,
-        [Topic.CREATOR_PROFILES],
-        handler=handler,
-        policy=SafeConsumer(DeadLetters(broker, service=run_id, retry=FAST_RETRY), FAST_RETRY),
-        client_id=f"follower-{run_id}",
-        max_records=5,  # several batches
+    policy = fast_consumer(make_broker(Settings(), bootstrap, logger=None), run_id)
+    follower = functools.partial(
+        TopicFollower, bootstrap, None, [Topic.CREATOR_PROFILES], handler=handler, policy=policy
     )
-    await follower.start()
-    reading = asyncio.create_task(follower.run())
+    reader = follower(client_id=f"follower-{run_id}", max_records=5)  # several batches
+    await reader.start()
+    reading = asyncio.create_task(reader.run())
     try:
-        await follower.catch_up()  # nothing published since the start: returns at once
+        await reader.catch_up()  # nothing published since the start: returns at once
         profiles = [
             fresh_example(EventType.CREATOR_PROFILE_UPSERTED, f"tests/follower-{run_id}")
             for _ in range(20)
         ]
         await produce_events(bootstrap, profiles)
-        await follower.catch_up()
+        await reader.catch_up()
         assert {e.id for e in profiles} <= set(applied)
     finally:
         reading.cancel()
         await asyncio.gather(reading, return_exceptions=True)  # stops the follower
 
-    behind = TopicFollower(
-        bootstrap,
-        None,
-        [Topic.CREATOR_PROFILES],
-        handler=handler,
-        policy=SafeConsumer(DeadLetters(broker, service=run_id, retry=FAST_RETRY), FAST_RETRY),
-        client_id=f"follower-{run_id}-idle",
-    )
+    behind = follower(client_id=f"follower-{run_id}-idle")
     await behind.start()
     try:
         late = fresh_example(EventType.CREATOR_PROFILE_UPSERTED, f"tests/follower-{run_id}")

@@ -72,6 +72,16 @@ async def signed_in(
         yield browser
 
 
+async def statement(
+    db_pool: asyncpg.Pool, cache: redis.Redis, creator: str, period: str
+) -> tuple[httpx.Response, httpx.Response]:
+    """`creator`'s statement of `period` (a month or a year) downloaded as CSV and as PDF."""
+    async with signed_in(db_pool, cache, creator) as browser:
+        as_csv = await browser.get(f"/c/statements/{period}.csv")
+        as_pdf = await browser.get(f"/c/statements/{period}.pdf")
+    return as_csv, as_pdf
+
+
 def rows(response: httpx.Response, columns: tuple[str, ...]) -> list[dict[str, str]]:
     table = list(csv.reader(io.StringIO(response.text, newline="")))
     assert table[0] == list(columns)
@@ -111,9 +121,7 @@ async def test_the_page_links_to_each_months_statement_and_each_years_summary(
 async def test_a_months_statement_as_csv_and_pdf(
     db_pool: asyncpg.Pool, cache: redis.Redis, scene: StatementScene
 ) -> None:
-    async with signed_in(db_pool, cache, scene.alice) as browser:
-        as_csv = await browser.get("/c/statements/2026-03.csv")
-        as_pdf = await browser.get("/c/statements/2026-03.pdf")
+    as_csv, as_pdf = await statement(db_pool, cache, scene.alice, "2026-03")
     assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
     assert as_csv.headers["content-disposition"] == (
         'attachment; filename="creatorflow-statement-2026-03.csv"'
@@ -155,9 +163,7 @@ async def test_the_yearly_summary_is_what_the_tax_report_gives(
     year = await settled_year(db_pool, scene.payouts["settled"].payout_id)
     report = await tax_totals(PostgresPayoutsStore(db_pool), year, DEFAULT_1099_THRESHOLD)
     [reported] = [r for r in report.us_reportable + report.us_below if r.creator_id == scene.alice]
-    async with signed_in(db_pool, cache, scene.alice) as browser:
-        as_csv = await browser.get(f"/c/statements/{year}.csv")
-        as_pdf = await browser.get(f"/c/statements/{year}.pdf")
+    as_csv, as_pdf = await statement(db_pool, cache, scene.alice, str(year))
     assert (as_csv.status_code, as_pdf.status_code) == (200, 200), as_pdf.text[:300]
     table = rows(as_csv, YEAR_COLUMNS)
     [usd_total] = [r for r in table if r["kind"] == "total_usd"]

@@ -7,18 +7,15 @@ brand, or in another currency, is dead-lettered with the field named.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
-from services.tracking.app import SERVICE, make_setup
-from services.tracking.schema import SCHEMA
+from services.tracking.app import SERVICE
 from shared.contract.events import CloudEvent, Topic, dlq_topic
 from shared.contract.money import Money
-from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.smoke import read_dead_letters
 from tests.support.kafka_io import produce_events, read_topic
@@ -34,15 +31,6 @@ from tests.unit.tracking.builders import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-async def service(infra: InfraUrls, topics: None) -> AsyncIterator[ServiceRuntime]:
-    group = f"tracking-changes-{uuid.uuid4().hex[:8]}"
-    async with ServiceRuntime(
-        SERVICE, make_setup(group_id=group), schema=SCHEMA, urls=infra
-    ) as runtime:
-        yield runtime
-
-
 async def attribution_of(infra: InfraUrls, deal_id: str) -> list[CloudEvent[Any]]:
     return [
         e
@@ -52,10 +40,8 @@ async def attribution_of(infra: InfraUrls, deal_id: str) -> list[CloudEvent[Any]
 
 
 async def test_an_amendment_and_a_cancellation_end_to_end(
-    infra: InfraUrls, service: ServiceRuntime
+    infra: InfraUrls, pool: asyncpg.Pool
 ) -> None:
-    assert service.resources is not None
-    pool: asyncpg.Pool = service.resources.pool
     tag = uuid.uuid4().hex[:8]
     deal_id, old, new = f"deal-{tag}", f"OLD{tag}", f"NEW{tag}"
     terms = {"creator_id": f"cr-{tag}", "promo_codes": (old,)}

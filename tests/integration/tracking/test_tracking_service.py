@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,9 +16,8 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from services.tracking.app import SERVICE, make_setup
+from services.tracking.app import SERVICE
 from services.tracking.domain.campaign_report import campaign_report
-from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.events import CloudEvent, EventType, Topic, dlq_topic
 from shared.contract.money import Money
@@ -48,27 +46,33 @@ from tests.unit.tracking.builders import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-async def service(infra: InfraUrls, topics: None) -> AsyncIterator[ServiceRuntime]:
-    group = f"tracking-test-{uuid.uuid4().hex[:8]}"
-    async with ServiceRuntime(
-        SERVICE, make_setup(group_id=group), schema=SCHEMA, urls=infra
-    ) as runtime:
-        yield runtime
-
-
-@pytest.fixture
-def pool(service: ServiceRuntime) -> asyncpg.Pool:
-    assert service.resources is not None
-    return service.resources.pool
-
-
 async def events_of(infra: InfraUrls, topic: str, deal_ids: set[str]) -> list[CloudEvent[Any]]:
     return [
         e
         for e in await read_topic(infra.kafka_bootstrap_servers, topic)
         if e.data.deal_id in deal_ids
     ]
+
+
+def unused_fx_hour() -> datetime:
+    """A random hour in the 1870s-80s: no other test's FX snapshot is in force then, and ours
+    never become anyone's latest (see tests/unit/tracking/store_contract.py)."""
+    return datetime(1870, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 150_000))
+
+
+def deal_in(
+    deal_id: str, tag: str, *, currency: str, fee: str, code: str, start: datetime
+) -> CloudEvent[Any]:
+    """A deal paid in `currency` from `start`, of its own campaign and creator, with one code."""
+    return deal_event(
+        deal_id,
+        campaign_id=f"cmp-{tag}",
+        creator_id=f"cr-{tag}",
+        currency=currency,
+        fee=fee,
+        promo_codes=(code,),
+        starts_at=start,
+    )
 
 
 def seed_campaign(tag: str) -> tuple[list[CloudEvent[Any]], dict[str, int]]:
@@ -234,9 +238,7 @@ async def test_orders_before_their_deal_and_before_their_fx_rate_are_kept_and_th
     infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    # A random hour in the 1870s-80s: no other test's FX snapshot is in force then, and
-    # ours never become anyone's latest (see tests/unit/tracking/store_contract.py).
-    start = datetime(1870, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 150_000))
+    start = unused_fx_hour()
     deal_id, code = f"deal-chf-{tag}", f"CHF-{tag}"
     order = order_event(
         f"ord-{tag}", promo_code=code, amount="64.90", occurred_at=start + timedelta(days=2)
@@ -255,15 +257,7 @@ async def test_orders_before_their_deal_and_before_their_fx_rate_are_kept_and_th
     await produce_events(infra.kafka_bootstrap_servers, [no_chf, order])
     await eventually(lambda: status_is("unattributed", "unknown_code"))
 
-    deal = deal_event(
-        deal_id,
-        campaign_id=f"cmp-{tag}",
-        creator_id=f"cr-{tag}",
-        currency="CHF",
-        fee="400.00",
-        promo_codes=(code,),
-        starts_at=start,
-    )
+    deal = deal_in(deal_id, tag, currency="CHF", fee="400.00", code=code, start=start)
     await produce_events(infra.kafka_bootstrap_servers, [deal])
     # Attributed, but waiting for a CHF rate at or before the order.
     await eventually(lambda: status_is("pending_fx", "no_fx_rate"))
@@ -305,17 +299,9 @@ async def test_a_waiting_order_is_counted_when_another_service_stored_the_rate_f
     snapshot first, tracking re-checks the orders that waited for it. Before, only a snapshot
     tracking stored itself did, and such orders stayed out of revenue for good."""
     tag = uuid.uuid4().hex[:8]
-    start = datetime(1870, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 150_000))
+    start = unused_fx_hour()
     code = f"SEK-{tag}"
-    deal = deal_event(
-        f"deal-sek-{tag}",
-        campaign_id=f"cmp-{tag}",
-        creator_id=f"cr-{tag}",
-        currency="SEK",
-        fee="1000.00",
-        promo_codes=(code,),
-        starts_at=start,
-    )
+    deal = deal_in(f"deal-sek-{tag}", tag, currency="SEK", fee="1000.00", code=code, start=start)
     order = order_event(
         f"ord-{tag}", promo_code=code, amount="80.00", occurred_at=start + timedelta(days=1)
     )
@@ -665,7 +651,7 @@ async def test_a_campaign_s_attribution_is_published_in_its_reporting_currency(
     force at its as_of (1 EUR = 1/0.9215 USD), and counts its brand's order of an unknown code
     (not another brand's). Versions are numbered without gaps; the last is the stored one."""
     tag = uuid.uuid4().hex[:8]
-    start = datetime(1870, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(1, 150_000))
+    start = unused_fx_hour()
     campaign, brand = f"cmp-{tag}", f"br-{tag}"
     placed = start + timedelta(days=2)
     events = [
