@@ -32,7 +32,7 @@ from services.tracking.domain.campaigns import (
     unattributed_changes,
 )
 from services.tracking.domain.credit import ModelSetting
-from services.tracking.domain.deals import DealTerms, changed_identity, code_clash, in_force
+from services.tracking.domain.deals import DealTerms, code_clash, in_force
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
 from services.tracking.domain.leaks import LeakThresholds
 from services.tracking.domain.orders import OrderOutcome, evaluate_order
@@ -47,6 +47,7 @@ from services.tracking.translate import (
     conflicting_terms,
     read_inputs,
 )
+from shared.contract.deal_versions import changed_identity
 from shared.contract.errors import EventRejected
 from shared.contract.events import EventIdentity, EventType
 from shared.contract.signing import RejectReason

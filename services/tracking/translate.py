@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from pydantic import BaseModel
+
 from services.tracking.domain.attribution import DealAttribution
 from services.tracking.domain.campaigns import CampaignAttribution
 from services.tracking.domain.credit import Click, Model, ModelSetting
@@ -282,10 +284,9 @@ def campaign_attribution_event(campaign: CampaignAttribution, *, now: datetime) 
     campaign per batch, so it is validated like any event."""
     engagement, ratios, reporting = campaign.engagement, campaign.ratios, campaign.reporting
     fx = campaign.fx
-    event_id = uuid.uuid5(
-        _CAMPAIGN_IDS, f"{campaign.campaign_id}/{campaign.brand_id}/{campaign.sequence}"
-    )
-    return make_event(
+    return _derived_event(
+        _CAMPAIGN_IDS,
+        f"{campaign.campaign_id}/{campaign.brand_id}/{campaign.sequence}",
         CampaignAttributionUpdated(
             campaign_id=campaign.campaign_id,
             brand_id=campaign.brand_id,
@@ -331,8 +332,6 @@ def campaign_attribution_event(campaign: CampaignAttribution, *, now: datetime) 
             unattributed_revenue=campaign.unattributed.revenue,
             as_of=campaign.as_of,
         ),
-        source=SOURCE,
-        id=str(event_id),
         time=now,
     )
 
@@ -340,10 +339,9 @@ def campaign_attribution_event(campaign: CampaignAttribution, *, now: datetime) 
 def confirmation_event(confirmation: Confirmation) -> CloudEvent[Any]:
     """`deliverable.confirmed`; its id derives from (deal_id, deliverable_id), so a
     deliverable can only ever be announced under one id."""
-    event_id = uuid.uuid5(
-        _CONFIRMATION_IDS, f"{confirmation.deal_id}/{confirmation.deliverable_id}"
-    )
-    return make_event(
+    return _derived_event(
+        _CONFIRMATION_IDS,
+        f"{confirmation.deal_id}/{confirmation.deliverable_id}",
         DeliverableConfirmed(
             deal_id=confirmation.deal_id,
             deliverable_id=confirmation.deliverable_id,
@@ -352,8 +350,6 @@ def confirmation_event(confirmation: Confirmation) -> CloudEvent[Any]:
             confirmed_at=confirmation.confirmed_at,
             post_received_at=confirmation.post_received_at,
         ),
-        source=SOURCE,
-        id=str(event_id),
         time=confirmation.confirmed_at,
     )
 
@@ -373,8 +369,9 @@ def leak_event(
     derives from (deal, code, rule), so it can only ever be announced under one id."""
     since = verdict.suspected_since
     assert since is not None, "an alert for a code no rule fired on"
-    event_id = uuid.uuid5(_LEAK_ALERT_IDS, f"{deal.deal_id}/{promo_code}/{rule.value}")
-    return make_event(
+    return _derived_event(
+        _LEAK_ALERT_IDS,
+        f"{deal.deal_id}/{promo_code}/{rule.value}",
         PromoCodeLeakSuspected(
             deal_id=deal.deal_id,
             campaign_id=deal.campaign_id,
@@ -388,10 +385,16 @@ def leak_event(
             leaked_orders=policy.value,
             window_days=thresholds.window.days,
         ),
-        source=SOURCE,
-        id=str(event_id),
         time=now,
     )
+
+
+def _derived_event(
+    ids: uuid.UUID, name: str, data: BaseModel, *, time: datetime
+) -> CloudEvent[Any]:
+    """Our event of `data`, stamped `time`, whose id derives from `name` among `ids`: sent
+    again, it keeps its id."""
+    return make_event(data, source=SOURCE, id=str(uuid.uuid5(ids, name)), time=time)
 
 
 def _evidence(e: Evidence) -> LeakEvidence:

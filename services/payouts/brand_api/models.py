@@ -8,7 +8,7 @@ currency's own minor unit, never a JSON number; ratios are decimal strings too.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
@@ -30,6 +30,11 @@ OPENAPI_PATH: Final = PREFIX + "/openapi.json"
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def same_named(cls, source: object) -> Self:
+        """One of these whose every field is `source`'s attribute of the same name."""
+        return cls(**{name: getattr(source, name) for name in cls.model_fields})
 
 
 class Attribution(_Model):
@@ -61,7 +66,7 @@ class Attribution(_Model):
 
     @classmethod
     def of(cls, figures: AttributionFigures) -> Attribution:
-        return cls(**{name: getattr(figures, name) for name in cls.model_fields})
+        return cls.same_named(figures)
 
 
 class PayoutItem(_Model):
@@ -81,14 +86,7 @@ class PayoutItem(_Model):
 
     @classmethod
     def of(cls, line: PayoutLine) -> PayoutItem:
-        return cls(
-            payout_id=line.payout_id,
-            kind=line.kind,
-            status=line.status,
-            gross=line.gross,
-            platform_fee=line.platform_fee,
-            awaiting_funds=line.awaiting_funds,
-        )
+        return cls.same_named(line)
 
 
 class CurrencyTotals(_Model):
@@ -104,7 +102,7 @@ class CurrencyTotals(_Model):
 
     @classmethod
     def of(cls, totals: Totals) -> CurrencyTotals:
-        return cls(**{name: getattr(totals, name) for name in cls.model_fields})
+        return cls.same_named(totals)
 
 
 class Deal(_Model):

@@ -3,12 +3,14 @@ amendment or a cancellation changes (docs/architecture.md §3, amendments)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
+from shared.contract.deal_versions import changed_identity as changed_identity
+from shared.contract.deal_versions import highest_version
 from shared.contract.money import Money
 
 FeeSchedule = Literal["on_completion", "per_deliverable"]
@@ -122,37 +124,12 @@ def fee_milestones(terms: DealTerms) -> tuple[Milestone, ...]:
     )
 
 
-# What an amendment may never change, as named in a refusal.
-_FIXED_BY_SIGNING: tuple[tuple[str, Callable[[DealTerms], str]], ...] = (
-    ("data.campaign_id", lambda t: t.campaign_id),
-    ("data.creator_id", lambda t: t.creator_id),
-    ("data.brand_id", lambda t: t.brand_id),
-    ("data.fee.currency", lambda t: t.currency),
-)
-
-
-def changed_identity(terms: DealTerms, amended: DealTerms) -> str | None:
-    """Why `amended` cannot be a version of the deal `terms` states (the field it changes and
-    how), or None: the campaign, creator, brand and fee currency are fixed when it is signed."""
-    for name, value in _FIXED_BY_SIGNING:
-        if value(amended) != value(terms):
-            return (
-                f"{name}: {value(amended)!r} differs from deal {terms.deal_id}'s "
-                f"{value(terms)!r}; an amendment never changes it"
-            )
-    return None
-
-
 def in_force(terms: DealTerms, amendments: Iterable[DealTerms]) -> DealTerms:
     """The terms in force: the highest version among `terms` (the signed deal, with its fee
     schedule and cancellation) and the amendments that may amend it (`changed_identity`) and
     were not sent after its cancellation. The same whatever order they arrived in."""
-    best = terms
     ended = terms.cancelled_at
-    for amended in amendments:
-        late = ended is not None and amended.sent_at is not None and amended.sent_at > ended
-        if amended.version > best.version and not late and changed_identity(terms, amended) is None:
-            best = amended
+    best = highest_version(terms, amendments, ended)
     return replace(best, fee_schedule=terms.fee_schedule, cancelled_at=ended, sent_at=None)
 
 

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from shared.contract.deal_versions import highest_version
 from shared.contract.money import Money
 
 
@@ -89,27 +90,6 @@ class DealTerms:
         return self.cancelled_at is None or moment <= self.cancelled_at
 
 
-# What an amendment may never change, as named in a refusal.
-_FIXED_BY_SIGNING: tuple[tuple[str, Callable[[DealTerms], str]], ...] = (
-    ("data.campaign_id", lambda t: t.campaign_id),
-    ("data.creator_id", lambda t: t.creator_id),
-    ("data.brand_id", lambda t: t.brand_id),
-    ("data.fee.currency", lambda t: t.currency),
-)
-
-
-def changed_identity(terms: DealTerms, amended: DealTerms) -> str | None:
-    """Why `amended` cannot be a version of the deal `terms` states (the field it changes),
-    or None: the campaign, creator, brand and fee currency are fixed when it is signed."""
-    for name, value in _FIXED_BY_SIGNING:
-        if value(amended) != value(terms):
-            return (
-                f"{name}: {value(amended)!r} differs from deal {terms.deal_id}'s "
-                f"{value(terms)!r}; an amendment never changes it"
-            )
-    return None
-
-
 def in_force(
     signed: DealTerms, versions: Iterable[DealTerms], cancellations: Iterable[Cancellation]
 ) -> DealTerms:
@@ -120,15 +100,7 @@ def in_force(
     ended = min(
         (c.cancelled_at for c in cancellations if c.brand_id == signed.brand_id), default=None
     )
-    best = signed
-    for amended in versions:
-        late = ended is not None and amended.sent_at is not None and amended.sent_at > ended
-        if (
-            amended.version > best.version
-            and not late
-            and changed_identity(signed, amended) is None
-        ):
-            best = amended
+    best = highest_version(signed, versions, ended)
     return replace(best, signed_at=signed.signed_at, sent_at=None, cancelled_at=ended)
 
 

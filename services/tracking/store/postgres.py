@@ -145,12 +145,19 @@ class PostgresTrackingTransaction:
         return DealsAdded(added, repeated, conflicting)
 
     async def deals(self, deal_ids: Collection[str]) -> dict[str, DealTerms]:
-        if not deal_ids:
-            return {}
-        rows = await self._conn.fetch(
-            "SELECT * FROM tracking_deals WHERE deal_id = ANY($1::text[])", list(deal_ids)
-        )
+        rows = await self._rows_where_any("tracking_deals", "deal_id", deal_ids)
         return {row["deal_id"]: deal_from(row) for row in rows}
+
+    async def _rows_where_any(
+        self, table: str, column: str, values: Collection[str]
+    ) -> list[asyncpg.Record]:
+        """Every row of `table` whose text `column` is one of `values`."""
+        if not values:
+            return []
+        rows: list[asyncpg.Record] = await self._conn.fetch(
+            f"SELECT * FROM {table} WHERE {column} = ANY($1::text[])", list(values)
+        )
+        return rows
 
     async def keep_deal_changes(
         self, versions: Sequence[DealTerms], cancellations: Sequence[Cancellation]
@@ -279,19 +286,11 @@ class PostgresTrackingTransaction:
         return [deal_from(row) for row in rows]
 
     async def deals_of_creators(self, creator_ids: Collection[str]) -> list[DealTerms]:
-        if not creator_ids:
-            return []
-        rows = await self._conn.fetch(
-            "SELECT * FROM tracking_deals WHERE creator_id = ANY($1::text[])", list(creator_ids)
-        )
+        rows = await self._rows_where_any("tracking_deals", "creator_id", creator_ids)
         return [deal_from(row) for row in rows]
 
     async def posts_of_creators(self, creator_ids: Collection[str]) -> list[PostSnapshot]:
-        if not creator_ids:
-            return []
-        rows = await self._conn.fetch(
-            "SELECT * FROM tracking_posts WHERE creator_id = ANY($1::text[])", list(creator_ids)
-        )
+        rows = await self._rows_where_any("tracking_posts", "creator_id", creator_ids)
         return [post_from(row) for row in rows]
 
     async def replace_memberships(
@@ -377,11 +376,7 @@ class PostgresTrackingTransaction:
         return [click_from(row) for row in rows]
 
     async def clicks_on_deals(self, deal_ids: Collection[str]) -> list[Click]:
-        if not deal_ids:
-            return []
-        rows = await self._conn.fetch(
-            "SELECT * FROM tracking_clicks WHERE deal_id = ANY($1::text[])", list(deal_ids)
-        )
+        rows = await self._rows_where_any("tracking_clicks", "deal_id", deal_ids)
         return [click_from(row) for row in rows]
 
     async def save_model_settings(self, settings: Sequence[ModelSetting]) -> list[ModelSetting]:
@@ -472,9 +467,7 @@ class PostgresTrackingTransaction:
             return []
         ids = [row["order_id"] for row in rows]
         refunds: dict[str, list[Refund]] = {}
-        for r in await self._conn.fetch(
-            "SELECT * FROM tracking_refunds WHERE order_id = ANY($1::text[])", ids
-        ):
+        for r in await self._rows_where_any("tracking_refunds", "order_id", ids):
             refund = Refund(r["order_id"], Money(r["amount"], r["currency"]), r["occurred_at"])
             refunds.setdefault(refund.order_id, []).append(refund)
         candidates: dict[str, list[DealTerms]] = {}
@@ -521,15 +514,13 @@ class PostgresTrackingTransaction:
         deals = {d.deal_id: d for d in candidates}
         missing = list({c.deal_id for c in clicks} - set(deals))
         if missing:
-            for row in await self._conn.fetch(
-                "SELECT * FROM tracking_deals WHERE deal_id = ANY($1::text[])", missing
-            ):
+            for row in await self._rows_where_any("tracking_deals", "deal_id", missing):
                 deals[row["deal_id"]] = deal_from(row)
         settings: dict[tuple[str, str], ModelSetting] = {}
         if deals:
-            for row in await self._conn.fetch(
-                "SELECT * FROM tracking_campaign_models WHERE campaign_id = ANY($1::text[])",
-                list({d.campaign_id for d in deals.values()}),
+            campaign_ids = {d.campaign_id for d in deals.values()}
+            for row in await self._rows_where_any(
+                "tracking_campaign_models", "campaign_id", campaign_ids
             ):
                 setting = setting_from(row)
                 settings[(setting.campaign_id, setting.brand_id)] = setting
@@ -668,9 +659,7 @@ class PostgresTrackingTransaction:
             return []
         ids = list(deal_ids)
         states: dict[str, dict[str, asyncpg.Record]] = {}
-        for row in await self._conn.fetch(
-            "SELECT * FROM tracking_leak_codes WHERE deal_id = ANY($1::text[])", ids
-        ):
+        for row in await self._rows_where_any("tracking_leak_codes", "deal_id", ids):
             states.setdefault(row["deal_id"], {})[row["promo_code"]] = row
         deals = await self._conn.fetch(queries.LEAK_DEALS, ids)
         judgements: dict[str, dict[str, CodeJudgement]] = {}

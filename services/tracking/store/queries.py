@@ -176,8 +176,17 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::n
 WHERE o.order_id = u.order_id
 """
 
+# The deals $1, each with its running totals and its campaign's model setting (if any).
+_DEALS_WITH_TOTALS = """\
+FROM tracking_deals d
+LEFT JOIN tracking_deal_totals t USING (deal_id)
+LEFT JOIN tracking_campaign_models m
+    ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
+WHERE d.deal_id = ANY($1::text[])
+"""
+
 # A deal's running totals (tracking_deal_totals, migration 0206): one row whatever its history.
-DEAL_FACTS = """
+DEAL_FACTS = f"""
 SELECT d.deal_id, d.campaign_id, d.creator_id, d.fee_amount, d.currency, d.commission_rate,
        coalesce(t.posts, 0) AS posts, coalesce(t.likes, 0) AS likes,
        coalesce(t.comments, 0) AS comments, coalesce(t.shares, 0) AS shares,
@@ -188,12 +197,7 @@ SELECT d.deal_id, d.campaign_id, d.creator_id, d.fee_amount, d.currency, d.commi
        coalesce(t.pending_fx_orders, 0) AS pending_fx_orders,
        greatest(d.signed_at, t.last_observed, t.last_order) AS as_of,
        coalesce(m.model, 'promo_code') AS model, coalesce(m.event_id, '') AS setting_id
-FROM tracking_deals d
-LEFT JOIN tracking_deal_totals t USING (deal_id)
-LEFT JOIN tracking_campaign_models m
-    ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
-WHERE d.deal_id = ANY($1::text[])
-"""
+{_DEALS_WITH_TOTALS}"""
 
 SAVE_ATTRIBUTIONS = """
 INSERT INTO tracking_attribution AS t (
@@ -377,15 +381,10 @@ ON CONFLICT (deal_id, promo_code) DO UPDATE
     SET judgement = EXCLUDED.judgement, changed_from = NULL
 """
 
-LEAK_DEALS = """
+LEAK_DEALS = f"""
 SELECT d.*, coalesce(m.leaked_orders, 'credit') AS leaked_orders,
        coalesce(t.reach, 0) AS reach
-FROM tracking_deals d
-LEFT JOIN tracking_deal_totals t USING (deal_id)
-LEFT JOIN tracking_campaign_models m
-    ON m.campaign_id = d.campaign_id AND m.brand_id = d.brand_id
-WHERE d.deal_id = ANY($1::text[])
-"""
+{_DEALS_WITH_TOTALS}"""
 
 # Flag $1 suspected and $2 not, where that changes; the deals the changed orders credit.
 MARK_LEAK_SUSPECTS = """

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -35,16 +35,30 @@ from services.tracking.domain.orders import (
 from services.tracking.domain.posts import PostSnapshot
 from shared.contract.money import FxSnapshot, Money
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Columns = TypeVar("Columns", bound="DataclassInstance")
+
 
 def terms_digest(deal: DealTerms) -> str:
     """A fingerprint of what the deal says (not of when it was announced)."""
-    canonical = {
+    canonical = _stated_terms(deal, str(deal.commission_rate.normalize()))
+    if deal.audience_countries:
+        # Only when given, so deals stored before audience countries keep their digest.
+        canonical["audience_countries"] = list(deal.audience_countries)
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _stated_terms(deal: DealTerms, commission_rate: str) -> dict[str, Any]:
+    """What the deal says, as JSON values, with its commission rate written `commission_rate`."""
+    return {
         "deal_id": deal.deal_id,
         "campaign_id": deal.campaign_id,
         "brand_id": deal.brand_id,
         "creator_id": deal.creator_id,
         "fee": [str(deal.fee.amount), deal.fee.currency],
-        "commission_rate": str(deal.commission_rate.normalize()),
+        "commission_rate": commission_rate,
         "promo_codes": list(deal.promo_codes),
         "deliverables": deliverables_json(deal.deliverables),
         "required_tags": list(deal.required_tags),
@@ -52,10 +66,6 @@ def terms_digest(deal: DealTerms) -> str:
         "ends_at": deal.ends_at.isoformat(),
         "attribution_window_days": deal.attribution_window_days,
     }
-    if deal.audience_countries:
-        # Only when given, so deals stored before audience countries keep their digest.
-        canonical["audience_countries"] = list(deal.audience_countries)
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 def deliverables_json(deliverables: Sequence[DeliverableSpec]) -> list[dict[str, Any]]:
@@ -68,6 +78,16 @@ def deliverables_json(deliverables: Sequence[DeliverableSpec]) -> list[dict[str,
         }
         for d in deliverables
     ]
+
+
+def deliverables_from(items: Sequence[dict[str, Any]]) -> tuple[DeliverableSpec, ...]:
+    """The deliverables `deliverables_json` wrote."""
+    return tuple(
+        DeliverableSpec(
+            d["deliverable_id"], d["kind"], d["count"], datetime.fromisoformat(d["due_by"])
+        )
+        for d in items
+    )
 
 
 # Parsed deals by (deal_id, terms_digest, signed_at, version, cancelled_at): those columns
@@ -102,12 +122,7 @@ def _parse_deal(row: asyncpg.Record) -> DealTerms:
         fee=Money(row["fee_amount"], row["currency"]),
         commission_rate=row["commission_rate"],
         promo_codes=tuple(row["promo_codes"]),
-        deliverables=tuple(
-            DeliverableSpec(
-                d["deliverable_id"], d["kind"], d["count"], datetime.fromisoformat(d["due_by"])
-            )
-            for d in json.loads(row["deliverables"])
-        ),
+        deliverables=deliverables_from(json.loads(row["deliverables"])),
         required_tags=tuple(row["required_tags"]),
         starts_at=row["starts_at"],
         ends_at=row["ends_at"],
@@ -123,18 +138,7 @@ def deal_json(deal: DealTerms) -> str:
     """A version of a deal's terms as kept in tracking_deal_versions."""
     return json.dumps(
         {
-            "deal_id": deal.deal_id,
-            "campaign_id": deal.campaign_id,
-            "brand_id": deal.brand_id,
-            "creator_id": deal.creator_id,
-            "fee": [str(deal.fee.amount), deal.fee.currency],
-            "commission_rate": str(deal.commission_rate),
-            "promo_codes": list(deal.promo_codes),
-            "deliverables": deliverables_json(deal.deliverables),
-            "required_tags": list(deal.required_tags),
-            "starts_at": deal.starts_at.isoformat(),
-            "ends_at": deal.ends_at.isoformat(),
-            "attribution_window_days": deal.attribution_window_days,
+            **_stated_terms(deal, str(deal.commission_rate)),
             "signed_at": deal.signed_at.isoformat(),
             "audience_countries": list(deal.audience_countries),
             "version": deal.version,
@@ -153,12 +157,7 @@ def deal_from_json(text: str) -> DealTerms:
         fee=Money(Decimal(d["fee"][0]), d["fee"][1]),
         commission_rate=Decimal(d["commission_rate"]),
         promo_codes=tuple(d["promo_codes"]),
-        deliverables=tuple(
-            DeliverableSpec(
-                x["deliverable_id"], x["kind"], x["count"], datetime.fromisoformat(x["due_by"])
-            )
-            for x in d["deliverables"]
-        ),
+        deliverables=deliverables_from(d["deliverables"]),
         required_tags=tuple(d["required_tags"]),
         starts_at=datetime.fromisoformat(d["starts_at"]),
         ends_at=datetime.fromisoformat(d["ends_at"]),
@@ -275,23 +274,16 @@ def snapshot_from(
     return snapshot
 
 
+def _same_named(kind: type[Columns], row: asyncpg.Record) -> Columns:
+    """A `kind` each of whose fields is the row's column of the same name."""
+    return kind(**{f.name: row[f.name] for f in fields(kind)})
+
+
 def performance_from(row: asyncpg.Record) -> Performance:
     """The engagement and money columns a deal's attribution and a campaign's totals share."""
     currency = row["currency"]
-    engagement = Engagement(
-        posts=row["posts"],
-        likes=row["likes"],
-        comments=row["comments"],
-        shares=row["shares"],
-        saves=row["saves"],
-        views=row["views"],
-        impressions=row["impressions"],
-        reach=row["reach"],
-        rate_sum=row["rate_sum"],
-        rated_posts=row["rated_posts"],
-    )
     return Performance(
-        engagement=engagement,
+        engagement=_same_named(Engagement, row),
         orders=row["orders"],
         revenue=Money(row["revenue"], currency),
         spend=Money(row["spend"], currency),
@@ -302,14 +294,7 @@ def performance_from(row: asyncpg.Record) -> Performance:
 
 def attribution_from(row: asyncpg.Record) -> DealAttribution:
     performance = performance_from(row)
-    ratios = Ratios(
-        engagement_rate=row["engagement_rate"],
-        cpm=row["cpm"],
-        cpe=row["cpe"],
-        cpa=row["cpa"],
-        roas=row["roas"],
-        roi_pct=row["roi_pct"],
-    )
+    ratios = _same_named(Ratios, row)
     return DealAttribution(
         row["deal_id"],
         row["campaign_id"],
