@@ -61,7 +61,6 @@ from services.payouts.domain.terms import (
     FeeSchedule,
     PayoutKind,
     cancelled_at,
-    changed_identity,
     commission_due,
     confirmed_in_time,
     fee_due,
@@ -70,6 +69,7 @@ from services.payouts.domain.terms import (
 )
 from services.payouts.store.port import PayoutsStore, PayoutsTransaction
 from services.payouts.translate import Seal
+from shared.contract.deal_versions import changed_identity
 from shared.contract.errors import EventRejected, TransientError
 from shared.contract.events import CloudEvent, EventIdentity, EventType
 from shared.contract.money import FxSnapshot, Money, MoneyError

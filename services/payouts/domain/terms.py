@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from shared.contract.deal_versions import changed_identity as changed_identity
 from shared.contract.deal_versions import highest_version
 from shared.contract.money import Money
 

@@ -17,10 +17,10 @@ from services.payouts.domain.terms import (
     DealTerms,
     DeliverableTerm,
     cancelled_at,
-    changed_identity,
     fee_due,
     in_force,
 )
+from shared.contract.deal_versions import changed_identity
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent
 from shared.contract.events.examples import usd
