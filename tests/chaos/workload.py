@@ -10,6 +10,11 @@ FX rates go first, as a rate feed publishes before the day's business.
 About `amended_share` of the deals get a `deal.amended` (version 2) changing only the fee;
 whether it reaches payouts before or after the deal's confirmations depends on the shuffle, so
 their payouts have a few allowed outcomes (`PayoutTruth.allowed`), tracking's figures one.
+About `cancelled_share` of the others are cancelled by their brand after everything they count
+(posts, orders, both deliverables confirmed by the brand): whatever the order, nothing changes.
+A cancellation before any of it would make the outcome depend on arrival order (tracking stops
+auto-confirming once it has one, and payouts pays a later-dated confirmation that came first),
+so none is sent.
 Invalid records (from the hostile-input catalogue) are mixed in; each carries a
 `chaos-invalid` header so its dead letters can be matched to it.
 Most creators are paid through Stripe; one in five through PayPal and one in five through
@@ -33,6 +38,7 @@ from shared.contract.events import (
     BrandFunded,
     CloudEvent,
     DealAmended,
+    DealCancelled,
     DealSigned,
     Deliverable,
     DeliverableConfirmed,
@@ -91,6 +97,7 @@ class ChaosConfig:
     invalid_per_topic: int = 4
     campaigns: int = 10
     amended_share: float = 0.1
+    cancelled_share: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,7 @@ class Workload:
     # records each must have dead-lettered.
     applied: dict[str, set[str]] = field(default_factory=dict)
     dead_letters: dict[str, set[int]] = field(default_factory=dict)
+    cancelled: set[str] = field(default_factory=set)  # deal ids
 
     @property
     def destinations(self) -> set[str]:
@@ -185,6 +193,8 @@ class Workload:
             "invalid": sum(1 for r in self.records if r.invalid is not None),
             "deals": len(self.payouts),
             "confirmations": len(self.confirmations),
+            "amended": sum(1 for p in self.payouts.values() if p.amended),
+            "cancelled": len(self.cancelled),
         }
 
 
@@ -201,6 +211,7 @@ class _Generator(SeededCampaign):
         self.confirmations: set[tuple[str, str]] = set()
         self.payouts: dict[str, PayoutTruth] = {}
         self.match_requests: set[str] = set()
+        self.cancelled: set[str] = set()
 
     def workload(self) -> Workload:
         fx = FxRatesPublished(
@@ -238,6 +249,7 @@ class _Generator(SeededCampaign):
             self.match_requests,
             dict(applied),
             dict(dead),
+            self.cancelled,
         )
 
     def _matching(self) -> None:
@@ -329,8 +341,11 @@ class _Generator(SeededCampaign):
         truth = self.attribution.setdefault(deal.deal_id, DealTruth())
         followers = self.rng.randint(10_000, 100_000)
         untagged_story = self.rng.random() < 0.15
+        # A deal to be cancelled is confirmed by its brand only: tracking confirms nothing
+        # once it knows of the cancellation, and that depends on arrival order.
+        cancelled = amended is None and self.rng.random() < self.config.cancelled_share
         for k, (kind, deliverable_id) in enumerate((("post", "post-1"), ("story", "story-1"))):
-            tagged = not (kind == "story" and untagged_story)
+            tagged = not cancelled and not (kind == "story" and untagged_story)
             self._post(deal, k, kind, followers, tagged, truth)
             self.confirmations.add((deal.deal_id, deliverable_id))
             brand_confirms = not tagged or self.rng.random() < 0.1
@@ -344,6 +359,18 @@ class _Generator(SeededCampaign):
                 )
                 self.events.append(make_event(confirmation, source="brand/chaos", time=self.now))
         self._orders(deal, truth)
+        if cancelled:
+            self._cancel(deal)
+
+    def _cancel(self, deal: DealSigned) -> None:
+        """The brand ends the deal now (the event's time), after its posts, its orders and
+        its confirmations (dated an hour ago): all of them still count and are paid, whether
+        they arrive before or after the cancellation."""
+        cancellation = DealCancelled(
+            deal_id=deal.deal_id, brand_id=BRAND_ID, reason="Campaign withdrawn"
+        )
+        self.events.append(make_event(cancellation, source="brand/chaos", time=self.now))
+        self.cancelled.add(deal.deal_id)
 
     def _amendment(self, deal: DealSigned) -> DealAmended | None:
         """For about `amended_share` of the deals, the brand's version 2 of the terms with
