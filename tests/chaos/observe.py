@@ -222,10 +222,11 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
     double = sum(1 for d, n in paid.items() if n > len(expected[d]))
     lost = sum(1 for d, n in paid.items() if n < len(expected[d]))
     wrong = sum(
-        1
-        for d in workload.payouts
-        if paid[d] and set(_amounts(outcome, workload, d)) != set(expected[d])
+        1 for d in workload.payouts if paid[d] and _versions_paid(workload, outcome, d) is None
     )
+    amended = [d for d, truth in workload.payouts.items() if truth.amended]
+    versions = Counter(_versions_paid(workload, outcome, d) for d in amended)
+    within = len(amended) - versions[None]
     rows = sum(
         1 for d, v in outcome.fee_payouts.items() if d in expected and len(v) != len(expected[d])
     )
@@ -253,6 +254,14 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
         Check("double payouts (provider)", str(double), double == 0),
         Check("lost payouts (provider)", str(lost), lost == 0),
         Check("payouts with a wrong amount", str(wrong), wrong == 0),
+        # Which version an amended deal pays depends on arrival order; each paid one of them
+        # exactly (or, per deliverable, the first's share then the rest of the second).
+        Check(
+            "amended deals paid within their versions",
+            f"{within}/{len(amended)} (v1 {versions['v1']}, v2 {versions['v2']}, "
+            f"mixed {versions['mixed']})",
+            within == len(amended),
+        ),
         Check("transfers to unknown destinations", str(stray), stray == 0),
         Check(
             "deals paid per deliverable (schedule changed mid-run)", f"{per_deliverable:,}", True
@@ -311,13 +320,24 @@ def checks(workload: Workload, outcome: Outcome, clean: Outcome | None) -> list[
     if clean is not None:
         differ = _differing(outcome.attribution, clean.attribution)
         result.append(Check("attribution ≠ clean run (deals)", str(differ), differ == 0))
+        # An amended deal may pay another version there (another arrival order): it is held
+        # to its versions instead.
         differ_paid = sum(
             1
             for d in workload.payouts
-            if outcome.fee_schedules.get(d) == clean.fee_schedules.get(d)
+            if d not in amended
+            and outcome.fee_schedules.get(d) == clean.fee_schedules.get(d)
             and sorted(_amounts(outcome, workload, d)) != sorted(_amounts(clean, workload, d))
         )
-        result.append(Check("payouts ≠ clean run (deals)", str(differ_paid), differ_paid == 0))
+        result.append(
+            Check("payouts ≠ clean run (deals never amended)", str(differ_paid), differ_paid == 0)
+        )
+        outside = sum(1 for d in amended if _versions_paid(workload, clean, d) is None)
+        result.append(
+            Check(
+                "amended deals paid outside their versions (clean run)", str(outside), not outside
+            )
+        )
     return result
 
 
@@ -325,6 +345,26 @@ def _amounts(outcome: Outcome, workload: Workload, deal_id: str) -> list[Money]:
     """What the deal's creator got on any rail: its account's, or its fallback."""
     truth = workload.payouts[deal_id]
     return [a for d in truth.destinations for a in outcome.transfers.get(d, [])]
+
+
+def _versions_paid(workload: Workload, outcome: Outcome, deal_id: str) -> str | None:
+    """Which of the deal's allowed outcomes its creator got ("v1", "v2", "mixed"), or None.
+    Exact when the count of transfers is right; when it is not (a double or lost payout,
+    flagged on its own) the amounts alone are compared."""
+    amounts = sorted(_amounts(outcome, workload, deal_id))
+    schedule = outcome.fee_schedules.get(deal_id, "on_completion")
+    allowed = workload.payouts[deal_id].allowed(schedule)
+    exact = next((name for name, parts in allowed if amounts == parts), None)
+    if exact is not None:
+        return exact
+    return next(
+        (
+            name
+            for name, parts in allowed
+            if len(amounts) != len(parts) and set(amounts) == set(parts)
+        ),
+        None,
+    )
 
 
 def _paid_once(outcome: Outcome, payout_id: str, status: str) -> bool:

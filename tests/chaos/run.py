@@ -261,7 +261,8 @@ async def chaos(
     say(
         f"workload: {counts['deals']:,} deals, {counts['confirmations']:,} confirmations, "
         f"{counts['records']:,} records ({counts['sent twice']:,} sent twice, "
-        f"{counts['invalid']} invalid)"
+        f"{counts['invalid']} invalid; {counts['amended']} deals amended, "
+        f"{counts['cancelled']} cancelled)"
     )
     say("clean run: no faults")
     clean = await execute(

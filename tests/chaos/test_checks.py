@@ -9,7 +9,7 @@ import pytest
 from tests.chaos.faults import Fault, Restart
 from tests.chaos.observe import Outcome, checks, converged
 from tests.chaos.run import RunReport, summary
-from tests.chaos.workload import ChaosConfig, Workload, generate
+from tests.chaos.workload import ChaosConfig, PayoutTruth, Workload, generate
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +205,88 @@ def test_restarts_overlapping_a_server_outage_are_told_apart() -> None:
     assert rows["restarts → ready"] == "4, median 3.5 s, max 13.0 s"
     assert rows["instances added → ready"] == "1, median 9.0 s, max 9.0 s"
     assert rows["  of them with every server up"] == "2, median 2.5 s, max 3.0 s"
+
+
+@pytest.fixture(scope="module")
+def amended_workload() -> Workload:
+    """A workload where every deal's fee is amended (version 2)."""
+    config = ChaosConfig(deals=6, profiles=20, match_requests=2, amended_share=1.0)
+    return generate(config, datetime.now(UTC))
+
+
+def _first_amended(workload: Workload) -> tuple[str, PayoutTruth]:
+    deal, truth = next(iter(workload.payouts.items()))
+    assert truth.amended and truth.amended_net is not None
+    return deal, truth
+
+
+def test_an_amended_deal_may_pay_either_version_or_a_mix_of_them(
+    amended_workload: Workload,
+) -> None:
+    workload = amended_workload
+    deal, truth = _first_amended(workload)
+    outcome = perfect(workload)
+    assert truth.amended_net is not None
+    outcome.transfers[truth.destination] = [truth.amended_net]
+    assert failing(workload, outcome, perfect(workload)) == []
+    # Per deliverable: the first fee's share, then what is left of the amended fee.
+    outcome.fee_schedules[deal] = "per_deliverable"
+    outcome.fee_payouts[deal] = [("p-1", "sent"), ("p-2", "sent")]
+    for paid in (truth.parts, truth.amended_parts, *truth.mixed):
+        outcome.transfers[truth.destination] = list(paid)
+        assert converged(workload, outcome)
+        assert failing(workload, outcome, perfect(workload)) == []
+    # Halves of two versions add up to neither fee: wrong.
+    outcome.transfers[truth.destination] = [truth.parts[0], truth.amended_parts[1]]
+    assert failing(workload, outcome) == [
+        "payouts with a wrong amount",
+        "amended deals paid within their versions",
+    ]
+
+
+def test_an_amended_deal_paid_both_versions_is_a_double_payout(
+    amended_workload: Workload,
+) -> None:
+    workload = amended_workload
+    _, truth = _first_amended(workload)
+    outcome = perfect(workload)
+    assert truth.amended_net is not None
+    outcome.transfers[truth.destination].append(truth.amended_net)
+    assert failing(workload, outcome) == [
+        "double payouts (provider)",
+        "payouts with a wrong amount",
+        "amended deals paid within their versions",
+    ]
+
+
+def test_an_amended_deal_paid_neither_version_is_wrong_here_and_in_the_clean_run(
+    amended_workload: Workload,
+) -> None:
+    workload = amended_workload
+    _, truth = _first_amended(workload)
+    neither = perfect(workload)
+    neither.transfers[truth.destination] = [truth.net + truth.net]
+    assert failing(workload, neither) == [
+        "payouts with a wrong amount",
+        "amended deals paid within their versions",
+    ]
+    # The clean run is held to the same versions, not compared with the chaos run.
+    assert failing(workload, perfect(workload), neither) == [
+        "amended deals paid outside their versions (clean run)"
+    ]
+    other_version = perfect(workload)
+    assert truth.amended_net is not None
+    other_version.transfers[truth.destination] = [truth.amended_net]
+    assert failing(workload, perfect(workload), other_version) == []
+
+
+def test_an_amended_deal_not_paid_is_lost(amended_workload: Workload) -> None:
+    workload = amended_workload
+    _, truth = _first_amended(workload)
+    outcome = perfect(workload)
+    del outcome.transfers[truth.destination]
+    assert failing(workload, outcome) == [
+        "lost payouts (provider)",
+        "amended deals paid within their versions",
+    ]
+    assert not converged(workload, outcome)

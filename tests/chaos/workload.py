@@ -7,6 +7,14 @@ stories lack the `#ad` tag and are confirmed by the brand instead; some posts ar
 both (the first wins). About `duplicate_share` of the records are sent twice (same event id),
 some orders are re-sent by the shop as new events, and the whole stream is shuffled; the
 FX rates go first, as a rate feed publishes before the day's business.
+About `amended_share` of the deals get a `deal.amended` (version 2) changing only the fee;
+whether it reaches payouts before or after the deal's confirmations depends on the shuffle, so
+their payouts have a few allowed outcomes (`PayoutTruth.allowed`), tracking's figures one.
+About `cancelled_share` of the others are cancelled by their brand after everything they count
+(posts, orders, both deliverables confirmed by the brand): whatever the order, nothing changes.
+A cancellation before any of it would make the outcome depend on arrival order (tracking stops
+auto-confirming once it has one, and payouts pays a later-dated confirmation that came first),
+so none is sent.
 Invalid records (from the hostile-input catalogue) are mixed in; each carries a
 `chaos-invalid` header so its dead letters can be matched to it.
 Most creators are paid through Stripe; one in five through PayPal and one in five through
@@ -29,6 +37,8 @@ from services.tracking.app import INPUT_TOPICS as TRACKING_INPUTS
 from shared.contract.events import (
     BrandFunded,
     CloudEvent,
+    DealAmended,
+    DealCancelled,
     DealSigned,
     Deliverable,
     DeliverableConfirmed,
@@ -85,6 +95,8 @@ class ChaosConfig:
     match_requests: int = 8
     invalid_per_topic: int = 4
     campaigns: int = 10
+    amended_share: float = 0.1
+    cancelled_share: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,13 @@ class PayoutTruth:
     parts: tuple[Money, ...]  # per deliverable, each converted on its own
     method: str = "stripe"
     fallback: str | None = None  # the Stripe account of a PayPal or Wise creator
+    # An amended deal: the other outcomes its arrival order allows (each part converted on
+    # its own). `amended_net` is the amended fee paid on completion; `amended_parts` its
+    # halves, when the amendment came before both confirmations; `mixed` one deliverable's
+    # share of the first fee and the rest of the amended one, when it came between them.
+    amended_net: Money | None = None
+    amended_parts: tuple[Money, ...] = ()
+    mixed: tuple[tuple[Money, ...], ...] = ()
 
     @property
     def destinations(self) -> tuple[str, ...]:
@@ -117,6 +136,26 @@ class PayoutTruth:
     def expected(self, fee_schedule: str) -> list[Money]:
         """The transfers the creator gets under the fee schedule the deal was stored with."""
         return sorted(self.parts) if fee_schedule == "per_deliverable" else [self.net]
+
+    @property
+    def amended(self) -> bool:
+        return self.amended_net is not None
+
+    def allowed(self, fee_schedule: str) -> list[tuple[str, list[Money]]]:
+        """Every transfer list (sorted) the creator may get, named by the versions it pays:
+        `expected` ("v1") for a deal never amended; for an amended one also the amended fee
+        ("v2"), or per deliverable a mix of the two. A payout once created never changes, so
+        no other outcome is right."""
+        found = [("v1", self.expected(fee_schedule))]
+        if self.amended_net is None:
+            return found
+        if fee_schedule != "per_deliverable":
+            return [*found, ("v2", [self.amended_net])]
+        return [
+            *found,
+            ("v2", sorted(self.amended_parts)),
+            *(("mixed", sorted(m)) for m in self.mixed),
+        ]
 
 
 @dataclass
@@ -131,6 +170,7 @@ class Workload:
     # records each must have dead-lettered.
     applied: dict[str, set[str]] = field(default_factory=dict)
     dead_letters: dict[str, set[int]] = field(default_factory=dict)
+    cancelled: set[str] = field(default_factory=set)  # deal ids
 
     @property
     def destinations(self) -> set[str]:
@@ -152,6 +192,8 @@ class Workload:
             "invalid": sum(1 for r in self.records if r.invalid is not None),
             "deals": len(self.payouts),
             "confirmations": len(self.confirmations),
+            "amended": sum(1 for p in self.payouts.values() if p.amended),
+            "cancelled": len(self.cancelled),
         }
 
 
@@ -168,6 +210,7 @@ class _Generator(SeededCampaign):
         self.confirmations: set[tuple[str, str]] = set()
         self.payouts: dict[str, PayoutTruth] = {}
         self.match_requests: set[str] = set()
+        self.cancelled: set[str] = set()
 
     def workload(self) -> Workload:
         fx = FxRatesPublished(
@@ -205,6 +248,7 @@ class _Generator(SeededCampaign):
             self.match_requests,
             dict(applied),
             dict(dead),
+            self.cancelled,
         )
 
     def _matching(self) -> None:
@@ -251,12 +295,14 @@ class _Generator(SeededCampaign):
             attribution_window_days=14,
         )
         self.events.append(make_event(deal, source="brand/chaos", time=self.now))
-        # The brand funds each deal's fee: in any order with the rest, a payout owed before
-        # its funds arrive waits for them (awaiting_funds) and is paid when they do.
+        amended = self._amendment(deal)
+        # The brand funds each deal's fee (the higher of its versions): in any order with the
+        # rest, a payout owed before its funds arrive waits for them (awaiting_funds) and is
+        # paid when they do.
         funding = BrandFunded(
             brand_id=BRAND_ID,
             funding_id=f"fund-{deal.deal_id}",
-            amount=deal.fee,
+            amount=deal.fee if amended is None else max(deal.fee, amended.fee),
             funded_at=self.now,
         )
         self.events.append(make_event(funding, source="brand/chaos", time=self.now))
@@ -282,21 +328,23 @@ class _Generator(SeededCampaign):
             else PayoutFallback(method="stripe", destination=fallback),
         )
         self.events.append(make_event(account, source="onboarding", time=self.now))
-        parts = deal.fee.allocate([d.count for d in deal.deliverables])
         self.payouts[deal.deal_id] = PayoutTruth(
             creator_id,
             destination,
-            self.fx.convert(deal.fee, currency).result,
-            tuple(self.fx.convert(part, currency).result for part in parts),
+            *self._fees(deal, deal.fee, currency),
             method,
             fallback,
+            **({} if amended is None else self._amended_fees(deal, amended.fee, currency)),
         )
 
         truth = self.attribution.setdefault(deal.deal_id, DealTruth())
         followers = self.rng.randint(10_000, 100_000)
         untagged_story = self.rng.random() < 0.15
+        # A deal to be cancelled is confirmed by its brand only: tracking confirms nothing
+        # once it knows of the cancellation, and that depends on arrival order.
+        cancelled = amended is None and self.rng.random() < self.config.cancelled_share
         for k, (kind, deliverable_id) in enumerate((("post", "post-1"), ("story", "story-1"))):
-            tagged = not (kind == "story" and untagged_story)
+            tagged = not cancelled and not (kind == "story" and untagged_story)
             self._post(deal, k, kind, followers, tagged, truth)
             self.confirmations.add((deal.deal_id, deliverable_id))
             brand_confirms = not tagged or self.rng.random() < 0.1
@@ -310,6 +358,56 @@ class _Generator(SeededCampaign):
                 )
                 self.events.append(make_event(confirmation, source="brand/chaos", time=self.now))
         self._orders(deal, truth)
+        if cancelled:
+            self._cancel(deal)
+
+    def _cancel(self, deal: DealSigned) -> None:
+        """The brand ends the deal now (the event's time), after its posts, its orders and
+        its confirmations (dated an hour ago): all of them still count and are paid, whether
+        they arrive before or after the cancellation."""
+        cancellation = DealCancelled(
+            deal_id=deal.deal_id, brand_id=BRAND_ID, reason="Campaign withdrawn"
+        )
+        self.events.append(make_event(cancellation, source="brand/chaos", time=self.now))
+        self.cancelled.add(deal.deal_id)
+
+    def _amendment(self, deal: DealSigned) -> DealAmended | None:
+        """For about `amended_share` of the deals, the brand's version 2 of the terms with
+        only the fee changed: a whole-dollar amount between 0.6 and 1.4 times the first, never
+        equal (whole dollars: the halves per deliverable are exact cents)."""
+        if self.rng.random() >= self.config.amended_share:
+            return None
+        first = int(deal.fee.amount)
+        fee = self.rng.choice(
+            [f for f in range(int(first * 0.6) + 1, int(first * 1.4) + 1) if f != first]
+        )
+        amended = DealAmended(**{**dict(deal), "fee": Money.of(Decimal(fee), "USD")}, version=2)
+        self.events.append(make_event(amended, source="brand/chaos", time=self.now))
+        return amended
+
+    def _fees(self, deal: DealSigned, fee: Money, currency: str) -> tuple[Money, tuple[Money, ...]]:
+        """`fee` in the creator's currency: whole, and per deliverable (`Money.allocate` by
+        their counts, as payouts splits it), each part converted on its own."""
+        parts = fee.allocate([d.count for d in deal.deliverables])
+        return self._convert(fee, currency), tuple(self._convert(p, currency) for p in parts)
+
+    def _amended_fees(self, deal: DealSigned, amended: Money, currency: str) -> dict[str, Any]:
+        """The other outcomes of an amended deal (`PayoutTruth.allowed`): the amended fee,
+        its halves, or the first fee's share for the deliverable confirmed first and the rest
+        of the amended fee for the other (`fee_due`: the payout completing a deal gets what
+        is left of the fee in force)."""
+        net, parts = self._fees(deal, amended, currency)
+        # Two deliverables: either may be confirmed first (equal shares give one outcome).
+        mixed = tuple(
+            dict.fromkeys(
+                (self._convert(share, currency), self._convert(amended - share, currency))
+                for share in deal.fee.allocate([d.count for d in deal.deliverables])
+            )
+        )
+        return {"amended_net": net, "amended_parts": parts, "mixed": mixed}
+
+    def _convert(self, amount: Money, currency: str) -> Money:
+        return self.fx.convert(amount, currency).result
 
     def _post(
         self,
