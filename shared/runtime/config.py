@@ -12,7 +12,14 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What Kafka accepts as a group.instance.id (the rules of topic names).
@@ -329,3 +336,13 @@ def _names_unset(**values: str | SecretStr | None) -> list[str]:
         for name, value in values.items()
         if not (value.get_secret_value() if isinstance(value, SecretStr) else value)
     ]
+
+
+def settings_problems(error: ValidationError) -> str:
+    """What is wrong with the environment, one clause a setting, without pydantic's links."""
+    problems = []
+    for e in error.errors():
+        where = ".".join(map(str, e["loc"]))
+        what = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {what}" if where else what)
+    return "; ".join(problems)

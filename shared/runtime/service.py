@@ -26,11 +26,11 @@ from aiokafka.errors import KafkaConnectionError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from shared.contract.signing import private_key_from_text
 from shared.runtime.cache import create_redis, redis_client
-from shared.runtime.config import Settings
+from shared.runtime.config import Settings, settings_problems
 from shared.runtime.db import ServiceSchema, create_pool, migrate
 from shared.runtime.health import App, Check, HealthApp
 from shared.runtime.kafka import (
@@ -524,6 +524,10 @@ def run_service(
         asyncio.run(main())
     except ServiceConfigurationError as error:
         log.error(str(error), service=name)
+        raise SystemExit(2) from error
+    except ValidationError as error:
+        # The operator's to fix, as the CLI says it: the settings named, no traceback.
+        log.error(f"invalid settings: {settings_problems(error)}", service=name)
         raise SystemExit(2) from error
     except AUTHORIZATION_ERRORS as error:
         # A consumer refused its topics or group at start: the ACLs lack a grant.

@@ -10,7 +10,7 @@ from typing import Any
 from faststream.security import BaseSecurity
 from pydantic import ValidationError
 
-from shared.runtime.config import Settings
+from shared.runtime.config import Settings, settings_problems
 from shared.runtime.kafka import (
     AUTHORIZATION_ERRORS,
     KafkaAccessError,
@@ -27,10 +27,10 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        fail(
+            f"invalid settings: {settings_problems(error)}",
+            hint="check the environment variables in README.md",
         )
-        fail(f"invalid settings: {problems}", hint="check the environment variables in README.md")
 
 
 def database_url(service: str) -> str:
