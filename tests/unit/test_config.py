@@ -190,3 +190,15 @@ def test_a_group_instance_id_kafka_would_refuse_is_refused_at_start(
     monkeypatch.setenv("KAFKA_GROUP_INSTANCE_ID", value)
     with pytest.raises(ValidationError, match="KAFKA_GROUP_INSTANCE_ID takes letters"):
         Settings()
+
+
+@pytest.mark.parametrize("command", ["up", "infra up"])
+def test_a_refused_option_is_one_line_naming_its_variable(command: str) -> None:
+    from typer.testing import CliRunner
+
+    from shared.tools.cli.main import app
+
+    done = CliRunner().invoke(app, [*command.split(), "--kafka", "apache", "--brokers", "2"])
+    assert done.exit_code == 1
+    assert "CREATORFLOW_KAFKA_BROKERS must be 1 or 3, not 2" in done.output
+    assert "errors.pydantic.dev" not in done.output and "Traceback" not in done.output

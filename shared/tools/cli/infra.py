@@ -7,9 +7,10 @@ from typing import Any
 
 import typer
 from faststream.security import BaseSecurity
+from pydantic import ValidationError
 from rich.table import Table
 
-from shared.runtime.config import KafkaKind, Settings
+from shared.runtime.config import KafkaKind, Settings, settings_problems
 from shared.runtime.db import create_pool, migrate
 from shared.runtime.kafka import ensure_topics
 from shared.tools.cli.console import console, fail
@@ -89,8 +90,11 @@ def with_kafka_options(settings: Settings, kind: KafkaKind | None, brokers: int 
     }
     try:
         return Settings.model_validate({**_as_variables(settings), **update})
-    except ValueError as error:
-        fail(f"invalid options: {error}")
+    except ValidationError as error:
+        fail(
+            f"invalid options: {settings_problems(error)}",
+            hint="--kafka sets CREATORFLOW_KAFKA and --brokers CREATORFLOW_KAFKA_BROKERS",
+        )
 
 
 def _as_variables(settings: Settings) -> dict[str, object]:
