@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -13,12 +14,20 @@ from faststream.security import BaseSecurity
 from rich.json import JSON
 from rich.progress import Progress
 
-from shared.contract.events import TOPICS, EventDecodeError, decode, event_key, mask_secrets
+from shared.contract.events import (
+    TOPICS,
+    EventDecodeError,
+    check_key,
+    check_not_future,
+    decode,
+    event_key,
+    mask_secrets,
+)
 from shared.contract.signing import sign_json
 from shared.runtime.kafka import client_options, partitions_of
 from shared.tools.cli.console import console, errors, fail
 from shared.tools.cli.keys import load_private_key
-from shared.tools.cli.settings import kafka_client, kafka_refusals
+from shared.tools.cli.settings import kafka_client, kafka_refusals, load_settings
 
 
 def check_topic(topic: str, *, allow_dlq: bool = False) -> None:
@@ -42,6 +51,7 @@ def produce(
     """Validate and publish CloudEvents from a JSON Lines file, keyed by their entity id."""
     check_topic(topic)
     signing = load_private_key(sign_with) if sign_with is not None else None
+    skew = timedelta(seconds=load_settings().max_clock_skew_seconds)
     valid: list[tuple[bytes, bytes]] = []
     invalid = 0
     for number, line in enumerate(file.read_bytes().splitlines(), start=1):
@@ -49,6 +59,10 @@ def produce(
             continue
         try:
             event = decode(topic, line)
+            # What every consumer refuses without reading its state: caught here, nothing
+            # is sent that would only be dead-lettered.
+            check_key(event, event_key(event))
+            check_not_future(event, datetime.now(UTC), skew)
         except EventDecodeError as error:
             invalid += 1
             errors.print(f"[red]{file}:{number}[/] {error.error_class}: {error.reason}")
