@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help install demo test test-kafka bench chaos lint unit integration up down status clean lock
 
 help:
+	@echo "make install  create .venv with the project and its tools (every target runs it first)"
 	@echo "make demo   run the main job end to end on embedded Kafka, PostgreSQL and Redis"
 	@echo "make test   lint, type-check and run every test (unit, integration, e2e)"
 	@echo "make test-kafka  integration, e2e and the small chaos test on a 3-broker Apache Kafka"

@@ -22,6 +22,12 @@ from shared.runtime.kafka import kafka_security as security_of
 from shared.tools.cli.console import fail
 from shared.tools.infra import running_urls
 
+# Embedded servers are found through the data directory they were started with.
+_WHERE_EMBEDDED = (
+    "if they run already, run this from the directory they were started in, or set "
+    "CREATORFLOW_DATA_DIR to theirs"
+)
+
 
 def load_settings() -> Settings:
     try:
@@ -44,7 +50,10 @@ def database_url(service: str) -> str:
     if urls is None:
         fail(
             "no database to talk to",
-            hint="set DATABASE_URL, or start the embedded servers: creatorflow up (or infra up)",
+            hint=(
+                "set DATABASE_URL, or start the embedded servers: creatorflow up (or infra up); "
+                f"{_WHERE_EMBEDDED}"
+            ),
         )
     return urls.database_url
 
@@ -58,7 +67,10 @@ def bootstrap_servers() -> str:
     if urls is None:
         fail(
             "no Kafka to talk to",
-            hint="set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up",
+            hint=(
+                "set KAFKA_BOOTSTRAP_SERVERS, or start the embedded one: creatorflow infra up; "
+                f"{_WHERE_EMBEDDED}"
+            ),
         )
     return urls.kafka_bootstrap_servers
 
