@@ -16,13 +16,15 @@ DESCRIBE, and WRITE on any topic the idempotent producer's id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import ClusterAuthorizationFailedError, for_code
+from aiokafka.errors import ClusterAuthorizationFailedError, KafkaError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest
 from faststream.security import BaseSecurity
 
@@ -176,7 +178,14 @@ async def apply_acls(
                 acl.operation,
                 _ALLOW,
             )
-            response = await admin._send_request_to_node(node, request)
+            try:
+                with _quiet("aiokafka.conn"):
+                    response = await admin._send_request_to_node(node, request)
+            except KafkaError as error:
+                raise AclError(
+                    f"the cluster did not take the ACLs ({type(error).__name__}): a broker "
+                    "without an authorizer, such as the embedded one, closes the connection"
+                ) from error
             for code, _message in response.creation_responses:
                 if code == ClusterAuthorizationFailedError.errno:
                     raise AclError(
@@ -193,3 +202,16 @@ async def apply_acls(
             raise AclError(f"{len(failed)} ACL(s) refused: " + "; ".join(failed[:3]))
     finally:
         await admin.close()
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence `logger` for a request whose failure the caller reports itself (aiokafka logs
+    a closed connection with a traceback before raising)."""
+    target = logging.getLogger(logger)
+    was = target.disabled
+    target.disabled = True
+    try:
+        yield
+    finally:
+        target.disabled = was

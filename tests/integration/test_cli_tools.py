@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from shared.contract.events import Topic, encode
 from shared.contract.events.examples import valid_example
-from shared.runtime.config import Settings
+from shared.runtime.config import KafkaKind, Settings
 from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, make_broker, partitions_of
 from shared.tools.cli.main import app
 from shared.tools.infra import InfraUrls
@@ -177,3 +177,16 @@ async def _read_from(
         return found
     finally:
         await consumer.stop()
+
+
+@pytest.mark.skipif(
+    Settings().kafka is not KafkaKind.EMBEDDED,
+    reason="the embedded broker has no authorizer; Apache Kafka's ACLs are tested on their own",
+)
+def test_acls_applied_to_a_broker_without_acls_fail_in_one_line(
+    cli_env: dict[str, str],
+) -> None:
+    done = CliRunner().invoke(app, ["kafka", "acls", "--apply"], env=cli_env)
+    assert done.exit_code == 1
+    assert "the cluster did not take the ACLs" in done.output
+    assert "Traceback" not in done.output
