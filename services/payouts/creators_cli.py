@@ -53,3 +53,11 @@ def link_command(creator_id: str) -> None:
         f"Works once, until {link.expires_at:%Y-%m-%d %H:%M} UTC. Send it to the creator only.",
         style="dim",
     )
+    if settings.page_port is None and settings.page_url is None:
+        # This command cannot see the service's settings, only its own environment.
+        errors.print(
+            "warning: PAYOUTS_PAGE_PORT and PAYOUTS_PAGE_URL are not set here, so the link "
+            f"assumes the page at {settings.page_base_url()}; the payouts service serves it "
+            "only with PAYOUTS_PAGE_PORT set (`creatorflow up` does not)",
+            style="yellow",
+        )

@@ -32,6 +32,18 @@ async def scene(db_pool: asyncpg.Pool) -> Scene:
     return scene
 
 
+async def test_a_link_printed_without_the_page_configured_says_where_it_assumes_it(
+    infra: InfraUrls, scene: Scene
+) -> None:
+    env = {"DATABASE_URL": infra.database_url, "PAYOUTS_PAGE_PORT": None, "PAYOUTS_PAGE_URL": None}
+    printed = await asyncio.to_thread(
+        CliRunner().invoke, creatorflow, ["creators", "link", scene.alice], env=env
+    )
+    assert printed.exit_code == 0, printed.output
+    assert "http://127.0.0.1:8090/c/link/" in printed.output
+    assert "warning: PAYOUTS_PAGE_PORT and PAYOUTS_PAGE_URL are not set here" in printed.output
+
+
 async def test_operators_print_a_link_and_the_creator_gets_in_by_clicking(
     infra: InfraUrls, db_pool: asyncpg.Pool, cache: redis.Redis, scene: Scene
 ) -> None:
@@ -44,6 +56,7 @@ async def test_operators_print_a_link_and_the_creator_gets_in_by_clicking(
         CliRunner().invoke, creatorflow, ["creators", "link", scene.alice], env=env
     )
     assert printed.exit_code == 0, printed.output
+    assert "warning" not in printed.output
     url = re.search(r"https://pay\.creatorflow\.test(/c/link/([A-Za-z0-9_-]{43}))", printed.output)
     assert url is not None, printed.output
     path, token = url.group(1), url.group(2)
