@@ -33,6 +33,9 @@ from shared.tools.cli.settings import kafka_client, kafka_refusals, load_setting
 def check_topic(topic: str, *, allow_dlq: bool = False) -> None:
     base = topic.removesuffix(".dlq") if allow_dlq else topic
     if base not in TOPICS:
+        source = topic.removesuffix(".dlq")
+        if source in TOPICS:
+            fail(f"unknown topic {topic!r}", hint=f"name the source topic: {source}")
         fail(f"unknown topic {topic!r}", hint="topics: " + ", ".join(TOPICS))
 
 
@@ -143,7 +146,8 @@ async def _tail(
                     key = record.key.decode("utf-8", "replace") if record.key else "-"
                     console.rule(f"{record.topic}[{record.partition}]@{record.offset}  key={key}")
                     for name, value in headers.items():
-                        console.print(f"[dim]{name}:[/] {value}")
+                        if value:  # FastStream sends raw bytes with an empty content-type
+                            console.print(f"[dim]{name}:[/] {value}")
                     # Payout destinations are never shown, here as in dead letters.
                     value, masked = mask_secrets(record.topic, record.value or b"")
                     if masked:
