@@ -1,5 +1,6 @@
-"""A service started with settings it refuses says which, in one line, and exits 2: the
-operator's to fix (compose runs `creatorflow serve`), not a traceback to read."""
+"""A service or a command started with settings it refuses says which in one line and exits
+non-zero (a service 2, a command 1): the operator's to fix (compose runs `creatorflow serve`),
+not a traceback to read."""
 
 from __future__ import annotations
 
@@ -32,3 +33,16 @@ def test_refused_settings_stop_the_service_with_one_line(
     assert done.returncode == 2, output
     assert "invalid settings" in output and expected in output
     assert "Traceback" not in output
+
+
+def test_a_command_refusing_its_service_settings_says_which_in_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.tools.cli", "creators", "link", "cr-1"],
+        env={**os.environ, "PAYOUTS_PAGE_PORT": "eighty"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "invalid settings (PayoutsSettings): page_port" in done.stderr
+    assert "Traceback" not in done.stderr

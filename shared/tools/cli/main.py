@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib
 
 import typer
+from pydantic import ValidationError
 
+from shared.runtime.config import settings_problems
 from shared.runtime.observability import configure_logging
 from shared.tools.cli import db, demo, dlq, docs, events, infra, kafka_admin, keys, topics, up
+from shared.tools.cli.console import report
 
 app = typer.Typer(
     name="creatorflow",
@@ -48,4 +51,13 @@ for _service in ("matching", "tracking", "payouts"):
 def main() -> None:
     # Commands talk to the user through rich on stdout; library logs only matter when wrong.
     configure_logging("creatorflow", level="WARNING")
-    app()
+    try:
+        app()
+    except ValidationError as error:
+        if not error.title.endswith("Settings"):  # only the environment is the user's to fix
+            raise
+        report(
+            f"invalid settings ({error.title}): {settings_problems(error)}",
+            hint="check the environment variables in README.md",
+        )
+        raise SystemExit(1) from None
