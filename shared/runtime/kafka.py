@@ -46,6 +46,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from shared.contract.errors import EventRejected, TransientError
 from shared.contract.events import (
+    CONTENT_TYPE,
     TOPICS,
     CloudEvent,
     EventDecodeError,
@@ -453,7 +454,12 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> li
 async def publish_event(broker: KafkaBroker, event: CloudEvent[Any]) -> None:
     """Publish to the event type's topic, keyed by its entity so its events stay in order."""
     spec = spec_for_type(event.type)
-    await broker.publish(encode(event), topic=spec.topic, key=event_key(event))
+    await broker.publish(
+        encode(event),
+        topic=spec.topic,
+        key=event_key(event),
+        headers={"content-type": CONTENT_TYPE},
+    )
 
 
 @dataclass(frozen=True)

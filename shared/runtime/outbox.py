@@ -25,7 +25,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 
-from shared.contract.events import CloudEvent, encode, event_key, spec_for_type
+from shared.contract.events import CONTENT_TYPE, CloudEvent, encode, event_key, spec_for_type
 from shared.contract.signing import sign_json
 from shared.runtime.kafka import RetryPolicy, is_transient
 
@@ -159,6 +159,7 @@ class OutboxRelay:
                     self._signed(row["value"]),
                     topic=row["topic"],
                     key=row["kafka_key"],
+                    headers={"content-type": CONTENT_TYPE},
                     no_confirm=True,
                 )
                 for row in rows

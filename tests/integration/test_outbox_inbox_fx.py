@@ -10,8 +10,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
 
-from shared.contract.events import CloudEvent, Topic
+from shared.contract.events import CONTENT_TYPE, CloudEvent, Topic
 from shared.contract.events.examples import valid_example
 from shared.contract.money import FxSnapshot
 from shared.runtime.config import Settings
@@ -220,3 +221,39 @@ async def test_fx_snapshots_are_judged_once_against_the_last_trusted_one(
     trusted = await snapshot_at(db_pool, at + timedelta(hours=2), trusted=True)
     assert trusted is not None and trusted.as_of == at
     assert (await trusted_before(db_pool, at + timedelta(hours=4))) == snapshot("0.95", 3)
+
+
+async def test_published_events_say_they_are_whole_cloudevents(
+    infra: InfraUrls, topics: None, db_pool: asyncpg.Pool
+) -> None:
+    """Structured mode of CloudEvents' Kafka binding: a client following it reads the value
+    as the whole event only with this content-type."""
+    tag = uuid.uuid4().hex[:8]
+    event = valid_example("payout.scheduled").model_copy(update={"id": f"{tag}-ct"})
+    async with db_pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, [event], producer=f"svc-{tag}")
+    broker = make_broker(Settings(), infra.kafka_bootstrap_servers, logger=None)
+    await broker.connect()
+    try:
+        assert await OutboxRelay(db_pool, broker, producer=f"svc-{tag}").publish_pending() >= 1
+    finally:
+        await broker.stop()
+    consumer = AIOKafkaConsumer(
+        Topic.PAYOUTS_STATUS,
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        headers = None
+        while headers is None:
+            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 30)
+            assert batch, "the published event was not found"
+            for records in batch.values():
+                for record in records:
+                    if event.id.encode() in (record.value or b""):
+                        headers = dict(record.headers)
+    finally:
+        await consumer.stop()
+    assert headers["content-type"] == CONTENT_TYPE.encode()

@@ -2,7 +2,9 @@
 
 from shared.contract.events.brands import BrandFunded
 from shared.contract.events.codec import (
+    CONTENT_TYPE,
     MAX_EVENT_BYTES,
+    RECORD_HEADERS,
     EventDecodeError,
     check_key,
     check_not_future,
@@ -85,9 +87,11 @@ from shared.contract.events.vocabulary import (
 
 __all__ = [
     "ATTRIBUTION_MODELS",
+    "CONTENT_TYPE",
     "EVENT_SPECS",
     "MASKED",
     "MAX_EVENT_BYTES",
+    "RECORD_HEADERS",
     "TOPICS",
     "WITHHELD",
     "AgeBucket",

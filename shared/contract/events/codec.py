@@ -182,6 +182,12 @@ def _decode_valid(topic: str, raw: bytes, event_type: object) -> CloudEvent[Any]
 _SIGNATURE_ATTRIBUTES: Final = frozenset({"sigkeyid", "signature"})
 
 
+# Each record's value is one whole event: CloudEvents' Kafka binding in structured mode, which
+# a record says with this header (an SDK reading it without the header takes binary mode).
+CONTENT_TYPE: Final = "application/cloudevents+json; charset=UTF-8"
+RECORD_HEADERS: Final = (("content-type", CONTENT_TYPE.encode()),)
+
+
 def encode(event: CloudEvent[Any]) -> bytes:
     """Compact JSON of `event`: money and ratios as decimal strings, times in UTC with Z.
     The signature attributes appear only when set."""

@@ -15,6 +15,7 @@ from rich.json import JSON
 from rich.progress import Progress
 
 from shared.contract.events import (
+    RECORD_HEADERS,
     TOPICS,
     EventDecodeError,
     check_key,
@@ -95,7 +96,7 @@ async def _send(
             task = progress.add_task(f"sending to {topic}", total=len(messages))
             sent = []
             for key, value in messages:
-                sent.append(await producer.send(topic, value, key=key))
+                sent.append(await producer.send(topic, value, key=key, headers=RECORD_HEADERS))
                 progress.advance(task)
             # Each delivery's outcome: a refused write fails its own future, not the flush.
             await asyncio.gather(*sent)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.security import BaseSecurity
 
 from shared.contract.events import (
+    RECORD_HEADERS,
     EventDecodeError,
     SigningKeyRegistered,
     SigningKeyRevoked,
@@ -65,7 +66,10 @@ async def _publish(bootstrap: str, security: BaseSecurity | None, events: list[A
     try:
         for event in events:
             await producer.send_and_wait(
-                Topic.OPERATOR_SIGNING_KEYS, encode(event), key=event_key(event)
+                Topic.OPERATOR_SIGNING_KEYS,
+                encode(event),
+                key=event_key(event),
+                headers=RECORD_HEADERS,
             )
     finally:
         await producer.stop()

@@ -22,6 +22,7 @@ from faststream.security import BaseSecurity
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contract.events import (
+    RECORD_HEADERS,
     AttributionUpdated,
     CampaignAttributionUpdated,
     CloudEvent,
@@ -213,7 +214,10 @@ class Player:
         ]
         for registration in registrations:
             await self._producer.send_and_wait(
-                Topic.OPERATOR_SIGNING_KEYS, encode(registration), key=event_key(registration)
+                Topic.OPERATOR_SIGNING_KEYS,
+                encode(registration),
+                key=event_key(registration),
+                headers=RECORD_HEADERS,
             )
             self._registered.add(registration.data.key_id)
             data = registration.data
@@ -221,7 +225,11 @@ class Player:
         pending = []
         for event in signed:
             topic = spec_for_type(event.type).topic
-            pending.append(await self._producer.send(topic, encode(event), key=event_key(event)))
+            pending.append(
+                await self._producer.send(
+                    topic, encode(event), key=event_key(event), headers=RECORD_HEADERS
+                )
+            )
             for service in self.ports:
                 self.published[(service, topic)] += 1
         await asyncio.gather(*pending)
