@@ -756,9 +756,15 @@ async def on_brand_funded(changes: PendingChanges, funding: Funding, event_id: s
     if not await changes.repo.add_funding(funding, event_id):
         known = await changes.repo.funding(funding.funding_id)
         if known != funding:
+            credited = (
+                ""
+                if known is None
+                else f" (brand_id {known.brand_id}, amount {known.amount}, "
+                f"funded_at {known.funded_at.isoformat()})"
+            )
             raise EventRejected(
-                f"data.funding_id: {funding.funding_id!r} was already credited with other terms "
-                f"({known}); a funding is never amended: send a new funding_id"
+                f"data.funding_id: {funding.funding_id!r} was already credited with other terms"
+                f"{credited}; a funding is never amended: send a new funding_id"
             )
         return
     changes.funded(funding)
