@@ -271,7 +271,13 @@ class CampaignCurrencyTotals(InternalPayload):
     """A campaign's deals in one currency, summed (amounts in the deals' currency)."""
 
     deals: Count = Field(description="Deals in this currency.", examples=[2])
-    orders: Count = Field(description="Net orders attributed to them.", examples=[41])
+    orders: Count = Field(
+        description=(
+            "Net orders attributed to them, summed over the deals: an order a multi-touch "
+            "model credits to several deals counts once for each."
+        ),
+        examples=[41],
+    )
     pending_fx_orders: Count = Field(
         description="Orders attributed to them still waiting for an FX rate (not in `orders`).",
         examples=[0],
@@ -339,7 +345,12 @@ class CampaignAttributionUpdated(InternalPayload):
         examples=["0.0512"],
     )
     orders: Count = Field(
-        description="Net orders attributed to the deals, every currency.", examples=[41]
+        description=(
+            "Net orders attributed to the deals, every currency, summed over the deals: an "
+            "order a multi-touch model credits to several deals counts once for each (and "
+            "`cpa` divides by this count)."
+        ),
+        examples=[41],
     )
     pending_fx_orders: Count = Field(
         description="Orders attributed to the deals still waiting for an FX rate.", examples=[0]
