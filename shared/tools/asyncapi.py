@@ -39,7 +39,8 @@ SUMMARIES: Final = {
 
 
 # Payload docstrings start with the event type ("`deal.signed`: ..."); listed types say it.
-_TYPE_PREFIX: Final = re.compile(r"^`[^`]+`:\s*")
+# A model's docstring may open with its type, and since which version it exists.
+_TYPE_PREFIX: Final = re.compile(r"^`[^`]+`\s*(\([^)]*\))?:\s*")
 
 
 class UnknownService(LookupError):
@@ -112,12 +113,25 @@ def topic_description(topic: str, role: str) -> str:
     """What `role` (consumes/publishes) means on `topic`: its types, their docs and the key."""
     by_model = _specs_by_model(topic)
     keys = sorted({f"data.{spec.key_field}" for specs in by_model.values() for spec in specs})
-    lines = [f"The service {role} `{topic}`; Kafka key: {', '.join(keys)}.", ""]
+    one_key = len(keys) == 1
+    key = f"Kafka key: {keys[0]}" if one_key else "Kafka key: each type's, below"
+    lines = [f"The service {role} `{topic}`; {key}.", ""]
     for model, specs in by_model.items():
         summary = (inspect.getdoc(model) or "").split("\n\n")[0].replace("\n", " ")
         types = ", ".join(f"`{spec.type}`" for spec in specs)
-        lines.append(f"- {types}: {_TYPE_PREFIX.sub('', summary)}")
+        if not one_key:
+            types += " (key " + ", ".join(sorted({f"data.{s.key_field}" for s in specs})) + ")"
+        lines.append(f"- {types}: {_without_type(summary)}")
     return "\n".join(lines)
+
+
+def _without_type(summary: str) -> str:
+    """`summary` without the type it opens with, keeping since which version it exists."""
+    opening = _TYPE_PREFIX.match(summary)
+    if opening is None:
+        return summary
+    since = f"{opening.group(1)} " if opening.group(1) else ""
+    return since + summary[opening.end() :]
 
 
 def _documented_handler(payload: Any) -> Callable[[Any], Coroutine[Any, Any, None]]:

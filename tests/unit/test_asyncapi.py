@@ -11,7 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from shared.contract.events import Topic, specs_for_topic
-from shared.tools.asyncapi import SERVICES, asyncapi_document, service_topics, stale_documents
+from shared.tools.asyncapi import (
+    SERVICES,
+    asyncapi_document,
+    service_topics,
+    stale_documents,
+    topic_description,
+)
 from shared.tools.cli.main import app
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
@@ -158,3 +164,17 @@ def test_check_names_stale_files_and_writes_nothing_then_generate_fixes_them(
         ).read_bytes()
     again = runner.invoke(app, ["docs", "asyncapi", "--check", "--dir", str(tmp_path)])
     assert again.exit_code == 0, again.output
+
+
+def test_a_channel_says_which_key_each_of_its_types_takes() -> None:
+    deals = topic_description(Topic.CAMPAIGN_DEALS, "consumes")
+    assert "Kafka key: each type's, below." in deals
+    assert "`deal.signed` (key data.deal_id)" in deals
+    assert "`campaign.attribution-model.set` (key data.campaign_id)" in deals
+    orders = topic_description(Topic.TRACKING_ORDERS, "consumes")
+    assert "(key " not in orders
+
+
+def test_a_type_is_not_named_twice_in_its_channel() -> None:
+    campaigns = topic_description(Topic.TRACKING_CAMPAIGN_ATTRIBUTION, "publishes")
+    assert "- `campaign.attribution.updated`: (since v1.7) one campaign's" in campaigns

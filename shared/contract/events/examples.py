@@ -443,7 +443,7 @@ def signing_key_revoked() -> SigningKeyRevoked:
 
 def payout(status: PayoutStatus) -> PayoutStatusChanged:
     return PayoutStatusChanged(
-        payout_id="po-deal-42-fee",
+        payout_id="po_5b1e0c9a7d2f4e6b8a3c1d0e9f8a7b6c",
         deal_id="deal-42",
         creator_id="cr-1001",
         gross=usd("450.00"),

@@ -19,7 +19,9 @@ class PayoutStatusChanged(InternalPayload):
     neither `net` nor `fx_rate`: its currency and rate are not known yet.
     """
 
-    payout_id: Id = Field(description="Payout id.", examples=["po-deal-42-fee"])
+    payout_id: Id = Field(
+        description="Payout id.", examples=["po_5b1e0c9a7d2f4e6b8a3c1d0e9f8a7b6c"]
+    )
     deal_id: Id = Field(description="Deal paid; the Kafka key.", examples=["deal-42"])
     creator_id: Id = Field(description="Creator paid.", examples=["cr-1001"])
     gross: NonNegativeMoney = Field(
