@@ -185,7 +185,7 @@ _SIGNATURE_ATTRIBUTES: Final = frozenset({"sigkeyid", "signature"})
 # Each record's value is one whole event: CloudEvents' Kafka binding in structured mode, which
 # a record says with this header (an SDK reading it without the header takes binary mode).
 CONTENT_TYPE: Final = "application/cloudevents+json; charset=UTF-8"
-RECORD_HEADERS: Final = (("content-type", CONTENT_TYPE.encode()),)
+RECORD_HEADERS: Final[list[tuple[str, bytes]]] = [("content-type", CONTENT_TYPE.encode())]
 
 
 def encode(event: CloudEvent[Any]) -> bytes:
