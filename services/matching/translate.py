@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +49,10 @@ def check_request(request: MatchRequested) -> None:
         )
 
 
+# Read once: `model_fields` on the class costs more than the getattr of every field.
+_SUGGESTION_FIELDS: Final = tuple(Suggestion.model_fields)
+
+
 def suggestion_payload(request: MatchRequested, result: MatchResult) -> MatchSuggested:
     """The answer to `request`: ranked creators (best first) and the filtered counts."""
     return MatchSuggested(
@@ -57,7 +62,7 @@ def suggestion_payload(request: MatchRequested, result: MatchResult) -> MatchSug
         model_version=result.model_version,
         # A ranked creator carries every field of the wire suggestion, by the same name.
         suggestions=tuple(
-            Suggestion(**{name: getattr(c, name) for name in Suggestion.model_fields})
+            Suggestion(**{name: getattr(c, name) for name in _SUGGESTION_FIELDS})
             for c in result.creators
         ),
         filtered=result.filtered,
