@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from services.matching.domain.index import CreatorIndex
 from services.matching.domain.niche_synonyms import CONCEPTS
 from services.matching.domain.niche_terms import NearestTerm, NicheTerms
-from services.matching.domain.niche_vectors import NicheVectors
+from services.matching.domain.niche_vectors import NicheQuery, NicheVectors
 from services.matching.domain.ranker import HAND_RANKER
 from services.matching.domain.scoring import MatchResult, ScoringSettings
 from shared.contract.events import Niche
@@ -155,3 +156,31 @@ def test_reworded_briefs_find_their_niche_far_better_than_exact_words(
     )
     assert np.mean(after) >= 0.95
     assert np.mean(after) - np.mean(before) >= 0.3
+
+
+def test_matched_terms_are_each_rows_shared_columns_largest_product_first_at_most_five() -> None:
+    rng = np.random.default_rng(5)
+    width = 40
+    query_columns = np.arange(0, width, 2)  # the brief uses every even column
+    query = NicheQuery(
+        sp.csr_matrix(
+            (np.ones(len(query_columns), dtype=np.float32), (np.zeros(20, int), query_columns)),
+            shape=(1, width),
+        ),
+        {int(c): f"term-{c}" for c in query_columns},
+    )
+    dense = rng.choice([0.0, 0.25, 0.5, 1.0], size=(30, width), p=[0.6, 0.1, 0.1, 0.2])
+    dense[3] = 0.0  # a row sharing nothing
+    dense[4, 1::2] = 1.0  # only odd columns: nothing shared either
+    dense[4, ::2] = 0.0
+    rows = sp.csr_matrix(dense.astype(np.float32))
+
+    def one_by_one(row: np.ndarray) -> tuple[str, ...]:
+        shared = [(float(row[c]), int(c)) for c in query_columns if row[c] != 0]
+        shared.sort(key=lambda pair: (-pair[0], pair[1]))  # ties: the lower column first
+        return tuple(f"term-{c}" for _, c in shared[:5])
+
+    found = query.matched(rows)
+    assert found == [one_by_one(row) for row in dense]
+    assert found[3] == () and found[4] == ()
+    assert max(len(terms) for terms in found) == 5
