@@ -34,8 +34,8 @@ def mmr(
     for _ in range(k):  # in place: this loop runs limit times per request
         np.multiply(closest, penalty, out=gain)
         np.subtract(wanted, gain, out=gain)
-        gain[picked] = -np.inf
         best = int(np.argmax(gain))
         picked.append(best)
+        wanted[best] = -np.inf  # never picked again: its gain stays -inf
         np.maximum(closest, similarity[best], out=closest)
     return picked
