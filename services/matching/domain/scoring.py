@@ -450,7 +450,7 @@ def _features(
     cost: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float32]:
     """The candidates' features, FEATURES order, one row per candidate."""
-    features = np.empty((len(rows), len(FEATURES)), dtype=np.float32)
+    features = np.empty((len(rows), len(FEATURES)), dtype=np.float32, order="F")
     features[:, 0] = similarity[rows]
     features[:, 1] = country_fit[rows]
     features[:, 2] = shared.age_fit(query.ages)[rows]
