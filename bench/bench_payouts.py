@@ -4,8 +4,9 @@ Starts the embedded Kafka/PostgreSQL/Redis, then:
 
 1. baseline: a raw aiokafka produce -> consume round trip through the same broker, at the same
    rate and with messages of the same size (a `deliverable.confirmed` event), p50/p99;
-2. the payouts service (one instance, sandbox provider at zero latency, 5 % platform fee,
-   FX conversion into EUR/JPY/KWD): for deals already signed, with accounts on file, one
+2. the payouts service (one instance in its own process, as deployed; sandbox provider at
+   zero latency, 5 % platform fee, FX conversion into EUR/JPY/KWD): for deals already signed,
+   with accounts on file, one
    `deliverable.confirmed` each at `--rate` per second; latency from producing the
    confirmation to receiving its `payout.sent` on `payouts.status`, p50/p99;
 3. throughput: `--burst` confirmations produced at once; payouts/s until the last
@@ -23,18 +24,18 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from services.payouts.schema import SCHEMA
-from services.payouts.settings import PayoutsSettings
 from shared.contract.events import CloudEvent, Topic, decode, encode, event_key
-from shared.runtime.config import Settings
+from shared.runtime.db import create_pool
 from shared.runtime.kafka import ensure_topics
-from shared.runtime.service import ServiceRuntime
 from shared.tools.infra import InfraUrls
+from shared.tools.infra.service_processes import ServiceProcesses
 from shared.tools.latency_floor import (
     Arrivals,
     paced,
@@ -53,7 +54,6 @@ from servers import (  # bench/ is the script's directory
     stored,
 )
 
-from tests.support.payouts_setup import ObservedPayouts
 from tests.unit.payouts.builders import account, confirmed, funded_deal, fx
 
 BASELINE_TOPIC = "bench.payouts-roundtrip"
@@ -104,15 +104,28 @@ def _summary(latencies: list[float], burst: int, elapsed: float) -> dict[str, fl
     }
 
 
-async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[str, float]:
+async def payouts(
+    urls: InfraUrls, root: Path, rate: float, count: int, burst: int
+) -> dict[str, float]:
     bootstrap = urls.kafka_bootstrap_servers
-    settings = PayoutsSettings(platform_fee_bps=500, sandbox_latency_ms=0, settle_check_seconds=5)
-    setup = ObservedPayouts(settings, group_id=f"payouts-bench-{uuid.uuid4().hex[:6]}")
+    env = urls.as_env() | {
+        "PAYOUTS_PLATFORM_FEE_BPS": "500",
+        "PAYOUTS_SANDBOX_LATENCY_MS": "0",
+        "PAYOUTS_SETTLE_CHECK_SECONDS": "5",
+    }
     run = uuid.uuid4().hex[:8]
     steady = [f"bench-{run}-s{i}" for i in range(count)]
     bursty = [f"bench-{run}-b{i}" for i in range(burst)]
     creators = {deal: f"cr-{deal}" for deal in steady + bursty}
-    async with ServiceRuntime("payouts", setup, schema=SCHEMA, urls=urls, settings=Settings()):
+    # The service runs in its own process, as deployed: the bench's own producing and reading
+    # (decoding every payout.sent) would otherwise share its event loop and its core.
+    async with AsyncExitStack() as stack:
+        log = stack.enter_context((root / "payouts.log").open("a"))
+        await stack.enter_async_context(
+            ServiceProcesses(("payouts",), env, lambda _, line: log.write(line + "\n"))
+        )
+        pool = await create_pool(urls.database_url, schema=SCHEMA.name)
+        stack.push_async_callback(pool.close)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await producer.start()
         receiver = Arrivals(bootstrap, Topic.PAYOUTS_STATUS, sent_deal)
@@ -124,8 +137,6 @@ async def payouts(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[
                 # The brand funds each fee with its deal: no payout waits for funds.
                 setup_events += funded_deal(deal, creator, deliverables=(("dl-1", 1),))
             await produce_all(producer, setup_events)
-            assert setup.service is not None
-            pool = setup.service.db.pool
             await stored(pool, "payouts_deals", f"bench-{run}-", len(creators))
             # A short warm-up at the same rate, not measured.
             warm = [f"bench-{run}-w{i}" for i in range(50)]
@@ -184,7 +195,7 @@ async def main(rate: float, count: int, burst: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-payouts-"))
     async with embedded_servers(root) as urls:
         base = await baseline(urls, rate, count, burst)
-        service = await payouts(urls, rate, count, burst)
+        service = await payouts(urls, root, rate, count, burst)
     ms = 1000.0
     print(f"payouts benchmark: {count} confirmations at {rate:g}/s, then a burst of {burst}")
     print("  zero-latency sandbox provider, 5 % platform fee, FX into EUR/JPY/KWD/USD")
