@@ -172,6 +172,7 @@ def status_data(payout: Payout) -> PayoutStatusChanged:
         net=payout.net,
         status=payout.status,
         reason=reason[:_REASON_LIMIT] if reason else None,
+        hold_code=payout.hold.code.value if held and payout.hold else None,
         provider_ref=payout.provider_ref,
         kind=payout.kind,
         platform_fee=payout.platform_fee,

@@ -451,6 +451,7 @@ def payout(status: PayoutStatus) -> PayoutStatusChanged:
         net=Money(Decimal("414.68"), "EUR"),
         status=status,
         reason="tax form not verified" if status in {"held", "failed"} else None,
+        hold_code="tax_form" if status == "held" else None,
         provider_ref="tr_91ab" if status in {"sent", "settled"} else None,
     )
 

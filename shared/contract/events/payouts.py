@@ -6,7 +6,7 @@ from pydantic import Field
 
 from shared.contract.events.payload import InternalPayload
 from shared.contract.events.types import Id, Name, PositiveDecimal, ShortText, UtcDatetime
-from shared.contract.events.vocabulary import PayoutStatus
+from shared.contract.events.vocabulary import PayoutHoldCode, PayoutStatus
 from shared.contract.money import NonNegativeMoney
 
 
@@ -49,6 +49,20 @@ class PayoutStatusChanged(InternalPayload):
         default=None,
         description="Why, for held and failed payouts.",
         examples=["tax form not verified"],
+    )
+    # Optional since v1.7: a held payout's reason as a code a program can act on.
+    hold_code: PayoutHoldCode | None = Field(
+        default=None,
+        description=(
+            "For a held payout, why as a code: no_account, tax_form (not verified or not "
+            "accepted), fx_rate (no rate for the currency), fx_suspect (the rates in force are "
+            "suspect), stale_fx (they were too old when the payout became owed), amount_check "
+            "(an operator investigates), destination_cooloff (the destination changed while "
+            "payouts were in flight), rail_unavailable (the account's rail is not configured) "
+            "or awaiting_funds (the brand's escrow does not cover it yet). Absent for every "
+            "other status; `reason` says the same in words."
+        ),
+        examples=["tax_form"],
     )
     provider_ref: Id | None = Field(
         default=None, description="Payment provider reference, once sent.", examples=["tr_91ab"]

@@ -47,6 +47,20 @@ TaxFormStatus = Literal["missing", "pending", "verified", "rejected"]
 
 PayoutStatus = Literal["scheduled", "held", "sent", "failed", "settled"]
 
+PayoutHoldCode = Literal[
+    "no_account",
+    "tax_form",
+    "fx_rate",
+    "fx_suspect",
+    "stale_fx",
+    "amount_check",
+    "destination_cooloff",
+    "rail_unavailable",
+    "awaiting_funds",
+]
+"""Why a payout is held, as a code (`payout.held`'s `hold_code`); what clears each is in the
+README ("Payouts")."""
+
 AttributionModel = Literal[
     "promo_code", "last_click", "first_click", "linear", "position_based", "time_decay"
 ]
@@ -64,6 +78,7 @@ TIERS: Final[tuple[Tier, ...]] = get_args(Tier)
 DELIVERABLE_KINDS: Final[tuple[DeliverableKind, ...]] = get_args(DeliverableKind)
 AGE_BUCKETS: Final[tuple[AgeBucket, ...]] = get_args(AgeBucket)
 PAYOUT_STATUSES: Final[tuple[PayoutStatus, ...]] = get_args(PayoutStatus)
+PAYOUT_HOLD_CODES: Final[tuple[PayoutHoldCode, ...]] = get_args(PayoutHoldCode)
 ATTRIBUTION_MODELS: Final[tuple[AttributionModel, ...]] = get_args(AttributionModel)
 
 _MICRO_FROM: Final = 10_000

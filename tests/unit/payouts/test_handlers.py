@@ -22,6 +22,7 @@ from services.payouts.providers.base import (
 )
 from services.payouts.store.memory import MemoryPayoutsStore
 from shared.contract.errors import EventRejected
+from shared.contract.events.vocabulary import PAYOUT_HOLD_CODES
 from shared.contract.money import Money
 from tests.unit.payouts.builders import (
     T0,
@@ -100,6 +101,28 @@ async def test_held_without_account_released_by_the_account_event_and_paid_once(
     assert h.provider.calls == 1
     assert h.statuses(deal) == ["payout.held", "payout.scheduled", "payout.sent"]
     assert h.problems() == []
+
+
+async def test_a_held_payout_says_why_as_a_code_and_no_other_status_carries_one() -> None:
+    h = Harness()
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(fx(RATES), deal_signed(deal, creator), confirmed(deal, "dl-1"))
+    await h.consume(confirmed(deal, "dl-2"))
+    await h.consume(account(creator, currency="USD"))
+    await h.dispatch_all()
+    [payout] = h.payouts(deal)
+    codes = [(e.type, e.data.hold_code) for e in h.events_of(payout.payout_id)]
+    assert codes == [
+        ("payout.held", "no_account"),
+        ("payout.scheduled", None),
+        ("payout.sent", None),
+    ]
+
+
+def test_every_hold_code_of_the_service_is_one_the_contract_names() -> None:
+    # A new hold must be added to the contract's PayoutHoldCode too, or its payout.held
+    # could not be published.
+    assert {code.value for code in HoldCode} == set(PAYOUT_HOLD_CODES)
 
 
 async def test_older_account_event_does_not_overwrite_a_newer_one() -> None:
