@@ -141,6 +141,37 @@ def _recovered(p: Payout) -> Decimal:
 _FUNDING_COLUMNS: Final = "funding_id, brand_id, amount, currency, funded_at"
 
 
+def _terms_row(terms: DealTerms) -> dict[str, Any]:
+    """The columns a deal's terms fill alike in `payouts_deals` and `payouts_deal_versions`."""
+    return {
+        "deal_id": terms.deal_id,
+        "campaign_id": terms.campaign_id,
+        "brand_id": terms.brand_id,
+        "creator_id": terms.creator_id,
+        "fee_amount": terms.fee.amount,
+        "currency": terms.currency,
+        "commission_rate": terms.commission_rate,
+        "deliverables": _deliverables_json(terms),
+        "ends_at": terms.ends_at,
+        "attribution_window_days": terms.attribution_window_days,
+    }
+
+
+_CASTS: Final = {"deliverables": "::jsonb"}
+
+
+def _insert_new(table: str, row: Mapping[str, Any], key: str) -> tuple[Any, ...]:
+    """An INSERT of `row` into `table` that keeps a row already there under `key` and
+    returns true only when it inserted, then its arguments."""
+    names = ", ".join(row)
+    values = ", ".join(f"${i}{_CASTS.get(name, '')}" for i, name in enumerate(row, 1))
+    return (
+        f"INSERT INTO {table} ({names}) VALUES ({values}) "
+        f"ON CONFLICT ({key}) DO NOTHING RETURNING true",
+        *row.values(),
+    )
+
+
 def _funding(row: asyncpg.Record) -> Funding:
     return Funding(
         row["funding_id"],
@@ -325,28 +356,12 @@ class PostgresPayoutsTransaction:
         return [_payout(r) for r in rows]
 
     async def add_deal(self, terms: DealTerms, event_id: str) -> bool:
-        deliverables = _deliverables_json(terms)
-        inserted = await self._conn.fetchval(
-            """INSERT INTO payouts_deals (deal_id, campaign_id, brand_id, creator_id, fee_amount,
-                   currency, commission_rate, deliverables, ends_at, attribution_window_days,
-                   attribution_closes_at, signed_event_id, fee_schedule)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13)
-               ON CONFLICT (deal_id) DO NOTHING RETURNING true""",
-            terms.deal_id,
-            terms.campaign_id,
-            terms.brand_id,
-            terms.creator_id,
-            terms.fee.amount,
-            terms.currency,
-            terms.commission_rate,
-            deliverables,
-            terms.ends_at,
-            terms.attribution_window_days,
-            terms.attribution_closes_at,
-            event_id,
-            terms.fee_schedule,
-        )
-        return bool(inserted)
+        row = _terms_row(terms) | {
+            "attribution_closes_at": terms.attribution_closes_at,
+            "signed_event_id": event_id,
+            "fee_schedule": terms.fee_schedule,
+        }
+        return bool(await self._conn.fetchval(*_insert_new("payouts_deals", row, "deal_id")))
 
     async def deal(self, deal_id: str) -> DealTerms | None:
         row = await self._conn.fetchrow("SELECT * FROM payouts_deals WHERE deal_id = $1", deal_id)
@@ -537,27 +552,13 @@ class PostgresPayoutsTransaction:
         return [_deal(r) for r in rows]
 
     async def add_deal_version(self, terms: DealTerms, event_id: str) -> bool:
-        inserted = await self._conn.fetchval(
-            """INSERT INTO payouts_deal_versions (deal_id, version, campaign_id, brand_id,
-                   creator_id, fee_amount, currency, commission_rate, deliverables, ends_at,
-                   attribution_window_days, event_id, sent_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
-               ON CONFLICT (deal_id, version) DO NOTHING RETURNING true""",
-            terms.deal_id,
-            terms.version,
-            terms.campaign_id,
-            terms.brand_id,
-            terms.creator_id,
-            terms.fee.amount,
-            terms.currency,
-            terms.commission_rate,
-            _deliverables_json(terms),
-            terms.ends_at,
-            terms.attribution_window_days,
-            event_id,
-            terms.sent_at,
-        )
-        return bool(inserted)
+        row = _terms_row(terms) | {
+            "version": terms.version,
+            "event_id": event_id,
+            "sent_at": terms.sent_at,
+        }
+        insert = _insert_new("payouts_deal_versions", row, "deal_id, version")
+        return bool(await self._conn.fetchval(*insert))
 
     async def deal_versions(self, deal_id: str) -> list[DealTerms]:
         rows = await self._conn.fetch(
