@@ -6,7 +6,7 @@ from pydantic import Field
 
 from shared.contract.events.payload import InternalPayload
 from shared.contract.events.types import Id, Name, PositiveDecimal, ShortText, UtcDatetime
-from shared.contract.events.vocabulary import PayoutHoldCode, PayoutStatus
+from shared.contract.events.vocabulary import PayoutHoldCode, PayoutKind, PayoutStatus
 from shared.contract.money import NonNegativeMoney
 
 
@@ -68,11 +68,14 @@ class PayoutStatusChanged(InternalPayload):
         default=None, description="Payment provider reference, once sent.", examples=["tr_91ab"]
     )
     # Optional since v1.1: the rest of what a creator's statement shows.
-    kind: Name | None = Field(
+    # An enum since v1.7 (before: any name; only these three were ever published).
+    kind: PayoutKind | None = Field(
         default=None,
         description=(
-            "What is paid: fee or commission (a deal may have several commission payouts: "
-            "the first when its attribution window closes, then top-ups after late orders)."
+            "What is paid: fee, commission (a deal may have several commission payouts: the "
+            "first when its attribution window closes, then top-ups after late orders) or "
+            "clawback (commission paid on revenue later refunded, owed back by the creator: "
+            "it moves no money to them)."
         ),
         examples=["fee"],
     )

@@ -47,6 +47,10 @@ TaxFormStatus = Literal["missing", "pending", "verified", "rejected"]
 
 PayoutStatus = Literal["scheduled", "held", "sent", "failed", "settled"]
 
+PayoutKind = Literal["fee", "commission", "clawback"]
+"""What a payout pays: the deal's fee, commission on attributed revenue, or a clawback of
+commission paid on revenue later refunded (owed back by the creator: no money moves to them)."""
+
 PayoutHoldCode = Literal[
     "no_account",
     "tax_form",
@@ -79,6 +83,7 @@ DELIVERABLE_KINDS: Final[tuple[DeliverableKind, ...]] = get_args(DeliverableKind
 AGE_BUCKETS: Final[tuple[AgeBucket, ...]] = get_args(AgeBucket)
 PAYOUT_STATUSES: Final[tuple[PayoutStatus, ...]] = get_args(PayoutStatus)
 PAYOUT_HOLD_CODES: Final[tuple[PayoutHoldCode, ...]] = get_args(PayoutHoldCode)
+PAYOUT_KINDS: Final[tuple[PayoutKind, ...]] = get_args(PayoutKind)
 ATTRIBUTION_MODELS: Final[tuple[AttributionModel, ...]] = get_args(AttributionModel)
 
 _MICRO_FROM: Final = 10_000

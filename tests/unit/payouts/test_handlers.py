@@ -6,13 +6,14 @@ from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from typing import get_args
 
 import pytest
 
 from services.payouts import translate
 from services.payouts.domain.accounts import HoldCode
 from services.payouts.domain.ledger import TransferKind
-from services.payouts.domain.terms import Confirmation
+from services.payouts.domain.terms import Confirmation, PayoutKind
 from services.payouts.handlers import PayoutPolicy, PendingChanges
 from services.payouts.providers.base import (
     ProviderError,
@@ -22,7 +23,7 @@ from services.payouts.providers.base import (
 )
 from services.payouts.store.memory import MemoryPayoutsStore
 from shared.contract.errors import EventRejected
-from shared.contract.events.vocabulary import PAYOUT_HOLD_CODES
+from shared.contract.events.vocabulary import PAYOUT_HOLD_CODES, PAYOUT_KINDS
 from shared.contract.money import Money
 from tests.unit.payouts.builders import (
     T0,
@@ -119,10 +120,11 @@ async def test_a_held_payout_says_why_as_a_code_and_no_other_status_carries_one(
     ]
 
 
-def test_every_hold_code_of_the_service_is_one_the_contract_names() -> None:
-    # A new hold must be added to the contract's PayoutHoldCode too, or its payout.held
-    # could not be published.
+def test_every_hold_code_and_payout_kind_of_the_service_is_one_the_contract_names() -> None:
+    # A new hold or kind must be added to the contract too, or its payout events could not
+    # be published.
     assert {code.value for code in HoldCode} == set(PAYOUT_HOLD_CODES)
+    assert set(get_args(PayoutKind)) == set(PAYOUT_KINDS)
 
 
 async def test_older_account_event_does_not_overwrite_a_newer_one() -> None:
