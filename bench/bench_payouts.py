@@ -6,9 +6,9 @@ Starts the embedded Kafka/PostgreSQL/Redis, then:
    rate and with messages of the same size (a `deliverable.confirmed` event), p50/p99;
 2. the payouts service (one instance in its own process, as deployed; sandbox provider at
    zero latency, 5 % platform fee, FX conversion into EUR/JPY/KWD): for deals already signed,
-   with accounts on file, one
-   `deliverable.confirmed` each at `--rate` per second; latency from producing the
-   confirmation to receiving its `payout.sent` on `payouts.status`, p50/p99;
+   with accounts on file, one `deliverable.confirmed` each at `--rate` per second; latency
+   from producing the confirmation to receiving its `payout.sent` on `payouts.status`,
+   p50/p99;
 3. throughput: `--burst` confirmations produced at once; payouts/s until the last
    `payout.sent`, against the raw broker's consume rate for the same number of messages.
 

@@ -62,8 +62,8 @@ PayoutHoldCode = Literal[
     "rail_unavailable",
     "awaiting_funds",
 ]
-"""Why a payout is held, as a code (`payout.held`'s `hold_code`); what clears each is in the
-README ("Payouts")."""
+"""Why a payout is held, as a code (`payout.held`'s `hold_code`, whose description says what
+each means)."""
 
 AttributionModel = Literal[
     "promo_code", "last_click", "first_click", "linear", "position_based", "time_decay"
