@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.payouts.reports import check_ledger
 from services.payouts.schema import SCHEMA as PAYOUTS
@@ -149,16 +149,27 @@ def read_provider(rails: ChaosRails, outcome: Outcome) -> None:
 async def read_dead_letters(bootstrap: str, outcome: Outcome) -> None:
     """Every dead letter, as (service, invalid record number or None for a valid record).
 
-    Read twice with fresh consumers and merged by offset: the embedded broker can leave a
-    record out of a fetch that races with appends from several producers.
+    Each DLQ partition is read to its end offset, and any offset missing below it is read
+    again: the embedded broker can leave a record out of a fetch that races with appends
+    from several producers, and a dead letter read by nobody would be a check failed for
+    nothing. A DLQ is neither compacted nor transactional, so its offsets have no gaps.
     """
     seen: dict[tuple[str, int, int], tuple[str, str | None]] = {}
-    for _ in range(2):
-        seen.update(await _read_dlqs(bootstrap))
+    for _ in range(_DLQ_READS):
+        missing = await _read_dlqs(bootstrap, seen)
+        if not missing:
+            break
     outcome.dead_letters = list(seen.values())
 
 
-async def _read_dlqs(bootstrap: str) -> dict[tuple[str, int, int], tuple[str, str | None]]:
+_DLQ_READS = 5
+
+
+async def _read_dlqs(
+    bootstrap: str, seen: dict[tuple[str, int, int], tuple[str, str | None]]
+) -> int:
+    """Read into `seen` every DLQ partition from its first offset not in `seen` to its end;
+    returns how many offsets below the ends are still not in `seen`."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -166,25 +177,38 @@ async def _read_dlqs(bootstrap: str) -> dict[tuple[str, int, int], tuple[str, st
         fetch_max_bytes=64 * 1_048_576,
     )
     await consumer.start()
-    found: dict[tuple[str, int, int], tuple[str, str | None]] = {}
     try:
         partitions = await partitions_of(consumer, [dlq_topic(topic) for topic in TOPICS])
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        quiet = 0
-        while quiet < 5:
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+
+        def absent(tp: TopicPartition) -> list[int]:
+            return [
+                o for o in range(starts[tp], ends[tp]) if (tp.topic, tp.partition, o) not in seen
+            ]
+
+        reading = {tp: gaps[0] for tp in partitions if (gaps := absent(tp))}
+        if not reading:
+            return 0
+        consumer.assign(list(reading))
+        for tp, first in reading.items():
+            consumer.seek(tp, first)
+        deadline = asyncio.get_running_loop().time() + 30.0
+        while reading and asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
-            quiet = 0 if batch else quiet + 1
-            for records in batch.values():
+            for tp, records in batch.items():
                 for r in records:
                     headers = {k: v.decode("utf-8", "replace") for k, v in r.headers}
-                    found[(r.topic, r.partition, r.offset)] = (
+                    seen[(r.topic, r.partition, r.offset)] = (
                         headers.get("dlq.service", "?"),
                         headers.get(INVALID_HEADER),
                     )
+                if await consumer.position(tp) >= ends[tp]:
+                    reading.pop(tp, None)
+        return sum(len(absent(tp)) for tp in partitions)
     finally:
         await consumer.stop()
-    return found
 
 
 @dataclass(frozen=True)
