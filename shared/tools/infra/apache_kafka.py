@@ -25,7 +25,7 @@ from pathlib import Path
 
 from shared.tools.infra.files import write_private
 from shared.tools.infra.kafka_tls import BROKER_PRINCIPAL, ClusterSecurity
-from shared.tools.infra.process import InfraError, ServerProcess, free_port, port_open, spawn
+from shared.tools.infra.process import InfraError, ServerProcess, free_ports, port_open, spawn
 
 HOST = "127.0.0.1"
 BROKER_PROPERTIES = Path(__file__).resolve().parents[3] / "deploy" / "kafka" / "broker.properties"
@@ -224,8 +224,12 @@ class ApacheKafkaCluster:
                 )
             return str(raw["cluster_id"]), nodes
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # Every listener of every node on a port of its own (a node refuses two listeners on
+        # one port, and a cluster two nodes on one).
+        per_node = 3 if self.security else 2
+        ports = iter(free_ports(per_node * self.brokers))
         nodes = [
-            KafkaNode(i, free_port(), free_port(), free_port() if self.security else None)
+            KafkaNode(i, next(ports), next(ports), next(ports) if self.security else None)
             for i in range(1, self.brokers + 1)
         ]
         return cluster_id, nodes
