@@ -1,12 +1,14 @@
 """A minimal HTTP/1.1 server on 127.0.0.1 for the rails' fake servers: JSON bodies, keep-alive,
 answers that can be held back (`stall`) after the request was executed, as a rail that
-times out after paying does, and a server that goes down (`down`: connections refused, open
-ones dropped) and comes back on the same port (`up`), as a rail in an outage does."""
+times out after paying does, every answer `latency` seconds after its request, as a real
+rail's, and a server that goes down (`down`: connections refused, open ones dropped) and
+comes back on the same port (`up`), as a rail in an outage does."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -20,6 +22,7 @@ class Request:
     query: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it was read
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -28,10 +31,14 @@ class Request:
 @dataclass
 class FakeHttpServer:
     """Subclasses answer `handle(request)`; `stall_next(seconds)` executes the next request
-    but answers it only after `seconds` (the client has timed out by then)."""
+    but answers it only after `seconds` (the client has timed out by then). `under_way` counts
+    the requests read and not yet answered (`most_under_way`: the most at once)."""
 
     port: int = 0
+    latency: float = 0.0
     requests: list[Request] = field(default_factory=list)
+    under_way: int = 0
+    most_under_way: int = 0
     _stalls: list[float] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _open: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -95,20 +102,30 @@ class FakeHttpServer:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 request = Request(method, path, query, headers, body)
                 self.requests.append(request)
-                status, payload, extra = self.handle(request)
-                if self._stalls:
-                    await asyncio.sleep(self._stalls.pop(0))
-                data = json.dumps(payload).encode()
-                head = [
-                    f"HTTP/1.1 {status} X",
-                    "Content-Type: application/json",
-                    f"Content-Length: {len(data)}",
-                ]
-                head += [f"{k}: {v}" for k, v in extra.items()]
-                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-                await writer.drain()
+                self.under_way += 1
+                self.most_under_way = max(self.most_under_way, self.under_way)
+                try:
+                    await self._answer(writer, request)
+                finally:
+                    self.under_way -= 1
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             self._open.discard(writer)
             writer.close()
+
+    async def _answer(self, writer: asyncio.StreamWriter, request: Request) -> None:
+        status, payload, extra = self.handle(request)
+        if self._stalls:
+            await asyncio.sleep(self._stalls.pop(0))
+        elif self.latency:
+            await asyncio.sleep(self.latency)
+        data = json.dumps(payload).encode()
+        head = [
+            f"HTTP/1.1 {status} X",
+            "Content-Type: application/json",
+            f"Content-Length: {len(data)}",
+        ]
+        head += [f"{k}: {v}" for k, v in extra.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        await writer.drain()
