@@ -1,22 +1,23 @@
 """Rails benchmark: a burst of payouts through a rail that answers in 50 ms, under its rate limit.
 
-Starts the embedded Kafka/PostgreSQL/Redis and two payouts replicas (one consumer group, one
-rate-limit bucket per rail in Redis). Every creator is paid through Stripe, here a fake rail
-that answers each call after `--latency-ms` and notes when each call reached it. `--burst`
-confirmations are produced at once; printed: payouts/s from the first confirmation produced
-to the last `payout.sent`, the rail's limit, the most calls the rail saw in any one second
-(the limit is never to be passed), and the most calls it had under way at once (bounded by
-the dispatchers' batches). Issue 18 asks for >= 500 payouts/s with a 50 ms rail, never over
-the rail's limit. Printed, not asserted, beside a baseline: the same burst through the same
-replicas without a limit, in the same run; and the limiter's own ceiling for the burst (its
-saved-up tokens, then its refill), which no dispatcher can beat at that limit.
+Starts the embedded Kafka/PostgreSQL/Redis and two payouts replicas, each in its own process as
+deployed (one consumer group, one rate-limit bucket per rail in Redis). Every creator is paid
+through Stripe, here a local server that follows Stripe's transfers API (the one the tests
+use), answers each request after `--latency-ms` and notes when each reached it. `--burst`
+confirmations are produced at once; printed: payouts/s from the first confirmation produced to
+the last `payout.sent`, the rail's limit, the most requests the rail saw in any one second
+(the limit is never to be passed), and the most it had under way at once (bounded by the
+dispatchers' rounds). Issue 18 asks for >= 500 payouts/s with a 50 ms rail, never over the
+rail's limit. Printed, not asserted, beside a baseline: the same burst through the same kind
+of replicas with a limit far above what they can ask, in the same run; and the limiter's own
+ceiling for the burst (its saved-up tokens, then its refill), which no dispatcher can beat at
+that limit.
 
 Usage: python bench/bench_rails.py [--burst 3000] [--limit 600] [--latency-ms 50]
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import sys
 import tempfile
@@ -24,17 +25,18 @@ import time
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+import httpx
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
-from services.payouts.providers import Settlement, TransferAccepted, TransferRequest
 from services.payouts.rate_limit import RailLimit
 from services.payouts.schema import SCHEMA
-from services.payouts.settings import PayoutsSettings
 from shared.contract.events import Topic, decode
-from shared.runtime.service import ServiceRuntime
+from shared.runtime.db import create_pool
 from shared.tools.infra import InfraUrls
+from shared.tools.infra.service_processes import ServiceProcesses
 from shared.tools.latency_floor import Arrivals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,49 +48,12 @@ from servers import (  # bench/ is the script's directory
     stored,
 )
 
-from tests.support.payouts_setup import ObservedPayouts
+from tests.integration.payouts.stripe_server import FakeStripe
 from tests.unit.payouts.builders import account, confirmed, funded_deal
 
 REPLICAS = 2
-
-
-class SlowRail:
-    """A rail answering every call after `latency` seconds; notes when each call arrived."""
-
-    name = "stripe"
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        self.arrivals: list[float] = []
-        self.keys: set[str] = set()
-        self.under_way = 0
-        self.most_under_way = 0
-
-    async def _call(self) -> None:
-        self.arrivals.append(time.monotonic())
-        self.under_way += 1
-        self.most_under_way = max(self.most_under_way, self.under_way)
-        try:
-            await asyncio.sleep(self.latency)
-        finally:
-            self.under_way -= 1
-
-    async def send(self, request: TransferRequest) -> TransferAccepted:
-        await self._call()
-        self.keys.add(request.idempotency_key)
-        return TransferAccepted(f"tr_{request.idempotency_key}")
-
-    async def lookup(self, request: TransferRequest) -> TransferAccepted | None:
-        await self._call()
-        known = request.idempotency_key in self.keys
-        return TransferAccepted(f"tr_{request.idempotency_key}", True) if known else None
-
-    async def settlement(self, provider_ref: str) -> Settlement:
-        await self._call()
-        return Settlement("pending")
-
-    async def aclose(self) -> None:
-        return None
+DESTINATION = "acct_test_destination_1"  # every creator's (the builders' default)
+UNLIMITED = 1_000_000.0  # requests/s: far above what two replicas can ask
 
 
 def most_in_one_second(times: list[float]) -> int:
@@ -102,27 +67,32 @@ def sent_deal(record: Any) -> str | None:
 
 
 async def burst_through(
-    urls: InfraUrls, burst: int, limit: float, latency: float, *, limited: bool = True
+    urls: InfraUrls, burst: int, limit: float, latency: float, log: TextIO
 ) -> dict[str, Any]:
-    rail = SlowRail(latency)
-    settings = PayoutsSettings(
-        stripe_rate_limit=limit,
-        expected_replicas=REPLICAS,
-        settle_check_seconds=3600,
-        commission_check_seconds=3600,
-    )
-    group = f"payouts-bench-rails-{uuid.uuid4().hex[:6]}"
-    setups = [
-        ObservedPayouts(settings, rail, group_id=group, rate_limited=limited)
-        for _ in range(REPLICAS)
-    ]
+    rail = FakeStripe(accounts={DESTINATION}, latency=latency)
     run = uuid.uuid4().hex[:8]
     deals = [f"bench-{run}-{i}" for i in range(burst)]
     bootstrap = urls.kafka_bootstrap_servers
+    env = urls.as_env() | {
+        "PAYOUTS_PROVIDER": "rails",
+        "PAYOUTS_STRIPE_API_KEY": rail.api_key,
+        "PAYOUTS_STRIPE_RATE_LIMIT": str(limit),
+        "PAYOUTS_EXPECTED_REPLICAS": str(REPLICAS),
+        "PAYOUTS_SETTLE_CHECK_SECONDS": "3600",
+        "PAYOUTS_COMMISSION_CHECK_SECONDS": "3600",
+    }
     async with AsyncExitStack() as stack:
-        for setup in setups:
-            runtime = ServiceRuntime("payouts", setup, schema=SCHEMA, urls=urls, uses_redis=True)
-            await stack.enter_async_context(runtime)
+        await stack.enter_async_context(rail)
+        env["PAYOUTS_STRIPE_API_BASE"] = rail.base_url
+        processes = ServiceProcesses((), env, lambda label, line: log.write(f"{label} {line}\n"))
+        await stack.enter_async_context(processes)
+        labels = [f"payouts-{i + 1}" for i in range(REPLICAS)]
+        for label in labels:
+            await processes.launch("payouts", label)
+        for label in labels:
+            await processes.wait_ready(label)
+        pool = await create_pool(urls.database_url, schema=SCHEMA.name)
+        stack.push_async_callback(pool.close)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await producer.start()
         stack.push_async_callback(producer.stop)
@@ -133,41 +103,55 @@ async def burst_through(
         for deal in deals:
             # Funded by its brand: an unfunded deal's payout waits for funds and never sends.
             signed += [
-                account(f"cr-{deal}", currency="USD"),
+                account(f"cr-{deal}", currency="USD", destination=DESTINATION),
                 *funded_deal(deal, f"cr-{deal}", deliverables=(("dl-1", 1),)),
             ]
         await produce_all(producer, signed)
-        assert setups[0].service is not None
-        pool = setups[0].service.db.pool
         await stored(pool, "payouts_deals", f"bench-{run}-", len(deals), seconds=300)
-        rail.arrivals.clear()
+        rail.requests.clear()
         began = time.perf_counter()
         confirmations = [confirmed(d, "dl-1") for d in deals]
         await produce_all(producer, confirmations)
         await receiver.wait_for(set(deals), 600)
         elapsed = max(receiver.received[d] for d in deals) - began
-        modes = [s.service.limiter.mode for s in setups if s.service and s.service.limiter]
+        modes = [await _limiter_mode(processes.running[label].http_port) for label in labels]
+    arrivals = [r.at for r in rail.requests]
     return {
         "per_second": burst / elapsed,
-        "most_in_a_second": most_in_one_second(rail.arrivals),
-        "calls": len(rail.arrivals),
-        "paid": len(rail.keys),
+        "most_in_a_second": most_in_one_second(arrivals),
+        "calls": len(arrivals),
+        "paid": len(rail.transfers),
         "most_under_way": rail.most_under_way,
         "modes": modes,
     }
 
 
+async def _limiter_mode(http_port: int) -> str:
+    """Where a replica keeps its rate-limit buckets (`redis` or `local`), from its /metrics."""
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "creatorflow_payout_rate_limit_mode":
+            return next((s.labels["mode"] for s in family.samples if s.value == 1), "?")
+    return "?"
+
+
 async def main(burst: int, limit: float, latency_ms: float) -> None:
     quiet_logs()
     root = Path(tempfile.mkdtemp(prefix="creatorflow-bench-rails-"))
-    async with embedded_servers(root) as urls:
-        unlimited = await burst_through(urls, burst, limit, latency_ms / 1000, limited=False)
-        result = await burst_through(urls, burst, limit, latency_ms / 1000)
+    with (root / "payouts.log").open("a") as log:
+        # Each burst on servers of its own: nothing of the first (consumer-group members,
+        # payouts whose settlement is polled) reaches into the second.
+        async with embedded_servers(root / "unlimited") as urls:
+            unlimited = await burst_through(urls, burst, UNLIMITED, latency_ms / 1000, log)
+        async with embedded_servers(root / "limited") as urls:
+            result = await burst_through(urls, burst, limit, latency_ms / 1000, log)
     most = result["most_in_a_second"]
     print(
         f"rails benchmark: a burst of {burst} payouts through a rail answering in "
-        f"{latency_ms:g} ms, limited to {limit:g} requests/s, {REPLICAS} replicas sharing "
-        f"its bucket in Redis (mode: {', '.join(result['modes'])})"
+        f"{latency_ms:g} ms, limited to {limit:g} requests/s, {REPLICAS} replicas (each its own "
+        f"process) sharing its bucket (mode: {', '.join(result['modes'])}); their output: "
+        f"{root / 'payouts.log'}"
     )
     print(
         f"throughput: {result['per_second']:.0f} payouts/s "
@@ -183,14 +167,15 @@ async def main(burst: int, limit: float, latency_ms: float) -> None:
         "of it reached)"
     )
     print(
-        f"baseline, the same burst without a limit: {unlimited['per_second']:.0f} payouts/s, "
-        f"{unlimited['most_in_a_second']} calls in its busiest second "
+        f"baseline, the same burst without a limit that binds: "
+        f"{unlimited['per_second']:.0f} payouts/s, "
+        f"{unlimited['most_in_a_second']} requests in its busiest second "
         f"(ratio limited / unlimited {result['per_second'] / unlimited['per_second']:.2f})"
     )
     verdict = "never over it" if most <= limit else "OVER the limit"
-    print(f"most calls the rail saw in any one second: {most} ({verdict}, limit {limit:g})")
+    print(f"most requests the rail saw in any one second: {most} ({verdict}, limit {limit:g})")
     print(
-        f"calls: {result['calls']} for {result['paid']} payouts; "
+        f"requests: {result['calls']} for {result['paid']} payouts; "
         f"most under way at once: {result['most_under_way']}"
     )
 
