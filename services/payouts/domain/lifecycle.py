@@ -413,18 +413,18 @@ def release(
     fx_max_age: timedelta = DEFAULT_FX_MAX_AGE,
 ) -> Transition:
     """Try to release a held payout: scheduled if payable now; otherwise still held, with the
-    current reason (a new `payout.held` only when a destination cool-off begins). As in
-    `create`, a converted payout first repays `recoverable`, at the rate locked at its
-    `fx_at`: `snapshot` is the one in force then, `later` the first trusted one after."""
+    current reason, announced by a new `payout.held` when its code changed (the last one
+    published always says what the payout waits for). As in `create`, a converted payout
+    first repays `recoverable`, at the rate locked at its `fx_at`: `snapshot` is the one in
+    force then, `later` the first trusted one after."""
     if payout.status != "held":
         raise InvalidTransition(f"payout {payout.payout_id} is {payout.status}, not held")
     rates = Rates(snapshot, later, fx_max_age)
     converted, conversion, hold = _schedule_or_hold(payout, account, rates, now, recoverable)
     if hold is not None:
-        cooling = hold.code is HoldCode.DESTINATION_COOLOFF
-        if cooling and (payout.hold is None or payout.hold.code is not hold.code):
-            # A destination change is what an account takeover looks like: announce the new
-            # reason (payout.held again), for the creator and for alerts.
+        if payout.hold is None or payout.hold.code is not hold.code:
+            # The creator, a program reading `hold_code`, and alerts (a destination change
+            # is what an account takeover looks like) learn what it waits for now.
             return Transition(replace(payout, hold=hold, version=payout.version + 1), (), True)
         return Transition(replace(payout, hold=hold))
     if _nothing_to_send(converted):

@@ -59,8 +59,10 @@ class PayoutStatusChanged(InternalPayload):
             "suspect), stale_fx (they were too old when the payout became owed), amount_check "
             "(an operator investigates), destination_cooloff (the destination changed while "
             "payouts were in flight), rail_unavailable (the account's rail is not configured) "
-            "or awaiting_funds (the brand's escrow does not cover it yet). Absent for every "
-            "other status; `reason` says the same in words."
+            "or awaiting_funds (the brand's escrow does not cover it yet). A payout whose hold "
+            "changes (e.g. from no_account to tax_form) is announced again by a new payout.held, "
+            "so the latest one says what it waits for. Absent for every other status; `reason` "
+            "says the same in words."
         ),
         examples=["tax_form"],
     )

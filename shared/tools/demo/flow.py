@@ -395,9 +395,8 @@ def paid_or_returned(history: list[tuple[PayoutStatusChanged, datetime]]) -> boo
 
 
 def awaits_funds(status: PayoutStatusChanged) -> bool:
-    """A `payout.held` waiting for the brand's funds (its reason says so: the hold code is not
-    in the event)."""
-    return status.status == "held" and "escrow does not cover" in (status.reason or "")
+    """A `payout.held` waiting for the brand's funds."""
+    return status.status == "held" and status.hold_code == "awaiting_funds"
 
 
 def sent_unheld(statuses: Sequence[str]) -> bool:

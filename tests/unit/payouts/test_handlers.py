@@ -100,7 +100,10 @@ async def test_held_without_account_released_by_the_account_event_and_paid_once(
     await h.consume(account(creator, currency="JPY", time=T0 + timedelta(hours=2)))
     await h.dispatch_all()
     assert h.provider.calls == 1
-    assert h.statuses(deal) == ["payout.held", "payout.scheduled", "payout.sent"]
+    # Held for the account, then for the tax form (each announced), then paid.
+    assert h.statuses(deal) == ["payout.held", "payout.held", "payout.scheduled", "payout.sent"]
+    holds = [e.data.hold_code for e in h.db.state.outbox if e.data.status == "held"]
+    assert holds == ["no_account", "tax_form"]
     assert h.problems() == []
 
 

@@ -121,11 +121,14 @@ def test_payouts_wait_for_account_tax_form_and_fx_rate() -> None:
 def test_release_converts_and_schedules_only_when_payable() -> None:
     held = create(None)
     still = lifecycle.release(held.payout, account(status="pending"), SNAPSHOT, NOW)
-    assert still.payout.status == "held" and not still.publish
+    assert still.payout.status == "held" and still.payout.version == 2
     assert still.payout.hold is not None and still.payout.hold.code == HoldCode.TAX_FORM
+    assert still.publish  # a new payout.held: it waits for the tax form now, not the account
+    again = lifecycle.release(still.payout, account(status="pending"), SNAPSHOT, NOW)
+    assert again.payout == still.payout and not again.publish  # the same hold: nothing new
     released = lifecycle.release(still.payout, account(), SNAPSHOT, NOW)
     assert released.publish and released.payout.status == "scheduled"
-    assert released.payout.version == 2 and released.payout.net == Money.of("393.94", "EUR")
+    assert released.payout.version == 3 and released.payout.net == Money.of("393.94", "EUR")
     assert ledger_problems([released.payout], history(held, released)) == []
 
 

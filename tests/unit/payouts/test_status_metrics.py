@@ -47,7 +47,7 @@ async def test_counts_follow_the_published_status_events() -> None:
     await h.consume(account(creator, currency="JPY", time=T0 + timedelta(hours=1)))
     await h.dispatch_all()
     published = Counter(e.data.status for e in h.db.state.outbox if e.data.deal_id == deal)
-    assert published == {"held": 1, "scheduled": 1, "sent": 1}
+    assert published == {"held": 2, "scheduled": 1, "sent": 1}
     assert grown(before) == dict(published)
 
 
