@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from services.payouts.schema import SCHEMA
 from shared.runtime.config import Settings
 from shared.runtime.db import create_pool, migrate
 from shared.tools.infra import EmbeddedInfra
+from shared.tools.infra.process import free_port
 from shared.tools.latency_floor import quantile
 from tests.integration.payouts.creator_scene import T0, Writer, account
 from tests.unit.payouts.builders import uid
@@ -97,12 +97,6 @@ def line(name: str, took: list[float]) -> str:
         f"{name:<28} p50 {quantile(ms, 0.5):7.1f} ms   p95 {quantile(ms, 0.95):7.1f} ms   "
         f"max {ms[-1]:7.1f} ms"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def signed_in(http: httpx.AsyncClient, pool: asyncpg.Pool, creator_id: str) -> str:

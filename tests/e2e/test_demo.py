@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from services.payouts.creator_page.web import SESSION_COOKIE
 from shared.contract.events import EVENT_SPECS
+from shared.tools.infra.process import free_port
 from tests.support.processes import processes_mentioning
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -122,12 +122,6 @@ async def test_demo_open_serves_the_creators_page_until_ctrl_c(tmp_path: Path) -
         rest, _ = await asyncio.wait_for(demo.communicate(), 60)
     assert demo.returncode == 0, "".join(output[-40:]) + rest.decode()
     assert processes_mentioning(str(tmp_path)) == []
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_demo_smoke_flow_and_stops_everything(tmp_path: Path) -> None:

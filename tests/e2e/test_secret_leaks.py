@@ -28,7 +28,6 @@ import base64
 import json
 import os
 import re
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from shared.contract.events import TOPICS, Topic, dlq_topic, encode, event_key, 
 from shared.contract.signing import private_key_from_text, private_key_text, signature_valid
 from shared.runtime.kafka import partitions_of
 from shared.tools.infra import InfraUrls
+from shared.tools.infra.process import free_port
 from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
 from shared.tools.signing import PartyKeys
 from tests.conftest import embedded_servers
@@ -237,12 +237,6 @@ def service_env(
 
 
 PAGE_URL: Final = "https://pay.creatorflow.test"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def read_creator_pages(env: dict[str, str], creators: list[str]) -> dict[str, str]:

@@ -4,7 +4,6 @@ checked without starting Java (the cluster itself runs in `make test-kafka`)."""
 from __future__ import annotations
 
 import os
-import socket
 import stat
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from typer.testing import CliRunner
 from shared.runtime.config import KafkaKind, Settings
 from shared.runtime.kafka import min_insync_replicas
 from shared.tools.cli.main import app
-from shared.tools.infra import process
 from shared.tools.infra.apache_kafka import (
     BROKER_PROPERTIES,
     ApacheKafkaCluster,
@@ -27,6 +25,7 @@ from shared.tools.infra.apache_kafka import (
 )
 from shared.tools.infra.kafka_jars import kafka_jars, require_tools
 from shared.tools.infra.process import InfraError
+from tests.support.ports import reusing_kernel
 
 _LOCAL = ("KAFKA_BOOTSTRAP_SERVERS", "CREATORFLOW_KAFKA", "CREATORFLOW_KAFKA_BROKERS")
 
@@ -108,39 +107,10 @@ def test_each_node_is_a_broker_and_a_voter_on_loopback(tmp_path: Path) -> None:
     assert props["min.insync.replicas"] == "2"
 
 
-class _ReusingKernel:
-    """Sockets whose ephemeral bind returns the lowest port not bound now: a port is handed
-    out again as soon as it is released, as a kernel may."""
-
-    def __init__(self) -> None:
-        self.bound: set[int] = set()
-        kernel = self
-
-        class Socket:
-            def __init__(self, *_: object) -> None:
-                self.port = 0
-
-            def bind(self, _: object) -> None:
-                self.port = min(set(range(40000, 40100)) - kernel.bound)
-                kernel.bound.add(self.port)
-
-            def getsockname(self) -> tuple[str, int]:
-                return ("127.0.0.1", self.port)
-
-            def __enter__(self) -> Socket:
-                return self
-
-            def __exit__(self, *_: object) -> None:
-                kernel.bound.discard(self.port)
-
-        self.socket = Socket
-        self.AF_INET, self.SOCK_STREAM = socket.AF_INET, socket.SOCK_STREAM
-
-
 def test_every_listener_of_a_new_cluster_gets_a_port_of_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(process, "socket", _ReusingKernel())
+    reusing_kernel(monkeypatch)
     cluster = ApacheKafkaCluster(tmp_path / "kafka", 3, tmp_path)
     ports = [p for n in cluster.nodes for p in (n.port, n.controller_port)]
     assert len(set(ports)) == len(ports) == 6

@@ -22,23 +22,29 @@ class InfraError(RuntimeError):
     """An embedded server could not be started or stopped; the message says which and why."""
 
 
+# Ports this process was given: a port handed out may not be bound yet by whoever asked for
+# it (a server still starting), so the kernel could hand it out again meanwhile.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the kernel's pick for an ephemeral bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that was free a moment ago, never one this process was given before."""
+    return free_ports(1, host)[0]
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` different TCP ports that were free a moment ago. Each is held until all are
-    picked: the kernel may hand out a port again as soon as it is released, and two calls of
-    `free_port` can return the same one."""
+    """`count` different TCP ports that were free a moment ago, none of them given to this
+    process before. Each is held until all are picked: the kernel may hand out a port again
+    as soon as it is released."""
     with contextlib.ExitStack() as held:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        while len(ports) < count:
             sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind((host, 0))
-            ports.append(int(sock.getsockname()[1]))
+            port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:  # else kept bound, so the next bind gets another
+                ports.append(port)
+        _HANDED_OUT.update(ports)
         return ports
 
 

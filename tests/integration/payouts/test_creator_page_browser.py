@@ -15,7 +15,6 @@ import csv
 import io
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ import uvicorn
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from services.payouts.creator_page.web import SESSION_COOKIE, PageConfig, page_app
+from shared.tools.infra.process import free_port
 from tests.integration.payouts.creator_scene import Scene, Writer, account, new_link
 
 pytestmark = pytest.mark.integration
@@ -55,12 +55,6 @@ class Site:
     url: str
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 async def scene(db_pool: asyncpg.Pool) -> Scene:
     scene = Scene()
@@ -71,7 +65,7 @@ async def scene(db_pool: asyncpg.Pool) -> Scene:
 @pytest.fixture
 async def site(db_pool: asyncpg.Pool, cache: redis.Redis) -> AsyncIterator[Site]:
     """The page served over HTTP on loopback (a secure context, so its Secure cookie holds)."""
-    port = _free_port()
+    port = free_port()
     app = page_app(db_pool, cache, PageConfig(poll_seconds=5))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
