@@ -315,6 +315,14 @@ class Delays:
     missing: int
 
 
+def uncovered(
+    latest: dict[str, datetime], updates: dict[str, tuple[list[datetime], list[float]]]
+) -> int:
+    """How many deals have no `attribution.updated` yet whose `as_of` covers their latest
+    input (`latest`: per deal, its latest input's time)."""
+    return sum(1 for d, at in latest.items() if d not in updates or updates[d][0][-1] < at)
+
+
 async def steady_load(
     urls: InfraUrls, workload: Workload, rate: int, seconds: float
 ) -> tuple[float, Delays]:
@@ -358,12 +366,14 @@ async def steady_load(
             sent += [(deal_id, at, now) for deal_id, at, _ in tick_messages]
         await producer.flush()
         achieved = len(sent) / (time.perf_counter() - began)
-        # Let the last inputs through before measuring.
+        # Let every deal's last input through before measuring, not only the last deal's:
+        # replicas and partitions each have their own backlog.
+        latest: dict[str, datetime] = {}
+        for deal_id, as_of, _ in sent:
+            latest[deal_id] = max(as_of, latest.get(deal_id, as_of))
         deadline = time.perf_counter() + 60
         while time.perf_counter() < deadline:
-            last_deal, last_as_of, _ = sent[-1]
-            seen = updates.get(last_deal)
-            if seen and seen[0][-1] >= last_as_of:
+            if not uncovered(latest, updates):
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)
