@@ -463,9 +463,7 @@ def fund(
         later=later,
         fx_max_age=fx_max_age,
     )
-    if released.payout.status == "held" and not released.publish:
-        held = replace(released.payout, version=payout.version + 1)
-        return Transition(held, accrual + released.transfers, publish=True)
+    # Still held, it is for another code than awaiting_funds: `release` announced it.
     return Transition(released.payout, accrual + released.transfers, released.publish)
 
 
