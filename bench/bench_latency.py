@@ -31,14 +31,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contract.events import CloudEvent, Topic, decode, encode, event_key
 from shared.runtime.db import create_pool
 from shared.tools.infra import InfraUrls
-from shared.tools.infra.service_processes import ServiceProcesses
+from shared.tools.infra.service_processes import ServiceProcesses, service_metrics
 from shared.tools.latency_floor import (
     Arrivals,
     Tag,
@@ -106,11 +104,9 @@ def posts(deals: Sequence[str], now: datetime) -> list[tuple[str, bytes, bytes, 
 
 async def scrape(http_port: int, name: str) -> tuple[float, float]:
     """(count, sum) of histogram `name` on a service's /metrics."""
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
     values = {
         sample.name: sample.value
-        for family in text_string_to_metric_families(text)
+        for family in await service_metrics(http_port)
         for sample in family.samples
     }
     return values.get(f"{name}_count", 0.0), values.get(f"{name}_sum", 0.0)

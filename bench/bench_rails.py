@@ -27,16 +27,14 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
 from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.payouts.rate_limit import RailLimit
 from services.payouts.schema import SCHEMA
 from shared.contract.events import Topic, decode
 from shared.runtime.db import create_pool
 from shared.tools.infra import InfraUrls
-from shared.tools.infra.service_processes import ServiceProcesses
+from shared.tools.infra.service_processes import ServiceProcesses, service_metrics
 from shared.tools.latency_floor import Arrivals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -128,9 +126,7 @@ async def burst_through(
 
 async def _limiter_mode(http_port: int) -> str:
     """Where a replica keeps its rate-limit buckets (`redis` or `local`), from its /metrics."""
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
-    for family in text_string_to_metric_families(text):
+    for family in await service_metrics(http_port):
         if family.name == "creatorflow_payout_rate_limit_mode":
             return next((s.labels["mode"] for s in family.samples if s.value == 1), "?")
     return "?"

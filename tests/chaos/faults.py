@@ -18,14 +18,13 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contract.events import TOPICS, dlq_topic
 from shared.runtime.kafka import client_options, partitions_of
 from shared.tools.infra import EmbeddedInfra
 from shared.tools.infra.apache_kafka import ApacheKafkaCluster
 from shared.tools.infra.process import InfraError
-from shared.tools.infra.service_processes import SERVICES, ServiceProcesses
+from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, service_metrics
 from tests.chaos.rails import ChaosRails
 
 Say = Callable[[str], None]
@@ -100,13 +99,12 @@ class Restart:
 async def consumed(http_port: int) -> float:
     """Events an instance has applied so far, from its `/metrics` (0 if it does not answer)."""
     try:
-        async with httpx.AsyncClient(timeout=2.0) as http:
-            text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
+        families = await service_metrics(http_port, request_seconds=2.0)
     except httpx.HTTPError:
         return 0.0
     return sum(
         sample.value
-        for family in text_string_to_metric_families(text)
+        for family in families
         if family.name == "creatorflow_events_consumed"
         for sample in family.samples
         if sample.name.endswith("_total")

@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from faststream.security import BaseSecurity
-from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contract.events import (
     RECORD_HEADERS,
@@ -46,6 +44,7 @@ from shared.tools.demo.scenario import (
     Hire,
     Scenario,
 )
+from shared.tools.infra.service_processes import service_metrics
 from shared.tools.signing import PartyKeys
 from shared.tools.topic_reader import TopicReader
 
@@ -152,9 +151,7 @@ class Watcher(TopicReader):
 
 async def consumed(http_port: int, topic: str) -> int:
     """How many events of `topic` a service has handled, from its Prometheus counter."""
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
-    for family in text_string_to_metric_families(text):
+    for family in await service_metrics(http_port, request_seconds=2.0):
         if family.name == "creatorflow_events_consumed":
             return int(sum(s.value for s in family.samples if s.labels.get("topic") == topic))
     return 0

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import httpx
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.tools.infra.process import InfraError, die_with_parent, free_port
 
@@ -25,6 +27,14 @@ LineSink = Callable[[str, str], None]
 def available_services() -> list[str]:
     """The services whose package can be run with `python -m` in this checkout."""
     return [s for s in SERVICES if importlib.util.find_spec(f"services.{s}.__main__") is not None]
+
+
+async def service_metrics(http_port: int, *, request_seconds: float = 5.0) -> list[Metric]:
+    """What a service running on this machine shows on `/metrics` (its HTTP port), parsed;
+    raises httpx.HTTPError if it does not answer."""
+    async with httpx.AsyncClient(timeout=request_seconds) as http:
+        text = (await http.get(f"http://127.0.0.1:{http_port}/metrics")).text
+    return list(text_string_to_metric_families(text))
 
 
 @dataclass
