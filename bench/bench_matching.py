@@ -17,8 +17,9 @@ it also prints the CPU time per batch, which a machine shared with other work in
 than the wall-clock time.
 
 Then it starts the embedded Kafka/Postgres/Redis, stores 100k generated creators, starts the
-matching service (which rebuilds its index from Postgres), publishes requests one at a time
-with a plain producer and prints the p50/p99 time until the `match.suggested` answer arrives;
+matching service (which rebuilds its index from Postgres, and signs its answers as the
+production profile requires), publishes requests one at a time with a plain producer and
+prints the p50/p99 time until the `match.suggested` answer arrives;
 then `--concurrent` requests at once, `--rounds` times, each timed from the common send,
 against the goal p99 <= 150 ms.
 
@@ -254,9 +255,12 @@ def bench_concurrent(index: CreatorIndex, count: int, rounds: int, *, seed: int)
 
 async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail: int) -> None:
 
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from services.matching.store.port import StoredProfile
     from services.matching.store.postgres import PostgresMatchingStore
     from shared.contract.events import make_event
+    from shared.contract.signing import private_key_text
     from shared.runtime.config import Settings
     from shared.runtime.db import create_pool, migrate
     from shared.tools.infra import EmbeddedInfra
@@ -291,7 +295,12 @@ async def bench_kafka(size: int, count: int, concurrent: int, rounds: int, tail:
         started = time.perf_counter()
         # The service runs in its own process, as deployed: the bench's own producing and
         # reading would otherwise share its event loop and its core.
-        env = urls.as_env() | {"MATCHING_RETRAIN_CHECK_SECONDS": "3600"}
+        # It signs its answers, as the production profile requires of every service.
+        signing_key = private_key_text(Ed25519PrivateKey.generate())
+        env = urls.as_env() | {
+            "MATCHING_RETRAIN_CHECK_SECONDS": "3600",
+            "CREATORFLOW_SIGNING_KEY": signing_key,
+        }
         service_log = root / "matching.log"
         with service_log.open("a") as log_file:
 

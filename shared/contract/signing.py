@@ -3,8 +3,9 @@
 An event that moves money, or changes who gets it, carries two CloudEvents extension
 attributes: `sigkeyid`, the id of the signing key, and `signature`, an Ed25519 signature
 (base64url, no padding) over the event's canonical form: the whole JSON document as sent,
-without `signature`, canonicalised by RFC 8785 (JSON Canonicalization Scheme, the `rfc8785`
-package). `sigkeyid` is inside what is signed, so a signature cannot be moved to another key.
+without `signature`, canonicalised by RFC 8785 (JSON Canonicalization Scheme:
+`shared/contract/canonical_json.py`). `sigkeyid` is inside what is signed, so a signature
+cannot be moved to another key.
 
 A key's id is derived from its public key (`key_id`), so a registry entry cannot claim another
 key's id. Which party may sign which event type is part of the contract (`EventSpec.signed_by`
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+
+from shared.contract.canonical_json import CanonicalizationError, canonical_json
 
 KEY_ID_ATTRIBUTE: Final = "sigkeyid"
 SIGNATURE_ATTRIBUTE: Final = "signature"
@@ -111,7 +113,7 @@ def private_key_from_text(text: str) -> Ed25519PrivateKey:
 
 def canonical_form(document: Mapping[str, Any]) -> bytes:
     """What is signed: the event's JSON document without `signature`, as RFC 8785 JSON."""
-    return rfc8785.dumps({k: v for k, v in document.items() if k != SIGNATURE_ATTRIBUTE})
+    return canonical_json({k: v for k, v in document.items() if k != SIGNATURE_ATTRIBUTE})
 
 
 def sign_document(document: Mapping[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
@@ -135,6 +137,6 @@ def signature_valid(document: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
         return False
     try:
         key.verify(_unb64(signature), canonical_form(document))
-    except (InvalidSignature, ValueError, TypeError, rfc8785.CanonicalizationError):
+    except (InvalidSignature, ValueError, TypeError, CanonicalizationError):
         return False
     return True
