@@ -25,6 +25,7 @@ from shared.contract.signing import (
     RejectReason,
     key_id,
     public_key_text,
+    sign_document,
     sign_json,
     signature_valid,
 )
@@ -149,6 +150,24 @@ async def test_a_revoked_key_registered_again_stays_revoked(registry: KeyRegistr
     _register(registry, REVOKED, Party.BRAND, "br-12")
     trust = Trust(registry, None, require_signatures=True)
     assert (await refusal(trust, sign_event(deal(), REVOKED))).startswith("revoked_key")
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        lambda document: json.dumps(document, separators=(",", ":")),
+        lambda document: json.dumps(document, indent=2, ensure_ascii=False) + "\r\n  ",
+        lambda document: json.dumps(document | {"sigkeyid": "ed25519:old", "signature": "x"}),
+    ],
+    ids=["compact", "indented", "signed before"],
+)
+def test_sign_json_adds_a_signature_over_the_document_as_written(written: Any) -> None:
+    document = json.loads(encode(valid_example("match.suggested")))
+    document["data"]["suggestions"][0]["handle"] = "@café\u2028ü"
+    raw = written(document).encode()
+    signed = json.loads(sign_json(raw, BRAND))
+    assert signed == sign_document(document, BRAND)
+    assert signature_valid(signed, BRAND.public_key())
 
 
 async def test_a_document_signed_as_json_verifies_like_a_signed_event(
