@@ -513,22 +513,25 @@ async def on_deal_signed(changes: PendingChanges, signed: DealTerms, event_id: s
     await changes.repo.add_deal(signed, event_id)
     await changes.repo.add_deal_version(signed, event_id)
     changes.forget_deal(signed.deal_id)
-    terms = await _put_in_force(changes, signed.deal_id)
-    first = next((v for v in await changes.repo.deal_versions(signed.deal_id)), None)
-    if first is None or not first.same_terms(signed):
+    versions = await changes.repo.deal_versions(signed.deal_id)
+    if not versions or not versions[0].same_terms(signed):
         raise EventRejected(
             f"deal.signed {signed.deal_id!r} was already received with different terms: "
             "send deal.amended with a higher version to change them"
         )
-    await _create_fee_payouts(changes, terms)
+    await _create_fee_payouts(changes, await _put_in_force(changes, signed.deal_id, versions))
 
 
-async def _put_in_force(changes: PendingChanges, deal_id: str) -> DealTerms:
+async def _put_in_force(
+    changes: PendingChanges, deal_id: str, versions: list[DealTerms] | None = None
+) -> DealTerms:
     """Store as the deal's terms those in force given every version and cancellation kept
-    for it (`in_force`, `cancelled_at`): the same whatever order they arrived in."""
+    for it (`in_force`, `cancelled_at`): the same whatever order they arrived in. `versions`:
+    the deal's versions when the caller has just read them."""
     stored = await changes.deal(deal_id)
     assert stored is not None
-    versions = await changes.repo.deal_versions(deal_id)
+    if versions is None:
+        versions = await changes.repo.deal_versions(deal_id)
     signed = next((v for v in versions if v.version == 1), stored)
     signed = replace(signed, fee_schedule=stored.fee_schedule, cancelled_at=None)
     ended = cancelled_at(signed, await changes.repo.cancellations(deal_id))
