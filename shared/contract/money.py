@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from fractions import Fraction
 from typing import Annotated, Any, Final
 
 from iso4217 import Currency
@@ -42,6 +41,9 @@ MAX_ABS_AMOUNT: Final = Decimal(10) ** 15
 AMOUNT_PATTERN: Final = r"^-?[0-9]+(\.[0-9]+)?$"
 _AMOUNT_TEXT: Final = re.compile(AMOUNT_PATTERN)
 _CODE: Final = re.compile(r"[A-Z]{3}")
+# Codes check_currency has accepted (bounded by ISO 4217): amounts are made in hot loops, and
+# a set lookup is cheaper than the pattern and the table each time.
+_ACCEPTED: Final[set[str]] = set()
 _ROUNDING_MODES: Final = frozenset(
     getattr(decimal, n) for n in dir(decimal) if n.startswith("ROUND_")
 )
@@ -72,11 +74,15 @@ def check_currency(code: str) -> str:
     Codes are exactly three upper-case letters; 'usd' is an error, not silently upper-cased.
     Codes without a minor unit (XAU gold, XDR, XXX, ...) are not money and are refused.
     """
+    if type(code) is str and code in _ACCEPTED:
+        return code
     if not isinstance(code, str) or not _CODE.fullmatch(code):
         raise MoneyError(
             f"currency must be a 3-letter upper-case ISO 4217 code like 'USD', got {code!r}"
         )
     _exponent(code)
+    if type(code) is str:
+        _ACCEPTED.add(code)
     return code
 
 
@@ -143,10 +149,19 @@ def quantize(amount: Decimal | int, currency: str, rounding: str = ROUNDING) -> 
     value = _to_decimal(amount, currency, parse_str=False)
     if rounding not in _ROUNDING_MODES:
         raise MoneyError(f"unknown rounding {rounding!r}; use one of {sorted(_ROUNDING_MODES)}")
+    return _rounded(value, check_currency(currency), rounding)
+
+
+def _rounded(value: Decimal, currency: str, rounding: str) -> Decimal:
+    """`quantize` of a finite Decimal in a checked currency with a known rounding mode."""
+    _check_bound(value, currency)
+    rounded = value.quantize(_quantum(currency), rounding=rounding, context=_CTX)
+    return rounded if rounded else rounded.copy_abs()
+
+
+def _check_bound(value: Decimal, currency: str) -> None:
     if value.copy_abs() >= MAX_ABS_AMOUNT:  # copy_abs is exact; abs() rounds to the context
         raise MoneyError(f"absurd amount {value} {currency}: must be below 10**15 in magnitude")
-    rounded = value.quantize(_quantum(check_currency(currency)), rounding=rounding, context=_CTX)
-    return rounded if rounded else rounded.copy_abs()
 
 
 def _exact_product(a: Decimal, b: Decimal) -> Decimal:
@@ -182,7 +197,7 @@ class Money:
     def __init__(self, amount: Decimal | int, currency: str) -> None:
         currency = check_currency(currency)
         amount = _to_decimal(amount, currency, parse_str=False)
-        exact = quantize(amount, currency)
+        exact = _rounded(amount, currency, ROUNDING)
         if exact != amount:
             raise MoneyError(
                 f"{_inexact(amount, currency)}; round explicitly with Money.of(amount, currency)"
@@ -198,16 +213,25 @@ class Money:
         )
 
     @classmethod
+    def _exact(cls, amount: Decimal, currency: str) -> Money:
+        """Money from an amount already exact in a checked currency, within the bound, and
+        never negative zero: what arithmetic on Money gives, so it is not checked again."""
+        money = object.__new__(cls)
+        object.__setattr__(money, "amount", amount)
+        object.__setattr__(money, "currency", currency)
+        return money
+
+    @classmethod
     def zero(cls, currency: str) -> Money:
         """Zero in ``currency`` (``0.00 USD``)."""
-        return cls(Decimal(0), currency)
+        return _zero(check_currency(currency))
 
     @classmethod
     def from_minor(cls, units: int, currency: str) -> Money:
         """Money from a whole number of minor units (cents, fils, yen): 1234 USD -> 12.34 USD."""
         if isinstance(units, bool) or not isinstance(units, int):
             raise MoneyError(f"minor units must be an int, got {type(units).__name__} {units!r}")
-        return cls(Decimal(units).scaleb(-minor_unit(currency), context=_CTX), currency)
+        return _from_minor(units, check_currency(currency))
 
     @property
     def minor_units(self) -> int:
@@ -220,19 +244,28 @@ class Money:
         if self.currency != other.currency:
             raise MoneyError(f"cannot {verb} {self} and {other}: convert through an FxSnapshot")
 
+    # Sums and differences of exact amounts with the same exponent are exact, with that
+    # exponent (34 digits hold any of them), and never negative zero under half-even; only
+    # the bound can be broken.
     def __add__(self, other: Money) -> Money:
         self._same(other, "add")
-        return Money(_CTX.add(self.amount, other.amount), self.currency)
+        total = _CTX.add(self.amount, other.amount)
+        _check_bound(total, self.currency)
+        return Money._exact(total, self.currency)
 
     def __sub__(self, other: Money) -> Money:
         self._same(other, "subtract")
-        return Money(_CTX.subtract(self.amount, other.amount), self.currency)
+        difference = _CTX.subtract(self.amount, other.amount)
+        _check_bound(difference, self.currency)
+        return Money._exact(difference, self.currency)
 
     def __neg__(self) -> Money:
-        return Money(self.amount.copy_negate(), self.currency)
+        return Money._exact(
+            self.amount.copy_negate() if self.amount else self.amount, self.currency
+        )
 
     def __abs__(self) -> Money:
-        return Money(self.amount.copy_abs(), self.currency)
+        return Money._exact(self.amount.copy_abs(), self.currency)
 
     def __lt__(self, other: Money) -> bool:
         self._same(other, "compare")
@@ -273,17 +306,23 @@ class Money:
         ratio gets zero, and nothing is lost or created. Negative amounts are split by absolute
         value and negated.
         """
-        weights = [Fraction(_ratio(r, i)) for i, r in enumerate(ratios)]
-        if not any(weights):
+        weights = _whole_weights([_ratio(r, i) for i, r in enumerate(ratios)])
+        whole = sum(weights)
+        if not whole:
             raise MoneyError(f"allocate needs at least one positive ratio, got {list(ratios)}")
-        total, whole = abs(self.minor_units), sum(weights)
-        shares = [total * w / whole for w in weights]  # exact rationals, in minor units
-        parts = [math.floor(s) for s in shares]
-        order = sorted(range(len(shares)), key=lambda i: (parts[i] - shares[i], i))
+        if len(weights) == 1:
+            return [self]  # the whole to the only share
+        total = abs(self.minor_units)
+        # Share i is total * w_i / whole minor units: its floor and remainder, in integers.
+        shares = [divmod(total * w, whole) for w in weights]
+        parts = [floor for floor, _ in shares]
+        remainders = [remainder for _, remainder in shares]
+        # The largest remainders (ties: lowest index) get the units left over.
+        order = sorted(range(len(parts)), key=lambda i: (-remainders[i], i))
         for i in order[: total - sum(parts)]:
             parts[i] += 1
         sign = -1 if self.is_negative() else 1
-        return [Money.from_minor(sign * p, self.currency) for p in parts]
+        return [_from_minor(sign * p, self.currency) for p in parts]
 
     def to_json(self) -> dict[str, str]:
         """``{"amount": "123.45", "currency": "EUR"}``: plain digits, minor-unit decimals."""
@@ -348,6 +387,26 @@ class Money:
             "required": ["amount", "currency"],
             "additionalProperties": False,
         }
+
+
+def _whole_weights(ratios: Sequence[Decimal]) -> list[int]:
+    """Non-negative finite `ratios` as integers in the same proportions: each times the
+    common denominator of their exact fractions (a power of ten at most)."""
+    fractions = [r.as_integer_ratio() for r in ratios]
+    common = math.lcm(*(d for _, d in fractions))
+    return [n * (common // d) for n, d in fractions]
+
+
+@functools.cache
+def _zero(currency: str) -> Money:
+    return Money._exact(Decimal(0).scaleb(-_exponent(currency)), currency)
+
+
+def _from_minor(units: int, currency: str) -> Money:
+    """Money of `units` minor units of a checked currency."""
+    amount = Decimal(units).scaleb(-_exponent(currency), context=_CTX)
+    _check_bound(amount, currency)
+    return Money._exact(amount, currency)
 
 
 def _ratio(value: object, index: int) -> Decimal:
@@ -484,5 +543,7 @@ class FxSnapshot:
     def convert(self, money: Money, to_ccy: str, rounding: str = ROUNDING) -> Conversion:
         """Convert ``money`` to ``to_ccy``, rounding once to its minor unit with ``rounding``."""
         rate = self.rate(money.currency, to_ccy)
-        result = Money(quantize(_exact_product(money.amount, rate), to_ccy, rounding), to_ccy)
+        result = Money._exact(
+            quantize(_exact_product(money.amount, rate), to_ccy, rounding), to_ccy
+        )
         return Conversion(money, result, rate, self.as_of, self.source)

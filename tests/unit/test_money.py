@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Decimal
@@ -200,6 +201,22 @@ def test_magnitude_is_bounded() -> None:
         Money.of("999999999999999.995", "USD")
     with pytest.raises(MoneyError, match="absurd"):
         Money.from_minor(10**40, "JPY")
+    most = Money.of("999999999999999.99", "USD")
+    with pytest.raises(MoneyError, match="absurd"):
+        most + Money.of("0.01", "USD")
+    with pytest.raises(MoneyError, match="absurd"):
+        -most - Money.of("0.01", "USD")
+
+
+@pytest.mark.parametrize("currency", ["USD", "JPY", "KWD"])
+def test_arithmetic_keeps_the_exponent_and_no_negative_zero(currency: str) -> None:
+    one, zero = Money(1, currency), Money.zero(currency)
+    results = [-zero, one - one, -one + one, abs(-zero), zero + zero, Money.from_minor(0, currency)]
+    for result in results:
+        assert result == zero
+        assert result.amount.as_tuple() == Money(D("0"), currency).amount.as_tuple()
+        assert not result.amount.is_signed()
+    assert (one + one).amount.as_tuple() == Money(2, currency).amount.as_tuple()
 
 
 def test_minor_units_round_trip() -> None:
@@ -508,6 +525,36 @@ def test_allocation_is_exact_and_fair(money: Money, ratios: list[Decimal | int])
         assert abs(part.minor_units - exact_share) < 1  # within one minor unit
         if ratio == 0:
             assert part.is_zero()
+
+
+def _allocate_by_fractions(money: Money, ratios: list[Decimal | int]) -> list[Money]:
+    """The largest-remainder rule written with exact rationals, as the docstring states it."""
+    weights = [Fraction(r) for r in ratios]
+    total, whole = abs(money.minor_units), sum(weights)
+    shares = [total * w / whole for w in weights]
+    parts = [math.floor(s) for s in shares]
+    order = sorted(range(len(shares)), key=lambda i: (parts[i] - shares[i], i))
+    for i in order[: total - sum(parts)]:
+        parts[i] += 1
+    sign = -1 if money.is_negative() else 1
+    return [Money.from_minor(sign * p, money.currency) for p in parts]
+
+
+time_decay_weights = st.decimals(
+    min_value=Decimal("1e-12"), max_value=1, places=29, allow_nan=False, allow_infinity=False
+)
+
+
+@fast
+@given(monies(), st.lists(st.one_of(ratio_values, time_decay_weights), min_size=1, max_size=8))
+def test_allocation_follows_the_largest_remainder_rule(
+    money: Money, ratios: list[Decimal | int]
+) -> None:
+    """Integer arithmetic gives the same parts, ties included, as the rule in rationals."""
+    assume(any(r > 0 for r in ratios))
+    parts = money.allocate(ratios)
+    assert parts == _allocate_by_fractions(money, ratios)
+    assert all(p.amount.as_tuple().exponent == -minor_unit(money.currency) for p in parts)
 
 
 amounts = st.decimals(min_value=-(10**14), max_value=10**14, allow_nan=False, allow_infinity=False)
