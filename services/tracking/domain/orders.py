@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Final
 
 from services.tracking.domain.credit import (
     Click,
@@ -112,15 +113,31 @@ class ClickFacts:
     clicks: tuple[Click, ...] = ()
     deals: Mapping[str, DealTerms] = field(default_factory=dict)
     settings: Mapping[tuple[str, str], ModelSetting] = field(default_factory=dict)
+    # Positions in `clicks` by visitor and by click id: one set of facts serves every order
+    # of a batch, so scanning all the clicks for each order would grow with their product.
+    _by_visitor: Mapping[str, list[int]] = field(init=False, repr=False, compare=False)
+    _by_click: Mapping[str, list[int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_visitor: dict[str, list[int]] = {}
+        by_click: dict[str, list[int]] = {}
+        for i, click in enumerate(self.clicks):
+            by_visitor.setdefault(click.visitor_id, []).append(i)
+            by_click.setdefault(click.click_id, []).append(i)
+        object.__setattr__(self, "_by_visitor", by_visitor)
+        object.__setattr__(self, "_by_click", by_click)
 
     def of(self, order: Order) -> list[Click]:
-        """The clicks of `order`'s visitor, and the click it names."""
-        return [
-            c
-            for c in self.clicks
-            if (order.visitor_id is not None and c.visitor_id == order.visitor_id)
-            or (order.click_id is not None and c.click_id == order.click_id)
-        ]
+        """The clicks of `order`'s visitor, and the click it names, in the order of `clicks`."""
+        found: set[int] = set()
+        if order.visitor_id is not None:
+            found.update(self._by_visitor.get(order.visitor_id, ()))
+        if order.click_id is not None:
+            found.update(self._by_click.get(order.click_id, ()))
+        return [self.clicks[i] for i in sorted(found)]
+
+
+NO_CLICKS: Final = ClickFacts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +261,7 @@ def evaluate_order(
             unattributed, status=OrderStatus.PENDING_FX, reason=converted, deal_id=chosen.deal_id
         )
     revenue, refunded, fx = converted
-    credited = _credits(order, refunded_source, chosen, snapshot, clicks or ClickFacts())
+    credited = _credits(order, refunded_source, chosen, snapshot, clicks or NO_CLICKS)
     if isinstance(credited, OrderReason):
         return replace(
             unattributed, status=OrderStatus.PENDING_FX, reason=credited, deal_id=chosen.deal_id
@@ -277,8 +294,12 @@ def _credits(
     or why a share cannot be converted yet."""
     setting = setting_for(chosen, facts.settings)
     model = Model.PROMO_CODE if setting is None else setting.model
-    deals = {**facts.deals, chosen.deal_id: chosen}
-    weights = deal_weights(model, order.occurred_at, facts.of(order), chosen, deals, setting)
+    if model is Model.PROMO_CODE:
+        # The chosen deal alone: no look at the clicks, nor a copy of the batch's deals.
+        deals, touched = {chosen.deal_id: chosen}, []
+    else:
+        deals, touched = {**facts.deals, chosen.deal_id: chosen}, facts.of(order)
+    weights = deal_weights(model, order.occurred_at, touched, chosen, deals, setting)
     gross = split(order.amount, weights)
     taken_back = split_refund(refunded_source, gross)
     credits = []

@@ -212,3 +212,30 @@ def test_an_order_with_its_refund_nets_to_zero_under_every_model(model: Model) -
     assert outcome.fully_refunded
     assert all((c.revenue - c.refunded).is_zero() for c in outcome.credits)
     assert sum((c.revenue for c in outcome.credits), Money.zero("USD")) == order.amount
+
+
+_ids = st.sampled_from(["v-1", "v-2", "v-3"])
+_click_ids = st.sampled_from(["clk-1", "clk-2", "clk-3", "clk-4"])
+
+
+@given(
+    st.lists(st.tuples(_click_ids, _ids), max_size=12),
+    st.one_of(st.none(), _ids),
+    st.one_of(st.none(), _click_ids),
+)
+def test_an_orders_clicks_are_its_visitors_and_the_one_it_names(
+    made: list[tuple[str, str]], visitor_id: str | None, click_id: str | None
+) -> None:
+    """One set of facts serves a whole batch: looking an order's clicks up by visitor and
+    click id finds exactly what reading every click would, in the same order."""
+    clicks = tuple(
+        Click(c, "d-b", v, ORDER_AT - timedelta(days=n)) for n, (c, v) in enumerate(made)
+    )
+    order = Order("o-1", "CODE", Money.of("1", "USD"), ORDER_AT, None, visitor_id, click_id)
+    expected = [
+        c
+        for c in clicks
+        if (visitor_id is not None and c.visitor_id == visitor_id)
+        or (click_id is not None and c.click_id == click_id)
+    ]
+    assert ClickFacts(clicks, DEALS).of(order) == expected
