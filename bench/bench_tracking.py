@@ -580,8 +580,8 @@ def main() -> None:
     if args.naive_consumer:
         run_service(NAIVE_SERVICE, naive_setup, SCHEMA)
         return
+    quiet_logs()
     if args.history:
-        quiet_logs()
         with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
             print_history(args, asyncio.run(measure_history(args, Path(tmp))))
         return
