@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any, Self
 
 Answer = tuple[int, Any, dict[str, str]]
@@ -73,6 +77,27 @@ class FakeHttpServer:
         self._server.close()
         await self._server.wait_closed()
 
+    @asynccontextmanager
+    async def in_own_process(self) -> AsyncIterator[Self]:
+        """Serve from a process of its own, as a rail on another host does: what the caller
+        is busy with (producing a burst, decoding what comes back) then holds back neither
+        the answers nor the times noted of the requests. Meanwhile this object only knows the
+        port; on leaving, it takes the served copy's state (requests, counts, what a
+        subclass keeps). Request times are `time.monotonic()`, one clock for all processes."""
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve_in_process, args=(self, theirs), daemon=True)
+        loop = asyncio.get_running_loop()
+        process.start()
+        try:
+            self.port = await loop.run_in_executor(None, ours.recv)
+            yield self
+        finally:
+            ours.send("stop")
+            state = await loop.run_in_executor(None, ours.recv)
+            await loop.run_in_executor(None, process.join)
+            vars(self).update(state)
+
     async def down(self) -> None:
         """Refuse connections (nothing listens on the port) and drop the open ones."""
         server, self._server = self._server, None
@@ -129,3 +154,15 @@ class FakeHttpServer:
         head += [f"{k}: {v}" for k, v in extra.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
         await writer.drain()
+
+
+def _serve_in_process(server: FakeHttpServer, caller: Connection) -> None:
+    asyncio.run(_serve_until_told(server, caller))
+
+
+async def _serve_until_told(server: FakeHttpServer, caller: Connection) -> None:
+    await server.start()
+    caller.send(server.port)
+    await asyncio.get_running_loop().run_in_executor(None, caller.recv)
+    await server.stop()
+    caller.send({name: value for name, value in vars(server).items() if name[0] != "_"})

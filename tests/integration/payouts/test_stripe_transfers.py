@@ -171,3 +171,17 @@ async def test_errors_say_whether_nothing_was_executed(
     with pytest.raises(ProviderError) as failed:
         await adapter.send(request(uid("po"), Money.of("1.00", "USD")))
     assert failed.value.not_executed is not_executed
+
+
+async def test_the_fake_serves_from_a_process_of_its_own_and_brings_back_its_state() -> None:
+    """The rails benchmark's way of running it: a rail on another host."""
+    fake = FakeStripe(latency=0.01)
+    async with fake.in_own_process() as served:
+        assert served is fake and fake.port
+        client = StripeTransfers(fake.api_key, base_url=fake.base_url, timeout_seconds=5)
+        async with aclosing(client):
+            sent = await client.send(request("po_far", Money.of("3.00", "USD")))
+            assert not fake.transfers  # meanwhile it lives in the other process
+    assert list(fake.transfers) == [sent.provider_ref]
+    assert [r.headers["idempotency-key"] for r in fake.requests] == ["po_far"]
+    assert fake.most_under_way == 1
