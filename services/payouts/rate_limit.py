@@ -40,9 +40,10 @@ KEY_PREFIX: Final = "creatorflow:payouts:rail-rate:"
 REDIS_TIMEOUT_SECONDS: Final = 0.5
 BURST_SECONDS: Final = 0.1
 # A call reaches the rail after its token was taken: a dispatcher round's calls go out one
-# after another, and the event loop may be busy. Without room for that, a rail with a limit
-# of 600 requests/s was seen receiving 601 in one second. 50 ms is well above the spread
-# measured (`bench/bench_rails.py`) and costs under 5 % of the rate.
+# after another, the event loop may be busy, and a network path adds its jitter. On one host
+# the spread is too small to see (`bench/bench_rails.py`, the rail in a process of its own:
+# at most 573-576 requests in a second against a limit of 600, where the bucket allows 574
+# with no spread at all); 50 ms leave room for the rest and cost under 5 % of the rate.
 ARRIVAL_SPREAD_SECONDS: Final = 0.05
 
 
