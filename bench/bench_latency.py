@@ -50,7 +50,7 @@ from shared.tools.latency_floor import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from command_line import run_with_options  # bench/ is the script's directory
+from command_line import run_with_options, verdict  # bench/ is the script's directory
 from servers import (  # bench/ is the script's directory
     embedded_servers,
     produce_all,
@@ -243,8 +243,7 @@ async def main(rate: float, count: int) -> None:
     )
     for line in stage_lines(service, lead="  confirmed -> sent, "):
         print(line)
-    goal = "met" if service["p99"] <= 1.0 else "NOT met"
-    print(f"goal post -> payout.sent p99 <= 1 s: {goal}")
+    print(f"goal post -> payout.sent p99 <= 1 s: {verdict(service['p99'] <= 1.0)}")
 
 
 if __name__ == "__main__":

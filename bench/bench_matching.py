@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from command_line import verdict  # bench/ is the script's directory
 
 from services.matching.domain.features import FEATURES
 from services.matching.domain.index import CreatorIndex
@@ -219,7 +220,7 @@ def bench_size(
         flush=True,
     )
     if size >= 1_000_000:
-        goal = "met" if s50 <= GOAL_RATIO * b50 else "NOT met"
+        goal = verdict(s50 <= GOAL_RATIO * b50)
         print(f"goal median <= {GOAL_RATIO}x the brute-force floor at {size:,}: {goal}", flush=True)
     if concurrent:
         bench_concurrent(index, concurrent, rounds, seed=size % 89)
@@ -351,7 +352,7 @@ async def _requests_through_kafka(
             f"last answer (ms): {[round(max(latencies)) for latencies in together]}",
             flush=True,
         )
-        goal = "met" if p99 <= GOAL_CONCURRENT_P99_MS else "NOT met"
+        goal = verdict(p99 <= GOAL_CONCURRENT_P99_MS)
         print(f"goal p99 <= {GOAL_CONCURRENT_P99_MS} ms: {goal}", flush=True)
     finally:
         await consumer.stop()

@@ -49,7 +49,7 @@ from shared.tools.latency_floor import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from command_line import run_with_options  # bench/ is the script's directory
+from command_line import run_with_options, verdict  # bench/ is the script's directory
 from servers import (  # bench/ is the script's directory
     embedded_servers,
     produce_all,
@@ -232,10 +232,6 @@ async def main(rate: float, count: int, burst: int) -> None:
         f"goal burst >= {GOAL_BURST_PER_SECOND:,} payouts/s: "
         f"{verdict(service['per_second'] >= GOAL_BURST_PER_SECOND)}"
     )
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 if __name__ == "__main__":

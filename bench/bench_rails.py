@@ -38,7 +38,7 @@ from shared.tools.infra.service_processes import ServiceProcesses, service_metri
 from shared.tools.latency_floor import Arrivals
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from command_line import run_with_options  # bench/ is the script's directory
+from command_line import run_with_options, verdict  # bench/ is the script's directory
 from servers import (  # bench/ is the script's directory
     embedded_servers,
     produce_all,
@@ -169,13 +169,10 @@ async def main(burst: int, limit: float, latency_ms: float) -> None:
         f"{unlimited['most_in_a_second']} requests in its busiest second "
         f"(ratio limited / unlimited {result['per_second'] / unlimited['per_second']:.2f})"
     )
-    verdict = "never over it" if most <= limit else "OVER the limit"
-    print(f"most requests the rail saw in any one second: {most} ({verdict}, limit {limit:g})")
+    over = "never over it" if most <= limit else "OVER the limit"
+    print(f"most requests the rail saw in any one second: {most} ({over}, limit {limit:g})")
     met = result["per_second"] >= GOAL_PER_SECOND and most <= limit
-    print(
-        f"goal >= {GOAL_PER_SECOND} payouts/s, never over the rail's limit: "
-        f"{'met' if met else 'NOT met'}"
-    )
+    print(f"goal >= {GOAL_PER_SECOND} payouts/s, never over the rail's limit: {verdict(met)}")
     print(
         f"requests: {result['calls']} for {result['paid']} payouts; "
         f"most under way at once: {result['most_under_way']}"

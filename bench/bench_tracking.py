@@ -51,6 +51,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+from command_line import verdict  # bench/ is the script's directory
 from servers import embedded_servers, quiet_logs  # bench/ is the script's directory
 
 from services.tracking.app import SERVICE
@@ -526,10 +527,6 @@ HISTORY_TOLERANCE = 0.15
 SCALE_OUT_GOAL = 1.6
 FRESHNESS_GOAL_SECONDS = 1.0
 FRESHNESS_GOAL_RATE = 20_000
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 async def naive_setup(resources: Resources) -> Sequence[Background]:

@@ -1,4 +1,5 @@
-"""Running a benchmark from the command line: its options, with their defaults."""
+"""Running a benchmark from the command line: its options, with their defaults, and the word
+it prints for whether a goal was met."""
 
 from __future__ import annotations
 
@@ -14,3 +15,8 @@ def run_with_options(main: Callable[..., Awaitable[None]], doc: str, **defaults:
     for name, default in defaults.items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     asyncio.run(main(**vars(parser.parse_args())))
+
+
+def verdict(met: bool) -> str:
+    """How every benchmark says whether this run met a goal."""
+    return "met" if met else "NOT met"
