@@ -1086,12 +1086,19 @@ class PostgresPayoutsTransaction:
     async def balances(
         self, accounts: Sequence[str] | None = None
     ) -> dict[tuple[str, str], Decimal]:
-        rows = await self._conn.fetch(
-            """SELECT account, currency, sum(amount) AS balance FROM payouts_postings
-               WHERE $1::text[] IS NULL OR account = ANY($1::text[])
-               GROUP BY account, currency""",
-            None if accounts is None else list(accounts),
-        )
+        if accounts is None:
+            rows = await self._conn.fetch(
+                """SELECT account, currency, sum(amount) AS balance FROM payouts_postings
+                   GROUP BY account, currency"""
+            )
+        else:
+            # A statement of its own: one plan for both cases (`$1 IS NULL OR ...`) cannot use
+            # the index, and each consumer batch would read the whole ledger.
+            rows = await self._conn.fetch(
+                """SELECT account, currency, sum(amount) AS balance FROM payouts_postings
+                   WHERE account = ANY($1::text[]) GROUP BY account, currency""",
+                list(accounts),
+            )
         return {(r["account"], r["currency"].strip()): r["balance"] for r in rows}
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.payouts.store.postgres import PostgresPayoutsStore
+from services.payouts.store.postgres import PostgresPayoutsStore, PostgresPayoutsTransaction
+from tests.support.table_reads import rows_read
 from tests.unit.payouts.builders import uid
 from tests.unit.payouts.store_contract import PayoutStoreContract, acct, add_payout, new_payout
 
@@ -47,3 +48,23 @@ async def test_postings_are_append_only_and_transfers_must_balance(db_pool: asyn
                     "VALUES ($1, 'a', 1, 'USD'), ($1, 'b', -1, 'EUR')",
                     transfer_id + ":bad",
                 )
+
+
+async def test_balances_of_some_accounts_read_only_their_postings(db_pool: asyncpg.Pool) -> None:
+    """The consumer reads its creators' balances in every batch: that must not cost a read of
+    the whole ledger."""
+    db = PostgresPayoutsStore(db_pool)
+    creators = [uid("cr") for _ in range(3)]
+    created = [new_payout(uid("deal"), c, acct(c)) for c in creators]
+    async with db.transaction() as repo:
+        for one in created:
+            await add_payout(repo, one.payout)
+            await repo.post(one.transfers)
+    mine = [p for t in created[0].transfers for p in t.postings if creators[0] in p.account]
+    accounts = [*sorted({p.account for p in mine}), f"creator_receivable:{creators[0]}"]
+    async with db_pool.acquire() as conn, conn.transaction():
+        tx = PostgresPayoutsTransaction(conn)
+        read, balances = await rows_read(conn, "payouts_postings", lambda: tx.balances(accounts))
+        everyone = await tx.balances()
+    assert read == len(mine)
+    assert balances == {k: v for k, v in everyone.items() if k[0] in accounts} != {}
