@@ -118,7 +118,8 @@ async def payouts(
     env = urls.as_env() | {
         "PAYOUTS_PLATFORM_FEE_BPS": "500",
         "PAYOUTS_SANDBOX_LATENCY_MS": "0",
-        "PAYOUTS_SETTLE_CHECK_SECONDS": "5",
+        # Settlement is polled at the service's default interval (1 s), as deployed: polled
+        # less often, it settles more at once, and that holds up the payouts being sent.
     }
     run = uuid.uuid4().hex[:8]
     steady = [f"bench-{run}-s{i}" for i in range(count)]
