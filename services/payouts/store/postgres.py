@@ -1027,11 +1027,12 @@ class PostgresPayoutsTransaction:
         await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
 
     async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
+        # One creator's (their payout page) in a statement of its own, as in `balances`.
+        only, args = ("", []) if creator_id is None else ("WHERE creator_id = $1", [creator_id])
         rows = await self._conn.fetch(
-            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
-                WHERE $1::text IS NULL OR creator_id = $1
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts {only}
                 ORDER BY created_at, payout_id""",
-            creator_id,
+            *args,
         )
         return [_payout(r) for r in rows]
 

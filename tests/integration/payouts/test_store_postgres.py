@@ -68,3 +68,17 @@ async def test_balances_of_some_accounts_read_only_their_postings(db_pool: async
         everyone = await tx.balances()
     assert read == len(mine)
     assert balances == {k: v for k, v in everyone.items() if k[0] in accounts} != {}
+
+
+async def test_one_creators_payouts_are_read_alone(db_pool: asyncpg.Pool) -> None:
+    """Their payout page reads them on every visit."""
+    db = PostgresPayoutsStore(db_pool)
+    creators = [uid("cr") for _ in range(3)]
+    async with db.transaction() as repo:
+        for creator in creators:
+            await add_payout(repo, new_payout(uid("deal"), creator, acct(creator)).payout)
+    async with db_pool.acquire() as conn, conn.transaction():
+        tx = PostgresPayoutsTransaction(conn)
+        read, payouts = await rows_read(conn, "payouts_payouts", lambda: tx.payouts_of(creators[0]))
+    assert read == 1
+    assert [p.creator_id for p in payouts] == creators[:1]
