@@ -84,7 +84,10 @@ async def test_two_replicas_sharing_the_redis_bucket_stay_within_the_limit_toget
     assert all(limiter.mode == "redis" for limiter in replicas)
     assert len(grants) == 120
     assert most_in_any_window(grants) <= 20
-    assert most_in_any_window(grants) >= 18  # and the limit is used, not starved
+    # And the bucket is used, not starved: what it saves up and about a second of its refill
+    # (the rest of the limit is left for calls reaching the rail late).
+    bucket = limits["stripe"].shared()
+    assert most_in_any_window(grants) >= bucket.capacity + bucket.rate - 1
 
 
 async def _owe(infra: InfraUrls, db_pool: asyncpg.Pool, count: int) -> list[str]:

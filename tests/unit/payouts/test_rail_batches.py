@@ -9,7 +9,7 @@ from services.payouts.app import rail_batches
 from services.payouts.dispatcher import Dispatcher
 from services.payouts.providers.rails import Rails
 from services.payouts.providers.sandbox import SandboxProvider
-from services.payouts.rate_limit import RailLimit, RateLimiter
+from services.payouts.rate_limit import ARRIVAL_SPREAD_SECONDS, RailLimit, RateLimiter
 from services.payouts.settings import PayoutsSettings
 from tests.unit.payouts.builders import DESTINATIONS, account, confirmed, deal_signed, uid
 from tests.unit.payouts.harness import Harness
@@ -35,7 +35,7 @@ def test_each_rail_gets_the_share_its_own_rate_allows() -> None:
     shares = rail_batches(settings, RateLimiter(None, limits))
     # 60 s lease: half of it shared by 2 rounds is 15 s at each replica's half of the refill.
     local = {rail: limit.local(2).rate for rail, limit in limits.items()}
-    assert local["stripe"] == pytest.approx(540 / 1.05 / 2)
+    assert local["stripe"] == pytest.approx(540 / (1 + ARRIVAL_SPREAD_SECONDS) / 2)
     assert shares == {
         "stripe": int(local["stripe"] * 15),
         "paypal": int(local["paypal"] * 15),
