@@ -33,14 +33,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from shared.contract.events import CloudEvent, Topic, decode, encode, event_key
+from shared.contract.events import CloudEvent, Topic, encode, event_key
 from shared.runtime.db import create_pool
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import ServiceProcesses, service_metrics
 from shared.tools.latency_floor import (
     Arrivals,
-    Tag,
     chained_floor,
+    of_type,
     paced,
     payout_stages,
     post_to_payout_hops,
@@ -71,20 +71,6 @@ async def floor(urls: InfraUrls, rate: float, count: int) -> dict[str, float]:
         urls.kafka_bootstrap_servers, post_to_payout_hops(), rate=rate, count=count, warm_up=50
     )
     return {"p50": quantile(latencies, 0.5), "p99": quantile(latencies, 0.99)}
-
-
-def of_type(kind: str, ids: dict[str, str] | None = None) -> Tag:
-    """Tags `kind` events by deal, keeping their event ids in `ids` if given."""
-
-    def tag(record: Any) -> str | None:
-        event = decode(record.topic, record.value or b"")
-        if event.type != kind:
-            return None
-        if ids is not None:
-            ids.setdefault(str(event.data.deal_id), event.id)
-        return str(event.data.deal_id)
-
-    return tag
 
 
 def posts(deals: Sequence[str], now: datetime) -> list[tuple[str, bytes, bytes, str]]:

@@ -34,13 +34,14 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from services.payouts.schema import SCHEMA
-from shared.contract.events import CloudEvent, Topic, decode, encode, event_key
+from shared.contract.events import CloudEvent, Topic, encode, event_key
 from shared.runtime.db import create_pool
 from shared.runtime.kafka import ensure_topics
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import ServiceProcesses
 from shared.tools.latency_floor import (
     Arrivals,
+    of_type,
     paced,
     payout_stages,
     quantile,
@@ -69,11 +70,6 @@ CURRENCIES = ["EUR", "JPY", "KWD", "USD"]
 
 
 wall_sent_at: dict[str, float] = {}
-
-
-def sent_deal(record: Any) -> str | None:
-    event = decode(record.topic, record.value or b"")
-    return str(event.data.deal_id) if event.type == "payout.sent" else None
 
 
 async def baseline(urls: InfraUrls, rate: float, count: int, burst: int) -> dict[str, float]:
@@ -137,7 +133,7 @@ async def payouts(
         # As the floor's producer: a linger would be counted in every latency, not in the floor.
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
         await producer.start()
-        receiver = Arrivals(bootstrap, Topic.PAYOUTS_STATUS, sent_deal)
+        receiver = Arrivals(bootstrap, Topic.PAYOUTS_STATUS, of_type("payout.sent"))
         await receiver.start()
         try:
             setup_events: list[CloudEvent[Any]] = [fx(RATES)]

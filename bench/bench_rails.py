@@ -31,11 +31,11 @@ from aiokafka import AIOKafkaProducer
 
 from services.payouts.rate_limit import RailLimit
 from services.payouts.schema import SCHEMA
-from shared.contract.events import Topic, decode
+from shared.contract.events import Topic
 from shared.runtime.db import create_pool
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.service_processes import ServiceProcesses, service_metrics
-from shared.tools.latency_floor import Arrivals
+from shared.tools.latency_floor import Arrivals, of_type
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from command_line import run_with_options, verdict  # bench/ is the script's directory
@@ -58,11 +58,6 @@ GOAL_PER_SECOND = 500
 def most_in_one_second(times: list[float]) -> int:
     ordered = sorted(times)
     return max((bisect.bisect_left(ordered, t + 1.0) - i for i, t in enumerate(ordered)), default=0)
-
-
-def sent_deal(record: Any) -> str | None:
-    event = decode(record.topic, record.value or b"")
-    return str(event.data.deal_id) if event.type == "payout.sent" else None
 
 
 async def burst_through(
@@ -95,7 +90,7 @@ async def burst_through(
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await producer.start()
         stack.push_async_callback(producer.stop)
-        receiver = Arrivals(bootstrap, Topic.PAYOUTS_STATUS, sent_deal)
+        receiver = Arrivals(bootstrap, Topic.PAYOUTS_STATUS, of_type("payout.sent"))
         await receiver.start()
         stack.push_async_callback(receiver.stop)
         signed = []

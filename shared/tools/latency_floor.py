@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.security import BaseSecurity
 
-from shared.contract.events import encode
+from shared.contract.events import decode, encode
 from shared.contract.events.examples import valid_example
 from shared.runtime.kafka import client_options, ensure_topics, partitions_of
 
@@ -30,6 +30,26 @@ FETCH_MAX_WAIT_MS = 10
 POLL_MS = 5
 
 Tag = Callable[[Any], str | None]
+
+
+def of_type(kind: str, ids: dict[str, str] | None = None) -> Tag:
+    """Tags the records of `kind` events by their deal, keeping their event ids in `ids` if
+    given. A record whose bytes do not name `kind` is passed over undecoded: the receiver runs
+    on the cores it measures, and most records of a status topic are of other types."""
+    named = kind.encode()
+
+    def tag(record: Any) -> str | None:
+        value = record.value or b""
+        if named not in value:
+            return None
+        event = decode(record.topic, value)
+        if event.type != kind:
+            return None
+        if ids is not None:
+            ids.setdefault(str(event.data.deal_id), event.id)
+        return str(event.data.deal_id)
+
+    return tag
 
 
 def post_to_payout_hops() -> list[bytes]:
