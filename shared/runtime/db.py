@@ -1,4 +1,4 @@
-"""PostgreSQL: a schema per service, the asyncpg pool factory and the migrations runner.
+"""PostgreSQL: a schema per service, the asyncpg pool factory, the migrations runner, and `any_of`.
 
 Each service owns one schema (named after it) and reaches no other: its pool's `search_path`
 is that schema alone, so its SQL names tables without a schema and cannot read another
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,18 @@ class Migration:
 
 class MigrationError(RuntimeError):
     pass
+
+
+def any_of(column: str, values: Iterable[str] | None) -> tuple[str, list[list[str]]]:
+    """A condition for a WHERE clause keeping the rows whose text `column` is one of `values`,
+    and its argument (as `$1`); `values` None keeps every row (`true`, no argument).
+
+    Each case is a statement text of its own, never `$1 IS NULL OR column = ANY($1)`: the plan
+    PostgreSQL keeps for a statement run often cannot use an index for that condition, so every
+    call for a few keys would read the whole table."""
+    if values is None:
+        return "true", []
+    return f"{column} = ANY($1::text[])", [list(values)]
 
 
 def load_migrations(*directories: Path) -> list[Migration]:

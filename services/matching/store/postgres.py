@@ -34,6 +34,7 @@ from services.matching.store.port import (
 from shared.contract.events import CloudEvent, CreatorProfileUpserted, EventIdentity, MatchRequested
 from shared.contract.money import FxSnapshot
 from shared.runtime import fx_store, inbox, outbox
+from shared.runtime.db import any_of
 from shared.runtime.unit_of_work import Batch
 
 # One replica at a time trains rankers (a session advisory lock).
@@ -292,10 +293,10 @@ class PostgresMatchingStore:
     async def performance(
         self, creator_ids: Sequence[str] | None = None
     ) -> list[tuple[str, float, int]]:
-        only, args = _only_creators(creator_ids)
+        only, args = any_of("creator_id", creator_ids)
         rows = await self._pool.fetch(
             f"""SELECT creator_id, sum(roas)::float8 AS total, count(roas)::int AS deals
-                FROM matching_performance WHERE roas IS NOT NULL {only}
+                FROM matching_performance WHERE roas IS NOT NULL AND {only}
                 GROUP BY creator_id""",
             *args,
         )
@@ -304,10 +305,10 @@ class PostgresMatchingStore:
     async def follower_history(
         self, creator_ids: Sequence[str] | None = None
     ) -> dict[Account, list[tuple[datetime, int]]]:
-        only, args = _only_creators(creator_ids)
+        only, args = any_of("creator_id", creator_ids)
         rows = await self._pool.fetch(
             f"""SELECT creator_id, platform, observed_at, followers
-                FROM matching_follower_history WHERE true {only}
+                FROM matching_follower_history WHERE {only}
                 ORDER BY creator_id, platform, observed_at""",
             *args,
         )
@@ -469,15 +470,6 @@ _MODEL_COLUMNS = (
     "version, ranker::text AS ranker, brand_id, status, labels, reason, metrics::text AS metrics,"
     " trained_at"
 )
-
-
-def _only_creators(creator_ids: Sequence[str] | None) -> tuple[str, list[list[str]]]:
-    """A condition on `creator_id` to add to a WHERE clause, and its argument: none for all
-    creators. Not `$1 IS NULL OR ...`: the plan PostgreSQL keeps for a statement run often
-    cannot use the index then, and every call would read the whole table."""
-    if creator_ids is None:
-        return "", []
-    return "AND creator_id = ANY($1::text[])", [list(creator_ids)]
 
 
 async def _retire_live(conn: asyncpg.Connection, brand_id: str | None) -> None:

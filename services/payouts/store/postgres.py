@@ -35,6 +35,7 @@ from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMod
 from shared.contract.events import CloudEvent, EventIdentity, PayoutStatusChanged, Topic, decode
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime import fx_store, inbox, outbox
+from shared.runtime.db import any_of
 from shared.runtime.kafka import Delivery
 from shared.runtime.observability import PAYOUT_EMAILS
 
@@ -1027,10 +1028,9 @@ class PostgresPayoutsTransaction:
         await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
 
     async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
-        # One creator's (their payout page) in a statement of its own, as in `balances`.
-        only, args = ("", []) if creator_id is None else ("WHERE creator_id = $1", [creator_id])
+        only, args = any_of("creator_id", None if creator_id is None else [creator_id])
         rows = await self._conn.fetch(
-            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts {only}
+            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE {only}
                 ORDER BY created_at, payout_id""",
             *args,
         )
@@ -1087,19 +1087,12 @@ class PostgresPayoutsTransaction:
     async def balances(
         self, accounts: Sequence[str] | None = None
     ) -> dict[tuple[str, str], Decimal]:
-        if accounts is None:
-            rows = await self._conn.fetch(
-                """SELECT account, currency, sum(amount) AS balance FROM payouts_postings
-                   GROUP BY account, currency"""
-            )
-        else:
-            # A statement of its own: one plan for both cases (`$1 IS NULL OR ...`) cannot use
-            # the index, and each consumer batch would read the whole ledger.
-            rows = await self._conn.fetch(
-                """SELECT account, currency, sum(amount) AS balance FROM payouts_postings
-                   WHERE account = ANY($1::text[]) GROUP BY account, currency""",
-                list(accounts),
-            )
+        only, args = any_of("account", accounts)
+        rows = await self._conn.fetch(
+            f"""SELECT account, currency, sum(amount) AS balance FROM payouts_postings
+                WHERE {only} GROUP BY account, currency""",
+            *args,
+        )
         return {(r["account"], r["currency"].strip()): r["balance"] for r in rows}
 
 
