@@ -715,12 +715,12 @@ class PostgresPayoutsTransaction:
     async def held_for_update(
         self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
     ) -> list[Payout]:
+        only, args = any_of("creator_id", creator_ids)
         rows = await self._conn.fetch(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
-                WHERE status = 'held' AND hold_code = ANY($2::text[])
-                  AND ($1::text[] IS NULL OR creator_id = ANY($1::text[]))
+                WHERE status = 'held' AND hold_code = ANY(${len(args) + 1}::text[]) AND {only}
                 ORDER BY payout_id FOR UPDATE""",
-            None if creator_ids is None else list(creator_ids),
+            *args,
             [c.value for c in codes],
         )
         return [_payout(r) for r in rows]
@@ -1066,13 +1066,13 @@ class PostgresPayoutsTransaction:
         return [DatedPayout(_payout(r), r["owed_at"], r["settled_at"]) for r in rows]
 
     async def transfers(self, payout_ids: Sequence[str] | None = None) -> list[PostedTransfer]:
+        only, args = any_of("t.payout_id", payout_ids)
         rows = await self._conn.fetch(
-            """SELECT t.transfer_id, coalesce(t.payout_id, t.funding_id) AS payout_id, t.kind,
-                      p.account, p.amount, p.currency
-               FROM payouts_transfers t JOIN payouts_postings p USING (transfer_id)
-               WHERE $1::text[] IS NULL OR t.payout_id = ANY($1::text[])
-               ORDER BY p.posting_id""",
-            None if payout_ids is None else list(payout_ids),
+            f"""SELECT t.transfer_id, coalesce(t.payout_id, t.funding_id) AS payout_id, t.kind,
+                       p.account, p.amount, p.currency
+                FROM payouts_transfers t JOIN payouts_postings p USING (transfer_id)
+                WHERE {only} ORDER BY p.posting_id""",
+            *args,
         )
         grouped: dict[str, PostedTransfer] = {}
         for r in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from services.payouts.domain.accounts import HoldCode
 from services.payouts.store.postgres import PostgresPayoutsStore, PostgresPayoutsTransaction
 from tests.support.table_reads import rows_read
 from tests.unit.payouts.builders import uid
@@ -82,3 +83,44 @@ async def test_one_creators_payouts_are_read_alone(db_pool: asyncpg.Pool) -> Non
         read, payouts = await rows_read(conn, "payouts_payouts", lambda: tx.payouts_of(creators[0]))
     assert read == 1
     assert [p.creator_id for p in payouts] == creators[:1]
+
+
+async def test_one_creators_held_payouts_are_read_alone(db_pool: asyncpg.Pool) -> None:
+    """A creator's new payout account releases their held payouts: that must not read every
+    creator's."""
+    db = PostgresPayoutsStore(db_pool)
+    creators = [uid("cr") for _ in range(3)]
+    held = [new_payout(uid("deal"), c, None).payout for c in creators]
+    async with db.transaction() as repo:
+        for payout in held:
+            await add_payout(repo, payout)
+    async with db_pool.acquire() as conn, conn.transaction():
+        tx = PostgresPayoutsTransaction(conn)
+        read, mine = await rows_read(
+            conn,
+            "payouts_payouts",
+            lambda: tx.held_for_update(creator_ids=creators[:1], codes=[HoldCode.NO_ACCOUNT]),
+        )
+        everyone = await tx.held_for_update(codes=[HoldCode.NO_ACCOUNT])
+    assert read == 1
+    assert [p.payout_id for p in mine] == [held[0].payout_id]
+    assert {p.payout_id for p in held} <= {p.payout_id for p in everyone}
+
+
+async def test_one_payouts_transfers_are_read_alone(db_pool: asyncpg.Pool) -> None:
+    """The statement reads a retried payout's transfers: not the whole ledger's."""
+    db = PostgresPayoutsStore(db_pool)
+    creators = [uid("cr") for _ in range(3)]
+    created = [new_payout(uid("deal"), c, acct(c)) for c in creators]
+    async with db.transaction() as repo:
+        for one in created:
+            await add_payout(repo, one.payout)
+            await repo.post(one.transfers)
+    first = created[0].payout.payout_id
+    async with db_pool.acquire() as conn, conn.transaction():
+        tx = PostgresPayoutsTransaction(conn)
+        read, mine = await rows_read(conn, "payouts_transfers", lambda: tx.transfers([first]))
+        everyone = await tx.transfers()
+    assert read == len(created[0].transfers)
+    assert [t.transfer_id for t in mine] == [t.transfer_id for t in created[0].transfers]
+    assert {t.transfer_id for t in mine} < {t.transfer_id for t in everyone}
