@@ -6,12 +6,23 @@ import asyncpg
 import pytest
 
 from services.payouts.domain.accounts import HoldCode
+from services.payouts.domain.lifecycle import Transition
 from services.payouts.store.postgres import PostgresPayoutsStore, PostgresPayoutsTransaction
 from tests.support.table_reads import rows_read
 from tests.unit.payouts.builders import uid
 from tests.unit.payouts.store_contract import PayoutStoreContract, acct, add_payout, new_payout
 
 pytestmark = pytest.mark.integration
+
+
+async def _posted_payouts(db_pool: asyncpg.Pool, creators: list[str]) -> list[Transition]:
+    """A payout for each creator, stored with its transfers."""
+    created = [new_payout(uid("deal"), c, acct(c)) for c in creators]
+    async with PostgresPayoutsStore(db_pool).transaction() as repo:
+        for one in created:
+            await add_payout(repo, one.payout)
+            await repo.post(one.transfers)
+    return created
 
 
 class TestPostgresStore(PayoutStoreContract):
@@ -54,13 +65,8 @@ async def test_postings_are_append_only_and_transfers_must_balance(db_pool: asyn
 async def test_balances_of_some_accounts_read_only_their_postings(db_pool: asyncpg.Pool) -> None:
     """The consumer reads its creators' balances in every batch: that must not cost a read of
     the whole ledger."""
-    db = PostgresPayoutsStore(db_pool)
     creators = [uid("cr") for _ in range(3)]
-    created = [new_payout(uid("deal"), c, acct(c)) for c in creators]
-    async with db.transaction() as repo:
-        for one in created:
-            await add_payout(repo, one.payout)
-            await repo.post(one.transfers)
+    created = await _posted_payouts(db_pool, creators)
     mine = [p for t in created[0].transfers for p in t.postings if creators[0] in p.account]
     accounts = [*sorted({p.account for p in mine}), f"creator_receivable:{creators[0]}"]
     async with db_pool.acquire() as conn, conn.transaction():
@@ -109,13 +115,8 @@ async def test_one_creators_held_payouts_are_read_alone(db_pool: asyncpg.Pool) -
 
 async def test_one_payouts_transfers_are_read_alone(db_pool: asyncpg.Pool) -> None:
     """The statement reads a retried payout's transfers: not the whole ledger's."""
-    db = PostgresPayoutsStore(db_pool)
     creators = [uid("cr") for _ in range(3)]
-    created = [new_payout(uid("deal"), c, acct(c)) for c in creators]
-    async with db.transaction() as repo:
-        for one in created:
-            await add_payout(repo, one.payout)
-            await repo.post(one.transfers)
+    created = await _posted_payouts(db_pool, creators)
     first = created[0].payout.payout_id
     async with db_pool.acquire() as conn, conn.transaction():
         tx = PostgresPayoutsTransaction(conn)
