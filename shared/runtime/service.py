@@ -254,7 +254,9 @@ class ServiceRuntime:
             self._on_stop("closing the Redis client", cache.aclose)
         broker = make_broker(settings, urls.kafka_bootstrap_servers, logger=None)
         retry = RetryPolicy.from_settings(settings)
-        trust = await self._read_signing_keys(urls.kafka_bootstrap_servers, security, settings)
+        trust, keys = await self._read_signing_keys(
+            urls.kafka_bootstrap_servers, security, settings
+        )
         consumer = SafeConsumer(
             DeadLetters(broker, service=self.name, retry=retry),
             retry,
@@ -283,7 +285,7 @@ class ServiceRuntime:
         self._on_stop("stopping the Kafka consumers and producer", broker.stop)
         self._on_stop("stopping the background loops", self._cancel_background)
         resources = self.resources
-        for loop in [*background, lambda: _sample_consumer_lag(resources)]:
+        for loop in [*background, keys.follow, lambda: _sample_consumer_lag(resources)]:
             self._tasks.append(asyncio.create_task(_supervised(self.name, loop)))
         if settings.http_port is not None:
             await self._serve_http(settings.http_host, settings.http_port, settings.http_token)
@@ -305,14 +307,15 @@ class ServiceRuntime:
 
     async def _read_signing_keys(
         self, bootstrap: str, security: BaseSecurity | None, settings: Settings
-    ) -> Trust:
-        """The key registry, read whole before any input is consumed (shared.runtime.trust)."""
+    ) -> tuple[Trust, KeyReader]:
+        """The key registry, read whole before any input is consumed, and its reader, whose
+        `follow` keeps it current while the service runs (shared.runtime.trust)."""
         registry = KeyRegistry()
         reader = KeyReader(bootstrap, security, registry)
         self._on_stop("stopping the signing-key reader", reader.stop)
         await reader.start()
         log.info("signing keys read", service=self.name, keys=len(registry))
-        return Trust(registry, reader, require_signatures=settings.require_signatures)
+        return Trust(registry, reader, require_signatures=settings.require_signatures), reader
 
     async def _serve_http(self, host: str, port: int, token: SecretStr | None) -> None:
         assert self.resources is not None

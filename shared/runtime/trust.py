@@ -1,9 +1,11 @@
 """Who may say what: every consumed event a party must sign is checked before it is handled.
 
 The key registry is the `operator.signing-keys` topic (docs/architecture.md §3). Each service
-process reads it whole at start-up, from the beginning and without a consumer group, and keeps
-it in memory; an event signed by a key it does not know yet makes it read up to the topic's
-end before refusing the event, so a key registered before the event was sent is always found.
+process reads it whole at start-up, from the beginning and without a consumer group, keeps it
+in memory and then follows it, so a key registered or revoked while the service runs counts
+from the next fetch of the topic (milliseconds after it is written); an event signed by a key
+it does not know yet makes it wait until the registry is read up to the topic's end before
+refusing the event, so a key registered before the event was sent is always found.
 
 An event is refused (`Untrusted`, dead-lettered with the reason first) when a signature it
 needs is missing (`unsigned`, production profile only: development accepts it and counts it),
@@ -90,7 +92,8 @@ class KeyRegistry:
 
 
 class KeyReader:
-    """Reads the registry topic into a `KeyRegistry`, up to its end on demand.
+    """Reads the registry topic into a `KeyRegistry`: whole at `start`, then as it is written
+    (`follow`, a background loop of the service).
 
     It asks for the topic's end on a client of its own (`ends_client`): on the reader's
     connection the question would queue behind the pending fetch, which the broker holds for
@@ -108,13 +111,20 @@ class KeyReader:
         )
         self._ends = ends_client(bootstrap, security)
         self._registry = registry
-        self._lock = asyncio.Lock()
+        # One read of the consumer at a time: `follow`'s, or `catch_up`'s while nothing follows.
+        self._reading = asyncio.Lock()
+        # Per partition, the position up to which records are applied.
+        self._applied: dict[TopicPartition, int] = {}
+        self._progress = asyncio.Condition()
+        self._following = False
         self._started = False
 
     async def start(self) -> None:
         await start_both(self._consumer, self._ends)
         self._started = True
-        self._consumer.assign(await partitions_of(self._consumer, [Topic.OPERATOR_SIGNING_KEYS]))
+        partitions = await partitions_of(self._consumer, [Topic.OPERATOR_SIGNING_KEYS])
+        self._consumer.assign(partitions)
+        self._applied = {tp: -1 for tp in partitions}
         await self.catch_up()
 
     async def stop(self) -> None:
@@ -123,25 +133,47 @@ class KeyReader:
             await self._ends.stop()
             await self._consumer.stop()
 
-    async def catch_up(self) -> None:
-        """Read every registry event written before this call."""
-        async with self._lock:
-            assigned = list(self._consumer.assignment())
-            if not assigned:
-                return
-            ends = await self._ends.end_offsets(assigned)
-            while await self._behind(ends):
-                batch = await self._consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    for record in records:
-                        self._apply(record.value or b"")
+    async def follow(self) -> None:
+        """Apply registry records as they are written, until cancelled: a revocation refuses
+        the key's events from the next fetch on, without a restart."""
+        self._following = True
+        try:
+            while True:
+                async with self._reading:
+                    await self._read_once(timeout_ms=500)
+        finally:
+            self._following = False
 
-    async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
-        for tp, end in ends.items():
-            position: int = await self._consumer.position(tp)
-            if position < end:
-                return True
-        return False
+    async def catch_up(self, seconds: float = 30.0) -> None:
+        """Return once every registry record written before this call is applied: read by
+        this call, or waited for while `follow` reads."""
+        if not self._applied:
+            return
+        ends = await self._ends.end_offsets(list(self._applied))
+        if self._following:
+            async with self._progress:
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self._caught_up(ends)), seconds
+                )
+            return
+        while not self._caught_up(ends):
+            async with self._reading:
+                await self._read_once(timeout_ms=200)
+
+    def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
+        return all(self._applied[tp] >= end for tp, end in ends.items())
+
+    async def _read_once(self, *, timeout_ms: int) -> None:
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        # Read before applying: the positions past what was just read.
+        reached = {tp: await self._consumer.position(tp) for tp in self._applied}
+        for records in batch.values():
+            for record in records:
+                self._apply(record.value or b"")
+        if reached != self._applied:
+            async with self._progress:
+                self._applied.update(reached)
+                self._progress.notify_all()
 
     def _apply(self, raw: bytes) -> None:
         try:

@@ -62,6 +62,7 @@ async def test_only_the_entitled_party_moves_money(
         *(keys.sign(confirmed(deal, d), owner="br-1") for d in ("dl-1", "dl-2")),
     ]
     retired = keys.key(Party.BRAND, "br-1-old")
+    lost = keys.key(Party.BRAND, "br-1-lost")  # revoked while the service runs
     rival = keys.key(Party.BRAND, "br-2")
     registered = keys.registrations()
     revoked = make(
@@ -69,6 +70,7 @@ async def test_only_the_entitled_party_moves_money(
         source="test/operator",
     )
     stolen, tampered, by_retired = uid("stolen"), uid("tampered"), uid("retired")
+    by_lost = uid("lost")
     stolen_funding = uid("stolen-funding")
     forged_account = stranger.sign(account(creator, currency="USD", destination="acct_thief"))
     unsigned_account = account(creator, currency="USD", destination="acct_thief_2")
@@ -79,6 +81,7 @@ async def test_only_the_entitled_party_moves_money(
         stolen_funding: "not_the_owner",
         tampered: "bad_signature",
         by_retired: "revoked_key",
+        by_lost: "revoked_key",
     }
 
     def deal_with_id(event_id: str) -> Any:
@@ -112,11 +115,20 @@ async def test_only_the_entitled_party_moves_money(
 
         # The deal first (another topic): a confirmation before it would be kept apart.
         await eventually(deal_stored, what="the deal stored")
+        # Revoked now, after every unknown key was looked up: only following the registry
+        # can tell the running service.
+        lost_revoked = SigningKeyRevoked(key_id=key_id(lost.public_key()), reason="stolen")
+        await produce_events(bootstrap, [make(lost_revoked, source="test/operator")])
         await produce_events(bootstrap, [rival_confirmation, *good[3:]])
         await watcher.wait_for(
             lambda: "payout.sent" in [e.type for e in watcher.of({deal})],
             what="the creator paid",
         )
+        # The running service follows the registry: the revocation counts from its next
+        # fetch (within the fetch wait, 500 ms). A deal signed with the lost key after that
+        # is refused.
+        await asyncio.sleep(2.0)
+        await produce_events(bootstrap, [sign_event(deal_with_id(by_lost), lost)])
         # Another brand confirms a deal's deliverables before the deal arrives: nothing due.
         await produce_events(bootstrap, [*early_rival, keys.sign(deal_signed(late, creator))])
         await asyncio.sleep(2.0)
