@@ -1,15 +1,16 @@
-"""Whether a new FX snapshot can be trusted: its rates against the last trusted snapshot.
+"""Whether a new FX snapshot can be trusted: its rates against the last trusted snapshots.
 
 One event on `fx.rates` decides every cross-currency amount, so a feed that publishes a
 wrong rate (a typo, a unit slip, a forged event) must not move money. A snapshot is *suspect*
-when a rate moved more than a set fraction since the last trusted snapshot, or lies outside
-any real exchange rate. Suspect snapshots are stored with the reason; payouts never convert
-with one (they are held until a trusted snapshot is in force), tracking and matching skip them.
+when a rate moved more than a set fraction since the last trusted snapshot, or since the last
+trusted snapshot of its own base, or lies outside any real exchange rate. Suspect snapshots
+are stored with the reason; payouts never convert with one (they are held until a trusted
+snapshot is in force), tracking and matching skip them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Final
@@ -63,22 +64,66 @@ def suspect_reason(
     )
 
 
+def judge(snapshot: FxSnapshot, references: Sequence[FxSnapshot], max_move: Decimal) -> str | None:
+    """Why `snapshot` must not be used, or None: `suspect_reason` against each reference in
+    turn (`references_for`), the first reason found."""
+    if not references:
+        return suspect_reason(snapshot, None, max_move)
+    for trusted in references:
+        reason = suspect_reason(snapshot, trusted, max_move)
+        if reason is not None:
+            return reason
+    return None
+
+
+def references_for(latest: Mapping[str, FxSnapshot], base: str) -> list[FxSnapshot]:
+    """What a new snapshot of `base` is judged against, given the latest trusted snapshot of
+    each base before it: the latest of them all (the one in force), and the latest of its own
+    base. The second matters when the one in force shares fewer than two currencies with it:
+    a USD-based snapshot after a GBP-based one quoting only USD would otherwise compare to
+    nothing, and a poisoned EUR rate would be trusted."""
+    if not latest:
+        return []
+    in_force = _newest(latest.values())
+    own = latest.get(base)
+    return [in_force] if own is None or own == in_force else [in_force, own]
+
+
+def latest_by_base(trusted: Iterable[FxSnapshot]) -> dict[str, FxSnapshot]:
+    """The latest of `trusted` for each base (latest `as_of`, then the smallest source)."""
+    latest: dict[str, FxSnapshot] = {}
+    for snapshot in trusted:
+        known = latest.get(snapshot.base)
+        if known is None or _newest([known, snapshot]) is snapshot:
+            latest[snapshot.base] = snapshot
+    return latest
+
+
+def _newest(snapshots: Iterable[FxSnapshot]) -> FxSnapshot:
+    # Latest as_of, then the smallest source name (shared.runtime.fx_store.snapshot_at).
+    return max(sorted(snapshots, key=lambda s: s.source), key=lambda s: s.as_of)
+
+
 def rejudged(
-    snapshots: Sequence[FxSnapshot], trusted: FxSnapshot | None, max_move: Decimal
+    snapshots: Sequence[FxSnapshot], trusted: Iterable[FxSnapshot], max_move: Decimal
 ) -> list[FxSnapshot]:
     """`snapshots` (sorted by `as_of`, then source) each with its `suspect` reason set against
-    the latest trusted snapshot strictly before it; `trusted` is the one before them all.
+    the trusted snapshots strictly before it (`references_for`); `trusted` are (at least) the
+    latest trusted snapshot of each base before them all.
 
     Judging every snapshot from a newly stored one onwards makes the verdicts a function of the
     snapshots alone, not of the order in which the feed's events arrived.
     """
+    latest = latest_by_base(trusted)
     judged: list[FxSnapshot] = []
-    in_force, candidate = trusted, None
+    candidates: dict[str, FxSnapshot] = {}
     for n, snapshot in enumerate(snapshots):
         if n and snapshot.as_of != snapshots[n - 1].as_of:
-            in_force, candidate = candidate or in_force, None
-        reason = suspect_reason(snapshot, in_force, max_move)
-        if reason is None and candidate is None:
-            candidate = snapshot  # the first trusted one at this time: smallest source
+            latest.update(candidates)
+            candidates = {}
+        reason = judge(snapshot, references_for(latest, snapshot.base), max_move)
+        if reason is None:
+            # The first trusted one of its base at this time: the smallest source.
+            candidates.setdefault(snapshot.base, snapshot)
         judged.append(replace(snapshot, suspect=reason))
     return judged

@@ -2,14 +2,14 @@
 
 Every service that converts money keeps its own copy of the feed, in its own schema; inserts
 are idempotent on (base, as_of, source), so the service's replicas can all write. Each
-snapshot is judged against the last trusted one before it (shared.runtime.fx_moves); a suspect
+snapshot is judged against the last trusted ones before it (shared.runtime.fx_moves); a suspect
 one is kept with its reason, never used for money.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -52,15 +52,15 @@ async def save_judged(
     conn: asyncpg.Connection, snapshot: FxSnapshot, event_id: str, max_move: Decimal
 ) -> bool:
     """Store `snapshot` unless it is already there (True when new), then judge it and every
-    later snapshot against the last trusted one before each (shared.runtime.fx_moves.rejudged), so
+    later snapshot against the last trusted ones before each (shared.runtime.fx_moves.rejudged), so
     the verdicts do not depend on the order the feed's events arrived in."""
     if not await save_snapshot(conn, replace(snapshot, suspect=None), event_id):
         return False
     # One judge at a time, whichever service stores: verdicts read each other's.
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _JUDGE_LOCK)
-    trusted = await trusted_before(conn, snapshot.as_of)
     rows = await conn.fetch(f"{_SELECT} WHERE as_of >= $1 ORDER BY as_of, source", snapshot.as_of)
     stored = [_snapshot(row) for row in rows]
+    trusted = await trusted_before(conn, snapshot.as_of, {s.base for s in stored})
     for before, after in zip(stored, rejudged(stored, trusted, max_move), strict=True):
         if before.suspect != after.suspect:
             await conn.execute(
@@ -125,15 +125,21 @@ async def first_trusted_after(
 
 
 async def trusted_before(
-    conn: asyncpg.Connection | asyncpg.Pool, when: datetime
-) -> FxSnapshot | None:
-    """The latest trusted snapshot with `as_of` before `when`: what a new one is judged by."""
-    row = await conn.fetchrow(
-        f"{_SELECT} WHERE as_of < $1 AND suspect_reason IS NULL "
-        "ORDER BY as_of DESC, source LIMIT 1",
+    conn: asyncpg.Connection | asyncpg.Pool, when: datetime, bases: Collection[str] = ()
+) -> list[FxSnapshot]:
+    """What snapshots after `when` are judged by (shared.runtime.fx_moves.references_for): the
+    latest trusted snapshot with `as_of` before `when`, and the latest of each of `bases`."""
+    rows = await conn.fetch(
+        f"""({_SELECT} WHERE as_of < $1 AND suspect_reason IS NULL
+                ORDER BY as_of DESC, source LIMIT 1)
+            UNION
+            SELECT f.* FROM unnest($2::bpchar[]) AS b (base), LATERAL (
+                {_SELECT} WHERE base = b.base AND as_of < $1 AND suspect_reason IS NULL
+                ORDER BY as_of DESC, source LIMIT 1) f""",
         when,
+        sorted(set(bases)),
     )
-    return None if row is None else _snapshot(row)
+    return [_snapshot(row) for row in rows]
 
 
 def _snapshot(row: asyncpg.Record) -> FxSnapshot:

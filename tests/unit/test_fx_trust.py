@@ -12,7 +12,7 @@ import pytest
 from shared.contract.events import CloudEvent, EventDecodeError, check_not_future, encode
 from shared.contract.events.examples import valid_example
 from shared.contract.money import FxSnapshot
-from shared.runtime.fx_moves import suspect_reason
+from shared.runtime.fx_moves import rejudged, suspect_reason
 from shared.runtime.kafka import Delivery, SafeConsumer
 from tests.unit.test_failure_policy import RETRY, RecordingDeadLetters
 
@@ -108,3 +108,14 @@ def test_snapshots_with_another_base_are_compared_by_cross_rates() -> None:
 def test_rates_beyond_any_real_currency_are_suspect_even_first(rate: str) -> None:
     reason = suspect_reason(_snapshot({"EUR": rate}), None, LIMIT)
     assert reason is not None and "outside any real exchange rate" in reason
+
+
+def test_a_snapshot_of_another_base_between_does_not_let_a_poisoned_rate_through() -> None:
+    """The one in force (GBP-based, quoting USD alone) shares one currency with the next
+    USD-based snapshot: the last trusted USD-based one judges it."""
+    gbp = _snapshot({"USD": "1.27"}, base="GBP", hours=1)
+    poisoned = _snapshot({"EUR": "0.5", "JPY": "151.32", "GBP": "0.79"}, hours=2)
+    genuine = _snapshot({"EUR": "0.93", "JPY": "151.32", "GBP": "0.79"}, hours=3)
+    verdicts = [s.suspect for s in rejudged([gbp, poisoned, genuine], [TRUSTED], LIMIT)]
+    assert verdicts[0] is None and verdicts[2] is None
+    assert verdicts[1] is not None and "EUR 0.9215 -> 0.5 per USD" in verdicts[1]

@@ -318,7 +318,7 @@ class MemoryPayoutsTransaction:
             return False
         self._s.fx[key] = snapshot
         # As shared.runtime.fx_store.save_judged: this one and every later one judged again.
-        trusted = self._latest_fx(lambda s: s.as_of < snapshot.as_of and s.suspect is None)
+        trusted = [s for s in self._s.fx.values() if s.as_of < snapshot.as_of and s.suspect is None]
         later = sorted(
             (s for s in self._s.fx.values() if s.as_of >= snapshot.as_of),
             key=lambda s: (s.as_of, s.source),

@@ -186,7 +186,11 @@ class MemoryTrackingTransaction:
                     (s for s in self.s.snapshots.values() if s.as_of >= snapshot.as_of),
                     key=lambda s: (s.as_of, s.source),
                 )
-                trusted = self._trusted_before(snapshot.as_of)
+                trusted = [
+                    s
+                    for s in self.s.snapshots.values()
+                    if s.as_of < snapshot.as_of and s.suspect is None
+                ]
                 for verdict in rejudged(later, trusted, max_move):
                     self.s.snapshots[(verdict.base, verdict.as_of, verdict.source)] = verdict
         return new
@@ -246,12 +250,6 @@ class MemoryTrackingTransaction:
         new = set(refunds) - self.s.refunds
         self.s.refunds |= new
         return {r.order_id for r in new}
-
-    def _trusted_before(self, when: datetime) -> FxSnapshot | None:
-        eligible = [s for s in self.s.snapshots.values() if s.as_of < when and s.suspect is None]
-        if not eligible:
-            return None
-        return max(sorted(eligible, key=lambda s: s.source), key=lambda s: s.as_of)
 
     def _snapshot_at(self, when: datetime) -> FxSnapshot | None:
         eligible = [s for s in self.s.snapshots.values() if s.as_of <= when and s.suspect is None]

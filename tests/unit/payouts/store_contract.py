@@ -726,6 +726,40 @@ class PayoutStoreContract:
         assert "EUR 0.9215 -> 100000 per USD" in second.suspect
         assert before_both is None or before_both.as_of < as_of
 
+    async def test_a_snapshot_is_judged_by_its_own_base_when_another_base_came_between(
+        self, db: PayoutsStore
+    ) -> None:
+        """A feed of another base quoting one rate must not open the door to a poisoned rate:
+        the last trusted snapshot shares one currency with the next one, so only the last
+        trusted snapshot of the next one's own base can judge it."""
+        # Far in the future, with bases of their own, so no other test's snapshot comes between.
+        at = datetime(2097, 1, 1, tzinfo=UTC) + timedelta(seconds=int(uid("x")[-6:], 16))
+
+        def snapshot(base: str, rates: dict[str, str], hours: int) -> FxSnapshot:
+            quoted = {c: Decimal(r) for c, r in rates.items()}
+            return FxSnapshot(base, quoted, at + timedelta(hours=hours), "t")
+
+        async with db.transaction() as repo:
+            for saved in (
+                snapshot("SEK", {"NOK": "1.02", "DKK": "0.66"}, 0),
+                snapshot("ISK", {"SEK": "0.077"}, 1),
+                snapshot("SEK", {"NOK": "0.51", "DKK": "0.66"}, 2),  # NOK halved: poisoned
+                snapshot("SEK", {"NOK": "1.03", "DKK": "0.66"}, 3),
+            ):
+                await repo.save_fx(saved, uid("e"), Decimal("0.25"))
+            verdicts = [
+                await repo.fx_in_force(at + timedelta(hours=h, minutes=1)) for h in range(4)
+            ]
+        assert [v is not None and v.suspect is None for v in verdicts] == [
+            True,
+            True,
+            False,
+            True,
+        ]
+        poisoned = verdicts[2]
+        assert poisoned is not None and poisoned.suspect is not None
+        assert "NOK 1.02 -> 0.51 per SEK" in poisoned.suspect
+
     async def test_the_first_trusted_snapshot_after_a_moment_quoting_both_currencies(
         self, db: PayoutsStore
     ) -> None:
