@@ -67,6 +67,14 @@ class DealTerms:
         """Last instant (inclusive) at which an order still counts for this deal."""
         return self.ends_at + timedelta(days=self.attribution_window_days)
 
+    @property
+    def orders_end_at(self) -> datetime:
+        """Last instant (inclusive) at which an order may count: the order window's close, or
+        the cancellation when that came first."""
+        if self.cancelled_at is None:
+            return self.orders_close_at
+        return min(self.orders_close_at, self.cancelled_at)
+
     def accepts_order_at(self, occurred_at: datetime) -> bool:
         """True when `occurred_at` lies in [starts_at, ends_at + attribution_window_days] and
         not after a cancellation."""
@@ -106,7 +114,8 @@ def in_force(
 
 def code_clash(deal: DealTerms, others: Iterable[DealTerms]) -> str | None:
     """Why `deal` may not be stored, or None: one of its promo codes belongs to another
-    brand's deal whose order window [starts_at, orders_close_at] overlaps its own.
+    brand's deal whose order window [starts_at, orders_end_at] overlaps its own (a cancelled
+    deal gives its codes up when it is cancelled).
 
     An order says which code was used, and not always which brand sold it, so a code must
     mean one brand at a time, or one brand's sales could pay another brand's creator.
@@ -115,14 +124,12 @@ def code_clash(deal: DealTerms, others: Iterable[DealTerms]) -> str | None:
         if other.deal_id == deal.deal_id or other.brand_id == deal.brand_id:
             continue
         shared = sorted(set(deal.promo_codes) & set(other.promo_codes))
-        overlap = (
-            deal.starts_at <= other.orders_close_at and other.starts_at <= deal.orders_close_at
-        )
+        overlap = deal.starts_at <= other.orders_end_at and other.starts_at <= deal.orders_end_at
         if shared and overlap:
             return (
                 f"promo code {shared[0]!r} of deal {deal.deal_id!r} (brand {deal.brand_id!r}) "
                 f"already belongs to deal {other.deal_id!r} of brand {other.brand_id!r} from "
-                f"{other.starts_at.isoformat()} to {other.orders_close_at.isoformat()}; "
+                f"{other.starts_at.isoformat()} to {other.orders_end_at.isoformat()}; "
                 "a code may belong to one brand at a time: use another code or other dates"
             )
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,15 @@ from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
 from shared.contract.errors import EventRejected
 from shared.contract.money import Money
-from tests.unit.tracking.builders import T0, deal_event, delivered, order_event, terms
+from tests.unit.tracking.builders import (
+    T0,
+    applied,
+    cancellation_event,
+    deal_event,
+    delivered,
+    order_event,
+    terms,
+)
 
 # Orders count from T0 to T0 + 30 + 7 days.
 HELD = terms(deal_id="deal-a", promo_codes=("SUMMER10", "JANE"), days=30, window_days=7)
@@ -46,6 +55,40 @@ def test_the_same_brand_another_time_or_the_same_deal_may() -> None:
     other_code = terms(deal_id="deal-b", brand_id="br-2", promo_codes=("WINTER",))
     assert code_clash(other_code, [HELD]) is None
     assert code_clash(HELD, [HELD]) is None
+
+
+def test_a_cancelled_deal_gives_its_codes_up_when_it_is_cancelled() -> None:
+    cancelled = replace(HELD, cancelled_at=T0 + timedelta(days=5))
+    later = terms(
+        deal_id="deal-b",
+        brand_id="br-2",
+        promo_codes=("SUMMER10",),
+        starts_at=T0 + timedelta(days=6),
+    )
+    assert code_clash(later, [HELD]) is not None
+    assert code_clash(later, [cancelled]) is None
+    # A deal of another brand starting before the cancellation still clashes.
+    earlier = replace(later, starts_at=T0 + timedelta(days=4))
+    assert code_clash(earlier, [cancelled]) is not None
+
+
+def test_after_a_cancellation_another_brand_takes_the_code_and_its_orders() -> None:
+    store = MemoryTrackingStore()
+    first = deal_event("deal-a", brand_id="br-1", creator_id="cr-a", promo_codes=("SUMMER10",))
+    cancelled = cancellation_event("deal-a", brand_id="br-1", time=T0 + timedelta(days=5))
+    second = deal_event(
+        "deal-b",
+        brand_id="br-2",
+        creator_id="cr-b",
+        promo_codes=("SUMMER10",),
+        starts_at=T0 + timedelta(days=6),
+    )
+    order = order_event(
+        "ord-1", promo_code="SUMMER10", occurred_at=T0 + timedelta(days=7), brand_id="br-2"
+    )
+    applied(store, [first], [cancelled], [second], [order], now=T0 + timedelta(days=8))
+    assert set(store.state.deals) == {"deal-a", "deal-b"}
+    assert store.state.outcomes["ord-1"].deal_id == "deal-b"
 
 
 def test_a_clashing_deal_is_rejected_and_the_code_keeps_paying_its_brand() -> None:
