@@ -31,7 +31,9 @@ def split_platform_fee(gross: Money, platform_fee_bps: int) -> FeeSplit:
     """Take `platform_fee_bps` basis points of `gross` for the platform, the rest for the creator.
 
     Uses `Money.allocate`, so the two parts always add up to `gross` exactly and the platform's
-    part is within one minor unit of the exact share (never a unit created or lost).
+    part is within one minor unit of the exact share (never a unit created or lost). The
+    creator's share comes first, so a tie (an exact share ending in half a minor unit) goes to
+    the creator: 2.5 % of 1.00 USD is a fee of 0.02, not 0.03.
     """
     if isinstance(platform_fee_bps, bool) or not 0 <= platform_fee_bps <= BASIS_POINTS:
         raise MoneyError(f"platform fee must be 0..{BASIS_POINTS} bps, got {platform_fee_bps!r}")
@@ -39,7 +41,7 @@ def split_platform_fee(gross: Money, platform_fee_bps: int) -> FeeSplit:
         raise MoneyError(f"a payout cannot be negative: {gross}")
     if platform_fee_bps == 0:
         return FeeSplit(gross, Money.zero(gross.currency), gross)
-    platform, creator = gross.allocate([platform_fee_bps, BASIS_POINTS - platform_fee_bps])
+    creator, platform = gross.allocate([BASIS_POINTS - platform_fee_bps, platform_fee_bps])
     return FeeSplit(gross, platform, creator)
 
 

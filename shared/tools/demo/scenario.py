@@ -577,10 +577,10 @@ class Scenario(SeededCampaign):
         return make_event(account, source=ONBOARDING_SOURCE, time=now)
 
     def expected_net(self, hire: Hire, platform_fee_bps: int) -> Money:
-        """The fee payout a creator should receive: (fee - platform fee) in their currency."""
-        fee = hire.deal.fee
-        kept = fee.allocate([platform_fee_bps, 10_000 - platform_fee_bps])[0]
-        return self.fx.convert(fee - kept, hire.payout_currency).result
+        """The fee payout a creator should receive: (fee - platform fee) in their currency;
+        a platform fee ending in half a minor unit leaves that unit to the creator."""
+        share = hire.deal.fee.allocate([10_000 - platform_fee_bps, platform_fee_bps])[0]
+        return self.fx.convert(share, hire.payout_currency).result
 
 
 def leaked_hire(hires: int) -> int:

@@ -46,6 +46,27 @@ def test_platform_fee_split_never_loses_or_creates_a_minor_unit(
     assert abs(split.platform_fee.minor_units - exact) < 1
 
 
+@pytest.mark.parametrize(
+    ("gross", "fee"),
+    [
+        ("1.00", "0.02"),
+        ("0.20", "0.00"),
+        ("9.00", "0.22"),
+        ("1.24", "0.03"),
+        ("1.40", "0.03"),
+        ("1.64", "0.04"),
+    ],
+)
+def test_a_platform_fee_ending_in_half_a_cent_leaves_the_cent_to_the_creator(
+    gross: str, fee: str
+) -> None:
+    # 2.5 %: 1.00 -> 0.025, 0.20 -> 0.005, 9.00 -> 0.225, 1.40 -> 0.035 (ties), 1.24 -> 0.031,
+    # 1.64 -> 0.041.
+    split = split_platform_fee(Money.of(gross, "USD"), 250)
+    assert split.platform_fee == Money.of(fee, "USD")
+    assert split.creator_share == Money.of(gross, "USD") - split.platform_fee
+
+
 @given(
     fee_units=minor_units,
     counts=st.lists(st.integers(min_value=1, max_value=1000), min_size=1, max_size=50),
