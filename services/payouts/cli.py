@@ -79,6 +79,8 @@ def statement_command(
         return
     if output != "table":
         fail(f"--format {output!r} is not known", hint="table or csv")
+    if period is not None:
+        fail("--period chooses the csv statement's month or year", hint="add --format csv")
     result: Statement = _run(lambda db: statement(db, creator_id))
     if not result.payouts:
         console.print(f"No payouts for creator {creator_id}.")
@@ -132,7 +134,9 @@ def _payouts_table(creator_id: str, result: Statement) -> Table:
     for p in result.payouts:
         kind = p.kind + (f" ({p.milestone})" if p.milestone else "")
         rate = "" if p.fx is None else f"{p.fx.rate:.6g} {p.fx.source}"
-        note = p.provider_ref or (p.hold.reason if p.hold else p.failure_reason) or ""
+        # The rail's reference and, beside it, why the payout failed or waits.
+        reason = p.hold.reason if p.hold else p.failure_reason
+        note = "; ".join(part for part in (p.provider_ref, reason) if part)
         # A clawback takes commission back: its amounts are shown negative, and it has no
         # transfer status of its own.
         taken = p.kind == "clawback"

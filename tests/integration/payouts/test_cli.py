@@ -60,11 +60,20 @@ async def test_statement_and_ledger_check(cli_env: None, db_pool: asyncpg.Pool) 
     created = new_payout(uid("deal"), creator, acct(creator))
     sent = lifecycle.mark_sent(created.payout, "tr_cli_1")
     held = new_payout(uid("deal"), creator, None)
-    await _store(PostgresPayoutsStore(db_pool), created, sent, held)
+    bounced = new_payout(uid("deal"), creator, acct(creator))
+    bounced_sent = lifecycle.mark_sent(bounced.payout, "tr_cli_2")
+    bounced_back = lifecycle.returned(bounced_sent.payout, "stripe: account closed")
+    db = PostgresPayoutsStore(db_pool)
+    await _store(db, created, sent, held, bounced, bounced_sent)
+    async with db.transaction() as repo:
+        await repo.save_payouts([(bounced_back.payout, "sent")])
+        await repo.post(bounced_back.transfers)
 
     shown = await asyncio.to_thread(invoke, "statement", creator)
     assert shown.exit_code == 0, shown.output
     assert "tr_cli_1" in shown.output and "no payout account on file" in shown.output
+    # A failed payout shows its transfer and why it failed.
+    assert "tr_cli_2; stripe: account closed" in shown.output
     assert "in transit" in shown.output and "89.10 EUR" in shown.output
     assert "owed" in shown.output and "99.00 USD" in shown.output  # the held share, unconverted
 

@@ -251,3 +251,5 @@ async def test_operators_print_the_same_csv_the_creator_downloads(
     assert bad.exit_code == 1 and "there is no month 13" in bad.output
     unknown = await printed("--format", "xml")
     assert unknown.exit_code == 1 and "--format 'xml' is not known" in unknown.output
+    table = await printed("--period", "2026-03")  # the table has no period: csv was meant
+    assert table.exit_code == 1 and "add --format csv" in table.output
