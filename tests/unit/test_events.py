@@ -728,6 +728,22 @@ REFUSALS = [
     pytest.param(
         PA, "data.destination", "", "data.destination", "at least 1", id="empty destination"
     ),
+    pytest.param(
+        EventType.BRAND_FUNDED,
+        "data.amount.amount",
+        "-50.00",
+        "data.amount",
+        "a funding must be more than zero, got -50.00 USD",
+        id="negative funding",
+    ),
+    pytest.param(
+        EventType.BRAND_FUNDED,
+        "data.amount.amount",
+        "0.00",
+        "data.amount",
+        "a funding must be more than zero, got 0.00 USD",
+        id="zero funding",
+    ),
     pytest.param(FX, "data.rates.USD", "1.1", "data.rates", "base", id="fx base rate"),
     pytest.param(FX, "data.rates.EUR", "0", "data.rates.EUR", "greater than 0", id="fx zero rate"),
     pytest.param(

@@ -6,7 +6,7 @@ from pydantic import Field, field_validator
 
 from shared.contract.events.payload import ExternalPayload
 from shared.contract.events.types import Id, UtcDatetime
-from shared.contract.money import Money, NonNegativeMoney
+from shared.contract.money import Money
 
 
 class BrandFunded(ExternalPayload):
@@ -21,7 +21,7 @@ class BrandFunded(ExternalPayload):
         description="Id of this funding, unique across brands; credited once.",
         examples=["fund-2025-04-0001"],
     )
-    amount: NonNegativeMoney = Field(
+    amount: Money = Field(
         description=(
             "What arrived, more than zero, exact to the currency's minor unit (ISO 4217); "
             "payouts in this currency draw on it."
@@ -36,6 +36,6 @@ class BrandFunded(ExternalPayload):
     @field_validator("amount")
     @classmethod
     def _positive(cls, amount: Money) -> Money:
-        if amount.is_zero():
-            raise ValueError("a funding must be more than zero")
+        if amount.is_zero() or amount.is_negative():
+            raise ValueError(f"a funding must be more than zero, got {amount}")
         return amount
