@@ -98,6 +98,29 @@ def test_an_operator_manages_keys_and_a_brand_signs_and_checks(
     assert states == {first: "revoked", second: "in"}
     old = runner.invoke(app, ["verify"], input=raw, env=cli_env)
     assert old.exit_code == 1 and "revoked_key" in old.output
+    # produce refuses to sign with it what every service would refuse: nothing is sent.
+    late = tmp_path / "late.jsonl"
+    late.write_bytes(_deal(brand) + b"\n" + _deal(f"{brand}-other") + b"\n")
+    refused = runner.invoke(
+        app,
+        ["produce", Topic.CAMPAIGN_DEALS, str(late), "--sign-with", str(key_file)],
+        env=cli_env,
+    )
+    assert refused.exit_code == 1, refused.output
+    assert "late.jsonl:1" in refused.output and "revoked_key" in refused.output
+    assert "late.jsonl:2" in refused.output and "revoked_key" in refused.output
+    # Another brand's deal signed with the new key: not the owner.
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(_deal(f"{brand}-other") + b"\n" + _deal(brand) + b"\n")
+    partly = runner.invoke(
+        app,
+        ["produce", Topic.CAMPAIGN_DEALS, str(other), "--sign-with", str(tmp_path / "brand-2.key"),
+         "--skip-invalid"],
+        env=cli_env,
+    )  # fmt: skip
+    assert partly.exit_code == 0, partly.output
+    assert "other.jsonl:1" in partly.output and "not_the_owner" in partly.output
+    assert "Sent 1 event(s)" in partly.output and "skipped 1" in partly.output
     unknown = runner.invoke(app, ["keys", "revoke", "ed25519:" + "0" * 32], env=cli_env)
     assert unknown.exit_code == 1 and "no registered key" in unknown.output
     not_json = runner.invoke(app, ["verify"], input=b"{}", env=cli_env)

@@ -7,6 +7,7 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -17,17 +18,20 @@ from rich.progress import Progress
 from shared.contract.events import (
     RECORD_HEADERS,
     TOPICS,
+    CloudEvent,
     EventDecodeError,
     check_key,
     check_not_future,
     decode,
     event_key,
     mask_secrets,
+    spec_for_type,
 )
 from shared.contract.signing import sign_json
 from shared.runtime.kafka import client_options, partitions_of
+from shared.runtime.trust import Trust, Untrusted
 from shared.tools.cli.console import console, errors, fail
-from shared.tools.cli.keys import load_private_key
+from shared.tools.cli.keys import load_private_key, read_registry
 from shared.tools.cli.settings import kafka_client, kafka_refusals, load_settings
 
 
@@ -56,7 +60,7 @@ def produce(
     check_topic(topic)
     signing = load_private_key(sign_with) if sign_with is not None else None
     skew = timedelta(seconds=load_settings().max_clock_skew_seconds)
-    valid: list[tuple[bytes, bytes]] = []
+    lines: list[tuple[int, CloudEvent[Any], bytes]] = []
     invalid = 0
     for number, line in enumerate(file.read_bytes().splitlines(), start=1):
         if not line.strip():
@@ -71,14 +75,39 @@ def produce(
             invalid += 1
             errors.print(f"[red]{file}:{number}[/] {error.error_class}: {error.reason}")
             continue
-        valid.append((event_key(event), line if signing is None else sign_json(line, signing)))
+        lines.append((number, event, line if signing is None else sign_json(line, signing)))
+    bootstrap, security = kafka_client()
+    if signing is not None:
+        # Signed here: the key must be one every consumer accepts for these events (registered,
+        # not revoked, of the right party and owner).
+        with kafka_refusals():
+            refused = asyncio.run(_untrusted(bootstrap, security, lines))
+        for number, refusal in refused.items():
+            errors.print(f"[red]{file}:{number}[/] Untrusted: {refusal.reason}")
+        invalid += len(refused)
+        lines = [line for line in lines if line[0] not in refused]
     if invalid and not skip_invalid:
         fail(f"{invalid} invalid line(s); nothing sent", hint="fix them, or pass --skip-invalid")
+    valid = [(event_key(event), value) for _, event, value in lines]
     with kafka_refusals():
-        asyncio.run(_send(*kafka_client(), topic, valid))
+        asyncio.run(_send(bootstrap, security, topic, valid))
     console.print(
         f"Sent {len(valid)} event(s) to {topic}" + (f"; skipped {invalid}." if invalid else ".")
     )
+
+
+async def _untrusted(
+    bootstrap: str, security: BaseSecurity | None, lines: list[tuple[int, CloudEvent[Any], bytes]]
+) -> dict[int, Untrusted]:
+    """The lines whose signature the services would refuse, by line number."""
+    trust = Trust(await read_registry(bootstrap, security), None, require_signatures=False)
+    refused = {}
+    for number, event, raw in lines:
+        try:
+            await trust.check(decode(spec_for_type(event.type).topic, raw), raw)
+        except Untrusted as error:
+            refused[number] = error
+    return refused
 
 
 async def _send(

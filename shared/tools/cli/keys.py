@@ -82,7 +82,8 @@ def _register_event(party: Party, owner: str, public_key: str) -> Any:
     return make_event(data, source=SOURCE)
 
 
-async def _registry(bootstrap: str, security: BaseSecurity | None) -> KeyRegistry:
+async def read_registry(bootstrap: str, security: BaseSecurity | None) -> KeyRegistry:
+    """The signing-key registry as it is now, read whole."""
     registry = KeyRegistry()
     reader = KeyReader(bootstrap, security, registry)
     try:
@@ -142,7 +143,7 @@ def revoke_command(
     """Refuse events signed by the key from now on (what was applied stays applied)."""
     bootstrap, security = kafka_client()
     with kafka_refusals():
-        registry = asyncio.run(_registry(bootstrap, security))
+        registry = asyncio.run(read_registry(bootstrap, security))
         known = registry.get(key)
         if known is None:
             fail(f"no registered key {key}", hint="creatorflow keys list")
@@ -159,7 +160,7 @@ def rotate_command(
     """Register a new key for the same owner, then revoke the old one."""
     bootstrap, security = kafka_client()
     with kafka_refusals():
-        registry = asyncio.run(_registry(bootstrap, security))
+        registry = asyncio.run(read_registry(bootstrap, security))
         known = registry.get(key)
         if known is None or known.revoked:
             fail(f"no registered key {key} in force", hint="creatorflow keys list")
@@ -174,7 +175,7 @@ def rotate_command(
 def list_command() -> None:
     """Every registered key: its owner, whether it is in force, and its public key."""
     with kafka_refusals():
-        registry = asyncio.run(_registry(*kafka_client()))
+        registry = asyncio.run(read_registry(*kafka_client()))
     keys = sorted(registry.keys(), key=lambda k: (k.party, k.owner_id, k.key_id))
     for key in keys:
         state = "[red]revoked[/]" if key.revoked else "[green]in force[/]"
@@ -187,7 +188,7 @@ def list_command() -> None:
 
 
 async def _verify(bootstrap: str, security: BaseSecurity | None, raw: bytes, event: Any) -> str:
-    registry = await _registry(bootstrap, security)
+    registry = await read_registry(bootstrap, security)
     trust = Trust(registry, None, require_signatures=True, require_service_signatures=True)
     signer = await trust.check(event, raw)
     if signer is None:
