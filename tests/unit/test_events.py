@@ -733,7 +733,7 @@ REFUSALS = [
         "data.amount.amount",
         "-50.00",
         "data.amount",
-        "a funding must be more than zero, got -50.00 USD",
+        "-50.00 USD is negative; a funding must be more than zero",
         id="negative funding",
     ),
     pytest.param(
@@ -741,7 +741,7 @@ REFUSALS = [
         "data.amount.amount",
         "0.00",
         "data.amount",
-        "a funding must be more than zero, got 0.00 USD",
+        "0.00 USD is zero; a funding must be more than zero",
         id="zero funding",
     ),
     pytest.param(FX, "data.rates.USD", "1.1", "data.rates", "base", id="fx base rate"),

@@ -37,5 +37,6 @@ class BrandFunded(ExternalPayload):
     @classmethod
     def _positive(cls, amount: Money) -> Money:
         if amount.is_zero() or amount.is_negative():
-            raise ValueError(f"a funding must be more than zero, got {amount}")
+            what = "zero" if amount.is_zero() else "negative"
+            raise ValueError(f"{amount} is {what}; a funding must be more than zero")
         return amount
