@@ -188,9 +188,10 @@ async def handle_batch(
     to_match |= {d.deal_id for d in new_deals} | manual | set(changed.deals)
     confirmed = _with_post_arrivals(await _confirm_due(tx, to_match, uow.now), new)
 
+    updated = await tx.published(sorted(updated, key=lambda a: a.deal_id))
     uow.publish(
         leak_alerts
-        + [attribution_event(a, now=uow.now) for a in sorted(updated, key=lambda a: a.deal_id)]
+        + [attribution_event(a, now=uow.now) for a in updated]
         + [campaign_attribution_event(c, now=uow.now) for c in campaigns]
         + [confirmation_event(c) for c in confirmed]
     )

@@ -218,6 +218,16 @@ class DealAttribution:
     leaks: LeakTotals = NO_LEAKS
 
 
+def published_as_of(attribution: DealAttribution, last: datetime | None) -> DealAttribution:
+    """`attribution` with an `as_of` no earlier than `last`, the one published last for its
+    deal: figures worked out again under a new model or new terms may reflect older inputs
+    of their own, yet they account for everything up to `last` and replace what it dated."""
+    as_of = attribution.performance.as_of
+    if last is None or (as_of is not None and as_of >= last):
+        return attribution
+    return replace(attribution, performance=replace(attribution.performance, as_of=last))
+
+
 def with_leaks(facts: DealFacts, leaks: LeakTotals) -> DealFacts:
     """`facts` with its suspected orders: those withheld leave `orders` and `revenue`, so
     neither the commission (in `spend`) nor the ratios count them."""

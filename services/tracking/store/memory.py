@@ -20,6 +20,7 @@ from services.tracking.domain.attribution import (
     DealFacts,
     Engagement,
     Performance,
+    published_as_of,
 )
 from services.tracking.domain.campaigns import (
     CampaignAttribution,
@@ -73,6 +74,7 @@ class MemoryState:
     confirmations: dict[tuple[str, str], Confirmation] = field(default_factory=dict)
     early: dict[tuple[str, str, str], Confirmation] = field(default_factory=dict)
     attributions: dict[str, DealAttribution] = field(default_factory=dict)
+    published_as_of: dict[str, datetime] = field(default_factory=dict)
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     clicks: dict[str, Click] = field(default_factory=dict)
     models: dict[tuple[str, str], ModelSetting] = field(default_factory=dict)
@@ -541,6 +543,16 @@ class MemoryTrackingTransaction:
                 self.s.attributions[a.deal_id] = a
                 changed.append(a)
         return changed
+
+    async def published(self, attributions: Sequence[DealAttribution]) -> list[DealAttribution]:
+        out = []
+        for a in attributions:
+            last = self.s.published_as_of.get(a.deal_id)
+            stamped = published_as_of(a, last)
+            assert stamped.performance.as_of is not None
+            self.s.published_as_of[a.deal_id] = stamped.performance.as_of
+            out.append(stamped)
+        return out
 
     async def add_unattributed(self, changes: Sequence[UnattributedChange]) -> set[str]:
         brands = set()

@@ -289,6 +289,13 @@ class TrackingTransaction(Transaction, Protocol):
         """Store each deal's attribution; return those that differ from what was stored."""
         ...
 
+    async def published(self, attributions: Sequence[DealAttribution]) -> list[DealAttribution]:
+        """`attributions` (stored) as they are published: each `as_of` no earlier than the one
+        published last for its deal, and recorded as that one. Figures worked out again under
+        a new model or new terms may reflect older inputs of their own than those they
+        replace; consumers keep the figures with the latest `as_of`."""
+        ...
+
     async def add_unattributed(self, changes: Sequence[UnattributedChange]) -> set[str]:
         """Add `changes` to the running totals of each brand's unattributed orders (per brand
         and currency: orders and amount); return the brands changed."""

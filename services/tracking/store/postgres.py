@@ -16,7 +16,12 @@ from typing import Any
 
 import asyncpg
 
-from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement
+from services.tracking.domain.attribution import (
+    DealAttribution,
+    DealFacts,
+    Engagement,
+    published_as_of,
+)
 from services.tracking.domain.campaigns import (
     CampaignAttribution,
     CampaignFacts,
@@ -799,6 +804,21 @@ class PostgresTrackingTransaction:
         )
         changed = {row["deal_id"] for row in rows}
         return [a for a in attributions if a.deal_id in changed]
+
+    async def published(self, attributions: Sequence[DealAttribution]) -> list[DealAttribution]:
+        if not attributions:
+            return []
+        rows = await self._conn.fetch(
+            """UPDATE tracking_attribution t
+                  SET published_as_of = GREATEST(t.published_as_of, v.as_of)
+                 FROM unnest($1::text[], $2::timestamptz[]) AS v (deal_id, as_of)
+                WHERE t.deal_id = v.deal_id
+            RETURNING t.deal_id, t.published_as_of""",
+            [a.deal_id for a in attributions],
+            [a.performance.as_of for a in attributions],
+        )
+        stamped = {row["deal_id"]: row["published_as_of"] for row in rows}
+        return [published_as_of(a, stamped.get(a.deal_id)) for a in attributions]
 
     async def add_unattributed(self, changes: Sequence[UnattributedChange]) -> set[str]:
         if not changes:

@@ -227,7 +227,12 @@ class AttributionUpdated(InternalPayload):
     # Optional since v1.1.
     saves: Count | None = Field(default=None, description="Saves of those posts.", examples=[880])
     as_of: UtcDatetime = Field(
-        description="Latest input reflected in these numbers.", examples=["2025-04-10T00:00:00Z"]
+        description=(
+            "Latest input reflected in these numbers; never earlier than the `as_of` of the "
+            "deal's update before (figures worked out again under a new model or new terms "
+            "keep it), so the update with the latest `as_of` is the deal's current one."
+        ),
+        examples=["2025-04-10T00:00:00Z"],
     )
     # Optional since v1.5.
     attribution_model: AttributionModel | None = Field(

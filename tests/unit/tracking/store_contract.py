@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from services.tracking.domain.attribution import DealFacts, Engagement, attribute, with_leaks
+from services.tracking.domain.attribution import (
+    DealAttribution,
+    DealFacts,
+    Engagement,
+    attribute,
+    with_leaks,
+)
 from services.tracking.domain.campaigns import (
     Unattributed,
     UnattributedChange,
@@ -396,6 +402,24 @@ class StoreContract:
             assert await tx.save_attributions([result]) == [result]
             assert await tx.save_attributions([result]) == []
         assert await store.campaign_attributions(ids("cmp")) == [result]
+
+        # Published, a deal's `as_of` never goes back: figures reflecting older inputs only
+        # (worked out again under new terms) keep the `as_of` published before them.
+        def dated(hours: int) -> DealAttribution:
+            return replace(
+                result, performance=replace(result.performance, as_of=ids.at(hours=hours))
+            )
+
+        async with store.transaction() as tx:
+            [first] = await tx.published([result])
+            assert first == result
+            await tx.save_attributions([dated(5)])
+            [older] = await tx.published([dated(5)])
+            assert older == dated(9)
+            await tx.save_attributions([dated(12)])
+            [later] = await tx.published([dated(12)])
+            assert later == dated(12)
+        assert await store.campaign_attributions(ids("cmp")) == [dated(12)]
 
     async def test_clicks_bring_back_their_visitors_orders_with_credits_per_deal(
         self, store: TrackingStore, ids: Ids

@@ -434,6 +434,9 @@ def test_any_order_and_batching_gives_the_same_attribution(
         spec = spec_for_type(event.type)
         assert decode(spec.topic, encode(event)) == event
         if event.type == EventType.ATTRIBUTION_UPDATED:
+            # Consumers keep a deal's figures with the latest `as_of`: it never goes back.
+            before = last.get(event.data.deal_id)
+            assert before is None or before.as_of <= event.data.as_of
             last[event.data.deal_id] = event.data
         elif event.type == EventType.CAMPAIGN_ATTRIBUTION_UPDATED:
             sequences.append(event.data.sequence)
@@ -443,10 +446,16 @@ def test_any_order_and_batching_gives_the_same_attribution(
         else:
             confirmations[(event.data.deal_id, event.data.deliverable_id)] += 1
             assert event.data.confirmed_by == "auto"
-    assert last == {
+    # The last figures published for each deal are its final ones, dated no earlier than
+    # their own inputs (later, where figures published before them reflected later inputs).
+    final = {
         deal_id: attribution_event(a, now=NOW).data
         for deal_id, a in replayed.state.attributions.items()
     }
+    assert set(last) == set(final)
+    for deal_id, published in last.items():
+        assert published.as_of >= final[deal_id].as_of
+        assert published.model_copy(update={"as_of": final[deal_id].as_of}) == final[deal_id]
     # The campaign's versions are numbered 1, 2, ... and the last carries its final figures.
     assert sequences == list(range(1, len(sequences) + 1))
     assert last_campaign == campaign_attribution_event(campaign, now=NOW).data
