@@ -398,7 +398,8 @@ async def _store_models(tx: TrackingTransaction, inputs: BatchInputs) -> list[Mo
     """Store the batch's attribution model settings; returns those now in force.
 
     A setting names its brand (checked against its signer by shared.runtime.trust); one for
-    a campaign whose stored deals are another brand's is refused (`not_the_deal_owner`).
+    a campaign whose stored deals are all other brands' is refused (`not_the_deal_owner`).
+    Brands may share a campaign id: each sets the model of its own deals there.
     One that arrives before any deal is kept: it only ever applies to its own brand's deals
     of the campaign (domain.credit.setting_for).
     """
@@ -406,8 +407,9 @@ async def _store_models(tx: TrackingTransaction, inputs: BatchInputs) -> list[Mo
         return []
     brands = await tx.brands_of_campaigns({m.campaign_id for m in inputs.models})
     for setting in inputs.models:
-        others = sorted(brands.get(setting.campaign_id, set()) - {setting.brand_id})
-        if others:
+        owners = brands.get(setting.campaign_id, set())
+        others = sorted(owners - {setting.brand_id})
+        if others and setting.brand_id not in owners:
             raise Untrusted(
                 RejectReason.NOT_THE_DEAL_OWNER,
                 f"campaign {setting.campaign_id}'s deals are brand {others[0]}'s; this "

@@ -144,3 +144,14 @@ def test_another_brand_cannot_set_a_campaign_s_model() -> None:
     apply(early, [rival], campaign() + journey())
     assert revenue(early)["deal-a"] == "100.00"
     assert {a.model for a in early.state.attributions.values()} == {Model.PROMO_CODE}
+
+
+def test_brands_sharing_a_campaign_id_each_set_the_model_of_their_own_deals() -> None:
+    store = MemoryTrackingStore()
+    theirs = deal_event("deal-r", brand_id="br-rival", creator_id="cr-r", promo_codes=("RIV",))
+    apply(store, [*campaign(), theirs], journey())
+    apply(store, [model_event("last_click", brand_id="br-rival")])
+    models = {deal_id: a.model for deal_id, a in store.state.attributions.items()}
+    assert models["deal-r"] is Model.LAST_CLICK
+    assert models["deal-a"] is Model.PROMO_CODE  # br-1's deals keep br-1's model
+    assert revenue(store)["deal-a"] == "100.00"
