@@ -149,13 +149,21 @@ class MatchingHandlers:
         all their niches, costs and audience shares) and answered in one transaction,
         set-based."""
         requests: list[MatchRequested] = [e.data for e in new.events]
-        hired = await uow.tx.hired(
-            {r.campaign_id for r in requests}, {r.campaign_id: r.brand_id for r in requests}
-        )
+        # Per brand: brands may ask for the same campaign id, and a `hired` feedback counts
+        # only for the requests of the brand that signed it.
+        hired: dict[tuple[str, str], frozenset[str]] = {}
+        for brand in sorted({r.brand_id for r in requests}):
+            campaigns = {r.campaign_id for r in requests if r.brand_id == brand}
+            found = await uow.tx.hired(campaigns, dict.fromkeys(campaigns, brand))
+            hired.update({(brand, campaign): creators for campaign, creators in found.items()})
         state = self.service.state
         asked = [
             (
-                match_query(r, hired=hired[r.campaign_id], exploration_seed=exploration_seed(e.id)),
+                match_query(
+                    r,
+                    hired=hired[r.brand_id, r.campaign_id],
+                    exploration_seed=exploration_seed(e.id),
+                ),
                 state.ranker_for(r.brand_id),
             )
             for e, r in zip(new.events, requests, strict=True)

@@ -96,3 +96,34 @@ def test_a_batch_is_cut_into_runs_of_one_type_in_arrival_order() -> None:
         ["match.requested"],
         ["creator.profile.upserted", "creator.profile.upserted"],
     ]
+
+
+async def test_a_brand_s_hire_hides_the_creator_from_its_requests_answered_with_another_s() -> None:
+    """Two brands may ask for the same campaign id in one batch: each answer counts only its
+    own brand's `hired` feedback."""
+    store = MemoryMatchingStore()
+    _, units = replica(store)
+    batch = profiles_then_a_request(60)
+    await units(batch)  # brand-synthetic asked for cmp-1
+    [first] = store.state.outbox
+    hired = first.data.suggestions[0].creator_id
+    brand = first.data.brand_id
+    feedback = make_event(
+        MatchFeedback(campaign_id="cmp-1", creator_id=hired, decision="hired", reason=""),
+        source="tests/brand",
+    )
+    await units([delivered(feedback, signed_by=Signer(Party.BRAND, brand, "key-1"))])
+    ours, theirs = (
+        batch[-1][0].data.model_copy(update={"request_id": request_id, "brand_id": owner})
+        for request_id, owner in (("req-2", brand), ("req-3", "brand-rival"))
+    )
+    await units(
+        [
+            delivered(make_event(ours, source="tests/brand")),
+            delivered(make_event(theirs, source="tests/brand")),
+        ]
+    )
+    answers = {e.data.request_id: e.data for e in store.state.outbox[1:]}
+    assert hired not in {s.creator_id for s in answers["req-2"].suggestions}
+    assert answers["req-2"].filtered.get("already_hired") == 1
+    assert hired in {s.creator_id for s in answers["req-3"].suggestions}
