@@ -789,6 +789,19 @@ def test_refusal_names_the_field(
     assert "\n" not in error.reason
 
 
+def test_a_refused_text_is_quoted_once() -> None:
+    document = wire(EventType.MATCH_REQUESTED)
+    document["data"]["target_audience"]["countries"] = ["XX"]
+    error = refusal(Topic.BRAND_MATCH_REQUESTS, to_bytes(document))
+    assert error.reason == (
+        "data.target_audience.countries[0]: 'XX' is not an ISO 3166-1 alpha-2 country code"
+    )
+    document = wire(EventType.MATCH_REQUESTED)
+    document["data"]["limit"] = 0
+    error = refusal(Topic.BRAND_MATCH_REQUESTS, to_bytes(document))
+    assert error.reason.endswith("(got 0)")
+
+
 def test_reason_is_truncated() -> None:
     document = wire(EventType.DEAL_SIGNED)
     document["data"]["promo_codes"] = ["P" * 500]

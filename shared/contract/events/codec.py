@@ -278,7 +278,10 @@ def _describe(error: ValidationError, topic: str) -> str:
     # A secret field's value is never quoted, valid or not (the reason goes to logs and DLQs).
     secret = not secret_fields_of_topic(topic).isdisjoint(map(str, first["loc"]))
     if first["type"] != "missing" and not isinstance(bad_value, dict | list | tuple) and not secret:
-        reason += f" (got {_truncate(repr(bad_value), _MAX_VALUE_CHARS)})"
+        quoted = _truncate(repr(bad_value), _MAX_VALUE_CHARS)
+        # Not twice: many messages quote the text they refuse already.
+        if not (isinstance(bad_value, str) and quoted in message):
+            reason += f" (got {quoted})"
     if len(errors) > 1:
         reason += f" [+{len(errors) - 1} more]"
     return reason
