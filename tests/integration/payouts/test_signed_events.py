@@ -62,9 +62,11 @@ async def test_only_the_entitled_party_moves_money(
         *(keys.sign(confirmed(deal, d), owner="br-1") for d in ("dl-1", "dl-2")),
     ]
     retired = keys.key(Party.BRAND, "br-1-old")
-    lost = keys.key(Party.BRAND, "br-1-lost")  # revoked while the service runs
+    # A second key of br-1's, revoked while the service runs: until then its deals count.
+    laptop = PartyKeys()
+    lost = laptop.key(Party.BRAND, "br-1")
     rival = keys.key(Party.BRAND, "br-2")
-    registered = keys.registrations()
+    registered = keys.registrations() + laptop.registrations()
     revoked = make(
         SigningKeyRevoked(key_id=key_id(retired.public_key()), reason="retired"),
         source="test/operator",
