@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.tracking.domain.deals import code_clash
+from services.tracking.domain.deals import DealTerms, code_clash
 from services.tracking.domain.orders import Order, OrderReason, evaluate_order
 from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
@@ -28,29 +28,29 @@ from tests.unit.tracking.builders import (
 HELD = terms(deal_id="deal-a", promo_codes=("SUMMER10", "JANE"), days=30, window_days=7)
 
 
+def rival_from(*, days: int) -> DealTerms:
+    """Another brand's deal with the code SUMMER10, from `days` after T0."""
+    return terms(
+        deal_id="deal-b",
+        brand_id="br-2",
+        promo_codes=("SUMMER10",),
+        starts_at=T0 + timedelta(days=days),
+    )
+
+
 def test_another_brands_deal_may_not_share_a_code_while_it_counts_orders() -> None:
     clashing = terms(deal_id="deal-b", brand_id="br-2", promo_codes=("SUMMER10",))
     reason = code_clash(clashing, [HELD])
     assert reason is not None
     assert "'SUMMER10'" in reason and "'deal-a'" in reason and "'br-2'" in reason
     # Overlapping only by the attribution window (orders after the end still count).
-    late = terms(
-        deal_id="deal-b",
-        brand_id="br-2",
-        promo_codes=("SUMMER10",),
-        starts_at=T0 + timedelta(days=36),
-    )
+    late = rival_from(days=36)
     assert code_clash(late, [HELD]) is not None
 
 
 def test_the_same_brand_another_time_or_the_same_deal_may() -> None:
     assert code_clash(terms(deal_id="deal-b", promo_codes=("SUMMER10",)), [HELD]) is None
-    after = terms(
-        deal_id="deal-b",
-        brand_id="br-2",
-        promo_codes=("SUMMER10",),
-        starts_at=T0 + timedelta(days=38),
-    )
+    after = rival_from(days=38)
     assert code_clash(after, [HELD]) is None
     other_code = terms(deal_id="deal-b", brand_id="br-2", promo_codes=("WINTER",))
     assert code_clash(other_code, [HELD]) is None
@@ -59,12 +59,7 @@ def test_the_same_brand_another_time_or_the_same_deal_may() -> None:
 
 def test_a_cancelled_deal_gives_its_codes_up_when_it_is_cancelled() -> None:
     cancelled = replace(HELD, cancelled_at=T0 + timedelta(days=5))
-    later = terms(
-        deal_id="deal-b",
-        brand_id="br-2",
-        promo_codes=("SUMMER10",),
-        starts_at=T0 + timedelta(days=6),
-    )
+    later = rival_from(days=6)
     assert code_clash(later, [HELD]) is not None
     assert code_clash(later, [cancelled]) is None
     # A deal of another brand starting before the cancellation still clashes.
