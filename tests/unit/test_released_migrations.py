@@ -44,6 +44,7 @@ RELEASED = {
     "0316_payouts_transfers_by_payout": "b3e5233ca001388b",
     "0317_payouts_brand_api": "17cf8e16a3393fc6",
     "0319_payouts_deal_amendments": "c0ce5b8206ce37ae",
+    "0320_payouts_ledger_checks_per_statement": "e77c674684faacbb",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",
@@ -53,6 +54,7 @@ RELEASED = {
     "0206_tracking_deal_totals": "f6f405aacad65ed4",
     "0207_tracking_leak_judgements": "d186a27bcfedd825",
     "0208_tracking_deal_amendments": "a45402c9914b6d5f",
+    "0209_tracking_published_as_of": "dd5f799519679f01",
 }
 
 

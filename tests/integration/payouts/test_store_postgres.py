@@ -46,20 +46,30 @@ async def test_postings_are_append_only_and_transfers_must_balance(db_pool: asyn
             )
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await conn.execute("DELETE FROM payouts_transfers WHERE transfer_id = $1", transfer_id)
-        # An unbalanced transfer is refused when its transaction commits.
-        with pytest.raises(asyncpg.CheckViolationError, match="does not sum to zero"):
-            async with conn.transaction():
-                await conn.execute(
-                    "INSERT INTO payouts_transfers (transfer_id, payout_id, kind) "
-                    "VALUES ($1, $2, 'x')",
-                    transfer_id + ":bad",
-                    created.payout.payout_id,
-                )
-                await conn.execute(
-                    "INSERT INTO payouts_postings (transfer_id, account, amount, currency) "
-                    "VALUES ($1, 'a', 1, 'USD'), ($1, 'b', -1, 'EUR')",
-                    transfer_id + ":bad",
-                )
+        # A statement whose transfers do not each balance in every currency is refused, also
+        # beside a balanced one, and so is a transfer inserted one posting at a time.
+        unbalanced = [
+            ["($1, 'a', 1, 'USD'), ($1, 'b', -1, 'EUR')"],
+            ["($2, 'a', 1, 'USD'), ($2, 'b', -1, 'USD'), ($1, 'a', 1, 'USD')"],
+            ["($1, 'a', 1, 'USD')", "($1, 'b', -1, 'USD')"],
+        ]
+        for statements in unbalanced:
+            with pytest.raises(asyncpg.CheckViolationError, match=f"{transfer_id}:bad does not"):
+                async with conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO payouts_transfers (transfer_id, payout_id, kind) "
+                        "VALUES ($1, $3, 'x'), ($2, $3, 'x')",
+                        transfer_id + ":bad",
+                        transfer_id + ":good",
+                        created.payout.payout_id,
+                    )
+                    for values in statements:
+                        ids = [transfer_id + ":bad", transfer_id + ":good"]
+                        await conn.execute(
+                            "INSERT INTO payouts_postings (transfer_id, account, amount, currency) "
+                            f"VALUES {values}",
+                            *ids[: 2 if "$2" in values else 1],
+                        )
 
 
 async def test_balances_of_some_accounts_read_only_their_postings(db_pool: asyncpg.Pool) -> None:
