@@ -46,14 +46,43 @@ _CREATOR_LOCK_SPACE: Final = 0x5043
 _FX_LOCK_SPACE: Final = 0x5046
 _BRAND_LOCK_SPACE: Final = 0x5042
 
-_PAYOUT_COLUMNS: Final = """payout_id, deal_id, kind, milestone, creator_id, brand_id,
-    gross_amount, gross_currency, platform_fee_amount, net_amount, net_currency, fx_rate,
-    fx_as_of, fx_source, status, hold_code, hold_reason, failure_reason, attempts,
-    next_attempt_at, provider_ref, version, recovered_amount, fx_at, chapter, in_doubt, rail,
-    leased"""
-
-# `$1, $2, ...`: one parameter per column, in `_payout_values`' order.
-_PAYOUT_PARAMETERS: Final = ", ".join(f"${i + 1}" for i in range(_PAYOUT_COLUMNS.count(",") + 1))
+# A payout row's columns and their types, in `_payout_values`' order.
+_PAYOUT_COLUMN_TYPES: Final = (
+    ("payout_id", "text"),
+    ("deal_id", "text"),
+    ("kind", "text"),
+    ("milestone", "text"),
+    ("creator_id", "text"),
+    ("brand_id", "text"),
+    ("gross_amount", "numeric"),
+    ("gross_currency", "text"),
+    ("platform_fee_amount", "numeric"),
+    ("net_amount", "numeric"),
+    ("net_currency", "text"),
+    ("fx_rate", "numeric"),
+    ("fx_as_of", "timestamptz"),
+    ("fx_source", "text"),
+    ("status", "text"),
+    ("hold_code", "text"),
+    ("hold_reason", "text"),
+    ("failure_reason", "text"),
+    ("attempts", "int"),
+    ("next_attempt_at", "timestamptz"),
+    ("provider_ref", "text"),
+    ("version", "int"),
+    ("recovered_amount", "numeric"),
+    ("fx_at", "timestamptz"),
+    ("chapter", "int"),
+    ("in_doubt", "bool"),
+    ("rail", "text"),
+    ("leased", "bool"),
+)
+_PAYOUT_COLUMNS: Final = ", ".join(name for name, _ in _PAYOUT_COLUMN_TYPES)
+# `$1, $2, ...`: one parameter per column; and as arrays, to insert many rows in one statement.
+_PAYOUT_PARAMETERS: Final = ", ".join(f"${i + 1}" for i in range(len(_PAYOUT_COLUMN_TYPES)))
+_PAYOUT_ARRAYS: Final = ", ".join(
+    f"${i + 1}::{sql_type}[]" for i, (_, sql_type) in enumerate(_PAYOUT_COLUMN_TYPES)
+)
 
 
 def _lock_key(entity_id: str) -> int:
@@ -424,22 +453,17 @@ class PostgresPayoutsTransaction:
         if not confirmations:
             return
         try:
-            # Pipelined: one round trip for all of them.
-            await self._conn.executemany(
+            await self._conn.execute(
                 """INSERT INTO payouts_confirmations (deal_id, deliverable_id, confirmed_by,
                        confirmed_at, signed_by, post_received_at)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                [
-                    (
-                        c.deal_id,
-                        c.deliverable_id,
-                        c.confirmed_by,
-                        c.confirmed_at,
-                        c.signed_by,
-                        c.post_received_at,
-                    )
-                    for c in confirmations
-                ],
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                       $5::text[], $6::timestamptz[])""",
+                [c.deal_id for c in confirmations],
+                [c.deliverable_id for c in confirmations],
+                [c.confirmed_by for c in confirmations],
+                [c.confirmed_at for c in confirmations],
+                [c.signed_by for c in confirmations],
+                [c.post_received_at for c in confirmations],
             )
         except asyncpg.UniqueViolationError as error:
             raise StaleUpdate(f"confirmation stored meanwhile: {error.detail}") from None
@@ -662,12 +686,12 @@ class PostgresPayoutsTransaction:
         if not payouts:
             return
         try:
-            # Pipelined: one round trip for all of them; the fee ceiling's trigger sees the
-            # rows inserted before each one.
-            await self._conn.executemany(
+            # One statement; the fee ceiling's row trigger sees the rows inserted before each
+            # one (a row trigger sees its statement's earlier rows).
+            await self._conn.execute(
                 f"""INSERT INTO payouts_payouts ({_PAYOUT_COLUMNS})
-                    VALUES ({_PAYOUT_PARAMETERS})""",
-                [_payout_values(p) for p in payouts],
+                    SELECT * FROM unnest({_PAYOUT_ARRAYS})""",
+                *(list(column) for column in zip(*map(_payout_values, payouts), strict=True)),
             )
         except asyncpg.UniqueViolationError as error:
             raise StaleUpdate(f"payout stored meanwhile: {error.detail}") from None
