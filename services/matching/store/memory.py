@@ -120,12 +120,20 @@ class MemoryMatchingTransaction:
         brands: Mapping[str, str] | None = None,
     ) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {campaign: set() for campaign in campaign_ids}
+
+        def counts(campaign: str, brand: str) -> bool:
+            return brands is None or brand in ("", brands.get(campaign))
+
         for deal_id, (campaign, cid, brand) in self._s.hires.items():
             if campaign in found and (deal_id, brand) not in self._s.cancelled:
-                found[campaign].add(cid)
+                if counts(campaign, brand):
+                    found[campaign].add(cid)
         for f in self._s.feedback.values():
-            counts = brands is None or f.signed_by in ("", brands.get(f.campaign_id))
-            if f.campaign_id in found and f.decision == "hired" and counts:
+            if (
+                f.campaign_id in found
+                and f.decision == "hired"
+                and counts(f.campaign_id, f.signed_by)
+            ):
                 found[f.campaign_id].add(f.creator_id)
         return {campaign: frozenset(creators) for campaign, creators in found.items()}
 

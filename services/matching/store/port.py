@@ -136,8 +136,8 @@ class MatchingTransaction(Transaction, Protocol):
         self, campaign_ids: Collection[str], brands: Mapping[str, str] | None = None
     ) -> dict[str, frozenset[str]]:
         """Per campaign asked, the creators with a signed deal not cancelled by its brand, or
-        a `hired` feedback, for it. With `brands` (the brand asking, per campaign), feedback
-        signed by another brand does not count."""
+        a `hired` feedback, for it. With `brands` (the brand asking, per campaign), another
+        brand's deals and feedback under the same campaign id do not count."""
         ...
 
     async def campaign_brands(self, campaign_ids: Collection[str]) -> dict[str, dict[str, str]]:

@@ -106,9 +106,12 @@ class PostgresMatchingTransaction:
         asked = list(campaign_ids)
         rows = await self._conn.fetch(
             """SELECT h.campaign_id, h.creator_id FROM matching_hires h
+               LEFT JOIN unnest($1::text[], $2::text[]) AS b(campaign_id, brand_id)
+                 USING (campaign_id)
                WHERE h.campaign_id = ANY($1) AND NOT EXISTS (
                    SELECT 1 FROM matching_cancelled_deals c
                    WHERE c.deal_id = h.deal_id AND c.brand_id = h.brand_id)
+                 AND (NOT $3 OR h.brand_id = '' OR h.brand_id = b.brand_id)
                UNION SELECT f.campaign_id, f.creator_id FROM matching_feedback f
                      LEFT JOIN unnest($1::text[], $2::text[]) AS b(campaign_id, brand_id)
                        USING (campaign_id)

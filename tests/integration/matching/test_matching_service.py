@@ -188,7 +188,12 @@ async def test_a_cancelled_deal_no_longer_counts_its_creator_as_hired(
 
     await eventually(recorded, what="both hires and both cancellations stored")
     request = niche_request(
-        "baking", request_id=f"req-{RUN}-cancelled", campaign_id=campaign, seed=3, limit=50
+        "baking",
+        request_id=f"req-{RUN}-cancelled",
+        campaign_id=campaign,
+        seed=3,
+        limit=50,
+        brand_id=freed.brand_id,
     )
     await produce_events(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
     answer = await running.answers.wait_for(request.request_id)
@@ -228,6 +233,7 @@ async def test_request_gets_explained_suggestions_that_respect_every_filter(
         platforms=("instagram", "tiktok"),
         countries=("US", "GB", "CA", "AU", "IN"),
         exclude=tuple(excluded),
+        brand_id="brand-it",  # the deal's brand: another brand's deals do not hire for it
     )
     await produce_events(infra.kafka_bootstrap_servers, [make_event(request, source="tests/brand")])
     answer = await running.answers.wait_for(request.request_id)

@@ -163,6 +163,24 @@ class MatchingStoreContract:
             hired = await tx.hired([campaign, other, nobody])
             assert hired == {campaign: {"cr-a", "cr-b"}, other: {"cr-d"}, nobody: frozenset()}
 
+    async def test_another_brands_deals_and_feedback_under_the_campaign_id_do_not_count(
+        self,
+    ) -> None:
+        campaign = f"cmp-{uid()}"
+        async with self.store.transaction() as tx:
+            await tx.record_hire(f"deal-{uid()}", campaign, "cr-ours", T0, "br-1")
+            await tx.record_hire(f"deal-{uid()}", campaign, "cr-theirs", T0, "br-2")
+            await tx.record_hire(f"deal-{uid()}", campaign, "cr-unsigned", T0)
+            await tx.record_feedback(
+                Feedback(("brand-tool", f"fb-{uid()}"), campaign, "cr-fb", "hired", None, "br-2")
+            )
+            assert await tx.hired([campaign], {campaign: "br-1"}) == {
+                campaign: {"cr-ours", "cr-unsigned"}
+            }
+            assert await tx.hired([campaign], {campaign: "br-2"}) == {
+                campaign: {"cr-theirs", "cr-unsigned", "cr-fb"}
+            }
+
     async def test_a_deal_cancelled_by_its_brand_no_longer_hires(self) -> None:
         campaign = f"cmp-{uid()}"
         kept, cancelled, early, foreign = (f"deal-{uid()}" for _ in range(4))
