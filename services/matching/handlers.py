@@ -42,6 +42,8 @@ from shared.contract.events import (
     AttributionUpdated,
     CloudEvent,
     CreatorProfileUpserted,
+    DealAmended,
+    DealCancelled,
     EventType,
     MatchFeedback,
     MatchRequested,
@@ -83,7 +85,7 @@ class MatchingHandlers:
                 EventType.ATTRIBUTION_UPDATED: self.on_attribution,
                 EventType.FX_RATES_PUBLISHED: self.on_fx,
                 EventType.DEAL_SIGNED: self.on_deals,
-                # deal.amended needs nothing here: it never changes the campaign or creator.
+                EventType.DEAL_AMENDED: self.on_amended_deals,
                 EventType.DEAL_CANCELLED: self.on_cancelled_deals,
             }
         )
@@ -235,9 +237,16 @@ class MatchingHandlers:
                 data.deal_id, data.campaign_id, data.creator_id, event.time, data.brand_id
             )
 
+    async def on_amended_deals(self, new: NewEvents, uow: Uow) -> None:
+        """An amendment never changes the campaign or creator: nothing to keep. Another
+        brand's is refused, as the other services refuse it."""
+        await check_deal_owners([e.data for e in new.events], uow.tx)
+
     async def on_cancelled_deals(self, new: NewEvents, uow: Uow) -> None:
         """A cancelled deal no longer makes its creator hired for the campaign; only the
-        cancellation of the deal's own brand counts (`hired`), whichever arrives first."""
+        cancellation of the deal's own brand counts (`hired`), whichever arrives first. One
+        by another brand than a kept deal's is refused."""
+        await check_deal_owners([e.data for e in new.events], uow.tx)
         for event in new.events:
             await uow.tx.record_cancellation(event.data.deal_id, event.data.brand_id, event.time)
 
@@ -276,6 +285,20 @@ def runs_of_one_type(batch: Batch) -> list[Sequence[tuple[CloudEvent[Any], Deliv
         else:
             runs.append([item])
     return list(runs)
+
+
+async def check_deal_owners(
+    changes: Sequence[DealAmended | DealCancelled], tx: MatchingTransaction
+) -> None:
+    """Raise Untrusted for a change of a kept deal by another brand than the deal's."""
+    owners = await tx.deal_brands({c.deal_id for c in changes})
+    for change in changes:
+        owner = owners.get(change.deal_id)
+        if owner and change.brand_id != owner:
+            raise Untrusted(
+                RejectReason.NOT_THE_DEAL_OWNER,
+                f"data.brand_id: deal {change.deal_id} is brand {owner}'s, not {change.brand_id}'s",
+            )
 
 
 def check_feedback_owner(data: MatchFeedback, signer: str, requests: Mapping[str, str]) -> None:

@@ -352,27 +352,35 @@ async def _store_manual_confirmations(
     """Store the batch's manual confirmations; returns the deals that got one.
 
     A confirmation names no brand: one signed by another brand than its deal's is refused
-    (`not_the_deal_owner`). One whose deal is not known yet waits apart with its signer
-    until the deal arrives, and then counts only if it was unsigned or signed by the deal's
-    brand, so another brand's confirmation can neither confirm a deliverable nor block the
-    deal's own (or tracking's automatic) confirmation of it.
+    (`not_the_deal_owner`), one of a deliverable its deal does not have rejected, as payouts
+    does. One whose deal is not known yet waits apart with its signer until the deal
+    arrives, and then counts only if it was unsigned or signed by the deal's brand, so
+    another brand's confirmation can neither confirm a deliverable nor block the deal's own
+    (or tracking's automatic) confirmation of it.
     """
     confirmed = await tx.take_early_confirmations(new_deals)
     if not inputs.confirmations:
         return confirmed
-    brands = await tx.brands_of_deals({deal_id for deal_id, _, _ in inputs.confirmations})
+    deals = await tx.deals({deal_id for deal_id, _, _ in inputs.confirmations})
     known, early = [], []
-    for (deal_id, _, signer), confirmation in inputs.confirmations.items():
-        brand = brands.get(deal_id)
-        if brand is None:
+    for (deal_id, deliverable_id, signer), confirmation in inputs.confirmations.items():
+        deal = deals.get(deal_id)
+        if deal is None:
             early.append((confirmation, signer))
-        elif signer and signer != brand:
+            continue
+        if signer and signer != deal.brand_id:
             raise Untrusted(
                 RejectReason.NOT_THE_DEAL_OWNER,
-                f"deal {deal_id} is brand {brand}'s; this confirmation is signed by brand {signer}",
+                f"deal {deal_id} is brand {deal.brand_id}'s; this confirmation is signed by "
+                f"brand {signer}",
             )
-        else:
-            known.append(confirmation)
+        owed = sorted(d.deliverable_id for d in deal.deliverables)
+        if deliverable_id not in owed:
+            raise EventRejected(
+                f"data.deliverable_id: {deliverable_id!r} is not a deliverable of deal "
+                f"{deal_id} (it has {', '.join(owed)})"
+            )
+        known.append(confirmation)
     await tx.keep_early_confirmations(early)
     return confirmed | await tx.add_manual_confirmations(known)
 

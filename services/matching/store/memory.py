@@ -114,6 +114,9 @@ class MemoryMatchingTransaction:
     async def record_cancellation(self, deal_id: str, brand_id: str, at: datetime) -> None:
         self._s.cancelled.add((deal_id, brand_id))
 
+    async def deal_brands(self, deal_ids: Collection[str]) -> dict[str, str]:
+        return {d: self._s.hires[d][2] for d in deal_ids if d in self._s.hires}
+
     async def hired(
         self,
         campaign_ids: Collection[str],
@@ -125,9 +128,9 @@ class MemoryMatchingTransaction:
             return brands is None or brand in ("", brands.get(campaign))
 
         for deal_id, (campaign, cid, brand) in self._s.hires.items():
-            if campaign in found and (deal_id, brand) not in self._s.cancelled:
-                if counts(campaign, brand):
-                    found[campaign].add(cid)
+            kept = (deal_id, brand) not in self._s.cancelled
+            if campaign in found and kept and counts(campaign, brand):
+                found[campaign].add(cid)
         for f in self._s.feedback.values():
             if (
                 f.campaign_id in found

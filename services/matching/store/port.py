@@ -132,6 +132,11 @@ class MatchingTransaction(Transaction, Protocol):
         """Keep a deal's cancellation by `brand_id` (before its deal too; the first kept)."""
         ...
 
+    async def deal_brands(self, deal_ids: Collection[str]) -> dict[str, str]:
+        """The brand of each deal of `deal_ids` whose `deal.signed` is kept ('' for one
+        kept before deals carried a brand)."""
+        ...
+
     async def hired(
         self, campaign_ids: Collection[str], brands: Mapping[str, str] | None = None
     ) -> dict[str, frozenset[str]]:

@@ -98,6 +98,13 @@ class PostgresMatchingTransaction:
             at,
         )
 
+    async def deal_brands(self, deal_ids: Collection[str]) -> dict[str, str]:
+        rows = await self._conn.fetch(
+            "SELECT deal_id, brand_id FROM matching_hires WHERE deal_id = ANY($1::text[])",
+            list(deal_ids),
+        )
+        return {r["deal_id"]: r["brand_id"] for r in rows}
+
     async def hired(
         self,
         campaign_ids: Collection[str],

@@ -352,9 +352,6 @@ class MemoryTrackingTransaction:
     ) -> list[Confirmation]:
         return self._insert(confirmations)
 
-    async def brands_of_deals(self, deal_ids: Collection[str]) -> dict[str, str]:
-        return {d: self.s.deals[d].brand_id for d in deal_ids if d in self.s.deals}
-
     async def keep_early_confirmations(
         self, confirmations: Sequence[tuple[Confirmation, str]]
     ) -> None:

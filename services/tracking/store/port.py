@@ -234,10 +234,6 @@ class TrackingTransaction(Transaction, Protocol):
         """Store confirmations of deliverables not confirmed yet; return their deal ids."""
         ...
 
-    async def brands_of_deals(self, deal_ids: Collection[str]) -> dict[str, str]:
-        """The brand of each stored deal in `deal_ids`."""
-        ...
-
     async def keep_early_confirmations(
         self, confirmations: Sequence[tuple[Confirmation, str]]
     ) -> None:

@@ -566,15 +566,6 @@ class PostgresTrackingTransaction:
     ) -> list[Confirmation]:
         return await self._insert_confirmations(confirmations)
 
-    async def brands_of_deals(self, deal_ids: Collection[str]) -> dict[str, str]:
-        if not deal_ids:
-            return {}
-        rows = await self._conn.fetch(
-            "SELECT deal_id, brand_id FROM tracking_deals WHERE deal_id = ANY($1::text[])",
-            list(deal_ids),
-        )
-        return {row["deal_id"]: row["brand_id"] for row in rows}
-
     async def keep_early_confirmations(
         self, confirmations: Sequence[tuple[Confirmation, str]]
     ) -> None:

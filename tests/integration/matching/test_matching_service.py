@@ -159,8 +159,8 @@ async def test_a_cancelled_deal_no_longer_counts_its_creator_as_hired(
     running: Running, infra: InfraUrls, db_pool: asyncpg.Pool
 ) -> None:
     """Cancelled by its brand, a deal no longer excludes its creator from the campaign's
-    suggestions; an amendment changes nothing, and a cancellation by another brand counts
-    for nothing."""
+    suggestions; an amendment changes nothing, and a cancellation by another brand is
+    refused (dead-lettered, as the other services do)."""
     population = running.population
     campaign = f"cmp-{RUN}-cancelled"
     ids = population.profiles.creator_id
@@ -184,9 +184,20 @@ async def test_a_cancelled_deal_no_longer_counts_its_creator_as_hired(
         query = """SELECT (SELECT count(*) FROM matching_hires WHERE campaign_id = $1)
                         + (SELECT count(*) FROM matching_cancelled_deals
                            WHERE deal_id = ANY($2::text[]))"""
-        return await db_pool.fetchval(query, campaign, [freed.deal_id, still.deal_id]) == 4
+        return await db_pool.fetchval(query, campaign, [freed.deal_id, still.deal_id]) == 3
 
-    await eventually(recorded, what="both hires and both cancellations stored")
+    await eventually(recorded, what="both hires and the brand's own cancellation stored")
+
+    async def refused() -> bool:
+        found = await read_dead_letters(
+            infra.kafka_bootstrap_servers, [dlq_topic(Topic.CAMPAIGN_DEALS)], service=SERVICE
+        )
+        return any(
+            letter.key == still.deal_id.encode() and "not_the_deal_owner" in letter.reason
+            for letter in found
+        )
+
+    await eventually(refused, what="the rival's cancellation dead-lettered by matching")
     request = niche_request(
         "baking",
         request_id=f"req-{RUN}-cancelled",

@@ -181,6 +181,17 @@ class MatchingStoreContract:
                 campaign: {"cr-theirs", "cr-unsigned", "cr-fb"}
             }
 
+    async def test_the_brand_of_each_kept_deal(self) -> None:
+        ours, legacy = f"deal-{uid()}", f"deal-{uid()}"
+        async with self.store.transaction() as tx:
+            await tx.record_hire(ours, f"cmp-{uid()}", "cr-a", T0, "br-1")
+            await tx.record_hire(legacy, f"cmp-{uid()}", "cr-b", T0)
+            await tx.record_cancellation(f"deal-{uid()}", "br-1", T0)
+            assert await tx.deal_brands([ours, legacy, f"deal-{uid()}"]) == {
+                ours: "br-1",
+                legacy: "",
+            }
+
     async def test_a_deal_cancelled_by_its_brand_no_longer_hires(self) -> None:
         campaign = f"cmp-{uid()}"
         kept, cancelled, early, foreign = (f"deal-{uid()}" for _ in range(4))

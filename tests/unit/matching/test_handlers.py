@@ -14,7 +14,7 @@ from services.matching.settings import MatchingSettings
 from services.matching.state import MatchingService, MatchingState
 from services.matching.store.memory import MemoryMatchingStore
 from services.matching.translate import profile_payload
-from shared.contract.events import CloudEvent, MatchFeedback, make_event
+from shared.contract.events import CloudEvent, EventType, MatchFeedback, make_event
 from shared.contract.signing import Party, Signer
 from shared.runtime.kafka import Delivery
 from shared.runtime.trust import Untrusted
@@ -24,6 +24,7 @@ from shared.tools.synthetic.population import (
     niche_request,
     reference_fx,
 )
+from tests.support.examples import fresh_example
 
 FX = reference_fx(datetime(2025, 1, 1, tzinfo=UTC))
 Item = tuple[CloudEvent[Any], Delivery]
@@ -127,3 +128,18 @@ async def test_a_brand_s_hire_hides_the_creator_from_its_requests_answered_with_
     assert hired not in {s.creator_id for s in answers["req-2"].suggestions}
     assert answers["req-2"].filtered.get("already_hired") == 1
     assert hired in {s.creator_id for s in answers["req-3"].suggestions}
+
+
+async def test_another_brands_change_of_a_kept_deal_is_refused() -> None:
+    """Every service consuming campaign.deals dead-letters its own copy: matching too."""
+    store = MemoryMatchingStore()
+    _, units = replica(store)
+    await units([delivered(fresh_example(EventType.DEAL_SIGNED, "tests/brand"))])  # br-12's
+    for change in (EventType.DEAL_AMENDED, EventType.DEAL_CANCELLED):
+        rival = fresh_example(change, "tests/rival", brand_id="br-rival")
+        with pytest.raises(Untrusted, match="deal deal-42 is brand br-12's, not br-rival's"):
+            await units([delivered(rival)])
+        await units([delivered(fresh_example(change, "tests/brand"))])
+    assert store.state.cancelled == {("deal-42", "br-12")}
+    # A change before its deal is kept: the brand is not known yet.
+    await units([delivered(fresh_example(EventType.DEAL_CANCELLED, "tests/rival", deal_id="d-9"))])

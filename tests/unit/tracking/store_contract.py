@@ -714,16 +714,12 @@ class StoreContract:
         alone = Confirmation(deal.deal_id, "dl-2", (), "rival-user", at)
         unsigned = Confirmation(deal.deal_id, "dl-3", (), "someone", at)
         async with store.transaction() as tx:
-            assert await tx.brands_of_deals({deal.deal_id}) == {}
             await tx.keep_early_confirmations(
                 [(rival, "br-rival"), (own, deal.brand_id), (alone, "br-rival"), (unsigned, "")]
             )
             await tx.keep_early_confirmations([(rival, "br-rival")])
             assert await tx.take_early_confirmations([]) == set()
             await tx.add_deals([deal])
-            assert await tx.brands_of_deals({deal.deal_id, ids("x")}) == {
-                deal.deal_id: deal.brand_id
-            }
             assert await tx.take_early_confirmations([deal]) == {deal.deal_id}
             [state] = await tx.open_deliverables({deal.deal_id})
             assert dict(state.confirmed) == {"dl-1": (), "dl-3": ()}

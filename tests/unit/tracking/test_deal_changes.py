@@ -24,6 +24,7 @@ from tests.unit.tracking.builders import (
     T0,
     amendment_event,
     cancellation_event,
+    confirmation_event,
     deal_event,
     order_event,
     post_event,
@@ -165,3 +166,11 @@ def test_a_change_by_another_brand_or_of_the_parties_is_refused(
     with pytest.raises(error) as refused:
         run([deal_event("deal-1")], [change])
     assert field in str(refused.value)
+
+
+def test_a_confirmation_of_a_deliverable_the_deal_does_not_have_is_rejected() -> None:
+    """As payouts rejects it: each service dead-letters its own copy."""
+    with pytest.raises(EventRejected) as refused:
+        run([deal_event("deal-1")], [confirmation_event("deal-1", "dl-nope")])
+    assert "'dl-nope' is not a deliverable of deal deal-1" in str(refused.value)
+    run([deal_event("deal-1")], [confirmation_event("deal-1", "dl-1")])
