@@ -567,6 +567,9 @@ class DeadLetters:
             f"{DLQ_HEADER_PREFIX}service": self._service,
             f"{DLQ_HEADER_PREFIX}failed.at": datetime.now(UTC).isoformat(),
         }
+        # The original's own, or what the copy is: its bytes as they came (else the client
+        # library sends an empty content-type).
+        headers.setdefault("content-type", "application/octet-stream")
         value, masked = mask_secrets(delivery.topic, delivery.value)
         if masked:
             headers[MASKED_FIELDS_HEADER] = ",".join(masked)

@@ -110,6 +110,8 @@ async def test_every_v1_type_is_stored_and_counted_and_invalid_goes_to_dlq(
     assert letter.headers["dlq.source.topic"] == Topic.CREATOR_PROFILES
     assert letter.headers["dlq.source.partition"] == str(broken.partition)
     assert letter.headers["dlq.source.offset"] == str(broken.offset)
+    # Sent with no content-type: the copy says what it holds, the bytes as they came.
+    assert letter.headers["content-type"] == "application/octet-stream"
 
 
 async def test_failure_policy_per_error_kind(
