@@ -687,7 +687,18 @@ async def on_payout_account_upserted(changes: PendingChanges, account: PayoutAcc
     await _release(changes, held, {account.creator_id: account})
     # A failed payout is still owed: a changed account is the creator's answer to it.
     failed = await changes.repo.failed_for_update([creator_id])
-    await changes.changed([(lifecycle.retry(p, account, changes.now), p.status) for p in failed])
+    await changes.changed([(await _retried(changes, p, account), p.status) for p in failed])
+
+
+async def _retried(
+    changes: PendingChanges, payout: Payout, account: PayoutAccount | None
+) -> lifecycle.Transition:
+    """`lifecycle.retry`, with the rates locked at the payout's `fx_at` should the account be
+    in another currency than the payout's converted amount."""
+    rates = await _rates_for(
+        changes, payout.fx_at or changes.now, payout.creator_share.currency, account
+    )
+    return lifecycle.retry(payout, account, changes.now, rates)
 
 
 class PayoutNotFound(LookupError):
@@ -704,7 +715,7 @@ async def retry_payout(changes: PendingChanges, payout_id: str) -> Payout:
     await changes.repo.lock(fx="shared", creator_ids=[found.creator_id])
     [payout] = await changes.repo.payouts_for_update([payout_id])
     account = (await changes.repo.accounts([payout.creator_id])).get(payout.creator_id)
-    transition = lifecycle.retry(payout, account, changes.now)
+    transition = await _retried(changes, payout, account)
     await changes.changed([(transition, payout.status)])
     return transition.payout
 

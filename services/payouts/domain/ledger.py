@@ -71,6 +71,9 @@ FX_CLEARING = "fx_clearing"
 class TransferKind(StrEnum):
     ACCRUAL = "accrual"  # brand escrow -> creator payable + platform fees (deal currency)
     CONVERSION = "conversion"  # creator payable (deal ccy) -> FX clearing -> payable (payout ccy)
+    # creator payable (old payout ccy) -> FX clearing -> payable (new payout ccy): the creator
+    # changed their account's currency before the payout was paid
+    RECONVERSION = "reconversion"
     DISPATCH = "dispatch"  # creator payable -> in transit
     SETTLEMENT = "settlement"  # in transit -> paid
     RETURN = "return"  # in transit -> creator payable (provider reported failure after sending)

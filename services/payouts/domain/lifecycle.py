@@ -218,6 +218,17 @@ def _conversion(payout: Payout, net: Money) -> tuple[Transfer, ...]:
     )
 
 
+def _reconversion(payout: Payout, before: Money) -> tuple[Transfer, ...]:
+    assert payout.net is not None
+    return move(
+        payout.payout_id,
+        TransferKind.RECONVERSION,
+        (creator_payable(payout.creator_id), FX_CLEARING, before),
+        (FX_CLEARING, creator_payable(payout.creator_id), payout.net),
+        chapter=payout.chapter,
+    )
+
+
 def _recovery(payout: Payout) -> tuple[Transfer, ...]:
     if payout.recovered is None:
         return ()
@@ -264,11 +275,26 @@ def _schedule_or_hold(
         return payout, (), hold
     assert account is not None
     if payout.net is not None:
+        if _in_another_currency(payout, account):
+            return _converted_again(payout, account, rates, now, payout.chapter + 1)
         return payout, (), _amount_hold(payout.payable_share, payout.net, payout.fx)
     recovering = _recovering(payout, recoverable)
+    locked = _locked_conversion(recovering, account, rates, now)
+    if isinstance(locked, Hold):
+        return payout, (), locked
+    net, fx = locked
+    converted = replace(recovering, net=net, fx=fx, next_attempt_at=now)
+    return converted, _recovery(converted) + _conversion(converted, net), None
+
+
+def _locked_conversion(
+    payout: Payout, account: PayoutAccount, rates: Rates, now: datetime
+) -> tuple[Money, FxRecord] | Hold:
+    """The payout's payable share in the account's currency at the rate locked at its
+    `fx_at`, checked; or the hold that says why it cannot be converted yet."""
     try:
         net, fx = locked_conversion(
-            recovering.payable_share,
+            payout.payable_share,
             account.currency,
             at=payout.fx_at or now,
             in_force=rates.in_force,
@@ -276,18 +302,51 @@ def _schedule_or_hold(
             max_age=rates.max_age,
         )
     except FxRateMissing as missing:
-        return payout, (), Hold(HoldCode.FX_RATE, str(missing))
+        return Hold(HoldCode.FX_RATE, str(missing))
     except FxSnapshotSuspect as suspect:
-        return payout, (), Hold(HoldCode.FX_SUSPECT, str(suspect))
+        return Hold(HoldCode.FX_SUSPECT, str(suspect))
     except FxSnapshotStale as stale:
-        return payout, (), Hold(HoldCode.STALE_FX, str(stale))
+        return Hold(HoldCode.STALE_FX, str(stale))
     except MoneyError as error:
-        return payout, (), Hold(HoldCode.AMOUNT_CHECK, f"cannot convert: {error}")
-    hold = _amount_hold(recovering.payable_share, net, fx)
-    if hold is not None:
-        return payout, (), hold
-    converted = replace(recovering, net=net, fx=fx, next_attempt_at=now)
-    return converted, _recovery(converted) + _conversion(converted, net), None
+        return Hold(HoldCode.AMOUNT_CHECK, f"cannot convert: {error}")
+    return _amount_hold(payout.payable_share, net, fx) or (net, fx)
+
+
+def _in_another_currency(payout: Payout, account: PayoutAccount | None) -> bool:
+    """Converted for a currency the creator's account no longer has (they changed it after
+    a failure, or while it waited), and not in doubt: an attempt in doubt may have paid the
+    old amount, so it is looked up as it was before anything else."""
+    return (
+        account is not None
+        and payout.net is not None
+        and payout.net.currency != account.currency
+        and not payout.in_doubt
+    )
+
+
+def _converted_again(
+    payout: Payout, account: PayoutAccount, rates: Rates, now: datetime, chapter: int
+) -> tuple[Payout, tuple[Transfer, ...], Hold | None]:
+    """The payout's payable share converted again into the account's currency, at the rate
+    locked at its `fx_at` as the first conversion was, in attempt `chapter`: a new one, since
+    the rail must see a new request (another amount) under a new idempotency key."""
+    assert payout.net is not None
+    locked = _locked_conversion(payout, account, rates, now)
+    if isinstance(locked, Hold):
+        return payout, (), locked
+    net, fx = locked
+    again = replace(
+        payout,
+        net=net,
+        fx=fx,
+        chapter=chapter,
+        rail=None,
+        attempts=0,
+        provider_ref=None,
+        failure_reason=None,
+        next_attempt_at=now,
+    )
+    return again, _reconversion(again, payout.net), None
 
 
 def _amount_hold(share: Money, net: Money, fx: FxRecord | None) -> Hold | None:
@@ -643,11 +702,15 @@ def reported(payout: Payout, state: SettlementReport, reason: str) -> Transition
     return None
 
 
-def retry(payout: Payout, account: PayoutAccount | None, now: datetime) -> Transition:
+def retry(
+    payout: Payout, account: PayoutAccount | None, now: datetime, rates: Rates | None = None
+) -> Transition:
     """Try a failed payout again: due now in a new chapter (the same one if its last transfer
     may have gone through), or held if the account is not payable now (released as any held
     payout). The net amount, already converted and still payable to the creator, is sent
-    unchanged; nothing is posted until the provider accepts it."""
+    unchanged, unless the account is now in another currency: then the payable share is
+    converted again at the rate locked at `fx_at` (`rates`, the snapshots then), as the
+    first conversion was. Nothing else is posted until the provider accepts it."""
     if payout.status != "failed":
         raise InvalidTransition(
             f"payout {payout.payout_id} is {payout.status}, not failed: only failed payouts "
@@ -665,13 +728,19 @@ def retry(payout: Payout, account: PayoutAccount | None, now: datetime) -> Trans
         provider_ref=None,
         failure_reason=None,
     )
-    hold = hold_for(account, now) or _amount_hold(
-        payout.payable_share, _converted(payout), payout.fx
-    )
+    transfers: tuple[Transfer, ...] = ()
+    hold = hold_for(account, now)
+    if hold is None and _in_another_currency(fresh, account):
+        assert account is not None
+        fresh, transfers, hold = _converted_again(
+            fresh, account, rates or Rates(None), now, fresh.chapter
+        )
+    elif hold is None:
+        hold = _amount_hold(payout.payable_share, _converted(payout), payout.fx)
     if hold is not None:
         return Transition(_to(fresh, "held", hold=hold, next_attempt_at=None), publish=True)
     scheduled = _to(fresh, "scheduled", next_attempt_at=now)
-    return Transition(scheduled, publish=True)
+    return Transition(scheduled, transfers, publish=True)
 
 
 def _converted(payout: Payout) -> Money:

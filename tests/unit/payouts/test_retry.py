@@ -20,7 +20,16 @@ from services.payouts.providers import (
     TransferAccepted,
     TransferRequest,
 )
-from tests.unit.payouts.builders import account, confirmed, deal_signed, uid, with_fundings
+from shared.contract.money import Money
+from tests.unit.payouts.builders import (
+    T0,
+    account,
+    confirmed,
+    deal_signed,
+    fx,
+    uid,
+    with_fundings,
+)
 from tests.unit.payouts.harness import Harness
 from tests.unit.payouts.store_contract import LONG_AGO, acct, new_payout
 
@@ -162,6 +171,58 @@ async def test_a_returned_payout_reverses_once_and_books_again_in_a_new_chapter(
     assert list(rail.paid) == [paid.payout_id, f"{paid.payout_id}-attempt-2"]
     assert _booked(h) == ["accrual", "dispatch", "return", "dispatch:2", "settlement:2"]
     _paid_once(h, creator)
+
+
+async def test_a_payout_owed_again_is_paid_in_the_currency_the_creator_changed_to() -> None:
+    """Returned in USD, then the creator's account says EUR: the share is converted again at
+    the rate locked when the work was confirmed (not today's), under a new key."""
+    rail = _Rail()
+    h = _harness(rail)
+    await h.consume(fx({"EUR": "0.9215"}, as_of=T0 - timedelta(hours=1)))
+    deal, creator = await _deal(h, "acct_first")
+    [sent] = h.payouts(deal)
+    assert sent.net == Money.of("450.00", "USD")
+    rail.returned.add(sent.provider_ref or "")
+    await h.settlement.run_once()
+    await h.consume(fx({"EUR": "0.95"}, as_of=h.now))  # today's rate: not the one owed
+    await h.consume(account(creator, currency="EUR", destination="acct_first", time=h.now))
+    await h.dispatch_all()
+    await h.settlement.run_once()
+    [paid] = h.payouts(deal)
+    assert paid.status == "settled" and paid.chapter == 2
+    assert paid.net == Money.of("414.68", "EUR") and paid.fx is not None
+    assert paid.fx.rate == Decimal("0.9215")
+    sent_again = rail.paid[f"{paid.payout_id}-attempt-2"]
+    assert sent_again.amount == Money.of("414.68", "EUR")
+    assert _booked(h) == [
+        "accrual",
+        "dispatch",
+        "return",
+        "reconversion:2",
+        "dispatch:2",
+        "settlement:2",
+    ]
+    assert _paid(h, creator) == {(creator_paid(creator), "EUR"): Decimal("414.68")}
+    assert h.problems() == []
+
+
+async def test_a_payout_waiting_out_a_cool_off_is_converted_again_when_released() -> None:
+    rail = _Rail()
+    h = _harness(rail)
+    await h.consume(fx({"EUR": "0.9215"}, as_of=T0 - timedelta(hours=1)))
+    deal, creator = await _deal(h, CLOSED)
+    h.now += timedelta(minutes=5)
+    await h.consume(account(creator, currency="EUR", destination="acct_new", time=h.now))
+    [held] = h.payouts(deal)
+    assert held.hold is not None and held.hold.code is HoldCode.DESTINATION_COOLOFF
+    h.now += timedelta(days=1)
+    await h.cool_offs.run_once()
+    await h.dispatch_all()
+    [sent] = h.payouts(deal)
+    assert sent.status == "sent" and sent.net == Money.of("414.68", "EUR")
+    assert [r.amount for r in rail.paid.values()] == [Money.of("414.68", "EUR")]
+    assert _booked(h) == ["accrual", "reconversion:3", "dispatch:3"]
+    assert h.problems() == []
 
 
 async def test_a_payout_given_up_on_timeouts_is_retried_under_the_same_key() -> None:
