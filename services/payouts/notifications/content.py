@@ -37,7 +37,11 @@ def body(notice: Notice, link: Link) -> str:
     words, _, action = status_words(notice.status, notice.hold_code, returned=notice.returned)
     amount = money_text(notice.amount)
     if not notice.converted:
-        amount += " (before conversion to your currency, at the rate of the day it is sent)"
+        # The rate is the one locked when the payout became owed (README, "In your currency,
+        # exactly"), however long it waits.
+        commission = notice.kind == "commission"
+        owed = "your commission was decided" if commission else "your work was confirmed"
+        amount += f" (before conversion to your currency, at the rates in force when {owed})"
     lines = [
         "Hello,",
         "",

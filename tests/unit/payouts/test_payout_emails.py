@@ -75,7 +75,10 @@ def test_a_held_payout_says_in_the_pages_words_what_the_creator_must_do() -> Non
 
 def test_a_payout_not_converted_yet_says_its_amount_is_before_conversion() -> None:
     text = body(notice(status="held", amount=Money.of("405.00", "USD"), converted=False), LINK)
-    assert "Amount: 405.00 USD (before conversion to your currency" in text
+    assert (
+        "Amount: 405.00 USD (before conversion to your currency, at the rates in force when "
+        "your work was confirmed)"
+    ) in text
 
 
 def test_a_failure_after_sending_is_a_return_and_says_what_to_do() -> None:
