@@ -565,7 +565,8 @@ def claim(
 
 
 def mark_sent(payout: Payout, provider_ref: str) -> Transition:
-    """The provider accepted the transfer: money moves from payable to in transit."""
+    """The provider accepted the transfer: money moves from payable to in transit. An
+    earlier attempt's error no longer says anything about the payout."""
     net = _converted(payout)
     sent = _to(
         payout,
@@ -574,6 +575,7 @@ def mark_sent(payout: Payout, provider_ref: str) -> Transition:
         next_attempt_at=None,
         in_doubt=False,
         leased=False,
+        failure_reason=None,
     )
     transfer = move(
         payout.payout_id,

@@ -156,6 +156,11 @@ def test_retries_back_off_exponentially_then_fail() -> None:
         assert retried.payout.status == "scheduled" and not retried.publish
         assert retried.payout.next_attempt_at == NOW + RETRY.delay(attempt)
         payout = retried.payout
+    # Accepted at the next call, it says nothing of the error before.
+    accepted = lifecycle.mark_sent(
+        lifecycle.claim(payout, account(), NOW, timedelta(1)).payout, "t"
+    )
+    assert accepted.payout.failure_reason is None and payout.failure_reason == "503"
     payout = lifecycle.claim(payout, account(), NOW, timedelta(seconds=30)).payout
     failed = lifecycle.attempt_failed(payout, "503", retryable=True, retry=RETRY, now=NOW)
     assert failed.payout.status == "failed" and failed.publish
