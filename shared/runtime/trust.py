@@ -232,8 +232,8 @@ class Trust:
         if key.party is not party and key.party is not spec.also_signed_by:
             raise Untrusted(
                 RejectReason.WRONG_PARTY,
-                f"{event.type} is sent by a {party.value}; key {key.key_id} is a "
-                f"{key.party.value}'s",
+                f"{event.type} is sent by the {party.value} party; key {key.key_id} belongs "
+                f"to the {key.party.value} party",
             )
         if spec.owner_field is not None and key.party is party:
             named = getattr(event.data, spec.owner_field)
