@@ -148,6 +148,9 @@ class DealView:
     deal_id: str
     confirmed: tuple[tuple[str, datetime], ...]  # (deliverable, when), in time order
     payouts: tuple[PayoutView, ...] = field(default=())
+    # Commission taken back after refunds (clawbacks): the creator's share of each, which
+    # later payouts repay ("Repaid from an earlier adjustment").
+    taken_back: tuple[Money, ...] = field(default=())
 
 
 def when(moment: datetime | None) -> str:
@@ -160,14 +163,18 @@ def deal_views(
     confirmations: Mapping[str, Mapping[str, datetime]],
     events: Sequence[StatusEvent],
 ) -> list[DealView]:
-    """One view per deal (newest activity first), each with its payouts' timelines.
-    Clawbacks are left out: they move no money to or from the creator's account."""
+    """One view per deal (newest activity first), each with its payouts' timelines and the
+    commission its clawbacks took back (a clawback sends nothing: it is repaid from later
+    payouts, whose "Repaid from an earlier adjustment" it explains)."""
     history: dict[str, list[StatusEvent]] = {}
     for event in events:
         history.setdefault(event.payout_id, []).append(event)
     by_deal: dict[str, list[PayoutView]] = {}
+    taken_back: dict[str, list[Money]] = {}
     for payout in payouts:
         if payout.kind == "clawback":
+            taken_back.setdefault(payout.deal_id, []).append(payout.creator_share)
+            by_deal.setdefault(payout.deal_id, [])
             continue
         view = payout_view(
             payout, confirmations.get(payout.deal_id, {}), history.get(payout.payout_id, [])
@@ -178,6 +185,7 @@ def deal_views(
             deal_id,
             tuple(sorted(confirmations.get(deal_id, {}).items(), key=lambda kv: kv[1])),
             tuple(views),
+            tuple(taken_back.get(deal_id, ())),
         )
         for deal_id, views in by_deal.items()
     ]

@@ -18,9 +18,22 @@ from typer.testing import CliRunner
 
 from services.payouts.creator_page.access import CreatorAccess, Limit, token_hash
 from services.payouts.creator_page.web import SESSION_COOKIE, PageConfig, page_app
+from services.payouts.domain import lifecycle
+from shared.contract.money import Money
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.creator_scene import ADDRESSES, Scene, client_for, new_link, sign_in
+from tests.integration.payouts.creator_scene import (
+    ADDRESSES,
+    T0,
+    Scene,
+    Writer,
+    account,
+    client_for,
+    new_link,
+    sign_in,
+)
+from tests.unit.payouts.builders import uid
+from tests.unit.payouts.store_contract import terms
 
 pytestmark = pytest.mark.integration
 
@@ -152,6 +165,27 @@ async def test_the_page_shows_timelines_amounts_and_what_to_do(
     for text in (page, fragment):
         assert scene.alice_destination not in text and scene.bob_destination not in text
         assert scene.bob not in text and scene.bob_deal not in text
+
+
+async def test_commission_taken_back_is_shown_with_its_deal(
+    db_pool: asyncpg.Pool, cache: redis.Redis
+) -> None:
+    """A clawback sends nothing, but the creator's later payouts repay it: the page says so
+    where they look for the deal."""
+    creator, deal = uid("cr-carol"), uid("deal-c")
+    writer = Writer(db_pool)
+    await writer.deal(deal, creator, ("dl-1", T0))
+    await writer.settled(deal, creator, account(creator, uid("carol")))
+    taken = lifecycle.clawback(
+        terms(deal, creator), "adjustment-1", Money.of("5.00", "USD"), Money.of("0.05", "USD")
+    )
+    await writer.step(taken, T0 + timedelta(days=1), None)
+    async with client_for(page_app(db_pool, cache)) as browser:
+        await sign_in(browser, await new_link(db_pool, creator))
+        page = (await browser.get("/c/payouts")).text
+    assert f"Deal {deal}" in page
+    assert "Commission taken back: 4.95 USD" in page
+    assert "repaid from your next payouts" in page
 
 
 def _card(page: str, payout_id: str) -> str:

@@ -83,7 +83,7 @@ def test_a_failure_after_sending_is_a_return() -> None:
     assert payout_view(failed, {}, _events(failed, "scheduled", "failed")).action is FAILED_ACTION
 
 
-def test_deals_come_newest_first_and_clawbacks_stay_out() -> None:
+def test_deals_come_newest_first_and_clawbacks_say_what_they_took_back() -> None:
     old = new_payout("deal-old", "cr-1", acct("cr-1")).payout
     new = new_payout("deal-new", "cr-1", acct("cr-1")).payout
     clawback = replace(new, payout_id="po_claw", kind="clawback")
@@ -95,3 +95,5 @@ def test_deals_come_newest_first_and_clawbacks_stay_out() -> None:
     assert [d.deal_id for d in views] == ["deal-new", "deal-old"]
     assert [p.payout_id for d in views for p in d.payouts] == [new.payout_id, old.payout_id]
     assert views[1].confirmed == (("dl-1", T0),)
+    # A clawback sends nothing: its deal says what it took back, which later payouts repay.
+    assert [d.taken_back for d in views] == [(clawback.creator_share,), ()]
