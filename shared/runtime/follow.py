@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from faststream.security import BaseSecurity
 
@@ -39,6 +39,7 @@ from shared.runtime.kafka import (
     partitions_of,
     start_both,
 )
+from shared.runtime.positions import AppliedPositions
 
 log = structlog.get_logger(__name__)
 
@@ -88,9 +89,7 @@ class TopicFollower:
             check_sender=policy.check_sender,
             counted=False,
         )
-        # Per partition, the position up to which events are applied (read and handled).
-        self._applied: dict[TopicPartition, int] = {}
-        self._progress = asyncio.Condition()
+        self._positions = AppliedPositions()  # applied: read and handled
         self._started = False
 
     async def start(self) -> None:
@@ -101,7 +100,7 @@ class TopicFollower:
         self._consumer.assign(partitions)
         for tp, end in (await self._ends.end_offsets(partitions)).items():
             self._consumer.seek(tp, end)
-            self._applied[tp] = end
+            self._positions.applied[tp] = end
 
     async def stop(self) -> None:
         if self._started:
@@ -122,22 +121,15 @@ class TopicFollower:
     async def catch_up(self, seconds: float = 30.0) -> None:
         """Wait until every event written to the topics before this call is applied (by
         `run`, which must be running)."""
-        ends = await self._ends.end_offsets(list(self._applied))
+        ends = await self._ends.end_offsets(list(self._positions.applied))
         try:
-            async with self._progress:
-                await asyncio.wait_for(
-                    self._progress.wait_for(lambda: self._caught_up(ends)), seconds
-                )
+            await self._positions.wait_for(ends, seconds)
         except TimeoutError:
             raise FollowerBehind(f"{', '.join(self._topics)} not read to the end") from None
 
-    def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
-        return all(self._applied[tp] >= end for tp, end in ends.items())
-
     async def _read_once(self, *, timeout_ms: int) -> None:
         batch = await self._consumer.getmany(timeout_ms=timeout_ms)
-        # Read before applying: the positions past what was just read (control records too).
-        reached = {tp: await self._consumer.position(tp) for tp in self._applied}
+        reached = await self._positions.read_by(self._consumer)
         records: list[ConsumerRecord[Any, Any]] = [r for rs in batch.values() for r in rs]
         if records:
             deliveries = [
@@ -147,7 +139,4 @@ class TopicFollower:
                 for r in records
             ]
             await self._policy.handle_batch(deliveries, self._handler)
-        if reached != self._applied:
-            async with self._progress:
-                self._applied.update(reached)
-                self._progress.notify_all()
+        await self._positions.advance(reached)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pydantic_core
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from faststream.security import BaseSecurity
 
@@ -39,6 +39,7 @@ from shared.contract.signing import (
 )
 from shared.runtime.kafka import client_options, ends_client, partitions_of, start_both
 from shared.runtime.observability import UNSIGNED_ACCEPTED
+from shared.runtime.positions import AppliedPositions
 
 log = structlog.get_logger(__name__)
 
@@ -113,9 +114,7 @@ class KeyReader:
         self._registry = registry
         # One read of the consumer at a time: `follow`'s, or `catch_up`'s while nothing follows.
         self._reading = asyncio.Lock()
-        # Per partition, the position up to which records are applied.
-        self._applied: dict[TopicPartition, int] = {}
-        self._progress = asyncio.Condition()
+        self._positions = AppliedPositions()
         self._following = False
         self._started = False
 
@@ -124,7 +123,7 @@ class KeyReader:
         self._started = True
         partitions = await partitions_of(self._consumer, [Topic.OPERATOR_SIGNING_KEYS])
         self._consumer.assign(partitions)
-        self._applied = {tp: -1 for tp in partitions}
+        self._positions.applied = {tp: -1 for tp in partitions}
         await self.catch_up()
 
     async def stop(self) -> None:
@@ -147,33 +146,23 @@ class KeyReader:
     async def catch_up(self, seconds: float = 30.0) -> None:
         """Return once every registry record written before this call is applied: read by
         this call, or waited for while `follow` reads."""
-        if not self._applied:
+        if not self._positions.applied:
             return
-        ends = await self._ends.end_offsets(list(self._applied))
+        ends = await self._ends.end_offsets(list(self._positions.applied))
         if self._following:
-            async with self._progress:
-                await asyncio.wait_for(
-                    self._progress.wait_for(lambda: self._caught_up(ends)), seconds
-                )
+            await self._positions.wait_for(ends, seconds)
             return
-        while not self._caught_up(ends):
+        while not self._positions.reached(ends):
             async with self._reading:
                 await self._read_once(timeout_ms=200)
 
-    def _caught_up(self, ends: dict[TopicPartition, int]) -> bool:
-        return all(self._applied[tp] >= end for tp, end in ends.items())
-
     async def _read_once(self, *, timeout_ms: int) -> None:
         batch = await self._consumer.getmany(timeout_ms=timeout_ms)
-        # Read before applying: the positions past what was just read.
-        reached = {tp: await self._consumer.position(tp) for tp in self._applied}
+        reached = await self._positions.read_by(self._consumer)
         for records in batch.values():
             for record in records:
                 self._apply(record.value or b"")
-        if reached != self._applied:
-            async with self._progress:
-                self._applied.update(reached)
-                self._progress.notify_all()
+        await self._positions.advance(reached)
 
     def _apply(self, raw: bytes) -> None:
         try:
