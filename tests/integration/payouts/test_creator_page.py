@@ -22,16 +22,8 @@ from services.payouts.domain import lifecycle
 from shared.contract.money import Money
 from shared.tools.cli.main import app as creatorflow
 from shared.tools.infra import InfraUrls
-from tests.integration.payouts.creator_scene import (
-    ADDRESSES,
-    T0,
-    Scene,
-    Writer,
-    account,
-    client_for,
-    new_link,
-    sign_in,
-)
+from tests.integration.payouts import creator_scene
+from tests.integration.payouts.creator_scene import ADDRESSES, Scene, client_for, new_link, sign_in
 from tests.unit.payouts.builders import uid
 from tests.unit.payouts.store_contract import terms
 
@@ -173,13 +165,13 @@ async def test_commission_taken_back_is_shown_with_its_deal(
     """A clawback sends nothing, but the creator's later payouts repay it: the page says so
     where they look for the deal."""
     creator, deal = uid("cr-carol"), uid("deal-c")
-    writer = Writer(db_pool)
-    await writer.deal(deal, creator, ("dl-1", T0))
-    await writer.settled(deal, creator, account(creator, uid("carol")))
+    writer = creator_scene.Writer(db_pool)
+    await writer.deal(deal, creator, ("dl-1", creator_scene.T0))
+    await writer.settled(deal, creator, creator_scene.account(creator, uid("carol")))
     taken = lifecycle.clawback(
         terms(deal, creator), "adjustment-1", Money.of("5.00", "USD"), Money.of("0.05", "USD")
     )
-    await writer.step(taken, T0 + timedelta(days=1), None)
+    await writer.step(taken, creator_scene.T0 + timedelta(days=1), None)
     async with client_for(page_app(db_pool, cache)) as browser:
         await sign_in(browser, await new_link(db_pool, creator))
         page = (await browser.get("/c/payouts")).text
