@@ -21,15 +21,8 @@ from services.payouts.providers import (
     TransferRequest,
 )
 from shared.contract.money import Money
-from tests.unit.payouts.builders import (
-    T0,
-    account,
-    confirmed,
-    deal_signed,
-    fx,
-    uid,
-    with_fundings,
-)
+from tests.unit.payouts import builders
+from tests.unit.payouts.builders import account, confirmed, deal_signed, uid, with_fundings
 from tests.unit.payouts.harness import Harness
 from tests.unit.payouts.store_contract import LONG_AGO, acct, new_payout
 
@@ -178,13 +171,13 @@ async def test_a_payout_owed_again_is_paid_in_the_currency_the_creator_changed_t
     the rate locked when the work was confirmed (not today's), under a new key."""
     rail = _Rail()
     h = _harness(rail)
-    await h.consume(fx({"EUR": "0.9215"}, as_of=T0 - timedelta(hours=1)))
+    await h.consume(builders.fx({"EUR": "0.9215"}, as_of=builders.T0 - timedelta(hours=1)))
     deal, creator = await _deal(h, "acct_first")
     [sent] = h.payouts(deal)
     assert sent.net == Money.of("450.00", "USD")
     rail.returned.add(sent.provider_ref or "")
     await h.settlement.run_once()
-    await h.consume(fx({"EUR": "0.95"}, as_of=h.now))  # today's rate: not the one owed
+    await h.consume(builders.fx({"EUR": "0.95"}, as_of=h.now))  # today's rate: not the one owed
     await h.consume(account(creator, currency="EUR", destination="acct_first", time=h.now))
     await h.dispatch_all()
     await h.settlement.run_once()
@@ -209,7 +202,7 @@ async def test_a_payout_owed_again_is_paid_in_the_currency_the_creator_changed_t
 async def test_a_payout_waiting_out_a_cool_off_is_converted_again_when_released() -> None:
     rail = _Rail()
     h = _harness(rail)
-    await h.consume(fx({"EUR": "0.9215"}, as_of=T0 - timedelta(hours=1)))
+    await h.consume(builders.fx({"EUR": "0.9215"}, as_of=builders.T0 - timedelta(hours=1)))
     deal, creator = await _deal(h, CLOSED)
     h.now += timedelta(minutes=5)
     await h.consume(account(creator, currency="EUR", destination="acct_new", time=h.now))
