@@ -95,7 +95,9 @@ def statement_command(
     if result.attempts:
         attempts = Table(title="Attempts of failed or retried payouts (from ledger transfers)")
         for column in ("payout", "attempt", "step", "amount"):
-            attempts.add_column(column, justify="right" if column == "amount" else "left")
+            attempts.add_column(
+                column, justify="right" if column == "amount" else "left", overflow="fold"
+            )
         for step in result.attempts:
             attempts.add_row(step.payout_id, str(step.attempt), step.step, str(step.amount))
         console.print(attempts)
@@ -129,8 +131,9 @@ def _payouts_table(creator_id: str, result: Statement) -> Table:
         "rate",
     )
     for column in columns:
-        table.add_column(column, justify="right" if column in money else "left")
-    table.add_column("reference / reason")
+        # Folded, never cut: the payout id is what `payouts retry` needs.
+        table.add_column(column, justify="right" if column in money else "left", overflow="fold")
+    table.add_column("reference / reason", overflow="fold")
     for p in result.payouts:
         kind = p.kind + (f" ({p.milestone})" if p.milestone else "")
         rate = "" if p.fx is None else f"{p.fx.rate:.6g} {p.fx.source}"

@@ -202,3 +202,18 @@ def test_a_refused_option_is_one_line_naming_its_variable(command: str) -> None:
     assert done.exit_code == 1
     assert "CREATORFLOW_KAFKA_BROKERS must be 1 or 3, not 2" in done.output
     assert "errors.pydantic.dev" not in done.output and "Traceback" not in done.output
+
+
+def test_a_command_with_no_broker_to_reach_says_where_to_look(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from shared.tools.cli.main import app
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing listens there
+    done = CliRunner().invoke(app, ["dlq", "list", "campaign.deals"])
+    assert done.exit_code == 1
+    assert "cannot connect to Kafka at 127.0.0.1:1" in done.output
+    assert "hint: is KAFKA_BOOTSTRAP_SERVERS right?" in done.output
+    assert "Traceback" not in done.output

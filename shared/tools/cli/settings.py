@@ -91,7 +91,9 @@ def kafka_client() -> tuple[str, BaseSecurity | None]:
     try:
         asyncio.run(_check_access(bootstrap, security))
     except KafkaAccessError as error:
-        fail(str(error))  # the message names the settings to check
+        # A refusal's message names the settings to check; no answer at all may be no broker.
+        unreachable = "is KAFKA_BOOTSTRAP_SERVERS right? `creatorflow up` runs a local one"
+        fail(str(error), hint=None if error.refused else unreachable)
     return bootstrap, security
 
 
