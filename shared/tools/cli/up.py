@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import runpy
 import signal
+from collections.abc import Callable
 
 import typer
 from rich.panel import Panel
@@ -91,11 +92,42 @@ async def _run(urls: InfraUrls, names: list[str]) -> None:
         ]
         lines += [f"{k}={redact(v)}" for k, v in urls.as_env().items()]
         console.print(Panel("\n".join(lines), title="CreatorFlow is up (Ctrl-C stops)"))
-        while not stop.is_set():
-            if services.exited():
-                console.print(f"[red]A service stopped on its own: {services.exited()}[/]")
-                break
-            await asyncio.sleep(0.5)
+        await supervise(services, stop, lambda text: console.print(text, highlight=False))
     finally:
         with console.status("Stopping the services..."):
             await services.stop()
+
+
+# A service that stops on its own is started again, as compose's restart policy does (the
+# embedded broker keeps its topics only while `up` runs); one that stops again this soon
+# after being started again would only go round: `up` stops.
+CRASH_LOOP_SECONDS = 30.0
+
+
+async def supervise(
+    services: ServiceProcesses,
+    stop: asyncio.Event,
+    say: Callable[[str], None],
+    *,
+    poll_seconds: float = 0.5,
+    crash_loop_seconds: float = CRASH_LOOP_SECONDS,
+) -> None:
+    """Until `stop` is set: start again each service that stopped on its own, unless it
+    stopped again within `crash_loop_seconds` of being started again; then return."""
+    clock = asyncio.get_running_loop().time
+    restarted: dict[str, float] = {}  # label -> when it was started again
+    while not stop.is_set():
+        for label, code in services.exited().items():
+            name = services.running[label].name
+            if label in restarted and clock() - restarted[label] < crash_loop_seconds:
+                say(
+                    f"[red]{label} stopped on its own again (exit code {code}) "
+                    f"{clock() - restarted[label]:.0f} s after it was started again: "
+                    "stopping everything[/]"
+                )
+                return
+            say(f"[yellow]{label} stopped on its own (exit code {code}): starting it again[/]")
+            await services.kill(label)  # already ended: forgotten
+            await services.launch(name, label)
+            restarted[label] = clock()
+        await asyncio.sleep(poll_seconds)

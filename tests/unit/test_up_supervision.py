@@ -1,0 +1,75 @@
+"""`creatorflow up` starts again a service that stopped on its own, as compose's restart
+policy does, and stops everything when one stops again right after starting."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from shared.tools.cli.up import supervise
+from shared.tools.infra.service_processes import ServiceProcesses
+
+
+@dataclass
+class _Instance:
+    name: str
+    returncode: int | None = None
+
+
+@dataclass
+class _Services:
+    """The part of ServiceProcesses `supervise` uses; `crash` ends an instance."""
+
+    running: dict[str, _Instance] = field(default_factory=dict)
+    launched: list[str] = field(default_factory=list)
+
+    def exited(self) -> dict[str, int]:
+        return {k: i.returncode for k, i in self.running.items() if i.returncode is not None}
+
+    async def kill(self, label: str) -> None:
+        self.running.pop(label)
+
+    async def launch(self, name: str, label: str | None = None) -> Any:
+        self.launched.append(label or name)
+        self.running[label or name] = _Instance(name)
+
+
+async def _supervised(
+    services: _Services, crash_loop_seconds: float
+) -> tuple[asyncio.Task[None], list[str]]:
+    said: list[str] = []
+    task = asyncio.create_task(
+        supervise(
+            cast(ServiceProcesses, services),
+            asyncio.Event(),
+            said.append,
+            poll_seconds=0.01,
+            crash_loop_seconds=crash_loop_seconds,
+        )
+    )
+    await asyncio.sleep(0.05)
+    return task, said
+
+
+async def test_a_service_that_stops_on_its_own_is_started_again() -> None:
+    services = _Services({"payouts": _Instance("payouts"), "tracking": _Instance("tracking")})
+    task, said = await _supervised(services, crash_loop_seconds=0.0)
+    services.running["payouts"].returncode = -9
+    await asyncio.sleep(0.05)
+    assert services.launched == ["payouts"] and not task.done()
+    assert services.running["payouts"].returncode is None  # the new instance
+    assert "payouts stopped on its own (exit code -9): starting it again" in said[0]
+    task.cancel()
+
+
+async def test_a_service_that_stops_again_right_after_starting_again_stops_everything() -> None:
+    services = _Services({"payouts": _Instance("payouts")})
+    task, said = await _supervised(services, crash_loop_seconds=60.0)
+    services.running["payouts"].returncode = -9  # however soon: started again
+    await asyncio.sleep(0.05)
+    services.running["payouts"].returncode = 3  # again, within the minute: stop
+    await asyncio.wait_for(task, 1.0)
+    assert services.launched == ["payouts"]
+    assert "stopped on its own again (exit code 3)" in said[1]
+    assert "stopping everything" in said[1]
