@@ -693,11 +693,13 @@ async def on_payout_account_upserted(changes: PendingChanges, account: PayoutAcc
 async def _retried(
     changes: PendingChanges, payout: Payout, account: PayoutAccount | None
 ) -> lifecycle.Transition:
-    """`lifecycle.retry`, with the rates locked at the payout's `fx_at` should the account be
-    in another currency than the payout's converted amount."""
-    rates = await _rates_for(
-        changes, payout.fx_at or changes.now, payout.creator_share.currency, account
-    )
+    """`lifecycle.retry`, with the rates locked at the payout's `fx_at` read only when the
+    account is in another currency than the payout's converted amount."""
+    rates = None
+    if lifecycle.in_another_currency(payout, account):
+        rates = await _rates_for(
+            changes, payout.fx_at or changes.now, payout.creator_share.currency, account
+        )
     return lifecycle.retry(payout, account, changes.now, rates)
 
 

@@ -275,7 +275,7 @@ def _schedule_or_hold(
         return payout, (), hold
     assert account is not None
     if payout.net is not None:
-        if _in_another_currency(payout, account):
+        if in_another_currency(payout, account):
             return _converted_again(payout, account, rates, now, payout.chapter + 1)
         return payout, (), _amount_hold(payout.payable_share, payout.net, payout.fx)
     recovering = _recovering(payout, recoverable)
@@ -312,7 +312,7 @@ def _locked_conversion(
     return _amount_hold(payout.payable_share, net, fx) or (net, fx)
 
 
-def _in_another_currency(payout: Payout, account: PayoutAccount | None) -> bool:
+def in_another_currency(payout: Payout, account: PayoutAccount | None) -> bool:
     """Converted for a currency the creator's account no longer has (they changed it after
     a failure, or while it waited), and not in doubt: an attempt in doubt may have paid the
     old amount, so it is looked up as it was before anything else."""
@@ -732,7 +732,7 @@ def retry(
     )
     transfers: tuple[Transfer, ...] = ()
     hold = hold_for(account, now)
-    if hold is None and _in_another_currency(fresh, account):
+    if hold is None and in_another_currency(fresh, account):
         assert account is not None
         fresh, transfers, hold = _converted_again(
             fresh, account, rates or Rates(None), now, fresh.chapter
