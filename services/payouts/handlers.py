@@ -1011,12 +1011,15 @@ async def decide_commissions(changes: PendingChanges, limit: int) -> int:
         fx="shared", deal_ids=[d.deal_id for d in due], creator_ids=creators, brand_ids=brands
     )
     changes.creators_locked = frozenset(creators)
+    due = [t for t in due if commission_due(t, changes.now, changes.policy.commission_grace)]
+    # Read for the whole round at once: one deal's booking changes no other deal's.
+    deal_ids = [t.deal_id for t in due]
+    attributions = await changes.repo.attributions(deal_ids)
+    booked = await changes.repo.commission_booked(deal_ids)
     credited: set[tuple[str, str]] = set()
-    decided = 0
+    decided: dict[str, int] = {}
     for terms in due:
-        if not commission_due(terms, changes.now, changes.policy.commission_grace):
-            continue
-        latest = await changes.repo.attribution(terms.deal_id)
+        latest = attributions.get(terms.deal_id)
         owed = Money.zero(terms.currency)
         if latest is not None:
             try:
@@ -1026,19 +1029,18 @@ async def decide_commissions(changes: PendingChanges, limit: int) -> int:
             except MoneyError as error:  # FxRateMissing among them: try again next round
                 log.warning("commission not decided yet", deal_id=terms.deal_id, error=str(error))
                 continue
-        booked = await changes.repo.commission_booked(terms.deal_id)
-        step = next_commission_step(owed, booked, changes.policy.platform_fee_bps)
+        step = next_commission_step(
+            owed, booked.get(terms.deal_id, []), changes.policy.platform_fee_bps
+        )
         if step is not None:
             await _book_commission(changes, terms, step)
             if step.kind == "clawback":
                 credited.add((terms.brand_id, terms.currency))
-        await changes.repo.commission_decided(
-            terms.deal_id, 0 if latest is None else latest.revision
-        )
-        decided += 1
+        decided[terms.deal_id] = 0 if latest is None else latest.revision
+    await changes.repo.commission_decided(decided)
     for brand_id, currency in sorted(credited):
         await release_funded(changes, brand_id, currency, unless_unlocked=True)
-    return decided
+    return len(decided)
 
 
 async def _book_commission(changes: PendingChanges, terms: DealTerms, step: CommissionStep) -> None:

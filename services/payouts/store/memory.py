@@ -290,9 +290,9 @@ class MemoryPayoutsTransaction:
             self._s.attribution_figures[deal_id] = figures
         return True
 
-    async def attribution(self, deal_id: str) -> Attribution | None:
-        known = self._s.attribution.get(deal_id)
-        return None if known is None else Attribution(known[0], known[2])
+    async def attributions(self, deal_ids: Iterable[str]) -> dict[str, Attribution]:
+        known = self._s.attribution
+        return {d: Attribution(known[d][0], known[d][2]) for d in set(deal_ids) if d in known}
 
     async def attribution_figures(self, deal_ids: Iterable[str]) -> dict[str, AttributionFigures]:
         known = self._s.attribution_figures
@@ -477,15 +477,16 @@ class MemoryPayoutsTransaction:
         ]
         return sorted(due, key=lambda d: d.attribution_closes_at)[:limit]
 
-    async def commission_decided(self, deal_id: str, revision: int) -> None:
-        self._s.commission_decided[deal_id] = revision
+    async def commission_decided(self, revisions: Mapping[str, int]) -> None:
+        self._s.commission_decided.update(revisions)
 
-    async def commission_booked(self, deal_id: str) -> list[Payout]:
-        return [
-            p
-            for p in self._s.payouts.values()
-            if p.deal_id == deal_id and p.kind in ("commission", "clawback")
-        ]
+    async def commission_booked(self, deal_ids: Iterable[str]) -> dict[str, list[Payout]]:
+        wanted = set(deal_ids)
+        booked: dict[str, list[Payout]] = {}
+        for p in self._s.payouts.values():
+            if p.deal_id in wanted and p.kind in ("commission", "clawback"):
+                booked.setdefault(p.deal_id, []).append(p)
+        return booked
 
     async def post(self, transfers: Sequence[Transfer]) -> None:
         known = {t.transfer_id for t in self._s.transfers}

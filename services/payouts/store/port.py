@@ -180,7 +180,9 @@ class PayoutsTransaction(Protocol):
         one kept is the deal's next revision (the first is 1)."""
         ...
 
-    async def attribution(self, deal_id: str) -> Attribution | None: ...
+    async def attributions(self, deal_ids: Iterable[str]) -> dict[str, Attribution]:
+        """The attribution kept for each of these deals that has one."""
+        ...
 
     async def attribution_figures(self, deal_ids: Iterable[str]) -> dict[str, AttributionFigures]:
         """The figures of the attribution kept for each of these deals that has them."""
@@ -274,12 +276,14 @@ class PayoutsTransaction(Protocol):
         elsewhere."""
         ...
 
-    async def commission_decided(self, deal_id: str, revision: int) -> None:
-        """The deal's commission now follows attribution `revision` (0: no attribution)."""
+    async def commission_decided(self, revisions: Mapping[str, int]) -> None:
+        """Each deal's commission now follows its attribution revision in `revisions` (0: no
+        attribution)."""
         ...
 
-    async def commission_booked(self, deal_id: str) -> list[Payout]:
-        """The deal's commission payouts and clawbacks (in no particular order)."""
+    async def commission_booked(self, deal_ids: Iterable[str]) -> dict[str, list[Payout]]:
+        """The commission payouts and clawbacks of each of these deals (in no particular order;
+        a deal without any has none listed)."""
         ...
 
     async def post(self, transfers: Sequence[Transfer]) -> None:

@@ -546,13 +546,13 @@ class PostgresPayoutsTransaction:
         )
         return bool(stored)
 
-    async def attribution(self, deal_id: str) -> Attribution | None:
-        row = await self._conn.fetchrow(
-            """SELECT revenue_amount, revenue_currency, revision FROM payouts_attribution
-               WHERE deal_id = $1""",
-            deal_id,
+    async def attributions(self, deal_ids: Iterable[str]) -> dict[str, Attribution]:
+        rows = await self._conn.fetch(
+            """SELECT deal_id, revenue_amount, revenue_currency, revision FROM payouts_attribution
+               WHERE deal_id = ANY($1::text[])""",
+            sorted(set(deal_ids)),
         )
-        return None if row is None else Attribution(Money(row[0], row[1].strip()), row[2])
+        return {r[0]: Attribution(Money(r[1], r[2].strip()), r[3]) for r in rows}
 
     async def attribution_figures(self, deal_ids: Iterable[str]) -> dict[str, AttributionFigures]:
         rows = await self._conn.fetch(
@@ -863,22 +863,30 @@ class PostgresPayoutsTransaction:
         )
         return [_deal(r) for r in rows]
 
-    async def commission_decided(self, deal_id: str, revision: int) -> None:
+    async def commission_decided(self, revisions: Mapping[str, int]) -> None:
+        if not revisions:
+            return
+        deal_ids = sorted(revisions)
         await self._conn.execute(
-            """UPDATE payouts_deals SET commission_done = true, commission_revision = $2
-               WHERE deal_id = $1""",
-            deal_id,
-            revision,
+            """UPDATE payouts_deals AS d SET commission_done = true, commission_revision = r.rev
+               FROM unnest($1::text[], $2::bigint[]) AS r (deal_id, rev)
+               WHERE d.deal_id = r.deal_id""",
+            deal_ids,
+            [revisions[d] for d in deal_ids],
         )
 
-    async def commission_booked(self, deal_id: str) -> list[Payout]:
+    async def commission_booked(self, deal_ids: Iterable[str]) -> dict[str, list[Payout]]:
         rows = await self._conn.fetch(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
-                WHERE deal_id = $1 AND kind IN ('commission', 'clawback')
+                WHERE deal_id = ANY($1::text[]) AND kind IN ('commission', 'clawback')
                 ORDER BY created_at, payout_id""",
-            deal_id,
+            sorted(set(deal_ids)),
         )
-        return [_payout(r) for r in rows]
+        booked: dict[str, list[Payout]] = {}
+        for row in rows:
+            payout = _payout(row)
+            booked.setdefault(payout.deal_id, []).append(payout)
+        return booked
 
     async def post(self, transfers: Sequence[Transfer]) -> None:
         if not transfers:

@@ -233,9 +233,13 @@ class PayoutStoreContract:
             assert await repo.confirmed(deal) == {"dl-1": LONG_AGO}
             assert await repo.save_attribution(deal, Money.of("5", "USD"), LONG_AGO + timedelta(1))
             assert not await repo.save_attribution(deal, Money.of("9", "USD"), LONG_AGO)
-            assert await repo.attribution(deal) == Attribution(Money.of("5.00", "USD"), 1)
+            assert await repo.attributions([deal]) == {
+                deal: Attribution(Money.of("5.00", "USD"), 1)
+            }
             assert await repo.save_attribution(deal, Money.of("7", "USD"), LONG_AGO + timedelta(1))
-            assert await repo.attribution(deal) == Attribution(Money.of("7.00", "USD"), 2)
+            assert await repo.attributions([deal, uid("deal")]) == {
+                deal: Attribution(Money.of("7.00", "USD"), 2)
+            }
 
     async def test_attribution_figures_follow_the_kept_attribution(self, db: PayoutsStore) -> None:
         deal, older_deal = uid("deal"), uid("deal")
@@ -250,7 +254,9 @@ class PayoutStoreContract:
             assert await repo.save_attribution(older_deal, Money.of("5", "USD"), later)
         async with db.snapshot() as repo:
             assert await repo.attribution_figures([deal, older_deal, uid("deal")]) == {deal: kept}
-            assert await repo.attribution(deal) == Attribution(Money.of("80.00", "USD"), 1)
+            assert await repo.attributions([deal]) == {
+                deal: Attribution(Money.of("80.00", "USD"), 1)
+            }
 
     async def test_deals_of_a_brand_by_campaign_and_creator(self, db: PayoutsStore) -> None:
         brand, other_brand, creator = uid("br"), uid("br"), uid("cr")
@@ -642,7 +648,7 @@ class PayoutStoreContract:
         assert not await due(closes - timedelta(seconds=1))
         assert await due(closes)
         async with db.transaction() as repo:
-            await repo.commission_decided(deal, 0)
+            await repo.commission_decided({deal: 0})
         assert not await due(closes + timedelta(days=1))
         # A late attribution reopens the decision while the commission is adjustable.
         async with db.transaction() as repo:
@@ -650,13 +656,43 @@ class PayoutStoreContract:
         assert await due(closes + timedelta(days=1))
         assert not await due(closes + timedelta(days=30))  # final
         async with db.transaction() as repo:
-            await repo.commission_decided(deal, 1)
+            await repo.commission_decided({deal: 1})
         assert not await due(closes + timedelta(days=1))
         # A deal never decided is decided however late.
         deal = uid("deal")
         async with db.transaction() as repo:
             await repo.add_deal(terms(deal, uid("cr"), closes=closes), "e")
         assert await due(closes + timedelta(days=300))
+
+    async def test_commissions_decided_together_keep_each_deals_revision(
+        self, db: PayoutsStore
+    ) -> None:
+        attributed, unattributed = uid("deal"), uid("deal")
+        closes = LONG_AGO - timedelta(days=400)
+        async with db.transaction() as repo:
+            for deal in (attributed, unattributed):
+                await repo.add_deal(terms(deal, uid("cr"), closes=closes), "e")
+            await repo.save_attribution(attributed, Money.of("9", "USD"), closes)
+
+        async def due(now: datetime) -> set[str]:
+            async with db.transaction() as repo:
+                found = await repo.commission_due_for_update(now, now - timedelta(days=30), 10_000)
+            return {d.deal_id for d in found} & {attributed, unattributed}
+
+        now = closes + timedelta(days=1)
+        assert await due(now) == {attributed, unattributed}
+        async with db.transaction() as repo:
+            await repo.commission_decided({attributed: 1, unattributed: 0})
+            await repo.commission_decided({})
+        assert await due(now) == set()
+        # Each deal kept its own revision: a first attribution reopens only the deal that had
+        # none, a second one the other.
+        async with db.transaction() as repo:
+            await repo.save_attribution(unattributed, Money.of("3", "USD"), closes)
+        assert await due(now) == {unattributed}
+        async with db.transaction() as repo:
+            await repo.save_attribution(attributed, Money.of("5", "USD"), now)
+        assert await due(now) == {attributed, unattributed}
 
     async def test_commission_booked_lists_commission_payouts_and_clawbacks(
         self, db: PayoutsStore
@@ -682,8 +718,9 @@ class PayoutStoreContract:
                 assert await repo.add_payout(booked.payout)
                 await repo.post(booked.transfers)
         async with db.transaction() as repo:
-            booked = sorted(await repo.commission_booked(deal), key=lambda p: p.kind)
-            assert booked == [taken.payout, paid.payout]
+            found = await repo.commission_booked([deal, uid("deal")])
+            assert found.keys() == {deal}
+            assert sorted(found[deal], key=lambda p: p.kind) == [taken.payout, paid.payout]
             balances = await repo.balances([f"creator_receivable:{creator}"])
         assert balances == {(f"creator_receivable:{creator}", "USD"): Decimal("-3.96")}
 
