@@ -4,12 +4,14 @@ fake servers, and a creator owed a payout through the rail of their account's me
 from __future__ import annotations
 
 import asyncpg
+from pydantic import SecretStr
 
-from services.payouts.providers import PayoutProvider
+from services.payouts.providers import PayoutProvider, TransferRequest
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails
 from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.providers.wise import WiseTransfers
+from shared.contract.money import Money
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.integration.payouts.paypal_server import FakePayPal
@@ -25,6 +27,15 @@ DESTINATIONS = {
     "paypal": "creator@example.com",
     "wise": "recipient:148149706",
 }
+
+
+def transfer_request(
+    rail: str, key: str, amount: Money, destination: str | None = None
+) -> TransferRequest:
+    """A transfer of `amount` under idempotency key `key` through `rail`, to the destination its
+    fake pays unless another is given."""
+    to = DESTINATIONS[rail] if destination is None else destination
+    return TransferRequest(key, amount, SecretStr(to), rail, "CreatorFlow fee")
 
 
 def rails_of(

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from decimal import Decimal
+from functools import partial
 
 import pytest
-from pydantic import SecretStr
 
-from services.payouts.providers import ProviderError, TransferRequest
+from services.payouts.providers import ProviderError
 from services.payouts.providers.paypal import PayPalPayouts
 from shared.contract.money import Money
 from tests.integration.payouts.paypal_server import FakePayPal
+from tests.integration.payouts.rails_setup import transfer_request
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
-
-RECEIVER = "creator@example.com"
 
 
 @pytest.fixture
@@ -29,8 +28,7 @@ async def adapter(paypal: FakePayPal) -> AsyncIterator[PayPalPayouts]:
         yield client
 
 
-def request(key: str, amount: Money, receiver: str = RECEIVER) -> TransferRequest:
-    return TransferRequest(key, amount, SecretStr(receiver), "paypal", "CreatorFlow fee")
+request = partial(transfer_request, "paypal")
 
 
 async def test_one_batch_per_key_and_a_repeat_is_answered_with_the_original(

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from decimal import Decimal
+from functools import partial
 
 import pytest
-from pydantic import SecretStr
 
-from services.payouts.providers import ProviderError, TransferRequest
+from services.payouts.providers import ProviderError
 from services.payouts.providers.wise import WiseTransfers, customer_transaction_id
 from shared.contract.money import Money
+from tests.integration.payouts.rails_setup import transfer_request
 from tests.integration.payouts.wise_server import FakeWise
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
-
-RECIPIENT = "recipient:148149706"
 
 
 @pytest.fixture
@@ -27,8 +26,7 @@ async def adapter(wise: FakeWise) -> AsyncIterator[WiseTransfers]:
         yield client
 
 
-def request(key: str, amount: Money, destination: str = RECIPIENT) -> TransferRequest:
-    return TransferRequest(key, amount, SecretStr(destination), "wise", "CreatorFlow fee")
+request = partial(transfer_request, "wise")
 
 
 async def test_quote_transfer_fund_once_per_key(wise: FakeWise, adapter: WiseTransfers) -> None:
