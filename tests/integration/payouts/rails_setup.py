@@ -4,9 +4,15 @@ fake servers, and a creator owed a payout through the rail of their account's me
 from __future__ import annotations
 
 import asyncpg
+import pytest
 from pydantic import SecretStr
 
-from services.payouts.providers import PayoutProvider, TransferRequest
+from services.payouts.providers import (
+    PayoutProvider,
+    ProviderError,
+    TransferAccepted,
+    TransferRequest,
+)
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails
 from services.payouts.providers.stripe import StripeTransfers
@@ -36,6 +42,19 @@ def transfer_request(
     fake pays unless another is given."""
     to = DESTINATIONS[rail] if destination is None else destination
     return TransferRequest(key, amount, SecretStr(to), rail, "CreatorFlow fee")
+
+
+async def in_doubt_then_found(client: PayoutProvider, request: TransferRequest) -> TransferAccepted:
+    """Sends `request` through `client`, whose answer must be lost after the rail executed it:
+    a retryable error that does not prove nothing moved. Then the lookup must find that
+    transfer, as a replay; `client` is closed and what the lookup found returned."""
+    with pytest.raises(ProviderError) as timed_out:
+        await client.send(request)
+    assert timed_out.value.retryable and not timed_out.value.not_executed
+    found = await client.lookup(request)
+    await client.aclose()
+    assert found is not None and found.replayed
+    return found
 
 
 def rails_of(

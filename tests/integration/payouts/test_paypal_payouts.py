@@ -13,7 +13,7 @@ from services.payouts.providers import ProviderError
 from services.payouts.providers.paypal import PayPalPayouts
 from shared.contract.money import Money
 from tests.integration.payouts.paypal_server import FakePayPal
-from tests.integration.payouts.rails_setup import transfer_request
+from tests.integration.payouts.rails_setup import in_doubt_then_found, transfer_request
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
@@ -148,9 +148,5 @@ async def test_a_timeout_after_paying_is_in_doubt(paypal: FakePayPal) -> None:
     await client._bearer()
     key = uid("po")
     paypal.stall_next(1.0)
-    with pytest.raises(ProviderError) as timed_out:
-        await client.send(request(key, Money.of("2.00", "USD")))
-    assert timed_out.value.retryable and not timed_out.value.not_executed
-    found = await client.lookup(request(key, Money.of("2.00", "USD")))
-    await client.aclose()
-    assert found is not None and found.replayed and len(paypal.paid) == 1
+    await in_doubt_then_found(client, request(key, Money.of("2.00", "USD")))
+    assert len(paypal.paid) == 1
