@@ -1,5 +1,6 @@
 """What the tests of the rails share on the real servers: adapters pointed at the rails' local
-fake servers, and a creator owed a payout through the rail of their account's method."""
+fake servers, transfer requests to the destinations those pay and the checks every rail's
+adapter must pass, and a creator owed a payout through the rail of their account's method."""
 
 from __future__ import annotations
 
@@ -42,6 +43,15 @@ def transfer_request(
     fake pays unless another is given."""
     to = DESTINATIONS[rail] if destination is None else destination
     return TransferRequest(key, amount, SecretStr(to), rail, "CreatorFlow fee")
+
+
+async def sent_twice(client: PayoutProvider, request: TransferRequest) -> TransferAccepted:
+    """Sends `request` through `client` twice: the rail must answer the second time from its
+    idempotency record, with the first transfer's reference. Returns the first answer."""
+    first = await client.send(request)
+    again = await client.send(request)
+    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    return first
 
 
 async def in_doubt_then_found(client: PayoutProvider, request: TransferRequest) -> TransferAccepted:

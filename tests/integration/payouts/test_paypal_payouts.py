@@ -13,7 +13,7 @@ from services.payouts.providers import ProviderError
 from services.payouts.providers.paypal import PayPalPayouts
 from shared.contract.money import Money
 from tests.integration.payouts.paypal_server import FakePayPal
-from tests.integration.payouts.rails_setup import in_doubt_then_found, transfer_request
+from tests.integration.payouts.rails_setup import in_doubt_then_found, sent_twice, transfer_request
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
@@ -35,9 +35,7 @@ async def test_one_batch_per_key_and_a_repeat_is_answered_with_the_original(
     paypal: FakePayPal, adapter: PayPalPayouts
 ) -> None:
     key = uid("po")
-    first = await adapter.send(request(key, Money.of("12.34", "USD")))
-    again = await adapter.send(request(key, Money.of("12.34", "USD")))
-    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    await sent_twice(adapter, request(key, Money.of("12.34", "USD")))
     assert paypal.paid == [(key, "12.34", "USD")]  # paid once
     [batch] = paypal.batches.values()
     assert batch["batch_header"]["sender_batch_header"]["sender_batch_id"] == key

@@ -13,7 +13,7 @@ import pytest
 from services.payouts.providers import ProviderError
 from services.payouts.providers.stripe import StripeTransfers
 from shared.contract.money import Money
-from tests.integration.payouts.rails_setup import DESTINATIONS, transfer_request
+from tests.integration.payouts.rails_setup import DESTINATIONS, sent_twice, transfer_request
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.unit.payouts.builders import account, confirmed, funded_deal, uid
 from tests.unit.payouts.harness import Harness
@@ -34,9 +34,7 @@ request = partial(transfer_request, "stripe")
 async def test_transfer_is_created_once_per_idempotency_key(
     stripe: FakeStripe, adapter: StripeTransfers
 ) -> None:
-    first = await adapter.send(request("po_1", Money.of("12.34", "EUR")))
-    again = await adapter.send(request("po_1", Money.of("12.34", "EUR")))
-    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    first = await sent_twice(adapter, request("po_1", Money.of("12.34", "EUR")))
     [transfer] = stripe.transfers.values()
     assert (transfer["amount"], transfer["currency"]) == (1234, "eur")
     assert transfer["metadata"] == {"payout_id": "po_1"}

@@ -12,7 +12,7 @@ import pytest
 from services.payouts.providers import ProviderError
 from services.payouts.providers.wise import WiseTransfers, customer_transaction_id
 from shared.contract.money import Money
-from tests.integration.payouts.rails_setup import in_doubt_then_found, transfer_request
+from tests.integration.payouts.rails_setup import in_doubt_then_found, sent_twice, transfer_request
 from tests.integration.payouts.wise_server import FakeWise
 from tests.unit.payouts.builders import uid
 
@@ -31,9 +31,7 @@ request = partial(transfer_request, "wise")
 
 async def test_quote_transfer_fund_once_per_key(wise: FakeWise, adapter: WiseTransfers) -> None:
     key = uid("po")
-    first = await adapter.send(request(key, Money.of("12.34", "EUR")))
-    again = await adapter.send(request(key, Money.of("12.34", "EUR")))
-    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    first = await sent_twice(adapter, request(key, Money.of("12.34", "EUR")))
     assert wise.funded == [int(first.provider_ref)]  # funded once
     [transfer] = wise.transfers.values()
     assert transfer["customerTransactionId"] == customer_transaction_id(key)
