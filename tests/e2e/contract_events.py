@@ -35,6 +35,11 @@ def money(amount: str, currency: str) -> dict[str, str]:
     return {"amount": amount, "currency": currency}
 
 
+def deliverable(deliverable_id: str, kind: str, due_by: datetime) -> dict[str, Any]:
+    """One item of a deal's `deliverables`: a single `kind` of post, due by `due_by`."""
+    return {"deliverable_id": deliverable_id, "kind": kind, "count": 1, "due_by": rfc3339(due_by)}
+
+
 def brand_funding(brand_id: str, amount: str, currency: str) -> dict[str, Any]:
     """`brand.funded`: money the brand paid in, which its creators' payouts draw on."""
     data = {

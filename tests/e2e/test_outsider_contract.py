@@ -33,6 +33,7 @@ from tests.e2e.contract_events import (
     USD_TO_EUR,
     brand_funding,
     cloud_event,
+    deliverable,
     fx_snapshot,
     half_even,
     match_request,
@@ -231,18 +232,8 @@ async def test_a_campaign_through_raw_json_events(producer: Publisher, outputs: 
         "commission_rate": COMMISSION_RATE,
         "promo_codes": [promo],
         "deliverables": [
-            {
-                "deliverable_id": "dl-post",
-                "kind": "post",
-                "count": 1,
-                "due_by": rfc3339(NOW + timedelta(days=10)),
-            },
-            {
-                "deliverable_id": "dl-story",
-                "kind": "story",
-                "count": 1,
-                "due_by": rfc3339(NOW + timedelta(days=10)),
-            },
+            deliverable("dl-post", "post", NOW + timedelta(days=10)),
+            deliverable("dl-story", "story", NOW + timedelta(days=10)),
         ],
         "required_tags": ["#ad"],
         "starts_at": rfc3339(NOW - timedelta(days=1)),
@@ -605,14 +596,7 @@ async def test_a_brand_on_librdkafka_hires_and_sees_the_payout_through_its_consu
         "fee": money(BREAD_FEE, "USD"),
         "commission_rate": "0",
         "promo_codes": [],
-        "deliverables": [
-            {
-                "deliverable_id": "dl-post",
-                "kind": "post",
-                "count": 1,
-                "due_by": rfc3339(NOW + timedelta(days=7)),
-            }
-        ],
+        "deliverables": [deliverable("dl-post", "post", NOW + timedelta(days=7))],
         "required_tags": ["#ad"],
         "starts_at": rfc3339(NOW - timedelta(days=1)),
         "ends_at": rfc3339(NOW + timedelta(days=7)),

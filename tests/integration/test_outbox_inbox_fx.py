@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from shared.contract.events import CONTENT_TYPE, CloudEvent, Topic
 from shared.contract.events.examples import valid_example
@@ -21,7 +20,7 @@ from shared.runtime.inbox import claim
 from shared.runtime.kafka import Delivery, make_broker
 from shared.runtime.outbox import OutboxRelay, enqueue
 from shared.tools.infra import InfraUrls
-from tests.support.kafka_io import read_until
+from tests.support.kafka_io import consumer_from_start, read_until
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -240,12 +239,7 @@ async def test_published_events_say_they_are_whole_cloudevents(
         assert await OutboxRelay(db_pool, broker, producer=f"svc-{tag}").publish_pending() >= 1
     finally:
         await broker.stop()
-    consumer = AIOKafkaConsumer(
-        Topic.PAYOUTS_STATUS,
-        bootstrap_servers=infra.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = consumer_from_start(infra.kafka_bootstrap_servers, Topic.PAYOUTS_STATUS)
     await consumer.start()
     try:
         headers = None

@@ -38,11 +38,17 @@ async def produce_events(bootstrap: str, events: Sequence[CloudEvent[Any]]) -> l
     )
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[CloudEvent[Any]]:
-    """Every event currently on `topic`, decoded, in partition order."""
-    consumer = AIOKafkaConsumer(
+def consumer_from_start(bootstrap: str, topic: str) -> AIOKafkaConsumer:
+    """A consumer of `topic` (not started yet) in no group: it reads from the first record on
+    and commits nothing."""
+    return AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[CloudEvent[Any]]:
+    """Every event currently on `topic`, decoded, in partition order."""
+    consumer = consumer_from_start(bootstrap, topic)
     await consumer.start()
     try:
         events: list[CloudEvent[Any]] = []

@@ -11,7 +11,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from shared.contract.events import CloudEvent, Topic, decode
-from tests.support.kafka_io import produce_events
+from tests.support.kafka_io import consumer_from_start, produce_events
 from tests.support.waiting import eventually
 
 
@@ -25,12 +25,7 @@ class StatusWatcher:
         self._changed = asyncio.Event()
 
     async def __aenter__(self) -> StatusWatcher:
-        consumer = AIOKafkaConsumer(
-            Topic.PAYOUTS_STATUS,
-            bootstrap_servers=self._bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+        consumer = consumer_from_start(self._bootstrap, Topic.PAYOUTS_STATUS)
         await consumer.start()
         self._task = asyncio.create_task(self._collect(consumer))
         return self

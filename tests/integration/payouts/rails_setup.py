@@ -1,15 +1,24 @@
 """What the tests of the rails share on the real servers: adapters pointed at the rails' local
-fake servers, and a creator owed a payout through the rail of their account's method."""
+fake servers, transfer requests to the destinations those pay and the checks every rail's
+adapter must pass, and a creator owed a payout through the rail of their account's method."""
 
 from __future__ import annotations
 
 import asyncpg
+import pytest
+from pydantic import SecretStr
 
-from services.payouts.providers import PayoutProvider
+from services.payouts.providers import (
+    PayoutProvider,
+    ProviderError,
+    TransferAccepted,
+    TransferRequest,
+)
 from services.payouts.providers.paypal import PayPalPayouts
 from services.payouts.providers.rails import Rails
 from services.payouts.providers.stripe import StripeTransfers
 from services.payouts.providers.wise import WiseTransfers
+from shared.contract.money import Money
 from shared.tools.infra import InfraUrls
 from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.integration.payouts.paypal_server import FakePayPal
@@ -25,6 +34,37 @@ DESTINATIONS = {
     "paypal": "creator@example.com",
     "wise": "recipient:148149706",
 }
+
+
+def transfer_request(
+    rail: str, key: str, amount: Money, destination: str | None = None
+) -> TransferRequest:
+    """A transfer of `amount` under idempotency key `key` through `rail`, to the destination its
+    fake pays unless another is given."""
+    to = DESTINATIONS[rail] if destination is None else destination
+    return TransferRequest(key, amount, SecretStr(to), rail, "CreatorFlow fee")
+
+
+async def sent_twice(client: PayoutProvider, request: TransferRequest) -> TransferAccepted:
+    """Sends `request` through `client` twice: the rail must answer the second time from its
+    idempotency record, with the first transfer's reference. Returns the first answer."""
+    first = await client.send(request)
+    again = await client.send(request)
+    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    return first
+
+
+async def in_doubt_then_found(client: PayoutProvider, request: TransferRequest) -> TransferAccepted:
+    """Sends `request` through `client`, whose answer must be lost after the rail executed it:
+    a retryable error that does not prove nothing moved. Then the lookup must find that
+    transfer, as a replay; `client` is closed and what the lookup found returned."""
+    with pytest.raises(ProviderError) as timed_out:
+        await client.send(request)
+    assert timed_out.value.retryable and not timed_out.value.not_executed
+    found = await client.lookup(request)
+    await client.aclose()
+    assert found is not None and found.replayed
+    return found
 
 
 def rails_of(

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from decimal import Decimal
+from functools import partial
 
 import pytest
-from pydantic import SecretStr
 
-from services.payouts.providers import ProviderError, TransferRequest
+from services.payouts.providers import ProviderError
 from services.payouts.providers.paypal import PayPalPayouts
 from shared.contract.money import Money
 from tests.integration.payouts.paypal_server import FakePayPal
+from tests.integration.payouts.rails_setup import in_doubt_then_found, sent_twice, transfer_request
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
-
-RECEIVER = "creator@example.com"
 
 
 @pytest.fixture
@@ -29,17 +28,14 @@ async def adapter(paypal: FakePayPal) -> AsyncIterator[PayPalPayouts]:
         yield client
 
 
-def request(key: str, amount: Money, receiver: str = RECEIVER) -> TransferRequest:
-    return TransferRequest(key, amount, SecretStr(receiver), "paypal", "CreatorFlow fee")
+request = partial(transfer_request, "paypal")
 
 
 async def test_one_batch_per_key_and_a_repeat_is_answered_with_the_original(
     paypal: FakePayPal, adapter: PayPalPayouts
 ) -> None:
     key = uid("po")
-    first = await adapter.send(request(key, Money.of("12.34", "USD")))
-    again = await adapter.send(request(key, Money.of("12.34", "USD")))
-    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    await sent_twice(adapter, request(key, Money.of("12.34", "USD")))
     assert paypal.paid == [(key, "12.34", "USD")]  # paid once
     [batch] = paypal.batches.values()
     assert batch["batch_header"]["sender_batch_header"]["sender_batch_id"] == key
@@ -150,9 +146,5 @@ async def test_a_timeout_after_paying_is_in_doubt(paypal: FakePayPal) -> None:
     await client._bearer()
     key = uid("po")
     paypal.stall_next(1.0)
-    with pytest.raises(ProviderError) as timed_out:
-        await client.send(request(key, Money.of("2.00", "USD")))
-    assert timed_out.value.retryable and not timed_out.value.not_executed
-    found = await client.lookup(request(key, Money.of("2.00", "USD")))
-    await client.aclose()
-    assert found is not None and found.replayed and len(paypal.paid) == 1
+    await in_doubt_then_found(client, request(key, Money.of("2.00", "USD")))
+    assert len(paypal.paid) == 1

@@ -6,20 +6,19 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
-from pydantic import SecretStr
 
-from services.payouts.providers import ProviderError, TransferRequest
+from services.payouts.providers import ProviderError
 from services.payouts.providers.stripe import StripeTransfers
 from shared.contract.money import Money
+from tests.integration.payouts.rails_setup import DESTINATIONS, sent_twice, transfer_request
 from tests.integration.payouts.stripe_server import FakeStripe
 from tests.unit.payouts.builders import account, confirmed, funded_deal, uid
 from tests.unit.payouts.harness import Harness
 
 pytestmark = pytest.mark.integration
-
-DESTINATION = "acct_1LocalCreator"
 
 
 @pytest.fixture
@@ -29,16 +28,13 @@ async def adapter(stripe: FakeStripe) -> AsyncIterator[StripeTransfers]:
         yield client
 
 
-def request(key: str, amount: Money, destination: str = DESTINATION) -> TransferRequest:
-    return TransferRequest(key, amount, SecretStr(destination), "stripe", "CreatorFlow fee")
+request = partial(transfer_request, "stripe")
 
 
 async def test_transfer_is_created_once_per_idempotency_key(
     stripe: FakeStripe, adapter: StripeTransfers
 ) -> None:
-    first = await adapter.send(request("po_1", Money.of("12.34", "EUR")))
-    again = await adapter.send(request("po_1", Money.of("12.34", "EUR")))
-    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    first = await sent_twice(adapter, request("po_1", Money.of("12.34", "EUR")))
     [transfer] = stripe.transfers.values()
     assert (transfer["amount"], transfer["currency"]) == (1234, "eur")
     assert transfer["metadata"] == {"payout_id": "po_1"}
@@ -112,7 +108,7 @@ async def test_dispatcher_pays_through_stripe_once_despite_an_outage(
     h.use(adapter)
     deal, creator = uid("deal"), uid("cr")
     await h.consume(
-        account(creator, currency="KWD", destination=DESTINATION),
+        account(creator, currency="KWD", destination=DESTINATIONS["stripe"]),
         *funded_deal(deal, creator, fee=Money(Decimal("12.340"), "KWD")),
     )
     await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))

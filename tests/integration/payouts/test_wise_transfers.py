@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from decimal import Decimal
+from functools import partial
 
 import pytest
-from pydantic import SecretStr
 
-from services.payouts.providers import ProviderError, TransferRequest
+from services.payouts.providers import ProviderError
 from services.payouts.providers.wise import WiseTransfers, customer_transaction_id
 from shared.contract.money import Money
+from tests.integration.payouts.rails_setup import in_doubt_then_found, sent_twice, transfer_request
 from tests.integration.payouts.wise_server import FakeWise
 from tests.unit.payouts.builders import uid
 
 pytestmark = pytest.mark.integration
-
-RECIPIENT = "recipient:148149706"
 
 
 @pytest.fixture
@@ -27,15 +26,12 @@ async def adapter(wise: FakeWise) -> AsyncIterator[WiseTransfers]:
         yield client
 
 
-def request(key: str, amount: Money, destination: str = RECIPIENT) -> TransferRequest:
-    return TransferRequest(key, amount, SecretStr(destination), "wise", "CreatorFlow fee")
+request = partial(transfer_request, "wise")
 
 
 async def test_quote_transfer_fund_once_per_key(wise: FakeWise, adapter: WiseTransfers) -> None:
     key = uid("po")
-    first = await adapter.send(request(key, Money.of("12.34", "EUR")))
-    again = await adapter.send(request(key, Money.of("12.34", "EUR")))
-    assert first.provider_ref == again.provider_ref and not first.replayed and again.replayed
+    first = await sent_twice(adapter, request(key, Money.of("12.34", "EUR")))
     assert wise.funded == [int(first.provider_ref)]  # funded once
     [transfer] = wise.transfers.values()
     assert transfer["customerTransactionId"] == customer_transaction_id(key)
@@ -156,12 +152,8 @@ async def test_a_funding_timeout_is_in_doubt_and_the_lookup_finds_it(wise: FakeW
     wise.stall_next(0)  # the quote
     wise.stall_next(0)  # the transfer
     wise.stall_next(1.0)  # the funding: executed, its answer lost
-    with pytest.raises(ProviderError) as timed_out:
-        await client.send(request(key, Money.of("2.00", "EUR")))
-    assert timed_out.value.retryable and not timed_out.value.not_executed
-    found = await client.lookup(request(key, Money.of("2.00", "EUR")))
-    await client.aclose()
-    assert found is not None and found.replayed and len(wise.funded) == 1
+    await in_doubt_then_found(client, request(key, Money.of("2.00", "EUR")))
+    assert len(wise.funded) == 1
 
 
 async def test_the_amount_is_sent_as_an_exact_number(
