@@ -115,9 +115,9 @@ def test_values_without_secrets_are_kept_byte_for_byte() -> None:
 @pytest.mark.parametrize(
     ("destination", "reason"),
     [
-        (SECRET + "x" * 600, "data.destination: Value should have at most 512 items"),
+        (SECRET + "x" * 600, "data.destination: a destination must have 1 to 512 characters"),
         (7_000_123_456, "data.destination: Input should be a valid string"),
-        ("", "data.destination: Value should have at least 1 item"),
+        ("", "data.destination: a destination must have 1 to 512 characters, not 0"),
     ],
 )
 def test_a_refused_destination_is_named_but_not_quoted(destination: object, reason: str) -> None:
@@ -127,6 +127,21 @@ def test_a_refused_destination_is_named_but_not_quoted(destination: object, reas
     assert refused.value.reason.startswith(reason), refused.value.reason
     assert "got" not in refused.value.reason
     assert SECRET not in str(refused.value) and "7000123456" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("email", "reason"),
+    [
+        ("j@", "data.email: an e-mail address must have 3 to 254 characters, not 2"),
+        ("jane@example", "data.email: not one e-mail address (local@domain.tld)"),
+    ],
+)
+def test_a_refused_email_is_named_in_characters_but_not_quoted(email: str, reason: str) -> None:
+    value = json.dumps(account_document(email=email)).encode()
+    with pytest.raises(EventDecodeError) as refused:
+        decode(ACCOUNTS, value)
+    assert refused.value.reason.startswith(reason), refused.value.reason
+    assert email not in str(refused.value)
 
 
 def test_other_refused_fields_are_still_quoted() -> None:

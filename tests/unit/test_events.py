@@ -726,7 +726,12 @@ REFUSALS = [
     ),
     pytest.param(PA, "data.tax_form.type", "W-2", "data.tax_form.type", "W-2", id="tax form type"),
     pytest.param(
-        PA, "data.destination", "", "data.destination", "at least 1", id="empty destination"
+        PA,
+        "data.destination",
+        "",
+        "data.destination",
+        "1 to 512 characters",
+        id="empty destination",
     ),
     pytest.param(
         EventType.BRAND_FUNDED,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, Field, SecretStr, field_serializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_serializer,
+    model_validator,
+)
 
 from shared.contract.events.payload import ExternalPayload
 from shared.contract.events.types import (
@@ -32,6 +39,18 @@ from shared.contract.events.vocabulary import (
     TaxFormType,
 )
 from shared.contract.money import NonNegativeMoney
+
+
+def _characters(low: int, high: int, what: str) -> BeforeValidator:
+    """Checks a secret's length first, in characters: pydantic's own message for a
+    `SecretStr` counts "items". The schema keeps its minLength and maxLength."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and not low <= len(value) <= high:
+            raise ValueError(f"{what} must have {low} to {high} characters, not {len(value)}")
+        return value
+
+    return BeforeValidator(check)
 
 
 class GenderSplit(ExternalPayload):
@@ -110,7 +129,9 @@ class PayoutFallback(ExternalPayload):
     """Where a creator is paid when the main rail refuses a payout before executing it."""
 
     method: PayoutMethod = Field(description="Fallback payout rail.", examples=["paypal"])
-    destination: Annotated[SecretStr, Field(min_length=1, max_length=512)] = Field(
+    destination: Annotated[
+        SecretStr, Field(min_length=1, max_length=512), _characters(1, 512, "a destination")
+    ] = Field(
         description="Provider token on the fallback rail (sensitive: never logged).",
         examples=["creator@example.com"],
     )
@@ -132,7 +153,12 @@ def _one_address(email: SecretStr) -> SecretStr:
     return email
 
 
-Email = Annotated[SecretStr, Field(min_length=3, max_length=254), AfterValidator(_one_address)]
+Email = Annotated[
+    SecretStr,
+    Field(min_length=3, max_length=254),
+    _characters(3, 254, "an e-mail address"),
+    AfterValidator(_one_address),
+]
 """A creator's e-mail address: personal data, kept out of logs, errors and dead letters."""
 
 
@@ -146,7 +172,9 @@ class PayoutAccountUpserted(ExternalPayload):
 
     creator_id: Id = Field(description="Creator id; the Kafka key.", examples=["cr-1001"])
     method: PayoutMethod = Field(description="Payout rail.", examples=["wise"])
-    destination: Annotated[SecretStr, Field(min_length=1, max_length=512)] = Field(
+    destination: Annotated[
+        SecretStr, Field(min_length=1, max_length=512), _characters(1, 512, "a destination")
+    ] = Field(
         description="Provider token or encrypted account reference (sensitive: never logged).",
         examples=["tok_wise_8f2c1a"],
     )
