@@ -39,6 +39,9 @@ _CONTEXT: Final = b"creatorflow/payout-destination/v1\x00"
 DEVELOPMENT_KEY: Final = base64.b64encode(
     hashlib.sha256(b"creatorflow development payout destination key").digest()
 ).decode()
+# What PAYOUTS_DESTINATION_KEY_PREVIOUS may say to rotate away from the development default,
+# whose value the operator never had.
+DEVELOPMENT_KEY_NAME: Final = "development"
 
 
 class DestinationKeyError(ValueError):
@@ -152,13 +155,20 @@ class DestinationCipher:
 
     def check_key_ids(self, stored: Sequence[bytes]) -> None:
         """Raise UnreadableDestination unless this cipher opens every key id in `stored`."""
+        development = _Key(decode_key(DEVELOPMENT_KEY)).key_id
         for key_id in stored:
             if key_id not in self._ring:
+                which = (
+                    f"the development key: set PAYOUTS_DESTINATION_KEY_PREVIOUS="
+                    f"{DEVELOPMENT_KEY_NAME} to rotate away from it"
+                    if key_id == development
+                    else "during a rotation, set PAYOUTS_DESTINATION_KEY_PREVIOUS to the key "
+                    "rotated away from"
+                )
                 raise UnreadableDestination(
                     f"payout destinations were sealed with another PAYOUTS_DESTINATION_KEY "
                     f"(key id {key_id.hex()}; this process has "
-                    f"{', '.join(k.hex() for k in sorted(self._ring))}); during a rotation, "
-                    "set PAYOUTS_DESTINATION_KEY_PREVIOUS to the key rotated away from"
+                    f"{', '.join(k.hex() for k in sorted(self._ring))}); {which}"
                 )
 
     def _key_of(self, sealed: SealedDestination) -> _Key:

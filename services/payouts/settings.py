@@ -12,7 +12,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.payouts.destinations import DEVELOPMENT_KEY, DestinationKeyError, decode_key
+from services.payouts.destinations import (
+    DEVELOPMENT_KEY,
+    DEVELOPMENT_KEY_NAME,
+    DestinationKeyError,
+    decode_key,
+)
 from services.payouts.domain.terms import FeeSchedule
 from shared.runtime.config import Profile
 
@@ -191,6 +196,8 @@ class PayoutsSettings(BaseSettings):
     @classmethod
     def _no_previous_key(cls, value: object) -> object:
         # Compose passes the variable through empty when no rotation is under way.
+        if value == DEVELOPMENT_KEY_NAME:
+            return DEVELOPMENT_KEY
         return None if value == "" else value
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from services.payouts.destinations import (
     UnreadableDestination,
     decode_key,
     new_key,
+    sealed_key_id,
 )
 from services.payouts.domain.accounts import SealedDestination, cooling_off_until
 from services.payouts.settings import PayoutsSettings
@@ -163,3 +164,23 @@ def test_the_previous_key_is_read_and_checked_like_the_key(
     with pytest.raises(ValidationError, match="PAYOUTS_DESTINATION_KEY_PREVIOUS must") as refused:
         PayoutsSettings()
     assert "c2hvcnQta2V5" not in str(refused.value)
+
+
+def test_a_service_started_on_the_development_key_rotates_away_from_it_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Rows stored while no key was set are under the development default, whose value the
+    # operator never had: the refusal says how to name it, and that name is taken.
+    stored = DestinationCipher(decode_key(DEVELOPMENT_KEY)).seal("cr-1", TOKEN)
+    chosen = new_key()
+    after = DestinationCipher(decode_key(chosen))
+    with pytest.raises(UnreadableDestination, match="PAYOUTS_DESTINATION_KEY_PREVIOUS=development"):
+        after.check_key_ids([sealed_key_id(stored)])
+    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY", chosen)
+    monkeypatch.setenv("PAYOUTS_DESTINATION_KEY_PREVIOUS", "development")
+    settings = PayoutsSettings()
+    rotating = DestinationCipher.from_setting(
+        settings.destination_key, settings.destination_key_previous
+    )
+    rotating.check_key_ids([sealed_key_id(stored)])
+    assert rotating.open("cr-1", rotating.reseal("cr-1", stored)) == TOKEN
