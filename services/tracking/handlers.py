@@ -17,10 +17,11 @@ per event type (`by_type`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeVar
 
 import structlog
 
@@ -44,6 +45,8 @@ from services.tracking.translate import (
     attribution_event,
     campaign_attribution_event,
     confirmation_event,
+    conflicting_click,
+    conflicting_order,
     conflicting_terms,
     read_inputs,
 )
@@ -56,6 +59,7 @@ from shared.runtime.trust import Untrusted
 from shared.runtime.unit_of_work import Batch, Handler, NewEvents, UnitOfWork
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
 DEFAULT_LEAK_RULES: Final = LeakThresholds()
@@ -426,6 +430,21 @@ async def _store_models(tx: TrackingTransaction, inputs: BatchInputs) -> list[Mo
     return await tx.save_model_settings(inputs.models)
 
 
+async def _same_as_stored(
+    batch: Mapping[str, T],
+    new: set[str],
+    stored: Callable[[list[str]], Awaitable[dict[str, T]]],
+    conflict: Callable[[str], str],
+) -> None:
+    """Raise EventRejected if an order or click of the batch that is not `new` was stored
+    before with other details (`stored` reads them): the same again is a duplicate, ignored."""
+    seen = sorted(batch.keys() - new)
+    before = await stored(seen) if seen else {}
+    for key in seen:
+        if key in before and before[key] != batch[key]:
+            raise EventRejected(conflict(key))
+
+
 def _credited(outcome: OrderOutcome | None) -> set[str]:
     """The deals an outcome counts for: its promo code's deal and every credited one."""
     if outcome is None:
@@ -448,9 +467,13 @@ async def _store_orders(
     # batch's deals, clicks, models, snapshots and refunds included).
     refunded = await tx.add_refunds(inputs.refunds)
     clicks = await tx.add_clicks(list(inputs.clicks.values()))
+    new_clicks = {c.click_id for c in clicks}
+    await _same_as_stored(inputs.clicks, new_clicks, tx.stored_clicks, conflicting_click)
+    contexts = await tx.new_order_contexts(list(inputs.orders.values()))
+    new_ids = {c.order.order_id for c in contexts}
+    await _same_as_stored(inputs.orders, new_ids, tx.stored_orders, conflicting_order)
     evaluated = [
-        evaluate_order(c.order, c.refunds, c.candidates, c.snapshot, c.clicks)
-        for c in await tx.new_order_contexts(list(inputs.orders.values()))
+        evaluate_order(c.order, c.refunds, c.candidates, c.snapshot, c.clicks) for c in contexts
     ]
     new_orders = await tx.add_orders([inputs.orders[o.order_id] for o in evaluated], evaluated)
     touched = set().union(*(_credited(o) for o in evaluated if o.order_id in new_orders))

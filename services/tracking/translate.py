@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
 
@@ -57,6 +57,8 @@ _ATTRIBUTION_ENVELOPE: Final = envelope_for(AttributionUpdated)
 _CONFIRMATION_IDS: Final = uuid.UUID("5b0c7f3e-2d41-4c59-9a55-7f0e3c1d2a64")
 _LEAK_ALERT_IDS: Final = uuid.UUID("1f6b3c52-8d0e-4a7b-b1f4-3e9a6c2d5b80")
 _CAMPAIGN_IDS: Final = uuid.UUID("8e2d4a17-6c3b-4f90-a5d2-0b7e9c1f3a48")
+
+T = TypeVar("T")
 
 
 def deal_terms(event: CloudEvent[Any]) -> DealTerms:
@@ -110,9 +112,9 @@ def post_snapshot(event: CloudEvent[Any]) -> PostSnapshot:
 @dataclass
 class BatchInputs:
     """A batch's new events sorted by kind, deduplicated on their business keys:
-    one deal per deal_id, one order per order_id (the first seen), refunds by
-    (order_id, occurred_at, amount), manual confirmations by (deal_id, deliverable_id,
-    the brand that signed)."""
+    one deal per deal_id, one order per order_id, one click per click_id (a second one with
+    other details is refused), refunds by (order_id, occurred_at, amount), manual
+    confirmations by (deal_id, deliverable_id, the brand that signed)."""
 
     deals: dict[str, DealTerms] = field(default_factory=dict)
     posts: list[PostSnapshot] = field(default_factory=list)
@@ -121,8 +123,8 @@ class BatchInputs:
     fx: list[tuple[FxSnapshot, str]] = field(default_factory=list)
     # Keyed (deal_id, deliverable_id, signer): the brand that signed, '' if none did.
     confirmations: dict[tuple[str, str, str], Confirmation] = field(default_factory=dict)
-    # One click per click_id (the first seen); every model setting (the store keeps the
-    # newest per campaign and brand).
+    # One click per click_id; every model setting (the store keeps the newest per campaign
+    # and brand).
     clicks: dict[str, Click] = field(default_factory=dict)
     models: list[ModelSetting] = field(default_factory=list)
     # Every amendment (a deal's later version, sent at `sent_at`) and cancellation: the store
@@ -137,7 +139,8 @@ def read_inputs(
     """Sort events into BatchInputs; other event types are ignored. `brand_signers` names
     the brand that signed each event a brand signed.
 
-    Raises EventRejected when one deal_id arrives with two different sets of terms.
+    Raises EventRejected when one deal_id arrives with two different sets of terms, or one
+    order_id or click_id with two different orders or clicks.
     """
     inputs = BatchInputs()
     for event in events:
@@ -159,14 +162,11 @@ def read_inputs(
         elif kind == EventType.POST_METRICS_OBSERVED:
             inputs.posts.append(post_snapshot(event))
         elif kind == EventType.ORDER_REDEEMED:
-            paid: OrderRedeemed = event.data
-            inputs.orders.setdefault(paid.order_id, order_of(paid))
+            _once(inputs.orders, event.data.order_id, order_of(event.data), conflicting_order)
         elif kind == EventType.LINK_CLICKED:
             clicked: LinkClicked = event.data
-            inputs.clicks.setdefault(
-                clicked.click_id,
-                Click(clicked.click_id, clicked.deal_id, clicked.visitor_id, clicked.clicked_at),
-            )
+            click = Click(clicked.click_id, clicked.deal_id, clicked.visitor_id, clicked.clicked_at)
+            _once(inputs.clicks, clicked.click_id, click, conflicting_click)
         elif kind == EventType.ATTRIBUTION_MODEL_SET:
             inputs.models.append(model_setting(event))
         elif kind == EventType.ORDER_REFUNDED:
@@ -217,6 +217,28 @@ def model_setting(event: CloudEvent[Any]) -> ModelSetting:
         set_at=event.time,
         event_id=event.id,
         leaked_orders=LeakedOrders(data.leaked_orders),
+    )
+
+
+def _once(kept: dict[str, T], key: str, value: T, conflict: Callable[[str], str]) -> None:
+    """Keep `value` under `key`; the same again is a duplicate, another is refused."""
+    if kept.setdefault(key, value) != value:
+        raise EventRejected(conflict(key))
+
+
+def conflicting_order(order_id: str) -> str:
+    # Which of two orders under one id arrives first is up to the partitions: the second
+    # must not silently replace, or be replaced by, the first.
+    return (
+        f"order.redeemed {order_id!r} was already received with other details: an order id "
+        "names one order; send each order under an id of its own"
+    )
+
+
+def conflicting_click(click_id: str) -> str:
+    return (
+        f"link.clicked {click_id!r} was already received with another deal, visitor or time: "
+        "a click id names one click; send each click under an id of its own"
     )
 
 

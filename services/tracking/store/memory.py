@@ -311,6 +311,12 @@ class MemoryTrackingTransaction:
             clicks=ClickFacts(clicks, dict(self.s.deals), dict(self.s.models)),
         )
 
+    async def stored_orders(self, order_ids: Collection[str]) -> dict[str, Order]:
+        return {i: self.s.orders[i] for i in set(order_ids) if i in self.s.orders}
+
+    async def stored_clicks(self, click_ids: Collection[str]) -> dict[str, Click]:
+        return {i: self.s.clicks[i] for i in set(click_ids) if i in self.s.clicks}
+
     async def add_clicks(self, clicks: Sequence[Click]) -> list[Click]:
         new = [c for c in clicks if c.click_id not in self.s.clicks]
         for click in new:

@@ -205,6 +205,14 @@ class TrackingTransaction(Transaction, Protocol):
         its stored credits and its click facts."""
         ...
 
+    async def stored_orders(self, order_ids: Collection[str]) -> dict[str, Order]:
+        """The stored orders among `order_ids`, by id."""
+        ...
+
+    async def stored_clicks(self, click_ids: Collection[str]) -> dict[str, Click]:
+        """The stored clicks among `click_ids`, by id."""
+        ...
+
     async def add_clicks(self, clicks: Sequence[Click]) -> list[Click]:
         """Store clicks whose id is new (ids unique within `clicks`); return those stored."""
         ...

@@ -368,6 +368,14 @@ class PostgresTrackingTransaction:
                 [c.revenue.currency for _, c in credits],
             )
 
+    async def stored_orders(self, order_ids: Collection[str]) -> dict[str, Order]:
+        rows = await self._rows_where_any("tracking_orders", "order_id", order_ids)
+        return {row["order_id"]: order_from(row) for row in rows}
+
+    async def stored_clicks(self, click_ids: Collection[str]) -> dict[str, Click]:
+        rows = await self._rows_where_any("tracking_clicks", "click_id", click_ids)
+        return {row["click_id"]: click_from(row) for row in rows}
+
     async def add_clicks(self, clicks: Sequence[Click]) -> list[Click]:
         if not clicks:
             return []

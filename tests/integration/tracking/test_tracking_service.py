@@ -441,6 +441,45 @@ async def test_updates_are_coalesced_per_deal_and_conflicting_deals_dead_lettere
     ) == Decimal("500.00")
 
 
+async def test_a_second_order_under_one_id_is_dead_lettered_not_counted(
+    infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
+) -> None:
+    # Keyed by their codes, the two orders go to different partitions: whichever comes
+    # second is refused with its own event, and the deal's revenue is the first one's.
+    tag = uuid.uuid4().hex[:8]
+    deals = [
+        deal_event(f"deal-{n}-{tag}", creator_id=f"cr-{n}-{tag}", promo_codes=(f"C{n}-{tag}",))
+        for n in (1, 2)
+    ]
+    first = order_event(f"ord-{tag}", promo_code=f"C1-{tag}", amount="11.00")
+    second = order_event(f"ord-{tag}", promo_code=f"C2-{tag}", amount="22.00")
+    await produce_events(infra.kafka_bootstrap_servers, deals)
+    await produce_events(infra.kafka_bootstrap_servers, [first])
+
+    async def counted() -> bool:
+        query = "SELECT order_id FROM tracking_orders WHERE order_id = $1"
+        return await pool.fetchval(query, f"ord-{tag}") is not None
+
+    await eventually(counted)
+    await produce_events(infra.kafka_bootstrap_servers, [second])
+
+    async def refused() -> bool:
+        letters = await read_dead_letters(
+            infra.kafka_bootstrap_servers, [dlq_topic(Topic.TRACKING_ORDERS)], service=SERVICE
+        )
+        return any(second.id.encode() in letter.value for letter in letters)
+
+    await eventually(refused)
+    letters = await read_dead_letters(
+        infra.kafka_bootstrap_servers, [dlq_topic(Topic.TRACKING_ORDERS)], service=SERVICE
+    )
+    assert not any(first.id.encode() in letter.value for letter in letters)
+    rows = await pool.fetch(
+        "SELECT promo_code, amount FROM tracking_orders WHERE order_id = $1", f"ord-{tag}"
+    )
+    assert [(r["promo_code"], r["amount"]) for r in rows] == [(f"C1-{tag}", Decimal("11.00"))]
+
+
 async def test_a_deal_of_another_brand_with_a_code_in_use_is_dead_lettered(
     infra: InfraUrls, service: ServiceRuntime, pool: asyncpg.Pool
 ) -> None:

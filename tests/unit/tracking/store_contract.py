@@ -59,6 +59,7 @@ from tests.unit.tracking.builders import (
     delivered,
     order_event,
     post_event,
+    visitor,
 )
 
 MOVE = Decimal("0.25")  # FX_MAX_RATE_MOVE
@@ -243,6 +244,34 @@ class StoreContract:
             assert await tx.replace_memberships({p1}, {(d2, p1)}) == {d1, d2}
             assert await tx.replace_memberships({p2}, set()) == {d1}
             assert await tx.replace_memberships(set(), set()) == set()
+
+    async def test_stored_orders_and_clicks_read_back_as_they_were_sent(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        # What a later order or click under the same id is compared with: every detail.
+        order = Order(
+            ids("o"),
+            ids("CODE"),
+            Money.of("10.50", "EUR"),
+            ids.at(hours=1),
+            brand_id="br-1",
+            visitor_id=visitor(1),
+            click_id=ids("clk"),
+            shipping_country="DE",
+            referrer="https://example.com/post",
+        )
+        plain = Order(ids("o2"), ids("CODE"), Money.of("7.00", "USD"), ids.at(hours=2))
+        click = Click(ids("clk"), ids("deal"), visitor(1), ids.at(hours=1))
+        async with store.transaction() as tx:
+            await tx.add_orders([order, plain])
+            await tx.add_clicks([click])
+        async with store.transaction() as tx:
+            wanted = [order.order_id, plain.order_id, ids("unknown")]
+            assert await tx.stored_orders(wanted) == {order.order_id: order, plain.order_id: plain}
+            assert await tx.stored_clicks([click.click_id, ids("unknown")]) == {
+                click.click_id: click
+            }
+            assert await tx.stored_orders([]) == {} and await tx.stored_clicks([]) == {}
 
     async def test_orders_and_refunds_are_deduplicated_on_business_keys(
         self, store: TrackingStore, ids: Ids
