@@ -301,6 +301,10 @@ def _credits(
         deals, touched = {**facts.deals, chosen.deal_id: chosen}, facts.of(order)
     weights = deal_weights(model, order.occurred_at, touched, chosen, deals, setting)
     gross = split(order.amount, weights)
+    if not order.amount.is_zero():
+        # A deal whose share rounds to nothing (a cent split three ways) is not credited:
+        # it would count the order without any of its revenue.
+        gross = {deal_id: part for deal_id, part in gross.items() if not part.is_zero()}
     taken_back = split_refund(refunded_source, gross)
     credits = []
     for deal_id in sorted(gross):

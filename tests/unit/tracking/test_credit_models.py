@@ -146,6 +146,20 @@ def test_an_order_split_between_currencies_converts_each_credit() -> None:
     assert (waiting.status, waiting.credits) == (OrderStatus.PENDING_FX, ())
 
 
+def test_a_deal_whose_share_rounds_to_nothing_is_not_credited() -> None:
+    # One cent over two touches: d-c gets it (the later, larger share under time decay),
+    # d-b nothing, so d-b does not count the order either.
+    order = Order("o-1", "CODE", Money.of("0.01", "USD"), ORDER_AT, None, VISITOR)
+    journey = (click(1, "d-b", 9), click(2, "d-c", 1))
+    clicks = ClickFacts(journey, DEALS, {("cmp-1", "br-1"): setting(Model.TIME_DECAY)})
+    outcome = evaluate_order(order, [], [HOME], None, clicks)
+    assert [(c.deal_id, str(c.revenue)) for c in outcome.credits] == [("d-c", "0.01 USD")]
+    # An order of nothing is still its deals' order, as its model splits it.
+    free = Order("o-2", "CODE", Money.of("0.00", "USD"), ORDER_AT, None, VISITOR)
+    outcome = evaluate_order(free, [], [HOME], None, clicks)
+    assert [c.deal_id for c in outcome.credits] == ["d-b", "d-c"]
+
+
 amounts = st.integers(0, 10**9).map(lambda units: Money.from_minor(units, "USD"))
 journeys = st.lists(
     st.tuples(
