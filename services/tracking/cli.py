@@ -30,29 +30,48 @@ def _reports() -> None:
     """Reports read from the tracking service's database."""
 
 
-async def _load(database_url: str, campaign_id: str) -> list[DealAttribution]:
+async def _load(
+    database_url: str, campaign_id: str, brand_id: str | None
+) -> tuple[set[str], list[DealAttribution]]:
+    """The brands with deals in the campaign, and the attribution of the deals of
+    `brand_id` (of every brand if None)."""
     pool = await create_pool(database_url, schema=SCHEMA.name, min_size=1, max_size=1)
     try:
-        return await PostgresTrackingStore(pool, consumer="report").campaign_attributions(
-            campaign_id
-        )
+        store = PostgresTrackingStore(pool, consumer="report")
+        brands = await store.campaign_brands(campaign_id)
+        return brands, await store.campaign_attributions(campaign_id, brand_id)
     finally:
         await pool.close()
 
 
 @app.command("campaign")
-def campaign(campaign_id: str = typer.Argument(..., help="Campaign id, e.g. cmp-3")) -> None:
+def campaign(
+    campaign_id: str = typer.Argument(..., help="Campaign id, e.g. cmp-3"),
+    brand_id: str | None = typer.Option(
+        None,
+        "--brand",
+        help="The brand whose deals to report: needed when brands share the campaign id.",
+    ),
+) -> None:
     """Reach, engagement, orders, revenue, spend and ratios per creator and in total."""
     try:
-        deals = asyncio.run(_load(database_url(SCHEMA.name), campaign_id))
+        brands, deals = asyncio.run(_load(database_url(SCHEMA.name), campaign_id, brand_id))
     except OSError as error:
         fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
-    if not deals:
+    if brand_id is None and len(brands) > 1:
+        # Their figures are theirs alone (each gets its own campaign.attribution.updated):
+        # one table adding them up would match neither brand's.
         fail(
-            f"no attribution for campaign {campaign_id!r} yet",
+            f"brands {', '.join(sorted(brands))} share campaign {campaign_id!r}",
+            hint="choose one with --brand",
+        )
+    if not deals:
+        of = "" if brand_id is None else f" of brand {brand_id!r}"
+        fail(
+            f"no attribution for campaign {campaign_id!r}{of} yet",
             hint="check the id; totals appear once the tracking service has seen its deals",
         )
-    render(campaign_report(campaign_id, deals))
+    render(campaign_report(campaign_id, deals), brand_id or next(iter(brands), None))
 
 
 def _ratio(value: Decimal | None, suffix: str = "") -> str:
@@ -73,9 +92,9 @@ def _creator_label(row: ReportRow, report: CampaignReport) -> str:
     return creator if len(report.totals) == 1 else f"{creator} ({row.currency})"
 
 
-def render(report: CampaignReport) -> None:
+def render(report: CampaignReport, brand_id: str | None = None) -> None:
     """Print the report as three narrow tables (reach, engagement, sales and cost), one row
-    per creator and a bold total row per currency."""
+    per creator and a bold total row per currency; the title names the brand if known."""
     tables = [
         ("Reach", ("Deals", "Posts", "Reach", "Impressions", "Views", "CPM"), _reach_cells),
         (
@@ -89,7 +108,8 @@ def render(report: CampaignReport) -> None:
             _sales_cells,
         ),
     ]
-    console.print(f"[bold]Campaign {report.campaign_id}[/]")
+    of = "" if brand_id is None else f" of brand {brand_id}"
+    console.print(f"[bold]Campaign {report.campaign_id}{of}[/]")
     for title, columns, cells in tables:
         table = Table(title=title, title_justify="left")
         table.add_column("Creator")

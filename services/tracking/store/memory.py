@@ -109,11 +109,22 @@ class MemoryTrackingStore:
             self.state = saved
             raise
 
-    async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
+    async def campaign_attributions(
+        self, campaign_id: str, brand_id: str | None = None
+    ) -> list[DealAttribution]:
+        deals = self.state.deals
         return sorted(
-            (a for a in self.state.attributions.values() if a.campaign_id == campaign_id),
+            (
+                a
+                for a in self.state.attributions.values()
+                if a.campaign_id == campaign_id
+                and (brand_id is None or deals[a.deal_id].brand_id == brand_id)
+            ),
             key=lambda a: a.deal_id,
         )
+
+    async def campaign_brands(self, campaign_id: str) -> set[str]:
+        return {d.brand_id for d in self.state.deals.values() if d.campaign_id == campaign_id}
 
 
 class MemoryTrackingTransaction:

@@ -354,6 +354,13 @@ class TrackingTransaction(Transaction, Protocol):
 class TrackingStore(TransactionalStore[TrackingTransaction], Protocol):
     """Transactions (`transaction()`), and the reads of the operator's campaign report."""
 
-    async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
-        """The stored attribution of every deal of the campaign."""
+    async def campaign_attributions(
+        self, campaign_id: str, brand_id: str | None = None
+    ) -> list[DealAttribution]:
+        """The stored attribution of every deal of the campaign (of `brand_id`'s deals only,
+        if given: brands may share a campaign id), by deal id."""
+        ...
+
+    async def campaign_brands(self, campaign_id: str) -> set[str]:
+        """The brands whose stored deals carry this campaign id."""
         ...

@@ -92,12 +92,23 @@ class PostgresTrackingStore:
         async with self._pool.acquire() as conn, conn.transaction():
             yield PostgresTrackingTransaction(conn, self._consumer)
 
-    async def campaign_attributions(self, campaign_id: str) -> list[DealAttribution]:
+    async def campaign_attributions(
+        self, campaign_id: str, brand_id: str | None = None
+    ) -> list[DealAttribution]:
         rows = await self._pool.fetch(
-            "SELECT * FROM tracking_attribution WHERE campaign_id = $1 ORDER BY deal_id",
+            """SELECT a.* FROM tracking_attribution a JOIN tracking_deals d USING (deal_id)
+               WHERE a.campaign_id = $1 AND ($2::text IS NULL OR d.brand_id = $2)
+               ORDER BY a.deal_id""",
             campaign_id,
+            brand_id,
         )
         return [attribution_from(row) for row in rows]
+
+    async def campaign_brands(self, campaign_id: str) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT brand_id FROM tracking_deals WHERE campaign_id = $1", campaign_id
+        )
+        return {row["brand_id"] for row in rows}
 
 
 class PostgresTrackingTransaction:

@@ -273,6 +273,36 @@ class StoreContract:
             }
             assert await tx.stored_orders([]) == {} and await tx.stored_clicks([]) == {}
 
+    async def test_a_campaign_report_reads_one_brand_when_brands_share_the_campaign_id(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        deals = [
+            deal_terms(
+                deal_event(
+                    ids(f"deal-{brand}"),
+                    campaign_id=ids("cmp"),
+                    brand_id=ids(brand),
+                    creator_id=ids(f"cr-{brand}"),
+                    promo_codes=(ids(f"CODE-{brand}"),),
+                    starts_at=ids.at(),
+                    time=ids.at(),
+                )
+            )
+            for brand in ("br-a", "br-b")
+        ]
+        async with store.transaction() as tx:
+            await tx.add_deals(deals)
+            facts = await tx.deal_facts({d.deal_id for d in deals})
+            await tx.save_attributions([attribute(f) for f in facts])
+        mine, theirs = deals
+        assert await store.campaign_brands(ids("cmp")) == {ids("br-a"), ids("br-b")}
+        assert await store.campaign_brands(ids("unknown")) == set()
+        both = await store.campaign_attributions(ids("cmp"))
+        assert [a.deal_id for a in both] == sorted([mine.deal_id, theirs.deal_id])
+        only = await store.campaign_attributions(ids("cmp"), ids("br-a"))
+        assert [a.deal_id for a in only] == [mine.deal_id]
+        assert await store.campaign_attributions(ids("cmp"), ids("br-c")) == []
+
     async def test_orders_and_refunds_are_deduplicated_on_business_keys(
         self, store: TrackingStore, ids: Ids
     ) -> None:

@@ -1,0 +1,82 @@
+"""`creatorflow report campaign`: one brand's deals, never several brands' added up."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from services.tracking import cli
+from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement, attribute
+from shared.contract.money import Money
+from shared.tools.cli.main import app
+from tests.unit.tracking.builders import T0
+
+
+def attribution(deal_id: str, creator_id: str) -> DealAttribution:
+    return attribute(
+        DealFacts(
+            deal_id=deal_id,
+            campaign_id="cmp-1",
+            creator_id=creator_id,
+            fee=Money.of("100.00", "USD"),
+            commission_rate=Decimal("0.10"),
+            engagement=Engagement(),
+            orders=2,
+            revenue=Money.of("80.00", "USD"),
+            pending_fx_orders=0,
+            as_of=T0,
+        )
+    )
+
+
+@pytest.fixture
+def stored(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[DealAttribution]]:
+    """The deals of campaign cmp-1 by brand, as `report campaign` reads them."""
+    by_brand: dict[str, list[DealAttribution]] = {}
+
+    async def load(_url: str, campaign_id: str, brand_id: str | None) -> Any:
+        deals = (
+            [d for b, ds in by_brand.items() if brand_id in (None, b) for d in ds]
+            if campaign_id == "cmp-1"
+            else []
+        )
+        brands = set(by_brand) if campaign_id == "cmp-1" else set()
+        return brands, sorted(deals, key=lambda d: d.deal_id)
+
+    monkeypatch.setattr(cli, "_load", load)
+    monkeypatch.setattr(cli, "database_url", lambda schema: "postgresql://unused")
+    return by_brand
+
+
+def report(*args: str) -> Any:
+    return CliRunner().invoke(app, ["report", "campaign", *args], terminal_width=200)
+
+
+def test_brands_sharing_a_campaign_id_are_reported_one_at_a_time(
+    stored: dict[str, list[DealAttribution]],
+) -> None:
+    stored["br-a"] = [attribution("deal-a", "cr-a")]
+    stored["br-b"] = [attribution("deal-b", "cr-b")]
+    refused = report("cmp-1")
+    assert refused.exit_code != 0
+    assert "brands br-a, br-b share campaign 'cmp-1'" in refused.output
+    assert "--brand" in refused.output
+    mine = report("cmp-1", "--brand", "br-a")
+    assert mine.exit_code == 0, mine.output
+    assert "Campaign cmp-1 of brand br-a" in mine.output
+    assert "cr-a" in mine.output and "cr-b" not in mine.output
+    none = report("cmp-1", "--brand", "br-c")
+    assert none.exit_code != 0 and "of brand 'br-c'" in none.output
+
+
+def test_a_campaign_of_one_brand_needs_no_option(
+    stored: dict[str, list[DealAttribution]],
+) -> None:
+    stored["br-a"] = [attribution("deal-a", "cr-a"), attribution("deal-a2", "cr-b")]
+    shown = report("cmp-1")
+    assert shown.exit_code == 0, shown.output
+    assert "Campaign cmp-1 of brand br-a" in shown.output
+    assert "cr-a" in shown.output and "cr-b" in shown.output and "TOTAL USD" in shown.output
