@@ -38,6 +38,7 @@ from services.matching.translate import (
     stored_profile,
     suggestion_payload,
 )
+from shared.contract.errors import EventRejected
 from shared.contract.events import (
     AttributionUpdated,
     CloudEvent,
@@ -290,15 +291,27 @@ def runs_of_one_type(batch: Batch) -> list[Sequence[tuple[CloudEvent[Any], Deliv
 async def check_deal_owners(
     changes: Sequence[DealAmended | DealCancelled], tx: MatchingTransaction
 ) -> None:
-    """Raise Untrusted for a change of a kept deal by another brand than the deal's."""
-    owners = await tx.deal_brands({c.deal_id for c in changes})
+    """Raise Untrusted for a change of a kept deal by another brand than the deal's, and
+    EventRejected for an amendment moving it to another campaign or creator (what matching
+    keeps of a deal; the fee currency it does not keep, payouts and tracking check it)."""
+    kept = await tx.kept_deals({c.deal_id for c in changes})
     for change in changes:
-        owner = owners.get(change.deal_id)
-        if owner and change.brand_id != owner:
+        deal = kept.get(change.deal_id)
+        if deal is None:
+            continue
+        if deal.brand_id and change.brand_id != deal.brand_id:
             raise Untrusted(
                 RejectReason.NOT_THE_DEAL_OWNER,
-                f"data.brand_id: deal {change.deal_id} is brand {owner}'s, not {change.brand_id}'s",
+                f"data.brand_id: deal {change.deal_id} is brand {deal.brand_id}'s, "
+                f"not {change.brand_id}'s",
             )
+        if isinstance(change, DealAmended):
+            for name, was in (("campaign_id", deal.campaign_id), ("creator_id", deal.creator_id)):
+                if getattr(change, name) != was:
+                    raise EventRejected(
+                        f"data.{name}: {getattr(change, name)!r} differs from deal "
+                        f"{change.deal_id}'s {was!r}; an amendment never changes it"
+                    )
 
 
 def check_feedback_owner(data: MatchFeedback, signer: str, requests: Mapping[str, str]) -> None:

@@ -22,6 +22,7 @@ from services.matching.store.port import (
     Answer,
     Feedback,
     FollowerCount,
+    KeptDeal,
     ModelStatus,
     Outcome,
     StoredModel,
@@ -114,8 +115,8 @@ class MemoryMatchingTransaction:
     async def record_cancellation(self, deal_id: str, brand_id: str, at: datetime) -> None:
         self._s.cancelled.add((deal_id, brand_id))
 
-    async def deal_brands(self, deal_ids: Collection[str]) -> dict[str, str]:
-        return {d: self._s.hires[d][2] for d in deal_ids if d in self._s.hires}
+    async def kept_deals(self, deal_ids: Collection[str]) -> dict[str, KeptDeal]:
+        return {d: KeptDeal(*self._s.hires[d]) for d in deal_ids if d in self._s.hires}
 
     async def hired(
         self,

@@ -111,6 +111,16 @@ class FollowerCount:
     followers: int
 
 
+@dataclass(frozen=True, slots=True)
+class KeptDeal:
+    """What matching keeps of a signed deal: who is hired for which campaign, by whom ('' for
+    a deal kept before deals carried a brand)."""
+
+    campaign_id: str
+    creator_id: str
+    brand_id: str
+
+
 class MatchingTransaction(Transaction, Protocol):
     """One unit of work's writes (and the reads that must see them): `claim` and `enqueue`
     of the runtime's transaction, and matching's own tables."""
@@ -132,9 +142,8 @@ class MatchingTransaction(Transaction, Protocol):
         """Keep a deal's cancellation by `brand_id` (before its deal too; the first kept)."""
         ...
 
-    async def deal_brands(self, deal_ids: Collection[str]) -> dict[str, str]:
-        """The brand of each deal of `deal_ids` whose `deal.signed` is kept ('' for one
-        kept before deals carried a brand)."""
+    async def kept_deals(self, deal_ids: Collection[str]) -> dict[str, KeptDeal]:
+        """Each deal of `deal_ids` whose `deal.signed` is kept."""
         ...
 
     async def hired(

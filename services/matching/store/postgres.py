@@ -22,6 +22,7 @@ from services.matching.store.port import (
     Answer,
     Feedback,
     FollowerCount,
+    KeptDeal,
     ModelStatus,
     Outcome,
     StoredModel,
@@ -98,12 +99,15 @@ class PostgresMatchingTransaction:
             at,
         )
 
-    async def deal_brands(self, deal_ids: Collection[str]) -> dict[str, str]:
+    async def kept_deals(self, deal_ids: Collection[str]) -> dict[str, KeptDeal]:
         rows = await self._conn.fetch(
-            "SELECT deal_id, brand_id FROM matching_hires WHERE deal_id = ANY($1::text[])",
+            """SELECT deal_id, campaign_id, creator_id, brand_id FROM matching_hires
+               WHERE deal_id = ANY($1::text[])""",
             list(deal_ids),
         )
-        return {r["deal_id"]: r["brand_id"] for r in rows}
+        return {
+            r["deal_id"]: KeptDeal(r["campaign_id"], r["creator_id"], r["brand_id"]) for r in rows
+        }
 
     async def hired(
         self,

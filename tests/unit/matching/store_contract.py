@@ -16,6 +16,7 @@ from services.matching.store.port import (
     Answer,
     Feedback,
     FollowerCount,
+    KeptDeal,
     MatchingStore,
     Outcome,
     StoredProfile,
@@ -181,15 +182,16 @@ class MatchingStoreContract:
                 campaign: {"cr-theirs", "cr-unsigned", "cr-fb"}
             }
 
-    async def test_the_brand_of_each_kept_deal(self) -> None:
+    async def test_the_campaign_creator_and_brand_of_each_kept_deal(self) -> None:
         ours, legacy = f"deal-{uid()}", f"deal-{uid()}"
+        ours_in, legacy_in = f"cmp-{uid()}", f"cmp-{uid()}"
         async with self.store.transaction() as tx:
-            await tx.record_hire(ours, f"cmp-{uid()}", "cr-a", T0, "br-1")
-            await tx.record_hire(legacy, f"cmp-{uid()}", "cr-b", T0)
+            await tx.record_hire(ours, ours_in, "cr-a", T0, "br-1")
+            await tx.record_hire(legacy, legacy_in, "cr-b", T0)
             await tx.record_cancellation(f"deal-{uid()}", "br-1", T0)
-            assert await tx.deal_brands([ours, legacy, f"deal-{uid()}"]) == {
-                ours: "br-1",
-                legacy: "",
+            assert await tx.kept_deals([ours, legacy, f"deal-{uid()}"]) == {
+                ours: KeptDeal(ours_in, "cr-a", "br-1"),
+                legacy: KeptDeal(legacy_in, "cr-b", ""),
             }
 
     async def test_a_deal_cancelled_by_its_brand_no_longer_hires(self) -> None:

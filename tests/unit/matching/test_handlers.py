@@ -14,6 +14,7 @@ from services.matching.settings import MatchingSettings
 from services.matching.state import MatchingService, MatchingState
 from services.matching.store.memory import MemoryMatchingStore
 from services.matching.translate import profile_payload
+from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent, EventType, MatchFeedback, make_event
 from shared.contract.signing import Party, Signer
 from shared.runtime.kafka import Delivery
@@ -128,6 +129,20 @@ async def test_a_brand_s_hire_hides_the_creator_from_its_requests_answered_with_
     assert hired not in {s.creator_id for s in answers["req-2"].suggestions}
     assert answers["req-2"].filtered.get("already_hired") == 1
     assert hired in {s.creator_id for s in answers["req-3"].suggestions}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("creator_id", "cr-other"), ("campaign_id", "cmp-other")]
+)
+async def test_an_amendment_moving_a_kept_deal_is_refused(field: str, value: str) -> None:
+    """As payouts and tracking refuse it: an amendment never changes who or what is hired."""
+    store = MemoryMatchingStore()
+    _, units = replica(store)
+    await units([delivered(fresh_example(EventType.DEAL_SIGNED, "tests/brand"))])
+    moved = fresh_example(EventType.DEAL_AMENDED, "tests/brand", **{field: value})
+    with pytest.raises(EventRejected, match=f"data.{field}: '{value}' differs from deal deal-42"):
+        await units([delivered(moved)])
+    await units([delivered(fresh_example(EventType.DEAL_AMENDED, "tests/brand"))])
 
 
 async def test_another_brands_change_of_a_kept_deal_is_refused() -> None:
