@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
-from shared.tools.cli.up import supervise
-from shared.tools.infra.service_processes import ServiceProcesses
+import pytest
+
+from shared.tools.cli.up import _started, supervise
+from shared.tools.infra import InfraError
+from shared.tools.infra.service_processes import ServiceProcesses, member_suffix
 
 
 @dataclass
@@ -73,3 +77,44 @@ async def test_a_service_that_stops_again_right_after_starting_again_stops_every
     assert services.launched == ["payouts"]
     assert "stopped on its own again (exit code 3)" in said[1]
     assert "stopping everything" in said[1]
+
+
+class _SlowStart:
+    """Services whose start waits until it is cancelled (never ready)."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def start(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+def test_ctrl_c_while_starting_stops_the_start() -> None:
+    async def main() -> tuple[bool, bool]:
+        services, stop = _SlowStart(), asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        started = await _started(cast(ServiceProcesses, services), stop)
+        return started, services.cancelled
+
+    assert asyncio.run(main()) == (False, True)
+
+
+def test_a_start_that_fails_says_why() -> None:
+    class _Failing:
+        async def start(self) -> None:
+            raise InfraError("service matching was not ready after 120s")
+
+    with pytest.raises(InfraError, match="not ready"):
+        asyncio.run(_started(cast(ServiceProcesses, _Failing()), asyncio.Event()))
+
+
+def test_each_run_on_one_data_dir_gives_its_members_the_same_ids(tmp_path: Path) -> None:
+    first = member_suffix(tmp_path / "data")
+    assert member_suffix(tmp_path / "data") == first
+    assert member_suffix(tmp_path / "other") != first  # another checkout: other members
+    processes = ServiceProcesses(["payouts"], {}, lambda *_: None, instance_suffix=first)
+    assert processes.instance_suffix == first

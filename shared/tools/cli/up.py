@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import runpy
 import signal
 from collections.abc import Callable
@@ -15,7 +16,12 @@ from shared.tools.cli.console import console, fail
 from shared.tools.cli.infra import BROKERS_OPTION, kafka_option, with_kafka_options
 from shared.tools.cli.settings import load_settings
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact, running_urls
-from shared.tools.infra.service_processes import SERVICES, ServiceProcesses, available_services
+from shared.tools.infra.service_processes import (
+    SERVICES,
+    ServiceProcesses,
+    available_services,
+    member_suffix,
+)
 
 _COLOURS = {"matching": "cyan", "tracking": "magenta", "payouts": "green"}
 
@@ -64,7 +70,7 @@ def up(
             except InfraError as error:
                 fail(str(error), hint=f"server logs are under {settings.data_dir}/")
     try:
-        asyncio.run(_run(urls, names))
+        asyncio.run(_run(urls, names, member_suffix(settings.data_dir.resolve())))
     except InfraError as error:
         fail(str(error))
     finally:
@@ -74,7 +80,7 @@ def up(
     console.print(f"Stopped. Data stays in {settings.data_dir}/ for the next `creatorflow up`.")
 
 
-async def _run(urls: InfraUrls, names: list[str]) -> None:
+async def _run(urls: InfraUrls, names: list[str], suffix: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,10 +89,12 @@ async def _run(urls: InfraUrls, names: list[str]) -> None:
     def show(name: str, line: str) -> None:
         console.print(f"[{_COLOURS.get(name, 'white')}]{name:>8} |[/] {line}", highlight=False)
 
-    services = ServiceProcesses(names, urls.as_env(), show)
-    with console.status(f"Starting {', '.join(names)}..."):
-        await services.start()
+    services = ServiceProcesses(names, urls.as_env(), show, instance_suffix=suffix)
     try:
+        # Ctrl-C while the services start stops them: it does not wait for them to be ready.
+        with console.status(f"Starting {', '.join(names)}..."):
+            if not await _started(services, stop):
+                return
         lines = [
             f"{name}: http://127.0.0.1:{s.http_port}/readyz" for name, s in services.running.items()
         ]
@@ -96,6 +104,21 @@ async def _run(urls: InfraUrls, names: list[str]) -> None:
     finally:
         with console.status("Stopping the services..."):
             await services.stop()
+
+
+async def _started(services: ServiceProcesses, stop: asyncio.Event) -> bool:
+    """Start `services`; False if `stop` is set first (the start is then cancelled)."""
+    starting = asyncio.ensure_future(services.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return False
+    starting.result()  # the InfraError of a service that did not start, if any
+    return True
 
 
 # A service that stops on its own is started again, as compose's restart policy does (the

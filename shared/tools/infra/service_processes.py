@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 import httpx
@@ -37,6 +38,21 @@ async def service_metrics(http_port: int, *, request_seconds: float = 5.0) -> li
     return list(text_string_to_metric_families(text))
 
 
+def member_suffix(data_dir: Path) -> str:
+    """The static members' suffix of the supervisor using `data_dir`, the same at each run:
+    made once and kept there. A static member that stops does not leave its group, and
+    members under new ids had to wait for it: the embedded broker kept the stopped members'
+    partitions for minutes, so `up` started again against running servers was not ready in
+    two minutes. Under the same ids, the new members replace them."""
+    kept = data_dir / "group-member-suffix"
+    if kept.is_file() and (suffix := kept.read_text().strip()):
+        return suffix
+    data_dir.mkdir(parents=True, exist_ok=True)
+    suffix = secrets.token_hex(3)
+    kept.write_text(suffix + "\n")
+    return suffix
+
+
 @dataclass
 class ServiceProcess:
     name: str  # the service
@@ -61,9 +77,11 @@ class ServiceProcesses:
     running: dict[str, ServiceProcess] = field(default_factory=dict)
     # Each label is a static group member (KAFKA_GROUP_INSTANCE_ID) that keeps its id across
     # restarts, so a restarted instance takes its partitions back at once; the suffix keeps
-    # two supervisors on one cluster from fencing each other's members. An empty
+    # two supervisors on one cluster from fencing each other's members, and a supervisor
+    # started again on the same cluster gives the same one (`member_suffix`): members that
+    # stopped with the last run are then replaced, not waited for. An empty
     # KAFKA_GROUP_INSTANCE_ID in `env` turns static membership off.
-    _instance_suffix: str = field(default_factory=lambda: secrets.token_hex(3))
+    instance_suffix: str = field(default_factory=lambda: secrets.token_hex(3))
 
     async def start(self, *, ready_seconds: float = 120.0) -> None:
         for name in self.names:
@@ -78,7 +96,7 @@ class ServiceProcesses:
         port = free_port()
         env = {
             **os.environ,
-            "KAFKA_GROUP_INSTANCE_ID": f"{label}-{self._instance_suffix}",
+            "KAFKA_GROUP_INSTANCE_ID": f"{label}-{self.instance_suffix}",
             **self.env,
             "HTTP_PORT": str(port),
             "PYTHONUNBUFFERED": "1",
