@@ -158,13 +158,21 @@ class DestinationCipher:
         development = _Key(decode_key(DEVELOPMENT_KEY)).key_id
         for key_id in stored:
             if key_id not in self._ring:
-                which = (
-                    f"the development key: set PAYOUTS_DESTINATION_KEY_PREVIOUS="
-                    f"{DEVELOPMENT_KEY_NAME} to rotate away from it"
-                    if key_id == development
-                    else "during a rotation, set PAYOUTS_DESTINATION_KEY_PREVIOUS to the key "
-                    "rotated away from"
-                )
+                if key_id == development:
+                    which = (
+                        f"the development key: set PAYOUTS_DESTINATION_KEY_PREVIOUS="
+                        f"{DEVELOPMENT_KEY_NAME} to rotate away from it"
+                    )
+                elif self.key_id == development:
+                    which = (
+                        "this process has the development key (PAYOUTS_DESTINATION_KEY is "
+                        "not set): set it to the key the destinations were sealed with"
+                    )
+                else:
+                    which = (
+                        "during a rotation, set PAYOUTS_DESTINATION_KEY_PREVIOUS to the key "
+                        "rotated away from"
+                    )
                 raise UnreadableDestination(
                     f"payout destinations were sealed with another PAYOUTS_DESTINATION_KEY "
                     f"(key id {key_id.hex()}; this process has "

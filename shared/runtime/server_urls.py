@@ -55,17 +55,28 @@ def pid_alive(pid: int) -> bool:
 
 
 def recorded_urls(data_dir: Path) -> InfraUrls | None:
-    """The URLs `creatorflow infra up` recorded under `data_dir`, if all its servers still run."""
+    """The URLs `creatorflow infra up` recorded under `data_dir`, of the servers still running
+    ('' for Kafka or the database, None for Redis, when it stopped): a command that needs
+    only the database works while Redis is down."""
     path = data_dir / STATE_FILE
     try:
         raw = json.loads(path.read_text())
         urls = InfraUrls(**raw["urls"])
-        pids = [int(p["pid"]) for p in raw["processes"].values()]
+        alive = {name: pid_alive(int(p["pid"])) for name, p in raw["processes"].items()}
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path} is unreadable ({error}); remove it and start again") from error
-    return urls if all(pid_alive(pid) for pid in pids) else None
+
+    def running(server: str) -> bool:
+        # A 3-broker cluster answers while one of its brokers is down.
+        return any(up for name, up in alive.items() if name.split("-")[0] == server)
+
+    return InfraUrls(
+        urls.kafka_bootstrap_servers if running("kafka") else "",
+        urls.database_url if running("postgres") else "",
+        urls.redis_url if running("redis") else None,
+    )
 
 
 def running_urls(settings: Settings, service: str | None = None) -> InfraUrls | None:

@@ -184,3 +184,10 @@ def test_a_service_started_on_the_development_key_rotates_away_from_it_by_name(
     )
     rotating.check_key_ids([sealed_key_id(stored)])
     assert rotating.open("cr-1", rotating.reseal("cr-1", stored)) == TOKEN
+
+
+def test_a_process_left_on_the_development_key_says_so() -> None:
+    stored = DestinationCipher(decode_key(new_key())).seal("cr-1", TOKEN)
+    unset = DestinationCipher(decode_key(DEVELOPMENT_KEY))
+    with pytest.raises(UnreadableDestination, match="this process has the development key"):
+        unset.check_key_ids([sealed_key_id(stored)])
