@@ -53,6 +53,12 @@ def _characters(low: int, high: int, what: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+# A payout destination: a provider token or an encrypted reference, never logged.
+Destination = Annotated[
+    SecretStr, Field(min_length=1, max_length=512), _characters(1, 512, "a destination")
+]
+
+
 class GenderSplit(ExternalPayload):
     """Audience shares by gender; they sum to at most 1 (the rest is unknown)."""
 
@@ -129,9 +135,7 @@ class PayoutFallback(ExternalPayload):
     """Where a creator is paid when the main rail refuses a payout before executing it."""
 
     method: PayoutMethod = Field(description="Fallback payout rail.", examples=["paypal"])
-    destination: Annotated[
-        SecretStr, Field(min_length=1, max_length=512), _characters(1, 512, "a destination")
-    ] = Field(
+    destination: Destination = Field(
         description="Provider token on the fallback rail (sensitive: never logged).",
         examples=["creator@example.com"],
     )
@@ -172,9 +176,7 @@ class PayoutAccountUpserted(ExternalPayload):
 
     creator_id: Id = Field(description="Creator id; the Kafka key.", examples=["cr-1001"])
     method: PayoutMethod = Field(description="Payout rail.", examples=["wise"])
-    destination: Annotated[
-        SecretStr, Field(min_length=1, max_length=512), _characters(1, 512, "a destination")
-    ] = Field(
+    destination: Destination = Field(
         description="Provider token or encrypted account reference (sensitive: never logged).",
         examples=["tok_wise_8f2c1a"],
     )
