@@ -54,6 +54,14 @@ async def events_of(infra: InfraUrls, topic: str, deal_ids: set[str]) -> list[Cl
     ]
 
 
+async def dead_letters(infra: InfraUrls, topic: str) -> bytes:
+    """Every record tracking dead-lettered from `topic`, joined: a test looks for an event id."""
+    letters = await read_dead_letters(
+        infra.kafka_bootstrap_servers, [dlq_topic(topic)], service=SERVICE
+    )
+    return b"\n".join(letter.value for letter in letters)
+
+
 def unused_fx_hour() -> datetime:
     """A random hour in the 1870s-80s: no other test's FX snapshot is in force then, and ours
     never become anyone's latest (see tests/unit/tracking/store_contract.py)."""
@@ -430,10 +438,7 @@ async def test_updates_are_coalesced_per_deal_and_conflicting_deals_dead_lettere
     await produce_events(infra.kafka_bootstrap_servers, [conflicting])
 
     async def rejected() -> bool:
-        letters = await read_dead_letters(
-            infra.kafka_bootstrap_servers, [dlq_topic(Topic.CAMPAIGN_DEALS)], service=SERVICE
-        )
-        return any(conflicting.id.encode() in letter.value for letter in letters)
+        return conflicting.id.encode() in await dead_letters(infra, Topic.CAMPAIGN_DEALS)
 
     await eventually(rejected)
     assert await pool.fetchval(
@@ -464,16 +469,10 @@ async def test_a_second_order_under_one_id_is_dead_lettered_not_counted(
     await produce_events(infra.kafka_bootstrap_servers, [second])
 
     async def refused() -> bool:
-        letters = await read_dead_letters(
-            infra.kafka_bootstrap_servers, [dlq_topic(Topic.TRACKING_ORDERS)], service=SERVICE
-        )
-        return any(second.id.encode() in letter.value for letter in letters)
+        return second.id.encode() in await dead_letters(infra, Topic.TRACKING_ORDERS)
 
     await eventually(refused)
-    letters = await read_dead_letters(
-        infra.kafka_bootstrap_servers, [dlq_topic(Topic.TRACKING_ORDERS)], service=SERVICE
-    )
-    assert not any(first.id.encode() in letter.value for letter in letters)
+    assert first.id.encode() not in await dead_letters(infra, Topic.TRACKING_ORDERS)
     rows = await pool.fetch(
         "SELECT promo_code, amount FROM tracking_orders WHERE order_id = $1", f"ord-{tag}"
     )
