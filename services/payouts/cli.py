@@ -83,7 +83,13 @@ def statement_command(
         fail("--period chooses the csv statement's month or year", hint="add --format csv")
     result: Statement = _run(lambda db: statement(db, creator_id))
     if not result.payouts:
-        console.print(f"No payouts for creator {creator_id}.")
+        if not result.has_account:
+            fail(
+                f"payouts knows no creator {creator_id!r}: no payout account and no payouts",
+                hint="ids are case-sensitive; a creator becomes known with their "
+                "creator.payout-account.upserted or their first payout",
+            )
+        console.print(f"No payouts for creator {creator_id} yet.")
         return
     console.print(_payouts_table(creator_id, result))
     totals = Table(title="Balances (from ledger postings)")
@@ -168,7 +174,13 @@ def brand_statement_command(brand_id: str) -> None:
     and its escrow per currency."""
     result: BrandStatement = _run(lambda db: brand_statement(db, brand_id))
     if not result.fundings and not result.payouts:
-        console.print(f"No fundings or payouts for brand {brand_id}.")
+        if not result.has_deals:
+            fail(
+                f"payouts knows no brand {brand_id!r}: no deals, fundings or payouts",
+                hint="ids are case-sensitive; a brand becomes known with its first "
+                "deal.signed or brand.funded",
+            )
+        console.print(f"No fundings or payouts for brand {brand_id} yet.")
         return
     fundings = Table(title=f"Fundings of {brand_id}")
     for column in ("funding", "funded at", "amount"):

@@ -49,6 +49,9 @@ class Statement:
     balances: dict[tuple[str, str], Decimal]
     # The attempts of payouts that failed or were retried, from their ledger transfers.
     attempts: list[AttemptStep]
+    # Whether payouts holds a payout account of the creator: with no payouts either, payouts
+    # has never heard of this creator (a mistyped id, say).
+    has_account: bool
 
 
 async def statement(db: PayoutsStore, creator_id: str) -> Statement:
@@ -60,6 +63,7 @@ async def statement(db: PayoutsStore, creator_id: str) -> Statement:
     }
     async with db.snapshot() as repo:
         payouts = await repo.payouts_of(creator_id)
+        has_account = bool(await repo.accounts([creator_id]))
         balances = await repo.balances(list(accounts))
         retried = [p.payout_id for p in payouts if p.chapter > 1 or p.status == "failed"]
         transfers = await repo.transfers(retried) if retried else []
@@ -78,7 +82,7 @@ async def statement(db: PayoutsStore, creator_id: str) -> Statement:
         label, sign = accounts[account]
         if balance != 0:
             shown[(label, currency)] = sign * balance
-    return Statement(creator_id, payouts, shown, attempts)
+    return Statement(creator_id, payouts, shown, attempts, has_account)
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,16 @@ class BrandStatement:
     fundings: list[Funding]
     payouts: list[Payout]
     totals: dict[str, EscrowTotals]
+    # Whether payouts holds a deal of the brand: with no fundings or payouts either, payouts
+    # has never heard of this brand.
+    has_deals: bool
 
 
 async def brand_statement(db: PayoutsStore, brand_id: str) -> BrandStatement:
     async with db.snapshot() as repo:
         fundings = await repo.fundings_of(brand_id)
         payouts = await repo.payouts_of_brand(brand_id)
+        has_deals = bool(await repo.deals_of_brand(brand_id))
         balances = await repo.balances([brand_escrow(brand_id)])
     funded: dict[str, Money] = {}
     for funding in fundings:
@@ -127,7 +135,7 @@ async def brand_statement(db: PayoutsStore, brand_id: str) -> BrandStatement:
         totals[currency] = EscrowTotals(
             paid_in, paid_in + given_back - balance, given_back, balance
         )
-    return BrandStatement(brand_id, fundings, payouts, totals)
+    return BrandStatement(brand_id, fundings, payouts, totals, has_deals)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,29 @@ async def test_statement_and_ledger_check(cli_env: None, db_pool: asyncpg.Pool) 
     assert "ok" in checked.output
 
 
+async def test_statements_of_unknown_ids_fail_and_of_known_ones_without_payouts_do_not(
+    cli_env: None, db_pool: asyncpg.Pool
+) -> None:
+    creator, brand = uid("cr"), uid("br")
+    db = PostgresPayoutsStore(db_pool)
+    unknown = await asyncio.to_thread(invoke, "statement", creator)
+    assert unknown.exit_code == 1, unknown.output
+    assert f"payouts knows no creator '{creator}'" in unknown.output
+    unknown = await asyncio.to_thread(invoke, "brand-statement", brand)
+    assert unknown.exit_code == 1, unknown.output
+    assert f"payouts knows no brand '{brand}'" in unknown.output
+
+    async with db.transaction() as repo:
+        await repo.save_account(acct(creator))
+        await repo.add_deal(terms(uid("deal"), creator, brand_id=brand), uid("ev"))
+    known = await asyncio.to_thread(invoke, "statement", creator)
+    assert known.exit_code == 0, known.output
+    assert f"No payouts for creator {creator} yet." in known.output
+    known = await asyncio.to_thread(invoke, "brand-statement", brand)
+    assert known.exit_code == 0, known.output
+    assert f"No fundings or payouts for brand {brand} yet." in known.output
+
+
 async def test_ledger_check_fails_on_a_payout_without_its_postings(
     cli_env: None, db_pool: asyncpg.Pool
 ) -> None:
