@@ -23,6 +23,7 @@ import random
 import ssl
 import time
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ FETCH_MAX_WAIT_MS = 20
 # holder applies the batch again. The embedded broker does not enforce this timeout.
 REBALANCE_TIMEOUT_MS = 60_000
 _DLQ_VALUE_LIMIT = 512 * 1024
+_DEAD_LETTER_IDS = uuid.UUID("5d1e7c2a-3f4b-4c8e-9a61-0b7d2e4f8c35")
 # Bytes a producer batches per partition. aiokafka's default (16 KiB) is less than one
 # suggestion of 50 creators (~33 KB): every such event was then a batch of its own, and a
 # partition has one batch in flight at a time, so the outbox relay's 24 answers took one
@@ -544,6 +546,17 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, _TRANSIENT)
 
 
+def dead_letter_correlation_id(delivery: Delivery) -> str:
+    """The `correlation_id` of a record's dead letters: the record's own if it has one, else
+    one derived from where it was read, so the copies each consuming service dead-letters of
+    one record share it."""
+    for name, value in delivery.headers:
+        if name == "correlation_id" and value:
+            return value.decode("utf-8", "replace")
+    where = f"{delivery.topic}/{delivery.partition}/{delivery.offset}"
+    return str(uuid.uuid5(_DEAD_LETTER_IDS, where))
+
+
 class DeadLetters:
     """Sends failed messages to `<topic>.dlq`: original key and bytes, the reason in headers.
 
@@ -581,7 +594,11 @@ class DeadLetters:
         while True:
             try:
                 await self._broker.publish(
-                    value, topic=dlq_topic(delivery.topic), key=delivery.key, headers=headers
+                    value,
+                    topic=dlq_topic(delivery.topic),
+                    key=delivery.key,
+                    headers=headers,
+                    correlation_id=dead_letter_correlation_id(delivery),
                 )
                 break
             except Exception as error:

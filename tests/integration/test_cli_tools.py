@@ -94,6 +94,9 @@ def test_dlq_list_and_replay_once(cli_env: dict[str, str], infra: InfraUrls) -> 
     assert listed.exit_code == 0, listed.output
     assert "unknown campaign" in listed.output
     assert "service" in listed.output and "record(s)" in listed.output
+    assert f"{tag}-1" in listed.output  # the event id, to match it with what was sent
+    newest = runner.invoke(app, ["dlq", "list", Topic.MATCH_FEEDBACK, "--limit", "1"], env=cli_env)
+    assert "the newest 1 shown (--limit N for more)" in newest.output, newest.output
 
     end_before = asyncio.run(_end_offsets(infra, Topic.MATCH_FEEDBACK))
     replayed = runner.invoke(app, ["dlq", "replay", Topic.MATCH_FEEDBACK], env=cli_env)

@@ -113,3 +113,14 @@ class TopicReader(BackgroundTopicReader):
 
     def take(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         self.records.extend(records)
+
+
+class RecordingBroker:
+    """Stands in for a FastStream broker where only `publish` is used: keeps each call's
+    value and options."""
+
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    async def publish(self, value: bytes, **options: Any) -> None:
+        self.published.append({"value": value, **options})

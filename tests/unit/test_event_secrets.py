@@ -24,6 +24,7 @@ from shared.contract.events import (
 from shared.contract.events.examples import valid_example
 from shared.runtime.kafka import MASKED_FIELDS_HEADER, DeadLetters, Delivery, RetryPolicy
 from shared.runtime.observability import configure_logging
+from tests.support.kafka_io import RecordingBroker
 
 SECRET = "tok_wise_7c1d9e0b55"
 ACCOUNTS = Topic.CREATOR_PAYOUT_ACCOUNTS
@@ -148,14 +149,6 @@ def test_other_refused_fields_are_still_quoted() -> None:
     value = json.dumps(account_document(currency="EURO")).encode()
     with pytest.raises(EventDecodeError, match="EURO"):
         decode(ACCOUNTS, value)
-
-
-class RecordingBroker:
-    def __init__(self) -> None:
-        self.published: list[dict[str, Any]] = []
-
-    async def publish(self, value: bytes, **options: Any) -> None:
-        self.published.append({"value": value, **options})
 
 
 async def test_dead_letters_mask_secret_fields_and_list_them() -> None:

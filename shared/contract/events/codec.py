@@ -16,6 +16,7 @@ from typing import Any, Final
 import pydantic_core
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from shared.contract.events.envelope import SPEC_VERSION, CloudEvent, envelope_for
 from shared.contract.events.registry import (
@@ -30,8 +31,10 @@ from shared.contract.events.types import PATTERN_MESSAGES
 from shared.contract.signing import sign_document
 
 MAX_EVENT_BYTES: Final = 1_048_576
-_MAX_REASON_CHARS: Final = 200
+_MAX_REASON_CHARS: Final = 500  # room for `_MAX_ERRORS_NAMED` errors and the count
 _MAX_VALUE_CHARS: Final = 60
+# A reason names this many of an event's errors, then counts the rest.
+_MAX_ERRORS_NAMED: Final = 3
 
 _JSON_KINDS: Final[dict[type, str]] = {
     list: "an array",
@@ -268,22 +271,29 @@ def _first_non_finite(value: Any, path: tuple[str | int, ...]) -> tuple[str | in
 
 
 def _describe(error: ValidationError, topic: str) -> str:
+    """Each of the first `_MAX_ERRORS_NAMED` errors (field, what is wrong, the value given),
+    and how many more there are: fixing the first alone must not just reveal the next."""
     errors = error.errors(include_url=False)
-    first = errors[0]
-    message = _FRIENDLIER_MESSAGES.get(first["type"], first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "string_pattern_mismatch":
-        message = PATTERN_MESSAGES.get(str(first.get("ctx", {}).get("pattern")), message)
-    reason = f"{_format_path(first['loc']) or 'value'}: {message}"
-    bad_value = first.get("input")
+    named = [_describe_one(e, topic) for e in errors[:_MAX_ERRORS_NAMED]]
+    reason = " | ".join(named)
+    if len(errors) > len(named):
+        reason += f" [+{len(errors) - len(named)} more]"
+    return reason
+
+
+def _describe_one(error: ErrorDetails, topic: str) -> str:
+    message = _FRIENDLIER_MESSAGES.get(error["type"], error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch":
+        message = PATTERN_MESSAGES.get(str(error.get("ctx", {}).get("pattern")), message)
+    reason = f"{_format_path(error['loc']) or 'value'}: {message}"
+    bad_value = error.get("input")
     # A secret field's value is never quoted, valid or not (the reason goes to logs and DLQs).
-    secret = not secret_fields_of_topic(topic).isdisjoint(map(str, first["loc"]))
-    if first["type"] != "missing" and not isinstance(bad_value, dict | list | tuple) and not secret:
+    secret = not secret_fields_of_topic(topic).isdisjoint(map(str, error["loc"]))
+    if error["type"] != "missing" and not isinstance(bad_value, dict | list | tuple) and not secret:
         quoted = _truncate(repr(bad_value), _MAX_VALUE_CHARS)
         # Not twice: many messages quote the text they refuse already.
         if not (isinstance(bad_value, str) and quoted in message):
             reason += f" (got {quoted})"
-    if len(errors) > 1:
-        reason += f" [+{len(errors) - 1} more]"
     return reason
 
 

@@ -9,6 +9,7 @@ were masked (`dlq.masked.fields`) are not replayed: their producer must send the
 from __future__ import annotations
 
 import asyncio
+import json
 
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -43,12 +44,17 @@ def list_command(
     check_topic(topic)
     with kafka_refusals():
         records, replayed_up_to = asyncio.run(_read_all(*kafka_client(), topic))
-    # Every service consuming the topic dead-letters its own copy of a bad record.
+    # Each service that refused a record dead-letters its own copy of it.
     sources = {_source(r) for r in records}
     title = f"{dlq_topic(topic)}: {len(records)} message(s) from {len(sources)} record(s)"
+    if len(records) > limit:
+        title += f", the newest {limit} shown (--limit N for more)"
     table = Table(title=title, title_justify="left")
-    columns = ("offset", "source", "service", "key", "error class", "reason", "failed at")
-    for column in (*columns, "masked", "replayed"):
+    # The reason is what a reader came for: it keeps a readable width on a narrow terminal.
+    for column in ("offset", "source", "service", "key", "event id", "error class"):
+        table.add_column(column, overflow="fold")
+    table.add_column("reason", overflow="fold", min_width=32)
+    for column in ("failed at", "masked", "replayed"):
         table.add_column(column, overflow="fold")
     for record in records[-limit:]:
         headers = _headers(record)
@@ -58,6 +64,7 @@ def list_command(
             "{}[{}]@{}".format(*_source(record)),
             headers.get(f"{DLQ_HEADER_PREFIX}service", "?"),
             record.key.decode("utf-8", "replace") if record.key else "-",
+            _event_id(record.value),
             headers.get(f"{DLQ_HEADER_PREFIX}error.class", "?"),
             headers.get(f"{DLQ_HEADER_PREFIX}error.message", ""),
             headers.get(f"{DLQ_HEADER_PREFIX}failed.at", ""),
@@ -65,6 +72,17 @@ def list_command(
             "yes" if done else "no",
         )
     console.print(table)
+
+
+def _event_id(value: bytes | None) -> str:
+    """The dead letter's event id, to match it with what was sent; "-" when its bytes are
+    not a JSON object with a text id (the reason then says why)."""
+    try:
+        document = json.loads(value or b"")
+    except ValueError:
+        return "-"
+    found = document.get("id") if isinstance(document, dict) else None
+    return found if isinstance(found, str) and found else "-"
 
 
 @app.command()
