@@ -437,8 +437,8 @@ def scenario() -> Scenario:
     )
     add("post metrics", metrics)
 
-    # The same event id twice with different content: the consumer dedupes on the id, so the
-    # second one must have no effect at all; a later event with a fresh id still counts.
+    # The same event id twice with different content: the second is refused (REUSED_IDS) and
+    # must have no effect at all; a later event with a fresh id still counts.
     first_order = example(EventType.ORDER_REDEEMED)
     first_order["data"].update(order_id=new_id("ord"), promo_code=promo)
     first_order["data"]["amount"]["amount"] = "64.90"
@@ -483,6 +483,9 @@ def scenario() -> Scenario:
 
 
 TYPE_OF_TOPIC_OF: Final = {event_type: topic for topic, event_type in TYPE_OF_TOPIC.items()}
+# Valid events sent under the id of an earlier one of their topic with other content: each
+# consumer of the topic refuses them (shared/runtime/inbox.py).
+REUSED_IDS: Final = frozenset({"order with a reused event id", "request with a reused event id"})
 TYPE_OF_TOPIC_OF[EventType.ORDER_REFUNDED] = Topic.TRACKING_ORDERS
 
 
@@ -496,11 +499,12 @@ async def send_interleaved(sender: Sender, plan: Scenario) -> dict[str, list[Bad
         key = key_of(valid[0][1])
         bad = [replace(value, key=key) for value in bad_values(topic)]
         sent[topic] = []
+
         stride = max(1, len(bad) // len(valid))
         for index, value in enumerate(bad):
             if index % stride == 0 and valid:
                 name, document = valid.pop(0)
-                await sender.send(topic, key_of(document), to_bytes(document), ("neighbour", name))
+                await _send_valid(sender, topic, name, document, sent[topic])
             try:
                 await sender.send(topic, key, value.value, ("hostile", value.case))
             except MessageSizeTooLargeError:
@@ -510,10 +514,23 @@ async def send_interleaved(sender: Sender, plan: Scenario) -> dict[str, list[Bad
                 continue
             sent[topic].append(value)
         for name, document in valid:
-            await sender.send(topic, key_of(document), to_bytes(document), ("neighbour", name))
+            await _send_valid(sender, topic, name, document, sent[topic])
     oversized = [f"{t} {v.case}" for t in INPUTS for v in bad_values(t) if v.case == OVERSIZED]
     assert refused == (oversized if APACHE_KAFKA else []), refused
     return sent
+
+
+async def _send_valid(
+    sender: Sender, topic: str, name: str, document: Document, sent: list[Bad]
+) -> None:
+    """A valid event, marked as a neighbour; one of REUSED_IDS is refused: marked hostile and
+    added to the bad values `sent`."""
+    value = to_bytes(document)
+    if name not in REUSED_IDS:
+        await sender.send(topic, key_of(document), value, ("neighbour", name))
+        return
+    await sender.send(topic, key_of(document), value, ("hostile", name))
+    sent.append(Bad(name, topic, key_of(document), value, "EventIdReused", "already used"))
 
 
 # The tests --------------------------------------------------------------------------------

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
-from shared.contract.events import CONTENT_TYPE, CloudEvent, Topic
+from shared.contract.events import CONTENT_TYPE, CloudEvent, EventIdentity, Topic
 from shared.contract.events.examples import valid_example
-from shared.contract.money import FxSnapshot
+from shared.contract.money import FxSnapshot, Money
 from shared.runtime.config import Settings
 from shared.runtime.fx_store import save_judged, save_snapshot, snapshot_at, trusted_before
-from shared.runtime.inbox import claim
+from shared.runtime.inbox import Claimed, EventIdReused, claim, claim_in
 from shared.runtime.kafka import Delivery, make_broker
 from shared.runtime.outbox import OutboxRelay, enqueue
 from shared.tools.infra import InfraUrls
@@ -101,6 +104,95 @@ async def test_claim_rolls_back_with_the_transaction(db_pool: asyncpg.Pool) -> N
                 raise ZeroDivisionError
         async with conn.transaction():
             assert _ids(await claim(conn, consumer, [(_order("x"), _delivery(1))])) == {"x"}
+
+
+# The inbox's refusal of a reused id, the same in PostgreSQL and in the stores' memory fake.
+Claim = Callable[[list[tuple[CloudEvent[Any], Delivery]]], Awaitable[set[EventIdentity]]]
+
+
+@asynccontextmanager
+async def _inbox(kind: str, db_pool: asyncpg.Pool) -> AsyncIterator[Claim]:
+    """A claim of one consumer's batch in a transaction of its own, rolled back on error."""
+    consumer = f"inbox-test-{uuid.uuid4().hex[:8]}"
+    if kind == "memory":
+        memory: dict[tuple[str, str, str], Claimed] = {}
+
+        async def in_memory(batch: list[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+            nonlocal memory
+            saved = dict(memory)
+            try:
+                return claim_in(memory, consumer, batch)
+            except BaseException:
+                memory = saved
+                raise
+
+        yield in_memory
+        return
+    async with db_pool.acquire() as conn:
+
+        async def in_postgres(batch: list[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
+            async with conn.transaction():
+                return await claim(conn, consumer, batch)
+
+        yield in_postgres
+
+
+def _amount(event: CloudEvent[Any], amount: str) -> CloudEvent[Any]:
+    data = event.data.model_copy(update={"amount": Money.of(amount, "USD")})
+    return event.model_copy(update={"data": data})
+
+
+@pytest.mark.parametrize("kind", ["postgres", "memory"])
+async def test_an_id_used_again_for_another_event_is_refused(
+    kind: str, db_pool: asyncpg.Pool
+) -> None:
+    async with _inbox(kind, db_pool) as claim_batch:
+        order = _order("ord-evt-1")
+        assert await claim_batch([(order, _delivery(1))]) == {order.identity}
+        # The same event again, sent later: a repeat, skipped.
+        later = order.model_copy(update={"time": order.time + timedelta(minutes=5)})
+        assert await claim_batch([(later, _delivery(9))]) == set()
+        with pytest.raises(EventIdReused) as refused:
+            await claim_batch(
+                [(_order("ord-evt-2"), _delivery(10)), (_amount(order, "1.00"), _delivery(11))]
+            )
+        assert refused.value.reason.startswith(
+            "event id 'ord-evt-1' of source 'https://shop.example.com' was already used by "
+            "another order.redeemed (tracking.orders[0]@1)"
+        )
+        # Refused with the batch, the other event in it is claimed when it comes again.
+        assert _ids(await claim_batch([(_order("ord-evt-2"), _delivery(10))])) == {"ord-evt-2"}
+
+
+@pytest.mark.parametrize("kind", ["postgres", "memory"])
+async def test_an_id_used_twice_in_one_batch_for_two_events_is_refused(
+    kind: str, db_pool: asyncpg.Pool
+) -> None:
+    async with _inbox(kind, db_pool) as claim_batch:
+        order = _order("ord-twice")
+        same = [(order, _delivery(1)), (order, _delivery(2))]
+        assert await claim_batch(same) == {order.identity}
+        with pytest.raises(EventIdReused, match=r"tracking.orders\[0\]@3"):
+            other = _order("ord-twice-2")
+            await claim_batch([(other, _delivery(3)), (_amount(other, "2.00"), _delivery(4))])
+        assert await claim_batch([(other, _delivery(3))]) == {other.identity}
+
+
+@pytest.mark.parametrize("kind", ["postgres", "memory"])
+async def test_our_own_events_and_secret_carrying_ones_sent_again_are_repeats(
+    kind: str, db_pool: asyncpg.Pool
+) -> None:
+    """Our services announce a fact again under its derived id, fields moved since; and the
+    inbox keeps no hash of a payout destination, so it cannot tell two accounts apart."""
+    async with _inbox(kind, db_pool) as claim_batch:
+        ours = _order("derived-1", source="creatorflow/tracking")
+        assert await claim_batch([(ours, _delivery(1))]) == {ours.identity}
+        assert await claim_batch([(_amount(ours, "3.00"), _delivery(2))]) == set()
+        account = valid_example("creator.payout-account.upserted")
+        moved = account.data.model_copy(update={"destination": SecretStr("acct_elsewhere")})
+        assert await claim_batch([(account, _delivery(3))]) == {account.identity}
+        again = account.model_copy(update={"data": moved})
+        assert await claim_batch([(again, _delivery(4))]) == set()
 
 
 _PENDING = "SELECT count(*) FROM outbox WHERE event_id LIKE $1 AND published_at IS NULL"

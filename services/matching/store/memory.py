@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from services.matching.domain.profiles import Account, profile_text
 from services.matching.domain.ranker import LinearRanker, TrainingSet
@@ -35,9 +35,13 @@ from services.matching.store.port import (
 from shared.contract.events import CloudEvent, CreatorProfileUpserted, EventIdentity, MatchRequested
 from shared.contract.money import FxSnapshot
 from shared.runtime.fx_moves import rejudged
+from shared.runtime.inbox import Claimed, claim_in
 from shared.runtime.unit_of_work import Batch
 
 FxKey = tuple[str, datetime, str]
+
+# The inbox's consumer, named as the service names it in PostgreSQL.
+_CONSUMER: Final = "matching"
 
 
 @dataclass
@@ -52,7 +56,7 @@ class MemoryState:
     stored: list[StoredModel] = field(default_factory=list)  # oldest first
     arrival: dict[object, int] = field(default_factory=dict)  # label key -> arrival order
     promoted: dict[str, int] = field(default_factory=dict)  # version -> when it last went live
-    inbox: set[EventIdentity] = field(default_factory=set)
+    inbox: dict[tuple[str, str, str], Claimed] = field(default_factory=dict)
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     fx: dict[FxKey, FxSnapshot] = field(default_factory=dict)
     clock: int = 0
@@ -75,9 +79,7 @@ class MemoryMatchingTransaction:
         self._s = state
 
     async def claim(self, events: Batch) -> set[EventIdentity]:
-        fresh = {e.identity for e, _ in events} - self._s.inbox
-        self._s.inbox |= fresh
-        return fresh
+        return claim_in(self._s.inbox, _CONSUMER, events)
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
         known = {e.id for e in self._s.outbox}

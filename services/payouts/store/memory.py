@@ -31,6 +31,7 @@ from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMod
 from shared.contract.events import CloudEvent, EventIdentity, PayoutStatusChanged
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_moves import rejudged
+from shared.runtime.inbox import Claimed, claim_in
 from shared.runtime.kafka import Delivery
 from shared.runtime.observability import PAYOUT_EMAILS
 
@@ -50,7 +51,7 @@ class EmailRow:
 
 @dataclass
 class MemoryState:
-    processed: set[tuple[str, str, str]] = field(default_factory=set)  # (consumer, source, id)
+    processed: dict[tuple[str, str, str], Claimed] = field(default_factory=dict)
     deals: dict[str, DealTerms] = field(default_factory=dict)
     # deal -> version -> terms, and deal -> brand -> cancellation (kept before the deal too)
     deal_versions: dict[str, dict[int, DealTerms]] = field(default_factory=dict)
@@ -90,10 +91,7 @@ class MemoryPayoutsTransaction:
         self._consumer = consumer
 
     async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
-        consumer = self._consumer
-        fresh = {e.identity for e, _ in events if (consumer, *e.identity) not in self._s.processed}
-        self._s.processed |= {(consumer, *e) for e in fresh}
-        return fresh
+        return claim_in(self._s.processed, self._consumer, events)
 
     async def lock(
         self,

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from services.tracking.domain.attribution import (
     DealAttribution,
@@ -54,12 +54,16 @@ from services.tracking.store.port import (
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_moves import rejudged
+from shared.runtime.inbox import Claimed, claim_in
 from shared.runtime.unit_of_work import Batch
+
+# The inbox's consumer, named as the service names it in PostgreSQL.
+_CONSUMER: Final = "tracking"
 
 
 @dataclass
 class MemoryState:
-    processed: set[EventIdentity] = field(default_factory=set)
+    processed: dict[tuple[str, str, str], Claimed] = field(default_factory=dict)
     deals: dict[str, DealTerms] = field(default_factory=dict)
     # Flat keys, so that the shallow copy of `snapshot` rolls them back too.
     deal_versions: dict[tuple[str, int], DealTerms] = field(default_factory=dict)
@@ -134,9 +138,7 @@ class MemoryTrackingTransaction:
         self.s = state
 
     async def claim(self, events: Batch) -> set[EventIdentity]:
-        fresh = {e.identity for e, _ in events} - self.s.processed
-        self.s.processed |= fresh
-        return fresh
+        return claim_in(self.s.processed, _CONSUMER, events)
 
     async def add_deals(self, deals: Sequence[DealTerms]) -> DealsAdded:
         added, repeated, conflicting = [], set(), set()

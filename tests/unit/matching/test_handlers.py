@@ -87,7 +87,7 @@ async def test_feedback_signed_by_another_brand_is_refused_and_leaves_nothing() 
     )
     with pytest.raises(Untrusted):
         await units([delivered(feedback, signed_by=rival)])
-    assert store.state.feedback == {} and feedback.identity not in store.state.inbox
+    assert store.state.feedback == {} and ("matching", *feedback.identity) not in store.state.inbox
 
 
 def test_a_batch_is_cut_into_runs_of_one_type_in_arrival_order() -> None:
