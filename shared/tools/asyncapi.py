@@ -21,7 +21,14 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field, create_model
 
-from shared.contract.events import CloudEvent, EventSpec, Topic, envelope_for, specs_for_topic
+from shared.contract.events import (
+    CloudEvent,
+    EventSpec,
+    Topic,
+    dlq_topic,
+    envelope_for,
+    specs_for_topic,
+)
 from shared.tools.infra.service_processes import SERVICES
 
 CONTRACT_VERSION: Final = "v1"
@@ -170,7 +177,58 @@ def documentation_broker(service: str) -> KafkaBroker:
             description=topic_description(topic, "publishes"),
             schema=topic_payload(topic),
         )
+    for topic in inputs:
+        broker.publisher(
+            dlq_topic(topic),
+            title=f"{dlq_topic(topic)}:Publish",
+            description=dead_letter_description(topic),
+            schema=bytes,
+        )
     return broker
+
+
+def dead_letter_description(topic: str) -> str:
+    """What the service writes to `topic`'s dead-letter topic, and how to read it."""
+    return (
+        f"Records of `{topic}` this service refused, each as it came: the original key and "
+        "bytes (secret fields, such as a payout destination, replaced by `***` and listed in "
+        "the header `dlq.masked.fields`). Every service consuming the topic writes its own "
+        "copy of a record it refuses. Headers: the original's, and `dlq.error.class` "
+        "(InvalidJSON, SchemaViolation, UnknownEventType, WrongTopic, TooLarge, KeyMismatch, "
+        "FutureDated, EventRejected, EventIdReused, Untrusted (a signature refused), or an "
+        "unexpected error's class), `dlq.error.message` (one line naming the field, the value "
+        "and what "
+        "was expected; up to three errors, then how many more), `dlq.source.topic`, "
+        "`dlq.source.partition`, `dlq.source.offset`, `dlq.service`, `dlq.failed.at` (ISO "
+        "8601, UTC), and `correlation_id`, the same in every service's copy of one record "
+        "(the record's own if it had one). `creatorflow dlq list|replay` reads and "
+        "re-injects them."
+    )
+
+
+def _with_message_keys(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with each event message's Kafka key (binding 0.4.0) named: the data field
+    whose value every record of that topic carries as its key."""
+    channels = document.get("channels", {})
+    for channel in channels.values():
+        topic = channel.get("address", "")
+        keys = sorted({f"data.{s.key_field}" for s in specs_for_topic(topic)})
+        if not keys:
+            continue  # a dead-letter topic: the refused record's own key
+        for reference in channel.get("messages", {}).values():
+            name = reference["$ref"].removeprefix("#/components/messages/")
+            message = document["components"]["messages"][name]
+            message["bindings"] = {
+                "kafka": {
+                    "bindingVersion": "0.4.0",
+                    "key": {
+                        "type": "string",
+                        "description": f"The event's {' or '.join(keys)} (UTF-8), the "
+                        "entity whose events must stay in order.",
+                    },
+                }
+            }
+    return document
 
 
 def asyncapi_document(service: str) -> dict[str, Any]:
@@ -186,7 +244,7 @@ def asyncapi_document(service: str) -> dict[str, Any]:
         ),
         schema_version="3.0.0",
     ).to_specification()
-    return cast("dict[str, Any]", specification.to_jsonable())
+    return _with_message_keys(cast("dict[str, Any]", specification.to_jsonable()))
 
 
 def render(document: dict[str, Any]) -> str:

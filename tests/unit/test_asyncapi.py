@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from shared.contract.events import Topic, specs_for_topic
+from shared.contract.events import Topic, dlq_topic, specs_for_topic
 from shared.tools.asyncapi import (
     SERVICES,
     asyncapi_document,
@@ -95,9 +96,12 @@ def test_each_topic_is_a_channel_whose_messages_are_its_event_envelopes(service:
     }
     expected = {(t, "receive") for t in (*inputs, Topic.OPERATOR_SIGNING_KEYS)}
     expected |= {(t, "send") for t in outputs}
+    expected |= {(dlq_topic(t), "send") for t in inputs}
     assert actions == expected
     for channel in document["channels"].values():
         topic = channel["address"]
+        if topic.endswith(".dlq"):
+            continue  # test_dead_letter_topics_are_documented_with_their_headers
         envelopes = envelopes_of(document, channel)
         specs = specs_for_topic(topic)
         assert set(envelopes) == {spec.type for spec in specs}, topic
@@ -110,6 +114,30 @@ def test_each_topic_is_a_channel_whose_messages_are_its_event_envelopes(service:
             assert set(data["properties"]) == set(spec.data_model.model_fields), spec.type
             assert data["description"].startswith((spec.data_model.__doc__ or "")[:20])
             assert f"`{spec.type}`" in channel["description"]
+        for message in channel["messages"].values():
+            key = resolve(document, message)["bindings"]["kafka"]["key"]
+            assert {f"data.{s.key_field}" for s in specs} <= set(
+                re.findall(r"data\.\w+", key["description"])
+            ), topic
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dead_letter_topics_are_documented_with_their_headers(service: str) -> None:
+    document = committed(service)
+    inputs, _ = service_topics(service)
+    channels = {c["address"]: c for c in document["channels"].values()}
+    for topic in inputs:
+        channel = channels[dlq_topic(topic)]
+        for header in (
+            "dlq.error.class",
+            "dlq.error.message",
+            "dlq.source.offset",
+            "correlation_id",
+        ):
+            assert f"`{header}`" in channel["description"], (topic, header)
+        [message] = channel["messages"].values()
+        payload = resolve(document, resolve(document, message)["payload"])
+        assert (payload["type"], payload["format"]) == ("string", "binary")
 
 
 def test_match_requests_show_the_request_fields_under_their_channel() -> None:
