@@ -152,6 +152,7 @@ class MatchingHandlers:
         all their niches, costs and audience shares) and answered in one transaction,
         set-based."""
         requests: list[MatchRequested] = [e.data for e in new.events]
+        check_request_ids(requests, await uow.tx.answered_for({r.request_id for r in requests}))
         # Per brand: brands may ask for the same campaign id, and a `hired` feedback counts
         # only for the requests of the brand that signed it.
         hired: dict[tuple[str, str], frozenset[str]] = {}
@@ -312,6 +313,25 @@ async def check_deal_owners(
                         f"data.{name}: {getattr(change, name)!r} differs from deal "
                         f"{change.deal_id}'s {was!r}; an amendment never changes it"
                     )
+
+
+def check_request_ids(
+    requests: Sequence[MatchRequested], answered: Mapping[str, tuple[str, str]]
+) -> None:
+    """Refuse a request whose `request_id` already names a request of another brand or
+    campaign (`answered`: request id -> (brand, campaign), or earlier in `requests`): the
+    answer and any feedback go by that id. The same brand and campaign asking again under it
+    is a repeat, answered once."""
+    named = dict(answered)
+    for r in requests:
+        brand, campaign = named.setdefault(r.request_id, (r.brand_id, r.campaign_id))
+        if (brand, campaign) == (r.brand_id, r.campaign_id):
+            continue
+        whose = "another brand's request" if brand != r.brand_id else f"a request for {campaign}"
+        raise EventRejected(
+            f"data.request_id: {r.request_id!r} already names {whose}; a request id names one "
+            "request, whose answer and feedback carry it: send this one under an id of its own"
+        )
 
 
 def check_feedback_owner(data: MatchFeedback, signer: str, requests: Mapping[str, str]) -> None:

@@ -68,6 +68,9 @@ POD, SPIKE = TRUST_FLAGS
 # array of the index's size each) and exact prices.
 _KEPT_AUDIENCE_SETS: Final = 32
 _KEPT_PRICES: Final = 100_000
+# Decimals of each explained contribution in an answer: the features are single precision,
+# so further digits are noise. The score is their sum, so the explanation adds up to it.
+SHOWN_DECIMALS: Final = 6
 
 
 @dataclass(frozen=True)
@@ -617,8 +620,12 @@ def _ranked_creators(
     picked_rows = eligible.rows[at]
     matched = eligible.niche.matched(index.niche.rows(picked_rows))
     tiers = c.tier[picked_rows].tolist()
-    engagement = c.engagement_rate[picked_rows].tolist()
-    explanations = ranker.explain_rows(features)
+    # As sent: single-precision columns carry binary noise (0.04 reads 0.0399999991).
+    engagement = [float(str(rate)) for rate in c.engagement_rate[picked_rows]]
+    explanations = [
+        {name: round(part, SHOWN_DECIMALS) for name, part in row.items()}
+        for row in ranker.explain_rows(features)
+    ]
     values = features.tolist()
     creators = []
     for i, row in enumerate(picked_rows.tolist()):

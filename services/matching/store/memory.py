@@ -143,6 +143,10 @@ class MemoryMatchingTransaction:
                 found[f.campaign_id].add(f.creator_id)
         return {campaign: frozenset(creators) for campaign, creators in found.items()}
 
+    async def answered_for(self, request_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+        found = {r: self._s.answers.get(r) for r in request_ids}
+        return {r: (a.brand_id, a.campaign_id) for r, a in found.items() if a is not None}
+
     async def save_answers(self, answers: Sequence[Answer]) -> set[str]:
         recorded = set()
         for answer in answers:

@@ -158,6 +158,10 @@ class MatchingTransaction(Transaction, Protocol):
         """Per campaign with answered requests, the brand of each request (by request id)."""
         ...
 
+    async def answered_for(self, request_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+        """The (brand, campaign) each of these request ids was answered for, where it was."""
+        ...
+
     async def save_answers(self, answers: Sequence[Answer]) -> set[str]:
         """Record answers; returns the request ids recorded. An answer to a request answered
         before (or earlier in `answers`) is not recorded."""

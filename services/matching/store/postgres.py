@@ -202,6 +202,14 @@ class PostgresMatchingTransaction:
             feedback.signed_by,
         )
 
+    async def answered_for(self, request_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+        rows = await self._conn.fetch(
+            """SELECT request_id, brand_id, campaign_id FROM matching_requests
+               WHERE request_id = ANY($1)""",
+            list(request_ids),
+        )
+        return {r["request_id"]: (r["brand_id"], r["campaign_id"]) for r in rows}
+
     async def campaign_brands(self, campaign_ids: Collection[str]) -> dict[str, dict[str, str]]:
         rows = await self._conn.fetch(
             """SELECT campaign_id, request_id, brand_id FROM matching_requests

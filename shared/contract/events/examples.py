@@ -145,7 +145,7 @@ def match_suggestions() -> MatchSuggested:
                 tier="micro",
                 engagement_rate=0.047,
                 estimated_cost=usd("450.00"),
-                explanation={"niche_similarity": 0.41, "audience_country": 0.22},
+                explanation={"niche": 0.41, "audience_country": 0.22},
                 flags=(),
             ),
             Suggestion(
@@ -156,7 +156,7 @@ def match_suggestions() -> MatchSuggested:
                 tier="nano",
                 engagement_rate=0.081,
                 estimated_cost=usd("120.00"),
-                explanation={"niche_similarity": 0.30},
+                explanation={"niche": 0.30},
                 flags=("low_post_frequency", "follower_spike"),
                 flag_reasons={
                     "low_post_frequency": "3 posts in the last 30 days (fewer than 4)",

@@ -145,7 +145,12 @@ class MatchRequested(ExternalPayload):
     Empty `platforms` or `tiers` mean "any platform" / "any tier".
     """
 
-    request_id: Id = Field(description="Request id, echoed in the answer.", examples=["req-7"])
+    request_id: Id = Field(
+        description="Request id, echoed in the answer. It names one request: asked again "
+        "for the same campaign it is a repeat (answered once); an id already answered for "
+        "another brand or campaign is refused.",
+        examples=["req-7"],
+    )
     brand_id: Id = Field(description="Brand asking.", examples=["br-12"])
     campaign_id: Id = Field(description="Campaign; the Kafka key.", examples=["cmp-3"])
     niche: Niche = Field(description="What the campaign is about.")
@@ -154,7 +159,9 @@ class MatchRequested(ExternalPayload):
         description="Acceptable platforms; empty = any.", examples=[["instagram", "tiktok"]]
     )
     tiers: Annotated[tuple[Tier, ...], Field(max_length=len(TIERS))] = Field(
-        description="Acceptable creator tiers; empty = any.", examples=[["nano", "micro"]]
+        description="Acceptable creator tiers by followers: nano under 10,000, micro 10,000 to "
+        "99,999, macro 100,000 to 999,999, mega 1,000,000 or more; empty = any.",
+        examples=[["nano", "micro"]],
     )
     budget_per_creator: NonNegativeMoney = Field(
         description="Most the brand pays one creator.",
@@ -225,7 +232,7 @@ class Suggestion(InternalPayload):
     )
     explanation: Annotated[dict[Tag, Score], Field(max_length=MAX_MAP_ENTRIES)] = Field(
         description="Contribution of each feature to the score.",
-        examples=[{"niche_similarity": 0.41, "audience_country": 0.22}],
+        examples=[{"niche": 0.41, "audience_country": 0.22}],
     )
     flags: Flags = Field(
         default=(),

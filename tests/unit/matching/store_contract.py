@@ -264,6 +264,9 @@ class MatchingStoreContract:
             assert await tx.campaign_brands([campaign, "cmp-none"]) == {
                 campaign: {first.request_id: brand}
             }
+            assert await tx.answered_for([first.request_id, "req-none"]) == {
+                first.request_id: (brand, campaign)
+            }
             asked = await tx.hired([campaign], {campaign: brand})
             assert asked == {campaign: {"cr-b", "cr-c"}}
             everyone = await tx.hired([campaign])

@@ -158,3 +158,32 @@ async def test_another_brands_change_of_a_kept_deal_is_refused() -> None:
     assert store.state.cancelled == {("deal-42", "br-12")}
     # A change before its deal is kept: the brand is not known yet.
     await units([delivered(fresh_example(EventType.DEAL_CANCELLED, "tests/rival", deal_id="d-9"))])
+
+
+async def test_a_request_id_naming_another_brands_or_campaigns_request_is_refused() -> None:
+    """Answers and feedback go by request id: another brand's request under one already
+    answered would otherwise never be answered, without a word."""
+    store = MemoryMatchingStore()
+    _, units = replica(store)
+    batch = profiles_then_a_request(30)
+    await units(batch)  # brand-synthetic's req-1 for cmp-1
+    asked = batch[-1][0].data
+    for change, whose in (
+        ({"brand_id": "brand-rival"}, "another brand's request"),
+        ({"campaign_id": "cmp-2"}, "a request for cmp-1"),
+    ):
+        other = make_event(asked.model_copy(update=change), source="tests/brand")
+        with pytest.raises(EventRejected, match=f"data.request_id: 'req-1' already names {whose}"):
+            await units([delivered(other)])
+    # Asked again by the same brand for the same campaign: a repeat, not answered again.
+    await units([delivered(make_event(asked, source="tests/brand"))])
+    assert len(store.state.outbox) == 1
+    # Two brands under one new id in one batch: the first is answered, the second refused.
+    ours, theirs = (
+        make_event(asked.model_copy(update={"request_id": "req-9", "brand_id": b}), source="t")
+        for b in ("brand-synthetic", "brand-rival")
+    )
+    with pytest.raises(EventRejected, match="another brand's request"):
+        await units([delivered(ours), delivered(theirs)])
+    await units([delivered(ours)])
+    assert [e.data.request_id for e in store.state.outbox] == ["req-1", "req-9"]
