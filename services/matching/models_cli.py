@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import asyncpg
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from services.matching.domain.features import FEATURES, HAND_MODEL_VERSION, HAND_WEIGHTS
@@ -79,9 +80,15 @@ def list_command(
 def promote_command(
     version: str = typer.Argument(help="A stored ranker's version (see: models list)."),
 ) -> None:
-    """Put a stored ranker in use for its brand, whatever the gate said."""
+    """Put a stored ranker in use for its brand, whatever the gate said (it says so when the
+    gate had refused the ranker)."""
+
+    async def promote(store: PostgresMatchingStore) -> tuple[StoredModel | None, StoredModel]:
+        before = next((m for m in await store.models() if m.ranker.version == version), None)
+        return before, await store.promote(version)
+
     try:
-        model = _run(lambda store: store.promote(version))
+        before, model = _run(promote)
     except LookupError as error:
         fail(
             str(error),
@@ -90,6 +97,14 @@ def promote_command(
     except ValueError as error:
         fail(str(error))
     console.print(f"{model.ranker.version} is now live for brand {model.brand_id}")
+    if before is not None and before.status == "candidate":
+        # The gate keeps a ranker a candidate when it ranks worse than the one in use.
+        console.print(
+            f"[yellow]warning:[/] the promotion gate had refused it: {escape(before.reason)}. "
+            f"To put back the ranker live before: creatorflow matching models rollback "
+            f"{model.brand_id}",
+            soft_wrap=True,
+        )
 
 
 @app.command("rollback")

@@ -48,6 +48,7 @@ async def test_a_brand_s_rankers_are_listed_promoted_and_rolled_back(
     promoted = await asyncio.to_thread(invoke, "promote", refused.version)
     assert promoted.exit_code == 0, promoted.output
     assert f"{refused.version} is now live for brand {brand}" in promoted.output
+    assert "the promotion gate had refused it: niche precision 0.40 < 0.95" in promoted.output
     again = await asyncio.to_thread(invoke, "promote", refused.version)
     assert again.exit_code == 1 and "already live" in again.output
     unknown = await asyncio.to_thread(invoke, "promote", f"lr-{brand}-nope")
