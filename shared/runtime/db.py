@@ -138,11 +138,6 @@ async def migrate(
             current = await conn.fetchval("SELECT current_schema()")
             if current is not None and current != schema:
                 raise MigrationError(f"migrating {schema} with a pool of schema {current}")
-            created = not await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM pg_tables "
-                "WHERE schemaname = $1 AND tablename = 'schema_migrations')",
-                schema,
-            )
             # Checked first: CREATE SCHEMA IF NOT EXISTS needs the right to create schemas in
             # the database even when the schema exists, and a role per service has only its own.
             if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
@@ -154,9 +149,12 @@ async def migrate(
                        checksum text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            if created:
-                await adopt_legacy_tables(conn, service, migrations)
             done = await applied(conn, "schema_migrations")
+            if not done:
+                # Nothing migrated here yet, even if an earlier start made the table and
+                # stopped: a database of the releases before schemas is adopted first.
+                await adopt_legacy_tables(conn, service, migrations)
+                done = await applied(conn, "schema_migrations")
             for migration in migrations:
                 if migration.version in done:
                     check_unchanged(migration, done[migration.version])

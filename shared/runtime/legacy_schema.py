@@ -14,12 +14,15 @@ service's into its schema, in one transaction:
 
 The shared `public` tables stay for the services not yet adopted; once all three have started
 on this release they are unused (README, "Upgrading"). Nothing is adopted when the service
-never ran on the database (no migration of its own recorded in `public`).
+never ran on the database (no migration of its own recorded in `public`). A start that
+stopped before adopting (refused, or killed) leaves the schema without a recorded migration,
+so the next start adopts (`shared/runtime/db.py::migrate`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import asyncpg
 import structlog
@@ -35,6 +38,10 @@ from shared.runtime.db import (
 )
 
 log = structlog.get_logger(__name__)
+
+# The shared tables' migrations of the last release before schemas (0001 to 0006): a database
+# of that release has them all. Later ones run in the service's schema when it is adopted.
+LAST_RELEASE_SHARED: Final = frozenset(range(1, 7))
 
 
 async def adopt_legacy_tables(
@@ -54,11 +61,13 @@ async def adopt_legacy_tables(
     own = [m for m in migrations if m.version not in runtime and m.version in legacy]
     if not own:
         return
-    missing = sorted(runtime - set(legacy))
+    missing = sorted(LAST_RELEASE_SHARED - set(legacy))
     if missing:
         raise MigrationError(
             "this database's shared tables are older than the last release before schemas "
-            f"(migrations {missing} never ran): start that release once, then this one"
+            f"(migrations {missing} never ran): start that release (the last whose "
+            "migrations sit in deploy/migrations/, up to 0006_outbox_per_producer) once, "
+            "then this one"
         )
     for migration in own:
         check_unchanged(migration, legacy[migration.version])

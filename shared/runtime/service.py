@@ -31,7 +31,7 @@ from pydantic import SecretStr, ValidationError
 from shared.contract.signing import private_key_from_text
 from shared.runtime.cache import create_redis, redis_client
 from shared.runtime.config import Settings, settings_problems
-from shared.runtime.db import ServiceSchema, create_pool, migrate
+from shared.runtime.db import MigrationError, ServiceSchema, create_pool, migrate
 from shared.runtime.health import App, Check, HealthApp
 from shared.runtime.kafka import (
     AUTHORIZATION_ERRORS,
@@ -527,6 +527,10 @@ def run_service(
         asyncio.run(main())
     except ServiceConfigurationError as error:
         log.error(str(error), service=name)
+        raise SystemExit(2) from error
+    except MigrationError as error:
+        # The database is not one this release can migrate: the message says what to do.
+        log.error(f"could not migrate the database: {error}", service=name)
         raise SystemExit(2) from error
     except ValidationError as error:
         # The operator's to fix, as the CLI says it: the settings named, no traceback.

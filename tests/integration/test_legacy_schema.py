@@ -1,7 +1,9 @@
 """A database of the releases before schemas (every table in `public`) is adopted in place.
 
-The legacy database is built the way those releases built it: every migration, in version
-order, in `public`, recorded in `public.schema_migrations` with the same checksums.
+The legacy database is built the way those releases built it: their migrations, in version
+order, in `public`, recorded in `public.schema_migrations` with the same checksums: the shared
+tables' up to 0006, and every service's (later service migrations too, so that today's stores
+can write the rows to adopt).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from services.payouts.settings import PayoutsSettings
 from services.payouts.store.postgres import PostgresPayoutsStore
 from services.tracking.schema import SCHEMA as TRACKING
 from shared.runtime.db import MigrationError, ServiceSchema, create_pool, load_migrations, migrate
+from shared.runtime.legacy_schema import LAST_RELEASE_SHARED
 from shared.tools.infra import InfraUrls
 from shared.tools.schemas import SERVICE_SCHEMAS
 from tests.unit.payouts.builders import account
@@ -34,6 +37,8 @@ EVERYTHING = sorted(
     {m.version: m for s in SERVICE_SCHEMAS for m in s.migrations()}.values(),
     key=lambda m: m.version,
 )
+SHARED = {m.version for m in load_migrations()}
+LEGACY = [m for m in EVERYTHING if m.version not in SHARED or m.version in LAST_RELEASE_SHARED]
 
 
 @pytest.fixture
@@ -44,7 +49,7 @@ async def legacy_url(infra: InfraUrls, db_pool: asyncpg.Pool) -> AsyncIterator[s
     url = urlunsplit(urlsplit(infra.database_url)._replace(path=f"/{name}"))
     pool = await create_pool(url, schema="public", min_size=1, max_size=1)
     try:
-        await migrate(pool, ServiceSchema("public"), EVERYTHING)
+        await migrate(pool, ServiceSchema("public"), LEGACY)
     finally:
         await pool.close()
     yield url
@@ -144,7 +149,7 @@ async def test_a_database_older_than_the_last_release_before_schemas_is_refused(
     await db_pool.execute(f'CREATE DATABASE "{name}"')
     url = urlunsplit(urlsplit(infra.database_url)._replace(path=f"/{name}"))
     try:
-        old = [m for m in EVERYTHING if m.version != max(m.version for m in load_migrations())]
+        old = [m for m in LEGACY if m.version != max(LAST_RELEASE_SHARED)]
         public = await create_pool(url, schema="public", min_size=1, max_size=1)
         try:
             await migrate(public, ServiceSchema("public"), old)
@@ -158,3 +163,36 @@ async def test_a_database_older_than_the_last_release_before_schemas_is_refused(
             await pool.close()
     finally:
         await db_pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_a_start_that_stopped_before_adopting_leaves_the_next_start_to_adopt(
+    legacy_url: str,
+) -> None:
+    """A refused or killed first start may have made the service's schema and its empty
+    migrations table: the next start still adopts the tables, rows and all, rather than
+    creating empty ones beside them."""
+    legacy = await create_pool(legacy_url, schema="public", min_size=1, max_size=1)
+    creator = f"cr-{uuid.uuid4().hex[:8]}"
+    try:
+        db = PostgresPayoutsStore(legacy)
+        cipher = await open_destinations(db, SETTINGS)
+        data = account(creator, destination="tok_kept", form="W-9").data
+        async with db.transaction() as repo:
+            assert await repo.save_account(
+                translate.payout_account(data, datetime.now(UTC), seal=cipher.seal)
+            )
+        await legacy.execute(f'CREATE SCHEMA "{PAYOUTS.name}"')
+        await legacy.execute(
+            f"""CREATE TABLE "{PAYOUTS.name}".schema_migrations (
+                    version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+    finally:
+        await legacy.close()
+    pool = await create_pool(legacy_url, schema=PAYOUTS.name, min_size=1, max_size=1)
+    try:
+        assert await migrate(pool, PAYOUTS) == []
+        async with PostgresPayoutsStore(pool).transaction() as repo:
+            assert creator in await repo.accounts([creator])
+    finally:
+        await pool.close()
