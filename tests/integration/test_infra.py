@@ -106,6 +106,22 @@ def test_infra_up_status_down(tmp_path: Path) -> None:
         status = subprocess.run([*cli, "infra", "status"], env=env, capture_output=True, text=True)
         assert status.returncode == 0, status.stderr
         assert "running" in status.stdout
+        # Redis stops: `infra up` starts it again on its port, and leaves the others running
+        # (the embedded Kafka would come back empty).
+        os.kill(pids["redis"], signal.SIGKILL)
+        assert _wait_dead({"redis": pids["redis"]}) == []
+        stopped = subprocess.run([*cli, "infra", "status"], env=env, capture_output=True, text=True)
+        assert stopped.returncode == 1 and "infra up starts them again" in stopped.stderr
+        again = subprocess.run([*cli, "infra", "up"], env=env, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert "Started again: redis" in again.stdout, again.stdout
+        restarted = json.loads((tmp_path / "infra.json").read_text())
+        assert restarted["urls"] == state["urls"]
+        now = {name: p["pid"] for name, p in restarted["processes"].items()}
+        assert {n: now[n] for n in ("kafka", "postgres")} == {
+            n: pids[n] for n in ("kafka", "postgres")
+        }
+        pids["redis"] = now["redis"]
     finally:
         down = subprocess.run([*cli, "infra", "down"], env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from faststream.security import BaseSecurity
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from shared.runtime.config import KafkaKind, Settings, settings_problems
@@ -17,7 +18,7 @@ from shared.tools.cli.console import console, fail
 from shared.tools.cli.settings import kafka_security, load_settings
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, read_state, redact
 from shared.tools.infra.files import shell_exports, write_private
-from shared.tools.infra.stack import stop_detached
+from shared.tools.infra.stack import DetachedState, start_stopped, stop_detached
 from shared.tools.schemas import SERVICE_SCHEMAS
 
 app = typer.Typer(
@@ -57,7 +58,9 @@ def up(
         console.print("[yellow]Already running.[/]")
         _print_urls(state.urls, settings.data_dir, state.alive())
         return
-    stop_detached(settings.data_dir)  # a half-dead earlier start
+    if state is not None and any(state.alive().values()) and _start_stopped(settings, state):
+        return
+    stop_detached(settings.data_dir)  # nothing of an earlier start left running
     security = kafka_security()
     infra = EmbeddedInfra(settings.data_dir.resolve(), settings, detached=True)
     with console.status("Starting Kafka, PostgreSQL and Redis..."):
@@ -76,6 +79,30 @@ def up(
     console.print(
         f"Use it from a shell: [bold]source {env_file}[/]; stop it: creatorflow infra down"
     )
+
+
+def _start_stopped(settings: Settings, state: DetachedState) -> bool:
+    """Start the servers of an earlier `infra up` that stopped, leaving the running ones (and
+    the services connected to them) alone; False if that cannot be done here."""
+    try:
+        with console.status("Starting the stopped servers again..."):
+            started = start_stopped(settings.data_dir.resolve(), settings, state)
+            asyncio.run(_prepare(state.urls, settings, kafka_security()))
+    except InfraError as error:
+        console.print(f"[yellow]{escape(str(error))}: starting everything again[/]")
+        return False
+    kept = sorted(name for name, alive in state.alive().items() if alive)
+    console.print(
+        f"[green]Started again: {', '.join(started)}[/], on the same ports; "
+        f"kept running: {', '.join(kept)}."
+    )
+    if "kafka" in started:
+        console.print(
+            "[yellow]The embedded Kafka keeps its data in memory: it started empty (topics "
+            "created again). Register the signing keys again (creatorflow keys add).[/]"
+        )
+    _print_urls(state.urls, settings.data_dir, {name: True for name in state.processes})
+    return True
 
 
 def with_kafka_options(settings: Settings, kind: KafkaKind | None, brokers: int | None) -> Settings:
@@ -140,7 +167,11 @@ def status() -> None:
     alive = state.alive()
     _print_urls(state.urls, settings.data_dir, alive)
     if not all(alive.values()):
-        fail("some servers have stopped", hint="creatorflow infra down && creatorflow infra up")
+        fail(
+            "some servers have stopped",
+            hint="creatorflow infra up starts them again on the same ports (the others keep "
+            "running)",
+        )
 
 
 def _print_urls(urls: InfraUrls, data_dir: object, alive: dict[str, bool]) -> None:

@@ -215,6 +215,35 @@ def stop_detached(root: Path) -> list[str]:
     return list(running)
 
 
+def start_stopped(root: Path, settings: Settings, state: DetachedState) -> list[str]:
+    """Start again the servers of `state` (what `creatorflow infra up` left running under
+    `root`) that stopped, each on its port and with its data, leaving the others running, so
+    services connected to them keep their connections; returns the names started. The
+    embedded Kafka keeps its data in memory: started again, it is empty. Raises InfraError
+    for a stopped Apache Kafka node, whose cluster this does not know."""
+    stopped = [name for name, alive in state.alive().items() if not alive]
+    if any(name != "kafka" and _is_kafka(name) for name in stopped):
+        raise InfraError("an Apache Kafka node stopped: start the cluster again as a whole")
+    began = time.monotonic()
+    infra = EmbeddedInfra(root, settings, detached=True)
+    infra.urls = state.urls
+    infra.processes = {n: p for n, p in state.processes.items() if n not in stopped}
+    infra.ports = {
+        "kafka": int(state.urls.kafka_bootstrap_servers.rsplit(":", 1)[1]),
+        "postgres": urlsplit(state.urls.database_url).port or 0,
+        "redis": urlsplit(state.urls.redis_url).port or 0,
+    }
+    starts = {
+        "kafka": infra._start_kafka,
+        "redis": infra._start_redis,
+        "postgres": infra._start_postgres,
+    }
+    for name in stopped:
+        starts[name]()
+    infra._write_state(time.monotonic() - began)
+    return stopped
+
+
 def _is_kafka(name: str) -> bool:
     return name == "kafka" or name.startswith("kafka-")
 
