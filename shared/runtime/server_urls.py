@@ -54,10 +54,11 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def recorded_urls(data_dir: Path) -> InfraUrls | None:
+def recorded_urls(data_dir: Path, *, stopped_redis: bool = False) -> InfraUrls | None:
     """The URLs `creatorflow infra up` recorded under `data_dir`, of the servers still running
     ('' for Kafka or the database, None for Redis, when it stopped): a command that needs
-    only the database works while Redis is down."""
+    only the database works while Redis is down. With `stopped_redis`, Redis's URL even when
+    it stopped: a service that does without Redis for a while connects once it is back."""
     path = data_dir / STATE_FILE
     try:
         raw = json.loads(path.read_text())
@@ -75,15 +76,17 @@ def recorded_urls(data_dir: Path) -> InfraUrls | None:
     return InfraUrls(
         urls.kafka_bootstrap_servers if running("kafka") else "",
         urls.database_url if running("postgres") else "",
-        urls.redis_url if running("redis") else None,
+        urls.redis_url if stopped_redis or running("redis") else None,
     )
 
 
-def running_urls(settings: Settings, service: str | None = None) -> InfraUrls | None:
-    """Server URLs from the environment, completed by `creatorflow infra up`'s if running;
-    None without a Kafka and a database. With `service`, its own database if it has one
-    (`<SERVICE>_DATABASE_URL`)."""
-    recorded = recorded_urls(settings.data_dir)
+def running_urls(
+    settings: Settings, service: str | None = None, *, stopped_redis: bool = False
+) -> InfraUrls | None:
+    """Server URLs from the environment, completed by `creatorflow infra up`'s if running
+    (Redis's even when stopped, with `stopped_redis`); None without a Kafka and a database.
+    With `service`, its own database if it has one (`<SERVICE>_DATABASE_URL`)."""
+    recorded = recorded_urls(settings.data_dir, stopped_redis=stopped_redis)
     kafka = settings.kafka_bootstrap_servers or (recorded and recorded.kafka_bootstrap_servers)
     database = (settings.database_url_of(service) if service else None) or (
         settings.database_url.get_secret_value()

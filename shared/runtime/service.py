@@ -158,7 +158,8 @@ class ServiceConfigurationError(RuntimeError):
 
 
 def resolve_urls(settings: Settings, service: str, *, uses_redis: bool = False) -> InfraUrls:
-    urls = running_urls(settings, service)
+    # A service that can do without Redis for a while (payouts) starts while it is down.
+    urls = running_urls(settings, service, stopped_redis=True)
     if urls is None or (uses_redis and urls.redis_url is None):
         needed = "KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL" + (" and REDIS_URL" if uses_redis else "")
         raise ServiceConfigurationError(

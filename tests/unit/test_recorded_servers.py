@@ -13,6 +13,7 @@ import pytest
 
 from shared.runtime.config import Settings
 from shared.runtime.server_urls import STATE_FILE, InfraUrls, recorded_urls, running_urls
+from shared.runtime.service import resolve_urls
 
 URLS = InfraUrls("127.0.0.1:9092", "postgresql://u:p@127.0.0.1:5432/db", "redis://127.0.0.1:6379/0")
 
@@ -53,6 +54,9 @@ def test_with_redis_down_kafka_and_the_database_are_still_found(
     assert recorded_urls(tmp_path) == InfraUrls(URLS.kafka_bootstrap_servers, URLS.database_url)
     found = running_urls(_settings(tmp_path, monkeypatch))
     assert found is not None and found.database_url == URLS.database_url
+    # A service that does without Redis for a while starts, to connect once it is back.
+    settings = _settings(tmp_path, monkeypatch)
+    assert resolve_urls(settings, "payouts", uses_redis=True).redis_url == URLS.redis_url
 
 
 def test_without_the_database_nothing_is_found_and_one_broker_of_three_is_enough(
