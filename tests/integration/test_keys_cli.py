@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from shared.contract.events import Topic, encode
 from shared.contract.events.examples import valid_example
-from shared.contract.signing import private_key_from_text, sign_json
+from shared.contract.signing import private_key_from_text, public_key_text, sign_json
 from shared.tools.cli.main import app
 from shared.tools.infra import InfraUrls
 from tests.support.kafka_io import read_topic
@@ -126,3 +126,28 @@ def test_an_operator_manages_keys_and_a_brand_signs_and_checks(
     not_json = runner.invoke(app, ["verify"], input=b"{}", env=cli_env)
     assert not_json.exit_code == 1 and "not a v1 event" in not_json.output
     assert json.loads(raw)["sigkeyid"] == first
+
+
+def test_a_key_file_is_kept_once_its_key_is_registered_and_shows_its_public_key(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    key_file = tmp_path / "brand.key"
+    no_kafka = {**cli_env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    failed = runner.invoke(
+        app, ["keys", "new", "--party", "brand", "--owner", "br-x", "--out", str(key_file)],
+        env=no_kafka,
+    )  # fmt: skip
+    assert failed.exit_code == 1, failed.output
+    assert not key_file.exists(), "a key that was never registered must not be kept"
+    made = runner.invoke(
+        app, ["keys", "new", "--party", "brand", "--owner", "br-x", "--out", str(key_file)],
+        env=cli_env,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    shown = runner.invoke(app, ["keys", "public", str(key_file)], env=cli_env)
+    assert shown.exit_code == 0, shown.output
+    public = shown.output.strip()
+    assert public == public_key_text(private_key_from_text(key_file.read_text()).public_key())
+    listed = runner.invoke(app, ["keys", "list"], env=cli_env)
+    assert f"public key {public}" in listed.output

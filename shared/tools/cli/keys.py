@@ -93,12 +93,15 @@ async def read_registry(bootstrap: str, security: BaseSecurity | None) -> KeyReg
     return registry
 
 
-def _new_key_file(path: Path) -> Ed25519PrivateKey:
+def _check_free(path: Path) -> None:
     if path.exists():
         fail(f"{path} exists; refusing to overwrite a private key", hint="choose another --out")
-    key = Ed25519PrivateKey.generate()
+
+
+def _keep(path: Path, key: Ed25519PrivateKey) -> None:
+    """Write the private key once its public key is registered: a key file whose key never
+    reached the registry would be refused by every service, and block the next attempt."""
     write_private(path, private_key_text(key) + "\n")
-    return key
 
 
 PARTY_OPTION = typer.Option(..., help="Who signs with it: brand, shop, onboarding or service.")
@@ -110,11 +113,13 @@ def new_command(
     owner: str = typer.Option(..., help="Its owner's id: the brand id, the shop id, ..."),
     out: Path = typer.Option(..., help="Where to write the private key (created 0600)."),
 ) -> None:
-    """Create a key pair, keep the private key in --out and register the public key."""
-    key = _new_key_file(out)
+    """Create a key pair, register the public key and keep the private key in --out."""
+    _check_free(out)
+    key = Ed25519PrivateKey.generate()
     event = _register_event(party, owner, public_key_text(key.public_key()))
     with kafka_refusals():
         asyncio.run(_publish(*kafka_client(), [event]))
+    _keep(out, key)
     console.print(f"registered {event.data.key_id} for {party.value} {owner}; private key: {out}")
 
 
@@ -122,7 +127,11 @@ def new_command(
 def add_command(
     party: Party = PARTY_OPTION,
     owner: str = typer.Option(..., help="Its owner's id."),
-    public_key: str = typer.Option(..., help="The Ed25519 public key, base64url (32 bytes)."),
+    public_key: str = typer.Option(
+        ...,
+        help="The Ed25519 public key, base64url (32 bytes); `creatorflow keys public FILE` "
+        "prints it from a private key file. Never the private key: it looks the same.",
+    ),
 ) -> None:
     """Register a public key a party made itself (its private key never reaches us)."""
     try:
@@ -133,6 +142,15 @@ def add_command(
     with kafka_refusals():
         asyncio.run(_publish(*kafka_client(), [event]))
     console.print(f"registered {event.data.key_id} for {party.value} {owner}")
+
+
+@app.command("public")
+def public_command(
+    key_file: Path = typer.Argument(help="A private key file (as `keys new` writes it)."),
+) -> None:
+    """Print the public key of a private key file, alone on its line, to register it
+    elsewhere: keys add --public-key "$(creatorflow keys public FILE)"."""
+    print(public_key_text(load_private_key(key_file).public_key()))
 
 
 @app.command("revoke")
@@ -164,10 +182,12 @@ def rotate_command(
         known = registry.get(key)
         if known is None or known.revoked:
             fail(f"no registered key {key} in force", hint="creatorflow keys list")
-        new = _new_key_file(out)
+        _check_free(out)
+        new = Ed25519PrivateKey.generate()
         added = _register_event(known.party, known.owner_id, public_key_text(new.public_key()))
         revoked = make_event(SigningKeyRevoked(key_id=key, reason="rotated"), source=SOURCE)
         asyncio.run(_publish(bootstrap, security, [added, revoked]))
+    _keep(out, new)
     console.print(f"registered {added.data.key_id}, revoked {key}; private key: {out}")
 
 
