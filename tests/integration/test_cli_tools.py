@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from shared.runtime.config import KafkaKind, Settings
 from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, make_broker, partitions_of
 from shared.tools.cli.main import app
 from shared.tools.infra import InfraUrls
+
+FROM_START = ("--from-beginning", "--no-follow")
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,6 +62,15 @@ def test_produce_validates_then_sends_and_tail_shows(
     )
     assert shown.exit_code == 0, shown.output
     assert f"{tag}-1" in shown.output and f"{tag}-2" in shown.output
+    # On a narrow terminal (or a pipe) a value stays on its line: the JSON can be piped on.
+    narrow = subprocess.run(
+        [sys.executable, "-m", "shared.tools.cli", "tail", Topic.MATCH_FEEDBACK, *FROM_START],
+        env={**os.environ, **cli_env, "COLUMNS": "20"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f'"id": "{tag}-1"' in narrow.stdout, narrow.stdout
 
     unknown = runner.invoke(app, ["tail", "no.such.topic"], env=cli_env)
     assert unknown.exit_code == 1 and "unknown topic" in unknown.output

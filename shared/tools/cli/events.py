@@ -182,7 +182,7 @@ async def _tail(
                     console.rule(f"{record.topic}[{record.partition}]@{record.offset}  key={key}")
                     for name, value in headers.items():
                         if value:  # FastStream sends raw bytes with an empty content-type
-                            console.print(f"[dim]{name}:[/] {value}")
+                            console.print(f"[dim]{name}:[/] {value}", soft_wrap=True)
                     # Payout destinations are never shown, here as in dead letters.
                     value, masked = mask_secrets(record.topic, record.value or b"")
                     if masked:
@@ -197,6 +197,8 @@ async def _tail(
 
 def _print_value(value: bytes) -> None:
     try:
-        console.print(JSON.from_data(json.loads(value)))
+        # Never folded at the terminal's width: a long value (a signature) stays on its line,
+        # so the JSON can be copied or piped (creatorflow verify) as it is.
+        console.print(JSON.from_data(json.loads(value)), soft_wrap=True)
     except (ValueError, UnicodeDecodeError):
         console.print(repr(value[:500]))
