@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from services.payouts import brands_cli, creators_cli
@@ -38,6 +39,7 @@ from services.payouts.statement_files import statement_csv
 from services.payouts.statements import creator_statement
 from services.payouts.store.postgres import PostgresPayoutsStore
 from shared.contract.money import Money, MoneyError
+from shared.runtime.config import settings_problems
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.database import on_database
 
@@ -311,8 +313,8 @@ def rotate_key_command(
     (in the service too) until this has finished."""
     try:
         settings = PayoutsSettings()
-    except ValueError as error:
-        fail(f"payouts settings: {error}")
+    except ValidationError as error:
+        fail(f"invalid payouts settings: {settings_problems(error)}")
     cipher = DestinationCipher.from_setting(
         settings.destination_key, settings.destination_key_previous
     )
