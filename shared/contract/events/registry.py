@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from types import UnionType
 from typing import Annotated, Any, Final, TypeAlias, Union, get_args, get_origin
 
@@ -118,10 +119,10 @@ class EventSpec:
     owner_field: str | None = None
     also_signed_by: Party | None = None
 
-    @property
+    @cached_property
     def secret_fields(self) -> frozenset[str]:
         """Data fields typed `SecretStr` (e.g. a payout destination): never logged, quoted in
-        an error or kept in a dead-letter copy."""
+        an error or kept in a dead-letter copy. Worked out once: the inbox asks per event."""
         return frozenset(
             name
             for name, field in self.data_model.model_fields.items()
