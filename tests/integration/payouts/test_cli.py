@@ -86,23 +86,23 @@ async def test_statements_of_unknown_ids_fail_and_of_known_ones_without_payouts_
     cli_env: None, db_pool: asyncpg.Pool
 ) -> None:
     creator, brand = uid("cr"), uid("br")
-    db = PostgresPayoutsStore(db_pool)
-    unknown = await asyncio.to_thread(invoke, "statement", creator)
-    assert unknown.exit_code == 1, unknown.output
-    assert f"payouts knows no creator '{creator}'" in unknown.output
-    unknown = await asyncio.to_thread(invoke, "brand-statement", brand)
-    assert unknown.exit_code == 1, unknown.output
-    assert f"payouts knows no brand '{brand}'" in unknown.output
+    asked = {"statement": ("creator", creator), "brand-statement": ("brand", brand)}
+    for command, (who, named) in asked.items():
+        unknown = await asyncio.to_thread(invoke, command, named)
+        assert unknown.exit_code == 1, unknown.output
+        assert f"payouts knows no {who} '{named}'" in unknown.output
 
-    async with db.transaction() as repo:
+    async with PostgresPayoutsStore(db_pool).transaction() as repo:
         await repo.save_account(acct(creator))
         await repo.add_deal(terms(uid("deal"), creator, brand_id=brand), uid("ev"))
-    known = await asyncio.to_thread(invoke, "statement", creator)
-    assert known.exit_code == 0, known.output
-    assert f"No payouts for creator {creator} yet." in known.output
-    known = await asyncio.to_thread(invoke, "brand-statement", brand)
-    assert known.exit_code == 0, known.output
-    assert f"No fundings or payouts for brand {brand} yet." in known.output
+    empty = {
+        "statement": f"No payouts for creator {creator} yet.",
+        "brand-statement": f"No fundings or payouts for brand {brand} yet.",
+    }
+    for command, (_, named) in asked.items():
+        known = await asyncio.to_thread(invoke, command, named)
+        assert known.exit_code == 0, known.output
+        assert empty[command] in known.output
 
 
 async def test_ledger_check_fails_on_a_payout_without_its_postings(
