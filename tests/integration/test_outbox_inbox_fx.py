@@ -183,7 +183,8 @@ async def test_our_own_events_and_secret_carrying_ones_sent_again_are_repeats(
     kind: str, db_pool: asyncpg.Pool
 ) -> None:
     """Our services announce a fact again under its derived id, fields moved since; and the
-    inbox keeps no hash of a payout destination, so it cannot tell two accounts apart."""
+    inbox hashes a payout account without its destination: one that moved only that is taken
+    for a repeat, one of another creator is refused."""
     async with _inbox(kind, db_pool) as claim_batch:
         ours = _order("derived-1", source="creatorflow/tracking")
         assert await claim_batch([(ours, _delivery(1))]) == {ours.identity}
@@ -193,6 +194,9 @@ async def test_our_own_events_and_secret_carrying_ones_sent_again_are_repeats(
         assert await claim_batch([(account, _delivery(3))]) == {account.identity}
         again = account.model_copy(update={"data": moved})
         assert await claim_batch([(again, _delivery(4))]) == set()
+        other = account.data.model_copy(update={"creator_id": "cr-another"})
+        with pytest.raises(EventIdReused, match=r"another creator\.payout-account\.upserted"):
+            await claim_batch([(account.model_copy(update={"data": other}), _delivery(5))])
 
 
 _PENDING = "SELECT count(*) FROM outbox WHERE event_id LIKE $1 AND published_at IS NULL"

@@ -17,7 +17,7 @@ RELEASED = {
     "0005_inbox_by_source": "b752dc6c97df5cf8",
     "0006_outbox_per_producer": "073d336f6d756e31",
     "0007_outbox_values_uncompressed": "15e0d9296f082e4d",
-    "0008_inbox_content_digest": "c2b3134c2fc8105a",
+    "0008_inbox_content_digest": "d47bd301d38f3368",
     "0100_matching": "b6085a49fb9ca9ae",
     "0101_matching_feedback_by_source": "8ccd0fa8e86320bc",
     "0102_matching_models_per_brand": "b9ceb61993715ef3",
