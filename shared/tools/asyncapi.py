@@ -213,22 +213,56 @@ def _with_message_keys(document: dict[str, Any]) -> dict[str, Any]:
     for channel in channels.values():
         topic = channel.get("address", "")
         keys = sorted({f"data.{s.key_field}" for s in specs_for_topic(topic)})
-        if not keys:
-            continue  # a dead-letter topic: the refused record's own key
         for reference in channel.get("messages", {}).values():
             name = reference["$ref"].removeprefix("#/components/messages/")
             message = document["components"]["messages"][name]
+            if keys:
+                key = f"The event's {' or '.join(keys)} (UTF-8), the entity whose events must "
+                key += "stay in order."
+            else:  # a dead-letter topic
+                key = "The refused record's own key, as it came."
+                message["headers"] = _DEAD_LETTER_HEADERS
             message["bindings"] = {
                 "kafka": {
                     "bindingVersion": "0.4.0",
-                    "key": {
-                        "type": "string",
-                        "description": f"The event's {' or '.join(keys)} (UTF-8), the "
-                        "entity whose events must stay in order.",
-                    },
+                    "key": {"type": "string", "description": key},
                 }
             }
     return document
+
+
+def _text(description: str) -> dict[str, str]:
+    return {"type": "string", "description": description}
+
+
+# The headers of a dead letter (shared/runtime/kafka.py::DeadLetters), besides the original's.
+_DEAD_LETTER_HEADERS: Final = {
+    "type": "object",
+    "description": "The original record's headers, and these. A copy of a record that had no "
+    "content-type gets `application/octet-stream` (its bytes as they came).",
+    "required": [
+        "dlq.error.class",
+        "dlq.error.message",
+        "dlq.source.topic",
+        "dlq.source.partition",
+        "dlq.source.offset",
+        "dlq.service",
+        "dlq.failed.at",
+        "correlation_id",
+    ],
+    "properties": {
+        "dlq.error.class": _text("Why it was refused: InvalidJSON, SchemaViolation, ..."),
+        "dlq.error.message": _text("One line: the field, the value, what was expected."),
+        "dlq.source.topic": _text("The topic the record was read from."),
+        "dlq.source.partition": _text("Its partition (decimal)."),
+        "dlq.source.offset": _text("Its offset (decimal)."),
+        "dlq.service": _text("The service that refused it: each writes its own copy."),
+        "dlq.failed.at": _text("When, ISO 8601 in UTC."),
+        "dlq.masked.fields": _text("Secret fields replaced by `***`, comma-separated."),
+        "dlq.original.bytes": _text("The original's size, when only its head is kept."),
+        "correlation_id": _text("The same in every service's copy of one record."),
+    },
+}
 
 
 def asyncapi_document(service: str) -> dict[str, Any]:

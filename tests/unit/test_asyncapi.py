@@ -136,8 +136,11 @@ def test_dead_letter_topics_are_documented_with_their_headers(service: str) -> N
         ):
             assert f"`{header}`" in channel["description"], (topic, header)
         [message] = channel["messages"].values()
-        payload = resolve(document, resolve(document, message)["payload"])
+        resolved = resolve(document, message)
+        payload = resolve(document, resolved["payload"])
         assert (payload["type"], payload["format"]) == ("string", "binary")
+        assert {"dlq.error.class", "correlation_id"} <= set(resolved["headers"]["required"])
+        assert "own key" in resolved["bindings"]["kafka"]["key"]["description"]
 
 
 def test_match_requests_show_the_request_fields_under_their_channel() -> None:
