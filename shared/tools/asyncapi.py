@@ -274,7 +274,9 @@ def asyncapi_document(service: str) -> dict[str, Any]:
         description=(
             f"{SUMMARIES[service]}\n\nEvery Kafka value is a CloudEvents 1.0 JSON document "
             f"(structured mode) of event contract {CONTRACT_VERSION}; money is "
-            '`{"amount": "<decimal string>", "currency": "<ISO 4217>"}`.'
+            '`{"amount": "<decimal string>", "currency": "<ISO 4217>"}`. A field typed '
+            "`integer` takes a JSON integer only: `30`, never `30.0` (which JSON Schema would "
+            "let pass, and the services refuse as a SchemaViolation)."
         ),
         schema_version="3.0.0",
     ).to_specification()
