@@ -358,19 +358,13 @@ async def test_no_secret_leaves_where_it_belongs(
     paid_deal, refused_deal = "deal-leak-paid", "deal-leak-refused"
     valid = [
         fx({"EUR": "0.9215"}),
-        account(
-            paid_creator,
-            currency="USD",
-            form="W-9",
-            destination=secrets.paid_destination,
-            email=secrets.paid_email,
-        ),
-        account(
-            refused_creator,
-            currency="USD",
-            form="W-9",
-            destination=secrets.refused_destination,
-            email=secrets.refused_email,
+        # The paid and the refused creator: the same US account, each with its own secrets.
+        *(
+            account(creator, currency="USD", form="W-9", destination=destination, email=email)
+            for creator, destination, email in (
+                (paid_creator, secrets.paid_destination, secrets.paid_email),
+                (refused_creator, secrets.refused_destination, secrets.refused_email),
+            )
         ),
         account("cr-leak-raw", currency="USD", destination=secrets.raw_account_number),
         *funded_deal(paid_deal, paid_creator, deliverables=(("dl-1", 1),)),
