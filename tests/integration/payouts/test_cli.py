@@ -29,6 +29,7 @@ from tests.unit.payouts.store_contract import (
     LONG_AGO,
     acct,
     add_payout,
+    commission_payout,
     fund_draws,
     new_payout,
     terms,
@@ -129,15 +130,8 @@ async def test_statement_shows_commission_adjustments_clawbacks_and_repayments(
 ) -> None:
     creator, deal = uid("cr"), uid("deal")
     deal_terms = terms(deal, creator)
-    first = lifecycle.create(
-        deal_terms,
-        "commission",
-        "",
-        Money.of("100.00", "USD"),
-        platform_fee_bps=1000,
-        account=acct(creator, "USD"),
-        snapshot=None,
-        now=LONG_AGO,
+    first = commission_payout(
+        deal_terms, Money.of("100.00", "USD"), platform_fee_bps=1000, account=acct(creator, "USD")
     )
     taken = lifecycle.clawback(
         deal_terms, "adjustment-1", Money.of("30.00", "USD"), Money.of("3.00", "USD")

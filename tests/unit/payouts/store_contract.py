@@ -109,6 +109,27 @@ def new_payout(
     )
 
 
+def commission_payout(
+    deal_terms: DealTerms,
+    amount: Money,
+    *,
+    platform_fee_bps: int = 100,
+    account: PayoutAccount | None = None,
+) -> lifecycle.Transition:
+    """A deal's commission of `amount` (USD), created long ago with no FX snapshot: the
+    booked commission that clawbacks and statements are checked against."""
+    return lifecycle.create(
+        deal_terms,
+        "commission",
+        "",
+        amount,
+        platform_fee_bps=platform_fee_bps,
+        account=account,
+        snapshot=None,
+        now=LONG_AGO,
+    )
+
+
 async def add_payout(repo: PayoutsTransaction, payout: lifecycle.Payout) -> bool:
     """Store the payout's deal (as every fee payout has one), then the payout."""
     await repo.add_deal(terms(payout.deal_id, payout.creator_id), "e")
@@ -699,16 +720,7 @@ class PayoutStoreContract:
     ) -> None:
         deal, creator = uid("deal"), uid("cr")
         deal_terms = terms(deal, creator)
-        paid = lifecycle.create(
-            deal_terms,
-            "commission",
-            "",
-            Money.of("10.00", "USD"),
-            platform_fee_bps=100,
-            account=None,
-            snapshot=None,
-            now=LONG_AGO,
-        )
+        paid = commission_payout(deal_terms, Money.of("10.00", "USD"))
         taken = lifecycle.clawback(
             deal_terms, "adjustment-1", Money.of("4.00", "USD"), Money.of("0.04", "USD")
         )
