@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -110,11 +109,14 @@ async def test_claim_rolls_back_with_the_transaction(db_pool: asyncpg.Pool) -> N
 Claim = Callable[[list[tuple[CloudEvent[Any], Delivery]]], Awaitable[set[EventIdentity]]]
 
 
-@asynccontextmanager
-async def _inbox(kind: str, db_pool: asyncpg.Pool) -> AsyncIterator[Claim]:
-    """A claim of one consumer's batch in a transaction of its own, rolled back on error."""
+@pytest.fixture(params=["postgres", "memory"])
+async def claim_batch(
+    request: pytest.FixtureRequest, db_pool: asyncpg.Pool
+) -> AsyncIterator[Claim]:
+    """A claim of one consumer's batch in a transaction of its own, rolled back on error; each
+    test that takes it runs once against each inbox."""
     consumer = f"inbox-test-{uuid.uuid4().hex[:8]}"
-    if kind == "memory":
+    if request.param == "memory":
         memory: dict[tuple[str, str, str], Claimed] = {}
 
         async def in_memory(batch: list[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
@@ -142,61 +144,51 @@ def _amount(event: CloudEvent[Any], amount: str) -> CloudEvent[Any]:
     return event.model_copy(update={"data": data})
 
 
-@pytest.mark.parametrize("kind", ["postgres", "memory"])
-async def test_an_id_used_again_for_another_event_is_refused(
-    kind: str, db_pool: asyncpg.Pool
-) -> None:
-    async with _inbox(kind, db_pool) as claim_batch:
-        order = _order("ord-evt-1")
-        assert await claim_batch([(order, _delivery(1))]) == {order.identity}
-        # The same event again, sent later: a repeat, skipped.
-        later = order.model_copy(update={"time": order.time + timedelta(minutes=5)})
-        assert await claim_batch([(later, _delivery(9))]) == set()
-        with pytest.raises(EventIdReused) as refused:
-            await claim_batch(
-                [(_order("ord-evt-2"), _delivery(10)), (_amount(order, "1.00"), _delivery(11))]
-            )
-        assert refused.value.reason.startswith(
-            "event id 'ord-evt-1' of source 'https://shop.example.com' was already used by "
-            "another order.redeemed (tracking.orders[0]@1)"
+async def test_an_id_used_again_for_another_event_is_refused(claim_batch: Claim) -> None:
+    order = _order("ord-evt-1")
+    assert await claim_batch([(order, _delivery(1))]) == {order.identity}
+    # The same event again, sent later: a repeat, skipped.
+    later = order.model_copy(update={"time": order.time + timedelta(minutes=5)})
+    assert await claim_batch([(later, _delivery(9))]) == set()
+    with pytest.raises(EventIdReused) as refused:
+        await claim_batch(
+            [(_order("ord-evt-2"), _delivery(10)), (_amount(order, "1.00"), _delivery(11))]
         )
-        # Refused with the batch, the other event in it is claimed when it comes again.
-        assert _ids(await claim_batch([(_order("ord-evt-2"), _delivery(10))])) == {"ord-evt-2"}
+    assert refused.value.reason.startswith(
+        "event id 'ord-evt-1' of source 'https://shop.example.com' was already used by "
+        "another order.redeemed (tracking.orders[0]@1)"
+    )
+    # Refused with the batch, the other event in it is claimed when it comes again.
+    assert _ids(await claim_batch([(_order("ord-evt-2"), _delivery(10))])) == {"ord-evt-2"}
 
 
-@pytest.mark.parametrize("kind", ["postgres", "memory"])
-async def test_an_id_used_twice_in_one_batch_for_two_events_is_refused(
-    kind: str, db_pool: asyncpg.Pool
-) -> None:
-    async with _inbox(kind, db_pool) as claim_batch:
-        order = _order("ord-twice")
-        same = [(order, _delivery(1)), (order, _delivery(2))]
-        assert await claim_batch(same) == {order.identity}
-        with pytest.raises(EventIdReused, match=r"tracking.orders\[0\]@3"):
-            other = _order("ord-twice-2")
-            await claim_batch([(other, _delivery(3)), (_amount(other, "2.00"), _delivery(4))])
-        assert await claim_batch([(other, _delivery(3))]) == {other.identity}
+async def test_an_id_used_twice_in_one_batch_for_two_events_is_refused(claim_batch: Claim) -> None:
+    order = _order("ord-twice")
+    same = [(order, _delivery(1)), (order, _delivery(2))]
+    assert await claim_batch(same) == {order.identity}
+    with pytest.raises(EventIdReused, match=r"tracking.orders\[0\]@3"):
+        other = _order("ord-twice-2")
+        await claim_batch([(other, _delivery(3)), (_amount(other, "2.00"), _delivery(4))])
+    assert await claim_batch([(other, _delivery(3))]) == {other.identity}
 
 
-@pytest.mark.parametrize("kind", ["postgres", "memory"])
 async def test_our_own_events_and_secret_carrying_ones_sent_again_are_repeats(
-    kind: str, db_pool: asyncpg.Pool
+    claim_batch: Claim,
 ) -> None:
     """Our services announce a fact again under its derived id, fields moved since; and the
     inbox hashes a payout account without its destination: one that moved only that is taken
     for a repeat, one of another creator is refused."""
-    async with _inbox(kind, db_pool) as claim_batch:
-        ours = _order("derived-1", source="creatorflow/tracking")
-        assert await claim_batch([(ours, _delivery(1))]) == {ours.identity}
-        assert await claim_batch([(_amount(ours, "3.00"), _delivery(2))]) == set()
-        account = valid_example("creator.payout-account.upserted")
-        moved = account.data.model_copy(update={"destination": SecretStr("acct_elsewhere")})
-        assert await claim_batch([(account, _delivery(3))]) == {account.identity}
-        again = account.model_copy(update={"data": moved})
-        assert await claim_batch([(again, _delivery(4))]) == set()
-        other = account.data.model_copy(update={"creator_id": "cr-another"})
-        with pytest.raises(EventIdReused, match=r"another creator\.payout-account\.upserted"):
-            await claim_batch([(account.model_copy(update={"data": other}), _delivery(5))])
+    ours = _order("derived-1", source="creatorflow/tracking")
+    assert await claim_batch([(ours, _delivery(1))]) == {ours.identity}
+    assert await claim_batch([(_amount(ours, "3.00"), _delivery(2))]) == set()
+    account = valid_example("creator.payout-account.upserted")
+    moved = account.data.model_copy(update={"destination": SecretStr("acct_elsewhere")})
+    assert await claim_batch([(account, _delivery(3))]) == {account.identity}
+    again = account.model_copy(update={"data": moved})
+    assert await claim_batch([(again, _delivery(4))]) == set()
+    other = account.data.model_copy(update={"creator_id": "cr-another"})
+    with pytest.raises(EventIdReused, match=r"another creator\.payout-account\.upserted"):
+        await claim_batch([(account.model_copy(update={"data": other}), _delivery(5))])
 
 
 _PENDING = "SELECT count(*) FROM outbox WHERE event_id LIKE $1 AND published_at IS NULL"
