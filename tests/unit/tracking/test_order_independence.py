@@ -105,23 +105,17 @@ def deal_changes() -> list[CloudEvent[Any]]:
     cancelled on day 22, then amended after that (stale, whatever the order); a deal never
     signed cancelled (kept, counting for nothing)."""
     one, two = (deal.data for deal in deals()[:2])
+    # An amendment states every term: version 3 repeats the rate and window version 2 set.
+    rate_and_window = {"commission_rate": Decimal("0.20"), "attribution_window_days": 8}
     return [
-        amended(
-            one,
-            2,
-            day=1,
-            fee=Money.of("650.00", "USD"),
-            commission_rate=Decimal("0.20"),
-            attribution_window_days=8,
-        ),
+        amended(one, 2, day=1, fee=Money.of("650.00", "USD"), **rate_and_window),
         amended(
             one,
             3,
             day=2,
             fee=Money.of("700.00", "USD"),
-            commission_rate=Decimal("0.20"),
-            attribution_window_days=8,
             promo_codes=("SHARED", "LATE"),
+            **rate_and_window,
         ),
         cancellation_event("deal-2", time=T0 + timedelta(days=22)),
         amended(two, 2, day=23, fee=Money.of("1.00", "EUR")),
