@@ -9,12 +9,13 @@ code obeys exactly the rules a consumer enforces on the wire. Numbers that must 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import pycountry
+from pycountry.db import Database
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -106,20 +107,30 @@ Tag = Annotated[
 """A topic, hashtag, keyword, flag or reason code: 1-100 characters."""
 
 
-def _check_country(code: str) -> str:
-    if not (len(code) == 2 and code.isascii() and code.isalpha() and code.isupper()):
-        raise ValueError(f"{code!r} is not an upper-case ISO 3166-1 alpha-2 code such as 'US'")
-    if pycountry.countries.get(alpha_2=code) is None:
-        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code")
-    return code
+def _two_letter_code_check(
+    standard: str, what: str, registry: Database[Any], *, upper: bool, example: str
+) -> Callable[[str], str]:
+    """A check for a two-letter ISO code: countries and languages follow the same two steps,
+    the letters' case first (its error shows the expected form), then the ISO list itself."""
+    case = "an upper-case" if upper else "a lower-case"
+
+    def check(code: str) -> str:
+        right_case = code.isupper() if upper else code.islower()
+        if not (len(code) == 2 and code.isascii() and code.isalpha() and right_case):
+            raise ValueError(f"{code!r} is not {case} {standard} code such as {example!r}")
+        if registry.get(alpha_2=code) is None:
+            raise ValueError(f"{code!r} is not an {standard} {what} code")
+        return code
+
+    return check
 
 
-def _check_language(code: str) -> str:
-    if not (len(code) == 2 and code.isascii() and code.isalpha() and code.islower()):
-        raise ValueError(f"{code!r} is not a lower-case ISO 639-1 code such as 'en'")
-    if pycountry.languages.get(alpha_2=code) is None:
-        raise ValueError(f"{code!r} is not an ISO 639-1 language code")
-    return code
+_check_country = _two_letter_code_check(
+    "ISO 3166-1 alpha-2", "country", pycountry.countries, upper=True, example="US"
+)
+_check_language = _two_letter_code_check(
+    "ISO 639-1", "language", pycountry.languages, upper=False, example="en"
+)
 
 
 CountryCode = Annotated[
