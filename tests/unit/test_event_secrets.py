@@ -37,6 +37,14 @@ def account_document(**data: Any) -> dict[str, Any]:
     return document
 
 
+def refusal_of(**data: Any) -> EventDecodeError:
+    """The error decoding the example account with `data` raises: what a refused field says
+    (and must not quote) is the point of several tests below."""
+    with pytest.raises(EventDecodeError) as refused:
+        decode(ACCOUNTS, json.dumps(account_document(**data)).encode())
+    return refused.value
+
+
 def test_the_payout_destination_and_email_are_the_contracts_only_secret_fields() -> None:
     secret = {spec.type: spec.secret_fields for spec in EVENT_SPECS if spec.secret_fields}
     assert secret == {
@@ -64,10 +72,8 @@ def test_the_creators_email_is_masked_never_shown_and_on_the_wire_in_full() -> N
     "email", [EMAIL + ", b@example.com", "jane@example", "Jane <" + EMAIL + ">", "a\r\nBcc: x@y.z"]
 )
 def test_an_email_that_is_not_one_address_is_refused_without_quoting_it(email: str) -> None:
-    document = account_document(email=email)
-    with pytest.raises(EventDecodeError) as refused:
-        decode(ACCOUNTS, json.dumps(document).encode())
-    assert "email" in str(refused.value) and email not in str(refused.value)
+    refused = refusal_of(email=email)
+    assert "email" in str(refused) and email not in str(refused)
 
 
 def test_masking_replaces_the_field_wherever_it_is_and_says_where() -> None:
@@ -122,12 +128,10 @@ def test_values_without_secrets_are_kept_byte_for_byte() -> None:
     ],
 )
 def test_a_refused_destination_is_named_but_not_quoted(destination: object, reason: str) -> None:
-    value = json.dumps(account_document(destination=destination)).encode()
-    with pytest.raises(EventDecodeError) as refused:
-        decode(ACCOUNTS, value)
-    assert refused.value.reason.startswith(reason), refused.value.reason
-    assert "got" not in refused.value.reason
-    assert SECRET not in str(refused.value) and "7000123456" not in str(refused.value)
+    refused = refusal_of(destination=destination)
+    assert refused.reason.startswith(reason), refused.reason
+    assert "got" not in refused.reason
+    assert SECRET not in str(refused) and "7000123456" not in str(refused)
 
 
 @pytest.mark.parametrize(
@@ -138,17 +142,13 @@ def test_a_refused_destination_is_named_but_not_quoted(destination: object, reas
     ],
 )
 def test_a_refused_email_is_named_in_characters_but_not_quoted(email: str, reason: str) -> None:
-    value = json.dumps(account_document(email=email)).encode()
-    with pytest.raises(EventDecodeError) as refused:
-        decode(ACCOUNTS, value)
-    assert refused.value.reason.startswith(reason), refused.value.reason
-    assert email not in str(refused.value)
+    refused = refusal_of(email=email)
+    assert refused.reason.startswith(reason), refused.reason
+    assert email not in str(refused)
 
 
 def test_other_refused_fields_are_still_quoted() -> None:
-    value = json.dumps(account_document(currency="EURO")).encode()
-    with pytest.raises(EventDecodeError, match="EURO"):
-        decode(ACCOUNTS, value)
+    assert "EURO" in str(refusal_of(currency="EURO"))
 
 
 async def test_dead_letters_mask_secret_fields_and_list_them() -> None:
