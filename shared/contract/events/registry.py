@@ -141,6 +141,36 @@ def _secret(annotation: Any) -> bool:
     return False
 
 
+def _from_a_brand(
+    topic: str,
+    event_type: str,
+    data_model: PayloadModel,
+    key_field: str,
+    newest_by: str | None = None,
+) -> EventSpec:
+    """A brand's own event: it comes from outside, signed by the brand it names in
+    `brand_id`. Deals, match requests and funding are all sent this way."""
+    return EventSpec(
+        topic,
+        event_type,
+        data_model,
+        key_field,
+        external=True,
+        newest_by=newest_by,
+        signed_by=Party.BRAND,
+        owner_field="brand_id",
+    )
+
+
+def _from_our_service(
+    topic: str, event_type: str, data_model: PayloadModel, key_field: str
+) -> EventSpec:
+    """An event one of our services publishes: internal, signed with a service key."""
+    return EventSpec(
+        topic, event_type, data_model, key_field, external=False, signed_by=Party.SERVICE
+    )
+
+
 EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
     EventSpec(
         Topic.CREATOR_PROFILES,
@@ -158,22 +188,11 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         newest_by="time",
         signed_by=Party.ONBOARDING,
     ),
-    EventSpec(
-        Topic.BRAND_MATCH_REQUESTS,
-        EventType.MATCH_REQUESTED,
-        MatchRequested,
-        "campaign_id",
-        external=True,
-        signed_by=Party.BRAND,
-        owner_field="brand_id",
+    _from_a_brand(
+        Topic.BRAND_MATCH_REQUESTS, EventType.MATCH_REQUESTED, MatchRequested, "campaign_id"
     ),
-    EventSpec(
-        Topic.MATCH_SUGGESTIONS,
-        EventType.MATCH_SUGGESTED,
-        MatchSuggested,
-        "campaign_id",
-        external=False,
-        signed_by=Party.SERVICE,
+    _from_our_service(
+        Topic.MATCH_SUGGESTIONS, EventType.MATCH_SUGGESTED, MatchSuggested, "campaign_id"
     ),
     EventSpec(
         Topic.MATCH_FEEDBACK,
@@ -185,15 +204,7 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
     ),
     # A deal, its later versions and its end, all on the deal's partition (keyed by deal).
     *(
-        EventSpec(
-            Topic.CAMPAIGN_DEALS,
-            event_type,
-            data_model,
-            "deal_id",
-            external=True,
-            signed_by=Party.BRAND,
-            owner_field="brand_id",
-        )
+        _from_a_brand(Topic.CAMPAIGN_DEALS, event_type, data_model, "deal_id")
         for event_type, data_model in (
             (EventType.DEAL_SIGNED, DealSigned),
             (EventType.DEAL_AMENDED, DealAmended),
@@ -201,25 +212,14 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         )
     ),
     # Keyed by campaign: payouts and matching, which also read this topic, ignore it.
-    EventSpec(
+    _from_a_brand(
         Topic.CAMPAIGN_DEALS,
         EventType.ATTRIBUTION_MODEL_SET,
         AttributionModelSet,
         "campaign_id",
-        external=True,
         newest_by="time",
-        signed_by=Party.BRAND,
-        owner_field="brand_id",
     ),
-    EventSpec(
-        Topic.BRAND_FUNDING,
-        EventType.BRAND_FUNDED,
-        BrandFunded,
-        "brand_id",
-        external=True,
-        signed_by=Party.BRAND,
-        owner_field="brand_id",
-    ),
+    _from_a_brand(Topic.BRAND_FUNDING, EventType.BRAND_FUNDED, BrandFunded, "brand_id"),
     EventSpec(
         Topic.TRACKING_POST_METRICS,
         EventType.POST_METRICS_OBSERVED,
@@ -252,31 +252,22 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         external=True,
         signed_by=Party.SHOP,
     ),
-    EventSpec(
-        Topic.TRACKING_ATTRIBUTION,
-        EventType.ATTRIBUTION_UPDATED,
-        AttributionUpdated,
-        "deal_id",
-        external=False,
-        signed_by=Party.SERVICE,
+    _from_our_service(
+        Topic.TRACKING_ATTRIBUTION, EventType.ATTRIBUTION_UPDATED, AttributionUpdated, "deal_id"
     ),
     # Beside the attribution it changes, keyed by deal: a deal's alerts and figures in order.
-    EventSpec(
+    _from_our_service(
         Topic.TRACKING_ATTRIBUTION,
         EventType.PROMO_CODE_LEAK_SUSPECTED,
         PromoCodeLeakSuspected,
         "deal_id",
-        external=False,
-        signed_by=Party.SERVICE,
     ),
     # A topic of its own, keyed by campaign: what a brand's dashboard reads (and may compact).
-    EventSpec(
+    _from_our_service(
         Topic.TRACKING_CAMPAIGN_ATTRIBUTION,
         EventType.CAMPAIGN_ATTRIBUTION_UPDATED,
         CampaignAttributionUpdated,
         "campaign_id",
-        external=False,
-        signed_by=Party.SERVICE,
     ),
     EventSpec(
         Topic.DELIVERABLES_CONFIRMED,
@@ -296,13 +287,8 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
         newest_by="as_of",
     ),
     *(
-        EventSpec(
-            Topic.PAYOUTS_STATUS,
-            EventType(f"payout.{status}"),
-            PayoutStatusChanged,
-            "deal_id",
-            external=False,
-            signed_by=Party.SERVICE,
+        _from_our_service(
+            Topic.PAYOUTS_STATUS, EventType(f"payout.{status}"), PayoutStatusChanged, "deal_id"
         )
         for status in PAYOUT_STATUSES
     ),
