@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -32,6 +33,27 @@ from shared.contract.events.vocabulary import (
     Platform,
 )
 from shared.contract.money import Money, NonNegativeMoney
+
+# Figures a deal's attribution and its campaign's define alike, declared once so that
+# the two reports keep describing them the same way.
+_EngagementRate = Annotated[
+    Ratio | None,
+    Field(
+        description="(likes + comments + shares) / followers, averaged per post.",
+        examples=["0.0512"],
+    ),
+]
+_NetRevenue = Annotated[
+    Money,
+    Field(
+        description="Attributed revenue net of refunds.",
+        examples=[{"amount": "2661.90", "currency": "USD"}],
+    ),
+]
+_RoiPct = Annotated[
+    SignedRatio | None,
+    Field(description="(revenue - spend) / spend x 100.", examples=["271.67"]),
+]
 
 
 class PostMetricsObserved(ExternalPayload):
@@ -204,15 +226,9 @@ class AttributionUpdated(InternalPayload):
     views: Count = Field(description="Views of those posts.", examples=[64_000])
     impressions: Count = Field(description="Impressions of those posts.", examples=[91_000])
     reach: Count = Field(description="Accounts reached.", examples=[55_000])
-    engagement_rate: Ratio | None = Field(
-        description="(likes + comments + shares) / followers, averaged per post.",
-        examples=["0.0512"],
-    )
+    engagement_rate: _EngagementRate
     orders: Count = Field(description="Net orders attributed.", examples=[41])
-    revenue: Money = Field(
-        description="Attributed revenue net of refunds.",
-        examples=[{"amount": "2661.90", "currency": "USD"}],
-    )
+    revenue: _NetRevenue
     spend: NonNegativeMoney = Field(
         description="Fee plus commission owed so far.",
         examples=[{"amount": "716.19", "currency": "USD"}],
@@ -221,9 +237,7 @@ class AttributionUpdated(InternalPayload):
     cpe: Ratio | None = Field(description="spend / engagements.", examples=["0.097"])
     cpa: Ratio | None = Field(description="spend / orders.", examples=["17.47"])
     roas: Ratio | None = Field(description="revenue / spend.", examples=["3.72"])
-    roi_pct: SignedRatio | None = Field(
-        description="(revenue - spend) / spend x 100.", examples=["271.67"]
-    )
+    roi_pct: _RoiPct
     # Optional since v1.1.
     saves: Count | None = Field(default=None, description="Saves of those posts.", examples=[880])
     as_of: UtcDatetime = Field(
@@ -287,10 +301,7 @@ class CampaignCurrencyTotals(InternalPayload):
         description="Orders attributed to them still waiting for an FX rate (not in `orders`).",
         examples=[0],
     )
-    revenue: Money = Field(
-        description="Attributed revenue net of refunds.",
-        examples=[{"amount": "2661.90", "currency": "USD"}],
-    )
+    revenue: _NetRevenue
     fees: NonNegativeMoney = Field(
         description="The deals' fees.", examples=[{"amount": "450.00", "currency": "USD"}]
     )
@@ -345,10 +356,7 @@ class CampaignAttributionUpdated(InternalPayload):
     views: Count = Field(description="Views of those posts.", examples=[64_000])
     impressions: Count = Field(description="Impressions of those posts.", examples=[91_000])
     reach: Count = Field(description="Accounts reached, summed over the posts.", examples=[55_000])
-    engagement_rate: Ratio | None = Field(
-        description="(likes + comments + shares) / followers, averaged per post.",
-        examples=["0.0512"],
-    )
+    engagement_rate: _EngagementRate
     orders: Count = Field(
         description=(
             "Net orders attributed to the deals, every currency, summed over the deals: an "
@@ -389,9 +397,7 @@ class CampaignAttributionUpdated(InternalPayload):
     cpe: Ratio | None = Field(description="spend / engagements.", examples=["0.0973"])
     cpa: Ratio | None = Field(description="spend / orders.", examples=["17.4680"])
     roas: Ratio | None = Field(description="revenue / spend.", examples=["3.7167"])
-    roi_pct: SignedRatio | None = Field(
-        description="(revenue - spend) / spend x 100.", examples=["271.67"]
-    )
+    roi_pct: _RoiPct
     unattributed_orders: Count = Field(
         description=(
             "Orders naming the campaign's brand whose promo code no deal of the brand "
