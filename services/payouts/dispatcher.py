@@ -23,7 +23,6 @@ forgotten (docs/architecture.md §6, "Leases").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -54,6 +53,7 @@ from services.payouts.providers import (
 from services.payouts.providers.rails import LEGACY_RAIL, Rails
 from services.payouts.store.port import PayoutsStore
 from shared.runtime.observability import PAYOUT_CONFIRMATION_TO_SENT, PAYOUT_POST_TO_SENT
+from shared.runtime.rounds import run_in_rounds
 
 log = structlog.get_logger(__name__)
 
@@ -157,12 +157,11 @@ class Dispatcher:
                 rounds.create_task(self._run_rounds())
 
     async def _run_rounds(self) -> None:
-        while True:
-            self._wake.clear()
-            if await self.dispatch_once():
-                continue  # more may have become due while the provider was called
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+        # A round that took any payout is followed at once: more may have become due while the
+        # provider was called.
+        await run_in_rounds(
+            self.dispatch_once, full=1, idle_seconds=self._idle_seconds, wake=self._wake
+        )
 
     async def dispatch_once(self) -> int:
         """One round; returns how many due payouts it took."""

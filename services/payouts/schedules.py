@@ -22,6 +22,7 @@ from services.payouts.reports import LedgerReport, check_ledger
 from services.payouts.settlements import RailReport, apply_reports
 from services.payouts.store.port import PayoutsStore
 from shared.runtime.observability import LEDGER_CHECK_PROBLEMS, LEDGER_CHECKS
+from shared.runtime.rounds import run_in_rounds
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +31,34 @@ Round = Callable[[PendingChanges, int], Awaitable[int]]
 """One round of periodic work in one transaction: (changes, batch) -> rows looked at."""
 
 
-class _Rounds:
+class _Periodic:
+    """Rounds of at most `batch` rows in a transaction each, again at once while a round finds
+    a full batch, else after `interval_seconds`: what the schedules below have in common."""
+
+    def __init__(
+        self,
+        db: PayoutsStore,
+        policy: PayoutPolicy,
+        *,
+        interval_seconds: float,
+        batch: int,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._policy = policy
+        self._interval = interval_seconds
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self) -> None:
+        await run_in_rounds(self.run_once, full=self._batch, idle_seconds=self._interval)
+
+    async def run_once(self) -> int:
+        """One round; how many rows it looked at."""
+        raise NotImplementedError
+
+
+class _Rounds(_Periodic):
     """Every `interval_seconds`, runs `_round` in a transaction until a round finds less than
     a batch; wakes the dispatcher when it scheduled payouts."""
 
@@ -46,18 +74,8 @@ class _Rounds:
         batch: int = 100,
         clock: Clock = utc_now,
     ) -> None:
-        self._db = db
-        self._policy = policy
-        self._interval = interval_seconds
+        super().__init__(db, policy, interval_seconds=interval_seconds, batch=batch, clock=clock)
         self._on_scheduled = on_scheduled
-        self._batch = batch
-        self._clock = clock
-
-    async def run(self) -> None:
-        while True:
-            while await self.run_once() >= self._batch:
-                pass
-            await asyncio.sleep(self._interval)
 
     async def run_once(self) -> int:
         async with payout_transaction(self._db, self._policy, self._clock()) as changes:
@@ -73,7 +91,7 @@ class CommissionSchedule(_Rounds):
     _round = staticmethod(decide_commissions)
 
 
-class SettlementPoller:
+class SettlementPoller(_Periodic):
     """Every `interval_seconds`, asks each sent payout's rail about it and records settlement
     (or a reported failure, which returns the money to the creator's payable balance)."""
 
@@ -87,17 +105,8 @@ class SettlementPoller:
         batch: int = 200,
         clock: Clock = utc_now,
     ) -> None:
-        self._db = db
+        super().__init__(db, policy, interval_seconds=interval_seconds, batch=batch, clock=clock)
         self._rails = provider if isinstance(provider, Rails) else Rails.single(provider)
-        self._policy = policy
-        self._interval = interval_seconds
-        self._batch = batch
-        self._clock = clock
-
-    async def run(self) -> None:
-        while True:
-            if await self.run_once() < self._batch:
-                await asyncio.sleep(self._interval)
 
     async def run_once(self) -> int:
         async with self._db.transaction() as repo:

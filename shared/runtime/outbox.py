@@ -28,6 +28,7 @@ from faststream.kafka import KafkaBroker
 from shared.contract.events import CONTENT_TYPE, CloudEvent, encode, event_key, spec_for_type
 from shared.contract.signing import sign_json
 from shared.runtime.kafka import RetryPolicy, is_transient
+from shared.runtime.rounds import run_in_rounds
 
 log = structlog.get_logger(__name__)
 
@@ -120,12 +121,12 @@ class OutboxRelay:
             try:
                 await self._wait_for_leadership(listener)
                 try:
-                    while True:
-                        self._wake.clear()
-                        if await self.publish_pending() >= self._batch_size:
-                            continue
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                    await run_in_rounds(
+                        self.publish_pending,
+                        full=self._batch_size,
+                        idle_seconds=self._poll_seconds,
+                        wake=self._wake,
+                    )
                 finally:
                     with contextlib.suppress(Exception):
                         await listener.execute("SELECT pg_advisory_unlock($1)", self._lock_id)

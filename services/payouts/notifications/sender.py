@@ -24,6 +24,7 @@ from services.payouts.notifications.content import Link, message
 from services.payouts.notifications.smtp import NotSent
 from services.payouts.store.port import PayoutsStore
 from shared.runtime.observability import PAYOUT_EMAILS
+from shared.runtime.rounds import run_in_rounds
 
 log = structlog.get_logger(__name__)
 
@@ -71,14 +72,15 @@ class EmailSender:
         self._idle = idle_seconds
 
     async def run(self) -> None:
-        while True:
-            try:
-                handled = await self.round()
-            except Exception:  # the database is away: e-mails wait, payouts go on
-                log.exception("payout e-mails: round failed, trying again")
-                handled = 0
-            if handled == 0:
-                await asyncio.sleep(self._idle)
+        await run_in_rounds(self._round_surviving_outages, full=1, idle_seconds=self._idle)
+
+    async def _round_surviving_outages(self) -> int:
+        """`round`, where one that fails counts as having sent nothing: the loop goes on."""
+        try:
+            return await self.round()
+        except Exception:  # the database is away: e-mails wait, payouts go on
+            log.exception("payout e-mails: round failed, trying again")
+            return 0
 
     async def round(self) -> int:
         """Settle the e-mails left in doubt, then send those due now; how many were claimed."""
