@@ -36,10 +36,8 @@ from shared.runtime.kafka import (
     SafeConsumer,
     client_options,
     ends_client,
-    partitions_of,
-    start_both,
 )
-from shared.runtime.positions import AppliedPositions
+from shared.runtime.positions import AssignedReader
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +56,7 @@ class _Skipped(DeadLetters):
         log.info("followed event skipped", source=str(delivery), error_class=error_class)
 
 
-class TopicFollower:
+class TopicFollower(AssignedReader):
     def __init__(
         self,
         bootstrap: str,
@@ -70,14 +68,14 @@ class TopicFollower:
         client_id: str,
         max_records: int = 500,
     ) -> None:
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             **client_options(bootstrap, security),
             client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="latest",
             max_poll_records=max_records,
         )
-        self._ends = ends_client(bootstrap, security, client_id=f"{client_id}-ends")
+        super().__init__(consumer, ends_client(bootstrap, security, client_id=f"{client_id}-ends"))
         self._topics = list(topics)
         self._handler = handler
         self._policy = SafeConsumer(
@@ -89,24 +87,13 @@ class TopicFollower:
             check_sender=policy.check_sender,
             counted=False,
         )
-        self._positions = AppliedPositions()  # applied: read and handled
-        self._started = False
 
     async def start(self) -> None:
         """Assign every partition at its current end: call before loading the database."""
-        await start_both(self._consumer, self._ends)
-        self._started = True
-        partitions = await partitions_of(self._consumer, self._topics)
-        self._consumer.assign(partitions)
+        partitions = await self._start_assigned(self._topics)
         for tp, end in (await self._ends.end_offsets(partitions)).items():
             self._consumer.seek(tp, end)
             self._positions.applied[tp] = end
-
-    async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self._ends.stop()
-            await self._consumer.stop()
 
     async def run(self) -> None:
         """Apply events as they come, until cancelled (which stops the consumers). The only
@@ -127,16 +114,9 @@ class TopicFollower:
         except TimeoutError:
             raise FollowerBehind(f"{', '.join(self._topics)} not read to the end") from None
 
-    async def _read_once(self, *, timeout_ms: int) -> None:
-        batch = await self._consumer.getmany(timeout_ms=timeout_ms)
-        reached = await self._positions.read_by(self._consumer)
-        records: list[ConsumerRecord[Any, Any]] = [r for rs in batch.values() for r in rs]
-        if records:
-            deliveries = [
-                Delivery(
-                    r.topic, r.partition, r.offset, r.key, r.value or b"", tuple(r.headers or ())
-                )
-                for r in records
-            ]
-            await self._policy.handle_batch(deliveries, self._handler)
-        await self._positions.advance(reached)
+    async def _apply(self, records: list[ConsumerRecord[Any, Any]]) -> None:
+        deliveries = [
+            Delivery(r.topic, r.partition, r.offset, r.key, r.value or b"", tuple(r.headers or ()))
+            for r in records
+        ]
+        await self._policy.handle_batch(deliveries, self._handler)

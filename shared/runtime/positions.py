@@ -9,8 +9,12 @@ records up to them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from shared.runtime.kafka import partitions_of, start_both
 
 
 class AppliedPositions:
@@ -38,3 +42,40 @@ class AppliedPositions:
             async with self._progress:
                 self.applied.update(reached)
                 self._progress.notify_all()
+
+
+class AssignedReader:
+    """A consumer that assigns itself every partition of its topics, its `ends_client` and the
+    positions it has applied: the follower and the key reader start, read and stop alike."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, ends: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+        self._ends = ends
+        self._positions = AppliedPositions()
+        self._started = False
+
+    async def _start_assigned(self, topics: Sequence[str]) -> list[TopicPartition]:
+        """Start both clients and assign every partition of `topics`; returns them."""
+        await start_both(self._consumer, self._ends)
+        self._started = True
+        partitions = await partitions_of(self._consumer, topics)
+        self._consumer.assign(partitions)
+        return partitions
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._ends.stop()
+            await self._consumer.stop()
+
+    async def _read_once(self, *, timeout_ms: int) -> None:
+        """Read what has come (waiting up to `timeout_ms`), apply it, then advance."""
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        reached = await self._positions.read_by(self._consumer)
+        records = [r for rs in batch.values() for r in rs]
+        if records:
+            await self._apply(records)
+        await self._positions.advance(reached)
+
+    async def _apply(self, records: list[ConsumerRecord[Any, Any]]) -> None:
+        raise NotImplementedError

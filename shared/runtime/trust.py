@@ -23,7 +23,7 @@ from typing import Any
 
 import pydantic_core
 import structlog
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from faststream.security import BaseSecurity
 
@@ -37,9 +37,9 @@ from shared.contract.signing import (
     public_key_from_text,
     signature_valid,
 )
-from shared.runtime.kafka import client_options, ends_client, partitions_of, start_both
+from shared.runtime.kafka import client_options, ends_client
 from shared.runtime.observability import UNSIGNED_ACCEPTED
-from shared.runtime.positions import AppliedPositions
+from shared.runtime.positions import AssignedReader
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +92,7 @@ class KeyRegistry:
         return len(self._keys)
 
 
-class KeyReader:
+class KeyReader(AssignedReader):
     """Reads the registry topic into a `KeyRegistry`: whole at `start`, then as it is written
     (`follow`, a background loop of the service).
 
@@ -105,32 +105,21 @@ class KeyReader:
     def __init__(
         self, bootstrap: str, security: BaseSecurity | None, registry: KeyRegistry
     ) -> None:
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             **client_options(bootstrap, security),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        self._ends = ends_client(bootstrap, security)
+        super().__init__(consumer, ends_client(bootstrap, security))
         self._registry = registry
         # One read of the consumer at a time: `follow`'s, or `catch_up`'s while nothing follows.
         self._reading = asyncio.Lock()
-        self._positions = AppliedPositions()
         self._following = False
-        self._started = False
 
     async def start(self) -> None:
-        await start_both(self._consumer, self._ends)
-        self._started = True
-        partitions = await partitions_of(self._consumer, [Topic.OPERATOR_SIGNING_KEYS])
-        self._consumer.assign(partitions)
+        partitions = await self._start_assigned([Topic.OPERATOR_SIGNING_KEYS])
         self._positions.applied = {tp: -1 for tp in partitions}
         await self.catch_up()
-
-    async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self._ends.stop()
-            await self._consumer.stop()
 
     async def follow(self) -> None:
         """Apply registry records as they are written, until cancelled: a revocation refuses
@@ -156,15 +145,11 @@ class KeyReader:
             async with self._reading:
                 await self._read_once(timeout_ms=200)
 
-    async def _read_once(self, *, timeout_ms: int) -> None:
-        batch = await self._consumer.getmany(timeout_ms=timeout_ms)
-        reached = await self._positions.read_by(self._consumer)
-        for records in batch.values():
-            for record in records:
-                self._apply(record.value or b"")
-        await self._positions.advance(reached)
+    async def _apply(self, records: list[ConsumerRecord[Any, Any]]) -> None:
+        for record in records:
+            self._apply_record(record.value or b"")
 
-    def _apply(self, raw: bytes) -> None:
+    def _apply_record(self, raw: bytes) -> None:
         try:
             self._registry.apply(decode(Topic.OPERATOR_SIGNING_KEYS, raw))
         except Exception as error:  # a bad registry record must not stop the service
