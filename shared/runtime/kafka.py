@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal, TypedDict
 
 import aiokafka.errors
 import asyncpg
@@ -807,6 +807,30 @@ def count_from_zero(topics: Iterable[str], consumer: SafeConsumer) -> None:
         EVENTS_DEAD_LETTERED.labels(topic)
 
 
+class _GroupMember(TypedDict):
+    group_id: str
+    auto_offset_reset: Literal["earliest"]
+    ack_policy: AckPolicy
+    fetch_max_wait_ms: int
+    rebalance_timeout_ms: int
+    group_instance_id: str | None
+
+
+def _group_member(
+    group_id: str, fetch_max_wait_ms: int, group_instance_id: str | None
+) -> _GroupMember:
+    """How a service's consumer joins its group, one message or a batch at a time alike: from
+    the earliest offset, acknowledging each message once it is handled."""
+    return _GroupMember(
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+        group_instance_id=group_instance_id,
+    )
+
+
 def subscribe_events(
     broker: KafkaBroker,
     topics: Sequence[str],
@@ -827,13 +851,8 @@ def subscribe_events(
 
     @broker.subscriber(
         *topics,
-        group_id=group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
-        group_instance_id=group_instance_id,
         decoder=_undecoded,
+        **_group_member(group_id, fetch_max_wait_ms, group_instance_id),
     )
     async def consume(message: KafkaMessage) -> None:
         await consumer.handle(Delivery.of(message), handler)
@@ -860,16 +879,11 @@ def subscribe_event_batches(
 
     @broker.subscriber(
         *topics,
-        group_id=group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,
         batch=True,
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
-        group_instance_id=group_instance_id,
         decoder=_undecoded,
+        **_group_member(group_id, fetch_max_wait_ms, group_instance_id),
     )
     async def consume(message: KafkaMessage) -> None:
         records = message.raw_message
