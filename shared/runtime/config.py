@@ -216,10 +216,7 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"{setting} needs {' and '.join(missing)}")
         elif sasl:
-            raise ValueError(
-                f"{', '.join(sasl)} set, but {setting} does not use SASL: "
-                "set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT), or unset them"
-            )
+            raise _unused(sasl, setting, "SASL", "SASL_SSL (or SASL_PLAINTEXT)")
         tls = _names_set(
             KAFKA_SSL_CAFILE=self.kafka_ssl_cafile,
             KAFKA_SSL_CERTFILE=self.kafka_ssl_certfile,
@@ -227,10 +224,7 @@ class Settings(BaseSettings):
             KAFKA_SSL_KEY_PASSWORD=self.kafka_ssl_key_password,
         )
         if tls and not protocol.uses_tls:
-            raise ValueError(
-                f"{', '.join(tls)} set, but {setting} does not use TLS: "
-                "set KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL), or unset them"
-            )
+            raise _unused(tls, setting, "TLS", "SSL (or SASL_SSL)")
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the client certificate)")
         if self.kafka_ssl_key_password and not self.kafka_ssl_certfile:
@@ -323,6 +317,15 @@ class Settings(BaseSettings):
     def uses_embedded(self) -> bool:
         """True when at least one server URL is unset and the embedded one must be started."""
         return not (self.kafka_bootstrap_servers and self.database_url and self.redis_url)
+
+
+def _unused(names: list[str], setting: str, what: str, protocols: str) -> ValueError:
+    """Refuses `names`, settings of a `what` that the security protocol `setting` does not
+    use: a client would silently ignore them. Says which protocols would use them."""
+    return ValueError(
+        f"{', '.join(names)} set, but {setting} does not use {what}: "
+        f"set KAFKA_SECURITY_PROTOCOL={protocols}, or unset them"
+    )
 
 
 def _names_set(**values: object) -> list[str]:
