@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -34,6 +34,14 @@ from shared.runtime.fx_moves import rejudged
 from shared.runtime.inbox import Claimed, claim_in
 from shared.runtime.kafka import Delivery
 from shared.runtime.observability import PAYOUT_EMAILS
+
+_V = TypeVar("_V")
+
+
+def _in_key_order(kept: Mapping[Any, _V]) -> list[_V]:
+    """The values of `kept` ordered by key, as PostgreSQL's ORDER BY on the key column lists
+    them (a deal's versions, its cancellations by brand)."""
+    return [kept[k] for k in sorted(kept)]
 
 
 @dataclass(frozen=True)
@@ -149,8 +157,7 @@ class MemoryPayoutsTransaction:
         return True
 
     async def deal_versions(self, deal_id: str) -> list[DealTerms]:
-        versions = self._s.deal_versions.get(deal_id, {})
-        return [versions[v] for v in sorted(versions)]
+        return _in_key_order(self._s.deal_versions.get(deal_id, {}))
 
     async def save_terms(self, terms: DealTerms) -> None:
         stored = self._s.deals[terms.deal_id]
@@ -172,8 +179,7 @@ class MemoryPayoutsTransaction:
         return True
 
     async def cancellations(self, deal_id: str) -> list[Cancellation]:
-        kept = self._s.cancellations.get(deal_id, {})
-        return [kept[b] for b in sorted(kept)]
+        return _in_key_order(self._s.cancellations.get(deal_id, {}))
 
     async def fee_paid(self, deal_ids: Iterable[str]) -> dict[str, dict[str, Money]]:
         asked = set(deal_ids)
