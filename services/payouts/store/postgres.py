@@ -297,6 +297,11 @@ class PostgresPayoutsTransaction:
         self._conn = conn
         self._consumer = consumer
 
+    async def _payouts(self, query: str, *args: Any) -> list[Payout]:
+        """The payouts `query` (selecting `_PAYOUT_COLUMNS`) finds, in its order; every
+        method that lists payouts reads its rows here."""
+        return [_payout(r) for r in await self._conn.fetch(query, *args)]
+
     async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
         return await inbox.claim(self._conn, self._consumer, events)
 
@@ -368,22 +373,20 @@ class PostgresPayoutsTransaction:
         return {(r["brand_id"], r["currency"].strip()): r["balance"] for r in rows}
 
     async def awaiting_funds(self, brand_ids: Iterable[str]) -> list[Payout]:
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
                 WHERE status = 'held' AND hold_code = 'awaiting_funds'
                   AND brand_id = ANY($1::text[])
                 ORDER BY brand_id, fx_at, payout_id""",
             sorted(set(brand_ids)),
         )
-        return [_payout(r) for r in rows]
 
     async def payouts_of_brand(self, brand_id: str) -> list[Payout]:
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE brand_id = $1
                 ORDER BY created_at, payout_id""",
             brand_id,
         )
-        return [_payout(r) for r in rows]
 
     async def add_deal(self, terms: DealTerms, event_id: str) -> bool:
         row = _terms_row(terms) | {
@@ -707,12 +710,11 @@ class PostgresPayoutsTransaction:
         return None if row is None else _payout(row)
 
     async def payouts_for_update(self, payout_ids: Sequence[str]) -> list[Payout]:
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE payout_id = ANY($1::text[])
                 ORDER BY payout_id FOR UPDATE""",
             list(payout_ids),
         )
-        return [_payout(r) for r in rows]
 
     async def claim_webhook(self, rail: str, event_id: str, received_at: datetime) -> bool:
         return bool(
@@ -740,14 +742,13 @@ class PostgresPayoutsTransaction:
         self, *, creator_ids: Sequence[str] | None = None, codes: Sequence[HoldCode] = ()
     ) -> list[Payout]:
         only, args = any_of("creator_id", creator_ids)
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
                 WHERE status = 'held' AND hold_code = ANY(${len(args) + 1}::text[]) AND {only}
                 ORDER BY payout_id FOR UPDATE""",
             *args,
             [c.value for c in codes],
         )
-        return [_payout(r) for r in rows]
 
     async def in_flight(self, creator_id: str) -> bool:
         return bool(
@@ -759,7 +760,7 @@ class PostgresPayoutsTransaction:
         )
 
     async def cooled_off_for_update(self, now: datetime, limit: int) -> list[Payout]:
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p
                 WHERE status = 'held' AND hold_code = 'destination_cooloff' AND EXISTS (
                     SELECT 1 FROM payouts_accounts a WHERE a.creator_id = p.creator_id
@@ -768,34 +769,30 @@ class PostgresPayoutsTransaction:
             now,
             limit,
         )
-        return [_payout(r) for r in rows]
 
     async def failed_for_update(self, creator_ids: Sequence[str]) -> list[Payout]:
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
                 WHERE status = 'failed' AND creator_id = ANY($1::text[])
                 ORDER BY payout_id FOR UPDATE""",
             list(creator_ids),
         )
-        return [_payout(r) for r in rows]
 
     async def due_for_update(self, now: datetime, limit: int) -> list[Payout]:
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts
                 WHERE status = 'scheduled' AND next_attempt_at <= $1
                 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
             now,
             limit,
         )
-        return [_payout(r) for r in rows]
 
     async def sent_for_update(self, limit: int) -> list[Payout]:
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE status = 'sent'
                 ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
             limit,
         )
-        return [_payout(r) for r in rows]
 
     async def save_payouts(self, changes: Sequence[tuple[Payout, PayoutStatus]]) -> None:
         if not changes:
@@ -1061,15 +1058,14 @@ class PostgresPayoutsTransaction:
 
     async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
         only, args = any_of("creator_id", None if creator_id is None else [creator_id])
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE {only}
                 ORDER BY created_at, payout_id""",
             *args,
         )
-        return [_payout(r) for r in rows]
 
     async def settled_between(self, start: datetime, end: datetime) -> list[Payout]:
-        rows = await self._conn.fetch(
+        return await self._payouts(
             f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts p
                 WHERE p.status = 'settled' AND (
                     SELECT max(t.posted_at) FROM payouts_transfers t
@@ -1082,7 +1078,6 @@ class PostgresPayoutsTransaction:
             start,
             end,
         )
-        return [_payout(r) for r in rows]
 
     async def dated_payouts_of(self, creator_id: str) -> list[DatedPayout]:
         rows = await self._conn.fetch(
