@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
 import httpx
 from pydantic import SecretStr
@@ -80,22 +80,30 @@ class PayoutProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Connection(TypedDict, total=False):
+    """How a rail reaches its API, the keywords every HTTP rail's constructor takes: its
+    address (default: the rail's `base_url`), the time one call may take (10 s), and an
+    httpx transport to use instead of the network."""
+
+    base_url: str
+    timeout_seconds: float
+    transport: httpx.AsyncBaseTransport | None
+
+
 class HttpRail:
     """What every HTTP rail shares: one client to its API, closed by `aclose`, and the
-    reading of a request that got no answer. A subclass sets `name`."""
+    reading of a request that got no answer. A subclass sets `name` and `base_url` (its
+    API's public address)."""
 
     name: str
+    base_url: str
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        timeout_seconds: float,
-        transport: httpx.AsyncBaseTransport | None,
-        **client_options: Any,
-    ) -> None:
+    def __init__(self, connection: Connection, **client_options: Any) -> None:
         self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout_seconds, transport=transport, **client_options
+            base_url=connection.get("base_url", self.base_url),
+            timeout=connection.get("timeout_seconds", 10.0),
+            transport=connection.get("transport"),
+            **client_options,
         )
 
     async def aclose(self) -> None:

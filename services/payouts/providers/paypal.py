@@ -46,11 +46,12 @@ receiver has 30 days to claim it) are pending; `FAILED`, `RETURNED` (unclaimed a
 from __future__ import annotations
 
 import time
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import httpx
 
 from services.payouts.providers.base import (
+    Connection,
     HttpRail,
     ProviderError,
     Settlement,
@@ -82,17 +83,12 @@ class PayPalPayouts(HttpRail):
     """A `PayoutProvider` for PayPal Payouts, with the platform's REST app credentials."""
 
     name = "paypal"
+    base_url = "https://api-m.paypal.com"
 
     def __init__(
-        self,
-        client_id: str,
-        client_secret: str,
-        *,
-        base_url: str = "https://api-m.paypal.com",
-        timeout_seconds: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        self, client_id: str, client_secret: str, **connection: Unpack[Connection]
     ) -> None:
-        super().__init__(base_url=base_url, timeout_seconds=timeout_seconds, transport=transport)
+        super().__init__(connection)
         self._credentials = httpx.BasicAuth(client_id, client_secret)
         self._token: str | None = None
         self._token_expires = 0.0

@@ -31,11 +31,12 @@ being sent again.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import httpx
 
 from services.payouts.providers.base import (
+    Connection,
     HttpRail,
     ProviderError,
     Settlement,
@@ -66,19 +67,11 @@ class StripeTransfers(HttpRail):
     """A `PayoutProvider` for Stripe Connect. `api_key` is the platform's secret key."""
 
     name = "stripe"
+    base_url = "https://api.stripe.com"
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        base_url: str = "https://api.stripe.com",
-        timeout_seconds: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, api_key: str, **connection: Unpack[Connection]) -> None:
         super().__init__(
-            base_url=base_url,
-            timeout_seconds=timeout_seconds,
-            transport=transport,
+            connection,
             auth=httpx.BasicAuth(api_key, ""),
             headers={"Stripe-Version": _API_VERSION},
         )

@@ -48,11 +48,12 @@ import re
 import uuid
 from decimal import Decimal
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import httpx
 
 from services.payouts.providers.base import (
+    Connection,
     HttpRail,
     ProviderError,
     Settlement,
@@ -91,22 +92,10 @@ class WiseTransfers(HttpRail):
     """A `PayoutProvider` for Wise, paying from the profile's balance."""
 
     name = "wise"
+    base_url = "https://api.wise.com"
 
-    def __init__(
-        self,
-        api_token: str,
-        profile_id: int,
-        *,
-        base_url: str = "https://api.wise.com",
-        timeout_seconds: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url=base_url,
-            timeout_seconds=timeout_seconds,
-            transport=transport,
-            headers={"Authorization": f"Bearer {api_token}"},
-        )
+    def __init__(self, api_token: str, profile_id: int, **connection: Unpack[Connection]) -> None:
+        super().__init__(connection, headers={"Authorization": f"Bearer {api_token}"})
         self._profile = profile_id
 
     async def send(self, request: TransferRequest) -> TransferAccepted:
