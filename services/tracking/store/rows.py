@@ -174,25 +174,7 @@ def cancellation_from(row: asyncpg.Record) -> Cancellation:
 
 
 def post_from(row: asyncpg.Record) -> PostSnapshot:
-    return PostSnapshot(
-        post_id=row["post_id"],
-        creator_id=row["creator_id"],
-        platform=row["platform"],
-        kind=row["kind"],
-        deal_id=row["deal_id"],
-        tags=frozenset(json.loads(row["tags"])),
-        posted_at=row["posted_at"],
-        observed_at=row["observed_at"],
-        event_id=row["event_id"],
-        likes=row["likes"],
-        comments=row["comments"],
-        shares=row["shares"],
-        saves=row["saves"],
-        views=row["views"],
-        impressions=row["impressions"],
-        reach=row["reach"],
-        followers=row["followers"],
-    )
+    return _same_named(PostSnapshot, row, tags=frozenset(json.loads(row["tags"])))
 
 
 def order_from(row: asyncpg.Record) -> Order:
@@ -214,14 +196,10 @@ def click_from(row: asyncpg.Record) -> Click:
 
 
 def setting_from(row: asyncpg.Record) -> ModelSetting:
-    return ModelSetting(
-        campaign_id=row["campaign_id"],
-        brand_id=row["brand_id"],
+    return _same_named(
+        ModelSetting,
+        row,
         model=Model(row["model"]),
-        lookback_days=row["lookback_days"],
-        half_life_days=row["half_life_days"],
-        set_at=row["set_at"],
-        event_id=row["event_id"],
         leaked_orders=LeakedOrders(row["leaked_orders"]),
     )
 
@@ -274,9 +252,10 @@ def snapshot_from(
     return snapshot
 
 
-def _same_named(kind: type[Columns], row: asyncpg.Record) -> Columns:
-    """A `kind` each of whose fields is the row's column of the same name."""
-    return kind(**{f.name: row[f.name] for f in fields(kind)})
+def _same_named(kind: type[Columns], row: asyncpg.Record, **given: Any) -> Columns:
+    """A `kind` each of whose fields is the row's column of the same name, but for those
+    `given` (columns stored in another form than the field's)."""
+    return kind(**{f.name: given[f.name] if f.name in given else row[f.name] for f in fields(kind)})
 
 
 def performance_from(row: asyncpg.Record) -> Performance:
