@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 
@@ -32,27 +32,17 @@ from services.matching.store.port import (
     outcome_label,
     training_set_of,
 )
-from shared.contract.events import CloudEvent, CreatorProfileUpserted, EventIdentity, MatchRequested
+from shared.contract.events import CreatorProfileUpserted, MatchRequested
 from shared.contract.money import FxSnapshot
-from shared.runtime import fx_store, inbox, outbox
+from shared.runtime import fx_store
 from shared.runtime.db import any_of
-from shared.runtime.unit_of_work import Batch
+from shared.runtime.service_store import ServiceStore, ServiceTransaction
 
 # One replica at a time trains rankers (a session advisory lock).
 _RETRAIN_LOCK: Final = 0x6D61_7463_6872_6E31  # "matchrn1"
 
 
-class PostgresMatchingTransaction:
-    def __init__(self, conn: asyncpg.Connection, consumer: str) -> None:
-        self._conn = conn
-        self._consumer = consumer
-
-    async def claim(self, events: Batch) -> set[EventIdentity]:
-        return await inbox.claim(self._conn, self._consumer, events)
-
-    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
-        await outbox.enqueue(self._conn, events, producer=self._consumer)
-
+class PostgresMatchingTransaction(ServiceTransaction):
     async def save_fx(self, snapshot: FxSnapshot, event_id: str, max_move: Decimal) -> bool:
         return await fx_store.save_judged(self._conn, snapshot, event_id, max_move)
 
@@ -250,15 +240,9 @@ class PostgresMatchingTransaction:
         )
 
 
-class PostgresMatchingStore:
+class PostgresMatchingStore(ServiceStore[PostgresMatchingTransaction]):
     def __init__(self, pool: asyncpg.Pool, *, consumer: str = "matching") -> None:
-        self._pool = pool
-        self._consumer = consumer
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresMatchingTransaction]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield PostgresMatchingTransaction(conn, self._consumer)
+        super().__init__(pool, PostgresMatchingTransaction, consumer)
 
     @contextlib.asynccontextmanager
     async def retrain_turn(self) -> AsyncIterator[bool]:

@@ -7,8 +7,7 @@ whatever the batch size. Ragged values (tag lists, deliverables) travel as JSON 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -71,26 +70,19 @@ from services.tracking.store.rows import (
     snapshot_from,
     terms_digest,
 )
-from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
-from shared.runtime import fx_store, inbox, outbox
-from shared.runtime.unit_of_work import Batch
+from shared.runtime import fx_store
+from shared.runtime.service_store import ServiceStore, ServiceTransaction
 
 # Held by the transaction applying a tracking batch (see TrackingTransaction.exclude_other_batches).
 _BATCH_LOCK_ID = 0x43_46_54_52_4B  # "CFTRK"
 
 
-class PostgresTrackingStore:
+class PostgresTrackingStore(ServiceStore["PostgresTrackingTransaction"]):
     """Tracking state in PostgreSQL; `consumer` names this service in the shared inbox."""
 
     def __init__(self, pool: asyncpg.Pool, *, consumer: str) -> None:
-        self._pool = pool
-        self._consumer = consumer
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresTrackingTransaction]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield PostgresTrackingTransaction(conn, self._consumer)
+        super().__init__(pool, PostgresTrackingTransaction, consumer)
 
     async def campaign_attributions(
         self, campaign_id: str, brand_id: str | None = None
@@ -111,15 +103,8 @@ class PostgresTrackingStore:
         return {row["brand_id"] for row in rows}
 
 
-class PostgresTrackingTransaction:
+class PostgresTrackingTransaction(ServiceTransaction):
     """One transaction on one connection; see the port for what each method promises."""
-
-    def __init__(self, conn: asyncpg.Connection, consumer: str) -> None:
-        self._conn = conn
-        self._consumer = consumer
-
-    async def claim(self, events: Batch) -> set[EventIdentity]:
-        return await inbox.claim(self._conn, self._consumer, events)
 
     async def exclude_other_batches(self) -> None:
         await self._conn.execute("SELECT pg_advisory_xact_lock($1)", _BATCH_LOCK_ID)
@@ -976,10 +961,6 @@ class PostgresTrackingTransaction:
                 "WHERE deal_id = ANY($1::text[])",
                 list(deal_ids),
             )
-
-    async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
-        # The consumer name doubles as the outbox producer: its own relay publishes these.
-        await outbox.enqueue(self._conn, events, producer=self._consumer)
 
 
 def _standing(
