@@ -397,13 +397,19 @@ class MemoryTrackingTransaction:
                 stored.append(c)
         return stored
 
+    def _known_deals(self, deal_ids: Collection[str]) -> list[tuple[str, DealTerms]]:
+        """(id, terms) of the stored deals among `deal_ids`: every read by deal passes over
+        the deals it does not know."""
+        return [(i, self.s.deals[i]) for i in deal_ids if i in self.s.deals]
+
+    def _posts_of(self, deal_id: str) -> list[PostSnapshot]:
+        """The posts that count for a deal: those its memberships name."""
+        return [self.s.posts[p] for d, p in self.s.memberships if d == deal_id]
+
     async def deal_facts(self, deal_ids: Collection[str]) -> list[DealFacts]:
         facts = []
-        for deal_id in deal_ids:
-            deal = self.s.deals.get(deal_id)
-            if deal is None:
-                continue
-            posts = [self.s.posts[p] for d, p in self.s.memberships if d == deal_id]
+        for deal_id, deal in self._known_deals(deal_ids):
+            posts = self._posts_of(deal_id)
             engagement = sum((Engagement.of_post(p) for p in posts), Engagement())
             outcomes = [o for o in self.s.outcomes.values() if o.deal_id == deal_id]
             revenue = Money.zero(deal.currency)
@@ -445,11 +451,8 @@ class MemoryTrackingTransaction:
         self, deal_ids: Collection[str], thresholds: LeakThresholds = LeakThresholds()
     ) -> list[LeakFacts]:
         facts = []
-        for deal_id in deal_ids:
-            deal = self.s.deals.get(deal_id)
-            if deal is None:
-                continue
-            reach = sum(self.s.posts[p].reach for d, p in self.s.memberships if d == deal_id)
+        for deal_id, deal in self._known_deals(deal_ids):
+            reach = sum(p.reach for p in self._posts_of(deal_id))
             inputs = judgement_inputs(deal.audience_countries, thresholds)
             codes: dict[str, list[LeakOrder]] = {}
             for o in self.s.outcomes.values():
@@ -528,10 +531,7 @@ class MemoryTrackingTransaction:
 
     async def leak_totals(self, deal_ids: Collection[str]) -> dict[str, LeakTotals]:
         totals = {}
-        for deal_id in deal_ids:
-            deal = self.s.deals.get(deal_id)
-            if deal is None:
-                continue
+        for deal_id, deal in self._known_deals(deal_ids):
             withhold = self._policy(deal) is LeakedOrders.WITHHOLD
             flagged = counted = withheld = 0
             revenue = Decimal(0)
@@ -654,11 +654,10 @@ class MemoryTrackingTransaction:
 
     async def open_deliverables(self, deal_ids: Collection[str]) -> list[DeliverableState]:
         states = []
-        for deal_id in deal_ids:
-            deal = self.s.deals.get(deal_id)
-            if deal is None or deal_id in self.s.closed:
+        for deal_id, deal in self._known_deals(deal_ids):
+            if deal_id in self.s.closed:
                 continue
-            posts = tuple(self.s.posts[p] for d, p in self.s.memberships if d == deal_id)
+            posts = tuple(self._posts_of(deal_id))
             confirmed = {
                 c.deliverable_id: c.post_ids
                 for c in self.s.confirmations.values()
