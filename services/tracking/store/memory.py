@@ -8,12 +8,12 @@ run the same suite against it and the PostgreSQL adapter.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from services.tracking.domain.attribution import (
     DealAttribution,
@@ -59,6 +59,8 @@ from shared.runtime.unit_of_work import Batch
 
 # The inbox's consumer, named as the service names it in PostgreSQL.
 _CONSUMER: Final = "tracking"
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass
@@ -211,14 +213,7 @@ class MemoryTrackingTransaction:
         return new
 
     async def upsert_posts(self, posts: Sequence[PostSnapshot]) -> list[PostSnapshot]:
-        stored = []
-        for post in posts:
-            current = self.s.posts.get(post.post_id)
-            merged = merge_snapshot(current, post)
-            if merged != current:
-                self.s.posts[post.post_id] = merged
-                stored.append(merged)
-        return stored
+        return _store_changed(self.s.posts, posts, lambda p: p.post_id, merge_snapshot)
 
     async def deals_with_codes(self, promo_codes: Collection[str]) -> list[DealTerms]:
         wanted = set(promo_codes)
@@ -553,12 +548,7 @@ class MemoryTrackingTransaction:
     async def save_attributions(
         self, attributions: Sequence[DealAttribution]
     ) -> list[DealAttribution]:
-        changed = []
-        for a in attributions:
-            if self.s.attributions.get(a.deal_id) != a:
-                self.s.attributions[a.deal_id] = a
-                changed.append(a)
-        return changed
+        return _store_changed(self.s.attributions, attributions, lambda a: a.deal_id, _latest)
 
     async def published(self, attributions: Sequence[DealAttribution]) -> list[DealAttribution]:
         out = []
@@ -642,15 +632,9 @@ class MemoryTrackingTransaction:
     async def save_campaign_attributions(
         self, campaigns: Sequence[CampaignAttribution]
     ) -> list[CampaignAttribution]:
-        saved = []
-        for c in campaigns:
-            key = (c.campaign_id, c.brand_id)
-            stored = self.s.campaigns.get(key)
-            if stored != c:
-                c = replace(c, sequence=1 if stored is None else stored.sequence + 1)
-                self.s.campaigns[key] = c
-                saved.append(c)
-        return saved
+        return _store_changed(
+            self.s.campaigns, campaigns, lambda c: (c.campaign_id, c.brand_id), _next_sequence
+        )
 
     async def open_deliverables(self, deal_ids: Collection[str]) -> list[DeliverableState]:
         states = []
@@ -671,3 +655,33 @@ class MemoryTrackingTransaction:
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
         self.s.outbox.extend(events)
+
+
+def _store_changed(
+    table: dict[K, V], items: Iterable[V], key: Callable[[V], K], merge: Callable[[V | None, V], V]
+) -> list[V]:
+    """Store in `table` what `merge` makes of each item and what it holds under the item's
+    key, where that differs, and return what was stored: every write of the port reports
+    only what it changed."""
+    stored = []
+    for item in items:
+        current = table.get(key(item))
+        merged = merge(current, item)
+        if merged != current:
+            table[key(item)] = merged
+            stored.append(merged)
+    return stored
+
+
+def _latest(_: V | None, incoming: V) -> V:
+    """The merge of a write that replaces what is held (an attribution is kept as given)."""
+    return incoming
+
+
+def _next_sequence(
+    stored: CampaignAttribution | None, incoming: CampaignAttribution
+) -> CampaignAttribution:
+    """A campaign's new figures, numbered one past the stored ones (unchanged if the same)."""
+    if stored == incoming:
+        return incoming
+    return replace(incoming, sequence=1 if stored is None else stored.sequence + 1)
