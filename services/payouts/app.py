@@ -52,7 +52,7 @@ from shared.runtime.unit_of_work import UnitsOfWork
 log = structlog.get_logger(__name__)
 
 SERVICE: Final = "payouts"
-# The consumer group; the inbox is the store's (PostgresPayoutsStore.consumer).
+# The consumer group; the inbox is the store's (its consumer name, CONSUMER in store/postgres.py).
 GROUP_ID: Final = SERVICE
 INPUT_TOPICS: Final = (
     Topic.CAMPAIGN_DEALS,

@@ -32,12 +32,12 @@ from services.payouts.domain.terms import (
 from services.payouts.notices import DueEmail, EmailState, Notice, notice_of
 from services.payouts.providers.rails import LEGACY_RAIL
 from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMode, StaleUpdate
-from shared.contract.events import CloudEvent, EventIdentity, PayoutStatusChanged, Topic, decode
+from shared.contract.events import CloudEvent, PayoutStatusChanged, Topic, decode
 from shared.contract.money import FxSnapshot, Money
-from shared.runtime import fx_store, inbox, outbox
+from shared.runtime import fx_store
 from shared.runtime.db import any_of
-from shared.runtime.kafka import Delivery
 from shared.runtime.observability import PAYOUT_EMAILS
+from shared.runtime.service_store import ServiceStore, ServiceTransaction
 
 DUE_CHANNEL: Final = "payouts_due"
 # First keys of our two-key advisory locks ("PD", "PC", "PF"), so they cannot meet others'.
@@ -290,20 +290,16 @@ CONSUMER: Final = "payouts"
 OUTBOX_PRODUCER: Final = CONSUMER
 
 
-class PostgresPayoutsTransaction:
+class PostgresPayoutsTransaction(ServiceTransaction):
     """`PayoutsTransaction` over one connection inside an open transaction."""
 
     def __init__(self, conn: asyncpg.Connection, consumer: str = CONSUMER) -> None:
-        self._conn = conn
-        self._consumer = consumer
+        super().__init__(conn, consumer)
 
     async def _payouts(self, query: str, *args: Any) -> list[Payout]:
         """The payouts `query` (selecting `_PAYOUT_COLUMNS`) finds, in its order; every
         method that lists payouts reads its rows here."""
         return [_payout(r) for r in await self._conn.fetch(query, *args)]
-
-    async def claim(self, events: Sequence[tuple[CloudEvent[Any], Delivery]]) -> set[EventIdentity]:
-        return await inbox.claim(self._conn, self._consumer, events)
 
     async def lock(
         self,
@@ -909,8 +905,7 @@ class PostgresPayoutsTransaction:
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
         await self._queue_emails(events)
-        # The consumer name doubles as the outbox producer: its own relay publishes these.
-        await outbox.enqueue(self._conn, events, producer=self._consumer)
+        await super().enqueue(events)
 
     async def _queue_emails(self, events: Sequence[CloudEvent[Any]]) -> None:
         """A `payouts_emails` row per payout status change of a creator with an address, in
@@ -1123,33 +1118,27 @@ class PostgresPayoutsTransaction:
         return {(r["account"], r["currency"].strip()): r["balance"] for r in rows}
 
 
-class PostgresPayoutsStore:
+class PostgresPayoutsStore(ServiceStore[PostgresPayoutsTransaction]):
     """`PayoutsStore` over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool, consumer: str = CONSUMER) -> None:
-        self.pool = pool
-        self.consumer = consumer
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresPayoutsTransaction]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield PostgresPayoutsTransaction(conn, self.consumer)
+        super().__init__(pool, PostgresPayoutsTransaction, consumer)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[PostgresPayoutsTransaction]:
         # READ COMMITTED (the default) takes a new snapshot for each statement.
         async with (
-            self.pool.acquire() as conn,
+            self._pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            yield PostgresPayoutsTransaction(conn, self.consumer)
+            yield PostgresPayoutsTransaction(conn, self._consumer)
 
     async def seal_plain_destinations(
         self, seal: Callable[[str, SecretStr], SealedDestination]
     ) -> int:
         """Encrypt the destinations stored in plain text before migration 0301 and clear them;
         returns how many. Safe to run from several instances at once (row locks)."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT creator_id, destination_token FROM payouts_accounts
                    WHERE destination_sealed IS NULL FOR UPDATE"""
@@ -1166,7 +1155,7 @@ class PostgresPayoutsStore:
 
     async def destination_key_ids(self) -> list[bytes]:
         """The ids of the keys the stored destinations are sealed with (migration 0308)."""
-        rows = await self.pool.fetch(
+        rows = await self._pool.fetch(
             """SELECT DISTINCT destination_key_id FROM payouts_accounts
                WHERE destination_key_id IS NOT NULL"""
         )
@@ -1175,7 +1164,7 @@ class PostgresPayoutsStore:
     async def destinations_not_under(self, key_id: bytes) -> int:
         """How many stored destinations are sealed with another key than `key_id`."""
         return int(
-            await self.pool.fetchval(
+            await self._pool.fetchval(
                 "SELECT count(*) FROM payouts_accounts WHERE destination_key_id <> $1", key_id
             )
         )
@@ -1190,7 +1179,7 @@ class PostgresPayoutsStore:
         `key_id`, in one short transaction; returns how many. Rows another transaction holds
         (an account being updated) are skipped and found by a later batch, so this runs
         beside the service and beside other runs of itself."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT creator_id, destination_sealed FROM payouts_accounts
                    WHERE destination_key_id <> $1
@@ -1218,7 +1207,7 @@ class PostgresPayoutsStore:
         def on_notify(*_: object) -> None:
             wake()
 
-        async with self.pool.acquire() as conn:
+        async with self._pool.acquire() as conn:
             await conn.add_listener(DUE_CHANNEL, on_notify)
             try:
                 await asyncio.Event().wait()
