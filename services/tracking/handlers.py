@@ -307,8 +307,13 @@ async def _store_deal_changes(
             wanted[deal_id] = terms
     for amended in inputs.amendments:
         before = stored.get(amended.deal_id)
+        if before is None:
+            log.info("amendment kept until its deal arrives", deal_id=amended.deal_id)
+            continue
         after = wanted.get(amended.deal_id, before)
-        if before is not None and after is not None and after.version != amended.version:
+        # At or below the version in force before the batch (another amendment under a version
+        # already used included), or not the one that came into force: ignored.
+        if amended.version <= before.version or after.version != amended.version:
             STALE_AMENDMENTS.labels(service="tracking").inc()
             log.info("stale amendment ignored", deal_id=amended.deal_id, version=amended.version)
     if wanted:

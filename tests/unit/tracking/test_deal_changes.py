@@ -151,6 +151,17 @@ def test_a_stale_amendment_is_counted() -> None:
     assert stale._value.get() == before + 2
 
 
+def test_another_amendment_under_the_version_in_force_is_counted_as_stale() -> None:
+    stale = STALE_AMENDMENTS.labels(service="tracking")
+    before = stale._value.get()
+    store, _ = run(
+        [deal_event("deal-1"), amendment_event("deal-1", 2, fee="600.00")],
+        [amendment_event("deal-1", 2, fee="999.00", time=T0 + timedelta(hours=1))],
+    )
+    assert store.state.deals["deal-1"].fee == Money.of("600.00", "USD")
+    assert stale._value.get() == before + 1
+
+
 @pytest.mark.parametrize(
     ("change", "error", "field"),
     [
