@@ -140,9 +140,17 @@ class LinkClicked(ExternalPayload):
         description="When the link was followed.", examples=["2025-04-04T09:30:00Z"]
     )
     link_id: Id | None = Field(
-        default=None, description="The tracked link, if one was used.", examples=["lnk-jane-1"]
+        default=None,
+        description="The tracked link, if one was used. A click gives link_id, utm or both.",
+        examples=["lnk-jane-1"],
     )
-    utm: Utm | None = Field(default=None, description="The landing URL's UTM parameters.")
+    utm: Utm | None = Field(
+        default=None,
+        description=(
+            "The landing URL's UTM parameters, at least one of them. A click gives link_id, "
+            "utm or both."
+        ),
+    )
 
     @model_validator(mode="after")
     def _link_or_utm(self) -> LinkClicked:
@@ -243,8 +251,10 @@ class AttributionUpdated(InternalPayload):
     as_of: UtcDatetime = Field(
         description=(
             "Latest input reflected in these numbers; never earlier than the `as_of` of the "
-            "deal's update before (figures worked out again under a new model or new terms "
-            "keep it), so the update with the latest `as_of` is the deal's current one."
+            "deal's update before. Figures worked out again (a new model, new terms, an FX "
+            "snapshot) keep it, so several updates of a deal often share one `as_of`: keep the "
+            "update with the latest `as_of`, and of equal ones the one read last (a deal's "
+            "updates are published in order on one partition, keyed by `deal_id`)."
         ),
         examples=["2025-04-10T00:00:00Z"],
     )
