@@ -72,6 +72,7 @@ def campaign(
             hint="check the id; totals appear once the tracking service has seen its deals",
         )
     render(campaign_report(campaign_id, deals), brand_id or next(iter(brands), None))
+    render_model_and_leaks(deals)
 
 
 def _ratio(value: Decimal | None, suffix: str = "") -> str:
@@ -160,3 +161,25 @@ def _sales_cells(row: ReportRow) -> list[str]:
         _ratio(r.roas),
         _ratio(r.roi_pct, " %"),
     ]
+
+
+def render_model_and_leaks(deals: list[DealAttribution]) -> None:
+    """The attribution model that credited the deals' orders, and each deal with a code
+    suspected leaked: the tables' orders and revenue leave out what its policy withheld."""
+    models = sorted({str(d.model) for d in deals})
+    console.print(f"Attribution model: {', '.join(models)}")
+    for deal in deals:
+        leaks = deal.leaks
+        if not leaks.suspected and not leaks.suspected_orders:
+            continue
+        currency = deal.performance.revenue.currency
+        withheld = (
+            f"; {leaks.withheld_orders} withheld ({leaks.withheld_revenue:,} {currency}), "
+            "not in the tables' orders and revenue"
+            if leaks.withheld_orders
+            else ""
+        )
+        console.print(
+            f"[yellow]Leak suspected: deal {deal.deal_id} (creator {deal.creator_id}), "
+            f"{leaks.suspected_orders} suspected order(s){withheld}.[/]"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,8 @@ from typer.testing import CliRunner
 
 from services.tracking import cli
 from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement, attribute
+from services.tracking.domain.credit import Model
+from services.tracking.domain.leaks import LeakTotals
 from shared.contract.money import Money
 from shared.tools.cli.main import app
 from tests.unit.tracking.builders import T0
@@ -80,3 +83,24 @@ def test_a_campaign_of_one_brand_needs_no_option(
     assert shown.exit_code == 0, shown.output
     assert "Campaign cmp-1 of brand br-a" in shown.output
     assert "cr-a" in shown.output and "cr-b" in shown.output and "TOTAL USD" in shown.output
+
+
+def test_the_model_and_a_suspected_leak_are_shown_with_what_was_withheld(
+    stored: dict[str, list[DealAttribution]],
+) -> None:
+    leaked = replace(
+        attribution("deal-a", "cr-a"),
+        model=Model.POSITION_BASED,
+        leaks=LeakTotals(
+            suspected=True, suspected_orders=17, withheld_orders=17, withheld_revenue=Decimal("35")
+        ),
+    )
+    stored["br-a"] = [leaked, replace(attribution("deal-b", "cr-b"), model=Model.POSITION_BASED)]
+    shown = report("cmp-1")
+    assert shown.exit_code == 0, shown.output
+    assert "Attribution model: position_based" in shown.output
+    assert "Leak suspected: deal deal-a (creator cr-a), 17 suspected order(s); 17 withheld" in (
+        shown.output
+    )
+    assert "35 USD" in shown.output
+    assert "deal deal-b" not in shown.output
