@@ -58,6 +58,7 @@ def link_command(creator_id: str) -> None:
         errors.print(
             "warning: PAYOUTS_PAGE_PORT and PAYOUTS_PAGE_URL are not set here, so the link "
             f"assumes the page at {settings.page_base_url()}; the payouts service serves it "
-            "only with PAYOUTS_PAGE_PORT set (`creatorflow up` does not)",
+            "only with PAYOUTS_PAGE_PORT set (`creatorflow up` sets none of its own): set "
+            "them here as the service has them",
             style="yellow",
         )

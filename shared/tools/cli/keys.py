@@ -149,7 +149,7 @@ def public_command(
     key_file: Path = typer.Argument(help="A private key file (as `keys new` writes it)."),
 ) -> None:
     """Print the public key of a private key file, alone on its line, to register it
-    elsewhere: keys add --public-key "$(creatorflow keys public FILE)"."""
+    elsewhere: keys add --party P --owner O --public-key "$(creatorflow keys public FILE)"."""
     print(public_key_text(load_private_key(key_file).public_key()))
 
 
