@@ -430,7 +430,13 @@ def _schedules(
         CommissionSchedule(
             db, policy, interval_seconds=settings.commission_check_seconds, on_scheduled=wake
         ).run,
-        SettlementPoller(db, rails, policy, interval_seconds=settings.settle_check_seconds).run,
+        SettlementPoller(
+            db,
+            rails,
+            policy,
+            interval_seconds=settings.settle_check_seconds,
+            longest_seconds=settings.settle_check_max_seconds,
+        ).run,
         CoolOffReleases(
             db, policy, interval_seconds=settings.cooloff_check_seconds, on_scheduled=wake
         ).run,

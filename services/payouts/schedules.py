@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 
 from services.payouts.dispatcher import Clock, utc_now
+from services.payouts.domain.lifecycle import Payout
+from services.payouts.domain.settlement_checks import next_settlement_check
 from services.payouts.handlers import (
     PayoutPolicy,
     PendingChanges,
@@ -16,7 +19,7 @@ from services.payouts.handlers import (
     payout_transaction,
     release_cooled_off,
 )
-from services.payouts.providers import PayoutProvider, ProviderError, Settlement
+from services.payouts.providers import PayoutProvider, ProviderError
 from services.payouts.providers.rails import Rails
 from services.payouts.reports import LedgerReport, check_ledger
 from services.payouts.settlements import RailReport, apply_reports
@@ -92,8 +95,10 @@ class CommissionSchedule(_Rounds):
 
 
 class SettlementPoller(_Periodic):
-    """Every `interval_seconds`, asks each sent payout's rail about it and records settlement
-    (or a reported failure, which returns the money to the creator's payable balance)."""
+    """Every `interval_seconds`, asks the rail of each sent payout that is due about it and
+    records settlement (or a reported failure, which returns the money to the creator's
+    payable balance). A payout still pending is asked again after `interval_seconds`, then
+    twice as long each time, at most `longest_seconds` apart (domain/settlement_checks.py)."""
 
     def __init__(
         self,
@@ -102,40 +107,51 @@ class SettlementPoller(_Periodic):
         policy: PayoutPolicy,
         *,
         interval_seconds: float,
+        longest_seconds: float = 3600.0,
         batch: int = 200,
         clock: Clock = utc_now,
     ) -> None:
         super().__init__(db, policy, interval_seconds=interval_seconds, batch=batch, clock=clock)
         self._rails = provider if isinstance(provider, Rails) else Rails.single(provider)
+        self._first = timedelta(seconds=interval_seconds)
+        self._longest = timedelta(seconds=max(longest_seconds, interval_seconds))
 
     async def run_once(self) -> int:
+        """One round; how many payouts were due (each asked, or rescheduled without a rail)."""
+        now = self._clock()
         async with self._db.transaction() as repo:
-            sent = await repo.sent_for_update(self._batch)
-        answers: dict[str, Settlement] = {}
-        rail_of: dict[str, str] = {}
-        for payout in sent:
-            assert payout.provider_ref is not None
-            provider = self._rails.get(payout.rail)
-            if provider is None:
-                log.warning("settlement unknown: rail not configured", payout_id=payout.payout_id)
-                continue
-            rail_of[payout.payout_id] = provider.name
-            try:
-                answers[payout.payout_id] = await provider.settlement(payout.provider_ref)
-            except ProviderError as error:
-                log.warning("settlement unknown", payout_id=payout.payout_id, reason=error.reason)
-        reports: list[RailReport] = []
-        for payout in sent:
-            answer = answers.get(payout.payout_id)
-            if answer is None or answer.state == "pending" or payout.provider_ref is None:
-                continue
-            reason = answer.reason or f"{rail_of[payout.payout_id]}: transfer failed"
-            reports.append(RailReport(payout.payout_id, payout.provider_ref, answer.state, reason))
-        if not reports:
+            due = await repo.sent_due_for_update(now, self._batch)
+        if not due:
             return 0
+        reports = [r for payout, _ in due if (r := await self._ask(payout)) is not None]
         async with payout_transaction(self._db, self._policy, self._clock()) as changes:
-            changed = await apply_reports(changes, reports)
-        return changed
+            if reports:
+                await apply_reports(changes, reports)
+            # Those settled or failed are no longer sent: only the others are asked again.
+            await changes.repo.settlement_checks_ahead(
+                {
+                    payout.payout_id: next_settlement_check(now, checks, self._first, self._longest)
+                    for payout, checks in due
+                }
+            )
+        return len(due)
+
+    async def _ask(self, payout: Payout) -> RailReport | None:
+        """The rail's final word on `payout`, or None (pending, or no answer)."""
+        assert payout.provider_ref is not None
+        provider = self._rails.get(payout.rail)
+        if provider is None:
+            log.warning("settlement unknown: rail not configured", payout_id=payout.payout_id)
+            return None
+        try:
+            answer = await provider.settlement(payout.provider_ref)
+        except ProviderError as error:
+            log.warning("settlement unknown", payout_id=payout.payout_id, reason=error.reason)
+            return None
+        if answer.state == "pending":
+            return None
+        reason = answer.reason or f"{provider.name}: transfer failed"
+        return RailReport(payout.payout_id, payout.provider_ref, answer.state, reason)
 
 
 class CoolOffReleases(_Rounds):

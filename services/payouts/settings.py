@@ -133,6 +133,7 @@ class PayoutsSettings(BaseSettings):
     dispatch_lease_seconds: float = Field(60.0, gt=0)
     dispatch_idle_seconds: float = Field(1.0, gt=0)
     settle_check_seconds: float = Field(1.0, gt=0)
+    settle_check_max_seconds: float = Field(3600.0, gt=0)
     commission_check_seconds: float = Field(60.0, gt=0)
     # The periodic ledger check behind the ledger alert reads every payout and transfer.
     ledger_check_seconds: float = Field(3600.0, gt=0)

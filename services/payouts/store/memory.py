@@ -77,6 +77,8 @@ class MemoryState:
     payouts: dict[str, Payout] = field(default_factory=dict)  # insertion order = creation
     business_keys: set[tuple[str, str, str]] = field(default_factory=set)
     sent_order: list[str] = field(default_factory=list)
+    # payout id -> (when its rail is asked again, how often it was asked), while it is sent
+    settle_checks: dict[str, tuple[datetime, int]] = field(default_factory=dict)
     transfers: list[PostedTransfer] = field(default_factory=list)
     posted_at: dict[str, datetime] = field(default_factory=dict)  # by transfer id
     added_at: dict[str, datetime] = field(default_factory=dict)  # by payout id
@@ -447,9 +449,23 @@ class MemoryPayoutsTransaction:
         ]
         return sorted(due, key=lambda p: p.next_attempt_at or now)[:limit]
 
-    async def sent_for_update(self, limit: int) -> list[Payout]:
+    async def sent_due_for_update(self, now: datetime, limit: int) -> list[tuple[Payout, int]]:
         sent = [self._s.payouts[i] for i in self._s.sent_order]
-        return [p for p in sent if p.status == "sent"][:limit]
+        due = []
+        for payout in sent:
+            check_at, checks = self._s.settle_checks.get(payout.payout_id, (None, 0))
+            if payout.status == "sent" and (check_at is None or check_at <= now):
+                due.append((check_at is not None, check_at or now, payout, checks))
+        # Never asked first, then the longest due; sent order among equals (sorted is stable).
+        due.sort(key=lambda d: (d[0], d[1]))
+        return [(payout, checks) for _, _, payout, checks in due[:limit]]
+
+    async def settlement_checks_ahead(self, next_checks: Mapping[str, datetime]) -> None:
+        for payout_id, check_at in next_checks.items():
+            payout = self._s.payouts.get(payout_id)
+            if payout is not None and payout.status == "sent":
+                _, checks = self._s.settle_checks.get(payout_id, (None, 0))
+                self._s.settle_checks[payout_id] = (check_at, checks + 1)
 
     async def save_payouts(self, changes: Sequence[tuple[Payout, PayoutStatus]]) -> None:
         for payout, previous in changes:
@@ -462,6 +478,7 @@ class MemoryPayoutsTransaction:
                 if payout.payout_id in self._s.sent_order:
                     self._s.sent_order.remove(payout.payout_id)
                 self._s.sent_order.append(payout.payout_id)
+                self._s.settle_checks.pop(payout.payout_id, None)
 
     async def commission_due_for_update(
         self, closed_before: datetime, final_before: datetime, limit: int

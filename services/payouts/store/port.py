@@ -258,8 +258,15 @@ class PayoutsTransaction(Protocol):
         """Scheduled payouts due at `now`, oldest first, skipping ones locked elsewhere."""
         ...
 
-    async def sent_for_update(self, limit: int) -> list[Payout]:
-        """Sent payouts awaiting settlement, skipping ones locked elsewhere."""
+    async def sent_due_for_update(self, now: datetime, limit: int) -> list[tuple[Payout, int]]:
+        """Sent payouts whose rail is due to be asked about them at `now` (those never asked
+        first, then the longest due), each with how often it was asked since it was last
+        sent, skipping ones locked elsewhere."""
+        ...
+
+    async def settlement_checks_ahead(self, next_checks: Mapping[str, datetime]) -> None:
+        """When to ask the rail again about each of these payouts (by id), counting one more
+        check; a payout no longer sent is left alone."""
         ...
 
     async def save_payouts(self, changes: Sequence[tuple[Payout, PayoutStatus]]) -> None:

@@ -783,11 +783,25 @@ class PostgresPayoutsTransaction(ServiceTransaction):
             limit,
         )
 
-    async def sent_for_update(self, limit: int) -> list[Payout]:
-        return await self._payouts(
-            f"""SELECT {_PAYOUT_COLUMNS} FROM payouts_payouts WHERE status = 'sent'
-                ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+    async def sent_due_for_update(self, now: datetime, limit: int) -> list[tuple[Payout, int]]:
+        rows = await self._conn.fetch(
+            f"""SELECT {_PAYOUT_COLUMNS}, settle_checks FROM payouts_payouts
+                WHERE status = 'sent' AND (settle_check_at IS NULL OR settle_check_at <= $1)
+                ORDER BY settle_check_at NULLS FIRST, updated_at
+                LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            now,
             limit,
+        )
+        return [(_payout(row), row["settle_checks"]) for row in rows]
+
+    async def settlement_checks_ahead(self, next_checks: Mapping[str, datetime]) -> None:
+        await self._conn.execute(
+            """UPDATE payouts_payouts AS p
+               SET settle_check_at = c.check_at, settle_checks = p.settle_checks + 1
+               FROM unnest($1::text[], $2::timestamptz[]) AS c(payout_id, check_at)
+               WHERE p.payout_id = c.payout_id AND p.status = 'sent'""",
+            list(next_checks),
+            list(next_checks.values()),
         )
 
     async def save_payouts(self, changes: Sequence[tuple[Payout, PayoutStatus]]) -> None:
@@ -803,6 +817,11 @@ class PostgresPayoutsTransaction(ServiceTransaction):
                    provider_ref = c.provider_ref, version = c.version,
                    recovered_amount = c.recovered_amount, chapter = c.chapter,
                    in_doubt = c.in_doubt, rail = c.rail, leased = c.leased,
+                   -- sent again (a retry): its rail is asked at once, as for a first send
+                   settle_check_at = CASE WHEN c.status = 'sent' AND p.status <> 'sent'
+                                          THEN NULL ELSE p.settle_check_at END,
+                   settle_checks = CASE WHEN c.status = 'sent' AND p.status <> 'sent'
+                                        THEN 0 ELSE p.settle_checks END,
                    updated_at = now()
                FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[], $5::numeric[],
                            $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[],

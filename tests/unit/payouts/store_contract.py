@@ -1021,6 +1021,49 @@ class PayoutStoreContract:
         assert await self._states(db, payout_id) == ["sent"]
         assert await self._claim(db, payout_id, retry_at + timedelta(days=1), lease) == []
 
+    async def test_sent_payouts_fall_due_for_a_settlement_check_when_told(
+        self, db: PayoutsStore
+    ) -> None:
+        creator = uid("cr")
+        account = acct(creator)
+        sent = []
+        async with db.transaction() as repo:
+            await repo.save_account(account)
+        for n in range(2):
+            created = new_payout(uid("deal"), creator, account)
+            claimed = lifecycle.claim(created.payout, account, NOW, timedelta(seconds=30))
+            sent.append(lifecycle.mark_sent(claimed.payout, f"tr_{n}").payout)
+            async with db.transaction() as repo:
+                await add_payout(repo, created.payout)
+                await repo.save_payouts([(sent[-1], "scheduled")])
+        first, second = (p.payout_id for p in sent)
+
+        async def due(at: datetime) -> list[tuple[str, int]]:
+            async with db.transaction() as repo:
+                found = await repo.sent_due_for_update(at, 100_000)
+            return [(p.payout_id, checks) for p, checks in found if p.payout_id in (first, second)]
+
+        assert await due(NOW) == [(first, 0), (second, 0)]  # never asked: at once, in sent order
+        async with db.transaction() as repo:
+            await repo.settlement_checks_ahead(
+                {first: NOW + timedelta(seconds=2), second: NOW + timedelta(seconds=1)}
+            )
+        assert await due(NOW) == []
+        assert await due(NOW + timedelta(seconds=1)) == [(second, 1)]
+        assert await due(NOW + timedelta(seconds=2)) == [(second, 1), (first, 1)]  # longest due
+        back = lifecycle.returned(sent[0], "bounced").payout
+        async with db.transaction() as repo:
+            await repo.save_payouts([(back, "sent")])
+            await repo.settlement_checks_ahead({first: NOW})  # no longer sent: left alone
+        assert await due(NOW + timedelta(days=1)) == [(second, 1)]
+        again = lifecycle.retry(back, account, NOW).payout
+        claimed = lifecycle.claim(again, account, NOW, timedelta(seconds=30)).payout
+        async with db.transaction() as repo:
+            await repo.save_payouts([(again, "failed")])
+            await repo.save_payouts([(claimed, again.status)])
+            await repo.save_payouts([(lifecycle.mark_sent(claimed, "tr_2").payout, claimed.status)])
+        assert await due(NOW) == [(first, 0)]  # sent again: asked at once, counted afresh
+
     async def test_a_failure_after_sent_is_told_as_a_return(self, db: PayoutsStore) -> None:
         creator = uid("cr")
         account = replace(acct(creator), email=f"{creator}@x.test")

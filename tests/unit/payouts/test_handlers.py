@@ -269,6 +269,41 @@ async def test_settlement_moves_sent_payouts_to_settled() -> None:
     assert h.problems() == []
 
 
+class _SlowToSettle(_Flaky):
+    """Pays at once and says "pending" until `settles_after` questions were asked."""
+
+    def __init__(self, settles_after: int) -> None:
+        super().__init__()
+        self.questions = 0
+        self.settles_after = settles_after
+
+    async def settlement(self, provider_ref: str) -> Settlement:
+        self.questions += 1
+        return Settlement("settled" if self.questions > self.settles_after else "pending")
+
+
+async def test_a_pending_payout_is_asked_about_at_doubling_intervals_until_it_settles() -> None:
+    h = Harness()
+    rail = _SlowToSettle(settles_after=3)
+    h.use(rail)
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(account(creator, currency="USD"), deal_signed(deal, creator))
+    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    await h.dispatch_all()
+    h.now += timedelta(seconds=1)
+    await h.dispatch_all()  # the first answer was lost: the transfer is found now
+    asked_at = []
+    start = h.now
+    for second in range(12):
+        h.now = start + timedelta(seconds=second)
+        if await h.settlement.run_once():
+            asked_at.append(second)
+    # Asked at once, then 1, 2 and 4 seconds later (the poller's interval is 1 s here).
+    assert asked_at == [0, 1, 3, 7]
+    assert h.statuses(deal)[-1] == "payout.settled"
+    assert h.problems() == []
+
+
 async def test_status_events_never_carry_the_destination() -> None:
     h = Harness()
     deal, creator = uid("deal"), uid("cr")
