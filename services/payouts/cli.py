@@ -237,7 +237,13 @@ def retry_command(payout_id: str) -> None:
     if outcome.status == "held" and outcome.hold is not None:
         console.print(f"payout {payout_id} attempt {outcome.chapter}: held, {outcome.hold.reason}")
         return
-    console.print(f"payout {payout_id} attempt {outcome.chapter}: scheduled, sent shortly")
+    # Whether its rail is configured is the service's to say, at dispatch: the outcome is in
+    # the statement.
+    console.print(
+        f"payout {payout_id} attempt {outcome.chapter}: scheduled; the running payouts service "
+        "sends it within a second (`creatorflow payouts statement "
+        f"{outcome.creator_id}` shows how it went)"
+    )
 
 
 @app.command("tax-report")

@@ -117,7 +117,7 @@ async def test_an_operator_retries_a_failed_payout_from_the_command_line(
         stripe.accounts.add(CLOSED)
         retried = await asyncio.to_thread(invoke, "retry", payout_id)
         assert retried.exit_code == 0, retried.output
-        assert "attempt 2: scheduled" in retried.output
+        assert "attempt 2: scheduled" in retried.output and "payouts statement" in retried.output
         await watcher.wait_for(
             lambda: "payout.sent" in statuses(watcher, deal),
             seconds=60,
