@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -123,17 +123,22 @@ class SettlementPoller(_Periodic):
             due = await repo.sent_due_for_update(now, self._batch)
         if not due:
             return 0
-        reports = [r for payout, _ in due if (r := await self._ask(payout)) is not None]
+        reports: list[RailReport] = []
+        ask_again: dict[str, datetime] = {}
+        for payout, checks in due:
+            if (report := await self._ask(payout)) is not None:
+                reports.append(report)
+            else:
+                ask_again[payout.payout_id] = next_settlement_check(
+                    now, checks, self._first, self._longest
+                )
         async with payout_transaction(self._db, self._policy, self._clock()) as changes:
+            # A payout the rail had its final word on is settled or failed by now (or was sent
+            # again meanwhile, which makes it due at once): only the others wait.
             if reports:
                 await apply_reports(changes, reports)
-            # Those settled or failed are no longer sent: only the others are asked again.
-            await changes.repo.settlement_checks_ahead(
-                {
-                    payout.payout_id: next_settlement_check(now, checks, self._first, self._longest)
-                    for payout, checks in due
-                }
-            )
+            if ask_again:
+                await changes.repo.settlement_checks_ahead(ask_again)
         return len(due)
 
     async def _ask(self, payout: Payout) -> RailReport | None:

@@ -450,15 +450,12 @@ class MemoryPayoutsTransaction:
         return sorted(due, key=lambda p: p.next_attempt_at or now)[:limit]
 
     async def sent_due_for_update(self, now: datetime, limit: int) -> list[tuple[Payout, int]]:
-        sent = [self._s.payouts[i] for i in self._s.sent_order]
         due = []
-        for payout in sent:
+        for payout in (self._s.payouts[i] for i in self._s.sent_order):
             check_at, checks = self._s.settle_checks.get(payout.payout_id, (None, 0))
             if payout.status == "sent" and (check_at is None or check_at <= now):
-                due.append((check_at is not None, check_at or now, payout, checks))
-        # Never asked first, then the longest due; sent order among equals (sorted is stable).
-        due.sort(key=lambda d: (d[0], d[1]))
-        return [(payout, checks) for _, _, payout, checks in due[:limit]]
+                due.append((payout, checks))
+        return due[:limit]
 
     async def settlement_checks_ahead(self, next_checks: Mapping[str, datetime]) -> None:
         for payout_id, check_at in next_checks.items():

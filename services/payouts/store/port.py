@@ -259,9 +259,9 @@ class PayoutsTransaction(Protocol):
         ...
 
     async def sent_due_for_update(self, now: datetime, limit: int) -> list[tuple[Payout, int]]:
-        """Sent payouts whose rail is due to be asked about them at `now` (those never asked
-        first, then the longest due), each with how often it was asked since it was last
-        sent, skipping ones locked elsewhere."""
+        """Sent payouts whose rail is due to be asked about them at `now`, in the order they
+        were sent, each with how often it was asked since it was last sent, skipping ones
+        locked elsewhere."""
         ...
 
     async def settlement_checks_ahead(self, next_checks: Mapping[str, datetime]) -> None:

@@ -787,8 +787,7 @@ class PostgresPayoutsTransaction(ServiceTransaction):
         rows = await self._conn.fetch(
             f"""SELECT {_PAYOUT_COLUMNS}, settle_checks FROM payouts_payouts
                 WHERE status = 'sent' AND (settle_check_at IS NULL OR settle_check_at <= $1)
-                ORDER BY settle_check_at NULLS FIRST, updated_at
-                LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
             now,
             limit,
         )

@@ -1043,14 +1043,14 @@ class PayoutStoreContract:
                 found = await repo.sent_due_for_update(at, 100_000)
             return [(p.payout_id, checks) for p, checks in found if p.payout_id in (first, second)]
 
-        assert await due(NOW) == [(first, 0), (second, 0)]  # never asked: at once, in sent order
+        assert await due(NOW) == [(first, 0), (second, 0)]  # never asked: due at once
         async with db.transaction() as repo:
             await repo.settlement_checks_ahead(
                 {first: NOW + timedelta(seconds=2), second: NOW + timedelta(seconds=1)}
             )
         assert await due(NOW) == []
         assert await due(NOW + timedelta(seconds=1)) == [(second, 1)]
-        assert await due(NOW + timedelta(seconds=2)) == [(second, 1), (first, 1)]  # longest due
+        assert await due(NOW + timedelta(seconds=2)) == [(first, 1), (second, 1)]  # sent order
         back = lifecycle.returned(sent[0], "bounced").payout
         async with db.transaction() as repo:
             await repo.save_payouts([(back, "sent")])
