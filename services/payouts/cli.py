@@ -176,7 +176,7 @@ def brand_statement_command(brand_id: str) -> None:
     and its escrow per currency."""
     result: BrandStatement = _run(lambda db: brand_statement(db, brand_id))
     if not result.fundings and not result.payouts:
-        if not result.has_deals:
+        if not result.known:
             fail(
                 f"payouts knows no brand {brand_id!r}: no deals, fundings or payouts",
                 hint="ids are case-sensitive; a brand becomes known with its first "

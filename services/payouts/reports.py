@@ -105,16 +105,17 @@ class BrandStatement:
     fundings: list[Funding]
     payouts: list[Payout]
     totals: dict[str, EscrowTotals]
-    # Whether payouts holds a deal of the brand: with no fundings or payouts either, payouts
+    # Whether payouts knows the brand (a deal, a funding or a payout of it); False: payouts
     # has never heard of this brand.
-    has_deals: bool
+    known: bool
 
 
 async def brand_statement(db: PayoutsStore, brand_id: str) -> BrandStatement:
     async with db.snapshot() as repo:
         fundings = await repo.fundings_of(brand_id)
         payouts = await repo.payouts_of_brand(brand_id)
-        has_deals = bool(await repo.deals_of_brand(brand_id))
+        # Only asked when nothing else shows the brand: a brand with many deals is read once.
+        known = bool(fundings or payouts) or bool(await repo.deals_of_brand(brand_id))
         balances = await repo.balances([brand_escrow(brand_id)])
     funded: dict[str, Money] = {}
     for funding in fundings:
@@ -135,7 +136,7 @@ async def brand_statement(db: PayoutsStore, brand_id: str) -> BrandStatement:
         totals[currency] = EscrowTotals(
             paid_in, paid_in + given_back - balance, given_back, balance
         )
-    return BrandStatement(brand_id, fundings, payouts, totals, has_deals)
+    return BrandStatement(brand_id, fundings, payouts, totals, known)
 
 
 @dataclass(frozen=True)
