@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
@@ -121,24 +121,21 @@ class SettlementPoller(_Periodic):
         now = self._clock()
         async with self._db.transaction() as repo:
             due = await repo.sent_due_for_update(now, self._batch)
-        if not due:
-            return 0
-        reports: list[RailReport] = []
-        ask_again: dict[str, datetime] = {}
-        for payout, checks in due:
-            if (report := await self._ask(payout)) is not None:
-                reports.append(report)
-            else:
-                ask_again[payout.payout_id] = next_settlement_check(
-                    now, checks, self._first, self._longest
-                )
-        async with payout_transaction(self._db, self._policy, self._clock()) as changes:
-            # A payout the rail had its final word on is settled or failed by now (or was sent
-            # again meanwhile, which makes it due at once): only the others wait.
-            if reports:
+            if not due:
+                return 0
+            # Claimed as if the rail will say "pending": another replica's round, or this one's
+            # next, does not ask about them again while the rail is being asked (the row locks
+            # end with this transaction). A final answer below ends the checks anyway.
+            await repo.settlement_checks_ahead(
+                {
+                    payout.payout_id: next_settlement_check(now, checks, self._first, self._longest)
+                    for payout, checks in due
+                }
+            )
+        reports = [report for payout, _ in due if (report := await self._ask(payout)) is not None]
+        if reports:
+            async with payout_transaction(self._db, self._policy, self._clock()) as changes:
                 await apply_reports(changes, reports)
-            if ask_again:
-                await changes.repo.settlement_checks_ahead(ask_again)
         return len(due)
 
     async def _ask(self, payout: Payout) -> RailReport | None:

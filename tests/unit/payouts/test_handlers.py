@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
@@ -21,6 +22,7 @@ from services.payouts.providers.base import (
     TransferAccepted,
     TransferRequest,
 )
+from services.payouts.schedules import SettlementPoller
 from services.payouts.store.memory import MemoryPayoutsStore
 from shared.contract.errors import EventRejected
 from shared.contract.events.vocabulary import PAYOUT_HOLD_CODES, PAYOUT_KINDS
@@ -300,6 +302,45 @@ async def test_a_pending_payout_is_asked_about_at_doubling_intervals_until_it_se
             asked_at.append(second)
     # Asked at once, then 1, 2 and 4 seconds later (the poller's interval is 1 s here).
     assert asked_at == [0, 1, 3, 7]
+    assert h.statuses(deal)[-1] == "payout.settled"
+    assert h.problems() == []
+
+
+class _SlowAnswer(_Flaky):
+    """Pays at once; its first settlement question is answered only once `answer` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.questions = 0
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def settlement(self, provider_ref: str) -> Settlement:
+        self.questions += 1
+        if self.questions == 1:
+            self.asked.set()
+            await self.answer.wait()
+        return Settlement("settled")
+
+
+async def test_a_payout_being_asked_about_is_not_asked_again_by_another_replica() -> None:
+    h = Harness()
+    rail = _SlowAnswer()
+    h.use(rail)
+    deal, creator = uid("deal"), uid("cr")
+    await h.consume(account(creator, currency="USD"), deal_signed(deal, creator))
+    await h.consume(confirmed(deal, "dl-1"), confirmed(deal, "dl-2"))
+    await h.dispatch_all()
+    h.now += timedelta(seconds=1)
+    await h.dispatch_all()  # the first answer was lost: the transfer is found now
+    other_replica = SettlementPoller(h.db, rail, h.policy, interval_seconds=1, clock=h.clock)
+    asking = asyncio.create_task(h.settlement.run_once())
+    await rail.asked.wait()
+    # The rail has not answered yet; the other replica's round finds nothing due.
+    assert await other_replica.run_once() == 0
+    rail.answer.set()
+    assert await asking == 1
+    assert rail.questions == 1
     assert h.statuses(deal)[-1] == "payout.settled"
     assert h.problems() == []
 
