@@ -583,8 +583,10 @@ async def on_deal_cancelled(
             f"{cancellation.brand_id}'s",
         )
     await changes.repo.add_cancellation(cancellation, event_id)
-    if terms is not None:
-        await _put_in_force(changes, cancellation.deal_id)
+    if terms is None:
+        log.info("cancellation kept until its deal arrives", deal_id=cancellation.deal_id)
+        return
+    await _put_in_force(changes, cancellation.deal_id)
 
 
 async def on_deliverable_confirmed(changes: PendingChanges, data: Confirmation) -> None:

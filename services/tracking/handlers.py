@@ -316,6 +316,9 @@ async def _store_deal_changes(
         if amended.version <= before.version or after.version != amended.version:
             STALE_AMENDMENTS.labels(service="tracking").inc()
             log.info("stale amendment ignored", deal_id=amended.deal_id, version=amended.version)
+    for cancellation in inputs.cancellations:
+        if cancellation.deal_id not in stored:
+            log.info("cancellation kept until its deal arrives", deal_id=cancellation.deal_id)
     if wanted:
         holders = await tx.deals_with_codes({c for d in wanted.values() for c in d.promo_codes})
         for terms in wanted.values():

@@ -87,8 +87,9 @@ class DealSigned(ExternalPayload):
     ) = Field(
         default=None,
         description=(
-            "Where the creator's audience lives (ISO 3166-1 alpha-2, unique), e.g. from the "
-            "match suggestion; orders mostly shipped elsewhere make the code suspected leaked. "
+            "Where the creator's audience lives (ISO 3166-1 alpha-2, unique), e.g. the main "
+            "countries of the creator's profile (`audience.countries`); orders mostly shipped "
+            "elsewhere make the code suspected leaked. "
             "Without it that rule does not apply."
         ),
         examples=[["US", "CA"]],

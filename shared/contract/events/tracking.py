@@ -133,7 +133,10 @@ class LinkClicked(ExternalPayload):
         description="The deal whose link was followed; the Kafka key.", examples=["deal-42"]
     )
     visitor_id: VisitorId = Field(
-        description="The visitor, hashed by the sender (64 hex digits); orders name the same hash.",
+        description=(
+            "The visitor, hashed by the sender (64 lower-case hex digits); orders name the "
+            "same hash."
+        ),
         examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
     )
     clicked_at: UtcDatetime = Field(
