@@ -164,7 +164,7 @@ class MatchRequested(ExternalPayload):
         examples=[["nano", "micro"]],
     )
     budget_per_creator: NonNegativeMoney = Field(
-        description="Most the brand pays one creator.",
+        description="Most the brand pays one creator; above zero (matching refuses a zero budget).",
         examples=[{"amount": "500.00", "currency": "USD"}],
     )
     limit: Annotated[int, Field(strict=True, ge=1, le=MAX_MATCH_LIMIT)] = Field(
