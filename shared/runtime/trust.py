@@ -165,14 +165,13 @@ class Trust:
         reader: KeyReader | None,
         *,
         require_signatures: bool,
-        require_service_signatures: bool = False,
     ) -> None:
         self.registry = registry
         self._reader = reader
+        # Our services' own events too: in production each service signs what it publishes
+        # (it does not start without CREATORFLOW_SIGNING_KEY), so an unsigned attribution or
+        # payout status is someone else's.
         self.require_signatures = require_signatures
-        # Our services' own events are checked when signed; `creatorflow verify` also
-        # requires them signed.
-        self.require_service_signatures = require_service_signatures
 
     async def check(self, event: CloudEvent[Any], raw: bytes) -> Signer | None:
         """The verified signer of `event`, None for an event nobody need sign (or unsigned,
@@ -182,8 +181,6 @@ class Trust:
         if party is None:
             return None
         if event.signature is None or event.sigkeyid is None:
-            if party is Party.SERVICE and not self.require_service_signatures:
-                return None
             if self.require_signatures:
                 raise Untrusted(
                     RejectReason.UNSIGNED, f"{event.type} must be signed by its {party.value}"

@@ -3,7 +3,8 @@
 The three services run on fresh embedded servers, checking signatures in the consumer as in
 production. On each signed money topic (`deal.signed`, `brand.funded`,
 `deliverable.confirmed`, `match.feedback`, `match.requested`,
-`creator.payout-account.upserted`, `order.redeemed`, `order.refunded`) a forged, a tampered
+`creator.payout-account.upserted`, `order.redeemed`, `order.refunded`, and our services' own
+`attribution.updated`, which moves commission) a forged, a tampered
 (one byte), a wrong-owner (another brand, or a party of another kind), an unknown-key, a
 revoked-key and an unsigned event are sent between valid neighbours of the same type. Every
 service consuming the topic dead-letters each hostile event with its reason, applies none of
@@ -42,6 +43,7 @@ from shared.contract.events import (
     make_event,
     spec_for_type,
 )
+from shared.contract.events.codec import sign_event
 from shared.contract.money import Money
 from shared.contract.signing import Party, RejectReason, key_id, private_key_text, public_key_text
 from shared.runtime.config import Profile, Settings
@@ -53,7 +55,16 @@ from tests.integration.isolated import infra, topics
 from tests.support.hostile_signing import CASES, Parties, Sent, hostile_twins, wire
 from tests.support.kafka_io import produce, produce_events
 from tests.support.waiting import eventually
-from tests.unit.payouts.builders import account, confirmed, deal_signed, funded, fx, uid
+from tests.unit.payouts.builders import (
+    T0,
+    account,
+    attribution,
+    confirmed,
+    deal_signed,
+    funded,
+    fx,
+    uid,
+)
 from tests.unit.tracking.builders import order_event, refund_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -72,6 +83,7 @@ BRAND: Final = (Party.BRAND, "br-1")
 RIVAL: Final = (Party.BRAND, "br-2")
 SHOP: Final = (Party.SHOP, "shop")
 ONBOARDING: Final = (Party.ONBOARDING, "onboarding")
+OURS: Final = (Party.SERVICE, "creatorflow")
 CONSUMERS: Final = {
     "matching": set(MATCHING_INPUTS),
     "tracking": set(TRACKING_INPUTS),
@@ -113,9 +125,9 @@ async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
 ) -> None:
     bootstrap = infra.kafka_bootstrap_servers
     parties = Parties()
-    for party in (BRAND, RIVAL, SHOP, ONBOARDING):
+    for party in (BRAND, RIVAL, SHOP, ONBOARDING, OURS):
         parties.key(*party)
-    for party in (BRAND, SHOP, ONBOARDING):
+    for party in (BRAND, SHOP, ONBOARDING, OURS):
         parties.revoked(*party)
 
     def signed(event: CloudEvent[Any]) -> CloudEvent[Any]:
@@ -171,6 +183,7 @@ async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
          SHOP, RIVAL, RejectReason.WRONG_PARTY),
         (lambda: refund_event(uid("ord")), lambda: refund_event(uid("ord")),
          SHOP, RIVAL, RejectReason.WRONG_PARTY),
+        (_attribution, _attribution, OURS, BRAND, RejectReason.WRONG_PARTY),
     ]  # fmt: skip
     valid: list[Sent] = []
     hostile: list[Sent] = []
@@ -179,14 +192,14 @@ async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
         twins = hostile_twins(
             fresh_hostile, parties, signer=signer, wrong=wrong, wrong_reason=wrong_reason
         )
-        neighbours = [wire(signed(fresh_valid())) for _ in range(NEIGHBOURS)]
+        neighbours = [wire(_signed_as(signer, signed, fresh_valid())) for _ in range(NEIGHBOURS)]
         valid += neighbours
         hostile += twins
         for neighbour, twin in zip(neighbours, [*twins, None], strict=True):
             messages.append(neighbour)
             if twin is not None:
                 messages.append(twin)
-    assert len(hostile) == 8 * len(CASES)
+    assert len(hostile) == len(kinds) * len(CASES)
     await produce(bootstrap, [(m.topic, m.key, m.value) for m in messages])
 
     expected = {
@@ -236,7 +249,8 @@ async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
         )
         assert applied == 0, f"{service} applied {applied} hostile events"
     print(
-        f"hostile signatures: {len(hostile)} hostile events on 7 types, {len(expected)} "
+        f"hostile signatures: {len(hostile)} hostile events on {len(kinds)} types, "
+        f"{len(expected)} "
         f"refusals with their reason, {len(valid)} neighbours applied"
     )
 
@@ -258,6 +272,19 @@ async def test_every_hostile_money_event_is_refused_and_its_neighbours_applied(
             f"SELECT DISTINCT deliverable_id FROM {table} WHERE deal_id = $1", deal_id
         )
         assert [r["deliverable_id"] for r in rows] == ["dl-1"], table
+
+
+def _attribution() -> CloudEvent[Any]:
+    return attribution(uid("deal"), uid("cr"), TEN, T0)
+
+
+def _signed_as(
+    signer: tuple[Party, str],
+    signed: Callable[[CloudEvent[Any]], CloudEvent[Any]],
+    event: CloudEvent[Any],
+) -> CloudEvent[Any]:
+    """A valid neighbour: signed by its party, ours with the services' key."""
+    return sign_event(event, SERVICE_KEY) if signer == OURS else signed(event)
 
 
 def _request(campaign: str) -> Any:

@@ -209,7 +209,7 @@ def list_command() -> None:
 
 async def _verify(bootstrap: str, security: BaseSecurity | None, raw: bytes, event: Any) -> str:
     registry = await read_registry(bootstrap, security)
-    trust = Trust(registry, None, require_signatures=True, require_service_signatures=True)
+    trust = Trust(registry, None, require_signatures=True)
     signer = await trust.check(event, raw)
     if signer is None:
         return f"{event.type} needs no signature from outside CreatorFlow"
