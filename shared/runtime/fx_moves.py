@@ -3,15 +3,20 @@
 One event on `fx.rates` decides every cross-currency amount, so a feed that publishes a
 wrong rate (a typo, a unit slip, a forged event) must not move money. A snapshot is *suspect*
 when a rate moved more than a set fraction since the last trusted snapshot, or since the last
-trusted snapshot of its own base, or lies outside any real exchange rate. Suspect snapshots
+trusted snapshot of its own base, or since the trusted snapshot in force a day before it (the
+first trusted one, while the feed is younger than a day), or lies outside any real exchange
+rate. The day's anchor stops a feed that walks a rate by steps each under the limit: six
+steps of 24 % a second apart would otherwise triple it. Suspect snapshots
 are stored with the reason; payouts never convert with one (they are held until a trusted
 snapshot is in force), tracking and matching skip them.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Final
 
@@ -21,6 +26,8 @@ from shared.contract.money import FxSnapshot
 # extreme pairs today are about 10^6 apart): rates beyond that are a unit slip or a forgery.
 MIN_RATE: Final = Decimal("1e-8")
 MAX_RATE: Final = Decimal("1e8")
+# A snapshot is also judged against the trusted one in force this long before it.
+ANCHOR_AGE: Final = timedelta(days=1)
 
 
 def _currencies(snapshot: FxSnapshot) -> set[str]:
@@ -76,17 +83,36 @@ def judge(snapshot: FxSnapshot, references: Sequence[FxSnapshot], max_move: Deci
     return None
 
 
-def references_for(latest: Mapping[str, FxSnapshot], base: str) -> list[FxSnapshot]:
+def references_for(
+    latest: Mapping[str, FxSnapshot], base: str, anchor: FxSnapshot | None = None
+) -> list[FxSnapshot]:
     """What a new snapshot of `base` is judged against, given the latest trusted snapshot of
-    each base before it: the latest of them all (the one in force), and the latest of its own
-    base. The second matters when the one in force shares fewer than two currencies with it:
-    a USD-based snapshot after a GBP-based one quoting only USD would otherwise compare to
-    nothing, and a poisoned EUR rate would be trusted."""
+    each base before it: the latest of them all (the one in force), the latest of its own
+    base, and `anchor` (the trusted one in force a day before it, `anchor_for`). The second
+    matters when the one in force shares fewer than two currencies with it: a USD-based
+    snapshot after a GBP-based one quoting only USD would otherwise compare to nothing, and a
+    poisoned EUR rate would be trusted."""
     if not latest:
         return []
-    in_force = _newest(latest.values())
-    own = latest.get(base)
-    return [in_force] if own is None or own == in_force else [in_force, own]
+    references = [_newest(latest.values())]
+    for other in (latest.get(base), anchor):
+        if other is not None and other not in references:
+            references.append(other)
+    return references
+
+
+def anchor_for(history: Sequence[FxSnapshot], snapshot: FxSnapshot) -> FxSnapshot | None:
+    """The trusted snapshot in force `ANCHOR_AGE` before `snapshot` among `history` (trusted,
+    sorted by `as_of` then source), or the first of them if none is that old."""
+    if not history:
+        return None
+    times = [s.as_of for s in history]
+    at = bisect.bisect_right(times, snapshot.as_of - ANCHOR_AGE)
+    if at == 0:
+        return history[0]
+    # The latest as_of at or before that moment; among its sources, the smallest (_newest).
+    same = bisect.bisect_left(times, times[at - 1])
+    return history[same]
 
 
 def latest_by_base(trusted: Iterable[FxSnapshot]) -> dict[str, FxSnapshot]:
@@ -109,21 +135,27 @@ def rejudged(
 ) -> list[FxSnapshot]:
     """`snapshots` (sorted by `as_of`, then source) each with its `suspect` reason set against
     the trusted snapshots strictly before it (`references_for`); `trusted` are (at least) the
-    latest trusted snapshot of each base before them all.
+    latest trusted snapshot of each base before them all, and every trusted snapshot from the
+    one in force `ANCHOR_AGE` before the first of them (or from the first trusted one) on.
 
     Judging every snapshot from a newly stored one onwards makes the verdicts a function of the
     snapshots alone, not of the order in which the feed's events arrived.
     """
-    latest = latest_by_base(trusted)
+    history = sorted(trusted, key=lambda s: (s.as_of, s.source))
+    latest = latest_by_base(history)
     judged: list[FxSnapshot] = []
     candidates: dict[str, FxSnapshot] = {}
+    trusted_now: list[FxSnapshot] = []  # trusted at this time, added to `history` after it
     for n, snapshot in enumerate(snapshots):
         if n and snapshot.as_of != snapshots[n - 1].as_of:
             latest.update(candidates)
-            candidates = {}
-        reason = judge(snapshot, references_for(latest, snapshot.base), max_move)
+            history.extend(trusted_now)
+            candidates, trusted_now = {}, []
+        anchor = anchor_for(history, snapshot)
+        reason = judge(snapshot, references_for(latest, snapshot.base, anchor), max_move)
         if reason is None:
             # The first trusted one of its base at this time: the smallest source.
             candidates.setdefault(snapshot.base, snapshot)
+            trusted_now.append(snapshot)
         judged.append(replace(snapshot, suspect=reason))
     return judged

@@ -19,7 +19,7 @@ import structlog
 
 from shared.contract.events import FxRatesPublished
 from shared.contract.money import FxSnapshot
-from shared.runtime.fx_moves import rejudged
+from shared.runtime.fx_moves import ANCHOR_AGE, rejudged
 from shared.runtime.observability import FX_SNAPSHOTS_SUSPECT
 
 log = structlog.get_logger(__name__)
@@ -128,16 +128,23 @@ async def trusted_before(
     conn: asyncpg.Connection | asyncpg.Pool, when: datetime, bases: Collection[str] = ()
 ) -> list[FxSnapshot]:
     """What snapshots after `when` are judged by (shared.runtime.fx_moves.references_for): the
-    latest trusted snapshot with `as_of` before `when`, and the latest of each of `bases`."""
+    latest trusted snapshot with `as_of` before `when`, the latest of each of `bases`, and
+    every trusted one before `when` from the one in force `ANCHOR_AGE` before `when` on (from
+    the first, if none is that old): the day's anchors of `when` and of what follows it."""
     rows = await conn.fetch(
         f"""({_SELECT} WHERE as_of < $1 AND suspect_reason IS NULL
                 ORDER BY as_of DESC, source LIMIT 1)
             UNION
             SELECT f.* FROM unnest($2::bpchar[]) AS b (base), LATERAL (
                 {_SELECT} WHERE base = b.base AND as_of < $1 AND suspect_reason IS NULL
-                ORDER BY as_of DESC, source LIMIT 1) f""",
+                ORDER BY as_of DESC, source LIMIT 1) f
+            UNION
+            {_SELECT} WHERE as_of < $1 AND suspect_reason IS NULL AND as_of >= coalesce(
+                (SELECT max(as_of) FROM fx_snapshots
+                 WHERE as_of <= $1 - $3::interval AND suspect_reason IS NULL), '-infinity')""",
         when,
         sorted(set(bases)),
+        ANCHOR_AGE,
     )
     return [_snapshot(row) for row in rows]
 

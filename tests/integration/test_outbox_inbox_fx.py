@@ -308,8 +308,32 @@ async def test_fx_snapshots_are_judged_once_against_the_last_trusted_one(
     trusted = await snapshot_at(db_pool, at + timedelta(hours=2), trusted=True)
     assert trusted is not None and trusted.as_of == at
     later = at + timedelta(hours=4)
-    assert snapshot("0.95", 3) in await trusted_before(db_pool, later)  # the one in force
-    assert await trusted_before(db_pool, later, ["USD"]) == [snapshot("0.95", 3)]
+    references = await trusted_before(db_pool, later, ["USD"])
+    assert snapshot("0.95", 3) in references  # the one in force, the latest of its base
+    assert snapshot("0.92", 0) in references  # of the day before it
+    assert all(s.suspect is None for s in references)
+
+
+async def test_a_rate_walked_in_steps_under_the_limit_is_stopped_by_the_day_before(
+    db_pool: asyncpg.Pool,
+) -> None:
+    source = f"test-feed-{uuid.uuid4().hex[:8]}"
+    at = datetime(2051, 1, 1, tzinfo=UTC)
+    limit = Decimal("0.25")
+    steps = ["0.92", "1.14", "1.41", "1.75", "0.93"]  # each 24 % from the one before
+    async with db_pool.acquire() as conn, conn.transaction():
+        for n, eur in enumerate(steps):
+            snapshot = FxSnapshot("USD", {"EUR": Decimal(eur)}, at + timedelta(hours=n), source)
+            assert await save_judged(conn, snapshot, f"walk-{n}", limit)
+    verdicts = []
+    for n in range(len(steps)):
+        stored = await snapshot_at(db_pool, at + timedelta(hours=n))
+        assert stored is not None
+        verdicts.append(stored.suspect)
+    assert verdicts[0] is None and verdicts[1] is None and verdicts[4] is None
+    # Judged by the one in force a day before (this test's first, or an earlier test's).
+    assert verdicts[2] is not None and "-> 1.41 per USD" in verdicts[2]
+    assert verdicts[3] is not None
 
 
 async def test_published_events_say_they_are_whole_cloudevents(

@@ -119,3 +119,41 @@ def test_a_snapshot_of_another_base_between_does_not_let_a_poisoned_rate_through
     verdicts = [s.suspect for s in rejudged([gbp, poisoned, genuine], [TRUSTED], LIMIT)]
     assert verdicts[0] is None and verdicts[2] is None
     assert verdicts[1] is not None and "EUR 0.9215 -> 0.5 per USD" in verdicts[1]
+
+
+def test_a_rate_walked_in_steps_each_under_the_limit_is_stopped_within_a_day() -> None:
+    """Each step moves EUR 24 % from the one before; the day's anchor (the first trusted
+    snapshot here) sees the second step's 54 %, and the walk stops there."""
+    steps = [
+        _snapshot({"EUR": str(Decimal("0.9215") * Decimal("1.24") ** n), "JPY": "151.32"}, hours=n)
+        for n in range(1, 7)
+    ]
+    verdicts = [s.suspect for s in rejudged(steps, [TRUSTED], LIMIT)]
+    assert verdicts[0] is None
+    assert all(v is not None and "moved more than 25%" in v for v in verdicts[1:])
+    # A genuine rate after the walk is judged against what was trusted, and trusted.
+    genuine = _snapshot({"EUR": "0.93", "JPY": "151.32"}, hours=8)
+    assert rejudged([*steps, genuine], [TRUSTED], LIMIT)[-1].suspect is None
+
+
+def test_a_move_spread_over_more_than_a_day_is_judged_from_the_day_before() -> None:
+    """Steps of 15 % a day apart: each within the limit of the one in force a day before."""
+    days = [
+        FxSnapshot(
+            "USD",
+            {"EUR": Decimal("0.9215") * Decimal("1.15") ** n, "JPY": Decimal("151.32")},
+            NOW + timedelta(days=n),
+            "feed",
+        )
+        for n in range(1, 5)
+    ]
+    assert [s.suspect for s in rejudged(days, [TRUSTED], LIMIT)] == [None] * 4
+    # Twice as fast (two steps within one day) passes the anchor's limit and is suspect.
+    fast = FxSnapshot(
+        "USD",
+        {"EUR": Decimal("0.9215") * Decimal("1.15") ** 2, "JPY": Decimal("151.32")},
+        NOW + timedelta(days=1, hours=12),
+        "feed",
+    )
+    verdicts = rejudged([days[0], fast], [TRUSTED], LIMIT)
+    assert verdicts[0].suspect is None and verdicts[1].suspect is not None
