@@ -67,7 +67,8 @@ def verify(header: str | None, body: bytes, secret: str, *, now: float, toleranc
     if not any(matches):
         raise SignatureRefused("signature does not match the body")
     if abs(now - timestamp) > tolerance:
-        raise SignatureRefused(
-            f"signed {now - timestamp:.0f} s from now, beyond the {tolerance:.0f} s tolerance"
+        when = (
+            f"{now - timestamp:.0f} s ago" if timestamp < now else f"{timestamp - now:.0f} s ahead"
         )
+        raise SignatureRefused(f"signed {when}, beyond the {tolerance:.0f} s tolerance")
     return timestamp

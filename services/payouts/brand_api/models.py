@@ -51,7 +51,10 @@ class Attribution(_Model):
     reach: Count
     orders: Count = Field(description="Net orders attributed.")
     revenue: Money = Field(description="Attributed revenue net of refunds, deal currency.")
-    spend: Money = Field(description="Fee plus commission owed so far, deal currency.")
+    spend: Money = Field(
+        description="The agreed fee plus commission on the revenue so far (as tracking counts "
+        "it), deal currency; `paid` and `pending` say what payouts drew."
+    )
     engagement_rate: Ratio | None = None
     cpm: Ratio | None = Field(None, description="spend / impressions x 1000.")
     cpe: Ratio | None = Field(None, description="spend / engagements.")
@@ -98,7 +101,9 @@ class CurrencyTotals(_Model):
     pending: Money = Field(description="Gross of payouts scheduled, held or failed.")
     clawed_back: Money = Field(description="Commission taken back after refunds.")
     revenue: Money = Field(description="Attributed revenue net of refunds.")
-    spend: Money = Field(description="Fee plus commission owed so far, as tracking counts it.")
+    spend: Money = Field(
+        description="The agreed fees plus commission on the revenue so far, as tracking counts it."
+    )
 
     @classmethod
     def of(cls, totals: Totals) -> CurrencyTotals:

@@ -241,7 +241,10 @@ class AttributionUpdated(InternalPayload):
     orders: Count = Field(description="Net orders attributed.", examples=[41])
     revenue: _NetRevenue
     spend: NonNegativeMoney = Field(
-        description="Fee plus commission owed so far.",
+        description=(
+            "The deal's agreed fee (in force now, whatever part of it is paid yet) plus "
+            "commission on the revenue so far."
+        ),
         examples=[{"amount": "716.19", "currency": "USD"}],
     )
     cpm: Ratio | None = Field(description="spend / impressions x 1000.", examples=["7.87"])
@@ -319,7 +322,10 @@ class CampaignCurrencyTotals(InternalPayload):
         description="The deals' fees.", examples=[{"amount": "450.00", "currency": "USD"}]
     )
     spend: NonNegativeMoney = Field(
-        description="Fees plus commission owed so far.",
+        description=(
+            "The deals' agreed fees (whatever part of them is paid yet) plus commission on "
+            "the revenue so far."
+        ),
         examples=[{"amount": "716.19", "currency": "USD"}],
     )
 
