@@ -74,6 +74,16 @@ class KeyRegistry:
             known = self._keys.get(data.key_id)
             if known is not None and known.revoked:
                 return  # a revoked key stays revoked: registering it again is refused
+            if known is not None and (known.party, known.owner_id) != (data.party, data.owner_id):
+                # A key belongs to the owner it was first registered for: registered again for
+                # another, it would sign as them with the first owner's private key.
+                log.error(
+                    "signing key registered again for another owner ignored",
+                    key_id=data.key_id,
+                    owner=f"{known.party.value} {known.owner_id}",
+                    refused=f"{data.party.value} {data.owner_id}",
+                )
+                return
             self._keys[data.key_id] = RegisteredKey(
                 data.key_id, data.party, data.owner_id, public_key_from_text(data.public_key)
             )

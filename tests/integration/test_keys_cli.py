@@ -151,3 +151,34 @@ def test_a_key_file_is_kept_once_its_key_is_registered_and_shows_its_public_key(
     assert public == public_key_text(private_key_from_text(key_file.read_text()).public_key())
     listed = runner.invoke(app, ["keys", "list"], env=cli_env)
     assert f"public key {public}" in listed.output
+
+
+def test_a_registered_key_is_not_registered_again_for_another_owner_nor_a_revoked_one(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    brand, rival = f"br-{uuid.uuid4().hex[:8]}", f"br-{uuid.uuid4().hex[:8]}"
+    key_file = tmp_path / "brand.key"
+    made = runner.invoke(
+        app, ["keys", "new", "--party", "brand", "--owner", brand, "--out", str(key_file)],
+        env=cli_env,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    public = public_key_text(private_key_from_text(key_file.read_text()).public_key())
+
+    def add(owner: str) -> tuple[int, str]:
+        added = runner.invoke(
+            app, ["keys", "add", "--party", "brand", "--owner", owner, "--public-key", public],
+            env=cli_env,
+        )  # fmt: skip
+        return added.exit_code, added.output
+
+    assert add(brand)[0] == 0  # the same owner again: as before (a broker started empty)
+    code, output = add(rival)
+    assert code == 1 and f"is registered for brand {brand}" in output, output
+    revoked = runner.invoke(app, ["keys", "revoke", _key_id(made.output)], env=cli_env)
+    assert revoked.exit_code == 0, revoked.output
+    code, output = add(brand)
+    assert code == 1 and "a revoked key stays revoked" in output, output
+    listed = runner.invoke(app, ["keys", "list"], env=cli_env)
+    assert rival not in listed.output

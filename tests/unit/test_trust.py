@@ -158,6 +158,17 @@ async def test_a_revoked_key_registered_again_stays_revoked(registry: KeyRegistr
     assert (await refusal(trust, sign_event(deal(), REVOKED))).startswith("revoked_key")
 
 
+async def test_a_key_registered_again_for_another_owner_stays_its_first_owners(
+    registry: KeyRegistry,
+) -> None:
+    _register(registry, BRAND, Party.BRAND, "br-99")  # br-12's key, claimed for br-99
+    _register(registry, BRAND, Party.SHOP, "shop-1")
+    trust = Trust(registry, None, require_signatures=True)
+    assert await trust.check(sign_event(deal(), BRAND), encode(sign_event(deal(), BRAND)))
+    other = deal(data=deal().data.model_copy(update={"brand_id": "br-99"}))
+    assert (await refusal(trust, sign_event(other, BRAND))).startswith("not_the_owner")
+
+
 @pytest.mark.parametrize(
     "written",
     [

@@ -139,8 +139,21 @@ def add_command(
     except ValueError as error:
         fail(f"--public-key: {error}")
     event = _register_event(party, owner, public_key)
+    bootstrap, security = kafka_client()
     with kafka_refusals():
-        asyncio.run(_publish(*kafka_client(), [event]))
+        known = asyncio.run(read_registry(bootstrap, security)).get(event.data.key_id)
+        if known is not None and known.revoked:
+            fail(
+                f"{known.key_id} was revoked; a revoked key stays revoked",
+                hint="make a new key (keys new, or keys public of a new key file)",
+            )
+        if known is not None and (known.party, known.owner_id) != (party, owner):
+            fail(
+                f"{known.key_id} is registered for {known.party.value} {known.owner_id}; a key "
+                "belongs to one owner",
+                hint=f"make a new key for {party.value} {owner}",
+            )
+        asyncio.run(_publish(bootstrap, security, [event]))
     console.print(f"registered {event.data.key_id} for {party.value} {owner}")
 
 
