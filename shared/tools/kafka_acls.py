@@ -6,6 +6,9 @@
 - a brand writes the topics of the event types it sends and reads those of the answers it
   gets (README, "For brands"), in consumer groups whose names start with its principal;
 - a shop writes the topics of order and click events;
+- the onboarding party writes creators' payout accounts; a collector, the creator profiles and
+  post metrics it observes (which confirm deliverables, so release fees); an FX feed, the
+  rates;
 - an operator alone writes the signing-key registry (`creatorflow keys`), which every service
   reads whole, without a consumer group (shared/runtime/trust.py).
 
@@ -73,6 +76,9 @@ SHOP_SENDS: Final = (
     EventType.ORDER_REFUNDED,
     EventType.LINK_CLICKED,
 )
+ONBOARDING_SENDS: Final = (EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED,)
+COLLECTOR_SENDS: Final = (EventType.CREATOR_PROFILE_UPSERTED, EventType.POST_METRICS_OBSERVED)
+FX_FEED_SENDS: Final = (EventType.FX_RATES_PUBLISHED,)
 
 
 def topics_of(types: Iterable[str]) -> tuple[str, ...]:
@@ -107,6 +113,9 @@ class Principals:
     brand: str = "brand"
     shop: str = "shop"
     operator: str = "operator"
+    onboarding: str = "onboarding"
+    collector: str = "collector"
+    fx_feed: str = "fx-feed"
 
 
 def user(name: str) -> str:
@@ -134,9 +143,14 @@ def brand_acls(principal: str) -> list[Acl]:
     return acls
 
 
-def shop_acls(principal: str) -> list[Acl]:
+def writer_acls(principal: str, sends: Iterable[str]) -> list[Acl]:
+    """WRITE on the topics of the event types `sends`, and nothing else."""
     who = user(principal)
-    return [Acl(who, ResourceType.TOPIC, t, Operation.WRITE) for t in topics_of(SHOP_SENDS)]
+    return [Acl(who, ResourceType.TOPIC, t, Operation.WRITE) for t in topics_of(sends)]
+
+
+def shop_acls(principal: str) -> list[Acl]:
+    return writer_acls(principal, SHOP_SENDS)
 
 
 def operator_acls(principal: str) -> list[Acl]:
@@ -150,6 +164,9 @@ def least_privilege_acls(principals: Principals = Principals()) -> list[Acl]:
         acls += service_acls(service, principals.services[service])
     acls += brand_acls(principals.brand)
     acls += shop_acls(principals.shop)
+    acls += writer_acls(principals.onboarding, ONBOARDING_SENDS)
+    acls += writer_acls(principals.collector, COLLECTOR_SENDS)
+    acls += writer_acls(principals.fx_feed, FX_FEED_SENDS)
     acls += operator_acls(principals.operator)
     return acls
 

@@ -124,6 +124,24 @@ def test_a_shop_writes_orders_and_clicks_only() -> None:
     ]
 
 
+def test_onboarding_collectors_and_fx_feeds_write_their_topics_only() -> None:
+    writes = {
+        (a.principal, a.resource_name)
+        for a in least_privilege_acls()
+        if a.principal in {"User:onboarding", "User:collector", "User:fx-feed"}
+        and a.operation is Operation.WRITE
+    }
+    assert writes == {
+        ("User:onboarding", "creator.payout-accounts"),
+        ("User:collector", "creator.profiles"),
+        ("User:collector", "tracking.post-metrics"),
+        ("User:fx-feed", "fx.rates"),
+    }
+    inputs = {topic for service in SERVICES for topic in service_topics(service)[0]}
+    written = {a.resource_name for a in least_privilege_acls() if a.operation is Operation.WRITE}
+    assert inputs <= written, f"input topics nobody may write: {sorted(inputs - written)}"
+
+
 def test_no_party_may_create_or_touch_a_topic_it_does_not_use() -> None:
     acls = least_privilege_acls()
     assert {a.operation for a in acls} == {Operation.READ, Operation.WRITE}
@@ -138,9 +156,13 @@ def test_principal_names_are_options() -> None:
         brand="acme",
         shop="bakery-shop",
         operator="ops",
+        onboarding="kyc",
+        collector="scraper",
+        fx_feed="ecb",
     )
     who = {a.principal for a in least_privilege_acls(principals)}
-    assert who == {f"User:{n}" for n in ("svc-m", "svc-t", "svc-p", "acme", "bakery-shop", "ops")}
+    names = ("svc-m", "svc-t", "svc-p", "acme", "bakery-shop", "ops", "kyc", "scraper", "ecb")
+    assert who == {f"User:{n}" for n in names}
     result = CliRunner().invoke(app, ["kafka", "acls", "--tracking", "svc-t", "--brand", "acme"])
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.output.splitlines()]

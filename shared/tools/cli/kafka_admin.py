@@ -31,14 +31,24 @@ def acls(
     operator: str = typer.Option(
         "operator", help="Principal of the operators who register signing keys."
     ),
+    onboarding: str = typer.Option(
+        "onboarding", help="Principal of the onboarding party (creators' payout accounts)."
+    ),
+    collector: str = typer.Option(
+        "collector", help="Principal of the collector of creator profiles and post metrics."
+    ),
+    fx_feed: str = typer.Option("fx-feed", help="Principal of the FX rates feed."),
 ) -> None:
-    """Print (or apply) the ACLs each service, brand, shop and operator needs, and nothing
-    more."""
+    """Print (or apply) the ACLs each service, brand, shop, onboarding party, collector, FX
+    feed and operator needs, and nothing more."""
     principals = Principals(
         services={"matching": matching, "tracking": tracking, "payouts": payouts},
         brand=brand,
         shop=shop,
         operator=operator,
+        onboarding=onboarding,
+        collector=collector,
+        fx_feed=fx_feed,
     )
     wanted = least_privilege_acls(principals)
     for acl in wanted:
