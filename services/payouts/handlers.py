@@ -517,7 +517,8 @@ async def on_deal_signed(changes: PendingChanges, signed: DealTerms, event_id: s
     if not versions or not versions[0].same_terms(signed):
         raise EventRejected(
             f"deal.signed {signed.deal_id!r} was already received with different terms: "
-            "send deal.amended with a higher version to change them"
+            "send deal.amended with a higher version to change your deal's terms; a deal id "
+            "names one deal of one brand, so choose ids of your own (your brand id as a prefix)"
         )
     await _create_fee_payouts(changes, await _put_in_force(changes, signed.deal_id, versions))
 

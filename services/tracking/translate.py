@@ -245,7 +245,8 @@ def conflicting_click(click_id: str) -> str:
 def conflicting_terms(deal_id: str) -> str:
     return (
         f"deal.signed {deal_id!r} was already received with different terms: send "
-        "deal.amended with a higher version to change them"
+        "deal.amended with a higher version to change your deal's terms; a deal id names one "
+        "deal of one brand, so choose ids of your own (your brand id as a prefix)"
     )
 
 
