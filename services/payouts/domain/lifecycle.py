@@ -26,7 +26,8 @@ Every function here takes a payout and returns a `Transition`: the new payout, t
 transfers the step posts and whether a status event is due. Invalid steps raise.
 
 A clawback (commission taken back after a late refund) is recorded as a payout row of kind
-`clawback`, complete at once (`settled`), with no status event: it sends nothing. What it
+`clawback`, complete at once: it sends nothing, and its one status event (`payout.settled`,
+kind `clawback`) tells the brand what returned to its escrow. What it
 leaves owed by the creator is recovered from their next payouts in the same currency: when such
 a payout is converted, `recovered` of its share repays the clawback and only the rest is sent.
 """
@@ -418,7 +419,8 @@ def create(
 def clawback(terms: DealTerms, milestone: str, gross: Money, platform_fee: Money) -> Transition:
     """Take `gross` (deal currency) of commission back: the brand's escrow is credited, the
     platform returns `platform_fee` (its cut of that commission) and the creator owes the rest
-    (a receivable repaid from their next payouts). Complete at once; nothing is published."""
+    (a receivable repaid from their next payouts). Complete at once: its `payout.settled`
+    (kind `clawback`, `gross` returned to the brand's escrow, no `net`) is all it publishes."""
     if gross.is_negative() or platform_fee.is_negative() or platform_fee > gross:
         raise MoneyError(f"clawback of {gross} with platform fee {platform_fee} is no split")
     taken = Payout(
@@ -431,7 +433,9 @@ def clawback(terms: DealTerms, milestone: str, gross: Money, platform_fee: Money
         gross=gross,
         platform_fee=platform_fee,
         status="settled",
-        failure_reason="clawed back: repaid from the creator's next payouts",
+        failure_reason=(
+            "clawed back: returned to the brand's escrow, repaid from the creator's next payouts"
+        ),
     )
     transfers = move(
         taken.payout_id,
@@ -439,7 +443,7 @@ def clawback(terms: DealTerms, milestone: str, gross: Money, platform_fee: Money
         (PLATFORM_FEES, brand_escrow(terms.brand_id), platform_fee),
         (creator_receivable(terms.creator_id), brand_escrow(terms.brand_id), taken.creator_share),
     )
-    return Transition(taken, transfers)
+    return Transition(taken, transfers, publish=True)
 
 
 def _nothing_to_send(payout: Payout) -> bool:

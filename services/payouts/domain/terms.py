@@ -14,7 +14,8 @@ from shared.contract.money import Money
 
 FeeSchedule = Literal["on_completion", "per_deliverable"]
 # A clawback is no payout: it records commission taken back from the creator (a receivable
-# recovered from their later payouts), with no transfer to the creator and no status event.
+# recovered from their later payouts), with no transfer to the creator; its one status event
+# (`payout.settled`) says what returned to the brand's escrow.
 PayoutKind = Literal["fee", "commission", "clawback"]
 
 WHOLE_DEAL = ""

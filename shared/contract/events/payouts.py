@@ -77,7 +77,8 @@ class PayoutStatusChanged(InternalPayload):
             "What is paid: fee, commission (a deal may have several commission payouts: the "
             "first when its attribution window closes, then top-ups after late orders) or "
             "clawback (commission paid on revenue later refunded, owed back by the creator: "
-            "it moves no money to them)."
+            "it moves no money to them; published once, as payout.settled, whose `gross` "
+            "returned to the brand's escrow, with no `net`)."
         ),
         examples=["fee"],
     )

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from services.payouts.domain.amounts import split_platform_fee
 from services.payouts.domain.commission import next_commission_step
 from services.payouts.domain.ledger import creator_receivable
-from services.payouts.domain.lifecycle import Payout
+from services.payouts.domain.lifecycle import Payout, payout_id_for
 from shared.contract.events.examples import usd
 from shared.contract.money import Money
 from tests.unit.payouts.builders import (
@@ -98,7 +98,11 @@ async def test_a_late_refund_claws_back_and_the_next_payout_repays_it() -> None:
     await revenue(h, deal, creator, "700.00")  # refunds after the commission was paid
     assert booked(h, deal)[1:] == [("clawback", "adjustment-1", usd("30.00"), usd("3.00"))]
     assert owed_by(h, creator) == {"USD": Decimal("27.00")}
-    assert h.statuses(deal) == ["payout.scheduled", "payout.sent"]  # a clawback sends nothing
+    # A clawback sends nothing; its one event tells the brand what returned to its escrow.
+    assert h.statuses(deal) == ["payout.scheduled", "payout.sent", "payout.settled"]
+    [clawed] = [e.data for e in h.events_of(payout_id_for(deal, "clawback", "adjustment-1"))]
+    assert (clawed.kind, clawed.status, clawed.gross) == ("clawback", "settled", usd("30.00"))
+    assert clawed.platform_fee == usd("3.00") and clawed.net is None and clawed.fx_rate is None
 
     # The creator's next deal: its fee repays the 27.00 first, the rest is sent.
     other = uid("deal")
