@@ -464,6 +464,14 @@ async def _create_fee_payouts(changes: PendingChanges, terms: DealTerms) -> None
             fee=str(terms.fee),
             overpaid=str(due.overpaid),
         )
+    if not due.unpaid.is_zero():
+        log.warning(
+            "fee raised after the deal's fee was paid: the difference is not paid",
+            deal_id=terms.deal_id,
+            version=terms.version,
+            fee=str(terms.fee),
+            unpaid=str(due.unpaid),
+        )
     if not due.milestones:
         return
     account = await changes.account(terms.creator_id)

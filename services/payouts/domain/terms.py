@@ -153,11 +153,14 @@ def confirmed_in_time(
 
 @dataclass(frozen=True)
 class FeeDue:
-    """The fee payouts to create now, and what was paid beyond the fee in force (zero unless
-    an amendment lowered the fee below what was already paid)."""
+    """The fee payouts to create now, what was paid beyond the fee in force (zero unless an
+    amendment lowered the fee below what was already paid), and what the fee in force asks
+    beyond the payouts of a deal whose every fee payout exists (an amendment raised the fee
+    after it was paid: not paid)."""
 
     milestones: tuple[Milestone, ...]
     overpaid: Money
+    unpaid: Money
 
 
 def fee_due(terms: DealTerms, confirmed: Set[str], paid: Mapping[str, Money]) -> FeeDue:
@@ -189,7 +192,8 @@ def fee_due(terms: DealTerms, confirmed: Set[str], paid: Mapping[str, Money]) ->
         if not amount.is_zero():
             milestones.append(Milestone(milestone, amount))
     overpaid = -left if owed and left.is_negative() else zero
-    return FeeDue(tuple(milestones), overpaid)
+    unpaid = left if complete and not owed and left > zero else zero
+    return FeeDue(tuple(milestones), overpaid, unpaid)
 
 
 def payable_since(

@@ -81,6 +81,17 @@ def test_more_paid_than_the_fee_in_force_pays_nothing_more_and_says_so() -> None
     assert fee_due(three, {"dl-1", "dl-2"}, {"dl-1": usd("40")}).milestones[0].amount == usd("10")
 
 
+def test_a_fee_raised_after_every_fee_payout_exists_is_not_paid_and_says_so() -> None:
+    raised = replace(TERMS, fee=usd("500.00"))
+    paid = {"dl-1": usd("100"), "dl-2": usd("300")}
+    result = fee_due(raised, {"dl-1", "dl-2"}, paid)
+    assert (result.milestones, result.unpaid) == ((), usd("100.00"))
+    whole = replace(raised, fee_schedule="on_completion")
+    assert fee_due(whole, {"dl-1", "dl-2"}, {"": usd("400")}).unpaid == usd("100.00")
+    # Not complete yet: the next confirmation pays the raised fee's rest; nothing is unpaid.
+    assert fee_due(raised, {"dl-1"}, {"dl-1": usd("100")}).unpaid == usd("0")
+
+
 def test_on_completion_pays_the_whole_fee_in_force_once() -> None:
     whole = replace(TERMS, fee_schedule="on_completion", fee=usd("250.00"))
     assert due(whole, {"dl-1"}, {}) == []
