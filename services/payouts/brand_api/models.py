@@ -81,7 +81,10 @@ class PayoutItem(_Model):
             "commission taken back after refunds."
         )
     )
-    gross: Money = Field(description="What it costs the brand, platform fee included.")
+    gross: Money = Field(
+        description="What it costs the brand, platform fee included; for a clawback, what "
+        "returned to the brand's escrow (the creator repays it from later payouts)."
+    )
     platform_fee: Money
     awaiting_funds: bool = Field(
         description="Held until the brand's escrow in this currency covers it (`brand.funded`)."
