@@ -42,6 +42,7 @@ from shared.runtime.kafka import (
     ensure_topics,
     kafka_security,
     make_broker,
+    partitions_of,
     subscribe_events,
 )
 from shared.runtime.server_urls import InfraUrls
@@ -118,21 +119,31 @@ async def read_dead_letters(
     *,
     service: str | None = None,
     security: BaseSecurity | None = None,
+    seconds: float = 30.0,
 ) -> list[DeadLetter]:
-    """Everything currently in the given DLQ topics (optionally only one service's)."""
+    """Everything in the given DLQ topics when called (optionally only one service's): each
+    partition read up to the end it had then. A pause in the fetches (a loaded machine) does
+    not end the read early; a read that has not reached those ends in `seconds` raises
+    TimeoutError."""
     consumer = AIOKafkaConsumer(
-        *topics,
         **client_options(bootstrap, security),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
     try:
+        partitions = await partitions_of(consumer, topics)
+        if not partitions:
+            return []
+        ends = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
         letters: list[DeadLetter] = []
-        while True:
-            batch = await consumer.getmany(timeout_ms=500)
-            if not batch:
-                break
+        deadline = time.monotonic() + seconds
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dead letters of {topics} not read to their end")
+            batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for record in records:
                     headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
