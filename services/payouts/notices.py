@@ -68,11 +68,12 @@ class DueEmail:
 def notice_of(
     event: CloudEvent[Any], *, hold_code: str | None, previous_status: str | None
 ) -> Notice | None:
-    """The notice of a `payout.<status>` event, or None for any other event (and for a
-    clawback, which moves no money to the creator). `hold_code` is the payout's, when held;
-    `previous_status` the status it published before this one, if any."""
+    """The notice of a `payout.<status>` event, or None for any other event. A clawback's
+    amount is what the creator owes back (its share, repaid from later payouts). `hold_code`
+    is the payout's, when held; `previous_status` the status it published before this one,
+    if any."""
     data = event.data
-    if not isinstance(data, PayoutStatusChanged) or data.kind == "clawback":
+    if not isinstance(data, PayoutStatusChanged):
         return None
     if data.net is not None:
         amount, converted = data.net, True

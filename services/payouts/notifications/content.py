@@ -26,7 +26,13 @@ class Link:
     expires_at: datetime
 
 
+CLAWBACK_WORDS: Final = "Commission taken back after a refund"
+CLAWBACK_NOTE: Final = "repaid from your next payouts in this currency; nothing is charged to you"
+
+
 def subject(notice: Notice) -> str:
+    if notice.kind == "clawback":
+        return f"commission taken back: {money_text(notice.amount)}, {CLAWBACK_NOTE}"
     words, _, action = status_words(notice.status, notice.hold_code, returned=notice.returned)
     what = _WHAT.get(notice.kind or "", "payout")
     prefix = "Action needed: " if action is not None and action.needs_you else ""
@@ -36,7 +42,10 @@ def subject(notice: Notice) -> str:
 def body(notice: Notice, link: Link) -> str:
     words, _, action = status_words(notice.status, notice.hold_code, returned=notice.returned)
     amount = money_text(notice.amount)
-    if not notice.converted:
+    if notice.kind == "clawback":
+        # Commission paid on sales later refunded: owed back, not a payout that moves money.
+        words, action, amount = CLAWBACK_WORDS, None, f"{amount} ({CLAWBACK_NOTE})"
+    elif not notice.converted:
         # The rate is the one locked when the payout became owed (README, "In your currency,
         # exactly"), however long it waits.
         commission = notice.kind == "commission"

@@ -20,10 +20,11 @@ from services.payouts.creator_page.timeline import (
     when,
 )
 from services.payouts.domain.accounts import HoldCode
-from services.payouts.notices import Notice
+from services.payouts.notices import Notice, notice_of
 from services.payouts.notifications.content import Link, body, message, subject
 from services.payouts.notifications.sender import EmailSender
 from services.payouts.store.memory import MemoryPayoutsStore
+from shared.contract.events.examples import valid_example
 from shared.contract.money import Money
 from tests.unit.payouts.builders import T0, account, confirmed, deal_signed, uid
 from tests.unit.payouts.fake_mailer import FakeMailer
@@ -85,6 +86,30 @@ def test_a_failure_after_sending_is_a_return_and_says_what_to_do() -> None:
     assert RETURNED_ACTION.what_to_do in body(notice(status="failed", returned=True), LINK)
     assert FAILED_ACTION.what_to_do in body(notice(status="failed"), LINK)
     assert "Status: Arrived" in body(notice(status="settled"), LINK)
+
+
+def test_a_clawback_says_commission_was_taken_back_and_how_it_is_repaid() -> None:
+    settled = valid_example("payout.settled")
+    data = settled.data.model_copy(
+        update={
+            "kind": "clawback",
+            "gross": Money.of("50.00", "USD"),
+            "platform_fee": Money.of("1.25", "USD"),
+            "net": None,
+            "fx_rate": None,
+            "fx_as_of": None,
+            "fx_source": None,
+            "provider_ref": None,
+        }
+    )
+    told = notice_of(settled.model_copy(update={"data": data}), hold_code=None,
+                     previous_status=None)  # fmt: skip
+    assert told is not None and told.amount == Money.of("48.75", "USD")  # the creator's share
+    text = body(told, LINK)
+    assert "Status: Commission taken back after a refund" in text
+    assert "Amount: 48.75 USD (repaid from your next payouts in this currency; nothing is " in text
+    assert "Arrived" not in text and "before conversion" not in text
+    assert subject(told).startswith("commission taken back: 48.75 USD, repaid from your next")
 
 
 def test_the_message_id_is_the_same_for_the_same_change_and_differs_between_changes() -> None:
