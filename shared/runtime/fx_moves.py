@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
@@ -106,13 +106,16 @@ def anchor_for(history: Sequence[FxSnapshot], snapshot: FxSnapshot) -> FxSnapsho
     sorted by `as_of` then source), or the first of them if none is that old."""
     if not history:
         return None
-    times = [s.as_of for s in history]
-    at = bisect.bisect_right(times, snapshot.as_of - ANCHOR_AGE)
+    at = bisect.bisect_right(history, snapshot.as_of - ANCHOR_AGE, key=_as_of)
     if at == 0:
         return history[0]
     # The latest as_of at or before that moment; among its sources, the smallest (_newest).
-    same = bisect.bisect_left(times, times[at - 1])
+    same = bisect.bisect_left(history, history[at - 1].as_of, key=_as_of)
     return history[same]
+
+
+def _as_of(snapshot: FxSnapshot) -> datetime:
+    return snapshot.as_of
 
 
 def latest_by_base(trusted: Iterable[FxSnapshot]) -> dict[str, FxSnapshot]:
@@ -135,8 +138,9 @@ def rejudged(
 ) -> list[FxSnapshot]:
     """`snapshots` (sorted by `as_of`, then source) each with its `suspect` reason set against
     the trusted snapshots strictly before it (`references_for`); `trusted` are (at least) the
-    latest trusted snapshot of each base before them all, and every trusted snapshot from the
-    one in force `ANCHOR_AGE` before the first of them (or from the first trusted one) on.
+    latest trusted snapshot of each base before them all, the first trusted one, and every
+    trusted snapshot from the one in force `ANCHOR_AGE` before the first of them to
+    `ANCHOR_AGE` before the last (their anchors, `anchor_for`).
 
     Judging every snapshot from a newly stored one onwards makes the verdicts a function of the
     snapshots alone, not of the order in which the feed's events arrived.

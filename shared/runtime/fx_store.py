@@ -60,7 +60,9 @@ async def save_judged(
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _JUDGE_LOCK)
     rows = await conn.fetch(f"{_SELECT} WHERE as_of >= $1 ORDER BY as_of, source", snapshot.as_of)
     stored = [_snapshot(row) for row in rows]
-    trusted = await trusted_before(conn, snapshot.as_of, {s.base for s in stored})
+    trusted = await trusted_before(
+        conn, snapshot.as_of, {s.base for s in stored}, until=stored[-1].as_of
+    )
     for before, after in zip(stored, rejudged(stored, trusted, max_move), strict=True):
         if before.suspect != after.suspect:
             await conn.execute(
@@ -125,12 +127,19 @@ async def first_trusted_after(
 
 
 async def trusted_before(
-    conn: asyncpg.Connection | asyncpg.Pool, when: datetime, bases: Collection[str] = ()
+    conn: asyncpg.Connection | asyncpg.Pool,
+    when: datetime,
+    bases: Collection[str] = (),
+    *,
+    until: datetime | None = None,
 ) -> list[FxSnapshot]:
-    """What snapshots after `when` are judged by (shared.runtime.fx_moves.references_for): the
-    latest trusted snapshot with `as_of` before `when`, the latest of each of `bases`, and
-    every trusted one before `when` from the one in force `ANCHOR_AGE` before `when` on (from
-    the first, if none is that old): the day's anchors of `when` and of what follows it."""
+    """What snapshots from `when` to `until` (default: `when`) are judged by
+    (shared.runtime.fx_moves.references_for): the latest trusted snapshot with `as_of` before
+    `when`, the latest of each of `bases`, the first trusted one, and every trusted one before
+    `when` from the one in force `ANCHOR_AGE` before `when` to `ANCHOR_AGE` before `until`:
+    the day's anchors of the snapshots judged, not the whole day (a feed quoting every second
+    would make that 86,400 rows per snapshot)."""
+    last = when if until is None else max(when, until)
     rows = await conn.fetch(
         f"""({_SELECT} WHERE as_of < $1 AND suspect_reason IS NULL
                 ORDER BY as_of DESC, source LIMIT 1)
@@ -139,12 +148,16 @@ async def trusted_before(
                 {_SELECT} WHERE base = b.base AND as_of < $1 AND suspect_reason IS NULL
                 ORDER BY as_of DESC, source LIMIT 1) f
             UNION
-            {_SELECT} WHERE as_of < $1 AND suspect_reason IS NULL AND as_of >= coalesce(
+            ({_SELECT} WHERE as_of < $1 AND suspect_reason IS NULL ORDER BY as_of, source LIMIT 1)
+            UNION
+            {_SELECT} WHERE as_of < $1 AND suspect_reason IS NULL
+              AND as_of <= $4::timestamptz - $3::interval AND as_of >= coalesce(
                 (SELECT max(as_of) FROM fx_snapshots
                  WHERE as_of <= $1 - $3::interval AND suspect_reason IS NULL), '-infinity')""",
         when,
         sorted(set(bases)),
         ANCHOR_AGE,
+        last,
     )
     return [_snapshot(row) for row in rows]
 

@@ -298,6 +298,7 @@ async def test_fx_snapshots_are_judged_once_against_the_last_trusted_one(
         return FxSnapshot("USD", {"EUR": Decimal(eur)}, at + timedelta(hours=hours), source)
 
     async with db_pool.acquire() as conn, conn.transaction():
+        assert await save_judged(conn, snapshot("0.91", -48), "e0", limit)
         assert await save_judged(conn, snapshot("0.92", 0), "e1", limit)
         assert await save_judged(conn, snapshot("92000", 1), "e2", limit)  # suspect
         assert await save_judged(conn, snapshot("92000", 2), "e3", limit)  # still suspect
@@ -310,8 +311,33 @@ async def test_fx_snapshots_are_judged_once_against_the_last_trusted_one(
     later = at + timedelta(hours=4)
     references = await trusted_before(db_pool, later, ["USD"])
     assert snapshot("0.95", 3) in references  # the one in force, the latest of its base
-    assert snapshot("0.92", 0) in references  # of the day before it
+    assert snapshot("0.91", -48) in references  # in force a day before it: its anchor
     assert all(s.suspect is None for s in references)
+
+
+async def test_a_new_snapshot_reads_its_anchor_not_the_whole_day_before_it(
+    db_pool: asyncpg.Pool,
+) -> None:
+    source = f"test-feed-{uuid.uuid4().hex[:8]}"
+    at = datetime(2046, 1, 1, tzinfo=UTC)
+    day = [
+        FxSnapshot("USD", {"EUR": Decimal("0.92")}, at + timedelta(minutes=10 * n), source)
+        for n in range(6 * 30)  # thirty hours, every ten minutes
+    ]
+    async with db_pool.acquire() as conn, conn.transaction():
+        for n, snapshot in enumerate(day):
+            assert await save_snapshot(conn, snapshot, f"day-{n}")
+    newest = day[-1].as_of + timedelta(minutes=10)
+    references = await trusted_before(db_pool, newest, ["USD"])
+    anchor = [s for s in day if s.as_of <= newest - timedelta(days=1)][-1]
+    assert day[-1] in references  # the one in force, the latest of its base
+    assert anchor in references  # the one in force a day before
+    assert len(references) <= 4  # and the first trusted one of all, not 145 of the day
+    # Judging from an earlier time on (a late snapshot) reads the anchors of what follows.
+    late = await trusted_before(db_pool, day[-12].as_of, ["USD"], until=newest)
+    anchors = [s for s in day if anchor.as_of - timedelta(hours=2) <= s.as_of <= anchor.as_of]
+    assert all(s in late for s in anchors)
+    assert len(late) < len(day) // 2
 
 
 async def test_a_rate_walked_in_steps_under_the_limit_is_stopped_by_the_day_before(
