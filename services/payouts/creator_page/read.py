@@ -21,7 +21,9 @@ async def creator_deals(pool: asyncpg.Pool, creator_id: str) -> list[DealView]:
         deal_ids = sorted({p.deal_id for p in payouts})
         confirmations = {deal_id: dict(await repo.confirmed(deal_id)) for deal_id in deal_ids}
         events = await status_events(conn, deal_ids, {p.payout_id for p in payouts})
-    return deal_views(payouts, confirmations, events)
+        account = (await repo.accounts([creator_id])).get(creator_id)
+    cooling_off_until = None if account is None else account.cooling_off_until
+    return deal_views(payouts, confirmations, events, cooling_off_until)
 
 
 async def status_events(

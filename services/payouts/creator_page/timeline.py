@@ -141,6 +141,8 @@ class PayoutView:
     reference: str | None
     expected_arrival: datetime | None
     action: Action | None
+    # A payout waiting out a destination's cool-off: when the wait ends and it is paid.
+    waits_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,12 @@ def deal_views(
     payouts: Sequence[Payout],
     confirmations: Mapping[str, Mapping[str, datetime]],
     events: Sequence[StatusEvent],
+    cooling_off_until: datetime | None = None,
 ) -> list[DealView]:
     """One view per deal (newest activity first), each with its payouts' timelines and the
     commission its clawbacks took back (a clawback sends nothing: it is repaid from later
-    payouts, whose "Repaid from an earlier adjustment" it explains)."""
+    payouts, whose "Repaid from an earlier adjustment" it explains). `cooling_off_until` is
+    when the creator's new destination may be paid (their account's), if it is cooling off."""
     history: dict[str, list[StatusEvent]] = {}
     for event in events:
         history.setdefault(event.payout_id, []).append(event)
@@ -177,7 +181,10 @@ def deal_views(
             by_deal.setdefault(payout.deal_id, [])
             continue
         view = payout_view(
-            payout, confirmations.get(payout.deal_id, {}), history.get(payout.payout_id, [])
+            payout,
+            confirmations.get(payout.deal_id, {}),
+            history.get(payout.payout_id, []),
+            cooling_off_until,
         )
         by_deal.setdefault(payout.deal_id, []).append(view)
     views = [
@@ -202,9 +209,17 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def payout_view(
-    payout: Payout, confirmed: Mapping[str, datetime], history: Sequence[StatusEvent]
+    payout: Payout,
+    confirmed: Mapping[str, datetime],
+    history: Sequence[StatusEvent],
+    cooling_off_until: datetime | None = None,
 ) -> PayoutView:
     status, tone, action = _now(payout, history)
+    cooling_off = (
+        payout.status == "held"
+        and payout.hold is not None
+        and payout.hold.code == HoldCode.DESTINATION_COOLOFF
+    )
     net = payout.net
     return PayoutView(
         payout_id=payout.payout_id,
@@ -221,6 +236,7 @@ def payout_view(
         reference=payout.provider_ref,
         expected_arrival=_expected_arrival(payout, history),
         action=action,
+        waits_until=cooling_off_until if cooling_off else None,
     )
 
 

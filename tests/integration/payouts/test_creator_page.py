@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -178,6 +179,28 @@ async def test_commission_taken_back_is_shown_with_its_deal(
     assert f"Deal {deal}" in page
     assert "Commission taken back: 4.95 USD" in page
     assert "repaid from your next payouts" in page
+
+
+async def test_a_payout_waiting_out_a_cool_off_says_when_it_is_paid(
+    db_pool: asyncpg.Pool, cache: redis.Redis
+) -> None:
+    """A new destination cools off before it is paid: the creator sees until when."""
+    creator, deal = uid("cr-dave"), uid("deal-d")
+    until = creator_scene.T0 + timedelta(hours=24)
+    to = replace(creator_scene.account(creator, uid("dave")), cooling_off_until=until)
+    writer = creator_scene.Writer(db_pool)
+    async with writer.db.transaction() as repo:
+        await repo.save_account(to)
+    await writer.deal(deal, creator, ("dl-1", creator_scene.T0))
+    held = await writer.create(deal, creator, to, creator_scene.T0)
+    assert held.status == "held" and held.hold is not None
+    async with client_for(page_app(db_pool, cache)) as browser:
+        await sign_in(browser, await new_link(db_pool, creator))
+        card = _card((await browser.get("/c/payouts")).text, held.payout_id)
+    assert "Your payout destination changed recently" in card
+    assert (
+        'Paid from <time datetime="2026-03-03T09:30:00+00:00">03 Mar 2026 09:30 UTC</time>' in card
+    )
 
 
 def _card(page: str, payout_id: str) -> str:

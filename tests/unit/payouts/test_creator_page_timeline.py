@@ -97,3 +97,17 @@ def test_deals_come_newest_first_and_clawbacks_say_what_they_took_back() -> None
     assert views[1].confirmed == (("dl-1", T0),)
     # A clawback sends nothing: its deal says what it took back, which later payouts repay.
     assert [d.taken_back for d in views] == [(clawback.creator_share,), ()]
+
+
+def test_a_payout_waiting_out_a_cool_off_says_when_it_is_paid() -> None:
+    until = T0 + timedelta(hours=24)
+    held = new_payout("deal-1", "cr-1", acct("cr-1")).payout
+    cooling = replace(held, status="held", hold=Hold(HoldCode.DESTINATION_COOLOFF, "raw"))
+    view = payout_view(cooling, {"dl-1": T0}, _events(cooling, "held"), until)
+    assert view.action is HOLD_ACTIONS[HoldCode.DESTINATION_COOLOFF]
+    assert view.waits_until == until
+    # Another hold, or none, waits for something else: no time is promised.
+    funds = replace(cooling, hold=Hold(HoldCode.AWAITING_FUNDS, "raw"))
+    assert payout_view(funds, {"dl-1": T0}, _events(funds, "held"), until).waits_until is None
+    [deal] = deal_views([cooling, funds], {"deal-1": {"dl-1": T0}}, [], until)
+    assert [p.waits_until for p in deal.payouts] == [until, None]
