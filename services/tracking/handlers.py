@@ -103,7 +103,9 @@ def read_ahead(batch: Batch) -> ReadAhead | None:
     ids = tuple(event.identity for event, _ in batch)
     everything = NewEvents.of(batch, set(ids))
     try:
-        inputs = read_inputs(everything.events, everything.brand_signers())
+        inputs = read_inputs(
+            everything.events, everything.brand_signers(), everything.shop_brands()
+        )
     except EventRejected:
         return None
     return ReadAhead(ids, len(everything), inputs, latest_snapshots(inputs.posts))
@@ -237,7 +239,7 @@ def _inputs_of(new: NewEvents) -> tuple[BatchInputs, list[PostSnapshot]]:
             "read ahead of another batch"
         )
         return ahead.inputs, ahead.posts
-    inputs = read_inputs(new.events, new.brand_signers())
+    inputs = read_inputs(new.events, new.brand_signers(), new.shop_brands())
     return inputs, latest_snapshots(inputs.posts)
 
 

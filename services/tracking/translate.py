@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -134,10 +134,14 @@ class BatchInputs:
 
 
 def read_inputs(
-    events: Iterable[CloudEvent[Any]], brand_signers: Mapping[EventIdentity, str] | None = None
+    events: Iterable[CloudEvent[Any]],
+    brand_signers: Mapping[EventIdentity, str] | None = None,
+    shop_brands: Mapping[EventIdentity, str] | None = None,
 ) -> BatchInputs:
     """Sort events into BatchInputs; other event types are ignored. `brand_signers` names
-    the brand that signed each event a brand signed.
+    the brand that signed each event a brand signed; `shop_brands` the brand of the shop
+    that signed an order, where its key sells for one brand only (shared.runtime.trust):
+    an order that names no brand is that brand's.
 
     Raises EventRejected when one deal_id arrives with two different sets of terms, or one
     order_id or click_id with two different orders or clicks.
@@ -162,7 +166,10 @@ def read_inputs(
         elif kind == EventType.POST_METRICS_OBSERVED:
             inputs.posts.append(post_snapshot(event))
         elif kind == EventType.ORDER_REDEEMED:
-            _once(inputs.orders, event.data.order_id, order_of(event.data), conflicting_order)
+            order = order_of(event.data)
+            if order.brand_id is None and shop_brands and event.identity in shop_brands:
+                order = replace(order, brand_id=shop_brands[event.identity])
+            _once(inputs.orders, order.order_id, order, conflicting_order)
         elif kind == EventType.LINK_CLICKED:
             clicked: LinkClicked = event.data
             click = Click(clicked.click_id, clicked.deal_id, clicked.visitor_id, clicked.clicked_at)
@@ -176,20 +183,23 @@ def read_inputs(
             rates: FxRatesPublished = event.data
             inputs.fx.append((snapshot_from_event(rates), event.id))
         elif kind == EventType.DELIVERABLE_CONFIRMED:
-            confirmed: DeliverableConfirmed = event.data
             signer = "" if brand_signers is None else brand_signers.get(event.identity, "")
-            key = (confirmed.deal_id, confirmed.deliverable_id, signer)
-            inputs.confirmations.setdefault(
-                key,
-                Confirmation(
-                    confirmed.deal_id,
-                    confirmed.deliverable_id,
-                    () if confirmed.post_id is None else (confirmed.post_id,),
-                    confirmed.confirmed_by,
-                    confirmed.confirmed_at,
-                ),
-            )
+            _add_confirmation(inputs, event.data, signer)
     return inputs
+
+
+def _add_confirmation(inputs: BatchInputs, confirmed: DeliverableConfirmed, signer: str) -> None:
+    """Keep the first confirmation of each (deal, deliverable) by each signer ('' if none)."""
+    inputs.confirmations.setdefault(
+        (confirmed.deal_id, confirmed.deliverable_id, signer),
+        Confirmation(
+            confirmed.deal_id,
+            confirmed.deliverable_id,
+            () if confirmed.post_id is None else (confirmed.post_id,),
+            confirmed.confirmed_by,
+            confirmed.confirmed_at,
+        ),
+    )
 
 
 def order_of(paid: OrderRedeemed) -> Order:

@@ -66,10 +66,19 @@ class Signer:
     party: Party
     owner_id: str
     key_id: str
+    # A shop key's brands (its registration's), None: any brand.
+    brands: frozenset[str] | None = None
 
     def brand(self) -> str | None:
         """The brand that signed, None if the signer is not a brand."""
         return self.owner_id if self.party is Party.BRAND else None
+
+    def shop_brand(self) -> str | None:
+        """The one brand a shop key sells for, None if the signer is not such a shop."""
+        if self.party is not Party.SHOP or self.brands is None or len(self.brands) != 1:
+            return None
+        [only] = self.brands
+        return only
 
 
 def _b64(raw: bytes) -> str:

@@ -11,7 +11,8 @@ An event is refused (`Untrusted`, dead-lettered with the reason first) when a si
 needs is missing (`unsigned`, production profile only: development accepts it and counts it),
 invalid (`bad_signature`), by a key the registry does not know (`unknown_key`) or has revoked
 (`revoked_key`), by a key of another kind of party (`wrong_party`), or by a party other than
-the one the event names (`not_the_owner`). Revoking a key refuses new events only: what was
+the one the event names (`not_the_owner`; also a shop key bound to brands signing for another
+brand, or for none of several). Revoking a key refuses new events only: what was
 applied stays applied, and replays of applied events stay no-ops (the inbox).
 """
 
@@ -59,6 +60,7 @@ class RegisteredKey:
     owner_id: str
     public_key: Ed25519PublicKey
     revoked: bool = False
+    brands: frozenset[str] | None = None  # a shop key's brands; None: any brand
 
 
 class KeyRegistry:
@@ -84,8 +86,13 @@ class KeyRegistry:
                     refused=f"{data.party.value} {data.owner_id}",
                 )
                 return
+            # The same owner registering it again may change a shop's brands.
             self._keys[data.key_id] = RegisteredKey(
-                data.key_id, data.party, data.owner_id, public_key_from_text(data.public_key)
+                data.key_id,
+                data.party,
+                data.owner_id,
+                public_key_from_text(data.public_key),
+                brands=None if data.brands is None else frozenset(data.brands),
             )
         elif event.type == EventType.SIGNING_KEY_REVOKED:
             known = self._keys.get(data.key_id)
@@ -166,6 +173,28 @@ class KeyReader(AssignedReader):
             log.error("unreadable signing-key record skipped", error=str(error)[:200])
 
 
+def _check_shop_brand(event: CloudEvent[Any], key: RegisteredKey) -> None:
+    """A shop key bound to brands signs only for them: the brand an event names must be one,
+    and an event of a shop selling for several must name it (one brand: it is implied)."""
+    assert key.brands is not None
+    if "brand_id" not in type(event.data).model_fields:
+        return
+    named = event.data.brand_id
+    brands = ", ".join(sorted(key.brands))
+    if named is not None and named not in key.brands:
+        raise Untrusted(
+            RejectReason.NOT_THE_OWNER,
+            f"brand_id {named} signed with the key of shop {key.owner_id}, which sells for "
+            f"{brands}",
+        )
+    if named is None and len(key.brands) > 1:
+        raise Untrusted(
+            RejectReason.NOT_THE_OWNER,
+            f"shop {key.owner_id} sells for several brands ({brands}): {event.type} must name "
+            "its brand_id",
+        )
+
+
 class Trust:
     """Checks that the sender of each event was entitled to send it."""
 
@@ -223,7 +252,9 @@ class Trust:
                     RejectReason.NOT_THE_OWNER,
                     f"{spec.owner_field} {named} signed with {key.owner_id}'s key",
                 )
-        return Signer(key.party, key.owner_id, key.key_id)
+        if key.party is Party.SHOP and key.brands is not None:
+            _check_shop_brand(event, key)
+        return Signer(key.party, key.owner_id, key.key_id, key.brands)
 
     async def signer_of(self, event: CloudEvent[Any], raw: bytes) -> Signer | None:
         """`check`, for the consumer: the verified signer, None if unsigned."""

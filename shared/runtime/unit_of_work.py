@@ -107,6 +107,12 @@ class NewEvents:
         brands = {identity: signer.brand() for identity, signer in self.signers().items()}
         return {identity: brand for identity, brand in brands.items() if brand is not None}
 
+    def shop_brands(self) -> dict[EventIdentity, str]:
+        """The one brand of the shop that signed each new event a shop selling for one
+        brand signed (its orders are that brand's)."""
+        brands = {identity: signer.shop_brand() for identity, signer in self.signers().items()}
+        return {identity: brand for identity, brand in brands.items() if brand is not None}
+
     def __len__(self) -> int:
         return len(self.items)
 

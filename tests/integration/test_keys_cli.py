@@ -182,3 +182,88 @@ def test_a_registered_key_is_not_registered_again_for_another_owner_nor_a_revoke
     assert code == 1 and "a revoked key stays revoked" in output, output
     listed = runner.invoke(app, ["keys", "list"], env=cli_env)
     assert rival not in listed.output
+
+
+def test_a_shop_key_is_bound_to_the_brands_it_sells_for(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    shop, brand = f"shop-{uuid.uuid4().hex[:8]}", f"br-{uuid.uuid4().hex[:8]}"
+    shop_key, loose_key = tmp_path / "shop.key", tmp_path / "loose.key"
+    brand_key = tmp_path / "brand.key"
+    made = runner.invoke(
+        app,
+        [
+            "keys",
+            "new",
+            "--party",
+            "shop",
+            "--owner",
+            shop,
+            "--brand",
+            brand,
+            "--out",
+            str(shop_key),
+        ],
+        env=cli_env,
+    )
+    assert made.exit_code == 0, made.output
+    assert f"for shop {shop}, selling for {brand}" in made.output
+    assert "warning" not in made.output
+    key = _key_id(made.output)
+    listed = runner.invoke(app, ["keys", "list"], env=cli_env)
+    assert f"{key}  shop {shop}  in force\n  public key " in listed.output
+    assert f"sells for {brand}\n" in listed.output
+
+    # A second brand: the same key and owner registered again with both.
+    public = runner.invoke(app, ["keys", "public", str(shop_key)], env=cli_env)
+    other = f"br-{uuid.uuid4().hex[:8]}"
+    added = runner.invoke(
+        app,
+        [
+            "keys",
+            "add",
+            "--party",
+            "shop",
+            "--owner",
+            shop,
+            "--brand",
+            brand,
+            "--brand",
+            other,
+            "--public-key",
+            public.output.strip(),
+        ],
+        env=cli_env,
+    )
+    assert added.exit_code == 0, added.output
+    listed = runner.invoke(app, ["keys", "list"], env=cli_env)
+    assert f"sells for {', '.join(sorted([brand, other]))}\n" in listed.output
+
+    # Unbound: registered, with a warning; --brand on a brand's key: refused.
+    loose = runner.invoke(
+        app,
+        ["keys", "new", "--party", "shop", "--owner", f"{shop}-2", "--out", str(loose_key)],
+        env=cli_env,
+    )
+    assert loose.exit_code == 0, loose.output
+    assert "warning: this shop key is bound to no brand" in loose.output
+    refused = runner.invoke(
+        app,
+        [
+            "keys",
+            "new",
+            "--party",
+            "brand",
+            "--owner",
+            brand,
+            "--brand",
+            brand,
+            "--out",
+            str(brand_key),
+        ],
+        env=cli_env,
+    )
+    assert refused.exit_code == 1
+    assert "--brand binds a shop key to its brands; a brand key names none" in refused.output
+    assert not brand_key.exists()

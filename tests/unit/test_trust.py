@@ -40,10 +40,16 @@ REVOKED = Ed25519PrivateKey.generate()
 STRANGER = Ed25519PrivateKey.generate()  # never registered
 
 
-def _register(registry: KeyRegistry, key: Ed25519PrivateKey, party: Party, owner: str) -> None:
+def _register(
+    registry: KeyRegistry,
+    key: Ed25519PrivateKey,
+    party: Party,
+    owner: str,
+    brands: list[str] | None = None,
+) -> None:
     public = public_key_text(key.public_key())
     data = SigningKeyRegistered(
-        key_id=key_id(public), party=party, owner_id=owner, public_key=public
+        key_id=key_id(public), party=party, owner_id=owner, public_key=public, brands=brands
     )
     registry.apply(make_event(data, source="test/operator"))
 
@@ -167,6 +173,60 @@ async def test_a_key_registered_again_for_another_owner_stays_its_first_owners(
     assert await trust.check(sign_event(deal(), BRAND), encode(sign_event(deal(), BRAND)))
     other = deal(data=deal().data.model_copy(update={"brand_id": "br-99"}))
     assert (await refusal(trust, sign_event(other, BRAND))).startswith("not_the_owner")
+
+
+def order(brand_id: str | None) -> CloudEvent[Any]:
+    event = valid_example("order.redeemed")
+    return event.model_copy(update={"data": event.data.model_copy(update={"brand_id": brand_id})})
+
+
+async def test_a_shop_bound_to_its_brands_sends_orders_for_them_only(
+    registry: KeyRegistry,
+) -> None:
+    """A shop key registered with its brands: an order naming another brand is refused, one
+    naming none is its brand's (the consumer fills it in), and a shop selling for several
+    brands must name one."""
+    one, several = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _register(registry, one, Party.SHOP, "shop-acme", ["br-acme"])
+    _register(registry, several, Party.SHOP, "mall", ["br-acme", "br-zest"])
+    trust = Trust(registry, None, require_signatures=True)
+
+    for key, named in ((one, "br-acme"), (one, None), (several, "br-zest")):
+        signed = sign_event(order(named), key)
+        signer = await trust.check(signed, encode(signed))
+        assert signer is not None and signer.party is Party.SHOP
+    signed = sign_event(order(None), one)
+    signer = await trust.check(signed, encode(signed))
+    assert signer is not None and signer.shop_brand() == "br-acme"
+
+    assert await refusal(trust, sign_event(order("br-12"), one)) == (
+        "not_the_owner: brand_id br-12 signed with the key of shop shop-acme, which sells for "
+        "br-acme"
+    )
+    assert await refusal(trust, sign_event(order(None), several)) == (
+        "not_the_owner: shop mall sells for several brands (br-acme, br-zest): order.redeemed "
+        "must name its brand_id"
+    )
+    # A shop key bound to nothing signs for any brand, as before brands were named.
+    unbound = sign_event(order("br-12"), SHOP)
+    signer = await trust.check(unbound, encode(unbound))
+    assert signer is not None and signer.brands is None and signer.shop_brand() is None
+
+
+def test_only_a_shop_key_names_brands() -> None:
+    public = public_key_text(BRAND.public_key())
+    with pytest.raises(ValueError, match="only a shop key names brands"):
+        SigningKeyRegistered(
+            key_id=key_id(public),
+            party=Party.BRAND,
+            owner_id="br-12",
+            public_key=public,
+            brands=["br-12"],
+        )
+    with pytest.raises(ValueError, match="at least 1 item"):
+        SigningKeyRegistered(
+            key_id=key_id(public), party=Party.SHOP, owner_id="s", public_key=public, brands=[]
+        )
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,29 @@ class SigningKeyRegistered(ExternalPayload):
         description="The raw Ed25519 public key (32 bytes), base64url without padding.",
         examples=["A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg"],
     )
+    # Optional since v1.9: a shop key bound to the brands it sells for.
+    brands: list[Id] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "A shop key only: the brands the shop sells for. Its orders count only for these "
+            "brands' deals: an order naming another `brand_id` is refused, and one naming "
+            "none is the brand's when there is one (the shop must name it when there are "
+            "several). Absent: the shop's orders count for any brand's promo codes."
+        ),
+        examples=[["br-12"]],
+    )
+
+    @model_validator(mode="after")
+    def _brands_are_a_shops(self) -> Self:
+        if self.brands is not None:
+            if self.party is not Party.SHOP:
+                raise ValueError(
+                    f"brands: only a shop key names brands, not a {self.party.value}'s"
+                )
+            if len(set(self.brands)) != len(self.brands):
+                raise ValueError("brands: each brand once")
+        return self
 
     @model_validator(mode="after")
     def _id_is_the_keys_own(self) -> Self:

@@ -75,11 +75,36 @@ async def _publish(bootstrap: str, security: BaseSecurity | None, events: list[A
         await producer.stop()
 
 
-def _register_event(party: Party, owner: str, public_key: str) -> Any:
+def _register_event(
+    party: Party, owner: str, public_key: str, brands: list[str] | None = None
+) -> Any:
     data = SigningKeyRegistered(
-        key_id=key_id(public_key), party=party, owner_id=owner, public_key=public_key
+        key_id=key_id(public_key),
+        party=party,
+        owner_id=owner,
+        public_key=public_key,
+        brands=brands or None,
     )
     return make_event(data, source=SOURCE)
+
+
+def _shop_brands(party: Party, brands: list[str]) -> list[str] | None:
+    """The brands a shop key sells for (--brand), checked; None for any brand."""
+    if brands and party is not Party.SHOP:
+        fail(f"--brand binds a shop key to its brands; a {party.value} key names none")
+    if party is Party.SHOP and not brands:
+        console.print(
+            "[yellow]warning[/]: this shop key is bound to no brand, so its orders count for "
+            "any brand's promo codes; name the brands it sells for with --brand "
+            "(deploy/SECURITY.md)",
+            highlight=False,
+        )
+    unique = sorted(set(brands))
+    return unique or None
+
+
+def _bound(brands: list[str] | None) -> str:
+    return "" if not brands else f", selling for {', '.join(brands)}"
 
 
 async def read_registry(bootstrap: str, security: BaseSecurity | None) -> KeyRegistry:
@@ -105,6 +130,12 @@ def _keep(path: Path, key: Ed25519PrivateKey) -> None:
 
 
 PARTY_OPTION = typer.Option(..., help="Who signs with it: brand, shop, onboarding or service.")
+BRAND_OPTION = typer.Option(
+    [],
+    "--brand",
+    help="A shop key only: a brand the shop sells for (repeat for each). Its orders then "
+    "count only for these brands' deals.",
+)
 
 
 @app.command("new")
@@ -112,15 +143,20 @@ def new_command(
     party: Party = PARTY_OPTION,
     owner: str = typer.Option(..., help="Its owner's id: the brand id, the shop id, ..."),
     out: Path = typer.Option(..., help="Where to write the private key (created 0600)."),
+    brand: list[str] = BRAND_OPTION,
 ) -> None:
     """Create a key pair, register the public key and keep the private key in --out."""
+    brands = _shop_brands(party, brand)
     _check_free(out)
     key = Ed25519PrivateKey.generate()
-    event = _register_event(party, owner, public_key_text(key.public_key()))
+    event = _register_event(party, owner, public_key_text(key.public_key()), brands)
     with kafka_refusals():
         asyncio.run(_publish(*kafka_client(), [event]))
     _keep(out, key)
-    console.print(f"registered {event.data.key_id} for {party.value} {owner}; private key: {out}")
+    console.print(
+        f"registered {event.data.key_id} for {party.value} {owner}{_bound(brands)}; "
+        f"private key: {out}"
+    )
 
 
 @app.command("add")
@@ -132,13 +168,16 @@ def add_command(
         help="The Ed25519 public key, base64url (32 bytes); `creatorflow keys public FILE` "
         "prints it from a private key file. Never the private key: it looks the same.",
     ),
+    brand: list[str] = BRAND_OPTION,
 ) -> None:
-    """Register a public key a party made itself (its private key never reaches us)."""
+    """Register a public key a party made itself (its private key never reaches us). The
+    same key registered again for the same owner takes the new --brand list."""
     try:
         public_key_from_text(public_key)
     except ValueError as error:
         fail(f"--public-key: {error}")
-    event = _register_event(party, owner, public_key)
+    brands = _shop_brands(party, brand)
+    event = _register_event(party, owner, public_key, brands)
     bootstrap, security = kafka_client()
     with kafka_refusals():
         known = asyncio.run(read_registry(bootstrap, security)).get(event.data.key_id)
@@ -154,7 +193,7 @@ def add_command(
                 hint=f"make a new key for {party.value} {owner}",
             )
         asyncio.run(_publish(bootstrap, security, [event]))
-    console.print(f"registered {event.data.key_id} for {party.value} {owner}")
+    console.print(f"registered {event.data.key_id} for {party.value} {owner}{_bound(brands)}")
 
 
 @app.command("public")
@@ -197,7 +236,10 @@ def rotate_command(
             fail(f"no registered key {key} in force", hint="creatorflow keys list")
         _check_free(out)
         new = Ed25519PrivateKey.generate()
-        added = _register_event(known.party, known.owner_id, public_key_text(new.public_key()))
+        brands = None if known.brands is None else sorted(known.brands)
+        added = _register_event(
+            known.party, known.owner_id, public_key_text(new.public_key()), brands
+        )
         revoked = make_event(SigningKeyRevoked(key_id=key, reason="rotated"), source=SOURCE)
         asyncio.run(_publish(bootstrap, security, [added, revoked]))
     _keep(out, new)
@@ -212,9 +254,10 @@ def list_command() -> None:
     keys = sorted(registry.keys(), key=lambda k: (k.party, k.owner_id, k.key_id))
     for key in keys:
         state = "[red]revoked[/]" if key.revoked else "[green]in force[/]"
+        sells = "" if key.brands is None else f"\n  sells for {', '.join(sorted(key.brands))}"
         console.print(
             f"{key.key_id}  {key.party.value} [bold]{key.owner_id}[/]  {state}\n"
-            f"  public key {public_key_text(key.public_key)}",
+            f"  public key {public_key_text(key.public_key)}{sells}",
             soft_wrap=True,
         )
     console.print(f"{len(keys)} key(s) registered.")

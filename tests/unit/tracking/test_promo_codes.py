@@ -14,6 +14,7 @@ from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
 from shared.contract.errors import EventRejected
 from shared.contract.money import Money
+from shared.contract.signing import Party, Signer
 from tests.unit.tracking.builders import (
     T0,
     applied,
@@ -115,3 +116,32 @@ def test_an_order_naming_its_brand_counts_only_for_that_brands_deals() -> None:
     assert evaluate_order(theirs, (), [deal], None).deal_id == "deal-a"
     assert evaluate_order(elsewhere, (), [deal], None).reason is OrderReason.UNKNOWN_CODE
     assert evaluate_order(unnamed, (), [deal], None).deal_id == "deal-a"
+
+
+def test_an_order_of_a_shop_selling_for_one_brand_counts_only_for_that_brand() -> None:
+    """A shop key bound to one brand (shared.runtime.trust): its order that names no brand is
+    that brand's, so another brand's code earns nothing through it."""
+    store = MemoryTrackingStore()
+    deal = deal_event("deal-a", brand_id="br-1", promo_codes=("SUMMER10",), starts_at=T0)
+    shop = Signer(Party.SHOP, "shop-zest", "ed25519:zest", frozenset({"br-2"}))
+    acme = Signer(Party.SHOP, "shop-acme", "ed25519:acme", frozenset({"br-1"}))
+    orders = [
+        order_event("o-zest", promo_code="SUMMER10", occurred_at=T0 + timedelta(days=1)),
+        order_event("o-acme", promo_code="SUMMER10", occurred_at=T0 + timedelta(days=1)),
+    ]
+    batch = delivered(orders, offset=1)
+    signed = [
+        (event, replace(delivery, signed_by=signer))
+        for (event, delivery), signer in zip(batch, (shop, acme), strict=True)
+    ]
+
+    async def main() -> None:
+        async with store.transaction() as tx:
+            await apply_batch(tx, delivered([deal]), now=T0)
+        async with store.transaction() as tx:
+            await apply_batch(tx, signed, now=T0 + timedelta(days=2))
+
+    asyncio.run(main())
+    assert store.state.outcomes["o-acme"].deal_id == "deal-a"
+    assert store.state.outcomes["o-zest"].deal_id is None
+    assert store.state.outcomes["o-zest"].reason is OrderReason.UNKNOWN_CODE
