@@ -26,7 +26,13 @@ from typing import Any
 from services.matching.domain.profiles import Account
 from services.matching.domain.scoring import match_many
 from services.matching.state import MatchingService
-from services.matching.store.port import MatchingStore, MatchingTransaction, Outcome
+from services.matching.store.port import (
+    Asked,
+    MatchingStore,
+    MatchingTransaction,
+    Outcome,
+    as_json,
+)
 from services.matching.translate import (
     answer_record,
     check_request,
@@ -315,23 +321,30 @@ async def check_deal_owners(
                     )
 
 
-def check_request_ids(
-    requests: Sequence[MatchRequested], answered: Mapping[str, tuple[str, str]]
-) -> None:
-    """Refuse a request whose `request_id` already names a request of another brand or
-    campaign (`answered`: request id -> (brand, campaign), or earlier in `requests`): the
-    answer and any feedback go by that id. The same brand and campaign asking again under it
-    is a repeat, answered once."""
+def check_request_ids(requests: Sequence[MatchRequested], answered: Mapping[str, Asked]) -> None:
+    """Refuse a request whose `request_id` already names another request: of another brand
+    or campaign, or with other details (`answered`, or earlier in `requests`): the answer and
+    any feedback go by that id. The same request sent again under it (another event id) is a
+    repeat, answered once."""
     named = dict(answered)
     for r in requests:
-        brand, campaign = named.setdefault(r.request_id, (r.brand_id, r.campaign_id))
-        if (brand, campaign) == (r.brand_id, r.campaign_id):
+        asked = named.setdefault(r.request_id, Asked(r.brand_id, r.campaign_id, as_json(r)))
+        if asked.brand_id != r.brand_id:
+            whose = "another brand's request"
+        elif asked.campaign_id != r.campaign_id:
+            whose = f"a request for {asked.campaign_id}"
+        elif asked.request is not None and (changed := _changed(asked.request, as_json(r))):
+            whose = f"a request with another {', '.join(changed)}"
+        else:
             continue
-        whose = "another brand's request" if brand != r.brand_id else f"a request for {campaign}"
         raise EventRejected(
             f"data.request_id: {r.request_id!r} already names {whose}; a request id names one "
             "request, whose answer and feedback carry it: send this one under an id of its own"
         )
+
+
+def _changed(before: Mapping[str, object], after: Mapping[str, object]) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
 def check_feedback_owner(data: MatchFeedback, signer: str, requests: Mapping[str, str]) -> None:

@@ -20,6 +20,7 @@ from services.matching.domain.profiles import Account, profile_text
 from services.matching.domain.ranker import LinearRanker, TrainingSet
 from services.matching.store.port import (
     Answer,
+    Asked,
     Feedback,
     FollowerCount,
     KeptDeal,
@@ -27,6 +28,7 @@ from services.matching.store.port import (
     Outcome,
     StoredModel,
     StoredProfile,
+    as_json,
     check_promotable,
     decision_label,
     outcome_label,
@@ -143,9 +145,13 @@ class MemoryMatchingTransaction:
                 found[f.campaign_id].add(f.creator_id)
         return {campaign: frozenset(creators) for campaign, creators in found.items()}
 
-    async def answered_for(self, request_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+    async def answered_for(self, request_ids: Collection[str]) -> dict[str, Asked]:
         found = {r: self._s.answers.get(r) for r in request_ids}
-        return {r: (a.brand_id, a.campaign_id) for r, a in found.items() if a is not None}
+        return {
+            r: Asked(a.brand_id, a.campaign_id, None if a.request is None else as_json(a.request))
+            for r, a in found.items()
+            if a is not None
+        }
 
     async def save_answers(self, answers: Sequence[Answer]) -> set[str]:
         recorded = set()

@@ -9,6 +9,7 @@ both pass tests/unit/matching/store_contract.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -42,6 +43,23 @@ class StoredProfile:
     @property
     def account(self) -> Account:
         return self.creator_id, self.profile.platform
+
+
+def as_json(request: MatchRequested) -> dict[str, object]:
+    """A request's data as JSON values, as the store keeps it: what two requests under one
+    id are compared by."""
+    data: dict[str, object] = json.loads(request.model_dump_json())
+    return data
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A request id as answered: its brand, its campaign and the request's data (as JSON
+    values; None for a request answered before requests were kept)."""
+
+    brand_id: str
+    campaign_id: str
+    request: dict[str, object] | None
 
 
 @dataclass(frozen=True)
@@ -158,8 +176,8 @@ class MatchingTransaction(Transaction, Protocol):
         """Per campaign with answered requests, the brand of each request (by request id)."""
         ...
 
-    async def answered_for(self, request_ids: Collection[str]) -> dict[str, tuple[str, str]]:
-        """The (brand, campaign) each of these request ids was answered for, where it was."""
+    async def answered_for(self, request_ids: Collection[str]) -> dict[str, Asked]:
+        """What each of these request ids was answered for, where it was."""
         ...
 
     async def save_answers(self, answers: Sequence[Answer]) -> set[str]:

@@ -20,6 +20,7 @@ from services.matching.domain.profiles import Account, profile_text
 from services.matching.domain.ranker import LinearRanker, TrainingSet
 from services.matching.store.port import (
     Answer,
+    Asked,
     Feedback,
     FollowerCount,
     KeptDeal,
@@ -192,13 +193,20 @@ class PostgresMatchingTransaction(ServiceTransaction):
             feedback.signed_by,
         )
 
-    async def answered_for(self, request_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+    async def answered_for(self, request_ids: Collection[str]) -> dict[str, Asked]:
         rows = await self._conn.fetch(
-            """SELECT request_id, brand_id, campaign_id FROM matching_requests
-               WHERE request_id = ANY($1)""",
+            """SELECT request_id, brand_id, campaign_id, request::text AS request
+               FROM matching_requests WHERE request_id = ANY($1)""",
             list(request_ids),
         )
-        return {r["request_id"]: (r["brand_id"], r["campaign_id"]) for r in rows}
+        return {
+            r["request_id"]: Asked(
+                r["brand_id"],
+                r["campaign_id"],
+                None if r["request"] is None else json.loads(r["request"]),
+            )
+            for r in rows
+        }
 
     async def campaign_brands(self, campaign_ids: Collection[str]) -> dict[str, dict[str, str]]:
         rows = await self._conn.fetch(

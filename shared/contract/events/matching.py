@@ -146,9 +146,9 @@ class MatchRequested(ExternalPayload):
     """
 
     request_id: Id = Field(
-        description="Request id, echoed in the answer. It names one request: asked again "
-        "for the same campaign it is a repeat (answered once); an id already answered for "
-        "another brand or campaign is refused.",
+        description="Request id, echoed in the answer. It names one request: the same "
+        "request sent again is a repeat (answered once); an id already answered for another "
+        "brand, campaign or other details is refused.",
         examples=["req-7"],
     )
     brand_id: Id = Field(description="Brand asking.", examples=["br-12"])

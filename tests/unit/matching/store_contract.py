@@ -14,12 +14,14 @@ from services.matching.domain.features import FEATURES
 from services.matching.domain.ranker import HAND_RANKER, LinearRanker
 from services.matching.store.port import (
     Answer,
+    Asked,
     Feedback,
     FollowerCount,
     KeptDeal,
     MatchingStore,
     Outcome,
     StoredProfile,
+    as_json,
 )
 from services.matching.translate import profile_payload
 from shared.contract.events import CloudEvent, make_event
@@ -264,8 +266,9 @@ class MatchingStoreContract:
             assert await tx.campaign_brands([campaign, "cmp-none"]) == {
                 campaign: {first.request_id: brand}
             }
+            assert first.request is not None
             assert await tx.answered_for([first.request_id, "req-none"]) == {
-                first.request_id: (brand, campaign)
+                first.request_id: Asked(brand, campaign, as_json(first.request))
             }
             asked = await tx.hired([campaign], {campaign: brand})
             assert asked == {campaign: {"cr-b", "cr-c"}}

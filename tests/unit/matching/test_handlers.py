@@ -160,9 +160,9 @@ async def test_another_brands_change_of_a_kept_deal_is_refused() -> None:
     await units([delivered(fresh_example(EventType.DEAL_CANCELLED, "tests/rival", deal_id="d-9"))])
 
 
-async def test_a_request_id_naming_another_brands_or_campaigns_request_is_refused() -> None:
-    """Answers and feedback go by request id: another brand's request under one already
-    answered would otherwise never be answered, without a word."""
+async def test_a_request_id_naming_another_request_is_refused() -> None:
+    """Answers and feedback go by request id: another brand's request, or one with other
+    details, under one already answered would otherwise never be answered, without a word."""
     store = MemoryMatchingStore()
     _, units = replica(store)
     batch = profiles_then_a_request(30)
@@ -171,6 +171,11 @@ async def test_a_request_id_naming_another_brands_or_campaigns_request_is_refuse
     for change, whose in (
         ({"brand_id": "brand-rival"}, "another brand's request"),
         ({"campaign_id": "cmp-2"}, "a request for cmp-1"),
+        ({"limit": asked.limit + 5}, "a request with another limit"),
+        (
+            {"limit": asked.limit + 1, "diversity": 0.25},
+            "a request with another diversity, limit",
+        ),
     ):
         other = make_event(asked.model_copy(update=change), source="tests/brand")
         with pytest.raises(EventRejected, match=f"data.request_id: 'req-1' already names {whose}"):
