@@ -199,16 +199,26 @@ class MatchingHandlers:
 
         Feedback names no brand: signed by another brand than the one whose request it
         answers (or, without a request id, than every brand that asked for the campaign), it
-        is refused (`not_the_owner`). Feedback on a campaign not answered yet is kept with its
+        is refused (`not_the_owner`); naming a request answered for another campaign, it is
+        refused too. Feedback on a campaign not answered yet is kept with its
         signer and counts only for that brand's requests (the store's `hired` and labels).
         """
         owners = await uow.tx.campaign_brands({e.data.campaign_id for e in new.events})
+        named = {e.data.request_id for e in new.events if e.data.request_id is not None}
+        answered = await uow.tx.answered_for(named)
         signers = new.brand_signers()
         for event in new.events:
             data: MatchFeedback = event.data
             signer = signers.get(event.identity)
             if signer is not None:
                 check_feedback_owner(data, signer, owners.get(data.campaign_id, {}))
+            asked = answered.get(data.request_id or "")
+            if asked is not None and asked.campaign_id != data.campaign_id:
+                raise EventRejected(
+                    f"data.request_id: {data.request_id!r} names a request for "
+                    f"{asked.campaign_id}, not {data.campaign_id}: feedback goes with the "
+                    "campaign it answers"
+                )
             await uow.tx.record_feedback(feedback_record(event, signer))
 
     async def on_attribution(self, new: NewEvents, uow: Uow) -> None:

@@ -318,6 +318,7 @@ class MatchFeedback(ExternalPayload):
     )
     request_id: Id | None = Field(
         default=None,
-        description="The request the suggestion answered, if known.",
+        description="The request the suggestion answered, if known; one answered for "
+        "another campaign is refused.",
         examples=["req-7"],
     )

@@ -90,6 +90,32 @@ async def test_feedback_signed_by_another_brand_is_refused_and_leaves_nothing() 
     assert store.state.feedback == {} and ("matching", *feedback.identity) not in store.state.inbox
 
 
+async def test_feedback_naming_a_request_of_another_campaign_is_refused() -> None:
+    """A request id names one campaign's request: feedback on another campaign under it
+    would count a hire where the brand did not mean it. Unknown ids may be answered later."""
+    store = MemoryMatchingStore()
+    _, units = replica(store)
+    await units(profiles_then_a_request(30))  # brand-synthetic's req-1 for cmp-1
+    brand = Signer(Party.BRAND, "brand-synthetic", "key-1")
+
+    def feedback(campaign: str, request_id: str) -> Any:
+        data = MatchFeedback(
+            campaign_id=campaign,
+            creator_id="hd-0",
+            decision="hired",
+            reason="",
+            request_id=request_id,
+        )
+        return make_event(data, source="tests/brand")
+
+    with pytest.raises(EventRejected, match="'req-1' names a request for cmp-1, not cmp-6"):
+        await units([delivered(feedback("cmp-6", "req-1"), signed_by=brand)])
+    assert store.state.feedback == {}
+    await units([delivered(feedback("cmp-1", "req-1"), signed_by=brand)])
+    await units([delivered(feedback("cmp-6", "req-not-yet"), signed_by=brand)])
+    assert len(store.state.feedback) == 2
+
+
 def test_a_batch_is_cut_into_runs_of_one_type_in_arrival_order() -> None:
     batch = profiles_then_a_request(3)
     runs = runs_of_one_type([batch[0], batch[3], batch[1], batch[2]])
