@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Final
 
 from iso4217 import Currency
-from pydantic import AfterValidator, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import AfterValidator, GetCoreSchemaHandler, GetJsonSchemaHandler, WithJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -161,7 +161,9 @@ def _rounded(value: Decimal, currency: str, rounding: str) -> Decimal:
 
 def _check_bound(value: Decimal, currency: str) -> None:
     if value.copy_abs() >= MAX_ABS_AMOUNT:  # copy_abs is exact; abs() rounds to the context
-        raise MoneyError(f"absurd amount {value} {currency}: must be below 10**15 in magnitude")
+        # Sci notation for a long one: a 400-digit amount quoted whole buries the reason.
+        shown = value if len(str(value)) <= 40 else f"{value:.6e}"
+        raise MoneyError(f"absurd amount {shown} {currency}: must be below 10**15 in magnitude")
 
 
 def _exact_product(a: Decimal, b: Decimal) -> Decimal:
@@ -376,17 +378,21 @@ class Money:
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {
-            "title": "Money",
-            "description": "Amount in major units as a decimal string, with the ISO 4217 code.",
-            "type": "object",
-            "properties": {
-                "amount": {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["123.45"]},
-                "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["EUR"]},
-            },
-            "required": ["amount", "currency"],
-            "additionalProperties": False,
-        }
+        return _money_json_schema("Money", AMOUNT_PATTERN)
+
+
+def _money_json_schema(title: str, amount_pattern: str) -> JsonSchemaValue:
+    return {
+        "title": title,
+        "description": "Amount in major units as a decimal string, with the ISO 4217 code.",
+        "type": "object",
+        "properties": {
+            "amount": {"type": "string", "pattern": amount_pattern, "examples": ["123.45"]},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["EUR"]},
+        },
+        "required": ["amount", "currency"],
+        "additionalProperties": False,
+    }
 
 
 def _whole_weights(ratios: Sequence[Decimal]) -> list[int]:
@@ -469,7 +475,12 @@ def _non_negative(money: Money) -> Money:
     return money
 
 
-NonNegativeMoney = Annotated[Money, AfterValidator(_non_negative)]
+NonNegativeMoney = Annotated[
+    Money,
+    AfterValidator(_non_negative),
+    # Its schema says so too: a validator generated from the AsyncAPI documents refuses "-5".
+    WithJsonSchema(_money_json_schema("NonNegativeMoney", r"^[0-9]+(\.[0-9]+)?$")),
+]
 """A Money field that refuses negative amounts (fees, budgets, order amounts)."""
 
 

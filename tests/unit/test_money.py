@@ -655,3 +655,12 @@ def test_round_trip_through_a_finer_currency_is_exact(
     assume(unit(b_ccy) / Fraction(rate) <= unit(a_ccy))  # one B unit is worth <= one A unit
     money = data.draw(monies(a_ccy, max_minor=10 ** (8 + minor_unit(a_ccy))))
     assert round_trip(money, b_ccy, rate)[0] == money
+
+
+def test_an_absurd_amount_is_named_short() -> None:
+    """A 400-digit amount quoted whole would bury the reason in a dead letter."""
+    with pytest.raises(MoneyError) as refused:
+        Money.of("1" * 400 + ".00", "USD")
+    assert (
+        str(refused.value) == "absurd amount 1.111111e+399 USD: must be below 10**15 in magnitude"
+    )
