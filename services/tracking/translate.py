@@ -140,24 +140,18 @@ def read_inputs(
 ) -> BatchInputs:
     """Sort events into BatchInputs; other event types are ignored. `brand_signers` names
     the brand that signed each event a brand signed; `shop_brands` the brand of the shop
-    that signed an order, where its key sells for one brand only (shared.runtime.trust):
-    an order that names no brand is that brand's.
+    that signed an order, refund or click, where its key sells for one brand only
+    (shared.runtime.trust): one that names no brand is that brand's.
 
     Raises EventRejected when one deal_id arrives with two different sets of terms, or one
     order_id or click_id with two different orders or clicks.
     """
     inputs = BatchInputs()
+    shops = shop_brands or {}
     for event in events:
-        kind = event.type
+        kind, shop = event.type, shops.get(event.identity)
         if kind == EventType.DEAL_SIGNED:
-            terms = deal_terms(event)
-            known = inputs.deals.get(terms.deal_id)
-            if known is None:
-                inputs.deals[terms.deal_id] = terms
-            elif not known.same_terms(terms):
-                raise EventRejected(conflicting_terms(terms.deal_id))
-            elif terms.signed_at < known.signed_at:
-                inputs.deals[terms.deal_id] = terms
+            _add_deal(inputs, deal_terms(event))
         elif kind == EventType.DEAL_AMENDED:
             inputs.amendments.append(deal_terms(event))
         elif kind == EventType.DEAL_CANCELLED:
@@ -167,18 +161,15 @@ def read_inputs(
             inputs.posts.append(post_snapshot(event))
         elif kind == EventType.ORDER_REDEEMED:
             order = order_of(event.data)
-            if order.brand_id is None and shop_brands and event.identity in shop_brands:
-                order = replace(order, brand_id=shop_brands[event.identity])
+            order = replace(order, brand_id=order.brand_id or shop)
             _once(inputs.orders, order.order_id, order, conflicting_order)
         elif kind == EventType.LINK_CLICKED:
-            clicked: LinkClicked = event.data
-            click = Click(clicked.click_id, clicked.deal_id, clicked.visitor_id, clicked.clicked_at)
-            _once(inputs.clicks, clicked.click_id, click, conflicting_click)
+            click = click_of(event.data, shop)
+            _once(inputs.clicks, click.click_id, click, conflicting_click)
         elif kind == EventType.ATTRIBUTION_MODEL_SET:
             inputs.models.append(model_setting(event))
         elif kind == EventType.ORDER_REFUNDED:
-            refunded: OrderRefunded = event.data
-            inputs.refunds.add(Refund(refunded.order_id, refunded.amount, refunded.occurred_at))
+            inputs.refunds.add(refund_of(event.data, shop))
         elif kind == EventType.FX_RATES_PUBLISHED:
             rates: FxRatesPublished = event.data
             inputs.fx.append((snapshot_from_event(rates), event.id))
@@ -186,6 +177,18 @@ def read_inputs(
             signer = "" if brand_signers is None else brand_signers.get(event.identity, "")
             _add_confirmation(inputs, event.data, signer)
     return inputs
+
+
+def _add_deal(inputs: BatchInputs, terms: DealTerms) -> None:
+    """Keep one set of terms per deal (the earliest signed of equal ones); two different
+    sets under one deal id are refused."""
+    known = inputs.deals.get(terms.deal_id)
+    if known is None:
+        inputs.deals[terms.deal_id] = terms
+    elif not known.same_terms(terms):
+        raise EventRejected(conflicting_terms(terms.deal_id))
+    elif terms.signed_at < known.signed_at:
+        inputs.deals[terms.deal_id] = terms
 
 
 def _add_confirmation(inputs: BatchInputs, confirmed: DeliverableConfirmed, signer: str) -> None:
@@ -199,6 +202,27 @@ def _add_confirmation(inputs: BatchInputs, confirmed: DeliverableConfirmed, sign
             confirmed.confirmed_by,
             confirmed.confirmed_at,
         ),
+    )
+
+
+def click_of(clicked: LinkClicked, shop_brand: str | None = None) -> Click:
+    """A click as tracking keeps it; `shop_brand` its one-brand shop's brand, if it names none."""
+    return Click(
+        clicked.click_id,
+        clicked.deal_id,
+        clicked.visitor_id,
+        clicked.clicked_at,
+        clicked.brand_id or shop_brand,
+    )
+
+
+def refund_of(refunded: OrderRefunded, shop_brand: str | None = None) -> Refund:
+    """A refund as tracking keeps it; `shop_brand` as for `click_of`."""
+    return Refund(
+        refunded.order_id,
+        refunded.amount,
+        refunded.occurred_at,
+        refunded.brand_id or shop_brand,
     )
 
 

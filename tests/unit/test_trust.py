@@ -207,6 +207,18 @@ async def test_a_shop_bound_to_its_brands_sends_orders_for_them_only(
         "not_the_owner: shop mall sells for several brands (br-acme, br-zest): order.redeemed "
         "must name its brand_id"
     )
+    # Refunds and clicks name their brand the same way.
+    for kind in ("order.refunded", "link.clicked"):
+        example = valid_example(kind)
+        elsewhere = example.model_copy(
+            update={"data": example.data.model_copy(update={"brand_id": "br-12"})}
+        )
+        assert (await refusal(trust, sign_event(elsewhere, one))).startswith(
+            "not_the_owner: brand_id br-12 signed with the key of shop shop-acme"
+        )
+        assert (await refusal(trust, sign_event(example, several))).endswith(
+            f"{kind} must name its brand_id"
+        )
     # A shop key bound to nothing signs for any brand, as before brands were named.
     unbound = sign_event(order("br-12"), SHOP)
     signer = await trust.check(unbound, encode(unbound))

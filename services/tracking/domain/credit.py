@@ -89,6 +89,8 @@ class Click:
     deal_id: str
     visitor_id: str
     clicked_at: datetime
+    # The brand whose shop sent it, if said: then it counts only on that brand's deal.
+    brand_id: str | None = None
 
 
 def newest_settings(settings: Iterable[ModelSetting]) -> dict[tuple[str, str], ModelSetting]:
@@ -125,6 +127,7 @@ def touches(
             deal is not None
             and deal.campaign_id == home.campaign_id
             and deal.brand_id == home.brand_id
+            and click.brand_id in (None, deal.brand_id)
             and deal.accepts_order_at(occurred_at)
             and since <= click.clicked_at <= occurred_at
         ):

@@ -20,7 +20,8 @@ Rules:
 * Refunds: refunds in the order's currency are summed, capped at the order amount, and
   converted with the order's own rate, so a full refund removes exactly what the order
   added. A fully refunded order no longer counts as an order. Refunds in another currency
-  than the order's are ignored.
+  than the order's are ignored, and so are refunds naming another brand than the order's
+  (its own `brand_id`, else its deal's).
 * Credit: the deal chosen by the code decides the campaign, and the campaign's attribution
   model (domain.credit) which deals share the order: `credits`, each in its deal's currency.
   Under `promo_code` (the default) the chosen deal alone gets it all.
@@ -84,6 +85,8 @@ class Refund:
     order_id: str
     amount: Money
     occurred_at: datetime
+    # The brand whose shop sent it, if said: then it counts only for an order of that brand.
+    brand_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +241,12 @@ def evaluate_order(
     `occurred_at` (used only when a deal's currency differs from the order's); `clicks`
     what its campaign's attribution model needs (none: promo-code credit).
     """
-    refunded_source, last_refund_at = refunded_total(order, refunds)
+    chosen = choose_deal(order, candidates)
+    # A refund naming a brand counts only for an order of that brand (one its shop's key
+    # vouches for): another shop's refund of this order id is not this order's.
+    brand = order.brand_id or (None if isinstance(chosen, OrderReason) else chosen.brand_id)
+    ours = [r for r in refunds if r.brand_id is None or r.brand_id == brand]
+    refunded_source, last_refund_at = refunded_total(order, ours)
     fully_refunded = last_refund_at is not None and refunded_source >= order.amount
     unattributed = OrderOutcome(
         order.order_id,
@@ -252,7 +260,6 @@ def evaluate_order(
         None,
         last_refund_at,
     )
-    chosen = choose_deal(order, candidates)
     if isinstance(chosen, OrderReason):
         return replace(unattributed, reason=chosen)
     converted = _in_deal_currency(order.amount, refunded_source, chosen.currency, snapshot)

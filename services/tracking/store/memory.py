@@ -257,7 +257,13 @@ class MemoryTrackingTransaction:
         return new
 
     async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:
-        new = set(refunds) - self.s.refunds
+        # A refund is (order, time, amount): the first received keeps its brand.
+        known = {_refund_key(r) for r in self.s.refunds}
+        new = set()
+        for refund in sorted(refunds, key=lambda r: (*_refund_key(r), r.brand_id or "")):
+            if _refund_key(refund) not in known:
+                known.add(_refund_key(refund))
+                new.add(refund)
         self.s.refunds |= new
         return {r.order_id for r in new}
 
@@ -685,3 +691,7 @@ def _next_sequence(
     if stored == incoming:
         return incoming
     return replace(incoming, sequence=1 if stored is None else stored.sequence + 1)
+
+
+def _refund_key(refund: Refund) -> tuple[str, datetime, str, str]:
+    return (refund.order_id, refund.occurred_at, str(refund.amount.amount), refund.amount.currency)

@@ -381,6 +381,7 @@ class PostgresTrackingTransaction(ServiceTransaction):
             [c.deal_id for c in clicks],
             [c.visitor_id for c in clicks],
             [c.clicked_at for c in clicks],
+            [c.brand_id for c in clicks],
         )
         return [click_from(row) for row in rows]
 
@@ -434,13 +435,15 @@ class PostgresTrackingTransaction(ServiceTransaction):
             return set()
         items = list(refunds)
         rows = await self._conn.fetch(
-            """INSERT INTO tracking_refunds (order_id, occurred_at, amount, currency)
-               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::text[])
+            """INSERT INTO tracking_refunds (order_id, occurred_at, amount, currency, brand_id)
+               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::text[],
+                                    $5::text[])
                ON CONFLICT DO NOTHING RETURNING order_id""",
             [r.order_id for r in items],
             [r.occurred_at for r in items],
             [r.amount.amount for r in items],
             [r.amount.currency for r in items],
+            [r.brand_id for r in items],
         )
         return {row["order_id"] for row in rows}
 
@@ -477,7 +480,9 @@ class PostgresTrackingTransaction(ServiceTransaction):
         ids = [row["order_id"] for row in rows]
         refunds: dict[str, list[Refund]] = {}
         for r in await self._rows_where_any("tracking_refunds", "order_id", ids):
-            refund = Refund(r["order_id"], Money(r["amount"], r["currency"]), r["occurred_at"])
+            refund = Refund(
+                r["order_id"], Money(r["amount"], r["currency"]), r["occurred_at"], r["brand_id"]
+            )
             refunds.setdefault(refund.order_id, []).append(refund)
         candidates: dict[str, list[DealTerms]] = {}
         for d in await self._conn.fetch(

@@ -284,8 +284,8 @@ RETURNING deal_id
 """
 
 INSERT_CLICKS = """
-INSERT INTO tracking_clicks (click_id, deal_id, visitor_id, clicked_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+INSERT INTO tracking_clicks (click_id, deal_id, visitor_id, clicked_at, brand_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
 ON CONFLICT (click_id) DO NOTHING
 RETURNING *
 """

@@ -192,7 +192,9 @@ def order_from(row: asyncpg.Record) -> Order:
 
 
 def click_from(row: asyncpg.Record) -> Click:
-    return Click(row["click_id"], row["deal_id"], row["visitor_id"], row["clicked_at"])
+    return Click(
+        row["click_id"], row["deal_id"], row["visitor_id"], row["clicked_at"], row["brand_id"]
+    )
 
 
 def setting_from(row: asyncpg.Record) -> ModelSetting:

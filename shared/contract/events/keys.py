@@ -34,10 +34,10 @@ class SigningKeyRegistered(ExternalPayload):
         default=None,
         min_length=1,
         description=(
-            "A shop key only: the brands the shop sells for. Its orders count only for these "
-            "brands' deals: an order naming another `brand_id` is refused, and one naming "
-            "none is the brand's when there is one (the shop must name it when there are "
-            "several). Absent: the shop's orders count for any brand's promo codes."
+            "A shop key only: the brands the shop sells for. Its orders, refunds and clicks "
+            "count only for these brands: one naming another `brand_id` is refused, and one "
+            "naming none is the brand's when there is one (the shop must name it when there "
+            "are several). Absent: they count for any brand."
         ),
         examples=[["br-12"]],
     )

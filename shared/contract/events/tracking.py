@@ -154,6 +154,15 @@ class LinkClicked(ExternalPayload):
             "utm or both."
         ),
     )
+    # Optional since v1.9: what binds a click to the shop's brand.
+    brand_id: Id | None = Field(
+        default=None,
+        description=(
+            "The brand whose shop the visitor reached. When given, the click counts only if "
+            "its deal is that brand's."
+        ),
+        examples=["br-12"],
+    )
 
     @model_validator(mode="after")
     def _link_or_utm(self) -> LinkClicked:
@@ -218,6 +227,15 @@ class OrderRefunded(ExternalPayload):
     )
     occurred_at: UtcDatetime = Field(
         description="When the refund happened.", examples=["2025-04-09T08:00:00Z"]
+    )
+    # Optional since v1.9: what binds a refund to the shop's brand.
+    brand_id: Id | None = Field(
+        default=None,
+        description=(
+            "The brand whose shop sold the order. When given, the refund counts only for an "
+            "order of that brand: one naming it, or naming none and counted for its deal."
+        ),
+        examples=["br-12"],
     )
 
 

@@ -181,7 +181,7 @@ def order_event(
     brand_id: str | None = None,
 ) -> CloudEvent[Any]:
     joins = (
-        {}
+        {"brand_id": brand_id}
         if kind is OrderRefunded
         else {
             "visitor_id": visitor_id,
@@ -224,6 +224,7 @@ def click_event(
     visitor_id: str,
     clicked_at: datetime = T0 + timedelta(days=2),
     event_id: str | None = None,
+    brand_id: str | None = None,
 ) -> CloudEvent[Any]:
     return make_event(
         LinkClicked(
@@ -232,6 +233,7 @@ def click_event(
             visitor_id=visitor_id,
             clicked_at=clicked_at,
             utm=Utm(source="ig", content=deal_id),
+            brand_id=brand_id,
         ),
         source=SOURCE,
         id=event_id,

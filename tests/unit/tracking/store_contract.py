@@ -261,7 +261,7 @@ class StoreContract:
             referrer="https://example.com/post",
         )
         plain = Order(ids("o2"), ids("CODE"), Money.of("7.00", "USD"), ids.at(hours=2))
-        click = Click(ids("clk"), ids("deal"), visitor(1), ids.at(hours=1))
+        click = Click(ids("clk"), ids("deal"), visitor(1), ids.at(hours=1), "br-1")
         async with store.transaction() as tx:
             await tx.add_orders([order, plain])
             await tx.add_clicks([click])
@@ -308,12 +308,15 @@ class StoreContract:
     ) -> None:
         order = Order(ids("o"), ids("CODE"), Money.of("10.00", "USD"), ids.at(hours=1))
         twin = Order(ids("o"), ids("CODE"), Money.of("99.00", "USD"), ids.at(hours=2))
-        refund = Refund(ids("o"), Money.of("4.00", "USD"), ids.at(hours=3))
+        refund = Refund(ids("o"), Money.of("4.00", "USD"), ids.at(hours=3), "br-1")
+        # The same refund from a shop naming another brand: a refund is (order, time, amount).
+        again = Refund(ids("o"), Money.of("4.00", "USD"), ids.at(hours=3), "br-2")
         async with store.transaction() as tx:
             assert await tx.add_orders([order]) == {order.order_id}
             assert await tx.add_orders([twin]) == set()
             assert await tx.add_refunds({refund}) == {order.order_id}
             assert await tx.add_refunds({refund}) == set()
+            assert await tx.add_refunds({again}) == set()
             [context] = await tx.orders_to_evaluate(AffectedOrders(order_ids={order.order_id}))
         assert context.order == order
         assert context.refunds == (refund,)

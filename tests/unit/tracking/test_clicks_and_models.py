@@ -118,6 +118,26 @@ def test_a_click_known_after_its_order_moves_the_credit() -> None:
     assert revenue(store)["deal-c"] == "100.00"
 
 
+def test_a_click_from_another_brands_shop_is_no_touch() -> None:
+    """A click naming a brand (or sent with the key of a shop selling for one) counts only on
+    that brand's deal: another brand's shop cannot move credit between this brand's creators."""
+    store = MemoryTrackingStore()
+    first, forged, last, *orders = journey()
+    elsewhere = click_event(
+        "clk-2", "deal-c", visitor_id=visitor(1), clicked_at=T0 + 3 * DAY, brand_id="br-zest"
+    )
+    assert forged.data.model_copy(update={"brand_id": "br-zest"}) == elsewhere.data
+    apply(store, [*campaign(), model_event("linear")], [first, elsewhere, last, *orders])
+    assert revenue(store)["deal-c"] == "0.00"
+    assert revenue(store)["deal-a"] == "50.00" and revenue(store)["deal-b"] == "60.00"
+    # Naming the deal's own brand, it is a touch like any other.
+    ours = click_event(
+        "clk-4", "deal-c", visitor_id=visitor(1), clicked_at=T0 + 3 * DAY, brand_id="br-1"
+    )
+    apply(store, [ours])
+    assert revenue(store)["deal-c"] == "33.33"
+
+
 def test_clicks_before_their_deal_count_once_it_arrives() -> None:
     store = MemoryTrackingStore()
     deals = campaign()

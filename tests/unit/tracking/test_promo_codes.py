@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from services.tracking.domain.deals import DealTerms, code_clash
-from services.tracking.domain.orders import Order, OrderReason, evaluate_order
+from services.tracking.domain.orders import Order, OrderReason, Refund, evaluate_order
 from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
 from shared.contract.errors import EventRejected
@@ -22,6 +23,7 @@ from tests.unit.tracking.builders import (
     deal_event,
     delivered,
     order_event,
+    refund_event,
     terms,
 )
 
@@ -145,3 +147,43 @@ def test_an_order_of_a_shop_selling_for_one_brand_counts_only_for_that_brand() -
     assert store.state.outcomes["o-acme"].deal_id == "deal-a"
     assert store.state.outcomes["o-zest"].deal_id is None
     assert store.state.outcomes["o-zest"].reason is OrderReason.UNKNOWN_CODE
+
+    # Its refund of the other shop's order (order ids are everyone's) takes nothing back.
+    refunds = delivered(
+        [
+            refund_event("o-acme", amount="50.00", occurred_at=T0 + timedelta(days=2)),
+            refund_event("o-acme", amount="10.00", occurred_at=T0 + timedelta(days=2, hours=1)),
+        ],
+        offset=3,
+    )
+    by_zest, by_acme = (
+        (event, replace(delivery, signed_by=signer))
+        for (event, delivery), signer in zip(refunds, (shop, acme), strict=True)
+    )
+
+    async def refund(signed: tuple[Any, Any]) -> None:
+        async with store.transaction() as tx:
+            await apply_batch(tx, [signed], now=T0 + timedelta(days=3))
+
+    asyncio.run(refund(by_zest))
+    assert store.state.outcomes["o-acme"].refunded_source == Money.of("0.00", "USD")
+    asyncio.run(refund(by_acme))
+    assert store.state.outcomes["o-acme"].refunded_source == Money.of("10.00", "USD")
+
+
+def test_a_refund_naming_another_brand_takes_nothing_from_the_order() -> None:
+    """Order ids are shared by every shop: a refund naming a brand (or sent with the key of a
+    shop selling for one) counts only for an order of that brand."""
+    at = T0 + timedelta(days=2)
+    deal = terms(deal_id="deal-a", brand_id="br-1", promo_codes=("SUMMER10",))
+    order = Order("o-1", "SUMMER10", Money.of("50.00", "USD"), at)
+    theirs = Refund("o-1", Money.of("50.00", "USD"), at, "br-2")
+    ours = Refund("o-1", Money.of("20.00", "USD"), at + timedelta(hours=1), "br-1")
+    unnamed = Refund("o-1", Money.of("5.00", "USD"), at + timedelta(hours=2))
+    outcome = evaluate_order(order, (theirs,), [deal], None)
+    assert outcome.counts_as_order and outcome.refunded == Money.of("0.00", "USD")
+    outcome = evaluate_order(order, (theirs, ours, unnamed), [deal], None)
+    assert outcome.refunded == Money.of("25.00", "USD")
+    # An order naming its brand is that brand's whatever deal it counts for.
+    named = replace(order, brand_id="br-2")
+    assert evaluate_order(named, (theirs,), [deal], None).refunded_source == theirs.amount
