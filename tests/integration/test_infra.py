@@ -19,6 +19,7 @@ from shared.contract.events import TOPICS, dlq_topic
 from shared.runtime.config import KafkaKind, Settings
 from shared.runtime.server_urls import pid_alive
 from shared.tools.infra import InfraUrls
+from shared.tools.infra.stack import EmbeddedInfra, read_state, start_stopped
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +214,28 @@ def test_only_clusters_whose_data_dir_is_gone_are_discarded(tmp_path: Path) -> N
     assert clusters[kept].exists() and not clusters[gone].exists()
     shutil.rmtree(tmp_path / "kept")
     assert postgres_account.discard_unused_under(tmp_path) == [kept]
+
+
+@needs_embedded
+@pytest.mark.slow
+def test_a_server_started_again_during_a_run_stops_with_it(tmp_path: Path) -> None:
+    """`creatorflow up` holds its servers; one that died and `infra up` started again (on its
+    port, a new process) stops with `up` too, rather than outlive it and block the next
+    start on its data."""
+    infra = EmbeddedInfra(tmp_path, Settings(), announce=True)
+    infra.start()
+    try:
+        original = infra.processes["redis"].pid
+        os.kill(original, signal.SIGKILL)
+        assert _wait_dead({"redis": original}) == []
+        state = read_state(tmp_path)
+        assert state is not None
+        assert start_stopped(tmp_path, Settings(), state) == ["redis"]
+        restarted = read_state(tmp_path)
+        assert restarted is not None
+        again = restarted.processes["redis"].pid
+        assert again != original and pid_alive(again)
+    finally:
+        infra.stop()
+    assert _wait_dead({"redis": again}) == []
+    assert not (tmp_path / "infra.json").exists()

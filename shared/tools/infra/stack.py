@@ -136,6 +136,7 @@ class EmbeddedInfra:
         {"redis": self._start_redis, "postgres": self._start_postgres}[name]()
 
     def stop(self) -> None:
+        self._adopt_restarted()
         # Kafka first, its nodes together: clients of Kafka may still be writing to Postgres.
         # Throwaway clusters (tests) are killed: a clean shutdown would cost seconds per run.
         kafka = [self.processes.pop(name) for name in self.kafka_processes()]
@@ -145,6 +146,23 @@ class EmbeddedInfra:
         (self.root / STATE_FILE).unlink(missing_ok=True)
         if not self.durable:
             postgres_account.discard(self.root / "postgres" / "data")
+
+    def _adopt_restarted(self) -> None:
+        """Take over the servers `creatorflow infra up` started again while this stack ran
+        (after an outage: `start_stopped` records their new pids in the state file), so they
+        stop with it rather than outlive it and block the next start on their data."""
+        if not (self.detached or self.announce):
+            return
+        try:
+            state = read_state(self.root)
+        except InfraError:
+            return
+        if state is None:
+            return
+        for name, recorded in state.processes.items():
+            held = self.processes.get(name)
+            if (held is None or held.pid != recorded.pid) and recorded.alive():
+                self.processes[name] = recorded
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.processes.items()}
