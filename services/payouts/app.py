@@ -263,6 +263,7 @@ def make_setup(
             *_schedules(db, rails, policy, config, dispatcher.wake),
             *email_sender(resources.pool, db, config, utc_now),
             lambda: _close_at_shutdown(rails),
+            *([] if limiter is None else [limiter.watch]),
         ]
 
     return setup

@@ -13,7 +13,8 @@ Redis unreachable (or slower than `REDIS_TIMEOUT_SECONDS`), a replica keeps a bu
 for each rail at `1 / expected_replicas` of that rate: payouts go on, slower, and never twice
 (the limiter only delays calls; the idempotency keys and the dispatcher's lease are untouched).
 It asks Redis again every `recheck_seconds` and shares the buckets again once Redis answers.
-Each switch is logged, and `creatorflow_payout_rate_limit_mode` says which mode is in use.
+Each switch is logged, and `creatorflow_payout_rate_limit_mode` says which mode is in use; while
+no rail is called, `watch` asks Redis every `recheck_seconds` so that both stay current.
 """
 
 from __future__ import annotations
@@ -227,6 +228,17 @@ class RateLimiter:
         async with lock:
             while (wait := await self._take(rail, limit, cost)) > 0:
                 await self._sleep(wait)
+
+    async def watch(self) -> None:
+        """A background loop: ask the shared buckets every `recheck_seconds` even when no
+        rail is called, so the mode (its log lines and metric) follows Redis going away and
+        coming back while payouts are idle. Asking takes nothing (a cost of zero)."""
+        if self._shared is None or not self._limits:
+            return
+        rail, limit = next(iter(sorted(self._limits.items())))
+        while True:
+            await self._sleep(self._recheck)
+            await self._take(rail, limit, 0)
 
     async def _take(self, rail: str, limit: RailLimit, cost: int) -> float:
         if self._shared is not None and self._clock() >= self._retry_shared_at:

@@ -186,6 +186,37 @@ async def test_redis_down_each_replica_keeps_its_share_and_comes_back() -> None:
     assert PAYOUT_RATE_LIMIT_MODE.labels(mode="redis")._value.get() == 1
 
 
+async def test_the_mode_follows_redis_while_no_rail_is_called() -> None:
+    """`watch` asks every recheck interval, taking nothing: an idle replica's metric says
+    Redis went away, and that it came back, without waiting for the next payout."""
+    clock = FakeClock()
+    shared = Unreachable(clock)
+    shared.up = True
+    limiter = RateLimiter(
+        shared, {"stripe": RailLimit(25)}, recheck_seconds=5, clock=clock, sleep=clock.sleep
+    )
+
+    async def turns_to(mode: str) -> bool:
+        for _ in range(100):  # the loop's turns; the fake clock moves only when it sleeps
+            if limiter.mode == mode:
+                return True
+            await asyncio.sleep(0)
+        return False
+
+    watching = asyncio.create_task(limiter.watch())
+    try:
+        shared.up = False
+        assert await turns_to("local")
+        assert PAYOUT_RATE_LIMIT_MODE.labels(mode="local")._value.get() == 1
+        shared.up = True
+        assert await turns_to("redis")
+        assert PAYOUT_RATE_LIMIT_MODE.labels(mode="redis")._value.get() == 1
+    finally:
+        watching.cancel()
+    # Nothing was taken: the bucket is as full as it was.
+    assert await shared.inner.take("stripe", RailLimit(25).shared(), 2.5, clock()) == 0.0
+
+
 async def test_a_stalled_redis_counts_as_down() -> None:
     clock = FakeClock()
 
