@@ -8,13 +8,14 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from shared.contract.events import Topic, encode
+from shared.contract.events import Topic, dlq_topic, encode
 from shared.contract.events.examples import valid_example
 from shared.runtime.config import KafkaKind, Settings
 from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, make_broker, partitions_of
@@ -148,6 +149,45 @@ def test_dlq_replay_skips_records_whose_secrets_were_masked(
     assert asyncio.run(_read_from(infra, Topic.CREATOR_PAYOUT_ACCOUNTS, end_before)) == []
 
 
+def test_dlq_replay_leaves_out_what_is_wrong_for_good(
+    cli_env: dict[str, str], infra: InfraUrls
+) -> None:
+    """`--skip OFFSET` leaves a dead letter (every service's copy of its record) in the DLQ,
+    unsent, and later replays pass it too; the dry run lists what would go and what not."""
+    topic = Topic.BRAND_MATCH_REQUESTS
+    tag = f"skip-{uuid.uuid4().hex[:8]}"
+    event = valid_example("match.requested")
+    fixed, broken = (
+        encode(event.model_copy(update={"id": f"{tag}-{n}", "source": tag})) for n in (1, 2)
+    )
+    _dead_letter(infra, Delivery(topic, 0, 11, b"cmp-3", fixed, ()), "fixed since", tag)
+    _dead_letter(infra, Delivery(topic, 0, 12, b"cmp-3", broken, ()), "wrong", tag, f"{tag}-b")
+    dead = asyncio.run(_read_from(infra, dlq_topic(topic), {0: 0}, offsets=True))
+    [kept] = [offset for value, _, offset in dead if value == fixed]
+    wrong = [offset for value, _, offset in dead if value == broken]
+    assert len(wrong) == 2  # one copy per service
+
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["dlq", "replay", topic, "--skip", "999999"], env=cli_env)
+    assert unknown.exit_code == 1
+    assert "--skip 999999: no dead letter waiting for replay" in unknown.output
+    planned = runner.invoke(
+        app, ["dlq", "replay", topic, "--dry-run", "--skip", str(wrong[0])], env=cli_env
+    )
+    assert planned.exit_code == 0, planned.output
+    assert f"would replay offset {kept}: key cmp-3, event {tag}-1, EventRejected" in planned.output
+    assert f"would leave out offset {wrong[0]}: key cmp-3, event {tag}-2" in planned.output
+
+    end_before = asyncio.run(_end_offsets(infra, topic))
+    replayed = runner.invoke(app, ["dlq", "replay", topic, "--skip", str(wrong[0])], env=cli_env)
+    assert replayed.exit_code == 0, replayed.output
+    assert "Left out 1 message(s) (--skip)" in replayed.output
+    back = [value for value, _ in asyncio.run(_read_from(infra, topic, end_before))]
+    assert back.count(fixed) == 1 and broken not in back
+    again = runner.invoke(app, ["dlq", "replay", topic, "--dry-run"], env=cli_env)
+    assert f"event {tag}-2" not in again.output
+
+
 def _dead_letter(infra: InfraUrls, delivery: Delivery, reason: str, *services: str) -> None:
     """Send `delivery` to its topic's DLQ as each of `services` would, rejected for `reason`."""
 
@@ -177,8 +217,9 @@ async def _end_offsets(infra: InfraUrls, topic: str) -> dict[int, int]:
 
 
 async def _read_from(
-    infra: InfraUrls, topic: str, start: dict[int, int]
-) -> list[tuple[bytes, dict[str, str]]]:
+    infra: InfraUrls, topic: str, start: dict[int, int], *, offsets: bool = False
+) -> list[Any]:
+    """(value, headers) of each record from `start` on; with `offsets`, its offset too."""
     consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap_servers)
     await consumer.start()
     try:
@@ -186,11 +227,16 @@ async def _read_from(
         consumer.assign(partitions)
         for tp in partitions:
             consumer.seek(tp, start[tp.partition])
-        found: list[tuple[bytes, dict[str, str]]] = []
+        found: list[Any] = []
         while batch := await consumer.getmany(timeout_ms=1000):
             for records in batch.values():
                 for r in records:
-                    found.append((r.value or b"", {k: v.decode() for k, v in r.headers or ()}))
+                    headers = {k: v.decode() for k, v in r.headers or ()}
+                    found.append(
+                        (r.value or b"", headers, r.offset)
+                        if offsets
+                        else (r.value or b"", headers)
+                    )
         return found
     finally:
         await consumer.stop()

@@ -3,13 +3,15 @@
 Replay keeps its position as the committed offset of `creatorflow-dlq-replay.<topic>`, so
 a message is replayed once however often the command runs; the offset is committed only
 after the messages were written back to the source topic. Dead letters whose secret fields
-were masked (`dlq.masked.fields`) are not replayed: their producer must send them again.
+were masked (`dlq.masked.fields`) are not replayed: their producer must send them again, and
+those an operator leaves out (`--skip`, wrong for good) stay in the DLQ, passed like the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass, field
 
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -24,7 +26,7 @@ from shared.runtime.kafka import (
     client_options,
     partitions_of,
 )
-from shared.tools.cli.console import console
+from shared.tools.cli.console import console, fail
 from shared.tools.cli.events import check_topic
 from shared.tools.cli.settings import kafka_client, kafka_refusals
 
@@ -88,19 +90,47 @@ def _event_id(value: bytes | None) -> str:
 @app.command()
 def replay(
     topic: str = typer.Argument(help="Source topic whose DLQ to replay, e.g. tracking.orders."),
-    dry_run: bool = typer.Option(False, help="Show what would be replayed, send nothing."),
+    dry_run: bool = typer.Option(
+        False, help="List what would be replayed (and left out), send nothing."
+    ),
+    skip: list[int] = typer.Option(
+        [],
+        "--skip",
+        help="A dead letter's offset (`dlq list`) to leave out, wrong for good: it stays in the "
+        "DLQ, is not written back, and later replays pass it too. Repeat for each.",
+    ),
 ) -> None:
     """Write every not-yet-replayed message of `<topic>.dlq` back to `<topic>`."""
     check_topic(topic)
     with kafka_refusals():
-        count, masked = asyncio.run(_replay(*kafka_client(), topic, dry_run))
+        outcome = asyncio.run(_replay(*kafka_client(), topic, dry_run, set(skip)))
+    if isinstance(outcome, str):
+        fail(outcome, hint=f"creatorflow dlq list {topic}")
+    if dry_run:
+        for record in outcome.records:
+            console.print(f"  would replay offset {record.offset}: {_summary(record)}")
+        for record in outcome.left_out:
+            console.print(f"  would leave out offset {record.offset}: {_summary(record)}")
     verb = "Would replay" if dry_run else "Replayed"
+    count = len(outcome.records)
     console.print(f"{verb} {count} message(s) from {dlq_topic(topic)} to {topic}.")
-    if masked:
+    if outcome.left_out:
         console.print(
-            f"[yellow]{'Would skip' if dry_run else 'Skipped'} {masked} message(s) whose secret "
-            "fields were masked in the DLQ:[/] their producer must send them again."
+            f"{'Would leave' if dry_run else 'Left'} out {len(outcome.left_out)} message(s) "
+            "(--skip): they stay in the DLQ, not written back."
         )
+    if outcome.masked:
+        console.print(
+            f"[yellow]{'Would skip' if dry_run else 'Skipped'} {outcome.masked} message(s) whose "
+            "secret fields were masked in the DLQ:[/] their producer must send them again."
+        )
+
+
+def _summary(record: ConsumerRecord) -> str:
+    headers = _headers(record)
+    key = record.key.decode("utf-8", "replace") if record.key else "-"
+    error = headers.get(f"{DLQ_HEADER_PREFIX}error.class", "?")
+    return f"key {key}, event {_event_id(record.value)}, {error}"
 
 
 def _source(record: ConsumerRecord) -> tuple[str, str, str]:
@@ -148,10 +178,20 @@ async def _read_all(
     return sorted(records, key=lambda r: (r.partition, r.offset)), replayed
 
 
+@dataclass
+class _Replay:
+    """What a replay writes back (one copy per source record), leaves out, and skips masked."""
+
+    records: list[ConsumerRecord] = field(default_factory=list)
+    left_out: list[ConsumerRecord] = field(default_factory=list)
+    masked: int = 0
+
+
 async def _replay(
-    bootstrap: str, security: BaseSecurity | None, topic: str, dry_run: bool
-) -> tuple[int, int]:
-    """(replayed, skipped because masked) of the records not replayed yet."""
+    bootstrap: str, security: BaseSecurity | None, topic: str, dry_run: bool, skip: set[int]
+) -> _Replay | str:
+    """The records not replayed yet, written back unless `dry_run`; a reason if `skip` names
+    an offset that is not one of them."""
     dlq = dlq_topic(topic)
     # Partitions are assigned, not subscribed: the group only stores the replay position, so
     # no group join (and its rebalance delay) is needed. One replay at a time is the operator's
@@ -174,17 +214,15 @@ async def _replay(
             else:
                 consumer.seek(tp, committed)
         drained = await _drain(consumer)
-        records = [r for r in drained if MASKED_FIELDS_HEADER not in _headers(r)]
-        skipped = len(drained) - len(records)
-        # One copy per consuming service: each source record goes back once.
-        unique: dict[tuple[str, str, str], ConsumerRecord] = {}
-        for record in records:
-            source = _source(record)
-            unique.setdefault(source if "?" not in source else (str(record.offset), "", ""), record)
-        records = list(unique.values())
+        unknown = skip - {r.offset for r in drained}
+        if unknown:
+            return (
+                f"--skip {min(unknown)}: no dead letter waiting for replay in {dlq} at that offset"
+            )
+        plan = _plan(drained, skip)
         if dry_run or not drained:
-            return len(records), skipped
-        for record in records:
+            return plan
+        for record in plan.records:
             headers = [
                 (k, v) for k, v in record.headers or () if not k.startswith(DLQ_HEADER_PREFIX)
             ]
@@ -193,7 +231,28 @@ async def _replay(
         await producer.flush()
         # Only now: a crash before this line replays the same messages again, never loses one.
         await consumer.commit()
-        return len(records), skipped
+        return plan
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def _plan(drained: list[ConsumerRecord], skip: set[int]) -> _Replay:
+    """One copy of each source record (each consuming service dead-letters its own), except
+    masked ones and those a skipped copy names."""
+    plan = _Replay()
+    records = [r for r in drained if MASKED_FIELDS_HEADER not in _headers(r)]
+    plan.masked = len(drained) - len(records)
+    skipped = {_origin(r) for r in records if r.offset in skip}
+    unique: dict[tuple[str, str, str], ConsumerRecord] = {}
+    for record in records:
+        unique.setdefault(_origin(record), record)
+    for origin, record in unique.items():
+        (plan.left_out if origin in skipped else plan.records).append(record)
+    return plan
+
+
+def _origin(record: ConsumerRecord) -> tuple[str, str, str]:
+    """The source record a copy is of; a copy whose source is unknown stands for itself."""
+    source = _source(record)
+    return source if "?" not in source else (str(record.offset), "", "")
