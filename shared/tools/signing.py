@@ -3,6 +3,7 @@ tests'), made on demand, and their registration events for `operator.signing-key
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,9 +19,13 @@ DEFAULT_OWNERS: Final = {Party.ONBOARDING: "onboarding", Party.SHOP: "shop"}
 class PartyKeys:
     """One Ed25519 key per (party, owner), created the first time it is needed."""
 
-    def __init__(self, source: str = "creatorflow/keys") -> None:
+    def __init__(
+        self, source: str = "creatorflow/keys", shop_brands: Sequence[str] | None = None
+    ) -> None:
         self._keys: dict[tuple[Party, str], Ed25519PrivateKey] = {}
         self._source = source
+        # The brands a shop key is registered to sell for (None: any brand).
+        self._shop_brands = None if shop_brands is None else list(shop_brands)
 
     def key(self, party: Party, owner: str) -> Ed25519PrivateKey:
         return self._keys.setdefault((party, owner), Ed25519PrivateKey.generate())
@@ -44,7 +49,11 @@ class PartyKeys:
         for (party, owner), key in self._keys.items():
             public = public_key_text(key.public_key())
             data = SigningKeyRegistered(
-                key_id=key_id(public), party=party, owner_id=owner, public_key=public
+                key_id=key_id(public),
+                party=party,
+                owner_id=owner,
+                public_key=public,
+                brands=self._shop_brands if party is Party.SHOP else None,
             )
             events.append(make_event(data, source=self._source))
         return events

@@ -201,7 +201,7 @@ class Player:
         )
         # The brand, its shop and the onboarding party sign what they send, as production
         # requires; their keys are registered the first time each signs.
-        self.keys = PartyKeys(source="creatorflow/demo")
+        self.keys = PartyKeys(source="creatorflow/demo", shop_brands=[BRAND_ID])
         self._registered: set[str] = set()
 
     async def publish(self, events: list[CloudEvent[Any]]) -> None:
@@ -218,7 +218,8 @@ class Player:
             )
             self._registered.add(registration.data.key_id)
             data = registration.data
-            self.step(f"registered the signing key of {data.party.value} {data.owner_id}")
+            sells = f", selling for {', '.join(data.brands)}" if data.brands else ""
+            self.step(f"registered the signing key of {data.party.value} {data.owner_id}{sells}")
         pending = []
         for event in signed:
             topic = spec_for_type(event.type).topic
