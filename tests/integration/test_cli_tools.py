@@ -19,6 +19,7 @@ from shared.contract.events import Topic, dlq_topic, encode
 from shared.contract.events.examples import valid_example
 from shared.runtime.config import KafkaKind, Settings
 from shared.runtime.kafka import DeadLetters, Delivery, RetryPolicy, make_broker, partitions_of
+from shared.tools.cli.console import console
 from shared.tools.cli.main import app
 from shared.tools.infra import InfraUrls
 
@@ -112,6 +113,17 @@ def test_dlq_list_and_replay_once(cli_env: dict[str, str], infra: InfraUrls) -> 
     assert f"{tag}-1" in listed.output  # the event id, to match it with what was sent
     newest = runner.invoke(app, ["dlq", "list", Topic.MATCH_FEEDBACK, "--limit", "1"], env=cli_env)
     assert "the newest 1 shown (--limit N for more)" in newest.output, newest.output
+    # On a terminal of 80 columns, one block per message: ids whole, on one line each.
+    wide = console.width
+    console.width = 80
+    try:
+        narrow = runner.invoke(app, ["dlq", "list", Topic.MATCH_FEEDBACK], env=cli_env)
+    finally:
+        console.width = wide
+    assert narrow.exit_code == 0, narrow.output
+    assert f"event id {tag}-1\n" in narrow.output
+    assert "EventRejected: unknown campaign: fixed upstream since" in narrow.output
+    assert f"service {tag}-other  replayed no" in narrow.output
 
     end_before = asyncio.run(_end_offsets(infra, Topic.MATCH_FEEDBACK))
     replayed = runner.invoke(app, ["dlq", "replay", Topic.MATCH_FEEDBACK], env=cli_env)

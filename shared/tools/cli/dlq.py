@@ -51,29 +51,68 @@ def list_command(
     title = f"{dlq_topic(topic)}: {len(records)} message(s) from {len(sources)} record(s)"
     if len(records) > limit:
         title += f", the newest {limit} shown (--limit N for more)"
+    rows = [_row(r, replayed_up_to) for r in records[-limit:]]
+    if console.width < WIDE_ENOUGH:
+        # Ten columns on a narrow terminal fold every id over lines: one block per message.
+        console.print(title, highlight=False)
+        for row in rows:
+            console.print(_block(row), highlight=False, soft_wrap=True, markup=False)
+        return
     table = Table(title=title, title_justify="left")
     # The reason is what a reader came for: it keeps a readable width on a narrow terminal.
-    for column in ("offset", "source", "service", "key", "event id", "error class"):
+    for column in COLUMNS[:6]:
         table.add_column(column, overflow="fold")
     table.add_column("reason", overflow="fold", min_width=32)
-    for column in ("failed at", "masked", "replayed"):
+    for column in COLUMNS[7:]:
         table.add_column(column, overflow="fold")
-    for record in records[-limit:]:
-        headers = _headers(record)
-        done = record.offset < replayed_up_to.get(record.partition, 0)
-        table.add_row(
-            str(record.offset),
-            "{}[{}]@{}".format(*_source(record)),
-            headers.get(f"{DLQ_HEADER_PREFIX}service", "?"),
-            record.key.decode("utf-8", "replace") if record.key else "-",
-            _event_id(record.value),
-            headers.get(f"{DLQ_HEADER_PREFIX}error.class", "?"),
-            headers.get(f"{DLQ_HEADER_PREFIX}error.message", ""),
-            headers.get(f"{DLQ_HEADER_PREFIX}failed.at", ""),
-            headers.get(MASKED_FIELDS_HEADER, ""),
-            "yes" if done else "no",
-        )
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
+
+
+# The table's columns, and the terminal width below which each message is a block instead.
+COLUMNS = (
+    "offset",
+    "source",
+    "service",
+    "key",
+    "event id",
+    "error class",
+    "reason",
+    "failed at",
+    "masked",
+    "replayed",
+)
+WIDE_ENOUGH = 120
+
+
+def _row(record: ConsumerRecord, replayed_up_to: dict[int, int]) -> tuple[str, ...]:
+    headers = _headers(record)
+    done = record.offset < replayed_up_to.get(record.partition, 0)
+    return (
+        str(record.offset),
+        "{}[{}]@{}".format(*_source(record)),
+        headers.get(f"{DLQ_HEADER_PREFIX}service", "?"),
+        record.key.decode("utf-8", "replace") if record.key else "-",
+        _event_id(record.value),
+        headers.get(f"{DLQ_HEADER_PREFIX}error.class", "?"),
+        headers.get(f"{DLQ_HEADER_PREFIX}error.message", ""),
+        headers.get(f"{DLQ_HEADER_PREFIX}failed.at", ""),
+        headers.get(MASKED_FIELDS_HEADER, ""),
+        "yes" if done else "no",
+    )
+
+
+def _block(row: tuple[str, ...]) -> str:
+    """One message of `dlq list` as lines: what identifies it, then why it was refused."""
+    shown = dict(zip(COLUMNS, row, strict=True))
+    masked = f", masked {shown['masked']}" if shown["masked"] else ""
+    return (
+        f"\noffset {shown['offset']}  service {shown['service']}  replayed {shown['replayed']}\n"
+        f"  source {shown['source']}  key {shown['key']}  event id {shown['event id']}\n"
+        f"  {shown['error class']}: {shown['reason']}\n"
+        f"  failed at {shown['failed at']}{masked}"
+    )
 
 
 def _event_id(value: bytes | None) -> str:
