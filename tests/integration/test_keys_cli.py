@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -188,82 +189,36 @@ def test_a_shop_key_is_bound_to_the_brands_it_sells_for(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     runner = CliRunner()
+
+    def keys(*args: str) -> Any:
+        return runner.invoke(app, ["keys", *args], env=cli_env)
+
     shop, brand = f"shop-{uuid.uuid4().hex[:8]}", f"br-{uuid.uuid4().hex[:8]}"
-    shop_key, loose_key = tmp_path / "shop.key", tmp_path / "loose.key"
-    brand_key = tmp_path / "brand.key"
-    made = runner.invoke(
-        app,
-        [
-            "keys",
-            "new",
-            "--party",
-            "shop",
-            "--owner",
-            shop,
-            "--brand",
-            brand,
-            "--out",
-            str(shop_key),
-        ],
-        env=cli_env,
-    )
+    shop_key = tmp_path / "shop.key"
+    made = keys("new", "--party", "shop", "--owner", shop, "--brand", brand, "--out", str(shop_key))
     assert made.exit_code == 0, made.output
     assert f"for shop {shop}, selling for {brand}" in made.output
     assert "warning" not in made.output
     key = _key_id(made.output)
-    listed = runner.invoke(app, ["keys", "list"], env=cli_env)
+    listed = keys("list")
     assert f"{key}  shop {shop}  in force\n  public key " in listed.output
     assert f"sells for {brand}\n" in listed.output
 
     # A second brand: the same key and owner registered again with both.
-    public = runner.invoke(app, ["keys", "public", str(shop_key)], env=cli_env)
+    public = keys("public", str(shop_key)).output.strip()
     other = f"br-{uuid.uuid4().hex[:8]}"
-    added = runner.invoke(
-        app,
-        [
-            "keys",
-            "add",
-            "--party",
-            "shop",
-            "--owner",
-            shop,
-            "--brand",
-            brand,
-            "--brand",
-            other,
-            "--public-key",
-            public.output.strip(),
-        ],
-        env=cli_env,
-    )
+    added = keys("add", "--party", "shop", "--owner", shop, "--public-key", public,
+                 "--brand", brand, "--brand", other)  # fmt: skip
     assert added.exit_code == 0, added.output
-    listed = runner.invoke(app, ["keys", "list"], env=cli_env)
-    assert f"sells for {', '.join(sorted([brand, other]))}\n" in listed.output
+    assert f"sells for {', '.join(sorted([brand, other]))}\n" in keys("list").output
 
     # Unbound: registered, with a warning; --brand on a brand's key: refused.
-    loose = runner.invoke(
-        app,
-        ["keys", "new", "--party", "shop", "--owner", f"{shop}-2", "--out", str(loose_key)],
-        env=cli_env,
-    )
+    loose = keys("new", "--party", "shop", "--owner", f"{shop}-2", "--out", str(tmp_path / "l.key"))
     assert loose.exit_code == 0, loose.output
     assert "warning: this shop key is bound to no brand" in loose.output
-    refused = runner.invoke(
-        app,
-        [
-            "keys",
-            "new",
-            "--party",
-            "brand",
-            "--owner",
-            brand,
-            "--brand",
-            brand,
-            "--out",
-            str(brand_key),
-        ],
-        env=cli_env,
-    )
+    brand_key = tmp_path / "brand.key"
+    refused = keys("new", "--party", "brand", "--owner", brand, "--brand", brand,
+                   "--out", str(brand_key))  # fmt: skip
     assert refused.exit_code == 1
     assert "--brand binds a shop key to its brands; a brand key names none" in refused.output
     assert not brand_key.exists()
