@@ -63,6 +63,8 @@ class DueEmail:
     email: SecretStr | None
     claim_id: str
     attempts: int  # SMTP transactions started for it before this one
+    # The creator's new destination may be paid from then (their account's, now), if it cools off.
+    cooling_off_until: datetime | None = None
 
 
 def notice_of(

@@ -15,6 +15,7 @@ from email.utils import format_datetime, parseaddr
 from typing import Final
 
 from services.payouts.creator_page.timeline import money_text, status_words, when
+from services.payouts.domain.accounts import HoldCode
 from services.payouts.notices import Notice
 
 _WHAT: Final = {"fee": "fee", "commission": "commission"}
@@ -39,7 +40,9 @@ def subject(notice: Notice) -> str:
     return f"{prefix}your {what} payout of {money_text(notice.amount)}: {words.lower()}"
 
 
-def body(notice: Notice, link: Link) -> str:
+def body(notice: Notice, link: Link, paid_from: datetime | None = None) -> str:
+    """The e-mail's text; `paid_from` is when a new destination's cool-off ends, said beside
+    a payout held for it (while it has not ended)."""
     words, _, action = status_words(notice.status, notice.hold_code, returned=notice.returned)
     amount = money_text(notice.amount)
     if notice.kind == "clawback":
@@ -62,6 +65,8 @@ def body(notice: Notice, link: Link) -> str:
     if action is not None:
         heading = "Action needed" if action.needs_you else "Why it waits"
         lines += ["", f"{heading}: {action.title}", action.what_to_do]
+        if notice.hold_code == HoldCode.DESTINATION_COOLOFF and paid_from is not None:
+            lines.append(f"Paid from {when(paid_from)}.")
     lines += [
         "",
         "See all your payouts and their timelines:",
@@ -75,9 +80,17 @@ def body(notice: Notice, link: Link) -> str:
     return "\n".join(lines) + "\n"
 
 
-def message(notice: Notice, link: Link, *, sender: str, to: str, now: datetime) -> EmailMessage:
+def message(
+    notice: Notice,
+    link: Link,
+    *,
+    sender: str,
+    to: str,
+    now: datetime,
+    paid_from: datetime | None = None,
+) -> EmailMessage:
     """The e-mail of one notice, with a Message-ID derived from the change (`Notice.message_id`):
-    the same change always gives the same id."""
+    the same change always gives the same id. `paid_from` as for `body`."""
     email = EmailMessage()
     email["From"] = sender
     email["To"] = to
@@ -85,7 +98,7 @@ def message(notice: Notice, link: Link, *, sender: str, to: str, now: datetime) 
     email["Date"] = format_datetime(now)
     email["Message-ID"] = notice.message_id(sender_domain(sender))
     email["Auto-Submitted"] = "auto-generated"
-    email.set_content(body(notice, link))
+    email.set_content(body(notice, link, paid_from))
     return email
 
 

@@ -111,7 +111,14 @@ class EmailSender:
             log.warning("payout e-mail too old to send", **_about(notice))
             return
         link = await self._links(notice.creator_id, now)
-        email = message(notice, link, sender=self._sender, to=due.email.get_secret_value(), now=now)
+        email = message(
+            notice,
+            link,
+            sender=self._sender,
+            to=due.email.get_secret_value(),
+            now=now,
+            paid_from=due.cooling_off_until if _ahead(due.cooling_off_until, now) else None,
+        )
         async with self._db.transaction() as repo:
             if not await repo.start_email(notice.event_id, due.claim_id, now + self._lease):
                 return  # our lease ended and another sender claimed it
@@ -171,3 +178,7 @@ class EmailSender:
 def _about(notice: Notice) -> dict[str, str]:
     """What the logs say of an e-mail: never its address, its link or its text."""
     return {"payout_id": notice.payout_id, "status": notice.status, "event_id": notice.event_id}
+
+
+def _ahead(moment: datetime | None, now: datetime) -> bool:
+    return moment is not None and moment > now

@@ -564,7 +564,8 @@ class MemoryPayoutsTransaction:
             self._s.emails[row.notice.event_id] = leased
             account = self._s.accounts.get(row.notice.creator_id)
             email = SecretStr(account.email) if account and account.email else None
-            claimed.append(DueEmail(row.notice, email, str(leased.claim_id), row.attempts))
+            until = account.cooling_off_until if account else None
+            claimed.append(DueEmail(row.notice, email, str(leased.claim_id), row.attempts, until))
         return sorted(claimed, key=lambda d: (d.notice.changed_at, d.notice.event_id))
 
     async def start_email(self, event_id: str, claim_id: str, until: datetime) -> bool:

@@ -997,8 +997,11 @@ class PostgresPayoutsTransaction(ServiceTransaction):
                )
                UPDATE payouts_emails e SET not_before = $2, claim_id = gen_random_uuid()::text
                FROM due WHERE e.event_id = due.event_id
-               RETURNING e.*, (SELECT a.email FROM payouts_accounts a
-                               WHERE a.creator_id = e.creator_id) AS email""",
+               RETURNING e.*,
+                   (SELECT a.email FROM payouts_accounts a
+                    WHERE a.creator_id = e.creator_id) AS email,
+                   (SELECT a.cooling_off_until FROM payouts_accounts a
+                    WHERE a.creator_id = e.creator_id) AS cooling_off_until""",
             now,
             now + lease,
             limit,
@@ -1009,6 +1012,7 @@ class PostgresPayoutsTransaction(ServiceTransaction):
                 None if r["email"] is None else SecretStr(r["email"]),
                 r["claim_id"],
                 r["attempts"],
+                r["cooling_off_until"],
             )
             for r in rows
         ]

@@ -973,6 +973,10 @@ class PayoutStoreContract:
         second = await self._claim(db, payout_id, NOW + lease, lease)
         assert [d.notice for d in second] == [d.notice for d in first]
         assert second[0].claim_id != first[0].claim_id
+        assert first[0].cooling_off_until is None  # no new destination cooling off
+        until = NOW + timedelta(days=1)
+        _, cooling = await self._emailed_payout(db, cooling_off_until=until)
+        assert [d.cooling_off_until for d in await self._claim(db, cooling, NOW, lease)] == [until]
         async with db.transaction() as repo:
             # The first claim lost its lease: it may not start the e-mail any more.
             assert not await repo.start_email(first[0].notice.event_id, first[0].claim_id, NOW)
@@ -1104,9 +1108,13 @@ class PayoutStoreContract:
             ((notice, _),) = await repo.emails_of(held.payout.payout_id)
         assert (notice.status, notice.hold_code) == ("held", HoldCode.TAX_FORM.value)
 
-    async def _emailed_payout(self, db: PayoutsStore) -> tuple[str, str]:
+    async def _emailed_payout(
+        self, db: PayoutsStore, cooling_off_until: datetime | None = None
+    ) -> tuple[str, str]:
         creator = uid("cr")
-        account = replace(acct(creator), email=f"{creator}@x.test")
+        account = replace(
+            acct(creator), email=f"{creator}@x.test", cooling_off_until=cooling_off_until
+        )
         created = new_payout(uid("deal"), creator, account)
         async with db.transaction() as repo:
             await repo.save_account(account)

@@ -74,6 +74,15 @@ def test_a_held_payout_says_in_the_pages_words_what_the_creator_must_do() -> Non
     assert f"Why it waits: {HOLD_ACTIONS[HoldCode.FX_RATE].title}" in waiting
 
 
+def test_a_payout_held_by_a_cool_off_says_when_it_is_paid() -> None:
+    until = T0 + timedelta(hours=24)
+    cooling = notice(status="held", hold_code=HoldCode.DESTINATION_COOLOFF.value)
+    assert f"Paid from {when(until)}." in body(cooling, LINK, until)
+    assert "Paid from" not in body(cooling, LINK)  # the cool-off is over: nothing to promise
+    funds = notice(status="held", hold_code=HoldCode.AWAITING_FUNDS.value)
+    assert "Paid from" not in body(funds, LINK, until)
+
+
 def test_a_payout_not_converted_yet_says_its_amount_is_before_conversion() -> None:
     text = body(notice(status="held", amount=Money.of("405.00", "USD"), converted=False), LINK)
     assert (
