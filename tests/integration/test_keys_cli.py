@@ -210,7 +210,13 @@ def test_a_shop_key_is_bound_to_the_brands_it_sells_for(
     added = keys("add", "--party", "shop", "--owner", shop, "--public-key", public,
                  "--brand", brand, "--brand", other)  # fmt: skip
     assert added.exit_code == 0, added.output
-    assert f"sells for {', '.join(sorted([brand, other]))}\n" in keys("list").output
+    both = ", ".join(sorted([brand, other]))
+    assert f"sells for {both}\n" in keys("list").output
+    # Again without --brand: a forgotten flag keeps the brands rather than widen the key.
+    kept = keys("add", "--party", "shop", "--owner", shop, "--public-key", public)
+    assert kept.exit_code == 0, kept.output
+    assert f"keeps its brands: {both}" in kept.output and "warning" not in kept.output
+    assert f"sells for {both}\n" in keys("list").output
 
     # Unbound: registered, with a warning; --brand on a brand's key: refused.
     loose = keys("new", "--party", "shop", "--owner", f"{shop}-2", "--out", str(tmp_path / "l.key"))

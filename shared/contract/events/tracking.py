@@ -128,7 +128,11 @@ class LinkClicked(ExternalPayload):
     """`link.clicked`: a visitor followed a creator's tracked link (or a UTM-tagged URL) to
     the brand's shop. Keyed by `deal_id`, like `deal.signed` (docs/architecture.md §10)."""
 
-    click_id: Id = Field(description="Click id, unique per sender.", examples=["clk-7781"])
+    click_id: Id = Field(
+        description="Click id: a business key across every shop (prefix yours, e.g. with your "
+        "shop id); the same id with another deal, visitor or time is refused.",
+        examples=["clk-7781"],
+    )
     deal_id: Id = Field(
         description="The deal whose link was followed; the Kafka key.", examples=["deal-42"]
     )
@@ -186,9 +190,9 @@ class OrderRedeemed(ExternalPayload):
     brand_id: Id | None = Field(
         default=None,
         description=(
-            "The brand whose shop sold the order. When given, the order counts only for that "
-            "brand's deals; without it, for the deal holding the code (a code belongs to one "
-            "brand at a time)."
+            "The brand whose shop sold the order. When given, or implied by a shop key "
+            "registered for one brand, the order counts only for that brand's deals; without "
+            "it, for the deal holding the code (a code belongs to one brand at a time)."
         ),
         examples=["br-12"],
     )

@@ -171,16 +171,24 @@ def add_command(
     brand: list[str] = BRAND_OPTION,
 ) -> None:
     """Register a public key a party made itself (its private key never reaches us). The
-    same key registered again for the same owner takes the new --brand list."""
+    same key registered again for the same owner takes the new --brand list (none given: it
+    keeps its brands)."""
     try:
         public_key_from_text(public_key)
     except ValueError as error:
         fail(f"--public-key: {error}")
-    brands = _shop_brands(party, brand)
-    event = _register_event(party, owner, public_key, brands)
     bootstrap, security = kafka_client()
     with kafka_refusals():
-        known = asyncio.run(read_registry(bootstrap, security)).get(event.data.key_id)
+        known = asyncio.run(read_registry(bootstrap, security)).get(key_id(public_key))
+    same_owner = known is not None and (known.party, known.owner_id) == (party, owner)
+    if same_owner and known is not None and known.brands and not brand:
+        # Registered again without --brand: a forgotten flag must not widen the key to every
+        # brand. It keeps its brands.
+        brand = sorted(known.brands)
+        console.print(f"keeps its brands: {', '.join(brand)} (--brand to change them)")
+    brands = _shop_brands(party, brand)
+    event = _register_event(party, owner, public_key, brands)
+    with kafka_refusals():
         if known is not None and known.revoked:
             fail(
                 f"{known.key_id} was revoked; a revoked key stays revoked",
