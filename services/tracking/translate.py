@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -160,8 +160,7 @@ def read_inputs(
         elif kind == EventType.POST_METRICS_OBSERVED:
             inputs.posts.append(post_snapshot(event))
         elif kind == EventType.ORDER_REDEEMED:
-            order = order_of(event.data)
-            order = replace(order, brand_id=order.brand_id or shop)
+            order = order_of(event.data, shop)
             _once(inputs.orders, order.order_id, order, conflicting_order)
         elif kind == EventType.LINK_CLICKED:
             click = click_of(event.data, shop)
@@ -226,13 +225,14 @@ def refund_of(refunded: OrderRefunded, shop_brand: str | None = None) -> Refund:
     )
 
 
-def order_of(paid: OrderRedeemed) -> Order:
+def order_of(paid: OrderRedeemed, shop_brand: str | None = None) -> Order:
+    """An order as tracking keeps it; `shop_brand` as for `click_of`."""
     return Order(
         paid.order_id,
         paid.promo_code,
         paid.amount,
         paid.occurred_at,
-        paid.brand_id,
+        paid.brand_id or shop_brand,
         paid.visitor_id,
         paid.click_id,
         paid.shipping_country,

@@ -995,13 +995,14 @@ class PostgresPayoutsTransaction(ServiceTransaction):
                    ORDER BY not_before, changed_at, event_id LIMIT $3
                    FOR UPDATE SKIP LOCKED
                )
-               UPDATE payouts_emails e SET not_before = $2, claim_id = gen_random_uuid()::text
-               FROM due WHERE e.event_id = due.event_id
-               RETURNING e.*,
-                   (SELECT a.email FROM payouts_accounts a
-                    WHERE a.creator_id = e.creator_id) AS email,
-                   (SELECT a.cooling_off_until FROM payouts_accounts a
-                    WHERE a.creator_id = e.creator_id) AS cooling_off_until""",
+               , claimed AS (
+                   UPDATE payouts_emails e
+                   SET not_before = $2, claim_id = gen_random_uuid()::text
+                   FROM due WHERE e.event_id = due.event_id
+                   RETURNING e.*
+               )
+               SELECT c.*, a.email, a.cooling_off_until
+               FROM claimed c LEFT JOIN payouts_accounts a USING (creator_id)""",
             now,
             now + lease,
             limit,
