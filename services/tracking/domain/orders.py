@@ -29,7 +29,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -87,6 +87,18 @@ class Refund:
     occurred_at: datetime
     # The brand whose shop sent it, if said: then it counts only for an order of that brand.
     brand_id: str | None = None
+
+    @property
+    def key(self) -> tuple[str, datetime, Decimal, str]:
+        """What makes two refunds one: the first stored keeps its brand."""
+        return (self.order_id, self.occurred_at, self.amount.amount, self.amount.currency)
+
+
+def in_keeping_order(refunds: Collection[Refund]) -> list[Refund]:
+    """Refunds in the order a store keeps them: of one refund sent twice in one batch (two
+    shops naming different brands), the one with no brand, else the smallest brand id, is
+    kept, so every store and every replay of the batch keeps the same."""
+    return sorted(refunds, key=lambda r: (r.key, r.brand_id or ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,14 @@ from services.tracking.domain.leaks import (
     judgement_inputs,
     orders_to_read,
 )
-from services.tracking.domain.orders import ClickFacts, Order, OrderOutcome, OrderStatus, Refund
+from services.tracking.domain.orders import (
+    ClickFacts,
+    Order,
+    OrderOutcome,
+    OrderStatus,
+    Refund,
+    in_keeping_order,
+)
 from services.tracking.domain.posts import PostSnapshot, merge_snapshot
 from services.tracking.store.port import (
     AffectedOrders,
@@ -257,12 +264,11 @@ class MemoryTrackingTransaction:
         return new
 
     async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:
-        # A refund is (order, time, amount): the first received keeps its brand.
-        known = {_refund_key(r) for r in self.s.refunds}
+        known = {r.key for r in self.s.refunds}
         new = set()
-        for refund in sorted(refunds, key=lambda r: (*_refund_key(r), r.brand_id or "")):
-            if _refund_key(refund) not in known:
-                known.add(_refund_key(refund))
+        for refund in in_keeping_order(refunds):
+            if refund.key not in known:
+                known.add(refund.key)
                 new.add(refund)
         self.s.refunds |= new
         return {r.order_id for r in new}
@@ -691,7 +697,3 @@ def _next_sequence(
     if stored == incoming:
         return incoming
     return replace(incoming, sequence=1 if stored is None else stored.sequence + 1)
-
-
-def _refund_key(refund: Refund) -> tuple[str, datetime, str, str]:
-    return (refund.order_id, refund.occurred_at, str(refund.amount.amount), refund.amount.currency)

@@ -39,7 +39,14 @@ from services.tracking.domain.leaks import (
     LeakTotals,
     judgement_inputs,
 )
-from services.tracking.domain.orders import ClickFacts, Credit, Order, OrderOutcome, Refund
+from services.tracking.domain.orders import (
+    ClickFacts,
+    Credit,
+    Order,
+    OrderOutcome,
+    Refund,
+    in_keeping_order,
+)
 from services.tracking.domain.posts import PostSnapshot
 from services.tracking.store import queries
 from services.tracking.store.port import (
@@ -433,7 +440,8 @@ class PostgresTrackingTransaction(ServiceTransaction):
     async def add_refunds(self, refunds: Collection[Refund]) -> set[str]:
         if not refunds:
             return set()
-        items = list(refunds)
+        # One INSERT keeps the first of twins: the same one the memory store keeps.
+        items = in_keeping_order(refunds)
         rows = await self._conn.fetch(
             """INSERT INTO tracking_refunds (order_id, occurred_at, amount, currency, brand_id)
                SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::text[],

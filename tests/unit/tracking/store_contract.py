@@ -322,6 +322,19 @@ class StoreContract:
         assert context.refunds == (refund,)
         assert context.current is None
 
+    async def test_one_refund_twice_in_a_batch_keeps_the_same_brand_on_every_store(
+        self, store: TrackingStore, ids: Ids
+    ) -> None:
+        order = Order(ids("o"), ids("CODE"), Money.of("10.00", "USD"), ids.at(hours=1))
+        at = ids.at(hours=3)
+        twins = [Refund(ids("o"), Money.of("4.00", "USD"), at, brand) for brand in ("br-2", "br-1")]
+        async with store.transaction() as tx:
+            await tx.add_orders([order])
+            assert await tx.add_refunds(twins) == {order.order_id}
+            [context] = await tx.orders_to_evaluate(AffectedOrders(order_ids={order.order_id}))
+        # Whichever order the batch came in: the smallest brand id is kept, as on a replay.
+        assert [r.brand_id for r in context.refunds] == ["br-1"]
+
     async def test_orders_to_evaluate_brings_everything_an_outcome_depends_on(
         self, store: TrackingStore, ids: Ids
     ) -> None:
