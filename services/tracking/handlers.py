@@ -32,11 +32,11 @@ from services.tracking.domain.campaigns import (
     campaign_attribution,
     unattributed_changes,
 )
-from services.tracking.domain.credit import ModelSetting
+from services.tracking.domain.credit import Click, ModelSetting
 from services.tracking.domain.deals import DealTerms, code_clash, in_force
 from services.tracking.domain.deliverables import Confirmation, confirmations_due
 from services.tracking.domain.leaks import LeakThresholds
-from services.tracking.domain.orders import OrderOutcome, evaluate_order
+from services.tracking.domain.orders import Order, OrderOutcome, evaluate_order
 from services.tracking.domain.posts import PostSnapshot, latest_snapshots, memberships
 from services.tracking.leaked_codes import attribute_with_leaks
 from services.tracking.store.port import AffectedOrders, TrackingTransaction
@@ -59,7 +59,7 @@ from shared.runtime.trust import Untrusted
 from shared.runtime.unit_of_work import Batch, Handler, NewEvents, UnitOfWork
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
+T = TypeVar("T", Order, Click)
 
 DEFAULT_FX_MAX_MOVE: Final = Decimal("0.25")
 DEFAULT_LEAK_RULES: Final = LeakThresholds()
@@ -447,12 +447,20 @@ async def _same_as_stored(
     conflict: Callable[[str], str],
 ) -> None:
     """Raise EventRejected if an order or click of the batch that is not `new` was stored
-    before with other details (`stored` reads them): the same again is a duplicate, ignored."""
+    before with other details (`stored` reads them): the same again is a duplicate, ignored.
+    One stored with no brand is the same as one naming a brand: a shop's retry sent after
+    its key was bound to its brand is read with that brand (translate.read_inputs)."""
     seen = sorted(batch.keys() - new)
     before = await stored(seen) if seen else {}
     for key in seen:
-        if key in before and before[key] != batch[key]:
+        if key in before and not _same_but_brand(before[key], batch[key]):
             raise EventRejected(conflict(key))
+
+
+def _same_but_brand(stored: T, incoming: T) -> bool:
+    if stored.brand_id is None:
+        return replace(stored, brand_id=incoming.brand_id) == incoming
+    return stored == incoming
 
 
 def _credited(outcome: OrderOutcome | None) -> set[str]:

@@ -91,3 +91,28 @@ def test_the_same_order_or_click_sent_again_is_a_duplicate() -> None:
     assert outcomes == [None, None, None]
     assert store.state.outcomes["ord-1"].deal_id == "deal-a"
     assert store.state.clicks["clk-1"].deal_id == "deal-a"
+
+
+def test_a_retry_naming_the_brand_of_one_stored_without_is_a_duplicate() -> None:
+    # A shop sends without brand_id, its key is then bound to its brand, and its retries are
+    # read with that brand: the same order and click, not a conflict.
+    store = MemoryTrackingStore()
+    order = order_event("ord-1", promo_code="CODE-A", event_id="e-1")
+    click = click_event("clk-1", "deal-a", visitor_id=visitor(1), event_id="c-1")
+    order_again = order_event("ord-1", promo_code="CODE-A", event_id="e-2", brand_id="br-1")
+    click_again = click_event(
+        "clk-1", "deal-a", visitor_id=visitor(1), event_id="c-2", brand_id="br-1"
+    )
+    assert batches(store, DEALS, [order, click], [order_again, click_again]) == [None] * 3
+    assert store.state.orders["ord-1"].brand_id is None
+    assert store.state.outcomes["ord-1"].deal_id == "deal-a"
+    assert store.state.clicks["clk-1"].brand_id is None
+
+
+def test_one_stored_with_a_brand_is_not_the_same_as_one_naming_another() -> None:
+    store = MemoryTrackingStore()
+    order = order_event("ord-1", promo_code="CODE-A", event_id="e-1", brand_id="br-1")
+    other = order_event("ord-1", promo_code="CODE-A", event_id="e-2", brand_id="br-2")
+    _, taken, refused = batches(store, DEALS, [order], [other])
+    assert taken is None
+    assert refused is not None and "order.redeemed 'ord-1'" in refused
