@@ -145,6 +145,8 @@ class PendingChanges:
     # The brand that signed each event of the batch, once checked (shared.runtime.trust);
     # events signed by our own services (tracking's confirmations) or unsigned are absent.
     signers: Mapping[EventIdentity, str] = field(default_factory=dict)
+    # The earliest time each event of the batch may take effect at (Delivery.not_before).
+    not_before: Mapping[EventIdentity, datetime] = field(default_factory=dict)
     # The creators whose locks the transaction holds, where the caller knows them: releasing
     # a payout that waited for funds needs its creator's lock (it converts and repays).
     creators_locked: frozenset[str] | None = None
@@ -880,7 +882,16 @@ async def _deal_amended(changes: PendingChanges, event: CloudEvent[Any]) -> None
 
 
 async def _deal_cancelled(changes: PendingChanges, event: CloudEvent[Any]) -> None:
-    await on_deal_cancelled(changes, translate.cancellation(event.data, event.time), event.id)
+    floor = changes.not_before.get(event.identity)
+    ended = translate.cancellation(event.data, event.time, floor)
+    if ended.cancelled_at != event.time:
+        log.warning(
+            "cancellation dated before it reached the broker: it ends the deal from then",
+            deal_id=ended.deal_id,
+            dated=event.time.isoformat(),
+            ends_at=ended.cancelled_at.isoformat(),
+        )
+    await on_deal_cancelled(changes, ended, event.id)
 
 
 async def _brand_funded(changes: PendingChanges, event: CloudEvent[Any]) -> None:
@@ -980,6 +991,7 @@ def consume(
             seal=seal,
             reseal=reseal,
             signers=new.brand_signers(),
+            not_before=new.not_before(),
             creators_locked=await lock_batch(uow.tx, events),
         )
         # One read each for what the events would read one by one (all of it locked now);

@@ -40,6 +40,7 @@ from shared.contract.events import (
     PayoutStatusChanged,
     make_event,
 )
+from shared.contract.events.deals import cancellation_time
 from shared.contract.money import FxSnapshot
 from shared.runtime.fx_store import snapshot_from_event
 
@@ -72,9 +73,13 @@ def deal_terms(
     )
 
 
-def cancellation(data: DealCancelled, sent_at: datetime) -> Cancellation:
-    """A cancellation: the deal ends at the event's time."""
-    return Cancellation(data.deal_id, data.brand_id, sent_at, data.reason)
+def cancellation(
+    data: DealCancelled, sent_at: datetime, not_before: datetime | None = None
+) -> Cancellation:
+    """A cancellation: the deal ends at the event's time, no earlier than `not_before`
+    (contract: cancellation_time)."""
+    ended = cancellation_time(sent_at, not_before)
+    return Cancellation(data.deal_id, data.brand_id, ended, data.reason)
 
 
 def confirmation(data: DeliverableConfirmed, signed_by: str | None) -> Confirmation:

@@ -104,7 +104,10 @@ def read_ahead(batch: Batch) -> ReadAhead | None:
     everything = NewEvents.of(batch, set(ids))
     try:
         inputs = read_inputs(
-            everything.events, everything.brand_signers(), everything.shop_brands()
+            everything.events,
+            everything.brand_signers(),
+            everything.shop_brands(),
+            everything.not_before(),
         )
     except EventRejected:
         return None
@@ -239,7 +242,7 @@ def _inputs_of(new: NewEvents) -> tuple[BatchInputs, list[PostSnapshot]]:
             "read ahead of another batch"
         )
         return ahead.inputs, ahead.posts
-    inputs = read_inputs(new.events, new.brand_signers(), new.shop_brands())
+    inputs = read_inputs(new.events, new.brand_signers(), new.shop_brands(), new.not_before())
     return inputs, latest_snapshots(inputs.posts)
 
 

@@ -48,6 +48,7 @@ from shared.contract.events import (
     envelope_for,
     make_event,
 )
+from shared.contract.events.deals import cancellation_time
 from shared.contract.events.envelope import JSON_CONTENT_TYPE, SPEC_VERSION
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime.fx_store import snapshot_from_event
@@ -137,11 +138,13 @@ def read_inputs(
     events: Iterable[CloudEvent[Any]],
     brand_signers: Mapping[EventIdentity, str] | None = None,
     shop_brands: Mapping[EventIdentity, str] | None = None,
+    not_before: Mapping[EventIdentity, datetime] | None = None,
 ) -> BatchInputs:
     """Sort events into BatchInputs; other event types are ignored. `brand_signers` names
     the brand that signed each event a brand signed; `shop_brands` the brand of the shop
     that signed an order, refund or click, where its key sells for one brand only
-    (shared.runtime.trust): one that names no brand is that brand's.
+    (shared.runtime.trust): one that names no brand is that brand's. A cancellation ends its
+    deal no earlier than its event's `not_before` (contract: cancellation_time).
 
     Raises EventRejected when one deal_id arrives with two different sets of terms, or one
     order_id or click_id with two different orders or clicks.
@@ -156,7 +159,8 @@ def read_inputs(
             inputs.amendments.append(deal_terms(event))
         elif kind == EventType.DEAL_CANCELLED:
             ended: DealCancelled = event.data
-            inputs.cancellations.append(Cancellation(ended.deal_id, ended.brand_id, event.time))
+            at = cancellation_time(event.time, (not_before or {}).get(event.identity))
+            inputs.cancellations.append(Cancellation(ended.deal_id, ended.brand_id, at))
         elif kind == EventType.POST_METRICS_OBSERVED:
             inputs.posts.append(post_snapshot(event))
         elif kind == EventType.ORDER_REDEEMED:

@@ -333,6 +333,17 @@ def min_insync_replicas(replication_factor: int) -> int:
 _KEPT: Final[dict[str, dict[str, str]]] = {
     Topic.OPERATOR_SIGNING_KEYS: {"retention.ms": "-1", "retention.bytes": "-1"},
 }
+# Topics whose records carry the broker's time, not the sender's: a deal.cancelled takes
+# effect no earlier than its arrival (less the clock skew), so a brand cannot date one back
+# before orders that already earned commission (Delivery.not_before).
+_ARRIVAL_TIMED: Final[dict[str, dict[str, str]]] = {
+    Topic.CAMPAIGN_DEALS: {"message.timestamp.type": "LogAppendTime"},
+}
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The settings a contract topic is created with, beyond its replication."""
+    return _KEPT.get(topic, {}) | _ARRIVAL_TIMED.get(topic, {})
 
 
 async def ensure_topics(
@@ -355,7 +366,7 @@ async def ensure_topics(
     """
     config = {"min.insync.replicas": str(min_insync_replicas(replication_factor))}
     wanted = [
-        NewTopic(t, partitions, replication_factor, topic_configs=config | _KEPT.get(t, {}))
+        NewTopic(t, partitions, replication_factor, topic_configs=config | topic_config(t))
         for t in topics
     ]
     wanted += [
@@ -480,6 +491,10 @@ class Delivery:
     # The record's Kafka timestamp (ms since the epoch): when it reached our broker, or when
     # its producer sent it (the topic's timestamp type). None when unknown.
     timestamp_ms: int | None = field(default=None, compare=False)
+    # The earliest time the event may take effect at: that timestamp less the clock skew
+    # allowed, set by the consumer. With the broker's append time (campaign.deals is created
+    # with LogAppendTime) a sender cannot date a cancellation back past it.
+    not_before: datetime | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, message: KafkaMessage) -> Delivery:
@@ -694,6 +709,12 @@ class SafeConsumer:
         await self.apply(batch[:middle], handler)
         await self.apply(batch[middle:], handler)
 
+    def _with_not_before(self, delivery: Delivery) -> Delivery:
+        if delivery.timestamp_ms is None or delivery.timestamp_ms <= 0:
+            return delivery
+        arrived = datetime.fromtimestamp(delivery.timestamp_ms / 1000, UTC)
+        return dataclasses.replace(delivery, not_before=arrived - self.max_clock_skew)
+
     async def decode(
         self, deliveries: Sequence[Delivery]
     ) -> list[tuple[CloudEvent[Any], Delivery]]:
@@ -705,6 +726,7 @@ class SafeConsumer:
                 event = decode(delivery.topic, delivery.value, max_bytes=self.max_bytes)
                 check_not_future(event, now, self.max_clock_skew)
                 check_key(event, delivery.key)
+                delivery = self._with_not_before(delivery)
                 if self.check_sender is not None:
                     signed_by = await self.check_sender(event, delivery.value)
                     if signed_by is not None:

@@ -113,6 +113,15 @@ class NewEvents:
         brands = {identity: signer.shop_brand() for identity, signer in self.signers().items()}
         return {identity: brand for identity, brand in brands.items() if brand is not None}
 
+    def not_before(self) -> dict[EventIdentity, datetime]:
+        """The earliest time each new event may take effect at (Delivery.not_before), where
+        its record has a timestamp."""
+        return {
+            event.identity: delivery.not_before
+            for event, delivery in self.items
+            if delivery.not_before is not None
+        }
+
     def __len__(self) -> int:
         return len(self.items)
 

@@ -24,7 +24,8 @@ class DeliverableSpec:
 
 @dataclass(frozen=True, slots=True)
 class Cancellation:
-    """`deal.cancelled`: the brand that sent it, and when the deal ended (the event's time)."""
+    """`deal.cancelled`: the brand that sent it, and when the deal ended (the event's time,
+    no earlier than its arrival less the clock skew)."""
 
     deal_id: str
     brand_id: str

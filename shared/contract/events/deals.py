@@ -143,7 +143,8 @@ class DealAmended(DealSigned):
 
 
 class DealCancelled(ExternalPayload):
-    """`deal.cancelled`: the brand ends the deal at the event's `time` (final). Orders and
+    """`deal.cancelled`: the brand ends the deal at the event's `time` (final), or, if that
+    is earlier, when the event reached the broker less MAX_CLOCK_SKEW_SECONDS. Orders and
     posts after it no longer count; deliverables confirmed after it are not paid."""
 
     deal_id: Id = Field(description="Deal id; the Kafka key.", examples=["deal-42"])
@@ -194,3 +195,10 @@ class AttributionModelSet(ExternalPayload):
         ),
         examples=["withhold"],
     )
+
+
+def cancellation_time(sent_at: datetime, not_before: datetime | None) -> datetime:
+    """When a `deal.cancelled` sent at `sent_at` ends its deal: then, but never before
+    `not_before`, its arrival at the broker less the clock skew allowed (Delivery.not_before),
+    so a brand cannot date a cancellation back before orders that already earned commission."""
+    return sent_at if not_before is None else max(sent_at, not_before)

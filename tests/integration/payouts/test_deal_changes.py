@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -30,7 +30,6 @@ from tests.integration.payouts.kafka_io import StatusWatcher
 from tests.integration.payouts.test_signed_events import PRODUCTION, SETTINGS
 from tests.support.kafka_io import produce_events
 from tests.unit.payouts.builders import (
-    T0,
     account,
     confirmed,
     deal_amended,
@@ -52,10 +51,13 @@ async def test_amended_fee_is_paid_once_and_a_cancelled_deal_refuses_late_work(
     rival = keys.key(Party.BRAND, "br-2")
     creator, amended, cancelled = uid("cr"), uid("deal"), uid("deal")
     signed = deal_signed(amended, creator, brand_id="br-1")
-    other = deal_signed(cancelled, creator, brand_id="br-1")
+    # A cancellation ends its deal no earlier than its arrival (less the clock skew): the
+    # cancelled deal runs around now, and the work refused comes after the cancellation.
+    now = datetime.now(UTC)
+    other = deal_signed(cancelled, creator, brand_id="br-1", ends_at=now + timedelta(days=20))
     by_rival = sign_event(deal_amended(signed, 3, brand_id="br-2", fee=Money.of("1", "USD")), rival)
     in_euros = keys.sign(deal_amended(signed, 4, fee=Money.of("300.00", "EUR")))
-    too_late = keys.sign(confirmed(cancelled, "dl-1", at=T0 + timedelta(hours=3)), owner="br-1")
+    too_late = keys.sign(confirmed(cancelled, "dl-1", at=now + timedelta(hours=1)), owner="br-1")
     first = [
         keys.sign(account(creator, currency="USD", form="W-9")),
         keys.sign(funded("br-1", Money.of("900.00", "USD"))),
@@ -64,7 +66,7 @@ async def test_amended_fee_is_paid_once_and_a_cancelled_deal_refuses_late_work(
         by_rival,
         in_euros,
         keys.sign(other),
-        keys.sign(deal_cancelled(cancelled, at=T0 + timedelta(hours=2))),
+        keys.sign(deal_cancelled(cancelled, at=now)),
     ]
     work = [keys.sign(confirmed(amended, d), owner="br-1") for d in ("dl-1", "dl-2")]
     # Registered once every key above exists.
@@ -83,10 +85,10 @@ async def test_amended_fee_is_paid_once_and_a_cancelled_deal_refuses_late_work(
             return (0 if row is None else row["version"], ended)
 
         for _ in range(100):
-            if await state() == (2, T0 + timedelta(hours=2)):
+            if await state() == (2, now):
                 break
             await asyncio.sleep(0.1)
-        assert await state() == (2, T0 + timedelta(hours=2))
+        assert await state() == (2, now)
         await produce_events(bootstrap, [*work, too_late])
         await watcher.wait_for(
             lambda: "payout.sent" in [e.type for e in watcher.of({amended})],

@@ -101,6 +101,11 @@ class Harness:
             self._funded |= unfunded
         await self._consume([(e, delivery(e)) for e in events])
 
+    async def consume_arrived(self, event: CloudEvent[Any], not_before: datetime) -> None:
+        """Consume one event whose record reached the broker at `not_before` plus the clock
+        skew (Delivery.not_before)."""
+        await self._consume([(event, replace(delivery(event), not_before=not_before))])
+
     async def dispatch_all(self) -> None:
         """Dispatch rounds until nothing is due now."""
         while await self.dispatcher.dispatch_once():

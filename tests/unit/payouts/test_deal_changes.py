@@ -263,6 +263,20 @@ async def test_a_confirmation_after_the_cancellation_is_refused_and_earlier_payo
     assert [p.status for p in h.payouts(deal)] == ["sent"]  # paid as any other
 
 
+async def test_a_cancellation_dated_before_it_arrived_refuses_only_later_confirmations() -> None:
+    h = Harness(fee_schedule="per_deliverable")
+    deal, _ = await _deal(h)
+    # Dated hour 2, it reached the broker at hour 4 (its record's time less the clock skew).
+    await h.consume_arrived(
+        deal_cancelled(deal, at=T0 + timedelta(hours=2)), not_before=T0 + timedelta(hours=4)
+    )
+    assert h.db.state.deals[deal].cancelled_at == T0 + timedelta(hours=4)
+    await h.consume(confirmed(deal, "dl-1", at=T0 + timedelta(hours=3)))
+    with pytest.raises(EventRejected, match="cancelled"):
+        await h.consume(confirmed(deal, "dl-2", at=T0 + timedelta(hours=5)))
+    assert fees(h, deal) == {"dl-1": usd("100.00")}
+
+
 async def test_an_amendment_by_another_brand_or_in_another_currency_is_refused() -> None:
     h = Harness()
     deal, signed = await _deal(h)

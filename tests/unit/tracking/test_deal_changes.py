@@ -3,6 +3,7 @@ posts count and what the deal costs; attribution is recomputed and announced onc
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -13,11 +14,13 @@ from services.tracking.domain.deals import Cancellation, in_force
 from services.tracking.domain.deliverables import DeliverableState, confirmations_due
 from services.tracking.domain.orders import OrderReason
 from services.tracking.domain.posts import post_belongs_to_deal
+from services.tracking.handlers import apply_batch
 from services.tracking.store.memory import MemoryTrackingStore
 from services.tracking.translate import deal_terms, post_snapshot
 from shared.contract.errors import EventRejected
 from shared.contract.events import CloudEvent, EventType
 from shared.contract.money import Money
+from shared.runtime.kafka import Delivery
 from shared.runtime.observability import STALE_AMENDMENTS
 from shared.runtime.trust import Untrusted
 from tests.unit.tracking.builders import (
@@ -26,6 +29,7 @@ from tests.unit.tracking.builders import (
     cancellation_event,
     confirmation_event,
     deal_event,
+    delivered,
     order_event,
     post_event,
     published_by_batch,
@@ -122,6 +126,29 @@ def test_a_fee_only_amendment_is_announced_and_a_cancellation_drops_later_orders
     # A post after the cancellation counts for nothing, and confirms nothing.
     assert ("deal-1", "p-late") not in store.state.memberships
     assert not [e for e in store.state.outbox if e.type == EventType.DELIVERABLE_CONFIRMED]
+
+
+def test_a_cancellation_dated_before_it_arrived_ends_the_deal_from_its_arrival() -> None:
+    # Dated day 4, it reached the broker on day 6 (its record's time less the clock skew):
+    # the order of day 5 already counted and keeps counting; one of day 7 does not.
+    store = MemoryTrackingStore()
+    orders = [
+        order_event("o-5", amount="70.00", occurred_at=T0 + timedelta(days=5)),
+        order_event("o-7", amount="20.00", occurred_at=T0 + timedelta(days=7)),
+    ]
+    cancelled = cancellation_event("deal-1", time=T0 + timedelta(days=4))
+    arrived = Delivery("campaign.deals", 0, 9, None, b"", (), not_before=T0 + timedelta(days=6))
+
+    async def main() -> None:
+        async with store.transaction() as tx:
+            await apply_batch(tx, delivered([deal_event("deal-1"), *orders]), now=NOW)
+        async with store.transaction() as tx:
+            await apply_batch(tx, [(cancelled, arrived)], now=NOW)
+
+    asyncio.run(main())
+    assert store.state.deals["deal-1"].cancelled_at == T0 + timedelta(days=6)
+    assert store.state.outcomes["o-5"].deal_id == "deal-1"
+    assert store.state.outcomes["o-7"].reason is OrderReason.OUTSIDE_WINDOW
 
 
 def test_changes_sent_before_their_deal_apply_when_it_arrives() -> None:

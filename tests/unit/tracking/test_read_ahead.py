@@ -27,10 +27,10 @@ def translations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     counted: list[int] = []
     real = handlers.read_inputs
 
-    def counting(events: Any, signers: Any = None, shops: Any = None) -> Any:
+    def counting(events: Any, *rest: Any) -> Any:
         events = list(events)
         counted.append(len(events))
-        return real(events, signers, shops)
+        return real(events, *rest)
 
     monkeypatch.setattr(handlers, "read_inputs", counting)
     return counted

@@ -1,0 +1,59 @@
+"""`campaign.deals` carries the broker's append time, whatever time its sender gives: the
+floor below which a `deal.cancelled` cannot date its deal's end (shared.runtime.kafka,
+`topic_config`). The embedded broker keeps the producer's time, so this runs on Apache
+Kafka (make test-kafka)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from shared.contract.events import Topic, encode, event_key
+from shared.contract.events.examples import valid_example
+from shared.runtime.config import KafkaKind, Settings
+from shared.tools.infra import InfraUrls
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        Settings().kafka is not KafkaKind.APACHE,
+        reason="runs in make test-kafka: the embedded broker keeps the producer's timestamps",
+    ),
+]
+
+
+async def test_a_backdated_record_on_campaign_deals_gets_the_broker_s_time(
+    infra: InfraUrls, topics: None
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        [described] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, Topic.CAMPAIGN_DEALS)]
+        )
+    finally:
+        await admin.close()
+    configs = {entry[0]: entry[1] for entry in described.resources[0][4]}
+    assert configs["message.timestamp.type"] == "LogAppendTime"
+
+    cancelled = valid_example("deal.cancelled")
+    backdated = datetime.now(UTC) - timedelta(days=30)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        before_ms = int(time.time() * 1000)
+        sent = await producer.send_and_wait(
+            Topic.CAMPAIGN_DEALS,
+            encode(cancelled),
+            key=event_key(cancelled),
+            timestamp_ms=int(backdated.timestamp() * 1000),
+        )
+    finally:
+        await producer.stop()
+    assert sent.timestamp_type == 1  # LogAppendTime
+    assert sent.timestamp >= before_ms - 1_000  # the broker's clock, not the sender's
