@@ -239,3 +239,33 @@ def test_a_server_started_again_during_a_run_stops_with_it(tmp_path: Path) -> No
         infra.stop()
     assert _wait_dead({"redis": again}) == []
     assert not (tmp_path / "infra.json").exists()
+
+
+@needs_embedded
+@pytest.mark.slow
+@pytest.mark.skipif(
+    _SETTINGS.kafka is not KafkaKind.APACHE or _SETTINGS.kafka_brokers < 2,
+    reason="runs in make test-kafka: a node of a local Apache Kafka cluster",
+)
+def test_a_stopped_kafka_node_starts_again_alone(tmp_path: Path) -> None:
+    """`infra up` after one node of the cluster stopped starts that node again on its ports
+    with its data; PostgreSQL, Redis and the other nodes (and what is connected to them)
+    keep running where they are."""
+    infra = EmbeddedInfra(tmp_path, Settings(), announce=True)
+    urls = infra.start()
+    try:
+        before = {name: p.pid for name, p in infra.processes.items()}
+        os.kill(before["kafka-2"], signal.SIGKILL)
+        assert _wait_dead({"kafka-2": before["kafka-2"]}) == []
+        state = read_state(tmp_path)
+        assert state is not None
+        assert start_stopped(tmp_path, Settings(), state) == ["kafka-2"]
+        after = read_state(tmp_path)
+        assert after is not None and after.urls == urls
+        pids = {name: p.pid for name, p in after.processes.items()}
+        assert pids["kafka-2"] != before["kafka-2"] and pid_alive(pids["kafka-2"])
+        assert {n: p for n, p in pids.items() if n != "kafka-2"} == {
+            n: p for n, p in before.items() if n != "kafka-2"
+        }
+    finally:
+        infra.stop()

@@ -173,12 +173,15 @@ class ApacheKafkaCluster:
         java: str = "java",
         *,
         security: ClusterSecurity | None = None,
+        some_running: bool = False,
     ) -> None:
         self.directory = directory.resolve()
         self.brokers = brokers
         self.jars = jars
         self.java = java
         self.security = security
+        # True to start again the nodes that stopped while the others run (their ports busy).
+        self.some_running = some_running
         self.cluster_id, self.nodes = self._load_or_plan()
 
     @property
@@ -217,7 +220,7 @@ class ApacheKafkaCluster:
                     "that directory to start afresh"
                 )
             busy = [n.name for n in nodes if port_open(HOST, n.port)]
-            if busy:
+            if busy and not self.some_running:
                 raise InfraError(
                     f"ports of the Kafka cluster in {self.directory} are in use ({busy}): "
                     "is it running already?"

@@ -91,6 +91,17 @@ class EmbeddedInfra:
         cluster.wait_ready(self.kafka_processes(), len(cluster.nodes))
         return cluster.bootstrap_servers
 
+    def restart_apache_nodes(self, names: list[str], *, brokers: int) -> None:
+        """Start the stopped nodes `names` of the Apache Kafka cluster of `brokers` nodes
+        under `root`, with their data, while the others run; wait until all are ready."""
+        java = require_tools("java", "mvn")["java"]
+        jars = kafka_jars(self.settings.cache_dir or default_cache_dir())
+        cluster = ApacheKafkaCluster(self.root / "kafka", brokers, jars, java, some_running=True)
+        self.apache_kafka = cluster
+        for name in names:
+            self.processes[name] = cluster.start_node(cluster.node(name), detached=self.detached)
+        cluster.wait_ready(self.kafka_processes(), len(cluster.nodes))
+
     def kafka_processes(self) -> dict[str, ServerProcess]:
         return {name: p for name, p in self.processes.items() if _is_kafka(name)}
 
@@ -237,11 +248,9 @@ def start_stopped(root: Path, settings: Settings, state: DetachedState) -> list[
     """Start again the servers of `state` (what `creatorflow infra up` left running under
     `root`) that stopped, each on its port and with its data, leaving the others running, so
     services connected to them keep their connections; returns the names started. The
-    embedded Kafka keeps its data in memory: started again, it is empty. Raises InfraError
-    for a stopped Apache Kafka node, whose cluster this does not know."""
+    embedded Kafka keeps its data in memory: started again, it is empty. A stopped Apache
+    Kafka node starts again with its data and rejoins its cluster."""
     stopped = [name for name, alive in state.alive().items() if not alive]
-    if any(name != "kafka" and _is_kafka(name) for name in stopped):
-        raise InfraError("an Apache Kafka node stopped: start the cluster again as a whole")
     began = time.monotonic()
     infra = EmbeddedInfra(root, settings, detached=True)
     infra.urls = state.urls
@@ -256,8 +265,12 @@ def start_stopped(root: Path, settings: Settings, state: DetachedState) -> list[
         "redis": infra._start_redis,
         "postgres": infra._start_postgres,
     }
+    nodes = [name for name in stopped if name not in starts]
+    if nodes:
+        infra.restart_apache_nodes(nodes, brokers=len(infra.kafka_processes()) + len(nodes))
     for name in stopped:
-        starts[name]()
+        if name in starts:
+            starts[name]()
     infra._write_state(time.monotonic() - began)
     return stopped
 
