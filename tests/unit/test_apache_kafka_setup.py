@@ -13,7 +13,10 @@ from typer.testing import CliRunner
 
 from shared.runtime.config import KafkaKind, Settings
 from shared.runtime.kafka import min_insync_replicas
+from shared.tools.cli.console import console
+from shared.tools.cli.infra import print_urls, settings_with_kafka_options
 from shared.tools.cli.main import app
+from shared.tools.infra import InfraUrls
 from shared.tools.infra.apache_kafka import (
     BROKER_PROPERTIES,
     ApacheKafkaCluster,
@@ -213,3 +216,25 @@ def test_the_active_controller_is_the_leader_of_the_newest_quorum_epoch(tmp_path
         (metadata / "quorum-state").write_text(states[node.node_id])
     controller = cluster.active_controller()
     assert controller is not None and controller.name == "kafka-1"
+
+
+def test_the_options_count_before_the_variables_are_checked(
+    local_env: pytest.MonkeyPatch,
+) -> None:
+    """`KAFKA_REPLICATION_FACTOR=3` needs three brokers: `--kafka apache --brokers 3` gives
+    them, as the variables would."""
+    local_env.setenv("KAFKA_REPLICATION_FACTOR", "3")
+    settings = settings_with_kafka_options(KafkaKind.APACHE, 3)
+    assert (settings.kafka, settings.kafka_brokers) == (KafkaKind.APACHE, 3)
+    assert settings.kafka_replication_factor == 3
+    result = CliRunner().invoke(app, ["infra", "up", "--kafka", "apache", "--brokers", "1"])
+    assert result.exit_code != 0
+    assert "KAFKA_REPLICATION_FACTOR=3 needs as many brokers" in result.output
+
+
+def test_status_names_the_stopped_nodes_of_a_cluster() -> None:
+    urls = InfraUrls("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", "postgresql://h:5/db", "redis://h:6/0")
+    alive = {"kafka-1": True, "kafka-2": False, "kafka-3": True, "postgres": True, "redis": True}
+    with console.capture() as captured:
+        print_urls(urls, "/data", alive)
+    assert "stopped: kafka-2" in captured.get()

@@ -52,11 +52,11 @@ def up(
     brokers: int | None = BROKERS_OPTION,
 ) -> None:
     """Start the embedded servers in the background, create topics and migrate the database."""
-    settings = with_kafka_options(load_settings(), kafka, brokers)
+    settings = settings_with_kafka_options(kafka, brokers)
     state = read_state(settings.data_dir)
     if state is not None and all(state.alive().values()):
         console.print("[yellow]Already running.[/]")
-        _print_urls(state.urls, settings.data_dir, state.alive())
+        print_urls(state.urls, settings.data_dir, state.alive())
         return
     if state is not None and any(state.alive().values()) and _start_stopped(settings, state):
         return
@@ -75,7 +75,7 @@ def up(
     env_file = settings.data_dir / ENV_FILE
     write_private(env_file, shell_exports(urls.as_env()))
     console.print("[green]The infrastructure is up.[/]")
-    _print_urls(urls, settings.data_dir, {name: True for name in infra.processes})
+    print_urls(urls, settings.data_dir, {name: True for name in infra.processes})
     console.print(
         f"Use it from a shell: [bold]source {env_file}[/]; stop it: creatorflow infra down"
     )
@@ -101,32 +101,30 @@ def _start_stopped(settings: Settings, state: DetachedState) -> bool:
             "[yellow]The embedded Kafka keeps its data in memory: it started empty (topics "
             "created again). Register the signing keys again (creatorflow keys add).[/]"
         )
-    _print_urls(state.urls, settings.data_dir, {name: True for name in state.processes})
+    print_urls(state.urls, settings.data_dir, {name: True for name in state.processes})
     return True
 
 
-def with_kafka_options(settings: Settings, kind: KafkaKind | None, brokers: int | None) -> Settings:
-    """`settings` with the command line's --kafka and --brokers, validated like the variables."""
+def settings_with_kafka_options(kind: KafkaKind | None, brokers: int | None) -> Settings:
+    """The settings of the environment with the command line's --kafka and --brokers on top,
+    validated together: `KAFKA_REPLICATION_FACTOR=3` with `--brokers 3` is fine."""
     if kind is None and brokers is None:
-        return settings
-    if brokers is not None and (kind or settings.kafka) is not KafkaKind.APACHE:
-        fail("--brokers applies to Apache Kafka", hint="add --kafka apache")
-    update = {
-        "CREATORFLOW_KAFKA": kind or settings.kafka,
-        "CREATORFLOW_KAFKA_BROKERS": brokers or settings.kafka_brokers,
-    }
+        return load_settings()
+    update: dict[str, object] = {}
+    if kind is not None:
+        update["CREATORFLOW_KAFKA"] = kind
+    if brokers is not None:
+        update["CREATORFLOW_KAFKA_BROKERS"] = brokers
     try:
-        return Settings.model_validate({**_as_variables(settings), **update})
+        settings = Settings(**update)  # type: ignore[arg-type]  # by alias, over the variables
     except ValidationError as error:
         fail(
-            f"invalid options: {settings_problems(error)}",
+            f"invalid settings: {settings_problems(error)}",
             hint="--kafka sets CREATORFLOW_KAFKA and --brokers CREATORFLOW_KAFKA_BROKERS",
         )
-
-
-def _as_variables(settings: Settings) -> dict[str, object]:
-    fields = Settings.model_fields
-    return {str(fields[name].validation_alias): value for name, value in settings}
+    if brokers is not None and settings.kafka is not KafkaKind.APACHE:
+        fail("--brokers applies to Apache Kafka", hint="add --kafka apache")
+    return settings
 
 
 async def _prepare(urls: InfraUrls, settings: Settings, security: BaseSecurity | None) -> None:
@@ -165,7 +163,7 @@ def status() -> None:
     if state is None:
         fail("the embedded infrastructure is not running", hint="start it: creatorflow infra up")
     alive = state.alive()
-    _print_urls(state.urls, settings.data_dir, alive)
+    print_urls(state.urls, settings.data_dir, alive)
     if not all(alive.values()):
         fail(
             "some servers have stopped",
@@ -174,7 +172,7 @@ def status() -> None:
         )
 
 
-def _print_urls(urls: InfraUrls, data_dir: object, alive: dict[str, bool]) -> None:
+def print_urls(urls: InfraUrls, data_dir: object, alive: dict[str, bool]) -> None:
     """The servers' URLs and whether each is `alive` (by process name: Apache Kafka's nodes
     are kafka-1, kafka-2, ...; a server started elsewhere has no process here)."""
     table = Table(title="CreatorFlow infrastructure", title_justify="left")
@@ -188,12 +186,16 @@ def _print_urls(urls: InfraUrls, data_dir: object, alive: dict[str, bool]) -> No
     ]
     for name, url, var in rows:
         # Apache Kafka runs as nodes kafka-1, kafka-2, ...: all must be up.
-        running = all(up for server, up in alive.items() if server.split("-")[0] == name)
-        table.add_row(
-            name,
-            f"{url.replace(',', chr(10))}\n[dim]{var}[/]",
-            "[green]running[/]" if running else "[red]stopped[/]",
+        down = sorted(
+            server for server, up in alive.items() if server.split("-")[0] == name and not up
         )
+        if not down:
+            state = "[green]running[/]"
+        elif down == [name]:
+            state = "[red]stopped[/]"
+        else:  # some nodes of a cluster
+            state = f"[red]stopped: {', '.join(down)}[/]"
+        table.add_row(name, f"{url.replace(',', chr(10))}\n[dim]{var}[/]", state)
     console.print(table)
     if "kafka" in alive:
         where = "The embedded Kafka keeps topics in memory only; PostgreSQL and Redis"

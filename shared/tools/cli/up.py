@@ -13,8 +13,7 @@ from rich.panel import Panel
 
 from shared.runtime.config import KafkaKind
 from shared.tools.cli.console import console, fail
-from shared.tools.cli.infra import BROKERS_OPTION, kafka_option, with_kafka_options
-from shared.tools.cli.settings import load_settings
+from shared.tools.cli.infra import BROKERS_OPTION, kafka_option, settings_with_kafka_options
 from shared.tools.infra import EmbeddedInfra, InfraError, InfraUrls, redact, running_urls
 from shared.tools.infra.service_processes import (
     SERVICES,
@@ -44,7 +43,7 @@ def up(
 ) -> None:
     """Start the infrastructure (embedded unless configured) and every service, with their
     logs interleaved, until Ctrl-C; data stays in CREATORFLOW_DATA_DIR for the next run."""
-    settings = with_kafka_options(load_settings(), kafka, brokers)
+    settings = settings_with_kafka_options(kafka, brokers)
     names = available_services()
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
