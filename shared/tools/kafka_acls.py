@@ -9,8 +9,8 @@
 - the onboarding party writes creators' payout accounts; a collector, the creator profiles and
   post metrics it observes (which confirm deliverables, so release fees); an FX feed, the
   rates;
-- an operator alone writes the signing-key registry (`creatorflow keys`), which every service
-  reads whole, without a consumer group (shared/runtime/trust.py).
+- an operator alone writes the signing-key registry (`creatorflow keys`, which reads it
+  too), which every service reads whole, without a consumer group (shared/runtime/trust.py).
 
 Topic creation is left to an operator's admin principal (`creatorflow topics create`): no
 party here may create, delete or reconfigure a topic. Kafka lets READ and WRITE imply
@@ -154,7 +154,13 @@ def shop_acls(principal: str) -> list[Acl]:
 
 
 def operator_acls(principal: str) -> list[Acl]:
-    return [Acl(user(principal), ResourceType.TOPIC, Topic.OPERATOR_SIGNING_KEYS, Operation.WRITE)]
+    """The registry's writer reads it too: every `creatorflow keys` command reads it whole
+    first (the owner of a key, whether it is revoked)."""
+    who = user(principal)
+    return [
+        Acl(who, ResourceType.TOPIC, Topic.OPERATOR_SIGNING_KEYS, operation)
+        for operation in (Operation.READ, Operation.WRITE)
+    ]
 
 
 def least_privilege_acls(principals: Principals = Principals()) -> list[Acl]:

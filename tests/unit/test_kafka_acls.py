@@ -180,3 +180,12 @@ def test_only_operators_write_the_signing_key_registry() -> None:
         if a.resource_name == Topic.OPERATOR_SIGNING_KEYS and a.operation is Operation.WRITE
     }
     assert writers == {"User:operator"}
+
+
+def test_operators_read_the_registry_their_keys_commands_read_first() -> None:
+    operator = {
+        a.operation
+        for a in least_privilege_acls()
+        if a.principal == "User:operator" and a.resource_name == Topic.OPERATOR_SIGNING_KEYS
+    }
+    assert operator == {Operation.READ, Operation.WRITE}
