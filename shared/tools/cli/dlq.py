@@ -60,8 +60,10 @@ def list_command(
         return
     table = Table(title=title, title_justify="left")
     # The reason is what a reader came for: it keeps a readable width on a narrow terminal.
-    for column in COLUMNS[:6]:
-        table.add_column(column, overflow="fold")
+    # An id folded over two lines is copied wrong: ids keep their whole width (up to 48).
+    whole = {n: min(48, max((len(row[n]) for row in rows), default=0)) for n in (3, 4)}
+    for n, column in enumerate(COLUMNS[:6]):
+        table.add_column(column, overflow="fold", min_width=whole.get(n))
     table.add_column("reason", overflow="fold", min_width=32)
     for column in COLUMNS[7:]:
         table.add_column(column, overflow="fold")
