@@ -5,6 +5,7 @@ started)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from services.tracking.domain.attribution import DealAttribution
 from services.tracking.domain.campaign_report import CampaignReport, ReportRow, campaign_report
+from services.tracking.domain.campaigns import CampaignAttribution, campaign_attribution
 from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
 from shared.contract.money import Money
@@ -30,16 +32,29 @@ def _reports() -> None:
     """Reports read from the tracking service's database."""
 
 
-async def _load(
-    database_url: str, campaign_id: str, brand_id: str | None
-) -> tuple[set[str], list[DealAttribution]]:
-    """The brands with deals in the campaign, and the attribution of the deals of
-    `brand_id` (of every brand if None)."""
+@dataclass(frozen=True)
+class Loaded:
+    """The brands with deals in the campaign, the attribution of the deals of the brand
+    asked for (of every brand if none), and, when one brand's, its campaign figures (what its
+    `campaign.attribution.updated` carries)."""
+
+    brands: set[str]
+    deals: list[DealAttribution]
+    campaign: CampaignAttribution | None
+
+
+async def _load(database_url: str, campaign_id: str, brand_id: str | None) -> Loaded:
     pool = await create_pool(database_url, schema=SCHEMA.name, min_size=1, max_size=1)
     try:
         store = PostgresTrackingStore(pool, consumer="report")
         brands = await store.campaign_brands(campaign_id)
-        return brands, await store.campaign_attributions(campaign_id, brand_id)
+        deals = await store.campaign_attributions(campaign_id, brand_id)
+        brand = brand_id or (next(iter(brands)) if len(brands) == 1 else None)
+        if brand is None or not deals:
+            return Loaded(brands, deals, None)
+        async with store.transaction() as tx:
+            facts = await tx.campaign_facts({(campaign_id, brand)})
+        return Loaded(brands, deals, campaign_attribution(facts[0]) if facts else None)
     finally:
         await pool.close()
 
@@ -55,9 +70,10 @@ def campaign(
 ) -> None:
     """Reach, engagement, orders, revenue, spend and ratios per creator and in total."""
     try:
-        brands, deals = asyncio.run(_load(database_url(SCHEMA.name), campaign_id, brand_id))
+        loaded = asyncio.run(_load(database_url(SCHEMA.name), campaign_id, brand_id))
     except OSError as error:
         fail(f"cannot reach the database: {error}", hint="is DATABASE_URL right?")
+    brands, deals = loaded.brands, loaded.deals
     if brand_id is None and len(brands) > 1:
         # Their figures are theirs alone (each gets its own campaign.attribution.updated):
         # one table adding them up would match neither brand's.
@@ -72,6 +88,8 @@ def campaign(
             hint="check the id; totals appear once the tracking service has seen its deals",
         )
     render(campaign_report(campaign_id, deals), brand_id or next(iter(brands), None))
+    if loaded.campaign is not None:
+        render_campaign(loaded.campaign)
     render_model_and_leaks(deals)
 
 
@@ -161,6 +179,47 @@ def _sales_cells(row: ReportRow) -> list[str]:
         _ratio(r.roas),
         _ratio(r.roi_pct, " %"),
     ]
+
+
+def render_campaign(campaign: CampaignAttribution) -> None:
+    """The campaign in its reporting currency (every currency converted at one FX snapshot)
+    and the brand's orders on codes no deal carries, as `campaign.attribution.updated` has
+    them."""
+    currency = campaign.reporting_currency
+    if campaign.reporting is None:
+        console.print(
+            f"[yellow]Campaign in {currency}: waiting for an FX snapshot that quotes every "
+            "currency of its deals.[/]"
+        )
+    elif campaign.converted:
+        p, r = campaign.reporting, campaign.ratios
+        table = Table(title=f"Campaign in {currency}, its reporting currency", title_justify="left")
+        for name in ("Deals", "Orders", "Revenue", "Fees", "Spend", "CPA", "ROAS", "ROI %"):
+            table.add_column(name, justify="right")
+        fees = "-" if campaign.reporting_fees is None else _amount(campaign.reporting_fees)
+        table.add_row(
+            _count(campaign.deals),
+            _count(p.orders),
+            _amount(p.revenue),
+            fees,
+            _amount(p.spend),
+            _ratio(r.cpa),
+            _ratio(r.roas),
+            _ratio(r.roi_pct, " %"),
+        )
+        console.print(table)
+        if campaign.fx is not None:
+            rates = ", ".join(f"1 {c} = {rate} {currency}" for c, rate in campaign.fx.rates)
+            console.print(
+                f"FX snapshot of {campaign.fx.as_of.isoformat()} ({campaign.fx.source}): {rates}"
+            )
+    unattributed = campaign.unattributed
+    if unattributed.orders:
+        amounts = ", ".join(f"{m.amount:,} {m.currency}" for m in unattributed.revenue)
+        console.print(
+            f"Unattributed: {unattributed.orders} order(s) of brand {campaign.brand_id} on codes "
+            f"no deal carries ({amounts}), not in the tables above."
+        )
 
 
 def render_model_and_leaks(deals: list[DealAttribution]) -> None:

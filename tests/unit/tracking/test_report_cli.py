@@ -11,11 +11,13 @@ from typer.testing import CliRunner
 
 from services.tracking import cli
 from services.tracking.domain.attribution import DealAttribution, DealFacts, Engagement, attribute
+from services.tracking.domain.campaigns import CampaignAttribution, campaign_attribution
 from services.tracking.domain.credit import Model
 from services.tracking.domain.leaks import LeakTotals
 from shared.contract.money import Money
 from shared.tools.cli.main import app
 from tests.unit.tracking.builders import T0
+from tests.unit.tracking.test_campaign_attribution import two_currencies
 
 
 def attribution(deal_id: str, creator_id: str) -> DealAttribution:
@@ -47,11 +49,17 @@ def stored(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[DealAttribution]]:
             else []
         )
         brands = set(by_brand) if campaign_id == "cmp-1" else set()
-        return brands, sorted(deals, key=lambda d: d.deal_id)
+        brand = brand_id or (next(iter(brands)) if len(brands) == 1 else None)
+        campaign = CAMPAIGNS.get(brand) if deals and brand else None
+        return cli.Loaded(brands, sorted(deals, key=lambda d: d.deal_id), campaign)
 
     monkeypatch.setattr(cli, "_load", load)
     monkeypatch.setattr(cli, "database_url", lambda schema: "postgresql://unused")
     return by_brand
+
+
+# The campaign figures of a brand, as its campaign.attribution.updated carries them.
+CAMPAIGNS: dict[str, CampaignAttribution] = {}
 
 
 def report(*args: str) -> Any:
@@ -104,3 +112,23 @@ def test_the_model_and_a_suspected_leak_are_shown_with_what_was_withheld(
     )
     assert "35 USD" in shown.output
     assert "deal deal-b" not in shown.output
+
+
+def test_the_campaign_in_its_reporting_currency_and_its_unattributed_orders(
+    stored: dict[str, list[DealAttribution]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hand-worked campaign of test_campaign_attribution: USD and EUR deals, EUR at 0.9215.
+    stored["br-a"] = [attribution("deal-a", "cr-a")]
+    monkeypatch.setitem(CAMPAIGNS, "br-a", campaign_attribution(two_currencies()))
+    shown = report("cmp-1")
+    assert shown.exit_code == 0, shown.output
+    assert "Campaign in USD, its reporting currency" in shown.output
+    for figure in ("3,085.19", "775.56", "1,138.33", "27.1031", "2.7103", "171.03 %"):
+        assert figure in shown.output
+    assert "FX snapshot of 2025-04-01T00:00:00+00:00 (ecb): 1 EUR = 1.0851871947" in shown.output
+    assert "Unattributed: 3 order(s) of brand br-12 on codes no deal carries (129.80 USD)" in (
+        shown.output
+    )
+    monkeypatch.setitem(CAMPAIGNS, "br-a", campaign_attribution(two_currencies(snapshot=None)))
+    waiting = report("cmp-1")
+    assert "Campaign in USD: waiting for an FX snapshot" in waiting.output
