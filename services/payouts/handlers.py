@@ -632,8 +632,15 @@ async def on_deliverable_confirmed(changes: PendingChanges, data: Confirmation) 
             "confirmed after a cancellation is paid"
         )
     await changes.add_confirmation(data)
-    if terms is not None:
-        await _create_fee_payouts(changes, terms)
+    if terms is None:
+        # Nothing to pay yet; an operator asked about it finds it in the log.
+        log.info(
+            "confirmation kept until its deal arrives",
+            deal_id=data.deal_id,
+            deliverable_id=data.deliverable_id,
+        )
+        return
+    await _create_fee_payouts(changes, terms)
 
 
 async def release_held(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from services.payouts.domain.terms import (
     WHOLE_DEAL,
@@ -241,6 +242,9 @@ async def test_amendments_and_cancellations_before_the_deal_apply_when_it_arrive
         confirmed(deal, "dl-1", at=T0 + timedelta(hours=1)),
         confirmed(deal, "dl-2", at=T0 + timedelta(hours=6)),  # after the cancellation
     )
+    with capture_logs() as logs:
+        await h.consume(confirmed(deal, "dl-1", at=T0 + timedelta(hours=2)))
+    assert [e["event"] for e in logs] == ["confirmation kept until its deal arrives"]
     await h.consume(signed)
     terms = h.db.state.deals[deal]
     assert (terms.version, terms.fee) == (3, usd("300.00"))
