@@ -30,7 +30,6 @@ from services.payouts.domain.accounts import (
     PayoutAccount,
     RawDestination,
     SealedDestination,
-    cooling_off_from,
     cooling_off_until,
 )
 from services.payouts.domain.amounts import commission, needs_later_rate
@@ -692,11 +691,7 @@ async def on_payout_account_upserted(changes: PendingChanges, account: PayoutAcc
         now=changes.now,
         cool_off=changes.policy.destination_cool_off,
     )
-    account = replace(
-        account,
-        cooling_off_until=until,
-        cooling_off_from=cooling_off_from(previous, until, changes.now),
-    )
+    account = replace(account, cooling_off_until=until)
     changes.forget_account(creator_id)
     if not await changes.repo.save_account(account):
         return

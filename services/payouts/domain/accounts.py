@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -93,9 +92,6 @@ class PayoutAccount:
     fallback_destination: SealedDestination | None = None
     # Where the creator's payout notifications go (personal data: never logged), if given.
     email: str | None = field(default=None, repr=False)
-    # Where payouts went before the running cool-off (`route_of` that account): the account
-    # changed back to it is paid at once, since it is no new place for the money.
-    cooling_off_from: str | None = None
 
 
 def looks_like_account_number(destination: str) -> bool:
@@ -115,14 +111,10 @@ def cooling_off_until(
     """Until when payouts to `new` must wait: a destination (or method) that changes while
     payouts are in flight is the classic takeover of a creator's money, so the change waits
     `cool_off` (long enough for the creator or an operator to notice). The same destination
-    sent again keeps a running cool-off; a first account, a change with nothing in flight,
-    or one back, while a cool-off runs, to where payouts went before it (`cooling_off_from`)
+    sent again keeps a running cool-off; a first account, or a change with nothing in flight,
     waits for nothing."""
     if previous is None:
         return None
-    back = route_of(new)
-    if _cooling(previous, now) and back is not None and back == previous.cooling_off_from:
-        return None  # changed back to where payouts went before the cool-off
     old, fresh = previous.destination.fingerprint, new.destination.fingerprint
     changed = previous.method != new.method or (old is not None and old != fresh)
     # A new fallback is as much a new place for the money to go as a new destination.
@@ -138,38 +130,6 @@ def cooling_off_until(
     if in_flight and cool_off > timedelta(0):
         return now + cool_off
     return None
-
-
-def cooling_off_from(
-    previous: PayoutAccount | None, until: datetime | None, now: datetime
-) -> str | None:
-    """Where payouts went before the cool-off `until` (None: none runs): the route of the
-    account before the first change of a running cool-off, however many followed."""
-    if until is None or previous is None:
-        return None
-    if _cooling(previous, now):
-        return previous.cooling_off_from
-    return route_of(previous)
-
-
-def route_of(account: PayoutAccount) -> str | None:
-    """Where an account sends payouts (method, destination, fallback), as a digest of their
-    fingerprints; None when a destination has no fingerprint (stored before they existed)."""
-    if account.destination.fingerprint is None:
-        return None
-    parts = [account.method.encode(), account.destination.fingerprint]
-    if account.fallback_destination is not None:
-        if account.fallback_destination.fingerprint is None:
-            return None
-        parts += [
-            (account.fallback_method or "").encode(),
-            account.fallback_destination.fingerprint,
-        ]
-    return hashlib.sha256(b"\x00".join(parts)).hexdigest()
-
-
-def _cooling(account: PayoutAccount, now: datetime) -> bool:
-    return account.cooling_off_until is not None and account.cooling_off_until > now
 
 
 def hold_for(account: PayoutAccount | None, now: datetime) -> Hold | None:
@@ -190,7 +150,6 @@ def hold_for(account: PayoutAccount | None, now: datetime) -> Hold | None:
         return Hold(
             HoldCode.DESTINATION_COOLOFF,
             "the payout destination changed while payouts were in flight; they are paid to "
-            f"it from {account.cooling_off_until.isoformat()}, or at once to the one before "
-            "if it is changed back",
+            f"it from {account.cooling_off_until.isoformat()} unless it is changed back",
         )
     return None

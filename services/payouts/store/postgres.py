@@ -255,7 +255,6 @@ def _account(row: asyncpg.Record) -> PayoutAccount:
         tax_form_status=row["tax_form_status"],
         updated_at=row["updated_at"],
         cooling_off_until=row["cooling_off_until"],
-        cooling_off_from=row["cooling_off_from"],
         fallback_method=row["fallback_method"],
         fallback_destination=None
         if row["fallback_destination_sealed"] is None
@@ -484,9 +483,8 @@ class PostgresPayoutsTransaction(ServiceTransaction):
             """INSERT INTO payouts_accounts AS a (creator_id, method, destination_sealed,
                    currency, tax_form_type, tax_form_status, updated_at,
                    destination_fingerprint, cooling_off_until, fallback_method,
-                   fallback_destination_sealed, fallback_destination_fingerprint, email,
-                   cooling_off_from)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                   fallback_destination_sealed, fallback_destination_fingerprint, email)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                ON CONFLICT (creator_id) DO UPDATE SET method = EXCLUDED.method,
                    destination_sealed = EXCLUDED.destination_sealed, destination_token = NULL,
                    currency = EXCLUDED.currency, tax_form_type = EXCLUDED.tax_form_type,
@@ -496,7 +494,7 @@ class PostgresPayoutsTransaction(ServiceTransaction):
                    fallback_method = EXCLUDED.fallback_method,
                    fallback_destination_sealed = EXCLUDED.fallback_destination_sealed,
                    fallback_destination_fingerprint = EXCLUDED.fallback_destination_fingerprint,
-                   email = EXCLUDED.email, cooling_off_from = EXCLUDED.cooling_off_from
+                   email = EXCLUDED.email
                WHERE a.updated_at <= EXCLUDED.updated_at
                RETURNING true""",
             account.creator_id,
@@ -514,7 +512,6 @@ class PostgresPayoutsTransaction(ServiceTransaction):
             if account.fallback_destination is None
             else account.fallback_destination.fingerprint,
             account.email,
-            account.cooling_off_from,
         )
         return bool(stored)
 
