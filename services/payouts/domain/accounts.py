@@ -150,6 +150,7 @@ def hold_for(account: PayoutAccount | None, now: datetime) -> Hold | None:
         return Hold(
             HoldCode.DESTINATION_COOLOFF,
             "the payout destination changed while payouts were in flight; they are paid to "
-            f"it from {account.cooling_off_until.isoformat()} unless it is changed back",
+            f"it from {account.cooling_off_until.isoformat()} (any other change, even back, "
+            "waits as long again)",
         )
     return None

@@ -93,7 +93,7 @@ async def test_the_same_destination_again_or_nothing_in_flight_waits_for_nothing
     assert sent_to == ["acct_own_1", "acct_new_2"]
 
 
-async def test_changing_it_back_ends_the_cool_off() -> None:
+async def test_changing_it_back_waits_too() -> None:
     h = Harness()
     sent_to = _record_destinations(h)
     _, creator = await _payout_in_flight(h)
@@ -106,3 +106,18 @@ async def test_changing_it_back_ends_the_cool_off() -> None:
     await h.cool_offs.run_once()
     await h.dispatch_all()
     assert sent_to == ["acct_own_1"]
+
+
+async def test_a_destination_in_force_before_a_cool_off_is_not_trusted_for_it() -> None:
+    # The attacker's cool-off ran out unnoticed; the creator restores their destination; the
+    # attacker's sent again is a change like any other: it waits, and is not paid at once.
+    h = Harness()
+    sent_to = _record_destinations(h)
+    _, creator = await _payout_in_flight(h)
+    await _gives(h, creator, "acct_attacker_9")
+    h.now += COOL_OFF + timedelta(minutes=1)
+    await _gives(h, creator, "acct_own_1")
+    await h.dispatch_all()
+    await _gives(h, creator, "acct_attacker_9")
+    await h.dispatch_all()
+    assert sent_to == []
