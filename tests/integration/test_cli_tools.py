@@ -200,6 +200,25 @@ def test_dlq_replay_leaves_out_what_is_wrong_for_good(
     assert f"event {tag}-2" not in again.output
 
 
+def test_dlq_replay_says_a_cancellation_is_dated_by_its_replay(
+    cli_env: dict[str, str], infra: InfraUrls
+) -> None:
+    tag = f"dlq-{uuid.uuid4().hex[:8]}"
+    cancelled = valid_example("deal.cancelled").model_copy(update={"id": f"{tag}-1"})
+    delivery = Delivery(
+        Topic.CAMPAIGN_DEALS, 0, 7, cancelled.subject.encode(), encode(cancelled), ()
+    )
+    _dead_letter(infra, delivery, "not the deal's brand: key registry behind", f"{tag}-svc")
+    shown = CliRunner().invoke(
+        app, ["dlq", "replay", Topic.CAMPAIGN_DEALS, "--dry-run"], env=cli_env
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"event {tag}-1" in shown.output
+    assert "deal.cancelled would be written back: each ends its deal no earlier than its" in (
+        " ".join(shown.output.split())
+    )
+
+
 def _dead_letter(infra: InfraUrls, delivery: Delivery, reason: str, *services: str) -> None:
     """Send `delivery` to its topic's DLQ as each of `services` would, rejected for `reason`."""
 

@@ -120,11 +120,15 @@ def _block(row: tuple[str, ...]) -> str:
 def _event_id(value: bytes | None) -> str:
     """The dead letter's event id, to match it with what was sent; "-" when its bytes are
     not a JSON object with a text id (the reason then says why)."""
+    return _envelope_field(value, "id")
+
+
+def _envelope_field(value: bytes | None, name: str) -> str:
     try:
         document = json.loads(value or b"")
     except ValueError:
         return "-"
-    found = document.get("id") if isinstance(document, dict) else None
+    found = document.get(name) if isinstance(document, dict) else None
     return found if isinstance(found, str) and found else "-"
 
 
@@ -164,6 +168,17 @@ def replay(
         console.print(
             f"[yellow]{'Would skip' if dry_run else 'Skipped'} {outcome.masked} message(s) whose "
             "secret fields were masked in the DLQ:[/] their producer must send them again."
+        )
+    cancellations = [
+        r for r in outcome.records if _envelope_field(r.value, "type") == "deal.cancelled"
+    ]
+    if cancellations:
+        # A new record on campaign.deals: the broker dates it now (LogAppendTime).
+        console.print(
+            f"[yellow]{len(cancellations)} deal.cancelled {'would be' if dry_run else 'were'} "
+            "written back: each ends its deal no earlier than its replay, less "
+            "MAX_CLOCK_SKEW_SECONDS, in the services that apply it now; a service that applied "
+            "it when it was first sent keeps that time.[/]"
         )
 
 
