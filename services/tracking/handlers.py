@@ -451,8 +451,9 @@ async def _same_as_stored(
 ) -> None:
     """Raise EventRejected if an order or click of the batch that is not `new` was stored
     before with other details (`stored` reads them): the same again is a duplicate, ignored.
-    One stored with no brand is the same as one naming a brand: a shop's retry sent after
-    its key was bound to its brand is read with that brand (translate.read_inputs)."""
+    One with no brand is the same as one naming a brand: a shop's retry sent after its key
+    was bound to its brand is read with that brand (translate.read_inputs), and one sent
+    after the binding was widened to several brands is read with none."""
     seen = sorted(batch.keys() - new)
     before = await stored(seen) if seen else {}
     for key in seen:
@@ -461,8 +462,8 @@ async def _same_as_stored(
 
 
 def _same_but_brand(stored: T, incoming: T) -> bool:
-    if stored.brand_id is None:
-        return replace(stored, brand_id=incoming.brand_id) == incoming
+    if stored.brand_id is None or incoming.brand_id is None:
+        return replace(stored, brand_id=None) == replace(incoming, brand_id=None)
     return stored == incoming
 
 

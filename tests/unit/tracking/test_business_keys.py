@@ -107,6 +107,11 @@ def test_a_retry_naming_the_brand_of_one_stored_without_is_a_duplicate() -> None
     assert store.state.orders["ord-1"].brand_id is None
     assert store.state.outcomes["ord-1"].deal_id == "deal-a"
     assert store.state.clicks["clk-1"].brand_id is None
+    # And the other way: stored with its brand, sent again with none (a binding widened).
+    widened = order_event("ord-2", promo_code="CODE-A", event_id="e-3", brand_id="br-1")
+    again = order_event("ord-2", promo_code="CODE-A", event_id="e-4")
+    assert batches(store, [widened], [again]) == [None, None]
+    assert store.state.orders["ord-2"].brand_id == "br-1"
 
 
 def test_one_stored_with_a_brand_is_not_the_same_as_one_naming_another() -> None:
