@@ -98,9 +98,16 @@ class EmbeddedInfra:
         jars = kafka_jars(self.settings.cache_dir or default_cache_dir())
         cluster = ApacheKafkaCluster(self.root / "kafka", brokers, jars, java, some_running=True)
         self.apache_kafka = cluster
-        for name in names:
-            self.processes[name] = cluster.start_node(cluster.node(name), detached=self.detached)
-        cluster.wait_ready(self.kafka_processes(), len(cluster.nodes))
+        started = {}
+        try:
+            for name in names:
+                started[name] = cluster.start_node(cluster.node(name), detached=self.detached)
+                self.processes[name] = started[name]
+            cluster.wait_ready(self.kafka_processes(), len(cluster.nodes))
+        except BaseException:
+            # Not recorded in infra.json yet: stopped here, or nothing would stop them.
+            stop_together(started.values())
+            raise
 
     def kafka_processes(self) -> dict[str, ServerProcess]:
         return {name: p for name, p in self.processes.items() if _is_kafka(name)}
