@@ -36,6 +36,7 @@ import redis.exceptions
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
@@ -344,6 +345,33 @@ _ARRIVAL_TIMED: Final[dict[str, dict[str, str]]] = {
 def topic_config(topic: str) -> dict[str, str]:
     """The settings a contract topic is created with, beyond its replication."""
     return _KEPT.get(topic, {}) | _ARRIVAL_TIMED.get(topic, {})
+
+
+async def settings_not_applied(
+    bootstrap_servers: str, security: BaseSecurity | None = None
+) -> list[tuple[str, str, str, str]]:
+    """(topic, setting, wanted, found) for each setting of `topic_config` an existing topic
+    lacks: a topic created before the setting was, which `ensure_topics` leaves as it is.
+    A setting the broker does not report (the embedded broker reports none) is left out."""
+    wanted = {topic: config for topic in TOPICS if (config := topic_config(topic))}
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers, security))
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in wanted]
+        )
+    finally:
+        await admin.close()
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for _, _, _, topic, entries in response.resources:
+            found[topic] = {entry[0]: entry[1] for entry in entries}
+    return [
+        (topic, key, value, actual)
+        for topic, config in wanted.items()
+        for key, value in config.items()
+        if (actual := found.get(topic, {}).get(key)) is not None and actual != value
+    ]
 
 
 async def ensure_topics(

@@ -7,7 +7,7 @@ import asyncio
 import typer
 
 from shared.contract.events import TOPICS, dlq_topic
-from shared.runtime.kafka import ensure_topics
+from shared.runtime.kafka import ensure_topics, settings_not_applied
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.settings import kafka_client, load_settings
 
@@ -33,6 +33,7 @@ def create(
                 security=security,
             )
         )
+        lacking = asyncio.run(settings_not_applied(bootstrap, security))
     except Exception as error:
         fail(f"could not create topics on {bootstrap}: {error}")
     total = len(TOPICS) * 2
@@ -40,3 +41,10 @@ def create(
     for topic in TOPICS:
         mark = "[green]+[/]" if topic in created else " "
         console.print(f" {mark} {topic}  ({dlq_topic(topic)})")
+    for topic, key, wanted, found in lacking:
+        # An existing topic keeps its settings: a newer release's must be added by hand.
+        console.print(
+            f"[yellow]{topic} has {key}={found}, not {wanted}: it was created before this "
+            f"release set it. Add it: kafka-configs.sh --bootstrap-server {bootstrap} --alter "
+            f"--entity-type topics --entity-name {topic} --add-config {key}={wanted}[/]"
+        )
