@@ -110,6 +110,17 @@ def test_an_operator_manages_keys_and_a_brand_signs_and_checks(
     assert refused.exit_code == 1, refused.output
     assert "late.jsonl:1" in refused.output and "revoked_key" in refused.output
     assert "late.jsonl:2" in refused.output and "revoked_key" in refused.output
+    # One run names every problem: a line the schema refuses and one the signature would.
+    both = tmp_path / "both.jsonl"
+    both.write_bytes(b'{"not": "an event"}\n' + _deal(brand) + b"\n")
+    named = runner.invoke(
+        app,
+        ["produce", Topic.CAMPAIGN_DEALS, str(both), "--sign-with", str(key_file)],
+        env=cli_env,
+    )
+    assert named.exit_code == 1, named.output
+    assert "both.jsonl:1" in named.output and "both.jsonl:2" in named.output
+    assert "revoked_key" in named.output and "2 invalid line(s); nothing sent" in named.output
     # Another brand's deal signed with the new key: not the owner.
     other = tmp_path / "other.jsonl"
     other.write_bytes(_deal(f"{brand}-other") + b"\n" + _deal(brand) + b"\n")

@@ -76,23 +76,24 @@ def produce(
             errors.print(f"[red]{file}:{number}[/] {error.error_class}: {error.reason}")
             continue
         lines.append((number, event, line if signing is None else sign_json(line, signing)))
-    if invalid and not skip_invalid:
-        fail(f"{invalid} invalid line(s); nothing sent", hint="fix them, or pass --skip-invalid")
     bootstrap, security = kafka_client()
-    if signing is not None:
+    refused: dict[int, Untrusted] = {}
+    if signing is not None and lines:
         # Signed here: the key must be one every consumer accepts for these events (registered,
-        # not revoked, of the right party and owner).
+        # not revoked, of the right party and owner). Checked even when other lines are
+        # invalid, so one run names every problem.
         with kafka_refusals():
             refused = asyncio.run(_untrusted(bootstrap, security, lines))
         for number, refusal in refused.items():
             errors.print(f"[red]{file}:{number}[/] Untrusted: {refusal.reason}")
-        if refused and not skip_invalid:
-            fail(
-                f"{len(refused)} line(s) signed with a key the services refuse; nothing sent",
-                hint="sign with a key registered for the events' owner, or pass --skip-invalid",
-            )
-        invalid += len(refused)
         lines = [line for line in lines if line[0] not in refused]
+    if (invalid or refused) and not skip_invalid:
+        fail(
+            f"{invalid + len(refused)} invalid line(s); nothing sent",
+            hint="fix them (an Untrusted line: sign with a key registered for the events' "
+            "owner), or pass --skip-invalid",
+        )
+    invalid += len(refused)
     valid = [(event_key(event), value) for _, event, value in lines]
     with kafka_refusals():
         asyncio.run(_send(bootstrap, security, topic, valid))
