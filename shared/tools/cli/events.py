@@ -76,9 +76,9 @@ def produce(
             errors.print(f"[red]{file}:{number}[/] {error.error_class}: {error.reason}")
             continue
         lines.append((number, event, line if signing is None else sign_json(line, signing)))
-    bootstrap, security = kafka_client()
     refused: dict[int, Untrusted] = {}
     if signing is not None and lines:
+        bootstrap, security = kafka_client()
         # Signed here: the key must be one every consumer accepts for these events (registered,
         # not revoked, of the right party and owner). Checked even when other lines are
         # invalid, so one run names every problem.
@@ -94,6 +94,7 @@ def produce(
             "owner), or pass --skip-invalid",
         )
     invalid += len(refused)
+    bootstrap, security = kafka_client()
     valid = [(event_key(event), value) for _, event, value in lines]
     with kafka_refusals():
         asyncio.run(_send(bootstrap, security, topic, valid))
