@@ -525,6 +525,15 @@ REFUSALS = [
     pytest.param(P, "specversion", "0.3", "specversion", "specversion", id="wrong specversion"),
     pytest.param(P, "time", "2025-04-01T12:00:00", "time", "zone", id="naive time"),
     pytest.param(P, "time", 1743508800, "time", "RFC 3339", id="epoch time"),
+    pytest.param(P, "time", "1743508800", "time", "RFC 3339", id="epoch time as text"),
+    pytest.param(
+        P,
+        "time",
+        "2026-11-24T10:60:00Z",
+        "time",
+        "'2026-11-24T10:60:00Z' is not an RFC 3339",
+        id="minute 60",
+    ),
     pytest.param(
         D,
         "data.deliverables.1.due_by",
