@@ -891,6 +891,7 @@ async def _deal_amended(changes: PendingChanges, event: CloudEvent[Any]) -> None
 async def _deal_cancelled(changes: PendingChanges, event: CloudEvent[Any]) -> None:
     floor = changes.not_before.get(event.identity)
     ended = translate.cancellation(event.data, event.time, floor)
+    await on_deal_cancelled(changes, ended, event.id)  # refuses another brand's first
     if ended.cancelled_at != event.time:
         log.warning(
             "cancellation dated before it reached the broker: it ends the deal from then",
@@ -898,7 +899,6 @@ async def _deal_cancelled(changes: PendingChanges, event: CloudEvent[Any]) -> No
             dated=event.time.isoformat(),
             ends_at=ended.cancelled_at.isoformat(),
         )
-    await on_deal_cancelled(changes, ended, event.id)
 
 
 async def _brand_funded(changes: PendingChanges, event: CloudEvent[Any]) -> None:

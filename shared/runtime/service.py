@@ -48,6 +48,7 @@ from shared.runtime.kafka import (
     is_transient,
     kafka_security,
     make_broker,
+    settings_not_applied,
 )
 from shared.runtime.observability import CONSUMER_LAG, configure_logging
 from shared.runtime.outbox import OutboxRelay
@@ -240,6 +241,7 @@ class ServiceRuntime:
             security=security,
             skip_unauthorized=True,
         )
+        await _warn_of_settings_not_applied(urls.kafka_bootstrap_servers, security)
         pool = await create_pool(
             urls.database_url,
             schema=self.schema.name,
@@ -556,3 +558,20 @@ def run_service(
             error=f"{type(error).__name__}: {error}",
         )
         raise SystemExit(1) from error
+
+
+async def _warn_of_settings_not_applied(bootstrap: str, security: BaseSecurity | None) -> None:
+    """Log each setting an existing topic lacks (`creatorflow topics create` names them too):
+    without LogAppendTime on campaign.deals, a brand's clock dates its cancellations."""
+    try:
+        lacking = await settings_not_applied(bootstrap, security)
+    except Exception as error:  # a principal without DescribeConfigs: not this check's call
+        log.info("topic settings not readable", error=repr(error))
+        return
+    for topic, key, wanted, found in lacking:
+        log.warning(
+            "topic lacks a setting: add it with kafka-configs.sh --alter --add-config",
+            topic=str(topic),
+            setting=f"{key}={wanted}",
+            found=found,
+        )

@@ -8,9 +8,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from structlog.testing import capture_logs
+
 from shared.contract.events import CloudEvent, encode
 from shared.contract.events.deals import cancellation_time
 from shared.contract.events.examples import valid_example
+from shared.runtime import service
 from shared.runtime.kafka import Delivery, SafeConsumer, topic_config
 from shared.runtime.unit_of_work import NewEvents
 from tests.unit.test_failure_policy import RETRY, RecordingDeadLetters
@@ -49,3 +53,15 @@ async def test_the_consumer_gives_each_delivery_its_arrival_less_the_skew() -> N
 def test_campaign_deals_carries_the_broker_s_time() -> None:
     assert topic_config("campaign.deals")["message.timestamp.type"] == "LogAppendTime"
     assert "message.timestamp.type" not in topic_config("tracking.orders")
+
+
+async def test_a_service_logs_a_setting_a_topic_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def lacking(*_: Any) -> list[tuple[str, str, str, str]]:
+        return [("campaign.deals", "message.timestamp.type", "LogAppendTime", "CreateTime")]
+
+    monkeypatch.setattr(service, "settings_not_applied", lacking)
+    with capture_logs() as logs:
+        await service._warn_of_settings_not_applied("127.0.0.1:1", None)
+    [entry] = logs
+    assert entry["log_level"] == "warning" and entry["topic"] == "campaign.deals"
+    assert entry["setting"] == "message.timestamp.type=LogAppendTime"
