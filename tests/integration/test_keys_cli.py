@@ -99,25 +99,20 @@ def test_an_operator_manages_keys_and_a_brand_signs_and_checks(
     assert states == {first: "revoked", second: "in"}
     old = runner.invoke(app, ["verify"], input=raw, env=cli_env)
     assert old.exit_code == 1 and "revoked_key" in old.output
+
+    def produce_signed(name: str, *lines: bytes) -> Any:
+        file = tmp_path / name
+        file.write_bytes(b"".join(line + b"\n" for line in lines))
+        argv = ["produce", Topic.CAMPAIGN_DEALS, str(file), "--sign-with", str(key_file)]
+        return runner.invoke(app, argv, env=cli_env)
+
     # produce refuses to sign with it what every service would refuse: nothing is sent.
-    late = tmp_path / "late.jsonl"
-    late.write_bytes(_deal(brand) + b"\n" + _deal(f"{brand}-other") + b"\n")
-    refused = runner.invoke(
-        app,
-        ["produce", Topic.CAMPAIGN_DEALS, str(late), "--sign-with", str(key_file)],
-        env=cli_env,
-    )
+    refused = produce_signed("late.jsonl", _deal(brand), _deal(f"{brand}-other"))
     assert refused.exit_code == 1, refused.output
     assert "late.jsonl:1" in refused.output and "revoked_key" in refused.output
     assert "late.jsonl:2" in refused.output and "revoked_key" in refused.output
     # One run names every problem: a line the schema refuses and one the signature would.
-    both = tmp_path / "both.jsonl"
-    both.write_bytes(b'{"not": "an event"}\n' + _deal(brand) + b"\n")
-    named = runner.invoke(
-        app,
-        ["produce", Topic.CAMPAIGN_DEALS, str(both), "--sign-with", str(key_file)],
-        env=cli_env,
-    )
+    named = produce_signed("both.jsonl", b'{"not": "an event"}', _deal(brand))
     assert named.exit_code == 1, named.output
     assert "both.jsonl:1" in named.output and "both.jsonl:2" in named.output
     assert "revoked_key" in named.output and "2 invalid line(s); nothing sent" in named.output
