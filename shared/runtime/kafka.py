@@ -520,8 +520,8 @@ class Delivery:
     # its producer sent it (the topic's timestamp type). None when unknown.
     timestamp_ms: int | None = field(default=None, compare=False)
     # The earliest time the event may take effect at: that timestamp less the clock skew
-    # allowed, set by the consumer. With the broker's append time (campaign.deals is created
-    # with LogAppendTime) a sender cannot date a cancellation back past it.
+    # allowed, set by the consumer on topics that carry the broker's append time
+    # (campaign.deals), so a sender cannot date a cancellation back past it.
     not_before: datetime | None = field(default=None, compare=False)
 
     @classmethod
@@ -738,6 +738,10 @@ class SafeConsumer:
         await self.apply(batch[middle:], handler)
 
     def _with_not_before(self, delivery: Delivery) -> Delivery:
+        # Only where the broker dates records: elsewhere the sender's time bounds nothing,
+        # and the hot topics (orders, post metrics) are spared the work.
+        if delivery.topic not in _ARRIVAL_TIMED:
+            return delivery
         if delivery.timestamp_ms is None or delivery.timestamp_ms <= 0:
             return delivery
         arrived = datetime.fromtimestamp(delivery.timestamp_ms / 1000, UTC)
