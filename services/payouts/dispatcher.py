@@ -157,27 +157,36 @@ class Dispatcher:
                 rounds.create_task(self._run_rounds())
 
     async def _run_rounds(self) -> None:
-        # A round that took any payout is followed at once: more may have become due while the
-        # provider was called.
-        await run_in_rounds(
-            self.dispatch_once, full=1, idle_seconds=self._idle_seconds, wake=self._wake
-        )
+        # A round that leaves payouts due is followed at once. Payouts that become due while
+        # it runs wake the dispatcher (`wake`, set by this instance's consumer and by every
+        # instance's commits through `listen_due`); those due later by the clock (a retry's
+        # backoff, a lease run out) are found within `idle_seconds`.
+        await run_in_rounds(self._round, full=1, idle_seconds=self._idle_seconds, wake=self._wake)
 
     async def dispatch_once(self) -> int:
         """One round; returns how many due payouts it took."""
-        claimed, taken = await self._claim()
-        if not claimed:
-            return taken
-        outcomes = await asyncio.gather(*(self._send_within_lease(c) for c in claimed))
-        await self._record(list(zip(claimed, outcomes, strict=True)))
-        return taken
+        return (await self._round_of())[0]
 
-    async def _claim(self) -> tuple[list[_Claimed], int]:
+    async def _round(self) -> int:
+        return (await self._round_of())[1]
+
+    async def _round_of(self) -> tuple[int, int]:
+        """One round: how many due payouts it took, and how many it knows are due still."""
+        claimed, taken, left = await self._claim()
+        if not claimed:
+            return taken, left
+        outcomes = await asyncio.gather(*(self._send_within_lease(c) for c in claimed))
+        due_again = await self._record(list(zip(claimed, outcomes, strict=True)))
+        return taken, left + due_again
+
+    async def _claim(self) -> tuple[list[_Claimed], int, int]:
+        """The payouts leased for this round, how many due payouts it took, and how many are
+        left due (its rail's share of the round full, or perhaps more than a batch due)."""
         now = self._clock()
         async with payout_transaction(self._db, self._policy, now) as changes:
             due = await changes.repo.due_for_update(now, self._batch)
             if not due:
-                return [], 0
+                return [], 0, 0
             accounts = await changes.repo.accounts(p.creator_id for p in due)
             unpayable = {p.creator_id for p in due if hold_for(accounts.get(p.creator_id), now)}
             if unpayable:
@@ -188,6 +197,7 @@ class Dispatcher:
             transitions: list[tuple[Transition, PayoutStatus]] = []
             claimed: list[_Claimed] = []
             leased: Counter[str] = Counter()
+            left = int(len(due) >= self._batch)
             for payout in due:
                 account = accounts.get(payout.creator_id)
                 rail, unavailable = (None, None) if account is None else self._rail(payout, account)
@@ -202,13 +212,14 @@ class Dispatcher:
                 if transition.payout.status == "scheduled" and account is not None:
                     rail_name = transition.payout.rail or LEGACY_RAIL
                     if leased[rail_name] >= self._rail_batches.get(rail_name, self._batch):
-                        continue  # its rail's share of this round is full: left due, unleased
+                        left += 1  # its rail's share of this round is full: left due, unleased
+                        continue
                     leased[rail_name] += 1
                     claimed.append(_Claimed(transition.payout, account))
                 transitions.append((transition, payout.status))
             await changes.changed(transitions)
             changes.scheduled = 0  # claimed payouts are leased, not newly due
-        return claimed, len(due)
+        return claimed, len(due), left
 
     async def _send_within_lease(self, claimed: _Claimed) -> TransferAccepted | _Failed:
         """`_send`, given up (in doubt) if unanswered shortly before the lease ends: past it,
@@ -275,7 +286,9 @@ class Dispatcher:
                 ProviderError(f"{provider.name}: {type(error).__name__}", retryable=True), False
             )
 
-    async def _record(self, results: Sequence[tuple[_Claimed, TransferAccepted | _Failed]]) -> None:
+    async def _record(self, results: Sequence[tuple[_Claimed, TransferAccepted | _Failed]]) -> int:
+        """Record what the rail answered; returns how many payouts are due again at once (moved
+        to their fallback rail)."""
         now = self._clock()
         async with payout_transaction(self._db, self._policy, now) as changes:
             current = {
@@ -305,6 +318,13 @@ class Dispatcher:
             changes.scheduled = 0
         self.sent += len(sent)
         observe_latencies(sent, arrivals, now)
+        return sum(
+            1
+            for t, _ in transitions
+            if t.payout.status == "scheduled"
+            and t.payout.next_attempt_at is not None
+            and t.payout.next_attempt_at <= now
+        )
 
     def _failed(
         self, payout: Payout, account: PayoutAccount, outcome: _Failed, now: datetime
