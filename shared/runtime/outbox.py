@@ -27,6 +27,7 @@ from faststream.kafka import KafkaBroker
 
 from shared.contract.events import CONTENT_TYPE, CloudEvent, encode, event_key, spec_for_type
 from shared.contract.signing import sign_json
+from shared.runtime.db import session_connection
 from shared.runtime.kafka import RetryPolicy, is_transient
 from shared.runtime.rounds import run_in_rounds
 
@@ -59,17 +60,20 @@ async def enqueue(
         return
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.enqueue must run inside the transaction that caused the events")
+    # One round trip: the INSERT runs in full as a data-modifying WITH, then the NOTIFY.
     await conn.execute(
-        """INSERT INTO outbox (event_id, topic, kafka_key, value, producer)
-           SELECT e.*, $5 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) AS e
-           ON CONFLICT (event_id) DO NOTHING""",
+        """WITH added AS (
+               INSERT INTO outbox (event_id, topic, kafka_key, value, producer)
+               SELECT e.*, $5 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) AS e
+               ON CONFLICT (event_id) DO NOTHING)
+           SELECT pg_notify($6, '')""",
         [e.id for e in events],
         [spec_for_type(e.type).topic for e in events],
         [event_key(e) for e in events],
         [encode(e) for e in events],
         producer,
+        channel(producer),
     )
-    await conn.execute("SELECT pg_notify($1, '')", channel(producer))
 
 
 class OutboxRelay:
@@ -116,7 +120,7 @@ class OutboxRelay:
                 await asyncio.sleep(self._retry.delay(failures))
 
     async def _lead_and_publish(self) -> None:
-        async with self._pool.acquire() as listener:
+        async with session_connection(self._pool) as listener:
             await listener.add_listener(self._channel, self._on_notify)
             try:
                 await self._wait_for_leadership(listener)
