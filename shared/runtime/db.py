@@ -15,9 +15,10 @@ adopted on a service's first start: see `shared/runtime/legacy_schema.py`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,9 +114,33 @@ async def create_pool(
         max_size=max_size,
         command_timeout=60,
         server_settings=settings,
+        reset=_nothing_to_undo,
     )
     assert pool is not None
     return pool
+
+
+async def _nothing_to_undo(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a connection given back. asyncpg's default sends a statement that
+    undoes session state (advisory locks, LISTEN, settings), one more round trip after every
+    transaction; a plain loan sets none. asyncpg still rolls back a transaction left open
+    before calling this. Session state is set on a `session_connection` alone, which undoes it."""
+
+
+@contextlib.asynccontextmanager
+async def session_connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for state that outlives a transaction (a session advisory lock,
+    LISTEN, SET): reset in full before it goes back, or closed if that fails, so no later loan
+    finds the state behind."""
+    async with pool.acquire() as conn:
+        try:
+            yield conn
+        finally:
+            try:
+                await conn.reset()
+            except BaseException:
+                conn.terminate()
+                raise
 
 
 async def migrate(
@@ -132,7 +157,7 @@ async def migrate(
     schema = service.name
     migrations = service.migrations() if migrations is None else list(migrations)
     applied_now: list[str] = []
-    async with pool.acquire() as conn:
+    async with session_connection(pool) as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
         try:
             current = await conn.fetchval("SELECT current_schema()")

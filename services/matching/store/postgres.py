@@ -36,7 +36,7 @@ from services.matching.store.port import (
 from shared.contract.events import CreatorProfileUpserted, MatchRequested
 from shared.contract.money import FxSnapshot
 from shared.runtime import fx_store
-from shared.runtime.db import any_of
+from shared.runtime.db import any_of, session_connection
 from shared.runtime.service_store import ServiceStore, ServiceTransaction
 
 # One replica at a time trains rankers (a session advisory lock).
@@ -254,7 +254,7 @@ class PostgresMatchingStore(ServiceStore[PostgresMatchingTransaction]):
 
     @contextlib.asynccontextmanager
     async def retrain_turn(self) -> AsyncIterator[bool]:
-        async with self._pool.acquire() as conn:
+        async with session_connection(self._pool) as conn:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RETRAIN_LOCK):
                 yield False
                 return

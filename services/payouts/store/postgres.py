@@ -35,7 +35,7 @@ from services.payouts.store.port import Attribution, FeeCeilingExceeded, LockMod
 from shared.contract.events import CloudEvent, PayoutStatusChanged, Topic, decode
 from shared.contract.money import FxSnapshot, Money
 from shared.runtime import fx_store
-from shared.runtime.db import any_of
+from shared.runtime.db import any_of, session_connection
 from shared.runtime.observability import PAYOUT_EMAILS
 from shared.runtime.service_store import ServiceStore, ServiceTransaction
 
@@ -1230,7 +1230,7 @@ class PostgresPayoutsStore(ServiceStore[PostgresPayoutsTransaction]):
         def on_notify(*_: object) -> None:
             wake()
 
-        async with self._pool.acquire() as conn:
+        async with session_connection(self._pool) as conn:
             await conn.add_listener(DUE_CHANNEL, on_notify)
             try:
                 await asyncio.Event().wait()
