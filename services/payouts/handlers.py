@@ -198,10 +198,10 @@ class PendingChanges:
         if missing_deals := deal_ids - set(self._confirmations):
             await self.write_new()
             self._confirmations.update(await self.repo.confirmations_of(missing_deals))
-            keys = await self.repo.payout_keys(missing_deals)
-            for deal_id in missing_deals:
-                self._payout_keys[deal_id] = {(k, m) for d, k, m in keys if d == deal_id}
-            self._fee_paid.update(await self.repo.fee_paid(missing_deals))
+            grosses = await self.repo.payout_grosses(missing_deals)
+            for deal_id, of_deal in grosses.items():
+                self._payout_keys[deal_id] = set(of_deal)
+                self._fee_paid[deal_id] = {m: g for (k, m), g in of_deal.items() if k == "fee"}
         creator_ids = set(creator_ids)
         if missing := creator_ids - set(self._accounts):
             accounts = await self.repo.accounts(missing)
@@ -215,6 +215,10 @@ class PendingChanges:
         if deal_id not in self._deals:
             self._deals[deal_id] = await self.repo.deal(deal_id)
         return self._deals[deal_id]
+
+    def know_deals(self, deals: Mapping[str, DealTerms | None]) -> None:
+        """Deals just read under their locks (None: not stored), so they are not read again."""
+        self._deals.update(deals)
 
     def forget_deal(self, deal_id: str) -> None:
         """The deal may have been stored meanwhile: its terms are read again."""
@@ -955,13 +959,23 @@ _CREATOR_EVENTS: Final = {
 _BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DEAL_AMENDED, EventType.BRAND_FUNDED}
 
 
-async def lock_batch(repo: PayoutsTransaction, events: Sequence[CloudEvent[Any]]) -> frozenset[str]:
+@dataclass(frozen=True)
+class BatchLocks:
+    """What `lock_batch` locked: the creators, and the batch's deals as read under their
+    locks (None: not stored)."""
+
+    creators: frozenset[str]
+    deals: Mapping[str, DealTerms | None]
+
+
+async def lock_batch(repo: PayoutsTransaction, events: Sequence[CloudEvent[Any]]) -> BatchLocks:
     """Take the locks a batch of input events needs, in the store's order (FX, deals, creators,
-    brands: `PayoutsTransaction.lock`); returns the creators locked."""
+    brands: `PayoutsTransaction.lock`)."""
     deal_ids = {e.data.deal_id for e in events if e.type in _DEAL_EVENTS}
     has_fx = any(e.type == EventType.FX_RATES_PUBLISHED for e in events)
     await repo.lock(fx="exclusive" if has_fx else "shared", deal_ids=deal_ids)
-    deals = (await repo.deals(deal_ids)).values()
+    stored = await repo.deals(deal_ids) if deal_ids else {}
+    deals = stored.values()
     creators = {d.creator_id for d in deals}
     creators |= {e.data.creator_id for e in events if e.type in _CREATOR_EVENTS}
     brands = {d.brand_id for d in deals}
@@ -970,9 +984,10 @@ async def lock_batch(repo: PayoutsTransaction, events: Sequence[CloudEvent[Any]]
     # A funding releases the brand's waiting payouts: their creators are locked too (read
     # before the brand's lock; one that starts waiting meanwhile makes the batch run again:
     # CreatorsNotLocked).
-    creators |= {p.creator_id for p in await repo.awaiting_funds(funded)}
+    if funded:
+        creators |= {p.creator_id for p in await repo.awaiting_funds(funded)}
     await repo.lock(creator_ids=creators, brand_ids=brands)
-    return frozenset(creators)
+    return BatchLocks(frozenset(creators), {d: stored.get(d) for d in deal_ids})
 
 
 def consume(
@@ -991,6 +1006,7 @@ def consume(
         events = new.of_type(*STEPS)
         if not events:
             return
+        locks = await lock_batch(uow.tx, events)
         changes = PendingChanges(
             uow.tx,
             policy,
@@ -999,8 +1015,9 @@ def consume(
             reseal=reseal,
             signers=new.brand_signers(),
             not_before=new.not_before(),
-            creators_locked=await lock_batch(uow.tx, events),
+            creators_locked=locks.creators,
         )
+        changes.know_deals(locks.deals)
         # One read each for what the events would read one by one (all of it locked now);
         # their confirmations and payouts are written together, before any other event.
         await changes.read_ahead(

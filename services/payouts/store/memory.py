@@ -387,9 +387,14 @@ class MemoryPayoutsTransaction:
                 f"{paid + payout.gross.amount} {terms.currency}, above its fee of {terms.fee}"
             )
 
-    async def payout_keys(self, deal_ids: Iterable[str]) -> set[tuple[str, str, str]]:
-        deals = set(deal_ids)
-        return {key for key in self._s.business_keys if key[0] in deals}
+    async def payout_grosses(
+        self, deal_ids: Iterable[str]
+    ) -> dict[str, dict[tuple[str, str], Money]]:
+        grosses: dict[str, dict[tuple[str, str], Money]] = {d: {} for d in deal_ids}
+        for p in self._s.payouts.values():
+            if p.deal_id in grosses:
+                grosses[p.deal_id][(p.kind, p.milestone)] = p.gross
+        return grosses
 
     async def add_payouts(self, payouts: Sequence[Payout]) -> None:
         for payout in payouts:

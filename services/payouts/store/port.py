@@ -218,12 +218,15 @@ class PayoutsTransaction(Protocol):
         fee (or has no stored deal, or another currency): enforced by the store itself."""
         ...
 
-    async def payout_keys(self, deal_ids: Iterable[str]) -> set[tuple[str, str, str]]:
-        """The business keys (deal_id, kind, milestone) of the payouts of these deals."""
+    async def payout_grosses(
+        self, deal_ids: Iterable[str]
+    ) -> dict[str, dict[tuple[str, str], Money]]:
+        """Per deal asked (none: empty), the gross of each of its payouts by business key
+        (kind, milestone): the keys taken, and the fee paid so far, in one read."""
         ...
 
     async def add_payouts(self, payouts: Sequence[Payout]) -> None:
-        """Store new payouts at once, none of whose business keys exists (`payout_keys`, read
+        """Store new payouts at once, none of whose business keys exists (`payout_grosses`, read
         under the deals' locks): one that does raises StaleUpdate. Raises FeeCeilingExceeded
         as `add_payout` does."""
         ...

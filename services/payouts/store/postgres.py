@@ -290,6 +290,12 @@ CONSUMER: Final = "payouts"
 OUTBOX_PRODUCER: Final = CONSUMER
 
 
+_LOCK_IN_ORDER = """
+SELECT count(CASE WHEN l.shared THEN pg_advisory_xact_lock_shared(l.space, l.k)
+                  ELSE pg_advisory_xact_lock(l.space, l.k) END)
+FROM unnest($1::int[], $2::int[], $3::boolean[]) AS l(space, k, shared)"""
+
+
 class PostgresPayoutsTransaction(ServiceTransaction):
     """`PayoutsTransaction` over one connection inside an open transaction."""
 
@@ -309,26 +315,27 @@ class PostgresPayoutsTransaction(ServiceTransaction):
         creator_ids: Iterable[str] = (),
         brand_ids: Iterable[str] = (),
     ) -> None:
-        if fx == "exclusive":
-            await self._conn.execute("SELECT pg_advisory_xact_lock($1::int, 0)", _FX_LOCK_SPACE)
-        elif fx == "shared":
-            await self._conn.execute(
-                "SELECT pg_advisory_xact_lock_shared($1::int, 0)", _FX_LOCK_SPACE
-            )
+        # One statement for all of them: unnest feeds the locks to the lock functions in
+        # array order, FX first, then each kind's keys sorted, so transactions locking
+        # overlapping sets cannot deadlock.
+        spaces: list[int] = []
+        keys: list[int] = []
+        shared: list[bool] = []
+        if fx is not None:
+            spaces.append(_FX_LOCK_SPACE)
+            keys.append(0)
+            shared.append(fx == "shared")
         for space, ids in (
             (_DEAL_LOCK_SPACE, deal_ids),
             (_CREATOR_LOCK_SPACE, creator_ids),
             (_BRAND_LOCK_SPACE, brand_ids),
         ):
-            # Sorted, so transactions locking overlapping sets cannot deadlock; unnest feeds
-            # the keys to the lock function in array order.
-            keys = sorted({_lock_key(i) for i in ids})
-            if keys:
-                await self._conn.execute(
-                    "SELECT count(pg_advisory_xact_lock($1::int, k)) FROM unnest($2::int[]) AS k",
-                    space,
-                    keys,
-                )
+            sorted_keys = sorted({_lock_key(i) for i in ids})
+            spaces += [space] * len(sorted_keys)
+            keys += sorted_keys
+            shared += [False] * len(sorted_keys)
+        if keys:
+            await self._conn.execute(_LOCK_IN_ORDER, spaces, keys, shared)
 
     async def add_funding(self, funding: Funding, event_id: str) -> bool:
         inserted = await self._conn.fetchval(
@@ -673,13 +680,20 @@ class PostgresPayoutsTransaction(ServiceTransaction):
             raise FeeCeilingExceeded(error.message) from None
         return bool(inserted)
 
-    async def payout_keys(self, deal_ids: Iterable[str]) -> set[tuple[str, str, str]]:
+    async def payout_grosses(
+        self, deal_ids: Iterable[str]
+    ) -> dict[str, dict[tuple[str, str], Money]]:
+        asked = sorted(set(deal_ids))
         rows = await self._conn.fetch(
-            """SELECT deal_id, kind, milestone FROM payouts_payouts
-               WHERE deal_id = ANY($1::text[])""",
-            sorted(set(deal_ids)),
+            """SELECT deal_id, kind, milestone, gross_amount, gross_currency
+               FROM payouts_payouts WHERE deal_id = ANY($1::text[])""",
+            asked,
         )
-        return {(r["deal_id"], r["kind"], r["milestone"]) for r in rows}
+        grosses: dict[str, dict[tuple[str, str], Money]] = {d: {} for d in asked}
+        for r in rows:
+            gross = Money(r["gross_amount"], r["gross_currency"].strip())
+            grosses[r["deal_id"]][(r["kind"], r["milestone"])] = gross
+        return grosses
 
     async def add_payouts(self, payouts: Sequence[Payout]) -> None:
         if not payouts:

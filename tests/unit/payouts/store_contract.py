@@ -445,13 +445,14 @@ class PayoutStoreContract:
         first = new_payout(deal, creator, acct(creator), milestone="dl-1").payout
         second = new_payout(deal, creator, None, milestone="dl-2").payout
         async with db.transaction() as repo:
-            assert await repo.payout_keys([deal]) == set()
+            assert await repo.payout_grosses([deal]) == {deal: {}}
             await repo.add_deal(terms(deal, creator), "e")
             await repo.add_payouts([first, second])
             await repo.add_payouts([])
-            assert await repo.payout_keys([deal, uid("deal")]) == {
-                (deal, "fee", "dl-1"),
-                (deal, "fee", "dl-2"),
+            other = uid("deal")
+            assert await repo.payout_grosses([deal, other]) == {
+                deal: {("fee", "dl-1"): first.gross, ("fee", "dl-2"): second.gross},
+                other: {},
             }
             stored = await repo.payouts_for_update([first.payout_id, second.payout_id])
         assert sorted(stored, key=lambda p: p.milestone) == [first, second]
