@@ -14,6 +14,7 @@ from rich.table import Table
 from services.payouts import brands_cli, creators_cli
 from services.payouts.destinations import DestinationCipher, UnreadableDestination, new_key
 from services.payouts.dispatcher import utc_now
+from services.payouts.domain.amounts import shown_rate
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
 from services.payouts.domain.statements import Period, PeriodError
 from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
@@ -144,7 +145,7 @@ def _payouts_table(creator_id: str, result: Statement) -> Table:
     table.add_column("reference / reason", overflow="fold")
     for p in result.payouts:
         kind = p.kind + (f" ({p.milestone})" if p.milestone else "")
-        rate = "" if p.fx is None else f"{p.fx.rate:.6g} {p.fx.source}"
+        rate = "" if p.fx is None else f"{shown_rate(p.fx.rate)} {p.fx.source}"
         # The rail's reference and, beside it, why the payout failed or waits.
         reason = p.hold.reason if p.hold else p.failure_reason
         note = "; ".join(part for part in (p.provider_ref, reason) if part)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
+from services.payouts.domain.amounts import shown_rate
 from services.payouts.domain.statements import Line, Statement, Totals
 from shared.contract.money import Money
 
@@ -76,7 +77,7 @@ def day(moment: datetime | None) -> str:
 
 
 def _rate(rate: Decimal | None) -> str:
-    return "" if rate is None else f"{rate:f}"
+    return "" if rate is None else shown_rate(rate)
 
 
 def _line_row(item: Line, yearly: bool) -> list[str]:
@@ -110,12 +111,7 @@ def _total_rows(totals: Sequence[Totals], yearly: bool) -> list[list[str]]:
         row = [""] * len(COLUMNS)
         row[where["kind"]] = TOTAL
         row[where["gross_currency"]] = row[where["net_currency"]] = t.currency
-        for column, value in (
-            ("gross", t.gross),
-            ("platform_fee", t.platform_fee),
-            ("net", t.net),
-            ("paid", t.paid),
-        ):
+        for column, value in zip(("gross", "platform_fee", "net", "paid"), t.shown(), strict=True):
             row[where[column]] = amount(value)
         rows.append(row)
     if not rows:
@@ -265,8 +261,5 @@ def _totals_table(pdf: FPDF, statement: Statement) -> None:
             heading.cell(name)
         for t in totals:
             row = table.row()
-            for cell in (
-                t.currency,
-                *(money_text(m) for m in (t.gross, t.platform_fee, t.net, t.paid)),
-            ):
+            for cell in (t.currency, *(money_text(m) for m in t.shown())):
                 row.cell(cell)

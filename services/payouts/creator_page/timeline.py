@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from services.payouts.domain.accounts import HoldCode
-from services.payouts.domain.amounts import SAME_CURRENCY
+from services.payouts.domain.amounts import SAME_CURRENCY, shown_rate
 from services.payouts.domain.lifecycle import Payout
 from shared.contract.money import Money
 
@@ -334,7 +334,7 @@ def _fx_text(payout: Payout) -> str | None:
     if fx.source == SAME_CURRENCY or net.currency == payout.gross.currency:
         return f"no conversion ({net.currency})"
     source = f" ({fx.source}, {when(fx.as_of)})" if fx.as_of else f" ({fx.source})"
-    return f"1 {payout.gross.currency} = {fx.rate:f} {net.currency}{source}"
+    return f"1 {payout.gross.currency} = {shown_rate(fx.rate)} {net.currency}{source}"
 
 
 def _expected_arrival(payout: Payout, history: Sequence[StatusEvent]) -> datetime | None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from services.payouts.domain.amounts import (
     commission,
+    shown_rate,
     split_platform_fee,
     to_payout_currency,
 )
@@ -201,3 +202,19 @@ def test_split_refuses_out_of_range_basis_points() -> None:
         split_platform_fee(Money.of("1", "USD"), 10_001)
     with pytest.raises(MoneyError):
         split_platform_fee(Money.of("-1", "USD"), 100)
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"),
+    [
+        # EUR -> GBP from a USD-based snapshot (0.79 / 0.9215): a quotient of 34 digits.
+        ("0.8572978838849701573521432447097124", "0.8572978839"),
+        ("151.3200", "151.32"),
+        ("1.000000", "1"),
+        ("100", "100"),
+        ("0.0000393", "0.0000393"),
+        ("0.00000000012345678915", "0.0000000001234567892"),
+    ],
+)
+def test_a_rate_is_shown_to_ten_significant_digits(rate: str, shown: str) -> None:
+    assert shown_rate(Decimal(rate)) == shown
