@@ -137,6 +137,24 @@ class Totals:
     platform_fee: Money
     net: Money
     paid: Money
+    # Whether some payout's gross is in this currency, and whether some payout was converted
+    # into it: a currency that is only one of the two has nothing to total in the other's
+    # columns (statements leave them blank rather than show "paid 0.00" beside a fee).
+    has_gross: bool = True
+    has_net: bool = True
+
+    def shown(self) -> tuple[Money | None, Money | None, Money | None, Money | None]:
+        """Gross, fees, net and paid as a statement shows them: None in the columns of a
+        role the currency has no payout in (zeros in all four for a currency with none)."""
+        bare = not (self.has_gross or self.has_net)
+        deal_side = self.has_gross or bare
+        payout_side = self.has_net or bare
+        return (
+            self.gross if deal_side else None,
+            self.platform_fee if deal_side else None,
+            self.net if payout_side else None,
+            self.paid if payout_side else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -205,6 +223,8 @@ def _totals_of(code: str, lines: Sequence[Line]) -> Totals:
         total(item.platform_fee for item in lines),
         total(item.net for item in lines),
         total(item.paid for item in lines),
+        has_gross=any(item.gross.currency == code for item in lines),
+        has_net=any(item.net is not None and item.net.currency == code for item in lines),
     )
 
 

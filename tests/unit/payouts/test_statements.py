@@ -144,6 +144,24 @@ def test_a_months_statement_lists_the_payouts_owed_in_it_with_totals_per_currenc
     assert jpy.gross == Money.of("1000", "JPY") and jpy.net == Money.zero("JPY")
 
 
+def test_a_currency_totals_only_the_columns_it_has_payouts_in() -> None:
+    # A USD fee paid in EUR: the USD row has no net or paid, the EUR row no gross or fee,
+    # rather than "paid 0.00 USD" beside a 100.00 USD gross.
+    eur = Money.of("89.85", "EUR")
+    items = [dated(payout("po-1", "100.00", net=eur, fee="2.50"), NOV, NOV)]
+    statement = month_statement(CREATOR, Period(2026, 11), items, "EUR")
+    rows = [
+        dict(zip(COLUMNS, r, strict=True))
+        for r in csv.reader(io.StringIO(statement_csv(statement)))
+    ]
+    totals = {r["gross_currency"]: r for r in rows[1:] if r["kind"] == "total"}
+    columns = ("gross", "platform_fee", "net", "paid")
+    assert [totals["USD"][c] for c in columns] == ["100.00", "2.50", "", ""]
+    assert [totals["EUR"][c] for c in columns] == ["", "", "89.85", "89.85"]
+    by_currency = {t.currency: t.shown() for t in statement.totals}
+    assert by_currency["USD"][2:] == (None, None) and by_currency["EUR"][:2] == (None, None)
+
+
 def test_a_month_with_nothing_is_an_empty_statement_with_zero_totals() -> None:
     empty = month_statement(CREATOR, Period(2031, 2), [], "KWD")
     assert empty.lines == ()
