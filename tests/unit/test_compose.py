@@ -17,9 +17,10 @@ from services.payouts.settings import PayoutsSettings
 from shared.runtime.config import Settings
 from shared.tools.cli.main import app
 from shared.tools.infra.service_processes import SERVICES
+from tests.support.yaml_files import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE: dict[str, Any] = load_yaml(ROOT / "docker-compose.yml")
 SERVICES_IN_COMPOSE: dict[str, Any] = COMPOSE["services"]
 KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
 INFRA = (*KAFKA_NODES, "postgres", "redis")
@@ -140,9 +141,7 @@ def test_dockerfile_installs_the_locked_project() -> None:
     assert re.search(r"^USER (?!root)", dockerfile, re.M)
 
 
-KAFKA_SECURITY_OVERRIDE: dict[str, Any] = yaml.safe_load(
-    (ROOT / "deploy" / "compose.kafka-security.yml").read_text()
-)
+KAFKA_SECURITY_OVERRIDE: dict[str, Any] = load_yaml(ROOT / "deploy" / "compose.kafka-security.yml")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
@@ -312,3 +311,11 @@ def test_the_services_signing_key_is_passed_through_and_optional(
         monkeypatch.setenv("CREATORFLOW_SIGNING_KEY", env["CREATORFLOW_SIGNING_KEY"])
         signing_key = Settings().signing_key
         assert (None if signing_key is None else signing_key.get_secret_value()) == expected
+
+
+def test_no_mapping_names_a_key_twice(tmp_path: Path) -> None:
+    # Compose refuses such a file; the files above are read with the same strictness.
+    twice = tmp_path / "twice.yml"
+    twice.write_text("environment:\n  REDIS_URL: a\n  OTHER: b\n  REDIS_URL: a\n")
+    with pytest.raises(yaml.constructor.ConstructorError, match="REDIS_URL"):
+        load_yaml(twice)

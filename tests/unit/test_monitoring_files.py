@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -22,6 +21,7 @@ import services.matching.app
 import services.payouts.app
 import services.tracking.app
 from shared.runtime import observability
+from tests.support.yaml_files import load_yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -89,7 +89,7 @@ def check(expr: str, where: str) -> list[str]:
 
 
 def rules() -> list[dict[str, Any]]:
-    document = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    document = load_yaml(ALERTS)
     assert set(document) == {"groups"}
     every = []
     for group in document["groups"]:
