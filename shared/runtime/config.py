@@ -342,10 +342,33 @@ def _names_unset(**values: str | SecretStr | None) -> list[str]:
 
 
 def settings_problems(error: ValidationError) -> str:
-    """What is wrong with the environment, one clause a setting, without pydantic's links."""
+    """What is wrong with the environment, one clause a setting, without pydantic's links;
+    each setting named by its environment variable (PAYOUTS_DISPATCH_BATCH, not the field)."""
+    names = _variables_of(error.title)
     problems = []
     for e in error.errors():
-        where = ".".join(map(str, e["loc"]))
+        loc = [str(part) for part in e["loc"]]
+        if loc and loc[0] in names:
+            loc[0] = names[loc[0]]
+        where = ".".join(loc)
         what = e["msg"].removeprefix("Value error, ")
         problems.append(f"{where}: {what}" if where else what)
     return "; ".join(problems)
+
+
+def _variables_of(title: str) -> dict[str, str]:
+    """Field name -> environment variable of the settings class named `title` ({} if none)."""
+    classes = list(BaseSettings.__subclasses__())
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        if cls.__name__ != title:
+            continue
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        return {
+            name: alias
+            if isinstance(alias := field.validation_alias, str)
+            else f"{prefix}{name}".upper()
+            for name, field in cls.model_fields.items()
+        }
+    return {}

@@ -9,6 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+from services.matching.settings import MatchingSettings
+from services.payouts.settings import PayoutsSettings
+from services.tracking.settings import TrackingSettings
+from shared.runtime.config import Settings, settings_problems
 
 
 @pytest.mark.parametrize(
@@ -44,5 +51,24 @@ def test_a_command_refusing_its_service_settings_says_which_in_one_line() -> Non
         timeout=120,
     )
     assert done.returncode == 1, done.stderr
-    assert "invalid settings (PayoutsSettings): page_port" in done.stderr
+    # Named by its environment variable, as the operator set it.
+    assert "invalid settings (PayoutsSettings): PAYOUTS_PAGE_PORT" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable", "value"),
+    [
+        (PayoutsSettings, "PAYOUTS_DISPATCH_BATCH", "5000"),
+        (MatchingSettings, "MATCHING_DIVERSITY_TRADE_OFF", "abc"),
+        (TrackingSettings, "TRACKING_LEAK_WINDOW_DAYS", "many"),
+        (Settings, "HANDLER_MAX_ATTEMPTS", "abc"),
+    ],
+)
+def test_a_refused_setting_is_named_by_its_environment_variable(
+    settings: type[BaseSettings], variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as refused:
+        settings()
+    assert settings_problems(refused.value).startswith(f"{variable}: ")
