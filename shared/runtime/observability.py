@@ -51,8 +51,8 @@ HANDLER_SECONDS = Histogram(
 
 CONSUMER_LAG = Gauge(
     "creatorflow_consumer_lag",
-    "Messages between the consumer's position and the partition's high watermark, as last "
-    "reported by the broker in a fetch response",
+    "Messages between the consumer group's committed offset and the partition's end, asked "
+    "of the broker every 5 s (it grows while a handler is blocked and nothing is fetched)",
     ["topic", "partition"],
 )
 

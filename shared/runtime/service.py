@@ -21,8 +21,8 @@ import asyncpg
 import redis.asyncio as redis
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaConnectionError
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity
@@ -403,29 +403,51 @@ def readiness_checks(resources: Resources) -> dict[str, Check]:
 
 
 async def _sample_consumer_lag(resources: Resources, every_seconds: float = 5.0) -> None:
-    """Keep `creatorflow_consumer_lag` current for the partitions this process holds.
-
-    The high watermark comes with every fetch response, so this costs no extra request; a
-    partition is reported once it has been fetched from, and dropped when it is revoked.
-    """
+    """Keep `creatorflow_consumer_lag` current for the partitions this process holds: each
+    partition's end, asked of the broker, less the group's committed offset (what is in the
+    database; offsets are committed after it). Asked, not taken from fetches, because a
+    consumer whose handler is blocked (its database away) fetches nothing, and the backlog
+    must grow in the metric all the same. A partition is dropped when it is revoked; one the
+    broker does not answer for keeps its last value."""
     reported: set[tuple[str, str]] = set()
     while True:
         current: set[tuple[str, str]] = set()
         for consumer in resources.kafka_consumers():
-            if consumer is None:
-                continue
-            for tp in consumer.assignment():
-                highwater = consumer.highwater(tp)
-                if highwater is None:
-                    continue
-                position = await asyncio.wait_for(consumer.position(tp), 1.0)
-                labels = (tp.topic, str(tp.partition))
-                CONSUMER_LAG.labels(*labels).set(max(0, highwater - position))
-                current.add(labels)
+            if consumer is not None:
+                current |= await _lag_of(consumer, reported)
         for labels in reported - current:
             CONSUMER_LAG.remove(*labels)
         reported = current
         await asyncio.sleep(every_seconds)
+
+
+async def _lag_of(
+    consumer: AIOKafkaConsumer, reported: set[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Set the lag of `consumer`'s partitions; returns the labels shown for them."""
+    held = {(tp.topic, str(tp.partition)): tp for tp in consumer.assignment()}
+    shown = set(held) & reported
+    try:
+        ends = await asyncio.wait_for(consumer.end_offsets(list(held.values())), 2.0)
+        starts: dict[TopicPartition, int] = {}
+        for labels, tp in held.items():
+            done = await asyncio.wait_for(consumer.committed(tp), 1.0)
+            if done is None:
+                # Nothing committed yet: the group reads the partition from its start.
+                if not starts:
+                    starts = await asyncio.wait_for(
+                        consumer.beginning_offsets(list(held.values())), 2.0
+                    )
+                done = starts[tp]
+            # The embedded broker answers a partition's end as its last batch's first offset
+            # plus one: the high watermark of the last fetch may be further.
+            end = max(ends[tp], consumer.highwater(tp) or 0)
+            CONSUMER_LAG.labels(*labels).set(max(0, end - done))
+            shown.add(labels)
+    except (TimeoutError, KafkaError, IllegalStateError) as error:
+        # The broker is away or the assignment just changed: the rest next time.
+        log.debug("consumer lag not sampled", error=repr(error))
+    return shown
 
 
 async def stop_step(

@@ -27,7 +27,7 @@ from shared.runtime.service import Background, Resources, ServiceRuntime, Setup
 from shared.tools.infra import InfraUrls
 from shared.tools.infra.process import free_port
 from tests.conftest import RUNTIME_TESTS
-from tests.support.kafka_io import read_until
+from tests.support.kafka_io import produce_events, read_until
 from tests.support.processes import python_process
 from tests.support.waiting import eventually
 
@@ -275,3 +275,54 @@ async def test_a_service_stuck_in_start_up_stops_on_sigterm(infra: InfraUrls) ->
     assert process.returncode == 0, output
     assert "stopped during start-up" in output
     assert "Traceback" not in output
+
+
+async def test_the_lag_grows_while_a_handler_is_blocked(infra: InfraUrls, topics: None) -> None:
+    """A handler waiting (its database away) fetches nothing more, yet the backlog shows: the
+    lag is the partitions' end, asked of the broker, less what the group committed."""
+    name = f"lag-test-{uuid.uuid4().hex[:8]}"
+    released = asyncio.Event()
+
+    async def setup(resources: Resources) -> Sequence[Background]:
+        async def wait(event: CloudEvent[Any], delivery: Delivery) -> None:
+            await released.wait()
+
+        subscribe_events(
+            resources.broker,
+            [Topic.FX_RATES],
+            group_id=name,
+            handler=wait,
+            consumer=resources.consumer,
+        )
+        return []
+
+    def lag(text: str) -> int:
+        lines = [line for line in text.splitlines() if line.startswith("creatorflow_consumer_lag{")]
+        return sum(
+            int(float(line.rsplit(" ", 1)[1])) for line in lines if 'topic="fx.rates"' in line
+        )
+
+    runtime = on_any_port(name, setup, infra, uses_redis=False, redis_required=False)
+    async with runtime, http_client(runtime) as http:
+
+        async def shown() -> bool:
+            return (
+                'creatorflow_consumer_lag{partition="0",topic="fx.rates"}'
+                in (await http.get("/metrics")).text
+            )
+
+        await eventually(shown, 30, what="the consumer lag of fx.rates in /metrics")
+        before = lag((await http.get("/metrics")).text)
+        event = valid_example("fx.rates.published")
+        await produce_events(
+            infra.kafka_bootstrap_servers,
+            [event.model_copy(update={"id": f"{name}-{i}"}) for i in range(20)],
+        )
+
+        async def grown() -> bool:
+            return lag((await http.get("/metrics")).text) >= before + 20
+
+        try:
+            await eventually(grown, 30, what="the lag grown by the 20 records waiting")
+        finally:
+            released.set()
