@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
@@ -166,9 +167,42 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool = False) 
     structlog.contextvars.bind_contextvars(service=service)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LibraryFormatter(service))
+    handler.addFilter(RepeatsMuted())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+
+
+class RepeatsMuted(logging.Filter):
+    """Lets a library's repeated message through once per `seconds`.
+
+    With a broker away, aiokafka logs a failed connection about a hundred times a second in
+    every service. A message is the same when its logger, level and text before the
+    arguments are; the first that comes after a muted spell says how many were left out
+    (`muted`, which LibraryFormatter shows)."""
+
+    # Messages remembered at most; past that, those whose spell is over are forgotten.
+    MOST = 1000
+
+    def __init__(self, seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._seconds = seconds
+        self._clock = clock
+        self._spells: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        spell = self._spells.get(key)
+        if spell is not None and now - spell[0] < self._seconds:
+            self._spells[key] = (spell[0], spell[1] + 1)
+            return False
+        if len(self._spells) >= self.MOST:
+            self._spells = {k: v for k, v in self._spells.items() if now - v[0] < self._seconds}
+        self._spells[key] = (now, 0)
+        if spell is not None and spell[1]:
+            record.muted = spell[1]
+        return True
 
 
 class LibraryFormatter(logging.Formatter):
@@ -189,6 +223,9 @@ class LibraryFormatter(logging.Formatter):
             f"{stamp}Z [{record.levelname.lower():<9}] {record.getMessage():<30} "
             f"logger={record.name} service={self._service}"
         )
+        muted = getattr(record, "muted", 0)
+        if muted:
+            line += f" muted={muted}"  # as many like it in the spell before this one
         if record.exc_info and record.exc_info[1] is not None:
             if record.levelno >= logging.ERROR:
                 return f"{line}\n{self.formatException(record.exc_info)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from shared.runtime.observability import LibraryFormatter
+from shared.runtime.observability import LibraryFormatter, RepeatsMuted
 
 
 def _record(level: int) -> logging.LogRecord:
@@ -32,3 +32,34 @@ def test_an_error_keeps_its_traceback() -> None:
     assert "[error    ] Failed to restore the pool" in first
     assert rest[0] == "Traceback (most recent call last):"
     assert rest[-1].startswith("ConnectionRefusedError")
+
+
+def _failed_connection(node: int) -> logging.LogRecord:
+    return logging.LogRecord(
+        "aiokafka.conn",
+        logging.ERROR,
+        __file__,
+        1,
+        "Unable connect to node with id %s: %s",
+        (node, "[Errno 111] Connect call failed"),
+        None,
+    )
+
+
+def test_a_repeated_library_message_is_let_through_once_per_spell() -> None:
+    now = [0.0]
+    muted = RepeatsMuted(seconds=10.0, clock=lambda: now[0])
+    passed = []
+    for tick in range(100):  # a broker away: a hundred failed connections a second
+        now[0] = tick / 100
+        record = _failed_connection(tick % 3)
+        if muted.filter(record):
+            passed.append(record)
+    assert len(passed) == 1
+    other = logging.LogRecord("asyncpg.pool", logging.WARNING, __file__, 1, "x", None, None)
+    assert muted.filter(other)  # another message is not muted by this one
+    now[0] = 10.5
+    again = _failed_connection(1)
+    assert muted.filter(again)
+    line = LibraryFormatter("payouts").format(again)
+    assert "Unable connect to node with id 1" in line and "muted=99" in line
