@@ -95,12 +95,19 @@ def statement_command(
         console.print(f"No payouts for creator {creator_id} yet.")
         return
     console.print(_payouts_table(creator_id, result))
-    totals = Table(title="Balances (from ledger postings)")
-    totals.add_column("balance")
-    totals.add_column("amount", justify="right")
-    for (label, currency), amount in result.balances.items():
-        totals.add_row(label, f"{amount:f} {currency}")
-    console.print(totals)
+    if not result.balances:
+        # An empty table would read as nothing owed.
+        console.print(
+            "Balances (from ledger postings): none yet. Nothing was drawn from a brand's "
+            "escrow for these payouts: one waiting for funds is posted once the brand funds it."
+        )
+    else:
+        totals = Table(title="Balances (from ledger postings)")
+        totals.add_column("balance")
+        totals.add_column("amount", justify="right")
+        for (label, currency), amount in result.balances.items():
+            totals.add_row(label, f"{amount:f} {currency}")
+        console.print(totals)
     if result.attempts:
         attempts = Table(title="Attempts of failed or retried payouts (from ledger transfers)")
         for column in ("payout", "attempt", "step", "amount"):

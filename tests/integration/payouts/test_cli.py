@@ -253,3 +253,27 @@ async def test_rotate_key_reseals_every_destination_and_reports_progress(
         assert after.open(creator, stored[creator].destination).get_secret_value() == (
             f"acct_{creator}"
         )
+
+
+async def test_a_statement_with_nothing_posted_says_so_rather_than_show_an_empty_table(
+    cli_env: None, db_pool: asyncpg.Pool
+) -> None:
+    creator = uid("cr")
+    waiting = lifecycle.create(
+        terms(uid("deal"), creator),
+        "fee",
+        "",
+        Money.of("75.00", "USD"),
+        platform_fee_bps=100,
+        account=acct(creator),
+        snapshot=SNAPSHOT,
+        now=LONG_AGO,
+        funded=False,
+    )
+    assert waiting.payout.hold is not None and not waiting.transfers
+    await _store(PostgresPayoutsStore(db_pool), waiting)
+
+    shown = await asyncio.to_thread(invoke, "statement", creator)
+    assert shown.exit_code == 0, shown.output
+    assert "awaiting_funds" in shown.output
+    assert "Balances (from ledger postings): none yet" in shown.output
