@@ -138,9 +138,18 @@ async def session_connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connec
         finally:
             try:
                 await conn.reset()
-            except BaseException:
-                conn.terminate()
+            except Exception:
+                # Closed already (the server ended the session) or failing now: its state
+                # dies with it, and the body's own outcome is what the caller sees.
+                _terminate(conn)
+            except BaseException:  # the reset itself interrupted (cancelled)
+                _terminate(conn)
                 raise
+
+
+def _terminate(conn: asyncpg.Connection) -> None:
+    with contextlib.suppress(Exception):  # one the pool took back when it died is gone
+        conn.terminate()
 
 
 async def migrate(

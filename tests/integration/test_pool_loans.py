@@ -66,3 +66,27 @@ async def test_a_session_loan_undoes_its_locks_listens_and_settings(
     async with one_pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
         assert await conn.fetchval("SHOW statement_timeout") == "0"
+
+
+class _BodyFailed(Exception):
+    pass
+
+
+async def test_a_session_loan_whose_connection_died_gives_back_the_bodys_own_error(
+    one_pool: asyncpg.Pool, infra: InfraUrls
+) -> None:
+    """The server ended the session (a restart, a failover): nothing is left to undo, and
+    what the body raised, a cancellation above all, is what the caller sees."""
+    other = await asyncpg.connect(infra.database_url)
+    try:
+        with pytest.raises(_BodyFailed):
+            async with session_connection(one_pool) as conn:
+                pid = conn.get_server_pid()
+                await other.execute("SELECT pg_terminate_backend($1)", pid)
+                with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                    await conn.execute("SELECT 1")
+                raise _BodyFailed
+    finally:
+        await other.close()
+    async with one_pool.acquire() as conn:  # the pool made a new one
+        assert await conn.fetchval("SELECT 1") == 1
