@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -1244,9 +1245,16 @@ class PostgresPayoutsStore(ServiceStore[PostgresPayoutsTransaction]):
         def on_notify(*_: object) -> None:
             wake()
 
+        ended = asyncio.Event()
         async with session_connection(self._pool) as conn:
             await conn.add_listener(DUE_CHANNEL, on_notify)
+            conn.add_termination_listener(lambda _: ended.set())
             try:
-                await asyncio.Event().wait()
+                await ended.wait()
             finally:
-                await conn.remove_listener(DUE_CHANNEL, on_notify)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    await conn.remove_listener(DUE_CHANNEL, on_notify)
+        # The server ended the session (a restart): listen again on a new one, with a
+        # round now for what was notified meanwhile.
+        wake()
+        raise ConnectionResetError("the connection listening for due payouts was closed")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import asyncpg
 import pytest
 
 from services.payouts.domain.accounts import HoldCode
 from services.payouts.domain.lifecycle import Transition
 from services.payouts.store.postgres import PostgresPayoutsStore, PostgresPayoutsTransaction
+from shared.tools.infra import InfraUrls
 from tests.support.table_reads import rows_read
+from tests.support.waiting import eventually
 from tests.unit.payouts.builders import uid
 from tests.unit.payouts.store_contract import PayoutStoreContract, acct, add_payout, new_payout
 
@@ -135,3 +140,37 @@ async def test_one_payouts_transfers_are_read_alone(db_pool: asyncpg.Pool) -> No
     assert read == len(created[0].transfers)
     assert [t.transfer_id for t in mine] == [t.transfer_id for t in created[0].transfers]
     assert {t.transfer_id for t in mine} < {t.transfer_id for t in everyone}
+
+
+async def test_listening_for_due_payouts_ends_when_the_server_ends_its_session(
+    db_pool: asyncpg.Pool, infra: InfraUrls
+) -> None:
+    """A restart of PostgreSQL closes the listening session: the loop wakes the dispatcher
+    (a round for what was notified meanwhile) and ends with a transient error, so its
+    supervisor listens again on a new session, rather than wait forever on a dead one."""
+    name = f"listen-due-{uuid.uuid4().hex[:8]}"
+    pool = await asyncpg.create_pool(
+        infra.database_url, min_size=1, max_size=1, server_settings={"application_name": name}
+    )
+    wakes: list[None] = []
+    listening = asyncio.create_task(
+        PostgresPayoutsStore(pool).listen_due(lambda: wakes.append(None))
+    )
+    try:
+
+        async def listener_pid() -> int | None:
+            return await db_pool.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+                " AND query LIKE 'LISTEN%'",
+                name,
+            )
+
+        await eventually(listener_pid, what="a session listening for due payouts")
+        await db_pool.execute("SELECT pg_terminate_backend($1)", await listener_pid())
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(listening, 10)
+        assert wakes
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await pool.close()
