@@ -22,7 +22,7 @@ import redis.asyncio as redis
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity
@@ -440,12 +440,15 @@ async def _lag_of(
                     )
                 done = starts[tp]
             # The embedded broker answers a partition's end as its last batch's first offset
-            # plus one: the high watermark of the last fetch may be further.
-            end = max(ends[tp], consumer.highwater(tp) or 0)
+            # plus one: the high watermark of the last fetch may be further. (Asked only of
+            # a partition still held: the awaits above may have seen it revoked.)
+            fetched = consumer.highwater(tp) if tp in consumer.assignment() else None
+            end = max(ends[tp], fetched or 0)
             CONSUMER_LAG.labels(*labels).set(max(0, end - done))
             shown.add(labels)
-    except (TimeoutError, KafkaError, IllegalStateError) as error:
-        # The broker is away or the assignment just changed: the rest next time.
+    except Exception as error:
+        # The broker away, the assignment just changed: the rest next time, and what was
+        # shown stays known, so a partition revoked later is still taken off.
         log.debug("consumer lag not sampled", error=repr(error))
     return shown
 
