@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -177,9 +178,9 @@ class RepeatsMuted(logging.Filter):
     """Lets a library's repeated message through once per `seconds`.
 
     With a broker away, aiokafka logs a failed connection about a hundred times a second in
-    every service. A message is the same when its logger, level and text before the
-    arguments are; the first that comes after a muted spell says how many were left out
-    (`muted`, which LibraryFormatter shows)."""
+    every service. A message is the same when its logger, level and text are (a failure of
+    another node or for another reason is another message); the first that comes after a
+    muted spell says how many were left out (`muted`, which LibraryFormatter shows)."""
 
     # Messages remembered at most; past that, those whose spell is over are forgotten.
     MOST = 1000
@@ -189,17 +190,19 @@ class RepeatsMuted(logging.Filter):
         self._seconds = seconds
         self._clock = clock
         self._spells: dict[tuple[str, int, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()  # libraries log from worker threads too
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg))
+        key = (record.name, record.levelno, record.getMessage())
         now = self._clock()
-        spell = self._spells.get(key)
-        if spell is not None and now - spell[0] < self._seconds:
-            self._spells[key] = (spell[0], spell[1] + 1)
-            return False
-        if len(self._spells) >= self.MOST:
-            self._spells = {k: v for k, v in self._spells.items() if now - v[0] < self._seconds}
-        self._spells[key] = (now, 0)
+        with self._lock:
+            spell = self._spells.get(key)
+            if spell is not None and now - spell[0] < self._seconds:
+                self._spells[key] = (spell[0], spell[1] + 1)
+                return False
+            if len(self._spells) >= self.MOST:
+                self._spells = {k: v for k, v in self._spells.items() if now - v[0] < self._seconds}
+            self._spells[key] = (now, 0)
         if spell is not None and spell[1]:
             record.muted = spell[1]
         return True
