@@ -219,6 +219,15 @@ class Trust:
         party = spec.signed_by
         if party is None:
             return None
+        if (event.signature is None) != (event.sigkeyid is None):
+            # Half a signature is not an unsigned event: refused even where unsigned ones pass.
+            present, missing = (
+                ("signature", "sigkeyid") if event.sigkeyid is None else ("sigkeyid", "signature")
+            )
+            raise Untrusted(
+                RejectReason.BAD_SIGNATURE,
+                f"{event.type} carries a {present} but no {missing}: sign it with both",
+            )
         if event.signature is None or event.sigkeyid is None:
             if self.require_signatures:
                 raise Untrusted(

@@ -143,6 +143,22 @@ async def test_unsigned_money_events_are_refused_in_production_only(
     assert await development.check(deal(), encode(deal())) is None
 
 
+@pytest.mark.parametrize("require_signatures", [True, False], ids=["production", "development"])
+async def test_half_a_signature_is_refused_even_where_unsigned_events_pass(
+    registry: KeyRegistry, require_signatures: bool
+) -> None:
+    trust = Trust(registry, None, require_signatures=require_signatures)
+    signed = sign_event(deal(), BRAND)
+    no_key_id = signed.model_copy(update={"sigkeyid": None})
+    assert (await refusal(trust, no_key_id)) == (
+        "bad_signature: deal.signed carries a signature but no sigkeyid: sign it with both"
+    )
+    no_signature = signed.model_copy(update={"signature": None})
+    assert (await refusal(trust, no_signature)).startswith(
+        "bad_signature: deal.signed carries a sigkeyid but no signature"
+    )
+
+
 async def test_events_nobody_signs_pass_and_our_own_unsigned_ones_in_development_only(
     registry: KeyRegistry,
 ) -> None:
