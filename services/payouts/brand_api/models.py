@@ -275,6 +275,7 @@ def _path_item(
                 "name": parameter,
                 "in": "path",
                 "required": True,
+                "description": "The id as in the events, percent-encoded (a '/' as %2F).",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 128},
             }
         ]

@@ -81,8 +81,15 @@ def brand_api_app(
         routes=[
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route(PREFIX + "/campaigns", api.guarded(api.campaigns), methods=["GET"]),
-            Route(PREFIX + "/campaigns/{campaign_id}", api.guarded(api.campaign), methods=["GET"]),
-            Route(PREFIX + "/creators/{creator_id}", api.guarded(api.creator), methods=["GET"]),
+            # `:path`: an id may hold a "/" (the contract allows it), sent as %2F or as is.
+            Route(
+                PREFIX + "/campaigns/{campaign_id:path}",
+                api.guarded(api.campaign),
+                methods=["GET"],
+            ),
+            Route(
+                PREFIX + "/creators/{creator_id:path}", api.guarded(api.creator), methods=["GET"]
+            ),
         ],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )

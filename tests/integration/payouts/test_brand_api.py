@@ -12,6 +12,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Final
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -285,6 +286,34 @@ async def test_another_brands_campaign_or_creator_is_a_404_like_an_unknown_one(
     [deal] = mine.json()["deals"]
     assert deal["deal_id"] == scene.b_deal
     assert deal["attribution"]["revenue"] == {"amount": "999.00", "currency": "USD"}
+
+
+async def test_a_campaign_and_a_creator_whose_ids_hold_a_slash_can_be_opened(
+    db_pool: asyncpg.Pool, cache: redis.Redis
+) -> None:
+    # The contract allows "/" in ids; the list names such a campaign, so it must open too.
+    brand, creator = uid("br-slash"), f"cr/{uid('x')}"
+    campaign, deal = f"cmp/{uid('q1')}", uid("deal")
+    consume = units_of_work(
+        PostgresPayoutsStore(db_pool),
+        PayoutPolicy(),
+        lambda: None,
+        destinations=DestinationCipher.from_setting(SETTINGS.destination_key),
+    )
+    signed = in_campaign(deal_signed(deal, creator, brand_id=brand), campaign)
+    await consume([(signed, delivery(signed))])
+    app = brand_api_app(PostgresPayoutsStore(db_pool), BrandKeys(db_pool), cache)
+    async with api_client(app, await new_key(db_pool, brand)) as api:
+        listed = await api.get("/brand/v1/campaigns")
+        answers = [
+            await api.get(f"/brand/v1/campaigns/{quote(campaign, safe='')}"),
+            await api.get(f"/brand/v1/campaigns/{campaign}"),
+            await api.get(f"/brand/v1/creators/{quote(creator, safe='')}"),
+        ]
+    assert [c["campaign_id"] for c in listed.json()["campaigns"]] == [campaign]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert [d["deal_id"] for d in answer.json()["deals"]] == [deal]
 
 
 async def test_each_key_has_its_own_rate_limit_with_headers_on_every_answer(
