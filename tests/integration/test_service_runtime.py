@@ -21,7 +21,7 @@ from shared.contract.events.examples import valid_example
 from shared.runtime.config import Settings
 from shared.runtime.db import _MIGRATION_LOCK_ID
 from shared.runtime.inbox import claim
-from shared.runtime.kafka import Delivery, subscribe_event_batches, subscribe_events
+from shared.runtime.kafka import Delivery, EventHandler, subscribe_event_batches, subscribe_events
 from shared.runtime.outbox import OutboxRelay, enqueue
 from shared.runtime.service import Background, Resources, ServiceRuntime, Setup
 from shared.tools.infra import InfraUrls
@@ -131,6 +131,22 @@ def on_any_port(
     )
 
 
+def reading_fx(group_id: str, handler: EventHandler) -> Setup:
+    """A service's setup with one consumer, of `fx.rates`, handing each event to `handler`."""
+
+    async def setup(resources: Resources) -> Sequence[Background]:
+        subscribe_events(
+            resources.broker,
+            [Topic.FX_RATES],
+            group_id=group_id,
+            handler=handler,
+            consumer=resources.consumer,
+        )
+        return []
+
+    return setup
+
+
 def http_client(runtime: ServiceRuntime) -> httpx.AsyncClient:
     """A client of the running `runtime`'s HTTP server."""
     return httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}")
@@ -151,20 +167,12 @@ async def test_health_readiness_and_metrics_endpoints(
     if not (uses_redis and redis_required):
         infra = dataclasses.replace(infra, redis_url=f"redis://127.0.0.1:{free_port()}/0")
 
-    async def setup(resources: Resources) -> Sequence[Background]:
-        async def ignore(event: CloudEvent[Any], delivery: Delivery) -> None:
-            return None
+    async def ignore(event: CloudEvent[Any], delivery: Delivery) -> None:
+        return None
 
-        subscribe_events(
-            resources.broker,
-            [Topic.FX_RATES],
-            group_id=name,
-            handler=ignore,
-            consumer=resources.consumer,
-        )
-        return []
-
-    runtime = on_any_port(name, setup, infra, uses_redis=uses_redis, redis_required=redis_required)
+    runtime = on_any_port(
+        name, reading_fx(name, ignore), infra, uses_redis=uses_redis, redis_required=redis_required
+    )
     async with runtime:
         assert runtime.http_port
         assert runtime.resources is not None
@@ -283,18 +291,8 @@ async def test_the_lag_grows_while_a_handler_is_blocked(infra: InfraUrls, topics
     name = f"lag-test-{uuid.uuid4().hex[:8]}"
     released = asyncio.Event()
 
-    async def setup(resources: Resources) -> Sequence[Background]:
-        async def wait(event: CloudEvent[Any], delivery: Delivery) -> None:
-            await released.wait()
-
-        subscribe_events(
-            resources.broker,
-            [Topic.FX_RATES],
-            group_id=name,
-            handler=wait,
-            consumer=resources.consumer,
-        )
-        return []
+    async def wait(event: CloudEvent[Any], delivery: Delivery) -> None:
+        await released.wait()
 
     def lag(text: str) -> int:
         lines = [line for line in text.splitlines() if line.startswith("creatorflow_consumer_lag{")]
@@ -302,7 +300,9 @@ async def test_the_lag_grows_while_a_handler_is_blocked(infra: InfraUrls, topics
             int(float(line.rsplit(" ", 1)[1])) for line in lines if 'topic="fx.rates"' in line
         )
 
-    runtime = on_any_port(name, setup, infra, uses_redis=False, redis_required=False)
+    runtime = on_any_port(
+        name, reading_fx(name, wait), infra, uses_redis=False, redis_required=False
+    )
     async with runtime, http_client(runtime) as http:
 
         async def shown() -> bool:

@@ -259,17 +259,7 @@ async def test_a_statement_with_nothing_posted_says_so_rather_than_show_an_empty
     cli_env: None, db_pool: asyncpg.Pool
 ) -> None:
     creator = uid("cr")
-    waiting = lifecycle.create(
-        terms(uid("deal"), creator),
-        "fee",
-        "",
-        Money.of("75.00", "USD"),
-        platform_fee_bps=100,
-        account=acct(creator),
-        snapshot=SNAPSHOT,
-        now=LONG_AGO,
-        funded=False,
-    )
+    waiting = new_payout(uid("deal"), creator, acct(creator), amount="75.00", funded=False)
     assert waiting.payout.hold is not None and not waiting.transfers
     await _store(PostgresPayoutsStore(db_pool), waiting)
 

@@ -95,6 +95,7 @@ def new_payout(
     *,
     amount: str = "100.00",
     brand_id: str = "br",
+    funded: bool = True,
 ) -> lifecycle.Transition:
     snapshot = FxSnapshot("USD", {"EUR": Decimal("0.9")}, LONG_AGO, "t")
     return lifecycle.create(
@@ -106,6 +107,7 @@ def new_payout(
         account=account,
         snapshot=snapshot,
         now=LONG_AGO,
+        funded=funded,
     )
 
 
