@@ -1,6 +1,7 @@
 """Released migrations never change: databases record each one's checksum when it runs, and a
 service refuses to start when an applied migration's file differs (shared/runtime/db.py).
-Add a migration to change a schema; list it here once it is released."""
+Add a migration to change a schema, and list it here in the same change: what reaches main
+is released."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ RELEASED = {
     "0315_payouts_emails": "ae9846e70bdd8d42",
     "0316_payouts_transfers_by_payout": "b3e5233ca001388b",
     "0317_payouts_brand_api": "17cf8e16a3393fc6",
+    "0318_payouts_leased": "2fbf3d72ab15c972",
     "0319_payouts_deal_amendments": "c0ce5b8206ce37ae",
     "0320_payouts_ledger_checks_per_statement": "e77c674684faacbb",
     "0321_payouts_settlement_checks": "3954c08114db346f",
@@ -57,6 +59,7 @@ RELEASED = {
     "0207_tracking_leak_judgements": "d186a27bcfedd825",
     "0208_tracking_deal_amendments": "a45402c9914b6d5f",
     "0209_tracking_published_as_of": "dd5f799519679f01",
+    "0210_tracking_shop_brands": "4d7b25140e5940f0",
 }
 
 
@@ -68,3 +71,9 @@ def _current() -> dict[str, str]:
 @pytest.mark.parametrize("name", sorted(RELEASED))
 def test_a_released_migration_is_unchanged(name: str) -> None:
     assert _current().get(name) == RELEASED[name], f"{name} was edited or removed"
+
+
+def test_every_migration_is_listed() -> None:
+    current = _current()
+    unlisted = {name: current[name] for name in sorted(set(current) - set(RELEASED))}
+    assert not unlisted, f"add to RELEASED (name: checksum): {unlisted}"
