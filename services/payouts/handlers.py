@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import structlog
 
@@ -706,7 +706,9 @@ async def on_payout_account_upserted(changes: PendingChanges, account: PayoutAcc
             creator_id=creator_id,
             until=until.isoformat(),
         )
-    # Scheduled payouts are held when the dispatcher claims them; held ones here.
+    # Scheduled payouts are held when the dispatcher claims them; held ones here, judged on
+    # `account` as just stored: all that decides payability comes with the event, but the
+    # cool-off set above (state kept apart would have to be read back first).
     held = await changes.repo.held_for_update(creator_ids=[creator_id], codes=RELEASED_BY_ACCOUNTS)
     await _release(changes, held, {account.creator_id: account})
     # A failed payout is still owed: a changed account is the creator's answer to it.
@@ -879,7 +881,25 @@ async def _locked_in_order(changes: PendingChanges, waiting: Sequence[Payout]) -
 
 
 # Each input event type: translated at the door (translate.py), then applied by its handler.
-Step = Callable[[PendingChanges, CloudEvent[Any]], Awaitable[None]]
+Apply = Callable[[PendingChanges, CloudEvent[Any]], Awaitable[None]]
+# The locks an event takes before any event of its batch is applied (`lock_batch`): its deal's
+# (with the deal's creator and brand), its creator's, its brand's (the ids its data names),
+# and "fx": the FX lock held exclusively.
+Lock = Literal["deal", "creator", "brand", "fx"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """How payouts applies one input event type: `apply` translates it and hands it to its
+    `on_<event>` handler, which reads and changes only what `locks` cover (no lock at all is
+    a choice too, and says so where the step is listed)."""
+
+    apply: Apply
+    locks: frozenset[Lock]
+
+
+def _step(apply: Apply, *locks: Lock) -> Step:
+    return Step(apply, frozenset(locks))
 
 
 async def _deal_signed(changes: PendingChanges, event: CloudEvent[Any]) -> None:
@@ -934,29 +954,22 @@ async def _fx_rates_published(changes: PendingChanges, event: CloudEvent[Any]) -
 
 
 STEPS: Final[Mapping[str, Step]] = {
-    EventType.DEAL_SIGNED: _deal_signed,
-    EventType.DEAL_AMENDED: _deal_amended,
-    EventType.DEAL_CANCELLED: _deal_cancelled,
-    EventType.BRAND_FUNDED: _brand_funded,
-    EventType.DELIVERABLE_CONFIRMED: _deliverable_confirmed,
-    EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: _payout_account_upserted,
-    EventType.ATTRIBUTION_UPDATED: _attribution_updated,
-    EventType.FX_RATES_PUBLISHED: _fx_rates_published,
+    EventType.DEAL_SIGNED: _step(_deal_signed, "deal", "creator", "brand"),
+    # An amendment may pay fees (its creator's account and receivables, its brand's escrow).
+    EventType.DEAL_AMENDED: _step(_deal_amended, "deal", "creator", "brand"),
+    # A cancellation pays nothing: its deal's lock is enough.
+    EventType.DEAL_CANCELLED: _step(_deal_cancelled, "deal"),
+    EventType.BRAND_FUNDED: _step(_brand_funded, "brand"),
+    EventType.DELIVERABLE_CONFIRMED: _step(_deliverable_confirmed, "deal"),
+    EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED: _step(_payout_account_upserted, "creator"),
+    # Stored for the commission round, which takes its own locks (`decide_commissions`).
+    EventType.ATTRIBUTION_UPDATED: _step(_attribution_updated),
+    EventType.FX_RATES_PUBLISHED: _step(_fx_rates_published, "fx"),
 }
-_DEAL_EVENTS: Final = {
-    EventType.DEAL_SIGNED,
-    EventType.DEAL_AMENDED,
-    EventType.DEAL_CANCELLED,
-    EventType.DELIVERABLE_CONFIRMED,
-}
-# An amendment may pay fees (its creator's account and receivables, its brand's escrow); a
-# cancellation pays nothing and needs only its deal's lock.
-_CREATOR_EVENTS: Final = {
-    EventType.DEAL_SIGNED,
-    EventType.DEAL_AMENDED,
-    EventType.CREATOR_PAYOUT_ACCOUNT_UPSERTED,
-}
-_BRAND_EVENTS: Final = {EventType.DEAL_SIGNED, EventType.DEAL_AMENDED, EventType.BRAND_FUNDED}
+
+
+def _locking(events: Sequence[CloudEvent[Any]], lock: Lock) -> list[CloudEvent[Any]]:
+    return [e for e in events if lock in STEPS[e.type].locks]
 
 
 @dataclass(frozen=True)
@@ -971,15 +984,15 @@ class BatchLocks:
 async def lock_batch(repo: PayoutsTransaction, events: Sequence[CloudEvent[Any]]) -> BatchLocks:
     """Take the locks a batch of input events needs, in the store's order (FX, deals, creators,
     brands: `PayoutsTransaction.lock`)."""
-    deal_ids = {e.data.deal_id for e in events if e.type in _DEAL_EVENTS}
-    has_fx = any(e.type == EventType.FX_RATES_PUBLISHED for e in events)
+    deal_ids = {e.data.deal_id for e in _locking(events, "deal")}
+    has_fx = bool(_locking(events, "fx"))
     await repo.lock(fx="exclusive" if has_fx else "shared", deal_ids=deal_ids)
     stored = await repo.deals(deal_ids) if deal_ids else {}
     deals = stored.values()
     creators = {d.creator_id for d in deals}
-    creators |= {e.data.creator_id for e in events if e.type in _CREATOR_EVENTS}
+    creators |= {e.data.creator_id for e in _locking(events, "creator")}
     brands = {d.brand_id for d in deals}
-    brands |= {e.data.brand_id for e in events if e.type in _BRAND_EVENTS}
+    brands |= {e.data.brand_id for e in _locking(events, "brand")}
     funded = {e.data.brand_id for e in events if e.type == EventType.BRAND_FUNDED}
     # A funding releases the brand's waiting payouts: their creators are locked too (read
     # before the brand's lock; one that starts waiting meanwhile makes the batch run again:
@@ -1021,14 +1034,14 @@ def consume(
         # One read each for what the events would read one by one (all of it locked now);
         # their confirmations and payouts are written together, before any other event.
         await changes.read_ahead(
-            deal_ids={e.data.deal_id for e in events if e.type in _DEAL_EVENTS},
+            deal_ids={e.data.deal_id for e in _locking(events, "deal")},
             creator_ids=changes.creators_locked or (),
         )
         for event in events:
             await release_unreleased(changes, event)
             if event.type != EventType.DELIVERABLE_CONFIRMED:
                 await changes.write_new()
-            await STEPS[event.type](changes, event)
+            await STEPS[event.type].apply(changes, event)
         await release_unreleased(changes, None)
         await changes.post()
         uow.publish(changes.events)
