@@ -46,6 +46,7 @@ TaxFormStatus = Literal["missing", "pending", "verified", "rejected"]
 """Where the tax form stands; payouts hold until it is verified."""
 
 PayoutStatus = Literal["scheduled", "held", "sent", "failed", "settled"]
+"""Lifecycle of one payout; each status is published as the event type `payout.<status>`."""
 
 PayoutKind = Literal["fee", "commission", "clawback"]
 """What a payout pays: the deal's fee, commission on attributed revenue, or a clawback of
@@ -75,7 +76,6 @@ LeakedOrdersPolicy = Literal["credit", "withhold"]
 
 LeakRule = Literal["outside_audience", "coupon_site", "burst"]
 """Why a promo code is suspected leaked (docs/architecture.md §10)."""
-"""Lifecycle of one payout; each status is published as the event type `payout.<status>`."""
 
 PLATFORMS: Final[tuple[Platform, ...]] = get_args(Platform)
 TIERS: Final[tuple[Tier, ...]] = get_args(Tier)
