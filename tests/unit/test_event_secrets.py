@@ -79,13 +79,33 @@ def test_an_email_that_is_not_one_address_is_refused_without_quoting_it(email: s
 def test_masking_replaces_the_field_wherever_it_is_and_says_where() -> None:
     document = account_document()
     document["destination"] = SECRET  # misplaced in the envelope: masked all the same
-    document["data"]["extra"] = [{"destination": SECRET}]
+    document["data"]["tax_form"]["extra"] = [{"destination": SECRET}]
     masked, paths = mask_secrets(ACCOUNTS, json.dumps(document).encode())
     assert SECRET.encode() not in masked
-    assert set(paths) == {"destination", "data.destination", "data.extra[0].destination"}
+    assert set(paths) == {"destination", "data.destination", "data.tax_form.extra[0].destination"}
     back = json.loads(masked)
     assert back["data"]["destination"] == MASKED
     assert back["data"]["creator_id"] == document["data"]["creator_id"]
+
+
+def test_a_data_field_the_accounts_topic_does_not_declare_is_masked_and_never_quoted() -> None:
+    # A misspelt secret, or personal data the contract has no field for.
+    strays = {"destinaton": SECRET, "iban": "DE89370400440532013000", "tax_id": "123-45-6789"}
+    document = account_document(**strays)
+    masked, paths = mask_secrets(ACCOUNTS, json.dumps(document).encode())
+    assert set(paths) == {"data.destination", *(f"data.{name}" for name in strays)}
+    refused = refusal_of(**strays)
+    assert "data.iban: unknown field" in refused.reason
+    for value in strays.values():
+        assert value.encode() not in masked
+        assert value not in str(refused)
+
+
+def test_an_account_sent_to_another_topic_is_masked_there_too() -> None:
+    document = account_document(email=EMAIL)
+    masked, paths = mask_secrets(Topic.CAMPAIGN_DEALS, json.dumps(document).encode())
+    assert set(paths) == {"data.destination", "data.email"}
+    assert SECRET.encode() not in masked and EMAIL.encode() not in masked
 
 
 def test_the_fallback_destination_is_masked_and_never_shown() -> None:

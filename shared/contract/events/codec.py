@@ -287,9 +287,16 @@ def _describe_one(error: ErrorDetails, topic: str) -> str:
         message = PATTERN_MESSAGES.get(str(error.get("ctx", {}).get("pattern")), message)
     reason = f"{_format_path(error['loc']) or 'value'}: {message}"
     bad_value = error.get("input")
-    # A secret field's value is never quoted, valid or not (the reason goes to logs and DLQs).
+    # The reason goes to logs and DLQs: a secret field's value is never quoted, valid or not,
+    # nor an unknown field's (a misspelt secret, personal data the contract has no field for).
     secret = not secret_fields_of_topic(topic).isdisjoint(map(str, error["loc"]))
-    if error["type"] != "missing" and not isinstance(bad_value, dict | list | tuple) and not secret:
+    unknown = error["type"] == "extra_forbidden"
+    if (
+        error["type"] != "missing"
+        and not isinstance(bad_value, dict | list | tuple)
+        and not secret
+        and not unknown
+    ):
         quoted = _truncate(repr(bad_value), _MAX_VALUE_CHARS)
         # Not twice: many messages quote the text they refuse already.
         if not (isinstance(bad_value, str) and quoted in message):

@@ -310,6 +310,8 @@ EVENT_SPECS: Final[tuple[EventSpec, ...]] = (
 )
 
 TOPICS: Final[tuple[str, ...]] = tuple(Topic)
+SECRET_FIELDS: Final[frozenset[str]] = frozenset().union(*(s.secret_fields for s in EVENT_SPECS))
+"""Every secret data field of the contract, whatever its type and topic."""
 
 _SPEC_BY_TYPE: Final[dict[str, EventSpec]] = {spec.type: spec for spec in EVENT_SPECS}
 _SPECS_BY_MODEL: Final[dict[type[BaseModel], list[EventSpec]]] = {}
@@ -335,6 +337,17 @@ def specs_for_topic(topic: str) -> list[EventSpec]:
 def secret_fields_of_topic(topic: str) -> frozenset[str]:
     """The secret data fields of every type `topic` carries (empty for an unknown topic)."""
     return frozenset().union(*(spec.secret_fields for spec in specs_for_topic(topic)))
+
+
+def data_fields_of_topic(topic: str) -> frozenset[str]:
+    """The `data` fields, as named on the wire, of every type `topic` carries."""
+    return frozenset(
+        name
+        for spec in specs_for_topic(topic)
+        for field_name, field in spec.data_model.model_fields.items()
+        for name in (field_name, field.alias)
+        if name is not None
+    )
 
 
 def type_for_data(data: BaseModel) -> str:
