@@ -3,7 +3,8 @@
 `subscribe_event_batches` (FastStream) runs one step at a time: fetch, decode, apply, commit,
 then fetch again. For a service whose batch is one database transaction, the process then sits
 idle while PostgreSQL works, and PostgreSQL while the process decodes. `PipelinedBatches`
-overlaps the two: batch N+1 is fetched and decoded while batch N's transaction runs.
+overlaps the two: batch N+1 is fetched and decoded while batch N's transaction runs, and
+batch N's offsets are committed to Kafka while batch N+1's transaction runs.
 
 What does not change (docs/architecture.md §2):
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiokafka.errors
@@ -98,6 +99,9 @@ class PipelinedBatches:
         self._batch_timeout_ms = batch_timeout_ms
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._applying: asyncio.Task[None] | None = None
+        # The offsets of the batches in the database, committed in batch order while the next
+        # batch is applied (each commit waits for the one before).
+        self._committing: asyncio.Task[None] | None = None
         self._rebalances = 0
         self.kafka: AIOKafkaConsumer | None = None
 
@@ -126,11 +130,13 @@ class PipelinedBatches:
                 await self._next_batch(kafka)
         finally:
             self.kafka = None
-            applying, self._applying = self._applying, None
-            if applying is not None:
-                # Stopping: a transaction cut short rolls back, and its records come again.
-                applying.cancel()
-                await asyncio.gather(applying, return_exceptions=True)
+            tasks = [t for t in (self._applying, self._committing) if t is not None]
+            self._applying = self._committing = None
+            # Stopping: a transaction cut short rolls back, and the records of a batch whose
+            # offsets were not committed come again (the inbox skips what was applied).
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await kafka.stop()
 
     async def _next_batch(self, kafka: AIOKafkaConsumer) -> None:
@@ -157,10 +163,11 @@ class PipelinedBatches:
                 # Work done ahead is an optimisation: the plain handler, under the failure
                 # policy, deals with whatever made it fail.
                 log.exception("preparing a batch failed; applying it without", group=self._group_id)
-        await self.finish_applying()
+        await self._finish_storing()
         if self._rebalances != rebalances:
             # Partly read under an assignment that has ended: drop it all, and read again from
             # the committed offsets what is still ours (the rest, whoever holds it now reads).
+            await self.finish_applying()
             await _rewind(kafka, set(batch.offsets) & kafka.assignment())
             return
         self._applying = asyncio.create_task(self._apply(kafka, batch))
@@ -169,7 +176,24 @@ class PipelinedBatches:
         started = time.perf_counter()
         if batch.events:
             await self._consumer.apply(batch.events, batch.handler or self._handler)
-        offsets = batch.offsets
+        # In the database: its offsets go to Kafka while the next batch is applied.
+        self._committing = asyncio.create_task(
+            self._commit(kafka, batch.offsets, started, after=self._committing)
+        )
+
+    async def _commit(
+        self,
+        kafka: AIOKafkaConsumer,
+        offsets: Mapping[TopicPartition, int],
+        started: float,
+        *,
+        after: asyncio.Task[None] | None,
+    ) -> None:
+        if after is not None:
+            # Never an older offset after a newer one; a failed commit is covered by this one.
+            await asyncio.wait([after])
+            if not after.cancelled():
+                after.exception()
         try:
             await kafka.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
         except aiokafka.errors.KafkaError as error:
@@ -179,13 +203,23 @@ class PipelinedBatches:
         for topic in {tp.topic for tp in offsets}:
             HANDLER_SECONDS.labels(topic).observe(elapsed)
 
-    async def finish_applying(self) -> None:
-        """Wait until the batch being applied is in the database and its offsets committed."""
+    async def _finish_storing(self) -> None:
+        """Wait until the batch being applied is in the database."""
         applying = self._applying
         if applying is not None:
             await asyncio.shield(applying)  # a failure stays, for the reading loop to raise
             if self._applying is applying:
                 self._applying = None
+
+    async def finish_applying(self) -> None:
+        """Wait until the batch being applied is in the database and the offsets of every
+        batch applied are committed."""
+        await self._finish_storing()
+        committing = self._committing
+        if committing is not None:
+            await asyncio.shield(committing)
+            if self._committing is committing:
+                self._committing = None
 
 
 async def _rewind(kafka: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
