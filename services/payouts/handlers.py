@@ -411,9 +411,7 @@ class PendingChanges:
         """Write the ledger transfers, and wake every dispatcher at commit if payouts became
         due; the status events are the caller's to enqueue (`flush`, or the unit of work)."""
         await self.write_new()
-        await self.repo.post(self.transfers)
-        if self.scheduled:
-            await self.repo.notify_due()
+        await self.repo.post(self.transfers, wake_dispatchers=bool(self.scheduled))
 
     async def flush(self) -> None:
         """Write the ledger transfers and enqueue the status events: the last step of every

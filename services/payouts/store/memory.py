@@ -511,7 +511,9 @@ class MemoryPayoutsTransaction:
                 booked.setdefault(p.deal_id, []).append(p)
         return booked
 
-    async def post(self, transfers: Sequence[Transfer]) -> None:
+    async def post(self, transfers: Sequence[Transfer], *, wake_dispatchers: bool = False) -> None:
+        if wake_dispatchers:
+            self._s.notifications += 1
         known = {t.transfer_id for t in self._s.transfers}
         for transfer in transfers:
             owners = self._s.fundings if transfer.kind is TransferKind.FUNDING else self._s.payouts
@@ -616,9 +618,6 @@ class MemoryPayoutsTransaction:
     async def emails_of(self, payout_id: str) -> list[tuple[Notice, EmailState]]:
         rows = [r for r in self._s.emails.values() if r.notice.payout_id == payout_id]
         return [(r.notice, r.state) for r in sorted(rows, key=lambda r: r.notice.changed_at)]
-
-    async def notify_due(self) -> None:
-        self._s.notifications += 1
 
     async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
         return [

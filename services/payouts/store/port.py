@@ -296,8 +296,9 @@ class PayoutsTransaction(Protocol):
         a deal without any has none listed)."""
         ...
 
-    async def post(self, transfers: Sequence[Transfer]) -> None:
-        """Append the transfers to the ledger."""
+    async def post(self, transfers: Sequence[Transfer], *, wake_dispatchers: bool = False) -> None:
+        """Append the transfers to the ledger; with `wake_dispatchers`, wake every dispatcher
+        once this transaction commits (payouts became due)."""
         ...
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
@@ -341,10 +342,6 @@ class PayoutsTransaction(Protocol):
 
     async def emails_of(self, payout_id: str) -> list[tuple[Notice, EmailState]]:
         """The payout's e-mails and their states, in the order of the changes."""
-        ...
-
-    async def notify_due(self) -> None:
-        """Wake every dispatcher once this transaction commits."""
         ...
 
     # Reporting (read-only).

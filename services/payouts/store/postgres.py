@@ -914,26 +914,34 @@ class PostgresPayoutsTransaction(ServiceTransaction):
             booked.setdefault(payout.deal_id, []).append(payout)
         return booked
 
-    async def post(self, transfers: Sequence[Transfer]) -> None:
+    async def post(self, transfers: Sequence[Transfer], *, wake_dispatchers: bool = False) -> None:
         if not transfers:
+            if wake_dispatchers:
+                await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
             return
         funding = TransferKind.FUNDING
+        postings = [(t.transfer_id, p) for t in transfers for p in t.postings]
+        # One round trip: the transfers, their postings and the wake-up (NOTIFY is delivered
+        # at commit). The postings' foreign key and the ledger's statement triggers run when
+        # the whole statement ends, the transfers inserted.
         await self._conn.execute(
-            """INSERT INTO payouts_transfers (transfer_id, payout_id, funding_id, kind)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])""",
+            """WITH transfers AS (
+                   INSERT INTO payouts_transfers (transfer_id, payout_id, funding_id, kind)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])),
+               postings AS (
+                   INSERT INTO payouts_postings (transfer_id, account, amount, currency)
+                   SELECT * FROM unnest($5::text[], $6::text[], $7::numeric[], $8::text[]))
+               SELECT pg_notify($9, '') WHERE $10""",
             [t.transfer_id for t in transfers],
             [None if t.kind is funding else t.payout_id for t in transfers],
             [t.payout_id if t.kind is funding else None for t in transfers],
             [t.kind.value for t in transfers],
-        )
-        postings = [(t.transfer_id, p) for t in transfers for p in t.postings]
-        await self._conn.execute(
-            """INSERT INTO payouts_postings (transfer_id, account, amount, currency)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[])""",
             [t for t, _ in postings],
             [p.account for _, p in postings],
             [p.amount.amount for _, p in postings],
             [p.amount.currency for _, p in postings],
+            DUE_CHANNEL,
+            wake_dispatchers,
         )
 
     async def enqueue(self, events: Sequence[CloudEvent[Any]]) -> None:
@@ -1085,9 +1093,6 @@ class PostgresPayoutsTransaction(ServiceTransaction):
             payout_id,
         )
         return [(_notice(r), r["state"]) for r in rows]
-
-    async def notify_due(self) -> None:
-        await self._conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
 
     async def payouts_of(self, creator_id: str | None = None) -> list[Payout]:
         only, args = any_of("creator_id", None if creator_id is None else [creator_id])

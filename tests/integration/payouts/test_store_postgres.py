@@ -9,8 +9,14 @@ import asyncpg
 import pytest
 
 from services.payouts.domain.accounts import HoldCode
+from services.payouts.domain.ledger import Posting
 from services.payouts.domain.lifecycle import Transition
-from services.payouts.store.postgres import PostgresPayoutsStore, PostgresPayoutsTransaction
+from services.payouts.store.postgres import (
+    DUE_CHANNEL,
+    PostgresPayoutsStore,
+    PostgresPayoutsTransaction,
+)
+from shared.contract.money import Money
 from shared.tools.infra import InfraUrls
 from tests.support.table_reads import rows_read
 from tests.support.waiting import eventually
@@ -75,6 +81,52 @@ async def test_postings_are_append_only_and_transfers_must_balance(db_pool: asyn
                             f"VALUES {values}",
                             *ids[: 2 if "$2" in values else 1],
                         )
+
+
+async def test_posting_an_unbalanced_transfer_is_refused_and_writes_nothing(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """Transfers and postings go in one statement: the ledger's checks still run on it."""
+    creator = uid("cr")
+    created = new_payout(uid("deal"), creator, acct(creator))
+    first = created.transfers[0]
+    off = Posting(first.postings[0].account, Money.of("0.01", first.postings[0].amount.currency))
+    object.__setattr__(first, "postings", (*first.postings, off))  # past the domain's check
+    with pytest.raises(asyncpg.CheckViolationError, match="does not sum to zero"):
+        async with PostgresPayoutsStore(db_pool).transaction() as repo:
+            await add_payout(repo, created.payout)
+            await repo.post(created.transfers)
+    transfer_ids = [t.transfer_id for t in created.transfers]
+    assert not await db_pool.fetchval(
+        "SELECT count(*) FROM payouts_transfers WHERE transfer_id = ANY($1::text[])", transfer_ids
+    )
+
+
+@pytest.mark.parametrize("transfers", [True, False])
+async def test_posting_wakes_the_dispatchers_at_commit_only_when_asked(
+    db_pool: asyncpg.Pool, transfers: bool
+) -> None:
+    wakes: list[str] = []
+
+    def woken(*_: object) -> None:
+        wakes.append("woken")
+
+    async with db_pool.acquire() as listening:
+        await listening.add_listener(DUE_CHANNEL, woken)
+        try:
+            for wake in (False, True):
+                creator = uid("cr")
+                created = new_payout(uid("deal"), creator, acct(creator))
+                async with PostgresPayoutsStore(db_pool).transaction() as repo:
+                    await add_payout(repo, created.payout)
+                    await repo.post(created.transfers if transfers else [], wake_dispatchers=wake)
+                    await asyncio.sleep(0.2)
+                    assert wakes == []  # not before the commit
+            await eventually(lambda: wakes == ["woken"], what="one wake-up, at the commit")
+            await asyncio.sleep(0.2)
+            assert wakes == ["woken"]
+        finally:
+            await listening.remove_listener(DUE_CHANNEL, woken)
 
 
 async def test_balances_of_some_accounts_read_only_their_postings(db_pool: asyncpg.Pool) -> None:
