@@ -548,9 +548,9 @@ class MemoryPayoutsTransaction:
             data = event.data
             if not isinstance(data, PayoutStatusChanged):
                 continue
-            payout = self._s.payouts.get(data.payout_id)
-            hold = payout.hold.code.value if payout and payout.hold else None
-            notice = notice_of(event, hold_code=hold, previous_status=last.get(data.payout_id))
+            notice = notice_of(
+                event, hold_code=data.hold_code, previous_status=last.get(data.payout_id)
+            )
             last[data.payout_id] = data.status
             if notice is None or notice.event_id in self._s.emails:
                 continue

@@ -954,42 +954,50 @@ class PostgresPayoutsTransaction(ServiceTransaction):
         changes = [e for e in events if isinstance(e.data, PayoutStatusChanged)]
         if not changes:
             return
-        payout_ids = sorted({e.data.payout_id for e in changes})
-        rows = await self._conn.fetch(
-            """SELECT p.payout_id, p.hold_code, a.email IS NOT NULL AS has_email
-               FROM payouts_payouts p LEFT JOIN payouts_accounts a USING (creator_id)
-               WHERE p.payout_id = ANY($1::text[])""",
-            payout_ids,
-        )
-        holds = {r["payout_id"]: r["hold_code"] for r in rows}
-        addressed = {r["payout_id"] for r in rows if r["has_email"]}
         last = await self._last_statuses([e for e in changes if e.data.status == "failed"])
         notices = []
         for event in changes:
             data = event.data
             notice = notice_of(
-                event, hold_code=holds.get(data.payout_id), previous_status=last.get(data.payout_id)
+                event, hold_code=data.hold_code, previous_status=last.get(data.payout_id)
             )
             last[data.payout_id] = data.status
-            if notice is None:
-                continue
-            if data.payout_id in addressed:
+            if notice is not None:
                 notices.append(notice)
-            else:
-                PAYOUT_EMAILS.labels(outcome="no_address").inc()
-        await self._conn.executemany(
-            """INSERT INTO payouts_emails (event_id, payout_id, creator_id, status, kind, amount,
-                   currency, converted, hold_code, returned, changed_at, not_before)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-               ON CONFLICT (event_id) DO NOTHING""",
-            [
-                (
-                    n.event_id, n.payout_id, n.creator_id, n.status, n.kind, n.amount.amount,
-                    n.amount.currency, n.converted, n.hold_code, n.returned, n.changed_at,
-                )
-                for n in notices
-            ],
-        )  # fmt: skip
+        if not notices:
+            return
+        # One round trip: queued for the creators with an address, the others counted.
+        unaddressed = await self._conn.fetchval(
+            """WITH notice AS (
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                       $5::text[], $6::numeric[], $7::text[], $8::bool[], $9::text[],
+                       $10::bool[], $11::timestamptz[])
+                       AS n (event_id, payout_id, creator_id, status, kind, amount, currency,
+                             converted, hold_code, returned, changed_at)),
+               queued AS (
+                   INSERT INTO payouts_emails (event_id, payout_id, creator_id, status, kind,
+                       amount, currency, converted, hold_code, returned, changed_at, not_before)
+                   SELECT n.*, n.changed_at FROM notice n
+                   WHERE EXISTS (SELECT 1 FROM payouts_accounts a
+                                 WHERE a.creator_id = n.creator_id AND a.email IS NOT NULL)
+                   ON CONFLICT (event_id) DO NOTHING)
+               SELECT count(*) FROM notice n
+               WHERE NOT EXISTS (SELECT 1 FROM payouts_accounts a
+                                 WHERE a.creator_id = n.creator_id AND a.email IS NOT NULL)""",
+            [n.event_id for n in notices],
+            [n.payout_id for n in notices],
+            [n.creator_id for n in notices],
+            [n.status for n in notices],
+            [n.kind for n in notices],
+            [n.amount.amount for n in notices],
+            [n.amount.currency for n in notices],
+            [n.converted for n in notices],
+            [n.hold_code for n in notices],
+            [n.returned for n in notices],
+            [n.changed_at for n in notices],
+        )
+        if unaddressed:
+            PAYOUT_EMAILS.labels(outcome="no_address").inc(unaddressed)
 
     async def _last_statuses(self, failures: Sequence[CloudEvent[Any]]) -> dict[str, str]:
         """The status each of these payouts published last, from the outbox (which keeps

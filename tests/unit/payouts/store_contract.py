@@ -952,6 +952,19 @@ class PayoutStoreContract:
         assert notice.amount == created.payout.net and notice.converted
         assert (notice.creator_id, notice.kind) == (creator, "fee")
 
+    async def test_a_held_payouts_email_says_why_it_waits(self, db: PayoutsStore) -> None:
+        creator = uid("cr")
+        account = replace(acct(creator, status="pending"), email=f"{creator}@x.test")
+        held = new_payout(uid("deal"), creator, account)
+        assert held.payout.hold is not None
+        async with db.transaction() as repo:
+            await repo.save_account(account)
+            await add_payout(repo, held.payout)
+            await repo.enqueue([status_event(held.payout)])
+        async with db.snapshot() as repo:
+            [(notice, _)] = await repo.emails_of(held.payout.payout_id)
+        assert (notice.status, notice.hold_code) == ("held", held.payout.hold.code.value)
+
     async def test_an_email_is_written_with_its_change_or_not_at_all(
         self, db: PayoutsStore
     ) -> None:
