@@ -19,6 +19,7 @@ logs) and allows scripts and styles from this origin only.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from services.payouts.creator_page.access import (
     RedemptionLimiter,
 )
 from services.payouts.creator_page.read import creator_deals
-from services.payouts.creator_page.timeline import money_text, when
+from services.payouts.creator_page.timeline import DealView, money_text, when
 from services.payouts.domain.statements import Period, PeriodError
 from services.payouts.statement_files import file_name, statement_csv, statement_pdf
 from services.payouts.statements import creator_statement, statement_periods
@@ -224,20 +225,35 @@ class _Pages:
     def _signed_out(self, request: Request) -> Response:
         return self._message(request, 401, "Please open a new link", _SIGNED_OUT)
 
+    async def _deals(self, creator: str) -> tuple[list[DealView], str, str]:
+        """The creator's deals, the part of the page that shows them (escaped by the
+        template), and its version: the refresh asks for it with `If-None-Match` and swaps
+        nothing while it is unchanged (poll.js)."""
+        deals = await creator_deals(self._pool, creator)
+        html = self._templates.env.get_template("_deals.html").render(deals=deals)
+        return deals, html, '"' + hashlib.sha256(html.encode()).hexdigest()[:20] + '"'
+
     async def payouts(self, request: Request) -> Response:
         creator = await self._creator(request)
         if creator is None:
             return self._signed_out(request)
-        deals = await creator_deals(self._pool, creator)
-        context = {"creator_id": creator, "deals": deals, "poll": self._config.poll_seconds}
+        deals, _, version = await self._deals(creator)
+        context = {
+            "creator_id": creator,
+            "deals": deals,
+            "version": version,
+            "poll": self._config.poll_seconds,
+        }
         return self._render(request, "payouts.html", context)
 
     async def payouts_list(self, request: Request) -> Response:
         creator = await self._creator(request)
         if creator is None:
             return self._signed_out(request)
-        deals = await creator_deals(self._pool, creator)
-        return self._render(request, "_deals.html", {"deals": deals})
+        _, html, version = await self._deals(creator)
+        if request.headers.get("if-none-match") == version:
+            return Response(status_code=304, headers={"etag": version})
+        return Response(html, media_type="text/html", headers={"etag": version})
 
     async def one_payout(self, request: Request) -> Response:
         creator = await self._creator(request)

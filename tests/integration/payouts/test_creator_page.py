@@ -127,7 +127,7 @@ async def test_the_page_shows_timelines_amounts_and_what_to_do(
     settled, held = scene.payouts["settled"], scene.payouts["held"]
     # Both deals, with their payouts; the fragment the page polls holds the same.
     for deal in scene.alice_deals:
-        assert f"Deal {deal}" in page and f"Deal {deal}" in fragment
+        assert f"Deal <bdi>{deal}</bdi>" in page and f"Deal <bdi>{deal}</bdi>" in fragment
     settled_card = _card(page, settled.payout_id)
     for shown in (
         'Fee: <span class="status">Arrived</span>',
@@ -176,7 +176,7 @@ async def test_commission_taken_back_is_shown_with_its_deal(
     async with client_for(page_app(db_pool, cache)) as browser:
         await sign_in(browser, await new_link(db_pool, creator))
         page = (await browser.get("/c/payouts")).text
-    assert f"Deal {deal}" in page
+    assert f"Deal <bdi>{deal}</bdi>" in page
     assert "Commission taken back: 4.95 USD" in page
     assert "repaid from your next payouts" in page
 

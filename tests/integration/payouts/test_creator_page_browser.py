@@ -179,6 +179,39 @@ async def test_a_held_payout_turns_into_sent_while_the_page_is_open(
     print(f"screenshot of the page: {await shot(page, '4-held-now-sent')}")
 
 
+async def test_a_refresh_keeps_what_the_reader_opened_and_says_what_changed(
+    db_pool: asyncpg.Pool, browser: Browser, site: Site
+) -> None:
+    """The refresh moves nothing while nothing changed (the server answers 304), and a change
+    keeps the deal the reader opened and the link they were on, and is said in the status
+    line (WCAG 2.4.3, 4.1.3)."""
+    scene = Scene()
+    await scene.write(db_pool)
+    page = await signed_in(browser, site, await new_link(db_pool, scene.alice))
+    await page.get_by_role("button", name="Pause updates").click()
+    resume = page.get_by_role("button", name="Resume updates")
+    await expect(resume).to_have_attribute("aria-pressed", "true")
+    await resume.click()
+    held = card(page, scene.payouts["held"].payout_id)
+    deal = page.locator("section.deal").filter(has=held)
+    await deal.locator("summary").click()
+    link = held.get_by_role("link")
+    await link.focus()
+
+    def the_refresh(response: Any) -> bool:
+        return str(response.url).endswith("/c/payouts/list")
+
+    unchanged = await page.wait_for_event("response", the_refresh, timeout=SEEN_WITHIN_MS)
+    assert unchanged.status == 304
+    verified = account(scene.alice, scene.alice_destination)
+    await Writer(db_pool).released_and_sent(scene.payouts["held"], verified, datetime.now(UTC))
+
+    await expect(held.locator(".status")).to_have_text("Sent", timeout=SEEN_WITHIN_MS)
+    await expect(deal.locator("details")).to_have_attribute("open", "")
+    await expect(link).to_be_focused()
+    await expect(page.get_by_role("status")).to_contain_text("Sent")
+
+
 async def test_a_creator_downloads_a_statement(
     db_pool: asyncpg.Pool, browser: Browser, site: Site, scene: Scene
 ) -> None:
