@@ -9,7 +9,9 @@ numbers.
 
 Amounts are exact: each `Money` is printed with its currency's ISO 4217 exponent (`1200 JPY`,
 `89.10 EUR`, `1.250 KWD`). The PDF (fpdf2, its built-in Helvetica) is a plain landscape table
-with the totals under it; Helvetica covers Latin-1, so any other character prints as `?`.
+with the totals under it. Helvetica covers Latin-1 only: any other character (a deal named in
+Japanese or Arabic) is written as its Python escape (`\\u6771`), so nothing is lost, and a
+line under the totals says so; the CSV (UTF-8) and the page show such names as written.
 """
 
 from __future__ import annotations
@@ -192,6 +194,17 @@ def statement_pdf(statement: Statement, *, compress: bool = True) -> bytes:
     _payouts_table(pdf, statement)
     pdf.ln(4)
     _totals_table(pdf, statement)
+    shown = [
+        statement.creator_id,
+        *(c for item in statement.lines for c in _cells(item, statement)),
+    ]
+    if any(_escaped(text) for text in shown):
+        pdf.ln(2)
+        _text(
+            pdf,
+            "Characters this file's font cannot show are written as codes such as \\u6771; "
+            "the CSV statement and your payout page show them as written.",
+        )
     if statement.year is not None:
         figures = statement.year
         pdf.ln(3)
@@ -211,7 +224,12 @@ def _text(pdf: FPDF, text: str) -> None:
 
 
 def _latin1(text: str) -> str:
-    return text.encode("latin-1", "replace").decode("latin-1")
+    """`text` in the PDF font's Latin-1, any other character as its escape (never lost)."""
+    return text.encode("latin-1", "backslashreplace").decode("latin-1")
+
+
+def _escaped(text: str) -> bool:
+    return _latin1(text) != text
 
 
 def _payouts_table(pdf: FPDF, statement: Statement) -> None:
@@ -225,26 +243,31 @@ def _payouts_table(pdf: FPDF, statement: Statement) -> None:
         for name, _ in columns:
             heading.cell(name)
         for item in statement.lines:
-            kind = item.kind + (f" ({item.milestone})" if item.milestone else "")
-            cells = [
-                day(item.date),
-                day(item.paid_on),
-                item.deal_id,
-                kind,
-                item.status,
-                money_text(item.gross),
-                _rate(item.fx_rate),
-                money_text(item.platform_fee),
-                money_text(item.net),
-                money_text(item.paid),
-                item.rail or "",
-                item.reference or "",
-            ]
-            if statement.year is not None:
-                cells.append(money_text(item.usd))
             row = table.row()
-            for cell in cells:
+            for cell in _cells(item, statement):
                 row.cell(_latin1(cell))
+
+
+def _cells(item: Line, statement: Statement) -> list[str]:
+    """One payout's row of the PDF's table."""
+    kind = item.kind + (f" ({item.milestone})" if item.milestone else "")
+    cells = [
+        day(item.date),
+        day(item.paid_on),
+        item.deal_id,
+        kind,
+        item.status,
+        money_text(item.gross),
+        _rate(item.fx_rate),
+        money_text(item.platform_fee),
+        money_text(item.net),
+        money_text(item.paid),
+        item.rail or "",
+        item.reference or "",
+    ]
+    if statement.year is not None:
+        cells.append(money_text(item.usd))
+    return cells
 
 
 def _totals_table(pdf: FPDF, statement: Statement) -> None:

@@ -176,16 +176,29 @@ class _Pages:
         )
 
     def _message(
-        self, request: Request, status: int, title: str, text: str, **headers: str
+        self,
+        request: Request,
+        status: int,
+        title: str,
+        text: str,
+        *,
+        back: str | None = None,
+        **headers: str,
     ) -> Response:
-        context = {"title": title, "text": text}
+        """A page saying `text`, with a link to `back` (a page of the signed-in creator's)."""
+        context = {
+            "title": title,
+            "text": text[:1].upper() + text[1:],
+            "back": None if back is None else (back, _BACK[back]),
+        }
         return self._render(request, "message.html", context, status=status, headers=headers)
 
     async def link(self, request: Request) -> Response:
         # No lookup and no state change: a scanner that fetches the link learns nothing and
         # uses nothing up.
         # The form posts back to this URL, so the token is not repeated in the HTML.
-        return self._render(request, "link.html")
+        hours = round(self._config.session_lifetime.total_seconds() / 3600)
+        return self._render(request, "link.html", {"hours": hours})
 
     async def redeem(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -283,11 +296,15 @@ class _Pages:
             return self._signed_out(request)
         shaped = _STATEMENT_FILE.fullmatch(request.path_params["name"])
         if shaped is None:
-            return self._message(request, 404, "No such statement", _NO_SUCH_STATEMENT)
+            return self._message(
+                request, 404, "No such statement", _NO_SUCH_STATEMENT, back=STATEMENTS_PATH
+            )
         try:
             period = Period.parse(shaped.group(1))
         except PeriodError as error:
-            return self._message(request, 400, "Not a statement period", f"{error}.")
+            return self._message(
+                request, 400, "Not a statement period", f"{error}.", back=STATEMENTS_PATH
+            )
         extension = shaped.group(2)
         statement = await creator_statement(PostgresPayoutsStore(self._pool), creator, period)
         body = statement_csv(statement) if extension == "csv" else statement_pdf(statement)
@@ -307,7 +324,7 @@ class _Pages:
         return response
 
     async def not_found(self, request: Request, _error: Exception | None) -> Response:
-        return self._message(request, 404, "Not found", _NOT_FOUND)
+        return self._message(request, 404, "Not found", _NOT_FOUND, back=PAYOUTS_PATH)
 
 
 def _money(value: Any) -> str:
@@ -317,7 +334,7 @@ def _money(value: Any) -> str:
 _MINUTES: Final = int(MAX_LINK_LIFETIME.total_seconds() // 60)
 _LINK_REFUSED: Final = (
     "The link has expired, was already used, or is incomplete. Links work once and for "
-    f"{_MINUTES} minutes. Ask us for a new one."
+    f"at most {_MINUTES} minutes. Ask us for a new one."
 )
 _TOO_MANY: Final = "Too many attempts to open this link. Wait a little and try again."
 _TRY_AGAIN: Final = "We cannot open links right now. Please try again in a minute."
@@ -330,4 +347,5 @@ _NO_SUCH_STATEMENT: Final = (
     "Statements are files named after their period: 2026-11.csv or 2026-11.pdf for a month, "
     "2026.csv or 2026.pdf for a year. Your statements page lists them."
 )
-_NOT_FOUND: Final = "There is nothing here for you. Go back to your payouts."
+_NOT_FOUND: Final = "There is nothing here for you."
+_BACK: Final = {PAYOUTS_PATH: "Back to your payouts", STATEMENTS_PATH: "Back to your statements"}

@@ -217,6 +217,7 @@ async def test_one_creators_session_never_reads_anothers_payout(
         assert own.status_code == 200 and "Action needed" in own.text
         others = await browser.get(f"/c/payouts/{scene.payouts['bob'].payout_id}")
         assert others.status_code == 404
+        assert '<a href="/c/payouts">Back to your payouts</a>' in others.text
         assert scene.bob not in others.text and scene.bob_deal not in others.text
         assert "100.00 USD" not in others.text
 

@@ -196,7 +196,7 @@ async def test_an_empty_period_is_an_empty_statement_and_a_bad_one_says_why(
     )
     assert empty_pdf.status_code == 200
     assert "No payouts in this period." in pdf_text(empty_pdf.content)
-    assert no_month.status_code == 400 and "there is no month 13" in no_month.text
+    assert no_month.status_code == 400 and "There is no month 13" in no_month.text
     assert no_period.status_code == 400
     assert "is not a period: write a month as 2026-11 or a year as 2026" in no_period.text
     for refused in (unknown_kind, bare):
