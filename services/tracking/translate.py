@@ -58,6 +58,7 @@ _ATTRIBUTION_ENVELOPE: Final = envelope_for(AttributionUpdated)
 _CONFIRMATION_IDS: Final = uuid.UUID("5b0c7f3e-2d41-4c59-9a55-7f0e3c1d2a64")
 _LEAK_ALERT_IDS: Final = uuid.UUID("1f6b3c52-8d0e-4a7b-b1f4-3e9a6c2d5b80")
 _CAMPAIGN_IDS: Final = uuid.UUID("8e2d4a17-6c3b-4f90-a5d2-0b7e9c1f3a48")
+_ATTRIBUTION_IDS: Final = uuid.UUID("3c7a9e21-5b4d-4e18-8f06-d2a1b7c4e953")
 
 T = TypeVar("T")
 
@@ -289,7 +290,8 @@ def conflicting_terms(deal_id: str) -> str:
 
 
 def attribution_event(attribution: DealAttribution, *, now: datetime) -> CloudEvent[Any]:
-    """`attribution.updated` for one deal (a new event id each time), stamped `now`.
+    """`attribution.updated` for one deal, stamped `now`. Its id derives from (deal,
+    sequence): each published version has one id (a random one before it is numbered).
 
     Built without re-validation: every id in it was validated when its input was consumed
     and the figures come from the domain's exact arithmetic. Validating ~1,000 of these per
@@ -326,10 +328,13 @@ def attribution_event(attribution: DealAttribution, *, now: datetime) -> CloudEv
         suspected_orders=attribution.leaks.suspected_orders,
         withheld_orders=attribution.leaks.withheld_orders,
         withheld_revenue=Money(attribution.leaks.withheld_revenue, performance.revenue.currency),
+        sequence=attribution.sequence,
     )
+    sequence = attribution.sequence
+    named = f"{attribution.deal_id}/{sequence}"
     return _ATTRIBUTION_ENVELOPE.model_construct(
         specversion=SPEC_VERSION,
-        id=str(uuid.uuid4()),
+        id=str(uuid.uuid4() if sequence is None else uuid.uuid5(_ATTRIBUTION_IDS, named)),
         source=SOURCE,
         type=EventType.ATTRIBUTION_UPDATED.value,
         time=now,

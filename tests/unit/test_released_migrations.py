@@ -60,6 +60,7 @@ RELEASED = {
     "0208_tracking_deal_amendments": "a45402c9914b6d5f",
     "0209_tracking_published_as_of": "dd5f799519679f01",
     "0210_tracking_shop_brands": "4d7b25140e5940f0",
+    "0211_tracking_published_sequence": "6cfe24d3f8744948",
 }
 
 

@@ -216,16 +216,21 @@ class DealAttribution:
     model: Model = Model.PROMO_CODE
     setting_id: str = ""
     leaks: LeakTotals = NO_LEAKS
+    # Set as it is published: 1 for the deal's first update, then one more for each.
+    sequence: int | None = None
 
 
-def published_as_of(attribution: DealAttribution, last: datetime | None) -> DealAttribution:
-    """`attribution` with an `as_of` no earlier than `last`, the one published last for its
-    deal: figures worked out again under a new model or new terms may reflect older inputs
-    of their own, yet they account for everything up to `last` and replace what it dated."""
+def as_published(
+    attribution: DealAttribution, last: datetime | None, sequence: int
+) -> DealAttribution:
+    """`attribution` as published as its deal's `sequence`-th update, with an `as_of` no
+    earlier than `last`, the one published last for its deal: figures worked out again under
+    a new model or new terms may reflect older inputs of their own, yet they account for
+    everything up to `last` and replace what it dated."""
     as_of = attribution.performance.as_of
-    if last is None or (as_of is not None and as_of >= last):
-        return attribution
-    return replace(attribution, performance=replace(attribution.performance, as_of=last))
+    if last is not None and (as_of is None or as_of < last):
+        attribution = replace(attribution, performance=replace(attribution.performance, as_of=last))
+    return replace(attribution, sequence=sequence)
 
 
 def with_leaks(facts: DealFacts, leaks: LeakTotals) -> DealFacts:

@@ -20,7 +20,7 @@ from services.tracking.domain.attribution import (
     DealFacts,
     Engagement,
     Performance,
-    published_as_of,
+    as_published,
 )
 from services.tracking.domain.campaigns import (
     CampaignAttribution,
@@ -88,6 +88,7 @@ class MemoryState:
     early: dict[tuple[str, str, str], Confirmation] = field(default_factory=dict)
     attributions: dict[str, DealAttribution] = field(default_factory=dict)
     published_as_of: dict[str, datetime] = field(default_factory=dict)
+    published_sequence: dict[str, int] = field(default_factory=dict)
     outbox: list[CloudEvent[Any]] = field(default_factory=list)
     clicks: dict[str, Click] = field(default_factory=dict)
     models: dict[tuple[str, str], ModelSetting] = field(default_factory=dict)
@@ -566,9 +567,11 @@ class MemoryTrackingTransaction:
         out = []
         for a in attributions:
             last = self.s.published_as_of.get(a.deal_id)
-            stamped = published_as_of(a, last)
+            sequence = self.s.published_sequence.get(a.deal_id, 0) + 1
+            stamped = as_published(a, last, sequence)
             assert stamped.performance.as_of is not None
             self.s.published_as_of[a.deal_id] = stamped.performance.as_of
+            self.s.published_sequence[a.deal_id] = sequence
             out.append(stamped)
         return out
 

@@ -19,7 +19,7 @@ from services.tracking.domain.attribution import (
     DealAttribution,
     DealFacts,
     Engagement,
-    published_as_of,
+    as_published,
 )
 from services.tracking.domain.campaigns import (
     CampaignAttribution,
@@ -818,15 +818,20 @@ class PostgresTrackingTransaction(ServiceTransaction):
             return []
         rows = await self._conn.fetch(
             """UPDATE tracking_attribution t
-                  SET published_as_of = GREATEST(t.published_as_of, v.as_of)
+                  SET published_as_of = GREATEST(t.published_as_of, v.as_of),
+                      published_sequence = t.published_sequence + 1
                  FROM unnest($1::text[], $2::timestamptz[]) AS v (deal_id, as_of)
                 WHERE t.deal_id = v.deal_id
-            RETURNING t.deal_id, t.published_as_of""",
+            RETURNING t.deal_id, t.published_as_of, t.published_sequence""",
             [a.deal_id for a in attributions],
             [a.performance.as_of for a in attributions],
         )
-        stamped = {row["deal_id"]: row["published_as_of"] for row in rows}
-        return [published_as_of(a, stamped.get(a.deal_id)) for a in attributions]
+        stamped = {row["deal_id"]: row for row in rows}
+        return [
+            a if row is None else as_published(a, row["published_as_of"], row["published_sequence"])
+            for a in attributions
+            for row in (stamped.get(a.deal_id),)
+        ]
 
     async def add_unattributed(self, changes: Sequence[UnattributedChange]) -> set[str]:
         if not changes:

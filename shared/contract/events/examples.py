@@ -316,6 +316,7 @@ def attribution() -> AttributionUpdated:
         roi_pct=Decimal("-100"),
         as_of=EXAMPLE_TIME + timedelta(days=3),
         attribution_model="promo_code",
+        sequence=4,
     )
 
 

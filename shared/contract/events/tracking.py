@@ -279,10 +279,10 @@ class AttributionUpdated(InternalPayload):
     as_of: UtcDatetime = Field(
         description=(
             "Latest input reflected in these numbers; never earlier than the `as_of` of the "
-            "deal's update before. Figures worked out again (a new model, new terms, an FX "
-            "snapshot) keep it, so several updates of a deal often share one `as_of`: keep the "
-            "update with the latest `as_of`, and of equal ones the one read last (a deal's "
-            "updates are published in order on one partition, keyed by `deal_id`)."
+            "deal's update before. Several updates of a deal often share one `as_of` (figures "
+            "worked out again, inputs dated before it arriving late): keep the update with "
+            "the greatest `sequence` (v1.10); before it, the one read last of the deal's "
+            "partition, keyed by `deal_id`."
         ),
         examples=["2025-04-10T00:00:00Z"],
     )
@@ -321,6 +321,17 @@ class AttributionUpdated(InternalPayload):
             "commission is paid on it."
         ),
         examples=[{"amount": "908.60", "currency": "USD"}],
+    )
+    # Optional since v1.10.
+    sequence: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "1 for the deal's first numbered update, then one more for each: keep the "
+            "greatest. The event id derives from (deal, sequence), so an update published "
+            "again has its id. Updates published before v1.10 carry none."
+        ),
+        examples=[12],
     )
 
 

@@ -479,21 +479,24 @@ class StoreContract:
         assert await store.campaign_attributions(ids("cmp")) == [result]
 
         # Published, a deal's `as_of` never goes back: figures reflecting older inputs only
-        # (worked out again under new terms) keep the `as_of` published before them.
-        def dated(hours: int) -> DealAttribution:
+        # (worked out again under new terms) keep the `as_of` published before them; and
+        # each update is numbered, one more than the deal's last.
+        def dated(hours: int, sequence: int | None = None) -> DealAttribution:
             return replace(
-                result, performance=replace(result.performance, as_of=ids.at(hours=hours))
+                result,
+                performance=replace(result.performance, as_of=ids.at(hours=hours)),
+                sequence=sequence,
             )
 
         async with store.transaction() as tx:
             [first] = await tx.published([result])
-            assert first == result
+            assert first == replace(result, sequence=1)
             await tx.save_attributions([dated(5)])
             [older] = await tx.published([dated(5)])
-            assert older == dated(9)
+            assert older == dated(9, sequence=2)
             await tx.save_attributions([dated(12)])
             [later] = await tx.published([dated(12)])
-            assert later == dated(12)
+            assert later == dated(12, sequence=3)
         assert await store.campaign_attributions(ids("cmp")) == [dated(12)]
 
     async def test_clicks_bring_back_their_visitors_orders_with_credits_per_deal(

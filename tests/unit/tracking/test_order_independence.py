@@ -428,9 +428,11 @@ def test_any_order_and_batching_gives_the_same_attribution(
         spec = spec_for_type(event.type)
         assert decode(spec.topic, encode(event)) == event
         if event.type == EventType.ATTRIBUTION_UPDATED:
-            # Consumers keep a deal's figures with the latest `as_of`: it never goes back.
+            # Consumers keep a deal's figures with the greatest `sequence` (its updates
+            # numbered 1, 2, ...), whose `as_of` never goes back.
             before = last.get(event.data.deal_id)
             assert before is None or before.as_of <= event.data.as_of
+            assert event.data.sequence == (1 if before is None else before.sequence + 1)
             last[event.data.deal_id] = event.data
         elif event.type == EventType.CAMPAIGN_ATTRIBUTION_UPDATED:
             sequences.append(event.data.sequence)
@@ -449,7 +451,8 @@ def test_any_order_and_batching_gives_the_same_attribution(
     assert set(last) == set(final)
     for deal_id, published in last.items():
         assert published.as_of >= final[deal_id].as_of
-        assert published.model_copy(update={"as_of": final[deal_id].as_of}) == final[deal_id]
+        unnumbered = {"as_of": final[deal_id].as_of, "sequence": None}
+        assert published.model_copy(update=unnumbered) == final[deal_id]
     # The campaign's versions are numbered 1, 2, ... and the last carries its final figures.
     assert sequences == list(range(1, len(sequences) + 1))
     assert last_campaign == campaign_attribution_event(campaign, now=NOW).data
