@@ -39,8 +39,8 @@ from shared.contract.money import Money, NonNegativeMoney
 _EngagementRate = Annotated[
     Ratio | None,
     Field(
-        description="(likes + comments + shares) / followers, averaged per post.",
-        examples=["0.0512"],
+        description="(likes + comments + shares) / followers, averaged per post; 6 decimals.",
+        examples=["0.051200"],
     ),
 ]
 _NetRevenue = Annotated[
@@ -52,7 +52,7 @@ _NetRevenue = Annotated[
 ]
 _RoiPct = Annotated[
     SignedRatio | None,
-    Field(description="(revenue - spend) / spend x 100.", examples=["271.67"]),
+    Field(description="(revenue - spend) / spend x 100; 2 decimals.", examples=["271.67"]),
 ]
 
 
@@ -246,7 +246,8 @@ class OrderRefunded(ExternalPayload):
 class AttributionUpdated(InternalPayload):
     """`attribution.updated`: running totals and ratios for one deal.
 
-    A ratio is null when it is undefined (e.g. `cpa` with no orders, `roas` with zero spend).
+    A ratio is null when it is undefined (e.g. `cpa` with no orders, `roas` with zero spend);
+    every ratio is computed exactly, then rounded half-even to the decimals it states.
     """
 
     deal_id: Id = Field(description="Deal; the Kafka key.", examples=["deal-42"])
@@ -269,10 +270,12 @@ class AttributionUpdated(InternalPayload):
         ),
         examples=[{"amount": "716.19", "currency": "USD"}],
     )
-    cpm: Ratio | None = Field(description="spend / impressions x 1000.", examples=["7.87"])
-    cpe: Ratio | None = Field(description="spend / engagements.", examples=["0.097"])
-    cpa: Ratio | None = Field(description="spend / orders.", examples=["17.47"])
-    roas: Ratio | None = Field(description="revenue / spend.", examples=["3.72"])
+    cpm: Ratio | None = Field(
+        description="spend / impressions x 1000; 4 decimals.", examples=["7.8702"]
+    )
+    cpe: Ratio | None = Field(description="spend / engagements; 4 decimals.", examples=["0.0973"])
+    cpa: Ratio | None = Field(description="spend / orders; 4 decimals.", examples=["17.4680"])
+    roas: Ratio | None = Field(description="revenue / spend; 4 decimals.", examples=["3.7167"])
     roi_pct: _RoiPct
     # Optional since v1.1.
     saves: Count | None = Field(default=None, description="Saves of those posts.", examples=[880])
@@ -445,10 +448,12 @@ class CampaignAttributionUpdated(InternalPayload):
         default=None,
         description="The snapshot used; null when every deal is in the reporting currency.",
     )
-    cpm: Ratio | None = Field(description="spend / impressions x 1000.", examples=["7.8702"])
-    cpe: Ratio | None = Field(description="spend / engagements.", examples=["0.0973"])
-    cpa: Ratio | None = Field(description="spend / orders.", examples=["17.4680"])
-    roas: Ratio | None = Field(description="revenue / spend.", examples=["3.7167"])
+    cpm: Ratio | None = Field(
+        description="spend / impressions x 1000; 4 decimals.", examples=["7.8702"]
+    )
+    cpe: Ratio | None = Field(description="spend / engagements; 4 decimals.", examples=["0.0973"])
+    cpa: Ratio | None = Field(description="spend / orders; 4 decimals.", examples=["17.4680"])
+    roas: Ratio | None = Field(description="revenue / spend; 4 decimals.", examples=["3.7167"])
     roi_pct: _RoiPct
     unattributed_orders: Count = Field(
         description=(
