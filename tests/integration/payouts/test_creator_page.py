@@ -215,6 +215,9 @@ async def test_one_creators_session_never_reads_anothers_payout(
         await sign_in(browser, await new_link(db_pool, scene.alice))
         own = await browser.get(f"/c/payouts/{scene.payouts['held'].payout_id}")
         assert own.status_code == 200 and "Action needed" in own.text
+        # Under the page's h1, the payout is a section of its own, with no link to itself.
+        assert f'<h2 id="po-{scene.payouts["held"].payout_id}">' in own.text
+        assert "Details of payout" not in own.text
         others = await browser.get(f"/c/payouts/{scene.payouts['bob'].payout_id}")
         assert others.status_code == 404
         assert '<a href="/c/payouts">Back to your payouts</a>' in others.text
