@@ -99,8 +99,10 @@ class PipelinedBatches:
         self._batch_timeout_ms = batch_timeout_ms
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._applying: asyncio.Task[None] | None = None
-        # The offsets of the batches in the database, committed in batch order while the next
-        # batch is applied (each commit waits for the one before).
+        # The offsets of the batches in the database, committed while the next batch is
+        # applied: one commit at a time, each of the greatest offsets stored meanwhile.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._uncommitted_batches: list[tuple[frozenset[str], float]] = []
         self._committing: asyncio.Task[None] | None = None
         self._rebalances = 0
         self.kafka: AIOKafkaConsumer | None = None
@@ -132,6 +134,7 @@ class PipelinedBatches:
             self.kafka = None
             tasks = [t for t in (self._applying, self._committing) if t is not None]
             self._applying = self._committing = None
+            self._uncommitted, self._uncommitted_batches = {}, []
             # Stopping: a transaction cut short rolls back, and the records of a batch whose
             # offsets were not committed come again (the inbox skips what was applied).
             for task in tasks:
@@ -177,31 +180,36 @@ class PipelinedBatches:
         if batch.events:
             await self._consumer.apply(batch.events, batch.handler or self._handler)
         # In the database: its offsets go to Kafka while the next batch is applied.
-        self._committing = asyncio.create_task(
-            self._commit(kafka, batch.offsets, started, after=self._committing)
-        )
+        self._commit_later(kafka, batch.offsets, started)
 
-    async def _commit(
-        self,
-        kafka: AIOKafkaConsumer,
-        offsets: Mapping[TopicPartition, int],
-        started: float,
-        *,
-        after: asyncio.Task[None] | None,
+    def _commit_later(
+        self, kafka: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int], started: float
     ) -> None:
-        if after is not None:
-            # Never an older offset after a newer one; a failed commit is covered by this one.
-            await asyncio.wait([after])
-            if not after.cancelled():
-                after.exception()
-        try:
-            await kafka.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
-        except aiokafka.errors.KafkaError as error:
-            # The batch is in the database; if these records come again, the inbox skips them.
-            log.warning("offset commit failed", group=self._group_id, error=repr(error))
-        elapsed = time.perf_counter() - started
-        for topic in {tp.topic for tp in offsets}:
-            HANDLER_SECONDS.labels(topic).observe(elapsed)
+        committing = self._committing
+        if committing is not None and committing.done() and not committing.cancelled():
+            committing.result()  # an unexpected failure of the last commit surfaces here
+        for tp, offset in offsets.items():
+            self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, offset))
+        self._uncommitted_batches.append((frozenset(tp.topic for tp in offsets), started))
+        if committing is None or committing.done():
+            self._committing = asyncio.create_task(self._commit_uncommitted(kafka))
+
+    async def _commit_uncommitted(self, kafka: AIOKafkaConsumer) -> None:
+        """Commit what was stored until nothing is left: one commit in flight at a time, so
+        an offset never overtakes a later one."""
+        while self._uncommitted:
+            offsets, self._uncommitted = self._uncommitted, {}
+            batches, self._uncommitted_batches = self._uncommitted_batches, []
+            try:
+                await kafka.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+            except aiokafka.errors.KafkaError as error:
+                # The batches are in the database; if these records come again, the inbox
+                # skips them.
+                log.warning("offset commit failed", group=self._group_id, error=repr(error))
+            done = time.perf_counter()
+            for topics, started in batches:
+                for topic in topics:
+                    HANDLER_SECONDS.labels(topic).observe(done - started)
 
     async def _finish_storing(self) -> None:
         """Wait until the batch being applied is in the database."""
@@ -213,13 +221,13 @@ class PipelinedBatches:
 
     async def finish_applying(self) -> None:
         """Wait until the batch being applied is in the database and the offsets of every
-        batch applied are committed."""
-        await self._finish_storing()
-        committing = self._committing
-        if committing is not None:
-            await asyncio.shield(committing)
-            if self._committing is committing:
-                self._committing = None
+        batch stored are committed (also when applying failed: those before it are in)."""
+        try:
+            await self._finish_storing()
+        finally:
+            committing = self._committing
+            if committing is not None:
+                await asyncio.shield(committing)
 
 
 async def _rewind(kafka: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
