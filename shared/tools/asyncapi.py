@@ -192,8 +192,8 @@ def dead_letter_description(topic: str) -> str:
     return (
         f"Records of `{topic}` this service refused, each as it came: the original key and "
         "bytes (secret fields, such as a payout destination, replaced by `***` wherever they "
-        "appear, and on a topic whose events carry them every `data` field the contract does "
-        "not declare too, all listed in the header `dlq.masked.fields`). Every service "
+        "appear, and on a topic whose events carry them every key the contract does not "
+        "declare too, all listed in the header `dlq.masked.fields`). Every service "
         "consuming the topic writes its own copy of a record it refuses. Headers: the "
         "original's (with `content-type: application/octet-stream` if it had none), and "
         "`dlq.error.class` "

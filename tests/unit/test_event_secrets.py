@@ -82,7 +82,7 @@ def test_masking_replaces_the_field_wherever_it_is_and_says_where() -> None:
     document["data"]["tax_form"]["extra"] = [{"destination": SECRET}]
     masked, paths = mask_secrets(ACCOUNTS, json.dumps(document).encode())
     assert SECRET.encode() not in masked
-    assert set(paths) == {"destination", "data.destination", "data.tax_form.extra[0].destination"}
+    assert set(paths) == {"destination", "data.destination", "data.tax_form.extra"}
     back = json.loads(masked)
     assert back["data"]["destination"] == MASKED
     assert back["data"]["creator_id"] == document["data"]["creator_id"]
@@ -99,6 +99,22 @@ def test_a_data_field_the_accounts_topic_does_not_declare_is_masked_and_never_qu
     for value in strays.values():
         assert value.encode() not in masked
         assert value not in str(refused)
+
+
+def test_a_key_undeclared_anywhere_in_an_account_is_masked() -> None:
+    document = account_document(fallback={"method": "paypal", "destinaton": SECRET})
+    document["data"]["tax_form"]["iban"] = "DE89370400440532013000"
+    document["iban"] = "GB29NWBK60161331926819"
+    masked, paths = mask_secrets(ACCOUNTS, json.dumps(document).encode())
+    assert set(paths) == {
+        "data.destination",
+        "data.fallback.destinaton",
+        "data.tax_form.iban",
+        "iban",
+    }
+    assert SECRET.encode() not in masked and b"DE89" not in masked and b"GB29" not in masked
+    back = json.loads(masked)
+    assert back["data"]["tax_form"]["type"] == document["data"]["tax_form"]["type"]
 
 
 def test_an_account_sent_to_another_topic_is_masked_there_too() -> None:

@@ -21,6 +21,7 @@ from shared.contract.events.deals import (
     DealCancelled,
     DealSigned,
 )
+from shared.contract.events.envelope import CloudEvent
 from shared.contract.events.fx import FxRatesPublished
 from shared.contract.events.keys import SigningKeyRegistered, SigningKeyRevoked
 from shared.contract.events.matching import MatchFeedback, MatchRequested, MatchSuggested
@@ -339,15 +340,29 @@ def secret_fields_of_topic(topic: str) -> frozenset[str]:
     return frozenset().union(*(spec.secret_fields for spec in specs_for_topic(topic)))
 
 
-def data_fields_of_topic(topic: str) -> frozenset[str]:
-    """The `data` fields, as named on the wire, of every type `topic` carries."""
-    return frozenset(
-        name
-        for spec in specs_for_topic(topic)
-        for field_name, field in spec.data_model.model_fields.items()
-        for name in (field_name, field.alias)
-        if name is not None
-    )
+def declared_fields_of_topic(topic: str) -> dict[str, frozenset[str]]:
+    """The keys the contract declares at each object of `topic`'s events, by JSON path: ""
+    the envelope, "data" its payload, "data.tax_form" a payload's nested object, ..."""
+    declared: dict[str, set[str]] = {"": set(CloudEvent.model_fields)}
+    for spec in specs_for_topic(topic):
+        _declare(spec.data_model, "data", declared)
+    return {path: frozenset(keys) for path, keys in declared.items()}
+
+
+def _declare(model: type[BaseModel], path: str, declared: dict[str, set[str]]) -> None:
+    keys = declared.setdefault(path, set())
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        keys.add(key)
+        for nested in _models_in(field.annotation):
+            _declare(nested, f"{path}.{key}", declared)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation names (`Model`, `Model | None`, `Annotated[...]`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def type_for_data(data: BaseModel) -> str:

@@ -4,8 +4,9 @@ topic: a dead letter keeps the value with those fields replaced, never the secre
 The fields are found by name anywhere in the JSON document and on any topic, not only where
 the contract puts them: a dead letter is by definition a value that may not follow the
 contract, and may be an account sent to the wrong topic. On a topic whose events carry
-secrets, a `data` field its events do not declare is replaced too: a misspelt `destinaton`, or
-an `iban` the contract does not know, may hold anything. A value that does not parse at all,
+secrets, a key its events do not declare is replaced too, in the envelope, the payload or an
+object in it: a misspelt `destinaton`, or an `iban` the contract does not know, may hold
+anything. A value that does not parse at all,
 on such a topic, is withheld whole, since the secret could be anywhere in it.
 """
 
@@ -17,7 +18,7 @@ from typing import Any, Final
 
 from shared.contract.events.registry import (
     SECRET_FIELDS,
-    data_fields_of_topic,
+    declared_fields_of_topic,
     secret_fields_of_topic,
 )
 
@@ -31,14 +32,15 @@ _Hidden = Callable[[str, str], bool]
 
 def mask_secrets(topic: str, value: bytes) -> tuple[bytes, tuple[str, ...]]:
     """`value` with the contract's secret fields (and, on a topic whose events carry
-    secrets, the `data` fields they do not declare) replaced by MASKED, and the paths replaced
+    secrets, every key they do not declare) replaced by MASKED, and the paths replaced
     (e.g. `data.destination`); `(b"", (WITHHELD,))` for a value that is not JSON on such a
     topic. Values without such fields come back as they were, byte for byte."""
     carries_secrets = bool(secret_fields_of_topic(topic))
-    declared = data_fields_of_topic(topic)
+    declared = declared_fields_of_topic(topic) if carries_secrets else {}
 
     def hidden(path: str, key: str) -> bool:
-        return key in SECRET_FIELDS or (carries_secrets and path == "data" and key not in declared)
+        known = declared.get(path)
+        return key in SECRET_FIELDS or (known is not None and key not in known)
 
     masked: list[str] = []
     try:
