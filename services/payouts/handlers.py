@@ -761,9 +761,11 @@ async def release_cooled_off(changes: PendingChanges, limit: int) -> int:
 
 
 async def on_attribution_updated(changes: PendingChanges, data: AttributedRevenue) -> None:
-    """Keep the latest attribution per deal: the base of its commission, and with it the
+    """Keep the newest attribution per deal: the base of its commission, and with it the
     figures the brand API shows."""
-    await changes.repo.save_attribution(data.deal_id, data.revenue, data.as_of, data.figures)
+    await changes.repo.save_attribution(
+        data.deal_id, data.revenue, data.as_of, data.figures, sequence=data.sequence
+    )
 
 
 async def on_fx_rates_published(

@@ -124,7 +124,9 @@ def funding(data: BrandFunded) -> Funding:
 
 
 def attributed_revenue(data: AttributionUpdated) -> AttributedRevenue:
-    return AttributedRevenue(data.deal_id, data.revenue, data.as_of, attribution_figures(data))
+    return AttributedRevenue(
+        data.deal_id, data.revenue, data.as_of, attribution_figures(data), data.sequence
+    )
 
 
 def attribution_figures(data: AttributionUpdated) -> AttributionFigures:

@@ -49,6 +49,7 @@ RELEASED = {
     "0319_payouts_deal_amendments": "c0ce5b8206ce37ae",
     "0320_payouts_ledger_checks_per_statement": "e77c674684faacbb",
     "0321_payouts_settlement_checks": "3954c08114db346f",
+    "0322_payouts_attribution_sequence": "86e35c61843a6434",
     "0200_tracking": "e3105fcf3646eb37",
     "0201_tracking_order_brand": "60bd98d5caff6aec",
     "0202_tracking_early_confirmations": "b07cd5b536e2a01e",

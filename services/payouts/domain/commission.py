@@ -24,7 +24,7 @@ from shared.contract.money import Money
 @dataclass(frozen=True)
 class AttributedRevenue:
     """A deal's revenue as tracking attributed it (net of refunds) `as_of` then: the base of
-    its commission; the latest `as_of` wins."""
+    its commission; the newest update wins (`replaces`)."""
 
     deal_id: str
     revenue: Money
@@ -32,6 +32,22 @@ class AttributedRevenue:
     # Everything else the update said (counts, spend, ratios): kept with the revenue for the
     # brand API, never used for money.
     figures: AttributionFigures | None = None
+    # The update's number among its deal's (None: published before tracking numbered them).
+    sequence: int | None = None
+
+
+def replaces(
+    kept_as_of: datetime, kept_sequence: int | None, as_of: datetime, sequence: int | None
+) -> bool:
+    """Whether a deal's update (`as_of`, `sequence`) replaces the one kept: the greater
+    number where both have one (an older one, replayed from a dead-letter topic, never wins
+    again), else the later `as_of`; an unnumbered one after a numbered one only if later, and
+    of two unnumbered ones with one `as_of`, the one read last."""
+    if kept_sequence is not None and sequence is not None:
+        return sequence > kept_sequence
+    if kept_sequence is not None:
+        return as_of > kept_as_of
+    return as_of >= kept_as_of
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from services.payouts.domain.accounts import HoldCode, PayoutAccount
 from services.payouts.domain.brand_view import AttributionFigures
+from services.payouts.domain.commission import replaces
 from services.payouts.domain.escrow import Funding, awaits_funds, escrow_balances
 from services.payouts.domain.ledger import Transfer, TransferKind, brand_escrow
 from services.payouts.domain.ledger_check import PostedTransfer
@@ -71,7 +72,8 @@ class MemoryState:
     # (deal, deliverable, signer) -> when the post that completed it reached us
     post_arrivals: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
-    attribution: dict[str, tuple[Money, datetime, int]] = field(default_factory=dict)
+    # deal -> (revenue, as_of, revision, sequence)
+    attribution: dict[str, tuple[Money, datetime, int, int | None]] = field(default_factory=dict)
     attribution_figures: dict[str, AttributionFigures] = field(default_factory=dict)
     fx: dict[tuple[str, datetime, str], FxSnapshot] = field(default_factory=dict)
     payouts: dict[str, Payout] = field(default_factory=dict)  # insertion order = creation
@@ -284,12 +286,14 @@ class MemoryPayoutsTransaction:
         revenue: Money,
         as_of: datetime,
         figures: AttributionFigures | None = None,
+        *,
+        sequence: int | None = None,
     ) -> bool:
         known = self._s.attribution.get(deal_id)
-        if known is not None and known[1] > as_of:
+        if known is not None and not replaces(known[1], known[3], as_of, sequence):
             return False
         revision = 1 if known is None else known[2] + 1
-        self._s.attribution[deal_id] = (revenue, as_of, revision)
+        self._s.attribution[deal_id] = (revenue, as_of, revision, sequence)
         if figures is None:
             self._s.attribution_figures.pop(deal_id, None)
         else:

@@ -175,9 +175,11 @@ class PayoutsTransaction(Protocol):
         revenue: Money,
         as_of: datetime,
         figures: AttributionFigures | None = None,
+        *,
+        sequence: int | None = None,
     ) -> bool:
-        """Keep the attribution with the latest `as_of` per deal, its figures with it; each
-        one kept is the deal's next revision (the first is 1)."""
+        """Keep the newest attribution per deal (`domain.commission.replaces`), its figures
+        with it; each one kept is the deal's next revision (the first is 1)."""
         ...
 
     async def attributions(self, deal_ids: Iterable[str]) -> dict[str, Attribution]:

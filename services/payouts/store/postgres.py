@@ -536,20 +536,28 @@ class PostgresPayoutsTransaction(ServiceTransaction):
         revenue: Money,
         as_of: datetime,
         figures: AttributionFigures | None = None,
+        *,
+        sequence: int | None = None,
     ) -> bool:
+        # The newest wins, as `domain.commission.replaces` says.
         stored = await self._conn.fetchval(
             """INSERT INTO payouts_attribution AS a (deal_id, revenue_amount, revenue_currency,
-                   as_of, figures) VALUES ($1, $2, $3, $4, $5::jsonb)
+                   as_of, figures, sequence) VALUES ($1, $2, $3, $4, $5::jsonb, $6)
                ON CONFLICT (deal_id) DO UPDATE SET revenue_amount = EXCLUDED.revenue_amount,
                    revenue_currency = EXCLUDED.revenue_currency, as_of = EXCLUDED.as_of,
-                   figures = EXCLUDED.figures, revision = a.revision + 1
-               WHERE a.as_of <= EXCLUDED.as_of
+                   figures = EXCLUDED.figures, sequence = EXCLUDED.sequence,
+                   revision = a.revision + 1
+               WHERE CASE WHEN a.sequence IS NOT NULL AND EXCLUDED.sequence IS NOT NULL
+                              THEN a.sequence < EXCLUDED.sequence
+                          WHEN a.sequence IS NOT NULL THEN a.as_of < EXCLUDED.as_of
+                          ELSE a.as_of <= EXCLUDED.as_of END
                RETURNING true""",
             deal_id,
             revenue.amount,
             revenue.currency,
             as_of,
             None if figures is None else json.dumps(figures.to_json()),
+            sequence,
         )
         return bool(stored)
 

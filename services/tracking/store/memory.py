@@ -564,8 +564,12 @@ class MemoryTrackingTransaction:
         return _store_changed(self.s.attributions, attributions, lambda a: a.deal_id, _latest)
 
     async def published(self, attributions: Sequence[DealAttribution]) -> list[DealAttribution]:
+        _one_per_deal(attributions)
         out = []
         for a in attributions:
+            if a.deal_id not in self.s.attributions:
+                out.append(a)  # never stored: not numbered (as the PostgreSQL store)
+                continue
             last = self.s.published_as_of.get(a.deal_id)
             sequence = self.s.published_sequence.get(a.deal_id, 0) + 1
             stamped = as_published(a, last, sequence)
@@ -700,3 +704,9 @@ def _next_sequence(
     if stored == incoming:
         return incoming
     return replace(incoming, sequence=1 if stored is None else stored.sequence + 1)
+
+
+def _one_per_deal(attributions: Sequence[DealAttribution]) -> None:
+    deals = [a.deal_id for a in attributions]
+    if len(set(deals)) != len(deals):
+        raise ValueError("published: one attribution per deal")

@@ -294,10 +294,11 @@ class TrackingTransaction(Transaction, Protocol):
         ...
 
     async def published(self, attributions: Sequence[DealAttribution]) -> list[DealAttribution]:
-        """`attributions` (stored) as they are published: each `as_of` no earlier than the one
-        published last for its deal, and recorded as that one. Figures worked out again under
-        a new model or new terms may reflect older inputs of their own than those they
-        replace; consumers keep the figures with the latest `as_of`."""
+        """`attributions` (stored, one per deal) as they are published: each `as_of` no
+        earlier than the one published last for its deal, and recorded as that one (figures
+        worked out again under a new model or new terms may reflect older inputs of their own
+        than those they replace), and each numbered one more than its deal's last: consumers
+        keep the greatest `sequence`."""
         ...
 
     async def add_unattributed(self, changes: Sequence[UnattributedChange]) -> set[str]:

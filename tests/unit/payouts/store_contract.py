@@ -264,6 +264,19 @@ class PayoutStoreContract:
                 deal: Attribution(Money.of("7.00", "USD"), 2)
             }
 
+    async def test_a_numbered_attribution_is_replaced_only_by_a_greater_number(
+        self, db: PayoutsStore
+    ) -> None:
+        deal, at, usd = uid("deal"), LONG_AGO + timedelta(days=1), lambda a: Money.of(a, "USD")
+        async with db.transaction() as repo:
+            assert await repo.save_attribution(deal, usd("5"), at)  # before numbering
+            assert await repo.save_attribution(deal, usd("6"), at, sequence=6)
+            # Sequence 5, replayed from a dead-letter topic with the same as_of: older.
+            assert not await repo.save_attribution(deal, usd("9"), at, sequence=5)
+            assert not await repo.save_attribution(deal, usd("9"), at)  # unnumbered, as old
+            assert await repo.save_attribution(deal, usd("7"), LONG_AGO, sequence=7)
+            assert await repo.attributions([deal]) == {deal: Attribution(usd("7.00"), 3)}
+
     async def test_attribution_figures_follow_the_kept_attribution(self, db: PayoutsStore) -> None:
         deal, older_deal = uid("deal"), uid("deal")
         later = LONG_AGO + timedelta(days=1)
@@ -957,13 +970,16 @@ class PayoutStoreContract:
         account = replace(acct(creator, status="pending"), email=f"{creator}@x.test")
         held = new_payout(uid("deal"), creator, account)
         assert held.payout.hold is not None
+        # The e-mail tells the hold its event was published with, whatever the payout's row
+        # says by the time the transaction ends.
+        published = replace(held.payout, hold=replace(held.payout.hold, code=HoldCode.FX_RATE))
         async with db.transaction() as repo:
             await repo.save_account(account)
             await add_payout(repo, held.payout)
-            await repo.enqueue([status_event(held.payout)])
+            await repo.enqueue([status_event(published)])
         async with db.snapshot() as repo:
             [(notice, _)] = await repo.emails_of(held.payout.payout_id)
-        assert (notice.status, notice.hold_code) == ("held", held.payout.hold.code.value)
+        assert (notice.status, notice.hold_code) == ("held", HoldCode.FX_RATE.value)
 
     async def test_an_email_is_written_with_its_change_or_not_at_all(
         self, db: PayoutsStore

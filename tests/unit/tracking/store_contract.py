@@ -497,6 +497,8 @@ class StoreContract:
             await tx.save_attributions([dated(12)])
             [later] = await tx.published([dated(12)])
             assert later == dated(12, sequence=3)
+            with pytest.raises(ValueError, match="one attribution per deal"):
+                await tx.published([dated(12), dated(13)])
         assert await store.campaign_attributions(ids("cmp")) == [dated(12)]
 
     async def test_clicks_bring_back_their_visitors_orders_with_credits_per_deal(
