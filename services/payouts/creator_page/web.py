@@ -197,8 +197,8 @@ class _Pages:
         # No lookup and no state change: a scanner that fetches the link learns nothing and
         # uses nothing up.
         # The form posts back to this URL, so the token is not repeated in the HTML.
-        hours = round(self._config.session_lifetime.total_seconds() / 3600)
-        return self._render(request, "link.html", {"hours": hours})
+        lasting = _duration(self._config.session_lifetime)
+        return self._render(request, "link.html", {"lasting": lasting})
 
     async def redeem(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -264,7 +264,7 @@ class _Pages:
         if creator is None:
             return self._signed_out(request)
         _, html, version = await self._deals(creator)
-        if request.headers.get("if-none-match") == version:
+        if version in _entity_tags(request.headers.get("if-none-match", "")):
             return Response(status_code=304, headers={"etag": version})
         return Response(html, media_type="text/html", headers={"etag": version})
 
@@ -325,6 +325,21 @@ class _Pages:
 
     async def not_found(self, request: Request, _error: Exception | None) -> Response:
         return self._message(request, 404, "Not found", _NOT_FOUND, back=PAYOUTS_PATH)
+
+
+def _entity_tags(header: str) -> set[str]:
+    """The tags of an `If-None-Match` header, weak ones (`W/"..."`, as a proxy may send
+    them) as their strong form (RFC 9110 compares them weakly here)."""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def _duration(length: timedelta) -> str:
+    """`length` in words, never more than it is: "12 hours", "1 hour", "90 minutes"."""
+    minutes = int(length.total_seconds() // 60)
+    if minutes % 60 == 0 and minutes:
+        hours = minutes // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _money(value: Any) -> str:

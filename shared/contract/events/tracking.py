@@ -247,7 +247,9 @@ class AttributionUpdated(InternalPayload):
     """`attribution.updated`: running totals and ratios for one deal.
 
     A ratio is null when it is undefined (e.g. `cpa` with no orders, `roas` with zero spend);
-    every ratio is computed exactly, then rounded half-even to the decimals it states.
+    every ratio is rounded half-even to the decimals it states (the engagement rate is the
+    mean of per-post rates, each rounded to 12 decimals first; the others are exact until
+    rounded).
     """
 
     deal_id: Id = Field(description="Deal; the Kafka key.", examples=["deal-42"])

@@ -13,6 +13,8 @@
   var pause = document.getElementById(box.getAttribute("data-pause"));
   var paused = false;
   var timer = null;
+  var asked = 0;    // requests made
+  var applied = 0;  // the latest request whose answer was used: an older answer never is
 
   function statuses() {
     var seen = {};
@@ -54,6 +56,7 @@
 
   function refresh() {
     timer = null;
+    var number = ++asked;
     fetch(box.getAttribute("data-poll"), {
       credentials: "same-origin", cache: "no-store", headers: { "If-None-Match": version }
     })
@@ -63,7 +66,9 @@
         return r.text().then(function (html) { return { html: html, version: r.headers.get("ETag") || "" }; });
       })
       .then(function (got) {
-        if (got === null || paused) return;  // paused: the next refresh fetches it again
+        if (got === null || paused || number < applied) return;  // paused: fetched again later
+        applied = number;
+        if (got.version === version) return;
         version = got.version;
         swap(got.html);
       })
