@@ -179,6 +179,8 @@ def statement_pdf(statement: Statement, *, compress: bool = True) -> bytes:
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_compression(compress)
     pdf.set_title(title(statement))
+    pdf.set_lang("en")
+    pdf.set_subject(f"Creator {statement.creator_id}, {statement.period.label}")
     pdf.set_creator("CreatorFlow")
     pdf.set_auto_page_break(auto=True, margin=12)
     pdf.add_page()

@@ -20,6 +20,7 @@ logs) and allows scripts and styles from this origin only.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -214,8 +215,13 @@ class _Pages:
                 request, 503, "Please try again in a minute", _TRY_AGAIN, **{"retry-after": "60"}
             )
         if wait is not None:
+            again = _duration(timedelta(minutes=max(1, math.ceil(wait / 60))))
             return self._message(
-                request, 429, "Too many attempts", _TOO_MANY, **{"retry-after": str(wait)}
+                request,
+                429,
+                "Too many attempts",
+                f"{_TOO_MANY} Try again in {again}.",
+                **{"retry-after": str(wait)},
             )
         session = await self._access.redeem(token, self._clock(), self._config.session_lifetime)
         if session is None:
@@ -351,7 +357,7 @@ _LINK_REFUSED: Final = (
     "The link has expired, was already used, or is incomplete. Links work once and for "
     f"at most {_MINUTES} minutes. Ask us for a new one."
 )
-_TOO_MANY: Final = "Too many attempts to open this link. Wait a little and try again."
+_TOO_MANY: Final = "Too many attempts to open this link."
 _TRY_AGAIN: Final = "We cannot open links right now. Please try again in a minute."
 _SIGNED_OUT: Final = (
     "Your session has ended or was never opened. Open the newest link we sent you, or ask "

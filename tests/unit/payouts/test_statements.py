@@ -371,6 +371,7 @@ def test_the_pdf_shows_the_payouts_and_the_totals() -> None:
     for compress in (True, False):
         document = statement_pdf(statement, compress=compress)
         assert document.startswith(b"%PDF-") and document.rstrip().endswith(b"%%EOF")
+        assert b"/Lang (en)" in document  # read aloud in English (WCAG 3.1.1, PDF16)
         text = pdf_text(document)
         for shown in (
             "Statement for November 2026",
