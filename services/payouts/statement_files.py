@@ -193,14 +193,11 @@ def statement_pdf(statement: Statement, *, compress: bool = True) -> bytes:
         "paid in yours; each amount exactly, to its currency's smallest unit. Dates are UTC.",
     )
     pdf.ln(2)
-    _payouts_table(pdf, statement)
+    rows = [_cells(item, statement) for item in statement.lines]
+    _payouts_table(pdf, statement, rows)
     pdf.ln(4)
     _totals_table(pdf, statement)
-    shown = [
-        statement.creator_id,
-        *(c for item in statement.lines for c in _cells(item, statement)),
-    ]
-    if any(_escaped(text) for text in shown):
+    if any(_escaped(text) for text in [statement.creator_id, *(c for r in rows for c in r)]):
         pdf.ln(2)
         _text(
             pdf,
@@ -234,8 +231,8 @@ def _escaped(text: str) -> bool:
     return _latin1(text) != text
 
 
-def _payouts_table(pdf: FPDF, statement: Statement) -> None:
-    if not statement.lines:
+def _payouts_table(pdf: FPDF, statement: Statement, rows: Sequence[Sequence[str]]) -> None:
+    if not rows:
         _text(pdf, "No payouts in this period.")
         return
     columns = list(_PDF_COLUMNS) + ([("USD", 20)] if statement.year is not None else [])
@@ -244,9 +241,9 @@ def _payouts_table(pdf: FPDF, statement: Statement) -> None:
         heading = table.row()
         for name, _ in columns:
             heading.cell(name)
-        for item in statement.lines:
+        for cells in rows:
             row = table.row()
-            for cell in _cells(item, statement):
+            for cell in cells:
                 row.cell(_latin1(cell))
 
 

@@ -5,9 +5,10 @@ Code names topics and types through `Topic` and `EventType`, never as string lit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
+from functools import cache, cached_property
 from types import UnionType
 from typing import Annotated, Any, Final, TypeAlias, Union, get_args, get_origin
 
@@ -340,9 +341,11 @@ def secret_fields_of_topic(topic: str) -> frozenset[str]:
     return frozenset().union(*(spec.secret_fields for spec in specs_for_topic(topic)))
 
 
-def declared_fields_of_topic(topic: str) -> dict[str, frozenset[str]]:
+@cache
+def declared_fields_of_topic(topic: str) -> Mapping[str, frozenset[str]]:
     """The keys the contract declares at each object of `topic`'s events, by JSON path: ""
-    the envelope, "data" its payload, "data.tax_form" a payload's nested object, ..."""
+    the envelope, "data" its payload, "data.tax_form" a payload's nested object, ... Worked
+    out once per topic: every dead letter and every record `tail` prints asks."""
     declared: dict[str, set[str]] = {"": set(CloudEvent.model_fields)}
     for spec in specs_for_topic(topic):
         _declare(spec.data_model, "data", declared)

@@ -6,14 +6,14 @@ the contract puts them: a dead letter is by definition a value that may not foll
 contract, and may be an account sent to the wrong topic. On a topic whose events carry
 secrets, a key its events do not declare is replaced too, in the envelope, the payload or an
 object in it: a misspelt `destinaton`, or an `iban` the contract does not know, may hold
-anything. A value that does not parse at all,
-on such a topic, is withheld whole, since the secret could be anywhere in it.
+anything. A value that does not parse at all, on such a topic, is withheld whole, since the
+secret could be anywhere in it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from shared.contract.events.registry import (
@@ -36,7 +36,9 @@ def mask_secrets(topic: str, value: bytes) -> tuple[bytes, tuple[str, ...]]:
     (e.g. `data.destination`); `(b"", (WITHHELD,))` for a value that is not JSON on such a
     topic. Values without such fields come back as they were, byte for byte."""
     carries_secrets = bool(secret_fields_of_topic(topic))
-    declared = declared_fields_of_topic(topic) if carries_secrets else {}
+    declared: Mapping[str, frozenset[str]] = (
+        declared_fields_of_topic(topic) if carries_secrets else {}
+    )
 
     def hidden(path: str, key: str) -> bool:
         known = declared.get(path)
