@@ -21,6 +21,7 @@ from services.tracking.domain.leaks import (
     LeakedOrders,
     LeakRule,
     LeakThresholds,
+    kept_referrer,
 )
 from services.tracking.domain.orders import Order, Refund
 from services.tracking.domain.posts import PostSnapshot, tags_carried
@@ -241,7 +242,7 @@ def order_of(paid: OrderRedeemed, shop_brand: str | None = None) -> Order:
         paid.visitor_id,
         paid.click_id,
         paid.shipping_country,
-        paid.referrer,
+        kept_referrer(paid.referrer),
     )
 
 

@@ -282,6 +282,15 @@ def registrable_host(referrer: str) -> str | None:
     return host.rstrip(".") if host else None
 
 
+def kept_referrer(referrer: str | None) -> str | None:
+    """What tracking keeps of an order's referrer: its host, the one part the rules read, so
+    a page's path and query (which may name the shopper) are never stored; "" for a referrer
+    with no host, which still counts as one named."""
+    if referrer is None:
+        return None
+    return registrable_host(referrer) or ""
+
+
 def from_coupon_site(referrer: str, domains: frozenset[str]) -> bool:
     """True when the referrer's host is one of `domains` or a subdomain of one. For a listed
     registrable domain this is the same as comparing registrable domains, without a public

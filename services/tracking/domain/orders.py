@@ -73,7 +73,8 @@ class Order:
     # What click models join on (domain.credit): the visitor's hash, the click it followed.
     visitor_id: str | None = None
     click_id: str | None = None
-    # What the leaked-code rules read (domain.leaks): where it ships, where the buyer came from.
+    # What the leaked-code rules read (domain.leaks): where it ships, and the host of the page
+    # the buyer came from (domain.leaks.kept_referrer).
     shipping_country: str | None = None
     referrer: str | None = None
 

@@ -215,7 +215,7 @@ class OrderRedeemed(ExternalPayload):
     )
     referrer: Referrer | None = Field(
         default=None,
-        description="The page the buyer came from.",
+        description="The page the buyer came from (tracking keeps only its host).",
         examples=["https://www.instagram.com/"],
     )
 

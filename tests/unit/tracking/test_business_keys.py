@@ -121,3 +121,22 @@ def test_one_stored_with_a_brand_is_not_the_same_as_one_naming_another() -> None
     _, taken, refused = batches(store, DEALS, [order], [other])
     assert taken is None
     assert refused is not None and "order.redeemed 'ord-1'" in refused
+
+
+def test_an_order_keeps_only_its_referrers_host() -> None:
+    # The page's path and query may name the shopper; the leak rules read only the host. So
+    # the same order sent again from another page of that host is the same order.
+    store = MemoryTrackingStore()
+    page = "https://Deals.RetailMeNot.com:443/view?email=jane%40example.com#top"
+    order = order_event("ord-1", promo_code="CODE-A", event_id="e-1", referrer=page)
+    again = order_event(
+        "ord-1", promo_code="CODE-A", event_id="e-2", referrer="deals.retailmenot.com/other"
+    )
+    no_host = order_event("ord-2", promo_code="CODE-A", event_id="e-3", referrer="?utm=x")
+    assert batches(store, DEALS, [order, no_host], [again]) == [None, None, None]
+    assert store.state.orders["ord-1"].referrer == "deals.retailmenot.com"
+    # Named, but with no host: kept as named, so it still counts among orders with a referrer.
+    assert store.state.orders["ord-2"].referrer == ""
+    other_host = order_event("ord-1", promo_code="CODE-A", event_id="e-4", referrer="x.com")
+    refused = batches(store, [other_host])[0]
+    assert refused is not None and "order.redeemed 'ord-1'" in refused
