@@ -38,7 +38,13 @@ from services.payouts.domain.commission import (
     CommissionStep,
     next_commission_step,
 )
-from services.payouts.domain.escrow import Funding, awaits_funds, funding_order
+from services.payouts.domain.escrow import (
+    Funding,
+    FundingKey,
+    awaits_funds,
+    funding_key,
+    funding_order,
+)
 from services.payouts.domain.ledger import (
     Transfer,
     TransferKind,
@@ -53,6 +59,7 @@ from services.payouts.domain.lifecycle import (
     Rates,
     RetrySchedule,
     Transition,
+    payout_id_for,
 )
 from services.payouts.domain.terms import (
     Cancellation,
@@ -158,9 +165,10 @@ class PendingChanges:
     scheduled: int = 0
     cool_offs: int = 0  # destinations that started cooling off
     # Brands' escrow per brand -> currency as stored when first read (under the brand's lock),
-    # and the (brand, currency) pairs with payouts waiting for funds: kept up to date below.
+    # and per (brand, currency) with payouts waiting for funds, the first of them in the
+    # funding order: kept up to date below.
     _escrow: dict[str, dict[str, Decimal]] = field(default_factory=dict)
-    _waiting: set[tuple[str, str]] = field(default_factory=set)
+    _waiting: dict[tuple[str, str], FundingKey] = field(default_factory=dict)
     _snapshot: object = _NO_SNAPSHOT
     _snapshots_at: dict[datetime, FxSnapshot | None] = field(default_factory=dict)
     # Creators' receivable balances (what they owe from clawbacks) per (creator, currency):
@@ -341,9 +349,8 @@ class PendingChanges:
             self._escrow[brand_id] = {c: v for (b, c), v in stored.items() if b == brand_id}
         for transfer in self.transfers:  # collected before the first read
             _add_postings(self._escrow, escrow_of, transfer, only=set(missing))
-        self._waiting |= {
-            (p.brand_id, p.gross.currency) for p in await self.repo.awaiting_funds(missing)
-        }
+        for payout in await self.repo.awaiting_funds(missing):
+            self._wait(payout)
 
     async def escrow(self, brand_id: str, currency: str) -> Money:
         """The brand's escrow in `currency`, this transaction's transfers included. Callers
@@ -351,17 +358,31 @@ class PendingChanges:
         await self._read_escrow([brand_id])
         return Money.of(self._escrow[brand_id].get(currency, Decimal(0)), currency)
 
-    async def covers(self, brand_id: str, gross: Money) -> bool:
-        """Whether a new payout of `gross` may draw on the brand's escrow now: it holds enough
-        and no earlier payout of the brand in that currency waits for funds."""
-        balance = await self.escrow(brand_id, gross.currency)
-        return (brand_id, gross.currency) not in self._waiting and balance >= gross
+    async def unfunded(self, brand_id: str, gross: Money, key: FundingKey) -> str | None:
+        """Why a new payout of `gross`, at `key` in the funding order, may not draw on the
+        brand's escrow now, or None: it must hold enough, and no earlier payout of the brand
+        in that currency may wait for funds (a later one waiting does not hold it back)."""
+        balance = await self.escrow(brand_id, gross.currency)  # reads the waiting ones too
+        first = self._waiting.get((brand_id, gross.currency))
+        if first is not None and first < key:
+            return (
+                f"earlier payouts of brand {brand_id} wait for funds in {gross.currency}; "
+                "it is paid after them"
+            )
+        if balance < gross:
+            return f"brand {brand_id}'s escrow does not cover {gross} yet"
+        return None
+
+    def _wait(self, payout: Payout) -> None:
+        pair = (payout.brand_id, payout.gross.currency)
+        key = funding_key(payout.fx_at, payout.payout_id)
+        self._waiting[pair] = min(key, self._waiting.get(pair, key))
 
     def _collect(self, transition: Transition) -> None:
         self.transfers += transition.transfers
         payout = transition.payout
         if awaits_funds(payout):
-            self._waiting.add((payout.brand_id, payout.gross.currency))
+            self._wait(payout)
         for transfer in transition.transfers:
             _add_postings(self._escrow, escrow_of, transfer)
             if transfer.kind in (TransferKind.CLAWBACK, TransferKind.RECOVERY):
@@ -392,7 +413,14 @@ class PendingChanges:
 
     def none_waiting(self, brand_id: str, currency: str) -> None:
         """Every payout of the brand that waited for funds in `currency` was released."""
-        self._waiting.discard((brand_id, currency))
+        self._waiting.pop((brand_id, currency), None)
+
+    def first_waiting(self, payout: Payout) -> None:
+        """`payout` is the first in the funding order of those of its brand and currency that
+        still wait for funds (the ones before it were released)."""
+        self._waiting[(payout.brand_id, payout.gross.currency)] = funding_key(
+            payout.fx_at, payout.payout_id
+        )
 
     def funded(self, funding: Funding) -> None:
         """Credit a new funding to the brand's escrow (posted by `flush`)."""
@@ -513,7 +541,12 @@ async def _owe(
         fx_at=fx_at,
         later=rates.later,
         fx_max_age=rates.max_age,
-        funded=await changes.covers(terms.brand_id, gross),
+        # Where it stands in the funding order: owed at fx_at, never later than now.
+        unfunded=await changes.unfunded(
+            terms.brand_id,
+            gross,
+            funding_key(min(fx_at, changes.now), payout_id_for(terms.deal_id, kind, milestone)),
+        ),
     )
     await changes.created(transition)
 
@@ -856,6 +889,7 @@ async def release_funded(
     released = 0
     for payout in await _locked_in_order(changes, waiting):
         if await changes.escrow(brand_id, currency) < payout.gross:
+            changes.first_waiting(payout)
             return released
         account = accounts.get(payout.creator_id)
         rates = await _rates_for(changes, payout.fx_at or changes.now, currency, account)

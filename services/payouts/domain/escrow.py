@@ -59,9 +59,18 @@ def awaits_funds(payout: Payout) -> bool:
     )
 
 
+FundingKey = tuple[bool, datetime | None, str]
+
+
+def funding_key(fx_at: datetime | None, payout_id: str) -> FundingKey:
+    """Where a payout stands in the funding order: earliest confirmed (`fx_at`) first, then
+    by payout id."""
+    return (fx_at is None, fx_at, payout_id)
+
+
 def funding_order(waiting: Iterable[Payout]) -> list[Payout]:
     """Payouts waiting for funds in the order they are released: earliest confirmed first."""
-    return sorted(waiting, key=lambda p: (p.fx_at is None, p.fx_at, p.payout_id))
+    return sorted(waiting, key=lambda p: funding_key(p.fx_at, p.payout_id))
 
 
 def escrow_balances(postings: Iterable[Posting]) -> dict[tuple[str, str], Decimal]:

@@ -370,11 +370,11 @@ def create(
     fx_at: datetime | None = None,
     later: FxSnapshot | None = None,
     fx_max_age: timedelta = DEFAULT_FX_MAX_AGE,
-    funded: bool = True,
+    unfunded: str | None = None,
 ) -> Transition:
     """A new payout of `gross` (deal currency): accrued, then scheduled or held; or, when the
-    brand's escrow does not cover it (`funded` False), held `awaiting_funds` with nothing
-    drawn or converted until `fund` releases it (domain/escrow.py).
+    brand's escrow may not pay it now (`unfunded` says why), held `awaiting_funds` with
+    nothing drawn or converted until `fund` releases it (domain/escrow.py).
 
     The platform keeps `platform_fee_bps` of `gross`, or exactly `platform_fee` when given (a
     commission adjustment, whose cut follows the deal's total). Once converted, the payout
@@ -401,9 +401,9 @@ def create(
         status="held",  # placeholder until decided below; version 1 is the first event
         fx_at=now if fx_at is None else min(fx_at, now),
     )
-    if not funded:
-        why = f"brand {terms.brand_id}'s escrow does not cover {split.gross} yet"
-        return Transition(replace(draft, hold=Hold(HoldCode.AWAITING_FUNDS, why)), publish=True)
+    if unfunded is not None:
+        held = replace(draft, hold=Hold(HoldCode.AWAITING_FUNDS, unfunded))
+        return Transition(held, publish=True)
     accrual = _accrual(draft)
     rates = Rates(snapshot, later, fx_max_age)
     payout, conversion, hold = _schedule_or_hold(draft, account, rates, now, recoverable)

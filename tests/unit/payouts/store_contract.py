@@ -107,7 +107,7 @@ def new_payout(
         account=account,
         snapshot=snapshot,
         now=LONG_AGO,
-        funded=funded,
+        unfunded=None if funded else "escrow empty",
     )
 
 
@@ -175,7 +175,7 @@ def waiting_payout(
         snapshot=snapshot,
         now=fx_at,
         fx_at=fx_at,
-        funded=False,
+        unfunded="escrow empty",
     )
     assert created.transfers == ()
     return created.payout

@@ -81,20 +81,73 @@ async def test_funds_release_the_earliest_confirmed_first_and_never_overdraw() -
     assert [p.status for p in h.payouts(early)] == ["scheduled"]
     assert [p.status for p in h.payouts(late)] == ["held"]
     assert escrow(h, brand) == Decimal("250.00")
-    # A new payout does not jump the one waiting, though 250.00 would cover a small fee.
+    # A new payout confirmed later does not jump the one waiting, though 250.00 would cover
+    # a small fee; its hold says why.
     small, creator = uid("deal"), uid("cr")
+    at = T0 + timedelta(hours=3)
     await h.consume(
         account(creator, currency="USD", form="W-9"),
         deal_signed(small, creator, brand_id=brand, fee=Money.of("100.00", "USD")),
-        confirmed(small, "dl-1"),
-        confirmed(small, "dl-2"),
+        confirmed(small, "dl-1", at=at),
+        confirmed(small, "dl-2", at=at),
     )
-    assert [p.status for p in h.payouts(small)] == ["held"]
+    [held] = h.payouts(small)
+    assert held.status == "held" and held.hold is not None
+    assert held.hold.reason == (
+        f"earlier payouts of brand {brand} wait for funds in USD; it is paid after them"
+    )
     await h.consume(funded(brand, Money.of("300.00", "USD")))
     assert [p.status for p in h.payouts(late)] == ["scheduled"]
     assert [p.status for p in h.payouts(small)] == ["scheduled"]
     assert escrow(h, brand) == Decimal("0.00")
     assert h.problems() == []
+
+
+async def test_a_payout_confirmed_before_the_one_waiting_is_paid_when_the_escrow_covers_it() -> (
+    None
+):
+    # Funding order is by confirmation: one confirmed earlier than a payout already waiting,
+    # reported later, is not held behind it, as a funding would release it first.
+    h = Harness(fund_brands=False)
+    brand = uid("br")
+    await h.consume(funded(brand, Money.of("100.00", "USD")))
+    late = await signed_and_confirmed(h, brand, at_hours=2)
+    early, creator = uid("deal"), uid("cr")
+    await h.consume(
+        account(creator, currency="USD", form="W-9"),
+        deal_signed(early, creator, brand_id=brand, fee=Money.of("90.00", "USD")),
+        confirmed(early, "dl-1", at=T0 + timedelta(hours=1)),
+        confirmed(early, "dl-2", at=T0 + timedelta(hours=1)),
+    )
+    assert [p.status for p in h.payouts(late)] == ["held"]
+    assert [p.status for p in h.payouts(early)] == ["scheduled"]
+    assert escrow(h, brand) == Decimal("10.00") and h.problems() == []
+
+
+async def test_of_payouts_confirmed_in_one_batch_the_earlier_draws_whatever_comes_first() -> None:
+    # The larger fee comes first and waits; the smaller, confirmed a second before it, is
+    # covered and earlier in the funding order, so it is not held behind the larger.
+    for reverse in (False, True):
+        h = Harness(fund_brands=False)
+        brand = uid("br")
+        await h.consume(funded(brand, Money.of("100.00", "USD")))
+        deals: dict[str, str] = {}
+        events = []
+        for fee, at in (("150.00", T0 + timedelta(seconds=1)), ("90.00", T0)):
+            deal, creator = uid("deal"), uid("cr")
+            deals[fee] = deal
+            events += [
+                account(creator, currency="USD", form="W-9"),
+                deal_signed(deal, creator, brand_id=brand, fee=Money.of(fee, "USD")),
+                confirmed(deal, "dl-1", at=at),
+                confirmed(deal, "dl-2", at=at),
+            ]
+        await h.consume(*(events[4:] + events[:4] if reverse else events))
+        [small], [large] = h.payouts(deals["90.00"]), h.payouts(deals["150.00"])
+        assert (small.status, large.status) == ("scheduled", "held")
+        assert large.hold is not None
+        assert large.hold.reason == f"brand {brand}'s escrow does not cover 150.00 USD yet"
+        assert escrow(h, brand) == Decimal("10.00") and h.problems() == []
 
 
 async def test_funds_in_another_currency_release_nothing() -> None:
