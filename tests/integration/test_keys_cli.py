@@ -160,6 +160,35 @@ def test_a_key_file_is_kept_once_its_key_is_registered_and_shows_its_public_key(
     assert f"public key {public}" in listed.output
 
 
+def test_a_key_file_that_cannot_be_written_registers_and_revokes_nothing(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Written after registering, an --out in a missing folder left a key in force whose
+    # private key nobody held (and `rotate` revoked the old key too).
+    runner = CliRunner()
+    owner = f"br-{uuid.uuid4().hex[:8]}"
+    nowhere = tmp_path / "missing" / "brand.key"
+    failed = runner.invoke(
+        app, ["keys", "new", "--party", "brand", "--owner", owner, "--out", str(nowhere)],
+        env=cli_env,
+    )  # fmt: skip
+    assert failed.exit_code == 1 and f"cannot create {nowhere}" in failed.output, failed.output
+    assert failed.exception is None or isinstance(failed.exception, SystemExit)
+    key_file = tmp_path / "brand.key"
+    made = runner.invoke(
+        app, ["keys", "new", "--party", "brand", "--owner", owner, "--out", str(key_file)],
+        env=cli_env,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    rotated = runner.invoke(
+        app, ["keys", "rotate", _key_id(made.output), "--out", str(nowhere)], env=cli_env
+    )
+    assert rotated.exit_code == 1 and f"cannot create {nowhere}" in rotated.output
+    listed = runner.invoke(app, ["keys", "list"], env=cli_env)
+    mine = [line for line in listed.output.splitlines() if owner in line]
+    assert len(mine) == 1 and "in force" in mine[0], listed.output
+
+
 def test_a_registered_key_is_not_registered_again_for_another_owner_nor_a_revoked_one(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:

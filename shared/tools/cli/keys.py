@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +121,22 @@ async def read_registry(bootstrap: str, security: BaseSecurity | None) -> KeyReg
     return registry
 
 
-def _check_free(path: Path) -> None:
-    if path.exists():
+@contextmanager
+def _reserved(path: Path) -> Iterator[None]:
+    """Create `path` empty (0600) before anything is registered, so a path that cannot be
+    written fails while no key nobody holds is in force; removed again if what follows fails."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
         fail(f"{path} exists; refusing to overwrite a private key", hint="choose another --out")
+    except OSError as error:
+        fail(f"cannot create {path}: {error.strerror}", hint="choose another --out")
+    os.close(descriptor)
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _keep(path: Path, key: Ed25519PrivateKey) -> None:
@@ -147,10 +163,9 @@ def new_command(
 ) -> None:
     """Create a key pair, register the public key and keep the private key in --out."""
     brands = _shop_brands(party, brand)
-    _check_free(out)
     key = Ed25519PrivateKey.generate()
     event = _register_event(party, owner, public_key_text(key.public_key()), brands)
-    with kafka_refusals():
+    with _reserved(out), kafka_refusals():
         asyncio.run(_publish(*kafka_client(), [event]))
     _keep(out, key)
     console.print(
@@ -242,14 +257,14 @@ def rotate_command(
         known = registry.get(key)
         if known is None or known.revoked:
             fail(f"no registered key {key} in force", hint="creatorflow keys list")
-        _check_free(out)
         new = Ed25519PrivateKey.generate()
         brands = None if known.brands is None else sorted(known.brands)
         added = _register_event(
             known.party, known.owner_id, public_key_text(new.public_key()), brands
         )
         revoked = make_event(SigningKeyRevoked(key_id=key, reason="rotated"), source=SOURCE)
-        asyncio.run(_publish(bootstrap, security, [added, revoked]))
+        with _reserved(out):
+            asyncio.run(_publish(bootstrap, security, [added, revoked]))
     _keep(out, new)
     console.print(f"registered {added.data.key_id}, revoked {key}; private key: {out}")
 
