@@ -79,7 +79,19 @@ def list_command(
     brand: str | None = typer.Option(None, "--brand", help="Only this brand's keys."),
 ) -> None:
     """The keys (ids, never the keys) with their brand, when added and whether revoked."""
-    keys: list[KeyInfo] = _run(lambda store: store.list(brand))
+
+    async def listed(store: BrandKeys) -> list[KeyInfo] | None:
+        keys = await store.list(brand)
+        if brand is not None and not keys and not await store.knows_brand(brand):
+            return None
+        return keys
+
+    keys = _run(listed)
+    if keys is None:
+        fail(
+            f"payouts knows no brand {brand} (no deal, no funding)",
+            hint="check the id; without --brand every brand's keys are listed",
+        )
     table = Table("key id", "brand", "added (UTC)", "revoked (UTC)")
     for key in keys:
         revoked = "" if key.revoked_at is None else f"{key.revoked_at:%Y-%m-%d %H:%M}"

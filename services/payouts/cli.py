@@ -342,5 +342,7 @@ def rotate_key_command(
         fail(str(error))
     console.print(
         f"[green]ok[/] every payout destination is sealed with key {cipher.key_id.hex()} "
-        f"({total} re-encrypted); PAYOUTS_DESTINATION_KEY_PREVIOUS can be removed."
+        f"({total} re-encrypted); PAYOUTS_DESTINATION_KEY_PREVIOUS can be removed once every "
+        "payouts instance runs with this PAYOUTS_DESTINATION_KEY (restart any that does not: "
+        "it cannot open a destination sealed with it)."
     )

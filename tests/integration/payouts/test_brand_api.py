@@ -178,6 +178,8 @@ async def test_operators_add_list_and_revoke_a_brands_key(
     # Clear errors, exit 1: an unknown brand, an unknown key id, something not a key id.
     unknown_brand = await asyncio.to_thread(cli, infra, "add", "--brand", uid("br-nobody"))
     assert unknown_brand.exit_code == 1 and "knows no brand" in unknown_brand.output
+    unknown_list = await asyncio.to_thread(cli, infra, "list", "--brand", uid("br-nobody"))
+    assert unknown_list.exit_code == 1 and "knows no brand" in unknown_list.output
     unknown_key = await asyncio.to_thread(cli, infra, "revoke", "0123456789ab")
     assert unknown_key.exit_code == 1 and "no API key has the id" in unknown_key.output
     not_an_id = await asyncio.to_thread(cli, infra, "revoke", key)
