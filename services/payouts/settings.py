@@ -32,9 +32,15 @@ DEFAULT_PAGE_PORT = 8090
 class PayoutsSettings(BaseSettings):
     """Fees, retry policy, dispatcher pacing and the payment provider."""
 
-    # Validation errors would otherwise quote every input, the API key included.
+    # An empty variable counts as unset, as compose passes `${VAR:-}` through (an empty API
+    # key would configure a rail that every call fails on). Validation errors would otherwise
+    # quote every input, the API key included.
     model_config = SettingsConfigDict(
-        env_prefix="PAYOUTS_", env_file=None, extra="ignore", hide_input_in_errors=True
+        env_prefix="PAYOUTS_",
+        env_file=None,
+        extra="ignore",
+        env_ignore_empty=True,
+        hide_input_in_errors=True,
     )
 
     # The platform's cut of every fee and commission, in basis points (100 bps = 1 %).

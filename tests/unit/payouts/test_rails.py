@@ -3,7 +3,8 @@ the reason, never sent through another rail, and released once its rail is confi
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+import pytest
+from pydantic import SecretStr, ValidationError
 
 from services.payouts.app import rails_from
 from services.payouts.dispatcher import Dispatcher
@@ -107,6 +108,20 @@ async def test_the_settings_configure_the_rails_they_have_credentials_for() -> N
     assert all(
         sandbox.unavailable(m) is None for m in ("stripe", "paypal", "wise", "bank_transfer")
     )
+
+
+def test_an_empty_api_key_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compose passes `PAYOUTS_STRIPE_API_KEY: ${PAYOUTS_STRIPE_API_KEY:-}`: empty when the
+    # operator set none. Taken as a key, it configured a rail every call of which failed.
+    monkeypatch.setenv("PAYOUTS_PROVIDER", "stripe")
+    monkeypatch.setenv("PAYOUTS_STRIPE_API_KEY", "")
+    monkeypatch.setenv("PAYOUTS_STRIPE_WEBHOOK_SECRET", "")
+    with pytest.raises(
+        ValidationError, match="PAYOUTS_PROVIDER=stripe needs PAYOUTS_STRIPE_API_KEY"
+    ):
+        PayoutsSettings()
+    monkeypatch.setenv("PAYOUTS_STRIPE_API_KEY", "sk_test_1")
+    assert PayoutsSettings().webhook_secrets() == {}
 
 
 async def test_the_sandbox_returns_a_transfer_to_a_closed_account_and_settles_the_others() -> None:
