@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import Final, TypeVar
 
 import typer
@@ -14,7 +15,7 @@ from rich.table import Table
 from services.payouts import brands_cli, creators_cli
 from services.payouts.destinations import DestinationCipher, UnreadableDestination, new_key
 from services.payouts.dispatcher import utc_now
-from services.payouts.domain.amounts import shown_rate
+from services.payouts.domain.amounts import FxRecord, shown_rate
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
 from services.payouts.domain.statements import Period, PeriodError
 from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
@@ -130,6 +131,12 @@ def _statement_csv(creator_id: str, period: str | None) -> None:
     sys.stdout.write(statement_csv(result))
 
 
+def _rate_cell(fx: FxRecord) -> str:
+    """The rate with its source and the time of its snapshot (UTC): what converted the net."""
+    at = "" if fx.as_of is None else f" {fx.as_of.astimezone(UTC):%Y-%m-%d %H:%M}"
+    return f"{shown_rate(fx.rate)} {fx.source}{at}"
+
+
 def _payouts_table(creator_id: str, result: Statement) -> Table:
     """One row per payout: its amounts, status (held with its code) and rail."""
     table = Table(title=f"Payouts of {creator_id}")
@@ -152,7 +159,7 @@ def _payouts_table(creator_id: str, result: Statement) -> Table:
     table.add_column("reference / reason", overflow="fold")
     for p in result.payouts:
         kind = p.kind + (f" ({p.milestone})" if p.milestone else "")
-        rate = "" if p.fx is None else f"{shown_rate(p.fx.rate)} {p.fx.source}"
+        rate = "" if p.fx is None else _rate_cell(p.fx)
         # The rail's reference and, beside it, why the payout failed or waits.
         reason = p.hold.reason if p.hold else p.failure_reason
         note = "; ".join(part for part in (p.provider_ref, reason) if part)

@@ -202,9 +202,10 @@ def line(dated: DatedPayout, usd: Money | None = None) -> Line:
 
 
 def totals(lines: Iterable[Line], currencies: Iterable[str] = ()) -> tuple[Totals, ...]:
-    """Per currency (those of the lines, and `currencies` even at zero), sorted by code."""
+    """Per currency of the lines, sorted by code; with no line, `currencies` at zero (a month
+    without payouts totals 0 in the creator's currency, one with payouts only what is in it)."""
     lines = list(lines)
-    codes = set(currencies)
+    codes = set() if lines else set(currencies)
     for item in lines:
         codes.add(item.gross.currency)
         codes |= {m.currency for m in (item.net, item.paid) if m is not None}
@@ -232,7 +233,7 @@ def month_statement(
     creator_id: str, period: Period, dated: Iterable[DatedPayout], currency: str | None = None
 ) -> Statement:
     """The creator's payouts owed in the month, oldest first, with their totals (`currency`,
-    the creator's payout currency, appears even at zero)."""
+    the creator's payout currency, at zero when there is none)."""
     if period.is_year:
         raise PeriodError(f"{period} is a year: its statement is the yearly summary")
     mine = [d for d in dated if d.payout.creator_id == creator_id and period.holds(d.owed_at)]

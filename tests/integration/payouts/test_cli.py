@@ -77,6 +77,8 @@ async def test_statement_and_ledger_check(cli_env: None, db_pool: asyncpg.Pool) 
     assert "tr_cli_2; stripe: account closed" in shown.output
     assert "in transit" in shown.output and "89.10 EUR" in shown.output
     assert "owed" in shown.output and "99.00 USD" in shown.output  # the held share, unconverted
+    # The rate that converted the net, with its source and its snapshot's time.
+    assert "0.9 t 2001-01-01 00:00" in shown.output
 
     checked = await asyncio.to_thread(invoke, "ledger-check")
     assert checked.exit_code == 0, checked.output

@@ -162,6 +162,16 @@ def test_a_currency_totals_only_the_columns_it_has_payouts_in() -> None:
     assert by_currency["USD"][2:] == (None, None) and by_currency["EUR"][:2] == (None, None)
 
 
+def test_a_currency_the_account_moved_to_has_no_total_row_in_a_month_paid_in_another() -> None:
+    # Paid in EUR, then the account moved to GBP: the month totals EUR alone, not a row of
+    # zeros in GBP beside it.
+    eur = Money.of("90.00", "EUR")
+    items = [dated(payout("po-1", "100.00", net=eur), NOV, NOV)]
+    statement = month_statement(CREATOR, Period(2026, 11), items, "GBP")
+    assert [t.currency for t in statement.totals] == ["EUR", "USD"]
+    assert ",GBP," not in statement_csv(statement)
+
+
 def test_a_month_with_nothing_is_an_empty_statement_with_zero_totals() -> None:
     empty = month_statement(CREATOR, Period(2031, 2), [], "KWD")
     assert empty.lines == ()
