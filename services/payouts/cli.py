@@ -15,7 +15,7 @@ from rich.table import Table
 from services.payouts import brands_cli, creators_cli
 from services.payouts.destinations import DestinationCipher, UnreadableDestination, new_key
 from services.payouts.dispatcher import utc_now
-from services.payouts.domain.amounts import FxRecord, shown_rate
+from services.payouts.domain.amounts import FxRecord
 from services.payouts.domain.lifecycle import InvalidTransition, Payout
 from services.payouts.domain.statements import Period, PeriodError
 from services.payouts.domain.tax import USD, CreatorTotal, TaxReport
@@ -40,7 +40,7 @@ from services.payouts.settings import PayoutsSettings
 from services.payouts.statement_files import statement_csv
 from services.payouts.statements import creator_statement
 from services.payouts.store.postgres import PostgresPayoutsStore
-from shared.contract.money import Money, MoneyError
+from shared.contract.money import Money, MoneyError, shown_rate
 from shared.runtime.config import settings_problems
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.database import on_database

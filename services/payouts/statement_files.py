@@ -24,9 +24,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
-from services.payouts.domain.amounts import shown_rate
 from services.payouts.domain.statements import Line, Statement, Totals
-from shared.contract.money import Money
+from shared.contract.money import Money, shown_rate
 
 if TYPE_CHECKING:
     from fpdf import FPDF

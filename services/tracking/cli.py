@@ -17,7 +17,7 @@ from services.tracking.domain.campaign_report import CampaignReport, ReportRow, 
 from services.tracking.domain.campaigns import CampaignAttribution, campaign_attribution
 from services.tracking.schema import SCHEMA
 from services.tracking.store.postgres import PostgresTrackingStore
-from shared.contract.money import Money
+from shared.contract.money import Money, shown_rate
 from shared.runtime.db import create_pool
 from shared.tools.cli.console import console, fail
 from shared.tools.cli.settings import database_url
@@ -209,7 +209,9 @@ def render_campaign(campaign: CampaignAttribution) -> None:
         )
         console.print(table)
         if campaign.fx is not None:
-            rates = ", ".join(f"1 {c} = {rate} {currency}" for c, rate in campaign.fx.rates)
+            rates = ", ".join(
+                f"1 {c} = {shown_rate(rate)} {currency}" for c, rate in campaign.fx.rates
+            )
             console.print(
                 f"FX snapshot of {campaign.fx.as_of.isoformat()} ({campaign.fx.source}): {rates}"
             )

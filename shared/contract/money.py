@@ -558,3 +558,21 @@ class FxSnapshot:
             quantize(_exact_product(money.amount, rate), to_ccy, rounding), to_ccy
         )
         return Conversion(money, result, rate, self.as_of, self.source)
+
+
+# Significant digits of a rate as statements, pages, reports and the CLI show it. A rate between two
+# currencies quoted against a third is a quotient of 30 or more digits; the amount shown
+# beside it was converted at that full rate, which payout.sent's `fx_rate` carries.
+SHOWN_RATE_DIGITS = 10
+
+
+def shown_rate(rate: Decimal) -> str:
+    """`rate` to `SHOWN_RATE_DIGITS` significant digits (half-even), without trailing zeros or
+    an exponent: 0.8572978838849701573521432447097124 -> 0.8572978839, 151.3200 -> 151.32."""
+    if not rate:
+        return "0"
+    places = rate.adjusted() - SHOWN_RATE_DIGITS + 1
+    if places < 0:
+        rate = rate.quantize(Decimal(1).scaleb(places), rounding=ROUNDING)
+    text = f"{rate:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from services.payouts.domain.accounts import HoldCode
-from services.payouts.domain.amounts import SAME_CURRENCY, shown_rate
+from services.payouts.domain.amounts import SAME_CURRENCY
 from services.payouts.domain.lifecycle import Payout
-from shared.contract.money import Money
+from shared.contract.money import Money, shown_rate
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from services.payouts.domain.amounts import (
     commission,
-    shown_rate,
     split_platform_fee,
     to_payout_currency,
 )
@@ -25,6 +24,7 @@ from shared.contract.money import (
     Money,
     MoneyError,
     minor_unit,
+    shown_rate,
 )
 
 CURRENCIES = ["USD", "EUR", "JPY", "KWD", "BHD", "GBP"]

@@ -125,7 +125,10 @@ def test_the_campaign_in_its_reporting_currency_and_its_unattributed_orders(
     assert "Campaign in USD, its reporting currency" in shown.output
     for figure in ("3,085.19", "775.56", "1,138.33", "27.1031", "2.7103", "171.03 %"):
         assert figure in shown.output
-    assert "FX snapshot of 2025-04-01T00:00:00+00:00 (ecb): 1 EUR = 1.0851871947" in shown.output
+    # 1 / 0.9215 to ten significant digits, as statements show rates (not 34 of them).
+    assert "FX snapshot of 2025-04-01T00:00:00+00:00 (ecb): 1 EUR = 1.085187195 USD" in (
+        shown.output
+    )
     assert "Unattributed: 3 order(s) of brand br-12 on codes no deal carries (129.80 USD)" in (
         shown.output
     )
