@@ -189,6 +189,33 @@ def test_a_key_file_that_cannot_be_written_registers_and_revokes_nothing(
     assert len(mine) == 1 and "in force" in mine[0], listed.output
 
 
+def test_a_registration_that_may_have_reached_the_broker_keeps_its_key_file(
+    cli_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A send that timed out may have been stored: the private key stays, and the error says
+    # so. One the cluster refused was never written: its file goes.
+    from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+
+    from shared.tools.cli import keys
+
+    runner = CliRunner()
+    command = ["keys", "new", "--party", "brand", "--owner", f"br-{uuid.uuid4().hex[:8]}"]
+    for error, kept in ((KafkaTimeoutError(), True), (TopicAuthorizationFailedError(), False)):
+
+        async def failing(*_: Any, error: Exception = error) -> None:
+            raise error
+
+        monkeypatch.setattr(keys, "_publish", failing)
+        key_file = tmp_path / f"{type(error).__name__}.key"
+        done = runner.invoke(app, [*command, "--out", str(key_file)], env=cli_env)
+        assert done.exit_code != 0
+        assert key_file.exists() is kept, done.output
+        if kept:
+            assert "may not have finished" in done.output
+            private_key_from_text(key_file.read_text())  # the whole key, readable
+            assert key_file.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_registered_key_is_not_registered_again_for_another_owner_nor_a_revoked_one(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:

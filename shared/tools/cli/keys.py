@@ -42,11 +42,10 @@ from shared.contract.signing import (
     public_key_from_text,
     public_key_text,
 )
-from shared.runtime.kafka import client_options
+from shared.runtime.kafka import AUTHORIZATION_ERRORS, client_options
 from shared.runtime.trust import KeyReader, KeyRegistry, Trust, Untrusted
-from shared.tools.cli.console import console, fail
+from shared.tools.cli.console import console, fail, report
 from shared.tools.cli.settings import kafka_client, kafka_refusals
-from shared.tools.infra.files import write_private
 
 SOURCE = "creatorflow/keys"
 
@@ -122,27 +121,34 @@ async def read_registry(bootstrap: str, security: BaseSecurity | None) -> KeyReg
 
 
 @contextmanager
-def _reserved(path: Path) -> Iterator[None]:
-    """Create `path` empty (0600) before anything is registered, so a path that cannot be
-    written fails while no key nobody holds is in force; removed again if what follows fails."""
+def _key_file(path: Path, key: Ed25519PrivateKey) -> Iterator[None]:
+    """Write the private key to `path` (0600, never over an existing file) before its public
+    key is registered, so a path that cannot be written fails with nothing registered. If the
+    cluster refuses the registration, nothing was written: the file goes. If it fails
+    otherwise, the key may be registered: the file stays and the error says so."""
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         fail(f"{path} exists; refusing to overwrite a private key", hint="choose another --out")
     except OSError as error:
         fail(f"cannot create {path}: {error.strerror}", hint="choose another --out")
-    os.close(descriptor)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(private_key_text(key) + "\n")
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        fail(f"cannot write {path}: {error.strerror}", hint="choose another --out")
     try:
         yield
-    except BaseException:
+    except AUTHORIZATION_ERRORS:
         path.unlink(missing_ok=True)
         raise
-
-
-def _keep(path: Path, key: Ed25519PrivateKey) -> None:
-    """Write the private key once its public key is registered: a key file whose key never
-    reached the registry would be refused by every service, and block the next attempt."""
-    write_private(path, private_key_text(key) + "\n")
+    except BaseException:
+        report(
+            f"registering the key may not have finished: {path} keeps its private key",
+            hint="`creatorflow keys list` shows whether it is in force; if not, delete the file",
+        )
+        raise
 
 
 PARTY_OPTION = typer.Option(..., help="Who signs with it: brand, shop, onboarding or service.")
@@ -163,11 +169,11 @@ def new_command(
 ) -> None:
     """Create a key pair, register the public key and keep the private key in --out."""
     brands = _shop_brands(party, brand)
+    client = kafka_client()  # an unreachable or refusing cluster stops here, before any file
     key = Ed25519PrivateKey.generate()
     event = _register_event(party, owner, public_key_text(key.public_key()), brands)
-    with _reserved(out), kafka_refusals():
-        asyncio.run(_publish(*kafka_client(), [event]))
-    _keep(out, key)
+    with kafka_refusals(), _key_file(out, key):
+        asyncio.run(_publish(*client, [event]))
     console.print(
         f"registered {event.data.key_id} for {party.value} {owner}{_bound(brands)}; "
         f"private key: {out}"
@@ -263,9 +269,8 @@ def rotate_command(
             known.party, known.owner_id, public_key_text(new.public_key()), brands
         )
         revoked = make_event(SigningKeyRevoked(key_id=key, reason="rotated"), source=SOURCE)
-        with _reserved(out):
+        with _key_file(out, new):
             asyncio.run(_publish(bootstrap, security, [added, revoked]))
-    _keep(out, new)
     console.print(f"registered {added.data.key_id}, revoked {key}; private key: {out}")
 
 
