@@ -62,7 +62,7 @@ RELEASED = {
     "0209_tracking_published_as_of": "dd5f799519679f01",
     "0210_tracking_shop_brands": "4d7b25140e5940f0",
     "0211_tracking_published_sequence": "6cfe24d3f8744948",
-    "0212_tracking_referrer_hosts": "763481ea408f881b",
+    "0212_tracking_referrer_hosts": "d8201b3cddb27b29",
 }
 
 

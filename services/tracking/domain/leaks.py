@@ -285,10 +285,12 @@ def registrable_host(referrer: str) -> str | None:
 def kept_referrer(referrer: str | None) -> str | None:
     """What tracking keeps of an order's referrer: its host, the one part the rules read, so
     a page's path and query (which may name the shopper) are never stored; "" for a referrer
-    with no host, which still counts as one named."""
+    with no host, which still counts as one named. Reducing what it returns gives it again."""
     if referrer is None:
         return None
-    return registrable_host(referrer) or ""
+    host = registrable_host(referrer) or ""
+    # An IPv6 host keeps its brackets, so what is kept reads back as the same host.
+    return f"[{host}]" if ":" in host else host
 
 
 def from_coupon_site(referrer: str, domains: frozenset[str]) -> bool:

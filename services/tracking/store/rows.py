@@ -23,6 +23,7 @@ from services.tracking.domain.leaks import (
     LeakOrder,
     LeakRule,
     LeakTotals,
+    kept_referrer,
 )
 from services.tracking.domain.orders import (
     Credit,
@@ -187,7 +188,7 @@ def order_from(row: asyncpg.Record) -> Order:
         row["visitor_id"],
         row["click_id"],
         row["shipping_country"],
-        row["referrer"],
+        kept_referrer(row["referrer"]),
     )
 
 
@@ -298,7 +299,7 @@ def leak_order_from(row: asyncpg.Record) -> LeakOrder:
         row["order_id"],
         row["occurred_at"],
         row["shipping_country"],
-        row["referrer"],
+        kept_referrer(row["referrer"]),
         row["promo_code"],
     )
 

@@ -258,7 +258,7 @@ class StoreContract:
             visitor_id=visitor(1),
             click_id=ids("clk"),
             shipping_country="DE",
-            referrer="https://example.com/post",
+            referrer="example.com",  # an order's referrer is its host (translate.order_of)
         )
         plain = Order(ids("o2"), ids("CODE"), Money.of("7.00", "USD"), ids.at(hours=2))
         click = Click(ids("clk"), ids("deal"), visitor(1), ids.at(hours=1), "br-1")
@@ -681,7 +681,7 @@ class StoreContract:
             None,
             None,
             "DE",
-            "https://www.retailmenot.com/x",
+            "www.retailmenot.com",
         )
         home = Order(ids("o2"), other, Money.of("20.00", "USD"), ids.at(hours=2))
         refund = Refund(abroad.order_id, Money.of("5.00", "USD"), ids.at(hours=3))
