@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from shared.contract.events import Topic, encode
@@ -32,6 +33,12 @@ def _key_id(output: str) -> str:
     found = re.search(r"ed25519:[0-9a-f]{32}", output)
     assert found, output
     return found.group(0)
+
+
+def _new_brand_key(owner: str, out: Path, env: dict[str, str]) -> Result:
+    """`creatorflow keys new --party brand --owner OWNER --out OUT`."""
+    command = ["keys", "new", "--party", "brand", "--owner", owner, "--out", str(out)]
+    return CliRunner().invoke(app, command, env=env)
 
 
 def _deal(brand: str) -> bytes:
@@ -141,16 +148,10 @@ def test_a_key_file_is_kept_once_its_key_is_registered_and_shows_its_public_key(
     runner = CliRunner()
     key_file = tmp_path / "brand.key"
     no_kafka = {**cli_env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
-    failed = runner.invoke(
-        app, ["keys", "new", "--party", "brand", "--owner", "br-x", "--out", str(key_file)],
-        env=no_kafka,
-    )  # fmt: skip
+    failed = _new_brand_key("br-x", key_file, no_kafka)
     assert failed.exit_code == 1, failed.output
     assert not key_file.exists(), "a key that was never registered must not be kept"
-    made = runner.invoke(
-        app, ["keys", "new", "--party", "brand", "--owner", "br-x", "--out", str(key_file)],
-        env=cli_env,
-    )  # fmt: skip
+    made = _new_brand_key("br-x", key_file, cli_env)
     assert made.exit_code == 0, made.output
     shown = runner.invoke(app, ["keys", "public", str(key_file)], env=cli_env)
     assert shown.exit_code == 0, shown.output
@@ -168,17 +169,11 @@ def test_a_key_file_that_cannot_be_written_registers_and_revokes_nothing(
     runner = CliRunner()
     owner = f"br-{uuid.uuid4().hex[:8]}"
     nowhere = tmp_path / "missing" / "brand.key"
-    failed = runner.invoke(
-        app, ["keys", "new", "--party", "brand", "--owner", owner, "--out", str(nowhere)],
-        env=cli_env,
-    )  # fmt: skip
+    failed = _new_brand_key(owner, nowhere, cli_env)
     assert failed.exit_code == 1 and f"cannot create {nowhere}" in failed.output, failed.output
     assert failed.exception is None or isinstance(failed.exception, SystemExit)
     key_file = tmp_path / "brand.key"
-    made = runner.invoke(
-        app, ["keys", "new", "--party", "brand", "--owner", owner, "--out", str(key_file)],
-        env=cli_env,
-    )  # fmt: skip
+    made = _new_brand_key(owner, key_file, cli_env)
     assert made.exit_code == 0, made.output
     rotated = runner.invoke(
         app, ["keys", "rotate", _key_id(made.output), "--out", str(nowhere)], env=cli_env
@@ -222,10 +217,7 @@ def test_a_registered_key_is_not_registered_again_for_another_owner_nor_a_revoke
     runner = CliRunner()
     brand, rival = f"br-{uuid.uuid4().hex[:8]}", f"br-{uuid.uuid4().hex[:8]}"
     key_file = tmp_path / "brand.key"
-    made = runner.invoke(
-        app, ["keys", "new", "--party", "brand", "--owner", brand, "--out", str(key_file)],
-        env=cli_env,
-    )  # fmt: skip
+    made = _new_brand_key(brand, key_file, cli_env)
     assert made.exit_code == 0, made.output
     public = public_key_text(private_key_from_text(key_file.read_text()).public_key())
 
