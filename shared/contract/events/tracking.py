@@ -50,6 +50,19 @@ _NetRevenue = Annotated[
         examples=[{"amount": "2661.90", "currency": "USD"}],
     ),
 ]
+_Cpm = Annotated[
+    Ratio | None,
+    Field(description="spend / impressions x 1000; 4 decimals.", examples=["7.8702"]),
+]
+_Cpe = Annotated[
+    Ratio | None, Field(description="spend / engagements; 4 decimals.", examples=["0.0973"])
+]
+_Cpa = Annotated[
+    Ratio | None, Field(description="spend / orders; 4 decimals.", examples=["17.4680"])
+]
+_Roas = Annotated[
+    Ratio | None, Field(description="revenue / spend; 4 decimals.", examples=["3.7167"])
+]
 _RoiPct = Annotated[
     SignedRatio | None,
     Field(description="(revenue - spend) / spend x 100; 2 decimals.", examples=["271.67"]),
@@ -272,12 +285,10 @@ class AttributionUpdated(InternalPayload):
         ),
         examples=[{"amount": "716.19", "currency": "USD"}],
     )
-    cpm: Ratio | None = Field(
-        description="spend / impressions x 1000; 4 decimals.", examples=["7.8702"]
-    )
-    cpe: Ratio | None = Field(description="spend / engagements; 4 decimals.", examples=["0.0973"])
-    cpa: Ratio | None = Field(description="spend / orders; 4 decimals.", examples=["17.4680"])
-    roas: Ratio | None = Field(description="revenue / spend; 4 decimals.", examples=["3.7167"])
+    cpm: _Cpm
+    cpe: _Cpe
+    cpa: _Cpa
+    roas: _Roas
     roi_pct: _RoiPct
     # Optional since v1.1.
     saves: Count | None = Field(default=None, description="Saves of those posts.", examples=[880])
@@ -450,12 +461,10 @@ class CampaignAttributionUpdated(InternalPayload):
         default=None,
         description="The snapshot used; null when every deal is in the reporting currency.",
     )
-    cpm: Ratio | None = Field(
-        description="spend / impressions x 1000; 4 decimals.", examples=["7.8702"]
-    )
-    cpe: Ratio | None = Field(description="spend / engagements; 4 decimals.", examples=["0.0973"])
-    cpa: Ratio | None = Field(description="spend / orders; 4 decimals.", examples=["17.4680"])
-    roas: Ratio | None = Field(description="revenue / spend; 4 decimals.", examples=["3.7167"])
+    cpm: _Cpm
+    cpe: _Cpe
+    cpa: _Cpa
+    roas: _Roas
     roi_pct: _RoiPct
     unattributed_orders: Count = Field(
         description=(
