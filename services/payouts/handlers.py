@@ -44,6 +44,7 @@ from services.payouts.domain.escrow import (
     awaits_funds,
     funding_key,
     funding_order,
+    place_of,
 )
 from services.payouts.domain.ledger import (
     Transfer,
@@ -375,7 +376,7 @@ class PendingChanges:
 
     def _wait(self, payout: Payout) -> None:
         pair = (payout.brand_id, payout.gross.currency)
-        key = funding_key(payout.fx_at, payout.payout_id)
+        key = place_of(payout)
         self._waiting[pair] = min(key, self._waiting.get(pair, key))
 
     def _collect(self, transition: Transition) -> None:
@@ -418,9 +419,7 @@ class PendingChanges:
     def first_waiting(self, payout: Payout) -> None:
         """`payout` is the first in the funding order of those of its brand and currency that
         still wait for funds (the ones before it were released)."""
-        self._waiting[(payout.brand_id, payout.gross.currency)] = funding_key(
-            payout.fx_at, payout.payout_id
-        )
+        self._waiting[(payout.brand_id, payout.gross.currency)] = place_of(payout)
 
     def funded(self, funding: Funding) -> None:
         """Credit a new funding to the brand's escrow (posted by `flush`)."""

@@ -68,9 +68,14 @@ def funding_key(fx_at: datetime | None, payout_id: str) -> FundingKey:
     return (fx_at is None, fx_at, payout_id)
 
 
+def place_of(payout: Payout) -> FundingKey:
+    """The payout's place in the funding order."""
+    return funding_key(payout.fx_at, payout.payout_id)
+
+
 def funding_order(waiting: Iterable[Payout]) -> list[Payout]:
     """Payouts waiting for funds in the order they are released: earliest confirmed first."""
-    return sorted(waiting, key=lambda p: funding_key(p.fx_at, p.payout_id))
+    return sorted(waiting, key=place_of)
 
 
 def escrow_balances(postings: Iterable[Posting]) -> dict[tuple[str, str], Decimal]:

@@ -57,6 +57,7 @@ from services.tracking.store.port import (
     LeakAlert,
     LeakFacts,
     OrderContext,
+    one_per_deal,
 )
 from shared.contract.events import CloudEvent, EventIdentity
 from shared.contract.money import FxSnapshot, Money
@@ -564,7 +565,7 @@ class MemoryTrackingTransaction:
         return _store_changed(self.s.attributions, attributions, lambda a: a.deal_id, _latest)
 
     async def published(self, attributions: Sequence[DealAttribution]) -> list[DealAttribution]:
-        _one_per_deal(attributions)
+        one_per_deal(attributions)
         out = []
         for a in attributions:
             if a.deal_id not in self.s.attributions:
@@ -704,9 +705,3 @@ def _next_sequence(
     if stored == incoming:
         return incoming
     return replace(incoming, sequence=1 if stored is None else stored.sequence + 1)
-
-
-def _one_per_deal(attributions: Sequence[DealAttribution]) -> None:
-    deals = [a.deal_id for a in attributions]
-    if len(set(deals)) != len(deals):
-        raise ValueError("published: one attribution per deal")

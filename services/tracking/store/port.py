@@ -38,6 +38,14 @@ from shared.contract.money import FxSnapshot
 from shared.runtime.unit_of_work import Transaction, TransactionalStore
 
 
+def one_per_deal(attributions: Sequence[DealAttribution]) -> None:
+    """Refuse two attributions of one deal for `TrackingTransaction.published`: each is
+    numbered one more than its deal's last, so a second would reuse its number."""
+    deals = [a.deal_id for a in attributions]
+    if len(set(deals)) != len(deals):
+        raise ValueError("published: one attribution per deal")
+
+
 @dataclass(frozen=True, slots=True)
 class DealsAdded:
     """`added`: deals stored now. `repeated`: ids already stored with the same terms.

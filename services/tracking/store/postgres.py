@@ -55,6 +55,7 @@ from services.tracking.store.port import (
     LeakAlert,
     LeakFacts,
     OrderContext,
+    one_per_deal,
 )
 from services.tracking.store.rows import (
     attribution_from,
@@ -816,9 +817,7 @@ class PostgresTrackingTransaction(ServiceTransaction):
     async def published(self, attributions: Sequence[DealAttribution]) -> list[DealAttribution]:
         if not attributions:
             return []
-        if len({a.deal_id for a in attributions}) != len(attributions):
-            # One UPDATE changes a row once: a second entry would reuse its number.
-            raise ValueError("published: one attribution per deal")
+        one_per_deal(attributions)  # one UPDATE changes a row once
         rows = await self._conn.fetch(
             """UPDATE tracking_attribution t
                   SET published_as_of = GREATEST(t.published_as_of, v.as_of),
